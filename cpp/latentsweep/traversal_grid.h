@@ -1,0 +1,50 @@
+// The traversal grid, as raw pointers: A anchors x K dims x S steps in row-major order.
+// Row g of the grid is anchors[a] with column dims[k] set to values[a, k, s], where
+// (a, k, s) = unravel(g, (A, K, S)). Kernels write rows [start, start + count) only.
+#pragma once
+
+#include <cstdint>
+
+#include "host_device.h"
+
+namespace latentsweep {
+
+template <typename Word>  // an unsigned integer of the element size: the kernels only move bits
+struct TraversalGrid {
+  const Word* anchors;  // [A, D] contiguous
+  const int64_t* dims;  // [K]
+  const Word* values;   // [A, K, S] with the strides below (0 where broadcast)
+  int64_t value_stride_anchor, value_stride_dim, value_stride_step;
+  Word* out;  // [count, D] contiguous
+  int64_t num_anchors, num_dims, num_steps, latent_dim;
+  int64_t start, count;
+};
+
+struct GridIndex {
+  int64_t anchor, dim, step;
+};
+
+LS_HD GridIndex unravel_grid(int64_t g, int64_t num_dims, int64_t num_steps) {
+  const int64_t step = g % num_steps;
+  const int64_t rest = g / num_steps;
+  return GridIndex{rest / num_dims, rest % num_dims, step};
+}
+
+// Moves to the next grid row without divisions.
+LS_HD void advance_grid(GridIndex& index, int64_t num_dims, int64_t num_steps) {
+  if (++index.step == num_steps) {
+    index.step = 0;
+    if (++index.dim == num_dims) {
+      index.dim = 0;
+      ++index.anchor;
+    }
+  }
+}
+
+template <typename Word>
+LS_HD Word grid_value(const TraversalGrid<Word>& grid, const GridIndex& index) {
+  return grid.values[index.anchor * grid.value_stride_anchor + index.dim * grid.value_stride_dim +
+                     index.step * grid.value_stride_step];
+}
+
+}  // namespace latentsweep

@@ -1,0 +1,37 @@
+// CPU registration of latentsweep::traversal_codes: rows split across threads.
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include "../traversal_codes.h"
+#include "traversal_codes_kernel.h"
+
+namespace latentsweep {
+namespace {
+
+at::Tensor& traversal_codes_out_cpu(const at::Tensor& anchors, const at::Tensor& dims,
+                                    const at::Tensor& values, int64_t start,
+                                    std::optional<int64_t> count, at::Tensor& out) {
+  const int64_t rows = check_traversal_inputs(anchors, dims, values, start, count);
+  check_traversal_output(anchors, out, rows);
+  if (rows == 0 || anchors.size(1) == 0) return out;
+  const at::Tensor anchors_c = anchors.contiguous();
+  const at::Tensor dims_c = dims.contiguous();
+  // Rows of ~64 values or more are memory bound: ~4k rows per task keeps threads busy.
+  const int64_t grain = std::max<int64_t>(1, 262144 / std::max<int64_t>(anchors.size(1), 1));
+  dispatch_word(anchors.scalar_type(), [&]<typename Word>() {
+    const auto grid = make_traversal_grid<Word>(anchors_c, dims_c, values, out, start, rows);
+    at::parallel_for(0, rows, grain, [&](int64_t begin, int64_t end) {
+      cpu::traversal_rows(grid, begin, end);
+    });
+  });
+  return out;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(latentsweep, CPU, m) {
+  m.impl("traversal_codes.out", &traversal_codes_out_cpu);
+}
+
+}  // namespace latentsweep

@@ -1,0 +1,38 @@
+// CUDA registration of latentsweep::traversal_codes.
+#include <ATen/ATen.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#include <torch/library.h>
+
+#include "../traversal_codes.h"
+#include "kernels.h"
+
+namespace latentsweep {
+namespace {
+
+at::Tensor& traversal_codes_out_cuda(const at::Tensor& anchors, const at::Tensor& dims,
+                                     const at::Tensor& values, int64_t start,
+                                     std::optional<int64_t> count, at::Tensor& out) {
+  const int64_t rows = check_traversal_inputs(anchors, dims, values, start, count);
+  check_traversal_output(anchors, out, rows);
+  if (rows == 0 || anchors.size(1) == 0) return out;
+  const c10::cuda::CUDAGuard guard(anchors.device());
+  const at::Tensor anchors_c = anchors.contiguous();
+  const at::Tensor dims_c = dims.contiguous();
+  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream(anchors.device().index()).stream();
+  dispatch_word(anchors.scalar_type(), [&]<typename Word>() {
+    cuda::launch_traversal_codes(
+        make_traversal_grid<Word>(anchors_c, dims_c, values, out, start, rows), stream);
+  });
+  const char* error = cuda::last_launch_error();
+  TORCH_CHECK(error == nullptr, "latentsweep::traversal_codes: CUDA launch failed: ", error);
+  return out;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(latentsweep, CUDA, m) {
+  m.impl("traversal_codes.out", &traversal_codes_out_cuda);
+}
+
+}  // namespace latentsweep

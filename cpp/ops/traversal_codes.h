@@ -1,0 +1,51 @@
+// Shared by the CPU and CUDA registrations of latentsweep::traversal_codes.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <optional>
+
+#include "latentsweep/traversal_grid.h"
+
+namespace latentsweep {
+
+// Checks the arguments and returns the number of rows to write (count, or to the end).
+int64_t check_traversal_inputs(const at::Tensor& anchors, const at::Tensor& dims,
+                               const at::Tensor& values, int64_t start,
+                               std::optional<int64_t> count);
+void check_traversal_output(const at::Tensor& anchors, const at::Tensor& out, int64_t count);
+
+// Reinterprets the tensors as words of their element size; `anchors` must be contiguous.
+template <typename Word>
+TraversalGrid<Word> make_traversal_grid(const at::Tensor& anchors, const at::Tensor& dims,
+                                        const at::Tensor& values, at::Tensor& out, int64_t start,
+                                        int64_t count) {
+  TraversalGrid<Word> grid;
+  grid.anchors = static_cast<const Word*>(anchors.const_data_ptr());
+  grid.dims = dims.const_data_ptr<int64_t>();
+  grid.values = static_cast<const Word*>(values.const_data_ptr());
+  grid.value_stride_anchor = values.stride(0);
+  grid.value_stride_dim = values.stride(1);
+  grid.value_stride_step = values.stride(2);
+  grid.out = static_cast<Word*>(out.data_ptr());
+  grid.num_anchors = anchors.size(0);
+  grid.latent_dim = anchors.size(1);
+  grid.num_dims = values.size(1);
+  grid.num_steps = values.size(2);
+  grid.start = start;
+  grid.count = count;
+  return grid;
+}
+
+// Calls fn.template operator()<Word>() with the unsigned word type of the element size.
+template <typename Fn>
+void dispatch_word(at::ScalarType dtype, Fn&& fn) {
+  switch (c10::elementSize(dtype)) {
+    case 2: return fn.template operator()<uint16_t>();
+    case 4: return fn.template operator()<uint32_t>();
+    case 8: return fn.template operator()<uint64_t>();
+    default: TORCH_CHECK(false, "latentsweep::traversal_codes: unsupported dtype ", dtype);
+  }
+}
+
+}  // namespace latentsweep

@@ -1,0 +1,27 @@
+"""latentsweep: understand the latent space of (variational) autoencoders.
+
+Traverse each latent over a range set by the prior (not the tiny posterior SD), decode fast
+with a C++/libtorch core (CPU and CUDA), and see which dimensions matter.
+"""
+
+from __future__ import annotations
+
+import torch  # noqa: F401  (loads libtorch before the compiled extension)
+
+from ._extension import build_info
+from . import _fake  # noqa: F401  (fake kernels for torch.compile)
+from .posterior import Posterior
+from .sampling import sample, sample_prior
+from .traversal import MODES, traversal_codes, traversal_values
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "MODES",
+    "Posterior",
+    "build_info",
+    "sample",
+    "sample_prior",
+    "traversal_codes",
+    "traversal_values",
+]

@@ -1,0 +1,115 @@
+"""Argument checks shared by the public functions.
+
+Every message names the function, the argument and what was expected, so users get a clear
+``TypeError``/``ValueError`` from Python instead of a C++ ``TORCH_CHECK`` (those stay as the
+backstop).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Sequence
+
+import torch
+
+INT64_MAX = 2**63 - 1
+FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def tensor(fn: str, name: str, value, *, ndims: Sequence[int]) -> torch.Tensor:
+    """A floating-point tensor with one of the allowed numbers of dimensions."""
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(
+            f"{fn}: {name} must be a torch.Tensor, got {type(value).__name__}"
+            + (" (use torch.as_tensor)" if hasattr(value, "__array__") else "")
+        )
+    if value.dtype not in FLOAT_DTYPES:
+        raise TypeError(
+            f"{fn}: {name} must be float16, bfloat16, float32 or float64, got {value.dtype}"
+        )
+    if value.dim() not in ndims:
+        shapes = " or ".join(f"{n}-D" for n in ndims)
+        raise ValueError(f"{fn}: {name} must be {shapes}, got shape {tuple(value.shape)}")
+    return value
+
+
+def finite(fn: str, name: str, value: torch.Tensor) -> tuple[float, float] | None:
+    """Rejects NaN and infinities, saying how many and where the first one is.
+
+    Returns (min, max) of the tensor (None when empty): one pass over the data, since NaN and
+    Inf propagate to the extremes; the slower search for the culprit runs only on failure.
+    """
+    if value.numel() == 0:
+        return None
+    low, high = (float(v) for v in torch.aminmax(value))
+    if math.isfinite(low) and math.isfinite(high):
+        return low, high
+    bad = ~torch.isfinite(value)
+    first = tuple(int(i) for i in bad.nonzero()[0])
+    raise ValueError(
+        f"{fn}: {name} has {int(bad.sum())} non-finite value(s) (NaN or Inf); "
+        f"the first is at index {first}"
+    )
+
+
+def same_device(fn: str, **tensors: torch.Tensor | None) -> None:
+    named = [(n, t) for n, t in tensors.items() if t is not None]
+    devices = {t.device for _, t in named}
+    if len(devices) > 1:
+        where = ", ".join(f"{n} on {t.device}" for n, t in named)
+        raise ValueError(f"{fn}: all tensors must be on one device, got {where}")
+
+
+def integer(fn: str, name: str, value, *, low: int | None = None, high: int | None = None) -> int:
+    """A Python (or numpy/0-d tensor) integer within [low, high]."""
+    if isinstance(value, torch.Tensor) and value.dim() == 0 and not value.is_floating_point():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{fn}: {name} must be an int, got {type(value).__name__}")
+    value = int(value)
+    if low is not None and value < low:
+        raise ValueError(f"{fn}: {name} must be >= {low}, got {value}")
+    if high is not None and value > high:
+        raise ValueError(f"{fn}: {name} must be <= {high}, got {value}")
+    return value
+
+
+def positive_float(fn: str, name: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{fn}: {name} must be a number, got {type(value).__name__}")
+    value = float(value)
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{fn}: {name} must be a finite number > 0, got {value}")
+    return value
+
+
+def dims(fn: str, value, latent_dim: int, device: torch.device) -> torch.Tensor:
+    """Latent dimensions to traverse: a non-empty list or 1-D integer tensor, each in [0, D)."""
+    if isinstance(value, torch.Tensor):
+        if value.dtype.is_floating_point or value.dtype.is_complex or value.dtype == torch.bool:
+            raise TypeError(f"{fn}: dims must hold integers, got {value.dtype}")
+        if value.dim() != 1:
+            raise ValueError(f"{fn}: dims must be 1-D, got shape {tuple(value.shape)}")
+        result = value.to(device=device, dtype=torch.int64)
+    elif isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        result = torch.tensor([int(value)], dtype=torch.int64, device=device)
+    elif isinstance(value, Sequence) and not isinstance(value, (str, bytes)):
+        items = [integer(fn, "dims[...]", v) for v in value]
+        result = torch.tensor(items, dtype=torch.int64, device=device)
+    else:
+        raise TypeError(f"{fn}: dims must be a list of ints or a 1-D LongTensor, got {type(value).__name__}")
+    if result.numel() == 0:
+        raise ValueError(f"{fn}: dims must not be empty")
+    low, high = int(result.min()), int(result.max())
+    if low < 0 or high >= latent_dim:
+        raise ValueError(
+            f"{fn}: dims must lie in [0, {latent_dim}) for D={latent_dim}, got values in [{low}, {high}]"
+        )
+    return result
+
+
+def seed(fn: str, value) -> int:
+    """A seed in [0, 2^64), passed to the op as a wrapped int64."""
+    value = integer(fn, "seed", value, low=0, high=2**64 - 1)
+    return value - 2**64 if value > INT64_MAX else value
