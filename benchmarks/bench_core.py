@@ -1,0 +1,111 @@
+"""Core ops against the torch idioms people write by hand, in one run.
+
+    python benchmarks/bench_core.py [--device cpu|cuda] [--repeats 7]
+
+Prints Markdown tables (medians, ratios, bandwidth) for BENCHMARKS.md:
+- latentsweep.sample vs mu + exp(0.5*logvar) * randn   (N=100000, n=16, D=64, float32)
+- latentsweep.traversal_codes vs expand + clone + index assignment (A=1000, K=64, S=21, D=64),
+  both allocating and into a reused buffer, with out.fill_() on the same buffer as the
+  bandwidth yardstick.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+
+import torch
+
+import latentsweep
+from _timing import median_seconds, print_table
+
+
+def torch_sample(mu: torch.Tensor, logvar: torch.Tensor, n: int) -> torch.Tensor:
+    eps = torch.randn(mu.shape[0], n, mu.shape[1], device=mu.device, dtype=mu.dtype)
+    return mu.unsqueeze(1) + torch.exp(0.5 * logvar).unsqueeze(1) * eps
+
+
+def torch_traversal_grid(anchors, dims, values, out=None):
+    """The vectorised torch construction: expand + clone + index assignment."""
+    num_anchors, latent = anchors.shape
+    num_dims, steps = dims.numel(), values.shape[2]
+    expanded = anchors[:, None, None, :].expand(num_anchors, num_dims, steps, latent)
+    if out is None:
+        grid = expanded.clone()
+    else:
+        grid = out.view(num_anchors, num_dims, steps, latent)
+        grid.copy_(expanded)
+    # advanced indices (k, d) separated by a slice come first: the target is [K, A, S]
+    grid[:, torch.arange(num_dims, device=anchors.device), :, dims] = values.permute(1, 0, 2)
+    return grid.view(-1, latent)
+
+
+def bench_sample(device: torch.device, repeats: int) -> list[list[str]]:
+    rows_n, samples, latent = 100_000, 16, 64
+    gen = torch.Generator().manual_seed(0)
+    mu = torch.randn(rows_n, latent, generator=gen).to(device)
+    logvar = (torch.randn(rows_n, latent, generator=gen) - 3).to(device)
+    elements = rows_n * samples * latent
+    t_torch = median_seconds(lambda: torch_sample(mu, logvar, samples), repeats=repeats, device=device)
+    t_ls = median_seconds(lambda: latentsweep.sample(mu, logvar, samples, seed=1), repeats=repeats, device=device)
+    buffer = torch.empty(rows_n * samples, latent, device=device)
+    t_prior = median_seconds(
+        lambda: torch.ops.latentsweep.sample_prior_(buffer, 1, 0), repeats=repeats, device=device
+    )
+    t_randn = median_seconds(lambda: torch.randn(rows_n, samples, latent, device=device), repeats=repeats, device=device)
+    t_fill = median_seconds(lambda: buffer.fill_(1.0), repeats=repeats, device=device)
+    gbs = lambda t: f"{elements * 4 / t / 1e9:.1f} GB/s"  # noqa: E731
+    return [
+        ["torch idiom `mu + exp(0.5*lv)*randn`", f"{t_torch * 1e3:.0f} ms", gbs(t_torch), "1.0x"],
+        ["`torch.randn` alone", f"{t_randn * 1e3:.0f} ms", gbs(t_randn), f"{t_torch / t_randn:.1f}x"],
+        ["**`latentsweep.sample`**", f"**{t_ls * 1e3:.0f} ms**", gbs(t_ls), f"**{t_torch / t_ls:.1f}x**"],
+        ["`sample_prior_` into a reused buffer (no allocation)", f"{t_prior * 1e3:.0f} ms", gbs(t_prior), f"{t_torch / t_prior:.1f}x"],
+        ["`out.fill_(1.0)` (bandwidth yardstick)", f"{t_fill * 1e3:.0f} ms", gbs(t_fill), "-"],
+    ]
+
+
+def bench_traversal(device: torch.device, repeats: int) -> list[list[str]]:
+    num_anchors, num_dims, steps, latent = 1000, 64, 21, 64
+    gen = torch.Generator().manual_seed(0)
+    anchors = torch.randn(num_anchors, latent, generator=gen).to(device)
+    dims = torch.arange(num_dims, device=device)
+    values = torch.randn(num_anchors, num_dims, steps, generator=gen).to(device)
+    rows = num_anchors * num_dims * steps
+    reference = torch_traversal_grid(anchors, dims, values)
+    assert torch.equal(latentsweep.traversal_codes(anchors, dims, values), reference)
+    out = torch.empty(rows, latent, device=device)
+    t_torch = median_seconds(lambda: torch_traversal_grid(anchors, dims, values), repeats=repeats, device=device)
+    t_torch_out = median_seconds(lambda: torch_traversal_grid(anchors, dims, values, out), repeats=repeats, device=device)
+    t_ls = median_seconds(lambda: latentsweep.traversal_codes(anchors, dims, values), repeats=repeats, device=device)
+    t_ls_out = median_seconds(lambda: latentsweep.traversal_codes(anchors, dims, values, out=out), repeats=repeats, device=device)
+    t_fill = median_seconds(lambda: out.fill_(1.0), repeats=repeats, device=device)
+    gbs = lambda t: f"{rows * latent * 4 / t / 1e9:.1f} GB/s"  # noqa: E731
+    return [
+        ["torch expand + clone + index assignment", f"{t_torch * 1e3:.1f} ms", gbs(t_torch), "1.0x", f"{t_fill / t_torch:.0%}"],
+        ["torch, into a reused buffer", f"{t_torch_out * 1e3:.1f} ms", gbs(t_torch_out), f"{t_torch / t_torch_out:.1f}x", f"{t_fill / t_torch_out:.0%}"],
+        ["**`latentsweep.traversal_codes`**", f"**{t_ls * 1e3:.1f} ms**", gbs(t_ls), f"**{t_torch / t_ls:.1f}x**", f"{t_fill / t_ls:.0%}"],
+        ["`traversal_codes(..., out=buffer)`", f"{t_ls_out * 1e3:.1f} ms", gbs(t_ls_out), f"{t_torch / t_ls_out:.1f}x", f"**{t_fill / t_ls_out:.0%}**"],
+        ["`out.fill_(1.0)` on the same buffer", f"{t_fill * 1e3:.1f} ms", gbs(t_fill), "-", "100%"],
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--repeats", type=int, default=7)
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    info = latentsweep.build_info()
+    print(f"device: {device}, torch {torch.__version__}, threads {torch.get_num_threads()}, "
+          f"CPU {platform.processor() or platform.machine()}, AVX2 kernels: {info['cpu_avx2'] and info['avx2_kernels']}")
+    print("\nsample: N=100000, n=16, D=64, float32 (102.4 M values, 410 MB)\n")
+    print_table(["method", "median", "output bandwidth", "speed-up vs torch idiom"], bench_sample(device, args.repeats))
+    print("\ntraversal_codes: A=1000, K=64, S=21, D=64, float32 (1.34 M rows, 344 MB)\n")
+    print_table(
+        ["method", "median", "bandwidth", "speed-up vs torch", "share of fill_ bandwidth"],
+        bench_traversal(device, args.repeats),
+    )
+
+
+if __name__ == "__main__":
+    main()
