@@ -10,6 +10,8 @@ import torch  # noqa: F401  (loads libtorch before the compiled extension)
 
 from ._extension import build_info
 from . import _fake  # noqa: F401  (fake kernels for torch.compile)
+from .diagnose import Diagnosis, Flag, diagnose
+from .encode import encode
 from .posterior import Posterior
 from .sampling import sample, sample_prior
 from .traversal import MODES, traversal_codes, traversal_values
@@ -18,8 +20,12 @@ __version__ = "0.1.0"
 
 __all__ = [
     "MODES",
+    "Diagnosis",
+    "Flag",
     "Posterior",
     "build_info",
+    "diagnose",
+    "encode",
     "sample",
     "sample_prior",
     "traversal_codes",

@@ -1,0 +1,435 @@
+"""Diagnose a latent space from encoder outputs: KL and activity per dim, the aggregate
+posterior against the prior, and flags for common mistakes, each with what to do about it."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+
+from . import _checks
+from .posterior import Posterior
+
+# Thresholds of the flags (see ``diagnose``).
+ACTIVE_VARIANCE = 0.01  # Burda et al. (2016): active when Var_x(mu_d) > 0.01
+COLLAPSED_KL = 0.01  # nats
+SMALL_SD_RATIO = 0.1  # median posterior SD below this x prior_std
+ZERO_FRACTION = 0.05  # share of exact zeros in mu_d that suggests a ReLU
+MEAN_TOLERANCE = 0.5  # |aggregate mean| above this x prior_std
+SD_RANGE = (0.5, 2.0)  # aggregate SD outside this range x prior_std
+
+FLAG_CODES = (
+    "nonfinite",
+    "small-posterior-sd",
+    "collapsed",
+    "nonnegative-mean",
+    "nonnegative-logvar",
+    "marginal-mismatch",
+)
+
+
+@dataclass(frozen=True)
+class Flag:
+    """One problem found by :func:`diagnose`.
+
+    Attributes:
+        code: one of ``FLAG_CODES``.
+        dims: the latent dimensions it concerns, ascending.
+        stats: the numbers behind it: lists aligned with ``dims``, and scalars (thresholds).
+        recommendation: one sentence saying what it means and what to do.
+    """
+
+    code: str
+    dims: list[int]
+    stats: dict[str, float | list[float]]
+    recommendation: str
+
+    def __str__(self) -> str:
+        return f"[{self.code}] {_dims_label(self.dims)}: {self.recommendation}"
+
+    def to_dict(self) -> dict:
+        return {
+            "code": self.code,
+            "dims": list(self.dims),
+            "stats": {k: _json_value(v) for k, v in self.stats.items()},
+            "recommendation": self.recommendation,
+        }
+
+
+@dataclass(frozen=True, eq=False)
+class Diagnosis:
+    """What :func:`diagnose` found. Per-dim statistics are ``[D]`` float64 CPU tensors computed
+    over the inputs whose values are finite on that dim; ``kl``, ``active`` and
+    ``posterior_sd`` are ``None`` for a plain autoencoder.
+
+    Attributes:
+        num_inputs: N. latent_dim: D. prior_std: the prior's SD the statistics refer to.
+        mean: aggregate mean of mu_d. sd: aggregate SD ``sqrt(Var(mu_d) + mean(sigma_d^2))``
+            (just ``sqrt(Var(mu_d))`` for an autoencoder).
+        min, max: extremes of mu_d. zero_fraction: share of exact zeros of mu_d.
+        mu_variance: Var over the data of mu_d (population variance).
+        nonfinite_count: ``[D]`` int64, inputs with NaN/Inf in mu_d or logvar_d.
+        kl: mean over the data of KL(N(mu, sigma^2) || N(0, prior_std^2)), in nats.
+        active: bool, ``mu_variance > 0.01``. posterior_sd: mean of sigma_d.
+        flags: the problems found, as :class:`Flag` items.
+    """
+
+    num_inputs: int
+    latent_dim: int
+    prior_std: float
+    mean: torch.Tensor
+    sd: torch.Tensor
+    min: torch.Tensor
+    max: torch.Tensor
+    zero_fraction: torch.Tensor
+    mu_variance: torch.Tensor
+    nonfinite_count: torch.Tensor
+    kl: torch.Tensor | None = None
+    active: torch.Tensor | None = None
+    posterior_sd: torch.Tensor | None = None
+    flags: list[Flag] = field(default_factory=list)
+
+    @property
+    def is_variational(self) -> bool:
+        return self.kl is not None
+
+    @property
+    def total_kl(self) -> float | None:
+        """Sum of the per-dim KL over the dims (nats), ``None`` for an autoencoder."""
+        return None if self.kl is None else float(self.kl.nansum())
+
+    @property
+    def active_dims(self) -> list[int] | None:
+        return None if self.active is None else self.active.nonzero()[:, 0].tolist()
+
+    @property
+    def num_active(self) -> int | None:
+        return None if self.active is None else int(self.active.sum())
+
+    def flag(self, code: str) -> Flag | None:
+        """The flag with this code, or ``None`` when it did not fire."""
+        return next((f for f in self.flags if f.code == code), None)
+
+    @property
+    def recommended_mode(self) -> str:
+        """``"empirical"`` for an autoencoder or when the codes do not follow the prior, else
+        ``"prior"`` (including when posterior SDs are tiny: traverse by the prior)."""
+        if not self.is_variational or self.flag("marginal-mismatch"):
+            return "empirical"
+        return "prior"
+
+    @property
+    def recommendation(self) -> str:
+        """The overall advice: which traversal mode and which dims, in a few sentences."""
+        if not self.is_variational:
+            text = (
+                'A plain autoencoder (no logvar): its codes have no prior, so traverse with mode '
+                '"empirical" (reference=posterior.mu), which spans the range the codes actually take.'
+            )
+            return " ".join([text] + self._fix_advice())
+        small, mismatch, collapsed = (self.flag(c) for c in ("small-posterior-sd", "marginal-mismatch", "collapsed"))
+        sentences = []
+        if mismatch:
+            sentences.append(
+                f'Traverse with mode "empirical" (reference=posterior.mu): on '
+                f"{_dims_label(mismatch.dims)} the codes do not follow the prior N(0, {self.prior_std:g}^2)."
+            )
+        if small:
+            sentences.append(
+                f'Traverse by the prior (mode "prior" or "absolute"), not the posterior: on '
+                f"{_dims_label(small.dims)} the posterior SD is under {SMALL_SD_RATIO:g} x the prior SD, "
+                "so +/- k posterior SDs hardly move z."
+            )
+        if not mismatch and not small:
+            sentences.append('Traverse with mode "prior" (the default): the codes follow the prior.')
+        if collapsed:
+            sentences.append(
+                f"{_dims_label(collapsed.dims).capitalize()} collapsed to the prior and carry nothing; "
+                "leave them out (dims=diagnosis.active_dims)."
+            )
+        if self.num_active == 0:
+            sentences.append("No dim is active: the whole posterior collapsed.")
+        return " ".join(sentences + self._fix_advice())
+
+    def _fix_advice(self) -> list[str]:
+        advice = []
+        if self.flag("nonnegative-mean") or self.flag("nonnegative-logvar"):
+            advice.append("Make the flagged encoder heads linear and retrain.")
+        if self.flag("nonfinite"):
+            advice.append("Find the source of the NaN/Inf values before trusting these statistics.")
+        return advice
+
+    def table(self) -> str:
+        """The per-dim statistics as a text table, one row per dim."""
+        columns = [("dim", [str(d) for d in range(self.latent_dim)])]
+        if self.is_variational:
+            columns += [
+                ("KL", _fmt(self.kl)),
+                ("active", ["yes" if a else "no" for a in self.active.tolist()]),
+            ]
+        columns += [("Var(mu)", _fmt(self.mu_variance))]
+        if self.is_variational:
+            columns += [("post sd", _fmt(self.posterior_sd))]
+        columns += [
+            ("agg mean", _fmt(self.mean)),
+            ("agg sd", _fmt(self.sd)),
+            ("min", _fmt(self.min)),
+            ("max", _fmt(self.max)),
+            ("zeros", [f"{z:.0%}" if math.isfinite(z) else "nan" for z in self.zero_fraction.tolist()]),
+        ]
+        per_dim = [[] for _ in range(self.latent_dim)]
+        for flag in self.flags:
+            for d in flag.dims:
+                per_dim[d].append(flag.code)
+        columns += [("flags", [",".join(codes) for codes in per_dim])]
+        widths = [max(len(name), *(len(v) for v in values)) for name, values in columns]
+        # Numbers right-aligned, the trailing flags column left-aligned.
+        def cells(texts):
+            return "  ".join([t.rjust(w) for t, w in zip(texts[:-1], widths)] + [texts[-1]]).rstrip()
+
+        lines = [cells([name for name, _ in columns])]
+        lines += [cells([values[row] for _, values in columns]) for row in range(self.latent_dim)]
+        return "\n".join(lines)
+
+    def _headline(self) -> str:
+        kind = f"VAE, prior N(0, {self.prior_std:g}^2)" if self.is_variational else "plain autoencoder"
+        text = f"{self.num_inputs} inputs, {self.latent_dim} latent dims ({kind})"
+        if self.is_variational:
+            text += f": total KL {self.total_kl:.4g} nats, {self.num_active}/{self.latent_dim} active units"
+        return text
+
+    def summary(self) -> str:
+        """One paragraph: sizes, total KL and active units, the flags, the recommendation."""
+        flags = "; ".join(f"{f.code} ({_dims_label(f.dims)})" for f in self.flags) or "none"
+        return f"{self._headline()}. Flags: {flags}. {self.recommendation}"
+
+    def __str__(self) -> str:
+        parts = [f"latentsweep diagnosis: {self._headline()}", "", self.table(), ""]
+        parts.append("Flags:" if self.flags else "Flags: none")
+        parts += [f"  {flag}" for flag in self.flags]
+        parts += ["", f"Recommendation (mode {self.recommended_mode!r}): {self.recommendation}"]
+        return "\n".join(parts)
+
+    def to_dict(self) -> dict:
+        """JSON-serialisable: lists, numbers, strings, booleans and ``None`` (for NaN too)."""
+
+        def tensor(t):
+            return None if t is None else _json_value(t.tolist())
+
+        return {
+            "num_inputs": self.num_inputs,
+            "latent_dim": self.latent_dim,
+            "prior_std": self.prior_std,
+            "variational": self.is_variational,
+            "total_kl": _json_value(self.total_kl),
+            "num_active": self.num_active,
+            "active_dims": self.active_dims,
+            "kl": tensor(self.kl),
+            "active": None if self.active is None else self.active.tolist(),
+            "posterior_sd": tensor(self.posterior_sd),
+            "mu_variance": tensor(self.mu_variance),
+            "mean": tensor(self.mean),
+            "sd": tensor(self.sd),
+            "min": tensor(self.min),
+            "max": tensor(self.max),
+            "zero_fraction": tensor(self.zero_fraction),
+            "nonfinite_count": self.nonfinite_count.tolist(),
+            "flags": [flag.to_dict() for flag in self.flags],
+            "recommended_mode": self.recommended_mode,
+            "recommendation": self.recommendation,
+            "summary": self.summary(),
+        }
+
+
+def diagnose(posterior: Posterior | torch.Tensor, *, prior_std: float = 1.0) -> Diagnosis:
+    """Per-dim statistics of a posterior over a data set, and flags for common problems.
+
+    Args:
+        posterior: a :class:`Posterior` with ``mu``/``logvar`` ``[N, D]`` (e.g. from
+            :func:`latentsweep.encode`); a bare ``[N, D]`` tensor is taken as autoencoder codes.
+        prior_std: SD of the prior N(0, prior_std^2).
+
+    Returns:
+        a :class:`Diagnosis`. With sigma = exp(logvar / 2), flags fire on the dims where:
+
+        - ``nonfinite``: mu or logvar has NaN/Inf (other statistics skip those entries);
+        - ``small-posterior-sd``: active and median sigma_d < 0.1 x prior_std;
+        - ``collapsed``: not active and mean KL < 0.01 nats;
+        - ``nonnegative-mean``: min mu_d >= 0 and at least 5% of mu_d exactly 0;
+        - ``nonnegative-logvar``: min logvar_d >= 0;
+        - ``marginal-mismatch``: |aggregate mean| > 0.5 x prior_std or aggregate SD outside
+          [0.5, 2] x prior_std.
+
+        For a plain autoencoder only ``nonnegative-mean`` and ``nonfinite`` apply (its codes
+        have no prior to compare with).
+    """
+    fn = "latentsweep.diagnose"
+    if isinstance(posterior, torch.Tensor):
+        posterior = Posterior(posterior)
+    if not isinstance(posterior, Posterior):
+        raise TypeError(f"{fn}: posterior must be a latentsweep.Posterior or an [N, D] tensor, got {type(posterior).__name__}")
+    prior_std = _checks.positive_float(fn, "prior_std", prior_std)
+    if posterior.num_inputs == 0:
+        raise ValueError(f"{fn}: posterior has no inputs (N = 0)")
+
+    # float64: sums over many inputs, and float16/bfloat16 encoders, stay accurate.
+    mu = posterior.mu.double()
+    logvar = None if posterior.logvar is None else posterior.logvar.double()
+    finite = torch.isfinite(mu) if logvar is None else torch.isfinite(mu) & torch.isfinite(logvar)
+    count = finite.sum(0)
+
+    def mean(x: torch.Tensor) -> torch.Tensor:
+        # Mean over the finite entries of each dim; 0/0 gives NaN for a dim with none.
+        return torch.where(finite, x, 0.0).sum(0) / count
+
+    def extreme(x: torch.Tensor, reduce, fill: float) -> torch.Tensor:
+        value = reduce(torch.where(finite, x, fill), 0)
+        return torch.where(count > 0, value, math.nan)
+
+    mu_mean = mean(mu)
+    mu_variance = mean((mu - mu_mean) ** 2)
+    stats = dict(
+        num_inputs=posterior.num_inputs,
+        latent_dim=posterior.latent_dim,
+        prior_std=prior_std,
+        mean=mu_mean,
+        min=extreme(mu, torch.amin, math.inf),
+        max=extreme(mu, torch.amax, -math.inf),
+        zero_fraction=mean((mu == 0).double()),
+        mu_variance=mu_variance,
+        nonfinite_count=posterior.num_inputs - count,
+    )
+    if logvar is None:
+        stats["sd"] = mu_variance.sqrt()
+        candidates = [_nonfinite(stats, "the codes"), _nonnegative_mean(stats, "code layer")]
+    else:
+        sigma = torch.exp(0.5 * logvar)
+        prior_var = prior_std**2
+        kl = 0.5 * (math.log(prior_var) - logvar + (torch.exp(logvar) + mu**2) / prior_var - 1.0)
+        stats["kl"] = mean(kl)
+        stats["active"] = mu_variance > ACTIVE_VARIANCE
+        stats["posterior_sd"] = mean(sigma)
+        stats["sd"] = (mu_variance + mean(torch.exp(logvar))).sqrt()
+        median_sigma = torch.where(finite, sigma, math.nan).nanmedian(0).values
+        min_logvar = extreme(logvar, torch.amin, math.inf)
+        candidates = [
+            _nonfinite(stats, "mu or logvar"),
+            _small_posterior_sd(stats, median_sigma),
+            _collapsed(stats),
+            _nonnegative_mean(stats, "mean head"),
+            _nonnegative_logvar(min_logvar),
+            _marginal_mismatch(stats),
+        ]
+    flags = [flag for flag in candidates if flag is not None]
+    cpu = {k: v.cpu() if isinstance(v, torch.Tensor) else v for k, v in stats.items()}
+    return Diagnosis(**cpu, flags=flags)
+
+
+def _make_flag(code: str, mask: torch.Tensor, per_dim: dict, scalars: dict, recommendation: str) -> Flag | None:
+    """A flag on the dims where ``mask`` holds, with ``per_dim`` values picked at those dims."""
+    dims = mask.nonzero()[:, 0].tolist()
+    if not dims:
+        return None
+    stats = {name: values[dims].tolist() for name, values in per_dim.items()}
+    return Flag(code, dims, {**stats, **scalars}, recommendation)
+
+
+def _nonfinite(s: dict, what: str) -> Flag | None:
+    count = s["nonfinite_count"]
+    return _make_flag(
+        "nonfinite",
+        count > 0,
+        {"count": count, "fraction": count / s["num_inputs"]},
+        {},
+        f"{what} hold NaN/Inf for some inputs on these dims (the statistics use the finite "
+        "values only); check the encoder and its inputs for overflow or bad data.",
+    )
+
+
+def _small_posterior_sd(s: dict, median_sigma: torch.Tensor) -> Flag | None:
+    threshold = SMALL_SD_RATIO * s["prior_std"]
+    return _make_flag(
+        "small-posterior-sd",
+        s["active"] & (median_sigma < threshold),
+        {"median_posterior_sd": median_sigma},
+        {"threshold": threshold, "prior_std": s["prior_std"]},
+        "The encoder is so certain on these dims that moving by +/- k posterior SDs hardly moves z; "
+        'traverse with mode "prior" or "absolute", not "posterior".',
+    )
+
+
+def _collapsed(s: dict) -> Flag | None:
+    return _make_flag(
+        "collapsed",
+        ~s["active"] & (s["kl"] < COLLAPSED_KL),
+        {"kl": s["kl"], "mu_variance": s["mu_variance"]},
+        {"kl_threshold": COLLAPSED_KL, "active_variance": ACTIVE_VARIANCE},
+        "The posterior equals the prior on these dims: they carry no information and their "
+        "traversal will show nothing, so leave them out.",
+    )
+
+
+def _nonnegative_mean(s: dict, head: str) -> Flag | None:
+    return _make_flag(
+        "nonnegative-mean",
+        (s["min"] >= 0) & (s["zero_fraction"] >= ZERO_FRACTION),
+        {"min": s["min"], "zero_fraction": s["zero_fraction"]},
+        {"zero_fraction_threshold": ZERO_FRACTION},
+        f"mu is never negative and often exactly 0 on these dims, which looks like a ReLU on the "
+        f"{head}; it should be linear.",
+    )
+
+
+def _nonnegative_logvar(min_logvar: torch.Tensor) -> Flag | None:
+    return _make_flag(
+        "nonnegative-logvar",
+        min_logvar >= 0,
+        {"min_logvar": min_logvar},
+        {},
+        "logvar is never negative on these dims, which looks like a ReLU on the log-variance head: "
+        "variances can never go below 1; the head should be linear.",
+    )
+
+
+def _marginal_mismatch(s: dict) -> Flag | None:
+    p = s["prior_std"]
+    low, high = SD_RANGE
+    mean, sd = s["mean"], s["sd"]
+    return _make_flag(
+        "marginal-mismatch",
+        (mean.abs() > MEAN_TOLERANCE * p) | (sd < low * p) | (sd > high * p),
+        {"mean": mean, "sd": sd},
+        {"prior_std": p, "mean_tolerance": MEAN_TOLERANCE * p, "sd_low": low * p, "sd_high": high * p},
+        f"The codes on these dims do not follow the prior N(0, {p:g}^2), so prior-based ranges "
+        'miss where the data lies; traverse with mode "empirical" (reference=posterior.mu).',
+    )
+
+
+def _dims_label(dims: list[int]) -> str:
+    """``"dim 3"`` or ``"dims 0-3, 7"``."""
+    return ("dim " if len(dims) == 1 else "dims ") + format_dims(dims)
+
+
+def format_dims(dims: list[int]) -> str:
+    """``[0, 1, 2, 3, 7]`` -> ``"0-3, 7"``."""
+    runs: list[list[int]] = []
+    for d in dims:
+        if runs and d == runs[-1][1] + 1:
+            runs[-1][1] = d
+        else:
+            runs.append([d, d])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
+
+
+def _fmt(t: torch.Tensor) -> list[str]:
+    return [f"{v:.3g}" for v in t.tolist()]
+
+
+def _json_value(value):
+    """NaN/Inf -> None (JSON has no such numbers), recursively through lists."""
+    if isinstance(value, list):
+        return [_json_value(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value

@@ -1,0 +1,319 @@
+"""Run an encoder over a data set and collect its outputs as a :class:`Posterior`."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Iterable, Iterator, Mapping
+
+import numpy as np
+import torch
+
+from . import _checks
+from .posterior import Posterior
+
+# Dict keys tried, in order, for the parts of an encoder's output (compared lower-cased).
+MEAN_KEYS = ("mu", "mean", "loc", "z_mu", "z_mean")
+LOGVAR_KEYS = ("logvar", "log_var", "logvariance", "log_variance", "z_logvar", "z_log_var")
+LOGSTD_KEYS = ("logstd", "log_std", "logsigma", "log_sigma", "logscale", "log_scale")
+STD_KEYS = ("std", "sigma", "scale", "stddev")
+# Dict keys tried, in order, for the inputs when a data loader yields dicts.
+INPUT_KEYS = ("x", "input", "inputs", "data", "image", "images", "pixel_values", "features")
+
+_FN = "latentsweep.encode"
+_EXPECTED = (
+    "expected a (mu, logvar) tuple, a dict with 'mu'/'mean' and 'logvar'/'log_var', "
+    "a torch.distributions.Normal, or a single [B, D] tensor of codes"
+)
+
+
+def encode(
+    encoder,
+    data,
+    *,
+    batch_size: int = 256,
+    device: torch.device | str | None = None,
+    progress: bool | None = None,
+) -> Posterior:
+    """Encodes ``data`` batch by batch and concatenates the results on the CPU.
+
+    Args:
+        encoder: a callable from a ``[B, ...]`` batch of inputs to one of
+            - a ``(mu, logvar)`` tuple or list of ``[B, D]`` tensors;
+            - a dict with the mean under ``mu``/``mean``/``loc`` and the log-variance under
+              ``logvar``/``log_var`` (or the SD under ``std``/``scale``, or its log under
+              ``log_std``);
+            - a ``torch.distributions.Normal`` (or ``Independent(Normal)``) with ``[B, D]`` loc;
+            - a single ``[B, D]`` tensor: the codes of a plain autoencoder (``logvar=None``).
+            An ``nn.Module`` runs in eval mode (its modes are restored afterwards), so dropout
+            and batch norm neither randomise the codes nor make them depend on the batching.
+        data: a ``[N, ...]`` tensor or numpy array (split into ``batch_size`` rows), a
+            ``torch.utils.data.Dataset`` (wrapped in a DataLoader of ``batch_size``), or an
+            iterable of batches such as a DataLoader (``batch_size`` is then the loader's own).
+            A batch that is a tuple/list gives its first element; a dict gives the entry under
+            one of ``x``, ``input(s)``, ``data``, ``image(s)``, ``pixel_values``, ``features``.
+            Floating numpy data is cast to the encoder's dtype (numpy defaults to float64).
+        batch_size: rows per encoder call for tensors, arrays and datasets (int >= 1).
+        device: where batches go (default: the encoder's parameters' device; for an encoder
+            without parameters, the device of a tensor ``data``; else the CPU).
+        progress: a tqdm bar when True, or when None and stderr is a terminal.
+
+    Returns:
+        a :class:`Posterior` with CPU tensors ``mu`` ``[N, D]`` and ``logvar`` ``[N, D]``
+        (``None`` for a plain autoencoder).
+
+    Raises:
+        TypeError: unsupported data, batches or encoder outputs.
+        ValueError: a bad ``batch_size``, empty data, NaN/Inf in an output (naming the batch
+            and the rows), or outputs whose shapes disagree with the batch or earlier batches.
+    """
+    batch_size = _checks.integer(_FN, "batch_size", batch_size, low=1)
+    if progress is not None and not isinstance(progress, bool):
+        raise TypeError(f"{_FN}: progress must be True, False or None, got {type(progress).__name__}")
+    if not callable(encoder):
+        raise TypeError(f"{_FN}: encoder must be callable, got {type(encoder).__name__}")
+    device = _resolve_device(encoder, data, device)
+    batches, total = _batches(data, batch_size, _param_dtype(encoder))
+    show = sys.stderr.isatty() if progress is None else progress
+
+    mus: list[torch.Tensor] = []
+    logvars: list[torch.Tensor] = []
+    rows = 0
+    with _eval_mode(encoder), _progress_bar(show, total) as bar, torch.inference_mode():
+        for index, batch in enumerate(batches):
+            batch = batch.to(device)
+            mu, logvar = _split_output(encoder(batch), index)
+            _check_batch(mu, logvar, index, rows, batch.shape[0], mus, logvars)
+            mus.append(mu.detach().cpu())
+            logvars.append(None if logvar is None else logvar.detach().cpu())
+            rows += batch.shape[0]
+            bar.update(batch.shape[0])
+    if rows == 0:
+        raise ValueError(f"{_FN}: data is empty (no batches, or no rows)")
+    # Concatenate outside inference mode so the result is an ordinary tensor that autograd and
+    # in-place ops accept later.
+    mu = torch.cat(mus)
+    logvar = None if logvars[0] is None else torch.cat(logvars)
+    return Posterior(mu, logvar)
+
+
+def _resolve_device(encoder, data, device) -> torch.device:
+    if device is not None:
+        try:
+            return torch.device(device)
+        except (TypeError, RuntimeError) as error:
+            kind = TypeError if isinstance(error, TypeError) else ValueError
+            raise kind(f"{_FN}: device must be a torch.device or a string like 'cuda:0', got {device!r}") from None
+    if isinstance(encoder, torch.nn.Module):
+        for tensor in _params_and_buffers(encoder):
+            return tensor.device
+    if isinstance(data, torch.Tensor):
+        return data.device
+    return torch.device("cpu")
+
+
+def _params_and_buffers(module: torch.nn.Module) -> Iterator[torch.Tensor]:
+    yield from module.parameters()
+    yield from module.buffers()
+
+
+def _param_dtype(encoder) -> torch.dtype:
+    """The dtype numpy floats are cast to: the encoder's first floating parameter's."""
+    if isinstance(encoder, torch.nn.Module):
+        for tensor in _params_and_buffers(encoder):
+            if tensor.is_floating_point():
+                return tensor.dtype
+    return torch.get_default_dtype()
+
+
+@contextlib.contextmanager
+def _eval_mode(encoder):
+    if not isinstance(encoder, torch.nn.Module):
+        yield
+        return
+    modes = [(module, module.training) for module in encoder.modules()]
+    encoder.eval()
+    try:
+        yield
+    finally:
+        for module, training in modes:
+            module.training = training
+
+
+@contextlib.contextmanager
+def _progress_bar(show: bool, total: int | None):
+    if not show:
+        yield _NoBar()
+        return
+    from tqdm.auto import tqdm
+
+    with tqdm(total=total, unit="input", desc="encode", dynamic_ncols=True) as bar:
+        yield bar
+
+
+class _NoBar:
+    def update(self, n: int) -> None:
+        pass
+
+
+def _batches(data, batch_size: int, float_dtype: torch.dtype) -> tuple[Iterable[torch.Tensor], int | None]:
+    """The input batches as tensors, and the number of rows when known (for the progress bar)."""
+    if isinstance(data, torch.Tensor):
+        if data.dim() == 0:
+            raise ValueError(f"{_FN}: data must have a leading batch dimension, got a 0-d tensor")
+        return data.split(batch_size), data.shape[0]
+    if isinstance(data, np.ndarray):
+        if data.ndim == 0:
+            raise ValueError(f"{_FN}: data must have a leading batch dimension, got a 0-d array")
+        # Convert batch by batch: no full copy of a large (maybe memory-mapped) array.
+        chunks = (data[i : i + batch_size] for i in range(0, data.shape[0], batch_size))
+        return (_from_numpy(chunk, float_dtype, None) for chunk in chunks), data.shape[0]
+    if isinstance(data, torch.utils.data.Dataset) and not isinstance(data, torch.utils.data.DataLoader):
+        data = torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=False)
+    if isinstance(data, (str, bytes, Mapping)) or not isinstance(data, Iterable):
+        raise TypeError(
+            f"{_FN}: data must be a tensor, a numpy array, a Dataset or an iterable of batches "
+            f"(e.g. a DataLoader), got {type(data).__name__}"
+        )
+    total = None
+    dataset = getattr(data, "dataset", None)
+    with contextlib.suppress(TypeError):
+        total = len(dataset) if dataset is not None else None
+    return (_batch_inputs(batch, index, float_dtype) for index, batch in enumerate(data)), total
+
+
+def _from_numpy(array: np.ndarray, float_dtype: torch.dtype, index: int | None) -> torch.Tensor:
+    if array.dtype == object or array.dtype.kind in "USV":
+        where = "data" if index is None else f"batch {index}"
+        raise TypeError(f"{_FN}: {where} is a numpy array of {array.dtype}, which has no tensor equivalent")
+    tensor = torch.from_numpy(np.ascontiguousarray(array))
+    return tensor.to(float_dtype) if tensor.is_floating_point() else tensor
+
+
+def _batch_inputs(batch, index: int, float_dtype: torch.dtype) -> torch.Tensor:
+    """The inputs of one loader batch: the batch itself, its first element, or a dict entry."""
+    if isinstance(batch, Mapping):
+        lowered = {str(k).lower(): k for k in batch}
+        key = next((lowered[k] for k in INPUT_KEYS if k in lowered), None)
+        if key is None:
+            raise TypeError(
+                f"{_FN}: batch {index} is a dict without an input key; expected one of "
+                f"{list(INPUT_KEYS)}, got keys {list(batch)}"
+            )
+        batch = batch[key]
+    elif isinstance(batch, (tuple, list)):
+        if not batch:
+            raise TypeError(f"{_FN}: batch {index} is an empty {type(batch).__name__}")
+        batch = batch[0]
+    if isinstance(batch, np.ndarray):
+        batch = _from_numpy(batch, float_dtype, index)
+    if not isinstance(batch, torch.Tensor) or batch.dim() == 0:
+        what = "a 0-d tensor" if isinstance(batch, torch.Tensor) else type(batch).__name__
+        raise TypeError(
+            f"{_FN}: batch {index} must be (or start with) a [B, ...] tensor or numpy array, got {what}"
+        )
+    return batch
+
+
+def _split_output(output, index: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(mu, logvar or None) from whatever the encoder returned for batch ``index``."""
+    distributions = torch.distributions
+    if isinstance(output, distributions.Independent) and isinstance(output.base_dist, distributions.Normal):
+        output = output.base_dist
+    if isinstance(output, distributions.Normal):
+        return output.loc, 2.0 * torch.log(output.scale)
+    if isinstance(output, torch.Tensor):
+        return output, None
+    if isinstance(output, tuple) and hasattr(output, "_asdict"):  # a namedtuple: use its names
+        fields = output._asdict()
+        if any(str(k).lower() in MEAN_KEYS for k in fields):
+            output = fields
+    if isinstance(output, Mapping):
+        return _split_mapping(output, index)
+    if isinstance(output, (tuple, list)):
+        if len(output) == 2 and all(isinstance(t, torch.Tensor) for t in output):
+            return output[0], output[1]
+        kinds = ", ".join(type(t).__name__ for t in output)
+        hint = ""
+        if len(output) == 3:
+            hint = " (for an encoder returning (z, mu, logvar), pass lambda x: model(x)[1:])"
+        raise TypeError(
+            f"{_FN}: the encoder returned a {type(output).__name__} of {len(output)} items "
+            f"({kinds}) for batch {index}; {_EXPECTED}{hint}"
+        )
+    raise TypeError(f"{_FN}: the encoder returned a {type(output).__name__} for batch {index}; {_EXPECTED}")
+
+
+def _split_mapping(output: Mapping, index: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    lowered = {str(k).lower(): v for k, v in output.items()}
+
+    def first(keys):
+        return next((lowered[k] for k in keys if k in lowered), None)
+
+    mu = first(MEAN_KEYS)
+    if mu is None:
+        raise TypeError(
+            f"{_FN}: the encoder returned a dict with keys {list(output)} for batch {index}; "
+            f"expected the mean under one of {list(MEAN_KEYS)}"
+        )
+    if (logvar := first(LOGVAR_KEYS)) is not None:
+        return mu, logvar
+    if (logstd := first(LOGSTD_KEYS)) is not None:
+        return mu, 2.0 * _as_output_tensor(logstd, "log SD", index)
+    if (std := first(STD_KEYS)) is not None:
+        return mu, 2.0 * torch.log(_as_output_tensor(std, "SD", index))
+    others = [k for k, v in output.items() if isinstance(v, torch.Tensor) and str(k).lower() not in MEAN_KEYS]
+    if others:
+        # A mean beside other tensors most likely means a log-variance under a name we don't
+        # know; guessing "plain autoencoder" would silently drop it.
+        raise TypeError(
+            f"{_FN}: the encoder returned a dict with a mean but no log-variance for batch {index} "
+            f"(keys {list(output)}); expected it under one of {list(LOGVAR_KEYS)}, or the SD under "
+            f"one of {list(STD_KEYS)}"
+        )
+    return mu, None
+
+
+def _as_output_tensor(value, what: str, index: int) -> torch.Tensor:
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"{_FN}: the encoder's {what} for batch {index} must be a tensor, got {type(value).__name__}")
+    return value
+
+
+def _check_batch(mu, logvar, index: int, start: int, batch_rows: int, mus: list, logvars: list) -> None:
+    """Shapes and dtypes against the batch and earlier batches; NaN/Inf with their rows."""
+    parts = [("codes", mu)] if logvar is None else [("mu", mu), ("logvar", logvar)]
+    for name, tensor in parts:
+        if not isinstance(tensor, torch.Tensor):
+            raise TypeError(f"{_FN}: the encoder's {name} for batch {index} must be a tensor, got {type(tensor).__name__}")
+        if not tensor.is_floating_point():
+            raise TypeError(f"{_FN}: the encoder's {name} for batch {index} must be floating point, got {tensor.dtype}")
+        if tensor.dim() != 2 or tensor.shape[0] != batch_rows:
+            hint = " (flatten it with .flatten(1))" if tensor.dim() > 2 and tensor.shape[0] == batch_rows else ""
+            raise ValueError(
+                f"{_FN}: the encoder's {name} for batch {index} must be [B={batch_rows}, D], "
+                f"got shape {tuple(tensor.shape)}{hint}"
+            )
+    if logvar is not None and logvar.shape != mu.shape:
+        raise ValueError(
+            f"{_FN}: the encoder's logvar for batch {index} has shape {tuple(logvar.shape)}, "
+            f"but mu has {tuple(mu.shape)}"
+        )
+    if mus:
+        if mu.shape[1] != mus[0].shape[1]:
+            raise ValueError(
+                f"{_FN}: the encoder returned D={mu.shape[1]} latents for batch {index} but "
+                f"D={mus[0].shape[1]} for batch 0"
+            )
+        if (logvar is None) != (logvars[0] is None):
+            now, before = ("no", "a") if logvar is None else ("a", "no")
+            raise ValueError(f"{_FN}: the encoder returned {now} logvar for batch {index} but {before} logvar for batch 0")
+    for name, tensor in parts:
+        bad = ~torch.isfinite(tensor).all(dim=1)
+        if bool(bad.any()):
+            rows = (bad.nonzero()[:, 0] + start).tolist()
+            shown = ", ".join(map(str, rows[:10])) + (", ..." if len(rows) > 10 else "")
+            raise ValueError(
+                f"{_FN}: the encoder's {name} has NaN/Inf for batch {index}, in {len(rows)} "
+                f"row(s) of the data: {shown}"
+            )

@@ -1,0 +1,243 @@
+"""latentsweep.encode: every encoder-output form, every data form, batching, and bad input."""
+
+from __future__ import annotations
+
+import collections
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+import latentsweep as ls
+
+N, IN, D = 103, 5, 3  # N is not a multiple of the batch sizes used below
+
+
+@pytest.fixture
+def x() -> torch.Tensor:
+    return torch.randn(N, IN, generator=torch.Generator().manual_seed(0))
+
+
+class Heads(torch.nn.Module):
+    """A tiny VAE encoder whose output form is chosen by ``form``."""
+
+    def __init__(self, form: str = "tuple"):
+        super().__init__()
+        torch.manual_seed(1)
+        self.mean = torch.nn.Linear(IN, D)
+        self.logvar = torch.nn.Linear(IN, D)
+        self.form = form
+
+    def forward(self, batch):
+        mu, logvar = self.mean(batch), self.logvar(batch)
+        sd = torch.exp(0.5 * logvar)
+        return {
+            "tuple": lambda: (mu, logvar),
+            "list": lambda: [mu, logvar],
+            "dict_mu_logvar": lambda: {"mu": mu, "logvar": logvar},
+            "dict_mean_log_var": lambda: {"mean": mu, "log_var": logvar},
+            "dict_capitalised": lambda: {"Mu": mu, "LogVar": logvar, "z": mu + sd},
+            "dict_std": lambda: {"loc": mu, "scale": sd},
+            "dict_log_std": lambda: {"z_mean": mu, "log_std": 0.5 * logvar},
+            "namedtuple": lambda: Out(logvar=logvar, mu=mu),
+            "normal": lambda: torch.distributions.Normal(mu, sd),
+            "independent": lambda: torch.distributions.Independent(torch.distributions.Normal(mu, sd), 1),
+            "codes": lambda: mu,
+        }[self.form]()
+
+
+Out = collections.namedtuple("Out", ["logvar", "mu"])  # field order differs from (mu, logvar)
+
+
+def reference(x: torch.Tensor):
+    model = Heads()
+    with torch.no_grad():
+        return model.mean(x), model.logvar(x)
+
+
+FORMS = [
+    "tuple", "list", "dict_mu_logvar", "dict_mean_log_var", "dict_capitalised", "dict_std",
+    "dict_log_std", "namedtuple", "normal", "independent",
+]
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_every_variational_output_form(x, form):
+    mu, logvar = reference(x)
+    posterior = ls.encode(Heads(form), x, batch_size=16)
+    assert isinstance(posterior, ls.Posterior)
+    torch.testing.assert_close(posterior.mu, mu)
+    torch.testing.assert_close(posterior.logvar, logvar, atol=1e-5, rtol=1e-5)
+
+
+def test_single_tensor_is_a_plain_autoencoder(x):
+    mu, _ = reference(x)
+    posterior = ls.encode(Heads("codes"), x, batch_size=16)
+    assert posterior.logvar is None and not posterior.is_variational
+    torch.testing.assert_close(posterior.mu, mu)
+
+
+def test_dict_with_only_a_mean_is_a_plain_autoencoder(x):
+    posterior = ls.encode(lambda b: {"mu": b[:, :2]}, x)
+    assert posterior.logvar is None
+    torch.testing.assert_close(posterior.mu, x[:, :2])
+
+
+@pytest.mark.parametrize(
+    "make_data",
+    [
+        pytest.param(lambda x: x, id="tensor"),
+        pytest.param(lambda x: x.numpy().astype(np.float64), id="numpy-float64"),
+        pytest.param(lambda x: np.asfortranarray(x.numpy()), id="numpy-fortran"),
+        pytest.param(lambda x: DataLoader(TensorDataset(x, torch.zeros(N)), batch_size=10), id="loader-tuples"),
+        pytest.param(lambda x: DataLoader([{"x": r, "label": 0} for r in x], batch_size=7), id="loader-dicts"),
+        pytest.param(lambda x: TensorDataset(x), id="dataset"),
+        pytest.param(lambda x: [x[:50].numpy(), x[50:].numpy()], id="list-of-numpy-batches"),
+        pytest.param(lambda x: iter(x.split(9)), id="generator"),
+    ],
+)
+def test_data_forms_give_the_same_posterior(x, make_data):
+    mu, logvar = reference(x)
+    posterior = ls.encode(Heads(), make_data(x), batch_size=32)
+    assert posterior.mu.dtype == torch.float32  # numpy float64 is cast to the encoder's dtype
+    torch.testing.assert_close(posterior.mu, mu)
+    torch.testing.assert_close(posterior.logvar, logvar)
+
+
+@pytest.mark.parametrize("batch_size", [1, 10, 64, N, 1000])
+def test_batch_boundaries_match_one_big_batch(x, batch_size):
+    whole = ls.encode(Heads(), x, batch_size=N)
+    batched = ls.encode(Heads(), x, batch_size=batch_size)
+    assert batched.mu.shape == (N, D)
+    torch.testing.assert_close(batched.mu, whole.mu, atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(batched.logvar, whole.logvar, atol=1e-6, rtol=1e-6)
+
+
+def test_modules_run_in_eval_mode_and_their_modes_are_restored(x):
+    model = torch.nn.Sequential(torch.nn.Dropout(0.5), torch.nn.Linear(IN, D), torch.nn.BatchNorm1d(D))
+    model.train()
+    model[2].eval()  # a deliberately mixed state must survive
+    running_mean = model[2].running_mean.clone()
+    first = ls.encode(model, x, batch_size=8)
+    second = ls.encode(model, x, batch_size=N)
+    torch.testing.assert_close(first.mu, second.mu)  # no dropout noise, no batch statistics
+    assert [m.training for m in model] == [True, True, False]
+    assert torch.equal(model[2].running_mean, running_mean)
+
+
+def test_result_is_an_ordinary_cpu_tensor(x):
+    posterior = ls.encode(Heads(), x, device="cpu")
+    assert posterior.mu.device.type == "cpu"
+    assert not posterior.mu.is_inference()
+    posterior.mu.requires_grad_()  # an inference tensor would refuse this
+    posterior.logvar.add_(1.0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_batches_go_to_the_encoders_device_and_results_come_back(x):
+    model = Heads().cuda()
+    seen = []
+    posterior = ls.encode(lambda b: (seen.append(b.device), model(b))[1], x, device="cuda")
+    assert seen[0].type == "cuda" and posterior.mu.device.type == "cpu"
+    default = ls.encode(model, x)
+    torch.testing.assert_close(default.mu, posterior.mu)
+
+
+def test_progress_bar_only_when_asked(x, capsys):
+    ls.encode(Heads(), x, progress=True)
+    assert "encode" in capsys.readouterr().err
+    ls.encode(Heads(), x, progress=False)
+    ls.encode(Heads(), x)  # stderr is not a terminal under pytest's capture
+    assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"batch_size": 0}, ValueError, "batch_size must be >= 1"),
+        ({"batch_size": -3}, ValueError, "batch_size"),
+        ({"batch_size": 2.5}, TypeError, "batch_size must be an int"),
+        ({"batch_size": True}, TypeError, "batch_size"),
+        ({"progress": "yes"}, TypeError, "progress"),
+        ({"device": "nonsense"}, ValueError, "device must be a torch.device"),
+        ({"device": 3.5}, TypeError, "device must be a torch.device"),
+    ],
+)
+def test_bad_arguments(x, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        ls.encode(Heads(), x, **kwargs)
+
+
+@pytest.mark.parametrize(
+    "data, error, match",
+    [
+        (None, TypeError, "data must be a tensor"),
+        ("images.npy", TypeError, "data must be a tensor"),
+        ({"x": torch.zeros(3, IN)}, TypeError, "data must be a tensor"),
+        (torch.tensor(1.0), ValueError, "leading batch dimension"),
+        (torch.zeros(0, IN), ValueError, "empty"),
+        ([], ValueError, "empty"),
+        (np.array([object()] * 4), TypeError, "numpy array of object"),
+        ([[1.0, 2.0]], TypeError, "batch 0 must be"),
+        ([{"label": torch.zeros(2)}], TypeError, "dict without an input key"),
+        ([()], TypeError, "batch 0 is an empty tuple"),
+    ],
+)
+def test_bad_data(data, error, match):
+    with pytest.raises(error, match=match):
+        ls.encode(Heads(), data)
+
+
+def test_encoder_must_be_callable(x):
+    with pytest.raises(TypeError, match="encoder must be callable"):
+        ls.encode("not a model", x)
+
+
+@pytest.mark.parametrize(
+    "encoder, error, match",
+    [
+        (lambda b: "codes", TypeError, "returned a str for batch 0"),
+        (lambda b: (b,), TypeError, "tuple of 1 items"),
+        (lambda b: (b, b, b), TypeError, r"model\(x\)\[1:\]"),
+        (lambda b: {"z": b}, TypeError, "keys \\['z'\\]"),
+        (lambda b: {"mu": b, "lv": b}, TypeError, "mean but no log-variance"),
+        (lambda b: {"mu": b, "log_std": 1.0}, TypeError, "log SD for batch 0 must be a tensor"),
+        (lambda b: (b, None), TypeError, "tuple of 2 items"),
+        (lambda b: b.long(), TypeError, "must be floating point"),
+        (lambda b: b.flatten(), ValueError, r"must be \[B=16, D\]"),
+        (lambda b: b[:, :, None, None], ValueError, "flatten"),
+        (lambda b: b[:3], ValueError, "got shape \\(3, 5\\)"),
+        (lambda b: (b, b[:, :2]), ValueError, "logvar for batch 0 has shape"),
+    ],
+)
+def test_bad_encoder_outputs(x, encoder, error, match):
+    with pytest.raises(error, match=match):
+        ls.encode(encoder, x, batch_size=16)
+
+
+def test_inconsistent_shapes_across_batches(x):
+    sizes = iter([3, 3, 4])
+    with pytest.raises(ValueError, match="D=4 latents for batch 2 but D=3 for batch 0"):
+        ls.encode(lambda b: torch.zeros(b.shape[0], next(sizes)), x, batch_size=40)
+    calls = iter([True, False])
+    with pytest.raises(ValueError, match="no logvar for batch 1 but a logvar for batch 0"):
+        ls.encode(lambda b: (b, b) if next(calls) else b, x, batch_size=60)
+
+
+@pytest.mark.parametrize("part, value", [("mu", float("nan")), ("logvar", float("inf"))])
+def test_nonfinite_outputs_name_the_batch_and_rows(x, part, value):
+    def encoder(batch):
+        mu, logvar = batch.clone(), batch.clone()
+        if torch.equal(batch, x[32:48]):  # the third batch
+            (mu if part == "mu" else logvar)[[1, 5], 2] = value
+        return mu, logvar
+
+    with pytest.raises(ValueError, match=rf"{part} has NaN/Inf for batch 2, in 2 row\(s\) of the data: 33, 37"):
+        ls.encode(encoder, x, batch_size=16)
+
+
+def test_normal_with_zero_scale_is_reported_as_nonfinite(x):
+    encoder = lambda b: torch.distributions.Normal(b, torch.zeros_like(b), validate_args=False)  # noqa: E731
+    with pytest.raises(ValueError, match="logvar has NaN/Inf for batch 0"):
+        ls.encode(encoder, x)
