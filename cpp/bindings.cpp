@@ -3,6 +3,8 @@
 #include <ATen/Parallel.h>
 #include <torch/extension.h>
 
+#include "engine/executor.h"
+#include "engine/statistics.h"
 #include "ops/cpu/huge_pages.h"
 #include "ops/cpu/sample_kernel.h"
 
@@ -35,6 +37,33 @@ PYBIND11_MODULE(_C, m) {
       },
       pybind11::arg("sizes"), pybind11::arg("dtype"),
       "An uninitialised CPU tensor whose untouched pages may become transparent huge pages.");
+  using latentsweep::SweepExecutor;
+  using latentsweep::SweepStatistics;
+  pybind11::class_<SweepStatistics>(m, "SweepStatistics",
+                                    "Exact streaming statistics of a sweep (see cpp/engine/statistics.h).")
+      .def(pybind11::init<const at::Tensor&, const at::Tensor&>(), pybind11::arg("anchor_outputs"),
+           pybind11::arg("values"))
+      .def("update", &SweepStatistics::update, pybind11::arg("outputs"), pybind11::arg("start"),
+           pybind11::call_guard<pybind11::gil_scoped_release>())
+      .def("commit", &SweepStatistics::commit)
+      .def("rollback", &SweepStatistics::rollback)
+      .def_property_readonly("next_row", &SweepStatistics::next_row)
+      .def_property_readonly("committed_row", &SweepStatistics::committed_row)
+      .def_property_readonly("total_rows", &SweepStatistics::total_rows)
+      .def("dim_effect", &SweepStatistics::dim_effect)
+      .def("sensitivity", &SweepStatistics::sensitivity)
+      .def("state", &SweepStatistics::state)
+      .def("load_state", &SweepStatistics::load_state, pybind11::arg("state"))
+      .def("set_fused_cpu_kernel", &SweepStatistics::set_fused_cpu_kernel, pybind11::arg("enabled"));
+  pybind11::class_<SweepExecutor>(m, "SweepExecutor",
+                                  "Decoder batching over the traversal grid (see cpp/engine/executor.h).")
+      .def(pybind11::init<pybind11::object, at::Tensor, at::Tensor, at::Tensor, int64_t, std::vector<int64_t>>(),
+           pybind11::arg("decoder"), pybind11::arg("anchors"), pybind11::arg("dims"), pybind11::arg("values"),
+           pybind11::arg("batch_size"), pybind11::arg("out_shape"))
+      .def("run", &SweepExecutor::run, pybind11::arg("stats"), pybind11::arg("first_row"),
+           pybind11::arg("end_row"), pybind11::arg("sink"), pybind11::arg("copy_outputs"),
+           pybind11::arg("progress"))
+      .def_property_readonly("batch_size", &SweepExecutor::batch_size);
   m.def("_set_avx2_enabled", &latentsweep::cpu::set_avx2_enabled, pybind11::arg("enabled"),
         "Switch the AVX2 CPU kernels on or off (for tests); returns the previous setting.");
 }

@@ -13,7 +13,9 @@ from . import _fake  # noqa: F401  (fake kernels for torch.compile)
 from .diagnose import Diagnosis, Flag, diagnose
 from .encode import encode
 from .posterior import Posterior
+from .result import TraversalResult
 from .sampling import sample, sample_prior
+from .sweep import traverse
 from .traversal import MODES, traversal_codes, traversal_values
 
 __version__ = "0.1.0"
@@ -23,11 +25,13 @@ __all__ = [
     "Diagnosis",
     "Flag",
     "Posterior",
+    "TraversalResult",
     "build_info",
     "diagnose",
     "encode",
     "sample",
     "sample_prior",
     "traversal_codes",
+    "traverse",
     "traversal_values",
 ]

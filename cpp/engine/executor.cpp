@@ -1,0 +1,228 @@
+#include "executor.h"
+
+#include <ATen/core/dispatch/Dispatcher.h>
+#include <c10/core/Event.h>
+#include <c10/core/StreamGuard.h>
+#include <c10/core/impl/VirtualGuardImpl.h>
+#include <torch/csrc/autograd/python_variable.h>
+#include <torch/extension.h>
+
+#include <optional>
+#include <sstream>
+
+namespace py = pybind11;
+
+namespace latentsweep {
+namespace {
+
+// latentsweep::traversal_codes.out through the dispatcher: the CPU or CUDA kernel.
+at::Tensor& traversal_codes_out(const at::Tensor& anchors, const at::Tensor& dims,
+                                const at::Tensor& values, int64_t start, int64_t count,
+                                at::Tensor& out) {
+  static const auto op = c10::Dispatcher::singleton()
+                             .findSchemaOrThrow("latentsweep::traversal_codes", "out")
+                             .typed<at::Tensor&(const at::Tensor&, const at::Tensor&, const at::Tensor&,
+                                                int64_t, std::optional<int64_t>, at::Tensor&)>();
+  return op.call(anchors, dims, values, start, count, out);
+}
+
+std::string shape_string(at::IntArrayRef shape) {
+  std::ostringstream text;
+  text << shape;
+  return text.str();
+}
+
+}  // namespace
+
+SweepExecutor::SweepExecutor(py::object decoder, at::Tensor anchors, at::Tensor dims,
+                             at::Tensor values, int64_t batch_size, std::vector<int64_t> out_shape)
+    : decoder_(std::move(decoder)),
+      anchors_(anchors.contiguous()),
+      dims_(dims.contiguous()),
+      values_(std::move(values)),
+      batch_size_(batch_size),
+      out_shape_(std::move(out_shape)) {
+  TORCH_CHECK(batch_size_ >= 1, "SweepExecutor: batch_size must be >= 1");
+  TORCH_CHECK(anchors_.dim() == 2 && values_.dim() == 3, "SweepExecutor: bad anchors/values");
+  features_ = 1;
+  for (int64_t size : out_shape_) features_ *= size;
+}
+
+void SweepExecutor::write_codes(at::Tensor& buffer, int64_t start, int64_t count) const {
+  at::Tensor rows = buffer.narrow(0, 0, count);
+  traversal_codes_out(anchors_, dims_, values_, start, count, rows);
+  if (count < batch_size_) {  // pad: the decoder always sees the same shape
+    buffer.narrow(0, count, batch_size_ - count).copy_(buffer[count - 1].expand({batch_size_ - count, buffer.size(1)}));
+  }
+}
+
+at::Tensor SweepExecutor::decode(const at::Tensor& codes) const {
+  py::object result = decoder_(codes);
+  if (!THPVariable_Check(result.ptr())) {
+    throw py::type_error("latentsweep.traverse: the decoder must return a torch.Tensor, got " +
+                         std::string(py::str(py::type::of(result).attr("__name__"))));
+  }
+  const at::Tensor y = THPVariable_Unpack(result.ptr());
+  if (y.dim() < 1 || y.size(0) != batch_size_) {
+    throw py::value_error("latentsweep.traverse: the decoder returned shape " + shape_string(y.sizes()) +
+                          " for a batch of " + std::to_string(batch_size_) +
+                          " codes; it must return one output per code ([batch, ...])");
+  }
+  if (y.sizes().slice(1) != at::IntArrayRef(out_shape_)) {
+    throw py::value_error("latentsweep.traverse: the decoder's output shape changed from " +
+                          shape_string(out_shape_) + " to " + shape_string(y.sizes().slice(1)) +
+                          " per code");
+  }
+  if (!at::isFloatingType(y.scalar_type())) {
+    throw py::type_error("latentsweep.traverse: the decoder must return floating-point outputs, got " +
+                         std::string(c10::toString(y.scalar_type())));
+  }
+  if (y.device() != anchors_.device()) {
+    throw py::value_error("latentsweep.traverse: the decoder returned outputs on " + y.device().str() +
+                          " for codes on " + anchors_.device().str());
+  }
+  return y.reshape({batch_size_, features_});
+}
+
+void SweepExecutor::check_finite(const at::Tensor& effect_cpu, int64_t start) const {
+  const at::Tensor bad = effect_cpu.isfinite().logical_not();
+  if (!bad.any().item<bool>()) return;
+  const at::Tensor rows = bad.nonzero().flatten();
+  const int64_t num_dims = values_.size(1), num_steps = values_.size(2);
+  std::ostringstream text;
+  text << "latentsweep.traverse: the decoder returned NaN or Inf for " << rows.numel()
+       << " grid point(s) of rows " << start << ".." << start + effect_cpu.size(0) - 1 << ", e.g.";
+  const auto dims_cpu = dims_.cpu();
+  for (int64_t i = 0; i < std::min<int64_t>(rows.numel(), 3); ++i) {
+    const int64_t g = start + rows[i].item<int64_t>();
+    const int64_t step = g % num_steps, rest = g / num_steps;
+    text << " (anchor " << rest / num_dims << ", latent dim " << dims_cpu[rest % num_dims].item<int64_t>()
+         << ", step " << step << ")";
+  }
+  throw py::value_error(text.str());
+}
+
+void SweepExecutor::deliver(SweepStatistics& stats, const Chunk& chunk, const at::Tensor& outputs_cpu,
+                            const at::Tensor& effect_cpu, py::object& sink, py::object& progress) const {
+  check_finite(effect_cpu, chunk.start);
+  if (!sink.is_none()) {
+    py::object outputs = py::none();
+    if (outputs_cpu.defined()) {
+      std::vector<int64_t> shape{chunk.count};
+      shape.insert(shape.end(), out_shape_.begin(), out_shape_.end());
+      outputs = py::cast(outputs_cpu.view(shape));
+    }
+    sink(chunk.start, chunk.count, outputs, effect_cpu);
+  }
+  stats.commit();
+  if (!progress.is_none()) progress(chunk.count);
+}
+
+void SweepExecutor::run(SweepStatistics& stats, int64_t first_row, int64_t end_row, py::object sink,
+                        bool copy_outputs, py::object progress) {
+  TORCH_CHECK(first_row == stats.next_row(), "SweepExecutor: statistics are at row ", stats.next_row(),
+              ", the run starts at ", first_row);
+  TORCH_CHECK(end_row >= first_row && end_row <= stats.total_rows(), "SweepExecutor: bad row range");
+  c10::InferenceMode inference;
+  try {
+    if (anchors_.is_cuda()) {
+      run_pipelined(stats, first_row, end_row, sink, copy_outputs, progress);
+    } else {
+      run_cpu(stats, first_row, end_row, sink, copy_outputs, progress);
+    }
+  } catch (...) {
+    stats.rollback();  // back to the last chunk the sink received
+    throw;
+  }
+}
+
+void SweepExecutor::run_cpu(SweepStatistics& stats, int64_t first_row, int64_t end_row,
+                            py::object& sink, bool copy_outputs, py::object& progress) {
+  at::Tensor codes = at::empty({batch_size_, anchors_.size(1)}, anchors_.options());
+  for (int64_t start = first_row; start < end_row; start += batch_size_) {
+    Chunk chunk{start, std::min(batch_size_, end_row - start), {}, {}};
+    {
+      py::gil_scoped_release no_gil;
+      write_codes(codes, chunk.start, chunk.count);
+    }
+    chunk.outputs = decode(codes).narrow(0, 0, chunk.count);
+    {
+      py::gil_scoped_release no_gil;
+      chunk.effect = stats.update(chunk.outputs, chunk.start);
+    }
+    deliver(stats, chunk, copy_outputs ? chunk.outputs : at::Tensor(), chunk.effect, sink, progress);
+    if (PyErr_CheckSignals() != 0) throw py::error_already_set();  // Ctrl-C between chunks
+  }
+}
+
+// CUDA: chunk i is decoded while the codes of chunk i + 1 are written on a side stream and
+// chunk i - 1 (already copied to pinned memory) is delivered to the sink on the host.
+void SweepExecutor::run_pipelined(SweepStatistics& stats, int64_t first_row, int64_t end_row,
+                                  py::object& sink, bool copy_outputs, py::object& progress) {
+  const c10::Device device = anchors_.device();
+  const c10::impl::VirtualGuardImpl guard_impl(device.type());
+  const c10::Stream compute = guard_impl.getStream(device);
+  const c10::Stream side = guard_impl.getStreamFromGlobalPool(device, /*isHighPriority=*/false);
+  const auto pinned = [&](std::vector<int64_t> shape, at::ScalarType dtype) {
+    return at::empty(shape, at::TensorOptions().dtype(dtype).pinned_memory(true));
+  };
+  at::Tensor codes[2], host_outputs[2], host_effect[2];
+  for (int b = 0; b < 2; ++b) {
+    codes[b] = at::empty({batch_size_, anchors_.size(1)}, anchors_.options());
+    host_effect[b] = pinned({batch_size_}, at::kFloat);
+  }
+  c10::Event codes_ready[2] = {c10::Event(device.type()), c10::Event(device.type())};
+  c10::Event decoded[2] = {c10::Event(device.type()), c10::Event(device.type())};
+  c10::Event copied[2] = {c10::Event(device.type()), c10::Event(device.type())};
+
+  const auto chunk_at = [&](int64_t start) { return Chunk{start, std::min(batch_size_, end_row - start), {}, {}}; };
+  const auto enqueue_codes = [&](int b, const Chunk& chunk) {
+    const c10::StreamGuard on_side(side);
+    write_codes(codes[b], chunk.start, chunk.count);
+    codes_ready[b].record(side);
+  };
+  if (first_row >= end_row) return;
+  enqueue_codes(0, chunk_at(first_row));
+  std::optional<std::pair<Chunk, int>> pending;  // copied, not yet delivered
+  const auto deliver_pending = [&]() {
+    const auto& [chunk, b] = *pending;
+    copied[b].synchronize();
+    deliver(stats, chunk, copy_outputs ? host_outputs[b].narrow(0, 0, chunk.count) : at::Tensor(),
+            host_effect[b].narrow(0, 0, chunk.count), sink, progress);
+    pending.reset();
+  };
+
+  int b = 0;
+  for (int64_t start = first_row; start < end_row; start += batch_size_, b ^= 1) {
+    Chunk chunk = chunk_at(start);
+    codes_ready[b].block(compute);
+    chunk.outputs = decode(codes[b]).narrow(0, 0, chunk.count);  // enqueued on `compute`
+    decoded[b].record(compute);
+    const int64_t next = start + batch_size_;
+    if (next < end_row) {
+      decoded[b ^ 1].block(side);  // codes[b ^ 1] was read by the previous chunk's decoder
+      enqueue_codes(b ^ 1, chunk_at(next));
+    }
+    chunk.effect = stats.update(chunk.outputs, chunk.start);
+    c10::Event computed(device.type());
+    computed.record(compute);
+    computed.block(side);
+    {
+      const c10::StreamGuard on_side(side);
+      if (copy_outputs) {
+        if (!host_outputs[b].defined()) host_outputs[b] = pinned({batch_size_, features_}, chunk.outputs.scalar_type());
+        host_outputs[b].narrow(0, 0, chunk.count).copy_(chunk.outputs, /*non_blocking=*/true);
+        chunk.outputs.record_stream(side);
+      }
+      host_effect[b].narrow(0, 0, chunk.count).copy_(chunk.effect, /*non_blocking=*/true);
+      chunk.effect.record_stream(side);
+      copied[b].record(side);
+    }
+    if (pending) deliver_pending();  // the previous chunk, while the GPU works on this one
+    pending.emplace(chunk, b);
+    if (PyErr_CheckSignals() != 0) throw py::error_already_set();
+  }
+  if (pending) deliver_pending();
+}
+
+}  // namespace latentsweep

@@ -1,0 +1,63 @@
+// The sweep executor: walks the traversal grid in fixed-size chunks, writes each chunk's codes
+// into a reused buffer on the decoder's device, calls the (Python) decoder under inference
+// mode, feeds the outputs to the statistics and hands them to a sink.
+//
+// On CUDA the work is pipelined: codes for the next chunk are written on a side stream while
+// the decoder runs, outputs are copied to pinned host buffers without blocking, and a chunk is
+// delivered to the sink while the GPU decodes the next one.
+#pragma once
+
+#include <ATen/ATen.h>
+#include <pybind11/pybind11.h>
+
+#include <vector>
+
+#include "statistics.h"
+
+namespace latentsweep {
+
+class SweepExecutor {
+ public:
+  // anchors [A, D], dims [K] int64 and values [A, K, S] on the decoder's device (values in the
+  // anchors' dtype, may be an expanded view); out_shape: the decoder's output shape per code.
+  SweepExecutor(pybind11::object decoder, at::Tensor anchors, at::Tensor dims, at::Tensor values,
+                int64_t batch_size, std::vector<int64_t> out_shape);
+
+  // Decodes grid rows [first_row, end_row) in chunks of batch_size (the last one padded).
+  // For each chunk, in grid order: sink(start, count, outputs, effect) with outputs a CPU
+  // tensor [count, *out_shape] (None unless copy_outputs) and effect a CPU tensor [count]; then
+  // the chunk's statistics are committed and progress(count) is called. If anything fails,
+  // the statistics roll back to the last delivered chunk and the error propagates.
+  void run(SweepStatistics& stats, int64_t first_row, int64_t end_row, pybind11::object sink,
+           bool copy_outputs, pybind11::object progress);
+
+  int64_t batch_size() const { return batch_size_; }
+
+ private:
+  struct Chunk {
+    int64_t start = 0, count = 0;
+    at::Tensor outputs;  // [count, F] on the device
+    at::Tensor effect;   // [count] on the device
+  };
+
+  // Writes the codes of rows [start, start + count) into `buffer`, padding with the last row.
+  void write_codes(at::Tensor& buffer, int64_t start, int64_t count) const;
+  // Calls the decoder and checks what it returned; returns [batch, F] (a view).
+  at::Tensor decode(const at::Tensor& codes) const;
+  void check_finite(const at::Tensor& effect_cpu, int64_t start) const;
+  void deliver(SweepStatistics& stats, const Chunk& chunk, const at::Tensor& outputs_cpu,
+               const at::Tensor& effect_cpu, pybind11::object& sink, pybind11::object& progress) const;
+
+  void run_cpu(SweepStatistics& stats, int64_t first_row, int64_t end_row, pybind11::object& sink,
+               bool copy_outputs, pybind11::object& progress);
+  void run_pipelined(SweepStatistics& stats, int64_t first_row, int64_t end_row,
+                     pybind11::object& sink, bool copy_outputs, pybind11::object& progress);
+
+  pybind11::object decoder_;
+  at::Tensor anchors_, dims_, values_;
+  int64_t batch_size_;
+  std::vector<int64_t> out_shape_;
+  int64_t features_;
+};
+
+}  // namespace latentsweep

@@ -1,0 +1,163 @@
+#include "statistics.h"
+
+#include <ATen/Parallel.h>
+
+#include "cpu/statistics_kernel.h"
+
+namespace latentsweep {
+
+SweepStatistics::SweepStatistics(const at::Tensor& anchor_outputs, const at::Tensor& values) {
+  TORCH_CHECK(anchor_outputs.dim() == 2, "SweepStatistics: anchor_outputs must be [A, F]");
+  TORCH_CHECK(values.dim() == 3 && values.size(0) == anchor_outputs.size(0),
+              "SweepStatistics: values must be [A, K, S] with the anchors' A");
+  num_anchors_ = values.size(0);
+  num_dims_ = values.size(1);
+  num_steps_ = values.size(2);
+  features_ = anchor_outputs.size(1);
+  const auto device = anchor_outputs.device();
+  anchor_outputs_ = anchor_outputs.to(at::kFloat).contiguous();
+  const at::Tensor v = values.to(device, at::kDouble);
+  const at::Tensor range = (v.select(2, num_steps_ - 1) - v.select(2, 0)).abs();
+  // A traversal whose values do not move has no slope: it contributes nothing.
+  inv_range_ = at::where(range > 0, range.reciprocal(), at::zeros_like(range)).contiguous();
+  const auto f64 = at::TensorOptions().dtype(at::kDouble).device(device);
+  sensitivity_sum_ = at::zeros({num_dims_, features_}, f64);
+  dim_effect_sum_ = at::zeros({num_dims_}, f64);
+  previous_ = at::zeros({features_}, anchor_outputs_.options());
+}
+
+SweepStatistics::Snapshot SweepStatistics::snapshot() const {
+  return Snapshot{next_row_, sensitivity_sum_.clone(), dim_effect_sum_.clone(), previous_.clone()};
+}
+
+void SweepStatistics::restore(const Snapshot& s) {
+  next_row_ = s.next_row;
+  sensitivity_sum_.copy_(s.sensitivity_sum);
+  dim_effect_sum_.copy_(s.dim_effect_sum);
+  previous_.copy_(s.previous);
+}
+
+at::Tensor SweepStatistics::update(const at::Tensor& outputs, int64_t start) {
+  TORCH_CHECK(start == next_row_, "SweepStatistics: chunks must arrive in grid order: expected row ",
+              next_row_, ", got ", start);
+  TORCH_CHECK(outputs.dim() == 2 && outputs.size(1) == features_,
+              "SweepStatistics: outputs must be [rows, ", features_, "], got ", outputs.sizes());
+  TORCH_CHECK(start + outputs.size(0) <= total_rows(), "SweepStatistics: rows past the grid's end");
+  TORCH_CHECK(outputs.device() == anchor_outputs_.device(),
+              "SweepStatistics: outputs on ", outputs.device(), ", statistics on ",
+              anchor_outputs_.device());
+  const at::Tensor y = outputs.to(at::kFloat).contiguous();
+  staged_.push_back(snapshot());
+  at::Tensor effect;
+  try {
+    effect = (y.is_cpu() && fused_cpu_) ? update_fused_cpu(y, start) : update_aten(y, start);
+  } catch (...) {
+    rollback();
+    throw;
+  }
+  if (y.size(0) > 0) {
+    previous_.copy_(y[y.size(0) - 1]);
+    next_row_ = start + y.size(0);
+  }
+  return effect;
+}
+
+at::Tensor SweepStatistics::update_fused_cpu(const at::Tensor& y, int64_t start) {
+  const int64_t rows = y.size(0);
+  const int64_t blocks = cpu::feature_blocks(features_);
+  at::Tensor partial = at::empty({blocks, rows}, y.options().dtype(at::kDouble));
+  cpu::StatisticsChunk chunk{y.const_data_ptr<float>(),
+                             start > 0 ? previous_.const_data_ptr<float>() : nullptr,
+                             anchor_outputs_.const_data_ptr<float>(),
+                             inv_range_.const_data_ptr<double>(),
+                             sensitivity_sum_.data_ptr<double>(),
+                             partial.data_ptr<double>(),
+                             rows, features_, start, num_dims_, num_steps_};
+  at::parallel_for(0, blocks, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t b = begin; b < end; ++b) cpu::statistics_block(chunk, b);
+  });
+  // Combine the blocks in a fixed order, then accumulate per dim in grid order.
+  const double* part = partial.const_data_ptr<double>();
+  at::Tensor effect = at::empty({rows}, y.options());
+  float* out = effect.data_ptr<float>();
+  double* dim_sum = dim_effect_sum_.data_ptr<double>();
+  GridIndex index = unravel_grid(start, num_dims_, num_steps_);
+  for (int64_t r = 0; r < rows; ++r) {
+    double sum = 0;
+    for (int64_t b = 0; b < blocks; ++b) sum += part[b * rows + r];
+    const double mean = features_ > 0 ? sum / static_cast<double>(features_) : 0.0;
+    out[r] = static_cast<float>(mean);
+    dim_sum[index.dim] += mean;
+    advance_grid(index, num_dims_, num_steps_);
+  }
+  return effect;
+}
+
+// Device-generic path (CUDA, and the CPU when the fused kernel is off): whole-chunk tensor ops.
+at::Tensor SweepStatistics::update_aten(const at::Tensor& y, int64_t start) {
+  const int64_t rows = y.size(0);
+  if (rows == 0) return at::empty({0}, y.options());
+  const auto device = y.device();
+  const at::Tensor g = at::arange(start, start + rows, at::TensorOptions().dtype(at::kLong).device(device));
+  const at::Tensor step = g.remainder(num_steps_);
+  const at::Tensor rest = g.div(num_steps_, "floor");
+  const at::Tensor dim = rest.remainder(num_dims_);
+  const at::Tensor anchor = rest.div(num_dims_, "floor");
+  const at::Tensor yd = y.to(at::kDouble);
+  const at::Tensor effect = (yd - anchor_outputs_.index_select(0, anchor).to(at::kDouble)).abs().mean(1);
+  dim_effect_sum_.index_add_(0, dim, effect);
+  const at::Tensor before = at::cat({previous_.unsqueeze(0), y.narrow(0, 0, rows - 1)}).to(at::kDouble);
+  const at::Tensor weight = inv_range_.index({anchor, dim}) * (step > 0).to(at::kDouble);
+  sensitivity_sum_.index_add_(0, dim, (yd - before).abs() * weight.unsqueeze(1));
+  return effect.to(at::kFloat);
+}
+
+void SweepStatistics::commit() {
+  TORCH_CHECK(!staged_.empty(), "SweepStatistics: nothing to commit");
+  staged_.pop_front();
+}
+
+void SweepStatistics::rollback() {
+  if (staged_.empty()) return;
+  restore(staged_.front());
+  staged_.clear();
+}
+
+int64_t SweepStatistics::committed_row() const {
+  return staged_.empty() ? next_row_ : staged_.front().next_row;
+}
+
+at::Tensor SweepStatistics::dim_effect() const {
+  const Snapshot& s = staged_.empty() ? Snapshot{next_row_, sensitivity_sum_, dim_effect_sum_, previous_}
+                                      : staged_.front();
+  return (s.dim_effect_sum / static_cast<double>(num_anchors_ * num_steps_)).cpu();
+}
+
+at::Tensor SweepStatistics::sensitivity() const {
+  const at::Tensor& sum = staged_.empty() ? sensitivity_sum_ : staged_.front().sensitivity_sum;
+  return (sum / static_cast<double>(num_anchors_)).cpu();
+}
+
+std::map<std::string, at::Tensor> SweepStatistics::state() const {
+  const Snapshot s = staged_.empty() ? snapshot() : staged_.front();
+  return {{"next_row", at::tensor(s.next_row, at::kLong)},
+          {"sensitivity_sum", s.sensitivity_sum.cpu().clone()},
+          {"dim_effect_sum", s.dim_effect_sum.cpu().clone()},
+          {"previous", s.previous.cpu().clone()}};
+}
+
+void SweepStatistics::load_state(const std::map<std::string, at::Tensor>& state) {
+  for (const char* key : {"next_row", "sensitivity_sum", "dim_effect_sum", "previous"}) {
+    TORCH_CHECK(state.count(key), "SweepStatistics: checkpoint has no '", key, "'");
+  }
+  TORCH_CHECK(state.at("sensitivity_sum").sizes() == sensitivity_sum_.sizes() &&
+                  state.at("dim_effect_sum").sizes() == dim_effect_sum_.sizes() &&
+                  state.at("previous").sizes() == previous_.sizes(),
+              "SweepStatistics: checkpoint shapes do not match this sweep");
+  staged_.clear();
+  const int64_t row = state.at("next_row").item<int64_t>();
+  TORCH_CHECK(row >= 0 && row <= total_rows(), "SweepStatistics: checkpoint row out of range");
+  restore(Snapshot{row, state.at("sensitivity_sum"), state.at("dim_effect_sum"), state.at("previous")});
+}
+
+}  // namespace latentsweep

@@ -1,0 +1,67 @@
+// Exact streaming statistics of a sweep, fed chunk by chunk in grid order.
+//
+// Grid rows g = (anchor a, dim k, step s) in row-major order; y[g] are the decoder outputs
+// flattened to F features and x0[a] the outputs at the anchors themselves.
+//   effect[g]        = mean_f |y[g, f] - x0[a, f]|                  (returned per chunk)
+//   dim_effect[k]    = mean over a and s of effect
+//   sensitivity[k,f] = mean over a of sum_s |y[a,k,s+1,f] - y[a,k,s,f]| / |v[a,k,S-1] - v[a,k,0]|
+// A traversal may straddle chunks: the last row of each chunk is carried to the next. Updates
+// are staged: commit() makes the oldest one final, rollback() returns to the last committed
+// state, so a failed chunk never leaves half-counted statistics behind.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <deque>
+#include <map>
+#include <string>
+
+namespace latentsweep {
+
+class SweepStatistics {
+ public:
+  // anchor_outputs: [A, F] on the sweep's device; values: [A, K, S].
+  SweepStatistics(const at::Tensor& anchor_outputs, const at::Tensor& values);
+
+  // outputs: [rows, F] for grid rows [start, start + rows); start must be next_row().
+  // Returns the chunk's effect [rows] (float32, outputs' device). Stages the update.
+  at::Tensor update(const at::Tensor& outputs, int64_t start);
+  void commit();    // the oldest staged update becomes final
+  void rollback();  // back to the state after the last commit
+
+  int64_t next_row() const { return next_row_; }
+  int64_t committed_row() const;
+  int64_t total_rows() const { return num_anchors_ * num_dims_ * num_steps_; }
+
+  at::Tensor dim_effect() const;   // [K] float64, over the rows seen so far, on the CPU
+  at::Tensor sensitivity() const;  // [K, F] float64 (sum / A), on the CPU
+
+  // The committed state, for checkpoints, and its restoration (as CPU tensors).
+  std::map<std::string, at::Tensor> state() const;
+  void load_state(const std::map<std::string, at::Tensor>& state);
+
+  // Use the vectorised ATen path on the CPU too (tests compare it with the fused kernel).
+  void set_fused_cpu_kernel(bool enabled) { fused_cpu_ = enabled; }
+
+ private:
+  struct Snapshot {
+    int64_t next_row;
+    at::Tensor sensitivity_sum, dim_effect_sum, previous;
+  };
+  Snapshot snapshot() const;
+  void restore(const Snapshot& s);
+  at::Tensor update_fused_cpu(const at::Tensor& outputs, int64_t start);
+  at::Tensor update_aten(const at::Tensor& outputs, int64_t start);
+
+  int64_t num_anchors_, num_dims_, num_steps_, features_;
+  at::Tensor anchor_outputs_;  // [A, F] float32
+  at::Tensor inv_range_;       // [A, K] float64
+  at::Tensor sensitivity_sum_; // [K, F] float64
+  at::Tensor dim_effect_sum_;  // [K] float64
+  at::Tensor previous_;        // [F] float32: outputs of row next_row_ - 1
+  int64_t next_row_ = 0;
+  bool fused_cpu_ = true;
+  std::deque<Snapshot> staged_;  // state before each staged update, oldest first
+};
+
+}  // namespace latentsweep

@@ -1,0 +1,29 @@
+"""Progress bars for long work: tqdm on a terminal, silent otherwise."""
+
+from __future__ import annotations
+
+import sys
+
+
+def wanted(progress: bool | None, fn: str) -> bool:
+    """progress=True/False forces the bar on/off; None shows it when stderr is a terminal."""
+    if progress is not None and not isinstance(progress, bool):
+        raise TypeError(f"{fn}: progress must be True, False or None, got {type(progress).__name__}")
+    return sys.stderr.isatty() if progress is None else progress
+
+
+class NoBar:
+    def update(self, n: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def bar(show: bool, *, total: int | None, unit: str, desc: str, initial: int = 0):
+    """A tqdm bar (rate and ETA) or a stand-in with the same update/close methods."""
+    if not show:
+        return NoBar()
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, unit=unit, unit_scale=True, desc=desc, dynamic_ncols=True)
