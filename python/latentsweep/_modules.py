@@ -51,7 +51,8 @@ def fingerprint(model) -> str:
     """Identifies a model for resumable sweeps: its type and, for an nn.Module, a hash of its
     parameters and buffers (so resuming with other weights is refused)."""
     kind = type(model)
-    digest = hashlib.sha256(f"{kind.__module__}.{kind.__qualname__}".encode())
+    name = getattr(model, "__qualname__", None) or kind.__qualname__  # functions by name
+    digest = hashlib.sha256(f"{getattr(model, '__module__', kind.__module__)}.{name}".encode())
     if isinstance(model, torch.nn.Module):
         for name, tensor in model.state_dict().items():
             digest.update(name.encode())

@@ -1,0 +1,225 @@
+"""traverse(): exactness against a full-output reference at any batch size, sinks, results."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import latentsweep as ls
+from sweep_models import mlp_decoder, rowwise_decoder
+from sweep_reference import reference_sweep
+
+BATCH_SIZES = [1, 7, 16, 64, 10_000]  # single rows, ragged, exact divisors, more than the grid
+
+
+@pytest.fixture
+def anchors() -> torch.Tensor:
+    return torch.randn(4, 6, generator=torch.Generator().manual_seed(1))
+
+
+@pytest.mark.parametrize("batch_size", BATCH_SIZES)
+def test_matches_full_output_reference(anchors, batch_size):
+    result = ls.traverse(rowwise_decoder, anchors, steps=8, dims=[0, 2, 5], batch_size=batch_size)
+    ref = reference_sweep(rowwise_decoder, anchors, result.dims, result.values)
+    assert torch.equal(result.outputs, ref["outputs"])
+    assert torch.equal(result.anchor_outputs, ref["anchor_outputs"])
+    torch.testing.assert_close(result.effect.double(), ref["effect"], rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(result.dim_effect.double(), ref["dim_effect"], rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(result.sensitivity.double(), ref["sensitivity"], rtol=1e-5, atol=1e-6)
+    order = torch.argsort(ref["dim_effect"], descending=True, stable=True)
+    assert result.ranking.tolist() == result.dims[order].tolist()
+
+
+def test_statistics_do_not_depend_on_batch_size(anchors):
+    """With a batch-independent decoder the streaming statistics are bitwise identical: chunks
+    straddling traversals are carried exactly."""
+    results = [ls.traverse(rowwise_decoder, anchors, steps=9, batch_size=b, keep_outputs=False) for b in BATCH_SIZES]
+    for other in results[1:]:
+        assert torch.equal(other.effect, results[0].effect)
+        assert torch.equal(other.dim_effect, results[0].dim_effect)
+        assert torch.equal(other.sensitivity, results[0].sensitivity)
+
+
+def test_mlp_decoder_within_float_tolerance(anchors):
+    decoder = mlp_decoder()
+    result = ls.traverse(decoder, anchors, steps=5, batch_size=9)
+    ref = reference_sweep(decoder, anchors, result.dims, result.values)
+    torch.testing.assert_close(result.outputs, ref["outputs"], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(result.sensitivity.double(), ref["sensitivity"], rtol=1e-4, atol=1e-5)
+
+
+def test_shapes_and_result_fields(anchors):
+    result = ls.traverse(rowwise_decoder, anchors, steps=5, dims=[1, 3])
+    assert result.values.shape == (4, 2, 5)
+    assert result.outputs.shape == (4, 2, 5, 3, 4)
+    assert result.anchor_outputs.shape == (4, 3, 4)
+    assert result.effect.shape == (4, 2, 5)
+    assert result.sensitivity.shape == (2, 12)
+    assert result.out_shape == (3, 4)
+    assert result.num_points == 40 and result.points_computed == 40
+    assert result.points_per_second > 0 and result.wall_time > 0
+    assert set(result.ranking.tolist()) == {1, 3}
+    assert "anchors x" in result.summary() and "TraversalResult" in repr(result)
+
+
+def test_modes_and_explicit_values(anchors):
+    logvar = torch.full_like(anchors, -4.0)
+    posterior = ls.traverse(rowwise_decoder, ls.Posterior(anchors, logvar), mode="posterior", steps=5)
+    prior = ls.traverse(rowwise_decoder, anchors, mode="prior", steps=5)
+    torch.testing.assert_close(posterior.values, ls.traversal_values(anchors, mode="posterior", logvar=logvar, steps=5))
+    # the point of the package: prior-scaled traversals move the output far more
+    assert float(prior.dim_effect.mean()) > 5 * float(posterior.dim_effect.mean())
+    explicit = ls.traverse(rowwise_decoder, anchors, values=torch.linspace(-1, 1, 3), dims=[0])
+    assert explicit.mode == "values"
+    assert torch.equal(explicit.values, torch.linspace(-1, 1, 3).expand(4, 1, 3))
+
+
+def test_one_anchor_and_one_step(anchors):
+    result = ls.traverse(rowwise_decoder, anchors[0], steps=1)
+    assert result.values.shape == (1, 6, 1)
+    assert torch.equal(result.sensitivity, torch.zeros(6, 12))  # no movement, no slope
+
+
+def test_keep_outputs_false(anchors):
+    result = ls.traverse(rowwise_decoder, anchors, steps=4, keep_outputs=False)
+    assert result.outputs is None
+    assert result.effect.shape == (4, 6, 4)
+
+
+def test_nn_module_runs_in_eval_mode_and_is_restored(anchors):
+    decoder = torch.nn.Sequential(torch.nn.Linear(6, 12), torch.nn.Dropout(0.5))
+    decoder.train()
+    first = ls.traverse(decoder, anchors, steps=3)
+    second = ls.traverse(decoder, anchors, steps=3)
+    assert torch.equal(first.outputs, second.outputs)  # no dropout noise
+    assert decoder.training and decoder[1].training
+
+
+@pytest.mark.parametrize("suffix", [".zarr", ".npy"])
+def test_store_round_trip(tmp_path, anchors, suffix):
+    path = tmp_path / f"sweep{suffix}"
+    memory = ls.traverse(rowwise_decoder, anchors, steps=6, batch_size=10)
+    stored = ls.traverse(rowwise_decoder, anchors, steps=6, batch_size=10, out=path)
+    assert stored.store == path
+    assert np.array_equal(np.asarray(stored.outputs), memory.outputs.numpy())
+    assert stored.outputs.shape == (4, 6, 6, 3, 4)
+    assert np.array_equal(np.asarray(stored.outputs[2]), memory.outputs[2].numpy())
+    assert np.array_equal(np.asarray(stored.outputs[1:3, 4]), memory.outputs[1:3, 4].numpy())
+    assert torch.equal(stored.effect, memory.effect)
+    assert torch.equal(stored.sensitivity, memory.sensitivity)
+    if suffix == ".npy":  # a plain .npy: anyone can memory-map it
+        mapped = np.load(path, mmap_mode="r")
+        assert mapped.shape == (4, 6, 6, 3, 4) and np.array_equal(mapped, memory.outputs.numpy())
+
+
+def test_store_records_parameters_and_completion(tmp_path, anchors):
+    import zarr
+
+    path = tmp_path / "sweep.zarr"
+    ls.traverse(rowwise_decoder, anchors, steps=6, batch_size=10, out=path, keep_outputs=False)
+    meta = dict(zarr.open_group(path, mode="r").attrs["latentsweep"])
+    assert meta["completed_rows"] == meta["total_rows"] == 4 * 6 * 6
+    assert meta["chunk_rows"] == 10 and meta["keep_outputs"] is False
+    assert meta["params"]["grid"] == [4, 6, 6] and meta["params"]["mode"] == "prior"
+    assert "outputs" not in zarr.open_group(path, mode="r")
+
+
+def test_existing_store_is_refused_then_overwritten(tmp_path, anchors):
+    path = tmp_path / "sweep.zarr"
+    ls.traverse(rowwise_decoder, anchors, steps=3, out=path)
+    with pytest.raises(ValueError, match="resume=True.*overwrite=True"):
+        ls.traverse(rowwise_decoder, anchors, steps=3, out=path)
+    with pytest.raises(ValueError, match="different parameters"):
+        ls.traverse(rowwise_decoder, anchors, steps=4, out=path, resume=True)
+    replaced = ls.traverse(rowwise_decoder, anchors, steps=4, out=path, overwrite=True)
+    assert replaced.values.shape[2] == 4
+
+
+def test_a_foreign_directory_is_never_overwritten(tmp_path, anchors):
+    precious = tmp_path / "mine"
+    precious.mkdir()
+    (precious / "thesis.txt").write_text("do not delete")
+    with pytest.raises(ValueError, match="not a latentsweep sweep store"):
+        ls.traverse(rowwise_decoder, anchors, steps=3, out=precious, overwrite=True)
+    assert (precious / "thesis.txt").read_text() == "do not delete"
+
+
+def test_progress_bar_on_request(anchors, capsys):
+    ls.traverse(rowwise_decoder, anchors, steps=3, progress=True)
+    assert "traverse" in capsys.readouterr().err
+    ls.traverse(rowwise_decoder, anchors, steps=3, progress=False)
+    assert capsys.readouterr().err == ""
+
+
+def test_statistics_state_round_trip():
+    """The checkpoint of the C++ statistics restores the exact state."""
+    from latentsweep._extension import _C
+
+    anchors = torch.randn(3, 4)
+    values = ls.traversal_values(anchors, steps=5)
+    x0 = rowwise_decoder(anchors).reshape(3, -1)
+    grid = ls.traversal_codes(anchors, range(4), values)
+    outputs = rowwise_decoder(grid).reshape(len(grid), -1)
+    full = _C.SweepStatistics(x0, values)
+    full.update(outputs, 0)
+    full.commit()
+    half = _C.SweepStatistics(x0, values)
+    half.update(outputs[:23], 0)
+    half.commit()
+    resumed = _C.SweepStatistics(x0, values)
+    resumed.load_state(half.state())
+    assert resumed.next_row == 23
+    resumed.update(outputs[23:], 23)
+    resumed.commit()
+    assert torch.equal(resumed.sensitivity(), full.sensitivity())
+    assert torch.equal(resumed.dim_effect(), full.dim_effect())
+
+
+def test_statistics_rollback_and_order():
+    from latentsweep._extension import _C
+
+    anchors = torch.randn(2, 3)
+    values = ls.traversal_values(anchors, steps=4)
+    x0 = rowwise_decoder(anchors).reshape(2, -1)
+    outputs = rowwise_decoder(ls.traversal_codes(anchors, range(3), values)).reshape(24, -1)
+    stats = _C.SweepStatistics(x0, values)
+    stats.update(outputs[:10], 0)
+    stats.commit()
+    before = stats.sensitivity()
+    stats.update(outputs[10:15], 10)
+    assert stats.next_row == 15 and stats.committed_row == 10
+    stats.rollback()
+    assert stats.next_row == 10 and torch.equal(stats.sensitivity(), before)
+    with pytest.raises(RuntimeError, match="grid order"):
+        stats.update(outputs[12:15], 12)
+
+
+def test_fused_cpu_kernel_matches_aten_path():
+    """The fused CPU kernel and the device-generic path (used on CUDA) agree."""
+    from latentsweep._extension import _C
+
+    anchors = torch.randn(3, 5)
+    values = ls.traversal_values(anchors, steps=6)
+    x0 = rowwise_decoder(anchors).reshape(3, -1)
+    outputs = rowwise_decoder(ls.traversal_codes(anchors, range(5), values)).reshape(90, -1)
+    fused, generic = _C.SweepStatistics(x0, values), _C.SweepStatistics(x0, values)
+    generic.set_fused_cpu_kernel(False)
+    for start in range(0, 90, 17):
+        chunk = outputs[start : start + 17]
+        torch.testing.assert_close(fused.update(chunk, start), generic.update(chunk, start), rtol=1e-6, atol=1e-7)
+        fused.commit()
+        generic.commit()
+    torch.testing.assert_close(fused.sensitivity(), generic.sensitivity(), rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(fused.dim_effect(), generic.dim_effect(), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("cuda_graph", [False, True])
+def test_cuda_matches_cpu(anchors, cuda_graph):
+    decoder = mlp_decoder()
+    cpu = ls.traverse(decoder, anchors, steps=6, batch_size=16)
+    gpu = ls.traverse(decoder.cuda(), anchors.cuda(), steps=6, batch_size=16, cuda_graph=cuda_graph)
+    torch.testing.assert_close(gpu.outputs, cpu.outputs, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(gpu.sensitivity, cpu.sensitivity, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(gpu.effect, cpu.effect, rtol=1e-4, atol=1e-5)

@@ -1,0 +1,143 @@
+"""traverse() rejects bad input and bad decoders with clear messages."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import latentsweep as ls
+from sweep_models import rowwise_decoder
+
+ANCHORS = torch.randn(4, 6, generator=torch.Generator().manual_seed(5))
+
+
+def test_decoder_must_be_callable():
+    with pytest.raises(TypeError, match="decoder must be callable"):
+        ls.traverse("not a model", ANCHORS)
+
+
+def test_decoder_returning_a_non_tensor():
+    with pytest.raises(TypeError, match="must return a torch.Tensor, got list"):
+        ls.traverse(lambda z: rowwise_decoder(z).tolist(), ANCHORS)
+
+
+def test_decoder_returning_the_wrong_batch():
+    with pytest.raises(ValueError, match="one output per code"):
+        ls.traverse(lambda z: rowwise_decoder(z)[:1], ANCHORS)
+
+
+def test_decoder_returning_integers():
+    with pytest.raises(TypeError, match="floating-point"):
+        ls.traverse(lambda z: (rowwise_decoder(z) * 10).long(), ANCHORS)
+
+
+def test_decoder_changing_output_shape():
+    calls = []
+
+    def shifty(codes):
+        calls.append(1)
+        out = rowwise_decoder(codes)
+        return out if len(calls) < 3 else out.reshape(len(codes), -1)
+
+    with pytest.raises(ValueError, match=r"output shape changed from \[3, 4\] to \[12\]"):
+        ls.traverse(shifty, ANCHORS, batch_size=8)
+
+
+def test_decoder_returning_nan_names_the_grid_points():
+    def nan_at_large_values(codes):
+        out = rowwise_decoder(codes)
+        return torch.where(codes[:, 2:3, None] > 100, float("nan"), out)
+
+    values = torch.tensor([0.0, 1.0, 200.0])  # step 2 of latent 2 breaks the decoder
+    with pytest.raises(ValueError, match=r"NaN or Inf for 1 grid point.*rows 5..9.*latent dim 2, step 2"):
+        ls.traverse(nan_at_large_values, ANCHORS, values=values, batch_size=5)
+
+
+def test_decoder_returning_nan_at_the_anchors():
+    with pytest.raises(ValueError, match="NaN or Inf at anchors"):
+        ls.traverse(lambda z: rowwise_decoder(z) / 0 * 0, ANCHORS)
+
+
+def test_non_finite_anchors():
+    bad = ANCHORS.clone()
+    bad[1, 3] = float("inf")
+    with pytest.raises(ValueError, match=r"anchors has 1 non-finite.*\(1, 3\)"):
+        ls.traverse(rowwise_decoder, bad)
+
+
+class OutOfMemoryAbove:
+    """Raises the CPU allocator's out-of-memory error for batches larger than `limit`."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.batches: list[int] = []
+
+    def __call__(self, codes):
+        self.batches.append(len(codes))
+        if len(codes) > self.limit:
+            raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 1 TB")
+        return rowwise_decoder(codes)
+
+
+def test_out_of_memory_halves_the_batch_once(capsys):
+    decoder = OutOfMemoryAbove(limit=8)
+    result = ls.traverse(decoder, ANCHORS, steps=5, batch_size=16)
+    assert result.batch_size == 8
+    assert "retrying with batch_size=8" in capsys.readouterr().err
+    expected = ls.traverse(rowwise_decoder, ANCHORS, steps=5, batch_size=8)
+    assert torch.equal(result.outputs, expected.outputs)
+    assert torch.equal(result.sensitivity, expected.sensitivity)
+
+
+def test_out_of_memory_twice_is_a_clear_error():
+    with pytest.raises(RuntimeError, match="ran out of memory at batch size 8 \\(already halved from 16\\)"):
+        ls.traverse(OutOfMemoryAbove(limit=4), ANCHORS, steps=5, batch_size=16)
+
+
+def test_cuda_out_of_memory_error_type_is_recognised():
+    from latentsweep._batching import is_out_of_memory
+
+    assert is_out_of_memory(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB"))
+    assert not is_out_of_memory(RuntimeError("shape mismatch"))
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"batch_size": 0}, ValueError, "batch_size must be >= 1"),
+        ({"batch_size": "big"}, TypeError, "batch_size must be an int"),
+        ({"memory_budget": -1}, ValueError, "memory_budget must be >= 1"),
+        ({"resume": True}, ValueError, "resume=True needs out="),
+        ({"out": 42}, TypeError, "out must be None or a path"),
+        ({"keep_outputs": "no"}, TypeError, "keep_outputs must be True or False"),
+        ({"cuda_graph": True}, ValueError, "cuda_graph=True needs a CUDA device"),
+        ({"mode": "posterior"}, ValueError, "needs logvar"),
+        ({"mode": "sideways"}, ValueError, "mode must be one of"),
+        ({"steps": 0}, ValueError, "steps must be >= 1"),
+        ({"dims": [7]}, ValueError, r"dims must lie in \[0, 6\)"),
+        ({"values": torch.ones(2, 3)}, ValueError, "values must be"),
+        ({"progress": "yes"}, TypeError, "progress must be True, False or None"),
+        ({"device": "warp-drive"}, ValueError, "device must be"),
+    ],
+)
+def test_bad_arguments(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        ls.traverse(rowwise_decoder, ANCHORS, **kwargs)
+
+
+def test_resume_and_overwrite_together(tmp_path):
+    with pytest.raises(ValueError, match="contradict"):
+        ls.traverse(rowwise_decoder, ANCHORS, out=tmp_path / "s.zarr", resume=True, overwrite=True)
+
+
+def test_resume_without_a_store(tmp_path):
+    with pytest.raises(ValueError, match="no sweep at"):
+        ls.traverse(rowwise_decoder, ANCHORS, out=tmp_path / "missing.zarr", resume=True)
+
+
+def test_outputs_too_large_for_memory_are_refused_before_allocating():
+    def wide(codes):
+        return torch.zeros(len(codes), 1_000_000)
+
+    with pytest.raises(ValueError, match="keeping all outputs in memory needs .* GiB"):
+        ls.traverse(wide, torch.zeros(2, 3), steps=100_000, batch_size=4)

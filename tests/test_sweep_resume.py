@@ -1,0 +1,161 @@
+"""Stopping and resuming sweeps: after an exception, Ctrl-C and kill -9, a resumed sweep gives
+exactly the results of an uninterrupted one."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import zarr
+
+import latentsweep as ls
+from sweep_models import SlowRowwiseDecoder, rowwise_decoder
+
+TESTS = Path(__file__).parent
+ANCHORS = torch.randn(8, 6, generator=torch.Generator().manual_seed(3))
+STEPS = 10
+TOTAL = 8 * 6 * STEPS
+
+
+class FailingDecoder:
+    """rowwise_decoder that raises on its n-th call (counting the anchors' probe)."""
+
+    def __init__(self, fail_on_call: int, error: BaseException):
+        self.calls, self.fail_on_call, self.error = 0, fail_on_call, error
+
+    def __call__(self, codes):
+        self.calls += 1
+        if self.calls == self.fail_on_call:
+            raise self.error
+        return rowwise_decoder(codes)
+
+
+def uninterrupted(**kwargs) -> ls.TraversalResult:
+    return ls.traverse(rowwise_decoder, ANCHORS, steps=STEPS, batch_size=16, **kwargs)
+
+
+def assert_same_sweep(resumed: ls.TraversalResult, full: ls.TraversalResult) -> None:
+    assert torch.equal(resumed.effect, full.effect)
+    assert torch.equal(resumed.dim_effect, full.dim_effect)
+    assert torch.equal(resumed.sensitivity, full.sensitivity)
+    assert torch.equal(resumed.ranking, full.ranking)
+    if full.outputs is not None:
+        assert np.array_equal(np.asarray(resumed.outputs), np.asarray(full.outputs))
+
+
+def completed_rows(path: Path) -> int:
+    meta_path = path.with_name(path.name + ".latentsweep") if path.suffix == ".npy" else path
+    try:
+        return int(zarr.open_group(meta_path, mode="r").attrs["latentsweep"]["completed_rows"])
+    except Exception:  # noqa: BLE001 - not created yet
+        return 0
+
+
+@pytest.mark.parametrize("suffix", [".zarr", ".npy"])
+def test_resume_after_decoder_exception(tmp_path, suffix):
+    path = tmp_path / f"sweep{suffix}"
+    failing = FailingDecoder(fail_on_call=7, error=RuntimeError("GPU fell off the bus"))
+    with pytest.raises(RuntimeError, match="fell off the bus") as caught:
+        ls.traverse(failing, ANCHORS, steps=STEPS, batch_size=16, out=path)
+    note = " ".join(getattr(caught.value, "__notes__", []))
+    assert "resume=True" in note and str(path) in note
+    done = completed_rows(path)
+    assert 0 < done < TOTAL  # the exception's chunk and later are not counted
+    failing.fail_on_call = -1
+    resumed = ls.traverse(failing, ANCHORS, steps=STEPS, batch_size=16, out=path, resume=True)
+    assert resumed.points_computed == TOTAL - done
+    assert_same_sweep(resumed, uninterrupted())
+
+
+def test_resume_of_a_statistics_only_store(tmp_path):
+    path = tmp_path / "stats.zarr"
+    failing = FailingDecoder(fail_on_call=12, error=ValueError("bad batch"))
+    with pytest.raises(ValueError, match="bad batch"):
+        ls.traverse(failing, ANCHORS, steps=STEPS, batch_size=16, out=path, keep_outputs=False)
+    failing.fail_on_call = -1
+    resumed = ls.traverse(failing, ANCHORS, steps=STEPS, batch_size=16, out=path, keep_outputs=False, resume=True)
+    assert resumed.outputs is None
+    assert_same_sweep(resumed, uninterrupted(keep_outputs=False))
+
+
+def test_resuming_a_finished_sweep_computes_nothing(tmp_path):
+    path = tmp_path / "done.zarr"
+    full = ls.traverse(rowwise_decoder, ANCHORS, steps=STEPS, batch_size=16, out=path)
+    again = ls.traverse(rowwise_decoder, ANCHORS, steps=STEPS, batch_size=16, out=path, resume=True)
+    assert again.points_computed == 0
+    assert_same_sweep(again, full)
+
+
+def test_in_memory_failure_suggests_a_store():
+    with pytest.raises(RuntimeError) as caught:
+        ls.traverse(FailingDecoder(3, RuntimeError("boom")), ANCHORS, steps=STEPS, batch_size=16)
+    assert "out='sweep.zarr'" in " ".join(caught.value.__notes__)
+
+
+def test_keyboard_interrupt_in_process_keeps_progress(tmp_path, capsys):
+    path = tmp_path / "sweep.zarr"
+    with pytest.raises(KeyboardInterrupt):
+        ls.traverse(FailingDecoder(5, KeyboardInterrupt()), ANCHORS, steps=STEPS, batch_size=16, out=path)
+    assert "resume=True" in capsys.readouterr().err
+    resumed = ls.traverse(FailingDecoder(-1, None), ANCHORS, steps=STEPS, batch_size=16, out=path, resume=True)
+    assert 0 < TOTAL - resumed.points_computed < TOTAL
+    assert_same_sweep(resumed, uninterrupted())
+
+
+SWEEP_SCRIPT = """
+import sys, torch, latentsweep as ls, latentsweep.sweep
+sys.path.insert(0, {tests!r})
+from sweep_models import SlowRowwiseDecoder
+latentsweep.sweep.CHECKPOINT_SECONDS = 0.0  # checkpoint after every chunk
+anchors = torch.randn(8, 6, generator=torch.Generator().manual_seed(3))
+print("started", flush=True)
+ls.traverse(SlowRowwiseDecoder(0.05), anchors, steps={steps}, batch_size=16, out={path!r})
+print("finished", flush=True)
+"""
+
+
+def start_sweep(path: Path) -> subprocess.Popen:
+    script = SWEEP_SCRIPT.format(tests=str(TESTS), steps=STEPS, path=str(path))
+    return subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for_progress(process: subprocess.Popen, path: Path, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while completed_rows(path) < 3 * 16:
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "the sweep made no progress"
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("suffix", [".zarr", ".npy"])
+def test_resume_after_kill_9(tmp_path, suffix):
+    path = tmp_path / f"sweep{suffix}"
+    process = start_sweep(path)
+    wait_for_progress(process, path)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait(timeout=30)
+    done = completed_rows(path)
+    assert 0 < done < TOTAL
+    resumed = ls.traverse(SlowRowwiseDecoder(0.0), ANCHORS, steps=STEPS, batch_size=16, out=path, resume=True)
+    assert resumed.points_computed == TOTAL - done
+    assert_same_sweep(resumed, uninterrupted())
+
+
+def test_ctrl_c_stops_cleanly_with_instructions(tmp_path):
+    path = tmp_path / "sweep.zarr"
+    process = start_sweep(path)
+    wait_for_progress(process, path)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode != 0
+    assert "KeyboardInterrupt" in stderr and "resume=True" in stderr, stderr
+    resumed = ls.traverse(SlowRowwiseDecoder(0.0), ANCHORS, steps=STEPS, batch_size=16, out=path, resume=True)
+    assert 0 < resumed.points_computed < TOTAL
+    assert_same_sweep(resumed, uninterrupted())
