@@ -40,6 +40,8 @@ def finite(fn: str, name: str, value: torch.Tensor) -> tuple[float, float] | Non
     Returns (min, max) of the tensor (None when empty): one pass over the data, since NaN and
     Inf propagate to the extremes; the slower search for the culprit runs only on failure.
     """
+    if value.device.type == "meta":  # shape-only tensors: there is nothing to check or compute
+        raise ValueError(f"{fn}: {name} is on the meta device, which holds no values")
     if value.numel() == 0:
         return None
     low, high = (float(v) for v in torch.aminmax(value))
@@ -63,7 +65,12 @@ def same_device(fn: str, **tensors: torch.Tensor | None) -> None:
 
 def integer(fn: str, name: str, value, *, low: int | None = None, high: int | None = None) -> int:
     """A Python (or numpy/0-d tensor) integer within [low, high]."""
-    if isinstance(value, torch.Tensor) and value.dim() == 0 and not value.is_floating_point():
+    if (
+        isinstance(value, torch.Tensor)
+        and value.dim() == 0
+        and not (value.is_floating_point() or value.is_complex() or value.dtype == torch.bool)
+        and value.device.type != "meta"
+    ):
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{fn}: {name} must be an int, got {type(value).__name__}")
@@ -91,6 +98,8 @@ def dims(fn: str, value, latent_dim: int, device: torch.device) -> torch.Tensor:
             raise TypeError(f"{fn}: dims must hold integers, got {value.dtype}")
         if value.dim() != 1:
             raise ValueError(f"{fn}: dims must be 1-D, got shape {tuple(value.shape)}")
+        if value.device.type == "meta":
+            raise ValueError(f"{fn}: dims is on the meta device, which holds no values")
         result = value.to(device=device, dtype=torch.int64)
     elif isinstance(value, numbers.Integral) and not isinstance(value, bool):
         result = torch.tensor([int(value)], dtype=torch.int64, device=device)

@@ -67,8 +67,12 @@ def sample(
     sample_offset = _checks.integer(fn, "sample_offset", sample_offset, low=0, high=MAX_SAMPLE - n)
     if mu.shape[-1] > MAX_DIM:
         raise ValueError(f"{fn}: D must be <= 2**34, got {mu.shape[-1]}")
-    if rows * n * mu.shape[-1] > _checks.INT64_MAX:
-        raise ValueError(f"{fn}: N * n * D = {rows * n * mu.shape[-1]} overflows int64")
+    itemsize = 8 if mu.dtype == torch.float64 else 4  # the compute dtype's
+    if rows * n * mu.shape[-1] * itemsize > _checks.INT64_MAX:
+        raise ValueError(
+            f"{fn}: N * n * D = {rows * n * mu.shape[-1]} values, whose size in bytes "
+            "overflows int64"
+        )
     _checks.finite(fn, "mu", mu)
     extremes = _checks.finite(fn, "logvar", logvar)
     limit = _max_logvar(mu.dtype)
@@ -105,14 +109,24 @@ def sample_prior(
     dtype = torch.get_default_dtype() if dtype is None else dtype
     if dtype not in _checks.FLOAT_DTYPES:
         raise TypeError(f"{fn}: dtype must be a floating-point dtype, got {dtype}")
-    if n * dim > _checks.INT64_MAX:
-        raise ValueError(f"{fn}: n * dim = {n * dim} overflows int64")
+    itemsize = 8 if dtype == torch.float64 else 4  # the compute dtype's
+    if n * dim * itemsize > _checks.INT64_MAX:
+        raise ValueError(
+            f"{fn}: n * dim = {n * dim} values, whose size in bytes overflows int64"
+        )
     out = _empty(n, dim, dtype=dtype, device=device)
     return ops.sample_prior_(out, seed, offset)
 
 
 def _empty(*sizes: int, dtype: torch.dtype, device) -> torch.Tensor:
-    device = torch.device("cpu") if device is None else torch.device(device)
+    try:
+        device = torch.device("cpu") if device is None else torch.device(device)
+    except (RuntimeError, TypeError) as error:  # torch raises RuntimeError for unknown names
+        kind = TypeError if isinstance(error, TypeError) else ValueError
+        raise kind(
+            f"latentsweep.sample_prior: device must be a torch.device or a device string, "
+            f"got {device!r}"
+        ) from error
     if device.type == "cpu":  # large CPU results prefer huge pages (fewer page faults)
         return _C.empty_prefer_huge_pages(list(sizes), dtype)
     return torch.empty(sizes, dtype=dtype, device=device)

@@ -31,6 +31,9 @@ def _expand_values(fn: str, values, anchors: torch.Tensor, num_dims: int) -> tor
             f"dims that is {expected[values.dim()]}, got shape {tuple(values.shape)}"
         )
     _checks.finite(fn, "values", values)
+    total = num_anchors * num_dims * values.shape[-1]
+    if total > _checks.INT64_MAX:  # before expand(), which cannot make such a view
+        raise ValueError(f"{fn}: the grid has A * K * S = {total} rows, which overflows int64")
     values = values.to(anchors.dtype)
     return values.expand(num_anchors, num_dims, values.shape[-1])
 
@@ -73,8 +76,11 @@ def traversal_codes(
     if count is None:
         count = total - start
     count = _checks.integer(fn, "count", count, low=0, high=total - start)
-    if count * anchors.shape[1] > _checks.INT64_MAX:
-        raise ValueError(f"{fn}: count * D = {count * anchors.shape[1]} overflows int64")
+    if count * anchors.shape[1] * anchors.element_size() > _checks.INT64_MAX:
+        raise ValueError(
+            f"{fn}: count * D = {count * anchors.shape[1]} values, whose size in bytes "
+            "overflows int64"
+        )
     if out is None:
         return ops.traversal_codes(anchors, dims, values, start, count)
     if not isinstance(out, torch.Tensor):
@@ -135,6 +141,16 @@ def traversal_values(
     span = _checks.positive_float(fn, "span", span)
     steps = _checks.integer(fn, "steps", steps, low=1)
     prior_std = _checks.positive_float(fn, "prior_std", prior_std)
+    # The values would not be finite in the anchors' dtype (nor could linspace be built).
+    largest = torch.finfo(anchors.dtype).max
+    uses_prior_std = mode in ("prior", "absolute", "quantile")
+    scale = prior_std if uses_prior_std else 1.0
+    if span * scale > largest:
+        name = "span * prior_std" if uses_prior_std else "span"
+        raise ValueError(
+            f"{fn}: {name} must be <= {largest:.4g} (the largest {anchors.dtype}), "
+            f"got {span * scale:.4g}"
+        )
     num_anchors, latent_dim = anchors.shape
     dims = (
         torch.arange(latent_dim, device=anchors.device)
@@ -142,6 +158,11 @@ def traversal_values(
         else _checks.dims(fn, dims, latent_dim, anchors.device)
     )
     num_dims = dims.numel()
+    if num_anchors * num_dims * steps * 8 > _checks.INT64_MAX:
+        raise ValueError(
+            f"{fn}: A * K * steps = {num_anchors * num_dims * steps} values, whose size in bytes "
+            "overflows int64"
+        )
     # Low precision: compute in float32 and round once at the end.
     compute = torch.float64 if anchors.dtype == torch.float64 else torch.float32
     anchors_c = anchors.to(compute)
@@ -153,7 +174,7 @@ def traversal_values(
     elif mode == "absolute":
         values = (t * prior_std).expand(num_anchors, num_dims, steps)
     elif mode == "quantile":
-        row = (prior_std * torch.special.ndtri(levels)).to(compute, device=anchors.device)
+        row = (prior_std * torch.special.ndtri(levels)).to(device=anchors.device, dtype=compute)
         values = row.expand(num_anchors, num_dims, steps)
     elif mode == "posterior":
         if logvar is None:

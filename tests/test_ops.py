@@ -1,0 +1,224 @@
+"""The registered ops: opcheck (schema, fake kernels, autograd registration, AOT dispatch), a
+torch.compile(fullgraph=True) graph calling them, and build_info."""
+
+from __future__ import annotations
+
+import contextlib
+
+import pytest
+import torch
+
+import latentsweep
+from conftest import FLOAT_DTYPES
+
+ops = torch.ops.latentsweep
+
+
+def _inputs(device, dtype=torch.float32):
+    g = torch.Generator().manual_seed(0)
+    mu = torch.randn(4, 40, generator=g).to(device=device, dtype=dtype)
+    logvar = (torch.rand(4, 40, generator=g) - 0.5).to(device=device, dtype=dtype)
+    return mu, logvar
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+def test_opcheck_sample(device, dtype):
+    mu, logvar = _inputs(device, dtype)
+    torch.library.opcheck(ops.sample.default, (mu, logvar, 3, 7, 2, 5))
+    torch.library.opcheck(ops.sample.default, (mu, logvar, 0, 0, 0, 0))
+    torch.library.opcheck(ops.sample.default, (mu[:0], logvar[:0], 2, 2**63 - 1, 0, 0))
+
+
+# Mutating ops whose schema returns the mutated tensor (`-> Tensor(a!)`) cannot be
+# functionalised by AOTAutograd ("Found a custom (non-ATen) operator whose output has alias
+# annotations"), so torch.compile and opcheck's test_aot_dispatch_dynamic reject them. A
+# schema returning nothing (`-> ()`) works (checked with a scratch op); that is a C++ change
+# (cpp/ops/sample.cpp, cpp/ops/traversal_codes.cpp) plus the fake kernels.
+class AliasedOutputUnsupported(Exception):
+    """The specific failure the xfail below expects (anything else fails the test)."""
+
+
+@contextlib.contextmanager
+def expect_aliased_output_error():
+    try:
+        yield
+    except Exception as error:
+        if "alias annotations" in str(error):
+            raise AliasedOutputUnsupported(str(error)[:300]) from error
+        raise
+
+
+ALIASED_RETURN = pytest.mark.xfail(
+    strict=True,
+    raises=AliasedOutputUnsupported,
+    reason="schema returns its mutated argument (Tensor(a!) -> Tensor(a!)); AOTAutograd cannot "
+    "functionalise custom ops with aliased outputs, so torch.compile fails. Fix: return ()",
+)
+NON_AOT_UTILS = ("test_schema", "test_autograd_registration", "test_faketensor")
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+def test_opcheck_sample_prior(device, dtype):
+    for out in (torch.empty(6, 37, device=device, dtype=dtype), torch.empty(0, 5, device=device, dtype=dtype)):
+        torch.library.opcheck(ops.sample_prior_.default, (out, 3, 4), test_utils=NON_AOT_UTILS)
+
+
+@ALIASED_RETURN
+def test_opcheck_sample_prior_aot_dispatch(device):
+    with expect_aliased_output_error():
+        torch.library.opcheck(
+            ops.sample_prior_.default, (torch.empty(6, 37, device=device), 3, 4), test_utils="test_aot_dispatch_dynamic"
+        )
+
+
+def _grid(device, dtype=torch.float32):
+    anchors, _ = _inputs(device, dtype)
+    dims = torch.tensor([3, 0, 39], device=device)
+    values = torch.randn(4, 3, 5).to(device=device, dtype=dtype)
+    return anchors, dims, values
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+def test_opcheck_traversal_codes(device, dtype):
+    anchors, dims, values = _grid(device, dtype)
+    torch.library.opcheck(ops.traversal_codes.default, (anchors, dims, values, 0, None))
+    torch.library.opcheck(ops.traversal_codes.default, (anchors, dims, values, 7, 20))
+    # Broadcast values (zero strides), as the Python layer passes them.
+    torch.library.opcheck(ops.traversal_codes.default, (anchors, dims, values[:1, :, :].expand(4, 3, 5), 2, None))
+    out = torch.empty(20, 40, device=device, dtype=dtype)
+    torch.library.opcheck(ops.traversal_codes.out, (anchors, dims, values, 7, 20), {"out": out}, test_utils=NON_AOT_UTILS)
+
+
+@ALIASED_RETURN
+def test_opcheck_traversal_codes_out_aot_dispatch(device):
+    anchors, dims, values = _grid(device)
+    out = torch.empty(20, 40, device=device)
+    with expect_aliased_output_error():
+        torch.library.opcheck(
+            ops.traversal_codes.out, (anchors, dims, values, 7, 20), {"out": out}, test_utils="test_aot_dispatch_dynamic"
+        )
+
+
+def test_fake_kernels_give_shapes_without_data():
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    with FakeTensorMode():
+        mu = torch.empty(5, 33)
+        assert ops.sample(mu, mu, 4, 0, 0, 0).shape == (5, 4, 33)
+        assert ops.sample(mu.half(), mu.half(), 4, 0, 0, 0).dtype == torch.float16
+        anchors = torch.empty(3, 8)
+        codes = ops.traversal_codes(anchors, torch.empty(2, dtype=torch.int64), torch.empty(3, 2, 4), 5, None)
+        assert codes.shape == (3 * 2 * 4 - 5, 8)
+        codes = ops.traversal_codes(anchors, torch.empty(2, dtype=torch.int64), torch.empty(3, 2, 4), 5, 6)
+        assert codes.shape == (6, 8)
+        out = torch.empty(7, 3)
+        assert ops.sample_prior_(out, 0, 0) is out
+
+
+def _compile_or_skip(fn):
+    try:
+        compiled = torch.compile(fn, fullgraph=True)
+        return compiled
+    except Exception as error:  # pragma: no cover - machine without a working compiler
+        pytest.skip(f"torch.compile unavailable: {error}")
+
+
+def _run_compiled(compiled, *args):
+    try:
+        return compiled(*args)
+    except Exception as error:
+        message = str(error)
+        if any(s in message for s in ("InvalidCxxCompiler", "No working C++ compiler", "CppCompileError")):
+            pytest.skip(f"torch.compile backend cannot run here: {message[:200]}")
+        raise
+
+
+def test_torch_compile_fullgraph_calls_the_ops(device):
+    mu, logvar = _inputs(device)
+    dims = torch.tensor([1, 5], device=device)
+
+    def pipeline(mu, logvar, dims):
+        z = ops.sample(mu, logvar, 3, 11, 0, 0)  # [4, 3, 40]
+        values = z[:, 1:, :2].transpose(1, 2).contiguous()  # [A=4, K=2, S=2]
+        codes = ops.traversal_codes(z[:, 0], dims, values, 1, 10)
+        return z * 2, codes + 1
+
+    compiled = _compile_or_skip(pipeline)
+    got = _run_compiled(compiled, mu, logvar, dims)
+    z = latentsweep.sample(mu, logvar, 3, seed=11)
+    assert torch.equal(got[0], z * 2)
+    values = z[:, 1:, :2].transpose(1, 2)
+    assert torch.equal(got[1], latentsweep.traversal_codes(z[:, 0], [1, 5], values, start=1, count=10) + 1)
+    # Dynamic shapes: a second size reuses or recompiles the graph, with the right result.
+    mu2, logvar2 = mu[:3, :33].contiguous(), logvar[:3, :33].contiguous()
+    got2 = _run_compiled(compiled, mu2, logvar2, dims)
+    assert torch.equal(got2[0], latentsweep.sample(mu2, logvar2, 3, seed=11) * 2)
+
+
+@ALIASED_RETURN
+def test_torch_compile_fullgraph_sample_prior_(device):
+    def draw(out):
+        return ops.sample_prior_(out, 11, 3) * 1.0
+
+    compiled = _compile_or_skip(draw)
+    with expect_aliased_output_error():
+        got = _run_compiled(compiled, torch.empty(2, 40, device=device))
+    assert torch.equal(got, latentsweep.sample_prior(2, 40, seed=11, offset=3, device=device))
+
+
+@ALIASED_RETURN
+def test_torch_compile_traversal_codes_out(device):
+    anchors, _ = _inputs(device)
+    dims = torch.tensor([2], device=device)
+    values = torch.linspace(-1, 1, 5, device=device).expand(4, 1, 5)
+    out = torch.empty(6, 40, device=device)
+
+    def fill(anchors, dims, values, out):
+        return ops.traversal_codes.out(anchors, dims, values, 3, 6, out=out)
+
+    compiled = _compile_or_skip(fill)
+    with expect_aliased_output_error():
+        _run_compiled(compiled, anchors, dims, values, out)
+    assert torch.equal(out, latentsweep.traversal_codes(anchors, [2], values, start=3, count=6))
+
+
+def test_build_info():
+    info = latentsweep.build_info()
+    assert info["torch"] == torch.__version__
+    assert isinstance(info["cuda"], bool)
+    assert isinstance(info["cpu_threads"], int) and info["cpu_threads"] >= 1
+    assert info["cpu_threads"] == torch.get_num_threads()
+    assert info["version"] == latentsweep.__version__
+    assert "cuda_version" in info
+    if info["cuda"]:
+        assert isinstance(info["cuda_version"], str) and info["cuda_version"]
+    else:
+        assert info["cuda_version"] is None
+    if torch.cuda.is_available():
+        assert info["cuda"], "torch has CUDA but latentsweep was built without it"
+    assert isinstance(info["cpu_avx2"], bool) and isinstance(info["avx2_kernels"], bool)
+    # A fresh dict each call: callers may modify it.
+    info["torch"] = "x"
+    assert latentsweep.build_info()["torch"] == torch.__version__
+
+
+def test_build_info_reports_current_thread_count():
+    previous = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        assert latentsweep.build_info()["cpu_threads"] == 1
+    finally:
+        torch.set_num_threads(previous)
+    assert latentsweep.build_info()["cpu_threads"] == previous
+
+
+def test_avx2_switch_returns_previous_setting():
+    from latentsweep._extension import _C
+
+    original = _C._set_avx2_enabled(False)
+    try:
+        assert _C._set_avx2_enabled(False) is False
+        assert _C._set_avx2_enabled(True) is False
+        assert _C._set_avx2_enabled(True) is True
+    finally:
+        _C._set_avx2_enabled(original)
