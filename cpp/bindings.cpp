@@ -64,6 +64,8 @@ PYBIND11_MODULE(_C, m) {
            pybind11::arg("end_row"), pybind11::arg("sink"), pybind11::arg("copy_outputs"),
            pybind11::arg("progress"))
       .def_property_readonly("batch_size", &SweepExecutor::batch_size);
+  m.def("_avx2_task_count", &latentsweep::cpu::avx2_task_count,
+        "How many sampling tasks ran the AVX2 kernel so far (for tests).");
   m.def("_set_avx2_enabled", &latentsweep::cpu::set_avx2_enabled, pybind11::arg("enabled"),
         "Switch the AVX2 CPU kernels on or off (for tests); returns the previous setting.");
 }

@@ -332,9 +332,9 @@ RAW_CASES = [
     (lambda: ops.traversal_codes(z(2, 5), torch.tensor([0]), z(2, 1, 3), -1), "start must be in"),
     (lambda: ops.traversal_codes(z(2, 5), torch.tensor([0]), z(2, 1, 3), 2, 5), "count must be in"),
     (lambda: ops.traversal_codes(z(2, 5), torch.tensor([0]), z(2, 1, 3), 0, -1), "count must be in"),
-    (lambda: ops.traversal_codes.out(z(2, 5), torch.tensor([0]), z(2, 1, 3), out=z(5, 5)), "out must be \\[6, 5\\]"),
-    (lambda: ops.traversal_codes.out(z(2, 5), torch.tensor([0]), z(2, 1, 3), out=z(6, 5, dtype=torch.float64)), "out must have the anchors' dtype"),
-    (lambda: ops.traversal_codes.out(z(2, 5), torch.tensor([0]), z(2, 1, 3), out=z(5, 6).T), "out must be contiguous"),
+    (lambda: ops.traversal_codes_into(z(2, 5), torch.tensor([0]), z(2, 1, 3), 0, 6, z(5, 5)), "out must be \\[6, 5\\]"),
+    (lambda: ops.traversal_codes_into(z(2, 5), torch.tensor([0]), z(2, 1, 3), 0, 6, z(6, 5, dtype=torch.float64)), "out must have the anchors' dtype"),
+    (lambda: ops.traversal_codes_into(z(2, 5), torch.tensor([0]), z(2, 1, 3), 0, 6, z(5, 6).T), "out must be contiguous"),
     (
         lambda: ops.traversal_codes(z(1, 1).expand(1, 2**22), torch.zeros(2**21, dtype=torch.int64), z(1, 1, 1).expand(1, 2**21, 2**21)),
         "count \\* D overflows",

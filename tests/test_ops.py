@@ -3,8 +3,6 @@ torch.compile(fullgraph=True) graph calling them, and build_info."""
 
 from __future__ import annotations
 
-import contextlib
-
 import pytest
 import torch
 
@@ -29,46 +27,12 @@ def test_opcheck_sample(device, dtype):
     torch.library.opcheck(ops.sample.default, (mu[:0], logvar[:0], 2, 2**63 - 1, 0, 0))
 
 
-# Mutating ops whose schema returns the mutated tensor (`-> Tensor(a!)`) cannot be
-# functionalised by AOTAutograd ("Found a custom (non-ATen) operator whose output has alias
-# annotations"), so torch.compile and opcheck's test_aot_dispatch_dynamic reject them. A
-# schema returning nothing (`-> ()`) works (checked with a scratch op); that is a C++ change
-# (cpp/ops/sample.cpp, cpp/ops/traversal_codes.cpp) plus the fake kernels.
-class AliasedOutputUnsupported(Exception):
-    """The specific failure the xfail below expects (anything else fails the test)."""
-
-
-@contextlib.contextmanager
-def expect_aliased_output_error():
-    try:
-        yield
-    except Exception as error:
-        if "alias annotations" in str(error):
-            raise AliasedOutputUnsupported(str(error)[:300]) from error
-        raise
-
-
-ALIASED_RETURN = pytest.mark.xfail(
-    strict=True,
-    raises=AliasedOutputUnsupported,
-    reason="schema returns its mutated argument (Tensor(a!) -> Tensor(a!)); AOTAutograd cannot "
-    "functionalise custom ops with aliased outputs, so torch.compile fails. Fix: return ()",
-)
-NON_AOT_UTILS = ("test_schema", "test_autograd_registration", "test_faketensor")
-
-
+# The mutating ops return nothing (`-> ()`): AOTAutograd cannot functionalise custom ops that
+# return an alias of a mutated argument, so torch.compile would reject them.
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES)
 def test_opcheck_sample_prior(device, dtype):
     for out in (torch.empty(6, 37, device=device, dtype=dtype), torch.empty(0, 5, device=device, dtype=dtype)):
-        torch.library.opcheck(ops.sample_prior_.default, (out, 3, 4), test_utils=NON_AOT_UTILS)
-
-
-@ALIASED_RETURN
-def test_opcheck_sample_prior_aot_dispatch(device):
-    with expect_aliased_output_error():
-        torch.library.opcheck(
-            ops.sample_prior_.default, (torch.empty(6, 37, device=device), 3, 4), test_utils="test_aot_dispatch_dynamic"
-        )
+        torch.library.opcheck(ops.sample_prior_.default, (out, 3, 4))
 
 
 def _grid(device, dtype=torch.float32):
@@ -86,17 +50,7 @@ def test_opcheck_traversal_codes(device, dtype):
     # Broadcast values (zero strides), as the Python layer passes them.
     torch.library.opcheck(ops.traversal_codes.default, (anchors, dims, values[:1, :, :].expand(4, 3, 5), 2, None))
     out = torch.empty(20, 40, device=device, dtype=dtype)
-    torch.library.opcheck(ops.traversal_codes.out, (anchors, dims, values, 7, 20), {"out": out}, test_utils=NON_AOT_UTILS)
-
-
-@ALIASED_RETURN
-def test_opcheck_traversal_codes_out_aot_dispatch(device):
-    anchors, dims, values = _grid(device)
-    out = torch.empty(20, 40, device=device)
-    with expect_aliased_output_error():
-        torch.library.opcheck(
-            ops.traversal_codes.out, (anchors, dims, values, 7, 20), {"out": out}, test_utils="test_aot_dispatch_dynamic"
-        )
+    torch.library.opcheck(ops.traversal_codes_into.default, (anchors, dims, values, 7, 20, out))
 
 
 def test_fake_kernels_give_shapes_without_data():
@@ -112,7 +66,8 @@ def test_fake_kernels_give_shapes_without_data():
         codes = ops.traversal_codes(anchors, torch.empty(2, dtype=torch.int64), torch.empty(3, 2, 4), 5, 6)
         assert codes.shape == (6, 8)
         out = torch.empty(7, 3)
-        assert ops.sample_prior_(out, 0, 0) is out
+        assert ops.sample_prior_(out, 0, 0) is None
+        assert ops.traversal_codes_into(anchors, torch.empty(2, dtype=torch.int64), torch.empty(3, 2, 4), 0, 7, out[:, :0].new_empty(7, 8)) is None
 
 
 def _compile_or_skip(fn):
@@ -155,30 +110,29 @@ def test_torch_compile_fullgraph_calls_the_ops(device):
     assert torch.equal(got2[0], latentsweep.sample(mu2, logvar2, 3, seed=11) * 2)
 
 
-@ALIASED_RETURN
 def test_torch_compile_fullgraph_sample_prior_(device):
     def draw(out):
-        return ops.sample_prior_(out, 11, 3) * 1.0
+        ops.sample_prior_(out, 11, 3)
+        return out * 1.0
 
     compiled = _compile_or_skip(draw)
-    with expect_aliased_output_error():
-        got = _run_compiled(compiled, torch.empty(2, 40, device=device))
+    got = _run_compiled(compiled, torch.empty(2, 40, device=device))
     assert torch.equal(got, latentsweep.sample_prior(2, 40, seed=11, offset=3, device=device))
 
 
-@ALIASED_RETURN
-def test_torch_compile_traversal_codes_out(device):
+def test_torch_compile_traversal_codes_into(device):
     anchors, _ = _inputs(device)
     dims = torch.tensor([2], device=device)
     values = torch.linspace(-1, 1, 5, device=device).expand(4, 1, 5)
     out = torch.empty(6, 40, device=device)
 
     def fill(anchors, dims, values, out):
-        return ops.traversal_codes.out(anchors, dims, values, 3, 6, out=out)
+        ops.traversal_codes_into(anchors, dims, values, 3, 6, out)
+        return out + 0
 
     compiled = _compile_or_skip(fill)
-    with expect_aliased_output_error():
-        _run_compiled(compiled, anchors, dims, values, out)
+    got = _run_compiled(compiled, anchors, dims, values, out)
+    assert torch.equal(got, out)
     assert torch.equal(out, latentsweep.traversal_codes(anchors, [2], values, start=3, count=6))
 
 

@@ -1,6 +1,7 @@
 #include "executor.h"
 
-#include <ATen/core/dispatch/Dispatcher.h>
+#include "../ops/traversal_codes.h"
+
 #include <c10/core/Event.h>
 #include <c10/core/StreamGuard.h>
 #include <c10/core/impl/VirtualGuardImpl.h>
@@ -14,17 +15,6 @@ namespace py = pybind11;
 
 namespace latentsweep {
 namespace {
-
-// latentsweep::traversal_codes.out through the dispatcher: the CPU or CUDA kernel.
-at::Tensor& traversal_codes_out(const at::Tensor& anchors, const at::Tensor& dims,
-                                const at::Tensor& values, int64_t start, int64_t count,
-                                at::Tensor& out) {
-  static const auto op = c10::Dispatcher::singleton()
-                             .findSchemaOrThrow("latentsweep::traversal_codes", "out")
-                             .typed<at::Tensor&(const at::Tensor&, const at::Tensor&, const at::Tensor&,
-                                                int64_t, std::optional<int64_t>, at::Tensor&)>();
-  return op.call(anchors, dims, values, start, count, out);
-}
 
 std::string shape_string(at::IntArrayRef shape) {
   std::ostringstream text;
@@ -50,7 +40,7 @@ SweepExecutor::SweepExecutor(py::object decoder, at::Tensor anchors, at::Tensor 
 
 void SweepExecutor::write_codes(at::Tensor& buffer, int64_t start, int64_t count) const {
   at::Tensor rows = buffer.narrow(0, 0, count);
-  traversal_codes_out(anchors_, dims_, values_, start, count, rows);
+  traversal_codes_into(anchors_, dims_, values_, start, count, rows);
   if (count < batch_size_) {  // pad: the decoder always sees the same shape
     buffer.narrow(0, count, batch_size_ - count).copy_(buffer[count - 1].expand({batch_size_ - count, buffer.size(1)}));
   }

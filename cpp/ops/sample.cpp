@@ -55,7 +55,8 @@ TORCH_LIBRARY_FRAGMENT(latentsweep, m) {
   m.def(
       "sample(Tensor mu, Tensor logvar, SymInt n, int seed=0, int row_offset=0, "
       "int sample_offset=0) -> Tensor");
-  m.def("sample_prior_(Tensor(a!) self, int seed=0, int offset=0) -> Tensor(a!)");
+  // Mutating ops return nothing: torch.compile cannot trace custom ops that return an alias.
+  m.def("sample_prior_(Tensor(a!) self, int seed=0, int offset=0) -> ()");
 }
 
 }  // namespace latentsweep

@@ -72,7 +72,7 @@ at::Tensor sample_with(const at::Tensor& mu, const at::Tensor& logvar, int64_t n
 
 // latentsweep::sample_prior_ on any backend.
 template <typename Fill>
-at::Tensor& sample_prior_with(at::Tensor& self, int64_t seed, int64_t offset, Fill&& fill) {
+void sample_prior_with(at::Tensor& self, int64_t seed, int64_t offset, Fill&& fill) {
   check_sample_prior_output(self, offset);
   const at::ScalarType compute = sample_compute_dtype(self.scalar_type());
   const bool direct = self.scalar_type() == compute && self.is_contiguous();
@@ -80,7 +80,6 @@ at::Tensor& sample_prior_with(at::Tensor& self, int64_t seed, int64_t offset, Fi
   fill_samples(nullptr, out, self.size(0), 1, self.size(1), seed, offset, 0, NormalStream::kPrior,
                fill);
   if (!direct) self.copy_(out);
-  return self;
 }
 
 }  // namespace latentsweep

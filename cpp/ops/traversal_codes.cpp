@@ -65,20 +65,25 @@ void check_traversal_output(const at::Tensor& anchors, const at::Tensor& out, in
   TORCH_CHECK(out.is_contiguous(), "latentsweep::traversal_codes: out must be contiguous");
 }
 
-// The functional form allocates and calls the out= form, which each backend registers.
+void traversal_codes_into(const at::Tensor& anchors, const at::Tensor& dims,
+                          const at::Tensor& values, int64_t start, int64_t count, at::Tensor& out) {
+  static const auto op = c10::Dispatcher::singleton()
+                             .findSchemaOrThrow("latentsweep::traversal_codes_into", "")
+                             .typed<void(const at::Tensor&, const at::Tensor&, const at::Tensor&,
+                                         int64_t, int64_t, at::Tensor&)>();
+  op.call(anchors, dims, values, start, count, out);
+}
+
+// The functional form allocates and calls traversal_codes_into, which each backend registers.
 static at::Tensor traversal_codes(const at::Tensor& anchors, const at::Tensor& dims,
                                   const at::Tensor& values, int64_t start,
                                   std::optional<int64_t> count) {
-  static const auto out_op = c10::Dispatcher::singleton()
-                                 .findSchemaOrThrow("latentsweep::traversal_codes", "out")
-                                 .typed<at::Tensor&(const at::Tensor&, const at::Tensor&,
-                                                    const at::Tensor&, int64_t,
-                                                    std::optional<int64_t>, at::Tensor&)>();
   const int64_t rows = check_traversal_inputs(anchors, dims, values, start, count);
   at::Tensor out = anchors.is_cpu()
                        ? cpu::empty_prefer_huge_pages({rows, anchors.size(1)}, anchors.options())
                        : at::empty({rows, anchors.size(1)}, anchors.options());
-  return out_op.call(anchors, dims, values, start, rows, out);
+  traversal_codes_into(anchors, dims, values, start, rows, out);
+  return out;
 }
 
 TORCH_LIBRARY_IMPL(latentsweep, CompositeExplicitAutograd, m) {
@@ -89,9 +94,10 @@ TORCH_LIBRARY_FRAGMENT(latentsweep, m) {
   m.def(
       "traversal_codes(Tensor anchors, Tensor dims, Tensor values, int start=0, "
       "int? count=None) -> Tensor");
+  // Writes into a caller's buffer; returns nothing (see sample_prior_).
   m.def(
-      "traversal_codes.out(Tensor anchors, Tensor dims, Tensor values, int start=0, "
-      "int? count=None, *, Tensor(a!) out) -> Tensor(a!)");
+      "traversal_codes_into(Tensor anchors, Tensor dims, Tensor values, int start, int count, "
+      "Tensor(a!) out) -> ()");
 }
 
 }  // namespace latentsweep

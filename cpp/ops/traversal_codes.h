@@ -9,6 +9,10 @@
 
 namespace latentsweep {
 
+// latentsweep::traversal_codes_into through the dispatcher (the CPU or CUDA kernel).
+void traversal_codes_into(const at::Tensor& anchors, const at::Tensor& dims,
+                          const at::Tensor& values, int64_t start, int64_t count, at::Tensor& out);
+
 // Checks the arguments and returns the number of rows to write (count, or to the end).
 int64_t check_traversal_inputs(const at::Tensor& anchors, const at::Tensor& dims,
                                const at::Tensor& values, int64_t start,

@@ -44,6 +44,7 @@ def finite(fn: str, name: str, value: torch.Tensor) -> tuple[float, float] | Non
         raise ValueError(f"{fn}: {name} is on the meta device, which holds no values")
     if value.numel() == 0:
         return None
+    value = distinct_values(value)
     low, high = (float(v) for v in torch.aminmax(value))
     if math.isfinite(low) and math.isfinite(high):
         return low, high
@@ -53,6 +54,16 @@ def finite(fn: str, name: str, value: torch.Tensor) -> tuple[float, float] | Non
         f"{fn}: {name} has {int(bad.sum())} non-finite value(s) (NaN or Inf); "
         f"the first is at index {first}"
     )
+
+
+def distinct_values(value: torch.Tensor) -> torch.Tensor:
+    """A view without the repeats of broadcast (zero-stride) dimensions: an expanded tensor of
+    2^60 elements holds only a few distinct values, and scanning them all would take forever."""
+    index = tuple(
+        slice(0, 1) if stride == 0 and size > 1 else slice(None)
+        for size, stride in zip(value.shape, value.stride())
+    )
+    return value[index]
 
 
 def same_device(fn: str, **tensors: torch.Tensor | None) -> None:

@@ -20,9 +20,9 @@ def _traversal_codes_fake(anchors, dims, values, start=0, count=None):
 
 @torch.library.register_fake("latentsweep::sample_prior_")
 def _sample_prior_fake(self, seed=0, offset=0):
-    return self
+    return None
 
 
-@torch.library.register_fake("latentsweep::traversal_codes.out")
-def _traversal_codes_out_fake(anchors, dims, values, start=0, count=None, *, out):
-    return out
+@torch.library.register_fake("latentsweep::traversal_codes_into")
+def _traversal_codes_into_fake(anchors, dims, values, start, count, out):
+    return None

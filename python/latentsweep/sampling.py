@@ -115,7 +115,8 @@ def sample_prior(
             f"{fn}: n * dim = {n * dim} values, whose size in bytes overflows int64"
         )
     out = _empty(n, dim, dtype=dtype, device=device)
-    return ops.sample_prior_(out, seed, offset)
+    ops.sample_prior_(out, seed, offset)
+    return out
 
 
 def _empty(*sizes: int, dtype: torch.dtype, device) -> torch.Tensor:

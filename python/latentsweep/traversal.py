@@ -93,7 +93,8 @@ def traversal_codes(
         )
     if not out.is_contiguous():
         raise ValueError(f"{fn}: out must be contiguous")
-    return ops.traversal_codes.out(anchors, dims, values, start, count, out=out)
+    ops.traversal_codes_into(anchors, dims, values, start, count, out)
+    return out
 
 
 def _normal_cdf(x: float) -> float:

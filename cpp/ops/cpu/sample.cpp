@@ -25,7 +25,10 @@ struct FillOnCpu {
     at::parallel_for(0, items, grain, [&](int64_t begin, int64_t end) {
 #if LATENTSWEEP_HAVE_AVX2_KERNELS
       if constexpr (std::is_same_v<T, float>) {
-        if (cpu::use_avx2()) return cpu::sample_items_avx2(problem, begin, end);
+        if (cpu::use_avx2()) {
+          cpu::count_avx2_task();
+          return cpu::sample_items_avx2(problem, begin, end);
+        }
       }
 #endif
       cpu::sample_items_generic(problem, begin, end);
@@ -38,8 +41,8 @@ at::Tensor sample_cpu(const at::Tensor& mu, const at::Tensor& logvar, int64_t n,
   return sample_with(mu, logvar, n, seed, row_offset, sample_offset, FillOnCpu{});
 }
 
-at::Tensor& sample_prior_cpu(at::Tensor& self, int64_t seed, int64_t offset) {
-  return sample_prior_with(self, seed, offset, FillOnCpu{});
+void sample_prior_cpu(at::Tensor& self, int64_t seed, int64_t offset) {
+  sample_prior_with(self, seed, offset, FillOnCpu{});
 }
 
 }  // namespace

@@ -39,4 +39,10 @@ bool use_avx2() { return LATENTSWEEP_HAVE_AVX2_KERNELS && cpu_has_avx2() && avx2
 
 bool set_avx2_enabled(bool enabled) { return avx2_enabled.exchange(enabled); }
 
+static std::atomic<int64_t> avx2_tasks{0};
+
+int64_t avx2_task_count() { return avx2_tasks.load(); }
+
+void count_avx2_task() { avx2_tasks.fetch_add(1, std::memory_order_relaxed); }
+
 }  // namespace latentsweep::cpu

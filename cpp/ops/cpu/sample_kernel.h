@@ -18,5 +18,8 @@ bool use_avx2();
 // Switch the AVX2 kernels off (tests compare both paths); returns the previous setting.
 bool set_avx2_enabled(bool enabled);
 bool cpu_has_avx2();
+// How many tasks ran the AVX2 kernel (tests check that the switch above takes effect).
+int64_t avx2_task_count();
+void count_avx2_task();
 
 }  // namespace latentsweep::cpu

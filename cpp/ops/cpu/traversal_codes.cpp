@@ -9,12 +9,12 @@
 namespace latentsweep {
 namespace {
 
-at::Tensor& traversal_codes_out_cpu(const at::Tensor& anchors, const at::Tensor& dims,
-                                    const at::Tensor& values, int64_t start,
-                                    std::optional<int64_t> count, at::Tensor& out) {
+void traversal_codes_into_cpu(const at::Tensor& anchors, const at::Tensor& dims,
+                              const at::Tensor& values, int64_t start,
+                              int64_t count, at::Tensor& out) {
   const int64_t rows = check_traversal_inputs(anchors, dims, values, start, count);
   check_traversal_output(anchors, out, rows);
-  if (rows == 0 || anchors.size(1) == 0) return out;
+  if (rows == 0 || anchors.size(1) == 0) return;
   const at::Tensor anchors_c = anchors.contiguous();
   const at::Tensor dims_c = dims.contiguous();
   // Rows of ~64 values or more are memory bound: ~4k rows per task keeps threads busy.
@@ -25,13 +25,12 @@ at::Tensor& traversal_codes_out_cpu(const at::Tensor& anchors, const at::Tensor&
       cpu::traversal_rows(grid, begin, end);
     });
   });
-  return out;
 }
 
 }  // namespace
 
 TORCH_LIBRARY_IMPL(latentsweep, CPU, m) {
-  m.impl("traversal_codes.out", &traversal_codes_out_cpu);
+  m.impl("traversal_codes_into", &traversal_codes_into_cpu);
 }
 
 }  // namespace latentsweep

@@ -10,12 +10,12 @@
 namespace latentsweep {
 namespace {
 
-at::Tensor& traversal_codes_out_cuda(const at::Tensor& anchors, const at::Tensor& dims,
-                                     const at::Tensor& values, int64_t start,
-                                     std::optional<int64_t> count, at::Tensor& out) {
+void traversal_codes_into_cuda(const at::Tensor& anchors, const at::Tensor& dims,
+                               const at::Tensor& values, int64_t start,
+                               int64_t count, at::Tensor& out) {
   const int64_t rows = check_traversal_inputs(anchors, dims, values, start, count);
   check_traversal_output(anchors, out, rows);
-  if (rows == 0 || anchors.size(1) == 0) return out;
+  if (rows == 0 || anchors.size(1) == 0) return;
   const c10::cuda::CUDAGuard guard(anchors.device());
   const at::Tensor anchors_c = anchors.contiguous();
   const at::Tensor dims_c = dims.contiguous();
@@ -32,7 +32,7 @@ at::Tensor& traversal_codes_out_cuda(const at::Tensor& anchors, const at::Tensor
 }  // namespace
 
 TORCH_LIBRARY_IMPL(latentsweep, CUDA, m) {
-  m.impl("traversal_codes.out", &traversal_codes_out_cuda);
+  m.impl("traversal_codes_into", &traversal_codes_into_cuda);
 }
 
 }  // namespace latentsweep
