@@ -12,7 +12,17 @@ from ._extension import build_info
 from . import _fake  # noqa: F401  (fake kernels for torch.compile)
 from .diagnose import Diagnosis, Flag, diagnose
 from .encode import encode
+from .plots import (
+    effect_bars,
+    kl_bars,
+    response_curves,
+    sensitivity_heatmap,
+    sigma_histograms,
+    traversal_gif,
+    traversal_grid,
+)
 from .posterior import Posterior
+from .report import report
 from .result import TraversalResult
 from .sampling import sample, sample_prior
 from .sweep import traverse
@@ -28,10 +38,18 @@ __all__ = [
     "TraversalResult",
     "build_info",
     "diagnose",
+    "effect_bars",
     "encode",
+    "kl_bars",
+    "report",
+    "response_curves",
     "sample",
     "sample_prior",
+    "sensitivity_heatmap",
+    "sigma_histograms",
     "traversal_codes",
     "traverse",
     "traversal_values",
+    "traversal_gif",
+    "traversal_grid",
 ]

@@ -1,0 +1,203 @@
+"""Helpers shared by the pictures: an Agg figure (no pyplot, no global backend), saving,
+argument checks, the order in which latents are drawn, and the x axis of a traversal.
+
+matplotlib is imported inside the functions so that ``import latentsweep`` stays fast for
+users who never draw.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import numbers
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..diagnose import Diagnosis
+from ..result import TraversalResult
+
+ORDERS = ("auto", "kl", "effect", "dims")
+
+
+def new_figure(width: float, height: float):
+    """A matplotlib Figure on an Agg canvas: it renders without a display and without pyplot,
+    so nothing global changes and nothing ever pops up."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def finish(figure, path, *, dpi: int = 100):
+    """Saves the figure to ``path`` (format from the suffix) when given; returns the figure."""
+    if path is not None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        figure.savefig(path, dpi=dpi)
+    return figure
+
+
+def figure_png(figure, *, dpi: int = 100) -> bytes:
+    """The figure as PNG bytes (for inlining in the HTML report)."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=dpi)
+    return buffer.getvalue()
+
+
+def as_array(value) -> np.ndarray:
+    """A float numpy array from a tensor (any device or dtype) or an array-like."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().to("cpu", torch.float32).numpy()
+    return np.asarray(value, dtype=np.float32)
+
+
+def check_result(fn: str, result) -> TraversalResult:
+    if not isinstance(result, TraversalResult):
+        raise TypeError(f"{fn}: result must be a latentsweep.TraversalResult, got {type(result).__name__}")
+    return result
+
+
+def check_diagnosis(fn: str, diagnosis, *, dims=None) -> Diagnosis | None:
+    """``None`` or a Diagnosis that covers every latent in ``dims``."""
+    if diagnosis is None:
+        return None
+    if not isinstance(diagnosis, Diagnosis):
+        raise TypeError(f"{fn}: diagnosis must be a latentsweep.Diagnosis, got {type(diagnosis).__name__}")
+    if dims is not None and len(dims) and max(dims) >= diagnosis.latent_dim:
+        raise ValueError(
+            f"{fn}: the result traverses latent {max(dims)} but the diagnosis has only "
+            f"{diagnosis.latent_dim} latent dims; pass the diagnosis of the same model"
+        )
+    return diagnosis
+
+
+def check_index(fn: str, name: str, value, size: int) -> int:
+    """An int in ``[-size, size)``, returned as a non-negative index."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{fn}: {name} must be an int, got {type(value).__name__}")
+    if not -size <= value < size:
+        raise ValueError(f"{fn}: {name}={value} is out of range for {size} anchor(s) (0..{size - 1})")
+    return int(value) % size
+
+
+def check_positive_int(fn: str, name: str, value, *, allow_none: bool = True) -> int | None:
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{fn}: {name} must be a positive int{' or None' if allow_none else ''}, got {value!r}")
+    return int(value)
+
+
+def check_choice(fn: str, name: str, value, choices) -> str:
+    if value not in choices:
+        raise ValueError(f"{fn}: {name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
+    return value
+
+
+def anchor_outputs(fn: str, result: TraversalResult, anchor: int) -> np.ndarray:
+    """``[K, S, *out_shape]`` outputs of one anchor; reads only that anchor from a store."""
+    if result.outputs is None:
+        raise ValueError(
+            f"{fn}: result.outputs is None (the sweep ran with keep_outputs=False); rerun "
+            "traverse() with keep_outputs=True to draw the decoded outputs"
+        )
+    return as_array(result.outputs[anchor])
+
+
+def all_outputs(fn: str, result: TraversalResult) -> np.ndarray:
+    """``[A, K, S, F]`` all kept outputs, features flattened."""
+    if result.outputs is None:
+        raise ValueError(
+            f"{fn}: result.outputs is None (the sweep ran with keep_outputs=False); rerun "
+            "traverse() with keep_outputs=True to draw the decoded outputs"
+        )
+    outputs = as_array(result.outputs)
+    return outputs.reshape(*outputs.shape[:3], -1)
+
+
+def dim_order(fn: str, result: TraversalResult, diagnosis: Diagnosis | None, order: str, max_dims=None):
+    """Which traversed dims to draw, and in which order.
+
+    Returns ``(positions, scores, score_name)``: positions into ``result.dims``; the score each
+    drawn dim is sorted by (``None`` for ``order="dims"``). ``"auto"`` sorts by KL when the
+    diagnosis has it (a VAE), else by the traversal's measured effect.
+    """
+    check_choice(fn, "order", order, ORDERS)
+    max_dims = check_positive_int(fn, "max_dims", max_dims)
+    dims = result.dims.tolist()
+    diagnosis = check_diagnosis(fn, diagnosis, dims=dims)
+    if order == "auto":
+        order = "kl" if diagnosis is not None and diagnosis.is_variational else "effect"
+    if order == "kl":
+        if diagnosis is None or not diagnosis.is_variational:
+            raise ValueError(
+                f"{fn}: order='kl' needs the diagnosis of a VAE (diagnosis=...); a plain "
+                "autoencoder has no KL, use order='effect'"
+            )
+        scores, name = np.nan_to_num(diagnosis.kl.numpy()[dims], nan=-np.inf), "KL"
+    elif order == "effect":
+        scores, name = as_array(result.dim_effect).astype(np.float64), "effect"
+    else:
+        positions = np.arange(len(dims))[:max_dims]
+        return positions, None, None
+    # Stable sort, largest first: ties keep the order of result.dims.
+    positions = np.argsort(-scores, kind="stable")[:max_dims]
+    return positions, scores[positions], name
+
+
+def score_text(score: float, name: str | None) -> str:
+    if name is None:
+        return ""
+    return f"{name} {score:.3g}" if math.isfinite(score) else f"{name} n/a"
+
+
+def dim_label(dim: int) -> str:
+    return f"z{dim}"
+
+
+def grid_columns(values: np.ndarray, anchor_values: np.ndarray) -> tuple[np.ndarray | None, str]:
+    """Column labels for one anchor's grid, from its values ``[K, S]`` and its own value of each
+    traversed latent ``[K]``: the values when every row takes the same ones (modes "absolute",
+    "quantile"), else the offsets from the anchor when those agree (mode "prior"), else
+    ``None`` (modes "posterior", "empirical": every row has its own range)."""
+    values = values.astype(np.float64)
+    if np.allclose(values, values[:1], rtol=1e-5, atol=1e-6):
+        return values[0], "latent value z"
+    offsets = values - anchor_values.astype(np.float64)[:, None]
+    if np.allclose(offsets, offsets[:1], rtol=1e-4, atol=1e-5):
+        return offsets[0], "offset from the anchor, z - z_anchor"
+    return None, "step"
+
+
+def curve_axis(result: TraversalResult, positions) -> tuple[np.ndarray, str]:
+    """The x coordinates ``[K', S]`` of the steps of each drawn latent, shared by all anchors:
+    the latent values when every anchor takes the same ones (modes "absolute", "quantile",
+    "empirical"), else the offsets from each anchor's own value (mode "prior"; averaged over
+    anchors when they differ, as in mode "posterior")."""
+    values = as_array(result.values)[:, positions].astype(np.float64)  # [A, K', S]
+    if np.allclose(values, values[:1], rtol=1e-5, atol=1e-6):
+        return values[0], "latent value z"
+    dims = result.dims.numpy()[positions]
+    offsets = values - as_array(result.anchors)[:, dims].astype(np.float64)[:, :, None]
+    if np.allclose(offsets, offsets[:1], rtol=1e-4, atol=1e-5):
+        return offsets[0], "offset from the anchor, z - z_anchor"
+    return offsets.mean(axis=0), "offset from the anchor (mean over anchors)"
+
+
+def check_cmap(fn: str, cmap: str) -> str:
+    from matplotlib import colormaps
+
+    if not isinstance(cmap, str) or cmap not in colormaps:
+        raise ValueError(f"{fn}: cmap must be the name of a matplotlib colour map, got {cmap!r}")
+    return cmap
+
+
+def format_value(value: float) -> str:
+    """A short signed label: ``-2``, ``+0.5``, ``0``, ``+13.1``."""
+    if abs(value) < 5e-7:
+        return "0"
+    return f"{value:+.2g}" if abs(value) < 10 else f"{value:+.3g}"

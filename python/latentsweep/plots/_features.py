@@ -1,0 +1,51 @@
+"""Output features of tabular results: their names, and which few to draw when there are many."""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from . import _common
+
+
+def feature_labels(fn: str, feature_names, num_features: int) -> list[str]:
+    """``num_features`` names: the given ones (checked) or ``f0, f1, ...``."""
+    if feature_names is None:
+        return [f"f{i}" for i in range(num_features)]
+    if isinstance(feature_names, (str, bytes)):
+        raise TypeError(f"{fn}: feature_names must be a sequence of strings, not one string")
+    names = [str(n) for n in feature_names]
+    if len(names) != num_features:
+        raise ValueError(
+            f"{fn}: feature_names has {len(names)} names but the decoder outputs {num_features} features"
+        )
+    return names
+
+
+def pick_features(fn: str, features, names: list[str], sensitivity, max_features: int) -> list[int]:
+    """Indices of the features to draw: ``features`` (indices or names) when given; else all of
+    them, or the ``max_features`` that the drawn latents move most (by summed sensitivity)."""
+    max_features = _common.check_positive_int(fn, "max_features", max_features, allow_none=False)
+    if features is None:
+        if len(names) <= max_features:
+            return list(range(len(names)))
+        total = _common.as_array(sensitivity).sum(axis=0)
+        return sorted(np.argsort(-total, kind="stable")[:max_features].tolist())
+    if isinstance(features, (str, bytes)) or not hasattr(features, "__iter__"):
+        raise TypeError(f"{fn}: features must be a sequence of feature indices or names, got {features!r}")
+    chosen = []
+    for feature in features:
+        if isinstance(feature, str):
+            if feature not in names:
+                raise ValueError(f"{fn}: unknown feature {feature!r}; the features are {names[:20]}")
+            chosen.append(names.index(feature))
+        elif isinstance(feature, numbers.Integral) and not isinstance(feature, bool):
+            if not -len(names) <= feature < len(names):
+                raise ValueError(f"{fn}: feature index {feature} is out of range for {len(names)} features")
+            chosen.append(int(feature) % len(names))
+        else:
+            raise TypeError(f"{fn}: features must hold ints or names, got {feature!r}")
+    if not chosen:
+        raise ValueError(f"{fn}: features is empty")
+    return chosen

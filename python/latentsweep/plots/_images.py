@@ -1,0 +1,102 @@
+"""Turning decoder outputs into displayable images: which output shapes are images, and
+colour-mapped RGB tiles in [0, 1] shared by the grid figure and the GIF."""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+
+IMAGE_CHANNELS = (1, 3)
+
+
+def image_shape_of(fn: str, out_shape, image_shape=None) -> tuple[int, ...]:
+    """The ``(H, W)`` or ``(C, H, W)`` shape to view one output as, with C in (1, 3).
+
+    ``image_shape`` (for flat outputs) must hold as many values as the output; without it the
+    output itself must be ``[H, W]`` or ``[C, H, W]``.
+    """
+    out_shape = tuple(int(s) for s in out_shape)
+    if image_shape is not None:
+        if isinstance(image_shape, (str, bytes)) or not hasattr(image_shape, "__len__"):
+            raise TypeError(f"{fn}: image_shape must be a tuple (H, W) or (C, H, W), got {image_shape!r}")
+        shape = tuple(image_shape)
+        if len(shape) not in (2, 3) or not all(
+            isinstance(s, numbers.Integral) and not isinstance(s, bool) and s > 0 for s in shape
+        ):
+            raise ValueError(f"{fn}: image_shape must be (H, W) or (C, H, W) of positive ints, got {image_shape!r}")
+        shape = tuple(int(s) for s in shape)
+        if math.prod(shape) != math.prod(out_shape):
+            raise ValueError(
+                f"{fn}: image_shape {shape} holds {math.prod(shape)} values but each decoder output "
+                f"{out_shape} holds {math.prod(out_shape)}"
+            )
+    else:
+        shape = out_shape
+    if len(shape) == 2 or (len(shape) == 3 and shape[0] in IMAGE_CHANNELS):
+        return shape
+    raise ValueError(
+        f"{fn}: decoder outputs of shape {out_shape} are not images ([H, W], or [C, H, W] with C "
+        "1 or 3); pass image_shape=(H, W) or (C, H, W) for flat image vectors, or draw tabular "
+        "outputs with response_curves / sensitivity_heatmap"
+    )
+
+
+def is_image_output(out_shape, image_shape=None) -> bool:
+    """Whether outputs of this shape are drawn as images (an ``image_shape`` that does not fit
+    still raises: a wrong hint is an error, not a fallback)."""
+    if image_shape is not None:
+        image_shape_of("latentsweep", out_shape, image_shape)
+        return True
+    try:
+        image_shape_of("latentsweep", out_shape)
+    except ValueError:
+        return False
+    return True
+
+
+def value_range(*arrays: np.ndarray) -> tuple[float, float]:
+    """[0, 1] when every value lies there (sigmoid outputs keep their true contrast), else the
+    data's own range."""
+    finite = [a[np.isfinite(a)] for a in arrays if a is not None and a.size]
+    finite = [a for a in finite if a.size]
+    if not finite:
+        return 0.0, 1.0
+    low, high = min(float(a.min()) for a in finite), max(float(a.max()) for a in finite)
+    if low >= 0.0 and high <= 1.0:
+        return 0.0, 1.0
+    return (low, high) if high > low else (low - 0.5, high + 0.5)
+
+
+def to_rgb(outputs: np.ndarray, lead_ndim: int, shape: tuple[int, ...], *, vmin: float, vmax: float, cmap: str = "gray") -> np.ndarray:
+    """Outputs whose first ``lead_ndim`` axes index images -> ``[*lead, H, W, 3]`` RGB in
+    [0, 1]: one channel goes through the colour map, three channels are shown as they are
+    (clipped to [vmin, vmax])."""
+    from matplotlib import colormaps
+
+    images = outputs.reshape(*outputs.shape[:lead_ndim], *shape)
+    scaled = np.clip((images - vmin) / (vmax - vmin), 0.0, 1.0)
+    scaled = np.nan_to_num(scaled, nan=0.0)
+    if len(shape) == 3 and shape[0] == 3:
+        return np.moveaxis(scaled, -3, -1)
+    if len(shape) == 3:
+        scaled = scaled[..., 0, :, :]
+    return colormaps[cmap](scaled)[..., :3]
+
+
+def single_output(fn: str, name: str, value, out_shape, anchor: int, num_anchors: int) -> np.ndarray:
+    """One output (an input image or a reconstruction) for ``anchor``: ``value`` is either one
+    output ``[*out_shape]`` or one per anchor ``[A, *out_shape]``."""
+    from ._common import as_array
+
+    array = as_array(value)
+    size = math.prod(out_shape)
+    if array.size == size:
+        return array.reshape(out_shape)
+    if array.ndim >= 1 and array.shape[0] == num_anchors and array.size == num_anchors * size:
+        return array[anchor].reshape(out_shape)
+    raise ValueError(
+        f"{fn}: {name} must hold one output of shape {tuple(out_shape)} or one per anchor "
+        f"[{num_anchors}, *{tuple(out_shape)}], got shape {tuple(array.shape)}"
+    )

@@ -1,0 +1,69 @@
+"""How much each latent moves the output, per traversal: grouped bars that contrast, say, a
+traversal by the prior with one by the posterior of the same anchors."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from . import _common
+
+_FN = "latentsweep.plots.effect_bars"
+
+
+def effect_bars(results, *, log: bool | None = None, title: str | None = None, path=None):
+    """Draws ``dim_effect`` (mean |x - x_anchor| over anchors, steps and features) per latent,
+    one group of bars per latent and one bar per traversal.
+
+    Args:
+        results: a :class:`TraversalResult`, or a mapping name -> TraversalResult (e.g.
+            ``{"prior": ..., "posterior": ...}``).
+        log: a logarithmic y axis; default: when the effects span more than 100x.
+        title: the figure's title.
+        path: also save the figure there.
+
+    Returns:
+        a matplotlib ``Figure`` with one axes (x tick labels ``z<dim>``, one legend entry per
+        traversal).
+    """
+    named = named_results(_FN, results)
+    dims = sorted({int(d) for r in named.values() for d in r.dims.tolist()})
+    effects = {}
+    for name, result in named.items():
+        by_dim = dict(zip(result.dims.tolist(), _common.as_array(result.dim_effect).tolist()))
+        effects[name] = np.array([by_dim.get(d, np.nan) for d in dims])
+    positive = np.concatenate([e[np.isfinite(e) & (e > 0)] for e in effects.values()])
+    if log is None:
+        log = positive.size > 0 and positive.max() > 100 * positive.min()
+
+    figure = _common.new_figure(max(5.0, 0.3 * len(dims) * len(named) + 2.5), 3.6)
+    ax = figure.add_subplot()
+    width = 0.8 / len(named)
+    x = np.arange(len(dims))
+    floor = positive.min() / 2 if log and positive.size else 0.0
+    for i, (name, effect) in enumerate(effects.items()):
+        heights = np.where(np.isfinite(effect), np.maximum(effect, floor), 0.0)
+        ax.bar(x + (i - (len(named) - 1) / 2) * width, heights, width, label=name)
+    if log:
+        ax.set_yscale("log")
+    ax.set_xticks(x, [_common.dim_label(d) for d in dims], fontsize=8, rotation=90 if len(dims) > 24 else 0)
+    ax.set_xlabel("latent")
+    ax.set_ylabel("mean |x - x_anchor| (dim_effect)")
+    if len(named) > 1:
+        ax.legend(title="traversal", fontsize=8)
+    ax.set_title(title if title is not None else "How much each latent moves the output")
+    return _common.finish(figure, path)
+
+
+def named_results(fn: str, results) -> dict:
+    """A TraversalResult or a mapping name -> TraversalResult, as a non-empty dict."""
+    if isinstance(results, Mapping):
+        named = {str(name): result for name, result in results.items()}
+        if not named:
+            raise ValueError(f"{fn}: results is empty")
+    else:
+        named = {getattr(results, "mode", "traversal"): results}
+    for name, result in named.items():
+        _common.check_result(f"{fn} (results[{name!r}])", result)
+    return named

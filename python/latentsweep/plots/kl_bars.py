@@ -1,0 +1,77 @@
+"""KL per latent as bars, coloured by whether the latent is used (active) or collapsed."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import _common
+from ..diagnose import COLLAPSED_KL
+
+_FN = "latentsweep.plots.kl_bars"
+_COLOURS = {"active": "tab:blue", "inactive": "tab:orange", "collapsed": "0.75"}
+_LEGEND = {
+    "active": "active (Var(mu) > 0.01)",
+    "inactive": "inactive, KL >= 0.01",
+    "collapsed": "collapsed (inactive, KL < 0.01)",
+}
+
+
+def kl_bars(diagnosis, *, log: bool = False, title: str | None = None, path=None):
+    """Draws the mean KL of each latent (``diagnosis.kl``, nats) as one bar per dim.
+
+    Active dims are blue; collapsed dims (the ``collapsed`` flag: posterior = prior, nothing
+    encoded) are grey, hatched and labelled; inactive dims with some KL are orange. A dashed
+    line marks the collapse threshold.
+
+    Args:
+        diagnosis: the :class:`Diagnosis` of a VAE (a plain autoencoder has no KL).
+        log: a logarithmic y axis (shows tiny KLs of collapsed dims).
+        title: the figure's title (default: total KL and active units).
+        path: also save the figure there.
+
+    Returns:
+        a matplotlib ``Figure`` with one axes holding D bars (x tick labels ``z<dim>``).
+    """
+    diagnosis = _common.check_diagnosis(_FN, diagnosis)
+    if diagnosis is None:
+        raise TypeError(f"{_FN}: diagnosis must be a latentsweep.Diagnosis, got None")
+    if not diagnosis.is_variational:
+        raise ValueError(f"{_FN}: a plain autoencoder (no logvar) has no KL per dim to draw")
+    kl = diagnosis.kl.numpy()
+    active = diagnosis.active.numpy()
+    collapsed = np.zeros_like(active)
+    flag = diagnosis.flag("collapsed")
+    if flag is not None:
+        collapsed[flag.dims] = True
+    kinds = np.where(active, "active", np.where(collapsed, "collapsed", "inactive"))
+    heights = np.nan_to_num(kl, nan=0.0)
+
+    dims = np.arange(diagnosis.latent_dim)
+    figure = _common.new_figure(max(5.0, 0.32 * len(dims) + 2.0) + 2.4, 3.6)
+    ax = figure.add_subplot()
+    for kind in ("active", "inactive", "collapsed"):
+        chosen = kinds == kind
+        if chosen.any():
+            ax.bar(dims[chosen], np.maximum(heights[chosen], 1e-6) if log else heights[chosen],
+                   color=_COLOURS[kind], edgecolor="0.3", lw=0.5,
+                   hatch="//" if kind == "collapsed" else None, label=_LEGEND[kind])
+    ax.axhline(COLLAPSED_KL, color="tab:red", ls="--", lw=1, label=f"collapse threshold ({COLLAPSED_KL:g} nats)")
+    if log:
+        ax.set_yscale("log")
+    for d in dims[collapsed]:
+        ax.annotate("collapsed", (d, max(heights[d], COLLAPSED_KL)), xytext=(0, 3), textcoords="offset points",
+                    rotation=90, ha="center", va="bottom", fontsize=7, color="0.35")
+    for d in dims[np.isnan(kl)]:
+        ax.annotate("n/a", (d, 0), xytext=(0, 3), textcoords="offset points", ha="center", fontsize=7)
+    ax.set_xticks(dims, [_common.dim_label(int(d)) for d in dims], fontsize=8,
+                  rotation=90 if len(dims) > 24 else 0)
+    ax.set_xlabel("latent")
+    ax.set_ylabel("KL(q(z_d|x) || p(z_d)), nats")
+    ax.margins(y=0.15)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: never hides a bar
+    ax.set_title(
+        title
+        if title is not None
+        else f"KL per latent: total {diagnosis.total_kl:.3g} nats, {diagnosis.num_active}/{diagnosis.latent_dim} active"
+    )
+    return _common.finish(figure, path)

@@ -1,0 +1,131 @@
+"""Per-latent histograms of the posterior SD against the prior SD: the picture that explains why
+a traversal of +/- 2 posterior SDs moves nothing."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from . import _common
+from ..posterior import Posterior
+
+_FN = "latentsweep.plots.sigma_histograms"
+
+
+def sigma_histograms(
+    posterior,
+    *,
+    prior_std: float | None = None,
+    diagnosis=None,
+    dims=None,
+    order: str = "dims",
+    max_dims: int | None = None,
+    bins: int = 30,
+    ncols: int = 4,
+    title: str | None = None,
+    path=None,
+):
+    """One histogram per latent of sigma_d = exp(logvar_d / 2) over the inputs, on a log axis,
+    with a vertical line at the prior SD.
+
+    When the mass sits far left of the line, the encoder is certain on that latent: a
+    traversal of +/- k posterior SDs covers a sliver of the range the decoder knows, so the
+    output hardly changes; traverse by the prior instead.
+
+    Args:
+        posterior: a :class:`Posterior` with ``logvar`` ``[N, D]`` (e.g. from
+            :func:`latentsweep.encode`).
+        prior_std: the prior's SD (default: ``diagnosis.prior_std``, else 1).
+        diagnosis: the :class:`Diagnosis` of this posterior, for ``order="kl"``.
+        dims: the latents to draw (default all).
+        order: ``"dims"`` (ascending) or ``"kl"`` (largest KL first; needs ``diagnosis``).
+        max_dims: draw only the first ``max_dims`` of that order.
+        bins: histogram bins (log-spaced over the shared x range).
+        ncols: panels per row.
+        title: the figure's title.
+        path: also save the figure there.
+
+    Returns:
+        a matplotlib ``Figure`` with one axes per drawn latent (titled ``z<dim>``), each with
+        the histogram, the prior SD line and the median posterior SD line.
+    """
+    if not isinstance(posterior, Posterior):
+        raise TypeError(f"{_FN}: posterior must be a latentsweep.Posterior, got {type(posterior).__name__}")
+    if posterior.logvar is None:
+        raise ValueError(f"{_FN}: this posterior has no logvar (a plain autoencoder), so it has no posterior SD to draw")
+    diagnosis = _common.check_diagnosis(_FN, diagnosis)
+    if prior_std is None:
+        prior_std = diagnosis.prior_std if diagnosis is not None else 1.0
+    if not isinstance(prior_std, (int, float)) or isinstance(prior_std, bool) or not prior_std > 0 or not math.isfinite(prior_std):
+        raise ValueError(f"{_FN}: prior_std must be a positive number, got {prior_std!r}")
+    bins = _common.check_positive_int(_FN, "bins", bins, allow_none=False)
+    ncols = _common.check_positive_int(_FN, "ncols", ncols, allow_none=False)
+    max_dims = _common.check_positive_int(_FN, "max_dims", max_dims)
+    _common.check_choice(_FN, "order", order, ("dims", "kl"))
+
+    sigma = np.exp(0.5 * posterior.logvar.detach().to("cpu", float).numpy())  # [N, D]
+    latent_dim = sigma.shape[1]
+    chosen = _chosen_dims(dims, latent_dim)
+    if order == "kl":
+        if diagnosis is None or not diagnosis.is_variational or diagnosis.latent_dim != latent_dim:
+            raise ValueError(f"{_FN}: order='kl' needs diagnosis=latentsweep.diagnose(posterior)")
+        kl = np.nan_to_num(diagnosis.kl.numpy(), nan=-np.inf)
+        chosen = sorted(chosen, key=lambda d: -kl[d])
+    chosen = chosen[:max_dims]
+
+    finite = sigma[:, chosen][np.isfinite(sigma[:, chosen]) & (sigma[:, chosen] > 0)]
+    low = min(float(finite.min()) if finite.size else prior_std, prior_std) / 1.5
+    high = max(float(finite.max()) if finite.size else prior_std, prior_std) * 1.5
+    edges = np.geomspace(low, high, bins + 1)
+
+    from matplotlib.ticker import NullFormatter
+
+    count = len(chosen)
+    ncols = min(ncols, count)
+    nrows = math.ceil(count / ncols)
+    figure = _common.new_figure(3.0 * ncols + 0.6, 2.4 * nrows + 1.0)
+    axes = figure.subplots(nrows, ncols, squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        if i >= count:
+            ax.remove()  # unused cell of the last row
+            continue
+        d = chosen[i]
+        values = sigma[:, d][np.isfinite(sigma[:, d])]
+        ax.hist(np.clip(values, low, high), bins=edges, color="tab:blue", alpha=0.8)
+        ax.axvline(prior_std, color="tab:red", lw=2, label=f"prior SD {prior_std:g}")
+        median = float(np.median(values)) if values.size else math.nan
+        if math.isfinite(median):
+            ax.axvline(median, color="black", ls="--", lw=1, label="median posterior SD")
+        ax.set_xscale("log")
+        ax.set_xlim(low, high)  # the same range on every panel, so they compare at a glance
+        # Major (decade) labels only: minor log ticks cost much layout time and add clutter.
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ratio = f" ({median / prior_std:.2g}× prior)" if math.isfinite(median) else ""
+        ax.set_title(f"{_common.dim_label(d)}: median σ {median:.2g}{ratio}", fontsize=9)
+        ax.set_xlabel("posterior SD σ (log scale)", fontsize=8)
+        ax.set_ylabel("inputs", fontsize=8)
+        if i == 0:
+            ax.legend(fontsize=7, loc="upper left")
+    figure.suptitle(
+        title
+        if title is not None
+        else f"Posterior SD σ per latent (blue) against the prior SD {prior_std:g} (red): where σ is far "
+        "below it, ± 2 posterior SDs moves z by a sliver of the prior's range",
+        fontsize=10,
+    )
+    return _common.finish(figure, path)
+
+
+def _chosen_dims(dims, latent_dim: int) -> list[int]:
+    if dims is None:
+        return list(range(latent_dim))
+    if isinstance(dims, (str, bytes)) or not hasattr(dims, "__iter__"):
+        raise TypeError(f"{_FN}: dims must be a sequence of ints, got {dims!r}")
+    chosen = [int(d) for d in dims]
+    if not chosen:
+        raise ValueError(f"{_FN}: dims is empty")
+    bad = [d for d in chosen if not 0 <= d < latent_dim]
+    if bad:
+        raise ValueError(f"{_FN}: dims {bad} are out of range for {latent_dim} latent dims")
+    return chosen

@@ -1,0 +1,163 @@
+"""An animated GIF of one anchor's traversal: each frame is one step, every latent at once."""
+
+from __future__ import annotations
+
+import io
+import math
+from pathlib import Path
+
+import numpy as np
+
+from . import _common
+from ._images import image_shape_of, to_rgb, value_range
+
+_FN = "latentsweep.plots.traversal_gif"
+LAYOUTS = ("side-by-side", "stacked")
+_BACKGROUND = (255, 255, 255)
+_TEXT = (20, 20, 20)
+
+
+def traversal_gif(
+    result,
+    *,
+    anchor: int = 0,
+    layout: str = "side-by-side",
+    diagnosis=None,
+    order: str = "auto",
+    max_dims: int | None = None,
+    image_shape=None,
+    vmin: float | None = None,
+    vmax: float | None = None,
+    cmap: str = "gray",
+    tile_size: int = 64,
+    duration: int = 150,
+    bounce: bool = True,
+    path=None,
+):
+    """Animates one anchor's traversal: frame s shows every drawn latent at its step s.
+
+    Args:
+        result: a :class:`TraversalResult` with image outputs (see :func:`traversal_grid`).
+        anchor: which anchor to animate.
+        layout: ``"side-by-side"`` (one row of tiles, the latent above each tile and its value
+            below) or ``"stacked"`` (one row per latent: name, tile, value).
+        diagnosis, order, max_dims: which latents, in which order (see :func:`traversal_grid`).
+        image_shape: ``(H, W)`` or ``(C, H, W)`` for flat outputs.
+        vmin, vmax, cmap: colour scale (see :func:`traversal_grid`).
+        tile_size: minimum side of a tile in pixels (images are scaled up by a whole factor,
+            nearest neighbour, so pixels stay sharp).
+        duration: milliseconds per frame.
+        bounce: play the steps forward then back (``2 S - 2`` frames, a seamless loop) instead
+            of forward only (``S`` frames).
+        path: also write the GIF there.
+
+    Returns:
+        the animated GIF as a ``PIL.Image.Image`` (``n_frames``, ``seek``; save it with
+        ``image.save(p, save_all=True)``).
+    """
+    from PIL import Image
+
+    data = gif_bytes(
+        result, anchor=anchor, layout=layout, diagnosis=diagnosis, order=order, max_dims=max_dims,
+        image_shape=image_shape, vmin=vmin, vmax=vmax, cmap=cmap, tile_size=tile_size,
+        duration=duration, bounce=bounce,
+    )
+    if path is not None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    return Image.open(io.BytesIO(data))
+
+
+def gif_bytes(
+    result, *, anchor=0, layout="side-by-side", diagnosis=None, order="auto", max_dims=None,
+    image_shape=None, vmin=None, vmax=None, cmap="gray", tile_size=64, duration=150, bounce=True,
+) -> bytes:
+    """The encoded GIF of :func:`traversal_gif` (what the HTML report inlines)."""
+    result = _common.check_result(_FN, result)
+    anchor = _common.check_index(_FN, "anchor", anchor, result.values.shape[0])
+    _common.check_choice(_FN, "layout", layout, LAYOUTS)
+    shape = image_shape_of(_FN, result.out_shape, image_shape)
+    cmap = _common.check_cmap(_FN, cmap)
+    tile_size = _common.check_positive_int(_FN, "tile_size", tile_size, allow_none=False)
+    duration = _common.check_positive_int(_FN, "duration", duration, allow_none=False)
+    if not isinstance(bounce, bool):
+        raise TypeError(f"{_FN}: bounce must be True or False, got {bounce!r}")
+    positions, _, _ = _common.dim_order(_FN, result, diagnosis, order, max_dims)
+
+    outputs = _common.anchor_outputs(_FN, result, anchor)[positions]  # [K', S, *out_shape]
+    if vmin is None or vmax is None:
+        low, high = value_range(outputs)
+        vmin, vmax = (low if vmin is None else vmin), (high if vmax is None else vmax)
+    if not vmax > vmin:
+        raise ValueError(f"{_FN}: vmax must be greater than vmin, got vmin={vmin}, vmax={vmax}")
+    tiles = to_rgb(outputs, 2, shape, vmin=vmin, vmax=vmax, cmap=cmap)  # [K', S, H, W, 3]
+    scale = max(1, math.ceil(tile_size / max(tiles.shape[2:4])))
+    tiles = np.repeat(np.repeat(tiles, scale, axis=2), scale, axis=3)
+    tiles = (tiles * 255).round().astype(np.uint8)
+
+    values = _common.as_array(result.values)[anchor, positions]  # [K', S]
+    names = [_common.dim_label(int(d)) for d in result.dims.numpy()[positions]]
+    steps = list(range(tiles.shape[1]))
+    if bounce and len(steps) > 2:
+        steps += steps[-2:0:-1]
+    font = _font()
+    frames = [
+        _frame(tiles[:, s], names, values[:, s], f"anchor {anchor}  step {s + 1}/{tiles.shape[1]}", layout, font)
+        for s in steps
+    ]
+    buffer = io.BytesIO()
+    frames[0].save(
+        buffer, format="GIF", save_all=True, append_images=frames[1:], duration=duration, loop=0,
+        optimize=False,
+    )
+    return buffer.getvalue()
+
+
+def _font():
+    from PIL import ImageFont
+
+    try:  # Pillow >= 10.1 with FreeType: the bundled scalable font, no file on disk needed
+        return ImageFont.load_default(size=12)
+    except TypeError:
+        return ImageFont.load_default()
+
+
+def _frame(tiles: np.ndarray, names: list[str], values: np.ndarray, header: str, layout: str, font):
+    """One frame: ``tiles [K', h, w, 3]`` uint8 with their latent names and current values."""
+    from PIL import Image, ImageDraw
+
+    count, h, w, _ = tiles.shape
+    line = 16  # text line height in pixels
+    pad = 6
+    texts = [f"{v:+.2f}" for v in values]
+    if layout == "side-by-side":
+        cell_w = max(w, 48)
+        size = (pad + count * (cell_w + pad), line + pad + line + h + line + pad)
+        frame = Image.new("RGB", size, _BACKGROUND)
+        draw = ImageDraw.Draw(frame)
+        for i in range(count):
+            left = pad + i * (cell_w + pad)
+            top = line + pad
+            _centred_text(draw, (left + cell_w / 2, top + line / 2), names[i], font)
+            frame.paste(Image.fromarray(tiles[i]), (left + (cell_w - w) // 2, top + line))
+            _centred_text(draw, (left + cell_w / 2, top + line + h + line / 2), texts[i], font)
+    else:
+        name_w, value_w = 48, 56
+        size = (pad + name_w + w + value_w + pad, line + pad + count * (h + pad))
+        frame = Image.new("RGB", size, _BACKGROUND)
+        draw = ImageDraw.Draw(frame)
+        for i in range(count):
+            top = line + pad + i * (h + pad)
+            _centred_text(draw, (pad + name_w / 2, top + h / 2), names[i], font)
+            frame.paste(Image.fromarray(tiles[i]), (pad + name_w, top))
+            _centred_text(draw, (pad + name_w + w + value_w / 2, top + h / 2), texts[i], font)
+    draw.text((pad, 3), header, fill=_TEXT, font=font)
+    return frame
+
+
+def _centred_text(draw, centre, text: str, font) -> None:
+    """Text centred on a point (measured, since bitmap fallback fonts have no anchors)."""
+    left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
+    x, y = centre
+    draw.text((x - (right - left) / 2 - left, y - (bottom - top) / 2 - top), text, fill=_TEXT, font=font)

@@ -1,0 +1,152 @@
+"""The classic traversal picture: one row per latent, one column per step, for one anchor."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import _common
+from ._images import image_shape_of, single_output, to_rgb, value_range
+
+_FN = "latentsweep.plots.traversal_grid"
+
+
+def traversal_grid(
+    result,
+    *,
+    anchor: int = 0,
+    diagnosis=None,
+    order: str = "auto",
+    max_dims: int | None = None,
+    image_shape=None,
+    input=None,
+    reconstruction=None,
+    vmin: float | None = None,
+    vmax: float | None = None,
+    cmap: str = "gray",
+    tile_inches: float = 0.75,
+    title: str | None = None,
+    path=None,
+):
+    """Draws the decoded traversal of one anchor as an image grid.
+
+    Rows are the traversed latents (sorted by KL, by effect, or as traversed), columns the
+    steps, labelled with the latent's value (or its offset from the anchor when each row starts
+    from a different value).
+
+    Args:
+        result: a :class:`TraversalResult` with image outputs ``[A, K, S, *out_shape]``:
+            ``out_shape`` ``[H, W]`` or ``[C, H, W]`` (C = 1 or 3), or flat with ``image_shape``.
+        anchor: which anchor (index into ``result.anchors``) to draw.
+        diagnosis: a :class:`Diagnosis` of the same model; with it ``order="auto"`` sorts the
+            rows by KL, largest first.
+        order: ``"auto"`` (KL with a VAE diagnosis, else effect), ``"kl"``, ``"effect"``
+            (``result.dim_effect``, largest first) or ``"dims"`` (as traversed).
+        max_dims: draw only the first ``max_dims`` rows of that order.
+        image_shape: ``(H, W)`` or ``(C, H, W)`` to view flat outputs ``[F]`` as images.
+        input: the anchor's input image, ``[*out_shape]`` or ``[A, *out_shape]``; drawn as the
+            first column, followed by its reconstruction.
+        reconstruction: the reconstruction to draw after the input (same shapes as ``input``);
+            default when ``input`` is given: ``result.anchor_outputs`` (the decoded anchor).
+        vmin, vmax: the output values mapped to black and white (default [0, 1] when all
+            outputs lie there, else their range).
+        cmap: matplotlib colour map for one-channel images.
+        tile_inches: size of one tile in the figure.
+        title: the figure's title (default says the anchor, mode and order).
+        path: also save the figure there (``.png``, ``.pdf``, ``.svg``...).
+
+    Returns:
+        a matplotlib ``Figure`` with one image axes (tick labels: ``z<dim>`` rows, step
+        columns) and, for one-channel images, a colour bar.
+    """
+    result = _common.check_result(_FN, result)
+    num_anchors = result.values.shape[0]
+    anchor = _common.check_index(_FN, "anchor", anchor, num_anchors)
+    shape = image_shape_of(_FN, result.out_shape, image_shape)
+    cmap = _common.check_cmap(_FN, cmap)
+    positions, scores, score_name = _common.dim_order(_FN, result, diagnosis, order, max_dims)
+    outputs = _common.anchor_outputs(_FN, result, anchor)[positions]  # [K', S, *out_shape]
+
+    extras = []  # (label, output) columns before the traversal
+    if input is not None:
+        extras.append(("input", single_output(_FN, "input", input, result.out_shape, anchor, num_anchors)))
+        if reconstruction is None:
+            reconstruction = _common.as_array(result.anchor_outputs[anchor])
+    if reconstruction is not None:
+        extras.append(
+            ("reconstruction", single_output(_FN, "reconstruction", reconstruction, result.out_shape, anchor, num_anchors))
+        )
+    if vmin is None or vmax is None:
+        low, high = value_range(outputs, *(e for _, e in extras))
+        vmin, vmax = (low if vmin is None else vmin), (high if vmax is None else vmax)
+    if not vmax > vmin:
+        raise ValueError(f"{_FN}: vmax must be greater than vmin, got vmin={vmin}, vmax={vmax}")
+
+    tiles = to_rgb(outputs, 2, shape, vmin=vmin, vmax=vmax, cmap=cmap)  # [K', S, H, W, 3]
+    extra_tiles = [to_rgb(e[None], 1, shape, vmin=vmin, vmax=vmax, cmap=cmap)[0] for _, e in extras]
+    mosaic, column_centres, row_centres = _mosaic(tiles, extra_tiles)
+
+    values = _common.as_array(result.values)[anchor, positions]  # [K', S]
+    dims = result.dims.numpy()[positions]
+    columns, axis_label = _common.grid_columns(values, _common.as_array(result.anchors)[anchor, dims])
+    if columns is not None:
+        step_labels = [_common.format_value(v) for v in columns]
+    else:  # each row has its own values: label steps by index, give each row its range
+        step_labels = [str(s) for s in range(values.shape[1])]
+        axis_label = "step (each row's range of z is in its label)"
+    row_labels = []
+    for i, d in enumerate(dims):
+        lines = [_common.dim_label(int(d))]
+        if score_name is not None:
+            lines.append(_common.score_text(float(scores[i]), score_name))
+        if columns is None:
+            lines.append(f"{_common.format_value(values[i, 0])} .. {_common.format_value(values[i, -1])}")
+        row_labels.append("\n".join(lines))
+
+    rows, columns = tiles.shape[0], tiles.shape[1] + len(extra_tiles)
+    figure = _common.new_figure(columns * tile_inches + 2.4, rows * tile_inches + 1.6)
+    ax = figure.add_subplot()
+    ax.imshow(mosaic, interpolation="nearest")
+    ax.set_xticks(column_centres, [label for label, _ in extras] + step_labels, fontsize=8)
+    if len(step_labels) > 8:
+        for label in ax.get_xticklabels()[len(extras):]:
+            label.set_rotation(45)
+    ax.set_yticks(row_centres, row_labels, fontsize=8)
+    ax.tick_params(length=0)
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    ax.set_xlabel(axis_label)
+    ax.set_ylabel("latent" + (f" (sorted by {score_name})" if score_name else ""))
+    mode = f"mode {result.mode!r}"
+    ax.set_title(title if title is not None else f"Traversal of anchor {anchor} ({mode})")
+    if len(shape) == 2 or shape[0] == 1:
+        from matplotlib.cm import ScalarMappable
+        from matplotlib.colors import Normalize
+
+        mappable = ScalarMappable(norm=Normalize(vmin, vmax), cmap=cmap)
+        figure.colorbar(mappable, ax=ax, label="decoder output", shrink=min(1.0, 3.0 / max(rows, 1) + 0.3))
+    return _common.finish(figure, path)
+
+
+def _mosaic(tiles: np.ndarray, extra_tiles: list[np.ndarray]):
+    """Tiles ``[R, S, H, W, 3]`` (plus extra tiles repeated on every row, set apart by a wider
+    gap) on a white background; returns the image and the tick positions of columns and rows."""
+    rows, steps, height, width, _ = tiles.shape
+    pad = max(1, round(0.08 * max(height, width)))
+    gap = 4 * pad if extra_tiles else 0
+    x = pad
+    column_starts = []
+    for i in range(len(extra_tiles) + steps):
+        if i == len(extra_tiles):
+            x += gap
+        column_starts.append(x)
+        x += width + pad
+    mosaic = np.ones((pad + rows * (height + pad), x, 3))
+    row_starts = [pad + r * (height + pad) for r in range(rows)]
+    for r, top in enumerate(row_starts):
+        for c, left in enumerate(column_starts):
+            e = len(extra_tiles)
+            tile = extra_tiles[c] if c < e else tiles[r, c - e]
+            mosaic[top : top + height, left : left + width] = tile
+    column_centres = [left + (width - 1) / 2 for left in column_starts]
+    row_centres = [top + (height - 1) / 2 for top in row_starts]
+    return mosaic, column_centres, row_centres

@@ -1,0 +1,415 @@
+"""One self-contained HTML page that explains a latent space: the diagnosis, its flags and
+what to do about them, the recommended traversal mode, and the pictures.
+
+Every picture is inlined as a ``data:`` URI and the style sheet is inline, so the file opens
+anywhere, offline, and can be mailed or attached as a CI artifact. All text is HTML-escaped.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import html
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+from .diagnose import Diagnosis, diagnose, format_dims
+from .plots import _common
+from .plots._images import is_image_output
+from .plots.effect_bars import effect_bars, named_results
+from .plots.kl_bars import kl_bars
+from .plots.response_curves import response_curves
+from .plots.sensitivity_heatmap import sensitivity_heatmap
+from .plots.sigma_histograms import sigma_histograms
+from .plots.traversal_gif import gif_bytes
+from .plots.traversal_grid import traversal_grid
+from .posterior import Posterior
+
+_FN = "latentsweep.report"
+
+
+def report(
+    path,
+    *,
+    diagnosis: Diagnosis | None = None,
+    results=None,
+    posterior: Posterior | None = None,
+    title: str = "latentsweep report",
+    image_shape=None,
+    feature_names=None,
+    inputs=None,
+    reconstructions=None,
+    anchor_indices: Sequence[int] = (0,),
+    max_dims: int | None = 12,
+    gifs: bool = True,
+    prior_std: float | None = None,
+    dpi: int = 90,
+) -> Path:
+    """Writes one self-contained HTML report and returns its path.
+
+    Args:
+        path: the ``.html`` file to write (its folder is created).
+        diagnosis: a :class:`Diagnosis` (default: ``diagnose(posterior)`` when ``posterior``
+            is given).
+        results: a :class:`TraversalResult`, or a mapping name -> TraversalResult, e.g.
+            ``{"prior": ..., "posterior": ...}`` traversals of the same anchors, drawn side by
+            side so the contrast shows.
+        posterior: the :class:`Posterior` over the data (``[N, D]``); with ``logvar`` it adds
+            the per-latent histograms of the posterior SD against the prior SD.
+        title: the page's title.
+        image_shape: ``(H, W)`` or ``(C, H, W)`` to draw flat outputs as images.
+        feature_names: names of the output features of tabular results.
+        inputs: the anchors' input images ``[A, *out_shape]``, drawn before each traversal.
+        reconstructions: their reconstructions ``[A, *out_shape]`` (default with ``inputs``:
+            the decoded anchors).
+        anchor_indices: which anchors get a traversal grid and GIF (image outputs).
+        max_dims: at most this many latents per traversal picture (sorted by KL or effect);
+            ``None`` for all.
+        gifs: add an animated GIF per anchor (image outputs).
+        prior_std: the prior's SD when the diagnosis is computed here (default 1).
+        dpi: resolution of the pictures.
+
+    Returns:
+        the path of the written file.
+
+    Raises:
+        TypeError, ValueError: bad arguments (e.g. an ``image_shape`` that does not match the
+            outputs, an anchor index out of range), or nothing to report.
+    """
+    path = _check_path(path)
+    if not isinstance(title, str):
+        raise TypeError(f"{_FN}: title must be a string, got {type(title).__name__}")
+    if posterior is not None and not isinstance(posterior, Posterior):
+        raise TypeError(f"{_FN}: posterior must be a latentsweep.Posterior, got {type(posterior).__name__}")
+    if diagnosis is None and posterior is not None:
+        diagnosis = diagnose(posterior, prior_std=1.0 if prior_std is None else prior_std)
+    _common.check_diagnosis(_FN, diagnosis)
+    named = named_results(_FN, results) if results is not None else {}
+    if diagnosis is None and not named:
+        raise ValueError(f"{_FN}: nothing to report: pass diagnosis=, posterior= and/or results=")
+    if isinstance(anchor_indices, int) or not isinstance(anchor_indices, Sequence):
+        raise TypeError(f"{_FN}: anchor_indices must be a sequence of ints, e.g. (0, 1), got {anchor_indices!r}")
+    for name, result in named.items():
+        _common.check_diagnosis(f"{_FN} (results[{name!r}])", diagnosis, dims=result.dims.tolist())
+        if is_image_output(result.out_shape, image_shape):  # raises for an image_shape that does not fit
+            for a in anchor_indices:
+                _common.check_index(_FN, "anchor_indices", a, result.values.shape[0])
+
+    page = _Page(dpi=dpi)
+    body = [f"<h1>{_esc(title)}</h1>", f'<p class="meta">{_esc(_generated_line())}</p>']
+    if diagnosis is not None:
+        body += [_recommendation(diagnosis), _flags(diagnosis), _table(diagnosis)]
+        body.append(_latent_pictures(page, diagnosis, posterior))
+    if named:
+        body.append(
+            _traversals(page, named, diagnosis, image_shape, feature_names, inputs, reconstructions,
+                        anchor_indices, max_dims, gifs)
+        )
+    if diagnosis is not None:
+        body.append(
+            "<details><summary>The diagnosis as text</summary>"
+            f"<pre>{_esc(str(diagnosis))}</pre></details>"
+        )
+    body.append('<p class="meta">A self-contained page: every picture is inlined; nothing is fetched.</p>')
+    document = (
+        "<!DOCTYPE html>\n"
+        f'<html lang="en"><head><meta charset="utf-8"><title>{_esc(title)}</title>'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<style>{_CSS}</style></head>\n<body>\n" + "\n".join(body) + "\n</body></html>\n"
+    )
+    path.write_text(document, encoding="utf-8")
+    return path
+
+
+# ---- sections ---------------------------------------------------------------------------
+
+
+def _recommendation(diagnosis: Diagnosis) -> str:
+    mode = diagnosis.recommended_mode
+    # An autoencoder's recommendation already says all there is (no prior to explain).
+    paragraphs = ([_mode_explanation(diagnosis)] if diagnosis.is_variational else []) + [diagnosis.recommendation]
+    dims = diagnosis.active_dims
+    dims_argument = f", dims={dims}" if dims is not None and 0 < len(dims) < diagnosis.latent_dim else ""
+    if mode == "empirical":
+        call = f'latentsweep.traverse(decoder, posterior[:8], mode="empirical", reference=posterior.mu{dims_argument})'
+    else:
+        std = "" if diagnosis.prior_std == 1.0 else f", prior_std={diagnosis.prior_std:g}"
+        call = f'latentsweep.traverse(decoder, posterior[:8], mode="prior"{std}{dims_argument})'
+    return (
+        '<section class="recommendation"><h2>Recommended traversal mode: '
+        f"<code>{_esc(mode)}</code></h2>"
+        + "".join(f"<p>{_esc(p)}</p>" for p in paragraphs)
+        + f"<pre>{_esc(call)}</pre></section>"
+    )
+
+
+def _mode_explanation(diagnosis: Diagnosis) -> str:
+    """Why to traverse by the prior, with this model's numbers (a VAE's diagnosis)."""
+    p = diagnosis.prior_std
+    if diagnosis.recommended_mode == "empirical":
+        text = (
+            "Traverse by the spread of the codes (mode \"empirical\"), not by the posterior: some "
+            f"latents do not follow the prior N(0, {p:g}²), so its range would miss where the data "
+            "lies, while the codes' own quantiles span what the decoder has seen."
+        )
+    else:
+        text = (
+            "Traverse by the prior, not the posterior. Across the data a VAE's codes spread like the "
+            f"prior N(0, {p:g}²) (that is what its KL term asks for), so the decoder knows that range, "
+            f"and moving a latent by ± 2 prior SDs (a range of {4 * p:g}) explores it."
+        )
+    text += (
+        " The posterior SD σ_d only says how certain the encoder is about one input, and a trained "
+        "encoder is usually very certain"
+    )
+    active = diagnosis.active_dims or []
+    sds = [float(diagnosis.posterior_sd[d]) for d in active if math.isfinite(float(diagnosis.posterior_sd[d]))]
+    if sds:
+        typical = sorted(sds)[len(sds) // 2]
+        text += (
+            f": here the active latents have a typical posterior SD of {typical:.2g} "
+            f"({typical / p:.2g}× the prior SD), so ± 2 posterior SDs spans only {4 * typical:.2g} "
+            f"in z, {typical / p:.0%} of the prior's range"
+        )
+    text += (
+        '. Mode "prior" (the default) moves each latent by ± span × prior_std around the anchor; '
+        'mode "empirical" follows the spread of the codes themselves, for when they do not follow '
+        "the prior."
+    )
+    return text
+
+
+def _flags(diagnosis: Diagnosis) -> str:
+    if not diagnosis.flags:
+        return '<section><h2>Flags</h2><p class="ok">No problems found.</p></section>'
+    items = []
+    for flag in diagnosis.flags:
+        dims = ("dim " if len(flag.dims) == 1 else "dims ") + format_dims(flag.dims)
+        stats = "; ".join(_stat_text(name, value, flag.dims) for name, value in flag.stats.items())
+        items.append(
+            f'<div class="flag"><h3><code>{_esc(flag.code)}</code> {_esc(dims)}</h3>'
+            f"<p>{_esc(flag.recommendation)}</p>"
+            f'<p class="stats">{_esc(stats)}</p></div>'
+        )
+    return f"<section><h2>Flags ({len(diagnosis.flags)})</h2>{''.join(items)}</section>"
+
+
+def _stat_text(name: str, value, dims: list[int]) -> str:
+    if isinstance(value, list):
+        shown = ", ".join(f"z{d} {_number(v)}" for d, v in zip(dims[:12], value[:12]))
+        return f"{name}: {shown}" + (" ..." if len(value) > 12 else "")
+    return f"{name}: {_number(value)}"
+
+
+def _table(diagnosis: Diagnosis) -> str:
+    """The per-latent statistics, flagged rows highlighted."""
+    columns = [("KL", diagnosis.kl), ("Var(mu)", diagnosis.mu_variance), ("posterior SD", diagnosis.posterior_sd),
+               ("mean", diagnosis.mean), ("SD", diagnosis.sd), ("min", diagnosis.min), ("max", diagnosis.max)]
+    columns = [(name, values) for name, values in columns if values is not None]
+    codes = {d: [] for d in range(diagnosis.latent_dim)}
+    for flag in diagnosis.flags:
+        for d in flag.dims:
+            codes[d].append(flag.code)
+    head = ["latent"] + (["active"] if diagnosis.is_variational else []) + [n for n, _ in columns] + ["zeros", "flags"]
+    rows = []
+    for d in range(diagnosis.latent_dim):
+        cells = [f"z{d}"]
+        if diagnosis.is_variational:
+            cells.append("yes" if bool(diagnosis.active[d]) else "no")
+        cells += [_number(float(values[d])) for _, values in columns]
+        zeros = float(diagnosis.zero_fraction[d])
+        cells.append(f"{zeros:.0%}" if math.isfinite(zeros) else "n/a")
+        cells.append(", ".join(codes[d]))
+        css = ' class="flagged"' if codes[d] else ""
+        rows.append(f"<tr{css}>" + "".join(f"<td>{_esc(c)}</td>" for c in cells) + "</tr>")
+    header = "".join(f"<th>{_esc(h)}</th>" for h in head)
+    kind = "VAE" if diagnosis.is_variational else "plain autoencoder"
+    summary = f"{diagnosis.num_inputs} inputs, {diagnosis.latent_dim} latent dims ({kind})"
+    if diagnosis.is_variational:
+        summary += f"; total KL {diagnosis.total_kl:.4g} nats; {diagnosis.num_active}/{diagnosis.latent_dim} active units"
+    return (
+        f"<section><h2>Diagnosis</h2><p>{_esc(summary)}. Statistics over the data; mean and SD are of the "
+        "aggregate posterior (compare with the prior).</p>"
+        f'<div class="scroll"><table><thead><tr>{header}</tr></thead><tbody>{"".join(rows)}</tbody></table></div></section>'
+    )
+
+
+def _latent_pictures(page: "_Page", diagnosis: Diagnosis, posterior: Posterior | None) -> str:
+    if not diagnosis.is_variational:
+        return (
+            "<section><h2>Latent space</h2><p>A plain autoencoder (no logvar): there is no KL per "
+            "latent and no posterior SD to draw.</p></section>"
+        )
+    figures = [
+        page.figure(
+            kl_bars(diagnosis), "KL per latent",
+            "KL of each latent, mean over the data. Collapsed latents (grey) carry no information; "
+            "their traversals show nothing.",
+        )
+    ]
+    if posterior is not None and posterior.logvar is not None and posterior.latent_dim == diagnosis.latent_dim:
+        figures.append(
+            page.figure(
+                sigma_histograms(posterior, diagnosis=diagnosis), "Posterior SD per latent against the prior SD",
+                "Posterior SD per input and latent (log scale) against the prior SD (red line). Far "
+                "left of the line, ± 2 posterior SDs moves z by a sliver of the prior's range.",
+                wide=True,
+            )
+        )
+    return f'<section><h2>Latent space</h2><div class="pictures">{"".join(figures)}</div></section>'
+
+
+def _traversals(page, named, diagnosis, image_shape, feature_names, inputs, reconstructions,
+                anchor_indices, max_dims, gifs) -> str:
+    columns = []
+    for name, result in named.items():
+        parts = [f"<h3>{_esc(name)}</h3>", f'<p class="meta">{_esc(_result_line(result))}</p>', _ranking(result)]
+        if is_image_output(result.out_shape, image_shape):
+            if result.outputs is None:
+                parts.append(
+                    '<p class="note">The outputs were not kept (keep_outputs=False), so there is no '
+                    "grid to draw; the effects are above.</p>"
+                )
+            for a in anchor_indices if result.outputs is not None else ():
+                figure = traversal_grid(
+                    result, anchor=a, diagnosis=diagnosis, max_dims=max_dims, image_shape=image_shape,
+                    input=inputs, reconstruction=reconstructions,
+                )
+                parts.append(page.figure(figure, f"{name}: traversal grid of anchor {a}",
+                                         f"Anchor {a}: one row per latent, one column per step."))
+                if gifs:
+                    data = gif_bytes(result, anchor=a, diagnosis=diagnosis, max_dims=max_dims, image_shape=image_shape)
+                    parts.append(page.image(data, "image/gif", f"{name}: animated traversal of anchor {a}",
+                                            f"Anchor {a}: every latent moves through its steps at once.",
+                                            pixelated=True))
+        else:
+            if result.outputs is not None:
+                parts.append(page.figure(
+                    response_curves(result, diagnosis=diagnosis, max_dims=max_dims, feature_names=feature_names),
+                    f"{name}: response curves",
+                    "Each output feature against the latent, mean over anchors; the band shows how much anchors differ.",
+                    wide=True,
+                ))
+            else:
+                parts.append('<p class="note">The outputs were not kept (keep_outputs=False): no response curves.</p>')
+            parts.append(page.figure(
+                sensitivity_heatmap(result, diagnosis=diagnosis, max_dims=max_dims, feature_names=feature_names),
+                f"{name}: sensitivity heatmap",
+                "Mean absolute slope of each output feature along each latent: which latent moves which feature.",
+                wide=True,
+            ))
+        columns.append(f'<div class="column">{"".join(parts)}</div>')
+    comparison = page.figure(
+        effect_bars(named), "Effect per latent",
+        "Mean change of the output over each traversal (dim_effect), per latent"
+        + (" and per traversal: a traversal by the posterior moves z far less than one by the prior."
+           if len(named) > 1 else "."),
+    )
+    heading = "Traversals" + (" side by side" if len(named) > 1 else "")
+    return (
+        f'<section><h2>{heading}</h2><div class="pictures">{comparison}</div>'
+        f'<div class="columns">{"".join(columns)}</div></section>'
+    )
+
+
+def _result_line(result) -> str:
+    a, k, s = result.values.shape
+    widths = (result.values[..., -1] - result.values[..., 0]).abs()
+    return (
+        f"mode {result.mode!r}: {a} anchors × {k} latents × {s} steps, output shape "
+        f"{tuple(result.out_shape)}; each latent moves over a range of {float(widths.mean()):.3g} in z on "
+        f"average; {result.points_per_second:,.0f} points/s"
+    )
+
+
+def _ranking(result, top: int = 8) -> str:
+    """The latents that move the output most in this traversal."""
+    effect = result.dim_effect.tolist()
+    dims = result.dims.tolist()
+    order = sorted(range(len(dims)), key=lambda i: -effect[i])[:top]
+    cells = "".join(f"<tr><td>z{dims[i]}</td><td>{_esc(_number(effect[i]))}</td></tr>" for i in order)
+    return f'<table class="small"><thead><tr><th>latent</th><th>effect</th></tr></thead><tbody>{cells}</tbody></table>'
+
+
+# ---- page building ----------------------------------------------------------------------
+
+
+class _Page:
+    """Renders figures to inline images (and frees them: a report may draw dozens)."""
+
+    def __init__(self, *, dpi: int):
+        self.dpi = _common.check_positive_int(_FN, "dpi", dpi, allow_none=False)
+
+    def figure(self, figure, alt: str, caption: str, *, wide: bool = False) -> str:
+        data = _common.figure_png(figure, dpi=self.dpi)
+        figure.clear()
+        return self.image(data, "image/png", alt, caption, wide=wide)
+
+    def image(self, data: bytes, mime: str, alt: str, caption: str, *, wide: bool = False,
+              pixelated: bool = False) -> str:
+        uri = f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
+        css = ' class="wide"' if wide else ""
+        img_css = ' class="pixels"' if pixelated else ""  # keep small decoded images sharp when scaled
+        return (
+            f'<figure{css}><img{img_css} src="{uri}" alt="{_esc(alt)}">'
+            f"<figcaption>{_esc(caption)}</figcaption></figure>"
+        )
+
+
+def _check_path(path) -> Path:
+    if not isinstance(path, (str, Path)) or not str(path):
+        raise TypeError(f"{_FN}: path must be a file path (str or pathlib.Path), got {path!r}")
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{_FN}: path {str(path)!r} is a folder; give the .html file to write")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _generated_line() -> str:
+    from . import __version__
+
+    now = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
+    return f"Generated by latentsweep {__version__} on {now}."
+
+
+def _number(value) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "n/a"
+    if isinstance(value, bool) or isinstance(value, int):
+        return str(value)
+    return f"{value:.3g}"
+
+
+def _esc(text: str) -> str:
+    return html.escape(str(text), quote=True)
+
+
+_CSS = """
+body { font-family: system-ui, -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 0 auto;
+       max-width: 1400px; padding: 1.5rem 2rem; color: #1d1d1f; background: #fff; line-height: 1.45; }
+h1 { margin-bottom: 0.2rem; } h2 { border-bottom: 2px solid #e3e3e8; padding-bottom: 0.2rem; margin-top: 2rem; }
+.meta { color: #666; font-size: 0.9rem; }
+code, pre { font-family: ui-monospace, Menlo, Consolas, monospace; }
+pre { background: #f5f5f7; padding: 0.6rem 0.8rem; border-radius: 6px; overflow-x: auto; font-size: 0.85rem; }
+.recommendation { background: #eef5ff; border-left: 6px solid #2f6fdb; padding: 0.2rem 1.2rem 0.6rem; border-radius: 6px; }
+.recommendation h2 { border: none; }
+.flag { border-left: 6px solid #e0a000; background: #fff8e6; padding: 0.3rem 1rem; margin: 0.7rem 0; border-radius: 6px; }
+.flag h3 { margin: 0.3rem 0; font-size: 1.05rem; } .flag .stats { color: #555; font-size: 0.85rem; }
+.ok { color: #17803d; font-weight: 600; }
+.note { color: #8a5a00; }
+.scroll { overflow-x: auto; }
+table { border-collapse: collapse; font-size: 0.85rem; margin: 0.5rem 0; }
+th, td { border: 1px solid #ddd; padding: 0.25rem 0.55rem; text-align: right; }
+th { background: #f0f0f3; } td:first-child, td:last-child { text-align: left; }
+tr.flagged td { background: #fff3d6; }
+table.small { font-size: 0.8rem; }
+.pictures { display: flex; flex-wrap: wrap; gap: 1rem; align-items: flex-start; }
+figure { margin: 0.6rem 0; } figure.wide { flex-basis: 100%; }
+figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
+img.pixels { image-rendering: pixelated; }
+figcaption { color: #555; font-size: 0.85rem; max-width: 60rem; }
+.columns { display: grid; grid-template-columns: repeat(auto-fit, minmax(420px, 1fr)); gap: 1.5rem; }
+.column { min-width: 0; }
+"""

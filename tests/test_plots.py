@@ -1,0 +1,352 @@
+"""The pictures: traversal grids and GIFs (image outputs), response curves and sensitivity
+heatmaps (tabular outputs), KL bars and posterior-SD histograms, on real traversals of small
+decoders. Figures are inspected without rendering (rendering is slow); a few are saved."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import latentsweep
+from latentsweep import plots
+
+D, STEPS, ANCHORS = 6, 7, 3
+# KL order of the synthetic posterior: the spread of mu per dim sets it (dims 4, 5 collapse).
+MU_SCALES = torch.tensor([0.7, 1.8, 1.0, 1.4, 1e-3, 1e-3])
+KL_ORDER = [1, 3, 2, 0]
+
+
+def _decoder(out_features: int, *image_shape: int) -> torch.nn.Module:
+    torch.manual_seed(0)
+    layers = [torch.nn.Linear(D, 32), torch.nn.Tanh(), torch.nn.Linear(32, out_features)]
+    if image_shape:
+        layers += [torch.nn.Sigmoid(), torch.nn.Unflatten(1, image_shape)]
+    return torch.nn.Sequential(*layers)
+
+
+@pytest.fixture(scope="module")
+def posterior() -> latentsweep.Posterior:
+    gen = torch.Generator().manual_seed(1)
+    mu = torch.randn(300, D, generator=gen) * MU_SCALES
+    logvar = torch.full((300, D), -5.0)
+    logvar[:, 4:] = 0.0  # collapsed dims: posterior = prior
+    return latentsweep.Posterior(mu, logvar)
+
+
+@pytest.fixture(scope="module")
+def diagnosis(posterior):
+    return latentsweep.diagnose(posterior)
+
+
+@pytest.fixture(scope="module")
+def image_result(posterior):
+    return latentsweep.traverse(_decoder(64, 1, 8, 8), posterior[:ANCHORS], steps=STEPS, progress=False)
+
+
+@pytest.fixture(scope="module")
+def tabular_result(posterior):
+    decoder = _decoder(13)
+    return latentsweep.traverse(decoder, posterior.mu[:5], mode="absolute", steps=9, progress=False)
+
+
+def _tick_texts(labels) -> list[str]:
+    return [label.get_text() for label in labels]
+
+
+def _row_dims(ax) -> list[int]:
+    return [int(text.split("\n")[0].split(" ")[0][1:]) for text in _tick_texts(ax.get_yticklabels())]
+
+
+# ---- traversal grid ---------------------------------------------------------------------------
+
+
+def test_grid_rows_sorted_by_kl_with_a_diagnosis(image_result, diagnosis):
+    assert diagnosis.kl[KL_ORDER].tolist() == sorted(diagnosis.kl[KL_ORDER].tolist(), reverse=True)
+    figure = plots.traversal_grid(image_result, diagnosis=diagnosis)
+    ax = figure.axes[0]
+    assert _row_dims(ax)[:4] == KL_ORDER
+    assert "KL" in ax.get_yticklabels()[0].get_text()
+    assert len(ax.get_xticklabels()) == STEPS
+    # mode "prior": every row moves by the same offsets, which label the columns.
+    assert _tick_texts(ax.get_xticklabels())[0] == "-2" and _tick_texts(ax.get_xticklabels())[-1] == "+2"
+    assert "offset" in ax.get_xlabel()
+    assert len(figure.axes) == 2  # the image and its colour bar
+
+
+def test_grid_rows_sorted_by_effect_without_diagnosis(image_result):
+    ax = plots.traversal_grid(image_result).axes[0]
+    expected = torch.argsort(image_result.dim_effect, descending=True, stable=True).tolist()
+    assert _row_dims(ax) == expected == image_result.ranking.tolist()
+    assert "effect" in ax.get_ylabel()
+    ax = plots.traversal_grid(image_result, order="dims", max_dims=3).axes[0]
+    assert _row_dims(ax) == [0, 1, 2]
+
+
+def test_grid_input_and_reconstruction_columns(image_result, diagnosis):
+    inputs = torch.rand(ANCHORS, 1, 8, 8)
+    ax = plots.traversal_grid(image_result, anchor=2, diagnosis=diagnosis, input=inputs, max_dims=2).axes[0]
+    labels = _tick_texts(ax.get_xticklabels())
+    assert labels[:2] == ["input", "reconstruction"] and len(labels) == STEPS + 2
+    assert len(ax.get_yticklabels()) == 2
+    with pytest.raises(ValueError, match="input must hold one output"):
+        plots.traversal_grid(image_result, input=torch.rand(2, 1, 9, 9))
+
+
+def test_grid_absolute_values_and_per_row_ranges(posterior):
+    decoder = _decoder(64, 1, 8, 8)
+    absolute = latentsweep.traverse(decoder, posterior[:2], mode="absolute", steps=5, progress=False)
+    ax = plots.traversal_grid(absolute, order="dims").axes[0]
+    assert _tick_texts(ax.get_xticklabels()) == ["-2", "-1", "0", "+1", "+2"]
+    assert ax.get_xlabel() == "latent value z"
+    by_posterior = latentsweep.traverse(decoder, posterior[:2], mode="posterior", steps=5, progress=False)
+    ax = plots.traversal_grid(by_posterior, order="dims").axes[0]
+    assert _tick_texts(ax.get_xticklabels()) == ["0", "1", "2", "3", "4"]
+    assert ".." in ax.get_yticklabels()[0].get_text()  # each row shows its own range
+
+
+def test_grid_flat_outputs_need_a_matching_image_shape(posterior, tmp_path):
+    flat = latentsweep.traverse(_decoder(64), posterior[:2], steps=3, progress=False)
+    with pytest.raises(ValueError, match="not images"):
+        plots.traversal_grid(flat)
+    with pytest.raises(ValueError, match=r"image_shape \(9, 9\) holds 81 values"):
+        plots.traversal_grid(flat, image_shape=(9, 9))
+    with pytest.raises(ValueError, match="image_shape must be"):
+        plots.traversal_grid(flat, image_shape=(8, 8, 1, 1))
+    path = tmp_path / "grid.png"
+    figure = plots.traversal_grid(flat, image_shape=(8, 8), path=path)
+    assert figure.axes[0].get_title().startswith("Traversal of anchor 0")
+    with Image.open(path) as png:
+        assert png.size[0] > 200 and len(png.getcolors(1 << 16) or range(1 << 16)) > 10
+
+
+def test_grid_rgb_images_have_no_colour_bar(posterior):
+    rgb = latentsweep.traverse(_decoder(3 * 16, 3, 4, 4), posterior[:1], steps=3, progress=False)
+    figure = plots.traversal_grid(rgb)
+    assert len(figure.axes) == 1
+    mosaic = figure.axes[0].get_images()[0].get_array()
+    assert mosaic.shape[-1] == 3
+
+
+def test_grid_reads_outputs_from_a_store(posterior, tmp_path):
+    stored = latentsweep.traverse(
+        _decoder(64, 1, 8, 8), posterior[:2], steps=3, out=tmp_path / "sweep.npy", progress=False
+    )
+    assert not isinstance(stored.outputs, torch.Tensor)
+    assert len(plots.traversal_grid(stored, anchor=1).axes[0].get_yticklabels()) == D
+
+
+def test_grid_bad_arguments(image_result, tabular_result, diagnosis):
+    with pytest.raises(ValueError, match="anchor=3 is out of range"):
+        plots.traversal_grid(image_result, anchor=3)
+    with pytest.raises(TypeError, match="anchor must be an int"):
+        plots.traversal_grid(image_result, anchor=0.5)
+    with pytest.raises(ValueError, match="order must be one of"):
+        plots.traversal_grid(image_result, order="random")
+    with pytest.raises(ValueError, match="max_dims must be a positive int"):
+        plots.traversal_grid(image_result, max_dims=0)
+    with pytest.raises(ValueError, match="cmap"):
+        plots.traversal_grid(image_result, cmap="no-such-map")
+    with pytest.raises(TypeError, match="TraversalResult"):
+        plots.traversal_grid(torch.zeros(3))
+    with pytest.raises(ValueError, match="not images"):
+        plots.traversal_grid(tabular_result)
+    with pytest.raises(ValueError, match="order='kl' needs the diagnosis of a VAE"):
+        plots.traversal_grid(image_result, order="kl")
+    small = latentsweep.diagnose(latentsweep.Posterior(torch.randn(10, 3), torch.zeros(10, 3)))
+    with pytest.raises(ValueError, match="only 3 latent dims"):
+        plots.traversal_grid(image_result, diagnosis=small)
+    stats_only = latentsweep.traverse(
+        _decoder(64, 1, 8, 8), torch.zeros(1, D), steps=3, keep_outputs=False, progress=False
+    )
+    with pytest.raises(ValueError, match="keep_outputs=False"):
+        plots.traversal_grid(stats_only)
+
+
+# ---- GIF ----------------------------------------------------------------------------------------
+
+
+def test_gif_frames_sweep_the_steps(image_result, diagnosis, tmp_path):
+    path = tmp_path / "anchor0.gif"
+    gif = plots.traversal_gif(image_result, diagnosis=diagnosis, bounce=False, path=path)
+    assert gif.format == "GIF" and gif.n_frames == STEPS and gif.is_animated
+    with Image.open(path) as saved:
+        assert saved.n_frames == STEPS and saved.size == gif.size
+    gif.seek(0)
+    first = np.asarray(gif.convert("RGB")).copy()
+    gif.seek(STEPS - 1)
+    last = np.asarray(gif.convert("RGB"))
+    assert first.shape == last.shape and (first != last).any()
+    assert plots.traversal_gif(image_result, anchor=1).n_frames == 2 * STEPS - 2  # bounce
+
+
+def test_gif_layouts_and_size(image_result):
+    row2 = plots.traversal_gif(image_result, order="dims", max_dims=2, tile_size=32, bounce=False)
+    row4 = plots.traversal_gif(image_result, order="dims", max_dims=4, tile_size=32, bounce=False)
+    assert row4.size[0] > row2.size[0] and row4.size[1] == row2.size[1]
+    stacked2 = plots.traversal_gif(image_result, layout="stacked", max_dims=2, tile_size=32)
+    stacked4 = plots.traversal_gif(image_result, layout="stacked", max_dims=4, tile_size=32)
+    assert stacked4.size[1] > stacked2.size[1] and stacked4.size[0] == stacked2.size[0]
+    # Tiles are scaled up by a whole factor: 8 px images need x8 for 64 px tiles.
+    big = plots.traversal_gif(image_result, max_dims=1, tile_size=64, bounce=False)
+    assert big.size[1] - row2.size[1] == 64 - 32
+
+
+def test_gif_bad_arguments(image_result, tabular_result):
+    with pytest.raises(ValueError, match="layout must be one of"):
+        plots.traversal_gif(image_result, layout="diagonal")
+    with pytest.raises(ValueError, match="out of range"):
+        plots.traversal_gif(image_result, anchor=-4)
+    with pytest.raises(ValueError, match="duration must be a positive int"):
+        plots.traversal_gif(image_result, duration=0)
+    with pytest.raises(ValueError, match="not images"):
+        plots.traversal_gif(tabular_result)
+
+
+# ---- tabular outputs --------------------------------------------------------------------------
+
+
+def test_response_curves_one_panel_per_dim(tabular_result):
+    names = [f"feature {i}" for i in range(13)]
+    figure = plots.response_curves(tabular_result, feature_names=names, max_features=13)
+    assert len(figure.axes) == D
+    titles = [ax.get_title() for ax in figure.axes]
+    expected = torch.argsort(tabular_result.dim_effect, descending=True, stable=True).tolist()
+    assert [int(t.split()[0][1:]) for t in titles] == expected
+    legend = figure.legends[0]
+    assert [t.get_text() for t in legend.get_texts()] == names
+    ax = figure.axes[0]
+    assert ax.get_xlabel() == "latent value z" and ax.get_ylabel() == "decoder output"
+    assert len(ax.get_lines()) == 13
+    x, y = ax.get_lines()[0].get_data()
+    np.testing.assert_allclose(x, tabular_result.values[0, expected[0]].numpy(), rtol=1e-6)
+    mean = tabular_result.outputs[:, expected[0], :, 0].mean(0).numpy()
+    np.testing.assert_allclose(y, mean, rtol=1e-5)
+    assert len(ax.collections) == 13  # the bands over the 5 anchors
+
+
+def test_response_curves_pick_features(tabular_result, diagnosis):
+    figure = plots.response_curves(tabular_result, diagnosis=diagnosis, max_dims=2, max_features=3, band=None)
+    assert len(figure.axes) == 2
+    assert "KL" in figure.axes[0].get_title() and figure.axes[0].get_title().startswith("z1")
+    top3 = np.argsort(-tabular_result.sensitivity[[1, 3]].sum(0).numpy(), kind="stable")[:3]
+    assert [t.get_text() for t in figure.legends[0].get_texts()] == [f"f{i}" for i in sorted(top3)]
+    names = [f"n{i}" for i in range(13)]
+    figure = plots.response_curves(tabular_result, feature_names=names, features=["n4", 0], ncols=4)
+    assert [t.get_text() for t in figure.legends[0].get_texts()] == ["n4", "n0"]
+
+
+def test_response_curves_prior_mode_uses_offsets(posterior):
+    prior = latentsweep.traverse(_decoder(13), posterior.mu[:4], steps=5, progress=False)
+    ax = plots.response_curves(prior, order="dims").axes[0]
+    assert ax.get_xlabel().startswith("offset from the anchor")
+    np.testing.assert_allclose(ax.get_lines()[0].get_xdata(), [-2, -1, 0, 1, 2], atol=1e-4)
+
+
+def test_response_curves_bad_arguments(tabular_result):
+    with pytest.raises(ValueError, match="feature_names has 3 names but the decoder outputs 13"):
+        plots.response_curves(tabular_result, feature_names=["a", "b", "c"])
+    with pytest.raises(ValueError, match="unknown feature 'zz'"):
+        plots.response_curves(tabular_result, features=["zz"])
+    with pytest.raises(ValueError, match="feature index 13 is out of range"):
+        plots.response_curves(tabular_result, features=[13])
+    with pytest.raises(ValueError, match="band must be one of"):
+        plots.response_curves(tabular_result, band="iqr")
+    stats_only = latentsweep.traverse(_decoder(13), torch.zeros(2, D), steps=3, keep_outputs=False, progress=False)
+    with pytest.raises(ValueError, match="keep_outputs=False"):
+        plots.response_curves(stats_only)
+
+
+def test_sensitivity_heatmap_matches_the_result(tabular_result, diagnosis):
+    names = [f"feature {i}" for i in range(13)]
+    figure = plots.sensitivity_heatmap(tabular_result, diagnosis=diagnosis, feature_names=names)
+    ax, colourbar = figure.axes
+    assert "d output / d z" in colourbar.get_ylabel()
+    rows = _row_dims(ax)
+    assert rows[:4] == KL_ORDER and len(rows) == D
+    assert _tick_texts(ax.get_xticklabels()) == names
+    shown = ax.get_images()[0].get_array()
+    np.testing.assert_allclose(shown, tabular_result.sensitivity[rows].numpy(), rtol=1e-6)
+    assert len(ax.texts) == D * 13  # annotated: few cells
+    normalised = plots.sensitivity_heatmap(tabular_result, normalize=True, annotate=False, features=[0, 5, 7])
+    array = normalised.axes[0].get_images()[0].get_array()
+    assert array.shape == (D, 3) and np.allclose(array.max(axis=0), 1.0)
+    assert len(normalised.axes[0].texts) == 0
+
+
+def test_sensitivity_heatmap_needs_no_outputs(posterior):
+    stats_only = latentsweep.traverse(_decoder(13), posterior.mu[:3], steps=5, keep_outputs=False, progress=False)
+    ax = plots.sensitivity_heatmap(stats_only, max_dims=2).axes[0]
+    assert ax.get_images()[0].get_array().shape == (2, 13)
+
+
+# ---- latent-space statistics ------------------------------------------------------------------
+
+
+def test_kl_bars_mark_active_and_collapsed(diagnosis):
+    figure = plots.kl_bars(diagnosis)
+    ax = figure.axes[0]
+    bars = ax.patches
+    assert len(bars) == D
+    grey = [b for b in bars if b.get_hatch() == "//"]
+    assert sorted(round(b.get_x() + b.get_width() / 2) for b in grey) == [4, 5]
+    assert _tick_texts(ax.get_xticklabels()) == [f"z{d}" for d in range(D)]
+    assert "4/6 active" in ax.get_title()
+    assert sum(t.get_text() == "collapsed" for t in ax.texts) == 2
+    assert ax.get_ylabel().startswith("KL")
+    assert plots.kl_bars(diagnosis, log=True).axes[0].get_yscale() == "log"
+
+
+def test_kl_bars_bad_input(posterior):
+    with pytest.raises(ValueError, match="plain autoencoder"):
+        plots.kl_bars(latentsweep.diagnose(posterior.mu))
+    with pytest.raises(TypeError, match="Diagnosis"):
+        plots.kl_bars(posterior)
+
+
+def test_sigma_histograms_against_the_prior(posterior, diagnosis):
+    figure = plots.sigma_histograms(posterior, prior_std=1.0)
+    assert len(figure.axes) == D
+    for ax in figure.axes:
+        lines = ax.get_lines()
+        assert lines[0].get_xdata()[0] == 1.0  # the prior SD
+        assert ax.get_xscale() == "log"
+    assert "0.082" in figure.axes[0].get_title()  # exp(-5 / 2)
+    assert "σ" in figure.axes[0].get_xlabel()
+    ordered = plots.sigma_histograms(posterior, diagnosis=diagnosis, order="kl", max_dims=3, ncols=2)
+    assert [ax.get_title().split(":")[0] for ax in ordered.axes] == ["z1", "z3", "z2"]
+    picked = plots.sigma_histograms(posterior, dims=[5, 0])
+    assert [ax.get_title().split(":")[0] for ax in picked.axes] == ["z5", "z0"]
+
+
+def test_sigma_histograms_bad_input(posterior):
+    with pytest.raises(ValueError, match="no logvar"):
+        plots.sigma_histograms(latentsweep.Posterior(posterior.mu))
+    with pytest.raises(TypeError, match="Posterior"):
+        plots.sigma_histograms(posterior.mu)
+    with pytest.raises(ValueError, match=r"dims \[6\] are out of range"):
+        plots.sigma_histograms(posterior, dims=[0, 6])
+    with pytest.raises(ValueError, match="order='kl' needs diagnosis"):
+        plots.sigma_histograms(posterior, order="kl")
+    with pytest.raises(ValueError, match="prior_std must be a positive number"):
+        plots.sigma_histograms(posterior, prior_std=0.0)
+
+
+def test_effect_bars_contrast_traversals(image_result, posterior):
+    by_posterior = latentsweep.traverse(_decoder(64, 1, 8, 8), posterior[:ANCHORS], mode="posterior", steps=STEPS, progress=False)
+    figure = plots.effect_bars({"prior": image_result, "posterior": by_posterior})
+    ax = figure.axes[0]
+    assert len(ax.patches) == 2 * D
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["prior", "posterior"]
+    assert len(plots.effect_bars(image_result).axes[0].patches) == D
+    with pytest.raises(ValueError, match="results is empty"):
+        plots.effect_bars({})
+    with pytest.raises(TypeError, match="TraversalResult"):
+        plots.effect_bars({"a": 1})
+
+
+def test_public_exports():
+    for name in ["traversal_grid", "traversal_gif", "response_curves", "sensitivity_heatmap",
+                 "kl_bars", "sigma_histograms", "effect_bars", "report"]:
+        assert name in latentsweep.__all__ and callable(getattr(latentsweep, name))

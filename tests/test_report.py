@@ -1,0 +1,200 @@
+"""The HTML report: one self-contained file (inline pictures, nothing fetched), with the
+diagnosis, the flags and their recommendations, the recommended mode and the pictures; text
+escaped; plain autoencoders; and, where Chromium is installed, a real render."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import re
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import latentsweep
+
+D = 6
+TITLE = 'VAE <script>alert("x")</script> & co'
+
+
+def _decoder(out_features: int, *image_shape: int) -> torch.nn.Module:
+    torch.manual_seed(0)
+    layers = [torch.nn.Linear(D, 32), torch.nn.Tanh(), torch.nn.Linear(32, out_features)]
+    if image_shape:
+        layers += [torch.nn.Sigmoid(), torch.nn.Unflatten(1, image_shape)]
+    return torch.nn.Sequential(*layers)
+
+
+@pytest.fixture(scope="module")
+def posterior() -> latentsweep.Posterior:
+    gen = torch.Generator().manual_seed(2)
+    mu = torch.randn(200, D, generator=gen) * torch.tensor([0.7, 1.8, 1.0, 1.4, 1e-3, 1e-3])
+    logvar = torch.full((200, D), -5.0)
+    logvar[:, 4:] = 0.0
+    return latentsweep.Posterior(mu, logvar)
+
+
+@pytest.fixture(scope="module")
+def image_results(posterior):
+    decoder = _decoder(64, 1, 8, 8)
+    anchors = posterior[:2]
+    return {
+        "prior": latentsweep.traverse(decoder, anchors, steps=7, progress=False),
+        "posterior": latentsweep.traverse(decoder, anchors, mode="posterior", steps=7, progress=False),
+    }
+
+
+@pytest.fixture(scope="module")
+def vae_report(tmp_path_factory, posterior, image_results):
+    path = tmp_path_factory.mktemp("report") / "nested" / "vae.html"
+    written = latentsweep.report(
+        path, posterior=posterior, results=image_results, title=TITLE,
+        inputs=torch.rand(2, 1, 8, 8), anchor_indices=(0, 1),
+    )
+    return written, written.read_text(encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def ae_report(tmp_path_factory, posterior):
+    codes = posterior.mu
+    result = latentsweep.traverse(_decoder(13), codes[:4], mode="empirical", reference=codes, steps=5, progress=False)
+    path = tmp_path_factory.mktemp("report") / "ae.html"
+    names = [f"feat<{i}>" for i in range(13)]
+    latentsweep.report(path, posterior=latentsweep.Posterior(codes), results=result, feature_names=names)
+    return path.read_text(encoding="utf-8")
+
+
+def _img_sources(document: str) -> list[str]:
+    return re.findall(r"<img[^>]*\ssrc=\"([^\"]*)\"", document)
+
+
+def test_report_is_written_with_the_diagnosis(vae_report, posterior):
+    path, document = vae_report
+    assert path.is_file() and path.name == "vae.html"
+    assert document.startswith("<!DOCTYPE html>") and document.rstrip().endswith("</html>")
+    diagnosis = latentsweep.diagnose(posterior)
+    assert {f.code for f in diagnosis.flags} >= {"small-posterior-sd", "collapsed"}
+    for flag in diagnosis.flags:
+        assert f"<code>{flag.code}</code>" in document
+        assert html.escape(flag.recommendation) in document
+    assert "Recommended traversal mode: <code>prior</code>" in document
+    assert "Traverse by the prior, not the posterior" in document
+    assert html.escape(diagnosis.recommendation) in document
+    assert html.escape('mode="prior", dims=[0, 1, 2, 3]') in document
+    assert document.count('<tr class="flagged">') == D  # every dim carries a flag here
+
+
+def test_report_pictures_are_inline(vae_report):
+    _, document = vae_report
+    sources = _img_sources(document)
+    # KL bars, sigma histograms, effect bars, and per traversal 2 anchors x (grid + GIF).
+    assert len(sources) == 3 + 2 * 2 * 2
+    assert all(src.startswith(("data:image/png;base64,", "data:image/gif;base64,")) for src in sources)
+    gifs = [src for src in sources if src.startswith("data:image/gif")]
+    assert len(gifs) == 4
+    gif = Image.open(io.BytesIO(base64.b64decode(gifs[0].split(",", 1)[1])))
+    assert gif.n_frames == 2 * 7 - 2
+    png = Image.open(io.BytesIO(base64.b64decode(sources[0].split(",", 1)[1])))
+    assert png.format == "PNG" and png.size[0] > 300
+
+
+def test_report_fetches_nothing(vae_report):
+    _, document = vae_report
+    assert not re.search(r"""(?:src|href)\s*=\s*["']?\s*(?:https?:)?//""", document, re.I)
+    assert "http://" not in document and "https://" not in document
+    for tag in ("<script", "<link", "<iframe", "@import", "url("):
+        assert tag not in document.lower()
+
+
+def test_report_escapes_text(vae_report, ae_report):
+    _, document = vae_report
+    assert "<script>" not in document
+    assert f"<title>{html.escape(TITLE)}</title>" in document
+    assert f"<h1>{html.escape(TITLE)}</h1>" in document
+    assert "feat<" not in ae_report  # feature names appear only inside the pictures
+
+
+def test_report_shows_prior_and_posterior_side_by_side(vae_report):
+    _, document = vae_report
+    assert "Traversals side by side" in document
+    assert document.count('<div class="column">') == 2
+    assert "<h3>prior</h3>" in document and "<h3>posterior</h3>" in document
+    assert "mode &#x27;posterior&#x27;" in document
+
+
+def test_report_plain_autoencoder(ae_report):
+    assert "Recommended traversal mode: <code>empirical</code>" in ae_report
+    assert "no KL per latent and no posterior SD" in ae_report
+    alts = re.findall(r'alt="([^"]*)"', ae_report)
+    assert alts == ["Effect per latent", "empirical: response curves", "empirical: sensitivity heatmap"]
+    assert "No problems found." in ae_report
+
+
+def test_report_from_a_result_alone(tmp_path, image_results):
+    name = '<b>"prior"</b>'
+    path = latentsweep.report(tmp_path / "r.html", results={name: image_results["prior"]}, gifs=False, max_dims=2)
+    document = path.read_text(encoding="utf-8")
+    assert "Recommended traversal mode" not in document
+    assert len(_img_sources(document)) == 2  # effect bars and one grid
+    assert "<b>" not in document and f"<h3>{html.escape(name)}</h3>" in document
+    assert f'alt="{html.escape(name)}: traversal grid of anchor 0"' in document
+
+
+def test_report_bad_arguments(tmp_path, posterior, image_results):
+    with pytest.raises(ValueError, match="nothing to report"):
+        latentsweep.report(tmp_path / "r.html")
+    with pytest.raises(TypeError, match="TraversalResult"):
+        latentsweep.report(tmp_path / "r.html", results=[image_results["prior"]])
+    with pytest.raises(ValueError, match="image_shape"):
+        latentsweep.report(tmp_path / "r.html", results=image_results, image_shape=(9, 9))
+    with pytest.raises(ValueError, match="anchor_indices=5 is out of range"):
+        latentsweep.report(tmp_path / "r.html", results=image_results, anchor_indices=(5,))
+    with pytest.raises(TypeError, match="Posterior"):
+        latentsweep.report(tmp_path / "r.html", posterior=posterior.mu)
+    with pytest.raises(ValueError, match="is a folder"):
+        latentsweep.report(tmp_path, results=image_results)
+    with pytest.raises(TypeError, match="title must be a string"):
+        latentsweep.report(tmp_path / "r.html", results=image_results, title=None)
+    assert not (tmp_path / "r.html").exists()
+
+
+def _chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+
+
+@pytest.mark.skipif(_chromium() is None, reason="no Chromium on this machine")
+def test_report_renders_in_headless_chromium(vae_report, tmp_path):
+    path, _ = vae_report
+    screenshot = tmp_path / "report.png"
+    command = [
+        _chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
+        f"--screenshot={screenshot}", "--window-size=1200,2000", path.resolve().as_uri(),
+    ]
+    run = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert screenshot.is_file(), f"Chromium wrote no screenshot (exit {run.returncode}): {run.stderr[-2000:]}"
+    with Image.open(screenshot) as shot:
+        pixels = np.asarray(shot.convert("RGB"))
+    assert pixels.shape[:2] == (2000, 1200)
+    non_white = (pixels < 245).any(axis=-1).mean()
+    colours = len(np.unique(pixels.reshape(-1, 3)[::7], axis=0))
+    assert non_white > 0.05, f"the page looks blank: {non_white:.1%} non-white pixels"
+    assert colours > 50, f"the page looks blank: {colours} distinct colours"
+
+
+def test_report_recommends_empirical_when_codes_miss_the_prior(tmp_path):
+    gen = torch.Generator().manual_seed(3)
+    mu = torch.randn(300, 3, generator=gen) * torch.tensor([1.0, 4.0, 1.0])  # z1 spreads far wider
+    diagnosis = latentsweep.diagnose(latentsweep.Posterior(mu, torch.full((300, 3), -4.0)))
+    assert diagnosis.flag("marginal-mismatch").dims == [1]
+    document = latentsweep.report(tmp_path / "r.html", diagnosis=diagnosis).read_text(encoding="utf-8")
+    assert "Recommended traversal mode: <code>empirical</code>" in document
+    assert "Traverse by the spread of the codes" in document and "not by the posterior" in document
+    assert "<code>marginal-mismatch</code>" in document
+    assert html.escape('mode="empirical", reference=posterior.mu') in document
+    assert len(_img_sources(document)) == 1  # KL bars only: no posterior, no results
