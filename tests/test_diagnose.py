@@ -12,7 +12,7 @@ import torch
 from torch.distributions import Normal, kl_divergence
 
 import latentsweep as ls
-from latentsweep.diagnose import FLAG_CODES, format_dims
+from latentsweep.diagnosis import FLAG_CODES, format_dims
 
 N = 4000
 

@@ -10,8 +10,8 @@ import torch  # noqa: F401  (loads libtorch before the compiled extension)
 
 from ._extension import build_info
 from . import _fake  # noqa: F401  (fake kernels for torch.compile)
-from .diagnose import Diagnosis, Flag, diagnose
-from .encode import encode
+from .diagnosis import Diagnosis, Flag, diagnose
+from .encoding import encode
 from .plots import (
     effect_bars,
     kl_bars,
@@ -22,7 +22,7 @@ from .plots import (
     traversal_grid,
 )
 from .posterior import Posterior
-from .report import report
+from .html_report import report
 from .result import TraversalResult
 from .sampling import sample, sample_prior
 from .sweep import traverse

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..diagnose import Diagnosis
+from ..diagnosis import Diagnosis
 from ..result import TraversalResult
 
 ORDERS = ("auto", "kl", "effect", "dims")

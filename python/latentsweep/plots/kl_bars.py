@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _common
-from ..diagnose import COLLAPSED_KL
+from ..diagnosis import COLLAPSED_KL
 
 _FN = "latentsweep.plots.kl_bars"
 _COLOURS = {"active": "tab:blue", "inactive": "tab:orange", "collapsed": "0.75"}

@@ -14,7 +14,7 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
-from .diagnose import Diagnosis, diagnose, format_dims
+from .diagnosis import Diagnosis, diagnose, format_dims
 from .plots import _common
 from .plots._images import is_image_output
 from .plots.effect_bars import effect_bars, named_results

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-import sys
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 
 import numpy as np
 import torch
 
-from . import _checks
+from . import _checks, _progress
+from ._modules import eval_mode, model_device, model_dtype
 from .posterior import Posterior
 
 # Dict keys tried, in order, for the parts of an encoder's output (compared lower-cased).
@@ -68,18 +68,17 @@ def encode(
             and the rows), or outputs whose shapes disagree with the batch or earlier batches.
     """
     batch_size = _checks.integer(_FN, "batch_size", batch_size, low=1)
-    if progress is not None and not isinstance(progress, bool):
-        raise TypeError(f"{_FN}: progress must be True, False or None, got {type(progress).__name__}")
+    show = _progress.wanted(progress, _FN)
     if not callable(encoder):
         raise TypeError(f"{_FN}: encoder must be callable, got {type(encoder).__name__}")
     device = _resolve_device(encoder, data, device)
-    batches, total = _batches(data, batch_size, _param_dtype(encoder))
-    show = sys.stderr.isatty() if progress is None else progress
+    batches, total = _batches(data, batch_size, model_dtype(encoder))
 
     mus: list[torch.Tensor] = []
     logvars: list[torch.Tensor] = []
     rows = 0
-    with _eval_mode(encoder), _progress_bar(show, total) as bar, torch.inference_mode():
+    bar = _progress.bar(show, total=total, unit="input", desc="encode")
+    with eval_mode(encoder), torch.inference_mode():
         for index, batch in enumerate(batches):
             batch = batch.to(device)
             mu, logvar = _split_output(encoder(batch), index)
@@ -88,6 +87,7 @@ def encode(
             logvars.append(None if logvar is None else logvar.detach().cpu())
             rows += batch.shape[0]
             bar.update(batch.shape[0])
+    bar.close()
     if rows == 0:
         raise ValueError(f"{_FN}: data is empty (no batches, or no rows)")
     # Concatenate outside inference mode so the result is an ordinary tensor that autograd and
@@ -104,56 +104,12 @@ def _resolve_device(encoder, data, device) -> torch.device:
         except (TypeError, RuntimeError) as error:
             kind = TypeError if isinstance(error, TypeError) else ValueError
             raise kind(f"{_FN}: device must be a torch.device or a string like 'cuda:0', got {device!r}") from None
-    if isinstance(encoder, torch.nn.Module):
-        for tensor in _params_and_buffers(encoder):
-            return tensor.device
+    own = model_device(encoder)
+    if own is not None:
+        return own
     if isinstance(data, torch.Tensor):
         return data.device
     return torch.device("cpu")
-
-
-def _params_and_buffers(module: torch.nn.Module) -> Iterator[torch.Tensor]:
-    yield from module.parameters()
-    yield from module.buffers()
-
-
-def _param_dtype(encoder) -> torch.dtype:
-    """The dtype numpy floats are cast to: the encoder's first floating parameter's."""
-    if isinstance(encoder, torch.nn.Module):
-        for tensor in _params_and_buffers(encoder):
-            if tensor.is_floating_point():
-                return tensor.dtype
-    return torch.get_default_dtype()
-
-
-@contextlib.contextmanager
-def _eval_mode(encoder):
-    if not isinstance(encoder, torch.nn.Module):
-        yield
-        return
-    modes = [(module, module.training) for module in encoder.modules()]
-    encoder.eval()
-    try:
-        yield
-    finally:
-        for module, training in modes:
-            module.training = training
-
-
-@contextlib.contextmanager
-def _progress_bar(show: bool, total: int | None):
-    if not show:
-        yield _NoBar()
-        return
-    from tqdm.auto import tqdm
-
-    with tqdm(total=total, unit="input", desc="encode", dynamic_ncols=True) as bar:
-        yield bar
-
-
-class _NoBar:
-    def update(self, n: int) -> None:
-        pass
 
 
 def _batches(data, batch_size: int, float_dtype: torch.dtype) -> tuple[Iterable[torch.Tensor], int | None]:
