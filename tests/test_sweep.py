@@ -210,8 +210,9 @@ def test_fused_cpu_kernel_matches_aten_path():
         torch.testing.assert_close(fused.update(chunk, start), generic.update(chunk, start), rtol=1e-6, atol=1e-7)
         fused.commit()
         generic.commit()
-    torch.testing.assert_close(fused.sensitivity(), generic.sensitivity(), rtol=1e-10, atol=1e-12)
-    torch.testing.assert_close(fused.dim_effect(), generic.dim_effect(), rtol=1e-10, atol=1e-12)
+    # a traversal's steps are summed in float32 by both, in different orders
+    torch.testing.assert_close(fused.sensitivity(), generic.sensitivity(), rtol=1e-6, atol=1e-9)
+    torch.testing.assert_close(fused.dim_effect(), generic.dim_effect(), rtol=1e-6, atol=1e-9)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

@@ -24,10 +24,12 @@ SweepStatistics::SweepStatistics(const at::Tensor& anchor_outputs, const at::Ten
   sensitivity_sum_ = at::zeros({num_dims_, features_}, f64);
   dim_effect_sum_ = at::zeros({num_dims_}, f64);
   previous_ = at::zeros({features_}, anchor_outputs_.options());
+  slope_ = at::zeros({features_}, anchor_outputs_.options());
 }
 
 SweepStatistics::Snapshot SweepStatistics::snapshot() const {
-  return Snapshot{next_row_, sensitivity_sum_.clone(), dim_effect_sum_.clone(), previous_.clone()};
+  return Snapshot{next_row_, sensitivity_sum_.clone(), dim_effect_sum_.clone(), previous_.clone(),
+                  slope_.clone()};
 }
 
 void SweepStatistics::restore(const Snapshot& s) {
@@ -35,6 +37,7 @@ void SweepStatistics::restore(const Snapshot& s) {
   sensitivity_sum_.copy_(s.sensitivity_sum);
   dim_effect_sum_.copy_(s.dim_effect_sum);
   previous_.copy_(s.previous);
+  slope_.copy_(s.slope);
 }
 
 at::Tensor SweepStatistics::update(const at::Tensor& outputs, int64_t start) {
@@ -71,6 +74,7 @@ at::Tensor SweepStatistics::update_fused_cpu(const at::Tensor& y, int64_t start)
                              anchor_outputs_.const_data_ptr<float>(),
                              inv_range_.const_data_ptr<double>(),
                              sensitivity_sum_.data_ptr<double>(),
+                             slope_.data_ptr<float>(),
                              partial.data_ptr<double>(),
                              rows, features_, start, num_dims_, num_steps_};
   at::parallel_for(0, blocks, 1, [&](int64_t begin, int64_t end) {
@@ -100,15 +104,35 @@ at::Tensor SweepStatistics::update_aten(const at::Tensor& y, int64_t start) {
   const auto device = y.device();
   const at::Tensor g = at::arange(start, start + rows, at::TensorOptions().dtype(at::kLong).device(device));
   const at::Tensor step = g.remainder(num_steps_);
-  const at::Tensor rest = g.div(num_steps_, "floor");
-  const at::Tensor dim = rest.remainder(num_dims_);
-  const at::Tensor anchor = rest.div(num_dims_, "floor");
-  const at::Tensor yd = y.to(at::kDouble);
-  const at::Tensor effect = (yd - anchor_outputs_.index_select(0, anchor).to(at::kDouble)).abs().mean(1);
+  const at::Tensor traversal = g.div(num_steps_, "floor");  // a * K + k of each row
+  const at::Tensor dim = traversal.remainder(num_dims_);
+  const at::Tensor anchor = traversal.div(num_dims_, "floor");
+  const at::Tensor effect =
+      (y.to(at::kDouble) - anchor_outputs_.index_select(0, anchor).to(at::kDouble)).abs().mean(1);
   dim_effect_sum_.index_add_(0, dim, effect);
-  const at::Tensor before = at::cat({previous_.unsqueeze(0), y.narrow(0, 0, rows - 1)}).to(at::kDouble);
-  const at::Tensor weight = inv_range_.index({anchor, dim}) * (step > 0).to(at::kDouble);
-  sensitivity_sum_.index_add_(0, dim, (yd - before).abs() * weight.unsqueeze(1));
+  // Sensitivity: |dy| per row (0 at step 0), summed per traversal in grid order; the
+  // unfinished traversal at the chunk's end is carried in slope_, as in the fused kernel.
+  // Chunk geometry comes from host arithmetic, so nothing here waits for the device.
+  const int64_t first = start / num_steps_, last_row = start + rows - 1;
+  const int64_t traversals = last_row / num_steps_ - first + 1;
+  const bool last_complete = last_row % num_steps_ == num_steps_ - 1;
+  const at::Tensor before = at::cat({previous_.unsqueeze(0), y.narrow(0, 0, rows - 1)});
+  const at::Tensor moved = (y - before).abs() * (step > 0).unsqueeze(1).to(y.scalar_type());
+  at::Tensor sums = at::zeros({traversals, features_}, y.options());
+  sums.index_add_(0, traversal - first, moved);
+  sums[0] += slope_;
+  const int64_t complete = traversals - (last_complete ? 0 : 1);
+  if (complete > 0) {
+    const at::Tensor finished = at::arange(first, first + complete, g.options());
+    const at::Tensor weight = inv_range_.flatten().index_select(0, finished);
+    sensitivity_sum_.index_add_(0, finished.remainder(num_dims_),
+                                sums.narrow(0, 0, complete).to(at::kDouble) * weight.unsqueeze(1));
+  }
+  if (last_complete) {
+    slope_.zero_();
+  } else {
+    slope_.copy_(sums[traversals - 1]);
+  }
   return effect.to(at::kFloat);
 }
 
@@ -128,8 +152,9 @@ int64_t SweepStatistics::committed_row() const {
 }
 
 at::Tensor SweepStatistics::dim_effect() const {
-  const Snapshot& s = staged_.empty() ? Snapshot{next_row_, sensitivity_sum_, dim_effect_sum_, previous_}
-                                      : staged_.front();
+  const Snapshot& s = staged_.empty()
+                          ? Snapshot{next_row_, sensitivity_sum_, dim_effect_sum_, previous_, slope_}
+                          : staged_.front();
   return (s.dim_effect_sum / static_cast<double>(num_anchors_ * num_steps_)).cpu();
 }
 
@@ -143,21 +168,24 @@ std::map<std::string, at::Tensor> SweepStatistics::state() const {
   return {{"next_row", at::tensor(s.next_row, at::kLong)},
           {"sensitivity_sum", s.sensitivity_sum.cpu().clone()},
           {"dim_effect_sum", s.dim_effect_sum.cpu().clone()},
-          {"previous", s.previous.cpu().clone()}};
+          {"previous", s.previous.cpu().clone()},
+          {"slope", s.slope.cpu().clone()}};
 }
 
 void SweepStatistics::load_state(const std::map<std::string, at::Tensor>& state) {
-  for (const char* key : {"next_row", "sensitivity_sum", "dim_effect_sum", "previous"}) {
+  for (const char* key : {"next_row", "sensitivity_sum", "dim_effect_sum", "previous", "slope"}) {
     TORCH_CHECK(state.count(key), "SweepStatistics: checkpoint has no '", key, "'");
   }
   TORCH_CHECK(state.at("sensitivity_sum").sizes() == sensitivity_sum_.sizes() &&
                   state.at("dim_effect_sum").sizes() == dim_effect_sum_.sizes() &&
-                  state.at("previous").sizes() == previous_.sizes(),
+                  state.at("previous").sizes() == previous_.sizes() &&
+                  state.at("slope").sizes() == slope_.sizes(),
               "SweepStatistics: checkpoint shapes do not match this sweep");
   staged_.clear();
   const int64_t row = state.at("next_row").item<int64_t>();
   TORCH_CHECK(row >= 0 && row <= total_rows(), "SweepStatistics: checkpoint row out of range");
-  restore(Snapshot{row, state.at("sensitivity_sum"), state.at("dim_effect_sum"), state.at("previous")});
+  restore(Snapshot{row, state.at("sensitivity_sum"), state.at("dim_effect_sum"), state.at("previous"),
+                   state.at("slope")});
 }
 
 }  // namespace latentsweep

@@ -46,7 +46,7 @@ class SweepStatistics {
  private:
   struct Snapshot {
     int64_t next_row;
-    at::Tensor sensitivity_sum, dim_effect_sum, previous;
+    at::Tensor sensitivity_sum, dim_effect_sum, previous, slope;
   };
   Snapshot snapshot() const;
   void restore(const Snapshot& s);
@@ -59,6 +59,7 @@ class SweepStatistics {
   at::Tensor sensitivity_sum_; // [K, F] float64
   at::Tensor dim_effect_sum_;  // [K] float64
   at::Tensor previous_;        // [F] float32: outputs of row next_row_ - 1
+  at::Tensor slope_;           // [F] float32: sum of |dy| over the unfinished traversal
   int64_t next_row_ = 0;
   bool fused_cpu_ = true;
   std::deque<Snapshot> staged_;  // state before each staged update, oldest first

@@ -178,6 +178,7 @@ def pack_state(state: dict[str, torch.Tensor], geometry: Geometry) -> np.ndarray
             state["sensitivity_sum"].double().flatten().numpy(),
             state["dim_effect_sum"].double().flatten().numpy(),
             state["previous"].double().flatten().numpy(),
+            state["slope"].double().flatten().numpy(),
         ]
     )
 
@@ -189,7 +190,8 @@ def unpack_state(packed: np.ndarray, geometry: Geometry) -> dict[str, torch.Tens
         "next_row": torch.tensor(int(packed[0]), dtype=torch.int64),
         "sensitivity_sum": values[1 : 1 + k * f].view(k, f).clone(),
         "dim_effect_sum": values[1 + k * f : 1 + k * f + k].clone(),
-        "previous": values[1 + k * f + k :].float().clone(),
+        "previous": values[1 + k * f + k : 1 + k * f + k + f].float().clone(),
+        "slope": values[1 + k * f + k + f :].float().clone(),
     }
 
 
@@ -291,7 +293,7 @@ def create_store(path: Path, geometry: Geometry, *, keep_outputs: bool, params: 
     group.create_array("dims", shape=(g.num_dims,), dtype="int64", **plain)
     group.create_array("values", shape=g.grid_shape, dtype="float32", **plain)
     group.create_array("anchor_outputs", shape=(g.num_anchors, *g.out_shape), dtype=out_dtype, **plain)
-    state_size = 1 + g.num_dims * g.features + g.num_dims + g.features
+    state_size = 1 + g.num_dims * g.features + g.num_dims + 2 * g.features
     group.create_array("checkpoint", shape=(state_size,), chunks=(state_size,), dtype="float64", **plain)
     if keep_outputs:
         if npy_path is None:
