@@ -10,29 +10,17 @@ import torch
 from PIL import Image
 
 import latentsweep
+from picture_models import LATENT_DIM, small_decoder, synthetic_posterior
 from latentsweep import plots
 
-D, STEPS, ANCHORS = 6, 7, 3
-# KL order of the synthetic posterior: the spread of mu per dim sets it (dims 4, 5 collapse).
-MU_SCALES = torch.tensor([0.7, 1.8, 1.0, 1.4, 1e-3, 1e-3])
+D, STEPS, ANCHORS = LATENT_DIM, 7, 3
+# KL order of the synthetic posterior (MU_SCALES sets it; dims 4, 5 collapse).
 KL_ORDER = [1, 3, 2, 0]
-
-
-def _decoder(out_features: int, *image_shape: int) -> torch.nn.Module:
-    torch.manual_seed(0)
-    layers = [torch.nn.Linear(D, 32), torch.nn.Tanh(), torch.nn.Linear(32, out_features)]
-    if image_shape:
-        layers += [torch.nn.Sigmoid(), torch.nn.Unflatten(1, image_shape)]
-    return torch.nn.Sequential(*layers)
 
 
 @pytest.fixture(scope="module")
 def posterior() -> latentsweep.Posterior:
-    gen = torch.Generator().manual_seed(1)
-    mu = torch.randn(300, D, generator=gen) * MU_SCALES
-    logvar = torch.full((300, D), -5.0)
-    logvar[:, 4:] = 0.0  # collapsed dims: posterior = prior
-    return latentsweep.Posterior(mu, logvar)
+    return synthetic_posterior(300, seed=1)
 
 
 @pytest.fixture(scope="module")
@@ -42,12 +30,12 @@ def diagnosis(posterior):
 
 @pytest.fixture(scope="module")
 def image_result(posterior):
-    return latentsweep.traverse(_decoder(64, 1, 8, 8), posterior[:ANCHORS], steps=STEPS, progress=False)
+    return latentsweep.traverse(small_decoder(64, 1, 8, 8), posterior[:ANCHORS], steps=STEPS, progress=False)
 
 
 @pytest.fixture(scope="module")
 def tabular_result(posterior):
-    decoder = _decoder(13)
+    decoder = small_decoder(13)
     return latentsweep.traverse(decoder, posterior.mu[:5], mode="absolute", steps=9, progress=False)
 
 
@@ -95,7 +83,7 @@ def test_grid_input_and_reconstruction_columns(image_result, diagnosis):
 
 
 def test_grid_absolute_values_and_per_row_ranges(posterior):
-    decoder = _decoder(64, 1, 8, 8)
+    decoder = small_decoder(64, 1, 8, 8)
     absolute = latentsweep.traverse(decoder, posterior[:2], mode="absolute", steps=5, progress=False)
     ax = plots.traversal_grid(absolute, order="dims").axes[0]
     assert _tick_texts(ax.get_xticklabels()) == ["-2", "-1", "0", "+1", "+2"]
@@ -107,7 +95,7 @@ def test_grid_absolute_values_and_per_row_ranges(posterior):
 
 
 def test_grid_flat_outputs_need_a_matching_image_shape(posterior, tmp_path):
-    flat = latentsweep.traverse(_decoder(64), posterior[:2], steps=3, progress=False)
+    flat = latentsweep.traverse(small_decoder(64), posterior[:2], steps=3, progress=False)
     with pytest.raises(ValueError, match="not images"):
         plots.traversal_grid(flat)
     with pytest.raises(ValueError, match=r"image_shape \(9, 9\) holds 81 values"):
@@ -122,7 +110,7 @@ def test_grid_flat_outputs_need_a_matching_image_shape(posterior, tmp_path):
 
 
 def test_grid_rgb_images_have_no_colour_bar(posterior):
-    rgb = latentsweep.traverse(_decoder(3 * 16, 3, 4, 4), posterior[:1], steps=3, progress=False)
+    rgb = latentsweep.traverse(small_decoder(3 * 16, 3, 4, 4), posterior[:1], steps=3, progress=False)
     figure = plots.traversal_grid(rgb)
     assert len(figure.axes) == 1
     mosaic = figure.axes[0].get_images()[0].get_array()
@@ -131,7 +119,7 @@ def test_grid_rgb_images_have_no_colour_bar(posterior):
 
 def test_grid_reads_outputs_from_a_store(posterior, tmp_path):
     stored = latentsweep.traverse(
-        _decoder(64, 1, 8, 8), posterior[:2], steps=3, out=tmp_path / "sweep.npy", progress=False
+        small_decoder(64, 1, 8, 8), posterior[:2], steps=3, out=tmp_path / "sweep.npy", progress=False
     )
     assert not isinstance(stored.outputs, torch.Tensor)
     assert len(plots.traversal_grid(stored, anchor=1).axes[0].get_yticklabels()) == D
@@ -158,7 +146,7 @@ def test_grid_bad_arguments(image_result, tabular_result, diagnosis):
     with pytest.raises(ValueError, match="only 3 latent dims"):
         plots.traversal_grid(image_result, diagnosis=small)
     stats_only = latentsweep.traverse(
-        _decoder(64, 1, 8, 8), torch.zeros(1, D), steps=3, keep_outputs=False, progress=False
+        small_decoder(64, 1, 8, 8), torch.zeros(1, D), steps=3, keep_outputs=False, progress=False
     )
     with pytest.raises(ValueError, match="keep_outputs=False"):
         plots.traversal_grid(stats_only)
@@ -238,7 +226,7 @@ def test_response_curves_pick_features(tabular_result, diagnosis):
 
 
 def test_response_curves_prior_mode_uses_offsets(posterior):
-    prior = latentsweep.traverse(_decoder(13), posterior.mu[:4], steps=5, progress=False)
+    prior = latentsweep.traverse(small_decoder(13), posterior.mu[:4], steps=5, progress=False)
     ax = plots.response_curves(prior, order="dims").axes[0]
     assert ax.get_xlabel().startswith("offset from the anchor")
     np.testing.assert_allclose(ax.get_lines()[0].get_xdata(), [-2, -1, 0, 1, 2], atol=1e-4)
@@ -253,7 +241,7 @@ def test_response_curves_bad_arguments(tabular_result):
         plots.response_curves(tabular_result, features=[13])
     with pytest.raises(ValueError, match="band must be one of"):
         plots.response_curves(tabular_result, band="iqr")
-    stats_only = latentsweep.traverse(_decoder(13), torch.zeros(2, D), steps=3, keep_outputs=False, progress=False)
+    stats_only = latentsweep.traverse(small_decoder(13), torch.zeros(2, D), steps=3, keep_outputs=False, progress=False)
     with pytest.raises(ValueError, match="keep_outputs=False"):
         plots.response_curves(stats_only)
 
@@ -276,7 +264,7 @@ def test_sensitivity_heatmap_matches_the_result(tabular_result, diagnosis):
 
 
 def test_sensitivity_heatmap_needs_no_outputs(posterior):
-    stats_only = latentsweep.traverse(_decoder(13), posterior.mu[:3], steps=5, keep_outputs=False, progress=False)
+    stats_only = latentsweep.traverse(small_decoder(13), posterior.mu[:3], steps=5, keep_outputs=False, progress=False)
     ax = plots.sensitivity_heatmap(stats_only, max_dims=2).axes[0]
     assert ax.get_images()[0].get_array().shape == (2, 13)
 
@@ -334,7 +322,7 @@ def test_sigma_histograms_bad_input(posterior):
 
 
 def test_effect_bars_contrast_traversals(image_result, posterior):
-    by_posterior = latentsweep.traverse(_decoder(64, 1, 8, 8), posterior[:ANCHORS], mode="posterior", steps=STEPS, progress=False)
+    by_posterior = latentsweep.traverse(small_decoder(64, 1, 8, 8), posterior[:ANCHORS], mode="posterior", steps=STEPS, progress=False)
     figure = plots.effect_bars({"prior": image_result, "posterior": by_posterior})
     ax = figure.axes[0]
     assert len(ax.patches) == 2 * D

@@ -17,31 +17,20 @@ import torch
 from PIL import Image
 
 import latentsweep
+from picture_models import LATENT_DIM, small_decoder, synthetic_posterior
 
-D = 6
+D = LATENT_DIM
 TITLE = 'VAE <script>alert("x")</script> & co'
-
-
-def _decoder(out_features: int, *image_shape: int) -> torch.nn.Module:
-    torch.manual_seed(0)
-    layers = [torch.nn.Linear(D, 32), torch.nn.Tanh(), torch.nn.Linear(32, out_features)]
-    if image_shape:
-        layers += [torch.nn.Sigmoid(), torch.nn.Unflatten(1, image_shape)]
-    return torch.nn.Sequential(*layers)
 
 
 @pytest.fixture(scope="module")
 def posterior() -> latentsweep.Posterior:
-    gen = torch.Generator().manual_seed(2)
-    mu = torch.randn(200, D, generator=gen) * torch.tensor([0.7, 1.8, 1.0, 1.4, 1e-3, 1e-3])
-    logvar = torch.full((200, D), -5.0)
-    logvar[:, 4:] = 0.0
-    return latentsweep.Posterior(mu, logvar)
+    return synthetic_posterior(200, seed=2)
 
 
 @pytest.fixture(scope="module")
 def image_results(posterior):
-    decoder = _decoder(64, 1, 8, 8)
+    decoder = small_decoder(64, 1, 8, 8)
     anchors = posterior[:2]
     return {
         "prior": latentsweep.traverse(decoder, anchors, steps=7, progress=False),
@@ -62,7 +51,7 @@ def vae_report(tmp_path_factory, posterior, image_results):
 @pytest.fixture(scope="module")
 def ae_report(tmp_path_factory, posterior):
     codes = posterior.mu
-    result = latentsweep.traverse(_decoder(13), codes[:4], mode="empirical", reference=codes, steps=5, progress=False)
+    result = latentsweep.traverse(small_decoder(13), codes[:4], mode="empirical", reference=codes, steps=5, progress=False)
     path = tmp_path_factory.mktemp("report") / "ae.html"
     names = [f"feat<{i}>" for i in range(13)]
     latentsweep.report(path, posterior=latentsweep.Posterior(codes), results=result, feature_names=names)
