@@ -30,9 +30,9 @@ at::Tensor sample_cuda(const at::Tensor& mu, const at::Tensor& logvar, int64_t n
                      FillOnCuda{mu.device().index()});
 }
 
-at::Tensor& sample_prior_cuda(at::Tensor& self, int64_t seed, int64_t offset) {
+void sample_prior_cuda(at::Tensor& self, int64_t seed, int64_t offset) {
   const c10::cuda::CUDAGuard guard(self.device());
-  return sample_prior_with(self, seed, offset, FillOnCuda{self.device().index()});
+  sample_prior_with(self, seed, offset, FillOnCuda{self.device().index()});
 }
 
 }  // namespace

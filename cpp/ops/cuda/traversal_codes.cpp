@@ -26,7 +26,6 @@ void traversal_codes_into_cuda(const at::Tensor& anchors, const at::Tensor& dims
   });
   const char* error = cuda::last_launch_error();
   TORCH_CHECK(error == nullptr, "latentsweep::traversal_codes: CUDA launch failed: ", error);
-  return out;
 }
 
 }  // namespace
