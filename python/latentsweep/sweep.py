@@ -106,23 +106,18 @@ def traverse(
         raise ValueError(f"{_FN}: cuda_graph=True needs a CUDA device, got {device}")
 
     # The grid's values (computed where the anchors are, then moved to the decoder's device).
+    dims_t = (
+        torch.arange(anchors.shape[1], device=anchors.device)
+        if dims is None
+        else _checks.dims(_FN, dims, anchors.shape[1], anchors.device)
+    )
     if values is not None:
-        dims_t = (
-            torch.arange(anchors.shape[1], device=anchors.device)
-            if dims is None
-            else _checks.dims(_FN, dims, anchors.shape[1], anchors.device)
-        )
         grid_values = _expand_values(_FN, values, anchors, dims_t.numel())
         mode = "values"
     else:
         grid_values = traversal_values(
-            anchors, mode=mode, span=span, steps=steps, dims=dims, logvar=logvar,
+            anchors, mode=mode, span=span, steps=steps, dims=dims_t, logvar=logvar,
             prior_std=prior_std, reference=reference,
-        )
-        dims_t = (
-            torch.arange(anchors.shape[1], device=anchors.device)
-            if dims is None
-            else _checks.dims(_FN, dims, anchors.shape[1], anchors.device)
         )
     anchors_d = anchors.to(device)
     dims_d = dims_t.to(device)
@@ -141,7 +136,8 @@ def traverse(
         anchor_outputs, activation_bytes = _decode_anchors(decoder, anchors_d, probe_rows)
         out_shape = tuple(anchor_outputs.shape[1:])
         features = math.prod(out_shape)
-        if batch_size == "auto":
+        auto_batch = batch_size == "auto"
+        if auto_batch:
             batch_size = _batching.auto_batch_size(
                 device=device,
                 budget=memory_budget or _batching.default_memory_budget(device),
@@ -151,18 +147,17 @@ def traverse(
                 activation_bytes=activation_bytes,
                 total_rows=max(total, 1),
             )
-            auto_batch = True
-        else:
-            auto_batch = False
         batch_size = min(batch_size, max(total, 1))
 
-        params = _sweep_params(decoder, anchors, dims_t, grid_values, out_shape, anchor_outputs.dtype,
-                               keep_outputs, mode, span, steps, prior_std)
         geometry = Geometry(num_anchors, dims_t.numel(), grid_values.shape[2], out_shape,
                             anchor_outputs.dtype, batch_size)
-        sink = _open_sink(out, geometry, keep_outputs, params, resume, overwrite, latent_dim, auto_batch)
-        if isinstance(sink, SweepStore):
-            batch_size = sink.geometry.chunk_rows if auto_batch else batch_size
+        # Hashing the decoder and the grid is only needed to recognise a stored sweep.
+        params = None if out is None else _sweep_params(
+            decoder, anchors, dims_t, grid_values, out_shape, anchor_outputs.dtype, keep_outputs, mode
+        )
+        sink = _open_sink(out, geometry, keep_outputs, params, resume, overwrite, latent_dim)
+        if auto_batch and isinstance(sink, SweepStore):  # a resumed sweep keeps its chunking
+            batch_size = sink.geometry.chunk_rows
         stats = _C.SweepStatistics(anchor_outputs.reshape(num_anchors, features), values_d)
         if resume:
             stats.load_state(sink.load_checkpoint())
@@ -328,7 +323,7 @@ def _graphed(decoder, batch_size: int, anchors: torch.Tensor):
     return replay
 
 
-def _sweep_params(decoder, anchors, dims, values, out_shape, output_dtype, keep_outputs, mode, span, steps, prior_std) -> dict:
+def _sweep_params(decoder, anchors, dims, values, out_shape, output_dtype, keep_outputs, mode) -> dict:
     """Everything that makes two sweeps the same sweep (checked before resuming)."""
     return {
         "decoder": fingerprint(decoder),
@@ -344,7 +339,7 @@ def _sweep_params(decoder, anchors, dims, values, out_shape, output_dtype, keep_
     }
 
 
-def _open_sink(out, geometry, keep_outputs, params, resume, overwrite, latent_dim, auto_batch):
+def _open_sink(out, geometry, keep_outputs, params, resume, overwrite, latent_dim):
     if out is None:
         total_bytes = geometry.total_rows * geometry.features * torch.empty((), dtype=geometry.output_dtype).element_size()
         ram = _batching.physical_memory()
