@@ -47,7 +47,7 @@ at::ScalarType sample_compute_dtype(at::ScalarType dtype) {
 
 SampleInputs prepare_sample_inputs(const at::Tensor& mu, const at::Tensor& logvar) {
   const at::ScalarType compute = sample_compute_dtype(mu.scalar_type());
-  at::Tensor sd = at::exp(logvar.to(compute) * 0.5);
+  at::Tensor sd = (logvar.to(compute) * 0.5).exp_();  // one temporary, not two
   return SampleInputs{mu.to(compute).contiguous(), sd.contiguous()};
 }
 
