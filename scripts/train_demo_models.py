@@ -22,11 +22,12 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
+import latentsweep
+
 # Submodules, not the package: an editable install made before latentsweep/demo/__init__.py
 # existed imports latentsweep.demo as a namespace package.
 from latentsweep.demo.data import load_digits_data, load_wine_data
 from latentsweep.demo.registry import DEMO_MODELS
-from latentsweep.demo._latent_stats import latent_stats
 
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "python" / "latentsweep" / "demo" / "weights"
 
@@ -132,21 +133,23 @@ def summarize(name: str, model: torch.nn.Module, x: torch.Tensor, labels) -> dic
     summary = {"recon_mse": mse, "mean_baseline_mse": baseline, "r2": 1.0 - mse / baseline}
     if DEMO_MODELS[name].dataset == "digits":
         summary["recon_1nn_accuracy"] = nearest_other_digit_accuracy(recon, x, labels)
-    s = latent_stats(mu, logvar)
+    d = latentsweep.diagnose(latentsweep.Posterior(mu, logvar))
     per_dim = {
-        "aggregate_mean": s.aggregate_mean,
-        "aggregate_sd": s.aggregate_sd,
-        "var_mu": s.mu_var,
-        "zero_fraction": s.zero_fraction,
+        "aggregate_mean": d.mean,
+        "aggregate_sd": d.sd,
+        "var_mu": d.mu_variance,
+        "zero_fraction": d.zero_fraction,
     }
     if logvar is not None:
-        per_dim |= {"kl": s.kl, "posterior_sd": s.posterior_sd, "min_logvar": s.logvar_min}
+        collapsed = d.flag("collapsed")
+        per_dim |= {"kl": d.kl, "posterior_sd": d.posterior_sd, "min_logvar": logvar.amin(dim=0)}
         summary |= {
-            "active_dims": s.active.nonzero().flatten().tolist(),
-            "collapsed_dims": s.collapsed.nonzero().flatten().tolist(),
-            "median_active_posterior_sd": s.median_active_posterior_sd() if s.active.any() else None,
-            "min_mu": s.mu_min.min().item(),
-            "min_logvar": s.logvar_min.min().item(),
+            "active_dims": d.active_dims,
+            "collapsed_dims": collapsed.dims if collapsed else [],
+            "median_active_posterior_sd": d.posterior_sd[d.active].median().item() if d.active.any() else None,
+            "min_mu": mu.min().item(),
+            "min_logvar": logvar.min().item(),
+            "flags": [flag.code for flag in d.flags],
         }
     summary["per_dim"] = {k: [round(v, 4) for v in t.tolist()] for k, t in per_dim.items()}
     return summary

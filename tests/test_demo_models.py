@@ -1,6 +1,6 @@
 """The shipped demo models: interfaces, loading, and the properties the demo exists to show.
 
-The properties use the definitions of issue 4 (``latentsweep.demo._latent_stats``), so a retrain
+The properties use the definitions of issue 4 (``tests/latent_oracle.py``), so a retrain
 (scripts/train_demo_models.py) that loses them fails here.
 """
 
@@ -11,7 +11,7 @@ import importlib
 import pytest
 import torch
 
-from latentsweep.demo._latent_stats import latent_stats
+from latent_oracle import latent_stats
 from latentsweep.demo.data import load_digits_data, load_wine_data
 from latentsweep.demo.registry import DEMO_MODELS, load_demo_model, weights_path
 

@@ -150,6 +150,8 @@ def test_progress_bar_on_request(anchors, capsys):
     assert "traverse" in capsys.readouterr().err
     ls.traverse(rowwise_decoder, anchors, steps=3, progress=False)
     assert capsys.readouterr().err == ""
+    ls.traverse(rowwise_decoder, anchors, steps=3)  # default: a bar only on a terminal
+    assert capsys.readouterr().err == ""
 
 
 def test_statistics_state_round_trip():

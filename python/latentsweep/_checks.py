@@ -129,6 +129,17 @@ def dims(fn: str, value, latent_dim: int, device: torch.device) -> torch.Tensor:
     return result
 
 
+def device(fn: str, value) -> torch.device | None:
+    """A torch.device from a device or a string like 'cuda:0' (None stays None)."""
+    if value is None:
+        return None
+    try:
+        return torch.device(value)
+    except (TypeError, RuntimeError) as error:  # torch raises RuntimeError for unknown names
+        kind = TypeError if isinstance(error, TypeError) else ValueError
+        raise kind(f"{fn}: device must be a torch.device or a string like 'cuda:0', got {value!r}") from None
+
+
 def seed(fn: str, value) -> int:
     """A seed in [0, 2^64), passed to the op as a wrapped int64."""
     value = integer(fn, "seed", value, low=0, high=2**64 - 1)

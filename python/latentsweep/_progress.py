@@ -19,9 +19,16 @@ class NoBar:
     def close(self) -> None:
         pass
 
+    def __enter__(self) -> "NoBar":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
+
 
 def bar(show: bool, *, total: int | None, unit: str, desc: str, initial: int = 0):
-    """A tqdm bar (rate and ETA) or a stand-in with the same update/close methods."""
+    """A tqdm bar (rate and ETA) or a stand-in with the same update/close methods; both are
+    context managers that close the bar."""
     if not show:
         return NoBar()
     from tqdm.auto import tqdm

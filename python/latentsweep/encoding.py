@@ -77,8 +77,7 @@ def encode(
     mus: list[torch.Tensor] = []
     logvars: list[torch.Tensor] = []
     rows = 0
-    bar = _progress.bar(show, total=total, unit="input", desc="encode")
-    with eval_mode(encoder), torch.inference_mode():
+    with _progress.bar(show, total=total, unit="input", desc="encode") as bar, eval_mode(encoder), torch.inference_mode():
         for index, batch in enumerate(batches):
             batch = batch.to(device)
             mu, logvar = _split_output(encoder(batch), index)
@@ -87,7 +86,6 @@ def encode(
             logvars.append(None if logvar is None else logvar.detach().cpu())
             rows += batch.shape[0]
             bar.update(batch.shape[0])
-    bar.close()
     if rows == 0:
         raise ValueError(f"{_FN}: data is empty (no batches, or no rows)")
     # Concatenate outside inference mode so the result is an ordinary tensor that autograd and
@@ -99,11 +97,7 @@ def encode(
 
 def _resolve_device(encoder, data, device) -> torch.device:
     if device is not None:
-        try:
-            return torch.device(device)
-        except (TypeError, RuntimeError) as error:
-            kind = TypeError if isinstance(error, TypeError) else ValueError
-            raise kind(f"{_FN}: device must be a torch.device or a string like 'cuda:0', got {device!r}") from None
+        return _checks.device(_FN, device)
     own = model_device(encoder)
     if own is not None:
         return own

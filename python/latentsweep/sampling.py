@@ -120,14 +120,7 @@ def sample_prior(
 
 
 def _empty(*sizes: int, dtype: torch.dtype, device) -> torch.Tensor:
-    try:
-        device = torch.device("cpu") if device is None else torch.device(device)
-    except (RuntimeError, TypeError) as error:  # torch raises RuntimeError for unknown names
-        kind = TypeError if isinstance(error, TypeError) else ValueError
-        raise kind(
-            f"latentsweep.sample_prior: device must be a torch.device or a device string, "
-            f"got {device!r}"
-        ) from error
+    device = _checks.device("latentsweep.sample_prior", device) or torch.device("cpu")
     if device.type == "cpu":  # large CPU results prefer huge pages (fewer page faults)
         return _C.empty_prefer_huge_pages(list(sizes), dtype)
     return torch.empty(sizes, dtype=dtype, device=device)

@@ -205,12 +205,7 @@ def traverse(
 
 
 def _resolve_device(device, decoder, anchors: torch.Tensor) -> torch.device:
-    if device is not None:
-        try:
-            return torch.device(device)
-        except (TypeError, RuntimeError):
-            raise ValueError(f"{_FN}: device must be a torch.device or a string like 'cuda:0', got {device!r}") from None
-    return model_device(decoder) or anchors.device
+    return _checks.device(_FN, device) or model_device(decoder) or anchors.device
 
 
 def _call_decoder(decoder, codes: torch.Tensor) -> torch.Tensor:

@@ -82,14 +82,12 @@ def _out_dir(path: str) -> Path:
 
 
 def _image_shape(out_shape: tuple[int, ...], hint: list[int] | None) -> tuple[int, ...] | None:
-    """The shape to draw outputs as images, or None for tabular outputs."""
-    if hint:
-        if math.prod(hint) != math.prod(out_shape):
-            raise CliError(f"--image-shape {hint} does not fit outputs of shape {list(out_shape)}")
-        return tuple(hint)
-    if len(out_shape) == 2 or (len(out_shape) == 3 and out_shape[0] in (1, 3)):
-        return tuple(out_shape)
-    return None
+    """The shape to draw outputs as images (the pictures' own rule), or None for tabular
+    outputs; a hint that does not fit the outputs is an error."""
+    from ..plots._images import image_shape_of, is_image_output
+
+    hint = tuple(hint) if hint else None
+    return image_shape_of("--image-shape", out_shape, hint) if is_image_output(out_shape, hint) else None
 
 
 # ---- info ----------------------------------------------------------------------------------
@@ -324,14 +322,15 @@ def run_report(args) -> int:
     _, encoder, decoder = _loaded(args)
     posterior, data = _encode(encoder, args)
     names = [name.strip() for name in args.feature_names.split(",")] if args.feature_names else None
-    path = write_report(decoder, posterior, data, args, Path(args.out) / "report.html", title=args.title,
-                        feature_names=names)
+    path, _ = write_report(decoder, posterior, data, args, Path(args.out) / "report.html", title=args.title,
+                           feature_names=names)
     print(f"wrote {path}")
     return 0
 
 
 def write_report(decoder, posterior, data, args, path: Path, *, title: str, feature_names=None):
-    """Diagnosis + traversals (recommended mode, and the posterior's for contrast) -> HTML."""
+    """Diagnosis + traversals (recommended mode, and the posterior's for contrast) -> HTML.
+    Returns the report's path and the diagnosis."""
     import latentsweep as ls
 
     diagnosis = ls.diagnose(posterior, prior_std=args.prior_std)
@@ -344,11 +343,12 @@ def write_report(decoder, posterior, data, args, path: Path, *, title: str, feat
     inputs = None
     if shape is not None and data is not None and math.prod(data.shape[1:]) == math.prod(first.out_shape):
         inputs = data[: first.values.shape[0]].reshape(-1, *first.out_shape)
-    return ls.report(
+    written = ls.report(
         path, diagnosis=diagnosis, results=results, posterior=posterior, title=title,
         image_shape=shape if args.image_shape else None, feature_names=feature_names, inputs=inputs,
         prior_std=args.prior_std,
     )
+    return written, diagnosis
 
 
 # ---- demo ----------------------------------------------------------------------------------

@@ -31,10 +31,9 @@ def run_demo(out: Path, *, quick: bool = False) -> int:
             mode="auto", span=2.0, steps=7 if quick else 11, dims=None, prior_std=1.0,
             anchors=(4 if quick else 8) if spec.dataset == "digits" else 16, image_shape=None, device=None,
         )
-        path = write_report(model.decoder, posterior, data, options, out / f"{name}.html",
+        path, diagnosis = write_report(model.decoder, posterior, data, options, out / f"{name}.html",
                             title=f"latentsweep demo: {name}", feature_names=feature_names)
         written.append((name, spec.description, path))
-        diagnosis = ls.diagnose(posterior)
         print(f"== {name}: {spec.description}")
         print(diagnosis.summary())
         print(f"   report: {path}\n")

@@ -1,8 +1,8 @@
-"""Per-dimension latent statistics for the demo models' summaries and tests.
+"""Per-dimension latent statistics, an independent oracle for the demo models' tests.
 
 The definitions are those of ``latentsweep.diagnose`` (issue 4, item 2), computed here
-independently so the training script and the tests that pin the demo models' properties do not
-depend on the code they are meant to exercise.
+independently so the tests that pin the demo models' properties do not depend on the code the
+models are meant to exercise.
 """
 
 from __future__ import annotations
