@@ -6,7 +6,8 @@
 #include "engine/executor.h"
 #include "engine/statistics.h"
 #include "ops/cpu/huge_pages.h"
-#include "ops/cpu/sample_kernel.h"
+#include "latentsweep/normal_stream.h"
+#include "ops/cpu/capability.h"
 
 namespace {
 
@@ -20,6 +21,8 @@ pybind11::dict build_info() {
   info["cuda_archs"] = LATENTSWEEP_CUDA_ARCHS;
   info["cpu_threads"] = at::get_num_threads();
   info["cpu_avx2"] = latentsweep::cpu::cpu_has_avx2();
+  // The CPU kernels in use: LATENTSWEEP_CPU_CAPABILITY, or the best this CPU supports.
+  info["cpu_capability"] = latentsweep::cpu::cpu_capability_name(latentsweep::cpu::cpu_capability());
   info["avx2_kernels"] = static_cast<bool>(LATENTSWEEP_HAVE_AVX2_KERNELS);
   info["compiler"] = __VERSION__;
   return info;
@@ -64,8 +67,8 @@ PYBIND11_MODULE(_C, m) {
            pybind11::arg("end_row"), pybind11::arg("sink"), pybind11::arg("copy_outputs"),
            pybind11::arg("progress"))
       .def_property_readonly("batch_size", &SweepExecutor::batch_size);
-  m.def("_avx2_task_count", &latentsweep::cpu::avx2_task_count,
-        "How many sampling tasks ran the AVX2 kernel so far (for tests).");
-  m.def("_set_avx2_enabled", &latentsweep::cpu::set_avx2_enabled, pybind11::arg("enabled"),
-        "Switch the AVX2 CPU kernels on or off (for tests); returns the previous setting.");
+  // The generator's counter limits (cpp/latentsweep/normal_stream.h), defined once there.
+  m.attr("MAX_ROW_COUNTER") = latentsweep::kMaxRowCounter;
+  m.attr("MAX_SAMPLE_COUNTER") = latentsweep::kMaxSampleCounter;
+  m.attr("MAX_LATENT_SIZE") = latentsweep::kMaxDimCounter;
 }

@@ -1,12 +1,14 @@
-"""Shared fixtures: the device parametrisation (cpu always, cuda when available), switches for
-the CPU's AVX2 kernels and thread count that always restore the previous setting, and the
-hypothesis profile."""
+"""Shared fixtures: the device parametrisation (cpu always, cuda when available), running calls
+under another CPU capability (a subprocess), a thread-count switch that always restores the
+previous setting, and the hypothesis profile."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import subprocess
 import sys
+import tempfile
 
 import pytest
 import torch
@@ -16,7 +18,6 @@ sys.path.insert(0, os.path.dirname(__file__))  # `import reference` from any tes
 from hypothesis import HealthCheck, settings  # noqa: E402
 
 import latentsweep  # noqa: E402
-from latentsweep._extension import _C  # noqa: E402
 
 # Modest and reproducible: the whole suite should run in a few minutes on 2 cores.
 settings.register_profile(
@@ -40,14 +41,27 @@ def device(request) -> str:
     return request.param
 
 
-@contextlib.contextmanager
-def avx2_enabled(enabled: bool):
-    """Switches the CPU's AVX2 sampling kernel on or off, restoring the previous setting."""
-    previous = _C._set_avx2_enabled(enabled)
-    try:
-        yield
-    finally:
-        _C._set_avx2_enabled(previous)
+RUNNER = os.path.join(os.path.dirname(__file__), "capability_runner.py")
+
+
+def run_with_capability(capability: str, calls: list, *, timeout: float = 300) -> tuple[list, dict]:
+    """Runs ``[(function, args, kwargs), ...]`` of latentsweep in a fresh process with
+    LATENTSWEEP_CPU_CAPABILITY=capability; returns (results, that process's build_info())."""
+    with tempfile.TemporaryDirectory() as tmp:
+        calls_path, results_path = os.path.join(tmp, "calls.pt"), os.path.join(tmp, "results.pt")
+        encoded = [
+            (name, args, {k: str(v) if isinstance(v, torch.dtype) else v for k, v in kwargs.items()})
+            for name, args, kwargs in calls
+        ]
+        torch.save(encoded, calls_path)
+        env = {**os.environ, "LATENTSWEEP_CPU_CAPABILITY": capability}
+        done = subprocess.run(
+            [sys.executable, RUNNER, calls_path, results_path],
+            env=env, capture_output=True, text=True, timeout=timeout,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        saved = torch.load(results_path, weights_only=True)
+    return saved["results"], saved["build_info"]
 
 
 @contextlib.contextmanager
@@ -67,13 +81,10 @@ def cpu_has_avx2_kernels() -> bool:
 
 @pytest.fixture(autouse=True)
 def _restore_global_state():
-    """A test that fails half way must not leave AVX2 off or the thread count changed."""
+    """A test that fails half way must not leave the thread count changed."""
     threads = torch.get_num_threads()
-    previous = _C._set_avx2_enabled(True)
-    _C._set_avx2_enabled(previous)
     yield
     torch.set_num_threads(threads)
-    _C._set_avx2_enabled(previous)
 
 
 def pytest_make_parametrize_id(config, val, argname):

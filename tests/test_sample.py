@@ -1,14 +1,19 @@
 """latentsweep.sample and latentsweep.sample_prior against the pure-PyTorch reference, and
-their exactness properties: slices, thread counts, AVX2 vs portable kernels, devices."""
+their exactness properties: slices, thread counts, AVX2 vs portable kernels (the kernel choice
+is per process, so the portable path runs in a subprocess), devices."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
+import os
+import subprocess
+import sys
+
 import latentsweep
 import reference as R
-from conftest import FLOAT_DTYPES, avx2_enabled, cpu_has_avx2_kernels, num_threads
+from conftest import FLOAT_DTYPES, cpu_has_avx2_kernels, num_threads, run_with_capability
 
 # (N, D): D below 8, not a multiple of 8 or 32, exactly 32, several groups plus a tail.
 SHAPES = [(1, 1), (3, 5), (2, 7), (4, 8), (3, 31), (5, 32), (2, 37), (3, 64), (2, 100), (1, 129)]
@@ -25,10 +30,6 @@ def make_inputs(rows, dim, dtype=torch.float32, device="cpu", seed=0):
     return mu.to(dtype=dtype, device=device), logvar.to(dtype=dtype, device=device)
 
 
-def avx2_modes():
-    return [True, False] if cpu_has_avx2_kernels() else [False]
-
-
 # --------------------------------------------------------------------------- against the reference
 
 
@@ -41,16 +42,31 @@ def test_sample_float64_matches_reference(device, rows, dim):
     torch.testing.assert_close(z.cpu(), R.reference_sample(mu, logvar, 6, **kwargs), **F64_TOL)
 
 
-@pytest.mark.parametrize("avx2", avx2_modes())
+F32_KWARGS = dict(seed=2**63 + 12345, row_offset=5, sample_offset=2**40)
+
+
 @pytest.mark.parametrize("rows, dim", SHAPES)
-def test_sample_float32_matches_reference(device, rows, dim, avx2):
+def test_sample_float32_matches_reference(device, rows, dim):
     mu, logvar = make_inputs(rows, dim, torch.float32, device)
-    kwargs = dict(seed=2**63 + 12345, row_offset=5, sample_offset=2**40)
-    with avx2_enabled(avx2):
-        z = latentsweep.sample(mu, logvar, 7, **kwargs)
+    z = latentsweep.sample(mu, logvar, 7, **F32_KWARGS)
     assert z.shape == (rows, 7, dim) and z.dtype == torch.float32
-    ref = R.reference_sample(mu, logvar, 7, precision="float32", **kwargs)
+    ref = R.reference_sample(mu, logvar, 7, precision="float32", **F32_KWARGS)
     torch.testing.assert_close(z.cpu().double(), ref, **F32_TOL)
+
+
+def test_portable_kernels_match_reference():
+    """The same cases with LATENTSWEEP_CPU_CAPABILITY=default (the kernels every CPU runs)."""
+    cases = [make_inputs(rows, dim) for rows, dim in SHAPES]
+    calls = [("sample", (mu, logvar, 7), F32_KWARGS) for mu, logvar in cases]
+    calls += [("sample_prior", (n, dim), dict(seed=2**64 - 2, offset=2**44, dtype=torch.float32)) for n, dim in PRIOR_SHAPES]
+    results, info = run_with_capability("default", calls)
+    assert info["cpu_capability"] == "default"
+    for (mu, logvar), z in zip(cases, results):
+        ref = R.reference_sample(mu, logvar, 7, precision="float32", **F32_KWARGS)
+        torch.testing.assert_close(z.double(), ref, **F32_TOL)
+    for (n, dim), z in zip(PRIOR_SHAPES, results[len(cases):]):
+        ref = R.reference_sample_prior(n, dim, seed=2**64 - 2, offset=2**44, precision="float32")
+        torch.testing.assert_close(z.double(), ref, **F32_TOL)
 
 
 def test_sample_float32_matches_reference_on_many_draws():
@@ -171,37 +187,47 @@ def test_sample_slices_are_bitwise_equal(device, dtype):
         assert torch.equal(part, full[i0:i1, j0:j1]), (i0, i1, j0, j1)
 
 
-@pytest.mark.parametrize("rows, n, dim", [(5, 3, 32), (3, 2, 96), (7, 5, 100), (2, 3, 37), (4, 9, 8), (6, 1, 3), (1, 1, 33)])
-def test_sample_avx2_and_portable_kernels_agree_bitwise(rows, n, dim):
-    if not cpu_has_avx2_kernels():
+@pytest.mark.parametrize("capability", ["default", "avx2"])
+def test_sample_kernels_of_every_capability_agree_bitwise(capability):
+    """Whatever this process runs (the best the CPU has) equals, bit for bit, what a process
+    forced to the portable (or AVX2) kernels computes."""
+    if capability == "avx2" and not cpu_has_avx2_kernels():
         pytest.skip("this build or CPU has no AVX2 kernels")
-    mu, logvar = make_inputs(rows, dim)
-    with avx2_enabled(True):
-        fast = latentsweep.sample(mu, logvar, n, seed=31, row_offset=4, sample_offset=2**33)
-        fast_prior = latentsweep.sample_prior(rows * n, dim, seed=31, offset=2**33)
-    with avx2_enabled(False):
-        slow = latentsweep.sample(mu, logvar, n, seed=31, row_offset=4, sample_offset=2**33)
-        slow_prior = latentsweep.sample_prior(rows * n, dim, seed=31, offset=2**33)
-    assert torch.equal(fast, slow)
-    assert torch.equal(fast_prior, slow_prior)
+    shapes = [(5, 3, 32), (3, 2, 96), (7, 5, 100), (2, 3, 37), (4, 9, 8), (6, 1, 3), (1, 1, 33)]
+    kwargs = dict(seed=31, row_offset=4, sample_offset=2**33)
+    calls = []
+    for rows, n, dim in shapes:
+        mu, logvar = make_inputs(rows, dim)
+        calls.append(("sample", (mu, logvar, n), kwargs))
+        calls.append(("sample_prior", (rows * n, dim), dict(seed=31, offset=2**33, dtype=torch.float32)))
+    results, info = run_with_capability(capability, calls)
+    assert info["cpu_capability"] == capability
+    for (name, args, call_kwargs), theirs in zip(calls, results):
+        assert torch.equal(getattr(latentsweep, name)(*args, **call_kwargs), theirs), (name, args[-1])
 
 
-def test_avx2_switch_selects_another_kernel():
-    """Without this, the bitwise comparisons above could pass with the switch doing nothing:
-    the extension counts the tasks that ran the AVX2 kernel."""
-    if not cpu_has_avx2_kernels():
-        pytest.skip("this build or CPU has no AVX2 kernels")
-    from latentsweep._extension import _C
+def _build_info_with(capability: str) -> tuple[dict, str]:
+    code = "import json, latentsweep; print(json.dumps(latentsweep.build_info()))"
+    env = {**os.environ, "LATENTSWEEP_CPU_CAPABILITY": capability}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    import json
 
-    out = torch.empty(4096, 64)
-    with avx2_enabled(True):
-        before = _C._avx2_task_count()
-        torch.ops.latentsweep.sample_prior_(out, 0, 0)
-        assert _C._avx2_task_count() > before
-    with avx2_enabled(False):
-        before = _C._avx2_task_count()
-        torch.ops.latentsweep.sample_prior_(out, 0, 0)
-        assert _C._avx2_task_count() == before
+    return json.loads(done.stdout.strip().splitlines()[-1]), done.stderr
+
+
+def test_cpu_capability_is_chosen_from_the_environment():
+    best = "avx2" if cpu_has_avx2_kernels() else "default"
+    assert latentsweep.build_info()["cpu_capability"] == os.environ.get("LATENTSWEEP_CPU_CAPABILITY", best)
+    info, _ = _build_info_with("default")
+    assert info["cpu_capability"] == "default"
+    info, stderr = _build_info_with("avx2")
+    assert info["cpu_capability"] == best
+    assert ("using the default kernels" in stderr) == (best != "avx2")
+    # An unknown value falls back to the best supported kernels and says so (as ATen does).
+    info, stderr = _build_info_with("avx512-please")
+    assert info["cpu_capability"] == best
+    assert "ignoring LATENTSWEEP_CPU_CAPABILITY=avx512-please" in stderr
 
 
 @pytest.mark.slow
@@ -210,10 +236,8 @@ def test_sample_avx2_streaming_stores_agree_with_portable_kernel():
     if not cpu_has_avx2_kernels():
         pytest.skip("this build or CPU has no AVX2 kernels")
     mu, logvar = make_inputs(4200, 64)  # 4200 * 32 * 64 * 4 bytes = 34 MB
-    with avx2_enabled(True):
-        fast = latentsweep.sample(mu, logvar, 32, seed=12)
-    with avx2_enabled(False):
-        slow = latentsweep.sample(mu, logvar, 32, seed=12)
+    fast = latentsweep.sample(mu, logvar, 32, seed=12)
+    (slow,), _ = run_with_capability("default", [("sample", (mu, logvar, 32), dict(seed=12))])
     assert torch.equal(fast, slow)
     ref = R.reference_sample(mu[-3:], logvar[-3:], 32, seed=12, row_offset=4197, precision="float32")
     torch.testing.assert_close(fast[-3:].double(), ref, **F32_TOL)
@@ -246,11 +270,12 @@ def test_sample_prior_float64_matches_reference(device, n, dim):
     torch.testing.assert_close(z.cpu(), R.reference_sample_prior(n, dim, seed=42, offset=17), **F64_TOL)
 
 
-@pytest.mark.parametrize("avx2", avx2_modes())
-@pytest.mark.parametrize("n, dim", [(1, 1), (5, 7), (6, 32), (3, 100), (40, 64)])
-def test_sample_prior_float32_matches_reference(device, n, dim, avx2):
-    with avx2_enabled(avx2):
-        z = latentsweep.sample_prior(n, dim, seed=2**64 - 2, offset=2**44, dtype=torch.float32, device=device)
+PRIOR_SHAPES = [(1, 1), (5, 7), (6, 32), (3, 100), (40, 64)]
+
+
+@pytest.mark.parametrize("n, dim", PRIOR_SHAPES)
+def test_sample_prior_float32_matches_reference(device, n, dim):
+    z = latentsweep.sample_prior(n, dim, seed=2**64 - 2, offset=2**44, dtype=torch.float32, device=device)
     ref = R.reference_sample_prior(n, dim, seed=2**64 - 2, offset=2**44, precision="float32")
     torch.testing.assert_close(z.cpu().double(), ref, **F32_TOL)
 

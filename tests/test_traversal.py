@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -211,3 +212,77 @@ def test_traversal_values_feed_traversal_codes():
     values = latentsweep.traversal_values(anchors, mode="posterior", steps=3, dims=[1, 2], logvar=logvar)
     codes = latentsweep.traversal_codes(anchors, [1, 2], values)
     assert torch.equal(codes, R.reference_traversal_codes(anchors, [1, 2], values))
+
+
+# --------------------------------------------------------------------------- grids that overflow (issue 12 item 2)
+
+
+@pytest.mark.parametrize("span", [2.0, 6.0, 8.0, 9.0, 12.0, 37.5])
+@pytest.mark.parametrize("steps", [1, 2, 3, 6, 11])
+def test_quantile_mode_keeps_the_promised_ends(span, steps):
+    """Phi(9) rounds to 1 in float64, so ndtri(linspace(Phi(-9), Phi(9))) ended at inf (span 9)
+    or at an asymmetric 8.03 (span 8); the lower tail gives the exact, symmetric ends."""
+    values = latentsweep.traversal_values(torch.zeros(1, 2, dtype=torch.float64), mode="quantile", span=span, steps=steps)
+    row = values[0, 0]
+    assert torch.isfinite(row).all()
+    torch.testing.assert_close(row[0], torch.tensor(-span, dtype=torch.float64), rtol=1e-9, atol=0)
+    if steps > 1:
+        torch.testing.assert_close(row[-1], torch.tensor(span, dtype=torch.float64), rtol=1e-9, atol=0)
+        assert torch.equal(row, -row.flip(0))  # exactly symmetric
+        assert (row.diff() > 0).all()
+
+
+def test_quantile_mode_matches_scipy_in_the_body():
+    import scipy.stats
+
+    span, steps = 2.5, 7
+    levels = np.linspace(scipy.stats.norm.cdf(-span), scipy.stats.norm.cdf(span), steps)
+    values = latentsweep.traversal_values(torch.zeros(1, 1, dtype=torch.float64), mode="quantile", span=span, steps=steps, prior_std=1.5)
+    torch.testing.assert_close(values[0, 0], torch.tensor(1.5 * scipy.stats.norm.ppf(levels)), rtol=1e-10, atol=1e-12)
+
+
+def test_quantile_mode_refuses_spans_past_the_float64_tail():
+    with pytest.raises(ValueError, match=r"mode='quantile' needs span <= 37.5 .* got 40"):
+        latentsweep.traversal_values(torch.zeros(1, 2), mode="quantile", span=40.0)
+
+
+@pytest.mark.parametrize(
+    "dtype, logvar",
+    [(torch.float32, 180.0), (torch.float64, 1500.0), (torch.float16, 22.0), (torch.bfloat16, 180.0)],
+)
+def test_posterior_mode_refuses_grids_that_overflow(dtype, logvar):
+    """Was [-inf, nan, inf] (float32, logvar 180; float16 from logvar ~21), which traverse then
+    blamed on the decoder."""
+    anchors = torch.zeros(1, 2, dtype=dtype)
+    big = torch.full((1, 2), logvar, dtype=dtype)
+    with pytest.raises(ValueError, match=rf"mode='posterior' gives values beyond the largest {dtype}.*logvar must be <= about [0-9.]+, got a maximum of") as info:
+        latentsweep.traversal_values(anchors, mode="posterior", logvar=big, steps=3)
+    limit = float(str(info.value).split("must be <= about ")[1].split(",")[0])
+    # The limit it names works, a little above it does not.
+    fine = torch.full((1, 2), limit - 0.5, dtype=torch.float64).to(dtype)
+    assert torch.isfinite(latentsweep.traversal_values(anchors, mode="posterior", logvar=fine, steps=3)).all()
+
+
+def test_prior_mode_refuses_float16_grids_that_overflow():
+    anchors = torch.full((1, 2), 65000.0, dtype=torch.float16)
+    with pytest.raises(ValueError, match=r"mode='prior' gives values beyond the largest torch.float16.*anchors \+ span \* prior_std"):
+        latentsweep.traversal_values(anchors, mode="prior", span=2.0, prior_std=400.0)
+
+
+def test_traverse_refuses_an_overflowing_grid_before_decoding():
+    calls = []
+
+    def decoder(z):
+        calls.append(z.shape[0])
+        return z * 2
+
+    with pytest.raises(ValueError, match="mode='posterior' gives values beyond"):
+        latentsweep.traverse(decoder, torch.zeros(2, 3), mode="posterior", logvar=torch.full((2, 3), 180.0), steps=3, progress=False)
+    assert calls == []
+
+
+def test_empirical_mode_refuses_reference_quantiles_beyond_float16():
+    anchors = torch.zeros(1, 2, dtype=torch.float16)
+    reference = torch.full((10, 2), 1e6)  # finite in float32, inf in float16
+    with pytest.raises(ValueError, match="mode='empirical' gives values beyond the largest torch.float16.*reference's quantiles"):
+        latentsweep.traversal_values(anchors, mode="empirical", reference=reference)

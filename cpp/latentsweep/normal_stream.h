@@ -4,7 +4,8 @@
 // draw is a pure function of its coordinates. One Philox block yields four normals: block
 // 8h + l, word q gives dim 32h + 8q + l. With that layout eight consecutive blocks (one SIMD
 // vector or eight CUDA threads) produce 32 consecutive dims, each word a contiguous run of 8.
-// Limits (checked in Python): row < 2^48, sample < 2^47, dim < 2^34.
+// Limits (checked by the ops, exported to Python as _C.MAX_*): row < 2^48, sample < 2^47,
+// dim < 2^34.
 #pragma once
 
 #include <cstdint>

@@ -1,5 +1,6 @@
 // One sampling problem, as raw pointers: what both the CPU and the CUDA kernels receive.
 //   out[i, j, d] = mu[i, d] + sd[i, d] * eps(seed, row_offset + i, sample_offset + j, d)
+// for rows i < N, samples j < n and latents d < D (latent_size).
 // or, when mu and sd are null, out[i, j, d] = eps(...) (standard normals for the prior).
 #pragma once
 
@@ -12,19 +13,19 @@ namespace latentsweep {
 
 template <typename T>
 struct SampleProblem {
-  const T* mu;  // [rows, dim] contiguous, or null
-  const T* sd;  // [rows, dim] contiguous, or null
-  T* out;       // [rows, samples, dim] contiguous
-  int64_t rows;
-  int64_t samples;
-  int64_t dim;
+  const T* mu;  // [rows, latent_size] contiguous, or null
+  const T* sd;  // [rows, latent_size] contiguous, or null
+  T* out;       // [rows, samples, latent_size] contiguous
+  int64_t rows;         // N
+  int64_t samples;      // n
+  int64_t latent_size;  // D
   uint64_t seed;
   int64_t row_offset;
   int64_t sample_offset;
   NormalStream stream;
 };
 
-// An "item" is one (row, sample) pair: one output row of `dim` values.
+// An "item" is one (row, sample) pair: one output row of D values.
 template <typename T>
 LS_HD NormalCounter item_counter(const SampleProblem<T>& p, int64_t item) {
   const int64_t row = item / p.samples;
@@ -51,18 +52,18 @@ LS_HD void sample_block(const SampleProblem<T>& p, int64_t item, const NormalCou
   const int64_t row = item / p.samples;
   for (int word = 0; word < 4; ++word) {
     const int64_t d = static_cast<int64_t>(dim_of_block(block, word));
-    if (d < p.dim) {
+    if (d < p.latent_size) {
       T value = eps[word];
-      if (p.mu != nullptr) value = p.mu[row * p.dim + d] + p.sd[row * p.dim + d] * value;
-      p.out[item * p.dim + d] = value;
+      if (p.mu != nullptr) value = p.mu[row * p.latent_size + d] + p.sd[row * p.latent_size + d] * value;
+      p.out[item * p.latent_size + d] = value;
     }
   }
 }
 
 // Number of Philox blocks an item needs: whole groups of 8, fewer in a partial last group.
-LS_HD int64_t blocks_per_item(int64_t dim) {
-  const int64_t full_groups = dim / kDimsPerGroup;
-  const int64_t tail = dim - full_groups * kDimsPerGroup;
+LS_HD int64_t blocks_per_item(int64_t latent_size) {
+  const int64_t full_groups = latent_size / kDimsPerGroup;
+  const int64_t tail = latent_size - full_groups * kDimsPerGroup;
   return full_groups * kBlocksPerGroup + (tail < kBlocksPerGroup ? tail : kBlocksPerGroup);
 }
 

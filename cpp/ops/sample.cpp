@@ -1,44 +1,86 @@
-// latentsweep::sample and latentsweep::sample_prior_: schemas and shared argument checks.
+// latentsweep::sample, sample_prior and sample_prior_: schemas and their argument checks.
 #include "sample.h"
 
 #include <ATen/ATen.h>
+#include <ATen/Context.h>
 #include <torch/library.h>
+
+#include <ATen/core/dispatch/Dispatcher.h>
+
+#include <limits>
+
+#include "checks.h"
+#include "cpu/huge_pages.h"
 
 namespace latentsweep {
 
-static void check_floating(const at::Tensor& t, const char* name) {
-  TORCH_CHECK(at::isFloatingType(t.scalar_type()), "latentsweep: ", name,
-              " must be a floating-point tensor, got ", t.scalar_type());
+// A counter offset: `offset + count` must stay within the generator's counter range.
+static void check_counter(const char* fn, const char* name, int64_t offset, int64_t count,
+                          int64_t limit, const char* limit_text) {
+  TORCH_CHECK_VALUE(offset >= 0, fn, ": ", name, " must be >= 0, got ", offset);
+  TORCH_CHECK_VALUE(offset <= limit - count, fn, ": ", name, " must be <= ", limit - count, " (",
+                    limit_text, "), got ", offset);
 }
 
-static void check_counters(int64_t rows, int64_t samples, int64_t dim, int64_t row_offset,
-                           int64_t sample_offset) {
-  TORCH_CHECK(row_offset >= 0 && row_offset <= kMaxRowCounter - rows,
-              "latentsweep: rows offset + count must be within [0, 2^48)");
-  TORCH_CHECK(sample_offset >= 0 && sample_offset <= kMaxSampleCounter - samples,
-              "latentsweep: sample offset + count must be within [0, 2^47)");
-  TORCH_CHECK(dim <= kMaxDimCounter, "latentsweep: dim must be below 2^34");
+static void check_latent_size(const char* fn, int64_t latent_size) {
+  TORCH_CHECK_VALUE(latent_size <= kMaxDimCounter, fn, ": D must be <= 2**34, got ", latent_size);
+}
+
+// rows * samples * D values of the compute dtype must have a size in bytes that fits int64.
+static void check_output_bytes(const char* fn, const char* what, int64_t rows, int64_t samples,
+                               int64_t latent_size, at::ScalarType dtype) {
+  const int64_t values = checked_product(rows, samples, latent_size);
+  const int64_t itemsize = dtype == at::kDouble ? 8 : 4;  // the compute dtype's
+  TORCH_CHECK_VALUE(values >= 0 && values <= std::numeric_limits<int64_t>::max() / itemsize, fn,
+                    ": ", what, " = ", rows, " * ", samples, " * ", latent_size,
+                    " values, whose size in bytes overflows int64");
 }
 
 void check_sample_inputs(const at::Tensor& mu, const at::Tensor& logvar, int64_t n,
                          int64_t row_offset, int64_t sample_offset) {
-  TORCH_CHECK(mu.dim() == 2, "latentsweep::sample: mu must be [N, D], got ", mu.sizes());
-  TORCH_CHECK(logvar.sizes() == mu.sizes(), "latentsweep::sample: logvar must have mu's shape ",
-              mu.sizes(), ", got ", logvar.sizes());
-  TORCH_CHECK(logvar.device() == mu.device(), "latentsweep::sample: mu and logvar on ",
-              mu.device(), " and ", logvar.device());
-  TORCH_CHECK(logvar.scalar_type() == mu.scalar_type(), "latentsweep::sample: mu is ",
-              mu.scalar_type(), " but logvar is ", logvar.scalar_type());
-  check_floating(mu, "mu");
-  TORCH_CHECK(n >= 0, "latentsweep::sample: n must be >= 0, got ", n);
-  check_counters(mu.size(0), n, mu.size(1), row_offset, sample_offset);
+  const char* fn = kSampleFn;
+  check_dense(mu, fn, "mu");
+  check_dense(logvar, fn, "logvar");
+  check_floating(mu, fn, "mu");
+  check_floating(logvar, fn, "logvar");
+  TORCH_CHECK_VALUE(mu.dim() == 2, fn, ": mu must be 2-D [N, D], got shape ", mu.sizes());
+  TORCH_CHECK_VALUE(logvar.sizes() == mu.sizes(), fn, ": logvar must have mu's shape ",
+                    mu.sizes(), ", got ", logvar.sizes());
+  TORCH_CHECK_TYPE(logvar.scalar_type() == mu.scalar_type(), fn, ": mu is ",
+                   dtype_name(mu.scalar_type()), " but logvar is ",
+                   dtype_name(logvar.scalar_type()), "; use one dtype");
+  check_same_device(fn, {{"mu", &mu}, {"logvar", &logvar}});
+  TORCH_CHECK_VALUE(n >= 0, fn, ": n must be >= 0, got ", n);
+  TORCH_CHECK_VALUE(n <= kMaxSampleCounter, fn, ": n must be <= ", kMaxSampleCounter,
+                    " (2**47), got ", n);
+  check_counter(fn, "row_offset", row_offset, mu.size(0), kMaxRowCounter, "2**48 - N");
+  check_counter(fn, "sample_offset", sample_offset, n, kMaxSampleCounter, "2**47 - n");
+  check_latent_size(fn, mu.size(1));
+  check_output_bytes(fn, "N * n * D", mu.size(0), n, mu.size(1), mu.scalar_type());
 }
 
 void check_sample_prior_output(const at::Tensor& out, int64_t offset) {
-  TORCH_CHECK(out.dim() == 2, "latentsweep::sample_prior_: out must be [n, dim], got ",
-              out.sizes());
-  check_floating(out, "out");
-  check_counters(out.size(0), 1, out.size(1), offset, 0);
+  const char* fn = kSamplePriorInplaceFn;
+  check_dense(out, fn, "self");
+  check_floating(out, fn, "self");
+  TORCH_CHECK_VALUE(out.dim() == 2, fn, ": self must be 2-D [n, D], got shape ", out.sizes());
+  check_counter(fn, "offset", offset, out.size(0), kMaxRowCounter, "2**48 - n");
+  check_latent_size(fn, out.size(1));
+}
+
+// Where latentsweep has kernels: the CPU, CUDA devices when built with them, and meta (shapes).
+static void check_device_usable(const char* fn, const at::Device& device) {
+  if (device.is_cuda()) {
+    TORCH_CHECK_VALUE(LATENTSWEEP_WITH_CUDA, fn, ": device ", device,
+                      " needs latentsweep's CUDA kernels, but this build has none "
+                      "(build_info()['cuda'] is False); use device='cpu' or rebuild latentsweep "
+                      "against a CUDA torch");
+    TORCH_CHECK_VALUE(at::hasCUDA(), fn, ": device ", device,
+                      " is not available (torch.cuda.is_available() is False)");
+    return;
+  }
+  TORCH_CHECK_VALUE(device.is_cpu() || device.is_meta(), fn, ": device must be cpu or cuda, got ",
+                    device);
 }
 
 at::ScalarType sample_compute_dtype(at::ScalarType dtype) {
@@ -51,10 +93,47 @@ SampleInputs prepare_sample_inputs(const at::Tensor& mu, const at::Tensor& logva
   return SampleInputs{mu.to(compute).contiguous(), sd.contiguous()};
 }
 
+// The functional prior draw: checks, allocates, and fills with sample_prior_ (each backend's).
+static at::Tensor sample_prior(int64_t n, int64_t latent_size, int64_t seed, int64_t offset,
+                               std::optional<at::ScalarType> dtype,
+                               std::optional<at::Device> device) {
+  const char* fn = kSamplePriorFn;
+  const at::ScalarType type = dtype.value_or(c10::get_default_dtype_as_scalartype());
+  const at::Device where = device.value_or(at::kCPU);
+  TORCH_CHECK_VALUE(n >= 0, fn, ": n must be >= 0, got ", n);
+  TORCH_CHECK_VALUE(latent_size >= 0, fn, ": latent_size must be >= 0, got ", latent_size);
+  TORCH_CHECK_VALUE(n <= kMaxRowCounter, fn, ": n must be <= ", kMaxRowCounter, " (2**48), got ",
+                    n);
+  check_latent_size(fn, latent_size);
+  check_counter(fn, "offset", offset, n, kMaxRowCounter, "2**48 - n");
+  const bool floating = type == at::kHalf || type == at::kBFloat16 || type == at::kFloat ||
+                        type == at::kDouble;
+  TORCH_CHECK_TYPE(floating, fn, ": dtype must be float16, bfloat16, float32 or float64, got ",
+                   dtype_name(type));
+  check_output_bytes(fn, "n * D", n, 1, latent_size, type);
+  check_device_usable(fn, where);
+  const auto options = at::TensorOptions().dtype(type).device(where);
+  at::Tensor out = where.is_cpu() ? cpu::empty_prefer_huge_pages({n, latent_size}, options)
+                                  : at::empty({n, latent_size}, options);
+  static const auto fill = c10::Dispatcher::singleton()
+                               .findSchemaOrThrow("latentsweep::sample_prior_", "")
+                               .typed<void(at::Tensor&, int64_t, int64_t)>();
+  fill.call(out, seed, offset);
+  return out;
+}
+
+TORCH_LIBRARY_IMPL(latentsweep, CompositeExplicitAutograd, m) {
+  m.impl("sample_prior", &sample_prior);
+}
+
 TORCH_LIBRARY_FRAGMENT(latentsweep, m) {
+  m.set_python_module("latentsweep._fake");  // the fake kernels, found by torch.compile
   m.def(
       "sample(Tensor mu, Tensor logvar, SymInt n, int seed=0, int row_offset=0, "
       "int sample_offset=0) -> Tensor");
+  m.def(
+      "sample_prior(SymInt n, SymInt latent_size, int seed=0, int offset=0, *, "
+      "ScalarType? dtype=None, Device? device=None) -> Tensor");
   // Mutating ops return nothing: torch.compile cannot trace custom ops that return an alias.
   m.def("sample_prior_(Tensor(a!) self, int seed=0, int offset=0) -> ()");
 }

@@ -7,7 +7,12 @@
 
 namespace latentsweep {
 
-// TORCH_CHECKs behind the Python layer's friendlier errors.
+// The public names that start every message (see checks.h).
+inline constexpr const char* kSampleFn = "latentsweep.sample";
+inline constexpr const char* kSamplePriorFn = "latentsweep.sample_prior";
+inline constexpr const char* kSamplePriorInplaceFn = "latentsweep.sample_prior_";
+
+// The only checks of sample's and sample_prior's arguments (ValueError / TypeError).
 void check_sample_inputs(const at::Tensor& mu, const at::Tensor& logvar, int64_t n,
                          int64_t row_offset, int64_t sample_offset);
 void check_sample_prior_output(const at::Tensor& out, int64_t offset);
@@ -23,7 +28,7 @@ SampleInputs prepare_sample_inputs(const at::Tensor& mu, const at::Tensor& logva
 
 template <typename T>
 SampleProblem<T> make_sample_problem(const SampleInputs* inputs, at::Tensor& out, int64_t rows,
-                                     int64_t samples, int64_t dim, int64_t seed,
+                                     int64_t samples, int64_t latent_size, int64_t seed,
                                      int64_t row_offset, int64_t sample_offset,
                                      NormalStream stream) {
   SampleProblem<T> p;
@@ -32,7 +37,7 @@ SampleProblem<T> make_sample_problem(const SampleInputs* inputs, at::Tensor& out
   p.out = out.data_ptr<T>();
   p.rows = rows;
   p.samples = samples;
-  p.dim = dim;
+  p.latent_size = latent_size;
   p.seed = static_cast<uint64_t>(seed);  // Python passes seeds >= 2^63 wrapped to negative
   p.row_offset = row_offset;
   p.sample_offset = sample_offset;
@@ -45,14 +50,14 @@ SampleProblem<T> make_sample_problem(const SampleInputs* inputs, at::Tensor& out
 // fill.empty(sizes, options) to allocate results.
 template <typename Fill>
 void fill_samples(const SampleInputs* inputs, at::Tensor& out, int64_t rows, int64_t samples,
-                  int64_t dim, int64_t seed, int64_t row_offset, int64_t sample_offset,
+                  int64_t latent_size, int64_t seed, int64_t row_offset, int64_t sample_offset,
                   NormalStream stream, Fill&& fill) {
   if (out.numel() == 0) return;
   if (out.scalar_type() == at::kDouble) {
-    fill(make_sample_problem<double>(inputs, out, rows, samples, dim, seed, row_offset,
+    fill(make_sample_problem<double>(inputs, out, rows, samples, latent_size, seed, row_offset,
                                      sample_offset, stream));
   } else {
-    fill(make_sample_problem<float>(inputs, out, rows, samples, dim, seed, row_offset,
+    fill(make_sample_problem<float>(inputs, out, rows, samples, latent_size, seed, row_offset,
                                     sample_offset, stream));
   }
 }
@@ -62,10 +67,10 @@ template <typename Fill>
 at::Tensor sample_with(const at::Tensor& mu, const at::Tensor& logvar, int64_t n, int64_t seed,
                        int64_t row_offset, int64_t sample_offset, Fill&& fill) {
   check_sample_inputs(mu, logvar, n, row_offset, sample_offset);
-  const int64_t rows = mu.size(0), dim = mu.size(1);
+  const int64_t rows = mu.size(0), latent_size = mu.size(1);
   const SampleInputs inputs = prepare_sample_inputs(mu, logvar);
-  at::Tensor out = fill.empty({rows, n, dim}, inputs.mu.options());
-  fill_samples(&inputs, out, rows, n, dim, seed, row_offset, sample_offset,
+  at::Tensor out = fill.empty({rows, n, latent_size}, inputs.mu.options());
+  fill_samples(&inputs, out, rows, n, latent_size, seed, row_offset, sample_offset,
                NormalStream::kPosterior, fill);
   return out.to(mu.scalar_type());  // float16/bfloat16: computed in float32, rounded once
 }

@@ -1,6 +1,7 @@
 // latentsweep::traversal_codes: schemas and shared argument checks.
 #include "traversal_codes.h"
 
+#include "checks.h"
 #include "cpu/huge_pages.h"
 
 #include <ATen/ATen.h>
@@ -15,54 +16,71 @@ namespace latentsweep {
 int64_t check_traversal_inputs(const at::Tensor& anchors, const at::Tensor& dims,
                                const at::Tensor& values, int64_t start,
                                std::optional<int64_t> count) {
-  TORCH_CHECK(anchors.dim() == 2, "latentsweep::traversal_codes: anchors must be [A, D], got ",
-              anchors.sizes());
-  TORCH_CHECK(at::isFloatingType(anchors.scalar_type()),
-              "latentsweep::traversal_codes: anchors must be floating point, got ",
-              anchors.scalar_type());
-  TORCH_CHECK(dims.dim() == 1 && dims.scalar_type() == at::kLong,
-              "latentsweep::traversal_codes: dims must be a 1-D int64 tensor");
-  TORCH_CHECK(values.dim() == 3, "latentsweep::traversal_codes: values must be [A, K, S], got ",
-              values.sizes());
-  TORCH_CHECK(values.scalar_type() == anchors.scalar_type(),
-              "latentsweep::traversal_codes: values must have the anchors' dtype");
-  TORCH_CHECK(dims.device() == anchors.device() && values.device() == anchors.device(),
-              "latentsweep::traversal_codes: anchors, dims and values must share a device");
+  const char* fn = kTraversalCodesFn;
+  check_dense(anchors, fn, "anchors");
+  check_dense(dims, fn, "dims");
+  check_dense(values, fn, "values");
+  check_floating(anchors, fn, "anchors");
+  TORCH_CHECK_VALUE(anchors.dim() == 2, fn, ": anchors must be 2-D [A, D], got shape ",
+                    anchors.sizes());
+  TORCH_CHECK_TYPE(dims.scalar_type() == at::kLong, fn, ": dims must hold int64 integers, got ",
+                   dtype_name(dims.scalar_type()));
+  TORCH_CHECK_VALUE(dims.dim() == 1, fn, ": dims must be 1-D [K], got shape ", dims.sizes());
+  TORCH_CHECK_TYPE(values.scalar_type() == anchors.scalar_type(), fn,
+                   ": values must have the anchors' dtype ", dtype_name(anchors.scalar_type()),
+                   ", got ", dtype_name(values.scalar_type()));
+  check_same_device(fn, {{"anchors", &anchors}, {"dims", &dims}, {"values", &values}});
   const int64_t num_anchors = anchors.size(0), num_dims = dims.size(0), latent = anchors.size(1);
-  TORCH_CHECK(values.size(0) == num_anchors && values.size(1) == num_dims,
-              "latentsweep::traversal_codes: values must be [", num_anchors, ", ", num_dims,
-              ", S], got ", values.sizes());
-  // On the CPU a bad dim would write out of bounds. The CUDA kernel only compares dims with
-  // column indices (never indexes with them), so it skips this check and its device sync.
-  if (num_dims > 0 && dims.is_cpu()) {
+  const int64_t leading = values.dim() - 1;  // 0, 1 or 2 of the sizes (A, K) before S
+  const bool shape_ok = values.dim() >= 1 && values.dim() <= 3 &&
+                        (leading < 1 || values.size(leading - 1) == num_dims) &&
+                        (leading < 2 || values.size(0) == num_anchors);
+  TORCH_CHECK_VALUE(shape_ok, fn, ": values must be [S], [K, S] or [A, K, S] with A = ",
+                    num_anchors, " anchors and K = ", num_dims, " dims, got shape ",
+                    values.sizes());
+  // Indexes the anchors' columns: checked on every device (a bad dim is silent garbage on CUDA
+  // and an out-of-bounds write on the CPU). Meta tensors hold no values to check.
+  if (num_dims > 0 && !dims.is_meta()) {
     const auto range = at::aminmax(dims);
     const int64_t low = std::get<0>(range).item<int64_t>();
     const int64_t high = std::get<1>(range).item<int64_t>();
-    TORCH_CHECK(low >= 0 && high < latent, "latentsweep::traversal_codes: dims must lie in [0, ",
-                latent, "), got values in [", low, ", ", high, "]");
+    TORCH_CHECK_VALUE(low >= 0 && high < latent, fn, ": dims must lie in [0, ", latent,
+                      ") for D=", latent, ", got values in [", low, ", ", high, "]");
   }
-  const int64_t steps = values.size(2);
-  constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
-  TORCH_CHECK(num_dims == 0 || steps == 0 || num_anchors <= kMax / num_dims / steps,
-              "latentsweep::traversal_codes: the grid size overflows int64");
-  const int64_t total = num_anchors * num_dims * steps;
-  TORCH_CHECK(start >= 0 && start <= total, "latentsweep::traversal_codes: start must be in [0, ",
-              total, "], got ", start);
+  const int64_t steps = values.size(-1);
+  const int64_t total = checked_product(num_anchors, num_dims, steps);
+  TORCH_CHECK_VALUE(total >= 0, fn, ": the grid has A * K * S = ", num_anchors, " * ", num_dims,
+                    " * ", steps, " rows, which overflows int64");
+  TORCH_CHECK_VALUE(start >= 0, fn, ": start must be >= 0, got ", start);
+  TORCH_CHECK_VALUE(start <= total, fn, ": start must be <= ", total, ", got ", start);
   const int64_t rows = count.value_or(total - start);
-  TORCH_CHECK(rows >= 0 && rows <= total - start, "latentsweep::traversal_codes: count must be in [0, ",
-              total - start, "], got ", rows);
-  TORCH_CHECK(latent == 0 || rows <= kMax / latent,
-              "latentsweep::traversal_codes: count * D overflows int64");
+  TORCH_CHECK_VALUE(rows >= 0, fn, ": count must be >= 0, got ", rows);
+  TORCH_CHECK_VALUE(rows <= total - start, fn, ": count must be <= ", total - start, ", got ",
+                    rows);
+  const int64_t bytes = checked_product(rows, latent, anchors.element_size());
+  TORCH_CHECK_VALUE(bytes >= 0, fn, ": count * D = ", rows, " * ", latent,
+                    " values, whose size in bytes overflows int64");
   return rows;
 }
 
-void check_traversal_output(const at::Tensor& anchors, const at::Tensor& out, int64_t count) {
-  TORCH_CHECK(out.dim() == 2 && out.size(0) == count && out.size(1) == anchors.size(1),
-              "latentsweep::traversal_codes: out must be [", count, ", ", anchors.size(1),
-              "], got ", out.sizes());
-  TORCH_CHECK(out.scalar_type() == anchors.scalar_type() && out.device() == anchors.device(),
-              "latentsweep::traversal_codes: out must have the anchors' dtype and device");
-  TORCH_CHECK(out.is_contiguous(), "latentsweep::traversal_codes: out must be contiguous");
+void check_traversal_output(const at::Tensor& anchors, const at::Tensor& dims,
+                            const at::Tensor& values, const at::Tensor& out, int64_t count) {
+  const char* fn = kTraversalCodesFn;
+  check_dense(out, fn, "out");
+  const bool ok = out.dim() == 2 && out.size(0) == count && out.size(1) == anchors.size(1) &&
+                  out.scalar_type() == anchors.scalar_type() && out.device() == anchors.device();
+  TORCH_CHECK_VALUE(ok, fn, ": out must be [", count, ", ", anchors.size(1), "] ",
+                    dtype_name(anchors.scalar_type()), " on ", anchors.device(), ", got ",
+                    out.sizes(), " ", dtype_name(out.scalar_type()), " on ", out.device());
+  TORCH_CHECK_VALUE(out.is_contiguous(), fn, ": out must be contiguous");
+  check_no_overlap(out, anchors, fn, "anchors");
+  check_no_overlap(out, dims, fn, "dims");
+  check_no_overlap(out, values, fn, "values");
+}
+
+at::Tensor values_as_grid(const at::Tensor& anchors, const at::Tensor& dims,
+                          const at::Tensor& values) {
+  return values.expand({anchors.size(0), dims.size(0), values.size(-1)});
 }
 
 void traversal_codes_into(const at::Tensor& anchors, const at::Tensor& dims,
@@ -91,6 +109,7 @@ TORCH_LIBRARY_IMPL(latentsweep, CompositeExplicitAutograd, m) {
 }
 
 TORCH_LIBRARY_FRAGMENT(latentsweep, m) {
+  m.set_python_module("latentsweep._fake");  // the fake kernels, found by torch.compile
   m.def(
       "traversal_codes(Tensor anchors, Tensor dims, Tensor values, int start=0, "
       "int? count=None) -> Tensor");

@@ -13,13 +13,22 @@ namespace latentsweep {
 void traversal_codes_into(const at::Tensor& anchors, const at::Tensor& dims,
                           const at::Tensor& values, int64_t start, int64_t count, at::Tensor& out);
 
-// Checks the arguments and returns the number of rows to write (count, or to the end).
+inline constexpr const char* kTraversalCodesFn = "latentsweep.traversal_codes";
+
+// The only checks of traversal_codes' arguments (ValueError / TypeError; see checks.h).
+// Returns the number of rows to write (count, or to the end).
 int64_t check_traversal_inputs(const at::Tensor& anchors, const at::Tensor& dims,
                                const at::Tensor& values, int64_t start,
                                std::optional<int64_t> count);
-void check_traversal_output(const at::Tensor& anchors, const at::Tensor& out, int64_t count);
+void check_traversal_output(const at::Tensor& anchors, const at::Tensor& dims,
+                            const at::Tensor& values, const at::Tensor& out, int64_t count);
 
-// Reinterprets the tensors as words of their element size; `anchors` must be contiguous.
+// values [S], [K, S] or [A, K, S] as an [A, K, S] view (zero strides where broadcast).
+at::Tensor values_as_grid(const at::Tensor& anchors, const at::Tensor& dims,
+                          const at::Tensor& values);
+
+// Reinterprets the tensors as words of their element size; `anchors` must be contiguous and
+// `values` [A, K, S] (values_as_grid).
 template <typename Word>
 TraversalGrid<Word> make_traversal_grid(const at::Tensor& anchors, const at::Tensor& dims,
                                         const at::Tensor& values, at::Tensor& out, int64_t start,
@@ -48,7 +57,7 @@ void dispatch_word(at::ScalarType dtype, Fn&& fn) {
     case 2: return fn.template operator()<uint16_t>();
     case 4: return fn.template operator()<uint32_t>();
     case 8: return fn.template operator()<uint64_t>();
-    default: TORCH_CHECK(false, "latentsweep::traversal_codes: unsupported dtype ", dtype);
+    default: TORCH_CHECK_TYPE(false, kTraversalCodesFn, ": unsupported dtype ", dtype);
   }
 }
 

@@ -1,8 +1,9 @@
 """Argument checks shared by the public functions.
 
-Every message names the function, the argument and what was expected, so users get a clear
-``TypeError``/``ValueError`` from Python instead of a C++ ``TORCH_CHECK`` (those stay as the
-backstop).
+Every message names the function, the argument and what was expected (a ``TypeError`` or
+``ValueError``). What the compiled ops receive is checked by the ops themselves, in C++
+(``cpp/ops/checks.h``): their Python wrappers use only the coercions here (``dense_tensor``,
+``integer``, ``index_tensor``) and the scans that must read the data (``finite``).
 """
 
 from __future__ import annotations
@@ -14,16 +15,27 @@ from collections.abc import Sequence
 import torch
 
 INT64_MAX = 2**63 - 1
+INT64_MIN = -(2**63)
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
-def tensor(fn: str, name: str, value, *, ndims: Sequence[int]) -> torch.Tensor:
-    """A floating-point tensor with one of the allowed numbers of dimensions."""
+def dense_tensor(fn: str, name: str, value) -> torch.Tensor:
+    """A dense (strided) torch.Tensor, whatever its dtype and shape (the op checks those)."""
     if not isinstance(value, torch.Tensor):
         raise TypeError(
             f"{fn}: {name} must be a torch.Tensor, got {type(value).__name__}"
             + (" (use torch.as_tensor)" if hasattr(value, "__array__") else "")
         )
+    if value.layout != torch.strided:  # the same text as the ops' check_dense
+        raise TypeError(
+            f"{fn}: {name} must be a dense (torch.strided) tensor, got layout {value.layout}"
+        )
+    return value
+
+
+def tensor(fn: str, name: str, value, *, ndims: Sequence[int]) -> torch.Tensor:
+    """A dense floating-point tensor with one of the allowed numbers of dimensions."""
+    value = dense_tensor(fn, name, value)
     if value.dtype not in FLOAT_DTYPES:
         raise TypeError(
             f"{fn}: {name} must be float16, bfloat16, float32 or float64, got {value.dtype}"
@@ -37,14 +49,15 @@ def tensor(fn: str, name: str, value, *, ndims: Sequence[int]) -> torch.Tensor:
 def finite(fn: str, name: str, value: torch.Tensor) -> tuple[float, float] | None:
     """Rejects NaN and infinities, saying how many and where the first one is.
 
-    Returns (min, max) of the tensor (None when empty): one pass over the data, since NaN and
-    Inf propagate to the extremes; the slower search for the culprit runs only on failure.
+    Returns (min, max) of the tensor (None when empty or not floating point: such tensors hold
+    no NaN, and the op reports a wrong dtype): one pass over the data, since NaN and Inf
+    propagate to the extremes; the slower search for the culprit runs only on failure.
     """
     if value.device.type == "meta":  # shape-only tensors: there is nothing to check or compute
         raise ValueError(f"{fn}: {name} is on the meta device, which holds no values")
-    if value.numel() == 0:
+    if value.numel() == 0 or not value.dtype.is_floating_point:
         return None
-    value = distinct_values(value)
+    value = distinct_values(value.detach())
     low, high = (float(v) for v in torch.aminmax(value))
     if math.isfinite(low) and math.isfinite(high):
         return low, high
@@ -74,8 +87,9 @@ def same_device(fn: str, **tensors: torch.Tensor | None) -> None:
         raise ValueError(f"{fn}: all tensors must be on one device, got {where}")
 
 
-def integer(fn: str, name: str, value, *, low: int | None = None, high: int | None = None) -> int:
-    """A Python (or numpy/0-d tensor) integer within [low, high]."""
+def integer(fn: str, name: str, value, *, low: int = INT64_MIN, high: int = INT64_MAX) -> int:
+    """A Python (or numpy/0-d tensor) integer within [low, high] (by default, int64's range:
+    what torch and the ops can take)."""
     if (
         isinstance(value, torch.Tensor)
         and value.dim() == 0
@@ -86,9 +100,9 @@ def integer(fn: str, name: str, value, *, low: int | None = None, high: int | No
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{fn}: {name} must be an int, got {type(value).__name__}")
     value = int(value)
-    if low is not None and value < low:
+    if value < low:
         raise ValueError(f"{fn}: {name} must be >= {low}, got {value}")
-    if high is not None and value > high:
+    if value > high:
         raise ValueError(f"{fn}: {name} must be <= {high}, got {value}")
     return value
 
@@ -102,23 +116,35 @@ def positive_float(fn: str, name: str, value) -> float:
     return value
 
 
-def dims(fn: str, value, latent_dim: int, device: torch.device) -> torch.Tensor:
-    """Latent dimensions to traverse: a non-empty list or 1-D integer tensor, each in [0, D)."""
+def index_tensor(fn: str, value, device: torch.device) -> torch.Tensor:
+    """``dims`` as the ops take it: an int, a list of ints or an integer tensor becomes an
+    int64 tensor on ``device``; other tensors only change to int64 (the op names their dtype
+    or device when wrong)."""
     if isinstance(value, torch.Tensor):
+        value = dense_tensor(fn, "dims", value)
+        if value.dtype.is_floating_point or value.dtype.is_complex or value.dtype == torch.bool:
+            return value
+        return value.to(dtype=torch.int64)
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return torch.tensor([integer(fn, "dims", value)], dtype=torch.int64, device=device)
+    if isinstance(value, Sequence) and not isinstance(value, (str, bytes)):
+        items = [integer(fn, "dims[...]", v) for v in value]
+        return torch.tensor(items, dtype=torch.int64, device=device)
+    raise TypeError(f"{fn}: dims must be a list of ints or a 1-D LongTensor, got {type(value).__name__}")
+
+
+def dims(fn: str, value, latent_dim: int, device: torch.device) -> torch.Tensor:
+    """Latent dimensions to traverse: a non-empty list or 1-D integer tensor, each in [0, D)
+    (for the pure-Python functions; traversal_codes leaves this to its op)."""
+    if isinstance(value, torch.Tensor):
+        value = dense_tensor(fn, "dims", value)
         if value.dtype.is_floating_point or value.dtype.is_complex or value.dtype == torch.bool:
             raise TypeError(f"{fn}: dims must hold integers, got {value.dtype}")
         if value.dim() != 1:
             raise ValueError(f"{fn}: dims must be 1-D, got shape {tuple(value.shape)}")
         if value.device.type == "meta":
             raise ValueError(f"{fn}: dims is on the meta device, which holds no values")
-        result = value.to(device=device, dtype=torch.int64)
-    elif isinstance(value, numbers.Integral) and not isinstance(value, bool):
-        result = torch.tensor([int(value)], dtype=torch.int64, device=device)
-    elif isinstance(value, Sequence) and not isinstance(value, (str, bytes)):
-        items = [integer(fn, "dims[...]", v) for v in value]
-        result = torch.tensor(items, dtype=torch.int64, device=device)
-    else:
-        raise TypeError(f"{fn}: dims must be a list of ints or a 1-D LongTensor, got {type(value).__name__}")
+    result = index_tensor(fn, value, device).to(device)
     if result.numel() == 0:
         raise ValueError(f"{fn}: dims must not be empty")
     low, high = int(result.min()), int(result.max())

@@ -19,7 +19,8 @@ def _as_anchors(fn: str, anchors) -> torch.Tensor:
 
 
 def _expand_values(fn: str, values, anchors: torch.Tensor, num_dims: int) -> torch.Tensor:
-    """values [S], [K, S] or [A, K, S] -> an [A, K, S] view in the anchors' dtype."""
+    """values [S], [K, S] or [A, K, S] -> an [A, K, S] view in the anchors' dtype (for
+    traverse's ``values``; traversal_codes leaves the shape rules to its op)."""
     values = _checks.tensor(fn, "values", values, ndims=(1, 2, 3))
     _checks.same_device(fn, anchors=anchors, values=values)
     num_anchors = anchors.shape[0]
@@ -49,56 +50,82 @@ def traversal_codes(
 ) -> torch.Tensor:
     """Writes rows ``[start, start + count)`` of the traversal grid.
 
-    The grid is A anchors x K dims x S steps in row-major order: row ``g`` (with
+    The grid is A anchors x K traversed latents x S steps in row-major order: row ``g`` (with
     ``a, k, s = unravel(g, (A, K, S))``) is ``anchors[a]`` with column ``dims[k]`` replaced by
     ``values[a, k, s]``. Only the requested rows are written; the full grid never exists
     unless asked for.
 
     Args:
         anchors: ``[A, D]`` latent codes (``[D]`` for one anchor).
-        dims: the K traversed latent indices (list of ints or 1-D integer tensor).
-        values: ``[S]`` (same for all), ``[K, S]`` (per dim) or ``[A, K, S]``.
+        dims: the K traversed latents, each in ``[0, D)`` (list of ints or 1-D integer tensor).
+        values: ``[S]`` (same for all), ``[K, S]`` (per latent) or ``[A, K, S]``; converted to
+            the anchors' dtype.
         start: first grid row. count: rows to write (``None``: to the end).
-        out: optional ``[count, D]`` contiguous buffer of the anchors' dtype and device.
+        out: optional ``[count, D]`` contiguous buffer of the anchors' dtype and device, not
+            overlapping the inputs.
 
     Returns:
         ``[count, D]`` codes in the anchors' dtype (``out`` when given).
     """
     fn = "latentsweep.traversal_codes"
-    anchors = _as_anchors(fn, anchors)
+    anchors = _checks.dense_tensor(fn, "anchors", anchors)
+    if anchors.dim() == 1:
+        anchors = anchors[None]
+    dims = _checks.index_tensor(fn, dims, anchors.device)
+    values = _checks.dense_tensor(fn, "values", values)
+    if values.dtype.is_floating_point and anchors.dtype.is_floating_point:
+        values = values.to(anchors.dtype)
+    start = _checks.integer(fn, "start", start)
+    count = None if count is None else _checks.integer(fn, "count", count)
+    # The data scans; everything else is checked by the op.
     _checks.finite(fn, "anchors", anchors)
-    dims = _checks.dims(fn, dims, anchors.shape[1], anchors.device)
-    values = _expand_values(fn, values, anchors, dims.numel())
-    total = anchors.shape[0] * dims.numel() * values.shape[2]
-    if total > _checks.INT64_MAX:
-        raise ValueError(f"{fn}: the grid has A * K * S = {total} rows, which overflows int64")
-    start = _checks.integer(fn, "start", start, low=0, high=total)
-    if count is None:
-        count = total - start
-    count = _checks.integer(fn, "count", count, low=0, high=total - start)
-    if count * anchors.shape[1] * anchors.element_size() > _checks.INT64_MAX:
-        raise ValueError(
-            f"{fn}: count * D = {count * anchors.shape[1]} values, whose size in bytes "
-            "overflows int64"
-        )
+    _checks.finite(fn, "values", values)
     if out is None:
         return ops.traversal_codes(anchors, dims, values, start, count)
-    if not isinstance(out, torch.Tensor):
-        raise TypeError(f"{fn}: out must be a torch.Tensor, got {type(out).__name__}")
-    expected = (count, anchors.shape[1])
-    if tuple(out.shape) != expected or out.dtype != anchors.dtype or out.device != anchors.device:
-        raise ValueError(
-            f"{fn}: out must be {list(expected)} {anchors.dtype} on {anchors.device}, "
-            f"got {list(out.shape)} {out.dtype} on {out.device}"
-        )
-    if not out.is_contiguous():
-        raise ValueError(f"{fn}: out must be contiguous")
+    out = _checks.dense_tensor(fn, "out", out)
+    if count is None:  # the op's rows-to-the-end rule, for the _into form that needs a count
+        count = out.shape[0] if out.dim() >= 1 else 0
     ops.traversal_codes_into(anchors, dims, values, start, count, out)
     return out
 
 
-def _normal_cdf(x: float) -> float:
-    return 0.5 * math.erfc(-x / math.sqrt(2.0))
+# Beyond this the prior's tail probability Phi(-span) is not a normal float64 (it underflows
+# at ~38.5), and its quantile loses accuracy or becomes infinite.
+MAX_QUANTILE_SPAN = 37.5
+
+
+def _prior_levels(span: float, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``linspace(Phi(-span), Phi(span), steps)`` as (tail probability, side) in float64: level
+    ``i`` is ``tail[i]`` when ``side[i] < 0`` and ``1 - tail[i]`` otherwise. Both halves come
+    from the lower tail, so the levels (and their normal quantiles) are exactly symmetric and
+    keep the promised ends where ``Phi(span)`` would round to 1."""
+    lower = 0.5 * math.erfc(span / math.sqrt(2.0))  # Phi(-span), accurate far into the tail
+    if steps == 1:  # torch.linspace semantics: just the start
+        return torch.tensor([lower], dtype=torch.float64), torch.tensor([-1.0], dtype=torch.float64)
+    width = math.erf(span / math.sqrt(2.0))  # Phi(span) - Phi(-span)
+    i = torch.arange(steps, dtype=torch.float64)
+    nearest = torch.minimum(i, steps - 1 - i)  # distance from the nearer end, in steps
+    tail = lower + nearest * (width / (steps - 1))
+    side = torch.sign(i - (steps - 1) / 2)
+    return tail, side
+
+
+def _overflow_message(fn: str, mode: str, dtype: torch.dtype, span: float, anchors, logvar) -> str:
+    """Why a traversal grid is not finite in ``dtype``: the mode, the argument and its limit."""
+    largest = torch.finfo(dtype).max
+    where = f"{fn}: mode={mode!r} gives values beyond the largest {dtype} ({largest:.4g})"
+    if mode == "posterior":
+        room = largest - float(anchors.abs().max()) if anchors.numel() else largest
+        limit = 2.0 * math.log(max(room, 1.0) / span)
+        return (
+            f"{where}: anchors + span * exp(0.5 * logvar) overflows; for span={span:g}, logvar "
+            f"must be <= about {limit:.1f}, got a maximum of {float(logvar.max()):.4g}"
+        )
+    if mode == "prior":
+        return f"{where}: anchors + span * prior_std must stay within +-{largest:.4g}"
+    if mode == "quantile":
+        return f"{where}: span * prior_std must be <= {largest:.4g}"
+    return f"{where}: the reference's quantiles must lie within +-{largest:.4g}"
 
 
 def traversal_values(
@@ -120,7 +147,9 @@ def traversal_values(
       mean, over the range the prior gives a latent. Use this for VAEs.
     - ``"absolute"``: ``t * prior_std`` for every anchor: the prior's plausible range.
     - ``"quantile"``: ``prior_std * ndtri(linspace(ndtr(-span), ndtr(span), steps))``: the same
-      ends, equally spaced in prior probability.
+      ends, equally spaced in prior probability (computed from the lower tail, so the ends
+      stay at ``+-span * prior_std``; ``span <= 37.5``, where ``ndtr(-span)`` still is a
+      normal float64).
     - ``"posterior"``: ``anchors[a, d] + t * exp(0.5 * logvar[a, d])``; needs ``logvar``.
       Shows how certain the encoder is; usually moves latents far too little to see anything.
     - ``"empirical"``: per dim, the quantiles (linear interpolation, as ``torch.quantile``) of
@@ -132,11 +161,15 @@ def traversal_values(
         logvar: ``[A, D]`` (mode "posterior"). reference: ``[M, D]`` codes (mode "empirical").
 
     Returns:
-        ``[A, K, S]`` in the anchors' dtype and device.
+        ``[A, K, S]`` in the anchors' dtype and device. A grid that would not be finite in
+        that dtype (a huge ``logvar``, ``float16`` anchors far out) is refused with a
+        ``ValueError`` naming the mode, the argument and its limit.
     """
     fn = "latentsweep.traversal_values"
     anchors = _as_anchors(fn, anchors)
     _checks.finite(fn, "anchors", anchors)
+    if not isinstance(mode, str):
+        raise TypeError(f"{fn}: mode must be a str, one of {', '.join(map(repr, MODES))}; got {type(mode).__name__}")
     if mode not in MODES:
         raise ValueError(f"{fn}: mode must be one of {', '.join(map(repr, MODES))}, got {mode!r}")
     span = _checks.positive_float(fn, "span", span)
@@ -151,6 +184,11 @@ def traversal_values(
         raise ValueError(
             f"{fn}: {name} must be <= {largest:.4g} (the largest {anchors.dtype}), "
             f"got {span * scale:.4g}"
+        )
+    if mode == "quantile" and span > MAX_QUANTILE_SPAN:
+        raise ValueError(
+            f"{fn}: mode='quantile' needs span <= {MAX_QUANTILE_SPAN} (beyond it the prior's tail "
+            f"probability ndtr(-span) underflows float64), got {span:g}"
         )
     num_anchors, latent_dim = anchors.shape
     dims = (
@@ -168,14 +206,15 @@ def traversal_values(
     compute = torch.float64 if anchors.dtype == torch.float64 else torch.float32
     anchors_c = anchors.to(compute)
     t = torch.linspace(-span, span, steps, dtype=compute, device=anchors.device)
-    levels = torch.linspace(_normal_cdf(-span), _normal_cdf(span), steps, dtype=torch.float64)
+    tail, side = _prior_levels(span, steps)
 
     if mode == "prior":
         values = anchors_c[:, dims, None] + t * prior_std
     elif mode == "absolute":
         values = (t * prior_std).expand(num_anchors, num_dims, steps)
     elif mode == "quantile":
-        row = (prior_std * torch.special.ndtri(levels)).to(device=anchors.device, dtype=compute)
+        quantiles = torch.special.ndtri(tail) * torch.where(side > 0, -1.0, 1.0)
+        row = (prior_std * quantiles).to(device=anchors.device, dtype=compute)
         values = row.expand(num_anchors, num_dims, steps)
     elif mode == "posterior":
         if logvar is None:
@@ -201,9 +240,13 @@ def traversal_values(
             )
         _checks.same_device(fn, anchors=anchors, reference=reference)
         _checks.finite(fn, "reference", reference)
+        levels = torch.where(side > 0, 1.0 - tail, tail)
         row = empirical_quantiles(reference[:, dims], levels).to(compute)  # [K, S]
         values = row.expand(num_anchors, num_dims, steps)
-    return values.to(anchors.dtype).contiguous()
+    values = values.to(anchors.dtype).contiguous()
+    if not torch.isfinite(_checks.distinct_values(values)).all():
+        raise ValueError(_overflow_message(fn, mode, anchors.dtype, span, anchors_c, logvar))
+    return values
 
 
 def empirical_quantiles(samples: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:

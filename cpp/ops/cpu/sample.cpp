@@ -6,6 +6,7 @@
 #include <torch/library.h>
 
 #include "../sample.h"
+#include "capability.h"
 #include "huge_pages.h"
 #include "sample_kernel.h"
 
@@ -21,14 +22,12 @@ struct FillOnCpu {
   void operator()(const SampleProblem<T>& problem) const {
     const int64_t items = problem.rows * problem.samples;
     // About 16k values per task: enough to amortise scheduling, small enough to balance.
-    const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(problem.dim, 1));
+    const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(problem.latent_size, 1));
+    [[maybe_unused]] const bool avx2 = cpu::cpu_capability() == cpu::CpuCapability::kAvx2;
     at::parallel_for(0, items, grain, [&](int64_t begin, int64_t end) {
 #if LATENTSWEEP_HAVE_AVX2_KERNELS
       if constexpr (std::is_same_v<T, float>) {
-        if (cpu::use_avx2()) {
-          cpu::count_avx2_task();
-          return cpu::sample_items_avx2(problem, begin, end);
-        }
+        if (avx2) return cpu::sample_items_avx2(problem, begin, end);
       }
 #endif
       cpu::sample_items_generic(problem, begin, end);

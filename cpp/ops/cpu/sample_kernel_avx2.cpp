@@ -43,12 +43,12 @@ __attribute__((always_inline)) inline void run_jobs(const SampleProblem<float>& 
     if (i >= count) break;
     const int64_t row = jobs[i].row;
     const int64_t first_dim = jobs[i].group * kDimsPerGroup;
-    float* out = p.out + jobs[i].item * p.dim + first_dim;
+    float* out = p.out + jobs[i].item * p.latent_size + first_dim;
 #pragma GCC unroll 4
     for (int word = 0; word < 4; ++word) {
       __m256 value = eps[word].v[i];
       if (p.mu != nullptr) {
-        const int64_t at = row * p.dim + first_dim + 8 * word;
+        const int64_t at = row * p.latent_size + first_dim + 8 * word;
         value = _mm256_add_ps(_mm256_loadu_ps(p.mu + at),
                               _mm256_mul_ps(_mm256_loadu_ps(p.sd + at), value));
       }
@@ -63,8 +63,8 @@ __attribute__((always_inline)) inline void run_jobs(const SampleProblem<float>& 
 
 template <bool kStream>
 void sample_items(const SampleProblem<float>& p, int64_t begin, int64_t end) {
-  const int64_t full_groups = p.dim / kDimsPerGroup;
-  const int64_t blocks = blocks_per_item(p.dim);
+  const int64_t full_groups = p.latent_size / kDimsPerGroup;
+  const int64_t blocks = blocks_per_item(p.latent_size);
   Job jobs[kVectors];
   int pending = 0;
   // (row, sample) of the item, advanced without divisions (a 64-bit divide per job cost ~30%).
@@ -100,8 +100,8 @@ constexpr int64_t kStreamingBytes = int64_t{32} << 20;
 }  // namespace
 
 void sample_items_avx2(const SampleProblem<float>& p, int64_t begin, int64_t end) {
-  const bool aligned = reinterpret_cast<uintptr_t>(p.out) % 32 == 0 && p.dim % 8 == 0;
-  const int64_t bytes = p.rows * p.samples * p.dim * static_cast<int64_t>(sizeof(float));
+  const bool aligned = reinterpret_cast<uintptr_t>(p.out) % 32 == 0 && p.latent_size % 8 == 0;
+  const int64_t bytes = p.rows * p.samples * p.latent_size * static_cast<int64_t>(sizeof(float));
   if (aligned && bytes >= kStreamingBytes) {
     sample_items<true>(p, begin, end);
   } else {

@@ -13,14 +13,15 @@ void traversal_codes_into_cpu(const at::Tensor& anchors, const at::Tensor& dims,
                               const at::Tensor& values, int64_t start,
                               int64_t count, at::Tensor& out) {
   const int64_t rows = check_traversal_inputs(anchors, dims, values, start, count);
-  check_traversal_output(anchors, out, rows);
+  check_traversal_output(anchors, dims, values, out, rows);
   if (rows == 0 || anchors.size(1) == 0) return;
   const at::Tensor anchors_c = anchors.contiguous();
   const at::Tensor dims_c = dims.contiguous();
+  const at::Tensor grid_values = values_as_grid(anchors, dims, values);
   // Rows of ~64 values or more are memory bound: ~4k rows per task keeps threads busy.
   const int64_t grain = std::max<int64_t>(1, 262144 / std::max<int64_t>(anchors.size(1), 1));
   dispatch_word(anchors.scalar_type(), [&]<typename Word>() {
-    const auto grid = make_traversal_grid<Word>(anchors_c, dims_c, values, out, start, rows);
+    const auto grid = make_traversal_grid<Word>(anchors_c, dims_c, grid_values, out, start, rows);
     at::parallel_for(0, rows, grain, [&](int64_t begin, int64_t end) {
       cpu::traversal_rows(grid, begin, end);
     });

@@ -19,7 +19,7 @@ struct FillOnCuda {
   void operator()(const SampleProblem<T>& problem) const {
     cuda::launch_sample(problem, c10::cuda::getCurrentCUDAStream(device).stream());
     const char* error = cuda::last_launch_error();
-    TORCH_CHECK(error == nullptr, "latentsweep::sample: CUDA launch failed: ", error);
+    TORCH_CHECK(error == nullptr, "latentsweep.sample: CUDA launch failed: ", error);
   }
 };
 

@@ -20,7 +20,7 @@ __global__ void sample_kernel(SampleProblem<T> problem, int64_t blocks_per_item,
 
 template <typename T>
 void launch(const SampleProblem<T>& problem, cudaStream_t stream) {
-  const int64_t per_item = blocks_per_item(problem.dim);
+  const int64_t per_item = blocks_per_item(problem.latent_size);
   const int64_t total = problem.rows * problem.samples * per_item;
   if (total == 0) return;
   const int64_t wanted = (total + kThreads - 1) / kThreads;

@@ -14,18 +14,19 @@ void traversal_codes_into_cuda(const at::Tensor& anchors, const at::Tensor& dims
                                const at::Tensor& values, int64_t start,
                                int64_t count, at::Tensor& out) {
   const int64_t rows = check_traversal_inputs(anchors, dims, values, start, count);
-  check_traversal_output(anchors, out, rows);
+  check_traversal_output(anchors, dims, values, out, rows);
   if (rows == 0 || anchors.size(1) == 0) return;
   const c10::cuda::CUDAGuard guard(anchors.device());
   const at::Tensor anchors_c = anchors.contiguous();
   const at::Tensor dims_c = dims.contiguous();
+  const at::Tensor grid_values = values_as_grid(anchors, dims, values);
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream(anchors.device().index()).stream();
   dispatch_word(anchors.scalar_type(), [&]<typename Word>() {
     cuda::launch_traversal_codes(
-        make_traversal_grid<Word>(anchors_c, dims_c, values, out, start, rows), stream);
+        make_traversal_grid<Word>(anchors_c, dims_c, grid_values, out, start, rows), stream);
   });
   const char* error = cuda::last_launch_error();
-  TORCH_CHECK(error == nullptr, "latentsweep::traversal_codes: CUDA launch failed: ", error);
+  TORCH_CHECK(error == nullptr, "latentsweep.traversal_codes: CUDA launch failed: ", error);
 }
 
 }  // namespace
