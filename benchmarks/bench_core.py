@@ -4,6 +4,8 @@
 
 Prints Markdown tables (medians, ratios, bandwidth) for BENCHMARKS.md:
 - latentsweep.sample vs mu + exp(0.5*logvar) * randn   (N=100000, n=16, D=64, float32)
+- the same with gradients: forward + backward of both (N=25000), since sample's backward
+  recomputes eps where the idiom keeps it
 - latentsweep.traversal_codes vs expand + clone + index assignment (A=1000, K=64, S=21, D=64),
   both allocating and into a reused buffer, with out.fill_() on the same buffer as the
   bandwidth yardstick.
@@ -77,6 +79,25 @@ def bench_sample(device: torch.device, repeats: int) -> list[list[str]]:
     ]
 
 
+def bench_sample_backward(device: torch.device, repeats: int) -> list[list[str]]:
+    rows_n, samples, latent = 25_000, 16, 64
+    gen = torch.Generator().manual_seed(0)
+    mu = torch.randn(rows_n, latent, generator=gen).to(device).requires_grad_()
+    logvar = (torch.randn(rows_n, latent, generator=gen) - 3).to(device).requires_grad_()
+    weights = torch.randn(rows_n, samples, latent, generator=gen).to(device)
+
+    def step(draw):
+        mu.grad = logvar.grad = None
+        (draw() * weights).sum().backward()
+
+    t_torch = median_seconds(lambda: step(lambda: torch_sample(mu, logvar, samples)), repeats=repeats, device=device)
+    t_ls = median_seconds(lambda: step(lambda: latentsweep.sample(mu, logvar, samples, seed=1)), repeats=repeats, device=device)
+    return [
+        ["torch idiom, forward + backward", f"{t_torch * 1e3:.0f} ms", "1.0x"],
+        ["**`latentsweep.sample`, forward + backward**", f"**{t_ls * 1e3:.0f} ms**", f"**{t_torch / t_ls:.1f}x**"],
+    ]
+
+
 def bench_traversal(device: torch.device, repeats: int) -> list[list[str]]:
     num_anchors, num_dims, steps, latent = 1000, 64, 21, 64
     gen = torch.Generator().manual_seed(0)
@@ -113,9 +134,11 @@ def main() -> None:
     device = torch.device(args.device)
     info = latentsweep.build_info()
     print(f"device: {device}, torch {torch.__version__}, threads {torch.get_num_threads()}, "
-          f"CPU {platform.processor() or platform.machine()}, AVX2 kernels: {info['cpu_avx2'] and info['avx2_kernels']}")
+          f"CPU {platform.processor() or platform.machine()}, CPU kernels: {info['cpu_capability']}")
     print("\nsample: N=100000, n=16, D=64, float32 (102.4 M values, 410 MB)\n")
     print_table(["method", "median", "output bandwidth", "speed-up vs torch idiom"], bench_sample(device, args.repeats))
+    print("\nsample with gradients: N=25000, n=16, D=64, float32, loss (z * w).sum()\n")
+    print_table(["method", "median", "speed-up vs torch idiom"], bench_sample_backward(device, args.repeats))
     print("\ntraversal_codes: A=1000, K=64, S=21, D=64, float32 (1.34 M rows, 344 MB)\n")
     print_table(
         ["method", "median", "bandwidth", "speed-up vs torch", "share of fill_ bandwidth"],

@@ -124,6 +124,8 @@ SHARED_CASES = [
     (codes_entry(A, D0, V, start=5, count=8), ValueError, "count must be <= 7", True),
     (codes_entry(A, D0, V, count=-1), ValueError, "count must be >= 0", True),
     (codes_entry(A, D0, V, count=12, out=z(11, 5)), ValueError, r"out must be \[12, 5\] torch.float32 on cpu, got \[11, 5\] torch.float32 on cpu", True),
+    (codes_entry(A, D0, V, out=z(11, 5)), ValueError, r"out must be \[12, 5\]", True),  # count=None: to the end
+    (codes_entry(A, D0, V, start=4, out=z(9, 5)), ValueError, r"out must be \[8, 5\]", True),
     (codes_entry(A, D0, V, count=12, out=z(12, 4)), ValueError, r"out must be \[12, 5\]", True),
     (codes_entry(A, D0, V, count=12, out=z(12, 5, 1)), ValueError, r"out must be \[12, 5\]", True),
     (codes_entry(A, D0, V, count=12, out=z(12, 5, dtype=torch.float64)), ValueError, r"got \[12, 5\] torch.float64 on cpu", True),

@@ -51,6 +51,11 @@ def test_opcheck_traversal_codes(device, dtype):
     torch.library.opcheck(ops.traversal_codes.default, (anchors, dims, values[:1, :, :].expand(4, 3, 5), 2, None))
     out = torch.empty(20, 40, device=device, dtype=dtype)
     torch.library.opcheck(ops.traversal_codes_into.default, (anchors, dims, values, 7, 20, out))
+    rest = torch.empty(4 * 3 * 5 - 40, 40, device=device, dtype=dtype)  # count=None: to the end
+    torch.library.opcheck(ops.traversal_codes_into.default, (anchors, dims, values, 40, None, rest))
+    # Values [S] and [K, S] broadcast inside the op.
+    torch.library.opcheck(ops.traversal_codes.default, (anchors, dims, values[0, 0], 3, 9))
+    torch.library.opcheck(ops.traversal_codes.default, (anchors, dims, values[0], 0, None))
 
 
 def test_fake_kernels_give_shapes_without_data():

@@ -88,7 +88,7 @@ void traversal_codes_into(const at::Tensor& anchors, const at::Tensor& dims,
   static const auto op = c10::Dispatcher::singleton()
                              .findSchemaOrThrow("latentsweep::traversal_codes_into", "")
                              .typed<void(const at::Tensor&, const at::Tensor&, const at::Tensor&,
-                                         int64_t, int64_t, at::Tensor&)>();
+                                         int64_t, std::optional<int64_t>, at::Tensor&)>();
   op.call(anchors, dims, values, start, count, out);
 }
 
@@ -113,9 +113,9 @@ TORCH_LIBRARY_FRAGMENT(latentsweep, m) {
   m.def(
       "traversal_codes(Tensor anchors, Tensor dims, Tensor values, int start=0, "
       "int? count=None) -> Tensor");
-  // Writes into a caller's buffer; returns nothing (see sample_prior_).
+  // Writes into a caller's buffer; returns nothing (see sample_prior_). count=None: to the end.
   m.def(
-      "traversal_codes_into(Tensor anchors, Tensor dims, Tensor values, int start, int count, "
+      "traversal_codes_into(Tensor anchors, Tensor dims, Tensor values, int start, int? count, "
       "Tensor(a!) out) -> ()");
 }
 

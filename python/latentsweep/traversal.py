@@ -83,8 +83,6 @@ def traversal_codes(
     if out is None:
         return ops.traversal_codes(anchors, dims, values, start, count)
     out = _checks.dense_tensor(fn, "out", out)
-    if count is None:  # the op's rows-to-the-end rule, for the _into form that needs a count
-        count = out.shape[0] if out.dim() >= 1 else 0
     ops.traversal_codes_into(anchors, dims, values, start, count, out)
     return out
 

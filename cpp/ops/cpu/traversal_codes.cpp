@@ -11,7 +11,7 @@ namespace {
 
 void traversal_codes_into_cpu(const at::Tensor& anchors, const at::Tensor& dims,
                               const at::Tensor& values, int64_t start,
-                              int64_t count, at::Tensor& out) {
+                              std::optional<int64_t> count, at::Tensor& out) {
   const int64_t rows = check_traversal_inputs(anchors, dims, values, start, count);
   check_traversal_output(anchors, dims, values, out, rows);
   if (rows == 0 || anchors.size(1) == 0) return;
