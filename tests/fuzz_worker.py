@@ -84,12 +84,12 @@ def valid_sample(rng):
 def valid_sample_prior(rng):
     return latentsweep.sample_prior, {
         "n": rng.randint(0, 5),
-        "dim": rng.randint(0, 40),
+        "latent_size": rng.randint(0, 40),
         "seed": rng.randint(0, 100),
         "offset": rng.randint(0, 100),
         "dtype": rng.choice(FLOATS),
         "device": rng.choice([None, "cpu"]),
-    }, ("n", "dim")
+    }, ("n", "latent_size")
 
 
 def valid_traversal_codes(rng):
