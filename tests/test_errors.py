@@ -394,6 +394,7 @@ def test_traversal_values_bad_input(kwargs, error, match):
         (z(2, 5, dtype=torch.int64), TypeError, "anchors must be float16"),
         (z(1, 2, 5), ValueError, "anchors must be 1-D or 2-D"),
         ([0.0, 1.0], TypeError, "anchors must be a torch.Tensor"),
+        (z(2, 5).to_sparse(), TypeError, r"anchors must be a dense \(torch.strided\) tensor, got layout torch.sparse_coo"),
     ],
 )
 def test_traversal_values_bad_anchors(anchors, error, match):
@@ -440,3 +441,12 @@ def test_integers_beyond_int64_name_the_argument(big):
         latentsweep.encode(lambda x: (x, x), torch.zeros(4, 2), batch_size=big, progress=False)
     with pytest.raises(ValueError, match=r"latentsweep.traversal_values: steps must be (<=|>=)"):
         latentsweep.traversal_values(A, steps=big)
+
+
+def test_sparse_tensors_get_a_type_error_everywhere():
+    """Issue 12 item 10: sparse inputs were read as if dense (or failed inside torch)."""
+    sparse = z(6, 5).to_sparse()
+    with pytest.raises(TypeError, match=r"latentsweep.traverse: anchors must be a dense \(torch.strided\) tensor"):
+        latentsweep.traverse(lambda codes: codes, sparse, progress=False)
+    with pytest.raises(TypeError, match=r"must be a dense \(torch.strided\) tensor"):
+        latentsweep.Posterior(sparse, z(6, 5))
