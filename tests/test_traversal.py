@@ -217,8 +217,8 @@ def test_traversal_values_feed_traversal_codes():
 # --------------------------------------------------------------------------- grids that overflow (issue 12 item 2)
 
 
-@pytest.mark.parametrize("span", [2.0, 6.0, 8.0, 9.0, 12.0, 37.5])
-@pytest.mark.parametrize("steps", [1, 2, 3, 6, 11])
+@pytest.mark.parametrize("span", [0.1, 2.0, 3.7, 6.0, 8.0, 9.0, 12.0, 37.5])
+@pytest.mark.parametrize("steps", [1, 2, 3, 6, 11, 101])
 def test_quantile_mode_keeps_the_promised_ends(span, steps):
     """Phi(9) rounds to 1 in float64, so ndtri(linspace(Phi(-9), Phi(9))) ended at inf (span 9)
     or at an asymmetric 8.03 (span 8); the lower tail gives the exact, symmetric ends."""
@@ -228,7 +228,7 @@ def test_quantile_mode_keeps_the_promised_ends(span, steps):
     torch.testing.assert_close(row[0], torch.tensor(-span, dtype=torch.float64), rtol=1e-9, atol=0)
     if steps > 1:
         torch.testing.assert_close(row[-1], torch.tensor(span, dtype=torch.float64), rtol=1e-9, atol=0)
-        assert torch.equal(row, -row.flip(0))  # exactly symmetric
+        assert torch.equal(row, -row.flip(0))  # exactly symmetric, the middle exactly 0
         assert (row.diff() > 0).all()
 
 

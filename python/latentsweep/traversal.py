@@ -105,6 +105,7 @@ def _prior_levels(span: float, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
     nearest = torch.minimum(i, steps - 1 - i)  # distance from the nearer end, in steps
     tail = lower + nearest * (width / (steps - 1))
     side = torch.sign(i - (steps - 1) / 2)
+    tail[side == 0] = 0.5  # the middle of an odd number of steps: the median, exactly
     return tail, side
 
 
