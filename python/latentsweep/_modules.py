@@ -3,17 +3,30 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 from collections.abc import Iterator
 
 import torch
 
 
-def tensors_of(model) -> Iterator[torch.Tensor]:
-    """Parameters then buffers of an nn.Module (nothing for other callables)."""
+def owning_module(model) -> torch.nn.Module | None:
+    """The nn.Module behind a callable: the module itself, the module whose bound method it is
+    (``vae.decode``), or that of a ``functools.partial`` of either; None for other callables."""
+    while isinstance(model, functools.partial):
+        model = model.func
     if isinstance(model, torch.nn.Module):
-        yield from model.parameters()
-        yield from model.buffers()
+        return model
+    owner = getattr(model, "__self__", None)  # a bound method
+    return owner if isinstance(owner, torch.nn.Module) else None
+
+
+def tensors_of(model) -> Iterator[torch.Tensor]:
+    """Parameters then buffers of the callable's module (nothing for other callables)."""
+    module = owning_module(model)
+    if module is not None:
+        yield from module.parameters()
+        yield from module.buffers()
 
 
 def model_device(model) -> torch.device | None:
@@ -25,17 +38,25 @@ def model_device(model) -> torch.device | None:
 
 def model_dtype(model) -> torch.dtype:
     """The dtype of the model's first floating parameter (torch's default otherwise)."""
+    return parameter_dtype(model) or torch.get_default_dtype()
+
+
+def parameter_dtype(model) -> torch.dtype | None:
+    """The dtype of the model's first floating parameter or buffer; None when it has none (a
+    plain function takes whatever it is given)."""
     for tensor in tensors_of(model):
         if tensor.is_floating_point():
             return tensor.dtype
-    return torch.get_default_dtype()
+    return None
 
 
 @contextlib.contextmanager
 def eval_mode(model):
-    """Runs an nn.Module in eval mode (no dropout, frozen batch norm), restoring each
-    submodule's mode afterwards; a no-op for other callables."""
-    if not isinstance(model, torch.nn.Module):
+    """Runs the callable's module (an nn.Module, or the owner of a bound method such as
+    ``vae.decode``) in eval mode (no dropout, frozen batch norm), restoring each submodule's
+    mode afterwards; a no-op for other callables."""
+    model = owning_module(model)
+    if model is None:
         yield
         return
     modes = [(module, module.training) for module in model.modules()]
@@ -48,13 +69,15 @@ def eval_mode(model):
 
 
 def fingerprint(model) -> str:
-    """Identifies a model for resumable sweeps: its type and, for an nn.Module, a hash of its
-    parameters and buffers (so resuming with other weights is refused)."""
+    """Identifies a model for resumable sweeps: its type (or a function's, a bound method's
+    name) and, for an nn.Module or its bound method, a hash of the module's parameters and
+    buffers (so resuming with other weights is refused)."""
     kind = type(model)
     name = getattr(model, "__qualname__", None) or kind.__qualname__  # functions by name
     digest = hashlib.sha256(f"{getattr(model, '__module__', kind.__module__)}.{name}".encode())
-    if isinstance(model, torch.nn.Module):
-        for name, tensor in model.state_dict().items():
+    module = owning_module(model)
+    if module is not None:
+        for name, tensor in module.state_dict().items():
             digest.update(name.encode())
             digest.update(tensor_digest(tensor).encode())
     return digest.hexdigest()[:32]

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from . import _checks, _progress
-from ._modules import eval_mode, model_device, model_dtype
+from ._modules import eval_mode, model_device, model_dtype, parameter_dtype
 from .posterior import Posterior
 
 # Dict keys tried, in order, for the parts of an encoder's output (compared lower-cased).
@@ -45,14 +45,16 @@ def encode(
               ``log_std``);
             - a ``torch.distributions.Normal`` (or ``Independent(Normal)``) with ``[B, D]`` loc;
             - a single ``[B, D]`` tensor: the codes of a plain autoencoder (``logvar=None``).
-            An ``nn.Module`` runs in eval mode (its modes are restored afterwards), so dropout
-            and batch norm neither randomise the codes nor make them depend on the batching.
+            An ``nn.Module``, or a bound method of one (``vae.encode``), runs with the module in
+            eval mode (its modes are restored afterwards), so dropout and batch norm neither
+            randomise the codes nor make them depend on the batching.
         data: a ``[N, ...]`` tensor or numpy array (split into ``batch_size`` rows), a
             ``torch.utils.data.Dataset`` (wrapped in a DataLoader of ``batch_size``), or an
             iterable of batches such as a DataLoader (``batch_size`` is then the loader's own).
             A batch that is a tuple/list gives its first element; a dict gives the entry under
             one of ``x``, ``input(s)``, ``data``, ``image(s)``, ``pixel_values``, ``features``.
-            Floating numpy data is cast to the encoder's dtype (numpy defaults to float64).
+            Floating data (tensors and numpy arrays, which default to float64) is cast to the
+            dtype of the encoder's (or its module's) parameters.
         batch_size: rows per encoder call for tensors, arrays and datasets (int >= 1).
         device: where batches go (default: the encoder's parameters' device; for an encoder
             without parameters, the device of a tensor ``data``; else the CPU).
@@ -73,13 +75,16 @@ def encode(
         raise TypeError(f"{_FN}: encoder must be callable, got {type(encoder).__name__}")
     device = _resolve_device(encoder, data, device)
     batches, total = _batches(data, batch_size, model_dtype(encoder))
+    # Floating inputs take the dtype of the encoder's parameters (float64 data into a float32
+    # model would fail in its first layer); a parameterless callable gets the data as it is.
+    input_dtype = parameter_dtype(encoder)
 
     mus: list[torch.Tensor] = []
     logvars: list[torch.Tensor] = []
     rows = 0
     with _progress.bar(show, total=total, unit="input", desc="encode") as bar, eval_mode(encoder), torch.inference_mode():
         for index, batch in enumerate(batches):
-            batch = batch.to(device)
+            batch = batch.to(device=device, dtype=input_dtype if input_dtype and batch.is_floating_point() else None)
             mu, logvar = _split_output(encoder(batch), index)
             _check_batch(mu, logvar, index, rows, batch.shape[0], mus, logvars)
             mus.append(mu.detach().cpu())

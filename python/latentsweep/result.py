@@ -33,6 +33,9 @@ class TraversalResult:
         points_per_second: grid points decoded per second by this call.
         store: the store's path when ``out=`` was a path, else None.
         mode: the traversal mode (``"values"`` when explicit values were given).
+        points_computed: grid points decoded by this call (fewer than all when resumed).
+        output_space: what the outputs and effects are measured in: ``"decoder output"``, or
+            e.g. ``"sigmoid(decoder output)"`` with ``output_transform="sigmoid"``.
     """
 
     dims: torch.Tensor
@@ -51,6 +54,7 @@ class TraversalResult:
     store: Path | None = None
     mode: str = "prior"
     points_computed: int = field(default=0)
+    output_space: str = "decoder output"
 
     @property
     def num_points(self) -> int:

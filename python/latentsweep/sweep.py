@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from . import _batching, _checks, _progress
+from . import _batching, _checks, _progress, decoding
 from ._extension import _C
 from ._modules import eval_mode, fingerprint, model_device, tensor_digest
 from .posterior import Posterior
@@ -42,6 +42,8 @@ def traverse(
     overwrite: bool = False,
     progress: bool | None = None,
     cuda_graph: bool = False,
+    output=None,
+    output_transform=None,
 ) -> TraversalResult:
     """Traverses each latent dimension from each anchor, decodes every grid point, and
     measures how much, and where, the output changes.
@@ -52,8 +54,11 @@ def traverse(
     statistics, so memory stays bounded however large the sweep.
 
     Args:
-        decoder: any callable from a ``[B, D]`` tensor to a ``[B, ...]`` tensor (an
-            ``nn.Module`` runs in eval mode), e.g. ``vae.decoder``.
+        decoder: any callable from a ``[B, D]`` tensor to a ``[B, ...]`` tensor, e.g.
+            ``vae.decoder`` or ``vae.decode``: an ``nn.Module``, or the module of a bound method,
+            runs in eval mode (restored afterwards), and codes are cast to its parameters' dtype.
+            Outputs wrapped in a tuple, dict or output object are unwrapped by the rule in
+            :data:`latentsweep.decoding.OUTPUT_RULE` (or as ``output=`` says).
         anchors: ``[A, D]`` codes (``[D]`` for one), or a :class:`Posterior` (its means are the
             anchors and its ``logvar`` feeds mode ``"posterior"``).
         mode, span, steps, dims, logvar, reference, prior_std: which values each latent takes,
@@ -74,6 +79,12 @@ def traverse(
         progress: a tqdm bar (points/s, ETA); None shows it when stderr is a terminal.
         cuda_graph: capture the decoder in a CUDA graph (CUDA only; for small decoders whose
             launch overhead dominates; the decoder must be graph-safe).
+        output: which part of the decoder's output holds the decoded outputs: a key or
+            attribute (``"sample"``), a tuple index, or a callable on the raw output (see
+            :func:`latentsweep.decoding.decoder_call`).
+        output_transform: ``"sigmoid"`` (for a decoder that returns logits), ``"tanh"``,
+            ``"exp"``, or any callable applied to the outputs before the statistics; the
+            result's ``output_space`` says which space the effects are measured in.
 
     Returns:
         a :class:`TraversalResult` (outputs, effect, dim_effect, ranking, sensitivity, speed).
@@ -88,6 +99,7 @@ def traverse(
     if not callable(decoder):
         raise TypeError(f"{_FN}: decoder must be callable ([B, D] -> [B, ...]), got {type(decoder).__name__}")
     show_progress = _progress.wanted(progress, _FN)
+    decode_fn = decoding.decoder_call(_FN, decoder, output=output, output_transform=output_transform)
     for name, flag in [("keep_outputs", keep_outputs), ("resume", resume), ("overwrite", overwrite), ("cuda_graph", cuda_graph)]:
         if not isinstance(flag, bool):
             raise TypeError(f"{_FN}: {name} must be True or False, got {flag!r}")
@@ -133,7 +145,7 @@ def traverse(
 
     with eval_mode(decoder):
         probe_rows = min(num_anchors, 64 if batch_size == "auto" else batch_size)
-        anchor_outputs, activation_bytes = _decode_anchors(decoder, anchors_d, probe_rows)
+        anchor_outputs, activation_bytes = _decode_anchors(decode_fn, anchors_d, probe_rows)
         out_shape = tuple(anchor_outputs.shape[1:])
         features = math.prod(out_shape)
         auto_batch = batch_size == "auto"
@@ -153,7 +165,8 @@ def traverse(
                             anchor_outputs.dtype, batch_size)
         # Hashing the decoder and the grid is only needed to recognise a stored sweep.
         params = None if out is None else _sweep_params(
-            decoder, anchors, dims_t, grid_values, out_shape, anchor_outputs.dtype, keep_outputs, mode
+            decoder, anchors, dims_t, grid_values, out_shape, anchor_outputs.dtype, keep_outputs, mode,
+            decode_fn.output_space,
         )
         sink = _open_sink(out, geometry, keep_outputs, params, resume, overwrite, latent_dim)
         if auto_batch and isinstance(sink, SweepStore):  # a resumed sweep keeps its chunking
@@ -164,7 +177,7 @@ def traverse(
         else:
             _write_static(sink, anchors, dims_t, grid_values, anchor_outputs)
         first_row = stats.next_row
-        decode = _graphed(decoder, batch_size, anchors_d) if cuda_graph else decoder
+        decode = _graphed(decode_fn, batch_size, anchors_d) if cuda_graph else decode_fn
 
         bar = _progress.bar(show_progress, total=total, unit="pt", desc="traverse", initial=first_row)
         sweep_started = time.perf_counter()
@@ -201,6 +214,7 @@ def traverse(
         store=sink.path,
         mode=mode,
         points_computed=points,
+        output_space=decode_fn.output_space,
     )
 
 
@@ -318,7 +332,7 @@ def _graphed(decoder, batch_size: int, anchors: torch.Tensor):
     return replay
 
 
-def _sweep_params(decoder, anchors, dims, values, out_shape, output_dtype, keep_outputs, mode) -> dict:
+def _sweep_params(decoder, anchors, dims, values, out_shape, output_dtype, keep_outputs, mode, output_space) -> dict:
     """Everything that makes two sweeps the same sweep (checked before resuming)."""
     return {
         "decoder": fingerprint(decoder),
@@ -331,6 +345,7 @@ def _sweep_params(decoder, anchors, dims, values, out_shape, output_dtype, keep_
         "output_dtype": str(output_dtype),
         "keep_outputs": keep_outputs,
         "mode": mode,
+        "output_space": output_space,
     }
 
 

@@ -1,0 +1,177 @@
+"""Decoders as people write them: outputs wrapped in tuples, dicts or output objects, logits
+that need an activation, and modules whose parameters have another dtype than the codes.
+
+:func:`decoder_call` turns any of them into the plain ``[B, D] -> [B, ...]`` tensor function
+that :func:`latentsweep.traverse` decodes with. The rule for picking the output tensor is
+written once, here (``OUTPUT_RULE``), and quoted by the docs and the error messages.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Callable, Mapping
+
+import torch
+
+from ._modules import parameter_dtype
+
+# Keys (or attribute names) tried, in order, when a decoder returns a dict or an output
+# object: diffusers' DecoderOutput.sample first, then the usual names of a reconstruction.
+OUTPUT_KEYS = ("sample", "x_hat", "x_recon", "recon", "reconstruction", "x", "output", "logits", "mean", "loc")
+OUTPUT_RULE = (
+    "a tensor is used as it is; a tuple or list gives its first element; a dict or an output "
+    f"object gives the entry (or attribute) under the first of {', '.join(OUTPUT_KEYS)}, or its "
+    "only tensor; a torch.distributions.Distribution gives its mean"
+)
+# Named output transforms (any callable on the output tensor works too).
+OUTPUT_TRANSFORMS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "sigmoid": torch.sigmoid,
+    "tanh": torch.tanh,
+    "exp": torch.exp,
+}
+
+
+class DecoderCall:
+    """A user's decoder as a plain tensor function (see :func:`decoder_call`).
+
+    Attributes:
+        decoder: the callable as given (its module decides eval mode, device and dtype).
+        output_space: what the returned tensors are, in words, e.g. ``"decoder output"`` or
+            ``"sigmoid(decoder output['sample'])"``: the space the effects are measured in.
+    """
+
+    def __init__(self, fn: str, decoder, output, output_transform):
+        self.fn = fn
+        self.decoder = decoder
+        self.output = output
+        self.transform, transform_name = _transform(fn, output_transform)
+        self.input_dtype = parameter_dtype(decoder)
+        space = "decoder output" + _selection_text(output)
+        self.output_space = space if transform_name is None else f"{transform_name}({space})"
+
+    def __call__(self, codes: torch.Tensor) -> torch.Tensor:
+        if self.input_dtype is not None and codes.dtype != self.input_dtype:
+            codes = codes.to(self.input_dtype)  # the grid keeps its own precision
+        result = select_output(self.fn, self.decoder(codes), self.output)
+        if self.transform is not None and isinstance(result, torch.Tensor):
+            result = self.transform(result)
+            if not isinstance(result, torch.Tensor):
+                raise TypeError(
+                    f"{self.fn}: output_transform must return a tensor, got {type(result).__name__}"
+                )
+        return result
+
+
+def decoder_call(fn: str, decoder, *, output=None, output_transform=None) -> DecoderCall:
+    """Wraps ``decoder`` so that it returns one tensor, transformed, from codes in its dtype.
+
+    Args:
+        fn: the public function's name, for error messages.
+        decoder: any callable on ``[B, D]`` codes.
+        output: which part of the decoder's output to use: ``None`` for the rule below, a key or
+            attribute name (``"sample"``), a tuple index (``0``), or a callable taking the raw
+            output and returning the tensor. The rule: {rule}.
+        output_transform: ``None``, a name in ``OUTPUT_TRANSFORMS`` (``"sigmoid"`` for a decoder
+            that returns logits, ``"tanh"``, ``"exp"``), or any callable on the output tensor.
+
+    Floating codes are cast to the dtype of the decoder's (or its module's) parameters when it
+    has some, so float64 anchors work with a float32 model; the grid keeps its own dtype.
+    """
+    if not callable(decoder):
+        raise TypeError(f"{fn}: decoder must be callable ([B, D] -> [B, ...]), got {type(decoder).__name__}")
+    if output is not None and not (
+        isinstance(output, str) or callable(output)
+        or (isinstance(output, numbers.Integral) and not isinstance(output, bool))
+    ):
+        raise TypeError(
+            f"{fn}: output must be None, a key or attribute name, a tuple index or a callable, "
+            f"got {type(output).__name__}"
+        )
+    return DecoderCall(fn, decoder, output, output_transform)
+
+
+decoder_call.__doc__ = decoder_call.__doc__.format(rule=OUTPUT_RULE)
+
+
+def select_output(fn: str, raw, output=None):
+    """The output tensor from whatever the decoder returned (see ``OUTPUT_RULE``). Anything that
+    is not a tensor is returned unchanged, for the caller's own type check to report."""
+    if output is None:
+        return _default_output(fn, raw)
+    if callable(output) and not isinstance(output, str):
+        return output(raw)
+    if isinstance(output, str):
+        if isinstance(raw, Mapping):
+            if output not in raw:
+                raise ValueError(f"{fn}: output={output!r}, but the decoder returned a dict with keys {list(raw)}")
+            return raw[output]
+        if not hasattr(raw, output):
+            raise ValueError(
+                f"{fn}: output={output!r}, but the decoder returned a {type(raw).__name__} without "
+                "such a key or attribute"
+            )
+        return getattr(raw, output)
+    if not isinstance(raw, (tuple, list)):
+        raise ValueError(f"{fn}: output={output} is a tuple index, but the decoder returned a {type(raw).__name__}")
+    if not -len(raw) <= output < len(raw):
+        raise ValueError(f"{fn}: output={output} is out of range for the decoder's {len(raw)} outputs")
+    return raw[output]
+
+
+def _default_output(fn: str, raw):
+    if isinstance(raw, torch.Tensor):
+        return raw
+    if isinstance(raw, torch.distributions.Distribution):
+        return raw.mean
+    if isinstance(raw, Mapping):  # also diffusers' BaseOutput, an OrderedDict
+        lowered = {str(k).lower(): k for k in raw}
+        key = next((lowered[k] for k in OUTPUT_KEYS if k in lowered), None)
+        if key is not None:
+            return raw[key]
+        tensors = [k for k, v in raw.items() if isinstance(v, torch.Tensor)]
+        if len(tensors) == 1:
+            return raw[tensors[0]]
+        raise TypeError(
+            f"{fn}: the decoder returned a dict with keys {list(raw)}; none is one of "
+            f"{list(OUTPUT_KEYS)}, so pass output='<key>' to say which one holds the decoded outputs"
+        )
+    if isinstance(raw, (tuple, list)):
+        if not raw:
+            raise TypeError(f"{fn}: the decoder returned an empty {type(raw).__name__}")
+        return raw[0]
+    for name in OUTPUT_KEYS:
+        value = getattr(raw, name, None)
+        if isinstance(value, torch.Tensor):
+            return value
+    return raw
+
+
+def _transform(fn: str, output_transform):
+    """(callable or None, name for the output space or None)."""
+    if output_transform is None:
+        return None, None
+    if isinstance(output_transform, str):
+        if output_transform not in OUTPUT_TRANSFORMS:
+            raise ValueError(
+                f"{fn}: output_transform must be one of {', '.join(map(repr, OUTPUT_TRANSFORMS))} "
+                f"or a callable, got {output_transform!r}"
+            )
+        return OUTPUT_TRANSFORMS[output_transform], output_transform
+    if not callable(output_transform):
+        raise TypeError(
+            f"{fn}: output_transform must be None, a name ({', '.join(OUTPUT_TRANSFORMS)}) or a "
+            f"callable, got {type(output_transform).__name__}"
+        )
+    name = getattr(output_transform, "__name__", None) or type(output_transform).__name__
+    return output_transform, "<lambda>" if name == "<lambda>" else name
+
+
+def _selection_text(output) -> str:
+    if output is None:
+        return ""
+    if isinstance(output, str):
+        return f"[{output!r}]"
+    if isinstance(output, numbers.Integral):
+        return f"[{int(output)}]"
+    name = getattr(output, "__name__", None) or type(output).__name__
+    return f" via {name}"
