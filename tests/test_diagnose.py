@@ -312,3 +312,94 @@ def test_encode_then_diagnose():
     posterior = ls.encode(lambda b: (b, torch.full_like(b, -8.0)), x, batch_size=64)
     diagnosis = ls.diagnose(posterior)
     assert diagnosis.flag("small-posterior-sd").dims == [0, 1, 2, 3]
+
+
+# --- a textbook posterior collapse is not a ReLU'd head (issue 12 item 3) -------------------------
+
+
+@pytest.mark.parametrize("noise", [0.0, 1e-4, 1e-2])
+def test_a_textbook_collapse_is_flagged_collapsed_and_nothing_else(noise):
+    g = gen(21)
+    mu = noise * torch.randn(500, 4, generator=g, dtype=torch.float64)
+    logvar = noise * torch.randn(500, 4, generator=g, dtype=torch.float64)
+    diagnosis = diagnose(mu, logvar)
+    assert [f.code for f in diagnosis.flags] == ["collapsed"]
+    assert diagnosis.flag("collapsed").dims == [0, 1, 2, 3]
+    assert "linear" not in diagnosis.recommendation and "ReLU" not in str(diagnosis)
+    assert "whole posterior collapsed" in diagnosis.recommendation
+
+
+@pytest.mark.parametrize("noise", [0.0, 1e-3])
+def test_relu_heads_are_still_found_beside_collapsed_latents(noise):
+    """Collapsed latents (q = prior, maybe with a little noise) beside ReLU'd active ones: the
+    head flags name exactly the active latents."""
+    g = gen(22)
+    mu = noise * torch.randn(N, 4, generator=g, dtype=torch.float64)
+    logvar = noise * torch.randn(N, 4, generator=g, dtype=torch.float64)
+    mu[:, 1] = torch.relu(torch.randn(N, generator=g, dtype=torch.float64) * 1.5)
+    mu[:, 3] = torch.relu(torch.randn(N, generator=g, dtype=torch.float64) * 1.5)
+    logvar[:, 1] = torch.relu(torch.randn(N, generator=g, dtype=torch.float64))
+    logvar[:, 3] = 0.0  # a ReLU'd log-variance head pinned at its floor
+    diagnosis = diagnose(mu, logvar)
+    assert flagged(diagnosis, "collapsed") == [0, 2]
+    assert flagged(diagnosis, "nonnegative-mean") == [1, 3]
+    assert flagged(diagnosis, "nonnegative-logvar") == [1, 3]
+    assert "Make the flagged encoder heads linear" in diagnosis.recommendation
+
+
+def test_an_autoencoder_keeps_its_nonnegative_code_check():
+    codes = torch.relu(torch.randn(N, 3, generator=gen(23), dtype=torch.float64))
+    assert flagged(ls.diagnose(codes), "nonnegative-mean") == [0, 1, 2]
+
+
+# --- inputs that used to get an unhelpful error (issue 12 item 10) --------------------------------
+
+
+@pytest.mark.parametrize("prior_std", [1e-200, 1e200, 1e-101, 1e101])
+def test_extreme_prior_stds_are_refused_naming_the_range(prior_std):
+    with pytest.raises(ValueError, match=r"prior_std must lie in \[1e-100, 1e\+100\].*got"):
+        diagnose(*healthy(2), prior_std=prior_std)
+
+
+@pytest.mark.parametrize("prior_std", [1e-100, 1e-30, 1e30, 1e100])
+def test_kl_at_the_ends_of_the_prior_std_range_matches_the_closed_form(prior_std):
+    """KL(N(mu, s^2) || N(0, p^2)) = log(p/s) + (s^2 + mu^2) / (2 p^2) - 1/2, evaluated with
+    Python's decimal arithmetic (no float64 range limits) for a few inputs."""
+    from decimal import Decimal, getcontext
+
+    getcontext().prec = 50
+    mu = torch.tensor([[0.0, 1e-90], [3.0, -2e-95]], dtype=torch.float64) * prior_std
+    logvar = torch.tensor([[0.0, -400.0], [1.0, -430.0]], dtype=torch.float64)
+    diagnosis = diagnose(mu, logvar, prior_std=prior_std)
+    p = Decimal(prior_std)
+    for d in range(2):
+        terms = []
+        for n in range(2):
+            m, lv = Decimal(float(mu[n, d])), Decimal(float(logvar[n, d]))
+            s2 = lv.exp()
+            terms.append(p.ln() - lv / 2 + (s2 + m * m) / (2 * p * p) - Decimal("0.5"))
+        expected = float(sum(terms) / 2)
+        assert math.isfinite(float(diagnosis.kl[d]))
+        assert float(diagnosis.kl[d]) == pytest.approx(expected, rel=1e-9)
+
+
+@pytest.mark.parametrize("make", [
+    pytest.param(lambda: ls.Posterior(torch.zeros(5, 3, device="meta")), id="meta-mu"),
+    pytest.param(lambda: ls.Posterior(torch.zeros(5, 3, device="meta"), torch.zeros(5, 3, device="meta")), id="meta-both"),
+    pytest.param(lambda: torch.zeros(5, 3, device="meta"), id="meta-codes"),
+])
+def test_meta_tensors_are_refused_by_name(make):
+    posterior = make()
+    with pytest.raises(ValueError, match=r"latentsweep.diagnose: posterior\.(mu|logvar) is on the meta device"):
+        ls.diagnose(posterior)
+
+
+def test_sparse_codes_are_refused_by_name():
+    with pytest.raises(TypeError, match=r"mu must be a dense \(torch.strided\) tensor, got layout torch.sparse_coo"):
+        ls.diagnose(torch.eye(5, 3).to_sparse())
+
+
+@pytest.mark.parametrize("logvar", [None, torch.zeros(5, 0)])
+def test_no_latent_dims_is_refused_with_a_message(logvar):
+    with pytest.raises(ValueError, match=r"no latent dims \(D = 0\)"):
+        ls.diagnose(ls.Posterior(torch.zeros(5, 0), logvar))

@@ -79,6 +79,13 @@ def distinct_values(value: torch.Tensor) -> torch.Tensor:
     return value[index]
 
 
+def dense_values(fn: str, name: str, value: torch.Tensor) -> torch.Tensor:
+    """A tensor whose values can be read: not on the meta device, and strided (not sparse)."""
+    if value.device.type == "meta":
+        raise ValueError(f"{fn}: {name} is on the meta device, which holds no values")
+    return dense_tensor(fn, name, value)
+
+
 def same_device(fn: str, **tensors: torch.Tensor | None) -> None:
     named = [(n, t) for n, t in tensors.items() if t is not None]
     devices = {t.device for _, t in named}
@@ -113,6 +120,22 @@ def positive_float(fn: str, name: str, value) -> float:
     value = float(value)
     if not math.isfinite(value) or value <= 0:
         raise ValueError(f"{fn}: {name} must be a finite number > 0, got {value}")
+    return value
+
+
+# The prior SDs whose variance, and the KL against it, a float64 can hold for any sane code.
+PRIOR_STD_RANGE = (1e-100, 1e100)
+
+
+def prior_std(fn: str, value) -> float:
+    """A prior SD: a finite number > 0 within ``PRIOR_STD_RANGE``."""
+    value = positive_float(fn, "prior_std", value)
+    low, high = PRIOR_STD_RANGE
+    if not low <= value <= high:
+        raise ValueError(
+            f"{fn}: prior_std must lie in [{low:g}, {high:g}] (its variance and the KL against "
+            f"it must fit a float64), got {value:g}"
+        )
     return value
 
 

@@ -248,7 +248,7 @@ def diagnose(posterior: Posterior | torch.Tensor, *, prior_std: float = 1.0) -> 
     Args:
         posterior: a :class:`Posterior` with ``mu``/``logvar`` ``[N, D]`` (e.g. from
             :func:`latentsweep.encode`); a bare ``[N, D]`` tensor is taken as autoencoder codes.
-        prior_std: SD of the prior N(0, prior_std^2).
+        prior_std: SD of the prior N(0, prior_std^2), in [1e-100, 1e100].
 
     Returns:
         a :class:`Diagnosis`. With sigma = exp(logvar / 2), flags fire on the dims where:
@@ -256,8 +256,9 @@ def diagnose(posterior: Posterior | torch.Tensor, *, prior_std: float = 1.0) -> 
         - ``nonfinite``: mu or logvar has NaN/Inf (other statistics skip those entries);
         - ``small-posterior-sd``: active and median sigma_d < 0.1 x prior_std;
         - ``collapsed``: not active and mean KL < 0.01 nats;
-        - ``nonnegative-mean``: min mu_d >= 0 and at least 5% of mu_d exactly 0;
-        - ``nonnegative-logvar``: min logvar_d >= 0;
+        - ``nonnegative-mean``: not collapsed, min mu_d >= 0 and at least 5% of mu_d exactly 0;
+        - ``nonnegative-logvar``: not collapsed and min logvar_d >= 0 (a collapsed latent has
+          mu = 0 and logvar = 0 by definition: that is no sign of a ReLU);
         - ``marginal-mismatch``: |aggregate mean| > 0.5 x prior_std or aggregate SD outside
           [0.5, 2] x prior_std.
 
@@ -269,9 +270,14 @@ def diagnose(posterior: Posterior | torch.Tensor, *, prior_std: float = 1.0) -> 
         posterior = Posterior(posterior)
     if not isinstance(posterior, Posterior):
         raise TypeError(f"{fn}: posterior must be a latentsweep.Posterior or an [N, D] tensor, got {type(posterior).__name__}")
-    prior_std = _checks.positive_float(fn, "prior_std", prior_std)
+    prior_std = _checks.prior_std(fn, prior_std)
+    for name, tensor in (("posterior.mu", posterior.mu), ("posterior.logvar", posterior.logvar)):
+        if tensor is not None:
+            _checks.dense_values(fn, name, tensor)
     if posterior.num_inputs == 0:
         raise ValueError(f"{fn}: posterior has no inputs (N = 0)")
+    if posterior.latent_dim == 0:
+        raise ValueError(f"{fn}: posterior has no latent dims (D = 0), so there is nothing to diagnose")
 
     # float64: sums over many inputs, and float16/bfloat16 encoders, stay accurate.
     mu = posterior.mu.double()
@@ -305,20 +311,28 @@ def diagnose(posterior: Posterior | torch.Tensor, *, prior_std: float = 1.0) -> 
         candidates = [_nonfinite(stats, "the codes"), _nonnegative_mean(stats, "code layer")]
     else:
         sigma = torch.exp(0.5 * logvar)
-        prior_var = prior_std**2
-        kl = 0.5 * (math.log(prior_var) - logvar + (torch.exp(logvar) + mu**2) / prior_var - 1.0)
+        # KL(N(mu, sigma^2) || N(0, p^2)) = log(p / sigma) + (sigma^2 + mu^2) / (2 p^2) - 1/2, written
+        # with log p and mu / p so that no p^2 is formed (it under/overflows for extreme p).
+        log_p = math.log(prior_std)
+        kl = 0.5 * (2.0 * log_p - logvar + torch.exp(logvar - 2.0 * log_p) + (mu / prior_std) ** 2 - 1.0)
         stats["kl"] = mean(kl)
         stats["active"] = mu_variance > ACTIVE_VARIANCE
         stats["posterior_sd"] = mean(sigma)
         stats["sd"] = (mu_variance + mean(torch.exp(logvar))).sqrt()
         median_sigma = torch.where(finite, sigma, math.nan).nanmedian(0).values
         min_logvar = extreme(logvar, torch.amin, math.inf)
+        collapsed = _collapsed(stats)
+        # mu = 0 and logvar = 0 is what a collapsed latent looks like (q(z|x) = the prior), not
+        # evidence of a ReLU: the head checks look only at the latents that did not collapse.
+        alive = torch.ones(posterior.latent_dim, dtype=torch.bool, device=mu.device)
+        if collapsed is not None:
+            alive[collapsed.dims] = False
         candidates = [
             _nonfinite(stats, "mu or logvar"),
             _small_posterior_sd(stats, median_sigma),
-            _collapsed(stats),
-            _nonnegative_mean(stats, "mean head"),
-            _nonnegative_logvar(min_logvar),
+            collapsed,
+            _nonnegative_mean(stats, "mean head", alive),
+            _nonnegative_logvar(min_logvar, alive),
             _marginal_mismatch(stats),
         ]
     flags = [flag for flag in candidates if flag is not None]
@@ -370,10 +384,11 @@ def _collapsed(s: dict) -> Flag | None:
     )
 
 
-def _nonnegative_mean(s: dict, head: str) -> Flag | None:
+def _nonnegative_mean(s: dict, head: str, alive: torch.Tensor | None = None) -> Flag | None:
+    mask = (s["min"] >= 0) & (s["zero_fraction"] >= ZERO_FRACTION)
     return _make_flag(
         "nonnegative-mean",
-        (s["min"] >= 0) & (s["zero_fraction"] >= ZERO_FRACTION),
+        mask if alive is None else mask & alive,
         {"min": s["min"], "zero_fraction": s["zero_fraction"]},
         {"zero_fraction_threshold": ZERO_FRACTION},
         f"mu is never negative and often exactly 0 on these dims, which looks like a ReLU on the "
@@ -381,10 +396,10 @@ def _nonnegative_mean(s: dict, head: str) -> Flag | None:
     )
 
 
-def _nonnegative_logvar(min_logvar: torch.Tensor) -> Flag | None:
+def _nonnegative_logvar(min_logvar: torch.Tensor, alive: torch.Tensor) -> Flag | None:
     return _make_flag(
         "nonnegative-logvar",
-        min_logvar >= 0,
+        (min_logvar >= 0) & alive,
         {"min_logvar": min_logvar},
         {},
         "logvar is never negative on these dims, which looks like a ReLU on the log-variance head: "
