@@ -110,7 +110,10 @@ def test_keyboard_interrupt_in_process_keeps_progress(tmp_path, capsys):
 
 
 SWEEP_SCRIPT = """
-import sys, torch, latentsweep as ls, latentsweep.sweep
+import signal, sys, torch, latentsweep as ls, latentsweep.sweep
+# A child of a shell that ignores SIGINT (pytest started with nohup or `&`) inherits the
+# ignored disposition; restore Python's Ctrl-C handler so the test sends a real Ctrl-C.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 sys.path.insert(0, {tests!r})
 from sweep_models import SlowRowwiseDecoder
 latentsweep.sweep.CHECKPOINT_SECONDS = 0.0  # checkpoint after every chunk
