@@ -132,7 +132,7 @@ def test_grid_bad_arguments(image_result, tabular_result, diagnosis):
         plots.traversal_grid(image_result, anchor=0.5)
     with pytest.raises(ValueError, match="order must be one of"):
         plots.traversal_grid(image_result, order="random")
-    with pytest.raises(ValueError, match="max_dims must be a positive int"):
+    with pytest.raises(ValueError, match="max_dims must be >= 1, got 0"):
         plots.traversal_grid(image_result, max_dims=0)
     with pytest.raises(ValueError, match="cmap"):
         plots.traversal_grid(image_result, cmap="no-such-map")
@@ -186,7 +186,7 @@ def test_gif_bad_arguments(image_result, tabular_result):
         plots.traversal_gif(image_result, layout="diagonal")
     with pytest.raises(ValueError, match="out of range"):
         plots.traversal_gif(image_result, anchor=-4)
-    with pytest.raises(ValueError, match="duration must be a positive int"):
+    with pytest.raises(ValueError, match="duration must be >= 1, got 0"):
         plots.traversal_gif(image_result, duration=0)
     with pytest.raises(ValueError, match="not images"):
         plots.traversal_gif(tabular_result)
@@ -237,7 +237,7 @@ def test_response_curves_bad_arguments(tabular_result):
         plots.response_curves(tabular_result, feature_names=["a", "b", "c"])
     with pytest.raises(ValueError, match="unknown feature 'zz'"):
         plots.response_curves(tabular_result, features=["zz"])
-    with pytest.raises(ValueError, match="feature index 13 is out of range"):
+    with pytest.raises(ValueError, match="feature index=13 is out of range"):
         plots.response_curves(tabular_result, features=[13])
     with pytest.raises(ValueError, match="band must be one of"):
         plots.response_curves(tabular_result, band="iqr")
@@ -313,11 +313,11 @@ def test_sigma_histograms_bad_input(posterior):
         plots.sigma_histograms(latentsweep.Posterior(posterior.mu))
     with pytest.raises(TypeError, match="Posterior"):
         plots.sigma_histograms(posterior.mu)
-    with pytest.raises(ValueError, match=r"dims \[6\] are out of range"):
+    with pytest.raises(ValueError, match=r"dims must lie in \[0, 6\) for D=6"):
         plots.sigma_histograms(posterior, dims=[0, 6])
     with pytest.raises(ValueError, match="order='kl' needs diagnosis"):
         plots.sigma_histograms(posterior, order="kl")
-    with pytest.raises(ValueError, match="prior_std must be a positive number"):
+    with pytest.raises(ValueError, match="prior_std must be a finite number > 0"):
         plots.sigma_histograms(posterior, prior_std=0.0)
 
 
@@ -338,3 +338,50 @@ def test_public_exports():
     for name in ["traversal_grid", "traversal_gif", "response_curves", "sensitivity_heatmap",
                  "kl_bars", "sigma_histograms", "effect_bars", "report"]:
         assert name in latentsweep.__all__ and callable(getattr(latentsweep, name))
+
+
+# ---- edge inputs get messages that name the argument (issue 12 item 10) ----------------------
+
+
+@pytest.mark.parametrize("draw", [plots.response_curves, plots.sensitivity_heatmap])
+@pytest.mark.parametrize("names", [3, 2.5, object(), "abc"])
+def test_feature_names_that_are_not_a_sequence_of_names(tabular_result, draw, names):
+    with pytest.raises(TypeError, match=r"feature_names must be a sequence of 13 names"):
+        draw(tabular_result, feature_names=names)
+
+
+@pytest.mark.parametrize("argument", ["input", "reconstruction"])
+@pytest.mark.parametrize("value", ["x", b"x", None, {"a": 1}, [["a", "b"]], object()])
+def test_grid_input_that_is_not_numbers(image_result, argument, value):
+    if value is None and argument == "input":
+        pytest.skip("input=None means: no input column")
+    if value is None:
+        return  # reconstruction=None means: the decoded anchor
+    with pytest.raises(TypeError, match=rf"traversal_grid: {argument} must be a tensor or a numeric array"):
+        plots.traversal_grid(image_result, **{argument: value})
+
+
+def test_grid_input_on_the_meta_device_is_refused(image_result):
+    with pytest.raises(ValueError, match="input is on the meta device"):
+        plots.traversal_grid(image_result, input=torch.zeros(1, 8, 8, device="meta"))
+
+
+def test_the_pictures_use_the_packages_checks():
+    """One source for each generic check (issue 10 item 2): the pictures have no private copies
+    of the int/choice/index checks, and their messages are the package's."""
+    from latentsweep.plots import _common
+
+    for name in ("check_index", "check_positive_int", "check_choice"):
+        assert not hasattr(_common, name)
+    with pytest.raises(ValueError, match=r"anchor=7 is out of range for 3 anchor\(s\) \(0..2\)"):
+        plots.traversal_gif(_tiny_image_result(), anchor=7)
+    with pytest.raises(TypeError, match="ncols must be an int, got str"):
+        plots.response_curves(_tiny_tabular_result(), ncols="2")
+
+
+def _tiny_image_result():
+    return latentsweep.traverse(small_decoder(64, 1, 8, 8), torch.zeros(3, D), steps=3, progress=False)
+
+
+def _tiny_tabular_result():
+    return latentsweep.traverse(small_decoder(13), torch.zeros(2, D), steps=3, progress=False)

@@ -114,6 +114,52 @@ def integer(fn: str, name: str, value, *, low: int = INT64_MIN, high: int = INT6
     return value
 
 
+def optional_integer(fn: str, name: str, value, *, low: int | None = None, high: int | None = None) -> int | None:
+    """``None``, or an integer as :func:`integer` checks it."""
+    return None if value is None else integer(fn, name, value, low=low, high=high)
+
+
+def index(fn: str, name: str, value, size: int, *, what: str = "item(s)") -> int:
+    """An int in ``[-size, size)`` (Python's negative indices), returned non-negative."""
+    value = integer(fn, name, value)
+    if not -size <= value < size:
+        raise ValueError(f"{fn}: {name}={value} is out of range for {size} {what} (0..{size - 1})")
+    return value % size
+
+
+def choice(fn: str, name: str, value, choices):
+    """One of ``choices`` (compared with ==; unhashable values are refused, not crashed on)."""
+    if not any(value is c or (type(value) is type(c) and value == c) for c in choices):
+        raise ValueError(f"{fn}: {name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
+    return value
+
+
+def boolean(fn: str, name: str, value) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{fn}: {name} must be True or False, got {value!r}")
+    return value
+
+
+def numeric_array(fn: str, name: str, value):
+    """A float32 numpy array from a tensor (any dense device/dtype) or a numeric array-like."""
+    import numpy as np
+
+    if isinstance(value, torch.Tensor):
+        dense_values(fn, name, value)
+        if value.is_complex():
+            raise TypeError(f"{fn}: {name} must hold real numbers, got {value.dtype}")
+        return value.detach().to("cpu", torch.float32).numpy()
+    if isinstance(value, (str, bytes)) or value is None:
+        raise TypeError(f"{fn}: {name} must be a tensor or a numeric array, got {type(value).__name__}")
+    try:
+        array = np.asarray(value)
+        if array.dtype.kind not in "biuf":
+            raise TypeError(array.dtype)
+        return array.astype(np.float32)
+    except (TypeError, ValueError):
+        raise TypeError(f"{fn}: {name} must be a tensor or a numeric array, got {type(value).__name__}") from None
+
+
 def positive_float(fn: str, name: str, value) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{fn}: {name} must be a number, got {type(value).__name__}")

@@ -14,6 +14,7 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
+from . import _checks
 from .diagnosis import Diagnosis, diagnose, format_dims
 from .plots import _common
 from .plots._images import is_image_output
@@ -94,7 +95,7 @@ def report(
         _common.check_diagnosis(f"{_FN} (results[{name!r}])", diagnosis, dims=result.dims.tolist())
         if is_image_output(result.out_shape, image_shape):  # raises for an image_shape that does not fit
             for a in anchor_indices:
-                _common.check_index(_FN, "anchor_indices", a, result.values.shape[0])
+                _checks.index(_FN, "anchor_indices", a, result.values.shape[0], what="anchor(s)")
 
     page = _Page(dpi=dpi)
     body = [f"<h1>{_esc(title)}</h1>", f'<p class="meta">{_esc(_generated_line())}</p>']
@@ -339,7 +340,7 @@ class _Page:
     """Renders figures to inline images (and frees them: a report may draw dozens)."""
 
     def __init__(self, *, dpi: int):
-        self.dpi = _common.check_positive_int(_FN, "dpi", dpi, allow_none=False)
+        self.dpi = _checks.integer(_FN, "dpi", dpi, low=1)
 
     def figure(self, figure, alt: str, caption: str, *, wide: bool = False) -> str:
         data = _common.figure_png(figure, dpi=self.dpi)

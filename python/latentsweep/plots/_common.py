@@ -1,5 +1,6 @@
 """Helpers shared by the pictures: an Agg figure (no pyplot, no global backend), saving,
-argument checks, the order in which latents are drawn, and the x axis of a traversal.
+the checks only pictures need (generic ones are in ``latentsweep._checks``), the order in
+which latents are drawn, and the x axis of a traversal.
 
 matplotlib is imported inside the functions so that ``import latentsweep`` stays fast for
 users who never draw.
@@ -9,12 +10,12 @@ from __future__ import annotations
 
 import io
 import math
-import numbers
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from .. import _checks
 from ..diagnosis import Diagnosis
 from ..result import TraversalResult
 
@@ -75,29 +76,6 @@ def check_diagnosis(fn: str, diagnosis, *, dims=None) -> Diagnosis | None:
     return diagnosis
 
 
-def check_index(fn: str, name: str, value, size: int) -> int:
-    """An int in ``[-size, size)``, returned as a non-negative index."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{fn}: {name} must be an int, got {type(value).__name__}")
-    if not -size <= value < size:
-        raise ValueError(f"{fn}: {name}={value} is out of range for {size} anchor(s) (0..{size - 1})")
-    return int(value) % size
-
-
-def check_positive_int(fn: str, name: str, value, *, allow_none: bool = True) -> int | None:
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{fn}: {name} must be a positive int{' or None' if allow_none else ''}, got {value!r}")
-    return int(value)
-
-
-def check_choice(fn: str, name: str, value, choices) -> str:
-    if value not in choices:
-        raise ValueError(f"{fn}: {name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
-    return value
-
-
 def anchor_outputs(fn: str, result: TraversalResult, anchor: int) -> np.ndarray:
     """``[K, S, *out_shape]`` outputs of one anchor; reads only that anchor from a store."""
     if result.outputs is None:
@@ -126,8 +104,8 @@ def dim_order(fn: str, result: TraversalResult, diagnosis: Diagnosis | None, ord
     drawn dim is sorted by (``None`` for ``order="dims"``). ``"auto"`` sorts by KL when the
     diagnosis has it (a VAE), else by the traversal's measured effect.
     """
-    check_choice(fn, "order", order, ORDERS)
-    max_dims = check_positive_int(fn, "max_dims", max_dims)
+    _checks.choice(fn, "order", order, ORDERS)
+    max_dims = _checks.optional_integer(fn, "max_dims", max_dims, low=1)
     dims = result.dims.tolist()
     diagnosis = check_diagnosis(fn, diagnosis, dims=dims)
     if order == "auto":

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import numbers
+from collections.abc import Iterable
 
 import numpy as np
 
+from .. import _checks
+from .. import _checks
 from . import _common
 
 
@@ -13,8 +16,9 @@ def feature_labels(fn: str, feature_names, num_features: int) -> list[str]:
     """``num_features`` names: the given ones (checked) or ``f0, f1, ...``."""
     if feature_names is None:
         return [f"f{i}" for i in range(num_features)]
-    if isinstance(feature_names, (str, bytes)):
-        raise TypeError(f"{fn}: feature_names must be a sequence of strings, not one string")
+    if isinstance(feature_names, (str, bytes)) or not isinstance(feature_names, Iterable):
+        what = "one string" if isinstance(feature_names, (str, bytes)) else type(feature_names).__name__
+        raise TypeError(f"{fn}: feature_names must be a sequence of {num_features} names, got {what}")
     names = [str(n) for n in feature_names]
     if len(names) != num_features:
         raise ValueError(
@@ -26,7 +30,7 @@ def feature_labels(fn: str, feature_names, num_features: int) -> list[str]:
 def pick_features(fn: str, features, names: list[str], sensitivity, max_features: int) -> list[int]:
     """Indices of the features to draw: ``features`` (indices or names) when given; else all of
     them, or the ``max_features`` that the drawn latents move most (by summed sensitivity)."""
-    max_features = _common.check_positive_int(fn, "max_features", max_features, allow_none=False)
+    max_features = _checks.integer(fn, "max_features", max_features, low=1)
     if features is None:
         if len(names) <= max_features:
             return list(range(len(names)))
@@ -41,9 +45,7 @@ def pick_features(fn: str, features, names: list[str], sensitivity, max_features
                 raise ValueError(f"{fn}: unknown feature {feature!r}; the features are {names[:20]}")
             chosen.append(names.index(feature))
         elif isinstance(feature, numbers.Integral) and not isinstance(feature, bool):
-            if not -len(names) <= feature < len(names):
-                raise ValueError(f"{fn}: feature index {feature} is out of range for {len(names)} features")
-            chosen.append(int(feature) % len(names))
+            chosen.append(_checks.index(fn, "feature index", feature, len(names), what="features"))
         else:
             raise TypeError(f"{fn}: features must hold ints or names, got {feature!r}")
     if not chosen:

@@ -88,9 +88,9 @@ def to_rgb(outputs: np.ndarray, lead_ndim: int, shape: tuple[int, ...], *, vmin:
 def single_output(fn: str, name: str, value, out_shape, anchor: int, num_anchors: int) -> np.ndarray:
     """One output (an input image or a reconstruction) for ``anchor``: ``value`` is either one
     output ``[*out_shape]`` or one per anchor ``[A, *out_shape]``."""
-    from ._common import as_array
+    from .. import _checks
 
-    array = as_array(value)
+    array = _checks.numeric_array(fn, name, value)
     size = math.prod(out_shape)
     if array.size == size:
         return array.reshape(out_shape)

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 
+from .. import _checks
 from . import _common
 from ._features import feature_labels, pick_features
 
@@ -54,8 +55,8 @@ def response_curves(
         legend naming the features.
     """
     result = _common.check_result(_FN, result)
-    _common.check_choice(_FN, "band", band, BANDS)
-    ncols = _common.check_positive_int(_FN, "ncols", ncols, allow_none=False)
+    _checks.choice(_FN, "band", band, BANDS)
+    ncols = _checks.integer(_FN, "ncols", ncols, low=1)
     positions, scores, score_name = _common.dim_order(_FN, result, diagnosis, order, max_dims)
     num_features = math.prod(result.out_shape)
     names = feature_labels(_FN, feature_names, num_features)

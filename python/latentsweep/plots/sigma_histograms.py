@@ -6,7 +6,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import torch
 
+from .. import _checks
 from . import _common
 from ..posterior import Posterior
 
@@ -57,12 +59,11 @@ def sigma_histograms(
     diagnosis = _common.check_diagnosis(_FN, diagnosis)
     if prior_std is None:
         prior_std = diagnosis.prior_std if diagnosis is not None else 1.0
-    if not isinstance(prior_std, (int, float)) or isinstance(prior_std, bool) or not prior_std > 0 or not math.isfinite(prior_std):
-        raise ValueError(f"{_FN}: prior_std must be a positive number, got {prior_std!r}")
-    bins = _common.check_positive_int(_FN, "bins", bins, allow_none=False)
-    ncols = _common.check_positive_int(_FN, "ncols", ncols, allow_none=False)
-    max_dims = _common.check_positive_int(_FN, "max_dims", max_dims)
-    _common.check_choice(_FN, "order", order, ("dims", "kl"))
+    prior_std = _checks.prior_std(_FN, prior_std)
+    bins = _checks.integer(_FN, "bins", bins, low=1)
+    ncols = _checks.integer(_FN, "ncols", ncols, low=1)
+    max_dims = _checks.optional_integer(_FN, "max_dims", max_dims, low=1)
+    _checks.choice(_FN, "order", order, ("dims", "kl"))
 
     sigma = np.exp(0.5 * posterior.logvar.detach().to("cpu", float).numpy())  # [N, D]
     latent_dim = sigma.shape[1]
@@ -120,12 +121,4 @@ def sigma_histograms(
 def _chosen_dims(dims, latent_dim: int) -> list[int]:
     if dims is None:
         return list(range(latent_dim))
-    if isinstance(dims, (str, bytes)) or not hasattr(dims, "__iter__"):
-        raise TypeError(f"{_FN}: dims must be a sequence of ints, got {dims!r}")
-    chosen = [int(d) for d in dims]
-    if not chosen:
-        raise ValueError(f"{_FN}: dims is empty")
-    bad = [d for d in chosen if not 0 <= d < latent_dim]
-    if bad:
-        raise ValueError(f"{_FN}: dims {bad} are out of range for {latent_dim} latent dims")
-    return chosen
+    return _checks.dims(_FN, dims, latent_dim, torch.device("cpu")).tolist()

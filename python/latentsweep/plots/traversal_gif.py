@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import _checks
 from . import _common
 from ._images import image_shape_of, to_rgb, value_range
 
@@ -75,14 +76,13 @@ def gif_bytes(
 ) -> bytes:
     """The encoded GIF of :func:`traversal_gif` (what the HTML report inlines)."""
     result = _common.check_result(_FN, result)
-    anchor = _common.check_index(_FN, "anchor", anchor, result.values.shape[0])
-    _common.check_choice(_FN, "layout", layout, LAYOUTS)
+    anchor = _checks.index(_FN, "anchor", anchor, result.values.shape[0], what="anchor(s)")
+    _checks.choice(_FN, "layout", layout, LAYOUTS)
     shape = image_shape_of(_FN, result.out_shape, image_shape)
     cmap = _common.check_cmap(_FN, cmap)
-    tile_size = _common.check_positive_int(_FN, "tile_size", tile_size, allow_none=False)
-    duration = _common.check_positive_int(_FN, "duration", duration, allow_none=False)
-    if not isinstance(bounce, bool):
-        raise TypeError(f"{_FN}: bounce must be True or False, got {bounce!r}")
+    tile_size = _checks.integer(_FN, "tile_size", tile_size, low=1)
+    duration = _checks.integer(_FN, "duration", duration, low=1)
+    _checks.boolean(_FN, "bounce", bounce)
     positions, _, _ = _common.dim_order(_FN, result, diagnosis, order, max_dims)
 
     outputs = _common.anchor_outputs(_FN, result, anchor)[positions]  # [K', S, *out_shape]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import _checks
 from . import _common
 from ._images import image_shape_of, single_output, to_rgb, value_range
 
@@ -60,7 +61,7 @@ def traversal_grid(
     """
     result = _common.check_result(_FN, result)
     num_anchors = result.values.shape[0]
-    anchor = _common.check_index(_FN, "anchor", anchor, num_anchors)
+    anchor = _checks.index(_FN, "anchor", anchor, num_anchors, what="anchor(s)")
     shape = image_shape_of(_FN, result.out_shape, image_shape)
     cmap = _common.check_cmap(_FN, cmap)
     positions, scores, score_name = _common.dim_order(_FN, result, diagnosis, order, max_dims)
