@@ -73,6 +73,8 @@ class Diagnosis:
         kl: mean over the data of KL(N(mu, sigma^2) || N(0, prior_std^2)), in nats.
         active: bool, ``mu_variance > 0.01``. posterior_sd: mean of sigma_d.
         flags: the problems found, as :class:`Flag` items.
+        reference: ``[N, D]`` the codes (posterior means) the statistics were computed from:
+            the reference of mode ``"empirical"`` (see :meth:`traversal_options`).
     """
 
     num_inputs: int
@@ -89,6 +91,7 @@ class Diagnosis:
     active: torch.Tensor | None = None
     posterior_sd: torch.Tensor | None = None
     flags: list[Flag] = field(default_factory=list)
+    reference: torch.Tensor | None = field(default=None, repr=False)
 
     @property
     def is_variational(self) -> bool:
@@ -118,6 +121,25 @@ class Diagnosis:
         if not self.is_variational or self.flag("marginal-mismatch"):
             return "empirical"
         return "prior"
+
+    def traversal_options(self) -> dict:
+        """The recommended traversal as keyword arguments of :func:`latentsweep.traverse`:
+        ``mode``, ``dims`` (the active latents of a VAE when some collapsed, else all),
+        ``prior_std``, and for mode ``"empirical"`` the ``reference`` codes, so that
+        ``traverse(decoder, anchors, **diagnosis.traversal_options())`` works for a VAE and a
+        plain autoencoder alike."""
+        mode = self.recommended_mode
+        options: dict = {"mode": mode, "prior_std": self.prior_std}
+        dims = self.active_dims
+        options["dims"] = dims if dims and len(dims) < self.latent_dim else None
+        if mode == "empirical":
+            if self.reference is None:
+                raise ValueError(
+                    "Diagnosis.traversal_options: this diagnosis holds no reference codes; pass "
+                    "reference=posterior.mu to traverse yourself"
+                )
+            options["reference"] = self.reference
+        return options
 
     @property
     def recommendation(self) -> str:
@@ -337,7 +359,7 @@ def diagnose(posterior: Posterior | torch.Tensor, *, prior_std: float = 1.0) -> 
         ]
     flags = [flag for flag in candidates if flag is not None]
     cpu = {k: v.cpu() if isinstance(v, torch.Tensor) else v for k, v in stats.items()}
-    return Diagnosis(**cpu, flags=flags)
+    return Diagnosis(**cpu, flags=flags, reference=posterior.mu.detach())
 
 
 def _make_flag(code: str, mask: torch.Tensor, per_dim: dict, scalars: dict, recommendation: str) -> Flag | None:
