@@ -108,9 +108,10 @@ def test_report_escapes_text(vae_report, ae_report):
     assert "feat<" not in ae_report  # feature names appear only inside the pictures
 
 
-def test_report_shows_prior_and_posterior_side_by_side(vae_report):
+def test_report_shows_prior_and_posterior_one_after_the_other(vae_report):
     _, document = vae_report
-    assert "Traversals side by side" in document
+    assert "Traversals compared (2)" in document
+    assert "All 2 traversals start from the same 2 anchor(s)" in document
     assert document.count('<div class="column">') == 2
     assert "<h3>prior</h3>" in document and "<h3>posterior</h3>" in document
     assert "mode &#x27;posterior&#x27;" in document

@@ -16,8 +16,10 @@ from pathlib import Path
 
 from . import _checks
 from .diagnosis import Diagnosis, diagnose, format_dims
+from .findings import findings, posterior_sd_sentence
 from .plots import _common
 from .plots._images import is_image_output
+from .plots._features import MAX_CURVE_FEATURES, feature_labels, pick_features
 from .plots.effect_bars import effect_bars, named_results
 from .plots.kl_bars import kl_bars
 from .plots.response_curves import response_curves
@@ -100,7 +102,7 @@ def report(
     page = _Page(dpi=dpi)
     body = [f"<h1>{_esc(title)}</h1>", f'<p class="meta">{_esc(_generated_line())}</p>']
     if diagnosis is not None:
-        body += [_recommendation(diagnosis), _flags(diagnosis), _table(diagnosis)]
+        body += [_findings(diagnosis), _recommendation(diagnosis), _flags(diagnosis), _table(diagnosis)]
         body.append(_latent_pictures(page, diagnosis, posterior))
     if named:
         body.append(
@@ -124,6 +126,18 @@ def report(
 
 
 # ---- sections ---------------------------------------------------------------------------
+
+
+def _findings(diagnosis: Diagnosis) -> str:
+    """The most important finding as the page's first heading, then the others in order."""
+    found = findings(diagnosis)
+    lead, rest = found[0], found[1:]
+    css = "finding action" if lead.action else "finding"
+    parts = [f'<section class="{css}"><h2>{_esc(lead.headline)}</h2><p>{_esc(lead.text)}</p>']
+    if rest:
+        items = "".join(f"<li><strong>{_esc(f.headline)}.</strong> {_esc(f.text)}</li>" for f in rest)
+        parts.append(f"<p>Also found, in order of importance:</p><ul>{items}</ul>")
+    return "".join(parts) + "</section>"
 
 
 def _recommendation(diagnosis: Diagnosis) -> str:
@@ -162,19 +176,13 @@ def _mode_explanation(diagnosis: Diagnosis) -> str:
         )
     text += (
         " The posterior SD σ_d only says how certain the encoder is about one input, and a trained "
-        "encoder is usually very certain"
+        "encoder is usually very certain."
     )
-    active = diagnosis.active_dims or []
-    sds = [float(diagnosis.posterior_sd[d]) for d in active if math.isfinite(float(diagnosis.posterior_sd[d]))]
-    if sds:
-        typical = sorted(sds)[len(sds) // 2]
-        text += (
-            f": here the active latents have a typical posterior SD of {typical:.2g} "
-            f"({typical / p:.2g}× the prior SD), so ± 2 posterior SDs spans only {4 * typical:.2g} "
-            f"in z, {typical / p:.0%} of the prior's range"
-        )
+    sd_sentence = posterior_sd_sentence(diagnosis)
+    if sd_sentence:
+        text += " Here: " + sd_sentence[0].lower() + sd_sentence[1:]
     text += (
-        '. Mode "prior" (the default) moves each latent by ± span × prior_std around the anchor; '
+        ' Mode "prior" (the default) moves each latent by ± span × prior_std around the anchor; '
         'mode "empirical" follows the spread of the codes themselves, for when they do not follow '
         "the prior."
     )
@@ -263,9 +271,12 @@ def _latent_pictures(page: "_Page", diagnosis: Diagnosis, posterior: Posterior |
 
 def _traversals(page, named, diagnosis, image_shape, feature_names, inputs, reconstructions,
                 anchor_indices, max_dims, gifs) -> str:
-    columns = []
+    """One block per traversal, one after the other at full width (grids side by side shrank
+    their labels to a few pixels), after a chart comparing their effects."""
+    curves = _curve_features(named, image_shape, feature_names)
+    blocks = []
     for name, result in named.items():
-        parts = [f"<h3>{_esc(name)}</h3>", f'<p class="meta">{_esc(_result_line(result))}</p>', _ranking(result)]
+        parts = [f"<h3>{_esc(name)}</h3>", f'<p class="meta">{_esc(_result_line(result, diagnosis))}</p>', _ranking(result)]
         if is_image_output(result.out_shape, image_shape):
             if result.outputs is None:
                 parts.append(
@@ -278,18 +289,21 @@ def _traversals(page, named, diagnosis, image_shape, feature_names, inputs, reco
                     input=inputs, reconstruction=reconstructions,
                 )
                 parts.append(page.figure(figure, f"{name}: traversal grid of anchor {a}",
-                                         f"Anchor {a}: one row per latent, one column per step."))
+                                         f"Anchor {a} of {name!r}: one row per latent, one column per step."))
                 if gifs:
                     data = gif_bytes(result, anchor=a, diagnosis=diagnosis, max_dims=max_dims, image_shape=image_shape)
                     parts.append(page.image(data, "image/gif", f"{name}: animated traversal of anchor {a}",
-                                            f"Anchor {a}: every latent moves through its steps at once.",
+                                            f"Anchor {a} of {name!r}: every latent moves through its steps at once.",
                                             pixelated=True))
         else:
             if result.outputs is not None:
+                chosen, rule = curves
                 parts.append(page.figure(
-                    response_curves(result, diagnosis=diagnosis, max_dims=max_dims, feature_names=feature_names),
+                    response_curves(result, diagnosis=diagnosis, max_dims=max_dims, feature_names=feature_names,
+                                    features=chosen),
                     f"{name}: response curves",
-                    "Each output feature against the latent, mean over anchors; the band shows how much anchors differ.",
+                    "Each output feature against the latent, mean over anchors; the band shows how much "
+                    f"anchors differ. {rule}",
                     wide=True,
                 ))
             else:
@@ -300,37 +314,129 @@ def _traversals(page, named, diagnosis, image_shape, feature_names, inputs, reco
                 "Mean absolute slope of each output feature along each latent: which latent moves which feature.",
                 wide=True,
             ))
-        columns.append(f'<div class="column">{"".join(parts)}</div>')
-    comparison = page.figure(
-        effect_bars(named), "Effect per latent",
-        "Mean change of the output over each traversal (dim_effect), per latent"
-        + (" and per traversal: a traversal by the posterior moves z far less than one by the prior."
-           if len(named) > 1 else "."),
-    )
-    heading = "Traversals" + (" side by side" if len(named) > 1 else "")
+        blocks.append(f'<div class="column">{"".join(parts)}</div>')
+    comparison = page.figure(effect_bars(named), "Effect per latent", _effect_caption(named, diagnosis))
+    heading = "Traversals" + (f" compared ({len(named)})" if len(named) > 1 else "")
     return (
-        f'<section><h2>{heading}</h2><div class="pictures">{comparison}</div>'
-        f'<div class="columns">{"".join(columns)}</div></section>'
+        f'<section><h2>{heading}</h2><p>{_esc(_anchors_note(named))}</p><div class="pictures">{comparison}</div>'
+        f'<div class="columns">{"".join(blocks)}</div></section>'
     )
 
 
-def _result_line(result) -> str:
+def _curve_features(named, image_shape, feature_names) -> tuple[list[int] | None, str]:
+    """One subset of output features for every response-curve figure (so a colour means one
+    feature throughout), and the sentence stating the rule that chose it."""
+    tabular = [r for r in named.values() if r.outputs is not None and not is_image_output(r.out_shape, image_shape)]
+    sizes = {math.prod(r.out_shape) for r in tabular}
+    if len(sizes) != 1:
+        return None, ""
+    num_features = sizes.pop()
+    if num_features <= MAX_CURVE_FEATURES:
+        return None, f"All {num_features} features are drawn."
+    names = feature_labels(_FN, feature_names, num_features)
+    total = sum(r.sensitivity.sum(dim=0) for r in tabular)  # [F] over latents and traversals
+    chosen = pick_features(_FN, None, names, total[None], MAX_CURVE_FEATURES)
+    return chosen, (
+        f"{len(chosen)} of {num_features} features are drawn, the same in every figure: those with "
+        "the largest sensitivity summed over all latents and traversals."
+    )
+
+
+def _active_positions(result, diagnosis) -> tuple[list[int], list[int]]:
+    """Positions into ``result.dims`` of the active latents and of the others (all count as
+    active without a VAE diagnosis)."""
+    dims = result.dims.tolist()
+    if diagnosis is None or not diagnosis.is_variational:
+        return list(range(len(dims))), []
+    active = diagnosis.active.tolist()
+    return [i for i, d in enumerate(dims) if active[d]], [i for i, d in enumerate(dims) if not active[d]]
+
+
+def traversal_widths(result) -> list[float]:
+    """``[K]`` how far each traversed latent moves, mean over anchors of |last - first value|."""
+    return (result.values[..., -1] - result.values[..., 0]).abs().double().mean(dim=0).tolist()
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values) if values else math.nan
+
+
+def _result_line(result, diagnosis=None) -> str:
     a, k, s = result.values.shape
-    widths = (result.values[..., -1] - result.values[..., 0]).abs()
+    widths = traversal_widths(result)
+    active, inactive = _active_positions(result, diagnosis)
+    if inactive and active:
+        ranges = (
+            f"the {len(active)} active latents move over {_mean([widths[i] for i in active]):.3g} in z on "
+            f"average, the {len(inactive)} inactive ones over {_mean([widths[i] for i in inactive]):.3g}"
+        )
+    else:
+        ranges = f"each latent moves over {_mean(widths):.3g} in z on average"
     return (
         f"mode {result.mode!r}: {a} anchors × {k} latents × {s} steps, output shape "
-        f"{tuple(result.out_shape)}; each latent moves over a range of {float(widths.mean()):.3g} in z on "
-        f"average; {result.points_per_second:,.0f} points/s"
+        f"{tuple(result.out_shape)}, effects measured in {result.output_space}; {ranges}; "
+        f"{result.speed_text()}"
+    )
+
+
+def _effect_caption(named: dict, diagnosis) -> str:
+    """What the effect chart shows, with each traversal's numbers; comparisons are worded by
+    the numbers, never assumed."""
+    space = {r.output_space for r in named.values()}
+    text = f"Mean change of the output ({' / '.join(sorted(space))}) over each traversal, per latent (dim_effect)."
+    stats = []
+    for name, result in named.items():
+        active, _ = _active_positions(result, diagnosis)
+        widths = traversal_widths(result)
+        effects = result.dim_effect.double().tolist()
+        stats.append((name, _mean([widths[i] for i in active]), _mean([effects[i] for i in active])))
+    which = "active latents" if diagnosis is not None and diagnosis.is_variational else "latents"
+    text += " On the " + which + ": " + "; ".join(
+        f"{name!r} moved z over {width:.3g} on average and changed the output by {effect:.3g}"
+        for name, width, effect in stats
+    ) + "."
+    if len(stats) == 2:
+        (first, _, e1), (second, _, e2) = stats
+        if e1 > 0 and e2 > 0 and math.isfinite(e1) and math.isfinite(e2):
+            ratio = e2 / e1
+            if 0.8 <= ratio <= 1.25:
+                text += f" Both changed the output about equally ({second!r}: {ratio:.2g}× {first!r})."
+            else:
+                more, less, factor = (second, first, ratio) if ratio > 1 else (first, second, 1 / ratio)
+                text += f" {more!r} changed the output {factor:.2g}× as much as {less!r}."
+    return text
+
+
+def _anchors_note(named: dict) -> str:
+    results = list(named.values())
+    first = results[0].anchors
+    same = all(r.anchors.shape == first.shape and bool((r.anchors == first).all()) for r in results[1:])
+    count = first.shape[0]
+    if len(results) == 1:
+        return f"The traversal starts from {count} anchor(s); 'anchor i' is row i of the anchors passed to traverse."
+    if same:
+        return (
+            f"All {len(results)} traversals start from the same {count} anchor(s), so the grids of "
+            "anchor i show one input traversed in different ways."
+        )
+    return (
+        "The traversals start from different anchors: 'anchor i' of one is not the same input as "
+        "'anchor i' of another, so compare their grids with care."
     )
 
 
 def _ranking(result, top: int = 8) -> str:
-    """The latents that move the output most in this traversal."""
+    """The latents that move the output most in this traversal (saying when it is cut)."""
     effect = result.dim_effect.tolist()
     dims = result.dims.tolist()
     order = sorted(range(len(dims)), key=lambda i: -effect[i])[:top]
     cells = "".join(f"<tr><td>z{dims[i]}</td><td>{_esc(_number(effect[i]))}</td></tr>" for i in order)
-    return f'<table class="small"><thead><tr><th>latent</th><th>effect</th></tr></thead><tbody>{cells}</tbody></table>'
+    caption = (f"The {len(order)} of {len(dims)} latents that move the output most" if len(order) < len(dims)
+               else f"All {len(dims)} latents, by effect")
+    return (
+        f'<table class="small"><caption>{_esc(caption)}</caption><thead><tr><th>latent</th><th>effect</th></tr>'
+        f"</thead><tbody>{cells}</tbody></table>"
+    )
 
 
 # ---- page building ----------------------------------------------------------------------
@@ -411,6 +517,10 @@ figure { margin: 0.6rem 0; } figure.wide { flex-basis: 100%; }
 figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
 img.pixels { image-rendering: pixelated; }
 figcaption { color: #555; font-size: 0.85rem; max-width: 60rem; }
-.columns { display: grid; grid-template-columns: repeat(auto-fit, minmax(420px, 1fr)); gap: 1.5rem; }
-.column { min-width: 0; }
+.columns { display: flex; flex-direction: column; gap: 1.5rem; }
+.column { min-width: 0; border-top: 1px solid #e3e3e8; }
+caption { text-align: left; color: #555; font-size: 0.8rem; }
+.finding { background: #eef5ff; border-left: 6px solid #2f6fdb; padding: 0.2rem 1.2rem 0.6rem; border-radius: 6px; }
+.finding.action { background: #fff0ee; border-left-color: #c62828; }
+.finding h2 { border: none; }
 """

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -60,15 +61,30 @@ class TraversalResult:
     def num_points(self) -> int:
         return int(self.values.numel())
 
+    def speed_text(self) -> str:
+        """Points, seconds and points/s of this call's sweep, consistent with each other."""
+        points, rate = self.points_computed, self.points_per_second
+        if points <= 0:
+            return "no points decoded by this call (the stored sweep was already complete)"
+        if not math.isfinite(rate) or rate <= 0:
+            return f"{points:,} points decoded"
+        text = f"{points:,} points decoded in {points / rate:.3g} s ({rate:,.0f} points/s)"
+        if points < self.num_points:
+            text += f"; the other {self.num_points - points:,} by an earlier run"
+        return text
+
     def summary(self, top: int = 5) -> str:
-        """A few lines: grid size, speed, and the latents that move the output most."""
+        """A few lines: grid size, speed, and the ``top`` latents that move the output most
+        (the heading says when that is fewer than all)."""
+        a, k, s = self.values.shape
+        shown = min(top, k)
         lines = [
-            f"{self.values.shape[0]} anchors x {self.values.shape[1]} dims x {self.values.shape[2]} steps "
-            f"= {self.num_points} points, mode {self.mode!r}, batch {self.batch_size}: "
-            f"{self.wall_time:.2f} s ({self.points_per_second:,.0f} points/s)",
-            "latent  effect",
+            f"{a} anchors x {k} latents x {s} steps = {self.num_points:,} points, mode {self.mode!r}, "
+            f"batch {self.batch_size}, effects in {self.output_space}",
+            f"{self.speed_text()}; {self.wall_time:.3g} s in all",
+            f"latent  effect   ({'top ' + str(shown) + ' of ' + str(k) if shown < k else 'all ' + str(k)} latents, largest effect first)",
         ]
-        order = torch.argsort(self.dim_effect, descending=True)[:top]
+        order = torch.argsort(self.dim_effect, descending=True, stable=True)[:shown]
         lines += [f"{int(self.dims[i]):>6}  {float(self.dim_effect[i]):.4g}" for i in order]
         return "\n".join(lines)
 

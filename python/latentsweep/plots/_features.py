@@ -11,6 +11,8 @@ from .. import _checks
 from .. import _checks
 from . import _common
 
+MAX_CURVE_FEATURES = 10  # response curves stay readable up to about this many lines per panel
+
 
 def feature_labels(fn: str, feature_names, num_features: int) -> list[str]:
     """``num_features`` names: the given ones (checked) or ``f0, f1, ...``."""
@@ -51,3 +53,14 @@ def pick_features(fn: str, features, names: list[str], sensitivity, max_features
     if not chosen:
         raise ValueError(f"{fn}: features is empty")
     return chosen
+
+
+def feature_colour(feature: int, num_features: int):
+    """The colour of output feature ``feature`` (an index into all F features): fixed per
+    feature, so one colour means one feature in every panel and figure; distinct up to 20."""
+    from matplotlib import colormaps
+
+    colours = colormaps["tab20"].colors
+    # tab20's ten strong colours first, then their light partners: features 0-9 never share a hue.
+    palette = colours[0::2] + colours[1::2]
+    return palette[feature % len(palette)]

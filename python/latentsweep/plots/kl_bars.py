@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import _checks
 from . import _common
 from ..diagnosis import COLLAPSED_KL
 
@@ -16,7 +17,12 @@ _LEGEND = {
 }
 
 
-def kl_bars(diagnosis, *, log: bool = False, title: str | None = None, path=None):
+# On a linear axis the collapse threshold must sit at least this high (a fraction of the axis)
+# to be seen; below that the axis turns logarithmic.
+VISIBLE_FRACTION = 0.04
+
+
+def kl_bars(diagnosis, *, log: bool | None = None, title: str | None = None, path=None):
     """Draws the mean KL of each latent (``diagnosis.kl``, nats) as one bar per dim.
 
     Active dims are blue; collapsed dims (the ``collapsed`` flag: posterior = prior, nothing
@@ -25,7 +31,8 @@ def kl_bars(diagnosis, *, log: bool = False, title: str | None = None, path=None
 
     Args:
         diagnosis: the :class:`Diagnosis` of a VAE (a plain autoencoder has no KL).
-        log: a logarithmic y axis (shows tiny KLs of collapsed dims).
+        log: a logarithmic y axis (shows tiny KLs of collapsed dims); default: when the
+            collapse threshold would sit too low on a linear axis to be seen.
         title: the figure's title (default: total KL and active units).
         path: also save the figure there.
 
@@ -45,6 +52,13 @@ def kl_bars(diagnosis, *, log: bool = False, title: str | None = None, path=None
         collapsed[flag.dims] = True
     kinds = np.where(active, "active", np.where(collapsed, "collapsed", "inactive"))
     heights = np.nan_to_num(kl, nan=0.0)
+    if log is None:
+        log = COLLAPSED_KL < VISIBLE_FRACTION * 1.15 * float(heights.max(initial=0.0))
+    _checks.boolean(_FN, "log", log)
+    positive = heights[heights > 0]
+    # The log axis starts a decade under the threshold (or the smallest KL): exact zeros sit
+    # on the bottom edge instead of dropping off an infinitely deep axis.
+    floor = min(COLLAPSED_KL, float(positive.min()) if positive.size else COLLAPSED_KL) / 10
 
     dims = np.arange(diagnosis.latent_dim)
     figure = _common.new_figure(max(5.0, 0.32 * len(dims) + 2.0) + 2.4, 3.6)
@@ -52,14 +66,15 @@ def kl_bars(diagnosis, *, log: bool = False, title: str | None = None, path=None
     for kind in ("active", "inactive", "collapsed"):
         chosen = kinds == kind
         if chosen.any():
-            ax.bar(dims[chosen], np.maximum(heights[chosen], 1e-6) if log else heights[chosen],
+            ax.bar(dims[chosen], np.maximum(heights[chosen], floor) if log else heights[chosen],
                    color=_COLOURS[kind], edgecolor="0.3", lw=0.5,
                    hatch="//" if kind == "collapsed" else None, label=_LEGEND[kind])
-    ax.axhline(COLLAPSED_KL, color="tab:red", ls="--", lw=1, label=f"collapse threshold ({COLLAPSED_KL:g} nats)")
+    ax.axhline(COLLAPSED_KL, color="tab:red", ls="--", lw=1.5, label=f"collapse threshold ({COLLAPSED_KL:g} nats)")
     if log:
         ax.set_yscale("log")
+        ax.set_ylim(bottom=floor)
     for d in dims[collapsed]:
-        ax.annotate("collapsed", (d, max(heights[d], COLLAPSED_KL)), xytext=(0, 3), textcoords="offset points",
+        ax.annotate("collapsed", (d, max(heights[d], COLLAPSED_KL if not log else floor)), xytext=(0, 3), textcoords="offset points",
                     rotation=90, ha="center", va="bottom", fontsize=7, color="0.35")
     for d in dims[np.isnan(kl)]:
         ax.annotate("n/a", (d, 0), xytext=(0, 3), textcoords="offset points", ha="center", fontsize=7)

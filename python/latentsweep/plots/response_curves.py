@@ -8,7 +8,7 @@ import numpy as np
 
 from .. import _checks
 from . import _common
-from ._features import feature_labels, pick_features
+from ._features import MAX_CURVE_FEATURES, feature_colour, feature_labels, pick_features
 
 _FN = "latentsweep.plots.response_curves"
 BANDS = ("sd", "quantile", None)
@@ -22,7 +22,7 @@ def response_curves(
     max_dims: int | None = None,
     feature_names=None,
     features=None,
-    max_features: int = 10,
+    max_features: int = MAX_CURVE_FEATURES,
     band: str | None = "sd",
     sharey: bool = True,
     ncols: int = 3,
@@ -42,7 +42,9 @@ def response_curves(
         diagnosis, order, max_dims: which latents, in which order (see :func:`traversal_grid`).
         feature_names: F names for the legend (default ``f0, f1, ...``).
         features: the features to draw, as indices or names (default: all when F <=
-            ``max_features``, else the ``max_features`` with the largest sensitivity).
+            ``max_features``, else the ``max_features`` with the largest sensitivity summed over
+            the drawn latents; the title states which rule chose them). Each feature keeps one
+            colour (by its index), so colours compare across panels and figures.
         band: ``"sd"`` (mean +/- 1 SD over anchors), ``"quantile"`` (10th-90th percentile) or
             ``None``.
         sharey: one y scale for all panels, so panels compare at a glance.
@@ -64,9 +66,6 @@ def response_curves(
     outputs = _common.all_outputs(_FN, result)[:, positions][..., chosen]  # [A, K', S, F']
     x, x_label = _common.curve_axis(result, positions)  # [K', S]
 
-    from matplotlib import colormaps
-
-    colours = colormaps["tab10" if len(chosen) <= 10 else "tab20"].colors
     count = len(positions)
     ncols = min(ncols, count)
     nrows = math.ceil(count / ncols)
@@ -79,7 +78,7 @@ def response_curves(
             ax.remove()  # unused cell of the last row
             continue
         for j, f in enumerate(chosen):
-            colour = colours[j % len(colours)]
+            colour = feature_colour(f, num_features)
             ax.plot(x[i], mean[i, :, j], color=colour, lw=1.6, label=names[f] if i == 0 else None)
             if band is not None and outputs.shape[0] > 1:
                 low, high = _band(outputs[:, i, :, j], mean[i, :, j], band)
@@ -93,8 +92,13 @@ def response_curves(
         ax.set_xlabel(x_label, fontsize=8)
         ax.set_ylabel("decoder output", fontsize=8)
         ax.grid(alpha=0.3)
-    figure.legend(loc="outside right upper", title="feature", fontsize=8)
-    shown = f"{len(chosen)} of {num_features} features" if len(chosen) < num_features else f"{num_features} features"
+    figure.legend(loc="outside right center", title="feature", fontsize=8)
+    if len(chosen) == num_features:
+        shown = f"{num_features} features"
+    elif features is None:
+        shown = f"{len(chosen)} of {num_features} features (largest sensitivity)"
+    else:
+        shown = f"{len(chosen)} of {num_features} features (chosen)"
     band_text = {"sd": ", band: +/- 1 SD over anchors", "quantile": ", band: 10-90% of anchors", None: ""}[band]
     figure.suptitle(
         title

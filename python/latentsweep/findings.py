@@ -1,0 +1,181 @@
+"""What a diagnosis means for the user, most important first: every sentence is built from the
+diagnosis' own numbers (and tested against them), so a report never says what the data do not.
+
+Order of importance: NaN/Inf in the codes (nothing else can be trusted), ReLU'd encoder heads
+(retraining is the fix; no traversal mode repairs them), a whole-posterior collapse, codes that
+do not follow the prior, tiny posterior SDs, then single collapsed latents.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from .diagnosis import Diagnosis, format_dims
+
+# A posterior SD below this fraction of the prior SD counts as "small" in the texts: +/- 2
+# posterior SDs then cover under half of the prior's +/- 2 SD range.
+SMALL_SD_TEXT_RATIO = 0.5
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One thing the user should know.
+
+    Attributes:
+        code: a flag code, or ``"whole-collapse"`` / ``"healthy"`` / ``"autoencoder"``.
+        headline: a few words for a heading, e.g. "Retrain with linear encoder heads".
+        text: the sentences, with this model's numbers.
+        action: True when the model itself needs fixing (retraining, data), not just the
+            way it is traversed.
+    """
+
+    code: str
+    headline: str
+    text: str
+    action: bool = False
+
+
+def findings(diagnosis: Diagnosis) -> list[Finding]:
+    """The findings of a diagnosis, most important first (never empty)."""
+    found: list[Finding] = []
+    nonfinite = diagnosis.flag("nonfinite")
+    if nonfinite:
+        worst = max(nonfinite.stats["count"])
+        found.append(Finding(
+            "nonfinite", "Find the NaN/Inf values first",
+            f"The encoder gave NaN or Inf for up to {worst} of {diagnosis.num_inputs} inputs on "
+            f"{_dims(nonfinite.dims)}; the statistics skip them, but find their source (overflow, "
+            "bad data) before trusting anything else here.",
+            action=True,
+        ))
+    heads = _heads(diagnosis)
+    if heads:
+        found.append(heads)
+    if diagnosis.is_variational and diagnosis.num_active == 0:
+        found.append(Finding(
+            "whole-collapse", "Posterior collapse: no latent carries information",
+            f"None of the {diagnosis.latent_dim} latents is active (Var(mu) <= 0.01 on every one, "
+            f"total KL {diagnosis.total_kl:.3g} nats): the encoder ignores its input and every "
+            "traversal will show the same output. Retrain with less KL pressure (KL annealing, "
+            "free bits, a weaker decoder).",
+            action=True,
+        ))
+    mismatch = diagnosis.flag("marginal-mismatch")
+    if mismatch:
+        means, sds = mismatch.stats["mean"], mismatch.stats["sd"]
+        found.append(Finding(
+            "marginal-mismatch", "The codes do not follow the prior",
+            f"On {_dims(mismatch.dims)} the codes' aggregate mean ranges {min(means):.2g} to "
+            f"{max(means):.2g} and their SD {min(sds):.2g} to {max(sds):.2g}, where the prior "
+            f"N(0, {diagnosis.prior_std:g}²) has 0 and {diagnosis.prior_std:g}: prior-based ranges "
+            'miss where the data lies, so traverse with mode "empirical".',
+        ))
+    small = diagnosis.flag("small-posterior-sd")
+    if small:
+        sds = small.stats["median_posterior_sd"]
+        typical = sorted(sds)[len(sds) // 2]
+        found.append(Finding(
+            "small-posterior-sd", "The encoder is very certain: traverse by the prior",
+            f"On {_dims(small.dims)} the median posterior SD is {_range(sds)} (prior SD "
+            f"{diagnosis.prior_std:g}), so ± 2 posterior SDs move z by about {4 * typical:.2g}, "
+            f"{typical / diagnosis.prior_std:.0%} of the prior's ± 2 SD range: a traversal by the "
+            "posterior shows almost nothing. Traverse by the prior.",
+        ))
+    collapsed = diagnosis.flag("collapsed")
+    if collapsed and diagnosis.num_active:
+        found.append(Finding(
+            "collapsed", f"{len(collapsed.dims)} of {diagnosis.latent_dim} latents collapsed",
+            f"{_dims(collapsed.dims).capitalize()} have KL under {collapsed.stats['kl_threshold']:g} "
+            "nats and carry nothing (their posterior is the prior); leave them out of traversals "
+            f"(dims=diagnosis.active_dims: {format_dims(diagnosis.active_dims)}).",
+        ))
+    if not found:
+        if diagnosis.is_variational:
+            found.append(Finding(
+                "healthy", "No problems found",
+                f"{diagnosis.num_active} of {diagnosis.latent_dim} latents are active, the codes "
+                f"follow the prior N(0, {diagnosis.prior_std:g}²) and no flag fired: traverse by "
+                'the prior (mode "prior", the default).',
+            ))
+        else:
+            found.append(Finding(
+                "autoencoder", "A plain autoencoder: traverse by the codes' own spread",
+                f"Its {diagnosis.latent_dim} codes have no prior to compare with, so traverse with "
+                'mode "empirical", which spans the range the codes actually take.',
+            ))
+    return found
+
+
+def posterior_sd_sentence(diagnosis: Diagnosis) -> str | None:
+    """What ± 2 posterior SDs of the active latents cover compared with the prior's range,
+    worded by the numbers (``None`` for an autoencoder or without active latents)."""
+    if not diagnosis.is_variational:
+        return None
+    sds = [float(diagnosis.posterior_sd[d]) for d in diagnosis.active_dims or []]
+    sds = [s for s in sds if math.isfinite(s)]
+    if not sds:
+        return None
+    p = diagnosis.prior_std
+    typical = sorted(sds)[len(sds) // 2]
+    ratio = typical / p
+    text = (
+        f"The active latents have a typical posterior SD of {typical:.2g} ({ratio:.2g}× the prior "
+        f"SD), so ± 2 posterior SDs span {4 * typical:.2g} in z"
+    )
+    if ratio < SMALL_SD_TEXT_RATIO:
+        return text + f", only {ratio:.0%} of the prior's ± 2 SD range ({4 * p:.2g})."
+    if ratio <= 1.0 / SMALL_SD_TEXT_RATIO:
+        text += f", about as much as the prior's ± 2 SD range ({4 * p:.2g}): the posterior SDs are not small here"
+    else:
+        text += f", more than the prior's ± 2 SD range ({4 * p:.2g})"
+    if diagnosis.flag("nonnegative-logvar"):
+        text += " (a ReLU on the log-variance head keeps every SD at 1 or more)"
+    return text + "."
+
+
+def _heads(diagnosis: Diagnosis) -> Finding | None:
+    mean, logvar = diagnosis.flag("nonnegative-mean"), diagnosis.flag("nonnegative-logvar")
+    if not mean and not logvar:
+        return None
+    parts = []
+    if mean:
+        zeros = mean.stats["zero_fraction"]
+        parts.append(
+            f"the means are never negative on {_dims(mean.dims)}, and {_percent_range(zeros)} of "
+            "them are exactly 0"
+        )
+    if logvar:
+        parts.append(
+            f"the log-variances are never negative on {_dims(logvar.dims)}, so no posterior SD "
+            "there is below 1"
+        )
+    if not diagnosis.is_variational:
+        head, headline = "code layer", "Retrain with a linear code layer"
+    elif mean and logvar:
+        head, headline = "mean and log-variance heads", "Retrain with linear mean and log-variance heads"
+    else:
+        head = "mean head" if mean else "log-variance head"
+        headline = f"Retrain with a linear {head}"
+    text = " and ".join(parts)
+    return Finding(
+        "relu-heads", headline,
+        f"{text[0].upper()}{text[1:]}: the signature of a ReLU (or similar) on the encoder's "
+        f"{head}. Make {'them' if head.endswith('s') else 'it'} linear and retrain; no traversal "
+        "mode can undo it.",
+        action=True,
+    )
+
+
+def _dims(dims: list[int]) -> str:
+    return ("dim " if len(dims) == 1 else "dims ") + format_dims(dims)
+
+
+def _range(values: list[float]) -> str:
+    low, high = min(values), max(values)
+    return f"{low:.2g}" if f"{low:.2g}" == f"{high:.2g}" else f"{low:.2g} to {high:.2g}"
+
+
+def _percent_range(values: list[float]) -> str:
+    low, high = min(values), max(values)
+    return f"{low:.0%}" if f"{low:.0%}" == f"{high:.0%}" else f"{low:.0%} to {high:.0%}"
