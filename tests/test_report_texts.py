@@ -262,3 +262,11 @@ def test_traversals_from_different_anchors_are_labelled(tmp_path):
     text = text_of(ls.report(tmp_path / "r.html", results=named, gifs=False).read_text(encoding="utf-8"))
     assert "The traversals start from different anchors" in text
     assert "Anchor 0 of 'first'" in text and "Anchor 0 of 'later'" in text
+
+
+def test_the_printed_diagnosis_leads_with_its_findings_too():
+    diagnosis = ls.diagnose(relu_heads_posterior())
+    assert "Most important: Retrain with linear mean and log-variance heads." in diagnosis.summary()
+    text = str(diagnosis)
+    assert "Findings, most important first:\n  1. Retrain with linear mean and log-variance heads: " in text
+    assert [f.code for f in diagnosis.findings()] == [f.code for f in findings(diagnosis)]

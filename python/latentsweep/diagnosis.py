@@ -221,13 +221,25 @@ class Diagnosis:
             text += f": total KL {self.total_kl:.4g} nats, {self.num_active}/{self.latent_dim} active units"
         return text
 
+    def findings(self) -> list:
+        """What this diagnosis means, most important first, as
+        :class:`latentsweep.findings.Finding` items (headline and sentences with the numbers)."""
+        from .findings import findings  # the texts build on this module
+
+        return findings(self)
+
     def summary(self) -> str:
-        """One paragraph: sizes, total KL and active units, the flags, the recommendation."""
+        """One paragraph: sizes, total KL and active units, the most important finding, the
+        flags, the recommendation."""
         flags = "; ".join(f"{f.code} ({_dims_label(f.dims)})" for f in self.flags) or "none"
-        return f"{self._headline()}. Flags: {flags}. {self.recommendation}"
+        lead = self.findings()[0].headline
+        return f"{self._headline()}. Most important: {lead}. Flags: {flags}. {self.recommendation}"
 
     def __str__(self) -> str:
         parts = [f"latentsweep diagnosis: {self._headline()}", "", self.table(), ""]
+        parts.append("Findings, most important first:")
+        parts += [f"  {i}. {f.headline}: {f.text}" for i, f in enumerate(self.findings(), 1)]
+        parts.append("")
         parts.append("Flags:" if self.flags else "Flags: none")
         parts += [f"  {flag}" for flag in self.flags]
         parts += ["", f"Recommendation (mode {self.recommended_mode!r}): {self.recommendation}"]

@@ -157,7 +157,7 @@ def _heads(diagnosis: Diagnosis) -> Finding | None:
     else:
         head = "mean head" if mean else "log-variance head"
         headline = f"Retrain with a linear {head}"
-    text = " and ".join(parts)
+    text = "; ".join(parts)
     return Finding(
         "relu-heads", headline,
         f"{text[0].upper()}{text[1:]}: the signature of a ReLU (or similar) on the encoder's "
