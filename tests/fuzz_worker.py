@@ -1,12 +1,14 @@
 """Runs random garbage through latentsweep's public functions; run by test_fuzz.py in a
 subprocess, so a crash (segfault, abort) or hang shows up as a bad exit, not a dead pytest.
 
-Each call starts from a valid one and replaces one to three arguments with garbage (wrong
+Each call starts from a valid one and replaces zero to three arguments with garbage (wrong
 types, shapes, dtypes, devices, NaN, huge or negative numbers, None, ...), so the checks deep
-inside each function are reached too. Prints a JSON summary: outcomes per function, and every
-exception that is not a ValueError/TypeError (with the call that raised it).
+inside each function are reached too. Every outcome is classified as in fuzz_outcomes.py
+(ok by an oracle, clear or unclear error, other exception, wrong result).
 
-Usage: python fuzz_worker.py SEED ITERATIONS
+Prints a JSON summary: outcome counts per function, and every call of the last four kinds.
+
+Usage: python fuzz_worker.py SEED ITERATIONS [GROUP]   (GROUP: ops, diagnose, traverse, pictures)
 """
 
 from __future__ import annotations
@@ -27,6 +29,13 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import latentsweep  # noqa: E402
+import latentsweep.decoding  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import fuzz_outcomes  # noqa: E402
+import latent_oracle  # noqa: E402
+import reference  # noqa: E402
+import sweep_reference  # noqa: E402
 
 torch.set_num_threads(2)
 
@@ -121,14 +130,324 @@ def valid_traversal_values(rng):
     }, ("anchors",)
 
 
-MAKERS = [valid_sample, valid_sample_prior, valid_traversal_codes, valid_traversal_values]
+def valid_diagnose(rng):
+    n, d = rng.randint(1, 40), rng.randint(1, 6)
+    dtype = rng.choice(FLOATS)
+    mu = (torch.randn(n, d) * rng.choice([1.0, 1e-3, 3.0])).to(dtype)
+    logvar = None if rng.random() < 0.3 else (torch.randn(n, d) - rng.choice([0.0, 4.0])).to(dtype)
+    if rng.random() < 0.2:
+        mu = torch.relu(mu)
+    posterior = latentsweep.Posterior(mu, logvar)
+    return latentsweep.diagnose, {"posterior": posterior, "prior_std": rng.choice([1.0, 0.5, 2.0])}, ("posterior",)
+
+
+# ---- traverse: valid decoders of every shape people write ------------------------------------
+
+
+def _rowwise(z):
+    return torch.stack([z[:, i % z.shape[1]] * (i + 1) / 4 for i in range(5)], dim=1)
+
+
+def _images(z):
+    return torch.sigmoid(_rowwise(z)[:, :4]).view(-1, 1, 2, 2)
+
+
+DECODERS = {
+    "rowwise": _rowwise,
+    "images": _images,
+    "tuple": lambda z: (_rowwise(z), z.sum()),
+    "dict": lambda z: {"sample": _rowwise(z)},
+    "float64-out": lambda z: _rowwise(z).double(),
+    "transposed": lambda z: _rowwise(z).t().contiguous().t(),
+    "expanded": lambda z: z[:, :1].expand(z.shape[0], 6),
+    "mlp": torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3)),
+}
+fuzz_outcomes.DECODER_CODES.update(
+    d.__code__ for d in DECODERS.values() if hasattr(d, "__code__")
+)
+fuzz_outcomes.DECODER_CODES.update((_rowwise.__code__, _images.__code__))
+# Decoders with a fixed latent size (the MLP) get anchors of that size.
+LATENT_SIZE = {"mlp": 4}
+
+
+def valid_traverse(rng):
+    name = rng.choice(list(DECODERS))
+    a, d = rng.randint(1, 3), LATENT_SIZE.get(name, rng.randint(1, 5))
+    anchors = torch.randn(a, d).to(rng.choice([torch.float32, torch.float64]))
+    mode = rng.choice(latentsweep.MODES)
+    kwargs = {
+        "decoder": DECODERS[name],
+        "anchors": anchors,
+        "mode": mode,
+        "span": rng.choice([0.5, 2.0]),
+        "steps": rng.randint(1, 5),
+        "dims": rng.choice([None, [rng.randrange(d)]]),
+        "logvar": torch.randn(a, d).to(anchors.dtype) - 2,
+        "reference": torch.randn(rng.randint(1, 9), d).to(anchors.dtype),
+        "batch_size": rng.choice(["auto", 1, 2, 3, 7, 64]),
+        "progress": False,
+    }
+    if mode != "posterior" and rng.random() < 0.5:
+        del kwargs["logvar"]
+    if mode != "empirical" and rng.random() < 0.5:
+        del kwargs["reference"]
+    if rng.random() < 0.1:
+        kwargs["keep_outputs"] = False
+    if rng.random() < 0.1:
+        kwargs["output_transform"] = rng.choice(["sigmoid", "tanh"])
+    return latentsweep.traverse, kwargs, ("decoder", "anchors")
+
+
+# ---- pictures: small edge-case results -------------------------------------------------------
+
+
+def _edge_results():
+    prior = latentsweep.Posterior(torch.randn(30, 3), torch.full((30, 3), -3.0))
+    one = lambda z: torch.sigmoid(z[:, :1].repeat(1, 4)).view(-1, 1, 2, 2)  # noqa: E731
+    rgb = lambda z: z[:, :1].repeat(1, 48).view(-1, 3, 4, 4) * 3  # noqa: E731 - values outside [0, 1]
+    tabular = lambda z: z[:, :1] * torch.arange(1, 51, dtype=z.dtype)  # noqa: E731 - 50 features
+    single = lambda z: z.sum(1, keepdim=True)  # noqa: E731 - one feature
+    constant = lambda z: torch.zeros(z.shape[0], 16, dtype=z.dtype)  # noqa: E731 - flat 4x4, no change
+    run = lambda dec, **kw: latentsweep.traverse(dec, prior[: kw.pop("a", 2)], progress=False, **kw)  # noqa: E731
+    return {
+        "one-step": run(one, a=1, steps=1),
+        "rgb": run(rgb, steps=3),
+        "tabular": run(tabular, steps=4, mode="absolute"),
+        "one-feature": run(single, steps=2),
+        "constant-flat": run(constant, steps=3),
+        "stats-only": run(one, steps=3, keep_outputs=False),
+    }, {
+        "vae": latentsweep.diagnose(prior),
+        "ae": latentsweep.diagnose(prior.mu),
+        "collapsed": latentsweep.diagnose(latentsweep.Posterior(torch.zeros(20, 3), torch.zeros(20, 3))),
+    }, prior
+
+
+EDGE = None
+
+
+def valid_picture(rng):
+    global EDGE
+    if EDGE is None:
+        EDGE = _edge_results()
+    results, diagnoses, posterior = EDGE
+    plots = latentsweep.plots
+    name = rng.choice(["traversal_grid", "traversal_gif", "response_curves", "sensitivity_heatmap", "kl_bars",
+                       "sigma_histograms", "effect_bars"])
+    image = rng.choice(["one-step", "rgb", "constant-flat", "stats-only"])
+    tab = rng.choice(["tabular", "one-feature", "stats-only"])
+    diagnosis = diagnoses[rng.choice(list(diagnoses))]
+    if name in ("traversal_grid", "traversal_gif"):
+        kwargs = {"result": results[image], "anchor": rng.choice([0, -1, 1]), "diagnosis": rng.choice([None, diagnosis]),
+                  "max_dims": rng.choice([None, 1, 2])}
+        if image == "constant-flat":
+            kwargs["image_shape"] = rng.choice([(4, 4), (1, 4, 4)])
+        if name == "traversal_grid" and rng.random() < 0.3:
+            kwargs["input"] = torch.rand(*results[image].out_shape)
+        return getattr(plots, name), kwargs, ("result",)
+    if name in ("response_curves", "sensitivity_heatmap"):
+        kwargs = {"result": results[tab], "diagnosis": rng.choice([None, diagnosis]),
+                  "max_features": rng.choice([1, 3, 10])}
+        if rng.random() < 0.3:
+            kwargs["feature_names"] = [f"feature {i}" for i in range(math.prod(results[tab].out_shape))]
+        return getattr(plots, name), kwargs, ("result",)
+    if name == "kl_bars":
+        return plots.kl_bars, {"diagnosis": diagnosis, "log": rng.choice([None, True, False])}, ("diagnosis",)
+    if name == "sigma_histograms":
+        return plots.sigma_histograms, {"posterior": posterior, "diagnosis": rng.choice([None, diagnoses["vae"]]),
+                                        "bins": rng.choice([1, 5, 30]), "max_dims": rng.choice([None, 2])}, ("posterior",)
+    chosen = rng.sample(list(results), rng.randint(1, 3))
+    return plots.effect_bars, {"results": {n: results[n] for n in chosen}, "log": rng.choice([None, True])}, ("results",)
+
+
+GROUPS = {
+    "ops": [valid_sample, valid_sample_prior, valid_traversal_codes, valid_traversal_values],
+    "diagnose": [valid_diagnose],
+    "traverse": [valid_traverse],
+    "pictures": [valid_picture],
+}
+
+
+# ---- oracles: what a correct result is --------------------------------------------------------
+
+
+def _is_float_tensor(x) -> bool:
+    return isinstance(x, torch.Tensor) and x.dtype in FLOATS and x.device.type == "cpu" and x.layout == torch.strided
+
+
+def _tolerance(dtype: torch.dtype) -> float:
+    return {torch.float64: 1e-9, torch.float32: 1e-5, torch.float16: 2e-3, torch.bfloat16: 1e-2}[dtype]
+
+
+def _close(value: torch.Tensor, expected: torch.Tensor, tol: float) -> str | None:
+    """None when ``value`` matches ``expected`` wherever the latter is finite (relative to the
+    magnitude), else what differs."""
+    if tuple(value.shape) != tuple(expected.shape):
+        return f"shape {tuple(value.shape)}, expected {tuple(expected.shape)}"
+    value, expected = value.double(), expected.double()
+    finite = torch.isfinite(expected)
+    if not torch.isfinite(value[finite]).all():
+        return "non-finite values where the reference is finite"
+    error = (value - expected).abs()[finite]
+    bound = tol * (1 + expected.abs()[finite])
+    if error.numel() and bool((error > bound).any()):
+        return f"max error {float(error.max()):.3g} beyond {tol:g} x (1 + |reference|)"
+    return None
+
+
+def oracle_sample(args, kwargs, value):
+    mu, logvar, n = args
+    if not (_is_float_tensor(mu) and _is_float_tensor(logvar) and isinstance(n, int) and mu.dtype == logvar.dtype):
+        return "unchecked"
+    if set(kwargs) - {"seed", "row_offset", "sample_offset"} or not all(type(v) is int for v in kwargs.values()):
+        return "unchecked"
+    precision = "float64" if mu.dtype == torch.float64 else "float32"
+    expected = reference.reference_sample(mu, logvar, n, precision=precision, **kwargs)
+    if value.dtype != mu.dtype:
+        return f"dtype {value.dtype}, expected {mu.dtype}"
+    # The scale of each draw: |mu| + sd |eps| (the reference is in float64).
+    return _close(value, expected, _tolerance(mu.dtype) * 10)
+
+
+def oracle_sample_prior(args, kwargs, value):
+    n, dim = args
+    dtype = kwargs.get("dtype")
+    if not (type(n) is int and type(dim) is int and dtype in FLOATS + [None]):
+        return "unchecked"
+    if not all(type(kwargs.get(k, 0)) is int for k in ("seed", "offset")) or kwargs.get("device") not in (None, "cpu"):
+        return "unchecked"
+    dtype = dtype or torch.get_default_dtype()
+    if value.dtype != dtype:
+        return f"dtype {value.dtype}, expected {dtype}"
+    precision = "float64" if dtype == torch.float64 else "float32"
+    expected = reference.reference_sample_prior(n, dim, seed=kwargs.get("seed", 0), offset=kwargs.get("offset", 0),
+                                                precision=precision)
+    return _close(value, expected, _tolerance(dtype) * 10)
+
+
+def oracle_traversal_codes(args, kwargs, value):
+    anchors, dims, values = args
+    if not (_is_float_tensor(anchors) and _is_float_tensor(values) and isinstance(dims, list)):
+        return "unchecked"
+    start, count, out = kwargs.get("start", 0), kwargs.get("count"), kwargs.get("out")
+    if type(start) is not int or (count is not None and type(count) is not int) or set(kwargs) - {"start", "count", "out"}:
+        return "unchecked"
+    if out is not None and value is not out:
+        return "out= given but a different tensor returned"
+    expected = reference.reference_traversal_codes(anchors, dims, values, start=start, count=count)
+    if value.dtype != anchors.dtype:
+        return f"dtype {value.dtype}, expected {anchors.dtype}"
+    if not torch.equal(value, expected) and not (value.isnan() & expected.isnan() | (value == expected)).all():
+        return "codes differ from expand + index assignment"
+    return None
+
+
+def oracle_traversal_values(args, kwargs, value):
+    (anchors,) = args
+    mode = kwargs.get("mode", "prior")
+    if not _is_float_tensor(anchors) or mode not in latentsweep.MODES or set(kwargs) - set(VALUES_KEYS):
+        return "unchecked"
+    if not torch.isfinite(value).all():
+        return "a non-finite grid was returned instead of refused"
+    if any(not _is_float_tensor(kwargs.get(k)) for k in ("logvar", "reference") if kwargs.get(k) is not None):
+        return "unchecked"
+    span, steps, prior_std, dims = (kwargs.get(k) for k in ("span", "steps", "prior_std", "dims"))
+    if not (type(span) is float and type(steps) is int and type(prior_std) is float and (dims is None or isinstance(dims, list))):
+        return "unchecked"
+    expected = reference.reference_traversal_values(anchors, **{k: v for k, v in kwargs.items()})
+    return _close(value, expected, _tolerance(anchors.dtype) * 10)
+
+
+VALUES_KEYS = ("mode", "span", "steps", "dims", "logvar", "prior_std", "reference")
+
+
+def oracle_diagnose(args, kwargs, value):
+    (posterior,) = args
+    if not isinstance(posterior, latentsweep.Posterior) or kwargs.get("prior_std") != 1.0 or set(kwargs) != {"prior_std"}:
+        return "unchecked"
+    stats = latent_oracle.latent_stats(posterior.mu, posterior.logvar)
+    pairs = [("mu_variance", stats.mu_var), ("mean", stats.aggregate_mean), ("sd", stats.aggregate_sd)]
+    if posterior.logvar is not None:
+        pairs += [("kl", stats.kl), ("posterior_sd", stats.posterior_sd)]
+    for name, expected in pairs:
+        problem = _close(getattr(value, name), expected, 1e-9)
+        if problem:
+            return f"{name}: {problem}"
+    return None
+
+
+def oracle_traverse(args, kwargs, value):
+    decoder, anchors = args
+    if not (callable(decoder) and _is_float_tensor(anchors)) or kwargs.get("output_transform") not in (None, "sigmoid", "tanh"):
+        return "unchecked"
+    raw = decoder if decoder in DECODERS.values() else None
+    if raw is None:
+        return "unchecked"
+    transform = {None: lambda x: x, "sigmoid": torch.sigmoid, "tanh": torch.tanh}[kwargs.get("output_transform")]
+    unwrap = latentsweep.decoding.select_output
+    cast = anchors.dtype if raw is not DECODERS["mlp"] else torch.float32
+
+    def plain(z):
+        return transform(unwrap("oracle", raw(z.to(cast))))
+
+    anchors2 = anchors[None] if anchors.dim() == 1 else anchors
+    expected = sweep_reference.reference_sweep(plain, anchors2, value.dims, value.values.to(anchors2.dtype))
+    if value.outputs is not None:
+        outputs = value.outputs if isinstance(value.outputs, torch.Tensor) else torch.as_tensor(np.asarray(value.outputs))
+        problem = _close(outputs, expected["outputs"], _tolerance(outputs.dtype) * 10)
+        if problem:
+            return f"outputs: {problem}"
+    for name in ("effect", "dim_effect", "sensitivity"):
+        problem = _close(getattr(value, name), expected[name].reshape(getattr(value, name).shape), 1e-3)
+        if problem:
+            return f"{name}: {problem}"
+    if not torch.equal(anchors, ORIGINAL_ANCHORS.get(id(anchors), anchors)):
+        return "the caller's anchors were modified"
+    return None
+
+
+ORIGINAL_ANCHORS: dict[int, torch.Tensor] = {}
+
+
+def oracle_picture(args, kwargs, value):
+    from matplotlib.figure import Figure
+    from PIL import Image
+
+    if isinstance(value, Image.Image):
+        return None if value.size[0] > 0 else "an empty GIF"
+    if not isinstance(value, Figure):
+        return f"returned a {type(value).__name__}, not a matplotlib Figure"
+    import io
+
+    buffer = io.BytesIO()
+    value.savefig(buffer, format="png", dpi=30)
+    return None if buffer.tell() > 100 else "the figure rendered to an empty PNG"
+
+
+ORACLES = {
+    "sample": oracle_sample,
+    "sample_prior": oracle_sample_prior,
+    "traversal_codes": oracle_traversal_codes,
+    "traversal_values": oracle_traversal_values,
+    "diagnose": oracle_diagnose,
+    "traverse": oracle_traverse,
+}
 
 
 def describe(value) -> str:
     if isinstance(value, torch.Tensor):
         return f"Tensor({list(value.shape)}, {value.dtype}, {value.device}, stride={value.stride()})"
+    if callable(value) and hasattr(value, "__name__"):
+        return f"<{value.__name__}>"
     text = repr(value)
     return text if len(text) < 80 else text[:77] + "..."
+
+
+def classify(fn, args, kwargs) -> tuple[str, str | None]:
+    oracle = ORACLES.get(fn.__name__, oracle_picture if fn.__module__.startswith("latentsweep.plots") else None)
+    return fuzz_outcomes.classify(
+        lambda: fn(*args, **kwargs), None if oracle is None else (lambda value: oracle(args, kwargs, value))
+    )
 
 
 def crash():
@@ -138,33 +457,50 @@ def crash():
     ctypes.string_at(0)
 
 
-def main(seed: int, iterations: int) -> None:
+def sabotage(kind: str) -> None:
+    """For the harness's own tests: a wrong result and an unclear error the classification must
+    catch."""
+    if kind == "wrong":
+        original = latentsweep.traversal_codes
+        wrapped = lambda *a, **k: original(*a, **k).add_(1.0) if True else None  # noqa: E731
+        wrapped.__name__ = "traversal_codes"
+        GROUPS["ops"] = [lambda rng: (wrapped, *valid_traversal_codes(rng)[1:])]
+    elif kind == "unclear":
+        def traversal_values(*args, **kwargs):
+            raise ValueError("math domain error")
+
+        GROUPS["ops"] = [lambda rng: (traversal_values, *valid_traversal_values(rng)[1:])]
+
+
+def main(seed: int, iterations: int, group: str) -> None:
     if os.environ.get("LATENTSWEEP_FUZZ_CRASH"):
         crash()
+    if os.environ.get("LATENTSWEEP_FUZZ_SABOTAGE"):
+        sabotage(os.environ["LATENTSWEEP_FUZZ_SABOTAGE"])
     rng = random.Random(seed)
     garbage = Garbage(rng)
     outcomes: dict[str, dict[str, int]] = {}
-    unexpected = []
+    findings: dict[str, list] = {kind: [] for kind in fuzz_outcomes.PROBLEMS}
     for _ in range(iterations):
-        fn, kwargs, positional = rng.choice(MAKERS)(rng)
+        fn, kwargs, positional = rng.choice(GROUPS[group])(rng)
         for name in rng.sample(list(kwargs), min(len(kwargs), rng.choice([0, 1, 1, 1, 2, 3]))):
-            kwargs[name] = garbage.value()
+            if name != "progress":
+                kwargs[name] = garbage.value()
         if rng.random() < 0.02:
             kwargs["bogus_keyword"] = garbage.value()
         args = [kwargs.pop(p) for p in positional]
+        for a in args:
+            if isinstance(a, torch.Tensor) and a.device.type == "cpu" and a.layout == torch.strided:
+                ORIGINAL_ANCHORS[id(a)] = a.clone()
         call = f"{fn.__name__}({', '.join(map(describe, args))}, " + ", ".join(f"{k}={describe(v)}" for k, v in kwargs.items()) + ")"
-        try:
-            fn(*args, **kwargs)
-            outcome = "ok"
-        except (ValueError, TypeError) as error:
-            outcome = type(error).__name__
-        except Exception as error:  # noqa: BLE001 - recorded, judged by the test
-            outcome = type(error).__name__
-            unexpected.append({"call": call, "error": f"{type(error).__name__}: {str(error)[:300]}"})
+        outcome, detail = classify(fn, args, kwargs)
+        ORIGINAL_ANCHORS.clear()
+        if outcome in findings:
+            findings[outcome].append({"call": call, "error": detail})
         outcomes.setdefault(fn.__name__, {}).setdefault(outcome, 0)
         outcomes[fn.__name__][outcome] += 1
-    print(json.dumps({"outcomes": outcomes, "unexpected": unexpected}))
+    print(json.dumps({"outcomes": outcomes, **findings}))
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]), int(sys.argv[2]))
+    main(int(sys.argv[1]), int(sys.argv[2]), sys.argv[3] if len(sys.argv) > 3 else "ops")

@@ -230,7 +230,7 @@ def device(fn: str, value) -> torch.device | None:
         return None
     try:
         return torch.device(value)
-    except (TypeError, RuntimeError) as error:  # torch raises RuntimeError for unknown names
+    except (TypeError, ValueError, RuntimeError) as error:  # RuntimeError: unknown names; ValueError: int overflow
         kind = TypeError if isinstance(error, TypeError) else ValueError
         raise kind(f"{fn}: device must be a torch.device or a string like 'cuda:0', got {value!r}") from None
 

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from .. import _checks
 from . import _common
 
 _FN = "latentsweep.plots.effect_bars"
@@ -35,7 +36,8 @@ def effect_bars(results, *, log: bool | None = None, title: str | None = None, p
         effects[name] = np.array([by_dim.get(d, np.nan) for d in dims])
     positive = np.concatenate([e[np.isfinite(e) & (e > 0)] for e in effects.values()])
     if log is None:
-        log = positive.size > 0 and positive.max() > 100 * positive.min()
+        log = bool(positive.size > 0 and positive.max() > 100 * positive.min())
+    _checks.boolean(_FN, "log", log)
 
     figure = _common.new_figure(max(5.0, 0.3 * len(dims) * len(named) + 2.5), 3.6)
     ax = figure.add_subplot()
