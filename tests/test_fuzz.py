@@ -75,8 +75,8 @@ GROUPS = [
     ("ops", 2000, {"sample", "sample_prior", "traversal_codes", "traversal_values"}, {"ok": 10, "clear-error": 20}),
     ("diagnose", 800, {"diagnose"}, {"ok": 10, "clear-error": 20}),
     ("traverse", 500, {"traverse"}, {"ok": 30, "clear-error": 30}),
-    ("pictures", 100, {"traversal_grid", "traversal_gif", "response_curves", "sensitivity_heatmap", "kl_bars",
-                       "sigma_histograms", "effect_bars"}, {"ok": 1, "clear-error": 5}),
+    ("pictures", 120, {"traversal_grid", "traversal_gif", "response_curves", "sensitivity_heatmap", "kl_bars",
+                       "sigma_histograms", "effect_bars"}, {"ok": 1, "clear-error": 2}),
 ]
 
 

@@ -71,7 +71,7 @@ def report(
             ``None`` for all.
         gifs: add an animated GIF per anchor (image outputs).
         prior_std: the prior's SD when the diagnosis is computed here (default 1).
-        dpi: resolution of the pictures.
+        dpi: resolution of the pictures (1 to 1200).
 
     Returns:
         the path of the written file.
@@ -446,7 +446,7 @@ class _Page:
     """Renders figures to inline images (and frees them: a report may draw dozens)."""
 
     def __init__(self, *, dpi: int):
-        self.dpi = _checks.integer(_FN, "dpi", dpi, low=1)
+        self.dpi = _checks.integer(_FN, "dpi", dpi, low=1, high=1200)
 
     def figure(self, figure, alt: str, caption: str, *, wide: bool = False) -> str:
         data = _common.figure_png(figure, dpi=self.dpi)

@@ -43,7 +43,7 @@ def sigma_histograms(
         dims: the latents to draw (default all).
         order: ``"dims"`` (ascending) or ``"kl"`` (largest KL first; needs ``diagnosis``).
         max_dims: draw only the first ``max_dims`` of that order.
-        bins: histogram bins (log-spaced over the shared x range).
+        bins: histogram bins (log-spaced over the shared x range), 1 to 10,000.
         ncols: panels per row.
         title: the figure's title.
         path: also save the figure there.
@@ -60,7 +60,7 @@ def sigma_histograms(
     if prior_std is None:
         prior_std = diagnosis.prior_std if diagnosis is not None else 1.0
     prior_std = _checks.prior_std(_FN, prior_std)
-    bins = _checks.integer(_FN, "bins", bins, low=1)
+    bins = _checks.integer(_FN, "bins", bins, low=1, high=10_000)  # beyond that: no picture, just memory
     ncols = _checks.integer(_FN, "ncols", ncols, low=1)
     max_dims = _checks.optional_integer(_FN, "max_dims", max_dims, low=1)
     _checks.choice(_FN, "order", order, ("dims", "kl"))
