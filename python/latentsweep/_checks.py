@@ -114,7 +114,7 @@ def integer(fn: str, name: str, value, *, low: int = INT64_MIN, high: int = INT6
     return value
 
 
-def optional_integer(fn: str, name: str, value, *, low: int | None = None, high: int | None = None) -> int | None:
+def optional_integer(fn: str, name: str, value, *, low: int = INT64_MIN, high: int = INT64_MAX) -> int | None:
     """``None``, or an integer as :func:`integer` checks it."""
     return None if value is None else integer(fn, name, value, low=low, high=high)
 
