@@ -24,8 +24,7 @@ TIMEOUT_S = 300
 # Problems the fuzz finds whose fix belongs to another open item: the test reports them as an
 # expected failure (not a pass) until the fix lands, and fails on anything else.
 KNOWN = {
-    "truth value of an array": "issue 12 item 10: mode=/batch_size= numpy arrays (traversal.py, sweep.py)",
-    "non-finite grid was returned": "issue 12 item 2: overflowing traversal grids are not refused yet",
+    "truth value of an array": "issue 12 item 10: traverse(batch_size=<numpy array>) (sweep.py, engine engineers)",
 }
 
 
