@@ -1,6 +1,7 @@
 """The ``latentsweep`` command line: ``latentsweep COMMAND --help`` for each command.
 
-Errors are one line on stderr and a non-zero exit (no traceback unless ``--debug``).
+Errors are one line on stderr and a non-zero exit (no traceback unless ``--debug``), worded
+for the command line (``--resume``, not ``resume=True``); see :mod:`.errors`.
 """
 
 from __future__ import annotations
@@ -8,7 +9,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .loading import CliError
+from ..sweep import stop_messages_as_notes
+from .errors import CliError, one_line, say
+
+# Errors whose message is the whole story (ours, and the library's argument checks).
+EXPECTED_ERRORS = (CliError, ValueError, TypeError, FileNotFoundError, OSError)
 
 COMMANDS = ("demo", "diagnose", "traverse", "sample", "report", "info")
 
@@ -41,17 +46,19 @@ def main(argv: list[str] | None = None) -> int:
     try:
         parser = build_parser()
         args = parser.parse_args(argv)
-        return int(args.run(args) or 0)
-    except KeyboardInterrupt:
-        print("latentsweep: interrupted", file=sys.stderr)
-        return 130
-    except (CliError, ValueError, TypeError, FileNotFoundError, RuntimeError, OSError) as error:
+        with stop_messages_as_notes():  # the sweep's advice after Ctrl-C, worded below
+            return int(args.run(args) or 0)
+    except KeyboardInterrupt as interrupt:
         if debug:
             raise
-        print(f"latentsweep: error: {_one_line(error)}", file=sys.stderr)
+        advice = " ".join(getattr(interrupt, "__notes__", ()))
+        say("interrupted", advice or "stopped by Ctrl-C")
+        return 130
+    except Exception as error:  # noqa: BLE001  (the CLI's promise: one line, never a traceback)
+        if debug:
+            raise
+        if isinstance(error, EXPECTED_ERRORS):
+            say("error", error)
+        else:  # a bug here or in the user's model: say what it was and how to see more
+            say("error", f"{type(error).__name__}: {one_line(error)} (run with --debug for the traceback)")
         return 1
-
-
-def _one_line(error: BaseException) -> str:
-    text = " ".join(str(error).split()) or type(error).__name__
-    return text.removeprefix("latentsweep.")

@@ -11,8 +11,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .loading import CliError, load_array, load_model, model_part
+from .errors import CliError, say
+from .loading import load_array, load_model, model_part
 
+# A flat output of a square size at least this large may be an image (8x8 digits and up).
+MIN_SQUARE_IMAGE = 64
+PRIOR_SAMPLES_PER_ROW = 8
 ENCODER_NAMES = ("encoder", "encode")
 DECODER_NAMES = ("decoder", "decode")
 
@@ -22,12 +26,17 @@ def _model_options(parser: argparse.ArgumentParser, *, encoder: bool = True, dec
     group = parser.add_argument_group("model")
     group.add_argument("--model", required=True, metavar="MODULE:ATTR",
                        help="the model: 'package.module:attr' or 'file.py:attr' (nn.Module or factory)")
-    group.add_argument("--weights", metavar="FILE", help=".safetensors or torch state dict (weights_only)")
+    group.add_argument("--weights", metavar="FILE",
+                       help=".safetensors, a torch state dict or a checkpoint holding one (weights_only); "
+                       "without it the model keeps the weights its factory gives it, with a warning")
+    group.add_argument("--weights-key", metavar="KEY",
+                       help="the entry of a checkpoint dict that holds the state dict (default: the "
+                       "file itself, or state_dict/model_state_dict/model/net/module)")
     if encoder:
         group.add_argument("--encoder", metavar="ATTR", help="the model's encoder attribute (default: encoder/encode)")
     if decoder:
         group.add_argument("--decoder", metavar="ATTR", help="the model's decoder attribute (default: decoder/decode)")
-    group.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: the model's)")
+    group.add_argument("--device", type=_device, default=None, help="cpu, cuda, cuda:1 ... (default: the model's)")
 
 
 def _data_options(parser: argparse.ArgumentParser, *, required: bool) -> None:
@@ -43,10 +52,59 @@ def _out_option(parser: argparse.ArgumentParser, default: str) -> None:
 
 
 def _positive_int(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
     return value
+
+
+def _positive_float(text: str) -> float:
+    """A finite number > 0 (argparse's float() accepts nan, inf and negatives)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if not 0 <= value < 2**64:
+        raise argparse.ArgumentTypeError(f"must lie in [0, 2**64), got {value}")
+    return value
+
+
+def _sweep_batch_size(text: str) -> str | int:
+    return "auto" if text == "auto" else _positive_int(text)
+
+
+def _device(text: str) -> torch.device:
+    """A device that exists here: naming CUDA on a build or machine without it is a usage
+    error, not a traceback halfway through."""
+    try:
+        device = torch.device(text)
+    except (RuntimeError, ValueError):
+        raise argparse.ArgumentTypeError(f"expected cpu, cuda, cuda:N or mps, got {text!r}") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            why = "this torch build has no CUDA" if torch.version.cuda is None else "no CUDA device is visible"
+            raise argparse.ArgumentTypeError(f"{text!r}: {why} (torch {torch.__version__}); use --device cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise argparse.ArgumentTypeError(f"{text!r}: there are {torch.cuda.device_count()} CUDA device(s)")
+    elif device.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise argparse.ArgumentTypeError(f"{text!r}: MPS is not available here; use --device cpu")
+    elif device.type != "cpu":
+        raise argparse.ArgumentTypeError(f"expected cpu, cuda, cuda:N or mps, got {text!r}")
+    return device
 
 
 def _int_list(text: str) -> list[int]:
@@ -57,7 +115,10 @@ def _int_list(text: str) -> list[int]:
 
 
 def _loaded(args) -> tuple[object, object | None, object | None]:
-    model = load_model(args.model, args.weights)
+    model = load_model(args.model, args.weights, weights_key=args.weights_key)
+    if args.weights is None:
+        say("warning", f"no --weights: {args.model} runs with the weights it was built with (random, "
+            "unless it loads trained ones itself); the results describe those weights")
     if args.device is not None and isinstance(model, torch.nn.Module):
         model = model.to(args.device)
     names = lambda own, default: (own,) if own else default  # noqa: E731
@@ -68,10 +129,15 @@ def _loaded(args) -> tuple[object, object | None, object | None]:
     return model, encoder, decoder
 
 
-def _encode(encoder, args):
+def _encode(encoder, model, args):
+    """Encodes --data, cast to the encoder's dtype (numpy saves float64 by default)."""
     import latentsweep as ls
+    from .._modules import model_dtype
 
     data = load_array(args.data, key=args.key)
+    owner = getattr(encoder, "__self__", None)  # a bound method: the dtype of its module
+    module = next((m for m in (encoder, owner, model) if isinstance(m, torch.nn.Module)), None)
+    data = data.to(model_dtype(module))
     return ls.encode(encoder, data, batch_size=args.batch_size, device=args.device), data
 
 
@@ -81,13 +147,25 @@ def _out_dir(path: str) -> Path:
     return folder
 
 
-def _image_shape(out_shape: tuple[int, ...], hint: list[int] | None) -> tuple[int, ...] | None:
+def _image_shape(out_shape: tuple[int, ...], hint: list[int] | None, data: torch.Tensor | None = None):
     """The shape to draw outputs as images (the pictures' own rule), or None for tabular
-    outputs; a hint that does not fit the outputs is an error."""
+    outputs; a hint that does not fit the outputs is an error. Flat outputs are images when
+    the inputs are images of as many values (an autoencoder reconstructs its input); flat
+    outputs of a square size get a note suggesting --image-shape."""
     from ..plots._images import image_shape_of, is_image_output
 
     hint = tuple(hint) if hint else None
-    return image_shape_of("--image-shape", out_shape, hint) if is_image_output(out_shape, hint) else None
+    if is_image_output(out_shape, hint):
+        return image_shape_of("--image-shape", out_shape, hint)
+    size = math.prod(out_shape)
+    if data is not None and data.dim() > 2 and is_image_output(tuple(data.shape[1:])) \
+            and math.prod(data.shape[1:]) == size:
+        return tuple(data.shape[1:])
+    side = math.isqrt(size)
+    if len(out_shape) == 1 and size >= MIN_SQUARE_IMAGE and side * side == size:
+        say("note", f"the decoder's outputs are flat vectors of {size} values, drawn as tabular features; "
+            f"if they are {side}x{side} images, pass --image-shape {side},{side}")
+    return None
 
 
 # ---- info ----------------------------------------------------------------------------------
@@ -124,7 +202,7 @@ def add_diagnose(sub) -> None:
     )
     _model_options(parser, decoder=False)
     _data_options(parser, required=True)
-    parser.add_argument("--prior-std", type=float, default=1.0, help="the prior's SD (default 1)")
+    parser.add_argument("--prior-std", type=_positive_float, default=1.0, help="the prior's SD (default 1)")
     parser.add_argument("--json", action="store_true", help="print the diagnosis as JSON")
     parser.add_argument("--out", metavar="DIR", help="also write diagnosis.txt and diagnosis.json here")
     parser.set_defaults(run=run_diagnose)
@@ -133,8 +211,8 @@ def add_diagnose(sub) -> None:
 def run_diagnose(args) -> int:
     import latentsweep as ls
 
-    _, encoder, _ = _loaded(args)
-    posterior, _ = _encode(encoder, args)
+    model, encoder, _ = _loaded(args)
+    posterior, _ = _encode(encoder, model, args)
     diagnosis = ls.diagnose(posterior, prior_std=args.prior_std)
     print(json.dumps(diagnosis.to_dict(), indent=2) if args.json else diagnosis)
     if args.out:
@@ -152,25 +230,34 @@ def _traversal_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--mode", default="auto", choices=("auto", *ls.MODES),
                        help="how far each latent moves; auto: what the diagnosis recommends "
                        "(prior for VAEs, empirical for plain autoencoders)")
-    group.add_argument("--span", type=float, default=2.0, help="±span prior SDs (default 2)")
+    group.add_argument("--span", type=_positive_float, default=2.0, help="±span prior SDs (default 2)")
     group.add_argument("--steps", type=_positive_int, default=11, help="values per latent (default 11)")
     group.add_argument("--dims", type=_int_list, help="latents to traverse, e.g. 0,3,5 (default all)")
     group.add_argument("--anchors", type=_positive_int, default=8, help="traverse from the first N inputs (default 8)")
-    group.add_argument("--prior-std", type=float, default=1.0, help="the prior's SD (default 1)")
+    group.add_argument("--prior-std", type=_positive_float, default=1.0, help="the prior's SD (default 1)")
     group.add_argument("--image-shape", type=_int_list, metavar="H,W", help="draw flat outputs as images of this shape")
 
 
-def _resolve_mode(mode: str, posterior) -> str:
+def _resolve_mode(mode: str, posterior, prior_std: float = 1.0) -> str:
     import latentsweep as ls
 
-    return ls.diagnose(posterior).recommended_mode if mode == "auto" else mode
+    if mode == "posterior" and posterior.logvar is None:
+        raise CliError("--mode posterior needs an encoder that gives a posterior (mu, logvar), but this one "
+                       "gives plain codes (an autoencoder): use --mode empirical (what --mode auto picks)")
+    return ls.diagnose(posterior, prior_std=prior_std).recommended_mode if mode == "auto" else mode
 
 
-def _traverse(decoder, posterior, args, **kwargs):
+def _anchors(posterior, args):
+    """The first --anchors inputs, saying so when there are fewer."""
+    if args.anchors > len(posterior):
+        say("note", f"--anchors {args.anchors}, but --data has {len(posterior)} inputs: traversing from all "
+            f"{len(posterior)}")
+    return posterior[: args.anchors]
+
+
+def _traverse(decoder, posterior, anchors, args, *, mode: str, **kwargs):
     import latentsweep as ls
 
-    anchors = posterior[: min(args.anchors, len(posterior))]
-    mode = kwargs.pop("mode", _resolve_mode(args.mode, posterior))
     return ls.traverse(
         decoder, anchors, mode=mode, span=args.span, steps=args.steps, dims=args.dims,
         prior_std=args.prior_std, reference=posterior.mu if mode == "empirical" else None,
@@ -190,7 +277,8 @@ def add_traverse(sub) -> None:
     _data_options(parser, required=True)
     _traversal_options(parser)
     group = parser.add_argument_group("sweep")
-    group.add_argument("--sweep-batch-size", default="auto", help="codes per decoder call (default auto)")
+    group.add_argument("--sweep-batch-size", type=_sweep_batch_size, default="auto",
+                       help="codes per decoder call: auto or an integer >= 1 (default auto)")
     group.add_argument("--store", metavar="PATH", help="keep outputs in a resumable store (.zarr or .npy)")
     group.add_argument("--resume", action="store_true", help="continue the sweep in --store")
     group.add_argument("--overwrite", action="store_true", help="replace the sweep in --store")
@@ -201,12 +289,13 @@ def add_traverse(sub) -> None:
 
 
 def run_traverse(args) -> int:
-    _, encoder, decoder = _loaded(args)
-    posterior, _ = _encode(encoder, args)
-    batch = args.sweep_batch_size if args.sweep_batch_size == "auto" else _positive_int(args.sweep_batch_size)
+    model, encoder, decoder = _loaded(args)
+    posterior, data = _encode(encoder, model, args)
+    mode = _resolve_mode(args.mode, posterior, args.prior_std)
     result = _traverse(
-        decoder, posterior, args, batch_size=batch, out=args.store, keep_outputs=not args.no_outputs,
-        resume=args.resume, overwrite=args.overwrite, progress=False if args.no_progress else None,
+        decoder, posterior, _anchors(posterior, args), args, mode=mode, batch_size=args.sweep_batch_size,
+        out=args.store, keep_outputs=not args.no_outputs, resume=args.resume, overwrite=args.overwrite,
+        progress=False if args.no_progress else None,
     )
     folder = _out_dir(args.out)
     np.savez(
@@ -216,7 +305,7 @@ def run_traverse(args) -> int:
         anchor_outputs=result.anchor_outputs.float().numpy(),
     )
     written = ["traversal.npz"]
-    shape = _image_shape(result.out_shape, args.image_shape)
+    shape = _image_shape(result.out_shape, args.image_shape, data)
     if shape is not None and result.outputs is not None:
         from ..plots import traversal_grid
 
@@ -240,9 +329,11 @@ def add_sample(sub) -> None:
     _data_options(parser, required=False)
     parser.add_argument("-n", "--num-samples", type=_positive_int, default=16, help="samples (per input with --data)")
     parser.add_argument("--inputs", type=_positive_int, default=4, help="with --data: the first N inputs (default 4)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument("--prior-std", type=float, default=1.0, help="the prior's SD (default 1)")
-    parser.add_argument("--latent-dim", type=_positive_int, help="latent size for prior samples (default: from the model)")
+    parser.add_argument("--seed", type=_seed, default=0, help="random seed in [0, 2**64) (default 0)")
+    parser.add_argument("--prior-std", type=_positive_float, default=1.0, help="the prior's SD (default 1)")
+    parser.add_argument("--latent-dim", type=_positive_int,
+                        help="latent size D for prior samples (default: the model's latent_dim, latent_size or "
+                        "z_dim attribute, else the input size of the decoder's first Linear layer)")
     parser.add_argument("--image-shape", type=_int_list, metavar="H,W", help="draw flat outputs as images of this shape")
     _out_option(parser, "latentsweep-out")
     parser.set_defaults(run=run_sample)
@@ -250,55 +341,50 @@ def add_sample(sub) -> None:
 
 def run_sample(args) -> int:
     import latentsweep as ls
+    from .._modules import model_device, model_dtype
+    from .samples import latent_dim, save_samples_picture
 
     model, encoder, decoder = _loaded(args)
-    if args.seed < 0:
-        raise CliError(f"--seed must be >= 0, got {args.seed}")
     if args.data:
-        posterior, _ = _encode(encoder, args)
+        posterior, _ = _encode(encoder, model, args)
         if posterior.logvar is None:
             raise CliError("the encoder gives plain codes (an autoencoder): there is no posterior to sample")
+        if args.latent_dim is not None and args.latent_dim != posterior.latent_dim:
+            raise CliError(f"--latent-dim {args.latent_dim}, but the encoder gives {posterior.latent_dim} latents")
+        if args.inputs > len(posterior):
+            say("note", f"--inputs {args.inputs}, but --data has {len(posterior)} inputs: sampling from all of them")
         chosen = posterior[: args.inputs]
         codes = ls.sample(chosen.mu, chosen.logvar, args.num_samples, seed=args.seed).flatten(0, 1)
+        per_row, row_label, column_label = args.num_samples, "input {}".format, "sample"
+        title = f"{args.num_samples} posterior samples per input (mu + sigma * eps), seed {args.seed}"
     else:
-        dim = args.latent_dim or getattr(model, "latent_dim", None)
-        if dim is None:
-            raise CliError("give --latent-dim (the model has no latent_dim attribute) or --data")
+        dim, source = latent_dim(model, decoder, args.latent_dim)
         codes = ls.sample_prior(args.num_samples, dim, seed=args.seed) * args.prior_std
-    from .._modules import model_device
-
-    device = model_device(decoder) or model_device(model) or torch.device("cpu")
+        per_row, column_label = PRIOR_SAMPLES_PER_ROW, "sample (row start + column)"
+        row_label = lambda r: str(r * per_row)  # noqa: E731
+        title = f"{args.num_samples} samples from the prior N(0, {args.prior_std:g}²), D={dim} ({source}), seed {args.seed}"
+    owner = decoder if isinstance(decoder, torch.nn.Module) else getattr(decoder, "__self__", model)
+    device = model_device(owner) or model_device(model) or torch.device("cpu")
     with torch.inference_mode():
-        decoded = decoder(codes.to(device)).cpu()
+        decoded = decoder(codes.to(device, model_dtype(owner)))
+    if not isinstance(decoded, torch.Tensor) or decoded.dim() < 2 or decoded.shape[0] != len(codes):
+        what = tuple(decoded.shape) if isinstance(decoded, torch.Tensor) else type(decoded).__name__
+        raise CliError(f"the decoder must return a [B={len(codes)}, ...] tensor, got {what}")
+    decoded = decoded.cpu()
+    if not bool(torch.isfinite(decoded).all()):
+        raise CliError("the decoder returned NaN/Inf for some of the sampled codes")
     folder = _out_dir(args.out)
     np.save(folder / "codes.npy", codes.numpy())
     np.save(folder / "decoded.npy", decoded.float().numpy())
     written = ["codes.npy", "decoded.npy"]
     shape = _image_shape(tuple(decoded.shape[1:]), args.image_shape)
     if shape is not None:
-        _save_image_grid(decoded.float().reshape(len(decoded), *shape), folder / "samples.png")
+        save_samples_picture(decoded.float().reshape(len(decoded), *shape).numpy(), folder / "samples.png",
+                             per_row=per_row, row_label=row_label, title=title, column_label=column_label)
         written.append("samples.png")
     print(f"{len(codes)} codes of {codes.shape[1]} latents ({'posterior' if args.data else 'prior'}); "
           f"wrote {', '.join(written)} to {folder}")
     return 0
-
-
-def _save_image_grid(images: torch.Tensor, path: Path, columns: int = 8) -> None:
-    """Tiles [N, (C,) H, W] images in [0, 1] into one PNG."""
-    from PIL import Image
-
-    if images.dim() == 3:
-        images = images[:, None]
-    count, channels, height, width = images.shape
-    rows = math.ceil(count / columns)
-    canvas = torch.ones(channels, rows * (height + 1), columns * (width + 1))
-    for i, image in enumerate(images.clamp(0, 1)):
-        r, c = divmod(i, columns)
-        canvas[:, r * (height + 1) : r * (height + 1) + height, c * (width + 1) : c * (width + 1) + width] = image
-    pixels = (canvas * 255).round().byte().permute(1, 2, 0).squeeze(-1).numpy()
-    scale = max(1, 256 // max(height, width))
-    picture = Image.fromarray(pixels)
-    picture.resize((picture.width * scale, picture.height * scale), Image.NEAREST).save(path)
 
 
 # ---- report --------------------------------------------------------------------------------
@@ -319,8 +405,8 @@ def add_report(sub) -> None:
 
 
 def run_report(args) -> int:
-    _, encoder, decoder = _loaded(args)
-    posterior, data = _encode(encoder, args)
+    model, encoder, decoder = _loaded(args)
+    posterior, data = _encode(encoder, model, args)
     names = [name.strip() for name in args.feature_names.split(",")] if args.feature_names else None
     path, _ = write_report(decoder, posterior, data, args, Path(args.out) / "report.html", title=args.title,
                            feature_names=names)
@@ -328,25 +414,27 @@ def run_report(args) -> int:
     return 0
 
 
-def write_report(decoder, posterior, data, args, path: Path, *, title: str, feature_names=None):
+def write_report(decoder, posterior, data, args, path: Path, *, title: str, feature_names=None, **report_options):
     """Diagnosis + traversals (recommended mode, and the posterior's for contrast) -> HTML.
-    Returns the report's path and the diagnosis."""
+    ``report_options`` go to :func:`latentsweep.report`. Returns the report's path and the
+    diagnosis."""
     import latentsweep as ls
 
     diagnosis = ls.diagnose(posterior, prior_std=args.prior_std)
-    mode = diagnosis.recommended_mode if args.mode == "auto" else args.mode
-    results = {mode: _traverse(decoder, posterior, args, mode=mode, progress=False)}
+    mode = _resolve_mode(args.mode, posterior) if args.mode != "auto" else diagnosis.recommended_mode
+    anchors = _anchors(posterior, args)
+    results = {mode: _traverse(decoder, posterior, anchors, args, mode=mode, progress=False)}
     if posterior.logvar is not None and mode != "posterior":
-        results["posterior"] = _traverse(decoder, posterior, args, mode="posterior", progress=False)
+        results["posterior"] = _traverse(decoder, posterior, anchors, args, mode="posterior", progress=False)
     first = next(iter(results.values()))
-    shape = _image_shape(first.out_shape, args.image_shape)
+    shape = _image_shape(first.out_shape, args.image_shape, data)
     inputs = None
     if shape is not None and data is not None and math.prod(data.shape[1:]) == math.prod(first.out_shape):
         inputs = data[: first.values.shape[0]].reshape(-1, *first.out_shape)
     written = ls.report(
         path, diagnosis=diagnosis, results=results, posterior=posterior, title=title,
-        image_shape=shape if args.image_shape else None, feature_names=feature_names, inputs=inputs,
-        prior_std=args.prior_std,
+        image_shape=shape, feature_names=feature_names, inputs=inputs, prior_std=args.prior_std,
+        **report_options,
     )
     return written, diagnosis
 

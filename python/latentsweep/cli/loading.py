@@ -1,27 +1,34 @@
 """What the command line loads: models named ``module:attr`` and arrays from files.
 
-Every failure is a :class:`CliError` with one line saying what was wrong and how to fix it.
+Every failure is a :class:`CliError` with one line saying what was wrong and how to fix it;
+exceptions raised by the user's own code while importing or building the model are reported
+the same way.
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
+import re
 import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from .checkpoints import load_weights, read_safetensors, read_torch_file
+from .errors import CliError
 
-class CliError(Exception):
-    """An error the CLI reports as one line on stderr (exit status 1)."""
+
+# User files are imported under this prefix, never under their own name: a model file called
+# json.py must not replace the standard library's json in sys.modules.
+PRIVATE_MODULE_PREFIX = "_latentsweep_user_model_"
 
 
-def load_model(spec: str, weights: str | None = None) -> torch.nn.Module:
+def load_model(spec: str, weights: str | None = None, *, weights_key: str | None = None) -> torch.nn.Module:
     """``module:attr`` (or ``path/to/file.py:attr``), as uvicorn names apps: ``attr`` is a
-    module object, or a class/function called without arguments (a factory). ``weights`` is a
-    .safetensors file or a torch checkpoint (a state dict, loaded with weights_only=True)."""
+    module object, or a class/function called without arguments (a factory). ``weights`` is
+    read by :func:`checkpoints.load_weights` (state dicts, checkpoints, .safetensors)."""
     if ":" not in spec:
         raise CliError(f"--model must look like 'package.module:attr' or 'file.py:attr', got {spec!r}")
     module_name, _, attr = spec.rpartition(":")
@@ -33,7 +40,7 @@ def load_model(spec: str, weights: str | None = None) -> torch.nn.Module:
         target = getattr(target, part)
     model = target if isinstance(target, torch.nn.Module) else _call_factory(target, spec)
     if weights is not None:
-        load_weights(model, weights)
+        load_weights(model, weights, key=weights_key)
     if isinstance(model, torch.nn.Module):
         model.eval()
     return model
@@ -41,52 +48,55 @@ def load_model(spec: str, weights: str | None = None) -> torch.nn.Module:
 
 def _import(module_name: str):
     if module_name.endswith(".py"):
-        path = Path(module_name)
-        if not path.is_file():
-            raise CliError(f"--model: no such file {module_name!r}")
-        module_spec = importlib.util.spec_from_file_location(path.stem, path)
-        module = importlib.util.module_from_spec(module_spec)
-        sys.modules[path.stem] = module
-        module_spec.loader.exec_module(module)
-        return module
-    sys.path.insert(0, str(Path.cwd()))  # as uvicorn: modules next to the user resolve
+        return _import_file(Path(module_name))
+    cwd = str(Path.cwd())
+    # As uvicorn: modules next to the user resolve first while the model is imported; then the
+    # folder moves to the end of the path, so it cannot shadow modules imported later.
+    sys.path.insert(0, cwd)
     try:
         return importlib.import_module(module_name)
     except ModuleNotFoundError as error:
         raise CliError(f"--model: cannot import {module_name!r} ({error})") from None
+    except Exception as error:  # noqa: BLE001  (the user's module raised while importing)
+        raise CliError(f"--model: importing {module_name!r} raised {_reason(error)}") from None
+    finally:
+        sys.path.remove(cwd)
+        sys.path.append(cwd)
+
+
+def _import_file(path: Path):
+    if not path.is_file():
+        raise CliError(f"--model: no such file {str(path)!r}")
+    name = PRIVATE_MODULE_PREFIX + re.sub(r"\W", "_", str(path.resolve().with_suffix("")))
+    module_spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(module_spec)
+    sys.modules[name] = module  # dataclasses and pickling look their module up here
+    folder = str(path.resolve().parent)
+    if folder not in sys.path:  # its sibling modules import, without shadowing installed ones
+        sys.path.append(folder)
+    try:
+        module_spec.loader.exec_module(module)
+    except Exception as error:  # noqa: BLE001  (SyntaxError, ImportError, anything it raises)
+        del sys.modules[name]
+        raise CliError(f"--model: running {str(path)!r} raised {_reason(error)}") from None
+    return module
 
 
 def _call_factory(target, spec: str):
     if not callable(target):
         raise CliError(f"--model {spec!r} is neither an nn.Module nor a factory that returns one")
-    model = target()
+    try:
+        model = target()
+    except Exception as error:  # noqa: BLE001  (the factory is user code: report, don't crash)
+        raise CliError(f"--model {spec!r}: the factory raised {_reason(error)}") from None
     if not isinstance(model, torch.nn.Module) and not (hasattr(model, "encoder") or hasattr(model, "decoder")):
         raise CliError(f"--model {spec!r} returned a {type(model).__name__}, not a model")
     return model
 
 
-def load_weights(model, path: str) -> None:
-    if not isinstance(model, torch.nn.Module):
-        raise CliError("--weights needs the model to be a torch.nn.Module")
-    file = Path(path)
-    if not file.is_file():
-        raise CliError(f"--weights: no such file {path!r}")
-    if file.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        state = load_file(file)
-    else:
-        try:  # weights_only: never unpickle arbitrary objects from a file
-            state = torch.load(file, map_location="cpu", weights_only=True)
-        except Exception as error:  # noqa: BLE001
-            raise CliError(f"--weights: cannot read {path!r} as a torch checkpoint ({error})") from None
-        if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-            state = state["state_dict"]
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as error:
-        first = str(error).strip().splitlines()
-        raise CliError(f"--weights {path!r} do not fit the model: {' '.join(first[:3])}") from None
+def _reason(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
 
 
 def model_part(model, names: tuple[str, ...], what: str, option: str):
@@ -114,23 +124,35 @@ def load_array(path: str, *, key: str | None = None) -> torch.Tensor:
             with np.load(file, allow_pickle=False) as archive:
                 entries = {name: archive[name] for name in archive.files}
         elif suffix in (".pt", ".pth"):
-            loaded = torch.load(file, map_location="cpu", weights_only=True)
+            loaded = read_torch_file(file, "--data")
             entries = loaded if isinstance(loaded, dict) else {"": loaded}
         elif suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            entries = load_file(file)
+            entries = read_safetensors(file, "--data")
         else:
             raise CliError(f"--data: unsupported file type {suffix!r} (use .npy, .npz, .pt or .safetensors)")
     except CliError:
         raise
     except Exception as error:  # noqa: BLE001
         raise CliError(f"--data: cannot read {path!r} ({error})") from None
-    value = _pick(entries, key, path)
-    tensor = torch.as_tensor(np.asarray(value)) if not isinstance(value, torch.Tensor) else value
-    if not tensor.is_floating_point():
-        tensor = tensor.float()
-    return tensor
+    return _as_tensor(_pick(entries, key, path), path)
+
+
+def _as_tensor(value, path: str) -> torch.Tensor:
+    """A dense real tensor with a batch dimension; integer and bool data become float32
+    (commands cast it on to the encoder's dtype)."""
+    if isinstance(value, torch.Tensor):
+        tensor = value.to_dense() if value.layout != torch.strided else value
+    else:
+        array = np.asarray(value)
+        if array.dtype.kind not in "biuf":
+            raise CliError(f"--data: {path!r} holds {array.dtype} values; expected numbers (an array of floats or ints)")
+        array = array.astype(array.dtype.newbyteorder("="), copy=False)  # torch needs native byte order
+        tensor = torch.from_numpy(np.ascontiguousarray(array))
+    if tensor.is_complex():
+        raise CliError(f"--data: {path!r} holds complex numbers ({tensor.dtype}); expected real numbers")
+    if tensor.dim() == 0:
+        raise CliError(f"--data: {path!r} holds a single number; expected inputs [N, ...] with one row per input")
+    return tensor if tensor.is_floating_point() else tensor.float()
 
 
 def _pick(entries: dict, key: str | None, path: str):

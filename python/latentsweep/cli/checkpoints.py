@@ -1,0 +1,129 @@
+"""Weights for ``--weights``: the model's state dict found in a file as people save it.
+
+Accepted, in this order:
+
+- a ``.safetensors`` file (only tensors, nothing to unpickle);
+- a torch file holding a state dict (``torch.save(model.state_dict(), path)``);
+- a checkpoint dict holding one under ``--weights-key``, or under one of ``CHECKPOINT_KEYS``
+  (``{"model_state_dict": ...}`` as the PyTorch tutorials save it, ``{"state_dict": ...}`` as
+  Lightning does);
+- keys with a common prefix the model lacks (Lightning's ``model.``, DataParallel's
+  ``module.``): the prefix is stripped when what remains is exactly the model's keys.
+
+Torch files are read with ``weights_only=True``: a pickled whole model is refused, never
+unpickled (unpickling can run arbitrary code).
+"""
+
+from __future__ import annotations
+
+import pickle
+import re
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+
+from .errors import CliError
+
+# Where checkpoints keep the model's state dict, tried in order.
+CHECKPOINT_KEYS = ("state_dict", "model_state_dict", "model", "net", "module")
+
+
+def load_weights(model, path: str, *, key: str | None = None) -> None:
+    """Loads ``path`` into ``model`` (strictly: every key must match)."""
+    if not isinstance(model, torch.nn.Module):
+        raise CliError("--weights needs the model to be a torch.nn.Module")
+    file = Path(path)
+    if not file.is_file():
+        raise CliError(f"--weights: no such file {path!r}")
+    if file.suffix.lower() == ".safetensors":
+        loaded = read_safetensors(file, "--weights")
+    else:
+        loaded = read_torch_file(file, "--weights")
+    state = _state_dict(loaded, path, key)
+    state = _fitted_keys(state, set(model.state_dict()))
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as error:
+        first = str(error).strip().splitlines()
+        raise CliError(f"--weights {path!r} do not fit the model: {' '.join(first[:3])}") from None
+
+
+def read_safetensors(file: Path, option: str) -> dict[str, torch.Tensor]:
+    """All tensors of a .safetensors file; a damaged file is a CliError naming ``option``."""
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(file)
+    except Exception as error:  # noqa: BLE001  (SafetensorError, OSError, ...: all one story)
+        raise CliError(f"{option}: {str(file)!r} is not a readable .safetensors file ({_reason(error)})") from None
+
+
+def read_torch_file(file: Path, option: str):
+    """What ``torch.save`` wrote, loaded with ``weights_only=True`` (tensors, dicts, lists,
+    numbers, strings); a pickled object of another class is refused with what it was."""
+    try:
+        return torch.load(file, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        refused = re.search(r"GLOBAL ([\w.]+)", str(error))
+        what = f" ({refused.group(1)})" if refused else ""
+        raise CliError(
+            f"{option}: {str(file)!r} holds pickled Python objects{what}, not only tensors; latentsweep "
+            "does not unpickle them (that can run arbitrary code). Save the weights instead: "
+            "torch.save(model.state_dict(), 'weights.pt')"
+        ) from None
+    except Exception as error:  # noqa: BLE001  (a damaged zip, a truncated file, ...)
+        raise CliError(f"{option}: cannot read {str(file)!r} as a torch file ({_reason(error)})") from None
+
+
+def _reason(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
+
+
+def _is_state_dict(value) -> bool:
+    return isinstance(value, Mapping) and bool(value) and all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in value.items()
+    )
+
+
+def _state_dict(loaded, path: str, key: str | None) -> dict[str, torch.Tensor]:
+    """The state dict inside what was loaded: itself, the entry ``key``, or a known entry."""
+    if not isinstance(loaded, Mapping):
+        raise CliError(f"--weights {path!r} holds a {type(loaded).__name__}, not a state dict")
+    if key is not None:
+        if key not in loaded:
+            raise CliError(f"--weights-key {key!r} is not in {path!r} (it has: {_keys(loaded)})")
+        if not _is_state_dict(loaded[key]):
+            raise CliError(f"--weights-key {key!r} of {path!r} is not a state dict (name -> tensor)")
+        return dict(loaded[key])
+    if _is_state_dict(loaded):
+        return dict(loaded)
+    for name in CHECKPOINT_KEYS:
+        if _is_state_dict(loaded.get(name)):
+            return dict(loaded[name])
+    nested = [str(k) for k, v in loaded.items() if _is_state_dict(v)]
+    if nested:
+        raise CliError(
+            f"--weights {path!r} is a checkpoint whose state dict is not under a usual key "
+            f"({', '.join(CHECKPOINT_KEYS)}); name it with --weights-key (candidates: {', '.join(nested)})"
+        )
+    raise CliError(f"--weights {path!r} holds no state dict (name -> tensor); its entries: {_keys(loaded)}")
+
+
+def _keys(mapping: Mapping) -> str:
+    names = [repr(k) for k in list(mapping)[:12]]
+    return ", ".join(names) + (", ..." if len(mapping) > 12 else "")
+
+
+def _fitted_keys(state: dict[str, torch.Tensor], model_keys: set[str]) -> dict[str, torch.Tensor]:
+    """The state with a leading prefix removed when that makes its keys exactly the model's
+    (``model.encoder.0.weight`` -> ``encoder.0.weight``); otherwise unchanged."""
+    if set(state) == model_keys:
+        return state
+    prefixes = {key[: i + 1] for key in state for i, char in enumerate(key) if char == "."}
+    for prefix in sorted(prefixes, key=len):
+        stripped = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        if set(stripped) == model_keys:
+            return stripped
+    return state

@@ -1,0 +1,50 @@
+"""How the command line reports problems: one line on stderr, in the command line's words.
+
+The library's messages name keyword arguments (``resume=True``); on the command line the same
+advice names flags (``--resume``). :func:`one_line` does that translation, once, for every
+message the CLI prints.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+
+
+class CliError(Exception):
+    """An error the CLI reports as one line on stderr (exit status 1)."""
+
+
+# Library wording -> command-line wording, applied in order.
+_CLI_WORDS = (
+    ("Call traverse(...) again with the same arguments and resume=True", "Run the same command again with --resume"),
+    ("call traverse with the same arguments to resume it", "run the same command with --resume to continue it"),
+    ("resume=True and overwrite=True", "--resume and --overwrite"),
+    ("resume=True", "--resume"),
+    ("overwrite=True", "--overwrite"),
+    ("keep_outputs=False", "--no-outputs"),
+    ("out='sweep.zarr'", "--store sweep.zarr"),
+    ("needs out=", "needs --store"),
+)
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+_OWN_PREFIX = re.compile(r"^(latentsweep: )+")
+
+
+def cli_words(text: str) -> str:
+    for library, cli in _CLI_WORDS:
+        text = text.replace(library, cli)
+    return text
+
+
+def one_line(error: BaseException | str) -> str:
+    """The message on one line: no ANSI escape codes, no repeated ``latentsweep:`` prefix
+    (the CLI adds its own), flags instead of keyword arguments."""
+    text = _ANSI.sub("", str(error))
+    text = " ".join(text.split()) or type(error).__name__
+    text = _OWN_PREFIX.sub("", text)
+    return cli_words(text.removeprefix("latentsweep."))
+
+
+def say(kind: str, message: BaseException | str) -> None:
+    """Prints ``latentsweep: KIND: message`` on stderr (kind: error, warning, note)."""
+    print(f"latentsweep: {kind}: {one_line(message)}", file=sys.stderr, flush=True)

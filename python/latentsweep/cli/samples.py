@@ -1,0 +1,105 @@
+"""What ``latentsweep sample`` needs besides the library: the model's latent size (so prior
+samples need no ``--latent-dim`` for a typical model) and a labelled picture of the samples."""
+
+from __future__ import annotations
+
+import numbers
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .errors import CliError
+
+# Attributes that models commonly use for their latent size, tried in order.
+LATENT_DIM_ATTRIBUTES = ("latent_dim", "latent_size", "z_dim", "zdim", "latent_dims", "n_latent", "num_latents", "code_size")
+# At most this many samples per input are drawn in samples.png (all are saved in the .npy files).
+MAX_PICTURE_COLUMNS = 16
+
+
+def latent_dim(model, decoder, given: int | None) -> tuple[int, str]:
+    """The latent size D for prior samples and where it came from: ``--latent-dim``, else a
+    ``latent_dim``-like attribute of the model or decoder, else the input size of the decoder's
+    first layer when that is an ``nn.Linear``. The guess is checked by decoding one code."""
+    if given is not None:
+        return given, "--latent-dim"
+    found = _from_attributes(model, decoder) or _from_first_layer(decoder)
+    if found is None:
+        raise CliError(
+            "cannot tell the model's latent size: give --latent-dim D (or --data, or give the model a "
+            "latent_dim attribute)"
+        )
+    dim, source = found
+    try:
+        with torch.inference_mode():
+            decoder(torch.zeros(1, dim, dtype=_dtype_of(decoder, model), device=_device_of(decoder, model)))
+    except Exception as error:  # noqa: BLE001  (the guess was wrong: say so, don't crash)
+        raise CliError(
+            f"the decoder fails on codes of size {dim} (taken from {source}: {type(error).__name__}); give --latent-dim D"
+        ) from None
+    return dim, source
+
+
+def _from_attributes(model, decoder) -> tuple[int, str] | None:
+    for owner in (model, decoder):
+        for name in LATENT_DIM_ATTRIBUTES:
+            value = getattr(owner, name, None)
+            if isinstance(value, numbers.Integral) and not isinstance(value, bool) and value > 0:
+                return int(value), f"the model's {name}"
+    return None
+
+
+def _from_first_layer(decoder) -> tuple[int, str] | None:
+    """in_features of the decoder's first layer with parameters, when it is Linear (modules
+    are registered in the order most decoders call them)."""
+    if not isinstance(decoder, torch.nn.Module):
+        return None
+    for module in decoder.modules():
+        if next(module.parameters(recurse=False), None) is not None:
+            if isinstance(module, torch.nn.Linear):
+                return module.in_features, "the in_features of the decoder's first Linear layer"
+            return None
+    return None
+
+
+def _dtype_of(decoder, model) -> torch.dtype:
+    from .._modules import model_dtype
+
+    return model_dtype(decoder if isinstance(decoder, torch.nn.Module) else model)
+
+
+def _device_of(decoder, model) -> torch.device:
+    from .._modules import model_device
+
+    return model_device(decoder) or model_device(model) or torch.device("cpu")
+
+
+def save_samples_picture(images: np.ndarray, path: Path, *, per_row: int, row_label, title: str,
+                         column_label: str = "sample") -> None:
+    """Draws ``images`` ``[N, *image_shape]`` as one labelled picture, ``per_row`` to a row
+    (at most MAX_PICTURE_COLUMNS shown per row); ``row_label(r)`` names row r."""
+    import textwrap
+
+    from ..plots._common import finish, new_figure
+    from ..plots._images import to_rgb, value_range
+
+    rows = -(-len(images) // per_row)
+    shown = min(per_row, MAX_PICTURE_COLUMNS)
+    low, high = value_range(images)
+    tiles = to_rgb(images.reshape(len(images), -1), 1, images.shape[1:], vmin=low, vmax=high)
+    height, width = tiles.shape[1:3]
+    canvas = np.ones((rows * (height + 1) - 1, shown * (width + 1) - 1, 3))
+    for index, tile in enumerate(tiles):
+        r, c = divmod(index, per_row)
+        if c < shown:
+            canvas[r * (height + 1): r * (height + 1) + height, c * (width + 1): c * (width + 1) + width] = tile
+    inches = 0.45 if max(height, width) <= 16 else 0.8  # per tile
+    figure = new_figure(max(4.0, 1.2 + shown * inches), 1.1 + rows * inches * height / width)
+    axes = figure.add_subplot()
+    axes.imshow(canvas, interpolation="nearest")
+    axes.set_yticks([r * (height + 1) + height / 2 for r in range(rows)], [row_label(r) for r in range(rows)])
+    axes.set_xticks([c * (width + 1) + width / 2 for c in range(shown)], [str(c) for c in range(shown)])
+    axes.set_xlabel(column_label + (f" (first {shown} of {per_row})" if shown < per_row else ""))
+    axes.tick_params(length=0)
+    axes.set_title("\n".join(textwrap.wrap(title, width=int(figure.get_figwidth() * 11))), fontsize=9)
+    finish(figure, path)
