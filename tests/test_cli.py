@@ -50,8 +50,64 @@ MODEL_SOURCE = textwrap.dedent(
             return self.dec(z)
 
     tabular = TinyAE()
+
+    class FlatImageAE(nn.Module):
+        # An MLP autoencoder on flattened 8x8 images: outputs [B, 64].
+
+        def __init__(self):
+            super().__init__()
+            self.enc = nn.Linear(64, 2)
+            self.dec = nn.Linear(2, 64)
+
+        def encoder(self, x):
+            return self.enc(x.flatten(1))
+
+        def decoder(self, z):
+            return torch.sigmoid(self.dec(z))
+
+    flat = FlatImageAE()
+
+    class NoLatentDimAE(nn.Module):
+        # No latent_dim attribute; the first layer of the decoder is Linear(3, 16).
+        def __init__(self):
+            super().__init__()
+            self.encoder = nn.Linear(16, 3)
+            self.decoder = nn.Sequential(nn.Linear(3, 16), nn.Sigmoid(), nn.Unflatten(1, (1, 4, 4)))
+
+    def no_latent_dim():
+        return NoLatentDimAE()
+
+    class ConvDecoderAE(nn.Module):
+        # Neither an attribute nor a Linear first layer: the latent size cannot be told.
+        def __init__(self):
+            super().__init__()
+            self.encoder = nn.Linear(16, 3)
+            self.decoder = nn.Sequential(nn.Unflatten(1, (3, 1, 1)), nn.ConvTranspose2d(3, 1, 4))
+
+    def conv_decoder():
+        return ConvDecoderAE()
+
+    class SlowVAE(TinyVAE):
+        def decoder(self, z):
+            import time
+
+            time.sleep(0.02)
+            return super().decoder(z)
+
+    def slow():
+        torch.manual_seed(0)
+        return SlowVAE()
+
+    def broken():
+        raise RuntimeError("cannot build the model")
     """
 )
+
+
+def stderr_lines(completed: subprocess.CompletedProcess, kind: str = "error") -> list[str]:
+    """The lines of stderr that are not warnings or notes (those may precede an error)."""
+    return [line for line in completed.stderr.strip().splitlines()
+            if not line.startswith(("latentsweep: warning:", "latentsweep: note:"))]
 
 
 def run(*args: str, cwd: Path | None = None, check: bool = True) -> subprocess.CompletedProcess:
@@ -60,6 +116,33 @@ def run(*args: str, cwd: Path | None = None, check: bool = True) -> subprocess.C
     )
     if check and completed.returncode != 0:
         raise AssertionError(f"exit {completed.returncode}\nstdout:\n{completed.stdout}\nstderr:\n{completed.stderr}")
+    return completed
+
+
+def invoke(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    """``run`` in this process (much faster than a new interpreter per call): what main()
+    returns or exits with, and what it printed. An exception escaping main() fails the test,
+    as a traceback would."""
+    import contextlib
+    import io
+    import os
+
+    from latentsweep.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    previous = os.getcwd()
+    os.chdir(cwd)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main(list(args))
+            except SystemExit as exit_:
+                code = exit_.code
+    finally:
+        os.chdir(previous)
+    completed = subprocess.CompletedProcess(list(args), code, out.getvalue(), err.getvalue())
+    if check and code != 0:
+        raise AssertionError(f"exit {code}\nstdout:\n{completed.stdout}\nstderr:\n{completed.stderr}")
     return completed
 
 
@@ -81,6 +164,11 @@ def workspace(tmp_path_factory) -> Path:
         sys.modules.pop("tiny_models", None)
     data = np.random.default_rng(0).random((40, 16)).astype(np.float32)
     np.save(folder / "data.npy", data)
+    np.save(folder / "data64.npy", data.astype(np.float64))  # numpy's default dtype
+    np.save(folder / "data16.npy", data.astype(np.float16))
+    images = np.random.default_rng(1).random((40, 1, 8, 8)).astype(np.float32)
+    np.save(folder / "images.npy", images)
+    np.save(folder / "flat_images.npy", images.reshape(40, 64))
     np.savez(folder / "data.npz", x=data, labels=np.arange(40))
     torch.save({"x": torch.from_numpy(data)}, folder / "data.pt")
     return folder
@@ -129,7 +217,8 @@ def test_traverse_with_a_resumable_store(workspace):
     assert saved["effect"].shape == (3, 3, 5) and saved["sensitivity"].shape == (3, 16)
     assert (workspace / "trav" / "traversal-anchor0.png").exists()
     again = run(*args, cwd=workspace, check=False)
-    assert again.returncode == 1 and "resume=True" in again.stderr
+    assert again.returncode == 1 and "--resume" in again.stderr and "--overwrite" in again.stderr
+    assert "resume=True" not in again.stderr and "overwrite=True" not in again.stderr
     run(*args, "--resume", cwd=workspace)
 
 
@@ -172,11 +261,11 @@ def test_report(workspace):
     ],
 )
 def test_errors_are_one_line_without_traceback(workspace, args, message):
-    completed = run(*args, cwd=workspace, check=False)
+    completed = invoke(*args, cwd=workspace, check=False)
     assert completed.returncode == 1
     assert message in completed.stderr, completed.stderr
     assert "Traceback" not in completed.stderr
-    assert len(completed.stderr.strip().splitlines()) == 1
+    assert len(stderr_lines(completed)) == 1
 
 
 def test_usage_errors_exit_2(workspace):
@@ -199,3 +288,255 @@ def test_demo(tmp_path):
     for code in ("small-posterior-sd", "collapsed", "nonnegative-mean", "nonnegative-logvar"):
         assert code in out.stdout
     assert (tmp_path / "index.html").exists()
+
+
+# ---- issue 12 items 6-9, issue 13 items 4, 5, 7, 8, 15 ---------------------------------------
+def assert_one_line_error(completed: subprocess.CompletedProcess, *needles: str, code: int = 1) -> str:
+    assert completed.returncode == code, completed.stderr
+    assert "Traceback" not in completed.stderr and "\x1b" not in completed.stderr, completed.stderr
+    lines = stderr_lines(completed)
+    if code == 1:
+        assert len(lines) == 1 and lines[0].startswith("latentsweep: error: "), completed.stderr
+    else:  # argparse: the usage, then one line
+        assert lines[0].startswith("usage: ") and ": error: argument " in lines[-1], completed.stderr
+    for needle in needles:
+        assert needle in lines[-1], lines[-1]
+    return lines[-1]
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "-5", "0", "x"])
+def test_sample_refuses_a_prior_std_that_is_not_a_positive_number(workspace, value, tmp_path):
+    completed = invoke("sample", "--model", "tiny_models:make", "--prior-std", value, "--out", str(tmp_path),
+                    cwd=workspace, check=False)
+    assert_one_line_error(completed, "--prior-std", code=2)
+    assert not (tmp_path / "codes.npy").exists()
+
+
+@pytest.mark.parametrize("data", ["data64.npy", "data16.npy"])
+def test_data_as_numpy_saves_it_is_cast_to_the_encoders_dtype(workspace, data):
+    expected = json.loads(invoke("diagnose", "--model", "tiny_models:make", "--weights", "tiny.pt", "--data",
+                              "data.npy", "--json", cwd=workspace).stdout)
+    got = json.loads(invoke("diagnose", "--model", "tiny_models:make", "--weights", "tiny.pt", "--data", data,
+                         "--json", cwd=workspace).stdout)
+    assert got["num_inputs"] == 40
+    tolerance = 1e-6 if data == "data64.npy" else 1e-2  # float16 data lost digits before the cast
+    np.testing.assert_allclose(got["kl"], expected["kl"], rtol=tolerance, atol=tolerance)
+
+
+@pytest.mark.parametrize(
+    "args, needles, code",
+    [
+        (["traverse", "--sweep-batch-size", "-3"], ["--sweep-batch-size", ">= 1"], 2),
+        (["traverse", "--sweep-batch-size", "many"], ["--sweep-batch-size"], 2),
+        (["traverse", "--device", "banana"], ["--device"], 2),
+        (["traverse", "--device", "meta"], ["--device"], 2),
+        (["diagnose", "--prior-std", "1e200"], [], 1),
+        (["diagnose", "--prior-std", "1e-200"], [], 1),
+    ],
+)
+def test_bad_options_are_one_line(workspace, args, needles, code):
+    command, *rest = args
+    completed = invoke(command, "--model", "tiny_models:make", "--weights", "tiny.pt", "--data", "data.npy", *rest,
+                    cwd=workspace, check=False)
+    assert_one_line_error(completed, *needles, code=code)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
+def test_device_cuda_without_cuda_is_a_usage_error(workspace):
+    completed = invoke("traverse", "--model", "tiny_models:make", "--data", "data.npy", "--device", "cuda",
+                    cwd=workspace, check=False)
+    assert_one_line_error(completed, "--device", "CUDA", code=2)
+
+
+@pytest.mark.parametrize(
+    "model, needles",
+    [
+        ("tiny_models:broken", ["--model", "RuntimeError", "cannot build the model"]),
+        ("raises_on_import:make", ["--model", "importing 'raises_on_import'", "ZeroDivisionError"]),
+        ("syntax_error.py:make", ["--model", "SyntaxError"]),
+    ],
+)
+def test_model_code_that_raises_is_one_line(workspace, model, needles):
+    (workspace / "raises_on_import.py").write_text("1 / 0\n")
+    (workspace / "syntax_error.py").write_text("def make(:\n")
+    completed = invoke("diagnose", "--model", model, "--data", "data.npy", cwd=workspace, check=False)
+    assert_one_line_error(completed, *needles)
+
+
+def test_a_model_file_named_like_a_stdlib_module_leaves_the_stdlib_alone(workspace, tmp_path, monkeypatch):
+    import json as stdlib_json
+
+    from latentsweep.cli.loading import load_model
+
+    folder = tmp_path / "models"
+    folder.mkdir()
+    (folder / "json.py").write_text(MODEL_SOURCE)
+    monkeypatch.chdir(tmp_path)
+    model = load_model("models/json.py:make")
+    assert type(model).__name__ == "TinyVAE"
+    assert sys.modules["json"] is stdlib_json
+    assert not any(name == "json" or name.endswith(".json") for name in sys.modules if sys.modules[name] is not stdlib_json
+                   and getattr(sys.modules[name], "__file__", "") == str(folder / "json.py"))
+    # and end to end: --json output goes through the real json module
+    completed = invoke("diagnose", "--model", str(folder / "json.py") + ":make", "--data", "data.npy", "--json",
+                    cwd=workspace)
+    assert json.loads(completed.stdout)["num_inputs"] == 40
+
+
+# ---- checkpoints as people save them (issue 13 item 4) ----------------------------------------
+def tiny_state() -> dict:
+    sys.path.insert(0, str(Path(__file__).parent))
+    namespace: dict = {}
+    exec(MODEL_SOURCE, namespace)  # noqa: S102  (our own test model)
+    return namespace["make"]().state_dict()
+
+
+@pytest.mark.parametrize(
+    "checkpoint",
+    [
+        lambda sd: {"model_state_dict": sd, "optimizer_state_dict": {"state": {}, "param_groups": []}, "epoch": 3},
+        lambda sd: {"state_dict": {f"model.{k}": v for k, v in sd.items()}, "epoch": 7, "global_step": 70,
+                    "pytorch-lightning_version": "2.4.0", "optimizer_states": [{"state": {}}]},
+        lambda sd: {f"module.{k}": v for k, v in sd.items()},  # DataParallel
+        lambda sd: {"state_dict": {**{f"model.{k}": v for k, v in sd.items()}, "loss.weight": torch.ones(2)}},
+    ],
+    ids=["model_state_dict", "lightning", "dataparallel", "lightning-with-other-modules"],
+)
+def test_checkpoints_as_people_save_them(workspace, checkpoint, tmp_path):
+    path = tmp_path / "checkpoint.ckpt"
+    torch.save(checkpoint(tiny_state()), path)
+    expected = invoke("diagnose", "--model", "tiny_models:make", "--weights", "tiny.pt", "--data", "data.npy", "--json",
+                   cwd=workspace).stdout
+    got = invoke("diagnose", "--model", "tiny_models:make", "--weights", str(path), "--data", "data.npy", "--json",
+              cwd=workspace)
+    assert got.stdout == expected
+    assert "warning" not in got.stderr
+
+
+def test_checkpoint_with_an_unusual_key_names_it(workspace, tmp_path):
+    path = tmp_path / "ema.pt"
+    torch.save({"ema_weights": tiny_state(), "step": 3}, path)
+    completed = invoke("diagnose", "--model", "tiny_models:make", "--weights", str(path), "--data", "data.npy",
+                    cwd=workspace, check=False)
+    assert_one_line_error(completed, "--weights-key", "ema_weights")
+    invoke("diagnose", "--model", "tiny_models:make", "--weights", str(path), "--weights-key", "ema_weights",
+        "--data", "data.npy", cwd=workspace)
+
+
+def test_a_pickled_whole_model_is_refused_in_one_clean_line(workspace, tmp_path):
+    sys.path.insert(0, str(workspace))
+    try:
+        import tiny_models
+
+        torch.save(tiny_models.make(), tmp_path / "whole.pt")
+    finally:
+        sys.path.remove(str(workspace))
+        sys.modules.pop("tiny_models", None)
+    completed = invoke("diagnose", "--model", "tiny_models:make", "--weights", str(tmp_path / "whole.pt"),
+                    "--data", "data.npy", cwd=workspace, check=False)
+    assert_one_line_error(completed, "--weights", "tiny_models.TinyVAE", "state_dict()")
+
+
+# ---- random weights, flat images, sample (issue 13 items 5, 7, 8) ------------------------------
+def test_no_weights_warns_loudly(workspace):
+    without = invoke("diagnose", "--model", "tiny_models:make", "--data", "data.npy", cwd=workspace)
+    assert "latentsweep: warning: no --weights" in without.stderr and "random" in without.stderr
+    with_weights = invoke("diagnose", "--model", "tiny_models:make", "--weights", "tiny.pt", "--data", "data.npy",
+                       cwd=workspace)
+    assert "warning" not in with_weights.stderr
+
+
+def test_flat_image_outputs_get_the_inputs_image_shape(workspace):
+    invoke("traverse", "--model", "tiny_models:flat", "--data", "images.npy", "--anchors", "1", "--steps", "3",
+        "--out", "flat_from_images", "--no-progress", cwd=workspace)
+    assert (workspace / "flat_from_images" / "traversal-anchor0.png").exists()
+
+
+def test_flat_square_outputs_suggest_image_shape(workspace):
+    completed = invoke("traverse", "--model", "tiny_models:flat", "--data", "flat_images.npy", "--anchors", "1",
+                    "--steps", "3", "--out", "flat_plain", "--no-progress", cwd=workspace)
+    assert "--image-shape 8,8" in completed.stderr
+    assert not (workspace / "flat_plain" / "traversal-anchor0.png").exists()
+    invoke("traverse", "--model", "tiny_models:flat", "--data", "flat_images.npy", "--anchors", "1", "--steps", "3",
+        "--image-shape", "8,8", "--out", "flat_hinted", "--no-progress", cwd=workspace)
+    assert (workspace / "flat_hinted" / "traversal-anchor0.png").exists()
+
+
+def test_sample_infers_the_latent_size(workspace):
+    out = invoke("sample", "--model", "tiny_models:no_latent_dim", "-n", "3", "--out", "samp_inferred", cwd=workspace)
+    assert "3 codes of 3 latents" in out.stdout
+    assert np.load(workspace / "samp_inferred" / "codes.npy").shape == (3, 3)
+    completed = invoke("sample", "--model", "tiny_models:conv_decoder", "-n", "3", "--out", "samp_conv",
+                    cwd=workspace, check=False)
+    assert_one_line_error(completed, "--latent-dim")
+    invoke("sample", "--model", "tiny_models:conv_decoder", "-n", "3", "--latent-dim", "3", "--out", "samp_conv",
+        cwd=workspace)
+
+
+def test_samples_picture_is_labelled(tmp_path):
+    from latentsweep.cli.samples import save_samples_picture
+
+    images = np.random.default_rng(0).random((6, 4, 4))
+    figure = save_samples_picture(images, tmp_path / "s.png", per_row=3, row_label="input {}".format,
+                                  title="3 posterior samples per input")
+    axes = figure.axes[0]
+    assert [t.get_text() for t in axes.get_yticklabels()] == ["input 0", "input 1"]
+    assert [t.get_text() for t in axes.get_xticklabels()] == ["0", "1", "2"]
+    assert "posterior samples" in axes.get_title() and axes.get_xlabel() == "sample"
+    assert (tmp_path / "s.png").stat().st_size > 0
+
+
+# ---- CLI wording (issue 13 item 15) ------------------------------------------------------------
+def test_mode_posterior_on_an_autoencoder_suggests_empirical(workspace):
+    completed = invoke("traverse", "--model", "tiny_models:tabular", "--data", "data.npy", "--mode", "posterior",
+                    cwd=workspace, check=False)
+    assert_one_line_error(completed, "--mode empirical")
+
+
+def test_more_anchors_than_inputs_says_so(workspace):
+    completed = invoke("traverse", "--model", "tiny_models:make", "--weights", "tiny.pt", "--data", "data.npy",
+                    "--anchors", "5000", "--steps", "2", "--no-outputs", "--out", "many", "--no-progress",
+                    cwd=workspace)
+    assert "--anchors 5000, but --data has 40 inputs" in completed.stderr
+    assert np.load(workspace / "many" / "traversal.npz")["effect"].shape[0] == 40
+
+
+def test_no_doubled_prefix(workspace):
+    completed = invoke("traverse", "--model", "tiny_models:make", "--weights", "tiny.pt", "--data", "data.npy",
+                    "--image-shape", "5,5", "--steps", "2", "--out", "bad_shape", cwd=workspace, check=False)
+    line = assert_one_line_error(completed, "image_shape")
+    assert line.count("latentsweep") == 1, line
+
+
+def test_one_line_wording():
+    from latentsweep.cli.errors import one_line
+
+    assert one_line("latentsweep: latentsweep: x\n y") == "x y"
+    assert one_line("latentsweep.traverse: pass resume=True or overwrite=True") == "traverse: pass --resume or --overwrite"
+    assert one_line("\x1b[1mbold\x1b[0m text") == "bold text"
+
+
+def test_ctrl_c_on_the_command_line_says_resume(workspace, tmp_path):
+    import signal
+    import time
+
+    store = tmp_path / "sweep.zarr"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "latentsweep", "traverse", "--model", "tiny_models:slow", "--weights", "tiny.pt",
+         "--data", "data.npy", "--anchors", "40", "--steps", "21", "--sweep-batch-size", "4", "--store", str(store), "--out", str(tmp_path / "out"),
+         "--no-progress"],
+        cwd=workspace, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # even when pytest runs under nohup
+    )
+    deadline = time.monotonic() + 120
+    while not store.exists():
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "the sweep never started"
+        time.sleep(0.1)
+    time.sleep(1.0)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr and "resume=True" not in stderr, stderr
+    assert "--resume" in stderr and str(store) in stderr, stderr
+    assert len(stderr_lines(subprocess.CompletedProcess([], 130, "", stderr))) == 1, stderr

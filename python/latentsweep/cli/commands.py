@@ -114,7 +114,7 @@ def _int_list(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
 
 
-def _loaded(args) -> tuple[object, object | None, object | None]:
+def _loaded(args, *, need_encoder: bool = True) -> tuple[object, object | None, object | None]:
     model = load_model(args.model, args.weights, weights_key=args.weights_key)
     if args.weights is None:
         say("warning", f"no --weights: {args.model} runs with the weights it was built with (random, "
@@ -123,7 +123,7 @@ def _loaded(args) -> tuple[object, object | None, object | None]:
         model = model.to(args.device)
     names = lambda own, default: (own,) if own else default  # noqa: E731
     encoder = model_part(model, names(getattr(args, "encoder", None), ENCODER_NAMES), "encoder", "--encoder") \
-        if hasattr(args, "encoder") else None
+        if hasattr(args, "encoder") and need_encoder else None
     decoder = model_part(model, names(getattr(args, "decoder", None), DECODER_NAMES), "decoder", "--decoder") \
         if hasattr(args, "decoder") else None
     return model, encoder, decoder
@@ -344,7 +344,7 @@ def run_sample(args) -> int:
     from .._modules import model_device, model_dtype
     from .samples import latent_dim, save_samples_picture
 
-    model, encoder, decoder = _loaded(args)
+    model, encoder, decoder = _loaded(args, need_encoder=bool(args.data))
     if args.data:
         posterior, _ = _encode(encoder, model, args)
         if posterior.logvar is None:

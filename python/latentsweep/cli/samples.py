@@ -75,9 +75,10 @@ def _device_of(decoder, model) -> torch.device:
 
 
 def save_samples_picture(images: np.ndarray, path: Path, *, per_row: int, row_label, title: str,
-                         column_label: str = "sample") -> None:
+                         column_label: str = "sample"):
     """Draws ``images`` ``[N, *image_shape]`` as one labelled picture, ``per_row`` to a row
-    (at most MAX_PICTURE_COLUMNS shown per row); ``row_label(r)`` names row r."""
+    (at most MAX_PICTURE_COLUMNS shown per row); ``row_label(r)`` names row r. Returns the
+    figure."""
     import textwrap
 
     from ..plots._common import finish, new_figure
@@ -102,4 +103,4 @@ def save_samples_picture(images: np.ndarray, path: Path, *, per_row: int, row_la
     axes.set_xlabel(column_label + (f" (first {shown} of {per_row})" if shown < per_row else ""))
     axes.tick_params(length=0)
     axes.set_title("\n".join(textwrap.wrap(title, width=int(figure.get_figwidth() * 11))), fontsize=9)
-    finish(figure, path)
+    return finish(figure, path)
