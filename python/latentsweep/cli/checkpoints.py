@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from .errors import CliError
+from .errors import CliError, reason
 
 # Where checkpoints keep the model's state dict, tried in order.
 CHECKPOINT_KEYS = ("state_dict", "model_state_dict", "model", "net", "module")
@@ -56,7 +56,7 @@ def read_safetensors(file: Path, option: str) -> dict[str, torch.Tensor]:
     try:
         return load_file(file)
     except Exception as error:  # noqa: BLE001  (SafetensorError, OSError, ...: all one story)
-        raise CliError(f"{option}: {str(file)!r} is not a readable .safetensors file ({_reason(error)})") from None
+        raise CliError(f"{option}: {str(file)!r} is not a readable .safetensors file ({reason(error)})") from None
 
 
 def read_torch_file(file: Path, option: str):
@@ -73,12 +73,7 @@ def read_torch_file(file: Path, option: str):
             "torch.save(model.state_dict(), 'weights.pt')"
         ) from None
     except Exception as error:  # noqa: BLE001  (a damaged zip, a truncated file, ...)
-        raise CliError(f"{option}: cannot read {str(file)!r} as a torch file ({_reason(error)})") from None
-
-
-def _reason(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
+        raise CliError(f"{option}: cannot read {str(file)!r} as a torch file ({reason(error)})") from None
 
 
 def _is_state_dict(value) -> bool:

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import CliError, say
+from .errors import CliError, say, user_code
 from .loading import load_array, load_model, model_part
 
 # A flat output of a square size at least this large may be an image (8x8 digits and up).
@@ -138,7 +138,8 @@ def _encode(encoder, model, args):
     owner = getattr(encoder, "__self__", None)  # a bound method: the dtype of its module
     module = next((m for m in (encoder, owner, model) if isinstance(m, torch.nn.Module)), None)
     data = data.to(model_dtype(module))
-    return ls.encode(encoder, data, batch_size=args.batch_size, device=args.device), data
+    with user_code(f"the encoder, on --data {args.data} of shape {list(data.shape)} {str(data.dtype).removeprefix('torch.')},"):
+        return ls.encode(encoder, data, batch_size=args.batch_size, device=args.device), data
 
 
 def _out_dir(path: str) -> Path:
@@ -258,11 +259,12 @@ def _anchors(posterior, args):
 def _traverse(decoder, posterior, anchors, args, *, mode: str, **kwargs):
     import latentsweep as ls
 
-    return ls.traverse(
-        decoder, anchors, mode=mode, span=args.span, steps=args.steps, dims=args.dims,
-        prior_std=args.prior_std, reference=posterior.mu if mode == "empirical" else None,
-        device=args.device, **kwargs,
-    )
+    with user_code(f"the decoder, on codes of {posterior.latent_dim} latents,"):
+        return ls.traverse(
+            decoder, anchors, mode=mode, span=args.span, steps=args.steps, dims=args.dims,
+            prior_std=args.prior_std, reference=posterior.mu if mode == "empirical" else None,
+            device=args.device, **kwargs,
+        )
 
 
 def add_traverse(sub) -> None:
@@ -365,7 +367,7 @@ def run_sample(args) -> int:
         title = f"{args.num_samples} samples from the prior N(0, {args.prior_std:g}²), D={dim} ({source}), seed {args.seed}"
     owner = decoder if isinstance(decoder, torch.nn.Module) else getattr(decoder, "__self__", model)
     device = model_device(owner) or model_device(model) or torch.device("cpu")
-    with torch.inference_mode():
+    with user_code(f"the decoder, on codes of shape {list(codes.shape)},"), torch.inference_mode():
         decoded = decoder(codes.to(device, model_dtype(owner)))
     if not isinstance(decoded, torch.Tensor) or decoded.dim() < 2 or decoded.shape[0] != len(codes):
         what = tuple(decoded.shape) if isinstance(decoded, torch.Tensor) else type(decoded).__name__

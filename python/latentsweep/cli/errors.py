@@ -7,6 +7,7 @@ message the CLI prints.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import sys
 
@@ -37,9 +38,11 @@ def cli_words(text: str) -> str:
 
 
 def one_line(error: BaseException | str) -> str:
-    """The message on one line: no ANSI escape codes, no repeated ``latentsweep:`` prefix
-    (the CLI adds its own), flags instead of keyword arguments."""
-    text = _ANSI.sub("", str(error))
+    """The message and its notes (e.g. what a stopped sweep kept) on one line: no ANSI escape
+    codes, no repeated ``latentsweep:`` prefix (the CLI adds its own), flags instead of
+    keyword arguments."""
+    text = " ".join([str(error), *getattr(error, "__notes__", ())])
+    text = _ANSI.sub("", text)
     text = " ".join(text.split()) or type(error).__name__
     text = _OWN_PREFIX.sub("", text)
     return cli_words(text.removeprefix("latentsweep."))
@@ -48,3 +51,29 @@ def one_line(error: BaseException | str) -> str:
 def say(kind: str, message: BaseException | str) -> None:
     """Prints ``latentsweep: KIND: message`` on stderr (kind: error, warning, note)."""
     print(f"latentsweep: {kind}: {one_line(message)}", file=sys.stderr, flush=True)
+
+
+def reason(error: BaseException) -> str:
+    """``Type: first line of the message``, for errors raised by the user's code."""
+    if isinstance(error, SystemExit):
+        return f"SystemExit (it called sys.exit({error.code!r}))"
+    text = _ANSI.sub("", str(error)).strip().splitlines()
+    return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
+
+
+@contextlib.contextmanager
+def user_code(what: str):
+    """Exceptions from the user's encoder or decoder become one CliError that says where they
+    came from (``what``, e.g. "the encoder, on --data x.npy [40, 7] float32"); the library's
+    own messages (``latentsweep.``...) pass unchanged. Notes (what a stopped sweep kept) stay."""
+    try:
+        yield
+    except CliError:
+        raise
+    except Exception as error:  # noqa: BLE001  (user code raises anything)
+        if str(error).startswith("latentsweep"):
+            raise
+        wrapped = CliError(f"{what} raised {reason(error)}")
+        for note in getattr(error, "__notes__", ()):
+            wrapped.add_note(note)
+        raise wrapped from error

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from .checkpoints import load_weights, read_safetensors, read_torch_file
-from .errors import CliError
+from .errors import CliError, reason
 
 
 # User files are imported under this prefix, never under their own name: a model file called
@@ -57,8 +57,8 @@ def _import(module_name: str):
         return importlib.import_module(module_name)
     except ModuleNotFoundError as error:
         raise CliError(f"--model: cannot import {module_name!r} ({error})") from None
-    except Exception as error:  # noqa: BLE001  (the user's module raised while importing)
-        raise CliError(f"--model: importing {module_name!r} raised {_reason(error)}") from None
+    except (Exception, SystemExit) as error:  # noqa: BLE001  (the user's module raised while importing)
+        raise CliError(f"--model: importing {module_name!r} raised {reason(error)}") from None
     finally:
         sys.path.remove(cwd)
         sys.path.append(cwd)
@@ -76,9 +76,9 @@ def _import_file(path: Path):
         sys.path.append(folder)
     try:
         module_spec.loader.exec_module(module)
-    except Exception as error:  # noqa: BLE001  (SyntaxError, ImportError, anything it raises)
+    except (Exception, SystemExit) as error:  # noqa: BLE001  (SyntaxError, sys.exit(), anything it raises)
         del sys.modules[name]
-        raise CliError(f"--model: running {str(path)!r} raised {_reason(error)}") from None
+        raise CliError(f"--model: running {str(path)!r} raised {reason(error)}") from None
     return module
 
 
@@ -87,16 +87,11 @@ def _call_factory(target, spec: str):
         raise CliError(f"--model {spec!r} is neither an nn.Module nor a factory that returns one")
     try:
         model = target()
-    except Exception as error:  # noqa: BLE001  (the factory is user code: report, don't crash)
-        raise CliError(f"--model {spec!r}: the factory raised {_reason(error)}") from None
+    except (Exception, SystemExit) as error:  # noqa: BLE001  (the factory is user code: report, don't crash)
+        raise CliError(f"--model {spec!r}: the factory raised {reason(error)}") from None
     if not isinstance(model, torch.nn.Module) and not (hasattr(model, "encoder") or hasattr(model, "decoder")):
         raise CliError(f"--model {spec!r} returned a {type(model).__name__}, not a model")
     return model
-
-
-def _reason(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
 
 
 def model_part(model, names: tuple[str, ...], what: str, option: str):
@@ -144,6 +139,8 @@ def _as_tensor(value, path: str) -> torch.Tensor:
         tensor = value.to_dense() if value.layout != torch.strided else value
     else:
         array = np.asarray(value)
+        if array.ndim == 0:
+            raise CliError(f"--data: {path!r} holds a single number; expected inputs [N, ...] with one row per input")
         if array.dtype.kind not in "biuf":
             raise CliError(f"--data: {path!r} holds {array.dtype} values; expected numbers (an array of floats or ints)")
         array = array.astype(array.dtype.newbyteorder("="), copy=False)  # torch needs native byte order
