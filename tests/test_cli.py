@@ -540,3 +540,19 @@ def test_ctrl_c_on_the_command_line_says_resume(workspace, tmp_path):
     assert "Traceback" not in stderr and "resume=True" not in stderr, stderr
     assert "--resume" in stderr and str(store) in stderr, stderr
     assert len(stderr_lines(subprocess.CompletedProcess([], 130, "", stderr))) == 1, stderr
+
+
+def test_demo_quick_writes_one_lighter_report(tmp_path, capsys):
+    """--quick diagnoses all four models but draws only one report, without GIFs (issue 13
+    item 16: drawing is what takes the time)."""
+    from latentsweep.cli.demo import QUICK_REPORT_MODEL, run_demo
+
+    assert run_demo(tmp_path, quick=True) == 0
+    out = capsys.readouterr().out
+    for name in ("digits-vae", "digits-vae-relu-heads", "digits-ae", "wine-vae"):
+        assert f"== {name}" in out
+    assert sorted(p.name for p in tmp_path.glob("*.html")) == sorted([f"{QUICK_REPORT_MODEL}.html", "index.html"])
+    page = (tmp_path / f"{QUICK_REPORT_MODEL}.html").read_text()
+    assert "data:image/png;base64," in page and "image/gif" not in page
+    for code in ("small-posterior-sd", "collapsed", "nonnegative-mean", "nonnegative-logvar"):
+        assert code in out

@@ -451,7 +451,8 @@ def add_demo(sub) -> None:
         "report per model and prints the diagnosis summaries.",
     )
     _out_option(parser, "latentsweep-demo")
-    parser.add_argument("--quick", action="store_true", help="fewer anchors and steps")
+    parser.add_argument("--quick", action="store_true",
+                        help="diagnose every model but write only the digits-vae report, with fewer pictures")
     parser.set_defaults(run=run_demo)
 
 
