@@ -261,6 +261,8 @@ def _build_workspace(root: Path) -> list[dict]:
         case(f"traverse{option}-{value}", [*traverse, "--data", "data.npy", *extra, "--out", "out/bad"], "error")
     if not torch.cuda.is_available():
         case("traverse-device-cuda", [*traverse, "--data", "data.npy", "--device", "cuda"], "error")
+    case("sample--out-a-file", [*sample, "--out", "data.npy"], "error")
+    case("diagnose--batch-size-0", [*diagnose, "--data", "data.npy", "--batch-size", "0"], "error")
     for option, value in (("--seed", "-1"), ("--latent-dim", "0"), ("-n", "0"), ("--latent-dim", "5")):
         case(f"sample{option}-{value}", [*sample, option, value, "--out", "out/bad-sample"], "error")
     return cases

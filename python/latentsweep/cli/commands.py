@@ -44,7 +44,7 @@ def _data_options(parser: argparse.ArgumentParser, *, required: bool) -> None:
     group.add_argument("--data", required=required, metavar="FILE",
                        help="inputs [N, ...] from .npy/.npz/.pt/.safetensors")
     group.add_argument("--key", help="which array of a file holding several")
-    group.add_argument("--batch-size", type=int, default=256, help="inputs per encoder call (default 256)")
+    group.add_argument("--batch-size", type=_positive_int, default=256, help="inputs per encoder call (default 256)")
 
 
 def _out_option(parser: argparse.ArgumentParser, default: str) -> None:
@@ -144,7 +144,12 @@ def _encode(encoder, model, args):
 
 def _out_dir(path: str) -> Path:
     folder = Path(path)
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise CliError(f"--out {path!r}: a file is in the way of the output folder") from None
+    except OSError as error:
+        raise CliError(f"--out {path!r}: cannot create the folder ({error.strerror})") from None
     return folder
 
 
