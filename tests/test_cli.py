@@ -98,6 +98,20 @@ MODEL_SOURCE = textwrap.dedent(
         torch.manual_seed(0)
         return SlowVAE()
 
+    class FailingVAE(TinyVAE):
+        calls = 0
+
+        def decoder(self, z):
+            FailingVAE.calls += 1
+            if FailingVAE.calls > 4:
+                raise RuntimeError("the decoder broke")
+            return super().decoder(z)
+
+    def failing():
+        torch.manual_seed(0)
+        FailingVAE.calls = 0
+        return FailingVAE()
+
     def broken():
         raise RuntimeError("cannot build the model")
     """
@@ -514,6 +528,11 @@ def test_one_line_wording():
     assert one_line("latentsweep: latentsweep: x\n y") == "x y"
     assert one_line("latentsweep.traverse: pass resume=True or overwrite=True") == "traverse: pass --resume or --overwrite"
     assert one_line("\x1b[1mbold\x1b[0m text") == "bold text"
+    error = RuntimeError("boom")
+    error.add_note("latentsweep: the sweep stopped after 3 of 9 points. Call traverse(...) again with the same "
+                   "arguments and resume=True to continue.")
+    assert one_line(error) == ("boom the sweep stopped after 3 of 9 points. Run the same command again with "
+                               "--resume to continue.")
 
 
 def test_ctrl_c_on_the_command_line_says_resume(workspace, tmp_path):
@@ -556,3 +575,12 @@ def test_demo_quick_writes_one_lighter_report(tmp_path, capsys):
     assert "data:image/png;base64," in page and "image/gif" not in page
     for code in ("small-posterior-sd", "collapsed", "nonnegative-mean", "nonnegative-logvar"):
         assert code in out
+
+
+def test_a_decoder_that_fails_mid_sweep_is_named_and_the_store_kept(workspace, tmp_path):
+    store = tmp_path / "failing.zarr"
+    completed = invoke("traverse", "--model", "tiny_models:failing", "--weights", "tiny.pt", "--data", "data.npy",
+                       "--sweep-batch-size", "8", "--store", str(store), "--out", str(tmp_path / "out"),
+                       "--no-progress", cwd=workspace, check=False)
+    line = assert_one_line_error(completed, "the decoder", "RuntimeError: the decoder broke", "--resume", str(store))
+    assert "resume=True" not in line

@@ -41,10 +41,9 @@ def one_line(error: BaseException | str) -> str:
     """The message and its notes (e.g. what a stopped sweep kept) on one line: no ANSI escape
     codes, no repeated ``latentsweep:`` prefix (the CLI adds its own), flags instead of
     keyword arguments."""
-    text = " ".join([str(error), *getattr(error, "__notes__", ())])
-    text = _ANSI.sub("", text)
-    text = " ".join(text.split()) or type(error).__name__
-    text = _OWN_PREFIX.sub("", text)
+    parts = [str(error), *getattr(error, "__notes__", ())]
+    parts = [_OWN_PREFIX.sub("", " ".join(_ANSI.sub("", part).split())) for part in parts]
+    text = " ".join(part for part in parts if part) or type(error).__name__
     return cli_words(text.removeprefix("latentsweep."))
 
 
