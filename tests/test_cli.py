@@ -77,6 +77,23 @@ MODEL_SOURCE = textwrap.dedent(
     def no_latent_dim():
         return NoLatentDimAE()
 
+    class MethodVAE(nn.Module):
+        # As in PyTorch's VAE example: decode is a method, the sizes are only in the layers.
+        def __init__(self):
+            super().__init__()
+            self.fc1, self.fc21, self.fc22 = nn.Linear(16, 8), nn.Linear(8, 3), nn.Linear(8, 3)
+            self.fc3, self.fc4 = nn.Linear(3, 8), nn.Linear(8, 16)
+
+        def encode(self, x):
+            h = torch.relu(self.fc1(x))
+            return self.fc21(h), self.fc22(h)
+
+        def decode(self, z):
+            return torch.sigmoid(self.fc4(torch.relu(self.fc3(z))))
+
+    def method_vae():
+        return MethodVAE()
+
     class ConvDecoderAE(nn.Module):
         # Neither an attribute nor a Linear first layer: the latent size cannot be told.
         def __init__(self):
@@ -480,6 +497,8 @@ def test_sample_infers_the_latent_size(workspace):
     out = invoke("sample", "--model", "tiny_models:no_latent_dim", "-n", "3", "--out", "samp_inferred", cwd=workspace)
     assert "3 codes of 3 latents" in out.stdout
     assert np.load(workspace / "samp_inferred" / "codes.npy").shape == (3, 3)
+    out = invoke("sample", "--model", "tiny_models:method_vae", "-n", "2", "--out", "samp_method", cwd=workspace)
+    assert "2 codes of 3 latents" in out.stdout
     completed = invoke("sample", "--model", "tiny_models:conv_decoder", "-n", "3", "--out", "samp_conv",
                     cwd=workspace, check=False)
     assert_one_line_error(completed, "--latent-dim")

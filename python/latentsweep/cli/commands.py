@@ -340,7 +340,8 @@ def add_sample(sub) -> None:
     parser.add_argument("--prior-std", type=_positive_float, default=1.0, help="the prior's SD (default 1)")
     parser.add_argument("--latent-dim", type=_positive_int,
                         help="latent size D for prior samples (default: the model's latent_dim, latent_size or "
-                        "z_dim attribute, else the input size of the decoder's first Linear layer)")
+                        "z_dim attribute, else the input size of the decoder's first Linear layer, else the "
+                        "one input size of the model's Linear layers that the decoder accepts)")
     parser.add_argument("--image-shape", type=_int_list, metavar="H,W", help="draw flat outputs as images of this shape")
     _out_option(parser, "latentsweep-out")
     parser.set_defaults(run=run_sample)

@@ -20,24 +20,37 @@ MAX_PICTURE_COLUMNS = 16
 def latent_dim(model, decoder, given: int | None) -> tuple[int, str]:
     """The latent size D for prior samples and where it came from: ``--latent-dim``, else a
     ``latent_dim``-like attribute of the model or decoder, else the input size of the decoder's
-    first layer when that is an ``nn.Linear``. The guess is checked by decoding one code."""
+    first layer when that is an ``nn.Linear``, else the one input size of the model's Linear
+    layers that the decoder accepts (a decoder written as a method, as in PyTorch's VAE
+    example). A guess is checked by decoding one code."""
     if given is not None:
         return given, "--latent-dim"
     found = _from_attributes(model, decoder) or _from_first_layer(decoder)
-    if found is None:
-        raise CliError(
-            "cannot tell the model's latent size: give --latent-dim D (or --data, or give the model a "
-            "latent_dim attribute)"
-        )
-    dim, source = found
+    if found is not None:
+        dim, source = found
+        failure = _decode_fails(model, decoder, dim)
+        if failure is None:
+            return dim, source
+        raise CliError(f"the decoder fails on codes of size {dim} (taken from {source}: {failure}); give --latent-dim D")
+    owner = model if isinstance(model, torch.nn.Module) else None
+    sizes = sorted({m.in_features for m in owner.modules() if isinstance(m, torch.nn.Linear)}) if owner else []
+    accepted = [size for size in sizes if _decode_fails(model, decoder, size) is None]
+    if len(accepted) == 1:
+        return accepted[0], "the only input size of the model's Linear layers that the decoder accepts"
+    raise CliError(
+        "cannot tell the model's latent size: give --latent-dim D (or --data, or give the model a latent_dim "
+        "attribute)" + (f"; the decoder accepts codes of each of the sizes {accepted}" if accepted else "")
+    )
+
+
+def _decode_fails(model, decoder, dim: int) -> str | None:
+    """None when the decoder takes one code of size ``dim``, else the error's type."""
     try:
         with torch.inference_mode():
             decoder(torch.zeros(1, dim, dtype=_dtype_of(decoder, model), device=_device_of(decoder, model)))
-    except Exception as error:  # noqa: BLE001  (the guess was wrong: say so, don't crash)
-        raise CliError(
-            f"the decoder fails on codes of size {dim} (taken from {source}: {type(error).__name__}); give --latent-dim D"
-        ) from None
-    return dim, source
+    except Exception as error:  # noqa: BLE001  (a wrong size: any error the model raises)
+        return type(error).__name__
+    return None
 
 
 def _from_attributes(model, decoder) -> tuple[int, str] | None:
