@@ -475,6 +475,9 @@ def test_no_weights_warns_loudly(workspace):
     with_weights = invoke("diagnose", "--model", "tiny_models:make", "--weights", "tiny.pt", "--data", "data.npy",
                        cwd=workspace)
     assert "warning" not in with_weights.stderr
+    invoke("report", "--model", "tiny_models:make", "--data", "data.npy", "--anchors", "1", "--steps", "3",
+           "--out", "random_report", cwd=workspace)
+    assert "no --weights" in (workspace / "random_report" / "report.html").read_text()
 
 
 def test_flat_image_outputs_get_the_inputs_image_shape(workspace):

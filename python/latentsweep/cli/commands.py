@@ -416,7 +416,8 @@ def run_report(args) -> int:
     model, encoder, decoder = _loaded(args)
     posterior, data = _encode(encoder, model, args)
     names = [name.strip() for name in args.feature_names.split(",")] if args.feature_names else None
-    path, _ = write_report(decoder, posterior, data, args, Path(args.out) / "report.html", title=args.title,
+    title = args.title if args.weights else f"{args.title} (no --weights: the model's weights as built)"
+    path, _ = write_report(decoder, posterior, data, args, Path(args.out) / "report.html", title=title,
                            feature_names=names)
     print(f"wrote {path}")
     return 0
