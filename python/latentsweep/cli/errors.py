@@ -20,6 +20,9 @@ class CliError(Exception):
 _CLI_WORDS = (
     ("Call traverse(...) again with the same arguments and resume=True", "Run the same command again with --resume"),
     ("call traverse with the same arguments to resume it", "run the same command with --resume to continue it"),
+    ("call traverse with that sweep's arguments to resume it", "run the command with that sweep's options and --resume"),
+    ("traverse(..., out=path, resume=True)", "the same command with --resume"),
+    ("traverse(..., resume=True)", "the same command with --resume"),
     ("resume=True and overwrite=True", "--resume and --overwrite"),
     ("resume=True", "--resume"),
     ("overwrite=True", "--overwrite"),
