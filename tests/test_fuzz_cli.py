@@ -224,6 +224,8 @@ def _build_workspace(root: Path) -> list[dict]:
     for kind in valid_arrays:
         case(f"data-{kind}", [*diagnose, "--data", f"d-{kind}.npy"], "ok")
         case(f"data-{kind}-traverse", [*traverse, "--data", f"d-{kind}.npy", "--out", f"out/data-{kind}"], "ok")
+    case("data-float64-report", ["report", "--model", "tiny:make", "--weights", "weights.pt", "--data", "d-float64.npy",
+                                 "--anchors", "1", "--steps", "3", "--out", "out/report"], "ok")
     for name in ("d-x.npz", "d-x.pt", "data.safetensors"):
         case(f"data-{name}", [*diagnose, "--data", name], "ok")
     for kind in [*invalid_arrays, "object", "truncated", "lying-header"]:
