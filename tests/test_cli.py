@@ -105,9 +105,15 @@ MODEL_SOURCE = textwrap.dedent(
         return ConvDecoderAE()
 
     class SlowVAE(TinyVAE):
+        calls = 0
+
         def decoder(self, z):
+            import pathlib
             import time
 
+            SlowVAE.calls += 1
+            if SlowVAE.calls == 20:  # well inside the sweep: the test may press Ctrl-C now
+                pathlib.Path("slow_sweep_running").touch()
             time.sleep(0.02)
             return super().decoder(z)
 
@@ -562,6 +568,7 @@ def test_ctrl_c_on_the_command_line_says_resume(workspace, tmp_path):
     import time
 
     store = tmp_path / "sweep.zarr"
+    (workspace / "slow_sweep_running").unlink(missing_ok=True)
     process = subprocess.Popen(
         [sys.executable, "-m", "latentsweep", "traverse", "--model", "tiny_models:slow", "--weights", "tiny.pt",
          "--data", "data.npy", "--anchors", "40", "--steps", "21", "--sweep-batch-size", "4", "--store", str(store), "--out", str(tmp_path / "out"),
@@ -570,11 +577,10 @@ def test_ctrl_c_on_the_command_line_says_resume(workspace, tmp_path):
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # even when pytest runs under nohup
     )
     deadline = time.monotonic() + 120
-    while not store.exists():
+    while not (workspace / "slow_sweep_running").exists():
         assert process.poll() is None, process.communicate()
         assert time.monotonic() < deadline, "the sweep never started"
         time.sleep(0.1)
-    time.sleep(1.0)
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stderr
