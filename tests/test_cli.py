@@ -121,6 +121,15 @@ MODEL_SOURCE = textwrap.dedent(
         torch.manual_seed(0)
         return SlowVAE()
 
+    class LogitsVAE(TinyVAE):
+        # Returns logits, wrapped as diffusers does: DecoderOutput(sample=...) -> here a dict.
+        def decoder(self, z):
+            return {"sample": self.out(z).view(-1, 1, 4, 4), "extra": torch.zeros(len(z))}
+
+    def logits():
+        torch.manual_seed(0)
+        return LogitsVAE()
+
     class FailingVAE(TinyVAE):
         calls = 0
 
@@ -612,3 +621,21 @@ def test_a_decoder_that_fails_mid_sweep_is_named_and_the_store_kept(workspace, t
                        "--no-progress", cwd=workspace, check=False)
     line = assert_one_line_error(completed, "the decoder", "RuntimeError: the decoder broke", "--resume", str(store))
     assert "resume=True" not in line
+
+
+def test_output_activation_and_decoder_output(workspace):
+    """--output-activation sigmoid on a decoder that returns logits (in a dict): the same
+    numbers as the model whose decoder applies the sigmoid itself; the summary names the space."""
+    common = ["--weights", "tiny.pt", "--data", "data.npy", "--anchors", "2", "--steps", "3", "--mode", "prior",
+              "--no-progress", "--sweep-batch-size", "7"]
+    plain = invoke("traverse", "--model", "tiny_models:make", *common, "--out", "act_plain", cwd=workspace)
+    logits = invoke("traverse", "--model", "tiny_models:logits", *common, "--output-activation", "sigmoid",
+                    "--decoder-output", "sample", "--out", "act_logits", cwd=workspace)
+    assert "sigmoid(" in logits.stdout and "sigmoid(" not in plain.stdout
+    expected, got = np.load(workspace / "act_plain" / "traversal.npz"), np.load(workspace / "act_logits" / "traversal.npz")
+    for name in ("effect", "dim_effect", "sensitivity", "anchor_outputs"):
+        np.testing.assert_allclose(got[name], expected[name], rtol=1e-5, atol=1e-7)
+    invoke("sample", "--model", "tiny_models:logits", "--weights", "tiny.pt", "-n", "3", "--output-activation",
+           "sigmoid", "--out", "act_sample", cwd=workspace)
+    decoded = np.load(workspace / "act_sample" / "decoded.npy")
+    assert decoded.shape == (3, 1, 4, 4) and decoded.min() >= 0 and decoded.max() <= 1

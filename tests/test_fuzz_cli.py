@@ -36,9 +36,6 @@ WORKER = Path(__file__).with_name("fuzz_cli_worker.py")
 ESCAPED = 97  # fuzz_cli_worker.ESCAPED
 GOOD = ("ok", "clear-error", "usage-error")
 MARKER = "PICKLE_EXECUTED"
-# Library checks that another branch owns (issue 12 item 10): until they land these may end as
-# one line naming an unexpected exception, never worse.
-PENDING_LIBRARY_FIXES = {"diagnose-prior-std-1e200": "diagnose(prior_std=1e200) overflows in the library"}
 
 MODEL_SOURCE = textwrap.dedent(
     """
@@ -264,6 +261,9 @@ def _build_workspace(root: Path) -> list[dict]:
     if not torch.cuda.is_available():
         case("traverse-device-cuda", [*traverse, "--data", "data.npy", "--device", "cuda"], "error")
     case("sample--out-a-file", [*sample, "--out", "data.npy"], "error")
+    for option, value in (("--output-activation", "relu"), ("--decoder-output", "nope"), ("--decoder-output", "5")):
+        case(f"traverse{option}-{value}", [*traverse, "--data", "data.npy", option, value, "--out", "out/bad"], "error")
+    case("sample--output-activation-sigmoid", [*sample, "--output-activation", "sigmoid", "--out", "out/act"], "ok")
     case("diagnose--batch-size-0", [*diagnose, "--data", "data.npy", "--batch-size", "0"], "error")
     for option, value in (("--seed", "-1"), ("--latent-dim", "0"), ("-n", "0"), ("--latent-dim", "5")):
         case(f"sample{option}-{value}", [*sample, option, value, "--out", "out/bad-sample"], "error")
@@ -334,7 +334,7 @@ def test_hostile_files_and_values_through_every_cli_option(tmp_path):
     for kind, _ in results.values():
         counts[kind] = counts.get(kind, 0) + 1
     bad = {name: (kind, outcome["stderr"].strip()[-300:]) for name, (kind, outcome) in results.items()
-           if kind not in GOOD and not (name in PENDING_LIBRARY_FIXES and kind == "other-exception")}
+           if kind not in GOOD}
     assert not bad, f"{counts}\n" + "\n".join(f"{name}: {kind}: {tail}" for name, (kind, tail) in bad.items())
     # the fuzz reaches both sides: valid files that work, hostile ones that are refused
     assert counts.get("ok", 0) >= 20 and counts.get("clear-error", 0) >= 60 and counts.get("usage-error", 0) >= 10

@@ -35,7 +35,15 @@ def _model_options(parser: argparse.ArgumentParser, *, encoder: bool = True, dec
     if encoder:
         group.add_argument("--encoder", metavar="ATTR", help="the model's encoder attribute (default: encoder/encode)")
     if decoder:
+        from ..decoding import OUTPUT_TRANSFORMS
+
         group.add_argument("--decoder", metavar="ATTR", help="the model's decoder attribute (default: decoder/decode)")
+        group.add_argument("--decoder-output", metavar="KEY",
+                           help="the part of a decoder output that is a tuple, dict or object: an index, key or "
+                           "attribute (default: the first element, or 'sample', 'x_hat', ... in that order)")
+        group.add_argument("--output-activation", default="none", choices=("none", *OUTPUT_TRANSFORMS),
+                           help="applied to the decoder's outputs before anything is measured or drawn: sigmoid "
+                           "for a decoder that returns logits (default none; the report says which space)")
     group.add_argument("--device", type=_device, default=None, help="cpu, cuda, cuda:1 ... (default: the model's)")
 
 
@@ -105,6 +113,16 @@ def _device(text: str) -> torch.device:
     elif device.type != "cpu":
         raise argparse.ArgumentTypeError(f"expected cpu, cuda, cuda:N or mps, got {text!r}")
     return device
+
+
+def _decoder_options(args) -> dict:
+    """traverse's output= and output_transform= from --decoder-output and --output-activation."""
+    chosen = getattr(args, "decoder_output", None)
+    activation = getattr(args, "output_activation", "none")
+    return {
+        "output": int(chosen) if chosen is not None and chosen.lstrip("-").isdigit() else chosen,
+        "output_transform": None if activation == "none" else activation,
+    }
 
 
 def _int_list(text: str) -> list[int]:
@@ -268,7 +286,7 @@ def _traverse(decoder, posterior, anchors, args, *, mode: str, **kwargs):
         return ls.traverse(
             decoder, anchors, mode=mode, span=args.span, steps=args.steps, dims=args.dims,
             prior_std=args.prior_std, reference=posterior.mu if mode == "empirical" else None,
-            device=args.device, **kwargs,
+            device=args.device, **_decoder_options(args), **kwargs,
         )
 
 
@@ -373,8 +391,11 @@ def run_sample(args) -> int:
         title = f"{args.num_samples} samples from the prior N(0, {args.prior_std:g}²), D={dim} ({source}), seed {args.seed}"
     owner = decoder if isinstance(decoder, torch.nn.Module) else getattr(decoder, "__self__", model)
     device = model_device(owner) or model_device(model) or torch.device("cpu")
+    from ..decoding import decoder_call
+
+    decode = decoder_call("latentsweep sample", decoder, **_decoder_options(args))
     with user_code(f"the decoder, on codes of shape {list(codes.shape)},"), torch.inference_mode():
-        decoded = decoder(codes.to(device, model_dtype(owner)))
+        decoded = decode(codes.to(device, model_dtype(owner)))
     if not isinstance(decoded, torch.Tensor) or decoded.dim() < 2 or decoded.shape[0] != len(codes):
         what = tuple(decoded.shape) if isinstance(decoded, torch.Tensor) else type(decoded).__name__
         raise CliError(f"the decoder must return a [B={len(codes)}, ...] tensor, got {what}")
