@@ -1,0 +1,342 @@
+"""What the training integrations compute and log, in one place: the options, one snapshot of
+the latent space (encode -> diagnose -> traverse the ranked latents -> pictures, scalars, text),
+the guard that keeps the training run's random numbers untouched, and the ways a snapshot is
+written (a TensorBoard ``SummaryWriter``, or PNG and Markdown files in a folder).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import math
+import random
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .. import _checks
+from .._modules import eval_mode, model_device, model_dtype
+from ..diagnosis import FLAG_CODES, Diagnosis, diagnose, format_dims
+from ..encoding import encode
+from ..plots import kl_bars, response_curves, traversal_grid
+from ..plots._common import dim_label
+from ..plots._images import is_image_output
+from ..result import TraversalResult
+from ..sweep import traverse
+from ..traversal import MODES
+
+TRAVERSAL_MODES = ("auto", *MODES)
+TEXT_KEY = "diagnosis"
+
+
+def require(module: str, extra: str, *, alternatives: tuple[str, ...] = ()):
+    """Imports ``module`` (or the first importable of ``alternatives``); otherwise an ImportError
+    that says which extra installs it."""
+    for name in (module, *alternatives):
+        try:
+            return importlib.import_module(name)
+        except ImportError:
+            continue
+    raise ImportError(
+        f"latentsweep.integrations.{extra} needs the {module.split('.')[0]!r} package: "
+        f"pip install 'latentsweep[{extra}]'"
+    )
+
+
+@dataclass(frozen=True)
+class SnapshotOptions:
+    """What a snapshot computes and draws (see :func:`take_snapshot`); checked once, when an
+    integration is set up, so a bad option fails before training rather than epochs into it."""
+
+    steps: int = 11
+    mode: str = "auto"
+    max_dims: int | None = None
+    anchors: int = 8
+    span: float = 2.0
+    prior_std: float = 1.0
+    grid_anchors: int = 1
+    image_shape: tuple[int, ...] | None = None
+    batch_size: int = 256
+    prefix: str = "latentsweep"
+
+    @classmethod
+    def checked(cls, fn: str, **options) -> "SnapshotOptions":
+        o = cls(**options)
+        mode = o.mode
+        if mode not in TRAVERSAL_MODES:
+            raise ValueError(f"{fn}: mode must be one of {', '.join(map(repr, TRAVERSAL_MODES))}, got {mode!r}")
+        max_dims = None if o.max_dims is None else _checks.integer(fn, "max_dims", o.max_dims, low=1)
+        anchors = _checks.integer(fn, "anchors", o.anchors, low=1)
+        if not isinstance(o.prefix, str):
+            raise TypeError(f"{fn}: prefix must be a str, got {type(o.prefix).__name__}")
+        image_shape = o.image_shape
+        if image_shape is not None:
+            if isinstance(image_shape, (str, bytes)) or not isinstance(image_shape, Iterable):
+                raise TypeError(f"{fn}: image_shape must be a tuple (H, W) or (C, H, W), got {image_shape!r}")
+            image_shape = tuple(image_shape)
+        return cls(
+            steps=_checks.integer(fn, "steps", o.steps, low=1),
+            mode=mode,
+            max_dims=max_dims,
+            anchors=anchors,
+            span=_checks.positive_float(fn, "span", o.span),
+            prior_std=_checks.positive_float(fn, "prior_std", o.prior_std),
+            grid_anchors=_checks.integer(fn, "grid_anchors", o.grid_anchors, low=0, high=anchors),
+            image_shape=image_shape,
+            batch_size=_checks.integer(fn, "batch_size", o.batch_size, low=1),
+            prefix=o.prefix.strip("/"),
+        )
+
+    def tag(self, key: str) -> str:
+        """The logged name of ``key``: ``"<prefix>/<key>"``."""
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+
+def check_data(fn: str, data) -> None:
+    """The data kinds :func:`latentsweep.encode` takes (its own checks run on every snapshot)."""
+    if isinstance(data, (torch.Tensor, np.ndarray)):
+        if data.ndim == 0 or data.shape[0] == 0:
+            raise ValueError(f"{fn}: data must be a non-empty [N, ...] tensor or array, got shape {tuple(data.shape)}")
+        if isinstance(data, np.ndarray) and data.dtype.kind not in "biuf":
+            raise TypeError(f"{fn}: data must be a numeric array, got dtype {data.dtype}")
+        return
+    if isinstance(data, torch.utils.data.Dataset):
+        return
+    if isinstance(data, (str, bytes, Mapping)) or not isinstance(data, Iterable):
+        raise TypeError(
+            f"{fn}: data must be a tensor, a numpy array, a Dataset or a DataLoader (a fixed "
+            f"sample of inputs), got {type(data).__name__}"
+        )
+    if iter(data) is data:
+        raise TypeError(
+            f"{fn}: data is a one-shot iterator ({type(data).__name__}), which would be empty "
+            "after the first snapshot; pass a tensor, a Dataset or a DataLoader"
+        )
+
+
+@dataclass
+class TraversalSnapshot:
+    """One look at the latent space during training. A = anchors, K = traversed latents,
+    S = steps, D = latent size.
+
+    Attributes:
+        step: the training step it belongs to.
+        diagnosis: :func:`latentsweep.diagnose` of the encoded data.
+        result: the :class:`TraversalResult` of the ranked latents (``[A, K, S, ...]``).
+        scalars: name -> number (unprefixed): ``active_units``, ``mean_kl`` (mean over the inputs
+            of KL(q(z|x) || p(z)), summed over the latents, nats), ``collapsed_latents``,
+            ``kl/z<d>`` per latent (VAEs only); ``flags/<code>`` (number of latents flagged, for
+            every flag code); ``effect/z<d>`` per traversed latent (``result.dim_effect``).
+        images: name -> ``[H, W, 3]`` uint8 RGB: ``traversal/anchor<a>`` (image outputs) or
+            ``response_curves`` (tabular outputs), and ``kl`` (VAEs).
+        text: Markdown: the diagnosis' summary, its flags and what to do about them.
+        seconds: wall time of the snapshot, drawing included.
+    """
+
+    step: int
+    diagnosis: Diagnosis
+    result: TraversalResult
+    scalars: dict[str, float]
+    images: dict[str, np.ndarray]
+    text: str
+    seconds: float
+
+
+def take_snapshot(
+    encoder,
+    decoder,
+    data,
+    options: SnapshotOptions,
+    *,
+    step: int,
+    device: torch.device | None = None,
+    modules: Iterable[torch.nn.Module] = (),
+) -> TraversalSnapshot:
+    """Encodes ``data``, diagnoses it, traverses the latents ranked by KL (variance of the codes
+    for an autoencoder; the first ``max_dims``) from the first ``anchors`` inputs in the
+    diagnosis' recommended mode (or ``options.mode``), and draws the pictures.
+
+    Runs without gradients, with every module involved (the encoder's and decoder's owners and
+    ``modules``) in eval mode, restoring each submodule's mode afterwards, and restores every
+    global random state it could touch, so a training run goes on exactly as without it.
+    """
+    started = time.perf_counter()
+    owners = _unique([*(_owner(f) for f in (encoder, decoder)), *modules])
+    if device is None:
+        device = next((d for d in map(model_device, owners) if d is not None), None)
+    if isinstance(data, np.ndarray):  # encode() would cast it to the recorder's dtype, not the model's
+        data = torch.from_numpy(np.ascontiguousarray(data))
+        if data.is_floating_point():
+            data = data.to(model_dtype(owners[0]) if owners else torch.get_default_dtype())
+    recorder = _InputRecorder(encoder, options.anchors)
+    with preserve_rng_state(), torch.no_grad(), contextlib.ExitStack() as modes:
+        for module in owners:
+            modes.enter_context(eval_mode(module))
+        posterior = encode(recorder, data, batch_size=options.batch_size, device=device, progress=False)
+        diagnosis = diagnose(posterior, prior_std=options.prior_std)
+        mode = diagnosis.recommended_mode if options.mode == "auto" else options.mode
+        dims = ranked_dims(diagnosis)[: options.max_dims]
+        result = traverse(
+            decoder,
+            posterior[: options.anchors],
+            mode=mode,
+            span=options.span,
+            steps=options.steps,
+            dims=dims,
+            reference=posterior.mu if mode == "empirical" else None,
+            prior_std=options.prior_std,
+            device=device,
+            progress=False,
+        )
+        images = _draw(result, diagnosis, recorder.inputs(), options, step)
+    return TraversalSnapshot(
+        step=step,
+        diagnosis=diagnosis,
+        result=result,
+        scalars=_scalars(diagnosis, result),
+        images=images,
+        text=diagnosis_markdown(diagnosis, step),
+        seconds=time.perf_counter() - started,
+    )
+
+
+def ranked_dims(diagnosis: Diagnosis) -> list[int]:
+    """All latents, most informative first: by KL for a VAE, by the variance of the codes for an
+    autoencoder (NaN last; ties keep the latent order)."""
+    score = diagnosis.kl if diagnosis.is_variational else diagnosis.mu_variance
+    score = torch.nan_to_num(score, nan=-math.inf)
+    return torch.argsort(-score, stable=True).tolist()
+
+
+@contextlib.contextmanager
+def preserve_rng_state():
+    """Restores the global random states of torch (CPU, and CUDA when it is initialised), numpy
+    and Python afterwards: iterating a DataLoader, for one, draws its base seed from torch's."""
+    python_state = random.getstate()
+    numpy_state = np.random.get_state()
+    cuda_devices = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
+    try:
+        with torch.random.fork_rng(devices=cuda_devices):
+            yield
+    finally:
+        random.setstate(python_state)
+        np.random.set_state(numpy_state)
+
+
+def diagnosis_markdown(diagnosis: Diagnosis, step: int) -> str:
+    """The diagnosis as Markdown (TensorBoard renders it): summary line, flags, advice."""
+    lines = [f"**latentsweep at step {step}**: {diagnosis.summary()}", ""]
+    lines += [f"- **{flag.code}** (latents {format_dims(flag.dims)}): {flag.recommendation}" for flag in diagnosis.flags]
+    if not diagnosis.flags:
+        lines.append("- no flags")
+    return "\n".join(lines)
+
+
+def is_summary_writer(writer) -> bool:
+    """A TensorBoard SummaryWriter (torch.utils.tensorboard or tensorboardX) or a look-alike."""
+    return all(callable(getattr(writer, name, None)) for name in ("add_scalar", "add_image", "add_text"))
+
+
+def write_media(writer, snapshot: TraversalSnapshot, options: SnapshotOptions) -> None:
+    """The snapshot's images and text to a SummaryWriter at the snapshot's step."""
+    for key, image in snapshot.images.items():
+        writer.add_image(options.tag(key), image, snapshot.step, dataformats="HWC")
+    writer.add_text(options.tag(TEXT_KEY), snapshot.text, snapshot.step)
+
+
+def save_media(folder: str | Path, snapshot: TraversalSnapshot, options: SnapshotOptions) -> Path:
+    """The snapshot's images as PNG files and its text as ``diagnosis.md`` in
+    ``<folder>/<prefix>/step=<step>/``; returns that folder."""
+    from PIL import Image
+
+    target = Path(folder) / (options.prefix or "latentsweep") / f"step={snapshot.step:07d}"
+    target.mkdir(parents=True, exist_ok=True)
+    for key, image in snapshot.images.items():
+        Image.fromarray(image).save(target / f"{key.replace('/', '-')}.png")
+    (target / f"{TEXT_KEY}.md").write_text(snapshot.text + "\n", encoding="utf-8")
+    return target
+
+
+def _scalars(diagnosis: Diagnosis, result: TraversalResult) -> dict[str, float]:
+    scalars: dict[str, float] = {}
+    if diagnosis.is_variational:
+        collapsed = diagnosis.flag("collapsed")
+        scalars["active_units"] = float(diagnosis.num_active)
+        scalars["mean_kl"] = float(diagnosis.total_kl)
+        scalars["collapsed_latents"] = float(len(collapsed.dims) if collapsed else 0)
+        scalars.update({f"kl/{dim_label(d)}": kl for d, kl in enumerate(diagnosis.kl.tolist())})
+    for code in FLAG_CODES:
+        flag = diagnosis.flag(code)
+        scalars[f"flags/{code}"] = float(len(flag.dims) if flag else 0)
+    scalars.update(
+        {f"effect/{dim_label(d)}": e for d, e in zip(result.dims.tolist(), result.dim_effect.tolist())}
+    )
+    return scalars
+
+
+def _draw(result: TraversalResult, diagnosis: Diagnosis, inputs, options: SnapshotOptions, step: int):
+    images = {}
+    if is_image_output(result.out_shape, options.image_shape):
+        anchors = result.values.shape[0]
+        if inputs is not None and inputs[0].numel() != math.prod(result.out_shape):
+            inputs = None  # the inputs are not the kind of thing the decoder draws
+        for a in range(min(options.grid_anchors, anchors)):
+            figure = traversal_grid(
+                result, anchor=a, diagnosis=diagnosis, image_shape=options.image_shape,
+                input=None if inputs is None else inputs[:anchors],
+                title=f"Step {step}: anchor {a}, mode {result.mode!r}",
+            )
+            images[f"traversal/anchor{a}"] = _rgb(figure)
+    elif options.grid_anchors > 0:
+        images["response_curves"] = _rgb(response_curves(result, diagnosis=diagnosis, title=f"Step {step}: response curves"))
+    if diagnosis.is_variational:
+        images["kl"] = _rgb(kl_bars(diagnosis))
+    return images
+
+
+def _rgb(figure) -> np.ndarray:
+    """A matplotlib figure (on an Agg canvas) as ``[H, W, 3]`` uint8."""
+    figure.canvas.draw()
+    return np.asarray(figure.canvas.buffer_rgba())[..., :3].copy()
+
+
+class _InputRecorder:
+    """Calls the encoder and keeps (on the CPU) the first ``keep`` inputs it saw, so the traversal
+    grid can show each anchor's input whatever order a DataLoader yields."""
+
+    def __init__(self, encoder, keep: int) -> None:
+        if not callable(encoder):
+            raise TypeError(f"latentsweep.integrations: encoder must be callable, got {type(encoder).__name__}")
+        self.encoder, self.keep, self._kept, self._rows = encoder, keep, [], 0
+
+    def __call__(self, batch: torch.Tensor):
+        if self._rows < self.keep:
+            taken = batch[: self.keep - self._rows].detach().cpu()
+            self._kept.append(taken)
+            self._rows += taken.shape[0]
+        return self.encoder(batch)
+
+    def inputs(self) -> torch.Tensor | None:
+        return torch.cat(self._kept) if self._kept else None
+
+
+def _owner(fn) -> torch.nn.Module | None:
+    """The module a callable belongs to: itself, or the module of a bound method (``vae.encode``)."""
+    if isinstance(fn, torch.nn.Module):
+        return fn
+    owner = getattr(fn, "__self__", None)
+    return owner if isinstance(owner, torch.nn.Module) else None
+
+
+def _unique(modules) -> list[torch.nn.Module]:
+    seen: dict[int, torch.nn.Module] = {}
+    for module in modules:
+        if module is not None:
+            if not isinstance(module, torch.nn.Module):
+                raise TypeError(f"latentsweep.integrations: modules must be nn.Modules, got {type(module).__name__}")
+            seen.setdefault(id(module), module)
+    return list(seen.values())
