@@ -11,7 +11,7 @@ import importlib
 import math
 import random
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -111,7 +111,7 @@ def check_data(fn: str, data) -> None:
             f"{fn}: data must be a tensor, a numpy array, a Dataset or a DataLoader (a fixed "
             f"sample of inputs), got {type(data).__name__}"
         )
-    if iter(data) is data:
+    if isinstance(data, Iterator):  # (never call iter() here: a DataLoader's draws a seed from the RNG)
         raise TypeError(
             f"{fn}: data is a one-shot iterator ({type(data).__name__}), which would be empty "
             "after the first snapshot; pass a tensor, a Dataset or a DataLoader"

@@ -148,7 +148,7 @@ class TraversalCallback(pl.Callback):
     def _log(self, logger, snapshot: _common.TraversalSnapshot) -> None:
         options = self.options
         logger.log_metrics({options.tag(k): v for k, v in snapshot.scalars.items()}, step=snapshot.step)
-        experiment = logger.experiment
+        experiment = getattr(logger, "experiment", None)
         if _common.is_summary_writer(experiment):
             _common.write_media(experiment, snapshot, options)
             experiment.flush()
@@ -167,7 +167,8 @@ class TraversalCallback(pl.Callback):
                 "interface (a SummaryWriter, log_image, or a log_dir); it gets the scalars only",
                 RuntimeWarning, stacklevel=2,
             )
-        logger.save()
+        if callable(getattr(logger, "save", None)):
+            logger.save()  # e.g. CSVLogger writes its file: nothing is lost if training dies later
 
 
 def _pick(pl_module, choice, names: tuple[str, ...], role: str):
