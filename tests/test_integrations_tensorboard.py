@@ -212,6 +212,9 @@ def test_bad_arguments_are_named(tmp_path):
             (dict(data=data[:0]), ValueError, "non-empty"),
             (dict(device="nowhere"), ValueError, "device must be"),
             (dict(image_shape=(3, 3)), ValueError, "image_shape"),
+            (dict(image_shape=(2, 8, 8)), ValueError, "not images"),
+            (dict(image_shape=("8", "8")), TypeError, "image_shape must hold ints"),
+            (dict(image_shape=8), TypeError, "image_shape must be a tuple"),
             (dict(encoder=lambda x: x[:, :2] * float("nan")), ValueError, "NaN/Inf"),
             (dict(mode="posterior", encoder=lambda x: x[:, :4]), ValueError, "needs logvar"),
         ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import math
+import numbers
 import random
 import time
 from collections.abc import Iterable, Iterator, Mapping
@@ -24,7 +25,7 @@ from ..diagnosis import FLAG_CODES, Diagnosis, diagnose, format_dims
 from ..encoding import encode
 from ..plots import kl_bars, response_curves, traversal_grid
 from ..plots._common import dim_label
-from ..plots._images import is_image_output
+from ..plots._images import image_shape_of, is_image_output
 from ..result import TraversalResult
 from ..sweep import traverse
 from ..traversal import MODES
@@ -78,6 +79,9 @@ class SnapshotOptions:
             if isinstance(image_shape, (str, bytes)) or not isinstance(image_shape, Iterable):
                 raise TypeError(f"{fn}: image_shape must be a tuple (H, W) or (C, H, W), got {image_shape!r}")
             image_shape = tuple(image_shape)
+            if not all(isinstance(s, numbers.Integral) and not isinstance(s, bool) for s in image_shape):
+                raise TypeError(f"{fn}: image_shape must hold ints, got {image_shape!r}")
+            image_shape_of(fn, image_shape, image_shape)  # its form now; its size against the outputs later
         return cls(
             steps=_checks.integer(fn, "steps", o.steps, low=1),
             mode=mode,
