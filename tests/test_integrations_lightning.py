@@ -8,6 +8,7 @@ import csv
 import importlib
 import sys
 import warnings
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -162,6 +163,38 @@ def test_without_validation_it_logs_every_n_training_epochs(tmp_path):
     events = read_events(tensorboard.log_dir)
     assert [step for step, _ in events.scalars["vae/mean_kl"]] == [2 * STEPS_PER_EPOCH]
     assert callback.state_dict() == {"epochs": 3}
+
+
+class RankMarkingVAE(LitVAE):
+    """Leaves a file named after the global rank of every process that runs its ``encode``
+    (which only the callback calls)."""
+
+    def __init__(self, folder: str) -> None:
+        super().__init__()
+        self.folder = folder
+
+    def encode(self, x):
+        (Path(self.folder) / f"rank{self.global_rank}").touch()
+        return self.encoder(x)
+
+
+@pytest.mark.slow
+def test_under_ddp_only_global_rank_zero_takes_snapshots(tmp_path):
+    """Two CPU processes (gloo): no hang, one snapshot taker, logs written."""
+    pl.seed_everything(0, verbose=False)
+    data = digits(32)
+    tensorboard = pl.loggers.TensorBoardLogger(tmp_path, version=0)  # the same folder in every process
+    trainer = pl.Trainer(
+        accelerator="cpu", devices=2, strategy="ddp_spawn", max_epochs=1, logger=tensorboard,
+        callbacks=[TraversalCallback(data[:16], encoder="encode")], enable_progress_bar=False,
+        enable_model_summary=False, enable_checkpointing=False,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer.fit(RankMarkingVAE(str(tmp_path)), DataLoader(TensorDataset(data), batch_size=8),
+                    DataLoader(TensorDataset(data[:16]), batch_size=8))
+    assert sorted(p.name for p in tmp_path.glob("rank*")) == ["rank0"]
+    assert "latentsweep/traversal/anchor0" in read_events(tensorboard.log_dir).images
 
 
 # The hooks' decisions, with a stand-in trainer (no training needed).
