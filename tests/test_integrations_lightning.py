@@ -163,6 +163,10 @@ def test_without_validation_it_logs_every_n_training_epochs(tmp_path):
     events = read_events(tensorboard.log_dir)
     assert [step for step, _ in events.scalars["vae/mean_kl"]] == [2 * STEPS_PER_EPOCH]
     assert callback.state_dict() == {"epochs": 3}
+    resumed = TraversalCallback(digits(16), every_n_epochs=2, prefix="vae")
+    resumed.load_state_dict(callback.state_dict())
+    assert resumed._epochs == 3 and resumed.state_key == callback.state_key
+    assert TraversalCallback(digits(16), prefix="ae").state_key != callback.state_key
 
 
 class RankMarkingVAE(LitVAE):

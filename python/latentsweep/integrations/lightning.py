@@ -111,6 +111,11 @@ class TraversalCallback(pl.Callback):
         if not trainer.enable_validation:
             self._epoch_end(trainer, pl_module)
 
+    @property
+    def state_key(self) -> str:
+        # Several callbacks (say, one per prefix) keep their own counters in a checkpoint.
+        return self._generate_state_key(prefix=self.options.prefix, every_n_epochs=self.every_n_epochs)
+
     def state_dict(self) -> dict:
         return {"epochs": self._epochs}
 
