@@ -99,6 +99,7 @@ def test_traverses_the_latents_ranked_by_kl(logged_run, tmp_path):
     kl = snapshot.diagnosis.kl
     assert snapshot.result.dims.tolist() == torch.argsort(kl, descending=True)[:2].tolist()
     assert tuple(snapshot.result.values.shape) == (3, 2, 5)
+    assert snapshot.result.outputs is None  # statistics over all anchors; outputs only for the picture
     assert snapshot.result.mode == snapshot.diagnosis.recommended_mode
     assert sorted(k for k in snapshot.scalars if k.startswith("effect/")) == sorted(
         f"effect/z{d}" for d in snapshot.result.dims.tolist()

@@ -130,7 +130,9 @@ class TraversalSnapshot:
     Attributes:
         step: the training step it belongs to.
         diagnosis: :func:`latentsweep.diagnose` of the encoded data.
-        result: the :class:`TraversalResult` of the ranked latents (``[A, K, S, ...]``).
+        result: the :class:`TraversalResult` of the ranked latents from all A anchors: values,
+            effect, ranking, sensitivity (``outputs`` is None: only the drawn anchors' outputs
+            are decoded and kept, for the pictures).
         scalars: name -> number (unprefixed): ``active_units``, ``mean_kl`` (mean over the inputs
             of KL(q(z|x) || p(z)), summed over the latents, nats), ``collapsed_latents``,
             ``kl/z<d>`` per latent (VAEs only); ``flags/<code>`` (number of latents flagged, for
@@ -183,20 +185,18 @@ def take_snapshot(
         posterior = encode(recorder, data, batch_size=options.batch_size, device=device, progress=False)
         diagnosis = diagnose(posterior, prior_std=options.prior_std)
         mode = diagnosis.recommended_mode if options.mode == "auto" else options.mode
-        dims = ranked_dims(diagnosis)[: options.max_dims]
-        result = traverse(
-            decoder,
-            posterior[: options.anchors],
-            mode=mode,
-            span=options.span,
-            steps=options.steps,
-            dims=dims,
-            reference=posterior.mu if mode == "empirical" else None,
-            prior_std=options.prior_std,
-            device=device,
-            progress=False,
+        sweep = dict(
+            mode=mode, span=options.span, steps=options.steps, dims=ranked_dims(diagnosis)[: options.max_dims],
+            reference=posterior.mu if mode == "empirical" else None, prior_std=options.prior_std,
+            device=device, progress=False,
         )
-        images = _draw(result, diagnosis, recorder.inputs(), options, step)
+        # Statistics over all anchors without keeping outputs (A x K x S images can be large);
+        # outputs only for what is drawn: the grid's anchors, or every anchor of tabular outputs.
+        result = traverse(decoder, posterior[: options.anchors], keep_outputs=False, **sweep)
+        images_out = is_image_output(result.out_shape, options.image_shape)
+        drawn = options.grid_anchors if images_out else (options.anchors if options.grid_anchors else 0)
+        pictured = traverse(decoder, posterior[:drawn], **sweep) if drawn else None
+        images = _draw(pictured, images_out, diagnosis, recorder.inputs(), options, step)
     return TraversalSnapshot(
         step=step,
         diagnosis=diagnosis,
@@ -282,21 +282,23 @@ def _scalars(diagnosis: Diagnosis, result: TraversalResult) -> dict[str, float]:
     return scalars
 
 
-def _draw(result: TraversalResult, diagnosis: Diagnosis, inputs, options: SnapshotOptions, step: int):
+def _draw(pictured: TraversalResult | None, images_out: bool, diagnosis: Diagnosis, inputs,
+          options: SnapshotOptions, step: int) -> dict[str, np.ndarray]:
     images = {}
-    if is_image_output(result.out_shape, options.image_shape):
-        anchors = result.values.shape[0]
-        if inputs is not None and inputs[0].numel() != math.prod(result.out_shape):
+    if pictured is not None and images_out:
+        anchors = pictured.values.shape[0]
+        if inputs is not None and inputs[0].numel() != math.prod(pictured.out_shape):
             inputs = None  # the inputs are not the kind of thing the decoder draws
-        for a in range(min(options.grid_anchors, anchors)):
+        for a in range(anchors):
             figure = traversal_grid(
-                result, anchor=a, diagnosis=diagnosis, image_shape=options.image_shape,
+                pictured, anchor=a, diagnosis=diagnosis, image_shape=options.image_shape,
                 input=None if inputs is None else inputs[:anchors],
-                title=f"Step {step}: anchor {a}, mode {result.mode!r}",
+                title=f"Step {step}: anchor {a}, mode {pictured.mode!r}",
             )
             images[f"traversal/anchor{a}"] = _rgb(figure)
-    elif options.grid_anchors > 0:
-        images["response_curves"] = _rgb(response_curves(result, diagnosis=diagnosis, title=f"Step {step}: response curves"))
+    elif pictured is not None:
+        figure = response_curves(pictured, diagnosis=diagnosis, title=f"Step {step}: response curves")
+        images["response_curves"] = _rgb(figure)
     if diagnosis.is_variational:
         images["kl"] = _rgb(kl_bars(diagnosis))
     return images
