@@ -268,3 +268,18 @@ def reference_traversal_values(
         ref = reference.double()[:, dims]  # [M, K]
         return torch.quantile(ref, levels, dim=0).T.expand(shape)  # [S, K] -> [K, S]
     raise ValueError(mode)
+
+
+def reference_direction_codes(anchors, directions, values, *, start: int = 0, count: int | None = None):
+    """The grid from its definition in float64: anchors[a] + (values[a,k,s] - <anchors[a], u_k>) u_k,
+    as one broadcast expression, then sliced. ``[count, D]`` float64."""
+    anchors = anchors[None] if anchors.dim() == 1 else anchors
+    directions = directions[None] if directions.dim() == 1 else directions
+    x, u = anchors.double(), directions.double()
+    num_anchors, latent = x.shape
+    values = values.double().expand(num_anchors, u.shape[0], values.shape[-1])
+    projection = x @ u.T  # [A, K]
+    grid = x[:, None, None, :] + (values - projection[:, :, None])[..., None] * u[None, :, None, :]
+    grid = grid.reshape(-1, latent)
+    count = grid.shape[0] - start if count is None else count
+    return grid[start : start + count]

@@ -10,6 +10,7 @@ import torch  # noqa: F401  (loads libtorch before the compiled extension)
 
 from ._extension import build_info
 from . import _fake  # noqa: F401  (fake kernels for torch.compile)
+from .direction_codes import direction_codes, unit_directions
 from .diagnosis import Diagnosis, Flag, diagnose
 from .encoding import encode
 from .plots import (
@@ -38,6 +39,7 @@ __all__ = [
     "TraversalResult",
     "build_info",
     "diagnose",
+    "direction_codes",
     "effect_bars",
     "encode",
     "kl_bars",
@@ -52,4 +54,5 @@ __all__ = [
     "traversal_values",
     "traversal_gif",
     "traversal_grid",
+    "unit_directions",
 ]

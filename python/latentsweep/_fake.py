@@ -177,3 +177,15 @@ def _traversal_codes_into_fake(anchors, dims, values, start, count, out):
     )
     _value(out.is_contiguous(), fn, "out must be contiguous")
     return None
+
+
+@torch.library.register_fake("latentsweep::direction_codes")
+def _direction_codes_fake(anchors, directions, values, start=0, count=None):
+    if count is None:
+        count = anchors.shape[0] * directions.shape[0] * values.shape[2] - start
+    return anchors.new_empty((count, anchors.shape[1]))
+
+
+@torch.library.register_fake("latentsweep::direction_codes_into")
+def _direction_codes_into_fake(anchors, directions, values, start, count, out):
+    return None

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 
+#include "latentsweep/direction_grid.h"
 #include "latentsweep/sample_problem.h"
 #include "latentsweep/traversal_grid.h"
 
@@ -18,6 +19,14 @@ void launch_sample(const SampleProblem<double>& problem, cudaStream_t stream);
 void launch_traversal_codes(const TraversalGrid<uint16_t>& grid, cudaStream_t stream);
 void launch_traversal_codes(const TraversalGrid<uint32_t>& grid, cudaStream_t stream);
 void launch_traversal_codes(const TraversalGrid<uint64_t>& grid, cudaStream_t stream);
+
+// The number of (anchor, direction) pairs rows [start, start + count) touch: the size of the
+// projections scratch buffer that launch_direction_codes fills and reads.
+int64_t direction_projection_count(int64_t start, int64_t count, int64_t num_steps);
+void launch_direction_codes(const DirectionGrid<float>& grid, float* projections,
+                            cudaStream_t stream);
+void launch_direction_codes(const DirectionGrid<double>& grid, double* projections,
+                            cudaStream_t stream);
 
 // The last launch error as text, or null when there is none (checked by the caller).
 const char* last_launch_error();

@@ -1,0 +1,71 @@
+// CUDA direction grid in two launches: the projections of the (anchor, direction) pairs the
+// requested rows touch (one thread per pair, summed in the same order as on the CPU), then one
+// thread per output element, so consecutive threads write consecutive addresses of a row.
+#include "kernels.h"
+
+namespace latentsweep::cuda {
+namespace {
+
+constexpr int kThreads = 256;
+
+int blocks_for(int64_t items) {
+  const int64_t wanted = (items + kThreads - 1) / kThreads;
+  return static_cast<int>(wanted < 65535 * 8 ? wanted : 65535 * 8);
+}
+
+template <typename T>
+__global__ void projection_kernel(DirectionGrid<T> grid, int64_t first_pair, int64_t num_pairs,
+                                  T* projections) {
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < num_pairs;
+       i += stride) {
+    const int64_t pair = first_pair + i;
+    projections[i] = direction_projection(grid, pair / grid.num_dims, pair % grid.num_dims);
+  }
+}
+
+template <typename T>
+__global__ void direction_kernel(DirectionGrid<T> grid, int64_t first_pair, const T* projections,
+                                 int64_t total) {
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; t < total;
+       t += stride) {
+    const int64_t r = t / grid.latent_dim;
+    const int64_t d = t - r * grid.latent_dim;
+    const GridIndex index = unravel_grid(grid.start + r, grid.num_dims, grid.num_steps);
+    const int64_t pair = index.anchor * grid.num_dims + index.dim;
+    const T u = grid.directions[index.dim * grid.latent_dim + d];
+    const T x = grid.anchors[index.anchor * grid.latent_dim + d];
+    const T orthogonal = orthogonal_part(x, projections[pair - first_pair], u);
+    grid.out[t] = direction_code(orthogonal, direction_value(grid, index), u);
+  }
+}
+
+template <typename T>
+void launch(const DirectionGrid<T>& grid, T* projections, cudaStream_t stream) {
+  const int64_t total = grid.count * grid.latent_dim;
+  if (total == 0) return;
+  const int64_t first_pair = grid.start / grid.num_steps;
+  const int64_t num_pairs = (grid.start + grid.count - 1) / grid.num_steps - first_pair + 1;
+  projection_kernel<T><<<blocks_for(num_pairs), kThreads, 0, stream>>>(grid, first_pair, num_pairs,
+                                                                        projections);
+  direction_kernel<T><<<blocks_for(total), kThreads, 0, stream>>>(grid, first_pair, projections,
+                                                                   total);
+}
+
+}  // namespace
+
+int64_t direction_projection_count(int64_t start, int64_t count, int64_t num_steps) {
+  return count == 0 ? 0 : (start + count - 1) / num_steps - start / num_steps + 1;
+}
+
+void launch_direction_codes(const DirectionGrid<float>& grid, float* projections,
+                            cudaStream_t stream) {
+  launch(grid, projections, stream);
+}
+void launch_direction_codes(const DirectionGrid<double>& grid, double* projections,
+                            cudaStream_t stream) {
+  launch(grid, projections, stream);
+}
+
+}  // namespace latentsweep::cuda

@@ -1,0 +1,50 @@
+// Shared by the CPU and CUDA registrations of latentsweep::direction_codes.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <optional>
+
+#include "latentsweep/direction_grid.h"
+
+namespace latentsweep {
+
+// Checks the arguments and returns the number of rows to write (count, or to the end).
+int64_t check_direction_inputs(const at::Tensor& anchors, const at::Tensor& directions,
+                               const at::Tensor& values, int64_t start,
+                               std::optional<int64_t> count);
+void check_direction_output(const at::Tensor& anchors, const at::Tensor& out, int64_t count);
+
+// A backend's kernel for float32 and float64 tensors (anchors and directions contiguous).
+using DirectionKernel = void (*)(const at::Tensor& anchors, const at::Tensor& directions,
+                                 const at::Tensor& values, int64_t start, int64_t count,
+                                 at::Tensor& out);
+
+// Checks the arguments and runs `kernel`. float16 and bfloat16 grids are computed in float32
+// (only the anchors and values the requested rows use are converted) and rounded once into out.
+void run_direction_codes(const at::Tensor& anchors, const at::Tensor& directions,
+                         const at::Tensor& values, int64_t start, int64_t count, at::Tensor& out,
+                         DirectionKernel kernel);
+
+template <typename T>
+DirectionGrid<T> make_direction_grid(const at::Tensor& anchors, const at::Tensor& directions,
+                                     const at::Tensor& values, at::Tensor& out, int64_t start,
+                                     int64_t count) {
+  DirectionGrid<T> grid;
+  grid.anchors = anchors.const_data_ptr<T>();
+  grid.directions = directions.const_data_ptr<T>();
+  grid.values = values.const_data_ptr<T>();
+  grid.value_stride_anchor = values.stride(0);
+  grid.value_stride_dim = values.stride(1);
+  grid.value_stride_step = values.stride(2);
+  grid.out = out.data_ptr<T>();
+  grid.num_anchors = anchors.size(0);
+  grid.latent_dim = anchors.size(1);
+  grid.num_dims = directions.size(0);
+  grid.num_steps = values.size(2);
+  grid.start = start;
+  grid.count = count;
+  return grid;
+}
+
+}  // namespace latentsweep

@@ -1,0 +1,346 @@
+"""latentsweep.direction_codes and unit_directions against the definition
+anchors[a] + (values[a, k, s] - <anchors[a], u_k>) u_k, computed in float64 by plain torch."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+import latentsweep
+import reference as R
+from conftest import FLOAT_DTYPES, num_threads
+
+ops = torch.ops.latentsweep
+
+
+def make_grid(num_anchors, latent, num_dims, steps, dtype=torch.float32, device="cpu", seed=0, values_ndim=3):
+    g = torch.Generator().manual_seed(seed)
+    anchors = torch.randn(num_anchors, latent, generator=g, dtype=torch.float64)
+    directions = torch.nn.functional.normalize(torch.randn(num_dims, latent, generator=g, dtype=torch.float64), dim=1)
+    shape = {1: (steps,), 2: (num_dims, steps), 3: (num_anchors, num_dims, steps)}[values_ndim]
+    values = torch.randn(*shape, generator=g, dtype=torch.float64) * 3
+    return (anchors.to(dtype=dtype, device=device), directions.to(dtype=dtype, device=device),
+            values.to(dtype=dtype, device=device))
+
+
+def assert_close_to_definition(got, anchors, directions, values, *, start=0, count=None):
+    """Within a few roundings of the largest term: |x_d| + |p u_d| + |v u_d| (p summed over D)."""
+    expected = R.reference_direction_codes(anchors.cpu(), directions.cpu(), values.cpu(), start=start, count=count)
+    a = anchors[None] if anchors.dim() == 1 else anchors
+    u = directions[None] if directions.dim() == 1 else directions
+    scale = float(a.double().abs().max() + (a.double() @ u.double().T).abs().max() + values.double().abs().max())
+    latent = a.shape[1]
+    tolerance = (4 + latent) * torch.finfo(got.dtype).eps * scale
+    assert got.dtype == anchors.dtype and got.shape == expected.shape
+    error = (got.cpu().double() - expected).abs().max().item() if got.numel() else 0.0
+    assert error <= tolerance, f"max error {error:.3g} > {tolerance:.3g}"
+
+
+# --------------------------------------------------------------------------- the definition
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+@pytest.mark.parametrize("values_ndim", [1, 2, 3])
+@pytest.mark.parametrize("num_anchors, latent, num_dims, steps", [(3, 5, 2, 4), (1, 1, 1, 1), (4, 64, 64, 3), (2, 33, 7, 11)])
+def test_direction_codes_match_definition(device, dtype, values_ndim, num_anchors, latent, num_dims, steps):
+    anchors, directions, values = make_grid(num_anchors, latent, num_dims, steps, dtype, device, values_ndim=values_ndim)
+    got = latentsweep.direction_codes(anchors, directions, values)
+    assert got.device == anchors.device
+    assert_close_to_definition(got, anchors, directions, values)
+
+
+def test_rows_have_the_requested_coordinate_and_keep_the_orthogonal_part():
+    anchors, directions, values = make_grid(5, 12, 4, 6, torch.float64)
+    codes = latentsweep.direction_codes(anchors, directions, values).view(5, 4, 6, 12)
+    along = torch.einsum("aksd,kd->aks", codes, directions)
+    assert torch.allclose(along, values, atol=1e-12)
+    # Orthogonal to u_k, the row is the anchor: codes - anchors lies along u_k.
+    moved = codes - anchors[:, None, None, :]
+    residual = moved - torch.einsum("aks,kd->aksd", torch.einsum("aksd,kd->aks", moved, directions), directions)
+    assert residual.abs().max() < 1e-12
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+@pytest.mark.parametrize("values_ndim", [1, 2, 3])
+def test_one_hot_directions_are_exactly_traversal_codes(device, dtype, values_ndim):
+    anchors, _, values = make_grid(6, 40, 5, 7, dtype, device, values_ndim=values_ndim)
+    dims = [3, 0, 39, 17, 3]
+    one_hot = torch.eye(40, dtype=dtype, device=device)[dims]
+    expected = latentsweep.traversal_codes(anchors, dims, values)
+    assert torch.equal(latentsweep.direction_codes(anchors, one_hot, values), expected)
+    assert torch.equal(latentsweep.direction_codes(anchors, one_hot, values, start=31, count=50), expected[31:81])
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+def test_chunks_concatenate_to_the_full_grid(device, dtype):
+    anchors, directions, values = make_grid(7, 40, 3, 9, dtype, device)
+    full = latentsweep.direction_codes(anchors, directions, values)
+    total = full.shape[0]
+    for chunk in (1, 5, 9, 27, 64, total):
+        pieces = [latentsweep.direction_codes(anchors, directions, values, start=s, count=min(chunk, total - s))
+                  for s in range(0, total, chunk)]
+        assert torch.equal(torch.cat(pieces), full)
+    assert torch.equal(latentsweep.direction_codes(anchors, directions, values, start=100), full[100:])
+    assert latentsweep.direction_codes(anchors, directions, values, start=total).shape == (0, 40)
+    assert latentsweep.direction_codes(anchors, directions, values, start=3, count=0).shape == (0, 40)
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+def test_out_reuses_the_buffer(device, dtype):
+    anchors, directions, values = make_grid(4, 24, 3, 5, dtype, device)
+    full = latentsweep.direction_codes(anchors, directions, values)
+    buffer = torch.full((16, 24), float("nan"), dtype=dtype, device=device)
+    for start in range(0, full.shape[0], 16):
+        count = min(16, full.shape[0] - start)
+        out = buffer[:count]
+        result = latentsweep.direction_codes(anchors, directions, values, start=start, count=count, out=out)
+        assert result.data_ptr() == out.data_ptr()
+        assert torch.equal(out, full[start : start + count])
+
+
+def test_independent_of_thread_count():
+    anchors, directions, values = make_grid(50, 64, 10, 21, torch.float32)
+    results = []
+    for threads in (1, 2, 3):
+        with num_threads(threads):
+            results.append(latentsweep.direction_codes(anchors, directions, values, start=17, count=9000))
+    assert torch.equal(results[0], results[1]) and torch.equal(results[0], results[2])
+    assert_close_to_definition(results[0], anchors, directions, values, start=17, count=9000)
+
+
+def test_non_contiguous_and_broadcast_inputs():
+    anchors, directions, values = make_grid(6, 10, 3, 4, torch.float64)
+    anchors_nc = torch.stack([anchors, anchors], 2)[..., 0]
+    directions_nc = directions.T.contiguous().T
+    values_nc = values.transpose(0, 2).contiguous().transpose(0, 2)
+    assert not anchors_nc.is_contiguous() and not directions_nc.is_contiguous() and not values_nc.is_contiguous()
+    expected = latentsweep.direction_codes(anchors, directions, values)
+    assert torch.equal(latentsweep.direction_codes(anchors_nc, directions_nc, values_nc), expected)
+    # [S] and [K, S] values broadcast over anchors (zero strides reach the kernel).
+    assert torch.equal(latentsweep.direction_codes(anchors, directions, values[0, 0]),
+                       latentsweep.direction_codes(anchors, directions, values[0, 0].expand(6, 3, 4).contiguous()))
+    assert torch.equal(latentsweep.direction_codes(anchors, directions, values[0]),
+                       latentsweep.direction_codes(anchors, directions, values[0].expand(6, 3, 4).contiguous()))
+
+
+def test_one_anchor_and_one_direction_as_vectors():
+    anchors, directions, values = make_grid(1, 8, 1, 5, torch.float32)
+    expected = latentsweep.direction_codes(anchors, directions, values)
+    assert torch.equal(latentsweep.direction_codes(anchors[0], directions[0], values[0, 0]), expected)
+
+
+def test_values_and_directions_of_another_dtype_are_cast():
+    anchors, directions, values = make_grid(3, 8, 2, 5, torch.float32)
+    got = latentsweep.direction_codes(anchors, directions.double(), values.double())
+    assert got.dtype == torch.float32
+    assert torch.equal(got, latentsweep.direction_codes(anchors, directions, values))
+
+
+def test_inputs_are_left_alone():
+    anchors, directions, values = make_grid(3, 8, 2, 5, torch.float16)
+    copies = [t.clone() for t in (anchors, directions, values)]
+    latentsweep.direction_codes(anchors, directions, values, start=4, count=20)
+    assert all(torch.equal(t, c) for t, c in zip((anchors, directions, values), copies))
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_low_precision_is_computed_in_float32_and_rounded_once(dtype):
+    anchors, directions, values = make_grid(9, 16, 3, 5, dtype)
+    got = latentsweep.direction_codes(anchors, directions, values, start=37, count=61)
+    in_float = latentsweep.direction_codes(anchors.float(), directions.float(), values.float(), start=37, count=61)
+    assert torch.equal(got, in_float.to(dtype))
+
+
+# --------------------------------------------------------------------------- unit_directions
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+def test_unit_directions_normalise_each_row(dtype):
+    raw = torch.tensor([[3.0, 4.0, 0.0], [0.0, 0.0, -2.0], [1e-30, 0.0, 0.0]], dtype=torch.float64)
+    raw = raw[:2] if dtype in (torch.float16, torch.bfloat16) else raw  # 1e-30 underflows there
+    unit = latentsweep.unit_directions(raw.to(dtype))
+    expected = raw / raw.norm(dim=1, keepdim=True)
+    assert unit.dtype == dtype
+    assert torch.allclose(unit.double(), expected, atol=torch.finfo(dtype).eps)
+    assert latentsweep.unit_directions(raw[0].to(dtype)).shape == (1, 3)
+
+
+@pytest.mark.parametrize(
+    "directions, error, match",
+    [
+        (torch.tensor([[1.0, 0.0], [0.0, 0.0]]), ValueError, r"direction\(s\) \[1\] are zero"),
+        (torch.tensor([[1.0, float("nan")]]), ValueError, "non-finite"),
+        (torch.tensor([[1.0, float("inf")]]), ValueError, "non-finite"),
+        (torch.empty(0, 3), ValueError, "K >= 1"),
+        (torch.ones(2, 2, 2), ValueError, "1-D or 2-D"),
+        (torch.ones(2, 2, dtype=torch.int64), TypeError, "float16, bfloat16"),
+        ([[1.0, 0.0]], TypeError, "must be a torch.Tensor"),
+    ],
+)
+def test_unit_directions_bad_input(directions, error, match):
+    with pytest.raises(error, match=match) as info:
+        latentsweep.unit_directions(directions)
+    assert str(info.value).startswith("latentsweep.unit_directions:")
+
+
+# --------------------------------------------------------------------------- bad input
+
+A = torch.zeros(2, 5)
+U = torch.eye(5)[[0, 2]]
+V = torch.zeros(2, 2, 3)
+
+
+@pytest.mark.parametrize(
+    "args, kwargs, error, match",
+    [
+        ((A, U * 2, V), {}, ValueError, "unit length .* direction 0 has norm 2"),
+        ((A, torch.zeros(1, 5), V[:, :1]), {}, ValueError, "unit length"),
+        ((A, torch.ones(2, 4) / 2, V), {}, ValueError, r"directions must be \[K, D=5\]"),
+        ((A, torch.empty(0, 5), V), {}, ValueError, "K >= 1"),
+        ((A, U.long(), V), {}, TypeError, "directions must be float16"),
+        ((A, "u", V), {}, TypeError, "directions must be a torch.Tensor"),
+        ((A, torch.tensor([[float("nan")] * 5]), V[:, :1]), {}, ValueError, "directions has 5 non-finite"),
+        ((A + float("inf"), U, V), {}, ValueError, "anchors has 10 non-finite"),
+        ((A, U, V + float("nan")), {}, ValueError, "values has 12 non-finite"),
+        ((torch.zeros(2, 2, 5), U, V), {}, ValueError, "anchors must be 1-D or 2-D"),
+        ((A.long(), U, V), {}, TypeError, "anchors must be float16"),
+        ((A, U, torch.zeros(3, 2, 3)), {}, ValueError, r"values must be \[S\], \[K, S\] or \[A, K, S\]"),
+        ((A, U, torch.zeros(2, 0)), {}, ValueError, "S >= 1"),
+        ((A, U, V), {"start": 13}, ValueError, "start must be <= 12"),
+        ((A, U, V), {"start": -1}, ValueError, "start must be >= 0"),
+        ((A, U, V), {"start": 2, "count": 11}, ValueError, "count must be <= 10"),
+        ((A, U, V), {"count": 1.5}, TypeError, "count must be an int"),
+        ((A, U, V), {"out": torch.zeros(11, 5)}, ValueError, r"out must be \[12, 5\]"),
+        ((A, U, V), {"out": torch.zeros(12, 5, dtype=torch.float64)}, ValueError, r"out must be \[12, 5\] torch.float32"),
+        ((A, U, V), {"out": torch.zeros(5, 12).T}, ValueError, "out must be contiguous"),
+        ((A, U, V), {"out": "buffer"}, TypeError, "out must be a torch.Tensor"),
+        ((A, U.to("meta"), V), {}, ValueError, "directions is on the meta device"),
+    ],
+)
+def test_direction_codes_bad_input(args, kwargs, error, match):
+    with pytest.raises(error, match=match) as info:
+        latentsweep.direction_codes(*args, **kwargs)
+    assert str(info.value).startswith("latentsweep.direction_codes:")
+
+
+def z(*shape, dtype=torch.float32):
+    return torch.zeros(*shape, dtype=dtype)
+
+
+@pytest.mark.parametrize(
+    "call, error, match",
+    [
+        (lambda: ops.direction_codes(z(5), z(1, 5), z(1, 1, 3)), ValueError, r"anchors must be \[A, D\]"),
+        (lambda: ops.direction_codes(z(2, 5).long(), z(1, 5), z(2, 1, 3)), TypeError, "anchors must be floating point"),
+        (lambda: ops.direction_codes(z(2, 5), z(1, 4), z(2, 1, 3)), ValueError, r"directions must be \[K, D=5\]"),
+        (lambda: ops.direction_codes(z(2, 5), z(1, 5, dtype=torch.float64), z(2, 1, 3)), TypeError, "directions must have the anchors' dtype"),
+        (lambda: ops.direction_codes(z(2, 5), z(1, 5), z(1, 3)), ValueError, r"values must be \[A, K, S\]"),
+        (lambda: ops.direction_codes(z(2, 5), z(1, 5), z(2, 1, 3, dtype=torch.float64)), TypeError, "values must have the anchors' dtype"),
+        (lambda: ops.direction_codes(z(2, 5), z(1, 5), z(3, 1, 3)), ValueError, r"values must be \[2, 1, S\]"),
+        (lambda: ops.direction_codes(z(2, 5), z(1, 5), z(2, 1, 3), 7), ValueError, "start must be in"),
+        (lambda: ops.direction_codes(z(2, 5), z(1, 5), z(2, 1, 3), -1), ValueError, "start must be in"),
+        (lambda: ops.direction_codes(z(2, 5), z(1, 5), z(2, 1, 3), 2, 5), ValueError, "count must be in"),
+        (lambda: ops.direction_codes_into(z(2, 5), z(1, 5), z(2, 1, 3), 0, 6, z(5, 5)), ValueError, r"out must be \[6, 5\]"),
+        (lambda: ops.direction_codes_into(z(2, 5), z(1, 5), z(2, 1, 3), 0, 6, z(6, 5, dtype=torch.float64)), ValueError, "out must have the anchors' dtype"),
+        (lambda: ops.direction_codes_into(z(2, 5), z(1, 5), z(2, 1, 3), 0, 6, z(5, 6).T), ValueError, "out must be contiguous"),
+        (lambda: ops.direction_codes(z(1, 1).expand(1, 2**22), z(2**21, 1).expand(2**21, 2**22), z(1, 1, 1).expand(1, 2**21, 2**21)),
+         ValueError, "overflows int64"),
+    ],
+)
+def test_op_checks_its_arguments(call, error, match):
+    with pytest.raises(error, match=match) as info:
+        call()
+    assert "latentsweep::direction_codes:" in str(info.value)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_mixed_devices_are_refused():
+    with pytest.raises(ValueError, match="one device"):
+        latentsweep.direction_codes(A.cuda(), U, V)
+    with pytest.raises(ValueError, match="out must be"):
+        latentsweep.direction_codes(A, U, V, out=z(12, 5).cuda())
+
+
+# --------------------------------------------------------------------------- op registration
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+def test_opcheck(device, dtype):
+    anchors, directions, values = make_grid(4, 40, 3, 5, dtype, device)
+    torch.library.opcheck(ops.direction_codes.default, (anchors, directions, values, 0, None))
+    torch.library.opcheck(ops.direction_codes.default, (anchors, directions, values, 7, 20))
+    torch.library.opcheck(ops.direction_codes.default, (anchors, directions, values[:1].expand(4, 3, 5), 2, None))
+    out = torch.empty(20, 40, device=device, dtype=dtype)
+    torch.library.opcheck(ops.direction_codes_into.default, (anchors, directions, values, 7, 20, out))
+
+
+def test_fake_kernels_give_shapes_without_data():
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    with FakeTensorMode():
+        anchors = torch.empty(3, 8)
+        assert ops.direction_codes(anchors, torch.empty(2, 8), torch.empty(3, 2, 4), 5, None).shape == (19, 8)
+        assert ops.direction_codes(anchors.half(), torch.empty(2, 8).half(), torch.empty(3, 2, 4).half(), 5, 6).shape == (6, 8)
+        assert ops.direction_codes_into(anchors, torch.empty(2, 8), torch.empty(3, 2, 4), 0, 7, torch.empty(7, 8)) is None
+
+
+def test_torch_compile_fullgraph(device):
+    from test_ops import _compile_or_skip, _run_compiled
+
+    anchors, directions, values = make_grid(4, 16, 3, 5, torch.float32, device)
+
+    def pipeline(anchors, directions, values):
+        codes = ops.direction_codes(anchors, directions, values, 3, 20)
+        out = torch.empty(6, 16, device=anchors.device)
+        ops.direction_codes_into(anchors, directions, values, 1, 6, out)
+        return codes * 2, out + 0
+
+    got = _run_compiled(_compile_or_skip(pipeline), anchors, directions, values)
+    full = latentsweep.direction_codes(anchors, directions, values)
+    assert torch.equal(got[0], full[3:23] * 2)
+    assert torch.equal(got[1], full[1:7])
+
+
+# --------------------------------------------------------------------------- properties
+
+
+@st.composite
+def grids(draw):
+    dtype = draw(st.sampled_from(FLOAT_DTYPES))
+    num_anchors, latent = draw(st.integers(1, 6)), draw(st.integers(1, 40))
+    num_dims, steps = draw(st.integers(1, 5)), draw(st.integers(1, 9))
+    seed = draw(st.integers(0, 1000))
+    values_ndim = draw(st.sampled_from([1, 2, 3]))
+    anchors, directions, values = make_grid(num_anchors, latent, num_dims, steps, dtype, seed=seed, values_ndim=values_ndim)
+    anchors = anchors * draw(st.sampled_from([1.0, 1e-3, 50.0]))
+    return anchors, directions, values
+
+
+@given(grid=grids(), data=st.data())
+def test_property_chunks_match_definition_and_full_grid(grid, data):
+    anchors, directions, values = grid
+    full = latentsweep.direction_codes(anchors, directions, values)
+    assert_close_to_definition(full, anchors, directions, values)
+    total = full.shape[0]
+    cuts = sorted(data.draw(st.lists(st.integers(0, total), max_size=5)))
+    chunks = list(zip([0] + cuts, cuts + [total]))
+    pieces = [latentsweep.direction_codes(anchors, directions, values, start=a, count=b - a) for a, b in chunks]
+    assert torch.equal(torch.cat(pieces), full)
+    width = max(b - a for a, b in chunks)
+    buffer = torch.full((width, full.shape[1]), float("nan"), dtype=full.dtype)
+    for a, b in chunks:
+        latentsweep.direction_codes(anchors, directions, values, start=a, count=b - a, out=buffer[: b - a])
+        assert torch.equal(buffer[: b - a], full[a:b])
+
+
+@given(grid=grids(), picks=st.lists(st.integers(0, 39), min_size=1, max_size=5))
+def test_property_one_hot_is_traversal_codes(grid, picks):
+    anchors, _, values = grid
+    dims = [p % anchors.shape[1] for p in picks][: values.shape[-2] if values.dim() > 1 else None]
+    if values.dim() > 1 and len(dims) != values.shape[-2]:
+        values = values[..., :1, :].expand(*values.shape[:-2], len(dims), values.shape[-1])
+    one_hot = torch.eye(anchors.shape[1], dtype=anchors.dtype)[dims]
+    assert torch.equal(latentsweep.direction_codes(anchors, one_hot, values),
+                       latentsweep.traversal_codes(anchors, dims, values))
