@@ -9,6 +9,8 @@ Prints Markdown tables (medians, ratios, bandwidth) for BENCHMARKS.md:
 - latentsweep.traversal_codes vs expand + clone + index assignment (A=1000, K=64, S=21, D=64),
   both allocating and into a reused buffer, with out.fill_() on the same buffer as the
   bandwidth yardstick.
+- latentsweep.direction_codes vs the broadcast expression anchors + (values - <anchors, u>) u
+  and its fused form torch.addcmul (same grid size, K random unit directions).
 """
 
 from __future__ import annotations
@@ -53,6 +55,22 @@ def torch_traversal_grid_indexed(anchors, dims, values):
     s = torch.arange(steps, device=anchors.device)[None, None, :]
     grid[a, k, s, dims[k]] = values
     return grid.view(-1, latent)
+
+
+def torch_direction_grid(anchors, directions, values):
+    """The vectorised torch expression of the definition: anchors + (values - <anchors, u>) u."""
+    coefficient = values - (anchors @ directions.T)[:, :, None]  # [A, K, S]
+    grid = anchors[:, None, None, :] + coefficient[..., None] * directions[None, :, None, :]
+    return grid.view(-1, anchors.shape[1])
+
+
+def torch_direction_grid_addcmul(anchors, directions, values, out):
+    """The same fused into one broadcast torch.addcmul writing into a reused buffer."""
+    num_anchors, latent = anchors.shape
+    coefficient = values - (anchors @ directions.T)[:, :, None]
+    grid = out.view(num_anchors, directions.shape[0], values.shape[2], latent)
+    torch.addcmul(anchors[:, None, None, :], coefficient[..., None], directions[None, :, None, :], out=grid)
+    return out
 
 
 def bench_sample(device: torch.device, repeats: int) -> list[list[str]]:
@@ -126,6 +144,34 @@ def bench_traversal(device: torch.device, repeats: int) -> list[list[str]]:
     ]
 
 
+def bench_directions(device: torch.device, repeats: int) -> list[list[str]]:
+    num_anchors, num_dims, steps, latent = 1000, 64, 21, 64
+    gen = torch.Generator().manual_seed(0)
+    anchors = torch.randn(num_anchors, latent, generator=gen).to(device)
+    directions = latentsweep.unit_directions(torch.randn(num_dims, latent, generator=gen)).to(device)
+    values = torch.randn(num_anchors, num_dims, steps, generator=gen).to(device)
+    rows = num_anchors * num_dims * steps
+    out = torch.empty(rows, latent, device=device)
+    expected = torch_direction_grid(anchors.double(), directions.double(), values.double())
+    for got in (latentsweep.direction_codes(anchors, directions, values),
+                torch_direction_grid(anchors, directions, values),
+                torch_direction_grid_addcmul(anchors, directions, values, out)):
+        assert torch.allclose(got.double(), expected, atol=1e-5)
+    t_torch = median_seconds(lambda: torch_direction_grid(anchors, directions, values), repeats=repeats, device=device)
+    t_addcmul = median_seconds(lambda: torch_direction_grid_addcmul(anchors, directions, values, out), repeats=repeats, device=device)
+    t_ls = median_seconds(lambda: latentsweep.direction_codes(anchors, directions, values), repeats=repeats, device=device)
+    t_ls_out = median_seconds(lambda: latentsweep.direction_codes(anchors, directions, values, out=out), repeats=repeats, device=device)
+    t_fill = median_seconds(lambda: out.fill_(1.0), repeats=repeats, device=device)
+    gbs = lambda t: f"{rows * latent * 4 / t / 1e9:.1f} GB/s"  # noqa: E731
+    return [
+        ["torch `anchors + (values - <anchors, u>) u`", f"{t_torch * 1e3:.1f} ms", gbs(t_torch), "1.0x", f"{t_fill / t_torch:.0%}"],
+        ["torch `addcmul(..., out=buffer)` (fused, reused buffer)", f"{t_addcmul * 1e3:.1f} ms", gbs(t_addcmul), f"{t_torch / t_addcmul:.1f}x", f"{t_fill / t_addcmul:.0%}"],
+        ["**`latentsweep.direction_codes`**", f"**{t_ls * 1e3:.1f} ms**", gbs(t_ls), f"**{t_torch / t_ls:.1f}x**", f"{t_fill / t_ls:.0%}"],
+        ["`direction_codes(..., out=buffer)`", f"{t_ls_out * 1e3:.1f} ms", gbs(t_ls_out), f"{t_torch / t_ls_out:.1f}x ({t_addcmul / t_ls_out:.1f}x vs addcmul)", f"**{t_fill / t_ls_out:.0%}**"],
+        ["`out.fill_(1.0)` on the same buffer (the limit)", f"{t_fill * 1e3:.1f} ms", gbs(t_fill), f"{t_torch / t_fill:.1f}x", "100%"],
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu")
@@ -143,6 +189,11 @@ def main() -> None:
     print_table(
         ["method", "median", "bandwidth", "speed-up vs torch", "share of fill_ bandwidth"],
         bench_traversal(device, args.repeats),
+    )
+    print("\ndirection_codes: A=1000, K=64, S=21, D=64, float32, random unit directions (1.34 M rows, 344 MB)\n")
+    print_table(
+        ["method", "median", "bandwidth", "speed-up vs torch", "share of fill_ bandwidth"],
+        bench_directions(device, args.repeats),
     )
 
 
