@@ -11,6 +11,8 @@ import torch  # noqa: F401  (loads libtorch before the compiled extension)
 from ._extension import build_info
 from . import _fake  # noqa: F401  (fake kernels for torch.compile)
 from .direction_codes import direction_codes, unit_directions
+from .clusters import Clusters, clusters
+from .directions import Directions
 from .diagnosis import Diagnosis, Flag, diagnose
 from .encoding import encode
 from .plots import (
@@ -22,7 +24,9 @@ from .plots import (
     traversal_gif,
     traversal_grid,
 )
+from .paths import interpolation_codes
 from .posterior import Posterior
+from .principal import principal_directions
 from .html_report import report
 from .result import TraversalResult
 from .sampling import sample, sample_prior
@@ -32,6 +36,11 @@ from .traversal import MODES, traversal_codes, traversal_values
 __version__ = "0.1.0"
 
 __all__ = [
+    "Clusters",
+    "Directions",
+    "clusters",
+    "interpolation_codes",
+    "principal_directions",
     "MODES",
     "Diagnosis",
     "Flag",

@@ -1,0 +1,187 @@
+"""Clusters of the codes (the user's labels or KMeans): centroids, how well each latent
+separates them, and the directions from one centroid to another."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from . import _checks
+from .directions import Directions, as_codes, result_dtype
+
+
+@dataclass(frozen=True)
+class Clusters:
+    """C clusters of N codes in a D-dimensional latent space.
+
+    Attributes:
+        labels: ``[N]`` int64 cluster index (0 .. C-1) of each code.
+        label_values: the C original labels (the user's, in sorted order; ``0 .. C-1`` for
+            KMeans): cluster ``c`` is ``label_values[c]``.
+        centroids: ``[C, D]`` mean code of each cluster.
+        sizes: ``[C]`` int64 codes per cluster.
+        variances: ``[C, D]`` per-cluster variance of each latent (denominator ``n_c``).
+        eta_squared: ``[D]`` share of each latent's variance explained by the clusters,
+            ``SS_between / SS_total`` (0 for a latent that does not vary).
+        f_statistic: ``[D]`` one-way ANOVA F per latent,
+            ``(SS_between / (C - 1)) / (SS_within / (N - C))`` (``inf`` when the clusters are
+            constant but differ, 0 when the latent does not vary).
+        method: ``"labels"`` or ``"kmeans"``.
+    """
+
+    labels: torch.Tensor
+    label_values: tuple
+    centroids: torch.Tensor
+    sizes: torch.Tensor
+    variances: torch.Tensor
+    eta_squared: torch.Tensor
+    f_statistic: torch.Tensor
+    method: str
+
+    @property
+    def num_clusters(self) -> int:
+        return self.centroids.shape[0]
+
+    def __len__(self) -> int:
+        return self.num_clusters
+
+    def _index(self, fn: str, name: str, value) -> int:
+        return _checks.integer(fn, name, value, low=0, high=self.num_clusters - 1)
+
+    def pair_effect(self, i: int, j: int) -> torch.Tensor:
+        """``[D]`` standardised difference of cluster j's mean from cluster i's per latent
+        (Cohen's d with the pooled within-cluster SD; ``±inf`` where both are constant but
+        differ, 0 where they are equal)."""
+        fn = "latentsweep.Clusters.pair_effect"
+        i, j = self._index(fn, "i", i), self._index(fn, "j", j)
+        n_i, n_j = float(self.sizes[i]), float(self.sizes[j])
+        difference = (self.centroids[j] - self.centroids[i]).double()
+        pooled = (n_i * self.variances[i].double() + n_j * self.variances[j].double()) / max(n_i + n_j - 2, 1)
+        sd = pooled.sqrt()
+        effect = torch.where(sd > 0, difference / sd.clamp_min(1e-300), difference.sign() * math.inf)
+        return torch.where(difference == 0, 0.0, effect).to(self.centroids.dtype)
+
+    def separating_latents(self, i: int, j: int, top: int = 5) -> list[int]:
+        """The latents that best separate clusters i and j: largest ``|pair_effect(i, j)|``
+        first (ties: lower index first)."""
+        top = _checks.integer("latentsweep.Clusters.separating_latents", "top", top, low=1)
+        effect = self.pair_effect(i, j).abs()
+        order = torch.argsort(-effect, stable=True)
+        return order[:top].tolist()
+
+    def directions(self, i: int, j: int) -> Directions:
+        """The unit direction from centroid i to centroid j, named ``"i->j"`` (with the
+        original labels), as a one-row :class:`Directions`."""
+        fn = "latentsweep.Clusters.directions"
+        i, j = self._index(fn, "i", i), self._index(fn, "j", j)
+        difference = (self.centroids[j] - self.centroids[i]).double()
+        norm = torch.linalg.vector_norm(difference)
+        if norm == 0:
+            raise ValueError(f"{fn}: clusters {i} and {j} have the same centroid; there is no direction between them")
+        name = f"{self.label_values[i]}->{self.label_values[j]}"
+        return Directions((difference / norm)[None].to(self.centroids.dtype), (name,), source="clusters")
+
+    def closest_and_farthest(self) -> tuple[tuple[int, int], tuple[int, int]]:
+        """The pairs of clusters whose centroids are closest and farthest apart (Euclidean)."""
+        if self.num_clusters < 2:
+            raise ValueError("latentsweep.Clusters.closest_and_farthest: needs at least 2 clusters")
+        distance = torch.cdist(self.centroids.double(), self.centroids.double())
+        pairs = torch.triu_indices(self.num_clusters, self.num_clusters, offset=1)
+        values = distance[pairs[0], pairs[1]]
+        low, high = int(torch.argmin(values)), int(torch.argmax(values))
+        return (int(pairs[0, low]), int(pairs[1, low])), (int(pairs[0, high]), int(pairs[1, high]))
+
+
+def _labels(fn: str, labels, num_rows: int) -> tuple[torch.Tensor, tuple]:
+    """The user's labels ``[N]`` (tensor, array or list of ints or strings) as 0 .. C-1."""
+    if isinstance(labels, torch.Tensor):
+        if labels.is_floating_point() or labels.is_complex():
+            raise TypeError(f"{fn}: labels must hold integers (or strings), got {labels.dtype}")
+        labels = labels.detach().cpu().numpy()
+    array = np.asarray(labels)
+    if array.ndim != 1 or array.shape[0] != num_rows:
+        raise ValueError(f"{fn}: labels must be 1-D with one label per code (N={num_rows}), got shape {array.shape}")
+    if array.dtype.kind not in "iuUSOb":
+        raise TypeError(f"{fn}: labels must hold integers or strings, got dtype {array.dtype}")
+    values, inverse = np.unique(array, return_inverse=True)
+    return torch.from_numpy(inverse.astype(np.int64)), tuple(v.item() if hasattr(v, "item") else v for v in values)
+
+
+def _kmeans(codes: torch.Tensor, k: int, seed: int) -> torch.Tensor:
+    from sklearn.cluster import KMeans
+
+    data = codes.detach().double().cpu().numpy()
+    model = KMeans(n_clusters=k, random_state=seed, n_init="auto").fit(data)
+    return torch.from_numpy(model.labels_.astype(np.int64))
+
+
+def clusters(codes_or_posterior, labels=None, *, k: int | None = None, seed: int = 0) -> Clusters:
+    """Clusters of the codes (a VAE's posterior means): the user's ``labels``, or KMeans
+    (scikit-learn, ``k`` clusters, ``random_state=seed``).
+
+    Per latent d, with cluster means ``m_c``, sizes ``n_c`` and grand mean ``m``:
+    ``SS_between = sum_c n_c (m_c - m)^2``, ``SS_within = sum_i (x_i - m_{c(i)})^2``,
+    ``eta_squared = SS_between / (SS_between + SS_within)`` and the one-way ANOVA
+    ``F = (SS_between / (C - 1)) / (SS_within / (N - C))``.
+
+    Args:
+        codes_or_posterior: ``[N, D]`` codes or a :class:`Posterior`.
+        labels: ``[N]`` cluster labels (ints or strings), or ``None`` to run KMeans.
+        k: the number of KMeans clusters (2 <= k < N); only without labels.
+        seed: KMeans' random state.
+
+    Returns:
+        :class:`Clusters` (tensors on the CPU, float32; float64 for float64 codes).
+    """
+    fn = "latentsweep.clusters"
+    codes = as_codes(fn, codes_or_posterior, min_rows=3)
+    num_rows = codes.shape[0]
+    seed = _checks.integer(fn, "seed", seed, low=0, high=2**32 - 1)
+    if labels is not None:
+        if k is not None:
+            raise ValueError(f"{fn}: give labels or k (the number of KMeans clusters), not both")
+        index, label_values = _labels(fn, labels, num_rows)
+        method = "labels"
+    else:
+        if k is None:
+            raise ValueError(f"{fn}: give labels ([N] per code) or k (the number of KMeans clusters)")
+        k = _checks.integer(fn, "k", k, low=2, high=num_rows - 1)
+        # Through the same relabelling as user labels: a cluster KMeans left empty disappears.
+        index, label_values = _labels(fn, _kmeans(codes, k, seed), num_rows)
+        method = "kmeans"
+    num_clusters = len(label_values)
+    if not 2 <= num_clusters < num_rows:
+        raise ValueError(f"{fn}: needs 2 <= clusters < N={num_rows}, got {num_clusters} cluster(s)")
+
+    x = codes.detach().double().cpu()
+    sizes = torch.bincount(index, minlength=num_clusters)
+    sums = torch.zeros(num_clusters, x.shape[1], dtype=torch.float64).index_add_(0, index, x)
+    centroids = sums / sizes[:, None]
+    deviations = x - centroids[index]
+    within = torch.zeros_like(centroids).index_add_(0, index, deviations**2)  # [C, D]
+    grand = x.mean(0)
+    between = (sizes[:, None] * (centroids - grand) ** 2).sum(0)  # [D]
+    ss_within = within.sum(0)
+    total = between + ss_within
+    eta = torch.where(total > 0, between / total.clamp_min(1e-300), 0.0)
+    mean_between = between / (num_clusters - 1)
+    mean_within = ss_within / (num_rows - num_clusters)
+    f_stat = torch.where(
+        mean_within > 0,
+        mean_between / mean_within.clamp_min(1e-300),
+        torch.where(between > 0, math.inf, 0.0),
+    )
+    dtype = result_dtype(codes)
+    return Clusters(
+        labels=index,
+        label_values=label_values,
+        centroids=centroids.to(dtype),
+        sizes=sizes,
+        variances=(within / sizes[:, None]).to(dtype),
+        eta_squared=eta.to(dtype),
+        f_statistic=f_stat.to(dtype),
+        method=method,
+    )

@@ -1,0 +1,102 @@
+"""Directions in latent space, as traversals use them: unit vectors with names and, where known,
+how much of the codes' variance each one carries."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from . import _checks
+from .direction_codes import unit_directions
+from .posterior import Posterior
+
+
+def as_codes(fn: str, codes_or_posterior, *, min_rows: int = 1) -> torch.Tensor:
+    """``[N, D]`` finite codes from a tensor or a :class:`Posterior` (its means)."""
+    codes = codes_or_posterior.mu if isinstance(codes_or_posterior, Posterior) else codes_or_posterior
+    codes = _checks.tensor(fn, "codes", codes, ndims=(2,))
+    if codes.shape[0] < min_rows or codes.shape[1] < 1:
+        raise ValueError(f"{fn}: codes must be [N, D] with N >= {min_rows} and D >= 1, got shape {tuple(codes.shape)}")
+    _checks.finite(fn, "codes", codes)
+    return codes
+
+
+def result_dtype(codes: torch.Tensor) -> torch.dtype:
+    """float64 codes give float64 results; everything else float32."""
+    return torch.float64 if codes.dtype == torch.float64 else torch.float32
+
+
+@dataclass(frozen=True)
+class Directions:
+    """K unit directions in a D-dimensional latent space.
+
+    Attributes:
+        vectors: ``[K, D]`` unit rows.
+        names: K labels for pictures and reports (``"PC1"``, ``"3->7"``, ``"u0"``).
+        explained_variance: ``[K]`` variance of the codes along each direction, or ``None``
+            when the directions do not come from the codes.
+        explained_variance_ratio: ``[K]`` that variance as a share of the codes' total variance
+            (the trace of their covariance), or ``None``.
+        mean: ``[D]`` the centre of the codes the directions were computed from, or ``None``.
+        source: ``"pca"``, ``"clusters"`` or ``"user"``.
+    """
+
+    vectors: torch.Tensor
+    names: tuple[str, ...]
+    explained_variance: torch.Tensor | None = None
+    explained_variance_ratio: torch.Tensor | None = None
+    mean: torch.Tensor | None = None
+    source: str = "user"
+
+    def __post_init__(self) -> None:
+        if len(self.names) != self.vectors.shape[0]:
+            raise ValueError(
+                f"latentsweep.Directions: {self.vectors.shape[0]} vectors but {len(self.names)} names"
+            )
+
+    @classmethod
+    def from_vectors(cls, vectors: torch.Tensor, names=None) -> "Directions":
+        """Any user tensor ``[K, D]`` (or ``[D]``), scaled to unit length (a zero or non-finite
+        vector is a ``ValueError``); names default to ``u0, u1, ...``."""
+        vectors = unit_directions(vectors)
+        names = tuple(f"u{k}" for k in range(vectors.shape[0])) if names is None else tuple(map(str, names))
+        return cls(vectors, names, source="user")
+
+    def __len__(self) -> int:
+        return self.vectors.shape[0]
+
+    @property
+    def latent_dim(self) -> int:
+        return self.vectors.shape[1]
+
+    def __getitem__(self, index) -> "Directions":
+        """A subset, e.g. ``directions[:3]`` for the top three components."""
+        picked = torch.arange(len(self))[index].reshape(-1)
+        pick = lambda t: None if t is None else t[picked]  # noqa: E731
+        return Directions(
+            self.vectors[picked],
+            tuple(self.names[i] for i in picked.tolist()),
+            pick(self.explained_variance),
+            pick(self.explained_variance_ratio),
+            self.mean,
+            self.source,
+        )
+
+    def to(self, *args, **kwargs) -> "Directions":
+        """Moves/casts the tensors, as ``torch.Tensor.to``."""
+        move = lambda t: None if t is None else t.to(*args, **kwargs)  # noqa: E731
+        return Directions(
+            move(self.vectors), self.names, move(self.explained_variance),
+            move(self.explained_variance_ratio), move(self.mean), self.source,
+        )
+
+    def project(self, codes) -> torch.Tensor:
+        """``[N, K]`` coordinates of codes ``[N, D]`` along each direction (not centred):
+        ``codes @ vectors.T``, computed in float64."""
+        codes = as_codes("latentsweep.Directions.project", codes)
+        if codes.shape[1] != self.latent_dim:
+            raise ValueError(
+                f"latentsweep.Directions.project: codes must be [N, {self.latent_dim}], got {tuple(codes.shape)}"
+            )
+        return (codes.double() @ self.vectors.to(codes.device, torch.float64).T).to(result_dtype(codes))

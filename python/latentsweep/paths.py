@@ -1,0 +1,71 @@
+"""Paths between latent codes: straight lines, and great-circle arcs (slerp) for Gaussian
+latents, where a straight line between two typical codes cuts through the unlikely region
+near the origin (White, "Sampling Generative Networks", 2016)."""
+
+from __future__ import annotations
+
+import torch
+
+from . import _checks
+
+PATHS = ("linear", "slerp")
+# Below this sin(theta) the arc's plane is set by rounding (theta within ~1e-6 of 0 or pi): linear.
+SINE_FLOOR = 1e-6
+
+
+def _endpoints(fn: str, start, end) -> tuple[torch.Tensor, torch.Tensor]:
+    start = _checks.tensor(fn, "start", start, ndims=(1, 2))
+    end = _checks.tensor(fn, "end", end, ndims=(1, 2))
+    _checks.same_device(fn, start=start, end=end)
+    start = start[None] if start.dim() == 1 else start
+    end = end[None] if end.dim() == 1 else end
+    if start.shape != end.shape or start.shape[0] < 1 or start.shape[1] < 1:
+        raise ValueError(
+            f"{fn}: start and end must both be [D] or [P, D] with the same shape, got "
+            f"{tuple(start.shape)} and {tuple(end.shape)}"
+        )
+    _checks.finite(fn, "start", start)
+    _checks.finite(fn, "end", end)
+    return start, end
+
+
+def interpolation_codes(start, end, *, steps: int = 11, path: str = "linear") -> torch.Tensor:
+    """Codes along P paths from ``start`` to ``end``: ``[P, S, D]``.
+
+    With ``t = linspace(0, 1, steps)``:
+
+    - ``"linear"``: ``(1 - t) start + t end``.
+    - ``"slerp"``: ``sin((1 - t) theta) / sin(theta) start + sin(t theta) / sin(theta) end``,
+      ``theta`` the angle between start and end (White 2016): the arc keeps the norm of
+      endpoints of equal norm, where Gaussian codes live. Where ``sin(theta)`` is 0 (parallel
+      or opposite endpoints within ~1e-6 rad, or a zero endpoint) the arc is undefined and the path is linear,
+      as in White's implementation.
+
+    Computed in float64; the first and last steps are exactly ``start`` and ``end``.
+
+    Args:
+        start, end: ``[D]`` or ``[P, D]`` codes (e.g. two inputs' means, or cluster centroids).
+        steps: S >= 2 codes per path, endpoints included.
+        path: ``"linear"`` or ``"slerp"``.
+
+    Returns:
+        ``[P, S, D]`` in the dtype of ``start`` (promoted with ``end``'s), on its device.
+    """
+    fn = "latentsweep.interpolation_codes"
+    start, end = _endpoints(fn, start, end)
+    steps = _checks.integer(fn, "steps", steps, low=2)
+    if path not in PATHS:
+        raise ValueError(f"{fn}: path must be one of {', '.join(map(repr, PATHS))}, got {path!r}")
+    dtype = torch.promote_types(start.dtype, end.dtype)
+    a, b = start.double()[:, None, :], end.double()[:, None, :]  # [P, 1, D]
+    t = torch.linspace(0.0, 1.0, steps, dtype=torch.float64, device=start.device)[None, :, None]
+    codes = (1 - t) * a + t * b
+    if path == "slerp":
+        norms = torch.linalg.vector_norm(a, dim=2, keepdim=True) * torch.linalg.vector_norm(b, dim=2, keepdim=True)
+        cosine = torch.where(norms > 0, (a * b).sum(2, keepdim=True) / norms.clamp_min(1e-300), 1.0)
+        theta = torch.arccos(cosine.clamp(-1.0, 1.0))
+        sine = torch.sin(theta)
+        arc = (torch.sin((1 - t) * theta) * a + torch.sin(t * theta) * b) / sine.clamp_min(1e-300)
+        codes = torch.where(sine > SINE_FLOOR, arc, codes)
+    codes[:, 0], codes[:, -1] = start.double(), end.double()
+    return codes.to(dtype)

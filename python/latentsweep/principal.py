@@ -1,0 +1,147 @@
+"""Principal directions of the codes: the axes the data defines, which is what a plain
+autoencoder's latent space can be read along (its coordinate axes are arbitrary)."""
+
+from __future__ import annotations
+
+import torch
+
+from . import _checks
+from .directions import Directions, as_codes, result_dtype
+
+# Above this many latents the D x D covariance is not formed: randomised subspace iteration.
+EXACT_MAX_DIM = 4096
+# Rows per pass over the codes: bounded float64 temporaries whatever N is.
+ROWS_PER_CHUNK = 65536
+RANDOMIZED_DEFAULT_K = 64
+METHODS = ("auto", "exact", "randomized")
+
+
+def _chunks(codes: torch.Tensor):
+    for begin in range(0, codes.shape[0], ROWS_PER_CHUNK):
+        yield codes[begin : begin + ROWS_PER_CHUNK].double()
+
+
+def _mean(codes: torch.Tensor) -> torch.Tensor:
+    total = torch.zeros(codes.shape[1], dtype=torch.float64, device=codes.device)
+    for chunk in _chunks(codes):
+        total += chunk.sum(0)
+    return total / codes.shape[0]
+
+
+def _total_variance(codes: torch.Tensor, mean: torch.Tensor) -> float:
+    total = 0.0
+    for chunk in _chunks(codes):
+        total += float(((chunk - mean) ** 2).sum())
+    return total / (codes.shape[0] - 1)
+
+
+def _covariance_times(codes: torch.Tensor, mean: torch.Tensor, block: torch.Tensor) -> torch.Tensor:
+    """``C @ block`` with C the codes' covariance, one streamed pass, C never formed."""
+    result = torch.zeros_like(block)
+    for chunk in _chunks(codes):
+        centred = chunk - mean
+        result += centred.T @ (centred @ block)
+    return result / (codes.shape[0] - 1)
+
+
+def _exact(codes: torch.Tensor, mean: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-k eigenpairs of the covariance, formed in one streamed float64 pass (D x D)."""
+    latent = codes.shape[1]
+    covariance = torch.zeros(latent, latent, dtype=torch.float64, device=codes.device)
+    for chunk in _chunks(codes):
+        centred = chunk - mean
+        covariance += centred.T @ centred
+    covariance /= codes.shape[0] - 1
+    eigenvalues, eigenvectors = torch.linalg.eigh(covariance)  # ascending
+    order = torch.argsort(eigenvalues, descending=True, stable=True)[:k]
+    return eigenvalues[order].clamp_min(0.0), eigenvectors[:, order].T
+
+
+def _randomized(codes: torch.Tensor, mean: torch.Tensor, k: int, seed: int, iterations: int):
+    """Top-k eigenpairs by randomised subspace iteration (Halko, Martinsson & Tropp 2011,
+    algorithm 4.4) on the covariance, applied in streamed passes: memory D x (k + 10)."""
+    latent = codes.shape[1]
+    width = min(latent, k + 10)
+    generator = torch.Generator(device="cpu").manual_seed(seed)
+    block = torch.randn(latent, width, generator=generator, dtype=torch.float64).to(codes.device)
+    basis = torch.linalg.qr(block).Q
+    for _ in range(iterations):
+        basis = torch.linalg.qr(_covariance_times(codes, mean, basis)).Q
+    # Rayleigh-Ritz on the subspace.
+    small = basis.T @ _covariance_times(codes, mean, basis)
+    eigenvalues, rotation = torch.linalg.eigh((small + small.T) / 2)
+    order = torch.argsort(eigenvalues, descending=True, stable=True)[:k]
+    return eigenvalues[order].clamp_min(0.0), (basis @ rotation[:, order]).T
+
+
+def _fix_signs(vectors: torch.Tensor) -> torch.Tensor:
+    """Each vector's largest-magnitude entry (the first, on ties) made positive."""
+    largest = vectors.abs().argmax(dim=1)
+    signs = torch.sign(vectors.gather(1, largest[:, None]))
+    return vectors * torch.where(signs == 0, 1.0, signs)
+
+
+def principal_directions(
+    codes_or_posterior,
+    k: int | None = None,
+    *,
+    method: str = "auto",
+    seed: int = 0,
+    iterations: int = 7,
+) -> Directions:
+    """The principal components of the codes (the means, for a VAE's posterior).
+
+    The codes are centred on their mean (kept in ``mean``); the covariance uses ``N - 1``.
+    Components are ordered by explained variance, and each one's sign is fixed so that its
+    largest-magnitude entry is positive: the same codes always give the same vectors.
+
+    Methods: ``"exact"`` forms the ``D x D`` covariance in float64 in one pass over chunks of
+    rows (any N) and takes its eigenvectors; ``"randomized"`` runs randomised subspace
+    iteration with ``k + 10`` vectors and ``iterations`` passes over the codes, never forming
+    the covariance (memory ``D x (k + 10)``), for large D; ``"auto"`` is exact up to
+    D = 4096 latents.
+
+    Args:
+        codes_or_posterior: ``[N, D]`` codes (N >= 2) or a :class:`Posterior`.
+        k: number of components (default: all ``min(N - 1, D)`` for the exact method, 64 for
+            the randomised one).
+        seed: the randomised method's start. iterations: its number of power iterations.
+
+    Returns:
+        :class:`Directions` with names ``PC1 ... PCk``, ``explained_variance`` (eigenvalues of
+        the covariance), ``explained_variance_ratio`` (share of the total variance) and
+        ``mean``, in float32 (float64 for float64 codes), on the codes' device.
+    """
+    fn = "latentsweep.principal_directions"
+    codes = as_codes(fn, codes_or_posterior, min_rows=2)
+    if method not in METHODS:
+        raise ValueError(f"{fn}: method must be one of {', '.join(map(repr, METHODS))}, got {method!r}")
+    num_rows, latent = codes.shape
+    if method == "auto":
+        method = "exact" if latent <= EXACT_MAX_DIM else "randomized"
+    rank = min(num_rows - 1, latent)
+    if k is None:
+        k = rank if method == "exact" else min(rank, RANDOMIZED_DEFAULT_K)
+    k = _checks.integer(fn, "k", k, low=1, high=rank)
+    seed = _checks.integer(fn, "seed", seed, low=0)
+    iterations = _checks.integer(fn, "iterations", iterations, low=0)
+
+    mean = _mean(codes)
+    total = _total_variance(codes, mean)
+    if total == 0:
+        raise ValueError(f"{fn}: the codes do not vary (all {num_rows} rows are equal); they have no principal directions")
+    if method == "exact":
+        variance, vectors = _exact(codes, mean, k)
+    else:
+        variance, vectors = _randomized(codes, mean, k, seed, iterations)
+    vectors = _fix_signs(vectors)
+    ratio = variance / total if total > 0 else torch.zeros_like(variance)
+    dtype = result_dtype(codes)
+    return Directions(
+        vectors=vectors.to(dtype),
+        names=tuple(f"PC{i + 1}" for i in range(k)),
+        explained_variance=variance.to(dtype),
+        explained_variance_ratio=ratio.to(dtype),
+        mean=mean.to(dtype),
+        source="pca",
+    )

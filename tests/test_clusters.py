@@ -1,0 +1,129 @@
+"""clusters: centroids, sizes, eta squared and the ANOVA F against direct computations (and
+scipy.stats.f_oneway), pairwise effects, directions between centroids, KMeans as scikit-learn."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.stats
+import torch
+from sklearn.cluster import KMeans
+
+import latentsweep
+
+
+def blobs(num_per=40, latent=5, centres=3, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    means = torch.randn(centres, latent, generator=g, dtype=torch.float64) * 4
+    means[:, -1] = 0.0  # one latent that does not separate the clusters
+    labels = torch.arange(centres).repeat_interleave(num_per)
+    codes = means[labels] + torch.randn(len(labels), latent, generator=g, dtype=torch.float64)
+    return codes, labels
+
+
+def direct_statistics(codes: np.ndarray, labels: np.ndarray):
+    """eta^2 = SS_between / SS_total per latent, from the definitions with loops."""
+    grand = codes.mean(0)
+    total = ((codes - grand) ** 2).sum(0)
+    between = np.zeros(codes.shape[1])
+    for c in np.unique(labels):
+        members = codes[labels == c]
+        between += len(members) * (members.mean(0) - grand) ** 2
+    return between / total
+
+
+def test_statistics_match_direct_computation_and_scipy():
+    codes, labels = blobs()
+    got = latentsweep.clusters(codes, labels)
+    x, y = codes.numpy(), labels.numpy()
+    assert got.method == "labels" and got.label_values == (0, 1, 2) and len(got) == 3
+    assert torch.equal(got.labels, labels) and got.sizes.tolist() == [40, 40, 40]
+    for c in range(3):
+        assert np.allclose(got.centroids[c].numpy(), x[y == c].mean(0), atol=1e-12)
+        assert np.allclose(got.variances[c].numpy(), x[y == c].var(0), atol=1e-12)
+    assert np.allclose(got.eta_squared.numpy(), direct_statistics(x, y), atol=1e-12)
+    f_scipy = scipy.stats.f_oneway(*[x[y == c] for c in range(3)]).statistic
+    assert np.allclose(got.f_statistic.numpy(), f_scipy, rtol=1e-10)
+    # The non-separating latent explains little; the others a lot.
+    assert got.eta_squared[-1] < 0.1 and (got.eta_squared[:-1] > 0.5).all()
+
+
+def test_user_labels_of_any_kind_keep_their_values():
+    codes, labels = blobs(num_per=10, centres=3, seed=1)
+    names = np.array(["cat", "dog", "ant"])[labels.numpy()]
+    by_name = latentsweep.clusters(codes, list(names))
+    assert by_name.label_values == ("ant", "cat", "dog")  # sorted
+    assert torch.allclose(by_name.centroids[1], codes[labels == 0].mean(0))
+    sparse = latentsweep.clusters(codes, labels * 7 + 2)
+    assert sparse.label_values == (2, 9, 16)
+    assert torch.allclose(sparse.eta_squared, by_name.eta_squared)
+    assert sparse.directions(0, 2).names == ("2->16",)
+    assert latentsweep.clusters(latentsweep.Posterior(codes.float()), labels.numpy()).centroids.dtype == torch.float32
+
+
+def test_kmeans_is_scikit_learns():
+    codes, _ = blobs(num_per=30, centres=4, seed=2)
+    got = latentsweep.clusters(codes, k=4, seed=3)
+    expected = KMeans(n_clusters=4, random_state=3, n_init="auto").fit(codes.numpy())
+    assert got.method == "kmeans" and got.label_values == (0, 1, 2, 3)
+    assert np.array_equal(got.labels.numpy(), expected.labels_)
+    assert np.allclose(got.centroids.numpy(), expected.cluster_centers_, atol=1e-10)
+    assert torch.equal(latentsweep.clusters(codes, k=4, seed=3).labels, got.labels)
+
+
+def test_pair_effect_separating_latents_and_directions():
+    codes, labels = blobs(num_per=25, latent=6, centres=3, seed=4)
+    got = latentsweep.clusters(codes, labels)
+    x, y = codes.numpy(), labels.numpy()
+    a, b = x[y == 0], x[y == 2]
+    pooled = np.sqrt(((len(a) - 1) * a.var(0, ddof=1) + (len(b) - 1) * b.var(0, ddof=1)) / (len(a) + len(b) - 2))
+    cohen = (b.mean(0) - a.mean(0)) / pooled
+    assert np.allclose(got.pair_effect(0, 2).numpy(), cohen, rtol=1e-10)
+    assert got.separating_latents(0, 2, top=3) == list(np.argsort(-np.abs(cohen), kind="stable")[:3])
+    assert got.separating_latents(0, 2, top=3)[0] != 5  # the latent with equal means is not first
+    direction = got.directions(0, 2)
+    difference = torch.from_numpy(b.mean(0) - a.mean(0))
+    assert direction.names == ("0->2",) and direction.source == "clusters"
+    assert torch.allclose(direction.vectors[0], difference / difference.norm(), atol=1e-12)
+    (near, far) = got.closest_and_farthest()
+    distance = torch.cdist(got.centroids, got.centroids)
+    assert distance[near] == distance[distance > 0].min() and distance[far] == distance.max()
+
+
+def test_degenerate_statistics_are_defined():
+    codes = torch.tensor([[0.0, 1.0], [0.0, 1.0], [0.0, 3.0], [0.0, 3.0]])
+    got = latentsweep.clusters(codes, [0, 0, 1, 1])
+    assert got.eta_squared.tolist() == [0.0, 1.0]  # constant latent: 0; perfectly separated: 1
+    assert got.f_statistic[0] == 0 and got.f_statistic[1] == float("inf")
+    assert got.pair_effect(0, 1).tolist() == [0.0, float("inf")]
+    with pytest.raises(ValueError, match="same centroid"):
+        latentsweep.clusters(torch.tensor([[0.0], [1.0], [0.0], [1.0]]), [0, 0, 1, 1]).directions(0, 1)
+
+
+@pytest.mark.parametrize(
+    "args, kwargs, error, match",
+    [
+        ((torch.randn(10, 2), [0] * 5 + [1] * 5), {"k": 2}, ValueError, "not both"),
+        ((torch.randn(10, 2),), {}, ValueError, "give labels"),
+        ((torch.randn(10, 2),), {"k": 1}, ValueError, "k must be >= 2"),
+        ((torch.randn(10, 2),), {"k": 10}, ValueError, "k must be <= 9"),
+        ((torch.randn(10, 2), [0] * 9), {}, ValueError, "one label per code"),
+        ((torch.randn(10, 2), [0] * 10), {}, ValueError, "got 1 cluster"),
+        ((torch.randn(4, 2), [0, 1, 2, 3]), {}, ValueError, "clusters < N=4"),
+        ((torch.randn(10, 2), torch.zeros(10)), {}, TypeError, "labels must hold integers"),
+        ((torch.randn(2, 2),), {"k": 2}, ValueError, "N >= 3"),
+        ((torch.full((10, 2), float("inf")),), {"k": 2}, ValueError, "non-finite"),
+    ],
+)
+def test_bad_input(args, kwargs, error, match):
+    with pytest.raises(error, match=match) as info:
+        latentsweep.clusters(*args, **kwargs)
+    assert str(info.value).startswith("latentsweep.clusters:")
+
+
+def test_bad_cluster_indices():
+    got = latentsweep.clusters(*blobs(num_per=5))
+    with pytest.raises(ValueError, match="j must be <= 2"):
+        got.directions(0, 3)
+    with pytest.raises(TypeError, match="i must be an int"):
+        got.pair_effect(0.5, 1)

@@ -1,0 +1,72 @@
+"""interpolation_codes: linear paths and slerp (White 2016): endpoints, norms, angles."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+import latentsweep
+
+
+def test_linear_path_endpoints_and_even_steps():
+    start, end = torch.tensor([1.0, -2.0, 0.5]), torch.tensor([3.0, 2.0, -0.5])
+    codes = latentsweep.interpolation_codes(start, end, steps=5)
+    assert codes.shape == (1, 5, 3) and codes.dtype == torch.float32
+    assert torch.equal(codes[0, 0], start) and torch.equal(codes[0, -1], end)
+    assert torch.allclose(codes[0, 2], (start + end) / 2)
+    assert torch.allclose(codes[0, 1:] - codes[0, :-1], ((end - start) / 4).expand(4, 3))
+
+
+def test_slerp_keeps_the_norm_and_moves_at_constant_angular_speed():
+    g = torch.Generator().manual_seed(0)
+    start = torch.randn(4, 16, generator=g, dtype=torch.float64)
+    end = torch.randn(4, 16, generator=g, dtype=torch.float64)
+    end = end / end.norm(dim=1, keepdim=True) * start.norm(dim=1, keepdim=True)  # equal norms
+    codes = latentsweep.interpolation_codes(start, end, steps=9, path="slerp")
+    assert torch.equal(codes[:, 0], start) and torch.equal(codes[:, -1], end)
+    norms = codes.norm(dim=2)
+    assert torch.allclose(norms, start.norm(dim=1, keepdim=True).expand(4, 9), rtol=1e-12)
+    # Equal angles between consecutive codes, summing to the angle between the endpoints.
+    cosine = lambda a, b: (a * b).sum(-1) / (a.norm(dim=-1) * b.norm(dim=-1))  # noqa: E731
+    steps = torch.arccos(cosine(codes[:, 1:], codes[:, :-1]).clamp(-1, 1))
+    total = torch.arccos(cosine(start, end))
+    assert torch.allclose(steps, (total / 8)[:, None].expand(4, 8), atol=1e-7)
+    # The definition, at t = 0.25 for the first path.
+    theta = total[0]
+    expected = (torch.sin(0.75 * theta) * start[0] + torch.sin(0.25 * theta) * end[0]) / torch.sin(theta)
+    assert torch.allclose(codes[0, 2], expected, atol=1e-12)
+
+
+def test_slerp_with_unequal_norms_interpolates_between_them_and_avoids_the_origin():
+    start, end = torch.tensor([3.0, 0.0]), torch.tensor([0.0, 1.0])
+    codes = latentsweep.interpolation_codes(start, end, steps=3, path="slerp").double()
+    linear = latentsweep.interpolation_codes(start, end, steps=3).double()
+    assert codes[0, 1].norm() > linear[0, 1].norm()
+    assert torch.allclose(codes[0, 1], (math.sin(math.pi / 4) * torch.tensor([3.0, 1.0]).double()) / 1.0)
+
+
+def test_slerp_falls_back_to_linear_for_parallel_or_zero_endpoints():
+    for start, end in [([1.0, 2.0], [2.0, 4.0]), ([1.0, 2.0], [-1.0, -2.0]), ([0.0, 0.0], [1.0, 1.0])]:
+        start, end = torch.tensor(start, dtype=torch.float64), torch.tensor(end, dtype=torch.float64)
+        slerp = latentsweep.interpolation_codes(start, end, steps=7, path="slerp")
+        assert torch.allclose(slerp, latentsweep.interpolation_codes(start, end, steps=7), atol=1e-12)
+        assert torch.isfinite(slerp).all()
+
+
+@pytest.mark.parametrize(
+    "args, kwargs, error, match",
+    [
+        ((torch.zeros(3), torch.zeros(4)), {}, ValueError, "same shape"),
+        ((torch.zeros(3), torch.zeros(3)), {"steps": 1}, ValueError, "steps must be >= 2"),
+        ((torch.zeros(3), torch.zeros(3)), {"path": "spline"}, ValueError, "path must be one of"),
+        ((torch.zeros(3), torch.tensor([0.0, float("nan"), 0.0])), {}, ValueError, "end has 1 non-finite"),
+        (([0.0], torch.zeros(1)), {}, TypeError, "start must be a torch.Tensor"),
+        ((torch.zeros(2, 2, 2), torch.zeros(2, 2, 2)), {}, ValueError, "1-D or 2-D"),
+    ],
+)
+def test_bad_input(args, kwargs, error, match):
+    with pytest.raises(error, match=match) as info:
+        latentsweep.interpolation_codes(*args, **kwargs)
+    assert str(info.value).startswith("latentsweep.interpolation_codes:")

@@ -1,0 +1,125 @@
+"""principal_directions and Directions against numpy.linalg.svd of the centred codes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import latentsweep
+from latentsweep import principal
+
+
+def codes_with_spectrum(num_rows=400, latent=8, seed=0, spread=None, dtype=torch.float64):
+    """Codes with well-separated principal variances (stable eigenvectors) and a non-zero mean."""
+    g = torch.Generator().manual_seed(seed)
+    spread = spread if spread is not None else torch.linspace(3.0, 0.2, latent, dtype=torch.float64)
+    rotation = torch.linalg.qr(torch.randn(latent, latent, generator=g, dtype=torch.float64)).Q
+    z = torch.randn(num_rows, latent, generator=g, dtype=torch.float64) * spread
+    return (z @ rotation.T + torch.randn(latent, generator=g, dtype=torch.float64) * 5).to(dtype)
+
+
+def numpy_pca(codes: np.ndarray):
+    """The textbook PCA: SVD of the centred data; sign: largest-|entry| of each vector positive."""
+    centred = codes - codes.mean(0)
+    _, singular, vt = np.linalg.svd(centred, full_matrices=False)
+    largest = np.abs(vt).argmax(1)
+    vt = vt * np.sign(vt[np.arange(len(vt)), largest])[:, None]
+    variance = singular**2 / (codes.shape[0] - 1)
+    total = codes.var(0, ddof=1).sum()
+    return vt, variance, variance / total, codes.mean(0)
+
+
+@pytest.mark.parametrize("num_rows, latent", [(400, 8), (50, 3), (5, 12), (1000, 1)])
+def test_matches_numpy_svd(num_rows, latent):
+    codes = codes_with_spectrum(num_rows, latent)
+    got = latentsweep.principal_directions(codes)
+    vt, variance, ratio, mean = numpy_pca(codes.numpy())
+    k = min(num_rows - 1, latent)
+    assert len(got) == k and got.names == tuple(f"PC{i + 1}" for i in range(k))
+    assert got.source == "pca" and got.vectors.dtype == torch.float64
+    assert np.allclose(got.vectors.numpy(), vt[:k], atol=1e-9)
+    assert np.allclose(got.explained_variance.numpy(), variance[:k], rtol=1e-9, atol=1e-12)
+    assert np.allclose(got.explained_variance_ratio.numpy(), ratio[:k], rtol=1e-9, atol=1e-12)
+    assert np.allclose(got.mean.numpy(), mean, atol=1e-12)
+    assert torch.allclose(got.vectors @ got.vectors.T, torch.eye(k, dtype=torch.float64), atol=1e-10)
+
+
+def test_top_k_float32_codes_and_posterior():
+    codes = codes_with_spectrum(600, 10, seed=3)
+    full = latentsweep.principal_directions(codes)
+    top = latentsweep.principal_directions(codes.float(), k=3)
+    assert top.vectors.dtype == torch.float32 and len(top) == 3
+    assert torch.allclose(top.vectors.double(), full.vectors[:3], atol=1e-5)
+    assert torch.allclose(top.explained_variance_ratio.double(), full.explained_variance_ratio[:3], rtol=1e-5)
+    posterior = latentsweep.Posterior(codes, torch.zeros_like(codes))
+    assert torch.equal(latentsweep.principal_directions(posterior).vectors, full.vectors)
+
+
+def test_deterministic_and_independent_of_row_order_and_chunking(monkeypatch):
+    codes = codes_with_spectrum(500, 6, seed=4)
+    first = latentsweep.principal_directions(codes)
+    assert torch.equal(first.vectors, latentsweep.principal_directions(codes).vectors)
+    shuffled = latentsweep.principal_directions(codes[torch.randperm(500, generator=torch.Generator().manual_seed(1))])
+    assert torch.allclose(shuffled.vectors, first.vectors, atol=1e-10)  # signs fixed by the data, not the order
+    monkeypatch.setattr(principal, "ROWS_PER_CHUNK", 7)
+    chunked = latentsweep.principal_directions(codes)
+    assert torch.allclose(chunked.vectors, first.vectors, atol=1e-10)
+    assert torch.allclose(chunked.explained_variance, first.explained_variance, rtol=1e-12)
+
+
+def test_sign_rule_largest_entry_positive():
+    got = latentsweep.principal_directions(-codes_with_spectrum(300, 5, seed=5))
+    largest = got.vectors.abs().argmax(1)
+    assert (got.vectors.gather(1, largest[:, None]) > 0).all()
+
+
+def test_randomized_matches_exact_on_the_leading_components(monkeypatch):
+    spread = torch.cat([torch.tensor([10.0, 7.0, 5.0, 3.0]), torch.full((156,), 0.1)]).double()
+    codes = codes_with_spectrum(3000, 160, seed=6, spread=spread)
+    exact = latentsweep.principal_directions(codes, k=4, method="exact")
+    randomized = latentsweep.principal_directions(codes, k=4, method="randomized")
+    assert torch.allclose(randomized.vectors, exact.vectors, atol=1e-6)
+    assert torch.allclose(randomized.explained_variance, exact.explained_variance, rtol=1e-8)
+    assert torch.allclose(randomized.explained_variance_ratio, exact.explained_variance_ratio, rtol=1e-8)
+    # "auto" switches to the randomised method above EXACT_MAX_DIM latents (64 components by default).
+    monkeypatch.setattr(principal, "EXACT_MAX_DIM", 100)
+    auto = latentsweep.principal_directions(codes)
+    assert len(auto) == principal.RANDOMIZED_DEFAULT_K
+    assert torch.allclose(auto.vectors[:4], exact.vectors, atol=1e-6)
+
+
+def test_directions_from_user_vectors_subset_and_projection():
+    user = latentsweep.Directions.from_vectors(torch.tensor([[3.0, 4.0], [0.0, -2.0]]))
+    assert user.names == ("u0", "u1") and user.source == "user" and user.explained_variance is None
+    assert torch.allclose(user.vectors, torch.tensor([[0.6, 0.8], [0.0, -1.0]]))
+    pcs = latentsweep.principal_directions(codes_with_spectrum(200, 4))
+    top = pcs[:2]
+    assert top.names == ("PC1", "PC2") and top.explained_variance.shape == (2,)
+    assert pcs[3].names == ("PC4",)
+    codes = codes_with_spectrum(10, 4, seed=9)
+    assert torch.allclose(pcs.project(codes), codes @ pcs.vectors.T)
+    with pytest.raises(ValueError, match="zero"):
+        latentsweep.Directions.from_vectors(torch.zeros(1, 3))
+    with pytest.raises(ValueError, match="2 vectors but 1 names"):
+        latentsweep.Directions(torch.eye(2), ("a",))
+
+
+@pytest.mark.parametrize(
+    "args, kwargs, error, match",
+    [
+        ((torch.zeros(1, 3),), {}, ValueError, "N >= 2"),
+        ((torch.zeros(4, 3),), {}, ValueError, "do not vary"),
+        ((torch.tensor([[0.0, float("nan")], [1.0, 2.0]]),), {}, ValueError, "non-finite"),
+        ((torch.ones(4, 3, 2),), {}, ValueError, "2-D"),
+        ((np.ones((4, 3)),), {}, TypeError, "torch.Tensor"),
+        ((torch.randn(5, 3),), {"k": 4}, ValueError, "k must be <= 3"),
+        ((torch.randn(5, 3),), {"k": 0}, ValueError, "k must be >= 1"),
+        ((torch.randn(5, 3),), {"method": "svd"}, ValueError, "method must be one of"),
+        ((torch.randn(5, 3),), {"seed": -1}, ValueError, "seed must be >= 0"),
+    ],
+)
+def test_bad_input(args, kwargs, error, match):
+    with pytest.raises(error, match=match) as info:
+        latentsweep.principal_directions(*args, **kwargs)
+    assert str(info.value).startswith("latentsweep.principal_directions:")
