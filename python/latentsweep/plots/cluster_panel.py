@@ -1,0 +1,127 @@
+"""Clusters at a glance: a table of the centroids on the latents that separate the clusters
+best, the decoded centroids, and a decoded path from one cluster to another."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import _common
+from ._images import image_shape_of, to_rgb, value_range
+
+_FN = "latentsweep.plots.cluster_panel"
+
+
+def cluster_panel(
+    clusters,
+    *,
+    centroid_outputs=None,
+    interpolation=None,
+    pair=None,
+    top: int = 6,
+    image_shape=None,
+    vmin: float | None = None,
+    vmax: float | None = None,
+    cmap: str = "gray",
+    title: str | None = None,
+    path=None,
+):
+    """Draws the clusters of the codes.
+
+    Panels, top to bottom: the centroid table (a row per cluster with its label and size; a
+    column per latent, the ``top`` latents with the largest eta squared; cells show the
+    centroid's value, coloured by how far it lies from the latent's mean over clusters); the
+    decoded centroids (when ``centroid_outputs`` is given); and an interpolation strip from
+    cluster ``pair[0]`` to ``pair[1]`` (when ``interpolation`` is given).
+
+    Args:
+        clusters: a :class:`Clusters`.
+        centroid_outputs: ``[C, *out_shape]`` the decoder at the centroids (images, or flat
+            with ``image_shape``).
+        interpolation: ``[S, *out_shape]`` the decoder along a path between two centroids
+            (e.g. ``interpolation_codes(c[i], c[j], path="slerp")``); needs ``pair=(i, j)``.
+        top: how many latents the table shows.
+        image_shape, vmin, vmax, cmap: as for :func:`traversal_grid`.
+        title: the figure's title. path: also save the figure there.
+
+    Returns:
+        a matplotlib ``Figure``: the table axes first, then one axes per image strip.
+    """
+    from ..clusters import Clusters
+
+    if not isinstance(clusters, Clusters):
+        raise TypeError(f"{_FN}: clusters must be a latentsweep.Clusters, got {type(clusters).__name__}")
+    top = _common.check_positive_int(_FN, "top", top, allow_none=False)
+    cmap = _common.check_cmap(_FN, cmap)
+    num_clusters = clusters.num_clusters
+    strips = []  # (label, images [n, *out_shape], tick labels)
+    if centroid_outputs is not None:
+        centroids = _common.as_array(centroid_outputs)
+        if centroids.ndim < 2 or centroids.shape[0] != num_clusters:
+            raise ValueError(
+                f"{_FN}: centroid_outputs must be [C={num_clusters}, *out_shape], got shape {tuple(centroids.shape)}"
+            )
+        strips.append(("decoded centroids", centroids, [str(v) for v in clusters.label_values]))
+    if interpolation is not None:
+        if pair is None:
+            raise ValueError(f"{_FN}: interpolation needs pair=(i, j), the clusters it goes between")
+        if isinstance(pair, (str, bytes)) or not hasattr(pair, "__len__") or len(pair) != 2:
+            raise TypeError(f"{_FN}: pair must be two cluster indices (i, j), got {pair!r}")
+        i, j = (clusters._index(_FN, "pair[...]", p) for p in pair)
+        path_outputs = _common.as_array(interpolation)
+        if path_outputs.ndim < 2 or path_outputs.shape[0] < 2:
+            raise ValueError(f"{_FN}: interpolation must be [S >= 2, *out_shape], got shape {tuple(path_outputs.shape)}")
+        steps = path_outputs.shape[0]
+        ticks = [f"{t:.2g}" for t in np.linspace(0, 1, steps)]
+        ticks[0], ticks[-1] = str(clusters.label_values[i]), str(clusters.label_values[j])
+        strips.append((f"from cluster {clusters.label_values[i]} to {clusters.label_values[j]}", path_outputs, ticks))
+    shapes = {tuple(images.shape[1:]) for _, images, _ in strips}
+    if len(shapes) > 1:
+        raise ValueError(f"{_FN}: centroid_outputs and interpolation must have the same output shape, got {sorted(shapes)}")
+    shape = image_shape_of(_FN, shapes.pop(), image_shape) if strips else None
+    if strips and (vmin is None or vmax is None):
+        low, high = value_range(*(images for _, images, _ in strips))
+        vmin, vmax = (low if vmin is None else vmin), (high if vmax is None else vmax)
+    if strips and not vmax > vmin:
+        raise ValueError(f"{_FN}: vmax must be greater than vmin, got vmin={vmin}, vmax={vmax}")
+
+    eta = _common.as_array(clusters.eta_squared)
+    latents = np.argsort(-eta, kind="stable")[: min(top, eta.size)]
+    table = _common.as_array(clusters.centroids)[:, latents]  # [C, T]
+    spread = table.std(0)
+    standardised = (table - table.mean(0)) / np.where(spread > 0, spread, 1.0)
+
+    widest = max([num_clusters] + [images.shape[0] for _, images, _ in strips])
+    width = max(2.0 + 0.9 * len(latents), 1.0 + 0.8 * widest)
+    heights = [0.35 * num_clusters + 1.0] + [1.3] * len(strips)
+    figure = _common.new_figure(width, sum(heights) + 0.6)
+    grid = figure.add_gridspec(len(heights), 1, height_ratios=heights)
+    ax = figure.add_subplot(grid[0])
+    limit = max(float(np.abs(standardised).max()), 1e-9)
+    ax.imshow(standardised, cmap="coolwarm", vmin=-limit, vmax=limit, aspect="auto")
+    for r in range(num_clusters):
+        for c in range(len(latents)):
+            ax.text(c, r, _common.format_value(float(table[r, c])), ha="center", va="center", fontsize=7)
+    sizes = clusters.sizes.tolist()
+    ax.set_yticks(range(num_clusters), [f"{v} (n={n})" for v, n in zip(clusters.label_values, sizes)], fontsize=8)
+    ax.set_xticks(range(len(latents)), [f"z{d}\nη²={eta[d]:.2f}" for d in latents], fontsize=8)
+    ax.tick_params(length=0)
+    ax.set_title("centroids on the latents that separate the clusters best", fontsize=9)
+
+    for row, (label, images, ticks) in enumerate(strips, start=1):
+        tiles = to_rgb(images, 1, shape, vmin=vmin, vmax=vmax, cmap=cmap)  # [n, H, W, 3]
+        height, tile_width = tiles.shape[1], tiles.shape[2]
+        pad = max(1, round(0.08 * max(height, tile_width)))
+        strip = np.ones((height + 2 * pad, pad + len(tiles) * (tile_width + pad), 3))
+        for n, tile in enumerate(tiles):
+            left = pad + n * (tile_width + pad)
+            strip[pad : pad + height, left : left + tile_width] = tile
+        strip_ax = figure.add_subplot(grid[row])
+        strip_ax.imshow(strip, interpolation="nearest")
+        strip_ax.set_xticks([pad + n * (tile_width + pad) + (tile_width - 1) / 2 for n in range(len(tiles))], ticks, fontsize=7)
+        strip_ax.set_yticks([])
+        strip_ax.tick_params(length=0)
+        for spine in strip_ax.spines.values():
+            spine.set_visible(False)
+        strip_ax.set_title(label, fontsize=9)
+    figure.suptitle(title if title is not None else f"{num_clusters} clusters ({clusters.method})")
+    return _common.finish(figure, path)

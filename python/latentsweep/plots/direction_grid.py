@@ -1,0 +1,95 @@
+"""A traversal along directions (principal components, centroid-to-centroid directions, any
+vector): one row per direction, labelled with its name and the variance it carries."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import _common
+from ._images import image_shape_of, to_rgb, value_range
+from .traversal_grid import _mosaic
+
+_FN = "latentsweep.plots.direction_grid"
+
+
+def direction_grid(
+    outputs,
+    directions,
+    *,
+    values=None,
+    image_shape=None,
+    vmin: float | None = None,
+    vmax: float | None = None,
+    cmap: str = "gray",
+    tile_inches: float = 0.75,
+    title: str | None = None,
+    path=None,
+):
+    """Draws decoded traversals of one anchor along K directions as an image grid.
+
+    Args:
+        outputs: ``[K, S, *out_shape]`` decoder outputs (e.g. the decoder applied to
+            ``direction_codes(anchor, directions.vectors, values)`` viewed as ``[K, S, ...]``),
+            images ``[H, W]`` / ``[C, H, W]`` (C = 1 or 3), or flat with ``image_shape``.
+        directions: the :class:`Directions` traversed (K of them): rows are labelled with
+            their names and, when known, their share of the codes' variance.
+        values: ``[S]`` or ``[K, S]`` coordinates along each direction, for the column labels
+            (``[K, S]`` rows that differ are labelled by their range instead).
+        image_shape: ``(H, W)`` or ``(C, H, W)`` to view flat outputs as images.
+        vmin, vmax: output values mapped to black and white (default [0, 1] when all outputs
+            lie there, else their range). cmap: colour map for one-channel images.
+        tile_inches: size of one tile. title: the figure's title. path: also save it there.
+
+    Returns:
+        a matplotlib ``Figure`` with one image axes (row tick labels: direction names).
+    """
+    from ..directions import Directions
+
+    if not isinstance(directions, Directions):
+        raise TypeError(f"{_FN}: directions must be a latentsweep.Directions, got {type(directions).__name__}")
+    array = _common.as_array(outputs)
+    num_dirs = len(directions)
+    if array.ndim < 3 or array.shape[0] != num_dirs or array.shape[1] < 1:
+        raise ValueError(
+            f"{_FN}: outputs must be [K={num_dirs}, S, *out_shape] (one row per direction), got shape {tuple(array.shape)}"
+        )
+    shape = image_shape_of(_FN, array.shape[2:], image_shape)
+    cmap = _common.check_cmap(_FN, cmap)
+    steps = array.shape[1]
+    if values is not None:
+        values = _common.as_array(values)
+        if values.shape not in ((steps,), (num_dirs, steps)):
+            raise ValueError(f"{_FN}: values must be [S={steps}] or [K={num_dirs}, S={steps}], got shape {tuple(values.shape)}")
+        values = np.broadcast_to(values, (num_dirs, steps))
+    if vmin is None or vmax is None:
+        low, high = value_range(array)
+        vmin, vmax = (low if vmin is None else vmin), (high if vmax is None else vmax)
+    if not vmax > vmin:
+        raise ValueError(f"{_FN}: vmax must be greater than vmin, got vmin={vmin}, vmax={vmax}")
+
+    tiles = to_rgb(array, 2, shape, vmin=vmin, vmax=vmax, cmap=cmap)
+    mosaic, column_centres, row_centres = _mosaic(tiles, [])
+    same_columns = values is not None and bool(np.all(values == values[:1]))
+    step_labels = [_common.format_value(v) for v in values[0]] if same_columns else [str(s) for s in range(steps)]
+    ratio = directions.explained_variance_ratio
+    row_labels = []
+    for k, name in enumerate(directions.names):
+        lines = [name]
+        if ratio is not None:
+            lines.append(f"{float(ratio[k]):.1%} var")
+        if values is not None and not same_columns:
+            lines.append(f"{_common.format_value(values[k, 0])} .. {_common.format_value(values[k, -1])}")
+        row_labels.append("\n".join(lines))
+
+    figure = _common.new_figure(steps * tile_inches + 2.4, num_dirs * tile_inches + 1.6)
+    ax = figure.add_subplot()
+    ax.imshow(mosaic, interpolation="nearest")
+    ax.set_xticks(column_centres, step_labels, fontsize=8)
+    ax.set_yticks(row_centres, row_labels, fontsize=8)
+    ax.tick_params(length=0)
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    ax.set_xlabel("coordinate along the direction" if same_columns else "step")
+    ax.set_ylabel(f"direction ({directions.source})")
+    ax.set_title(title if title is not None else f"Traversal along {num_dirs} direction(s)")
+    return _common.finish(figure, path)
