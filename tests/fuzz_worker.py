@@ -8,7 +8,7 @@ inside each function are reached too. Every outcome is classified as in fuzz_out
 
 Prints a JSON summary: outcome counts per function, and every call of the last four kinds.
 
-Usage: python fuzz_worker.py SEED ITERATIONS [GROUP]   (GROUP: ops, diagnose, traverse, pictures)
+Usage: python fuzz_worker.py SEED ITERATIONS [GROUP]   (GROUP: ops, diagnose, traverse, pictures, directions)
 """
 
 from __future__ import annotations
@@ -260,11 +260,60 @@ def valid_picture(rng):
     return plots.effect_bars, {"results": {n: results[n] for n in chosen}, "log": rng.choice([None, True])}, ("results",)
 
 
+# ---- directions: direction_codes, principal_directions, clusters, interpolation_codes ----------
+
+
+def valid_direction_codes(rng):
+    a, d, k, s = rng.randint(1, 3), rng.randint(1, 10), rng.randint(1, 3), rng.randint(1, 4)
+    dtype = rng.choice(FLOATS)
+    directions = latentsweep.unit_directions(torch.randn(k, d, dtype=torch.float64) + 0.1).to(dtype)
+    values = torch.randn(*rng.choice([(s,), (k, s), (a, k, s)])).to(dtype)
+    total = a * k * s
+    start = rng.randint(0, total)
+    count = rng.choice([None, rng.randint(0, total - start)])
+    kwargs = {"anchors": torch.randn(a, d).to(dtype), "directions": directions, "values": values, "start": start, "count": count}
+    if count is not None and rng.random() < 0.3:
+        kwargs["out"] = torch.empty(count, d, dtype=dtype)
+    return latentsweep.direction_codes, kwargs, ("anchors", "directions", "values")
+
+
+def valid_principal_directions(rng):
+    n, d = rng.randint(2, 12), rng.randint(1, 6)
+    return latentsweep.principal_directions, {
+        "codes_or_posterior": torch.randn(n, d).to(rng.choice(FLOATS)),
+        "k": rng.choice([None, 1, min(n - 1, d)]),
+        "method": rng.choice(latentsweep.principal.METHODS),
+        "seed": rng.randint(0, 100),
+        "iterations": rng.randint(0, 3),
+    }, ("codes_or_posterior",)
+
+
+def valid_clusters(rng):
+    n, d = rng.randint(4, 12), rng.randint(1, 4)
+    codes = torch.randn(n, d).to(rng.choice(FLOATS))
+    if rng.random() < 0.5:
+        labels = [rng.randrange(2) for _ in range(n - 2)] + [0, 1]
+        return latentsweep.clusters, {"codes_or_posterior": codes, "labels": labels}, ("codes_or_posterior",)
+    return latentsweep.clusters, {"codes_or_posterior": codes, "k": rng.randint(2, n - 1), "seed": rng.randint(0, 9)}, ("codes_or_posterior",)
+
+
+def valid_interpolation_codes(rng):
+    p, d = rng.randint(1, 3), rng.randint(1, 6)
+    dtype = rng.choice(FLOATS)
+    return latentsweep.interpolation_codes, {
+        "start": torch.randn(p, d).to(dtype),
+        "end": torch.randn(p, d).to(dtype),
+        "steps": rng.randint(2, 6),
+        "path": rng.choice(latentsweep.paths.PATHS),
+    }, ("start", "end")
+
+
 GROUPS = {
     "ops": [valid_sample, valid_sample_prior, valid_traversal_codes, valid_traversal_values],
     "diagnose": [valid_diagnose],
     "traverse": [valid_traverse],
     "pictures": [valid_picture],
+    "directions": [valid_direction_codes, valid_principal_directions, valid_clusters, valid_interpolation_codes],
 }
 
 
@@ -424,6 +473,63 @@ def oracle_picture(args, kwargs, value):
     return None if buffer.tell() > 100 else "the figure rendered to an empty PNG"
 
 
+def oracle_direction_codes(args, kwargs, value):
+    anchors, directions, values = args
+    if not all(_is_float_tensor(t) for t in (anchors, directions, values)) or set(kwargs) - {"start", "count", "out"}:
+        return "unchecked"
+    start, count, out = kwargs.get("start", 0), kwargs.get("count"), kwargs.get("out")
+    if type(start) is not int or (count is not None and type(count) is not int):
+        return "unchecked"
+    if out is not None and value is not out:
+        return "out= given but a different tensor returned"
+    if value.dtype != anchors.dtype:
+        return f"dtype {value.dtype}, expected {anchors.dtype}"
+    expected = reference.reference_direction_codes(anchors, directions, values, start=start, count=count)
+    a = anchors[None] if anchors.dim() == 1 else anchors
+    u = directions[None] if directions.dim() == 1 else directions
+    scale = float(a.double().abs().max() + (a.double() @ u.double().T).abs().max() + values.double().abs().max())
+    if tuple(value.shape) != tuple(expected.shape):
+        return f"shape {tuple(value.shape)}, expected {tuple(expected.shape)}"
+    error = float((value.double() - expected).abs().max()) if value.numel() else 0.0
+    bound = (4 + a.shape[1]) * torch.finfo(anchors.dtype).eps * scale
+    return None if error <= bound else f"max error {error:.3g} beyond {bound:.3g} from the definition"
+
+
+def oracle_principal_directions(args, kwargs, value):
+    (codes,) = args
+    if not _is_float_tensor(codes):
+        return "unchecked"
+    vectors = value.vectors.double()
+    if not torch.allclose(vectors @ vectors.T, torch.eye(len(value), dtype=torch.float64), atol=1e-4):
+        return "the directions are not orthonormal"
+    centred = codes.double() - codes.double().mean(0)
+    along = (centred @ vectors.T).var(0, unbiased=True)
+    if not torch.allclose(along, value.explained_variance.double(), rtol=1e-2, atol=1e-3 * float(along.max()) + 1e-12):
+        return "explained_variance is not the variance of the codes along the directions"
+    return None
+
+
+def oracle_clusters(args, kwargs, value):
+    (codes,) = args
+    if not _is_float_tensor(codes):
+        return "unchecked"
+    x = codes.double()
+    total = ((x - x.mean(0)) ** 2).sum(0)
+    between = sum(int((value.labels == c).sum()) * (x[value.labels == c].mean(0) - x.mean(0)) ** 2 for c in range(len(value)))
+    eta = torch.where(total > 0, between / total.clamp_min(1e-300), 0.0)
+    return _close(value.eta_squared, eta, 1e-3)
+
+
+def oracle_interpolation_codes(args, kwargs, value):
+    start, end = args
+    if not (_is_float_tensor(start) and _is_float_tensor(end)) or start.dtype != end.dtype:
+        return "unchecked"
+    first, last = value[:, 0], value[:, -1]
+    if not (torch.equal(first, start.reshape(first.shape)) and torch.equal(last, end.reshape(last.shape))):
+        return "the path does not start at start and end at end"
+    return None
+
+
 ORACLES = {
     "sample": oracle_sample,
     "sample_prior": oracle_sample_prior,
@@ -431,6 +537,10 @@ ORACLES = {
     "traversal_values": oracle_traversal_values,
     "diagnose": oracle_diagnose,
     "traverse": oracle_traverse,
+    "direction_codes": oracle_direction_codes,
+    "principal_directions": oracle_principal_directions,
+    "clusters": oracle_clusters,
+    "interpolation_codes": oracle_interpolation_codes,
 }
 
 

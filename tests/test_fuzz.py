@@ -76,6 +76,8 @@ GROUPS = [
     ("traverse", 500, {"traverse"}, {"ok": 30, "clear-error": 30}),
     ("pictures", 120, {"traversal_grid", "traversal_gif", "response_curves", "sensitivity_heatmap", "kl_bars",
                        "sigma_histograms", "effect_bars"}, {"ok": 1, "clear-error": 2}),
+    ("directions", 800, {"direction_codes", "principal_directions", "clusters", "interpolation_codes"},
+     {"ok": 10, "clear-error": 20}),
 ]
 
 

@@ -60,6 +60,7 @@ def test_slerp_falls_back_to_linear_for_parallel_or_zero_endpoints():
     [
         ((torch.zeros(3), torch.zeros(4)), {}, ValueError, "same shape"),
         ((torch.zeros(3), torch.zeros(3)), {"steps": 1}, ValueError, "steps must be >= 2"),
+        ((torch.zeros(3), torch.zeros(3)), {"steps": 2**62}, ValueError, "overflows int64"),
         ((torch.zeros(3), torch.zeros(3)), {"path": "spline"}, ValueError, "path must be one of"),
         ((torch.zeros(3), torch.tensor([0.0, float("nan"), 0.0])), {}, ValueError, "end has 1 non-finite"),
         (([0.0], torch.zeros(1)), {}, TypeError, "start must be a torch.Tensor"),

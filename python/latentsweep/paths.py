@@ -54,8 +54,9 @@ def interpolation_codes(start, end, *, steps: int = 11, path: str = "linear") ->
     fn = "latentsweep.interpolation_codes"
     start, end = _endpoints(fn, start, end)
     steps = _checks.integer(fn, "steps", steps, low=2)
-    if path not in PATHS:
-        raise ValueError(f"{fn}: path must be one of {', '.join(map(repr, PATHS))}, got {path!r}")
+    path = _checks.choice(fn, "path", path, PATHS)
+    if start.shape[0] * steps * start.shape[1] * 8 > _checks.INT64_MAX:
+        raise ValueError(f"{fn}: P * steps * D = {start.shape[0] * steps * start.shape[1]} values, whose size in bytes overflows int64")
     dtype = torch.promote_types(start.dtype, end.dtype)
     a, b = start.double()[:, None, :], end.double()[:, None, :]  # [P, 1, D]
     t = torch.linspace(0.0, 1.0, steps, dtype=torch.float64, device=start.device)[None, :, None]

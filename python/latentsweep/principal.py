@@ -14,6 +14,8 @@ EXACT_MAX_DIM = 4096
 ROWS_PER_CHUNK = 65536
 RANDOMIZED_DEFAULT_K = 64
 METHODS = ("auto", "exact", "randomized")
+# Subspace iteration converges geometrically; far fewer passes than this always suffice.
+MAX_ITERATIONS = 100
 
 
 def _chunks(codes: torch.Tensor):
@@ -105,7 +107,8 @@ def principal_directions(
         codes_or_posterior: ``[N, D]`` codes (N >= 2) or a :class:`Posterior`.
         k: number of components (default: all ``min(N - 1, D)`` for the exact method, 64 for
             the randomised one).
-        seed: the randomised method's start. iterations: its number of power iterations.
+        seed: the randomised method's start. iterations: its number of power iterations
+            (0 to 100; each is one pass over the codes).
 
     Returns:
         :class:`Directions` with names ``PC1 ... PCk``, ``explained_variance`` (eigenvalues of
@@ -114,8 +117,7 @@ def principal_directions(
     """
     fn = "latentsweep.principal_directions"
     codes = as_codes(fn, codes_or_posterior, min_rows=2)
-    if method not in METHODS:
-        raise ValueError(f"{fn}: method must be one of {', '.join(map(repr, METHODS))}, got {method!r}")
+    method = _checks.choice(fn, "method", method, METHODS)
     num_rows, latent = codes.shape
     if method == "auto":
         method = "exact" if latent <= EXACT_MAX_DIM else "randomized"
@@ -123,8 +125,8 @@ def principal_directions(
     if k is None:
         k = rank if method == "exact" else min(rank, RANDOMIZED_DEFAULT_K)
     k = _checks.integer(fn, "k", k, low=1, high=rank)
-    seed = _checks.integer(fn, "seed", seed, low=0)
-    iterations = _checks.integer(fn, "iterations", iterations, low=0)
+    seed = _checks.integer(fn, "seed", seed, low=0, high=2**64 - 1)
+    iterations = _checks.integer(fn, "iterations", iterations, low=0, high=MAX_ITERATIONS)
 
     mean = _mean(codes)
     total = _total_variance(codes, mean)
