@@ -256,6 +256,16 @@ def test_op_checks_its_arguments(call, error, match):
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+def test_cuda_is_bitwise_equal_to_cpu(dtype):
+    """The same projection order and no FMA contraction on both: the same bits."""
+    anchors, directions, values = make_grid(9, 67, 5, 7, dtype)
+    cpu = latentsweep.direction_codes(anchors, directions, values, start=11, count=250)
+    cuda = latentsweep.direction_codes(anchors.cuda(), directions.cuda(), values.cuda(), start=11, count=250)
+    assert torch.equal(cuda.cpu(), cpu)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_mixed_devices_are_refused():
     with pytest.raises(ValueError, match="one device"):
         latentsweep.direction_codes(A.cuda(), U, V)

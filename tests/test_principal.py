@@ -101,6 +101,8 @@ def test_directions_from_user_vectors_subset_and_projection():
     assert torch.allclose(pcs.project(codes), codes @ pcs.vectors.T)
     with pytest.raises(ValueError, match="zero"):
         latentsweep.Directions.from_vectors(torch.zeros(1, 3))
+    with pytest.raises(ValueError, match="vectors must be 2-D"):
+        latentsweep.Directions(torch.ones(3), ("a",))
     with pytest.raises(ValueError, match="2 vectors but 1 names"):
         latentsweep.Directions(torch.eye(2), ("a",))
 

@@ -50,6 +50,7 @@ class Directions:
     source: str = "user"
 
     def __post_init__(self) -> None:
+        _checks.tensor("latentsweep.Directions", "vectors", self.vectors, ndims=(2,))
         if len(self.names) != self.vectors.shape[0]:
             raise ValueError(
                 f"latentsweep.Directions: {self.vectors.shape[0]} vectors but {len(self.names)} names"
