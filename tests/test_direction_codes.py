@@ -192,31 +192,23 @@ U = torch.eye(5)[[0, 2]]
 V = torch.zeros(2, 2, 3)
 
 
+# The shape, dtype, device, range and unit-length checks are the op's: tests/test_errors.py
+# runs them through the wrapper, the raw op and the fake kernel. Here: what only the wrapper
+# does (coercion and the scans for NaN/Inf).
 @pytest.mark.parametrize(
     "args, kwargs, error, match",
     [
-        ((A, U * 2, V), {}, ValueError, "unit length .* direction 0 has norm 2"),
-        ((A, torch.zeros(1, 5), V[:, :1]), {}, ValueError, "unit length"),
-        ((A, torch.ones(2, 4) / 2, V), {}, ValueError, r"directions must be \[K, D=5\]"),
-        ((A, torch.empty(0, 5), V), {}, ValueError, "K >= 1"),
-        ((A, U.long(), V), {}, TypeError, "directions must be float16"),
         ((A, "u", V), {}, TypeError, "directions must be a torch.Tensor"),
+        (([[0.0] * 5] * 2, U, V), {}, TypeError, "anchors must be a torch.Tensor"),
+        ((A, U, V.tolist()), {}, TypeError, "values must be a torch.Tensor"),
+        ((A, U, V), {"out": "buffer"}, TypeError, "out must be a torch.Tensor"),
+        ((A, U.to_sparse(), V), {}, TypeError, "directions must be a dense"),
         ((A, torch.tensor([[float("nan")] * 5]), V[:, :1]), {}, ValueError, "directions has 5 non-finite"),
         ((A + float("inf"), U, V), {}, ValueError, "anchors has 10 non-finite"),
         ((A, U, V + float("nan")), {}, ValueError, "values has 12 non-finite"),
-        ((torch.zeros(2, 2, 5), U, V), {}, ValueError, "anchors must be 1-D or 2-D"),
-        ((A.long(), U, V), {}, TypeError, "anchors must be float16"),
-        ((A, U, torch.zeros(3, 2, 3)), {}, ValueError, r"values must be \[S\], \[K, S\] or \[A, K, S\]"),
-        ((A, U, torch.zeros(2, 0)), {}, ValueError, "S >= 1"),
-        ((A, U, V), {"start": 13}, ValueError, "start must be <= 12"),
-        ((A, U, V), {"start": -1}, ValueError, "start must be >= 0"),
-        ((A, U, V), {"start": 2, "count": 11}, ValueError, "count must be <= 10"),
         ((A, U, V), {"count": 1.5}, TypeError, "count must be an int"),
-        ((A, U, V), {"out": torch.zeros(11, 5)}, ValueError, r"out must be \[12, 5\]"),
-        ((A, U, V), {"out": torch.zeros(12, 5, dtype=torch.float64)}, ValueError, r"out must be \[12, 5\] torch.float32"),
-        ((A, U, V), {"out": torch.zeros(5, 12).T}, ValueError, "out must be contiguous"),
-        ((A, U, V), {"out": "buffer"}, TypeError, "out must be a torch.Tensor"),
-        ((A, U.to("meta"), V), {}, ValueError, "directions is on the meta device"),
+        ((A, U, V), {"start": 2**64}, ValueError, "start must be <="),
+        ((A, U.to("meta"), V), {}, ValueError, "directions is on the meta device, which holds no values"),
     ],
 )
 def test_direction_codes_bad_input(args, kwargs, error, match):
@@ -225,34 +217,23 @@ def test_direction_codes_bad_input(args, kwargs, error, match):
     assert str(info.value).startswith("latentsweep.direction_codes:")
 
 
-def z(*shape, dtype=torch.float32):
-    return torch.zeros(*shape, dtype=dtype)
+def test_the_op_refuses_tensors_on_two_devices():
+    with pytest.raises(ValueError, match="latentsweep.direction_codes: all tensors must be on one device, got anchors on cpu, directions on meta"):
+        ops.direction_codes(A, U.to("meta"), V)
 
 
-@pytest.mark.parametrize(
-    "call, error, match",
-    [
-        (lambda: ops.direction_codes(z(5), z(1, 5), z(1, 1, 3)), ValueError, r"anchors must be \[A, D\]"),
-        (lambda: ops.direction_codes(z(2, 5).long(), z(1, 5), z(2, 1, 3)), TypeError, "anchors must be floating point"),
-        (lambda: ops.direction_codes(z(2, 5), z(1, 4), z(2, 1, 3)), ValueError, r"directions must be \[K, D=5\]"),
-        (lambda: ops.direction_codes(z(2, 5), z(1, 5, dtype=torch.float64), z(2, 1, 3)), TypeError, "directions must have the anchors' dtype"),
-        (lambda: ops.direction_codes(z(2, 5), z(1, 5), z(1, 3)), ValueError, r"values must be \[A, K, S\]"),
-        (lambda: ops.direction_codes(z(2, 5), z(1, 5), z(2, 1, 3, dtype=torch.float64)), TypeError, "values must have the anchors' dtype"),
-        (lambda: ops.direction_codes(z(2, 5), z(1, 5), z(3, 1, 3)), ValueError, r"values must be \[2, 1, S\]"),
-        (lambda: ops.direction_codes(z(2, 5), z(1, 5), z(2, 1, 3), 7), ValueError, "start must be in"),
-        (lambda: ops.direction_codes(z(2, 5), z(1, 5), z(2, 1, 3), -1), ValueError, "start must be in"),
-        (lambda: ops.direction_codes(z(2, 5), z(1, 5), z(2, 1, 3), 2, 5), ValueError, "count must be in"),
-        (lambda: ops.direction_codes_into(z(2, 5), z(1, 5), z(2, 1, 3), 0, 6, z(5, 5)), ValueError, r"out must be \[6, 5\]"),
-        (lambda: ops.direction_codes_into(z(2, 5), z(1, 5), z(2, 1, 3), 0, 6, z(6, 5, dtype=torch.float64)), ValueError, "out must have the anchors' dtype"),
-        (lambda: ops.direction_codes_into(z(2, 5), z(1, 5), z(2, 1, 3), 0, 6, z(5, 6).T), ValueError, "out must be contiguous"),
-        (lambda: ops.direction_codes(z(1, 1).expand(1, 2**22), z(2**21, 1).expand(2**21, 2**22), z(1, 1, 1).expand(1, 2**21, 2**21)),
-         ValueError, "overflows int64"),
-    ],
-)
-def test_op_checks_its_arguments(call, error, match):
-    with pytest.raises(error, match=match) as info:
-        call()
-    assert "latentsweep::direction_codes:" in str(info.value)
+def test_unit_length_tolerance_follows_the_dtype():
+    """sqrt(eps) of the anchors' dtype: a float32-normalised direction passes in every dtype,
+    a 1% error passes in float16 and bfloat16 (tolerance 3% and 9%) only."""
+    raw = torch.randn(3, 9, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    unit = raw / raw.norm(dim=1, keepdim=True)
+    for dtype in FLOAT_DTYPES:
+        latentsweep.direction_codes(torch.zeros(1, 9, dtype=dtype), unit.to(dtype), torch.zeros(3))
+    for dtype in (torch.float16, torch.bfloat16):
+        latentsweep.direction_codes(torch.zeros(1, 9, dtype=dtype), unit * 1.01, torch.zeros(3))
+    for dtype in (torch.float32, torch.float64):
+        with pytest.raises(ValueError, match="direction 0 has norm 1.01"):
+            latentsweep.direction_codes(torch.zeros(1, 9, dtype=dtype), unit * 1.01, torch.zeros(3))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

@@ -66,8 +66,27 @@ def codes_entry(anchors, dims, values, start=0, count=None, out=None):
     )
 
 
+class DirectionArguments(tuple):
+    """The tensors of a direction_codes case (the fake-kernel test calls that op with them)."""
+
+
+def directions_entry(anchors, directions, values, start=0, count=None, out=None):
+    def raw():
+        if out is None:
+            return ops.direction_codes(anchors, directions, values, start, count)
+        return ops.direction_codes_into(anchors, directions, values, start, count, out)
+
+    return (
+        lambda: latentsweep.direction_codes(anchors, directions, values, start=start, count=count, out=out),
+        raw,
+        DirectionArguments((anchors, directions, values, start, count, out)),
+    )
+
+
 MU = z(3, 4)
 A = z(2, 5)
+U = torch.eye(5)[[0, 4]]  # [K=2, D=5] unit directions
+UBUF = torch.cat([z(20, 5), U, z(18, 5)])  # unit directions at rows 20-21 of a larger buffer
 V = z(2, 3)  # [K=2, S=3]
 D0 = torch.tensor([0, 4])
 BUF = z(40, 5)
@@ -140,6 +159,28 @@ SHARED_CASES = [
     (codes_entry(BIG.expand(2**21, 1), torch.zeros(2**21, dtype=torch.int64), z(1).expand(2**22)), ValueError, r"A \* K \* S = 2097152 \* 2097152 \* 4194304 rows, which overflows int64", True),
     # count * D overflows: 2^42 rows of 2^22 values.
     (codes_entry(BIG.expand(1, 2**22), torch.zeros(2**21, dtype=torch.int64), z(1).expand(2**21)), ValueError, r"count \* D = .* overflows int64", True),
+    (directions_entry(z(2, 5, dtype=torch.int64), U.long(), V.long()), TypeError, "direction_codes: anchors must be float16", True),
+    (directions_entry(z(2, 2, 5), U, V), ValueError, r"anchors must be 2-D \[A, D\], got shape \[2, 2, 5\]", True),
+    (directions_entry(A, U.long(), V), TypeError, "directions must have the anchors' dtype torch.float32, got torch.int64", True),
+    (directions_entry(A, z(2, 4) + 0.5, V), ValueError, r"directions must be 2-D \[K, D\] with D = 5, got shape \[2, 4\]", True),
+    (directions_entry(A, z(2, 1, 5), V), ValueError, r"directions must be 2-D \[K, D\] with D = 5, got shape \[2, 1, 5\]", True),
+    (directions_entry(A, U, z(3, 3)), ValueError, r"values must be \[S\], \[K, S\] or \[A, K, S\] with A = 2 anchors and K = 2 directions, got shape \[3, 3\]", True),
+    (directions_entry(A, U, z(3, 2, 3)), ValueError, r"values must be .* got shape \[3, 2, 3\]", True),
+    (directions_entry(A, U, torch.tensor(1.0)), ValueError, r"values must be \[S\], \[K, S\] or \[A, K, S\]", True),
+    (directions_entry(A, U, z(3, dtype=torch.int64)), TypeError, "values must have the anchors' dtype torch.float32, got torch.int64", True),
+    (directions_entry(A, U * 2, V), ValueError, r"directions must have unit length \(use latentsweep.unit_directions\); direction 0 has norm 2", False),
+    (directions_entry(A, torch.stack([U[0], z(5)]), V), ValueError, "direction 1 has norm 0", False),
+    (directions_entry(A, U, V, start=-1), ValueError, "start must be >= 0, got -1", True),
+    (directions_entry(A, U, V, start=13), ValueError, "start must be <= 12, got 13", True),
+    (directions_entry(A, U, V, start=5, count=8), ValueError, "count must be <= 7", True),
+    (directions_entry(A, U, V, count=-1), ValueError, "count must be >= 0", True),
+    (directions_entry(A, U, V, count=12, out=z(11, 5)), ValueError, r"out must be \[12, 5\] torch.float32 on cpu, got \[11, 5\] torch.float32 on cpu", True),
+    (directions_entry(A, U, V, count=12, out=z(12, 5, dtype=torch.float64)), ValueError, r"got \[12, 5\] torch.float64 on cpu", True),
+    (directions_entry(A, U, V, count=12, out=z(5, 12).T), ValueError, "out must be contiguous", True),
+    (directions_entry(BUF[:2], U, V, count=12, out=BUF[1:13]), ValueError, "out shares memory with anchors; pass a separate buffer", False),
+    (directions_entry(A, UBUF[20:22], V, count=12, out=UBUF[10:22]), ValueError, "out shares memory with directions", False),
+    (directions_entry(BIG.expand(2**21, 1), BIG.expand(2**21, 1), z(1).expand(2**22)), ValueError, r"A \* K \* S = 2097152 \* 2097152 \* 4194304 rows, which overflows int64", True),
+    (directions_entry(BIG.expand(1, 2**22), z(1, 1).expand(2**21, 2**22), z(1).expand(2**21)), ValueError, r"count \* D = .* overflows int64", True),
 ]
 
 
@@ -181,6 +222,11 @@ def test_fake_kernels_raise_the_same_error(entry, error, match):
         with mode, pytest.raises(error) as faked:
             if op is not None:
                 ops.sample(*fakes)
+            elif isinstance(tensors, DirectionArguments):
+                if fakes[5] is None:
+                    ops.direction_codes(*fakes[:5])
+                else:
+                    ops.direction_codes_into(*fakes)
             elif fakes[5] is None:
                 ops.traversal_codes(*fakes[:5])
             else:

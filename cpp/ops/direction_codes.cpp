@@ -1,6 +1,7 @@
-// latentsweep::direction_codes: schemas, argument checks and the low-precision path.
+// latentsweep::direction_codes: schemas, the argument checks and the low-precision path.
 #include "direction_codes.h"
 
+#include "checks.h"
 #include "cpu/huge_pages.h"
 
 #include <ATen/ATen.h>
@@ -8,58 +9,96 @@
 
 #include <ATen/core/dispatch/Dispatcher.h>
 
-#include <limits>
+#include <cmath>
 
 namespace latentsweep {
 
-#define LS_DIRECTION_PREFIX "latentsweep::direction_codes: "
+namespace {
+
+// How far from 1 a direction's norm may be: sqrt(machine epsilon) of its dtype, far above the
+// rounding of a normalised vector and far below any meaningful scale.
+double unit_tolerance(at::ScalarType dtype) {
+  switch (dtype) {
+    case at::kHalf: return std::sqrt(std::ldexp(1.0, -10));
+    case at::kBFloat16: return std::sqrt(std::ldexp(1.0, -7));
+    case at::kFloat: return std::sqrt(std::ldexp(1.0, -23));
+    default: return std::sqrt(std::ldexp(1.0, -52));
+  }
+}
+
+// A scan of the directions' values (not their shapes): each row has unit length.
+void check_unit_length(const at::Tensor& directions) {
+  if (directions.size(0) == 0 || directions.is_meta()) return;
+  const at::Tensor norms = at::linalg_vector_norm(directions.to(at::kDouble), 2, {1});
+  const at::Tensor off = ((norms - 1.0).abs() <= unit_tolerance(directions.scalar_type())).logical_not();
+  if (!off.any().item<bool>()) return;
+  const int64_t first = off.nonzero()[0][0].item<int64_t>();
+  TORCH_CHECK_VALUE(false, kDirectionCodesFn,
+                    ": directions must have unit length (use latentsweep.unit_directions); "
+                    "direction ", first, " has norm ", norms[first].item<double>());
+}
+
+}  // namespace
 
 int64_t check_direction_inputs(const at::Tensor& anchors, const at::Tensor& directions,
                                const at::Tensor& values, int64_t start,
                                std::optional<int64_t> count) {
-  TORCH_CHECK_VALUE(anchors.dim() == 2, LS_DIRECTION_PREFIX "anchors must be [A, D], got ",
+  const char* fn = kDirectionCodesFn;
+  check_dense(anchors, fn, "anchors");
+  check_dense(directions, fn, "directions");
+  check_dense(values, fn, "values");
+  check_floating(anchors, fn, "anchors");
+  TORCH_CHECK_VALUE(anchors.dim() == 2, fn, ": anchors must be 2-D [A, D], got shape ",
                     anchors.sizes());
-  TORCH_CHECK_TYPE(at::isFloatingType(anchors.scalar_type()),
-                   LS_DIRECTION_PREFIX "anchors must be floating point, got ", anchors.scalar_type());
-  TORCH_CHECK_VALUE(directions.dim() == 2 && directions.size(1) == anchors.size(1),
-                    LS_DIRECTION_PREFIX "directions must be [K, D=", anchors.size(1), "], got ",
-                    directions.sizes());
-  TORCH_CHECK_TYPE(directions.scalar_type() == anchors.scalar_type(),
-                   LS_DIRECTION_PREFIX "directions must have the anchors' dtype ",
-                   anchors.scalar_type(), ", got ", directions.scalar_type());
-  TORCH_CHECK_VALUE(values.dim() == 3, LS_DIRECTION_PREFIX "values must be [A, K, S], got ",
+  TORCH_CHECK_TYPE(directions.scalar_type() == anchors.scalar_type(), fn,
+                   ": directions must have the anchors' dtype ", dtype_name(anchors.scalar_type()),
+                   ", got ", dtype_name(directions.scalar_type()));
+  TORCH_CHECK_VALUE(directions.dim() == 2 && directions.size(1) == anchors.size(1), fn,
+                    ": directions must be 2-D [K, D] with D = ", anchors.size(1),
+                    ", got shape ", directions.sizes());
+  TORCH_CHECK_TYPE(values.scalar_type() == anchors.scalar_type(), fn,
+                   ": values must have the anchors' dtype ", dtype_name(anchors.scalar_type()),
+                   ", got ", dtype_name(values.scalar_type()));
+  check_same_device(fn, {{"anchors", &anchors}, {"directions", &directions}, {"values", &values}});
+  const int64_t num_anchors = anchors.size(0), num_dirs = directions.size(0);
+  const int64_t leading = values.dim() - 1;  // 0, 1 or 2 of the sizes (A, K) before S
+  const bool shape_ok = values.dim() >= 1 && values.dim() <= 3 &&
+                        (leading < 1 || values.size(leading - 1) == num_dirs) &&
+                        (leading < 2 || values.size(0) == num_anchors);
+  TORCH_CHECK_VALUE(shape_ok, fn, ": values must be [S], [K, S] or [A, K, S] with A = ",
+                    num_anchors, " anchors and K = ", num_dirs, " directions, got shape ",
                     values.sizes());
-  TORCH_CHECK_TYPE(values.scalar_type() == anchors.scalar_type(),
-                   LS_DIRECTION_PREFIX "values must have the anchors' dtype ",
-                   anchors.scalar_type(), ", got ", values.scalar_type());
-  TORCH_CHECK_VALUE(directions.device() == anchors.device() && values.device() == anchors.device(),
-                    LS_DIRECTION_PREFIX "anchors, directions and values must share a device");
-  const int64_t num_anchors = anchors.size(0), num_dims = directions.size(0);
-  TORCH_CHECK_VALUE(values.size(0) == num_anchors && values.size(1) == num_dims,
-                    LS_DIRECTION_PREFIX "values must be [", num_anchors, ", ", num_dims,
-                    ", S], got ", values.sizes());
-  const int64_t steps = values.size(2), latent = anchors.size(1);
-  constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
-  TORCH_CHECK_VALUE(num_dims == 0 || steps == 0 || num_anchors <= kMax / num_dims / steps,
-                    LS_DIRECTION_PREFIX "the grid size overflows int64");
-  const int64_t total = num_anchors * num_dims * steps;
-  TORCH_CHECK_VALUE(start >= 0 && start <= total, LS_DIRECTION_PREFIX "start must be in [0, ",
-                    total, "], got ", start);
+  const int64_t steps = values.size(-1), latent = anchors.size(1);
+  const int64_t total = checked_product(num_anchors, num_dirs, steps);
+  TORCH_CHECK_VALUE(total >= 0, fn, ": the grid has A * K * S = ", num_anchors, " * ", num_dirs,
+                    " * ", steps, " rows, which overflows int64");
+  TORCH_CHECK_VALUE(start >= 0, fn, ": start must be >= 0, got ", start);
+  TORCH_CHECK_VALUE(start <= total, fn, ": start must be <= ", total, ", got ", start);
   const int64_t rows = count.value_or(total - start);
-  TORCH_CHECK_VALUE(rows >= 0 && rows <= total - start, LS_DIRECTION_PREFIX "count must be in [0, ",
-                    total - start, "], got ", rows);
-  TORCH_CHECK_VALUE(latent == 0 || rows <= kMax / latent / 8,
-                    LS_DIRECTION_PREFIX "count * D overflows int64 bytes");
+  TORCH_CHECK_VALUE(rows >= 0, fn, ": count must be >= 0, got ", rows);
+  TORCH_CHECK_VALUE(rows <= total - start, fn, ": count must be <= ", total - start, ", got ",
+                    rows);
+  // Low precision computes in a float32 buffer: bound the bytes by 4 per value at least.
+  const int64_t bytes = checked_product(rows, latent, std::max<int64_t>(anchors.element_size(), 4));
+  TORCH_CHECK_VALUE(bytes >= 0, fn, ": count * D = ", rows, " * ", latent,
+                    " values, whose size in bytes overflows int64");
+  check_unit_length(directions);
   return rows;
 }
 
-void check_direction_output(const at::Tensor& anchors, const at::Tensor& out, int64_t count) {
-  TORCH_CHECK_VALUE(out.dim() == 2 && out.size(0) == count && out.size(1) == anchors.size(1),
-                    LS_DIRECTION_PREFIX "out must be [", count, ", ", anchors.size(1), "], got ",
-                    out.sizes());
-  TORCH_CHECK_VALUE(out.scalar_type() == anchors.scalar_type() && out.device() == anchors.device(),
-                    LS_DIRECTION_PREFIX "out must have the anchors' dtype and device");
-  TORCH_CHECK_VALUE(out.is_contiguous(), LS_DIRECTION_PREFIX "out must be contiguous");
+void check_direction_output(const at::Tensor& anchors, const at::Tensor& directions,
+                            const at::Tensor& values, const at::Tensor& out, int64_t count) {
+  const char* fn = kDirectionCodesFn;
+  check_dense(out, fn, "out");
+  const bool ok = out.dim() == 2 && out.size(0) == count && out.size(1) == anchors.size(1) &&
+                  out.scalar_type() == anchors.scalar_type() && out.device() == anchors.device();
+  TORCH_CHECK_VALUE(ok, fn, ": out must be [", count, ", ", anchors.size(1), "] ",
+                    dtype_name(anchors.scalar_type()), " on ", anchors.device(), ", got ",
+                    out.sizes(), " ", dtype_name(out.scalar_type()), " on ", out.device());
+  TORCH_CHECK_VALUE(out.is_contiguous(), fn, ": out must be contiguous");
+  check_no_overlap(out, anchors, fn, "anchors");
+  check_no_overlap(out, directions, fn, "directions");
+  check_no_overlap(out, values, fn, "values");
 }
 
 namespace {
@@ -79,17 +118,19 @@ void run_direction_codes(const at::Tensor& anchors, const at::Tensor& directions
                          const at::Tensor& values, int64_t start, int64_t count, at::Tensor& out,
                          DirectionKernel kernel) {
   const int64_t rows = check_direction_inputs(anchors, directions, values, start, count);
-  check_direction_output(anchors, out, rows);
+  check_direction_output(anchors, directions, values, out, rows);
   if (rows == 0 || anchors.size(1) == 0) return;
+  const int64_t num_dirs = directions.size(0), steps = values.size(-1);
+  const at::Tensor grid_values = values.expand({anchors.size(0), num_dirs, steps});
   const auto dtype = anchors.scalar_type();
   if (dtype == at::kFloat || dtype == at::kDouble) {
-    return kernel(anchors.contiguous(), directions.contiguous(), values, start, rows, out);
+    return kernel(anchors.contiguous(), directions.contiguous(), grid_values, start, rows, out);
   }
   // Only the anchors whose rows are requested: a chunk of a large grid converts a chunk.
-  const int64_t per_anchor = directions.size(0) * values.size(2);
+  const int64_t per_anchor = num_dirs * steps;
   const int64_t first = start / per_anchor, last = (start + rows - 1) / per_anchor;
   const at::Tensor anchors_f = anchors.narrow(0, first, last - first + 1).to(at::kFloat).contiguous();
-  const at::Tensor values_f = to_float_keeping_broadcast(values.narrow(0, first, last - first + 1));
+  const at::Tensor values_f = to_float_keeping_broadcast(grid_values.narrow(0, first, last - first + 1));
   at::Tensor out_f = at::empty(out.sizes(), out.options().dtype(at::kFloat));
   kernel(anchors_f, directions.to(at::kFloat).contiguous(), values_f, start - first * per_anchor,
          rows, out_f);
@@ -123,6 +164,7 @@ TORCH_LIBRARY_IMPL(latentsweep, CompositeExplicitAutograd, m) {
 }
 
 TORCH_LIBRARY_FRAGMENT(latentsweep, m) {
+  m.set_python_module("latentsweep._fake");  // the fake kernels, found by torch.compile
   m.def(
       "direction_codes(Tensor anchors, Tensor directions, Tensor values, int start=0, "
       "int? count=None) -> Tensor");
@@ -131,7 +173,5 @@ TORCH_LIBRARY_FRAGMENT(latentsweep, m) {
       "direction_codes_into(Tensor anchors, Tensor directions, Tensor values, int start, "
       "int count, Tensor(a!) out) -> ()");
 }
-
-#undef LS_DIRECTION_PREFIX
 
 }  // namespace latentsweep

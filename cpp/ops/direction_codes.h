@@ -9,13 +9,19 @@
 
 namespace latentsweep {
 
-// Checks the arguments and returns the number of rows to write (count, or to the end).
+inline constexpr const char* kDirectionCodesFn = "latentsweep.direction_codes";
+
+// The only checks of direction_codes' arguments (ValueError / TypeError; see checks.h),
+// including that every direction has unit length (a scan of the K x D directions).
+// Returns the number of rows to write (count, or to the end).
 int64_t check_direction_inputs(const at::Tensor& anchors, const at::Tensor& directions,
                                const at::Tensor& values, int64_t start,
                                std::optional<int64_t> count);
-void check_direction_output(const at::Tensor& anchors, const at::Tensor& out, int64_t count);
+void check_direction_output(const at::Tensor& anchors, const at::Tensor& directions,
+                            const at::Tensor& values, const at::Tensor& out, int64_t count);
 
-// A backend's kernel for float32 and float64 tensors (anchors and directions contiguous).
+// A backend's kernel for float32 and float64 tensors: anchors and directions contiguous,
+// values [A, K, S] (zero strides where broadcast).
 using DirectionKernel = void (*)(const at::Tensor& anchors, const at::Tensor& directions,
                                  const at::Tensor& values, int64_t start, int64_t count,
                                  at::Tensor& out);

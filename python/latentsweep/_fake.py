@@ -179,13 +179,81 @@ def _traversal_codes_into_fake(anchors, dims, values, start, count, out):
     return None
 
 
+def _check_direction_inputs(anchors, directions, values, start, count):
+    fn = "latentsweep.direction_codes"
+    _dense(anchors, fn, "anchors")
+    _dense(directions, fn, "directions")
+    _dense(values, fn, "values")
+    _floating(anchors, fn, "anchors")
+    _value(anchors.dim() == 2, fn, f"anchors must be 2-D [A, D], got shape {_shape(anchors)}")
+    _type(
+        directions.dtype == anchors.dtype,
+        fn,
+        f"directions must have the anchors' dtype {anchors.dtype}, got {directions.dtype}",
+    )
+    _value(
+        directions.dim() == 2 and directions.shape[1] == anchors.shape[1],
+        fn,
+        f"directions must be 2-D [K, D] with D = {anchors.shape[1]}, got shape {_shape(directions)}",
+    )
+    _type(values.dtype == anchors.dtype, fn, f"values must have the anchors' dtype {anchors.dtype}, got {values.dtype}")
+    _same_device(fn, anchors=anchors, directions=directions, values=values)
+    num_anchors, num_dirs = anchors.shape[0], directions.shape[0]
+    leading = values.dim() - 1
+    shape_ok = (
+        1 <= values.dim() <= 3
+        and (leading < 1 or values.shape[leading - 1] == num_dirs)
+        and (leading < 2 or values.shape[0] == num_anchors)
+    )
+    _value(
+        shape_ok,
+        fn,
+        f"values must be [S], [K, S] or [A, K, S] with A = {num_anchors} anchors and "
+        f"K = {num_dirs} directions, got shape {_shape(values)}",
+    )
+    steps = values.shape[-1]
+    total = num_anchors * num_dirs * steps
+    _value(
+        total <= INT64_MAX,
+        fn,
+        f"the grid has A * K * S = {num_anchors} * {num_dirs} * {steps} rows, which overflows int64",
+    )
+    _value(start >= 0, fn, f"start must be >= 0, got {start}")
+    _value(start <= total, fn, f"start must be <= {total}, got {start}")
+    rows = total - start if count is None else count
+    _value(rows >= 0, fn, f"count must be >= 0, got {rows}")
+    _value(rows <= total - start, fn, f"count must be <= {total - start}, got {rows}")
+    _value(
+        rows * anchors.shape[1] * max(anchors.element_size(), 4) <= INT64_MAX,
+        fn,
+        f"count * D = {rows} * {anchors.shape[1]} values, whose size in bytes overflows int64",
+    )
+    return rows
+
+
 @torch.library.register_fake("latentsweep::direction_codes")
 def _direction_codes_fake(anchors, directions, values, start=0, count=None):
-    if count is None:
-        count = anchors.shape[0] * directions.shape[0] * values.shape[2] - start
-    return anchors.new_empty((count, anchors.shape[1]))
+    rows = _check_direction_inputs(anchors, directions, values, start, count)
+    return anchors.new_empty((rows, anchors.shape[1]))
 
 
 @torch.library.register_fake("latentsweep::direction_codes_into")
 def _direction_codes_into_fake(anchors, directions, values, start, count, out):
+    fn = "latentsweep.direction_codes"
+    rows = _check_direction_inputs(anchors, directions, values, start, count)
+    _dense(out, fn, "out")
+    ok = (
+        out.dim() == 2
+        and out.shape[0] == rows
+        and out.shape[1] == anchors.shape[1]
+        and out.dtype == anchors.dtype
+        and out.device == anchors.device
+    )
+    _value(
+        ok,
+        fn,
+        f"out must be [{rows}, {anchors.shape[1]}] {anchors.dtype} on {anchors.device}, "
+        f"got {_shape(out)} {out.dtype} on {out.device}",
+    )
+    _value(out.is_contiguous(), fn, "out must be contiguous")
     return None
