@@ -127,6 +127,7 @@ def valid_traversal_values(rng):
         "logvar": torch.randn(a, d).to(dtype),
         "prior_std": rng.choice([1.0, 0.5]),
         "reference": torch.randn(rng.randint(1, 9), d).to(dtype),
+        **({"dims": None, "directions": torch.randn(rng.randint(1, 3), d).to(dtype)} if rng.random() < 0.3 else {}),
     }, ("anchors",)
 
 

@@ -25,7 +25,11 @@ def unit_directions(directions: torch.Tensor) -> torch.Tensor:
 
     Raises ``ValueError`` for a zero or non-finite direction, which has no unit vector.
     """
-    fn = "latentsweep.unit_directions"
+    return normalised("latentsweep.unit_directions", directions)
+
+
+def normalised(fn: str, directions) -> torch.Tensor:
+    """:func:`unit_directions` with errors in the name of the public function ``fn``."""
     directions = _as_directions(fn, directions)
     norms = torch.linalg.vector_norm(directions.double(), dim=1)
     zero = (norms == 0).nonzero().flatten()

@@ -9,6 +9,7 @@ import torch
 
 from . import _checks
 from ._extension import ops
+from .direction_codes import normalised
 
 MODES = ("prior", "absolute", "quantile", "posterior", "empirical")
 
@@ -137,8 +138,9 @@ def traversal_values(
     logvar: torch.Tensor | None = None,
     prior_std: float = 1.0,
     reference: torch.Tensor | None = None,
+    directions=None,
 ) -> torch.Tensor:
-    """The values each traversed latent takes: ``[A, K, S]``.
+    """The values each traversed latent (or direction) takes: ``[A, K, S]``.
 
     With ``t = linspace(-span, span, steps)`` (``torch.linspace`` semantics):
 
@@ -155,9 +157,18 @@ def traversal_values(
       ``reference[:, d]`` at levels ``linspace(ndtr(-span), ndtr(span), steps)``; for plain
       autoencoders, whose latents have no prior.
 
+    With ``directions`` (K unit vectors u, instead of ``dims``) every mode keeps its meaning
+    along each direction, because the projection of N(0, I) on a unit vector is N(0, 1): the
+    coordinate ``<anchors[a], u>`` replaces ``anchors[a, d]`` ("prior"), the posterior SD along
+    u is ``sqrt(sum_d u_d^2 exp(logvar[a, d]))`` ("posterior"), and "empirical" uses the
+    quantiles of ``reference @ u``. The values are coordinates along u: pass them to
+    :func:`direction_codes`.
+
     Args:
         anchors: ``[A, D]`` (``[D]`` for one anchor). dims: ``None`` for all D.
         logvar: ``[A, D]`` (mode "posterior"). reference: ``[M, D]`` codes (mode "empirical").
+        directions: ``[K, D]`` tensor or :class:`Directions` (normalised here; a zero or
+            non-finite direction is an error), instead of ``dims``.
 
     Returns:
         ``[A, K, S]`` in the anchors' dtype and device. A grid that would not be finite in
@@ -167,6 +178,10 @@ def traversal_values(
     fn = "latentsweep.traversal_values"
     anchors = _as_anchors(fn, anchors)
     _checks.finite(fn, "anchors", anchors)
+    if directions is not None:
+        if dims is not None:
+            raise ValueError(f"{fn}: give dims (coordinates) or directions, not both")
+        anchors, logvar, reference = _along_directions(fn, anchors, directions, mode, logvar, reference)
     if not isinstance(mode, str):
         raise TypeError(f"{fn}: mode must be a str, one of {', '.join(map(repr, MODES))}; got {type(mode).__name__}")
     if mode not in MODES:
@@ -246,6 +261,41 @@ def traversal_values(
     if not torch.isfinite(_checks.distinct_values(values)).all():
         raise ValueError(_overflow_message(fn, mode, anchors.dtype, span, anchors_c, logvar))
     return values
+
+
+def _along_directions(fn: str, anchors: torch.Tensor, directions, mode, logvar, reference):
+    """The anchors, logvar and reference as seen along K unit directions: ``[A, K]``
+    coordinates, ``[A, K]`` log-variances along each direction, ``[M, K]`` coordinates."""
+    from .directions import Directions
+
+    vectors = normalised(fn, directions.vectors if isinstance(directions, Directions) else directions)
+    latent_dim = anchors.shape[1]
+    if vectors.shape[1] != latent_dim:
+        raise ValueError(f"{fn}: directions must be [K, D={latent_dim}], got shape {tuple(vectors.shape)}")
+    _checks.same_device(fn, anchors=anchors, directions=vectors)
+    u = vectors.double()
+    along = (anchors.double() @ u.T).to(anchors.dtype)
+    if mode == "posterior" and logvar is not None:
+        logvar = _checks.tensor(fn, "logvar", logvar, ndims=(1, 2))
+        logvar = logvar[None] if logvar.dim() == 1 else logvar
+        if logvar.shape != anchors.shape:
+            raise ValueError(
+                f"{fn}: logvar must have the anchors' shape {tuple(anchors.shape)}, got {tuple(logvar.shape)}"
+            )
+        _checks.same_device(fn, anchors=anchors, logvar=logvar)
+        _checks.finite(fn, "logvar", logvar)
+        # log sum_d u_d^2 exp(logvar_d), shifted by each row's largest logvar so exp cannot overflow.
+        lv = logvar.double()
+        top = lv.max(dim=1, keepdim=True).values
+        logvar = top + torch.log(torch.exp(lv - top) @ (u * u).T)
+    if mode == "empirical" and reference is not None:
+        reference = _checks.tensor(fn, "reference", reference, ndims=(2,))
+        if reference.shape[1] != latent_dim or reference.shape[0] < 1:
+            raise ValueError(f"{fn}: reference must be [M, {latent_dim}] with M >= 1, got {tuple(reference.shape)}")
+        _checks.same_device(fn, anchors=anchors, reference=reference)
+        _checks.finite(fn, "reference", reference)
+        reference = reference.double() @ u.T
+    return along, logvar, reference
 
 
 def empirical_quantiles(samples: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
