@@ -112,6 +112,8 @@ def test_degenerate_statistics_are_defined():
         ((torch.randn(4, 2), [0, 1, 2, 3]), {}, ValueError, "clusters < N=4"),
         ((torch.randn(10, 2), torch.zeros(10)), {}, TypeError, "labels must hold integers"),
         ((torch.randn(2, 2),), {"k": 2}, ValueError, "N >= 3"),
+        ((torch.randn(4, 2), torch.tensor([0, 1, 0, 1], device="meta")), {}, ValueError, "labels is on the meta device"),
+        ((torch.randn(4, 2), torch.tensor([0, 1, 0, 1]).to_sparse()), {}, TypeError, "labels must be a dense"),
         ((torch.full((10, 2), float("inf")),), {"k": 2}, ValueError, "non-finite"),
     ],
 )

@@ -98,6 +98,9 @@ class Clusters:
 def _labels(fn: str, labels, num_rows: int) -> tuple[torch.Tensor, tuple]:
     """The user's labels ``[N]`` (tensor, array or list of ints or strings) as 0 .. C-1."""
     if isinstance(labels, torch.Tensor):
+        _checks.dense_tensor(fn, "labels", labels)
+        if labels.device.type == "meta":
+            raise ValueError(f"{fn}: labels is on the meta device, which holds no values")
         if labels.is_floating_point() or labels.is_complex():
             raise TypeError(f"{fn}: labels must hold integers (or strings), got {labels.dtype}")
         labels = labels.detach().cpu().numpy()
