@@ -174,6 +174,8 @@ SHARED_CASES = [
     (directions_entry(A, U, V, start=13), ValueError, "start must be <= 12, got 13", True),
     (directions_entry(A, U, V, start=5, count=8), ValueError, "count must be <= 7", True),
     (directions_entry(A, U, V, count=-1), ValueError, "count must be >= 0", True),
+    (directions_entry(A, U, V, out=z(11, 5)), ValueError, r"out must be \[12, 5\] torch.float32 on cpu, got \[11, 5\]", True),
+    (directions_entry(A, U, V, start=2, out=z(12, 5)), ValueError, r"out must be \[10, 5\]", True),
     (directions_entry(A, U, V, count=12, out=z(11, 5)), ValueError, r"out must be \[12, 5\] torch.float32 on cpu, got \[11, 5\] torch.float32 on cpu", True),
     (directions_entry(A, U, V, count=12, out=z(12, 5, dtype=torch.float64)), ValueError, r"got \[12, 5\] torch.float64 on cpu", True),
     (directions_entry(A, U, V, count=12, out=z(5, 12).T), ValueError, "out must be contiguous", True),

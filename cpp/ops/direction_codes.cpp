@@ -115,8 +115,8 @@ at::Tensor to_float_keeping_broadcast(const at::Tensor& values) {
 }  // namespace
 
 void run_direction_codes(const at::Tensor& anchors, const at::Tensor& directions,
-                         const at::Tensor& values, int64_t start, int64_t count, at::Tensor& out,
-                         DirectionKernel kernel) {
+                         const at::Tensor& values, int64_t start, std::optional<int64_t> count,
+                         at::Tensor& out, DirectionKernel kernel) {
   const int64_t rows = check_direction_inputs(anchors, directions, values, start, count);
   check_direction_output(anchors, directions, values, out, rows);
   if (rows == 0 || anchors.size(1) == 0) return;
@@ -138,12 +138,12 @@ void run_direction_codes(const at::Tensor& anchors, const at::Tensor& directions
 }
 
 static void direction_codes_into(const at::Tensor& anchors, const at::Tensor& directions,
-                                 const at::Tensor& values, int64_t start, int64_t count,
-                                 at::Tensor& out) {
+                                 const at::Tensor& values, int64_t start,
+                                 std::optional<int64_t> count, at::Tensor& out) {
   static const auto op = c10::Dispatcher::singleton()
                              .findSchemaOrThrow("latentsweep::direction_codes_into", "")
                              .typed<void(const at::Tensor&, const at::Tensor&, const at::Tensor&,
-                                         int64_t, int64_t, at::Tensor&)>();
+                                         int64_t, std::optional<int64_t>, at::Tensor&)>();
   op.call(anchors, directions, values, start, count, out);
 }
 
@@ -168,10 +168,10 @@ TORCH_LIBRARY_FRAGMENT(latentsweep, m) {
   m.def(
       "direction_codes(Tensor anchors, Tensor directions, Tensor values, int start=0, "
       "int? count=None) -> Tensor");
-  // Writes into a caller's buffer; returns nothing (see sample_prior_).
+  // Writes into a caller's buffer; returns nothing (see sample_prior_). count=None: to the end.
   m.def(
       "direction_codes_into(Tensor anchors, Tensor directions, Tensor values, int start, "
-      "int count, Tensor(a!) out) -> ()");
+      "int? count, Tensor(a!) out) -> ()");
 }
 
 }  // namespace latentsweep

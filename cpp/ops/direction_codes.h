@@ -29,8 +29,8 @@ using DirectionKernel = void (*)(const at::Tensor& anchors, const at::Tensor& di
 // Checks the arguments and runs `kernel`. float16 and bfloat16 grids are computed in float32
 // (only the anchors and values the requested rows use are converted) and rounded once into out.
 void run_direction_codes(const at::Tensor& anchors, const at::Tensor& directions,
-                         const at::Tensor& values, int64_t start, int64_t count, at::Tensor& out,
-                         DirectionKernel kernel);
+                         const at::Tensor& values, int64_t start, std::optional<int64_t> count,
+                         at::Tensor& out, DirectionKernel kernel);
 
 template <typename T>
 DirectionGrid<T> make_direction_grid(const at::Tensor& anchors, const at::Tensor& directions,

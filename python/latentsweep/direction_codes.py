@@ -98,7 +98,5 @@ def direction_codes(
     if out is None:
         return ops.direction_codes(anchors, directions, values, start, count)
     out = _checks.dense_tensor(fn, "out", out)
-    if count is None:  # the op's rows-to-the-end rule, for the _into form that needs a count
-        count = out.shape[0] if out.dim() >= 1 else 0
     ops.direction_codes_into(anchors, directions, values, start, count, out)
     return out

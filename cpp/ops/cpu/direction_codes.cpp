@@ -24,7 +24,7 @@ void direction_kernel_cpu(const at::Tensor& anchors, const at::Tensor& direction
 }
 
 void direction_codes_into_cpu(const at::Tensor& anchors, const at::Tensor& directions,
-                              const at::Tensor& values, int64_t start, int64_t count,
+                              const at::Tensor& values, int64_t start, std::optional<int64_t> count,
                               at::Tensor& out) {
   run_direction_codes(anchors, directions, values, start, count, out, &direction_kernel_cpu);
 }

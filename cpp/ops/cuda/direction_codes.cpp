@@ -29,7 +29,7 @@ void direction_kernel_cuda(const at::Tensor& anchors, const at::Tensor& directio
 }
 
 void direction_codes_into_cuda(const at::Tensor& anchors, const at::Tensor& directions,
-                               const at::Tensor& values, int64_t start, int64_t count,
+                               const at::Tensor& values, int64_t start, std::optional<int64_t> count,
                                at::Tensor& out) {
   const c10::cuda::CUDAGuard guard(anchors.device());
   run_direction_codes(anchors, directions, values, start, count, out, &direction_kernel_cuda);
