@@ -167,6 +167,12 @@ def test_unit_directions_normalise_each_row(dtype):
     assert latentsweep.unit_directions(raw[0].to(dtype)).shape == (1, 3)
 
 
+def test_unit_directions_of_extreme_magnitudes():
+    huge = torch.tensor([[3e200, 4e200], [3e-200, -4e-200], [5e-324, 0.0]], dtype=torch.float64)
+    unit = latentsweep.unit_directions(huge)
+    assert torch.allclose(unit, torch.tensor([[0.6, 0.8], [0.6, -0.8], [1.0, 0.0]], dtype=torch.float64), atol=1e-15)
+
+
 @pytest.mark.parametrize(
     "directions, error, match",
     [
