@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 import scipy.stats
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 from sklearn.cluster import KMeans
 
 import latentsweep
@@ -129,3 +131,26 @@ def test_bad_cluster_indices():
         got.directions(0, 3)
     with pytest.raises(TypeError, match="i must be an int"):
         got.pair_effect(0.5, 1)
+
+
+@given(
+    num_rows=st.integers(4, 40),
+    latent=st.integers(1, 5),
+    num_clusters=st.integers(2, 4),
+    seed=st.integers(0, 10_000),
+)
+def test_property_eta_squared_and_f_agree_with_each_other(num_rows, latent, num_clusters, seed):
+    g = torch.Generator().manual_seed(seed)
+    codes = torch.randn(num_rows, latent, generator=g, dtype=torch.float64)
+    labels = torch.cat([torch.arange(num_clusters), torch.randint(0, num_clusters, (num_rows - num_clusters,), generator=g)])
+    if num_clusters >= num_rows:
+        return
+    got = latentsweep.clusters(codes, labels)
+    eta, f_stat = got.eta_squared, got.f_statistic
+    assert ((eta >= 0) & (eta <= 1 + 1e-12)).all() and (f_stat >= 0).all()
+    # F = eta^2 / (1 - eta^2) * (N - C) / (C - 1), the identity between the two.
+    finite = eta < 1 - 1e-9
+    expected = eta / (1 - eta) * (num_rows - num_clusters) / (num_clusters - 1)
+    assert torch.allclose(f_stat[finite], expected[finite], rtol=1e-8, atol=1e-10)
+    assert int(got.sizes.sum()) == num_rows
+    assert torch.allclose((got.sizes[:, None] * got.centroids).sum(0) / num_rows, codes.mean(0), atol=1e-12)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 
 import latentsweep
 from latentsweep import principal
@@ -125,3 +127,25 @@ def test_bad_input(args, kwargs, error, match):
     with pytest.raises(error, match=match) as info:
         latentsweep.principal_directions(*args, **kwargs)
     assert str(info.value).startswith("latentsweep.principal_directions:")
+
+
+@given(
+    num_rows=st.integers(2, 40),
+    latent=st.integers(1, 12),
+    seed=st.integers(0, 10_000),
+    scale=st.sampled_from([1e-3, 1.0, 1e3]),
+    dtype=st.sampled_from([torch.float32, torch.float64]),
+)
+def test_property_orthonormal_ordered_and_a_share_of_the_variance(num_rows, latent, seed, scale, dtype):
+    codes = (torch.randn(num_rows, latent, generator=torch.Generator().manual_seed(seed), dtype=torch.float64) * scale).to(dtype)
+    got = latentsweep.principal_directions(codes)
+    k = len(got)
+    gram = got.vectors.double() @ got.vectors.double().T
+    assert torch.allclose(gram, torch.eye(k, dtype=torch.float64), atol=1e-5)
+    variance = got.explained_variance.double()
+    assert (variance[:-1] >= variance[1:] - 1e-9 * variance[0]).all()
+    assert float(got.explained_variance_ratio.double().sum()) <= 1 + 1e-5
+    # The variance along each vector, measured directly, is its explained variance.
+    centred = codes.double() - codes.double().mean(0)
+    along = (centred @ got.vectors.double().T).var(0, unbiased=True)
+    assert torch.allclose(along, variance, rtol=1e-4, atol=1e-6 * float(variance[0]))
