@@ -10,8 +10,9 @@ from .directions import Directions, as_codes, result_dtype
 
 # Above this many latents the D x D covariance is not formed: randomised subspace iteration.
 EXACT_MAX_DIM = 4096
-# Rows per pass over the codes: bounded float64 temporaries whatever N is.
-ROWS_PER_CHUNK = 65536
+# Values per block of rows in a pass over the codes (32 MiB of float64): bounded temporaries
+# whatever N and D are.
+CHUNK_VALUES = 1 << 22
 RANDOMIZED_DEFAULT_K = 64
 METHODS = ("auto", "exact", "randomized")
 # Subspace iteration converges geometrically; far fewer passes than this always suffice.
@@ -19,8 +20,9 @@ MAX_ITERATIONS = 100
 
 
 def _chunks(codes: torch.Tensor):
-    for begin in range(0, codes.shape[0], ROWS_PER_CHUNK):
-        yield codes[begin : begin + ROWS_PER_CHUNK].double()
+    rows = max(1, CHUNK_VALUES // codes.shape[1])
+    for begin in range(0, codes.shape[0], rows):
+        yield codes[begin : begin + rows].double()
 
 
 def _mean(codes: torch.Tensor) -> torch.Tensor:
