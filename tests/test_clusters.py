@@ -50,6 +50,17 @@ def test_statistics_match_direct_computation_and_scipy():
     assert got.eta_squared[-1] < 0.1 and (got.eta_squared[:-1] > 0.5).all()
 
 
+def test_statistics_do_not_depend_on_the_block_size(monkeypatch):
+    import latentsweep.directions
+
+    codes, labels = blobs(num_per=17, seed=6)
+    whole = latentsweep.clusters(codes, labels)
+    monkeypatch.setattr(latentsweep.directions, "CHUNK_VALUES", 3 * 5)  # blocks of 3 rows
+    blocked = latentsweep.clusters(codes, labels)
+    for name in ("centroids", "variances", "eta_squared", "f_statistic"):
+        assert torch.allclose(getattr(blocked, name), getattr(whole, name), rtol=1e-12, atol=1e-12), name
+
+
 def test_user_labels_of_any_kind_keep_their_values():
     codes, labels = blobs(num_per=10, centres=3, seed=1)
     names = np.array(["cat", "dog", "ant"])[labels.numpy()]

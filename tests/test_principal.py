@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import latentsweep
+import latentsweep.directions
 from latentsweep import principal
 
 
@@ -64,7 +65,7 @@ def test_deterministic_and_independent_of_row_order_and_chunking(monkeypatch):
     assert torch.equal(first.vectors, latentsweep.principal_directions(codes).vectors)
     shuffled = latentsweep.principal_directions(codes[torch.randperm(500, generator=torch.Generator().manual_seed(1))])
     assert torch.allclose(shuffled.vectors, first.vectors, atol=1e-10)  # signs fixed by the data, not the order
-    monkeypatch.setattr(principal, "CHUNK_VALUES", 7 * 6)  # blocks of 7 rows
+    monkeypatch.setattr(latentsweep.directions, "CHUNK_VALUES", 7 * 6)  # blocks of 7 rows
     chunked = latentsweep.principal_directions(codes)
     assert torch.allclose(chunked.vectors, first.vectors, atol=1e-10)
     assert torch.allclose(chunked.explained_variance, first.explained_variance, rtol=1e-12)

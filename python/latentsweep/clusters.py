@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from . import _checks
-from .directions import Directions, as_codes, result_dtype
+from .directions import Directions, as_codes, result_dtype, row_blocks
 
 
 @dataclass(frozen=True)
@@ -116,7 +116,8 @@ def _labels(fn: str, labels, num_rows: int) -> tuple[torch.Tensor, tuple]:
 def _kmeans(codes: torch.Tensor, k: int, seed: int) -> torch.Tensor:
     from sklearn.cluster import KMeans
 
-    data = codes.detach().double().cpu().numpy()
+    # scikit-learn computes in float32 or float64: no float64 copy of float32 codes.
+    data = codes.detach().to("cpu", result_dtype(codes)).numpy()
     model = KMeans(n_clusters=k, random_state=seed, n_init="auto").fit(data)
     return torch.from_numpy(model.labels_.astype(np.int64))
 
@@ -159,13 +160,18 @@ def clusters(codes_or_posterior, labels=None, *, k: int | None = None, seed: int
     if not 2 <= num_clusters < num_rows:
         raise ValueError(f"{fn}: needs 2 <= clusters < N={num_rows}, got {num_clusters} cluster(s)")
 
-    x = codes.detach().double().cpu()
+    # Two passes over blocks of rows, in float64 on the CPU: no N x D temporaries.
+    codes = codes.detach().cpu()
+    latent = codes.shape[1]
     sizes = torch.bincount(index, minlength=num_clusters)
-    sums = torch.zeros(num_clusters, x.shape[1], dtype=torch.float64).index_add_(0, index, x)
+    sums = torch.zeros(num_clusters, latent, dtype=torch.float64)
+    for block, block_index in row_blocks(codes, index):
+        sums.index_add_(0, block_index, block)
     centroids = sums / sizes[:, None]
-    deviations = x - centroids[index]
-    within = torch.zeros_like(centroids).index_add_(0, index, deviations**2)  # [C, D]
-    grand = x.mean(0)
+    within = torch.zeros_like(centroids)  # [C, D] sums of squared deviations
+    for block, block_index in row_blocks(codes, index):
+        within.index_add_(0, block_index, (block - centroids[block_index]) ** 2)
+    grand = sums.sum(0) / num_rows
     between = (sizes[:, None] * (centroids - grand) ** 2).sum(0)  # [D]
     ss_within = within.sum(0)
     total = between + ss_within

@@ -22,6 +22,19 @@ def as_codes(fn: str, codes_or_posterior, *, min_rows: int = 1) -> torch.Tensor:
     return codes
 
 
+# Values per block of rows when a function passes over the codes (32 MiB of float64):
+# bounded temporaries whatever N and D are.
+CHUNK_VALUES = 1 << 22
+
+
+def row_blocks(codes: torch.Tensor, *extra: torch.Tensor):
+    """Blocks of rows of ``codes`` in float64 (with the same rows of each ``extra`` tensor)."""
+    rows = max(1, CHUNK_VALUES // max(codes.shape[1], 1))
+    for begin in range(0, codes.shape[0], rows):
+        block = codes[begin : begin + rows].double()
+        yield (block, *(t[begin : begin + rows] for t in extra)) if extra else block
+
+
 def result_dtype(codes: torch.Tensor) -> torch.dtype:
     """float64 codes give float64 results; everything else float32."""
     return torch.float64 if codes.dtype == torch.float64 else torch.float32

@@ -6,35 +6,26 @@ from __future__ import annotations
 import torch
 
 from . import _checks
-from .directions import Directions, as_codes, result_dtype
+from .directions import Directions, as_codes, result_dtype, row_blocks
 
 # Above this many latents the D x D covariance is not formed: randomised subspace iteration.
 EXACT_MAX_DIM = 4096
-# Values per block of rows in a pass over the codes (32 MiB of float64): bounded temporaries
-# whatever N and D are.
-CHUNK_VALUES = 1 << 22
 RANDOMIZED_DEFAULT_K = 64
 METHODS = ("auto", "exact", "randomized")
 # Subspace iteration converges geometrically; far fewer passes than this always suffice.
 MAX_ITERATIONS = 100
 
 
-def _chunks(codes: torch.Tensor):
-    rows = max(1, CHUNK_VALUES // codes.shape[1])
-    for begin in range(0, codes.shape[0], rows):
-        yield codes[begin : begin + rows].double()
-
-
 def _mean(codes: torch.Tensor) -> torch.Tensor:
     total = torch.zeros(codes.shape[1], dtype=torch.float64, device=codes.device)
-    for chunk in _chunks(codes):
+    for chunk in row_blocks(codes):
         total += chunk.sum(0)
     return total / codes.shape[0]
 
 
 def _total_variance(codes: torch.Tensor, mean: torch.Tensor) -> float:
     total = 0.0
-    for chunk in _chunks(codes):
+    for chunk in row_blocks(codes):
         total += float(((chunk - mean) ** 2).sum())
     return total / (codes.shape[0] - 1)
 
@@ -42,7 +33,7 @@ def _total_variance(codes: torch.Tensor, mean: torch.Tensor) -> float:
 def _covariance_times(codes: torch.Tensor, mean: torch.Tensor, block: torch.Tensor) -> torch.Tensor:
     """``C @ block`` with C the codes' covariance, one streamed pass, C never formed."""
     result = torch.zeros_like(block)
-    for chunk in _chunks(codes):
+    for chunk in row_blocks(codes):
         centred = chunk - mean
         result += centred.T @ (centred @ block)
     return result / (codes.shape[0] - 1)
@@ -52,7 +43,7 @@ def _exact(codes: torch.Tensor, mean: torch.Tensor, k: int) -> tuple[torch.Tenso
     """Top-k eigenpairs of the covariance, formed in one streamed float64 pass (D x D)."""
     latent = codes.shape[1]
     covariance = torch.zeros(latent, latent, dtype=torch.float64, device=codes.device)
-    for chunk in _chunks(codes):
+    for chunk in row_blocks(codes):
         centred = chunk - mean
         covariance += centred.T @ centred
     covariance /= codes.shape[0] - 1
