@@ -180,6 +180,7 @@ def test_unit_directions_of_extreme_magnitudes():
         (torch.tensor([[1.0, float("nan")]]), ValueError, "non-finite"),
         (torch.tensor([[1.0, float("inf")]]), ValueError, "non-finite"),
         (torch.empty(0, 3), ValueError, "K >= 1"),
+        (torch.empty(2, 0), ValueError, "D >= 1"),
         (torch.ones(2, 2, 2), ValueError, "1-D or 2-D"),
         (torch.ones(2, 2, dtype=torch.int64), TypeError, "float16, bfloat16"),
         ([[1.0, 0.0]], TypeError, "must be a torch.Tensor"),

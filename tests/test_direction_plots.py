@@ -112,7 +112,7 @@ def test_cluster_panel_table_centroids_and_interpolation(posterior, decoder, tmp
         (dict(interpolation=np.zeros((5, 8, 8)), pair=0), TypeError, "pair must be two cluster indices"),
         (dict(interpolation=np.zeros((1, 8, 8)), pair=(0, 1)), ValueError, "S >= 2"),
         (dict(centroid_outputs=np.zeros((3, 8, 8)), interpolation=np.zeros((5, 4, 4)), pair=(0, 1)), ValueError, "same output shape"),
-        (dict(top=0), ValueError, "top must be a positive int"),
+        (dict(top=0), ValueError, "top must be >= 1"),
     ],
 )
 def test_cluster_panel_bad_input(posterior, kwargs, error, match):

@@ -10,11 +10,11 @@ from ._extension import ops
 
 
 def _as_directions(fn: str, directions) -> torch.Tensor:
-    """A finite ``[K, D]`` tensor (``[D]`` for one direction) with K >= 1."""
+    """A finite ``[K, D]`` tensor (``[D]`` for one direction) with K, D >= 1."""
     directions = _checks.tensor(fn, "directions", directions, ndims=(1, 2))
     directions = directions[None] if directions.dim() == 1 else directions
-    if directions.shape[0] < 1:
-        raise ValueError(f"{fn}: directions must be [K, D] with K >= 1, got shape {tuple(directions.shape)}")
+    if directions.shape[0] < 1 or directions.shape[1] < 1:
+        raise ValueError(f"{fn}: directions must be [K, D] with K >= 1 and D >= 1, got shape {tuple(directions.shape)}")
     _checks.finite(fn, "directions", directions)
     return directions
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import _checks
 from . import _common
 from ._images import image_shape_of, to_rgb, value_range
 
@@ -50,7 +51,7 @@ def cluster_panel(
 
     if not isinstance(clusters, Clusters):
         raise TypeError(f"{_FN}: clusters must be a latentsweep.Clusters, got {type(clusters).__name__}")
-    top = _common.check_positive_int(_FN, "top", top, allow_none=False)
+    top = _checks.integer(_FN, "top", top, low=1)
     cmap = _common.check_cmap(_FN, cmap)
     num_clusters = clusters.num_clusters
     strips = []  # (label, images [n, *out_shape], tick labels)
