@@ -48,6 +48,7 @@ PYBIND11_MODULE(_C, m) {
            pybind11::arg("values"))
       .def("update", &SweepStatistics::update, pybind11::arg("outputs"), pybind11::arg("start"),
            pybind11::call_guard<pybind11::gil_scoped_release>())
+      .def("reset", &SweepStatistics::reset, pybind11::arg("start_row"))
       .def("commit", &SweepStatistics::commit)
       .def("rollback", &SweepStatistics::rollback)
       .def_property_readonly("next_row", &SweepStatistics::next_row)
@@ -60,9 +61,10 @@ PYBIND11_MODULE(_C, m) {
       .def("set_fused_cpu_kernel", &SweepStatistics::set_fused_cpu_kernel, pybind11::arg("enabled"));
   pybind11::class_<SweepExecutor>(m, "SweepExecutor",
                                   "Decoder batching over the traversal grid (see cpp/engine/executor.h).")
-      .def(pybind11::init<pybind11::object, at::Tensor, at::Tensor, at::Tensor, int64_t, std::vector<int64_t>>(),
+      .def(pybind11::init<pybind11::object, at::Tensor, at::Tensor, at::Tensor, int64_t, std::vector<int64_t>,
+                          pybind11::object>(),
            pybind11::arg("decoder"), pybind11::arg("anchors"), pybind11::arg("dims"), pybind11::arg("values"),
-           pybind11::arg("batch_size"), pybind11::arg("out_shape"))
+           pybind11::arg("batch_size"), pybind11::arg("out_shape"), pybind11::arg("code_writer") = pybind11::none())
       .def("run", &SweepExecutor::run, pybind11::arg("stats"), pybind11::arg("first_row"),
            pybind11::arg("end_row"), pybind11::arg("sink"), pybind11::arg("copy_outputs"),
            pybind11::arg("progress"))

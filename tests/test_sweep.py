@@ -113,16 +113,19 @@ def test_store_round_trip(tmp_path, anchors, suffix):
         assert mapped.shape == (4, 6, 6, 3, 4) and np.array_equal(mapped, memory.outputs.numpy())
 
 
-def test_store_records_parameters_and_completion(tmp_path, anchors):
+def test_store_records_parameters_plan_and_completion(tmp_path, anchors):
     import zarr
 
     path = tmp_path / "sweep.zarr"
     ls.traverse(rowwise_decoder, anchors, steps=6, batch_size=10, out=path, keep_outputs=False)
     meta = dict(zarr.open_group(path, mode="r").attrs["latentsweep"])
-    assert meta["completed_rows"] == meta["total_rows"] == 4 * 6 * 6
-    assert meta["chunk_rows"] == 10 and meta["keep_outputs"] is False
-    assert meta["params"]["grid"] == [4, 6, 6] and meta["params"]["mode"] == "prior"
+    assert meta["plan"]["batch_size"] == 10 and meta["plan"]["chunk_rows"] == 10
+    assert meta["plan"]["unit_rows"] % 6 == 0 and meta["plan"]["unit_rows"] % 10 == 0
+    assert meta["keep_outputs"] is False and meta["params"]["grid"] == [4, 6, 6]
+    assert meta["params"]["mode"] == "prior"
     assert "outputs" not in zarr.open_group(path, mode="r")
+    status = ls.sweep_status(path)
+    assert status.complete and status.done_rows == status.total_rows == 4 * 6 * 6
 
 
 def test_existing_store_is_refused_then_overwritten(tmp_path, anchors):

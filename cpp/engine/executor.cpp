@@ -25,8 +25,10 @@ std::string shape_string(at::IntArrayRef shape) {
 }  // namespace
 
 SweepExecutor::SweepExecutor(py::object decoder, at::Tensor anchors, at::Tensor dims,
-                             at::Tensor values, int64_t batch_size, std::vector<int64_t> out_shape)
+                             at::Tensor values, int64_t batch_size, std::vector<int64_t> out_shape,
+                             py::object code_writer)
     : decoder_(std::move(decoder)),
+      code_writer_(std::move(code_writer)),
       anchors_(anchors.contiguous()),
       dims_(dims.contiguous()),
       values_(std::move(values)),
@@ -40,7 +42,12 @@ SweepExecutor::SweepExecutor(py::object decoder, at::Tensor anchors, at::Tensor 
 
 void SweepExecutor::write_codes(at::Tensor& buffer, int64_t start, int64_t count) const {
   at::Tensor rows = buffer.narrow(0, 0, count);
-  traversal_codes_into(anchors_, dims_, values_, start, count, rows);
+  if (code_writer_.is_none()) {
+    traversal_codes_into(anchors_, dims_, values_, start, count, rows);
+  } else {
+    py::gil_scoped_acquire gil;
+    code_writer_(start, count, rows);
+  }
   if (count < batch_size_) {  // pad: the decoder always sees the same shape
     buffer.narrow(0, count, batch_size_ - count).copy_(buffer[count - 1].expand({batch_size_ - count, buffer.size(1)}));
   }
@@ -165,7 +172,7 @@ void SweepExecutor::run_pipelined(SweepStatistics& stats, int64_t first_row, int
   at::Tensor codes[2], host_outputs[2], host_effect[2];
   for (int b = 0; b < 2; ++b) {
     codes[b] = at::empty({batch_size_, anchors_.size(1)}, anchors_.options());
-    host_effect[b] = pinned({batch_size_}, at::kFloat);
+    host_effect[b] = pinned({batch_size_}, stats.dtype());
   }
   c10::Event codes_ready[2] = {c10::Event(device.type()), c10::Event(device.type())};
   c10::Event decoded[2] = {c10::Event(device.type()), c10::Event(device.type())};

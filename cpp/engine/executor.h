@@ -20,8 +20,12 @@ class SweepExecutor {
  public:
   // anchors [A, D], dims [K] int64 and values [A, K, S] on the decoder's device (values in the
   // anchors' dtype, may be an expanded view); out_shape: the decoder's output shape per code.
+  // code_writer: None for the axis-aligned grid (anchors with dims[k] set to values), or a
+  // callable (start, count, out) that writes the codes of grid rows [start, start + count)
+  // into out [count, D] in the same row order (e.g. traversals along directions).
   SweepExecutor(pybind11::object decoder, at::Tensor anchors, at::Tensor dims, at::Tensor values,
-                int64_t batch_size, std::vector<int64_t> out_shape);
+                int64_t batch_size, std::vector<int64_t> out_shape,
+                pybind11::object code_writer = pybind11::none());
 
   // Decodes grid rows [first_row, end_row) in chunks of batch_size (the last one padded).
   // For each chunk, in grid order: sink(start, count, outputs, effect) with outputs a CPU
@@ -54,6 +58,7 @@ class SweepExecutor {
                      pybind11::object& sink, bool copy_outputs, pybind11::object& progress);
 
   pybind11::object decoder_;
+  pybind11::object code_writer_;
   at::Tensor anchors_, dims_, values_;
   int64_t batch_size_;
   std::vector<int64_t> out_shape_;

@@ -15,7 +15,8 @@ SweepStatistics::SweepStatistics(const at::Tensor& anchor_outputs, const at::Ten
   num_steps_ = values.size(2);
   features_ = anchor_outputs.size(1);
   const auto device = anchor_outputs.device();
-  anchor_outputs_ = anchor_outputs.to(at::kFloat).contiguous();
+  const auto precision = anchor_outputs.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+  anchor_outputs_ = anchor_outputs.to(precision).contiguous();
   const at::Tensor v = values.to(device, at::kDouble);
   const at::Tensor range = (v.select(2, num_steps_ - 1) - v.select(2, 0)).abs();
   // A traversal whose values do not move has no slope: it contributes nothing.
@@ -49,11 +50,12 @@ at::Tensor SweepStatistics::update(const at::Tensor& outputs, int64_t start) {
   TORCH_CHECK(outputs.device() == anchor_outputs_.device(),
               "SweepStatistics: outputs on ", outputs.device(), ", statistics on ",
               anchor_outputs_.device());
-  const at::Tensor y = outputs.to(at::kFloat).contiguous();
+  const at::Tensor y = outputs.to(dtype()).contiguous();
   staged_.push_back(snapshot());
   at::Tensor effect;
   try {
-    effect = (y.is_cpu() && fused_cpu_) ? update_fused_cpu(y, start) : update_aten(y, start);
+    const bool fused = y.is_cpu() && fused_cpu_ && y.scalar_type() == at::kFloat;
+    effect = fused ? update_fused_cpu(y, start) : update_aten(y, start);
   } catch (...) {
     rollback();
     throw;
@@ -133,7 +135,18 @@ at::Tensor SweepStatistics::update_aten(const at::Tensor& y, int64_t start) {
   } else {
     slope_.copy_(sums[traversals - 1]);
   }
-  return effect.to(at::kFloat);
+  return effect.to(dtype());
+}
+
+void SweepStatistics::reset(int64_t start_row) {
+  TORCH_CHECK(start_row >= 0 && start_row <= total_rows() && start_row % num_steps_ == 0,
+              "SweepStatistics: a unit starts at a traversal's first row, got row ", start_row);
+  staged_.clear();
+  next_row_ = start_row;
+  sensitivity_sum_.zero_();
+  dim_effect_sum_.zero_();
+  previous_.zero_();
+  slope_.zero_();
 }
 
 void SweepStatistics::commit() {
@@ -184,8 +197,8 @@ void SweepStatistics::load_state(const std::map<std::string, at::Tensor>& state)
   staged_.clear();
   const int64_t row = state.at("next_row").item<int64_t>();
   TORCH_CHECK(row >= 0 && row <= total_rows(), "SweepStatistics: checkpoint row out of range");
-  restore(Snapshot{row, state.at("sensitivity_sum"), state.at("dim_effect_sum"), state.at("previous"),
-                   state.at("slope")});
+  restore(Snapshot{row, state.at("sensitivity_sum"), state.at("dim_effect_sum"),
+                   state.at("previous").to(dtype()), state.at("slope").to(dtype())});
 }
 
 }  // namespace latentsweep

@@ -8,6 +8,12 @@
 // A traversal may straddle chunks: the last row of each chunk is carried to the next. Updates
 // are staged: commit() makes the oldest one final, rollback() returns to the last committed
 // state, so a failed chunk never leaves half-counted statistics behind.
+//
+// Precision: statistics are computed in the outputs' precision. float64 outputs get float64
+// differences and sums everywhere. float32 (and narrower, widened exactly to float32) outputs
+// get float32 differences |y - x0| and |y[s] - y[s-1]|, each correctly rounded (the inputs are
+// exact float32 numbers, so the only error is one rounding of the difference), per-traversal
+// sums of |dy| in float32 (relative error at most about S * 2^-24) and float64 totals.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -20,15 +26,21 @@ namespace latentsweep {
 
 class SweepStatistics {
  public:
-  // anchor_outputs: [A, F] on the sweep's device; values: [A, K, S].
+  // anchor_outputs: [A, F] on the sweep's device (its dtype sets the statistics' precision:
+  // float64 for float64, else float32); values: [A, K, S].
   SweepStatistics(const at::Tensor& anchor_outputs, const at::Tensor& values);
 
   // outputs: [rows, F] for grid rows [start, start + rows); start must be next_row().
-  // Returns the chunk's effect [rows] (float32, outputs' device). Stages the update.
+  // Returns the chunk's effect [rows] (in dtype(), outputs' device). Stages the update.
   at::Tensor update(const at::Tensor& outputs, int64_t start);
   void commit();    // the oldest staged update becomes final
   void rollback();  // back to the state after the last commit
 
+  // Starts a work unit at start_row (the first step of a traversal): the sums restart from zero,
+  // so a unit's statistics depend on its own rows only.
+  void reset(int64_t start_row);
+
+  at::ScalarType dtype() const { return anchor_outputs_.scalar_type(); }
   int64_t next_row() const { return next_row_; }
   int64_t committed_row() const;
   int64_t total_rows() const { return num_anchors_ * num_dims_ * num_steps_; }
@@ -54,12 +66,12 @@ class SweepStatistics {
   at::Tensor update_aten(const at::Tensor& outputs, int64_t start);
 
   int64_t num_anchors_, num_dims_, num_steps_, features_;
-  at::Tensor anchor_outputs_;  // [A, F] float32
+  at::Tensor anchor_outputs_;  // [A, F] float32 or float64 (the statistics' precision)
   at::Tensor inv_range_;       // [A, K] float64
   at::Tensor sensitivity_sum_; // [K, F] float64
   at::Tensor dim_effect_sum_;  // [K] float64
-  at::Tensor previous_;        // [F] float32: outputs of row next_row_ - 1
-  at::Tensor slope_;           // [F] float32: sum of |dy| over the unfinished traversal
+  at::Tensor previous_;        // [F] dtype(): outputs of row next_row_ - 1
+  at::Tensor slope_;           // [F] dtype(): sum of |dy| over the unfinished traversal
   int64_t next_row_ = 0;
   bool fused_cpu_ = true;
   std::deque<Snapshot> staged_;  // state before each staged update, oldest first

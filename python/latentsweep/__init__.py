@@ -30,7 +30,8 @@ from .principal import principal_directions
 from .html_report import report
 from .result import TraversalResult
 from .sampling import sample, sample_prior
-from .sweep import traverse
+from .stores import StoreStatus
+from .sweep import open_sweep, sweep_status, traverse
 from .traversal import MODES, traversal_codes, traversal_values
 
 __version__ = "0.1.0"
@@ -45,6 +46,7 @@ __all__ = [
     "Diagnosis",
     "Flag",
     "Posterior",
+    "StoreStatus",
     "TraversalResult",
     "build_info",
     "diagnose",
@@ -52,12 +54,14 @@ __all__ = [
     "effect_bars",
     "encode",
     "kl_bars",
+    "open_sweep",
     "report",
     "response_curves",
     "sample",
     "sample_prior",
     "sensitivity_heatmap",
     "sigma_histograms",
+    "sweep_status",
     "traversal_codes",
     "traverse",
     "traversal_values",

@@ -1,31 +1,59 @@
-"""Where a sweep's results go: memory, or a store on disk that makes long sweeps resumable.
+"""A sweep on disk: resumable, shared by the ranks or shards of one sweep, never silently wrong.
 
-A store is a zarr group (``out="sweep.zarr"``) holding the sweep's parameters, the anchors'
-outputs, the per-point ``effect``, the decoder outputs (unless ``keep_outputs=False``) chunked
-along the grid, and a checkpoint of the streaming statistics. With ``out="sweep.npy"`` the
-outputs go to that ``.npy`` file (memory-mappable: ``numpy.load(path, mmap_mode="r")``) and the
-rest to a zarr group beside it, ``sweep.npy.latentsweep``.
+Layout of ``out="sweep.zarr"`` (a zarr v3 group; with ``out="sweep.npy"`` the outputs go to that
+memory-mappable ``.npy`` file and the rest to the group ``sweep.npy.latentsweep`` beside it):
 
-Consistency: zarr writes each chunk file atomically, and the checkpoint (statistics and the
-number of completed rows) is a single chunk, so it is written atomically too. Rows count as
-done only when the checkpoint says so; anything written after the last checkpoint is simply
-written again on resume. A killed process therefore leaves a consistent store.
+- ``zarr.json``: the sweep's identity (``sweep_id``, a hash of its parameters), the parameters,
+  the plan (batch size, unit and chunk rows) and checksums of the static arrays;
+- static arrays ``anchors``, ``dims``, ``values``, ``anchor_outputs``, written before the store
+  exists under its name (it is created in a temporary directory and renamed into place, so a
+  store never exists half-made);
+- ``effect`` and ``outputs`` chunked along the grid: every chunk belongs to exactly one work unit,
+  so no two processes ever write the same chunk;
+- ``units/uNNNNNNNNN.npz``: one completion record per unit (written atomically after the unit's
+  rows): its statistics and CRC-32 checksums of its effect and output rows. A unit counts as done
+  only if its record loads and its rows still match the checksums; zarr does not store chunks
+  equal to the fill value, so a chunk file's existence is never taken as a record;
+- ``leases/``: one file per live writer process. ``overwrite=True`` is refused while another
+  process holds a live lease (a crashed writer's lease is not live: its process is gone, or, on
+  another host, the lease was not refreshed for ``LEASE_SECONDS``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
-from dataclasses import dataclass
+import socket
+import time
+import uuid
+import zlib
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 import zarr
 
-STORE_FORMAT = 1
+from .merge import UnitStatistics
+from .plan import SweepPlan, plan_from_dict
+from .sinks import Geometry
+
+STORE_FORMAT = 2
 _ATTR = "latentsweep"
+_STATIC = ("anchors", "dims", "values", "anchor_outputs")
+_ROW_ARRAYS = ("effect", "outputs")
+_OWN_ENTRIES = {"zarr.json", "units", "leases", "checkpoint", *_STATIC, *_ROW_ARRAYS}
+LEASE_SECONDS = 300.0  # a writer on another host whose lease is older than this is presumed dead
+LEASE_REFRESH_SECONDS = 30.0
+NPY_CREATION_GRACE_SECONDS = 10.0  # a joiner waits this long for the creator's .npy to appear
+_OUTPUT_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32,
+                  "float64": torch.float64}
+
+
+class StoreDamaged(ValueError):
+    """The store's own files are missing or do not match their records."""
 
 
 def numpy_dtype(dtype: torch.dtype) -> np.dtype:
@@ -35,164 +63,452 @@ def numpy_dtype(dtype: torch.dtype) -> np.dtype:
     return torch.empty((), dtype=dtype).numpy().dtype
 
 
+def stored_array(tensor: torch.Tensor) -> np.ndarray:
+    """A tensor as the store keeps it: on the CPU, detached, bfloat16 widened to float32."""
+    tensor = tensor.detach().cpu()
+    tensor = tensor.float() if tensor.dtype == torch.bfloat16 else tensor
+    return np.ascontiguousarray(tensor.numpy())
+
+
+def crc(array: np.ndarray, value: int = 0) -> int:
+    return zlib.crc32(memoryview(np.ascontiguousarray(array)).cast("B"), value)
+
+
 @dataclass
-class Geometry:
-    """Sizes of a sweep: the grid, the per-point outputs, and how they are chunked."""
+class StoreStatus:
+    """Which units of a stored sweep are complete and intact."""
 
-    num_anchors: int
-    num_dims: int
-    num_steps: int
-    out_shape: tuple[int, ...]
-    output_dtype: torch.dtype
-    chunk_rows: int
+    path: Path
+    num_units: int
+    done: set[int]
+    damaged: dict[int, str] = field(default_factory=dict)  # unit -> why its record is not valid
+    done_rows: int = 0  # grid points in the done units
+    total_rows: int = 0
 
-    @property
-    def total_rows(self) -> int:
-        return self.num_anchors * self.num_dims * self.num_steps
-
-    @property
-    def features(self) -> int:
-        return int(np.prod(self.out_shape, dtype=np.int64))
-
-    @property
-    def grid_shape(self) -> tuple[int, int, int]:
-        return (self.num_anchors, self.num_dims, self.num_steps)
-
-
-class MemorySink:
-    """Keeps effect (and, unless keep_outputs=False, the outputs) in CPU tensors."""
-
-    def __init__(self, geometry: Geometry, keep_outputs: bool):
-        self.geometry = geometry
-        self.effect = torch.empty(geometry.total_rows, dtype=torch.float32)
-        self.outputs = (
-            torch.empty((geometry.total_rows, *geometry.out_shape), dtype=geometry.output_dtype)
-            if keep_outputs
-            else None
-        )
-
-    def write(self, start: int, count: int, outputs: torch.Tensor | None, effect: torch.Tensor) -> None:
-        self.effect[start : start + count] = effect
-        if self.outputs is not None:
-            self.outputs[start : start + count] = outputs
-
-    def read_effect(self) -> torch.Tensor:
-        return self.effect
-
-    def outputs_view(self):
-        g = self.geometry
-        return None if self.outputs is None else self.outputs.view(*g.grid_shape, *g.out_shape)
-
-    def checkpoint(self, state: dict[str, torch.Tensor]) -> None:
-        pass  # nothing to resume from memory
+    def summary(self) -> str:
+        text = (f"{self.path}: {len(self.done)} of {self.num_units} work units done "
+                f"({self.done_rows} of {self.total_rows} points)")
+        if not self.complete:
+            text += f"; missing units: {describe_units(self.missing)}"
+        if self.damaged:
+            text += "; damaged: " + "; ".join(f"unit {u}: {why}" for u, why in sorted(self.damaged.items())[:5])
+        return text
 
     @property
-    def path(self) -> None:
-        return None
+    def missing(self) -> list[int]:
+        return [u for u in range(self.num_units) if u not in self.done]
+
+    @property
+    def complete(self) -> bool:
+        return len(self.done) == self.num_units
+
+
+def describe_units(units: list[int], limit: int = 12) -> str:
+    """``0-3, 7, 9`` (ranges of consecutive units)."""
+    parts, start = [], None
+    for i, unit in enumerate(units):
+        start = unit if start is None else start
+        if i + 1 == len(units) or units[i + 1] != unit + 1:
+            parts.append(f"{start}" if start == unit else f"{start}-{unit}")
+            start = None
+    return ", ".join(parts[:limit]) + (", ..." if len(parts) > limit else "")
+
+
+def sweep_id(params: dict) -> str:
+    return hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def paths_of(path: Path) -> tuple[Path, Path | None]:
+    """(zarr group path, .npy outputs path or None) for a user's out= path."""
+    if path.suffix == ".npy":
+        return path.with_name(path.name + ".latentsweep"), path
+    return path, None
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class SweepStore:
-    """A sweep on disk (see the module docstring). Create with :func:`open_store`."""
+    """An opened store (implements :class:`latentsweep.sinks.Sink`). Open with
+    :func:`open_store`, :func:`create_store` or :func:`read_store`."""
 
-    def __init__(self, path: Path, group: zarr.Group, npy_path: Path | None):
-        self._path = path
-        self.group = group
-        self.npy_path = npy_path
-        meta = dict(group.attrs[_ATTR])
-        self.geometry = Geometry(
-            meta["num_anchors"],
-            meta["num_dims"],
-            meta["num_steps"],
-            tuple(meta["out_shape"]),
-            getattr(torch, meta["output_dtype"]),
-            meta["chunk_rows"],
-        )
-        self.keep_outputs = bool(meta["keep_outputs"])
-        self.params = meta["params"]
+    def __init__(self, path: Path, *, writable: bool):
+        self.path = path
+        self.meta_path, self.npy_path = paths_of(path)
+        self.writable = writable
+        try:
+            self.group = zarr.open_group(self.meta_path, mode="r+" if writable else "r")
+            meta = dict(self.group.attrs[_ATTR])
+        except Exception:  # noqa: BLE001 - anything unreadable is "not ours"
+            raise ValueError(
+                f"{path} exists and is not a latentsweep sweep store; choose another path (it is never overwritten)"
+            ) from None
+        if meta.get("format") != STORE_FORMAT:
+            raise ValueError(
+                f"{path} was written by an incompatible latentsweep version (store format "
+                f"{meta.get('format')!r}, this version reads {STORE_FORMAT}); pass overwrite=True to replace it"
+            )
+        try:
+            self.sweep_id = str(meta["sweep_id"])
+            self.params = dict(meta["params"])
+            self.plan = plan_from_dict(meta["plan"])
+            g = meta["geometry"]
+            self.geometry = Geometry(int(g["num_anchors"]), int(g["num_dims"]), int(g["num_steps"]),
+                                     tuple(int(s) for s in g["out_shape"]), _OUTPUT_DTYPES[g["output_dtype"]])
+            self.latent_dim = int(meta["latent_dim"])
+            self.keep_outputs = bool(meta["keep_outputs"])
+            self.static_crc = {name: int(meta["static_crc"][name]) for name in _STATIC}
+            if sweep_id(self.params) != self.sweep_id or self.plan.num_rows != self.geometry.num_rows:
+                raise ValueError("the sweep's identity does not match its parameters")
+            self._arrays = {name: self.group[name] for name in (*_STATIC, "effect")}
+            if self.keep_outputs and self.npy_path is None:
+                self._arrays["outputs"] = self.group["outputs"]
+            self._check_array_shapes()
+        except StoreDamaged:
+            raise
+        except Exception as error:  # noqa: BLE001 - forged or truncated metadata
+            raise StoreDamaged(
+                f"the sweep store {path} is damaged: its metadata ({self.meta_path / 'zarr.json'}) or arrays "
+                f"are unreadable or inconsistent ({type(error).__name__}: {error}); pass overwrite=True to start over"
+            ) from None
         self._npy_offset = None
-        if npy_path is not None and self.keep_outputs:
-            self._npy_offset = np.load(npy_path, mmap_mode="r").offset
+        self._lease: Path | None = None
+        self._lease_refreshed = 0.0
+        self._unit_crc = [0, 0]
 
-    @property
-    def path(self) -> Path:
-        return self._path
+    # -- consistency --------------------------------------------------------------------------
+    def _check_array_shapes(self) -> None:
+        g, p = self.geometry, self.plan
+        expected = {
+            "anchors": (g.num_anchors, self.latent_dim),
+            "dims": (g.num_dims,),
+            "values": g.grid_shape,
+            "anchor_outputs": (g.num_anchors, *g.out_shape),
+            "effect": (g.num_rows,),
+            "outputs": (g.num_rows, *g.out_shape),
+        }
+        for name, array in self._arrays.items():
+            if tuple(array.shape) != expected[name]:
+                raise StoreDamaged(
+                    f"the sweep store {self.path} is damaged: array {name!r} has shape {tuple(array.shape)}, "
+                    f"its metadata says {expected[name]}; pass overwrite=True to start over"
+                )
+        if self.keep_outputs and self.npy_path is None and self._arrays["outputs"].chunks[0] != p.chunk_rows:
+            raise StoreDamaged(f"the sweep store {self.path} is damaged: its outputs are not chunked as planned")
 
-    # -- writing ---------------------------------------------------------------------------
-    def write(self, start: int, count: int, outputs: torch.Tensor | None, effect: torch.Tensor) -> None:
-        self.group["effect"][start : start + count] = effect.numpy()
+    def _open_npy(self, wait: bool) -> np.memmap | None:
+        """The .npy outputs as a read-only memory map, or None when missing or the wrong size."""
+        deadline = time.monotonic() + (NPY_CREATION_GRACE_SECONDS if wait else 0)
+        g = self.geometry
+        while True:
+            try:
+                array = np.load(self.npy_path, mmap_mode="r", allow_pickle=False)
+                if array.shape == (*g.grid_shape, *g.out_shape) and array.dtype == numpy_dtype(g.output_dtype):
+                    return array
+                return None
+            except FileNotFoundError:
+                if time.monotonic() >= deadline:
+                    return None
+                time.sleep(0.2)
+            except Exception:  # noqa: BLE001 - truncated or not an .npy
+                return None
+
+    def _outputs_array(self):
+        if self.npy_path is None:
+            return self._arrays["outputs"]
+        array = self._open_npy(wait=True)
+        if array is None:
+            raise StoreDamaged(
+                f"the sweep store {self.path} is damaged: its outputs file {self.npy_path} is missing, "
+                "truncated or of the wrong shape"
+            )
+        return array.reshape(self.geometry.num_rows, *self.geometry.out_shape)
+
+    def repair_npy(self) -> None:
+        """Recreates a missing or truncated .npy outputs file (its units are then recomputed)."""
+        if self.npy_path is None or not self.keep_outputs or self._open_npy(wait=True) is not None:
+            return
+        self._take_lease()
+        g = self.geometry
+        temporary = self.npy_path.with_name(f".{self.npy_path.name}.tmp-{uuid.uuid4().hex}")
+        np.lib.format.open_memmap(temporary, mode="w+", dtype=numpy_dtype(g.output_dtype),
+                                  shape=(*g.grid_shape, *g.out_shape))
+        os.replace(temporary, self.npy_path)
+
+    def static_problems(self) -> dict[str, str]:
+        """Static arrays whose stored bytes do not match their checksums."""
+        problems = {}
+        for name in _STATIC:
+            try:
+                if crc(np.asarray(self._arrays[name][...])) != self.static_crc[name]:
+                    problems[name] = "does not match its checksum"
+            except Exception as error:  # noqa: BLE001
+                problems[name] = f"is unreadable ({type(error).__name__})"
+        return problems
+
+    def repair_static(self, static: dict[str, np.ndarray]) -> None:
+        """Rewrites damaged static arrays from this sweep's own (identical by checksum) values."""
+        for name in self.static_problems():
+            if crc(static[name]) != self.static_crc[name]:
+                raise StoreDamaged(f"the sweep store {self.path}: {name} cannot be repaired from this sweep")
+            self._take_lease()
+            self._arrays[name][...] = static[name]
+
+    # -- units ---------------------------------------------------------------------------------
+    def _record_path(self, unit: int) -> Path:
+        return self.meta_path / "units" / f"u{unit:09d}.npz"
+
+    def _read_rows(self, name: str, start: int, stop: int) -> np.ndarray:
+        array = self._arrays["effect"] if name == "effect" else self._outputs_array()
+        return np.asarray(array[start:stop])
+
+    def unit_problem(self, unit: int) -> str | None:
+        """None when unit's record is valid and its rows match their checksums, else why not."""
+        record = self._record_path(unit)
+        if not record.exists():
+            return "not done"
+        try:
+            with np.load(record, allow_pickle=False) as data:
+                owner, rows, sums = str(data["sweep_id"]), data["rows"].tolist(), data["crc"].tolist()
+        except Exception as error:  # noqa: BLE001
+            return f"its record {record.name} is unreadable ({type(error).__name__})"
+        if owner != self.sweep_id or rows != list(self.plan.unit_rows_of(unit)):
+            return f"its record {record.name} belongs to another sweep or plan"
+        start, stop = rows
+        try:
+            if crc(self._read_rows("effect", start, stop)) != sums[0]:
+                return "its effect rows do not match their checksum"
+            if self.keep_outputs and crc(self._read_rows("outputs", start, stop)) != sums[1]:
+                return "its output rows do not match their checksum (missing or altered chunks)"
+        except StoreDamaged as error:
+            return str(error)
+        except Exception as error:  # noqa: BLE001 - unreadable chunk files
+            return f"its rows are unreadable ({type(error).__name__}: {error})"
+        return None
+
+    def status(self) -> StoreStatus:
+        done, damaged = set(), {}
+        for unit in range(self.plan.num_units):
+            problem = self.unit_problem(unit)
+            if problem is None:
+                done.add(unit)
+            elif problem != "not done":
+                damaged[unit] = problem
+        rows = sum(self.plan.unit_rows_of(u)[1] - self.plan.unit_rows_of(u)[0] for u in done)
+        return StoreStatus(self.path, self.plan.num_units, done, damaged, rows, self.plan.num_rows)
+
+    def done_units(self) -> set[int]:
+        return self.status().done
+
+    def write_rows(self, start: int, count: int, outputs: torch.Tensor | None, effect: torch.Tensor) -> None:
+        self._take_lease()
+        if start % self.plan.unit_rows == 0:
+            self._unit_crc = [0, 0]
+        effect_rows = stored_array(effect)
+        self._arrays["effect"][start : start + count] = effect_rows
+        self._unit_crc[0] = crc(effect_rows, self._unit_crc[0])
         if not self.keep_outputs:
             return
-        rows = outputs.to(torch.float32) if outputs.dtype == torch.bfloat16 else outputs
-        data = rows.contiguous().numpy()
+        rows = stored_array(outputs)
         if self.npy_path is None:
-            self.group["outputs"][start : start + count] = data
+            self._arrays["outputs"][start : start + count] = rows
         else:  # pwrite, not a memory map: the process's memory does not grow with the sweep
+            if self._npy_offset is None:
+                self._npy_offset = np.load(self.npy_path, mmap_mode="r").offset
             with open(self.npy_path, "r+b") as file:
-                os.pwrite(file.fileno(), data.tobytes(), self._npy_offset + start * data[0:1].nbytes)
+                os.pwrite(file.fileno(), memoryview(rows).cast("B"), self._npy_offset + start * rows[0:1].nbytes)
+        self._unit_crc[1] = crc(rows, self._unit_crc[1])
 
-    def write_static(self, *, anchors, dims, values, anchor_outputs) -> None:
-        for name, tensor in [("anchors", anchors), ("dims", dims), ("values", values)]:
-            self.group[name][...] = tensor.cpu().numpy()
-        self.group["anchor_outputs"][...] = _stored(anchor_outputs)
+    def finish_unit(self, unit: int, start: int, stop: int, statistics: UnitStatistics) -> None:
+        self._check_lease()
+        record = self._record_path(unit)
+        temporary = record.with_name(f".{record.name}.tmp-{uuid.uuid4().hex}")
+        with open(temporary, "wb") as file:
+            np.savez(file, sweep_id=np.array(self.sweep_id), rows=np.array([start, stop], dtype=np.int64),
+                     crc=np.array(self._unit_crc, dtype=np.int64), **statistics.arrays())
+        os.replace(temporary, record)  # the unit is done exactly when this file appears
+        self._unit_crc = [0, 0]
 
-    def checkpoint(self, state: dict[str, torch.Tensor]) -> None:
-        """Atomically records the statistics and the number of completed rows."""
-        self.group["checkpoint"][...] = pack_state(state, self.geometry)
-        meta = dict(self.group.attrs[_ATTR])
-        meta["completed_rows"] = int(state["next_row"])
-        self.group.attrs[_ATTR] = meta  # informational; the checkpoint chunk is authoritative
+    def unit_statistics(self, unit: int) -> UnitStatistics:
+        try:
+            with np.load(self._record_path(unit), allow_pickle=False) as data:
+                return UnitStatistics.from_arrays(data, self.geometry.num_dims, self.geometry.features)
+        except Exception as error:  # noqa: BLE001
+            raise StoreDamaged(
+                f"the sweep store {self.path} is damaged: the record of unit {unit} is unreadable "
+                f"({type(error).__name__}: {error}); resume=True recomputes it"
+            ) from None
 
-    # -- reading ---------------------------------------------------------------------------
-    def load_checkpoint(self) -> dict[str, torch.Tensor]:
-        return unpack_state(np.asarray(self.group["checkpoint"][...]), self.geometry)
+    def effect(self) -> torch.Tensor:
+        return torch.from_numpy(np.asarray(self._arrays["effect"][...]))
 
-    @property
-    def completed_rows(self) -> int:
-        return int(self.load_checkpoint()["next_row"])
-
-    def read_effect(self) -> torch.Tensor:
-        return torch.from_numpy(np.asarray(self.group["effect"][...]))
-
-    def read_static(self, name: str) -> torch.Tensor:
-        return torch.from_numpy(np.asarray(self.group[name][...]))
-
-    def outputs_view(self):
+    def outputs(self):
         if not self.keep_outputs:
             return None
         g = self.geometry
         if self.npy_path is not None:
-            return np.load(self.npy_path, mmap_mode="r").reshape(*g.grid_shape, *g.out_shape)
-        return StoredOutputs(self.group["outputs"], g)
+            return self._outputs_array().reshape(*g.grid_shape, *g.out_shape)
+        return StoredOutputs(self._arrays["outputs"], g)
+
+    def read_static(self, name: str) -> torch.Tensor:
+        return torch.from_numpy(np.asarray(self._arrays[name][...]).copy())
+
+    # -- ownership -----------------------------------------------------------------------------
+    def _take_lease(self) -> None:
+        """Marks this process as a writer (lazily: a store nobody writes to stays untouched)."""
+        if self._lease is not None:
+            return self._check_lease()
+        if not self.writable:
+            raise RuntimeError(f"{self.path} was opened read-only")
+        leases = self.meta_path / "leases"
+        leases.mkdir(exist_ok=True)
+        (self.meta_path / "units").mkdir(exist_ok=True)
+        lease = leases / f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}.json"
+        lease.write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "sweep_id": self.sweep_id}))
+        self._lease, self._lease_refreshed = lease, time.monotonic()
+
+    def _check_lease(self) -> None:
+        """Refreshes this writer's lease; fails if the store was removed or replaced meanwhile."""
+        if self._lease is None:
+            return self._take_lease()
+        if time.monotonic() - self._lease_refreshed < LEASE_REFRESH_SECONDS and self._lease.exists():
+            return
+        try:
+            os.utime(self._lease)
+        except FileNotFoundError:
+            raise RuntimeError(
+                f"the sweep store {self.path} was removed or replaced by another process while this sweep "
+                "was writing to it"
+            ) from None
+        self._lease_refreshed = time.monotonic()
+
+    def refresh_lease(self) -> None:
+        if self._lease is not None:
+            self._check_lease()
+
+    def close(self) -> None:
+        if self._lease is not None:
+            self._lease.unlink(missing_ok=True)
+            self._lease = None
 
 
-def _stored(tensor: torch.Tensor) -> np.ndarray:
-    tensor = tensor.detach().cpu()
-    return (tensor.float() if tensor.dtype == torch.bfloat16 else tensor).numpy()
+def live_writers(meta_path: Path) -> list[str]:
+    """Other processes holding a live lease on the store at meta_path ('pid 12 on host')."""
+    live = []
+    for lease in sorted((meta_path / "leases").glob("*.json")):
+        try:
+            info = json.loads(lease.read_text())
+            host, pid = str(info["host"]), int(info["pid"])
+            age = time.time() - lease.stat().st_mtime
+        except Exception:  # noqa: BLE001 - half-written lease: judge by age alone
+            host, pid, age = "?", -1, time.time() - lease.stat().st_mtime
+        if host == socket.gethostname() and pid >= 0:
+            alive = pid != os.getpid() and _pid_alive(pid)
+        else:
+            alive = age < LEASE_SECONDS
+        if alive:
+            live.append(f"pid {pid} on {host}")
+    return live
 
 
-def pack_state(state: dict[str, torch.Tensor], geometry: Geometry) -> np.ndarray:
-    """The statistics' state as one float64 vector (one chunk: written atomically)."""
-    return np.concatenate(
-        [
-            np.array([float(state["next_row"])]),
-            state["sensitivity_sum"].double().flatten().numpy(),
-            state["dim_effect_sum"].double().flatten().numpy(),
-            state["previous"].double().flatten().numpy(),
-            state["slope"].double().flatten().numpy(),
-        ]
-    )
+def existing_store(path: Path, *, writable: bool) -> SweepStore | None:
+    """The store at path, None when nothing is there; an error when something else is."""
+    meta_path, npy_path = paths_of(path)
+    if meta_path.is_dir() and not any(meta_path.iterdir()):
+        return None  # an empty folder made for the store
+    if not meta_path.exists():
+        if npy_path is not None and npy_path.exists():
+            raise ValueError(f"{path} exists and is not a latentsweep sweep store; choose another path "
+                             "(it is never overwritten)")
+        return None
+    return SweepStore(path, writable=writable)
 
 
-def unpack_state(packed: np.ndarray, geometry: Geometry) -> dict[str, torch.Tensor]:
-    k, f = geometry.num_dims, geometry.features
-    values = torch.from_numpy(packed)
-    return {
-        "next_row": torch.tensor(int(packed[0]), dtype=torch.int64),
-        "sensitivity_sum": values[1 : 1 + k * f].view(k, f).clone(),
-        "dim_effect_sum": values[1 + k * f : 1 + k * f + k].clone(),
-        "previous": values[1 + k * f + k : 1 + k * f + k + f].float().clone(),
-        "slope": values[1 + k * f + k + f :].float().clone(),
-    }
+def remove_store(path: Path) -> None:
+    """Removes what a store wrote at path, refusing while another process writes to it and
+    when the store's folder holds anything latentsweep did not write."""
+    meta_path, npy_path = paths_of(path)
+    if meta_path.is_dir():
+        writers = live_writers(meta_path)
+        if writers:
+            raise ValueError(
+                f"{path} is in use by another sweep ({', '.join(writers)}); overwrite=True never replaces a "
+                "store while it is being written. Wait for it to finish or stop it first"
+            )
+        foreign = sorted(e.name for e in meta_path.iterdir() if e.name not in _OWN_ENTRIES and not e.name.startswith("."))
+        if foreign:
+            raise ValueError(
+                f"{meta_path} holds files latentsweep did not write ({', '.join(foreign[:5])}); "
+                "overwrite=True removes only a store's own files: move them, or choose another path"
+            )
+        for entry in meta_path.iterdir():
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+        meta_path.rmdir()
+    if npy_path is not None and npy_path.exists():
+        npy_path.unlink()
+
+
+def create_store(path: Path, *, params: dict, plan: SweepPlan, geometry: Geometry, latent_dim: int,
+                 keep_outputs: bool, static: dict[str, np.ndarray]) -> bool:
+    """Creates the store in a temporary folder and renames it into place. Returns False when
+    another process created one at path first (the caller then opens that one)."""
+    meta_path, npy_path = paths_of(path)
+    meta_path.parent.mkdir(parents=True, exist_ok=True)
+    token = uuid.uuid4().hex
+    temporary = meta_path.with_name(f".{meta_path.name}.tmp-{token}")
+    g = geometry
+    try:
+        group = zarr.open_group(temporary, mode="w")
+        plain = {"compressors": None, "fill_value": 0}  # raw chunks: writing must not cost CPU time
+        for name in _STATIC:
+            group.create_array(name, shape=static[name].shape, dtype=static[name].dtype, **plain)[...] = static[name]
+        effect_dtype = numpy_dtype(g.statistics_dtype)
+        group.create_array("effect", shape=(g.num_rows,), chunks=(plan.chunk_rows,), dtype=effect_dtype, **plain)
+        if keep_outputs and npy_path is None:
+            group.create_array("outputs", shape=(g.num_rows, *g.out_shape), chunks=(plan.chunk_rows, *g.out_shape),
+                               dtype=numpy_dtype(g.output_dtype), **plain)
+        (temporary / "units").mkdir()
+        (temporary / "leases").mkdir()
+        group.attrs[_ATTR] = {
+            "format": STORE_FORMAT,
+            "sweep_id": sweep_id(params),
+            "params": params,
+            "plan": plan.as_dict(),
+            "geometry": {"num_anchors": g.num_anchors, "num_dims": g.num_dims, "num_steps": g.num_steps,
+                         "out_shape": list(g.out_shape), "output_dtype": str(g.output_dtype).removeprefix("torch.")},
+            "latent_dim": latent_dim,
+            "keep_outputs": keep_outputs,
+            "static_crc": {name: crc(static[name]) for name in _STATIC},
+        }
+        npy_temporary = None
+        if keep_outputs and npy_path is not None:
+            npy_temporary = npy_path.with_name(f".{npy_path.name}.tmp-{token}")
+            np.lib.format.open_memmap(npy_temporary, mode="w+", dtype=numpy_dtype(g.output_dtype),
+                                      shape=(*g.grid_shape, *g.out_shape))
+        try:
+            if meta_path.is_dir():
+                meta_path.rmdir()  # an empty folder made for the store (fails if no longer empty)
+            os.rename(temporary, meta_path)
+        except OSError:
+            if npy_temporary is not None:
+                npy_temporary.unlink(missing_ok=True)
+            return False  # another process created it first
+        if npy_temporary is not None:
+            os.replace(npy_temporary, npy_path)
+        return True
+    finally:
+        if temporary.exists():
+            shutil.rmtree(temporary, ignore_errors=True)
 
 
 class StoredOutputs:
@@ -218,9 +534,11 @@ class StoredOutputs:
 
     def __getitem__(self, index):
         index = index if isinstance(index, tuple) else (index,)
+        if not index or index[0] is Ellipsis:  # outputs[()] and outputs[...]: everything, as numpy
+            return np.asarray(self)[index]
         first, rest = index[0], index[1:]
         rows_per_anchor = self._geometry.num_dims * self._geometry.num_steps
-        if isinstance(first, (int, np.integer)):
+        if isinstance(first, (int, np.integer)) and not isinstance(first, bool):
             a = range(self.shape[0])[first]
             block = self._array[a * rows_per_anchor : (a + 1) * rows_per_anchor]
             return np.asarray(block).reshape(self.shape[1:])[rest]
@@ -233,77 +551,3 @@ class StoredOutputs:
 
     def __repr__(self) -> str:
         return f"StoredOutputs(shape={self.shape}, dtype={self.dtype})"
-
-
-def _meta_path(path: Path) -> tuple[Path, Path | None]:
-    """(zarr group path, .npy outputs path or None) for a user's out= path."""
-    if path.suffix == ".npy":
-        return path.with_name(path.name + ".latentsweep"), path
-    return path, None
-
-
-def existing_store(path: Path) -> SweepStore | None:
-    """The sweep store at `path`, None when nothing is there; an error when something else is."""
-    meta_path, npy_path = _meta_path(path)
-    if not meta_path.exists() and (npy_path is None or not npy_path.exists()):
-        return None
-    try:
-        group = zarr.open_group(meta_path, mode="r+")
-        meta = dict(group.attrs[_ATTR])
-    except Exception:  # noqa: BLE001 - anything unreadable is "not ours"
-        raise ValueError(
-            f"latentsweep.traverse: out={str(path)!r} exists and is not a latentsweep sweep store; "
-            "choose another path (it is never overwritten)"
-        ) from None
-    if meta.get("format") != STORE_FORMAT:
-        raise ValueError(f"latentsweep.traverse: {path} was written by an incompatible latentsweep version")
-    return SweepStore(path, group, npy_path)
-
-
-def remove_store(store: SweepStore) -> None:
-    meta_path, npy_path = _meta_path(store.path)
-    shutil.rmtree(meta_path)
-    if npy_path is not None and npy_path.exists():
-        npy_path.unlink()
-
-
-def create_store(path: Path, geometry: Geometry, *, keep_outputs: bool, params: dict, latent_dim: int) -> SweepStore:
-    """A new, empty store (its checkpoint says 0 rows are done)."""
-    meta_path, npy_path = _meta_path(path)
-    g = geometry
-    group = zarr.open_group(meta_path, mode="w")
-    meta = {
-        "format": STORE_FORMAT,
-        "num_anchors": g.num_anchors,
-        "num_dims": g.num_dims,
-        "num_steps": g.num_steps,
-        "out_shape": list(g.out_shape),
-        "output_dtype": str(g.output_dtype).removeprefix("torch."),
-        "chunk_rows": g.chunk_rows,
-        "keep_outputs": keep_outputs,
-        "total_rows": g.total_rows,
-        "completed_rows": 0,
-        "params": json.loads(json.dumps(params)),
-    }
-    group.attrs[_ATTR] = meta
-    out_dtype = numpy_dtype(g.output_dtype)
-    plain = {"compressors": None, "fill_value": 0}  # raw chunks: writing must not cost CPU time
-    group.create_array("effect", shape=(g.total_rows,), chunks=(max(g.chunk_rows, 1),), dtype="float32", **plain)
-    group.create_array("anchors", shape=(g.num_anchors, latent_dim), dtype="float32", **plain)
-    group.create_array("dims", shape=(g.num_dims,), dtype="int64", **plain)
-    group.create_array("values", shape=g.grid_shape, dtype="float32", **plain)
-    group.create_array("anchor_outputs", shape=(g.num_anchors, *g.out_shape), dtype=out_dtype, **plain)
-    state_size = 1 + g.num_dims * g.features + g.num_dims + 2 * g.features
-    group.create_array("checkpoint", shape=(state_size,), chunks=(state_size,), dtype="float64", **plain)
-    if keep_outputs:
-        if npy_path is None:
-            group.create_array(
-                "outputs",
-                shape=(g.total_rows, *g.out_shape),
-                chunks=(max(g.chunk_rows, 1), *g.out_shape),
-                dtype=out_dtype,
-                **plain,
-            )
-        else:
-            np.lib.format.open_memmap(npy_path, mode="w+", dtype=out_dtype, shape=(*g.grid_shape, *g.out_shape))
-    return SweepStore(path, group, npy_path)

@@ -1,26 +1,40 @@
-"""traverse(): decode the whole traversal grid in chunks and measure what each latent does."""
+"""traverse(): decode the whole traversal grid in work units and measure what each latent does.
+
+The steps, in order (each a named function below or a module of its own):
+  grid_spec   which code each grid row decodes, validated once           (grid_spec.py)
+  workers     this process's rank or shard, a process group if asked for (distributed.py)
+  probe       the decoder at the anchors: output shape, dtype, x0
+  plan        batch size and work units, from the sweep's arguments only  (plan.py)
+  sink        memory or a store on disk, behind one Protocol             (sinks.py, stores.py)
+  units       the C++ executor decodes this process's units              (cpp/engine)
+  merge       unit statistics added in unit order                        (merge.py)
+"""
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import math
 import sys
 import time
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from . import _batching, _checks, _progress, decoding
+from . import _batching, _checks, _progress, distributed
 from ._extension import _C
-from ._modules import eval_mode, fingerprint, model_device, tensor_digest
-from .posterior import Posterior
+from ._modules import eval_mode, fingerprint, model_device
+from .grid_spec import GridSpec, grid_spec
+from .merge import OrderedMerge, UnitStatistics, merge_units
+from .plan import SweepPlan, make_plan, plan_from_dict, shard_units, units_for
 from .result import TraversalResult
-from .stores import Geometry, MemorySink, SweepStore, create_store, existing_store, remove_store
-from .traversal import _expand_values, traversal_values
+from .sinks import Geometry, MemorySink
+from .stores import (
+    StoreDamaged, StoreStatus, SweepStore, create_store, describe_units, existing_store, remove_store,
+    stored_array, sweep_id,
+)
 
 _FN = "latentsweep.traverse"
-CHECKPOINT_SECONDS = 2.0  # how often a store records progress (and what a kill -9 can lose)
 
 
 def traverse(
@@ -44,184 +58,163 @@ def traverse(
     overwrite: bool = False,
     progress: bool | None = None,
     cuda_graph: bool = False,
-    output=None,
-    output_transform=None,
-) -> TraversalResult:
+    shard: tuple[int, int] | None = None,
+) -> TraversalResult | StoreStatus:
     """Traverses each latent dimension from each anchor, decodes every grid point, and
     measures how much, and where, the output changes.
 
-    The grid is anchors x dims x steps. It is decoded in chunks of ``batch_size`` codes (the
-    last chunk padded, so the decoder always sees one shape) by a C++ executor that writes the
-    codes in place, calls the decoder under inference mode and updates exact streaming
-    statistics, so memory stays bounded however large the sweep.
+    The grid is anchors x dims x steps (row ``a*K*S + k*S + s``). It is planned as work units of
+    whole traversals, each decoded in batches of ``batch_size`` codes by a C++ executor (codes
+    written in place, decoder under inference mode, exact statistics), so memory stays bounded
+    however large the sweep. Statistics are merged from the units in unit order, so results are
+    bitwise identical whatever the number of processes and the pattern of interruptions.
+
+    Under ``torchrun`` (``RANK``/``WORLD_SIZE`` set, or an initialised process group) the same
+    call in every process splits the units among the ranks; every rank returns the merged
+    result. With more than one process and ``keep_outputs=True``, ``out=`` is required.
 
     Args:
-        decoder: any callable from a ``[B, D]`` tensor to a ``[B, ...]`` tensor, e.g.
-            ``vae.decoder`` or ``vae.decode``: an ``nn.Module``, or the module of a bound method,
-            runs in eval mode (restored afterwards), and codes are cast to its parameters' dtype.
-            Outputs wrapped in a tuple, dict or output object are unwrapped by the rule in
-            :data:`latentsweep.decoding.OUTPUT_RULE` (or as ``output=`` says).
+        decoder: any callable from a ``[B, D]`` tensor to a ``[B, ...]`` tensor (an
+            ``nn.Module`` runs in eval mode), e.g. ``vae.decoder``. It never receives the
+            caller's tensors (it may modify its input in place).
         anchors: ``[A, D]`` codes (``[D]`` for one), or a :class:`Posterior` (its means are the
             anchors and its ``logvar`` feeds mode ``"posterior"``).
         mode, span, steps, dims, logvar, reference, prior_std: which values each latent takes,
             as in :func:`latentsweep.traversal_values` (default: anchor ± 2 prior SDs).
         values: explicit values ``[S]``, ``[K, S]`` or ``[A, K, S]``; overrides ``mode``.
         batch_size: codes per decoder call, or ``"auto"``: as many as ``memory_budget`` allows
-            (measured on a probe batch on CUDA), at most 8192 on the CPU.
+            (measured on a probe batch on CUDA), at most 8192 on the CPU. A store records the
+            batch size, and every rank, shard and resume of the sweep uses the recorded one.
         memory_budget: bytes for the sweep's buffers (default: half the free GPU memory, or
             1 GiB on the CPU).
         device: where codes are built and decoded (default: the decoder's device, else the
-            anchors').
+            anchors'); ``"cuda"`` under torchrun means each rank's ``LOCAL_RANK`` GPU.
         out: ``None`` to keep results in memory, or a path: ``"sweep.zarr"`` (a zarr store) or
             ``"sweep.npy"`` (outputs in a memory-mappable .npy, the rest beside it). A store
-            makes the sweep resumable.
+            makes the sweep resumable and shareable by ranks and shards.
         keep_outputs: False to keep only the statistics (memory does not grow with the grid).
-        resume: continue the sweep stored at ``out`` (same arguments) from where it stopped.
-        overwrite: replace an existing store at ``out`` with a new sweep.
-        progress: a tqdm bar (points/s, ETA); None shows it when stderr is a terminal.
+        resume: continue the sweep stored at ``out`` (same arguments) with whatever units are
+            missing or damaged, at any number of processes.
+        overwrite: replace an existing store at ``out`` (refused while another process writes
+            to it, or if its folder holds files latentsweep did not write).
+        progress: a tqdm bar (points/s, ETA) on rank 0; None shows it when stderr is a terminal.
         cuda_graph: capture the decoder in a CUDA graph (CUDA only; for small decoders whose
             launch overhead dominates; the decoder must be graph-safe).
-        output: which part of the decoder's output holds the decoded outputs: a key or
-            attribute (``"sample"``), a tuple index, or a callable on the raw output (see
-            :func:`latentsweep.decoding.decoder_call`).
-        output_transform: ``"sigmoid"`` (for a decoder that returns logits), ``"tanh"``,
-            ``"exp"``, or any callable applied to the outputs before the statistics; the
-            result's ``output_space`` says which space the effects are measured in.
+        shard: ``(i, n)``: compute only shard i of n into the store ``out`` (no process group:
+            Slurm job arrays, Kubernetes indexed jobs). Shards join the store of the same sweep.
 
     Returns:
         a :class:`TraversalResult` (outputs, effect, dim_effect, ranking, sensitivity, speed).
+        With ``shard=``, the result when the store is complete after this shard, else a
+        :class:`latentsweep.StoreStatus` saying which units are still missing.
+
+    Precision: statistics are computed in the outputs' precision (float64 outputs: float64
+    throughout; float32 and narrower: correctly rounded float32 differences, float64 totals).
 
     Raises:
         TypeError, ValueError: bad arguments, or a decoder that returns a non-tensor, the wrong
-            number of rows, a changing shape, or NaN/Inf (naming the grid points).
+            number of rows, a changing shape, or NaN/Inf (naming the grid points); a store of
+            another sweep, a damaged one (saying where), or one another process is writing.
         RuntimeError: the decoder ran out of memory even at half the batch size.
-        KeyboardInterrupt: Ctrl-C; a store keeps everything done so far (resume=True).
+        KeyboardInterrupt: Ctrl-C; a store keeps every finished unit (resume=True).
     """
     started = time.perf_counter()
     if not callable(decoder):
         raise TypeError(f"{_FN}: decoder must be callable ([B, D] -> [B, ...]), got {type(decoder).__name__}")
     show_progress = _progress.wanted(progress, _FN)
-    decode_fn = decoding.decoder_call(_FN, decoder, output=output, output_transform=output_transform)
-    for name, flag in [("keep_outputs", keep_outputs), ("resume", resume), ("overwrite", overwrite), ("cuda_graph", cuda_graph)]:
-        if not isinstance(flag, bool):
-            raise TypeError(f"{_FN}: {name} must be True or False, got {flag!r}")
+    _check_flags(keep_outputs=keep_outputs, resume=resume, overwrite=overwrite, cuda_graph=cuda_graph)
     if resume and overwrite:
         raise ValueError(f"{_FN}: resume=True and overwrite=True contradict each other")
-    if out is None and resume:
-        raise ValueError(f"{_FN}: resume=True needs out= (the path of the stored sweep)")
-    if isinstance(anchors, Posterior):
-        logvar = anchors.logvar if logvar is None else logvar
-        anchors = anchors.mu
-    anchors = _checks.tensor(_FN, "anchors", anchors, ndims=(1, 2))
-    anchors = anchors[None] if anchors.dim() == 1 else anchors
-    _checks.finite(_FN, "anchors", anchors)
-    device = _resolve_device(device, decoder, anchors)
-    if cuda_graph and device.type != "cuda":
-        raise ValueError(f"{_FN}: cuda_graph=True needs a CUDA device, got {device}")
-
-    # The grid's values (computed where the anchors are, then moved to the decoder's device).
-    dims_t = (
-        torch.arange(anchors.shape[1], device=anchors.device)
-        if dims is None
-        else _checks.dims(_FN, dims, anchors.shape[1], anchors.device)
-    )
-    if values is not None:
-        grid_values = _expand_values(_FN, values, anchors, dims_t.numel())
-        mode = "values"
-    else:
-        grid_values = traversal_values(
-            anchors, mode=mode, span=span, steps=steps, dims=dims_t, logvar=logvar,
-            prior_std=prior_std, reference=reference,
-        )
-    anchors_d = anchors.to(device)
-    dims_d = dims_t.to(device)
-    values_d = grid_values.to(device)
-    num_anchors, latent_dim = anchors.shape
-    total = num_anchors * dims_t.numel() * grid_values.shape[2]
-    if total > _checks.INT64_MAX:
-        raise ValueError(f"{_FN}: the grid has {total} points, which overflows int64")
+    if out is not None and not isinstance(out, (str, Path)):
+        raise TypeError(f"{_FN}: out must be None or a path, got {type(out).__name__}")
+    if out is None and (resume or shard is not None):
+        raise ValueError(f"{_FN}: {'resume=True' if resume else 'shard='} needs out= (the path of the stored sweep)")
     if batch_size != "auto":
         batch_size = _checks.integer(_FN, "batch_size", batch_size, low=1)
     if memory_budget is not None:
         memory_budget = _checks.integer(_FN, "memory_budget", memory_budget, low=1)
-
-    with eval_mode(decoder):
-        probe_rows = min(num_anchors, 64 if batch_size == "auto" else batch_size)
-        anchor_outputs, activation_bytes = _decode_anchors(decode_fn, anchors_d, probe_rows)
-        out_shape = tuple(anchor_outputs.shape[1:])
-        features = math.prod(out_shape)
-        auto_batch = batch_size == "auto"
-        if auto_batch:
-            batch_size = _batching.auto_batch_size(
-                device=device,
-                budget=memory_budget or _batching.default_memory_budget(device),
-                latent_dim=latent_dim,
-                features=features,
-                output_bytes=anchor_outputs.element_size(),
-                activation_bytes=activation_bytes,
-                total_rows=max(total, 1),
+    spec = grid_spec(_FN, anchors, mode=mode, span=span, steps=steps, dims=dims, logvar=logvar, values=values,
+                     reference=reference, prior_std=prior_std)
+    requested = _checks.device(_FN, device)
+    workers = distributed.join(_FN, shard, requested)
+    sink = None
+    try:
+        if workers.world > 1 and workers.shard is None and keep_outputs and out is None:
+            raise ValueError(
+                f"{_FN}: with {workers.world} processes and keep_outputs=True, pass out='sweep.zarr' (one "
+                "store all ranks write into), or keep_outputs=False (statistics only)"
             )
-        batch_size = min(batch_size, max(total, 1))
-
-        geometry = Geometry(num_anchors, dims_t.numel(), grid_values.shape[2], out_shape,
-                            anchor_outputs.dtype, batch_size)
-        # Hashing the decoder and the grid is only needed to recognise a stored sweep.
-        params = None if out is None else _sweep_params(
-            decoder, anchors, dims_t, grid_values, out_shape, anchor_outputs.dtype, keep_outputs, mode,
-            decode_fn.output_space,
-        )
-        sink = _open_sink(out, geometry, keep_outputs, params, resume, overwrite, latent_dim)
-        if auto_batch and isinstance(sink, SweepStore):  # a resumed sweep keeps its chunking
-            batch_size = sink.geometry.chunk_rows
-        stats = _C.SweepStatistics(anchor_outputs.reshape(num_anchors, features), values_d)
-        if resume:
-            stats.load_state(sink.load_checkpoint())
-        else:
-            _write_static(sink, anchors, dims_t, grid_values, anchor_outputs)
-        first_row = stats.next_row
-        decode = _graphed(decode_fn, batch_size, anchors_d) if cuda_graph else decode_fn
-
-        bar = _progress.bar(show_progress, total=total, unit="pt", desc="traverse", initial=first_row)
-        sweep_started = time.perf_counter()
-        try:
-            batch_size = _run(decode, stats, sink, anchors_d, dims_d, values_d, batch_size, out_shape,
-                              keep_outputs, bar, total)
-        except BaseException as error:
-            _save_progress(sink, stats)
-            _explain_stop(error, sink, stats, total)
-            raise
-        finally:
-            bar.close()
-        _save_progress(sink, stats)
-        sweep_seconds = time.perf_counter() - sweep_started
-
-    points = total - first_row
-    grid_shape = (num_anchors, dims_t.numel(), grid_values.shape[2])
-    dim_effect = stats.dim_effect().float()
-    order = torch.argsort(dim_effect, descending=True, stable=True)
-    return TraversalResult(
-        dims=dims_t.cpu(),
-        values=grid_values.cpu(),
-        anchors=anchors.cpu(),
-        outputs=sink.outputs_view(),
-        anchor_outputs=anchor_outputs.cpu(),
-        effect=sink.read_effect().view(grid_shape),
-        dim_effect=dim_effect,
-        ranking=dims_t.cpu()[order],
-        sensitivity=stats.sensitivity().float(),
-        out_shape=out_shape,
-        batch_size=batch_size,
-        wall_time=time.perf_counter() - started,
-        points_per_second=points / sweep_seconds if sweep_seconds > 0 else float("inf"),
-        store=sink.path,
-        mode=mode,
-        points_computed=points,
-        output_space=decode_fn.output_space,
-    )
+        device = distributed.local_device(_resolve_device(requested, decoder, spec.anchors), workers)
+        if cuda_graph and device.type != "cuda":
+            raise ValueError(f"{_FN}: cuda_graph=True needs a CUDA device, got {device}")
+        spec_d = spec.to(device)
+        with eval_mode(decoder):
+            probe = _probe(decoder, spec_d, 64 if batch_size == "auto" else batch_size)
+            geometry = Geometry(*spec.grid_shape, probe.out_shape, probe.outputs.dtype)
+            batch = _choose_batch_size(batch_size, memory_budget, device, spec, probe, workers)
+            opened = _open_sink(out, spec, probe, geometry, decoder, batch, explicit=batch_size != "auto",
+                                keep_outputs=keep_outputs, resume=resume, overwrite=overwrite, workers=workers)
+            sink, plan, pending = opened
+            mine = shard_units(plan, *workers.shard) if workers.shard else units_for(plan, pending, workers.rank, workers.world)
+            mine = [u for u in mine if u in set(pending)]
+            stats = _C.SweepStatistics(probe.outputs.reshape(spec.num_anchors, -1), spec_d.values)
+            decode = _graphed(decoder, plan.batch_size, spec_d.anchors) if cuda_graph else decoder
+            sweep_started = time.perf_counter()
+            rows = sum(plan.unit_rows_of(u)[1] - plan.unit_rows_of(u)[0] for u in mine)
+            bar = _progress.bar(show_progress and workers.leader, total=rows, unit="pt",
+                                desc="traverse" if workers.world == 1 else f"traverse (rank {workers.rank}/{workers.world})")
+            error = None
+            try:
+                computed, used_batch = _decode_units(decode, spec_d, stats, sink, plan, mine, keep_outputs, bar)
+            except BaseException as caught:  # noqa: BLE001 - reported to the other ranks, then re-raised
+                error, computed, used_batch = caught, 0, plan.batch_size
+            finally:
+                bar.close()
+            sweep_seconds = time.perf_counter() - sweep_started
+            _settle(workers, error, sink, plan, pending)
+        merged = _merge(sink, plan, geometry, workers, keep_outputs)
+        if merged is None:  # a shard whose store is not complete yet
+            return sink.status()
+        dim_effect, sensitivity = merged.result(num_anchors=spec.num_anchors, num_steps=spec.num_steps,
+                                                dtype=geometry.statistics_dtype)
+        points = sum(workers.all_gather(computed)) if workers.grouped else computed
+        return _result(spec, probe, sink, geometry, dim_effect, sensitivity, used_batch,
+                       wall_time=time.perf_counter() - started,
+                       points_per_second=points / sweep_seconds if sweep_seconds > 0 else float("inf"),
+                       points=points)
+    finally:
+        if sink is not None:
+            sink.close()
+        workers.close()
 
 
-def _resolve_device(device, decoder, anchors: torch.Tensor) -> torch.device:
-    return _checks.device(_FN, device) or model_device(decoder) or anchors.device
+def _check_flags(**flags) -> None:
+    for name, flag in flags.items():
+        if not isinstance(flag, bool):
+            raise TypeError(f"{_FN}: {name} must be True or False, got {flag!r}")
+
+
+def _resolve_device(requested, decoder, anchors: torch.Tensor) -> torch.device:
+    device = requested or model_device(decoder) or anchors.device
+    if device.type == "meta":
+        raise ValueError(f"{_FN}: device='meta' holds no values; traverse decodes on a real device (cpu, cuda)")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"{_FN}: device={str(device)!r} but this torch has no CUDA device available")
+    return device
+
+
+# ---- probe ----------------------------------------------------------------------------------
+@dataclass
+class Probe:
+    """The decoder at the anchors: x0 ``[A, *out_shape]`` and the activation bytes per row
+    measured on CUDA (0 on the CPU)."""
+
+    outputs: torch.Tensor
+    activation_bytes: float
+
+    @property
+    def out_shape(self) -> tuple[int, ...]:
+        return tuple(self.outputs.shape[1:])
 
 
 def _call_decoder(decoder, codes: torch.Tensor) -> torch.Tensor:
@@ -241,37 +234,38 @@ def _call_decoder(decoder, codes: torch.Tensor) -> torch.Tensor:
     return result
 
 
-def _decode_anchors(decoder, anchors: torch.Tensor, probe_rows: int) -> tuple[torch.Tensor, float]:
-    """The decoder's outputs at the anchors (x0), in batches of probe_rows (halved once on
-    out-of-memory), and the activation memory per row measured on CUDA (0 on the CPU)."""
+def _probe(decoder, spec: GridSpec, probe_rows: int) -> Probe:
+    """Decodes the anchors in batches of probe_rows (copies: the decoder may write into them)."""
+    anchors = spec.anchors
     measure = anchors.device.type == "cuda"
-    for attempt in range(2):
-        try:
-            outputs = []
-            activation_bytes = 0.0
-            with torch.inference_mode():
-                for start in range(0, anchors.shape[0], probe_rows):
-                    chunk = anchors[start : start + probe_rows]
-                    if measure and start == 0:
-                        torch.cuda.synchronize(anchors.device)
-                        torch.cuda.reset_peak_memory_stats(anchors.device)
-                        before = torch.cuda.memory_allocated(anchors.device)
-                    outputs.append(_call_decoder(decoder, chunk))
-                    if measure and start == 0:
-                        peak = torch.cuda.max_memory_allocated(anchors.device)
-                        activation_bytes = (peak - before) / chunk.shape[0]
-            anchor_outputs = torch.cat(outputs)
-            break
-        except Exception as error:
-            if not _batching.is_out_of_memory(error) or attempt == 1 or probe_rows == 1:
-                raise
-            probe_rows = max(1, probe_rows // 2)
-            _release_cached_memory(anchors.device)
-    bad = ~torch.isfinite(anchor_outputs.reshape(anchor_outputs.shape[0], -1)).all(dim=1)
+
+    def run(rows: int) -> Probe:
+        outputs, activation_bytes = [], 0.0
+        with torch.inference_mode():
+            for start in range(0, anchors.shape[0], rows):
+                chunk = anchors[start : start + rows].clone()
+                if measure and start == 0:
+                    torch.cuda.synchronize(anchors.device)
+                    torch.cuda.reset_peak_memory_stats(anchors.device)
+                    before = torch.cuda.memory_allocated(anchors.device)
+                result = _call_decoder(decoder, chunk)
+                if outputs and (result.shape[1:] != outputs[0].shape[1:] or result.dtype != outputs[0].dtype):
+                    raise ValueError(
+                        f"{_FN}: the decoder's output shape changed from {list(outputs[0].shape[1:])} "
+                        f"{outputs[0].dtype} to {list(result.shape[1:])} {result.dtype} per code between "
+                        "two calls; it must return the same shape and dtype for every batch"
+                    )
+                outputs.append(result)
+                if measure and start == 0:
+                    activation_bytes = (torch.cuda.max_memory_allocated(anchors.device) - before) / chunk.shape[0]
+        return Probe(torch.cat(outputs), activation_bytes)
+
+    probe = _retry_halved(run, min(anchors.shape[0], probe_rows), anchors.device)
+    bad = ~torch.isfinite(probe.outputs.reshape(probe.outputs.shape[0], -1)).all(dim=1)
     if bool(bad.any()):
         rows = bad.nonzero().flatten()[:5].tolist()
         raise ValueError(f"{_FN}: the decoder returned NaN or Inf at anchors {rows} (the anchors themselves)")
-    return anchor_outputs, activation_bytes
+    return probe
 
 
 def _release_cached_memory(device: torch.device) -> None:
@@ -279,37 +273,355 @@ def _release_cached_memory(device: torch.device) -> None:
         torch.cuda.empty_cache()
 
 
-def _run(decoder, stats, sink, anchors, dims, values, batch_size, out_shape, keep_outputs, bar, total) -> int:
-    """Runs the executor from the statistics' next row to the end, checkpointing a store every
-    few seconds; on out-of-memory, halves the batch once and goes on. Returns the batch size."""
-    last_checkpoint = time.monotonic()
+def _retry_halved(run, batch_size: int, device: torch.device):
+    """run(batch_size); on out-of-memory, once more at half the batch (with a warning)."""
+    try:
+        return run(batch_size)
+    except Exception as error:  # noqa: BLE001
+        if not _batching.is_out_of_memory(error) or batch_size == 1:
+            raise
+    _release_cached_memory(device)
+    smaller = max(1, batch_size // 2)
+    warnings.warn(
+        f"{_FN}: out of memory at batch_size={batch_size}; retrying with batch_size={smaller} (the units "
+        "decoded at this size may differ in the last bits if the decoder's arithmetic depends on the batch)",
+        RuntimeWarning, stacklevel=3,
+    )
+    try:
+        return run(smaller)
+    except Exception as error:  # noqa: BLE001
+        if _batching.is_out_of_memory(error):
+            raise RuntimeError(
+                f"{_FN}: the decoder ran out of memory at batch size {smaller} (already halved from "
+                f"{batch_size}); pass a smaller batch_size= or memory_budget="
+            ) from error
+        raise
+
+
+# ---- plan -----------------------------------------------------------------------------------
+def _choose_batch_size(batch_size, memory_budget, device, spec: GridSpec, probe: Probe, workers) -> int:
+    """The batch size this sweep is planned with: explicit, or chosen once (on rank 0) and the
+    same on every rank. A store that already holds the sweep overrides an automatic choice."""
+    if batch_size != "auto":
+        return min(batch_size, spec.num_rows)
+    choice = None
+    if workers.rank == 0 or not workers.grouped:
+        choice = _batching.auto_batch_size(
+            device=device,
+            budget=memory_budget or _batching.default_memory_budget(device),
+            latent_dim=spec.latent_dim,
+            features=math.prod(probe.out_shape),
+            output_bytes=probe.outputs.element_size(),
+            activation_bytes=probe.activation_bytes,
+            total_rows=spec.num_rows,
+        )
+    return workers.broadcast(choice)
+
+
+# ---- sink -----------------------------------------------------------------------------------
+def _sweep_params(decoder, spec: GridSpec, probe: Probe, keep_outputs: bool) -> dict:
+    """Everything that makes two sweeps the same sweep (the store's identity)."""
+    return {
+        "decoder": fingerprint(decoder),
+        **spec.digest(),
+        "out_shape": list(probe.out_shape),
+        "output_dtype": str(probe.outputs.dtype),
+        "keep_outputs": keep_outputs,
+    }
+
+
+def _static_arrays(spec: GridSpec, probe: Probe) -> dict:
+    return {"anchors": stored_array(spec.anchors), "dims": stored_array(spec.dims),
+            "values": stored_array(spec.values), "anchor_outputs": stored_array(probe.outputs)}
+
+
+def _open_sink(out, spec, probe, geometry, decoder, batch, *, explicit, keep_outputs, resume, overwrite, workers):
+    """(sink, plan, pending units). Memory, or a store opened by the leader first (created,
+    resumed or replaced), then joined by the other ranks."""
+    if out is None:
+        plan = make_plan(spec.num_rows, spec.num_steps, batch)
+        if keep_outputs:
+            _check_fits_in_memory(geometry)
+        return MemorySink(geometry, keep_outputs), plan, list(range(plan.num_units))
+    path = Path(out)
+    params = _sweep_params(decoder, spec, probe, keep_outputs)
+    static = _static_arrays(spec, probe)
+    want = dict(params=params, static=static, geometry=geometry, latent_dim=spec.latent_dim,
+                keep_outputs=keep_outputs)
+    outcome, failure = None, None
+    if workers.leader:
+        try:
+            store = _leader_store(path, want, make_plan(spec.num_rows, spec.num_steps, batch), explicit=explicit,
+                                  resume=resume, overwrite=overwrite, join=workers.shard is not None)
+            status = store.status()
+            for unit, why in sorted(status.damaged.items())[:5]:
+                warnings.warn(f"{_FN}: unit {unit} of {path} is damaged ({why}); computing it again", RuntimeWarning,
+                              stacklevel=4)
+            outcome = ("ok", store.plan.as_dict(), status.missing)
+        except Exception as error:  # noqa: BLE001 - the other ranks raise it too
+            if not workers.grouped:
+                raise
+            outcome, failure = ("error", type(error).__name__, str(error)), error
+    outcome = workers.broadcast(outcome)
+    if outcome[0] == "error":
+        if failure is not None:
+            raise failure
+        raise (ValueError if outcome[1] in ("ValueError", "StoreDamaged") else RuntimeError)(
+            f"{outcome[2]} (reported by rank 0)")
+    plan, pending = plan_from_dict(outcome[1]), outcome[2]
+    if not workers.leader:
+        store = SweepStore(path, writable=True)
+        if store.sweep_id != sweep_id(params) or store.plan != plan:
+            raise RuntimeError(f"{_FN}: the store at {path} changed while the ranks were opening it")
+    return store, plan, pending
+
+
+def _leader_store(path: Path, want: dict, plan: SweepPlan, *, explicit, resume, overwrite, join) -> SweepStore:
+    """The store at path for this sweep: created, resumed (resume=True), joined (shards) or
+    replaced (overwrite=True), after checking it is the same sweep, intact, and not in use."""
+    params = want["params"]
+    for _ in range(3):  # another shard may create or replace it while we look
+        try:
+            store = existing_store(path, writable=True)
+        except StoreDamaged:
+            if not overwrite:
+                raise
+            store = None
+            remove_store(path)
+        if store is not None and overwrite:
+            remove_store(path)
+            store = None
+        elif store is None and resume:
+            raise ValueError(f"{_FN}: resume=True but there is no sweep at {path}")
+        if store is None:
+            if create_store(path, plan=plan, **want):
+                return _checked_store(path, want, plan, explicit=explicit)
+            continue  # created by someone else meanwhile: open theirs
+        if store.sweep_id != sweep_id(params):
+            differing = sorted(k for k in set(params) | set(store.params) if params.get(k) != store.params.get(k))
+            raise ValueError(
+                f"{_FN}: {path} holds a sweep with different parameters (it differs in: {', '.join(differing)}); call traverse "
+                "with that sweep's arguments to resume it, or pass overwrite=True to replace it"
+            )
+        if not (resume or join):
+            done = len(store.status().done)
+            raise ValueError(
+                f"{_FN}: {path} already holds this sweep ({done} of {store.plan.num_units} units done); pass "
+                "resume=True to continue it or overwrite=True to replace it"
+            )
+        return _checked_store(path, want, plan, explicit=explicit, store=store)
+    raise RuntimeError(f"{_FN}: could not open or create {path}: other processes keep replacing it")
+
+
+def _checked_store(path, want, plan, *, explicit, store=None) -> SweepStore:
+    store = store or SweepStore(path, writable=True)
+    if store.geometry != want["geometry"] or store.latent_dim != want["latent_dim"]:
+        raise StoreDamaged(
+            f"{_FN}: the sweep store {path} is damaged: its geometry ({store.geometry}) does not match its "
+            f"parameters ({want['geometry']}); pass overwrite=True to start over"
+        )
+    if explicit and store.plan.batch_size != plan.batch_size:
+        raise ValueError(
+            f"{_FN}: the sweep at {path} was planned with batch_size={store.plan.batch_size} (every rank, shard "
+            f"and resume uses it for bitwise-identical results); pass batch_size={store.plan.batch_size} or 'auto'"
+        )
+    from .stores import crc  # noqa: PLC0415 - one checksum definition
+
+    if crc(want["static"]["anchor_outputs"]) != store.static_crc["anchor_outputs"]:
+        raise ValueError(
+            f"{_FN}: the decoder's outputs at the anchors differ from those stored in {path}: the decoder "
+            "changed (weights or forward) since the sweep started; pass overwrite=True to start over"
+        )
+    store.repair_static(want["static"])
+    store.repair_npy()
+    return store
+
+
+def _check_fits_in_memory(geometry: Geometry) -> None:
+    total_bytes = geometry.num_rows * geometry.features * torch.empty((), dtype=geometry.output_dtype).element_size()
+    ram = _batching.physical_memory()
+    if ram and total_bytes > ram // 2:
+        raise ValueError(
+            f"{_FN}: keeping all outputs in memory needs {total_bytes / 2**30:.1f} GiB; pass "
+            "out='sweep.zarr' (on disk, resumable) or keep_outputs=False (statistics only)"
+        )
+
+
+# ---- units ----------------------------------------------------------------------------------
+def _decode_units(decoder, spec: GridSpec, stats, sink, plan: SweepPlan, units: list[int], keep_outputs, bar):
+    """Decodes the given units, recording each when done. Returns (points, batch size used)."""
+    remaining = list(units)
+    computed = 0
 
     def on_progress(count: int) -> None:
-        nonlocal last_checkpoint
         bar.update(count)
-        if isinstance(sink, SweepStore) and time.monotonic() - last_checkpoint >= CHECKPOINT_SECONDS:
-            sink.checkpoint(stats.state())
-            last_checkpoint = time.monotonic()
+        refresh = getattr(sink, "refresh_lease", None)
+        if refresh is not None:
+            refresh()
 
-    halved = False
-    while True:
-        executor = _C.SweepExecutor(decoder, anchors, dims, values, batch_size, list(out_shape))
-        try:
-            executor.run(stats, stats.next_row, total, sink.write, keep_outputs, on_progress)
-            return batch_size
-        except Exception as error:
-            if not _batching.is_out_of_memory(error):
-                raise
-            if halved or batch_size == 1:
-                raise RuntimeError(
-                    f"{_FN}: the decoder ran out of memory at batch size {batch_size}"
-                    + (f" (already halved from {batch_size * 2})" if halved else "")
-                    + "; pass a smaller batch_size= or memory_budget="
-                ) from error
-            del executor
-            _release_cached_memory(anchors.device)
-            batch_size, halved = max(1, batch_size // 2), True
-            print(f"latentsweep: out of memory; retrying with batch_size={batch_size}", file=sys.stderr)
+    def run(batch_size: int) -> int:
+        nonlocal computed
+        executor = _C.SweepExecutor(decoder, spec.anchors, spec.dims, spec.values, batch_size,
+                                    list(_out_shape(sink)), spec.code_writer)
+        while remaining:
+            unit = remaining[0]
+            start, stop = plan.unit_rows_of(unit)
+            stats.reset(start)
+            executor.run(stats, start, stop, sink.write_rows, keep_outputs, on_progress)
+            sink.finish_unit(unit, start, stop, UnitStatistics.from_state(stats.state()))
+            computed += stop - start
+            remaining.pop(0)
+        return batch_size
+
+    try:
+        used = _retry_halved(run, plan.batch_size, spec.anchors.device) if units else plan.batch_size
+    except BaseException as error:
+        _explain_stop(error, sink, plan, len(units) - len(remaining), len(units))
+        raise
+    return computed, used
+
+
+def _out_shape(sink) -> tuple[int, ...]:
+    return sink.geometry.out_shape
+
+
+def _settle(workers, error, sink, plan, pending) -> None:
+    """Every rank learns whether all finished (so none waits forever for a failed one)."""
+    if not workers.grouped:
+        if error is not None:
+            raise error
+        return
+    reports = workers.all_gather(None if error is None else f"{type(error).__name__}: {error}")
+    if error is not None:
+        raise error
+    failed = [(rank, text) for rank, text in enumerate(reports) if text is not None]
+    if failed:
+        rank, text = failed[0]
+        raise RuntimeError(f"{_FN}: rank {rank} failed ({text}); the units finished are kept in the store "
+                           "(resume=True continues)" if sink.path else f"{_FN}: rank {rank} failed ({text})")
+
+
+def _explain_stop(error: BaseException, sink, plan: SweepPlan, done: int, total: int) -> None:
+    """Tells the user what was kept and how to go on (as an exception note, or on stderr for
+    Ctrl-C, whose traceback users rarely read)."""
+    if sink.path is not None:
+        message = (
+            f"latentsweep: the sweep stopped after {done} of this process's {total} work units; every finished "
+            f"unit is saved in {sink.path}. Call traverse(...) again with the same arguments and resume=True "
+            "to continue (at any number of processes)."
+        )
+    else:
+        message = (
+            f"latentsweep: the sweep stopped after {done} of {total} work units. Pass out='sweep.zarr' to keep "
+            "partial results on disk and make long sweeps resumable."
+        )
+    if isinstance(error, KeyboardInterrupt):
+        print(message, file=sys.stderr)
+    elif isinstance(error, Exception):
+        error.add_note(message)
+
+
+# ---- merge ----------------------------------------------------------------------------------
+def _merge(sink, plan: SweepPlan, geometry: Geometry, workers, keep_outputs) -> OrderedMerge | None:
+    """Unit statistics added in unit order; on every rank the same numbers."""
+    k, f = geometry.num_dims, geometry.features
+    if isinstance(sink, MemorySink):
+        if workers.grouped:  # ranks without a store swap their units' effect and sums
+            exported = workers.all_gather(sink.export_units(plan, sink.done_units()))
+            for part in exported:
+                sink.import_units(plan, part)
+        return merge_units(((u, sink.unit_statistics(u)) for u in range(plan.num_units)), num_dims=k, features=f)
+    if workers.shard is not None:
+        status = sink.status()
+        if not status.complete:
+            return None
+        return merge_units(((u, sink.unit_statistics(u)) for u in range(plan.num_units)), num_dims=k, features=f)
+    merged = None
+    if workers.rank == 0:
+        merged = merge_units(((u, sink.unit_statistics(u)) for u in range(plan.num_units)), num_dims=k, features=f)
+    return workers.broadcast(merged)
+
+
+def _result(spec, probe, sink, geometry, dim_effect, sensitivity, batch_size, *, wall_time, points_per_second,
+            points) -> TraversalResult:
+    order = torch.argsort(dim_effect, descending=True, stable=True)
+    dims = spec.dims.cpu()
+    return TraversalResult(
+        dims=dims,
+        values=spec.values.cpu(),
+        anchors=spec.anchors.cpu(),
+        outputs=sink.outputs(),
+        anchor_outputs=probe.outputs.cpu(),
+        effect=sink.effect().view(geometry.grid_shape),
+        dim_effect=dim_effect,
+        ranking=dims[order],
+        sensitivity=sensitivity,
+        out_shape=geometry.out_shape,
+        batch_size=batch_size,
+        wall_time=wall_time,
+        points_per_second=points_per_second,
+        store=sink.path,
+        mode=spec.mode,
+        points_computed=points,
+    )
+
+
+# ---- reading a store ------------------------------------------------------------------------
+def open_sweep(path: str | Path) -> TraversalResult:
+    """The :class:`TraversalResult` of the complete sweep stored at ``path``, read-only (works
+    on read-only media; checks every unit's record and checksums).
+
+    Raises:
+        ValueError: nothing or something else at ``path``; an incomplete sweep (naming the
+            missing and damaged units: finish it with ``traverse(..., resume=True)`` or the
+            missing shards); a damaged store (saying which part).
+    """
+    fn = "latentsweep.open_sweep"
+    if not isinstance(path, (str, Path)):
+        raise TypeError(f"{fn}: path must be a str or Path, got {type(path).__name__}")
+    path = Path(path)
+    store = existing_store(path, writable=False)
+    if store is None:
+        raise ValueError(f"{fn}: there is no sweep at {path}")
+    try:
+        problems = store.static_problems()
+        if problems:
+            where = "; ".join(f"{name} {why}" for name, why in problems.items())
+            raise StoreDamaged(f"{fn}: the sweep store {path} is damaged ({where}); resume=True with the "
+                               "sweep's arguments rewrites it")
+        status = store.status()
+        if not status.complete:
+            missing = status.missing
+            detail = "; ".join(f"unit {u}: {why}" for u, why in sorted(status.damaged.items())[:5])
+            raise ValueError(
+                f"{fn}: the sweep at {path} is incomplete: {len(missing)} of {status.num_units} work units are "
+                f"missing ({describe_units(missing)})" + (f"; damaged: {detail}" if detail else "")
+                + ". Finish it with traverse(..., out=path, resume=True) or run the missing shards"
+            )
+        g = store.geometry
+        merged = merge_units(((u, store.unit_statistics(u)) for u in range(status.num_units)),
+                             num_dims=g.num_dims, features=g.features)
+        dim_effect, sensitivity = merged.result(num_anchors=g.num_anchors, num_steps=g.num_steps,
+                                                dtype=g.statistics_dtype)
+        dims = store.read_static("dims")
+        order = torch.argsort(dim_effect, descending=True, stable=True)
+        return TraversalResult(
+            dims=dims, values=store.read_static("values"), anchors=store.read_static("anchors"),
+            outputs=store.outputs(), anchor_outputs=store.read_static("anchor_outputs"),
+            effect=store.effect().view(g.grid_shape), dim_effect=dim_effect, ranking=dims[order],
+            sensitivity=sensitivity, out_shape=g.out_shape, batch_size=store.plan.batch_size, wall_time=0.0,
+            points_per_second=0.0, store=path, mode=str(store.params.get("mode", "?")), points_computed=0,
+        )
+    finally:
+        store.close()
+
+
+def sweep_status(path: str | Path) -> StoreStatus:
+    """Which work units of the sweep stored at ``path`` are done, missing or damaged (read-only)."""
+    store = existing_store(Path(path), writable=False)
+    if store is None:
+        raise ValueError(f"latentsweep.sweep_status: there is no sweep at {path}")
+    return store.status()
 
 
 def _graphed(decoder, batch_size: int, anchors: torch.Tensor):
@@ -332,100 +644,3 @@ def _graphed(decoder, batch_size: int, anchors: torch.Tensor):
         return static_outputs.clone()  # the next replay overwrites static_outputs
 
     return replay
-
-
-def _sweep_params(decoder, anchors, dims, values, out_shape, output_dtype, keep_outputs, mode, output_space) -> dict:
-    """Everything that makes two sweeps the same sweep (checked before resuming)."""
-    return {
-        "decoder": fingerprint(decoder),
-        "anchors": tensor_digest(anchors),
-        "dims": [int(d) for d in dims.tolist()],
-        "values": tensor_digest(values.contiguous()),
-        "grid": [anchors.shape[0], dims.numel(), values.shape[2]],
-        "latent_dim": anchors.shape[1],
-        "out_shape": list(out_shape),
-        "output_dtype": str(output_dtype),
-        "keep_outputs": keep_outputs,
-        "mode": mode,
-        "output_space": output_space,
-    }
-
-
-def _open_sink(out, geometry, keep_outputs, params, resume, overwrite, latent_dim):
-    if out is None:
-        total_bytes = geometry.total_rows * geometry.features * torch.empty((), dtype=geometry.output_dtype).element_size()
-        ram = _batching.physical_memory()
-        if keep_outputs and ram and total_bytes > ram // 2:
-            raise ValueError(
-                f"{_FN}: keeping all outputs in memory needs {total_bytes / 2**30:.1f} GiB; pass "
-                "out='sweep.zarr' (on disk, resumable) or keep_outputs=False (statistics only)"
-            )
-        return MemorySink(geometry, keep_outputs)
-    if not isinstance(out, (str, Path)):
-        raise TypeError(f"{_FN}: out must be None or a path, got {type(out).__name__}")
-    path = Path(out)
-    store = existing_store(path)
-    if store is not None:
-        if overwrite:
-            remove_store(store)
-        elif not resume:
-            raise ValueError(
-                f"{_FN}: {path} already holds a sweep ({store.completed_rows} of "
-                f"{store.geometry.total_rows} points done); pass resume=True to continue it or "
-                "overwrite=True to replace it"
-            )
-        else:
-            differing = sorted(k for k in set(params) | set(store.params) if params.get(k) != store.params.get(k))
-            if differing:
-                raise ValueError(
-                    f"{_FN}: the sweep stored at {path} has different parameters ({', '.join(differing)}); "
-                    "call traverse with the same arguments to resume it, or pass overwrite=True to start over"
-                )
-            return store
-    elif resume:
-        raise ValueError(f"{_FN}: resume=True but there is no sweep at {path}")
-    return create_store(path, geometry, keep_outputs=keep_outputs, params=params, latent_dim=latent_dim)
-
-
-def _write_static(sink, anchors, dims, values, anchor_outputs) -> None:
-    if isinstance(sink, SweepStore):
-        sink.write_static(anchors=anchors, dims=dims, values=values, anchor_outputs=anchor_outputs)
-
-
-def _save_progress(sink, stats) -> None:
-    if isinstance(sink, SweepStore):
-        sink.checkpoint(stats.state())
-
-
-def _explain_stop(error: BaseException, sink, stats, total: int) -> None:
-    """Tells the user what was kept and how to go on (as an exception note, or on stderr for
-    Ctrl-C, whose traceback users rarely read)."""
-    done = stats.committed_row
-    if isinstance(sink, SweepStore):
-        message = (
-            f"latentsweep: the sweep stopped after {done} of {total} points; they are saved in "
-            f"{sink.path}. Call traverse(...) again with the same arguments and resume=True to continue."
-        )
-    else:
-        message = (
-            f"latentsweep: the sweep stopped after {done} of {total} points. Pass out='sweep.zarr' "
-            "to keep partial results on disk and make long sweeps resumable."
-        )
-    if isinstance(error, KeyboardInterrupt) and not _STOP_MESSAGES_AS_NOTES.get():
-        print(message, file=sys.stderr)
-    else:
-        error.add_note(message)
-
-
-# The command line words the advice after Ctrl-C itself (with its flags): it asks for a note.
-_STOP_MESSAGES_AS_NOTES = contextvars.ContextVar("latentsweep_stop_messages_as_notes", default=False)
-
-
-@contextlib.contextmanager
-def stop_messages_as_notes():
-    """Within this block the advice after Ctrl-C is an exception note, not printed."""
-    token = _STOP_MESSAGES_AS_NOTES.set(True)
-    try:
-        yield
-    finally:
-        _STOP_MESSAGES_AS_NOTES.reset(token)

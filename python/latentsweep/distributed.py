@@ -1,0 +1,102 @@
+"""Who does which part of a sweep: one process, the ranks of a process group, or a shard.
+
+Under ``torchrun`` (or any launcher that sets ``RANK``/``WORLD_SIZE``) the ranks split the
+sweep's units. An existing process group is used as it is (an embedding application owns it);
+one is created (gloo on the CPU, nccl on CUDA) only when the environment asks for it and there is
+none, and only a group created here is destroyed here. ``shard=(i, n)`` runs shard i of n with
+no process group at all (Slurm job arrays, Kubernetes indexed jobs, several notebooks).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+
+from . import _checks
+
+
+@dataclass
+class Workers:
+    """This process's place in the sweep: rank of world (ranks of a process group talk to each
+    other; shards do not), the group and whether it was created here."""
+
+    rank: int = 0
+    world: int = 1
+    grouped: bool = False
+    created: bool = False
+    shard: tuple[int, int] | None = None
+
+    @property
+    def leader(self) -> bool:
+        return self.rank == 0 or self.shard is not None
+
+    def barrier(self) -> None:
+        if self.grouped:
+            torch.distributed.barrier()
+
+    def broadcast(self, value):
+        """Rank 0's value, on every rank (a picklable object)."""
+        if not self.grouped:
+            return value
+        box = [value]
+        torch.distributed.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def all_gather(self, value) -> list:
+        if not self.grouped:
+            return [value]
+        gathered = [None] * self.world
+        torch.distributed.all_gather_object(gathered, value)
+        return gathered
+
+    def close(self) -> None:
+        if self.created and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+            self.created = False
+
+
+def _env_world() -> int:
+    try:
+        return int(os.environ.get("WORLD_SIZE", "1"))
+    except ValueError:
+        return 1
+
+
+def join(fn: str, shard, device: torch.device | None) -> Workers:
+    """The Workers of this call (creating a process group only if the environment asks)."""
+    initialized = torch.distributed.is_available() and torch.distributed.is_initialized()
+    if shard is not None:
+        if not isinstance(shard, (tuple, list)) or len(shard) != 2:
+            raise TypeError(f"{fn}: shard must be a pair (index, count), e.g. (0, 4), got {shard!r}")
+        count = _checks.integer(fn, "shard count", shard[1], low=1)
+        index = _checks.integer(fn, "shard index", shard[0], low=0)
+        if index >= count:
+            raise ValueError(f"{fn}: shard index must lie in [0, {count}) for {count} shards, got {index}")
+        if (initialized and torch.distributed.get_world_size() > 1) or _env_world() > 1:
+            raise ValueError(
+                f"{fn}: shard= cannot be combined with a process group (WORLD_SIZE > 1): under torchrun the "
+                "ranks split the sweep by themselves; use shard= only for independent processes"
+            )
+        return Workers(rank=index, world=count, shard=(index, count))
+    if initialized:
+        world = torch.distributed.get_world_size()
+        return Workers(rank=torch.distributed.get_rank(), world=world, grouped=world > 1)
+    if _env_world() > 1 and "RANK" in os.environ:
+        if not torch.distributed.is_available():
+            raise RuntimeError(f"{fn}: WORLD_SIZE={_env_world()} but this torch build has no torch.distributed")
+        backend = "nccl" if device is not None and device.type == "cuda" else "gloo"
+        if backend == "nccl":
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        torch.distributed.init_process_group(backend=backend)
+        return Workers(rank=torch.distributed.get_rank(), world=torch.distributed.get_world_size(),
+                       grouped=True, created=True)
+    return Workers()
+
+
+def local_device(device: torch.device, workers: Workers) -> torch.device:
+    """``cuda`` without an index means this rank's GPU (LOCAL_RANK) in a process group."""
+    if device.type == "cuda" and device.index is None and workers.grouped:
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return device

@@ -1,0 +1,73 @@
+"""A unit's partial statistics and their merge, in unit order.
+
+Each work unit holds whole traversals, so its statistics are sums over its own rows only:
+``dim_effect_sum[k]`` (sum of effect over its rows of latent k) and ``sensitivity_sum[k, f]``
+(sum over its traversals of latent k of the slope of feature f). The sweep's statistics are
+these sums added unit after unit in unit order: the same additions in the same order whoever
+computed the units, so the result is bitwise identical at any number of processes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import numpy as np
+import torch
+
+
+@dataclass
+class UnitStatistics:
+    """The float64 sums of one unit (named tensors; serialised by name, never by position)."""
+
+    dim_effect_sum: torch.Tensor  # [K]
+    sensitivity_sum: torch.Tensor  # [K, F]
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {f.name: getattr(self, f.name).detach().cpu().double().numpy() for f in fields(self)}
+
+    @classmethod
+    def from_arrays(cls, arrays, num_dims: int, features: int) -> UnitStatistics:
+        """From :meth:`arrays` (e.g. an ``np.load`` of a unit record); ValueError if malformed."""
+        shapes = {"dim_effect_sum": (num_dims,), "sensitivity_sum": (num_dims, features)}
+        values = {}
+        for name, shape in shapes.items():
+            array = np.asarray(arrays[name])
+            if array.shape != shape or array.dtype != np.float64:
+                raise ValueError(f"{name} is {array.dtype}{list(array.shape)}, expected float64{list(shape)}")
+            values[name] = torch.from_numpy(array.copy())
+        return cls(**values)
+
+    @classmethod
+    def from_state(cls, state: dict[str, torch.Tensor]) -> UnitStatistics:
+        """From the C++ statistics' ``state()`` after a unit."""
+        return cls(state["dim_effect_sum"], state["sensitivity_sum"])
+
+
+class OrderedMerge:
+    """Adds unit statistics in unit order (units 0, 1, 2, ...; each exactly once)."""
+
+    def __init__(self, num_dims: int, features: int):
+        self.dim_effect_sum = torch.zeros(num_dims, dtype=torch.float64)
+        self.sensitivity_sum = torch.zeros(num_dims, features, dtype=torch.float64)
+        self.next_unit = 0
+
+    def add(self, unit: int, statistics: UnitStatistics) -> None:
+        if unit != self.next_unit:
+            raise RuntimeError(f"merge out of order: unit {unit} after unit {self.next_unit - 1}")
+        self.dim_effect_sum += statistics.dim_effect_sum
+        self.sensitivity_sum += statistics.sensitivity_sum
+        self.next_unit += 1
+
+    def result(self, *, num_anchors: int, num_steps: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """(dim_effect [K], sensitivity [K, F]) in ``dtype`` (the statistics' precision)."""
+        dim_effect = self.dim_effect_sum / float(num_anchors * num_steps)
+        sensitivity = self.sensitivity_sum / float(num_anchors)
+        return dim_effect.to(dtype), sensitivity.to(dtype)
+
+
+def merge_units(units, *, num_dims: int, features: int) -> OrderedMerge:
+    """Merges ``(unit, UnitStatistics)`` pairs given in unit order."""
+    merged = OrderedMerge(num_dims, features)
+    for unit, statistics in units:
+        merged.add(unit, statistics)
+    return merged

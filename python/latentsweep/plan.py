@@ -1,0 +1,76 @@
+"""The plan of a sweep: batch size and work units, from the sweep's arguments only.
+
+A work unit is a run of whole traversals (a traversal never spans two units) whose rows start on
+a batch boundary, so its batches are the same whoever decodes it, and whose rows cover whole
+store chunks, so no two processes ever write the same chunk. The plan never depends on the
+number of processes: that is what makes results bitwise identical at any world size.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+UNIT_MIN_BATCHES = 4  # decoder calls per unit, at least: amortises a unit's record and reset
+MAX_ALIGNED_BATCHES = 64  # beyond this, a unit pads its last batch instead of aligning exactly
+
+
+@dataclass(frozen=True)
+class SweepPlan:
+    """``num_rows`` grid rows (A*K*S) of ``num_steps`` steps, decoded ``batch_size`` at a time
+    in units of ``unit_rows`` rows (a multiple of ``num_steps``); the store's chunks hold
+    ``chunk_rows`` rows (``unit_rows`` is a multiple of it)."""
+
+    num_rows: int
+    num_steps: int
+    batch_size: int
+    unit_rows: int
+    chunk_rows: int
+
+    @property
+    def num_units(self) -> int:
+        return -(-self.num_rows // self.unit_rows)
+
+    def unit_rows_of(self, unit: int) -> tuple[int, int]:
+        """Rows ``[start, stop)`` of a unit."""
+        start = unit * self.unit_rows
+        return start, min(start + self.unit_rows, self.num_rows)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def make_plan(num_rows: int, num_steps: int, batch_size: int) -> SweepPlan:
+    """Units of whole traversals, aligned to batches where that costs few batches per unit."""
+    batch_size = max(1, min(batch_size, num_rows))
+    aligned = math.lcm(batch_size, num_steps)
+    if aligned // batch_size <= MAX_ALIGNED_BATCHES:
+        unit_rows = aligned * max(1, -(-UNIT_MIN_BATCHES * batch_size // aligned))
+        chunk_rows = batch_size
+    else:  # e.g. a prime number of steps: one padded batch per unit, one chunk per unit
+        unit_rows = num_steps * -(-UNIT_MIN_BATCHES * batch_size // num_steps)
+        chunk_rows = unit_rows
+    if unit_rows >= num_rows:
+        unit_rows = num_rows
+        chunk_rows = min(chunk_rows, num_rows)
+    return SweepPlan(num_rows, num_steps, batch_size, unit_rows, chunk_rows)
+
+
+def plan_from_dict(fields: dict) -> SweepPlan:
+    plan = SweepPlan(**{k: int(fields[k]) for k in ("num_rows", "num_steps", "batch_size", "unit_rows", "chunk_rows")})
+    whole = plan.unit_rows == plan.num_rows
+    if not (min(plan.num_rows, plan.num_steps, plan.batch_size, plan.chunk_rows, plan.unit_rows) >= 1
+            and plan.num_rows % plan.num_steps == 0
+            and (whole or (plan.unit_rows % plan.chunk_rows == 0 and plan.unit_rows % plan.num_steps == 0))):
+        raise ValueError(f"inconsistent plan {fields}")
+    return plan
+
+
+def units_for(plan: SweepPlan, pending: list[int], rank: int, world: int) -> list[int]:
+    """The pending units a rank decodes: every world-th one (round robin, in unit order)."""
+    return pending[rank::world]
+
+
+def shard_units(plan: SweepPlan, index: int, count: int) -> list[int]:
+    """Units of shard ``index`` of ``count``: every count-th unit (fixed, whatever is done)."""
+    return list(range(index, plan.num_units, count))

@@ -1,0 +1,123 @@
+"""Where a sweep's rows go: one small Protocol, implemented in memory and by the stores.
+
+``traverse`` only talks to a :class:`Sink`; a new backend implements these methods and nothing
+in ``traverse`` changes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import torch
+
+from .merge import UnitStatistics
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Sizes of a sweep's results: the grid, the per-point outputs and their dtypes."""
+
+    num_anchors: int
+    num_dims: int
+    num_steps: int
+    out_shape: tuple[int, ...]
+    output_dtype: torch.dtype
+
+    @property
+    def num_rows(self) -> int:
+        return self.num_anchors * self.num_dims * self.num_steps
+
+    @property
+    def features(self) -> int:
+        features = 1
+        for size in self.out_shape:
+            features *= size
+        return features
+
+    @property
+    def grid_shape(self) -> tuple[int, int, int]:
+        return (self.num_anchors, self.num_dims, self.num_steps)
+
+    @property
+    def statistics_dtype(self) -> torch.dtype:
+        """Statistics are computed in the outputs' precision: float64 for float64, else float32."""
+        return torch.float64 if self.output_dtype == torch.float64 else torch.float32
+
+
+class Sink(Protocol):
+    """Receives a sweep's rows unit by unit and hands back what it kept."""
+
+    path: Path | None
+
+    def done_units(self) -> set[int]:
+        """Units already complete (and intact) in this sink."""
+
+    def write_rows(self, start: int, count: int, outputs: torch.Tensor | None, effect: torch.Tensor) -> None:
+        """Rows ``[start, start + count)`` of the current unit (outputs None when not kept)."""
+
+    def finish_unit(self, unit: int, start: int, stop: int, statistics: UnitStatistics) -> None:
+        """Records unit ``unit`` (rows ``[start, stop)``) as complete, with its statistics."""
+
+    def unit_statistics(self, unit: int) -> UnitStatistics:
+        """The statistics recorded for a complete unit."""
+
+    def effect(self) -> torch.Tensor:
+        """``[A*K*S]`` effect of every row."""
+
+    def outputs(self):
+        """``[A, K, S, *out_shape]`` outputs (tensor or array-like), or None."""
+
+    def close(self) -> None:
+        """Releases what the sink holds (files, leases); idempotent."""
+
+
+class MemorySink:
+    """Keeps effect, outputs (unless keep_outputs=False) and unit statistics in CPU memory."""
+
+    path = None
+
+    def __init__(self, geometry: Geometry, keep_outputs: bool):
+        self.geometry = geometry
+        self._effect = torch.zeros(geometry.num_rows, dtype=geometry.statistics_dtype)
+        self._outputs = (
+            torch.empty((geometry.num_rows, *geometry.out_shape), dtype=geometry.output_dtype)
+            if keep_outputs
+            else None
+        )
+        self._units: dict[int, UnitStatistics] = {}
+
+    def done_units(self) -> set[int]:
+        return set(self._units)
+
+    def write_rows(self, start, count, outputs, effect) -> None:
+        self._effect[start : start + count] = effect
+        if self._outputs is not None:
+            self._outputs[start : start + count] = outputs
+
+    def finish_unit(self, unit, start, stop, statistics) -> None:
+        self._units[unit] = statistics
+
+    def unit_statistics(self, unit: int) -> UnitStatistics:
+        return self._units[unit]
+
+    def effect(self) -> torch.Tensor:
+        return self._effect
+
+    def outputs(self):
+        g = self.geometry
+        return None if self._outputs is None else self._outputs.view(*g.grid_shape, *g.out_shape)
+
+    def close(self) -> None:
+        pass
+
+    # Ranks without a shared store exchange their units (statistics only: effect rows and sums).
+    def export_units(self, plan, units) -> dict:
+        return {u: (self._effect[slice(*plan.unit_rows_of(u))].clone(), self._units[u]) for u in units}
+
+    def import_units(self, plan, exported: dict) -> None:
+        for unit, (effect, statistics) in exported.items():
+            start, stop = plan.unit_rows_of(unit)
+            self._effect[start:stop] = effect
+            self._units[unit] = statistics
