@@ -3,12 +3,15 @@
 Under ``torchrun`` (or any launcher that sets ``RANK``/``WORLD_SIZE``) the ranks split the
 sweep's units. An existing process group is used as it is (an embedding application owns it);
 one is created (gloo on the CPU, nccl on CUDA) only when the environment asks for it and there is
-none, and only a group created here is destroyed here. ``shard=(i, n)`` runs shard i of n with
+none, and only a group created here is destroyed here: at the process's exit, because torchrun's
+rendezvous store cannot host a second group in the same process, so later sweeps of the same
+script reuse it. ``shard=(i, n)`` runs shard i of n with
 no process group at all (Slurm job arrays, Kubernetes indexed jobs, several notebooks).
 """
 
 from __future__ import annotations
 
+import atexit
 import os
 from dataclasses import dataclass
 
@@ -52,9 +55,12 @@ class Workers:
         return gathered
 
     def close(self) -> None:
-        if self.created and torch.distributed.is_initialized():
-            torch.distributed.destroy_process_group()
-            self.created = False
+        """Nothing to release now: a group created here lives until the process exits."""
+
+
+def _destroy_created_group() -> None:
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
 
 
 def _env_world() -> int:
@@ -90,6 +96,7 @@ def join(fn: str, shard, device: torch.device | None) -> Workers:
         if backend == "nccl":
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
         torch.distributed.init_process_group(backend=backend)
+        atexit.register(_destroy_created_group)
         return Workers(rank=torch.distributed.get_rank(), world=torch.distributed.get_world_size(),
                        grouped=True, created=True)
     return Workers()

@@ -1,0 +1,88 @@
+"""A sweep run under torchrun by tests/test_sweep_distributed.py (CPU, gloo).
+
+Every rank writes what traverse returned to OUT/<name>-rank<r>.npz, so the test can compare
+them bit for bit across process counts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+sys.path.insert(0, str(Path(__file__).parent))
+import latentsweep as ls  # noqa: E402
+from sweep_models import mlp_decoder  # noqa: E402
+
+ANCHORS = torch.randn(12, 5, generator=torch.Generator().manual_seed(11))
+STEPS, BATCH = 7, 8
+
+
+def killing_decoder(victim: int, at: int) -> torch.nn.Module:
+    """The MLP decoder (same weights, same identity); on rank `victim` its call `at` SIGKILLs
+    its own process (mid-unit: that unit is half-written)."""
+    decoder, calls = mlp_decoder(5, 20), [0]
+
+    def hook(module, inputs):
+        calls[0] += 1
+        if int(os.environ.get("RANK", "0")) == victim and calls[0] == at:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    decoder.register_forward_pre_hook(hook)
+    return decoder
+
+
+def save(result, out: Path, name: str) -> None:
+    rank = dist.get_rank() if dist.is_initialized() else int(os.environ.get("RANK", "0"))
+    arrays = {"effect": result.effect.numpy(), "dim_effect": result.dim_effect.numpy(),
+              "sensitivity": result.sensitivity.numpy()}
+    if result.outputs is not None:
+        arrays["outputs"] = np.asarray(result.outputs)
+    np.savez(out / f"{name}-rank{rank}.npz", **arrays)
+
+
+def sweep(decoder, **kwargs):
+    return ls.traverse(decoder, ANCHORS, steps=STEPS, batch_size=BATCH, progress=False, **kwargs)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("scenario", choices=["sweep", "caller-group", "kill", "resume"])
+    parser.add_argument("out", type=Path)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    decoder = mlp_decoder(5, 20)
+    world = int(os.environ["WORLD_SIZE"])
+    if args.scenario == "sweep":  # traverse creates the process group from the environment
+        save(sweep(decoder, out=args.out / f"sweep{world}.zarr"), args.out, f"store{world}")
+        assert dist.is_initialized() == (world > 1)  # created by traverse, kept for later sweeps, destroyed at exit
+        save(sweep(decoder, keep_outputs=False), args.out, f"memory{world}")
+    elif args.scenario == "caller-group":
+        dist.init_process_group("gloo")
+        save(sweep(decoder, out=args.out / f"caller{world}.zarr"), args.out, f"caller{world}")
+        for kwargs, message in [({"shard": (0, 2), "out": args.out / "x.zarr"}, "process group"),
+                                ({}, "out=")]:
+            try:
+                sweep(decoder, **kwargs)
+            except ValueError as error:
+                assert message in str(error), error
+            else:
+                raise AssertionError(f"{kwargs} was accepted under a process group")
+        total = torch.ones(1)
+        dist.all_reduce(total)  # the caller's group still works
+        assert dist.is_initialized() and int(total) == world
+        dist.destroy_process_group()
+    elif args.scenario == "kill":
+        sweep(killing_decoder(victim=1, at=12), out=args.out / "killed.zarr")
+    else:
+        save(sweep(decoder, out=args.out / "killed.zarr", resume=True), args.out, f"resumed{world}")
+
+
+if __name__ == "__main__":
+    main()

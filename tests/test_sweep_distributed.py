@@ -1,0 +1,130 @@
+"""Sweeps split among processes: torchrun ranks (CPU, gloo) and shards give results bitwise
+identical to one process, whatever the world size and after a rank is SIGKILLed and the sweep
+resumed at another world size; a caller's process group is left intact; bad input is refused."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import latentsweep as ls
+from sweep_models import mlp_decoder
+
+WORKER = Path(__file__).parent / "distributed_worker.py"
+sys.path.insert(0, str(WORKER.parent))
+from distributed_worker import ANCHORS, BATCH, STEPS  # noqa: E402
+
+pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="no torch.distributed")
+
+
+def torchrun(nproc: int, *args, check: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+               str(WORKER), *map(str, args)]
+    completed = subprocess.run(command, capture_output=True, text=True, timeout=180, env=env)
+    if check:
+        assert completed.returncode == 0, completed.stderr[:6000]
+    return completed
+
+
+def load(out: Path, name: str, ranks: int) -> list[dict]:
+    return [dict(np.load(out / f"{name}-rank{r}.npz")) for r in range(ranks)]
+
+
+def assert_identical(got: dict, expected: dict) -> None:
+    for key in ("effect", "dim_effect", "sensitivity", "outputs"):
+        if key in expected or key in got:
+            assert np.array_equal(got[key], expected[key]), key
+            assert got[key].tobytes() == expected[key].tobytes(), key  # bitwise, NaN-free
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """1, 2 (caller's group) and 3 (group from the environment) processes."""
+    out = tmp_path_factory.mktemp("distributed")
+    torchrun(1, "sweep", out)
+    torchrun(2, "caller-group", out)
+    torchrun(3, "sweep", out)
+    return out
+
+
+def test_one_two_and_three_processes_are_bitwise_identical(runs):
+    (single,) = load(runs, "store1", 1)
+    assert single["outputs"].shape == (12, 5, STEPS, 20)
+    for name, ranks in [("caller2", 2), ("store3", 3)]:
+        for result in load(runs, name, ranks):
+            assert_identical(result, single)
+    (memory,) = load(runs, "memory1", 1)
+    for result in load(runs, "memory3", 3):  # statistics only, no store: ranks swap their units
+        assert_identical(result, memory)
+    assert_identical({k: memory[k] for k in memory}, {k: single[k] for k in memory})
+
+
+def test_in_process_single_run_matches_torchrun(runs):
+    torch_threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        result = ls.traverse(mlp_decoder(5, 20), ANCHORS, steps=STEPS, batch_size=BATCH, keep_outputs=False)
+    finally:
+        torch.set_num_threads(torch_threads)
+    (memory,) = load(runs, "memory1", 1)
+    assert np.array_equal(result.sensitivity.numpy(), memory["sensitivity"])
+
+
+def test_three_shards_and_open_sweep_match(runs, tmp_path):
+    path = tmp_path / "shards.zarr"
+    torch_threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        statuses = [ls.traverse(mlp_decoder(5, 20), ANCHORS, steps=STEPS, batch_size=BATCH, out=path,
+                                shard=(i, 3)) for i in (2, 0)]
+        assert all(isinstance(s, ls.StoreStatus) and not s.complete for s in statuses)
+        with pytest.raises(ValueError, match="incomplete.*missing"):
+            ls.open_sweep(path)
+        last = ls.traverse(mlp_decoder(5, 20), ANCHORS, steps=STEPS, batch_size=BATCH, out=path, shard=(1, 3))
+    finally:
+        torch.set_num_threads(torch_threads)
+    assert isinstance(last, ls.TraversalResult)
+    (single,) = load(runs, "store1", 1)
+    for result in (last, ls.open_sweep(path)):
+        got = {"effect": result.effect.numpy(), "dim_effect": result.dim_effect.numpy(),
+               "sensitivity": result.sensitivity.numpy(), "outputs": np.asarray(result.outputs)}
+        assert_identical(got, single)
+
+
+def test_sigkill_of_one_rank_then_resume_at_another_world_size(runs, tmp_path):
+    killed = torchrun(3, "kill", tmp_path, check=False)
+    assert killed.returncode != 0
+    path = tmp_path / "killed.zarr"
+    before = ls.sweep_status(path)
+    # rank 1 finished its first unit, then died in the middle of its second: that one has no
+    # record and is computed again
+    assert 1 <= len(before.done) < before.num_units
+    torch_threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:  # one shard of two in this process, then the rest under torchrun with two ranks
+        ls.traverse(mlp_decoder(5, 20), ANCHORS, steps=STEPS, batch_size=BATCH, out=path, shard=(0, 2))
+    finally:
+        torch.set_num_threads(torch_threads)
+    torchrun(2, "resume", tmp_path)
+    (single,) = load(runs, "store1", 1)
+    for result in load(tmp_path, "resumed2", 2):
+        assert_identical(result, single)
+
+
+def test_bad_shards_are_refused(tmp_path):
+    decoder = mlp_decoder(5, 20)
+    for shard, error, match in [((3, 3), ValueError, r"shard index must lie in \[0, 3\)"),
+                                ((0, 0), ValueError, "shard count must be >= 1"),
+                                ((-1, 2), ValueError, "shard index must be >= 0"),
+                                (3, TypeError, "pair")]:
+        with pytest.raises(error, match=match):
+            ls.traverse(decoder, ANCHORS, steps=STEPS, out=tmp_path / "s.zarr", shard=shard)
+    with pytest.raises(ValueError, match="shard= needs out="):
+        ls.traverse(decoder, ANCHORS, steps=STEPS, shard=(0, 2))
