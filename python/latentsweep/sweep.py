@@ -354,9 +354,10 @@ def _open_sink(out, spec, probe, geometry, decoder, batch, *, explicit, keep_out
             store = _leader_store(path, want, make_plan(spec.num_rows, spec.num_steps, batch), explicit=explicit,
                                   resume=resume, overwrite=overwrite, join=workers.shard is not None)
             status = store.status()
-            for unit, why in sorted(status.damaged.items())[:5]:
-                warnings.warn(f"{_FN}: unit {unit} of {path} is damaged ({why}); computing it again", RuntimeWarning,
-                              stacklevel=4)
+            if status.damaged:
+                detail = "; ".join(f"unit {u}: {why}" for u, why in sorted(status.damaged.items())[:3])
+                warnings.warn(f"{_FN}: {len(status.damaged)} work unit(s) of {path} are damaged ({detail}); "
+                              "computing them again", RuntimeWarning, stacklevel=4)
             outcome = ("ok", store.plan.as_dict(), status.missing)
         except Exception as error:  # noqa: BLE001 - the other ranks raise it too
             if not workers.grouped:

@@ -1,0 +1,257 @@
+"""Stores that cannot be silently wrong (issue 7 item 6): one sweep per store while it is being
+written, damaged or missing data recomputed or refused (never read as zeros), stores never
+half-made, geometry and decoder checked on resume, read-only reading, and overwrite=True that
+removes only what a store wrote."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import latentsweep as ls
+from sweep_models import rowwise_decoder
+
+TESTS = Path(__file__).parent
+ANCHORS = torch.randn(8, 6, generator=torch.Generator().manual_seed(3))
+STEPS, BATCH = 10, 16  # 480 points in 6 units of 80
+
+
+def sweep(path, decoder=rowwise_decoder, **kwargs):
+    return ls.traverse(decoder, ANCHORS, steps=STEPS, batch_size=BATCH, out=path, **kwargs)
+
+
+def assert_same(result, expected) -> None:
+    for name in ("effect", "dim_effect", "sensitivity"):
+        assert torch.equal(getattr(result, name), getattr(expected, name)), name
+    if expected.outputs is not None:
+        assert np.array_equal(np.asarray(result.outputs), np.asarray(expected.outputs))
+
+
+@pytest.fixture(scope="module")
+def full():
+    return ls.traverse(rowwise_decoder, ANCHORS, steps=STEPS, batch_size=BATCH)
+
+
+def chunk_files(path: Path, array: str) -> list[Path]:
+    return sorted(p for p in (path / array).rglob("*") if p.is_file() and p.name != "zarr.json")
+
+
+SLOW_SCRIPT = """
+import sys, torch, latentsweep as ls
+sys.path.insert(0, {tests!r})
+from sweep_models import SlowRowwiseDecoder
+anchors = torch.randn(8, 6, generator=torch.Generator().manual_seed(3))
+ls.traverse(SlowRowwiseDecoder(0.05), anchors, steps=10, batch_size=16, out={path!r})
+"""
+
+
+def test_a_store_being_written_is_not_overwritten_by_another_sweep(tmp_path, full):
+    path = tmp_path / "busy.zarr"
+    writer = subprocess.Popen([sys.executable, "-c", SLOW_SCRIPT.format(tests=str(TESTS), path=str(path))],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not list((path / "leases").glob("*.json")):
+            assert writer.poll() is None, writer.communicate()
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        other = lambda z: rowwise_decoder(z) * 2  # noqa: E731 - another decoder: another sweep
+        with pytest.raises(ValueError, match="in use by another sweep.*pid"):
+            sweep(path, other, overwrite=True)
+        with pytest.raises(ValueError, match="different parameters"):
+            sweep(path, other)
+        with pytest.raises(ValueError, match="in use"):
+            sweep(path, overwrite=True)  # the same sweep restarted from scratch: refused too
+        assert writer.wait(timeout=120) == 0, writer.communicate()
+    finally:
+        if writer.poll() is None:
+            writer.kill()
+    assert_same(ls.open_sweep(path), full)
+    assert not list((path / "leases").glob("*.json"))  # the writer released its lease
+
+
+def test_a_crashed_writer_does_not_leave_the_store_locked(tmp_path, full):
+    path = tmp_path / "crashed.zarr"
+    writer = subprocess.Popen([sys.executable, "-c", SLOW_SCRIPT.format(tests=str(TESTS), path=str(path))])
+    deadline = time.monotonic() + 60
+    while not list((path / "units").glob("*.npz")) if path.exists() else True:
+        assert time.monotonic() < deadline and writer.poll() is None
+        time.sleep(0.05)
+    os.kill(writer.pid, signal.SIGKILL)
+    writer.wait(timeout=30)
+    assert list((path / "leases").glob("*.json"))  # left behind, but its process is gone
+    assert_same(sweep(path, overwrite=True), full)
+
+
+def test_deleted_chunk_files_are_recomputed_never_read_as_zeros(tmp_path, full):
+    path = tmp_path / "sweep.zarr"
+    sweep(path)
+    victims = chunk_files(path, "outputs")[2:4] + chunk_files(path, "effect")[7:8]
+    for victim in victims:
+        victim.unlink()
+    with pytest.raises(ValueError, match="incomplete.*damaged: unit 2: its output rows do not match"):
+        ls.open_sweep(path)
+    with pytest.warns(RuntimeWarning, match="damaged"):
+        resumed = sweep(path, resume=True)
+    assert 0 < resumed.points_computed < full.num_points
+    assert_same(resumed, full)
+    assert_same(ls.open_sweep(path), full)
+
+
+def test_a_damaged_unit_record_is_recomputed_and_named(tmp_path, full):
+    path = tmp_path / "sweep.zarr"
+    sweep(path, keep_outputs=False)
+    record = sorted((path / "units").glob("*.npz"))[3]
+    record.write_bytes(b"not a record")
+    with pytest.raises(ValueError, match="unit 3: its record u000000003.npz is unreadable"):
+        ls.open_sweep(path)
+    with pytest.warns(RuntimeWarning, match="unit 3"):
+        resumed = sweep(path, keep_outputs=False, resume=True)
+    assert resumed.points_computed == 80
+    assert torch.equal(resumed.sensitivity, full.sensitivity)
+
+
+def test_damaged_static_arrays_are_rewritten_on_resume_and_named_when_read(tmp_path, full):
+    path = tmp_path / "sweep.zarr"
+    sweep(path)
+    for victim in chunk_files(path, "anchors"):
+        victim.unlink()
+    with pytest.raises(ValueError, match="damaged.*anchors does not match its checksum"):
+        ls.open_sweep(path)
+    again = sweep(path, resume=True)
+    assert again.points_computed == 0
+    assert torch.equal(ls.open_sweep(path).anchors, ANCHORS)
+
+
+def test_no_half_made_store_is_left_behind(tmp_path):
+    path = tmp_path / "sweep.zarr"
+
+    def broken(codes):
+        raise RuntimeError("the decoder fails at once")
+
+    with pytest.raises(RuntimeError, match="fails at once"):
+        sweep(path, broken)
+    assert not path.exists()  # the probe failed before the store was created
+    leftovers = [p.name for p in tmp_path.iterdir()]
+    assert leftovers == []
+
+
+def test_a_truncated_npy_store_is_recomputed_or_overwritten(tmp_path, full):
+    path = tmp_path / "sweep.npy"
+    sweep(path)
+    with open(path, "r+b") as file:
+        file.truncate(100)  # shorter than its header says: disk full, file-size limit
+    with pytest.raises(ValueError, match="outputs file .* is missing, truncated"):
+        ls.open_sweep(path)
+    with pytest.warns(RuntimeWarning, match="6 work unit.*damaged"):
+        resumed = sweep(path, resume=True)
+    assert resumed.points_computed == full.num_points
+    assert_same(resumed, full)
+    with open(path, "r+b") as file:
+        file.truncate(10)
+    assert_same(sweep(path, overwrite=True), full)
+
+
+def test_forged_geometry_is_refused(tmp_path):
+    path = tmp_path / "sweep.zarr"
+    sweep(path)
+    meta_file = path / "zarr.json"
+    meta = json.loads(meta_file.read_text())
+    meta["attributes"]["latentsweep"]["geometry"]["out_shape"] = [4, 3]  # same size, other shape
+    meta_file.write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="damaged"):
+        sweep(path, resume=True)
+    with pytest.raises(ValueError, match="damaged"):
+        ls.open_sweep(path)
+    meta_file.write_text("{not json")
+    with pytest.raises(ValueError, match="not a latentsweep sweep store"):
+        ls.open_sweep(path)
+
+
+def test_unreadable_metadata_says_damaged_and_what_to_do(tmp_path):
+    path = tmp_path / "sweep.zarr"
+    sweep(path)
+    meta_file = path / "zarr.json"
+    meta = json.loads(meta_file.read_text())
+    meta["attributes"]["latentsweep"]["plan"] = {"batch_size": "x"}
+    meta_file.write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="damaged: its metadata .*overwrite=True"):
+        sweep(path, resume=True)
+    sweep(path, overwrite=True)
+    assert ls.sweep_status(path).complete
+
+
+def test_a_finished_store_is_read_and_resumed_without_writing(tmp_path, full):
+    path = tmp_path / "sweep.zarr"
+    sweep(path)
+    before = {p: p.stat().st_mtime_ns for p in path.rglob("*")}
+    assert_same(ls.open_sweep(path), full)
+    again = sweep(path, resume=True)
+    assert again.points_computed == 0
+    assert {p: p.stat().st_mtime_ns for p in path.rglob("*")} == before  # nothing written
+
+
+def test_resuming_with_an_edited_decoder_is_refused(tmp_path):
+    path = tmp_path / "sweep.zarr"
+
+    def make(scale):
+        def decode(codes):
+            return rowwise_decoder(codes) * scale
+        return decode
+
+    sweep(path, make(1.0), keep_outputs=False)
+    with pytest.raises(ValueError, match="decoder changed"):
+        sweep(path, make(1.5), keep_outputs=False, resume=True)  # same name, other behaviour
+
+    class Decoder(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear = torch.nn.Linear(6, 12)
+            self.edited = False
+
+        def forward(self, codes):
+            return self.linear(codes) * (2.0 if self.edited else 1.0)
+
+    model_path = tmp_path / "model.zarr"
+    torch.manual_seed(0)
+    model = Decoder()
+    sweep(model_path, model, keep_outputs=False)
+    model.edited = True  # same weights, changed forward
+    with pytest.raises(ValueError, match="decoder changed"):
+        sweep(model_path, model, keep_outputs=False, resume=True)
+
+
+def test_overwrite_never_deletes_a_users_file_inside_the_store(tmp_path, full):
+    path = tmp_path / "sweep.zarr"
+    sweep(path)
+    (path / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match="did not write \\(notes.txt\\)"):
+        sweep(path, overwrite=True)
+    assert (path / "notes.txt").read_text() == "mine"
+    assert_same(ls.open_sweep(path), full)  # and the store is intact
+
+
+def test_resume_with_another_explicit_batch_size_is_refused(tmp_path):
+    path = tmp_path / "sweep.zarr"
+    sweep(path, keep_outputs=False)
+    with pytest.raises(ValueError, match="planned with batch_size=16"):
+        ls.traverse(rowwise_decoder, ANCHORS, steps=STEPS, batch_size=32, out=path, keep_outputs=False,
+                    resume=True)
+    auto = ls.traverse(rowwise_decoder, ANCHORS, steps=STEPS, out=path, keep_outputs=False, resume=True)
+    assert auto.batch_size == 16  # "auto" takes the store's
+
+
+def test_open_sweep_errors(tmp_path):
+    with pytest.raises(ValueError, match="no sweep at"):
+        ls.open_sweep(tmp_path / "nothing.zarr")
+    with pytest.raises(TypeError, match="path must be"):
+        ls.open_sweep(3)
