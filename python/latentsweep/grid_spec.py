@@ -95,10 +95,10 @@ def grid_spec(fn: str, anchors, *, mode, span, steps, dims, logvar, values, refe
             f"{fn}: anchors must hold at least one code of at least one latent ([A >= 1, D >= 1]), "
             f"got shape {tuple(anchors.shape)}"
         )
-    _checks.finite(fn, "anchors", anchors)
     # The sweep owns its anchors: a decoder that writes into its input, or a caller who changes
     # theirs later, cannot change the grid (and autograd history is dropped).
     anchors = anchors.detach().clone()
+    _checks.finite(fn, "anchors", anchors)
     dims_t = (
         torch.arange(anchors.shape[1], device=anchors.device)
         if dims is None

@@ -1,0 +1,117 @@
+"""Reproducers from issue 12 that concern the sweep engine: float64 statistics, decoders that
+write into their input, what the store accepts, and messages that name the problem."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import latentsweep as ls
+from sweep_models import rowwise_decoder
+from sweep_reference import reference_sweep
+
+ANCHORS = torch.randn(6, 4, generator=torch.Generator().manual_seed(5))
+
+
+def test_float64_outputs_get_float64_statistics():
+    result = ls.traverse(lambda z: 1e6 + 1e-3 * z, torch.zeros(1, 2, dtype=torch.float64), steps=5)
+    expected_effect = torch.tensor([1e-3, 5e-4, 0, 5e-4, 1e-3], dtype=torch.float64)
+    for k in range(2):  # latent k moves feature k only, by 1e-3 per unit; values -2..2
+        # (the decoder's own float64 rounding of 1e6 + 1e-3 z is ~1e-10, relative 2e-7 here)
+        torch.testing.assert_close(result.effect[0, k], expected_effect, rtol=1e-6, atol=1e-15)
+    torch.testing.assert_close(result.sensitivity, torch.eye(2, dtype=torch.float64) * 1e-3, rtol=1e-6, atol=1e-15)
+    assert result.dim_effect.dtype == result.sensitivity.dtype == result.effect.dtype == torch.float64
+    assert bool((result.dim_effect > 0).all())
+
+
+@pytest.mark.parametrize("suffix", [None, ".zarr", ".npy"])
+def test_float64_statistics_match_the_float64_reference(tmp_path, suffix):
+    anchors = ANCHORS.double()
+
+    def decoder(codes):
+        return 1e4 + rowwise_decoder(codes) * 1e-4  # float32 would lose all of it
+
+    out = None if suffix is None else tmp_path / f"sweep{suffix}"
+    result = ls.traverse(decoder, anchors, steps=6, batch_size=7, out=out)
+    expected = reference_sweep(decoder, anchors, result.dims, result.values)
+    torch.testing.assert_close(result.effect, expected["effect"], rtol=1e-9, atol=1e-15)
+    torch.testing.assert_close(result.sensitivity, expected["sensitivity"], rtol=1e-9, atol=1e-15)
+    torch.testing.assert_close(result.dim_effect, expected["dim_effect"], rtol=1e-9, atol=1e-15)
+
+
+def test_float32_statistics_are_float32_and_accurate():
+    result = ls.traverse(rowwise_decoder, ANCHORS, steps=6, batch_size=7)
+    expected = reference_sweep(rowwise_decoder, ANCHORS, result.dims, result.values)
+    assert result.sensitivity.dtype == torch.float32
+    torch.testing.assert_close(result.sensitivity.double(), expected["sensitivity"], rtol=1e-5, atol=1e-6)
+
+
+def test_a_decoder_writing_into_its_input_cannot_change_the_anchors():
+    anchors = ANCHORS.clone()
+
+    def vandal(codes):
+        out = rowwise_decoder(codes)
+        codes.mul_(0).add_(1e3)  # in place, on whatever it was given
+        return out
+
+    result = ls.traverse(vandal, anchors, steps=5, batch_size=4)
+    assert torch.equal(anchors, ANCHORS)  # the caller's tensor is untouched
+    clean = ls.traverse(rowwise_decoder, ANCHORS, steps=5, batch_size=4)
+    assert torch.equal(result.anchor_outputs, clean.anchor_outputs)
+    assert torch.equal(result.outputs, clean.outputs)
+
+
+@pytest.mark.parametrize("suffix", [".zarr", ".npy"])
+@pytest.mark.parametrize("kind", ["bfloat16", "requires_grad"])
+def test_the_store_accepts_what_the_api_accepts(tmp_path, suffix, kind):
+    anchors = ANCHORS.bfloat16() if kind == "bfloat16" else ANCHORS.clone().requires_grad_(True)
+    decoder = (lambda z: rowwise_decoder(z.float())) if kind == "bfloat16" else rowwise_decoder
+    memory = ls.traverse(decoder, anchors, steps=4)
+    stored = ls.traverse(decoder, anchors, steps=4, out=tmp_path / f"sweep{suffix}")
+    assert torch.equal(stored.sensitivity, memory.sensitivity)
+    assert np.array_equal(np.asarray(stored.outputs), memory.outputs.numpy())
+    reopened = ls.open_sweep(tmp_path / f"sweep{suffix}")
+    assert torch.equal(reopened.anchors, anchors.detach().float())
+
+
+def test_zero_anchors_get_a_message_that_names_them():
+    with pytest.raises(ValueError, match="anchors must hold at least one code"):
+        ls.traverse(rowwise_decoder, torch.zeros(0, 4))
+
+
+def test_empirical_mode_with_one_step_into_a_store(tmp_path):
+    reference = torch.randn(50, 4, generator=torch.Generator().manual_seed(0))
+    result = ls.traverse(rowwise_decoder, ANCHORS, mode="empirical", steps=1, reference=reference,
+                         out=tmp_path / "e.zarr")
+    assert result.values.shape == (6, 4, 1)
+    assert torch.equal(result.sensitivity, torch.zeros_like(result.sensitivity))  # no range, no slope
+
+
+def test_a_decoder_whose_width_changes_between_probe_batches():
+    def batch_dependent(codes):
+        return codes.new_ones(codes.shape[0], codes.shape[0])
+
+    with pytest.raises(ValueError, match="output shape changed from \\[4\\] .* to \\[2\\]"):
+        ls.traverse(batch_dependent, ANCHORS, steps=3, batch_size=4)
+
+
+def test_the_meta_device_is_refused_clearly():
+    with pytest.raises(ValueError, match="device='meta' holds no values"):
+        ls.traverse(rowwise_decoder, ANCHORS, steps=3, device="meta")
+
+
+def test_stored_outputs_with_an_empty_index_read_everything(tmp_path):
+    result = ls.traverse(rowwise_decoder, ANCHORS, steps=3, out=tmp_path / "s.zarr")
+    everything = np.asarray(result.outputs)
+    assert np.array_equal(result.outputs[()], everything)
+    assert np.array_equal(result.outputs[...], everything)
+    assert np.array_equal(result.outputs[2, 1], everything[2, 1])
+
+
+def test_many_processes_keeping_outputs_need_a_store(monkeypatch):
+    from latentsweep import distributed
+
+    monkeypatch.setattr(distributed, "join", lambda fn, shard, device: distributed.Workers(rank=0, world=2, grouped=True))
+    with pytest.raises(ValueError, match="with 2 processes and keep_outputs=True, pass out="):
+        ls.traverse(rowwise_decoder, ANCHORS, steps=3)
