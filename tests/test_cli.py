@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import os
 import subprocess
 import sys
 import textwrap
@@ -639,3 +640,39 @@ def test_output_activation_and_decoder_output(workspace):
            "sigmoid", "--out", "act_sample", cwd=workspace)
     decoded = np.load(workspace / "act_sample" / "decoded.npy")
     assert decoded.shape == (3, 1, 4, 4) and decoded.min() >= 0 and decoded.max() <= 1
+
+
+def test_traverse_under_torchrun_then_open(workspace):
+    """Two ranks share one store; one summary and one traversal.npz (rank 0); `open` reads it."""
+    args = ["traverse", "--model", "tiny_models:make", "--weights", "tiny.pt", "--data", "data.npy",
+            "--anchors", "4", "--steps", "5", "--sweep-batch-size", "4", "--out", "ranks", "--store",
+            "ranks.zarr", "--no-progress"]
+    completed = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "-m", "latentsweep",
+         *args], capture_output=True, text=True, cwd=workspace, timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert completed.returncode == 0, completed.stderr[:4000]
+    assert completed.stdout.count("points/s") == 1, completed.stdout
+    single = run(*[a if a not in ("ranks", "ranks.zarr") else a + "1" for a in args], cwd=workspace)
+    assert "points/s" in single.stdout
+    for key in ("effect", "dim_effect", "sensitivity"):
+        assert np.array_equal(np.load(workspace / "ranks" / "traversal.npz")[key],
+                              np.load(workspace / "ranks1" / "traversal.npz")[key]), key
+    opened = run("open", "ranks.zarr", cwd=workspace)
+    assert "4 anchors x 3 dims x 5 steps" in opened.stdout
+
+
+def test_traverse_shards_then_open(workspace):
+    args = ["traverse", "--model", "tiny_models:make", "--data", "data.npy", "--anchors", "4", "--steps", "5",
+            "--sweep-batch-size", "4", "--store", "shards.zarr", "--no-progress", "--out", "shards"]
+    first = run(*args, "--shard", "1/2", cwd=workspace)
+    assert "work units done" in first.stdout and "missing units" in first.stdout
+    incomplete = run("open", "shards.zarr", cwd=workspace, check=False)
+    assert incomplete.returncode == 1 and "missing units" in incomplete.stdout
+    last = run(*args, "--shard", "0/2", cwd=workspace)
+    assert "points/s" in last.stdout
+    assert "points/s" in run("open", "shards.zarr", cwd=workspace).stdout
+    bad = run(*args, "--shard", "2/2", cwd=workspace, check=False)
+    assert bad.returncode == 1 and "shard index must lie in [0, 2)" in bad.stderr
+    assert run(*args, "--shard", "x", cwd=workspace, check=False).returncode == 2

@@ -22,16 +22,19 @@ class TraversalResult:
             array-like read from the store when ``out=`` is a path (``numpy.asarray`` works),
             or ``None`` with ``keep_outputs=False``.
         anchor_outputs: ``[A, *out_shape]`` the decoder at the anchors themselves (x0).
-        effect: ``[A, K, S]`` mean over features of ``|x[a,k,s] - x0[a]|``.
+        effect: ``[A, K, S]`` mean over features of ``|x[a,k,s] - x0[a]|``. Statistics are in
+            the outputs' precision: float64 for float64 outputs, else float32.
         dim_effect: ``[K]`` mean of ``effect`` over anchors and steps.
         ranking: ``[K]`` latent indices (from ``dims``), largest ``dim_effect`` first.
         sensitivity: ``[K, F]`` mean over anchors of the summed absolute change of each feature
             along the traversal, divided by the traversal's range: the mean absolute slope of
             feature f along latent ``dims[k]`` (which latent moves which feature).
         out_shape: the decoder's output shape per code.
-        batch_size: codes per decoder call.
-        wall_time: seconds this call spent sweeping (excluding points done by earlier runs).
-        points_per_second: grid points decoded per second by this call.
+        batch_size: codes per decoder call (the sweep's plan; a store records it).
+        wall_time: seconds this call took (0 for :func:`latentsweep.open_sweep`).
+        points_per_second: grid points decoded per second by this call (all ranks together).
+        points_computed: grid points this call decoded (all ranks; 0 when a resumed sweep
+            had nothing left to do).
         store: the store's path when ``out=`` was a path, else None.
         mode: the traversal mode (``"values"`` when explicit values were given).
         points_computed: grid points decoded by this call (fewer than all when resumed).

@@ -15,7 +15,7 @@ from .errors import CliError, one_line, say
 # Errors whose message is the whole story (ours, and the library's argument checks).
 EXPECTED_ERRORS = (CliError, ValueError, TypeError, FileNotFoundError, OSError)
 
-COMMANDS = ("demo", "diagnose", "traverse", "sample", "report", "info")
+COMMANDS = ("demo", "diagnose", "traverse", "open", "sample", "report", "info")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_demo(sub)
     commands.add_diagnose(sub)
     commands.add_traverse(sub)
+    commands.add_open(sub)
     commands.add_sample(sub)
     commands.add_report(sub)
     commands.add_info(sub)

@@ -309,19 +309,57 @@ def add_traverse(sub) -> None:
     group.add_argument("--overwrite", action="store_true", help="replace the sweep in --store")
     group.add_argument("--no-outputs", action="store_true", help="keep only the statistics")
     group.add_argument("--no-progress", action="store_true", help="no progress bar")
+    group.add_argument("--shard", type=_shard, metavar="I/N",
+                       help="compute only shard I of N into --store (Slurm arrays: "
+                       "$SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT); under torchrun the ranks split the sweep by themselves")
     _out_option(parser, "latentsweep-out")
     parser.set_defaults(run=run_traverse)
 
 
+def _shard(text: str) -> tuple[int, int]:
+    index, _, count = text.partition("/")
+    try:
+        return int(index), int(count)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected I/N, e.g. 0/4, got {text!r}") from None
+
+
+def _world_and_rank() -> tuple[int, int]:
+    """(world size, rank) of the process group traverse used, or of the launcher's environment."""
+    import os
+
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_world_size(), torch.distributed.get_rank()
+    return int(os.environ.get("WORLD_SIZE", "1") or 1), int(os.environ.get("RANK", "0") or 0)
+
+
 def run_traverse(args) -> int:
+    import latentsweep as ls
+
+    world, _ = _world_and_rank()
+    if world > 1 and args.store is None and not args.no_outputs:
+        raise CliError(f"traverse: with {world} processes, pass --store sweep.zarr (one store all ranks write into) "
+                       "or --no-outputs")
+    if args.shard is not None and args.store is None:
+        raise CliError("traverse: --shard needs --store (the store the shards share)")
     model, encoder, decoder = _loaded(args)
     posterior, data = _encode(encoder, model, args)
     mode = _resolve_mode(args.mode, posterior, args.prior_std)
     result = _traverse(
         decoder, posterior, _anchors(posterior, args), args, mode=mode, batch_size=args.sweep_batch_size,
         out=args.store, keep_outputs=not args.no_outputs, resume=args.resume, overwrite=args.overwrite,
-        progress=False if args.no_progress else None,
+        progress=False if args.no_progress else None, shard=args.shard,
     )
+    if isinstance(result, ls.StoreStatus):  # a shard of a sweep that other shards still work on
+        print(result.summary())
+        return 0
+    if _world_and_rank()[1] != 0 and args.shard is None:
+        return 0  # one summary and one set of files, from rank 0
+    _write_traversal(result, args, data)
+    return 0
+
+
+def _write_traversal(result, args, data) -> None:
     folder = _out_dir(args.out)
     np.savez(
         folder / "traversal.npz", dims=result.dims.numpy(), values=result.values.numpy(),
@@ -339,6 +377,27 @@ def run_traverse(args) -> int:
             written.append(f"traversal-anchor{a}.png")
     print(result.summary())
     print(f"wrote {', '.join(written[:3])}{' ...' if len(written) > 3 else ''} to {folder}")
+
+
+# ---- open ----------------------------------------------------------------------------------
+def add_open(sub) -> None:
+    parser = sub.add_parser(
+        "open", help="summarise a stored sweep (complete or not)",
+        description="Reads the sweep stored at PATH (read-only, checking every unit's checksums) and "
+        "prints its summary, or which work units are still missing.",
+    )
+    parser.add_argument("path", metavar="PATH", help="the store (.zarr, or the .npy of an .npy store)")
+    parser.set_defaults(run=run_open)
+
+
+def run_open(args) -> int:
+    import latentsweep as ls
+
+    status = ls.sweep_status(args.path)
+    if not status.complete:
+        print(status.summary())
+        return 1
+    print(ls.open_sweep(args.path).summary())
     return 0
 
 

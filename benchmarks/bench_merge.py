@@ -1,0 +1,89 @@
+"""What the merge costs as the number of work units grows, so the plan is known to hold at
+cluster scale.
+
+    python benchmarks/bench_merge.py [--features 64] [--dims 16]
+
+Measured for 10^2 and 10^4 units on real stores (a statistics-only sweep with one-row batches,
+so the grid has that many units): the time to check every unit's record and checksums
+(`sweep_status`, what a resume and `open_sweep` do) and to merge the records in unit order
+(`open_sweep`). Simulated for 10^2, 10^4 and 10^6 units: the ordered in-memory merge alone
+(K x F float64 sums per unit, added unit after unit), which is what rank 0 does after reading
+the records. Prints a Markdown table; per-unit costs show whether the merge grows linearly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+import latentsweep as ls
+from latentsweep.merge import OrderedMerge, UnitStatistics
+from latentsweep.plan import make_plan
+
+
+def decoder(codes: torch.Tensor) -> torch.Tensor:
+    return codes.sum(1, keepdim=True).expand(-1, FEATURES) * 0.5
+
+
+FEATURES = 64
+
+
+def store_with_units(folder: Path, units: int, dims: int) -> Path:
+    """A finished statistics-only store whose plan has `units` work units."""
+    steps, batch = 2, 1
+    rows_per_unit = make_plan(10**9, steps, batch).unit_rows
+    anchors = max(1, units * rows_per_unit // (dims * steps))
+    path = folder / f"units{units}.zarr"
+    codes = torch.randn(anchors, dims, generator=torch.Generator().manual_seed(0))
+    ls.traverse(decoder, codes, steps=steps, batch_size=batch, keep_outputs=False, out=path, progress=False)
+    return path
+
+
+def main() -> None:
+    global FEATURES
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--features", type=int, default=64)
+    parser.add_argument("--dims", type=int, default=16)
+    parser.add_argument("--store-units", type=int, nargs="*", default=[100, 10_000])
+    parser.add_argument("--simulated-units", type=int, nargs="*", default=[100, 10_000, 1_000_000])
+    args = parser.parse_args()
+    FEATURES = args.features
+    print(f"K = {args.dims} latents, F = {args.features} features (K x F float64 sums per unit)\n")
+    print("| units | what | seconds | per unit |")
+    print("| ---: | --- | ---: | ---: |")
+    folder = Path(tempfile.mkdtemp())
+    try:
+        for units in args.store_units:
+            path = store_with_units(folder, units, args.dims)
+            real = ls.sweep_status(path).num_units
+            started = time.perf_counter()
+            ls.sweep_status(path)
+            status_seconds = time.perf_counter() - started
+            started = time.perf_counter()
+            ls.open_sweep(path)  # checks again, then reads and merges every record
+            open_seconds = time.perf_counter() - started
+            print(f"| {real:,} | store: check records + checksums (resume, open) | {status_seconds:.3f} | "
+                  f"{status_seconds / real * 1e6:.0f} µs |")
+            print(f"| {real:,} | store: open_sweep (check + read + merge) | {open_seconds:.3f} | "
+                  f"{open_seconds / real * 1e6:.0f} µs |")
+            shutil.rmtree(path)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    for units in args.simulated_units:
+        partial = UnitStatistics(torch.rand(args.dims, dtype=torch.float64),
+                                 torch.rand(args.dims, args.features, dtype=torch.float64))
+        merged = OrderedMerge(args.dims, args.features)
+        started = time.perf_counter()
+        for unit in range(units):
+            merged.add(unit, partial)
+        seconds = time.perf_counter() - started
+        print(f"| {units:,} | simulated: ordered in-memory merge | {seconds:.3f} | {seconds / units * 1e6:.1f} µs |")
+
+
+if __name__ == "__main__":
+    main()
