@@ -50,6 +50,8 @@ class Sink(Protocol):
     """Receives a sweep's rows unit by unit and hands back what it kept."""
 
     path: Path | None
+    geometry: Geometry
+    shared: bool  # True when every process of the sweep sees the same sink (a store on disk)
 
     def done_units(self) -> set[int]:
         """Units already complete (and intact) in this sink."""
@@ -69,6 +71,18 @@ class Sink(Protocol):
     def outputs(self):
         """``[A, K, S, *out_shape]`` outputs (tensor or array-like), or None."""
 
+    def status(self):
+        """A :class:`latentsweep.StoreStatus`: which units are done, missing or damaged."""
+
+    def heartbeat(self) -> None:
+        """Called as rows arrive: a store refreshes its writer's lease."""
+
+    def export_units(self, plan, units) -> dict:
+        """What other processes need of these finished units (nothing for a shared sink)."""
+
+    def import_units(self, plan, exported: dict) -> None:
+        """Takes in units finished by another process (see export_units)."""
+
     def close(self) -> None:
         """Releases what the sink holds (files, leases); idempotent."""
 
@@ -77,9 +91,10 @@ class MemorySink:
     """Keeps effect, outputs (unless keep_outputs=False) and unit statistics in CPU memory."""
 
     path = None
+    shared = False
 
-    def __init__(self, geometry: Geometry, keep_outputs: bool):
-        self.geometry = geometry
+    def __init__(self, geometry: Geometry, keep_outputs: bool, plan):
+        self.geometry, self.plan = geometry, plan
         self._effect = torch.zeros(geometry.num_rows, dtype=geometry.statistics_dtype)
         self._outputs = (
             torch.empty((geometry.num_rows, *geometry.out_shape), dtype=geometry.output_dtype)
@@ -108,6 +123,16 @@ class MemorySink:
     def outputs(self):
         g = self.geometry
         return None if self._outputs is None else self._outputs.view(*g.grid_shape, *g.out_shape)
+
+    def status(self):
+        from .stores import StoreStatus  # noqa: PLC0415 - one status type for every sink
+
+        done = self.done_units()
+        rows = sum(self.plan.unit_rows_of(u)[1] - self.plan.unit_rows_of(u)[0] for u in done)
+        return StoreStatus(None, self.plan.num_units, done, {}, rows, self.plan.num_rows)
+
+    def heartbeat(self) -> None:
+        pass
 
     def close(self) -> None:
         pass

@@ -10,7 +10,7 @@ memory-mappable ``.npy`` file and the rest to the group ``sweep.npy.latentsweep`
   store never exists half-made);
 - ``effect`` and ``outputs`` chunked along the grid: every chunk belongs to exactly one work unit,
   so no two processes ever write the same chunk;
-- ``units/uNNNNNNNNN.npz``: one completion record per unit (written atomically after the unit's
+- ``units/uNNNNNNNNN.rec``: one completion record per unit (written atomically after the unit's
   rows): its statistics and CRC-32 checksums of its effect and output rows. A unit counts as done
   only if its record loads and its rows still match the checksums; zarr does not store chunks
   equal to the fill value, so a chunk file's existence is never taken as a record;
@@ -47,7 +47,8 @@ _ROW_ARRAYS = ("effect", "outputs")
 _OWN_ENTRIES = {"zarr.json", "units", "leases", "checkpoint", *_STATIC, *_ROW_ARRAYS}
 LEASE_SECONDS = 300.0  # a writer on another host whose lease is older than this is presumed dead
 LEASE_REFRESH_SECONDS = 30.0
-NPY_CREATION_GRACE_SECONDS = 10.0  # a joiner waits this long for the creator's .npy to appear
+NPY_CREATION_GRACE_SECONDS = 10.0
+READ_BLOCK_BYTES = 64 << 20  # checking a store reads the rows of this many bytes' worth of units at once  # a joiner waits this long for the creator's .npy to appear
 _OUTPUT_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32,
                   "float64": torch.float64}
 
@@ -72,6 +73,46 @@ def stored_array(tensor: torch.Tensor) -> np.ndarray:
 
 def crc(array: np.ndarray, value: int = 0) -> int:
     return zlib.crc32(memoryview(np.ascontiguousarray(array)).cast("B"), value)
+
+
+_RECORD_MAGIC = b"LSUNIT1\n"
+
+
+def encode_record(header: dict, arrays: dict[str, np.ndarray]) -> bytes:
+    """A unit's completion record: magic, header length, JSON header (with each array's shape
+    and the payload's CRC), then the float64 arrays' bytes. Fast to read; no pickle."""
+    payload = b"".join(np.ascontiguousarray(a, dtype="<f8").tobytes() for a in arrays.values())
+    header = {**header, "arrays": {name: list(a.shape) for name, a in arrays.items()},
+              "payload_crc": zlib.crc32(payload)}
+    text = json.dumps(header).encode()
+    return _RECORD_MAGIC + len(text).to_bytes(8, "little") + text + payload
+
+
+def read_record(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
+    """(header, arrays) of a record; ValueError saying what is wrong if it is not intact."""
+    data = path.read_bytes()
+    if not data.startswith(_RECORD_MAGIC) or len(data) < len(_RECORD_MAGIC) + 8:
+        raise ValueError("not a unit record")
+    size = int.from_bytes(data[len(_RECORD_MAGIC) : len(_RECORD_MAGIC) + 8], "little")
+    body = len(_RECORD_MAGIC) + 8
+    try:
+        header = json.loads(data[body : body + size])
+        shapes = {str(k): [int(n) for n in v] for k, v in header["arrays"].items()}
+        header["rows"], header["crc"] = [int(r) for r in header["rows"]], [int(c) for c in header["crc"]]
+        header["sweep_id"] = str(header["sweep_id"])
+    except Exception as error:  # noqa: BLE001
+        raise ValueError(f"unreadable header ({type(error).__name__})") from None
+    payload = data[body + size :]
+    if zlib.crc32(payload) != header.get("payload_crc") or len(payload) != 8 * sum(
+        int(np.prod(shape)) for shape in shapes.values()
+    ):
+        raise ValueError("truncated or altered")
+    arrays, offset = {}, 0
+    for name, shape in shapes.items():
+        count = int(np.prod(shape))
+        arrays[name] = np.frombuffer(payload, dtype="<f8", count=count, offset=offset).reshape(shape)
+        offset += 8 * count
+    return header, arrays
 
 
 @dataclass
@@ -182,6 +223,7 @@ class SweepStore:
         self._lease: Path | None = None
         self._lease_refreshed = 0.0
         self._unit_crc = [0, 0]
+        self._unit_effect: list[np.ndarray] = []
 
     # -- consistency --------------------------------------------------------------------------
     def _check_array_shapes(self) -> None:
@@ -263,44 +305,60 @@ class SweepStore:
 
     # -- units ---------------------------------------------------------------------------------
     def _record_path(self, unit: int) -> Path:
-        return self.meta_path / "units" / f"u{unit:09d}.npz"
+        return self.meta_path / "units" / f"u{unit:09d}.rec"
 
     def _read_rows(self, name: str, start: int, stop: int) -> np.ndarray:
         array = self._arrays["effect"] if name == "effect" else self._outputs_array()
         return np.asarray(array[start:stop])
 
-    def unit_problem(self, unit: int) -> str | None:
-        """None when unit's record is valid and its rows match their checksums, else why not."""
+    def _record_checksums(self, unit: int) -> tuple[list[int] | None, str]:
+        """The unit's recorded (effect, outputs) checksums, or None and why there are none."""
         record = self._record_path(unit)
         if not record.exists():
-            return "not done"
+            return None, "not done"
         try:
-            with np.load(record, allow_pickle=False) as data:
-                owner, rows, sums = str(data["sweep_id"]), data["rows"].tolist(), data["crc"].tolist()
+            header, _ = read_record(record)
         except Exception as error:  # noqa: BLE001
-            return f"its record {record.name} is unreadable ({type(error).__name__})"
-        if owner != self.sweep_id or rows != list(self.plan.unit_rows_of(unit)):
-            return f"its record {record.name} belongs to another sweep or plan"
-        start, stop = rows
-        try:
-            if crc(self._read_rows("effect", start, stop)) != sums[0]:
-                return "its effect rows do not match their checksum"
-            if self.keep_outputs and crc(self._read_rows("outputs", start, stop)) != sums[1]:
-                return "its output rows do not match their checksum (missing or altered chunks)"
-        except StoreDamaged as error:
-            return str(error)
-        except Exception as error:  # noqa: BLE001 - unreadable chunk files
-            return f"its rows are unreadable ({type(error).__name__}: {error})"
-        return None
+            return None, f"its record {record.name} is unreadable ({error})"
+        if header["sweep_id"] != self.sweep_id or header["rows"] != list(self.plan.unit_rows_of(unit)):
+            return None, f"its record {record.name} belongs to another sweep or plan"
+        return header["crc"], ""
 
     def status(self) -> StoreStatus:
+        """Checks every unit's record, then its rows against the checksums, reading the rows of
+        many units at once (one read per block of about READ_BLOCK_BYTES)."""
         done, damaged = set(), {}
+        recorded = {}
         for unit in range(self.plan.num_units):
-            problem = self.unit_problem(unit)
-            if problem is None:
-                done.add(unit)
-            elif problem != "not done":
-                damaged[unit] = problem
+            sums, why = self._record_checksums(unit)
+            if sums is not None:
+                recorded[unit] = sums
+            elif why != "not done":
+                damaged[unit] = why
+        row_bytes = self.geometry.features * numpy_dtype(self.geometry.output_dtype).itemsize if self.keep_outputs else 0
+        units_per_block = max(1, READ_BLOCK_BYTES // max(1, self.plan.unit_rows * (row_bytes + 8)))
+        checked = sorted(recorded)
+        for first in range(0, len(checked), units_per_block):
+            block = checked[first : first + units_per_block]
+            lo, hi = self.plan.unit_rows_of(block[0])[0], self.plan.unit_rows_of(block[-1])[1]
+            try:
+                effect = self._read_rows("effect", lo, hi)
+                outputs = self._read_rows("outputs", lo, hi) if self.keep_outputs else None
+            except StoreDamaged as error:
+                damaged.update({u: str(error) for u in block})
+                continue
+            except Exception as error:  # noqa: BLE001 - unreadable chunk files
+                damaged.update({u: f"its rows are unreadable ({type(error).__name__}: {error})" for u in block})
+                continue
+            for unit in block:
+                start, stop = (r - lo for r in self.plan.unit_rows_of(unit))
+                sums = recorded[unit]
+                if crc(effect[start:stop]) != sums[0]:
+                    damaged[unit] = "its effect rows do not match their checksum"
+                elif outputs is not None and crc(outputs[start:stop]) != sums[1]:
+                    damaged[unit] = "its output rows do not match their checksum (missing or altered chunks)"
+                else:
+                    done.add(unit)
         rows = sum(self.plan.unit_rows_of(u)[1] - self.plan.unit_rows_of(u)[0] for u in done)
         return StoreStatus(self.path, self.plan.num_units, done, damaged, rows, self.plan.num_rows)
 
@@ -310,10 +368,8 @@ class SweepStore:
     def write_rows(self, start: int, count: int, outputs: torch.Tensor | None, effect: torch.Tensor) -> None:
         self._take_lease()
         if start % self.plan.unit_rows == 0:
-            self._unit_crc = [0, 0]
-        effect_rows = stored_array(effect)
-        self._arrays["effect"][start : start + count] = effect_rows
-        self._unit_crc[0] = crc(effect_rows, self._unit_crc[0])
+            self._unit_crc, self._unit_effect = [0, 0], []
+        self._unit_effect.append(stored_array(effect).copy())  # one write per unit (one chunk)
         if not self.keep_outputs:
             return
         rows = stored_array(outputs)
@@ -328,18 +384,22 @@ class SweepStore:
 
     def finish_unit(self, unit: int, start: int, stop: int, statistics: UnitStatistics) -> None:
         self._check_lease()
+        effect = np.concatenate(self._unit_effect) if self._unit_effect else np.zeros(0)
+        if effect.shape[0] != stop - start:
+            raise RuntimeError(f"unit {unit}: {effect.shape[0]} effect rows arrived for rows [{start}, {stop})")
+        self._arrays["effect"][start:stop] = effect
+        self._unit_crc[0] = crc(effect)
         record = self._record_path(unit)
         temporary = record.with_name(f".{record.name}.tmp-{uuid.uuid4().hex}")
-        with open(temporary, "wb") as file:
-            np.savez(file, sweep_id=np.array(self.sweep_id), rows=np.array([start, stop], dtype=np.int64),
-                     crc=np.array(self._unit_crc, dtype=np.int64), **statistics.arrays())
+        temporary.write_bytes(encode_record({"sweep_id": self.sweep_id, "rows": [start, stop],
+                                             "crc": list(self._unit_crc)}, statistics.arrays()))
         os.replace(temporary, record)  # the unit is done exactly when this file appears
-        self._unit_crc = [0, 0]
+        self._unit_crc, self._unit_effect = [0, 0], []
 
     def unit_statistics(self, unit: int) -> UnitStatistics:
         try:
-            with np.load(self._record_path(unit), allow_pickle=False) as data:
-                return UnitStatistics.from_arrays(data, self.geometry.num_dims, self.geometry.features)
+            _, arrays = read_record(self._record_path(unit))
+            return UnitStatistics.from_arrays(arrays, self.geometry.num_dims, self.geometry.features)
         except Exception as error:  # noqa: BLE001
             raise StoreDamaged(
                 f"the sweep store {self.path} is damaged: the record of unit {unit} is unreadable "
@@ -389,9 +449,17 @@ class SweepStore:
             ) from None
         self._lease_refreshed = time.monotonic()
 
-    def refresh_lease(self) -> None:
+    shared = True  # every rank and shard writes into and reads from the same store
+
+    def heartbeat(self) -> None:
         if self._lease is not None:
             self._check_lease()
+
+    def export_units(self, plan, units) -> dict:
+        return {}  # the other processes read the store itself
+
+    def import_units(self, plan, exported: dict) -> None:
+        pass
 
     def close(self) -> None:
         if self._lease is not None:
@@ -473,7 +541,7 @@ def create_store(path: Path, *, params: dict, plan: SweepPlan, geometry: Geometr
         for name in _STATIC:
             group.create_array(name, shape=static[name].shape, dtype=static[name].dtype, **plain)[...] = static[name]
         effect_dtype = numpy_dtype(g.statistics_dtype)
-        group.create_array("effect", shape=(g.num_rows,), chunks=(plan.chunk_rows,), dtype=effect_dtype, **plain)
+        group.create_array("effect", shape=(g.num_rows,), chunks=(plan.unit_rows,), dtype=effect_dtype, **plain)
         if keep_outputs and npy_path is None:
             group.create_array("outputs", shape=(g.num_rows, *g.out_shape), chunks=(plan.chunk_rows, *g.out_shape),
                                dtype=numpy_dtype(g.output_dtype), **plain)

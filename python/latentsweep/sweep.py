@@ -156,7 +156,8 @@ def traverse(
                                 keep_outputs=keep_outputs, resume=resume, overwrite=overwrite, workers=workers)
             sink, plan, pending = opened
             mine = shard_units(plan, *workers.shard) if workers.shard else units_for(plan, pending, workers.rank, workers.world)
-            mine = [u for u in mine if u in set(pending)]
+            pending_set = set(pending)
+            mine = [u for u in mine if u in pending_set]
             stats = _C.SweepStatistics(probe.outputs.reshape(spec.num_anchors, -1), spec_d.values)
             decode = _graphed(decoder, plan.batch_size, spec_d.anchors) if cuda_graph else decoder
             sweep_started = time.perf_counter()
@@ -342,7 +343,7 @@ def _open_sink(out, spec, probe, geometry, decoder, batch, *, explicit, keep_out
         plan = make_plan(spec.num_rows, spec.num_steps, batch)
         if keep_outputs:
             _check_fits_in_memory(geometry)
-        return MemorySink(geometry, keep_outputs), plan, list(range(plan.num_units))
+        return MemorySink(geometry, keep_outputs, plan), plan, list(range(plan.num_units))
     path = Path(out)
     params = _sweep_params(decoder, spec, probe, keep_outputs)
     static = _static_arrays(spec, probe)
@@ -456,14 +457,12 @@ def _decode_units(decoder, spec: GridSpec, stats, sink, plan: SweepPlan, units: 
 
     def on_progress(count: int) -> None:
         bar.update(count)
-        refresh = getattr(sink, "refresh_lease", None)
-        if refresh is not None:
-            refresh()
+        sink.heartbeat()
 
     def run(batch_size: int) -> int:
         nonlocal computed
         executor = _C.SweepExecutor(decoder, spec.anchors, spec.dims, spec.values, batch_size,
-                                    list(_out_shape(sink)), spec.code_writer)
+                                    list(sink.geometry.out_shape), spec.code_writer)
         while remaining:
             unit = remaining[0]
             start, stop = plan.unit_rows_of(unit)
@@ -480,10 +479,6 @@ def _decode_units(decoder, spec: GridSpec, stats, sink, plan: SweepPlan, units: 
         _explain_stop(error, sink, plan, len(units) - len(remaining), len(units))
         raise
     return computed, used
-
-
-def _out_shape(sink) -> tuple[int, ...]:
-    return sink.geometry.out_shape
 
 
 def _settle(workers, error, sink, plan, pending) -> None:
@@ -524,23 +519,18 @@ def _explain_stop(error: BaseException, sink, plan: SweepPlan, done: int, total:
 
 # ---- merge ----------------------------------------------------------------------------------
 def _merge(sink, plan: SweepPlan, geometry: Geometry, workers, keep_outputs) -> OrderedMerge | None:
-    """Unit statistics added in unit order; on every rank the same numbers."""
+    """Unit statistics added in unit order; on every rank the same numbers. None for a shard
+    whose store is not complete yet."""
     k, f = geometry.num_dims, geometry.features
-    if isinstance(sink, MemorySink):
-        if workers.grouped:  # ranks without a store swap their units' effect and sums
-            exported = workers.all_gather(sink.export_units(plan, sink.done_units()))
-            for part in exported:
-                sink.import_units(plan, part)
-        return merge_units(((u, sink.unit_statistics(u)) for u in range(plan.num_units)), num_dims=k, features=f)
-    if workers.shard is not None:
-        status = sink.status()
-        if not status.complete:
-            return None
-        return merge_units(((u, sink.unit_statistics(u)) for u in range(plan.num_units)), num_dims=k, features=f)
+    if workers.grouped and not sink.shared:  # process-local sinks swap their units' effect and sums
+        for part in workers.all_gather(sink.export_units(plan, sink.done_units())):
+            sink.import_units(plan, part)
+    if workers.shard is not None and not sink.status().complete:
+        return None
     merged = None
-    if workers.rank == 0:
+    if workers.rank == 0 or not (workers.grouped and sink.shared):
         merged = merge_units(((u, sink.unit_statistics(u)) for u in range(plan.num_units)), num_dims=k, features=f)
-    return workers.broadcast(merged)
+    return workers.broadcast(merged) if workers.grouped and sink.shared else merged
 
 
 def _result(spec, probe, sink, geometry, dim_effect, sensitivity, batch_size, *, wall_time, points_per_second,
