@@ -12,7 +12,7 @@ from typing import Protocol
 
 import torch
 
-from .merge import UnitStatistics
+from .merge import OrderedMerge, UnitStatistics
 
 
 @dataclass(frozen=True)
@@ -62,8 +62,8 @@ class Sink(Protocol):
     def finish_unit(self, unit: int, start: int, stop: int, statistics: UnitStatistics) -> None:
         """Records unit ``unit`` (rows ``[start, stop)``) as complete, with its statistics."""
 
-    def unit_statistics(self, unit: int) -> UnitStatistics:
-        """The statistics recorded for a complete unit."""
+    def merged(self):
+        """An :class:`latentsweep.merge.OrderedMerge` of every unit's statistics, in unit order."""
 
     def effect(self) -> torch.Tensor:
         """``[A*K*S]`` effect of every row."""
@@ -93,8 +93,11 @@ class MemorySink:
     path = None
     shared = False
 
-    def __init__(self, geometry: Geometry, keep_outputs: bool, plan):
-        self.geometry, self.plan = geometry, plan
+    def __init__(self, geometry: Geometry, keep_outputs: bool, plan, *, keep_units: bool = False):
+        """keep_units: keep every unit's statistics (to send them to other ranks); otherwise
+        units are merged as soon as all before them are, so memory does not grow with the grid."""
+        self.geometry, self.plan, self.keep_units = geometry, plan, keep_units
+        self._prefix = OrderedMerge(geometry.num_dims, geometry.features)
         self._effect = torch.zeros(geometry.num_rows, dtype=geometry.statistics_dtype)
         self._outputs = (
             torch.empty((geometry.num_rows, *geometry.out_shape), dtype=geometry.output_dtype)
@@ -104,7 +107,7 @@ class MemorySink:
         self._units: dict[int, UnitStatistics] = {}
 
     def done_units(self) -> set[int]:
-        return set(self._units)
+        return set(range(self._prefix.next_unit)) | set(self._units)
 
     def write_rows(self, start, count, outputs, effect) -> None:
         self._effect[start : start + count] = effect
@@ -113,9 +116,13 @@ class MemorySink:
 
     def finish_unit(self, unit, start, stop, statistics) -> None:
         self._units[unit] = statistics
+        while not self.keep_units and self._prefix.next_unit in self._units:
+            self._prefix.add(self._prefix.next_unit, self._units.pop(self._prefix.next_unit))
 
-    def unit_statistics(self, unit: int) -> UnitStatistics:
-        return self._units[unit]
+    def merged(self) -> OrderedMerge:
+        for unit in sorted(self._units):
+            self._prefix.add(unit, self._units.pop(unit))  # raises if a unit is missing
+        return self._prefix
 
     def effect(self) -> torch.Tensor:
         return self._effect

@@ -406,6 +406,13 @@ class SweepStore:
                 f"({type(error).__name__}: {error}); resume=True recomputes it"
             ) from None
 
+    def merged(self):
+        from .merge import merge_units  # noqa: PLC0415
+
+        g = self.geometry
+        return merge_units(((u, self.unit_statistics(u)) for u in range(self.plan.num_units)),
+                           num_dims=g.num_dims, features=g.features)
+
     def effect(self) -> torch.Tensor:
         return torch.from_numpy(np.asarray(self._arrays["effect"][...]))
 

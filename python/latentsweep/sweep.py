@@ -25,7 +25,7 @@ from . import _batching, _checks, _progress, distributed
 from ._extension import _C
 from ._modules import eval_mode, fingerprint, model_device
 from .grid_spec import GridSpec, grid_spec
-from .merge import OrderedMerge, UnitStatistics, merge_units
+from .merge import OrderedMerge, UnitStatistics
 from .plan import SweepPlan, make_plan, plan_from_dict, shard_units, units_for
 from .result import TraversalResult
 from .sinks import Geometry, MemorySink
@@ -173,7 +173,7 @@ def traverse(
                 bar.close()
             sweep_seconds = time.perf_counter() - sweep_started
             _settle(workers, error, sink, plan, pending)
-        merged = _merge(sink, plan, geometry, workers, keep_outputs)
+        merged = _merge(sink, plan, workers)
         if merged is None:  # a shard whose store is not complete yet
             return sink.status()
         dim_effect, sensitivity = merged.result(num_anchors=spec.num_anchors, num_steps=spec.num_steps,
@@ -343,7 +343,7 @@ def _open_sink(out, spec, probe, geometry, decoder, batch, *, explicit, keep_out
         plan = make_plan(spec.num_rows, spec.num_steps, batch)
         if keep_outputs:
             _check_fits_in_memory(geometry)
-        return MemorySink(geometry, keep_outputs, plan), plan, list(range(plan.num_units))
+        return MemorySink(geometry, keep_outputs, plan, keep_units=workers.grouped), plan, list(range(plan.num_units))
     path = Path(out)
     params = _sweep_params(decoder, spec, probe, keep_outputs)
     static = _static_arrays(spec, probe)
@@ -518,10 +518,9 @@ def _explain_stop(error: BaseException, sink, plan: SweepPlan, done: int, total:
 
 
 # ---- merge ----------------------------------------------------------------------------------
-def _merge(sink, plan: SweepPlan, geometry: Geometry, workers, keep_outputs) -> OrderedMerge | None:
+def _merge(sink, plan: SweepPlan, workers) -> OrderedMerge | None:
     """Unit statistics added in unit order; on every rank the same numbers. None for a shard
     whose store is not complete yet."""
-    k, f = geometry.num_dims, geometry.features
     if workers.grouped and not sink.shared:  # process-local sinks swap their units' effect and sums
         for part in workers.all_gather(sink.export_units(plan, sink.done_units())):
             sink.import_units(plan, part)
@@ -529,7 +528,7 @@ def _merge(sink, plan: SweepPlan, geometry: Geometry, workers, keep_outputs) -> 
         return None
     merged = None
     if workers.rank == 0 or not (workers.grouped and sink.shared):
-        merged = merge_units(((u, sink.unit_statistics(u)) for u in range(plan.num_units)), num_dims=k, features=f)
+        merged = sink.merged()
     return workers.broadcast(merged) if workers.grouped and sink.shared else merged
 
 
@@ -590,8 +589,7 @@ def open_sweep(path: str | Path) -> TraversalResult:
                 + ". Finish it with traverse(..., out=path, resume=True) or run the missing shards"
             )
         g = store.geometry
-        merged = merge_units(((u, store.unit_statistics(u)) for u in range(status.num_units)),
-                             num_dims=g.num_dims, features=g.features)
+        merged = store.merged()
         dim_effect, sensitivity = merged.result(num_anchors=g.num_anchors, num_steps=g.num_steps,
                                                 dtype=g.statistics_dtype)
         dims = store.read_static("dims")
