@@ -126,5 +126,7 @@ def test_bad_shards_are_refused(tmp_path):
                                 (3, TypeError, "pair")]:
         with pytest.raises(error, match=match):
             ls.traverse(decoder, ANCHORS, steps=STEPS, out=tmp_path / "s.zarr", shard=shard)
+    with pytest.raises(ValueError, match="overwrite=True with shard="):
+        ls.traverse(decoder, ANCHORS, steps=STEPS, out=tmp_path / "s.zarr", shard=(0, 2), overwrite=True)
     with pytest.raises(ValueError, match="shard= needs out="):
         ls.traverse(decoder, ANCHORS, steps=STEPS, shard=(0, 2))

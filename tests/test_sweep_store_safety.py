@@ -22,7 +22,7 @@ from sweep_models import rowwise_decoder
 
 TESTS = Path(__file__).parent
 ANCHORS = torch.randn(8, 6, generator=torch.Generator().manual_seed(3))
-STEPS, BATCH = 10, 16  # 480 points in 6 units of 80
+STEPS, BATCH = 10, 16  # 480 points in 8 units of 60 (6 traversals)
 
 
 def sweep(path, decoder=rowwise_decoder, **kwargs):
@@ -116,7 +116,7 @@ def test_a_damaged_unit_record_is_recomputed_and_named(tmp_path, full):
         ls.open_sweep(path)
     with pytest.warns(RuntimeWarning, match="unit 3"):
         resumed = sweep(path, keep_outputs=False, resume=True)
-    assert resumed.points_computed == 80
+    assert resumed.points_computed == 60
     assert torch.equal(resumed.sensitivity, full.sensitivity)
 
 
@@ -152,7 +152,7 @@ def test_a_truncated_npy_store_is_recomputed_or_overwritten(tmp_path, full):
         file.truncate(100)  # shorter than its header says: disk full, file-size limit
     with pytest.raises(ValueError, match="outputs file .* is missing, truncated"):
         ls.open_sweep(path)
-    with pytest.warns(RuntimeWarning, match="6 work unit.*damaged"):
+    with pytest.warns(RuntimeWarning, match="8 work unit.*damaged"):
         resumed = sweep(path, resume=True)
     assert resumed.points_computed == full.num_points
     assert_same(resumed, full)
@@ -255,3 +255,15 @@ def test_open_sweep_errors(tmp_path):
         ls.open_sweep(tmp_path / "nothing.zarr")
     with pytest.raises(TypeError, match="path must be"):
         ls.open_sweep(3)
+
+
+def test_a_store_of_an_older_format_is_refused_then_replaced(tmp_path, full):
+    path = tmp_path / "old.zarr"
+    sweep(path)
+    meta_file = path / "zarr.json"
+    meta = json.loads(meta_file.read_text())
+    meta["attributes"]["latentsweep"]["format"] = 1
+    meta_file.write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="incompatible latentsweep version.*overwrite=True"):
+        sweep(path, resume=True)
+    assert_same(sweep(path, overwrite=True), full)

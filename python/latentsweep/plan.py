@@ -11,9 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
-UNIT_MIN_BATCHES = 4  # decoder calls per unit, at least: amortises a unit's record and reset
-MAX_ALIGNED_BATCHES = 64  # beyond this, a unit pads its last batch instead of aligning exactly
-
+UNIT_MIN_BATCHES = 4  # decoder calls per unit, about: amortises a unit's record and reset
 
 @dataclass(frozen=True)
 class SweepPlan:
@@ -41,14 +39,19 @@ class SweepPlan:
 
 
 def make_plan(num_rows: int, num_steps: int, batch_size: int) -> SweepPlan:
-    """Units of whole traversals, aligned to batches where that costs few batches per unit."""
+    """Units of whole traversals filling about UNIT_MIN_BATCHES batches.
+
+    When a few batches hold a whole number of traversals, units are exactly that (no padded
+    batch, store chunks of one batch). Otherwise a unit is as many whole traversals as fit in
+    UNIT_MIN_BATCHES batches (its last batch short by fewer than S rows) and is one store chunk.
+    """
     batch_size = max(1, min(batch_size, num_rows))
     aligned = math.lcm(batch_size, num_steps)
-    if aligned // batch_size <= MAX_ALIGNED_BATCHES:
-        unit_rows = aligned * max(1, -(-UNIT_MIN_BATCHES * batch_size // aligned))
+    if aligned <= UNIT_MIN_BATCHES * batch_size:
+        unit_rows = aligned * -(-UNIT_MIN_BATCHES * batch_size // aligned)
         chunk_rows = batch_size
-    else:  # e.g. a prime number of steps: one padded batch per unit, one chunk per unit
-        unit_rows = num_steps * -(-UNIT_MIN_BATCHES * batch_size // num_steps)
+    else:
+        unit_rows = num_steps * max(1, UNIT_MIN_BATCHES * batch_size // num_steps)
         chunk_rows = unit_rows
     if unit_rows >= num_rows:
         unit_rows = num_rows

@@ -192,7 +192,7 @@ class SweepStore:
                 f"{path} exists and is not a latentsweep sweep store; choose another path (it is never overwritten)"
             ) from None
         if meta.get("format") != STORE_FORMAT:
-            raise ValueError(
+            raise StoreDamaged(
                 f"{path} was written by an incompatible latentsweep version (store format "
                 f"{meta.get('format')!r}, this version reads {STORE_FORMAT}); pass overwrite=True to replace it"
             )
@@ -224,6 +224,7 @@ class SweepStore:
         self._lease_refreshed = 0.0
         self._unit_crc = [0, 0]
         self._unit_effect: list[np.ndarray] = []
+        self._unit_outputs: list[np.ndarray] = []
 
     # -- consistency --------------------------------------------------------------------------
     def _check_array_shapes(self) -> None:
@@ -368,12 +369,14 @@ class SweepStore:
     def write_rows(self, start: int, count: int, outputs: torch.Tensor | None, effect: torch.Tensor) -> None:
         self._take_lease()
         if start % self.plan.unit_rows == 0:
-            self._unit_crc, self._unit_effect = [0, 0], []
+            self._unit_crc, self._unit_effect, self._unit_outputs = [0, 0], [], []
         self._unit_effect.append(stored_array(effect).copy())  # one write per unit (one chunk)
         if not self.keep_outputs:
             return
         rows = stored_array(outputs)
-        if self.npy_path is None:
+        if self.npy_path is None and self.plan.chunk_rows != self.plan.batch_size:
+            self._unit_outputs.append(rows.copy())  # a unit is one chunk: written once, when done
+        elif self.npy_path is None:
             self._arrays["outputs"][start : start + count] = rows
         else:  # pwrite, not a memory map: the process's memory does not grow with the sweep
             if self._npy_offset is None:
@@ -389,12 +392,14 @@ class SweepStore:
             raise RuntimeError(f"unit {unit}: {effect.shape[0]} effect rows arrived for rows [{start}, {stop})")
         self._arrays["effect"][start:stop] = effect
         self._unit_crc[0] = crc(effect)
+        if self._unit_outputs:
+            self._arrays["outputs"][start:stop] = np.concatenate(self._unit_outputs)
         record = self._record_path(unit)
         temporary = record.with_name(f".{record.name}.tmp-{uuid.uuid4().hex}")
         temporary.write_bytes(encode_record({"sweep_id": self.sweep_id, "rows": [start, stop],
                                              "crc": list(self._unit_crc)}, statistics.arrays()))
         os.replace(temporary, record)  # the unit is done exactly when this file appears
-        self._unit_crc, self._unit_effect = [0, 0], []
+        self._unit_crc, self._unit_effect, self._unit_outputs = [0, 0], [], []
 
     def unit_statistics(self, unit: int) -> UnitStatistics:
         try:

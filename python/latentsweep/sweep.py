@@ -127,6 +127,9 @@ def traverse(
         raise ValueError(f"{_FN}: resume=True and overwrite=True contradict each other")
     if out is not None and not isinstance(out, (str, Path)):
         raise TypeError(f"{_FN}: out must be None or a path, got {type(out).__name__}")
+    if overwrite and shard is not None:
+        raise ValueError(f"{_FN}: overwrite=True with shard= would let each shard delete the others' work; "
+                         "remove the old store once before starting the shards")
     if out is None and (resume or shard is not None):
         raise ValueError(f"{_FN}: {'resume=True' if resume else 'shard='} needs out= (the path of the stored sweep)")
     if batch_size != "auto":
