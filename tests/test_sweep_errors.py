@@ -92,7 +92,8 @@ def test_out_of_memory_halves_the_batch_once(capsys):
 
 def test_out_of_memory_twice_is_a_clear_error():
     with pytest.raises(RuntimeError, match="ran out of memory at batch size 8 \\(already halved from 16\\)"):
-        ls.traverse(OutOfMemoryAbove(limit=4), ANCHORS, steps=5, batch_size=16)
+        with pytest.warns(RuntimeWarning, match="retrying with batch_size=8"):
+            ls.traverse(OutOfMemoryAbove(limit=4), ANCHORS, steps=5, batch_size=16)
 
 
 def test_cuda_out_of_memory_error_type_is_recognised():

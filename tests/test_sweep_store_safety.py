@@ -267,3 +267,26 @@ def test_a_store_of_an_older_format_is_refused_then_replaced(tmp_path, full):
     with pytest.raises(ValueError, match="incompatible latentsweep version.*overwrite=True"):
         sweep(path, resume=True)
     assert_same(sweep(path, overwrite=True), full)
+
+
+def test_a_measured_batch_choice_is_recorded_and_reused(tmp_path, monkeypatch):
+    """batch_size='auto' on the CPU asks _batching.choose_cpu_batch_size (timed trials on real
+    rows); the plan and the store record its choice, and a resume goes on with it."""
+    from latentsweep import _batching
+
+    calls = []
+
+    def choose(run, *, start, end, cap):
+        run(8, start, start + 8)  # a trial decodes real rows through the executor
+        calls.append((start, end, cap))
+        return type("Choice", (), {"batch_size": 24})()
+
+    monkeypatch.setattr(_batching, "choose_cpu_batch_size", choose, raising=False)
+    path = tmp_path / "auto.zarr"
+    first = ls.traverse(rowwise_decoder, ANCHORS, steps=STEPS, out=path, keep_outputs=False)
+    assert first.batch_size == 24 and calls == [(0, 480, 480)]
+    monkeypatch.setattr(_batching, "choose_cpu_batch_size", lambda *a, **k: pytest.fail("chose again"), raising=False)
+    again = ls.traverse(rowwise_decoder, ANCHORS, steps=STEPS, out=path, keep_outputs=False, resume=True)
+    assert again.batch_size == 24
+    explicit = ls.traverse(rowwise_decoder, ANCHORS, steps=STEPS, batch_size=24, keep_outputs=False)
+    assert torch.equal(explicit.sensitivity, first.sensitivity)

@@ -154,8 +154,11 @@ def traverse(
         with eval_mode(decoder):
             probe = _probe(decoder, spec_d, 64 if batch_size == "auto" else batch_size)
             geometry = Geometry(*spec.grid_shape, probe.out_shape, probe.outputs.dtype)
-            batch = _choose_batch_size(batch_size, memory_budget, device, spec, probe, workers)
-            opened = _open_sink(out, spec, probe, geometry, decoder, batch, explicit=batch_size != "auto",
+            def choose_batch() -> int:  # only when no store has chosen already
+                return _choose_batch_size(decoder, batch_size, memory_budget, device, spec_d, probe)
+
+            opened = _open_sink(out, spec, probe, geometry, decoder, choose_batch,
+                                explicit=None if batch_size == "auto" else batch_size,
                                 keep_outputs=keep_outputs, resume=resume, overwrite=overwrite, workers=workers)
             sink, plan, pending = opened
             mine = shard_units(plan, *workers.shard) if workers.shard else units_for(plan, pending, workers.rank, workers.world)
@@ -303,23 +306,42 @@ def _retry_halved(run, batch_size: int, device: torch.device):
 
 
 # ---- plan -----------------------------------------------------------------------------------
-def _choose_batch_size(batch_size, memory_budget, device, spec: GridSpec, probe: Probe, workers) -> int:
-    """The batch size this sweep is planned with: explicit, or chosen once (on rank 0) and the
-    same on every rank. A store that already holds the sweep overrides an automatic choice."""
+def _choose_batch_size(decoder, batch_size, memory_budget, device, spec: GridSpec, probe: Probe) -> int:
+    """The batch size a new sweep is planned with: explicit, or chosen (on rank 0 only; the
+    plan carries it to the other ranks, the store to shards and resumes).
+
+    This is the one place the automatic choice is made: a CPU choice by measured throughput
+    (``_batching``, issue 7 item 9) plugs in here, and the plan and the store record it."""
     if batch_size != "auto":
         return min(batch_size, spec.num_rows)
-    choice = None
-    if workers.rank == 0 or not workers.grouped:
-        choice = _batching.auto_batch_size(
-            device=device,
-            budget=memory_budget or _batching.default_memory_budget(device),
-            latent_dim=spec.latent_dim,
-            features=math.prod(probe.out_shape),
-            output_bytes=probe.outputs.element_size(),
-            activation_bytes=probe.activation_bytes,
-            total_rows=spec.num_rows,
-        )
-    return workers.broadcast(choice)
+    choice = _batching.auto_batch_size(
+        device=device,
+        budget=memory_budget or _batching.default_memory_budget(device),
+        latent_dim=spec.latent_dim,
+        features=math.prod(probe.out_shape),
+        output_bytes=probe.outputs.element_size(),
+        activation_bytes=probe.activation_bytes,
+        total_rows=spec.num_rows,
+    )
+    measure = getattr(_batching, "choose_cpu_batch_size", None)
+    if device.type == "cpu" and measure is not None:
+        choice = measure(_trial_runner(decoder, spec, probe), start=0, end=spec.num_rows, cap=choice).batch_size
+    return choice
+
+
+def _trial_runner(decoder, spec: GridSpec, probe: Probe):
+    """run(size, first_row, end_row) for timing batch sizes: decodes those rows with the real
+    executor and discards them (the plan, and so the units, need the batch size first)."""
+    scratch = _C.SweepStatistics(probe.outputs.reshape(spec.num_anchors, -1), spec.values)
+    template = scratch.state()
+
+    def run(size: int, first_row: int, end_row: int) -> None:
+        executor = _C.SweepExecutor(decoder, spec.anchors, spec.dims, spec.values, size, list(probe.out_shape),
+                                    spec.code_writer)
+        scratch.load_state({**template, "next_row": torch.tensor(first_row)})
+        executor.run(scratch, first_row, end_row, None, False, None)
+
+    return run
 
 
 # ---- sink -----------------------------------------------------------------------------------
@@ -339,11 +361,16 @@ def _static_arrays(spec: GridSpec, probe: Probe) -> dict:
             "values": stored_array(spec.values), "anchor_outputs": stored_array(probe.outputs)}
 
 
-def _open_sink(out, spec, probe, geometry, decoder, batch, *, explicit, keep_outputs, resume, overwrite, workers):
+def _open_sink(out, spec, probe, geometry, decoder, choose_batch, *, explicit, keep_outputs, resume, overwrite,
+               workers):
     """(sink, plan, pending units). Memory, or a store opened by the leader first (created,
-    resumed or replaced), then joined by the other ranks."""
+    resumed or replaced), then joined by the other ranks. The batch size is chosen only for a
+    new sweep, by the leader; a store's recorded plan wins."""
+    def new_plan() -> SweepPlan:
+        return make_plan(spec.num_rows, spec.num_steps, choose_batch())
+
     if out is None:
-        plan = make_plan(spec.num_rows, spec.num_steps, batch)
+        plan = workers.broadcast(new_plan() if workers.rank == 0 else None)
         if keep_outputs:
             _check_fits_in_memory(geometry)
         return MemorySink(geometry, keep_outputs, plan, keep_units=workers.grouped), plan, list(range(plan.num_units))
@@ -355,8 +382,8 @@ def _open_sink(out, spec, probe, geometry, decoder, batch, *, explicit, keep_out
     outcome, failure = None, None
     if workers.leader:
         try:
-            store = _leader_store(path, want, make_plan(spec.num_rows, spec.num_steps, batch), explicit=explicit,
-                                  resume=resume, overwrite=overwrite, join=workers.shard is not None)
+            store = _leader_store(path, want, new_plan, explicit=explicit, resume=resume, overwrite=overwrite,
+                                  join=workers.shard is not None)
             status = store.status()
             if status.damaged:
                 detail = "; ".join(f"unit {u}: {why}" for u, why in sorted(status.damaged.items())[:3])
@@ -381,7 +408,7 @@ def _open_sink(out, spec, probe, geometry, decoder, batch, *, explicit, keep_out
     return store, plan, pending
 
 
-def _leader_store(path: Path, want: dict, plan: SweepPlan, *, explicit, resume, overwrite, join) -> SweepStore:
+def _leader_store(path: Path, want: dict, new_plan, *, explicit, resume, overwrite, join) -> SweepStore:
     """The store at path for this sweep: created, resumed (resume=True), joined (shards) or
     replaced (overwrite=True), after checking it is the same sweep, intact, and not in use."""
     params = want["params"]
@@ -399,8 +426,8 @@ def _leader_store(path: Path, want: dict, plan: SweepPlan, *, explicit, resume, 
         elif store is None and resume:
             raise ValueError(f"{_FN}: resume=True but there is no sweep at {path}")
         if store is None:
-            if create_store(path, plan=plan, **want):
-                return _checked_store(path, want, plan, explicit=explicit)
+            if create_store(path, plan=new_plan(), **want):
+                return _checked_store(path, want, explicit=explicit)
             continue  # created by someone else meanwhile: open theirs
         if store.sweep_id != sweep_id(params):
             differing = sorted(k for k in set(params) | set(store.params) if params.get(k) != store.params.get(k))
@@ -414,18 +441,18 @@ def _leader_store(path: Path, want: dict, plan: SweepPlan, *, explicit, resume, 
                 f"{_FN}: {path} already holds this sweep ({done} of {store.plan.num_units} units done); pass "
                 "resume=True to continue it or overwrite=True to replace it"
             )
-        return _checked_store(path, want, plan, explicit=explicit, store=store)
+        return _checked_store(path, want, explicit=explicit, store=store)
     raise RuntimeError(f"{_FN}: could not open or create {path}: other processes keep replacing it")
 
 
-def _checked_store(path, want, plan, *, explicit, store=None) -> SweepStore:
+def _checked_store(path, want, *, explicit, store=None) -> SweepStore:
     store = store or SweepStore(path, writable=True)
     if store.geometry != want["geometry"] or store.latent_dim != want["latent_dim"]:
         raise StoreDamaged(
             f"{_FN}: the sweep store {path} is damaged: its geometry ({store.geometry}) does not match its "
             f"parameters ({want['geometry']}); pass overwrite=True to start over"
         )
-    if explicit and store.plan.batch_size != plan.batch_size:
+    if explicit is not None and store.plan.batch_size != min(explicit, store.plan.num_rows):
         raise ValueError(
             f"{_FN}: the sweep at {path} was planned with batch_size={store.plan.batch_size} (every rank, shard "
             f"and resume uses it for bitwise-identical results); pass batch_size={store.plan.batch_size} or 'auto'"
