@@ -16,23 +16,21 @@ import math
 import sys
 import time
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from . import _batching, _checks, _progress, distributed
 from ._extension import _C
-from ._modules import eval_mode, fingerprint, model_device
+from ._modules import eval_mode, model_device
+from .decoder_probe import Probe, graphed, probe_anchors, retry_halved
 from .grid_spec import GridSpec, grid_spec
 from .merge import OrderedMerge, UnitStatistics
 from .plan import SweepPlan, make_plan, plan_from_dict, shard_units, units_for
 from .result import TraversalResult
 from .sinks import Geometry, MemorySink
-from .stores import (
-    StoreDamaged, StoreStatus, SweepStore, create_store, describe_units, existing_store, remove_store,
-    stored_array, sweep_id,
-)
+from .store_session import leader_store, static_arrays, sweep_params
+from .stores import StoreDamaged, StoreStatus, SweepStore, describe_units, existing_store, sweep_id
 
 _FN = "latentsweep.traverse"
 
@@ -119,23 +117,9 @@ def traverse(
         KeyboardInterrupt: Ctrl-C; a store keeps every finished unit (resume=True).
     """
     started = time.perf_counter()
-    if not callable(decoder):
-        raise TypeError(f"{_FN}: decoder must be callable ([B, D] -> [B, ...]), got {type(decoder).__name__}")
     show_progress = _progress.wanted(progress, _FN)
-    _check_flags(keep_outputs=keep_outputs, resume=resume, overwrite=overwrite, cuda_graph=cuda_graph)
-    if resume and overwrite:
-        raise ValueError(f"{_FN}: resume=True and overwrite=True contradict each other")
-    if out is not None and not isinstance(out, (str, Path)):
-        raise TypeError(f"{_FN}: out must be None or a path, got {type(out).__name__}")
-    if overwrite and shard is not None:
-        raise ValueError(f"{_FN}: overwrite=True with shard= would let each shard delete the others' work; "
-                         "remove the old store once before starting the shards")
-    if out is None and (resume or shard is not None):
-        raise ValueError(f"{_FN}: {'resume=True' if resume else 'shard='} needs out= (the path of the stored sweep)")
-    if batch_size != "auto":
-        batch_size = _checks.integer(_FN, "batch_size", batch_size, low=1)
-    if memory_budget is not None:
-        memory_budget = _checks.integer(_FN, "memory_budget", memory_budget, low=1)
+    batch_size, memory_budget = _check_arguments(decoder, batch_size, memory_budget, out, keep_outputs=keep_outputs,
+                                                 resume=resume, overwrite=overwrite, cuda_graph=cuda_graph, shard=shard)
     spec = grid_spec(_FN, anchors, mode=mode, span=span, steps=steps, dims=dims, logvar=logvar, values=values,
                      reference=reference, prior_std=prior_std)
     requested = _checks.device(_FN, device)
@@ -152,7 +136,7 @@ def traverse(
             raise ValueError(f"{_FN}: cuda_graph=True needs a CUDA device, got {device}")
         spec_d = spec.to(device)
         with eval_mode(decoder):
-            probe = _probe(decoder, spec_d, 64 if batch_size == "auto" else batch_size)
+            probe = probe_anchors(decoder, spec_d, 64 if batch_size == "auto" else batch_size)
             geometry = Geometry(*spec.grid_shape, probe.out_shape, probe.outputs.dtype)
             def choose_batch() -> int:  # only when no store has chosen already
                 return _choose_batch_size(decoder, batch_size, memory_budget, device, spec_d, probe)
@@ -161,11 +145,9 @@ def traverse(
                                 explicit=None if batch_size == "auto" else batch_size,
                                 keep_outputs=keep_outputs, resume=resume, overwrite=overwrite, workers=workers)
             sink, plan, pending = opened
-            mine = shard_units(plan, *workers.shard) if workers.shard else units_for(plan, pending, workers.rank, workers.world)
-            pending_set = set(pending)
-            mine = [u for u in mine if u in pending_set]
+            mine = _my_units(plan, pending, workers)
             stats = _C.SweepStatistics(probe.outputs.reshape(spec.num_anchors, -1), spec_d.values)
-            decode = _graphed(decoder, plan.batch_size, spec_d.anchors) if cuda_graph else decoder
+            decode = graphed(decoder, plan.batch_size, spec_d.anchors) if cuda_graph else decoder
             sweep_started = time.perf_counter()
             rows = sum(plan.unit_rows_of(u)[1] - plan.unit_rows_of(u)[0] for u in mine)
             bar = _progress.bar(show_progress and workers.leader, total=rows, unit="pt",
@@ -195,10 +177,35 @@ def traverse(
         workers.close()
 
 
-def _check_flags(**flags) -> None:
+def _check_arguments(decoder, batch_size, memory_budget, out, *, shard, **flags) -> tuple:
+    """The sweep's options, checked once (the grid's arguments are checked by grid_spec)."""
+    if not callable(decoder):
+        raise TypeError(f"{_FN}: decoder must be callable ([B, D] -> [B, ...]), got {type(decoder).__name__}")
     for name, flag in flags.items():
         if not isinstance(flag, bool):
             raise TypeError(f"{_FN}: {name} must be True or False, got {flag!r}")
+    if flags["resume"] and flags["overwrite"]:
+        raise ValueError(f"{_FN}: resume=True and overwrite=True contradict each other")
+    if out is not None and not isinstance(out, (str, Path)):
+        raise TypeError(f"{_FN}: out must be None or a path, got {type(out).__name__}")
+    if flags["overwrite"] and shard is not None:
+        raise ValueError(f"{_FN}: overwrite=True with shard= would let each shard delete the others' work; "
+                         "remove the old store once before starting the shards")
+    if out is None and (flags["resume"] or shard is not None):
+        raise ValueError(f"{_FN}: {'resume=True' if flags['resume'] else 'shard='} needs out= (the path of the stored sweep)")
+    if batch_size != "auto":
+        batch_size = _checks.integer(_FN, "batch_size", batch_size, low=1)
+    if memory_budget is not None:
+        memory_budget = _checks.integer(_FN, "memory_budget", memory_budget, low=1)
+    return batch_size, memory_budget
+
+
+def _my_units(plan: SweepPlan, pending: list[int], workers) -> list[int]:
+    """The pending units this process decodes: its shard's, or its share among the ranks."""
+    if workers.shard is not None:
+        pending_set = set(pending)
+        return [u for u in shard_units(plan, *workers.shard) if u in pending_set]
+    return units_for(plan, pending, workers.rank, workers.world)
 
 
 def _resolve_device(requested, decoder, anchors: torch.Tensor) -> torch.device:
@@ -208,101 +215,6 @@ def _resolve_device(requested, decoder, anchors: torch.Tensor) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"{_FN}: device={str(device)!r} but this torch has no CUDA device available")
     return device
-
-
-# ---- probe ----------------------------------------------------------------------------------
-@dataclass
-class Probe:
-    """The decoder at the anchors: x0 ``[A, *out_shape]`` and the activation bytes per row
-    measured on CUDA (0 on the CPU)."""
-
-    outputs: torch.Tensor
-    activation_bytes: float
-
-    @property
-    def out_shape(self) -> tuple[int, ...]:
-        return tuple(self.outputs.shape[1:])
-
-
-def _call_decoder(decoder, codes: torch.Tensor) -> torch.Tensor:
-    """One checked decoder call (the executor does the same checks in C++)."""
-    result = decoder(codes)
-    if not isinstance(result, torch.Tensor):
-        raise TypeError(f"{_FN}: the decoder must return a torch.Tensor, got {type(result).__name__}")
-    if result.dim() < 1 or result.shape[0] != codes.shape[0]:
-        raise ValueError(
-            f"{_FN}: the decoder returned shape {tuple(result.shape)} for a batch of {codes.shape[0]} "
-            "codes; it must return one output per code ([batch, ...])"
-        )
-    if not result.is_floating_point():
-        raise TypeError(f"{_FN}: the decoder must return floating-point outputs, got {result.dtype}")
-    if result.device != codes.device:
-        raise ValueError(f"{_FN}: the decoder returned outputs on {result.device} for codes on {codes.device}")
-    return result
-
-
-def _probe(decoder, spec: GridSpec, probe_rows: int) -> Probe:
-    """Decodes the anchors in batches of probe_rows (copies: the decoder may write into them)."""
-    anchors = spec.anchors
-    measure = anchors.device.type == "cuda"
-
-    def run(rows: int) -> Probe:
-        outputs, activation_bytes = [], 0.0
-        with torch.inference_mode():
-            for start in range(0, anchors.shape[0], rows):
-                chunk = anchors[start : start + rows].clone()
-                if measure and start == 0:
-                    torch.cuda.synchronize(anchors.device)
-                    torch.cuda.reset_peak_memory_stats(anchors.device)
-                    before = torch.cuda.memory_allocated(anchors.device)
-                result = _call_decoder(decoder, chunk)
-                if outputs and (result.shape[1:] != outputs[0].shape[1:] or result.dtype != outputs[0].dtype):
-                    raise ValueError(
-                        f"{_FN}: the decoder's output shape changed from {list(outputs[0].shape[1:])} "
-                        f"{outputs[0].dtype} to {list(result.shape[1:])} {result.dtype} per code between "
-                        "two calls; it must return the same shape and dtype for every batch"
-                    )
-                outputs.append(result)
-                if measure and start == 0:
-                    activation_bytes = (torch.cuda.max_memory_allocated(anchors.device) - before) / chunk.shape[0]
-        return Probe(torch.cat(outputs), activation_bytes)
-
-    probe = _retry_halved(run, min(anchors.shape[0], probe_rows), anchors.device)
-    bad = ~torch.isfinite(probe.outputs.reshape(probe.outputs.shape[0], -1)).all(dim=1)
-    if bool(bad.any()):
-        rows = bad.nonzero().flatten()[:5].tolist()
-        raise ValueError(f"{_FN}: the decoder returned NaN or Inf at anchors {rows} (the anchors themselves)")
-    return probe
-
-
-def _release_cached_memory(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-
-
-def _retry_halved(run, batch_size: int, device: torch.device):
-    """run(batch_size); on out-of-memory, once more at half the batch (with a warning)."""
-    try:
-        return run(batch_size)
-    except Exception as error:  # noqa: BLE001
-        if not _batching.is_out_of_memory(error) or batch_size == 1:
-            raise
-    _release_cached_memory(device)
-    smaller = max(1, batch_size // 2)
-    warnings.warn(
-        f"{_FN}: out of memory at batch_size={batch_size}; retrying with batch_size={smaller} (the units "
-        "decoded at this size may differ in the last bits if the decoder's arithmetic depends on the batch)",
-        RuntimeWarning, stacklevel=3,
-    )
-    try:
-        return run(smaller)
-    except Exception as error:  # noqa: BLE001
-        if _batching.is_out_of_memory(error):
-            raise RuntimeError(
-                f"{_FN}: the decoder ran out of memory at batch size {smaller} (already halved from "
-                f"{batch_size}); pass a smaller batch_size= or memory_budget="
-            ) from error
-        raise
 
 
 # ---- plan -----------------------------------------------------------------------------------
@@ -345,22 +257,6 @@ def _trial_runner(decoder, spec: GridSpec, probe: Probe):
 
 
 # ---- sink -----------------------------------------------------------------------------------
-def _sweep_params(decoder, spec: GridSpec, probe: Probe, keep_outputs: bool) -> dict:
-    """Everything that makes two sweeps the same sweep (the store's identity)."""
-    return {
-        "decoder": fingerprint(decoder),
-        **spec.digest(),
-        "out_shape": list(probe.out_shape),
-        "output_dtype": str(probe.outputs.dtype),
-        "keep_outputs": keep_outputs,
-    }
-
-
-def _static_arrays(spec: GridSpec, probe: Probe) -> dict:
-    return {"anchors": stored_array(spec.anchors), "dims": stored_array(spec.dims),
-            "values": stored_array(spec.values), "anchor_outputs": stored_array(probe.outputs)}
-
-
 def _open_sink(out, spec, probe, geometry, decoder, choose_batch, *, explicit, keep_outputs, resume, overwrite,
                workers):
     """(sink, plan, pending units). Memory, or a store opened by the leader first (created,
@@ -375,14 +271,14 @@ def _open_sink(out, spec, probe, geometry, decoder, choose_batch, *, explicit, k
             _check_fits_in_memory(geometry)
         return MemorySink(geometry, keep_outputs, plan, keep_units=workers.grouped), plan, list(range(plan.num_units))
     path = Path(out)
-    params = _sweep_params(decoder, spec, probe, keep_outputs)
-    static = _static_arrays(spec, probe)
+    params = sweep_params(decoder, spec, probe, keep_outputs)
+    static = static_arrays(spec, probe)
     want = dict(params=params, static=static, geometry=geometry, latent_dim=spec.latent_dim,
                 keep_outputs=keep_outputs)
     outcome, failure = None, None
     if workers.leader:
         try:
-            store = _leader_store(path, want, new_plan, explicit=explicit, resume=resume, overwrite=overwrite,
+            store = leader_store(path, want, new_plan, explicit=explicit, resume=resume, overwrite=overwrite,
                                   join=workers.shard is not None)
             status = store.status()
             if status.damaged:
@@ -406,67 +302,6 @@ def _open_sink(out, spec, probe, geometry, decoder, choose_batch, *, explicit, k
         if store.sweep_id != sweep_id(params) or store.plan != plan:
             raise RuntimeError(f"{_FN}: the store at {path} changed while the ranks were opening it")
     return store, plan, pending
-
-
-def _leader_store(path: Path, want: dict, new_plan, *, explicit, resume, overwrite, join) -> SweepStore:
-    """The store at path for this sweep: created, resumed (resume=True), joined (shards) or
-    replaced (overwrite=True), after checking it is the same sweep, intact, and not in use."""
-    params = want["params"]
-    for _ in range(3):  # another shard may create or replace it while we look
-        try:
-            store = existing_store(path, writable=True)
-        except StoreDamaged:
-            if not overwrite:
-                raise
-            store = None
-            remove_store(path)
-        if store is not None and overwrite:
-            remove_store(path)
-            store = None
-        elif store is None and resume:
-            raise ValueError(f"{_FN}: resume=True but there is no sweep at {path}")
-        if store is None:
-            if create_store(path, plan=new_plan(), **want):
-                return _checked_store(path, want, explicit=explicit)
-            continue  # created by someone else meanwhile: open theirs
-        if store.sweep_id != sweep_id(params):
-            differing = sorted(k for k in set(params) | set(store.params) if params.get(k) != store.params.get(k))
-            raise ValueError(
-                f"{_FN}: {path} holds a sweep with different parameters (it differs in: {', '.join(differing)}); call traverse "
-                "with that sweep's arguments to resume it, or pass overwrite=True to replace it"
-            )
-        if not (resume or join):
-            done = len(store.status().done)
-            raise ValueError(
-                f"{_FN}: {path} already holds this sweep ({done} of {store.plan.num_units} units done); pass "
-                "resume=True to continue it or overwrite=True to replace it"
-            )
-        return _checked_store(path, want, explicit=explicit, store=store)
-    raise RuntimeError(f"{_FN}: could not open or create {path}: other processes keep replacing it")
-
-
-def _checked_store(path, want, *, explicit, store=None) -> SweepStore:
-    store = store or SweepStore(path, writable=True)
-    if store.geometry != want["geometry"] or store.latent_dim != want["latent_dim"]:
-        raise StoreDamaged(
-            f"{_FN}: the sweep store {path} is damaged: its geometry ({store.geometry}) does not match its "
-            f"parameters ({want['geometry']}); pass overwrite=True to start over"
-        )
-    if explicit is not None and store.plan.batch_size != min(explicit, store.plan.num_rows):
-        raise ValueError(
-            f"{_FN}: the sweep at {path} was planned with batch_size={store.plan.batch_size} (every rank, shard "
-            f"and resume uses it for bitwise-identical results); pass batch_size={store.plan.batch_size} or 'auto'"
-        )
-    from .stores import crc  # noqa: PLC0415 - one checksum definition
-
-    if crc(want["static"]["anchor_outputs"]) != store.static_crc["anchor_outputs"]:
-        raise ValueError(
-            f"{_FN}: the decoder's outputs at the anchors differ from those stored in {path}: the decoder "
-            "changed (weights or forward) since the sweep started; pass overwrite=True to start over"
-        )
-    store.repair_static(want["static"])
-    store.repair_npy()
-    return store
 
 
 def _check_fits_in_memory(geometry: Geometry) -> None:
@@ -504,7 +339,7 @@ def _decode_units(decoder, spec: GridSpec, stats, sink, plan: SweepPlan, units: 
         return batch_size
 
     try:
-        used = _retry_halved(run, plan.batch_size, spec.anchors.device) if units else plan.batch_size
+        used = retry_halved(run, plan.batch_size, spec.anchors.device) if units else plan.batch_size
     except BaseException as error:
         _explain_stop(error, sink, plan, len(units) - len(remaining), len(units))
         raise
@@ -641,25 +476,3 @@ def sweep_status(path: str | Path) -> StoreStatus:
     if store is None:
         raise ValueError(f"latentsweep.sweep_status: there is no sweep at {path}")
     return store.status()
-
-
-def _graphed(decoder, batch_size: int, anchors: torch.Tensor):
-    """The decoder captured in a CUDA graph, replayed on a static input buffer."""
-    static_codes = torch.zeros(batch_size, anchors.shape[1], dtype=anchors.dtype, device=anchors.device)
-    with torch.inference_mode():
-        side = torch.cuda.Stream(anchors.device)
-        side.wait_stream(torch.cuda.current_stream(anchors.device))
-        with torch.cuda.stream(side):  # warm-up outside the graph, as torch.cuda.graph requires
-            for _ in range(3):
-                _call_decoder(decoder, static_codes)
-        torch.cuda.current_stream(anchors.device).wait_stream(side)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            static_outputs = decoder(static_codes)
-
-    def replay(codes: torch.Tensor) -> torch.Tensor:
-        static_codes.copy_(codes)
-        graph.replay()
-        return static_outputs.clone()  # the next replay overwrites static_outputs
-
-    return replay

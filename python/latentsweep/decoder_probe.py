@@ -1,0 +1,130 @@
+"""Running the decoder for a sweep: checked calls, the probe at the anchors, the one
+out-of-memory retry, and CUDA-graph capture."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import torch
+
+from . import _batching
+from .grid_spec import GridSpec
+
+_FN = "latentsweep.traverse"
+
+
+@dataclass
+class Probe:
+    """The decoder at the anchors: x0 ``[A, *out_shape]`` and the activation bytes per row
+    measured on CUDA (0 on the CPU)."""
+
+    outputs: torch.Tensor
+    activation_bytes: float
+
+    @property
+    def out_shape(self) -> tuple[int, ...]:
+        return tuple(self.outputs.shape[1:])
+
+
+def call_decoder(decoder, codes: torch.Tensor) -> torch.Tensor:
+    """One checked decoder call (the executor does the same checks in C++)."""
+    result = decoder(codes)
+    if not isinstance(result, torch.Tensor):
+        raise TypeError(f"{_FN}: the decoder must return a torch.Tensor, got {type(result).__name__}")
+    if result.dim() < 1 or result.shape[0] != codes.shape[0]:
+        raise ValueError(
+            f"{_FN}: the decoder returned shape {tuple(result.shape)} for a batch of {codes.shape[0]} "
+            "codes; it must return one output per code ([batch, ...])"
+        )
+    if not result.is_floating_point():
+        raise TypeError(f"{_FN}: the decoder must return floating-point outputs, got {result.dtype}")
+    if result.device != codes.device:
+        raise ValueError(f"{_FN}: the decoder returned outputs on {result.device} for codes on {codes.device}")
+    return result
+
+
+def probe_anchors(decoder, spec: GridSpec, probe_rows: int) -> Probe:
+    """Decodes the anchors in batches of probe_rows (copies: the decoder may write into them)."""
+    anchors = spec.anchors
+    measure = anchors.device.type == "cuda"
+
+    def run(rows: int) -> Probe:
+        outputs, activation_bytes = [], 0.0
+        with torch.inference_mode():
+            for start in range(0, anchors.shape[0], rows):
+                chunk = anchors[start : start + rows].clone()
+                if measure and start == 0:
+                    torch.cuda.synchronize(anchors.device)
+                    torch.cuda.reset_peak_memory_stats(anchors.device)
+                    before = torch.cuda.memory_allocated(anchors.device)
+                result = call_decoder(decoder, chunk)
+                if outputs and (result.shape[1:] != outputs[0].shape[1:] or result.dtype != outputs[0].dtype):
+                    raise ValueError(
+                        f"{_FN}: the decoder's output shape changed from {list(outputs[0].shape[1:])} "
+                        f"{outputs[0].dtype} to {list(result.shape[1:])} {result.dtype} per code between "
+                        "two calls; it must return the same shape and dtype for every batch"
+                    )
+                outputs.append(result)
+                if measure and start == 0:
+                    activation_bytes = (torch.cuda.max_memory_allocated(anchors.device) - before) / chunk.shape[0]
+        return Probe(torch.cat(outputs), activation_bytes)
+
+    probe = retry_halved(run, min(anchors.shape[0], probe_rows), anchors.device)
+    bad = ~torch.isfinite(probe.outputs.reshape(probe.outputs.shape[0], -1)).all(dim=1)
+    if bool(bad.any()):
+        rows = bad.nonzero().flatten()[:5].tolist()
+        raise ValueError(f"{_FN}: the decoder returned NaN or Inf at anchors {rows} (the anchors themselves)")
+    return probe
+
+
+def release_cached_memory(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def retry_halved(run, batch_size: int, device: torch.device):
+    """run(batch_size); on out-of-memory, once more at half the batch (with a warning)."""
+    try:
+        return run(batch_size)
+    except Exception as error:  # noqa: BLE001
+        if not _batching.is_out_of_memory(error) or batch_size == 1:
+            raise
+    release_cached_memory(device)
+    smaller = max(1, batch_size // 2)
+    warnings.warn(
+        f"{_FN}: out of memory at batch_size={batch_size}; retrying with batch_size={smaller} (the units "
+        "decoded at this size may differ in the last bits if the decoder's arithmetic depends on the batch)",
+        RuntimeWarning, stacklevel=3,
+    )
+    try:
+        return run(smaller)
+    except Exception as error:  # noqa: BLE001
+        if _batching.is_out_of_memory(error):
+            raise RuntimeError(
+                f"{_FN}: the decoder ran out of memory at batch size {smaller} (already halved from "
+                f"{batch_size}); pass a smaller batch_size= or memory_budget="
+            ) from error
+        raise
+
+
+def graphed(decoder, batch_size: int, anchors: torch.Tensor):
+    """The decoder captured in a CUDA graph, replayed on a static input buffer."""
+    static_codes = torch.zeros(batch_size, anchors.shape[1], dtype=anchors.dtype, device=anchors.device)
+    with torch.inference_mode():
+        side = torch.cuda.Stream(anchors.device)
+        side.wait_stream(torch.cuda.current_stream(anchors.device))
+        with torch.cuda.stream(side):  # warm-up outside the graph, as torch.cuda.graph requires
+            for _ in range(3):
+                call_decoder(decoder, static_codes)
+        torch.cuda.current_stream(anchors.device).wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            static_outputs = decoder(static_codes)
+
+    def replay(codes: torch.Tensor) -> torch.Tensor:
+        static_codes.copy_(codes)
+        graph.replay()
+        return static_outputs.clone()  # the next replay overwrites static_outputs
+
+    return replay

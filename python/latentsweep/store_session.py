@@ -1,0 +1,87 @@
+"""Opening the store of a sweep: created, resumed, joined (shards) or replaced, after checking
+that it holds the same sweep, is intact, and is not being written by another sweep."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ._modules import fingerprint
+from .grid_spec import GridSpec
+from .stores import StoreDamaged, SweepStore, create_store, crc, existing_store, remove_store, stored_array, sweep_id
+
+_FN = "latentsweep.traverse"
+
+
+def sweep_params(decoder, spec: GridSpec, probe, keep_outputs: bool) -> dict:
+    """Everything that makes two sweeps the same sweep (the store's identity)."""
+    return {
+        "decoder": fingerprint(decoder),
+        **spec.digest(),
+        "out_shape": list(probe.out_shape),
+        "output_dtype": str(probe.outputs.dtype),
+        "keep_outputs": keep_outputs,
+    }
+
+
+def static_arrays(spec: GridSpec, probe) -> dict:
+    return {"anchors": stored_array(spec.anchors), "dims": stored_array(spec.dims),
+            "values": stored_array(spec.values), "anchor_outputs": stored_array(probe.outputs)}
+
+
+def leader_store(path: Path, want: dict, new_plan, *, explicit, resume, overwrite, join) -> SweepStore:
+    """The store at path for this sweep: created, resumed (resume=True), joined (shards) or
+    replaced (overwrite=True), after checking it is the same sweep, intact, and not in use."""
+    params = want["params"]
+    for _ in range(3):  # another shard may create or replace it while we look
+        try:
+            store = existing_store(path, writable=True)
+        except StoreDamaged:
+            if not overwrite:
+                raise
+            store = None
+            remove_store(path)
+        if store is not None and overwrite:
+            remove_store(path)
+            store = None
+        elif store is None and resume:
+            raise ValueError(f"{_FN}: resume=True but there is no sweep at {path}")
+        if store is None:
+            if create_store(path, plan=new_plan(), **want):
+                return checked_store(path, want, explicit=explicit)
+            continue  # created by someone else meanwhile: open theirs
+        if store.sweep_id != sweep_id(params):
+            differing = sorted(k for k in set(params) | set(store.params) if params.get(k) != store.params.get(k))
+            raise ValueError(
+                f"{_FN}: {path} holds a sweep with different parameters (it differs in: {', '.join(differing)}); call traverse "
+                "with that sweep's arguments to resume it, or pass overwrite=True to replace it"
+            )
+        if not (resume or join):
+            done = len(store.status().done)
+            raise ValueError(
+                f"{_FN}: {path} already holds this sweep ({done} of {store.plan.num_units} units done); pass "
+                "resume=True to continue it or overwrite=True to replace it"
+            )
+        return checked_store(path, want, explicit=explicit, store=store)
+    raise RuntimeError(f"{_FN}: could not open or create {path}: other processes keep replacing it")
+
+
+def checked_store(path, want, *, explicit, store=None) -> SweepStore:
+    store = store or SweepStore(path, writable=True)
+    if store.geometry != want["geometry"] or store.latent_dim != want["latent_dim"]:
+        raise StoreDamaged(
+            f"{_FN}: the sweep store {path} is damaged: its geometry ({store.geometry}) does not match its "
+            f"parameters ({want['geometry']}); pass overwrite=True to start over"
+        )
+    if explicit is not None and store.plan.batch_size != min(explicit, store.plan.num_rows):
+        raise ValueError(
+            f"{_FN}: the sweep at {path} was planned with batch_size={store.plan.batch_size} (every rank, shard "
+            f"and resume uses it for bitwise-identical results); pass batch_size={store.plan.batch_size} or 'auto'"
+        )
+    if crc(want["static"]["anchor_outputs"]) != store.static_crc["anchor_outputs"]:
+        raise ValueError(
+            f"{_FN}: the decoder's outputs at the anchors differ from those stored in {path}: the decoder "
+            "changed (weights or forward) since the sweep started; pass overwrite=True to start over"
+        )
+    store.repair_static(want["static"])
+    store.repair_npy()
+    return store
