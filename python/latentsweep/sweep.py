@@ -3,9 +3,10 @@
 The steps, in order (each a named function below or a module of its own):
   grid_spec   which code each grid row decodes, validated once           (grid_spec.py)
   workers     this process's rank or shard, a process group if asked for (distributed.py)
-  probe       the decoder at the anchors: output shape, dtype, x0
+  probe       the decoder at the anchors: output shape, dtype, x0         (decoding.py)
   plan        batch size and work units, from the sweep's arguments only  (plan.py)
-  sink        memory or a store on disk, behind one Protocol             (sinks.py, stores.py)
+  sink        memory or a store on disk, behind one Protocol             (sinks.py, stores.py,
+              opened for this sweep by store_session.py)
   units       the C++ executor decodes this process's units              (cpp/engine)
   merge       unit statistics added in unit order                        (merge.py)
 """
