@@ -4,6 +4,7 @@ resumed at another world size; a caller's process group is left intact; bad inpu
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import sys
@@ -11,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 import torch
 
 import latentsweep as ls
@@ -130,3 +133,47 @@ def test_bad_shards_are_refused(tmp_path):
         ls.traverse(decoder, ANCHORS, steps=STEPS, out=tmp_path / "s.zarr", shard=(0, 2), overwrite=True)
     with pytest.raises(ValueError, match="shard= needs out="):
         ls.traverse(decoder, ANCHORS, steps=STEPS, shard=(0, 2))
+
+
+class _Stop(Exception):
+    pass
+
+
+def _failing_after(calls: int):
+    """The MLP decoder, failing at its `calls`-th call (counting the anchors' probe)."""
+    decoder, count = mlp_decoder(5, 20), [0]
+
+    def hook(module, inputs):
+        count[0] += 1
+        if count[0] == calls:
+            raise _Stop("interrupted")
+
+    decoder.register_forward_pre_hook(hook)
+    return decoder
+
+
+@functools.cache
+def _uninterrupted():
+    return ls.traverse(mlp_decoder(5, 20), ANCHORS, steps=STEPS, batch_size=BATCH, keep_outputs=False)
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(shards=st.integers(1, 4), order=st.randoms(use_true_random=False), stop_at=st.integers(2, 40))
+def test_any_assignment_and_interruption_gives_the_same_bits(tmp_path_factory, shards, order, stop_at):
+    """Shards run in any order, one of them interrupted at any decoder call and the rest
+    finished by a resume: the merged statistics are those of one uninterrupted run."""
+    path = tmp_path_factory.mktemp("prop") / "sweep.zarr"
+    kwargs = dict(steps=STEPS, batch_size=BATCH, out=path, keep_outputs=False, progress=False)
+    expected = _uninterrupted()
+    indices = list(range(shards))
+    order.shuffle(indices)
+    for position, index in enumerate(indices):
+        decoder = _failing_after(stop_at) if position == 0 else mlp_decoder(5, 20)
+        try:
+            ls.traverse(decoder, ANCHORS, shard=(index, shards), **kwargs)
+        except _Stop:
+            pass
+    # (an interruption in the anchors' probe leaves no store: then this run creates it)
+    result = ls.traverse(mlp_decoder(5, 20), ANCHORS, resume=path.exists(), **kwargs)
+    for name in ("effect", "dim_effect", "sensitivity"):
+        assert torch.equal(getattr(result, name), getattr(expected, name)), name
