@@ -290,3 +290,12 @@ def test_a_measured_batch_choice_is_recorded_and_reused(tmp_path, monkeypatch):
     assert again.batch_size == 24
     explicit = ls.traverse(rowwise_decoder, ANCHORS, steps=STEPS, batch_size=24, keep_outputs=False)
     assert torch.equal(explicit.sensitivity, first.sensitivity)
+
+
+def test_shards_share_an_npy_store(tmp_path, full):
+    path = tmp_path / "shared.npy"
+    statuses = [sweep(path, shard=(i, 3)) for i in (1, 2)]
+    assert [len(s.done) for s in statuses] == [3, 5]  # units 1,4,7 then also 2,5
+    assert_same(sweep(path, shard=(0, 3)), full)
+    assert_same(ls.open_sweep(path), full)
+    assert np.array_equal(np.load(path, mmap_mode="r"), full.outputs.numpy())
