@@ -267,42 +267,54 @@ def _open_sink(out, spec, probe, geometry, decoder, choose_batch, *, explicit, k
         return make_plan(spec.num_rows, spec.num_steps, choose_batch())
 
     if out is None:
-        plan = workers.broadcast(new_plan() if workers.rank == 0 else None)
         if keep_outputs:
             _check_fits_in_memory(geometry)
+        plan = plan_from_dict(_leader_decides(workers, lambda: new_plan().as_dict()))
         return MemorySink(geometry, keep_outputs, plan, keep_units=workers.grouped), plan, list(range(plan.num_units))
     path = Path(out)
     params = sweep_params(decoder, spec, probe, keep_outputs)
-    static = static_arrays(spec, probe)
-    want = dict(params=params, static=static, geometry=geometry, latent_dim=spec.latent_dim,
+    want = dict(params=params, static=static_arrays(spec, probe), geometry=geometry, latent_dim=spec.latent_dim,
                 keep_outputs=keep_outputs)
+    opened = {}
+
+    def open_as_leader():
+        opened["store"] = store = leader_store(path, want, new_plan, explicit=explicit, resume=resume,
+                                               overwrite=overwrite, join=workers.shard is not None)
+        status = store.status()
+        if status.damaged:
+            detail = "; ".join(f"unit {u}: {why}" for u, why in sorted(status.damaged.items())[:3])
+            warnings.warn(f"{_FN}: {len(status.damaged)} work unit(s) of {path} are damaged ({detail}); "
+                          "computing them again", RuntimeWarning, stacklevel=5)
+        return store.plan.as_dict(), status.missing
+
+    plan_fields, pending = _leader_decides(workers, open_as_leader)
+    plan = plan_from_dict(plan_fields)
+    store = opened.get("store")
+    if store is None:  # the other ranks join the store the leader opened
+        store = SweepStore(path, writable=True)
+        if store.sweep_id != sweep_id(params) or store.plan != plan:
+            raise RuntimeError(f"{_FN}: the store at {path} changed while the ranks were opening it")
+    return store, plan, pending
+
+
+def _leader_decides(workers, decide):
+    """decide() on the leader (rank 0, or every shard), its result on every rank; an error on
+    the leader is raised on every rank, so none waits for an answer that never comes."""
     outcome, failure = None, None
     if workers.leader:
         try:
-            store = leader_store(path, want, new_plan, explicit=explicit, resume=resume, overwrite=overwrite,
-                                  join=workers.shard is not None)
-            status = store.status()
-            if status.damaged:
-                detail = "; ".join(f"unit {u}: {why}" for u, why in sorted(status.damaged.items())[:3])
-                warnings.warn(f"{_FN}: {len(status.damaged)} work unit(s) of {path} are damaged ({detail}); "
-                              "computing them again", RuntimeWarning, stacklevel=4)
-            outcome = ("ok", store.plan.as_dict(), status.missing)
+            outcome = ("ok", decide())
         except Exception as error:  # noqa: BLE001 - the other ranks raise it too
             if not workers.grouped:
                 raise
             outcome, failure = ("error", type(error).__name__, str(error)), error
     outcome = workers.broadcast(outcome)
-    if outcome[0] == "error":
-        if failure is not None:
-            raise failure
-        raise (ValueError if outcome[1] in ("ValueError", "StoreDamaged") else RuntimeError)(
-            f"{outcome[2]} (reported by rank 0)")
-    plan, pending = plan_from_dict(outcome[1]), outcome[2]
-    if not workers.leader:
-        store = SweepStore(path, writable=True)
-        if store.sweep_id != sweep_id(params) or store.plan != plan:
-            raise RuntimeError(f"{_FN}: the store at {path} changed while the ranks were opening it")
-    return store, plan, pending
+    if outcome[0] == "ok":
+        return outcome[1]
+    if failure is not None:
+        raise failure
+    kind = ValueError if outcome[1] in ("ValueError", "StoreDamaged") else RuntimeError
+    raise kind(f"{outcome[2]} (reported by rank 0)")
 
 
 def _check_fits_in_memory(geometry: Geometry) -> None:
