@@ -33,11 +33,10 @@ class TraversalResult:
         batch_size: codes per decoder call (the sweep's plan; a store records it).
         wall_time: seconds this call took (0 for :func:`latentsweep.open_sweep`).
         points_per_second: grid points decoded per second by this call (all ranks together).
-        points_computed: grid points this call decoded (all ranks; 0 when a resumed sweep
-            had nothing left to do).
         store: the store's path when ``out=`` was a path, else None.
         mode: the traversal mode (``"values"`` when explicit values were given).
-        points_computed: grid points decoded by this call (fewer than all when resumed).
+        points_computed: grid points decoded by this call, all ranks together (fewer than
+            all when resumed; 0 when a resumed sweep had nothing left to do).
         output_space: what the outputs and effects are measured in: ``"decoder output"``, or
             e.g. ``"sigmoid(decoder output)"`` with ``output_transform="sigmoid"``.
     """

@@ -15,7 +15,8 @@ _FN = "latentsweep.traverse"
 def sweep_params(decoder, spec: GridSpec, probe, keep_outputs: bool) -> dict:
     """Everything that makes two sweeps the same sweep (the store's identity)."""
     return {
-        "decoder": fingerprint(decoder),
+        "decoder": fingerprint(getattr(decoder, "decoder", decoder)),  # the user's, not its DecoderCall
+        "output_space": getattr(decoder, "output_space", "decoder output"),
         **spec.digest(),
         "out_shape": list(probe.out_shape),
         "output_dtype": str(probe.outputs.dtype),

@@ -3,7 +3,7 @@
 The steps, in order (each a named function below or a module of its own):
   grid_spec   which code each grid row decodes, validated once           (grid_spec.py)
   workers     this process's rank or shard, a process group if asked for (distributed.py)
-  probe       the decoder at the anchors: output shape, dtype, x0         (decoding.py)
+  probe       the decoder at the anchors: output shape, dtype, x0    (decoder_probe.py)
   plan        batch size and work units, from the sweep's arguments only  (plan.py)
   sink        memory or a store on disk, behind one Protocol             (sinks.py, stores.py,
               opened for this sweep by store_session.py)
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from . import _batching, _checks, _progress, distributed
+from . import _batching, _checks, _progress, decoding, distributed
 from ._extension import _C
 from ._modules import eval_mode, model_device
 from .decoder_probe import Probe, graphed, probe_anchors, retry_halved
@@ -58,6 +58,8 @@ def traverse(
     progress: bool | None = None,
     cuda_graph: bool = False,
     shard: tuple[int, int] | None = None,
+    output=None,
+    output_transform=None,
 ) -> TraversalResult | StoreStatus:
     """Traverses each latent dimension from each anchor, decodes every grid point, and
     measures how much, and where, the output changes.
@@ -73,9 +75,12 @@ def traverse(
     result. With more than one process and ``keep_outputs=True``, ``out=`` is required.
 
     Args:
-        decoder: any callable from a ``[B, D]`` tensor to a ``[B, ...]`` tensor (an
-            ``nn.Module`` runs in eval mode), e.g. ``vae.decoder``. It never receives the
-            caller's tensors (it may modify its input in place).
+        decoder: any callable from a ``[B, D]`` tensor to a ``[B, ...]`` tensor, e.g.
+            ``vae.decoder`` or ``vae.decode``: an ``nn.Module``, or the module of a bound method,
+            runs in eval mode (restored afterwards), and codes are cast to its parameters' dtype.
+            Outputs wrapped in a tuple, dict or output object are unwrapped by the rule in
+            :data:`latentsweep.decoding.OUTPUT_RULE` (or as ``output=`` says). It never receives
+            the caller's tensors (it may modify its input in place).
         anchors: ``[A, D]`` codes (``[D]`` for one), or a :class:`Posterior` (its means are the
             anchors and its ``logvar`` feeds mode ``"posterior"``).
         mode, span, steps, dims, logvar, reference, prior_std: which values each latent takes,
@@ -101,6 +106,12 @@ def traverse(
             launch overhead dominates; the decoder must be graph-safe).
         shard: ``(i, n)``: compute only shard i of n into the store ``out`` (no process group:
             Slurm job arrays, Kubernetes indexed jobs). Shards join the store of the same sweep.
+        output: which part of the decoder's output holds the decoded outputs: a key or
+            attribute (``"sample"``), a tuple index, or a callable on the raw output (see
+            :func:`latentsweep.decoding.decoder_call`).
+        output_transform: ``"sigmoid"`` (for a decoder that returns logits), ``"tanh"``,
+            ``"exp"``, or any callable applied to the outputs before the statistics; the
+            result's ``output_space`` says which space the effects are measured in.
 
     Returns:
         a :class:`TraversalResult` (outputs, effect, dim_effect, ranking, sensitivity, speed).
@@ -121,6 +132,7 @@ def traverse(
     show_progress = _progress.wanted(progress, _FN)
     batch_size, memory_budget = _check_arguments(decoder, batch_size, memory_budget, out, keep_outputs=keep_outputs,
                                                  resume=resume, overwrite=overwrite, cuda_graph=cuda_graph, shard=shard)
+    decode_fn = decoding.decoder_call(_FN, decoder, output=output, output_transform=output_transform)
     spec = grid_spec(_FN, anchors, mode=mode, span=span, steps=steps, dims=dims, logvar=logvar, values=values,
                      reference=reference, prior_std=prior_std)
     requested = _checks.device(_FN, device)
@@ -137,18 +149,18 @@ def traverse(
             raise ValueError(f"{_FN}: cuda_graph=True needs a CUDA device, got {device}")
         spec_d = spec.to(device)
         with eval_mode(decoder):
-            probe = probe_anchors(decoder, spec_d, 64 if batch_size == "auto" else batch_size)
+            probe = probe_anchors(decode_fn, spec_d, 64 if batch_size == "auto" else batch_size)
             geometry = Geometry(*spec.grid_shape, probe.out_shape, probe.outputs.dtype)
             def choose_batch() -> int:  # only when no store has chosen already
-                return _choose_batch_size(decoder, batch_size, memory_budget, device, spec_d, probe)
+                return _choose_batch_size(decode_fn, batch_size, memory_budget, device, spec_d, probe)
 
-            opened = _open_sink(out, spec, probe, geometry, decoder, choose_batch,
+            opened = _open_sink(out, spec, probe, geometry, decode_fn, choose_batch,
                                 explicit=None if batch_size == "auto" else batch_size,
                                 keep_outputs=keep_outputs, resume=resume, overwrite=overwrite, workers=workers)
             sink, plan, pending = opened
             mine = _my_units(plan, pending, workers)
             stats = _C.SweepStatistics(probe.outputs.reshape(spec.num_anchors, -1), spec_d.values)
-            decode = graphed(decoder, plan.batch_size, spec_d.anchors) if cuda_graph else decoder
+            decode = graphed(decode_fn, plan.batch_size, spec_d.anchors) if cuda_graph else decode_fn
             sweep_started = time.perf_counter()
             rows = sum(plan.unit_rows_of(u)[1] - plan.unit_rows_of(u)[0] for u in mine)
             bar = _progress.bar(show_progress and workers.leader, total=rows, unit="pt",
@@ -171,7 +183,7 @@ def traverse(
         return _result(spec, probe, sink, geometry, dim_effect, sensitivity, used_batch,
                        wall_time=time.perf_counter() - started,
                        points_per_second=points / sweep_seconds if sweep_seconds > 0 else float("inf"),
-                       points=points)
+                       points=points, output_space=decode_fn.output_space)
     finally:
         if sink is not None:
             sink.close()
@@ -411,7 +423,7 @@ def _merge(sink, plan: SweepPlan, workers) -> OrderedMerge | None:
 
 
 def _result(spec, probe, sink, geometry, dim_effect, sensitivity, batch_size, *, wall_time, points_per_second,
-            points) -> TraversalResult:
+            points, output_space) -> TraversalResult:
     order = torch.argsort(dim_effect, descending=True, stable=True)
     dims = spec.dims.cpu()
     return TraversalResult(
@@ -431,6 +443,7 @@ def _result(spec, probe, sink, geometry, dim_effect, sensitivity, batch_size, *,
         store=sink.path,
         mode=spec.mode,
         points_computed=points,
+        output_space=output_space,
     )
 
 
@@ -478,6 +491,7 @@ def open_sweep(path: str | Path) -> TraversalResult:
             effect=store.effect().view(g.grid_shape), dim_effect=dim_effect, ranking=dims[order],
             sensitivity=sensitivity, out_shape=g.out_shape, batch_size=store.plan.batch_size, wall_time=0.0,
             points_per_second=0.0, store=path, mode=str(store.params.get("mode", "?")), points_computed=0,
+            output_space=str(store.params.get("output_space", "decoder output")),
         )
     finally:
         store.close()
