@@ -660,7 +660,7 @@ def test_traverse_under_torchrun_then_open(workspace):
         assert np.array_equal(np.load(workspace / "ranks" / "traversal.npz")[key],
                               np.load(workspace / "ranks1" / "traversal.npz")[key]), key
     opened = run("open", "ranks.zarr", cwd=workspace)
-    assert "4 anchors x 3 dims x 5 steps" in opened.stdout
+    assert "4 anchors x 3 latents x 5 steps" in opened.stdout
 
 
 def test_traverse_shards_then_open(workspace):
@@ -672,7 +672,7 @@ def test_traverse_shards_then_open(workspace):
     assert incomplete.returncode == 1 and "missing units" in incomplete.stdout
     last = run(*args, "--shard", "0/2", cwd=workspace)
     assert "points/s" in last.stdout
-    assert "points/s" in run("open", "shards.zarr", cwd=workspace).stdout
+    assert "4 anchors x 3 latents x 5 steps" in run("open", "shards.zarr", cwd=workspace).stdout
     bad = run(*args, "--shard", "2/2", cwd=workspace, check=False)
     assert bad.returncode == 1 and "shard index must lie in [0, 2)" in bad.stderr
     assert run(*args, "--shard", "x", cwd=workspace, check=False).returncode == 2
