@@ -13,6 +13,8 @@ The steps, in order (each a named function below or a module of its own):
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
 import sys
 import time
@@ -401,10 +403,24 @@ def _explain_stop(error: BaseException, sink, plan: SweepPlan, done: int, total:
             f"latentsweep: the sweep stopped after {done} of {total} work units. Pass out='sweep.zarr' to keep "
             "partial results on disk and make long sweeps resumable."
         )
-    if isinstance(error, KeyboardInterrupt):
+    if isinstance(error, KeyboardInterrupt) and not _STOP_MESSAGES_AS_NOTES.get():
         print(message, file=sys.stderr)
-    elif isinstance(error, Exception):
+    elif isinstance(error, Exception | KeyboardInterrupt):
         error.add_note(message)
+
+
+# The command line words the advice after Ctrl-C itself (with its flags): it asks for a note.
+_STOP_MESSAGES_AS_NOTES = contextvars.ContextVar("latentsweep_stop_messages_as_notes", default=False)
+
+
+@contextlib.contextmanager
+def stop_messages_as_notes():
+    """Within this block the advice after Ctrl-C is an exception note, not printed."""
+    token = _STOP_MESSAGES_AS_NOTES.set(True)
+    try:
+        yield
+    finally:
+        _STOP_MESSAGES_AS_NOTES.reset(token)
 
 
 # ---- merge ----------------------------------------------------------------------------------
