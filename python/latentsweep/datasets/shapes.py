@@ -1,0 +1,169 @@
+"""A procedural dSprites-like data set: one white shape on black, five factors, no download."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import torch
+
+from .. import _checks
+
+_FN = "latentsweep.datasets.Shapes"
+SHAPES = ("square", "circle", "triangle")
+FACTOR_NAMES = ("shape", "scale", "orientation", "x", "y")
+_SUPERSAMPLE = 2  # 2x2 samples per pixel: grey edges, so small moves still change the image
+_CHUNK = 2048  # images rendered at once (bounds the temporaries to a few tens of MB)
+
+
+def _strides() -> torch.Tensor:
+    """Row-major strides of the full factor grid (shape slowest, y fastest)."""
+    strides = [1]
+    for size in reversed(Shapes.ALL_SIZES[1:]):
+        strides.insert(0, strides[0] * size)
+    return torch.tensor(strides, dtype=torch.int64)
+
+
+def full_of_index(index: torch.Tensor) -> torch.Tensor:
+    """Flat indices of the full grid -> ``[n, 5]`` factor values."""
+    out = torch.empty(index.shape[0], len(Shapes.ALL_SIZES), dtype=torch.int64)
+    rest = index.clone()
+    for j in reversed(range(len(Shapes.ALL_SIZES))):
+        out[:, j] = rest % Shapes.ALL_SIZES[j]
+        rest //= Shapes.ALL_SIZES[j]
+    return out
+
+
+class Shapes:
+    """Images of a square, circle or triangle with known scale, orientation and position.
+
+    Factors (all discrete, sampled uniformly and independently, like dSprites):
+
+    ============  ======  ======================================================
+    name          values  meaning
+    ============  ======  ======================================================
+    shape         3       square, circle, triangle
+    scale         6       0.5 .. 1.0 of the largest size (a circle of radius 0.16)
+    orientation   8       0 .. 7/16 pi rad, so each orientation of the square and
+                          triangle is distinct (the circle looks the same)
+    x, y          16, 16  centre at 0.25 .. 0.75 of the width / height
+    ============  ======  ======================================================
+
+    Observations are ``[n, 1, R, R]`` float32 images in [0, 1] (R = ``resolution``), rendered
+    deterministically: each pixel is the fraction of its 2x2 sub-pixel samples inside the shape.
+
+    Args:
+        resolution: image side in pixels (default 32; at least 8).
+        fixed: factors held at one value, by name or index, e.g. ``{"shape": 0}``: they are left
+            out of ``factor_sizes``, ``factor_names`` and the factor rows (F becomes 5 minus the
+            number fixed), and every observation uses the fixed value.
+
+    The ground-truth data set protocol: ``factor_sizes``, ``factor_names``,
+    ``sample_factors(n, generator)``, ``observations(factors)``.
+    """
+
+    ALL_SIZES = (3, 6, 8, 16, 16)
+
+    def __init__(self, *, resolution: int = 32, fixed: Mapping | None = None) -> None:
+        self.resolution = _checks.integer(_FN, "resolution", resolution, low=8, high=1024)
+        self.fixed: dict[int, int] = {}
+        for key, value in dict(fixed or {}).items():
+            index = FACTOR_NAMES.index(key) if key in FACTOR_NAMES else key
+            if isinstance(index, str) or not isinstance(index, int) or not 0 <= index < len(FACTOR_NAMES):
+                raise ValueError(f"{_FN}: fixed keys must be factor names {FACTOR_NAMES} or indices 0..4, got {key!r}")
+            self.fixed[index] = _checks.integer(_FN, f"fixed[{key!r}]", value, low=0, high=self.ALL_SIZES[index] - 1)
+        self.free = [j for j in range(len(FACTOR_NAMES)) if j not in self.fixed]
+        self._strides = _strides()
+        self._cache: torch.Tensor | None = None  # [36864, R, R] uint8, filled on demand
+        self._rendered: torch.Tensor | None = None
+        if not self.free:
+            raise ValueError(f"{_FN}: at least one factor must vary; all five are fixed")
+
+    @property
+    def factor_sizes(self) -> list[int]:
+        return [self.ALL_SIZES[j] for j in self.free]
+
+    @property
+    def factor_names(self) -> list[str]:
+        return [FACTOR_NAMES[j] for j in self.free]
+
+    @property
+    def observation_shape(self) -> tuple[int, int, int]:
+        return (1, self.resolution, self.resolution)
+
+    def __repr__(self) -> str:
+        fixed = {FACTOR_NAMES[j]: v for j, v in self.fixed.items()}
+        return f"Shapes(resolution={self.resolution}, fixed={fixed})"
+
+    def sample_factors(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``[n, F]`` int64 factor values, each uniform over its range, drawn with ``generator``."""
+        n = _checks.integer(f"{_FN}.sample_factors", "n", n, low=0)
+        columns = [torch.randint(size, (n,), generator=generator) for size in self.factor_sizes]
+        return torch.stack(columns, dim=1)
+
+    def observations(self, factors) -> torch.Tensor:
+        """``[n, F]`` factor values -> ``[n, 1, R, R]`` float32 images in [0, 1].
+
+        Each distinct image is rendered once and kept (as uint8 quarters: exact), since the
+        sampling metrics ask for a million images drawn from only 36,864.
+        """
+        full = self._full_factors(factors)
+        flat = full @ self._strides
+        if self._cache is None:
+            self._cache = torch.zeros(math.prod(self.ALL_SIZES), self.resolution, self.resolution, dtype=torch.uint8)
+            self._rendered = torch.zeros(math.prod(self.ALL_SIZES), dtype=torch.bool)
+        missing = torch.unique(flat[~self._rendered[flat]])
+        for start in range(0, missing.numel(), _CHUNK):
+            index = missing[start : start + _CHUNK]
+            self._cache[index] = self._render(full_of_index(index)).mul_(_SUPERSAMPLE**2).round_().to(torch.uint8)
+            self._rendered[index] = True
+        return self._cache[flat].unsqueeze(1).to(torch.float32).div_(_SUPERSAMPLE**2)
+
+    def _full_factors(self, factors) -> torch.Tensor:
+        fn = f"{_FN}.observations"
+        if not isinstance(factors, torch.Tensor):
+            raise TypeError(f"{fn}: factors must be a torch.Tensor [n, {len(self.free)}], got {type(factors).__name__}")
+        if factors.dim() != 2 or factors.shape[1] != len(self.free):
+            raise ValueError(f"{fn}: factors must be [n, {len(self.free)}] ({self.factor_names}), got {tuple(factors.shape)}")
+        if factors.is_floating_point() or factors.dtype == torch.bool:
+            raise TypeError(f"{fn}: factors must be integers, got {factors.dtype}")
+        factors = factors.cpu().to(torch.int64)
+        full = torch.zeros(factors.shape[0], len(FACTOR_NAMES), dtype=torch.int64)
+        for column, j in enumerate(self.free):
+            values = factors[:, column]
+            if values.numel() and (int(values.min()) < 0 or int(values.max()) >= self.ALL_SIZES[j]):
+                raise ValueError(
+                    f"{fn}: factor {FACTOR_NAMES[j]!r} must lie in [0, {self.ALL_SIZES[j]}), "
+                    f"got values in [{int(values.min())}, {int(values.max())}]"
+                )
+            full[:, j] = values
+        for j, value in self.fixed.items():
+            full[:, j] = value
+        return full
+
+    def _render(self, full: torch.Tensor) -> torch.Tensor:
+        shape, scale, angle, x, y = (full[:, j] for j in range(5))
+        radius = 0.16 * (0.5 + 0.1 * scale.to(torch.float32))  # scale index 0..5 -> 0.5..1.0
+        theta = angle.to(torch.float32) * (math.pi / 16)
+        cx = 0.25 + x.to(torch.float32) * (0.5 / 15)
+        cy = 0.25 + y.to(torch.float32) * (0.5 / 15)
+        samples = self.resolution * _SUPERSAMPLE
+        grid = (torch.arange(samples, dtype=torch.float32) + 0.5) / samples
+        dx = grid[None, None, :] - cx[:, None, None]  # [n, 1, S]: columns
+        dy = grid[None, :, None] - cy[:, None, None]  # [n, S, 1]: rows
+        cos, sin = torch.cos(theta)[:, None, None], torch.sin(theta)[:, None, None]
+        # Shape-local coordinates: rotate the sample points by -theta, in units of the radius.
+        r = radius[:, None, None]
+        u = (cos * dx + sin * dy) / r
+        v = (cos * dy - sin * dx) / r
+        square = torch.maximum(u.abs(), v.abs()) <= 0.8
+        circle = u * u + v * v <= 1.0
+        # Equilateral triangle with circumradius 1.2: inside all three half-planes.
+        triangle = torch.ones_like(square)
+        for k in range(3):
+            a = math.pi / 2 + k * 2 * math.pi / 3 + math.pi  # edge normals point away from vertices
+            triangle &= (u * math.cos(a) - v * math.sin(a)) <= 0.6
+        kind = shape[:, None, None]
+        inside = torch.where(kind == 0, square, torch.where(kind == 1, circle, triangle))
+        pixels = inside.to(torch.float32).reshape(-1, self.resolution, _SUPERSAMPLE, self.resolution, _SUPERSAMPLE)
+        return pixels.mean(dim=(2, 4))
