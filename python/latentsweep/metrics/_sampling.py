@@ -27,5 +27,6 @@ def common(fn: str, *, seed, batch_size, num_train, num_eval, encode_batch_size)
     )
 
 
-def votes_per_call(batch_size: int, observations_per_vote: int, encode_batch_size: int) -> int:
-    return max(1, encode_batch_size // (batch_size * observations_per_vote))
+# Votes drawn together: fixed, so that the draws (and the scores) do not depend on how the
+# observations are then split into representation calls.
+VOTES_PER_DRAW = 64

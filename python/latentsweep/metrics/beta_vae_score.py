@@ -32,7 +32,8 @@ def beta_vae_score(
     ``mean_i |z1_i - z2_i|`` over the pairs, its label ``k``. A
     ``sklearn.linear_model.LogisticRegression(random_state=seed)`` (defaults otherwise) is fit
     on ``num_train`` points; the scores are its accuracies on them and on ``num_eval`` fresh
-    points. Points are encoded many at a time, which changes no result.
+    points. Points are drawn 64 at a time and encoded
+    ``encode_batch_size`` observations per call, which changes no draw.
 
     Args:
         representation: callable ``observations -> [n, D]`` codes (or a pair/dict/Normal: the
@@ -73,7 +74,7 @@ def beta_vae_score(
 
 def _points(count, *, representation, data, sizes, batch_size, generator, encode_batch_size, bar):
     features, labels = [], []
-    per_call = _sampling.votes_per_call(batch_size, 2, encode_batch_size)
+    per_call = _sampling.VOTES_PER_DRAW
     f = len(sizes)
     for start in range(0, count, per_call):
         n = min(per_call, count - start)

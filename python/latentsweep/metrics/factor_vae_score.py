@@ -35,8 +35,8 @@ def factor_vae_score(
     column ``k`` overwritten); the vote goes to (``k``, the active latent with the least
     local variance / global variance). The classifier maps each latent to the factor with most
     training votes (``num_train``); accuracies are the share of votes it gets right on the
-    training and on ``num_eval`` fresh evaluation votes. Votes are encoded many at a time
-    (``encode_batch_size`` observations per call), which changes no result.
+    training and on ``num_eval`` fresh evaluation votes. Votes are drawn 64 at a time and
+    encoded ``encode_batch_size`` observations per call, which changes no draw.
 
     Args:
         representation: callable ``observations -> [n, D]`` codes (or a ``(mu, logvar)`` pair,
@@ -98,7 +98,7 @@ def _votes(count, *, representation, data, sizes, batch_size, global_variances, 
            encode_batch_size, bar) -> torch.Tensor:
     votes = torch.zeros(len(sizes), global_variances.shape[0], dtype=torch.int64)
     active_index = torch.nonzero(active).flatten()
-    per_call = _sampling.votes_per_call(batch_size, 1, encode_batch_size)
+    per_call = _sampling.VOTES_PER_DRAW
     for start in range(0, count, per_call):
         n = min(per_call, count - start)
         chosen = torch.randint(len(sizes), (n,), generator=generator)
