@@ -87,8 +87,8 @@ def factor_vae_score(
     classifier = train_votes.argmax(dim=0)  # latent -> the factor with most votes (first on ties)
     latents = torch.arange(train_votes.shape[1])
     return {
-        "train_accuracy": float(train_votes[classifier, latents].sum() / train_votes.sum()),
-        "eval_accuracy": float(eval_votes[classifier, latents].sum() / eval_votes.sum()),
+        "train_accuracy": int(train_votes[classifier, latents].sum()) / int(train_votes.sum()),
+        "eval_accuracy": int(eval_votes[classifier, latents].sum()) / int(eval_votes.sum()),
         "num_active_dims": int(active.sum()),
         "votes": train_votes,
     }
