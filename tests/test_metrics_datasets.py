@@ -62,6 +62,7 @@ def test_fixed_factors():
     "kwargs, error, match",
     [
         (dict(resolution=4), ValueError, "resolution"),
+        (dict(resolution=48), ValueError, "multiple of 32"),
         (dict(fixed={"colour": 1}), ValueError, "fixed"),
         (dict(fixed={"shape": 3}), ValueError, "fixed"),
         (dict(fixed=dict.fromkeys(FACTOR_NAMES, 0)), ValueError, "at least one"),

@@ -21,9 +21,10 @@ def run_shapes_demo(out: Path, *, quick: bool) -> tuple[str, str, Path]:
     data = ls.datasets.Shapes()
     images = data.observations(data.sample_factors(500 if quick else 2000, torch.Generator().manual_seed(0)))
     posterior = ls.encode(model.encoder, images, progress=False)
-    # Smaller than the study defaults so the demo stays short; `latentsweep metrics` runs them all.
+    # Smaller than the study defaults (10,000 / 5,000) so the demo stays short on a laptop;
+    # `latentsweep metrics` runs the full sizes.
     sizes = dict(num_train=1000, num_test=500, sampling_votes=(300, 200)) if quick else \
-        dict(num_train=10000, num_test=5000, sampling_votes=(2000, 1000))
+        dict(num_train=2000, num_test=1000, sampling_votes=(500, 300))
     names = [m for m in ls.metrics.METRICS if m != "dci"]  # DCI's gradient boosting takes minutes
     results = ls.metrics.evaluate(model.encoder, data, metrics=names, progress=False, **sizes)
     options = argparse.Namespace(mode="auto", span=2.0, steps=7 if quick else 11, dims=None, prior_std=1.0,

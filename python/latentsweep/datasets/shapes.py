@@ -13,25 +13,6 @@ _FN = "latentsweep.datasets.Shapes"
 SHAPES = ("square", "circle", "triangle")
 FACTOR_NAMES = ("shape", "scale", "orientation", "x", "y")
 _SUPERSAMPLE = 2  # 2x2 samples per pixel: grey edges, so small moves still change the image
-_CHUNK = 2048  # images rendered at once (bounds the temporaries to a few tens of MB)
-
-
-def _strides() -> torch.Tensor:
-    """Row-major strides of the full factor grid (shape slowest, y fastest)."""
-    strides = [1]
-    for size in reversed(Shapes.ALL_SIZES[1:]):
-        strides.insert(0, strides[0] * size)
-    return torch.tensor(strides, dtype=torch.int64)
-
-
-def full_of_index(index: torch.Tensor) -> torch.Tensor:
-    """Flat indices of the full grid -> ``[n, 5]`` factor values."""
-    out = torch.empty(index.shape[0], len(Shapes.ALL_SIZES), dtype=torch.int64)
-    rest = index.clone()
-    for j in reversed(range(len(Shapes.ALL_SIZES))):
-        out[:, j] = rest % Shapes.ALL_SIZES[j]
-        rest //= Shapes.ALL_SIZES[j]
-    return out
 
 
 class Shapes:
@@ -46,14 +27,16 @@ class Shapes:
     scale         6       0.5 .. 1.0 of the largest size (a circle of radius 0.16)
     orientation   8       0 .. 7/16 pi rad, so each orientation of the square and
                           triangle is distinct (the circle looks the same)
-    x, y          16, 16  centre at 0.25 .. 0.75 of the width / height
+    x, y          16, 16  centre at 0.25 .. 0.72 of the width / height, in steps
+                          of 1/32 (whole pixels)
     ============  ======  ======================================================
 
     Observations are ``[n, 1, R, R]`` float32 images in [0, 1] (R = ``resolution``), rendered
     deterministically: each pixel is the fraction of its 2x2 sub-pixel samples inside the shape.
+    All 36,864 images are built on first use (about a second; 38 MB at R = 32) and then looked up.
 
     Args:
-        resolution: image side in pixels (default 32; at least 8).
+        resolution: image side in pixels, a multiple of 32 (default 32).
         fixed: factors held at one value, by name or index, e.g. ``{"shape": 0}``: they are left
             out of ``factor_sizes``, ``factor_names`` and the factor rows (F becomes 5 minus the
             number fixed), and every observation uses the fixed value.
@@ -65,7 +48,9 @@ class Shapes:
     ALL_SIZES = (3, 6, 8, 16, 16)
 
     def __init__(self, *, resolution: int = 32, fixed: Mapping | None = None) -> None:
-        self.resolution = _checks.integer(_FN, "resolution", resolution, low=8, high=1024)
+        self.resolution = _checks.integer(_FN, "resolution", resolution, low=32, high=1024)
+        if self.resolution % 32:
+            raise ValueError(f"{_FN}: resolution must be a multiple of 32 (positions move by whole pixels), got {resolution}")
         self.fixed: dict[int, int] = {}
         for key, value in dict(fixed or {}).items():
             index = FACTOR_NAMES.index(key) if key in FACTOR_NAMES else key
@@ -73,9 +58,7 @@ class Shapes:
                 raise ValueError(f"{_FN}: fixed keys must be factor names {FACTOR_NAMES} or indices 0..4, got {key!r}")
             self.fixed[index] = _checks.integer(_FN, f"fixed[{key!r}]", value, low=0, high=self.ALL_SIZES[index] - 1)
         self.free = [j for j in range(len(FACTOR_NAMES)) if j not in self.fixed]
-        self._strides = _strides()
-        self._cache: torch.Tensor | None = None  # [36864, R, R] uint8, filled on demand
-        self._rendered: torch.Tensor | None = None
+        self._images: torch.Tensor | None = None  # [36864, R, R] uint8, built on first use
         if not self.free:
             raise ValueError(f"{_FN}: at least one factor must vary; all five are fixed")
 
@@ -102,22 +85,28 @@ class Shapes:
         return torch.stack(columns, dim=1)
 
     def observations(self, factors) -> torch.Tensor:
-        """``[n, F]`` factor values -> ``[n, 1, R, R]`` float32 images in [0, 1].
-
-        Each distinct image is rendered once and kept (as uint8 quarters: exact), since the
-        sampling metrics ask for a million images drawn from only 36,864.
-        """
+        """``[n, F]`` factor values -> ``[n, 1, R, R]`` float32 images in [0, 1]."""
         full = self._full_factors(factors)
-        flat = full @ self._strides
-        if self._cache is None:
-            self._cache = torch.zeros(math.prod(self.ALL_SIZES), self.resolution, self.resolution, dtype=torch.uint8)
-            self._rendered = torch.zeros(math.prod(self.ALL_SIZES), dtype=torch.bool)
-        missing = torch.unique(flat[~self._rendered[flat]])
-        for start in range(0, missing.numel(), _CHUNK):
-            index = missing[start : start + _CHUNK]
-            self._cache[index] = self._render(full_of_index(index)).mul_(_SUPERSAMPLE**2).round_().to(torch.uint8)
-            self._rendered[index] = True
-        return self._cache[flat].unsqueeze(1).to(torch.float32).div_(_SUPERSAMPLE**2)
+        flat = (((full[:, 0] * 6 + full[:, 1]) * 8 + full[:, 2]) * 16 + full[:, 3]) * 16 + full[:, 4]
+        return self._table()[flat].unsqueeze(1).to(torch.float32).div_(_SUPERSAMPLE**2)
+
+    def _table(self) -> torch.Tensor:
+        """All 36,864 images as uint8 sub-sample counts (exact), built on first use.
+
+        Positions are whole-pixel shifts, so each image is one of 144 templates (shape x scale x
+        orientation, rendered at x = y = 0) moved by (x, y) * R/32 pixels: exact and fast.
+        """
+        if self._images is None:
+            corner = torch.cartesian_prod(*(torch.arange(n) for n in self.ALL_SIZES[:3]))
+            zeros = torch.zeros(corner.shape[0], 2, dtype=torch.int64)
+            templates = self._render(torch.cat([corner, zeros], 1)).mul_(_SUPERSAMPLE**2).round_().to(torch.uint8)
+            r, step = self.resolution, self.resolution // 32
+            images = torch.zeros(corner.shape[0], 16, 16, r, r, dtype=torch.uint8)
+            for x in range(16):
+                for y in range(16):
+                    images[:, x, y, y * step :, x * step :] = templates[:, : r - y * step, : r - x * step]
+            self._images = images.reshape(-1, r, r)
+        return self._images
 
     def _full_factors(self, factors) -> torch.Tensor:
         fn = f"{_FN}.observations"
@@ -142,28 +131,45 @@ class Shapes:
         return full
 
     def _render(self, full: torch.Tensor) -> torch.Tensor:
-        shape, scale, angle, x, y = (full[:, j] for j in range(5))
+        """``[n, 5]`` full factor rows -> ``[n, R, R]`` float32 coverage in [0, 1]."""
+        out = torch.empty(full.shape[0], self.resolution, self.resolution)
+        for kind, inside_test in enumerate((_in_square, _in_circle, _in_triangle)):
+            rows = torch.nonzero(full[:, 0] == kind).flatten()
+            if rows.numel():
+                out[rows] = self._coverage(full[rows], inside_test)
+        return out
+
+    def _coverage(self, full: torch.Tensor, inside_test) -> torch.Tensor:
+        _, scale, angle, x, y = (full[:, j] for j in range(5))
         radius = 0.16 * (0.5 + 0.1 * scale.to(torch.float32))  # scale index 0..5 -> 0.5..1.0
         theta = angle.to(torch.float32) * (math.pi / 16)
-        cx = 0.25 + x.to(torch.float32) * (0.5 / 15)
-        cy = 0.25 + y.to(torch.float32) * (0.5 / 15)
+        cx = 0.25 + x.to(torch.float32) / 32  # whole pixels when R is a multiple of 32
+        cy = 0.25 + y.to(torch.float32) / 32
         samples = self.resolution * _SUPERSAMPLE
         grid = (torch.arange(samples, dtype=torch.float32) + 0.5) / samples
         dx = grid[None, None, :] - cx[:, None, None]  # [n, 1, S]: columns
         dy = grid[None, :, None] - cy[:, None, None]  # [n, S, 1]: rows
-        cos, sin = torch.cos(theta)[:, None, None], torch.sin(theta)[:, None, None]
-        # Shape-local coordinates: rotate the sample points by -theta, in units of the radius.
-        r = radius[:, None, None]
-        u = (cos * dx + sin * dy) / r
-        v = (cos * dy - sin * dx) / r
-        square = torch.maximum(u.abs(), v.abs()) <= 0.8
-        circle = u * u + v * v <= 1.0
-        # Equilateral triangle with circumradius 1.2: inside all three half-planes.
-        triangle = torch.ones_like(square)
-        for k in range(3):
-            a = math.pi / 2 + k * 2 * math.pi / 3 + math.pi  # edge normals point away from vertices
-            triangle &= (u * math.cos(a) - v * math.sin(a)) <= 0.6
-        kind = shape[:, None, None]
-        inside = torch.where(kind == 0, square, torch.where(kind == 1, circle, triangle))
-        pixels = inside.to(torch.float32).reshape(-1, self.resolution, _SUPERSAMPLE, self.resolution, _SUPERSAMPLE)
-        return pixels.mean(dim=(2, 4))
+        # Shape-local coordinates: the sample points rotated by -theta, in units of the radius.
+        cos = (torch.cos(theta) / radius)[:, None, None]
+        sin = (torch.sin(theta) / radius)[:, None, None]
+        u = cos * dx + sin * dy
+        v = cos * dy - sin * dx
+        inside = inside_test(u, v).to(torch.float32)
+        return inside.reshape(-1, self.resolution, _SUPERSAMPLE, self.resolution, _SUPERSAMPLE).mean(dim=(2, 4))
+
+
+def _in_square(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    return torch.maximum(u.abs(), v.abs()) <= 0.8
+
+
+def _in_circle(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    return u * u + v * v <= 1.0
+
+
+def _in_triangle(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Equilateral, circumradius 1.2: inside all three edges' half-planes."""
+    inside = torch.ones(torch.broadcast_shapes(u.shape, v.shape), dtype=torch.bool)
+    for k in range(3):
+        a = math.pi / 2 + k * 2 * math.pi / 3 + math.pi  # edge normals point away from the vertices
+        inside &= (u * math.cos(a) - v * math.sin(a)) <= 0.6
+    return inside

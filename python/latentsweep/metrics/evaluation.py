@@ -79,7 +79,8 @@ def evaluate(
     """Scores ``representation`` on the ground-truth data set ``data`` with the chosen metrics.
 
     Draws ``num_train`` and then ``num_test`` factor rows with ``data.sample_factors`` (seeded),
-    renders them with ``data.observations`` and encodes them ``batch_size`` at a time; the
+    renders them with ``data.observations`` and encodes them ``batch_size`` at a time (for
+    :class:`~latentsweep.datasets.LabelledArrays` the rows are drawn with replacement); the
     array-level metrics (MIG, SAP, DCI, Modularity/Explicitness, the unsupervised scores, IRS) all
     score these same points, with disentanglement_lib's study defaults. FactorVAE and BetaVAE draw
     their own interventions (batch 64; ``sampling_votes`` = (train, eval) votes, default
