@@ -3,24 +3,29 @@ shipped beta-VAE (the demo's Shapes part runs in test_cli.py::test_demo)."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 import latentsweep as ls
+from latentsweep.cli import main
 from latentsweep.demo.shapes_vae import ShapesVAE, load_shapes_vae, shapes_vae_weights_path
 from metrics_reference import IdentityData
 
 
 def run(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    completed = subprocess.run([sys.executable, "-m", "latentsweep", *args], capture_output=True, text=True, timeout=300)
-    if check and completed.returncode != 0:
-        raise AssertionError(f"exit {completed.returncode}\nstdout:\n{completed.stdout}\nstderr:\n{completed.stderr}")
+    """The console entry point in this process (test_cli.py runs it in subprocesses)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(list(args))
+    completed = subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
+    if check and code != 0:
+        raise AssertionError(f"exit {code}\nstdout:\n{completed.stdout}\nstderr:\n{completed.stderr}")
     return completed
 
 

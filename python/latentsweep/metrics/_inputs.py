@@ -15,6 +15,8 @@ from .. import _checks
 
 def as_tensor(fn: str, name: str, value) -> torch.Tensor:
     if isinstance(value, torch.Tensor):
+        if value.layout != torch.strided:
+            raise TypeError(f"{fn}: {name} must be a dense (torch.strided) tensor, got layout {value.layout}")
         return value
     if isinstance(value, np.ndarray) or (hasattr(value, "__array__") and not isinstance(value, (str, bytes))):
         return torch.from_numpy(np.ascontiguousarray(np.asarray(value)))
