@@ -235,3 +235,23 @@ def test_bad_arguments_raise_clear_errors(call, error, match):
     codes, factors = identity(200)
     with pytest.raises(error, match=match):
         call(codes, factors)
+
+
+def test_metrics_run_on_one_thread_and_restore_the_count(monkeypatch):
+    from latentsweep.metrics import _information
+
+    seen = []
+    original = _information.mutual_information
+
+    def spy(a, b):
+        seen.append(torch.get_num_threads())
+        return original(a, b)
+
+    monkeypatch.setattr("latentsweep.metrics.mutual_information_gap.mutual_information", spy)
+    codes, factors = identity(200)
+    torch.set_num_threads(2)
+    metrics.mig(codes, factors)
+    assert seen == [1] and torch.get_num_threads() == 2
+    with pytest.raises(ValueError):
+        metrics.mig(codes[:, :1], factors)
+    assert torch.get_num_threads() == 2

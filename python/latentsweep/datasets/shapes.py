@@ -12,6 +12,7 @@ from .. import _checks
 _FN = "latentsweep.datasets.Shapes"
 SHAPES = ("square", "circle", "triangle")
 FACTOR_NAMES = ("shape", "scale", "orientation", "x", "y")
+_TABLES: dict[int, torch.Tensor] = {}  # resolution -> every image; the same for all instances
 _SUPERSAMPLE = 2  # 2x2 samples per pixel: grey edges, so small moves still change the image
 
 
@@ -33,7 +34,8 @@ class Shapes:
 
     Observations are ``[n, 1, R, R]`` float32 images in [0, 1] (R = ``resolution``), rendered
     deterministically: each pixel is the fraction of its 2x2 sub-pixel samples inside the shape.
-    All 36,864 images are built on first use (about a second; 38 MB at R = 32) and then looked up.
+    All 36,864 images are built on first use (about a second; 38 MB at R = 32, kept for the
+    process and shared by instances of the same resolution up to 64) and then looked up.
 
     Args:
         resolution: image side in pixels, a multiple of 32 (default 32).
@@ -96,6 +98,8 @@ class Shapes:
         Positions are whole-pixel shifts, so each image is one of 144 templates (shape x scale x
         orientation, rendered at x = y = 0) moved by (x, y) * R/32 pixels: exact and fast.
         """
+        if self.resolution in _TABLES:
+            return _TABLES[self.resolution]
         if self._images is None:
             corner = torch.cartesian_prod(*(torch.arange(n) for n in self.ALL_SIZES[:3]))
             zeros = torch.zeros(corner.shape[0], 2, dtype=torch.int64)
@@ -106,6 +110,8 @@ class Shapes:
                 for y in range(16):
                     images[:, x, y, y * step :, x * step :] = templates[:, : r - y * step, : r - x * step]
             self._images = images.reshape(-1, r, r)
+            if r <= 64:  # shared by every instance (38 MB at R = 32); larger tables stay per instance
+                _TABLES[r] = self._images
         return self._images
 
     def _full_factors(self, factors) -> torch.Tensor:

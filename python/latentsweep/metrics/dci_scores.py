@@ -7,12 +7,14 @@ import torch
 
 from .. import _checks
 from . import _inputs
+from ._threads import one_cpu_thread
 
 _FN = "latentsweep.metrics.dci"
 ESTIMATORS = ("gradient_boosting", "random_forest")
 _EPS = 1e-11  # disentanglement_lib's smoothing before the entropies
 
 
+@one_cpu_thread()
 def dci(codes, factors, test_codes, test_factors, *, seed: int = 0, estimator: str = "gradient_boosting") -> dict:
     """Disentanglement, completeness and informativeness from an importance matrix.
 

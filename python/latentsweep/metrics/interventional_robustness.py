@@ -5,11 +5,13 @@ from __future__ import annotations
 import torch
 
 from . import _inputs
+from ._threads import one_cpu_thread
 from ._information import histogram_discretize
 
 _FN = "latentsweep.metrics.irs"
 
 
+@one_cpu_thread()
 def irs(codes, factors, *, diff_quantile: float = 0.99, bins: int = 20) -> dict:
     """How robust each latent is to changes of the factors other than its own.
 

@@ -6,11 +6,13 @@ import numpy as np
 import torch
 
 from . import _inputs
+from ._threads import one_cpu_thread
 from ._information import histogram_discretize, mutual_information
 
 _FN = "latentsweep.metrics.modularity_explicitness"
 
 
+@one_cpu_thread()
 def modularity_explicitness(codes, factors, test_codes, test_factors, *, bins: int = 20) -> dict:
     """Modularity (each latent depends on at most one factor) and explicitness (factors are
     linearly decodable from the codes).

@@ -5,11 +5,13 @@ from __future__ import annotations
 import torch
 
 from . import _inputs
+from ._threads import one_cpu_thread
 from ._information import entropy, histogram_discretize, mutual_information
 
 _FN = "latentsweep.metrics.mig"
 
 
+@one_cpu_thread()
 def mig(codes, factors, *, bins: int = 20) -> float:
     """The mutual information gap of codes with respect to discrete ground-truth factors.
 

@@ -6,10 +6,12 @@ import numpy as np
 import torch
 
 from . import _inputs
+from ._threads import one_cpu_thread
 
 _FN = "latentsweep.metrics.sap"
 
 
+@one_cpu_thread()
 def sap(codes, factors, test_codes, test_factors, *, continuous: bool = False) -> float:
     """The SAP score: how much better the best single latent predicts each factor than the
     second best.

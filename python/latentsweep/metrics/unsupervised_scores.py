@@ -6,11 +6,13 @@ from __future__ import annotations
 import torch
 
 from . import _inputs
+from ._threads import one_cpu_thread
 from ._information import histogram_discretize, mutual_information
 
 _FN = "latentsweep.metrics.unsupervised"
 
 
+@one_cpu_thread()
 def unsupervised(codes, *, bins: int = 20) -> dict:
     """Scores of how dependent the latents are, without ground-truth factors.
 
