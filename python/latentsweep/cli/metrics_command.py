@@ -21,6 +21,7 @@ def add_metrics(sub) -> None:
     group = parser.add_argument_group("model (default: the shipped beta-VAE on Shapes)")
     group.add_argument("--model", metavar="MODULE:ATTR", help="'package.module:attr' or 'file.py:attr'")
     group.add_argument("--weights", metavar="FILE", help=".safetensors or torch state dict (weights_only)")
+    group.add_argument("--weights-key", metavar="KEY", help="the entry of a checkpoint dict that holds the state dict")
     group.add_argument("--encoder", metavar="ATTR", help="the model's encoder attribute (default: encoder/encode)")
     group.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: the model's)")
     data = parser.add_argument_group("data (default: latentsweep.datasets.Shapes)")
@@ -73,8 +74,8 @@ def run_metrics(args) -> int:
 
 def _encoder(args):
     if args.model is None:
-        if args.weights or args.encoder:
-            raise CliError("--weights/--encoder need --model")
+        if args.weights or args.encoder or args.weights_key:
+            raise CliError("--weights/--weights-key/--encoder need --model")
         from ..demo.shapes_vae import load_shapes_vae
 
         model = load_shapes_vae()
