@@ -32,6 +32,7 @@ from .result import TraversalResult
 from .sampling import sample, sample_prior
 from .sweep import traverse
 from .traversal import MODES, traversal_codes, traversal_values
+from . import datasets, metrics  # noqa: E402  (ground-truth data sets and disentanglement metrics)
 
 __version__ = "0.1.0"
 
@@ -47,11 +48,13 @@ __all__ = [
     "Posterior",
     "TraversalResult",
     "build_info",
+    "datasets",
     "diagnose",
     "direction_codes",
     "effect_bars",
     "encode",
     "kl_bars",
+    "metrics",
     "report",
     "response_curves",
     "sample",
