@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import contextlib
 import contextvars
 import math
 import sys
@@ -293,13 +292,6 @@ def _run(decoder, stats, sink, anchors, dims, values, batch_size, out_shape, kee
     few seconds; with choose_batch, first times candidate sizes up to batch_size on the first
     chunks (kept) and goes on with the fastest; on out-of-memory, halves the batch once and
     goes on. Records and returns the batch size."""
-    with _C.reuse_cpu_buffers() if anchors.device.type == "cpu" else contextlib.nullcontext():
-        return _run_chunks(decoder, stats, sink, anchors, dims, values, batch_size, out_shape,
-                           keep_outputs, bar, total, choose_batch)
-
-
-def _run_chunks(decoder, stats, sink, anchors, dims, values, batch_size, out_shape, keep_outputs, bar, total,
-                choose_batch) -> int:
     last_checkpoint = time.monotonic()
 
     def on_progress(count: int) -> None:
@@ -314,7 +306,10 @@ def _run_chunks(decoder, stats, sink, anchors, dims, values, batch_size, out_sha
         executor.run(stats, first_row, end_row, sink.write, keep_outputs, on_progress)
 
     if choose_batch:
-        choice = _batching.choose_cpu_batch_size(run_rows, start=stats.next_row, end=total, cap=batch_size)
+        # One buffer-reuse scope for all the sizes tried (the executor opens its own per run);
+        # it ends before the sweep goes on, freeing the blocks of the sizes not chosen.
+        with _C.reuse_cpu_buffers():
+            choice = _batching.choose_cpu_batch_size(run_rows, start=stats.next_row, end=total, cap=batch_size)
         batch_size = choice.batch_size
     sink.record_batch_size(batch_size)
     halved = False
