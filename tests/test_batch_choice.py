@@ -55,7 +55,7 @@ def test_the_fastest_size_is_chosen_on_contiguous_kept_rows():
         assert first == end
     assert all((end - first) % size == 0 for size, first, end in machine.calls)
     assert [t.batch_size for t in choice.trials] == [64, 256, 1024]  # 1024 slower: 4096 not tried
-    assert all(t.seconds >= _batching.PROBE_SECONDS for t in choice.trials)
+    assert all(t.rows > 0 and t.seconds > 0 for t in choice.trials)
     assert choice.next_row - 100 <= _batching.PROBE_SHARE * (100_000 - 100)
 
 
@@ -95,7 +95,7 @@ def test_out_of_memory_at_a_larger_size_keeps_the_best_so_far():
 # -- through traverse ------------------------------------------------------------------------
 
 ANCHORS = torch.randn(64, 8, generator=torch.Generator().manual_seed(5))
-STEPS = 22  # 64 x 8 x 22 = 11,264 rows: room to time 64, 256 and 1024 within a quarter
+STEPS = 33  # 64 x 8 x 33 = 16,896 rows: room to time 64, 256 and 1024 within a quarter
 
 
 class ClockedDecoder:
@@ -150,7 +150,7 @@ def test_results_are_bitwise_identical_whatever_the_batch_size(decoder):
 def test_the_store_records_the_choice_and_a_resume_goes_on_with_it(decoder, tmp_path):
     path = tmp_path / "sweep.zarr"
     full = sweep(rowwise_decoder, batch_size=100)
-    stopping = ClockedDecoder(stop_at=30)  # after the trials (64, 256, 1024: 2 calls each), in the 256s
+    stopping = ClockedDecoder(stop_at=30)  # after the trials (11 calls), in the 256s
     decoder.__dict__.update(stopping.__dict__)
     with pytest.raises(KeyboardInterrupt):
         sweep(decoder, out=path)

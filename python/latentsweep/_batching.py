@@ -20,15 +20,13 @@ import torch
 CPU_MAX_BATCH = 8192  # beyond this CPU decoders gain nothing and latency per chunk grows
 CUDA_MAX_BATCH = 65536
 CPU_BATCH_CANDIDATES = (64, 256, 1024, 4096)  # and the memory cap; x4 apart: clearly different
-PROBE_SECONDS = 0.01  # timed per candidate (after one untimed chunk): > scheduler noise
+PROBE_SECONDS = 0.03  # timed per candidate (after one untimed chunk), in PROBE_SEGMENTS+ runs
+PROBE_SEGMENTS = 3
 PROBE_SHARE = 0.25  # at most this share of the rows left is decoded while choosing
-# What choose_cpu_batch_size times with: the sweep thread's CPU time. On a machine to itself
-# that is its wall time (the thread decodes, or spins at the decoder's parallel barriers, all
-# along); on a shared one it leaves out the time other processes had the cores, which would
-# otherwise decide the choice (measured: wall-clock trials picked 64 for an MLP whose best
-# size is 1024+ under a load of 10 on 2 cores). Tests replace it.
-_clock = time.thread_time
-PROBE_STOP = 0.9  # stop trying larger sizes below this fraction of the best throughput (noise)
+# What choose_cpu_batch_size times with (tests replace it). Wall time, as users get it; on a
+# shared machine other processes only ever add to it, so each size keeps its best segment.
+_clock = time.perf_counter
+PROBE_STOP = 0.75  # stop trying larger sizes below this fraction of the best throughput (noise)
 
 
 def physical_memory() -> int | None:
@@ -86,8 +84,8 @@ class BatchTrial:
     """One candidate batch size timed on real chunks of the sweep."""
 
     batch_size: int
-    rows: int  # timed rows (the untimed warm-up chunk not included)
-    seconds: float
+    rows: int  # rows of the fastest timed segment (the untimed warm-up chunk not included)
+    seconds: float  # its wall time
 
     @property
     def points_per_second(self) -> float:
@@ -124,7 +122,9 @@ def choose_cpu_batch_size(
     chunks of ``batch_size`` and keeps the results (it is the sweep itself, so no work is
     wasted). Candidates (:func:`cpu_batch_candidates`) are tried from the smallest up, on
     consecutive rows from ``start``: one untimed chunk (first calls pay one-off costs), then
-    whole chunks until ``probe_seconds`` are timed. Trying stops when a candidate is clearly
+    whole chunks in at least PROBE_SEGMENTS timed runs until ``probe_seconds`` are timed; a
+    size's throughput is that of its fastest run (on a shared machine, other processes only
+    ever slow a run down). Trying stops when a candidate is clearly
     slower than the best so far (throughput rises with the batch until the decoder's working
     set leaves the caches, then falls), at ``end``, or once ``probe_share`` of the rows are
     used. A candidate that runs out of memory ends the trials (the error propagates when it
@@ -139,28 +139,32 @@ def choose_cpu_batch_size(
     for size in cpu_batch_candidates(max(1, cap)):
         if row + 2 * size > min(end, budget_end):  # room for the warm-up and one timed chunk
             break
+        segments: list[tuple[int, float]] = []  # (rows, seconds) of each timed run
         try:
             run(size, row, row + size)  # untimed: allocation, kernel selection
             row += size
-            timed_rows, seconds = 0, 0.0
-            while seconds < probe_seconds or timed_rows == 0:
-                per_chunk = seconds / (timed_rows // size) if timed_rows else 0.0
-                chunks = max(1, math.ceil((probe_seconds - seconds) / per_chunk)) if per_chunk > 0 else 1
+            timed = 0.0
+            while timed < probe_seconds or len(segments) < PROBE_SEGMENTS:
+                per_chunk = timed / (sum(rows for rows, _ in segments) // size) if segments else 0.0
+                target = probe_seconds / PROBE_SEGMENTS
+                chunks = max(1, math.ceil(target / per_chunk)) if per_chunk > 0 else 1
                 chunks = min(chunks, (min(end, budget_end) - row) // size)
                 if chunks < 1:
                     break
                 began = clock()
                 run(size, row, row + chunks * size)
-                seconds += clock() - began
+                seconds = clock() - began
+                segments.append((chunks * size, seconds))
+                timed += seconds
                 row += chunks * size
-                timed_rows += chunks * size
         except Exception as error:
             if not is_out_of_memory(error) or not trials:
                 raise
             break
-        if timed_rows == 0:
+        if not segments:
             break
-        trial = BatchTrial(size, timed_rows, seconds)
+        rows, seconds = max(segments, key=lambda s: s[0] / s[1] if s[1] > 0 else math.inf)
+        trial = BatchTrial(size, rows, seconds)
         trials.append(trial)
         if best is not None and trial.points_per_second < PROBE_STOP * best.points_per_second:
             break
