@@ -23,8 +23,9 @@ CPU_BATCH_CANDIDATES = (64, 256, 1024, 4096)  # and the memory cap; x4 apart: cl
 PROBE_SECONDS = 0.03  # timed per candidate (after one untimed chunk), in PROBE_SEGMENTS+ runs
 PROBE_SEGMENTS = 3
 PROBE_SHARE = 0.25  # at most this share of the rows left is decoded while choosing
-# What choose_cpu_batch_size times with (tests replace it). Wall time, as users get it; on a
-# shared machine other processes only ever add to it, so each size keeps its best segment.
+# What choose_cpu_batch_size times with (tests replace it): wall time, as users get it. A
+# size's throughput is over all its timed rows: the fastest of several runs would favour small
+# sizes on a loaded machine, whose short runs slip between other processes more often.
 _clock = time.perf_counter
 PROBE_STOP = 0.75  # stop trying larger sizes below this fraction of the best throughput (noise)
 
@@ -84,8 +85,8 @@ class BatchTrial:
     """One candidate batch size timed on real chunks of the sweep."""
 
     batch_size: int
-    rows: int  # rows of the fastest timed segment (the untimed warm-up chunk not included)
-    seconds: float  # its wall time
+    rows: int  # timed rows (the untimed warm-up chunk not included)
+    seconds: float  # their wall time
 
     @property
     def points_per_second(self) -> float:
@@ -122,9 +123,8 @@ def choose_cpu_batch_size(
     chunks of ``batch_size`` and keeps the results (it is the sweep itself, so no work is
     wasted). Candidates (:func:`cpu_batch_candidates`) are tried from the smallest up, on
     consecutive rows from ``start``: one untimed chunk (first calls pay one-off costs), then
-    whole chunks in at least PROBE_SEGMENTS timed runs until ``probe_seconds`` are timed; a
-    size's throughput is that of its fastest run (on a shared machine, other processes only
-    ever slow a run down). Trying stops when a candidate is clearly
+    whole chunks in at least PROBE_SEGMENTS timed runs until ``probe_seconds`` are timed (a
+    size's throughput is over all its timed rows). Trying stops when a candidate is clearly
     slower than the best so far (throughput rises with the batch until the decoder's working
     set leaves the caches, then falls), at ``end``, or once ``probe_share`` of the rows are
     used. A candidate that runs out of memory ends the trials (the error propagates when it
@@ -163,8 +163,7 @@ def choose_cpu_batch_size(
             break
         if not segments:
             break
-        rows, seconds = max(segments, key=lambda s: s[0] / s[1] if s[1] > 0 else math.inf)
-        trial = BatchTrial(size, rows, seconds)
+        trial = BatchTrial(size, sum(rows for rows, _ in segments), sum(seconds for _, seconds in segments))
         trials.append(trial)
         if best is not None and trial.points_per_second < PROBE_STOP * best.points_per_second:
             break
