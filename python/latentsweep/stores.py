@@ -86,6 +86,9 @@ class MemorySink:
     def checkpoint(self, state: dict[str, torch.Tensor]) -> None:
         pass  # nothing to resume from memory
 
+    def record_batch_size(self, batch_size: int) -> None:
+        pass  # nothing to resume from memory
+
     @property
     def path(self) -> None:
         return None
@@ -142,7 +145,19 @@ class SweepStore:
         meta["completed_rows"] = int(state["next_row"])
         self.group.attrs[_ATTR] = meta  # informational; the checkpoint chunk is authoritative
 
+    def record_batch_size(self, batch_size: int) -> None:
+        """The decoder batch in use (chosen by timing on the CPU): a resume goes on with it."""
+        meta = dict(self.group.attrs[_ATTR])
+        if meta.get("batch_size") != batch_size:
+            meta["batch_size"] = int(batch_size)
+            self.group.attrs[_ATTR] = meta
+
     # -- reading ---------------------------------------------------------------------------
+    def recorded_batch_size(self) -> int | None:
+        """The batch size recorded by the sweep's last run, None before one was chosen."""
+        size = self.group.attrs[_ATTR].get("batch_size")
+        return int(size) if isinstance(size, int) and size >= 1 else None
+
     def load_checkpoint(self) -> dict[str, torch.Tensor]:
         return unpack_state(np.asarray(self.group["checkpoint"][...]), self.geometry)
 

@@ -66,8 +66,11 @@ def traverse(
         mode, span, steps, dims, logvar, reference, prior_std: which values each latent takes,
             as in :func:`latentsweep.traversal_values` (default: anchor ± 2 prior SDs).
         values: explicit values ``[S]``, ``[K, S]`` or ``[A, K, S]``; overrides ``mode``.
-        batch_size: codes per decoder call, or ``"auto"``: as many as ``memory_budget`` allows
-            (measured on a probe batch on CUDA), at most 8192 on the CPU.
+        batch_size: codes per decoder call, or ``"auto"``: on the CPU, the fastest of a few
+            sizes (64, 256, ... up to what ``memory_budget`` allows, at most 8192) timed on
+            the sweep's first chunks, whose results are kept; on CUDA, as many as
+            ``memory_budget`` allows (measured on a probe batch). The size used is in the
+            result's ``batch_size`` and in a store, whose resume goes on with it.
         memory_budget: bytes for the sweep's buffers (default: half the free GPU memory, or
             1 GiB on the CPU).
         device: where codes are built and decoded (default: the decoder's device, else the
@@ -171,8 +174,12 @@ def traverse(
             decode_fn.output_space,
         )
         sink = _open_sink(out, geometry, keep_outputs, params, resume, overwrite, latent_dim)
-        if auto_batch and isinstance(sink, SweepStore):  # a resumed sweep keeps its chunking
-            batch_size = sink.geometry.chunk_rows
+        # On the CPU, "auto" times candidate sizes on the first chunks (see _batching); a
+        # resumed sweep goes on with the size it recorded.
+        recorded_batch = sink.recorded_batch_size() if resume else None
+        if auto_batch and resume:
+            batch_size = recorded_batch or sink.geometry.chunk_rows
+        choose_batch = auto_batch and device.type == "cpu" and recorded_batch is None
         stats = _C.SweepStatistics(anchor_outputs.reshape(num_anchors, features), values_d)
         if resume:
             stats.load_state(sink.load_checkpoint())
@@ -185,7 +192,7 @@ def traverse(
         sweep_started = time.perf_counter()
         try:
             batch_size = _run(decode, stats, sink, anchors_d, dims_d, values_d, batch_size, out_shape,
-                              keep_outputs, bar, total)
+                              keep_outputs, bar, total, choose_batch=choose_batch)
         except BaseException as error:
             _save_progress(sink, stats)
             _explain_stop(error, sink, stats, total)
@@ -279,9 +286,12 @@ def _release_cached_memory(device: torch.device) -> None:
         torch.cuda.empty_cache()
 
 
-def _run(decoder, stats, sink, anchors, dims, values, batch_size, out_shape, keep_outputs, bar, total) -> int:
+def _run(decoder, stats, sink, anchors, dims, values, batch_size, out_shape, keep_outputs, bar, total,
+         *, choose_batch: bool = False) -> int:
     """Runs the executor from the statistics' next row to the end, checkpointing a store every
-    few seconds; on out-of-memory, halves the batch once and goes on. Returns the batch size."""
+    few seconds; with choose_batch, first times candidate sizes up to batch_size on the first
+    chunks (kept) and goes on with the fastest; on out-of-memory, halves the batch once and
+    goes on. Records and returns the batch size."""
     last_checkpoint = time.monotonic()
 
     def on_progress(count: int) -> None:
@@ -291,6 +301,17 @@ def _run(decoder, stats, sink, anchors, dims, values, batch_size, out_shape, kee
             sink.checkpoint(stats.state())
             last_checkpoint = time.monotonic()
 
+    def run_rows(size: int, first_row: int, end_row: int) -> None:
+        executor = _C.SweepExecutor(decoder, anchors, dims, values, size, list(out_shape))
+        executor.run(stats, first_row, end_row, sink.write, keep_outputs, on_progress)
+
+    if choose_batch:
+        # One buffer-reuse scope for all the sizes tried (the executor opens its own per run);
+        # it ends before the sweep goes on, freeing the blocks of the sizes not chosen.
+        with _C.reuse_cpu_buffers():
+            choice = _batching.choose_cpu_batch_size(run_rows, start=stats.next_row, end=total, cap=batch_size)
+        batch_size = choice.batch_size
+    sink.record_batch_size(batch_size)
     halved = False
     while True:
         executor = _C.SweepExecutor(decoder, anchors, dims, values, batch_size, list(out_shape))
@@ -309,6 +330,7 @@ def _run(decoder, stats, sink, anchors, dims, values, batch_size, out_shape, kee
             del executor
             _release_cached_memory(anchors.device)
             batch_size, halved = max(1, batch_size // 2), True
+            sink.record_batch_size(batch_size)
             print(f"latentsweep: out of memory; retrying with batch_size={batch_size}", file=sys.stderr)
 
 
