@@ -1,20 +1,18 @@
-"""The sweep engine against the ways people traverse latents by hand, in one run.
+"""The sweep engine against the decoder alone and the ways people traverse latents by hand,
+in one plain process (no environment tuning: this is what a user gets).
 
-    python benchmarks/bench_sweep.py [--quick] [--skip-rss]
+    python benchmarks/bench_sweep.py [--quick] [--repeats N] [--skip-rss]
 
 For an MLP decoder (32 -> 256 -> 784, sigmoid) and a small transposed-conv decoder producing
-64x64 images, compares `traverse(..., keep_outputs=False)` with
-  (floor) the same decoder on pre-built codes at the same batch size (nothing else done),
-  (b) a per-dimension Python loop that builds each dimension's grid and decodes it in one call,
-  (c) a per-point loop (timed on a prefix of the grid: it is slow),
-all computing the same effect statistic. Then the peak RSS of a 10-million-point
-statistics-only sweep, in a subprocess. Prints Markdown tables for BENCHMARKS.md.
-
-glibc adapts its malloc thresholds to the allocation history, so the same decoder loop takes
-anywhere from 0 to 350k page faults per run (measured: 1.34 s vs 1.79 s for the MLP loop
-alone). The script re-runs itself with fixed thresholds (MALLOC_MMAP_THRESHOLD_,
-MALLOC_TRIM_THRESHOLD_) so every method sees the same allocator; the same setting speeds up
-CPU sweeps in general.
+64x64 images, measures, interleaved round by round (best of N; this machine is shared):
+  - the decoder alone on pre-built codes, at each fixed batch size: as a plain loop, and with
+    latentsweep's buffer reuse (the decoder's own cost: the floor the 5% target is held to);
+  - `traverse(..., keep_outputs=False)` at each fixed batch size, and with its defaults
+    (batch_size="auto": sizes timed on the first chunks);
+  - plain torch "build the whole grid, decode it in one call" (+ the effect statistic);
+  - a per-dimension Python loop, and a per-point loop (timed on a prefix: it is slow);
+then the peak RSS of 1-million- and 10-million-point statistics-only sweeps with default
+settings, each in its own process. Prints Markdown tables for BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -30,9 +28,12 @@ import torch
 from torch import nn
 
 import latentsweep as ls
-from _timing import median_seconds, print_table
+from _timing import print_table
+from latentsweep._extension import _C
 
 LATENT = 32
+MLP_BATCHES = (256, 1024, 4096, 8192)
+CONV_BATCHES = (64, 256, 1024, 4096)
 
 
 def mlp_decoder() -> nn.Module:
@@ -50,10 +51,26 @@ def conv_decoder() -> nn.Module:
     )
 
 
-def decoder_floor(decoder, codes: torch.Tensor, batch: int) -> None:
+def decoder_alone(decoder, codes: torch.Tensor, batch: int) -> None:
     with torch.inference_mode():
         for start in range(0, len(codes), batch):
             decoder(codes[start : start + batch])
+
+
+def decoder_alone_reusing_buffers(decoder, codes: torch.Tensor, batch: int) -> None:
+    with _C.reuse_cpu_buffers():
+        decoder_alone(decoder, codes, batch)
+
+
+def one_call(decoder, anchors: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """Plain torch: the whole grid [A, K, S, D] built at once, one decoder call, the effect."""
+    num_anchors, latent = anchors.shape
+    dims = torch.arange(values.shape[1])
+    with torch.inference_mode():
+        grid = anchors[:, None, None, :].expand(num_anchors, len(dims), values.shape[2], latent).clone()
+        grid[:, dims, :, dims] = values.permute(1, 0, 2)
+        outputs = decoder(grid.view(-1, latent)).flatten(1).view(num_anchors, len(dims), values.shape[2], -1)
+        return (outputs - decoder(anchors).flatten(1)[:, None, None]).abs().mean(-1)
 
 
 def per_dimension_loop(decoder, anchors: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
@@ -62,7 +79,7 @@ def per_dimension_loop(decoder, anchors: torch.Tensor, values: torch.Tensor) -> 
     with torch.inference_mode():
         x0 = decoder(anchors).flatten(1)
         effects = []
-        for k in range(anchors.shape[1]):
+        for k in range(values.shape[1]):
             grid = anchors.repeat_interleave(steps, dim=0)
             grid[:, k] = values[:, k].reshape(-1)
             x = decoder(grid).flatten(1).view(num_anchors, steps, -1)
@@ -76,7 +93,7 @@ def per_point_loop(decoder, anchors: torch.Tensor, values: torch.Tensor, limit: 
     with torch.inference_mode():
         x0 = decoder(anchors).flatten(1)
         for a in range(anchors.shape[0]):
-            for k in range(anchors.shape[1]):
+            for k in range(values.shape[1]):
                 for s in range(values.shape[2]):
                     z = anchors[a].clone()
                     z[k] = values[a, k, s]
@@ -87,30 +104,86 @@ def per_point_loop(decoder, anchors: torch.Tensor, values: torch.Tensor, limit: 
     return done
 
 
-def bench_decoder(name: str, decoder: nn.Module, num_anchors: int, steps: int, batch: int, repeats: int) -> list[list[str]]:
+def interleaved_best(methods: dict, repeats: int) -> dict[str, float]:
+    """Best wall time of each method over `repeats` rounds; every round runs all methods once,
+    so drifts in the machine's load fall on all of them alike, and on a shared machine other
+    processes only ever add time. One untimed warm-up round first."""
+    times: dict[str, list[float]] = {name: [] for name in methods}
+    for round_ in range(repeats + 1):
+        for name, fn in methods.items():
+            start = time.perf_counter()
+            fn()
+            if round_ > 0:
+                times[name].append(time.perf_counter() - start)
+    return {name: min(t) for name, t in times.items()}
+
+
+def bench_decoder(name: str, decoder: nn.Module, num_anchors: int, num_dims: int, steps: int, repeats: int,
+                  batch_sizes: tuple[int, ...], point_limit: int) -> tuple[list[list[str]], list[list[str]], dict]:
     torch.manual_seed(0)
     decoder.eval()
     anchors = torch.randn(num_anchors, LATENT)
-    values = ls.traversal_values(anchors, steps=steps)
+    dims = torch.arange(num_dims)
+    values = ls.traversal_values(anchors, steps=steps, dims=dims)
     points = values.numel()
-    codes = ls.traversal_codes(anchors, range(LATENT), values)
-    t_floor = median_seconds(lambda: decoder_floor(decoder, codes, batch), repeats=repeats, device=codes.device)
-    t_ls = median_seconds(
-        lambda: ls.traverse(decoder, anchors, values=values, batch_size=batch, keep_outputs=False, progress=False),
-        repeats=repeats, device=codes.device,
-    )
-    t_dims = median_seconds(lambda: per_dimension_loop(decoder, anchors, values), repeats=repeats, device=codes.device)
-    limit = min(points, 2000)
+    codes = ls.traversal_codes(anchors, dims, values)
+    chosen = []
+
+    def traverse(batch_size):
+        result = ls.traverse(decoder, anchors, dims=dims, values=values, batch_size=batch_size,
+                             keep_outputs=False, progress=False)
+        if batch_size == "auto":
+            chosen.append(result.batch_size)
+        return result
+
+    methods = {}
+    for b in batch_sizes:
+        methods[f"alone {b}"] = lambda b=b: decoder_alone(decoder, codes, b)
+        methods[f"reused {b}"] = lambda b=b: decoder_alone_reusing_buffers(decoder, codes, b)
+        methods[f"traverse {b}"] = lambda b=b: traverse(b)
+    methods["traverse auto"] = lambda: traverse("auto")
+    methods["one call"] = lambda: one_call(decoder, anchors, values)
+    methods["per dim"] = lambda: per_dimension_loop(decoder, anchors, values)
+    t = interleaved_best(methods, repeats)
+
+    # the plain-torch one-call computes the same effect
+    torch.testing.assert_close(one_call(decoder, anchors, values), traverse(256).effect, rtol=1e-4, atol=1e-5)
+    limit = min(points, point_limit)
     start = time.perf_counter()
     per_point_loop(decoder, anchors, values, limit)
     t_point = (time.perf_counter() - start) * points / limit  # extrapolated to the whole grid
-    rate = lambda t: f"{points / t:,.0f}"  # noqa: E731
-    return [
-        [name, "decoder alone on pre-built codes (floor)", f"{t_floor:.2f} s", rate(t_floor), "-"],
-        [name, "**`traverse(keep_outputs=False)`**", f"**{t_ls:.2f} s**", rate(t_ls), f"**{(t_ls / t_floor - 1) * 100:+.1f}% vs floor**"],
-        [name, "per-dimension Python loop", f"{t_dims:.2f} s", rate(t_dims), f"traverse {t_dims / t_ls:.2f}x faster"],
-        [name, f"per-point loop (timed on {limit} points)", f"{t_point:.1f} s", rate(t_point), f"traverse {t_point / t_ls:.0f}x faster"],
+
+    rate = lambda seconds: f"{points / seconds:,.0f}"  # noqa: E731
+    pct = lambda a, b: f"{(a / b - 1) * 100:+.1f}%"  # noqa: E731
+    by_size = []
+    for b in batch_sizes:
+        by_size.append([name, str(b), f"{t[f'alone {b}']:.3f} s", f"{t[f'reused {b}']:.3f} s",
+                        f"{t[f'traverse {b}']:.3f} s", pct(t[f"traverse {b}"], t[f"reused {b}"]),
+                        pct(t[f"traverse {b}"], t[f"alone {b}"])])
+    best_floor = min(batch_sizes, key=lambda b: t[f"reused {b}"])
+    best_plain = min(batch_sizes, key=lambda b: t[f"alone {b}"])
+    best_fixed = min(batch_sizes, key=lambda b: t[f"traverse {b}"])
+    auto = t["traverse auto"]
+    picks = ", ".join(str(c) for c in sorted(set(chosen)))
+    summary = [
+        [name, f"decoder alone, buffers reused, best size ({best_floor}) = **floor**",
+         f"{t[f'reused {best_floor}']:.3f} s", rate(t[f"reused {best_floor}"]), "-"],
+        [name, f"decoder alone, plain loop, best size ({best_plain})", f"{t[f'alone {best_plain}']:.3f} s",
+         rate(t[f"alone {best_plain}"]), f"{pct(t[f'alone {best_plain}'], t[f'reused {best_floor}'])} vs floor"],
+        [name, f"**`traverse(keep_outputs=False)`, defaults** (auto chose {picks})", f"**{auto:.3f} s**",
+         rate(auto), f"**{pct(auto, t[f'reused {best_floor}'])} vs floor**"],
+        [name, f"`traverse`, best fixed batch ({best_fixed})", f"{t[f'traverse {best_fixed}']:.3f} s",
+         rate(t[f"traverse {best_fixed}"]), f"defaults {t[f'traverse {best_fixed}'] / auto:.2f}x its speed"],
     ]
+    summary.append([name, "plain torch: whole grid, one decoder call", f"{t['one call']:.3f} s",
+                    rate(t["one call"]), f"defaults {t['one call'] / auto:.2f}x its speed"])
+    summary += [
+        [name, "per-dimension Python loop", f"{t['per dim']:.3f} s", rate(t["per dim"]),
+         f"defaults {t['per dim'] / auto:.2f}x its speed"],
+        [name, f"per-point loop (timed on {limit} points)", f"{t_point:.1f} s", rate(t_point),
+         f"defaults {t_point / auto:.0f}x its speed"],
+    ]
+    return by_size, summary, {"points": points}
 
 
 RSS_SCRIPT = """
@@ -133,31 +206,37 @@ def bench_rss(anchors: int, steps: int) -> dict:
     return json.loads(completed.stdout.strip().splitlines()[-1])
 
 
-FIXED_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(32 << 20), "MALLOC_TRIM_THRESHOLD_": str(1 << 30)}
-
-
 def main() -> None:
-    if any(os.environ.get(k) != v for k, v in FIXED_MALLOC.items()):  # see the module docstring
-        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **FIXED_MALLOC})
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="smaller grids, one repeat")
-    parser.add_argument("--skip-rss", action="store_true", help="skip the 10M-point memory run")
+    parser.add_argument("--repeats", type=int, default=3, help="timed rounds (best of; default 3)")
+    parser.add_argument("--skip-rss", action="store_true", help="skip the 1M/10M-point memory runs")
     args = parser.parse_args()
-    repeats = 1 if args.quick else 3
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU, malloc thresholds fixed")
-    rows = bench_decoder("MLP 32-256-784", mlp_decoder(), 64 if args.quick else 256, 21, 4096, repeats)
-    rows += bench_decoder("deconv 64x64", conv_decoder(), 4 if args.quick else 16, 11, 256, repeats)
-    print("\nA anchors x 32 dims x S steps (MLP: 256 x 32 x 21 = 172,032 points, batch 4096; "
-          "deconv: 16 x 32 x 11 = 5,632 points, batch 256)\n")
-    print_table(["decoder", "method", "median time", "points/s", "comparison"], rows)
+    repeats = 1 if args.quick else args.repeats
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU, no environment tuning; "
+          f"load average before: {os.getloadavg()[0]:.1f}")
+    mlp_grid = (16, 32, 21) if args.quick else (64, 32, 21)
+    conv_grid = (4, 10, 21) if args.quick else (16, 10, 21)
+    by_size, summary, _ = bench_decoder("MLP 32-256-784", mlp_decoder(), *mlp_grid, repeats, MLP_BATCHES, 2000)
+    conv_by_size, conv_summary, _ = bench_decoder("deconv 64x64", conv_decoder(), *conv_grid, repeats,
+                                                  CONV_BATCHES, 200)
+    print(f"\nGrids A anchors x K dims x S steps: MLP {' x '.join(map(str, mlp_grid))} = "
+          f"{mlp_grid[0] * mlp_grid[1] * mlp_grid[2]:,} points; deconv {' x '.join(map(str, conv_grid))} = "
+          f"{conv_grid[0] * conv_grid[1] * conv_grid[2]:,} points. Best of {repeats} interleaved rounds.\n")
+    print_table(["decoder", "method", "best time", "points/s", "comparison"], summary + conv_summary)
+    print("\nBy batch size: the decoder alone (plain loop; with latentsweep's buffer reuse) and `traverse`\n")
+    print_table(["decoder", "batch", "alone, plain loop", "alone, buffers reused", "traverse",
+                 "traverse vs reused", "traverse vs plain"], by_size + conv_by_size)
+    print(f"\nload average after: {os.getloadavg()[0]:.1f}")
     if not args.skip_rss:
         small = bench_rss(anchors=1000, steps=31)
         large = bench_rss(anchors=10_000, steps=31)
-        print("\nPeak RSS of statistics-only sweeps (MLP 32-256-784, `keep_outputs=False`, auto batch)\n")
+        print("\nPeak RSS of statistics-only sweeps (MLP 32-256-784, `keep_outputs=False`, default settings), "
+              "each in its own process\n")
         print_table(
-            ["points", "wall time", "points/s", "peak RSS", "outputs would take"],
+            ["points", "wall time", "points/s", "batch (auto)", "peak RSS", "outputs would take"],
             [
-                [f"{r['points']:,}", f"{r['seconds']:.1f} s", f"{r['points'] / r['seconds']:,.0f}",
+                [f"{r['points']:,}", f"{r['seconds']:.1f} s", f"{r['points'] / r['seconds']:,.0f}", str(r["batch"]),
                  f"{r['peak_rss_mib']:.0f} MiB", f"{r['points'] * 784 * 4 / 2**30:.1f} GiB"]
                 for r in (small, large)
             ],

@@ -3,6 +3,9 @@
 #include <ATen/Parallel.h>
 #include <torch/extension.h>
 
+#include <optional>
+
+#include "engine/cpu/reusing_allocator.h"
 #include "engine/executor.h"
 #include "engine/statistics.h"
 #include "ops/cpu/huge_pages.h"
@@ -73,4 +76,36 @@ PYBIND11_MODULE(_C, m) {
   m.attr("MAX_ROW_COUNTER") = latentsweep::kMaxRowCounter;
   m.attr("MAX_SAMPLE_COUNTER") = latentsweep::kMaxSampleCounter;
   m.attr("MAX_LATENT_SIZE") = latentsweep::kMaxDimCounter;
+  // A Python context manager over the C++ guard (entered and left exactly at `with`).
+  struct ReuseCpuBuffersScope {
+    std::optional<latentsweep::cpu::ReuseCpuBuffers> guard;
+  };
+  pybind11::class_<ReuseCpuBuffersScope>(
+      m, "reuse_cpu_buffers",
+      "Context manager: while entered, torch's CPU allocator keeps large freed blocks and reuses\n"
+      "them (no page faults for repeated same-sized allocations; see\n"
+      "cpp/engine/cpu/reusing_allocator.h). CPU sweeps use it; benchmarks use it for the floor.")
+      .def(pybind11::init<>())
+      .def("__enter__",
+           [](pybind11::object self) {
+             auto& scope = self.cast<ReuseCpuBuffersScope&>();
+             if (!scope.guard) scope.guard.emplace();
+             return self;
+           })
+      .def("__exit__", [](ReuseCpuBuffersScope& scope, pybind11::args) {
+        scope.guard.reset();
+        return false;
+      });
+  m.def(
+      "_reuse_counters",
+      []() {
+        const auto c = latentsweep::cpu::reuse_counters();
+        pybind11::dict d;
+        d["active"] = c.active;
+        d["reused"] = c.reused;
+        d["allocated"] = c.allocated;
+        d["kept_bytes"] = c.kept_bytes;
+        return d;
+      },
+      "What the reusing CPU allocator did so far (for tests and benchmarks).");
 }

@@ -329,7 +329,7 @@ def test_debug_shows_the_traceback(workspace):
 
 def test_demo(tmp_path):
     out = run("demo", "--out", str(tmp_path))
-    for name in ("digits-vae", "digits-vae-relu-heads", "digits-ae", "wine-vae"):
+    for name in ("digits-vae", "digits-vae-relu-heads", "digits-ae", "wine-vae", "shapes-beta-vae"):
         assert (tmp_path / f"{name}.html").exists()
         assert f"== {name}" in out.stdout
     for code in ("small-posterior-sd", "collapsed", "nonnegative-mean", "nonnegative-logvar"):

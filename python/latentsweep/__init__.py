@@ -33,6 +33,7 @@ from .sampling import sample, sample_prior
 from .stores import StoreStatus
 from .sweep import open_sweep, sweep_status, traverse
 from .traversal import MODES, traversal_codes, traversal_values
+from . import datasets, metrics  # noqa: E402  (ground-truth data sets and disentanglement metrics)
 
 __version__ = "0.1.0"
 
@@ -49,11 +50,13 @@ __all__ = [
     "StoreStatus",
     "TraversalResult",
     "build_info",
+    "datasets",
     "diagnose",
     "direction_codes",
     "effect_bars",
     "encode",
     "kl_bars",
+    "metrics",
     "open_sweep",
     "report",
     "response_curves",

@@ -48,6 +48,7 @@ def report(
     gifs: bool = True,
     prior_std: float | None = None,
     dpi: int = 90,
+    metrics=None,
 ) -> Path:
     """Writes one self-contained HTML report and returns its path.
 
@@ -72,6 +73,8 @@ def report(
         gifs: add an animated GIF per anchor (image outputs).
         prior_std: the prior's SD when the diagnosis is computed here (default 1).
         dpi: resolution of the pictures (1 to 1200).
+        metrics: a :class:`latentsweep.metrics.MetricResults` (from ``metrics.evaluate`` when the
+            factors of variation are known): adds a table of the scores and their settings.
 
     Returns:
         the path of the written file.
@@ -89,8 +92,8 @@ def report(
         diagnosis = diagnose(posterior, prior_std=1.0 if prior_std is None else prior_std)
     _common.check_diagnosis(_FN, diagnosis)
     named = named_results(_FN, results) if results is not None else {}
-    if diagnosis is None and not named:
-        raise ValueError(f"{_FN}: nothing to report: pass diagnosis=, posterior= and/or results=")
+    if diagnosis is None and not named and metrics is None:
+        raise ValueError(f"{_FN}: nothing to report: pass diagnosis=, posterior=, results= and/or metrics=")
     if isinstance(anchor_indices, int) or not isinstance(anchor_indices, Sequence):
         raise TypeError(f"{_FN}: anchor_indices must be a sequence of ints, e.g. (0, 1), got {anchor_indices!r}")
     for name, result in named.items():
@@ -104,6 +107,10 @@ def report(
     if diagnosis is not None:
         body += [_findings(diagnosis), _recommendation(diagnosis), _flags(diagnosis), _table(diagnosis)]
         body.append(_latent_pictures(page, diagnosis, posterior))
+    if metrics is not None:
+        from .metrics.html_section import metrics_section
+
+        body.append(metrics_section(metrics))
     if named:
         body.append(
             _traversals(page, named, diagnosis, image_shape, feature_names, inputs, reconstructions,

@@ -15,7 +15,7 @@ from .errors import CliError, one_line, say
 # Errors whose message is the whole story (ours, and the library's argument checks).
 EXPECTED_ERRORS = (CliError, ValueError, TypeError, FileNotFoundError, OSError)
 
-COMMANDS = ("demo", "diagnose", "traverse", "open", "sample", "report", "info")
+COMMANDS = ("demo", "diagnose", "traverse", "open", "sample", "report", "metrics", "info")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_open(sub)
     commands.add_sample(sub)
     commands.add_report(sub)
+    from .metrics_command import add_metrics
+
+    add_metrics(sub)
     commands.add_info(sub)
     return parser
 

@@ -488,6 +488,9 @@ def add_report(sub) -> None:
     _traversal_options(parser)
     parser.add_argument("--feature-names", help="comma-separated names of tabular output features")
     parser.add_argument("--title", default="latentsweep report", help="the report's title")
+    from .metrics_command import add_report_metrics_options
+
+    add_report_metrics_options(parser)
     _out_option(parser, "latentsweep-out")
     parser.set_defaults(run=run_report)
 
@@ -497,8 +500,10 @@ def run_report(args) -> int:
     posterior, data = _encode(encoder, model, args)
     names = [name.strip() for name in args.feature_names.split(",")] if args.feature_names else None
     title = args.title if args.weights else f"{args.title} (no --weights: the model's weights as built)"
+    from .metrics_command import report_metrics
+
     path, _ = write_report(decoder, posterior, data, args, Path(args.out) / "report.html", title=title,
-                           feature_names=names)
+                           feature_names=names, metrics=report_metrics(encoder, data, args))
     print(f"wrote {path}")
     return 0
 

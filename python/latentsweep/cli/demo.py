@@ -48,6 +48,11 @@ def run_demo(out: Path, *, quick: bool = False) -> int:
         written.append((name, spec.description, path))
         print(diagnosis.summary())
         print(f"   report: {path}\n")
+    from .shapes_demo import run_shapes_demo
+
+    shapes_report = run_shapes_demo(out, quick=quick)
+    if shapes_report is not None:
+        written.append(shapes_report)
     index = out / "index.html"
     index.write_text(_index_page(written), encoding="utf-8")
     print(f"demo finished in {time.perf_counter() - started:.1f} s; open {index}")

@@ -1,0 +1,127 @@
+#include "reusing_allocator.h"
+
+#include <c10/core/Allocator.h>
+#include <c10/core/CPUAllocator.h>
+#include <c10/core/impl/alloc_cpu.h>
+
+#include <map>
+#include <mutex>
+
+#if defined(__linux__) && defined(__GLIBC__)
+#include <malloc.h>
+#define LATENTSWEEP_REUSE_CPU_BUFFERS 1
+#else
+#define LATENTSWEEP_REUSE_CPU_BUFFERS 0
+#endif
+
+namespace latentsweep::cpu {
+namespace {
+
+#if LATENTSWEEP_REUSE_CPU_BUFFERS
+
+class ReusingCpuAllocator final : public c10::Allocator {
+ public:
+  static ReusingCpuAllocator& instance() {
+    static auto* allocator = new ReusingCpuAllocator();  // never destroyed: deleters may outlive main
+    return *allocator;
+  }
+
+  c10::DataPtr allocate(std::size_t nbytes) override {
+    void* data = take(nbytes);
+    if (data == nullptr) data = c10::alloc_cpu(nbytes);
+    c10::profiledCPUMemoryReporter().New(data, nbytes);  // as torch's allocator reports
+    return {data, data, &release, c10::Device(c10::DeviceType::CPU)};
+  }
+
+  c10::DeleterFnPtr raw_deleter() const override { return &release; }
+
+  void copy_data(void* dest, const void* src, std::size_t count) const override {
+    default_copy_data(dest, src, count);
+  }
+
+  // Any block from c10::alloc_cpu may come here (torch's raw_deallocate looks the allocator
+  // up when it frees), so the size is asked of malloc, never remembered.
+  static void release(void* data) {
+    if (data == nullptr) return;
+    c10::profiledCPUMemoryReporter().Delete(data);
+    if (!instance().keep(data)) c10::free_cpu(data);
+  }
+
+  void enter() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (guards_++ > 0) return;
+    previous_ = c10::GetCPUAllocator();
+    if (previous_ != c10::GetDefaultCPUAllocator()) return;  // someone else's allocator: leave it
+    c10::SetCPUAllocator(this);
+    active_ = c10::GetCPUAllocator() == this;
+  }
+
+  void exit() {
+    std::multimap<std::size_t, void*> kept;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (--guards_ > 0) return;
+      if (active_ && c10::GetCPUAllocator() == this) c10::SetCPUAllocator(previous_);
+      active_ = false;
+      kept.swap(kept_);
+      kept_bytes_ = 0;
+    }
+    for (const auto& [size, data] : kept) c10::free_cpu(data);
+  }
+
+  ReuseCounters counters() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return {active_, reused_, allocated_, static_cast<int64_t>(kept_bytes_)};
+  }
+
+ private:
+  // A kept block of at least nbytes and at most 1/8 larger, or null.
+  void* take(std::size_t nbytes) {
+    if (nbytes < kMinReusedBytes) return nullptr;
+    std::lock_guard<std::mutex> lock(mutex_);
+    const auto it = kept_.lower_bound(nbytes);
+    if (it == kept_.end() || it->first - nbytes > nbytes / 8) {
+      ++allocated_;
+      return nullptr;
+    }
+    void* data = it->second;
+    kept_bytes_ -= it->first;
+    kept_.erase(it);
+    ++reused_;
+    return data;
+  }
+
+  bool keep(void* data) {
+    const std::size_t size = malloc_usable_size(data);
+    if (size < kMinReusedBytes) return false;
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (!active_ || kept_bytes_ + size > kMaxKeptBytes) return false;
+    kept_.emplace(size, data);
+    kept_bytes_ += size;
+    return true;
+  }
+
+  std::mutex mutex_;
+  int guards_ = 0;
+  bool active_ = false;
+  c10::Allocator* previous_ = nullptr;
+  std::multimap<std::size_t, void*> kept_;  // usable size -> block
+  std::size_t kept_bytes_ = 0;
+  int64_t reused_ = 0, allocated_ = 0;
+};
+
+#endif
+
+}  // namespace
+
+#if LATENTSWEEP_REUSE_CPU_BUFFERS
+ReuseCpuBuffers::ReuseCpuBuffers() { ReusingCpuAllocator::instance().enter(); }
+ReuseCpuBuffers::~ReuseCpuBuffers() { ReusingCpuAllocator::instance().exit(); }
+ReuseCounters reuse_counters() { return ReusingCpuAllocator::instance().counters(); }
+#else
+ReuseCpuBuffers::ReuseCpuBuffers() = default;
+ReuseCpuBuffers::~ReuseCpuBuffers() = default;
+ReuseCounters reuse_counters() { return {false, 0, 0, 0}; }
+#endif
+
+}  // namespace latentsweep::cpu

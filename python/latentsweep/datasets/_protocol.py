@@ -1,0 +1,78 @@
+"""What the sampling metrics need from a ground-truth data set, checked in one place.
+
+A ground-truth data set is any object with
+
+- ``factor_sizes``: list of ints, the number of values of each of the F factors;
+- ``sample_factors(n, generator) -> [n, F]`` int64 tensor, drawn with the ``torch.Generator``;
+- ``observations(factors) -> Tensor [n, ...]``: one observation per row of factors;
+
+and optionally ``factor_names`` (list of str) and
+``sample_factors_matching(index, values, generator) -> [n, F]``: rows whose factor ``index``
+equals ``values [n]``, drawn from the data set's distribution given that factor. Data sets whose
+factors are not all crossed (a user's labelled arrays) need it for FactorVAE/BetaVAE; without it
+the other factors are drawn with ``sample_factors`` and the column is overwritten (the
+disentanglement_lib convention for fully crossed data such as dSprites).
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def check(fn: str, data) -> list[int]:
+    """The data set's factor sizes after checking that it offers the protocol."""
+    missing = [name for name in ("factor_sizes", "sample_factors", "observations") if not hasattr(data, name)]
+    if missing:
+        raise TypeError(
+            f"{fn}: data must be a ground-truth data set with factor_sizes, sample_factors(n, generator) "
+            f"and observations(factors); {type(data).__name__} lacks {', '.join(missing)}"
+        )
+    sizes = list(data.factor_sizes)
+    if not sizes or any(not isinstance(s, int) or isinstance(s, bool) or s < 1 for s in sizes):
+        raise ValueError(f"{fn}: data.factor_sizes must be a non-empty list of ints >= 1, got {sizes}")
+    return sizes
+
+
+def factor_names(data) -> list[str]:
+    names = getattr(data, "factor_names", None)
+    sizes = list(data.factor_sizes)
+    if names is None or len(list(names)) != len(sizes):
+        return [f"factor {j}" for j in range(len(sizes))]
+    return [str(n) for n in names]
+
+
+def sample_factors(fn: str, data, n: int, generator: torch.Generator) -> torch.Tensor:
+    factors = data.sample_factors(n, generator)
+    return _checked(fn, "sample_factors", factors, n, len(data.factor_sizes))
+
+
+def sample_factors_matching(fn: str, data, index: int, values: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """``[n, F]`` factors whose column ``index`` equals ``values``."""
+    if hasattr(data, "sample_factors_matching"):
+        factors = data.sample_factors_matching(index, values, generator)
+        factors = _checked(fn, "sample_factors_matching", factors, values.shape[0], len(data.factor_sizes))
+        if not bool(torch.equal(factors[:, index], values)):
+            raise ValueError(f"{fn}: data.sample_factors_matching returned rows whose factor {index} differs from the request")
+        return factors
+    factors = sample_factors(fn, data, values.shape[0], generator).clone()
+    factors[:, index] = values
+    return factors
+
+
+def observations(fn: str, data, factors: torch.Tensor) -> torch.Tensor:
+    obs = data.observations(factors)
+    if not isinstance(obs, torch.Tensor):
+        raise TypeError(f"{fn}: data.observations must return a torch.Tensor, got {type(obs).__name__}")
+    if obs.dim() < 1 or obs.shape[0] != factors.shape[0]:
+        raise ValueError(f"{fn}: data.observations returned shape {tuple(obs.shape)} for {factors.shape[0]} factor rows")
+    return obs
+
+
+def _checked(fn: str, what: str, factors, n: int, num_factors: int) -> torch.Tensor:
+    if not isinstance(factors, torch.Tensor):
+        raise TypeError(f"{fn}: data.{what} must return a torch.Tensor, got {type(factors).__name__}")
+    if tuple(factors.shape) != (n, num_factors):
+        raise ValueError(f"{fn}: data.{what} returned shape {tuple(factors.shape)}, expected ({n}, {num_factors})")
+    if factors.is_floating_point() or factors.dtype == torch.bool:
+        raise TypeError(f"{fn}: data.{what} must return integer factors, got {factors.dtype}")
+    return factors.to(torch.int64)

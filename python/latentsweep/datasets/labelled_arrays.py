@@ -1,0 +1,87 @@
+"""A ground-truth data set from a user's own observations and their factor labels."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+_FN = "latentsweep.datasets.LabelledArrays"
+
+
+class LabelledArrays:
+    """Score a model on your own labelled data: every observation with its factor values.
+
+    Args:
+        observations: ``[N, ...]`` tensor or numpy array (float inputs of the encoder).
+        factors: ``[N, F]`` integer factor values (any integers; F >= 1).
+        factor_names: optional F names.
+
+    Sampling draws rows uniformly, so factors follow their empirical joint distribution;
+    ``sample_factors_matching`` draws rows that share one factor value, which FactorVAE and
+    BetaVAE use, so the factors need not be fully crossed. ``observations(factors)`` returns,
+    for each factor row, one observation with exactly those values (the first one in the data
+    when several have them); a combination that does not occur raises ``ValueError``.
+    """
+
+    def __init__(self, observations, factors, *, factor_names: Sequence[str] | None = None) -> None:
+        obs = observations if isinstance(observations, torch.Tensor) else torch.as_tensor(np.asarray(observations))
+        labels = factors if isinstance(factors, torch.Tensor) else torch.as_tensor(np.asarray(factors))
+        if obs.dim() < 1 or obs.shape[0] < 2:
+            raise ValueError(f"{_FN}: observations must be [N, ...] with N >= 2, got shape {tuple(obs.shape)}")
+        if labels.dim() != 2 or labels.shape[0] != obs.shape[0] or labels.shape[1] < 1:
+            raise ValueError(
+                f"{_FN}: factors must be [N, F] with N = {obs.shape[0]} (one row per observation), got {tuple(labels.shape)}"
+            )
+        if labels.is_floating_point() and not bool(torch.all(labels == torch.round(labels))):
+            raise TypeError(f"{_FN}: factors must hold integers (discrete factor values)")
+        if labels.dtype == torch.bool or labels.is_complex():
+            raise TypeError(f"{_FN}: factors must hold integers, got {labels.dtype}")
+        if factor_names is not None and len(list(factor_names)) != labels.shape[1]:
+            raise ValueError(f"{_FN}: factor_names has {len(list(factor_names))} names for {labels.shape[1]} factors")
+        self._observations = obs
+        self.labels = labels.to(torch.int64).cpu()
+        self._names = [str(n) for n in factor_names] if factor_names is not None else None
+        self._row_of = {}
+        for row, key in enumerate(map(tuple, self.labels.tolist())):
+            self._row_of.setdefault(key, row)
+
+    @property
+    def factor_sizes(self) -> list[int]:
+        return [int(torch.unique(self.labels[:, j]).numel()) for j in range(self.labels.shape[1])]
+
+    @property
+    def factor_names(self) -> list[str]:
+        return self._names or [f"factor {j}" for j in range(self.labels.shape[1])]
+
+    def __len__(self) -> int:
+        return self.labels.shape[0]
+
+    def sample_factors(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        rows = torch.randint(self.labels.shape[0], (int(n),), generator=generator)
+        return self.labels[rows]
+
+    def sample_factors_matching(self, index: int, values: torch.Tensor, generator: torch.Generator | None = None):
+        """Rows drawn uniformly among those whose factor ``index`` equals each of ``values``."""
+        column = self.labels[:, index]
+        out = torch.empty(values.shape[0], self.labels.shape[1], dtype=torch.int64)
+        for value in torch.unique(values):
+            where = values == value
+            candidates = torch.nonzero(column == value).flatten()
+            if candidates.numel() == 0:
+                raise ValueError(f"{_FN}: no observation has factor {index} = {int(value)}")
+            pick = torch.randint(candidates.numel(), (int(where.sum()),), generator=generator)
+            out[where] = self.labels[candidates[pick]]
+        return out
+
+    def observations(self, factors) -> torch.Tensor:
+        if not isinstance(factors, torch.Tensor) or factors.dim() != 2 or factors.shape[1] != self.labels.shape[1]:
+            raise ValueError(f"{_FN}.observations: factors must be a [n, {self.labels.shape[1]}] tensor")
+        rows = []
+        for key in map(tuple, factors.to(torch.int64).tolist()):
+            row = self._row_of.get(key)
+            if row is None:
+                raise ValueError(f"{_FN}.observations: no observation has the factor values {key}")
+            rows.append(row)
+        return self._observations[torch.tensor(rows, dtype=torch.int64)]

@@ -1,0 +1,103 @@
+"""Discrete mutual information and entropy, computed by latentsweep itself.
+
+Counts come from ``torch.bincount`` (so they run on a GPU too) and the sums are in float64 and
+natural logarithms (nats). The definitions are the plug-in estimates that
+``sklearn.metrics.mutual_info_score`` computes, without depending on a scikit-learn version:
+
+    I(a; b) = sum_{i,j: n_ij > 0} (n_ij / N) * (log n_ij + log N - log n_i - log n_j)
+    H(a)    = -sum_{i: n_i > 0} (n_i / N) * log(n_i / N)          (= I(a; a))
+
+``histogram_discretize`` is disentanglement_lib's histogram discretiser: per latent,
+``np.histogram``'s ``bins`` equal-width edges over [min, max] (a constant latent gets
+[v - 0.5, v + 0.5]), then ``np.digitize`` on all edges but the last, giving labels 1..bins.
+"""
+
+from __future__ import annotations
+
+import torch
+
+# Bound on the pair-index tensor that one bincount sees (elements), so D x D pairs over
+# many points go in slices instead of one allocation of D^2 N int64.
+_MAX_INDEX_ELEMENTS = 1 << 24
+
+
+def histogram_discretize(codes: torch.Tensor, bins: int) -> torch.Tensor:
+    """``[N, D]`` float codes -> ``[N, D]`` int64 labels in 1..bins, per latent.
+
+    The edges are computed as numpy computes them (``arange(bins + 1) * step + low`` in float64,
+    the last edge set to ``high``), so labels match ``np.digitize(x, np.histogram(x, bins)[1][:-1])``
+    exactly for float64 input.
+    """
+    x = codes.to(torch.float64)
+    low = x.amin(dim=0)
+    high = x.amax(dim=0)
+    constant = low == high
+    low = torch.where(constant, low - 0.5, low)
+    high = torch.where(constant, high + 0.5, high)
+    step = (high - low) / bins
+    ramp = torch.arange(bins + 1, dtype=torch.float64, device=x.device)
+    edges = ramp[:, None] * step[None, :] + low[None, :]  # [bins + 1, D]
+    edges[-1] = high
+    inner = edges[:-1].T.contiguous()  # [D, bins]: np.digitize counts the edges <= x
+    return torch.searchsorted(inner, x.T.contiguous(), right=True).T.contiguous()
+
+
+def relabel(labels: torch.Tensor) -> tuple[torch.Tensor, list[int]]:
+    """``[N, P]`` integer labels -> ``[N, P]`` labels in 0..K_p-1 per column, and the K_p."""
+    columns, sizes = [], []
+    for p in range(labels.shape[1]):
+        values, inverse = torch.unique(labels[:, p], return_inverse=True)
+        columns.append(inverse)
+        sizes.append(int(values.numel()))
+    return torch.stack(columns, dim=1), sizes
+
+
+def entropy(labels: torch.Tensor) -> torch.Tensor:
+    """``[N, P]`` integer labels -> ``[P]`` discrete entropies in nats (float64)."""
+    dense, sizes = relabel(labels)
+    n, p = dense.shape
+    k = max(sizes)
+    offsets = torch.arange(p, device=dense.device) * k
+    counts = torch.bincount((dense + offsets).reshape(-1), minlength=p * k).reshape(p, k).to(torch.float64)
+    total = float(n)
+    terms = torch.where(counts > 0, counts * (torch.log(counts) - torch.log(torch.tensor(total, dtype=torch.float64))), 0.0)
+    return -terms.sum(dim=1) / total
+
+
+def mutual_information(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Discrete MI between every column of ``a [N, P]`` and every column of ``b [N, Q]``
+    (integer labels, any values) -> ``[P, Q]`` float64, in nats."""
+    if a.shape[0] != b.shape[0]:
+        raise ValueError(f"mutual_information: a has {a.shape[0]} rows, b has {b.shape[0]}")
+    a_dense, a_sizes = relabel(a)
+    b_dense, b_sizes = relabel(b)
+    n, p = a_dense.shape
+    q = b_dense.shape[1]
+    ka, kb = max(a_sizes), max(b_sizes)
+    device = a_dense.device
+    log_n = torch.log(torch.tensor(float(n), dtype=torch.float64, device=device))
+
+    def marginals(dense, k):
+        cols = dense.shape[1]
+        offsets = torch.arange(cols, device=device) * k
+        return torch.bincount((dense + offsets).reshape(-1), minlength=cols * k).reshape(cols, k).to(torch.float64)
+
+    log_a = torch.log(marginals(a_dense, ka).clamp_min(1))  # [P, ka]; empty cells never used
+    log_b = torch.log(marginals(b_dense, kb).clamp_min(1))  # [Q, kb]
+    out = torch.empty(p, q, dtype=torch.float64, device=device)
+    rows_per_slice = max(1, _MAX_INDEX_ELEMENTS // max(1, n * q))
+    b_offsets = torch.arange(q, device=device) * (ka * kb)
+    for start in range(0, p, rows_per_slice):
+        stop = min(p, start + rows_per_slice)
+        m = stop - start
+        # One bincount for the joint table of every (a column, b column) pair of this slice.
+        cell = a_dense[:, start:stop, None] * kb + b_dense[:, None, :]  # [N, m, Q]
+        pair = (torch.arange(m, device=device)[:, None] * (q * ka * kb) + b_offsets[None, :])
+        joint = torch.bincount((cell + pair).reshape(-1), minlength=m * q * ka * kb)
+        joint = joint.reshape(m, q, ka, kb).to(torch.float64)
+        log_terms = (
+            torch.log(joint.clamp_min(1)) + log_n
+            - log_a[start:stop, None, :, None] - log_b[None, :, None, :]
+        )
+        out[start:stop] = torch.where(joint > 0, joint * log_terms, 0.0).sum(dim=(2, 3)) / n
+    return out.clamp_min(0.0)  # rounding can leave -1e-17 for independent columns

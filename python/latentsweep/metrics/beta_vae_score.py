@@ -1,0 +1,97 @@
+"""The BetaVAE disentanglement metric (Higgins et al. 2017)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .. import _progress
+from ..datasets import _protocol
+from . import _representation, _sampling
+from ._threads import one_cpu_thread
+
+_FN = "latentsweep.metrics.beta_vae_score"
+
+
+def beta_vae_score(
+    representation,
+    data,
+    *,
+    batch_size: int = 64,
+    num_train: int = 10000,
+    num_eval: int = 5000,
+    seed: int = 0,
+    encode_batch_size: int = _sampling.DEFAULT_ENCODE_BATCH,
+    progress: bool | None = None,
+) -> dict:
+    """Accuracy of a linear classifier that finds the factor two batches share from the mean
+    absolute difference of their codes.
+
+    What it draws (as disentanglement_lib's ``beta_vae.py``, ``beta_vae_sklearn``, study
+    defaults): each point draws a factor ``k`` uniformly, ``batch_size`` factor rows, and a
+    second ``batch_size`` rows sharing the first rows' values of ``k`` (pairwise); its feature is
+    ``mean_i |z1_i - z2_i|`` over the pairs, its label ``k``. A
+    ``sklearn.linear_model.LogisticRegression(random_state=seed)`` (defaults otherwise) is fit
+    on ``num_train`` points; the scores are its accuracies on them and on ``num_eval`` fresh
+    points. Points are drawn 64 at a time and encoded
+    ``encode_batch_size`` observations per call, which changes no draw.
+
+    Args:
+        representation: callable ``observations -> [n, D]`` codes (or a pair/dict/Normal: the
+            mean), e.g. ``model.encoder``.
+        data: a ground-truth data set.
+        batch_size: pairs per point (64).
+        num_train, num_eval: points for training and evaluation (10,000 and 5,000).
+        seed: seeds every draw and the classifier.
+        encode_batch_size: observations per representation call.
+        progress: a tqdm bar (True / False / None: when stderr is a terminal).
+
+    Returns:
+        dict with ``train_accuracy`` and ``eval_accuracy``.
+
+    Reference: I. Higgins et al., "beta-VAE: Learning Basic Visual Concepts with a Constrained
+    Variational Framework", ICLR 2017.
+    """
+    seed, batch_size, num_train, num_eval, encode_batch_size = _sampling.common(
+        _FN, seed=seed, batch_size=batch_size, num_train=num_train, num_eval=num_eval, encode_batch_size=encode_batch_size
+    )
+    _representation.check(_FN, representation)
+    sizes = _protocol.check(_FN, data)
+    generator = _sampling.generator(seed, 1)
+    from sklearn.linear_model import LogisticRegression
+
+    with _progress.bar(_progress.wanted(progress, _FN), total=(num_train + num_eval) * 2 * batch_size,
+                       unit="obs", desc="BetaVAE score") as bar:
+        args = dict(representation=representation, data=data, sizes=sizes, batch_size=batch_size,
+                    generator=generator, encode_batch_size=encode_batch_size, bar=bar)
+        train_x, train_y = _points(num_train, **args)
+        eval_x, eval_y = _points(num_eval, **args)
+    with one_cpu_thread():
+        model = LogisticRegression(random_state=seed % 2**32).fit(train_x, train_y)
+        return {
+            "train_accuracy": float(np.mean(model.predict(train_x) == train_y)),
+            "eval_accuracy": float(model.score(eval_x, eval_y)),
+        }
+
+
+def _points(count, *, representation, data, sizes, batch_size, generator, encode_batch_size, bar):
+    features, labels = [], []
+    per_call = _sampling.VOTES_PER_DRAW
+    f = len(sizes)
+    for start in range(0, count, per_call):
+        n = min(per_call, count - start)
+        chosen = torch.randint(f, (n,), generator=generator)
+        first = _protocol.sample_factors(_FN, data, n * batch_size, generator).reshape(n, batch_size, f)
+        second = torch.empty_like(first)
+        for k in torch.unique(chosen).tolist():
+            rows = torch.nonzero(chosen == k).flatten()
+            values = first[rows, :, k].reshape(-1)
+            second[rows] = _protocol.sample_factors_matching(_FN, data, k, values, generator).reshape(-1, batch_size, f)
+        both = torch.cat([first.reshape(-1, f), second.reshape(-1, f)])
+        codes = _representation.encode(
+            _FN, representation, _protocol.observations(_FN, data, both), batch_size=encode_batch_size, bar=bar
+        )
+        z1, z2 = codes[: n * batch_size], codes[n * batch_size :]
+        features.append((z1 - z2).abs().reshape(n, batch_size, -1).mean(dim=1))
+        labels.append(chosen)
+    return torch.cat(features).numpy(), torch.cat(labels).numpy()

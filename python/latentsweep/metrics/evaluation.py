@@ -1,0 +1,220 @@
+"""``evaluate``: every disentanglement metric of a representation on a ground-truth data set."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import warnings
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from .. import _checks, _progress
+from ..datasets import _protocol
+from . import _representation, _sampling
+from .beta_vae_score import beta_vae_score
+from .dci_scores import ESTIMATORS, dci
+from .factor_vae_score import factor_vae_score
+from .interventional_robustness import irs
+from .modularity import modularity_explicitness
+from .mutual_information_gap import mig
+from .sap_score import sap
+from .unsupervised_scores import unsupervised
+
+_FN = "latentsweep.metrics.evaluate"
+METRICS = ("mig", "sap", "dci", "modularity_explicitness", "unsupervised", "irs", "factor_vae", "beta_vae")
+# Below this many points the histogram and classifier estimates are too noisy to compare models.
+MIN_RELIABLE_POINTS = 1000
+
+
+@dataclasses.dataclass
+class MetricResults:
+    """Scores of one representation, with everything needed to reproduce them.
+
+    Attributes:
+        scores: ``{"mig": 0.31, "dci.disentanglement": 0.42, ...}`` (floats; one key per number).
+        settings: the arguments used (sample sizes, seed, bins, ...).
+        versions: latentsweep, torch, numpy and scikit-learn versions (the classifier-based
+            scores depend on scikit-learn's estimators).
+        factor_names: the F factors scored.
+        seconds: wall time of each metric (and of drawing and encoding the points).
+    """
+
+    scores: dict[str, float]
+    settings: dict
+    versions: dict[str, str]
+    factor_names: list[str]
+    seconds: dict[str, float]
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def __str__(self) -> str:
+        width = max(len(k) for k in self.scores) if self.scores else 10
+        lines = [f"{'metric':<{width}}  score"]
+        lines += [f"{name:<{width}}  {value:.4f}" for name, value in self.scores.items()]
+        s = self.settings
+        lines.append(
+            f"({s['num_train']} train / {s['num_test']} test points, seed {s['seed']}, {s['bins']} bins; "
+            f"factors: {', '.join(self.factor_names)})"
+        )
+        return "\n".join(lines)
+
+
+def evaluate(
+    representation,
+    data,
+    *,
+    metrics: str | Sequence[str] = "all",
+    num_train: int = 10000,
+    num_test: int = 5000,
+    seed: int = 0,
+    batch_size: int = 256,
+    bins: int = 20,
+    sampling_votes: tuple[int, int] | None = None,
+    dci_estimator: str = "gradient_boosting",
+    progress: bool | None = None,
+) -> MetricResults:
+    """Scores ``representation`` on the ground-truth data set ``data`` with the chosen metrics.
+
+    Draws ``num_train`` and then ``num_test`` factor rows with ``data.sample_factors`` (seeded),
+    renders them with ``data.observations`` and encodes them ``batch_size`` at a time (for
+    :class:`~latentsweep.datasets.LabelledArrays` the rows are drawn with replacement); the
+    array-level metrics (MIG, SAP, DCI, Modularity/Explicitness, the unsupervised scores, IRS) all
+    score these same points, with disentanglement_lib's study defaults. FactorVAE and BetaVAE draw
+    their own interventions (batch 64; ``sampling_votes`` = (train, eval) votes, default
+    ``(num_train, num_test)``; FactorVAE's global variances use ``num_train`` points).
+
+    Args:
+        representation: callable ``observations -> [n, D]`` codes (or a ``(mu, logvar)`` pair,
+            dict or Normal: the mean is used), e.g. ``model.encoder``.
+        data: a ground-truth data set, e.g. :class:`latentsweep.datasets.Shapes`.
+        metrics: ``"all"`` or names from ``METRICS``.
+        num_train, num_test: points for fitting and for testing (10,000 / 5,000).
+        seed: seeds every draw and classifier: the same seed gives the same scores.
+        batch_size: observations per representation call.
+        bins: histogram bins per latent (20).
+        sampling_votes: votes for FactorVAE/BetaVAE (train, eval).
+        dci_estimator: DCI's importance estimator: ``"gradient_boosting"`` (the reference; minutes
+            at 10,000 points) or ``"random_forest"`` (faster; see :func:`dci`).
+        progress: tqdm bars (True / False / None: when stderr is a terminal).
+
+    Returns:
+        a :class:`MetricResults`.
+
+    Warns:
+        UserWarning when ``num_train`` is below 1,000 points (estimates unreliable) or when
+        factors with a single value are left out.
+    """
+    names = _metric_names(metrics)
+    num_train = _checks.integer(_FN, "num_train", num_train, low=2)
+    num_test = _checks.integer(_FN, "num_test", num_test, low=2)
+    seed = _checks.integer(_FN, "seed", seed, low=0, high=2**32 - 1)
+    batch_size = _checks.integer(_FN, "batch_size", batch_size, low=1)
+    bins = _checks.integer(_FN, "bins", bins, low=1)
+    votes = (num_train, num_test) if sampling_votes is None else tuple(sampling_votes)
+    if len(votes) != 2:
+        raise ValueError(f"{_FN}: sampling_votes must be (train, eval), got {sampling_votes!r}")
+    votes = tuple(_checks.integer(_FN, "sampling_votes[...]", v, low=1) for v in votes)
+    if dci_estimator not in ESTIMATORS:
+        raise ValueError(f"{_FN}: dci_estimator must be one of {ESTIMATORS}, got {dci_estimator!r}")
+    _representation.check(_FN, representation)
+    sizes = _protocol.check(_FN, data)
+    show = _progress.wanted(progress, _FN)
+    if num_train < MIN_RELIABLE_POINTS:
+        warnings.warn(
+            f"{_FN}: num_train={num_train} is below {MIN_RELIABLE_POINTS}: histogram mutual information and the "
+            "classifiers are unreliable on so few points (the study default is 10,000)",
+            UserWarning, stacklevel=2,
+        )
+    factor_names = _protocol.factor_names(data)
+    varying = [j for j, size in enumerate(sizes) if size > 1]
+    if len(varying) < len(sizes):
+        warnings.warn(f"{_FN}: factors {[factor_names[j] for j in range(len(sizes)) if j not in varying]} take a "
+                      "single value and are left out", UserWarning, stacklevel=2)
+    if not varying:
+        raise ValueError(f"{_FN}: every factor of the data set takes a single value; nothing to score")
+
+    seconds: dict[str, float] = {}
+    scores: dict[str, float] = {}
+    array_metrics = [n for n in names if n not in ("factor_vae", "beta_vae")]
+    if array_metrics:
+        started = time.perf_counter()
+        generator = _sampling.generator(seed, 2)
+        with _progress.bar(show, total=num_train + num_test, unit="obs", desc="encode") as bar:
+            points = []
+            for count in (num_train, num_test):
+                factors = _protocol.sample_factors(_FN, data, count, generator)
+                codes = _representation.encode(
+                    _FN, representation, _protocol.observations(_FN, data, factors), batch_size=batch_size, bar=bar
+                )
+                points.append((codes, factors[:, varying]))
+        (x, y), (x_test, y_test) = points
+        seconds["draw and encode"] = time.perf_counter() - started
+        y = _drop_constant(y, factor_names, varying)
+        run = {
+            "mig": lambda: {"mig": mig(x, y, bins=bins)},
+            "sap": lambda: {"sap": sap(x, y, x_test, y_test)},
+            "dci": lambda: _prefixed("dci", dci(x, y, x_test, y_test, seed=seed, estimator=dci_estimator)),
+            "modularity_explicitness": lambda: modularity_explicitness(x, y, x_test, y_test, bins=bins),
+            "unsupervised": lambda: _prefixed("unsupervised", unsupervised(x, bins=bins)),
+            "irs": lambda: {"irs": irs(x, y, bins=bins)["irs"]},
+        }
+        for name in array_metrics:
+            started = time.perf_counter()
+            scores.update(run[name]())
+            seconds[name] = time.perf_counter() - started
+    sampled = {"factor_vae": factor_vae_score, "beta_vae": beta_vae_score}
+    for name in (n for n in names if n in sampled):
+        started = time.perf_counter()
+        extra = {"num_variance_estimate": num_train} if name == "factor_vae" else {}
+        result = sampled[name](representation, data, num_train=votes[0], num_eval=votes[1], seed=seed,
+                               progress=show, **extra)
+        scores[f"{name}.train_accuracy"] = result["train_accuracy"]
+        scores[f"{name}.eval_accuracy"] = result["eval_accuracy"]
+        seconds[name] = time.perf_counter() - started
+    return MetricResults(
+        scores={k: float(v) for k, v in scores.items()},
+        settings={"metrics": list(names), "num_train": num_train, "num_test": num_test, "seed": seed,
+                  "bins": bins, "batch_size": batch_size, "sampling_votes": list(votes), "dci_estimator": dci_estimator,
+                  "sampling_batch_size": 64, "factor_vae_prune_threshold": 0.05, "data": repr(data)},
+        versions=_versions(),
+        factor_names=[factor_names[j] for j in varying],
+        seconds={k: round(v, 3) for k, v in seconds.items()},
+    )
+
+
+def _metric_names(metrics) -> list[str]:
+    if isinstance(metrics, str):
+        metrics = list(METRICS) if metrics == "all" else [metrics]
+    if not isinstance(metrics, Sequence) or not metrics:
+        raise TypeError(f"{_FN}: metrics must be 'all' or a non-empty list of names from {METRICS}, got {metrics!r}")
+    unknown = [m for m in metrics if m not in METRICS]
+    if unknown:
+        raise ValueError(f"{_FN}: unknown metric(s) {unknown}; choose from {METRICS} or 'all'")
+    return list(dict.fromkeys(metrics))
+
+
+def _drop_constant(y: torch.Tensor, names, varying) -> torch.Tensor:
+    # A factor with several values in the data set may still be constant in a small sample.
+    constant = [j for j in range(y.shape[1]) if bool(torch.all(y[:, j] == y[0, j]))]
+    if constant:
+        raise ValueError(
+            f"{_FN}: factor(s) {[names[varying[j]] for j in constant]} took a single value in the "
+            "sample; draw more points (num_train)"
+        )
+    return y
+
+
+def _prefixed(prefix: str, scores: dict) -> dict:
+    return {f"{prefix}.{k}": v for k, v in scores.items()}
+
+
+def _versions() -> dict[str, str]:
+    import sklearn
+
+    from .. import __version__
+
+    return {"latentsweep": __version__, "torch": torch.__version__, "numpy": np.__version__,
+            "scikit-learn": sklearn.__version__}

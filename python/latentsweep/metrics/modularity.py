@@ -1,0 +1,88 @@
+"""Modularity and explicitness (Ridgeway & Mozer 2018)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from . import _inputs
+from ._threads import one_cpu_thread
+from ._information import histogram_discretize, mutual_information
+
+_FN = "latentsweep.metrics.modularity_explicitness"
+
+
+@one_cpu_thread()
+def modularity_explicitness(codes, factors, test_codes, test_factors, *, bins: int = 20) -> dict:
+    """Modularity (each latent depends on at most one factor) and explicitness (factors are
+    linearly decodable from the codes).
+
+    Definition (as in disentanglement_lib's ``modularity_explicitness.py``):
+
+    - modularity: ``m[d, f]`` is the discrete MI between latent ``d`` (``bins`` histogram bins,
+      train split) and factor ``f``; per latent ``1 - (sum_f m^2 - max_f m^2) / (max_f m^2 (F - 1))``
+      (0 for a latent with no information), averaged over latents.
+    - explicitness: codes standardised with the train split's mean and SD; per factor a
+      ``sklearn.linear_model.LogisticRegression()`` (defaults) on all codes; the macro ROC-AUC of
+      its class probabilities, one-vs-rest, on each split; averaged over factors.
+
+    Args:
+        codes, factors: train split, ``[N, D]`` codes and ``[N, F]`` integer factors.
+        test_codes, test_factors: test split, ``[M, D]`` and ``[M, F]``; every factor value in
+            the test split must occur in the train split (ROC-AUC needs both classes per value).
+        bins: histogram bins per latent (study default 20).
+
+    Returns:
+        dict with ``modularity``, ``explicitness_train``, ``explicitness_test``.
+
+    Reference: K. Ridgeway, M. C. Mozer, "Learning Deep Disentangled Embeddings With the
+    F-Statistic Loss", NeurIPS 2018.
+    """
+    x, y, x_test, y_test = _inputs.train_test(_FN, codes, factors, test_codes, test_factors)
+    bins = _inputs.bins(_FN, bins)
+    scores = {"modularity": modularity_from_mutual_information(mutual_information(histogram_discretize(x, bins), y))}
+    train, test = explicitness(x, y, x_test, y_test)
+    scores["explicitness_train"] = train
+    scores["explicitness_test"] = test
+    return scores
+
+
+def modularity_from_mutual_information(mutual_info) -> float:
+    """Modularity of a ``[D, F]`` matrix of latent-factor mutual information (F >= 2)."""
+    m = _inputs.as_tensor("latentsweep.metrics.modularity_from_mutual_information", "mutual_info", mutual_info)
+    squared = m.to(torch.float64) ** 2
+    peak = squared.amax(dim=1)
+    spread = (squared.sum(dim=1) - peak) / (peak * (squared.shape[1] - 1.0))
+    per_latent = torch.where(peak == 0, torch.zeros_like(peak), 1.0 - spread)
+    return float(per_latent.mean())
+
+
+def explicitness(x, y, x_test, y_test) -> tuple[float, float]:
+    """Mean one-vs-rest ROC-AUC of per-factor logistic regressions on standardised codes."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+
+    mean = x.mean(dim=0)
+    std = x.std(dim=0, correction=0)
+    std = torch.where(std > 0, std, torch.ones_like(std))  # a constant latent stays 0, not NaN
+    xn = _inputs.numpy((x - mean) / std)
+    xtn = _inputs.numpy((x_test - mean) / std)
+    yn, ytn = _inputs.numpy(y), _inputs.numpy(y_test)
+    train, test = [], []
+    for f in range(yn.shape[1]):
+        model = LogisticRegression().fit(xn, yn[:, f])
+        unseen = np.setdiff1d(ytn[:, f], model.classes_)
+        if unseen.size:
+            raise ValueError(f"{_FN}: test_factors column {f} has values {unseen.tolist()} absent from factors")
+        train.append(_auc(roc_auc_score, model, xn, yn[:, f]))
+        test.append(_auc(roc_auc_score, model, xtn, ytn[:, f]))
+    return float(np.mean(train)), float(np.mean(test))
+
+
+def _auc(roc_auc_score, model, x, labels) -> float:
+    # One indicator column per class seen in training (MultiLabelBinarizer in the reference,
+    # which keeps two columns for a binary factor); classes absent from this split are skipped
+    # as they would have no positive example.
+    indicator = labels[:, None] == model.classes_[None, :]
+    present = indicator.any(axis=0)
+    return float(roc_auc_score(indicator[:, present], model.predict_proba(x)[:, present]))

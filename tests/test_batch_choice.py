@@ -1,0 +1,187 @@
+"""batch_size="auto" on the CPU: candidate sizes timed on the sweep's first chunks (kept, not
+wasted), the fastest chosen, recorded in the result and the store, reused on resume, and
+overridden by an explicit batch_size; the results never depend on the size.
+
+Nothing here times anything for real: a fake clock, advanced by a decoder whose cost per
+code depends on the batch, stands in for the machine (no timing assertions in tests)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from sweep_models import rowwise_decoder
+
+import latentsweep as ls
+from latentsweep import _batching
+from latentsweep._batching import choose_cpu_batch_size, cpu_batch_candidates
+from latentsweep.stores import SweepStore
+from latentsweep.sweep import DISCARDED_TRIAL_SHARE
+
+FASTEST = 256
+
+
+def seconds_per_code(size: int) -> float:
+    """A decoder cost model whose throughput peaks at FASTEST codes per call."""
+    return 1e-4 * (1 + abs(math.log(size / FASTEST, 4)))
+
+
+class FakeMachine:
+    """A clock, and a run(size, first, end) that advances it as decoding those rows would."""
+
+    def __init__(self, warmup_seconds: float = 0.0, fail_at: int | None = None, error=None):
+        self.now, self.calls, self.warmup_seconds = 0.0, [], warmup_seconds
+        self.fail_at, self.error = fail_at, error
+
+    def clock(self) -> float:
+        return self.now
+
+    def run(self, size: int, first: int, end: int) -> None:
+        if size == self.fail_at:
+            raise self.error
+        first_call = all(s != size for s, _, _ in self.calls)
+        self.calls.append((size, first, end))
+        self.now += (end - first) * seconds_per_code(size) + (self.warmup_seconds if first_call else 0)
+
+
+def test_the_fastest_size_is_chosen_on_contiguous_kept_rows():
+    machine = FakeMachine(warmup_seconds=5.0)  # a first call per size as slow as you like: untimed
+    choice = choose_cpu_batch_size(machine.run, start=100, end=100_000, cap=8192, clock=machine.clock)
+    assert choice.batch_size == FASTEST
+    # every row from start to next_row was decoded exactly once, in whole chunks of each size
+    assert machine.calls[0][1] == 100 and choice.next_row == machine.calls[-1][2]
+    for (_, _, end), (_, first, _) in zip(machine.calls, machine.calls[1:]):
+        assert first == end
+    assert all((end - first) % size == 0 for size, first, end in machine.calls)
+    assert [t.batch_size for t in choice.trials] == [64, 256, 1024]  # 1024 slower: 4096 not tried
+    assert all(t.seconds >= _batching.PROBE_SECONDS for t in choice.trials)
+    assert choice.next_row - 100 <= _batching.PROBE_SHARE * (100_000 - 100)
+
+
+def test_the_rows_used_for_choosing_stay_within_the_share():
+    machine = FakeMachine()
+    choice = choose_cpu_batch_size(machine.run, start=0, end=3000, cap=8192, clock=machine.clock)
+    assert choice.next_row <= 0.25 * 3000
+    assert choice.batch_size in {t.batch_size for t in choice.trials}
+    assert choice.batch_size in cpu_batch_candidates(8192)
+
+
+def test_too_few_rows_to_time_anything_takes_the_cap():
+    machine = FakeMachine()
+    choice = choose_cpu_batch_size(machine.run, start=0, end=300, cap=300, clock=machine.clock)
+    assert (choice.batch_size, choice.next_row, choice.trials, machine.calls) == (300, 0, (), [])
+
+
+def test_candidates_stop_at_the_memory_cap():
+    assert cpu_batch_candidates(8192) == [64, 256, 1024, 4096, 8192]
+    assert cpu_batch_candidates(1000) == [64, 256, 1000]
+    assert cpu_batch_candidates(64) == [64]
+    assert cpu_batch_candidates(5) == [5]
+
+
+def test_out_of_memory_at_a_larger_size_keeps_the_best_so_far():
+    oom = RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 1 GB")
+    machine = FakeMachine(fail_at=256, error=oom)
+    choice = choose_cpu_batch_size(machine.run, start=0, end=100_000, cap=8192, clock=machine.clock)
+    assert choice.batch_size == 64 and choice.next_row == machine.calls[-1][2]
+    with pytest.raises(RuntimeError, match="allocate"):
+        choose_cpu_batch_size(FakeMachine(fail_at=64, error=oom).run, start=0, end=100_000, cap=8192)
+    failing = FakeMachine(fail_at=256, error=ValueError("bad decoder"))
+    with pytest.raises(ValueError, match="bad decoder"):
+        choose_cpu_batch_size(failing.run, start=0, end=100_000, cap=8192, clock=failing.clock)
+
+
+# -- through traverse ------------------------------------------------------------------------
+
+ANCHORS = torch.randn(64, 8, generator=torch.Generator().manual_seed(5))
+STEPS = 33  # 64 x 8 x 33 = 16,896 rows: room to time 64, 256 and 1024 within a quarter
+
+
+class ClockedDecoder:
+    """rowwise_decoder on a fake clock: each call costs what seconds_per_code says. Records the
+    batch of every call; raises KeyboardInterrupt on call number `stop_at`."""
+
+    def __init__(self, stop_at: int | None = None):
+        self.now, self.sizes, self.stop_at = 0.0, [], stop_at
+
+    def __call__(self, codes: torch.Tensor) -> torch.Tensor:
+        self.sizes.append(codes.shape[0])
+        if len(self.sizes) == self.stop_at:
+            raise KeyboardInterrupt
+        self.now += codes.shape[0] * seconds_per_code(codes.shape[0])
+        return rowwise_decoder(codes)
+
+
+@pytest.fixture
+def decoder(monkeypatch) -> ClockedDecoder:
+    decoder = ClockedDecoder()
+    monkeypatch.setattr(_batching, "_clock", lambda: decoder.now)
+    return decoder
+
+
+def sweep(decoder, **kwargs) -> ls.TraversalResult:
+    return ls.traverse(decoder, ANCHORS, steps=STEPS, progress=False, **kwargs)
+
+
+def assert_same_sweep(a: ls.TraversalResult, b: ls.TraversalResult) -> None:
+    for name in ["effect", "dim_effect", "sensitivity", "ranking"]:
+        assert torch.equal(getattr(a, name), getattr(b, name)), name
+    if b.outputs is not None:
+        assert np.array_equal(np.asarray(a.outputs), np.asarray(b.outputs))
+
+
+def recorded_batch_size(path) -> int:
+    """The batch size in a store's plan (what every rank, shard and resume decodes with)."""
+    return SweepStore(path, writable=False).plan.batch_size
+
+
+def test_auto_chooses_by_throughput_and_records_it_in_the_result(decoder):
+    result = sweep(decoder)
+    assert result.batch_size == FASTEST
+    run_sizes = decoder.sizes[1:]  # [0] is the anchors' own decode
+    assert run_sizes[:2] == [64, 64] and {256, 1024} <= set(run_sizes)
+    assert set(run_sizes[-5:]) == {FASTEST}  # the rest of the sweep at the chosen size
+    # The trials run before the plan exists and are thrown away: bounded by their share.
+    trial_rows = sum(run_sizes) - result.num_points
+    assert 0 < trial_rows <= DISCARDED_TRIAL_SHARE * result.num_points + FASTEST
+
+
+def test_results_are_bitwise_identical_whatever_the_batch_size(decoder):
+    auto = sweep(decoder)
+    for batch_size in [13, 64, 1000, result_total := ANCHORS.shape[0] * 8 * STEPS]:
+        assert_same_sweep(sweep(rowwise_decoder, batch_size=batch_size), auto)
+    assert auto.num_points == result_total
+
+
+def test_the_store_records_the_choice_and_a_resume_goes_on_with_it(decoder, tmp_path):
+    path = tmp_path / "sweep.zarr"
+    full = sweep(rowwise_decoder, batch_size=100)
+    stopping = ClockedDecoder(stop_at=30)  # after the trials (11 calls), in the 256s
+    decoder.__dict__.update(stopping.__dict__)
+    with pytest.raises(KeyboardInterrupt):
+        sweep(decoder, out=path)
+    status = ls.sweep_status(path)
+    assert recorded_batch_size(path) == FASTEST and 0 < status.done_rows < full.num_points
+    resumer = ClockedDecoder()
+    decoder.__dict__.update(resumer.__dict__)
+    resumed = sweep(decoder, out=path, resume=True)
+    assert resumed.batch_size == FASTEST
+    assert set(decoder.sizes[1:]) == {FASTEST}  # no new trials: every chunk at the recorded size
+    assert_same_sweep(resumed, full)
+
+
+def test_an_explicit_batch_size_overrides_auto_and_is_kept_on_resume(decoder, tmp_path):
+    path = tmp_path / "sweep.zarr"
+    decoder.stop_at = 20
+    with pytest.raises(KeyboardInterrupt):
+        sweep(decoder, out=path, batch_size=100)
+    assert set(decoder.sizes[1:]) == {100}
+    assert recorded_batch_size(path) == 100
+    decoder.__dict__.update(ClockedDecoder().__dict__)
+    resumed = sweep(decoder, out=path, resume=True)  # batch_size="auto": the recorded one
+    assert resumed.batch_size == 100 and set(decoder.sizes[1:]) == {100}
+    decoder.__dict__.update(ClockedDecoder().__dict__)
+    assert sweep(decoder, batch_size=300).batch_size == 300 and set(decoder.sizes[1:]) == {300}

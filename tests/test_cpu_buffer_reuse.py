@@ -1,0 +1,122 @@
+"""The reusing CPU allocator that CPU sweeps run under (cpp/engine/cpu/reusing_allocator.h):
+blocks are reused, memory is whole and correct, torch's allocator comes back, and blocks may
+cross the scope's boundary in either direction."""
+
+from __future__ import annotations
+
+import sys
+import threading
+
+import pytest
+import torch
+from sweep_models import mlp_decoder
+
+import latentsweep as ls
+from latentsweep._extension import _C
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc only (a no-op elsewhere)")
+
+BIG = 1 << 18  # float32 elements: 1 MiB, well above the 64 KiB the allocator starts at
+
+
+def counters() -> dict:
+    return _C._reuse_counters()
+
+
+def test_freed_blocks_are_reused_inside_the_scope_and_released_after():
+    assert not counters()["active"]
+    with _C.reuse_cpu_buffers():
+        assert counters()["active"]
+        first = torch.empty(BIG)
+        address = first.data_ptr()
+        del first
+        assert counters()["kept_bytes"] >= BIG * 4
+        before = counters()["reused"]
+        second = torch.full((BIG,), 3.0)
+        assert counters()["reused"] == before + 1
+        assert second.data_ptr() == address
+        assert bool((second == 3.0).all())
+    assert counters() | {"reused": 0, "allocated": 0} == {"active": False, "reused": 0, "allocated": 0, "kept_bytes": 0}
+    del second  # allocated inside, freed after: goes back to malloc
+    assert counters()["kept_bytes"] == 0
+
+
+def test_small_and_much_smaller_requests_are_not_served_from_big_blocks():
+    with _C.reuse_cpu_buffers():
+        del_me = torch.empty(BIG)
+        del del_me
+        before = counters()["reused"]
+        small = torch.empty(1000)  # below the threshold
+        half = torch.empty(BIG // 2)  # a kept block must be at most 1/8 larger than the request
+        assert counters()["reused"] == before
+        assert small.numel() == 1000 and half.numel() == BIG // 2
+
+
+def test_blocks_allocated_before_the_scope_can_be_freed_and_reused_inside():
+    outside = torch.arange(BIG, dtype=torch.float32)
+    expected = outside.clone()
+    with _C.reuse_cpu_buffers():
+        assert torch.equal(outside, expected)
+        del outside  # its deleter is torch's own: back to malloc
+        inside = torch.empty(BIG)
+        inside.copy_(expected)
+        assert torch.equal(inside, expected)
+
+
+def test_nested_scopes_keep_the_allocator_until_the_outermost_ends():
+    with _C.reuse_cpu_buffers():
+        with _C.reuse_cpu_buffers():
+            assert counters()["active"]
+        assert counters()["active"]
+        kept = torch.empty(BIG)
+        del kept
+        assert counters()["kept_bytes"] > 0
+    assert not counters()["active"] and counters()["kept_bytes"] == 0
+
+
+def test_exceptions_leave_the_scope():
+    with pytest.raises(RuntimeError, match="boom"), _C.reuse_cpu_buffers():
+        raise RuntimeError("boom")
+    assert not counters()["active"]
+
+
+def test_threads_allocating_at_once_get_whole_distinct_blocks():
+    errors = []
+
+    def work(value: float) -> None:
+        try:
+            for _ in range(50):
+                block = torch.full((BIG,), value)
+                if not bool((block == value).all()):
+                    errors.append(value)
+                del block
+        except Exception as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+
+    with _C.reuse_cpu_buffers():
+        threads = [threading.Thread(target=work, args=(float(i),)) for i in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert errors == []
+
+
+def test_cpu_sweeps_run_their_decoder_under_the_reusing_allocator():
+    decoder = mlp_decoder(latent_dim=4, features=3000)  # 3000 floats x batch: above the threshold
+    seen = []
+
+    def watched(codes):
+        seen.append(counters()["active"])
+        return decoder(codes)
+
+    before = counters()["reused"]
+    result = ls.traverse(watched, torch.randn(5, 4), steps=7, batch_size=16, keep_outputs=False, progress=False)
+    assert all(seen[1:]) and len(seen) > 3  # seen[0] is the anchors' own decode, before the run
+    assert counters()["reused"] > before  # the chunks' activations were reused
+    assert not counters()["active"] and counters()["kept_bytes"] == 0
+    with torch.inference_mode():
+        codes = ls.traversal_codes(result.anchors, result.dims, result.values)
+        outputs = decoder(codes).view(5, 4, 7, -1)
+        expected = (outputs - decoder(result.anchors)[:, None, None]).abs().mean(-1)
+    torch.testing.assert_close(result.effect, expected)

@@ -1,0 +1,114 @@
+"""``latentsweep metrics``, the report's metrics table (Python and ``report --factors``) and the
+shipped beta-VAE (the demo's Shapes part runs in test_cli.py::test_demo)."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import subprocess
+
+import numpy as np
+import pytest
+import torch
+
+import latentsweep as ls
+from latentsweep.cli import main
+from latentsweep.demo.shapes_vae import ShapesVAE, load_shapes_vae, shapes_vae_weights_path
+from metrics_reference import IdentityData
+
+
+def run(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """The console entry point in this process (test_cli.py runs it in subprocesses)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(list(args))
+    completed = subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
+    if check and code != 0:
+        raise AssertionError(f"exit {code}\nstdout:\n{completed.stdout}\nstderr:\n{completed.stderr}")
+    return completed
+
+
+def test_shipped_beta_vae_is_small_loads_and_beats_chance():
+    assert shapes_vae_weights_path().is_file()
+    assert len(shapes_vae_weights_path().read_bytes()) < 1_000_000
+    model = load_shapes_vae()
+    assert isinstance(model, ShapesVAE) and not model.training
+    data = ls.datasets.Shapes()
+    images = data.observations(data.sample_factors(256, torch.Generator().manual_seed(0)))
+    with torch.inference_mode():
+        mu, logvar = model.encoder(images)
+        recon = model.decoder(mu)
+    assert mu.shape == logvar.shape == (256, 10) and recon.shape == images.shape
+    assert float(((recon - images) ** 2).mean()) < 0.5 * float(((images - images.mean(0)) ** 2).mean())
+    results = ls.metrics.evaluate(model.encoder, data, metrics=["mig", "irs"], num_train=1000, num_test=200,
+                                  progress=False)
+    assert results.scores["mig"] > 0.05 and results.scores["irs"] > 0.4
+
+
+def test_metrics_command_on_the_shipped_model(tmp_path):
+    out = run("metrics", "--metrics", "mig,unsupervised", "--num-train", "1000", "--num-test", "200",
+              "--json", str(tmp_path / "m.json"), "--no-progress")
+    assert "mig" in out.stdout and "unsupervised.mutual_info" in out.stdout
+    saved = json.loads((tmp_path / "m.json").read_text())
+    assert set(saved) == {"scores", "settings", "versions", "factor_names", "seconds"}
+    assert saved["settings"]["num_train"] == 1000 and saved["factor_names"][0] == "shape"
+
+
+@pytest.fixture(scope="module")
+def labelled(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("labelled")
+    rng = np.random.default_rng(0)
+    factors = rng.integers(0, 5, (1200, 3))
+    observations = np.concatenate([factors, rng.standard_normal((1200, 1))], axis=1).astype(np.float32)
+    np.save(folder / "x.npy", observations)
+    np.save(folder / "y.npy", factors)
+    (folder / "identity_model.py").write_text(
+        "import torch\n"
+        "class Model(torch.nn.Module):\n"
+        "    def encoder(self, x):\n        return x[:, :3] + 0.01 * x[:, 3:]\n"
+        "    def decoder(self, z):\n        return torch.cat([z, torch.zeros(z.shape[0], 1)], 1)\n"
+    )
+    return folder
+
+
+def test_metrics_command_on_labelled_arrays(labelled):
+    out = run("metrics", "--model", f"{labelled / 'identity_model.py'}:Model", "--data", str(labelled / "x.npy"),
+              "--factors", str(labelled / "y.npy"), "--factor-names", "a,b,c", "--metrics", "mig,irs",
+              "--num-train", "1000", "--num-test", "200", "--no-progress")
+    mig = float(next(line for line in out.stdout.splitlines() if line.startswith("mig")).split()[-1])
+    assert mig > 0.9 and "factors: a, b, c" in out.stdout
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--data", "x.npy"], "--data needs --factors"),
+        (["--factors", "y.npy"], "need --data"),
+        (["--metrics", "mig,nope"], "unknown metric"),
+        (["--votes", "1,a"], "--votes"),
+        (["--data", "x.npy", "--factors", "missing.npy"], "--factors: no such file"),
+    ],
+)
+def test_metrics_command_errors_are_one_line(labelled, args, message):
+    args = [str(labelled / a) if a.endswith(".npy") else a for a in args]
+    completed = run("metrics", *args, "--no-progress", check=False)
+    assert completed.returncode == 1 and message in completed.stderr and "Traceback" not in completed.stderr
+
+
+def test_report_command_with_factors(labelled, tmp_path):
+    run("report", "--model", f"{labelled / 'identity_model.py'}:Model", "--data", str(labelled / "x.npy"),
+        "--factors", str(labelled / "y.npy"), "--metrics", "mig,sap", "--num-train", "1000", "--num-test", "200",
+        "--out", str(tmp_path))
+    page = (tmp_path / "report.html").read_text()
+    assert "Disentanglement metrics" in page and "<td>mig</td>" in page and "1000 train / 200 test" in page
+
+
+def test_report_function_with_metrics_only(tmp_path):
+    results = ls.metrics.evaluate(lambda x: x, IdentityData(3), metrics=["mig"], num_train=1000, num_test=100,
+                                  progress=False)
+    path = ls.report(tmp_path / "m.html", metrics=results, title="<metrics>")
+    page = path.read_text()
+    assert "Disentanglement metrics" in page and "&lt;metrics&gt;" in page
+    with pytest.raises(TypeError, match="MetricResults"):
+        ls.report(tmp_path / "bad.html", metrics={"mig": 1.0})

@@ -1,0 +1,91 @@
+"""Mutual information, entropy and the histogram discretiser against plain-numpy references
+and disentanglement_lib's utils tests."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+import metrics_reference as ref
+from latentsweep.metrics import entropy, histogram_discretize, mutual_information
+
+
+def test_histogram_discretizer_matches_disentanglement_lib_example():
+    target = np.array([[0.1, 0.2, 0.3, 0.4, 0.5, 0.6], [0.6, 0.5, 0.4, 0.3, 0.2, 0.1]]).T
+    result = histogram_discretize(torch.from_numpy(target), 3)
+    assert result.T.tolist() == [[1, 1, 2, 2, 3, 3], [3, 3, 2, 2, 1, 1]]
+
+
+def test_discrete_entropy_and_mutual_information_examples():
+    target = torch.tensor([[1, 1, 2, 2, 3, 3], [3, 3, 2, 2, 1, 1]]).T
+    np.testing.assert_allclose(entropy(target).numpy(), [np.log(3), np.log(3)], rtol=1e-15)
+    xs = torch.tensor([[1, 2, 1, 2], [1, 1, 2, 2]]).T
+    ys = torch.tensor([[1, 2, 1, 2], [2, 2, 1, 1]]).T
+    np.testing.assert_allclose(mutual_information(xs, ys).numpy(), [[np.log(2), 0.0], [0.0, np.log(2)]], atol=1e-15)
+
+
+@pytest.mark.parametrize("bins", [1, 2, 7, 20])
+def test_discretizer_is_numpy_histogram_digitize_exactly(bins):
+    rng = np.random.default_rng(bins)
+    codes = np.concatenate([rng.standard_normal((500, 3)), np.full((500, 1), 0.7),
+                            np.repeat(np.linspace(-1, 1, 5), 100)[:, None]], axis=1)
+    got = histogram_discretize(torch.from_numpy(codes), bins).numpy()
+    np.testing.assert_array_equal(got, ref.histogram_discretize(codes, bins))
+
+
+@given(
+    n=st.integers(2, 300),
+    p=st.integers(1, 4),
+    q=st.integers(1, 4),
+    ka=st.integers(1, 12),
+    kb=st.integers(1, 12),
+    offset=st.integers(-5, 5),
+    seed=st.integers(0, 2**31),
+)
+def test_mutual_information_matches_reference(n, p, q, ka, kb, offset, seed):
+    rng = np.random.default_rng(seed)
+    a = rng.integers(0, ka, (n, p)) * 3 + offset  # arbitrary label values, not 0..K-1
+    b = rng.integers(0, kb, (n, q)) - offset
+    b[:, 0] = a[:, 0] // 2  # some dependence
+    got = mutual_information(torch.from_numpy(a), torch.from_numpy(b)).numpy()
+    np.testing.assert_allclose(got, ref.mutual_information_matrix(a, b), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(entropy(torch.from_numpy(a)).numpy(), [ref.entropy(a[:, i]) for i in range(p)],
+                               rtol=1e-12, atol=1e-15)
+
+
+def test_mutual_information_of_a_column_with_itself_is_its_entropy():
+    rng = np.random.default_rng(0)
+    a = torch.from_numpy(rng.integers(0, 9, (1000, 3)))
+    np.testing.assert_allclose(torch.diagonal(mutual_information(a, a)).numpy(), entropy(a).numpy(), rtol=1e-12)
+
+
+def test_mutual_information_in_slices_equals_one_pass(monkeypatch):
+    from latentsweep.metrics import _information
+
+    rng = np.random.default_rng(1)
+    a = torch.from_numpy(rng.integers(0, 20, (400, 7)))
+    whole = mutual_information(a, a)
+    monkeypatch.setattr(_information, "_MAX_INDEX_ELEMENTS", 400 * 7 + 1)  # one row of pairs per slice
+    torch.testing.assert_close(mutual_information(a, a), whole, rtol=0, atol=0)
+
+
+def test_matches_sklearn_mutual_info_score():
+    sklearn_metrics = pytest.importorskip("sklearn.metrics")
+    rng = np.random.default_rng(2)
+    a = rng.integers(0, 20, 5000)
+    b = (a + rng.integers(0, 4, 5000)) % 13
+    got = float(mutual_information(torch.from_numpy(a[:, None]), torch.from_numpy(b[:, None])))
+    assert got == pytest.approx(sklearn_metrics.mutual_info_score(b, a), rel=1e-12)
+
+
+def test_runs_on_the_device(device):
+    rng = np.random.default_rng(3)
+    codes = torch.from_numpy(rng.standard_normal((1000, 4))).to(device)
+    labels = histogram_discretize(codes, 20)
+    assert labels.device.type == torch.device(device).type
+    factors = torch.from_numpy(rng.integers(0, 5, (1000, 2))).to(device)
+    got = mutual_information(labels, factors).cpu().numpy()
+    np.testing.assert_allclose(got, ref.mutual_information_matrix(labels.cpu().numpy(), factors.cpu().numpy()), rtol=1e-10, atol=1e-12)

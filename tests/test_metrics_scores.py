@@ -1,0 +1,257 @@
+"""The array-level metrics on disentanglement_lib's test cases (identity codes, pure noise,
+duplicated latents), their invariances, argument checks and reproducibility."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import metrics_reference as ref
+from latentsweep import metrics
+
+N = 3000
+
+
+def identity(n=N, seed=0, num_factors=5):
+    """disentanglement_lib's IdentityObservationsData: codes equal to the factors (10 values)."""
+    rng = np.random.default_rng(seed)
+    factors = rng.integers(0, 10, (n, num_factors))
+    return factors.astype(np.float64), factors
+
+
+def permuted_rows(codes, seed=0):
+    """The reference's 'bad' representation: each point's code entries shuffled."""
+    rng = np.random.default_rng(seed)
+    return np.stack([rng.permutation(row) for row in codes])
+
+
+# ---- MIG ------------------------------------------------------------------------------------
+def test_mig_identity_noise_duplicated():
+    codes, factors = identity()
+    assert 0.9 <= metrics.mig(codes, factors) <= 1.0
+    assert 0.0 <= metrics.mig(np.zeros_like(codes), factors) <= 0.2
+    noise = np.random.default_rng(1).standard_normal(codes.shape)
+    assert 0.0 <= metrics.mig(noise, factors) <= 0.05
+    assert 0.0 <= metrics.mig(np.hstack([codes, codes]), factors) <= 0.1
+
+
+def test_mig_matches_the_numpy_reference():
+    codes, factors = identity(2000)
+    codes = codes + 0.7 * np.random.default_rng(2).standard_normal(codes.shape)
+    mi = ref.mutual_information_matrix(ref.histogram_discretize(codes, 20), factors)
+    h = np.array([ref.entropy(factors[:, j]) for j in range(factors.shape[1])])
+    top = np.sort(mi, axis=0)[::-1]
+    assert metrics.mig(codes, factors) == pytest.approx(np.mean((top[0] - top[1]) / h), rel=1e-10)
+
+
+def test_mig_invariant_to_scaling_and_sign_of_a_latent():
+    codes, factors = identity(2000)
+    codes = codes + 0.5 * np.random.default_rng(3).standard_normal(codes.shape)
+    scaled = codes.copy()
+    scaled[:, 0] *= 4.0
+    scaled[:, 2] *= -1.0
+    assert metrics.mig(scaled, factors) == metrics.mig(codes, factors)
+
+
+# ---- SAP ------------------------------------------------------------------------------------
+def test_sap_continuous_identity_noise_duplicated():
+    codes, factors = identity()
+    test_codes, test_factors = identity(seed=1)
+    assert 0.9 <= metrics.sap(codes, factors, test_codes, test_factors, continuous=True) <= 1.0
+    zeros = np.zeros_like(codes)
+    assert 0.0 <= metrics.sap(zeros, factors, zeros, test_factors, continuous=True) <= 0.2
+    double = np.hstack([codes, codes])
+    assert 0.0 <= metrics.sap(double, factors, np.hstack([test_codes] * 2), test_factors, continuous=True) <= 0.2
+
+
+def test_sap_discrete_separates_identity_from_noise():
+    codes, factors = identity(1000, num_factors=3)
+    test_codes, test_factors = identity(500, seed=1, num_factors=3)
+    good = metrics.sap(codes, factors, test_codes, test_factors)
+    noise = np.random.default_rng(4).standard_normal(codes.shape)
+    bad = metrics.sap(noise, factors, noise[:500], test_factors)
+    assert good > 0.1 and bad < 0.05 and good > 3 * bad
+
+
+# ---- DCI ------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_dci_identity_and_duplicated_latents():
+    codes, factors = identity(1000)
+    test_codes, test_factors = identity(1000, seed=1)
+    scores = metrics.dci(codes, factors, test_codes, test_factors)
+    assert 0.9 <= scores["disentanglement"] <= 1.0
+    assert 0.9 <= scores["completeness"] <= 1.0
+    assert scores["informativeness_test"] > 0.95
+    double = metrics.dci(np.hstack([codes, codes]), factors, np.hstack([test_codes] * 2), test_factors)
+    target = 1.0 - np.log(2) / np.log(10)
+    assert 0.9 <= double["disentanglement"] <= 1.0
+    assert target - 0.1 <= double["completeness"] <= target + 0.1
+
+
+@pytest.mark.slow
+def test_dci_permuted_rows_is_low():
+    codes, factors = identity(1000)
+    test_codes, test_factors = identity(1000, seed=1)
+    scores = metrics.dci(permuted_rows(codes), factors, permuted_rows(test_codes, 1), test_factors)
+    assert scores["disentanglement"] <= 0.2
+    assert scores["completeness"] <= 0.2
+
+
+def test_dci_random_forest_option():
+    codes, factors = identity(1000, num_factors=3)
+    test_codes, test_factors = identity(500, seed=1, num_factors=3)
+    scores = metrics.dci(codes, factors, test_codes, test_factors, estimator="random_forest")
+    assert scores["disentanglement"] > 0.9 and scores["completeness"] > 0.9
+    with pytest.raises(ValueError, match="estimator"):
+        metrics.dci(codes, factors, test_codes, test_factors, estimator="lasso")
+
+
+# ---- Modularity / explicitness ---------------------------------------------------------------
+def test_modularity_identity_duplicated_and_permuted():
+    codes, factors = identity()
+    test_codes, test_factors = identity(1000, seed=1)
+    scores = metrics.modularity_explicitness(codes, factors, test_codes, test_factors)
+    assert 0.9 <= scores["modularity"] <= 1.0
+    assert scores["explicitness_test"] > 0.95
+    double = metrics.modularity_explicitness(np.hstack([codes, codes]), factors, np.hstack([test_codes] * 2), test_factors)
+    assert 0.9 <= double["modularity"] <= 1.0
+    # The reference's 'bad' case (20,000 points: fewer leave MI bias that breaks the tie).
+    big_codes, big_factors = identity(20000, seed=5)
+    labels = metrics.histogram_discretize(torch.from_numpy(permuted_rows(big_codes)), 20)
+    bad = metrics.modularity_from_mutual_information(metrics.mutual_information(labels, torch.from_numpy(big_factors)))
+    assert 0.0 <= bad <= 0.2
+
+
+# ---- Unsupervised ----------------------------------------------------------------------------
+def test_unsupervised_scores():
+    rng = np.random.default_rng(6)
+    independent = rng.standard_normal((N, 4)) * np.array([1.0, 2.0, 0.5, 3.0])
+    scores = metrics.unsupervised(independent)
+    assert abs(scores["gaussian_total_correlation"]) < 0.01
+    assert abs(scores["gaussian_wasserstein_correlation_norm"]) < 0.01
+    assert scores["mutual_info"] < 0.1
+    correlated = independent.copy()
+    correlated[:, 1] = correlated[:, 0] + 0.1 * rng.standard_normal(N)
+    dependent = metrics.unsupervised(correlated)
+    assert dependent["gaussian_total_correlation"] > 1.0
+    mi = ref.mutual_information_matrix(*(2 * [ref.histogram_discretize(correlated, 20)]))
+    np.fill_diagonal(mi, 0)
+    assert dependent["mutual_info"] == pytest.approx(mi.sum() / 12, rel=1e-10)
+
+
+def test_unsupervised_leaves_out_constant_latents():
+    rng = np.random.default_rng(7)
+    codes = np.hstack([rng.standard_normal((500, 3)), np.zeros((500, 1))])
+    scores = metrics.unsupervised(codes)
+    assert np.isfinite(scores["gaussian_total_correlation"])
+    assert scores["gaussian_total_correlation"] == pytest.approx(metrics.unsupervised(codes[:, :3])["gaussian_total_correlation"])
+
+
+# ---- IRS -------------------------------------------------------------------------------------
+def test_irs_identity_and_zeros():
+    codes, factors = identity()
+    assert 0.9 <= metrics.irs(codes, factors)["irs"] <= 1.0
+    zero = metrics.irs(np.zeros_like(codes), factors)
+    assert zero["irs"] <= 0.1 and zero["num_active_dims"] == 0
+
+
+def test_irs_matches_a_direct_numpy_computation():
+    codes, factors = identity(1000)
+    codes = codes + np.random.default_rng(8).standard_normal(codes.shape)
+    max_dev = np.abs(codes - codes.mean(0)).max(0)
+    dev = np.zeros((codes.shape[1], factors.shape[1]))
+    for f in range(factors.shape[1]):
+        values = np.unique(factors[:, f])
+        for g in values:
+            group = codes[factors[:, f] == g]
+            dev[:, f] += np.percentile(np.abs(group - group.mean(0)), 99, axis=0)
+        dev[:, f] /= len(values)
+    per_latent = (1 - dev / max_dev[:, None]).max(1)
+    assert metrics.irs(codes, factors)["irs"] == pytest.approx(np.average(per_latent, weights=max_dev), rel=1e-10)
+
+
+# ---- invariances, reproducibility, inputs -----------------------------------------------------
+def noisy_identity(seed=9, n=1000):
+    codes, factors = identity(n, seed)
+    return codes + 0.8 * np.random.default_rng(seed).standard_normal(codes.shape), factors
+
+
+def test_permuting_latents_leaves_scores_unchanged():
+    codes, factors = noisy_identity()
+    test_codes, test_factors = noisy_identity(10, 300)
+    order = np.array([3, 0, 4, 1, 2])
+    pc, ptc = codes[:, order], test_codes[:, order]
+    assert metrics.mig(pc, factors) == metrics.mig(codes, factors)
+    assert metrics.sap(pc, factors, ptc, test_factors) == metrics.sap(codes, factors, test_codes, test_factors)
+    assert metrics.sap(pc, factors, ptc, test_factors, continuous=True) == pytest.approx(
+        metrics.sap(codes, factors, test_codes, test_factors, continuous=True), rel=1e-12)
+    for key, value in metrics.unsupervised(pc).items():
+        assert value == pytest.approx(metrics.unsupervised(codes)[key], rel=1e-9, abs=1e-12)
+    assert metrics.irs(pc, factors)["irs"] == pytest.approx(metrics.irs(codes, factors)["irs"], rel=1e-12)
+    mod, mod_p = (metrics.modularity_explicitness(c, factors, t, test_factors) for c, t in ((codes, test_codes), (pc, ptc)))
+    assert mod_p["modularity"] == pytest.approx(mod["modularity"], rel=1e-12)
+    assert mod_p["explicitness_test"] == pytest.approx(mod["explicitness_test"], abs=1e-3)
+    rf, rf_p = (metrics.dci(c, factors, t, test_factors, estimator="random_forest") for c, t in ((codes, test_codes), (pc, ptc)))
+    # Trees pick among equally good splits by the feature order: close, not bit-identical.
+    assert rf_p["disentanglement"] == pytest.approx(rf["disentanglement"], abs=0.03)
+    assert rf_p["completeness"] == pytest.approx(rf["completeness"], abs=0.03)
+
+
+def test_torch_numpy_and_float32_inputs_agree():
+    codes, factors = noisy_identity()
+    t = torch.from_numpy(codes)
+    assert metrics.mig(t, torch.from_numpy(factors)) == metrics.mig(codes, factors)
+    assert metrics.mig(t.float(), factors) == metrics.mig(codes.astype(np.float32), factors)
+
+
+def test_seeded_scores_are_bit_identical():
+    codes, factors = noisy_identity()
+    test_codes, test_factors = noisy_identity(10, 300)
+    first = metrics.dci(codes, factors, test_codes, test_factors, estimator="random_forest", seed=3)
+    again = metrics.dci(codes, factors, test_codes, test_factors, estimator="random_forest", seed=3)
+    assert first == again
+    assert metrics.sap(codes, factors, test_codes, test_factors) == metrics.sap(codes, factors, test_codes, test_factors)
+
+
+@pytest.mark.parametrize(
+    "call, error, match",
+    [
+        (lambda c, f: metrics.mig(c[:, :1], f), ValueError, "at least 2 latent"),
+        (lambda c, f: metrics.mig(c, f[:-1]), ValueError, "rows"),
+        (lambda c, f: metrics.mig(c[:, 0], f), ValueError, "2-D"),
+        (lambda c, f: metrics.mig(c, f + 0.5), TypeError, "integers"),
+        (lambda c, f: metrics.mig(c, np.zeros_like(f)), ValueError, "single value"),
+        (lambda c, f: metrics.mig(np.where(c > 8, np.nan, c), f), ValueError, "non-finite"),
+        (lambda c, f: metrics.mig(c, f, bins=0), ValueError, "bins"),
+        (lambda c, f: metrics.mig([[1.0]], f), TypeError, "numpy array"),
+        (lambda c, f: metrics.sap(c, f, c[:, :2], f), ValueError, "test_codes"),
+        (lambda c, f: metrics.sap(c, f, c, f, continuous="yes"), TypeError, "continuous"),
+        (lambda c, f: metrics.irs(c, f, diff_quantile=1.5), ValueError, "diff_quantile"),
+        (lambda c, f: metrics.dci(c, f, c, f, seed=-1), ValueError, "seed"),
+    ],
+)
+def test_bad_arguments_raise_clear_errors(call, error, match):
+    codes, factors = identity(200)
+    with pytest.raises(error, match=match):
+        call(codes, factors)
+
+
+def test_metrics_run_on_one_thread_and_restore_the_count(monkeypatch):
+    from latentsweep.metrics import _information
+
+    seen = []
+    original = _information.mutual_information
+
+    def spy(a, b):
+        seen.append(torch.get_num_threads())
+        return original(a, b)
+
+    monkeypatch.setattr("latentsweep.metrics.mutual_information_gap.mutual_information", spy)
+    codes, factors = identity(200)
+    torch.set_num_threads(2)
+    metrics.mig(codes, factors)
+    assert seen == [1] and torch.get_num_threads() == 2
+    with pytest.raises(ValueError):
+        metrics.mig(codes[:, :1], factors)
+    assert torch.get_num_threads() == 2
