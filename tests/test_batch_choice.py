@@ -19,7 +19,6 @@ import latentsweep as ls
 from latentsweep import _batching
 from latentsweep._batching import choose_cpu_batch_size, cpu_batch_candidates
 from latentsweep.stores import SweepStore
-from latentsweep.sweep import DISCARDED_TRIAL_SHARE
 
 FASTEST = 256
 
@@ -146,7 +145,7 @@ def test_auto_chooses_by_throughput_and_records_it_in_the_result(decoder):
     assert set(run_sizes[-5:]) == {FASTEST}  # the rest of the sweep at the chosen size
     # The trials run before the plan exists and are thrown away: bounded by their share.
     trial_rows = sum(run_sizes) - result.num_points
-    assert 0 < trial_rows <= DISCARDED_TRIAL_SHARE * result.num_points + FASTEST
+    assert 0 < trial_rows <= _batching.PROBE_SHARE * result.num_points + FASTEST
 
 
 def test_results_are_bitwise_identical_whatever_the_batch_size(decoder):

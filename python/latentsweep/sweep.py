@@ -36,7 +36,6 @@ from .store_session import leader_store, static_arrays, sweep_params
 from .stores import StoreDamaged, StoreStatus, SweepStore, describe_units, existing_store, sweep_id
 
 _FN = "latentsweep.traverse"
-DISCARDED_TRIAL_SHARE = 0.25  # of the rows, at most, decoded to time CPU batch sizes (see _choose_batch_size)
 
 
 def traverse(
@@ -253,10 +252,10 @@ def _choose_batch_size(decoder, batch_size, memory_budget, device, spec: GridSpe
     )
     measure = _batching.choose_cpu_batch_size
     if device.type == "cpu":
-        # The trial rows are decoded before the plan exists and thrown away: keep them few.
+        # The trial rows are decoded before the plan exists and thrown away (at most
+        # _batching.PROBE_SHARE of them, and about PROBE_SECONDS per candidate).
         with _C.reuse_cpu_buffers():
-            choice = measure(_trial_runner(decoder, spec, probe), start=0, end=spec.num_rows, cap=choice,
-                             probe_share=DISCARDED_TRIAL_SHARE).batch_size
+            choice = measure(_trial_runner(decoder, spec, probe), start=0, end=spec.num_rows, cap=choice).batch_size
     return choice
 
 
