@@ -60,8 +60,7 @@ PYBIND11_MODULE(_C, m) {
       .def("dim_effect", &SweepStatistics::dim_effect)
       .def("sensitivity", &SweepStatistics::sensitivity)
       .def("state", &SweepStatistics::state)
-      .def("load_state", &SweepStatistics::load_state, pybind11::arg("state"))
-      .def("set_fused_cpu_kernel", &SweepStatistics::set_fused_cpu_kernel, pybind11::arg("enabled"));
+      .def("load_state", &SweepStatistics::load_state, pybind11::arg("state"));
   pybind11::class_<SweepExecutor>(m, "SweepExecutor",
                                   "Decoder batching over the traversal grid (see cpp/engine/executor.h).")
       .def(pybind11::init<pybind11::object, at::Tensor, at::Tensor, at::Tensor, int64_t, std::vector<int64_t>,

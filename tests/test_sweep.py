@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -200,24 +205,61 @@ def test_statistics_rollback_and_order():
         stats.update(outputs[12:15], 12)
 
 
-def test_fused_cpu_kernel_matches_aten_path():
-    """The fused CPU kernel and the device-generic path (used on CUDA) agree."""
+def _statistics_of(outputs: torch.Tensor, x0: torch.Tensor, values: torch.Tensor, chunk: int = 17):
+    """effect, dim_effect, sensitivity of a SweepStatistics fed ``outputs`` in chunks."""
     from latentsweep._extension import _C
 
-    anchors = torch.randn(3, 5)
+    stats, effects = _C.SweepStatistics(x0, values), []
+    for start in range(0, outputs.shape[0], chunk):
+        effects.append(stats.update(outputs[start : start + chunk], start))
+        stats.commit()
+    return torch.cat(effects), stats.dim_effect(), stats.sensitivity()
+
+
+def _statistics_problem():
+    generator = torch.Generator().manual_seed(7)
+    anchors = torch.randn(3, 5, generator=generator)
     values = ls.traversal_values(anchors, steps=6)
     x0 = rowwise_decoder(anchors).reshape(3, -1)
     outputs = rowwise_decoder(ls.traversal_codes(anchors, range(5), values)).reshape(90, -1)
-    fused, generic = _C.SweepStatistics(x0, values), _C.SweepStatistics(x0, values)
-    generic.set_fused_cpu_kernel(False)
-    for start in range(0, 90, 17):
-        chunk = outputs[start : start + 17]
-        torch.testing.assert_close(fused.update(chunk, start), generic.update(chunk, start), rtol=1e-6, atol=1e-7)
-        fused.commit()
-        generic.commit()
-    # a traversal's steps are summed in float32 by both, in different orders
-    torch.testing.assert_close(fused.sensitivity(), generic.sensitivity(), rtol=1e-6, atol=1e-9)
-    torch.testing.assert_close(fused.dim_effect(), generic.dim_effect(), rtol=1e-6, atol=1e-9)
+    return outputs, x0, values
+
+
+def test_fused_cpu_kernel_matches_aten_path():
+    """The fused float32 CPU kernel and the device-generic path (used on CUDA, and on the CPU
+    for float64 outputs) agree; the generic path runs here on the same values in float64."""
+    outputs, x0, values = _statistics_problem()
+    fused = _statistics_of(outputs, x0, values)
+    generic = _statistics_of(outputs.double(), x0.double(), values)
+    assert fused[0].dtype == torch.float32 and generic[0].dtype == torch.float64
+    # a traversal's steps are summed in float32 by the fused kernel
+    for name, a, b in zip(["effect", "dim_effect", "sensitivity"], fused, generic):
+        torch.testing.assert_close(a.double(), b.double(), rtol=1e-6, atol=1e-7, msg=name)
+
+
+def test_statistics_kernels_are_bitwise_equal_across_cpu_capabilities(tmp_path):
+    """The portable and the AVX2 builds of the statistics kernel (chosen once per process by
+    LATENTSWEEP_CPU_CAPABILITY) give the same bits."""
+    from conftest import cpu_has_avx2_kernels
+
+    if not cpu_has_avx2_kernels() or ls.build_info()["cpu_capability"] != "avx2":
+        pytest.skip("this process does not run the AVX2 kernels")
+    outputs, x0, values = _statistics_problem()
+    torch.save({"outputs": outputs, "x0": x0, "values": values}, tmp_path / "problem.pt")
+    script = (
+        "import sys, torch; sys.path.insert(0, sys.argv[2]); import latentsweep as ls; "
+        "from test_sweep import _statistics_of; p = torch.load(sys.argv[1] + '/problem.pt'); "
+        "torch.save({'stats': _statistics_of(p['outputs'], p['x0'], p['values']), "
+        "'capability': ls.build_info()['cpu_capability']}, sys.argv[1] + '/default.pt')"
+    )
+    env = {**os.environ, "LATENTSWEEP_CPU_CAPABILITY": "default"}
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path), str(Path(__file__).parent)],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    portable = torch.load(tmp_path / "default.pt")
+    assert portable["capability"] == "default"
+    for a, b in zip(_statistics_of(outputs, x0, values), portable["stats"]):
+        assert torch.equal(a, b)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

@@ -3,6 +3,7 @@
 #include <ATen/Parallel.h>
 
 #include "cpu/statistics_kernel.h"
+#include "ops/cpu/capability.h"
 
 namespace latentsweep {
 
@@ -54,7 +55,7 @@ at::Tensor SweepStatistics::update(const at::Tensor& outputs, int64_t start) {
   staged_.push_back(snapshot());
   at::Tensor effect;
   try {
-    const bool fused = y.is_cpu() && fused_cpu_ && y.scalar_type() == at::kFloat;
+    const bool fused = y.is_cpu() && y.scalar_type() == at::kFloat;
     effect = fused ? update_fused_cpu(y, start) : update_aten(y, start);
   } catch (...) {
     rollback();
@@ -79,8 +80,12 @@ at::Tensor SweepStatistics::update_fused_cpu(const at::Tensor& y, int64_t start)
                              slope_.data_ptr<float>(),
                              partial.data_ptr<double>(),
                              rows, features_, start, num_dims_, num_steps_};
+  auto* block_kernel = &cpu::statistics_block;
+#if LATENTSWEEP_HAVE_AVX2_KERNELS
+  if (cpu::cpu_capability() == cpu::CpuCapability::kAvx2) block_kernel = &cpu::statistics_block_avx2;
+#endif
   at::parallel_for(0, blocks, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t b = begin; b < end; ++b) cpu::statistics_block(chunk, b);
+    for (int64_t b = begin; b < end; ++b) block_kernel(chunk, b);
   });
   // Combine the blocks in a fixed order, then accumulate per dim in grid order.
   const double* part = partial.const_data_ptr<double>();

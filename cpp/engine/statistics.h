@@ -53,7 +53,6 @@ class SweepStatistics {
   void load_state(const std::map<std::string, at::Tensor>& state);
 
   // Use the vectorised ATen path on the CPU too (tests compare it with the fused kernel).
-  void set_fused_cpu_kernel(bool enabled) { fused_cpu_ = enabled; }
 
  private:
   struct Snapshot {
@@ -73,7 +72,6 @@ class SweepStatistics {
   at::Tensor previous_;        // [F] dtype(): outputs of row next_row_ - 1
   at::Tensor slope_;           // [F] dtype(): sum of |dy| over the unfinished traversal
   int64_t next_row_ = 0;
-  bool fused_cpu_ = true;
   std::deque<Snapshot> staged_;  // state before each staged update, oldest first
 };
 

@@ -1,50 +1,8 @@
-#include "statistics_kernel.h"
+// The baseline (portable) build of the statistics kernel.
+#include "statistics_block.h"
 
 namespace latentsweep::cpu {
 
-__attribute__((target_clones("avx2", "default"))) void statistics_block(const StatisticsChunk& c,
-                                                                        int64_t block) {
-  const int64_t f0 = block * kFeatureBlock;
-  const int64_t width = (f0 + kFeatureBlock < c.features ? f0 + kFeatureBlock : c.features) - f0;
-  float* __restrict slope = c.slope + f0;
-  GridIndex index = unravel_grid(c.start, c.num_dims, c.num_steps);
-  for (int64_t r = 0; r < c.rows; ++r) {
-    const float* __restrict y = c.outputs + r * c.features + f0;
-    const float* __restrict x0 = c.anchor_outputs + index.anchor * c.features + f0;
-    float partial[kAccumulators] = {0, 0, 0, 0, 0, 0, 0, 0};
-    if (index.step > 0) {  // one pass over y for both the effect and the slope
-      const float* __restrict before = (r > 0 ? c.outputs + (r - 1) * c.features : c.previous) + f0;
-      int64_t f = 0;
-      for (; f + kAccumulators <= width; f += kAccumulators) {
-        for (int l = 0; l < kAccumulators; ++l) {
-          partial[l] += std::fabs(y[f + l] - x0[f + l]);
-          slope[f + l] += std::fabs(y[f + l] - before[f + l]);
-        }
-      }
-      for (int l = 0; f < width; ++f, ++l) {
-        partial[l] += std::fabs(y[f] - x0[f]);
-        slope[f] += std::fabs(y[f] - before[f]);
-      }
-      if (index.step == c.num_steps - 1) {  // the traversal is complete: add its slope
-        const double weight = c.inv_range[index.anchor * c.num_dims + index.dim];
-        double* __restrict sens = c.sensitivity_sum + index.dim * c.features + f0;
-        for (int64_t g = 0; g < width; ++g) {
-          sens[g] += static_cast<double>(slope[g]) * weight;
-          slope[g] = 0;
-        }
-      }
-    } else {
-      int64_t f = 0;
-      for (; f + kAccumulators <= width; f += kAccumulators) {
-        for (int l = 0; l < kAccumulators; ++l) partial[l] += std::fabs(y[f + l] - x0[f + l]);
-      }
-      for (int l = 0; f < width; ++f, ++l) partial[l] += std::fabs(y[f] - x0[f]);
-    }
-    double sum = 0;
-    for (int l = 0; l < kAccumulators; ++l) sum += partial[l];
-    c.effect_partial[block * c.rows + r] = sum;
-    advance_grid(index, c.num_dims, c.num_steps);
-  }
-}
+void statistics_block(const StatisticsChunk& c, int64_t block) { statistics_block_body(c, block); }
 
 }  // namespace latentsweep::cpu

@@ -37,9 +37,13 @@ inline int64_t feature_blocks(int64_t features) {
   return (features + kFeatureBlock - 1) / kFeatureBlock;
 }
 
-// One feature block for every row of the chunk. Compiled for AVX2 and for the baseline
-// instruction set; the loader picks one (both do the same IEEE operations in the same order).
-__attribute__((target_clones("avx2", "default"))) void statistics_block(const StatisticsChunk& c,
-                                                                        int64_t block);
+// One feature block for every row of the chunk, compiled for the baseline instruction set
+// (statistics_kernel.cpp) and for AVX2 (statistics_kernel_avx2.cpp) from one body
+// (statistics_block.h); cpu::cpu_capability() picks one per process. Both do the same IEEE
+// operations in the same order (no FMA contraction), so their results are bitwise equal.
+void statistics_block(const StatisticsChunk& c, int64_t block);
+#if LATENTSWEEP_HAVE_AVX2_KERNELS
+void statistics_block_avx2(const StatisticsChunk& c, int64_t block);
+#endif
 
 }  // namespace latentsweep::cpu
