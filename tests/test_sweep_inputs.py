@@ -112,6 +112,24 @@ def test_stored_outputs_with_an_empty_index_read_everything(tmp_path):
 def test_many_processes_keeping_outputs_need_a_store(monkeypatch):
     from latentsweep import distributed
 
-    monkeypatch.setattr(distributed, "join", lambda fn, shard, device: distributed.Workers(rank=0, world=2, grouped=True))
+    monkeypatch.setattr(distributed, "join", lambda fn, shard, device, **kw: distributed.Workers(rank=0, world=2, grouped=True))
     with pytest.raises(ValueError, match="with 2 processes and keep_outputs=True, pass out="):
         ls.traverse(rowwise_decoder, ANCHORS, steps=3)
+
+
+def test_distributed_false_sweeps_alone_inside_a_process_group(monkeypatch):
+    """distributed=False (rank 0 of a training job, the other ranks busy): no collective call."""
+    from latentsweep import distributed
+
+    def grouped(fn, shard, device, *, distributed=True):
+        if distributed:
+            raise AssertionError("a process-local sweep must not join the process group")
+        return real_join(fn, shard, device, distributed=False)
+
+    real_join = distributed.join
+    monkeypatch.setattr(distributed, "join", grouped)
+    alone = ls.traverse(rowwise_decoder, ANCHORS, steps=3, distributed=False)
+    monkeypatch.undo()
+    assert torch.equal(alone.effect, ls.traverse(rowwise_decoder, ANCHORS, steps=3).effect)
+    with pytest.raises(TypeError, match="distributed must be True or False"):
+        ls.traverse(rowwise_decoder, ANCHORS, steps=3, distributed="no")

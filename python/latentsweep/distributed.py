@@ -70,8 +70,11 @@ def _env_world() -> int:
         return 1
 
 
-def join(fn: str, shard, device: torch.device | None) -> Workers:
-    """The Workers of this call (creating a process group only if the environment asks)."""
+def join(fn: str, shard, device: torch.device | None, *, distributed: bool = True) -> Workers:
+    """The Workers of this call (creating a process group only if the environment asks).
+    ``distributed=False``: this process alone, whatever group it belongs to."""
+    if not distributed and shard is None:
+        return Workers()
     initialized = torch.distributed.is_available() and torch.distributed.is_initialized()
     if shard is not None:
         if not isinstance(shard, (tuple, list)) or len(shard) != 2:

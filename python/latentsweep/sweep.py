@@ -23,7 +23,8 @@ from pathlib import Path
 
 import torch
 
-from . import _batching, _checks, _progress, decoding, distributed
+from . import _batching, _checks, _progress, decoding
+from . import distributed as _distributed
 from ._extension import _C
 from ._modules import eval_mode, model_device
 from .decoder_probe import Probe, graphed, probe_anchors, retry_halved
@@ -60,6 +61,7 @@ def traverse(
     progress: bool | None = None,
     cuda_graph: bool = False,
     shard: tuple[int, int] | None = None,
+    distributed: bool = True,
     output=None,
     output_transform=None,
 ) -> TraversalResult | StoreStatus:
@@ -108,6 +110,8 @@ def traverse(
             launch overhead dominates; the decoder must be graph-safe).
         shard: ``(i, n)``: compute only shard i of n into the store ``out`` (no process group:
             Slurm job arrays, Kubernetes indexed jobs). Shards join the store of the same sweep.
+        distributed: False to sweep the whole grid in this process alone even when it belongs
+            to a process group (e.g. on rank 0 of a training job while the other ranks train).
         output: which part of the decoder's output holds the decoded outputs: a key or
             attribute (``"sample"``), a tuple index, or a callable on the raw output (see
             :func:`latentsweep.decoding.decoder_call`).
@@ -138,7 +142,8 @@ def traverse(
     spec = grid_spec(_FN, anchors, mode=mode, span=span, steps=steps, dims=dims, logvar=logvar, values=values,
                      reference=reference, prior_std=prior_std)
     requested = _checks.device(_FN, device)
-    workers = distributed.join(_FN, shard, requested)
+    workers = _distributed.join(_FN, shard, requested,
+                               distributed=_checks.boolean(_FN, "distributed", distributed))
     sink = None
     try:
         if workers.world > 1 and workers.shard is None and keep_outputs and out is None:
@@ -146,7 +151,7 @@ def traverse(
                 f"{_FN}: with {workers.world} processes and keep_outputs=True, pass out='sweep.zarr' (one "
                 "store all ranks write into), or keep_outputs=False (statistics only)"
             )
-        device = distributed.local_device(_resolve_device(requested, decoder, spec.anchors), workers)
+        device = _distributed.local_device(_resolve_device(requested, decoder, spec.anchors), workers)
         if cuda_graph and device.type != "cuda":
             raise ValueError(f"{_FN}: cuda_graph=True needs a CUDA device, got {device}")
         spec_d = spec.to(device)

@@ -189,6 +189,7 @@ def take_snapshot(
             mode=mode, span=options.span, steps=options.steps, dims=ranked_dims(diagnosis)[: options.max_dims],
             reference=posterior.mu if mode == "empirical" else None, prior_std=options.prior_std,
             device=device, progress=False,
+            distributed=False,  # runs on rank 0 alone while the other ranks train
         )
         # Statistics over all anchors without keeping outputs (A x K x S images can be large);
         # outputs only for what is drawn: the grid's anchors, or every anchor of tabular outputs.
