@@ -98,4 +98,42 @@ int64_t checked_product(int64_t a, int64_t b, int64_t c) {
   return product > std::numeric_limits<int64_t>::max() ? -1 : static_cast<int64_t>(product);
 }
 
+int64_t check_grid_rows(const char* fn, const at::Tensor& anchors, const at::Tensor& values,
+                        int64_t num_traversed, const char* traversed, int64_t start,
+                        std::optional<int64_t> count, int64_t bytes_per_value) {
+  const int64_t num_anchors = anchors.size(0), latent = anchors.size(1);
+  const int64_t leading = values.dim() - 1;  // 0, 1 or 2 of the sizes (A, K) before S
+  const bool shape_ok = values.dim() >= 1 && values.dim() <= 3 &&
+                        (leading < 1 || values.size(leading - 1) == num_traversed) &&
+                        (leading < 2 || values.size(0) == num_anchors);
+  TORCH_CHECK_VALUE(shape_ok, fn, ": values must be [S], [K, S] or [A, K, S] with A = ",
+                    num_anchors, " anchors and K = ", num_traversed, " ", traversed,
+                    ", got shape ", values.sizes());
+  const int64_t steps = values.size(-1);
+  const int64_t total = checked_product(num_anchors, num_traversed, steps);
+  TORCH_CHECK_VALUE(total >= 0, fn, ": the grid has A * K * S = ", num_anchors, " * ",
+                    num_traversed, " * ", steps, " rows, which overflows int64");
+  TORCH_CHECK_VALUE(start >= 0, fn, ": start must be >= 0, got ", start);
+  TORCH_CHECK_VALUE(start <= total, fn, ": start must be <= ", total, ", got ", start);
+  const int64_t rows = count.value_or(total - start);
+  TORCH_CHECK_VALUE(rows >= 0, fn, ": count must be >= 0, got ", rows);
+  TORCH_CHECK_VALUE(rows <= total - start, fn, ": count must be <= ", total - start, ", got ",
+                    rows);
+  const int64_t bytes = checked_product(rows, latent, bytes_per_value);
+  TORCH_CHECK_VALUE(bytes >= 0, fn, ": count * D = ", rows, " * ", latent,
+                    " values, whose size in bytes overflows int64");
+  return rows;
+}
+
+void check_codes_output(const char* fn, const at::Tensor& anchors, const at::Tensor& out,
+                        int64_t count) {
+  check_dense(out, fn, "out");
+  const bool ok = out.dim() == 2 && out.size(0) == count && out.size(1) == anchors.size(1) &&
+                  out.scalar_type() == anchors.scalar_type() && out.device() == anchors.device();
+  TORCH_CHECK_VALUE(ok, fn, ": out must be [", count, ", ", anchors.size(1), "] ",
+                    dtype_name(anchors.scalar_type()), " on ", anchors.device(), ", got ",
+                    out.sizes(), " ", dtype_name(out.scalar_type()), " on ", out.device());
+  TORCH_CHECK_VALUE(out.is_contiguous(), fn, ": out must be contiguous");
+}
+
 }  // namespace latentsweep

@@ -7,6 +7,7 @@
 
 #include <ATen/core/Tensor.h>
 
+#include <optional>
 #include <string>
 
 namespace latentsweep {
@@ -31,5 +32,17 @@ void check_no_overlap(const at::Tensor& out, const at::Tensor& input, const char
 
 // a * b * c as an exact integer, or -1 when it exceeds int64.
 int64_t checked_product(int64_t a, int64_t b, int64_t c);
+
+// The rows (start, count) of an A x K x S grid whose values are [S], [K, S] or [A, K, S]:
+// checks the values' shape against the anchors [A, D] and `num_traversed` = K (`traversed`
+// names them: "dims", "directions"), the range, and that count * D values of
+// `bytes_per_value` fit in int64. Returns count (the rest of the grid when none is given).
+int64_t check_grid_rows(const char* fn, const at::Tensor& anchors, const at::Tensor& values,
+                        int64_t num_traversed, const char* traversed, int64_t start,
+                        std::optional<int64_t> count, int64_t bytes_per_value);
+
+// ValueError unless `out` is a contiguous [count, D] tensor of the anchors' dtype and device.
+void check_codes_output(const char* fn, const at::Tensor& anchors, const at::Tensor& out,
+                        int64_t count);
 
 }  // namespace latentsweep

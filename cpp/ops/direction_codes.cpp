@@ -60,28 +60,9 @@ int64_t check_direction_inputs(const at::Tensor& anchors, const at::Tensor& dire
                    ": values must have the anchors' dtype ", dtype_name(anchors.scalar_type()),
                    ", got ", dtype_name(values.scalar_type()));
   check_same_device(fn, {{"anchors", &anchors}, {"directions", &directions}, {"values", &values}});
-  const int64_t num_anchors = anchors.size(0), num_dirs = directions.size(0);
-  const int64_t leading = values.dim() - 1;  // 0, 1 or 2 of the sizes (A, K) before S
-  const bool shape_ok = values.dim() >= 1 && values.dim() <= 3 &&
-                        (leading < 1 || values.size(leading - 1) == num_dirs) &&
-                        (leading < 2 || values.size(0) == num_anchors);
-  TORCH_CHECK_VALUE(shape_ok, fn, ": values must be [S], [K, S] or [A, K, S] with A = ",
-                    num_anchors, " anchors and K = ", num_dirs, " directions, got shape ",
-                    values.sizes());
-  const int64_t steps = values.size(-1), latent = anchors.size(1);
-  const int64_t total = checked_product(num_anchors, num_dirs, steps);
-  TORCH_CHECK_VALUE(total >= 0, fn, ": the grid has A * K * S = ", num_anchors, " * ", num_dirs,
-                    " * ", steps, " rows, which overflows int64");
-  TORCH_CHECK_VALUE(start >= 0, fn, ": start must be >= 0, got ", start);
-  TORCH_CHECK_VALUE(start <= total, fn, ": start must be <= ", total, ", got ", start);
-  const int64_t rows = count.value_or(total - start);
-  TORCH_CHECK_VALUE(rows >= 0, fn, ": count must be >= 0, got ", rows);
-  TORCH_CHECK_VALUE(rows <= total - start, fn, ": count must be <= ", total - start, ", got ",
-                    rows);
   // Low precision computes in a float32 buffer: bound the bytes by 4 per value at least.
-  const int64_t bytes = checked_product(rows, latent, std::max<int64_t>(anchors.element_size(), 4));
-  TORCH_CHECK_VALUE(bytes >= 0, fn, ": count * D = ", rows, " * ", latent,
-                    " values, whose size in bytes overflows int64");
+  const int64_t rows = check_grid_rows(fn, anchors, values, directions.size(0), "directions", start,
+                                       count, std::max<int64_t>(anchors.element_size(), 4));
   check_unit_length(directions);
   return rows;
 }
@@ -89,13 +70,7 @@ int64_t check_direction_inputs(const at::Tensor& anchors, const at::Tensor& dire
 void check_direction_output(const at::Tensor& anchors, const at::Tensor& directions,
                             const at::Tensor& values, const at::Tensor& out, int64_t count) {
   const char* fn = kDirectionCodesFn;
-  check_dense(out, fn, "out");
-  const bool ok = out.dim() == 2 && out.size(0) == count && out.size(1) == anchors.size(1) &&
-                  out.scalar_type() == anchors.scalar_type() && out.device() == anchors.device();
-  TORCH_CHECK_VALUE(ok, fn, ": out must be [", count, ", ", anchors.size(1), "] ",
-                    dtype_name(anchors.scalar_type()), " on ", anchors.device(), ", got ",
-                    out.sizes(), " ", dtype_name(out.scalar_type()), " on ", out.device());
-  TORCH_CHECK_VALUE(out.is_contiguous(), fn, ": out must be contiguous");
+  check_codes_output(fn, anchors, out, count);
   check_no_overlap(out, anchors, fn, "anchors");
   check_no_overlap(out, directions, fn, "directions");
   check_no_overlap(out, values, fn, "values");

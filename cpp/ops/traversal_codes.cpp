@@ -30,14 +30,9 @@ int64_t check_traversal_inputs(const at::Tensor& anchors, const at::Tensor& dims
                    ": values must have the anchors' dtype ", dtype_name(anchors.scalar_type()),
                    ", got ", dtype_name(values.scalar_type()));
   check_same_device(fn, {{"anchors", &anchors}, {"dims", &dims}, {"values", &values}});
-  const int64_t num_anchors = anchors.size(0), num_dims = dims.size(0), latent = anchors.size(1);
-  const int64_t leading = values.dim() - 1;  // 0, 1 or 2 of the sizes (A, K) before S
-  const bool shape_ok = values.dim() >= 1 && values.dim() <= 3 &&
-                        (leading < 1 || values.size(leading - 1) == num_dims) &&
-                        (leading < 2 || values.size(0) == num_anchors);
-  TORCH_CHECK_VALUE(shape_ok, fn, ": values must be [S], [K, S] or [A, K, S] with A = ",
-                    num_anchors, " anchors and K = ", num_dims, " dims, got shape ",
-                    values.sizes());
+  const int64_t num_dims = dims.size(0), latent = anchors.size(1);
+  const int64_t rows = check_grid_rows(fn, anchors, values, num_dims, "dims", start, count,
+                                       anchors.element_size());
   // Indexes the anchors' columns: checked on every device (a bad dim is silent garbage on CUDA
   // and an out-of-bounds write on the CPU). Meta tensors hold no values to check.
   if (num_dims > 0 && !dims.is_meta()) {
@@ -47,32 +42,13 @@ int64_t check_traversal_inputs(const at::Tensor& anchors, const at::Tensor& dims
     TORCH_CHECK_VALUE(low >= 0 && high < latent, fn, ": dims must lie in [0, ", latent,
                       ") for D=", latent, ", got values in [", low, ", ", high, "]");
   }
-  const int64_t steps = values.size(-1);
-  const int64_t total = checked_product(num_anchors, num_dims, steps);
-  TORCH_CHECK_VALUE(total >= 0, fn, ": the grid has A * K * S = ", num_anchors, " * ", num_dims,
-                    " * ", steps, " rows, which overflows int64");
-  TORCH_CHECK_VALUE(start >= 0, fn, ": start must be >= 0, got ", start);
-  TORCH_CHECK_VALUE(start <= total, fn, ": start must be <= ", total, ", got ", start);
-  const int64_t rows = count.value_or(total - start);
-  TORCH_CHECK_VALUE(rows >= 0, fn, ": count must be >= 0, got ", rows);
-  TORCH_CHECK_VALUE(rows <= total - start, fn, ": count must be <= ", total - start, ", got ",
-                    rows);
-  const int64_t bytes = checked_product(rows, latent, anchors.element_size());
-  TORCH_CHECK_VALUE(bytes >= 0, fn, ": count * D = ", rows, " * ", latent,
-                    " values, whose size in bytes overflows int64");
   return rows;
 }
 
 void check_traversal_output(const at::Tensor& anchors, const at::Tensor& dims,
                             const at::Tensor& values, const at::Tensor& out, int64_t count) {
   const char* fn = kTraversalCodesFn;
-  check_dense(out, fn, "out");
-  const bool ok = out.dim() == 2 && out.size(0) == count && out.size(1) == anchors.size(1) &&
-                  out.scalar_type() == anchors.scalar_type() && out.device() == anchors.device();
-  TORCH_CHECK_VALUE(ok, fn, ": out must be [", count, ", ", anchors.size(1), "] ",
-                    dtype_name(anchors.scalar_type()), " on ", anchors.device(), ", got ",
-                    out.sizes(), " ", dtype_name(out.scalar_type()), " on ", out.device());
-  TORCH_CHECK_VALUE(out.is_contiguous(), fn, ": out must be contiguous");
+  check_codes_output(fn, anchors, out, count);
   check_no_overlap(out, anchors, fn, "anchors");
   check_no_overlap(out, dims, fn, "dims");
   check_no_overlap(out, values, fn, "values");

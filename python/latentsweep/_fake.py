@@ -103,40 +103,27 @@ def _sample_prior_inplace_fake(self, seed=0, offset=0):
     return None
 
 
-def _check_traversal_inputs(anchors, dims, values, start, count):
-    fn = "latentsweep.traversal_codes"
-    _dense(anchors, fn, "anchors")
-    _dense(dims, fn, "dims")
-    _dense(values, fn, "values")
-    _floating(anchors, fn, "anchors")
-    _value(anchors.dim() == 2, fn, f"anchors must be 2-D [A, D], got shape {_shape(anchors)}")
-    _type(dims.dtype == torch.int64, fn, f"dims must hold int64 integers, got {dims.dtype}")
-    _value(dims.dim() == 1, fn, f"dims must be 1-D [K], got shape {_shape(dims)}")
-    _type(
-        values.dtype == anchors.dtype,
-        fn,
-        f"values must have the anchors' dtype {anchors.dtype}, got {values.dtype}",
-    )
-    _same_device(fn, anchors=anchors, dims=dims, values=values)
-    num_anchors, num_dims = anchors.shape[0], dims.shape[0]
+def _grid_rows(fn: str, anchors, values, num_traversed, traversed: str, start, count, bytes_per_value) -> int:
+    """Mirror of check_grid_rows (cpp/ops/checks.cpp): the values' shape and the row range."""
+    num_anchors = anchors.shape[0]
     leading = values.dim() - 1
     shape_ok = (
         1 <= values.dim() <= 3
-        and (leading < 1 or values.shape[leading - 1] == num_dims)
+        and (leading < 1 or values.shape[leading - 1] == num_traversed)
         and (leading < 2 or values.shape[0] == num_anchors)
     )
     _value(
         shape_ok,
         fn,
         f"values must be [S], [K, S] or [A, K, S] with A = {num_anchors} anchors and "
-        f"K = {num_dims} dims, got shape {_shape(values)}",
+        f"K = {num_traversed} {traversed}, got shape {_shape(values)}",
     )
     steps = values.shape[-1]
-    total = num_anchors * num_dims * steps
+    total = num_anchors * num_traversed * steps
     _value(
         total <= INT64_MAX,
         fn,
-        f"the grid has A * K * S = {num_anchors} * {num_dims} * {steps} rows, which overflows int64",
+        f"the grid has A * K * S = {num_anchors} * {num_traversed} * {steps} rows, which overflows int64",
     )
     _value(start >= 0, fn, f"start must be >= 0, got {start}")
     _value(start <= total, fn, f"start must be <= {total}, got {start}")
@@ -144,23 +131,15 @@ def _check_traversal_inputs(anchors, dims, values, start, count):
     _value(rows >= 0, fn, f"count must be >= 0, got {rows}")
     _value(rows <= total - start, fn, f"count must be <= {total - start}, got {rows}")
     _value(
-        rows * anchors.shape[1] * anchors.element_size() <= INT64_MAX,
+        rows * anchors.shape[1] * bytes_per_value <= INT64_MAX,
         fn,
         f"count * D = {rows} * {anchors.shape[1]} values, whose size in bytes overflows int64",
     )
     return rows
 
 
-@torch.library.register_fake("latentsweep::traversal_codes")
-def _traversal_codes_fake(anchors, dims, values, start=0, count=None):
-    rows = _check_traversal_inputs(anchors, dims, values, start, count)
-    return anchors.new_empty((rows, anchors.shape[1]))
-
-
-@torch.library.register_fake("latentsweep::traversal_codes_into")
-def _traversal_codes_into_fake(anchors, dims, values, start, count, out):
-    fn = "latentsweep.traversal_codes"
-    rows = _check_traversal_inputs(anchors, dims, values, start, count)
+def _codes_output(fn: str, anchors, out, rows) -> None:
+    """Mirror of check_codes_output (cpp/ops/checks.cpp)."""
     _dense(out, fn, "out")
     ok = (
         out.dim() == 2
@@ -176,6 +155,37 @@ def _traversal_codes_into_fake(anchors, dims, values, start, count, out):
         f"got {_shape(out)} {out.dtype} on {out.device}",
     )
     _value(out.is_contiguous(), fn, "out must be contiguous")
+
+
+def _check_traversal_inputs(anchors, dims, values, start, count):
+    fn = "latentsweep.traversal_codes"
+    _dense(anchors, fn, "anchors")
+    _dense(dims, fn, "dims")
+    _dense(values, fn, "values")
+    _floating(anchors, fn, "anchors")
+    _value(anchors.dim() == 2, fn, f"anchors must be 2-D [A, D], got shape {_shape(anchors)}")
+    _type(dims.dtype == torch.int64, fn, f"dims must hold int64 integers, got {dims.dtype}")
+    _value(dims.dim() == 1, fn, f"dims must be 1-D [K], got shape {_shape(dims)}")
+    _type(
+        values.dtype == anchors.dtype,
+        fn,
+        f"values must have the anchors' dtype {anchors.dtype}, got {values.dtype}",
+    )
+    _same_device(fn, anchors=anchors, dims=dims, values=values)
+    return _grid_rows(fn, anchors, values, dims.shape[0], "dims", start, count, anchors.element_size())
+
+
+@torch.library.register_fake("latentsweep::traversal_codes")
+def _traversal_codes_fake(anchors, dims, values, start=0, count=None):
+    rows = _check_traversal_inputs(anchors, dims, values, start, count)
+    return anchors.new_empty((rows, anchors.shape[1]))
+
+
+@torch.library.register_fake("latentsweep::traversal_codes_into")
+def _traversal_codes_into_fake(anchors, dims, values, start, count, out):
+    fn = "latentsweep.traversal_codes"
+    rows = _check_traversal_inputs(anchors, dims, values, start, count)
+    _codes_output(fn, anchors, out, rows)
     return None
 
 
@@ -198,37 +208,9 @@ def _check_direction_inputs(anchors, directions, values, start, count):
     )
     _type(values.dtype == anchors.dtype, fn, f"values must have the anchors' dtype {anchors.dtype}, got {values.dtype}")
     _same_device(fn, anchors=anchors, directions=directions, values=values)
-    num_anchors, num_dirs = anchors.shape[0], directions.shape[0]
-    leading = values.dim() - 1
-    shape_ok = (
-        1 <= values.dim() <= 3
-        and (leading < 1 or values.shape[leading - 1] == num_dirs)
-        and (leading < 2 or values.shape[0] == num_anchors)
-    )
-    _value(
-        shape_ok,
-        fn,
-        f"values must be [S], [K, S] or [A, K, S] with A = {num_anchors} anchors and "
-        f"K = {num_dirs} directions, got shape {_shape(values)}",
-    )
-    steps = values.shape[-1]
-    total = num_anchors * num_dirs * steps
-    _value(
-        total <= INT64_MAX,
-        fn,
-        f"the grid has A * K * S = {num_anchors} * {num_dirs} * {steps} rows, which overflows int64",
-    )
-    _value(start >= 0, fn, f"start must be >= 0, got {start}")
-    _value(start <= total, fn, f"start must be <= {total}, got {start}")
-    rows = total - start if count is None else count
-    _value(rows >= 0, fn, f"count must be >= 0, got {rows}")
-    _value(rows <= total - start, fn, f"count must be <= {total - start}, got {rows}")
-    _value(
-        rows * anchors.shape[1] * max(anchors.element_size(), 4) <= INT64_MAX,
-        fn,
-        f"count * D = {rows} * {anchors.shape[1]} values, whose size in bytes overflows int64",
-    )
-    return rows
+    # Low precision computes in a float32 buffer (as in the op).
+    return _grid_rows(fn, anchors, values, directions.shape[0], "directions", start, count,
+                      max(anchors.element_size(), 4))
 
 
 @torch.library.register_fake("latentsweep::direction_codes")
@@ -241,19 +223,5 @@ def _direction_codes_fake(anchors, directions, values, start=0, count=None):
 def _direction_codes_into_fake(anchors, directions, values, start, count, out):
     fn = "latentsweep.direction_codes"
     rows = _check_direction_inputs(anchors, directions, values, start, count)
-    _dense(out, fn, "out")
-    ok = (
-        out.dim() == 2
-        and out.shape[0] == rows
-        and out.shape[1] == anchors.shape[1]
-        and out.dtype == anchors.dtype
-        and out.device == anchors.device
-    )
-    _value(
-        ok,
-        fn,
-        f"out must be [{rows}, {anchors.shape[1]}] {anchors.dtype} on {anchors.device}, "
-        f"got {_shape(out)} {out.dtype} on {out.device}",
-    )
-    _value(out.is_contiguous(), fn, "out must be contiguous")
+    _codes_output(fn, anchors, out, rows)
     return None
