@@ -133,3 +133,10 @@ def test_distributed_false_sweeps_alone_inside_a_process_group(monkeypatch):
     assert torch.equal(alone.effect, ls.traverse(rowwise_decoder, ANCHORS, steps=3).effect)
     with pytest.raises(TypeError, match="distributed must be True or False"):
         ls.traverse(rowwise_decoder, ANCHORS, steps=3, distributed="no")
+
+
+def test_batch_size_arrays_get_a_clear_error():
+    """An array's == is elementwise: batch_size=np.array([1, 2]) once raised numpy's ambiguity error."""
+    for value in [np.array([1, 2]), np.array([[3]])]:
+        with pytest.raises(TypeError, match="batch_size must be an int"):
+            ls.traverse(rowwise_decoder, ANCHORS, steps=3, batch_size=value)

@@ -213,7 +213,7 @@ def _check_arguments(decoder, batch_size, memory_budget, out, *, shard, **flags)
                          "remove the old store once before starting the shards")
     if out is None and (flags["resume"] or shard is not None):
         raise ValueError(f"{_FN}: {'resume=True' if flags['resume'] else 'shard='} needs out= (the path of the stored sweep)")
-    if batch_size != "auto":
+    if not (isinstance(batch_size, str) and batch_size == "auto"):  # (an array's == is elementwise)
         batch_size = _checks.integer(_FN, "batch_size", batch_size, low=1)
     if memory_budget is not None:
         memory_budget = _checks.integer(_FN, "memory_budget", memory_budget, low=1)
