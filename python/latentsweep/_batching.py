@@ -3,8 +3,9 @@
 On CUDA the batch is as large as the memory budget allows. On the CPU the fastest batch
 depends on the decoder and the machine (measured: an MLP is fastest at thousands of codes, a
 small deconv decoder at a few hundred, 1.85x faster than at 8192), so `choose_cpu_batch_size`
-times a few candidate sizes on the sweep's first chunks, whose results are kept, and takes the
-fastest.
+times a few candidate sizes on the grid's first rows and takes the fastest. `run` decides what
+happens to the trial rows: the sweep engine plans its work units with the chosen size, so it
+decodes the trials into a scratch buffer (bounded by PROBE_SHARE and PROBE_SECONDS).
 """
 
 from __future__ import annotations
@@ -120,8 +121,8 @@ def choose_cpu_batch_size(
     """Picks the CPU batch size with the highest measured throughput.
 
     ``run(batch_size, first_row, end_row)`` decodes grid rows ``[first_row, end_row)`` in
-    chunks of ``batch_size`` and keeps the results (it is the sweep itself, so no work is
-    wasted). Candidates (:func:`cpu_batch_candidates`) are tried from the smallest up, on
+    chunks of ``batch_size`` (the caller decides whether the results are kept; the sweep engine
+    needs the size before it plans, so its trial rows are scratch). Candidates (:func:`cpu_batch_candidates`) are tried from the smallest up, on
     consecutive rows from ``start``: one untimed chunk (first calls pay one-off costs), then
     whole chunks in at least PROBE_SEGMENTS timed runs until ``probe_seconds`` are timed (a
     size's throughput is over all its timed rows). Trying stops when a candidate is clearly
