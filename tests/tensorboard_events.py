@@ -40,3 +40,20 @@ def read_events(logdir) -> Events:
         if accumulator.SummaryMetadata(t).plugin_data.plugin_name == "text"
     }
     return Events(scalars, images, text)
+
+
+def assert_scalars_match(logged: dict, expected) -> None:
+    """The scalars the integrations log equal what ``diagnose`` gives on the same data."""
+    import pytest
+
+    import latentsweep
+
+    assert logged["active_units"] == expected.num_active
+    assert logged["mean_kl"] == pytest.approx(expected.total_kl, rel=1e-6)
+    collapsed = expected.flag("collapsed")
+    assert logged["collapsed_latents"] == (len(collapsed.dims) if collapsed else 0)
+    for d in range(len(expected.kl)):
+        assert logged[f"kl/z{d}"] == pytest.approx(float(expected.kl[d]), rel=1e-6, abs=1e-9)
+    for code in latentsweep.diagnosis.FLAG_CODES:
+        flag = expected.flag(code)
+        assert logged[f"flags/{code}"] == (len(flag.dims) if flag else 0)
