@@ -1,5 +1,5 @@
-"""batch_size="auto" on the CPU: candidate sizes timed on the sweep's first chunks (kept, not
-wasted), the fastest chosen, recorded in the result and the store, reused on resume, and
+"""batch_size="auto" on the CPU: candidate sizes timed on the sweep's first rows (scratch rows,
+within a share of the sweep's time), the fastest chosen, recorded in the result and the store, reused on resume, and
 overridden by an explicit batch_size; the results never depend on the size.
 
 Nothing here times anything for real: a fake clock, advanced by a decoder whose cost per
@@ -18,6 +18,7 @@ from sweep_models import rowwise_decoder
 import latentsweep as ls
 from latentsweep import _batching
 from latentsweep._batching import choose_cpu_batch_size, cpu_batch_candidates
+from latentsweep.plan import make_plan
 from latentsweep.stores import SweepStore
 
 FASTEST = 256
@@ -46,32 +47,69 @@ class FakeMachine:
         self.now += (end - first) * seconds_per_code(size) + (self.warmup_seconds if first_call else 0)
 
 
-def test_the_fastest_size_is_chosen_on_contiguous_kept_rows():
-    machine = FakeMachine(warmup_seconds=5.0)  # a first call per size as slow as you like: untimed
-    choice = choose_cpu_batch_size(machine.run, start=100, end=100_000, cap=8192, clock=machine.clock)
+def test_the_fastest_size_is_chosen_on_contiguous_rows():
+    machine = FakeMachine(warmup_seconds=0.05)  # a slow first call per size: untimed
+    choice = choose_cpu_batch_size(machine.run, start=100, end=1_000_000, cap=8192, clock=machine.clock)
     assert choice.batch_size == FASTEST
     # every row from start to next_row was decoded exactly once, in whole chunks of each size
     assert machine.calls[0][1] == 100 and choice.next_row == machine.calls[-1][2]
     for (_, _, end), (_, first, _) in zip(machine.calls, machine.calls[1:]):
         assert first == end
     assert all((end - first) % size == 0 for size, first, end in machine.calls)
-    assert [t.batch_size for t in choice.trials] == [64, 256, 1024]  # 1024 slower: 4096 not tried
+    # from the start size down (slower), then up (slower): the start size wins
+    assert [t.batch_size for t in choice.trials] == [_batching.CPU_START_BATCH, 64, 1024]
     assert all(t.seconds >= _batching.PROBE_SECONDS for t in choice.trials)
-    assert choice.next_row - 100 <= _batching.PROBE_SHARE * (100_000 - 100)
+    assert choice.next_row - 100 <= _batching.PROBE_SHARE * (1_000_000 - 100)
+
+
+@pytest.mark.parametrize("fastest", [64, 256, 1024, 4096, 8192])
+def test_the_search_climbs_to_the_peak_from_either_side(monkeypatch, fastest):
+    monkeypatch.setattr(__import__(__name__), "FASTEST", fastest)
+    machine = FakeMachine()
+    choice = choose_cpu_batch_size(machine.run, start=0, end=10_000_000, cap=8192, clock=machine.clock)
+    assert choice.batch_size == fastest
+    tried = [t.batch_size for t in choice.trials]
+    assert tried[0] == _batching.CPU_START_BATCH and len(tried) == len(set(tried))
+    # a climb stops at the first slower size: it never goes more than one size past the
+    # start or the peak
+    sizes = cpu_batch_candidates(8192)
+    low, high = sorted([sizes.index(_batching.CPU_START_BATCH), sizes.index(fastest)])
+    assert set(tried) <= set(sizes[max(0, low - 1) : high + 2])
+
+
+@pytest.mark.parametrize("end", [20_000, 200_000, 2_000_000])
+def test_the_trials_cost_at_most_their_share_of_the_sweep(end):
+    machine = FakeMachine()
+    choice = choose_cpu_batch_size(machine.run, start=0, end=end, cap=8192, clock=machine.clock)
+    best_rate = min(seconds_per_code(t.batch_size) for t in choice.trials) if choice.trials else None
+    sweep_seconds = end * (best_rate or seconds_per_code(choice.batch_size))
+    # the budget is checked before each run: it may be exceeded by at most one chunk
+    largest_chunk = max(size * seconds_per_code(size) for size, _, _ in machine.calls)
+    assert machine.now <= _batching.TRIAL_TIME_SHARE * sweep_seconds + largest_chunk
 
 
 def test_the_rows_used_for_choosing_stay_within_the_share():
     machine = FakeMachine()
     choice = choose_cpu_batch_size(machine.run, start=0, end=3000, cap=8192, clock=machine.clock)
     assert choice.next_row <= 0.25 * 3000
-    assert choice.batch_size in {t.batch_size for t in choice.trials}
     assert choice.batch_size in cpu_batch_candidates(8192)
 
 
-def test_too_few_rows_to_time_anything_takes_the_cap():
+def test_a_sweep_too_short_to_pay_for_trials_runs_none():
+    """With an estimate of the decoder's cost (the sweep's first call, at the anchors), a sweep
+    whose budget cannot pay for one trial chunk is not probed at all."""
+    machine = FakeMachine()
+    choice = choose_cpu_batch_size(machine.run, start=0, end=5_000, cap=8192, clock=machine.clock,
+                                   estimate=seconds_per_code(64))
+    assert (choice.batch_size, choice.trials, machine.calls) == (_batching.CPU_START_BATCH, (), [])
+
+
+def test_too_few_rows_to_time_anything_takes_the_start_size():
     machine = FakeMachine()
     choice = choose_cpu_batch_size(machine.run, start=0, end=300, cap=300, clock=machine.clock)
-    assert (choice.batch_size, choice.next_row, choice.trials, machine.calls) == (300, 0, (), [])
+    assert (choice.batch_size, choice.next_row, choice.trials, machine.calls) == (_batching.CPU_START_BATCH, 0, (), [])
+    small = choose_cpu_batch_size(machine.run, start=0, end=40, cap=40, clock=machine.clock)
+    assert (small.batch_size, machine.calls) == (40, [])  # the cap, below the start size
 
 
 def test_candidates_stop_at_the_memory_cap():
@@ -83,20 +121,21 @@ def test_candidates_stop_at_the_memory_cap():
 
 def test_out_of_memory_at_a_larger_size_keeps_the_best_so_far():
     oom = RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 1 GB")
-    machine = FakeMachine(fail_at=256, error=oom)
-    choice = choose_cpu_batch_size(machine.run, start=0, end=100_000, cap=8192, clock=machine.clock)
-    assert choice.batch_size == 64 and choice.next_row == machine.calls[-1][2]
+    machine = FakeMachine(fail_at=1024, error=oom)
+    choice = choose_cpu_batch_size(machine.run, start=0, end=1_000_000, cap=8192, clock=machine.clock)
+    assert choice.batch_size == FASTEST and choice.next_row == machine.calls[-1][2]
+    first = _batching.CPU_START_BATCH
     with pytest.raises(RuntimeError, match="allocate"):
-        choose_cpu_batch_size(FakeMachine(fail_at=64, error=oom).run, start=0, end=100_000, cap=8192)
-    failing = FakeMachine(fail_at=256, error=ValueError("bad decoder"))
+        choose_cpu_batch_size(FakeMachine(fail_at=first, error=oom).run, start=0, end=1_000_000, cap=8192)
+    failing = FakeMachine(fail_at=1024, error=ValueError("bad decoder"))
     with pytest.raises(ValueError, match="bad decoder"):
-        choose_cpu_batch_size(failing.run, start=0, end=100_000, cap=8192, clock=failing.clock)
+        choose_cpu_batch_size(failing.run, start=0, end=1_000_000, cap=8192, clock=failing.clock)
 
 
 # -- through traverse ------------------------------------------------------------------------
 
 ANCHORS = torch.randn(64, 8, generator=torch.Generator().manual_seed(5))
-STEPS = 33  # 64 x 8 x 33 = 16,896 rows: room to time 64, 256 and 1024 within a quarter
+STEPS = 65  # 64 x 8 x 65 = 33,280 rows: the time share pays for trying 256 and 64, not 1024
 
 
 class ClockedDecoder:
@@ -141,11 +180,18 @@ def test_auto_chooses_by_throughput_and_records_it_in_the_result(decoder):
     result = sweep(decoder)
     assert result.batch_size == FASTEST
     run_sizes = decoder.sizes[1:]  # [0] is the anchors' own decode
-    assert run_sizes[:2] == [64, 64] and {256, 1024} <= set(run_sizes)
+    assert run_sizes[:2] == [_batching.CPU_START_BATCH] * 2 and 64 in run_sizes
     assert set(run_sizes[-5:]) == {FASTEST}  # the rest of the sweep at the chosen size
-    # The trials run before the plan exists and are thrown away: bounded by their share.
-    trial_rows = sum(run_sizes) - result.num_points
-    assert 0 < trial_rows <= _batching.PROBE_SHARE * result.num_points + FASTEST
+    # The trials run before the plan exists and are thrown away: bounded by their share of the
+    # sweep's time (checked before each run: at most one chunk over) and of its rows.
+    plan = make_plan(result.num_points, STEPS, FASTEST)
+    sweep_calls = sum(-(-(stop - start) // FASTEST) for start, stop in map(plan.unit_rows_of, range(plan.num_units)))
+    trials = run_sizes[: len(run_sizes) - sweep_calls]
+    assert set(run_sizes[len(trials):]) == {FASTEST}
+    trial_seconds = sum(size * seconds_per_code(size) for size in trials)
+    sweep_seconds = result.num_points * seconds_per_code(FASTEST)
+    assert 0 < sum(trials) <= _batching.PROBE_SHARE * result.num_points
+    assert trial_seconds <= _batching.TRIAL_TIME_SHARE * sweep_seconds + FASTEST * seconds_per_code(FASTEST)
 
 
 def test_results_are_bitwise_identical_whatever_the_batch_size(decoder):
@@ -158,7 +204,7 @@ def test_results_are_bitwise_identical_whatever_the_batch_size(decoder):
 def test_the_store_records_the_choice_and_a_resume_goes_on_with_it(decoder, tmp_path):
     path = tmp_path / "sweep.zarr"
     full = sweep(rowwise_decoder, batch_size=100)
-    stopping = ClockedDecoder(stop_at=30)  # after the trials (11 calls), in the 256s
+    stopping = ClockedDecoder(stop_at=30)  # after the trials (5 calls), in the 256s
     decoder.__dict__.update(stopping.__dict__)
     with pytest.raises(KeyboardInterrupt):
         sweep(decoder, out=path)

@@ -276,7 +276,8 @@ def test_a_measured_batch_choice_is_recorded_and_reused(tmp_path, monkeypatch):
 
     calls = []
 
-    def choose(run, *, start, end, cap):
+    def choose(run, *, start, end, cap, estimate):
+        assert estimate > 0  # the probe's seconds per row
         run(8, start, start + 8)  # a trial decodes real rows through the executor
         calls.append((start, end, cap))
         return type("Choice", (), {"batch_size": 24})()

@@ -1,11 +1,12 @@
 """Choosing how many codes go to the decoder at once.
 
 On CUDA the batch is as large as the memory budget allows. On the CPU the fastest batch
-depends on the decoder and the machine (measured: an MLP is fastest at thousands of codes, a
-small deconv decoder at a few hundred, 1.85x faster than at 8192), so `choose_cpu_batch_size`
-times a few candidate sizes on the grid's first rows and takes the fastest. `run` decides what
-happens to the trial rows: the sweep engine plans its work units with the chosen size, so it
-decodes the trials into a scratch buffer (bounded by PROBE_SHARE and PROBE_SECONDS).
+depends on the decoder and the machine (measured on a quiet machine: an MLP 32-256-784 is
+fastest at about 1024 codes, a small deconv decoder at 64, 1.6x faster than at 1024), so
+`choose_cpu_batch_size` times candidate sizes on the grid's first rows and takes the fastest.
+The sweep engine plans its work units with the chosen size, so it decodes the trials into a
+scratch buffer: they are pure cost, bounded by TRIAL_TIME_SHARE of the sweep's estimated time
+(and PROBE_SHARE of its rows). A sweep too short to pay for trials gets CPU_START_BATCH.
 """
 
 from __future__ import annotations
@@ -21,14 +22,17 @@ import torch
 CPU_MAX_BATCH = 8192  # beyond this CPU decoders gain nothing and latency per chunk grows
 CUDA_MAX_BATCH = 65536
 CPU_BATCH_CANDIDATES = (64, 256, 1024, 4096)  # and the memory cap; x4 apart: clearly different
-PROBE_SECONDS = 0.03  # timed per candidate (after one untimed chunk), in PROBE_SEGMENTS+ runs
-PROBE_SEGMENTS = 3
-PROBE_SHARE = 0.25  # at most this share of the rows left is decoded while choosing
+# Where the search starts, and the size of a sweep too short to time: near the peak of both
+# kinds of decoder measured (within 6% of the MLP's best, 21% of the deconv decoder's).
+CPU_START_BATCH = 256
+TRIAL_TIME_SHARE = 0.05  # the trials (thrown away) cost at most this share of the sweep's time
+PROBE_SECONDS = 0.1  # timed per candidate at most (after one untimed chunk)
+PROBE_SEGMENTS = 3  # timed runs per candidate when chunks are short (one slow run is noise)
+PROBE_SHARE = 0.25  # and at most this share of the rows
 # What choose_cpu_batch_size times with (tests replace it): wall time, as users get it. A
 # size's throughput is over all its timed rows: the fastest of several runs would favour small
 # sizes on a loaded machine, whose short runs slip between other processes more often.
 _clock = time.perf_counter
-PROBE_STOP = 0.75  # stop trying larger sizes below this fraction of the best throughput (noise)
 
 
 def physical_memory() -> int | None:
@@ -96,7 +100,7 @@ class BatchTrial:
 
 @dataclass(frozen=True)
 class BatchChoice:
-    """The batch size chosen on the CPU, the row the sweep goes on from, and what was timed."""
+    """The batch size chosen on the CPU, the row the trials reached, and what was timed."""
 
     batch_size: int
     next_row: int
@@ -115,60 +119,88 @@ def choose_cpu_batch_size(
     end: int,
     cap: int,
     probe_seconds: float = PROBE_SECONDS,
+    time_share: float = TRIAL_TIME_SHARE,
     probe_share: float = PROBE_SHARE,
+    estimate: float | None = None,
     clock: Callable[[], float] | None = None,
 ) -> BatchChoice:
-    """Picks the CPU batch size with the highest measured throughput.
+    """Picks the CPU batch size with the highest measured throughput, spending at most
+    ``time_share`` of the sweep's estimated time on the trials.
 
     ``run(batch_size, first_row, end_row)`` decodes grid rows ``[first_row, end_row)`` in
     chunks of ``batch_size`` (the caller decides whether the results are kept; the sweep engine
-    needs the size before it plans, so its trial rows are scratch). Candidates (:func:`cpu_batch_candidates`) are tried from the smallest up, on
-    consecutive rows from ``start``: one untimed chunk (first calls pay one-off costs), then
-    whole chunks in at least PROBE_SEGMENTS timed runs until ``probe_seconds`` are timed (a
-    size's throughput is over all its timed rows). Trying stops when a candidate is clearly
-    slower than the best so far (throughput rises with the batch until the decoder's working
-    set leaves the caches, then falls), at ``end``, or once ``probe_share`` of the rows are
-    used. A candidate that runs out of memory ends the trials (the error propagates when it
-    was the first). Returns the fastest size (``cap`` when the rows are too few to time any:
-    then one or a few calls do it all) and the row to go on from.
+    needs the size before it plans, so its trial rows are scratch). The search starts at
+    CPU_START_BATCH (or the largest candidate below it) and climbs: to smaller sizes while they
+    are faster, else to larger ones while they are faster (throughput rises with the batch until
+    the decoder's working set leaves the caches, then falls). Each size gets one untimed chunk
+    (first calls pay one-off costs), then whole chunks, in up to PROBE_SEGMENTS runs, until
+    ``probe_seconds`` (or its share of the budget) are timed; a size's throughput is over all its
+    timed rows. The sweep's time is estimated from the fastest rate seen (before any, from
+    ``estimate``, seconds per row, e.g. the decoder's first call at the anchors, or from the
+    untimed chunk), and no trial starts that the budget cannot pay for, nor past
+    ``probe_share`` of the rows. A candidate that runs out of memory ends the trials (the error
+    propagates when it was the first). Returns the fastest size timed (the start size when none
+    could be) and the row the trials reached.
     """
     clock = clock or _clock
-    row = start
-    budget_end = start + max(1, int((end - start) * probe_share))
+    sizes = cpu_batch_candidates(max(1, cap))
+    first = max([i for i, size in enumerate(sizes) if size <= CPU_START_BATCH], default=0)
+    row_limit = min(end, start + max(1, int((end - start) * probe_share)))
+    row, spent = start, 0.0
+    rate: float | None = estimate  # seconds per row, the fastest seen (the sweep's estimate)
     trials: list[BatchTrial] = []
-    best: BatchTrial | None = None
-    for size in cpu_batch_candidates(max(1, cap)):
-        if row + 2 * size > min(end, budget_end):  # room for the warm-up and one timed chunk
-            break
-        segments: list[tuple[int, float]] = []  # (rows, seconds) of each timed run
+
+    def budget_left() -> float:
+        return math.inf if rate is None else time_share * (end - start) * rate - spent
+
+    def timed(size: int) -> BatchTrial | None:
+        nonlocal row, spent, rate
+        if row + 2 * size > row_limit or (rate is not None and 2 * size * rate > budget_left()):
+            return None  # no room for the untimed chunk and one timed chunk
+        began = clock()
+        run(size, row, row + size)  # untimed: allocation, kernel selection
+        warm = clock() - began
+        spent, row = spent + warm, row + size
+        rate = warm / size if rate is None else rate  # pessimistic (one-off costs) until something is timed
+        target = min(probe_seconds, time_share * (end - start) * rate / 4)  # ~4 sizes get tried
+        rows_timed, seconds = 0, 0.0
+        for segment in range(PROBE_SEGMENTS):
+            if seconds >= target:
+                break
+            per_chunk = (seconds / rows_timed if rows_timed else rate) * size
+            share = (target - seconds) / (PROBE_SEGMENTS - segment)  # the last run times the rest
+            chunks = max(1, math.ceil(share / per_chunk)) if per_chunk > 0 else 1
+            chunks = min(chunks, (row_limit - row) // size, int(budget_left() // per_chunk) if per_chunk > 0 else chunks)
+            if chunks < 1:
+                break
+            began = clock()
+            run(size, row, row + chunks * size)
+            took = clock() - began
+            rows_timed, seconds, spent, row = rows_timed + chunks * size, seconds + took, spent + took, row + chunks * size
+            rate = min(rate, seconds / rows_timed)
+        return BatchTrial(size, rows_timed, seconds) if rows_timed else None
+
+    def attempt(size: int) -> BatchTrial | None:
         try:
-            run(size, row, row + size)  # untimed: allocation, kernel selection
-            row += size
-            timed = 0.0
-            while timed < probe_seconds or len(segments) < PROBE_SEGMENTS:
-                per_chunk = timed / (sum(rows for rows, _ in segments) // size) if segments else 0.0
-                target = probe_seconds / PROBE_SEGMENTS
-                chunks = max(1, math.ceil(target / per_chunk)) if per_chunk > 0 else 1
-                chunks = min(chunks, (min(end, budget_end) - row) // size)
-                if chunks < 1:
-                    break
-                began = clock()
-                run(size, row, row + chunks * size)
-                seconds = clock() - began
-                segments.append((chunks * size, seconds))
-                timed += seconds
-                row += chunks * size
+            trial = timed(size)
         except Exception as error:
             if not is_out_of_memory(error) or not trials:
                 raise
-            break
-        if not segments:
-            break
-        trial = BatchTrial(size, sum(rows for rows, _ in segments), sum(seconds for _, seconds in segments))
-        trials.append(trial)
-        if best is not None and trial.points_per_second < PROBE_STOP * best.points_per_second:
-            break
-        if best is None or trial.points_per_second > best.points_per_second:
-            best = trial
-    chosen = best.batch_size if best is not None else max(1, cap)
+            return None
+        if trial is not None:
+            trials.append(trial)
+        return trial
+
+    best = attempt(sizes[first])
+    if best is not None:
+        for step in (-1, 1):  # down while faster; up only when the first step down was not
+            index, moved = first + step, False
+            while 0 <= index < len(sizes):
+                trial = attempt(sizes[index])
+                if trial is None or trial.points_per_second <= best.points_per_second:
+                    break
+                best, moved, index = trial, True, index + step
+            if moved or len(trials) == 0:
+                break
+    chosen = best.batch_size if best is not None else sizes[first]
     return BatchChoice(chosen, row, tuple(trials))

@@ -16,11 +16,13 @@ _FN = "latentsweep.traverse"
 
 @dataclass
 class Probe:
-    """The decoder at the anchors: x0 ``[A, *out_shape]`` and the activation bytes per row
-    measured on CUDA (0 on the CPU)."""
+    """The decoder at the anchors: x0 ``[A, *out_shape]``, the activation bytes per row
+    measured on CUDA (0 on the CPU), and the wall seconds per row of these first calls (one-off
+    costs included: an upper estimate of the decoder's cost)."""
 
     outputs: torch.Tensor
     activation_bytes: float
+    seconds_per_row: float = 0.0
 
     @property
     def out_shape(self) -> tuple[int, ...]:
@@ -51,6 +53,7 @@ def probe_anchors(decoder, spec: GridSpec, probe_rows: int) -> Probe:
 
     def run(rows: int) -> Probe:
         outputs, activation_bytes = [], 0.0
+        began = _batching._clock()  # the clock the CPU batch choice times with
         with torch.inference_mode():
             for start in range(0, anchors.shape[0], rows):
                 chunk = anchors[start : start + rows].clone()
@@ -68,7 +71,8 @@ def probe_anchors(decoder, spec: GridSpec, probe_rows: int) -> Probe:
                 outputs.append(result)
                 if measure and start == 0:
                     activation_bytes = (torch.cuda.max_memory_allocated(anchors.device) - before) / chunk.shape[0]
-        return Probe(torch.cat(outputs), activation_bytes)
+        seconds = _batching._clock() - began  # a CPU decoder has finished; on CUDA: unused
+        return Probe(torch.cat(outputs), activation_bytes, seconds / anchors.shape[0])
 
     probe = retry_halved(run, min(anchors.shape[0], probe_rows), anchors.device)
     bad = ~torch.isfinite(probe.outputs.reshape(probe.outputs.shape[0], -1)).all(dim=1)

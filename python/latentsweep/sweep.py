@@ -90,8 +90,10 @@ def traverse(
         mode, span, steps, dims, logvar, reference, prior_std: which values each latent takes,
             as in :func:`latentsweep.traversal_values` (default: anchor ± 2 prior SDs).
         values: explicit values ``[S]``, ``[K, S]`` or ``[A, K, S]``; overrides ``mode``.
-        batch_size: codes per decoder call, or ``"auto"``: as many as ``memory_budget`` allows
-            (measured on a probe batch on CUDA), at most 8192 on the CPU. A store records the
+        batch_size: codes per decoder call, or ``"auto"``: on CUDA as many as ``memory_budget``
+            allows (measured on a probe batch); on the CPU the fastest of a few sizes timed on
+            the first rows (at most 8192, the trials costing at most 5% of the sweep's time; a
+            short sweep uses 256). A store records the
             batch size, and every rank, shard and resume of the sweep uses the recorded one.
         memory_budget: bytes for the sweep's buffers (default: half the free GPU memory, or
             1 GiB on the CPU).
@@ -257,10 +259,11 @@ def _choose_batch_size(decoder, batch_size, memory_budget, device, spec: GridSpe
     )
     measure = _batching.choose_cpu_batch_size
     if device.type == "cpu":
-        # The trial rows are decoded before the plan exists and thrown away (at most
-        # _batching.PROBE_SHARE of them, and about PROBE_SECONDS per candidate).
+        # The trial rows are decoded before the plan exists and thrown away: at most
+        # _batching.TRIAL_TIME_SHARE of the sweep's estimated time (none for a short sweep).
         with _C.reuse_cpu_buffers():
-            choice = measure(_trial_runner(decoder, spec, probe), start=0, end=spec.num_rows, cap=choice).batch_size
+            choice = measure(_trial_runner(decoder, spec, probe), start=0, end=spec.num_rows, cap=choice,
+                             estimate=probe.seconds_per_row).batch_size
     return choice
 
 
