@@ -215,8 +215,9 @@ def main() -> None:
     repeats = 1 if args.quick else args.repeats
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU, no environment tuning; "
           f"load average before: {os.getloadavg()[0]:.1f}")
-    mlp_grid = (16, 32, 21) if args.quick else (64, 32, 21)
-    conv_grid = (4, 10, 21) if args.quick else (16, 10, 21)
+    # The sizes: an MLP sweep of 134k points, a conv sweep of 256 anchors x 10 x 21.
+    mlp_grid = (16, 32, 21) if args.quick else (200, 32, 21)
+    conv_grid = (4, 10, 21) if args.quick else (256, 10, 21)
     by_size, summary, _ = bench_decoder("MLP 32-256-784", mlp_decoder(), *mlp_grid, repeats, MLP_BATCHES, 2000)
     conv_by_size, conv_summary, _ = bench_decoder("deconv 64x64", conv_decoder(), *conv_grid, repeats,
                                                   CONV_BATCHES, 200)

@@ -52,10 +52,8 @@ PYBIND11_MODULE(_C, m) {
       .def("update", &SweepStatistics::update, pybind11::arg("outputs"), pybind11::arg("start"),
            pybind11::call_guard<pybind11::gil_scoped_release>())
       .def("reset", &SweepStatistics::reset, pybind11::arg("start_row"))
-      .def("commit", &SweepStatistics::commit)
-      .def("rollback", &SweepStatistics::rollback)
+      .def("invalidate", &SweepStatistics::invalidate)
       .def_property_readonly("next_row", &SweepStatistics::next_row)
-      .def_property_readonly("committed_row", &SweepStatistics::committed_row)
       .def_property_readonly("total_rows", &SweepStatistics::total_rows)
       .def("dim_effect", &SweepStatistics::dim_effect)
       .def("sensitivity", &SweepStatistics::sensitivity)

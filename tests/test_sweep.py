@@ -173,20 +173,19 @@ def test_statistics_state_round_trip():
     outputs = rowwise_decoder(grid).reshape(len(grid), -1)
     full = _C.SweepStatistics(x0, values)
     full.update(outputs, 0)
-    full.commit()
     half = _C.SweepStatistics(x0, values)
     half.update(outputs[:23], 0)
-    half.commit()
     resumed = _C.SweepStatistics(x0, values)
     resumed.load_state(half.state())
     assert resumed.next_row == 23
     resumed.update(outputs[23:], 23)
-    resumed.commit()
     assert torch.equal(resumed.sensitivity(), full.sensitivity())
     assert torch.equal(resumed.dim_effect(), full.dim_effect())
 
 
-def test_statistics_rollback_and_order():
+def test_statistics_order_and_invalidation():
+    """Chunks must come in grid order; after a failed chunk the statistics refuse to be used or
+    updated until the unit is reset (a sweep records whole units only)."""
     from latentsweep._extension import _C
 
     anchors = torch.randn(2, 3)
@@ -194,15 +193,19 @@ def test_statistics_rollback_and_order():
     x0 = rowwise_decoder(anchors).reshape(2, -1)
     outputs = rowwise_decoder(ls.traversal_codes(anchors, range(3), values)).reshape(24, -1)
     stats = _C.SweepStatistics(x0, values)
-    stats.update(outputs[:10], 0)
-    stats.commit()
-    before = stats.sensitivity()
-    stats.update(outputs[10:15], 10)
-    assert stats.next_row == 15 and stats.committed_row == 10
-    stats.rollback()
-    assert stats.next_row == 10 and torch.equal(stats.sensitivity(), before)
+    stats.update(outputs[:12], 0)
     with pytest.raises(RuntimeError, match="grid order"):
-        stats.update(outputs[12:15], 12)
+        stats.update(outputs[14:15], 14)
+    stats.invalidate()
+    for use in (lambda: stats.update(outputs[12:16], 12), stats.state, stats.dim_effect, stats.sensitivity):
+        with pytest.raises(RuntimeError, match="failed chunk"):
+            use()
+    stats.reset(12)  # the second unit, alone
+    stats.update(outputs[12:], 12)
+    alone = _C.SweepStatistics(x0, values)
+    alone.reset(12)
+    alone.update(outputs[12:], 12)
+    assert torch.equal(stats.sensitivity(), alone.sensitivity())
 
 
 def _statistics_of(outputs: torch.Tensor, x0: torch.Tensor, values: torch.Tensor, chunk: int = 17):
@@ -212,7 +215,6 @@ def _statistics_of(outputs: torch.Tensor, x0: torch.Tensor, values: torch.Tensor
     stats, effects = _C.SweepStatistics(x0, values), []
     for start in range(0, outputs.shape[0], chunk):
         effects.append(stats.update(outputs[start : start + chunk], start))
-        stats.commit()
     return torch.cat(effects), stats.dim_effect(), stats.sensitivity()
 
 

@@ -112,7 +112,6 @@ void SweepExecutor::deliver(SweepStatistics& stats, const Chunk& chunk, const at
     }
     sink(chunk.start, chunk.count, outputs, effect_cpu);
   }
-  stats.commit();
   if (!progress.is_none()) progress(chunk.count);
 }
 
@@ -129,7 +128,7 @@ void SweepExecutor::run(SweepStatistics& stats, int64_t first_row, int64_t end_r
       run_cpu(stats, first_row, end_row, sink, copy_outputs, progress);
     }
   } catch (...) {
-    stats.rollback();  // back to the last chunk the sink received
+    stats.invalidate();  // the unit is incomplete: its statistics must not be used
     throw;
   }
 }

@@ -30,8 +30,8 @@ class SweepExecutor {
   // Decodes grid rows [first_row, end_row) in chunks of batch_size (the last one padded).
   // For each chunk, in grid order: sink(start, count, outputs, effect) with outputs a CPU
   // tensor [count, *out_shape] (None unless copy_outputs) and effect a CPU tensor [count]; then
-  // the chunk's statistics are committed and progress(count) is called. If anything fails,
-  // the statistics roll back to the last delivered chunk and the error propagates.
+  // progress(count). If anything fails, the statistics are invalidated (the caller resets them
+  // for the unit's next attempt) and the error propagates.
   void run(SweepStatistics& stats, int64_t first_row, int64_t end_row, pybind11::object sink,
            bool copy_outputs, pybind11::object progress);
 

@@ -29,17 +29,8 @@ SweepStatistics::SweepStatistics(const at::Tensor& anchor_outputs, const at::Ten
   slope_ = at::zeros({features_}, anchor_outputs_.options());
 }
 
-SweepStatistics::Snapshot SweepStatistics::snapshot() const {
-  return Snapshot{next_row_, sensitivity_sum_.clone(), dim_effect_sum_.clone(), previous_.clone(),
-                  slope_.clone()};
-}
-
-void SweepStatistics::restore(const Snapshot& s) {
-  next_row_ = s.next_row;
-  sensitivity_sum_.copy_(s.sensitivity_sum);
-  dim_effect_sum_.copy_(s.dim_effect_sum);
-  previous_.copy_(s.previous);
-  slope_.copy_(s.slope);
+void SweepStatistics::check_valid(const char* what) const {
+  TORCH_CHECK(valid_, "SweepStatistics: ", what, " after a failed chunk; reset() the unit first");
 }
 
 at::Tensor SweepStatistics::update(const at::Tensor& outputs, int64_t start) {
@@ -51,14 +42,14 @@ at::Tensor SweepStatistics::update(const at::Tensor& outputs, int64_t start) {
   TORCH_CHECK(outputs.device() == anchor_outputs_.device(),
               "SweepStatistics: outputs on ", outputs.device(), ", statistics on ",
               anchor_outputs_.device());
+  check_valid("update");
   const at::Tensor y = outputs.to(dtype()).contiguous();
-  staged_.push_back(snapshot());
   at::Tensor effect;
   try {
     const bool fused = y.is_cpu() && y.scalar_type() == at::kFloat;
     effect = fused ? update_fused_cpu(y, start) : update_aten(y, start);
   } catch (...) {
-    rollback();
+    invalidate();
     throw;
   }
   if (y.size(0) > 0) {
@@ -146,48 +137,31 @@ at::Tensor SweepStatistics::update_aten(const at::Tensor& y, int64_t start) {
 void SweepStatistics::reset(int64_t start_row) {
   TORCH_CHECK(start_row >= 0 && start_row <= total_rows() && start_row % num_steps_ == 0,
               "SweepStatistics: a unit starts at a traversal's first row, got row ", start_row);
-  staged_.clear();
   next_row_ = start_row;
+  valid_ = true;
   sensitivity_sum_.zero_();
   dim_effect_sum_.zero_();
   previous_.zero_();
   slope_.zero_();
 }
 
-void SweepStatistics::commit() {
-  TORCH_CHECK(!staged_.empty(), "SweepStatistics: nothing to commit");
-  staged_.pop_front();
-}
-
-void SweepStatistics::rollback() {
-  if (staged_.empty()) return;
-  restore(staged_.front());
-  staged_.clear();
-}
-
-int64_t SweepStatistics::committed_row() const {
-  return staged_.empty() ? next_row_ : staged_.front().next_row;
-}
-
 at::Tensor SweepStatistics::dim_effect() const {
-  const Snapshot& s = staged_.empty()
-                          ? Snapshot{next_row_, sensitivity_sum_, dim_effect_sum_, previous_, slope_}
-                          : staged_.front();
-  return (s.dim_effect_sum / static_cast<double>(num_anchors_ * num_steps_)).cpu();
+  check_valid("dim_effect()");
+  return (dim_effect_sum_ / static_cast<double>(num_anchors_ * num_steps_)).cpu();
 }
 
 at::Tensor SweepStatistics::sensitivity() const {
-  const at::Tensor& sum = staged_.empty() ? sensitivity_sum_ : staged_.front().sensitivity_sum;
-  return (sum / static_cast<double>(num_anchors_)).cpu();
+  check_valid("sensitivity()");
+  return (sensitivity_sum_ / static_cast<double>(num_anchors_)).cpu();
 }
 
 std::map<std::string, at::Tensor> SweepStatistics::state() const {
-  const Snapshot s = staged_.empty() ? snapshot() : staged_.front();
-  return {{"next_row", at::tensor(s.next_row, at::kLong)},
-          {"sensitivity_sum", s.sensitivity_sum.cpu().clone()},
-          {"dim_effect_sum", s.dim_effect_sum.cpu().clone()},
-          {"previous", s.previous.cpu().clone()},
-          {"slope", s.slope.cpu().clone()}};
+  check_valid("state()");
+  return {{"next_row", at::tensor(next_row_, at::kLong)},
+          {"sensitivity_sum", sensitivity_sum_.cpu().clone()},
+          {"dim_effect_sum", dim_effect_sum_.cpu().clone()},
+          {"previous", previous_.cpu().clone()},
+          {"slope", slope_.cpu().clone()}};
 }
 
 void SweepStatistics::load_state(const std::map<std::string, at::Tensor>& state) {
@@ -199,11 +173,14 @@ void SweepStatistics::load_state(const std::map<std::string, at::Tensor>& state)
                   state.at("previous").sizes() == previous_.sizes() &&
                   state.at("slope").sizes() == slope_.sizes(),
               "SweepStatistics: checkpoint shapes do not match this sweep");
-  staged_.clear();
   const int64_t row = state.at("next_row").item<int64_t>();
   TORCH_CHECK(row >= 0 && row <= total_rows(), "SweepStatistics: checkpoint row out of range");
-  restore(Snapshot{row, state.at("sensitivity_sum"), state.at("dim_effect_sum"),
-                   state.at("previous").to(dtype()), state.at("slope").to(dtype())});
+  next_row_ = row;
+  valid_ = true;
+  sensitivity_sum_.copy_(state.at("sensitivity_sum"));
+  dim_effect_sum_.copy_(state.at("dim_effect_sum"));
+  previous_.copy_(state.at("previous"));
+  slope_.copy_(state.at("slope"));
 }
 
 }  // namespace latentsweep

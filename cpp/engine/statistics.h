@@ -5,9 +5,9 @@
 //   effect[g]        = mean_f |y[g, f] - x0[a, f]|                  (returned per chunk)
 //   dim_effect[k]    = mean over a and s of effect
 //   sensitivity[k,f] = mean over a of sum_s |y[a,k,s+1,f] - y[a,k,s,f]| / |v[a,k,S-1] - v[a,k,0]|
-// A traversal may straddle chunks: the last row of each chunk is carried to the next. Updates
-// are staged: commit() makes the oldest one final, rollback() returns to the last committed
-// state, so a failed chunk never leaves half-counted statistics behind.
+// A traversal may straddle chunks: the last row of each chunk is carried to the next. A sweep
+// keeps the statistics of whole work units only (a unit is recorded when all its chunks are
+// in), so a failed chunk needs no undo: it marks the statistics invalid until reset().
 //
 // Precision: statistics are computed in the outputs' precision. float64 outputs get float64
 // differences and sums everywhere. float32 (and narrower, widened exactly to float32) outputs
@@ -18,7 +18,6 @@
 
 #include <ATen/ATen.h>
 
-#include <deque>
 #include <map>
 #include <string>
 
@@ -31,10 +30,11 @@ class SweepStatistics {
   SweepStatistics(const at::Tensor& anchor_outputs, const at::Tensor& values);
 
   // outputs: [rows, F] for grid rows [start, start + rows); start must be next_row().
-  // Returns the chunk's effect [rows] (in dtype(), outputs' device). Stages the update.
+  // Returns the chunk's effect [rows] (in dtype(), outputs' device).
   at::Tensor update(const at::Tensor& outputs, int64_t start);
-  void commit();    // the oldest staged update becomes final
-  void rollback();  // back to the state after the last commit
+  // After a chunk failed (in update, the decoder or the sink): refuse updates and state()
+  // until reset() or load_state(), so half-counted statistics are never used.
+  void invalidate() { valid_ = false; }
 
   // Starts a work unit at start_row (the first step of a traversal): the sums restart from zero,
   // so a unit's statistics depend on its own rows only.
@@ -42,25 +42,17 @@ class SweepStatistics {
 
   at::ScalarType dtype() const { return anchor_outputs_.scalar_type(); }
   int64_t next_row() const { return next_row_; }
-  int64_t committed_row() const;
   int64_t total_rows() const { return num_anchors_ * num_dims_ * num_steps_; }
 
   at::Tensor dim_effect() const;   // [K] float64, over the rows seen so far, on the CPU
   at::Tensor sensitivity() const;  // [K, F] float64 (sum / A), on the CPU
 
-  // The committed state, for checkpoints, and its restoration (as CPU tensors).
+  // The state, for a unit's record and checkpoints, and its restoration (as CPU tensors).
   std::map<std::string, at::Tensor> state() const;
   void load_state(const std::map<std::string, at::Tensor>& state);
 
-  // Use the vectorised ATen path on the CPU too (tests compare it with the fused kernel).
-
  private:
-  struct Snapshot {
-    int64_t next_row;
-    at::Tensor sensitivity_sum, dim_effect_sum, previous, slope;
-  };
-  Snapshot snapshot() const;
-  void restore(const Snapshot& s);
+  void check_valid(const char* what) const;
   at::Tensor update_fused_cpu(const at::Tensor& outputs, int64_t start);
   at::Tensor update_aten(const at::Tensor& outputs, int64_t start);
 
@@ -72,7 +64,7 @@ class SweepStatistics {
   at::Tensor previous_;        // [F] dtype(): outputs of row next_row_ - 1
   at::Tensor slope_;           // [F] dtype(): sum of |dy| over the unfinished traversal
   int64_t next_row_ = 0;
-  std::deque<Snapshot> staged_;  // state before each staged update, oldest first
+  bool valid_ = true;
 };
 
 }  // namespace latentsweep
