@@ -156,8 +156,10 @@ def test_irs_identity_and_zeros():
     assert zero["irs"] <= 0.1 and zero["num_active_dims"] == 0
 
 
-def test_irs_matches_a_direct_numpy_computation():
-    codes, factors = identity(1000)
+@pytest.mark.parametrize("quantile", [0.0, 0.3, 0.5, 0.77, 0.99, 1.0])
+@pytest.mark.parametrize("points", [1000, 37])  # 37: groups of 1 to 7 points, uneven sizes
+def test_irs_matches_a_direct_numpy_computation(quantile, points):
+    codes, factors = identity(points)
     codes = codes + np.random.default_rng(8).standard_normal(codes.shape)
     max_dev = np.abs(codes - codes.mean(0)).max(0)
     dev = np.zeros((codes.shape[1], factors.shape[1]))
@@ -165,10 +167,11 @@ def test_irs_matches_a_direct_numpy_computation():
         values = np.unique(factors[:, f])
         for g in values:
             group = codes[factors[:, f] == g]
-            dev[:, f] += np.percentile(np.abs(group - group.mean(0)), 99, axis=0)
+            dev[:, f] += np.percentile(np.abs(group - group.mean(0)), quantile * 100, axis=0)
         dev[:, f] /= len(values)
     per_latent = (1 - dev / max_dev[:, None]).max(1)
-    assert metrics.irs(codes, factors)["irs"] == pytest.approx(np.average(per_latent, weights=max_dev), rel=1e-10)
+    expected = np.average(per_latent, weights=max_dev)
+    assert metrics.irs(codes, factors, diff_quantile=quantile)["irs"] == pytest.approx(expected, rel=1e-10)
 
 
 # ---- invariances, reproducibility, inputs -----------------------------------------------------
@@ -255,3 +258,39 @@ def test_metrics_run_on_one_thread_and_restore_the_count(monkeypatch):
     with pytest.raises(ValueError):
         metrics.mig(codes[:, :1], factors)
     assert torch.get_num_threads() == 2
+
+
+def test_unconverged_reference_fits_give_one_clear_warning(monkeypatch):
+    """The definitions fix LogisticRegression()'s 100 iterations: scikit-learn's per-fit
+    ConvergenceWarning (with advice that does not apply) becomes one warning per metric call,
+    saying the score follows its definition; other warnings pass through unchanged."""
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+
+    fit = LogisticRegression.fit
+
+    def fit_that_stops_early(self, *args, **kwargs):
+        warnings.warn("lbfgs failed to converge", ConvergenceWarning)
+        return fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(LogisticRegression, "fit", fit_that_stops_early)
+    generator = np.random.default_rng(0)
+    factors = generator.integers(0, 3, (300, 2))
+    codes = factors + 0.3 * generator.standard_normal((300, 2))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        scores = metrics.modularity_explicitness(codes, factors, codes, factors)
+    assert 0.9 < scores["explicitness_test"] <= 1
+    assert [w.category for w in caught] == [RuntimeWarning]
+    assert "2 LogisticRegression fit(s) stopped at the iteration limit" in str(caught[0].message)
+    assert "modularity_explicitness" in str(caught[0].message)
+
+    from latentsweep.metrics._reference_fits import reference_fits
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with reference_fits("fn", "X"):
+            warnings.warn("unrelated", UserWarning)
+    assert [(w.category, str(w.message)) for w in caught] == [(UserWarning, "unrelated")]

@@ -8,6 +8,7 @@ import torch
 from .. import _progress
 from ..datasets import _protocol
 from . import _representation, _sampling
+from ._reference_fits import reference_fits
 from ._threads import one_cpu_thread
 
 _FN = "latentsweep.metrics.beta_vae_score"
@@ -67,7 +68,8 @@ def beta_vae_score(
         train_x, train_y = _points(num_train, **args)
         eval_x, eval_y = _points(num_eval, **args)
     with one_cpu_thread():
-        model = LogisticRegression(random_state=seed % 2**32).fit(train_x, train_y)
+        with reference_fits(_FN, "LogisticRegression"):
+            model = LogisticRegression(random_state=seed % 2**32).fit(train_x, train_y)
         return {
             "train_accuracy": float(np.mean(model.predict(train_x) == train_y)),
             "eval_accuracy": float(model.score(eval_x, eval_y)),

@@ -6,6 +6,7 @@ import numpy as np
 import torch
 
 from . import _inputs
+from ._reference_fits import reference_fits
 from ._threads import one_cpu_thread
 from ._information import histogram_discretize, mutual_information
 
@@ -69,8 +70,9 @@ def explicitness(x, y, x_test, y_test) -> tuple[float, float]:
     xtn = _inputs.numpy((x_test - mean) / std)
     yn, ytn = _inputs.numpy(y), _inputs.numpy(y_test)
     train, test = [], []
-    for f in range(yn.shape[1]):
-        model = LogisticRegression().fit(xn, yn[:, f])
+    with reference_fits(_FN, "LogisticRegression"):
+        models = [LogisticRegression().fit(xn, yn[:, f]) for f in range(yn.shape[1])]
+    for f, model in enumerate(models):
         unseen = np.setdiff1d(ytn[:, f], model.classes_)
         if unseen.size:
             raise ValueError(f"{_FN}: test_factors column {f} has values {unseen.tolist()} absent from factors")

@@ -6,6 +6,7 @@ import numpy as np
 import torch
 
 from . import _inputs
+from ._reference_fits import reference_fits
 from ._threads import one_cpu_thread
 
 _FN = "latentsweep.metrics.sap"
@@ -60,8 +61,8 @@ def sap_matrix(x, y, x_test, y_test, *, continuous: bool) -> torch.Tensor:
     xn, yn = _inputs.numpy(x), _inputs.numpy(y)
     xtn, ytn = _inputs.numpy(x_test), _inputs.numpy(y_test)
     out = np.zeros((xn.shape[1], yn.shape[1]))
-    for d in range(xn.shape[1]):
-        for f in range(yn.shape[1]):
+    with reference_fits(_FN, "LinearSVC"):
+        for d, f in np.ndindex(out.shape):
             classifier = LinearSVC(C=0.01, class_weight="balanced", random_state=0)
             classifier.fit(xn[:, d : d + 1], yn[:, f])
             out[d, f] = np.mean(classifier.predict(xtn[:, d : d + 1]) == ytn[:, f])
