@@ -9,8 +9,10 @@
 #include <torch/csrc/autograd/python_variable.h>
 #include <torch/extension.h>
 
+#include <cmath>
 #include <optional>
 #include <sstream>
+#include <vector>
 
 namespace py = pybind11;
 
@@ -82,17 +84,30 @@ at::Tensor SweepExecutor::decode(const at::Tensor& codes) const {
   return y.reshape({batch_size_, features_});
 }
 
+// A plain scan of the chunk's effect on the host (one value per row: no tensor ops per chunk);
+// a NaN or Inf anywhere in a row's outputs makes its mean effect NaN or Inf.
+template <typename T>
+static std::vector<int64_t> non_finite_rows(const at::Tensor& effect_cpu) {
+  const T* effect = effect_cpu.const_data_ptr<T>();
+  std::vector<int64_t> rows;
+  for (int64_t r = 0; r < effect_cpu.numel(); ++r) {
+    if (!std::isfinite(effect[r])) rows.push_back(r);
+  }
+  return rows;
+}
+
 void SweepExecutor::check_finite(const at::Tensor& effect_cpu, int64_t start) const {
-  const at::Tensor bad = effect_cpu.isfinite().logical_not();
-  if (!bad.any().item<bool>()) return;
-  const at::Tensor rows = bad.nonzero().flatten();
+  const at::Tensor effect = effect_cpu.contiguous();
+  const std::vector<int64_t> rows = effect.scalar_type() == at::kDouble ? non_finite_rows<double>(effect)
+                                                                       : non_finite_rows<float>(effect.to(at::kFloat));
+  if (rows.empty()) return;
   const int64_t num_dims = values_.size(1), num_steps = values_.size(2);
   std::ostringstream text;
-  text << "latentsweep.traverse: the decoder returned NaN or Inf for " << rows.numel()
+  text << "latentsweep.traverse: the decoder returned NaN or Inf for " << rows.size()
        << " grid point(s) of rows " << start << ".." << start + effect_cpu.size(0) - 1 << ", e.g.";
   const auto dims_cpu = dims_.cpu();
-  for (int64_t i = 0; i < std::min<int64_t>(rows.numel(), 3); ++i) {
-    const int64_t g = start + rows[i].item<int64_t>();
+  for (size_t i = 0; i < std::min<size_t>(rows.size(), 3); ++i) {
+    const int64_t g = start + rows[i];
     const int64_t step = g % num_steps, rest = g / num_steps;
     text << " (anchor " << rest / num_dims << ", latent dim " << dims_cpu[rest % num_dims].item<int64_t>()
          << ", step " << step << ")";
