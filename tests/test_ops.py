@@ -1,7 +1,13 @@
 """The registered ops: opcheck (schema, fake kernels, autograd registration, AOT dispatch), a
-torch.compile(fullgraph=True) graph calling them, and build_info."""
+torch.compile(fullgraph=True) graph calling them, the same in a process that only loaded the
+library, and build_info. The fake kernels are the ops' C++ Meta kernels."""
 
 from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -73,6 +79,47 @@ def test_fake_kernels_give_shapes_without_data():
         out = torch.empty(7, 3)
         assert ops.sample_prior_(out, 0, 0) is None
         assert ops.traversal_codes_into(anchors, torch.empty(2, dtype=torch.int64), torch.empty(3, 2, 4), 0, 7, out[:, :0].new_empty(7, 8)) is None
+        prior = ops.sample_prior(6, 5, 0, 0, dtype=torch.float16, device="cpu")
+        assert prior.shape == (6, 5) and prior.dtype == torch.float16 and prior.device.type == "cpu"
+
+
+def test_meta_tensors_give_shapes_without_data():
+    """The same Meta kernels serve plain meta tensors (no FakeTensorMode)."""
+    mu = torch.empty(5, 33, device="meta")
+    z = ops.sample(mu, mu, 4, 0, 0, 0)
+    assert z.shape == (5, 4, 33) and z.device.type == "meta"
+    assert ops.sample_prior(3, 2, 0, 0, device="meta").shape == (3, 2)
+    anchors, dims, values = torch.empty(3, 8, device="meta"), torch.empty(2, dtype=torch.int64, device="meta"), torch.empty(4, device="meta")
+    assert ops.traversal_codes(anchors, dims, values, 5, None).shape == (3 * 2 * 4 - 5, 8)
+    assert ops.direction_codes(anchors, torch.empty(2, 8, device="meta"), values, 0, 6).shape == (6, 8)
+    with pytest.raises(ValueError, match=r"latentsweep.traversal_codes: out must be \[7, 8\] torch.float32 on meta, got \[7, 9\]"):
+        ops.traversal_codes_into(anchors, dims, values, 0, 7, torch.empty(7, 9, device="meta"))
+
+
+def test_ops_compile_after_only_loading_the_library():
+    """Issue 10 item 2: torch.compile(fullgraph=True), static and dynamic=True, traces every
+    op in a process that never imports latentsweep, only loads its library (the fake kernels
+    are C++ Meta kernels, registered with the ops), and gives what eager gives."""
+    import latentsweep._extension as extension
+
+    worker = os.path.join(os.path.dirname(__file__), "library_only_worker.py")
+    done = subprocess.run([sys.executable, worker, extension._C.__file__], capture_output=True, text=True, timeout=600)
+    if done.returncode == 3:
+        pytest.skip(done.stdout.strip()[-300:])
+    assert done.returncode == 0 and done.stdout.strip().endswith("ok"), (done.stdout[-2000:], done.stderr[-4000:])
+
+
+def test_checks_hold_for_symbolic_sizes():
+    """Under dynamic shapes the Meta kernel checks symbolic sizes (a guard, as torch._check):
+    the same ValueError, its sizes named by their symbols."""
+    compiled = torch.compile(lambda mu, logvar: ops.sample(mu, logvar, 3, 0, 0, 0), backend="aot_eager", fullgraph=True, dynamic=True)
+    with pytest.raises(Exception) as info:
+        compiled(torch.zeros(3, 4), torch.zeros(2, 4))
+    cause = info.value
+    while cause is not None and not isinstance(cause, ValueError):
+        cause = cause.__cause__ or cause.__context__
+    assert cause is not None, info.value
+    assert re.fullmatch(r"latentsweep.sample: logvar must have mu's shape \[s\d+, s\d+\], got \[s\d+, s\d+\]", str(cause)), str(cause)
 
 
 def _compile_or_skip(fn):

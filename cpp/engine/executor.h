@@ -20,9 +20,11 @@ class SweepExecutor {
  public:
   // anchors [A, D], dims [K] int64 and values [A, K, S] on the decoder's device (values in the
   // anchors' dtype, may be an expanded view); out_shape: the decoder's output shape per code.
-  // code_writer: None for the axis-aligned grid (anchors with dims[k] set to values), or a
-  // callable (start, count, out) that writes the codes of grid rows [start, start + count)
-  // into out [count, D] in the same row order (e.g. traversals along directions).
+  // code_writer: None for the axis-aligned grid (anchors with dims[k] set to values; written
+  // with _traversal_codes_into_trusted: dims were validated once, so no scan or sync per
+  // chunk), or a callable (start, count, out) that writes the codes of grid rows
+  // [start, start + count) into out [count, D] in the same row order (e.g. traversals along
+  // directions, with _direction_codes_into_trusted).
   SweepExecutor(pybind11::object decoder, at::Tensor anchors, at::Tensor dims, at::Tensor values,
                 int64_t batch_size, std::vector<int64_t> out_shape,
                 pybind11::object code_writer = pybind11::none());

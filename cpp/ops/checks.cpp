@@ -1,6 +1,8 @@
 #include "checks.h"
 
+#include <c10/core/DispatchKeySet.h>
 #include <c10/core/Layout.h>
+#include <c10/core/TensorOptions.h>
 #include <c10/util/Exception.h>
 
 #include <algorithm>
@@ -26,6 +28,15 @@ std::string dtype_name(at::ScalarType dtype) {
     case at::kLong: return "torch.int64";
     default: return std::string("torch.") + c10::toString(dtype);
   }
+}
+
+at::Device device_of(const at::Tensor& t) {
+  const at::Device device = t.device();
+  if (!device.is_meta()) return device;
+  const c10::BackendComponent backend = t.key_set().highestBackendKey();
+  if (backend == c10::BackendComponent::InvalidBit) return device;
+  return at::Device(c10::dispatchKeyToDeviceType(
+      c10::toRuntimePerBackendFunctionalityKey(c10::DispatchKey::Dense, backend)));
 }
 
 static std::string layout_name(at::Layout layout) {
@@ -57,14 +68,15 @@ void check_floating(const at::Tensor& t, const char* fn, const char* name) {
 
 void check_same_device(const char* fn,
                        std::initializer_list<std::pair<const char*, const at::Tensor*>> tensors) {
-  const at::Device first = tensors.begin()->second->device();
-  const bool same = std::all_of(tensors.begin(), tensors.end(),
-                                [&](const auto& named) { return named.second->device() == first; });
+  const at::Device first = device_of(*tensors.begin()->second);
+  const bool same = std::all_of(tensors.begin(), tensors.end(), [&](const auto& named) {
+    return device_of(*named.second) == first;
+  });
   if (same) return;
   std::ostringstream where;
   const char* separator = "";
   for (const auto& [name, tensor] : tensors) {
-    where << separator << name << " on " << tensor->device();
+    where << separator << name << " on " << device_of(*tensor);
     separator = ", ";
   }
   TORCH_CHECK_VALUE(false, fn, ": all tensors must be on one device, got ", where.str());
@@ -84,6 +96,7 @@ static std::pair<uintptr_t, uintptr_t> byte_extent(const at::Tensor& t) {
 
 void check_no_overlap(const at::Tensor& out, const at::Tensor& input, const char* fn,
                       const char* name) {
+  if (out.device().is_meta() || input.device().is_meta()) return;  // (before numel: sizes may be symbols)
   if (out.numel() == 0 || input.numel() == 0 || !out.has_storage() || !input.has_storage()) return;
   if (!out.storage().is_alias_of(input.storage()) || out.device() != input.device()) return;
   const auto [out_first, out_last] = byte_extent(out);
@@ -93,47 +106,61 @@ void check_no_overlap(const at::Tensor& out, const at::Tensor& input, const char
                     " while it writes out)");
 }
 
-int64_t checked_product(int64_t a, int64_t b, int64_t c) {
-  const __int128 product = static_cast<__int128>(a) * b * c;
-  return product > std::numeric_limits<int64_t>::max() ? -1 : static_cast<int64_t>(product);
+Product checked_product(const c10::SymInt& a, const c10::SymInt& b, const c10::SymInt& c,
+                        int64_t limit) {
+  const std::optional<int64_t> ma = a.maybe_as_int(), mb = b.maybe_as_int(), mc = c.maybe_as_int();
+  if (ma && mb && mc) {
+    const __int128 product = static_cast<__int128>(*ma) * *mb * *mc;
+    const bool fits = product <= limit;
+    return {c10::SymInt(fits ? static_cast<int64_t>(product) : -1), c10::SymBool(fits)};
+  }
+  // Start from a symbol: every step is then symbolic, never a product of two plain int64s.
+  const c10::SymInt value = !ma ? a * b * c : !mb ? b * a * c : c * a * b;
+  return {value, value.sym_le(limit)};
 }
 
-int64_t check_grid_rows(const char* fn, const at::Tensor& anchors, const at::Tensor& values,
-                        int64_t num_traversed, const char* traversed, int64_t start,
-                        std::optional<int64_t> count, int64_t bytes_per_value) {
-  const int64_t num_anchors = anchors.size(0), latent = anchors.size(1);
+c10::SymInt check_grid_rows(const char* fn, const at::Tensor& anchors, const at::Tensor& values,
+                            const c10::SymInt& num_traversed, const char* traversed,
+                            int64_t start, std::optional<int64_t> count, int64_t bytes_per_value) {
+  const c10::SymInt num_anchors = anchors.sym_size(0), latent = anchors.sym_size(1);
   const int64_t leading = values.dim() - 1;  // 0, 1 or 2 of the sizes (A, K) before S
-  const bool shape_ok = values.dim() >= 1 && values.dim() <= 3 &&
-                        (leading < 1 || values.size(leading - 1) == num_traversed) &&
-                        (leading < 2 || values.size(0) == num_anchors);
-  TORCH_CHECK_VALUE(shape_ok, fn, ": values must be [S], [K, S] or [A, K, S] with A = ",
+  const bool rank_ok = values.dim() >= 1 && values.dim() <= 3;
+  c10::SymBool shape_ok = rank_ok;
+  if (rank_ok && leading >= 1) shape_ok = shape_ok & values.sym_size(leading - 1).sym_eq(num_traversed);
+  if (rank_ok && leading >= 2) shape_ok = shape_ok & values.sym_size(0).sym_eq(num_anchors);
+  TORCH_CHECK_VALUE(holds(shape_ok), fn, ": values must be [S], [K, S] or [A, K, S] with A = ",
                     num_anchors, " anchors and K = ", num_traversed, " ", traversed,
-                    ", got shape ", values.sizes());
-  const int64_t steps = values.size(-1);
-  const int64_t total = checked_product(num_anchors, num_traversed, steps);
-  TORCH_CHECK_VALUE(total >= 0, fn, ": the grid has A * K * S = ", num_anchors, " * ",
+                    ", got shape ", values.sym_sizes());
+  const c10::SymInt steps = values.sym_size(-1);
+  const Product total = checked_product(num_anchors, num_traversed, steps,
+                                        std::numeric_limits<int64_t>::max());
+  TORCH_CHECK_VALUE(holds(total.fits), fn, ": the grid has A * K * S = ", num_anchors, " * ",
                     num_traversed, " * ", steps, " rows, which overflows int64");
   TORCH_CHECK_VALUE(start >= 0, fn, ": start must be >= 0, got ", start);
-  TORCH_CHECK_VALUE(start <= total, fn, ": start must be <= ", total, ", got ", start);
-  const int64_t rows = count.value_or(total - start);
-  TORCH_CHECK_VALUE(rows >= 0, fn, ": count must be >= 0, got ", rows);
-  TORCH_CHECK_VALUE(rows <= total - start, fn, ": count must be <= ", total - start, ", got ",
-                    rows);
-  const int64_t bytes = checked_product(rows, latent, bytes_per_value);
-  TORCH_CHECK_VALUE(bytes >= 0, fn, ": count * D = ", rows, " * ", latent,
+  TORCH_CHECK_VALUE(holds(total.value.sym_ge(start)), fn, ": start must be <= ", total.value,
+                    ", got ", start);
+  const c10::SymInt rest = total.value - start;
+  const c10::SymInt rows = count ? c10::SymInt(*count) : rest;
+  TORCH_CHECK_VALUE(holds(rows.sym_ge(0)), fn, ": count must be >= 0, got ", rows);
+  TORCH_CHECK_VALUE(holds(rows.sym_le(rest)), fn, ": count must be <= ", rest, ", got ", rows);
+  const Product bytes = checked_product(rows, latent, bytes_per_value,
+                                        std::numeric_limits<int64_t>::max());
+  TORCH_CHECK_VALUE(holds(bytes.fits), fn, ": count * D = ", rows, " * ", latent,
                     " values, whose size in bytes overflows int64");
   return rows;
 }
 
 void check_codes_output(const char* fn, const at::Tensor& anchors, const at::Tensor& out,
-                        int64_t count) {
+                        const c10::SymInt& count) {
   check_dense(out, fn, "out");
-  const bool ok = out.dim() == 2 && out.size(0) == count && out.size(1) == anchors.size(1) &&
-                  out.scalar_type() == anchors.scalar_type() && out.device() == anchors.device();
-  TORCH_CHECK_VALUE(ok, fn, ": out must be [", count, ", ", anchors.size(1), "] ",
-                    dtype_name(anchors.scalar_type()), " on ", anchors.device(), ", got ",
-                    out.sizes(), " ", dtype_name(out.scalar_type()), " on ", out.device());
-  TORCH_CHECK_VALUE(out.is_contiguous(), fn, ": out must be contiguous");
+  const at::Device device = device_of(anchors), out_device = device_of(out);
+  const bool ok = out.dim() == 2 && out.scalar_type() == anchors.scalar_type() &&
+                  out_device == device &&
+                  holds(out.sym_size(0).sym_eq(count) & out.sym_size(1).sym_eq(anchors.sym_size(1)));
+  TORCH_CHECK_VALUE(ok, fn, ": out must be [", count, ", ", anchors.sym_size(1), "] ",
+                    dtype_name(anchors.scalar_type()), " on ", device, ", got ",
+                    out.sym_sizes(), " ", dtype_name(out.scalar_type()), " on ", out_device);
+  TORCH_CHECK_VALUE(holds(out.sym_is_contiguous()), fn, ": out must be contiguous");
 }
 
 }  // namespace latentsweep

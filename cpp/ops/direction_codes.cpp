@@ -28,7 +28,7 @@ double unit_tolerance(at::ScalarType dtype) {
 
 // A scan of the directions' values (not their shapes): each row has unit length.
 void check_unit_length(const at::Tensor& directions) {
-  if (directions.size(0) == 0 || directions.is_meta()) return;
+  if (directions.size(0) == 0) return;
   const at::Tensor norms = at::linalg_vector_norm(directions.to(at::kDouble), 2, {1});
   const at::Tensor off = ((norms - 1.0).abs() <= unit_tolerance(directions.scalar_type())).logical_not();
   if (!off.any().item<bool>()) return;
@@ -40,35 +40,37 @@ void check_unit_length(const at::Tensor& directions) {
 
 }  // namespace
 
-int64_t check_direction_inputs(const at::Tensor& anchors, const at::Tensor& directions,
-                               const at::Tensor& values, int64_t start,
-                               std::optional<int64_t> count) {
+c10::SymInt check_direction_inputs(const at::Tensor& anchors, const at::Tensor& directions,
+                                   const at::Tensor& values, int64_t start,
+                                   std::optional<int64_t> count, DataChecks data) {
   const char* fn = kDirectionCodesFn;
   check_dense(anchors, fn, "anchors");
   check_dense(directions, fn, "directions");
   check_dense(values, fn, "values");
   check_floating(anchors, fn, "anchors");
   TORCH_CHECK_VALUE(anchors.dim() == 2, fn, ": anchors must be 2-D [A, D], got shape ",
-                    anchors.sizes());
+                    anchors.sym_sizes());
   TORCH_CHECK_TYPE(directions.scalar_type() == anchors.scalar_type(), fn,
                    ": directions must have the anchors' dtype ", dtype_name(anchors.scalar_type()),
                    ", got ", dtype_name(directions.scalar_type()));
-  TORCH_CHECK_VALUE(directions.dim() == 2 && directions.size(1) == anchors.size(1), fn,
-                    ": directions must be 2-D [K, D] with D = ", anchors.size(1),
-                    ", got shape ", directions.sizes());
+  TORCH_CHECK_VALUE(directions.dim() == 2 &&
+                        holds(directions.sym_size(1).sym_eq(anchors.sym_size(1))),
+                    fn, ": directions must be 2-D [K, D] with D = ", anchors.sym_size(1),
+                    ", got shape ", directions.sym_sizes());
   TORCH_CHECK_TYPE(values.scalar_type() == anchors.scalar_type(), fn,
                    ": values must have the anchors' dtype ", dtype_name(anchors.scalar_type()),
                    ", got ", dtype_name(values.scalar_type()));
   check_same_device(fn, {{"anchors", &anchors}, {"directions", &directions}, {"values", &values}});
   // Low precision computes in a float32 buffer: bound the bytes by 4 per value at least.
-  const int64_t rows = check_grid_rows(fn, anchors, values, directions.size(0), "directions", start,
-                                       count, std::max<int64_t>(anchors.element_size(), 4));
-  check_unit_length(directions);
+  c10::SymInt rows = check_grid_rows(fn, anchors, values, directions.sym_size(0), "directions",
+                                     start, count, std::max<int64_t>(anchors.element_size(), 4));
+  if (data == DataChecks::kScan) check_unit_length(directions);
   return rows;
 }
 
 void check_direction_output(const at::Tensor& anchors, const at::Tensor& directions,
-                            const at::Tensor& values, const at::Tensor& out, int64_t count) {
+                            const at::Tensor& values, const at::Tensor& out,
+                            const c10::SymInt& count) {
   const char* fn = kDirectionCodesFn;
   check_codes_output(fn, anchors, out, count);
   check_no_overlap(out, anchors, fn, "anchors");
@@ -91,8 +93,9 @@ at::Tensor to_float_keeping_broadcast(const at::Tensor& values) {
 
 void run_direction_codes(const at::Tensor& anchors, const at::Tensor& directions,
                          const at::Tensor& values, int64_t start, std::optional<int64_t> count,
-                         at::Tensor& out, DirectionKernel kernel) {
-  const int64_t rows = check_direction_inputs(anchors, directions, values, start, count);
+                         at::Tensor& out, DataChecks data, DirectionKernel kernel) {
+  const int64_t rows =
+      check_direction_inputs(anchors, directions, values, start, count, data).expect_int();
   check_direction_output(anchors, directions, values, out, rows);
   if (rows == 0 || anchors.size(1) == 0) return;
   const int64_t num_dirs = directions.size(0), steps = values.size(-1);
@@ -112,34 +115,62 @@ void run_direction_codes(const at::Tensor& anchors, const at::Tensor& directions
   out.copy_(out_f);
 }
 
-static void direction_codes_into(const at::Tensor& anchors, const at::Tensor& directions,
-                                 const at::Tensor& values, int64_t start,
-                                 std::optional<int64_t> count, at::Tensor& out) {
+void trusted_direction_codes_into(const at::Tensor& anchors, const at::Tensor& directions,
+                                  const at::Tensor& values, int64_t start, int64_t count,
+                                  at::Tensor& out) {
   static const auto op = c10::Dispatcher::singleton()
-                             .findSchemaOrThrow("latentsweep::direction_codes_into", "")
+                             .findSchemaOrThrow("latentsweep::_direction_codes_into_trusted", "")
                              .typed<void(const at::Tensor&, const at::Tensor&, const at::Tensor&,
                                          int64_t, std::optional<int64_t>, at::Tensor&)>();
   op.call(anchors, directions, values, start, count, out);
 }
 
-// The functional form allocates and calls direction_codes_into, which each backend registers.
-static at::Tensor direction_codes(const at::Tensor& anchors, const at::Tensor& directions,
-                                  const at::Tensor& values, int64_t start,
-                                  std::optional<int64_t> count) {
-  const int64_t rows = check_direction_inputs(anchors, directions, values, start, count);
+namespace {
+
+// The functional form checks (scanning the directions once) and allocates; each backend's
+// trusted kernel writes the rows.
+at::Tensor direction_codes(const at::Tensor& anchors, const at::Tensor& directions,
+                           const at::Tensor& values, int64_t start, std::optional<int64_t> count) {
+  const int64_t rows =
+      check_direction_inputs(anchors, directions, values, start, count, DataChecks::kScan)
+          .expect_int();
   at::Tensor out = anchors.is_cpu()
                        ? cpu::empty_prefer_huge_pages({rows, anchors.size(1)}, anchors.options())
                        : at::empty({rows, anchors.size(1)}, anchors.options());
-  direction_codes_into(anchors, directions, values, start, rows, out);
+  trusted_direction_codes_into(anchors, directions, values, start, rows, out);
   return out;
 }
+
+// Meta kernels (torch.compile, FakeTensorMode): the same checks, sizes as SymInts, no data.
+at::Tensor direction_codes_meta(const at::Tensor& anchors, const at::Tensor& directions,
+                                const at::Tensor& values, int64_t start,
+                                std::optional<int64_t> count) {
+  const c10::SymInt rows =
+      check_direction_inputs(anchors, directions, values, start, count, DataChecks::kSkip);
+  return at::empty_symint({rows, anchors.sym_size(1)}, anchors.options());
+}
+
+void direction_codes_into_meta(const at::Tensor& anchors, const at::Tensor& directions,
+                               const at::Tensor& values, int64_t start,
+                               std::optional<int64_t> count, at::Tensor& out) {
+  const c10::SymInt rows =
+      check_direction_inputs(anchors, directions, values, start, count, DataChecks::kSkip);
+  check_direction_output(anchors, directions, values, out, rows);
+}
+
+}  // namespace
 
 TORCH_LIBRARY_IMPL(latentsweep, CompositeExplicitAutograd, m) {
   m.impl("direction_codes", &direction_codes);
 }
 
+TORCH_LIBRARY_IMPL(latentsweep, Meta, m) {
+  m.impl("direction_codes", &direction_codes_meta);
+  m.impl("direction_codes_into", &direction_codes_into_meta);
+  m.impl("_direction_codes_into_trusted", &direction_codes_into_meta);
+}
+
 TORCH_LIBRARY_FRAGMENT(latentsweep, m) {
-  m.set_python_module("latentsweep._fake");  // the fake kernels, found by torch.compile
   m.def(
       "direction_codes(Tensor anchors, Tensor directions, Tensor values, int start=0, "
       "int? count=None) -> Tensor");
@@ -147,6 +178,12 @@ TORCH_LIBRARY_FRAGMENT(latentsweep, m) {
   m.def(
       "direction_codes_into(Tensor anchors, Tensor directions, Tensor values, int start, "
       "int? count, Tensor(a!) out) -> ()");
+  // Internal: direction_codes_into without the scan of the directions' unit length, for
+  // callers that validated the grid once (the sweep engine's direction writer). Shapes are
+  // checked.
+  m.def(
+      "_direction_codes_into_trusted(Tensor anchors, Tensor directions, Tensor values, "
+      "int start, int? count, Tensor(a!) out) -> ()");
 }
 
 }  // namespace latentsweep

@@ -15,57 +15,82 @@
 namespace latentsweep {
 
 // A counter offset: `offset + count` must stay within the generator's counter range.
-static void check_counter(const char* fn, const char* name, int64_t offset, int64_t count,
-                          int64_t limit, const char* limit_text) {
+static void check_counter(const char* fn, const char* name, int64_t offset,
+                          const c10::SymInt& count, int64_t limit, const char* limit_text) {
   TORCH_CHECK_VALUE(offset >= 0, fn, ": ", name, " must be >= 0, got ", offset);
-  TORCH_CHECK_VALUE(offset <= limit - count, fn, ": ", name, " must be <= ", limit - count, " (",
+  const c10::SymInt last = limit - count;
+  TORCH_CHECK_VALUE(holds(last.sym_ge(offset)), fn, ": ", name, " must be <= ", last, " (",
                     limit_text, "), got ", offset);
 }
 
-static void check_latent_size(const char* fn, int64_t latent_size) {
-  TORCH_CHECK_VALUE(latent_size <= kMaxDimCounter, fn, ": D must be <= 2**34, got ", latent_size);
+static void check_latent_size(const char* fn, const c10::SymInt& latent_size) {
+  TORCH_CHECK_VALUE(holds(latent_size.sym_le(kMaxDimCounter)), fn, ": D must be <= 2**34, got ",
+                    latent_size);
 }
 
 // rows * samples * D values of the compute dtype must have a size in bytes that fits int64.
-static void check_output_bytes(const char* fn, const char* what, int64_t rows, int64_t samples,
-                               int64_t latent_size, at::ScalarType dtype) {
-  const int64_t values = checked_product(rows, samples, latent_size);
+static void check_output_bytes(const char* fn, const char* what, const c10::SymInt& rows,
+                               const c10::SymInt& samples, const c10::SymInt& latent_size,
+                               at::ScalarType dtype) {
   const int64_t itemsize = dtype == at::kDouble ? 8 : 4;  // the compute dtype's
-  TORCH_CHECK_VALUE(values >= 0 && values <= std::numeric_limits<int64_t>::max() / itemsize, fn,
-                    ": ", what, " = ", rows, " * ", samples, " * ", latent_size,
-                    " values, whose size in bytes overflows int64");
+  const Product values = checked_product(rows, samples, latent_size,
+                                         std::numeric_limits<int64_t>::max() / itemsize);
+  TORCH_CHECK_VALUE(holds(values.fits), fn, ": ", what, " = ", rows, " * ", samples, " * ",
+                    latent_size, " values, whose size in bytes overflows int64");
 }
 
-void check_sample_inputs(const at::Tensor& mu, const at::Tensor& logvar, int64_t n,
+void check_sample_inputs(const at::Tensor& mu, const at::Tensor& logvar, const c10::SymInt& n,
                          int64_t row_offset, int64_t sample_offset) {
   const char* fn = kSampleFn;
   check_dense(mu, fn, "mu");
   check_dense(logvar, fn, "logvar");
   check_floating(mu, fn, "mu");
   check_floating(logvar, fn, "logvar");
-  TORCH_CHECK_VALUE(mu.dim() == 2, fn, ": mu must be 2-D [N, D], got shape ", mu.sizes());
-  TORCH_CHECK_VALUE(logvar.sizes() == mu.sizes(), fn, ": logvar must have mu's shape ",
-                    mu.sizes(), ", got ", logvar.sizes());
+  TORCH_CHECK_VALUE(mu.dim() == 2, fn, ": mu must be 2-D [N, D], got shape ", mu.sym_sizes());
+  const bool same_rank = logvar.dim() == 2;
+  TORCH_CHECK_VALUE(same_rank && holds(logvar.sym_size(0).sym_eq(mu.sym_size(0)) &
+                                       logvar.sym_size(1).sym_eq(mu.sym_size(1))),
+                    fn, ": logvar must have mu's shape ", mu.sym_sizes(), ", got ",
+                    logvar.sym_sizes());
   TORCH_CHECK_TYPE(logvar.scalar_type() == mu.scalar_type(), fn, ": mu is ",
                    dtype_name(mu.scalar_type()), " but logvar is ",
                    dtype_name(logvar.scalar_type()), "; use one dtype");
   check_same_device(fn, {{"mu", &mu}, {"logvar", &logvar}});
-  TORCH_CHECK_VALUE(n >= 0, fn, ": n must be >= 0, got ", n);
-  TORCH_CHECK_VALUE(n <= kMaxSampleCounter, fn, ": n must be <= ", kMaxSampleCounter,
+  TORCH_CHECK_VALUE(holds(n.sym_ge(0)), fn, ": n must be >= 0, got ", n);
+  TORCH_CHECK_VALUE(holds(n.sym_le(kMaxSampleCounter)), fn, ": n must be <= ", kMaxSampleCounter,
                     " (2**47), got ", n);
-  check_counter(fn, "row_offset", row_offset, mu.size(0), kMaxRowCounter, "2**48 - N");
+  check_counter(fn, "row_offset", row_offset, mu.sym_size(0), kMaxRowCounter, "2**48 - N");
   check_counter(fn, "sample_offset", sample_offset, n, kMaxSampleCounter, "2**47 - n");
-  check_latent_size(fn, mu.size(1));
-  check_output_bytes(fn, "N * n * D", mu.size(0), n, mu.size(1), mu.scalar_type());
+  check_latent_size(fn, mu.sym_size(1));
+  check_output_bytes(fn, "N * n * D", mu.sym_size(0), n, mu.sym_size(1), mu.scalar_type());
 }
 
 void check_sample_prior_output(const at::Tensor& out, int64_t offset) {
   const char* fn = kSamplePriorInplaceFn;
   check_dense(out, fn, "self");
   check_floating(out, fn, "self");
-  TORCH_CHECK_VALUE(out.dim() == 2, fn, ": self must be 2-D [n, D], got shape ", out.sizes());
-  check_counter(fn, "offset", offset, out.size(0), kMaxRowCounter, "2**48 - n");
-  check_latent_size(fn, out.size(1));
+  TORCH_CHECK_VALUE(out.dim() == 2, fn, ": self must be 2-D [n, D], got shape ", out.sym_sizes());
+  check_counter(fn, "offset", offset, out.sym_size(0), kMaxRowCounter, "2**48 - n");
+  check_latent_size(fn, out.sym_size(1));
+}
+
+at::ScalarType check_sample_prior_args(const c10::SymInt& n, const c10::SymInt& latent_size,
+                                       int64_t offset, std::optional<at::ScalarType> dtype) {
+  const char* fn = kSamplePriorFn;
+  const at::ScalarType type = dtype.value_or(c10::get_default_dtype_as_scalartype());
+  TORCH_CHECK_VALUE(holds(n.sym_ge(0)), fn, ": n must be >= 0, got ", n);
+  TORCH_CHECK_VALUE(holds(latent_size.sym_ge(0)), fn, ": latent_size must be >= 0, got ",
+                    latent_size);
+  TORCH_CHECK_VALUE(holds(n.sym_le(kMaxRowCounter)), fn, ": n must be <= ", kMaxRowCounter,
+                    " (2**48), got ", n);
+  check_latent_size(fn, latent_size);
+  check_counter(fn, "offset", offset, n, kMaxRowCounter, "2**48 - n");
+  const bool floating = type == at::kHalf || type == at::kBFloat16 || type == at::kFloat ||
+                        type == at::kDouble;
+  TORCH_CHECK_TYPE(floating, fn, ": dtype must be float16, bfloat16, float32 or float64, got ",
+                   dtype_name(type));
+  check_output_bytes(fn, "n * D", n, 1, latent_size, type);
+  return type;
 }
 
 // Where latentsweep has kernels: the CPU, CUDA devices when built with them, and meta (shapes).
@@ -97,21 +122,9 @@ SampleInputs prepare_sample_inputs(const at::Tensor& mu, const at::Tensor& logva
 static at::Tensor sample_prior(int64_t n, int64_t latent_size, int64_t seed, int64_t offset,
                                std::optional<at::ScalarType> dtype,
                                std::optional<at::Device> device) {
-  const char* fn = kSamplePriorFn;
-  const at::ScalarType type = dtype.value_or(c10::get_default_dtype_as_scalartype());
+  const at::ScalarType type = check_sample_prior_args(n, latent_size, offset, dtype);
   const at::Device where = device.value_or(at::kCPU);
-  TORCH_CHECK_VALUE(n >= 0, fn, ": n must be >= 0, got ", n);
-  TORCH_CHECK_VALUE(latent_size >= 0, fn, ": latent_size must be >= 0, got ", latent_size);
-  TORCH_CHECK_VALUE(n <= kMaxRowCounter, fn, ": n must be <= ", kMaxRowCounter, " (2**48), got ",
-                    n);
-  check_latent_size(fn, latent_size);
-  check_counter(fn, "offset", offset, n, kMaxRowCounter, "2**48 - n");
-  const bool floating = type == at::kHalf || type == at::kBFloat16 || type == at::kFloat ||
-                        type == at::kDouble;
-  TORCH_CHECK_TYPE(floating, fn, ": dtype must be float16, bfloat16, float32 or float64, got ",
-                   dtype_name(type));
-  check_output_bytes(fn, "n * D", n, 1, latent_size, type);
-  check_device_usable(fn, where);
+  check_device_usable(kSamplePriorFn, where);
   const auto options = at::TensorOptions().dtype(type).device(where);
   at::Tensor out = where.is_cpu() ? cpu::empty_prefer_huge_pages({n, latent_size}, options)
                                   : at::empty({n, latent_size}, options);
@@ -122,12 +135,36 @@ static at::Tensor sample_prior(int64_t n, int64_t latent_size, int64_t seed, int
   return out;
 }
 
+// Meta kernels (torch.compile, FakeTensorMode): the same checks, sizes as SymInts, no data.
+static at::Tensor sample_meta(const at::Tensor& mu, const at::Tensor& logvar, c10::SymInt n,
+                              int64_t /*seed*/, int64_t row_offset, int64_t sample_offset) {
+  check_sample_inputs(mu, logvar, n, row_offset, sample_offset);
+  return at::empty_symint({mu.sym_size(0), n, mu.sym_size(1)}, mu.options());
+}
+
+static at::Tensor sample_prior_meta(c10::SymInt n, c10::SymInt latent_size, int64_t /*seed*/,
+                                    int64_t offset, std::optional<at::ScalarType> dtype,
+                                    std::optional<at::Device> /*device*/) {
+  // FakeTensorMode passes device=meta and gives the result the device asked for.
+  const at::ScalarType type = check_sample_prior_args(n, latent_size, offset, dtype);
+  return at::empty_symint({n, latent_size}, at::TensorOptions().dtype(type).device(at::kMeta));
+}
+
+static void sample_prior_inplace_meta(at::Tensor& self, int64_t /*seed*/, int64_t offset) {
+  check_sample_prior_output(self, offset);
+}
+
+TORCH_LIBRARY_IMPL(latentsweep, Meta, m) {
+  m.impl("sample", &sample_meta);
+  m.impl("sample_prior", &sample_prior_meta);
+  m.impl("sample_prior_", &sample_prior_inplace_meta);
+}
+
 TORCH_LIBRARY_IMPL(latentsweep, CompositeExplicitAutograd, m) {
   m.impl("sample_prior", &sample_prior);
 }
 
 TORCH_LIBRARY_FRAGMENT(latentsweep, m) {
-  m.set_python_module("latentsweep._fake");  // the fake kernels, found by torch.compile
   m.def(
       "sample(Tensor mu, Tensor logvar, SymInt n, int seed=0, int row_offset=0, "
       "int sample_offset=0) -> Tensor");

@@ -12,10 +12,14 @@ inline constexpr const char* kSampleFn = "latentsweep.sample";
 inline constexpr const char* kSamplePriorFn = "latentsweep.sample_prior";
 inline constexpr const char* kSamplePriorInplaceFn = "latentsweep.sample_prior_";
 
-// The only checks of sample's and sample_prior's arguments (ValueError / TypeError).
-void check_sample_inputs(const at::Tensor& mu, const at::Tensor& logvar, int64_t n,
+// The only checks of sample's and sample_prior's arguments (ValueError / TypeError), run by
+// every backend's kernel and the Meta kernels (sizes as SymInts, see checks.h).
+void check_sample_inputs(const at::Tensor& mu, const at::Tensor& logvar, const c10::SymInt& n,
                          int64_t row_offset, int64_t sample_offset);
 void check_sample_prior_output(const at::Tensor& out, int64_t offset);
+// sample_prior's sizes, offset and dtype; returns the dtype (the default one when none).
+at::ScalarType check_sample_prior_args(const c10::SymInt& n, const c10::SymInt& latent_size,
+                                       int64_t offset, std::optional<at::ScalarType> dtype);
 
 // float32 for float32/float16/bfloat16, float64 for float64.
 at::ScalarType sample_compute_dtype(at::ScalarType dtype);

@@ -5,23 +5,50 @@
 
 #include <optional>
 
+#include "checks.h"
 #include "latentsweep/traversal_grid.h"
 
 namespace latentsweep {
 
-// latentsweep::traversal_codes_into through the dispatcher (the CPU or CUDA kernel).
-void traversal_codes_into(const at::Tensor& anchors, const at::Tensor& dims,
-                          const at::Tensor& values, int64_t start, int64_t count, at::Tensor& out);
+// latentsweep::_traversal_codes_into_trusted through the dispatcher (the CPU or CUDA kernel):
+// rows of a grid whose dims the caller validated (the sweep engine, and the functional form
+// after its own checks). Shapes are still checked; the dims' range is not scanned again.
+void trusted_traversal_codes_into(const at::Tensor& anchors, const at::Tensor& dims,
+                                  const at::Tensor& values, int64_t start, int64_t count,
+                                  at::Tensor& out);
 
 inline constexpr const char* kTraversalCodesFn = "latentsweep.traversal_codes";
 
-// The only checks of traversal_codes' arguments (ValueError / TypeError; see checks.h).
+// The only checks of traversal_codes' arguments (ValueError / TypeError; see checks.h), run
+// by every backend's kernel and the Meta kernels; `data` = kScan also scans the dims' range
+// (a reduction and a device sync), which the Meta kernels and the trusted op skip.
 // Returns the number of rows to write (count, or to the end).
-int64_t check_traversal_inputs(const at::Tensor& anchors, const at::Tensor& dims,
-                               const at::Tensor& values, int64_t start,
-                               std::optional<int64_t> count);
+c10::SymInt check_traversal_inputs(const at::Tensor& anchors, const at::Tensor& dims,
+                                   const at::Tensor& values, int64_t start,
+                                   std::optional<int64_t> count, DataChecks data);
 void check_traversal_output(const at::Tensor& anchors, const at::Tensor& dims,
-                            const at::Tensor& values, const at::Tensor& out, int64_t count);
+                            const at::Tensor& values, const at::Tensor& out,
+                            const c10::SymInt& count);
+
+// A backend's kernel: writes rows [start, start + count) into out, all checked.
+using TraversalKernel = void (*)(const at::Tensor& anchors, const at::Tensor& dims,
+                                 const at::Tensor& values, int64_t start, int64_t count,
+                                 at::Tensor& out);
+
+// traversal_codes_into (kScan) and _traversal_codes_into_trusted (kSkip) on a backend:
+// checks, then runs `kernel` unless there is nothing to write.
+void run_traversal_codes(const at::Tensor& anchors, const at::Tensor& dims,
+                         const at::Tensor& values, int64_t start, std::optional<int64_t> count,
+                         at::Tensor& out, DataChecks data, TraversalKernel kernel);
+
+// The two registrations of a backend: `m.impl("traversal_codes_into",
+// &traversal_codes_into_with<DataChecks::kScan, &my_kernel>)`, and kSkip for the trusted op.
+template <DataChecks data, TraversalKernel kernel>
+void traversal_codes_into_with(const at::Tensor& anchors, const at::Tensor& dims,
+                               const at::Tensor& values, int64_t start,
+                               std::optional<int64_t> count, at::Tensor& out) {
+  run_traversal_codes(anchors, dims, values, start, count, out, data, kernel);
+}
 
 // values [S], [K, S] or [A, K, S] as an [A, K, S] view (zero strides where broadcast).
 at::Tensor values_as_grid(const at::Tensor& anchors, const at::Tensor& dims,

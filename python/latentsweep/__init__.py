@@ -9,7 +9,6 @@ from __future__ import annotations
 import torch  # noqa: F401  (loads libtorch before the compiled extension)
 
 from ._extension import build_info
-from . import _fake  # noqa: F401  (fake kernels for torch.compile)
 from .direction_codes import direction_codes, unit_directions
 from .clusters import Clusters, clusters
 from .directions import Directions

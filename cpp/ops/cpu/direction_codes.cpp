@@ -23,16 +23,12 @@ void direction_kernel_cpu(const at::Tensor& anchors, const at::Tensor& direction
   });
 }
 
-void direction_codes_into_cpu(const at::Tensor& anchors, const at::Tensor& directions,
-                              const at::Tensor& values, int64_t start, std::optional<int64_t> count,
-                              at::Tensor& out) {
-  run_direction_codes(anchors, directions, values, start, count, out, &direction_kernel_cpu);
-}
-
 }  // namespace
 
 TORCH_LIBRARY_IMPL(latentsweep, CPU, m) {
-  m.impl("direction_codes_into", &direction_codes_into_cpu);
+  m.impl("direction_codes_into", &direction_codes_into_with<DataChecks::kScan, &direction_kernel_cpu>);
+  m.impl("_direction_codes_into_trusted",
+         &direction_codes_into_with<DataChecks::kSkip, &direction_kernel_cpu>);
 }
 
 }  // namespace latentsweep

@@ -9,12 +9,8 @@
 namespace latentsweep {
 namespace {
 
-void traversal_codes_into_cpu(const at::Tensor& anchors, const at::Tensor& dims,
-                              const at::Tensor& values, int64_t start,
-                              std::optional<int64_t> count, at::Tensor& out) {
-  const int64_t rows = check_traversal_inputs(anchors, dims, values, start, count);
-  check_traversal_output(anchors, dims, values, out, rows);
-  if (rows == 0 || anchors.size(1) == 0) return;
+void traversal_kernel_cpu(const at::Tensor& anchors, const at::Tensor& dims,
+                          const at::Tensor& values, int64_t start, int64_t rows, at::Tensor& out) {
   const at::Tensor anchors_c = anchors.contiguous();
   const at::Tensor dims_c = dims.contiguous();
   const at::Tensor grid_values = values_as_grid(anchors, dims, values);
@@ -31,7 +27,9 @@ void traversal_codes_into_cpu(const at::Tensor& anchors, const at::Tensor& dims,
 }  // namespace
 
 TORCH_LIBRARY_IMPL(latentsweep, CPU, m) {
-  m.impl("traversal_codes_into", &traversal_codes_into_cpu);
+  m.impl("traversal_codes_into", &traversal_codes_into_with<DataChecks::kScan, &traversal_kernel_cpu>);
+  m.impl("_traversal_codes_into_trusted",
+         &traversal_codes_into_with<DataChecks::kSkip, &traversal_kernel_cpu>);
 }
 
 }  // namespace latentsweep

@@ -28,17 +28,20 @@ void direction_kernel_cuda(const at::Tensor& anchors, const at::Tensor& directio
   TORCH_CHECK(error == nullptr, "latentsweep::direction_codes: CUDA launch failed: ", error);
 }
 
+// The checks and the low-precision conversions run on the anchors' device too.
+template <DataChecks data>
 void direction_codes_into_cuda(const at::Tensor& anchors, const at::Tensor& directions,
                                const at::Tensor& values, int64_t start, std::optional<int64_t> count,
                                at::Tensor& out) {
   const c10::cuda::CUDAGuard guard(anchors.device());
-  run_direction_codes(anchors, directions, values, start, count, out, &direction_kernel_cuda);
+  run_direction_codes(anchors, directions, values, start, count, out, data, &direction_kernel_cuda);
 }
 
 }  // namespace
 
 TORCH_LIBRARY_IMPL(latentsweep, CUDA, m) {
-  m.impl("direction_codes_into", &direction_codes_into_cuda);
+  m.impl("direction_codes_into", &direction_codes_into_cuda<DataChecks::kScan>);
+  m.impl("_direction_codes_into_trusted", &direction_codes_into_cuda<DataChecks::kSkip>);
 }
 
 }  // namespace latentsweep

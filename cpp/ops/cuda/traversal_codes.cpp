@@ -10,12 +10,8 @@
 namespace latentsweep {
 namespace {
 
-void traversal_codes_into_cuda(const at::Tensor& anchors, const at::Tensor& dims,
-                               const at::Tensor& values, int64_t start,
-                               std::optional<int64_t> count, at::Tensor& out) {
-  const int64_t rows = check_traversal_inputs(anchors, dims, values, start, count);
-  check_traversal_output(anchors, dims, values, out, rows);
-  if (rows == 0 || anchors.size(1) == 0) return;
+void traversal_kernel_cuda(const at::Tensor& anchors, const at::Tensor& dims,
+                           const at::Tensor& values, int64_t start, int64_t rows, at::Tensor& out) {
   const c10::cuda::CUDAGuard guard(anchors.device());
   const at::Tensor anchors_c = anchors.contiguous();
   const at::Tensor dims_c = dims.contiguous();
@@ -32,7 +28,9 @@ void traversal_codes_into_cuda(const at::Tensor& anchors, const at::Tensor& dims
 }  // namespace
 
 TORCH_LIBRARY_IMPL(latentsweep, CUDA, m) {
-  m.impl("traversal_codes_into", &traversal_codes_into_cuda);
+  m.impl("traversal_codes_into", &traversal_codes_into_with<DataChecks::kScan, &traversal_kernel_cuda>);
+  m.impl("_traversal_codes_into_trusted",
+         &traversal_codes_into_with<DataChecks::kSkip, &traversal_kernel_cuda>);
 }
 
 }  // namespace latentsweep
