@@ -22,6 +22,7 @@ from sweep_models import mlp_decoder  # noqa: E402
 
 ANCHORS = torch.randn(12, 5, generator=torch.Generator().manual_seed(11))
 STEPS, BATCH = 7, 8
+DIRECTIONS = torch.randn(3, 5, generator=torch.Generator().manual_seed(12))  # not unit: traverse scales them
 
 
 def killing_decoder(victim: int, at: int) -> torch.nn.Module:
@@ -53,7 +54,7 @@ def sweep(decoder, **kwargs):
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("scenario", choices=["sweep", "caller-group", "kill", "resume"])
+    parser.add_argument("scenario", choices=["sweep", "caller-group", "kill", "resume", "directions"])
     parser.add_argument("out", type=Path)
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -78,6 +79,10 @@ def main() -> None:
         dist.all_reduce(total)  # the caller's group still works
         assert dist.is_initialized() and int(total) == world
         dist.destroy_process_group()
+    elif args.scenario == "directions":  # a sweep along directions, into a store and in memory
+        save(sweep(decoder, directions=DIRECTIONS, out=args.out / f"directions{world}.zarr"), args.out,
+             f"directions{world}")
+        save(sweep(decoder, directions=DIRECTIONS, keep_outputs=False), args.out, f"directions-memory{world}")
     elif args.scenario == "kill":
         sweep(killing_decoder(victim=1, at=12), out=args.out / "killed.zarr")
     else:

@@ -16,12 +16,22 @@ def reference_grid(anchors: torch.Tensor, dims: torch.Tensor, values: torch.Tens
     return grid.reshape(-1, latent)
 
 
-def reference_sweep(decoder, anchors: torch.Tensor, dims: torch.Tensor, values: torch.Tensor) -> dict:
+def reference_direction_grid(anchors: torch.Tensor, directions: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """[A*K*S, D] codes ``anchors[a] + (values[a, k, s] - <anchors[a], u_k>) * u_k``, by broadcasting
+    (``directions``: unit rows [K, D])."""
+    along = anchors @ directions.T  # [A, K]
+    grid = anchors[:, None, None, :] + (values - along[:, :, None])[..., None] * directions[None, :, None, :]
+    return grid.reshape(-1, anchors.shape[1])
+
+
+def reference_sweep(decoder, anchors: torch.Tensor, dims: torch.Tensor, values: torch.Tensor, *,
+                    grid: torch.Tensor | None = None) -> dict:
+    """The sweep of ``grid`` (default: the coordinate grid of ``dims``), outputs and statistics."""
     num_anchors = anchors.shape[0]
     num_dims, steps = dims.numel(), values.shape[2]
     with torch.no_grad():
         x0 = decoder(anchors).double().reshape(num_anchors, -1)
-        outputs = decoder(reference_grid(anchors, dims, values))
+        outputs = decoder(reference_grid(anchors, dims, values) if grid is None else grid)
     x = outputs.double().reshape(num_anchors, num_dims, steps, -1)
     effect = (x - x0[:, None, None, :]).abs().mean(-1)
     span = (values[:, :, -1] - values[:, :, 0]).abs().double()

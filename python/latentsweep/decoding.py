@@ -40,9 +40,11 @@ class DecoderCall:
             ``"sigmoid(decoder output['sample'])"``: the space the effects are measured in.
     """
 
-    def __init__(self, fn: str, decoder, output, output_transform):
+    def __init__(self, fn: str, decoder, output, output_transform, latent_shape=None):
         self.fn = fn
         self.decoder = decoder
+        # Structured latents: the grid's flat [B, D] rows reach the decoder as [B, *latent_shape].
+        self.latent_shape = tuple(latent_shape) if latent_shape is not None and len(latent_shape) > 1 else None
         self.output = output
         self.transform, transform_name = _transform(fn, output_transform)
         self.input_dtype = parameter_dtype(decoder)
@@ -52,6 +54,8 @@ class DecoderCall:
     def __call__(self, codes: torch.Tensor) -> torch.Tensor:
         if self.input_dtype is not None and codes.dtype != self.input_dtype:
             codes = codes.to(self.input_dtype)  # the grid keeps its own precision
+        if self.latent_shape is not None:
+            codes = codes.view(codes.shape[0], *self.latent_shape)  # a view: CUDA graphs read the buffer
         result = select_output(self.fn, self.decoder(codes), self.output)
         if self.transform is not None and isinstance(result, torch.Tensor):
             result = self.transform(result)
@@ -62,7 +66,7 @@ class DecoderCall:
         return result
 
 
-def decoder_call(fn: str, decoder, *, output=None, output_transform=None) -> DecoderCall:
+def decoder_call(fn: str, decoder, *, output=None, output_transform=None, latent_shape=None) -> DecoderCall:
     """Wraps ``decoder`` so that it returns one tensor, transformed, from codes in its dtype.
 
     Args:
@@ -73,6 +77,9 @@ def decoder_call(fn: str, decoder, *, output=None, output_transform=None) -> Dec
             output and returning the tensor. The rule: {rule}.
         output_transform: ``None``, a name in ``OUTPUT_TRANSFORMS`` (``"sigmoid"`` for a decoder
             that returns logits, ``"tanh"``, ``"exp"``), or any callable on the output tensor.
+        latent_shape: the shape of one code as the decoder takes it (structured latents, e.g.
+            ``(4, 8, 8)``): flat ``[B, D]`` codes are passed as ``[B, *latent_shape]``. ``None``
+            or a 1-D shape: codes are passed flat.
 
     Floating codes are cast to the dtype of the decoder's (or its module's) parameters when it
     has some, so float64 anchors work with a float32 model; the grid keeps its own dtype.
@@ -87,7 +94,7 @@ def decoder_call(fn: str, decoder, *, output=None, output_transform=None) -> Dec
             f"{fn}: output must be None, a key or attribute name, a tuple index or a callable, "
             f"got {type(output).__name__}"
         )
-    return DecoderCall(fn, decoder, output, output_transform)
+    return DecoderCall(fn, decoder, output, output_transform, latent_shape)
 
 
 decoder_call.__doc__ = decoder_call.__doc__.format(rule=OUTPUT_RULE)

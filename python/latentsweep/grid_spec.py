@@ -4,7 +4,8 @@ A sweep's grid has A anchors x K traversals x S steps, in row-major order: row
 ``g = a*K*S + k*S + s``. ``values[a, k, s]`` is the traversed coordinate at that row (the latent
 value for axis-aligned traversals); its range per traversal sets the sensitivity's slope. The
 planner, the sinks and the merge only see this geometry and the row order, so a grid built by
-another op (e.g. traversals along directions) plugs in by giving a ``code_writer``.
+another op plugs in by giving a ``code_writer``: traversals along directions do
+(:func:`direction_writer`).
 """
 
 from __future__ import annotations
@@ -16,26 +17,60 @@ from dataclasses import dataclass
 import torch
 
 from . import _checks
+from ._extension import ops
 from ._modules import tensor_digest
+from .direction_codes import normalised
+from .directions import Directions
+from .latent_shape import coordinate_labels, direction_labels, flat_codes, flat_directions, like_anchors
 from .posterior import Posterior
 from .traversal import _expand_values, traversal_values
 
 CodeWriter = Callable[[int, int, torch.Tensor], None]  # (start, count, out [count, D]) -> None
 
 
+def direction_writer(anchors: torch.Tensor, directions: torch.Tensor, values: torch.Tensor) -> CodeWriter:
+    """Writes rows of the direction grid (``direction_codes``) for the executor. The grid's
+    tensors were checked once by :func:`grid_spec` (finite, unit rows, shapes), so each chunk
+    calls the op directly, without the public function's scans of the whole grid."""
+
+    def write(start: int, count: int, out: torch.Tensor) -> None:
+        ops.direction_codes_into(anchors, directions, values, start, count, out)
+
+    return write
+
+
 @dataclass(frozen=True)
 class GridSpec:
-    """A sweep's grid: ``anchors [A, D]``, ``dims [K]`` (int64), ``values [A, K, S]``
+    """A sweep's grid: ``anchors [A, D]`` (flat), ``dims [K]`` (int64), ``values [A, K, S]``
     (contiguous, the anchors' dtype), all owned by the sweep (never the caller's tensors) and
-    on one device. ``code_writer`` writes rows ``[start, start + count)`` into ``out``;
-    None means the axis-aligned grid (``anchors[a]`` with column ``dims[k]`` set to
-    ``values[a, k, s]``), which the C++ executor writes itself."""
+    on one device.
+
+    ``directions``: None for coordinate traversals (``dims[k]`` is a latent index), or ``[K, D]``
+    unit rows in the anchors' dtype (``dims`` is then ``arange(K)``: indices into them).
+    ``labels``: K names of the traversals (``"z3"``, ``"PC1 (34%)"``, ``"u0"``).
+    ``latent_shape``: the shape of one code as the decoder takes it (``(D,)`` for flat codes).
+    ``code_writer`` writes rows ``[start, start + count)`` into ``out``; None means the
+    axis-aligned grid (``anchors[a]`` with column ``dims[k]`` set to ``values[a, k, s]``), which
+    the C++ executor writes itself. Direction grids get :func:`direction_writer`."""
 
     anchors: torch.Tensor
     dims: torch.Tensor
     values: torch.Tensor
     mode: str
     code_writer: CodeWriter | None = None
+    directions: torch.Tensor | None = None
+    labels: tuple[str, ...] = ()
+    latent_shape: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.latent_shape:
+            object.__setattr__(self, "latent_shape", (self.latent_dim,))
+        if not self.labels:
+            object.__setattr__(self, "labels", tuple(
+                f"u{k}" for k in range(self.num_dims)) if self.directions is not None
+                else coordinate_labels(self.dims.cpu(), self.latent_shape))
+        if self.directions is not None and self.code_writer is None:
+            object.__setattr__(self, "code_writer", direction_writer(self.anchors, self.directions, self.values))
 
     @property
     def num_anchors(self) -> int:
@@ -62,12 +97,16 @@ class GridSpec:
         return self.num_anchors * self.num_dims * self.num_steps
 
     def to(self, device: torch.device) -> GridSpec:
+        directions = None if self.directions is None else self.directions.to(device)
+        # A direction grid's writer is rebuilt on the moved tensors.
+        writer = None if directions is not None else self.code_writer
         return GridSpec(self.anchors.to(device), self.dims.to(device), self.values.to(device), self.mode,
-                        self.code_writer)
+                        writer, directions, self.labels, self.latent_shape)
 
     def digest(self) -> dict:
-        """What identifies this grid in a store (shapes, dims, and hashes of the values)."""
-        return {
+        """What identifies this grid in a store (shapes, dims, and hashes of the values; for a
+        direction grid also of the directions, with their labels; a structured latent's shape)."""
+        digest = {
             "anchors": tensor_digest(self.anchors),
             "dims": [int(d) for d in self.dims.tolist()],
             "values": tensor_digest(self.values),
@@ -76,6 +115,12 @@ class GridSpec:
             "mode": self.mode,
             "codes": "axis" if self.code_writer is None else _writer_name(self.code_writer),
         }
+        # Only where they apply, so the identity of a flat coordinate sweep is unchanged.
+        if self.directions is not None:
+            digest.update(codes="directions", directions=tensor_digest(self.directions), labels=list(self.labels))
+        if len(self.latent_shape) > 1:
+            digest["latent_shape"] = list(self.latent_shape)
+        return digest
 
 
 def _writer_name(writer) -> str:
@@ -83,37 +128,58 @@ def _writer_name(writer) -> str:
     return hashlib.sha256(name.encode()).hexdigest()[:16]
 
 
-def grid_spec(fn: str, anchors, *, mode, span, steps, dims, logvar, values, reference, prior_std) -> GridSpec:
-    """Validates the traversal arguments of :func:`latentsweep.traverse` and builds the grid."""
+def grid_spec(fn: str, anchors, *, mode, span, steps, dims, logvar, values, reference, prior_std,
+              directions=None) -> GridSpec:
+    """Validates the traversal arguments of :func:`latentsweep.traverse` and builds the grid.
+
+    Anchors ``[A, *latent_shape]`` are flattened to ``[A, D]`` (``logvar``, ``reference`` and
+    ``directions`` of that shape too); the decoder gets codes of ``latent_shape`` back."""
     if isinstance(anchors, Posterior):
         logvar = anchors.logvar if logvar is None else logvar
         anchors = anchors.mu
-    anchors = _checks.tensor(fn, "anchors", anchors, ndims=(1, 2))
-    anchors = anchors[None] if anchors.dim() == 1 else anchors
-    if anchors.shape[0] == 0 or anchors.shape[1] == 0:
-        raise ValueError(
-            f"{fn}: anchors must hold at least one code of at least one latent ([A >= 1, D >= 1]), "
-            f"got shape {tuple(anchors.shape)}"
-        )
+    anchors, latent_shape = flat_codes(fn, "anchors", anchors, what="A")
+    logvar = like_anchors(fn, "logvar", logvar, latent_shape, what="A")
+    reference = like_anchors(fn, "reference", reference, latent_shape, what="M")
     # The sweep owns its anchors: a decoder that writes into its input, or a caller who changes
     # theirs later, cannot change the grid (and autograd history is dropped).
     anchors = anchors.detach().clone()
     _checks.finite(fn, "anchors", anchors)
-    dims_t = (
-        torch.arange(anchors.shape[1], device=anchors.device)
-        if dims is None
-        else _checks.dims(fn, dims, anchors.shape[1], anchors.device)
-    )
+    unit = labels = None
+    if directions is not None:
+        if dims is not None:
+            raise ValueError(
+                f"{fn}: give dims (coordinates) or directions, not both; to traverse some of the "
+                "directions, index them (directions[:3], or a Directions' [[0, 2]])"
+            )
+        directions = flat_directions(fn, directions, latent_shape)
+        unit = normalised(fn, directions.vectors if isinstance(directions, Directions) else directions)
+        labels = direction_labels(directions)
+        if unit.shape[1] != anchors.shape[1]:
+            raise ValueError(
+                f"{fn}: directions must be [K, D={anchors.shape[1]}] for these anchors"
+                + (f" (or [K, *latent_shape={list(latent_shape)}])" if len(latent_shape) > 1 else "")
+                + f", got {tuple(unit.shape)}"
+            )
+        _checks.same_device(fn, anchors=anchors, directions=unit)
+        unit = unit.to(anchors.dtype).detach().clone()  # owned, like the anchors
+        dims_t = torch.arange(unit.shape[0], device=anchors.device)
+    else:
+        dims_t = (
+            torch.arange(anchors.shape[1], device=anchors.device)
+            if dims is None
+            else _checks.dims(fn, dims, anchors.shape[1], anchors.device)
+        )
     if values is not None:
         grid_values = _expand_values(fn, values, anchors, dims_t.numel())
         mode = "values"
     else:
         grid_values = traversal_values(
-            anchors, mode=mode, span=span, steps=steps, dims=dims_t, logvar=logvar,
-            prior_std=prior_std, reference=reference,
+            anchors, mode=mode, span=span, steps=steps, dims=None if unit is not None else dims_t, logvar=logvar,
+            prior_std=prior_std, reference=reference, directions=directions,  # as given: the same values
         )
     _checks.finite(fn, "the traversal values", grid_values)
     total = anchors.shape[0] * dims_t.numel() * grid_values.shape[2]
     if total > _checks.INT64_MAX:
         raise ValueError(f"{fn}: the grid has {total} points, which overflows int64")
-    return GridSpec(anchors, dims_t, grid_values.detach().contiguous(), mode)
+    return GridSpec(anchors, dims_t, grid_values.detach().contiguous(), mode, directions=unit, labels=labels or (),
+                    latent_shape=latent_shape)

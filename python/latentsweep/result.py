@@ -11,13 +11,22 @@ import torch
 
 @dataclass
 class TraversalResult:
-    """What :func:`latentsweep.traverse` found. A = anchors, K = traversed dims, S = steps,
-    F = output features (the decoder's output shape flattened). Tensors are on the CPU.
+    """What :func:`latentsweep.traverse` found. A = anchors, K = traversals (latents or
+    directions), S = steps, F = output features (the decoder's output shape flattened). Tensors
+    are on the CPU.
 
     Attributes:
-        dims: ``[K]`` the traversed latent indices.
-        values: ``[A, K, S]`` the value each traversed latent took.
-        anchors: ``[A, D]`` the codes the traversals start from.
+        dims: ``[K]`` the traversed latent indices (flat indices into the latent for structured
+            latents); for a sweep along directions, ``0..K-1``: indices into ``directions``.
+        directions: ``[K, D]`` the unit directions traversed, or ``None`` for coordinates.
+        labels: K names of the traversals, for text and pictures: ``"z3"`` for latent 3
+            (``"z[1,4,2]"`` in a structured latent), a :class:`Directions`' names with the share
+            of the variance when known (``"PC1 (34%)"``), else ``"u0" .. "uK-1"``.
+        latent_shape: the shape of one code as the decoder took it (``(D,)`` for flat codes).
+        values: ``[A, K, S]`` the value each traversed latent took (the coordinate along the
+            direction for a direction sweep).
+        anchors: ``[A, D]`` the codes the traversals start from (flat; ``anchors.view(A,
+            *latent_shape)`` for structured latents).
         outputs: ``[A, K, S, *out_shape]`` decoder outputs: a tensor (in memory), an
             array-like read from the store when ``out=`` is a path (``numpy.asarray`` works),
             or ``None`` with ``keep_outputs=False``.
@@ -25,10 +34,11 @@ class TraversalResult:
         effect: ``[A, K, S]`` mean over features of ``|x[a,k,s] - x0[a]|``. Statistics are in
             the outputs' precision: float64 for float64 outputs, else float32.
         dim_effect: ``[K]`` mean of ``effect`` over anchors and steps.
-        ranking: ``[K]`` latent indices (from ``dims``), largest ``dim_effect`` first.
+        ranking: ``[K]`` latent indices (from ``dims``; direction indices for a direction
+            sweep), largest ``dim_effect`` first. ``labels_of(ranking)`` names them.
         sensitivity: ``[K, F]`` mean over anchors of the summed absolute change of each feature
             along the traversal, divided by the traversal's range: the mean absolute slope of
-            feature f along latent ``dims[k]`` (which latent moves which feature).
+            feature f along traversal k (which latent or direction moves which feature).
         out_shape: the decoder's output shape per code.
         batch_size: codes per decoder call (the sweep's plan; a store records it).
         wall_time: seconds this call took (0 for :func:`latentsweep.open_sweep`).
@@ -58,10 +68,43 @@ class TraversalResult:
     mode: str = "prior"
     points_computed: int = field(default=0)
     output_space: str = "decoder output"
+    directions: torch.Tensor | None = None
+    labels: tuple[str, ...] = ()
+    latent_shape: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.latent_shape:
+            self.latent_shape = (int(self.anchors.shape[-1]),)
+        if not self.labels:
+            from .latent_shape import coordinate_labels
+
+            self.labels = (tuple(f"u{k}" for k in range(len(self.dims))) if self.directions is not None
+                           else coordinate_labels(self.dims, self.latent_shape))
+        self.labels = tuple(self.labels)
 
     @property
     def num_points(self) -> int:
         return int(self.values.numel())
+
+    @property
+    def anchor_values(self) -> torch.Tensor:
+        """``[A, K]`` each anchor's own value of each traversed coordinate: ``anchors[:, dims]``,
+        or for a direction sweep the projections ``anchors @ directions.T`` (in float64, rounded
+        to the anchors' dtype). Mode "prior" steps from these."""
+        if self.directions is None:
+            return self.anchors[:, self.dims]
+        return (self.anchors.double() @ self.directions.double().T).to(self.anchors.dtype)
+
+    @property
+    def traversal_kind(self) -> str:
+        """``"direction"`` or ``"latent"``: what one traversal is, for text."""
+        return "direction" if self.directions is not None else "latent"
+
+    def labels_of(self, indices) -> list[str]:
+        """The labels of traversals named as ``dims`` and ``ranking`` name them (latent
+        indices, or direction indices): ``result.labels_of(result.ranking[:3])``."""
+        position = {int(d): k for k, d in enumerate(self.dims.tolist())}
+        return [self.labels[position[int(i)]] for i in (indices.tolist() if hasattr(indices, "tolist") else indices)]
 
     def speed_text(self) -> str:
         """Points, seconds and points/s of this call's sweep, consistent with each other."""
@@ -80,19 +123,24 @@ class TraversalResult:
         (the heading says when that is fewer than all)."""
         a, k, s = self.values.shape
         shown = min(top, k)
+        kind = self.traversal_kind
+        structured = f", latent shape {list(self.latent_shape)}" if len(self.latent_shape) > 1 else ""
         lines = [
-            f"{a} anchors x {k} latents x {s} steps = {self.num_points:,} points, mode {self.mode!r}, "
-            f"batch {self.batch_size}, effects in {self.output_space}",
+            f"{a} anchors x {k} {kind}s x {s} steps = {self.num_points:,} points, mode {self.mode!r}, "
+            f"batch {self.batch_size}, effects in {self.output_space}{structured}",
             f"{self.speed_text()}; {self.wall_time:.3g} s in all",
-            f"latent  effect   ({'top ' + str(shown) + ' of ' + str(k) if shown < k else 'all ' + str(k)} latents, largest effect first)",
         ]
         order = torch.argsort(self.dim_effect, descending=True, stable=True)[:shown]
-        lines += [f"{int(self.dims[i]):>6}  {float(self.dim_effect[i]):.4g}" for i in order]
+        names = [self.labels[i] for i in order.tolist()]
+        width = max([len(kind), *map(len, names)])
+        lines.append(f"{kind:>{width}}  effect   ({'top ' + str(shown) + ' of ' + str(k) if shown < k else 'all ' + str(k)} "
+                     f"{kind}s, largest effect first)")
+        lines += [f"{name:>{width}}  {float(self.dim_effect[i]):.4g}" for name, i in zip(names, order.tolist())]
         return "\n".join(lines)
 
     def __repr__(self) -> str:
         return (
             f"TraversalResult(grid={tuple(self.values.shape)}, out_shape={self.out_shape}, "
-            f"ranking={self.ranking[:8].tolist()}{'...' if len(self.ranking) > 8 else ''}, "
+            f"ranking={self.labels_of(self.ranking[:8])}{'...' if len(self.ranking) > 8 else ''}, "
             f"store={str(self.store) if self.store else None})"
         )

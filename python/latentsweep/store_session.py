@@ -25,8 +25,12 @@ def sweep_params(decoder, spec: GridSpec, probe, keep_outputs: bool) -> dict:
 
 
 def static_arrays(spec: GridSpec, probe) -> dict:
-    return {"anchors": stored_array(spec.anchors), "dims": stored_array(spec.dims),
-            "values": stored_array(spec.values), "anchor_outputs": stored_array(probe.outputs)}
+    """The arrays a store keeps beside the rows (the directions only for a direction sweep)."""
+    arrays = {"anchors": stored_array(spec.anchors), "dims": stored_array(spec.dims),
+              "values": stored_array(spec.values), "anchor_outputs": stored_array(probe.outputs)}
+    if spec.directions is not None:
+        arrays["directions"] = stored_array(spec.directions)
+    return arrays
 
 
 def leader_store(path: Path, want: dict, new_plan, *, explicit, resume, overwrite, join) -> SweepStore:

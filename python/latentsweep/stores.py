@@ -5,7 +5,8 @@ memory-mappable ``.npy`` file and the rest to the group ``sweep.npy.latentsweep`
 
 - ``zarr.json``: the sweep's identity (``sweep_id``, a hash of its parameters), the parameters,
   the plan (batch size, unit and chunk rows) and checksums of the static arrays;
-- static arrays ``anchors``, ``dims``, ``values``, ``anchor_outputs``, written before the store
+- static arrays ``anchors``, ``dims``, ``values``, ``anchor_outputs`` (and ``directions`` for a
+  sweep along directions), written before the store
   exists under its name (it is created in a temporary directory and renamed into place, so a
   store never exists half-made);
 - ``effect`` and ``outputs`` chunked along the grid: every chunk belongs to exactly one work unit,
@@ -42,9 +43,10 @@ from .sinks import Geometry
 
 STORE_FORMAT = 2
 _ATTR = "latentsweep"
-_STATIC = ("anchors", "dims", "values", "anchor_outputs")
+_STATIC = ("anchors", "dims", "values", "anchor_outputs")  # every store has these
+_OPTIONAL_STATIC = ("directions",)  # [K, D], a sweep along directions only
 _ROW_ARRAYS = ("effect", "outputs")
-_OWN_ENTRIES = {"zarr.json", "units", "leases", "checkpoint", *_STATIC, *_ROW_ARRAYS}
+_OWN_ENTRIES = {"zarr.json", "units", "leases", "checkpoint", *_STATIC, *_OPTIONAL_STATIC, *_ROW_ARRAYS}
 LEASE_SECONDS = 300.0  # a writer on another host whose lease is older than this is presumed dead
 LEASE_REFRESH_SECONDS = 30.0
 NPY_CREATION_GRACE_SECONDS = 10.0
@@ -206,9 +208,13 @@ class SweepStore:
             self.latent_dim = int(meta["latent_dim"])
             self.keep_outputs = bool(meta["keep_outputs"])
             self.static_crc = {name: int(meta["static_crc"][name]) for name in _STATIC}
+            self.static_crc |= {name: int(meta["static_crc"][name]) for name in _OPTIONAL_STATIC
+                                if name in meta["static_crc"]}
             if sweep_id(self.params) != self.sweep_id or self.plan.num_rows != self.geometry.num_rows:
                 raise ValueError("the sweep's identity does not match its parameters")
-            self._arrays = {name: self.group[name] for name in (*_STATIC, "effect")}
+            if ("directions" in self.static_crc) != (self.params.get("codes") == "directions"):
+                raise ValueError("its directions do not match its parameters")
+            self._arrays = {name: self.group[name] for name in (*self.static_crc, "effect")}
             if self.keep_outputs and self.npy_path is None:
                 self._arrays["outputs"] = self.group["outputs"]
             self._check_array_shapes()
@@ -234,6 +240,7 @@ class SweepStore:
             "dims": (g.num_dims,),
             "values": g.grid_shape,
             "anchor_outputs": (g.num_anchors, *g.out_shape),
+            "directions": (g.num_dims, self.latent_dim),
             "effect": (g.num_rows,),
             "outputs": (g.num_rows, *g.out_shape),
         }
@@ -288,7 +295,7 @@ class SweepStore:
     def static_problems(self) -> dict[str, str]:
         """Static arrays whose stored bytes do not match their checksums."""
         problems = {}
-        for name in _STATIC:
+        for name in self.static_crc:
             try:
                 if crc(np.asarray(self._arrays[name][...])) != self.static_crc[name]:
                     problems[name] = "does not match its checksum"
@@ -432,6 +439,9 @@ class SweepStore:
     def read_static(self, name: str) -> torch.Tensor:
         return torch.from_numpy(np.asarray(self._arrays[name][...]).copy())
 
+    def has_static(self, name: str) -> bool:
+        return name in self.static_crc
+
     # -- ownership -----------------------------------------------------------------------------
     def _take_lease(self) -> None:
         """Marks this process as a writer (lazily: a store nobody writes to stays untouched)."""
@@ -550,7 +560,7 @@ def create_store(path: Path, *, params: dict, plan: SweepPlan, geometry: Geometr
     try:
         group = zarr.open_group(temporary, mode="w")
         plain = {"compressors": None, "fill_value": 0}  # raw chunks: writing must not cost CPU time
-        for name in _STATIC:
+        for name in static:
             group.create_array(name, shape=static[name].shape, dtype=static[name].dtype, **plain)[...] = static[name]
         effect_dtype = numpy_dtype(g.statistics_dtype)
         group.create_array("effect", shape=(g.num_rows,), chunks=(plan.unit_rows,), dtype=effect_dtype, **plain)
@@ -568,7 +578,7 @@ def create_store(path: Path, *, params: dict, plan: SweepPlan, geometry: Geometr
                          "out_shape": list(g.out_shape), "output_dtype": str(g.output_dtype).removeprefix("torch.")},
             "latent_dim": latent_dim,
             "keep_outputs": keep_outputs,
-            "static_crc": {name: crc(static[name]) for name in _STATIC},
+            "static_crc": {name: crc(static[name]) for name in static},
         }
         npy_temporary = None
         if keep_outputs and npy_path is not None:

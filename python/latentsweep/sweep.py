@@ -29,6 +29,7 @@ from ._extension import _C
 from ._modules import eval_mode, model_device
 from .decoder_probe import Probe, graphed, probe_anchors, retry_halved
 from .grid_spec import GridSpec, grid_spec
+from .latent_shape import coordinate_labels
 from .merge import OrderedMerge, UnitStatistics
 from .plan import SweepPlan, make_plan, plan_from_dict, shard_units, units_for
 from .result import TraversalResult
@@ -47,6 +48,7 @@ def traverse(
     span: float = 2.0,
     steps: int = 11,
     dims=None,
+    directions=None,
     logvar: torch.Tensor | None = None,
     values: torch.Tensor | None = None,
     reference: torch.Tensor | None = None,
@@ -65,14 +67,18 @@ def traverse(
     output=None,
     output_transform=None,
 ) -> TraversalResult | StoreStatus:
-    """Traverses each latent dimension from each anchor, decodes every grid point, and
-    measures how much, and where, the output changes.
+    """Traverses each latent dimension (or each direction) from each anchor, decodes every grid
+    point, and measures how much, and where, the output changes.
 
-    The grid is anchors x dims x steps (row ``a*K*S + k*S + s``). It is planned as work units of
-    whole traversals, each decoded in batches of ``batch_size`` codes by a C++ executor (codes
-    written in place, decoder under inference mode, exact statistics), so memory stays bounded
-    however large the sweep. Statistics are merged from the units in unit order, so results are
-    bitwise identical whatever the number of processes and the pattern of interruptions.
+    The grid is anchors x traversals x steps (row ``a*K*S + k*S + s``): the K traversals are the
+    latents ``dims`` (row = ``anchors[a]`` with latent ``dims[k]`` set to ``values[a, k, s]``), or
+    the K unit ``directions`` (row = ``anchors[a] + (values[a, k, s] - <anchors[a], u_k>) * u_k``,
+    the anchor with its coordinate along ``u_k`` replaced; see :func:`direction_codes`). It is
+    planned as work units of whole traversals, each decoded in batches of ``batch_size`` codes by
+    a C++ executor (codes written in place, decoder under inference mode, exact statistics), so
+    memory stays bounded however large the sweep. Statistics are merged from the units in unit
+    order, so results are bitwise identical whatever the number of processes and the pattern of
+    interruptions.
 
     Under ``torchrun`` (``RANK``/``WORLD_SIZE`` set, or an initialised process group) the same
     call in every process splits the units among the ranks; every rank returns the merged
@@ -86,10 +92,23 @@ def traverse(
             :data:`latentsweep.decoding.OUTPUT_RULE` (or as ``output=`` says). It never receives
             the caller's tensors (it may modify its input in place).
         anchors: ``[A, D]`` codes (``[D]`` for one), or a :class:`Posterior` (its means are the
-            anchors and its ``logvar`` feeds mode ``"posterior"``).
-        mode, span, steps, dims, logvar, reference, prior_std: which values each latent takes,
-            as in :func:`latentsweep.traversal_values` (default: anchor ± 2 prior SDs).
-        values: explicit values ``[S]``, ``[K, S]`` or ``[A, K, S]``; overrides ``mode``.
+            anchors and its ``logvar`` feeds mode ``"posterior"``). Structured latents:
+            ``[A, *latent_shape]`` (e.g. ``[A, 4, 8, 8]``); the decoder is then called with
+            ``[B, *latent_shape]`` codes, and ``dims`` are flat indices into the latent
+            (row-major, as ``torch.flatten``: ``numpy.ravel_multi_index((c, h, w), latent_shape)``).
+        dims: the latents to traverse (default: all D); not together with ``directions``.
+        directions: ``[K, D]`` vectors (``[K, *latent_shape]`` for structured anchors) or a
+            :class:`Directions` (e.g. :func:`principal_directions`, :func:`channel_directions`),
+            traversed instead of coordinates. Each is scaled to unit length (a zero or
+            non-finite one is a ``ValueError``); to traverse some of them, index them
+            (``pcs[:3]``). Every mode keeps its meaning along a unit direction (see
+            :func:`traversal_values`); the result's ``dims`` and ``ranking`` are then indices
+            ``0..K-1`` into the directions, and its ``labels`` their names.
+        mode, span, steps, logvar, reference, prior_std: which values each latent (or
+            direction) takes, as in :func:`latentsweep.traversal_values` (default: anchor ± 2
+            prior SDs).
+        values: explicit values ``[S]``, ``[K, S]`` or ``[A, K, S]``; overrides ``mode``
+            (coordinates along the directions for a direction sweep).
         batch_size: codes per decoder call, or ``"auto"``: on CUDA as many as ``memory_budget``
             allows (measured on a probe batch); on the CPU the fastest of a few sizes timed on
             the first rows (at most 8192, the trials costing at most 5% of the sweep's time; a
@@ -122,7 +141,8 @@ def traverse(
             result's ``output_space`` says which space the effects are measured in.
 
     Returns:
-        a :class:`TraversalResult` (outputs, effect, dim_effect, ranking, sensitivity, speed).
+        a :class:`TraversalResult` (outputs, effect, dim_effect, ranking, sensitivity, labels,
+        directions, speed).
         With ``shard=``, the result when the store is complete after this shard, else a
         :class:`latentsweep.StoreStatus` saying which units are still missing.
 
@@ -140,9 +160,10 @@ def traverse(
     show_progress = _progress.wanted(progress, _FN)
     batch_size, memory_budget = _check_arguments(decoder, batch_size, memory_budget, out, keep_outputs=keep_outputs,
                                                  resume=resume, overwrite=overwrite, cuda_graph=cuda_graph, shard=shard)
-    decode_fn = decoding.decoder_call(_FN, decoder, output=output, output_transform=output_transform)
-    spec = grid_spec(_FN, anchors, mode=mode, span=span, steps=steps, dims=dims, logvar=logvar, values=values,
-                     reference=reference, prior_std=prior_std)
+    spec = grid_spec(_FN, anchors, mode=mode, span=span, steps=steps, dims=dims, directions=directions,
+                     logvar=logvar, values=values, reference=reference, prior_std=prior_std)
+    decode_fn = decoding.decoder_call(_FN, decoder, output=output, output_transform=output_transform,
+                                      latent_shape=spec.latent_shape)
     requested = _checks.device(_FN, device)
     workers = _distributed.join(_FN, shard, requested,
                                distributed=_checks.boolean(_FN, "distributed", distributed))
@@ -455,6 +476,9 @@ def _result(spec, probe, sink, geometry, dim_effect, sensitivity, batch_size, *,
     dims = spec.dims.cpu()
     return TraversalResult(
         dims=dims,
+        directions=None if spec.directions is None else spec.directions.cpu(),
+        labels=spec.labels,
+        latent_shape=spec.latent_shape,
         values=spec.values.cpu(),
         anchors=spec.anchors.cpu(),
         outputs=sink.outputs(),
@@ -512,8 +536,12 @@ def open_sweep(path: str | Path) -> TraversalResult:
                                                 dtype=g.statistics_dtype)
         dims = store.read_static("dims")
         order = torch.argsort(dim_effect, descending=True, stable=True)
+        latent_shape = tuple(int(n) for n in store.params.get("latent_shape", [store.latent_dim]))
+        directions = store.read_static("directions") if store.has_static("directions") else None
+        labels = store.params.get("labels") or coordinate_labels(dims, latent_shape)
         return TraversalResult(
-            dims=dims, values=store.read_static("values"), anchors=store.read_static("anchors"),
+            dims=dims, directions=directions, labels=tuple(map(str, labels)), latent_shape=latent_shape,
+            values=store.read_static("values"), anchors=store.read_static("anchors"),
             outputs=store.outputs(), anchor_outputs=store.read_static("anchor_outputs"),
             effect=store.effect().view(g.grid_shape), dim_effect=dim_effect, ranking=dims[order],
             sensitivity=sensitivity, out_shape=g.out_shape, batch_size=store.plan.batch_size, wall_time=0.0,

@@ -10,6 +10,7 @@ import torch
 from . import _checks
 from ._extension import ops
 from .direction_codes import normalised
+from .latent_shape import flat_codes, flat_directions, like_anchors
 
 MODES = ("prior", "absolute", "quantile", "posterior", "empirical")
 
@@ -165,10 +166,14 @@ def traversal_values(
     :func:`direction_codes`.
 
     Args:
-        anchors: ``[A, D]`` (``[D]`` for one anchor). dims: ``None`` for all D.
-        logvar: ``[A, D]`` (mode "posterior"). reference: ``[M, D]`` codes (mode "empirical").
+        anchors: ``[A, D]`` (``[D]`` for one anchor), or ``[A, *latent_shape]`` for structured
+            latents (flattened: ``dims`` are then flat indices, see :mod:`latentsweep.latent_shape`).
+        dims: ``None`` for all D.
+        logvar: ``[A, D]`` (mode "posterior"). reference: ``[M, D]`` codes (mode "empirical");
+            both may have the anchors' latent shape.
         directions: ``[K, D]`` tensor or :class:`Directions` (normalised here; a zero or
-            non-finite direction is an error), instead of ``dims``.
+            non-finite direction is an error), instead of ``dims``; ``[K, *latent_shape]`` for
+            structured anchors.
 
     Returns:
         ``[A, K, S]`` in the anchors' dtype and device. A grid that would not be finite in
@@ -176,6 +181,11 @@ def traversal_values(
         ``ValueError`` naming the mode, the argument and its limit.
     """
     fn = "latentsweep.traversal_values"
+    if isinstance(anchors, torch.Tensor) and anchors.dim() > 2:  # structured latents: flattened
+        anchors, latent_shape = flat_codes(fn, "anchors", anchors, what="A")
+        logvar = like_anchors(fn, "logvar", logvar, latent_shape, what="A")
+        reference = like_anchors(fn, "reference", reference, latent_shape, what="M")
+        directions = flat_directions(fn, directions, latent_shape)
     anchors = _as_anchors(fn, anchors)
     _checks.finite(fn, "anchors", anchors)
     if directions is not None:

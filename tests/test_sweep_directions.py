@@ -1,0 +1,224 @@
+"""traverse(directions=...): sweeps along unit directions, against a plain-torch reference
+(``anchors[a] + (values[a, k, s] - <anchors[a], u_k>) * u_k``, decoded in one call); one-hot
+directions give the coordinate sweep; every mode; labels; stores, resume and torchrun."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import latentsweep as ls
+from sweep_models import mlp_decoder, rowwise_decoder
+from sweep_reference import reference_direction_grid, reference_sweep
+
+TESTS = Path(__file__).parent
+GEN = torch.Generator().manual_seed(5)
+ANCHORS = torch.randn(4, 6, generator=GEN, dtype=torch.float64)
+LOGVAR = torch.randn(4, 6, generator=GEN, dtype=torch.float64) - 2
+REFERENCE = torch.randn(50, 6, generator=GEN, dtype=torch.float64) * 1.5 + 0.3
+RAW = torch.randn(3, 6, generator=GEN, dtype=torch.float64) * 3  # not unit length
+UNIT = ls.unit_directions(RAW)
+STATISTICS = ("effect", "dim_effect", "sensitivity")
+MODE_OPTIONS = {"prior": {}, "absolute": {}, "quantile": {}, "posterior": {"logvar": LOGVAR},
+                "empirical": {"reference": REFERENCE}}
+
+
+def check_against_reference(result, decoder, anchors, unit, *, atol=1e-12):
+    expected = reference_sweep(decoder, anchors, torch.arange(unit.shape[0]), result.values,
+                               grid=reference_direction_grid(anchors, unit, result.values))
+    torch.testing.assert_close(result.outputs, expected["outputs"], rtol=0, atol=atol)
+    for name in STATISTICS:
+        torch.testing.assert_close(getattr(result, name).double(), expected[name], rtol=1e-9, atol=atol)
+
+
+@pytest.mark.parametrize("mode", sorted(MODE_OPTIONS))
+def test_each_mode_along_directions_matches_the_plain_torch_reference(mode):
+    options = MODE_OPTIONS[mode]
+    result = ls.traverse(rowwise_decoder, ANCHORS, directions=RAW, mode=mode, steps=7, batch_size=10,
+                         progress=False, **options)
+    # The values are those of traversal_values along the same directions, every mode keeping its meaning.
+    assert torch.equal(result.values, ls.traversal_values(ANCHORS, mode=mode, steps=7, directions=RAW, **options))
+    assert torch.equal(result.directions, UNIT)
+    assert result.dims.tolist() == [0, 1, 2] and result.labels == ("u0", "u1", "u2")
+    assert sorted(result.ranking.tolist()) == [0, 1, 2]
+    check_against_reference(result, rowwise_decoder, ANCHORS, UNIT)
+
+
+def test_a_module_decoder_in_float32():
+    decoder = mlp_decoder(6, 9)
+    anchors = ANCHORS.float()
+    result = ls.traverse(decoder, anchors, directions=RAW.float(), steps=5, progress=False)
+    unit = ls.unit_directions(RAW.float())
+    check_against_reference(result, decoder, anchors, unit, atol=1e-5)
+
+
+@pytest.mark.parametrize("mode", sorted(MODE_OPTIONS))
+def test_one_hot_directions_are_the_coordinate_sweep(mode):
+    dims = [4, 0, 2]
+    options = MODE_OPTIONS[mode]
+    kwargs = dict(mode=mode, steps=6, batch_size=7, progress=False, **options)
+    coordinates = ls.traverse(rowwise_decoder, ANCHORS, dims=dims, **kwargs)
+    along = ls.traverse(rowwise_decoder, ANCHORS, directions=torch.eye(6, dtype=torch.float64)[dims], **kwargs)
+    assert torch.equal(along.dims[along.ranking], torch.arange(3)[along.ranking])  # indices into the directions
+    if mode == "posterior":
+        # The SD along a one-hot u is sqrt(sum_d u_d^2 sigma_d^2) = sigma_d, up to rounding of exp/log.
+        torch.testing.assert_close(along.values, coordinates.values, rtol=1e-14, atol=0)
+        return
+    assert torch.equal(along.values, coordinates.values)
+    assert torch.equal(along.outputs, coordinates.outputs)
+    for name in STATISTICS:
+        assert torch.equal(getattr(along, name), getattr(coordinates, name)), name
+    assert torch.tensor(dims)[along.ranking].tolist() == coordinates.ranking.tolist()
+    assert coordinates.labels == ("z4", "z0", "z2") and coordinates.directions is None
+
+
+def test_directions_object_gives_names_with_explained_variance():
+    pcs = ls.principal_directions(REFERENCE, k=3)
+    result = ls.traverse(rowwise_decoder, ANCHORS, directions=pcs, steps=5, progress=False)
+    shares = [f"{float(r):.0%}" for r in pcs.explained_variance_ratio]
+    assert result.labels == tuple(f"PC{i + 1} ({shares[i]})" for i in range(3))
+    assert torch.equal(result.directions, ls.unit_directions(pcs.vectors))  # normalised again: the same rule
+    torch.testing.assert_close(result.directions, pcs.vectors, rtol=0, atol=1e-15)
+    summary = result.summary()
+    assert "3 directions" in summary and "PC1 (" in summary and "latent" not in summary.splitlines()[0]
+    assert result.labels_of(result.ranking) == [result.labels[i] for i in result.ranking.tolist()]
+    picked = ls.traverse(rowwise_decoder, ANCHORS, directions=pcs[[0, 2]], steps=5, progress=False)
+    assert picked.labels == (result.labels[0], result.labels[2])
+    torch.testing.assert_close(picked.effect, result.effect[:, [0, 2]], rtol=0, atol=0)
+    user = ls.traverse(rowwise_decoder, ANCHORS, directions=ls.Directions.from_vectors(RAW, ["a", "b", "c"]),
+                       steps=5, progress=False)
+    assert user.labels == ("a", "b", "c")
+
+
+@settings(max_examples=10, deadline=None)
+@given(anchors=st.integers(1, 3), directions=st.integers(1, 4), steps=st.integers(1, 5),
+       latent=st.integers(1, 5), batch=st.integers(1, 40), seed=st.integers(0, 2**31 - 1))
+def test_any_shape_and_batch_size_matches_the_reference(anchors, directions, steps, latent, batch, seed):
+    generator = torch.Generator().manual_seed(seed)
+    codes = torch.randn(anchors, latent, generator=generator, dtype=torch.float64)
+    raw = torch.randn(directions, latent, generator=generator, dtype=torch.float64) + 0.1
+    result = ls.traverse(rowwise_decoder, codes, directions=raw, steps=steps, batch_size=batch, progress=False)
+    check_against_reference(result, rowwise_decoder, codes, ls.unit_directions(raw))
+    # The row-wise decoder does not depend on the batch: the statistics are the same bits at any size.
+    whole = ls.traverse(rowwise_decoder, codes, directions=raw, steps=steps, batch_size=10_000, progress=False)
+    for name in STATISTICS:
+        assert torch.equal(getattr(result, name), getattr(whole, name)), name
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        (dict(directions=RAW, dims=[0]), ValueError, "dims .*or directions, not both.*index them"),
+        (dict(directions=torch.zeros(2, 6, dtype=torch.float64)), ValueError, r"direction\(s\) \[0, 1\] are zero"),
+        (dict(directions=torch.full((1, 6), float("nan"), dtype=torch.float64)), ValueError, "directions.*NaN"),
+        (dict(directions=torch.ones(2, 5, dtype=torch.float64)), ValueError, r"directions must be \[K, D=6\]"),
+        (dict(directions=torch.ones(2, 3, 2, dtype=torch.float64)), ValueError, "directions must be"),
+        (dict(directions=torch.ones(2, 6, dtype=torch.int64)), TypeError, "directions must be float"),
+        (dict(directions="pca"), TypeError, "directions must be a torch.Tensor"),
+        (dict(directions=RAW, mode="posterior"), ValueError, "needs logvar"),
+        (dict(directions=RAW, values=torch.zeros(4, 5)), ValueError, r"values must be .*\[K=3, S\]"),
+    ],
+)
+def test_bad_directions_are_named(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        ls.traverse(rowwise_decoder, ANCHORS, steps=5, progress=False, **kwargs)
+
+
+def test_explicit_values_are_coordinates_along_the_directions():
+    values = torch.linspace(-3, 3, 5, dtype=torch.float64)
+    result = ls.traverse(rowwise_decoder, ANCHORS, directions=RAW, values=values, progress=False)
+    assert result.mode == "values" and torch.equal(result.values, values.expand(4, 3, 5))
+    check_against_reference(result, rowwise_decoder, ANCHORS, UNIT)
+
+
+# ---- stores, resume, processes ---------------------------------------------------------------
+class FailingDecoder:
+    def __init__(self, fail_on_call: int):
+        self.calls, self.fail_on_call = 0, fail_on_call
+
+    def __call__(self, codes):
+        self.calls += 1
+        if self.calls == self.fail_on_call:
+            raise RuntimeError("interrupted")
+        return rowwise_decoder(codes)
+
+
+@pytest.mark.parametrize("suffix", [".zarr", ".npy"])
+def test_a_stored_direction_sweep_resumes_and_reopens_with_its_directions(tmp_path, suffix):
+    path = tmp_path / f"sweep{suffix}"
+    pcs = ls.principal_directions(REFERENCE, k=3)
+    kwargs = dict(directions=pcs, steps=6, batch_size=5, progress=False)
+    full = ls.traverse(rowwise_decoder, ANCHORS, **kwargs)
+    failing = FailingDecoder(fail_on_call=8)  # the probe, 4 calls per unit: in unit 1
+    with pytest.raises(RuntimeError, match="interrupted"):
+        ls.traverse(failing, ANCHORS, out=path, **kwargs)
+    assert 0 < ls.sweep_status(path).done_rows < full.num_points
+    failing.fail_on_call = -1
+    other = ls.Directions(pcs.vectors.flip(0), pcs.names, source="user")  # other vectors
+    with pytest.raises(ValueError, match="differs in: directions"):
+        ls.traverse(failing, ANCHORS, out=path, resume=True, **{**kwargs, "directions": other})
+    resumed = ls.traverse(failing, ANCHORS, out=path, resume=True, **kwargs)
+    assert 0 < resumed.points_computed < full.num_points
+    opened = ls.open_sweep(path)
+    for got in (resumed, opened):
+        for name in STATISTICS:
+            assert torch.equal(getattr(got, name), getattr(full, name)), name
+        assert np.array_equal(np.asarray(got.outputs), full.outputs.numpy())
+        assert torch.equal(got.directions, full.directions) and got.labels == full.labels
+        assert torch.equal(got.ranking, full.ranking)
+    assert "3 directions" in opened.summary()
+
+
+def test_a_coordinate_store_reopens_without_directions(tmp_path):
+    ls.traverse(rowwise_decoder, ANCHORS, dims=[1, 3], steps=4, out=tmp_path / "c.zarr", progress=False)
+    opened = ls.open_sweep(tmp_path / "c.zarr")
+    assert opened.directions is None and opened.labels == ("z1", "z3") and opened.latent_shape == (6,)
+
+
+def test_a_forged_store_without_its_directions_is_damaged(tmp_path):
+    import json
+
+    path = tmp_path / "d.zarr"
+    ls.traverse(rowwise_decoder, ANCHORS, directions=RAW, steps=4, out=path, progress=False)
+    meta_file = path / "zarr.json"
+    meta = json.loads(meta_file.read_text())
+    del meta["attributes"]["latentsweep"]["static_crc"]["directions"]
+    meta_file.write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="damaged.*directions do not match"):
+        ls.open_sweep(path)
+
+
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="no torch.distributed")
+def test_a_direction_sweep_under_torchrun_is_bitwise_the_single_process_one(tmp_path):
+    sys.path.insert(0, str(TESTS))
+    from distributed_worker import ANCHORS as W_ANCHORS, BATCH, DIRECTIONS, STEPS
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
+               str(TESTS / "distributed_worker.py"), "directions", str(tmp_path)]
+    completed = subprocess.run(command, capture_output=True, text=True, timeout=180, env=env)
+    assert completed.returncode == 0, completed.stderr[:6000]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the workers
+    try:
+        single = ls.traverse(mlp_decoder(5, 20), W_ANCHORS, directions=DIRECTIONS, steps=STEPS, batch_size=BATCH,
+                             progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    for name in ("directions2", "directions-memory2"):
+        for rank in range(2):
+            got = dict(np.load(tmp_path / f"{name}-rank{rank}.npz"))
+            for key in STATISTICS:
+                assert got[key].tobytes() == getattr(single, key).numpy().tobytes(), (name, rank, key)
+            if "outputs" in got:
+                assert got["outputs"].tobytes() == single.outputs.numpy().tobytes(), (name, rank)
+    opened = ls.open_sweep(tmp_path / "directions2.zarr")
+    assert torch.equal(opened.directions, ls.unit_directions(DIRECTIONS))
