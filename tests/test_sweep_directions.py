@@ -222,3 +222,62 @@ def test_a_direction_sweep_under_torchrun_is_bitwise_the_single_process_one(tmp_
                 assert got["outputs"].tobytes() == single.outputs.numpy().tobytes(), (name, rank)
     opened = ls.open_sweep(tmp_path / "directions2.zarr")
     assert torch.equal(opened.directions, ls.unit_directions(DIRECTIONS))
+
+
+# ---- pictures and the report name the directions ---------------------------------------------
+@pytest.fixture(scope="module")
+def picture_results():
+    pcs = ls.principal_directions(REFERENCE, k=3)
+    along = ls.traverse(rowwise_decoder, ANCHORS, directions=pcs, steps=5, progress=False)
+    coordinates = ls.traverse(rowwise_decoder, ANCHORS, dims=[0, 2], steps=5, progress=False)
+    return along, coordinates
+
+
+def tick_texts(labels) -> list[str]:
+    return [label.get_text() for label in labels]
+
+
+def test_pictures_label_rows_by_the_results_labels(picture_results):
+    along, coordinates = picture_results
+    grid = ls.traversal_grid(along, image_shape=(3, 4), order="dims")
+    ax = grid.axes[0]
+    assert [t.split("\n")[0] for t in tick_texts(ax.get_yticklabels())] == list(along.labels)
+    assert ax.get_ylabel() == "direction" and ax.get_xlabel() == "offset along u from the anchor"
+    # mode "prior" along u: the columns are offsets from the anchor's own coordinate along u
+    assert tick_texts(ax.get_xticklabels()) == ["-2", "-1", "0", "+1", "+2"]
+
+    heatmap = ls.sensitivity_heatmap(along, order="effect")
+    order = torch.argsort(along.dim_effect, descending=True, stable=True).tolist()
+    assert [t.split(" (effect")[0] for t in tick_texts(heatmap.axes[0].get_yticklabels())] == \
+        [along.labels[i] for i in order]
+    assert heatmap.axes[0].get_ylabel() == "direction (sorted by effect)"
+
+    curves = ls.response_curves(along, order="dims", max_features=3)
+    assert [ax.get_title() for ax in curves.axes[: len(along.labels)]] == list(along.labels)
+
+    bars = ls.effect_bars({"pcs": along, "axes": coordinates})
+    assert tick_texts(bars.axes[0].get_xticklabels()) == ["z0", "z2", *along.labels]
+    assert bars.axes[0].get_xlabel() == "latent / direction"
+
+    wide = ls.plots.traversal_gif(along, image_shape=(3, 4), tile_size=8)
+    narrow = ls.plots.traversal_gif(coordinates, image_shape=(3, 4), tile_size=8)
+    assert wide.size[0] / 3 > narrow.size[0] / 2  # cells widen for the longer names
+
+
+def test_kl_order_is_refused_for_directions(picture_results):
+    along, _ = picture_results
+    posterior = ls.Posterior(ANCHORS.float(), LOGVAR.float())
+    diagnosis = ls.diagnose(posterior)
+    with pytest.raises(ValueError, match="order='kl'.*directions"):
+        ls.traversal_grid(along, image_shape=(3, 4), diagnosis=diagnosis, order="kl")
+    # "auto" with a VAE's diagnosis sorts directions by effect
+    figure = ls.traversal_grid(along, image_shape=(3, 4), diagnosis=diagnosis)
+    assert figure.axes[0].get_ylabel() == "direction (sorted by effect)"
+
+
+def test_the_report_ranks_directions_by_label(picture_results, tmp_path):
+    along, _ = picture_results
+    ls.report(tmp_path / "r.html", results={"principal directions": along}, image_shape=(3, 4), gifs=False)
+    page = (tmp_path / "r.html").read_text()
+    assert "<th>direction</th>" in page and f"<td>{along.labels[0]}</td>" in page
+    assert "3 directions × 5 steps" in page

@@ -97,7 +97,8 @@ def report(
     if isinstance(anchor_indices, int) or not isinstance(anchor_indices, Sequence):
         raise TypeError(f"{_FN}: anchor_indices must be a sequence of ints, e.g. (0, 1), got {anchor_indices!r}")
     for name, result in named.items():
-        _common.check_diagnosis(f"{_FN} (results[{name!r}])", diagnosis, dims=result.dims.tolist())
+        _common.check_diagnosis(f"{_FN} (results[{name!r}])", diagnosis,
+                                dims=result.dims.tolist() if result.directions is None else None)
         if is_image_output(result.out_shape, image_shape):  # raises for an image_shape that does not fit
             for a in anchor_indices:
                 _checks.index(_FN, "anchor_indices", a, result.values.shape[0], what="anchor(s)")
@@ -296,11 +297,13 @@ def _traversals(page, named, diagnosis, image_shape, feature_names, inputs, reco
                     input=inputs, reconstruction=reconstructions,
                 )
                 parts.append(page.figure(figure, f"{name}: traversal grid of anchor {a}",
-                                         f"Anchor {a} of {name!r}: one row per latent, one column per step."))
+                                         f"Anchor {a} of {name!r}: one row per {result.traversal_kind}, one column "
+                                         "per step."))
                 if gifs:
                     data = gif_bytes(result, anchor=a, diagnosis=diagnosis, max_dims=max_dims, image_shape=image_shape)
                     parts.append(page.image(data, "image/gif", f"{name}: animated traversal of anchor {a}",
-                                            f"Anchor {a} of {name!r}: every latent moves through its steps at once.",
+                                            f"Anchor {a} of {name!r}: every {result.traversal_kind} moves through "
+                                            "its steps at once.",
                                             pixelated=True))
         else:
             if result.outputs is not None:
@@ -309,7 +312,7 @@ def _traversals(page, named, diagnosis, image_shape, feature_names, inputs, reco
                     response_curves(result, diagnosis=diagnosis, max_dims=max_dims, feature_names=feature_names,
                                     features=chosen),
                     f"{name}: response curves",
-                    "Each output feature against the latent, mean over anchors; the band shows how much "
+                    f"Each output feature against the {result.traversal_kind}, mean over anchors; the band shows how much "
                     f"anchors differ. {rule}",
                     wide=True,
                 ))
@@ -318,7 +321,8 @@ def _traversals(page, named, diagnosis, image_shape, feature_names, inputs, reco
             parts.append(page.figure(
                 sensitivity_heatmap(result, diagnosis=diagnosis, max_dims=max_dims, feature_names=feature_names),
                 f"{name}: sensitivity heatmap",
-                "Mean absolute slope of each output feature along each latent: which latent moves which feature.",
+                f"Mean absolute slope of each output feature along each {result.traversal_kind}: which "
+                f"{result.traversal_kind} moves which feature.",
                 wide=True,
             ))
         blocks.append(f'<div class="column">{"".join(parts)}</div>')
@@ -351,9 +355,9 @@ def _curve_features(named, image_shape, feature_names) -> tuple[list[int] | None
 
 def _active_positions(result, diagnosis) -> tuple[list[int], list[int]]:
     """Positions into ``result.dims`` of the active latents and of the others (all count as
-    active without a VAE diagnosis)."""
+    active without a VAE diagnosis, and directions always: activity is per latent)."""
     dims = result.dims.tolist()
-    if diagnosis is None or not diagnosis.is_variational:
+    if diagnosis is None or not diagnosis.is_variational or result.directions is not None:
         return list(range(len(dims))), []
     active = diagnosis.active.tolist()
     return [i for i, d in enumerate(dims) if active[d]], [i for i, d in enumerate(dims) if not active[d]]
@@ -372,15 +376,16 @@ def _result_line(result, diagnosis=None) -> str:
     a, k, s = result.values.shape
     widths = traversal_widths(result)
     active, inactive = _active_positions(result, diagnosis)
+    kind = result.traversal_kind
     if inactive and active:
         ranges = (
             f"the {len(active)} active latents move over {_mean([widths[i] for i in active]):.3g} in z on "
             f"average, the {len(inactive)} inactive ones over {_mean([widths[i] for i in inactive]):.3g}"
         )
     else:
-        ranges = f"each latent moves over {_mean(widths):.3g} in z on average"
+        ranges = f"each {kind} moves over {_mean(widths):.3g} in {'z' if kind == 'latent' else 'its coordinate'} on average"
     return (
-        f"mode {result.mode!r}: {a} anchors × {k} latents × {s} steps, output shape "
+        f"mode {result.mode!r}: {a} anchors × {k} {kind}s × {s} steps, output shape "
         f"{tuple(result.out_shape)}, effects measured in {result.output_space}; {ranges}; "
         f"{result.speed_text()}"
     )
@@ -433,15 +438,16 @@ def _anchors_note(named: dict) -> str:
 
 
 def _ranking(result, top: int = 8) -> str:
-    """The latents that move the output most in this traversal (saying when it is cut)."""
+    """The latents (or directions) that move the output most in this traversal (saying when it
+    is cut), named by the result's labels."""
     effect = result.dim_effect.tolist()
-    dims = result.dims.tolist()
-    order = sorted(range(len(dims)), key=lambda i: -effect[i])[:top]
-    cells = "".join(f"<tr><td>z{dims[i]}</td><td>{_esc(_number(effect[i]))}</td></tr>" for i in order)
-    caption = (f"The {len(order)} of {len(dims)} latents that move the output most" if len(order) < len(dims)
-               else f"All {len(dims)} latents, by effect")
+    labels, kind = result.labels, result.traversal_kind
+    order = sorted(range(len(labels)), key=lambda i: -effect[i])[:top]
+    cells = "".join(f"<tr><td>{_esc(labels[i])}</td><td>{_esc(_number(effect[i]))}</td></tr>" for i in order)
+    caption = (f"The {len(order)} of {len(labels)} {kind}s that move the output most" if len(order) < len(labels)
+               else f"All {len(labels)} {kind}s, by effect")
     return (
-        f'<table class="small"><caption>{_esc(caption)}</caption><thead><tr><th>latent</th><th>effect</th></tr>'
+        f'<table class="small"><caption>{_esc(caption)}</caption><thead><tr><th>{kind}</th><th>effect</th></tr>'
         f"</thead><tbody>{cells}</tbody></table>"
     )
 

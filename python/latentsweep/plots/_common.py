@@ -98,19 +98,26 @@ def all_outputs(fn: str, result: TraversalResult) -> np.ndarray:
 
 
 def dim_order(fn: str, result: TraversalResult, diagnosis: Diagnosis | None, order: str, max_dims=None):
-    """Which traversed dims to draw, and in which order.
+    """Which traversals (latents or directions) to draw, and in which order.
 
     Returns ``(positions, scores, score_name)``: positions into ``result.dims``; the score each
-    drawn dim is sorted by (``None`` for ``order="dims"``). ``"auto"`` sorts by KL when the
-    diagnosis has it (a VAE), else by the traversal's measured effect.
+    drawn traversal is sorted by (``None`` for ``order="dims"``). ``"auto"`` sorts by KL when the
+    diagnosis has it (a VAE) and the traversals are latents, else by the measured effect (the
+    diagnosis' KL is per latent: a sweep along directions has none).
     """
     _checks.choice(fn, "order", order, ORDERS)
     max_dims = _checks.optional_integer(fn, "max_dims", max_dims, low=1)
     dims = result.dims.tolist()
-    diagnosis = check_diagnosis(fn, diagnosis, dims=dims)
+    coordinates = result.directions is None
+    diagnosis = check_diagnosis(fn, diagnosis, dims=dims if coordinates else None)
     if order == "auto":
-        order = "kl" if diagnosis is not None and diagnosis.is_variational else "effect"
+        order = "kl" if diagnosis is not None and diagnosis.is_variational and coordinates else "effect"
     if order == "kl":
+        if not coordinates:
+            raise ValueError(
+                f"{fn}: order='kl' sorts latents by their KL; this result traverses directions, which "
+                "have none: use order='effect' or 'dims'"
+            )
         if diagnosis is None or not diagnosis.is_variational:
             raise ValueError(
                 f"{fn}: order='kl' needs the diagnosis of a VAE (diagnosis=...); a plain "
@@ -137,33 +144,54 @@ def dim_label(dim: int) -> str:
     return f"z{dim}"
 
 
-def grid_columns(values: np.ndarray, anchor_values: np.ndarray) -> tuple[np.ndarray | None, str]:
+def row_labels(result: TraversalResult, positions) -> list[str]:
+    """The names of the drawn traversals (``result.labels``: ``"z3"``, ``"PC1 (34%)"``)."""
+    return [result.labels[int(p)] for p in positions]
+
+
+def traversal_noun(result: TraversalResult) -> str:
+    """``"latent"`` or ``"direction"``: what a row of the picture is."""
+    return result.traversal_kind
+
+
+def value_axis_labels(result: TraversalResult) -> tuple[str, str]:
+    """(the values' name, their offsets' name) on a picture's axis: the latent value z, or the
+    coordinate along a direction u."""
+    if result.directions is None:
+        return "latent value z", "offset from the anchor, z - z_anchor"
+    return "coordinate along u", "offset along u from the anchor"
+
+
+def grid_columns(values: np.ndarray, anchor_values: np.ndarray,
+                 labels: tuple[str, str] = ("latent value z", "offset from the anchor, z - z_anchor"),
+                 ) -> tuple[np.ndarray | None, str]:
     """Column labels for one anchor's grid, from its values ``[K, S]`` and its own value of each
-    traversed latent ``[K]``: the values when every row takes the same ones (modes "absolute",
-    "quantile"), else the offsets from the anchor when those agree (mode "prior"), else
-    ``None`` (modes "posterior", "empirical": every row has its own range)."""
+    traversed latent (or coordinate along each direction) ``[K]``: the values when every row
+    takes the same ones (modes "absolute", "quantile"), else the offsets from the anchor when
+    those agree (mode "prior"), else ``None`` (modes "posterior", "empirical": every row has its
+    own range). ``labels``: :func:`value_axis_labels`."""
     values = values.astype(np.float64)
     if np.allclose(values, values[:1], rtol=1e-5, atol=1e-6):
-        return values[0], "latent value z"
+        return values[0], labels[0]
     offsets = values - anchor_values.astype(np.float64)[:, None]
     if np.allclose(offsets, offsets[:1], rtol=1e-4, atol=1e-5):
-        return offsets[0], "offset from the anchor, z - z_anchor"
+        return offsets[0], labels[1]
     return None, "step"
 
 
 def curve_axis(result: TraversalResult, positions) -> tuple[np.ndarray, str]:
-    """The x coordinates ``[K', S]`` of the steps of each drawn latent, shared by all anchors:
-    the latent values when every anchor takes the same ones (modes "absolute", "quantile",
+    """The x coordinates ``[K', S]`` of the steps of each drawn traversal, shared by all
+    anchors: the values when every anchor takes the same ones (modes "absolute", "quantile",
     "empirical"), else the offsets from each anchor's own value (mode "prior"; averaged over
     anchors when they differ, as in mode "posterior")."""
+    value_label, offset_label = value_axis_labels(result)
     values = as_array(result.values)[:, positions].astype(np.float64)  # [A, K', S]
     if np.allclose(values, values[:1], rtol=1e-5, atol=1e-6):
-        return values[0], "latent value z"
-    dims = result.dims.numpy()[positions]
-    offsets = values - as_array(result.anchors)[:, dims].astype(np.float64)[:, :, None]
+        return values[0], value_label
+    offsets = values - as_array(result.anchor_values)[:, positions].astype(np.float64)[:, :, None]
     if np.allclose(offsets, offsets[:1], rtol=1e-4, atol=1e-5):
-        return offsets[0], "offset from the anchor, z - z_anchor"
-    return offsets.mean(axis=0), "offset from the anchor (mean over anchors)"
+        return offsets[0], offset_label
+    return offsets.mean(axis=0), f"{offset_label} (mean over anchors)"
 
 
 def check_cmap(fn: str, cmap: str) -> str:

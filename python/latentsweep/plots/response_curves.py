@@ -71,7 +71,7 @@ def response_curves(
     nrows = math.ceil(count / ncols)
     figure = _common.new_figure(3.6 * ncols + 1.8, 2.8 * nrows + 0.8)
     axes = figure.subplots(nrows, ncols, squeeze=False, sharey=sharey)
-    dims = result.dims.numpy()[positions]
+    headings = _common.row_labels(result, positions)
     mean = outputs.mean(axis=0)
     for i, ax in enumerate(axes.flat):
         if i >= count:
@@ -85,7 +85,7 @@ def response_curves(
                 ax.fill_between(x[i], low, high, color=colour, alpha=0.15, lw=0)
         if x_label.startswith("offset"):
             ax.axvline(0.0, color="0.4", ls=":", lw=1)
-        heading = _common.dim_label(int(dims[i]))
+        heading = headings[i]
         if score_name is not None:
             heading += f"  ({_common.score_text(float(scores[i]), score_name)})"
         ax.set_title(heading, fontsize=10)

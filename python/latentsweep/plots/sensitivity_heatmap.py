@@ -67,21 +67,21 @@ def sensitivity_heatmap(
     figure = _common.new_figure(min(0.55 * columns + 3.0, 24.0), min(0.45 * rows + 2.2, 24.0))
     ax = figure.add_subplot()
     image = ax.imshow(matrix, cmap=cmap, aspect="auto", interpolation="nearest", vmin=0.0)
-    dims = result.dims.numpy()[positions]
-    row_labels = [_common.dim_label(int(d)) for d in dims]
+    row_labels = _common.row_labels(result, positions)
     if score_name is not None:
         row_labels = [f"{label} ({_common.score_text(float(s), score_name)})" for label, s in zip(row_labels, scores)]
     ax.set_yticks(range(rows), row_labels, fontsize=8)
     ax.set_xticks(range(columns), [names[f] for f in chosen], fontsize=8, rotation=60, ha="right", rotation_mode="anchor")
     ax.set_xlabel("output feature")
-    ax.set_ylabel("latent" + (f" (sorted by {score_name})" if score_name else ""))
+    ax.set_ylabel(_common.traversal_noun(result) + (f" (sorted by {score_name})" if score_name else ""))
     if annotate:
         threshold = np.nanmax(matrix) * 0.6 if matrix.size else 0.0
         for (r, c), value in np.ndenumerate(matrix):
             ax.text(c, r, f"{value:.2g}", ha="center", va="center", fontsize=6.5,
                     color="black" if value > threshold else "white")
-    label = "share of the feature's largest slope" if normalize else "mean |d output / d z|"
+    slope = "mean |d output / d z|" if result.directions is None else "mean |d output / d coordinate along u|"
+    label = "share of the feature's largest slope" if normalize else slope
     figure.colorbar(image, ax=ax, label=label)
     shown = f" ({columns} of {num_features} features)" if columns < num_features else ""
-    ax.set_title(title if title is not None else f"Sensitivity: which latent moves which feature{shown}")
+    ax.set_title(title if title is not None else f"Sensitivity: which {_common.traversal_noun(result)} moves which feature{shown}")
     return _common.finish(figure, path)

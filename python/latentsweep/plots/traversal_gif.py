@@ -97,7 +97,7 @@ def gif_bytes(
     tiles = (tiles * 255).round().astype(np.uint8)
 
     values = _common.as_array(result.values)[anchor, positions]  # [K', S]
-    names = [_common.dim_label(int(d)) for d in result.dims.numpy()[positions]]
+    names = _common.row_labels(result, positions)
     steps = list(range(tiles.shape[1]))
     if bounce and len(steps) > 2:
         steps += steps[-2:0:-1]
@@ -124,15 +124,19 @@ def _font():
 
 
 def _frame(tiles: np.ndarray, names: list[str], values: np.ndarray, header: str, layout: str, font):
-    """One frame: ``tiles [K', h, w, 3]`` uint8 with their latent names and current values."""
+    """One frame: ``tiles [K', h, w, 3]`` uint8 with their names (latents or directions) and
+    current values."""
     from PIL import Image, ImageDraw
 
     count, h, w, _ = tiles.shape
     line = 16  # text line height in pixels
     pad = 6
     texts = [f"{v:+.2f}" for v in values]
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    # Wide enough for the longest name ("PC1 (34%)", "z[1,0,2]"), at least 48 px.
+    name_w = max([48, *(measure.textbbox((0, 0), n, font=font)[2] + 6 for n in names)])
     if layout == "side-by-side":
-        cell_w = max(w, 48)
+        cell_w = max(w, name_w)
         size = (pad + count * (cell_w + pad), line + pad + line + h + line + pad)
         frame = Image.new("RGB", size, _BACKGROUND)
         draw = ImageDraw.Draw(frame)
@@ -143,7 +147,7 @@ def _frame(tiles: np.ndarray, names: list[str], values: np.ndarray, header: str,
             frame.paste(Image.fromarray(tiles[i]), (left + (cell_w - w) // 2, top + line))
             _centred_text(draw, (left + cell_w / 2, top + line + h + line / 2), texts[i], font)
     else:
-        name_w, value_w = 48, 56
+        value_w = 56
         size = (pad + name_w + w + value_w + pad, line + pad + count * (h + pad))
         frame = Image.new("RGB", size, _BACKGROUND)
         draw = ImageDraw.Draw(frame)

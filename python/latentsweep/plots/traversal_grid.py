@@ -31,16 +31,17 @@ def traversal_grid(
 ):
     """Draws the decoded traversal of one anchor as an image grid.
 
-    Rows are the traversed latents (sorted by KL, by effect, or as traversed), columns the
-    steps, labelled with the latent's value (or its offset from the anchor when each row starts
-    from a different value).
+    Rows are the traversed latents or directions (sorted by KL, by effect, or as traversed),
+    named by ``result.labels``; columns the steps, labelled with the latent's value (the
+    coordinate along a direction), or its offset from the anchor when each row starts from a
+    different value.
 
     Args:
         result: a :class:`TraversalResult` with image outputs ``[A, K, S, *out_shape]``:
             ``out_shape`` ``[H, W]`` or ``[C, H, W]`` (C = 1 or 3), or flat with ``image_shape``.
         anchor: which anchor (index into ``result.anchors``) to draw.
         diagnosis: a :class:`Diagnosis` of the same model; with it ``order="auto"`` sorts the
-            rows by KL, largest first.
+            rows by KL, largest first (latents only: directions are sorted by effect).
         order: ``"auto"`` (KL with a VAE diagnosis, else effect), ``"kl"``, ``"effect"``
             (``result.dim_effect``, largest first) or ``"dims"`` (as traversed).
         max_dims: draw only the first ``max_dims`` rows of that order.
@@ -57,7 +58,7 @@ def traversal_grid(
         path: also save the figure there (``.png``, ``.pdf``, ``.svg``...).
 
     Returns:
-        a matplotlib ``Figure`` with one image axes (tick labels: ``z<dim>`` rows, step
+        a matplotlib ``Figure`` with one image axes (tick labels: ``result.labels`` rows, step
         columns) and, for one-channel images, a colour bar.
     """
     result = _common.check_result(_FN, result)
@@ -88,16 +89,17 @@ def traversal_grid(
     mosaic, column_centres, row_centres = _mosaic(tiles, extra_tiles)
 
     values = _common.as_array(result.values)[anchor, positions]  # [K', S]
-    dims = result.dims.numpy()[positions]
-    columns, axis_label = _common.grid_columns(values, _common.as_array(result.anchors)[anchor, dims])
+    labels = _common.value_axis_labels(result)
+    columns, axis_label = _common.grid_columns(values, _common.as_array(result.anchor_values)[anchor, positions],
+                                               labels)
     if columns is not None:
         step_labels = [_common.format_value(v) for v in columns]
     else:  # each row has its own values: label steps by index, give each row its range
         step_labels = [str(s) for s in range(values.shape[1])]
-        axis_label = "step (each row's range of z is in its label)"
+        axis_label = f"step (each row's range of {'z' if result.directions is None else 'the coordinate'} is in its label)"
     row_labels = []
-    for i, d in enumerate(dims):
-        lines = [_common.dim_label(int(d))]
+    for i, name in enumerate(_common.row_labels(result, positions)):
+        lines = [name]
         if score_name is not None:
             lines.append(_common.score_text(float(scores[i]), score_name))
         if columns is None:
@@ -117,7 +119,7 @@ def traversal_grid(
     for spine in ax.spines.values():
         spine.set_visible(False)
     ax.set_xlabel(axis_label)
-    ax.set_ylabel("latent" + (f" (sorted by {score_name})" if score_name else ""))
+    ax.set_ylabel(_common.traversal_noun(result) + (f" (sorted by {score_name})" if score_name else ""))
     mode = f"mode {result.mode!r}"
     ax.set_title(title if title is not None else f"Traversal of anchor {anchor} ({mode})")
     if len(shape) == 2 or shape[0] == 1:
