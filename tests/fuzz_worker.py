@@ -196,6 +196,9 @@ def valid_traverse(rng):
         kwargs["keep_outputs"] = False
     if rng.random() < 0.1:
         kwargs["output_transform"] = rng.choice(["sigmoid", "tanh"])
+    if rng.random() < 0.25:  # a sweep along directions (not unit length: traverse scales them)
+        kwargs.pop("dims")
+        kwargs["directions"] = torch.randn(rng.randint(1, 3), d).to(anchors.dtype)
     return latentsweep.traverse, kwargs, ("decoder", "anchors")
 
 
@@ -440,8 +443,22 @@ def oracle_traverse(args, kwargs, value):
     def plain(z):
         return transform(unwrap("oracle", raw(z.to(cast))))
 
+    if anchors.dim() > 2 or kwargs.get("latent_shape") is not None:  # structured: tests/test_structured_latents.py
+        return "unchecked"
     anchors2 = anchors[None] if anchors.dim() == 1 else anchors
-    expected = sweep_reference.reference_sweep(plain, anchors2, value.dims, value.values.to(anchors2.dtype))
+    grid = None
+    if kwargs.get("directions") is not None:
+        directions = kwargs["directions"]
+        if not _is_float_tensor(directions) or value.directions is None:
+            return "unchecked" if value.directions is not None else "directions given but result.directions is None"
+        unit = latentsweep.unit_directions(directions.double().reshape(-1, anchors2.shape[1]))
+        if not torch.allclose(value.directions.double(), unit, rtol=0, atol=torch.finfo(anchors.dtype).eps):
+            return "result.directions are not the given directions scaled to unit length (to the anchors' precision)"
+        # The grid of the directions the sweep used, rounded as the op rounds (the op itself is checked
+        # against the definition by oracle_direction_codes; tests/test_sweep_directions.py checks
+        # float64 sweeps against the definition directly).
+        grid = latentsweep.direction_codes(anchors2, value.directions.to(anchors2.dtype), value.values.to(anchors2.dtype))
+    expected = sweep_reference.reference_sweep(plain, anchors2, value.dims, value.values.to(anchors2.dtype), grid=grid)
     if value.outputs is not None:
         outputs = value.outputs if isinstance(value.outputs, torch.Tensor) else torch.as_tensor(np.asarray(value.outputs))
         problem = _close(outputs, expected["outputs"], _tolerance(outputs.dtype) * 10)

@@ -440,7 +440,7 @@ def test_traversal_values_bad_input(kwargs, error, match):
     [
         (with_value(A, (0, 2), nan), ValueError, r"anchors has 1 non-finite.*\(0, 2\)"),
         (z(2, 5, dtype=torch.int64), TypeError, "anchors must be float16"),
-        (z(1, 2, 5), ValueError, "anchors must be 1-D or 2-D"),
+        (torch.tensor(1.0), ValueError, r"anchors must be \[A, \*latent_shape\] \(or \[D\] for one code\), got a 0-D"),
         ([0.0, 1.0], TypeError, "anchors must be a torch.Tensor"),
         (z(2, 5).to_sparse(), TypeError, r"anchors must be a dense \(torch.strided\) tensor, got layout torch.sparse_coo"),
     ],

@@ -124,6 +124,7 @@ def test_any_shape_and_batch_size_matches_the_reference(anchors, directions, ste
         (dict(directions=torch.ones(2, 6, dtype=torch.int64)), TypeError, "directions must be float"),
         (dict(directions="pca"), TypeError, "directions must be a torch.Tensor"),
         (dict(directions=RAW, mode="posterior"), ValueError, "needs logvar"),
+        (dict(directions=RAW, mode=np.zeros(2)), TypeError, "mode must be a str"),  # checked before the projections
         (dict(directions=RAW, values=torch.zeros(4, 5)), ValueError, r"values must be .*\[K=3, S\]"),
     ],
 )

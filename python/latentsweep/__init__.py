@@ -12,6 +12,7 @@ from ._extension import build_info
 from .direction_codes import direction_codes, unit_directions
 from .clusters import Clusters, clusters
 from .directions import Directions
+from .latent_shape import channel_directions
 from .diagnosis import Diagnosis, Flag, diagnose
 from .encoding import encode
 from .plots import (
@@ -39,6 +40,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Clusters",
     "Directions",
+    "channel_directions",
     "clusters",
     "interpolation_codes",
     "principal_directions",

@@ -132,7 +132,8 @@ def clusters(codes_or_posterior, labels=None, *, k: int | None = None, seed: int
     ``F = (SS_between / (C - 1)) / (SS_within / (N - C))``.
 
     Args:
-        codes_or_posterior: ``[N, D]`` codes or a :class:`Posterior`.
+        codes_or_posterior: ``[N, D]`` codes (``[N, *latent_shape]`` is flattened) or a
+            :class:`Posterior`.
         labels: ``[N]`` cluster labels (ints or strings), or ``None`` to run KMeans.
         k: the number of KMeans clusters (2 <= k < N); only without labels.
         seed: KMeans' random state.

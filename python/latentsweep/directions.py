@@ -13,8 +13,13 @@ from .posterior import Posterior
 
 
 def as_codes(fn: str, codes_or_posterior, *, min_rows: int = 1) -> torch.Tensor:
-    """``[N, D]`` finite codes from a tensor or a :class:`Posterior` (its means)."""
+    """``[N, D]`` finite codes from a tensor or a :class:`Posterior` (its means). Structured
+    codes ``[N, *latent_shape]`` are flattened (row-major, as ``torch.flatten``), so directions
+    and centroids computed from them are flat ``[K, D]``."""
     codes = codes_or_posterior.mu if isinstance(codes_or_posterior, Posterior) else codes_or_posterior
+    codes = _checks.dense_tensor(fn, "codes", codes)
+    if codes.dim() > 2:
+        codes = codes.reshape(codes.shape[0], -1)
     codes = _checks.tensor(fn, "codes", codes, ndims=(2,))
     if codes.shape[0] < min_rows or codes.shape[1] < 1:
         raise ValueError(f"{fn}: codes must be [N, D] with N >= {min_rows} and D >= 1, got shape {tuple(codes.shape)}")
@@ -52,7 +57,8 @@ class Directions:
         explained_variance_ratio: ``[K]`` that variance as a share of the codes' total variance
             (the trace of their covariance), or ``None``.
         mean: ``[D]`` the centre of the codes the directions were computed from, or ``None``.
-        source: ``"pca"``, ``"clusters"`` or ``"user"``.
+        source: ``"pca"``, ``"clusters"``, ``"channels"`` (:func:`channel_directions`) or
+            ``"user"``.
     """
 
     vectors: torch.Tensor

@@ -21,7 +21,14 @@ from ._extension import ops
 from ._modules import tensor_digest
 from .direction_codes import normalised
 from .directions import Directions
-from .latent_shape import coordinate_labels, direction_labels, flat_codes, flat_directions, like_anchors
+from .latent_shape import (
+    checked_latent_shape,
+    coordinate_labels,
+    direction_labels,
+    flat_codes,
+    flat_directions,
+    like_anchors,
+)
 from .posterior import Posterior
 from .traversal import _expand_values, traversal_values
 
@@ -129,7 +136,7 @@ def _writer_name(writer) -> str:
 
 
 def grid_spec(fn: str, anchors, *, mode, span, steps, dims, logvar, values, reference, prior_std,
-              directions=None) -> GridSpec:
+              directions=None, latent_shape=None) -> GridSpec:
     """Validates the traversal arguments of :func:`latentsweep.traverse` and builds the grid.
 
     Anchors ``[A, *latent_shape]`` are flattened to ``[A, D]`` (``logvar``, ``reference`` and
@@ -137,7 +144,8 @@ def grid_spec(fn: str, anchors, *, mode, span, steps, dims, logvar, values, refe
     if isinstance(anchors, Posterior):
         logvar = anchors.logvar if logvar is None else logvar
         anchors = anchors.mu
-    anchors, latent_shape = flat_codes(fn, "anchors", anchors, what="A")
+    anchors, given_shape = flat_codes(fn, "anchors", anchors, what="A")
+    latent_shape = checked_latent_shape(fn, latent_shape, anchors, given_shape)
     logvar = like_anchors(fn, "logvar", logvar, latent_shape, what="A")
     reference = like_anchors(fn, "reference", reference, latent_shape, what="M")
     # The sweep owns its anchors: a decoder that writes into its input, or a caller who changes

@@ -4,7 +4,8 @@ spatial VAE), seen by everything else as flat ``[N, D]`` rows with ``D = prod(la
 The rule, written once: a code tensor's first axis counts the codes, the rest is the latent
 shape; ``[D]`` is one flat code. Flat indices (``dims``) number the latent's elements in
 row-major order, as ``torch.flatten`` and ``numpy.ravel_multi_index`` do. Directions are
-``[K, *latent_shape]`` or already flat ``[K, D]``.
+``[K, *latent_shape]`` or already flat ``[K, D]``. :func:`channel_directions` gives one
+direction per channel.
 """
 
 from __future__ import annotations
@@ -34,14 +35,83 @@ def flat_codes(fn: str, name: str, codes, *, what: str = "N") -> tuple[torch.Ten
     return codes.reshape(codes.shape[0], -1), latent_shape
 
 
+def checked_latent_shape(fn: str, latent_shape, codes: torch.Tensor, given: tuple[int, ...]) -> tuple[int, ...]:
+    """An explicit ``latent_shape=`` for ``codes [N, D]`` whose own shape is ``given``: a tuple of
+    positive ints with ``prod == D``, equal to ``given`` when the codes are structured."""
+    if latent_shape is None:
+        return given
+    if isinstance(latent_shape, (str, bytes)) or not hasattr(latent_shape, "__iter__"):
+        raise TypeError(f"{fn}: latent_shape must be a tuple of ints such as (4, 8, 8), got {type(latent_shape).__name__}")
+    shape = tuple(_checks.integer(fn, "latent_shape[...]", n, low=1) for n in latent_shape)
+    if not shape:
+        raise ValueError(f"{fn}: latent_shape must have at least one axis, got ()")
+    if len(given) > 1 and shape != given:
+        raise ValueError(f"{fn}: latent_shape={shape} but the anchors are [A, *{list(given)}]; give one or the other")
+    if math.prod(shape) != codes.shape[1]:
+        raise ValueError(
+            f"{fn}: latent_shape={shape} holds {math.prod(shape)} values but the codes have D={codes.shape[1]}"
+        )
+    return shape
+
+
+def channel_directions(latent_shape, *, dtype: torch.dtype = torch.float32, device=None) -> Directions:
+    """One unit direction per channel of a structured latent ``(C, *spatial)``, e.g. ``(4, 32, 32)``:
+    direction c has every element of channel c equal to ``1 / sqrt(P)`` (P = prod(spatial), the
+    channel's size) and zeros elsewhere, so moving along it shifts the whole channel uniformly.
+
+    Ranges. A unit step along direction c moves each element of channel c by ``1 / sqrt(P)``
+    (``1/32`` for a 32 x 32 channel); the coordinate along it is ``sqrt(P)`` times the channel's
+    mean. Under the prior N(0, I) that coordinate is N(0, 1) like any projection, so mode
+    ``"prior"`` with span 2 moves the channel's mean over its prior range: each element by only
+    ``+-2 / sqrt(P)``, which is honest but often barely visible. To see what a channel does:
+
+    - ``prior_std=math.sqrt(P)`` (modes "prior", "absolute", "quantile"): each element moves by
+      ``+-span`` prior SDs, the whole channel at once (far outside the prior's typical set for
+      the channel's mean; that is the point of the picture);
+    - ``mode="empirical", reference=codes`` (the encoded data, ``[N, *latent_shape]``): the range
+      the channel's mean actually spans in the data, usually the most readable choice for a
+      trained model;
+    - ``values=`` explicit coordinates, e.g. ``math.sqrt(P) * torch.linspace(-2, 2, 9)`` to set
+      the per-element shift directly.
+
+    Args:
+        latent_shape: ``(C, *spatial)`` with C >= 1 channels (``(C,)`` gives one-hot directions).
+        dtype, device: of the vectors.
+
+    Returns:
+        :class:`Directions` with ``vectors [C, D]`` (D = C * P, flat as ``torch.flatten``) named
+        ``"channel 0" .. "channel C-1"``, ``source="channels"``.
+    """
+    fn = "latentsweep.channel_directions"
+    if isinstance(latent_shape, (str, bytes)) or not hasattr(latent_shape, "__iter__"):
+        raise TypeError(f"{fn}: latent_shape must be a tuple of ints (C, *spatial) such as (4, 32, 32), "
+                        f"got {type(latent_shape).__name__}")
+    shape = tuple(_checks.integer(fn, "latent_shape[...]", n, low=1) for n in latent_shape)
+    if not shape:
+        raise ValueError(f"{fn}: latent_shape must be (C, *spatial) with at least the channel axis, got ()")
+    if dtype not in _checks.FLOAT_DTYPES:
+        raise TypeError(f"{fn}: dtype must be a floating dtype, got {dtype}")
+    channels, size = shape[0], math.prod(shape[1:])
+    vectors = torch.zeros(channels, channels, size, dtype=torch.float64)
+    for c in range(channels):
+        vectors[c, c] = 1.0 / math.sqrt(size)
+    vectors = vectors.reshape(channels, -1).to(dtype=dtype, device=_checks.device(fn, device))
+    return Directions(vectors, tuple(f"channel {c}" for c in range(channels)), source="channels")
+
+
 def like_anchors(fn: str, name: str, value, latent_shape: tuple[int, ...], *, what: str) -> torch.Tensor | None:
     """``value [N, *latent_shape]`` (or ``[N, D]``, or ``[D]`` for one) as ``[N, D]``; None stays
-    None. Other shapes are left for the caller's own shape check to name."""
-    if value is None or not isinstance(value, torch.Tensor):
+    None. For flat codes every shape is left for the caller's own check to name."""
+    if value is None or not isinstance(value, torch.Tensor) or len(latent_shape) == 1:
         return value
-    if len(latent_shape) > 1 and value.dim() == len(latent_shape) + 1 and tuple(value.shape[1:]) == latent_shape:
+    if value.dim() == len(latent_shape) + 1 and tuple(value.shape[1:]) == latent_shape:
         return value.reshape(value.shape[0], -1)
-    return value
+    if value.dim() in (1, 2) and value.shape[-1] == math.prod(latent_shape):
+        return value
+    raise ValueError(
+        f"{fn}: {name} must be [{what}, *latent_shape] = [{what}, {', '.join(map(str, latent_shape))}] (or flat "
+        f"[{what}, D={math.prod(latent_shape)}]) for these anchors, got shape {tuple(value.shape)}"
+    )
 
 
 def flat_directions(fn: str, directions, latent_shape: tuple[int, ...]):

@@ -97,7 +97,8 @@ def principal_directions(
     D = 4096 latents.
 
     Args:
-        codes_or_posterior: ``[N, D]`` codes (N >= 2) or a :class:`Posterior`.
+        codes_or_posterior: ``[N, D]`` codes (N >= 2; ``[N, *latent_shape]`` is flattened) or a
+            :class:`Posterior`.
         k: number of components (default: all ``min(N - 1, D)`` for the exact method, 64 for
             the randomised one).
         seed: the randomised method's start. iterations: its number of power iterations

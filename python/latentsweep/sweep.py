@@ -49,6 +49,7 @@ def traverse(
     steps: int = 11,
     dims=None,
     directions=None,
+    latent_shape=None,
     logvar: torch.Tensor | None = None,
     values: torch.Tensor | None = None,
     reference: torch.Tensor | None = None,
@@ -97,6 +98,9 @@ def traverse(
             ``[B, *latent_shape]`` codes, and ``dims`` are flat indices into the latent
             (row-major, as ``torch.flatten``: ``numpy.ravel_multi_index((c, h, w), latent_shape)``).
         dims: the latents to traverse (default: all D); not together with ``directions``.
+        latent_shape: the shape of one code as the decoder takes it, for flat anchors ``[A, D]``
+            of a structured latent (e.g. a flattened :class:`Posterior`): ``(4, 8, 8)`` with
+            ``D = 256``. Anchors ``[A, *latent_shape]`` say it themselves.
         directions: ``[K, D]`` vectors (``[K, *latent_shape]`` for structured anchors) or a
             :class:`Directions` (e.g. :func:`principal_directions`, :func:`channel_directions`),
             traversed instead of coordinates. Each is scaled to unit length (a zero or
@@ -161,7 +165,8 @@ def traverse(
     batch_size, memory_budget = _check_arguments(decoder, batch_size, memory_budget, out, keep_outputs=keep_outputs,
                                                  resume=resume, overwrite=overwrite, cuda_graph=cuda_graph, shard=shard)
     spec = grid_spec(_FN, anchors, mode=mode, span=span, steps=steps, dims=dims, directions=directions,
-                     logvar=logvar, values=values, reference=reference, prior_std=prior_std)
+                     latent_shape=latent_shape, logvar=logvar, values=values, reference=reference,
+                     prior_std=prior_std)
     decode_fn = decoding.decoder_call(_FN, decoder, output=output, output_transform=output_transform,
                                       latent_shape=spec.latent_shape)
     requested = _checks.device(_FN, device)

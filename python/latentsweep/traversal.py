@@ -181,21 +181,21 @@ def traversal_values(
         ``ValueError`` naming the mode, the argument and its limit.
     """
     fn = "latentsweep.traversal_values"
-    if isinstance(anchors, torch.Tensor) and anchors.dim() > 2:  # structured latents: flattened
+    if isinstance(anchors, torch.Tensor) and anchors.dim() not in (1, 2):  # structured latents: flattened
         anchors, latent_shape = flat_codes(fn, "anchors", anchors, what="A")
         logvar = like_anchors(fn, "logvar", logvar, latent_shape, what="A")
         reference = like_anchors(fn, "reference", reference, latent_shape, what="M")
         directions = flat_directions(fn, directions, latent_shape)
     anchors = _as_anchors(fn, anchors)
     _checks.finite(fn, "anchors", anchors)
-    if directions is not None:
-        if dims is not None:
-            raise ValueError(f"{fn}: give dims (coordinates) or directions, not both")
-        anchors, logvar, reference = _along_directions(fn, anchors, directions, mode, logvar, reference)
     if not isinstance(mode, str):
         raise TypeError(f"{fn}: mode must be a str, one of {', '.join(map(repr, MODES))}; got {type(mode).__name__}")
     if mode not in MODES:
         raise ValueError(f"{fn}: mode must be one of {', '.join(map(repr, MODES))}, got {mode!r}")
+    if directions is not None:
+        if dims is not None:
+            raise ValueError(f"{fn}: give dims (coordinates) or directions, not both")
+        anchors, logvar, reference = _along_directions(fn, anchors, directions, mode, logvar, reference)
     span = _checks.positive_float(fn, "span", span)
     steps = _checks.integer(fn, "steps", steps, low=1)
     prior_std = _checks.positive_float(fn, "prior_std", prior_std)

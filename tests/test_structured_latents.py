@@ -1,0 +1,176 @@
+"""Structured latents: anchors [A, *latent_shape] (here [A, 2, 3, 3]) decoded by a small
+convolutional decoder that takes [B, 2, 3, 3], against plain torch (the flat grid reshaped and
+decoded in one call); flat indices as dims; channel directions; stores; bad shapes."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import latentsweep as ls
+from sweep_reference import reference_direction_grid, reference_grid, reference_sweep
+
+SHAPE = (2, 3, 3)
+D = math.prod(SHAPE)
+GEN = torch.Generator().manual_seed(8)
+ANCHORS = torch.randn(3, *SHAPE, generator=GEN, dtype=torch.float64)
+LOGVAR = torch.randn(3, *SHAPE, generator=GEN, dtype=torch.float64) - 1
+REFERENCE = torch.randn(40, *SHAPE, generator=GEN, dtype=torch.float64)
+STATISTICS = ("effect", "dim_effect", "sensitivity")
+
+
+def conv_decoder() -> torch.nn.Module:
+    """[B, 2, 3, 3] -> [B, 1, 6, 6]; refuses flat codes, as a real convolutional decoder does."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.ConvTranspose2d(2, 4, kernel_size=2, stride=2), torch.nn.Tanh(),
+        torch.nn.Conv2d(4, 1, kernel_size=3, padding=1), torch.nn.Sigmoid(),
+    ).double()
+    return model
+
+
+DECODER = conv_decoder()
+
+
+def flat_decoder(codes: torch.Tensor) -> torch.Tensor:
+    """The reference's view: the same decoder on flat codes."""
+    return DECODER(codes.reshape(-1, *SHAPE))
+
+
+def assert_matches(result, expected, *, atol=1e-12):
+    torch.testing.assert_close(result.outputs, expected["outputs"], rtol=0, atol=atol)
+    for name in STATISTICS:
+        torch.testing.assert_close(getattr(result, name).double(), expected[name], rtol=1e-9, atol=atol)
+
+
+def test_coordinates_of_a_structured_latent_are_flat_indices():
+    dims = [0, 5, 17]
+    result = ls.traverse(DECODER, ANCHORS, dims=dims, steps=5, batch_size=7, progress=False)
+    flat = ANCHORS.reshape(3, D)
+    assert result.latent_shape == SHAPE and torch.equal(result.anchors, flat)
+    assert result.labels == ("z[0,0,0]", "z[0,1,2]", "z[1,2,2]")
+    assert result.out_shape == (1, 6, 6)
+    assert torch.equal(result.values, ls.traversal_values(flat, dims=dims, steps=5))
+    expected = reference_sweep(flat_decoder, flat, torch.tensor(dims), result.values)
+    assert_matches(result, expected)
+    # (c, h, w) -> the flat index of torch.flatten, as documented
+    assert int(np.ravel_multi_index((1, 2, 2), SHAPE)) == 17
+    assert "latent shape [2, 3, 3]" in result.summary()
+
+
+def test_all_coordinates_by_default_and_flat_anchors_with_latent_shape():
+    structured = ls.traverse(DECODER, ANCHORS, steps=3, progress=False)
+    assert structured.values.shape == (3, D, 3) and len(structured.labels) == D
+    flat = ls.traverse(DECODER, ANCHORS.reshape(3, D), latent_shape=SHAPE, steps=3, progress=False)
+    assert flat.latent_shape == SHAPE and flat.labels == structured.labels
+    assert torch.equal(flat.outputs, structured.outputs)
+    for name in STATISTICS:
+        assert torch.equal(getattr(flat, name), getattr(structured, name))
+
+
+@pytest.mark.parametrize("mode, options", [
+    ("prior", {}), ("absolute", {}), ("quantile", {}), ("posterior", {"logvar": LOGVAR}),
+    ("empirical", {"reference": REFERENCE}),
+])
+def test_channel_directions_in_every_mode_match_the_reference(mode, options):
+    channels = ls.channel_directions(SHAPE, dtype=torch.float64)
+    result = ls.traverse(DECODER, ANCHORS, directions=channels, mode=mode, steps=5, progress=False, **options)
+    flat = ANCHORS.reshape(3, D)
+    flat_options = {k: v.reshape(v.shape[0], D) for k, v in options.items()}
+    assert torch.equal(result.values, ls.traversal_values(flat, mode=mode, steps=5, directions=channels, **flat_options))
+    # traversal_values takes the structured tensors too
+    assert torch.equal(result.values, ls.traversal_values(ANCHORS, mode=mode, steps=5, directions=channels, **options))
+    unit = ls.unit_directions(channels.vectors)
+    expected = reference_sweep(flat_decoder, flat, torch.arange(2), result.values,
+                               grid=reference_direction_grid(flat, unit, result.values))
+    assert_matches(result, expected)
+    assert result.labels == ("channel 0", "channel 1")
+
+
+def test_channel_directions_shift_one_channel_uniformly():
+    channels = ls.channel_directions((3, 4, 5))
+    assert channels.vectors.shape == (3, 60) and channels.source == "channels"
+    grid = channels.vectors.view(3, 3, 4, 5)
+    for c in range(3):
+        assert torch.allclose(grid[c, c], torch.full((4, 5), 1 / math.sqrt(20)))
+        assert not grid[c, [i for i in range(3) if i != c]].any()
+    torch.testing.assert_close(torch.linalg.vector_norm(channels.vectors, dim=1), torch.ones(3))
+    # The coordinate along channel c is sqrt(P) x the channel's mean; setting it to v makes
+    # the channel's mean v / sqrt(P), every element shifted alike, the other channels untouched.
+    anchor = torch.randn(1, 3, 4, 5, dtype=torch.float64)
+    codes = ls.direction_codes(anchor.reshape(1, -1), channels.vectors.double(),
+                               torch.full((3, 1), 3.0, dtype=torch.float64))  # [K, S]
+    row = codes[1].view(3, 4, 5)
+    torch.testing.assert_close(row[1] - anchor[0, 1], (3.0 / math.sqrt(20) - anchor[0, 1].mean()).expand(4, 5))
+    assert torch.equal(row[[0, 2]], anchor[0, [0, 2]])
+    assert torch.equal(ls.channel_directions((4,)).vectors, torch.eye(4))
+
+
+def test_directions_shaped_like_the_latent_and_flat_agree():
+    raw = torch.randn(2, *SHAPE, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    shaped = ls.traverse(DECODER, ANCHORS, directions=raw, steps=4, progress=False)
+    flat = ls.traverse(DECODER, ANCHORS, directions=raw.reshape(2, D), steps=4, progress=False)
+    assert torch.equal(shaped.outputs, flat.outputs) and torch.equal(shaped.directions, flat.directions)
+    one = ls.traverse(DECODER, ANCHORS, directions=raw[0], steps=4, progress=False)  # [*latent_shape]: one
+    assert torch.equal(one.directions, shaped.directions[:1])
+    torch.testing.assert_close(one.outputs, shaped.outputs[:, :1], rtol=0, atol=1e-14)  # another batch size
+
+
+def test_principal_directions_and_clusters_flatten_structured_codes():
+    pcs = ls.principal_directions(REFERENCE, k=3)
+    flat_pcs = ls.principal_directions(REFERENCE.reshape(40, D), k=3)
+    assert torch.equal(pcs.vectors, flat_pcs.vectors) and pcs.vectors.shape == (3, D)
+    found = ls.clusters(REFERENCE, k=3, seed=0)
+    flat_found = ls.clusters(REFERENCE.reshape(40, D), k=3, seed=0)
+    assert torch.equal(found.centroids, flat_found.centroids)
+    torch.testing.assert_close(pcs.project(REFERENCE), flat_pcs.project(REFERENCE.reshape(40, D)), rtol=0, atol=0)
+    result = ls.traverse(DECODER, ANCHORS, directions=pcs, steps=3, progress=False)
+    assert result.labels[0].startswith("PC1 (")
+
+
+def test_a_structured_store_records_its_latent_shape(tmp_path):
+    path = tmp_path / "s.zarr"
+    kwargs = dict(directions=ls.channel_directions(SHAPE, dtype=torch.float64), steps=4, progress=False)
+    result = ls.traverse(DECODER, ANCHORS, out=path, **kwargs)
+    opened = ls.open_sweep(path)
+    assert opened.latent_shape == SHAPE and opened.labels == ("channel 0", "channel 1")
+    assert np.array_equal(np.asarray(opened.outputs), np.asarray(result.outputs))
+    with pytest.raises(ValueError, match="differs in: .*latent_shape"):  # the same flat codes, another shape
+        ls.traverse(lambda z: DECODER(z.reshape(-1, *SHAPE)), ANCHORS.reshape(3, 2, 9), out=path, resume=True,
+                    **kwargs)
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        (dict(directions=torch.ones(2, 3, 3, 2, dtype=torch.float64)), ValueError, r"directions must be \[K, \*latent_shape\]"),
+        (dict(directions=torch.ones(2, 17, dtype=torch.float64)), ValueError, r"directions must be \[K, D=18\]"),
+        (dict(latent_shape=(3, 3, 3)), ValueError, r"latent_shape=\(3, 3, 3\) but the anchors are"),
+        (dict(latent_shape="2,3,3"), TypeError, "latent_shape must be a tuple of ints"),
+        (dict(mode="posterior", logvar=torch.zeros(3, 3, 3, 2, dtype=torch.float64)), ValueError, r"logvar must be \[A, \*latent_shape\] = \[A, 2, 3, 3\]"),
+        (dict(mode="empirical", reference=torch.zeros(5, 3, 3, 2, dtype=torch.float64)), ValueError, r"reference must be \[M, \*latent_shape\]"),
+        (dict(dims=[18]), ValueError, r"dims must lie in \[0, 18\)"),
+    ],
+)
+def test_mismatched_shapes_are_named(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        ls.traverse(DECODER, ANCHORS, steps=3, progress=False, **kwargs)
+
+
+def test_flat_anchors_with_a_wrong_latent_shape_and_empty_latents():
+    with pytest.raises(ValueError, match=r"latent_shape=\(4, 4\) holds 16 values but the codes have D=18"):
+        ls.traverse(DECODER, ANCHORS.reshape(3, D), latent_shape=(4, 4), progress=False)
+    with pytest.raises(ValueError, match=r"latent_shape\[...\] must be"):
+        ls.traverse(DECODER, ANCHORS.reshape(3, D), latent_shape=(0, 18), progress=False)
+    with pytest.raises(ValueError, match="at least one code of at least one latent"):
+        ls.traverse(DECODER, torch.zeros(3, 2, 0, 3, dtype=torch.float64), progress=False)
+
+
+@pytest.mark.parametrize("bad, error", [("4,8,8", TypeError), ((), ValueError), ((4, 0), ValueError),
+                                        ((4, 2.5), TypeError)])
+def test_channel_directions_refuse_bad_shapes(bad, error):
+    with pytest.raises(error, match="latentsweep.channel_directions: latent_shape"):
+        ls.channel_directions(bad)
