@@ -73,3 +73,11 @@ def test_the_readme_demo_table_is_the_generated_one():
     assert table in README.read_text(encoding="utf-8"), (
         "README's demo table differs from what the demo finds; replace it with:\n" + table
     )
+
+
+def test_the_readme_modes_table_is_the_generated_one():
+    """The modes table is written from latentsweep.modes.MODE_TABLE; the README must hold it verbatim."""
+    table = ls.modes.markdown_table()
+    assert table in README.read_text(encoding="utf-8"), (
+        "README's modes table differs from latentsweep.modes.MODE_TABLE; replace it with:\n" + table
+    )

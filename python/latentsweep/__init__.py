@@ -34,6 +34,7 @@ from .stores import StoreStatus
 from .sweep import open_sweep, sweep_status, traverse
 from .traversal import MODES, traversal_codes, traversal_values
 from . import datasets, metrics  # noqa: E402  (ground-truth data sets and disentanglement metrics)
+from . import modes  # noqa: E402  (the traversal modes: modes.MODE_TABLE)
 
 __version__ = "0.1.0"
 
@@ -58,6 +59,7 @@ __all__ = [
     "encode",
     "kl_bars",
     "metrics",
+    "modes",
     "open_sweep",
     "report",
     "response_curves",

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import torch
 
 from . import _checks
+from .modes import MODE_TABLE
 from .posterior import Posterior
 
 # Thresholds of the flags (see ``diagnose``).
@@ -132,7 +133,7 @@ class Diagnosis:
         options: dict = {"mode": mode, "prior_std": self.prior_std}
         dims = self.active_dims
         options["dims"] = dims if dims and len(dims) < self.latent_dim else None
-        if mode == "empirical":
+        if MODE_TABLE[mode].needs_reference:
             if self.reference is None:
                 raise ValueError(
                     "Diagnosis.traversal_options: this diagnosis holds no reference codes; pass "

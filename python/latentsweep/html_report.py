@@ -17,6 +17,7 @@ from pathlib import Path
 from . import _checks
 from .diagnosis import Diagnosis, diagnose, format_dims
 from .findings import findings, posterior_sd_sentence
+from .modes import MODE_TABLE
 from .plots import _common
 from .plots._images import is_image_output
 from .plots._features import MAX_CURVE_FEATURES, feature_labels, pick_features
@@ -154,11 +155,7 @@ def _recommendation(diagnosis: Diagnosis) -> str:
     paragraphs = ([_mode_explanation(diagnosis)] if diagnosis.is_variational else []) + [diagnosis.recommendation]
     dims = diagnosis.active_dims
     dims_argument = f", dims={dims}" if dims is not None and 0 < len(dims) < diagnosis.latent_dim else ""
-    if mode == "empirical":
-        call = f'latentsweep.traverse(decoder, posterior[:8], mode="empirical", reference=posterior.mu{dims_argument})'
-    else:
-        std = "" if diagnosis.prior_std == 1.0 else f", prior_std={diagnosis.prior_std:g}"
-        call = f'latentsweep.traverse(decoder, posterior[:8], mode="prior"{std}{dims_argument})'
+    call = MODE_TABLE[mode].traverse_call(prior_std=diagnosis.prior_std, extra=dims_argument)
     return (
         '<section class="recommendation"><h2>Recommended traversal mode: '
         f"<code>{_esc(mode)}</code></h2>"
@@ -170,7 +167,7 @@ def _recommendation(diagnosis: Diagnosis) -> str:
 def _mode_explanation(diagnosis: Diagnosis) -> str:
     """Why to traverse by the prior, with this model's numbers (a VAE's diagnosis)."""
     p = diagnosis.prior_std
-    if diagnosis.recommended_mode == "empirical":
+    if MODE_TABLE[diagnosis.recommended_mode].needs_reference:  # a mode that follows the codes' spread
         text = (
             "Traverse by the spread of the codes (mode \"empirical\"), not by the posterior: some "
             f"latents do not follow the prior N(0, {p:g}²), so its range would miss where the data "

@@ -110,7 +110,7 @@ def traverse(
             ``0..K-1`` into the directions, and its ``labels`` their names.
         mode, span, steps, logvar, reference, prior_std: which values each latent (or
             direction) takes, as in :func:`latentsweep.traversal_values` (default: anchor ± 2
-            prior SDs).
+            prior SDs); the modes are the entries of :data:`latentsweep.modes.MODE_TABLE`.
         values: explicit values ``[S]``, ``[K, S]`` or ``[A, K, S]``; overrides ``mode``
             (coordinates along the directions for a direction sweep).
         batch_size: codes per decoder call, or ``"auto"``: on CUDA as many as ``memory_budget``

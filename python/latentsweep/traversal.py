@@ -7,12 +7,11 @@ import math
 
 import torch
 
-from . import _checks
+from . import _checks, modes
 from ._extension import ops
 from .direction_codes import normalised
 from .latent_shape import flat_codes, flat_directions, like_anchors
-
-MODES = ("prior", "absolute", "quantile", "posterior", "empirical")
+from .modes import MAX_QUANTILE_SPAN, MODES, Mode, empirical_quantiles  # noqa: F401  (public here too)
 
 
 def _as_anchors(fn: str, anchors) -> torch.Tensor:
@@ -89,44 +88,22 @@ def traversal_codes(
     return out
 
 
-# Beyond this the prior's tail probability Phi(-span) is not a normal float64 (it underflows
-# at ~38.5), and its quantile loses accuracy or becomes infinite.
-MAX_QUANTILE_SPAN = 37.5
-
-
-def _prior_levels(span: float, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``linspace(Phi(-span), Phi(span), steps)`` as (tail probability, side) in float64: level
-    ``i`` is ``tail[i]`` when ``side[i] < 0`` and ``1 - tail[i]`` otherwise. Both halves come
-    from the lower tail, so the levels (and their normal quantiles) are exactly symmetric and
-    keep the promised ends where ``Phi(span)`` would round to 1."""
-    lower = 0.5 * math.erfc(span / math.sqrt(2.0))  # Phi(-span), accurate far into the tail
-    if steps == 1:  # torch.linspace semantics: just the start
-        return torch.tensor([lower], dtype=torch.float64), torch.tensor([-1.0], dtype=torch.float64)
-    width = math.erf(span / math.sqrt(2.0))  # Phi(span) - Phi(-span)
-    i = torch.arange(steps, dtype=torch.float64)
-    nearest = torch.minimum(i, steps - 1 - i)  # distance from the nearer end, in steps
-    tail = lower + nearest * (width / (steps - 1))
-    side = torch.sign(i - (steps - 1) / 2)
-    tail[side == 0] = 0.5  # the middle of an odd number of steps: the median, exactly
-    return tail, side
-
-
-def _overflow_message(fn: str, mode: str, dtype: torch.dtype, span: float, anchors, logvar) -> str:
+def _overflow_message(fn: str, mode: Mode, dtype: torch.dtype, span: float, anchors, logvar) -> str:
     """Why a traversal grid is not finite in ``dtype``: the mode, the argument and its limit."""
     largest = torch.finfo(dtype).max
-    where = f"{fn}: mode={mode!r} gives values beyond the largest {dtype} ({largest:.4g})"
-    if mode == "posterior":
+    where = f"{fn}: mode={mode.name!r} gives values beyond the largest {dtype} ({largest:.4g})"
+    if mode.needs_logvar:
         room = largest - float(anchors.abs().max()) if anchors.numel() else largest
         limit = 2.0 * math.log(max(room, 1.0) / span)
         return (
             f"{where}: anchors + span * exp(0.5 * logvar) overflows; for span={span:g}, logvar "
             f"must be <= about {limit:.1f}, got a maximum of {float(logvar.max()):.4g}"
         )
-    if mode == "prior":
+    if mode.needs_reference:
+        return f"{where}: the reference's quantiles must lie within +-{largest:.4g}"
+    if mode.centred:
         return f"{where}: anchors + span * prior_std must stay within +-{largest:.4g}"
-    if mode == "quantile":
-        return f"{where}: span * prior_std must be <= {largest:.4g}"
-    return f"{where}: the reference's quantiles must lie within +-{largest:.4g}"
+    return f"{where}: span * prior_std must be <= {largest:.4g}"
 
 
 def traversal_values(
@@ -143,7 +120,8 @@ def traversal_values(
 ) -> torch.Tensor:
     """The values each traversed latent (or direction) takes: ``[A, K, S]``.
 
-    With ``t = linspace(-span, span, steps)`` (``torch.linspace`` semantics):
+    The modes are defined in :data:`latentsweep.modes.MODE_TABLE` (what each needs, and its
+    values). With ``t = linspace(-span, span, steps)`` (``torch.linspace`` semantics):
 
     - ``"prior"`` (default): ``anchors[a, d] + t * prior_std``; centred on the inferred
       mean, over the range the prior gives a latent. Use this for VAEs.
@@ -188,30 +166,28 @@ def traversal_values(
         directions = flat_directions(fn, directions, latent_shape)
     anchors = _as_anchors(fn, anchors)
     _checks.finite(fn, "anchors", anchors)
-    if not isinstance(mode, str):
-        raise TypeError(f"{fn}: mode must be a str, one of {', '.join(map(repr, MODES))}; got {type(mode).__name__}")
-    if mode not in MODES:
-        raise ValueError(f"{fn}: mode must be one of {', '.join(map(repr, MODES))}, got {mode!r}")
+    entry = modes.lookup(fn, mode)
     if directions is not None:
         if dims is not None:
             raise ValueError(f"{fn}: give dims (coordinates) or directions, not both")
-        anchors, logvar, reference = _along_directions(fn, anchors, directions, mode, logvar, reference)
+        if not entry.directions:
+            raise ValueError(f"{fn}: mode={entry.name!r} does not work along directions")
+        anchors, logvar, reference = _along_directions(fn, anchors, directions, entry, logvar, reference)
     span = _checks.positive_float(fn, "span", span)
     steps = _checks.integer(fn, "steps", steps, low=1)
     prior_std = _checks.positive_float(fn, "prior_std", prior_std)
     # The values would not be finite in the anchors' dtype (nor could linspace be built).
     largest = torch.finfo(anchors.dtype).max
-    uses_prior_std = mode in ("prior", "absolute", "quantile")
-    scale = prior_std if uses_prior_std else 1.0
+    scale = prior_std if entry.uses_prior_std else 1.0
     if span * scale > largest:
-        name = "span * prior_std" if uses_prior_std else "span"
+        name = "span * prior_std" if entry.uses_prior_std else "span"
         raise ValueError(
             f"{fn}: {name} must be <= {largest:.4g} (the largest {anchors.dtype}), "
             f"got {span * scale:.4g}"
         )
-    if mode == "quantile" and span > MAX_QUANTILE_SPAN:
+    if entry.max_span is not None and span > entry.max_span:
         raise ValueError(
-            f"{fn}: mode='quantile' needs span <= {MAX_QUANTILE_SPAN} (beyond it the prior's tail "
+            f"{fn}: mode={entry.name!r} needs span <= {entry.max_span} (beyond it the prior's tail "
             f"probability ndtr(-span) underflows float64), got {span:g}"
         )
     num_anchors, latent_dim = anchors.shape
@@ -226,23 +202,9 @@ def traversal_values(
             f"{fn}: A * K * steps = {num_anchors * num_dims * steps} values, whose size in bytes "
             "overflows int64"
         )
-    # Low precision: compute in float32 and round once at the end.
-    compute = torch.float64 if anchors.dtype == torch.float64 else torch.float32
-    anchors_c = anchors.to(compute)
-    t = torch.linspace(-span, span, steps, dtype=compute, device=anchors.device)
-    tail, side = _prior_levels(span, steps)
-
-    if mode == "prior":
-        values = anchors_c[:, dims, None] + t * prior_std
-    elif mode == "absolute":
-        values = (t * prior_std).expand(num_anchors, num_dims, steps)
-    elif mode == "quantile":
-        quantiles = torch.special.ndtri(tail) * torch.where(side > 0, -1.0, 1.0)
-        row = (prior_std * quantiles).to(device=anchors.device, dtype=compute)
-        values = row.expand(num_anchors, num_dims, steps)
-    elif mode == "posterior":
+    if entry.needs_logvar:
         if logvar is None:
-            raise ValueError(f"{fn}: mode='posterior' needs logvar ([A, D], from the encoder)")
+            raise ValueError(f"{fn}: mode={entry.name!r} needs logvar ([A, D], from the encoder)")
         logvar = _checks.tensor(fn, "logvar", logvar, ndims=(1, 2))
         logvar = logvar[None] if logvar.dim() == 1 else logvar
         if logvar.shape != anchors.shape:
@@ -252,11 +214,9 @@ def traversal_values(
             )
         _checks.same_device(fn, anchors=anchors, logvar=logvar)
         _checks.finite(fn, "logvar", logvar)
-        sd = torch.exp(0.5 * logvar.to(compute)[:, dims, None])
-        values = anchors_c[:, dims, None] + t * sd
-    else:  # empirical
+    if entry.needs_reference:
         if reference is None:
-            raise ValueError(f"{fn}: mode='empirical' needs reference ([M, D] codes of the data)")
+            raise ValueError(f"{fn}: mode={entry.name!r} needs reference ([M, D] codes of the data)")
         reference = _checks.tensor(fn, "reference", reference, ndims=(2,))
         if reference.shape[1] != latent_dim or reference.shape[0] < 1:
             raise ValueError(
@@ -264,16 +224,22 @@ def traversal_values(
             )
         _checks.same_device(fn, anchors=anchors, reference=reference)
         _checks.finite(fn, "reference", reference)
-        levels = torch.where(side > 0, 1.0 - tail, tail)
-        row = empirical_quantiles(reference[:, dims], levels).to(compute)  # [K, S]
-        values = row.expand(num_anchors, num_dims, steps)
-    values = values.to(anchors.dtype).contiguous()
+    # Low precision: compute in float32 and round once at the end.
+    compute = torch.float64 if anchors.dtype == torch.float64 else torch.float32
+    anchors_c = anchors.to(compute)
+    tail, side = modes.prior_levels(span, steps)
+    inputs = modes.ModeInputs(
+        anchors=anchors_c, dims=dims, t=torch.linspace(-span, span, steps, dtype=compute, device=anchors.device),
+        tail=tail, side=side, prior_std=prior_std,
+        logvar=logvar if entry.needs_logvar else None, reference=reference if entry.needs_reference else None,
+    )
+    values = entry.compute(inputs).to(anchors.dtype).contiguous()
     if not torch.isfinite(_checks.distinct_values(values)).all():
-        raise ValueError(_overflow_message(fn, mode, anchors.dtype, span, anchors_c, logvar))
+        raise ValueError(_overflow_message(fn, entry, anchors.dtype, span, anchors_c, logvar))
     return values
 
 
-def _along_directions(fn: str, anchors: torch.Tensor, directions, mode, logvar, reference):
+def _along_directions(fn: str, anchors: torch.Tensor, directions, mode: Mode, logvar, reference):
     """The anchors, logvar and reference as seen along K unit directions: ``[A, K]``
     coordinates, ``[A, K]`` log-variances along each direction, ``[M, K]`` coordinates."""
     from .directions import Directions
@@ -285,7 +251,7 @@ def _along_directions(fn: str, anchors: torch.Tensor, directions, mode, logvar, 
     _checks.same_device(fn, anchors=anchors, directions=vectors)
     u = vectors.double()
     along = (anchors.double() @ u.T).to(anchors.dtype)
-    if mode == "posterior" and logvar is not None:
+    if mode.needs_logvar and logvar is not None:
         logvar = _checks.tensor(fn, "logvar", logvar, ndims=(1, 2))
         logvar = logvar[None] if logvar.dim() == 1 else logvar
         if logvar.shape != anchors.shape:
@@ -298,7 +264,7 @@ def _along_directions(fn: str, anchors: torch.Tensor, directions, mode, logvar, 
         lv = logvar.double()
         top = lv.max(dim=1, keepdim=True).values
         logvar = top + torch.log(torch.exp(lv - top) @ (u * u).T)
-    if mode == "empirical" and reference is not None:
+    if mode.needs_reference and reference is not None:
         reference = _checks.tensor(fn, "reference", reference, ndims=(2,))
         if reference.shape[1] != latent_dim or reference.shape[0] < 1:
             raise ValueError(f"{fn}: reference must be [M, {latent_dim}] with M >= 1, got {tuple(reference.shape)}")
@@ -306,15 +272,3 @@ def _along_directions(fn: str, anchors: torch.Tensor, directions, mode, logvar, 
         _checks.finite(fn, "reference", reference)
         reference = reference.double() @ u.T
     return along, logvar, reference
-
-
-def empirical_quantiles(samples: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
-    """Per column of ``samples`` [M, K], the quantiles at ``levels`` [S] with linear
-    interpolation (``torch.quantile``'s default, without its input-size limit): ``[K, S]``."""
-    ordered = samples.double().sort(dim=0).values  # [M, K]
-    ranks = levels.to(ordered.device, torch.float64) * (ordered.shape[0] - 1)
-    below = ranks.floor().long()
-    above = ranks.ceil().long()
-    weight = (ranks - below)[:, None]
-    low, high = ordered[below], ordered[above]  # [S, K]
-    return torch.lerp(low, high, weight).T.contiguous()

@@ -251,9 +251,10 @@ def _traversal_options(parser: argparse.ArgumentParser) -> None:
     import latentsweep as ls
 
     group = parser.add_argument_group("traversal")
-    group.add_argument("--mode", default="auto", choices=("auto", *ls.MODES),
+    group.add_argument("--mode", default="auto", choices=("auto", *ls.modes.MODE_TABLE),
                        help="how far each latent moves; auto: what the diagnosis recommends "
-                       "(prior for VAEs, empirical for plain autoencoders)")
+                       "(prior for VAEs, empirical for plain autoencoders); "
+                       + "; ".join(f"{m.name}: {m.use}" for m in ls.modes.MODE_TABLE.values()))
     group.add_argument("--span", type=_positive_float, default=2.0, help="±span prior SDs (default 2)")
     group.add_argument("--steps", type=_positive_int, default=11, help="values per latent (default 11)")
     group.add_argument("--dims", type=_int_list, help="latents to traverse, e.g. 0,3,5 (default all)")
@@ -265,8 +266,8 @@ def _traversal_options(parser: argparse.ArgumentParser) -> None:
 def _resolve_mode(mode: str, posterior, prior_std: float = 1.0) -> str:
     import latentsweep as ls
 
-    if mode == "posterior" and posterior.logvar is None:
-        raise CliError("--mode posterior needs an encoder that gives a posterior (mu, logvar), but this one "
+    if mode != "auto" and ls.modes.MODE_TABLE[mode].needs_logvar and posterior.logvar is None:
+        raise CliError(f"--mode {mode} needs an encoder that gives a posterior (mu, logvar), but this one "
                        "gives plain codes (an autoencoder): use --mode empirical (what --mode auto picks)")
     return ls.diagnose(posterior, prior_std=prior_std).recommended_mode if mode == "auto" else mode
 
@@ -285,7 +286,7 @@ def _traverse(decoder, posterior, anchors, args, *, mode: str, **kwargs):
     with user_code(f"the decoder, on codes of {posterior.latent_dim} latents,"):
         return ls.traverse(
             decoder, anchors, mode=mode, span=args.span, steps=args.steps, dims=args.dims,
-            prior_std=args.prior_std, reference=posterior.mu if mode == "empirical" else None,
+            prior_std=args.prior_std, reference=posterior.mu if ls.modes.MODE_TABLE[mode].needs_reference else None,
             device=args.device, **_decoder_options(args), **kwargs,
         )
 

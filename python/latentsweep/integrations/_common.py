@@ -23,14 +23,13 @@ from .. import _checks
 from .._modules import eval_mode, model_device, model_dtype
 from ..diagnosis import FLAG_CODES, Diagnosis, diagnose, format_dims
 from ..encoding import encode
+from ..modes import MODE_TABLE
 from ..plots import kl_bars, response_curves, traversal_grid
 from ..plots._common import dim_label
 from ..plots._images import image_shape_of, is_image_output
 from ..result import TraversalResult
 from ..sweep import traverse
-from ..traversal import MODES
 
-TRAVERSAL_MODES = ("auto", *MODES)
 TEXT_KEY = "diagnosis"
 
 
@@ -68,8 +67,9 @@ class SnapshotOptions:
     def checked(cls, fn: str, **options) -> "SnapshotOptions":
         o = cls(**options)
         mode = o.mode
-        if mode not in TRAVERSAL_MODES:
-            raise ValueError(f"{fn}: mode must be one of {', '.join(map(repr, TRAVERSAL_MODES))}, got {mode!r}")
+        if not (isinstance(mode, str) and (mode == "auto" or mode in MODE_TABLE)):
+            choices = ", ".join(map(repr, ("auto", *MODE_TABLE)))
+            raise ValueError(f"{fn}: mode must be one of {choices}, got {mode!r}")
         max_dims = None if o.max_dims is None else _checks.integer(fn, "max_dims", o.max_dims, low=1)
         anchors = _checks.integer(fn, "anchors", o.anchors, low=1)
         if not isinstance(o.prefix, str):
@@ -187,7 +187,7 @@ def take_snapshot(
         mode = diagnosis.recommended_mode if options.mode == "auto" else options.mode
         sweep = dict(
             mode=mode, span=options.span, steps=options.steps, dims=ranked_dims(diagnosis)[: options.max_dims],
-            reference=posterior.mu if mode == "empirical" else None, prior_std=options.prior_std,
+            reference=posterior.mu if MODE_TABLE[mode].needs_reference else None, prior_std=options.prior_std,
             device=device, progress=False,
             distributed=False,  # runs on rank 0 alone while the other ranks train
         )

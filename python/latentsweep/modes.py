@@ -1,0 +1,207 @@
+"""The traversal modes, defined in one place: what each needs, what it is for, and how its
+values are computed. Adding a mode is one entry of ``MODE_TABLE``; :func:`traversal_values`,
+``traverse``, the command line's ``--mode``, ``diagnose`` and the report ask this table.
+
+Every mode gives ``[A, K, S]`` values from the inputs in :class:`ModeInputs`, with
+``t = linspace(-span, span, steps)`` and the prior levels ``linspace(Phi(-span), Phi(span), steps)``.
+Along a unit direction u the same rules apply to the coordinates along u (the projection of
+N(0, I) on a unit vector is N(0, 1)): ``traversal_values`` hands each mode the anchors'
+coordinates ``<anchors[a], u>``, the log-variance along u and the projected reference.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+# Beyond this the prior's tail probability Phi(-span) is not a normal float64 (it underflows
+# at ~38.5), and its quantile loses accuracy or becomes infinite.
+MAX_QUANTILE_SPAN = 37.5
+
+
+@dataclass(frozen=True)
+class ModeInputs:
+    """What a mode's values are computed from, checked, in the compute dtype (float64 for
+    float64 anchors, else float32), on the anchors' device.
+
+    Attributes:
+        anchors: ``[A, D]`` the anchors (or their coordinates along K directions: ``[A, K]``).
+        dims: ``[K]`` the traversed columns of ``anchors`` (``arange(K)`` along directions).
+        t: ``[S]`` ``linspace(-span, span, steps)``.
+        tail, side: ``[S]`` float64 prior levels (see :func:`prior_levels`).
+        prior_std: the prior's SD.
+        logvar: ``[A, D]`` posterior log-variances (modes that need them), else None.
+        reference: ``[M, D]`` codes of the data (modes that need them), else None.
+    """
+
+    anchors: torch.Tensor
+    dims: torch.Tensor
+    t: torch.Tensor
+    tail: torch.Tensor
+    side: torch.Tensor
+    prior_std: float
+    logvar: torch.Tensor | None
+    reference: torch.Tensor | None
+
+    @property
+    def grid_shape(self) -> tuple[int, int, int]:
+        return (self.anchors.shape[0], self.dims.numel(), self.t.numel())
+
+    @property
+    def levels(self) -> torch.Tensor:
+        """``[S]`` float64 ``linspace(Phi(-span), Phi(span), steps)``, symmetric to the last bit."""
+        return torch.where(self.side > 0, 1.0 - self.tail, self.tail)
+
+
+@dataclass(frozen=True)
+class Mode:
+    """One traversal mode.
+
+    Attributes:
+        name: what ``mode=`` says.
+        values: the formula of the values of latent d for anchor a, in the docs' words.
+        along_direction: the same along a unit direction u.
+        use: what it is for (one line).
+        needs_logvar: needs the posterior's ``logvar`` (``[A, D]``; a :class:`Posterior` as
+            anchors gives it).
+        needs_reference: needs ``reference`` codes of the data (``[M, D]``).
+        uses_prior_std: its range scales with ``prior_std``.
+        centred: each anchor's traversal is centred on its own value (else the values are the
+            same for every anchor).
+        directions: works along directions (``traversal_values(directions=)``).
+        max_span: the largest ``span`` it accepts, or None.
+        compute: ``ModeInputs -> [A, K, S]`` values in the inputs' compute dtype.
+    """
+
+    name: str
+    values: str
+    along_direction: str
+    use: str
+    needs_logvar: bool
+    needs_reference: bool
+    uses_prior_std: bool
+    centred: bool
+    compute: Callable[[ModeInputs], torch.Tensor]
+    directions: bool = True
+    max_span: float | None = None
+
+    @property
+    def needs(self) -> tuple[str, ...]:
+        """The arguments it needs beyond the anchors (``("logvar",)``, ``("reference",)``)."""
+        return (("logvar",) if self.needs_logvar else ()) + (("reference",) if self.needs_reference else ())
+
+    def traverse_call(self, *, prior_std: float = 1.0, extra: str = "") -> str:
+        """A ``latentsweep.traverse`` call in this mode from a Posterior's first 8 inputs (which
+        give ``logvar``), with what else it needs, for reports: ``extra`` is appended as is."""
+        arguments = f'mode="{self.name}"'
+        if self.needs_reference:
+            arguments += ", reference=posterior.mu"
+        if self.uses_prior_std and prior_std != 1.0:
+            arguments += f", prior_std={prior_std:g}"
+        return f"latentsweep.traverse(decoder, posterior[:8], {arguments}{extra})"
+
+
+def prior_levels(span: float, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``linspace(Phi(-span), Phi(span), steps)`` as (tail probability, side) in float64: level
+    ``i`` is ``tail[i]`` when ``side[i] < 0`` and ``1 - tail[i]`` otherwise. Both halves come
+    from the lower tail, so the levels (and their normal quantiles) are exactly symmetric and
+    keep the promised ends where ``Phi(span)`` would round to 1."""
+    lower = 0.5 * math.erfc(span / math.sqrt(2.0))  # Phi(-span), accurate far into the tail
+    if steps == 1:  # torch.linspace semantics: just the start
+        return torch.tensor([lower], dtype=torch.float64), torch.tensor([-1.0], dtype=torch.float64)
+    width = math.erf(span / math.sqrt(2.0))  # Phi(span) - Phi(-span)
+    i = torch.arange(steps, dtype=torch.float64)
+    nearest = torch.minimum(i, steps - 1 - i)  # distance from the nearer end, in steps
+    tail = lower + nearest * (width / (steps - 1))
+    side = torch.sign(i - (steps - 1) / 2)
+    tail[side == 0] = 0.5  # the middle of an odd number of steps: the median, exactly
+    return tail, side
+
+
+def empirical_quantiles(samples: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
+    """Per column of ``samples`` [M, K], the quantiles at ``levels`` [S] with linear
+    interpolation (``torch.quantile``'s default, without its input-size limit): ``[K, S]``."""
+    ordered = samples.double().sort(dim=0).values  # [M, K]
+    ranks = levels.to(ordered.device, torch.float64) * (ordered.shape[0] - 1)
+    below = ranks.floor().long()
+    above = ranks.ceil().long()
+    weight = (ranks - below)[:, None]
+    low, high = ordered[below], ordered[above]  # [S, K]
+    return torch.lerp(low, high, weight).T.contiguous()
+
+
+# ---- the values of each mode ----------------------------------------------------------------
+def _prior(x: ModeInputs) -> torch.Tensor:
+    return x.anchors[:, x.dims, None] + x.t * x.prior_std
+
+
+def _absolute(x: ModeInputs) -> torch.Tensor:
+    return (x.t * x.prior_std).expand(*x.grid_shape)
+
+
+def _quantile(x: ModeInputs) -> torch.Tensor:
+    quantiles = torch.special.ndtri(x.tail) * torch.where(x.side > 0, -1.0, 1.0)
+    row = (x.prior_std * quantiles).to(device=x.anchors.device, dtype=x.anchors.dtype)
+    return row.expand(*x.grid_shape)
+
+
+def _posterior(x: ModeInputs) -> torch.Tensor:
+    sd = torch.exp(0.5 * x.logvar.to(x.anchors.dtype)[:, x.dims, None])
+    return x.anchors[:, x.dims, None] + x.t * sd
+
+
+def _empirical(x: ModeInputs) -> torch.Tensor:
+    row = empirical_quantiles(x.reference[:, x.dims], x.levels).to(x.anchors.dtype)  # [K, S]
+    return row.expand(*x.grid_shape)
+
+
+MODE_TABLE: dict[str, Mode] = {
+    mode.name: mode
+    for mode in (
+        Mode("prior", "`anchor[a, d] + t · prior_std`", "`<anchor[a], u> + t · prior_std`",
+             "VAEs: centred on the input, the prior's range",
+             needs_logvar=False, needs_reference=False, uses_prior_std=True, centred=True, compute=_prior),
+        Mode("absolute", "`t · prior_std`", "the same",
+             "VAEs: the prior's plausible range, the same for every input",
+             needs_logvar=False, needs_reference=False, uses_prior_std=True, centred=False, compute=_absolute),
+        Mode("quantile", "`prior_std · Φ⁻¹(linspace(Φ(-span), Φ(span), steps))`", "the same",
+             "same ends, equally spaced in prior probability",
+             needs_logvar=False, needs_reference=False, uses_prior_std=True, centred=False, compute=_quantile,
+             max_span=MAX_QUANTILE_SPAN),
+        Mode("posterior", "`anchor[a, d] + t · σ[a, d]`", "`<anchor[a], u> + t · sqrt(Σ_d u_d² σ[a, d]²)`",
+             "seeing how certain the encoder is (usually: very)",
+             needs_logvar=True, needs_reference=False, uses_prior_std=False, centred=True, compute=_posterior),
+        Mode("empirical", "quantiles of `reference[:, d]` at `linspace(Φ(-span), Φ(span), steps)`",
+             "quantiles of `reference @ u`",
+             "plain autoencoders, or codes that do not follow the prior",
+             needs_logvar=False, needs_reference=True, uses_prior_std=False, centred=False, compute=_empirical),
+    )
+}
+MODES: tuple[str, ...] = tuple(MODE_TABLE)  # the names, default first
+DEFAULT_MODE = "prior"
+
+
+def lookup(fn: str, mode) -> Mode:
+    """The table's entry for ``mode``, or a TypeError/ValueError naming the modes."""
+    names = ", ".join(map(repr, MODE_TABLE))
+    if not isinstance(mode, str):
+        raise TypeError(f"{fn}: mode must be a str, one of {names}; got {type(mode).__name__}")
+    if mode not in MODE_TABLE:
+        raise ValueError(f"{fn}: mode must be one of {names}, got {mode!r}")
+    return MODE_TABLE[mode]
+
+
+def markdown_table() -> str:
+    """The modes as the README's table (tests/test_readme.py checks the README holds it)."""
+    lines = [
+        "| mode | values of latent d for anchor a | along a unit direction u | needs | use it for |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for mode in MODE_TABLE.values():
+        name = f'`"{mode.name}"`' + (" (default)" if mode.name == DEFAULT_MODE else "")
+        needs = ", ".join(f"`{n}`" for n in mode.needs) or "—"
+        lines.append(f"| {name} | {mode.values} | {mode.along_direction} | {needs} | {mode.use} |")
+    return "\n".join(lines)
