@@ -282,3 +282,15 @@ def test_the_report_ranks_directions_by_label(picture_results, tmp_path):
     page = (tmp_path / "r.html").read_text()
     assert "<th>direction</th>" in page and f"<td>{along.labels[0]}</td>" in page
     assert "3 directions × 5 steps" in page
+
+
+def test_a_non_finite_output_names_the_direction():
+    def decoder(codes):  # NaN wherever the second coordinate is beyond 1.5
+        out = rowwise_decoder(codes)
+        return torch.where((codes[:, 1] > 1.5)[:, None, None], torch.nan, out)
+
+    with pytest.raises(ValueError, match="NaN or Inf") as caught:
+        ls.traverse(decoder, torch.zeros(1, 6, dtype=torch.float64), directions=torch.eye(6, dtype=torch.float64)[[0, 1]],
+                    mode="absolute", span=2.0, steps=5, progress=False)
+    assert "latent dim 1" in str(caught.value)
+    assert "'latent dim k' is direction k: 0 = u0, 1 = u1" in " ".join(caught.value.__notes__)

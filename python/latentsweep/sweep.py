@@ -405,6 +405,11 @@ def _decode_units(decoder, spec: GridSpec, stats, sink, plan: SweepPlan, units: 
     try:
         used = retry_halved(run, plan.batch_size, spec.anchors.device) if units else plan.batch_size
     except BaseException as error:
+        if spec.directions is not None and isinstance(error, ValueError) and "latent dim" in str(error):
+            # The executor names grid points by dims[k]: here an index into the directions.
+            error.add_note("In this sweep along directions, 'latent dim k' is direction k: "
+                           + ", ".join(f"{k} = {label}" for k, label in enumerate(spec.labels[:10]))
+                           + (", ..." if len(spec.labels) > 10 else ""))
         _explain_stop(error, sink, plan, len(units) - len(remaining), len(units))
         raise
     return computed, used
