@@ -517,6 +517,7 @@ def oracle_principal_directions(args, kwargs, value):
     (codes,) = args
     if not _is_float_tensor(codes):
         return "unchecked"
+    codes = codes.reshape(codes.shape[0], -1)  # [N, *latent_shape] codes are flattened
     vectors = value.vectors.double()
     if not torch.allclose(vectors @ vectors.T, torch.eye(len(value), dtype=torch.float64), atol=1e-4):
         return "the directions are not orthonormal"
@@ -531,7 +532,7 @@ def oracle_clusters(args, kwargs, value):
     (codes,) = args
     if not _is_float_tensor(codes):
         return "unchecked"
-    x = codes.double()
+    x = codes.reshape(codes.shape[0], -1).double()  # [N, *latent_shape] codes are flattened
     total = ((x - x.mean(0)) ** 2).sum(0)
     between = sum(int((value.labels == c).sum()) * (x[value.labels == c].mean(0) - x.mean(0)) ** 2 for c in range(len(value)))
     eta = torch.where(total > 0, between / total.clamp_min(1e-300), 0.0)

@@ -116,7 +116,9 @@ def test_directions_from_user_vectors_subset_and_projection():
         ((torch.zeros(1, 3),), {}, ValueError, "N >= 2"),
         ((torch.zeros(4, 3),), {}, ValueError, "do not vary"),
         ((torch.tensor([[0.0, float("nan")], [1.0, 2.0]]),), {}, ValueError, "non-finite"),
-        ((torch.ones(4),), {}, ValueError, "2-D"),  # ([N, *latent_shape] is flattened: test_structured_latents)
+        ((torch.ones(4),), {}, ValueError, "2-D"),
+        ((torch.tensor([[-1.7e30], [2.5e29], [-6.1e29]]),), {}, ValueError, r"variance \(9.*e\+59\) overflows torch.float32; pass float64"),
+        ((torch.tensor([[-1e300], [1e300], [0.0]], dtype=torch.float64),), {}, ValueError, "overflows torch.float64"),  # ([N, *latent_shape] is flattened: test_structured_latents)
         ((np.ones((4, 3)),), {}, TypeError, "torch.Tensor"),
         ((torch.randn(5, 3),), {"k": 4}, ValueError, "k must be <= 3"),
         ((torch.randn(5, 3),), {"k": 0}, ValueError, "k must be >= 1"),

@@ -174,3 +174,18 @@ def test_flat_anchors_with_a_wrong_latent_shape_and_empty_latents():
 def test_channel_directions_refuse_bad_shapes(bad, error):
     with pytest.raises(error, match="latentsweep.channel_directions: latent_shape"):
         ls.channel_directions(bad)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("cuda_graph", [False, True])
+def test_a_structured_direction_sweep_on_cuda_matches_the_cpu(cuda_graph):
+    """The pipelined CUDA executor writes direction rows on its side stream; the decoder gets
+    [B, *latent_shape] views of the (graph's static) buffer."""
+    channels = ls.channel_directions(SHAPE, dtype=torch.float64)
+    kwargs = dict(directions=channels, mode="empirical", reference=REFERENCE, steps=6, batch_size=8, progress=False)
+    cpu = ls.traverse(DECODER, ANCHORS, **kwargs)
+    on_gpu = {**kwargs, "directions": channels.to("cuda"), "reference": REFERENCE.cuda()}
+    gpu = ls.traverse(conv_decoder().cuda(), ANCHORS.cuda(), cuda_graph=cuda_graph, **on_gpu)
+    torch.testing.assert_close(gpu.outputs, cpu.outputs, rtol=1e-9, atol=1e-12)
+    for name in STATISTICS:
+        torch.testing.assert_close(getattr(gpu, name), getattr(cpu, name), rtol=1e-9, atol=1e-12)

@@ -55,7 +55,7 @@ class DecoderCall:
         if self.input_dtype is not None and codes.dtype != self.input_dtype:
             codes = codes.to(self.input_dtype)  # the grid keeps its own precision
         if self.latent_shape is not None:
-            codes = codes.view(codes.shape[0], *self.latent_shape)  # a view: CUDA graphs read the buffer
+            codes = codes.reshape(codes.shape[0], *self.latent_shape)  # a view of the (contiguous) buffer
         result = select_output(self.fn, self.decoder(codes), self.output)
         if self.transform is not None and isinstance(result, torch.Tensor):
             result = self.transform(result)

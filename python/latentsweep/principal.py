@@ -126,13 +126,19 @@ def principal_directions(
     total = _total_variance(codes, mean)
     if total == 0:
         raise ValueError(f"{fn}: the codes do not vary (all {num_rows} rows are equal); they have no principal directions")
+    dtype = result_dtype(codes)
+    largest = torch.finfo(dtype).max
+    if not total <= largest:  # (also inf): the variances would not be finite in the result's dtype
+        raise ValueError(
+            f"{fn}: the codes' total variance ({total:.3g}) overflows {dtype}"
+            + ("; pass float64 codes (codes.double())" if dtype != torch.float64 else "; rescale the codes")
+        )
     if method == "exact":
         variance, vectors = _exact(codes, mean, k)
     else:
         variance, vectors = _randomized(codes, mean, k, seed, iterations)
     vectors = _fix_signs(vectors)
     ratio = variance / total if total > 0 else torch.zeros_like(variance)
-    dtype = result_dtype(codes)
     return Directions(
         vectors=vectors.to(dtype),
         names=tuple(f"PC{i + 1}" for i in range(k)),

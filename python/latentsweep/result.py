@@ -8,6 +8,8 @@ from pathlib import Path
 
 import torch
 
+from .latent_shape import coordinate_labels
+
 
 @dataclass
 class TraversalResult:
@@ -76,8 +78,6 @@ class TraversalResult:
         if not self.latent_shape:
             self.latent_shape = (int(self.anchors.shape[-1]),)
         if not self.labels:
-            from .latent_shape import coordinate_labels
-
             self.labels = (tuple(f"u{k}" for k in range(len(self.dims))) if self.directions is not None
                            else coordinate_labels(self.dims, self.latent_shape))
         self.labels = tuple(self.labels)
