@@ -294,3 +294,17 @@ def test_a_non_finite_output_names_the_direction():
                     mode="absolute", span=2.0, steps=5, progress=False)
     assert "latent dim 1" in str(caught.value)
     assert "'latent dim k' is direction k: 0 = u0, 1 = u1" in " ".join(caught.value.__notes__)
+
+
+def test_shards_of_a_direction_sweep_complete_one_store(tmp_path):
+    path = tmp_path / "shards.zarr"
+    kwargs = dict(directions=RAW, steps=6, batch_size=5, progress=False, keep_outputs=False)
+    full = ls.traverse(rowwise_decoder, ANCHORS, **kwargs)
+    first = ls.traverse(rowwise_decoder, ANCHORS, out=path, shard=(1, 2), **kwargs)
+    assert isinstance(first, ls.StoreStatus) and not first.complete
+    with pytest.raises(ValueError, match="differs in: .*directions"):  # a shard of another sweep
+        ls.traverse(rowwise_decoder, ANCHORS, out=path, shard=(0, 2), **{**kwargs, "directions": RAW[:2]})
+    done = ls.traverse(rowwise_decoder, ANCHORS, out=path, shard=(0, 2), **kwargs)
+    for name in STATISTICS:
+        assert torch.equal(getattr(done, name), getattr(full, name)), name
+    assert torch.equal(done.directions, UNIT) and done.labels == ("u0", "u1", "u2")
