@@ -129,3 +129,22 @@ def test_the_sweep_scans_dims_once_not_per_chunk():
     assert many["latentsweep::traversal_codes_into"] == one["latentsweep::traversal_codes_into"] == 0
     assert many["aten::aminmax"] == one["aten::aminmax"]
     torch.testing.assert_close(results[0].dim_effect, results[1].dim_effect)
+
+
+def test_a_direction_sweep_scans_its_directions_once_not_per_chunk():
+    """A sweep along directions writes each chunk with the trusted op too (grid_spec checked the
+    directions once): the norms (each a sync on CUDA) do not grow with the number of chunks."""
+    decoder = torch.nn.Linear(6, 5)
+    anchors = torch.randn(4, 6, generator=torch.Generator().manual_seed(0))
+    directions = torch.randn(2, 6, generator=torch.Generator().manual_seed(1))
+    results, calls = [], []
+    for batch_size in (3, 120):  # 14 chunks, or 1
+        def sweep():
+            results.append(latentsweep.traverse(decoder, anchors, directions=directions, steps=5,
+                                                batch_size=batch_size, progress=False))
+        calls.append(op_calls(sweep))
+    many, one = calls
+    assert many["latentsweep::_direction_codes_into_trusted"] >= 14
+    assert many["latentsweep::direction_codes_into"] == one["latentsweep::direction_codes_into"] == 0
+    assert many["aten::linalg_vector_norm"] == one["aten::linalg_vector_norm"]
+    torch.testing.assert_close(results[0].dim_effect, results[1].dim_effect)

@@ -37,11 +37,12 @@ CodeWriter = Callable[[int, int, torch.Tensor], None]  # (start, count, out [cou
 
 def direction_writer(anchors: torch.Tensor, directions: torch.Tensor, values: torch.Tensor) -> CodeWriter:
     """Writes rows of the direction grid (``direction_codes``) for the executor. The grid's
-    tensors were checked once by :func:`grid_spec` (finite, unit rows, shapes), so each chunk
-    calls the op directly, without the public function's scans of the whole grid."""
+    tensors were checked once by :func:`grid_spec` (finite, unit rows), so each chunk is
+    written by the trusted op: the same shape checks and kernel, without the public op's data
+    scans (a norm per direction and a finiteness scan per chunk; each a sync on CUDA)."""
 
     def write(start: int, count: int, out: torch.Tensor) -> None:
-        ops.direction_codes_into(anchors, directions, values, start, count, out)
+        ops._direction_codes_into_trusted(anchors, directions, values, start, count, out)
 
     return write
 
