@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import torch
 
 from . import _checks
+from .alignment import AxisAlignment, axis_alignment
 from .modes import MODE_TABLE
 from .posterior import Posterior
 
@@ -19,6 +20,9 @@ SMALL_SD_RATIO = 0.1  # median posterior SD below this x prior_std
 ZERO_FRACTION = 0.05  # share of exact zeros in mu_d that suggests a ReLU
 MEAN_TOLERANCE = 0.5  # |aggregate mean| above this x prior_std
 SD_RANGE = (0.5, 2.0)  # aggregate SD outside this range x prior_std
+# A VAE's latents count as the codes' main axes when the top coordinate carries at least this
+# share of what the top principal component carries (alignment.AxisAlignment.ratio).
+ALIGNED_RATIO = 0.9
 
 FLAG_CODES = (
     "nonfinite",
@@ -76,6 +80,10 @@ class Diagnosis:
         flags: the problems found, as :class:`Flag` items.
         reference: ``[N, D]`` the codes (posterior means) the statistics were computed from:
             the reference of mode ``"empirical"`` (see :meth:`traversal_options`).
+        axes: how axis-aligned the means are (:class:`latentsweep.alignment.AxisAlignment`:
+            the top coordinate's and the top principal component's share of the variance, and
+            the Wasserstein correlation), over the inputs whose codes are all finite; ``None``
+            when fewer than 2 such inputs or the codes do not vary.
     """
 
     num_inputs: int
@@ -93,6 +101,7 @@ class Diagnosis:
     posterior_sd: torch.Tensor | None = None
     flags: list[Flag] = field(default_factory=list)
     reference: torch.Tensor | None = field(default=None, repr=False)
+    axes: AxisAlignment | None = None
 
     @property
     def is_variational(self) -> bool:
@@ -123,6 +132,18 @@ class Diagnosis:
             return "empirical"
         return "prior"
 
+    @property
+    def recommended_directions(self) -> str:
+        """What to traverse: ``"principal"`` directions of the codes for a plain autoencoder
+        (its coordinate axes are arbitrary), ``"coordinates"`` (the latents) for a VAE."""
+        return "coordinates" if self.is_variational else "principal"
+
+    @property
+    def axis_aligned(self) -> bool | None:
+        """True when the top coordinate carries at least ``ALIGNED_RATIO`` of what the top
+        principal component carries (``None`` without axis statistics)."""
+        return None if self.axes is None else self.axes.ratio >= ALIGNED_RATIO
+
     def traversal_options(self) -> dict:
         """The recommended traversal as keyword arguments of :func:`latentsweep.traverse`:
         ``mode``, ``dims`` (the active latents of a VAE when some collapsed, else all),
@@ -147,10 +168,14 @@ class Diagnosis:
         """The overall advice: which traversal mode and which dims, in a few sentences."""
         if not self.is_variational:
             text = (
-                'A plain autoencoder (no logvar): its codes have no prior, so traverse with mode '
-                '"empirical" (reference=posterior.mu), which spans the range the codes actually take.'
+                "A plain autoencoder (no logvar): its coordinate axes are arbitrary (any invertible "
+                "linear map of the latent space, absorbed by the encoder's last layer and the "
+                "decoder's first, gives the same loss), so traverse its principal directions "
+                "(latentsweep.principal_directions(posterior)) rather than single latents, with mode "
+                '"empirical" (reference=posterior.mu): its codes have no prior, and the empirical '
+                "range spans where they actually lie."
             )
-            return " ".join([text] + self._fix_advice())
+            return " ".join([text] + self._axes_advice() + self._fix_advice())
         small, mismatch, collapsed = (self.flag(c) for c in ("small-posterior-sd", "marginal-mismatch", "collapsed"))
         sentences = []
         if mismatch:
@@ -173,7 +198,19 @@ class Diagnosis:
             )
         if self.num_active == 0:
             sentences.append("No dim is active: the whole posterior collapsed.")
-        return " ".join(sentences + self._fix_advice())
+        return " ".join(sentences + self._axes_advice() + self._fix_advice())
+
+    def _axes_advice(self) -> list[str]:
+        """How a VAE's latents lie against the codes' principal axes (an autoencoder's
+        recommendation already says that its axes are arbitrary)."""
+        if self.axes is None or not self.is_variational:
+            return []
+        if self.axis_aligned:
+            return [f"The latents are close to the codes' principal axes ({self.axes.brief()})."]
+        return [
+            f"The codes' main axes are not the latents ({self.axes.brief()}): compare the latents with "
+            "the principal directions (latentsweep.principal_directions(posterior))."
+        ]
 
     def _fix_advice(self) -> list[str]:
         advice = []
@@ -271,7 +308,14 @@ class Diagnosis:
             "zero_fraction": tensor(self.zero_fraction),
             "nonfinite_count": self.nonfinite_count.tolist(),
             "flags": [flag.to_dict() for flag in self.flags],
+            "axes": None if self.axes is None else {
+                "top_coordinate_share": self.axes.top_coordinate_share,
+                "top_component_share": self.axes.top_component_share,
+                "ratio": self.axes.ratio,
+                "wasserstein_correlation": _json_value(self.axes.wasserstein_correlation),
+            },
             "recommended_mode": self.recommended_mode,
+            "recommended_directions": self.recommended_directions,
             "recommendation": self.recommendation,
             "summary": self.summary(),
         }
@@ -372,7 +416,14 @@ def diagnose(posterior: Posterior | torch.Tensor, *, prior_std: float = 1.0) -> 
         ]
     flags = [flag for flag in candidates if flag is not None]
     cpu = {k: v.cpu() if isinstance(v, torch.Tensor) else v for k, v in stats.items()}
-    return Diagnosis(**cpu, flags=flags, reference=posterior.mu.detach())
+    return Diagnosis(**cpu, flags=flags, reference=posterior.mu.detach(), axes=_axes(posterior.mu, finite))
+
+
+def _axes(mu: torch.Tensor, finite: torch.Tensor) -> AxisAlignment | None:
+    """Axis statistics of the inputs whose codes are finite on every dim."""
+    rows = finite.all(dim=1)
+    codes = mu if bool(rows.all()) else mu[rows]
+    return axis_alignment(codes) if codes.shape[0] >= 2 else None
 
 
 def _make_flag(code: str, mask: torch.Tensor, per_dim: dict, scalars: dict, recommendation: str) -> Flag | None:

@@ -3,7 +3,8 @@ diagnosis' own numbers (and tested against them), so a report never says what th
 
 Order of importance: NaN/Inf in the codes (nothing else can be trusted), ReLU'd encoder heads
 (retraining is the fix; no traversal mode repairs them), a whole-posterior collapse, codes that
-do not follow the prior, tiny posterior SDs, then single collapsed latents.
+do not follow the prior, tiny posterior SDs, single collapsed latents, then how the latents lie
+against the codes' principal axes (a plain autoencoder's are arbitrary; a VAE's may be rotated).
 """
 
 from __future__ import annotations
@@ -90,21 +91,52 @@ def findings(diagnosis: Diagnosis) -> list[Finding]:
             "nats and carry nothing (their posterior is the prior); leave them out of traversals "
             f"(dims=diagnosis.active_dims: {format_dims(diagnosis.active_dims)}).",
         ))
-    if not found:
-        if diagnosis.is_variational:
-            found.append(Finding(
-                "healthy", "No problems found",
-                f"{diagnosis.num_active} of {diagnosis.latent_dim} latents are active, the codes "
-                f"follow the prior N(0, {diagnosis.prior_std:g}²) and no flag fired: traverse by "
-                'the prior (mode "prior", the default).',
-            ))
-        else:
-            found.append(Finding(
-                "autoencoder", "A plain autoencoder: traverse by the codes' own spread",
-                f"Its {diagnosis.latent_dim} codes have no prior to compare with, so traverse with "
-                'mode "empirical", which spans the range the codes actually take.',
-            ))
+    rotated = _rotated_axes(diagnosis)
+    if rotated:
+        found.append(rotated)
+    if not diagnosis.is_variational:
+        found.append(_autoencoder(diagnosis))
+    elif not found:
+        found.append(Finding(
+            "healthy", "No problems found",
+            f"{diagnosis.num_active} of {diagnosis.latent_dim} latents are active, the codes "
+            f"follow the prior N(0, {diagnosis.prior_std:g}²) and no flag fired: traverse by "
+            'the prior (mode "prior", the default).',
+        ))
     return found
+
+
+def axes_sentence(diagnosis: Diagnosis) -> str | None:
+    """How the latents lie against the codes' principal axes, as a sentence with the numbers
+    (``None`` without axis statistics)."""
+    if diagnosis.axes is None:
+        return None
+    text = diagnosis.axes.describe()
+    return f"{text[0].upper()}{text[1:]}."
+
+
+def _autoencoder(diagnosis: Diagnosis) -> Finding:
+    numbers = axes_sentence(diagnosis)
+    return Finding(
+        "autoencoder", "A plain autoencoder: read it along principal directions",
+        f"Its {diagnosis.latent_dim} coordinate axes are arbitrary: any invertible linear map of the "
+        "latent space, absorbed by the encoder's last layer and the decoder's first, gives the same "
+        "loss, so one latent shows an arbitrary mix of what the codes encode. Traverse the principal "
+        "directions of the codes instead (the axes the data defines), with mode \"empirical\": the "
+        "codes have no prior, and their own spread is the range the decoder has seen."
+        + (f" {numbers}" if numbers else ""),
+    )
+
+
+def _rotated_axes(diagnosis: Diagnosis) -> Finding | None:
+    """A VAE whose codes' main axis is not one of its latents."""
+    if not diagnosis.is_variational or diagnosis.axis_aligned is not False or (diagnosis.num_active or 0) < 2:
+        return None
+    return Finding(
+        "rotated-axes", "The codes' main axes are not the latents",
+        f"{axes_sentence(diagnosis)} So the latents mix the directions along which the codes vary "
+        "most: traverse the principal directions too, and compare.",
+    )
 
 
 def posterior_sd_sentence(diagnosis: Diagnosis) -> str | None:

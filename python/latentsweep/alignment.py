@@ -1,0 +1,107 @@
+"""How axis-aligned a set of codes is: whether the latent coordinates are the codes' own main
+axes, or an arbitrary mix of them.
+
+A plain autoencoder's axes are arbitrary by construction (any invertible linear map of the
+latent space, absorbed by the encoder's last layer and the decoder's first, gives the same
+loss). A VAE's factorised posterior and prior favour its coordinate axes, so its latents are
+usually close to principal axes of the codes; these numbers say how close.
+
+Both measures are second-order (they see the codes' covariance only): where several coordinates
+have the same variance, no covariance can tell a rotation of them from the axes themselves.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from .directions import row_blocks
+
+# Above this many latents the D x D covariance and its eigenvalues are too costly for a
+# diagnosis (seconds to minutes): the top component comes from a randomised pass and the
+# Wasserstein correlation is not computed.
+EXACT_MAX_DIM = 1024
+
+
+@dataclass(frozen=True)
+class AxisAlignment:
+    """The axis statistics of ``[N, D]`` codes (floats; see :func:`axis_alignment`).
+
+    Attributes:
+        top_coordinate_share: the largest coordinate variance as a share of the total variance
+            (``max_d C_dd / tr C``).
+        top_component_share: the top principal component's variance as a share of the total
+            (``lambda_1 / tr C``); never below ``top_coordinate_share``.
+        wasserstein_correlation: the normalised Gaussian Wasserstein correlation of the
+            covariance (Locatello et al. 2019): 0 when the coordinates are uncorrelated, larger
+            the more the covariance's axes are rotated away from them; ``None`` above
+            ``EXACT_MAX_DIM`` latents.
+    """
+
+    top_coordinate_share: float
+    top_component_share: float
+    wasserstein_correlation: float | None
+
+    @property
+    def ratio(self) -> float:
+        """``top_coordinate_share / top_component_share`` in (0, 1]: 1 when the top principal
+        component is a coordinate axis."""
+        return self.top_coordinate_share / self.top_component_share
+
+    def brief(self) -> str:
+        """The two shares in a few words (the diagnosis' recommendation)."""
+        return (f"top latent {self.top_coordinate_share:.0%} of the codes' variance, top principal "
+                f"component {self.top_component_share:.0%}")
+
+    def describe(self) -> str:
+        """The numbers in words (no capital, no full stop): the findings and the report."""
+        text = (
+            f"the top latent carries {self.top_coordinate_share:.0%} of the codes' variance and the top "
+            f"principal component {self.top_component_share:.0%} (ratio {self.ratio:.2f}; 1 when the top "
+            "component is a latent axis)"
+        )
+        if self.wasserstein_correlation is not None:
+            text += (
+                f"; their Gaussian Wasserstein correlation is {self.wasserstein_correlation:.2g} of the "
+                "total variance (0 for uncorrelated latents)"
+            )
+        return text
+
+
+def axis_alignment(codes: torch.Tensor) -> AxisAlignment | None:
+    """Axis statistics of finite codes ``[N, D]`` (N >= 2), with ``C`` their covariance
+    (``N - 1``), computed in float64 in passes over blocks of rows; ``None`` when the codes do
+    not vary (``tr C = 0``)."""
+    codes = codes.detach()
+    num_rows, latent = codes.shape
+    mean = torch.zeros(latent, dtype=torch.float64, device=codes.device)
+    for block in row_blocks(codes):
+        mean += block.sum(0)
+    mean /= num_rows
+    variances = torch.zeros_like(mean)
+    for block in row_blocks(codes):
+        variances += ((block - mean) ** 2).sum(0)
+    variances /= num_rows - 1
+    total = float(variances.sum())
+    if not total > 0 or not math.isfinite(total):
+        return None
+    if latent <= EXACT_MAX_DIM:
+        covariance = torch.zeros(latent, latent, dtype=torch.float64, device=codes.device)
+        for block in row_blocks(codes):
+            centred = block - mean
+            covariance += centred.T @ centred
+        covariance /= num_rows - 1
+        top = float(torch.linalg.eigvalsh(covariance)[-1])
+        from .metrics.unsupervised_scores import gaussian_wasserstein_correlation
+
+        wasserstein = max(gaussian_wasserstein_correlation(covariance), 0.0) / total
+    else:
+        from .principal import principal_directions
+
+        top = float(principal_directions(codes, k=1, method="randomized").explained_variance[0])
+        wasserstein = None
+    coordinate = float(variances.max()) / total
+    # The Rayleigh quotient bounds every coordinate's variance by lambda_1 (rounding aside).
+    return AxisAlignment(coordinate, max(top / total, coordinate), wasserstein)
