@@ -25,6 +25,7 @@ from .plots import (
     traversal_grid,
 )
 from .paths import interpolation_codes
+from .interpolation import Interpolation, interpolate
 from .posterior import Posterior
 from .principal import principal_directions
 from .html_report import report
@@ -43,6 +44,8 @@ __all__ = [
     "Directions",
     "channel_directions",
     "clusters",
+    "Interpolation",
+    "interpolate",
     "interpolation_codes",
     "principal_directions",
     "MODES",

@@ -132,7 +132,10 @@ class GridSpec:
 
 
 def _writer_name(writer) -> str:
-    name = f"{getattr(writer, '__module__', '')}.{getattr(writer, '__qualname__', type(writer).__qualname__)}"
+    """The writer's ``identity`` (what its rows depend on beyond anchors and values, e.g. a
+    path's endpoints), else its name."""
+    name = getattr(writer, "identity", None) or \
+        f"{getattr(writer, '__module__', '')}.{getattr(writer, '__qualname__', type(writer).__qualname__)}"
     return hashlib.sha256(name.encode()).hexdigest()[:16]
 
 

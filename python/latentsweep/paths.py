@@ -58,6 +58,12 @@ def interpolation_codes(start, end, *, steps: int = 11, path: str = "linear") ->
     if start.shape[0] * steps * start.shape[1] * 8 > _checks.INT64_MAX:
         raise ValueError(f"{fn}: P * steps * D = {start.shape[0] * steps * start.shape[1]} values, whose size in bytes overflows int64")
     dtype = torch.promote_types(start.dtype, end.dtype)
+    return path_codes(start, end, steps, path).to(dtype)
+
+
+def path_codes(start: torch.Tensor, end: torch.Tensor, steps: int, path: str) -> torch.Tensor:
+    """``[P, S, D]`` float64 codes of checked ``[P, D]`` endpoints (the body of
+    :func:`interpolation_codes`, without its checks: a sweep writes its paths chunk by chunk)."""
     a, b = start.double()[:, None, :], end.double()[:, None, :]  # [P, 1, D]
     t = torch.linspace(0.0, 1.0, steps, dtype=torch.float64, device=start.device)[None, :, None]
     codes = (1 - t) * a + t * b
@@ -69,4 +75,4 @@ def interpolation_codes(start, end, *, steps: int = 11, path: str = "linear") ->
         arc = (torch.sin((1 - t) * theta) * a + torch.sin(t * theta) * b) / sine.clamp_min(1e-300)
         codes = torch.where(sine > SINE_FLOOR, arc, codes)
     codes[:, 0], codes[:, -1] = start.double(), end.double()
-    return codes.to(dtype)
+    return codes

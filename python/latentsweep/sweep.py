@@ -161,27 +161,58 @@ def traverse(
         KeyboardInterrupt: Ctrl-C; a store keeps every finished unit (resume=True).
     """
     started = time.perf_counter()
-    show_progress = _progress.wanted(progress, _FN)
-    batch_size, memory_budget = _check_arguments(decoder, batch_size, memory_budget, out, keep_outputs=keep_outputs,
-                                                 resume=resume, overwrite=overwrite, cuda_graph=cuda_graph, shard=shard)
     spec = grid_spec(_FN, anchors, mode=mode, span=span, steps=steps, dims=dims, directions=directions,
                      latent_shape=latent_shape, logvar=logvar, values=values, reference=reference,
                      prior_std=prior_std)
-    decode_fn = decoding.decoder_call(_FN, decoder, output=output, output_transform=output_transform,
+    return sweep_grid(_FN, decoder, spec, batch_size=batch_size, memory_budget=memory_budget, device=device, out=out,
+                      keep_outputs=keep_outputs, resume=resume, overwrite=overwrite, progress=progress,
+                      cuda_graph=cuda_graph, shard=shard, distributed=distributed, output=output,
+                      output_transform=output_transform, started=started)
+
+
+def sweep_grid(
+    fn: str,
+    decoder,
+    spec: GridSpec,
+    *,
+    batch_size: int | str = "auto",
+    memory_budget: int | None = None,
+    device: torch.device | str | None = None,
+    out: str | Path | None = None,
+    keep_outputs: bool = True,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool | None = None,
+    cuda_graph: bool = False,
+    shard: tuple[int, int] | None = None,
+    distributed: bool = True,
+    output=None,
+    output_transform=None,
+    started: float | None = None,
+) -> TraversalResult | StoreStatus:
+    """Decodes the grid ``spec`` (built and checked by its caller: :func:`traverse`, or
+    :func:`latentsweep.interpolate` with its own code writer) with the options of
+    :func:`traverse`; ``fn`` names the public function in the messages of its checks."""
+    started = time.perf_counter() if started is None else started
+    show_progress = _progress.wanted(progress, fn)
+    batch_size, memory_budget = _check_arguments(fn, decoder, batch_size, memory_budget, out,
+                                                 keep_outputs=keep_outputs, resume=resume, overwrite=overwrite,
+                                                 cuda_graph=cuda_graph, shard=shard)
+    decode_fn = decoding.decoder_call(fn, decoder, output=output, output_transform=output_transform,
                                       latent_shape=spec.latent_shape)
-    requested = _checks.device(_FN, device)
-    workers = _distributed.join(_FN, shard, requested,
-                               distributed=_checks.boolean(_FN, "distributed", distributed))
+    requested = _checks.device(fn, device)
+    workers = _distributed.join(fn, shard, requested,
+                               distributed=_checks.boolean(fn, "distributed", distributed))
     sink = None
     try:
         if workers.world > 1 and workers.shard is None and keep_outputs and out is None:
             raise ValueError(
-                f"{_FN}: with {workers.world} processes and keep_outputs=True, pass out='sweep.zarr' (one "
+                f"{fn}: with {workers.world} processes and keep_outputs=True, pass out='sweep.zarr' (one "
                 "store all ranks write into), or keep_outputs=False (statistics only)"
             )
-        device = _distributed.local_device(_resolve_device(requested, decoder, spec.anchors), workers)
+        device = _distributed.local_device(_resolve_device(fn, requested, decoder, spec.anchors), workers)
         if cuda_graph and device.type != "cuda":
-            raise ValueError(f"{_FN}: cuda_graph=True needs a CUDA device, got {device}")
+            raise ValueError(f"{fn}: cuda_graph=True needs a CUDA device, got {device}")
         spec_d = spec.to(device)
         with eval_mode(decoder):
             probe = probe_anchors(decode_fn, spec_d, 64 if batch_size == "auto" else batch_size)
@@ -225,26 +256,26 @@ def traverse(
         workers.close()
 
 
-def _check_arguments(decoder, batch_size, memory_budget, out, *, shard, **flags) -> tuple:
+def _check_arguments(fn: str, decoder, batch_size, memory_budget, out, *, shard, **flags) -> tuple:
     """The sweep's options, checked once (the grid's arguments are checked by grid_spec)."""
     if not callable(decoder):
-        raise TypeError(f"{_FN}: decoder must be callable ([B, D] -> [B, ...]), got {type(decoder).__name__}")
+        raise TypeError(f"{fn}: decoder must be callable ([B, D] -> [B, ...]), got {type(decoder).__name__}")
     for name, flag in flags.items():
         if not isinstance(flag, bool):
-            raise TypeError(f"{_FN}: {name} must be True or False, got {flag!r}")
+            raise TypeError(f"{fn}: {name} must be True or False, got {flag!r}")
     if flags["resume"] and flags["overwrite"]:
-        raise ValueError(f"{_FN}: resume=True and overwrite=True contradict each other")
+        raise ValueError(f"{fn}: resume=True and overwrite=True contradict each other")
     if out is not None and not isinstance(out, (str, Path)):
-        raise TypeError(f"{_FN}: out must be None or a path, got {type(out).__name__}")
+        raise TypeError(f"{fn}: out must be None or a path, got {type(out).__name__}")
     if flags["overwrite"] and shard is not None:
-        raise ValueError(f"{_FN}: overwrite=True with shard= would let each shard delete the others' work; "
+        raise ValueError(f"{fn}: overwrite=True with shard= would let each shard delete the others' work; "
                          "remove the old store once before starting the shards")
     if out is None and (flags["resume"] or shard is not None):
-        raise ValueError(f"{_FN}: {'resume=True' if flags['resume'] else 'shard='} needs out= (the path of the stored sweep)")
+        raise ValueError(f"{fn}: {'resume=True' if flags['resume'] else 'shard='} needs out= (the path of the stored sweep)")
     if not (isinstance(batch_size, str) and batch_size == "auto"):  # (an array's == is elementwise)
-        batch_size = _checks.integer(_FN, "batch_size", batch_size, low=1)
+        batch_size = _checks.integer(fn, "batch_size", batch_size, low=1)
     if memory_budget is not None:
-        memory_budget = _checks.integer(_FN, "memory_budget", memory_budget, low=1)
+        memory_budget = _checks.integer(fn, "memory_budget", memory_budget, low=1)
     return batch_size, memory_budget
 
 
@@ -256,12 +287,12 @@ def _my_units(plan: SweepPlan, pending: list[int], workers) -> list[int]:
     return units_for(plan, pending, workers.rank, workers.world)
 
 
-def _resolve_device(requested, decoder, anchors: torch.Tensor) -> torch.device:
+def _resolve_device(fn: str, requested, decoder, anchors: torch.Tensor) -> torch.device:
     device = requested or model_device(decoder) or anchors.device
     if device.type == "meta":
-        raise ValueError(f"{_FN}: device='meta' holds no values; traverse decodes on a real device (cpu, cuda)")
+        raise ValueError(f"{fn}: device='meta' holds no values; traverse decodes on a real device (cpu, cuda)")
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"{_FN}: device={str(device)!r} but this torch has no CUDA device available")
+        raise ValueError(f"{fn}: device={str(device)!r} but this torch has no CUDA device available")
     return device
 
 

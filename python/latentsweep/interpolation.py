@@ -1,0 +1,170 @@
+"""interpolate(): decoded paths between codes (two inputs' means, two cluster centroids),
+swept by the same engine as traverse: a grid of P paths x 1 x S steps whose rows the
+interpolation writes, so batching, stores, resume, devices and progress come with it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from . import _checks
+from ._modules import tensor_digest
+from .grid_spec import GridSpec
+from .paths import PATHS, _endpoints, interpolation_codes, path_codes
+from .result import TraversalResult
+
+_FN = "latentsweep.interpolate"
+
+
+class PathWriter:
+    """Writes rows ``[first, first + count)`` of the P x 1 x S path grid (row ``p * S + s`` is
+    step s of path p), computing only the paths those rows touch."""
+
+    def __init__(self, start: torch.Tensor, end: torch.Tensor, steps: int, path: str):
+        self.start, self.end, self.steps, self.path = start, end, steps, path
+        # What the grid's digest (a store's identity) records beyond anchors = start and t.
+        self.identity = f"{path} path to {tensor_digest(end)}"
+        self._on_device: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def __call__(self, first: int, count: int, out: torch.Tensor) -> None:
+        if out.device not in self._on_device:  # the endpoints, once per device the sweep uses
+            self._on_device[out.device] = (self.start.to(out.device), self.end.to(out.device))
+        start, end = self._on_device[out.device]
+        low, high = first // self.steps, -(-(first + count) // self.steps)
+        codes = path_codes(start[low:high], end[low:high], self.steps, self.path).flatten(0, 1)
+        offset = first - low * self.steps
+        out.copy_(codes[offset : offset + count])
+
+
+@dataclass
+class Interpolation:
+    """Decoded paths from ``start`` to ``end`` (what :func:`interpolate` returns). P = paths,
+    S = steps, D = latent size. Tensors are on the CPU.
+
+    Attributes:
+        start, end: ``[P, D]`` the endpoints.
+        path: ``"linear"`` or ``"slerp"``.
+        t: ``[S]`` float64 positions along each path, ``linspace(0, 1, S)``.
+        change: ``[P, S]`` mean over output features of ``|x(t) - x(start)|``: how far the
+            output has moved from the start's at each step (0 at ``t = 0``).
+        sweep: the engine's :class:`TraversalResult` of the P x 1 x S grid (its ``outputs``,
+            ``effect``, ``sensitivity``, ``batch_size``, ``store``, speed).
+    """
+
+    start: torch.Tensor
+    end: torch.Tensor
+    path: str
+    t: torch.Tensor
+    change: torch.Tensor
+    sweep: TraversalResult
+
+    @property
+    def num_paths(self) -> int:
+        return self.start.shape[0]
+
+    @property
+    def codes(self) -> torch.Tensor:
+        """``[P, S, D]`` the codes decoded (:func:`latentsweep.interpolation_codes`)."""
+        return interpolation_codes(self.start, self.end, steps=len(self.t), path=self.path)
+
+    @property
+    def outputs(self):
+        """``[P, S, *out_shape]`` decoder outputs: a tensor in memory, an array read from the
+        store with ``out=``, ``None`` with ``keep_outputs=False``."""
+        outputs = self.sweep.outputs
+        return None if outputs is None else outputs[:, 0]
+
+    @property
+    def out_shape(self) -> tuple[int, ...]:
+        return self.sweep.out_shape
+
+    @property
+    def output_space(self) -> str:
+        return self.sweep.output_space
+
+    def summary(self) -> str:
+        """One line: paths, steps, where the output changed most, speed."""
+        final = self.change[:, -1]
+        return (
+            f"{self.num_paths} {self.path} path(s) x {len(self.t)} steps, effects in {self.output_space}: "
+            f"the output moved by {float(final.min()):.3g} to {float(final.max()):.3g} (mean |x(end) - x(start)|); "
+            f"{self.sweep.speed_text()}"
+        )
+
+    def __repr__(self) -> str:
+        return (f"Interpolation(paths={self.num_paths}, steps={len(self.t)}, path={self.path!r}, "
+                f"out_shape={self.out_shape}, store={str(self.sweep.store) if self.sweep.store else None})")
+
+
+def interpolate(
+    decoder,
+    start,
+    end,
+    *,
+    steps: int = 11,
+    path: str = "linear",
+    batch_size: int | str = "auto",
+    memory_budget: int | None = None,
+    device: torch.device | str | None = None,
+    out: str | Path | None = None,
+    keep_outputs: bool = True,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool | None = None,
+    output=None,
+    output_transform=None,
+) -> Interpolation:
+    """Decodes P paths of S codes from ``start`` to ``end``.
+
+    The paths are :func:`latentsweep.interpolation_codes` (``"linear"``: straight lines;
+    ``"slerp"``: great-circle arcs, White 2016, for Gaussian latents, where a straight line
+    between two typical codes passes through the unlikely region near the origin). They are
+    swept as a grid of P anchors (the starts) x 1 x S steps by the engine of
+    :func:`latentsweep.traverse`: batches, a resumable store, devices and the progress bar work
+    as there, and the first and last steps decode exactly ``start`` and ``end``.
+
+    Args:
+        decoder: as for :func:`latentsweep.traverse` (a module, bound method or function
+            ``[B, D] -> [B, ...]``; ``output=`` and ``output_transform=`` as there).
+        start, end: ``[D]`` or ``[P, D]`` codes of the same shape (e.g. two inputs' means, or
+            two cluster centroids ``clusters.centroids[[i]]``, ``clusters.centroids[[j]]``).
+        steps: S >= 2 codes per path, endpoints included.
+        path: ``"linear"`` or ``"slerp"``.
+        batch_size, memory_budget, device, out, keep_outputs, resume, overwrite, progress:
+            as for :func:`latentsweep.traverse`.
+
+    Returns:
+        an :class:`Interpolation`: ``outputs [P, S, *out_shape]``, ``codes [P, S, D]``,
+        ``t [S]``, ``change [P, S]`` and the engine's result as ``sweep``.
+
+    Raises:
+        TypeError, ValueError: bad arguments (named), or a decoder that returns a non-tensor,
+            the wrong number of rows or NaN/Inf (as :func:`latentsweep.traverse` says).
+    """
+    start, end = _endpoints(_FN, start, end)
+    steps = _checks.integer(_FN, "steps", steps, low=2)
+    path = _checks.choice(_FN, "path", path, PATHS)
+    num_paths, latent = start.shape
+    if num_paths * steps * latent * 8 > _checks.INT64_MAX:
+        raise ValueError(f"{_FN}: P * steps * D = {num_paths * steps * latent} values, whose size in bytes overflows int64")
+    dtype = torch.promote_types(start.dtype, end.dtype)
+    # The sweep owns its endpoints (a decoder that writes into its input cannot change them).
+    start, end = start.detach().to(dtype).clone(), end.detach().to(dtype).clone()
+    t = torch.linspace(0.0, 1.0, steps, dtype=torch.float64)
+    spec = GridSpec(
+        anchors=start,
+        dims=torch.zeros(1, dtype=torch.int64, device=start.device),
+        values=t.to(start.device, dtype).expand(num_paths, 1, steps).contiguous(),
+        mode=path,
+        code_writer=PathWriter(start, end, steps, path),
+    )
+    from .sweep import sweep_grid
+
+    result = sweep_grid(
+        _FN, decoder, spec, batch_size=batch_size, memory_budget=memory_budget, device=device, out=out,
+        keep_outputs=keep_outputs, resume=resume, overwrite=overwrite, progress=progress,
+        output=output, output_transform=output_transform,
+    )
+    return Interpolation(start=start.cpu(), end=end.cpu(), path=path, t=t, change=result.effect[:, 0], sweep=result)

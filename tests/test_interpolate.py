@@ -1,0 +1,159 @@
+"""latentsweep.interpolate (issue 8 item 4): decoded paths between codes, swept by the engine.
+Every output against the decoder applied to the plain-torch path (linear: (1 - t) a + t b;
+slerp: White 2016), endpoints, the midpoint, slerp's norms and its degenerate case, chunkings
+that cut paths anywhere, stores and resume, and bad input."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import latentsweep as ls
+
+
+def mlp(latent: int = 5, features: int = 7) -> torch.nn.Module:
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Linear(latent, 16), torch.nn.Tanh(), torch.nn.Linear(16, features))
+
+
+def codes_decoder(z: torch.Tensor) -> torch.Tensor:
+    """Returns the codes it was given: the outputs are the rows the engine wrote."""
+    return z * 1.0
+
+
+def reference_path(start: torch.Tensor, end: torch.Tensor, steps: int, path: str) -> torch.Tensor:
+    """[P, S, D] in float64, written from the definitions (not through latentsweep)."""
+    a, b = start.double(), end.double()
+    rows = []
+    for t in torch.linspace(0, 1, steps, dtype=torch.float64).tolist():
+        if path == "linear":
+            rows.append((1 - t) * a + t * b)
+        else:
+            cosine = (a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1))
+            theta = torch.arccos(cosine.clamp(-1, 1))[:, None]
+            rows.append((torch.sin((1 - t) * theta) * a + torch.sin(t * theta) * b) / torch.sin(theta))
+    return torch.stack(rows, dim=1)
+
+
+def pair(paths: int = 3, latent: int = 5, seed: int = 0, dtype=torch.float64):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randn(paths, latent, generator=g, dtype=dtype), torch.randn(paths, latent, generator=g, dtype=dtype))
+
+
+@pytest.mark.parametrize("path", ["linear", "slerp"])
+def test_outputs_are_the_decoder_along_the_reference_path(path):
+    decoder = mlp().double()
+    start, end = pair()
+    result = ls.interpolate(decoder, start, end, steps=9, path=path, batch_size=4, progress=False)
+    expected_codes = reference_path(start, end, 9, path)
+    torch.testing.assert_close(result.codes, expected_codes, rtol=1e-12, atol=1e-12)
+    with torch.no_grad():
+        expected = decoder(expected_codes.reshape(-1, 5)).reshape(3, 9, 7)
+    assert result.outputs.shape == (3, 9, 7)
+    torch.testing.assert_close(result.outputs, expected, rtol=1e-10, atol=1e-12)
+    # Endpoints: exactly the decoder at start and end.
+    with torch.no_grad():
+        torch.testing.assert_close(result.outputs[:, 0], decoder(start), rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(result.outputs[:, -1], decoder(end), rtol=1e-12, atol=1e-12)
+    # change: mean |x(t) - x(start)| over features.
+    torch.testing.assert_close(result.change, (expected - expected[:, :1]).abs().mean(dim=2), rtol=1e-9, atol=1e-12)
+    assert torch.equal(result.t, torch.linspace(0, 1, 9, dtype=torch.float64))
+    assert result.path == path and result.num_paths == 3 and result.out_shape == (7,)
+
+
+def test_the_linear_midpoint_is_the_mean_of_the_endpoints():
+    start, end = torch.tensor([1.0, -2.0, 0.5]), torch.tensor([3.0, 2.0, -0.5])
+    result = ls.interpolate(codes_decoder, start, end, steps=5, progress=False)
+    assert torch.equal(result.outputs[0, 0], start) and torch.equal(result.outputs[0, -1], end)
+    torch.testing.assert_close(result.outputs[0, 2], (start + end) / 2)
+
+
+def test_slerp_keeps_the_norm_of_equal_norm_endpoints_and_falls_back_to_linear_when_parallel():
+    start, end = pair(paths=2, latent=6, seed=3)
+    end = end / end.norm(dim=1, keepdim=True) * start.norm(dim=1, keepdim=True)
+    decoded = ls.interpolate(codes_decoder, start, end, steps=7, path="slerp", progress=False).outputs
+    torch.testing.assert_close(decoded.norm(dim=2), start.norm(dim=1, keepdim=True).expand(2, 7), rtol=1e-12, atol=0)
+    linear = ls.interpolate(codes_decoder, start, end, steps=7, progress=False).outputs
+    assert (linear.norm(dim=2)[:, 3] < decoded.norm(dim=2)[:, 3]).all()  # the line cuts towards the origin
+    parallel = torch.tensor([[1.0, 2.0], [1.0, 2.0]], dtype=torch.float64)
+    along = torch.tensor([[2.0, 4.0], [-1.0, -2.0]], dtype=torch.float64)
+    slerped = ls.interpolate(codes_decoder, parallel, along, steps=5, path="slerp", progress=False).outputs
+    assert torch.isfinite(slerped).all()
+    torch.testing.assert_close(slerped, reference_path(parallel, along, 5, "linear"), rtol=1e-12, atol=1e-12)
+
+
+@settings(max_examples=25, deadline=None)
+@given(paths=st.integers(1, 4), steps=st.integers(2, 7), latent=st.integers(1, 6), batch=st.integers(1, 11),
+       path=st.sampled_from(["linear", "slerp"]), seed=st.integers(0, 1000))
+def test_any_chunking_writes_every_path_point(paths, steps, latent, batch, path, seed):
+    """Batches cut paths anywhere; the rows decoded are the reference path's, in order."""
+    start, end = pair(paths, latent, seed)
+    result = ls.interpolate(codes_decoder, start, end, steps=steps, path=path, batch_size=batch, progress=False)
+    torch.testing.assert_close(result.outputs, ls.interpolation_codes(start, end, steps=steps, path=path),
+                               rtol=0, atol=0)
+
+
+def test_a_one_dimensional_pair_and_float32_codes():
+    start, end = torch.zeros(4), torch.ones(4)
+    result = ls.interpolate(codes_decoder, start, end, steps=3, progress=False)
+    assert result.outputs.shape == (1, 3, 4) and result.outputs.dtype == torch.float32
+    assert result.start.shape == (1, 4) and "1 linear path(s) x 3 steps" in result.summary()
+
+
+def test_a_store_resumes_and_refuses_another_path(tmp_path):
+    decoder = mlp().double()
+    start, end = pair()
+    store = tmp_path / "paths.zarr"
+    first = ls.interpolate(decoder, start, end, steps=6, out=store, batch_size=4, progress=False)
+    again = ls.interpolate(decoder, start, end, steps=6, out=store, resume=True, batch_size=4, progress=False)
+    assert again.sweep.points_computed == 0
+    assert np.array_equal(np.asarray(again.outputs), np.asarray(first.outputs))
+    with torch.no_grad():
+        torch.testing.assert_close(torch.from_numpy(np.asarray(first.outputs)), decoder(first.codes.reshape(-1, 5)).reshape(3, 6, 7))
+    # Same starts and t, another end (or path): another sweep, refused.
+    with pytest.raises(ValueError, match="different parameters"):
+        ls.interpolate(decoder, start, end + 1, steps=6, out=store, resume=True, batch_size=4, progress=False)
+    with pytest.raises(ValueError, match="different parameters"):
+        ls.interpolate(decoder, start, end, steps=6, path="slerp", out=store, resume=True, batch_size=4,
+                       progress=False)
+
+
+def test_the_engine_options_pass_through():
+    decoder = mlp()
+    start, end = pair(dtype=torch.float32)
+    stats_only = ls.interpolate(decoder, start, end, steps=4, keep_outputs=False, output_transform="sigmoid",
+                                progress=False)
+    assert stats_only.outputs is None and stats_only.output_space == "sigmoid(decoder output)"
+    with torch.no_grad():
+        expected = torch.sigmoid(decoder(ls.interpolation_codes(start, end, steps=4).reshape(-1, 5))).reshape(3, 4, 7)
+    torch.testing.assert_close(stats_only.change, (expected - expected[:, :1]).abs().mean(2), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "args, kwargs, error, match",
+    [
+        ((torch.zeros(3), torch.zeros(4)), {}, ValueError, "same shape"),
+        ((torch.zeros(3), torch.zeros(3)), {"steps": 1}, ValueError, "steps must be >= 2"),
+        ((torch.zeros(3), torch.zeros(3)), {"path": "spline"}, ValueError, "path must be one of"),
+        ((torch.zeros(3), torch.tensor([0.0, math.nan, 0.0])), {}, ValueError, "end has 1 non-finite"),
+        (([0.0], torch.zeros(1)), {}, TypeError, "start must be a torch.Tensor"),
+        ((torch.zeros(3), torch.zeros(3)), {"batch_size": 0}, ValueError, "batch_size must be >= 1"),
+        ((torch.zeros(3), torch.zeros(3)), {"resume": True}, ValueError, "needs out="),
+    ],
+)
+def test_bad_input_is_named(args, kwargs, error, match):
+    with pytest.raises(error, match=match) as info:
+        ls.interpolate(codes_decoder, *args, **kwargs)
+    assert str(info.value).startswith("latentsweep.interpolate:")
+
+
+def test_a_decoder_that_is_not_callable_or_returns_nan_is_refused():
+    with pytest.raises(TypeError, match="latentsweep.interpolate: decoder must be callable"):
+        ls.interpolate("decoder", torch.zeros(2), torch.ones(2))
+    with pytest.raises(ValueError, match="NaN"):
+        ls.interpolate(lambda z: z / 0.0, torch.zeros(2), torch.ones(2), progress=False)
