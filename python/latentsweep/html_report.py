@@ -11,8 +11,10 @@ import base64
 import datetime
 import html
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+
+import numpy as np
 
 from . import _checks
 from .diagnosis import Diagnosis, diagnose, format_dims
@@ -50,6 +52,10 @@ def report(
     prior_std: float | None = None,
     dpi: int = 90,
     metrics=None,
+    directions=None,
+    clusters=None,
+    centroid_outputs=None,
+    interpolations=None,
 ) -> Path:
     """Writes one self-contained HTML report and returns its path.
 
@@ -76,6 +82,16 @@ def report(
         dpi: resolution of the pictures (1 to 1200).
         metrics: a :class:`latentsweep.metrics.MetricResults` (from ``metrics.evaluate`` when the
             factors of variation are known): adds a table of the scores and their settings.
+        directions: a :class:`TraversalResult` of a sweep along directions
+            (``traverse(..., directions=...)``), or a mapping name -> such results: one grid per
+            anchor with a row per direction (its label says the share of the variance), the
+            effect per direction, and the variance each direction carries in ``posterior``'s
+            codes. A latent traversal in ``results`` from the same anchors is drawn beside it.
+        clusters: a :class:`Clusters` of the codes: the centroid table on the latents that
+            separate the clusters best, with sentences on the closest and farthest pairs.
+        centroid_outputs: ``[C, *out_shape]`` the decoder at the centroids (drawn in the panel).
+        interpolations: a mapping ``{(i, j): Interpolation}`` of paths between clusters i and
+            j (:func:`latentsweep.interpolate` from centroid i to centroid j): one strip each.
 
     Returns:
         the path of the written file.
@@ -93,8 +109,15 @@ def report(
         diagnosis = diagnose(posterior, prior_std=1.0 if prior_std is None else prior_std)
     _common.check_diagnosis(_FN, diagnosis)
     named = named_results(_FN, results) if results is not None else {}
-    if diagnosis is None and not named and metrics is None:
-        raise ValueError(f"{_FN}: nothing to report: pass diagnosis=, posterior=, results= and/or metrics=")
+    along = _direction_results(directions)
+    for name, result in named.items():
+        if result.directions is not None:
+            raise ValueError(f"{_FN}: results[{name!r}] is a sweep along directions; pass it as directions=")
+    cluster_view = _check_clusters(clusters, centroid_outputs, interpolations)
+    if diagnosis is None and not named and metrics is None and not along and cluster_view is None:
+        raise ValueError(
+            f"{_FN}: nothing to report: pass diagnosis=, posterior=, results=, directions=, clusters= and/or metrics="
+        )
     if isinstance(anchor_indices, int) or not isinstance(anchor_indices, Sequence):
         raise TypeError(f"{_FN}: anchor_indices must be a sequence of ints, e.g. (0, 1), got {anchor_indices!r}")
     for name, result in named.items():
@@ -118,6 +141,10 @@ def report(
             _traversals(page, named, diagnosis, image_shape, feature_names, inputs, reconstructions,
                         anchor_indices, max_dims, gifs)
         )
+    if along:
+        body.append(_directions(page, along, named, diagnosis, posterior, image_shape, anchor_indices, max_dims))
+    if cluster_view is not None:
+        body.append(_clusters(page, *cluster_view, image_shape))
     if diagnosis is not None:
         body.append(
             "<details><summary>The diagnosis as text</summary>"
@@ -446,6 +473,156 @@ def _ranking(result, top: int = 8) -> str:
     return (
         f'<table class="small"><caption>{_esc(caption)}</caption><thead><tr><th>{kind}</th><th>effect</th></tr>'
         f"</thead><tbody>{cells}</tbody></table>"
+    )
+
+
+# ---- directions and clusters ------------------------------------------------------------
+
+
+def _direction_results(directions) -> dict:
+    """``directions=`` as a mapping name -> TraversalResult along directions."""
+    if directions is None:
+        return {}
+    from .result import TraversalResult
+
+    named = {"directions": directions} if isinstance(directions, TraversalResult) else directions
+    if not isinstance(named, Mapping) or not named:
+        raise TypeError(
+            f"{_FN}: directions must be a TraversalResult of traverse(..., directions=...) or a non-empty mapping "
+            f"name -> such results, got {type(directions).__name__}"
+        )
+    for name, result in named.items():
+        if not isinstance(result, TraversalResult):
+            raise TypeError(f"{_FN}: directions[{name!r}] must be a TraversalResult, got {type(result).__name__}")
+        if result.directions is None:
+            raise ValueError(f"{_FN}: directions[{name!r}] is a traversal of latents; pass it in results=")
+    return dict(named)
+
+
+def _check_clusters(clusters, centroid_outputs, interpolations):
+    """(clusters, centroid outputs or None, {(i, j): Interpolation}) or None."""
+    from .clusters import Clusters
+    from .interpolation import Interpolation
+
+    if clusters is None:
+        if centroid_outputs is not None or interpolations is not None:
+            raise ValueError(f"{_FN}: centroid_outputs= and interpolations= need clusters=")
+        return None
+    if not isinstance(clusters, Clusters):
+        raise TypeError(f"{_FN}: clusters must be a latentsweep.Clusters, got {type(clusters).__name__}")
+    if centroid_outputs is not None:
+        shape = tuple(getattr(centroid_outputs, "shape", ()))
+        if len(shape) < 2 or shape[0] != clusters.num_clusters:
+            raise ValueError(
+                f"{_FN}: centroid_outputs must be [C={clusters.num_clusters}, *out_shape], got shape {shape}"
+            )
+    paths = {}
+    if interpolations is not None:
+        if not isinstance(interpolations, Mapping):
+            raise TypeError(f"{_FN}: interpolations must be a mapping {{(i, j): Interpolation}}, got "
+                            f"{type(interpolations).__name__}")
+        for key, value in interpolations.items():
+            if isinstance(key, (str, bytes)) or not hasattr(key, "__len__") or len(key) != 2:
+                raise TypeError(f"{_FN}: interpolations' keys must be cluster pairs (i, j), got {key!r}")
+            pair = tuple(_checks.index(_FN, "interpolations' pair", k, clusters.num_clusters, what="cluster(s)")
+                         for k in key)
+            if not isinstance(value, Interpolation) or value.num_paths != 1:
+                raise TypeError(f"{_FN}: interpolations[{key!r}] must be an Interpolation of one path, got {value!r}")
+            paths[pair] = value
+    return clusters, centroid_outputs, paths
+
+
+def _directions(page, along, named, diagnosis, posterior, image_shape, anchor_indices, max_dims) -> str:
+    """One block per direction sweep: sentences from the numbers, a table of the effect and
+    variance share per direction, and per anchor the direction grid (beside the latent grid
+    of a latent traversal from the same anchors, when there is one)."""
+    from .directions import Directions
+    from .plots.direction_grid import direction_grid
+    from .report_texts import direction_sentences, side_by_side_sentence, variance_shares
+
+    codes = posterior.mu if posterior is not None else None
+    blocks = []
+    for name, result in along.items():
+        if codes is not None and codes.shape[1] != result.anchors.shape[1]:
+            codes = None  # not the codes of this latent space
+        twin = next((r for r in named.values() if r.anchors.shape == result.anchors.shape
+                     and bool((r.anchors == result.anchors).all())), None)
+        sentences = direction_sentences(result, codes)
+        if twin is not None:
+            sentences.append(side_by_side_sentence(twin, result))
+        parts = [f"<h3>{_esc(name)}</h3>", "".join(f"<p>{_esc(t)}</p>" for t in sentences)]
+        shares = variance_shares(codes, result.directions) if codes is not None else None
+        rows = "".join(
+            f"<tr><td>{_esc(label)}</td><td>{_esc(_number(float(result.dim_effect[k])))}</td>"
+            + (f"<td>{shares[k]:.1%}</td>" if shares is not None else "") + "</tr>"
+            for k, label in enumerate(result.labels)
+        )
+        head = "<th>direction</th><th>effect</th>" + ("<th>share of the codes' variance</th>" if shares else "")
+        parts.append(f'<table class="small"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>')
+        if result.outputs is None:
+            parts.append('<p class="note">The outputs were not kept (keep_outputs=False): no grid to draw.</p>')
+        elif not is_image_output(result.out_shape, image_shape):
+            parts.append('<p class="note">Tabular outputs: the effects are above (grids are drawn for images).</p>')
+        else:
+            shown = Directions(result.directions, tuple(result.labels), source="")
+            for a in anchor_indices:
+                _checks.index(_FN, "anchor_indices", a, result.values.shape[0], what="anchor(s)")
+                figures = []
+                if twin is not None:
+                    figures.append(page.figure(
+                        traversal_grid(twin, anchor=a, diagnosis=diagnosis, max_dims=max_dims, image_shape=image_shape,
+                                       title=f"latents ({twin.mode}), anchor {a}"),
+                        f"latents, anchor {a}", f"Anchor {a}: one row per latent ({twin.mode!r})."))
+                figures.append(page.figure(
+                    direction_grid(np.asarray(result.outputs[a]), shown, values=result.values[a],
+                                   anchor_values=result.anchor_values[a], image_shape=image_shape,
+                                   title=f"{name} ({result.mode}), anchor {a}"),
+                    f"{name}, anchor {a}",
+                    f"Anchor {a}: one row per direction, labelled with the share of the codes' variance it "
+                    "carries where known; columns are coordinates along it."))
+                parts.append(f'<div class="pictures">{"".join(figures)}</div>')
+        blocks.append(f'<div class="column">{"".join(parts)}</div>')
+    heading = "Traversals along directions"
+    intro = (
+        "Directions in latent space (principal components of the codes, directions between cluster "
+        "centroids, or your own) traversed like latents: each grid row moves the anchor along one unit "
+        "direction, keeping its other coordinates."
+    )
+    return f'<section><h2>{heading}</h2><p>{_esc(intro)}</p><div class="columns">{"".join(blocks)}</div></section>'
+
+
+def _clusters(page, clusters, centroid_outputs, paths, image_shape) -> str:
+    """The cluster panel (centroid table, decoded centroids, paths between clusters) and its
+    sentences, the closest and farthest pairs named as such."""
+    from .plots.cluster_panel import cluster_panel
+    from .report_texts import PAIR_ROLES, cluster_sentences, pair_sentence
+
+    roles = {}
+    if clusters.num_clusters >= 2:
+        roles = {pair: role for pair, role in zip(clusters.closest_and_farthest(), PAIR_ROLES)}
+    sentences = cluster_sentences(clusters)
+    named_pairs = list(paths) or list(roles)
+    for pair in dict.fromkeys(named_pairs):
+        role = roles.get(pair) or roles.get(pair[::-1])
+        sentences.append(pair_sentence(clusters, pair, role, paths.get(pair)))
+    images = centroid_outputs is not None and is_image_output(tuple(centroid_outputs.shape[1:]), image_shape)
+    if not images and paths:
+        first = next(iter(paths.values()))
+        images = is_image_output(first.out_shape, image_shape)
+    strips = {pair: np.asarray(p.outputs[0]) for pair, p in paths.items() if p.outputs is not None} if images else None
+    figure = cluster_panel(
+        clusters, centroid_outputs=centroid_outputs if images else None, interpolation=strips or None,
+        image_shape=image_shape, title=f"{clusters.num_clusters} clusters of the codes",
+    )
+    caption = (
+        "Top: the centroids on the latents with the largest η², each cell coloured by how far it lies from "
+        "the latent's mean over clusters."
+        + (" Then the decoded centroids" + (" and the decoded paths between clusters." if strips else ".")
+           if images else "")
+    )
+    return (
+        f'<section><h2>Clusters</h2>{"".join(f"<p>{_esc(t)}</p>" for t in sentences)}'
+        f'<div class="pictures">{page.figure(figure, "clusters", caption, wide=True)}</div></section>'
     )
 
 

@@ -3,6 +3,8 @@ best, the decoded centroids, and a decoded path from one cluster to another."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 
 from .. import _checks
@@ -39,7 +41,9 @@ def cluster_panel(
         centroid_outputs: ``[C, *out_shape]`` the decoder at the centroids (images, or flat
             with ``image_shape``).
         interpolation: ``[S, *out_shape]`` the decoder along a path between two centroids
-            (e.g. ``interpolation_codes(c[i], c[j], path="slerp")``); needs ``pair=(i, j)``.
+            (e.g. ``interpolation_codes(c[i], c[j], path="slerp")``), with ``pair=(i, j)``; or a
+            mapping ``{(i, j): [S, *out_shape]}`` for one strip per pair (e.g. the closest and
+            the farthest clusters).
         top: how many latents the table shows.
         image_shape, vmin, vmax, cmap: as for :func:`traversal_grid`.
         title: the figure's title. path: also save the figure there.
@@ -62,13 +66,7 @@ def cluster_panel(
                 f"{_FN}: centroid_outputs must be [C={num_clusters}, *out_shape], got shape {tuple(centroids.shape)}"
             )
         strips.append(("decoded centroids", centroids, [str(v) for v in clusters.label_values]))
-    if interpolation is not None:
-        if pair is None:
-            raise ValueError(f"{_FN}: interpolation needs pair=(i, j), the clusters it goes between")
-        if isinstance(pair, (str, bytes)) or not hasattr(pair, "__len__") or len(pair) != 2:
-            raise TypeError(f"{_FN}: pair must be two cluster indices (i, j), got {pair!r}")
-        i, j = (clusters._index(_FN, "pair[...]", p) for p in pair)
-        path_outputs = _common.as_array(interpolation)
+    for (i, j), path_outputs in _paths(interpolation, pair, clusters):
         if path_outputs.ndim < 2 or path_outputs.shape[0] < 2:
             raise ValueError(f"{_FN}: interpolation must be [S >= 2, *out_shape], got shape {tuple(path_outputs.shape)}")
         steps = path_outputs.shape[0]
@@ -126,3 +124,22 @@ def cluster_panel(
         strip_ax.set_title(label, fontsize=9)
     figure.suptitle(title if title is not None else f"{num_clusters} clusters ({clusters.method})")
     return _common.finish(figure, path)
+
+
+def _paths(interpolation, pair, clusters) -> list[tuple[tuple[int, int], np.ndarray]]:
+    """The interpolation strips as ``[((i, j), outputs [S, *out_shape])]``."""
+    if interpolation is None:
+        return []
+    if isinstance(interpolation, Mapping):
+        items = list(interpolation.items())
+    else:
+        if pair is None:
+            raise ValueError(f"{_FN}: interpolation needs pair=(i, j), the clusters it goes between")
+        items = [(pair, interpolation)]
+    checked = []
+    for key, outputs in items:
+        if isinstance(key, (str, bytes)) or not hasattr(key, "__len__") or len(key) != 2:
+            raise TypeError(f"{_FN}: pair must be two cluster indices (i, j), got {key!r}")
+        i, j = (clusters._index(_FN, "pair[...]", p) for p in key)
+        checked.append(((i, j), _common.as_array(outputs)))
+    return checked

@@ -17,6 +17,7 @@ def direction_grid(
     directions,
     *,
     values=None,
+    anchor_values=None,
     image_shape=None,
     vmin: float | None = None,
     vmax: float | None = None,
@@ -35,6 +36,9 @@ def direction_grid(
             their names and, when known, their share of the codes' variance.
         values: ``[S]`` or ``[K, S]`` coordinates along each direction, for the column labels
             (``[K, S]`` rows that differ are labelled by their range instead).
+        anchor_values: ``[K]`` the anchor's own coordinate along each direction
+            (``result.anchor_values[a]``): columns are then labelled with the offset from it
+            when that is the same in every row (e.g. mode "prior").
         image_shape: ``(H, W)`` or ``(C, H, W)`` to view flat outputs as images.
         vmin, vmax: output values mapped to black and white (default [0, 1] when all outputs
             lie there, else their range). cmap: colour map for one-channel images.
@@ -61,6 +65,15 @@ def direction_grid(
         if values.shape not in ((steps,), (num_dirs, steps)):
             raise ValueError(f"{_FN}: values must be [S={steps}] or [K={num_dirs}, S={steps}], got shape {tuple(values.shape)}")
         values = np.broadcast_to(values, (num_dirs, steps))
+    offsets = False
+    if values is not None and anchor_values is not None:
+        anchor_values = _common.as_array(anchor_values)
+        if anchor_values.shape != (num_dirs,):
+            raise ValueError(f"{_FN}: anchor_values must be [K={num_dirs}], got shape {tuple(anchor_values.shape)}")
+        moved = values - anchor_values[:, None]
+        offsets = not bool(np.all(values == values[:1])) and bool(np.allclose(moved, moved[:1], rtol=1e-4, atol=1e-5))
+        if offsets:
+            values = moved
     if vmin is None or vmax is None:
         low, high = value_range(array)
         vmin, vmax = (low if vmin is None else vmin), (high if vmax is None else vmax)
@@ -69,7 +82,7 @@ def direction_grid(
 
     tiles = to_rgb(array, 2, shape, vmin=vmin, vmax=vmax, cmap=cmap)
     mosaic, column_centres, row_centres = _mosaic(tiles, [])
-    same_columns = values is not None and bool(np.all(values == values[:1]))
+    same_columns = values is not None and (offsets or bool(np.all(values == values[:1])))
     step_labels = [_common.format_value(v) for v in values[0]] if same_columns else [str(s) for s in range(steps)]
     ratio = directions.explained_variance_ratio
     row_labels = []
@@ -89,7 +102,8 @@ def direction_grid(
     ax.tick_params(length=0)
     for spine in ax.spines.values():
         spine.set_visible(False)
-    ax.set_xlabel("coordinate along the direction" if same_columns else "step")
-    ax.set_ylabel(f"direction ({directions.source})")
+    ax.set_xlabel("offset from the anchor along the direction" if offsets
+                  else "coordinate along the direction" if same_columns else "step")
+    ax.set_ylabel(f"direction ({directions.source})" if directions.source else "direction")
     ax.set_title(title if title is not None else f"Traversal along {num_dirs} direction(s)")
     return _common.finish(figure, path)
