@@ -29,6 +29,7 @@ from .interpolation import Interpolation, interpolate
 from .posterior import Posterior
 from .principal import principal_directions
 from .html_report import report
+from .explanation import explain
 from .result import TraversalResult
 from .sampling import sample, sample_prior
 from .stores import StoreStatus
@@ -60,6 +61,7 @@ __all__ = [
     "direction_codes",
     "effect_bars",
     "encode",
+    "explain",
     "kl_bars",
     "metrics",
     "modes",

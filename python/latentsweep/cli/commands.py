@@ -172,24 +172,18 @@ def _out_dir(path: str) -> Path:
 
 
 def _image_shape(out_shape: tuple[int, ...], hint: list[int] | None, data: torch.Tensor | None = None):
-    """The shape to draw outputs as images (the pictures' own rule), or None for tabular
-    outputs; a hint that does not fit the outputs is an error. Flat outputs are images when
-    the inputs are images of as many values (an autoencoder reconstructs its input); flat
+    """The shape to draw outputs as images (the library's rule,
+    :func:`latentsweep.explanation.output_image_shape`), or None for tabular outputs; flat
     outputs of a square size get a note suggesting --image-shape."""
-    from ..plots._images import image_shape_of, is_image_output
+    from ..explanation import output_image_shape
 
-    hint = tuple(hint) if hint else None
-    if is_image_output(out_shape, hint):
-        return image_shape_of("--image-shape", out_shape, hint)
+    shape = output_image_shape(out_shape, hint, data, fn="--image-shape")
     size = math.prod(out_shape)
-    if data is not None and data.dim() > 2 and is_image_output(tuple(data.shape[1:])) \
-            and math.prod(data.shape[1:]) == size:
-        return tuple(data.shape[1:])
     side = math.isqrt(size)
-    if len(out_shape) == 1 and size >= MIN_SQUARE_IMAGE and side * side == size:
+    if shape is None and len(out_shape) == 1 and size >= MIN_SQUARE_IMAGE and side * side == size:
         say("note", f"the decoder's outputs are flat vectors of {size} values, drawn as tabular features; "
             f"if they are {side}x{side} images, pass --image-shape {side},{side}")
-    return None
+    return shape
 
 
 # ---- info ----------------------------------------------------------------------------------
@@ -476,17 +470,32 @@ def run_sample(args) -> int:
     return 0
 
 
-# ---- report --------------------------------------------------------------------------------
+# ---- report ----------------------------------------------------------------------------------
+DIRECTION_WORDS = ("auto", "coordinates", "pca", "clusters")
+
+
 def add_report(sub) -> None:
     parser = sub.add_parser(
         "report", help="diagnose, traverse and write one self-contained HTML report",
-        description="Encodes --data, diagnoses the latent space, traverses each latent by the "
-        "recommended mode and by the posterior (for contrast) and writes report.html with the "
-        "flags, recommendations and pictures (every image inlined; nothing fetched).",
+        description="Encodes --data, diagnoses the latent space, traverses what can be read (a VAE's active "
+        "latents by the recommended mode, beside the posterior's range for contrast; a plain autoencoder's "
+        "principal directions), clusters the codes when asked (with paths between the closest and the farthest "
+        "clusters) and writes report.html with the flags, recommendations and pictures (every image inlined; "
+        "nothing fetched). The same as latentsweep.explain() in Python.",
     )
     _model_options(parser)
     _data_options(parser, required=True)
     _traversal_options(parser)
+    group = parser.add_argument_group("directions and clusters")
+    group.add_argument("--directions", default="auto", metavar="auto|coordinates|pca|clusters|FILE.npy",
+                       help="what to traverse besides a VAE's latents: auto (an autoencoder's principal directions), "
+                       "coordinates (latents only), pca (principal directions), clusters (the directions between the "
+                       "closest and the farthest clusters; needs --clusters), or a .npy file of [K, D] vectors")
+    group.add_argument("--clusters", type=_cluster_count, metavar="K",
+                       help="find K >= 2 clusters of the codes (KMeans): centroid table, decoded centroids, paths "
+                       "between the closest and the farthest clusters")
+    group.add_argument("--max-directions", type=_positive_int, default=8,
+                       help="at most this many principal directions (default 8)")
     parser.add_argument("--feature-names", help="comma-separated names of tabular output features")
     parser.add_argument("--title", default="latentsweep report", help="the report's title")
     from .metrics_command import add_report_metrics_options
@@ -496,42 +505,41 @@ def add_report(sub) -> None:
     parser.set_defaults(run=run_report)
 
 
+def _cluster_count(text: str) -> int:
+    value = _positive_int(text)
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"must be >= 2 (clusters to find), got {value}")
+    return value
+
+
 def run_report(args) -> int:
+    import latentsweep as ls
+    from .loading import load_directions
+
+    directions = args.directions if args.directions in DIRECTION_WORDS else load_directions(args.directions)
     model, encoder, decoder = _loaded(args)
     posterior, data = _encode(encoder, model, args)
+    if isinstance(directions, torch.Tensor) and directions.shape[-1] != posterior.latent_dim:
+        raise CliError(f"--directions {args.directions}: vectors of {directions.shape[-1]} values, but the encoder "
+                       f"gives codes of {posterior.latent_dim} latents")
+    if args.anchors > len(posterior):
+        say("note", f"--anchors {args.anchors}, but --data has {len(posterior)} inputs: traversing from all "
+            f"{len(posterior)}")
     names = [name.strip() for name in args.feature_names.split(",")] if args.feature_names else None
     title = args.title if args.weights else f"{args.title} (no --weights: the model's weights as built)"
     from .metrics_command import report_metrics
 
-    path, _ = write_report(decoder, posterior, data, args, Path(args.out) / "report.html", title=title,
-                           feature_names=names, metrics=report_metrics(encoder, data, args))
+    metrics = report_metrics(encoder, data, args)
+    with user_code(f"the decoder, on codes of {posterior.latent_dim} latents,"):
+        path = ls.explain(
+            encoder, decoder, data, posterior=posterior, out=Path(args.out) / "report.html",
+            clusters=args.clusters, directions=directions, mode=args.mode, span=args.span, steps=args.steps,
+            anchors=args.anchors, dims=args.dims, max_directions=args.max_directions, prior_std=args.prior_std,
+            device=args.device, image_shape=args.image_shape, feature_names=names, title=title, metrics=metrics,
+            progress=False, **_decoder_options(args),
+        )
     print(f"wrote {path}")
     return 0
-
-
-def write_report(decoder, posterior, data, args, path: Path, *, title: str, feature_names=None, **report_options):
-    """Diagnosis + traversals (recommended mode, and the posterior's for contrast) -> HTML.
-    ``report_options`` go to :func:`latentsweep.report`. Returns the report's path and the
-    diagnosis."""
-    import latentsweep as ls
-
-    diagnosis = ls.diagnose(posterior, prior_std=args.prior_std)
-    mode = _resolve_mode(args.mode, posterior) if args.mode != "auto" else diagnosis.recommended_mode
-    anchors = _anchors(posterior, args)
-    results = {mode: _traverse(decoder, posterior, anchors, args, mode=mode, progress=False)}
-    if posterior.logvar is not None and mode != "posterior":
-        results["posterior"] = _traverse(decoder, posterior, anchors, args, mode="posterior", progress=False)
-    first = next(iter(results.values()))
-    shape = _image_shape(first.out_shape, args.image_shape, data)
-    inputs = None
-    if shape is not None and data is not None and math.prod(data.shape[1:]) == math.prod(first.out_shape):
-        inputs = data[: first.values.shape[0]].reshape(-1, *first.out_shape)
-    written = ls.report(
-        path, diagnosis=diagnosis, results=results, posterior=posterior, title=title,
-        image_shape=shape, feature_names=feature_names, inputs=inputs, prior_std=args.prior_std,
-        **report_options,
-    )
-    return written, diagnosis
 
 
 # ---- demo ----------------------------------------------------------------------------------

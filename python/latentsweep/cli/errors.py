@@ -29,6 +29,10 @@ _CLI_WORDS = (
     ("keep_outputs=False", "--no-outputs"),
     ("out='sweep.zarr'", "--store sweep.zarr"),
     ("needs out=", "needs --store"),
+    ("mode='posterior'", "--mode posterior"),
+    ("mode='empirical'", "--mode empirical"),
+    ("mode='auto'", "--mode auto"),
+    ("directions='clusters' needs clusters=K (KMeans) or labels", "--directions clusters needs --clusters K"),
 )
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _OWN_PREFIX = re.compile(r"^(latentsweep: )+")

@@ -163,3 +163,31 @@ def _pick(entries: dict, key: str | None, path: str):
         if name in entries:
             return entries[name]
     raise CliError(f"--data: {path!r} holds several arrays ({', '.join(map(str, entries))}); choose one with --key")
+
+
+def load_directions(path: str) -> torch.Tensor:
+    """``--directions FILE.npy``: ``[K, D]`` (or ``[D]``) real vectors, none of them zero or
+    non-finite, read without unpickling; every problem is one line naming the option."""
+    file = Path(path)
+    if file.suffix.lower() != ".npy":
+        raise CliError(f"--directions: expected auto, coordinates, pca, clusters or a .npy file of [K, D] vectors, "
+                       f"got {path!r}")
+    if not file.is_file():
+        raise CliError(f"--directions: no such file {path!r}")
+    try:
+        array = np.load(file, allow_pickle=False)
+    except Exception as error:  # noqa: BLE001  (a damaged file, or a pickled object array)
+        raise CliError(f"--directions: cannot read {path!r} ({error})") from None
+    if array.dtype.kind not in "biuf":
+        raise CliError(f"--directions: {path!r} holds {array.dtype} values; expected real numbers [K, D]")
+    if array.ndim not in (1, 2) or array.size == 0:
+        raise CliError(f"--directions: {path!r} must hold [K, D] vectors (or one [D]), got shape {array.shape}")
+    dtype = np.float64 if array.dtype == np.float64 else np.float32
+    tensor = torch.from_numpy(np.ascontiguousarray(array.astype(dtype)))  # native byte order, floats
+    import latentsweep as ls
+
+    try:
+        return ls.unit_directions(tensor)  # the library's rule: no zero or non-finite vector
+    except (TypeError, ValueError) as error:
+        message = str(error).split(": ", 1)[-1]
+        raise CliError(f"--directions {path!r}: {message}") from None

@@ -3,7 +3,6 @@ disentanglement metrics, with its report (diagnosis, traversals and the metrics 
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import torch
@@ -17,7 +16,6 @@ def run_shapes_demo(out: Path, *, quick: bool) -> tuple[str, str, Path] | None:
     import latentsweep as ls
 
     from ..demo.shapes_vae import SHAPES_VAE_NAME, load_shapes_vae
-    from .commands import write_report
 
     model = load_shapes_vae()
     data = ls.datasets.Shapes()
@@ -35,11 +33,9 @@ def run_shapes_demo(out: Path, *, quick: bool) -> tuple[str, str, Path] | None:
         print(results)
         print("   report: not written with --quick (run the demo without it for every report)\n")
         return None
-    options = argparse.Namespace(mode="auto", span=2.0, steps=7 if quick else 11, dims=None, prior_std=1.0,
-                                 anchors=4 if quick else 8, image_shape=None, device=None)
-    path, diagnosis = write_report(model.decoder, posterior, images.reshape(images.shape[0], -1), options,
-                                   out / f"{SHAPES_VAE_NAME}.html", title=f"latentsweep demo: {SHAPES_VAE_NAME}",
-                                   metrics=results)
+    diagnosis = ls.diagnose(posterior)
+    path = ls.explain(model.encoder, model.decoder, images, posterior=posterior, out=out / f"{SHAPES_VAE_NAME}.html",
+                      title=f"latentsweep demo: {SHAPES_VAE_NAME}", metrics=results, anchors=8, progress=False)
     print(diagnosis.summary())
     print(results)
     print(f"   report: {path}\n")

@@ -47,7 +47,7 @@ DEMO_MODELS: dict[str, DemoModel] = {
             "digits-ae",
             lambda: DigitsAE(latent_dim=8),
             "digits",
-            "plain autoencoder: codes do not follow N(0, 1), traverse empirically",
+            "plain autoencoder: arbitrary axes, read along principal directions; 10 KMeans clusters of its codes",
         ),
         DemoModel(
             "wine-vae",

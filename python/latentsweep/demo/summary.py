@@ -31,6 +31,8 @@ def finding_text(diagnosis: Diagnosis) -> str:
         )
     else:
         parts.append(f"a plain autoencoder ({diagnosis.latent_dim} latents, no logvar)")
+    if diagnosis.axes is not None:
+        parts.append(f"{diagnosis.axes.brief()}")
     for flag in diagnosis.flags:
         text = f"`{flag.code}` on {_dims(flag.dims)}"
         if flag.code == "small-posterior-sd":
@@ -39,7 +41,8 @@ def finding_text(diagnosis: Diagnosis) -> str:
         parts.append(text)
     if not diagnosis.flags:
         parts.append("no flags")
-    return "; ".join(parts) + f"; recommended mode `{diagnosis.recommended_mode}`"
+    return "; ".join(parts) + (f"; recommended mode `{diagnosis.recommended_mode}`, traverse "
+                               f"{'latents' if diagnosis.recommended_directions == 'coordinates' else 'principal directions'}")
 
 
 def demo_table(diagnoses: dict[str, Diagnosis] | None = None) -> str:

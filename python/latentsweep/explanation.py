@@ -1,0 +1,248 @@
+"""explain(): the whole workflow in one call: encode, diagnose, pick the mode, traverse what can
+be read (a VAE's active latents, a plain autoencoder's principal directions), clusters and the
+paths between them, and one self-contained HTML report. The command line's ``report`` and the
+demo call it."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+
+from . import _checks
+from .clusters import Clusters
+from .clusters import clusters as find_clusters
+from .diagnosis import Diagnosis, diagnose
+from .directions import Directions
+from .encoding import encode
+from .html_report import report
+from .interpolation import interpolate
+from .plots._images import image_shape_of, is_image_output
+from .posterior import Posterior
+from .principal import principal_directions
+from .sweep import traverse
+from .traversal import MODES
+
+_FN = "latentsweep.explain"
+DIRECTION_CHOICES = ("auto", "coordinates", "pca", "clusters")
+# Principal directions carrying less than this share of the codes' variance are not traversed
+# (a VAE's collapsed latents leave components with almost none).
+MIN_DIRECTION_SHARE = 0.01
+DEFAULT_REPORT = "report.html"
+
+
+def explain(
+    encoder,
+    decoder,
+    data,
+    *,
+    out: str | Path = "latentsweep-report",
+    labels=None,
+    clusters: int | None = None,
+    directions="auto",
+    posterior: Posterior | None = None,
+    mode: str = "auto",
+    span: float = 2.0,
+    steps: int = 11,
+    anchors: int = 8,
+    dims=None,
+    max_directions: int = 8,
+    prior_std: float = 1.0,
+    batch_size: int = 256,
+    device: torch.device | str | None = None,
+    output=None,
+    output_transform=None,
+    image_shape=None,
+    feature_names=None,
+    title: str = "latentsweep report",
+    metrics=None,
+    seed: int = 0,
+    progress: bool | None = None,
+    **report_options,
+) -> Path:
+    """Explains a latent space in one self-contained HTML report and returns its path.
+
+    What it does, in order:
+
+    1. encodes ``data`` (unless ``posterior`` is given) and diagnoses the codes;
+    2. picks the traversal mode (``mode="auto"``: the diagnosis' recommendation);
+    3. clusters the codes when asked (``clusters=K`` for KMeans, or your ``labels``), with the
+       decoded centroids and the paths between the closest and the farthest centroids (slerp
+       for a VAE, whose codes are Gaussian; straight lines for a plain autoencoder);
+    4. traverses, from the first ``anchors`` inputs, what can be read: a VAE's latents (the
+       active ones when some collapsed), with the posterior's ± span SDs beside them for
+       contrast; a plain autoencoder's principal directions (its axes are arbitrary); and the
+       ``directions`` asked for (a VAE's beside its latents);
+    5. writes the report (:func:`latentsweep.report`).
+
+    Args:
+        encoder, decoder: as for :func:`latentsweep.encode` and :func:`latentsweep.traverse`.
+        data: the inputs ``[N, ...]`` (a tensor, array, Dataset or DataLoader, as ``encode``
+            takes them); a tensor is also drawn beside the traversals when its rows are images
+            of the decoder's output size. ``None`` with ``posterior``.
+        out: the report's folder (``report.html`` is written in it) or a path ending in
+            ``.html``.
+        labels: ``[N]`` a label per input (ints or strings): the clusters are these.
+        clusters: K >= 2 clusters found by KMeans (``seed``), when there are no ``labels``.
+        directions: what to traverse besides a VAE's latents: ``"auto"`` (a plain
+            autoencoder's principal directions, nothing more for a VAE), ``"coordinates"``
+            (the latents only, also for an autoencoder), ``"pca"`` (the principal directions
+            carrying at least 1% of the variance, at most ``max_directions``), ``"clusters"``
+            (the directions from centroid to centroid of the closest and the farthest pairs;
+            needs ``clusters`` or ``labels``), or your own ``[K, D]`` tensor or
+            :class:`Directions`.
+        posterior: the codes of ``data`` if you have them (:func:`latentsweep.encode`).
+        mode: a traversal mode of :func:`latentsweep.traversal_values` or ``"auto"``.
+        span, steps, prior_std: as for :func:`latentsweep.traverse`.
+        anchors: traverse from the first A inputs (all of them when there are fewer).
+        dims: the latents to traverse (default: a VAE's active latents when some collapsed,
+            else all).
+        max_directions: at most this many principal directions.
+        batch_size: inputs per encoder call. device: where to encode and decode.
+        output, output_transform: which part of the decoder's output to use and a function
+            of it (``"sigmoid"`` for logits), as for :func:`latentsweep.traverse`.
+        image_shape: ``(H, W)`` or ``(C, H, W)`` to draw flat outputs as images (default:
+            the inputs' shape when the decoder reproduces their size, else tabular).
+        feature_names: names of tabular output features. title: the page's title.
+        metrics: a :class:`latentsweep.metrics.MetricResults` to add to the report.
+        seed: KMeans' random state. progress: tqdm bars (None: on a terminal).
+        report_options: more options of :func:`latentsweep.report` (``max_dims``, ``gifs``,
+            ``dpi``, ``anchor_indices``).
+
+    Returns:
+        the path of the written report.
+
+    Raises:
+        TypeError, ValueError: bad arguments (named), or what the steps above raise for the
+            encoder, decoder or codes (e.g. NaN/Inf outputs).
+    """
+    path = _report_path(out)
+    directions = _check_directions(directions)
+    anchors = _checks.integer(_FN, "anchors", anchors, low=1)
+    max_directions = _checks.integer(_FN, "max_directions", max_directions, low=1)
+    mode = _checks.choice(_FN, "mode", mode, ("auto", *MODES))
+    if clusters is not None:
+        if labels is not None:
+            raise ValueError(f"{_FN}: give labels (your clusters) or clusters=K (KMeans), not both")
+        clusters = _checks.integer(_FN, "clusters", clusters, low=2)
+    if isinstance(directions, str) and directions == "clusters" and clusters is None and labels is None:
+        raise ValueError(f"{_FN}: directions='clusters' needs clusters=K (KMeans) or labels")
+    if posterior is None:
+        if data is None:
+            raise ValueError(f"{_FN}: give data (the inputs) or posterior (their codes)")
+        posterior = encode(encoder, data, batch_size=batch_size, device=device, progress=progress)
+    elif not isinstance(posterior, Posterior):
+        raise TypeError(f"{_FN}: posterior must be a latentsweep.Posterior, got {type(posterior).__name__}")
+
+    diagnosis = diagnose(posterior, prior_std=prior_std)
+    if mode == "auto":
+        mode = diagnosis.recommended_mode
+    elif mode == "posterior" and not posterior.is_variational:
+        raise ValueError(
+            f"{_FN}: mode='posterior' needs an encoder that gives a posterior (mu, logvar), but this one gives "
+            "plain codes (an autoencoder): use mode='empirical' (what mode='auto' picks)"
+        )
+    found = None
+    if clusters is not None or labels is not None:
+        found = find_clusters(posterior, labels, k=clusters, seed=seed)
+
+    sweep = dict(mode=mode, span=span, steps=steps, prior_std=prior_std, device=device, progress=progress,
+                 output=output, output_transform=output_transform,
+                 reference=posterior.mu if mode == "empirical" else None)
+    starts = posterior[:anchors]
+    results = {}
+    if posterior.is_variational or directions == "coordinates":
+        if dims is None and diagnosis.is_variational:
+            dims = diagnosis.traversal_options()["dims"]
+        results[mode] = traverse(decoder, starts, dims=dims, **sweep)
+        if posterior.is_variational and mode != "posterior":
+            results["posterior"] = traverse(decoder, starts, dims=dims, **{**sweep, "mode": "posterior",
+                                                                           "reference": None})
+    along = {}
+    chosen = _directions(directions, diagnosis, posterior, found, max_directions)
+    if chosen is not None:
+        name, vectors = chosen
+        along[name] = traverse(decoder, starts, directions=vectors, **sweep)
+
+    centroid_outputs, paths = None, {}
+    if found is not None:
+        centroid_outputs, paths = _cluster_paths(decoder, found, posterior, steps=steps, device=device,
+                                                 progress=progress, output=output, output_transform=output_transform)
+    first = next(iter([*results.values(), *along.values()]), None)
+    out_shape = first.out_shape if first is not None else tuple(centroid_outputs.shape[1:])
+    shape = output_image_shape(out_shape, image_shape, data)
+    inputs = None
+    if shape is not None and isinstance(data, torch.Tensor) and data.dim() >= 2 and first is not None \
+            and math.prod(data.shape[1:]) == math.prod(out_shape):
+        inputs = data[: first.values.shape[0]].reshape(-1, *out_shape)
+    return report(
+        path, diagnosis=diagnosis, results=results or None, posterior=posterior, title=title,
+        image_shape=shape, feature_names=feature_names, inputs=inputs, prior_std=prior_std, metrics=metrics,
+        directions=along or None, clusters=found, centroid_outputs=centroid_outputs,
+        interpolations=paths or None, **report_options,
+    )
+
+
+def output_image_shape(out_shape: tuple[int, ...], hint=None, inputs=None, *, fn: str = _FN) -> tuple[int, ...] | None:
+    """The shape to draw outputs of ``out_shape`` as images, or None for tabular outputs: the
+    ``hint`` (``image_shape=``, checked against the outputs), else the outputs' own shape when
+    they are images, else the inputs' shape when the inputs are images of as many values (an
+    autoencoder reconstructs its input). ``fn`` names the caller in the hint's errors."""
+    hint = tuple(hint) if hint else None
+    if is_image_output(out_shape, hint):
+        return image_shape_of(fn, out_shape, hint)
+    if isinstance(inputs, torch.Tensor) and inputs.dim() > 2 and is_image_output(tuple(inputs.shape[1:])) \
+            and math.prod(inputs.shape[1:]) == math.prod(out_shape):
+        return tuple(inputs.shape[1:])
+    return None
+
+
+def _report_path(out) -> Path:
+    if not isinstance(out, (str, Path)) or not str(out):
+        raise TypeError(f"{_FN}: out must be a folder or an .html path (str or pathlib.Path), got {out!r}")
+    out = Path(out)
+    return out if out.suffix.lower() in (".html", ".htm") else out / DEFAULT_REPORT
+
+
+def _check_directions(directions):
+    if isinstance(directions, str):
+        return _checks.choice(_FN, "directions", directions, DIRECTION_CHOICES)
+    if isinstance(directions, (torch.Tensor, Directions)):
+        return directions
+    raise TypeError(
+        f"{_FN}: directions must be one of {', '.join(repr(c) for c in DIRECTION_CHOICES)}, a [K, D] tensor or a "
+        f"latentsweep.Directions, got {type(directions).__name__}"
+    )
+
+
+def _directions(directions, diagnosis: Diagnosis, posterior: Posterior, found: Clusters | None,
+                max_directions: int) -> tuple[str, object] | None:
+    """(section name, directions to traverse) or None."""
+    if isinstance(directions, (torch.Tensor, Directions)):
+        return "your directions", directions
+    if directions == "coordinates" or (directions == "auto" and diagnosis.recommended_directions == "coordinates"):
+        return None
+    if directions == "clusters":
+        pairs = list(dict.fromkeys(found.closest_and_farthest()))
+        parts = [found.directions(i, j) for i, j in pairs]
+        vectors = torch.cat([p.vectors for p in parts])
+        return "directions between clusters", Directions(vectors, tuple(n for p in parts for n in p.names),
+                                                         source="clusters")
+    pcs = principal_directions(posterior, k=min(max_directions, posterior.num_inputs - 1, posterior.latent_dim))
+    keep = max(1, int((pcs.explained_variance_ratio >= MIN_DIRECTION_SHARE).sum()))
+    return "principal directions", pcs[:keep]
+
+
+def _cluster_paths(decoder, found: Clusters, posterior: Posterior, *, steps: int, **options):
+    """The decoder at the centroids ``[C, *out_shape]``, and ``{(i, j): Interpolation}`` from
+    centroid i to centroid j for the closest and the farthest pairs (slerp for a VAE's
+    Gaussian codes, straight lines for an autoencoder's)."""
+    centroids = found.centroids.to(posterior.mu.dtype)
+    # Each centroid decoded as a path from itself to itself: the engine's checks and options.
+    at_centroids = interpolate(decoder, centroids, centroids, steps=2, **options).outputs[:, 0]
+    path = "slerp" if posterior.is_variational else "linear"
+    paths = {}
+    for i, j in dict.fromkeys(found.closest_and_farthest()):
+        paths[(i, j)] = interpolate(decoder, centroids[i], centroids[j], steps=max(steps, 2), path=path, **options)
+    return at_centroids, paths
