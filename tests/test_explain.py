@@ -1,0 +1,184 @@
+"""latentsweep.explain (issue 8 item 7): the whole workflow in one call. What it traverses,
+clusters and interpolates is checked against the same steps called one by one (encode,
+diagnose, principal_directions, traverse, clusters, interpolate), through the numbers the
+report prints; then its options and its errors."""
+
+from __future__ import annotations
+
+import html
+import math
+import re
+
+import pytest
+import torch
+
+import latentsweep as ls
+from latentsweep.explanation import MIN_DIRECTION_SHARE, output_image_shape
+from picture_models import LATENT_DIM, small_decoder, synthetic_posterior
+
+N = 60
+FAST = dict(anchors=2, steps=5, gifs=False, dpi=30, progress=False)
+
+
+def text_of(path) -> str:
+    document = path.read_text(encoding="utf-8")
+    body = re.sub(r"<style>.*?</style>|<img[^>]*>", " ", document, flags=re.S)
+    return re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", " ", body)))
+
+
+def headings(path) -> list[str]:
+    return [html.unescape(re.sub(r"<[^>]+>", "", h)) for h in re.findall(r"<h2>(.*?)</h2>", path.read_text())]
+
+
+def direction_table(path) -> dict[str, tuple[float, float | None]]:
+    """{label: (effect, share)} from the report's table of directions."""
+    document = path.read_text(encoding="utf-8")
+    table = document[document.index("<th>direction</th>"):]
+    table = table[: table.index("</table>")]
+    rows = {}
+    for cells in re.findall(r"<tr>(.*?)</tr>", table):  # the header row starts before the slice
+        values = [html.unescape(c) for c in re.findall(r"<td>(.*?)</td>", cells)]
+        rows[values[0]] = (float(values[1]), float(values[2].rstrip("%")) / 100 if len(values) > 2 else None)
+    return rows
+
+
+@pytest.fixture(scope="module")
+def decoder():
+    return small_decoder(16, 1, 4, 4)
+
+
+@pytest.fixture(scope="module")
+def vae():
+    return synthetic_posterior(N, seed=1)  # dims 0-3 active, 4-5 collapsed
+
+
+@pytest.fixture(scope="module")
+def ae_codes():
+    g = torch.Generator().manual_seed(2)
+    mixing = torch.randn(LATENT_DIM, LATENT_DIM, generator=g)
+    return ls.Posterior(torch.randn(N, LATENT_DIM, generator=g) * torch.linspace(3, 0.5, LATENT_DIM) @ mixing)
+
+
+def test_a_vae_gets_its_active_latents_the_posterior_contrast_and_principal_directions(tmp_path, decoder, vae):
+    path = ls.explain(None, decoder, None, posterior=vae, out=tmp_path, directions="pca", **FAST)
+    assert path == tmp_path / "report.html"
+    text = text_of(path)
+    assert "Traversals compared (2)" in headings(path) and "Traversals along directions" in headings(path)
+    # The latents: the 4 active ones (2 collapsed), by the prior and by the posterior.
+    diagnosis = ls.diagnose(vae)
+    mode = diagnosis.recommended_mode
+    assert diagnosis.active_dims == [0, 1, 2, 3]
+    assert f"mode '{mode}': 2 anchors × 4 latents × 5 steps" in text
+    assert "mode 'posterior': 2 anchors × 4 latents × 5 steps" in text
+    # The directions: principal components with at least 1% of the variance, as one would call them.
+    pcs = ls.principal_directions(vae, k=LATENT_DIM)
+    keep = int((pcs.explained_variance_ratio >= MIN_DIRECTION_SHARE).sum())
+    assert keep == 4  # the collapsed latents leave components with almost no variance
+    expected = ls.traverse(decoder, vae[:2], directions=pcs[:keep], mode=mode, steps=5, progress=False,
+                           reference=vae.mu if mode == "empirical" else None)
+    table = direction_table(path)
+    assert list(table) == list(expected.labels)
+    for k, label in enumerate(expected.labels):
+        effect, share = table[label]
+        assert effect == pytest.approx(float(expected.dim_effect[k]), rel=2e-3)
+        assert share == pytest.approx(float(pcs.explained_variance_ratio[k]), abs=6e-4)
+    assert "Beside the latents" in text  # the two grids side by side
+
+
+def test_an_autoencoder_gets_principal_directions_and_clusters_with_straight_paths(tmp_path, decoder, ae_codes):
+    path = ls.explain(None, decoder, None, posterior=ae_codes, out=tmp_path / "ae.html", clusters=3, **FAST)
+    assert path == tmp_path / "ae.html"
+    names = headings(path)
+    assert "Traversals along directions" in names and "Clusters" in names
+    assert not any(h.startswith("Traversals compared") or h == "Traversals" for h in names)  # no latent traversal
+    text = text_of(path)
+    assert "mode 'empirical'" in text and "A plain autoencoder: read it along principal directions" in text
+    found = ls.clusters(ae_codes, k=3, seed=0)
+    sizes = found.sizes.tolist()
+    assert f"3 clusters of {N} codes (KMeans with k=3), of {min(sizes)} to {max(sizes)} codes each." in text
+    (near, far) = found.closest_and_farthest()
+    for role, (i, j) in (("closest", near), ("farthest", far)):
+        distance = float((found.centroids[j] - found.centroids[i]).double().norm())
+        assert f"The {role} clusters are {i} and {j}, their centroids {distance:.3g} apart" in text
+        path_result = ls.interpolate(decoder, found.centroids[i], found.centroids[j], steps=5, progress=False)
+        assert f"Along the linear path from {i} to {j} (5 steps) the output moves by " \
+               f"{float(path_result.change[0, -1]):.3g} in all" in text
+
+
+def test_labels_make_the_clusters_and_a_vae_takes_slerp_paths_and_cluster_directions(tmp_path, decoder, vae):
+    labels = ["a" if float(v) > 0 else "b" for v in vae.mu[:, 1]]
+    path = ls.explain(None, decoder, None, posterior=vae, out=tmp_path, labels=labels, directions="clusters", **FAST)
+    text = text_of(path)
+    assert "2 clusters of 60 codes (your labels)" in text and "Along the slerp path from a to b" in text
+    found = ls.clusters(vae, labels)
+    direction = found.directions(0, 1)
+    options = ls.diagnose(vae).traversal_options()
+    expected = ls.traverse(decoder, vae[:2], directions=direction, steps=5, progress=False, mode=options["mode"],
+                           reference=options.get("reference"))
+    assert list(direction_table(path)) == ["a->b"]
+    assert direction_table(path)["a->b"][0] == pytest.approx(float(expected.dim_effect[0]), rel=2e-3)
+
+
+def test_your_own_directions_and_an_encoder_run_end_to_end(tmp_path, decoder):
+    torch.manual_seed(0)
+    encoder = torch.nn.Linear(16, LATENT_DIM)
+    data = torch.rand(N, 16)
+    vectors = torch.eye(LATENT_DIM)[:2] * 3.0  # scaled to unit length: the first two latents
+    path = ls.explain(encoder, decoder, data, out=tmp_path, directions=vectors, **FAST)
+    text = text_of(path)
+    assert "your directions" in text and list(direction_table(path)) == ["u0", "u1"]
+    posterior = ls.encode(encoder, data, progress=False)
+    coordinates = ls.traverse(decoder, posterior[:2], dims=[0, 1], mode="empirical", reference=posterior.mu, steps=5,
+                              progress=False)
+    for k, label in enumerate(["u0", "u1"]):  # one-hot directions are the coordinate traversals
+        assert direction_table(path)[label][0] == pytest.approx(float(coordinates.dim_effect[k]), rel=2e-3)
+
+
+def test_coordinates_only_and_an_explicit_mode(tmp_path, decoder, ae_codes, vae):
+    text = text_of(ls.explain(None, decoder, None, posterior=ae_codes, out=tmp_path / "a", directions="coordinates",
+                              **FAST))
+    assert "Traversals along directions" not in text and f"2 anchors × {LATENT_DIM} latents" in text
+    text = text_of(ls.explain(None, decoder, None, posterior=vae, out=tmp_path / "b", mode="absolute", dims=[1],
+                              **FAST))
+    assert "mode 'absolute': 2 anchors × 1 latents" in text
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        (dict(directions="spline"), ValueError, "directions must be one of"),
+        (dict(directions=3), TypeError, "directions must be one of"),
+        (dict(directions="clusters"), ValueError, "directions='clusters' needs clusters=K"),
+        (dict(clusters=1), ValueError, "clusters must be >= 2"),
+        (dict(clusters=2, labels=[0, 1] * 30), ValueError, "not both"),
+        (dict(clusters=N), ValueError, "clusters"),
+        (dict(mode="sideways"), ValueError, "mode must be one of"),
+        (dict(anchors=0), ValueError, "anchors must be >= 1"),
+        (dict(out=3), TypeError, "out must be a folder"),
+        (dict(posterior="codes"), TypeError, "posterior must be a latentsweep.Posterior"),
+        (dict(posterior=None), ValueError, "give data"),
+        (dict(directions=torch.zeros(1, LATENT_DIM)), ValueError, "zero"),
+        (dict(directions=torch.ones(1, 3)), ValueError, "directions must be"),
+    ],
+)
+def test_bad_arguments_are_named(tmp_path, decoder, vae, kwargs, error, match):
+    options = dict(posterior=vae, out=tmp_path, **FAST) | kwargs
+    with pytest.raises(error, match=match):
+        ls.explain(None, decoder, None, **options)
+    assert not (tmp_path / "report.html").exists()
+
+
+def test_mode_posterior_needs_a_vae(tmp_path, decoder, ae_codes):
+    with pytest.raises(ValueError, match="mode='posterior' needs an encoder that gives a posterior"):
+        ls.explain(None, decoder, None, posterior=ae_codes, out=tmp_path, mode="posterior", **FAST)
+
+
+def test_the_image_shape_rule():
+    assert output_image_shape((1, 8, 8)) == (1, 8, 8)
+    assert output_image_shape((64,), (8, 8)) == (8, 8)
+    assert output_image_shape((64,), None, torch.zeros(3, 1, 8, 8)) == (1, 8, 8)  # the inputs' shape
+    assert output_image_shape((64,), None, torch.zeros(3, 64)) is None  # flat inputs: tabular
+    assert output_image_shape((13,)) is None
+    with pytest.raises(ValueError, match=r"image_shape \(5, 5\) holds 25 values"):
+        output_image_shape((64,), (5, 5), fn="--image-shape")
+    assert math.prod(output_image_shape((3, 4, 4))) == 48
