@@ -676,3 +676,68 @@ def test_traverse_shards_then_open(workspace):
     bad = run(*args, "--shard", "2/2", cwd=workspace, check=False)
     assert bad.returncode == 1 and "shard index must lie in [0, 2)" in bad.stderr
     assert run(*args, "--shard", "x", cwd=workspace, check=False).returncode == 2
+
+
+# ---- report: directions and clusters (issue 8 item 7) -----------------------------------------
+def test_report_with_principal_directions_and_clusters(workspace):
+    out = invoke("report", "--model", "tiny_models:make", "--weights", "tiny.pt", "--data", "data.npy", "--anchors", "1",
+                 "--steps", "3", "--directions", "pca", "--clusters", "3", "--out", "rep_dirs", cwd=workspace)
+    page = (workspace / "rep_dirs" / "report.html").read_text()
+    assert "report.html" in out.stdout
+    assert "Traversals along directions" in page and "principal directions" in page
+    assert "3 clusters of 40 codes (KMeans with k=3)" in page and "slerp path" in page
+
+
+def test_report_with_directions_from_a_file(workspace):
+    np.save(workspace / "my_directions.npy", np.array([[1.0, 1.0, 0.0], [0.0, 0.0, 2.0]]))
+    invoke("report", "--model", "tiny_models:make", "--weights", "tiny.pt", "--data", "data.npy", "--anchors", "1",
+           "--steps", "3", "--directions", "my_directions.npy", "--out", "rep_file", cwd=workspace)
+    page = (workspace / "rep_file" / "report.html").read_text()
+    assert "your directions" in page and "<td>u0</td>" in page and "<td>u1</td>" in page
+
+
+@pytest.mark.parametrize(
+    "content, needles",
+    [
+        (np.array([[1.0, np.nan, 0.0]]), ["--directions", "non-finite"]),
+        (np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 0.0]]), ["--directions", "zero"]),
+        (np.ones((2, 5)), ["--directions", "vectors of 5 values", "3 latents"]),
+        (np.ones((2, 3, 1)), ["--directions", "[K, D]"]),
+        (np.zeros((0, 3)), ["--directions", "[K, D]"]),
+        (np.array([["a", "b", "c"]]), ["--directions", "expected real numbers"]),
+        (np.array([1 + 1j, 0, 0]), ["--directions", "expected real numbers"]),
+        ("pickle", ["--directions", "cannot read"]),
+        ("missing", ["--directions", "no such file"]),
+        ("not-npy", ["--directions", "expected auto, coordinates, pca, clusters or a .npy file"]),
+    ],
+)
+def test_bad_directions_files_are_one_line_errors(workspace, tmp_path, content, needles):
+    target = tmp_path / "directions.npy"
+    if isinstance(content, np.ndarray):
+        np.save(target, content)
+    elif content == "pickle":
+        np.save(target, np.array([object()], dtype=object), allow_pickle=True)
+    elif content == "not-npy":
+        target = tmp_path / "directions.txt"
+        target.write_text("1 0 0")
+    completed = invoke("report", "--model", "tiny_models:make", "--weights", "tiny.pt", "--data", "data.npy",
+                       "--directions", str(target), "--out", str(tmp_path / "out"), cwd=workspace, check=False)
+    assert_one_line_error(completed, *needles)
+    assert not (tmp_path / "out" / "report.html").exists()
+
+
+@pytest.mark.parametrize(
+    "args, needles, code",
+    [
+        (["--clusters", "1"], ["--clusters", "must be >= 2"], 2),
+        (["--clusters", "x"], ["--clusters"], 2),
+        (["--clusters", "40"], ["clusters", "40"], 1),
+        (["--directions", "clusters"], ["--directions clusters needs --clusters K"], 1),
+        (["--mode", "posterior", "--directions", "coordinates"], ["--mode posterior", "--mode empirical"], 1),
+    ],
+)
+def test_bad_cluster_and_mode_options_are_one_line(workspace, tmp_path, args, needles, code):
+    model = ["tiny_models:tabular"] if "posterior" in args else ["tiny_models:make", "--weights", "tiny.pt"]
+    completed = invoke("report", "--model", *model, "--data", "data.npy", *args,
+                       "--out", str(tmp_path / "out"), cwd=workspace, check=False)
+    assert_one_line_error(completed, *needles, code=code)

@@ -261,6 +261,33 @@ def _build_workspace(root: Path) -> list[dict]:
     if not torch.cuda.is_available():
         case("traverse-device-cuda", [*traverse, "--data", "data.npy", "--device", "cuda"], "error")
     case("sample--out-a-file", [*sample, "--out", "data.npy"], "error")
+    # report --directions FILE.npy and --clusters K (issue 8 item 7)
+    report = ["report", "--model", "tiny:make", "--weights", "weights.pt", "--data", "data.npy", "--anchors", "1",
+              "--steps", "3"]
+    directions = {
+        "ints-big-endian": (np.array([[1, 0, 0], [0, 2, 1]], dtype=">i4"), "ok"),
+        "nan": (np.array([[1.0, np.nan, 0.0]]), "error"),
+        "inf": (np.array([[np.inf, 0.0, 0.0]]), "error"),
+        "zero-row": (np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 0.0]]), "error"),
+        "wrong-width": (np.ones((2, 16)), "error"),
+        "three-d": (np.ones((2, 3, 1)), "error"),
+        "empty": (np.zeros((0, 3)), "error"),
+        "strings": (np.array([["a", "b", "c"]]), "error"),
+        "complex": (np.ones((1, 3), np.complex64), "error"),
+        "scalar": (np.array(1.0), "error"),
+    }
+    for kind, (array, expect) in directions.items():
+        np.save(root / f"u-{kind}.npy", array)
+        extra = ["--clusters", "3"] if expect == "ok" else []
+        case(f"report-directions-{kind}", [*report, "--directions", f"u-{kind}.npy", *extra, "--out",
+                                           f"out/report-directions-{kind}"], expect)
+    np.save(root / "u-object.npy", np.array([_Touch()], dtype=object), allow_pickle=True)
+    (root / "u-truncated.npy").write_bytes((root / "u-nan.npy").read_bytes()[:90])
+    for name in ("u-object.npy", "u-truncated.npy", "missing.npy", "tiny.py", "models"):
+        case(f"report-directions-{name}", [*report, "--directions", name, "--out", "out/bad-directions"], "error")
+    for value in ("0", "1", "-3", "nan", "40", "1e9"):
+        case(f"report-clusters-{value}", [*report, "--clusters", value, "--out", "out/bad-clusters"], "error")
+    case("report-directions-clusters-alone", [*report, "--directions", "clusters", "--out", "out/bad-clusters"], "error")
     for option, value in (("--output-activation", "relu"), ("--decoder-output", "nope"), ("--decoder-output", "5")):
         case(f"traverse{option}-{value}", [*traverse, "--data", "data.npy", option, value, "--out", "out/bad"], "error")
     case("sample--output-activation-sigmoid", [*sample, "--output-activation", "sigmoid", "--out", "out/act"], "ok")
