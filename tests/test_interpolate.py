@@ -157,3 +157,21 @@ def test_a_decoder_that_is_not_callable_or_returns_nan_is_refused():
         ls.interpolate("decoder", torch.zeros(2), torch.ones(2))
     with pytest.raises(ValueError, match="NaN"):
         ls.interpolate(lambda z: z / 0.0, torch.zeros(2), torch.ones(2), progress=False)
+
+
+def test_structured_latents_reach_the_decoder_in_their_shape():
+    torch.manual_seed(0)
+    decoder = torch.nn.Sequential(torch.nn.Conv2d(2, 3, 3, padding=1), torch.nn.Tanh()).double()
+    start, end = pair(paths=2, latent=18)
+    result = ls.interpolate(decoder, start.view(2, 2, 3, 3), end.view(2, 2, 3, 3), steps=4, batch_size=3,
+                            progress=False)
+    assert result.latent_shape == (2, 3, 3) and result.start.shape == (2, 18)
+    with torch.no_grad():
+        expected = decoder(reference_path(start, end, 4, "linear").view(-1, 2, 3, 3)).view(2, 4, 3, 3, 3)
+    torch.testing.assert_close(result.outputs, expected, rtol=1e-12, atol=1e-12)
+    flat = ls.interpolate(decoder, start, end, steps=4, latent_shape=(2, 3, 3), progress=False)
+    torch.testing.assert_close(flat.outputs, expected, rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match="same shape"):
+        ls.interpolate(decoder, start.view(2, 2, 3, 3), end.view(2, 3, 2, 3))
+    with pytest.raises(ValueError, match="latent_shape"):
+        ls.interpolate(decoder, start, end, latent_shape=(4, 4))

@@ -12,6 +12,7 @@ import torch
 from . import _checks
 from ._modules import tensor_digest
 from .grid_spec import GridSpec
+from .latent_shape import checked_latent_shape, flat_codes
 from .paths import PATHS, _endpoints, interpolation_codes, path_codes
 from .result import TraversalResult
 
@@ -44,7 +45,8 @@ class Interpolation:
     S = steps, D = latent size. Tensors are on the CPU.
 
     Attributes:
-        start, end: ``[P, D]`` the endpoints.
+        start, end: ``[P, D]`` the endpoints (flat; ``.view(P, *latent_shape)`` for a
+            structured latent).
         path: ``"linear"`` or ``"slerp"``.
         t: ``[S]`` float64 positions along each path, ``linspace(0, 1, S)``.
         change: ``[P, S]`` mean over output features of ``|x(t) - x(start)|``: how far the
@@ -75,6 +77,11 @@ class Interpolation:
         store with ``out=``, ``None`` with ``keep_outputs=False``."""
         outputs = self.sweep.outputs
         return None if outputs is None else outputs[:, 0]
+
+    @property
+    def latent_shape(self) -> tuple[int, ...]:
+        """The shape of one code as the decoder took it (``(D,)`` for flat codes)."""
+        return self.sweep.latent_shape
 
     @property
     def out_shape(self) -> tuple[int, ...]:
@@ -115,6 +122,7 @@ def interpolate(
     progress: bool | None = None,
     output=None,
     output_transform=None,
+    latent_shape=None,
 ) -> Interpolation:
     """Decodes P paths of S codes from ``start`` to ``end``.
 
@@ -129,11 +137,13 @@ def interpolate(
         decoder: as for :func:`latentsweep.traverse` (a module, bound method or function
             ``[B, D] -> [B, ...]``; ``output=`` and ``output_transform=`` as there).
         start, end: ``[D]`` or ``[P, D]`` codes of the same shape (e.g. two inputs' means, or
-            two cluster centroids ``clusters.centroids[[i]]``, ``clusters.centroids[[j]]``).
+            two cluster centroids ``clusters.centroids[[i]]``, ``clusters.centroids[[j]]``), or
+            ``[P, *latent_shape]`` for a structured latent (the decoder then gets
+            ``[B, *latent_shape]``; paths are computed on the flattened codes).
         steps: S >= 2 codes per path, endpoints included.
         path: ``"linear"`` or ``"slerp"``.
-        batch_size, memory_budget, device, out, keep_outputs, resume, overwrite, progress:
-            as for :func:`latentsweep.traverse`.
+        batch_size, memory_budget, device, out, keep_outputs, resume, overwrite, progress,
+        latent_shape: as for :func:`latentsweep.traverse`.
 
     Returns:
         an :class:`Interpolation`: ``outputs [P, S, *out_shape]``, ``codes [P, S, D]``,
@@ -143,7 +153,13 @@ def interpolate(
         TypeError, ValueError: bad arguments (named), or a decoder that returns a non-tensor,
             the wrong number of rows or NaN/Inf (as :func:`latentsweep.traverse` says).
     """
+    structured = None
+    if isinstance(start, torch.Tensor) and isinstance(end, torch.Tensor) and max(start.dim(), end.dim()) > 2:
+        if start.shape != end.shape:
+            raise ValueError(f"{_FN}: start and end must have the same shape, got {tuple(start.shape)} and {tuple(end.shape)}")
+        (start, structured), (end, _) = flat_codes(_FN, "start", start, what="P"), flat_codes(_FN, "end", end, what="P")
     start, end = _endpoints(_FN, start, end)
+    latent_shape = checked_latent_shape(_FN, latent_shape, start, structured or (start.shape[1],))
     steps = _checks.integer(_FN, "steps", steps, low=2)
     path = _checks.choice(_FN, "path", path, PATHS)
     num_paths, latent = start.shape
@@ -159,6 +175,8 @@ def interpolate(
         values=t.to(start.device, dtype).expand(num_paths, 1, steps).contiguous(),
         mode=path,
         code_writer=PathWriter(start, end, steps, path),
+        labels=(f"{path} path",),
+        latent_shape=latent_shape,
     )
     from .sweep import sweep_grid
 
