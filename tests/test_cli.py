@@ -335,6 +335,16 @@ def test_demo(tmp_path):
     for code in ("small-posterior-sd", "collapsed", "nonnegative-mean", "nonnegative-logvar"):
         assert code in out.stdout
     assert (tmp_path / "index.html").exists()
+    # issue 8 item 10: the AE read along principal directions, with 10 KMeans clusters and the paths
+    # between the closest and the farthest; the VAE's latents beside its principal directions.
+    autoencoder = (tmp_path / "digits-ae.html").read_text()
+    assert "<h2>Traversals along directions</h2>" in autoencoder and "<h2>Clusters</h2>" in autoencoder
+    assert "10 clusters of 1797 codes (KMeans with k=10)" in autoencoder
+    assert "The closest clusters are" in autoencoder and "The farthest clusters are" in autoencoder
+    assert "Along the linear path" in autoencoder
+    vae = (tmp_path / "digits-vae.html").read_text()
+    assert 'alt="latents, anchor 0"' in vae and 'alt="principal directions, anchor 0"' in vae
+    assert "Beside the latents" in vae
 
 
 # ---- issue 12 items 6-9, issue 13 items 4, 5, 7, 8, 15 ---------------------------------------
