@@ -141,6 +141,8 @@ def test_coordinates_only_and_an_explicit_mode(tmp_path, decoder, ae_codes, vae)
     text = text_of(ls.explain(None, decoder, None, posterior=vae, out=tmp_path / "b", mode="absolute", dims=[1],
                               **FAST))
     assert "mode 'absolute': 2 anchors × 1 latents" in text
+    text = text_of(ls.explain(None, decoder, None, posterior=ae_codes, out=tmp_path / "c", dims=[0, 2], **FAST))
+    assert "mode 'empirical': 2 anchors × 2 latents" in text and "Traversals along directions" in text
 
 
 @pytest.mark.parametrize(

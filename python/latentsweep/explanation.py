@@ -97,7 +97,7 @@ def explain(
         span, steps, prior_std: as for :func:`latentsweep.traverse`.
         anchors: traverse from the first A inputs (all of them when there are fewer).
         dims: the latents to traverse (default: a VAE's active latents when some collapsed,
-            else all).
+            else all); given for a plain autoencoder, its latents are traversed too.
         max_directions: at most this many principal directions.
         batch_size: inputs per encoder call. device: where to encode and decode.
         output, output_transform: which part of the decoder's output to use and a function
@@ -152,7 +152,7 @@ def explain(
                  reference=posterior.mu if mode == "empirical" else None)
     starts = posterior[:anchors]
     results = {}
-    if posterior.is_variational or directions == "coordinates":
+    if posterior.is_variational or directions == "coordinates" or dims is not None:
         if dims is None and diagnosis.is_variational:
             dims = diagnosis.traversal_options()["dims"]
         results[mode] = traverse(decoder, starts, dims=dims, **sweep)
