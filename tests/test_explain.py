@@ -159,14 +159,15 @@ def test_coordinates_only_and_an_explicit_mode(tmp_path, decoder, ae_codes, vae)
         (dict(out=3), TypeError, "out must be a folder"),
         (dict(posterior="codes"), TypeError, "posterior must be a latentsweep.Posterior"),
         (dict(posterior=None), ValueError, "give data"),
+        (dict(data=torch.zeros(3, 16)), ValueError, "data must hold the 60 inputs of posterior"),
         (dict(directions=torch.zeros(1, LATENT_DIM)), ValueError, "zero"),
         (dict(directions=torch.ones(1, 3)), ValueError, "directions must be"),
     ],
 )
 def test_bad_arguments_are_named(tmp_path, decoder, vae, kwargs, error, match):
-    options = dict(posterior=vae, out=tmp_path, **FAST) | kwargs
+    options = dict(posterior=vae, out=tmp_path, data=None, **FAST) | kwargs
     with pytest.raises(error, match=match):
-        ls.explain(None, decoder, None, **options)
+        ls.explain(None, decoder, **options)
     assert not (tmp_path / "report.html").exists()
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from . import _checks
@@ -134,6 +135,13 @@ def explain(
         posterior = encode(encoder, data, batch_size=batch_size, device=device, progress=progress)
     elif not isinstance(posterior, Posterior):
         raise TypeError(f"{_FN}: posterior must be a latentsweep.Posterior, got {type(posterior).__name__}")
+    if isinstance(data, np.ndarray):
+        data = torch.from_numpy(data)
+    if isinstance(data, torch.Tensor) and (data.dim() == 0 or data.shape[0] != posterior.num_inputs):
+        raise ValueError(
+            f"{_FN}: data must hold the {posterior.num_inputs} inputs of posterior, one per row, got shape "
+            f"{tuple(data.shape)}"
+        )
 
     diagnosis = diagnose(posterior, prior_std=prior_std)
     if mode == "auto":
