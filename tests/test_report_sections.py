@@ -174,8 +174,6 @@ def test_bad_section_arguments_are_named(tmp_path, kwargs, error, match):
 def test_sweeps_in_the_wrong_place_and_bad_cluster_parts_are_named(tmp_path, decoder, latents, along, found):
     with pytest.raises(ValueError, match=r"directions\['directions'\] is a traversal of latents; pass it in results="):
         ls.report(tmp_path / "r.html", directions=latents)
-    with pytest.raises(ValueError, match="is a sweep along directions; pass it as directions="):
-        ls.report(tmp_path / "r.html", results={"pcs": along})
     with pytest.raises(ValueError, match=r"centroid_outputs must be \[C=3"):
         ls.report(tmp_path / "r.html", clusters=found, centroid_outputs=torch.zeros(2, 16))
     with pytest.raises(TypeError, match="keys must be cluster pairs"):

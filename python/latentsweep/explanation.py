@@ -23,7 +23,7 @@ from .plots._images import image_shape_of, is_image_output
 from .posterior import Posterior
 from .principal import principal_directions
 from .sweep import traverse
-from .traversal import MODES
+from .modes import MODE_TABLE, MODES
 
 _FN = "latentsweep.explain"
 DIRECTION_CHOICES = ("auto", "coordinates", "pca", "clusters")
@@ -146,10 +146,10 @@ def explain(
     diagnosis = diagnose(posterior, prior_std=prior_std)
     if mode == "auto":
         mode = diagnosis.recommended_mode
-    elif mode == "posterior" and not posterior.is_variational:
+    elif MODE_TABLE[mode].needs_logvar and not posterior.is_variational:
         raise ValueError(
-            f"{_FN}: mode='posterior' needs an encoder that gives a posterior (mu, logvar), but this one gives "
-            "plain codes (an autoencoder): use mode='empirical' (what mode='auto' picks)"
+            f"{_FN}: mode='{mode}' needs an encoder that gives a posterior (mu, logvar), but this one gives "
+            f"plain codes (an autoencoder): use mode='{diagnosis.recommended_mode}' (what mode='auto' picks)"
         )
     found = None
     if clusters is not None or labels is not None:
@@ -157,7 +157,7 @@ def explain(
 
     sweep = dict(mode=mode, span=span, steps=steps, prior_std=prior_std, device=device, progress=progress,
                  output=output, output_transform=output_transform,
-                 reference=posterior.mu if mode == "empirical" else None)
+                 reference=posterior.mu if MODE_TABLE[mode].needs_reference else None)
     starts = posterior[:anchors]
     results = {}
     if posterior.is_variational or directions == "coordinates" or dims is not None:

@@ -83,10 +83,11 @@ def report(
         metrics: a :class:`latentsweep.metrics.MetricResults` (from ``metrics.evaluate`` when the
             factors of variation are known): adds a table of the scores and their settings.
         directions: a :class:`TraversalResult` of a sweep along directions
-            (``traverse(..., directions=...)``), or a mapping name -> such results: one grid per
-            anchor with a row per direction (its label says the share of the variance), the
-            effect per direction, and the variance each direction carries in ``posterior``'s
-            codes. A latent traversal in ``results`` from the same anchors is drawn beside it.
+            (``traverse(..., directions=...)``), or a mapping name -> such results, in a section
+            of their own: one grid per anchor with a row per direction (its label says the share
+            of the variance), the effect per direction, and the variance each direction carries
+            in ``posterior``'s codes; a latent traversal in ``results`` from the same anchors is
+            drawn beside it. (In ``results``, a direction sweep is drawn like a latent one.)
         clusters: a :class:`Clusters` of the codes: the centroid table on the latents that
             separate the clusters best, with sentences on the closest and farthest pairs.
         centroid_outputs: ``[C, *out_shape]`` the decoder at the centroids (drawn in the panel).
@@ -110,9 +111,6 @@ def report(
     _common.check_diagnosis(_FN, diagnosis)
     named = named_results(_FN, results) if results is not None else {}
     along = _direction_results(directions)
-    for name, result in named.items():
-        if result.directions is not None:
-            raise ValueError(f"{_FN}: results[{name!r}] is a sweep along directions; pass it as directions=")
     cluster_view = _check_clusters(clusters, centroid_outputs, interpolations)
     if diagnosis is None and not named and metrics is None and not along and cluster_view is None:
         raise ValueError(
