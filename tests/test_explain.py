@@ -185,3 +185,14 @@ def test_the_image_shape_rule():
     with pytest.raises(ValueError, match=r"image_shape \(5, 5\) holds 25 values"):
         output_image_shape((64,), (5, 5), fn="--image-shape")
     assert math.prod(output_image_shape((3, 4, 4))) == 48
+
+
+def test_the_recommended_call_of_an_autoencoder_traverses_its_principal_directions(tmp_path, decoder, ae_codes):
+    document = ls.report(tmp_path / "r.html", posterior=ae_codes).read_text()
+    call = 'latentsweep.traverse(decoder, posterior[:8], mode="empirical", reference=posterior.mu, ' \
+           "directions=latentsweep.principal_directions(posterior))"
+    assert html.escape(call) in document
+    # and the call runs as printed
+    latentsweep, posterior = ls, ae_codes
+    result = eval(call, {"latentsweep": latentsweep, "posterior": posterior, "decoder": decoder})
+    assert result.directions is not None and result.labels[0].startswith("PC1")

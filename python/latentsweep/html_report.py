@@ -179,8 +179,10 @@ def _recommendation(diagnosis: Diagnosis) -> str:
     # An autoencoder's recommendation already says all there is (no prior to explain).
     paragraphs = ([_mode_explanation(diagnosis)] if diagnosis.is_variational else []) + [diagnosis.recommendation]
     dims = diagnosis.active_dims
-    dims_argument = f", dims={dims}" if dims is not None and 0 < len(dims) < diagnosis.latent_dim else ""
-    call = MODE_TABLE[mode].traverse_call(prior_std=diagnosis.prior_std, extra=dims_argument)
+    extra = f", dims={dims}" if dims is not None and 0 < len(dims) < diagnosis.latent_dim else ""
+    if diagnosis.recommended_directions == "principal":  # an autoencoder: along its principal directions
+        extra += ", directions=latentsweep.principal_directions(posterior)"
+    call = MODE_TABLE[mode].traverse_call(prior_std=diagnosis.prior_std, extra=extra)
     return (
         '<section class="recommendation"><h2>Recommended traversal mode: '
         f"<code>{_esc(mode)}</code></h2>"
