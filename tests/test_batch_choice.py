@@ -96,12 +96,25 @@ def test_the_rows_used_for_choosing_stay_within_the_share():
 
 
 def test_a_sweep_too_short_to_pay_for_trials_runs_none():
-    """With an estimate of the decoder's cost (the sweep's first call, at the anchors), a sweep
-    whose budget cannot pay for one trial chunk is not probed at all."""
+    """With an estimate of the decoder's cost (the sweep's first calls, at the anchors), a sweep
+    whose budget cannot pay for one trial chunk is not probed at all: it gets the start size."""
     machine = FakeMachine()
-    choice = choose_cpu_batch_size(machine.run, start=0, end=5_000, cap=8192, clock=machine.clock,
-                                   estimate=seconds_per_code(64))
-    assert (choice.batch_size, choice.trials, machine.calls) == (_batching.CPU_START_BATCH, (), [])
+    estimate = seconds_per_code(64)
+    choice = choose_cpu_batch_size(machine.run, start=0, end=2_000, cap=8192, clock=machine.clock, estimate=estimate)
+    start = cpu_batch_candidates(8192)[_batching.start_index(cpu_batch_candidates(8192), estimate)]
+    assert (choice.batch_size, choice.trials, machine.calls) == (start, (), [])
+
+
+@pytest.mark.parametrize(("seconds_per_code", "start"), [
+    (3e-6, 1024),  # an MLP 32-256-784 on this machine
+    (8e-5, 64),    # a small deconv decoder producing 64x64 images
+    (1e-9, 8192),  # nothing fills a chunk: the largest
+    (None, 256),   # no estimate
+])
+def test_the_search_starts_where_a_chunk_takes_a_few_milliseconds(seconds_per_code, start):
+    sizes = cpu_batch_candidates(8192)
+    assert sizes[_batching.start_index(sizes, seconds_per_code)] == start
+    assert _batching.start_index([40], seconds_per_code) == 0
 
 
 def test_too_few_rows_to_time_anything_takes_the_start_size():
@@ -135,7 +148,7 @@ def test_out_of_memory_at_a_larger_size_keeps_the_best_so_far():
 # -- through traverse ------------------------------------------------------------------------
 
 ANCHORS = torch.randn(64, 8, generator=torch.Generator().manual_seed(5))
-STEPS = 65  # 64 x 8 x 65 = 33,280 rows: the time share pays for trying 256 and 64, not 1024
+STEPS = 65  # 64 x 8 x 65 = 33,280 rows: the time share pays for trying 64 and 256
 
 
 class ClockedDecoder:
@@ -179,8 +192,9 @@ def recorded_batch_size(path) -> int:
 def test_auto_chooses_by_throughput_and_records_it_in_the_result(decoder):
     result = sweep(decoder)
     assert result.batch_size == FASTEST
-    run_sizes = decoder.sizes[1:]  # [0] is the anchors' own decode
-    assert run_sizes[:2] == [_batching.CPU_START_BATCH] * 2 and 64 in run_sizes
+    run_sizes = decoder.sizes[1:]  # [0] is the anchors' own decode (its cost: the estimate)
+    start = _batching.start_index(cpu_batch_candidates(8192), seconds_per_code(64))
+    assert run_sizes[:2] == [cpu_batch_candidates(8192)[start]] * 2 == [64, 64]  # then up to 256
     assert set(run_sizes[-5:]) == {FASTEST}  # the rest of the sweep at the chosen size
     # The trials run before the plan exists and are thrown away: bounded by their share of the
     # sweep's time (checked before each run: at most one chunk over) and of its rows.

@@ -6,7 +6,7 @@ fastest at about 1024 codes, a small deconv decoder at 64, 1.6x faster than at 1
 `choose_cpu_batch_size` times candidate sizes on the grid's first rows and takes the fastest.
 The sweep engine plans its work units with the chosen size, so it decodes the trials into a
 scratch buffer: they are pure cost, bounded by TRIAL_TIME_SHARE of the sweep's estimated time
-(and PROBE_SHARE of its rows). A sweep too short to pay for trials gets CPU_START_BATCH.
+(and PROBE_SHARE of its rows). A sweep too short to pay for trials gets the start size.
 """
 
 from __future__ import annotations
@@ -22,8 +22,12 @@ import torch
 CPU_MAX_BATCH = 8192  # beyond this CPU decoders gain nothing and latency per chunk grows
 CUDA_MAX_BATCH = 65536
 CPU_BATCH_CANDIDATES = (64, 256, 1024, 4096)  # and the memory cap; x4 apart: clearly different
-# Where the search starts, and the size of a sweep too short to time: near the peak of both
-# kinds of decoder measured (within 6% of the MLP's best, 21% of the deconv decoder's).
+# Where the search starts, and the size of a sweep too short to time: the smallest candidate
+# whose chunk takes START_CHUNK_SECONDS by the decoder's first calls (an MLP 32-256-784 at
+# ~3 us per code: 1024; a small deconv decoder at ~80 us per code: 64). Shorter chunks pay the fixed cost per decoder call
+# and per chunk (tens of microseconds) too often; longer ones only spill out of the caches.
+# Without an estimate: CPU_START_BATCH.
+START_CHUNK_SECONDS = 0.002
 CPU_START_BATCH = 256
 TRIAL_TIME_SHARE = 0.05  # the trials (thrown away) cost at most this share of the sweep's time
 PROBE_SECONDS = 0.1  # timed per candidate at most (after one untimed chunk)
@@ -112,6 +116,13 @@ def cpu_batch_candidates(cap: int) -> list[int]:
     return [size for size in CPU_BATCH_CANDIDATES if size < cap] + [cap]
 
 
+def start_index(sizes: list[int], estimate: float | None) -> int:
+    """Index in ``sizes`` of the size the search starts from (see START_CHUNK_SECONDS)."""
+    if estimate is None or not estimate > 0:
+        return max([i for i, size in enumerate(sizes) if size <= CPU_START_BATCH], default=0)
+    return next((i for i, size in enumerate(sizes) if size * estimate >= START_CHUNK_SECONDS), len(sizes) - 1)
+
+
 def choose_cpu_batch_size(
     run: Callable[[int, int, int], None],
     *,
@@ -130,7 +141,7 @@ def choose_cpu_batch_size(
     ``run(batch_size, first_row, end_row)`` decodes grid rows ``[first_row, end_row)`` in
     chunks of ``batch_size`` (the caller decides whether the results are kept; the sweep engine
     needs the size before it plans, so its trial rows are scratch). The search starts at
-    CPU_START_BATCH (or the largest candidate below it) and climbs: to smaller sizes while they
+    :func:`start_index` (by ``estimate``, seconds per row) and climbs: to smaller sizes while they
     are faster, else to larger ones while they are faster (throughput rises with the batch until
     the decoder's working set leaves the caches, then falls). Each size gets one untimed chunk
     (first calls pay one-off costs), then whole chunks, in up to PROBE_SEGMENTS runs, until
@@ -144,7 +155,7 @@ def choose_cpu_batch_size(
     """
     clock = clock or _clock
     sizes = cpu_batch_candidates(max(1, cap))
-    first = max([i for i, size in enumerate(sizes) if size <= CPU_START_BATCH], default=0)
+    first = start_index(sizes, estimate)
     row_limit = min(end, start + max(1, int((end - start) * probe_share)))
     row, spent = start, 0.0
     rate: float | None = estimate  # seconds per row, the fastest seen (the sweep's estimate)
