@@ -116,8 +116,8 @@ def traverse(
         batch_size: codes per decoder call, or ``"auto"``: on CUDA as many as ``memory_budget``
             allows (measured on a probe batch); on the CPU the fastest of a few sizes timed on
             the first rows (at most 8192, the trials costing at most 5% of the sweep's time; a
-            short sweep uses 256). A store records the
-            batch size, and every rank, shard and resume of the sweep uses the recorded one.
+            short sweep uses the size whose call takes ~2 ms). A store records the batch size,
+            and every rank, shard and resume of the sweep uses the recorded one.
         memory_budget: bytes for the sweep's buffers (default: half the free GPU memory, or
             1 GiB on the CPU).
         device: where codes are built and decoded (default: the decoder's device, else the
