@@ -148,7 +148,7 @@ def test_out_of_memory_at_a_larger_size_keeps_the_best_so_far():
 # -- through traverse ------------------------------------------------------------------------
 
 ANCHORS = torch.randn(64, 8, generator=torch.Generator().manual_seed(5))
-STEPS = 65  # 64 x 8 x 65 = 33,280 rows: the time share pays for trying 64 and 256
+STEPS = 200  # 64 x 8 x 200 = 102,400 rows: the time share pays for trying 64 and 256
 
 
 class ClockedDecoder:

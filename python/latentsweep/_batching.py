@@ -29,7 +29,7 @@ CPU_BATCH_CANDIDATES = (64, 256, 1024, 4096)  # and the memory cap; x4 apart: cl
 # Without an estimate: CPU_START_BATCH.
 START_CHUNK_SECONDS = 0.002
 CPU_START_BATCH = 256
-TRIAL_TIME_SHARE = 0.05  # the trials (thrown away) cost at most this share of the sweep's time
+TRIAL_TIME_SHARE = 0.02  # the trials (thrown away) cost at most this share of the sweep's time
 PROBE_SECONDS = 0.1  # timed per candidate at most (after one untimed chunk)
 PROBE_SEGMENTS = 3  # timed runs per candidate when chunks are short (one slow run is noise)
 PROBE_SHARE = 0.25  # and at most this share of the rows

@@ -115,7 +115,7 @@ def traverse(
             (coordinates along the directions for a direction sweep).
         batch_size: codes per decoder call, or ``"auto"``: on CUDA as many as ``memory_budget``
             allows (measured on a probe batch); on the CPU the fastest of a few sizes timed on
-            the first rows (at most 8192, the trials costing at most 5% of the sweep's time; a
+            the first rows (at most 8192, the trials costing at most 2% of the sweep's time; a
             short sweep uses the size whose call takes ~2 ms). A store records the batch size,
             and every rank, shard and resume of the sweep uses the recorded one.
         memory_budget: bytes for the sweep's buffers (default: half the free GPU memory, or
