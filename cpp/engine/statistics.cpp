@@ -18,8 +18,9 @@ SweepStatistics::SweepStatistics(const at::Tensor& anchor_outputs, const at::Ten
   const auto device = anchor_outputs.device();
   const auto precision = anchor_outputs.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
   anchor_outputs_ = anchor_outputs.to(precision).contiguous();
-  const at::Tensor v = values.to(device, at::kDouble);
-  const at::Tensor range = (v.select(2, num_steps_ - 1) - v.select(2, 0)).abs();
+  // Only the first and last steps, [A, K], in float64 (not a float64 copy of every value).
+  const at::Tensor range = (values.select(2, num_steps_ - 1).to(device, at::kDouble) -
+                            values.select(2, 0).to(device, at::kDouble)).abs();
   // A traversal whose values do not move has no slope: it contributes nothing.
   inv_range_ = at::where(range > 0, range.reciprocal(), at::zeros_like(range)).contiguous();
   const auto f64 = at::TensorOptions().dtype(at::kDouble).device(device);
