@@ -577,8 +577,8 @@ def test_one_line_wording():
     assert one_line("latentsweep.traverse: pass resume=True or overwrite=True") == "traverse: pass --resume or --overwrite"
     assert one_line("\x1b[1mbold\x1b[0m text") == "bold text"
     error = RuntimeError("boom")
-    error.add_note("latentsweep: the sweep stopped after 3 of 9 points. Call traverse(...) again with the same "
-                   "arguments and resume=True to continue.")
+    error.add_note("latentsweep.traverse: the sweep stopped after 3 of 9 points. Call traverse(...) again with the "
+                   "same arguments and resume=True to continue.")
     assert one_line(error) == ("boom the sweep stopped after 3 of 9 points. Run the same command again with "
                                "--resume to continue.")
 

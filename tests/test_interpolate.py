@@ -175,3 +175,116 @@ def test_structured_latents_reach_the_decoder_in_their_shape():
         ls.interpolate(decoder, start.view(2, 2, 3, 3), end.view(2, 3, 2, 3))
     with pytest.raises(ValueError, match="latent_shape"):
         ls.interpolate(decoder, start, end, latent_shape=(4, 4))
+
+
+# ---- messages from the engine name interpolate, not traverse ----------------------------------
+class BreaksOnCall:
+    """codes_decoder until call number `call` (the probe at the starts is call 1), then
+    `broken(codes)` from there on (never for call=None). One class: resumable as one decoder."""
+
+    def __init__(self, call: int | None, broken=None):
+        self.calls, self.call, self.broken = 0, call, broken
+
+    def __call__(self, codes):
+        self.calls += 1
+        return self.broken(codes) if self.call is not None and self.calls >= self.call else codes_decoder(codes)
+
+
+def raises(error: BaseException):
+    def broken(codes):
+        raise error
+    return broken
+
+
+def all_text(error: BaseException) -> str:
+    return "\n".join([str(error), *getattr(error, "__notes__", ())])
+
+
+def assert_names_interpolate(text: str) -> None:
+    """Every message (a note too) starts with the function the user called; none says traverse."""
+    for part in text.split("\n"):
+        assert part.startswith("latentsweep.interpolate:") or part.startswith(" "), text
+    assert "traverse" not in text, text
+
+
+@pytest.mark.parametrize("call", [1, 2], ids=["probe", "executor"])
+@pytest.mark.parametrize(
+    "broken, error, match",
+    [
+        (lambda z: z / 0.0, ValueError, "NaN or Inf"),
+        (lambda z: z.tolist(), TypeError, "must return a torch.Tensor, got list"),
+        (lambda z: z[:1], ValueError, "one output per code"),
+        (lambda z: z.long(), TypeError, "floating-point"),
+    ],
+    ids=["nan", "not-a-tensor", "wrong-rows", "integers"],
+)
+def test_a_bad_decoder_is_reported_as_interpolate(call, broken, error, match):
+    """call 1 breaks at the probe (Python checks), call 2 in the C++ executor mid-sweep."""
+    start, end = pair(paths=3, latent=4)
+    with pytest.raises(error, match=match) as info:
+        ls.interpolate(BreaksOnCall(call, broken), start, end, steps=5, batch_size=4, progress=False)
+    assert_names_interpolate(all_text(info.value))
+
+
+def test_a_changed_output_shape_is_reported_as_interpolate():
+    start, end = pair(paths=3, latent=4)
+    # Executor (C++): the probe's one call, then a flat output of another shape.
+    with pytest.raises(ValueError, match=r"output shape changed from \[4\] to \[2\]") as info:
+        ls.interpolate(BreaksOnCall(2, lambda z: z[:, :2]), start, end, steps=5, batch_size=4, progress=False)
+    assert_names_interpolate(all_text(info.value))
+    # Probe (Python): 3 starts in batches of 2, the second batch of another shape.
+    with pytest.raises(ValueError, match=r"output shape changed from \[4\]") as info:
+        ls.interpolate(BreaksOnCall(2, lambda z: z[:, :2]), start, end, steps=5, batch_size=2, progress=False)
+    assert_names_interpolate(all_text(info.value))
+
+
+def test_out_of_memory_advice_names_interpolate():
+    start, end = pair(paths=3, latent=4)
+
+    def small_batches_only(codes):
+        if len(codes) > 4:
+            raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 1 TB")
+        return codes_decoder(codes)
+
+    with pytest.warns(RuntimeWarning) as warned:
+        result = ls.interpolate(small_batches_only, start, end, steps=5, batch_size=8, progress=False)
+    assert result.sweep.batch_size == 4
+    texts = [str(w.message) for w in warned if "out of memory" in str(w.message)]
+    assert texts and all(t.startswith("latentsweep.interpolate: out of memory at batch_size=8") for t in texts)
+    assert not any("traverse" in t for t in texts)
+
+
+def test_an_interrupted_store_says_how_to_resume_interpolate(tmp_path, capsys):
+    """Ctrl-C (KeyboardInterrupt from the decoder) mid-sweep with out= a path: the advice on
+    stderr names interpolate(...); calling it with resume=True finishes the same sweep."""
+    start, end = pair(paths=16)  # 16 paths x 4 steps at batch 4: 4 units of 4 decoder calls
+    store = tmp_path / "paths.zarr"
+    run = dict(steps=4, out=store, batch_size=4, progress=False)
+    # The probe's 4 calls, two units, then Ctrl-C.
+    with pytest.raises(KeyboardInterrupt):
+        ls.interpolate(BreaksOnCall(4 + 2 * 4 + 1, raises(KeyboardInterrupt())), start, end, **run)
+    advice = capsys.readouterr().err.strip()
+    assert advice.startswith("latentsweep.interpolate: the sweep stopped after 2 of this process's 4 "), advice
+    assert "Call interpolate(...) again with the same arguments and resume=True" in advice, advice
+    assert str(store) in advice and "traverse" not in advice, advice
+    # Another error carries the same advice as a note (here after the probe and one more unit).
+    with pytest.raises(RuntimeError, match="boom") as info:
+        ls.interpolate(BreaksOnCall(4 + 4 + 1, raises(RuntimeError("boom"))), start, end, resume=True, **run)
+    note = " ".join(info.value.__notes__)
+    assert note.startswith("latentsweep.interpolate: the sweep stopped after 1 of this process's 2 "), note
+    assert "Call interpolate(...) again" in note and "traverse" not in note, note
+    resumed = ls.interpolate(BreaksOnCall(None), start, end, resume=True, **run)
+    assert resumed.sweep.points_computed == 16 * 4 // 4
+    full = ls.interpolate(BreaksOnCall(None), start, end, steps=4, batch_size=4, progress=False)
+    assert np.array_equal(np.asarray(resumed.outputs), full.outputs.numpy())
+    # Another sweep at that path: the advice names interpolate too.
+    with pytest.raises(ValueError, match="call interpolate with that sweep's arguments") as info:
+        ls.interpolate(BreaksOnCall(None), start, end + 1, resume=True, **run)
+    assert_names_interpolate(all_text(info.value))
+
+
+def test_the_progress_bar_says_interpolate(capsys):
+    start, end = pair(paths=1, latent=2)
+    ls.interpolate(codes_decoder, start, end, steps=3, progress=True)
+    err = capsys.readouterr().err
+    assert "interpolate" in err and "traverse" not in err, err

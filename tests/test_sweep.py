@@ -291,7 +291,7 @@ def test_a_grid_from_another_op_plugs_into_the_executor(anchors):
     for writer in (None, python_grid):
         stats = _C.SweepStatistics(rowwise_decoder(anchors).reshape(anchors.shape[0], -1), values)
         rows = []
-        executor = _C.SweepExecutor(rowwise_decoder, anchors, dims, values, 7, [3, 4], writer)
+        executor = _C.SweepExecutor("latentsweep.traverse", rowwise_decoder, anchors, dims, values, 7, [3, 4], writer)
         executor.run(stats, 0, stats.total_rows, lambda s, c, o, e: rows.append(o.clone()), True, None)
         results.append((torch.cat(rows), stats.sensitivity()))
     assert torch.equal(results[0][0], results[1][0]) and torch.equal(results[0][1], results[1][1])

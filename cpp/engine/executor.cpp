@@ -27,10 +27,11 @@ std::string shape_string(at::IntArrayRef shape) {
 
 }  // namespace
 
-SweepExecutor::SweepExecutor(py::object decoder, at::Tensor anchors, at::Tensor dims,
+SweepExecutor::SweepExecutor(std::string fn, py::object decoder, at::Tensor anchors, at::Tensor dims,
                              at::Tensor values, int64_t batch_size, std::vector<int64_t> out_shape,
                              py::object code_writer)
-    : decoder_(std::move(decoder)),
+    : fn_(std::move(fn)),
+      decoder_(std::move(decoder)),
       code_writer_(std::move(code_writer)),
       anchors_(anchors.contiguous()),
       dims_(dims.contiguous()),
@@ -60,26 +61,26 @@ void SweepExecutor::write_codes(at::Tensor& buffer, int64_t start, int64_t count
 at::Tensor SweepExecutor::decode(const at::Tensor& codes) const {
   py::object result = decoder_(codes);
   if (!THPVariable_Check(result.ptr())) {
-    throw py::type_error("latentsweep.traverse: the decoder must return a torch.Tensor, got " +
+    throw py::type_error(fn_ + ": the decoder must return a torch.Tensor, got " +
                          std::string(py::str(py::type::of(result).attr("__name__"))));
   }
   const at::Tensor y = THPVariable_Unpack(result.ptr());
   if (y.dim() < 1 || y.size(0) != batch_size_) {
-    throw py::value_error("latentsweep.traverse: the decoder returned shape " + shape_string(y.sizes()) +
+    throw py::value_error(fn_ + ": the decoder returned shape " + shape_string(y.sizes()) +
                           " for a batch of " + std::to_string(batch_size_) +
                           " codes; it must return one output per code ([batch, ...])");
   }
   if (y.sizes().slice(1) != at::IntArrayRef(out_shape_)) {
-    throw py::value_error("latentsweep.traverse: the decoder's output shape changed from " +
+    throw py::value_error(fn_ + ": the decoder's output shape changed from " +
                           shape_string(out_shape_) + " to " + shape_string(y.sizes().slice(1)) +
                           " per code");
   }
   if (!at::isFloatingType(y.scalar_type())) {
-    throw py::type_error("latentsweep.traverse: the decoder must return floating-point outputs, got " +
+    throw py::type_error(fn_ + ": the decoder must return floating-point outputs, got " +
                          std::string(c10::toString(y.scalar_type())));
   }
   if (y.device() != anchors_.device()) {
-    throw py::value_error("latentsweep.traverse: the decoder returned outputs on " + y.device().str() +
+    throw py::value_error(fn_ + ": the decoder returned outputs on " + y.device().str() +
                           " for codes on " + anchors_.device().str());
   }
   return y.reshape({batch_size_, features_});
@@ -104,7 +105,7 @@ void SweepExecutor::check_finite(const at::Tensor& effect_cpu, int64_t start) co
   if (rows.empty()) return;
   const int64_t num_dims = values_.size(1), num_steps = values_.size(2);
   std::ostringstream text;
-  text << "latentsweep.traverse: the decoder returned NaN or Inf for " << rows.size()
+  text << fn_ << ": the decoder returned NaN or Inf for " << rows.size()
        << " grid point(s) of rows " << start << ".." << start + effect_cpu.size(0) - 1 << ", e.g.";
   const auto dims_cpu = dims_.cpu();
   for (size_t i = 0; i < std::min<size_t>(rows.size(), 3); ++i) {

@@ -10,6 +10,7 @@
 #include <ATen/ATen.h>
 #include <pybind11/pybind11.h>
 
+#include <string>
 #include <vector>
 
 #include "statistics.h"
@@ -24,8 +25,9 @@ class SweepExecutor {
   // with _traversal_codes_into_trusted: dims were validated once, so no scan or sync per
   // chunk), or a callable (start, count, out) that writes the codes of grid rows
   // [start, start + count) into out [count, D] in the same row order (e.g. traversals along
-  // directions, with _direction_codes_into_trusted).
-  SweepExecutor(pybind11::object decoder, at::Tensor anchors, at::Tensor dims, at::Tensor values,
+  // directions, with _direction_codes_into_trusted). fn: the public function the user called
+  // ("latentsweep.interpolate"), which every message about the decoder starts with.
+  SweepExecutor(std::string fn, pybind11::object decoder, at::Tensor anchors, at::Tensor dims, at::Tensor values,
                 int64_t batch_size, std::vector<int64_t> out_shape,
                 pybind11::object code_writer = pybind11::none());
 
@@ -59,6 +61,7 @@ class SweepExecutor {
   void run_pipelined(SweepStatistics& stats, int64_t first_row, int64_t end_row,
                      pybind11::object& sink, bool copy_outputs, pybind11::object& progress);
 
+  std::string fn_;
   pybind11::object decoder_;
   pybind11::object code_writer_;
   at::Tensor anchors_, dims_, values_;

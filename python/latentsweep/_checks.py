@@ -19,6 +19,12 @@ INT64_MIN = -(2**63)
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
+def call_name(fn: str) -> str:
+    """The name a user calls ``fn`` by, for advice in messages ("call interpolate(...) again"):
+    ``"latentsweep.interpolate"`` -> ``"interpolate"``."""
+    return fn.rpartition(".")[2]
+
+
 def dense_tensor(fn: str, name: str, value) -> torch.Tensor:
     """A dense (strided) torch.Tensor, whatever its dtype and shape (the op checks those)."""
     if not isinstance(value, torch.Tensor):

@@ -11,8 +11,6 @@ import torch
 from . import _batching
 from .grid_spec import GridSpec
 
-_FN = "latentsweep.traverse"
-
 
 @dataclass
 class Probe:
@@ -30,24 +28,25 @@ class Probe:
         return tuple(self.outputs.shape[1:])
 
 
-def call_decoder(decoder, codes: torch.Tensor) -> torch.Tensor:
-    """One checked decoder call (the executor does the same checks in C++)."""
+def call_decoder(fn: str, decoder, codes: torch.Tensor) -> torch.Tensor:
+    """One checked decoder call (the executor does the same checks in C++); ``fn`` names the
+    public function the user called, in the messages."""
     result = decoder(codes)
     if not isinstance(result, torch.Tensor):
-        raise TypeError(f"{_FN}: the decoder must return a torch.Tensor, got {type(result).__name__}")
+        raise TypeError(f"{fn}: the decoder must return a torch.Tensor, got {type(result).__name__}")
     if result.dim() < 1 or result.shape[0] != codes.shape[0]:
         raise ValueError(
-            f"{_FN}: the decoder returned shape {tuple(result.shape)} for a batch of {codes.shape[0]} "
+            f"{fn}: the decoder returned shape {tuple(result.shape)} for a batch of {codes.shape[0]} "
             "codes; it must return one output per code ([batch, ...])"
         )
     if not result.is_floating_point():
-        raise TypeError(f"{_FN}: the decoder must return floating-point outputs, got {result.dtype}")
+        raise TypeError(f"{fn}: the decoder must return floating-point outputs, got {result.dtype}")
     if result.device != codes.device:
-        raise ValueError(f"{_FN}: the decoder returned outputs on {result.device} for codes on {codes.device}")
+        raise ValueError(f"{fn}: the decoder returned outputs on {result.device} for codes on {codes.device}")
     return result
 
 
-def probe_anchors(decoder, spec: GridSpec, probe_rows: int) -> Probe:
+def probe_anchors(fn: str, decoder, spec: GridSpec, probe_rows: int) -> Probe:
     """Decodes the anchors in batches of probe_rows (copies: the decoder may write into them)."""
     anchors = spec.anchors
     measure = anchors.device.type == "cuda"
@@ -62,11 +61,11 @@ def probe_anchors(decoder, spec: GridSpec, probe_rows: int) -> Probe:
                     torch.cuda.reset_peak_memory_stats(anchors.device)
                     before = torch.cuda.memory_allocated(anchors.device)
                 began = _batching._clock()  # the clock the CPU batch choice times with
-                result = call_decoder(decoder, chunk)
+                result = call_decoder(fn, decoder, chunk)
                 per_row.append((_batching._clock() - began) / chunk.shape[0])  # CUDA: unused
                 if outputs and (result.shape[1:] != outputs[0].shape[1:] or result.dtype != outputs[0].dtype):
                     raise ValueError(
-                        f"{_FN}: the decoder's output shape changed from {list(outputs[0].shape[1:])} "
+                        f"{fn}: the decoder's output shape changed from {list(outputs[0].shape[1:])} "
                         f"{outputs[0].dtype} to {list(result.shape[1:])} {result.dtype} per code between "
                         "two calls; it must return the same shape and dtype for every batch"
                     )
@@ -77,11 +76,11 @@ def probe_anchors(decoder, spec: GridSpec, probe_rows: int) -> Probe:
         estimate = min(per_row[1:]) if len(per_row) > 1 else per_row[0]
         return Probe(torch.cat(outputs), activation_bytes, estimate)
 
-    probe = retry_halved(run, min(anchors.shape[0], probe_rows), anchors.device)
+    probe = retry_halved(fn, run, min(anchors.shape[0], probe_rows), anchors.device)
     bad = ~torch.isfinite(probe.outputs.reshape(probe.outputs.shape[0], -1)).all(dim=1)
     if bool(bad.any()):
         rows = bad.nonzero().flatten()[:5].tolist()
-        raise ValueError(f"{_FN}: the decoder returned NaN or Inf at anchors {rows} (the anchors themselves)")
+        raise ValueError(f"{fn}: the decoder returned NaN or Inf at anchors {rows} (the anchors themselves)")
     return probe
 
 
@@ -90,7 +89,7 @@ def release_cached_memory(device: torch.device) -> None:
         torch.cuda.empty_cache()
 
 
-def retry_halved(run, batch_size: int, device: torch.device):
+def retry_halved(fn: str, run, batch_size: int, device: torch.device):
     """run(batch_size); on out-of-memory, once more at half the batch (with a warning)."""
     try:
         return run(batch_size)
@@ -100,7 +99,7 @@ def retry_halved(run, batch_size: int, device: torch.device):
     release_cached_memory(device)
     smaller = max(1, batch_size // 2)
     warnings.warn(
-        f"{_FN}: out of memory at batch_size={batch_size}; retrying with batch_size={smaller} (the units "
+        f"{fn}: out of memory at batch_size={batch_size}; retrying with batch_size={smaller} (the units "
         "decoded at this size may differ in the last bits if the decoder's arithmetic depends on the batch)",
         RuntimeWarning, stacklevel=3,
     )
@@ -109,13 +108,13 @@ def retry_halved(run, batch_size: int, device: torch.device):
     except Exception as error:  # noqa: BLE001
         if _batching.is_out_of_memory(error):
             raise RuntimeError(
-                f"{_FN}: the decoder ran out of memory at batch size {smaller} (already halved from "
+                f"{fn}: the decoder ran out of memory at batch size {smaller} (already halved from "
                 f"{batch_size}); pass a smaller batch_size= or memory_budget="
             ) from error
         raise
 
 
-def graphed(decoder, batch_size: int, anchors: torch.Tensor):
+def graphed(fn: str, decoder, batch_size: int, anchors: torch.Tensor):
     """The decoder captured in a CUDA graph, replayed on a static input buffer."""
     static_codes = torch.zeros(batch_size, anchors.shape[1], dtype=anchors.dtype, device=anchors.device)
     with torch.inference_mode():
@@ -123,7 +122,7 @@ def graphed(decoder, batch_size: int, anchors: torch.Tensor):
         side.wait_stream(torch.cuda.current_stream(anchors.device))
         with torch.cuda.stream(side):  # warm-up outside the graph, as torch.cuda.graph requires
             for _ in range(3):
-                call_decoder(decoder, static_codes)
+                call_decoder(fn, decoder, static_codes)
         torch.cuda.current_stream(anchors.device).wait_stream(side)
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ._checks import call_name
 from ._modules import fingerprint
 from .grid_spec import GridSpec
 from .stores import StoreDamaged, SweepStore, create_store, crc, existing_store, remove_store, stored_array, sweep_id
-
-_FN = "latentsweep.traverse"
 
 
 def sweep_params(decoder, spec: GridSpec, probe, keep_outputs: bool) -> dict:
@@ -33,9 +32,10 @@ def static_arrays(spec: GridSpec, probe) -> dict:
     return arrays
 
 
-def leader_store(path: Path, want: dict, new_plan, *, explicit, resume, overwrite, join) -> SweepStore:
+def leader_store(fn: str, path: Path, want: dict, new_plan, *, explicit, resume, overwrite, join) -> SweepStore:
     """The store at path for this sweep: created, resumed (resume=True), joined (shards) or
-    replaced (overwrite=True), after checking it is the same sweep, intact, and not in use."""
+    replaced (overwrite=True), after checking it is the same sweep, intact, and not in use;
+    ``fn`` names the public function the user called, in the messages."""
     params = want["params"]
     for _ in range(3):  # another shard may create or replace it while we look
         try:
@@ -49,42 +49,42 @@ def leader_store(path: Path, want: dict, new_plan, *, explicit, resume, overwrit
             remove_store(path)
             store = None
         elif store is None and resume:
-            raise ValueError(f"{_FN}: resume=True but there is no sweep at {path}")
+            raise ValueError(f"{fn}: resume=True but there is no sweep at {path}")
         if store is None:
             if create_store(path, plan=new_plan(), **want):
-                return checked_store(path, want, explicit=explicit)
+                return checked_store(fn, path, want, explicit=explicit)
             continue  # created by someone else meanwhile: open theirs
         if store.sweep_id != sweep_id(params):
             differing = sorted(k for k in set(params) | set(store.params) if params.get(k) != store.params.get(k))
             raise ValueError(
-                f"{_FN}: {path} holds a sweep with different parameters (it differs in: {', '.join(differing)}); call traverse "
-                "with that sweep's arguments to resume it, or pass overwrite=True to replace it"
+                f"{fn}: {path} holds a sweep with different parameters (it differs in: {', '.join(differing)}); call "
+                f"{call_name(fn)} with that sweep's arguments to resume it, or pass overwrite=True to replace it"
             )
         if not (resume or join):
             done = len(store.status().done)
             raise ValueError(
-                f"{_FN}: {path} already holds this sweep ({done} of {store.plan.num_units} units done); pass "
+                f"{fn}: {path} already holds this sweep ({done} of {store.plan.num_units} units done); pass "
                 "resume=True to continue it or overwrite=True to replace it"
             )
-        return checked_store(path, want, explicit=explicit, store=store)
-    raise RuntimeError(f"{_FN}: could not open or create {path}: other processes keep replacing it")
+        return checked_store(fn, path, want, explicit=explicit, store=store)
+    raise RuntimeError(f"{fn}: could not open or create {path}: other processes keep replacing it")
 
 
-def checked_store(path, want, *, explicit, store=None) -> SweepStore:
+def checked_store(fn: str, path, want, *, explicit, store=None) -> SweepStore:
     store = store or SweepStore(path, writable=True)
     if store.geometry != want["geometry"] or store.latent_dim != want["latent_dim"]:
         raise StoreDamaged(
-            f"{_FN}: the sweep store {path} is damaged: its geometry ({store.geometry}) does not match its "
+            f"{fn}: the sweep store {path} is damaged: its geometry ({store.geometry}) does not match its "
             f"parameters ({want['geometry']}); pass overwrite=True to start over"
         )
     if explicit is not None and store.plan.batch_size != min(explicit, store.plan.num_rows):
         raise ValueError(
-            f"{_FN}: the sweep at {path} was planned with batch_size={store.plan.batch_size} (every rank, shard "
+            f"{fn}: the sweep at {path} was planned with batch_size={store.plan.batch_size} (every rank, shard "
             f"and resume uses it for bitwise-identical results); pass batch_size={store.plan.batch_size} or 'auto'"
         )
     if crc(want["static"]["anchor_outputs"]) != store.static_crc["anchor_outputs"]:
         raise ValueError(
-            f"{_FN}: the decoder's outputs at the anchors differ from those stored in {path}: the decoder "
+            f"{fn}: the decoder's outputs at the anchors differ from those stored in {path}: the decoder "
             "changed (weights or forward) since the sweep started; pass overwrite=True to start over"
         )
     store.repair_static(want["static"])

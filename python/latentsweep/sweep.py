@@ -192,7 +192,8 @@ def sweep_grid(
 ) -> TraversalResult | StoreStatus:
     """Decodes the grid ``spec`` (built and checked by its caller: :func:`traverse`, or
     :func:`latentsweep.interpolate` with its own code writer) with the options of
-    :func:`traverse`; ``fn`` names the public function in the messages of its checks."""
+    :func:`traverse`; ``fn`` names the public function in every message (checks, decoder, store,
+    advice such as ``interpolate(..., resume=True)``)."""
     started = time.perf_counter() if started is None else started
     show_progress = _progress.wanted(progress, fn)
     batch_size, memory_budget = _check_arguments(fn, decoder, batch_size, memory_budget, out,
@@ -215,31 +216,32 @@ def sweep_grid(
             raise ValueError(f"{fn}: cuda_graph=True needs a CUDA device, got {device}")
         spec_d = spec.to(device)
         with eval_mode(decoder):
-            probe = probe_anchors(decode_fn, spec_d, 64 if batch_size == "auto" else batch_size)
+            probe = probe_anchors(fn, decode_fn, spec_d, 64 if batch_size == "auto" else batch_size)
             geometry = Geometry(*spec.grid_shape, probe.out_shape, probe.outputs.dtype)
             def choose_batch() -> int:  # only when no store has chosen already
-                return _choose_batch_size(decode_fn, batch_size, memory_budget, device, spec_d, probe)
+                return _choose_batch_size(fn, decode_fn, batch_size, memory_budget, device, spec_d, probe)
 
-            opened = _open_sink(out, spec, probe, geometry, decode_fn, choose_batch,
+            opened = _open_sink(fn, out, spec, probe, geometry, decode_fn, choose_batch,
                                 explicit=None if batch_size == "auto" else batch_size,
                                 keep_outputs=keep_outputs, resume=resume, overwrite=overwrite, workers=workers)
             sink, plan, pending = opened
             mine = _my_units(plan, pending, workers)
             stats = _C.SweepStatistics(probe.outputs.reshape(spec.num_anchors, -1), spec_d.values)
-            decode = graphed(decode_fn, plan.batch_size, spec_d.anchors) if cuda_graph else decode_fn
+            decode = graphed(fn, decode_fn, plan.batch_size, spec_d.anchors) if cuda_graph else decode_fn
             sweep_started = time.perf_counter()
             rows = sum(plan.unit_rows_of(u)[1] - plan.unit_rows_of(u)[0] for u in mine)
             bar = _progress.bar(show_progress and workers.leader, total=rows, unit="pt",
-                                desc="traverse" if workers.world == 1 else f"traverse (rank {workers.rank}/{workers.world})")
+                                desc=_checks.call_name(fn) if workers.world == 1
+                                else f"{_checks.call_name(fn)} (rank {workers.rank}/{workers.world})")
             error = None
             try:
-                computed, used_batch = _decode_units(decode, spec_d, stats, sink, plan, mine, keep_outputs, bar)
+                computed, used_batch = _decode_units(fn, decode, spec_d, stats, sink, plan, mine, keep_outputs, bar)
             except BaseException as caught:  # noqa: BLE001 - reported to the other ranks, then re-raised
                 error, computed, used_batch = caught, 0, plan.batch_size
             finally:
                 bar.close()
             sweep_seconds = time.perf_counter() - sweep_started
-            _settle(workers, error, sink, plan, pending)
+            _settle(fn, workers, error, sink, plan, pending)
         merged = _merge(sink, plan, workers)
         if merged is None:  # a shard whose store is not complete yet
             return sink.status()
@@ -290,14 +292,15 @@ def _my_units(plan: SweepPlan, pending: list[int], workers) -> list[int]:
 def _resolve_device(fn: str, requested, decoder, anchors: torch.Tensor) -> torch.device:
     device = requested or model_device(decoder) or anchors.device
     if device.type == "meta":
-        raise ValueError(f"{fn}: device='meta' holds no values; traverse decodes on a real device (cpu, cuda)")
+        raise ValueError(f"{fn}: device='meta' holds no values; {_checks.call_name(fn)} decodes on a real device "
+                         "(cpu, cuda)")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"{fn}: device={str(device)!r} but this torch has no CUDA device available")
     return device
 
 
 # ---- plan -----------------------------------------------------------------------------------
-def _choose_batch_size(decoder, batch_size, memory_budget, device, spec: GridSpec, probe: Probe) -> int:
+def _choose_batch_size(fn: str, decoder, batch_size, memory_budget, device, spec: GridSpec, probe: Probe) -> int:
     """The batch size a new sweep is planned with: explicit, or chosen (on rank 0 only; the
     plan carries it to the other ranks, the store to shards and resumes).
 
@@ -319,19 +322,19 @@ def _choose_batch_size(decoder, batch_size, memory_budget, device, spec: GridSpe
         # The trial rows are decoded before the plan exists and thrown away: at most
         # _batching.TRIAL_TIME_SHARE of the sweep's estimated time (none for a short sweep).
         with _C.reuse_cpu_buffers():
-            choice = measure(_trial_runner(decoder, spec, probe), start=0, end=spec.num_rows, cap=choice,
+            choice = measure(_trial_runner(fn, decoder, spec, probe), start=0, end=spec.num_rows, cap=choice,
                              estimate=probe.seconds_per_row).batch_size
     return choice
 
 
-def _trial_runner(decoder, spec: GridSpec, probe: Probe):
+def _trial_runner(fn: str, decoder, spec: GridSpec, probe: Probe):
     """run(size, first_row, end_row) for timing batch sizes: decodes those rows with the real
     executor and discards them (the plan, and so the units, need the batch size first)."""
     scratch = _C.SweepStatistics(probe.outputs.reshape(spec.num_anchors, -1), spec.values)
     template = scratch.state()
 
     def run(size: int, first_row: int, end_row: int) -> None:
-        executor = _C.SweepExecutor(decoder, spec.anchors, spec.dims, spec.values, size, list(probe.out_shape),
+        executor = _C.SweepExecutor(fn, decoder, spec.anchors, spec.dims, spec.values, size, list(probe.out_shape),
                                     spec.code_writer)
         scratch.load_state({**template, "next_row": torch.tensor(first_row)})
         executor.run(scratch, first_row, end_row, None, False, None)
@@ -340,8 +343,8 @@ def _trial_runner(decoder, spec: GridSpec, probe: Probe):
 
 
 # ---- sink -----------------------------------------------------------------------------------
-def _open_sink(out, spec, probe, geometry, decoder, choose_batch, *, explicit, keep_outputs, resume, overwrite,
-               workers):
+def _open_sink(fn: str, out, spec, probe, geometry, decoder, choose_batch, *, explicit, keep_outputs, resume,
+               overwrite, workers):
     """(sink, plan, pending units). Memory, or a store opened by the leader first (created,
     resumed or replaced), then joined by the other ranks. The batch size is chosen only for a
     new sweep, by the leader; a store's recorded plan wins."""
@@ -350,7 +353,7 @@ def _open_sink(out, spec, probe, geometry, decoder, choose_batch, *, explicit, k
 
     if out is None:
         if keep_outputs:
-            _check_fits_in_memory(geometry)
+            _check_fits_in_memory(fn, geometry)
         plan = plan_from_dict(_leader_decides(workers, lambda: new_plan().as_dict()))
         return MemorySink(geometry, keep_outputs, plan, keep_units=workers.grouped), plan, list(range(plan.num_units))
     path = Path(out)
@@ -360,12 +363,12 @@ def _open_sink(out, spec, probe, geometry, decoder, choose_batch, *, explicit, k
     opened = {}
 
     def open_as_leader():
-        opened["store"] = store = leader_store(path, want, new_plan, explicit=explicit, resume=resume,
+        opened["store"] = store = leader_store(fn, path, want, new_plan, explicit=explicit, resume=resume,
                                                overwrite=overwrite, join=workers.shard is not None)
         status = store.status()
         if status.damaged:
             detail = "; ".join(f"unit {u}: {why}" for u, why in sorted(status.damaged.items())[:3])
-            warnings.warn(f"{_FN}: {len(status.damaged)} work unit(s) of {path} are damaged ({detail}); "
+            warnings.warn(f"{fn}: {len(status.damaged)} work unit(s) of {path} are damaged ({detail}); "
                           "computing them again", RuntimeWarning, stacklevel=5)
         return store.plan.as_dict(), status.missing
 
@@ -375,7 +378,7 @@ def _open_sink(out, spec, probe, geometry, decoder, choose_batch, *, explicit, k
     if store is None:  # the other ranks join the store the leader opened
         store = SweepStore(path, writable=True)
         if store.sweep_id != sweep_id(params) or store.plan != plan:
-            raise RuntimeError(f"{_FN}: the store at {path} changed while the ranks were opening it")
+            raise RuntimeError(f"{fn}: the store at {path} changed while the ranks were opening it")
     return store, plan, pending
 
 
@@ -399,18 +402,19 @@ def _leader_decides(workers, decide):
     raise kind(f"{outcome[2]} (reported by rank 0)")
 
 
-def _check_fits_in_memory(geometry: Geometry) -> None:
+def _check_fits_in_memory(fn: str, geometry: Geometry) -> None:
     total_bytes = geometry.num_rows * geometry.features * torch.empty((), dtype=geometry.output_dtype).element_size()
     ram = _batching.physical_memory()
     if ram and total_bytes > ram // 2:
         raise ValueError(
-            f"{_FN}: keeping all outputs in memory needs {total_bytes / 2**30:.1f} GiB; pass "
+            f"{fn}: keeping all outputs in memory needs {total_bytes / 2**30:.1f} GiB; pass "
             "out='sweep.zarr' (on disk, resumable) or keep_outputs=False (statistics only)"
         )
 
 
 # ---- units ----------------------------------------------------------------------------------
-def _decode_units(decoder, spec: GridSpec, stats, sink, plan: SweepPlan, units: list[int], keep_outputs, bar):
+def _decode_units(fn: str, decoder, spec: GridSpec, stats, sink, plan: SweepPlan, units: list[int], keep_outputs,
+                  bar):
     """Decodes the given units, recording each when done. Returns (points, batch size used)."""
     remaining = list(units)
     computed = 0
@@ -421,7 +425,7 @@ def _decode_units(decoder, spec: GridSpec, stats, sink, plan: SweepPlan, units: 
 
     def run(batch_size: int) -> int:
         nonlocal computed
-        executor = _C.SweepExecutor(decoder, spec.anchors, spec.dims, spec.values, batch_size,
+        executor = _C.SweepExecutor(fn, decoder, spec.anchors, spec.dims, spec.values, batch_size,
                                     list(sink.geometry.out_shape), spec.code_writer)
         while remaining:
             unit = remaining[0]
@@ -434,19 +438,19 @@ def _decode_units(decoder, spec: GridSpec, stats, sink, plan: SweepPlan, units: 
         return batch_size
 
     try:
-        used = retry_halved(run, plan.batch_size, spec.anchors.device) if units else plan.batch_size
+        used = retry_halved(fn, run, plan.batch_size, spec.anchors.device) if units else plan.batch_size
     except BaseException as error:
         if spec.directions is not None and isinstance(error, ValueError) and "latent dim" in str(error):
             # The executor names grid points by dims[k]: here an index into the directions.
             error.add_note("In this sweep along directions, 'latent dim k' is direction k: "
                            + ", ".join(f"{k} = {label}" for k, label in enumerate(spec.labels[:10]))
                            + (", ..." if len(spec.labels) > 10 else ""))
-        _explain_stop(error, sink, plan, len(units) - len(remaining), len(units))
+        _explain_stop(fn, error, sink, plan, len(units) - len(remaining), len(units))
         raise
     return computed, used
 
 
-def _settle(workers, error, sink, plan, pending) -> None:
+def _settle(fn: str, workers, error, sink, plan, pending) -> None:
     """Every rank learns whether all finished (so none waits forever for a failed one)."""
     if not workers.grouped:
         if error is not None:
@@ -458,22 +462,23 @@ def _settle(workers, error, sink, plan, pending) -> None:
     failed = [(rank, text) for rank, text in enumerate(reports) if text is not None]
     if failed:
         rank, text = failed[0]
-        raise RuntimeError(f"{_FN}: rank {rank} failed ({text}); the units finished are kept in the store "
-                           "(resume=True continues)" if sink.path else f"{_FN}: rank {rank} failed ({text})")
+        raise RuntimeError(f"{fn}: rank {rank} failed ({text}); the units finished are kept in the store "
+                           f"({_checks.call_name(fn)}(..., resume=True) continues)" if sink.path
+                           else f"{fn}: rank {rank} failed ({text})")
 
 
-def _explain_stop(error: BaseException, sink, plan: SweepPlan, done: int, total: int) -> None:
+def _explain_stop(fn: str, error: BaseException, sink, plan: SweepPlan, done: int, total: int) -> None:
     """Tells the user what was kept and how to go on (as an exception note, or on stderr for
     Ctrl-C, whose traceback users rarely read)."""
     if sink.path is not None:
         message = (
-            f"latentsweep: the sweep stopped after {done} of this process's {total} work units; every finished "
-            f"unit is saved in {sink.path}. Call traverse(...) again with the same arguments and resume=True "
-            "to continue (at any number of processes)."
+            f"{fn}: the sweep stopped after {done} of this process's {total} work units; every finished "
+            f"unit is saved in {sink.path}. Call {_checks.call_name(fn)}(...) again with the same arguments and "
+            "resume=True to continue (at any number of processes)."
         )
     else:
         message = (
-            f"latentsweep: the sweep stopped after {done} of {total} work units. Pass out='sweep.zarr' to keep "
+            f"{fn}: the sweep stopped after {done} of {total} work units. Pass out='sweep.zarr' to keep "
             "partial results on disk and make long sweeps resumable."
         )
     if isinstance(error, KeyboardInterrupt) and not _STOP_MESSAGES_AS_NOTES.get():

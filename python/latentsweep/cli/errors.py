@@ -36,6 +36,7 @@ _CLI_WORDS = (
 )
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _OWN_PREFIX = re.compile(r"^(latentsweep: )+")
+_NOTE_PREFIX = re.compile(r"^latentsweep(\.\w+)+: ")  # a note repeats the function its message names
 
 
 def cli_words(text: str) -> str:
@@ -46,10 +47,11 @@ def cli_words(text: str) -> str:
 
 def one_line(error: BaseException | str) -> str:
     """The message and its notes (e.g. what a stopped sweep kept) on one line: no ANSI escape
-    codes, no repeated ``latentsweep:`` prefix (the CLI adds its own), flags instead of
-    keyword arguments."""
+    codes, no repeated ``latentsweep:`` prefix (the CLI adds its own) nor the function's name
+    again in a note, flags instead of keyword arguments."""
     parts = [str(error), *getattr(error, "__notes__", ())]
     parts = [_OWN_PREFIX.sub("", " ".join(_ANSI.sub("", part).split())) for part in parts]
+    parts = parts[:1] + [_NOTE_PREFIX.sub("", part) for part in parts[1:]]
     text = " ".join(part for part in parts if part) or type(error).__name__
     return cli_words(text.removeprefix("latentsweep."))
 
