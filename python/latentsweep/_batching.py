@@ -211,7 +211,7 @@ def choose_cpu_batch_size(
                 if trial is None or trial.points_per_second <= best.points_per_second:
                     break
                 best, moved, index = trial, True, index + step
-            if moved or len(trials) == 0:
+            if moved:
                 break
     chosen = best.batch_size if best is not None else sizes[first]
     return BatchChoice(chosen, row, tuple(trials))
