@@ -59,7 +59,9 @@ class GridSpec:
     ``latent_shape``: the shape of one code as the decoder takes it (``(D,)`` for flat codes).
     ``code_writer`` writes rows ``[start, start + count)`` into ``out``; None means the
     axis-aligned grid (``anchors[a]`` with column ``dims[k]`` set to ``values[a, k, s]``), which
-    the C++ executor writes itself. Direction grids get :func:`direction_writer`."""
+    the C++ executor writes itself. Direction grids get :func:`direction_writer`.
+    ``point_note``: for grids that are not traversals (e.g. interpolation paths), what the
+    executor's "(anchor a, latent dim k, step s)" names mean; added to its errors."""
 
     anchors: torch.Tensor
     dims: torch.Tensor
@@ -69,6 +71,7 @@ class GridSpec:
     directions: torch.Tensor | None = None
     labels: tuple[str, ...] = ()
     latent_shape: tuple[int, ...] = ()
+    point_note: str = ""
 
     def __post_init__(self) -> None:
         if not self.latent_shape:
@@ -109,7 +112,7 @@ class GridSpec:
         # A direction grid's writer is rebuilt on the moved tensors.
         writer = None if directions is not None else self.code_writer
         return GridSpec(self.anchors.to(device), self.dims.to(device), self.values.to(device), self.mode,
-                        writer, directions, self.labels, self.latent_shape)
+                        writer, directions, self.labels, self.latent_shape, self.point_note)
 
     def digest(self) -> dict:
         """What identifies this grid in a store (shapes, dims, and hashes of the values; for a

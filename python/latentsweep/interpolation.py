@@ -177,6 +177,8 @@ def interpolate(
         code_writer=PathWriter(start, end, steps, path),
         labels=(f"{path} path",),
         latent_shape=latent_shape,
+        point_note=f"{_FN}: in these grid points 'anchor p' is path p (start[p] to end[p]), 'step s' is "
+                   f"point s of its {steps} (t = s / {steps - 1}), and 'latent dim 0' is the path itself.",
     )
     from .sweep import sweep_grid
 
