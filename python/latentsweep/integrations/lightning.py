@@ -124,8 +124,18 @@ class TraversalCallback(pl.Callback):
 
     def _epoch_end(self, trainer, pl_module) -> None:
         self._epochs += 1
-        if self._epochs % self.every_n_epochs or not trainer.is_global_zero:
+        if self._epochs % self.every_n_epochs:
             return
+        try:
+            if trainer.is_global_zero:
+                self._snapshot(trainer, pl_module)
+        finally:
+            # The other ranks wait for rank 0's snapshot here: a rank that ran on into the end of
+            # fit tore its process group down under rank 0 (gloo aborted it: SIGABRT).
+            if getattr(trainer, "world_size", 1) > 1:
+                trainer.strategy.barrier("latentsweep.TraversalCallback")
+
+    def _snapshot(self, trainer, pl_module) -> None:
         try:
             encoder, decoder = self._modules(pl_module)
             snapshot = _common.take_snapshot(
