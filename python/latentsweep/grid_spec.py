@@ -60,8 +60,9 @@ class GridSpec:
     ``code_writer`` writes rows ``[start, start + count)`` into ``out``; None means the
     axis-aligned grid (``anchors[a]`` with column ``dims[k]`` set to ``values[a, k, s]``), which
     the C++ executor writes itself. Direction grids get :func:`direction_writer`.
-    ``point_note``: for grids that are not traversals (e.g. interpolation paths), what the
-    executor's "(anchor a, latent dim k, step s)" names mean; added to its errors."""
+    ``point_note``: what the executor's "(anchor a, latent dim k, step s)" names mean when they
+    are not latents (directions: derived from the labels; interpolation paths); added to its
+    errors."""
 
     anchors: torch.Tensor
     dims: torch.Tensor
@@ -82,6 +83,11 @@ class GridSpec:
                 else coordinate_labels(self.dims.cpu(), self.latent_shape))
         if self.directions is not None and self.code_writer is None:
             object.__setattr__(self, "code_writer", direction_writer(self.anchors, self.directions, self.values))
+        if self.directions is not None and not self.point_note:
+            # The executor names grid points by dims[k]: here an index into the directions.
+            object.__setattr__(self, "point_note", "In this sweep along directions, 'latent dim k' is direction k: "
+                               + ", ".join(f"{k} = {label}" for k, label in enumerate(self.labels[:10]))
+                               + (", ..." if len(self.labels) > 10 else ""))
 
     @property
     def num_anchors(self) -> int:

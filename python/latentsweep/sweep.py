@@ -440,14 +440,8 @@ def _decode_units(fn: str, decoder, spec: GridSpec, stats, sink, plan: SweepPlan
     try:
         used = retry_halved(fn, run, plan.batch_size, spec.anchors.device) if units else plan.batch_size
     except BaseException as error:
-        names_points = isinstance(error, ValueError) and "latent dim" in str(error)
-        if names_points and spec.point_note:
+        if spec.point_note and isinstance(error, ValueError) and "latent dim" in str(error):
             error.add_note(spec.point_note)
-        elif names_points and spec.directions is not None:
-            # The executor names grid points by dims[k]: here an index into the directions.
-            error.add_note("In this sweep along directions, 'latent dim k' is direction k: "
-                           + ", ".join(f"{k} = {label}" for k, label in enumerate(spec.labels[:10]))
-                           + (", ..." if len(spec.labels) > 10 else ""))
         _explain_stop(fn, error, sink, plan, len(units) - len(remaining), len(units))
         raise
     return computed, used
