@@ -1,7 +1,7 @@
 """The sweep engine against the decoder alone and the ways people traverse latents by hand,
 in one plain process (no environment tuning: this is what a user gets).
 
-    python benchmarks/bench_sweep.py [--quick] [--repeats N] [--skip-rss]
+    python benchmarks/bench_sweep.py [--quick] [--repeats N] [--skip-rss] [--device cuda]
 
 For an MLP decoder (32 -> 256 -> 784, sigmoid) and a small transposed-conv decoder producing
 64x64 images, measures, interleaved round by round (best of N; this machine is shared):
@@ -13,6 +13,9 @@ For an MLP decoder (32 -> 256 -> 784, sigmoid) and a small transposed-conv decod
   - a per-dimension Python loop, and a per-point loop (timed on a prefix: it is slow);
 then the peak RSS of 1-million- and 10-million-point statistics-only sweeps with default
 settings, each in its own process. Prints Markdown tables for BENCHMARKS.md.
+
+With --device cuda: larger grids and batch sizes, `traverse(cuda_graph=True)` beside the
+defaults, every timing ends with a device synchronisation, no buffer-reuse or RSS rows (CPU only).
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ from latentsweep._extension import _C
 LATENT = 32
 MLP_BATCHES = (256, 1024, 4096, 8192)
 CONV_BATCHES = (64, 256, 1024, 4096)
+GPU_MLP_BATCHES = (4096, 16384, 65536)
+GPU_CONV_BATCHES = (1024, 4096, 16384)
 
 
 def mlp_decoder() -> nn.Module:
@@ -55,6 +60,8 @@ def decoder_alone(decoder, codes: torch.Tensor, batch: int) -> None:
     with torch.inference_mode():
         for start in range(0, len(codes), batch):
             decoder(codes[start : start + batch])
+    if codes.is_cuda:
+        torch.cuda.synchronize(codes.device)
 
 
 def decoder_alone_reusing_buffers(decoder, codes: torch.Tensor, batch: int) -> None:
@@ -118,20 +125,32 @@ def interleaved_best(methods: dict, repeats: int) -> dict[str, float]:
     return {name: min(t) for name, t in times.items()}
 
 
+def synchronized(fn, device: torch.device):
+    """fn, then wait for the device: a CUDA timing ends when the GPU's work does."""
+    def run():
+        result = fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        return result
+    return run
+
+
 def bench_decoder(name: str, decoder: nn.Module, num_anchors: int, num_dims: int, steps: int, repeats: int,
-                  batch_sizes: tuple[int, ...], point_limit: int) -> tuple[list[list[str]], list[list[str]], dict]:
+                  batch_sizes: tuple[int, ...], point_limit: int,
+                  device: torch.device = torch.device("cpu")) -> tuple[list[list[str]], list[list[str]], dict]:
     torch.manual_seed(0)
-    decoder.eval()
-    anchors = torch.randn(num_anchors, LATENT)
-    dims = torch.arange(num_dims)
+    decoder.eval().to(device)
+    anchors = torch.randn(num_anchors, LATENT, device=device)
+    cuda = device.type == "cuda"
+    dims = torch.arange(num_dims, device=device)
     values = ls.traversal_values(anchors, steps=steps, dims=dims)
     points = values.numel()
     codes = ls.traversal_codes(anchors, dims, values)
     chosen = []
 
-    def traverse(batch_size):
+    def traverse(batch_size, **kwargs):
         result = ls.traverse(decoder, anchors, dims=dims, values=values, batch_size=batch_size,
-                             keep_outputs=False, progress=False)
+                             keep_outputs=False, progress=False, **kwargs)
         if batch_size == "auto":
             chosen.append(result.batch_size)
         return result
@@ -139,18 +158,21 @@ def bench_decoder(name: str, decoder: nn.Module, num_anchors: int, num_dims: int
     methods = {}
     for b in batch_sizes:
         methods[f"alone {b}"] = lambda b=b: decoder_alone(decoder, codes, b)
-        methods[f"reused {b}"] = lambda b=b: decoder_alone_reusing_buffers(decoder, codes, b)
+        # CPU only: the GPU's caching allocator already reuses buffers
+        methods[f"reused {b}"] = methods[f"alone {b}"] if cuda else lambda b=b: decoder_alone_reusing_buffers(decoder, codes, b)
         methods[f"traverse {b}"] = lambda b=b: traverse(b)
     methods["traverse auto"] = lambda: traverse("auto")
+    if cuda:
+        methods["traverse graph"] = lambda: traverse("auto", cuda_graph=True)
     methods["one call"] = lambda: one_call(decoder, anchors, values)
     methods["per dim"] = lambda: per_dimension_loop(decoder, anchors, values)
-    t = interleaved_best(methods, repeats)
+    t = interleaved_best({key: synchronized(fn, device) for key, fn in methods.items()}, repeats)
 
     # the plain-torch one-call computes the same effect
-    torch.testing.assert_close(one_call(decoder, anchors, values), traverse(256).effect, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(one_call(decoder, anchors, values).cpu(), traverse(256).effect.cpu(), rtol=1e-4, atol=1e-5)
     limit = min(points, point_limit)
     start = time.perf_counter()
-    per_point_loop(decoder, anchors, values, limit)
+    synchronized(lambda: per_point_loop(decoder, anchors, values, limit), device)()
     t_point = (time.perf_counter() - start) * points / limit  # extrapolated to the whole grid
 
     rate = lambda seconds: f"{points / seconds:,.0f}"  # noqa: E731
@@ -175,6 +197,9 @@ def bench_decoder(name: str, decoder: nn.Module, num_anchors: int, num_dims: int
         [name, f"`traverse`, best fixed batch ({best_fixed})", f"{t[f'traverse {best_fixed}']:.3f} s",
          rate(t[f"traverse {best_fixed}"]), f"defaults {t[f'traverse {best_fixed}'] / auto:.2f}x its speed"],
     ]
+    if cuda:
+        summary.append([name, "`traverse(cuda_graph=True)`, batch auto", f"{t['traverse graph']:.3f} s",
+                        rate(t["traverse graph"]), f"{pct(t['traverse graph'], t[f'reused {best_floor}'])} vs floor"])
     summary.append([name, "plain torch: whole grid, one decoder call", f"{t['one call']:.3f} s",
                     rate(t["one call"]), f"defaults {t['one call'] / auto:.2f}x its speed"])
     summary += [
@@ -213,16 +238,25 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smaller grids, one repeat")
     parser.add_argument("--repeats", type=int, default=3, help="timed rounds (best of; default 3)")
     parser.add_argument("--skip-rss", action="store_true", help="skip the 1M/10M-point memory runs")
+    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     args = parser.parse_args()
     repeats = 1 if args.quick else args.repeats
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU, no environment tuning; "
+    device = torch.device(args.device)
+    cuda = device.type == "cuda"
+    where = torch.cuda.get_device_name(device) if cuda else "CPU"
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {where}, no environment tuning; "
           f"load average before: {os.getloadavg()[0]:.1f}")
-    # The issue's sizes: an MLP sweep of 134k points, a conv sweep of 256 anchors x 10 x 21.
-    mlp_grid = (16, 32, 21) if args.quick else (200, 32, 21)
-    conv_grid = (4, 10, 21) if args.quick else (256, 10, 21)
-    by_size, summary, _ = bench_decoder("MLP 32-256-784", mlp_decoder(), *mlp_grid, repeats, MLP_BATCHES, 2000)
+    # The issue's sizes on the CPU: an MLP sweep of 134k points, a conv sweep of 256 anchors x 10 x 21;
+    # ten and four times as many anchors on a GPU.
+    scale = (10, 4) if cuda else (1, 1)
+    mlp_grid = (16, 32, 21) if args.quick else (200 * scale[0], 32, 21)
+    conv_grid = (4, 10, 21) if args.quick else (256 * scale[1], 10, 21)
+    mlp_batches = GPU_MLP_BATCHES if cuda else MLP_BATCHES
+    conv_batches = GPU_CONV_BATCHES if cuda else CONV_BATCHES
+    by_size, summary, _ = bench_decoder("MLP 32-256-784", mlp_decoder(), *mlp_grid, repeats, mlp_batches,
+                                        300 if cuda else 2000, device)
     conv_by_size, conv_summary, _ = bench_decoder("deconv 64x64", conv_decoder(), *conv_grid, repeats,
-                                                  CONV_BATCHES, 200)
+                                                  conv_batches, 100 if cuda else 200, device)
     print(f"\nGrids A anchors x K dims x S steps: MLP {' x '.join(map(str, mlp_grid))} = "
           f"{mlp_grid[0] * mlp_grid[1] * mlp_grid[2]:,} points; deconv {' x '.join(map(str, conv_grid))} = "
           f"{conv_grid[0] * conv_grid[1] * conv_grid[2]:,} points. Best of {repeats} interleaved rounds.\n")
@@ -231,7 +265,7 @@ def main() -> None:
     print_table(["decoder", "batch", "alone, plain loop", "alone, buffers reused", "traverse",
                  "traverse vs reused", "traverse vs plain"], by_size + conv_by_size)
     print(f"\nload average after: {os.getloadavg()[0]:.1f}")
-    if not args.skip_rss:
+    if not args.skip_rss and not cuda:
         small = bench_rss(anchors=1000, steps=31)
         large = bench_rss(anchors=10_000, steps=31)
         print("\nPeak RSS of statistics-only sweeps (MLP 32-256-784, `keep_outputs=False`, default settings), "

@@ -41,8 +41,8 @@ def killing_decoder(victim: int, at: int) -> torch.nn.Module:
 
 def save(result, out: Path, name: str) -> None:
     rank = dist.get_rank() if dist.is_initialized() else int(os.environ.get("RANK", "0"))
-    arrays = {"effect": result.effect.numpy(), "dim_effect": result.dim_effect.numpy(),
-              "sensitivity": result.sensitivity.numpy()}
+    arrays = {"effect": result.effect.cpu().numpy(), "dim_effect": result.dim_effect.cpu().numpy(),
+              "sensitivity": result.sensitivity.cpu().numpy()}
     if result.outputs is not None:
         arrays["outputs"] = np.asarray(result.outputs)
     np.savez(out / f"{name}-rank{rank}.npz", **arrays)
@@ -54,7 +54,7 @@ def sweep(decoder, **kwargs):
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("scenario", choices=["sweep", "caller-group", "kill", "resume", "directions"])
+    parser.add_argument("scenario", choices=["sweep", "caller-group", "kill", "resume", "directions", "cuda"])
     parser.add_argument("out", type=Path)
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -83,6 +83,17 @@ def main() -> None:
         save(sweep(decoder, directions=DIRECTIONS, out=args.out / f"directions{world}.zarr"), args.out,
              f"directions{world}")
         save(sweep(decoder, directions=DIRECTIONS, keep_outputs=False), args.out, f"directions-memory{world}")
+    elif args.scenario == "cuda":
+        if torch.cuda.device_count() >= world:  # traverse creates an nccl group; each rank on LOCAL_RANK's GPU
+            device = torch.device("cuda")
+            decoder.to(torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0"))))
+        else:  # one GPU for all ranks: nccl refuses two ranks on one GPU, so the caller's gloo group
+            if world > 1:
+                dist.init_process_group("gloo")
+            device = torch.device("cuda", 0)
+            decoder.to(device)
+        save(sweep(decoder, device=device, out=args.out / f"cuda{world}.zarr"), args.out, f"cuda{world}")
+        save(sweep(decoder, device=device, keep_outputs=False), args.out, f"cuda-memory{world}")
     elif args.scenario == "kill":
         sweep(killing_decoder(victim=1, at=12), out=args.out / "killed.zarr")
     else:

@@ -69,6 +69,23 @@ def test_one_two_and_three_processes_are_bitwise_identical(runs):
     assert_identical({k: memory[k] for k in memory}, {k: single[k] for k in memory})
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_ranks_are_bitwise_identical_and_match_the_cpu(runs, tmp_path):
+    """Ranks decoding on CUDA (nccl with a GPU per rank; the caller's gloo group when they share
+    one GPU) agree bit for bit with one CUDA process, and with the CPU up to rounding."""
+    torchrun(1, "cuda", tmp_path)
+    torchrun(2, "cuda", tmp_path)
+    (single,) = load(tmp_path, "cuda1", 1)
+    (memory,) = load(tmp_path, "cuda-memory1", 1)
+    for result in load(tmp_path, "cuda2", 2):
+        assert_identical(result, single)
+    for result in load(tmp_path, "cuda-memory2", 2):
+        assert_identical(result, memory)
+    (cpu,) = load(runs, "store1", 1)
+    for key in ("effect", "dim_effect", "sensitivity", "outputs"):
+        np.testing.assert_allclose(single[key], cpu[key], rtol=1e-4, atol=1e-5, err_msg=key)
+
+
 def test_in_process_single_run_matches_torchrun(runs):
     torch_threads = torch.get_num_threads()
     torch.set_num_threads(1)
