@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# The CUDA checks, for a machine with an NVIDIA GPU, nvcc and a CUDA build of torch (CI has no
+# GPU, so these run by hand when one is available):
+#
+#     bash scripts/gpu_check.sh [PYTHON]        # logs in $OUT, default ./gpu-check
+#
+# builds latentsweep with its CUDA kernels (TORCH_CUDA_ARCH_LIST picks the GPU architectures,
+# else torch's own detection), runs the tests that touch CUDA, the GPU benchmarks, then the whole
+# suite. Each step has a time limit and the whole run a deadline (GPU_CHECK_SECONDS, default
+# 560), so a step that hangs leaves the others their time and every log comes back.
+set -uo pipefail
+py=${1:-python3}
+out=${OUT:-gpu-check}
+deadline=${GPU_CHECK_SECONDS:-560}
+mkdir -p "$out"
+export PYTHONUNBUFFERED=1
+
+step() {  # step NAME LIMIT COMMAND...: runs COMMAND into $out/NAME.log, within LIMIT and the deadline
+  local name=$1 limit=$2 start=$SECONDS left=$((deadline - SECONDS))
+  shift 2
+  ((limit > left)) && limit=$left
+  if ((limit < 10)); then echo "== $name: skipped, deadline reached"; return 1; fi
+  echo "== $name (limit ${limit} s)"
+  timeout "$limit" "$@" >"$out/$name.log" 2>&1
+  local rc=$?
+  echo "== $name: exit $rc after $((SECONDS - start)) s"
+  tail -n "${TAIL_LINES:-30}" "$out/$name.log"
+  return $rc
+}
+
+nvidia-smi -L
+"$py" -c "import torch; print('torch', torch.__version__, 'CUDA', torch.version.cuda, torch.cuda.get_device_name())"
+step build 300 env LATENTSWEEP_CUDA=ON CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" \
+  "$py" -m pip install --no-build-isolation --no-deps -v -e . || exit 1
+"$py" -c "import latentsweep; print(latentsweep.build_info())" || exit 1
+step cuda-tests 150 "$py" -m pytest -q -p no:cacheprovider -n 8 -rfEs -k "cuda or gpu or graph" tests
+step bench-core 90 "$py" benchmarks/bench_core.py --device cuda --repeats 5
+step bench-sweep 150 "$py" benchmarks/bench_sweep.py --device cuda --repeats 3
+step all-tests 300 "$py" -m pytest -q -p no:cacheprovider -n 12 -rfE tests
