@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 
@@ -207,6 +208,23 @@ def test_build_info():
     # A fresh dict each call: callers may modify it.
     info["torch"] = "x"
     assert latentsweep.build_info()["torch"] == torch.__version__
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/maps and the ELF header")
+def test_extension_shares_torchs_cpp_runtime():
+    """A private libstdc++ inside the extension (a toolchain that links it statically, as one on
+    a GPU machine did) breaks every stream that crosses into libc10: messages that print torch's
+    sizes were cut short here and segfaulted there. The extension must load torch's own."""
+    from latentsweep._extension import _C
+
+    with pytest.raises(ValueError, match=r"mu must be 2-D \[N, D\], got shape \[2, 3, 4\]$"):
+        latentsweep.sample(torch.zeros(2, 3, 4), torch.zeros(2, 3, 4), 2)
+    runtimes = {line.split()[-1] for line in open("/proc/self/maps") if "libstdc++.so" in line}
+    assert len(runtimes) <= 1, f"two C++ runtimes in one process: {runtimes}"
+    readelf = shutil.which("readelf")
+    if runtimes and readelf:
+        needed = subprocess.run([readelf, "-d", _C.__file__], capture_output=True, text=True, check=True).stdout
+        assert "libstdc++" in needed, f"{_C.__file__} does not load libstdc++: it carries its own copy"
 
 
 def test_build_info_reports_current_thread_count():
