@@ -193,12 +193,14 @@ def prior_std(fn: str, value) -> float:
 
 def index_tensor(fn: str, value, device: torch.device) -> torch.Tensor:
     """``dims`` as the ops take it: an int, a list of ints or an integer tensor becomes an
-    int64 tensor on ``device``; other tensors only change to int64 (the op names their dtype
-    or device when wrong)."""
+    int64 tensor on ``device``; a tensor of another dtype, or on another accelerator, is left
+    for the op to name. CPU indices serve anchors on any device, as in torch's own indexing."""
     if isinstance(value, torch.Tensor):
         value = dense_tensor(fn, "dims", value)
         if value.dtype.is_floating_point or value.dtype.is_complex or value.dtype == torch.bool:
             return value
+        if value.device.type == "cpu" and device.type not in ("cpu", "meta"):
+            value = value.to(device)
         return value.to(dtype=torch.int64)
     if isinstance(value, numbers.Integral) and not isinstance(value, bool):
         return torch.tensor([integer(fn, "dims", value)], dtype=torch.int64, device=device)
