@@ -232,11 +232,14 @@ def test_fused_cpu_kernel_matches_aten_path():
     for float64 outputs) agree; the generic path runs here on the same values in float64."""
     outputs, x0, values = _statistics_problem()
     fused = _statistics_of(outputs, x0, values)
-    generic = _statistics_of(outputs.double(), x0.double(), values)
-    assert fused[0].dtype == torch.float32 and generic[0].dtype == torch.float64
-    # a traversal's steps are summed in float32 by the fused kernel
-    for name, a, b in zip(["effect", "dim_effect", "sensitivity"], fused, generic):
-        torch.testing.assert_close(a.double(), b.double(), rtol=1e-6, atol=1e-7, msg=name)
+    # chunks inside one traversal, across traversals, and spanning several traversals of one
+    # dim (the generic path folds those by dim)
+    for chunk in (1, 4, 17, 90):
+        generic = _statistics_of(outputs.double(), x0.double(), values, chunk=chunk)
+        assert fused[0].dtype == torch.float32 and generic[0].dtype == torch.float64
+        # a traversal's steps are summed in float32 by the fused kernel
+        for name, a, b in zip(["effect", "dim_effect", "sensitivity"], fused, generic):
+            torch.testing.assert_close(a.double(), b.double(), rtol=1e-6, atol=1e-7, msg=f"{name}, chunk {chunk}")
 
 
 def test_statistics_kernels_are_bitwise_equal_across_cpu_capabilities(tmp_path):

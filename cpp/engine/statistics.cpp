@@ -96,36 +96,67 @@ at::Tensor SweepStatistics::update_fused_cpu(const at::Tensor& y, int64_t start)
   return effect;
 }
 
-// Device-generic path (CUDA, and the CPU when the fused kernel is off): whole-chunk tensor ops.
+// Sums the rows of [n, ...] `per_traversal`, traversal i being grid traversal first + i, into
+// [K, ...] by latent dim. Traversal t's dim is t % K, so after padding the rows to start at a
+// multiple of K they fold into [-1, K, ...] and a reduction over the first axis does it: a fixed
+// order, unlike index_add_ (atomic adds on CUDA, which would break bitwise identity).
+static at::Tensor sum_by_dim(const at::Tensor& per_traversal, int64_t first, int64_t num_dims) {
+  const int64_t offset = first % num_dims, n = per_traversal.size(0);
+  const int64_t padded = (offset + n + num_dims - 1) / num_dims * num_dims;
+  std::vector<int64_t> shape(per_traversal.sizes().begin(), per_traversal.sizes().end());
+  shape[0] = padded;
+  at::Tensor folded = at::zeros(shape, per_traversal.options());
+  folded.narrow(0, offset, n).copy_(per_traversal);
+  shape[0] = num_dims;
+  shape.insert(shape.begin(), padded / num_dims);
+  return folded.view(shape).sum(0);
+}
+
+// Device-generic path (CUDA, and the CPU when the fused kernel is off): whole-chunk tensor ops,
+// reductions only (no atomics), so a chunk gives the same bits every time. Chunk geometry comes
+// from host arithmetic, so nothing here waits for the device.
 at::Tensor SweepStatistics::update_aten(const at::Tensor& y, int64_t start) {
   const int64_t rows = y.size(0);
   if (rows == 0) return at::empty({0}, y.options());
   const auto device = y.device();
-  const at::Tensor g = at::arange(start, start + rows, at::TensorOptions().dtype(at::kLong).device(device));
-  const at::Tensor step = g.remainder(num_steps_);
-  const at::Tensor traversal = g.div(num_steps_, "floor");  // a * K + k of each row
-  const at::Tensor dim = traversal.remainder(num_dims_);
-  const at::Tensor anchor = traversal.div(num_dims_, "floor");
-  const at::Tensor effect =
-      (y.to(at::kDouble) - anchor_outputs_.index_select(0, anchor).to(at::kDouble)).abs().mean(1);
-  dim_effect_sum_.index_add_(0, dim, effect);
-  // Sensitivity: |dy| per row (0 at step 0), summed per traversal in grid order; the
-  // unfinished traversal at the chunk's end is carried in slope_, as in the fused kernel.
-  // Chunk geometry comes from host arithmetic, so nothing here waits for the device.
-  const int64_t first = start / num_steps_, last_row = start + rows - 1;
+  // The chunk covers traversals [first, first + traversals); its row 0 is step `lead` of the first.
+  const int64_t first = start / num_steps_, lead = start - first * num_steps_;
+  const int64_t last_row = start + rows - 1;
   const int64_t traversals = last_row / num_steps_ - first + 1;
   const bool last_complete = last_row % num_steps_ == num_steps_ - 1;
-  const at::Tensor before = at::cat({previous_.unsqueeze(0), y.narrow(0, 0, rows - 1)});
-  const at::Tensor moved = (y - before).abs() * (step > 0).unsqueeze(1).to(y.scalar_type());
-  at::Tensor sums = at::zeros({traversals, features_}, y.options());
-  sums.index_add_(0, traversal - first, moved);
+  const at::Tensor g = at::arange(start, start + rows, at::TensorOptions().dtype(at::kLong).device(device));
+  const at::Tensor anchor = g.div(num_steps_ * num_dims_, "floor");
+
+  // Effect: mean |y - x0| over the features, summed in double.
+  const at::Tensor effect =
+      (y - anchor_outputs_.index_select(0, anchor)).abs().sum(1, /*keepdim=*/false, at::kDouble)
+          .div_(static_cast<double>(features_));
+  // Per traversal through a [traversals, S] frame of zeros (the rows outside this chunk).
+  at::Tensor effect_frame = at::zeros({traversals * num_steps_}, effect.options());
+  effect_frame.narrow(0, lead, rows).copy_(effect);
+  dim_effect_sum_.add_(sum_by_dim(effect_frame.view({traversals, num_steps_}).sum(1), first, num_dims_));
+
+  // Sensitivity: |dy| per row (0 at step 0) summed per traversal; the unfinished traversal at
+  // the chunk's end is carried in slope_, as in the fused kernel.
+  at::Tensor moved = at::zeros({traversals * num_steps_, features_}, y.options());
+  at::Tensor mine = moved.narrow(0, lead, rows);
+  if (rows > 1) {
+    at::Tensor later = mine.narrow(0, 1, rows - 1);
+    at::sub_out(later, y.narrow(0, 1, rows - 1), y.narrow(0, 0, rows - 1));
+  }
+  at::Tensor first_row = mine[0];
+  at::sub_out(first_row, y[0], previous_);
+  mine.abs_();
+  at::Tensor frame = moved.view({traversals, num_steps_, features_});
+  frame.select(1, 0).zero_();  // a traversal's first step has no predecessor in it
+  at::Tensor sums = frame.sum(1);
   sums[0] += slope_;
   const int64_t complete = traversals - (last_complete ? 0 : 1);
   if (complete > 0) {
     const at::Tensor finished = at::arange(first, first + complete, g.options());
     const at::Tensor weight = inv_range_.flatten().index_select(0, finished);
-    sensitivity_sum_.index_add_(0, finished.remainder(num_dims_),
-                                sums.narrow(0, 0, complete).to(at::kDouble) * weight.unsqueeze(1));
+    sensitivity_sum_.add_(
+        sum_by_dim(sums.narrow(0, 0, complete).to(at::kDouble) * weight.unsqueeze(1), first, num_dims_));
   }
   if (last_complete) {
     slope_.zero_();
