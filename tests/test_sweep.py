@@ -15,7 +15,7 @@ import latentsweep as ls
 from sweep_models import mlp_decoder, rowwise_decoder
 from sweep_reference import reference_sweep
 
-BATCH_SIZES = [1, 7, 16, 64, 10_000]  # single rows, ragged, exact divisors, more than the grid
+BATCH_SIZES = [1, 3, 7, 16, 64, 10_000]  # single rows, ragged, exact divisors, more than the grid
 
 
 @pytest.fixture
