@@ -98,8 +98,7 @@ at::Tensor SweepStatistics::update_fused_cpu(const at::Tensor& y, int64_t start)
 
 // Sums the rows of [n, ...] `per_traversal`, traversal i being grid traversal first + i, into
 // [K, ...] by latent dim. Traversal t's dim is t % K, so after padding the rows to start at a
-// multiple of K they fold into [-1, K, ...] and a reduction over the first axis does it: a fixed
-// order, unlike index_add_ (atomic adds on CUDA, which would break bitwise identity).
+// multiple of K they fold into [-1, K, ...] and one reduction over the first axis adds them.
 static at::Tensor sum_by_dim(const at::Tensor& per_traversal, int64_t first, int64_t num_dims) {
   const int64_t offset = first % num_dims, n = per_traversal.size(0);
   const int64_t padded = (offset + n + num_dims - 1) / num_dims * num_dims;
@@ -112,32 +111,41 @@ static at::Tensor sum_by_dim(const at::Tensor& per_traversal, int64_t first, int
   return folded.view(shape).sum(0);
 }
 
-// Device-generic path (CUDA, and the CPU when the fused kernel is off): whole-chunk tensor ops,
-// reductions only (no atomics), so a chunk gives the same bits every time. Chunk geometry comes
-// from host arithmetic, so nothing here waits for the device.
+// Device-generic path (CUDA, and the CPU when the fused kernel is off): whole-chunk tensor ops.
+// On the CPU the sums run row by row in grid order (index_add_ is sequential there), so, as in
+// the fused kernel, they do not depend on how the grid is chunked. On CUDA index_add_ adds
+// atomically, in no fixed order (no bitwise identity): there fixed-order reductions add per
+// traversal and per dim instead, the same bits for the same chunking, which the plan fixes.
+// Chunk geometry comes from host arithmetic, so nothing here waits for the device.
 at::Tensor SweepStatistics::update_aten(const at::Tensor& y, int64_t start) {
   const int64_t rows = y.size(0);
   if (rows == 0) return at::empty({0}, y.options());
   const auto device = y.device();
+  const bool in_grid_order = y.is_cpu();
   // The chunk covers traversals [first, first + traversals); its row 0 is step `lead` of the first.
   const int64_t first = start / num_steps_, lead = start - first * num_steps_;
   const int64_t last_row = start + rows - 1;
   const int64_t traversals = last_row / num_steps_ - first + 1;
   const bool last_complete = last_row % num_steps_ == num_steps_ - 1;
   const at::Tensor g = at::arange(start, start + rows, at::TensorOptions().dtype(at::kLong).device(device));
-  const at::Tensor anchor = g.div(num_steps_ * num_dims_, "floor");
+  const at::Tensor traversal = g.div(num_steps_, "floor");  // a * K + k of each row
+  const at::Tensor anchor = traversal.div(num_dims_, "floor");
 
   // Effect: mean |y - x0| over the features, summed in double.
   const at::Tensor effect =
       (y - anchor_outputs_.index_select(0, anchor)).abs().sum(1, /*keepdim=*/false, at::kDouble)
           .div_(static_cast<double>(features_));
-  // Per traversal through a [traversals, S] frame of zeros (the rows outside this chunk).
-  at::Tensor effect_frame = at::zeros({traversals * num_steps_}, effect.options());
-  effect_frame.narrow(0, lead, rows).copy_(effect);
-  dim_effect_sum_.add_(sum_by_dim(effect_frame.view({traversals, num_steps_}).sum(1), first, num_dims_));
+  if (in_grid_order) {
+    dim_effect_sum_.index_add_(0, traversal.remainder(num_dims_), effect);
+  } else {  // per traversal through a [traversals, S] frame of zeros (rows outside this chunk)
+    at::Tensor frame = at::zeros({traversals * num_steps_}, effect.options());
+    frame.narrow(0, lead, rows).copy_(effect);
+    dim_effect_sum_.add_(sum_by_dim(frame.view({traversals, num_steps_}).sum(1), first, num_dims_));
+  }
 
-  // Sensitivity: |dy| per row (0 at step 0) summed per traversal; the unfinished traversal at
-  // the chunk's end is carried in slope_, as in the fused kernel.
+  // Sensitivity: |dy| per row (0 at a traversal's first step) summed per traversal after the
+  // slope carried in from the previous chunk; the unfinished traversal at the chunk's end is
+  // carried on in slope_, as in the fused kernel. The rows sit in a [traversals, S, F] frame.
   at::Tensor moved = at::zeros({traversals * num_steps_, features_}, y.options());
   at::Tensor mine = moved.narrow(0, lead, rows);
   if (rows > 1) {
@@ -147,16 +155,27 @@ at::Tensor SweepStatistics::update_aten(const at::Tensor& y, int64_t start) {
   at::Tensor first_row = mine[0];
   at::sub_out(first_row, y[0], previous_);
   mine.abs_();
-  at::Tensor frame = moved.view({traversals, num_steps_, features_});
+  const at::Tensor frame = moved.view({traversals, num_steps_, features_});
   frame.select(1, 0).zero_();  // a traversal's first step has no predecessor in it
-  at::Tensor sums = frame.sum(1);
-  sums[0] += slope_;
+  at::Tensor sums;             // [traversals, F]
+  if (in_grid_order) {
+    sums = at::zeros({traversals, features_}, y.options());
+    sums[0].copy_(slope_);
+    sums.index_add_(0, traversal - first, mine);
+  } else {
+    sums = frame.sum(1);
+    sums[0] += slope_;
+  }
   const int64_t complete = traversals - (last_complete ? 0 : 1);
   if (complete > 0) {
     const at::Tensor finished = at::arange(first, first + complete, g.options());
-    const at::Tensor weight = inv_range_.flatten().index_select(0, finished);
-    sensitivity_sum_.add_(
-        sum_by_dim(sums.narrow(0, 0, complete).to(at::kDouble) * weight.unsqueeze(1), first, num_dims_));
+    const at::Tensor weighted = sums.narrow(0, 0, complete).to(at::kDouble) *
+                                inv_range_.flatten().index_select(0, finished).unsqueeze(1);
+    if (in_grid_order) {
+      sensitivity_sum_.index_add_(0, finished.remainder(num_dims_), weighted);
+    } else {
+      sensitivity_sum_.add_(sum_by_dim(weighted, first, num_dims_));
+    }
   }
   if (last_complete) {
     slope_.zero_();
