@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 import sys
@@ -208,11 +209,14 @@ def test_statistics_order_and_invalidation():
     assert torch.equal(stats.sensitivity(), alone.sensitivity())
 
 
-def _statistics_of(outputs: torch.Tensor, x0: torch.Tensor, values: torch.Tensor, chunk: int = 17):
-    """effect, dim_effect, sensitivity of a SweepStatistics fed ``outputs`` in chunks."""
+def _statistics_of(outputs: torch.Tensor, x0: torch.Tensor, values: torch.Tensor, chunk: int = 17,
+                   fixed_order_folds: bool = False):
+    """effect, dim_effect, sensitivity of a SweepStatistics fed ``outputs`` in chunks
+    (``fixed_order_folds``: the generic path's CUDA way of summing, here on the CPU)."""
     from latentsweep._extension import _C
 
     stats, effects = _C.SweepStatistics(x0, values), []
+    stats._set_fixed_order_folds(fixed_order_folds)
     for start in range(0, outputs.shape[0], chunk):
         effects.append(stats.update(outputs[start : start + chunk], start))
     return torch.cat(effects), stats.dim_effect(), stats.sensitivity()
@@ -234,12 +238,13 @@ def test_fused_cpu_kernel_matches_aten_path():
     fused = _statistics_of(outputs, x0, values)
     # chunks inside one traversal, across traversals, and spanning several traversals of one
     # dim (the generic path folds those by dim)
-    for chunk in (1, 4, 17, 90):
-        generic = _statistics_of(outputs.double(), x0.double(), values, chunk=chunk)
+    for chunk, folds in itertools.product((1, 4, 17, 90), (False, True)):
+        generic = _statistics_of(outputs.double(), x0.double(), values, chunk=chunk, fixed_order_folds=folds)
         assert fused[0].dtype == torch.float32 and generic[0].dtype == torch.float64
         # a traversal's steps are summed in float32 by the fused kernel
         for name, a, b in zip(["effect", "dim_effect", "sensitivity"], fused, generic):
-            torch.testing.assert_close(a.double(), b.double(), rtol=1e-6, atol=1e-7, msg=f"{name}, chunk {chunk}")
+            torch.testing.assert_close(a.double(), b.double(), rtol=1e-6, atol=1e-7,
+                                       msg=f"{name}, chunk {chunk}, fixed-order folds {folds}")
 
 
 def test_statistics_kernels_are_bitwise_equal_across_cpu_capabilities(tmp_path):

@@ -28,6 +28,7 @@ SweepStatistics::SweepStatistics(const at::Tensor& anchor_outputs, const at::Ten
   dim_effect_sum_ = at::zeros({num_dims_}, f64);
   previous_ = at::zeros({features_}, anchor_outputs_.options());
   slope_ = at::zeros({features_}, anchor_outputs_.options());
+  fixed_order_folds_ = !anchor_outputs_.is_cpu();
 }
 
 void SweepStatistics::check_valid(const char* what) const {
@@ -115,13 +116,14 @@ static at::Tensor sum_by_dim(const at::Tensor& per_traversal, int64_t first, int
 // On the CPU the sums run row by row in grid order (index_add_ is sequential there), so, as in
 // the fused kernel, they do not depend on how the grid is chunked. On CUDA index_add_ adds
 // atomically, in no fixed order (no bitwise identity): there fixed-order reductions add per
-// traversal and per dim instead, the same bits for the same chunking, which the plan fixes.
+// traversal and per dim instead (fixed_order_folds_), the same bits for the same chunking,
+// which the plan fixes.
 // Chunk geometry comes from host arithmetic, so nothing here waits for the device.
 at::Tensor SweepStatistics::update_aten(const at::Tensor& y, int64_t start) {
   const int64_t rows = y.size(0);
   if (rows == 0) return at::empty({0}, y.options());
   const auto device = y.device();
-  const bool in_grid_order = y.is_cpu();
+  const bool in_grid_order = !fixed_order_folds_;
   // The chunk covers traversals [first, first + traversals); its row 0 is step `lead` of the first.
   const int64_t first = start / num_steps_, lead = start - first * num_steps_;
   const int64_t last_row = start + rows - 1;

@@ -40,6 +40,11 @@ class SweepStatistics {
   // so a unit's statistics depend on its own rows only.
   void reset(int64_t start_row);
 
+  // How the device-generic path adds per traversal and per dim: row by row in grid order
+  // (index_add_; the CPU default: independent of the chunking) or by fixed-order reductions
+  // (the CUDA default: CUDA's index_add_ is atomic). Settable so the CPU tests run both.
+  void set_fixed_order_folds(bool on) { fixed_order_folds_ = on; }
+
   at::ScalarType dtype() const { return anchor_outputs_.scalar_type(); }
   int64_t next_row() const { return next_row_; }
   int64_t total_rows() const { return num_anchors_ * num_dims_ * num_steps_; }
@@ -65,6 +70,7 @@ class SweepStatistics {
   at::Tensor slope_;           // [F] dtype(): sum of |dy| over the unfinished traversal
   int64_t next_row_ = 0;
   bool valid_ = true;
+  bool fixed_order_folds_ = false;
 };
 
 }  // namespace latentsweep
