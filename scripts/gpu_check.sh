@@ -33,7 +33,9 @@ nvidia-smi -L
 step build 300 env LATENTSWEEP_CUDA=ON CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" \
   "$py" -m pip install --no-build-isolation --no-deps -v -e . || exit 1
 "$py" -c "import latentsweep; print(latentsweep.build_info())" || exit 1
-step cuda-tests 150 "$py" -m pytest -q -p no:cacheprovider -n 8 -rfEs -k "cuda or gpu or graph" tests
+# pytest-xdist, where installed, runs the tests in parallel (not a dependency of latentsweep)
+workers() { "$py" -c "import xdist" 2>/dev/null && echo "-n $1"; }
+step cuda-tests 150 "$py" -m pytest -q -p no:cacheprovider $(workers 8) -rfEs -k "cuda or gpu or graph" tests
 step bench-core 90 "$py" benchmarks/bench_core.py --device cuda --repeats 5
 step bench-sweep 150 "$py" benchmarks/bench_sweep.py --device cuda --repeats 3
-step all-tests 300 "$py" -m pytest -q -p no:cacheprovider -n 12 -rfE tests
+step all-tests 300 "$py" -m pytest -q -p no:cacheprovider $(workers 12) -rfE tests
