@@ -54,7 +54,7 @@ def sweep(decoder, **kwargs):
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("scenario", choices=["sweep", "caller-group", "kill", "resume", "directions", "cuda"])
+    parser.add_argument("scenario", choices=["sweep", "caller-group", "kill", "resume", "directions", "cuda", "explain"])
     parser.add_argument("out", type=Path)
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -94,6 +94,22 @@ def main() -> None:
             decoder.to(device)
         save(sweep(decoder, device=device, out=args.out / f"cuda{world}.zarr"), args.out, f"cuda{world}")
         save(sweep(decoder, device=device, keep_outputs=False), args.out, f"cuda-memory{world}")
+    elif args.scenario == "explain":  # rank 0 writes the one report; a failure on rank 0 reaches every rank
+        if world > 1:
+            dist.init_process_group("gloo")
+        rank = dist.get_rank() if dist.is_initialized() else 0
+        codes = ls.Posterior(torch.randn(30, 5, generator=torch.Generator().manual_seed(13)))
+        options = dict(posterior=codes, anchors=2, steps=5, gifs=False, dpi=30, progress=False)
+        path = ls.explain(None, decoder, None, out=args.out / "report", **options)
+        outcome = [str(path)]
+        try:
+            ls.explain(None, lambda z: decoder(z) * float("nan"), None, out=args.out / "failed", **options)
+        except (ValueError, RuntimeError) as error:
+            outcome.append(f"{type(error).__name__}: {error}")
+        (args.out / f"explain-rank{rank}.txt").write_text("\n".join(outcome))
+        if dist.is_initialized():
+            dist.barrier()
+            dist.destroy_process_group()
     elif args.scenario == "kill":
         sweep(killing_decoder(victim=1, at=12), out=args.out / "killed.zarr")
     else:

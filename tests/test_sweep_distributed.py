@@ -86,6 +86,18 @@ def test_cuda_ranks_are_bitwise_identical_and_match_the_cpu(runs, tmp_path):
         np.testing.assert_allclose(single[key], cpu[key], rtol=1e-4, atol=1e-5, err_msg=key)
 
 
+def test_explain_under_torchrun_writes_one_report(tmp_path):
+    """Every rank calls explain: rank 0 does the sweeps alone and writes the report, the others
+    return its path; when rank 0 fails, the others raise too instead of waiting forever."""
+    torchrun(2, "explain", tmp_path)
+    outcomes = [(tmp_path / f"explain-rank{r}.txt").read_text().splitlines() for r in range(2)]
+    assert outcomes[0][0] == outcomes[1][0] == str(tmp_path / "report" / "report.html")
+    assert (tmp_path / "report" / "report.html").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir()) == ["report"]  # the failed one wrote nothing
+    assert outcomes[0][1].startswith("ValueError: latentsweep.") and "NaN" in outcomes[0][1]
+    assert outcomes[1][1].startswith("RuntimeError: latentsweep.explain: rank 0 failed: ValueError:")
+
+
 def test_in_process_single_run_matches_torchrun(runs):
     torch_threads = torch.get_num_threads()
     torch.set_num_threads(1)

@@ -12,6 +12,7 @@ no process group at all (Slurm job arrays, Kubernetes indexed jobs, several note
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 from dataclasses import dataclass
 
@@ -110,3 +111,26 @@ def local_device(device: torch.device, workers: Workers) -> torch.device:
     if device.type == "cuda" and device.index is None and workers.grouped:
         return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
     return device
+
+
+@contextlib.contextmanager
+def leader_only(fn: str):
+    """For work that one process does for all (a report): yields True on rank 0, False on the
+    other ranks, which skip the body. Under a process group the others then wait for rank 0 and
+    raise if it failed; under a launcher's environment without a group (``RANK`` set) they
+    cannot wait and return at once. Alone, the process is rank 0."""
+    initialized = torch.distributed.is_available() and torch.distributed.is_initialized()
+    grouped = initialized and torch.distributed.get_world_size() > 1
+    rank = torch.distributed.get_rank() if initialized else (int(os.environ.get("RANK", "0")) if _env_world() > 1 else 0)
+    failure = None
+    try:
+        yield rank == 0
+    except BaseException as error:
+        failure = f"{type(error).__name__}: {error}"
+        raise
+    finally:
+        if grouped:
+            box = [failure]
+            torch.distributed.broadcast_object_list(box, src=0)
+            if rank != 0 and box[0] is not None:
+                raise RuntimeError(f"{fn}: rank 0 failed: {box[0]}")

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from . import _checks
+from . import distributed as _distributed
 from .clusters import Clusters
 from .clusters import clusters as find_clusters
 from .diagnosis import Diagnosis, diagnose
@@ -111,6 +112,10 @@ def explain(
         report_options: more options of :func:`latentsweep.report` (``max_dims``, ``gifs``,
             ``dpi``, ``anchor_indices``).
 
+    Under ``torchrun`` (every rank calling explain) rank 0 does the work, its sweeps in its own
+    process, and writes the report once; the other ranks wait for it, return the same path, and
+    raise if rank 0 failed.
+
     Returns:
         the path of the written report.
 
@@ -129,12 +134,30 @@ def explain(
         clusters = _checks.integer(_FN, "clusters", clusters, low=2)
     if isinstance(directions, str) and directions == "clusters" and clusters is None and labels is None:
         raise ValueError(f"{_FN}: directions='clusters' needs clusters=K (KMeans) or labels")
-    if posterior is None:
-        if data is None:
-            raise ValueError(f"{_FN}: give data (the inputs) or posterior (their codes)")
-        posterior = encode(encoder, data, batch_size=batch_size, device=device, progress=progress)
-    elif not isinstance(posterior, Posterior):
+    if posterior is None and data is None:
+        raise ValueError(f"{_FN}: give data (the inputs) or posterior (their codes)")
+    if posterior is not None and not isinstance(posterior, Posterior):
         raise TypeError(f"{_FN}: posterior must be a latentsweep.Posterior, got {type(posterior).__name__}")
+    # Under torchrun every rank calls explain: rank 0 does the work (its sweeps in this process
+    # alone) and writes the report once; the others wait for it and return its path.
+    with _distributed.leader_only(_FN) as leader:
+        if not leader:
+            return path
+        return _explain(
+            path, encoder, decoder, data, posterior, anchors=anchors, mode=mode, span=span, steps=steps,
+            prior_std=prior_std, directions=directions, clusters=clusters, labels=labels, dims=dims,
+            max_directions=max_directions, batch_size=batch_size, device=device, output=output,
+            output_transform=output_transform, image_shape=image_shape, feature_names=feature_names,
+            title=title, metrics=metrics, seed=seed, progress=progress, report_options=report_options,
+        )
+
+
+def _explain(path, encoder, decoder, data, posterior, *, anchors, mode, span, steps, prior_std, directions,
+             clusters, labels, dims, max_directions, batch_size, device, output, output_transform, image_shape,
+             feature_names, title, metrics, seed, progress, report_options) -> Path:
+    """explain's steps 1-5, in this process, once its arguments are checked."""
+    if posterior is None:
+        posterior = encode(encoder, data, batch_size=batch_size, device=device, progress=progress)
     if isinstance(data, np.ndarray):
         data = torch.from_numpy(data)
     if isinstance(data, torch.Tensor) and (data.dim() == 0 or data.shape[0] != posterior.num_inputs):
@@ -156,7 +179,7 @@ def explain(
         found = find_clusters(posterior, labels, k=clusters, seed=seed)
 
     sweep = dict(mode=mode, span=span, steps=steps, prior_std=prior_std, device=device, progress=progress,
-                 output=output, output_transform=output_transform,
+                 output=output, output_transform=output_transform, distributed=False,
                  reference=posterior.mu if MODE_TABLE[mode].needs_reference else None)
     starts = posterior[:anchors]
     results = {}
@@ -176,7 +199,8 @@ def explain(
     centroid_outputs, paths = None, {}
     if found is not None:
         centroid_outputs, paths = _cluster_paths(decoder, found, posterior, steps=steps, device=device,
-                                                 progress=progress, output=output, output_transform=output_transform)
+                                                 progress=progress, output=output, output_transform=output_transform,
+                                                 distributed=False)
     first = next(iter([*results.values(), *along.values()]), None)
     out_shape = first.out_shape if first is not None else tuple(centroid_outputs.shape[1:])
     shape = output_image_shape(out_shape, image_shape, data)

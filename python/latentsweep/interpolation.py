@@ -120,6 +120,7 @@ def interpolate(
     resume: bool = False,
     overwrite: bool = False,
     progress: bool | None = None,
+    distributed: bool = True,
     output=None,
     output_transform=None,
     latent_shape=None,
@@ -143,7 +144,7 @@ def interpolate(
         steps: S >= 2 codes per path, endpoints included.
         path: ``"linear"`` or ``"slerp"``.
         batch_size, memory_budget, device, out, keep_outputs, resume, overwrite, progress,
-        latent_shape: as for :func:`latentsweep.traverse`.
+        distributed, latent_shape: as for :func:`latentsweep.traverse`.
 
     Returns:
         an :class:`Interpolation`: ``outputs [P, S, *out_shape]``, ``codes [P, S, D]``,
@@ -185,6 +186,6 @@ def interpolate(
     result = sweep_grid(
         _FN, decoder, spec, batch_size=batch_size, memory_budget=memory_budget, device=device, out=out,
         keep_outputs=keep_outputs, resume=resume, overwrite=overwrite, progress=progress,
-        output=output, output_transform=output_transform,
+        distributed=distributed, output=output, output_transform=output_transform,
     )
     return Interpolation(start=start.cpu(), end=end.cpu(), path=path, t=t, change=result.effect[:, 0], sweep=result)
