@@ -123,6 +123,26 @@ def test_a_store_resumes_and_refuses_another_path(tmp_path):
                        progress=False)
 
 
+def test_an_interrupted_store_says_interpolate_finishes_it(tmp_path):
+    decoder, calls = mlp().double(), [0]
+
+    def fail_on_the_fourth_call(module, inputs):  # the anchors, then some chunks: units done and missing
+        calls[0] += 1
+        if calls[0] == 4:
+            raise RuntimeError("interrupted")
+
+    hook = decoder.register_forward_pre_hook(fail_on_the_fourth_call)
+    start, end = pair()
+    store = tmp_path / "paths.zarr"
+    with pytest.raises(RuntimeError, match="interrupted"):
+        ls.interpolate(decoder, start, end, steps=6, out=store, batch_size=2, progress=False)
+    hook.remove()
+    with pytest.raises(ValueError, match=r"incomplete.*Finish it with interpolate\(\.\.\., out=path, resume=True\)"):
+        ls.open_sweep(store)
+    ls.interpolate(decoder, start, end, steps=6, out=store, batch_size=2, resume=True, progress=False)
+    assert ls.open_sweep(store).num_points == 3 * 6
+
+
 def test_the_engine_options_pass_through():
     decoder = mlp()
     start, end = pair(dtype=torch.float32)

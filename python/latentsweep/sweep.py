@@ -31,6 +31,7 @@ from .decoder_probe import Probe, graphed, probe_anchors, retry_halved
 from .grid_spec import GridSpec, grid_spec
 from .latent_shape import coordinate_labels
 from .merge import OrderedMerge, UnitStatistics
+from .paths import PATHS
 from .plan import SweepPlan, make_plan, plan_from_dict, shard_units, units_for
 from .result import TraversalResult
 from .sinks import Geometry, MemorySink
@@ -548,8 +549,9 @@ def open_sweep(path: str | Path) -> TraversalResult:
 
     Raises:
         ValueError: nothing or something else at ``path``; an incomplete sweep (naming the
-            missing and damaged units: finish it with ``traverse(..., resume=True)`` or the
-            missing shards); a damaged store (saying which part).
+            missing and damaged units: finish it with ``traverse(..., resume=True)``, or
+            ``interpolate(...)`` for a store it wrote, or the missing shards); a damaged store
+            (saying which part).
     """
     fn = "latentsweep.open_sweep"
     if not isinstance(path, (str, Path)):
@@ -571,7 +573,7 @@ def open_sweep(path: str | Path) -> TraversalResult:
             raise ValueError(
                 f"{fn}: the sweep at {path} is incomplete: {len(missing)} of {status.num_units} work units are "
                 f"missing ({describe_units(missing)})" + (f"; damaged: {detail}" if detail else "")
-                + ". Finish it with traverse(..., out=path, resume=True) or run the missing shards"
+                + f". Finish it with {_writer_of(store.params)}(..., out=path, resume=True) or run the missing shards"
             )
         g = store.geometry
         merged = store.merged()
@@ -593,6 +595,12 @@ def open_sweep(path: str | Path) -> TraversalResult:
         )
     finally:
         store.close()
+
+
+def _writer_of(params: dict) -> str:
+    """The function that wrote a store, from its recorded mode: interpolation paths are stored
+    under their path's name ("linear", "slerp"), traversals under theirs."""
+    return "interpolate" if params.get("mode") in PATHS else "traverse"
 
 
 def sweep_status(path: str | Path) -> StoreStatus:
