@@ -71,6 +71,13 @@ def _env_world() -> int:
         return 1
 
 
+def _env_rank() -> int:
+    try:
+        return int(os.environ.get("RANK", "0"))
+    except ValueError:
+        return 0
+
+
 def join(fn: str, shard, device: torch.device | None, *, distributed: bool = True) -> Workers:
     """The Workers of this call (creating a process group only if the environment asks).
     ``distributed=False``: this process alone, whatever group it belongs to."""
@@ -121,7 +128,7 @@ def leader_only(fn: str):
     cannot wait and return at once. Alone, the process is rank 0."""
     initialized = torch.distributed.is_available() and torch.distributed.is_initialized()
     grouped = initialized and torch.distributed.get_world_size() > 1
-    rank = torch.distributed.get_rank() if initialized else (int(os.environ.get("RANK", "0")) if _env_world() > 1 else 0)
+    rank = torch.distributed.get_rank() if initialized else (_env_rank() if _env_world() > 1 else 0)
     failure = None
     try:
         yield rank == 0
