@@ -1,7 +1,7 @@
 """The sweep engine against the decoder alone and the ways people traverse latents by hand,
 in one plain process (no environment tuning: this is what a user gets).
 
-    python benchmarks/bench_sweep.py [--quick] [--repeats N] [--skip-rss] [--device cuda]
+    python benchmarks/bench_sweep.py [--quick] [--repeats N] [--skip-rss] [--device cuda] [--decoders mlp]
 
 For an MLP decoder (32 -> 256 -> 784, sigmoid) and a small transposed-conv decoder producing
 64x64 images, measures, interleaved round by round (best of N; this machine is shared):
@@ -239,6 +239,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="timed rounds (best of; default 3)")
     parser.add_argument("--skip-rss", action="store_true", help="skip the 1M/10M-point memory runs")
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    parser.add_argument("--decoders", default="mlp,deconv", help="which decoders: mlp, deconv or both (default)")
     args = parser.parse_args()
     repeats = 1 if args.quick else args.repeats
     device = torch.device(args.device)
@@ -253,10 +254,16 @@ def main() -> None:
     conv_grid = (4, 10, 21) if args.quick else (256 * scale[1], 10, 21)
     mlp_batches = GPU_MLP_BATCHES if cuda else MLP_BATCHES
     conv_batches = GPU_CONV_BATCHES if cuda else CONV_BATCHES
-    by_size, summary, _ = bench_decoder("MLP 32-256-784", mlp_decoder(), *mlp_grid, repeats, mlp_batches,
-                                        300 if cuda else 2000, device)
-    conv_by_size, conv_summary, _ = bench_decoder("deconv 64x64", conv_decoder(), *conv_grid, repeats,
-                                                  conv_batches, 100 if cuda else 200, device)
+    chosen = {name.strip() for name in args.decoders.split(",")}
+    if not chosen <= {"mlp", "deconv"} or not chosen:
+        parser.error(f"--decoders must name mlp and/or deconv, got {args.decoders!r}")
+    by_size, summary, conv_by_size, conv_summary = [], [], [], []
+    if "mlp" in chosen:
+        by_size, summary, _ = bench_decoder("MLP 32-256-784", mlp_decoder(), *mlp_grid, repeats, mlp_batches,
+                                            300 if cuda else 2000, device)
+    if "deconv" in chosen:
+        conv_by_size, conv_summary, _ = bench_decoder("deconv 64x64", conv_decoder(), *conv_grid, repeats,
+                                                      conv_batches, 100 if cuda else 200, device)
     print(f"\nGrids A anchors x K dims x S steps: MLP {' x '.join(map(str, mlp_grid))} = "
           f"{mlp_grid[0] * mlp_grid[1] * mlp_grid[2]:,} points; deconv {' x '.join(map(str, conv_grid))} = "
           f"{conv_grid[0] * conv_grid[1] * conv_grid[2]:,} points. Best of {repeats} interleaved rounds.\n")
