@@ -143,77 +143,65 @@ def explain(
     with _distributed.leader_only(_FN) as leader:
         if not leader:
             return path
-        return _explain(
-            path, encoder, decoder, data, posterior, anchors=anchors, mode=mode, span=span, steps=steps,
-            prior_std=prior_std, directions=directions, clusters=clusters, labels=labels, dims=dims,
-            max_directions=max_directions, batch_size=batch_size, device=device, output=output,
-            output_transform=output_transform, image_shape=image_shape, feature_names=feature_names,
-            title=title, metrics=metrics, seed=seed, progress=progress, report_options=report_options,
+        if posterior is None:
+            posterior = encode(encoder, data, batch_size=batch_size, device=device, progress=progress)
+        if isinstance(data, np.ndarray):
+            data = torch.from_numpy(data)
+        if isinstance(data, torch.Tensor) and (data.dim() == 0 or data.shape[0] != posterior.num_inputs):
+            raise ValueError(
+                f"{_FN}: data must hold the {posterior.num_inputs} inputs of posterior, one per row, got shape "
+                f"{tuple(data.shape)}"
+            )
+
+        diagnosis = diagnose(posterior, prior_std=prior_std)
+        if mode == "auto":
+            mode = diagnosis.recommended_mode
+        elif MODE_TABLE[mode].needs_logvar and not posterior.is_variational:
+            raise ValueError(
+                f"{_FN}: mode='{mode}' needs an encoder that gives a posterior (mu, logvar), but this one gives "
+                f"plain codes (an autoencoder): use mode='{diagnosis.recommended_mode}' (what mode='auto' picks)"
+            )
+        found = None
+        if clusters is not None or labels is not None:
+            found = find_clusters(posterior, labels, k=clusters, seed=seed)
+
+        sweep = dict(mode=mode, span=span, steps=steps, prior_std=prior_std, device=device, progress=progress,
+                     output=output, output_transform=output_transform, distributed=False,
+                     reference=posterior.mu if MODE_TABLE[mode].needs_reference else None)
+        starts = posterior[:anchors]
+        results = {}
+        if posterior.is_variational or directions == "coordinates" or dims is not None:
+            if dims is None and diagnosis.is_variational:
+                dims = diagnosis.traversal_options()["dims"]
+            results[mode] = traverse(decoder, starts, dims=dims, **sweep)
+            if posterior.is_variational and mode != "posterior":
+                results["posterior"] = traverse(decoder, starts, dims=dims, **{**sweep, "mode": "posterior",
+                                                                               "reference": None})
+        along = {}
+        chosen = _directions(directions, diagnosis, posterior, found, max_directions)
+        if chosen is not None:
+            name, vectors = chosen
+            along[name] = traverse(decoder, starts, directions=vectors, **sweep)
+
+        centroid_outputs, paths = None, {}
+        if found is not None:
+            centroid_outputs, paths = _cluster_paths(
+                decoder, found, posterior, steps=steps, device=device, progress=progress, output=output,
+                output_transform=output_transform, distributed=False,
+            )
+        first = next(iter([*results.values(), *along.values()]), None)
+        out_shape = first.out_shape if first is not None else tuple(centroid_outputs.shape[1:])
+        shape = output_image_shape(out_shape, image_shape, data)
+        inputs = None
+        if shape is not None and isinstance(data, torch.Tensor) and data.dim() >= 2 and first is not None \
+                and math.prod(data.shape[1:]) == math.prod(out_shape):
+            inputs = data[: first.values.shape[0]].reshape(-1, *out_shape)
+        return report(
+            path, diagnosis=diagnosis, results=results or None, posterior=posterior, title=title,
+            image_shape=shape, feature_names=feature_names, inputs=inputs, prior_std=prior_std, metrics=metrics,
+            directions=along or None, clusters=found, centroid_outputs=centroid_outputs,
+            interpolations=paths or None, **report_options,
         )
-
-
-def _explain(path, encoder, decoder, data, posterior, *, anchors, mode, span, steps, prior_std, directions,
-             clusters, labels, dims, max_directions, batch_size, device, output, output_transform, image_shape,
-             feature_names, title, metrics, seed, progress, report_options) -> Path:
-    """explain's steps 1-5, in this process, once its arguments are checked."""
-    if posterior is None:
-        posterior = encode(encoder, data, batch_size=batch_size, device=device, progress=progress)
-    if isinstance(data, np.ndarray):
-        data = torch.from_numpy(data)
-    if isinstance(data, torch.Tensor) and (data.dim() == 0 or data.shape[0] != posterior.num_inputs):
-        raise ValueError(
-            f"{_FN}: data must hold the {posterior.num_inputs} inputs of posterior, one per row, got shape "
-            f"{tuple(data.shape)}"
-        )
-
-    diagnosis = diagnose(posterior, prior_std=prior_std)
-    if mode == "auto":
-        mode = diagnosis.recommended_mode
-    elif MODE_TABLE[mode].needs_logvar and not posterior.is_variational:
-        raise ValueError(
-            f"{_FN}: mode='{mode}' needs an encoder that gives a posterior (mu, logvar), but this one gives "
-            f"plain codes (an autoencoder): use mode='{diagnosis.recommended_mode}' (what mode='auto' picks)"
-        )
-    found = None
-    if clusters is not None or labels is not None:
-        found = find_clusters(posterior, labels, k=clusters, seed=seed)
-
-    sweep = dict(mode=mode, span=span, steps=steps, prior_std=prior_std, device=device, progress=progress,
-                 output=output, output_transform=output_transform, distributed=False,
-                 reference=posterior.mu if MODE_TABLE[mode].needs_reference else None)
-    starts = posterior[:anchors]
-    results = {}
-    if posterior.is_variational or directions == "coordinates" or dims is not None:
-        if dims is None and diagnosis.is_variational:
-            dims = diagnosis.traversal_options()["dims"]
-        results[mode] = traverse(decoder, starts, dims=dims, **sweep)
-        if posterior.is_variational and mode != "posterior":
-            results["posterior"] = traverse(decoder, starts, dims=dims, **{**sweep, "mode": "posterior",
-                                                                           "reference": None})
-    along = {}
-    chosen = _directions(directions, diagnosis, posterior, found, max_directions)
-    if chosen is not None:
-        name, vectors = chosen
-        along[name] = traverse(decoder, starts, directions=vectors, **sweep)
-
-    centroid_outputs, paths = None, {}
-    if found is not None:
-        centroid_outputs, paths = _cluster_paths(decoder, found, posterior, steps=steps, device=device,
-                                                 progress=progress, output=output, output_transform=output_transform,
-                                                 distributed=False)
-    first = next(iter([*results.values(), *along.values()]), None)
-    out_shape = first.out_shape if first is not None else tuple(centroid_outputs.shape[1:])
-    shape = output_image_shape(out_shape, image_shape, data)
-    inputs = None
-    if shape is not None and isinstance(data, torch.Tensor) and data.dim() >= 2 and first is not None \
-            and math.prod(data.shape[1:]) == math.prod(out_shape):
-        inputs = data[: first.values.shape[0]].reshape(-1, *out_shape)
-    return report(
-        path, diagnosis=diagnosis, results=results or None, posterior=posterior, title=title,
-        image_shape=shape, feature_names=feature_names, inputs=inputs, prior_std=prior_std, metrics=metrics,
-        directions=along or None, clusters=found, centroid_outputs=centroid_outputs,
-        interpolations=paths or None, **report_options,
-    )
 
 
 def output_image_shape(out_shape: tuple[int, ...], hint=None, inputs=None, *, fn: str = _FN) -> tuple[int, ...] | None:

@@ -90,13 +90,15 @@ inline void statistics_block_body(const StatisticsChunk& c, int64_t block) {
     const float* __restrict x0 = c.anchor_outputs + index.anchor * c.features + f0;
     // rows left of this traversal in this chunk, when this row is not its first step
     const int64_t run = index.step > 0 ? std::min(c.num_steps - index.step, c.rows - r) : 0;
-    if (run >= 2) {
-      const int n = run >= 4 ? 4 : 2;
+    if (run >= 1) {
+      const int n = run >= 4 ? 4 : run >= 2 ? 2 : 1;
       float partials[4][kAccumulators];
       if (n == 4) {
         rows_of_one_traversal<4>(row(r - 1), row(r), c.features, x0, slope, width, partials);
-      } else {
+      } else if (n == 2) {
         rows_of_one_traversal<2>(row(r - 1), row(r), c.features, x0, slope, width, partials);
+      } else {
+        rows_of_one_traversal<1>(row(r - 1), row(r), c.features, x0, slope, width, partials);
       }
       for (int i = 0; i < n; ++i) {
         c.effect_partial[block * c.rows + r + i] = sum_partials(partials[i]);
@@ -107,29 +109,14 @@ inline void statistics_block_body(const StatisticsChunk& c, int64_t block) {
       r += n;
       continue;
     }
+    // A traversal's first step: its effect only (no predecessor, no slope).
     const float* __restrict y = row(r);
     float partial[kAccumulators] = {0, 0, 0, 0, 0, 0, 0, 0};
-    if (index.step > 0) {  // one pass over y for both the effect and the slope
-      const float* __restrict before = row(r - 1);
-      int64_t f = 0;
-      for (; f + kAccumulators <= width; f += kAccumulators) {
-        for (int l = 0; l < kAccumulators; ++l) {
-          partial[l] += std::fabs(y[f + l] - x0[f + l]);
-          slope[f + l] += std::fabs(y[f + l] - before[f + l]);
-        }
-      }
-      for (int l = 0; f < width; ++f, ++l) {
-        partial[l] += std::fabs(y[f] - x0[f]);
-        slope[f] += std::fabs(y[f] - before[f]);
-      }
-      if (index.step == c.num_steps - 1) complete_traversal(c, index, f0, width, slope);
-    } else {
-      int64_t f = 0;
-      for (; f + kAccumulators <= width; f += kAccumulators) {
-        for (int l = 0; l < kAccumulators; ++l) partial[l] += std::fabs(y[f + l] - x0[f + l]);
-      }
-      for (int l = 0; f < width; ++f, ++l) partial[l] += std::fabs(y[f] - x0[f]);
+    int64_t f = 0;
+    for (; f + kAccumulators <= width; f += kAccumulators) {
+      for (int l = 0; l < kAccumulators; ++l) partial[l] += std::fabs(y[f + l] - x0[f + l]);
     }
+    for (int l = 0; f < width; ++f, ++l) partial[l] += std::fabs(y[f] - x0[f]);
     c.effect_partial[block * c.rows + r] = sum_partials(partial);
     advance_grid(index, c.num_dims, c.num_steps);
     ++r;
