@@ -3,6 +3,7 @@ TensorBoard and CSV; what the logs hold, and that training is bit-identical with
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import csv
 import importlib
@@ -171,6 +172,18 @@ class RankMarkingVAE(LitVAE):
     def encode(self, x):
         (Path(self.folder) / f"rank{self.global_rank}").touch()
         return self.encoder(x)
+
+    def setup(self, stage: str) -> None:
+        # Lightning destroys only nccl groups at exit; a gloo group left to the interpreter's
+        # finalisation can abort the worker after fit ("terminate called without an active
+        # exception", pytorch#190489; once in CI). What a careful user script does: destroy it.
+        if torch.distributed.is_initialized():
+            atexit.register(_destroy_process_group)
+
+
+def _destroy_process_group() -> None:
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
 
 
 @pytest.mark.slow
