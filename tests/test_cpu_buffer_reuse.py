@@ -120,3 +120,15 @@ def test_cpu_sweeps_run_their_decoder_under_the_reusing_allocator():
         outputs = decoder(codes).view(5, 4, 7, -1)
         expected = (outputs - decoder(result.anchors)[:, None, None]).abs().mean(-1)
     torch.testing.assert_close(result.effect, expected)
+
+
+def test_the_units_of_a_sweep_share_one_scope():
+    """A sweep of 9 work units allocates its chunks' activations once: when the scope ended
+    with each unit, every unit allocated (and page-faulted) them again (18 allocations here)."""
+    from latentsweep.plan import make_plan
+
+    decoder = mlp_decoder(latent_dim=4, features=3000)
+    assert make_plan(20 * 4 * 7, 7, 16).num_units == 9
+    before = counters()["allocated"]
+    ls.traverse(decoder, torch.randn(20, 4), steps=7, batch_size=16, keep_outputs=False, progress=False)
+    assert counters()["allocated"] - before <= 4

@@ -247,6 +247,26 @@ def test_fused_cpu_kernel_matches_aten_path():
                                        msg=f"{name}, chunk {chunk}, fixed-order folds {folds}")
 
 
+@pytest.mark.parametrize("features", [7, 130, 400, 784, 1100])
+def test_statistics_do_not_depend_on_the_thread_count(features):
+    """The fused kernel's feature blocks (128 wide, the last one short) fix the bits; threads
+    share them in runs balanced by width, so a block skipped or done twice would show here."""
+    from conftest import num_threads
+
+    generator = torch.Generator().manual_seed(features)
+    anchors = torch.randn(3, 5, generator=generator)
+    values = ls.traversal_values(anchors, steps=6)
+    x0 = torch.rand(3, features, generator=generator)
+    outputs = torch.rand(90, features, generator=generator)
+    with num_threads(1):
+        alone = _statistics_of(outputs, x0, values)
+    for threads in (2, 3, 5):
+        with num_threads(threads):
+            shared = _statistics_of(outputs, x0, values)
+        for name, a, b in zip(["effect", "dim_effect", "sensitivity"], alone, shared):
+            assert torch.equal(a, b), f"{name} with {threads} threads, {features} features"
+
+
 def test_statistics_kernels_are_bitwise_equal_across_cpu_capabilities(tmp_path):
     """The portable and the AVX2 builds of the statistics kernel (chosen once per process by
     LATENTSWEEP_CPU_CAPABILITY) give the same bits."""

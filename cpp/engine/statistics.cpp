@@ -77,8 +77,11 @@ at::Tensor SweepStatistics::update_fused_cpu(const at::Tensor& y, int64_t start)
 #if LATENTSWEEP_HAVE_AVX2_KERNELS
   if (cpu::cpu_capability() == cpu::CpuCapability::kAvx2) block_kernel = &cpu::statistics_block_avx2;
 #endif
-  at::parallel_for(0, blocks, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t b = begin; b < end; ++b) block_kernel(chunk, b);
+  const int64_t tasks = std::min<int64_t>(at::get_num_threads(), blocks);
+  at::parallel_for(0, tasks, 1, [&](int64_t begin, int64_t end) {
+    const int64_t first = cpu::first_block_of_task(begin, tasks, features_);
+    const int64_t last = cpu::first_block_of_task(end, tasks, features_);
+    for (int64_t b = first; b < last; ++b) block_kernel(chunk, b);
   });
   // Combine the blocks in a fixed order, then accumulate per dim in grid order.
   const double* part = partial.const_data_ptr<double>();

@@ -428,14 +428,18 @@ def _decode_units(fn: str, decoder, spec: GridSpec, stats, sink, plan: SweepPlan
         nonlocal computed
         executor = _C.SweepExecutor(fn, decoder, spec.anchors, spec.dims, spec.values, batch_size,
                                     list(sink.geometry.out_shape), spec.code_writer)
-        while remaining:
-            unit = remaining[0]
-            start, stop = plan.unit_rows_of(unit)
-            stats.reset(start)
-            executor.run(stats, start, stop, sink.write_rows, keep_outputs, on_progress)
-            sink.finish_unit(unit, start, stop, UnitStatistics.from_state(stats.state()))
-            computed += stop - start
-            remaining.pop(0)
+        # One buffer-reuse scope for all the units (each executor.run opens its own, nested):
+        # when it ended with every unit, the next unit's first chunk page-faulted all its
+        # activations again (every 4th MLP call 1.7x slower, +5-15% per sweep).
+        with _C.reuse_cpu_buffers() if spec.anchors.device.type == "cpu" else contextlib.nullcontext():
+            while remaining:
+                unit = remaining[0]
+                start, stop = plan.unit_rows_of(unit)
+                stats.reset(start)
+                executor.run(stats, start, stop, sink.write_rows, keep_outputs, on_progress)
+                sink.finish_unit(unit, start, stop, UnitStatistics.from_state(stats.state()))
+                computed += stop - start
+                remaining.pop(0)
         return batch_size
 
     try:

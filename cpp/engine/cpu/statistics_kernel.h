@@ -37,6 +37,17 @@ inline int64_t feature_blocks(int64_t features) {
   return (features + kFeatureBlock - 1) / kFeatureBlock;
 }
 
+// The first feature block of task t when `tasks` threads share the blocks in contiguous runs of
+// about features / tasks features each (task `tasks` gives the end). The blocks fix the bits (a
+// block's sums do not depend on who computes it); this only balances the work: torch's even
+// split by block count gave one of two threads 512 of 784 features (the last block is short).
+inline int64_t first_block_of_task(int64_t t, int64_t tasks, int64_t features) {
+  const int64_t blocks = feature_blocks(features);
+  if (t >= tasks) return blocks;
+  const int64_t block = (t * features / tasks + kFeatureBlock / 2) / kFeatureBlock;
+  return block < blocks ? block : blocks;
+}
+
 // One feature block for every row of the chunk, compiled for the baseline instruction set
 // (statistics_kernel.cpp) and for AVX2 (statistics_kernel_avx2.cpp) from one body
 // (statistics_block.h); cpu::cpu_capability() picks one per process. Both do the same IEEE
