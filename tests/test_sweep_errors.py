@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
@@ -56,6 +58,25 @@ def test_decoder_returning_nan_names_the_grid_points():
 def test_decoder_returning_nan_at_the_anchors():
     with pytest.raises(ValueError, match="NaN or Inf at anchors"):
         ls.traverse(lambda z: rowwise_decoder(z) / 0 * 0, ANCHORS)
+
+
+@pytest.mark.parametrize("bad", [{1: float("inf")}, {2: float("-inf")}, {0: float("inf"), 3: float("-inf")}])
+def test_infinite_outputs_at_the_anchors_are_named(bad):
+    """One checked sum finds them (+inf and -inf together sum to NaN); the rows are named."""
+    def decoder(codes):
+        out = rowwise_decoder(codes)
+        for row, value in bad.items():
+            out[(codes == ANCHORS[row]).all(dim=1), 0] = value
+        return out
+
+    with pytest.raises(ValueError, match=re.escape(f"NaN or Inf at anchors {sorted(bad)}")):
+        ls.traverse(decoder, ANCHORS)
+
+
+def test_huge_finite_outputs_at_the_anchors_are_accepted():
+    """float64 outputs near the largest double overflow a sum; the element check then passes them."""
+    result = ls.traverse(lambda z: rowwise_decoder(z).double() * 0 + 1e308, ANCHORS.double(), steps=3)
+    assert torch.equal(result.effect, torch.zeros_like(result.effect))
 
 
 def test_non_finite_anchors():

@@ -74,13 +74,17 @@ def probe_anchors(fn: str, decoder, spec: GridSpec, probe_rows: int) -> Probe:
                     activation_bytes = (torch.cuda.max_memory_allocated(anchors.device) - before) / chunk.shape[0]
         # The first call pays one-off costs: the fastest later call estimates better, if any.
         estimate = min(per_row[1:]) if len(per_row) > 1 else per_row[0]
-        return Probe(torch.cat(outputs), activation_bytes, estimate)
+        return Probe(outputs[0] if len(outputs) == 1 else torch.cat(outputs), activation_bytes, estimate)
 
     probe = retry_halved(fn, run, min(anchors.shape[0], probe_rows), anchors.device)
-    bad = ~torch.isfinite(probe.outputs.reshape(probe.outputs.shape[0], -1)).all(dim=1)
-    if bool(bad.any()):
-        rows = bad.nonzero().flatten()[:5].tolist()
-        raise ValueError(f"{fn}: the decoder returned NaN or Inf at anchors {rows} (the anchors themselves)")
+    flat = probe.outputs.reshape(probe.outputs.shape[0], -1)
+    # A finite sum means every output is finite (NaN and Inf propagate): one pass, no masks.
+    # A sum that overflowed is checked element by element.
+    if not bool(torch.isfinite(flat.sum(dtype=torch.float64))):
+        bad = ~torch.isfinite(flat).all(dim=1)
+        if bool(bad.any()):
+            rows = bad.nonzero().flatten()[:5].tolist()
+            raise ValueError(f"{fn}: the decoder returned NaN or Inf at anchors {rows} (the anchors themselves)")
     return probe
 
 
