@@ -5,9 +5,10 @@
 #     bash scripts/gpu_check.sh [PYTHON]        # logs in $OUT, default ./gpu-check
 #
 # builds latentsweep with its CUDA kernels (TORCH_CUDA_ARCH_LIST picks the GPU architectures,
-# else torch's own detection), runs the tests that touch CUDA, the GPU benchmarks, then the whole
-# suite. Each step has a time limit and the whole run a deadline (GPU_CHECK_SECONDS, default
-# 560), so a step that hangs leaves the others their time and every log comes back.
+# else torch's own detection), runs the tests that touch CUDA, the GPU benchmarks, a profile of
+# one GPU sweep (profile-sweep.log: where the engine's time goes), then the whole suite. Each
+# step has a time limit and the whole run a deadline (GPU_CHECK_SECONDS, default 560),
+# so a step that hangs leaves the others their time and every log comes back.
 set -uo pipefail
 py=${1:-python3}
 out=${OUT:-gpu-check}
@@ -38,4 +39,5 @@ workers() { "$py" -c "import xdist" 2>/dev/null && echo "-n $1"; }
 step cuda-tests 150 "$py" -m pytest -q -p no:cacheprovider $(workers 8) -rfEs -k "cuda or gpu or graph" tests
 step bench-core 90 "$py" benchmarks/bench_core.py --device cuda --repeats 5
 step bench-sweep 150 "$py" benchmarks/bench_sweep.py --device cuda --repeats 3
+TAIL_LINES=0 step profile-sweep 60 "$py" benchmarks/profile_sweep.py --device cuda
 step all-tests 300 "$py" -m pytest -q -p no:cacheprovider $(workers 12) -rfE tests
