@@ -58,7 +58,8 @@ def default_memory_budget(device: torch.device) -> int:
 
 def bytes_per_row(*, latent_dim: int, features: int, output_bytes: int, activation_bytes: float) -> float:
     """Memory one grid point needs while in flight: two code buffers, the decoder's output
-    and activations, its float32 copy for the statistics and two host buffers."""
+    and activations, its float32 copy for the statistics, and two host buffers (CUDA) or the
+    previous chunk's outputs (CPU: kept alive while the next chunk decodes)."""
     return 2 * latent_dim * 4 + features * (3 * output_bytes + 4) + activation_bytes
 
 
