@@ -333,12 +333,14 @@ def _trial_runner(fn: str, decoder, spec: GridSpec, probe: Probe):
     executor and discards them (the plan, and so the units, need the batch size first)."""
     scratch = _C.SweepStatistics(probe.outputs.reshape(spec.num_anchors, -1), spec.values)
     template = scratch.state()
+    executors = {}  # one per size tried (a size may be timed on several runs of rows)
 
     def run(size: int, first_row: int, end_row: int) -> None:
-        executor = _C.SweepExecutor(fn, decoder, spec.anchors, spec.dims, spec.values, size, list(probe.out_shape),
-                                    spec.code_writer)
+        if size not in executors:
+            executors[size] = _C.SweepExecutor(fn, decoder, spec.anchors, spec.dims, spec.values, size,
+                                               list(probe.out_shape), spec.code_writer)
         scratch.load_state({**template, "next_row": torch.tensor(first_row)})
-        executor.run(scratch, first_row, end_row, None, False, None)
+        executors[size].run(scratch, first_row, end_row, None, False, None)
 
     return run
 
