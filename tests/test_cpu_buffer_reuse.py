@@ -134,10 +134,10 @@ def test_the_units_of_a_sweep_share_one_scope():
     assert counters()["allocated"] - before <= 4
 
 
-def test_each_chunk_decodes_into_the_other_of_two_output_buffers():
+def test_each_chunk_decodes_into_another_buffer_than_the_last():
     """The previous chunk's outputs stay alive during the next decode, so consecutive chunks'
     outputs never share memory (written into the buffer the statistics threads had just read,
-    the MLP's last layer ran 1.7x slower); with two buffers, they alternate."""
+    the MLP's last layer ran 1.7x slower)."""
     decoder = mlp_decoder(latent_dim=4, features=3000)
     pointers = []
 
@@ -152,4 +152,3 @@ def test_each_chunk_decodes_into_the_other_of_two_output_buffers():
     units = [pointers[1:5], pointers[5:9]]
     for chunks in units:
         assert all(a != b for a, b in zip(chunks, chunks[1:])), chunks
-        assert len(set(chunks)) == 2, chunks

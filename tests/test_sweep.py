@@ -231,24 +231,30 @@ def _statistics_problem():
     return outputs, x0, values
 
 
-def test_fused_cpu_kernel_matches_aten_path():
-    """The fused float32 CPU kernel and the device-generic path (used on CUDA, and on the CPU
-    for float64 outputs) agree; the generic path runs here on the same values in float64."""
+def test_fused_cpu_kernels_match_the_generic_path():
+    """The fused CPU kernels (float32, float64) and the device-generic path (CUDA's, run here on
+    the CPU in float64) agree; each fused kernel gives the same bits at any chunking."""
     outputs, x0, values = _statistics_problem()
     fused = _statistics_of(outputs, x0, values)
+    fused64 = _statistics_of(outputs.double(), x0.double(), values)
+    assert fused[0].dtype == torch.float32 and fused64[0].dtype == torch.float64
     # chunks inside one traversal, across traversals, and spanning several traversals of one
     # dim (the generic path folds those by dim)
-    for chunk, folds in itertools.product((1, 4, 17, 90), (False, True)):
-        generic = _statistics_of(outputs.double(), x0.double(), values, chunk=chunk, fixed_order_folds=folds)
-        assert fused[0].dtype == torch.float32 and generic[0].dtype == torch.float64
-        # a traversal's steps are summed in float32 by the fused kernel
-        for name, a, b in zip(["effect", "dim_effect", "sensitivity"], fused, generic):
-            torch.testing.assert_close(a.double(), b.double(), rtol=1e-6, atol=1e-7,
-                                       msg=f"{name}, chunk {chunk}, fixed-order folds {folds}")
+    for chunk in (1, 4, 17, 90):
+        generic = _statistics_of(outputs.double(), x0.double(), values, chunk=chunk, fixed_order_folds=True)
+        for name, a, b, c in zip(["effect", "dim_effect", "sensitivity"], fused, fused64, generic):
+            # a traversal's steps are summed in float32 by the float32 kernel
+            torch.testing.assert_close(a.double(), c, rtol=1e-6, atol=1e-7, msg=f"{name} (float32), chunk {chunk}")
+            torch.testing.assert_close(b, c, rtol=1e-12, atol=1e-14, msg=f"{name} (float64), chunk {chunk}")
+        for dtype, whole in ((torch.float32, fused), (torch.float64, fused64)):
+            chunked = _statistics_of(outputs.to(dtype), x0.to(dtype), values, chunk=chunk)
+            for name, a, b in zip(["effect", "dim_effect", "sensitivity"], whole, chunked):
+                assert torch.equal(a, b), f"{name} ({dtype}), chunk {chunk}"
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("features", [7, 130, 400, 784, 1100])
-def test_statistics_do_not_depend_on_the_thread_count(features):
+def test_statistics_do_not_depend_on_the_thread_count(features, dtype):
     """The fused kernel's feature blocks (128 wide, the last one short) fix the bits; threads
     share them in runs balanced by width, so a block skipped or done twice would show here."""
     from conftest import num_threads
@@ -256,8 +262,8 @@ def test_statistics_do_not_depend_on_the_thread_count(features):
     generator = torch.Generator().manual_seed(features)
     anchors = torch.randn(3, 5, generator=generator)
     values = ls.traversal_values(anchors, steps=6)
-    x0 = torch.rand(3, features, generator=generator)
-    outputs = torch.rand(90, features, generator=generator)
+    x0 = torch.rand(3, features, generator=generator, dtype=dtype)
+    outputs = torch.rand(90, features, generator=generator, dtype=dtype)
     with num_threads(1):
         alone = _statistics_of(outputs, x0, values)
     for threads in (2, 3, 5):
@@ -269,7 +275,7 @@ def test_statistics_do_not_depend_on_the_thread_count(features):
 
 def test_statistics_kernels_are_bitwise_equal_across_cpu_capabilities(tmp_path):
     """The portable and the AVX2 builds of the statistics kernel (chosen once per process by
-    LATENTSWEEP_CPU_CAPABILITY) give the same bits."""
+    LATENTSWEEP_CPU_CAPABILITY) give the same bits, for float32 and float64 outputs."""
     from conftest import cpu_has_avx2_kernels
 
     if not cpu_has_avx2_kernels() or ls.build_info()["cpu_capability"] != "avx2":
@@ -280,6 +286,7 @@ def test_statistics_kernels_are_bitwise_equal_across_cpu_capabilities(tmp_path):
         "import sys, torch; sys.path.insert(0, sys.argv[2]); import latentsweep as ls; "
         "from test_sweep import _statistics_of; p = torch.load(sys.argv[1] + '/problem.pt'); "
         "torch.save({'stats': _statistics_of(p['outputs'], p['x0'], p['values']), "
+        "'stats64': _statistics_of(p['outputs'].double(), p['x0'].double(), p['values']), "
         "'capability': ls.build_info()['cpu_capability']}, sys.argv[1] + '/default.pt')"
     )
     env = {**os.environ, "LATENTSWEEP_CPU_CAPABILITY": "default"}
@@ -290,6 +297,8 @@ def test_statistics_kernels_are_bitwise_equal_across_cpu_capabilities(tmp_path):
     assert portable["capability"] == "default"
     for a, b in zip(_statistics_of(outputs, x0, values), portable["stats"]):
         assert torch.equal(a, b)
+    for a, b in zip(_statistics_of(outputs.double(), x0.double(), values), portable["stats64"]):
+        assert a.dtype == torch.float64 and torch.equal(a, b)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

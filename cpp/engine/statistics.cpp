@@ -48,8 +48,13 @@ at::Tensor SweepStatistics::update(const at::Tensor& outputs, int64_t start) {
   const at::Tensor y = outputs.to(dtype()).contiguous();
   at::Tensor effect;
   try {
-    const bool fused = y.is_cpu() && y.scalar_type() == at::kFloat;
-    effect = fused ? update_fused_cpu(y, start) : update_aten(y, start);
+    if (!y.is_cpu() || fixed_order_folds_) {
+      effect = update_aten(y, start);
+    } else if (y.scalar_type() == at::kDouble) {
+      effect = update_fused_cpu<double>(y, start);
+    } else {
+      effect = update_fused_cpu<float>(y, start);
+    }
   } catch (...) {
     invalidate();
     throw;
@@ -61,19 +66,20 @@ at::Tensor SweepStatistics::update(const at::Tensor& outputs, int64_t start) {
   return effect;
 }
 
+template <typename T>
 at::Tensor SweepStatistics::update_fused_cpu(const at::Tensor& y, int64_t start) {
   const int64_t rows = y.size(0);
   const int64_t blocks = cpu::feature_blocks(features_);
   at::Tensor partial = at::empty({blocks, rows}, y.options().dtype(at::kDouble));
-  cpu::StatisticsChunk chunk{y.const_data_ptr<float>(),
-                             start > 0 ? previous_.const_data_ptr<float>() : nullptr,
-                             anchor_outputs_.const_data_ptr<float>(),
-                             inv_range_.const_data_ptr<double>(),
-                             sensitivity_sum_.data_ptr<double>(),
-                             slope_.data_ptr<float>(),
-                             partial.data_ptr<double>(),
-                             rows, features_, start, num_dims_, num_steps_};
-  auto* block_kernel = &cpu::statistics_block;
+  cpu::StatisticsChunk<T> chunk{y.const_data_ptr<T>(),
+                                start > 0 ? previous_.const_data_ptr<T>() : nullptr,
+                                anchor_outputs_.const_data_ptr<T>(),
+                                inv_range_.const_data_ptr<double>(),
+                                sensitivity_sum_.data_ptr<double>(),
+                                slope_.data_ptr<T>(),
+                                partial.data_ptr<double>(),
+                                rows, features_, start, num_dims_, num_steps_};
+  void (*block_kernel)(const cpu::StatisticsChunk<T>&, int64_t) = &cpu::statistics_block;
 #if LATENTSWEEP_HAVE_AVX2_KERNELS
   if (cpu::cpu_capability() == cpu::CpuCapability::kAvx2) block_kernel = &cpu::statistics_block_avx2;
 #endif
@@ -86,14 +92,14 @@ at::Tensor SweepStatistics::update_fused_cpu(const at::Tensor& y, int64_t start)
   // Combine the blocks in a fixed order, then accumulate per dim in grid order.
   const double* part = partial.const_data_ptr<double>();
   at::Tensor effect = at::empty({rows}, y.options());
-  float* out = effect.data_ptr<float>();
+  T* out = effect.data_ptr<T>();
   double* dim_sum = dim_effect_sum_.data_ptr<double>();
   GridIndex index = unravel_grid(start, num_dims_, num_steps_);
   for (int64_t r = 0; r < rows; ++r) {
     double sum = 0;
     for (int64_t b = 0; b < blocks; ++b) sum += part[b * rows + r];
     const double mean = features_ > 0 ? sum / static_cast<double>(features_) : 0.0;
-    out[r] = static_cast<float>(mean);
+    out[r] = static_cast<T>(mean);
     dim_sum[index.dim] += mean;
     advance_grid(index, num_dims_, num_steps_);
   }
@@ -115,18 +121,15 @@ static at::Tensor sum_by_dim(const at::Tensor& per_traversal, int64_t first, int
   return folded.view(shape).sum(0);
 }
 
-// Device-generic path (CUDA, and the CPU when the fused kernel is off): whole-chunk tensor ops.
-// On the CPU the sums run row by row in grid order (index_add_ is sequential there), so, as in
-// the fused kernel, they do not depend on how the grid is chunked. On CUDA index_add_ adds
-// atomically, in no fixed order (no bitwise identity): there fixed-order reductions add per
-// traversal and per dim instead (fixed_order_folds_), the same bits for the same chunking,
-// which the plan fixes.
+// Device-generic path (CUDA; on the CPU only when a test asks for CUDA's way of summing):
+// whole-chunk tensor ops. index_add_ would add atomically on CUDA, in no fixed order (no bitwise
+// identity), so fixed-order reductions add per traversal and per dim instead: the same bits for
+// the same chunking, which the plan fixes.
 // Chunk geometry comes from host arithmetic, so nothing here waits for the device.
 at::Tensor SweepStatistics::update_aten(const at::Tensor& y, int64_t start) {
   const int64_t rows = y.size(0);
   if (rows == 0) return at::empty({0}, y.options());
   const auto device = y.device();
-  const bool in_grid_order = !fixed_order_folds_;
   // The chunk covers traversals [first, first + traversals); its row 0 is step `lead` of the first.
   const int64_t first = start / num_steps_, lead = start - first * num_steps_;
   const int64_t last_row = start + rows - 1;
@@ -140,9 +143,7 @@ at::Tensor SweepStatistics::update_aten(const at::Tensor& y, int64_t start) {
   const at::Tensor effect =
       (y - anchor_outputs_.index_select(0, anchor)).abs().sum(1, /*keepdim=*/false, at::kDouble)
           .div_(static_cast<double>(features_));
-  if (in_grid_order) {
-    dim_effect_sum_.index_add_(0, traversal.remainder(num_dims_), effect);
-  } else {  // per traversal through a [traversals, S] frame of zeros (rows outside this chunk)
+  {  // per traversal through a [traversals, S] frame of zeros (rows outside this chunk)
     at::Tensor frame = at::zeros({traversals * num_steps_}, effect.options());
     frame.narrow(0, lead, rows).copy_(effect);
     dim_effect_sum_.add_(sum_by_dim(frame.view({traversals, num_steps_}).sum(1), first, num_dims_));
@@ -162,25 +163,14 @@ at::Tensor SweepStatistics::update_aten(const at::Tensor& y, int64_t start) {
   mine.abs_();
   const at::Tensor frame = moved.view({traversals, num_steps_, features_});
   frame.select(1, 0).zero_();  // a traversal's first step has no predecessor in it
-  at::Tensor sums;             // [traversals, F]
-  if (in_grid_order) {
-    sums = at::zeros({traversals, features_}, y.options());
-    sums[0].copy_(slope_);
-    sums.index_add_(0, traversal - first, mine);
-  } else {
-    sums = frame.sum(1);
-    sums[0] += slope_;
-  }
+  at::Tensor sums = frame.sum(1);  // [traversals, F]
+  sums[0] += slope_;
   const int64_t complete = traversals - (last_complete ? 0 : 1);
   if (complete > 0) {
     const at::Tensor finished = at::arange(first, first + complete, g.options());
     const at::Tensor weighted = sums.narrow(0, 0, complete).to(at::kDouble) *
                                 inv_range_.flatten().index_select(0, finished).unsqueeze(1);
-    if (in_grid_order) {
-      sensitivity_sum_.index_add_(0, finished.remainder(num_dims_), weighted);
-    } else {
-      sensitivity_sum_.add_(sum_by_dim(weighted, first, num_dims_));
-    }
+    sensitivity_sum_.add_(sum_by_dim(weighted, first, num_dims_));
   }
   if (last_complete) {
     slope_.zero_();

@@ -40,9 +40,9 @@ class SweepStatistics {
   // so a unit's statistics depend on its own rows only.
   void reset(int64_t start_row);
 
-  // How the device-generic path adds per traversal and per dim: row by row in grid order
-  // (index_add_; the CPU default: independent of the chunking) or by fixed-order reductions
-  // (the CUDA default: CUDA's index_add_ is atomic). Settable so the CPU tests run both.
+  // On: the device-generic path, which adds per traversal and per dim by fixed-order reductions
+  // (CUDA's way: its index_add_ is atomic), always on for CUDA. Off: the fused CPU kernel
+  // (float32 or float64). Settable so the CPU tests run CUDA's way of summing too.
   void set_fixed_order_folds(bool on) { fixed_order_folds_ = on; }
 
   at::ScalarType dtype() const { return anchor_outputs_.scalar_type(); }
@@ -58,6 +58,7 @@ class SweepStatistics {
 
  private:
   void check_valid(const char* what) const;
+  template <typename T>
   at::Tensor update_fused_cpu(const at::Tensor& outputs, int64_t start);
   at::Tensor update_aten(const at::Tensor& outputs, int64_t start);
 

@@ -11,30 +11,53 @@ namespace latentsweep::cpu {
 // inline function left out of line would be one weak symbol, the linker's pick for both).
 namespace {
 
-// kAccumulators floats as one value (GCC/Clang vector extension: one AVX2 register in the AVX2
-// unit, two SSE registers in the baseline one). The two-row loop below is written with it
-// because the auto-vectoriser, given that loop as scalars, vectorised the wrong loop (2.5x slower).
-typedef float Lanes __attribute__((vector_size(kAccumulators * sizeof(float))));
-typedef int32_t LaneBits __attribute__((vector_size(kAccumulators * sizeof(float))));
+// kAccumulators values of T as one (GCC/Clang vector extension: for float one AVX2 register in
+// the AVX2 unit, two SSE registers in the baseline one; for double two and four). The row loops
+// below are written with it because the auto-vectoriser, given them as scalars, vectorised the
+// wrong loop (2.5x slower). The sign bit is cleared through an integer view of the same width.
+template <typename T>
+struct LaneTypes;
+template <>
+struct LaneTypes<float> {
+  typedef float Lanes __attribute__((vector_size(kAccumulators * sizeof(float))));
+  typedef int32_t Bits __attribute__((vector_size(kAccumulators * sizeof(float))));
+  static constexpr int32_t kMagnitude = 0x7fffffff;
+};
+template <>
+struct LaneTypes<double> {
+  typedef double Lanes __attribute__((vector_size(kAccumulators * sizeof(double))));
+  typedef int64_t Bits __attribute__((vector_size(kAccumulators * sizeof(double))));
+  static constexpr int64_t kMagnitude = 0x7fffffffffffffffLL;
+};
+template <typename T>
+using Lanes = typename LaneTypes<T>::Lanes;
 
-inline Lanes load_lanes(const float* p) {
-  Lanes v;
+template <typename T>
+inline Lanes<T> load_lanes(const T* p) {
+  Lanes<T> v;
   __builtin_memcpy(&v, p, sizeof v);
   return v;
 }
-inline void store_lanes(float* p, Lanes v) { __builtin_memcpy(p, &v, sizeof v); }
-inline Lanes abs_lanes(Lanes v) { return reinterpret_cast<Lanes>(reinterpret_cast<LaneBits>(v) & 0x7fffffff); }
+template <typename T>
+inline void store_lanes(T* p, const Lanes<T>& v) { __builtin_memcpy(p, &v, sizeof v); }
+template <typename T>
+inline Lanes<T> abs_lanes(const Lanes<T>& v) {
+  using Bits = typename LaneTypes<T>::Bits;
+  return reinterpret_cast<Lanes<T>>(reinterpret_cast<Bits>(v) & LaneTypes<T>::kMagnitude);
+}
 
 // A row's effect: its fixed-order partial sums, added in double.
-inline double sum_partials(const float (&partial)[kAccumulators]) {
+template <typename T>
+inline double sum_partials(const T (&partial)[kAccumulators]) {
   double sum = 0;
   for (int l = 0; l < kAccumulators; ++l) sum += partial[l];
   return sum;
 }
 
 // At a traversal's last step: its slope, weighted, joins the float64 total; the slope restarts.
-inline void complete_traversal(const StatisticsChunk& c, const GridIndex& index, int64_t f0, int64_t width,
-                               float* __restrict slope) {
+template <typename T>
+inline void complete_traversal(const StatisticsChunk<T>& c, const GridIndex& index, int64_t f0, int64_t width,
+                               T* __restrict slope) {
   const double weight = c.inv_range[index.anchor * c.num_dims + index.dim];
   double* __restrict sens = c.sensitivity_sum + index.dim * c.features + f0;
   for (int64_t g = 0; g < width; ++g) {
@@ -49,29 +72,29 @@ inline void complete_traversal(const StatisticsChunk& c, const GridIndex& index,
 // and the slope once for all, 3 + N loads per 8 features instead of 4N. The same operations in
 // the same order as one row at a time, so the same bits. Not inlined: as a function of restrict
 // parameters the loop compiles to one clean version (inlined, GCC versioned it for aliasing).
-template <int N>
-__attribute__((noinline)) void rows_of_one_traversal(const float* __restrict before, const float* __restrict y,
-                                                     int64_t stride, const float* __restrict x0,
-                                                     float* __restrict slope, int64_t width,
-                                                     float (*__restrict partials)[kAccumulators]) {
-  Lanes effect[N] = {};
+template <int N, typename T>
+__attribute__((noinline)) void rows_of_one_traversal(const T* __restrict before, const T* __restrict y,
+                                                     int64_t stride, const T* __restrict x0,
+                                                     T* __restrict slope, int64_t width,
+                                                     T (*__restrict partials)[kAccumulators]) {
+  Lanes<T> effect[N] = {};
   int64_t f = 0;
   for (; f + kAccumulators <= width; f += kAccumulators) {
-    const Lanes x = load_lanes(x0 + f);
-    Lanes previous = load_lanes(before + f), s = load_lanes(slope + f);
+    const Lanes<T> x = load_lanes(x0 + f);
+    Lanes<T> previous = load_lanes(before + f), s = load_lanes(slope + f);
     for (int i = 0; i < N; ++i) {
-      const Lanes a = load_lanes(y + i * stride + f);
-      effect[i] += abs_lanes(a - x);
-      s += abs_lanes(a - previous);
+      const Lanes<T> a = load_lanes(y + i * stride + f);
+      effect[i] += abs_lanes<T>(a - x);
+      s += abs_lanes<T>(a - previous);
       previous = a;
     }
     store_lanes(slope + f, s);
   }
   for (int i = 0; i < N; ++i) store_lanes(partials[i], effect[i]);
   for (int l = 0; f < width; ++f, ++l) {
-    float previous = before[f], s = slope[f];
+    T previous = before[f], s = slope[f];
     for (int i = 0; i < N; ++i) {
-      const float a = y[i * stride + f];
+      const T a = y[i * stride + f];
       partials[i][l] += std::fabs(a - x0[f]);
       s += std::fabs(a - previous);
       previous = a;
@@ -80,25 +103,26 @@ __attribute__((noinline)) void rows_of_one_traversal(const float* __restrict bef
   }
 }
 
-inline void statistics_block_body(const StatisticsChunk& c, int64_t block) {
+template <typename T>
+inline void statistics_block_body(const StatisticsChunk<T>& c, int64_t block) {
   const int64_t f0 = block * kFeatureBlock;
   const int64_t width = (f0 + kFeatureBlock < c.features ? f0 + kFeatureBlock : c.features) - f0;
-  float* __restrict slope = c.slope + f0;
+  T* __restrict slope = c.slope + f0;
   GridIndex index = unravel_grid(c.start, c.num_dims, c.num_steps);
   const auto row = [&](int64_t r) { return (r >= 0 ? c.outputs + r * c.features : c.previous) + f0; };
   for (int64_t r = 0; r < c.rows;) {
-    const float* __restrict x0 = c.anchor_outputs + index.anchor * c.features + f0;
+    const T* __restrict x0 = c.anchor_outputs + index.anchor * c.features + f0;
     // rows left of this traversal in this chunk, when this row is not its first step
     const int64_t run = index.step > 0 ? std::min(c.num_steps - index.step, c.rows - r) : 0;
     if (run >= 1) {
       const int n = run >= 4 ? 4 : run >= 2 ? 2 : 1;
-      float partials[4][kAccumulators];
+      T partials[4][kAccumulators];
       if (n == 4) {
-        rows_of_one_traversal<4>(row(r - 1), row(r), c.features, x0, slope, width, partials);
+        rows_of_one_traversal<4, T>(row(r - 1), row(r), c.features, x0, slope, width, partials);
       } else if (n == 2) {
-        rows_of_one_traversal<2>(row(r - 1), row(r), c.features, x0, slope, width, partials);
+        rows_of_one_traversal<2, T>(row(r - 1), row(r), c.features, x0, slope, width, partials);
       } else {
-        rows_of_one_traversal<1>(row(r - 1), row(r), c.features, x0, slope, width, partials);
+        rows_of_one_traversal<1, T>(row(r - 1), row(r), c.features, x0, slope, width, partials);
       }
       for (int i = 0; i < n; ++i) {
         c.effect_partial[block * c.rows + r + i] = sum_partials(partials[i]);
@@ -110,8 +134,8 @@ inline void statistics_block_body(const StatisticsChunk& c, int64_t block) {
       continue;
     }
     // A traversal's first step: its effect only (no predecessor, no slope).
-    const float* __restrict y = row(r);
-    float partial[kAccumulators] = {0, 0, 0, 0, 0, 0, 0, 0};
+    const T* __restrict y = row(r);
+    T partial[kAccumulators] = {0, 0, 0, 0, 0, 0, 0, 0};
     int64_t f = 0;
     for (; f + kAccumulators <= width; f += kAccumulators) {
       for (int l = 0; l < kAccumulators; ++l) partial[l] += std::fabs(y[f + l] - x0[f + l]);

@@ -2,11 +2,11 @@
 //
 // For each output row g of the traversal grid (anchor a, dim k, step s) and feature f:
 //   effect[g]    = mean_f |y[g, f] - x0[a, f]|
-//   slope[f]    += |y[g, f] - y[g - 1, f]|                          (for s > 0, in float32)
+//   slope[f]    += |y[g, f] - y[g - 1, f]|               (for s > 0, in the outputs' precision)
 //   and at the traversal's last step: sens[k, f] += slope[f] * inv_range[a, k] (in float64),
 //   then slope = 0.
-// Summing a traversal's steps in float32 and adding to the float64 total once per traversal
-// keeps the inner loops vectorisable (8 floats per AVX2 op) and the result accurate. Features
+// Summing a traversal's steps in the outputs' precision (float32 or float64) and adding to the
+// float64 total once per traversal keeps the inner loops vectorisable and the result accurate. Features
 // go in fixed blocks, rows in grid order within a block, and a row's partial sums are combined
 // in block order, so nothing depends on the number of threads or on how rows are chunked.
 #pragma once
@@ -21,13 +21,15 @@ namespace latentsweep::cpu {
 constexpr int64_t kFeatureBlock = 128;  // features per parallel task (small: threads stay balanced)
 constexpr int kAccumulators = 8;        // fixed-order partial sums (vectorisable, deterministic)
 
+// T: float or double, the outputs' (and the statistics') precision.
+template <typename T>
 struct StatisticsChunk {
-  const float* outputs;         // [rows, features] of grid rows start .. start + rows
-  const float* previous;        // [features]: row start - 1 (null when start is 0)
-  const float* anchor_outputs;  // [A, features]
+  const T* outputs;             // [rows, features] of grid rows start .. start + rows
+  const T* previous;            // [features]: row start - 1 (null when start is 0)
+  const T* anchor_outputs;      // [A, features]
   const double* inv_range;      // [A, K]: 1 / |values[a, k, S-1] - values[a, k, 0]| or 0
   double* sensitivity_sum;      // [K, features]
-  float* slope;                 // [features]: sum of |dy| over the current traversal so far
+  T* slope;                     // [features]: sum of |dy| over the current traversal so far
   double* effect_partial;       // [blocks, rows]: per feature block, sum_f |y - x0|
   int64_t rows, features, start;
   int64_t num_dims, num_steps;
@@ -52,9 +54,11 @@ inline int64_t first_block_of_task(int64_t t, int64_t tasks, int64_t features) {
 // (statistics_kernel.cpp) and for AVX2 (statistics_kernel_avx2.cpp) from one body
 // (statistics_block.h); cpu::cpu_capability() picks one per process. Both do the same IEEE
 // operations in the same order (no FMA contraction), so their results are bitwise equal.
-void statistics_block(const StatisticsChunk& c, int64_t block);
+void statistics_block(const StatisticsChunk<float>& c, int64_t block);
+void statistics_block(const StatisticsChunk<double>& c, int64_t block);
 #if LATENTSWEEP_HAVE_AVX2_KERNELS
-void statistics_block_avx2(const StatisticsChunk& c, int64_t block);
+void statistics_block_avx2(const StatisticsChunk<float>& c, int64_t block);
+void statistics_block_avx2(const StatisticsChunk<double>& c, int64_t block);
 #endif
 
 }  // namespace latentsweep::cpu
