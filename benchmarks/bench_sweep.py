@@ -2,6 +2,7 @@
 in one plain process (no environment tuning: this is what a user gets).
 
     python benchmarks/bench_sweep.py [--quick] [--repeats N] [--skip-rss] [--device cuda] [--decoders mlp]
+                                     [--dtype float64]
 
 For an MLP decoder (32 -> 256 -> 784, sigmoid) and a small transposed-conv decoder producing
 64x64 images, measures, interleaved round by round (best of N; this machine is shared):
@@ -137,10 +138,11 @@ def synchronized(fn, device: torch.device):
 
 def bench_decoder(name: str, decoder: nn.Module, num_anchors: int, num_dims: int, steps: int, repeats: int,
                   batch_sizes: tuple[int, ...], point_limit: int,
-                  device: torch.device = torch.device("cpu")) -> tuple[list[list[str]], list[list[str]], dict]:
+                  device: torch.device = torch.device("cpu"),
+                  dtype: torch.dtype = torch.float32) -> tuple[list[list[str]], list[list[str]], dict]:
     torch.manual_seed(0)
-    decoder.eval().to(device)
-    anchors = torch.randn(num_anchors, LATENT, device=device)
+    decoder.eval().to(device=device, dtype=dtype)
+    anchors = torch.randn(num_anchors, LATENT, device=device, dtype=dtype)
     cuda = device.type == "cuda"
     dims = torch.arange(num_dims, device=device)
     values = ls.traversal_values(anchors, steps=steps, dims=dims)
@@ -240,7 +242,11 @@ def main() -> None:
     parser.add_argument("--skip-rss", action="store_true", help="skip the 1M/10M-point memory runs")
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     parser.add_argument("--decoders", default="mlp,deconv", help="which decoders: mlp, deconv or both (default)")
+    parser.add_argument("--dtype", choices=("float32", "float64"), default="float32",
+                        help="the decoders' and anchors' precision (default float32)")
     args = parser.parse_args()
+    dtype = getattr(torch, args.dtype)
+    tag = "" if dtype == torch.float32 else f" {args.dtype}"
     repeats = 1 if args.quick else args.repeats
     device = torch.device(args.device)
     cuda = device.type == "cuda"
@@ -259,11 +265,11 @@ def main() -> None:
         parser.error(f"--decoders must name mlp and/or deconv, got {args.decoders!r}")
     by_size, summary, conv_by_size, conv_summary = [], [], [], []
     if "mlp" in chosen:
-        by_size, summary, _ = bench_decoder("MLP 32-256-784", mlp_decoder(), *mlp_grid, repeats, mlp_batches,
-                                            300 if cuda else 2000, device)
+        by_size, summary, _ = bench_decoder(f"MLP 32-256-784{tag}", mlp_decoder(), *mlp_grid, repeats, mlp_batches,
+                                            300 if cuda else 2000, device, dtype)
     if "deconv" in chosen:
-        conv_by_size, conv_summary, _ = bench_decoder("deconv 64x64", conv_decoder(), *conv_grid, repeats,
-                                                      conv_batches, 100 if cuda else 200, device)
+        conv_by_size, conv_summary, _ = bench_decoder(f"deconv 64x64{tag}", conv_decoder(), *conv_grid, repeats,
+                                                      conv_batches, 100 if cuda else 200, device, dtype)
     print(f"\nGrids A anchors x K dims x S steps: MLP {' x '.join(map(str, mlp_grid))} = "
           f"{mlp_grid[0] * mlp_grid[1] * mlp_grid[2]:,} points; deconv {' x '.join(map(str, conv_grid))} = "
           f"{conv_grid[0] * conv_grid[1] * conv_grid[2]:,} points. Best of {repeats} interleaved rounds.\n")
