@@ -143,11 +143,10 @@ at::Tensor SweepStatistics::update_aten(const at::Tensor& y, int64_t start) {
   const at::Tensor effect =
       (y - anchor_outputs_.index_select(0, anchor)).abs().sum(1, /*keepdim=*/false, at::kDouble)
           .div_(static_cast<double>(features_));
-  {  // per traversal through a [traversals, S] frame of zeros (rows outside this chunk)
-    at::Tensor frame = at::zeros({traversals * num_steps_}, effect.options());
-    frame.narrow(0, lead, rows).copy_(effect);
-    dim_effect_sum_.add_(sum_by_dim(frame.view({traversals, num_steps_}).sum(1), first, num_dims_));
-  }
+  // per traversal through a [traversals, S] frame of zeros (rows outside this chunk), then by dim
+  at::Tensor effect_frame = at::zeros({traversals * num_steps_}, effect.options());
+  effect_frame.narrow(0, lead, rows).copy_(effect);
+  dim_effect_sum_.add_(sum_by_dim(effect_frame.view({traversals, num_steps_}).sum(1), first, num_dims_));
 
   // Sensitivity: |dy| per row (0 at a traversal's first step) summed per traversal after the
   // slope carried in from the previous chunk; the unfinished traversal at the chunk's end is

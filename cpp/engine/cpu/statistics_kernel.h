@@ -6,9 +6,9 @@
 //   and at the traversal's last step: sens[k, f] += slope[f] * inv_range[a, k] (in float64),
 //   then slope = 0.
 // Summing a traversal's steps in the outputs' precision (float32 or float64) and adding to the
-// float64 total once per traversal keeps the inner loops vectorisable and the result accurate. Features
-// go in fixed blocks, rows in grid order within a block, and a row's partial sums are combined
-// in block order, so nothing depends on the number of threads or on how rows are chunked.
+// float64 total once per traversal keeps the inner loops vectorisable and the result accurate.
+// Features go in fixed blocks, rows in grid order within a block, and a row's partial sums are
+// combined in block order, so nothing depends on the number of threads or on how rows are chunked.
 #pragma once
 
 #include <cmath>
