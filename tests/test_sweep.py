@@ -209,13 +209,13 @@ def test_statistics_order_and_invalidation():
 
 
 def _statistics_of(outputs: torch.Tensor, x0: torch.Tensor, values: torch.Tensor, chunk: int = 17,
-                   fixed_order_folds: bool = False):
+                   generic_path: bool = False):
     """effect, dim_effect, sensitivity of a SweepStatistics fed ``outputs`` in chunks
-    (``fixed_order_folds``: the generic path's CUDA way of summing, here on the CPU)."""
+    (``generic_path``: CUDA's device-generic path, here on the CPU)."""
     from latentsweep._extension import _C
 
     stats, effects = _C.SweepStatistics(x0, values), []
-    stats._set_fixed_order_folds(fixed_order_folds)
+    stats._set_generic_path_on_cpu(generic_path)
     for start in range(0, outputs.shape[0], chunk):
         effects.append(stats.update(outputs[start : start + chunk], start))
     return torch.cat(effects), stats.dim_effect(), stats.sensitivity()
@@ -240,7 +240,7 @@ def test_fused_cpu_kernels_match_the_generic_path():
     # chunks inside one traversal, across traversals, and spanning several traversals of one
     # dim (the generic path folds those by dim)
     for chunk in (1, 4, 17, 90):
-        generic = _statistics_of(outputs.double(), x0.double(), values, chunk=chunk, fixed_order_folds=True)
+        generic = _statistics_of(outputs.double(), x0.double(), values, chunk=chunk, generic_path=True)
         for name, a, b, c in zip(["effect", "dim_effect", "sensitivity"], fused, fused64, generic):
             # a traversal's steps are summed in float32 by the float32 kernel
             torch.testing.assert_close(a.double(), c, rtol=1e-6, atol=1e-7, msg=f"{name} (float32), chunk {chunk}")

@@ -28,7 +28,6 @@ SweepStatistics::SweepStatistics(const at::Tensor& anchor_outputs, const at::Ten
   dim_effect_sum_ = at::zeros({num_dims_}, f64);
   previous_ = at::zeros({features_}, anchor_outputs_.options());
   slope_ = at::zeros({features_}, anchor_outputs_.options());
-  fixed_order_folds_ = !anchor_outputs_.is_cpu();
 }
 
 void SweepStatistics::check_valid(const char* what) const {
@@ -48,7 +47,7 @@ at::Tensor SweepStatistics::update(const at::Tensor& outputs, int64_t start) {
   const at::Tensor y = outputs.to(dtype()).contiguous();
   at::Tensor effect;
   try {
-    if (!y.is_cpu() || fixed_order_folds_) {
+    if (!y.is_cpu() || generic_path_on_cpu_) {
       effect = update_aten(y, start);
     } else if (y.scalar_type() == at::kDouble) {
       effect = update_fused_cpu<double>(y, start);

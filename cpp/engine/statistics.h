@@ -40,10 +40,10 @@ class SweepStatistics {
   // so a unit's statistics depend on its own rows only.
   void reset(int64_t start_row);
 
-  // On: the device-generic path, which adds per traversal and per dim by fixed-order reductions
-  // (CUDA's way: its index_add_ is atomic), always on for CUDA. Off: the fused CPU kernel
-  // (float32 or float64). Settable so the CPU tests run CUDA's way of summing too.
-  void set_fixed_order_folds(bool on) { fixed_order_folds_ = on; }
+  // CPU outputs go to the fused kernel (float32 or float64); CUDA outputs to the device-generic
+  // path (fixed-order reductions: CUDA's index_add_ is atomic). On: CPU outputs take the generic
+  // path too, so the CPU tests run CUDA's way of summing.
+  void set_generic_path_on_cpu(bool on) { generic_path_on_cpu_ = on; }
 
   at::ScalarType dtype() const { return anchor_outputs_.scalar_type(); }
   int64_t next_row() const { return next_row_; }
@@ -71,7 +71,7 @@ class SweepStatistics {
   at::Tensor slope_;           // [F] dtype(): sum of |dy| over the unfinished traversal
   int64_t next_row_ = 0;
   bool valid_ = true;
-  bool fixed_order_folds_ = false;
+  bool generic_path_on_cpu_ = false;
 };
 
 }  // namespace latentsweep
