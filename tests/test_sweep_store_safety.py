@@ -269,6 +269,42 @@ def test_a_store_of_an_older_format_is_refused_then_replaced(tmp_path, full):
     assert_same(sweep(path, overwrite=True), full)
 
 
+def test_a_float64_store_of_an_older_statistics_revision_is_read_but_not_resumed(tmp_path):
+    """float64 statistics changed bits once (revision 2): a store started before must not get
+    units of both revisions, but stays readable; float32 stores never recorded a revision."""
+    from latentsweep.stores import _RECORD_MAGIC, sweep_id
+
+    anchors = ANCHORS.double()
+    expected = ls.traverse(rowwise_decoder, anchors, steps=STEPS, batch_size=BATCH)
+    path = tmp_path / "old64.zarr"
+    ls.traverse(rowwise_decoder, anchors, steps=STEPS, batch_size=BATCH, out=path, shard=(0, 2))
+    meta_file = path / "zarr.json"
+    meta = json.loads(meta_file.read_text())
+    attrs = meta["attributes"]["latentsweep"]
+    assert attrs["params"].pop("statistics_revision") == 2
+    attrs["sweep_id"] = sweep_id(attrs["params"])  # as a store made before revisions were recorded
+    meta_file.write_text(json.dumps(meta))
+    for record in (path / "units").glob("*.rec"):  # its unit records name that sweep
+        data, start = record.read_bytes(), len(_RECORD_MAGIC)
+        size = int.from_bytes(data[start : start + 8], "little")
+        header = json.loads(data[start + 8 : start + 8 + size])
+        header["sweep_id"] = attrs["sweep_id"]
+        text = json.dumps(header).encode()
+        record.write_bytes(data[:start] + len(text).to_bytes(8, "little") + text + data[start + 8 + size :])
+    assert len(ls.sweep_status(path).done) == 4
+    with pytest.raises(ValueError, match=r"statistics revision 1, this version computes revision 2.*open_sweep"):
+        ls.traverse(rowwise_decoder, anchors, steps=STEPS, batch_size=BATCH, out=path, resume=True)
+    with pytest.raises(ValueError, match=r"statistics revision 1"):
+        ls.traverse(rowwise_decoder, anchors, steps=STEPS, batch_size=BATCH, out=path, shard=(1, 2))
+    assert len(ls.sweep_status(path).done) == 4  # of 8: nothing added
+    result = ls.traverse(rowwise_decoder, anchors, steps=STEPS, batch_size=BATCH, out=path, overwrite=True)
+    assert_same(result, expected)
+    assert_same(ls.open_sweep(path), expected)
+    path32 = tmp_path / "new32.zarr"
+    sweep(path32)
+    assert "statistics_revision" not in json.loads((path32 / "zarr.json").read_text())["attributes"]["latentsweep"]["params"]
+
+
 def test_a_measured_batch_choice_is_recorded_and_reused(tmp_path, monkeypatch):
     """batch_size='auto' on the CPU asks _batching.choose_cpu_batch_size (timed trials on real
     rows); the plan and the store record its choice, and a resume goes on with it."""

@@ -11,9 +11,16 @@ from .grid_spec import GridSpec
 from .stores import StoreDamaged, SweepStore, create_store, crc, existing_store, remove_store, stored_array, sweep_id
 
 
+# The statistics' revision per output dtype, bumped when a kernel's bits change for it (float64:
+# 2, its fused CPU kernel). Units of two revisions differ in their last bits, so a store is
+# resumed only by its own revision. Revision 1 is not recorded: stores made before revisions
+# were (all float32 ones, whose bits never changed) keep their identity.
+STATISTICS_REVISIONS = {"torch.float64": 2}
+
+
 def sweep_params(decoder, spec: GridSpec, probe, keep_outputs: bool) -> dict:
     """Everything that makes two sweeps the same sweep (the store's identity)."""
-    return {
+    params = {
         "decoder": fingerprint(getattr(decoder, "decoder", decoder)),  # the user's, not its DecoderCall
         "output_space": getattr(decoder, "output_space", "decoder output"),
         **spec.digest(),
@@ -21,6 +28,10 @@ def sweep_params(decoder, spec: GridSpec, probe, keep_outputs: bool) -> dict:
         "output_dtype": str(probe.outputs.dtype),
         "keep_outputs": keep_outputs,
     }
+    revision = STATISTICS_REVISIONS.get(params["output_dtype"], 1)
+    if revision > 1:
+        params["statistics_revision"] = revision
+    return params
 
 
 def static_arrays(spec: GridSpec, probe) -> dict:
@@ -56,6 +67,14 @@ def leader_store(fn: str, path: Path, want: dict, new_plan, *, explicit, resume,
             continue  # created by someone else meanwhile: open theirs
         if store.sweep_id != sweep_id(params):
             differing = sorted(k for k in set(params) | set(store.params) if params.get(k) != store.params.get(k))
+            if differing == ["statistics_revision"]:
+                raise ValueError(
+                    f"{fn}: {path} holds this sweep, started by another latentsweep version whose statistics "
+                    f"(statistics revision {store.params.get('statistics_revision', 1)}, this version computes "
+                    f"revision {params.get('statistics_revision', 1)}) differ in their last bits; its units cannot be "
+                    "merged with new ones: finish it with that version, read it with latentsweep.open_sweep, "
+                    "or pass overwrite=True to start over"
+                )
             raise ValueError(
                 f"{fn}: {path} holds a sweep with different parameters (it differs in: {', '.join(differing)}); call "
                 f"{call_name(fn)} with that sweep's arguments to resume it, or pass overwrite=True to replace it"
