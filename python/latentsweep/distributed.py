@@ -120,12 +120,28 @@ def local_device(device: torch.device, workers: Workers) -> torch.device:
     return device
 
 
+def leaders_failure(error: BaseException) -> tuple[str, str]:
+    """Rank 0's failure, as sent to the ranks that wait for it (picklable)."""
+    return type(error).__name__, str(error)
+
+
+def raise_leaders_failure(failure: tuple[str, str]):
+    """Raises rank 0's failure on a rank that waited for it: bad input (ValueError, and a
+    damaged store's StoreDamaged, a ValueError) as ValueError, what every rank alone would have
+    raised; anything else as RuntimeError, naming what it was."""
+    kind, message = failure
+    if kind in ("ValueError", "StoreDamaged"):
+        raise ValueError(f"{message} (reported by rank 0)")
+    raise RuntimeError(f"{kind}: {message} (reported by rank 0)")
+
+
 @contextlib.contextmanager
 def leader_only(fn: str):
     """For work that one process does for all (a report): yields True on rank 0, False on the
     other ranks, which skip the body. Under a process group the others then wait for rank 0 and
     raise if it failed; under a launcher's environment without a group (``RANK`` set) they
-    cannot wait and return at once. Alone, the process is rank 0."""
+    cannot wait and return at once (raise_leaders_failure says how a failure on rank 0 is
+    raised on them). Alone, the process is rank 0."""
     initialized = torch.distributed.is_available() and torch.distributed.is_initialized()
     grouped = initialized and torch.distributed.get_world_size() > 1
     rank = torch.distributed.get_rank() if initialized else (_env_rank() if _env_world() > 1 else 0)
@@ -133,11 +149,11 @@ def leader_only(fn: str):
     try:
         yield rank == 0
     except BaseException as error:
-        failure = f"{type(error).__name__}: {error}"
+        failure = leaders_failure(error)
         raise
     finally:
         if grouped:
             box = [failure]
             torch.distributed.broadcast_object_list(box, src=0)
             if rank != 0 and box[0] is not None:
-                raise RuntimeError(f"{fn}: rank 0 failed: {box[0]}")
+                raise_leaders_failure(box[0])

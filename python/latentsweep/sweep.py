@@ -395,14 +395,13 @@ def _leader_decides(workers, decide):
         except Exception as error:  # noqa: BLE001 - the other ranks raise it too
             if not workers.grouped:
                 raise
-            outcome, failure = ("error", type(error).__name__, str(error)), error
+            outcome, failure = ("error", _distributed.leaders_failure(error)), error
     outcome = workers.broadcast(outcome)
     if outcome[0] == "ok":
         return outcome[1]
     if failure is not None:
         raise failure
-    kind = ValueError if outcome[1] in ("ValueError", "StoreDamaged") else RuntimeError
-    raise kind(f"{outcome[2]} (reported by rank 0)")
+    _distributed.raise_leaders_failure(outcome[1])
 
 
 def _check_fits_in_memory(fn: str, geometry: Geometry) -> None:
