@@ -124,14 +124,15 @@ def test_cpu_sweeps_run_their_decoder_under_the_reusing_allocator():
 
 def test_the_units_of_a_sweep_share_one_scope():
     """A sweep of 9 work units allocates its chunks' activations once: when the scope ended
-    with each unit, every unit allocated (and page-faulted) them again (18 allocations here)."""
+    with each unit, every unit allocated (and page-faulted) them again (18 allocations here;
+    5 with one scope: a unit's short last batch, 15 of 16 rows, takes one block more)."""
     from latentsweep.plan import make_plan
 
     decoder = mlp_decoder(latent_dim=4, features=3000)
-    assert make_plan(20 * 4 * 7, 7, 16).num_units == 9
+    assert make_plan(20 * 4 * 7, 7, 16, padded=False).num_units == 9
     before = counters()["allocated"]
     ls.traverse(decoder, torch.randn(20, 4), steps=7, batch_size=16, keep_outputs=False, progress=False)
-    assert counters()["allocated"] - before <= 4
+    assert counters()["allocated"] - before <= 6
 
 
 def test_each_chunk_decodes_into_another_buffer_than_the_last():

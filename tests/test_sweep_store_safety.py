@@ -305,6 +305,26 @@ def test_a_float64_store_of_an_older_statistics_revision_is_read_but_not_resumed
     assert "statistics_revision" not in json.loads((path32 / "zarr.json").read_text())["attributes"]["latentsweep"]["params"]
 
 
+def test_a_store_planned_before_short_batches_were_unpadded_resumes_padded(tmp_path, full):
+    """Its units were decoded with every batch padded to the batch size; the rest are too, so
+    the store's results stay those of one uninterrupted run of its version."""
+    path = tmp_path / "old.zarr"
+    sweep(path, shard=(0, 2))
+    meta_file = path / "zarr.json"
+    meta = json.loads(meta_file.read_text())
+    assert meta["attributes"]["latentsweep"]["plan"].pop("padded") is False
+    meta_file.write_text(json.dumps(meta))
+    sizes = []
+
+    def recording(codes):
+        sizes.append(codes.shape[0])
+        return rowwise_decoder(codes)
+
+    recording.__module__, recording.__qualname__ = rowwise_decoder.__module__, rowwise_decoder.__qualname__  # same decoder
+    assert_same(sweep(path, decoder=recording, resume=True), full)
+    assert set(sizes[1:]) == {BATCH}  # [0]: the anchors
+
+
 def test_a_measured_batch_choice_is_recorded_and_reused(tmp_path, monkeypatch):
     """batch_size='auto' on the CPU asks _batching.choose_cpu_batch_size (timed trials on real
     rows); the plan and the store record its choice, and a resume goes on with it."""

@@ -29,7 +29,7 @@ std::string shape_string(at::IntArrayRef shape) {
 
 SweepExecutor::SweepExecutor(std::string fn, py::object decoder, at::Tensor anchors, at::Tensor dims,
                              at::Tensor values, int64_t batch_size, std::vector<int64_t> out_shape,
-                             py::object code_writer)
+                             py::object code_writer, bool pad_short_chunks)
     : fn_(std::move(fn)),
       decoder_(std::move(decoder)),
       code_writer_(std::move(code_writer)),
@@ -37,6 +37,7 @@ SweepExecutor::SweepExecutor(std::string fn, py::object decoder, at::Tensor anch
       dims_(dims.contiguous()),
       values_(std::move(values)),
       batch_size_(batch_size),
+      pad_short_chunks_(pad_short_chunks),
       out_shape_(std::move(out_shape)) {
   TORCH_CHECK(batch_size_ >= 1, "SweepExecutor: batch_size must be >= 1");
   TORCH_CHECK(anchors_.dim() == 2 && values_.dim() == 3, "SweepExecutor: bad anchors/values");
@@ -44,7 +45,7 @@ SweepExecutor::SweepExecutor(std::string fn, py::object decoder, at::Tensor anch
   for (int64_t size : out_shape_) features_ *= size;
 }
 
-void SweepExecutor::write_codes(at::Tensor& buffer, int64_t start, int64_t count) const {
+at::Tensor SweepExecutor::write_codes(at::Tensor& buffer, int64_t start, int64_t count) const {
   at::Tensor rows = buffer.narrow(0, 0, count);
   if (code_writer_.is_none()) {
     // The grid was validated once (grid_spec.py): no scan of dims, and no sync, per chunk.
@@ -53,9 +54,9 @@ void SweepExecutor::write_codes(at::Tensor& buffer, int64_t start, int64_t count
     py::gil_scoped_acquire gil;
     code_writer_(start, count, rows);
   }
-  if (count < batch_size_) {  // pad: the decoder always sees the same shape
-    buffer.narrow(0, count, batch_size_ - count).copy_(buffer[count - 1].expand({batch_size_ - count, buffer.size(1)}));
-  }
+  if (count == batch_size_ || !pad_short_chunks_) return rows;
+  buffer.narrow(0, count, batch_size_ - count).copy_(buffer[count - 1].expand({batch_size_ - count, buffer.size(1)}));
+  return buffer;
 }
 
 at::Tensor SweepExecutor::decode(const at::Tensor& codes) const {
@@ -65,9 +66,10 @@ at::Tensor SweepExecutor::decode(const at::Tensor& codes) const {
                          std::string(py::str(py::type::of(result).attr("__name__"))));
   }
   const at::Tensor y = THPVariable_Unpack(result.ptr());
-  if (y.dim() < 1 || y.size(0) != batch_size_) {
+  const int64_t rows = codes.size(0);
+  if (y.dim() < 1 || y.size(0) != rows) {
     throw py::value_error(fn_ + ": the decoder returned shape " + shape_string(y.sizes()) +
-                          " for a batch of " + std::to_string(batch_size_) +
+                          " for a batch of " + std::to_string(rows) +
                           " codes; it must return one output per code ([batch, ...])");
   }
   if (y.sizes().slice(1) != at::IntArrayRef(out_shape_)) {
@@ -83,7 +85,7 @@ at::Tensor SweepExecutor::decode(const at::Tensor& codes) const {
     throw py::value_error(fn_ + ": the decoder returned outputs on " + y.device().str() +
                           " for codes on " + anchors_.device().str());
   }
-  return y.reshape({batch_size_, features_});
+  return y.reshape({rows, features_});
 }
 
 // A plain scan of the chunk's effect on the host (one value per row: no tensor ops per chunk);
@@ -162,11 +164,12 @@ void SweepExecutor::run_cpu(SweepStatistics& stats, int64_t first_row, int64_t e
   at::Tensor previous_outputs;
   for (int64_t start = first_row; start < end_row; start += batch_size_) {
     Chunk chunk{start, std::min(batch_size_, end_row - start), {}, {}};
+    at::Tensor input;
     {
       py::gil_scoped_release no_gil;
-      write_codes(codes, chunk.start, chunk.count);
+      input = write_codes(codes, chunk.start, chunk.count);
     }
-    chunk.outputs = decode(codes).narrow(0, 0, chunk.count);
+    chunk.outputs = decode(input).narrow(0, 0, chunk.count);
     {
       py::gil_scoped_release no_gil;
       chunk.effect = stats.update(chunk.outputs, chunk.start);
@@ -188,7 +191,7 @@ void SweepExecutor::run_pipelined(SweepStatistics& stats, int64_t first_row, int
   const auto pinned = [&](std::vector<int64_t> shape, at::ScalarType dtype) {
     return at::empty(shape, at::TensorOptions().dtype(dtype).pinned_memory(true));
   };
-  at::Tensor codes[2], host_outputs[2], host_effect[2];
+  at::Tensor codes[2], inputs[2], host_outputs[2], host_effect[2];
   for (int b = 0; b < 2; ++b) {
     codes[b] = at::empty({batch_size_, anchors_.size(1)}, anchors_.options());
     host_effect[b] = pinned({batch_size_}, stats.dtype());
@@ -200,7 +203,7 @@ void SweepExecutor::run_pipelined(SweepStatistics& stats, int64_t first_row, int
   const auto chunk_at = [&](int64_t start) { return Chunk{start, std::min(batch_size_, end_row - start), {}, {}}; };
   const auto enqueue_codes = [&](int b, const Chunk& chunk) {
     const c10::StreamGuard on_side(side);
-    write_codes(codes[b], chunk.start, chunk.count);
+    inputs[b] = write_codes(codes[b], chunk.start, chunk.count);
     codes_ready[b].record(side);
   };
   if (first_row >= end_row) return;
@@ -218,7 +221,7 @@ void SweepExecutor::run_pipelined(SweepStatistics& stats, int64_t first_row, int
   for (int64_t start = first_row; start < end_row; start += batch_size_, b ^= 1) {
     Chunk chunk = chunk_at(start);
     codes_ready[b].block(compute);
-    chunk.outputs = decode(codes[b]).narrow(0, 0, chunk.count);  // enqueued on `compute`
+    chunk.outputs = decode(inputs[b]).narrow(0, 0, chunk.count);  // enqueued on `compute`
     decoded[b].record(compute);
     const int64_t next = start + batch_size_;
     if (next < end_row) {

@@ -27,11 +27,14 @@ class SweepExecutor {
   // [start, start + count) into out [count, D] in the same row order (e.g. traversals along
   // directions, with _direction_codes_into_trusted). fn: the public function the user called
   // ("latentsweep.interpolate"), which every message about the decoder starts with.
+  // pad_short_chunks: a chunk shorter than batch_size (a unit's last) reaches the decoder padded
+  // to batch_size with copies of its last code (one shape for every call: CUDA graphs), else as
+  // it is (no decoder work on padding: on the CPU up to S - 1 rows per unit).
   SweepExecutor(std::string fn, pybind11::object decoder, at::Tensor anchors, at::Tensor dims, at::Tensor values,
                 int64_t batch_size, std::vector<int64_t> out_shape,
-                pybind11::object code_writer = pybind11::none());
+                pybind11::object code_writer = pybind11::none(), bool pad_short_chunks = true);
 
-  // Decodes grid rows [first_row, end_row) in chunks of batch_size (the last one padded).
+  // Decodes grid rows [first_row, end_row) in chunks of batch_size (see pad_short_chunks).
   // For each chunk, in grid order: sink(start, count, outputs, effect) with outputs a CPU
   // tensor [count, *out_shape] (None unless copy_outputs) and effect a CPU tensor [count]; then
   // progress(count). If anything fails, the statistics are invalidated (the caller resets them
@@ -48,9 +51,10 @@ class SweepExecutor {
     at::Tensor effect;   // [count] on the device
   };
 
-  // Writes the codes of rows [start, start + count) into `buffer`, padding with the last row.
-  void write_codes(at::Tensor& buffer, int64_t start, int64_t count) const;
-  // Calls the decoder and checks what it returned; returns [batch, F] (a view).
+  // Writes the codes of rows [start, start + count) into `buffer` and returns the decoder's input:
+  // the buffer padded with copies of the last row, or its first count rows.
+  at::Tensor write_codes(at::Tensor& buffer, int64_t start, int64_t count) const;
+  // Calls the decoder on codes [n, D] and checks what it returned; returns [n, F] (a view).
   at::Tensor decode(const at::Tensor& codes) const;
   void check_finite(const at::Tensor& effect_cpu, int64_t start) const;
   void deliver(SweepStatistics& stats, const Chunk& chunk, const at::Tensor& outputs_cpu,
@@ -66,6 +70,7 @@ class SweepExecutor {
   pybind11::object code_writer_;
   at::Tensor anchors_, dims_, values_;
   int64_t batch_size_;
+  bool pad_short_chunks_;
   std::vector<int64_t> out_shape_;
   int64_t features_;
 };

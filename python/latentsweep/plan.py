@@ -17,13 +17,16 @@ UNIT_MIN_BATCHES = 4  # decoder calls per unit, about: amortises a unit's record
 class SweepPlan:
     """``num_rows`` grid rows (A*K*S) of ``num_steps`` steps, decoded ``batch_size`` at a time
     in units of ``unit_rows`` rows (a multiple of ``num_steps``); the store's chunks hold
-    ``chunk_rows`` rows (``unit_rows`` is a multiple of it)."""
+    ``chunk_rows`` rows (``unit_rows`` is a multiple of it). A unit's last batch may be short:
+    ``padded`` decodes it padded to ``batch_size`` (every call one shape: CUDA, and stores made
+    before this choice was recorded), else as it is (the CPU: no decoder work on padding)."""
 
     num_rows: int
     num_steps: int
     batch_size: int
     unit_rows: int
     chunk_rows: int
+    padded: bool = True
 
     @property
     def num_units(self) -> int:
@@ -38,12 +41,13 @@ class SweepPlan:
         return asdict(self)
 
 
-def make_plan(num_rows: int, num_steps: int, batch_size: int) -> SweepPlan:
+def make_plan(num_rows: int, num_steps: int, batch_size: int, *, padded: bool) -> SweepPlan:
     """Units of whole traversals filling about UNIT_MIN_BATCHES batches.
 
-    When a few batches hold a whole number of traversals, units are exactly that (no padded
+    When a few batches hold a whole number of traversals, units are exactly that (no short
     batch, store chunks of one batch). Otherwise a unit is as many whole traversals as fit in
-    UNIT_MIN_BATCHES batches (its last batch short by fewer than S rows) and is one store chunk.
+    UNIT_MIN_BATCHES batches (its last batch short by fewer than S rows, padded or not as
+    ``padded`` says) and is one store chunk.
     """
     batch_size = max(1, min(batch_size, num_rows))
     aligned = math.lcm(batch_size, num_steps)
@@ -56,11 +60,15 @@ def make_plan(num_rows: int, num_steps: int, batch_size: int) -> SweepPlan:
     if unit_rows >= num_rows:
         unit_rows = num_rows
         chunk_rows = min(chunk_rows, num_rows)
-    return SweepPlan(num_rows, num_steps, batch_size, unit_rows, chunk_rows)
+    return SweepPlan(num_rows, num_steps, batch_size, unit_rows, chunk_rows, padded)
 
 
 def plan_from_dict(fields: dict) -> SweepPlan:
-    plan = SweepPlan(**{k: int(fields[k]) for k in ("num_rows", "num_steps", "batch_size", "unit_rows", "chunk_rows")})
+    padded = fields.get("padded", True)  # plans recorded before it was a choice padded every batch
+    if not isinstance(padded, bool):
+        raise ValueError(f"inconsistent plan {fields}")
+    plan = SweepPlan(**{k: int(fields[k]) for k in ("num_rows", "num_steps", "batch_size", "unit_rows", "chunk_rows")},
+                     padded=padded)
     whole = plan.unit_rows == plan.num_rows
     if not (min(plan.num_rows, plan.num_steps, plan.batch_size, plan.chunk_rows, plan.unit_rows) >= 1
             and plan.num_rows % plan.num_steps == 0

@@ -228,6 +228,9 @@ def sweep_grid(
             sink, plan, pending = opened
             mine = _my_units(plan, pending, workers)
             stats = _C.SweepStatistics(probe.outputs.reshape(spec.num_anchors, -1), spec_d.values)
+            if cuda_graph and not plan.padded:
+                raise ValueError(f"{fn}: cuda_graph=True needs batches of one size, and the sweep at {out} was "
+                                 "planned with short batches (started on the CPU); resume it without cuda_graph")
             decode = graphed(fn, decode_fn, plan.batch_size, spec_d.anchors) if cuda_graph else decode_fn
             sweep_started = time.perf_counter()
             rows = sum(plan.unit_rows_of(u)[1] - plan.unit_rows_of(u)[0] for u in mine)
@@ -352,7 +355,9 @@ def _open_sink(fn: str, out, spec, probe, geometry, decoder, choose_batch, *, ex
     resumed or replaced), then joined by the other ranks. The batch size is chosen only for a
     new sweep, by the leader; a store's recorded plan wins."""
     def new_plan() -> SweepPlan:
-        return make_plan(spec.num_rows, spec.num_steps, choose_batch())
+        # CUDA pads short batches (one shape for every call, as CUDA graphs need; padding costs
+        # a GPU little); the CPU decodes them as they are.
+        return make_plan(spec.num_rows, spec.num_steps, choose_batch(), padded=probe.outputs.device.type == "cuda")
 
     if out is None:
         if keep_outputs:
@@ -428,7 +433,7 @@ def _decode_units(fn: str, decoder, spec: GridSpec, stats, sink, plan: SweepPlan
     def run(batch_size: int) -> int:
         nonlocal computed
         executor = _C.SweepExecutor(fn, decoder, spec.anchors, spec.dims, spec.values, batch_size,
-                                    list(sink.geometry.out_shape), spec.code_writer)
+                                    list(sink.geometry.out_shape), spec.code_writer, plan.padded)
         # One buffer-reuse scope for all the units (each executor.run opens its own, nested):
         # when it ended with every unit, the next unit's first chunk page-faulted all its
         # activations again (every 4th MLP call 1.7x slower, +5-15% per sweep).
