@@ -15,6 +15,7 @@ import atexit
 import contextlib
 import os
 from dataclasses import dataclass
+from typing import NoReturn
 
 import torch
 
@@ -125,7 +126,7 @@ def leaders_failure(error: BaseException) -> tuple[str, str]:
     return type(error).__name__, str(error)
 
 
-def raise_leaders_failure(failure: tuple[str, str]):
+def raise_leaders_failure(failure: tuple[str, str]) -> NoReturn:
     """Raises rank 0's failure on a rank that waited for it: bad input (ValueError, and a
     damaged store's StoreDamaged, a ValueError) as ValueError, what every rank alone would have
     raised; anything else as RuntimeError, naming what it was."""
@@ -136,7 +137,7 @@ def raise_leaders_failure(failure: tuple[str, str]):
 
 
 @contextlib.contextmanager
-def leader_only(fn: str):
+def leader_only():
     """For work that one process does for all (a report): yields True on rank 0, False on the
     other ranks, which skip the body. Under a process group the others then wait for rank 0 and
     raise if it failed; under a launcher's environment without a group (``RANK`` set) they

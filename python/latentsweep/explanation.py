@@ -140,7 +140,7 @@ def explain(
         raise TypeError(f"{_FN}: posterior must be a latentsweep.Posterior, got {type(posterior).__name__}")
     # Under torchrun every rank calls explain: rank 0 does the work (its sweeps in this process
     # alone) and writes the report once; the others wait for it and return its path.
-    with _distributed.leader_only(_FN) as leader:
+    with _distributed.leader_only() as leader:
         if not leader:
             return path
         if posterior is None:
