@@ -272,6 +272,30 @@ def test_statistics_do_not_depend_on_the_thread_count(features, dtype):
             assert torch.equal(a, b), f"{name} with {threads} threads, {features} features"
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("steps", [1, 2, 5, 21])
+def test_statistics_in_row_ranges_do_not_depend_on_the_thread_count(steps, dtype):
+    """Chunks of enough traversals are shared by threads in row ranges (split at traversal
+    starts; later ranges' sensitivity terms kept, then added in grid order): the same bits as
+    one thread, for chunks that start and end inside traversals, and one-step traversals."""
+    from conftest import num_threads
+
+    generator = torch.Generator().manual_seed(steps)
+    anchors = torch.randn(4, 5, generator=generator)
+    values = ls.traversal_values(anchors, steps=steps)
+    rows, features = 4 * 5 * steps, 300
+    x0 = torch.rand(4, features, generator=generator, dtype=dtype)
+    outputs = torch.rand(rows, features, generator=generator, dtype=dtype)
+    for chunk in (4 * steps * 2 + 3, 4 * steps * 3 + 1, rows):  # 2, 3 ranges or more, uneven
+        with num_threads(1):
+            alone = _statistics_of(outputs, x0, values, chunk=chunk)
+        for threads in (2, 3, 5):
+            with num_threads(threads):
+                shared = _statistics_of(outputs, x0, values, chunk=chunk)
+            for name, a, b in zip(["effect", "dim_effect", "sensitivity"], alone, shared):
+                assert torch.equal(a, b), f"{name}: {threads} threads, chunks of {chunk}, {steps} steps"
+
+
 def test_statistics_kernels_are_bitwise_equal_across_cpu_capabilities(tmp_path):
     """The portable and the AVX2 builds of the statistics kernel (chosen once per process by
     LATENTSWEEP_CPU_CAPABILITY) give the same bits, for float32 and float64 outputs."""

@@ -70,24 +70,50 @@ at::Tensor SweepStatistics::update_fused_cpu(const at::Tensor& y, int64_t start)
   const int64_t rows = y.size(0);
   const int64_t blocks = cpu::feature_blocks(features_);
   at::Tensor partial = at::empty({blocks, rows}, y.options().dtype(at::kDouble));
-  cpu::StatisticsChunk<T> chunk{y.const_data_ptr<T>(),
-                                start > 0 ? previous_.const_data_ptr<T>() : nullptr,
-                                anchor_outputs_.const_data_ptr<T>(),
-                                inv_range_.const_data_ptr<double>(),
-                                sensitivity_sum_.data_ptr<double>(),
-                                slope_.data_ptr<T>(),
-                                partial.data_ptr<double>(),
-                                rows, features_, start, num_dims_, num_steps_};
-  void (*block_kernel)(const cpu::StatisticsChunk<T>&, int64_t) = &cpu::statistics_block;
+  void (*kernel)(const cpu::StatisticsChunk<T>&, int64_t, int64_t) = &cpu::statistics_blocks;
 #if LATENTSWEEP_HAVE_AVX2_KERNELS
-  if (cpu::cpu_capability() == cpu::CpuCapability::kAvx2) block_kernel = &cpu::statistics_block_avx2;
+  if (cpu::cpu_capability() == cpu::CpuCapability::kAvx2) kernel = &cpu::statistics_blocks_avx2;
 #endif
-  const int64_t tasks = std::min<int64_t>(at::get_num_threads(), blocks);
-  at::parallel_for(0, tasks, 1, [&](int64_t begin, int64_t end) {
-    const int64_t first = cpu::first_block_of_task(begin, tasks, features_);
-    const int64_t last = cpu::first_block_of_task(end, tasks, features_);
-    for (int64_t b = first; b < last; ++b) block_kernel(chunk, b);
-  });
+  // Threads take row ranges when the chunk holds enough traversals, else feature blocks. Either
+  // way each (row, block) is summed alone and each traversal's slope in step order, and the
+  // sensitivity gets its traversals in grid order, so the bits do not depend on the split.
+  const int64_t threads = at::get_num_threads();
+  const std::vector<int64_t> bounds = cpu::row_ranges(start, rows, num_steps_, threads);
+  const int64_t ranges = static_cast<int64_t>(bounds.size()) - 1;
+  // Ranges after the first have their own running slopes and keep the slopes of the traversals
+  // they complete until the first range's are in (zeros: a one-step traversal never reaches
+  // complete_traversal, its slope and weight are 0).
+  at::Tensor later_slopes, kept_slopes;
+  if (ranges > 1) {
+    later_slopes = at::zeros({ranges - 1, features_}, y.options());
+    kept_slopes = at::zeros({(rows - bounds[1]) / num_steps_, features_}, y.options());
+  }
+  const T* outputs = y.const_data_ptr<T>();
+  const auto range_chunk = [&](int64_t i) {
+    const int64_t first = bounds[i];
+    const T* before = first > 0 ? outputs + (first - 1) * features_ : start > 0 ? previous_.const_data_ptr<T>() : nullptr;
+    return cpu::StatisticsChunk<T>{
+        outputs + first * features_, before, anchor_outputs_.const_data_ptr<T>(), inv_range_.const_data_ptr<double>(),
+        sensitivity_sum_.data_ptr<double>(),
+        i == 0 ? slope_.data_ptr<T>() : later_slopes.data_ptr<T>() + (i - 1) * features_,
+        i == 0 ? nullptr : kept_slopes.data_ptr<T>() + (first - bounds[1]) / num_steps_ * features_,
+        partial.data_ptr<double>() + first, rows, bounds[i + 1] - first, features_, start + first, num_dims_, num_steps_};
+  };
+  if (ranges > 1) {
+    at::parallel_for(0, ranges, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) kernel(range_chunk(i), 0, blocks);
+    });
+    cpu::add_kept_traversals(range_chunk(1), kept_slopes.size(0));
+    // The first range ended on a traversal's last step (its slope is back to zero); the last
+    // one carries the chunk's unfinished traversal, if any, into the next chunk.
+    slope_.copy_(later_slopes[ranges - 2]);
+  } else {
+    const cpu::StatisticsChunk<T> chunk = range_chunk(0);
+    const int64_t tasks = std::min<int64_t>(threads, blocks);
+    at::parallel_for(0, tasks, 1, [&](int64_t begin, int64_t end) {
+      kernel(chunk, cpu::first_block_of_task(begin, tasks, features_), cpu::first_block_of_task(end, tasks, features_));
+    });
+  }
   // Combine the blocks in a fixed order, then accumulate per dim in grid order.
   const double* part = partial.const_data_ptr<double>();
   at::Tensor effect = at::empty({rows}, y.options());

@@ -54,16 +54,27 @@ inline double sum_partials(const T (&partial)[kAccumulators]) {
   return sum;
 }
 
-// At a traversal's last step: its slope, weighted, joins the float64 total; the slope restarts.
+// A traversal's slope, weighted, joins the float64 total of its dim.
+template <typename T>
+inline void add_weighted_slope(const StatisticsChunk<T>& c, int64_t traversal, int64_t f0, int64_t width,
+                               const T* __restrict slope) {
+  const double weight = c.inv_range[traversal];  // [A, K] flat: traversal a * K + k
+  double* __restrict sens = c.sensitivity_sum + traversal % c.num_dims * c.features + f0;
+  for (int64_t g = 0; g < width; ++g) sens[g] += static_cast<double>(slope[g]) * weight;
+}
+
+// At a traversal's last step: its slope is added (or kept, see kept_slopes); the slope restarts.
 template <typename T>
 inline void complete_traversal(const StatisticsChunk<T>& c, const GridIndex& index, int64_t f0, int64_t width,
                                T* __restrict slope) {
-  const double weight = c.inv_range[index.anchor * c.num_dims + index.dim];
-  double* __restrict sens = c.sensitivity_sum + index.dim * c.features + f0;
-  for (int64_t g = 0; g < width; ++g) {
-    sens[g] += static_cast<double>(slope[g]) * weight;
-    slope[g] = 0;
+  const int64_t traversal = index.anchor * c.num_dims + index.dim;
+  if (c.kept_slopes != nullptr) {
+    T* __restrict kept = c.kept_slopes + (traversal - c.start / c.num_steps) * c.features + f0;
+    for (int64_t g = 0; g < width; ++g) kept[g] = slope[g];
+  } else {
+    add_weighted_slope(c, traversal, f0, width, slope);
   }
+  for (int64_t g = 0; g < width; ++g) slope[g] = 0;
 }
 
 // N consecutive rows y, y + stride, ... of one traversal (none its first step) of one feature
@@ -103,47 +114,52 @@ __attribute__((noinline)) void rows_of_one_traversal(const T* __restrict before,
   }
 }
 
+// Blocks [first_block, last_block) of every row of the chunk, run of rows by run of rows: the
+// thread reads its rows front to back, once (as the hardware prefetches best).
 template <typename T>
-inline void statistics_block_body(const StatisticsChunk<T>& c, int64_t block) {
-  const int64_t f0 = block * kFeatureBlock;
-  const int64_t width = (f0 + kFeatureBlock < c.features ? f0 + kFeatureBlock : c.features) - f0;
-  T* __restrict slope = c.slope + f0;
+inline void statistics_blocks_body(const StatisticsChunk<T>& c, int64_t first_block, int64_t last_block) {
   GridIndex index = unravel_grid(c.start, c.num_dims, c.num_steps);
-  const auto row = [&](int64_t r) { return (r >= 0 ? c.outputs + r * c.features : c.previous) + f0; };
+  const auto row = [&](int64_t r) { return r >= 0 ? c.outputs + r * c.features : c.previous; };
   for (int64_t r = 0; r < c.rows;) {
-    const T* __restrict x0 = c.anchor_outputs + index.anchor * c.features + f0;
+    const T* __restrict x0 = c.anchor_outputs + index.anchor * c.features;
     // rows left of this traversal in this chunk, when this row is not its first step
     const int64_t run = index.step > 0 ? std::min(c.num_steps - index.step, c.rows - r) : 0;
-    if (run >= 1) {
-      const int n = run >= 4 ? 4 : run >= 2 ? 2 : 1;
-      T partials[4][kAccumulators];
-      if (n == 4) {
-        rows_of_one_traversal<4, T>(row(r - 1), row(r), c.features, x0, slope, width, partials);
-      } else if (n == 2) {
-        rows_of_one_traversal<2, T>(row(r - 1), row(r), c.features, x0, slope, width, partials);
+    const int n = run >= 4 ? 4 : run >= 2 ? 2 : 1;
+    GridIndex last = index;  // the run's last row: the only one that can end its traversal
+    for (int i = 1; i < n; ++i) advance_grid(last, c.num_dims, c.num_steps);
+    const bool completes = run >= 1 && last.step == c.num_steps - 1;
+    for (int64_t block = first_block; block < last_block; ++block) {
+      const int64_t f0 = block * kFeatureBlock;
+      const int64_t width = (f0 + kFeatureBlock < c.features ? f0 + kFeatureBlock : c.features) - f0;
+      double* effect = c.effect_partial + block * c.partial_stride + r;
+      if (run >= 1) {
+        T partials[4][kAccumulators];
+        T* slope = c.slope + f0;
+        if (n == 4) {
+          rows_of_one_traversal<4, T>(row(r - 1) + f0, row(r) + f0, c.features, x0 + f0, slope, width, partials);
+        } else if (n == 2) {
+          rows_of_one_traversal<2, T>(row(r - 1) + f0, row(r) + f0, c.features, x0 + f0, slope, width, partials);
+        } else {
+          rows_of_one_traversal<1, T>(row(r - 1) + f0, row(r) + f0, c.features, x0 + f0, slope, width, partials);
+        }
+        for (int i = 0; i < n; ++i) effect[i] = sum_partials(partials[i]);
+        if (completes) complete_traversal(c, last, f0, width, slope);
       } else {
-        rows_of_one_traversal<1, T>(row(r - 1), row(r), c.features, x0, slope, width, partials);
+        // A traversal's first step: its effect only (no predecessor, no slope).
+        const T* __restrict y = row(r) + f0;
+        const T* __restrict x = x0 + f0;
+        T partial[kAccumulators] = {0, 0, 0, 0, 0, 0, 0, 0};
+        int64_t f = 0;
+        for (; f + kAccumulators <= width; f += kAccumulators) {
+          for (int l = 0; l < kAccumulators; ++l) partial[l] += std::fabs(y[f + l] - x[f + l]);
+        }
+        for (int l = 0; f < width; ++f, ++l) partial[l] += std::fabs(y[f] - x[f]);
+        effect[0] = sum_partials(partial);
       }
-      for (int i = 0; i < n; ++i) {
-        c.effect_partial[block * c.rows + r + i] = sum_partials(partials[i]);
-        // only the run's last row can be its traversal's last step
-        if (i == n - 1 && index.step == c.num_steps - 1) complete_traversal(c, index, f0, width, slope);
-        advance_grid(index, c.num_dims, c.num_steps);
-      }
-      r += n;
-      continue;
     }
-    // A traversal's first step: its effect only (no predecessor, no slope).
-    const T* __restrict y = row(r);
-    T partial[kAccumulators] = {0, 0, 0, 0, 0, 0, 0, 0};
-    int64_t f = 0;
-    for (; f + kAccumulators <= width; f += kAccumulators) {
-      for (int l = 0; l < kAccumulators; ++l) partial[l] += std::fabs(y[f + l] - x0[f + l]);
-    }
-    for (int l = 0; f < width; ++f, ++l) partial[l] += std::fabs(y[f] - x0[f]);
-    c.effect_partial[block * c.rows + r] = sum_partials(partial);
-    advance_grid(index, c.num_dims, c.num_steps);
-    ++r;
+    const int advanced = run >= 1 ? n : 1;
+    for (int i = 0; i < advanced; ++i) advance_grid(index, c.num_dims, c.num_steps);
+    r += advanced;
   }
 }
 

@@ -6,7 +6,11 @@
 
 namespace latentsweep::cpu {
 
-void statistics_block_avx2(const StatisticsChunk<float>& c, int64_t block) { statistics_block_body(c, block); }
-void statistics_block_avx2(const StatisticsChunk<double>& c, int64_t block) { statistics_block_body(c, block); }
+void statistics_blocks_avx2(const StatisticsChunk<float>& c, int64_t first_block, int64_t last_block) {
+  statistics_blocks_body(c, first_block, last_block);
+}
+void statistics_blocks_avx2(const StatisticsChunk<double>& c, int64_t first_block, int64_t last_block) {
+  statistics_blocks_body(c, first_block, last_block);
+}
 
 }  // namespace latentsweep::cpu
