@@ -49,11 +49,11 @@ inline int64_t feature_blocks(int64_t features) {
 // share of the decoder's last elementwise op wrote (torch splits those evenly, in order). Shared
 // by feature blocks, each core read half of every row from the other core's cache, and the
 // decoder's next writes there had to take the lines back: in an MLP sweep the statistics took
-// up to 1.6x as long and the decoder's calls ~3% longer. Ranges after the first start at a traversal's
-// first step, so no traversal's running slope crosses threads. Returns bounds {0, b1, ..., rows}
-// (range i is [b_i, b_i+1)), or {0, rows} when the chunk holds too few traversals for `tasks`
-// ranges of about equal length (a share of at least kTraversalsPerRange traversals' rows, so a
-// range is off its share by at most a quarter).
+// up to 1.6x as long and the decoder's calls ~3% longer. Ranges after the first start at a
+// traversal's first step, so no traversal's running slope crosses threads. Returns bounds
+// {0, b1, ..., rows} (range i is [b_i, b_i+1)), or {0, rows} when the chunk holds too few
+// traversals for `tasks` ranges of about equal length (a share of at least kTraversalsPerRange
+// traversals' rows, so a range is off its share by at most a quarter).
 constexpr int64_t kTraversalsPerRange = 4;
 inline std::vector<int64_t> row_ranges(int64_t start, int64_t rows, int64_t num_steps, int64_t tasks) {
   std::vector<int64_t> bounds{0};
@@ -83,8 +83,8 @@ inline int64_t first_block_of_task(int64_t t, int64_t tasks, int64_t features) {
   return block < blocks ? block : blocks;
 }
 
-// Feature blocks [first_block, last_block) of every row of the chunk, compiled for the baseline instruction set
-// (statistics_kernel.cpp) and for AVX2 (statistics_kernel_avx2.cpp) from one body
+// Feature blocks [first_block, last_block) of every row of the chunk, compiled for the baseline
+// instruction set (statistics_kernel.cpp) and for AVX2 (statistics_kernel_avx2.cpp) from one body
 // (statistics_block.h); cpu::cpu_capability() picks one per process. Both do the same IEEE
 // operations in the same order (no FMA contraction), so their results are bitwise equal.
 void statistics_blocks(const StatisticsChunk<float>& c, int64_t first_block, int64_t last_block);
