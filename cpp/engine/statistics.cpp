@@ -81,12 +81,14 @@ at::Tensor SweepStatistics::update_fused_cpu(const at::Tensor& y, int64_t start)
   const std::vector<int64_t> bounds = cpu::row_ranges(start, rows, num_steps_, threads);
   const int64_t ranges = static_cast<int64_t>(bounds.size()) - 1;
   // Ranges after the first have their own running slopes and keep the slopes of the traversals
-  // they complete until the first range's are in (zeros: a one-step traversal never reaches
-  // complete_traversal, its slope and weight are 0).
+  // they complete until the first range's are in: every traversal that starts in them, except
+  // one-step traversals, which have no slope and never reach complete_traversal.
   at::Tensor later_slopes, kept_slopes;
+  int64_t kept = 0;
   if (ranges > 1) {
     later_slopes = at::zeros({ranges - 1, features_}, y.options());
-    kept_slopes = at::zeros({(rows - bounds[1]) / num_steps_, features_}, y.options());
+    kept_slopes = at::empty({(rows - bounds[1]) / num_steps_, features_}, y.options());
+    kept = num_steps_ > 1 ? kept_slopes.size(0) : 0;
   }
   const T* outputs = y.const_data_ptr<T>();
   const auto range_chunk = [&](int64_t i) {
@@ -103,7 +105,7 @@ at::Tensor SweepStatistics::update_fused_cpu(const at::Tensor& y, int64_t start)
     at::parallel_for(0, ranges, 1, [&](int64_t begin, int64_t end) {
       for (int64_t i = begin; i < end; ++i) kernel(range_chunk(i), 0, blocks);
     });
-    cpu::add_kept_traversals(range_chunk(1), kept_slopes.size(0));
+    cpu::add_kept_traversals(range_chunk(1), kept);
     // The first range ended on a traversal's last step (its slope is back to zero); the last
     // one carries the chunk's unfinished traversal, if any, into the next chunk.
     slope_.copy_(later_slopes[ranges - 2]);
