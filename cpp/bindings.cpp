@@ -59,7 +59,7 @@ PYBIND11_MODULE(_C, m) {
       .def("sensitivity", &SweepStatistics::sensitivity)
       .def("state", &SweepStatistics::state)
       .def("load_state", &SweepStatistics::load_state, pybind11::arg("state"))
-      .def("_set_generic_path_on_cpu", &SweepStatistics::set_generic_path_on_cpu, pybind11::arg("on"));
+      .def("_set_generic_path", &SweepStatistics::set_generic_path, pybind11::arg("on"));
   pybind11::class_<SweepExecutor>(m, "SweepExecutor",
                                   "Decoder batching over the traversal grid (see cpp/engine/executor.h).")
       .def(pybind11::init<std::string, pybind11::object, at::Tensor, at::Tensor, at::Tensor, int64_t,

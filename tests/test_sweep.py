@@ -211,11 +211,11 @@ def test_statistics_order_and_invalidation():
 def _statistics_of(outputs: torch.Tensor, x0: torch.Tensor, values: torch.Tensor, chunk: int = 17,
                    generic_path: bool = False):
     """effect, dim_effect, sensitivity of a SweepStatistics fed ``outputs`` in chunks
-    (``generic_path``: CUDA's device-generic path, here on the CPU)."""
+    (``generic_path``: the device-generic path instead of the fused kernel)."""
     from latentsweep._extension import _C
 
     stats, effects = _C.SweepStatistics(x0, values), []
-    stats._set_generic_path_on_cpu(generic_path)
+    stats._set_generic_path(generic_path)
     for start in range(0, outputs.shape[0], chunk):
         effects.append(stats.update(outputs[start : start + chunk], start))
     return torch.cat(effects), stats.dim_effect(), stats.sensitivity()
@@ -231,8 +231,8 @@ def _statistics_problem():
 
 
 def test_fused_cpu_kernels_match_the_generic_path():
-    """The fused CPU kernels (float32, float64) and the device-generic path (CUDA's, run here on
-    the CPU in float64) agree; each fused kernel gives the same bits at any chunking."""
+    """The fused CPU kernels (float32, float64) and the device-generic path (torch ops, run here
+    on the CPU in float64) agree; each fused kernel gives the same bits at any chunking."""
     outputs, x0, values = _statistics_problem()
     fused = _statistics_of(outputs, x0, values)
     fused64 = _statistics_of(outputs.double(), x0.double(), values)
@@ -333,6 +333,33 @@ def test_cuda_matches_cpu(anchors, cuda_graph):
     torch.testing.assert_close(gpu.outputs, cpu.outputs, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(gpu.sensitivity, cpu.sensitivity, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(gpu.effect, cpu.effect, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("features", [7, 130, 784, 1100])
+@pytest.mark.parametrize("steps", [1, 2, 6, 21, 70])
+def test_cuda_statistics_kernel_matches_the_cpu_kernel_bit_for_bit(steps, features, dtype):
+    """The CUDA kernel does the CPU kernel's operations in its order: for the same outputs the
+    same bits, for chunks that start and end inside traversals or hold many, feature blocks with a
+    short last one, one-step traversals; the device-generic path on CUDA agrees within rounding."""
+    generator = torch.Generator().manual_seed(features * 100 + steps)
+    num_anchors = max(3, 200 // steps)  # ~1000 rows: several thread blocks of traversals
+    anchors = torch.randn(num_anchors, 5, generator=generator)
+    values = ls.traversal_values(anchors, steps=steps)
+    rows = num_anchors * 5 * steps
+    x0 = torch.rand(num_anchors, features, generator=generator, dtype=dtype)
+    outputs = torch.rand(rows, features, generator=generator, dtype=dtype)
+    chunks = (7, 2 * steps + 3, 97, rows) + ((1,) if features == 7 else ())
+    for chunk in chunks:
+        cpu = _statistics_of(outputs, x0, values, chunk=chunk)
+        gpu = _statistics_of(outputs.cuda(), x0.cuda(), values, chunk=chunk)
+        for name, a, b in zip(["effect", "dim_effect", "sensitivity"], cpu, gpu):
+            assert b.dtype == a.dtype and torch.equal(a, b.cpu()), f"{name}: chunks of {chunk}"
+    generic = _statistics_of(outputs.cuda(), x0.cuda(), values, chunk=97, generic_path=True)
+    tolerance = {"rtol": 1e-5, "atol": 1e-6} if dtype == torch.float32 else {"rtol": 1e-12, "atol": 1e-14}
+    for name, a, b in zip(["effect", "dim_effect", "sensitivity"], cpu, generic):
+        torch.testing.assert_close(b.cpu().double(), a.double(), **tolerance, msg=name)
 
 
 def test_a_grid_from_another_op_plugs_into_the_executor(anchors):

@@ -47,12 +47,16 @@ at::Tensor SweepStatistics::update(const at::Tensor& outputs, int64_t start) {
   const at::Tensor y = outputs.to(dtype()).contiguous();
   at::Tensor effect;
   try {
-    if (!y.is_cpu() || generic_path_on_cpu_) {
+    if (generic_path_) {
       effect = update_aten(y, start);
-    } else if (y.scalar_type() == at::kDouble) {
-      effect = update_fused_cpu<double>(y, start);
+    } else if (y.is_cpu()) {
+      effect = y.scalar_type() == at::kDouble ? update_fused_cpu<double>(y, start) : update_fused_cpu<float>(y, start);
+#if LATENTSWEEP_WITH_CUDA
+    } else if (y.is_cuda()) {
+      effect = update_fused_cuda(y, start);
+#endif
     } else {
-      effect = update_fused_cpu<float>(y, start);
+      effect = update_aten(y, start);
     }
   } catch (...) {
     invalidate();
@@ -68,7 +72,7 @@ at::Tensor SweepStatistics::update(const at::Tensor& outputs, int64_t start) {
 template <typename T>
 at::Tensor SweepStatistics::update_fused_cpu(const at::Tensor& y, int64_t start) {
   const int64_t rows = y.size(0);
-  const int64_t blocks = cpu::feature_blocks(features_);
+  const int64_t blocks = feature_blocks(features_);
   at::Tensor partial = at::empty({blocks, rows}, y.options().dtype(at::kDouble));
   void (*kernel)(const cpu::StatisticsChunk<T>&, int64_t, int64_t) = &cpu::statistics_blocks;
 #if LATENTSWEEP_HAVE_AVX2_KERNELS
@@ -148,8 +152,8 @@ static at::Tensor sum_by_dim(const at::Tensor& per_traversal, int64_t first, int
   return folded.view(shape).sum(0);
 }
 
-// Device-generic path (CUDA; on the CPU only when a test asks for CUDA's way of summing):
-// whole-chunk tensor ops. index_add_ would add atomically on CUDA, in no fixed order (no bitwise
+// Device-generic path (devices without a fused kernel; elsewhere when asked, see
+// set_generic_path): whole-chunk tensor ops. index_add_ would add atomically on CUDA, in no fixed order (no bitwise
 // identity), so fixed-order reductions add per traversal and per dim instead: the same bits for
 // the same chunking, which the plan fixes.
 // Chunk geometry comes from host arithmetic, so nothing here waits for the device.

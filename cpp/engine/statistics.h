@@ -40,10 +40,11 @@ class SweepStatistics {
   // so a unit's statistics depend on its own rows only.
   void reset(int64_t start_row);
 
-  // CPU outputs go to the fused kernel (float32 or float64); CUDA outputs to the device-generic
-  // path (fixed-order reductions: CUDA's index_add_ is atomic). On: CPU outputs take the generic
-  // path too, so the CPU tests run CUDA's way of summing.
-  void set_generic_path_on_cpu(bool on) { generic_path_on_cpu_ = on; }
+  // CPU and CUDA outputs go to fused kernels (float32 or float64) that do the same operations
+  // in the same order, so a chunk's statistics have the same bits on either device; other
+  // devices take the device-generic path (torch ops, fixed-order reductions). On: every device
+  // takes the generic path (the tests' independent reference; a benchmark's "before").
+  void set_generic_path(bool on) { generic_path_ = on; }
 
   at::ScalarType dtype() const { return anchor_outputs_.scalar_type(); }
   int64_t next_row() const { return next_row_; }
@@ -60,6 +61,7 @@ class SweepStatistics {
   void check_valid(const char* what) const;
   template <typename T>
   at::Tensor update_fused_cpu(const at::Tensor& outputs, int64_t start);
+  at::Tensor update_fused_cuda(const at::Tensor& outputs, int64_t start);  // cuda/statistics_update.cpp
   at::Tensor update_aten(const at::Tensor& outputs, int64_t start);
 
   int64_t num_anchors_, num_dims_, num_steps_, features_;
@@ -71,7 +73,7 @@ class SweepStatistics {
   at::Tensor slope_;           // [F] dtype(): sum of |dy| over the unfinished traversal
   int64_t next_row_ = 0;
   bool valid_ = true;
-  bool generic_path_on_cpu_ = false;
+  bool generic_path_ = false;
 };
 
 }  // namespace latentsweep

@@ -15,12 +15,10 @@
 #include <cstdint>
 #include <vector>
 
+#include "latentsweep/statistics_layout.h"
 #include "latentsweep/traversal_grid.h"
 
 namespace latentsweep::cpu {
-
-constexpr int64_t kFeatureBlock = 128;  // features per parallel task (small: threads stay balanced)
-constexpr int kAccumulators = 8;        // fixed-order partial sums (vectorisable, deterministic)
 
 // T: float or double, the outputs' (and the statistics') precision.
 template <typename T>
@@ -40,10 +38,6 @@ struct StatisticsChunk {
   int64_t rows, features, start;
   int64_t num_dims, num_steps;
 };
-
-inline int64_t feature_blocks(int64_t features) {
-  return (features + kFeatureBlock - 1) / kFeatureBlock;
-}
 
 // A chunk shared by threads in row ranges: each thread reads whole rows, the rows its core's
 // share of the decoder's last elementwise op wrote (torch splits those evenly, in order). Shared

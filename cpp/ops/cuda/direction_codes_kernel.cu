@@ -1,6 +1,7 @@
 // CUDA direction grid in two launches: the projections of the (anchor, direction) pairs the
 // requested rows touch (one thread per pair, summed in the same order as on the CPU), then one
 // thread per output element, so consecutive threads write consecutive addresses of a row.
+#include "chunk_position.cuh"
 #include "kernels.h"
 
 namespace latentsweep::cuda {
@@ -24,15 +25,14 @@ __global__ void projection_kernel(DirectionGrid<T> grid, int64_t first_pair, int
   }
 }
 
-template <typename T>
-__global__ void direction_kernel(DirectionGrid<T> grid, int64_t first_pair, const T* projections,
-                                 int64_t total) {
-  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  for (int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; t < total;
-       t += stride) {
-    const int64_t r = t / grid.latent_dim;
-    const int64_t d = t - r * grid.latent_dim;
-    const GridIndex index = unravel_grid(grid.start + r, grid.num_dims, grid.num_steps);
+template <typename T, typename Index>
+__global__ void direction_kernel(DirectionGrid<T> grid, ChunkPosition position, int64_t first_pair,
+                                 const T* projections, Index total) {
+  const Index stride = static_cast<Index>(gridDim.x) * blockDim.x;
+  for (Index t = static_cast<Index>(blockIdx.x) * blockDim.x + threadIdx.x; t < total; t += stride) {
+    Index r, column;
+    const GridIndex index = locate(position, t, r, column);
+    const int64_t d = static_cast<int64_t>(column);
     const int64_t pair = index.anchor * grid.num_dims + index.dim;
     const T u = grid.directions[index.dim * grid.latent_dim + d];
     const T x = grid.anchors[index.anchor * grid.latent_dim + d];
@@ -49,8 +49,14 @@ void launch(const DirectionGrid<T>& grid, T* projections, cudaStream_t stream) {
   const int64_t num_pairs = (grid.start + grid.count - 1) / grid.num_steps - first_pair + 1;
   projection_kernel<T><<<blocks_for(num_pairs), kThreads, 0, stream>>>(grid, first_pair, num_pairs,
                                                                         projections);
-  direction_kernel<T><<<blocks_for(total), kThreads, 0, stream>>>(grid, first_pair, projections,
-                                                                   total);
+  const ChunkPosition position = chunk_position(grid.start, grid.num_dims, grid.num_steps, grid.latent_dim);
+  if (chunk_fits_32_bits(total, grid.num_dims, grid.num_steps)) {
+    direction_kernel<T, uint32_t><<<blocks_for(total), kThreads, 0, stream>>>(
+        grid, position, first_pair, projections, static_cast<uint32_t>(total));
+  } else {
+    direction_kernel<T, uint64_t><<<blocks_for(total), kThreads, 0, stream>>>(
+        grid, position, first_pair, projections, static_cast<uint64_t>(total));
+  }
 }
 
 }  // namespace

@@ -1,5 +1,6 @@
 // CUDA traversal grid: one thread per output element, so consecutive threads write
-// consecutive addresses of a row.
+// consecutive addresses of a row; positions in 32-bit arithmetic where the chunk allows.
+#include "chunk_position.cuh"
 #include "kernels.h"
 
 namespace latentsweep::cuda {
@@ -7,16 +8,15 @@ namespace {
 
 constexpr int kThreads = 256;
 
-template <typename Word>
-__global__ void traversal_kernel(TraversalGrid<Word> grid, int64_t total) {
-  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  for (int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; t < total;
-       t += stride) {
-    const int64_t r = t / grid.latent_dim;
-    const int64_t d = t - r * grid.latent_dim;
-    const GridIndex index = unravel_grid(grid.start + r, grid.num_dims, grid.num_steps);
-    grid.out[t] = d == grid.dims[index.dim] ? grid_value(grid, index)
-                                            : grid.anchors[index.anchor * grid.latent_dim + d];
+template <typename Word, typename Index>
+__global__ void traversal_kernel(TraversalGrid<Word> grid, ChunkPosition position, Index total) {
+  const Index stride = static_cast<Index>(gridDim.x) * blockDim.x;
+  for (Index t = static_cast<Index>(blockIdx.x) * blockDim.x + threadIdx.x; t < total; t += stride) {
+    Index r, d;
+    const GridIndex index = locate(position, t, r, d);
+    grid.out[t] = static_cast<int64_t>(d) == grid.dims[index.dim]
+                      ? grid_value(grid, index)
+                      : grid.anchors[index.anchor * grid.latent_dim + static_cast<int64_t>(d)];
   }
 }
 
@@ -26,7 +26,12 @@ void launch(const TraversalGrid<Word>& grid, cudaStream_t stream) {
   if (total == 0) return;
   const int64_t wanted = (total + kThreads - 1) / kThreads;
   const int blocks = static_cast<int>(wanted < 65535 * 8 ? wanted : 65535 * 8);
-  traversal_kernel<Word><<<blocks, kThreads, 0, stream>>>(grid, total);
+  const ChunkPosition position = chunk_position(grid.start, grid.num_dims, grid.num_steps, grid.latent_dim);
+  if (chunk_fits_32_bits(total, grid.num_dims, grid.num_steps)) {
+    traversal_kernel<Word, uint32_t><<<blocks, kThreads, 0, stream>>>(grid, position, static_cast<uint32_t>(total));
+  } else {
+    traversal_kernel<Word, uint64_t><<<blocks, kThreads, 0, stream>>>(grid, position, static_cast<uint64_t>(total));
+  }
 }
 
 }  // namespace

@@ -1,0 +1,172 @@
+// CUDA sweep statistics for one chunk in four launches, each in a fixed order:
+//   1. one thread per feature of a feature block, one thread block per run of whole traversals:
+//      reads each output once, carries the traversal's slope in a register, and sums each row's
+//      magnitudes |y - x0| into the block's kAccumulators partial sums in shared memory order;
+//   2. one thread per row: the row's partials in block order, its effect;
+//   3. one thread per latent dim: its rows' effects added to its total in grid order;
+//   4. one thread per (dim, feature): its completed traversals' weighted slopes, in grid order.
+// Arithmetic is the CPU kernel's (latentsweep/statistics_layout.h): correctly rounded
+// intrinsics, so no multiply-add is fused whatever the compiler flags.
+#include "statistics_kernel.h"
+
+#include "latentsweep/statistics_layout.h"
+#include "latentsweep/traversal_grid.h"
+
+namespace latentsweep::cuda {
+namespace {
+
+constexpr int kWarp = 32;
+constexpr int kRowsPerPass = kWarp / kAccumulators;  // rows one warp sums at once (a lane per accumulator)
+constexpr int64_t kRowsPerThreadBlock = 64;          // about; a thread block takes whole traversals
+constexpr int kThreads = 256;                        // launches 2-4
+static_assert(kWarp % kAccumulators == 0, "a warp sums whole rows");
+static_assert(kFeatureBlock % kWarp == 0 && kFeatureBlock <= 1024, "a feature block is whole warps");
+
+__device__ __forceinline__ float add(float a, float b) { return __fadd_rn(a, b); }
+__device__ __forceinline__ double add(double a, double b) { return __dadd_rn(a, b); }
+__device__ __forceinline__ float magnitude(float a, float b) { return fabsf(__fsub_rn(a, b)); }
+__device__ __forceinline__ double magnitude(double a, double b) { return fabs(__dsub_rn(a, b)); }
+
+template <typename T>
+__global__ void __launch_bounds__(kFeatureBlock)
+traversals_kernel(StatisticsChunk<T> c, int64_t traversals_per_block, int64_t feature_block_count) {
+  // Two buffers: warp 0 sums one while the block fills the other, so one barrier per pass.
+  // Rows padded by kAccumulators so warp 0's rows fall in different shared-memory banks.
+  __shared__ T row_magnitudes[2][kRowsPerPass][kFeatureBlock + kAccumulators];
+  const int64_t group = blockIdx.x / feature_block_count;
+  const int64_t feature_block = blockIdx.x - group * feature_block_count;
+  const int64_t first_traversal = c.start / c.num_steps;
+  const int64_t traversal0 = first_traversal + group * traversals_per_block;  // this block's first
+  const int64_t row_begin = max(traversal0 * c.num_steps - c.start, int64_t{0});
+  const int64_t row_end = min((traversal0 + traversals_per_block) * c.num_steps - c.start, c.rows);
+  const int local = threadIdx.x;
+  const int64_t f0 = feature_block * kFeatureBlock;
+  const int width = static_cast<int>(min(kFeatureBlock, c.features - f0));
+  const bool active = local < width;
+  const int64_t f = f0 + local;
+
+  GridIndex index = unravel_grid(c.start + row_begin, c.num_dims, c.num_steps);
+  int64_t traversal = (c.start + row_begin) / c.num_steps - first_traversal;  // in the chunk
+  // A chunk that starts inside a traversal continues its slope from the previous chunk.
+  T previous = T(0), slope = T(0), x = T(0);
+  if (active && index.step > 0) {
+    previous = c.previous[f];
+    slope = c.slope_in[f];
+  }
+  const bool keep_slopes = c.num_steps > 1;  // one-step traversals have none
+  int buffer = 0;
+  for (int64_t r0 = row_begin; r0 < row_end; r0 += kRowsPerPass) {
+#pragma unroll
+    for (int j = 0; j < kRowsPerPass; ++j) {
+      const int64_t r = r0 + j;
+      T m = T(0);
+      if (r < row_end) {
+        if (active) {
+          if (index.step == 0 || r == row_begin) x = c.anchor_outputs[index.anchor * c.features + f];
+          const T y = c.outputs[r * c.features + f];
+          m = magnitude(y, x);
+          if (index.step > 0) slope = add(slope, magnitude(y, previous));
+          previous = y;
+          if (keep_slopes && (index.step == c.num_steps - 1 || r == c.rows - 1)) {
+            c.slopes[traversal * c.features + f] = slope;
+          }
+        }
+        if (index.step == c.num_steps - 1) {
+          slope = T(0);
+          ++traversal;
+        }
+        advance_grid(index, c.num_dims, c.num_steps);
+      }
+      row_magnitudes[buffer][j][local] = m;
+    }
+    __syncthreads();
+    if (threadIdx.x < kWarp) {
+      const int row = threadIdx.x / kAccumulators, lane = threadIdx.x % kAccumulators;
+      T accumulator = T(0);
+      for (int g = lane; g < width; g += kAccumulators) accumulator = add(accumulator, row_magnitudes[buffer][row][g]);
+      double partial = 0;
+      for (int l = 0; l < kAccumulators; ++l) {
+        partial = __dadd_rn(partial, static_cast<double>(__shfl_sync(0xffffffffu, accumulator, row * kAccumulators + l)));
+      }
+      if (lane == 0 && r0 + row < row_end) c.effect_partial[feature_block * c.rows + r0 + row] = partial;
+    }
+    buffer ^= 1;
+  }
+}
+
+template <typename T>
+__global__ void row_effect_kernel(StatisticsChunk<T> c, int64_t feature_block_count) {
+  const int64_t r = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (r >= c.rows) return;
+  double sum = 0;
+  for (int64_t b = 0; b < feature_block_count; ++b) sum = __dadd_rn(sum, c.effect_partial[b * c.rows + r]);
+  const double mean = c.features > 0 ? __ddiv_rn(sum, static_cast<double>(c.features)) : 0.0;
+  c.row_mean[r] = mean;
+  c.effect[r] = static_cast<T>(mean);
+}
+
+// The chunk's traversals of latent dim k: i = first + j (j in the chunk) with i % K == k.
+__device__ __forceinline__ int64_t first_of_dim(int64_t k, int64_t first_traversal, int64_t num_dims) {
+  return ((k - first_traversal % num_dims) % num_dims + num_dims) % num_dims;
+}
+
+template <typename T>
+__global__ void dim_effect_kernel(StatisticsChunk<T> c, int64_t traversals) {
+  const int64_t k = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (k >= c.num_dims) return;
+  const int64_t first_traversal = c.start / c.num_steps;
+  const double* __restrict__ mean = c.row_mean;
+  double total = c.dim_effect_sum[k];
+  for (int64_t j = first_of_dim(k, first_traversal, c.num_dims); j < traversals; j += c.num_dims) {
+    const int64_t first_row = (first_traversal + j) * c.num_steps - c.start;
+    const int64_t begin = max(first_row, int64_t{0}), end = min(first_row + c.num_steps, c.rows);
+#pragma unroll 8
+    for (int64_t r = begin; r < end; ++r) total = __dadd_rn(total, mean[r]);
+  }
+  c.dim_effect_sum[k] = total;
+}
+
+template <typename T>
+__global__ void sensitivity_kernel(StatisticsChunk<T> c, int64_t completed) {
+  const int64_t item = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (item >= c.num_dims * c.features) return;
+  const int64_t k = item / c.features, f = item - k * c.features;
+  const int64_t first_traversal = c.start / c.num_steps;
+  double total = c.sensitivity_sum[item];
+  for (int64_t j = first_of_dim(k, first_traversal, c.num_dims); j < completed; j += c.num_dims) {
+    const double weighted = __dmul_rn(static_cast<double>(c.slopes[j * c.features + f]), c.inv_range[first_traversal + j]);
+    total = __dadd_rn(total, weighted);
+  }
+  c.sensitivity_sum[item] = total;
+}
+
+unsigned int blocks_for(int64_t items, int64_t threads) { return static_cast<unsigned int>((items + threads - 1) / threads); }
+
+template <typename T>
+void launch(const StatisticsChunk<T>& c, cudaStream_t stream) {
+  if (c.rows == 0) return;
+  const int64_t traversals = chunk_traversals(c.start, c.rows, c.num_steps);
+  const int64_t feature_block_count = feature_blocks(c.features);
+  if (feature_block_count > 0) {
+    // Short traversals go several to a thread block, so a block has rows enough to hide latency.
+    const int64_t per_block = max(int64_t{1}, kRowsPerThreadBlock / c.num_steps);
+    const int64_t groups = (traversals + per_block - 1) / per_block;
+    traversals_kernel<T><<<static_cast<unsigned int>(groups * feature_block_count), kFeatureBlock, 0, stream>>>(
+        c, per_block, feature_block_count);
+  }
+  row_effect_kernel<T><<<blocks_for(c.rows, kThreads), kThreads, 0, stream>>>(c, feature_block_count);
+  dim_effect_kernel<T><<<blocks_for(c.num_dims, kThreads), kThreads, 0, stream>>>(c, traversals);
+  // Completed here: every traversal but a last one the chunk ends inside; none of one step.
+  const int64_t last_step = (c.start + c.rows - 1) % c.num_steps;
+  const int64_t completed = c.num_steps == 1 ? 0 : traversals - (last_step == c.num_steps - 1 ? 0 : 1);
+  if (completed > 0 && c.features > 0) {
+    sensitivity_kernel<T><<<blocks_for(c.num_dims * c.features, kThreads), kThreads, 0, stream>>>(c, completed);
+  }
+}
+
+}  // namespace
+
+void launch_statistics(const StatisticsChunk<float>& chunk, cudaStream_t stream) { launch(chunk, stream); }
+void launch_statistics(const StatisticsChunk<double>& chunk, cudaStream_t stream) { launch(chunk, stream); }
+
+}  // namespace latentsweep::cuda

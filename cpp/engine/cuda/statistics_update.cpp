@@ -1,0 +1,57 @@
+// SweepStatistics::update_fused_cuda: one chunk's statistics on the GPU, by the kernels in
+// statistics_kernel.cu, on the current stream. Nothing here waits for the device.
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+
+#include "../statistics.h"
+#include "latentsweep/statistics_layout.h"
+#include "ops/cuda/kernels.h"
+#include "statistics_kernel.h"
+
+namespace latentsweep {
+
+template <typename T>
+static cuda::StatisticsChunk<T> chunk_of(const at::Tensor& y, const at::Tensor& previous, const at::Tensor& anchor_outputs,
+                                         const at::Tensor& inv_range, const at::Tensor& slope_in,
+                                         at::Tensor& sensitivity_sum, at::Tensor& dim_effect_sum, at::Tensor& slopes,
+                                         at::Tensor& partial, at::Tensor& row_mean, at::Tensor& effect, int64_t start,
+                                         int64_t num_dims, int64_t num_steps) {
+  return {y.const_data_ptr<T>(), previous.const_data_ptr<T>(), anchor_outputs.const_data_ptr<T>(),
+          inv_range.const_data_ptr<double>(), slope_in.const_data_ptr<T>(), sensitivity_sum.data_ptr<double>(),
+          dim_effect_sum.data_ptr<double>(), slopes.data_ptr<T>(), partial.data_ptr<double>(),
+          row_mean.data_ptr<double>(), effect.data_ptr<T>(), y.size(0), y.size(1), start, num_dims, num_steps};
+}
+
+at::Tensor SweepStatistics::update_fused_cuda(const at::Tensor& y, int64_t start) {
+  const c10::cuda::CUDAGuard guard(y.device());
+  const int64_t rows = y.size(0);
+  const int64_t traversals = cuda::chunk_traversals(start, rows, num_steps_);
+  at::Tensor slopes = at::empty({traversals, features_}, y.options());
+  at::Tensor partial = at::empty({feature_blocks(features_), rows}, y.options().dtype(at::kDouble));
+  at::Tensor row_mean = at::empty({rows}, y.options().dtype(at::kDouble));
+  at::Tensor effect = at::empty({rows}, y.options());
+  if (rows == 0) return effect;
+  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream(y.device().index()).stream();
+  if (y.scalar_type() == at::kDouble) {
+    cuda::launch_statistics(chunk_of<double>(y, previous_, anchor_outputs_, inv_range_, slope_, sensitivity_sum_,
+                                             dim_effect_sum_, slopes, partial, row_mean, effect, start, num_dims_,
+                                             num_steps_),
+                            stream);
+  } else {
+    cuda::launch_statistics(chunk_of<float>(y, previous_, anchor_outputs_, inv_range_, slope_, sensitivity_sum_,
+                                            dim_effect_sum_, slopes, partial, row_mean, effect, start, num_dims_,
+                                            num_steps_),
+                            stream);
+  }
+  const char* error = cuda::last_launch_error();
+  TORCH_CHECK(error == nullptr, "SweepStatistics: CUDA launch failed: ", error);
+  // The running slope goes on into the next chunk when the chunk ends inside a traversal.
+  if ((start + rows) % num_steps_ != 0) {
+    slope_.copy_(slopes[traversals - 1]);
+  } else {
+    slope_.zero_();
+  }
+  return effect;
+}
+
+}  // namespace latentsweep
