@@ -223,12 +223,13 @@ void SweepStatistics::reset(int64_t start_row) {
 
 at::Tensor SweepStatistics::dim_effect() const {
   check_valid("dim_effect()");
-  return (dim_effect_sum_ / static_cast<double>(num_anchors_ * num_steps_)).cpu();
+  // Divided on the CPU: CUDA divides by a scalar as a product with its reciprocal (other bits).
+  return dim_effect_sum_.cpu() / static_cast<double>(num_anchors_ * num_steps_);
 }
 
 at::Tensor SweepStatistics::sensitivity() const {
   check_valid("sensitivity()");
-  return (sensitivity_sum_ / static_cast<double>(num_anchors_)).cpu();
+  return sensitivity_sum_.cpu() / static_cast<double>(num_anchors_);
 }
 
 std::map<std::string, at::Tensor> SweepStatistics::state() const {

@@ -1,9 +1,9 @@
 // CUDA sweep statistics for one chunk in four launches, each in a fixed order:
 //   1. one thread per feature of a feature block, one thread block per run of whole traversals:
 //      reads each output once, carries the traversal's slope in a register, and sums each row's
-//      magnitudes |y - x0| into the block's kAccumulators partial sums in shared memory order;
+//      magnitudes |y - x0| into the block's kAccumulators partial sums (through shared memory);
 //   2. one thread per row: the row's partials in block order, its effect;
-//   3. one thread per latent dim: its rows' effects added to its total in grid order;
+//   3. one warp per latent dim: its rows' effects added to its total in grid order;
 //   4. one thread per (dim, feature): its completed traversals' weighted slopes, in grid order.
 // Arithmetic is the CPU kernel's (latentsweep/statistics_layout.h): correctly rounded
 // intrinsics, so no multiply-add is fused whatever the compiler flags.
@@ -16,9 +16,14 @@ namespace latentsweep::cuda {
 namespace {
 
 constexpr int kWarp = 32;
-constexpr int kRowsPerPass = kWarp / kAccumulators;  // rows one warp sums at once (a lane per accumulator)
-constexpr int64_t kRowsPerThreadBlock = 64;          // about; a thread block takes whole traversals
-constexpr int kThreads = 256;                        // launches 2-4
+constexpr unsigned int kFullWarp = 0xffffffffu;
+constexpr int kRowsPerWarp = kWarp / kAccumulators;  // rows a warp sums at once: a lane per accumulator
+constexpr int kWarpsPerBlock = kFeatureBlock / kWarp;
+constexpr int kRowsPerPass = kWarpsPerBlock * kRowsPerWarp;  // rows loaded between two barriers
+constexpr int64_t kRowsPerThreadBlock = 64;                  // about; a thread block takes whole traversals
+constexpr int kThreads = 256;                                // launches 2-4
+constexpr int kLoadsPerLane = 4;                             // launch 3: a warp loads 128 row effects at once
+constexpr int kTraversalsAtOnce = 4;                         // launch 4: loads issued before the additions
 static_assert(kWarp % kAccumulators == 0, "a warp sums whole rows");
 static_assert(kFeatureBlock % kWarp == 0 && kFeatureBlock <= 1024, "a feature block is whole warps");
 
@@ -30,8 +35,8 @@ __device__ __forceinline__ double magnitude(double a, double b) { return fabs(__
 template <typename T>
 __global__ void __launch_bounds__(kFeatureBlock)
 traversals_kernel(StatisticsChunk<T> c, int64_t traversals_per_block, int64_t feature_block_count) {
-  // Two buffers: warp 0 sums one while the block fills the other, so one barrier per pass.
-  // Rows padded by kAccumulators so warp 0's rows fall in different shared-memory banks.
+  // Two buffers: the warps sum one pass's rows while they fill the other, so one barrier per
+  // pass. Rows padded by kAccumulators so a warp's rows fall in different shared-memory banks.
   __shared__ T row_magnitudes[2][kRowsPerPass][kFeatureBlock + kAccumulators];
   const int64_t group = blockIdx.x / feature_block_count;
   const int64_t feature_block = blockIdx.x - group * feature_block_count;
@@ -54,6 +59,8 @@ traversals_kernel(StatisticsChunk<T> c, int64_t traversals_per_block, int64_t fe
     slope = c.slope_in[f];
   }
   const bool keep_slopes = c.num_steps > 1;  // one-step traversals have none
+  const int warp = threadIdx.x / kWarp, row_of_warp = (threadIdx.x % kWarp) / kAccumulators;
+  const int lane = threadIdx.x % kAccumulators;
   int buffer = 0;
   for (int64_t r0 = row_begin; r0 < row_end; r0 += kRowsPerPass) {
 #pragma unroll
@@ -80,16 +87,16 @@ traversals_kernel(StatisticsChunk<T> c, int64_t traversals_per_block, int64_t fe
       row_magnitudes[buffer][j][local] = m;
     }
     __syncthreads();
-    if (threadIdx.x < kWarp) {
-      const int row = threadIdx.x / kAccumulators, lane = threadIdx.x % kAccumulators;
-      T accumulator = T(0);
-      for (int g = lane; g < width; g += kAccumulators) accumulator = add(accumulator, row_magnitudes[buffer][row][g]);
-      double partial = 0;
-      for (int l = 0; l < kAccumulators; ++l) {
-        partial = __dadd_rn(partial, static_cast<double>(__shfl_sync(0xffffffffu, accumulator, row * kAccumulators + l)));
-      }
-      if (lane == 0 && r0 + row < row_end) c.effect_partial[feature_block * c.rows + r0 + row] = partial;
+    // Warp w sums rows w * kRowsPerWarp ... of the pass: accumulator `lane` of its row adds the
+    // block's features lane, lane + kAccumulators, ... in order; then the row's accumulators in order.
+    const int row = warp * kRowsPerWarp + row_of_warp;
+    T accumulator = T(0);
+    for (int g = lane; g < width; g += kAccumulators) accumulator = add(accumulator, row_magnitudes[buffer][row][g]);
+    double partial = 0;
+    for (int l = 0; l < kAccumulators; ++l) {
+      partial = __dadd_rn(partial, static_cast<double>(__shfl_sync(kFullWarp, accumulator, row_of_warp * kAccumulators + l)));
     }
+    if (lane == 0 && r0 + row < row_end) c.effect_partial[feature_block * c.rows + r0 + row] = partial;
     buffer ^= 1;
   }
 }
@@ -110,20 +117,45 @@ __device__ __forceinline__ int64_t first_of_dim(int64_t k, int64_t first_travers
   return ((k - first_traversal % num_dims) % num_dims + num_dims) % num_dims;
 }
 
+// One warp per latent dim. Its rows in the chunk, in grid order, are numbered o = 0, 1, ...; the
+// warp loads kLoadsPerLane * kWarp of them at once (consecutive lanes, consecutive rows), then
+// every lane adds them to the dim's total in order (the chain of additions is the CPU's).
 template <typename T>
 __global__ void dim_effect_kernel(StatisticsChunk<T> c, int64_t traversals) {
-  const int64_t k = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (k >= c.num_dims) return;
-  const int64_t first_traversal = c.start / c.num_steps;
-  const double* __restrict__ mean = c.row_mean;
+  const int64_t k = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) / kWarp;
+  const int lane = threadIdx.x % kWarp;
+  if (k >= c.num_dims) return;  // whole warps
+  const int64_t num_steps = c.num_steps, first_traversal = c.start / num_steps;
+  const int64_t j0 = first_of_dim(k, first_traversal, c.num_dims);
+  if (j0 >= traversals) return;
+  // Rows of the dim's first traversal before the chunk (only traversal 0 starts before it), and
+  // of its last after the chunk.
+  const int64_t skip = max(c.start - (first_traversal + j0) * num_steps, int64_t{0});
+  const int64_t dim_traversals = (traversals - 1 - j0) / c.num_dims + 1;
+  const int64_t last = first_traversal + j0 + (dim_traversals - 1) * c.num_dims;
+  const int64_t overhang = max((last + 1) * num_steps - c.start - c.rows, int64_t{0});
+  const int64_t count = dim_traversals * num_steps - skip - overhang;
   double total = c.dim_effect_sum[k];
-  for (int64_t j = first_of_dim(k, first_traversal, c.num_dims); j < traversals; j += c.num_dims) {
-    const int64_t first_row = (first_traversal + j) * c.num_steps - c.start;
-    const int64_t begin = max(first_row, int64_t{0}), end = min(first_row + c.num_steps, c.rows);
-#pragma unroll 8
-    for (int64_t r = begin; r < end; ++r) total = __dadd_rn(total, mean[r]);
+  for (int64_t base = 0; base < count; base += kLoadsPerLane * kWarp) {
+    double mean[kLoadsPerLane];
+#pragma unroll
+    for (int i = 0; i < kLoadsPerLane; ++i) {
+      const int64_t o = base + i * kWarp + lane + skip;  // as if the first traversal were whole
+      const int64_t t = o / num_steps;
+      const int64_t row = (first_traversal + j0 + t * c.num_dims) * num_steps + (o - t * num_steps) - c.start;
+      mean[i] = o - skip < count ? c.row_mean[row] : 0.0;
+    }
+    const int64_t here = min(count - base, static_cast<int64_t>(kLoadsPerLane * kWarp));
+#pragma unroll
+    for (int i = 0; i < kLoadsPerLane; ++i) {
+#pragma unroll
+      for (int l = 0; l < kWarp; ++l) {
+        const double value = __shfl_sync(kFullWarp, mean[i], l);
+        if (i * kWarp + l < here) total = __dadd_rn(total, value);
+      }
+    }
   }
-  c.dim_effect_sum[k] = total;
+  if (lane == 0) c.dim_effect_sum[k] = total;
 }
 
 template <typename T>
@@ -133,9 +165,18 @@ __global__ void sensitivity_kernel(StatisticsChunk<T> c, int64_t completed) {
   const int64_t k = item / c.features, f = item - k * c.features;
   const int64_t first_traversal = c.start / c.num_steps;
   double total = c.sensitivity_sum[item];
-  for (int64_t j = first_of_dim(k, first_traversal, c.num_dims); j < completed; j += c.num_dims) {
-    const double weighted = __dmul_rn(static_cast<double>(c.slopes[j * c.features + f]), c.inv_range[first_traversal + j]);
-    total = __dadd_rn(total, weighted);
+  for (int64_t j = first_of_dim(k, first_traversal, c.num_dims); j < completed; j += kTraversalsAtOnce * c.num_dims) {
+    double slope[kTraversalsAtOnce], weight[kTraversalsAtOnce];
+#pragma unroll
+    for (int i = 0; i < kTraversalsAtOnce; ++i) {
+      const int64_t ji = j + i * c.num_dims;
+      slope[i] = ji < completed ? static_cast<double>(c.slopes[ji * c.features + f]) : 0.0;
+      weight[i] = ji < completed ? c.inv_range[first_traversal + ji] : 0.0;
+    }
+#pragma unroll
+    for (int i = 0; i < kTraversalsAtOnce; ++i) {
+      if (j + i * c.num_dims < completed) total = __dadd_rn(total, __dmul_rn(slope[i], weight[i]));
+    }
   }
   c.sensitivity_sum[item] = total;
 }
@@ -155,7 +196,7 @@ void launch(const StatisticsChunk<T>& c, cudaStream_t stream) {
         c, per_block, feature_block_count);
   }
   row_effect_kernel<T><<<blocks_for(c.rows, kThreads), kThreads, 0, stream>>>(c, feature_block_count);
-  dim_effect_kernel<T><<<blocks_for(c.num_dims, kThreads), kThreads, 0, stream>>>(c, traversals);
+  dim_effect_kernel<T><<<blocks_for(c.num_dims * kWarp, kThreads), kThreads, 0, stream>>>(c, traversals);
   // Completed here: every traversal but a last one the chunk ends inside; none of one step.
   const int64_t last_step = (c.start + c.rows - 1) % c.num_steps;
   const int64_t completed = c.num_steps == 1 ? 0 : traversals - (last_step == c.num_steps - 1 ? 0 : 1);
