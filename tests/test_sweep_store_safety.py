@@ -305,6 +305,23 @@ def test_a_float64_store_of_an_older_statistics_revision_is_read_but_not_resumed
     assert "statistics_revision" not in json.loads((path32 / "zarr.json").read_text())["attributes"]["latentsweep"]["params"]
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_sweeps_decoded_on_cuda_record_the_cuda_statistics_revision(dtype):
+    """CUDA's statistics changed bits when its fused kernel replaced torch ops (revision 3, any
+    dtype), so a CUDA store from before is not resumed with units of both; CPU sweeps keep theirs."""
+    from types import SimpleNamespace
+
+    from latentsweep.grid_spec import grid_spec
+    from latentsweep.store_session import sweep_params
+
+    spec = grid_spec("test", ANCHORS.to(dtype), mode="prior", span=2.0, steps=STEPS, dims=None, logvar=None,
+                     values=None, reference=None, prior_std=1.0)
+    for device, revision in (("cuda", 3), ("cpu", 2 if dtype == torch.float64 else None)):
+        outputs = SimpleNamespace(dtype=dtype, device=torch.device(device))  # a probe's outputs, as on that device
+        params = sweep_params(rowwise_decoder, spec, SimpleNamespace(outputs=outputs, out_shape=(4,)), True)
+        assert params.get("statistics_revision") == revision, device
+
+
 def test_a_store_planned_before_short_batches_were_unpadded_resumes_padded(tmp_path, full):
     """Its units were decoded with every batch padded to the batch size; the rest are too, so
     the store's results stay those of one uninterrupted run of its version."""

@@ -16,6 +16,9 @@ from .stores import StoreDamaged, SweepStore, create_store, crc, existing_store,
 # resumed only by its own revision. Revision 1 is not recorded: stores made before revisions
 # were (all float32 ones, whose bits never changed) keep their identity.
 STATISTICS_REVISIONS = {"torch.float64": 2}
+# Sweeps decoded on CUDA: 3, the fused CUDA kernel (the CPU kernel's bits; before it, torch ops
+# summed in another order), whatever the dtype.
+CUDA_STATISTICS_REVISION = 3
 
 
 def sweep_params(decoder, spec: GridSpec, probe, keep_outputs: bool) -> dict:
@@ -29,6 +32,8 @@ def sweep_params(decoder, spec: GridSpec, probe, keep_outputs: bool) -> dict:
         "keep_outputs": keep_outputs,
     }
     revision = STATISTICS_REVISIONS.get(params["output_dtype"], 1)
+    if probe.outputs.device.type == "cuda":
+        revision = CUDA_STATISTICS_REVISION
     if revision > 1:
         params["statistics_revision"] = revision
     return params
