@@ -153,9 +153,9 @@ static at::Tensor sum_by_dim(const at::Tensor& per_traversal, int64_t first, int
 }
 
 // Device-generic path (devices without a fused kernel; elsewhere when asked, see
-// set_generic_path): whole-chunk tensor ops. index_add_ would add atomically on CUDA, in no fixed order (no bitwise
-// identity), so fixed-order reductions add per traversal and per dim instead: the same bits for
-// the same chunking, which the plan fixes.
+// set_generic_path): whole-chunk tensor ops. index_add_ would add atomically on CUDA, in no
+// fixed order (no bitwise identity), so fixed-order reductions add per traversal and per dim
+// instead: the same bits for the same chunking, which the plan fixes.
 // Chunk geometry comes from host arithmetic, so nothing here waits for the device.
 at::Tensor SweepStatistics::update_aten(const at::Tensor& y, int64_t start) {
   const int64_t rows = y.size(0);

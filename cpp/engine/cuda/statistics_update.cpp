@@ -10,18 +10,6 @@
 
 namespace latentsweep {
 
-template <typename T>
-static cuda::StatisticsChunk<T> chunk_of(const at::Tensor& y, const at::Tensor& previous, const at::Tensor& anchor_outputs,
-                                         const at::Tensor& inv_range, const at::Tensor& slope_in,
-                                         at::Tensor& sensitivity_sum, at::Tensor& dim_effect_sum, at::Tensor& slopes,
-                                         at::Tensor& partial, at::Tensor& row_mean, at::Tensor& effect, int64_t start,
-                                         int64_t num_dims, int64_t num_steps) {
-  return {y.const_data_ptr<T>(), previous.const_data_ptr<T>(), anchor_outputs.const_data_ptr<T>(),
-          inv_range.const_data_ptr<double>(), slope_in.const_data_ptr<T>(), sensitivity_sum.data_ptr<double>(),
-          dim_effect_sum.data_ptr<double>(), slopes.data_ptr<T>(), partial.data_ptr<double>(),
-          row_mean.data_ptr<double>(), effect.data_ptr<T>(), y.size(0), y.size(1), start, num_dims, num_steps};
-}
-
 at::Tensor SweepStatistics::update_fused_cuda(const at::Tensor& y, int64_t start) {
   const c10::cuda::CUDAGuard guard(y.device());
   const int64_t rows = y.size(0);
@@ -32,16 +20,19 @@ at::Tensor SweepStatistics::update_fused_cuda(const at::Tensor& y, int64_t start
   at::Tensor effect = at::empty({rows}, y.options());
   if (rows == 0) return effect;
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream(y.device().index()).stream();
+  const auto launch = [&]<typename T>() {
+    cuda::launch_statistics(
+        cuda::StatisticsChunk<T>{y.const_data_ptr<T>(), previous_.const_data_ptr<T>(), anchor_outputs_.const_data_ptr<T>(),
+                                 inv_range_.const_data_ptr<double>(), slope_.const_data_ptr<T>(),
+                                 sensitivity_sum_.data_ptr<double>(), dim_effect_sum_.data_ptr<double>(),
+                                 slopes.data_ptr<T>(), partial.data_ptr<double>(), row_mean.data_ptr<double>(),
+                                 effect.data_ptr<T>(), rows, features_, start, num_dims_, num_steps_},
+        stream);
+  };
   if (y.scalar_type() == at::kDouble) {
-    cuda::launch_statistics(chunk_of<double>(y, previous_, anchor_outputs_, inv_range_, slope_, sensitivity_sum_,
-                                             dim_effect_sum_, slopes, partial, row_mean, effect, start, num_dims_,
-                                             num_steps_),
-                            stream);
+    launch.template operator()<double>();
   } else {
-    cuda::launch_statistics(chunk_of<float>(y, previous_, anchor_outputs_, inv_range_, slope_, sensitivity_sum_,
-                                            dim_effect_sum_, slopes, partial, row_mean, effect, start, num_dims_,
-                                            num_steps_),
-                            stream);
+    launch.template operator()<float>();
   }
   const char* error = cuda::last_launch_error();
   TORCH_CHECK(error == nullptr, "SweepStatistics: CUDA launch failed: ", error);
