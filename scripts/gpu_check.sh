@@ -41,4 +41,8 @@ step bench-statistics 60 "$py" benchmarks/bench_statistics.py --device cuda --re
 step bench-core 90 "$py" benchmarks/bench_core.py --device cuda --repeats 5
 step bench-sweep 150 "$py" benchmarks/bench_sweep.py --device cuda --repeats 3
 TAIL_LINES=0 step profile-sweep 60 "$py" benchmarks/profile_sweep.py --device cuda
-step all-tests 300 "$py" -m pytest -q -p no:cacheprovider $(workers 12) -rfE tests
+# One line per test as it ends (-rA would wait for the summary): a suite stopped by the deadline
+# still names what failed (the H200 run of 2026-11-26 lost its summary that way).
+TAIL_LINES=0 step all-tests 300 "$py" -m pytest -v -p no:cacheprovider $(workers 12) -rfE tests
+grep -E "(FAILED|ERROR) " "$out/all-tests.log" | sort -u | head -50
+tail -n 1 "$out/all-tests.log"
