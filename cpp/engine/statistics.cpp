@@ -164,7 +164,7 @@ at::Tensor SweepStatistics::update_aten(const at::Tensor& y, int64_t start) {
   // The chunk covers traversals [first, first + traversals); its row 0 is step `lead` of the first.
   const int64_t first = start / num_steps_, lead = start - first * num_steps_;
   const int64_t last_row = start + rows - 1;
-  const int64_t traversals = last_row / num_steps_ - first + 1;
+  const int64_t traversals = traversals_touched(start, rows, num_steps_);
   const bool last_complete = last_row % num_steps_ == num_steps_ - 1;
   const at::Tensor g = at::arange(start, start + rows, at::TensorOptions().dtype(at::kLong).device(device));
   const at::Tensor traversal = g.div(num_steps_, "floor");  // a * K + k of each row

@@ -30,6 +30,11 @@ LS_HD GridIndex unravel_grid(int64_t g, int64_t num_dims, int64_t num_steps) {
   return GridIndex{rest / num_dims, rest % num_dims, step};
 }
 
+// The number of traversals (runs of num_steps rows from row 0) that rows [start, start + count) touch.
+LS_HD int64_t traversals_touched(int64_t start, int64_t count, int64_t num_steps) {
+  return count == 0 ? 0 : (start + count - 1) / num_steps - start / num_steps + 1;
+}
+
 // Moves to the next grid row without divisions.
 LS_HD void advance_grid(GridIndex& index, int64_t num_dims, int64_t num_steps) {
   if (++index.step == num_steps) {

@@ -186,7 +186,7 @@ unsigned int blocks_for(int64_t items, int64_t threads) { return static_cast<uns
 template <typename T>
 void launch(const StatisticsChunk<T>& c, cudaStream_t stream) {
   if (c.rows == 0) return;
-  const int64_t traversals = chunk_traversals(c.start, c.rows, c.num_steps);
+  const int64_t traversals = traversals_touched(c.start, c.rows, c.num_steps);
   const int64_t feature_block_count = feature_blocks(c.features);
   if (feature_block_count > 0) {
     // Short traversals go several to a thread block, so a block has rows enough to hide latency.

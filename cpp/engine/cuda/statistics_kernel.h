@@ -21,17 +21,12 @@ struct StatisticsChunk {
   double* sensitivity_sum;  // [K, features], added to
   double* dim_effect_sum;   // [K], added to
   // scratch and results
-  T* slopes;                // [traversals, features]: each traversal's slope at its last row in the chunk
+  T* slopes;                // [traversals_touched(start, rows, S), features]: each traversal's slope at its last row in the chunk
   double* effect_partial;   // [feature_blocks, rows]
   double* row_mean;         // [rows]
   T* effect;                // [rows]
   int64_t rows, features, start, num_dims, num_steps;
 };
-
-// The number of traversals the chunk touches (the rows of StatisticsChunk::slopes).
-inline int64_t chunk_traversals(int64_t start, int64_t rows, int64_t num_steps) {
-  return rows == 0 ? 0 : (start + rows - 1) / num_steps - start / num_steps + 1;
-}
 
 void launch_statistics(const StatisticsChunk<float>& chunk, cudaStream_t stream);
 void launch_statistics(const StatisticsChunk<double>& chunk, cudaStream_t stream);

@@ -5,6 +5,7 @@
 
 #include "../statistics.h"
 #include "latentsweep/statistics_layout.h"
+#include "latentsweep/traversal_grid.h"
 #include "ops/cuda/kernels.h"
 #include "statistics_kernel.h"
 
@@ -13,7 +14,7 @@ namespace latentsweep {
 at::Tensor SweepStatistics::update_fused_cuda(const at::Tensor& y, int64_t start) {
   const c10::cuda::CUDAGuard guard(y.device());
   const int64_t rows = y.size(0);
-  const int64_t traversals = cuda::chunk_traversals(start, rows, num_steps_);
+  const int64_t traversals = traversals_touched(start, rows, num_steps_);
   at::Tensor slopes = at::empty({traversals, features_}, y.options());
   at::Tensor partial = at::empty({feature_blocks(features_), rows}, y.options().dtype(at::kDouble));
   at::Tensor row_mean = at::empty({rows}, y.options().dtype(at::kDouble));

@@ -46,7 +46,7 @@ void launch(const DirectionGrid<T>& grid, T* projections, cudaStream_t stream) {
   const int64_t total = grid.count * grid.latent_dim;
   if (total == 0) return;
   const int64_t first_pair = grid.start / grid.num_steps;
-  const int64_t num_pairs = (grid.start + grid.count - 1) / grid.num_steps - first_pair + 1;
+  const int64_t num_pairs = traversals_touched(grid.start, grid.count, grid.num_steps);
   projection_kernel<T><<<blocks_for(num_pairs), kThreads, 0, stream>>>(grid, first_pair, num_pairs,
                                                                         projections);
   const ChunkPosition position = chunk_position(grid.start, grid.num_dims, grid.num_steps, grid.latent_dim);
@@ -62,7 +62,7 @@ void launch(const DirectionGrid<T>& grid, T* projections, cudaStream_t stream) {
 }  // namespace
 
 int64_t direction_projection_count(int64_t start, int64_t count, int64_t num_steps) {
-  return count == 0 ? 0 : (start + count - 1) / num_steps - start / num_steps + 1;
+  return traversals_touched(start, count, num_steps);
 }
 
 void launch_direction_codes(const DirectionGrid<float>& grid, float* projections,
