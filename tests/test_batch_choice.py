@@ -77,6 +77,18 @@ def test_the_search_climbs_to_the_peak_from_either_side(monkeypatch, fastest):
     assert set(tried) <= set(sizes[max(0, low - 1) : high + 2])
 
 
+def test_a_size_faster_only_within_the_margin_does_not_replace_the_start_size(monkeypatch):
+    """Near ties stay with the start size; a size faster by more than MOVE_MARGIN wins."""
+    for gain, chosen in ((1.02, _batching.CPU_START_BATCH), (1.05, 64)):
+        def cost(size: int, gain=gain) -> float:  # 64 faster than the start size by `gain`, the rest slower
+            return 1e-4 / gain if size == 64 else 1e-4 * (1 + abs(math.log(size / _batching.CPU_START_BATCH, 4)))
+        monkeypatch.setattr(__import__(__name__), "seconds_per_code", cost)
+        machine = FakeMachine()
+        choice = choose_cpu_batch_size(machine.run, start=0, end=10_000_000, cap=8192, clock=machine.clock)
+        assert choice.batch_size == chosen, gain
+        assert [t.batch_size for t in choice.trials][:2] == [_batching.CPU_START_BATCH, 64]
+
+
 @pytest.mark.parametrize("end", [20_000, 200_000, 2_000_000])
 def test_the_trials_cost_at_most_their_share_of_the_sweep(end):
     machine = FakeMachine()
