@@ -149,8 +149,8 @@ def choose_cpu_batch_size(
     needs the size before it plans, so its trial rows are scratch). The search starts at
     :func:`start_index` (by ``estimate``, seconds per row) and climbs: to smaller sizes while they
     are faster, else to larger ones while they are faster (throughput rises with the batch until
-    the decoder's working set leaves the caches, then falls), moving only to a size faster by more
-    than MOVE_MARGIN. Each size gets one untimed chunk
+    the decoder's working set leaves the caches, then falls), moving only to a size whose throughput is
+    more than MOVE_MARGIN times the best's. Each size gets one untimed chunk
     (first calls pay one-off costs), then whole chunks, in up to PROBE_SEGMENTS runs, until
     ``probe_seconds`` (or its share of the budget) are timed; a size's throughput is over all its
     timed rows. The sweep's time is estimated from the fastest rate seen (before any, from
