@@ -51,7 +51,7 @@ traversals_kernel(StatisticsChunk<T> c, int64_t traversals_per_block, int64_t fe
   const int64_t f = f0 + local;
 
   GridIndex index = unravel_grid(c.start + row_begin, c.num_dims, c.num_steps);
-  int64_t traversal = (c.start + row_begin) / c.num_steps - first_traversal;  // in the chunk
+  int64_t traversal = traversal0 - first_traversal;  // in the chunk (0: the one row_begin is in)
   // A chunk that starts inside a traversal continues its slope from the previous chunk.
   T previous = T(0), slope = T(0), x = T(0);
   if (active && index.step > 0) {
