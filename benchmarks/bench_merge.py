@@ -36,7 +36,7 @@ FEATURES = 64
 def store_with_units(folder: Path, units: int, dims: int) -> Path:
     """A finished statistics-only store whose plan has `units` work units."""
     steps, batch = 2, 1
-    rows_per_unit = make_plan(10**9, steps, batch).unit_rows
+    rows_per_unit = make_plan(10**9, steps, batch, padded=False).unit_rows
     anchors = max(1, units * rows_per_unit // (dims * steps))
     path = folder / f"units{units}.zarr"
     codes = torch.randn(anchors, dims, generator=torch.Generator().manual_seed(0))

@@ -1,6 +1,8 @@
-"""batch_size="auto" on the CPU: candidate sizes timed on the sweep's first rows (scratch rows,
-within a share of the sweep's time), the fastest chosen, recorded in the result and the store, reused on resume, and
-overridden by an explicit batch_size; the results never depend on the size.
+"""batch_size="auto" on the CPU: candidate sizes timed on the sweep's first rows (within a share
+of the sweep's time and rows), the fastest chosen, recorded in the result and the store, reused
+on resume, and overridden by an explicit batch_size; the results never depend on the size. A
+sweep kept in memory keeps the trials' rows as its first work units; a store's trials are
+scratch.
 
 Nothing here times anything for real: a fake clock, advanced by a decoder whose cost per
 code depends on the batch, stands in for the machine (no timing assertions in tests)."""
@@ -58,8 +60,32 @@ def test_the_fastest_size_is_chosen_on_contiguous_rows():
     assert all((end - first) % size == 0 for size, first, end in machine.calls)
     # from the start size down (slower), then up (slower): the start size wins
     assert [t.batch_size for t in choice.trials] == [_batching.CPU_START_BATCH, 64, 1024]
-    assert all(t.seconds >= _batching.PROBE_SECONDS for t in choice.trials)
+    # each size: one untimed chunk, then TIMED_ROW_SHARE of the rows (at least TIMED_UNITS chunks)
+    for trial in choice.trials:
+        size = trial.batch_size
+        assert trial.rows == size * max(_batching.TIMED_UNITS, math.ceil(_batching.TIMED_ROW_SHARE * 999_900 / size))
     assert choice.next_row - 100 <= _batching.PROBE_SHARE * (1_000_000 - 100)
+
+
+def unit_rows(size: int) -> int:
+    """Units of whole traversals of 21 steps, about 4 batches (as plan.make_plan makes them)."""
+    return 21 * max(1, 4 * size // 21)
+
+
+def test_trials_decode_whole_units_and_leave_the_same_units_whenever_they_try_the_same_sizes():
+    """A memory sweep keeps the trials' units, so how many rows each size decodes is a count of
+    units, never of seconds: two searches on machines with other timings (a slow first call,
+    noise) that try the same sizes leave the same units behind."""
+    calls = []
+    for warmup in (0.0, 0.3):
+        machine = FakeMachine(warmup_seconds=warmup)
+        choice = choose_cpu_batch_size(machine.run, start=0, end=2_100_000, cap=8192, unit_rows=unit_rows,
+                                       clock=machine.clock)
+        assert choice.batch_size == FASTEST and choice.next_row == machine.calls[-1][2]
+        for size, first, end in machine.calls:
+            assert first % 21 == 0 and (end - first) % unit_rows(size) == 0
+        calls.append(machine.calls)
+    assert calls[0] == calls[1]
 
 
 @pytest.mark.parametrize("fastest", [64, 256, 1024, 4096, 8192])
@@ -196,12 +222,16 @@ def assert_same_sweep(a: ls.TraversalResult, b: ls.TraversalResult) -> None:
         assert np.array_equal(np.asarray(a.outputs), np.asarray(b.outputs))
 
 
-def chunk_sizes(batch_size: int) -> list[int]:
+def chunk_sizes(batch_size: int, trial_units=()) -> list[int]:
     """The batch sizes a CPU sweep of this grid decodes at, unit by unit (a unit's last batch
-    short, as it is)."""
-    plan = make_plan(ANCHORS.shape[0] * ANCHORS.shape[1] * STEPS, STEPS, batch_size, padded=False)
-    return [min(batch_size, stop - row) for start, stop in map(plan.unit_rows_of, range(plan.num_units))
-            for row in range(start, stop, batch_size)]
+    short, as it is), its trial units first."""
+    plan = make_plan(ANCHORS.shape[0] * ANCHORS.shape[1] * STEPS, STEPS, batch_size, padded=False,
+                     trial_units=trial_units)
+    sizes = []
+    for unit in range(plan.num_units):
+        (start, stop), size = plan.unit_rows_of(unit), plan.unit_batch_size(unit)
+        sizes += [min(size, stop - row) for row in range(start, stop, size)]
+    return sizes
 
 
 def recorded_batch_size(path) -> int:
@@ -209,20 +239,36 @@ def recorded_batch_size(path) -> int:
     return SweepStore(path, writable=False).plan.batch_size
 
 
-def test_auto_chooses_by_throughput_and_records_it_in_the_result(decoder):
+def test_auto_chooses_by_throughput_and_a_memory_sweep_keeps_the_trials_rows(decoder):
     result = sweep(decoder)
     assert result.batch_size == FASTEST
     run_sizes = decoder.sizes[1:]  # [0] is the anchors' own decode (its cost: the estimate)
     start = _batching.start_index(cpu_batch_candidates(8192), seconds_per_code(64))
-    assert run_sizes[:2] == [cpu_batch_candidates(8192)[start]] * 2 == [64, 64]  # then up to 256
-    sweep_sizes = chunk_sizes(FASTEST)  # the rest: the sweep at the chosen size
+    assert cpu_batch_candidates(8192)[start] == 64 and run_sizes[0] == 64  # then up to 256
+    # Every row decoded once: the trials decoded whole units of each size tried (units of 200
+    # rows at 64, of 1000 at 256: one untimed, TIMED_UNITS timed), kept as the sweep's first
+    # units; the sweep went on at the chosen size after them.
+    assert sum(run_sizes) == result.num_points == result.points_computed
+    trial_units = [(r, r + 200, 64) for r in range(0, 600, 200)] + [(r, r + 1000, 256) for r in range(600, 3600, 1000)]
+    assert run_sizes == chunk_sizes(FASTEST, trial_units)
+    trials = run_sizes[: sum(-(-(stop - start) // size) for start, stop, size in trial_units)]
+    assert sum(trials) == 3600 <= _batching.PROBE_SHARE * result.num_points
+    trial_seconds = sum(size * seconds_per_code(size) for size in trials)
+    sweep_seconds = result.num_points * seconds_per_code(64)  # by the estimate before any trial
+    assert trial_seconds <= _batching.KEPT_TRIAL_TIME_SHARE * sweep_seconds
+
+
+def test_a_stores_trials_are_scratch_within_their_share_of_the_sweep(decoder, tmp_path):
+    result = sweep(decoder, out=tmp_path / "sweep.zarr")
+    assert result.batch_size == FASTEST
+    run_sizes = decoder.sizes[1:]
+    sweep_sizes = chunk_sizes(FASTEST)  # every row, at the chosen size, after the trials
     assert run_sizes[-len(sweep_sizes):] == sweep_sizes
-    # The trials run before the plan exists and are thrown away: bounded by their share of the
-    # sweep's time (checked before each run: at most one chunk over) and of its rows.
     trials = run_sizes[: len(run_sizes) - len(sweep_sizes)]
     trial_seconds = sum(size * seconds_per_code(size) for size in trials)
     sweep_seconds = result.num_points * seconds_per_code(FASTEST)
     assert 0 < sum(trials) <= _batching.PROBE_SHARE * result.num_points
+    # checked before each run: at most one chunk over
     assert trial_seconds <= _batching.TRIAL_TIME_SHARE * sweep_seconds + FASTEST * seconds_per_code(FASTEST)
 
 

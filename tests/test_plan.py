@@ -43,3 +43,34 @@ def test_plans_say_whether_short_batches_are_padded():
     assert plan_from_dict(old).padded  # recorded before it was a choice: every batch was padded
     with pytest.raises(ValueError, match="inconsistent plan"):
         plan_from_dict({**plan.as_dict(), "padded": "no"})
+
+
+def test_trial_units_come_first_and_the_regular_units_follow_them():
+    """A memory sweep keeps its batch trials' rows as units 0..T-1, each with its own batch size."""
+    trials = ((0, 30, 4), (30, 90, 16), (90, 150, 16))
+    plan = make_plan(480, STEPS, BATCH, padded=False, trial_units=trials)
+    assert plan.trial_rows == 150 and plan.unit_rows == 60
+    rows = [plan.unit_rows_of(u) for u in range(plan.num_units)]
+    assert rows == [(0, 30), (30, 90), (90, 150), (150, 210), (210, 270), (270, 330), (330, 390), (390, 450),
+                    (450, 480)]
+    assert [plan.unit_batch_size(u) for u in range(plan.num_units)] == [4, 16, 16] + [BATCH] * 6
+    assert plan_from_dict(plan.as_dict()) == plan
+    everything = make_plan(480, STEPS, BATCH, padded=False, trial_units=((0, 480, 8),))
+    assert [everything.unit_rows_of(u) for u in range(everything.num_units)] == [(0, 480)]
+    assert plan_from_dict(everything.as_dict()) == everything
+
+
+@pytest.mark.parametrize("trials", [
+    [[10, 30, 4]],  # not from row 0
+    [[0, 30, 4], [40, 60, 4]],  # a gap
+    [[0, 25, 4]],  # not whole traversals
+    [[0, 30, 0]],  # no batch size
+    [[0, 490, 4]],  # past the grid
+    [[0, 30]],  # malformed
+    "0,30,4",
+])
+def test_inconsistent_trial_units_are_refused(trials):
+    plan = make_plan(480, STEPS, BATCH, padded=False)
+    with pytest.raises(ValueError, match="inconsistent plan"):
+        plan_from_dict({**plan.as_dict(), "trial_units": trials})
+

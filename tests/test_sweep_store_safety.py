@@ -190,6 +190,19 @@ def test_unreadable_metadata_says_damaged_and_what_to_do(tmp_path):
     assert ls.sweep_status(path).complete
 
 
+def test_a_store_whose_plan_has_trial_units_is_refused_as_damaged(tmp_path):
+    """Only in-memory sweeps keep their batch trials as units (a store's chunks are one size)."""
+    path = tmp_path / "sweep.zarr"
+    sweep(path)
+    meta_file = path / "zarr.json"
+    meta = json.loads(meta_file.read_text())
+    plan = meta["attributes"]["latentsweep"]["plan"]
+    plan["trial_units"] = [[0, plan["num_steps"], 1]]
+    meta_file.write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="damaged: its metadata"):
+        ls.open_sweep(path)
+
+
 def test_a_finished_store_is_read_and_resumed_without_writing(tmp_path, full):
     path = tmp_path / "sweep.zarr"
     sweep(path)
@@ -349,8 +362,9 @@ def test_a_measured_batch_choice_is_recorded_and_reused(tmp_path, monkeypatch):
 
     calls = []
 
-    def choose(run, *, start, end, cap, estimate):
+    def choose(run, *, start, end, cap, estimate, unit_rows, time_share):
         assert estimate > 0  # the probe's seconds per row
+        assert unit_rows is None and time_share == _batching.TRIAL_TIME_SHARE  # a store's trials are scratch
         run(8, start, start + 8)  # a trial decodes real rows through the executor
         calls.append((start, end, cap))
         return type("Choice", (), {"batch_size": 24})()

@@ -4,9 +4,11 @@ On CUDA the batch is as large as the memory budget allows. On the CPU the fastes
 depends on the decoder and the machine (measured on a quiet machine: an MLP 32-256-784 is
 fastest at about 1024 codes, a small deconv decoder at 64, 1.6x faster than at 1024), so
 `choose_cpu_batch_size` times candidate sizes on the grid's first rows and takes the fastest.
-The sweep engine plans its work units with the chosen size, so it decodes the trials into a
-scratch buffer: they are pure cost, bounded by TRIAL_TIME_SHARE of the sweep's estimated time
-(and PROBE_SHARE of its rows). A sweep too short to pay for trials gets the start size.
+Each size decodes whole work units of its own plan, so a sweep kept in memory keeps the trials'
+rows as its first units (only the slower sizes' extra time is lost: the trials may use up to
+KEPT_TRIAL_TIME_SHARE of the sweep's estimated time); a store's chunks are one size, so there
+the trials are scratch, bounded by TRIAL_TIME_SHARE. Both stop at PROBE_SHARE of the rows. A
+sweep too short to pay for trials gets the start size.
 """
 
 from __future__ import annotations
@@ -29,10 +31,15 @@ CPU_BATCH_CANDIDATES = (64, 256, 1024, 4096)  # and the memory cap; x4 apart: cl
 # Without an estimate: CPU_START_BATCH.
 START_CHUNK_SECONDS = 0.002
 CPU_START_BATCH = 256
-TRIAL_TIME_SHARE = 0.02  # the trials (thrown away) cost at most this share of the sweep's time
-PROBE_SECONDS = 0.1  # timed per candidate at most (after one untimed chunk)
-PROBE_SEGMENTS = 3  # timed runs per candidate when chunks are short (one slow run is noise)
-PROBE_SHARE = 0.25  # and at most this share of the rows
+TRIAL_TIME_SHARE = 0.02  # trials thrown away (a store's) cost at most this share of the sweep's time
+KEPT_TRIAL_TIME_SHARE = 0.08  # trials whose rows are kept (only the slower sizes' extra time is lost)
+PROBE_SHARE = 0.25  # the trials decode at most this share of the rows
+# Timed per size, after one untimed unit: TIMED_UNITS units, or TIMED_ROW_SHARE of the rows if
+# more. A count of rows, not of seconds, so that the units a search leaves behind are the same
+# whenever it tries the same sizes (a memory sweep keeps them: its statistics' bits depend on
+# them).
+TIMED_UNITS = 2
+TIMED_ROW_SHARE = 0.001
 # A size replaces the best so far only when it is this much faster: short timings on a shared
 # machine differ by a few percent from run to run, and a near tie is better settled by the start
 # size (a chunk of a few milliseconds) than by noise. Measured: a deconv decoder whose 64 is 3%
@@ -135,7 +142,7 @@ def choose_cpu_batch_size(
     start: int,
     end: int,
     cap: int,
-    probe_seconds: float = PROBE_SECONDS,
+    unit_rows: Callable[[int], int] | None = None,
     time_share: float = TRIAL_TIME_SHARE,
     probe_share: float = PROBE_SHARE,
     estimate: float | None = None,
@@ -144,23 +151,22 @@ def choose_cpu_batch_size(
     """Picks the CPU batch size with the highest measured throughput, spending at most
     ``time_share`` of the sweep's estimated time on the trials.
 
-    ``run(batch_size, first_row, end_row)`` decodes grid rows ``[first_row, end_row)`` in
-    chunks of ``batch_size`` (the caller decides whether the results are kept; the sweep engine
-    needs the size before it plans, so its trial rows are scratch). The search starts at
-    :func:`start_index` (by ``estimate``, seconds per row) and climbs: to smaller sizes while they
-    are faster, else to larger ones while they are faster (throughput rises with the batch until
-    the decoder's working set leaves the caches, then falls), moving only to a size whose throughput is
-    more than MOVE_MARGIN times the best's. Each size gets one untimed chunk
-    (first calls pay one-off costs), then whole chunks, in up to PROBE_SEGMENTS runs, until
-    ``probe_seconds`` (or its share of the budget) are timed; a size's throughput is over all its
-    timed rows. The sweep's time is estimated from the fastest rate seen (before any, from
-    ``estimate``, seconds per row, e.g. the decoder's first call at the anchors, or from the
-    untimed chunk), and no trial starts that the budget cannot pay for, nor past
-    ``probe_share`` of the rows. A candidate that runs out of memory ends the trials (the error
-    propagates when it was the first). Returns the fastest size timed (the start size when none
-    could be) and the row the trials reached.
+    ``run(batch_size, first_row, end_row)`` decodes grid rows ``[first_row, end_row)``, whole
+    units of ``unit_rows(batch_size)`` rows (default: one batch) at that batch size; the caller
+    decides whether the results are kept. The search starts at :func:`start_index` (by
+    ``estimate``, seconds per row) and climbs: to smaller sizes while they are faster, else to
+    larger ones while they are faster (throughput rises with the batch until the decoder's
+    working set leaves the caches, then falls), moving only to a size whose throughput is more
+    than MOVE_MARGIN times the best's. Each size gets one untimed unit (first calls pay one-off
+    costs), then one timed run of TIMED_UNITS units (or of TIMED_ROW_SHARE of the rows, if more).
+    The sweep's time is estimated from the fastest rate seen (before any, from ``estimate``, e.g.
+    the decoder's first calls at the anchors, or from the untimed unit), and no trial starts that
+    the budget cannot pay for, nor past ``probe_share`` of the rows. A candidate that runs out of
+    memory is skipped (the error propagates when it was the first). Returns the fastest size timed
+    (the start size when none could be) and the row the trials reached.
     """
     clock = clock or _clock
+    unit_rows = unit_rows or (lambda size: size)
     sizes = cpu_batch_candidates(max(1, cap))
     first = start_index(sizes, estimate)
     row_limit = min(end, start + max(1, int((end - start) * probe_share)))
@@ -171,32 +177,29 @@ def choose_cpu_batch_size(
     def budget_left() -> float:
         return math.inf if rate is None else time_share * (end - start) * rate - spent
 
+    def affordable(units: int, unit: int) -> int:
+        """How many of ``units`` units fit in the rows and the time left."""
+        by_time = math.inf if rate is None or rate <= 0 else budget_left() // (unit * rate)
+        return int(min(units, (row_limit - row) // unit, by_time))
+
     def timed(size: int) -> BatchTrial | None:
         nonlocal row, spent, rate
-        if row + 2 * size > row_limit or (rate is not None and 2 * size * rate > budget_left()):
-            return None  # no room for the untimed chunk and one timed chunk
+        unit = max(1, unit_rows(size))
+        if affordable(1 + TIMED_UNITS, unit) < 1 + TIMED_UNITS:
+            return None  # no room for the untimed unit and the timed ones
         began = clock()
-        run(size, row, row + size)  # untimed: allocation, kernel selection
+        run(size, row, row + unit)  # untimed: allocation, kernel selection
         warm = clock() - began
-        spent, row = spent + warm, row + size
-        rate = warm / size if rate is None else rate  # pessimistic (one-off costs) until something is timed
-        target = min(probe_seconds, time_share * (end - start) * rate / 4)  # ~4 sizes get tried
-        rows_timed, seconds = 0, 0.0
-        for segment in range(PROBE_SEGMENTS):
-            if seconds >= target:
-                break
-            per_chunk = (seconds / rows_timed if rows_timed else rate) * size
-            share = (target - seconds) / (PROBE_SEGMENTS - segment)  # the last run times the rest
-            chunks = max(1, math.ceil(share / per_chunk)) if per_chunk > 0 else 1
-            chunks = min(chunks, (row_limit - row) // size, int(budget_left() // per_chunk) if per_chunk > 0 else chunks)
-            if chunks < 1:
-                break
-            began = clock()
-            run(size, row, row + chunks * size)
-            took = clock() - began
-            rows_timed, seconds, spent, row = rows_timed + chunks * size, seconds + took, spent + took, row + chunks * size
-            rate = min(rate, seconds / rows_timed)
-        return BatchTrial(size, rows_timed, seconds) if rows_timed else None
+        spent, row = spent + warm, row + unit
+        rate = warm / unit if rate is None else rate  # pessimistic (one-off costs) until something is timed
+        wanted = max(TIMED_UNITS, math.ceil(TIMED_ROW_SHARE * (end - start) / unit))
+        units = max(1, affordable(wanted, unit))
+        began = clock()
+        run(size, row, row + units * unit)
+        seconds = clock() - began
+        spent, row = spent + seconds, row + units * unit
+        rate = min(rate, seconds / (units * unit))
+        return BatchTrial(size, units * unit, seconds)
 
     def attempt(size: int) -> BatchTrial | None:
         try:

@@ -96,7 +96,7 @@ class MemorySink:
     def __init__(self, geometry: Geometry, keep_outputs: bool, plan, *, keep_units: bool = False):
         """keep_units: keep every unit's statistics (to send them to other ranks); otherwise
         units are merged as soon as all before them are, so memory does not grow with the grid."""
-        self.geometry, self.plan, self.keep_units = geometry, plan, keep_units
+        self.geometry, self.plan, self.keep_units, self.keep_outputs = geometry, plan, keep_units, keep_outputs
         self._prefix = OrderedMerge(geometry.num_dims, geometry.features)
         self._effect = torch.zeros(geometry.num_rows, dtype=geometry.statistics_dtype)
         self._outputs = (

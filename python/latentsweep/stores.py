@@ -212,6 +212,8 @@ class SweepStore:
                                 if name in meta["static_crc"]}
             if sweep_id(self.params) != self.sweep_id or self.plan.num_rows != self.geometry.num_rows:
                 raise ValueError("the sweep's identity does not match its parameters")
+            if self.plan.trial_units:  # a store's units all have its chunks' size (see plan.py)
+                raise ValueError("its plan has trial units, which only in-memory sweeps keep")
             if ("directions" in self.static_crc) != (self.params.get("codes") == "directions"):
                 raise ValueError("its directions do not match its parameters")
             self._arrays = {name: self.group[name] for name in (*self.static_crc, "effect")}

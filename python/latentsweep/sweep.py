@@ -219,27 +219,30 @@ def sweep_grid(
         with eval_mode(decoder):
             probe = probe_anchors(fn, decode_fn, spec_d, 64 if batch_size == "auto" else batch_size)
             geometry = Geometry(*spec.grid_shape, probe.out_shape, probe.outputs.dtype)
-            def choose_batch() -> int:  # only when no store has chosen already
-                return _choose_batch_size(fn, decode_fn, batch_size, memory_budget, device, spec_d, probe)
+            def choose_batch(keep) -> tuple:  # only when no store has chosen already
+                return _choose_batch_size(fn, decode_fn, batch_size, memory_budget, device, spec_d, probe, keep)
 
+            opening = time.perf_counter()
             opened = _open_sink(fn, out, spec, probe, geometry, decode_fn, choose_batch,
                                 explicit=None if batch_size == "auto" else batch_size,
                                 keep_outputs=keep_outputs, resume=resume, overwrite=overwrite, workers=workers)
             sink, plan, pending = opened
             mine = _my_units(plan, pending, workers)
+            trial_rows = plan.trial_rows if workers.leader else 0  # decoded here while choosing the size
             stats = _C.SweepStatistics(probe.outputs.reshape(spec.num_anchors, -1), spec_d.values)
             if cuda_graph and not plan.padded:
                 raise ValueError(f"{fn}: cuda_graph=True needs batches of one size, and the sweep at {out} was "
                                  "planned with short batches (started on the CPU); resume it without cuda_graph")
             decode = graphed(fn, decode_fn, plan.batch_size, spec_d.anchors) if cuda_graph else decode_fn
-            sweep_started = time.perf_counter()
-            rows = sum(plan.unit_rows_of(u)[1] - plan.unit_rows_of(u)[0] for u in mine)
-            bar = _progress.bar(show_progress and workers.leader, total=rows, unit="pt",
+            sweep_started = opening if trial_rows else time.perf_counter()
+            rows = trial_rows + sum(plan.unit_rows_of(u)[1] - plan.unit_rows_of(u)[0] for u in mine)
+            bar = _progress.bar(show_progress and workers.leader, total=rows, initial=trial_rows, unit="pt",
                                 desc=_checks.call_name(fn) if workers.world == 1
                                 else f"{_checks.call_name(fn)} (rank {workers.rank}/{workers.world})")
             error = None
             try:
                 computed, used_batch = _decode_units(fn, decode, spec_d, stats, sink, plan, mine, keep_outputs, bar)
+                computed += trial_rows
             except BaseException as caught:  # noqa: BLE001 - reported to the other ranks, then re-raised
                 error, computed, used_batch = caught, 0, plan.batch_size
             finally:
@@ -303,15 +306,18 @@ def _resolve_device(fn: str, requested, decoder, anchors: torch.Tensor) -> torch
     return device
 
 
-# ---- plan -----------------------------------------------------------------------------------
-def _choose_batch_size(fn: str, decoder, batch_size, memory_budget, device, spec: GridSpec, probe: Probe) -> int:
-    """The batch size a new sweep is planned with: explicit, or chosen (on rank 0 only; the
-    plan carries it to the other ranks, the store to shards and resumes).
+# ---- plan ----------------------------------------------------------------------------------
+def _choose_batch_size(fn: str, decoder, batch_size, memory_budget, device, spec: GridSpec, probe: Probe,
+                       keep=None) -> tuple[int, tuple[tuple[int, int, int], ...]]:
+    """The batch size a new sweep is planned with, and the trial units kept: explicit, or chosen
+    (on rank 0 only; the plan carries it to the other ranks, the store to shards and resumes).
 
-    This is the one place the automatic choice is made: a CPU choice by measured throughput
-    (``_batching``, issue 7 item 9) plugs in here, and the plan and the store record it."""
+    This is the one place the automatic choice is made: on the CPU by measured throughput
+    (``_batching``), the trials decoding whole units of each size tried. With ``keep`` (a
+    :class:`MemorySink`) their rows and statistics go into it and they are returned as
+    ``(start, stop, batch_size)`` trial units for the plan; otherwise they are scratch."""
     if batch_size != "auto":
-        return min(batch_size, spec.num_rows)
+        return min(batch_size, spec.num_rows), ()
     choice = _batching.auto_batch_size(
         device=device,
         budget=memory_budget or _batching.default_memory_budget(device),
@@ -321,31 +327,60 @@ def _choose_batch_size(fn: str, decoder, batch_size, memory_budget, device, spec
         activation_bytes=probe.activation_bytes,
         total_rows=spec.num_rows,
     )
-    measure = _batching.choose_cpu_batch_size
-    if device.type == "cpu":
-        # The trial rows are decoded before the plan exists and thrown away: at most
-        # _batching.TRIAL_TIME_SHARE of the sweep's estimated time (none for a short sweep).
-        with _C.reuse_cpu_buffers():
-            choice = measure(_trial_runner(fn, decoder, spec, probe), start=0, end=spec.num_rows, cap=choice,
-                             estimate=probe.seconds_per_row).batch_size
-    return choice
+    if device.type != "cpu":
+        return choice, ()
+    trial = _TrialRunner(fn, decoder, spec, probe, keep)
+    with _C.reuse_cpu_buffers():
+        choice = _batching.choose_cpu_batch_size(
+            trial.run, start=0, end=spec.num_rows, cap=choice, unit_rows=trial.unit_rows if keep is not None else None,
+            time_share=_batching.KEPT_TRIAL_TIME_SHARE if keep is not None else _batching.TRIAL_TIME_SHARE,
+            estimate=probe.seconds_per_row,
+        ).batch_size
+    return choice, tuple(trial.kept)
 
 
-def _trial_runner(fn: str, decoder, spec: GridSpec, probe: Probe):
+class _TrialRunner:
     """run(size, first_row, end_row) for timing batch sizes: decodes those rows with the real
-    executor and discards them (the plan, and so the units, need the batch size first)."""
-    scratch = _C.SweepStatistics(probe.outputs.reshape(spec.num_anchors, -1), spec.values)
-    template = scratch.state()
-    executors = {}  # one per size tried (a size may be timed on several runs of rows)
+    executor. With a ``sink``, unit by unit as a plan at that size would (so they time what the
+    sweep will do), handing each finished run's units to the sink (a run that fails leaves
+    nothing recorded: the sweep decodes its rows again). Without, as scratch, in batches from
+    ``first_row`` (any row: its statistics are thrown away)."""
 
-    def run(size: int, first_row: int, end_row: int) -> None:
-        if size not in executors:
-            executors[size] = _C.SweepExecutor(fn, decoder, spec.anchors, spec.dims, spec.values, size,
-                                               list(probe.out_shape), spec.code_writer)
-        scratch.load_state({**template, "next_row": torch.tensor(first_row)})
-        executors[size].run(scratch, first_row, end_row, None, False, None)
+    def __init__(self, fn: str, decoder, spec: GridSpec, probe: Probe, sink):
+        self.fn, self.decoder, self.spec, self.sink = fn, decoder, spec, sink
+        self.stats = _C.SweepStatistics(probe.outputs.reshape(spec.num_anchors, -1), spec.values)
+        self.template = self.stats.state()
+        self.out_shape = list(probe.out_shape)
+        self.executors = {}  # one per size tried
+        self.kept: list[tuple[int, int, int]] = []  # the trial units given to the sink
 
-    return run
+    def unit_rows(self, size: int) -> int:
+        return make_plan(self.spec.num_rows, self.spec.num_steps, size, padded=False).unit_rows
+
+    def run(self, size: int, first_row: int, end_row: int) -> None:
+        spec = self.spec
+        if size not in self.executors:
+            self.executors[size] = _C.SweepExecutor(self.fn, self.decoder, spec.anchors, spec.dims, spec.values, size,
+                                                    self.out_shape, spec.code_writer, False)
+        executor = self.executors[size]
+        if self.sink is None:
+            self.stats.load_state({**self.template, "next_row": torch.tensor(first_row)})
+            executor.run(self.stats, first_row, end_row, None, False, None)
+            return
+        unit_rows = self.unit_rows(size)
+        finished = [(start, min(start + unit_rows, end_row)) for start in range(first_row, end_row, unit_rows)]
+        finished = [(start, stop, _decode_unit(executor, self.stats, self.sink, start, stop, self.sink.keep_outputs,
+                                               None)) for start, stop in finished]
+        for start, stop, statistics in finished:
+            self.sink.finish_unit(len(self.kept), start, stop, statistics)
+            self.kept.append((start, stop, size))
+
+
+def _decode_unit(executor, stats, sink, start: int, stop: int, keep_outputs: bool, progress) -> UnitStatistics:
+    """Rows ``[start, stop)`` (one unit) through the executor into ``sink``; the unit's statistics."""
+    stats.reset(start)
+    executor.run(stats, start, stop, sink.write_rows, keep_outputs, progress)
+    return UnitStatistics.from_state(stats.state())
 
 
 # ---- sink -----------------------------------------------------------------------------------
@@ -354,16 +389,21 @@ def _open_sink(fn: str, out, spec, probe, geometry, decoder, choose_batch, *, ex
     """(sink, plan, pending units). Memory, or a store opened by the leader first (created,
     resumed or replaced), then joined by the other ranks. The batch size is chosen only for a
     new sweep, by the leader; a store's recorded plan wins."""
-    def new_plan() -> SweepPlan:
+    def new_plan(keep=None) -> SweepPlan:
         # CUDA pads short batches (one shape for every call, as CUDA graphs need; padding costs
         # a GPU little); the CPU decodes them as they are.
-        return make_plan(spec.num_rows, spec.num_steps, choose_batch(), padded=probe.outputs.device.type == "cuda")
+        batch_size, trial_units = choose_batch(keep)
+        return make_plan(spec.num_rows, spec.num_steps, batch_size, padded=probe.outputs.device.type == "cuda",
+                         trial_units=trial_units)
 
     if out is None:
         if keep_outputs:
             _check_fits_in_memory(fn, geometry)
-        plan = plan_from_dict(_leader_decides(workers, lambda: new_plan().as_dict()))
-        return MemorySink(geometry, keep_outputs, plan, keep_units=workers.grouped), plan, list(range(plan.num_units))
+        # The leader's batch trials decode into the sink (their units are kept, see plan.py).
+        sink = MemorySink(geometry, keep_outputs, None, keep_units=workers.grouped)
+        plan = plan_from_dict(_leader_decides(workers, lambda: new_plan(sink).as_dict()))
+        sink.plan = plan
+        return sink, plan, list(range(len(plan.trial_units), plan.num_units))
     path = Path(out)
     params = sweep_params(decoder, spec, probe, keep_outputs)
     want = dict(params=params, static=static_arrays(spec, probe), geometry=geometry, latent_dim=spec.latent_dim,
@@ -441,9 +481,8 @@ def _decode_units(fn: str, decoder, spec: GridSpec, stats, sink, plan: SweepPlan
             while remaining:
                 unit = remaining[0]
                 start, stop = plan.unit_rows_of(unit)
-                stats.reset(start)
-                executor.run(stats, start, stop, sink.write_rows, keep_outputs, on_progress)
-                sink.finish_unit(unit, start, stop, UnitStatistics.from_state(stats.state()))
+                statistics = _decode_unit(executor, stats, sink, start, stop, keep_outputs, on_progress)
+                sink.finish_unit(unit, start, stop, statistics)
                 computed += stop - start
                 remaining.pop(0)
         return batch_size
