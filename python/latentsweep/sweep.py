@@ -116,9 +116,11 @@ def traverse(
             (coordinates along the directions for a direction sweep).
         batch_size: codes per decoder call, or ``"auto"``: on CUDA as many as ``memory_budget``
             allows (measured on a probe batch); on the CPU the fastest of a few sizes timed on
-            the first rows (at most 8192, the trials costing at most 2% of the sweep's time; a
-            short sweep uses the size whose call takes ~2 ms). A store records the batch size,
-            and every rank, shard and resume of the sweep uses the recorded one.
+            the first rows (at most 8192; a short sweep uses the size whose call takes ~2 ms).
+            The trials decode whole work units: a sweep in memory keeps them (at most 8% of its
+            time; timing decides which sizes are tried, so pass a size for statistics that are
+            bit-reproducible from run to run), a store throws them away (at most 2%). A store
+            records the batch size, and every rank, shard and resume of the sweep uses it.
         memory_budget: bytes for the sweep's buffers (default: half the free GPU memory, or
             1 GiB on the CPU).
         device: where codes are built and decoded (default: the decoder's device, else the
