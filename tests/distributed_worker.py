@@ -39,10 +39,29 @@ def killing_decoder(victim: int, at: int) -> torch.nn.Module:
     return decoder
 
 
-def save(result, out: Path, name: str) -> None:
+class ClockedDecoder:
+    """The MLP decoder on a fake clock (latentsweep's batch trials time with it): a call of n
+    codes costs n * seconds_per_code(n), fastest at 64, so the trials are the same on every run
+    and every rank. Counts the codes it decodes (the anchors' included)."""
+
+    def __init__(self, decoder):
+        self.decoder, self.now, self.codes = decoder, 0.0, 0
+        ls._batching._clock = lambda: self.now
+
+    def __call__(self, codes: torch.Tensor) -> torch.Tensor:
+        size = codes.shape[0]
+        self.now += size * 1e-4 * (1 + abs(np.log(size / 64) / np.log(4)))
+        self.codes += size
+        return self.decoder(codes)
+
+
+AUTO_ANCHORS = torch.randn(600, 5, generator=torch.Generator().manual_seed(14))  # 21,000 rows: trials fit
+
+
+def save(result, out: Path, name: str, **extra) -> None:
     rank = dist.get_rank() if dist.is_initialized() else int(os.environ.get("RANK", "0"))
     arrays = {"effect": result.effect.cpu().numpy(), "dim_effect": result.dim_effect.cpu().numpy(),
-              "sensitivity": result.sensitivity.cpu().numpy()}
+              "sensitivity": result.sensitivity.cpu().numpy(), **extra}
     if result.outputs is not None:
         arrays["outputs"] = np.asarray(result.outputs)
     np.savez(out / f"{name}-rank{rank}.npz", **arrays)
@@ -64,6 +83,11 @@ def main() -> None:
         save(sweep(decoder, out=args.out / f"sweep{world}.zarr"), args.out, f"store{world}")
         assert dist.is_initialized() == (world > 1)  # created by traverse, kept for later sweeps, destroyed at exit
         save(sweep(decoder, keep_outputs=False), args.out, f"memory{world}")
+        # batch_size="auto": rank 0's batch trials become the first units, the others share the rest
+        clocked = ClockedDecoder(decoder)
+        auto = ls.traverse(clocked, AUTO_ANCHORS, steps=STEPS, keep_outputs=False, progress=False)
+        save(auto, args.out, f"auto-memory{world}", decoded=np.array([clocked.codes - len(AUTO_ANCHORS)]),
+             batch_size=np.array([auto.batch_size]))
     elif args.scenario == "caller-group":
         dist.init_process_group("gloo")
         save(sweep(decoder, out=args.out / f"caller{world}.zarr"), args.out, f"caller{world}")

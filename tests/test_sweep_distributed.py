@@ -69,6 +69,20 @@ def test_one_two_and_three_processes_are_bitwise_identical(runs):
     assert_identical({k: memory[k] for k in memory}, {k: single[k] for k in memory})
 
 
+def test_a_memory_sweeps_batch_trials_are_units_of_rank_0_at_any_world_size(runs):
+    """batch_size="auto" on a fake clock: rank 0 times 64 on whole units, keeps them as the
+    sweep's first units, and the ranks share the rest; every row is decoded once."""
+    (single,) = load(runs, "auto-memory1", 1)
+    ranks = load(runs, "auto-memory3", 3)
+    rows = 600 * 5 * STEPS
+    assert int(single["batch_size"][0]) == 64 and int(single["decoded"][0]) == rows
+    assert sum(int(r["decoded"][0]) for r in ranks) == rows
+    shares = [int(r["decoded"][0]) for r in ranks]
+    assert shares[0] > max(shares[1:])  # rank 0 also decoded the trial units
+    for result in ranks:
+        assert_identical(result, single)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_ranks_are_bitwise_identical_and_match_the_cpu(runs, tmp_path):
     """Ranks decoding on CUDA (nccl with a GPU per rank; the caller's gloo group when they share
