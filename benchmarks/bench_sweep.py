@@ -116,10 +116,9 @@ def interleaved_best(methods: dict, repeats: int) -> dict[str, float]:
     """Best wall time of each method over `repeats` rounds; every round runs all methods once,
     so drifts in the machine's load fall on all of them alike, and on a shared machine other
     processes only ever add time. Each round starts one method later, so no method always runs
-    after the same one: measured on the MLP grid, a `traverse` right after one at batch 8192
-    took 4% longer (median of 8; best 1%) than right after one at 1024, with defaults and at a
-    fixed 1024 alike, and "defaults" used to follow "traverse 8192" in every round. One untimed
-    warm-up round first."""
+    after the same one: a sweep right after one at batch 8192 is slower than right after one at
+    its own size (bench_auto_batch.py: 1-4% at the median), and "defaults" used to follow
+    "traverse 8192" in every round. One untimed warm-up round first."""
     times: dict[str, list[float]] = {name: [] for name in methods}
     names = list(methods)
     for round_ in range(repeats + 1):

@@ -308,7 +308,7 @@ def _resolve_device(fn: str, requested, decoder, anchors: torch.Tensor) -> torch
     return device
 
 
-# ---- plan ----------------------------------------------------------------------------------
+# ---- plan -----------------------------------------------------------------------------------
 def _choose_batch_size(fn: str, decoder, batch_size, memory_budget, device, spec: GridSpec, probe: Probe,
                        keep=None) -> tuple[int, tuple[tuple[int, int, int], ...]]:
     """The batch size a new sweep is planned with, and the trial units kept: explicit, or chosen
