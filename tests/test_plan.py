@@ -73,4 +73,3 @@ def test_inconsistent_trial_units_are_refused(trials):
     plan = make_plan(480, STEPS, BATCH, padded=False)
     with pytest.raises(ValueError, match="inconsistent plan"):
         plan_from_dict({**plan.as_dict(), "trial_units": trials})
-
