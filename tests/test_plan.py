@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import latentsweep as ls
 from latentsweep.plan import make_plan, plan_from_dict
@@ -73,3 +75,26 @@ def test_inconsistent_trial_units_are_refused(trials):
     plan = make_plan(480, STEPS, BATCH, padded=False)
     with pytest.raises(ValueError, match="inconsistent plan"):
         plan_from_dict({**plan.as_dict(), "trial_units": trials})
+
+
+@settings(max_examples=200, deadline=None)
+@given(steps=st.integers(1, 30), traversals=st.integers(1, 40), batch=st.integers(1, 300),
+       trials=st.lists(st.tuples(st.integers(1, 5), st.integers(1, 64)), max_size=4))
+def test_units_tile_the_grid_in_whole_traversals_after_any_trial_units(steps, traversals, batch, trials):
+    """Whatever the trial units (whole traversals from row 0, each with its batch size), the
+    plan's units cover every row once, in order, in whole traversals."""
+    num_rows = steps * traversals
+    trial_units, row = [], 0
+    for count, size in trials:  # trial units of `count` whole traversals each, while they fit
+        if row + count * steps > num_rows:
+            break
+        trial_units.append((row, row + count * steps, size))
+        row += count * steps
+    plan = make_plan(num_rows, steps, batch, padded=False, trial_units=tuple(trial_units))
+    rows = [plan.unit_rows_of(u) for u in range(plan.num_units)]
+    assert rows[0][0] == 0 and rows[-1][1] == num_rows if rows else num_rows == 0
+    for (start, stop), (next_start, _) in zip(rows, rows[1:]):
+        assert stop == next_start
+    assert all(start < stop and start % steps == 0 and stop % steps == 0 for start, stop in rows)
+    assert [plan.unit_batch_size(u) for u in range(len(trial_units))] == [size for _, _, size in trial_units]
+    assert plan_from_dict(plan.as_dict()) == plan
