@@ -162,8 +162,9 @@ def choose_cpu_batch_size(
     The sweep's time is estimated from the fastest rate seen (before any, from ``estimate``, e.g.
     the decoder's first calls at the anchors, or from the untimed unit), and no trial starts that
     the budget cannot pay for, nor past ``probe_share`` of the rows. A candidate that runs out of
-    memory is skipped (the error propagates when it was the first). Returns the fastest size timed
-    (the start size when none could be) and the row the trials reached.
+    memory ends the climb in its direction (the error propagates when it was the first); a run
+    that fails leaves ``row`` where it was. Returns the fastest size timed (the start size when
+    none could be) and the row the trials reached.
     """
     clock = clock or _clock
     unit_rows = unit_rows or (lambda size: size)
