@@ -95,6 +95,8 @@ def test_the_search_climbs_to_the_peak_from_either_side(monkeypatch, fastest):
     choice = choose_cpu_batch_size(machine.run, start=0, end=10_000_000, cap=8192, clock=machine.clock)
     assert choice.batch_size == fastest
     tried = [t.batch_size for t in choice.trials]
+    if fastest != _batching.CPU_START_BATCH:  # the start size was timed once more at the end
+        assert tried.pop() == _batching.CPU_START_BATCH
     assert tried[0] == _batching.CPU_START_BATCH and len(tried) == len(set(tried))
     # a climb stops at the first slower size: it never goes more than one size past the
     # start or the peak
@@ -113,6 +115,26 @@ def test_a_size_faster_only_within_the_margin_does_not_replace_the_start_size(mo
         choice = choose_cpu_batch_size(machine.run, start=0, end=10_000_000, cap=8192, clock=machine.clock)
         assert choice.batch_size == chosen, gain
         assert [t.batch_size for t in choice.trials][:2] == [_batching.CPU_START_BATCH, 64]
+
+
+def test_the_start_size_is_timed_again_before_a_neighbour_replaces_it():
+    """The start size is timed first, when a process's one-off costs may outlast its untimed
+    unit: a neighbour that beat that first timing must beat a second one too."""
+
+    class SlowStart(FakeMachine):
+        def run(self, size, first, end):  # the first timed run costs three times as much
+            before = self.now
+            super().run(size, first, end)
+            if len(self.calls) == 2:
+                self.now += 2 * (self.now - before)
+
+    machine = SlowStart()
+    choice = choose_cpu_batch_size(machine.run, start=0, end=1_000_000, cap=8192, clock=machine.clock)
+    start = _batching.CPU_START_BATCH
+    assert [t.batch_size for t in choice.trials] == [start, 64, start]  # 64 beat the slow first timing
+    assert choice.batch_size == start == FASTEST
+    assert machine.calls[-1][0] == start and machine.calls[-2][0] != start  # no untimed unit again
+    assert choice.next_row == machine.calls[-1][2]
 
 
 @pytest.mark.parametrize("end", [20_000, 200_000, 2_000_000])
@@ -246,13 +268,14 @@ def test_auto_chooses_by_throughput_and_a_memory_sweep_keeps_the_trials_rows(dec
     start = _batching.start_index(cpu_batch_candidates(8192), seconds_per_code(64))
     assert cpu_batch_candidates(8192)[start] == 64 and run_sizes[0] == 64  # then up to 256
     # Every row decoded once: the trials decoded whole units of each size tried (units of 200
-    # rows at 64, of 1000 at 256: one untimed, TIMED_UNITS timed), kept as the sweep's first
-    # units; the sweep went on at the chosen size after them.
+    # rows at 64, of 1000 at 256: one untimed, TIMED_UNITS timed; then 64 timed again, as 256
+    # replaced it), kept as the sweep's first units; the sweep went on at the chosen size.
     assert sum(run_sizes) == result.num_points == result.points_computed
-    trial_units = [(r, r + 200, 64) for r in range(0, 600, 200)] + [(r, r + 1000, 256) for r in range(600, 3600, 1000)]
+    trial_units = ([(r, r + 200, 64) for r in range(0, 600, 200)] + [(r, r + 1000, 256) for r in range(600, 3600, 1000)]
+                   + [(r, r + 200, 64) for r in range(3600, 4000, 200)])
     assert run_sizes == chunk_sizes(FASTEST, trial_units)
     trials = run_sizes[: sum(-(-(stop - start) // size) for start, stop, size in trial_units)]
-    assert sum(trials) == 3600 <= _batching.PROBE_SHARE * result.num_points
+    assert sum(trials) == 4000 <= _batching.PROBE_SHARE * result.num_points
     trial_seconds = sum(size * seconds_per_code(size) for size in trials)
     sweep_seconds = result.num_points * seconds_per_code(64)  # by the estimate before any trial
     assert trial_seconds <= _batching.KEPT_TRIAL_TIME_SHARE * sweep_seconds
