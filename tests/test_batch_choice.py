@@ -148,6 +148,21 @@ def test_the_trials_cost_at_most_their_share_of_the_sweep(end):
     assert machine.now <= _batching.TRIAL_TIME_SHARE * sweep_seconds + largest_chunk
 
 
+@pytest.mark.parametrize("processes", [1, 2, 3, 8, 64])
+def test_the_trials_budget_shrinks_with_the_ranks_waiting_for_them(processes):
+    """Under torchrun the other ranks wait while rank 0 times sizes: scratch trials of t seconds
+    cost the sweep's wall time t, kept ones t (1 - 1/W); either way about TRIAL_TIME_SHARE of
+    the wall time T / W, and kept trials of one process at most KEPT_TRIAL_TIME_SHARE of T."""
+    wall = 1 / processes  # T = 1
+    scratch = _batching.trial_time_share(kept=False, processes=processes)
+    kept = _batching.trial_time_share(kept=True, processes=processes)
+    assert scratch / wall == pytest.approx(_batching.TRIAL_TIME_SHARE)
+    assert kept * (1 - 1 / processes) / wall <= _batching.TRIAL_TIME_SHARE + 1e-12
+    assert kept <= _batching.KEPT_TRIAL_TIME_SHARE and kept >= scratch
+    if processes == 1:
+        assert kept == _batching.KEPT_TRIAL_TIME_SHARE
+
+
 def test_the_rows_used_for_choosing_stay_within_the_share():
     machine = FakeMachine()
     choice = choose_cpu_batch_size(machine.run, start=0, end=3000, cap=8192, clock=machine.clock)

@@ -7,8 +7,9 @@ fastest at about 1024 codes, a small deconv decoder at 64, 1.6x faster than at 1
 Each size decodes whole work units of its own plan, so a sweep kept in memory keeps the trials'
 rows as its first units (only the slower sizes' extra time is lost: the trials may use up to
 KEPT_TRIAL_TIME_SHARE of the sweep's estimated time); a store's chunks are one size, so there
-the trials are scratch, bounded by TRIAL_TIME_SHARE. Both stop at PROBE_SHARE of the rows. A
-sweep too short to pay for trials gets the start size.
+the trials are scratch, bounded by TRIAL_TIME_SHARE. Under torchrun the other ranks wait for rank
+0's choice, so the budget shrinks with their number (trial_time_share). The trials stop at
+PROBE_SHARE of the rows. A sweep too short to pay for trials gets the start size.
 """
 
 from __future__ import annotations
@@ -31,8 +32,8 @@ CPU_BATCH_CANDIDATES = (64, 256, 1024, 4096)  # and the memory cap; x4 apart: cl
 # Without an estimate: CPU_START_BATCH.
 START_CHUNK_SECONDS = 0.002
 CPU_START_BATCH = 256
-TRIAL_TIME_SHARE = 0.02  # trials thrown away (a store's) cost at most this share of the sweep's time
-KEPT_TRIAL_TIME_SHARE = 0.08  # trials whose rows are kept (only the slower sizes' extra time is lost)
+TRIAL_TIME_SHARE = 0.02  # the trials cost at most this share of the sweep's wall time (trial_time_share)
+KEPT_TRIAL_TIME_SHARE = 0.08  # and kept trials take at most this share of its one-process time
 PROBE_SHARE = 0.25  # the trials decode at most this share of the rows
 # Timed per size, after one untimed unit: TIMED_UNITS units, or TIMED_ROW_SHARE of the rows if
 # more. A count of rows, not of seconds, so that the units a search leaves behind are the same
@@ -122,6 +123,18 @@ class BatchChoice:
     batch_size: int
     next_row: int
     trials: tuple[BatchTrial, ...]
+
+
+def trial_time_share(*, kept: bool, processes: int) -> float:
+    """The share of the sweep's one-process time T the trials may take, so that they cost about
+    TRIAL_TIME_SHARE of its wall time T / W when W ``processes`` wait for rank 0's choice: t
+    seconds of scratch trials cost t; kept ones cost t (1 - 1/W) (their rows are done, but the
+    other ranks idled), capped at KEPT_TRIAL_TIME_SHARE (one process: only a slower size's extra
+    time is lost)."""
+    processes = max(1, processes)
+    if not kept:
+        return TRIAL_TIME_SHARE / processes
+    return KEPT_TRIAL_TIME_SHARE if processes == 1 else min(KEPT_TRIAL_TIME_SHARE, TRIAL_TIME_SHARE / (processes - 1))
 
 
 def cpu_batch_candidates(cap: int) -> list[int]:

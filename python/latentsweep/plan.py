@@ -2,8 +2,9 @@
 
 A work unit is a run of whole traversals (a traversal never spans two units) whose rows start on
 a batch boundary, so its batches are the same whoever decodes it, and whose rows cover whole
-store chunks, so no two processes ever write the same chunk. The plan never depends on the
-number of processes: that is what makes results bitwise identical at any world size.
+store chunks, so no two processes ever write the same chunk. The plan is made once (by rank 0;
+a store records it) and its units do not depend on the number of processes: that is what makes
+results bitwise identical at any world size.
 
 A sweep kept in memory may begin with trial units: the rows the CPU batch-size trials decoded
 (whole units of each size tried, see _batching), kept as units 0..T-1 with their own batch size

@@ -119,8 +119,9 @@ def traverse(
             the first rows (at most 8192; a short sweep uses the size whose call takes ~2 ms).
             The trials decode whole work units: a sweep in memory keeps them (at most 8% of its
             time; timing decides which sizes are tried, so pass a size for statistics that are
-            bit-reproducible from run to run), a store throws them away (at most 2%). A store
-            records the batch size, and every rank, shard and resume of the sweep uses it.
+            bit-reproducible from run to run), a store throws them away (at most 2%); under
+            torchrun they get less, as the other ranks wait. A store records the batch size,
+            and every rank, shard and resume of the sweep uses it.
         memory_budget: bytes for the sweep's buffers (default: half the free GPU memory, or
             1 GiB on the CPU).
         device: where codes are built and decoded (default: the decoder's device, else the
@@ -222,7 +223,8 @@ def sweep_grid(
             probe = probe_anchors(fn, decode_fn, spec_d, 64 if batch_size == "auto" else batch_size)
             geometry = Geometry(*spec.grid_shape, probe.out_shape, probe.outputs.dtype)
             def choose_batch(keep) -> tuple:  # only when no store has chosen already
-                return _choose_batch_size(fn, decode_fn, batch_size, memory_budget, device, spec_d, probe, keep)
+                return _choose_batch_size(fn, decode_fn, batch_size, memory_budget, device, spec_d, probe, keep,
+                                          processes=workers.world if workers.grouped else 1)
 
             opening = time.perf_counter()
             opened = _open_sink(fn, out, spec, probe, geometry, decode_fn, choose_batch,
@@ -310,9 +312,10 @@ def _resolve_device(fn: str, requested, decoder, anchors: torch.Tensor) -> torch
 
 # ---- plan -----------------------------------------------------------------------------------
 def _choose_batch_size(fn: str, decoder, batch_size, memory_budget, device, spec: GridSpec, probe: Probe,
-                       keep=None) -> tuple[int, tuple[tuple[int, int, int], ...]]:
+                       keep=None, *, processes: int = 1) -> tuple[int, tuple[tuple[int, int, int], ...]]:
     """The batch size a new sweep is planned with, and the trial units kept: explicit, or chosen
-    (on rank 0 only; the plan carries it to the other ranks, the store to shards and resumes).
+    (on rank 0 only, while the other ``processes - 1`` ranks wait; the plan carries it to them,
+    the store to shards and resumes).
 
     This is the one place the automatic choice is made: on the CPU by measured throughput
     (``_batching``), the trials decoding whole units of each size tried. With ``keep`` (a
@@ -335,7 +338,7 @@ def _choose_batch_size(fn: str, decoder, batch_size, memory_budget, device, spec
     with _C.reuse_cpu_buffers():
         choice = _batching.choose_cpu_batch_size(
             trial.run, start=0, end=spec.num_rows, cap=choice, unit_rows=trial.unit_rows if keep is not None else None,
-            time_share=_batching.KEPT_TRIAL_TIME_SHARE if keep is not None else _batching.TRIAL_TIME_SHARE,
+            time_share=_batching.trial_time_share(kept=keep is not None, processes=processes),
             estimate=probe.seconds_per_row,
         ).batch_size
     return choice, tuple(trial.kept)
