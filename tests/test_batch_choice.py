@@ -346,3 +346,29 @@ def test_an_explicit_batch_size_overrides_auto_and_is_kept_on_resume(decoder, tm
     assert resumed.batch_size == 100 and set(decoder.sizes[1:]) <= set(chunk_sizes(100))
     decoder.__dict__.update(ClockedDecoder().__dict__)
     assert sweep(decoder, batch_size=300).batch_size == 300 and decoder.sizes[1:] == chunk_sizes(300)
+
+
+def test_the_progress_bar_counts_the_kept_trials_as_they_run(decoder, monkeypatch):
+    """A long sweep's trials take seconds to minutes: its bar shows them, then every row once."""
+    from latentsweep import _progress
+
+    class RecordingBar(_progress.NoBar):
+        def __init__(self):
+            self.n, self.total, self.events = 0, None, []
+
+        def update(self, count):
+            self.n += count
+            self.events.append(("update", count))
+
+        def refresh(self):
+            self.events.append(("recount", self.n, self.total))
+
+    bars = []
+    monkeypatch.setattr(_progress, "bar", lambda show, **kwargs: bars.append(RecordingBar()) or bars[-1])
+    result = ls.traverse(decoder, ANCHORS, steps=STEPS, progress=True)
+    (bar,) = bars
+    recount = next(i for i, event in enumerate(bar.events) if event[0] == "recount")
+    trial_rows = sum(event[1] for event in bar.events[:recount])
+    assert trial_rows == 4000  # the kept trial units (see the test above), counted while they ran
+    assert bar.events[recount] == ("recount", 4000, result.num_points)
+    assert bar.n == bar.total == result.num_points  # every row once

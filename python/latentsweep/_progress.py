@@ -13,7 +13,12 @@ def wanted(progress: bool | None, fn: str) -> bool:
 
 
 class NoBar:
+    n, total = 0, None
+
     def update(self, n: int) -> None:
+        pass
+
+    def refresh(self) -> None:
         pass
 
     def close(self) -> None:
@@ -24,6 +29,12 @@ class NoBar:
 
     def __exit__(self, *exc) -> None:
         pass
+
+
+def recount(bar, *, total: int, done: int) -> None:
+    """Sets a bar's total and count once they are known (a sweep's, after its plan)."""
+    bar.total, bar.n = total, done
+    bar.refresh()
 
 
 def bar(show: bool, *, total: int | None, unit: str, desc: str, initial: int = 0):

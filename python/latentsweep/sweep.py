@@ -208,7 +208,7 @@ def sweep_grid(
     requested = _checks.device(fn, device)
     workers = _distributed.join(fn, shard, requested,
                                distributed=_checks.boolean(fn, "distributed", distributed))
-    sink = None
+    sink = bar = None
     try:
         if workers.world > 1 and workers.shard is None and keep_outputs and out is None:
             raise ValueError(
@@ -219,12 +219,16 @@ def sweep_grid(
         if cuda_graph and device.type != "cuda":
             raise ValueError(f"{fn}: cuda_graph=True needs a CUDA device, got {device}")
         spec_d = spec.to(device)
+        # Shown from the start: the batch trials a memory sweep keeps count as done rows.
+        bar = _progress.bar(show_progress and workers.leader, total=spec.num_rows if workers.world == 1 else None,
+                            unit="pt", desc=_checks.call_name(fn) if workers.world == 1
+                            else f"{_checks.call_name(fn)} (rank {workers.rank}/{workers.world})")
         with eval_mode(decoder):
             probe = probe_anchors(fn, decode_fn, spec_d, 64 if batch_size == "auto" else batch_size)
             geometry = Geometry(*spec.grid_shape, probe.out_shape, probe.outputs.dtype)
             def choose_batch(keep) -> tuple:  # only when no store has chosen already
                 return _choose_batch_size(fn, decode_fn, batch_size, memory_budget, device, spec_d, probe, keep,
-                                          processes=workers.world if workers.grouped else 1)
+                                          processes=workers.world if workers.grouped else 1, progress=bar.update)
 
             opening = time.perf_counter()
             opened = _open_sink(fn, out, spec, probe, geometry, decode_fn, choose_batch,
@@ -240,9 +244,7 @@ def sweep_grid(
             decode = graphed(fn, decode_fn, plan.batch_size, spec_d.anchors) if cuda_graph else decode_fn
             sweep_started = opening if trial_rows else time.perf_counter()
             rows = trial_rows + sum(plan.unit_rows_of(u)[1] - plan.unit_rows_of(u)[0] for u in mine)
-            bar = _progress.bar(show_progress and workers.leader, total=rows, initial=trial_rows, unit="pt",
-                                desc=_checks.call_name(fn) if workers.world == 1
-                                else f"{_checks.call_name(fn)} (rank {workers.rank}/{workers.world})")
+            _progress.recount(bar, total=rows, done=trial_rows)
             error = None
             try:
                 computed, used_batch = _decode_units(fn, decode, spec_d, stats, sink, plan, mine, keep_outputs, bar)
@@ -264,6 +266,8 @@ def sweep_grid(
                        points_per_second=points / sweep_seconds if sweep_seconds > 0 else float("inf"),
                        points=points, output_space=decode_fn.output_space)
     finally:
+        if bar is not None:
+            bar.close()
         if sink is not None:
             sink.close()
         workers.close()
@@ -312,7 +316,7 @@ def _resolve_device(fn: str, requested, decoder, anchors: torch.Tensor) -> torch
 
 # ---- plan -----------------------------------------------------------------------------------
 def _choose_batch_size(fn: str, decoder, batch_size, memory_budget, device, spec: GridSpec, probe: Probe,
-                       keep=None, *, processes: int = 1) -> tuple[int, tuple[tuple[int, int, int], ...]]:
+                       keep=None, *, processes: int = 1, progress=None) -> tuple[int, tuple[tuple[int, int, int], ...]]:
     """The batch size a new sweep is planned with, and the trial units kept: explicit, or chosen
     (on rank 0 only, while the other ``processes - 1`` ranks wait; the plan carries it to them,
     the store to shards and resumes).
@@ -320,7 +324,8 @@ def _choose_batch_size(fn: str, decoder, batch_size, memory_budget, device, spec
     This is the one place the automatic choice is made: on the CPU by measured throughput
     (``_batching``), the trials decoding whole units of each size tried. With ``keep`` (a
     :class:`MemorySink`) their rows and statistics go into it and they are returned as
-    ``(start, stop, batch_size)`` trial units for the plan; otherwise they are scratch."""
+    ``(start, stop, batch_size)`` trial units for the plan (and ``progress(rows)`` hears of their
+    rows); otherwise they are scratch."""
     if batch_size != "auto":
         return min(batch_size, spec.num_rows), ()
     choice = _batching.auto_batch_size(
@@ -334,7 +339,7 @@ def _choose_batch_size(fn: str, decoder, batch_size, memory_budget, device, spec
     )
     if device.type != "cpu":
         return choice, ()
-    trial = _TrialRunner(fn, decoder, spec, probe, keep)
+    trial = _TrialRunner(fn, decoder, spec, probe, keep, progress)
     with _C.reuse_cpu_buffers():
         choice = _batching.choose_cpu_batch_size(
             trial.run, start=0, end=spec.num_rows, cap=choice, unit_rows=trial.unit_rows if keep is not None else None,
@@ -347,12 +352,13 @@ def _choose_batch_size(fn: str, decoder, batch_size, memory_budget, device, spec
 class _TrialRunner:
     """run(size, first_row, end_row) for timing batch sizes: decodes those rows with the real
     executor. With a ``sink``, unit by unit as a plan at that size would (so they time what the
-    sweep will do), handing each finished run's units to the sink (a run that fails leaves
-    nothing recorded: the sweep decodes its rows again). Without, as scratch, in batches from
+    sweep will do), handing each finished run's units to the sink and their rows to ``progress``
+    (a run that fails leaves nothing recorded: the sweep decodes its rows again, and its bar is
+    recounted after the plan). Without, as scratch, in batches from
     ``first_row`` (any row: its statistics are thrown away)."""
 
-    def __init__(self, fn: str, decoder, spec: GridSpec, probe: Probe, sink):
-        self.fn, self.decoder, self.spec, self.sink = fn, decoder, spec, sink
+    def __init__(self, fn: str, decoder, spec: GridSpec, probe: Probe, sink, progress=None):
+        self.fn, self.decoder, self.spec, self.sink, self.progress = fn, decoder, spec, sink, progress
         self.stats = _C.SweepStatistics(probe.outputs.reshape(spec.num_anchors, -1), spec.values)
         self.template = self.stats.state()
         self.out_shape = list(probe.out_shape)
@@ -375,7 +381,7 @@ class _TrialRunner:
         unit_rows = self.unit_rows(size)
         finished = [(start, min(start + unit_rows, end_row)) for start in range(first_row, end_row, unit_rows)]
         finished = [(start, stop, _decode_unit(executor, self.stats, self.sink, start, stop, self.sink.keep_outputs,
-                                               None)) for start, stop in finished]
+                                               self.progress)) for start, stop in finished]
         for start, stop, statistics in finished:
             self.sink.finish_unit(len(self.kept), start, stop, statistics)
             self.kept.append((start, stop, size))
