@@ -163,9 +163,9 @@ at::Tensor SweepStatistics::update_aten(const at::Tensor& y, int64_t start) {
   const auto device = y.device();
   // The chunk covers traversals [first, first + traversals); its row 0 is step `lead` of the first.
   const int64_t first = start / num_steps_, lead = start - first * num_steps_;
-  const int64_t last_row = start + rows - 1;
   const int64_t traversals = traversals_touched(start, rows, num_steps_);
-  const bool last_complete = last_row % num_steps_ == num_steps_ - 1;
+  const int64_t complete = traversals_completed(start, rows, num_steps_);
+  const bool last_complete = complete == traversals;
   const at::Tensor g = at::arange(start, start + rows, at::TensorOptions().dtype(at::kLong).device(device));
   const at::Tensor traversal = g.div(num_steps_, "floor");  // a * K + k of each row
   const at::Tensor anchor = traversal.div(num_dims_, "floor");
@@ -195,7 +195,6 @@ at::Tensor SweepStatistics::update_aten(const at::Tensor& y, int64_t start) {
   frame.select(1, 0).zero_();  // a traversal's first step has no predecessor in it
   at::Tensor sums = frame.sum(1);  // [traversals, F]
   sums[0] += slope_;
-  const int64_t complete = traversals - (last_complete ? 0 : 1);
   if (complete > 0) {
     const at::Tensor finished = at::arange(first, first + complete, g.options());
     const at::Tensor weighted = sums.narrow(0, 0, complete).to(at::kDouble) *

@@ -35,6 +35,12 @@ LS_HD int64_t traversals_touched(int64_t start, int64_t count, int64_t num_steps
   return count == 0 ? 0 : (start + count - 1) / num_steps - start / num_steps + 1;
 }
 
+// Of those, the ones whose last step is among the rows: all but a last one the rows end inside.
+LS_HD int64_t traversals_completed(int64_t start, int64_t count, int64_t num_steps) {
+  const int64_t touched = traversals_touched(start, count, num_steps);
+  return touched == 0 || (start + count) % num_steps == 0 ? touched : touched - 1;
+}
+
 // Moves to the next grid row without divisions.
 LS_HD void advance_grid(GridIndex& index, int64_t num_dims, int64_t num_steps) {
   if (++index.step == num_steps) {

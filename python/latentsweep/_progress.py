@@ -37,11 +37,11 @@ def recount(bar, *, total: int, done: int) -> None:
     bar.refresh()
 
 
-def bar(show: bool, *, total: int | None, unit: str, desc: str, initial: int = 0):
+def bar(show: bool, *, total: int | None, unit: str, desc: str):
     """A tqdm bar (rate and ETA) or a stand-in with the same update/close methods; both are
     context managers that close the bar."""
     if not show:
         return NoBar()
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, initial=initial, unit=unit, unit_scale=True, desc=desc, dynamic_ncols=True)
+    return tqdm(total=total, unit=unit, unit_scale=True, desc=desc, dynamic_ncols=True)

@@ -378,10 +378,11 @@ class _TrialRunner:
             self.stats.load_state({**self.template, "next_row": torch.tensor(first_row)})
             executor.run(self.stats, first_row, end_row, None, False, None)
             return
-        unit_rows = self.unit_rows(size)
-        finished = [(start, min(start + unit_rows, end_row)) for start in range(first_row, end_row, unit_rows)]
-        finished = [(start, stop, _decode_unit(executor, self.stats, self.sink, start, stop, self.sink.keep_outputs,
-                                               self.progress)) for start, stop in finished]
+        unit_rows, finished = self.unit_rows(size), []
+        for start in range(first_row, end_row, unit_rows):
+            stop = min(start + unit_rows, end_row)
+            finished.append((start, stop, _decode_unit(executor, self.stats, self.sink, start, stop,
+                                                       self.sink.keep_outputs, self.progress)))
         for start, stop, statistics in finished:
             self.sink.finish_unit(len(self.kept), start, stop, statistics)
             self.kept.append((start, stop, size))

@@ -197,9 +197,8 @@ void launch(const StatisticsChunk<T>& c, cudaStream_t stream) {
   }
   row_effect_kernel<T><<<blocks_for(c.rows, kThreads), kThreads, 0, stream>>>(c, feature_block_count);
   dim_effect_kernel<T><<<blocks_for(c.num_dims * kWarp, kThreads), kThreads, 0, stream>>>(c, traversals);
-  // Completed here: every traversal but a last one the chunk ends inside; none of one step.
-  const int64_t last_step = (c.start + c.rows - 1) % c.num_steps;
-  const int64_t completed = c.num_steps == 1 ? 0 : traversals - (last_step == c.num_steps - 1 ? 0 : 1);
+  // One-step traversals have no slope to add.
+  const int64_t completed = c.num_steps == 1 ? 0 : traversals_completed(c.start, c.rows, c.num_steps);
   if (completed > 0 && c.features > 0) {
     sensitivity_kernel<T><<<blocks_for(c.num_dims * c.features, kThreads), kThreads, 0, stream>>>(c, completed);
   }
