@@ -8,7 +8,8 @@
 # else torch's own detection), runs the tests that touch CUDA, the GPU benchmarks, a profile of
 # one GPU sweep (profile-sweep.log: where the engine's time goes), then the whole suite. Each
 # step has a time limit and the whole run a deadline (GPU_CHECK_SECONDS, default 560),
-# so a step that hangs leaves the others their time and every log comes back.
+# so a step that hangs leaves the others their time and every log comes back. GPU_CHECK_SKIP names
+# steps to leave out (e.g. "bench-core all-tests"), for a lease too short for them all.
 set -uo pipefail
 py=${1:-python3}
 out=${OUT:-gpu-check}
@@ -19,6 +20,7 @@ export PYTHONUNBUFFERED=1
 step() {  # step NAME LIMIT COMMAND...: runs COMMAND into $out/NAME.log, within LIMIT and the deadline
   local name=$1 limit=$2 start=$SECONDS left=$((deadline - SECONDS))
   shift 2
+  if [[ " ${GPU_CHECK_SKIP:-} " == *" $name "* ]]; then echo "== $name: skipped (GPU_CHECK_SKIP)"; return 0; fi
   ((limit > left)) && limit=$left
   if ((limit < 10)); then echo "== $name: skipped, deadline reached"; return 1; fi
   echo "== $name (limit ${limit} s)"
