@@ -57,6 +57,7 @@ PYBIND11_MODULE(_C, m) {
       .def_property_readonly("total_rows", &SweepStatistics::total_rows)
       .def("dim_effect", &SweepStatistics::dim_effect)
       .def("sensitivity", &SweepStatistics::sensitivity)
+      .def("unit_sums_to_host", &SweepStatistics::unit_sums_to_host)
       .def("state", &SweepStatistics::state)
       .def("load_state", &SweepStatistics::load_state, pybind11::arg("state"))
       .def("_set_generic_path", &SweepStatistics::set_generic_path, pybind11::arg("on"));
@@ -70,6 +71,9 @@ PYBIND11_MODULE(_C, m) {
       .def("run", &SweepExecutor::run, pybind11::arg("stats"), pybind11::arg("first_row"),
            pybind11::arg("end_row"), pybind11::arg("sink"), pybind11::arg("copy_outputs"),
            pybind11::arg("progress"))
+      .def("run_units", &SweepExecutor::run_units, pybind11::arg("stats"), pybind11::arg("units"),
+           pybind11::arg("sink"), pybind11::arg("copy_outputs"), pybind11::arg("progress"),
+           pybind11::arg("unit_done"))
       .def_property_readonly("batch_size", &SweepExecutor::batch_size);
   // The generator's counter limits (cpp/latentsweep/normal_stream.h), defined once there.
   m.attr("MAX_ROW_COUNTER") = latentsweep::kMaxRowCounter;

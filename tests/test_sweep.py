@@ -382,3 +382,85 @@ def test_a_grid_from_another_op_plugs_into_the_executor(anchors):
         executor.run(stats, 0, stats.total_rows, lambda s, c, o, e: rows.append(o.clone()), True, None)
         results.append((torch.cat(rows), stats.sensitivity()))
     assert torch.equal(results[0][0], results[1][0]) and torch.equal(results[0][1], results[1][1])
+
+
+def _one_buffer(decoder):
+    """The decoder, returning its outputs in the same tensor at every call (as a CUDA graph's
+    static outputs are)."""
+    buffer = {}
+
+    def decode(codes: torch.Tensor) -> torch.Tensor:
+        outputs = decoder(codes)
+        return buffer.setdefault(outputs.shape, torch.empty_like(outputs)).copy_(outputs)
+
+    return decode
+
+
+UNITS = [(0, 35), (35, 50), (50, 100), (100, 120)]  # of the 120-row grid below, S = 5
+
+
+def _executor_problem(anchors, device, returns):
+    from latentsweep._extension import _C
+
+    anchors = anchors.to(device)
+    dims = torch.arange(anchors.shape[1], device=device)
+    values = ls.traversal_values(anchors, steps=5)
+    decoder = rowwise_decoder if returns == "new tensors" else _one_buffer(rowwise_decoder)
+    stats = _C.SweepStatistics(rowwise_decoder(anchors).reshape(anchors.shape[0], -1), values)
+    executor = _C.SweepExecutor("latentsweep.traverse", decoder, anchors, dims, values, 7, [3, 4], None, False)
+    return executor, stats
+
+
+@pytest.mark.parametrize("returns", ["new tensors", "one buffer"])
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs CUDA"))])
+def test_units_in_one_executor_run_equal_units_run_one_at_a_time(anchors, device, returns):
+    """run_units decodes several units as one run (on CUDA one pipeline, the statistics beside
+    the decoder): each chunk's outputs and effect and each unit's sums equal, bit for bit, those
+    of the units run one at a time (reset, run, state); also for a decoder that returns the same
+    tensor at every call, whose outputs the next chunk overwrites."""
+    def record(into):
+        return lambda start, count, outputs, effect: into.append((start, outputs.clone(), effect.clone()))
+
+    executor, stats = _executor_problem(anchors, device, returns)
+    together, sums = [], {}
+    executor.run_units(stats, UNITS, record(together), True, None, lambda i, unit: sums.setdefault(i, unit))
+    assert sorted(sums) == [0, 1, 2, 3]
+
+    executor, stats = _executor_problem(anchors, device, returns)
+    alone = []
+    for i, (start, stop) in enumerate(UNITS):
+        stats.reset(start)
+        executor.run(stats, start, stop, record(alone), True, None)
+        state = stats.state()
+        for name in ("dim_effect_sum", "sensitivity_sum"):
+            assert sums[i][name].device.type == "cpu" and torch.equal(sums[i][name], state[name]), (i, name)
+    assert [row[0] for row in together] == [row[0] for row in alone]
+    for (start, *a), (_, *b) in zip(together, alone):
+        assert all(torch.equal(x, y) for x, y in zip(a, b)), start
+    reference = reference_sweep(rowwise_decoder, anchors, torch.arange(anchors.shape[1]),
+                                ls.traversal_values(anchors, steps=5))
+    assert torch.equal(torch.cat([row[1] for row in together]).cpu(), reference["outputs"].reshape(120, 3, 4))
+
+
+def test_a_failed_executor_run_keeps_its_finished_units(anchors):
+    """A chunk that fails in the third unit: the first two units were reported, the statistics
+    are invalid until reset, and rows past the failure were never reported."""
+    executor, stats = _executor_problem(anchors, "cpu", "new tensors")
+    done, rows = [], []
+
+    def sink(start, count, outputs, effect):
+        if start >= 63:
+            raise OSError("disk full")
+        rows.append(start)
+
+    with pytest.raises(OSError, match="disk full"):
+        executor.run_units(stats, UNITS, sink, False, None, lambda i, unit: done.append(i))
+    assert done == [0, 1] and max(rows) < 63
+    with pytest.raises(RuntimeError, match="after a failed chunk"):
+        stats.state()
+    for bad in ([(0, 0)], [(35, 200)], [(-5, 10)]):
+        with pytest.raises(RuntimeError, match="bad unit rows"):
+            executor.run_units(stats, bad, None, False, None, None)
+    with pytest.raises(RuntimeError, match="traversal's first row"):
+        executor.run_units(stats, [(3, 10)], None, False, None, None)

@@ -119,8 +119,30 @@ void SweepExecutor::check_finite(const at::Tensor& effect_cpu, int64_t start) co
   throw py::value_error(text.str());
 }
 
-void SweepExecutor::deliver(SweepStatistics& stats, const Chunk& chunk, const at::Tensor& outputs_cpu,
-                            const at::Tensor& effect_cpu, py::object& sink, py::object& progress) const {
+bool SweepExecutor::Chunks::empty() const { return units_.empty(); }
+
+SweepExecutor::Chunk SweepExecutor::Chunks::at(size_t unit, int64_t start) const {
+  const auto [unit_start, unit_stop] = units_[unit];
+  Chunk chunk;
+  chunk.start = start;
+  chunk.count = std::min(batch_size_, unit_stop - start);
+  chunk.unit = unit;
+  chunk.first_of_unit = start == unit_start;
+  chunk.last_of_unit = start + chunk.count == unit_stop;
+  return chunk;
+}
+
+SweepExecutor::Chunk SweepExecutor::Chunks::first() const { return at(0, units_[0].first); }
+
+std::optional<SweepExecutor::Chunk> SweepExecutor::Chunks::after(const Chunk& chunk) const {
+  if (!chunk.last_of_unit) return at(chunk.unit, chunk.start + chunk.count);
+  if (chunk.unit + 1 < units_.size()) return at(chunk.unit + 1, units_[chunk.unit + 1].first);
+  return std::nullopt;
+}
+
+void SweepExecutor::deliver(const Chunk& chunk, const at::Tensor& outputs_cpu, const at::Tensor& effect_cpu,
+                            const std::map<std::string, at::Tensor>& unit_sums, py::object& sink,
+                            py::object& progress, const UnitEdges& edges) const {
   check_finite(effect_cpu, chunk.start);
   if (!sink.is_none()) {
     py::object outputs = py::none();
@@ -132,6 +154,16 @@ void SweepExecutor::deliver(SweepStatistics& stats, const Chunk& chunk, const at
     sink(chunk.start, chunk.count, outputs, effect_cpu);
   }
   if (!progress.is_none()) progress(chunk.count);
+  if (chunk.last_of_unit && !edges.unit_done.is_none()) edges.unit_done(chunk.unit, unit_sums);
+}
+
+void SweepExecutor::run_units(SweepStatistics& stats, const std::vector<UnitRows>& units, py::object sink,
+                              bool copy_outputs, py::object progress, py::object unit_done) {
+  for (const auto& [start, stop] : units) {
+    TORCH_CHECK(start >= 0 && start < stop && stop <= stats.total_rows(), "SweepExecutor: bad unit rows [", start,
+                ", ", stop, ") for a grid of ", stats.total_rows(), " rows");
+  }
+  run_chunks(stats, units, UnitEdges{true, std::move(unit_done)}, sink, copy_outputs, progress);
 }
 
 void SweepExecutor::run(SweepStatistics& stats, int64_t first_row, int64_t end_row, py::object sink,
@@ -139,12 +171,21 @@ void SweepExecutor::run(SweepStatistics& stats, int64_t first_row, int64_t end_r
   TORCH_CHECK(first_row == stats.next_row(), "SweepExecutor: statistics are at row ", stats.next_row(),
               ", the run starts at ", first_row);
   TORCH_CHECK(end_row >= first_row && end_row <= stats.total_rows(), "SweepExecutor: bad row range");
+  std::vector<UnitRows> rows;
+  if (end_row > first_row) rows.emplace_back(first_row, end_row);
+  run_chunks(stats, rows, UnitEdges{false, py::none()}, sink, copy_outputs, progress);
+}
+
+void SweepExecutor::run_chunks(SweepStatistics& stats, const std::vector<UnitRows>& units, const UnitEdges& edges,
+                               py::object& sink, bool copy_outputs, py::object& progress) {
+  const Chunks chunks(units, batch_size_);
+  if (chunks.empty()) return;
   c10::InferenceMode inference;
   try {
     if (anchors_.is_cuda()) {
-      run_pipelined(stats, first_row, end_row, sink, copy_outputs, progress);
+      run_pipelined(stats, chunks, edges, sink, copy_outputs, progress);
     } else {
-      run_cpu(stats, first_row, end_row, sink, copy_outputs, progress);
+      run_cpu(stats, chunks, edges, sink, copy_outputs, progress);
     }
   } catch (...) {
     stats.invalidate();  // the unit is incomplete: its statistics must not be used
@@ -152,7 +193,7 @@ void SweepExecutor::run(SweepStatistics& stats, int64_t first_row, int64_t end_r
   }
 }
 
-void SweepExecutor::run_cpu(SweepStatistics& stats, int64_t first_row, int64_t end_row,
+void SweepExecutor::run_cpu(SweepStatistics& stats, const Chunks& chunks, const UnitEdges& edges,
                             py::object& sink, bool copy_outputs, py::object& progress) {
   const cpu::ReuseCpuBuffers reuse;  // no page faults for the decoder's activations (see there)
   at::Tensor codes = at::empty({batch_size_, anchors_.size(1)}, anchors_.options());
@@ -162,8 +203,9 @@ void SweepExecutor::run_cpu(SweepStatistics& stats, int64_t first_row, int64_t e
   // 1.7x slower than in a plain loop (traverse +13% over the floor; +4-7% with this). Costs one
   // more chunk of outputs in memory.
   at::Tensor previous_outputs;
-  for (int64_t start = first_row; start < end_row; start += batch_size_) {
-    Chunk chunk{start, std::min(batch_size_, end_row - start), {}, {}};
+  for (std::optional<Chunk> next = chunks.first(); next; next = chunks.after(*next)) {
+    Chunk& chunk = *next;
+    if (chunk.first_of_unit && edges.reset) stats.reset(chunk.start);
     at::Tensor input;
     {
       py::gil_scoped_release no_gil;
@@ -174,20 +216,27 @@ void SweepExecutor::run_cpu(SweepStatistics& stats, int64_t first_row, int64_t e
       py::gil_scoped_release no_gil;
       chunk.effect = stats.update(chunk.outputs, chunk.start);
     }
-    deliver(stats, chunk, copy_outputs ? chunk.outputs : at::Tensor(), chunk.effect, sink, progress);
+    std::map<std::string, at::Tensor> unit_sums;
+    if (chunk.last_of_unit && !edges.unit_done.is_none()) unit_sums = stats.unit_sums_to_host();
+    deliver(chunk, copy_outputs ? chunk.outputs : at::Tensor(), chunk.effect, unit_sums, sink, progress, edges);
     previous_outputs = chunk.outputs;
     if (PyErr_CheckSignals() != 0) throw py::error_already_set();  // Ctrl-C between chunks
   }
 }
 
-// CUDA: chunk i is decoded while the codes of chunk i + 1 are written on a side stream and
-// chunk i - 1 (already copied to pinned memory) is delivered to the sink on the host.
-void SweepExecutor::run_pipelined(SweepStatistics& stats, int64_t first_row, int64_t end_row,
+// CUDA: three streams. Chunk i is decoded on the caller's stream while the previous chunk's
+// statistics run on a statistics stream (a memory-bound pass beside the decoder's compute-bound
+// one, see below) and the codes of chunk i + 1 are written on a codes stream; chunk i - 1
+// (copied to pinned memory on the statistics stream) is delivered to the sink on the host
+// meanwhile. A unit's sums are copied back the same way, so the GPU never waits for the host at
+// a unit's end: the units of one run are one pipeline.
+void SweepExecutor::run_pipelined(SweepStatistics& stats, const Chunks& chunks, const UnitEdges& edges,
                                   py::object& sink, bool copy_outputs, py::object& progress) {
   const c10::Device device = anchors_.device();
   const c10::impl::VirtualGuardImpl guard_impl(device.type());
   const c10::Stream compute = guard_impl.getStream(device);
   const c10::Stream side = guard_impl.getStreamFromGlobalPool(device, /*isHighPriority=*/false);
+  const c10::Stream statistics = guard_impl.getStreamFromGlobalPool(device, /*isHighPriority=*/false);
   const auto pinned = [&](std::vector<int64_t> shape, at::ScalarType dtype) {
     return at::empty(shape, at::TensorOptions().dtype(dtype).pinned_memory(true));
   };
@@ -199,52 +248,100 @@ void SweepExecutor::run_pipelined(SweepStatistics& stats, int64_t first_row, int
   c10::Event codes_ready[2] = {c10::Event(device.type()), c10::Event(device.type())};
   c10::Event decoded[2] = {c10::Event(device.type()), c10::Event(device.type())};
   c10::Event copied[2] = {c10::Event(device.type()), c10::Event(device.type())};
+  // The side streams start after the caller's work so far (the anchors, the statistics' tensors,
+  // the buffers above), and the caller's stream goes on only after theirs, failed or not.
+  c10::Event begun(device.type());
+  begun.record(compute);
+  begun.block(side);
+  begun.block(statistics);
+  struct JoinAtExit {
+    const c10::Stream& from;
+    const c10::Stream& to;
+    ~JoinAtExit() {
+      try {
+        c10::Event done(from.device_type());
+        done.record(from);
+        done.block(to);
+      } catch (...) {  // a destructor must not throw; a broken device fails the next call anyway
+      }
+    }
+  };
+  const JoinAtExit join_side{side, compute}, join_statistics{statistics, compute};
 
-  const auto chunk_at = [&](int64_t start) { return Chunk{start, std::min(batch_size_, end_row - start), {}, {}}; };
   const auto enqueue_codes = [&](int b, const Chunk& chunk) {
     const c10::StreamGuard on_side(side);
     inputs[b] = write_codes(codes[b], chunk.start, chunk.count);
     codes_ready[b].record(side);
   };
-  if (first_row >= end_row) return;
-  enqueue_codes(0, chunk_at(first_row));
-  std::optional<std::pair<Chunk, int>> pending;  // copied, not yet delivered
+  struct Pending {
+    Chunk chunk;
+    int buffer;
+    std::map<std::string, at::Tensor> unit_sums;
+  };
+  std::optional<Pending> pending;  // copied (or being copied), not yet delivered
   const auto deliver_pending = [&]() {
-    const auto& [chunk, b] = *pending;
-    copied[b].synchronize();
-    deliver(stats, chunk, copy_outputs ? host_outputs[b].narrow(0, 0, chunk.count) : at::Tensor(),
-            host_effect[b].narrow(0, 0, chunk.count), sink, progress);
+    const Pending& done = *pending;
+    copied[done.buffer].synchronize();
+    deliver(done.chunk,
+            copy_outputs ? host_outputs[done.buffer].narrow(0, 0, done.chunk.count) : at::Tensor(),
+            host_effect[done.buffer].narrow(0, 0, done.chunk.count), done.unit_sums, sink, progress, edges);
     pending.reset();
   };
 
+  // Statistics run beside the decoder only once the decoder is seen to return a new tensor for
+  // each chunk: one that returns the same buffer every time (a CUDA graph's static outputs)
+  // would overwrite a chunk's outputs while its statistics still read them. Until then (and for
+  // such a decoder, always) they run on `compute`, between one chunk's decoding and the next.
+  bool beside_decoder = false, decided = false;
+  at::Tensor first_chunk_outputs;  // kept until the second chunk's exist, so its memory is not reused
+
+  enqueue_codes(0, chunks.first());
   int b = 0;
-  for (int64_t start = first_row; start < end_row; start += batch_size_, b ^= 1) {
-    Chunk chunk = chunk_at(start);
+  for (std::optional<Chunk> next = chunks.first(); next; b ^= 1) {
+    Chunk chunk = *next;
+    next = chunks.after(chunk);
     codes_ready[b].block(compute);
     chunk.outputs = decode(inputs[b]).narrow(0, 0, chunk.count);  // enqueued on `compute`
     decoded[b].record(compute);
-    const int64_t next = start + batch_size_;
-    if (next < end_row) {
-      decoded[b ^ 1].block(side);  // codes[b ^ 1] was read by the previous chunk's decoder
-      enqueue_codes(b ^ 1, chunk_at(next));
+    if (!decided && !first_chunk_outputs.defined()) {
+      first_chunk_outputs = chunk.outputs;
+    } else if (!decided) {
+      beside_decoder = chunk.outputs.const_data_ptr() != first_chunk_outputs.const_data_ptr();
+      decided = true;
+      first_chunk_outputs.reset();
     }
-    chunk.effect = stats.update(chunk.outputs, chunk.start);
-    c10::Event computed(device.type());
-    computed.record(compute);
-    computed.block(side);
+    if (next) {
+      decoded[b ^ 1].block(side);  // codes[b ^ 1] was read by the previous chunk's decoder
+      enqueue_codes(b ^ 1, *next);
+    }
+    std::map<std::string, at::Tensor> unit_sums;
+    if (beside_decoder) decoded[b].block(statistics);
     {
-      const c10::StreamGuard on_side(side);
+      const c10::StreamGuard on_statistics(beside_decoder ? statistics : compute);
+      // The decoder's outputs were allocated on `compute`: kept for this stream's reads.
+      if (beside_decoder) chunk.outputs.record_stream(statistics);
+      if (chunk.first_of_unit && edges.reset) stats.reset(chunk.start);
+      chunk.effect = stats.update(chunk.outputs, chunk.start);
+      if (chunk.last_of_unit && !edges.unit_done.is_none()) unit_sums = stats.unit_sums_to_host();
+    }
+    if (!beside_decoder) {
+      c10::Event computed(device.type());
+      computed.record(compute);
+      computed.block(statistics);
+      chunk.outputs.record_stream(statistics);
+      chunk.effect.record_stream(statistics);
+    }
+    {  // the copies to the host, on the statistics stream
+      const c10::StreamGuard on_statistics(statistics);
       if (copy_outputs) {
         if (!host_outputs[b].defined()) host_outputs[b] = pinned({batch_size_, features_}, chunk.outputs.scalar_type());
         host_outputs[b].narrow(0, 0, chunk.count).copy_(chunk.outputs, /*non_blocking=*/true);
-        chunk.outputs.record_stream(side);
       }
       host_effect[b].narrow(0, 0, chunk.count).copy_(chunk.effect, /*non_blocking=*/true);
-      chunk.effect.record_stream(side);
-      copied[b].record(side);
+      copied[b].record(statistics);
     }
     if (pending) deliver_pending();  // the previous chunk, while the GPU works on this one
-    pending.emplace(chunk, b);
+    pending.emplace(Pending{chunk, b, std::move(unit_sums)});
     if (PyErr_CheckSignals() != 0) throw py::error_already_set();
   }
   if (pending) deliver_pending();

@@ -3,14 +3,19 @@
 // mode, feeds the outputs to the statistics and hands them to a sink.
 //
 // On CUDA the work is pipelined: codes for the next chunk are written on a side stream while
-// the decoder runs, outputs are copied to pinned host buffers without blocking, and a chunk is
-// delivered to the sink while the GPU decodes the next one.
+// the decoder runs, a chunk's statistics run on a third stream beside the next chunk's decoding,
+// outputs and a unit's sums are copied to pinned host buffers without blocking, and a chunk is
+// delivered to the sink while the GPU decodes the next one; the units of one run are one
+// pipeline (nothing drains at a unit's end).
 #pragma once
 
 #include <ATen/ATen.h>
 #include <pybind11/pybind11.h>
 
+#include <map>
+#include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "statistics.h"
@@ -34,11 +39,22 @@ class SweepExecutor {
                 int64_t batch_size, std::vector<int64_t> out_shape,
                 pybind11::object code_writer = pybind11::none(), bool pad_short_chunks = true);
 
-  // Decodes grid rows [first_row, end_row) in chunks of batch_size (see pad_short_chunks).
-  // For each chunk, in grid order: sink(start, count, outputs, effect) with outputs a CPU
-  // tensor [count, *out_shape] (None unless copy_outputs) and effect a CPU tensor [count]; then
-  // progress(count). If anything fails, the statistics are invalidated (the caller resets them
-  // for the unit's next attempt) and the error propagates.
+  // Rows [start, stop) of one work unit (whole traversals).
+  using UnitRows = std::pair<int64_t, int64_t>;
+
+  // Decodes the units in order, in chunks of batch_size (see pad_short_chunks), a unit's
+  // statistics starting with stats.reset(start). For each chunk, in grid order: sink(start,
+  // count, outputs, effect) with outputs a CPU tensor [count, *out_shape] (None unless
+  // copy_outputs) and effect a CPU tensor [count]; then progress(count); after a unit's last
+  // chunk, unit_done(i, sums): i its index in `units`, sums stats.unit_sums_to_host(). On CUDA
+  // the units are one pipeline: a unit's end waits for nothing on the GPU. If anything fails,
+  // the statistics are invalidated, the units already reported stay done (the caller resets
+  // the statistics for the next attempt) and the error propagates.
+  void run_units(SweepStatistics& stats, const std::vector<UnitRows>& units, pybind11::object sink,
+                 bool copy_outputs, pybind11::object progress, pybind11::object unit_done);
+
+  // Decodes grid rows [first_row, end_row) on from the statistics' state (first_row must be
+  // stats.next_row(): no reset, nothing reported but chunks, as in run_units).
   void run(SweepStatistics& stats, int64_t first_row, int64_t end_row, pybind11::object sink,
            bool copy_outputs, pybind11::object progress);
 
@@ -47,8 +63,28 @@ class SweepExecutor {
  private:
   struct Chunk {
     int64_t start = 0, count = 0;
+    size_t unit = 0;            // index into the run's units
+    bool first_of_unit = false, last_of_unit = false;
     at::Tensor outputs;  // [count, F] on the device
     at::Tensor effect;   // [count] on the device
+  };
+  // The chunks of a run's units in order: each unit cut into batch_size rows from its start.
+  class Chunks {
+   public:
+    Chunks(const std::vector<UnitRows>& units, int64_t batch_size) : units_(units), batch_size_(batch_size) {}
+    bool empty() const;
+    Chunk first() const;
+    std::optional<Chunk> after(const Chunk& chunk) const;
+
+   private:
+    Chunk at(size_t unit, int64_t start) const;
+    const std::vector<UnitRows>& units_;
+    int64_t batch_size_;
+  };
+  // What to do at units' edges: reset the statistics at a unit's start and report its end.
+  struct UnitEdges {
+    bool reset = false;
+    pybind11::object unit_done;  // None: nothing reported
   };
 
   // Writes the codes of rows [start, start + count) into `buffer` and returns the decoder's input:
@@ -57,12 +93,17 @@ class SweepExecutor {
   // Calls the decoder on codes [n, D] and checks what it returned; returns [n, F] (a view).
   at::Tensor decode(const at::Tensor& codes) const;
   void check_finite(const at::Tensor& effect_cpu, int64_t start) const;
-  void deliver(SweepStatistics& stats, const Chunk& chunk, const at::Tensor& outputs_cpu,
-               const at::Tensor& effect_cpu, pybind11::object& sink, pybind11::object& progress) const;
+  // The chunk's outputs and effect to the sink and its rows to progress; after a unit's last
+  // chunk, its sums (CPU tensors, already copied) to edges.unit_done.
+  void deliver(const Chunk& chunk, const at::Tensor& outputs_cpu, const at::Tensor& effect_cpu,
+               const std::map<std::string, at::Tensor>& unit_sums, pybind11::object& sink,
+               pybind11::object& progress, const UnitEdges& edges) const;
+  void run_chunks(SweepStatistics& stats, const std::vector<UnitRows>& units, const UnitEdges& edges,
+                  pybind11::object& sink, bool copy_outputs, pybind11::object& progress);
 
-  void run_cpu(SweepStatistics& stats, int64_t first_row, int64_t end_row, pybind11::object& sink,
+  void run_cpu(SweepStatistics& stats, const Chunks& chunks, const UnitEdges& edges, pybind11::object& sink,
                bool copy_outputs, pybind11::object& progress);
-  void run_pipelined(SweepStatistics& stats, int64_t first_row, int64_t end_row,
+  void run_pipelined(SweepStatistics& stats, const Chunks& chunks, const UnitEdges& edges,
                      pybind11::object& sink, bool copy_outputs, pybind11::object& progress);
 
   std::string fn_;

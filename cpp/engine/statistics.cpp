@@ -231,6 +231,17 @@ at::Tensor SweepStatistics::sensitivity() const {
   return sensitivity_sum_.cpu() / static_cast<double>(num_anchors_);
 }
 
+std::map<std::string, at::Tensor> SweepStatistics::unit_sums_to_host() const {
+  check_valid("unit_sums_to_host()");
+  const auto to_host = [](const at::Tensor& sum) {
+    if (sum.is_cpu()) return sum.clone();
+    at::Tensor host = at::empty(sum.sizes(), sum.options().device(at::kCPU).pinned_memory(true));
+    host.copy_(sum, /*non_blocking=*/true);
+    return host;
+  };
+  return {{"dim_effect_sum", to_host(dim_effect_sum_)}, {"sensitivity_sum", to_host(sensitivity_sum_)}};
+}
+
 std::map<std::string, at::Tensor> SweepStatistics::state() const {
   check_valid("state()");
   return {{"next_row", at::tensor(next_row_, at::kLong)},

@@ -53,6 +53,12 @@ class SweepStatistics {
   at::Tensor dim_effect() const;   // [K] float64, over the rows seen so far, on the CPU
   at::Tensor sensitivity() const;  // [K, F] float64 (sum / A), on the CPU
 
+  // A finished unit's sums {dim_effect_sum [K], sensitivity_sum [K, F]} (float64) as CPU
+  // tensors. Device statistics are copied into pinned memory on the current stream without
+  // waiting: the tensors hold the sums once that stream has reached this point (an event
+  // recorded after this call, synchronized, says so), so a unit's end need not drain the GPU.
+  std::map<std::string, at::Tensor> unit_sums_to_host() const;
+
   // The state, for a unit's record and checkpoints, and its restoration (as CPU tensors).
   std::map<std::string, at::Tensor> state() const;
   void load_state(const std::map<std::string, at::Tensor>& state);

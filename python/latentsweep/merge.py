@@ -39,7 +39,7 @@ class UnitStatistics:
 
     @classmethod
     def from_state(cls, state: dict[str, torch.Tensor]) -> UnitStatistics:
-        """From the C++ statistics' ``state()`` after a unit."""
+        """From the C++ statistics' ``unit_sums_to_host()`` (or ``state()``) after a unit."""
         return cls(state["dim_effect_sum"], state["sensitivity_sum"])
 
 

@@ -379,20 +379,20 @@ class _TrialRunner:
             executor.run(self.stats, first_row, end_row, None, False, None)
             return
         unit_rows, finished = self.unit_rows(size), []
-        for start in range(first_row, end_row, unit_rows):
-            stop = min(start + unit_rows, end_row)
-            finished.append((start, stop, _decode_unit(executor, self.stats, self.sink, start, stop,
-                                                       self.sink.keep_outputs, self.progress)))
+        rows = [(start, min(start + unit_rows, end_row)) for start in range(first_row, end_row, unit_rows)]
+        _decode_run(executor, self.stats, self.sink, rows, self.sink.keep_outputs, self.progress,
+                    lambda i, statistics: finished.append((*rows[i], statistics)))
         for start, stop, statistics in finished:
             self.sink.finish_unit(len(self.kept), start, stop, statistics)
             self.kept.append((start, stop, size))
 
 
-def _decode_unit(executor, stats, sink, start: int, stop: int, keep_outputs: bool, progress) -> UnitStatistics:
-    """Rows ``[start, stop)`` (one unit) through the executor into ``sink``; the unit's statistics."""
-    stats.reset(start)
-    executor.run(stats, start, stop, sink.write_rows, keep_outputs, progress)
-    return UnitStatistics.from_state(stats.state())
+def _decode_run(executor, stats, sink, rows: list[tuple[int, int]], keep_outputs: bool, progress, on_unit) -> None:
+    """Units ``rows`` (``(start, stop)`` each, in order) through the executor into ``sink`` as one
+    run (on CUDA one pipeline: nothing waits at a unit's end); ``on_unit(i, UnitStatistics)``
+    as unit ``rows[i]`` is done."""
+    executor.run_units(stats, rows, sink.write_rows, keep_outputs, progress,
+                       lambda i, sums: on_unit(i, UnitStatistics.from_state(sums)))
 
 
 # ---- sink -----------------------------------------------------------------------------------
@@ -486,17 +486,21 @@ def _decode_units(fn: str, decoder, spec: GridSpec, stats, sink, plan: SweepPlan
         nonlocal computed
         executor = _C.SweepExecutor(fn, decoder, spec.anchors, spec.dims, spec.values, batch_size,
                                     list(sink.geometry.out_shape), spec.code_writer, plan.padded)
-        # One buffer-reuse scope for all the units (each executor.run opens its own, nested):
+        # One buffer-reuse scope for all the units (each executor run opens its own, nested):
         # when it ended with every unit, the next unit's first chunk page-faulted all its
         # activations again (every 4th MLP call 1.7x slower, +5-15% per sweep).
         with _C.reuse_cpu_buffers() if spec.anchors.device.type == "cpu" else contextlib.nullcontext():
-            while remaining:
-                unit = remaining[0]
-                start, stop = plan.unit_rows_of(unit)
-                statistics = _decode_unit(executor, stats, sink, start, stop, keep_outputs, on_progress)
-                sink.finish_unit(unit, start, stop, statistics)
+            this_run = list(remaining)
+
+            def unit_done(i: int, statistics: UnitStatistics) -> None:
+                nonlocal computed
+                start, stop = plan.unit_rows_of(this_run[i])
+                sink.finish_unit(this_run[i], start, stop, statistics)
                 computed += stop - start
-                remaining.pop(0)
+                remaining.remove(this_run[i])
+
+            _decode_run(executor, stats, sink, [plan.unit_rows_of(unit) for unit in this_run], keep_outputs,
+                        on_progress, unit_done)
         return batch_size
 
     try:
