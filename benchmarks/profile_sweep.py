@@ -5,7 +5,9 @@ decoder alone on the same codes for comparison (the floor of bench_sweep.py).
 
 Prints, for each of the two, the operators with the most self time (device time on CUDA, CPU
 time on the CPU) and the total, so the engine's own work (grid codes, statistics, copies,
-synchronisations) shows beside the decoder's. Profile before optimising: this is the first thing
+synchronisations) shows beside the decoder's; on CUDA also the device's timeline (time with
+any kernel or copy running, idle gaps, work running side by side). ``--trace DIR`` writes each
+profile as a Chrome trace (chrome://tracing, Perfetto). Profile before optimising: this is the first thing
 to run on a GPU machine after scripts/gpu_check.sh.
 """
 
@@ -26,6 +28,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--decoder", choices=("mlp", "deconv"), default="mlp")
     parser.add_argument("--rows", type=int, default=30, help="operators listed per table")
+    parser.add_argument("--trace", help="a folder for the Chrome traces (decoder-alone.json, traverse.json)")
     args = parser.parse_args()
     device = torch.device(args.device)
     cuda = device.type == "cuda"
@@ -64,6 +67,34 @@ def main() -> None:
                 torch.cuda.synchronize(device)
         print(f"\n## {name}: {wall * 1e3:.1f} ms wall (unprofiled)\n")
         print(prof.key_averages().table(sort_by=sort, row_limit=args.rows, max_name_column_width=60))
+        if cuda:
+            print(device_timeline(prof))
+        if args.trace:
+            prof.export_chrome_trace(f"{args.trace}/{name.replace(' ', '-')}.json")
+
+
+def device_timeline(prof) -> str:
+    """The device's busy time (the union of its kernels' and copies' intervals), its idle gaps
+    between the first and the last, and how much ran side by side (the sum over the union)."""
+    intervals = sorted((e.time_range.start, e.time_range.end) for e in prof.events()
+                       if e.device_type == torch.autograd.DeviceType.CUDA and e.time_range.end > e.time_range.start)
+    if not intervals:
+        return "device timeline: no device events"
+    busy, gaps, (start, end) = 0.0, [], intervals[0]
+    for a, b in intervals[1:]:
+        if a > end:
+            busy += end - start
+            gaps.append(a - end)
+            start, end = a, b
+        else:
+            end = max(end, b)
+    busy += end - start
+    span = max(b for _, b in intervals) - intervals[0][0]
+    total = sum(b - a for a, b in intervals)
+    large = sorted(gaps, reverse=True)
+    return (f"device timeline: {span / 1e3:.2f} ms from the first kernel to the last, busy {busy / 1e3:.2f} ms, "
+            f"idle {(span - busy) / 1e3:.2f} ms in {len(gaps)} gaps (largest, us: "
+            f"{', '.join(f'{g:.0f}' for g in large[:8])}), kernels and copies side by side {total / busy:.2f}x")
 
 
 if __name__ == "__main__":

@@ -42,7 +42,7 @@ workers() { "$py" -c "import xdist" 2>/dev/null && echo "-n $1"; }
 # First the quick, serial checks of the sweep engine on CUDA, then the sweep's numbers, then breadth.
 step sweep-tests 90 "$py" -m pytest -q -p no:cacheprovider -rfEs -k "cuda or executor" tests/test_sweep.py
 step bench-sweep 120 "$py" benchmarks/bench_sweep.py --device cuda --repeats 3
-TAIL_LINES=0 step profile-sweep 60 "$py" benchmarks/profile_sweep.py --device cuda
+TAIL_LINES=0 step profile-sweep 60 "$py" benchmarks/profile_sweep.py --device cuda --trace "$out"
 # -v: one line per test as it ends, so a step stopped at its limit still says what passed (the
 # H100 run of 2026-11-26 printed every test's dot, then no summary before its limit).
 TAIL_LINES=5 step cuda-tests 150 "$py" -m pytest -v -p no:cacheprovider $(workers 8) -rfEs -k "cuda or gpu or graph" tests
