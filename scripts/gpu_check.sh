@@ -6,8 +6,8 @@
 #
 # builds latentsweep with its CUDA kernels (TORCH_CUDA_ARCH_LIST picks the GPU architectures,
 # else torch's own detection), runs the sweep engine's CUDA tests, the sweep benchmark, a profile
-# of one GPU sweep (profile-sweep.log: where the engine's time goes), every test that touches
-# CUDA, the CUDA torchrun test, the other GPU benchmarks, then the whole suite. Each
+# of one GPU sweep (profile-sweep.log: where the engine's time goes), the statistics benchmark,
+# the CUDA torchrun test, every test that touches CUDA, the grid ops' benchmark, then the whole suite. Each
 # step has a time limit and the whole run a deadline (GPU_CHECK_SECONDS, default 560),
 # so a step that hangs leaves the others their time and every log comes back. GPU_CHECK_SKIP names
 # steps to leave out (e.g. "bench-core all-tests"), for a lease too short for them all.
@@ -40,19 +40,19 @@ step build 300 env LATENTSWEEP_CUDA=ON CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" \
 # pytest-xdist, where installed, runs the tests in parallel (not a dependency of latentsweep)
 workers() { "$py" -c "import xdist" 2>/dev/null && echo "-n $1"; }
 # First the quick, serial checks of the sweep engine on CUDA, then the sweep's numbers, then breadth.
-step sweep-tests 90 "$py" -m pytest -q -p no:cacheprovider -rfEs -k "cuda or executor" tests/test_sweep.py
+step sweep-tests 90 "$py" -m pytest -q -p no:cacheprovider -rfEs -k "cuda or executor" tests/test_sweep.py tests/test_host_copies.py
 step bench-sweep 120 "$py" benchmarks/bench_sweep.py --device cuda --repeats 3
 TAIL_LINES=0 step profile-sweep 60 "$py" benchmarks/profile_sweep.py --device cuda --trace "$out"
+step bench-statistics 60 "$py" benchmarks/bench_statistics.py --device cuda --repeats 7
+# CUDA ranks, several times over (GPU_CHECK_TORCHRUN_REPEATS, default 3; ~50 s each on an H100):
+# the first version of the CUDA statistics failed this once (2026-11-26, cause not found; the
+# final version passed it once on an H200, then twice in a row on an H100).
+step torchrun-cuda 160 bash -c 'for i in $(seq "$1"); do "$0" -m pytest -q -p no:cacheprovider tests/test_sweep_distributed.py -k cuda || exit 1; done' \
+  "$py" "${GPU_CHECK_TORCHRUN_REPEATS:-3}"
 # -v: one line per test as it ends, so a step stopped at its limit still says what passed (the
 # H100 run of 2026-11-26 printed every test's dot, then no summary before its limit).
 TAIL_LINES=5 step cuda-tests 150 "$py" -m pytest -v -p no:cacheprovider $(workers 8) -rfEs -k "cuda or gpu or graph" tests
 grep -E "(FAILED|ERROR) " "$out/cuda-tests.log" | sort -u | head -30
-# CUDA ranks, several times over (GPU_CHECK_TORCHRUN_REPEATS, default 3; ~50 s each on an H100):
-# the first version of the CUDA statistics failed this once (2026-11-26, cause not found; the
-# final version passed it 3 times since).
-step torchrun-cuda 160 bash -c 'for i in $(seq "$1"); do "$0" -m pytest -q -p no:cacheprovider tests/test_sweep_distributed.py -k cuda || exit 1; done' \
-  "$py" "${GPU_CHECK_TORCHRUN_REPEATS:-3}"
-step bench-statistics 60 "$py" benchmarks/bench_statistics.py --device cuda --repeats 7
 step bench-core 90 "$py" benchmarks/bench_core.py --device cuda --repeats 5
 # One line per test as it ends (-rA would wait for the summary): a suite stopped by the deadline
 # still names what failed (the H200 run of 2026-11-26 lost its summary that way).

@@ -29,6 +29,7 @@ from ._extension import _C
 from ._modules import eval_mode, model_device
 from .decoder_probe import Probe, graphed, probe_anchors, retry_halved
 from .grid_spec import GridSpec, grid_spec
+from .host_copies import HostCopies
 from .latent_shape import coordinate_labels
 from .merge import OrderedMerge, UnitStatistics
 from .paths import PATHS
@@ -225,6 +226,9 @@ def sweep_grid(
                             else f"{_checks.call_name(fn)} (rank {workers.rank}/{workers.world})")
         with eval_mode(decoder):
             probe = probe_anchors(fn, decode_fn, spec_d, 64 if batch_size == "auto" else batch_size)
+            # The result's inputs go to the host while the grid is decoded.
+            host = HostCopies({"dims": spec.dims, "directions": spec.directions, "values": spec.values,
+                               "anchors": spec.anchors, "anchor_outputs": probe.outputs})
             geometry = Geometry(*spec.grid_shape, probe.out_shape, probe.outputs.dtype)
             def choose_batch(keep) -> tuple:  # only when no store has chosen already
                 return _choose_batch_size(fn, decode_fn, batch_size, memory_budget, device, spec_d, probe, keep,
@@ -261,7 +265,7 @@ def sweep_grid(
         dim_effect, sensitivity = merged.result(num_anchors=spec.num_anchors, num_steps=spec.num_steps,
                                                 dtype=geometry.statistics_dtype)
         points = sum(workers.all_gather(computed)) if workers.grouped else computed
-        return _result(spec, probe, sink, geometry, dim_effect, sensitivity, used_batch,
+        return _result(spec, host.result(), sink, geometry, dim_effect, sensitivity, used_batch,
                        wall_time=time.perf_counter() - started,
                        points_per_second=points / sweep_seconds if sweep_seconds > 0 else float("inf"),
                        points=points, output_space=decode_fn.output_space)
@@ -579,19 +583,21 @@ def _merge(sink, plan: SweepPlan, workers) -> OrderedMerge | None:
     return workers.broadcast(merged) if workers.grouped and sink.shared else merged
 
 
-def _result(spec, probe, sink, geometry, dim_effect, sensitivity, batch_size, *, wall_time, points_per_second,
+def _result(spec, host: dict, sink, geometry, dim_effect, sensitivity, batch_size, *, wall_time, points_per_second,
             points, output_space) -> TraversalResult:
+    """``host``: the CPU copies of the spec's dims, directions, values and anchors, and of the
+    anchor outputs (see HostCopies)."""
     order = torch.argsort(dim_effect, descending=True, stable=True)
-    dims = spec.dims.cpu()
+    dims = host["dims"]
     return TraversalResult(
         dims=dims,
-        directions=None if spec.directions is None else spec.directions.cpu(),
+        directions=host["directions"],
         labels=spec.labels,
         latent_shape=spec.latent_shape,
-        values=spec.values.cpu(),
-        anchors=spec.anchors.cpu(),
+        values=host["values"],
+        anchors=host["anchors"],
         outputs=sink.outputs(),
-        anchor_outputs=probe.outputs.cpu(),
+        anchor_outputs=host["anchor_outputs"],
         effect=sink.effect().view(geometry.grid_shape),
         dim_effect=dim_effect,
         ranking=dims[order],
