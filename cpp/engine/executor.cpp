@@ -281,7 +281,12 @@ void SweepExecutor::run_pipelined(SweepStatistics& stats, const Chunks& chunks, 
   std::optional<Pending> pending;  // copied (or being copied), not yet delivered
   const auto deliver_pending = [&]() {
     const Pending& done = *pending;
-    copied[done.buffer].synchronize();
+    {
+      // Other Python threads run while this one waits for the GPU (e.g. HostCopies' thread,
+      // whose copies would otherwise wait for Python's 5 ms switch interval to get the GIL).
+      py::gil_scoped_release no_gil;
+      copied[done.buffer].synchronize();
+    }
     deliver(done.chunk,
             copy_outputs ? host_outputs[done.buffer].narrow(0, 0, done.chunk.count) : at::Tensor(),
             host_effect[done.buffer].narrow(0, 0, done.chunk.count), done.unit_sums, sink, progress, edges);
