@@ -306,6 +306,9 @@ void SweepExecutor::run_pipelined(SweepStatistics& stats, const Chunks& chunks, 
     Chunk chunk = *next;
     next = chunks.after(chunk);
     codes_ready[b].block(compute);
+    // Until the decoder is known to return new tensors, its previous outputs may be the buffer
+    // it is about to write: their copy to the host must be done first.
+    if (!beside_decoder && copy_outputs && pending) copied[pending->buffer].block(compute);
     chunk.outputs = decode(inputs[b]).narrow(0, 0, chunk.count);  // enqueued on `compute`
     decoded[b].record(compute);
     if (!decided && !first_chunk_outputs.defined()) {
