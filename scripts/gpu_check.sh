@@ -52,10 +52,20 @@ step torchrun-cuda 160 bash -c 'for i in $(seq "$1"); do "$0" -m pytest -q -p no
 # -v: one line per test as it ends, so a step stopped at its limit still says what passed (the
 # H100 run of 2026-11-26 printed every test's dot, then no summary before its limit).
 TAIL_LINES=5 step cuda-tests 150 "$py" -m pytest -v -p no:cacheprovider $(workers 8) -rfEs -k "cuda or gpu or graph" tests
-grep -E "(FAILED|ERROR) " "$out/cuda-tests.log" | sort -u | head -30
+[[ -f "$out/cuda-tests.log" ]] && grep -E "(FAILED|ERROR) " "$out/cuda-tests.log" | sort -u | head -30
 step bench-core 90 "$py" benchmarks/bench_core.py --device cuda --repeats 5
 # One line per test as it ends (-rA would wait for the summary): a suite stopped by the deadline
 # still names what failed (the H200 run of 2026-11-26 lost its summary that way).
 TAIL_LINES=0 step all-tests 300 "$py" -m pytest -v -p no:cacheprovider $(workers 12) -rfE tests
-grep -E "(FAILED|ERROR) " "$out/all-tests.log" | sort -u | head -50
-tail -n 1 "$out/all-tests.log"
+if [[ -f "$out/all-tests.log" ]]; then
+  grep -E "(FAILED|ERROR) " "$out/all-tests.log" | sort -u | head -50
+  tail -n 1 "$out/all-tests.log"
+fi
+# The device machine's tool returns at most 8 files from $OUT (the H100 run of 2026-11-26 lost a
+# trace that way): more than that go into one archive.
+shopt -s nullglob
+files=("$out"/*.log "$out"/*.json)
+if ((${#files[@]} > 8)); then
+  tar -czf "$out/gpu-check.tar.gz" -C "$out" "${files[@]#"$out"/}" && rm -f "${files[@]}"
+  echo "== logs and traces archived in $out/gpu-check.tar.gz"
+fi
