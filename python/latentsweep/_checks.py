@@ -64,7 +64,7 @@ def finite(fn: str, name: str, value: torch.Tensor) -> tuple[float, float] | Non
     if value.numel() == 0 or not value.dtype.is_floating_point:
         return None
     value = distinct_values(value.detach())
-    low, high = torch.stack(tuple(torch.aminmax(value))).tolist()  # one transfer from a device, not two
+    low, high = extremes(value)
     if math.isfinite(low) and math.isfinite(high):
         return low, high
     bad = ~torch.isfinite(value)
@@ -73,6 +73,11 @@ def finite(fn: str, name: str, value: torch.Tensor) -> tuple[float, float] | Non
         f"{fn}: {name} has {int(bad.sum())} non-finite value(s) (NaN or Inf); "
         f"the first is at index {first}"
     )
+
+
+def extremes(value: torch.Tensor) -> list:
+    """[min, max] of a non-empty tensor as Python numbers, in one transfer from its device."""
+    return torch.stack(tuple(torch.aminmax(value))).tolist()
 
 
 def distinct_values(value: torch.Tensor) -> torch.Tensor:
@@ -224,7 +229,7 @@ def dims(fn: str, value, latent_dim: int, device: torch.device) -> torch.Tensor:
     result = index_tensor(fn, value, device).to(device)
     if result.numel() == 0:
         raise ValueError(f"{fn}: dims must not be empty")
-    low, high = torch.stack(tuple(torch.aminmax(result))).tolist()
+    low, high = extremes(result)
     if low < 0 or high >= latent_dim:
         raise ValueError(
             f"{fn}: dims must lie in [0, {latent_dim}) for D={latent_dim}, got values in [{low}, {high}]"

@@ -72,7 +72,7 @@ def make_plan(num_rows: int, num_steps: int, batch_size: int, *, padded: bool,
     ``padded`` says) and is one store chunk.
     """
     batch_size = max(1, min(batch_size, num_rows))
-    trial_units = tuple((int(a), int(b), int(c)) for a, b, c in trial_units)
+    trial_units = _as_trial_units(trial_units)
     rows = num_rows - (trial_units[-1][1] if trial_units else 0)  # the regular units'
     aligned = math.lcm(batch_size, num_steps)
     if aligned <= UNIT_MIN_BATCHES * batch_size:
@@ -92,7 +92,7 @@ def plan_from_dict(fields: dict) -> SweepPlan:
     if not isinstance(padded, bool):
         raise ValueError(f"inconsistent plan {fields}")
     try:
-        trial_units = tuple((int(a), int(b), int(c)) for a, b, c in fields.get("trial_units", ()))
+        trial_units = _as_trial_units(fields.get("trial_units", ()))
     except (TypeError, ValueError):
         raise ValueError(f"inconsistent plan {fields}") from None
     plan = SweepPlan(**{k: int(fields[k]) for k in ("num_rows", "num_steps", "batch_size", "unit_rows", "chunk_rows")},
@@ -104,6 +104,11 @@ def plan_from_dict(fields: dict) -> SweepPlan:
             and (whole or (plan.unit_rows % plan.chunk_rows == 0 and plan.unit_rows % plan.num_steps == 0))):
         raise ValueError(f"inconsistent plan {fields}")
     return plan
+
+
+def _as_trial_units(raw) -> tuple[tuple[int, int, int], ...]:
+    """(start, stop, batch_size) triples as ints (from a plan's arguments or its record)."""
+    return tuple((int(a), int(b), int(c)) for a, b, c in raw)
 
 
 def _trials_consistent(plan: SweepPlan) -> bool:

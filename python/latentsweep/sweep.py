@@ -495,16 +495,16 @@ def _decode_units(fn: str, decoder, spec: GridSpec, stats, sink, plan: SweepPlan
         # page-faulted each unit's first chunk again: every 4th MLP call 1.7x slower), one
         # pipeline on CUDA.
         this_run = list(remaining)
+        rows = [plan.unit_rows_of(unit) for unit in this_run]
 
         def unit_done(i: int, statistics: UnitStatistics) -> None:
             nonlocal computed
-            start, stop = plan.unit_rows_of(this_run[i])
+            start, stop = rows[i]
             sink.finish_unit(this_run[i], start, stop, statistics)
             computed += stop - start
             remaining.popleft()
 
-        _decode_run(executor, stats, sink, [plan.unit_rows_of(unit) for unit in this_run], keep_outputs,
-                    on_progress, unit_done)
+        _decode_run(executor, stats, sink, rows, keep_outputs, on_progress, unit_done)
         return batch_size
 
     try:
