@@ -77,20 +77,32 @@ inline void complete_traversal(const StatisticsChunk<T>& c, const GridIndex& ind
   for (int64_t g = 0; g < width; ++g) slope[g] = 0;
 }
 
+// The prefetches below ask for each cache line of a row once.
+constexpr int64_t kCacheLineBytes = 64;
+
 // N consecutive rows y, y + stride, ... of one traversal (none its first step) of one feature
 // block: their effect partial sums, and their steps' |dy| added to the slope. The loop is bound
 // by loads: one pass over N rows reads each row once (also as the next row's predecessor) and x0
 // and the slope once for all, 3 + N loads per 8 features instead of 4N. The same operations in
 // the same order as one row at a time, so the same bits. Not inlined: as a function of restrict
 // parameters the loop compiles to one clean version (inlined, GCC versioned it for aliasing).
+// `ahead`: the same block of the N rows read next (or of these rows again at the chunk's end),
+// prefetched. A run's rows are N short streams (49 lines each at 784 floats), too short for the
+// hardware prefetcher to follow, so a chunk that had left the caches was read at up to twice
+// the cache-hot time: in an MLP sweep at batch 4096 or 8192 the statistics took 18 ms per 134k
+// points without the prefetches and 12 with them (no change at 256).
 template <int N, typename T>
 __attribute__((noinline)) void rows_of_one_traversal(const T* __restrict before, const T* __restrict y,
                                                      int64_t stride, const T* __restrict x0,
                                                      T* __restrict slope, int64_t width,
-                                                     T (*__restrict partials)[kAccumulators]) {
+                                                     T (*__restrict partials)[kAccumulators], const T* ahead) {
+  constexpr int64_t kLine = kCacheLineBytes / sizeof(T);
   Lanes<T> effect[N] = {};
   int64_t f = 0;
   for (; f + kAccumulators <= width; f += kAccumulators) {
+    if (f % kLine == 0) {
+      for (int i = 0; i < N; ++i) __builtin_prefetch(ahead + i * stride + f, /*rw=*/0, /*locality=*/3);
+    }
     const Lanes<T> x = load_lanes(x0 + f);
     Lanes<T> previous = load_lanes(before + f), s = load_lanes(slope + f);
     for (int i = 0; i < N; ++i) {
@@ -135,12 +147,13 @@ inline void statistics_blocks_body(const StatisticsChunk<T>& c, int64_t first_bl
       if (run >= 1) {
         T partials[4][kAccumulators];
         T* slope = c.slope + f0;
+        const T* ahead = row(r + n <= c.rows - n ? r + n : r) + f0;  // within the chunk
         if (n == 4) {
-          rows_of_one_traversal<4, T>(row(r - 1) + f0, row(r) + f0, c.features, x0 + f0, slope, width, partials);
+          rows_of_one_traversal<4, T>(row(r - 1) + f0, row(r) + f0, c.features, x0 + f0, slope, width, partials, ahead);
         } else if (n == 2) {
-          rows_of_one_traversal<2, T>(row(r - 1) + f0, row(r) + f0, c.features, x0 + f0, slope, width, partials);
+          rows_of_one_traversal<2, T>(row(r - 1) + f0, row(r) + f0, c.features, x0 + f0, slope, width, partials, ahead);
         } else {
-          rows_of_one_traversal<1, T>(row(r - 1) + f0, row(r) + f0, c.features, x0 + f0, slope, width, partials);
+          rows_of_one_traversal<1, T>(row(r - 1) + f0, row(r) + f0, c.features, x0 + f0, slope, width, partials, ahead);
         }
         for (int i = 0; i < n; ++i) effect[i] = sum_partials(partials[i]);
         if (completes) complete_traversal(c, last, f0, width, slope);
