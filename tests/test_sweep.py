@@ -251,6 +251,65 @@ def test_fused_cpu_kernels_match_the_generic_path():
                 assert torch.equal(a, b), f"{name} ({dtype}), chunk {chunk}"
 
 
+def _statistics_in_the_documented_order(outputs: torch.Tensor, x0: torch.Tensor, values: torch.Tensor):
+    """effect, dim_effect, sensitivity added in the order cpp/latentsweep/statistics_layout.h
+    fixes, one torch operation at a time (each rounds once, like the kernels' operations):
+    feature blocks of 128, in each 8 accumulators in the outputs' precision, their sums and the
+    blocks' in float64; a traversal's slope in step order, weighted and added in grid order."""
+    num_anchors, num_dims, num_steps = values.shape
+    features = outputs.shape[1]
+    y = outputs.view(num_anchors, num_dims, num_steps, features)
+    distance = (y - x0[:, None, None, :]).abs()
+    total = torch.zeros(num_anchors, num_dims, num_steps, dtype=torch.float64)
+    for f0 in range(0, features, 128):
+        block = distance[..., f0:f0 + 128]
+        lanes = torch.zeros(*block.shape[:3], 8, dtype=block.dtype)
+        for g in range(0, block.shape[-1], 8):
+            group = block[..., g:g + 8]
+            lanes[..., :group.shape[-1]] += group
+        partial = torch.zeros_like(total)
+        for lane in range(8):
+            partial += lanes[..., lane].double()
+        total += partial
+    mean = total / features
+    dim_sum = torch.zeros(num_dims, dtype=torch.float64)
+    for a in range(num_anchors):  # grid order: anchor, then step, for every dim alike
+        for step in range(num_steps):
+            dim_sum += mean[a, :, step]
+    span = (values[:, :, -1].double() - values[:, :, 0].double()).abs()
+    inv_range = torch.where(span > 0, span.reciprocal(), torch.zeros_like(span))
+    sensitivity_sum = torch.zeros(num_dims, features, dtype=torch.float64)
+    for a in range(num_anchors):
+        slope = torch.zeros(num_dims, features, dtype=outputs.dtype)
+        for step in range(1, num_steps):
+            slope += (y[a, :, step] - y[a, :, step - 1]).abs()
+        sensitivity_sum += slope.double() * inv_range[a][:, None]
+    return (mean.to(outputs.dtype).reshape(-1), dim_sum / (num_anchors * num_steps),
+            sensitivity_sum / num_anchors)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("features", [7, 130, 1100])
+@pytest.mark.parametrize("steps", [1, 2, 6])
+def test_fused_cpu_kernel_adds_in_the_documented_order(features, steps, dtype):
+    """The fused kernel's bits are the documented order's (the contract the CUDA kernel, stores
+    resumed across versions and every process count rely on), not merely close to a reference:
+    a kernel change that regroups a sum fails here. Short last blocks and lanes included."""
+    from conftest import num_threads
+
+    generator = torch.Generator().manual_seed(features * 10 + steps)
+    anchors = torch.randn(3, 5, generator=generator)
+    values = ls.traversal_values(anchors, steps=steps, dims=range(4))
+    x0 = torch.rand(3, features, generator=generator, dtype=dtype)
+    outputs = torch.rand(3 * 4 * steps, features, generator=generator, dtype=dtype) * 3
+    expected = _statistics_in_the_documented_order(outputs, x0, values)
+    for threads, chunk in ((1, 5), (2, 17), (2, outputs.shape[0])):
+        with num_threads(threads):
+            fused = _statistics_of(outputs, x0, values, chunk=chunk)
+        for name, a, b in zip(["effect", "dim_effect", "sensitivity"], fused, expected):
+            assert torch.equal(a, b), f"{name}: {threads} threads, chunks of {chunk}"
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("features", [7, 130, 400, 784, 1100])
 def test_statistics_do_not_depend_on_the_thread_count(features, dtype):

@@ -77,52 +77,78 @@ inline void complete_traversal(const StatisticsChunk<T>& c, const GridIndex& ind
   for (int64_t g = 0; g < width; ++g) slope[g] = 0;
 }
 
+// The same sum for a row's accumulators held in a vector register (no trip through memory:
+// indexing an array of vectors made GCC zero and spill it on the stack, per block).
+template <typename T>
+inline double sum_lanes(const Lanes<T>& partial) {
+  double sum = 0;
+  for (int l = 0; l < kAccumulators; ++l) sum += static_cast<double>(partial[l]);
+  return sum;
+}
+
 // The prefetches below ask for each cache line of a row once.
 constexpr int64_t kCacheLineBytes = 64;
 
-// N consecutive rows y, y + stride, ... of one traversal (none its first step) of one feature
-// block: their effect partial sums, and their steps' |dy| added to the slope. The loop is bound
-// by loads: one pass over N rows reads each row once (also as the next row's predecessor) and x0
-// and the slope once for all, 3 + N loads per 8 features instead of 4N. The same operations in
-// the same order as one row at a time, so the same bits. Not inlined: as a function of restrict
-// parameters the loop compiles to one clean version (inlined, GCC versioned it for aliasing).
-// `ahead`: the same block of the N rows read next (or of these rows again at the chunk's end),
-// prefetched. A run's rows are N short streams (49 lines each at 784 floats), too short for the
-// hardware prefetcher to follow, so a chunk that had left the caches was read at up to twice
-// the cache-hot time: in an MLP sweep at batch 4096 or 8192 the statistics took 18 ms per 134k
-// points without the prefetches and 12 with them (no change at 256).
+// N consecutive rows y, y + stride, ... of one traversal (none its first step), feature blocks
+// [first_block, last_block): each block's effect partial sum of each row into
+// effect[block * partial_stride + i], and the rows' |dy| added to the slope. The loop is bound by
+// loads: one pass over N rows reads each row once (also as the next row's predecessor) and x0 and
+// the slope once for all, 3 + N loads per 8 features instead of 4N. The same operations in the
+// same order as one row and one block at a time, so the same bits. All blocks in one call: one
+// call per block cost ~10% of the kernel's time (784 features: 7 calls of 16 vector steps).
+// Not inlined: as a function of restrict parameters the loop compiles to one clean version
+// (inlined, GCC versioned it for aliasing).
+// `ahead`: the N rows read next (or these rows again at the chunk's end), prefetched. A run's
+// rows are N short streams (49 lines each at 784 floats), too short for the hardware prefetcher
+// to follow, so a chunk that had left the caches was read at up to twice the cache-hot time: in
+// an MLP sweep at batch 4096 or 8192 the statistics took 18 ms per 134k points without the
+// prefetches and 12 with them (no change at 256).
 template <int N, typename T>
 __attribute__((noinline)) void rows_of_one_traversal(const T* __restrict before, const T* __restrict y,
                                                      int64_t stride, const T* __restrict x0,
-                                                     T* __restrict slope, int64_t width,
-                                                     T (*__restrict partials)[kAccumulators], const T* ahead) {
+                                                     T* __restrict slope, int64_t first_block,
+                                                     int64_t last_block, int64_t features,
+                                                     double* __restrict effect, int64_t partial_stride,
+                                                     const T* ahead) {
   constexpr int64_t kLine = kCacheLineBytes / sizeof(T);
-  Lanes<T> effect[N] = {};
-  int64_t f = 0;
-  for (; f + kAccumulators <= width; f += kAccumulators) {
-    if (f % kLine == 0) {
-      for (int i = 0; i < N; ++i) __builtin_prefetch(ahead + i * stride + f, /*rw=*/0, /*locality=*/3);
+  for (int64_t block = first_block; block < last_block; ++block) {
+    const int64_t block_end = std::min((block + 1) * kFeatureBlock, features);
+    Lanes<T> sums[N];
+    for (int i = 0; i < N; ++i) sums[i] = Lanes<T>{};  // (`= {}` on the array compiled to a rep stos per block)
+    int64_t f = block * kFeatureBlock;
+    for (; f + kAccumulators <= block_end; f += kAccumulators) {
+      if (f % kLine == 0) {
+        for (int i = 0; i < N; ++i) __builtin_prefetch(ahead + i * stride + f, /*rw=*/0, /*locality=*/3);
+      }
+      const Lanes<T> x = load_lanes(x0 + f);
+      Lanes<T> previous = load_lanes(before + f), s = load_lanes(slope + f);
+      for (int i = 0; i < N; ++i) {
+        const Lanes<T> a = load_lanes(y + i * stride + f);
+        sums[i] += abs_lanes<T>(a - x);
+        s += abs_lanes<T>(a - previous);
+        previous = a;
+      }
+      store_lanes(slope + f, s);
     }
-    const Lanes<T> x = load_lanes(x0 + f);
-    Lanes<T> previous = load_lanes(before + f), s = load_lanes(slope + f);
-    for (int i = 0; i < N; ++i) {
-      const Lanes<T> a = load_lanes(y + i * stride + f);
-      effect[i] += abs_lanes<T>(a - x);
-      s += abs_lanes<T>(a - previous);
-      previous = a;
+    double* __restrict block_effect = effect + block * partial_stride;
+    if (f == block_end) {
+      for (int i = 0; i < N; ++i) block_effect[i] = sum_lanes<T>(sums[i]);
+      continue;
     }
-    store_lanes(slope + f, s);
-  }
-  for (int i = 0; i < N; ++i) store_lanes(partials[i], effect[i]);
-  for (int l = 0; f < width; ++f, ++l) {
-    T previous = before[f], s = slope[f];
-    for (int i = 0; i < N; ++i) {
-      const T a = y[i * stride + f];
-      partials[i][l] += std::fabs(a - x0[f]);
-      s += std::fabs(a - previous);
-      previous = a;
+    // A short last block: its last features join the accumulators from lane 0 on.
+    T partials[N][kAccumulators];
+    for (int i = 0; i < N; ++i) store_lanes(partials[i], sums[i]);
+    for (int l = 0; f < block_end; ++f, ++l) {
+      T previous = before[f], s = slope[f];
+      for (int i = 0; i < N; ++i) {
+        const T a = y[i * stride + f];
+        partials[i][l] += std::fabs(a - x0[f]);
+        s += std::fabs(a - previous);
+        previous = a;
+      }
+      slope[f] = s;
     }
-    slope[f] = s;
+    for (int i = 0; i < N; ++i) block_effect[i] = sum_partials(partials[i]);
   }
 }
 
@@ -140,25 +166,28 @@ inline void statistics_blocks_body(const StatisticsChunk<T>& c, int64_t first_bl
     GridIndex last = index;  // the run's last row: the only one that can end its traversal
     for (int i = 1; i < n; ++i) advance_grid(last, c.num_dims, c.num_steps);
     const bool completes = run >= 1 && last.step == c.num_steps - 1;
-    for (int64_t block = first_block; block < last_block; ++block) {
-      const int64_t f0 = block * kFeatureBlock;
-      const int64_t width = (f0 + kFeatureBlock < c.features ? f0 + kFeatureBlock : c.features) - f0;
-      double* effect = c.effect_partial + block * c.partial_stride + r;
-      if (run >= 1) {
-        T partials[4][kAccumulators];
-        T* slope = c.slope + f0;
-        const T* ahead = row(r + n <= c.rows - n ? r + n : r) + f0;  // within the chunk
-        if (n == 4) {
-          rows_of_one_traversal<4, T>(row(r - 1) + f0, row(r) + f0, c.features, x0 + f0, slope, width, partials, ahead);
-        } else if (n == 2) {
-          rows_of_one_traversal<2, T>(row(r - 1) + f0, row(r) + f0, c.features, x0 + f0, slope, width, partials, ahead);
-        } else {
-          rows_of_one_traversal<1, T>(row(r - 1) + f0, row(r) + f0, c.features, x0 + f0, slope, width, partials, ahead);
-        }
-        for (int i = 0; i < n; ++i) effect[i] = sum_partials(partials[i]);
-        if (completes) complete_traversal(c, last, f0, width, slope);
+    if (run >= 1) {
+      const T* ahead = row(r + n <= c.rows - n ? r + n : r);  // within the chunk
+      double* effect = c.effect_partial + r;
+      if (n == 4) {
+        rows_of_one_traversal<4, T>(row(r - 1), row(r), c.features, x0, c.slope, first_block, last_block, c.features,
+                                    effect, c.partial_stride, ahead);
+      } else if (n == 2) {
+        rows_of_one_traversal<2, T>(row(r - 1), row(r), c.features, x0, c.slope, first_block, last_block, c.features,
+                                    effect, c.partial_stride, ahead);
       } else {
-        // A traversal's first step: its effect only (no predecessor, no slope).
+        rows_of_one_traversal<1, T>(row(r - 1), row(r), c.features, x0, c.slope, first_block, last_block, c.features,
+                                    effect, c.partial_stride, ahead);
+      }
+      if (completes) {
+        const int64_t f0 = first_block * kFeatureBlock, f1 = std::min(last_block * kFeatureBlock, c.features);
+        complete_traversal(c, last, f0, f1 - f0, c.slope + f0);
+      }
+    } else {
+      // A traversal's first step: its effect only (no predecessor, no slope).
+      for (int64_t block = first_block; block < last_block; ++block) {
+        const int64_t f0 = block * kFeatureBlock;
+        const int64_t width = std::min(f0 + kFeatureBlock, c.features) - f0;
         const T* __restrict y = row(r) + f0;
         const T* __restrict x = x0 + f0;
         T partial[kAccumulators] = {0, 0, 0, 0, 0, 0, 0, 0};
@@ -167,7 +196,7 @@ inline void statistics_blocks_body(const StatisticsChunk<T>& c, int64_t first_bl
           for (int l = 0; l < kAccumulators; ++l) partial[l] += std::fabs(y[f + l] - x[f + l]);
         }
         for (int l = 0; f < width; ++f, ++l) partial[l] += std::fabs(y[f] - x[f]);
-        effect[0] = sum_partials(partial);
+        c.effect_partial[block * c.partial_stride + r] = sum_partials(partial);
       }
     }
     const int advanced = run >= 1 ? n : 1;
