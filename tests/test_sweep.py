@@ -311,22 +311,24 @@ def test_fused_cpu_kernel_adds_in_the_documented_order(features, steps, dtype):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize("features", [7, 130, 400, 784, 1100])
+@pytest.mark.parametrize("features", [260, 300, 400, 784, 1100])
 def test_statistics_do_not_depend_on_the_thread_count(features, dtype):
     """The fused kernel's feature blocks (128 wide, the last one short) fix the bits; threads
-    share them in runs balanced by width, so a block skipped or done twice would show here."""
+    share them in runs balanced by width, so a block skipped or done twice would show here.
+    Chunks of 160 rows: too few traversals of 21 steps for row ranges (4 per thread), enough
+    elements for the thread pool (at least torch's grain, 32768)."""
     from conftest import num_threads
 
     generator = torch.Generator().manual_seed(features)
     anchors = torch.randn(3, 5, generator=generator)
-    values = ls.traversal_values(anchors, steps=6)
+    values = ls.traversal_values(anchors, steps=21)
     x0 = torch.rand(3, features, generator=generator, dtype=dtype)
-    outputs = torch.rand(90, features, generator=generator, dtype=dtype)
+    outputs = torch.rand(315, features, generator=generator, dtype=dtype)
     with num_threads(1):
-        alone = _statistics_of(outputs, x0, values)
+        alone = _statistics_of(outputs, x0, values, chunk=160)
     for threads in (2, 3, 5):
         with num_threads(threads):
-            shared = _statistics_of(outputs, x0, values)
+            shared = _statistics_of(outputs, x0, values, chunk=160)
         for name, a, b in zip(["effect", "dim_effect", "sensitivity"], alone, shared):
             assert torch.equal(a, b), f"{name} with {threads} threads, {features} features"
 
@@ -342,7 +344,7 @@ def test_statistics_in_row_ranges_do_not_depend_on_the_thread_count(steps, dtype
     generator = torch.Generator().manual_seed(steps)
     anchors = torch.randn(4, 5, generator=generator)
     values = ls.traversal_values(anchors, steps=steps)
-    rows, features = 4 * 5 * steps, 300
+    rows, features = 4 * 5 * steps, 3000  # even the smallest chunk reaches the thread pool's grain
     x0 = torch.rand(4, features, generator=generator, dtype=dtype)
     outputs = torch.rand(rows, features, generator=generator, dtype=dtype)
     for chunk in (4 * steps * 2 + 3, 4 * steps * 3 + 1, rows):  # 2, 3 ranges or more, uneven

@@ -1,6 +1,7 @@
 #include "statistics.h"
 
 #include <ATen/Parallel.h>
+#include <ATen/TensorIterator.h>  // at::internal::GRAIN_SIZE
 
 #include "cpu/statistics_kernel.h"
 #include "ops/cpu/capability.h"
@@ -81,7 +82,9 @@ at::Tensor SweepStatistics::update_fused_cpu(const at::Tensor& y, int64_t start)
   // Threads take row ranges when the chunk holds enough traversals, else feature blocks. Either
   // way each (row, block) is summed alone and each traversal's slope in step order, and the
   // sensitivity gets its traversals in grid order, so the bits do not depend on the split.
-  const int64_t threads = at::get_num_threads();
+  // A chunk smaller than torch's own grain for elementwise ops stays on this thread: waking the
+  // pool cost more than the pass (and, on a loaded machine, up to ~0.3 ms per update).
+  const int64_t threads = rows * features_ >= at::internal::GRAIN_SIZE ? at::get_num_threads() : 1;
   const std::vector<int64_t> bounds = cpu::row_ranges(start, rows, num_steps_, threads);
   const int64_t ranges = static_cast<int64_t>(bounds.size()) - 1;
   // Ranges after the first have their own running slopes and keep the slopes of the traversals
