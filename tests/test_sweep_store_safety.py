@@ -387,3 +387,23 @@ def test_shards_share_an_npy_store(tmp_path, full):
     assert_same(sweep(path, shard=(0, 3)), full)
     assert_same(ls.open_sweep(path), full)
     assert np.array_equal(np.load(path, mmap_mode="r"), full.outputs.numpy())
+
+
+def test_a_store_replaced_before_its_first_write_is_not_written_into(tmp_path, full):
+    """A writer takes its lease at its first row, so until then overwrite=True by another sweep
+    may replace the store; the first writer must then stop, not write its rows and records
+    into the other sweep's store (both used to 'succeed', the other's store left damaged)."""
+    path = tmp_path / "sweep.zarr"
+    other = lambda z: rowwise_decoder(z) * 2  # noqa: E731 - another decoder: another sweep
+    calls = []
+
+    def replaced_meanwhile(codes):
+        calls.append(len(codes))
+        if len(calls) == 2:  # the first batch: the store exists, nothing written yet
+            sweep(path, other, keep_outputs=False, overwrite=True)
+        return rowwise_decoder(codes)
+
+    with pytest.raises(RuntimeError, match="removed or replaced by another process"):
+        sweep(path, replaced_meanwhile, keep_outputs=False)
+    expected = ls.traverse(other, ANCHORS, steps=STEPS, batch_size=BATCH, keep_outputs=False)
+    assert torch.equal(ls.open_sweep(path).sensitivity, expected.sensitivity)  # the other sweep's, intact

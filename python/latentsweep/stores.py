@@ -452,11 +452,29 @@ class SweepStore:
         if not self.writable:
             raise RuntimeError(f"{self.path} was opened read-only")
         leases = self.meta_path / "leases"
-        leases.mkdir(exist_ok=True)
-        (self.meta_path / "units").mkdir(exist_ok=True)
-        lease = leases / f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}.json"
-        lease.write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "sweep_id": self.sweep_id}))
+        try:
+            leases.mkdir(exist_ok=True)
+            (self.meta_path / "units").mkdir(exist_ok=True)
+            lease = leases / f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}.json"
+            lease.write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "sweep_id": self.sweep_id}))
+        except FileNotFoundError:
+            raise self._replaced() from None
+        # Until now another process could replace the store (overwrite=True sees no live lease):
+        # with the lease in place, the store must still be this sweep's.
+        try:
+            here = str(zarr.open_group(self.meta_path, mode="r").attrs[_ATTR]["sweep_id"])
+        except Exception:  # noqa: BLE001 - removed, or being replaced
+            here = None
+        if here != self.sweep_id:
+            lease.unlink(missing_ok=True)
+            raise self._replaced()
         self._lease, self._lease_refreshed = lease, time.monotonic()
+
+    def _replaced(self) -> RuntimeError:
+        return RuntimeError(
+            f"the sweep store {self.path} was removed or replaced by another process while this sweep "
+            "was writing to it"
+        )
 
     def _check_lease(self) -> None:
         """Refreshes this writer's lease; fails if the store was removed or replaced meanwhile."""
@@ -467,10 +485,7 @@ class SweepStore:
         try:
             os.utime(self._lease)
         except FileNotFoundError:
-            raise RuntimeError(
-                f"the sweep store {self.path} was removed or replaced by another process while this sweep "
-                "was writing to it"
-            ) from None
+            raise self._replaced() from None
         self._lease_refreshed = time.monotonic()
 
     shared = True  # every rank and shard writes into and reads from the same store
