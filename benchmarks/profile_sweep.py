@@ -76,8 +76,10 @@ def main() -> None:
 def device_timeline(prof) -> str:
     """The device's busy time (the union of its kernels' and copies' intervals), its idle gaps
     between the first and the last, and how much ran side by side (the sum over the union)."""
+    # record_function ranges also show as CUDA events: they are not device work
     intervals = sorted((e.time_range.start, e.time_range.end) for e in prof.events()
-                       if e.device_type == torch.autograd.DeviceType.CUDA and e.time_range.end > e.time_range.start)
+                       if e.device_type == torch.autograd.DeviceType.CUDA and e.time_range.end > e.time_range.start
+                       and not getattr(e, "is_user_annotation", False))
     if not intervals:
         return "device timeline: no device events"
     busy, gaps, (start, end) = 0.0, [], intervals[0]

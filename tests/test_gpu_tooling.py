@@ -109,6 +109,18 @@ def test_timeline_of_unsorted_events(profile_sweep):
     assert profile_sweep.device_timeline(shuffled) == profile_sweep.device_timeline(FakeProfile(cuda=intervals))
 
 
+def test_timeline_ignores_user_annotations(profile_sweep):
+    """record_function ranges show as CUDA events in a profile; they are not device work (here
+    one spans the gap and would hide it, and double the side-by-side factor)."""
+    prof = FakeProfile(cuda=[(0, 1000), (1500, 2500)])
+    annotation = FakeProfile.event(CUDA, 0, 2500)
+    annotation.is_user_annotation = True
+    prof._events.append(annotation)
+    assert timeline(profile_sweep, prof) == {
+        "span_ms": 2.5, "busy_ms": 2.0, "idle_ms": 0.5, "gaps": 1, "largest_us": [500], "side_by_side": 1.0,
+    }
+
+
 def test_timeline_of_one_interval(profile_sweep):
     """One kernel: busy for the whole span, no gaps, nothing side by side."""
     assert timeline(profile_sweep, FakeProfile(cuda=[(250, 1250)])) == {
