@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -407,3 +408,30 @@ def test_a_store_replaced_before_its_first_write_is_not_written_into(tmp_path, f
         sweep(path, replaced_meanwhile, keep_outputs=False)
     expected = ls.traverse(other, ANCHORS, steps=STEPS, batch_size=BATCH, keep_outputs=False)
     assert torch.equal(ls.open_sweep(path).sensitivity, expected.sensitivity)  # the other sweep's, intact
+
+
+@pytest.mark.parametrize("suffix", [".zarr", ".npy"])
+def test_an_overwrite_interrupted_while_removing_can_be_repeated(tmp_path, monkeypatch, suffix, full):
+    """Ctrl-C (or kill) while overwrite=True removes a large store must leave something a
+    second overwrite=True recognises as the store, not 'not a latentsweep sweep store'."""
+    from latentsweep import stores
+
+    real_rmtree, stop_at = shutil.rmtree, [0]
+
+    def interrupted(folder, *args, **kwargs):  # the store's folders only (zarr uses rmtree too)
+        if Path(folder).parent == stores.paths_of(path)[0]:
+            stop_at[0] -= 1
+            if stop_at[0] < 0:
+                raise KeyboardInterrupt
+        return real_rmtree(folder, *args, **kwargs)
+
+    path = tmp_path / f"sweep{suffix}"
+    sweep(path)
+    folders = sum(entry.is_dir() for entry in stores.paths_of(path)[0].iterdir())
+    for stop in range(folders):  # interrupted at each of the store's folders in turn
+        stop_at[0] = stop
+        monkeypatch.setattr(shutil, "rmtree", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            sweep(path, overwrite=True)
+        monkeypatch.setattr(shutil, "rmtree", real_rmtree)
+        assert_same(sweep(path, overwrite=True), full)

@@ -555,14 +555,17 @@ def remove_store(path: Path) -> None:
                 f"{meta_path} holds files latentsweep did not write ({', '.join(foreign[:5])}); "
                 "overwrite=True removes only a store's own files: move them, or choose another path"
             )
-        for entry in meta_path.iterdir():
+    # In an order that a removal stopped half way (Ctrl-C, kill) leaves a store a second
+    # overwrite=True still recognises: the .npy first, the group's zarr.json last.
+    if npy_path is not None and npy_path.exists():
+        npy_path.unlink()
+    if meta_path.is_dir():
+        for entry in sorted(meta_path.iterdir(), key=lambda e: e.name == "zarr.json"):
             if entry.is_dir() and not entry.is_symlink():
                 shutil.rmtree(entry)
             else:
                 entry.unlink()
         meta_path.rmdir()
-    if npy_path is not None and npy_path.exists():
-        npy_path.unlink()
 
 
 def create_store(path: Path, *, params: dict, plan: SweepPlan, geometry: Geometry, latent_dim: int,
