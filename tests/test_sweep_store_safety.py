@@ -435,3 +435,22 @@ def test_an_overwrite_interrupted_while_removing_can_be_repeated(tmp_path, monke
             sweep(path, overwrite=True)
         monkeypatch.setattr(shutil, "rmtree", real_rmtree)
         assert_same(sweep(path, overwrite=True), full)
+
+
+@pytest.mark.parametrize("array, key, value", [("effect", "data_type", "float64"), ("outputs", "data_type", "float64"),
+                                               ("effect", "chunk_shape", [30]), ("anchors", "data_type", "float64")])
+def test_altered_array_metadata_is_refused_as_damaged(tmp_path, array, key, value):
+    """An array whose own zarr.json no longer has the dtype or chunks the store made it with is
+    named as damaged (overwrite=True), not read as every unit 'unreadable (cannot reshape...)'
+    and recomputed into it on every resume, nor 'repaired' into an array that cannot hold it."""
+    path = tmp_path / "sweep.zarr"
+    sweep(path)
+    meta_file = path / array / "zarr.json"
+    meta = json.loads(meta_file.read_text())
+    (meta["chunk_grid"]["configuration"] if key == "chunk_shape" else meta)[key] = value
+    meta_file.write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match=f"damaged.*{array}.*overwrite=True"):
+        sweep(path, resume=True)
+    with pytest.raises(ValueError, match=f"damaged.*{array}"):
+        ls.open_sweep(path)
+    assert ls.open_sweep(sweep(path, overwrite=True).store).num_points == STEPS * ANCHORS.numel()

@@ -246,14 +246,24 @@ class SweepStore:
             "effect": (g.num_rows,),
             "outputs": (g.num_rows, *g.out_shape),
         }
+        dtypes = {"effect": numpy_dtype(g.statistics_dtype), "outputs": numpy_dtype(g.output_dtype),
+                  "anchor_outputs": numpy_dtype(g.output_dtype)}
         for name, array in self._arrays.items():
             if tuple(array.shape) != expected[name]:
                 raise StoreDamaged(
                     f"the sweep store {self.path} is damaged: array {name!r} has shape {tuple(array.shape)}, "
                     f"its metadata says {expected[name]}; pass overwrite=True to start over"
                 )
-        if self.keep_outputs and self.npy_path is None and self._arrays["outputs"].chunks[0] != p.chunk_rows:
-            raise StoreDamaged(f"the sweep store {self.path} is damaged: its outputs are not chunked as planned")
+            if name in dtypes and array.dtype != dtypes[name]:
+                raise StoreDamaged(
+                    f"the sweep store {self.path} is damaged: array {name!r} has dtype {array.dtype}, its metadata "
+                    f"says {dtypes[name]} ({self.meta_path / name / 'zarr.json'}); pass overwrite=True to start over"
+                )
+        chunks = {"effect": p.unit_rows, "outputs": p.chunk_rows}
+        for name in chunks.keys() & self._arrays.keys():
+            if self._arrays[name].chunks[0] != chunks[name]:
+                raise StoreDamaged(f"the sweep store {self.path} is damaged: array {name!r} is not chunked as planned "
+                                   f"({self.meta_path / name / 'zarr.json'}); pass overwrite=True to start over")
 
     def _open_npy(self, wait: bool) -> np.memmap | None:
         """The .npy outputs as a read-only memory map, or None when missing or the wrong size."""
@@ -312,6 +322,11 @@ class SweepStore:
                 raise StoreDamaged(f"the sweep store {self.path}: {name} cannot be repaired from this sweep")
             self._take_lease()
             self._arrays[name][...] = static[name]
+            if crc(np.asarray(self._arrays[name][...])) != self.static_crc[name]:  # e.g. its dtype was altered
+                raise StoreDamaged(
+                    f"the sweep store {self.path} is damaged: its {name} array cannot be rewritten (its metadata "
+                    f"{self.meta_path / name / 'zarr.json'} was altered); pass overwrite=True to start over"
+                )
 
     # -- units ---------------------------------------------------------------------------------
     def _record_path(self, unit: int) -> Path:
