@@ -454,3 +454,19 @@ def test_altered_array_metadata_is_refused_as_damaged(tmp_path, array, key, valu
     with pytest.raises(ValueError, match=f"damaged.*{array}"):
         ls.open_sweep(path)
     assert ls.open_sweep(sweep(path, overwrite=True).store).num_points == STEPS * ANCHORS.numel()
+
+
+@pytest.mark.parametrize("array", ["effect", "outputs"])
+def test_one_unreadable_chunk_damages_only_its_unit(tmp_path, full, array):
+    """Units' rows are checked many units at a time; a truncated chunk file must be blamed on
+    its own unit (recomputed alone), not on every unit read with it."""
+    path = tmp_path / "sweep.zarr"
+    sweep(path)
+    victim = path / array / "c" / ("5" if array == "effect" else "5/0/0")  # unit 5's (one chunk a unit)
+    victim.write_bytes(victim.read_bytes()[:10])  # truncated: unreadable, not just altered
+    status = ls.sweep_status(path)
+    assert sorted(status.damaged) == [5] and len(status.done) == 7, status.summary()
+    with pytest.warns(RuntimeWarning, match="1 work unit"):
+        resumed = sweep(path, resume=True)
+    assert resumed.points_computed == 60
+    assert_same(resumed, full)

@@ -363,8 +363,10 @@ class SweepStore:
         row_bytes = self.geometry.features * numpy_dtype(self.geometry.output_dtype).itemsize if self.keep_outputs else 0
         units_per_block = max(1, READ_BLOCK_BYTES // max(1, self.plan.unit_rows * (row_bytes + 8)))
         checked = sorted(recorded)
-        for first in range(0, len(checked), units_per_block):
-            block = checked[first : first + units_per_block]
+        blocks = [checked[first : first + units_per_block] for first in range(0, len(checked), units_per_block)]
+        blocks.reverse()  # taken from the end
+        while blocks:
+            block = blocks.pop()
             lo, hi = self.plan.unit_rows_of(block[0])[0], self.plan.unit_rows_of(block[-1])[1]
             try:
                 effect = self._read_rows("effect", lo, hi)
@@ -373,7 +375,10 @@ class SweepStore:
                 damaged.update({u: str(error) for u in block})
                 continue
             except Exception as error:  # noqa: BLE001 - unreadable chunk files
-                damaged.update({u: f"its rows are unreadable ({type(error).__name__}: {error})" for u in block})
+                if len(block) > 1:  # whose: read unit by unit
+                    blocks.extend([unit] for unit in reversed(block))
+                else:
+                    damaged[block[0]] = f"its rows are unreadable ({type(error).__name__}: {error})"
                 continue
             for unit in block:
                 start, stop = (r - lo for r in self.plan.unit_rows_of(unit))
