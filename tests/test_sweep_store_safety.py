@@ -470,3 +470,18 @@ def test_one_unreadable_chunk_damages_only_its_unit(tmp_path, full, array):
         resumed = sweep(path, resume=True)
     assert resumed.points_computed == 60
     assert_same(resumed, full)
+
+
+def test_metadata_that_contradicts_the_parameters_is_refused(tmp_path):
+    """keep_outputs and the geometry are recorded beside the (hashed) parameters; a store whose
+    record disagrees with them is damaged, not read with its outputs silently missing."""
+    path = tmp_path / "sweep.zarr"
+    sweep(path)
+    meta_file = path / "zarr.json"
+    meta = json.loads(meta_file.read_text())
+    meta["attributes"]["latentsweep"]["keep_outputs"] = False
+    meta_file.write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="damaged: its metadata"):
+        ls.open_sweep(path)
+    with pytest.raises(ValueError, match="damaged: its metadata.*overwrite=True"):
+        sweep(path, resume=True)

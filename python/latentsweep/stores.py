@@ -212,6 +212,11 @@ class SweepStore:
                                 if name in meta["static_crc"]}
             if sweep_id(self.params) != self.sweep_id or self.plan.num_rows != self.geometry.num_rows:
                 raise ValueError("the sweep's identity does not match its parameters")
+            recorded = {"keep_outputs": self.keep_outputs, "grid": list(self.geometry.grid_shape),
+                        "out_shape": list(self.geometry.out_shape), "latent_dim": self.latent_dim,
+                        "output_dtype": str(self.geometry.output_dtype)}
+            if any(self.params.get(key, value) != value for key, value in recorded.items()):
+                raise ValueError("its keep_outputs or geometry do not match its parameters")
             if self.plan.trial_units:  # a store's units all have its chunks' size (see plan.py)
                 raise ValueError("its plan has trial units, which only in-memory sweeps keep")
             if ("directions" in self.static_crc) != (self.params.get("codes") == "directions"):
