@@ -76,8 +76,12 @@ at::Tensor SweepStatistics::update_fused_cpu(const at::Tensor& y, int64_t start)
   const int64_t blocks = feature_blocks(features_);
   at::Tensor partial = at::empty({blocks, rows}, y.options().dtype(at::kDouble));
   void (*kernel)(const cpu::StatisticsChunk<T>&, int64_t, int64_t) = &cpu::statistics_blocks;
+  void (*add_kept)(const cpu::StatisticsChunk<T>&, int64_t) = &cpu::add_kept_traversals;
 #if LATENTSWEEP_HAVE_AVX2_KERNELS
-  if (cpu::cpu_capability() == cpu::CpuCapability::kAvx2) kernel = &cpu::statistics_blocks_avx2;
+  if (cpu::cpu_capability() == cpu::CpuCapability::kAvx2) {
+    kernel = &cpu::statistics_blocks_avx2;
+    add_kept = &cpu::add_kept_traversals_avx2;
+  }
 #endif
   // Threads take row ranges when the chunk holds enough traversals, else feature blocks. Either
   // way each (row, block) is summed alone and each traversal's slope in step order, and the
@@ -112,7 +116,7 @@ at::Tensor SweepStatistics::update_fused_cpu(const at::Tensor& y, int64_t start)
     at::parallel_for(0, ranges, 1, [&](int64_t begin, int64_t end) {
       for (int64_t i = begin; i < end; ++i) kernel(range_chunk(i), 0, blocks);
     });
-    cpu::add_kept_traversals(range_chunk(1), kept);
+    add_kept(range_chunk(1), kept);
     // The first range ended on a traversal's last step (its slope is back to zero); the last
     // one carries the chunk's unfinished traversal, if any, into the next chunk.
     slope_.copy_(later_slopes[ranges - 2]);

@@ -77,6 +77,14 @@ inline void complete_traversal(const StatisticsChunk<T>& c, const GridIndex& ind
   for (int64_t g = 0; g < width; ++g) slope[g] = 0;
 }
 
+// The kept slopes of `count` traversals into the sensitivity in grid order (see
+// add_kept_traversals in statistics_kernel.h).
+template <typename T>
+inline void add_kept_traversals_body(const StatisticsChunk<T>& c, int64_t count) {
+  const int64_t first = c.start / c.num_steps;
+  for (int64_t j = 0; j < count; ++j) add_weighted_slope(c, first + j, 0, c.features, c.kept_slopes + j * c.features);
+}
+
 // The same sum for a row's accumulators held in a vector register (no trip through memory:
 // indexing an array of vectors made GCC zero and spill it on the stack, per block).
 template <typename T>

@@ -13,14 +13,7 @@ void statistics_blocks(const StatisticsChunk<double>& c, int64_t first_block, in
   statistics_blocks_body(c, first_block, last_block);
 }
 
-// Once per chunk, a few traversals: the baseline build serves every CPU (the same operations,
-// each rounded once, as complete_traversal's in either build).
-template <typename T>
-static void add_kept(const StatisticsChunk<T>& c, int64_t count) {
-  const int64_t first = c.start / c.num_steps;
-  for (int64_t j = 0; j < count; ++j) add_weighted_slope(c, first + j, 0, c.features, c.kept_slopes + j * c.features);
-}
-void add_kept_traversals(const StatisticsChunk<float>& c, int64_t count) { add_kept(c, count); }
-void add_kept_traversals(const StatisticsChunk<double>& c, int64_t count) { add_kept(c, count); }
+void add_kept_traversals(const StatisticsChunk<float>& c, int64_t count) { add_kept_traversals_body(c, count); }
+void add_kept_traversals(const StatisticsChunk<double>& c, int64_t count) { add_kept_traversals_body(c, count); }
 
 }  // namespace latentsweep::cpu

@@ -12,5 +12,7 @@ void statistics_blocks_avx2(const StatisticsChunk<float>& c, int64_t first_block
 void statistics_blocks_avx2(const StatisticsChunk<double>& c, int64_t first_block, int64_t last_block) {
   statistics_blocks_body(c, first_block, last_block);
 }
+void add_kept_traversals_avx2(const StatisticsChunk<float>& c, int64_t count) { add_kept_traversals_body(c, count); }
+void add_kept_traversals_avx2(const StatisticsChunk<double>& c, int64_t count) { add_kept_traversals_body(c, count); }
 
 }  // namespace latentsweep::cpu
