@@ -485,3 +485,34 @@ def test_metadata_that_contradicts_the_parameters_is_refused(tmp_path):
         ls.open_sweep(path)
     with pytest.raises(ValueError, match="damaged: its metadata.*overwrite=True"):
         sweep(path, resume=True)
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="process start times are read from /proc")
+def test_a_crashed_writers_pid_reused_by_another_process_does_not_lock_the_store(tmp_path, full):
+    """A lease records its process's start time: a lease whose pid now belongs to a process
+    started later (the pid was reused) is dead, so overwrite=True is not refused forever;
+    a lease of the live process itself, or one without a start time (older versions), is live."""
+    import socket
+
+    from latentsweep import stores
+
+    path = tmp_path / "sweep.zarr"
+    sweep(path)
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        started = stores._process_start(other.pid)
+        assert started is not None
+        lease = path / "leases" / f"{socket.gethostname()}-{other.pid}-0000abcd.json"
+        info = {"host": socket.gethostname(), "pid": other.pid, "sweep_id": "x"}
+        for fields, live in (({"start_time": started}, True), ({}, True), ({"start_time": started - 1}, False)):
+            lease.parent.mkdir(exist_ok=True)
+            lease.write_text(json.dumps({**info, **fields}))
+            if live:
+                with pytest.raises(ValueError, match=f"in use by another sweep \\(pid {other.pid} "):
+                    sweep(path, overwrite=True)
+            else:
+                assert_same(sweep(path, overwrite=True), full)
+        assert not lease.exists()
+    finally:
+        other.kill()
+        other.wait()

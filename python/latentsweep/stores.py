@@ -16,8 +16,9 @@ memory-mappable ``.npy`` file and the rest to the group ``sweep.npy.latentsweep`
   only if its record loads and its rows still match the checksums; zarr does not store chunks
   equal to the fill value, so a chunk file's existence is never taken as a record;
 - ``leases/``: one file per live writer process. ``overwrite=True`` is refused while another
-  process holds a live lease (a crashed writer's lease is not live: its process is gone, or, on
-  another host, the lease was not refreshed for ``LEASE_SECONDS``).
+  process holds a live lease (a crashed writer's lease is not live: its process is gone or its
+  pid now belongs to a process started later, or, on another host, the lease was not refreshed
+  for ``LEASE_SECONDS``).
 """
 
 from __future__ import annotations
@@ -176,6 +177,24 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _process_start(pid: int) -> int | None:
+    """When process pid started (field 22 of /proc/<pid>/stat: clock ticks after boot), so that
+    a pid reused by a later process is told apart; None where it cannot be read (not Linux)."""
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _writer_alive(pid: int, start_time) -> bool:
+    """Whether the process of a lease made on this host still runs: its pid exists and, where
+    the lease recorded one, it has the lease's start time (not a later process given its pid)."""
+    if not _pid_alive(pid):
+        return False
+    now = _process_start(pid) if start_time is not None else None
+    return now is None or now == start_time
 
 
 class SweepStore:
@@ -481,7 +500,8 @@ class SweepStore:
             leases.mkdir(exist_ok=True)
             (self.meta_path / "units").mkdir(exist_ok=True)
             lease = leases / f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}.json"
-            lease.write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "sweep_id": self.sweep_id}))
+            lease.write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "sweep_id": self.sweep_id,
+                                         "start_time": _process_start(os.getpid())}))
         except FileNotFoundError:
             raise self._replaced() from None
         # Until now another process could replace the store (overwrite=True sees no live lease):
@@ -537,12 +557,12 @@ def live_writers(meta_path: Path) -> list[str]:
     for lease in sorted((meta_path / "leases").glob("*.json")):
         try:
             info = json.loads(lease.read_text())
-            host, pid = str(info["host"]), int(info["pid"])
+            host, pid, start_time = str(info["host"]), int(info["pid"]), info.get("start_time")
             age = time.time() - lease.stat().st_mtime
         except Exception:  # noqa: BLE001 - half-written lease: judge by age alone
-            host, pid, age = "?", -1, time.time() - lease.stat().st_mtime
+            host, pid, start_time, age = "?", -1, None, time.time() - lease.stat().st_mtime
         if host == socket.gethostname() and pid >= 0:
-            alive = pid != os.getpid() and _pid_alive(pid)
+            alive = pid != os.getpid() and _writer_alive(pid, start_time)
         else:
             alive = age < LEASE_SECONDS
         if alive:
