@@ -516,3 +516,19 @@ def test_a_crashed_writers_pid_reused_by_another_process_does_not_lock_the_store
     finally:
         other.kill()
         other.wait()
+
+
+def test_reading_an_npy_store_whose_outputs_file_is_missing_says_so_at_once(tmp_path, full):
+    """The grace period for a .npy another process is still creating is for writers joining
+    a new store; read-only reads do not wait for it, and name the missing file."""
+    from latentsweep import stores
+
+    path = tmp_path / "sweep.npy"
+    sweep(path)
+    path.unlink()
+    started = time.monotonic()
+    with pytest.raises(ValueError, match=f"outputs file {path} is missing"):
+        ls.open_sweep(path)
+    status = ls.sweep_status(path)
+    assert time.monotonic() - started < stores.NPY_CREATION_GRACE_SECONDS / 2
+    assert not status.done and "missing" in status.damaged[0]

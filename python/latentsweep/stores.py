@@ -50,8 +50,8 @@ _ROW_ARRAYS = ("effect", "outputs")
 _OWN_ENTRIES = {"zarr.json", "units", "leases", "checkpoint", *_STATIC, *_OPTIONAL_STATIC, *_ROW_ARRAYS}
 LEASE_SECONDS = 300.0  # a writer on another host whose lease is older than this is presumed dead
 LEASE_REFRESH_SECONDS = 30.0
-NPY_CREATION_GRACE_SECONDS = 10.0
-READ_BLOCK_BYTES = 64 << 20  # checking a store reads the rows of this many bytes' worth of units at once  # a joiner waits this long for the creator's .npy to appear
+NPY_CREATION_GRACE_SECONDS = 10.0  # a joiner waits this long for the creator's .npy to appear
+READ_BLOCK_BYTES = 64 << 20  # checking a store reads the rows of this many bytes' worth of units at once
 _OUTPUT_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32,
                   "float64": torch.float64}
 
@@ -309,7 +309,12 @@ class SweepStore:
     def _outputs_array(self):
         if self.npy_path is None:
             return self._arrays["outputs"]
-        array = self._open_npy(wait=True)
+        # Only a writer waits for a .npy not there yet: a shard joining a store that another is
+        # creating (the group is renamed into place before the .npy). A reader is told at once.
+        array = self._open_npy(wait=self.writable)
+        if array is None and not self.npy_path.exists():
+            raise StoreDamaged(f"the sweep store {self.path} is damaged: its outputs file {self.npy_path} is missing "
+                               "(moved or deleted)")
         if array is None:
             raise StoreDamaged(
                 f"the sweep store {self.path} is damaged: its outputs file {self.npy_path} is missing, "
