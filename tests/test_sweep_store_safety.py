@@ -532,3 +532,39 @@ def test_reading_an_npy_store_whose_outputs_file_is_missing_says_so_at_once(tmp_
     status = ls.sweep_status(path)
     assert time.monotonic() - started < stores.NPY_CREATION_GRACE_SECONDS / 2
     assert not status.done and "missing" in status.damaged[0]
+
+
+KILLED_WHILE_CREATING = """
+import os, sys, torch, latentsweep as ls
+sys.path.insert(0, {tests!r})
+from sweep_models import rowwise_decoder
+os.rename = lambda *args: os._exit(9)  # killed as it renames the store into place
+anchors = torch.randn(8, 6, generator=torch.Generator().manual_seed(3))
+ls.traverse(rowwise_decoder, anchors, steps=10, batch_size=16, out={path!r})
+"""
+
+
+def test_temporaries_of_a_store_whose_creator_was_killed_are_removed(tmp_path, full):
+    """A kill while a store is created leaves its hidden temporaries beside it; creating the
+    store again removes those of dead processes (and, of unknown creators, old ones), never
+    one a live process may still use, nor a user's file."""
+    import socket
+
+    from latentsweep import stores
+
+    path = tmp_path / "sweep.npy"
+    killed = subprocess.run([sys.executable, "-c", KILLED_WHILE_CREATING.format(tests=str(TESTS), path=str(path))])
+    assert killed.returncode == 9
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert len(left) == 2 and all(".tmp-" in name for name in left), left
+    live = stores._temporary(tmp_path / "sweep.npy.latentsweep")  # this process's: alive
+    live.mkdir()
+    old, recent = (tmp_path / f".sweep.npy.tmp-{digit * 32}" for digit in "01")  # unnamed creators
+    old.write_bytes(b"x"), recent.write_bytes(b"x")
+    os.utime(old, (time.time() - 2 * stores.STALE_TEMPORARY_SECONDS,) * 2)
+    user = tmp_path / ".sweep.npy.tmp-mine"
+    user.write_text("mine")
+    assert not path.exists()
+    assert_same(sweep(path), full)
+    remaining = sorted(p.name for p in tmp_path.iterdir())
+    assert remaining == sorted([live.name, recent.name, user.name, "sweep.npy", "sweep.npy.latentsweep"])

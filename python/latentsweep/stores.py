@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import socket
 import time
@@ -51,6 +52,7 @@ _OWN_ENTRIES = {"zarr.json", "units", "leases", "checkpoint", *_STATIC, *_OPTION
 LEASE_SECONDS = 300.0  # a writer on another host whose lease is older than this is presumed dead
 LEASE_REFRESH_SECONDS = 30.0
 NPY_CREATION_GRACE_SECONDS = 10.0  # a joiner waits this long for the creator's .npy to appear
+STALE_TEMPORARY_SECONDS = 3600.0  # a temporary whose creator cannot be checked is presumed dead after this
 READ_BLOCK_BYTES = 64 << 20  # checking a store reads the rows of this many bytes' worth of units at once
 _OUTPUT_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32,
                   "float64": torch.float64}
@@ -197,6 +199,46 @@ def _writer_alive(pid: int, start_time) -> bool:
     return now is None or now == start_time
 
 
+def _host_tag() -> str:
+    return hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+
+
+def _temporary(path: Path) -> Path:
+    """A hidden temporary beside path, to be renamed into place; its name says who made it (host,
+    pid, start time), so that one left by a killed process is recognised and removed."""
+    pid = os.getpid()
+    return path.with_name(f".{path.name}.tmp-{_host_tag()}-{pid}-{_process_start(pid) or 0}-{uuid.uuid4().hex}")
+
+
+def _remove_stale_temporaries(path: Path) -> None:
+    """Removes the temporaries of path (see _temporary) left by killed processes: made on this
+    host by a process that is gone; else (another host, or a version that did not name its
+    creator) older than STALE_TEMPORARY_SECONDS. A folder only if it holds a store's own entries."""
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.tmp-(?:([0-9a-f]{{8}})-(\d+)-(\d+)-)?[0-9a-f]{{32}}")
+    try:
+        entries = list(path.parent.iterdir())
+    except OSError:
+        return
+    for entry in entries:
+        match = pattern.fullmatch(entry.name)
+        if match is None:
+            continue
+        host, pid, start_time = match.groups()
+        try:
+            if host == _host_tag():
+                if _writer_alive(int(pid), int(start_time) or None):
+                    continue
+            elif time.time() - entry.lstat().st_mtime < STALE_TEMPORARY_SECONDS:
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                if all(e.name in _OWN_ENTRIES for e in entry.iterdir()):
+                    shutil.rmtree(entry)
+            else:
+                entry.unlink()
+        except OSError:
+            continue  # removed meanwhile by another process, or not ours to remove
+
+
 class SweepStore:
     """An opened store (implements :class:`latentsweep.sinks.Sink`). Open with
     :func:`open_store`, :func:`create_store` or :func:`read_store`."""
@@ -328,7 +370,7 @@ class SweepStore:
             return
         self._take_lease()
         g = self.geometry
-        temporary = self.npy_path.with_name(f".{self.npy_path.name}.tmp-{uuid.uuid4().hex}")
+        temporary = _temporary(self.npy_path)
         np.lib.format.open_memmap(temporary, mode="w+", dtype=numpy_dtype(g.output_dtype),
                                   shape=(*g.grid_shape, *g.out_shape))
         os.replace(temporary, self.npy_path)
@@ -624,8 +666,9 @@ def create_store(path: Path, *, params: dict, plan: SweepPlan, geometry: Geometr
     another process created one at path first (the caller then opens that one)."""
     meta_path, npy_path = paths_of(path)
     meta_path.parent.mkdir(parents=True, exist_ok=True)
-    token = uuid.uuid4().hex
-    temporary = meta_path.with_name(f".{meta_path.name}.tmp-{token}")
+    for own in (meta_path, npy_path) if npy_path is not None else (meta_path,):
+        _remove_stale_temporaries(own)  # of a creation or repair killed before
+    temporary = _temporary(meta_path)
     g = geometry
     try:
         group = zarr.open_group(temporary, mode="w")
@@ -652,7 +695,7 @@ def create_store(path: Path, *, params: dict, plan: SweepPlan, geometry: Geometr
         }
         npy_temporary = None
         if keep_outputs and npy_path is not None:
-            npy_temporary = npy_path.with_name(f".{npy_path.name}.tmp-{token}")
+            npy_temporary = _temporary(npy_path)
             np.lib.format.open_memmap(npy_temporary, mode="w+", dtype=numpy_dtype(g.output_dtype),
                                       shape=(*g.grid_shape, *g.out_shape))
         try:
