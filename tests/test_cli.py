@@ -751,3 +751,21 @@ def test_bad_cluster_and_mode_options_are_one_line(workspace, tmp_path, args, ne
     completed = invoke("report", "--model", *model, "--data", "data.npy", *args,
                        "--out", str(tmp_path / "out"), cwd=workspace, check=False)
     assert_one_line_error(completed, *needles, code=code)
+
+
+def test_store_errors_name_the_flags_and_the_command(workspace):
+    """A negative --shard gets the shard message (argparse took "-1/2" for an option); the
+    library's store messages say --overwrite/--shard and traverse:, and are not blamed on the
+    decoder."""
+    args = ["traverse", "--model", "tiny_models:make", "--data", "data.npy", "--anchors", "2", "--steps", "3",
+            "--no-progress", "--out", "store_errors"]
+    negative = invoke(*args, "--store", "negative.zarr", "--shard", "-1/2", cwd=workspace, check=False)
+    assert_one_line_error(negative, "shard index must be >= 0, got -1")
+    both = invoke(*args, "--store", "both.zarr", "--shard", "0/2", "--overwrite", cwd=workspace, check=False)
+    line = assert_one_line_error(both, "--overwrite with --shard would")
+    assert "shard=" not in line
+    (workspace / "foreign.zarr").mkdir()
+    (workspace / "foreign.zarr" / "notes.txt").write_text("mine")
+    foreign = invoke(*args, "--store", "foreign.zarr", cwd=workspace, check=False)
+    assert_one_line_error(foreign, "error: traverse: foreign.zarr exists and is not a latentsweep sweep store")
+    assert (workspace / "foreign.zarr" / "notes.txt").read_text() == "mine"

@@ -3,6 +3,7 @@ that it holds the same sweep, is intact, and is not being written by another swe
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 from ._checks import call_name
@@ -48,27 +49,46 @@ def static_arrays(spec: GridSpec, probe) -> dict:
     return arrays
 
 
+@contextlib.contextmanager
+def named_errors(fn: str):
+    """The stores' own messages (which do not know the public function called) begin with
+    ``fn`` as every other message does; the command line tells the library's messages from
+    those of the user's code by it. Not for blocks that run the user's decoder."""
+    try:
+        yield
+    except (ValueError, RuntimeError) as error:
+        if type(error) not in (ValueError, RuntimeError, StoreDamaged) or str(error).startswith("latentsweep"):
+            raise
+        named = type(error)(f"{fn}: {error}")
+        for note in getattr(error, "__notes__", ()):
+            named.add_note(note)
+        raise named from None
+
+
 def leader_store(fn: str, path: Path, want: dict, new_plan, *, explicit, resume, overwrite, join) -> SweepStore:
     """The store at path for this sweep: created, resumed (resume=True), joined (shards) or
     replaced (overwrite=True), after checking it is the same sweep, intact, and not in use;
     ``fn`` names the public function the user called, in the messages."""
     params = want["params"]
     for _ in range(3):  # another shard may create or replace it while we look
-        try:
-            store = existing_store(path, writable=True)
-        except StoreDamaged:
-            if not overwrite:
-                raise
-            store = None
-            remove_store(path)
-        if store is not None and overwrite:
-            remove_store(path)
-            store = None
-        elif store is None and resume:
+        with named_errors(fn):
+            try:
+                store = existing_store(path, writable=True)
+            except StoreDamaged:
+                if not overwrite:
+                    raise
+                store = None
+                remove_store(path)
+            if store is not None and overwrite:
+                remove_store(path)
+                store = None
+        if store is None and resume:
             raise ValueError(f"{fn}: resume=True but there is no sweep at {path}")
         if store is None:
-            if create_store(path, plan=new_plan(), **want):
-                return checked_store(fn, path, want, explicit=explicit)
+            plan = new_plan()  # runs the decoder (batch trials): its errors are not named as ours
+            with named_errors(fn):
+                if create_store(path, plan=plan, **want):
+                    return checked_store(fn, path, want, explicit=explicit)
             continue  # created by someone else meanwhile: open theirs
         if store.sweep_id != sweep_id(params):
             differing = sorted(k for k in set(params) | set(store.params) if params.get(k) != store.params.get(k))
@@ -90,7 +110,8 @@ def leader_store(fn: str, path: Path, want: dict, new_plan, *, explicit, resume,
                 f"{fn}: {path} already holds this sweep ({done} of {store.plan.num_units} units done); pass "
                 "resume=True to continue it or overwrite=True to replace it"
             )
-        return checked_store(fn, path, want, explicit=explicit, store=store)
+        with named_errors(fn):
+            return checked_store(fn, path, want, explicit=explicit, store=store)
     raise RuntimeError(f"{fn}: could not open or create {path}: other processes keep replacing it")
 
 

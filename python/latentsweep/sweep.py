@@ -37,7 +37,7 @@ from .paths import PATHS
 from .plan import SweepPlan, make_plan, plan_from_dict, shard_units, units_for
 from .result import TraversalResult
 from .sinks import Geometry, MemorySink
-from .store_session import leader_store, static_arrays, sweep_params
+from .store_session import leader_store, named_errors, static_arrays, sweep_params
 from .stores import StoreDamaged, StoreStatus, SweepStore, describe_units, existing_store, sweep_id
 
 _FN = "latentsweep.traverse"
@@ -441,7 +441,8 @@ def _open_sink(fn: str, out, spec, probe, geometry, decoder, choose_batch, *, ex
     plan = plan_from_dict(plan_fields)
     store = opened.get("store")
     if store is None:  # the other ranks join the store the leader opened
-        store = SweepStore(path, writable=True)
+        with named_errors(fn):
+            store = SweepStore(path, writable=True)
         if store.sweep_id != sweep_id(params) or store.plan != plan:
             raise RuntimeError(f"{fn}: the store at {path} changed while the ranks were opening it")
     return store, plan, pending
@@ -628,7 +629,8 @@ def open_sweep(path: str | Path) -> TraversalResult:
     if not isinstance(path, (str, Path)):
         raise TypeError(f"{fn}: path must be a str or Path, got {type(path).__name__}")
     path = Path(path)
-    store = existing_store(path, writable=False)
+    with named_errors(fn):
+        store = existing_store(path, writable=False)
     if store is None:
         raise ValueError(f"{fn}: there is no sweep at {path}")
     try:
@@ -676,7 +678,8 @@ def _writer_of(params: dict) -> str:
 
 def sweep_status(path: str | Path) -> StoreStatus:
     """Which work units of the sweep stored at ``path`` are done, missing or damaged (read-only)."""
-    store = existing_store(Path(path), writable=False)
+    with named_errors("latentsweep.sweep_status"):
+        store = existing_store(Path(path), writable=False)
     if store is None:
         raise ValueError(f"latentsweep.sweep_status: there is no sweep at {path}")
     return store.status()

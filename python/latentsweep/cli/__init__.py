@@ -7,6 +7,7 @@ for the command line (``--resume``, not ``resume=True``); see :mod:`.errors`.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 
 from ..sweep import stop_messages_as_notes
@@ -44,8 +45,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Options whose value may start with "-" and a digit without being a number argparse knows:
+# "--shard -1/2" reaches argparse as "--shard=-1/2" (else it takes "-1/2" for an option).
+_DASH_VALUES = ("--shard",)
+
+
+def _attached_values(argv: list[str]) -> list[str]:
+    joined, rest = [], list(argv)
+    while rest:
+        word = rest.pop(0)
+        if word in _DASH_VALUES and rest and re.match(r"-\d", rest[0]):
+            word = f"{word}={rest.pop(0)}"
+        joined.append(word)
+    return joined
+
+
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+    argv = _attached_values(sys.argv[1:] if argv is None else list(argv))
     debug = "--debug" in argv
     try:
         parser = build_parser()

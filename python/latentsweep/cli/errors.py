@@ -29,6 +29,7 @@ _CLI_WORDS = (
     ("keep_outputs=False", "--no-outputs"),
     ("out='sweep.zarr'", "--store sweep.zarr"),
     ("needs out=", "needs --store"),
+    ("shard=", "--shard"),
     ("mode='posterior'", "--mode posterior"),
     ("mode='empirical'", "--mode empirical"),
     ("mode='auto'", "--mode auto"),
