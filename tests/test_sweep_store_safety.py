@@ -173,8 +173,8 @@ def test_forged_geometry_is_refused(tmp_path):
         sweep(path, resume=True)
     with pytest.raises(ValueError, match="damaged"):
         ls.open_sweep(path)
-    meta_file.write_text("{not json")
-    with pytest.raises(ValueError, match="not a latentsweep sweep store"):
+    meta_file.write_text("{not json")  # the folder is still the store's: damaged, not foreign
+    with pytest.raises(ValueError, match="damaged: its metadata .* is unreadable"):
         ls.open_sweep(path)
 
 
@@ -568,3 +568,29 @@ def test_temporaries_of_a_store_whose_creator_was_killed_are_removed(tmp_path, f
     assert_same(sweep(path), full)
     remaining = sorted(p.name for p in tmp_path.iterdir())
     assert remaining == sorted([live.name, recent.name, user.name, "sweep.npy", "sweep.npy.latentsweep"])
+
+
+@pytest.mark.parametrize("suffix", [".zarr", ".npy"])
+@pytest.mark.parametrize("metadata", ["{not json", None])
+def test_a_store_whose_metadata_file_is_broken_or_missing_is_damaged_not_foreign(tmp_path, full, suffix, metadata):
+    """A folder that holds a store's own entries only (its units, leases and arrays) whose
+    zarr.json is unreadable or gone is a damaged store: overwrite=True replaces it. A folder
+    without them stays "not a latentsweep sweep store", never overwritten."""
+    from latentsweep import stores
+
+    path = tmp_path / f"sweep{suffix}"
+    sweep(path)
+    meta_file = stores.paths_of(path)[0] / "zarr.json"
+    meta_file.unlink() if metadata is None else meta_file.write_text(metadata)
+    with pytest.raises(ValueError, match=f"damaged: its metadata {meta_file} is {'missing' if metadata is None else 'unreadable'}.*overwrite=True"):
+        ls.open_sweep(path)
+    with pytest.raises(ValueError, match="damaged.*overwrite=True"):
+        sweep(path, resume=True)
+    assert_same(sweep(path, overwrite=True), full)
+    foreign = tmp_path / "foreign.zarr"
+    (foreign / "effect").mkdir(parents=True)
+    (foreign / "units").mkdir()  # no leases: not made by a store
+    (foreign / "zarr.json").write_text("{not json")
+    with pytest.raises(ValueError, match="not a latentsweep sweep store"):
+        sweep(foreign, overwrite=True)
+    assert (foreign / "zarr.json").read_text() == "{not json"

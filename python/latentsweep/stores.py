@@ -199,6 +199,17 @@ def _writer_alive(pid: int, start_time) -> bool:
     return now is None or now == start_time
 
 
+def _own_folder(meta_path: Path) -> bool:
+    """Whether a folder is a store's even without its zarr.json: it holds the units and leases
+    folders and the effect array every store has, and nothing a store does not write."""
+    try:
+        return ((meta_path / "units").is_dir() and (meta_path / "leases").is_dir()
+                and (meta_path / "effect" / "zarr.json").is_file()
+                and all(e.name in _OWN_ENTRIES or e.name.startswith(".") for e in meta_path.iterdir()))
+    except OSError:
+        return False
+
+
 def _host_tag() -> str:
     return hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
 
@@ -250,7 +261,14 @@ class SweepStore:
         try:
             self.group = zarr.open_group(self.meta_path, mode="r+" if writable else "r")
             meta = dict(self.group.attrs[_ATTR])
-        except Exception:  # noqa: BLE001 - anything unreadable is "not ours"
+        except Exception:  # noqa: BLE001 - anything unreadable is "not ours", unless clearly ours
+            meta_file = self.meta_path / "zarr.json"
+            if _own_folder(self.meta_path):
+                raise StoreDamaged(
+                    f"the sweep store {path} is damaged: its metadata {meta_file} is "
+                    f"{'unreadable' if meta_file.exists() else 'missing'}, so its units cannot be used; pass "
+                    "overwrite=True to start over"
+                ) from None
             raise ValueError(
                 f"{path} exists and is not a latentsweep sweep store; choose another path (it is never overwritten)"
             ) from None
