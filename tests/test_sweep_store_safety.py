@@ -594,3 +594,30 @@ def test_a_store_whose_metadata_file_is_broken_or_missing_is_damaged_not_foreign
     with pytest.raises(ValueError, match="not a latentsweep sweep store"):
         sweep(foreign, overwrite=True)
     assert (foreign / "zarr.json").read_text() == "{not json"
+
+
+def test_a_writers_lease_stays_fresh_through_a_batch_longer_than_the_lease(tmp_path, monkeypatch):
+    """Seen from another host a lease is live while it is younger than LEASE_SECONDS; a writer
+    refreshes it while it holds it, not only as rows arrive, so one long batch does not make a
+    live writer look crashed (and its store replaceable). The refreshing stops with the sweep."""
+    import threading
+
+    from latentsweep import stores
+
+    monkeypatch.setattr(stores, "LEASE_SECONDS", 0.5)
+    monkeypatch.setattr(stores, "LEASE_REFRESH_SECONDS", 0.05)
+    path = tmp_path / "sweep.zarr"
+    seen = []
+
+    def slow(codes):
+        leases = sorted((path / "leases").glob("*.json")) if path.exists() else []
+        if leases and not seen:  # the writer holds its lease: look at it as another host does
+            info = json.loads(leases[0].read_text())
+            leases[0].write_text(json.dumps({**info, "host": "another-host"}))
+            time.sleep(1.0)  # a batch twice as long as LEASE_SECONDS
+            seen.append(stores.live_writers(path))
+        return rowwise_decoder(codes)
+
+    sweep(path, slow, keep_outputs=False)
+    assert seen == [[f"pid {os.getpid()} on another-host"]]
+    assert not [t for t in threading.enumerate() if t.name.startswith("latentsweep lease")]

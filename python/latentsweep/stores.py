@@ -18,7 +18,8 @@ memory-mappable ``.npy`` file and the rest to the group ``sweep.npy.latentsweep`
 - ``leases/``: one file per live writer process. ``overwrite=True`` is refused while another
   process holds a live lease (a crashed writer's lease is not live: its process is gone or its
   pid now belongs to a process started later, or, on another host, the lease was not refreshed
-  for ``LEASE_SECONDS``).
+  for ``LEASE_SECONDS``; a writer refreshes its lease every ``LEASE_REFRESH_SECONDS`` from a
+  thread while it holds it).
 """
 
 from __future__ import annotations
@@ -29,8 +30,10 @@ import os
 import re
 import shutil
 import socket
+import threading
 import time
 import uuid
+import weakref
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -314,6 +317,7 @@ class SweepStore:
         self._npy_offset = None
         self._lease: Path | None = None
         self._lease_refreshed = 0.0
+        self._refresher: tuple[threading.Event, threading.Thread] | None = None
         self._unit_crc = [0, 0]
         self._unit_effect: list[np.ndarray] = []
         self._unit_outputs: list[np.ndarray] = []
@@ -579,6 +583,24 @@ class SweepStore:
             lease.unlink(missing_ok=True)
             raise self._replaced()
         self._lease, self._lease_refreshed = lease, time.monotonic()
+        self._keep_fresh(lease)
+
+    def _keep_fresh(self, lease: Path) -> None:
+        """Refreshes the lease every LEASE_REFRESH_SECONDS from a daemon thread until close()
+        (or until this store is garbage-collected): seen from another host a lease is live only
+        while younger than LEASE_SECONDS, and one batch may take longer than that."""
+        stop = threading.Event()
+
+        def refresh() -> None:
+            while not stop.wait(LEASE_REFRESH_SECONDS):
+                try:
+                    os.utime(lease)
+                except OSError:
+                    return  # removed: the writer finds out at its next write
+        thread = threading.Thread(target=refresh, name=f"latentsweep lease {lease.name}", daemon=True)
+        thread.start()
+        self._refresher = (stop, thread)
+        weakref.finalize(self, stop.set)
 
     def _replaced(self) -> RuntimeError:
         return RuntimeError(
@@ -611,6 +633,11 @@ class SweepStore:
         pass
 
     def close(self) -> None:
+        if self._refresher is not None:
+            stop, thread = self._refresher
+            stop.set()
+            thread.join()
+            self._refresher = None
         if self._lease is not None:
             self._lease.unlink(missing_ok=True)
             self._lease = None
