@@ -404,7 +404,8 @@ def test_a_store_replaced_before_its_first_write_is_not_written_into(tmp_path, f
             sweep(path, other, keep_outputs=False, overwrite=True)
         return rowwise_decoder(codes)
 
-    with pytest.raises(RuntimeError, match="removed or replaced by another process"):
+    # named after the function called, so the command line does not blame the user's decoder
+    with pytest.raises(RuntimeError, match="^latentsweep.traverse: the sweep store .* removed or replaced by another"):
         sweep(path, replaced_meanwhile, keep_outputs=False)
     expected = ls.traverse(other, ANCHORS, steps=STEPS, batch_size=BATCH, keep_outputs=False)
     assert torch.equal(ls.open_sweep(path).sensitivity, expected.sensitivity)  # the other sweep's, intact

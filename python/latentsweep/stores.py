@@ -315,6 +315,9 @@ class SweepStore:
                 f"are unreadable or inconsistent ({type(error).__name__}: {error}); pass overwrite=True to start over"
             ) from None
         self._npy_offset = None
+        # The public function writing through this store, for the messages of errors raised
+        # while it writes (the command line tells the library's messages by their prefix).
+        self.caller = "latentsweep"
         self._lease: Path | None = None
         self._lease_refreshed = 0.0
         self._refresher: tuple[threading.Event, threading.Thread] | None = None
@@ -604,8 +607,8 @@ class SweepStore:
 
     def _replaced(self) -> RuntimeError:
         return RuntimeError(
-            f"the sweep store {self.path} was removed or replaced by another process while this sweep "
-            "was writing to it"
+            f"{self.caller}: the sweep store {self.path} was removed or replaced by another process while "
+            "this sweep was writing to it"
         )
 
     def _check_lease(self) -> None:

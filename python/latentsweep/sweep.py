@@ -445,6 +445,7 @@ def _open_sink(fn: str, out, spec, probe, geometry, decoder, choose_batch, *, ex
             store = SweepStore(path, writable=True)
         if store.sweep_id != sweep_id(params) or store.plan != plan:
             raise RuntimeError(f"{fn}: the store at {path} changed while the ranks were opening it")
+    store.caller = fn
     return store, plan, pending
 
 
