@@ -457,6 +457,22 @@ def test_altered_array_metadata_is_refused_as_damaged(tmp_path, array, key, valu
     assert ls.open_sweep(sweep(path, overwrite=True).store).num_points == STEPS * ANCHORS.numel()
 
 
+def test_a_sweep_that_fails_opening_its_store_releases_its_lease(tmp_path):
+    """A repair takes the writer's lease; when opening then fails (here the repair itself), the
+    lease must go with the call: in a live process (a notebook keeps the error, and with it the
+    store) it marked the store 'in use by another sweep' for every other process."""
+    path = tmp_path / "sweep.zarr"
+    sweep(path)
+    meta_file = path / "anchors" / "zarr.json"
+    meta = json.loads(meta_file.read_text())
+    meta["data_type"] = "float64"
+    meta_file.write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="anchors array cannot be rewritten") as failed:
+        sweep(path, resume=True)
+    assert failed.value is not None  # the error, and what it references, still alive
+    assert not list((path / "leases").glob("*.json"))
+
+
 @pytest.mark.parametrize("array", ["effect", "outputs"])
 def test_one_unreadable_chunk_damages_only_its_unit(tmp_path, full, array):
     """Units' rows are checked many units at a time; a truncated chunk file must be blamed on

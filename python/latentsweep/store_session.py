@@ -132,6 +132,10 @@ def checked_store(fn: str, path, want, *, explicit, store=None) -> SweepStore:
             f"{fn}: the decoder's outputs at the anchors differ from those stored in {path}: the decoder "
             "changed (weights or forward) since the sweep started; pass overwrite=True to start over"
         )
-    store.repair_static(want["static"])
-    store.repair_npy()
+    try:
+        store.repair_static(want["static"])
+        store.repair_npy()
+    except BaseException:
+        store.close()  # a repair takes the writer's lease: a live process must not keep it
+        raise
     return store

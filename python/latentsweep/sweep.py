@@ -437,14 +437,19 @@ def _open_sink(fn: str, out, spec, probe, geometry, decoder, choose_batch, *, ex
                           "computing them again", RuntimeWarning, stacklevel=5)
         return store.plan.as_dict(), status.missing
 
-    plan_fields, pending = _leader_decides(workers, open_as_leader)
-    plan = plan_from_dict(plan_fields)
-    store = opened.get("store")
-    if store is None:  # the other ranks join the store the leader opened
-        with named_errors(fn):
-            store = SweepStore(path, writable=True)
-        if store.sweep_id != sweep_id(params) or store.plan != plan:
-            raise RuntimeError(f"{fn}: the store at {path} changed while the ranks were opening it")
+    try:
+        plan_fields, pending = _leader_decides(workers, open_as_leader)
+        plan = plan_from_dict(plan_fields)
+        store = opened.get("store")
+        if store is None:  # the other ranks join the store the leader opened
+            with named_errors(fn):
+                opened["store"] = store = SweepStore(path, writable=True)
+            if store.sweep_id != sweep_id(params) or store.plan != plan:
+                raise RuntimeError(f"{fn}: the store at {path} changed while the ranks were opening it")
+    except BaseException:
+        if "store" in opened:  # a lease it took must not outlive this call in a live process
+            opened["store"].close()
+        raise
     store.caller = fn
     return store, plan, pending
 
