@@ -511,13 +511,13 @@ def test_a_crashed_writers_pid_reused_by_another_process_does_not_lock_the_store
     a lease of the live process itself, or one without a start time (older versions), is live."""
     import socket
 
-    from latentsweep import stores
+    from latentsweep import store_writers
 
     path = tmp_path / "sweep.zarr"
     sweep(path)
     other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
     try:
-        started = stores._process_start(other.pid)
+        started = store_writers.process_start(other.pid)
         assert started is not None
         lease = path / "leases" / f"{socket.gethostname()}-{other.pid}-0000abcd.json"
         info = {"host": socket.gethostname(), "pid": other.pid, "sweep_id": "x"}
@@ -567,18 +567,18 @@ def test_temporaries_of_a_store_whose_creator_was_killed_are_removed(tmp_path, f
     one a live process may still use, nor a user's file."""
     import socket
 
-    from latentsweep import stores
+    from latentsweep import store_writers
 
     path = tmp_path / "sweep.npy"
     killed = subprocess.run([sys.executable, "-c", KILLED_WHILE_CREATING.format(tests=str(TESTS), path=str(path))])
     assert killed.returncode == 9
     left = sorted(p.name for p in tmp_path.iterdir())
     assert len(left) == 2 and all(".tmp-" in name for name in left), left
-    live = stores._temporary(tmp_path / "sweep.npy.latentsweep")  # this process's: alive
+    live = store_writers.temporary_path(tmp_path / "sweep.npy.latentsweep")  # this process's: alive
     live.mkdir()
     old, recent = (tmp_path / f".sweep.npy.tmp-{digit * 32}" for digit in "01")  # unnamed creators
     old.write_bytes(b"x"), recent.write_bytes(b"x")
-    os.utime(old, (time.time() - 2 * stores.STALE_TEMPORARY_SECONDS,) * 2)
+    os.utime(old, (time.time() - 2 * store_writers.STALE_TEMPORARY_SECONDS,) * 2)
     user = tmp_path / ".sweep.npy.tmp-mine"
     user.write_text("mine")
     assert not path.exists()
@@ -619,10 +619,10 @@ def test_a_writers_lease_stays_fresh_through_a_batch_longer_than_the_lease(tmp_p
     live writer look crashed (and its store replaceable). The refreshing stops with the sweep."""
     import threading
 
-    from latentsweep import stores
+    from latentsweep import store_writers
 
-    monkeypatch.setattr(stores, "LEASE_SECONDS", 0.5)
-    monkeypatch.setattr(stores, "LEASE_REFRESH_SECONDS", 0.05)
+    monkeypatch.setattr(store_writers, "LEASE_SECONDS", 0.5)
+    monkeypatch.setattr(store_writers, "LEASE_REFRESH_SECONDS", 0.05)
     path = tmp_path / "sweep.zarr"
     seen = []
 
@@ -632,7 +632,7 @@ def test_a_writers_lease_stays_fresh_through_a_batch_longer_than_the_lease(tmp_p
             info = json.loads(leases[0].read_text())
             leases[0].write_text(json.dumps({**info, "host": "another-host"}))
             time.sleep(1.0)  # a batch twice as long as LEASE_SECONDS
-            seen.append(stores.live_writers(path))
+            seen.append(store_writers.live_writers(path))
         return rowwise_decoder(codes)
 
     sweep(path, slow, keep_outputs=False)

@@ -19,7 +19,7 @@ memory-mappable ``.npy`` file and the rest to the group ``sweep.npy.latentsweep`
   process holds a live lease (a crashed writer's lease is not live: its process is gone or its
   pid now belongs to a process started later, or, on another host, the lease was not refreshed
   for ``LEASE_SECONDS``; a writer refreshes its lease every ``LEASE_REFRESH_SECONDS`` from a
-  thread while it holds it).
+  thread while it holds it; see store_writers.py).
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import shutil
 import socket
 import threading
@@ -45,6 +44,8 @@ import zarr
 from .merge import UnitStatistics
 from .plan import SweepPlan, plan_from_dict
 from .sinks import Geometry
+from . import store_writers
+from .store_writers import keep_fresh, live_writers, process_start, remove_stale_temporaries, temporary_path
 
 STORE_FORMAT = 2
 _ATTR = "latentsweep"
@@ -52,10 +53,7 @@ _STATIC = ("anchors", "dims", "values", "anchor_outputs")  # every store has the
 _OPTIONAL_STATIC = ("directions",)  # [K, D], a sweep along directions only
 _ROW_ARRAYS = ("effect", "outputs")
 _OWN_ENTRIES = {"zarr.json", "units", "leases", "checkpoint", *_STATIC, *_OPTIONAL_STATIC, *_ROW_ARRAYS}
-LEASE_SECONDS = 300.0  # a writer on another host whose lease is older than this is presumed dead
-LEASE_REFRESH_SECONDS = 30.0
 NPY_CREATION_GRACE_SECONDS = 10.0  # a joiner waits this long for the creator's .npy to appear
-STALE_TEMPORARY_SECONDS = 3600.0  # a temporary whose creator cannot be checked is presumed dead after this
 READ_BLOCK_BYTES = 64 << 20  # checking a store reads the rows of this many bytes' worth of units at once
 _OUTPUT_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32,
                   "float64": torch.float64}
@@ -174,34 +172,6 @@ def paths_of(path: Path) -> tuple[Path, Path | None]:
     return path, None
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _process_start(pid: int) -> int | None:
-    """When process pid started (field 22 of /proc/<pid>/stat: clock ticks after boot), so that
-    a pid reused by a later process is told apart; None where it cannot be read (not Linux)."""
-    try:
-        return int(Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1].split()[19])
-    except (OSError, IndexError, ValueError):
-        return None
-
-
-def _writer_alive(pid: int, start_time) -> bool:
-    """Whether the process of a lease made on this host still runs: its pid exists and, where
-    the lease recorded one, it has the lease's start time (not a later process given its pid)."""
-    if not _pid_alive(pid):
-        return False
-    now = _process_start(pid) if start_time is not None else None
-    return now is None or now == start_time
-
-
 def _own_folder(meta_path: Path) -> bool:
     """Whether a folder is a store's even without its zarr.json: it holds the units and leases
     folders and the effect array every store has, and nothing a store does not write."""
@@ -211,46 +181,6 @@ def _own_folder(meta_path: Path) -> bool:
                 and all(e.name in _OWN_ENTRIES or e.name.startswith(".") for e in meta_path.iterdir()))
     except OSError:
         return False
-
-
-def _host_tag() -> str:
-    return hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
-
-
-def _temporary(path: Path) -> Path:
-    """A hidden temporary beside path, to be renamed into place; its name says who made it (host,
-    pid, start time), so that one left by a killed process is recognised and removed."""
-    pid = os.getpid()
-    return path.with_name(f".{path.name}.tmp-{_host_tag()}-{pid}-{_process_start(pid) or 0}-{uuid.uuid4().hex}")
-
-
-def _remove_stale_temporaries(path: Path) -> None:
-    """Removes the temporaries of path (see _temporary) left by killed processes: made on this
-    host by a process that is gone; else (another host, or a version that did not name its
-    creator) older than STALE_TEMPORARY_SECONDS. A folder only if it holds a store's own entries."""
-    pattern = re.compile(rf"\.{re.escape(path.name)}\.tmp-(?:([0-9a-f]{{8}})-(\d+)-(\d+)-)?[0-9a-f]{{32}}")
-    try:
-        entries = list(path.parent.iterdir())
-    except OSError:
-        return
-    for entry in entries:
-        match = pattern.fullmatch(entry.name)
-        if match is None:
-            continue
-        host, pid, start_time = match.groups()
-        try:
-            if host == _host_tag():
-                if _writer_alive(int(pid), int(start_time) or None):
-                    continue
-            elif time.time() - entry.lstat().st_mtime < STALE_TEMPORARY_SECONDS:
-                continue
-            if entry.is_dir() and not entry.is_symlink():
-                if all(e.name in _OWN_ENTRIES for e in entry.iterdir()):
-                    shutil.rmtree(entry)
-            else:
-                entry.unlink()
-        except OSError:
-            continue  # removed meanwhile by another process, or not ours to remove
 
 
 class SweepStore:
@@ -395,7 +325,7 @@ class SweepStore:
             return
         self._take_lease()
         g = self.geometry
-        temporary = _temporary(self.npy_path)
+        temporary = temporary_path(self.npy_path)
         np.lib.format.open_memmap(temporary, mode="w+", dtype=numpy_dtype(g.output_dtype),
                                   shape=(*g.grid_shape, *g.out_shape))
         os.replace(temporary, self.npy_path)
@@ -573,7 +503,7 @@ class SweepStore:
             (self.meta_path / "units").mkdir(exist_ok=True)
             lease = leases / f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}.json"
             lease.write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "sweep_id": self.sweep_id,
-                                         "start_time": _process_start(os.getpid())}))
+                                         "start_time": process_start(os.getpid())}))
         except FileNotFoundError:
             raise self._replaced() from None
         # Until now another process could replace the store (overwrite=True sees no live lease):
@@ -586,24 +516,8 @@ class SweepStore:
             lease.unlink(missing_ok=True)
             raise self._replaced()
         self._lease, self._lease_refreshed = lease, time.monotonic()
-        self._keep_fresh(lease)
-
-    def _keep_fresh(self, lease: Path) -> None:
-        """Refreshes the lease every LEASE_REFRESH_SECONDS from a daemon thread until close()
-        (or until this store is garbage-collected): seen from another host a lease is live only
-        while younger than LEASE_SECONDS, and one batch may take longer than that."""
-        stop = threading.Event()
-
-        def refresh() -> None:
-            while not stop.wait(LEASE_REFRESH_SECONDS):
-                try:
-                    os.utime(lease)
-                except OSError:
-                    return  # removed: the writer finds out at its next write
-        thread = threading.Thread(target=refresh, name=f"latentsweep lease {lease.name}", daemon=True)
-        thread.start()
-        self._refresher = (stop, thread)
-        weakref.finalize(self, stop.set)
+        self._refresher = keep_fresh(lease)
+        weakref.finalize(self, self._refresher[0].set)
 
     def _replaced(self) -> RuntimeError:
         return RuntimeError(
@@ -615,7 +529,7 @@ class SweepStore:
         """Refreshes this writer's lease; fails if the store was removed or replaced meanwhile."""
         if self._lease is None:
             return self._take_lease()
-        if time.monotonic() - self._lease_refreshed < LEASE_REFRESH_SECONDS and self._lease.exists():
+        if time.monotonic() - self._lease_refreshed < store_writers.LEASE_REFRESH_SECONDS and self._lease.exists():
             return
         try:
             os.utime(self._lease)
@@ -644,25 +558,6 @@ class SweepStore:
         if self._lease is not None:
             self._lease.unlink(missing_ok=True)
             self._lease = None
-
-
-def live_writers(meta_path: Path) -> list[str]:
-    """Other processes holding a live lease on the store at meta_path ('pid 12 on host')."""
-    live = []
-    for lease in sorted((meta_path / "leases").glob("*.json")):
-        try:
-            info = json.loads(lease.read_text())
-            host, pid, start_time = str(info["host"]), int(info["pid"]), info.get("start_time")
-            age = time.time() - lease.stat().st_mtime
-        except Exception:  # noqa: BLE001 - half-written lease: judge by age alone
-            host, pid, start_time, age = "?", -1, None, time.time() - lease.stat().st_mtime
-        if host == socket.gethostname() and pid >= 0:
-            alive = pid != os.getpid() and _writer_alive(pid, start_time)
-        else:
-            alive = age < LEASE_SECONDS
-        if alive:
-            live.append(f"pid {pid} on {host}")
-    return live
 
 
 def existing_store(path: Path, *, writable: bool) -> SweepStore | None:
@@ -715,8 +610,8 @@ def create_store(path: Path, *, params: dict, plan: SweepPlan, geometry: Geometr
     meta_path, npy_path = paths_of(path)
     meta_path.parent.mkdir(parents=True, exist_ok=True)
     for own in (meta_path, npy_path) if npy_path is not None else (meta_path,):
-        _remove_stale_temporaries(own)  # of a creation or repair killed before
-    temporary = _temporary(meta_path)
+        remove_stale_temporaries(own, _OWN_ENTRIES)  # of a creation or repair killed before
+    temporary = temporary_path(meta_path)
     g = geometry
     try:
         group = zarr.open_group(temporary, mode="w")
@@ -743,7 +638,7 @@ def create_store(path: Path, *, params: dict, plan: SweepPlan, geometry: Geometr
         }
         npy_temporary = None
         if keep_outputs and npy_path is not None:
-            npy_temporary = _temporary(npy_path)
+            npy_temporary = temporary_path(npy_path)
             np.lib.format.open_memmap(npy_temporary, mode="w+", dtype=numpy_dtype(g.output_dtype),
                                       shape=(*g.grid_shape, *g.out_shape))
         try:

@@ -1,0 +1,124 @@
+"""Who writes a sweep store: its writers' leases, whether the process behind one still runs, and
+the temporaries a creating process leaves when it is killed (see stores.py for the layout)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import socket
+import threading
+import time
+import uuid
+from pathlib import Path
+
+LEASE_SECONDS = 300.0  # a writer on another host whose lease is older than this is presumed dead
+LEASE_REFRESH_SECONDS = 30.0
+STALE_TEMPORARY_SECONDS = 3600.0  # a temporary whose creator cannot be checked is presumed dead after this
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def process_start(pid: int) -> int | None:
+    """When process pid started (field 22 of /proc/<pid>/stat: clock ticks after boot), so that
+    a pid reused by a later process is told apart; None where it cannot be read (not Linux)."""
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def writer_alive(pid: int, start_time) -> bool:
+    """Whether the process of a lease made on this host still runs: its pid exists and, where
+    the lease recorded one, it has the lease's start time (not a later process given its pid)."""
+    if not pid_alive(pid):
+        return False
+    now = process_start(pid) if start_time is not None else None
+    return now is None or now == start_time
+
+
+def _host_tag() -> str:
+    return hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+
+
+def temporary_path(path: Path) -> Path:
+    """A hidden temporary beside path, to be renamed into place; its name says who made it (host,
+    pid, start time), so that one left by a killed process is recognised and removed."""
+    pid = os.getpid()
+    return path.with_name(f".{path.name}.tmp-{_host_tag()}-{pid}-{process_start(pid) or 0}-{uuid.uuid4().hex}")
+
+
+def remove_stale_temporaries(path: Path, own_entries: set[str]) -> None:
+    """Removes the temporaries of path (see temporary_path) left by killed processes: made on this
+    host by a process that is gone; else (another host, or a version that did not name its
+    creator) older than STALE_TEMPORARY_SECONDS. A folder only if it holds
+    nothing but `own_entries` (a store's own)."""
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.tmp-(?:([0-9a-f]{{8}})-(\d+)-(\d+)-)?[0-9a-f]{{32}}")
+    try:
+        entries = list(path.parent.iterdir())
+    except OSError:
+        return
+    for entry in entries:
+        match = pattern.fullmatch(entry.name)
+        if match is None:
+            continue
+        host, pid, start_time = match.groups()
+        try:
+            if host == _host_tag():
+                if writer_alive(int(pid), int(start_time) or None):
+                    continue
+            elif time.time() - entry.lstat().st_mtime < STALE_TEMPORARY_SECONDS:
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                if all(e.name in own_entries for e in entry.iterdir()):
+                    shutil.rmtree(entry)
+            else:
+                entry.unlink()
+        except OSError:
+            continue  # removed meanwhile by another process, or not ours to remove
+
+
+def live_writers(meta_path: Path) -> list[str]:
+    """Other processes holding a live lease on the store at meta_path ('pid 12 on host')."""
+    live = []
+    for lease in sorted((meta_path / "leases").glob("*.json")):
+        try:
+            info = json.loads(lease.read_text())
+            host, pid, start_time = str(info["host"]), int(info["pid"]), info.get("start_time")
+            age = time.time() - lease.stat().st_mtime
+        except Exception:  # noqa: BLE001 - half-written lease: judge by age alone
+            host, pid, start_time, age = "?", -1, None, time.time() - lease.stat().st_mtime
+        if host == socket.gethostname() and pid >= 0:
+            alive = pid != os.getpid() and writer_alive(pid, start_time)
+        else:
+            alive = age < LEASE_SECONDS
+        if alive:
+            live.append(f"pid {pid} on {host}")
+    return live
+
+
+def keep_fresh(lease: Path) -> tuple[threading.Event, threading.Thread]:
+    """Refreshes the lease file every LEASE_REFRESH_SECONDS from a daemon thread until the event
+    is set: seen from another host a lease is live only while younger than LEASE_SECONDS, and
+    one batch may take longer than that. Returns (stop event, thread)."""
+    stop = threading.Event()
+
+    def refresh() -> None:
+        while not stop.wait(LEASE_REFRESH_SECONDS):
+            try:
+                os.utime(lease)
+            except OSError:
+                return  # removed: the writer finds out at its next write
+    thread = threading.Thread(target=refresh, name=f"latentsweep lease {lease.name}", daemon=True)
+    thread.start()
+    return stop, thread
