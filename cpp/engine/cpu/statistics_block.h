@@ -11,26 +11,34 @@ namespace latentsweep::cpu {
 // inline function left out of line would be one weak symbol, the linker's pick for both).
 namespace {
 
-// kAccumulators values of T as one (GCC/Clang vector extension: for float one AVX2 register in
-// the AVX2 unit, two SSE registers in the baseline one; for double two and four). The row loops
-// below are written with it because the auto-vectoriser, given them as scalars, vectorised the
-// wrong loop (2.5x slower). The sign bit is cleared through an integer view of the same width.
+// 32 bytes of T as one vector (GCC/Clang vector extension: one AVX2 register in the AVX2 unit,
+// two SSE registers in the baseline one): kWidth<T> values, 8 floats or 4 doubles. A row's
+// kAccumulators accumulators are kParts<T> such vectors (float 1, double 2): as one 64-byte
+// vector, double's accumulators were kept in memory and moved through general registers (the
+// float64 kernel took 4x float32's time per row instead of 2x). The row loops below are
+// written with these because the auto-vectoriser, given them as scalars, vectorised the wrong
+// loop (2.5x slower). The sign bit is cleared through an integer view of the same width.
 template <typename T>
 struct LaneTypes;
 template <>
 struct LaneTypes<float> {
-  typedef float Lanes __attribute__((vector_size(kAccumulators * sizeof(float))));
-  typedef int32_t Bits __attribute__((vector_size(kAccumulators * sizeof(float))));
+  typedef float Lanes __attribute__((vector_size(32)));
+  typedef int32_t Bits __attribute__((vector_size(32)));
   static constexpr int32_t kMagnitude = 0x7fffffff;
 };
 template <>
 struct LaneTypes<double> {
-  typedef double Lanes __attribute__((vector_size(kAccumulators * sizeof(double))));
-  typedef int64_t Bits __attribute__((vector_size(kAccumulators * sizeof(double))));
+  typedef double Lanes __attribute__((vector_size(32)));
+  typedef int64_t Bits __attribute__((vector_size(32)));
   static constexpr int64_t kMagnitude = 0x7fffffffffffffffLL;
 };
 template <typename T>
 using Lanes = typename LaneTypes<T>::Lanes;
+template <typename T>
+constexpr int kWidth = 32 / sizeof(T);
+template <typename T>
+constexpr int kParts = kAccumulators / kWidth<T>;
+static_assert(kParts<float> * kWidth<float> == kAccumulators && kParts<double> * kWidth<double> == kAccumulators);
 
 template <typename T>
 inline Lanes<T> load_lanes(const T* p) {
@@ -85,12 +93,14 @@ inline void add_kept_traversals_body(const StatisticsChunk<T>& c, int64_t count)
   for (int64_t j = 0; j < count; ++j) add_weighted_slope(c, first + j, 0, c.features, c.kept_slopes + j * c.features);
 }
 
-// The same sum for a row's accumulators held in a vector register (no trip through memory:
-// indexing an array of vectors made GCC zero and spill it on the stack, per block).
+// The same sum for a row's accumulators held in vector registers, accumulator p * kWidth + l
+// being lane l of part p (no trip through memory).
 template <typename T>
-inline double sum_lanes(const Lanes<T>& partial) {
+inline double sum_lanes(const Lanes<T> (&parts)[kParts<T>]) {
   double sum = 0;
-  for (int l = 0; l < kAccumulators; ++l) sum += static_cast<double>(partial[l]);
+  for (int p = 0; p < kParts<T>; ++p) {
+    for (int l = 0; l < kWidth<T>; ++l) sum += static_cast<double>(parts[p][l]);
+  }
   return sum;
 }
 
@@ -122,22 +132,28 @@ __attribute__((noinline)) void rows_of_one_traversal(const T* __restrict before,
   constexpr int64_t kLine = kCacheLineBytes / sizeof(T);
   for (int64_t block = first_block; block < last_block; ++block) {
     const int64_t block_end = std::min((block + 1) * kFeatureBlock, features);
-    Lanes<T> sums[N];
-    for (int i = 0; i < N; ++i) sums[i] = Lanes<T>{};  // (`= {}` on the array compiled to a rep stos per block)
+    // (`= {}` on the array compiled to a rep stos per block)
+    Lanes<T> sums[N][kParts<T>];
+    for (int i = 0; i < N; ++i) {
+      for (int p = 0; p < kParts<T>; ++p) sums[i][p] = Lanes<T>{};
+    }
     int64_t f = block * kFeatureBlock;
     for (; f + kAccumulators <= block_end; f += kAccumulators) {
       if (f % kLine == 0) {
         for (int i = 0; i < N; ++i) __builtin_prefetch(ahead + i * stride + f, /*rw=*/0, /*locality=*/3);
       }
-      const Lanes<T> x = load_lanes(x0 + f);
-      Lanes<T> previous = load_lanes(before + f), s = load_lanes(slope + f);
-      for (int i = 0; i < N; ++i) {
-        const Lanes<T> a = load_lanes(y + i * stride + f);
-        sums[i] += abs_lanes<T>(a - x);
-        s += abs_lanes<T>(a - previous);
-        previous = a;
+      for (int p = 0; p < kParts<T>; ++p) {
+        const int64_t g = f + p * kWidth<T>;
+        const Lanes<T> x = load_lanes(x0 + g);
+        Lanes<T> previous = load_lanes(before + g), s = load_lanes(slope + g);
+        for (int i = 0; i < N; ++i) {
+          const Lanes<T> a = load_lanes(y + i * stride + g);
+          sums[i][p] += abs_lanes<T>(a - x);
+          s += abs_lanes<T>(a - previous);
+          previous = a;
+        }
+        store_lanes(slope + g, s);
       }
-      store_lanes(slope + f, s);
     }
     double* __restrict block_effect = effect + block * partial_stride;
     if (f == block_end) {
@@ -146,7 +162,9 @@ __attribute__((noinline)) void rows_of_one_traversal(const T* __restrict before,
     }
     // A short last block: its last features join the accumulators from lane 0 on.
     T partials[N][kAccumulators];
-    for (int i = 0; i < N; ++i) store_lanes(partials[i], sums[i]);
+    for (int i = 0; i < N; ++i) {
+      for (int p = 0; p < kParts<T>; ++p) store_lanes(partials[i] + p * kWidth<T>, sums[i][p]);
+    }
     for (int l = 0; f < block_end; ++f, ++l) {
       T previous = before[f], s = slope[f];
       for (int i = 0; i < N; ++i) {
