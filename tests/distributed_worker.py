@@ -39,6 +39,30 @@ def killing_decoder(victim: int, at: int) -> torch.nn.Module:
     return decoder
 
 
+def failing_decoder(victim: int, at: int, exit_quietly: bool = False) -> torch.nn.Module:
+    """The MLP decoder; on rank `victim` its call `at` (the anchors' probe is call 1) raises, or,
+    with `exit_quietly`, ends its process with status 0 (torchrun then leaves the others be)."""
+    decoder, calls = mlp_decoder(5, 20), [0]
+
+    def hook(module, inputs):
+        calls[0] += 1
+        if int(os.environ.get("RANK", "0")) == victim and calls[0] == at:
+            if exit_quietly:
+                os._exit(0)
+            raise RuntimeError(f"decoder failed on rank {victim}")
+
+    decoder.register_forward_pre_hook(hook)
+    return decoder
+
+
+def attempt(call) -> str:
+    try:
+        call()
+    except (ValueError, RuntimeError) as error:
+        return f"{type(error).__name__}: {error}"
+    return "ok"
+
+
 class ClockedDecoder:
     """The MLP decoder on a fake clock (latentsweep's batch trials time with it): a call of n
     codes costs n * seconds_per_code(n), fastest at 64, so the trials are the same on every run
@@ -69,12 +93,13 @@ def save(result, out: Path, name: str, **extra) -> None:
 
 
 def sweep(decoder, **kwargs):
-    return ls.traverse(decoder, ANCHORS, steps=STEPS, batch_size=BATCH, progress=False, **kwargs)
+    return ls.traverse(decoder, ANCHORS, **{"steps": STEPS, "batch_size": BATCH, "progress": False, **kwargs})
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("scenario", choices=["sweep", "caller-group", "kill", "resume", "directions", "cuda", "explain"])
+    parser.add_argument("scenario", choices=["sweep", "caller-group", "kill", "resume", "directions", "cuda", "explain",
+                                                 "failures"])
     parser.add_argument("out", type=Path)
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -135,6 +160,20 @@ def main() -> None:
         if dist.is_initialized():
             dist.barrier()
             dist.destroy_process_group()
+    elif args.scenario == "failures":  # each rank catches each failure and goes on, as a notebook would
+        rank = int(os.environ["RANK"])
+        outcomes = [
+            attempt(lambda: sweep(failing_decoder(victim=1, at=1), out=args.out / "probe.zarr")),
+            attempt(lambda: sweep(decoder, out=args.out / "steps.zarr", steps=STEPS + 2 * rank)),
+            attempt(lambda: sweep(decoder, keep_outputs=False, span=2.0 + rank)),
+            attempt(lambda: sweep(decoder, out=args.out / f"rank{rank}.zarr")),
+        ]
+        save(sweep(decoder, keep_outputs=False), args.out, "after-failures")  # the ranks are still in step
+        (args.out / f"failures-rank{rank}.txt").write_text("\n".join(outcomes))
+        # rank 1 ends in the middle of its units: rank 0 learns it at the end of its own
+        outcomes = [attempt(lambda: sweep(failing_decoder(victim=1, at=4, exit_quietly=True),
+                                          out=args.out / "lost.zarr"))]
+        (args.out / f"lost-rank{rank}.txt").write_text("\n".join(outcomes))
     elif args.scenario == "kill":
         sweep(killing_decoder(victim=1, at=12), out=args.out / "killed.zarr")
     else:

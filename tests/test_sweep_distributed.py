@@ -225,3 +225,30 @@ def test_any_assignment_and_interruption_gives_the_same_bits(tmp_path_factory, s
     result = ls.traverse(mlp_decoder(5, 20), ANCHORS, resume=path.exists(), **kwargs)
     for name in ("effect", "dim_effect", "sensitivity"):
         assert torch.equal(getattr(result, name), getattr(expected, name)), name
+
+
+def test_a_failing_or_mismatched_rank_fails_every_rank_clearly(runs, tmp_path):
+    """Every rank catches each failure and goes on (as in a notebook): a decoder that raises on
+    rank 1 in the anchors' probe, ranks called with other steps (a store) or another span
+    (statistics only), each rank with its own store: every rank raises at once, saying which
+    rank and what, and the ranks stay in step (the next sweep is right). A rank that ends in the
+    middle of its units leaves the others a clear message, its finished units kept."""
+    torchrun(2, "failures", tmp_path)
+    outcomes = [(tmp_path / f"failures-rank{r}.txt").read_text().splitlines() for r in range(2)]
+    probe, steps, span, paths = zip(*outcomes)
+    assert probe[1] == "RuntimeError: decoder failed on rank 1"
+    assert probe[0].startswith("RuntimeError: latentsweep.traverse: rank 1 failed (RuntimeError: decoder failed "
+                               "on rank 1)"), probe[0]
+    for text, differing in [(steps, "grid"), (span, "values"), (paths, "out")]:
+        for line in text:
+            assert line.startswith("ValueError: latentsweep.traverse: the ranks were called with different "
+                                   "arguments"), line
+            assert differing in line and "every rank must make the same traverse call" in line, line
+    (memory,) = load(runs, "memory1", 1)
+    for result in load(tmp_path, "after-failures", 2):
+        assert_identical(result, memory)
+    lost = (tmp_path / "lost-rank0.txt").read_text()
+    assert lost.startswith("LostContact: latentsweep.traverse: lost contact with another rank"), lost  # a RuntimeError
+    assert "resume=True" in lost and str(tmp_path / "lost.zarr") in lost, lost
+    assert not (tmp_path / "lost-rank1.txt").exists()
+    assert len(ls.sweep_status(tmp_path / "lost.zarr").done) >= 1

@@ -22,39 +22,87 @@ import torch
 from . import _checks
 
 
+class LostContact(RuntimeError):
+    """A collective of the sweep failed: another rank is gone (crashed, killed, or it left the
+    sweep early) or stopped answering within the group's timeout."""
+
+
 @dataclass
 class Workers:
     """This process's place in the sweep: rank of world (ranks of a process group talk to each
-    other; shards do not), the group and whether it was created here."""
+    other; shards do not), the group and whether it was created here. ``fn`` names the public
+    function in messages."""
 
     rank: int = 0
     world: int = 1
     grouped: bool = False
     created: bool = False
     shard: tuple[int, int] | None = None
+    fn: str = "latentsweep"
 
     @property
     def leader(self) -> bool:
         return self.rank == 0 or self.shard is not None
 
+    def _collective(self, call) -> None:
+        try:
+            call()
+        except RuntimeError as error:  # gloo/nccl: a peer's connection closed, or a timeout
+            raise LostContact(
+                f"{self.fn}: lost contact with another rank (it crashed, was killed, or stopped before this "
+                f"point: its own output says why): {' '.join(str(error).split())}"
+            ) from error
+
     def barrier(self) -> None:
         if self.grouped:
-            torch.distributed.barrier()
+            self._collective(torch.distributed.barrier)
 
     def broadcast(self, value):
         """Rank 0's value, on every rank (a picklable object)."""
         if not self.grouped:
             return value
         box = [value]
-        torch.distributed.broadcast_object_list(box, src=0)
+        self._collective(lambda: torch.distributed.broadcast_object_list(box, src=0))
         return box[0]
 
     def all_gather(self, value) -> list:
         if not self.grouped:
             return [value]
         gathered = [None] * self.world
-        torch.distributed.all_gather_object(gathered, value)
+        self._collective(lambda: torch.distributed.all_gather_object(gathered, value))
         return gathered
+
+    def agree(self, error: Exception | None = None, identity: dict | None = None) -> None:
+        """Every rank learns whether all ranks got here (``error``: this rank's failure, raised
+        here once the others know) and made the same call (``identity``: what makes two calls
+        the same sweep), so none goes on to wait for a rank that has given up, and no rank pairs
+        its collectives with those of another call."""
+        if not self.grouped:
+            if error is not None:
+                raise error
+            return
+        try:
+            reports = self.all_gather((None if error is None else f"{type(error).__name__}: {error}", identity))
+        except LostContact:
+            if error is not None:
+                raise error from None
+            raise
+        if error is not None:
+            raise error
+        for rank, (text, _) in enumerate(reports):
+            if text is not None:
+                raise RuntimeError(f"{self.fn}: rank {rank} failed ({text})")
+        first = reports[0][1] or {}
+        for rank, (_, other) in enumerate(reports[1:], start=1):
+            other = other or {}
+            differing = sorted(k for k in set(first) | set(other) if first.get(k) != other.get(k))
+            if differing:
+                name = _checks.call_name(self.fn)
+                raise ValueError(
+                    f"{self.fn}: the ranks were called with different arguments (rank {rank}'s call differs from "
+                    f"rank 0's in: {', '.join(differing)}); every rank must make the same {name} call (the same "
+                    "decoder, anchors, options and out=)"
+                )
 
     def close(self) -> None:
         """Nothing to release now: a group created here lives until the process exits."""
@@ -83,7 +131,7 @@ def join(fn: str, shard, device: torch.device | None, *, distributed: bool = Tru
     """The Workers of this call (creating a process group only if the environment asks).
     ``distributed=False``: this process alone, whatever group it belongs to."""
     if not distributed and shard is None:
-        return Workers()
+        return Workers(fn=fn)
     initialized = torch.distributed.is_available() and torch.distributed.is_initialized()
     if shard is not None:
         if not isinstance(shard, (tuple, list)) or len(shard) != 2:
@@ -97,10 +145,10 @@ def join(fn: str, shard, device: torch.device | None, *, distributed: bool = Tru
                 f"{fn}: shard= cannot be combined with a process group (WORLD_SIZE > 1): under torchrun the "
                 "ranks split the sweep by themselves; use shard= only for independent processes"
             )
-        return Workers(rank=index, world=count, shard=(index, count))
+        return Workers(rank=index, world=count, shard=(index, count), fn=fn)
     if initialized:
         world = torch.distributed.get_world_size()
-        return Workers(rank=torch.distributed.get_rank(), world=world, grouped=world > 1)
+        return Workers(rank=torch.distributed.get_rank(), world=world, grouped=world > 1, fn=fn)
     if _env_world() > 1 and "RANK" in os.environ:
         if not torch.distributed.is_available():
             raise RuntimeError(f"{fn}: WORLD_SIZE={_env_world()} but this torch build has no torch.distributed")
@@ -110,8 +158,8 @@ def join(fn: str, shard, device: torch.device | None, *, distributed: bool = Tru
         torch.distributed.init_process_group(backend=backend)
         atexit.register(_destroy_created_group)
         return Workers(rank=torch.distributed.get_rank(), world=torch.distributed.get_world_size(),
-                       grouped=True, created=True)
-    return Workers()
+                       grouped=True, created=True, fn=fn)
+    return Workers(fn=fn)
 
 
 def local_device(device: torch.device, workers: Workers) -> torch.device:

@@ -17,6 +17,7 @@ import collections
 import contextlib
 import contextvars
 import math
+import os
 import sys
 import time
 import warnings
@@ -212,31 +213,41 @@ def sweep_grid(
                                distributed=_checks.boolean(fn, "distributed", distributed))
     sink = bar = None
     try:
-        if workers.world > 1 and workers.shard is None and keep_outputs and out is None:
-            raise ValueError(
-                f"{fn}: with {workers.world} processes and keep_outputs=True, pass out='sweep.zarr' (one "
-                "store all ranks write into), or keep_outputs=False (statistics only)"
-            )
-        device = _distributed.local_device(_resolve_device(fn, requested, decoder, spec.anchors), workers)
-        if cuda_graph and device.type != "cuda":
-            raise ValueError(f"{fn}: cuda_graph=True needs a CUDA device, got {device}")
-        spec_d = spec.to(device)
-        # Shown from the start: the batch trials a memory sweep keeps count as done rows.
-        bar = _progress.bar(show_progress and workers.leader, total=spec.num_rows if workers.world == 1 else None,
-                            unit="pt", desc=_checks.call_name(fn) if workers.world == 1
-                            else f"{_checks.call_name(fn)} (rank {workers.rank}/{workers.world})")
         with eval_mode(decoder):
-            probe = probe_anchors(fn, decode_fn, spec_d, 64 if batch_size == "auto" else batch_size)
-            # The result's inputs go to the host while the grid is decoded.
-            host = HostCopies({"dims": spec.dims, "directions": spec.directions, "values": spec.values,
-                               "anchors": spec.anchors, "anchor_outputs": probe.outputs})
-            geometry = Geometry(*spec.grid_shape, probe.out_shape, probe.outputs.dtype)
+            try:  # until the ranks agree that each got this far with the same call
+                if workers.world > 1 and workers.shard is None and keep_outputs and out is None:
+                    raise ValueError(
+                        f"{fn}: with {workers.world} processes and keep_outputs=True, pass out='sweep.zarr' (one "
+                        "store all ranks write into), or keep_outputs=False (statistics only)"
+                    )
+                device = _distributed.local_device(_resolve_device(fn, requested, decoder, spec.anchors), workers)
+                if cuda_graph and device.type != "cuda":
+                    raise ValueError(f"{fn}: cuda_graph=True needs a CUDA device, got {device}")
+                spec_d = spec.to(device)
+                # Shown from the start: the batch trials a memory sweep keeps count as done rows.
+                bar = _progress.bar(show_progress and workers.leader,
+                                    total=spec.num_rows if workers.world == 1 else None, unit="pt",
+                                    desc=_checks.call_name(fn) if workers.world == 1
+                                    else f"{_checks.call_name(fn)} (rank {workers.rank}/{workers.world})")
+                probe = probe_anchors(fn, decode_fn, spec_d, 64 if batch_size == "auto" else batch_size)
+                # The result's inputs go to the host while the grid is decoded.
+                host = HostCopies({"dims": spec.dims, "directions": spec.directions, "values": spec.values,
+                                   "anchors": spec.anchors, "anchor_outputs": probe.outputs})
+                geometry = Geometry(*spec.grid_shape, probe.out_shape, probe.outputs.dtype)
+                params = None if out is None else sweep_params(decode_fn, spec, probe, keep_outputs)
+                identity = None if not workers.grouped else _call_identity(spec, probe, decode_fn, params, out,
+                                                                           keep_outputs=keep_outputs)
+            except Exception as error:  # noqa: BLE001 - the other ranks learn it, then it is raised
+                workers.agree(error)
+                raise
+            workers.agree(identity=identity)
+
             def choose_batch(keep) -> tuple:  # only when no store has chosen already
                 return _choose_batch_size(fn, decode_fn, batch_size, memory_budget, device, spec_d, probe, keep,
                                           processes=workers.world if workers.grouped else 1, progress=bar.update)
 
             opening = time.perf_counter()
-            opened = _open_sink(fn, out, spec, probe, geometry, decode_fn, choose_batch,
+            opened = _open_sink(fn, out, spec, probe, geometry, params, choose_batch,
                                 explicit=None if batch_size == "auto" else batch_size,
                                 keep_outputs=keep_outputs, resume=resume, overwrite=overwrite, workers=workers)
             sink, plan, pending = opened
@@ -401,11 +412,12 @@ def _decode_run(executor, stats, sink, rows: list[tuple[int, int]], keep_outputs
 
 
 # ---- sink -----------------------------------------------------------------------------------
-def _open_sink(fn: str, out, spec, probe, geometry, decoder, choose_batch, *, explicit, keep_outputs, resume,
+def _open_sink(fn: str, out, spec, probe, geometry, params, choose_batch, *, explicit, keep_outputs, resume,
                overwrite, workers):
-    """(sink, plan, pending units). Memory, or a store opened by the leader first (created,
-    resumed or replaced), then joined by the other ranks. The batch size is chosen only for a
-    new sweep, by the leader; a store's recorded plan wins."""
+    """(sink, plan, pending units). Memory, or a store (``params``: its identity, see
+    sweep_params) opened by the leader first (created, resumed or replaced), then joined by the
+    other ranks. The batch size is chosen only for a new sweep, by the leader; a store's
+    recorded plan wins."""
     def new_plan(keep=None) -> SweepPlan:
         # CUDA pads short batches (one shape for every call, as CUDA graphs need; padding costs
         # a GPU little); the CPU decodes them as they are.
@@ -422,7 +434,6 @@ def _open_sink(fn: str, out, spec, probe, geometry, decoder, choose_batch, *, ex
         sink.plan = plan
         return sink, plan, list(range(len(plan.trial_units), plan.num_units))
     path = Path(out)
-    params = sweep_params(decoder, spec, probe, keep_outputs)
     want = dict(params=params, static=static_arrays(spec, probe), geometry=geometry, latent_dim=spec.latent_dim,
                 keep_outputs=keep_outputs)
     opened = {}
@@ -440,18 +451,34 @@ def _open_sink(fn: str, out, spec, probe, geometry, decoder, choose_batch, *, ex
     try:
         plan_fields, pending = _leader_decides(workers, open_as_leader)
         plan = plan_from_dict(plan_fields)
-        store = opened.get("store")
+        store, joined = opened.get("store"), None
         if store is None:  # the other ranks join the store the leader opened
-            with named_errors(fn):
-                opened["store"] = store = SweepStore(path, writable=True)
-            if store.sweep_id != sweep_id(params) or store.plan != plan:
-                raise RuntimeError(f"{fn}: the store at {path} changed while the ranks were opening it")
+            try:
+                with named_errors(fn):
+                    opened["store"] = store = SweepStore(path, writable=True)
+                if store.sweep_id != sweep_id(params) or store.plan != plan:
+                    raise RuntimeError(f"{fn}: the store at {path} changed while the ranks were opening it")
+            except Exception as error:  # noqa: BLE001 - the other ranks learn it, then it is raised
+                joined = error
+        workers.agree(joined)  # no rank decodes for a store another could not join
     except BaseException:
         if "store" in opened:  # a lease it took must not outlive this call in a live process
             opened["store"].close()
         raise
     store.caller = fn
     return store, plan, pending
+
+
+def _call_identity(spec, probe, decoder, params, out, *, keep_outputs) -> dict:
+    """What must be the same in every rank's call: a store's parameters (its identity, the
+    decoder's weights included), else the grid and the outputs' shape and type (a sweep in
+    memory does not hash the weights); and ``out`` as given."""
+    identity = dict(params) if params is not None else {
+        **spec.digest(), "out_shape": list(probe.out_shape), "output_dtype": str(probe.outputs.dtype),
+        "output_space": getattr(decoder, "output_space", "decoder output"), "keep_outputs": keep_outputs,
+    }
+    identity["out"] = None if out is None else os.fspath(out)
+    return identity
 
 
 def _leader_decides(workers, decide):
@@ -530,7 +557,16 @@ def _settle(fn: str, workers, error, sink, plan, pending) -> None:
         if error is not None:
             raise error
         return
-    reports = workers.all_gather(None if error is None else f"{type(error).__name__}: {error}")
+    try:
+        reports = workers.all_gather(None if error is None else f"{type(error).__name__}: {error}")
+    except _distributed.LostContact as lost:
+        if error is not None:
+            raise error from None
+        if sink.path is not None:
+            raise _distributed.LostContact(
+                f"{lost}; the units finished are kept in {sink.path} ({_checks.call_name(fn)}(..., resume=True) "
+                "continues, at any number of processes)") from lost.__cause__
+        raise
     if error is not None:
         raise error
     failed = [(rank, text) for rank, text in enumerate(reports) if text is not None]
