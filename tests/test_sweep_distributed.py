@@ -252,3 +252,15 @@ def test_a_failing_or_mismatched_rank_fails_every_rank_clearly(runs, tmp_path):
     assert "resume=True" in lost and str(tmp_path / "lost.zarr") in lost, lost
     assert not (tmp_path / "lost-rank1.txt").exists()
     assert len(ls.sweep_status(tmp_path / "lost.zarr").done) >= 1
+
+
+def test_a_launcher_environment_without_its_rendezvous_is_named(tmp_path, monkeypatch):
+    """WORLD_SIZE and RANK without MASTER_ADDR (not started by torchrun): the error is the
+    library's (the command line does not blame the decoder for it) and says what to do."""
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.delenv("MASTER_ADDR", raising=False)
+    monkeypatch.delenv("TORCHELASTIC_RUN_ID", raising=False)
+    with pytest.raises(ValueError, match=r"^latentsweep\.traverse: WORLD_SIZE=2 and RANK=1 .*MASTER_ADDR.*torchrun"):
+        ls.traverse(mlp_decoder(5, 20), ANCHORS, steps=STEPS, out=tmp_path / "s.zarr", progress=False)
+    assert not torch.distributed.is_initialized()

@@ -155,7 +155,16 @@ def join(fn: str, shard, device: torch.device | None, *, distributed: bool = Tru
         backend = "nccl" if device is not None and device.type == "cuda" else "gloo"
         if backend == "nccl":
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-        torch.distributed.init_process_group(backend=backend)
+        try:
+            torch.distributed.init_process_group(backend=backend)
+        except (ValueError, RuntimeError) as error:  # no rendezvous: not started by a launcher, or it failed
+            message = (
+                f"{fn}: WORLD_SIZE={_env_world()} and RANK={os.environ['RANK']} in the environment ask for a "
+                f"process group, but it could not be created ({' '.join(str(error).split())}); start every rank "
+                "with torchrun (it sets MASTER_ADDR and MASTER_PORT too), or unset WORLD_SIZE to sweep in this "
+                "process alone"
+            )
+            raise (ValueError if isinstance(error, ValueError) else RuntimeError)(message) from error
         atexit.register(_destroy_created_group)
         return Workers(rank=torch.distributed.get_rank(), world=torch.distributed.get_world_size(),
                        grouped=True, created=True, fn=fn)
