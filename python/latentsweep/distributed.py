@@ -83,7 +83,7 @@ class Workers:
             return
         try:
             reports = self.all_gather((None if error is None else f"{type(error).__name__}: {error}", identity))
-        except LostContact:
+        except Exception:  # noqa: BLE001 - this rank's own failure says more
             if error is not None:
                 raise error from None
             raise

@@ -559,10 +559,10 @@ def _settle(fn: str, workers, error, sink, plan, pending) -> None:
         return
     try:
         reports = workers.all_gather(None if error is None else f"{type(error).__name__}: {error}")
-    except _distributed.LostContact as lost:
+    except Exception as lost:  # noqa: BLE001 - this rank's own failure says more
         if error is not None:
             raise error from None
-        if sink.path is not None:
+        if isinstance(lost, _distributed.LostContact) and sink.path is not None:
             raise _distributed.LostContact(
                 f"{lost}; the units finished are kept in {sink.path} ({_checks.call_name(fn)}(..., resume=True) "
                 "continues, at any number of processes)") from lost.__cause__
