@@ -17,7 +17,8 @@
 namespace latentsweep {
 
 constexpr int64_t kFeatureBlock = 128;  // features per block (CPU: per parallel task; CUDA: per thread block)
-constexpr int kAccumulators = 8;        // partial sums per block and row (CPU: one vector register)
+// partial sums per block and row (CPU: 8 floats in one AVX2 register, 8 doubles in two)
+constexpr int kAccumulators = 8;
 
 LS_HD int64_t feature_blocks(int64_t features) { return (features + kFeatureBlock - 1) / kFeatureBlock; }
 

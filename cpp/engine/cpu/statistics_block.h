@@ -132,7 +132,7 @@ __attribute__((noinline)) void rows_of_one_traversal(const T* __restrict before,
   constexpr int64_t kLine = kCacheLineBytes / sizeof(T);
   for (int64_t block = first_block; block < last_block; ++block) {
     const int64_t block_end = std::min((block + 1) * kFeatureBlock, features);
-    // (`= {}` on the array compiled to a rep stos per block)
+    // Zeroed one by one: `= {}` on the array compiled to a rep stos per block.
     Lanes<T> sums[N][kParts<T>];
     for (int i = 0; i < N; ++i) {
       for (int p = 0; p < kParts<T>; ++p) sums[i][p] = Lanes<T>{};
