@@ -167,6 +167,7 @@ def main() -> None:
             attempt(lambda: sweep(decoder, out=args.out / "steps.zarr", steps=STEPS + 2 * rank)),
             attempt(lambda: sweep(decoder, keep_outputs=False, span=2.0 + rank)),
             attempt(lambda: sweep(decoder, out=args.out / f"rank{rank}.zarr")),
+            attempt(lambda: sweep(mlp_decoder(5, 20, seed=rank), keep_outputs=False)),  # initialised, not loaded
         ]
         save(sweep(decoder, keep_outputs=False), args.out, "after-failures")  # the ranks are still in step
         (args.out / f"failures-rank{rank}.txt").write_text("\n".join(outcomes))

@@ -230,12 +230,13 @@ def test_any_assignment_and_interruption_gives_the_same_bits(tmp_path_factory, s
 def test_a_failing_or_mismatched_rank_fails_every_rank_clearly(runs, tmp_path):
     """Every rank catches each failure and goes on (as in a notebook): a decoder that raises on
     rank 1 in the anchors' probe, ranks called with other steps (a store) or another span
-    (statistics only), each rank with its own store: every rank raises at once, saying which
+    (statistics only), each rank with its own store, each rank with its own weights and no store
+    (a model initialised in every process): every rank raises at once, saying which
     rank and what, and the ranks stay in step (the next sweep is right). A rank that ends in the
     middle of its units leaves the others a clear message, its finished units kept."""
     torchrun(2, "failures", tmp_path)
     outcomes = [(tmp_path / f"failures-rank{r}.txt").read_text().splitlines() for r in range(2)]
-    probe, steps, span, paths = zip(*outcomes)
+    probe, steps, span, paths, weights = zip(*outcomes)
     assert probe[1] == "RuntimeError: decoder failed on rank 1"
     assert probe[0].startswith("RuntimeError: latentsweep.traverse: rank 1 failed (RuntimeError: decoder failed "
                                "on rank 1)"), probe[0]
@@ -244,6 +245,9 @@ def test_a_failing_or_mismatched_rank_fails_every_rank_clearly(runs, tmp_path):
             assert line.startswith("ValueError: latentsweep.traverse: the ranks were called with different "
                                    "arguments"), line
             assert differing in line and "every rank must make the same traverse call" in line, line
+    for line in weights:  # no store: the weights are not hashed, the outputs at the anchors tell
+        assert line.startswith("ValueError: latentsweep.traverse: the decoder's outputs at the anchors differ "
+                               "between the ranks"), line
     (memory,) = load(runs, "memory1", 1)
     for result in load(tmp_path, "after-failures", 2):
         assert_identical(result, memory)

@@ -241,6 +241,8 @@ def sweep_grid(
                 workers.agree(error)
                 raise
             workers.agree(identity=identity)
+            if workers.grouped and params is None:
+                _same_decoder_outputs(fn, workers, probe.outputs)
 
             def choose_batch(keep) -> tuple:  # only when no store has chosen already
                 return _choose_batch_size(fn, decode_fn, batch_size, memory_budget, device, spec_d, probe, keep,
@@ -467,6 +469,22 @@ def _open_sink(fn: str, out, spec, probe, geometry, params, choose_batch, *, exp
         raise
     store.caller = fn
     return store, plan, pending
+
+
+def _same_decoder_outputs(fn: str, workers, anchor_outputs: torch.Tensor) -> None:
+    """Without a store the ranks' calls are not compared by the decoder's weights (hashing them
+    would cost every call), so the outputs at the anchors, already computed, are: their sums of
+    absolute values must agree to 1e-4 (ranks on other devices or thread counts round their
+    last bits differently), or the ranks would merge the units of different decoders (e.g. a
+    model initialised, not loaded, in every process)."""
+    totals = workers.all_gather(float(anchor_outputs.double().abs().sum()))
+    for rank, total in enumerate(totals[1:], start=1):
+        if not math.isclose(total, totals[0], rel_tol=1e-4, abs_tol=1e-30):
+            raise ValueError(
+                f"{fn}: the decoder's outputs at the anchors differ between the ranks (summed: {totals[0]:.6g} on rank "
+                f"0, {total:.6g} on rank {rank}); every rank must decode with the same decoder: load the same "
+                "weights (or seed their initialisation) in every process"
+            )
 
 
 def _call_identity(spec, probe, decoder, params, out, *, keep_outputs) -> dict:
