@@ -315,6 +315,21 @@ def test_errors_are_one_line_without_traceback(workspace, args, message):
     assert len(stderr_lines(completed)) == 1
 
 
+def test_the_librarys_runtime_errors_are_not_reported_as_bugs(workspace, monkeypatch):
+    """A RuntimeError the library raises on purpose (another rank failed, contact lost, a store
+    replaced meanwhile) is said as it is, like a ValueError: not as a bug with a --debug hint."""
+    import latentsweep
+
+    def other_rank_failed(*args, **kwargs):
+        raise RuntimeError("latentsweep.traverse: rank 1 failed (RuntimeError: out of memory)")
+
+    monkeypatch.setattr(latentsweep, "traverse", other_rank_failed)
+    completed = invoke("traverse", "--model", "tiny_models:make", "--data", "data.npy", cwd=workspace, check=False)
+    assert completed.returncode == 1
+    assert stderr_lines(completed) == ["latentsweep: error: traverse: rank 1 failed (RuntimeError: out of memory)"], \
+        completed.stderr
+
+
 def test_usage_errors_exit_2(workspace):
     completed = run("traverse", "--data", "data.npy", cwd=workspace, check=False)
     assert completed.returncode == 2 and "--model" in completed.stderr

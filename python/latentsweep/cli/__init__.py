@@ -77,7 +77,9 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as error:  # noqa: BLE001  (the CLI's promise: one line, never a traceback)
         if debug:
             raise
-        if isinstance(error, EXPECTED_ERRORS):
+        # the library's own messages (a rank that failed, a store replaced meanwhile) say what
+        # happened and what to do: not a bug, no traceback to offer
+        if isinstance(error, EXPECTED_ERRORS) or str(error).startswith("latentsweep."):
             say("error", error)
         else:  # a bug here or in the user's model: say what it was and how to see more
             say("error", f"{type(error).__name__}: {one_line(error)} (run with --debug for the traceback)")
