@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import math
 import os
 from dataclasses import dataclass
 from typing import NoReturn
@@ -72,37 +73,52 @@ class Workers:
         self._collective(lambda: torch.distributed.all_gather_object(gathered, value))
         return gathered
 
-    def agree(self, error: Exception | None = None, identity: dict | None = None) -> None:
+    def agree(self, error: BaseException | None = None, identity: dict | None = None, *,
+              near: dict[str, float] | None = None, advice: str = "") -> None:
         """Every rank learns whether all ranks got here (``error``: this rank's failure, raised
         here once the others know) and made the same call (``identity``: what makes two calls
-        the same sweep), so none goes on to wait for a rank that has given up, and no rank pairs
-        its collectives with those of another call."""
+        the same sweep, equal on every rank; ``near``: numbers that must agree to a relative
+        1e-4, as ranks on other devices or thread counts round differently), so none goes on to
+        wait for a rank that has given up, and no rank pairs its collectives with those of
+        another call. ``advice`` ends the message of a failed or lost rank."""
         if not self.grouped:
             if error is not None:
                 raise error
             return
+        text = None if error is None else f"{type(error).__name__}: {error}"
         try:
-            reports = self.all_gather((None if error is None else f"{type(error).__name__}: {error}", identity))
-        except Exception:  # noqa: BLE001 - this rank's own failure says more
+            reports = self.all_gather((text, identity, near))
+        except Exception as lost:  # noqa: BLE001 - this rank's own failure says more
             if error is not None:
                 raise error from None
+            if isinstance(lost, LostContact) and advice:
+                raise LostContact(f"{lost}; {advice}") from lost.__cause__
             raise
         if error is not None:
             raise error
-        for rank, (text, _) in enumerate(reports):
-            if text is not None:
-                raise RuntimeError(f"{self.fn}: rank {rank} failed ({text})")
-        first = reports[0][1] or {}
-        for rank, (_, other) in enumerate(reports[1:], start=1):
-            other = other or {}
+        for rank, (failed, _, _) in enumerate(reports):
+            if failed is not None:
+                raise RuntimeError(f"{self.fn}: rank {rank} failed ({failed})" + (f"; {advice}" if advice else ""))
+        name = _checks.call_name(self.fn)
+        _, first, first_near = reports[0]
+        first, first_near = first or {}, first_near or {}
+        for rank, (_, other, other_near) in enumerate(reports[1:], start=1):
+            other, other_near = other or {}, other_near or {}
             differing = sorted(k for k in set(first) | set(other) if first.get(k) != other.get(k))
             if differing:
-                name = _checks.call_name(self.fn)
                 raise ValueError(
                     f"{self.fn}: the ranks were called with different arguments (rank {rank}'s call differs from "
                     f"rank 0's in: {', '.join(differing)}); every rank must make the same {name} call (the same "
                     "decoder, anchors, options and out=)"
                 )
+            for what, value in first_near.items():
+                if not math.isclose(other_near.get(what, math.nan), value, rel_tol=1e-4, abs_tol=1e-30):
+                    raise ValueError(
+                        f"{self.fn}: {what} differ between the ranks (summed: {value:.6g} on rank 0, "
+                        f"{other_near.get(what, math.nan):.6g} on rank {rank}); every rank must make the same {name} "
+                        "call, with the same decoder: load the same weights (or seed their initialisation) in "
+                        "every process"
+                    )
 
     def close(self) -> None:
         """Nothing to release now: a group created here lives until the process exits."""

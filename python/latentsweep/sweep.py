@@ -240,9 +240,12 @@ def sweep_grid(
             except Exception as error:  # noqa: BLE001 - the other ranks learn it, then it is raised
                 workers.agree(error)
                 raise
-            workers.agree(identity=identity)
-            if workers.grouped and params is None:
-                _same_decoder_outputs(fn, workers, probe.outputs)
+            # Without a store the weights are not hashed (it would cost every call): the
+            # decoder's outputs at the anchors, already computed, must agree instead, or the
+            # ranks would merge the units of different decoders (a model initialised, not
+            # loaded, in every process).
+            workers.agree(identity=identity, near=None if params is not None or not workers.grouped else {
+                "the decoder's outputs at the anchors": float(probe.outputs.double().abs().sum())})
 
             def choose_batch(keep) -> tuple:  # only when no store has chosen already
                 return _choose_batch_size(fn, decode_fn, batch_size, memory_budget, device, spec_d, probe, keep,
@@ -272,7 +275,7 @@ def sweep_grid(
             finally:
                 bar.close()
             sweep_seconds = time.perf_counter() - sweep_started
-            _settle(fn, workers, error, sink, plan, pending)
+            _settle(fn, workers, error, sink)
         merged = _merge(sink, plan, workers)
         if merged is None:  # a shard whose store is not complete yet
             return sink.status()
@@ -471,29 +474,13 @@ def _open_sink(fn: str, out, spec, probe, geometry, params, choose_batch, *, exp
     return store, plan, pending
 
 
-def _same_decoder_outputs(fn: str, workers, anchor_outputs: torch.Tensor) -> None:
-    """Without a store the ranks' calls are not compared by the decoder's weights (hashing them
-    would cost every call), so the outputs at the anchors, already computed, are: their sums of
-    absolute values must agree to 1e-4 (ranks on other devices or thread counts round their
-    last bits differently), or the ranks would merge the units of different decoders (e.g. a
-    model initialised, not loaded, in every process)."""
-    totals = workers.all_gather(float(anchor_outputs.double().abs().sum()))
-    for rank, total in enumerate(totals[1:], start=1):
-        if not math.isclose(total, totals[0], rel_tol=1e-4, abs_tol=1e-30):
-            raise ValueError(
-                f"{fn}: the decoder's outputs at the anchors differ between the ranks (summed: {totals[0]:.6g} on rank "
-                f"0, {total:.6g} on rank {rank}); every rank must decode with the same decoder: load the same "
-                "weights (or seed their initialisation) in every process"
-            )
-
-
 def _call_identity(spec, probe, decoder, params, out, *, keep_outputs) -> dict:
     """What must be the same in every rank's call: a store's parameters (its identity, the
     decoder's weights included), else the grid and the outputs' shape and type (a sweep in
     memory does not hash the weights); and ``out`` as given."""
     identity = dict(params) if params is not None else {
         **spec.digest(), "out_shape": list(probe.out_shape), "output_dtype": str(probe.outputs.dtype),
-        "output_space": getattr(decoder, "output_space", "decoder output"), "keep_outputs": keep_outputs,
+        "output_space": decoder.output_space, "keep_outputs": keep_outputs,
     }
     identity["out"] = None if out is None else os.fspath(out)
     return identity
@@ -569,30 +556,11 @@ def _decode_units(fn: str, decoder, spec: GridSpec, stats, sink, plan: SweepPlan
     return computed, used
 
 
-def _settle(fn: str, workers, error, sink, plan, pending) -> None:
+def _settle(fn: str, workers, error, sink) -> None:
     """Every rank learns whether all finished (so none waits forever for a failed one)."""
-    if not workers.grouped:
-        if error is not None:
-            raise error
-        return
-    try:
-        reports = workers.all_gather(None if error is None else f"{type(error).__name__}: {error}")
-    except Exception as lost:  # noqa: BLE001 - this rank's own failure says more
-        if error is not None:
-            raise error from None
-        if isinstance(lost, _distributed.LostContact) and sink.path is not None:
-            raise _distributed.LostContact(
-                f"{lost}; the units finished are kept in {sink.path} ({_checks.call_name(fn)}(..., resume=True) "
-                "continues, at any number of processes)") from lost.__cause__
-        raise
-    if error is not None:
-        raise error
-    failed = [(rank, text) for rank, text in enumerate(reports) if text is not None]
-    if failed:
-        rank, text = failed[0]
-        raise RuntimeError(f"{fn}: rank {rank} failed ({text}); the units finished are kept in the store "
-                           f"({_checks.call_name(fn)}(..., resume=True) continues)" if sink.path
-                           else f"{fn}: rank {rank} failed ({text})")
+    workers.agree(error, advice="" if sink.path is None else (
+        f"the units finished are kept in {sink.path} ({_checks.call_name(fn)}(..., resume=True) continues, at "
+        "any number of processes)"))
 
 
 def _explain_stop(fn: str, error: BaseException, sink, plan: SweepPlan, done: int, total: int) -> None:
