@@ -225,7 +225,7 @@ void SweepExecutor::run_cpu(SweepStatistics& stats, const Chunks& chunks, const 
 }
 
 // CUDA: three streams. Chunk i is decoded on the caller's stream while the previous chunk's
-// statistics run on a statistics stream (a memory-bound pass beside the decoder's compute-bound
+// statistics run on a (high-priority) statistics stream (a memory-bound pass beside the decoder's compute-bound
 // one, see below) and the codes of chunk i + 1 are written on a codes stream; chunk i - 1
 // (copied to pinned memory on the statistics stream) is delivered to the sink on the host
 // meanwhile. A unit's sums are copied back the same way, so the GPU never waits for the host at
@@ -236,7 +236,10 @@ void SweepExecutor::run_pipelined(SweepStatistics& stats, const Chunks& chunks, 
   const c10::impl::VirtualGuardImpl guard_impl(device.type());
   const c10::Stream compute = guard_impl.getStream(device);
   const c10::Stream side = guard_impl.getStreamFromGlobalPool(device, /*isHighPriority=*/false);
-  const c10::Stream statistics = guard_impl.getStreamFromGlobalPool(device, /*isHighPriority=*/false);
+  // High priority: the block scheduler starts the statistics' blocks as the decoder's free their
+  // slots, instead of after all of a long kernel's blocks (an MLP's GEMM is ~25 waves). Measured
+  // on an H100 (MLP, batch 65536): traverse 26.7 -> 25.1 ms, decoder alone 18.6 ms.
+  const c10::Stream statistics = guard_impl.getStreamFromGlobalPool(device, /*isHighPriority=*/true);
   const auto pinned = [&](std::vector<int64_t> shape, at::ScalarType dtype) {
     return at::empty(shape, at::TensorOptions().dtype(dtype).pinned_memory(true));
   };
