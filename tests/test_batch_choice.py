@@ -372,3 +372,52 @@ def test_the_progress_bar_counts_the_kept_trials_as_they_run(decoder, monkeypatc
     assert trial_rows == 4000  # the kept trial units (see the test above), counted while they ran
     assert bar.events[recount] == ("recount", 4000, result.num_points)
     assert bar.n == bar.total == result.num_points  # every row once
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_probes_the_anchors_in_large_fixed_batches_after_the_first():
+    """The anchors' probe measures memory on 64 of them, then decodes the rest CUDA_PROBE_ROWS
+    at a time (probed 64 at a time, 6400 anchors took 10 ms of a 28 ms H100 sweep), or fewer
+    as a small memory_budget requires: a fixed size, so the anchors' outputs are the same in every
+    rank and resume (the budget only ever lowers it)."""
+    from latentsweep.decoder_probe import CUDA_PROBE_ROWS
+
+    sizes: list[int] = []
+
+    def decoder(codes):
+        sizes.append(codes.shape[0])
+        return rowwise_decoder(codes)
+
+    anchors = torch.randn(2 * CUDA_PROBE_ROWS + 100, 4, device="cuda")
+    first = ls.traverse(decoder, anchors, steps=3, dims=[0], keep_outputs=False, progress=False)
+    assert sizes[:4] == [64, CUDA_PROBE_ROWS, CUDA_PROBE_ROWS, 2 * CUDA_PROBE_ROWS + 100 - 64 - 2 * CUDA_PROBE_ROWS]
+    sizes.clear()
+    again = ls.traverse(decoder, anchors, steps=3, dims=[0], keep_outputs=False, progress=False)
+    assert torch.equal(first.dim_effect, again.dim_effect)
+    sizes.clear()
+    tight = ls.traverse(decoder, anchors, steps=3, dims=[0], keep_outputs=False, progress=False,
+                        memory_budget=300 * 1000)  # about a thousand rows of 12 features
+    assert sizes[0] == 64 and 64 < sizes[1] < CUDA_PROBE_ROWS and sizes[1] & (sizes[1] - 1) == 0
+    torch.testing.assert_close(tight.dim_effect, first.dim_effect)
+    sizes.clear()
+    ls.traverse(decoder, anchors, steps=3, dims=[0], keep_outputs=False, progress=False, batch_size=1000)
+    assert sizes[:3] == [1000] * 3  # an explicit batch size probes at that size, as before
+
+
+def test_a_batch_size_limited_by_memory_is_a_power_of_two():
+    """Limited by the memory budget (on CUDA half the free memory, which drifts from call to
+    call), the size is rounded down to a power of two, so that calls in one process plan alike;
+    the device's cap and the grid's size are taken as they are."""
+    def auto(budget, total_rows=10**7, device="cuda"):
+        return _batching.auto_batch_size(device=torch.device(device), budget=budget, latent_dim=8, features=100,
+                                         output_bytes=4, activation_bytes=0.0, total_rows=total_rows)
+
+    per_row = _batching.bytes_per_row(latent_dim=8, features=100, output_bytes=4, activation_bytes=0.0)
+    chosen = {auto(int(per_row * rows)) for rows in (28176, 28264, 28308, 28396)}  # an H100's four calls
+    assert chosen == {16384}
+    assert auto(int(per_row * 32768)) == 32768
+    assert auto(10**15) == _batching.CUDA_MAX_BATCH
+    assert auto(10**15, device="cpu") == _batching.CPU_MAX_BATCH
+    assert auto(10**15, total_rows=1000) == 1000  # the whole grid in one call
+    assert auto(int(per_row * 3000), total_rows=2000) == 2000
+    assert auto(1) == 1

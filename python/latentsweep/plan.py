@@ -24,8 +24,8 @@ class SweepPlan:
     """``num_rows`` grid rows (A*K*S) of ``num_steps`` steps, decoded ``batch_size`` at a time
     in units of ``unit_rows`` rows (a multiple of ``num_steps``); the store's chunks hold
     ``chunk_rows`` rows (``unit_rows`` is a multiple of it). A unit's last batch may be short:
-    ``padded`` decodes it padded to ``batch_size`` (every call one shape: CUDA, and stores made
-    before this choice was recorded), else as it is (the CPU: no decoder work on padding)."""
+    ``padded`` decodes it padded to ``batch_size`` (every call one shape: a CUDA graph, and stores
+    made before this choice was recorded), else as it is (no decoder work on padding)."""
 
     num_rows: int
     num_steps: int
