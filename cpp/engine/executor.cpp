@@ -225,8 +225,8 @@ void SweepExecutor::run_cpu(SweepStatistics& stats, const Chunks& chunks, const 
 }
 
 // CUDA: three streams. Chunk i is decoded on the caller's stream while the previous chunk's
-// statistics run on a (high-priority) statistics stream (a memory-bound pass beside the decoder's compute-bound
-// one, see below) and the codes of chunk i + 1 are written on a codes stream; chunk i - 1
+// statistics run on a high-priority statistics stream (a memory-bound pass beside the decoder's
+// compute-bound one, see below) and the codes of chunk i + 1 are written on a codes stream; chunk i - 1
 // (copied to pinned memory on the statistics stream) is delivered to the sink on the host
 // meanwhile. A unit's sums are copied back the same way, so the GPU never waits for the host at
 // a unit's end: the units of one run are one pipeline.
