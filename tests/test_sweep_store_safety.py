@@ -551,6 +551,37 @@ def test_reading_an_npy_store_whose_outputs_file_is_missing_says_so_at_once(tmp_
     assert not status.done and "missing" in status.damaged[0]
 
 
+def test_resuming_an_npy_store_whose_outputs_file_was_deleted_recomputes_it_at_once(tmp_path, full):
+    """The grace period for a .npy being created holds only while a live process is creating it
+    (a live temporary of it exists): a deleted one is recreated at once, not after 10 s."""
+    from latentsweep import stores
+
+    path = tmp_path / "sweep.npy"
+    sweep(path)
+    path.unlink()
+    started = time.monotonic()
+    with pytest.warns(RuntimeWarning, match="damaged"):
+        resumed = sweep(path, resume=True)
+    assert time.monotonic() - started < stores.NPY_CREATION_GRACE_SECONDS / 2
+    assert resumed.points_computed == full.num_points
+    assert_same(ls.open_sweep(path), full)
+
+
+def test_a_file_is_being_created_while_a_live_process_holds_its_temporary(tmp_path):
+    from latentsweep.store_writers import being_created, temporary_path
+
+    target = tmp_path / "sweep.npy"
+    assert not being_created(target)
+    mine = temporary_path(target)
+    mine.write_bytes(b"")
+    assert being_created(target)  # this process, alive
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    mine.rename(mine.with_name(mine.name.replace(f"-{os.getpid()}-", f"-{int(dead.stdout)}-")))
+    assert not being_created(target)  # its creator is gone
+    (tmp_path / ".other.npy.tmp-0123abcd-1-1-" f"{'0' * 32}").write_bytes(b"")  # another file's
+    assert not being_created(target)
+
+
 KILLED_WHILE_CREATING = """
 import os, sys, torch, latentsweep as ls
 sys.path.insert(0, {tests!r})

@@ -58,11 +58,10 @@ def temporary_path(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp-{_host_tag()}-{pid}-{process_start(pid) or 0}-{uuid.uuid4().hex}")
 
 
-def remove_stale_temporaries(path: Path, own_entries: set[str]) -> None:
-    """Removes the temporaries of path (see temporary_path) left by killed processes: made on this
-    host by a process that is gone; else (another host, or a version that did not name its
-    creator) older than STALE_TEMPORARY_SECONDS. A folder only if it holds
-    nothing but `own_entries` (a store's own)."""
+def _temporaries(path: Path):
+    """(entry, live) for each temporary of path (see temporary_path): live while its creator may
+    still be using it, i.e. made on this host by a process that still runs; else (another host,
+    or a version that did not name its creator) younger than STALE_TEMPORARY_SECONDS."""
     pattern = re.compile(rf"\.{re.escape(path.name)}\.tmp-(?:([0-9a-f]{{8}})-(\d+)-(\d+)-)?[0-9a-f]{{32}}")
     try:
         entries = list(path.parent.iterdir())
@@ -75,10 +74,21 @@ def remove_stale_temporaries(path: Path, own_entries: set[str]) -> None:
         host, pid, start_time = match.groups()
         try:
             if host == _host_tag():
-                if writer_alive(int(pid), int(start_time) or None):
-                    continue
-            elif time.time() - entry.lstat().st_mtime < STALE_TEMPORARY_SECONDS:
-                continue
+                live = writer_alive(int(pid), int(start_time) or None)
+            else:
+                live = time.time() - entry.lstat().st_mtime < STALE_TEMPORARY_SECONDS
+        except OSError:
+            continue  # removed meanwhile
+        yield entry, live
+
+
+def remove_stale_temporaries(path: Path, own_entries: set[str]) -> None:
+    """Removes the temporaries of path left by killed processes (not live, see _temporaries). A
+    folder only if it holds nothing but `own_entries` (a store's own)."""
+    for entry, live in _temporaries(path):
+        if live:
+            continue
+        try:
             if entry.is_dir() and not entry.is_symlink():
                 if all(e.name in own_entries for e in entry.iterdir()):
                     shutil.rmtree(entry)
@@ -86,6 +96,12 @@ def remove_stale_temporaries(path: Path, own_entries: set[str]) -> None:
                 entry.unlink()
         except OSError:
             continue  # removed meanwhile by another process, or not ours to remove
+
+
+def being_created(path: Path) -> bool:
+    """Whether a live process is creating path: a live temporary of it exists (renamed into place
+    when done, so once it is gone, path is there or nobody is making it)."""
+    return any(live for _, live in _temporaries(path))
 
 
 def live_writers(meta_path: Path) -> list[str]:

@@ -45,7 +45,8 @@ from .merge import UnitStatistics
 from .plan import SweepPlan, plan_from_dict
 from .sinks import Geometry
 from . import store_writers
-from .store_writers import keep_fresh, live_writers, process_start, remove_stale_temporaries, temporary_path
+from .store_writers import (being_created, keep_fresh, live_writers, process_start, remove_stale_temporaries,
+                            temporary_path)
 
 STORE_FORMAT = 2
 _ATTR = "latentsweep"
@@ -53,7 +54,7 @@ _STATIC = ("anchors", "dims", "values", "anchor_outputs")  # every store has the
 _OPTIONAL_STATIC = ("directions",)  # [K, D], a sweep along directions only
 _ROW_ARRAYS = ("effect", "outputs")
 _OWN_ENTRIES = {"zarr.json", "units", "leases", "checkpoint", *_STATIC, *_OPTIONAL_STATIC, *_ROW_ARRAYS}
-NPY_CREATION_GRACE_SECONDS = 10.0  # a joiner waits this long for the creator's .npy to appear
+NPY_CREATION_GRACE_SECONDS = 10.0  # a joiner waits at most this long for a live creator's .npy to appear
 READ_BLOCK_BYTES = 64 << 20  # checking a store reads the rows of this many bytes' worth of units at once
 _OUTPUT_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32,
                   "float64": torch.float64}
@@ -287,9 +288,11 @@ class SweepStore:
                                    f"({self.meta_path / name / 'zarr.json'}); pass overwrite=True to start over")
 
     def _open_npy(self, wait: bool) -> np.memmap | None:
-        """The .npy outputs as a read-only memory map, or None when missing or the wrong size."""
+        """The .npy outputs as a read-only memory map, or None when missing or the wrong size.
+        With ``wait``, a missing one is waited for while a live process is creating it."""
         deadline = time.monotonic() + (NPY_CREATION_GRACE_SECONDS if wait else 0)
         g = self.geometry
+        creating = True  # until seen otherwise: one more try after, as its creator may just have finished
         while True:
             try:
                 array = np.load(self.npy_path, mmap_mode="r", allow_pickle=False)
@@ -297,9 +300,12 @@ class SweepStore:
                     return array
                 return None
             except FileNotFoundError:
-                if time.monotonic() >= deadline:
+                if not creating or time.monotonic() >= deadline:
                     return None
-                time.sleep(0.2)
+                # Deleted or moved, with nobody making it: no wait (a resume used to wait 10 s).
+                creating = being_created(self.npy_path)
+                if creating:
+                    time.sleep(0.2)
             except Exception:  # noqa: BLE001 - truncated or not an .npy
                 return None
 
