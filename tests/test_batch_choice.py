@@ -374,12 +374,39 @@ def test_the_progress_bar_counts_the_kept_trials_as_they_run(decoder, monkeypatc
     assert bar.n == bar.total == result.num_points  # every row once
 
 
+def test_the_probe_grows_its_batches_after_the_first_by_the_outputs_size_alone():
+    """With grow (CUDA, the automatic batch size), the anchors' probe measures memory on its
+    first 64, then decodes CUDA_PROBE_ROWS at a time (probed 64 at a time, 6400 anchors took
+    10 ms of a 28 ms H100 sweep), fewer when their outputs would exceed CUDA_PROBE_OUTPUT_BYTES:
+    sizes set by the outputs' shape, not the free memory, so the anchors' outputs are the same in
+    every rank and resume."""
+    from types import SimpleNamespace
+
+    from latentsweep.decoder_probe import CUDA_PROBE_OUTPUT_BYTES, CUDA_PROBE_ROWS, probe_anchors
+
+    sizes: list[int] = []
+
+    def decoder(width):
+        def decode(codes):
+            sizes.append(codes.shape[0])
+            return codes[:, :1].expand(-1, width) * 2
+        return decode
+
+    spec = SimpleNamespace(anchors=torch.randn(2 * CUDA_PROBE_ROWS + 100, 4))
+    probe = probe_anchors("latentsweep.traverse", decoder(12), spec, 64, grow=True)
+    assert sizes == [64, CUDA_PROBE_ROWS, CUDA_PROBE_ROWS, 100 - 64]
+    torch.testing.assert_close(probe.outputs, spec.anchors[:, :1].expand(-1, 12) * 2, rtol=0, atol=0)
+    sizes.clear()
+    wide = CUDA_PROBE_OUTPUT_BYTES // (4 * 1000)  # 1000 rows of float32 fill the limit
+    probe_anchors("latentsweep.traverse", decoder(wide), spec, 64, grow=True)
+    assert sizes[:2] == [64, 512]
+    sizes.clear()
+    probe_anchors("latentsweep.traverse", decoder(12), spec, 64)
+    assert set(sizes) == {64, len(spec.anchors) % 64}  # without grow (the CPU times its first calls)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_cuda_probes_the_anchors_in_large_fixed_batches_after_the_first():
-    """The anchors' probe measures memory on 64 of them, then decodes the rest CUDA_PROBE_ROWS
-    at a time (probed 64 at a time, 6400 anchors took 10 ms of a 28 ms H100 sweep), or fewer
-    as a small memory_budget requires: a fixed size, so the anchors' outputs are the same in every
-    rank and resume (the budget only ever lowers it)."""
+def test_cuda_probes_the_anchors_in_large_batches_with_the_automatic_batch_size():
     from latentsweep.decoder_probe import CUDA_PROBE_ROWS
 
     sizes: list[int] = []
@@ -390,15 +417,9 @@ def test_cuda_probes_the_anchors_in_large_fixed_batches_after_the_first():
 
     anchors = torch.randn(2 * CUDA_PROBE_ROWS + 100, 4, device="cuda")
     first = ls.traverse(decoder, anchors, steps=3, dims=[0], keep_outputs=False, progress=False)
-    assert sizes[:4] == [64, CUDA_PROBE_ROWS, CUDA_PROBE_ROWS, 2 * CUDA_PROBE_ROWS + 100 - 64 - 2 * CUDA_PROBE_ROWS]
-    sizes.clear()
+    assert sizes[:4] == [64, CUDA_PROBE_ROWS, CUDA_PROBE_ROWS, 100 - 64]
     again = ls.traverse(decoder, anchors, steps=3, dims=[0], keep_outputs=False, progress=False)
     assert torch.equal(first.dim_effect, again.dim_effect)
-    sizes.clear()
-    tight = ls.traverse(decoder, anchors, steps=3, dims=[0], keep_outputs=False, progress=False,
-                        memory_budget=300 * 1000)  # about a thousand rows of 12 features
-    assert sizes[0] == 64 and 64 < sizes[1] < CUDA_PROBE_ROWS and sizes[1] & (sizes[1] - 1) == 0
-    torch.testing.assert_close(tight.dim_effect, first.dim_effect)
     sizes.clear()
     ls.traverse(decoder, anchors, steps=3, dims=[0], keep_outputs=False, progress=False, batch_size=1000)
     assert sizes[:3] == [1000] * 3  # an explicit batch size probes at that size, as before

@@ -69,11 +69,6 @@ def default_memory_budget(device: torch.device) -> int:
     return min(1 << 30, ram // 8) if ram else 1 << 30
 
 
-def budget(memory_budget: int | None, device: torch.device) -> int:
-    """The user's memory_budget, else default_memory_budget."""
-    return memory_budget or default_memory_budget(device)
-
-
 def bytes_per_row(*, latent_dim: int, features: int, output_bytes: int, activation_bytes: float) -> float:
     """Memory one grid point needs while in flight: two code buffers, the decoder's output
     and activations, its float32 copy for the statistics, and two host buffers (CUDA) or the

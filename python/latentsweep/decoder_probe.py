@@ -11,7 +11,10 @@ import torch
 from . import _batching
 from .grid_spec import GridSpec
 
-CUDA_PROBE_ROWS = 4096  # anchors per probe call after the first, on CUDA with the automatic batch size
+# On CUDA with the automatic batch size, the probe's calls after the first: this many anchors,
+# fewer if their outputs would take more than CUDA_PROBE_OUTPUT_BYTES
+CUDA_PROBE_ROWS = 4096
+CUDA_PROBE_OUTPUT_BYTES = 256 << 20
 
 
 @dataclass
@@ -54,15 +57,15 @@ def allocated_bytes(device: torch.device, which: str) -> int:
     return torch.cuda.memory_stats_as_nested_dict(device)["allocated_bytes"]["all"][which]
 
 
-def probe_anchors(fn: str, decoder, spec: GridSpec, probe_rows: int, *, memory_budget: int | None = None) -> Probe:
+def probe_anchors(fn: str, decoder, spec: GridSpec, probe_rows: int, *, grow: bool = False) -> Probe:
     """Decodes the anchors in batches of probe_rows (copies: the decoder may write into them).
 
-    With ``memory_budget`` (the automatic batch size) on CUDA, only the first batch is
-    probe_rows: the others are CUDA_PROBE_ROWS, or less as the budget requires by the first one's
-    measured memory (6400 anchors probed 64 at a time took 10 ms of a 28 ms sweep on an H100). A
-    fixed size, not the budget's: the anchors' outputs, whose bits can depend on the batch, must
-    be the same in every rank and resume (a store compares them). After an out-of-memory retry,
-    every batch is the halved size."""
+    With ``grow`` (CUDA, the automatic batch size), only the first batch is probe_rows: the
+    others are CUDA_PROBE_ROWS, or fewer as CUDA_PROBE_OUTPUT_BYTES requires (6400 anchors probed
+    64 at a time took 10 ms of a 28 ms sweep on an H100). A size set by the outputs' shape alone,
+    not by the free memory: the anchors' outputs, whose bits can depend on the batch, must be the
+    same in every rank and resume (a store compares them). After an out-of-memory retry, every
+    batch is the halved size."""
     anchors = spec.anchors
     measure = anchors.device.type == "cuda"
 
@@ -88,13 +91,10 @@ def probe_anchors(fn: str, decoder, spec: GridSpec, probe_rows: int, *, memory_b
                 outputs.append(result)
                 if measure and start == 0:
                     activation_bytes = (allocated_bytes(anchors.device, "peak") - before) / chunk.shape[0]
-                    if memory_budget is not None and rows == first_rows:
-                        fits = _batching.auto_batch_size(
-                            device=anchors.device, budget=memory_budget, latent_dim=anchors.shape[1],
-                            features=result[0].numel(), output_bytes=result.element_size(),
-                            activation_bytes=activation_bytes, total_rows=CUDA_PROBE_ROWS)
-                        while later_rows * 2 <= fits:
-                            later_rows *= 2
+                if grow and start == 0 and rows == first_rows:
+                    row_bytes = result[0].numel() * result.element_size()
+                    while later_rows * 2 <= CUDA_PROBE_ROWS and later_rows * 2 * row_bytes <= CUDA_PROBE_OUTPUT_BYTES:
+                        later_rows *= 2
                 start += chunk.shape[0]
         # The first call pays one-off costs: the fastest later call estimates better, if any.
         estimate = min(per_row[1:]) if len(per_row) > 1 else per_row[0]

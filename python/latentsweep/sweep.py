@@ -231,8 +231,7 @@ def sweep_grid(
                                     else f"{_checks.call_name(fn)} (rank {workers.rank}/{workers.world})")
                 auto = batch_size == "auto"
                 probe = probe_anchors(fn, decode_fn, spec_d, 64 if auto else batch_size,
-                                      memory_budget=_batching.budget(memory_budget, device)
-                                      if auto and device.type == "cuda" else None)
+                                      grow=auto and device.type == "cuda")
                 # The result's inputs go to the host while the grid is decoded.
                 host = HostCopies({"dims": spec.dims, "directions": spec.directions, "values": spec.values,
                                    "anchors": spec.anchors, "anchor_outputs": probe.outputs})
@@ -355,7 +354,7 @@ def _choose_batch_size(fn: str, decoder, batch_size, memory_budget, device, spec
         return min(batch_size, spec.num_rows), ()
     choice = _batching.auto_batch_size(
         device=device,
-        budget=_batching.budget(memory_budget, device),
+        budget=memory_budget or _batching.default_memory_budget(device),
         latent_dim=spec.latent_dim,
         features=math.prod(probe.out_shape),
         output_bytes=probe.outputs.element_size(),
