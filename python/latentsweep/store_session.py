@@ -130,7 +130,8 @@ def checked_store(fn: str, path, want, *, explicit, store=None) -> SweepStore:
     if crc(want["static"]["anchor_outputs"]) != store.static_crc["anchor_outputs"]:
         raise ValueError(
             f"{fn}: the decoder's outputs at the anchors differ from those stored in {path}: the decoder "
-            "changed (weights or forward) since the sweep started; pass overwrite=True to start over"
+            "changed (weights or forward) since the sweep started, or it runs on other hardware or software "
+            "(another GPU, torch or latentsweep version, batch_size); pass overwrite=True to start over"
         )
     try:
         store.repair_static(want["static"])
