@@ -51,6 +51,24 @@ def test_a_cuda_sweep_pads_short_batches_only_for_a_cuda_graph():
     torch.testing.assert_close(graphed.effect, expected.effect)  # one shape for every replay
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_a_store_planned_without_cuda_graph_is_not_resumed_with_one(tmp_path):
+    """Its units were decoded with short batches, which a graph's one shape cannot replay; the
+    same store resumes without cuda_graph, and one started with it resumes with it."""
+    path = tmp_path / "sweep.zarr"
+    anchors = ANCHORS.cuda()
+    ls.traverse(rowwise_decoder, anchors, steps=STEPS, batch_size=BATCH, progress=False, out=path)
+    with pytest.raises(ValueError, match="cuda_graph=True needs batches of one size.*resume it without cuda_graph"):
+        ls.traverse(rowwise_decoder, anchors, steps=STEPS, batch_size=BATCH, progress=False, out=path, resume=True,
+                    cuda_graph=True)
+    assert ls.traverse(rowwise_decoder, anchors, steps=STEPS, batch_size=BATCH, progress=False, out=path,
+                       resume=True).points_computed == 0
+    graphed = tmp_path / "graphed.zarr"
+    ls.traverse(rowwise_decoder, anchors, steps=STEPS, batch_size=BATCH, progress=False, out=graphed, cuda_graph=True)
+    assert ls.traverse(rowwise_decoder, anchors, steps=STEPS, batch_size=BATCH, progress=False, out=graphed,
+                       resume=True, cuda_graph=True).points_computed == 0
+
+
 def test_plans_say_whether_short_batches_are_padded():
     plan = make_plan(480, STEPS, BATCH, padded=False)
     assert (plan.unit_rows, plan.chunk_rows, plan.padded) == (60, 60, False)
