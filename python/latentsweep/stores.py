@@ -44,7 +44,6 @@ import zarr
 from .merge import UnitStatistics
 from .plan import SweepPlan, plan_from_dict
 from .sinks import Geometry
-from . import store_writers
 from .store_writers import (being_created, keep_fresh, live_writers, process_start, remove_stale_temporaries,
                             temporary_path)
 
@@ -250,7 +249,6 @@ class SweepStore:
         # while it writes (the command line tells the library's messages by their prefix).
         self.caller = "latentsweep"
         self._lease: Path | None = None
-        self._lease_refreshed = 0.0
         self._refresher: tuple[threading.Event, threading.Thread] | None = None
         self._unit_crc = [0, 0]
         self._unit_effect: list[np.ndarray] = []
@@ -521,7 +519,7 @@ class SweepStore:
         if here != self.sweep_id:
             lease.unlink(missing_ok=True)
             raise self._replaced()
-        self._lease, self._lease_refreshed = lease, time.monotonic()
+        self._lease = lease
         self._refresher = keep_fresh(lease)
         weakref.finalize(self, self._refresher[0].set)
 
@@ -532,16 +530,12 @@ class SweepStore:
         )
 
     def _check_lease(self) -> None:
-        """Refreshes this writer's lease; fails if the store was removed or replaced meanwhile."""
+        """Takes this writer's lease at its first write; then fails if the store was removed or
+        replaced meanwhile (its lease gone). The lease's thread keeps it fresh (keep_fresh)."""
         if self._lease is None:
             return self._take_lease()
-        if time.monotonic() - self._lease_refreshed < store_writers.LEASE_REFRESH_SECONDS and self._lease.exists():
-            return
-        try:
-            os.utime(self._lease)
-        except FileNotFoundError:
-            raise self._replaced() from None
-        self._lease_refreshed = time.monotonic()
+        if not self._lease.exists():
+            raise self._replaced()
 
     shared = True  # every rank and shard writes into and reads from the same store
 
