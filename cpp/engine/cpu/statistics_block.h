@@ -4,6 +4,10 @@
 
 #include <algorithm>
 
+#if defined(__AVX__)
+#include <immintrin.h>
+#endif
+
 #include "statistics_kernel.h"
 
 namespace latentsweep::cpu {
@@ -104,6 +108,30 @@ inline double sum_lanes(const Lanes<T> (&parts)[kParts<T>]) {
   return sum;
 }
 
+// sum_lanes of four rows at once, into effect[0..3]: the same additions in the same order (lane
+// 0 to 7, in double, from 0), one vector lane per row. The four rows' accumulators are transposed
+// first (lane l of each side by side), so the 32 conversions and additions are 8 of each on 4-wide
+// vectors: as 32 scalar ones with their lane extractions, they took ~40% of the kernel's time
+// (float32, 784 features: 70 -> 59 ns per row on one thread).
+inline void sum_lanes_of_four_rows(const Lanes<float> (&sums)[4][kParts<float>], double* __restrict effect) {
+#if defined(__AVX__)
+  const __m256 a = sums[0][0], b = sums[1][0], c = sums[2][0], d = sums[3][0];
+  const __m256 ab_low = _mm256_unpacklo_ps(a, b);   // [a0 b0 a1 b1 | a4 b4 a5 b5]
+  const __m256 ab_high = _mm256_unpackhi_ps(a, b);  // [a2 b2 a3 b3 | a6 b6 a7 b7]
+  const __m256 cd_low = _mm256_unpacklo_ps(c, d);
+  const __m256 cd_high = _mm256_unpackhi_ps(c, d);
+  // lanes l and l + 4 of the four rows: [a_l b_l c_l d_l | a_l+4 b_l+4 c_l+4 d_l+4]
+  const __m256 lanes[4] = {_mm256_shuffle_ps(ab_low, cd_low, 0x44), _mm256_shuffle_ps(ab_low, cd_low, 0xee),
+                           _mm256_shuffle_ps(ab_high, cd_high, 0x44), _mm256_shuffle_ps(ab_high, cd_high, 0xee)};
+  __m256d sum = _mm256_setzero_pd();
+  for (int l = 0; l < 4; ++l) sum = _mm256_add_pd(sum, _mm256_cvtps_pd(_mm256_castps256_ps128(lanes[l])));
+  for (int l = 0; l < 4; ++l) sum = _mm256_add_pd(sum, _mm256_cvtps_pd(_mm256_extractf128_ps(lanes[l], 1)));
+  _mm256_storeu_pd(effect, sum);
+#else
+  for (int i = 0; i < 4; ++i) effect[i] = sum_lanes<float>(sums[i]);
+#endif
+}
+
 // The prefetches below ask for each cache line of a row once.
 constexpr int64_t kCacheLineBytes = 64;
 
@@ -157,7 +185,11 @@ __attribute__((noinline)) void rows_of_one_traversal(const T* __restrict before,
     }
     double* __restrict block_effect = effect + block * partial_stride;
     if (f == block_end) {
-      for (int i = 0; i < N; ++i) block_effect[i] = sum_lanes<T>(sums[i]);
+      if constexpr (N == 4 && sizeof(T) == sizeof(float)) {  // (float64's time is elsewhere)
+        sum_lanes_of_four_rows(sums, block_effect);
+      } else {
+        for (int i = 0; i < N; ++i) block_effect[i] = sum_lanes<T>(sums[i]);
+      }
       continue;
     }
     // A short last block: its last features join the accumulators from lane 0 on.
