@@ -114,6 +114,23 @@ def test_batch_boundaries_match_one_big_batch(x, batch_size):
     torch.testing.assert_close(batched.logvar, whole.logvar, atol=1e-6, rtol=1e-6)
 
 
+def test_an_encoder_returning_views_of_one_buffer_gives_the_same_posterior(x):
+    """Each batch's outputs are copied at once: an encoder may write them into one buffer that
+    its next call overwrites (kept as views, every batch read as the last one)."""
+    buffer = torch.empty(64, 2 * D)
+
+    def into_one_buffer(batch: torch.Tensor):
+        mu, logvar = reference(batch)
+        out = buffer[: batch.shape[0]]
+        out[:, :D], out[:, D:] = mu, logvar
+        return out[:, :D], out[:, D:]
+
+    posterior = ls.encode(into_one_buffer, x, batch_size=10)
+    mu, logvar = reference(x)
+    torch.testing.assert_close(posterior.mu, mu)
+    torch.testing.assert_close(posterior.logvar, logvar)
+
+
 def test_modules_run_in_eval_mode_and_their_modes_are_restored(x):
     model = torch.nn.Sequential(torch.nn.Dropout(0.5), torch.nn.Linear(IN, D), torch.nn.BatchNorm1d(D))
     model.train()

@@ -85,6 +85,25 @@ def test_batching_of_the_encoder_changes_nothing():
     assert torch.equal(a["votes"], b["votes"]) and a["eval_accuracy"] == b["eval_accuracy"]
 
 
+def test_a_representation_returning_views_of_one_buffer_scores_the_same():
+    """Each batch's codes are copied at once, also when they are float64 on the CPU already (no
+    conversion copy): a representation may write them into one buffer its next call overwrites."""
+    data = IdentityData(num_factors=3)
+    buffer = torch.empty(7, 3, dtype=torch.float64)
+
+    def noisy(x):
+        return x.double() + torch.sin(7.0 * x.sum(dim=1, keepdim=True) + x).double()
+
+    def into_one_buffer(x):
+        return buffer[: x.shape[0]].copy_(noisy(x))
+
+    args = dict(batch_size=6, num_train=200, num_eval=100, num_variance_estimate=300, encode_batch_size=7,
+                progress=False)
+    a = metrics.factor_vae_score(noisy, data, **args)
+    b = metrics.factor_vae_score(into_one_buffer, data, **args)
+    assert torch.equal(a["votes"], b["votes"]) and a["eval_accuracy"] == b["eval_accuracy"]
+
+
 def test_labelled_arrays_with_factors_that_are_not_crossed():
     # Factor 1 is a function of factor 0: every combination FactorVAE would build by
     # overwriting a column does not exist; sample_factors_matching keeps to real rows.

@@ -457,6 +457,34 @@ def _one_buffer(decoder):
     return decode
 
 
+def _views_of_one_buffer(decoder, rows: int = 1000):
+    """The decoder, returning a view of the first rows of one preallocated buffer whatever the
+    batch (a decoder that writes into its own output buffer): each call overwrites the last."""
+    buffer = []
+
+    def decode(codes: torch.Tensor) -> torch.Tensor:
+        outputs = decoder(codes)
+        if not buffer:
+            buffer.append(outputs.new_empty((rows, *outputs.shape[1:])))
+        return buffer[0][: codes.shape[0]].copy_(outputs)
+
+    return decode
+
+
+@pytest.mark.parametrize("batch_size", [3, 64, "auto"])
+def test_a_decoder_returning_views_of_one_buffer_gives_the_same_results(anchors, batch_size):
+    """The anchors' outputs (x0) are copied: kept as the decoder's own tensor, the grid's calls
+    overwrote them, and every effect and sensitivity was measured from the wrong x0."""
+    fresh = ls.traverse(rowwise_decoder, anchors, steps=5, batch_size=batch_size, progress=False)
+    viewed = ls.traverse(_views_of_one_buffer(rowwise_decoder), anchors, steps=5, batch_size=batch_size,
+                         progress=False)
+    for name in ("anchor_outputs", "outputs", "effect", "dim_effect", "sensitivity"):
+        assert torch.equal(getattr(viewed, name), getattr(fresh, name)), name
+    start, end = anchors[:2], anchors[2:]
+    assert torch.equal(ls.interpolate(_views_of_one_buffer(rowwise_decoder), start, end, steps=4, progress=False).change,
+                       ls.interpolate(rowwise_decoder, start, end, steps=4, progress=False).change)
+
+
 UNITS = [(0, 35), (35, 50), (50, 100), (100, 120)]  # of the 120-row grid below, S = 5
 
 

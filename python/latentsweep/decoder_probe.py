@@ -58,7 +58,8 @@ def allocated_bytes(device: torch.device, which: str) -> int:
 
 
 def probe_anchors(fn: str, decoder, spec: GridSpec, probe_rows: int, *, grow: bool = False) -> Probe:
-    """Decodes the anchors in batches of probe_rows (copies: the decoder may write into them).
+    """Decodes the anchors in batches of probe_rows. Both sides are copies: the decoder may write
+    into its inputs, and may return a view of a buffer that its next call overwrites.
 
     With ``grow`` (CUDA, the automatic batch size), only the first batch is probe_rows: the
     others are CUDA_PROBE_ROWS, or fewer as CUDA_PROBE_OUTPUT_BYTES requires (6400 anchors probed
@@ -70,7 +71,7 @@ def probe_anchors(fn: str, decoder, spec: GridSpec, probe_rows: int, *, grow: bo
     measure = anchors.device.type == "cuda"
 
     def run(rows: int) -> Probe:
-        outputs, activation_bytes, per_row = [], 0.0, []
+        outputs, activation_bytes, per_row = None, 0.0, []
         later_rows, start = rows, 0
         with torch.inference_mode():
             while start < anchors.shape[0]:
@@ -82,15 +83,17 @@ def probe_anchors(fn: str, decoder, spec: GridSpec, probe_rows: int, *, grow: bo
                 began = _batching._clock()  # the clock the CPU batch choice times with
                 result = call_decoder(fn, decoder, chunk)
                 per_row.append((_batching._clock() - began) / chunk.shape[0])  # CUDA: unused
-                if outputs and (result.shape[1:] != outputs[0].shape[1:] or result.dtype != outputs[0].dtype):
+                if outputs is not None and (result.shape[1:] != outputs.shape[1:] or result.dtype != outputs.dtype):
                     raise ValueError(
-                        f"{fn}: the decoder's output shape changed from {list(outputs[0].shape[1:])} "
-                        f"{outputs[0].dtype} to {list(result.shape[1:])} {result.dtype} per code between "
+                        f"{fn}: the decoder's output shape changed from {list(outputs.shape[1:])} "
+                        f"{outputs.dtype} to {list(result.shape[1:])} {result.dtype} per code between "
                         "two calls; it must return the same shape and dtype for every batch"
                     )
-                outputs.append(result)
                 if measure and start == 0:
                     activation_bytes = (allocated_bytes(anchors.device, "peak") - before) / chunk.shape[0]
+                if outputs is None:
+                    outputs = result.new_empty((anchors.shape[0], *result.shape[1:]))
+                outputs[start : start + chunk.shape[0]].copy_(result)
                 if grow and start == 0 and rows == first_rows:
                     row_bytes = result[0].numel() * result.element_size()
                     while later_rows * 2 <= CUDA_PROBE_ROWS and later_rows * 2 * row_bytes <= CUDA_PROBE_OUTPUT_BYTES:
@@ -98,7 +101,7 @@ def probe_anchors(fn: str, decoder, spec: GridSpec, probe_rows: int, *, grow: bo
                 start += chunk.shape[0]
         # The first call pays one-off costs: the fastest later call estimates better, if any.
         estimate = min(per_row[1:]) if len(per_row) > 1 else per_row[0]
-        return Probe(outputs[0] if len(outputs) == 1 else torch.cat(outputs), activation_bytes, estimate)
+        return Probe(outputs, activation_bytes, estimate)
 
     first_rows = min(anchors.shape[0], probe_rows)
     probe = retry_halved(fn, run, first_rows, anchors.device)

@@ -87,8 +87,10 @@ def encode(
             batch = batch.to(device=device, dtype=input_dtype if input_dtype and batch.is_floating_point() else None)
             mu, logvar = _split_output(encoder(batch), index)
             _check_batch(mu, logvar, index, rows, batch.shape[0], mus, logvars)
-            mus.append(mu.detach().cpu())
-            logvars.append(None if logvar is None else logvar.detach().cpu())
+            # Copies, also on the CPU: an encoder may return a view of a buffer it overwrites
+            # in its next call.
+            mus.append(mu.detach().to("cpu", copy=True))
+            logvars.append(None if logvar is None else logvar.detach().to("cpu", copy=True))
             rows += batch.shape[0]
             bar.update(batch.shape[0])
     if rows == 0:

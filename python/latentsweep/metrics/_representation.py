@@ -38,7 +38,7 @@ def encode(fn: str, representation, observations: torch.Tensor, *, batch_size: i
                     f"{fn}: representation returned codes of shape {tuple(codes.shape)} for a batch of "
                     f"{batch.shape[0]} observations; expected [{batch.shape[0]}, D]"
                 )
-            codes = codes.detach().to("cpu", torch.float64)
+            codes = codes.detach().to("cpu", torch.float64, copy=True)  # a view of a reused buffer stays valid
             if not bool(torch.isfinite(codes).all()):
                 raise ValueError(f"{fn}: representation returned NaN/Inf codes for observations {start}..{start + batch.shape[0] - 1}")
             out.append(codes)
