@@ -251,7 +251,7 @@ def test_a_bad_decoder_is_reported_as_interpolate(call, broken, error, match):
 def test_a_changed_output_shape_is_reported_as_interpolate():
     start, end = pair(paths=3, latent=4)
     # Executor (C++): the probe's one call, then a flat output of another shape.
-    with pytest.raises(ValueError, match=r"output shape changed from \[4\] to \[2\]") as info:
+    with pytest.raises(ValueError, match=r"output shape changed from \[4\] torch.float64 to \[2\]") as info:
         ls.interpolate(BreaksOnCall(2, lambda z: z[:, :2]), start, end, steps=5, batch_size=4, progress=False)
     assert_names_interpolate(all_text(info.value))
     # Probe (Python): 3 starts in batches of 2, the second batch of another shape.

@@ -41,8 +41,24 @@ def test_decoder_changing_output_shape():
         out = rowwise_decoder(codes)
         return out if len(calls) < 3 else out.reshape(len(codes), -1)
 
-    with pytest.raises(ValueError, match=r"output shape changed from \[3, 4\] to \[12\]"):
+    with pytest.raises(ValueError, match=r"output shape changed from \[3, 4\] torch.float32 to \[12\]"):
         ls.traverse(shifty, ANCHORS, batch_size=8)
+
+
+@pytest.mark.parametrize("batch_size", [1, 4, "auto"])
+def test_decoder_changing_output_dtype_is_refused_at_any_batch_size(batch_size):
+    """The executor checks the dtype as the probe does: it had cast float16 outputs silently to
+    the first call's float32 (refused or not depending on which of the two saw the change)."""
+    calls = []
+
+    def shifty(codes):
+        calls.append(1)
+        out = rowwise_decoder(codes)
+        return out if len(calls) < 2 else out.half()
+
+    with pytest.raises(ValueError, match=r"output shape changed from \[3, 4\] torch.float32 to \[3, 4\] "
+                                         r"torch.float16 per code between two calls"):
+        ls.traverse(shifty, ANCHORS, steps=3, batch_size=batch_size, progress=False)
 
 
 def test_decoder_returning_nan_names_the_grid_points():

@@ -29,7 +29,7 @@ std::string shape_string(at::IntArrayRef shape) {
 
 SweepExecutor::SweepExecutor(std::string fn, py::object decoder, at::Tensor anchors, at::Tensor dims,
                              at::Tensor values, int64_t batch_size, std::vector<int64_t> out_shape,
-                             py::object code_writer, bool pad_short_chunks)
+                             py::object code_writer, bool pad_short_chunks, py::object out_dtype)
     : fn_(std::move(fn)),
       decoder_(std::move(decoder)),
       code_writer_(std::move(code_writer)),
@@ -38,7 +38,8 @@ SweepExecutor::SweepExecutor(std::string fn, py::object decoder, at::Tensor anch
       values_(std::move(values)),
       batch_size_(batch_size),
       pad_short_chunks_(pad_short_chunks),
-      out_shape_(std::move(out_shape)) {
+      out_shape_(std::move(out_shape)),
+      out_dtype_(std::move(out_dtype)) {
   TORCH_CHECK(batch_size_ >= 1, "SweepExecutor: batch_size must be >= 1");
   TORCH_CHECK(anchors_.dim() == 2 && values_.dim() == 3, "SweepExecutor: bad anchors/values");
   features_ = 1;
@@ -72,14 +73,18 @@ at::Tensor SweepExecutor::decode(const at::Tensor& codes) const {
                           " for a batch of " + std::to_string(rows) +
                           " codes; it must return one output per code ([batch, ...])");
   }
-  if (y.sizes().slice(1) != at::IntArrayRef(out_shape_)) {
-    throw py::value_error(fn_ + ": the decoder's output shape changed from " +
-                          shape_string(out_shape_) + " to " + shape_string(y.sizes().slice(1)) +
-                          " per code");
-  }
   if (!at::isFloatingType(y.scalar_type())) {
     throw py::type_error(fn_ + ": the decoder must return floating-point outputs, got " +
                          std::string(c10::toString(y.scalar_type())));
+  }
+  // (the same message as the probe's, decoder_probe.py)
+  const py::object dtype = result.attr("dtype");
+  if (y.sizes().slice(1) != at::IntArrayRef(out_shape_) || (!out_dtype_.is_none() && !dtype.is(out_dtype_))) {
+    const std::string expected = out_dtype_.is_none() ? "" : " " + std::string(py::str(out_dtype_));
+    throw py::value_error(fn_ + ": the decoder's output shape changed from " + shape_string(out_shape_) +
+                          expected + " to " + shape_string(y.sizes().slice(1)) + " " +
+                          std::string(py::str(dtype)) +
+                          " per code between two calls; it must return the same shape and dtype for every batch");
   }
   if (y.device() != anchors_.device()) {
     throw py::value_error(fn_ + ": the decoder returned outputs on " + y.device().str() +

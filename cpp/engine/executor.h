@@ -35,9 +35,12 @@ class SweepExecutor {
   // pad_short_chunks: a chunk shorter than batch_size (a unit's last) reaches the decoder padded
   // to batch_size with copies of its last code (one shape for every call: CUDA graphs), else as
   // it is (no decoder work on padding: on the CPU up to S - 1 rows per unit).
+  // out_dtype: the torch.dtype the decoder returned at the anchors (None: not checked); outputs
+  // of another dtype are refused, as outputs of another shape are.
   SweepExecutor(std::string fn, pybind11::object decoder, at::Tensor anchors, at::Tensor dims, at::Tensor values,
                 int64_t batch_size, std::vector<int64_t> out_shape,
-                pybind11::object code_writer = pybind11::none(), bool pad_short_chunks = true);
+                pybind11::object code_writer = pybind11::none(), bool pad_short_chunks = true,
+                pybind11::object out_dtype = pybind11::none());
 
   // Rows [start, stop) of one work unit (whole traversals).
   using UnitRows = std::pair<int64_t, int64_t>;
@@ -113,6 +116,7 @@ class SweepExecutor {
   int64_t batch_size_;
   bool pad_short_chunks_;
   std::vector<int64_t> out_shape_;
+  pybind11::object out_dtype_;  // a torch.dtype, or None
   int64_t features_;
 };
 

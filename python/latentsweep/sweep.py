@@ -385,7 +385,7 @@ class _TrialRunner:
         self.fn, self.decoder, self.spec, self.sink, self.progress = fn, decoder, spec, sink, progress
         self.stats = _C.SweepStatistics(probe.outputs.reshape(spec.num_anchors, -1), spec.values)
         self.template = self.stats.state()
-        self.out_shape = list(probe.out_shape)
+        self.out_shape, self.out_dtype = list(probe.out_shape), probe.outputs.dtype
         self.executors = {}  # one per size tried
         self.kept: list[tuple[int, int, int]] = []  # the trial units given to the sink
 
@@ -396,7 +396,7 @@ class _TrialRunner:
         spec = self.spec
         if size not in self.executors:
             self.executors[size] = _C.SweepExecutor(self.fn, self.decoder, spec.anchors, spec.dims, spec.values, size,
-                                                    self.out_shape, spec.code_writer, False)
+                                                    self.out_shape, spec.code_writer, False, self.out_dtype)
         executor = self.executors[size]
         if self.sink is None:
             self.stats.load_state({**self.template, "next_row": torch.tensor(first_row)})
@@ -532,7 +532,8 @@ def _decode_units(fn: str, decoder, spec: GridSpec, stats, sink, plan: SweepPlan
     def run(batch_size: int) -> int:
         nonlocal computed
         executor = _C.SweepExecutor(fn, decoder, spec.anchors, spec.dims, spec.values, batch_size,
-                                    list(sink.geometry.out_shape), spec.code_writer, plan.padded)
+                                    list(sink.geometry.out_shape), spec.code_writer, plan.padded,
+                                    sink.geometry.output_dtype)
         # One executor run for all the units: one buffer-reuse scope on the CPU (a scope per unit
         # page-faulted each unit's first chunk again: every 4th MLP call 1.7x slower), one
         # pipeline on CUDA.
