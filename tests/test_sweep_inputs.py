@@ -140,3 +140,74 @@ def test_batch_size_arrays_get_a_clear_error():
     for value in [np.array([1, 2]), np.array([[3]])]:
         with pytest.raises(TypeError, match="batch_size must be an int"):
             ls.traverse(rowwise_decoder, ANCHORS, steps=3, batch_size=value)
+
+
+@pytest.mark.parametrize("values", [[0.0, 1.0, 0.0], [[0.0, 1.0, 2.0], [0.0, 2.0, 1.0], [2.0, 1.0, 0.0], [1.0, 1.0, 1.0]]])
+def test_values_that_turn_back_are_refused(values):
+    """The sensitivity divides a traversal's summed |change| by its span |last - first|: for
+    values 0, 1, 0 that was 0, and a latent that moved the outputs got a sensitivity of 0."""
+    with pytest.raises(ValueError, match=r"values must be non-decreasing or non-increasing along the steps"):
+        ls.traverse(rowwise_decoder, ANCHORS, values=torch.tensor(values), dims=[0, 1, 2, 3][: 1 if len(values) == 3
+                                                                                              else 4], progress=False)
+
+
+def test_monotone_values_either_way_and_constant_ones_are_accepted():
+    values = torch.tensor([[0.0, 1.0, 2.0], [2.0, 1.0, 0.0], [1.0, 1.0, 1.0], [-1.0, -1.0, 3.0]])
+    result = ls.traverse(rowwise_decoder, ANCHORS, values=values, progress=False)
+    assert torch.equal(result.sensitivity[2], torch.zeros_like(result.sensitivity[2]))  # no span, no slope
+    assert bool((result.sensitivity[[0, 1, 3]] > 0).any(dim=1).all())
+
+
+def test_finite_outputs_that_overflow_the_statistics_are_not_called_nan():
+    """|y - x0| of finite float32 outputs +-3e38 overflows: the message says so (it had said the
+    decoder returned NaN or Inf), with the points, whether the outputs are kept or not."""
+    def huge(codes):
+        return torch.sign(codes[:, :1]).repeat(1, 3) * 3e38
+
+    for keep_outputs in (True, False):
+        with pytest.raises(ValueError, match=r"the statistics overflowed float32 at 1 grid point\(s\) .*\(anchor 0, "
+                                             r"latent dim 0, step 0\): the decoder's outputs there are finite"):
+            ls.traverse(huge, torch.tensor([[0.5, 0, 0, 0]]), values=torch.tensor([-1.0, 1.0]), dims=[0],
+                        keep_outputs=keep_outputs, progress=False)
+    with pytest.raises(ValueError, match="the decoder returned NaN or Inf"):
+        ls.traverse(lambda codes: huge(codes) * 10, torch.tensor([[0.5, 0, 0, 0]]), values=torch.tensor([-1.0, 1.0]),
+                    dims=[0], progress=False)
+
+
+def test_a_sensitivity_that_overflows_is_refused():
+    """A span of 2e-40 divides a slope of 2 into 1e40: not a float32; it was returned as Inf."""
+    def step(codes):
+        return torch.sign(codes[:, :1]).repeat(1, 3)
+
+    with pytest.raises(ValueError, match=r"the sensitivity overflowed float32 in rows \[0\]"):
+        ls.traverse(step, torch.tensor([[0.5, 0, 0, 0]]), values=torch.tensor([-1e-40, 1e-40]), dims=[0],
+                    progress=False)
+    result = ls.traverse(step, torch.tensor([[0.5, 0, 0, 0]]), values=torch.tensor([-1e-30, 1e-30]), dims=[0],
+                         progress=False)
+    assert torch.allclose(result.sensitivity, torch.full((1, 3), 1e30))
+
+
+@pytest.mark.parametrize("call", [
+    lambda: ls.traverse(rowwise_decoder, ANCHORS, steps=10**12, keep_outputs=False, progress=False),
+    lambda: ls.traverse(rowwise_decoder, ANCHORS, values=torch.zeros(1).expand(10**12), dims=[0],
+                        keep_outputs=False, progress=False),
+    lambda: ls.traversal_values(ANCHORS, steps=10**12),
+    lambda: ls.sample(torch.zeros(2, 4), torch.zeros(2, 4), 2**40),
+    lambda: ls.sample_prior(2**40, 8),
+])
+def test_sizes_beyond_the_machine_are_refused_before_allocating(call):
+    with pytest.raises(ValueError, match=r"needs [\d,.]+ GiB, more than (50% of )?this CPU's [\d,.]+ GiB"):
+        call()
+
+
+def test_result_helpers_check_their_arguments():
+    result = ls.traverse(rowwise_decoder, ANCHORS, steps=3, progress=False)
+    with pytest.raises(ValueError, match="top must be >= 0"):
+        result.summary(top=-1)
+    with pytest.raises(TypeError, match="top must be an int"):
+        result.summary(top=2.5)
+    with pytest.raises(ValueError, match=r"labels_of: indices must be among this sweep's latent indices \[0, 1, 2, 3\], "
+                                         r"got \[99\]"):
+        result.labels_of([99])
+    assert result.labels_of(result.ranking[:2]) == [result.labels[int(i)] for i in result.ranking[:2]]
+    assert result.labels_of(1) == [result.labels[1]]

@@ -105,21 +105,36 @@ static std::vector<int64_t> non_finite_rows(const at::Tensor& effect_cpu) {
   return rows;
 }
 
-void SweepExecutor::check_finite(const at::Tensor& effect_cpu, int64_t start) const {
+void SweepExecutor::check_finite(const at::Tensor& effect_cpu, int64_t start, const at::Tensor& outputs) const {
   const at::Tensor effect = effect_cpu.contiguous();
   const std::vector<int64_t> rows = effect.scalar_type() == at::kDouble ? non_finite_rows<double>(effect)
                                                                        : non_finite_rows<float>(effect.to(at::kFloat));
   if (rows.empty()) return;
+  const char* precision = effect.scalar_type() == at::kDouble ? "float64" : "float32";
+  // Finite outputs whose distance to the anchor's does not fit the statistics' precision (e.g.
+  // +-3e38 in float32) make an infinite effect too: that is not the decoder's NaN or Inf.
+  bool outputs_finite = false;
+  if (outputs.defined()) {
+    const at::Tensor picked = outputs.index_select(0, at::tensor(rows).to(outputs.device()));
+    outputs_finite = at::isfinite(picked).all().item<bool>();
+  }
   const int64_t num_dims = values_.size(1), num_steps = values_.size(2);
   std::ostringstream text;
-  text << fn_ << ": the decoder returned NaN or Inf for " << rows.size()
-       << " grid point(s) of rows " << start << ".." << start + effect_cpu.size(0) - 1 << ", e.g.";
+  text << fn_ << (outputs_finite ? ": the statistics overflowed " + std::string(precision) + " at "
+                                 : ": the decoder returned NaN or Inf for ")
+       << rows.size() << " grid point(s) of rows " << start << ".." << start + effect_cpu.size(0) - 1 << ", e.g.";
   const auto dims_cpu = dims_.cpu();
   for (size_t i = 0; i < std::min<size_t>(rows.size(), 3); ++i) {
     const int64_t g = start + rows[i];
     const int64_t step = g % num_steps, rest = g / num_steps;
     text << " (anchor " << rest / num_dims << ", latent dim " << dims_cpu[rest % num_dims].item<int64_t>()
          << ", step " << step << ")";
+  }
+  if (outputs_finite) {
+    text << ": the decoder's outputs there are finite, but differ from the anchor's by more than " << precision
+         << " holds; return float64 outputs, or scale them (output_transform=)";
+  } else if (!outputs.defined()) {
+    text << " (or outputs so far from the anchor's that their difference overflows " << precision << ")";
   }
   throw py::value_error(text.str());
 }
@@ -148,7 +163,7 @@ std::optional<SweepExecutor::Chunk> SweepExecutor::Chunks::after(const Chunk& ch
 void SweepExecutor::deliver(const Chunk& chunk, const at::Tensor& outputs_cpu, const at::Tensor& effect_cpu,
                             const std::map<std::string, at::Tensor>& unit_sums, py::object& sink,
                             py::object& progress, const UnitEdges& edges) const {
-  check_finite(effect_cpu, chunk.start);
+  check_finite(effect_cpu, chunk.start, outputs_cpu.defined() ? outputs_cpu : chunk.outputs);
   if (!sink.is_none()) {
     py::object outputs = py::none();
     if (outputs_cpu.defined()) {
@@ -281,6 +296,11 @@ void SweepExecutor::run_pipelined(SweepStatistics& stats, const Chunks& chunks, 
     inputs[b] = write_codes(codes[b], chunk.start, chunk.count);
     codes_ready[b].record(side);
   };
+  // Statistics run beside the decoder only once the decoder is seen to return a new tensor for
+  // each chunk: one that returns the same buffer every time (a CUDA graph's static outputs)
+  // would overwrite a chunk's outputs while its statistics still read them. Until then (and for
+  // such a decoder, always) they run on `compute`, between one chunk's decoding and the next.
+  bool beside_decoder = false, decided = false;
   struct Pending {
     Chunk chunk;
     int buffer;
@@ -295,17 +315,14 @@ void SweepExecutor::run_pipelined(SweepStatistics& stats, const Chunks& chunks, 
       py::gil_scoped_release no_gil;
       copied[done.buffer].synchronize();
     }
-    deliver(done.chunk,
+    Chunk delivered = done.chunk;
+    if (!beside_decoder) delivered.outputs = at::Tensor();  // one buffer: the next chunk's by now
+    deliver(delivered,
             copy_outputs ? host_outputs[done.buffer].narrow(0, 0, done.chunk.count) : at::Tensor(),
             host_effect[done.buffer].narrow(0, 0, done.chunk.count), done.unit_sums, sink, progress, edges);
     pending.reset();
   };
 
-  // Statistics run beside the decoder only once the decoder is seen to return a new tensor for
-  // each chunk: one that returns the same buffer every time (a CUDA graph's static outputs)
-  // would overwrite a chunk's outputs while its statistics still read them. Until then (and for
-  // such a decoder, always) they run on `compute`, between one chunk's decoding and the next.
-  bool beside_decoder = false, decided = false;
   at::Tensor first_chunk_outputs;  // kept until the second chunk's exist, so its memory is not reused
 
   enqueue_codes(0, chunks.first());

@@ -95,7 +95,10 @@ class SweepExecutor {
   at::Tensor write_codes(at::Tensor& buffer, int64_t start, int64_t count) const;
   // Calls the decoder on codes [n, D] and checks what it returned; returns [n, F] (a view).
   at::Tensor decode(const at::Tensor& codes) const;
-  void check_finite(const at::Tensor& effect_cpu, int64_t start) const;
+  // Raises if the chunk's effect has NaN or Inf: naming the grid points, and saying whether the
+  // decoder returned them or finite outputs overflowed |y - x0| (outputs: the chunk's decoder
+  // outputs if still as decoded, else undefined).
+  void check_finite(const at::Tensor& effect_cpu, int64_t start, const at::Tensor& outputs) const;
   // The chunk's outputs and effect to the sink and its rows to progress; after a unit's last
   // chunk, its sums (CPU tensors, already copied) to edges.unit_done.
   void deliver(const Chunk& chunk, const at::Tensor& outputs_cpu, const at::Tensor& effect_cpu,

@@ -14,6 +14,8 @@ from collections.abc import Sequence
 
 import torch
 
+from ._batching import physical_memory
+
 INT64_MAX = 2**63 - 1
 INT64_MIN = -(2**63)
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -103,6 +105,21 @@ def same_device(fn: str, **tensors: torch.Tensor | None) -> None:
     if len(devices) > 1:
         where = ", ".join(f"{n} on {t.device}" for n, t in named)
         raise ValueError(f"{fn}: all tensors must be on one device, got {where}")
+
+
+def fits_in_memory(fn: str, what: str, nbytes: int, device: torch.device, advice: str, *, share: float = 1.0) -> None:
+    """ValueError if ``nbytes`` exceed ``share`` of ``device``'s memory (the RAM, or the GPU's
+    total memory): said before allocating, instead of the allocator's error."""
+    if device.type == "cuda":
+        capacity = torch.cuda.get_device_properties(device).total_memory
+    elif device.type == "cpu":
+        capacity = physical_memory()
+    else:
+        return
+    if capacity and nbytes > capacity * share:
+        of = "" if share == 1 else f"{share:.0%} of "
+        raise ValueError(f"{fn}: {what} needs {nbytes / 2**30:,.1f} GiB, more than {of}this {device.type.upper()}'s "
+                         f"{capacity / 2**30:,.1f} GiB; {advice}")
 
 
 def integer(fn: str, name: str, value, *, low: int = INT64_MIN, high: int = INT64_MAX) -> int:

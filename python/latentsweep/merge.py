@@ -58,11 +58,21 @@ class OrderedMerge:
         self.sensitivity_sum += statistics.sensitivity_sum
         self.next_unit += 1
 
-    def result(self, *, num_anchors: int, num_steps: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-        """(dim_effect [K], sensitivity [K, F]) in ``dtype`` (the statistics' precision)."""
-        dim_effect = self.dim_effect_sum / float(num_anchors * num_steps)
-        sensitivity = self.sensitivity_sum / float(num_anchors)
-        return dim_effect.to(dtype), sensitivity.to(dtype)
+    def result(self, fn: str, *, num_anchors: int, num_steps: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """(dim_effect [K], sensitivity [K, F]) in ``dtype`` (the statistics' precision);
+        ValueError if the sensitivity overflowed (the effect is checked chunk by chunk)."""
+        dim_effect = (self.dim_effect_sum / float(num_anchors * num_steps)).to(dtype)
+        sensitivity = (self.sensitivity_sum / float(num_anchors)).to(dtype)
+        overflowed = ~torch.isfinite(sensitivity).all(dim=1)
+        if bool(overflowed.any()):
+            rows = overflowed.nonzero().flatten().tolist()
+            raise ValueError(
+                f"{fn}: the sensitivity overflowed {str(dtype).removeprefix('torch.')} in rows {rows[:5]} of its "
+                "[K, F] (the traversed latents in order): the outputs change along a traversal by more than it "
+                "holds, or a traversal's values span almost nothing (the sensitivity divides by the span); "
+                "return float64 outputs, scale them (output_transform=), or traverse a wider range"
+            )
+        return dim_effect, sensitivity
 
 
 def merge_units(units, *, num_dims: int, features: int) -> OrderedMerge:

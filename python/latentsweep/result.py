@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from . import _checks
 from .latent_shape import coordinate_labels
 
 
@@ -104,7 +105,13 @@ class TraversalResult:
         """The labels of traversals named as ``dims`` and ``ranking`` name them (latent
         indices, or direction indices): ``result.labels_of(result.ranking[:3])``."""
         position = {int(d): k for k, d in enumerate(self.dims.tolist())}
-        return [self.labels[position[int(i)]] for i in (indices.tolist() if hasattr(indices, "tolist") else indices)]
+        wanted = indices.tolist() if hasattr(indices, "tolist") else indices
+        wanted = [wanted] if isinstance(wanted, int) else list(wanted)
+        unknown = [i for i in wanted if isinstance(i, bool) or not isinstance(i, int) or i not in position]
+        if unknown:
+            raise ValueError(f"TraversalResult.labels_of: indices must be among this sweep's {self.traversal_kind} "
+                             f"indices {sorted(position)[:10]}{' ...' if len(position) > 10 else ''}, got {unknown[:5]}")
+        return [self.labels[position[i]] for i in wanted]
 
     def speed_text(self) -> str:
         """Points, seconds and points/s of this call's sweep, consistent with each other."""
@@ -121,6 +128,7 @@ class TraversalResult:
     def summary(self, top: int = 5) -> str:
         """A few lines: grid size, speed, and the ``top`` latents that move the output most
         (the heading says when that is fewer than all)."""
+        top = _checks.integer("TraversalResult.summary", "top", top, low=0)
         a, k, s = self.values.shape
         shown = min(top, k)
         kind = self.traversal_kind

@@ -116,7 +116,8 @@ def traverse(
             direction) takes, as in :func:`latentsweep.traversal_values` (default: anchor ± 2
             prior SDs); the modes are the entries of :data:`latentsweep.modes.MODE_TABLE`.
         values: explicit values ``[S]``, ``[K, S]`` or ``[A, K, S]``; overrides ``mode``
-            (coordinates along the directions for a direction sweep).
+            (coordinates along the directions for a direction sweep). Each traversal's values
+            are non-decreasing or non-increasing (the sensitivity divides by their span).
         batch_size: codes per decoder call, or ``"auto"``: on CUDA as many as ``memory_budget``
             allows (measured on a probe batch); on the CPU the fastest of a few sizes timed on
             the first rows (at most 8192; a short sweep uses the size whose call takes ~2 ms).
@@ -161,9 +162,11 @@ def traverse(
     throughout; float32 and narrower: correctly rounded float32 differences, float64 totals).
 
     Raises:
-        TypeError, ValueError: bad arguments, or a decoder that returns a non-tensor, the wrong
-            number of rows, a changing shape, or NaN/Inf (naming the grid points); a store of
-            another sweep, a damaged one (saying where), or one another process is writing.
+        TypeError, ValueError: bad arguments (also a grid too large for this machine's memory),
+            or a decoder that returns a non-tensor, the wrong number of rows, a changing shape or
+            dtype, or NaN/Inf (naming the grid points); statistics that overflow their precision;
+            a store of another sweep, a damaged one (saying where), or one another process is
+            writing.
         RuntimeError: the decoder ran out of memory even at half the batch size.
         KeyboardInterrupt: Ctrl-C; a store keeps every finished unit (resume=True).
     """
@@ -282,7 +285,7 @@ def sweep_grid(
         merged = _merge(sink, plan, workers)
         if merged is None:  # a shard whose store is not complete yet
             return sink.status()
-        dim_effect, sensitivity = merged.result(num_anchors=spec.num_anchors, num_steps=spec.num_steps,
+        dim_effect, sensitivity = merged.result(fn, num_anchors=spec.num_anchors, num_steps=spec.num_steps,
                                                 dtype=geometry.statistics_dtype)
         points = sum(workers.all_gather(computed)) if workers.grouped else computed
         return _result(spec, host.result(), sink, geometry, dim_effect, sensitivity, used_batch,
@@ -434,8 +437,7 @@ def _open_sink(fn: str, out, spec, probe, geometry, params, choose_batch, *, exp
         return make_plan(spec.num_rows, spec.num_steps, batch_size, padded=padded, trial_units=trial_units)
 
     if out is None:
-        if keep_outputs:
-            _check_fits_in_memory(fn, geometry)
+        _check_fits_in_memory(fn, geometry, keep_outputs)
         # The leader's batch trials decode into the sink (their units are kept, see plan.py).
         sink = MemorySink(geometry, keep_outputs, None, keep_units=workers.grouped)
         plan = plan_from_dict(_leader_decides(workers, lambda: new_plan(sink).as_dict()))
@@ -508,14 +510,19 @@ def _leader_decides(workers, decide):
     _distributed.raise_leaders_failure(outcome[1])
 
 
-def _check_fits_in_memory(fn: str, geometry: Geometry) -> None:
-    total_bytes = geometry.num_rows * geometry.features * torch.empty((), dtype=geometry.output_dtype).element_size()
-    ram = _batching.physical_memory()
-    if ram and total_bytes > ram // 2:
-        raise ValueError(
-            f"{fn}: keeping all outputs in memory needs {total_bytes / 2**30:.1f} GiB; pass "
-            "out='sweep.zarr' (on disk, resumable) or keep_outputs=False (statistics only)"
-        )
+def _check_fits_in_memory(fn: str, geometry: Geometry, keep_outputs: bool) -> None:
+    """A sweep kept in memory holds its effect [A, K, S], and its outputs when kept."""
+    def itemsize(dtype: torch.dtype) -> int:
+        return torch.empty((), dtype=dtype).element_size()
+
+    row_bytes = itemsize(geometry.statistics_dtype) + (geometry.features * itemsize(geometry.output_dtype)
+                                                       if keep_outputs else 0)
+    _checks.fits_in_memory(
+        fn, "keeping all outputs in memory" if keep_outputs else "the effect of every grid point ([A, K, S])",
+        geometry.num_rows * row_bytes, torch.device("cpu"),
+        "pass out='sweep.zarr' (on disk, resumable)" + (" or keep_outputs=False (statistics only)" if keep_outputs
+                                                         else " or traverse fewer points"),
+        share=0.5)
 
 
 # ---- units ----------------------------------------------------------------------------------
@@ -682,7 +689,7 @@ def open_sweep(path: str | Path) -> TraversalResult:
             )
         g = store.geometry
         merged = store.merged()
-        dim_effect, sensitivity = merged.result(num_anchors=g.num_anchors, num_steps=g.num_steps,
+        dim_effect, sensitivity = merged.result(fn, num_anchors=g.num_anchors, num_steps=g.num_steps,
                                                 dtype=g.statistics_dtype)
         dims = store.read_static("dims")
         order = torch.argsort(dim_effect, descending=True, stable=True)

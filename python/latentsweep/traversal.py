@@ -32,12 +32,28 @@ def _expand_values(fn: str, values, anchors: torch.Tensor, num_dims: int) -> tor
             f"{fn}: values must be [S], [K, S] or [A, K, S] with S >= 1; for these anchors and "
             f"dims that is {expected[values.dim()]}, got shape {tuple(values.shape)}"
         )
-    _checks.finite(fn, "values", values)
     total = num_anchors * num_dims * values.shape[-1]
     if total > _checks.INT64_MAX:  # before expand(), which cannot make such a view
         raise ValueError(f"{fn}: the grid has A * K * S = {total} rows, which overflows int64")
+    _checks.fits_in_memory(fn, f"the values [A={num_anchors}, K={num_dims}, S={values.shape[-1]}]",
+                           total * anchors.element_size(), anchors.device, "pass fewer steps, anchors or dims")
+    _checks.finite(fn, "values", values)
+    _check_monotone(fn, values)
     values = values.to(anchors.dtype)
     return values.expand(num_anchors, num_dims, values.shape[-1])
+
+
+def _check_monotone(fn: str, values: torch.Tensor) -> None:
+    """Each traversal's values must move one way: the sensitivity divides a traversal's summed
+    |change| by its span |values[..., -1] - values[..., 0]|, which for values that turn back
+    (0, 1, 0) is not how far the latent moved."""
+    steps = values.diff(dim=-1)
+    one_way = (steps >= 0).all(dim=-1) | (steps <= 0).all(dim=-1)
+    if not bool(one_way.all()):
+        where = tuple(int(i) for i in (~one_way).nonzero()[0].tolist())
+        at = f" (at index {list(where)} of values' leading dimensions)" if where else ""
+        raise ValueError(f"{fn}: each traversal's values must be non-decreasing or non-increasing along the "
+                         f"steps{at}; to visit values out of order, sort them (the outputs come in step order)")
 
 
 def traversal_codes(
@@ -202,6 +218,9 @@ def traversal_values(
             f"{fn}: A * K * steps = {num_anchors * num_dims * steps} values, whose size in bytes "
             "overflows int64"
         )
+    _checks.fits_in_memory(fn, f"the values [A={num_anchors}, K={num_dims}, S={steps}]",
+                           num_anchors * num_dims * steps * anchors.element_size(), anchors.device,
+                           "pass fewer steps, anchors or dims")
     if entry.needs_logvar:
         if logvar is None:
             raise ValueError(f"{fn}: mode={entry.name!r} needs logvar ([A, D], from the encoder)")
