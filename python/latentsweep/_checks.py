@@ -8,13 +8,14 @@ Every message names the function, the argument and what was expected (a ``TypeEr
 
 from __future__ import annotations
 
+import contextlib
 import math
 import numbers
 from collections.abc import Sequence
 
 import torch
 
-from ._batching import physical_memory
+from ._batching import is_out_of_memory, physical_memory
 
 INT64_MAX = 2**63 - 1
 INT64_MIN = -(2**63)
@@ -120,6 +121,18 @@ def fits_in_memory(fn: str, what: str, nbytes: int, device: torch.device, advice
         of = "" if share == 1 else f"{share:.0%} of "
         raise ValueError(f"{fn}: {what} needs {nbytes / 2**30:,.1f} GiB, more than {of}this {device.type.upper()}'s "
                          f"{capacity / 2**30:,.1f} GiB; {advice}")
+
+
+@contextlib.contextmanager
+def allocation_named(fn: str, what: str, advice: str):
+    """The allocator's out-of-memory error inside, as a ValueError that names what was being
+    allocated (for ops whose own argument checks must come first)."""
+    try:
+        yield
+    except (RuntimeError, MemoryError) as error:
+        if not is_out_of_memory(error):
+            raise
+        raise ValueError(f"{fn}: {what} do not fit in memory; {advice}") from error
 
 
 def integer(fn: str, name: str, value, *, low: int = INT64_MIN, high: int = INT64_MAX) -> int:

@@ -69,11 +69,8 @@ def sample(
             f"{fn}: logvar must be <= {limit:.1f} so that exp(0.5 * logvar) is finite, "
             f"got a maximum of {extremes[1]}"
         )
-    if mu.dim() == 2:
-        _checks.fits_in_memory(fn, f"[N={mu.shape[0]}, n={n}, D={mu.shape[1]}] samples",
-                               mu.shape[0] * max(n, 0) * mu.shape[1] * mu.element_size(), mu.device,
-                               "draw fewer (n=), or in parts with sample_offset=")
-    z = ops.sample(mu, logvar, n, seed, row_offset, sample_offset)
+    with _checks.allocation_named(fn, "the samples [N, n, D]", "draw fewer (n=), or in parts with sample_offset="):
+        z = ops.sample(mu, logvar, n, seed, row_offset, sample_offset)
     return z[0] if one_row else z
 
 
@@ -101,7 +98,5 @@ def sample_prior(
     if dtype is not None and not isinstance(dtype, torch.dtype):
         raise TypeError(f"{fn}: dtype must be a torch.dtype, got {type(dtype).__name__}")
     device = _checks.device(fn, device)
-    itemsize = torch.empty((), dtype=dtype).element_size()  # (None: torch's default dtype)
-    _checks.fits_in_memory(fn, f"[n={n}, D={latent_size}] samples", max(n, 0) * max(latent_size, 0) * itemsize,
-                           device or torch.device("cpu"), "draw fewer (n=), or in parts with offset=")
-    return ops.sample_prior(n, latent_size, seed, offset, dtype=dtype, device=device)
+    with _checks.allocation_named(fn, "the samples [n, D]", "draw fewer (n=), or in parts with offset="):
+        return ops.sample_prior(n, latent_size, seed, offset, dtype=dtype, device=device)
