@@ -784,3 +784,60 @@ def test_store_errors_name_the_flags_and_the_command(workspace):
     foreign = invoke(*args, "--store", "foreign.zarr", cwd=workspace, check=False)
     assert_one_line_error(foreign, "error: traverse: foreign.zarr exists and is not a latentsweep sweep store")
     assert (workspace / "foreign.zarr" / "notes.txt").read_text() == "mine"
+
+
+def test_a_store_that_cannot_be_created_is_not_blamed_on_the_decoder(workspace, tmp_path):
+    """An OSError from the library (a file where the store's folder should be) is not "the
+    decoder raised"; the decoder's own errors still are (test above)."""
+    (tmp_path / "afile").write_text("mine")
+    completed = invoke("traverse", "--model", "tiny_models:make", "--weights", "tiny.pt", "--data", "data.npy",
+                       "--steps", "3", "--store", str(tmp_path / "afile" / "x.zarr"), "--out", str(tmp_path / "o"),
+                       "--no-progress", cwd=workspace, check=False)
+    line = assert_one_line_error(completed, "afile")
+    assert "decoder" not in line
+    assert (tmp_path / "afile").read_text() == "mine"
+
+
+def test_out_inside_the_store_is_refused_before_any_work(workspace, tmp_path):
+    for out in ("same.zarr", "same.zarr/sub"):
+        completed = invoke("traverse", "--model", "tiny_models:make", "--weights", "tiny.pt", "--data", "data.npy",
+                           "--store", str(tmp_path / "same.zarr"), "--out", str(tmp_path / out), "--no-progress",
+                           cwd=workspace, check=False)
+        assert_one_line_error(completed, "is --store", "pass another --out")
+        assert not (tmp_path / "same.zarr").exists()
+
+
+def test_a_second_run_into_the_same_out_leaves_none_of_the_first_runs_pictures(workspace, tmp_path):
+    out = tmp_path / "o"
+    common = ["--model", "tiny_models:make", "--weights", "tiny.pt", "--data", "data.npy", "--steps", "3",
+              "--out", str(out), "--no-progress"]
+    invoke("traverse", *common, "--anchors", "3", cwd=workspace)
+    assert sorted(p.name for p in out.iterdir()) == ["traversal-anchor0.png", "traversal-anchor1.png",
+                                                     "traversal-anchor2.png", "traversal.npz"]
+    (out / "mine.txt").write_text("not latentsweep's")
+    second = invoke("traverse", *common, "--anchors", "1", cwd=workspace)
+    assert sorted(p.name for p in out.iterdir()) == ["mine.txt", "traversal-anchor0.png", "traversal.npz"]
+    assert "latentsweep: note: --out" in second.stderr and "2 of them not written by this run, removed" in second.stderr
+    assert np.load(out / "traversal.npz")["effect"].shape[0] == 1
+
+
+def test_report_checks_feature_names_before_the_long_work(workspace, tmp_path):
+    completed = invoke("report", "--model", "tiny_models:make", "--weights", "tiny.pt", "--data", "data.npy",
+                       "--feature-names", "a,b", "--out", str(tmp_path / "rep"), cwd=workspace, check=False)
+    assert_one_line_error(completed, "--feature-names has 2 names, but the decoder outputs 16 features")
+    assert not (tmp_path / "rep").exists() or not any((tmp_path / "rep").iterdir())
+
+
+def test_library_warnings_are_one_line_in_the_command_lines_words(workspace, tmp_path):
+    """A damaged store resumed: the warning is 'latentsweep: warning: ...' with flags, not
+    Python's 'file.py:174: RuntimeWarning:' and the source line."""
+    store = tmp_path / "s.zarr"
+    common = ["--model", "tiny_models:make", "--weights", "tiny.pt", "--data", "data.npy", "--steps", "3",
+              "--store", str(store), "--out", str(tmp_path / "o"), "--no-progress", "--sweep-batch-size", "6"]
+    invoke("traverse", *common, cwd=workspace)
+    chunks = sorted(p for p in (store / "effect").rglob("*") if p.is_file() and p.name != "zarr.json")
+    chunks[0].unlink()  # a unit's effect lost (an interrupted copy): resumed with a warning
+    completed = invoke("traverse", *common, "--resume", cwd=workspace)
+    warnings = [line for line in completed.stderr.splitlines() if "damaged" in line or "Warning" in line]
+    assert warnings and all(line.startswith("latentsweep: warning: ") for line in warnings), completed.stderr
+    assert "RuntimeWarning" not in completed.stderr and ".py:" not in completed.stderr

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+import warnings
 
 from ..sweep import stop_messages_as_notes
 from .errors import CliError, one_line, say
@@ -66,7 +67,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         parser = build_parser()
         args = parser.parse_args(argv)
-        with stop_messages_as_notes():  # the sweep's advice after Ctrl-C, worded below
+        # the library's warnings as one line each, in the command line's words (not Python's
+        # "file.py:174: RuntimeWarning:" and the source line)
+        with stop_messages_as_notes(), warnings.catch_warnings():  # the sweep's advice after Ctrl-C, worded below
+            warnings.showwarning = lambda message, *_, **__: say("warning", str(message))
             return int(args.run(args) or 0)
     except KeyboardInterrupt as interrupt:
         if debug:

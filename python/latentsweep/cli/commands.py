@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -156,7 +157,8 @@ def _encode(encoder, model, args):
     owner = getattr(encoder, "__self__", None)  # a bound method: the dtype of its module
     module = next((m for m in (encoder, owner, model) if isinstance(m, torch.nn.Module)), None)
     data = data.to(model_dtype(module))
-    with user_code(f"the encoder, on --data {args.data} of shape {list(data.shape)} {str(data.dtype).removeprefix('torch.')},"):
+    with user_code(f"the encoder, on --data {args.data} of shape {list(data.shape)} {str(data.dtype).removeprefix('torch.')},",
+                   encoder, model):
         return ls.encode(encoder, data, batch_size=args.batch_size, device=args.device), data
 
 
@@ -277,7 +279,7 @@ def _anchors(posterior, args):
 def _traverse(decoder, posterior, anchors, args, *, mode: str, **kwargs):
     import latentsweep as ls
 
-    with user_code(f"the decoder, on codes of {posterior.latent_dim} latents,"):
+    with user_code(f"the decoder, on codes of {posterior.latent_dim} latents,", decoder):
         return ls.traverse(
             decoder, anchors, mode=mode, span=args.span, steps=args.steps, dims=args.dims,
             prior_std=args.prior_std, reference=posterior.mu if ls.modes.MODE_TABLE[mode].needs_reference else None,
@@ -337,6 +339,9 @@ def run_traverse(args) -> int:
                        "or --no-outputs")
     if args.shard is not None and args.store is None:
         raise CliError("traverse: --shard needs --store (the store the shards share)")
+    if args.store is not None and Path(args.store).resolve() in (Path(args.out).resolve(), *Path(args.out).resolve().parents):
+        raise CliError(f"traverse: --out {args.out!r} is --store {args.store!r} or inside it: a store's folder holds "
+                       "only what the sweep writes; pass another --out")
     model, encoder, decoder = _loaded(args)
     posterior, data = _encode(encoder, model, args)
     mode = _resolve_mode(args.mode, posterior, args.prior_std)
@@ -354,8 +359,13 @@ def run_traverse(args) -> int:
     return 0
 
 
+# The files traverse writes into --out (an earlier run's are replaced, none left behind).
+_TRAVERSAL_FILES = re.compile(r"traversal(-anchor\d+\.png|\.npz)")
+
+
 def _write_traversal(result, args, data) -> None:
     folder = _out_dir(args.out)
+    earlier = sorted(p.name for p in folder.iterdir() if _TRAVERSAL_FILES.fullmatch(p.name) and p.is_file())
     np.savez(
         folder / "traversal.npz", dims=result.dims.numpy(), values=result.values.numpy(),
         effect=result.effect.numpy(), dim_effect=result.dim_effect.numpy(),
@@ -370,6 +380,12 @@ def _write_traversal(result, args, data) -> None:
         for a in range(result.values.shape[0]):
             traversal_grid(result, anchor=a, image_shape=shape, path=folder / f"traversal-anchor{a}.png")
             written.append(f"traversal-anchor{a}.png")
+    stale = [name for name in earlier if name not in written]
+    for name in stale:  # a run with fewer anchors must not leave the last run's pictures beside its own
+        (folder / name).unlink()
+    if earlier:
+        say("note", f"--out {args.out}: replaced an earlier run's results ({len(earlier)} file(s)"
+                    f"{f', {len(stale)} of them not written by this run, removed' if stale else ''})")
     print(result.summary())
     print(f"wrote {', '.join(written[:3])}{' ...' if len(written) > 3 else ''} to {folder}")
 
@@ -421,7 +437,6 @@ def add_sample(sub) -> None:
 
 def run_sample(args) -> int:
     import latentsweep as ls
-    from .._modules import model_device, model_dtype
     from .samples import latent_dim, save_samples_picture
 
     model, encoder, decoder = _loaded(args, need_encoder=bool(args.data))
@@ -443,13 +458,7 @@ def run_sample(args) -> int:
         per_row, column_label = PRIOR_SAMPLES_PER_ROW, "sample (row start + column)"
         row_label = lambda r: str(r * per_row)  # noqa: E731
         title = f"{args.num_samples} samples from the prior N(0, {args.prior_std:g}²), D={dim} ({source}), seed {args.seed}"
-    owner = decoder if isinstance(decoder, torch.nn.Module) else getattr(decoder, "__self__", model)
-    device = model_device(owner) or model_device(model) or torch.device("cpu")
-    from ..decoding import decoder_call
-
-    decode = decoder_call("latentsweep sample", decoder, **_decoder_options(args))
-    with user_code(f"the decoder, on codes of shape {list(codes.shape)},"), torch.inference_mode():
-        decoded = decode(codes.to(device, model_dtype(owner)))
+    decoded = _decoded(codes, decoder, model, args, "latentsweep sample")
     if not isinstance(decoded, torch.Tensor) or decoded.dim() < 2 or decoded.shape[0] != len(codes):
         what = tuple(decoded.shape) if isinstance(decoded, torch.Tensor) else type(decoded).__name__
         raise CliError(f"the decoder must return a [B={len(codes)}, ...] tensor, got {what}")
@@ -512,6 +521,19 @@ def _cluster_count(text: str) -> int:
     return value
 
 
+def _decoded(codes: torch.Tensor, decoder, model, args, fn: str):
+    """The decoder (with --decoder-output and --output-activation) on ``codes``, on the model's
+    device and dtype."""
+    from .._modules import model_device, model_dtype
+    from ..decoding import decoder_call
+
+    owner = decoder if isinstance(decoder, torch.nn.Module) else getattr(decoder, "__self__", model)
+    device = model_device(owner) or model_device(model) or torch.device("cpu")
+    decode = decoder_call(fn, decoder, **_decoder_options(args))
+    with user_code(f"the decoder, on codes of shape {list(codes.shape)},", decoder, model), torch.inference_mode():
+        return decode(codes.to(device, model_dtype(owner)))
+
+
 def run_report(args) -> int:
     import latentsweep as ls
     from .loading import load_directions
@@ -526,11 +548,16 @@ def run_report(args) -> int:
         say("note", f"--anchors {args.anchors}, but --data has {len(posterior)} inputs: traversing from all "
             f"{len(posterior)}")
     names = [name.strip() for name in args.feature_names.split(",")] if args.feature_names else None
+    if names is not None:  # checked on one decoded code, before the report's long work
+        one = _decoded(posterior.mu[:1], decoder, model, args, "latentsweep report")
+        features = one[0].numel() if isinstance(one, torch.Tensor) and one.dim() >= 1 and len(one) == 1 else None
+        if features is not None and features != len(names):
+            raise CliError(f"--feature-names has {len(names)} names, but the decoder outputs {features} features")
     title = args.title if args.weights else f"{args.title} (no --weights: the model's weights as built)"
     from .metrics_command import report_metrics
 
     metrics = report_metrics(encoder, data, args)
-    with user_code(f"the decoder, on codes of {posterior.latent_dim} latents,"):
+    with user_code(f"the decoder, on codes of {posterior.latent_dim} latents,", decoder, encoder, model):
         path = ls.explain(
             encoder, decoder, data, posterior=posterior, out=Path(args.out) / "report.html",
             clusters=args.clusters, directions=directions, mode=args.mode, span=args.span, steps=args.steps,

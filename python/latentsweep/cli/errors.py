@@ -8,6 +8,8 @@ message the CLI prints.
 from __future__ import annotations
 
 import contextlib
+import inspect
+import os
 import re
 import sys
 
@@ -70,17 +72,45 @@ def reason(error: BaseException) -> str:
     return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
 
 
+def _source_files(objects) -> set[str]:
+    """The files that define the user's callables: functions, bound methods, modules' classes."""
+    files = set()
+    for obj in objects:
+        owner = getattr(obj, "__self__", None)
+        for candidate in (obj, getattr(obj, "__func__", None), type(obj), owner, type(owner)):
+            try:
+                files.add(os.path.realpath(inspect.getsourcefile(candidate)))
+            except (TypeError, OSError):  # built-ins, C types, None
+                pass
+    return files
+
+
+def _raised_in(error: BaseException, files: set[str]) -> bool:
+    """Whether the traceback passes through one of ``files``, or through an nn.Module's call (the
+    library calls no module but the user's)."""
+    module_calls = os.path.join("torch", "nn", "modules", "")
+    frame = error.__traceback__
+    while frame is not None:
+        name = frame.tb_frame.f_code.co_filename
+        if module_calls in name or os.path.realpath(name) in files:
+            return True
+        frame = frame.tb_next
+    return False
+
+
 @contextlib.contextmanager
-def user_code(what: str):
-    """Exceptions from the user's encoder or decoder become one CliError that says where they
-    came from (``what``, e.g. "the encoder, on --data x.npy [40, 7] float32"); the library's
-    own messages (``latentsweep.``...) pass unchanged. Notes (what a stopped sweep kept) stay."""
+def user_code(what: str, *callables):
+    """Exceptions raised in the user's encoder or decoder (``callables``, and whatever they call:
+    their traceback passes through the files that define them) become one CliError that says
+    where they came from (``what``, e.g. "the encoder, on --data x.npy [40, 7] float32"). The
+    library's own errors pass unchanged (a store's OSError is not the decoder's). Notes (what a
+    stopped sweep kept) stay."""
     try:
         yield
     except CliError:
         raise
     except Exception as error:  # noqa: BLE001  (user code raises anything)
-        if str(error).startswith("latentsweep"):
+        if str(error).startswith("latentsweep") or not _raised_in(error, _source_files(callables)):
             raise
         wrapped = CliError(f"{what} raised {reason(error)}")
         for note in getattr(error, "__notes__", ()):
