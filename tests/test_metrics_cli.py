@@ -112,3 +112,43 @@ def test_report_function_with_metrics_only(tmp_path):
     assert "Disentanglement metrics" in page and "&lt;metrics&gt;" in page
     with pytest.raises(TypeError, match="MetricResults"):
         ls.report(tmp_path / "bad.html", metrics={"mig": 1.0})
+
+
+def test_metrics_command_checks_device_and_json_before_the_work_and_names_the_encoder(labelled, tmp_path):
+    for device in ("meta", "foo"):
+        with pytest.raises(SystemExit) as exit_info, contextlib.redirect_stderr(io.StringIO()) as err:
+            main(["metrics", "--device", device])
+        assert exit_info.value.code == 2 and "argument --device: expected cpu, cuda" in err.getvalue()
+    (tmp_path / "folder.json").mkdir()
+    (tmp_path / "afile").write_text("mine")
+    for target, message in ((tmp_path / "folder.json", "a folder is in the way"), (tmp_path / "afile" / "x.json",
+                                                                                   "is a file, not a folder")):
+        completed = run("metrics", "--json", str(target), "--no-progress", check=False)
+        assert completed.returncode == 1 and message in completed.stderr and completed.stdout == ""
+    (labelled / "narrow_model.py").write_text(
+        "import torch\n"
+        "class Model(torch.nn.Module):\n"
+        "    def __init__(self):\n        super().__init__()\n        self.layer = torch.nn.Linear(9, 2)\n"
+        "    def encoder(self, x):\n        return self.layer(x)\n"
+    )
+    completed = run("metrics", "--model", f"{labelled / 'narrow_model.py'}:Model", "--data", str(labelled / "x.npy"),
+                    "--factors", str(labelled / "y.npy"), "--metrics", "mig", "--no-progress", check=False)
+    assert completed.returncode == 1 and "the encoder, on the observations, raised RuntimeError" in completed.stderr
+
+
+def test_a_rare_factor_value_loses_no_score(labelled, tmp_path):
+    """A value that only the test split draws for some seeds: explicitness leaves those rows out
+    (a warning), and every score is printed and written."""
+    factors = np.load(labelled / "y.npy")
+    factors[0, 1] = 7
+    np.save(tmp_path / "rare.npy", factors)
+    warned = []
+    for seed in range(8):
+        completed = run("metrics", "--model", f"{labelled / 'identity_model.py'}:Model", "--data",
+                        str(labelled / "x.npy"), "--factors", str(tmp_path / "rare.npy"), "--metrics",
+                        "mig,modularity_explicitness", "--num-train", "200", "--num-test", "200", "--seed", str(seed),
+                        "--json", str(tmp_path / f"{seed}.json"), "--no-progress")
+        scores = json.loads((tmp_path / f"{seed}.json").read_text())
+        assert "mig" in completed.stdout and "explicitness_test" in json.dumps(scores), completed.stdout
+        warned += ["absent from the train split" in completed.stderr]
+    assert any(warned) and not all(warned)  # some seeds' splits drew the rare row for the test split only

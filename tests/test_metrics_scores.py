@@ -108,6 +108,24 @@ def test_dci_random_forest_option():
 
 
 # ---- Modularity / explicitness ---------------------------------------------------------------
+def test_explicitness_leaves_out_test_rows_of_a_value_the_train_split_lacks():
+    """A rare value in the test split alone (some seeds' splits): those rows sit out that
+    factor's test score, with a warning; it was a ValueError that lost every other score."""
+    codes, factors = identity(1000, num_factors=3)
+    test_codes, test_factors = identity(500, seed=1, num_factors=3)
+    rare_codes, rare_factors = test_codes.copy(), test_factors.copy()
+    rare_factors[:3, 1] = factors[:, 1].max() + 5  # a value the train split never has
+    one = [1]  # factor 1 alone: its test score is explicitness_test
+    with pytest.warns(UserWarning, match=r"3 test row\(s\) with values \[\d+\] of factor 0, absent from the train split"):
+        rare = metrics.modularity_explicitness(codes, factors[:, one], rare_codes, rare_factors[:, one])
+    kept = metrics.modularity_explicitness(codes, factors[:, one], test_codes[3:], test_factors[3:, one])
+    assert (rare["explicitness_train"], rare["explicitness_test"]) == (kept["explicitness_train"], kept["explicitness_test"])
+    all_unseen = test_factors.copy()
+    all_unseen[:, 2] = factors[:, 2].max() + 1
+    with pytest.raises(ValueError, match="none of test_factors column 2's values occur in factors"):
+        metrics.modularity_explicitness(codes, factors, test_codes, all_unseen)
+
+
 def test_modularity_identity_duplicated_and_permuted():
     codes, factors = identity()
     test_codes, test_factors = identity(1000, seed=1)

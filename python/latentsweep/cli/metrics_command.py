@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from .commands import _device
+from .errors import user_code
 from .loading import CliError, load_array
 
 
@@ -23,7 +25,7 @@ def add_metrics(sub) -> None:
     group.add_argument("--weights", metavar="FILE", help=".safetensors or torch state dict (weights_only)")
     group.add_argument("--weights-key", metavar="KEY", help="the entry of a checkpoint dict that holds the state dict")
     group.add_argument("--encoder", metavar="ATTR", help="the model's encoder attribute (default: encoder/encode)")
-    group.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: the model's)")
+    group.add_argument("--device", type=_device, default=None, help="cpu, cuda, cuda:1 ... (default: the model's)")
     data = parser.add_argument_group("data (default: latentsweep.datasets.Shapes)")
     data.add_argument("--data", metavar="FILE", help="observations [N, ...] from .npy/.npz/.pt/.safetensors")
     data.add_argument("--key", help="which array of --data holds the observations")
@@ -49,6 +51,8 @@ def add_metrics(sub) -> None:
 def run_metrics(args) -> int:
     import latentsweep as ls
 
+    if args.json:  # before the scores are computed, not after
+        _check_writable(Path(args.json), "--json")
     encoder = _encoder(args)
     data = _data(args)
     names = args.metrics if args.metrics == "all" else [m.strip() for m in args.metrics.split(",") if m.strip()]
@@ -58,11 +62,12 @@ def run_metrics(args) -> int:
             votes = tuple(int(v) for v in args.votes.split(","))
         except ValueError:
             raise CliError(f"--votes: expected TRAIN,EVAL integers, got {args.votes!r}") from None
-    results = ls.metrics.evaluate(
-        encoder, data, metrics=names, num_train=args.num_train, num_test=args.num_test, seed=args.seed,
-        batch_size=args.batch_size, bins=args.bins, sampling_votes=votes, dci_estimator=args.dci_estimator,
-        progress=False if args.no_progress else None,
-    )
+    with user_code("the encoder, on the observations,", encoder):
+        results = ls.metrics.evaluate(
+            encoder, data, metrics=names, num_train=args.num_train, num_test=args.num_test, seed=args.seed,
+            batch_size=args.batch_size, bins=args.bins, sampling_votes=votes, dci_estimator=args.dci_estimator,
+            progress=False if args.no_progress else None,
+        )
     print(results)
     if args.json:
         path = Path(args.json)
@@ -70,6 +75,14 @@ def run_metrics(args) -> int:
         path.write_text(json.dumps(results.to_dict(), indent=2), encoding="utf-8")
         print(f"wrote {path}")
     return 0
+
+
+def _check_writable(path: Path, flag: str) -> None:
+    if path.is_dir():
+        raise CliError(f"{flag} {path}: a folder is in the way of the file")
+    blocked = next((parent for parent in path.parents if parent.exists() and not parent.is_dir()), None)
+    if blocked is not None:
+        raise CliError(f"{flag} {path}: {blocked} is a file, not a folder")
 
 
 def _encoder(args):
