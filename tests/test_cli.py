@@ -841,3 +841,44 @@ def test_library_warnings_are_one_line_in_the_command_lines_words(workspace, tmp
     warnings = [line for line in completed.stderr.splitlines() if "damaged" in line or "Warning" in line]
     assert warnings and all(line.startswith("latentsweep: warning: ") for line in warnings), completed.stderr
     assert "RuntimeWarning" not in completed.stderr and ".py:" not in completed.stderr
+
+
+def test_bad_files_and_folders_say_what_is_there(workspace, tmp_path):
+    """A folder or a device as --data/--weights, an empty .npz, NaN or float32-overflowing data,
+    a file where --out's folder goes, a folder named traversal.npz: one line each, naming the
+    option, before any work."""
+    data = np.random.default_rng(0).random((40, 16))
+    with_nan, too_big = data.copy(), data.copy()
+    with_nan[3, 2], too_big[5, 1] = np.nan, 1e308
+    np.save(tmp_path / "nan.npy", with_nan)
+    np.save(tmp_path / "big.npy", too_big)
+    np.savez(tmp_path / "empty.npz")
+    (tmp_path / "afile").write_text("mine")
+    (tmp_path / "o6" / "traversal.npz").mkdir(parents=True)
+    model = ["--model", "tiny_models:make"]
+    cases = [
+        (["traverse", *model, "--data", str(tmp_path)], "--data: '" + str(tmp_path) + "' is a folder, not a file"),
+        (["traverse", *model, "--weights", str(tmp_path), "--data", "data.npy"], "--weights: '" + str(tmp_path) + "' is a folder"),
+        (["traverse", *model, "--data", str(tmp_path / "empty.npz")], "holds no arrays"),
+        (["traverse", *model, "--data", str(tmp_path / "nan.npy")], "NaN or Inf in row(s) [3]"),
+        (["traverse", *model, "--data", str(tmp_path / "big.npy")], "NaN or Inf in row(s) [5] (as float32"),
+        (["traverse", *model, "--weights", "tiny.pt", "--data", "data.npy", "--out", str(tmp_path / "o6")],
+         "a folder named traversal.npz is in the way"),
+        (["demo", "--out", str(tmp_path / "afile")], "a file is in the way of the output folder"),
+    ]
+    if Path("/dev/null").exists():
+        cases.append((["traverse", *model, "--data", "/dev/null"], "is not a regular file"))
+    for args, needle in cases:
+        completed = invoke(*args, *([] if "--out" in args else ["--out", str(tmp_path / "out")]), cwd=workspace,
+                           check=False)
+        assert_one_line_error(completed, needle)
+
+
+def test_option_errors_are_worded_as_flags(workspace, tmp_path):
+    completed = invoke("report", "--model", "tiny_models:make", "--data", "data.npy", "--clusters", "0",
+                       "--out", str(tmp_path / "r"), cwd=workspace, check=False)
+    assert completed.returncode == 2 and "--clusters: must be >= 2" in completed.stderr
+    completed = invoke("traverse", "--model", "tiny_models:make", "--weights", "tiny.pt", "--data", "data.npy",
+                       "--span", "1e308", "--out", str(tmp_path / "o"), cwd=workspace, check=False)
+    assert_one_line_error(completed, "--span")
+    assert "span must" not in completed.stderr.replace("--span", "")

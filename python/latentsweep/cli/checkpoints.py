@@ -34,8 +34,7 @@ def load_weights(model, path: str, *, key: str | None = None) -> None:
     if not isinstance(model, torch.nn.Module):
         raise CliError("--weights needs the model to be a torch.nn.Module")
     file = Path(path)
-    if not file.is_file():
-        raise CliError(f"--weights: no such file {path!r}")
+    missing_file(file, "--weights")
     if file.suffix.lower() == ".safetensors":
         loaded = read_safetensors(file, "--weights")
     else:
@@ -47,6 +46,17 @@ def load_weights(model, path: str, *, key: str | None = None) -> None:
     except RuntimeError as error:
         first = str(error).strip().splitlines()
         raise CliError(f"--weights {path!r} do not fit the model: {' '.join(first[:3])}") from None
+
+
+def missing_file(file: Path, option: str) -> None:
+    """CliError unless ``file`` is a regular file: saying what is there instead."""
+    if file.is_file():
+        return
+    if file.is_dir():
+        raise CliError(f"{option}: {str(file)!r} is a folder, not a file")
+    if file.exists():
+        raise CliError(f"{option}: {str(file)!r} is not a regular file (a device or a pipe)")
+    raise CliError(f"{option}: no such file {str(file)!r}")
 
 
 def read_safetensors(file: Path, option: str) -> dict[str, torch.Tensor]:
@@ -66,6 +76,8 @@ def read_torch_file(file: Path, option: str):
         return torch.load(file, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         refused = re.search(r"GLOBAL ([\w.]+)", str(error))
+        if refused is None and "weights_only" not in str(error).lower():  # not a pickle at all (text, ...)
+            raise CliError(f"{option}: cannot read {str(file)!r} as a torch file ({reason(error)})") from None
         what = f" ({refused.group(1)})" if refused else ""
         raise CliError(
             f"{option}: {str(file)!r} holds pickled Python objects{what}, not only tensors; latentsweep "

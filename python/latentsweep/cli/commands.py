@@ -157,6 +157,11 @@ def _encode(encoder, model, args):
     owner = getattr(encoder, "__self__", None)  # a bound method: the dtype of its module
     module = next((m for m in (encoder, owner, model) if isinstance(m, torch.nn.Module)), None)
     data = data.to(model_dtype(module))
+    finite = torch.isfinite(data.flatten(1)).all(dim=1) if data.dim() > 1 else torch.isfinite(data)
+    if not bool(finite.all()):
+        rows = (~finite).nonzero().flatten()[:5].tolist()
+        raise CliError(f"--data {args.data}: NaN or Inf in row(s) {rows} (as {str(data.dtype).removeprefix('torch.')}, "
+                       "the encoder's dtype: values beyond its range become Inf)")
     with user_code(f"the encoder, on --data {args.data} of shape {list(data.shape)} {str(data.dtype).removeprefix('torch.')},",
                    encoder, model):
         return ls.encode(encoder, data, batch_size=args.batch_size, device=args.device), data
@@ -342,6 +347,8 @@ def run_traverse(args) -> int:
     if args.store is not None and Path(args.store).resolve() in (Path(args.out).resolve(), *Path(args.out).resolve().parents):
         raise CliError(f"traverse: --out {args.out!r} is --store {args.store!r} or inside it: a store's folder holds "
                        "only what the sweep writes; pass another --out")
+    if (_out_dir(args.out) / "traversal.npz").is_dir():  # found now, not after the sweep
+        raise CliError(f"--out {args.out!r}: a folder named traversal.npz is in the way of the results")
     model, encoder, decoder = _loaded(args)
     posterior, data = _encode(encoder, model, args)
     mode = _resolve_mode(args.mode, posterior, args.prior_std)
@@ -515,7 +522,10 @@ def add_report(sub) -> None:
 
 
 def _cluster_count(text: str) -> int:
-    value = _positive_int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 2, got {text!r}") from None
     if value < 2:
         raise argparse.ArgumentTypeError(f"must be >= 2 (clusters to find), got {value}")
     return value
@@ -587,4 +597,4 @@ def add_demo(sub) -> None:
 def run_demo(args) -> int:
     from .demo import run_demo as demo
 
-    return demo(Path(args.out), quick=args.quick)
+    return demo(_out_dir(args.out), quick=args.quick)

@@ -36,6 +36,15 @@ _CLI_WORDS = (
     ("mode='empirical'", "--mode empirical"),
     ("mode='auto'", "--mode auto"),
     ("directions='clusters' needs clusters=K (KMeans) or labels", "--directions clusters needs --clusters K"),
+    ("pass image_shape=(H, W) or (C, H, W)", "pass --image-shape H,W or C,H,W"),
+    ("span * prior_std must be", "--span * --prior-std must be"),
+    (": span must be", ": --span must be"),
+    ("output_transform=", "--output-activation"),
+    ("draw fewer (n=), or in parts with sample_offset=", "draw fewer (-n)"),
+    ("draw fewer (n=), or in parts with offset=", "draw fewer (-n)"),
+    ("sampling_votes[...] must be", "each of --votes must be"),
+    ("factor_names has", "--factor-names has"),
+    ("evaluate: bins must be", "evaluate: --bins must be"),
 )
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _OWN_PREFIX = re.compile(r"^(latentsweep: )+")

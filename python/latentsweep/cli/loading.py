@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .checkpoints import load_weights, read_safetensors, read_torch_file
+from .checkpoints import load_weights, missing_file, read_safetensors, read_torch_file
 from .errors import CliError, reason
 
 
@@ -109,8 +109,7 @@ def load_array(path: str, *, key: str | None = None) -> torch.Tensor:
     """A tensor from .npy, .npz, .pt/.pth (weights_only) or .safetensors (``key`` picks an
     entry of a file holding several; default: the only one, or 'x'/'data')."""
     file = Path(path)
-    if not file.is_file():
-        raise CliError(f"--data: no such file {path!r}")
+    missing_file(file, "--data")
     suffix = file.suffix.lower()
     try:
         if suffix == ".npy":
@@ -157,6 +156,8 @@ def _pick(entries: dict, key: str | None, path: str):
         if key not in entries:
             raise CliError(f"--data: {path!r} has no entry {key!r} (it has: {', '.join(map(str, entries))})")
         return entries[key]
+    if not entries:
+        raise CliError(f"--data: {path!r} holds no arrays")
     if len(entries) == 1:
         return next(iter(entries.values()))
     for name in ("x", "data", "inputs", "X"):
