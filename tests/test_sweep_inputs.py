@@ -218,3 +218,11 @@ def test_result_helpers_check_their_arguments():
         result.labels_of([99])
     assert result.labels_of(result.ranking[:2]) == [result.labels[int(i)] for i in result.ranking[:2]]
     assert result.labels_of(1) == [result.labels[1]]
+
+
+def test_a_sweep_traverses_each_latent_once():
+    """dims 0, 0: two traversals of one latent, labelled and ranked twice; refused (traversal_values
+    and traversal_codes, plain functions of their arguments, still take repeats)."""
+    with pytest.raises(ValueError, match=r"dims must be distinct, got \[0\] more than once"):
+        ls.traverse(rowwise_decoder, ANCHORS, dims=[0, 2, 0], steps=3, progress=False)
+    assert ls.traversal_values(ANCHORS, dims=[0, 0], steps=3).shape == (6, 2, 3)

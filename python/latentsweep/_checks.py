@@ -245,9 +245,10 @@ def index_tensor(fn: str, value, device: torch.device) -> torch.Tensor:
     raise TypeError(f"{fn}: dims must be a list of ints or a 1-D LongTensor, got {type(value).__name__}")
 
 
-def dims(fn: str, value, latent_dim: int, device: torch.device) -> torch.Tensor:
+def dims(fn: str, value, latent_dim: int, device: torch.device, *, distinct: bool = False) -> torch.Tensor:
     """Latent dimensions to traverse: a non-empty list or 1-D integer tensor, each in [0, D)
-    (for the pure-Python functions; traversal_codes leaves this to its op)."""
+    (for the pure-Python functions; traversal_codes leaves this to its op); with ``distinct``,
+    each once (a sweep's traversals are labelled and ranked by latent)."""
     if isinstance(value, torch.Tensor):
         value = dense_tensor(fn, "dims", value)
         if value.dtype.is_floating_point or value.dtype.is_complex or value.dtype == torch.bool:
@@ -264,6 +265,10 @@ def dims(fn: str, value, latent_dim: int, device: torch.device) -> torch.Tensor:
         raise ValueError(
             f"{fn}: dims must lie in [0, {latent_dim}) for D={latent_dim}, got values in [{low}, {high}]"
         )
+    if distinct:
+        unique, counts = result.unique(return_counts=True)
+        if unique.numel() != result.numel():
+            raise ValueError(f"{fn}: dims must be distinct, got {unique[counts > 1].tolist()[:5]} more than once")
     return result
 
 

@@ -188,7 +188,7 @@ def grid_spec(fn: str, anchors, *, mode, span, steps, dims, logvar, values, refe
         dims_t = (
             torch.arange(anchors.shape[1], device=anchors.device)
             if dims is None
-            else _checks.dims(fn, dims, anchors.shape[1], anchors.device)
+            else _checks.dims(fn, dims, anchors.shape[1], anchors.device, distinct=True)
         )
     if values is not None:
         grid_values = _expand_values(fn, values, anchors, dims_t.numel())
