@@ -875,6 +875,9 @@ def test_bad_files_and_folders_say_what_is_there(workspace, tmp_path):
 
 
 def test_option_errors_are_worded_as_flags(workspace, tmp_path):
+    completed = invoke("sample", "--model", "tiny_models:make", "--inputs", "3", "--out", str(tmp_path / "s"),
+                       cwd=workspace, check=False)
+    assert_one_line_error(completed, "--inputs picks inputs of --data")
     completed = invoke("report", "--model", "tiny_models:make", "--data", "data.npy", "--clusters", "0",
                        "--out", str(tmp_path / "r"), cwd=workspace, check=False)
     assert completed.returncode == 2 and "--clusters: must be >= 2" in completed.stderr

@@ -430,7 +430,8 @@ def add_sample(sub) -> None:
     _model_options(parser)
     _data_options(parser, required=False)
     parser.add_argument("-n", "--num-samples", type=_positive_int, default=16, help="samples (per input with --data)")
-    parser.add_argument("--inputs", type=_positive_int, default=4, help="with --data: the first N inputs (default 4)")
+    parser.add_argument("--inputs", type=_positive_int, default=None,
+                        help="with --data: the first N inputs (default 4)")
     parser.add_argument("--seed", type=_seed, default=0, help="random seed in [0, 2**64) (default 0)")
     parser.add_argument("--prior-std", type=_positive_float, default=1.0, help="the prior's SD (default 1)")
     parser.add_argument("--latent-dim", type=_positive_int,
@@ -447,6 +448,10 @@ def run_sample(args) -> int:
     from .samples import latent_dim, save_samples_picture
 
     model, encoder, decoder = _loaded(args, need_encoder=bool(args.data))
+    if args.inputs is not None and not args.data:
+        raise CliError("sample: --inputs picks inputs of --data (posterior samples); without --data the codes come "
+                       "from the prior")
+    args.inputs = 4 if args.inputs is None else args.inputs
     if args.data:
         posterior, _ = _encode(encoder, model, args)
         if posterior.logvar is None:
