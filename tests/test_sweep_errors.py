@@ -180,3 +180,10 @@ def test_outputs_too_large_for_memory_are_refused_before_allocating():
 
     with pytest.raises(ValueError, match="keeping all outputs in memory needs .* GiB"):
         ls.traverse(wide, torch.zeros(2, 3), steps=100_000, batch_size=4)
+
+
+def test_a_file_in_the_way_of_the_store_is_named(tmp_path):
+    (tmp_path / "afile").write_text("mine")
+    with pytest.raises(ValueError, match=r"^latentsweep.traverse: out='.*afile/x.zarr': the file '.*afile' is in the way"):
+        ls.traverse(rowwise_decoder, ANCHORS, steps=3, out=tmp_path / "afile" / "x.zarr", progress=False)
+    assert (tmp_path / "afile").read_text() == "mine"

@@ -608,7 +608,11 @@ def create_store(path: Path, *, params: dict, plan: SweepPlan, geometry: Geometr
     """Creates the store in a temporary folder and renames it into place. Returns False when
     another process created one at path first (the caller then opens that one)."""
     meta_path, npy_path = paths_of(path)
-    meta_path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        meta_path.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        blocked = next((p for p in meta_path.parents if p.exists() and not p.is_dir()), meta_path.parent)
+        raise ValueError(f"out={str(path)!r}: the file {str(blocked)!r} is in the way of the store's folder") from None
     for own in (meta_path, npy_path) if npy_path is not None else (meta_path,):
         remove_stale_temporaries(own, _OWN_ENTRIES)  # of a creation or repair killed before
     temporary = temporary_path(meta_path)

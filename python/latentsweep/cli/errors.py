@@ -30,6 +30,7 @@ _CLI_WORDS = (
     ("overwrite=True", "--overwrite"),
     ("keep_outputs=False", "--no-outputs"),
     ("out='sweep.zarr'", "--store sweep.zarr"),
+    ("out='", "--store '"),
     ("needs out=", "needs --store"),
     ("shard=", "--shard"),
     ("mode='posterior'", "--mode posterior"),
