@@ -874,6 +874,16 @@ def test_bad_files_and_folders_say_what_is_there(workspace, tmp_path):
         assert_one_line_error(completed, needle)
 
 
+def test_traverse_checks_the_image_shape_before_the_sweep_and_notes_one_step(workspace, tmp_path):
+    common = ["--model", "tiny_models:make", "--weights", "tiny.pt", "--data", "data.npy", "--no-progress"]
+    completed = invoke("traverse", *common, "--image-shape", "7,7", "--out", str(tmp_path / "o"), cwd=workspace,
+                       check=False)
+    assert_one_line_error(completed, "--image-shape (7, 7) holds 49 values but each decoder output (1, 4, 4) holds 16")
+    assert not (tmp_path / "o" / "traversal.npz").exists()  # refused before the sweep, nothing written
+    completed = invoke("traverse", *common, "--steps", "1", "--out", str(tmp_path / "one"), cwd=workspace)
+    assert "latentsweep: note: --steps 1: one value per latent" in completed.stderr
+
+
 def test_option_errors_are_worded_as_flags(workspace, tmp_path):
     completed = invoke("sample", "--model", "tiny_models:make", "--inputs", "3", "--out", str(tmp_path / "s"),
                        cwd=workspace, check=False)

@@ -352,6 +352,15 @@ def run_traverse(args) -> int:
     model, encoder, decoder = _loaded(args)
     posterior, data = _encode(encoder, model, args)
     mode = _resolve_mode(args.mode, posterior, args.prior_std)
+    if args.image_shape is not None:  # checked on one decoded code, not after the sweep
+        from ..explanation import output_image_shape
+
+        one = _decoded(posterior.mu[:1], decoder, model, args, "latentsweep traverse")
+        if isinstance(one, torch.Tensor) and one.dim() >= 2:
+            output_image_shape(tuple(one.shape[1:]), args.image_shape, data, fn="--image-shape")
+    if args.steps == 1:
+        say("note", "--steps 1: one value per latent (the start of its range): effects, but no slopes "
+            "(the sensitivity is 0)")
     result = _traverse(
         decoder, posterior, _anchors(posterior, args), args, mode=mode, batch_size=args.sweep_batch_size,
         out=args.store, keep_outputs=not args.no_outputs, resume=args.resume, overwrite=args.overwrite,

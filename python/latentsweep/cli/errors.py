@@ -38,6 +38,8 @@ _CLI_WORDS = (
     ("mode='auto'", "--mode auto"),
     ("directions='clusters' needs clusters=K (KMeans) or labels", "--directions clusters needs --clusters K"),
     ("pass image_shape=(H, W) or (C, H, W)", "pass --image-shape H,W or C,H,W"),
+    ("image_shape (", "--image-shape ("),
+    ("image_shape must be", "--image-shape must be"),
     ("span * prior_std must be", "--span * --prior-std must be"),
     (": span must be", ": --span must be"),
     ("output_transform=", "--output-activation"),
