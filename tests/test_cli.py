@@ -581,7 +581,7 @@ def test_more_anchors_than_inputs_says_so(workspace):
 def test_no_doubled_prefix(workspace):
     completed = invoke("traverse", "--model", "tiny_models:make", "--weights", "tiny.pt", "--data", "data.npy",
                     "--image-shape", "5,5", "--steps", "2", "--out", "bad_shape", cwd=workspace, check=False)
-    line = assert_one_line_error(completed, "image_shape")
+    line = assert_one_line_error(completed, "--image-shape (5, 5)")
     assert line.count("latentsweep") == 1, line
 
 
