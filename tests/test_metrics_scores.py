@@ -3,6 +3,8 @@ duplicated latents), their invariances, argument checks and reproducibility."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -115,15 +117,29 @@ def test_explicitness_leaves_out_test_rows_of_a_value_the_train_split_lacks():
     test_codes, test_factors = identity(500, seed=1, num_factors=3)
     rare_codes, rare_factors = test_codes.copy(), test_factors.copy()
     rare_factors[:3, 1] = factors[:, 1].max() + 5  # a value the train split never has
-    one = [1]  # factor 1 alone: its test score is explicitness_test
-    with pytest.warns(UserWarning, match=r"3 test row\(s\) with values \[\d+\] of factor 0, absent from the train split"):
+    one = [1]  # factor 1 alone: its test score is explicitness_test (and modularity is left out, a warning)
+    with pytest.warns(UserWarning) as caught:
         rare = metrics.modularity_explicitness(codes, factors[:, one], rare_codes, rare_factors[:, one])
-    kept = metrics.modularity_explicitness(codes, factors[:, one], test_codes[3:], test_factors[3:, one])
+        kept = metrics.modularity_explicitness(codes, factors[:, one], test_codes[3:], test_factors[3:, one])
+    unseen = [str(w.message) for w in caught if "absent from the train split" in str(w.message)]
+    assert len(unseen) == 1 and re.search(r"3 test row\(s\) with values \[\d+\] of factor 0", unseen[0]), unseen
     assert (rare["explicitness_train"], rare["explicitness_test"]) == (kept["explicitness_train"], kept["explicitness_test"])
     all_unseen = test_factors.copy()
     all_unseen[:, 2] = factors[:, 2].max() + 1
     with pytest.raises(ValueError, match="none of test_factors column 2's values occur in factors"):
         metrics.modularity_explicitness(codes, factors, test_codes, all_unseen)
+
+
+def test_modularity_of_one_factor_is_left_out_not_nan():
+    """0 / 0 in the definition (the reference's NaN): modularity_explicitness warns and scores
+    explicitness only; modularity_from_mutual_information refuses."""
+    codes, factors = identity(1000, num_factors=3)
+    test_codes, test_factors = identity(500, seed=1, num_factors=3)
+    with pytest.warns(UserWarning, match="modularity needs at least two factors, got one"):
+        scores = metrics.modularity_explicitness(codes, factors[:, :1], test_codes, test_factors[:, :1])
+    assert set(scores) == {"explicitness_train", "explicitness_test"} and scores["explicitness_test"] > 0.9
+    with pytest.raises(ValueError, match=r"mutual_info must be \[D, F\] with F >= 2 factors, got shape \(3, 1\)"):
+        metrics.modularity_from_mutual_information(torch.ones(3, 1))
 
 
 def test_modularity_identity_duplicated_and_permuted():

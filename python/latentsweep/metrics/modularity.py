@@ -37,14 +37,20 @@ def modularity_explicitness(codes, factors, test_codes, test_factors, *, bins: i
         bins: histogram bins per latent (study default 20).
 
     Returns:
-        dict with ``modularity``, ``explicitness_train``, ``explicitness_test``.
+        dict with ``modularity`` (with two or more factors: a warning for one),
+        ``explicitness_train``, ``explicitness_test``.
 
     Reference: K. Ridgeway, M. C. Mozer, "Learning Deep Disentangled Embeddings With the
     F-Statistic Loss", NeurIPS 2018.
     """
     x, y, x_test, y_test = _inputs.train_test(_FN, codes, factors, test_codes, test_factors)
     bins = _inputs.bins(_FN, bins)
-    scores = {"modularity": modularity_from_mutual_information(mutual_information(histogram_discretize(x, bins), y))}
+    scores = {}
+    if y.shape[1] >= 2:
+        scores["modularity"] = modularity_from_mutual_information(mutual_information(histogram_discretize(x, bins), y))
+    else:  # 0 / 0 in the definition (the reference returns NaN): left out, said
+        warnings.warn(f"{_FN}: modularity needs at least two factors, got one: only explicitness is scored",
+                      stacklevel=3)
     train, test = explicitness(x, y, x_test, y_test)
     scores["explicitness_train"] = train
     scores["explicitness_test"] = test
@@ -52,8 +58,12 @@ def modularity_explicitness(codes, factors, test_codes, test_factors, *, bins: i
 
 
 def modularity_from_mutual_information(mutual_info) -> float:
-    """Modularity of a ``[D, F]`` matrix of latent-factor mutual information (F >= 2)."""
-    m = _inputs.as_tensor("latentsweep.metrics.modularity_from_mutual_information", "mutual_info", mutual_info)
+    """Modularity of a ``[D, F]`` matrix of latent-factor mutual information (F >= 2: a latent's
+    spread over the other F - 1 factors is undefined for one)."""
+    fn = "latentsweep.metrics.modularity_from_mutual_information"
+    m = _inputs.as_tensor(fn, "mutual_info", mutual_info)
+    if m.dim() != 2 or m.shape[1] < 2:
+        raise ValueError(f"{fn}: mutual_info must be [D, F] with F >= 2 factors, got shape {tuple(m.shape)}")
     squared = m.to(torch.float64) ** 2
     peak = squared.amax(dim=1)
     spread = (squared.sum(dim=1) - peak) / (peak * (squared.shape[1] - 1.0))
