@@ -512,11 +512,8 @@ def _leader_decides(workers, decide):
 
 def _check_fits_in_memory(fn: str, geometry: Geometry, keep_outputs: bool) -> None:
     """A sweep kept in memory holds its effect [A, K, S], and its outputs when kept."""
-    def itemsize(dtype: torch.dtype) -> int:
-        return torch.empty((), dtype=dtype).element_size()
-
-    row_bytes = itemsize(geometry.statistics_dtype) + (geometry.features * itemsize(geometry.output_dtype)
-                                                       if keep_outputs else 0)
+    row_bytes = geometry.statistics_dtype.itemsize + (geometry.features * geometry.output_dtype.itemsize
+                                                      if keep_outputs else 0)
     _checks.fits_in_memory(
         fn, "keeping all outputs in memory" if keep_outputs else "the effect of every grid point ([A, K, S])",
         geometry.num_rows * row_bytes, torch.device("cpu"),
