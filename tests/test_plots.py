@@ -381,3 +381,50 @@ def _tiny_image_result():
 
 def _tiny_tabular_result():
     return latentsweep.traverse(small_decoder(13), torch.zeros(2, D), steps=3, progress=False)
+
+
+# ---- path= is checked before anything is drawn --------------------------------------------
+
+
+def _every_drawing(image_result, tabular_result, diagnosis, path):
+    return {
+        "traversal_grid": lambda: plots.traversal_grid(image_result, path=path),
+        "response_curves": lambda: plots.response_curves(tabular_result, path=path),
+        "sensitivity_heatmap": lambda: plots.sensitivity_heatmap(tabular_result, path=path),
+        "kl_bars": lambda: plots.kl_bars(diagnosis, path=path),
+        "effect_bars": lambda: plots.effect_bars(image_result, path=path),
+    }
+
+
+def test_a_folder_as_path_is_refused_not_turned_into_folder_png(image_result, tabular_result, diagnosis, tmp_path):
+    for name, draw in _every_drawing(image_result, tabular_result, diagnosis, tmp_path).items():
+        with pytest.raises(ValueError, match=rf"{name}: path=.* is a folder; give a file name inside it"):
+            draw()
+    with pytest.raises(ValueError, match=r"traversal_gif: path=.* is a folder.*picture\.gif"):
+        plots.traversal_gif(image_result, path=tmp_path)
+    assert list(tmp_path.iterdir()) == [] and not tmp_path.with_suffix(".png").exists()
+
+
+@pytest.mark.parametrize("name", ["grid", "grid.xyz", "grid.mp4"])
+def test_a_path_without_a_figure_format_is_refused(image_result, tmp_path, name):
+    with pytest.raises(ValueError, match=r"traversal_grid: path=.* must end in a picture format's suffix \(\.png, \.pdf, \.svg"):
+        plots.traversal_grid(image_result, path=tmp_path / name)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("name", ["anim.png", "anim"])
+def test_a_gif_is_written_only_to_a_gif_path(image_result, tmp_path, name):
+    with pytest.raises(ValueError, match=r"traversal_gif: path=.* must end in a picture format's suffix \(\.gif\)"):
+        plots.traversal_gif(image_result, path=tmp_path / name)
+    plots.traversal_gif(image_result, path=tmp_path / "anim.GIF")
+    assert Image.open(tmp_path / "anim.GIF").format == "GIF"
+
+
+def test_a_path_that_cannot_be_written_names_path(image_result, tmp_path):
+    (tmp_path / "file").write_text("in the way")
+    with pytest.raises(ValueError, match=r"traversal_grid: cannot write path=.*file/grid\.png"):
+        plots.traversal_grid(image_result, path=tmp_path / "file" / "grid.png")
+    with pytest.raises(ValueError, match=r"traversal_gif: cannot write path="):
+        plots.traversal_gif(image_result, path=tmp_path / "file" / "a.gif")
+    with pytest.raises(TypeError, match=r"kl_bars: path must be a file name \(str or os.PathLike\), got int"):
+        plots.kl_bars(latentsweep.diagnose(synthetic_posterior(20, seed=0)), path=3)

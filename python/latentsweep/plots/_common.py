@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -33,12 +34,52 @@ def new_figure(width: float, height: float):
     return figure
 
 
-def finish(figure, path, *, dpi: int = 100):
-    """Saves the figure to ``path`` (format from the suffix) when given; returns the figure."""
-    if path is not None:
-        path = Path(path)
+def figure_formats() -> tuple[str, ...]:
+    """The file suffixes matplotlib can save a figure as (``.png``, ``.pdf``, ``.svg``...)."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    return tuple(f".{name}" for name in FigureCanvasBase.get_supported_filetypes())
+
+
+def output_path(fn: str, path, *, suffixes: tuple[str, ...] | None = None) -> Path | None:
+    """``path=`` of a picture, checked before anything is drawn: a file name (not a folder) whose
+    suffix names a format we can write (``suffixes``; default: every figure format). Without
+    this check matplotlib turns ``folder`` into ``folder.png`` and an unknown suffix fails after
+    the drawing with its own message."""
+    if path is None:
+        return None
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"{fn}: path must be a file name (str or os.PathLike), got {type(path).__name__}")
+    path = Path(path)
+    suffixes = figure_formats() if suffixes is None else suffixes
+    examples = ", ".join(s for s in (".png", ".pdf", ".svg", ".gif") if s in suffixes)
+    if path.is_dir():
+        raise ValueError(f"{fn}: path={str(path)!r} is a folder; give a file name inside it, e.g. "
+                         f"{str(path / ('picture' + suffixes[0]))!r}")
+    if path.suffix.lower() not in suffixes:
+        raise ValueError(
+            f"{fn}: path={str(path)!r} must end in a picture format's suffix ({examples}"
+            f"{', ...' if len(suffixes) > 3 else ''}), got {path.suffix or 'no suffix'!r}"
+        )
+    return path
+
+
+def write_file(fn: str, path: Path, write) -> None:
+    """Creates ``path``'s folder and calls ``write(path)``; a file system error (no permission, a
+    file where a folder should be, disk full) becomes a ValueError naming ``path=``."""
+    try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        figure.savefig(path, dpi=dpi)
+        write(path)
+    except OSError as error:
+        raise ValueError(f"{fn}: cannot write path={str(path)!r}: {error.strerror or error}") from error
+
+
+def finish(figure, path, *, dpi: int = 100, fn: str = "latentsweep.plots"):
+    """Saves the figure to ``path`` (checked by :func:`output_path`; format from the suffix)
+    when given; returns the figure."""
+    path = output_path(fn, path)
+    if path is not None:
+        write_file(fn, path, lambda p: figure.savefig(p, dpi=dpi))
     return figure
 
 

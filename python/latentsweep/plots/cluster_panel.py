@@ -51,6 +51,7 @@ def cluster_panel(
     Returns:
         a matplotlib ``Figure``: the table axes first, then one axes per image strip.
     """
+    path = _common.output_path(_FN, path)
     from ..clusters import Clusters
 
     if not isinstance(clusters, Clusters):
@@ -123,7 +124,7 @@ def cluster_panel(
             spine.set_visible(False)
         strip_ax.set_title(label, fontsize=9)
     figure.suptitle(title if title is not None else f"{num_clusters} clusters ({clusters.method})")
-    return _common.finish(figure, path)
+    return _common.finish(figure, path, fn=_FN)
 
 
 def _paths(interpolation, pair, clusters) -> list[tuple[tuple[int, int], np.ndarray]]:

@@ -47,6 +47,7 @@ def direction_grid(
     Returns:
         a matplotlib ``Figure`` with one image axes (row tick labels: direction names).
     """
+    path = _common.output_path(_FN, path)
     from ..directions import Directions
 
     if not isinstance(directions, Directions):
@@ -106,4 +107,4 @@ def direction_grid(
                   else "coordinate along the direction" if same_columns else "step")
     ax.set_ylabel(f"direction ({directions.source})" if directions.source else "direction")
     ax.set_title(title if title is not None else f"Traversal along {num_dirs} direction(s)")
-    return _common.finish(figure, path)
+    return _common.finish(figure, path, fn=_FN)

@@ -29,6 +29,7 @@ def effect_bars(results, *, log: bool | None = None, title: str | None = None, p
         a matplotlib ``Figure`` with one axes (x tick labels: the labels, one legend entry per
         traversal).
     """
+    path = _common.output_path(_FN, path)
     named = named_results(_FN, results)
     keys, labels = _groups(named)
     effects = {}
@@ -58,7 +59,7 @@ def effect_bars(results, *, log: bool | None = None, title: str | None = None, p
     if len(named) > 1:
         ax.legend(title="traversal", fontsize=8)
     ax.set_title(title if title is not None else f"How much each {' or '.join(nouns)} moves the output")
-    return _common.finish(figure, path)
+    return _common.finish(figure, path, fn=_FN)
 
 
 def _keys(result) -> list:

@@ -39,6 +39,7 @@ def kl_bars(diagnosis, *, log: bool | None = None, title: str | None = None, pat
     Returns:
         a matplotlib ``Figure`` with one axes holding D bars (x tick labels ``z<dim>``).
     """
+    path = _common.output_path(_FN, path)
     diagnosis = _common.check_diagnosis(_FN, diagnosis)
     if diagnosis is None:
         raise TypeError(f"{_FN}: diagnosis must be a latentsweep.Diagnosis, got None")
@@ -89,4 +90,4 @@ def kl_bars(diagnosis, *, log: bool | None = None, title: str | None = None, pat
         if title is not None
         else f"KL per latent: total {diagnosis.total_kl:.3g} nats, {diagnosis.num_active}/{diagnosis.latent_dim} active"
     )
-    return _common.finish(figure, path)
+    return _common.finish(figure, path, fn=_FN)

@@ -56,6 +56,7 @@ def response_curves(
         a matplotlib ``Figure`` with one axes per drawn latent (titled ``z<dim>``) and one
         legend naming the features.
     """
+    path = _common.output_path(_FN, path)
     result = _common.check_result(_FN, result)
     _checks.choice(_FN, "band", band, BANDS)
     ncols = _checks.integer(_FN, "ncols", ncols, low=1)
@@ -105,7 +106,7 @@ def response_curves(
         if title is not None
         else f"Response curves: mean over {outputs.shape[0]} anchor(s), {shown}{band_text} (mode {result.mode!r})"
     )
-    return _common.finish(figure, path)
+    return _common.finish(figure, path, fn=_FN)
 
 
 def _band(per_anchor: np.ndarray, mean: np.ndarray, band: str):

@@ -49,6 +49,7 @@ def sensitivity_heatmap(
         a matplotlib ``Figure``: the heatmap axes (y tick labels ``z<dim>``, x tick labels the
         feature names) and its colour bar.
     """
+    path = _common.output_path(_FN, path)
     result = _common.check_result(_FN, result)
     cmap = _common.check_cmap(_FN, cmap)
     positions, scores, score_name = _common.dim_order(_FN, result, diagnosis, order, max_dims)
@@ -84,4 +85,4 @@ def sensitivity_heatmap(
     figure.colorbar(image, ax=ax, label=label)
     shown = f" ({columns} of {num_features} features)" if columns < num_features else ""
     ax.set_title(title if title is not None else f"Sensitivity: which {_common.traversal_noun(result)} moves which feature{shown}")
-    return _common.finish(figure, path)
+    return _common.finish(figure, path, fn=_FN)

@@ -52,6 +52,7 @@ def sigma_histograms(
         a matplotlib ``Figure`` with one axes per drawn latent (titled ``z<dim>``), each with
         the histogram, the prior SD line and the median posterior SD line.
     """
+    path = _common.output_path(_FN, path)
     if not isinstance(posterior, Posterior):
         raise TypeError(f"{_FN}: posterior must be a latentsweep.Posterior, got {type(posterior).__name__}")
     if posterior.logvar is None:
@@ -115,7 +116,7 @@ def sigma_histograms(
         "below it, ± 2 posterior SDs moves z by a sliver of the prior's range",
         fontsize=10,
     )
-    return _common.finish(figure, path)
+    return _common.finish(figure, path, fn=_FN)
 
 
 def _chosen_dims(dims, latent_dim: int) -> list[int]:

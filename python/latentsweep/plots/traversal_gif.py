@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import math
-from pathlib import Path
 
 import numpy as np
 
@@ -56,6 +55,7 @@ def traversal_gif(
         the animated GIF as a ``PIL.Image.Image`` (``n_frames``, ``seek``; save it with
         ``image.save(p, save_all=True)``).
     """
+    path = _common.output_path(_FN, path, suffixes=(".gif",))
     from PIL import Image
 
     data = gif_bytes(
@@ -64,9 +64,7 @@ def traversal_gif(
         duration=duration, bounce=bounce,
     )
     if path is not None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
+        _common.write_file(_FN, path, lambda p: p.write_bytes(data))
     return Image.open(io.BytesIO(data))
 
 

@@ -61,6 +61,7 @@ def traversal_grid(
         a matplotlib ``Figure`` with one image axes (tick labels: ``result.labels`` rows, step
         columns) and, for one-channel images, a colour bar.
     """
+    path = _common.output_path(_FN, path)
     result = _common.check_result(_FN, result)
     num_anchors = result.values.shape[0]
     anchor = _checks.index(_FN, "anchor", anchor, num_anchors, what="anchor(s)")
@@ -128,7 +129,7 @@ def traversal_grid(
 
         mappable = ScalarMappable(norm=Normalize(vmin, vmax), cmap=cmap)
         figure.colorbar(mappable, ax=ax, label="decoder output", shrink=min(1.0, 3.0 / max(rows, 1) + 0.3))
-    return _common.finish(figure, path)
+    return _common.finish(figure, path, fn=_FN)
 
 
 def _mosaic(tiles: np.ndarray, extra_tiles: list[np.ndarray]):
