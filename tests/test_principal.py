@@ -110,6 +110,59 @@ def test_directions_from_user_vectors_subset_and_projection():
         latentsweep.Directions(torch.eye(2), ("a",))
 
 
+def test_directions_that_are_not_unit_rows_or_of_the_wrong_sizes_are_refused():
+    D = latentsweep.Directions
+    unit = torch.eye(3)[:2]
+    for vectors, error, match in [
+        (torch.ones(2, 3), ValueError, r"vectors must be unit rows; row\(s\) \[0, 1\] have norm\(s\) \[1.73.*from_vectors"),
+        (torch.zeros(2, 3), ValueError, "must be unit rows"),
+        (torch.tensor([[float("nan"), 0, 0], [1.0, 0, 0]]), ValueError, "vectors has 1 non-finite"),
+        (torch.empty(0, 3), ValueError, r"vectors must be \[K >= 1, D >= 1\]"),
+        (torch.eye(2, dtype=torch.int64), TypeError, "vectors must be float16"),
+    ]:
+        with pytest.raises(error, match=match):
+            D(vectors, tuple(f"u{k}" for k in range(len(vectors))))
+    for kwargs, error, match in [
+        (dict(names="ab"), TypeError, "names must be a sequence of K=2 strings"),
+        (dict(names=(0, 1)), TypeError, "names must be a sequence"),
+        (dict(explained_variance=torch.ones(3)), ValueError, r"explained_variance must be \[K=2\], got shape \(3,\)"),
+        (dict(explained_variance_ratio=torch.tensor([0.5, -0.1])), ValueError, "explained_variance_ratio must be >= 0"),
+        (dict(mean=torch.zeros(2)), ValueError, r"mean must be \[D=3\]"),
+        (dict(mean=torch.tensor([0.0, float("inf"), 0.0])), ValueError, "mean has 1 non-finite"),
+        (dict(mean=torch.zeros(3, device="meta")), ValueError, "meta device"),
+        (dict(source=3), TypeError, "source must be a str"),
+    ]:
+        with pytest.raises(error, match=match):
+            D(unit, **{"names": ("a", "b"), **kwargs})
+    # Roundings of a low-precision dtype are within tolerance; names become a tuple.
+    half = D(latentsweep.Directions.from_vectors(torch.randn(4, 7)).vectors.bfloat16(), ["a", "b", "c", "d"])
+    assert half.names == ("a", "b", "c", "d")
+
+
+def test_directions_indexing_and_equality():
+    pcs = latentsweep.principal_directions(codes_with_spectrum(200, 4))
+    assert pcs[-1].names == ("PC4",) and pcs[[2, 0]].names == ("PC3", "PC1")
+    assert pcs[np.array([1, 3])].names == ("PC2", "PC4")
+    assert pcs[[True, False, False, True]].names == pcs[torch.tensor([True, False, False, True])].names == ("PC1", "PC4")
+    assert pcs[:2].mean is pcs.mean and torch.equal(pcs[1:3].explained_variance, pcs.explained_variance[1:3])
+    for index, error, match in [
+        (4, IndexError, r"cannot select directions 4 from 4 direction\(s\)"),
+        (slice(2, 2), IndexError, r"selects none of the 4 direction\(s\)"),
+        ("PC1", TypeError, "index must be an int in -K..K-1, a slice"),
+        (1.5, TypeError, "index must be"),
+        ((0, 1), TypeError, "index must be"),
+        (torch.tensor([0.0]), TypeError, "got a torch.float32 tensor"),
+        ([True, False], IndexError, "cannot select"),
+        (2**70, IndexError, "cannot select"),
+    ]:
+        with pytest.raises(error, match=match):
+            pcs[index]
+    assert pcs == pcs[:] and pcs[:2] == pcs[[0, 1]] and pcs != pcs[:3] and pcs != pcs.to(torch.float32)
+    assert pcs != "pcs" and pcs[:1] != latentsweep.Directions(pcs.vectors[:1], ("PC1",))
+    with pytest.raises(TypeError, match="unhashable"):
+        hash(pcs)
+
+
 @pytest.mark.parametrize(
     "args, kwargs, error, match",
     [

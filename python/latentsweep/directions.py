@@ -40,6 +40,19 @@ def row_blocks(codes: torch.Tensor, *extra: torch.Tensor):
         yield (block, *(t[begin : begin + rows] for t in extra)) if extra else block
 
 
+def _check_unit_rows(fn: str, vectors: torch.Tensor) -> None:
+    """Traversals move by ``value * vector``: a row that is not of unit length would scale every
+    value silently. The tolerance is a few roundings of the vectors' dtype."""
+    norms = torch.linalg.vector_norm(vectors.double(), dim=1)
+    tolerance = max(1e-5, 4 * torch.finfo(vectors.dtype).eps)
+    bad = ((norms - 1).abs() > tolerance).nonzero().flatten()
+    if bad.numel():
+        raise ValueError(
+            f"{fn}: vectors must be unit rows; row(s) {bad.tolist()[:10]} have norm(s) "
+            f"{[round(float(n), 6) for n in norms[bad[:3]]]}; use Directions.from_vectors(...) to scale them"
+        )
+
+
 def result_dtype(codes: torch.Tensor) -> torch.dtype:
     """float64 codes give float64 results; everything else float32."""
     return torch.float64 if codes.dtype == torch.float64 else torch.float32
@@ -69,11 +82,47 @@ class Directions:
     source: str = "user"
 
     def __post_init__(self) -> None:
-        _checks.tensor("latentsweep.Directions", "vectors", self.vectors, ndims=(2,))
-        if len(self.names) != self.vectors.shape[0]:
-            raise ValueError(
-                f"latentsweep.Directions: {self.vectors.shape[0]} vectors but {len(self.names)} names"
-            )
+        fn = "latentsweep.Directions"
+        vectors = _checks.tensor(fn, "vectors", self.vectors, ndims=(2,))
+        if vectors.shape[0] < 1 or vectors.shape[1] < 1:
+            raise ValueError(f"{fn}: vectors must be [K >= 1, D >= 1], got shape {tuple(vectors.shape)}")
+        _checks.finite(fn, "vectors", vectors)
+        _check_unit_rows(fn, vectors)
+        names = self.names
+        if isinstance(names, (str, bytes)) or not hasattr(names, "__len__") or not all(isinstance(n, str) for n in names):
+            raise TypeError(f"{fn}: names must be a sequence of K={len(vectors)} strings, got {names!r:.80}")
+        if len(names) != len(vectors):
+            raise ValueError(f"{fn}: {len(vectors)} vectors but {len(names)} names")
+        object.__setattr__(self, "names", tuple(names))
+        for name, size in (("explained_variance", len(vectors)), ("explained_variance_ratio", len(vectors)),
+                           ("mean", vectors.shape[1])):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            value = _checks.tensor(fn, name, value, ndims=(1,))
+            if value.shape[0] != size:
+                what = "K" if name != "mean" else "D"
+                raise ValueError(f"{fn}: {name} must be [{what}={size}], got shape {tuple(value.shape)}")
+            _checks.finite(fn, name, value)
+            if name != "mean" and bool((value < 0).any()):
+                raise ValueError(f"{fn}: {name} must be >= 0 (a variance), got min {float(value.min()):.3g}")
+        _checks.same_device(fn, vectors=vectors, explained_variance=self.explained_variance,
+                            explained_variance_ratio=self.explained_variance_ratio, mean=self.mean)
+        if not isinstance(self.source, str):
+            raise TypeError(f"{fn}: source must be a str, got {type(self.source).__name__}")
+
+    def __eq__(self, other) -> bool:
+        """Same names, source and tensors (values, dtype and device), as ``torch.equal``."""
+        if not isinstance(other, Directions):
+            return NotImplemented
+        same = lambda a, b: a is b or (  # noqa: E731
+            a is not None and b is not None and a.dtype == b.dtype and a.device == b.device and torch.equal(a, b)
+        )
+        return (self.names == other.names and self.source == other.source
+                and all(same(getattr(self, f), getattr(other, f))
+                        for f in ("vectors", "explained_variance", "explained_variance_ratio", "mean")))
+
+    __hash__ = None  # the tensors are mutable
 
     @classmethod
     def from_vectors(cls, vectors: torch.Tensor, names=None) -> "Directions":
@@ -91,8 +140,26 @@ class Directions:
         return self.vectors.shape[1]
 
     def __getitem__(self, index) -> "Directions":
-        """A subset, e.g. ``directions[:3]`` for the top three components."""
-        picked = torch.arange(len(self))[index].reshape(-1)
+        """A subset, e.g. ``directions[:3]`` for the top three components, ``directions[1]``,
+        ``directions[[0, 2]]`` or a boolean mask of K."""
+        fn = "latentsweep.Directions[...]"
+        expected = "an int in -K..K-1, a slice, a list of ints or a boolean mask of K"
+        if not isinstance(index, (int, slice, torch.Tensor)):
+            try:  # lists, numpy arrays
+                index = torch.as_tensor(index) if isinstance(index, list) or hasattr(index, "__array__") else None
+            except (TypeError, ValueError, RuntimeError):
+                index = None
+            if index is None:
+                raise TypeError(f"{fn}: index must be {expected}")
+        if isinstance(index, torch.Tensor) and index.numel() and index.dtype not in (torch.bool, torch.int64, torch.int32,
+                                                                                       torch.int16, torch.int8, torch.uint8):
+            raise TypeError(f"{fn}: index must be {expected}, got a {index.dtype} tensor")
+        try:
+            picked = torch.arange(len(self))[index.to("cpu") if isinstance(index, torch.Tensor) else index].reshape(-1)
+        except (IndexError, RuntimeError, OverflowError, ValueError):
+            raise IndexError(f"{fn}: cannot select directions {index!r:.60} from {len(self)} direction(s) ({expected})") from None
+        if picked.numel() == 0:
+            raise IndexError(f"{fn}: {index!r:.60} selects none of the {len(self)} direction(s)")
         pick = lambda t: None if t is None else t[picked]  # noqa: E731
         return Directions(
             self.vectors[picked],
