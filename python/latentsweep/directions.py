@@ -58,7 +58,7 @@ def result_dtype(codes: torch.Tensor) -> torch.dtype:
     return torch.float64 if codes.dtype == torch.float64 else torch.float32
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # __eq__ below compares the tensors
 class Directions:
     """K unit directions in a D-dimensional latent space.
 
