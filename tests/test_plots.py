@@ -143,7 +143,7 @@ def test_grid_bad_arguments(image_result, tabular_result, diagnosis):
     with pytest.raises(ValueError, match="order='kl' needs the diagnosis of a VAE"):
         plots.traversal_grid(image_result, order="kl")
     small = latentsweep.diagnose(latentsweep.Posterior(torch.randn(10, 3), torch.zeros(10, 3)))
-    with pytest.raises(ValueError, match="only 3 latent dims"):
+    with pytest.raises(ValueError, match=f"the result's codes have D={D} latents but the diagnosis has 3"):
         plots.traversal_grid(image_result, diagnosis=small)
     stats_only = latentsweep.traverse(
         small_decoder(64, 1, 8, 8), torch.zeros(1, D), steps=3, keep_outputs=False, progress=False

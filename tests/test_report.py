@@ -153,6 +153,32 @@ def test_report_bad_arguments(tmp_path, posterior, image_results):
     assert not (tmp_path / "r.html").exists()
 
 
+def test_report_refuses_parts_of_models_of_different_latent_sizes(tmp_path, posterior, image_results):
+    wider = latentsweep.Posterior(torch.cat([posterior.mu, posterior.mu[:, :2]], 1),
+                                  torch.cat([posterior.logvar, posterior.logvar[:, :2]], 1))
+    other = latentsweep.diagnose(wider)
+    out = tmp_path / "r.html"
+    with pytest.raises(ValueError, match=rf"different latent sizes \(diagnosis D={LATENT_DIM + 2}, "
+                                         rf"results\['prior'\] D={LATENT_DIM}"):
+        latentsweep.report(out, diagnosis=other, results=image_results)
+    with pytest.raises(ValueError, match=rf"diagnosis D={LATENT_DIM + 2}, posterior D={LATENT_DIM}"):
+        latentsweep.report(out, diagnosis=other, posterior=posterior)
+    clusters = latentsweep.clusters(wider.mu, k=2, seed=0)
+    with pytest.raises(ValueError, match=rf"posterior D={LATENT_DIM}, clusters D={LATENT_DIM + 2}"):
+        latentsweep.report(out, posterior=posterior, clusters=clusters)
+    assert not out.exists()
+    # The pictures make the same check.
+    with pytest.raises(ValueError, match=rf"the result's codes have D={LATENT_DIM} latents but the diagnosis has {LATENT_DIM + 2}"):
+        latentsweep.plots.traversal_grid(image_results["prior"], diagnosis=other)
+    with pytest.raises(ValueError, match=rf"codes have D={LATENT_DIM} latents but the diagnosis has {LATENT_DIM + 2}"):
+        latentsweep.plots.sigma_histograms(posterior, diagnosis=other)
+    # Traversals alone may compare models of different sizes.
+    wide_decoder = torch.nn.Sequential(torch.nn.Linear(LATENT_DIM + 2, 64), torch.nn.Unflatten(1, (1, 8, 8)))
+    wide_result = latentsweep.traverse(wide_decoder, wider[:2], steps=3, progress=False)
+    latentsweep.report(out, results={"narrow": image_results["prior"], "wide": wide_result}, gifs=False)
+    assert out.exists()
+
+
 def _chromium() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 

@@ -116,11 +116,12 @@ def report(
         raise ValueError(
             f"{_FN}: nothing to report: pass diagnosis=, posterior=, results=, directions=, clusters= and/or metrics="
         )
+    _check_one_latent_size(diagnosis, posterior, cluster_view,
+                           {**{f"results[{n!r}]": r for n, r in named.items()},
+                            **{f"directions[{n!r}]": r for n, r in along.items()}})
     if isinstance(anchor_indices, int) or not isinstance(anchor_indices, Sequence):
         raise TypeError(f"{_FN}: anchor_indices must be a sequence of ints, e.g. (0, 1), got {anchor_indices!r}")
     for name, result in named.items():
-        _common.check_diagnosis(f"{_FN} (results[{name!r}])", diagnosis,
-                                dims=result.dims.tolist() if result.directions is None else None)
         if is_image_output(result.out_shape, image_shape):  # raises for an image_shape that does not fit
             for a in anchor_indices:
                 _checks.index(_FN, "anchor_indices", a, result.values.shape[0], what="anchor(s)")
@@ -497,6 +498,26 @@ def _direction_results(directions) -> dict:
         if result.directions is None:
             raise ValueError(f"{_FN}: directions[{name!r}] is a traversal of latents; pass it in results=")
     return dict(named)
+
+
+def _check_one_latent_size(diagnosis, posterior, cluster_view, traversals: dict) -> None:
+    """The diagnosis, posterior and clusters describe one model: they, and every traversal shown
+    beside them, have its latent size D (a diagnosis of another model would label the rows with
+    the wrong latents' KL). Traversals alone may compare models of different sizes."""
+    model = {}
+    if diagnosis is not None:
+        model["diagnosis"] = diagnosis.latent_dim
+    if posterior is not None:
+        model["posterior"] = posterior.latent_dim
+    if cluster_view is not None:
+        model["clusters"] = cluster_view[0].centroids.shape[1]
+    if not model:
+        return
+    sizes = {**model, **{name: result.anchors.shape[1] for name, result in traversals.items()}}
+    if len(set(sizes.values())) > 1:
+        listed = ", ".join(f"{name} D={size}" for name, size in sizes.items())
+        raise ValueError(f"{_FN}: the inputs describe models of different latent sizes ({listed}); "
+                         "pass the diagnosis, posterior, clusters and traversals of one model")
 
 
 def _check_clusters(clusters, centroid_outputs, interpolations):

@@ -103,16 +103,17 @@ def check_result(fn: str, result) -> TraversalResult:
     return result
 
 
-def check_diagnosis(fn: str, diagnosis, *, dims=None) -> Diagnosis | None:
-    """``None`` or a Diagnosis that covers every latent in ``dims``."""
+def check_diagnosis(fn: str, diagnosis, *, latent_dim: int | None = None) -> Diagnosis | None:
+    """``None`` or a Diagnosis; when ``latent_dim`` is given, of a model with that many latents
+    (the traversal's D: a diagnosis of another model would label rows with the wrong KL)."""
     if diagnosis is None:
         return None
     if not isinstance(diagnosis, Diagnosis):
         raise TypeError(f"{fn}: diagnosis must be a latentsweep.Diagnosis, got {type(diagnosis).__name__}")
-    if dims is not None and len(dims) and max(dims) >= diagnosis.latent_dim:
+    if latent_dim is not None and latent_dim != diagnosis.latent_dim:
         raise ValueError(
-            f"{fn}: the result traverses latent {max(dims)} but the diagnosis has only "
-            f"{diagnosis.latent_dim} latent dims; pass the diagnosis of the same model"
+            f"{fn}: the result's codes have D={latent_dim} latents but the diagnosis has "
+            f"{diagnosis.latent_dim}; pass the diagnosis of the same model"
         )
     return diagnosis
 
@@ -150,7 +151,7 @@ def dim_order(fn: str, result: TraversalResult, diagnosis: Diagnosis | None, ord
     max_dims = _checks.optional_integer(fn, "max_dims", max_dims, low=1)
     dims = result.dims.tolist()
     coordinates = result.directions is None
-    diagnosis = check_diagnosis(fn, diagnosis, dims=dims if coordinates else None)
+    diagnosis = check_diagnosis(fn, diagnosis, latent_dim=result.anchors.shape[1])
     if order == "auto":
         order = "kl" if diagnosis is not None and diagnosis.is_variational and coordinates else "effect"
     if order == "kl":
