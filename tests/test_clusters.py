@@ -3,6 +3,8 @@ scipy.stats.f_oneway), pairwise effects, directions between centroids, KMeans as
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import scipy.stats
@@ -128,12 +130,37 @@ def test_degenerate_statistics_are_defined():
         ((torch.randn(4, 2), torch.tensor([0, 1, 0, 1], device="meta")), {}, ValueError, "labels is on the meta device"),
         ((torch.randn(4, 2), torch.tensor([0, 1, 0, 1]).to_sparse()), {}, TypeError, "labels must be a dense"),
         ((torch.full((10, 2), float("inf")),), {"k": 2}, ValueError, "non-finite"),
+        ((torch.tensor([[0.0, 0], [1, 1]]).repeat(3, 1),), {"k": 3}, ValueError,
+         r"the codes hold only 2 distinct point\(s\), fewer than k=3 clusters; use k <= 2"),
+        ((torch.randn(5, 2), [None, 1, 2, 1, 2]), {}, TypeError, "labels must be all integers or all strings, got NoneType, integers"),
+        ((torch.randn(5, 2), ["a", 1, "a", 1, "b"]), {}, TypeError, "got integers, strings"),
+        ((torch.randn(5, 2), np.array(["a", 1, "a", 1, "b"], dtype=object)), {}, TypeError, "got integers, strings"),
+        ((torch.randn(5, 2), [1.5, 2, 3, 1, 1]), {}, TypeError, "got float, integers"),
+        ((torch.randn(50, 3, generator=torch.Generator().manual_seed(0)) * 1e37,), {"k": 3}, ValueError,
+         r"variances \(.*e\+7.\) overflow torch.float32; pass float64 codes"),
+        ((torch.randn(50, 3, dtype=torch.float64) * 1e300,), {"k": 3}, ValueError, "overflow torch.float64; rescale the codes"),
     ],
 )
 def test_bad_input(args, kwargs, error, match):
     with pytest.raises(error, match=match) as info:
         latentsweep.clusters(*args, **kwargs)
     assert str(info.value).startswith("latentsweep.clusters:")
+
+
+@pytest.mark.parametrize("scale", [1e15, 1e-30])
+def test_kmeans_clusters_codes_of_extreme_magnitude_as_their_rescaled_copy(scale):
+    """KMeans sees the codes scaled to a largest entry of 1 when its float32 squared distances
+    would overflow or underflow: the clustering is the one of the rescaled codes, without
+    warnings, and the statistics are of the codes as given."""
+    codes, _ = blobs(num_per=20, centres=3, seed=4)
+    codes = codes.float()
+    largest = codes.abs().max()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = latentsweep.clusters(codes * scale, k=3, seed=1)
+    expected = latentsweep.clusters(codes / largest, k=3, seed=1)
+    assert torch.equal(got.labels, expected.labels)
+    assert torch.allclose(got.centroids.double() / scale, latentsweep.clusters(codes, got.labels).centroids.double(), rtol=1e-5)
 
 
 def test_bad_cluster_indices():

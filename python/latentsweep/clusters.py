@@ -104,19 +104,41 @@ def _labels(fn: str, labels, num_rows: int) -> tuple[torch.Tensor, tuple]:
         if labels.is_floating_point() or labels.is_complex():
             raise TypeError(f"{fn}: labels must hold integers (or strings), got {labels.dtype}")
         labels = labels.detach().cpu().numpy()
+    if not isinstance(labels, np.ndarray) and hasattr(labels, "__len__") and not isinstance(labels, (str, bytes)):
+        _check_one_kind_of_label(fn, list(labels))  # before numpy turns [1, "a"] into ["1", "a"]
     array = np.asarray(labels)
     if array.ndim != 1 or array.shape[0] != num_rows:
         raise ValueError(f"{fn}: labels must be 1-D with one label per code (N={num_rows}), got shape {array.shape}")
     if array.dtype.kind not in "iuUSOb":
         raise TypeError(f"{fn}: labels must hold integers or strings, got dtype {array.dtype}")
+    if array.dtype.kind == "O":
+        _check_one_kind_of_label(fn, array.tolist())
     values, inverse = np.unique(array, return_inverse=True)
     return torch.from_numpy(inverse.astype(np.int64)), tuple(v.item() if hasattr(v, "item") else v for v in values)
+
+
+def _check_one_kind_of_label(fn: str, labels: list) -> None:
+    """Labels are all integers or all strings: a mix cannot be ordered (or numpy would turn the
+    integers into strings, merging 1 and "1"), and None is no label."""
+    kinds = {"integers" if isinstance(v, (int, np.integer)) else "strings" if isinstance(v, str)
+             else type(v).__name__ for v in labels}
+    if len(kinds) > 1 or not kinds <= {"integers", "strings"}:
+        raise TypeError(f"{fn}: labels must be all integers or all strings, got {', '.join(sorted(kinds))}")
+
+
+# KMeans works in float32 for float32 codes: beyond this magnitude its squared distances
+# overflow (or below its inverse, underflow), so it sees the codes scaled to a largest entry of 1
+# (the clustering does not change with the scale).
+KMEANS_SAFE_MAGNITUDE = 1e12
 
 
 def _kmeans(codes: torch.Tensor, k: int, seed: int) -> torch.Tensor:
     from sklearn.cluster import KMeans
 
     # scikit-learn computes in float32 or float64: no float64 copy of float32 codes.
+    largest = float(codes.detach().abs().amax().double())
+    if largest > KMEANS_SAFE_MAGNITUDE or 0 < largest < 1 / KMEANS_SAFE_MAGNITUDE:
+        codes = (codes.detach().double() / largest).to(codes.dtype)
     data = codes.detach().to("cpu", result_dtype(codes)).numpy()
     model = KMeans(n_clusters=k, random_state=seed, n_init="auto").fit(data)
     return torch.from_numpy(model.labels_.astype(np.int64))
@@ -154,6 +176,10 @@ def clusters(codes_or_posterior, labels=None, *, k: int | None = None, seed: int
         if k is None:
             raise ValueError(f"{fn}: give labels ([N] per code) or k (the number of KMeans clusters)")
         k = _checks.integer(fn, "k", k, low=2, high=num_rows - 1)
+        distinct = torch.unique(codes.detach(), dim=0).shape[0]
+        if distinct < k:
+            raise ValueError(f"{fn}: the codes hold only {distinct} distinct point(s), fewer than k={k} clusters; "
+                             f"use k <= {distinct}")
         # Through the same relabelling as user labels: a cluster KMeans left empty disappears.
         index, label_values = _labels(fn, _kmeans(codes, k, seed), num_rows)
         method = "kmeans"
@@ -185,12 +211,17 @@ def clusters(codes_or_posterior, labels=None, *, k: int | None = None, seed: int
         torch.where(between > 0, math.inf, 0.0),
     )
     dtype = result_dtype(codes)
+    variances = within / sizes[:, None]
+    largest = float(torch.cat([variances.flatten(), between]).max())
+    if not (largest <= torch.finfo(dtype).max and bool(torch.isfinite(centroids).all())):  # also NaN
+        raise ValueError(f"{fn}: the clusters' variances ({largest:.3g}) overflow {dtype}; "
+                         + ("pass float64 codes (codes.double())" if dtype != torch.float64 else "rescale the codes"))
     return Clusters(
         labels=index,
         label_values=label_values,
         centroids=centroids.to(dtype),
         sizes=sizes,
-        variances=(within / sizes[:, None]).to(dtype),
+        variances=variances.to(dtype),
         eta_squared=eta.to(dtype),
         f_statistic=f_stat.to(dtype),
         method=method,
