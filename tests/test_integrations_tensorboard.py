@@ -208,7 +208,8 @@ def test_bad_arguments_are_named(tmp_path):
             (dict(image_shape=("8", "8")), TypeError, "image_shape must hold ints"),
             (dict(image_shape=8), TypeError, "image_shape must be a tuple"),
             (dict(encoder=lambda x: x[:, :2] * float("nan")), ValueError, "NaN/Inf"),
-            (dict(mode="posterior", encoder=lambda x: x[:, :4]), ValueError, "needs logvar"),
+            (dict(mode="posterior", encoder=lambda x: x[:, :4]), ValueError,
+             r"log_traversals: mode='posterior' needs the posterior's logvar, and this encoder returns codes only"),
         ]
         for kwargs, error, message in cases:
             with pytest.raises(error, match=message):
@@ -222,3 +223,19 @@ def test_importing_without_tensorboard_says_what_to_install(monkeypatch):
         importlib.import_module("latentsweep.integrations.tensorboard")
     monkeypatch.undo()
     importlib.import_module("latentsweep.integrations.tensorboard")
+
+
+def test_data_of_another_dtype_takes_the_encoders_or_is_explained(tmp_path):
+    """float64 tensors are cast to the encoder's float32, as encode() does (the recorder that
+    keeps the drawn inputs once hid the encoder's module); integer data that the encoder
+    cannot take fails with a note saying why."""
+    torch.manual_seed(0)
+    model, data = TinyVAE(), digits(8)
+    with SummaryWriter(tmp_path) as writer:
+        wide = log_traversals(writer, model.encoder, model.decoder, data.double(), step=0, grid_anchors=0)
+        narrow = log_traversals(writer, model.encoder, model.decoder, data, step=0, grid_anchors=0)
+        assert torch.equal(wide.result.anchors, narrow.result.anchors)
+        with pytest.raises(RuntimeError) as info:
+            log_traversals(writer, model.encoder, model.decoder, (data * 16).long(), step=0)
+    assert any("data is torch.int64 while the encoder's parameters are torch.float32" in note
+               for note in info.value.__notes__)

@@ -12,9 +12,12 @@ import torch
 
 def owning_module(model) -> torch.nn.Module | None:
     """The nn.Module behind a callable: the module itself, the module whose bound method it is
-    (``vae.decode``), or that of a ``functools.partial`` of either; None for other callables."""
-    while isinstance(model, functools.partial):
-        model = model.func
+    (``vae.decode``), or that of a ``functools.partial`` or a wrapper (``__wrapped__``, as
+    ``functools.wraps`` sets) of either; None for other callables."""
+    while isinstance(model, functools.partial) or (
+        not isinstance(model, torch.nn.Module) and getattr(model, "__wrapped__", None) is not None
+    ):
+        model = model.func if isinstance(model, functools.partial) else model.__wrapped__
     if isinstance(model, torch.nn.Module):
         return model
     owner = getattr(model, "__self__", None)  # a bound method

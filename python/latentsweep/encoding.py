@@ -85,7 +85,7 @@ def encode(
     with _progress.bar(show, total=total, unit="input", desc="encode") as bar, eval_mode(encoder), torch.inference_mode():
         for index, batch in enumerate(batches):
             batch = batch.to(device=device, dtype=input_dtype if input_dtype and batch.is_floating_point() else None)
-            mu, logvar = _split_output(encoder(batch), index)
+            mu, logvar = _split_output(_call_encoder(encoder, batch, input_dtype), index)
             _check_batch(mu, logvar, index, rows, batch.shape[0], mus, logvars)
             # Copies, also on the CPU: an encoder may return a view of a buffer it overwrites
             # in its next call.
@@ -111,6 +111,21 @@ def _resolve_device(encoder, data, device) -> torch.device:
     if isinstance(data, torch.Tensor):
         return data.device
     return torch.device("cpu")
+
+
+def _call_encoder(encoder, batch: torch.Tensor, input_dtype: torch.dtype | None):
+    """``encoder(batch)``; when it fails on integer or boolean inputs while its parameters are
+    floating point, the error gets a note saying so (the cause is usually uint8 images or int64
+    labels-as-data, not the model)."""
+    try:
+        return encoder(batch)
+    except Exception as error:
+        if input_dtype is not None and not batch.is_floating_point() and not batch.is_complex():
+            error.add_note(
+                f"{_FN}: data is {batch.dtype} while the encoder's parameters are {input_dtype}; pass floating-point "
+                "data (e.g. data.float() / 255 for uint8 images) unless the encoder takes integers (an Embedding)"
+            )
+        raise
 
 
 def _batches(data, batch_size: int, float_dtype: torch.dtype) -> tuple[Iterable[torch.Tensor], int | None]:

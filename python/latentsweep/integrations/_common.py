@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from .. import _checks
-from .._modules import eval_mode, model_device, model_dtype
+from .._modules import eval_mode, model_device, model_dtype, owning_module
 from ..diagnosis import FLAG_CODES, Diagnosis, diagnose, format_dims
 from ..encoding import encode
 from ..modes import MODE_TABLE
@@ -159,6 +159,7 @@ def take_snapshot(
     options: SnapshotOptions,
     *,
     step: int,
+    fn: str,
     device: torch.device | None = None,
     modules: Iterable[torch.nn.Module] = (),
 ) -> TraversalSnapshot:
@@ -169,9 +170,10 @@ def take_snapshot(
     Runs without gradients, with every module involved (the encoder's and decoder's owners and
     ``modules``) in eval mode, restoring each submodule's mode afterwards, and restores every
     global random state it could touch, so a training run goes on exactly as without it.
+    ``fn`` names the public caller in error messages.
     """
     started = time.perf_counter()
-    owners = _unique([*(_owner(f) for f in (encoder, decoder)), *modules])
+    owners = _unique([*(owning_module(f) for f in (encoder, decoder)), *modules])
     if device is None:
         device = next((d for d in map(model_device, owners) if d is not None), None)
     if isinstance(data, np.ndarray):  # encode() would cast it to the recorder's dtype, not the model's
@@ -185,6 +187,11 @@ def take_snapshot(
         posterior = encode(recorder, data, batch_size=options.batch_size, device=device, progress=False)
         diagnosis = diagnose(posterior, prior_std=options.prior_std)
         mode = diagnosis.recommended_mode if options.mode == "auto" else options.mode
+        if MODE_TABLE[mode].needs_logvar and posterior.logvar is None:
+            raise ValueError(
+                f"{fn}: mode={mode!r} needs the posterior's logvar, and this encoder returns codes only "
+                "(a plain autoencoder); use mode='auto' or 'empirical'"
+            )
         sweep = dict(
             mode=mode, span=options.span, steps=options.steps, dims=ranked_dims(diagnosis)[: options.max_dims],
             reference=posterior.mu if MODE_TABLE[mode].needs_reference else None, prior_std=options.prior_std,
@@ -319,6 +326,7 @@ class _InputRecorder:
         if not callable(encoder):
             raise TypeError(f"latentsweep.integrations: encoder must be callable, got {type(encoder).__name__}")
         self.encoder, self.keep, self._kept, self._rows = encoder, keep, [], 0
+        self.__wrapped__ = encoder  # encode() finds the encoder's module: its dtype, device, eval mode
 
     def __call__(self, batch: torch.Tensor):
         if self._rows < self.keep:
@@ -329,14 +337,6 @@ class _InputRecorder:
 
     def inputs(self) -> torch.Tensor | None:
         return torch.cat(self._kept) if self._kept else None
-
-
-def _owner(fn) -> torch.nn.Module | None:
-    """The module a callable belongs to: itself, or the module of a bound method (``vae.encode``)."""
-    if isinstance(fn, torch.nn.Module):
-        return fn
-    owner = getattr(fn, "__self__", None)
-    return owner if isinstance(owner, torch.nn.Module) else None
 
 
 def _unique(modules) -> list[torch.nn.Module]:

@@ -140,7 +140,7 @@ class TraversalCallback(pl.Callback):
             encoder, decoder = self._modules(pl_module)
             snapshot = _common.take_snapshot(
                 encoder, decoder, self.data, self.options,
-                step=trainer.global_step, device=pl_module.device, modules=[pl_module],
+                step=trainer.global_step, fn=_FN, device=pl_module.device, modules=[pl_module],
             )
             for logger in trainer.loggers:
                 self._log(logger, snapshot)

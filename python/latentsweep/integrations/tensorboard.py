@@ -93,7 +93,7 @@ def log_traversals(
     )
     _common.check_data(_FN, data)
     device = _checks.device(_FN, device)
-    snapshot = _common.take_snapshot(encoder, decoder, data, options, step=step, device=device)
+    snapshot = _common.take_snapshot(encoder, decoder, data, options, step=step, fn=_FN, device=device)
     for key, value in snapshot.scalars.items():
         writer.add_scalar(options.tag(key), value, step)
     _common.write_media(writer, snapshot, options)
