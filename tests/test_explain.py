@@ -171,6 +171,18 @@ def test_bad_arguments_are_named(tmp_path, decoder, vae, kwargs, error, match):
     assert not (tmp_path / "report.html").exists()
 
 
+def test_an_out_that_cannot_be_written_is_refused_before_any_work(tmp_path, decoder, vae):
+    (tmp_path / "a-file").write_text("in the way")
+    for out in (tmp_path / "a-file", tmp_path / "a-file" / "r.html"):
+        with pytest.raises(ValueError, match=r"explain: out=.*: the file .*a-file' is in the way of its folder"):
+            ls.explain(None, decoder, None, posterior=vae, out=out, **FAST)
+    (tmp_path / "folder.html").mkdir()
+    with pytest.raises(ValueError, match=r"explain: out=.*folder\.html' is a folder; give the file to write"):
+        ls.explain(None, decoder, None, posterior=vae, out=tmp_path / "folder.html", **FAST)
+    with pytest.raises(ValueError, match=r"report: path=.*: the file .*a-file' is in the way"):
+        ls.report(tmp_path / "a-file" / "r.html", diagnosis=ls.diagnose(vae))
+
+
 def test_mode_posterior_needs_a_vae(tmp_path, decoder, ae_codes):
     with pytest.raises(ValueError, match="mode='posterior' needs an encoder that gives a posterior"):
         ls.explain(None, decoder, None, posterior=ae_codes, out=tmp_path, mode="posterior", **FAST)

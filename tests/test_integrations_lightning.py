@@ -318,6 +318,31 @@ def test_bad_arguments_are_named():
         TraversalCallback({"x": data})
 
 
+def test_a_saved_state_that_is_not_this_callbacks_is_refused():
+    callback = TraversalCallback(digits(8))
+    for state, error, message in [
+        ({"epochs": "three"}, TypeError, r"load_state_dict: state_dict\['epochs'\] must be an int, got str"),
+        ({"epochs": -1}, ValueError, r"state_dict\['epochs'\] must be >= 0"),
+        ({"epochs": 2.5}, TypeError, "must be an int"),
+        ([("epochs", 3)], TypeError, "state_dict must be a mapping"),
+    ]:
+        with pytest.raises(error, match=message):
+            callback.load_state_dict(state)
+    assert callback.state_dict() == {"epochs": 0}
+
+
+def test_a_log_dir_that_cannot_be_written_is_named(tmp_path):
+    class FolderLogger(ScalarLogger):
+        log_dir = str(tmp_path / "a-file")
+
+    (tmp_path / "a-file").write_text("in the way")
+    model = LitVAE()
+    with pytest.raises(ValueError, match=r"TraversalCallback: cannot write the snapshot's pictures to .*a-file"):
+        TraversalCallback(digits(8)).on_train_epoch_end(stub_trainer(loggers=[FolderLogger()]), model)
+    with pytest.warns(RuntimeWarning, match="no snapshot at step 5: ValueError: .*cannot write"):
+        TraversalCallback(digits(8), on_error="warn").on_train_epoch_end(stub_trainer(loggers=[FolderLogger()]), model)
+
+
 def test_importing_without_lightning_says_what_to_install(monkeypatch):
     for name in ("lightning", "lightning.pytorch", "pytorch_lightning"):
         monkeypatch.setitem(sys.modules, name, None)

@@ -420,11 +420,20 @@ def test_a_gif_is_written_only_to_a_gif_path(image_result, tmp_path, name):
     assert Image.open(tmp_path / "anim.GIF").format == "GIF"
 
 
-def test_a_path_that_cannot_be_written_names_path(image_result, tmp_path):
+def test_a_path_that_cannot_be_written_names_path(image_result, tmp_path, monkeypatch):
     (tmp_path / "file").write_text("in the way")
-    with pytest.raises(ValueError, match=r"traversal_grid: cannot write path=.*file/grid\.png"):
+    with pytest.raises(ValueError, match=r"traversal_grid: path=.*file/grid\.png': the file .*file' is in the way"):
         plots.traversal_grid(image_result, path=tmp_path / "file" / "grid.png")
-    with pytest.raises(ValueError, match=r"traversal_gif: cannot write path="):
+    with pytest.raises(ValueError, match=r"traversal_gif: path=.*: the file .*file' is in the way"):
         plots.traversal_gif(image_result, path=tmp_path / "file" / "a.gif")
+    import errno
+    import pathlib
+
+    def disk_full(self, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(pathlib.Path, "write_bytes", disk_full)
+    with pytest.raises(ValueError, match=r"traversal_gif: cannot write path=.*a\.gif': No space left on device"):
+        plots.traversal_gif(image_result, path=tmp_path / "a.gif")
     with pytest.raises(TypeError, match=r"kl_bars: path must be a file name \(str or os.PathLike\), got int"):
         plots.kl_bars(latentsweep.diagnose(synthetic_posterior(20, seed=0)), path=3)

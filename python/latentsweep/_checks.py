@@ -11,7 +11,9 @@ from __future__ import annotations
 import contextlib
 import math
 import numbers
+import os
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 
@@ -287,3 +289,24 @@ def seed(fn: str, value) -> int:
     """A seed in [0, 2^64), passed to the op as a wrapped int64."""
     value = integer(fn, "seed", value, low=0, high=2**64 - 1)
     return value - 2**64 if value > INT64_MAX else value
+
+
+def blocking_file(path: Path) -> Path | None:
+    """The first existing ancestor of ``path`` that is not a folder (a file where a folder would
+    have to be created), or None."""
+    return next((parent for parent in path.parents if parent.exists() and not parent.is_dir()), None)
+
+
+def output_file(fn: str, name: str, value) -> Path:
+    """A file a call will write, checked before any work (a long computation is not lost to a
+    path that cannot be written): a str or PathLike, not a folder, no file in the way of its
+    folder."""
+    if not isinstance(value, (str, os.PathLike)) or not str(value):
+        raise TypeError(f"{fn}: {name} must be a file path (str or os.PathLike), got {value!r:.80}")
+    path = Path(value)
+    if path.is_dir():
+        raise ValueError(f"{fn}: {name}={str(path)!r} is a folder; give the file to write")
+    blocked = blocking_file(path)
+    if blocked is not None:
+        raise ValueError(f"{fn}: {name}={str(path)!r}: the file {str(blocked)!r} is in the way of its folder")
+    return path

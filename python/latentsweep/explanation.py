@@ -6,6 +6,7 @@ demo call it."""
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -219,10 +220,10 @@ def output_image_shape(out_shape: tuple[int, ...], hint=None, inputs=None, *, fn
 
 
 def _report_path(out) -> Path:
-    if not isinstance(out, (str, Path)) or not str(out):
-        raise TypeError(f"{_FN}: out must be a folder or an .html path (str or pathlib.Path), got {out!r}")
+    if not isinstance(out, (str, os.PathLike)) or not str(out):
+        raise TypeError(f"{_FN}: out must be a folder or an .html path (str or os.PathLike), got {out!r}")
     out = Path(out)
-    return out if out.suffix.lower() in (".html", ".htm") else out / DEFAULT_REPORT
+    return _checks.output_file(_FN, "out", out if out.suffix.lower() in (".html", ".htm") else out / DEFAULT_REPORT)
 
 
 def _check_directions(directions):

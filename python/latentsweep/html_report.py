@@ -673,11 +673,7 @@ class _Page:
 
 
 def _check_path(path) -> Path:
-    if not isinstance(path, (str, Path)) or not str(path):
-        raise TypeError(f"{_FN}: path must be a file path (str or pathlib.Path), got {path!r}")
-    path = Path(path)
-    if path.is_dir():
-        raise ValueError(f"{_FN}: path {str(path)!r} is a folder; give the .html file to write")
+    path = _checks.output_file(_FN, "path", path)
     path.parent.mkdir(parents=True, exist_ok=True)
     return path
 

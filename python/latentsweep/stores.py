@@ -41,6 +41,7 @@ import numpy as np
 import torch
 import zarr
 
+from . import _checks
 from .merge import UnitStatistics
 from .plan import SweepPlan, plan_from_dict
 from .sinks import Geometry
@@ -611,7 +612,7 @@ def create_store(path: Path, *, params: dict, plan: SweepPlan, geometry: Geometr
     try:
         meta_path.parent.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError):
-        blocked = next((p for p in meta_path.parents if p.exists() and not p.is_dir()), meta_path.parent)
+        blocked = _checks.blocking_file(meta_path) or meta_path.parent
         raise ValueError(f"out={str(path)!r}: the file {str(blocked)!r} is in the way of the store's folder") from None
     for own in (meta_path, npy_path) if npy_path is not None else (meta_path,):
         remove_stale_temporaries(own, _OWN_ENTRIES)  # of a creation or repair killed before

@@ -78,9 +78,11 @@ def run_metrics(args) -> int:
 
 
 def _check_writable(path: Path, flag: str) -> None:
+    from .._checks import blocking_file
+
     if path.is_dir():
         raise CliError(f"{flag} {path}: a folder is in the way of the file")
-    blocked = next((parent for parent in path.parents if parent.exists() and not parent.is_dir()), None)
+    blocked = blocking_file(path)
     if blocked is not None:
         raise CliError(f"{flag} {path}: {blocked} is a file, not a folder")
 

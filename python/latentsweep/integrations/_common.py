@@ -260,16 +260,21 @@ def write_media(writer, snapshot: TraversalSnapshot, options: SnapshotOptions) -
     writer.add_text(options.tag(TEXT_KEY), snapshot.text, snapshot.step)
 
 
-def save_media(folder: str | Path, snapshot: TraversalSnapshot, options: SnapshotOptions) -> Path:
+def save_media(fn: str, folder: str | Path, snapshot: TraversalSnapshot, options: SnapshotOptions) -> Path:
     """The snapshot's images as PNG files and its text as ``diagnosis.md`` in
-    ``<folder>/<prefix>/step=<step>/``; returns that folder."""
+    ``<folder>/<prefix>/step=<step>/``; returns that folder. A folder that cannot be written (a
+    file in the way, no permission, disk full) is a ValueError naming it."""
     from PIL import Image
 
     target = Path(folder) / (options.prefix or "latentsweep") / f"step={snapshot.step:07d}"
-    target.mkdir(parents=True, exist_ok=True)
-    for key, image in snapshot.images.items():
-        Image.fromarray(image).save(target / f"{key.replace('/', '-')}.png")
-    (target / f"{TEXT_KEY}.md").write_text(snapshot.text + "\n", encoding="utf-8")
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        for key, image in snapshot.images.items():
+            Image.fromarray(image).save(target / f"{key.replace('/', '-')}.png")
+        (target / f"{TEXT_KEY}.md").write_text(snapshot.text + "\n", encoding="utf-8")
+    except OSError as error:
+        raise ValueError(f"{fn}: cannot write the snapshot's pictures to {str(target)!r} (the logger's log_dir "
+                         f"{str(folder)!r}): {error.strerror or error}") from error
     return target
 
 

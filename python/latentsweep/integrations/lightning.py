@@ -7,6 +7,7 @@ Needs Lightning: ``pip install 'latentsweep[lightning]'``.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
 
 from .. import _checks
 from . import _common
@@ -120,7 +121,11 @@ class TraversalCallback(pl.Callback):
         return {"epochs": self._epochs}
 
     def load_state_dict(self, state_dict: dict) -> None:
-        self._epochs = int(state_dict.get("epochs", 0))
+        fn = f"{_FN}.load_state_dict"
+        if not isinstance(state_dict, Mapping):
+            raise TypeError(f"{fn}: state_dict must be a mapping (this callback's state_dict()), got "
+                            f"{type(state_dict).__name__}")
+        self._epochs = _checks.integer(fn, "state_dict['epochs']", state_dict.get("epochs", 0), low=0)
 
     def _epoch_end(self, trainer, pl_module) -> None:
         self._epochs += 1
@@ -174,7 +179,7 @@ class TraversalCallback(pl.Callback):
                 logger.log_text(key=options.tag(_common.TEXT_KEY), columns=["diagnosis"],
                                 data=[[snapshot.text]], step=snapshot.step)
         elif getattr(logger, "log_dir", None):
-            _common.save_media(logger.log_dir, snapshot, options)
+            _common.save_media(_FN, logger.log_dir, snapshot, options)
         elif type(logger).__name__ not in self._warned:
             self._warned.add(type(logger).__name__)
             warnings.warn(

@@ -56,6 +56,7 @@ def output_path(fn: str, path, *, suffixes: tuple[str, ...] | None = None) -> Pa
     if path.is_dir():
         raise ValueError(f"{fn}: path={str(path)!r} is a folder; give a file name inside it, e.g. "
                          f"{str(path / ('picture' + suffixes[0]))!r}")
+    _checks.output_file(fn, "path", path)
     if path.suffix.lower() not in suffixes:
         raise ValueError(
             f"{fn}: path={str(path)!r} must end in a picture format's suffix ({examples}"
