@@ -437,3 +437,20 @@ def test_a_path_that_cannot_be_written_names_path(image_result, tmp_path, monkey
         plots.traversal_gif(image_result, path=tmp_path / "a.gif")
     with pytest.raises(TypeError, match=r"kl_bars: path must be a file name \(str or os.PathLike\), got int"):
         plots.kl_bars(latentsweep.diagnose(synthetic_posterior(20, seed=0)), path=3)
+
+
+def test_response_curves_of_outputs_near_float32s_limit_stay_finite():
+    """Mean and SD over anchors are taken in float64: float32 sums of ~1e37 overflowed."""
+    import warnings
+
+    decoder = lambda z: torch.cat([z, z], 1) * 1e37  # noqa: E731
+    anchors = torch.randn(4, 3, generator=torch.Generator().manual_seed(0))
+    result = latentsweep.traverse(decoder, anchors, steps=5, mode="absolute", progress=False)
+    for band in ("sd", "quantile"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            figure = plots.response_curves(result, band=band)
+        curves = [line.get_ydata() for line in figure.axes[0].lines]
+        assert curves and all(np.isfinite(curve).all() for curve in curves)
+        expected = result.outputs[:, 0, :, 0].double().mean(0).numpy()
+        assert any(np.allclose(curve, expected, rtol=1e-6) for curve in curves)

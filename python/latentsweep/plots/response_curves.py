@@ -64,7 +64,8 @@ def response_curves(
     num_features = math.prod(result.out_shape)
     names = feature_labels(_FN, feature_names, num_features)
     chosen = pick_features(_FN, features, names, result.sensitivity[positions], max_features)
-    outputs = _common.all_outputs(_FN, result)[:, positions][..., chosen]  # [A, K', S, F']
+    # [A, K', S, F'] in float64: the mean and SD over anchors of outputs near float32's range stay finite.
+    outputs = _common.all_outputs(_FN, result)[:, positions][..., chosen].astype(np.float64)
     x, x_label = _common.curve_axis(result, positions)  # [K', S]
 
     count = len(positions)
