@@ -5,6 +5,8 @@ that cut paths anywhere, stores and resume, and bad input."""
 
 from __future__ import annotations
 
+import warnings
+
 import math
 
 import numpy as np
@@ -82,11 +84,20 @@ def test_slerp_keeps_the_norm_of_equal_norm_endpoints_and_falls_back_to_linear_w
     assert (linear.norm(dim=2)[:, 3] < decoded.norm(dim=2)[:, 3]).all()  # the line cuts towards the origin
     parallel = torch.tensor([[1.0, 2.0], [1.0, 2.0]], dtype=torch.float64)
     along = torch.tensor([[2.0, 4.0], [-1.0, -2.0]], dtype=torch.float64)
-    slerped = ls.interpolate(codes_decoder, parallel, along, steps=5, path="slerp", progress=False).outputs
+    # Path 1's endpoints are opposite: its line through the origin is said, path 0's is not.
+    with pytest.warns(UserWarning, match=r"interpolate: path\(s\) \[1\] of 2 have opposite endpoints"):
+        slerped = ls.interpolate(codes_decoder, parallel, along, steps=5, path="slerp", progress=False).outputs
     assert torch.isfinite(slerped).all()
     torch.testing.assert_close(slerped, reference_path(parallel, along, 5, "linear"), rtol=1e-12, atol=1e-12)
+    with pytest.warns(UserWarning, match=r"interpolation_codes: path\(s\) \[1\] of 2 have opposite endpoints"):
+        ls.interpolation_codes(parallel, along, steps=5, path="slerp")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ls.interpolation_codes(parallel[:1], along[:1], steps=5, path="slerp")  # parallel: the arc's own limit
+        ls.interpolation_codes(parallel, along, steps=5, path="linear")
 
 
+@pytest.mark.filterwarnings("ignore:.*opposite endpoints")  # 1-D codes of opposite signs: said, and tested above
 @settings(max_examples=25, deadline=None)
 @given(paths=st.integers(1, 4), steps=st.integers(2, 7), latent=st.integers(1, 6), batch=st.integers(1, 11),
        path=st.sampled_from(["linear", "slerp"]), seed=st.integers(0, 1000))

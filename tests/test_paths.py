@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import pytest
 import torch
@@ -50,7 +51,11 @@ def test_slerp_with_unequal_norms_interpolates_between_them_and_avoids_the_origi
 def test_slerp_falls_back_to_linear_for_parallel_or_zero_endpoints():
     for start, end in [([1.0, 2.0], [2.0, 4.0]), ([1.0, 2.0], [-1.0, -2.0]), ([0.0, 0.0], [1.0, 1.0])]:
         start, end = torch.tensor(start, dtype=torch.float64), torch.tensor(end, dtype=torch.float64)
-        slerp = latentsweep.interpolation_codes(start, end, steps=7, path="slerp")
+        opposite = float(start @ end) < 0
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            slerp = latentsweep.interpolation_codes(start, end, steps=7, path="slerp")
+        assert [str(w.message).count("opposite endpoints") for w in caught] == ([1] if opposite else [])
         assert torch.allclose(slerp, latentsweep.interpolation_codes(start, end, steps=7), atol=1e-12)
         assert torch.isfinite(slerp).all()
 

@@ -13,7 +13,7 @@ from . import _checks
 from ._modules import tensor_digest
 from .grid_spec import GridSpec
 from .latent_shape import checked_latent_shape, flat_codes
-from .paths import PATHS, _endpoints, interpolation_codes, path_codes
+from .paths import PATHS, _endpoints, interpolation_codes, path_codes, warn_undefined_arcs
 from .result import TraversalResult
 
 _FN = "latentsweep.interpolate"
@@ -163,6 +163,8 @@ def interpolate(
     latent_shape = checked_latent_shape(_FN, latent_shape, start, structured or (start.shape[1],))
     steps = _checks.integer(_FN, "steps", steps, low=2)
     path = _checks.choice(_FN, "path", path, PATHS)
+    if path == "slerp":
+        warn_undefined_arcs(_FN, start, end)
     num_paths, latent = start.shape
     if num_paths * steps * latent * 8 > _checks.INT64_MAX:
         raise ValueError(f"{_FN}: P * steps * D = {num_paths * steps * latent} values, whose size in bytes overflows int64")

@@ -4,6 +4,9 @@ near the origin (White, "Sampling Generative Networks", 2016)."""
 
 from __future__ import annotations
 
+import math
+import warnings
+
 import torch
 
 from . import _checks
@@ -29,6 +32,30 @@ def _endpoints(fn: str, start, end) -> tuple[torch.Tensor, torch.Tensor]:
     return start, end
 
 
+def _angle(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The angle theta between float64 endpoints (0 where one is zero) and its sine, reduced
+    over the last dimension (kept)."""
+    norms = torch.linalg.vector_norm(a, dim=-1, keepdim=True) * torch.linalg.vector_norm(b, dim=-1, keepdim=True)
+    cosine = torch.where(norms > 0, (a * b).sum(-1, keepdim=True) / norms.clamp_min(1e-300), 1.0)
+    theta = torch.arccos(cosine.clamp(-1.0, 1.0))
+    return theta, torch.sin(theta)
+
+
+def warn_undefined_arcs(fn: str, start: torch.Tensor, end: torch.Tensor) -> None:
+    """A slerp between opposite endpoints has no single great circle: the path falls back to the
+    straight line, which passes through the origin, the region slerp is meant to avoid. Said
+    once per call, naming the paths concerned."""
+    theta, sine = _angle(start.double(), end.double())
+    opposite = ((sine[:, 0] <= SINE_FLOOR) & (theta[:, 0] > math.pi / 2)).nonzero().flatten().tolist()
+    if opposite:
+        warnings.warn(
+            f"{fn}: path(s) {opposite[:10]}{' ...' if len(opposite) > 10 else ''} of {len(start)} have opposite "
+            "endpoints: no single great circle joins them, so slerp drew the straight line, through the origin; "
+            "pick endpoints that are not opposite, or use path='linear'",
+            UserWarning, stacklevel=3,
+        )
+
+
 def interpolation_codes(start, end, *, steps: int = 11, path: str = "linear") -> torch.Tensor:
     """Codes along P paths from ``start`` to ``end``: ``[P, S, D]``.
 
@@ -39,7 +66,8 @@ def interpolation_codes(start, end, *, steps: int = 11, path: str = "linear") ->
       ``theta`` the angle between start and end (White 2016): the arc keeps the norm of
       endpoints of equal norm, where Gaussian codes live. Where ``sin(theta)`` is 0 (parallel
       or opposite endpoints within ~1e-6 rad, or a zero endpoint) the arc is undefined and the path is linear,
-      as in White's implementation.
+      as in White's implementation; opposite endpoints, whose line passes through the origin, are
+      named in a ``UserWarning``.
 
     Computed in float64; the first and last steps are exactly ``start`` and ``end``.
 
@@ -58,6 +86,8 @@ def interpolation_codes(start, end, *, steps: int = 11, path: str = "linear") ->
     if start.shape[0] * steps * start.shape[1] * 8 > _checks.INT64_MAX:
         raise ValueError(f"{fn}: P * steps * D = {start.shape[0] * steps * start.shape[1]} values, whose size in bytes overflows int64")
     dtype = torch.promote_types(start.dtype, end.dtype)
+    if path == "slerp":
+        warn_undefined_arcs(fn, start, end)
     return path_codes(start, end, steps, path).to(dtype)
 
 
@@ -68,10 +98,7 @@ def path_codes(start: torch.Tensor, end: torch.Tensor, steps: int, path: str) ->
     t = torch.linspace(0.0, 1.0, steps, dtype=torch.float64, device=start.device)[None, :, None]
     codes = (1 - t) * a + t * b
     if path == "slerp":
-        norms = torch.linalg.vector_norm(a, dim=2, keepdim=True) * torch.linalg.vector_norm(b, dim=2, keepdim=True)
-        cosine = torch.where(norms > 0, (a * b).sum(2, keepdim=True) / norms.clamp_min(1e-300), 1.0)
-        theta = torch.arccos(cosine.clamp(-1.0, 1.0))
-        sine = torch.sin(theta)
+        theta, sine = _angle(a, b)
         arc = (torch.sin((1 - t) * theta) * a + torch.sin(t * theta) * b) / sine.clamp_min(1e-300)
         codes = torch.where(sine > SINE_FLOOR, arc, codes)
     codes[:, 0], codes[:, -1] = start.double(), end.double()
