@@ -33,6 +33,29 @@ def test_decoder_returning_integers():
         ls.traverse(lambda z: (rowwise_decoder(z) * 10).long(), ANCHORS)
 
 
+@pytest.mark.parametrize("out", [None, "sweep.zarr", "sweep.npy"])
+def test_decoder_returning_empty_outputs(tmp_path, out):
+    """No features: every effect would be 0/0 (it was reported as zeros in memory, a raw
+    TypeError from a store's checksum)."""
+    with pytest.raises(ValueError, match=r"traverse: the decoder returned empty outputs \(shape \(4, 0\): no features"):
+        ls.traverse(lambda z: z[:, :0], ANCHORS, out=None if out is None else tmp_path / out)
+
+
+def test_values_beyond_the_anchors_dtype_are_named():
+    values = torch.tensor([1e39, 2e39], dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"traverse: values reach 2e\+39, beyond the largest torch.float32 \(3.4e\+38\)"):
+        ls.traverse(rowwise_decoder, ANCHORS, values=values)
+    ls.traverse(lambda z: z, ANCHORS.double(), values=values, keep_outputs=False)  # float64 anchors hold them
+
+
+def test_labels_of_names_its_argument():
+    result = ls.traverse(rowwise_decoder, ANCHORS, steps=3)
+    assert result.labels_of(result.ranking[:2]) == [f"z{int(d)}" for d in result.ranking[:2]]
+    for bad in (2.0, None, "z1"):
+        with pytest.raises(TypeError, match="labels_of: indices must be an int or a sequence of ints"):
+            result.labels_of(bad)
+
+
 def test_decoder_changing_output_shape():
     calls = []
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -252,6 +253,102 @@ def test_overwrite_never_deletes_a_users_file_inside_the_store(tmp_path, full):
         sweep(path, overwrite=True)
     assert (path / "notes.txt").read_text() == "mine"
     assert_same(ls.open_sweep(path), full)  # and the store is intact
+
+
+@pytest.mark.parametrize("place", [".git/HEAD", ".hidden", "units/notes.txt", "effect/c/notes.txt", "leases/x.txt"])
+def test_overwrite_never_deletes_a_users_file_anywhere_in_the_store(tmp_path, place):
+    path = tmp_path / "sweep.zarr"
+    sweep(path)
+    (path / place).parent.mkdir(parents=True, exist_ok=True)
+    (path / place).write_text("mine")
+    named = place.split("/")[0] if place.startswith(".") else place  # a foreign folder is named, not its files
+    with pytest.raises(ValueError, match=rf"did not write \({re.escape(named)}\)"):
+        sweep(path, overwrite=True)
+    assert (path / place).read_text() == "mine"
+    assert ls.sweep_status(path).complete
+
+
+def test_overwrite_of_a_store_that_cannot_be_removed_removes_nothing(tmp_path, monkeypatch, full):
+    path = tmp_path / "sweep.zarr"
+    sweep(path)
+    before = sorted(p.relative_to(path) for p in path.rglob("*"))
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: False if Path(p) == path else real_access(p, mode))
+    with pytest.raises(ValueError, match=r"traverse: overwrite=True cannot remove the store at .*sweep.zarr: "
+                                         r".*is not writable \(read-only media or no permission\); nothing was removed"):
+        sweep(path, overwrite=True)
+    assert sorted(p.relative_to(path) for p in path.rglob("*")) == before
+    assert_same(ls.open_sweep(path), full)
+
+
+def test_out_through_a_symbolic_link_is_refused_before_anything_is_touched(tmp_path):
+    target = tmp_path / "real.zarr"
+    sweep(target)
+    (tmp_path / "link.zarr").symlink_to(target)
+    (tmp_path / "dangling.zarr").symlink_to(tmp_path / "nowhere.zarr")
+    for link in ("link.zarr", "dangling.zarr"):
+        with pytest.raises(ValueError, match=rf"traverse: out=.*{link}' is a symbolic link; pass the path it points to"):
+            sweep(tmp_path / link, overwrite=True)
+    assert ls.sweep_status(target).complete and ls.open_sweep(tmp_path / "link.zarr").store == tmp_path / "link.zarr"
+
+
+@pytest.mark.parametrize("suffix", [".zarr", ".npy"])
+def test_a_results_stored_outputs_are_checked_when_read(tmp_path, full, suffix):
+    """A result reads its outputs from the store lazily: rows of a store replaced by another
+    sweep, or whose chunks were deleted afterwards, are refused, never returned (nor zeros)."""
+    path = tmp_path / f"sweep{suffix}"
+    result = sweep(path)
+    assert_same(result, full)
+    assert np.array_equal(result.outputs[2], full.outputs[2].numpy())
+    sweep(path, decoder=lambda z: rowwise_decoder(z) * 3, overwrite=True)
+    with pytest.raises(ls.stores.StoreDamaged, match=r"changed or is damaged since this result was made: unit 0: "
+                                                     r"its record .* belongs to another sweep"):
+        np.asarray(result.outputs)
+    with pytest.raises(ls.stores.StoreDamaged, match="belongs to another sweep"):
+        result.outputs[1]
+    if suffix == ".zarr":
+        reopened = sweep(path, overwrite=True)
+        victim = chunk_files(path, "outputs")[1]
+        victim.unlink()
+        assert np.array_equal(reopened.outputs[0], full.outputs[0].numpy())  # unit 0 is intact
+        with pytest.raises(ls.stores.StoreDamaged, match="unit 1: its output rows do not match their checksum"):
+            np.asarray(reopened.outputs)
+    else:
+        reopened = sweep(path, overwrite=True)
+        with open(path, "r+b") as file:
+            file.truncate(200)
+        with pytest.raises(ls.stores.StoreDamaged, match="outputs file .* missing, truncated or of the wrong shape"):
+            reopened.outputs[0]
+
+
+def test_sweep_status_reports_damaged_static_arrays(tmp_path, full):
+    path = tmp_path / "sweep.zarr"
+    sweep(path)
+    victim = chunk_files(path, "values")[0]
+    data = bytearray(victim.read_bytes())
+    data[-1] ^= 64
+    victim.write_bytes(bytes(data))
+    status = ls.sweep_status(path)
+    assert len(status.done) == status.num_units and not status.complete
+    assert "damaged arrays: values does not match its checksum" in status.summary()
+    sweep(path, resume=True)
+    assert ls.sweep_status(path).complete
+    with pytest.raises(TypeError, match="sweep_status: path must be a str or os.PathLike, got NoneType"):
+        ls.sweep_status(None)
+
+
+def test_bfloat16_sweeps_read_back_in_their_own_dtypes(tmp_path):
+    weight = torch.randn(6, 5, generator=torch.Generator().manual_seed(0)).bfloat16()
+    decoder = lambda z: z.bfloat16() @ weight  # noqa: E731
+    anchors = ANCHORS[:3].bfloat16()
+    memory = ls.traverse(decoder, anchors, steps=4, batch_size=BATCH)
+    ls.traverse(decoder, anchors, steps=4, batch_size=BATCH, out=tmp_path / "bf.zarr")
+    stored = ls.open_sweep(tmp_path / "bf.zarr")
+    for name in ("anchors", "values", "anchor_outputs"):
+        assert getattr(stored, name).dtype == torch.bfloat16, name
+        assert torch.equal(getattr(stored, name), getattr(memory, name)), name
+    float32 = ls.traverse(decoder, ANCHORS[:3], steps=4, batch_size=BATCH, out=tmp_path / "f32.zarr")
+    assert ls.open_sweep(float32.store).anchors.dtype == torch.float32
 
 
 def test_resume_with_another_explicit_batch_size_is_refused(tmp_path):

@@ -44,6 +44,11 @@ def call_decoder(fn: str, decoder, codes: torch.Tensor) -> torch.Tensor:
             f"{fn}: the decoder returned shape {tuple(result.shape)} for a batch of {codes.shape[0]} "
             "codes; it must return one output per code ([batch, ...])"
         )
+    if result.shape[0] and result[0].numel() == 0:  # no features: every effect would be a 0/0
+        raise ValueError(
+            f"{fn}: the decoder returned empty outputs (shape {tuple(result.shape)}: no features per code); "
+            "it must return at least one output value per code"
+        )
     if not result.is_floating_point():
         raise TypeError(f"{fn}: the decoder must return floating-point outputs, got {result.dtype}")
     if result.device != codes.device:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -104,12 +105,16 @@ class TraversalResult:
     def labels_of(self, indices) -> list[str]:
         """The labels of traversals named as ``dims`` and ``ranking`` name them (latent
         indices, or direction indices): ``result.labels_of(result.ranking[:3])``."""
+        fn = "TraversalResult.labels_of"
         position = {int(d): k for k, d in enumerate(self.dims.tolist())}
         wanted = indices.tolist() if hasattr(indices, "tolist") else indices
+        if isinstance(wanted, (str, bytes)) or not isinstance(wanted, (int, Sequence)):
+            raise TypeError(f"{fn}: indices must be an int or a sequence of ints (e.g. result.ranking[:3]), "
+                            f"got {type(indices).__name__}")
         wanted = [wanted] if isinstance(wanted, int) else list(wanted)
         unknown = [i for i in wanted if isinstance(i, bool) or not isinstance(i, int) or i not in position]
         if unknown:
-            raise ValueError(f"TraversalResult.labels_of: indices must be among this sweep's {self.traversal_kind} "
+            raise ValueError(f"{fn}: indices must be among this sweep's {self.traversal_kind} "
                              f"indices {sorted(position)[:10]}{' ...' if len(position) > 10 else ''}, got {unknown[:5]}")
         return [self.labels[position[i]] for i in wanted]
 

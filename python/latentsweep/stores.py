@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import socket
 import threading
@@ -42,6 +43,7 @@ import torch
 import zarr
 
 from . import _checks
+from ._modules import tensor_digest
 from .merge import UnitStatistics
 from .plan import SweepPlan, plan_from_dict
 from .sinks import Geometry
@@ -132,14 +134,17 @@ class StoreStatus:
     damaged: dict[int, str] = field(default_factory=dict)  # unit -> why its record is not valid
     done_rows: int = 0  # grid points in the done units
     total_rows: int = 0
+    damaged_arrays: dict[str, str] = field(default_factory=dict)  # static array -> why (resume=True rewrites it)
 
     def summary(self) -> str:
         text = (f"{self.path}: {len(self.done)} of {self.num_units} work units done "
                 f"({self.done_rows} of {self.total_rows} points)")
-        if not self.complete:
+        if self.missing:
             text += f"; missing units: {describe_units(self.missing)}"
         if self.damaged:
             text += "; damaged: " + "; ".join(f"unit {u}: {why}" for u, why in sorted(self.damaged.items())[:5])
+        if self.damaged_arrays:
+            text += "; damaged arrays: " + "; ".join(f"{name} {why}" for name, why in self.damaged_arrays.items())
         return text
 
     @property
@@ -148,7 +153,8 @@ class StoreStatus:
 
     @property
     def complete(self) -> bool:
-        return len(self.done) == self.num_units
+        """Every unit done and intact, and so are the static arrays (anchors, values...)."""
+        return len(self.done) == self.num_units and not self.damaged_arrays
 
 
 def describe_units(units: list[int], limit: int = 12) -> str:
@@ -179,7 +185,7 @@ def _own_folder(meta_path: Path) -> bool:
     try:
         return ((meta_path / "units").is_dir() and (meta_path / "leases").is_dir()
                 and (meta_path / "effect" / "zarr.json").is_file()
-                and all(e.name in _OWN_ENTRIES or e.name.startswith(".") for e in meta_path.iterdir()))
+                and all(e.name in _OWN_ENTRIES or _TEMPORARY_NAME.fullmatch(e.name) for e in meta_path.iterdir()))
     except OSError:
         return False
 
@@ -421,7 +427,8 @@ class SweepStore:
                 else:
                     done.add(unit)
         rows = sum(self.plan.unit_rows_of(u)[1] - self.plan.unit_rows_of(u)[0] for u in done)
-        return StoreStatus(self.path, self.plan.num_units, done, damaged, rows, self.plan.num_rows)
+        return StoreStatus(self.path, self.plan.num_units, done, damaged, rows, self.plan.num_rows,
+                           damaged_arrays=self.static_problems())
 
     def done_units(self) -> set[int]:
         return self.status().done
@@ -484,13 +491,48 @@ class SweepStore:
     def outputs(self):
         if not self.keep_outputs:
             return None
+        return StoredOutputs(self)
+
+    def checked_output_rows(self, lo: int, hi: int) -> np.ndarray:
+        """Output rows ``[lo, hi)``, each unit they fall in read whole and checked against its
+        record (the sweep's identity and the rows' checksum), as a fresh array."""
         g = self.geometry
-        if self.npy_path is not None:
-            return self._outputs_array().reshape(*g.grid_shape, *g.out_shape)
-        return StoredOutputs(self._arrays["outputs"], g)
+        if hi <= lo:
+            return np.empty((0, *g.out_shape), numpy_dtype(g.output_dtype))
+        first, last = lo // self.plan.unit_rows, (hi - 1) // self.plan.unit_rows  # a store has no trial units
+        start, stop = self.plan.unit_rows_of(first)[0], self.plan.unit_rows_of(last)[1]
+        changed = f"the sweep store {self.path} changed or is damaged since this result was made"
+        try:
+            rows = np.array(self._read_rows("outputs", start, stop))  # a copy: never a view of a file that can shrink
+        except StoreDamaged:
+            raise  # (the .npy file is missing or truncated: its own message says so)
+        except Exception as error:  # noqa: BLE001 - unreadable chunk files
+            raise StoreDamaged(f"{changed}: rows [{start}, {stop}) are unreadable ({type(error).__name__}: {error}); "
+                               "latentsweep.open_sweep(path) says what is wrong") from None
+        for unit in range(first, last + 1):
+            sums, why = self._record_checksums(unit)
+            u_start, u_stop = self.plan.unit_rows_of(unit)
+            if sums is None:
+                problem = "it has no record" if why == "not done" else why
+            elif crc(rows[u_start - start : u_stop - start]) != sums[1]:
+                problem = "its output rows do not match their checksum (missing or altered chunks)"
+            else:
+                continue
+            raise StoreDamaged(f"{changed}: unit {unit}: {problem}; latentsweep.open_sweep(path) says what is wrong")
+        return rows[lo - start : hi - start]
 
     def read_static(self, name: str) -> torch.Tensor:
-        return torch.from_numpy(np.asarray(self._arrays[name][...]).copy())
+        """A static array in the sweep's own dtype: bfloat16, stored widened to float32, comes
+        back as bfloat16 (the anchor outputs by the geometry; anchors, values and directions
+        when their recorded digest is that of the bfloat16 tensor)."""
+        value = torch.from_numpy(np.asarray(self._arrays[name][...]).copy())
+        if name == "anchor_outputs":
+            return value.to(self.geometry.output_dtype)
+        if value.dtype == torch.float32 and name in self.params and self.params[name] != tensor_digest(value):
+            narrow = value.bfloat16()
+            if tensor_digest(narrow) == self.params[name]:
+                return narrow
+        return value
 
     def has_static(self, name: str) -> bool:
         return name in self.static_crc
@@ -574,9 +616,36 @@ def existing_store(path: Path, *, writable: bool) -> SweepStore | None:
     return SweepStore(path, writable=writable)
 
 
+# What a store writes, as paths relative to its folder: its group's metadata, each array's
+# metadata and chunk keys, the units' records, the writers' leases (and a legacy checkpoint).
+_OWN_PATH = re.compile(
+    r"zarr\.json"
+    rf"|(?:{'|'.join((*_STATIC, *_OPTIONAL_STATIC, *_ROW_ARRAYS))})(?:/zarr\.json|/c(?:/\d+)*)?"
+    r"|units(?:/u\d{9}\.rec)?|leases(?:/[^/]+\.json)?|checkpoint(?:/.*)?"
+)
+_TEMPORARY_NAME = re.compile(r"\.[^/]+\.tmp-[^/]+")  # see temporary_path and finish_unit
+
+
+def foreign_entries(meta_path: Path) -> list[str]:
+    """The paths under a store's folder (relative) that latentsweep did not write, e.g. a user's
+    notes or a ``.git`` folder: overwrite=True must not delete them."""
+    foreign = []
+    for root, folders, files in os.walk(meta_path):
+        relative = Path(root).relative_to(meta_path)
+        for name in (*folders, *files):
+            entry = (relative / name).as_posix()
+            if _TEMPORARY_NAME.fullmatch(name):
+                continue
+            if not _OWN_PATH.fullmatch(entry) or (meta_path / entry).is_symlink():
+                foreign.append(entry)
+        folders[:] = [f for f in folders if (relative / f).as_posix() not in foreign]
+    return sorted(foreign)
+
+
 def remove_store(path: Path) -> None:
-    """Removes what a store wrote at path, refusing while another process writes to it and
-    when the store's folder holds anything latentsweep did not write."""
+    """Removes what a store wrote at path, refusing while another process writes to it, when
+    the store's folder holds anything latentsweep did not write, and when it cannot be removed
+    (read-only media, no permission) before removing anything."""
     meta_path, npy_path = paths_of(path)
     if meta_path.is_dir():
         writers = live_writers(meta_path)
@@ -585,23 +654,32 @@ def remove_store(path: Path) -> None:
                 f"{path} is in use by another sweep ({', '.join(writers)}); overwrite=True never replaces a "
                 "store while it is being written. Wait for it to finish or stop it first"
             )
-        foreign = sorted(e.name for e in meta_path.iterdir() if e.name not in _OWN_ENTRIES and not e.name.startswith("."))
+        foreign = foreign_entries(meta_path)
         if foreign:
             raise ValueError(
-                f"{meta_path} holds files latentsweep did not write ({', '.join(foreign[:5])}); "
-                "overwrite=True removes only a store's own files: move them, or choose another path"
+                f"{meta_path} holds files latentsweep did not write ({', '.join(foreign[:5])}"
+                f"{', ...' if len(foreign) > 5 else ''}); overwrite=True removes only a store's own files: move them, "
+                "or choose another path"
             )
-    # In an order that a removal stopped half way (Ctrl-C, kill) leaves a store a second
-    # overwrite=True still recognises: the .npy first, the group's zarr.json last.
-    if npy_path is not None and npy_path.exists():
-        npy_path.unlink()
-    if meta_path.is_dir():
-        for entry in sorted(meta_path.iterdir(), key=lambda e: e.name == "zarr.json"):
-            if entry.is_dir() and not entry.is_symlink():
-                shutil.rmtree(entry)
-            else:
-                entry.unlink()
-        meta_path.rmdir()
+    for folder in (meta_path.parent, *((meta_path,) if meta_path.is_dir() else ())):
+        if not os.access(folder, os.W_OK):  # (also read-only mounts and immutable folders)
+            raise ValueError(f"overwrite=True cannot remove the store at {path}: {folder} is not writable "
+                             "(read-only media or no permission); nothing was removed")
+    # In an order that a removal stopped half way (Ctrl-C, kill, an error) leaves a store a
+    # second overwrite=True still recognises: the .npy first, the group's zarr.json last.
+    try:
+        if npy_path is not None and npy_path.exists():
+            npy_path.unlink()
+        if meta_path.is_dir():
+            for entry in sorted(meta_path.iterdir(), key=lambda e: e.name == "zarr.json"):
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry)
+                else:
+                    entry.unlink()
+            meta_path.rmdir()
+    except OSError as error:
+        raise ValueError(f"overwrite=True could not remove the store at {path} ({error.strerror or error}: "
+                         f"{error.filename}); what is left is still recognised as the store") from None
 
 
 def create_store(path: Path, *, params: dict, plan: SweepPlan, geometry: Geometry, latent_dim: int,
@@ -663,24 +741,26 @@ def create_store(path: Path, *, params: dict, plan: SweepPlan, geometry: Geometr
 
 
 class StoredOutputs:
-    """The outputs of a zarr store as an array-like ``[A, K, S, *out_shape]``.
+    """The outputs of a store as an array-like ``[A, K, S, *out_shape]``.
 
     ``numpy.asarray(outputs)`` reads everything; indexing reads only the anchors it needs,
-    e.g. ``outputs[3]`` or ``outputs[:10, 2]``.
+    e.g. ``outputs[3]`` or ``outputs[:10, 2]``. Every read is checked against the units'
+    records: a store replaced by another sweep, or whose chunks were deleted or altered after
+    the result was made, raises :class:`StoreDamaged` instead of returning its rows (or zeros).
     """
 
-    def __init__(self, array: zarr.Array, geometry: Geometry):
-        self._array = array
-        self._geometry = geometry
-        self.shape = (*geometry.grid_shape, *geometry.out_shape)
-        self.dtype = array.dtype
+    def __init__(self, store: "SweepStore"):
+        self._store = store
+        self._geometry = store.geometry
+        self.shape = (*store.geometry.grid_shape, *store.geometry.out_shape)
+        self.dtype = numpy_dtype(store.geometry.output_dtype)
         self.ndim = len(self.shape)
 
     def __len__(self) -> int:
         return self.shape[0]
 
     def __array__(self, dtype=None, copy=None):
-        data = np.asarray(self._array[...]).reshape(self.shape)
+        data = self._store.checked_output_rows(0, self._geometry.num_rows).reshape(self.shape)
         return data if dtype is None else data.astype(dtype)
 
     def __getitem__(self, index):
@@ -691,13 +771,13 @@ class StoredOutputs:
         rows_per_anchor = self._geometry.num_dims * self._geometry.num_steps
         if isinstance(first, (int, np.integer)) and not isinstance(first, bool):
             a = range(self.shape[0])[first]
-            block = self._array[a * rows_per_anchor : (a + 1) * rows_per_anchor]
-            return np.asarray(block).reshape(self.shape[1:])[rest]
+            block = self._store.checked_output_rows(a * rows_per_anchor, (a + 1) * rows_per_anchor)
+            return block.reshape(self.shape[1:])[rest]
         if isinstance(first, slice) and first.step in (None, 1):
             lo, hi, _ = first.indices(self.shape[0])
             hi = max(hi, lo)
-            block = self._array[lo * rows_per_anchor : hi * rows_per_anchor]
-            return np.asarray(block).reshape(hi - lo, *self.shape[1:])[(slice(None), *rest)]
+            block = self._store.checked_output_rows(lo * rows_per_anchor, hi * rows_per_anchor)
+            return block.reshape(hi - lo, *self.shape[1:])[(slice(None), *rest)]
         return np.asarray(self)[index]
 
     def __repr__(self) -> str:

@@ -39,7 +39,7 @@ from .plan import SweepPlan, make_plan, plan_from_dict, shard_units, units_for
 from .result import TraversalResult
 from .sinks import Geometry, MemorySink
 from .store_session import leader_store, named_errors, static_arrays, sweep_params
-from .stores import StoreDamaged, StoreStatus, SweepStore, describe_units, existing_store, sweep_id
+from .stores import StoreDamaged, StoreStatus, SweepStore, describe_units, existing_store, paths_of, sweep_id
 
 _FN = "latentsweep.traverse"
 
@@ -309,8 +309,13 @@ def _check_arguments(fn: str, decoder, batch_size, memory_budget, out, *, shard,
             raise TypeError(f"{fn}: {name} must be True or False, got {flag!r}")
     if flags["resume"] and flags["overwrite"]:
         raise ValueError(f"{fn}: resume=True and overwrite=True contradict each other")
-    if out is not None and not isinstance(out, (str, Path)):
+    if out is not None and not isinstance(out, (str, os.PathLike)):
         raise TypeError(f"{fn}: out must be None or a path, got {type(out).__name__}")
+    if out is not None and any(p.is_symlink() for p in (Path(out), paths_of(Path(out))[0])):
+        # A store is created, locked and replaced by renaming its own folder: through a link,
+        # overwrite=True would empty the target and then fail.
+        raise ValueError(f"{fn}: out={str(out)!r} is a symbolic link; pass the path it points to "
+                         f"({os.path.realpath(out)!r})")
     if flags["overwrite"] and shard is not None:
         raise ValueError(f"{fn}: overwrite=True with shard= would let each shard delete the others' work; "
                          "remove the old store once before starting the shards")
@@ -662,8 +667,8 @@ def open_sweep(path: str | Path) -> TraversalResult:
             (saying which part).
     """
     fn = "latentsweep.open_sweep"
-    if not isinstance(path, (str, Path)):
-        raise TypeError(f"{fn}: path must be a str or Path, got {type(path).__name__}")
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"{fn}: path must be a str or os.PathLike, got {type(path).__name__}")
     path = Path(path)
     with named_errors(fn):
         store = existing_store(path, writable=False)
@@ -713,9 +718,16 @@ def _writer_of(params: dict) -> str:
 
 
 def sweep_status(path: str | Path) -> StoreStatus:
-    """Which work units of the sweep stored at ``path`` are done, missing or damaged (read-only)."""
-    with named_errors("latentsweep.sweep_status"):
+    """Which work units of the sweep stored at ``path`` are done, missing or damaged, and
+    whether its static arrays (anchors, values, ...) are intact (read-only)."""
+    fn = "latentsweep.sweep_status"
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"{fn}: path must be a str or os.PathLike, got {type(path).__name__}")
+    with named_errors(fn):
         store = existing_store(Path(path), writable=False)
     if store is None:
-        raise ValueError(f"latentsweep.sweep_status: there is no sweep at {path}")
-    return store.status()
+        raise ValueError(f"{fn}: there is no sweep at {path}")
+    try:
+        return store.status()
+    finally:
+        store.close()

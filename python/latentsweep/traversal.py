@@ -37,7 +37,11 @@ def _expand_values(fn: str, values, anchors: torch.Tensor, num_dims: int) -> tor
         raise ValueError(f"{fn}: the grid has A * K * S = {total} rows, which overflows int64")
     _checks.fits_in_memory(fn, f"the values [A={num_anchors}, K={num_dims}, S={values.shape[-1]}]",
                            total * anchors.element_size(), anchors.device, "pass fewer steps, anchors or dims")
-    _checks.finite(fn, "values", values)
+    low, high = _checks.finite(fn, "values", values) or (0.0, 0.0)
+    largest = torch.finfo(anchors.dtype).max
+    if max(-low, high) > largest:  # finite in their own dtype, infinite once cast to the anchors'
+        raise ValueError(f"{fn}: values reach {max(-low, high):.3g}, beyond the largest {anchors.dtype} "
+                         f"({largest:.3g}); the codes take the anchors' dtype: pass float64 anchors or smaller values")
     _check_monotone(fn, values)
     values = values.to(anchors.dtype)
     return values.expand(num_anchors, num_dims, values.shape[-1])
