@@ -812,13 +812,21 @@ def test_a_second_run_into_the_same_out_leaves_none_of_the_first_runs_pictures(w
     common = ["--model", "tiny_models:make", "--weights", "tiny.pt", "--data", "data.npy", "--steps", "3",
               "--out", str(out), "--no-progress"]
     invoke("traverse", *common, "--anchors", "3", cwd=workspace)
-    assert sorted(p.name for p in out.iterdir()) == ["traversal-anchor0.png", "traversal-anchor1.png",
-                                                     "traversal-anchor2.png", "traversal.npz"]
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == [
+        "traversal-anchor0.png", "traversal-anchor1.png", "traversal-anchor2.png", "traversal.npz"]
     (out / "mine.txt").write_text("not latentsweep's")
+    (out / "traversal-anchor7.png").write_text("a user's file, named like ours")
     second = invoke("traverse", *common, "--anchors", "1", cwd=workspace)
-    assert sorted(p.name for p in out.iterdir()) == ["mine.txt", "traversal-anchor0.png", "traversal.npz"]
-    assert "latentsweep: note: --out" in second.stderr and "2 of them not written by this run, removed" in second.stderr
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == [
+        "mine.txt", "traversal-anchor0.png", "traversal-anchor7.png", "traversal.npz"]
+    assert "latentsweep: note: --out" in second.stderr
+    assert "replaced 2 file(s) of an earlier run and removed 2 it wrote that this run did not" in second.stderr
     assert np.load(out / "traversal.npz")["effect"].shape[0] == 1
+    # A picture of the last run that the user changed since is theirs now: kept.
+    invoke("traverse", *common, "--anchors", "2", cwd=workspace)
+    (out / "traversal-anchor1.png").write_bytes(b"edited")
+    invoke("traverse", *common, "--anchors", "1", cwd=workspace)
+    assert (out / "traversal-anchor1.png").read_bytes() == b"edited"
 
 
 def test_report_checks_feature_names_before_the_long_work(workspace, tmp_path):
@@ -895,3 +903,66 @@ def test_option_errors_are_worded_as_flags(workspace, tmp_path):
                        "--span", "1e308", "--out", str(tmp_path / "o"), cwd=workspace, check=False)
     assert_one_line_error(completed, "--span")
     assert "span must" not in completed.stderr.replace("--span", "")
+
+
+# ---- paths and messages found by the fourth adversarial pass --------------------------------
+TRAVERSE = ("traverse", "--model", "tiny_models:make", "--weights", "tiny.pt", "--data", "data.npy", "--steps", "3",
+            "--no-progress")
+
+
+def test_out_and_store_inside_an_existing_store_are_refused(workspace, tmp_path):
+    store = tmp_path / "kept.zarr"
+    invoke(*TRAVERSE, "--store", str(store), "--out", str(tmp_path / "o"), cwd=workspace)
+    for flag, path in (("--out", store / "sub"), ("--out", store), ("--store", store / "inner.zarr")):
+        extra = ("--out", str(tmp_path / "o2")) if flag == "--store" else ()
+        completed = invoke(*TRAVERSE, flag, str(path), *extra, cwd=workspace, check=False)
+        assert_one_line_error(completed, f"{flag} '{path}' is inside the sweep store")
+    assert sorted(p.name for p in store.iterdir() if p.name not in ("units", "leases", "zarr.json")) == \
+        sorted(["anchors", "anchor_outputs", "dims", "effect", "outputs", "values"])
+    assert_one_line_error(invoke(*TRAVERSE, "--overwrite", "--out", str(tmp_path / "o3"), cwd=workspace, check=False),
+                          "--overwrite replaces a stored sweep: it needs --store")
+
+
+def test_a_failed_command_leaves_no_empty_out_folder(workspace, tmp_path):
+    out = tmp_path / "never"
+    completed = invoke(*TRAVERSE, "--steps", "1000000000", "--out", str(out), cwd=workspace, check=False)
+    assert_one_line_error(completed, "pass fewer --steps, --anchors or --dims")
+    assert not out.exists()
+    completed = invoke("report", "--model", "tiny_models:make", "--weights", "tiny.pt", "--data", "data.npy",
+                       "--clusters", "500", "--out", str(out), cwd=workspace, check=False)
+    assert_one_line_error(completed, "--clusters must be <= ")
+    assert not out.exists()
+
+
+def test_report_metrics_options_without_factors_are_refused(workspace, tmp_path):
+    completed = invoke("report", "--model", "tiny_models:make", "--data", "data.npy", "--metrics", "mig",
+                       "--num-train", "5", "--out", str(tmp_path / "r"), cwd=workspace, check=False)
+    assert_one_line_error(completed, "--metrics/--num-train need --factors")
+    assert not (tmp_path / "r").exists()
+
+
+def test_open_speaks_of_open(workspace, tmp_path):
+    (tmp_path / "plain").mkdir()
+    (tmp_path / "plain" / "x.txt").write_text("x")
+    assert_one_line_error(invoke("open", str(tmp_path / "plain"), cwd=workspace, check=False),
+                          f"open: {tmp_path / 'plain'} exists and is not a latentsweep sweep store")
+
+
+def test_a_store_path_that_cannot_be_made_names_store(workspace, tmp_path):
+    (tmp_path / "file").write_text("in the way")
+    completed = invoke(*TRAVERSE, "--store", str(tmp_path / "file" / "s.zarr"), "--out", str(tmp_path / "o"),
+                       cwd=workspace, check=False)
+    assert_one_line_error(completed, "--store", "is in the way of the store's folder")
+    assert not (tmp_path / "o").exists()
+
+
+def test_output_cut_short_by_the_reader_is_not_an_error(workspace, tmp_path):
+    """``latentsweep open s.zarr | head -1``: the reader closed the pipe; no error, exit 0."""
+    store = tmp_path / "s.zarr"
+    invoke(*TRAVERSE, "--store", str(store), "--out", str(tmp_path / "o"), cwd=workspace)
+    reader, writer = os.pipe()
+    os.close(reader)
+    completed = subprocess.run([sys.executable, "-m", "latentsweep", "open", str(store)], stdout=writer,
+                               stderr=subprocess.PIPE, text=True, cwd=workspace, timeout=300)
+    os.close(writer)
+    assert completed.returncode == 0 and completed.stderr == "", completed.stderr

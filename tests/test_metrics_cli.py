@@ -7,6 +7,7 @@ import contextlib
 import io
 import json
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -121,8 +122,11 @@ def test_metrics_command_checks_device_and_json_before_the_work_and_names_the_en
         assert exit_info.value.code == 2 and "argument --device: expected cpu, cuda" in err.getvalue()
     (tmp_path / "folder.json").mkdir()
     (tmp_path / "afile").write_text("mine")
-    for target, message in ((tmp_path / "folder.json", "a folder is in the way"), (tmp_path / "afile" / "x.json",
-                                                                                   "is a file, not a folder")):
+    unwritable = Path("/proc/latentsweep-test.json")  # a folder that takes no new files
+    for target, message in ((tmp_path / "folder.json", "a folder is in the way"),
+                            (tmp_path / "afile" / "x.json", "is a file, not a folder"),
+                            ("", "--json: expected a file name"),
+                            *(((unwritable, "cannot write it"),) if Path("/proc").is_dir() else ())):
         completed = run("metrics", "--json", str(target), "--no-progress", check=False)
         assert completed.returncode == 1 and message in completed.stderr and completed.stdout == ""
     (labelled / "narrow_model.py").write_text(

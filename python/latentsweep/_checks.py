@@ -110,9 +110,17 @@ def same_device(fn: str, **tensors: torch.Tensor | None) -> None:
         raise ValueError(f"{fn}: all tensors must be on one device, got {where}")
 
 
-def fits_in_memory(fn: str, what: str, nbytes: int, device: torch.device, advice: str, *, share: float = 1.0) -> None:
+# The largest share of a device's memory one array may take: the computation that fills it
+# needs temporaries of its size, and the decoder needs room too (an array of 53% of the RAM
+# was allocated, and the process then killed by the kernel without a word).
+MEMORY_SHARE = 0.5
+
+
+def fits_in_memory(fn: str, what: str, nbytes: int, device: torch.device, advice: str, *,
+                   share: float = MEMORY_SHARE) -> None:
     """ValueError if ``nbytes`` exceed ``share`` of ``device``'s memory (the RAM, or the GPU's
-    total memory): said before allocating, instead of the allocator's error."""
+    total memory): said before allocating, instead of the allocator's error or the kernel's
+    out-of-memory kill."""
     if device.type == "cuda":
         capacity = torch.cuda.get_device_properties(device).total_memory
     elif device.type == "cpu":

@@ -735,6 +735,8 @@ def create_store(path: Path, *, params: dict, plan: SweepPlan, geometry: Geometr
         if npy_temporary is not None:
             os.replace(npy_temporary, npy_path)
         return True
+    except OSError as error:  # a folder that takes no files (/proc), no permission, disk full
+        raise ValueError(f"out={str(path)!r}: cannot create the store there ({error.strerror or error})") from None
     finally:
         if temporary.exists():
             shutil.rmtree(temporary, ignore_errors=True)

@@ -523,8 +523,7 @@ def _check_fits_in_memory(fn: str, geometry: Geometry, keep_outputs: bool) -> No
         fn, "keeping all outputs in memory" if keep_outputs else "the effect of every grid point ([A, K, S])",
         geometry.num_rows * row_bytes, torch.device("cpu"),
         "pass out='sweep.zarr' (on disk, resumable)" + (" or keep_outputs=False (statistics only)" if keep_outputs
-                                                         else " or traverse fewer points"),
-        share=0.5)
+                                                         else " or traverse fewer points"))
 
 
 # ---- units ----------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import os
 import sys
 import warnings
 
@@ -78,6 +79,9 @@ def main(argv: list[str] | None = None) -> int:
         advice = " ".join(getattr(interrupt, "__notes__", ()))
         say("interrupted", advice or "stopped by Ctrl-C")
         return 130
+    except BrokenPipeError:  # `latentsweep open s.zarr | head -2`: the reader has all it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # (no second error at exit's flush)
+        return 0
     except Exception as error:  # noqa: BLE001  (the CLI's promise: one line, never a traceback)
         if debug:
             raise

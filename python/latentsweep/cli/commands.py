@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import re
@@ -169,6 +170,10 @@ def _encode(encoder, model, args):
 
 def _out_dir(path: str) -> Path:
     folder = Path(path)
+    store = enclosing_store(folder)
+    if store is not None:
+        raise CliError(f"--out {path!r} is inside the sweep store {str(store)!r}, whose folder holds only what its "
+                       "sweep writes; pass another --out")
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError):
@@ -176,6 +181,29 @@ def _out_dir(path: str) -> Path:
     except OSError as error:
         raise CliError(f"--out {path!r}: cannot create the folder ({error.strerror})") from None
     return folder
+
+
+@contextlib.contextmanager
+def _out_folder(path: str):
+    """``--out``'s folder, made before the command's work (so a path that cannot be written fails
+    at once) and removed again if the command fails before writing anything into it."""
+    existed = Path(path).exists()
+    folder = _out_dir(path)
+    try:
+        yield folder
+    except BaseException:
+        if not existed and folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+        raise
+
+
+def enclosing_store(path: Path) -> Path | None:
+    """The sweep store that ``path`` is, or lies inside (a store's own files: its units and its
+    effect array), or None."""
+    for candidate in (path.resolve(), *path.resolve().parents):
+        if (candidate / "units").is_dir() and (candidate / "effect" / "zarr.json").is_file():
+            return candidate
+    return None
 
 
 def _image_shape(out_shape: tuple[int, ...], hint: list[int] | None, data: torch.Tensor | None = None):
@@ -336,8 +364,6 @@ def _world_and_rank() -> tuple[int, int]:
 
 
 def run_traverse(args) -> int:
-    import latentsweep as ls
-
     world, _ = _world_and_rank()
     if world > 1 and args.store is None and not args.no_outputs:
         raise CliError(f"traverse: with {world} processes, pass --store sweep.zarr (one store all ranks write into) "
@@ -347,8 +373,20 @@ def run_traverse(args) -> int:
     if args.store is not None and Path(args.store).resolve() in (Path(args.out).resolve(), *Path(args.out).resolve().parents):
         raise CliError(f"traverse: --out {args.out!r} is --store {args.store!r} or inside it: a store's folder holds "
                        "only what the sweep writes; pass another --out")
-    if (_out_dir(args.out) / "traversal.npz").is_dir():  # found now, not after the sweep
-        raise CliError(f"--out {args.out!r}: a folder named traversal.npz is in the way of the results")
+    if args.store is not None and enclosing_store(Path(args.store).parent) is not None:
+        raise CliError(f"--store {args.store!r} is inside the sweep store {str(enclosing_store(Path(args.store).parent))!r}, "
+                       "whose folder holds only what its sweep writes; pass another --store")
+    if args.overwrite and args.store is None:
+        raise CliError("--overwrite replaces a stored sweep: it needs --store (--out's files are always replaced)")
+    with _out_folder(args.out) as folder:
+        if (folder / "traversal.npz").is_dir():  # found now, not after the sweep
+            raise CliError(f"--out {args.out!r}: a folder named traversal.npz is in the way of the results")
+        return _traverse_into(folder, args)
+
+
+def _traverse_into(folder: Path, args) -> int:
+    import latentsweep as ls
+
     model, encoder, decoder = _loaded(args)
     posterior, data = _encode(encoder, model, args)
     mode = _resolve_mode(args.mode, posterior, args.prior_std)
@@ -371,17 +409,33 @@ def run_traverse(args) -> int:
         return 0
     if _world_and_rank()[1] != 0 and args.shard is None:
         return 0  # one summary and one set of files, from rank 0
-    _write_traversal(result, args, data)
+    _write_traversal(folder, result, args, data)
     return 0
 
 
-# The files traverse writes into --out (an earlier run's are replaced, none left behind).
+# The files traverse writes into --out, and the list of those it wrote last (with each file's
+# size and modification time): a run with fewer anchors removes the pictures of the last run
+# that it did not rewrite, and only those, untouched since (never a user's file of that name).
 _TRAVERSAL_FILES = re.compile(r"traversal(-anchor\d+\.png|\.npz)")
+_WRITTEN_LIST = ".latentsweep-traverse.json"
 
 
-def _write_traversal(result, args, data) -> None:
-    folder = _out_dir(args.out)
-    earlier = sorted(p.name for p in folder.iterdir() if _TRAVERSAL_FILES.fullmatch(p.name) and p.is_file())
+def _fingerprint(path: Path) -> list[int]:
+    status = path.stat()
+    return [status.st_size, status.st_mtime_ns]
+
+
+def _last_written(folder: Path) -> dict[str, list[int]]:
+    try:
+        files = json.loads((folder / _WRITTEN_LIST).read_text(encoding="utf-8"))["files"]
+        return {name: list(mark) for name, mark in files.items() if _TRAVERSAL_FILES.fullmatch(name)}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):  # none, or not ours: remove nothing
+        return {}
+
+
+def _write_traversal(folder: Path, result, args, data) -> None:
+    before = {p.name for p in folder.iterdir() if _TRAVERSAL_FILES.fullmatch(p.name) and p.is_file()}
+    last = _last_written(folder)
     np.savez(
         folder / "traversal.npz", dims=result.dims.numpy(), values=result.values.numpy(),
         effect=result.effect.numpy(), dim_effect=result.dim_effect.numpy(),
@@ -396,12 +450,16 @@ def _write_traversal(result, args, data) -> None:
         for a in range(result.values.shape[0]):
             traversal_grid(result, anchor=a, image_shape=shape, path=folder / f"traversal-anchor{a}.png")
             written.append(f"traversal-anchor{a}.png")
-    stale = [name for name in earlier if name not in written]
-    for name in stale:  # a run with fewer anchors must not leave the last run's pictures beside its own
+    stale = [name for name, mark in sorted(last.items()) if name not in written
+             and (folder / name).is_file() and _fingerprint(folder / name) == mark]
+    for name in stale:
         (folder / name).unlink()
-    if earlier:
-        say("note", f"--out {args.out}: replaced an earlier run's results ({len(earlier)} file(s)"
-                    f"{f', {len(stale)} of them not written by this run, removed' if stale else ''})")
+    (folder / _WRITTEN_LIST).write_text(
+        json.dumps({"files": {name: _fingerprint(folder / name) for name in written}}), encoding="utf-8")
+    replaced = sorted(before & set(written))
+    if replaced or stale:
+        say("note", f"--out {args.out}: replaced {len(replaced)} file(s) of an earlier run"
+                    + (f" and removed {len(stale)} it wrote that this run did not" if stale else ""))
     print(result.summary())
     print(f"wrote {', '.join(written[:3])}{' ...' if len(written) > 3 else ''} to {folder}")
 
@@ -420,11 +478,18 @@ def add_open(sub) -> None:
 def run_open(args) -> int:
     import latentsweep as ls
 
-    status = ls.sweep_status(args.path)
-    if not status.complete:
-        print(status.summary())
-        return 1
-    print(ls.open_sweep(args.path).summary())
+    try:
+        status = ls.sweep_status(args.path)
+        if not status.complete:
+            print(status.summary())
+            return 1
+        print(ls.open_sweep(args.path).summary())
+    except ValueError as error:  # in open's words: the library's advice names traverse's options
+        text = str(error).removeprefix("latentsweep.sweep_status: ").removeprefix("latentsweep.open_sweep: ")
+        text = text.replace("; choose another path (it is never overwritten)", "")
+        if "overwrite=True" in text or "resume=True" in text:
+            text += " (--resume and --overwrite: options of the traverse command that wrote it)"
+        raise CliError(f"open: {text}") from None
     return 0
 
 
@@ -559,8 +624,17 @@ def _decoded(codes: torch.Tensor, decoder, model, args, fn: str):
 
 
 def run_report(args) -> int:
+    from .metrics_command import check_report_metrics_options
+
+    check_report_metrics_options(args)
+    with _out_folder(args.out) as folder:
+        return _report_into(folder, args)
+
+
+def _report_into(folder: Path, args) -> int:
     import latentsweep as ls
     from .loading import load_directions
+    from .metrics_command import report_metrics
 
     directions = args.directions if args.directions in DIRECTION_WORDS else load_directions(args.directions)
     model, encoder, decoder = _loaded(args)
@@ -578,12 +652,10 @@ def run_report(args) -> int:
         if features is not None and features != len(names):
             raise CliError(f"--feature-names has {len(names)} names, but the decoder outputs {features} features")
     title = args.title if args.weights else f"{args.title} (no --weights: the model's weights as built)"
-    from .metrics_command import report_metrics
-
     metrics = report_metrics(encoder, data, args)
     with user_code(f"the decoder, on codes of {posterior.latent_dim} latents,", decoder, encoder, model):
         path = ls.explain(
-            encoder, decoder, data, posterior=posterior, out=Path(args.out) / "report.html",
+            encoder, decoder, data, posterior=posterior, out=folder / "report.html",
             clusters=args.clusters, directions=directions, mode=args.mode, span=args.span, steps=args.steps,
             anchors=args.anchors, dims=args.dims, max_directions=args.max_directions, prior_std=args.prior_std,
             device=args.device, image_shape=args.image_shape, feature_names=names, title=title, metrics=metrics,

@@ -48,6 +48,11 @@ _CLI_WORDS = (
     ("sampling_votes[...] must be", "each of --votes must be"),
     ("factor_names has", "--factor-names has"),
     ("evaluate: bins must be", "evaluate: --bins must be"),
+    ("pass fewer steps, anchors or dims", "pass fewer --steps, --anchors or --dims"),
+    ("clusters: k must be", "--clusters must be"),
+    ("metrics.evaluate: unknown metric(s)", "--metrics: unknown metric(s)"),
+    ("datasets.LabelledArrays: factors ", "--factors: the factors "),
+    (": output=", ": --decoder-output "),
 )
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _OWN_PREFIX = re.compile(r"^(latentsweep: )+")

@@ -51,7 +51,7 @@ def add_metrics(sub) -> None:
 def run_metrics(args) -> int:
     import latentsweep as ls
 
-    if args.json:  # before the scores are computed, not after
+    if args.json is not None:  # before the scores are computed, not after
         _check_writable(Path(args.json), "--json")
     encoder = _encoder(args)
     data = _data(args)
@@ -69,22 +69,37 @@ def run_metrics(args) -> int:
             progress=False if args.no_progress else None,
         )
     print(results)
-    if args.json:
+    if args.json is not None:
         path = Path(args.json)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(results.to_dict(), indent=2), encoding="utf-8")
+        try:
+            path.write_text(json.dumps(results.to_dict(), indent=2), encoding="utf-8")
+        except OSError as error:  # the scores were printed above: they are not lost
+            raise CliError(f"--json {path}: cannot write it ({error.strerror or error}); the scores are printed above")
         print(f"wrote {path}")
     return 0
 
 
 def _check_writable(path: Path, flag: str) -> None:
+    """A file the command will write at the end, tried now: its folder is created and the file
+    opened for appending (removed again if it was not there)."""
     from .._checks import blocking_file
 
+    if not str(path) or str(path) == ".":  # (Path("") is ".")
+        raise CliError(f"{flag}: expected a file name")
     if path.is_dir():
         raise CliError(f"{flag} {path}: a folder is in the way of the file")
     blocked = blocking_file(path)
     if blocked is not None:
         raise CliError(f"{flag} {path}: {blocked} is a file, not a folder")
+    existed = path.exists()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a", encoding="utf-8"):
+            pass
+    except OSError as error:
+        raise CliError(f"{flag} {path}: cannot write it ({error.strerror or error})") from None
+    if not existed:
+        path.unlink()
 
 
 def _encoder(args):
@@ -134,6 +149,16 @@ def add_report_metrics_options(parser) -> None:
     group.add_argument("--num-train", type=int, default=10000, help="train points drawn from --data (default 10000)")
     group.add_argument("--num-test", type=int, default=5000, help="test points (default 5000)")
     group.add_argument("--seed", type=int, default=0, help="seed of the metrics' draws (default 0)")
+
+
+def check_report_metrics_options(args) -> None:
+    """The metrics' options do nothing without --factors: said before the report's work."""
+    given = [flag for flag, value, default in (
+        ("--factors-key", args.factors_key, None), ("--factor-names", args.factor_names, None),
+        ("--metrics", args.metrics, REPORT_METRICS), ("--num-train", args.num_train, 10000),
+        ("--num-test", args.num_test, 5000)) if value != default]
+    if args.factors is None and given:
+        raise CliError(f"{'/'.join(given)} need --factors (the factor values [N, F] of the observations in --data)")
 
 
 def report_metrics(encoder, observations, args):
