@@ -81,3 +81,20 @@ def test_observation_errors():
         data.observations(torch.zeros(2, 4, dtype=torch.int64))
     with pytest.raises(TypeError, match="integers"):
         data.observations(torch.zeros(2, 5))
+
+
+def test_labelled_arrays_refuse_factors_a_cast_would_merge():
+    """inf, 1e30 and 2e30 all wrapped to one int64 (factor_sizes [2] for three values)."""
+    import numpy as np
+
+    from latentsweep.datasets import LabelledArrays
+
+    with pytest.raises(ValueError, match="LabelledArrays: factors has 1 non-finite"):
+        LabelledArrays(np.zeros((4, 1)), np.array([[np.inf], [0.0], [1e30], [2e30]]))
+    with pytest.raises(ValueError, match="LabelledArrays: factors must lie within int64's range"):
+        LabelledArrays(np.zeros((4, 1)), np.array([[0.0], [0.0], [1e30], [2e30]]))
+    with pytest.raises(TypeError, match="LabelledArrays: factors must hold numbers, got a numpy array of dtype object"):
+        LabelledArrays(np.zeros((2, 1)), np.array([[1], [None]], dtype=object))
+    with pytest.raises(TypeError, match="LabelledArrays: factors must hold integers"):
+        LabelledArrays(np.zeros((2, 1)), np.array([[0.5], [1.0]]))
+    assert LabelledArrays(np.zeros((3, 1)), np.array([[0.0], [2.0**60], [-(2.0**63)]])).factor_sizes == [3]

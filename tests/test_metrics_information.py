@@ -89,3 +89,45 @@ def test_runs_on_the_device(device):
     factors = torch.from_numpy(rng.integers(0, 5, (1000, 2))).to(device)
     got = mutual_information(labels, factors).cpu().numpy()
     np.testing.assert_allclose(got, ref.mutual_information_matrix(labels.cpu().numpy(), factors.cpu().numpy()), rtol=1e-10, atol=1e-12)
+
+
+def test_a_single_valued_column_has_exactly_zero_information():
+    """Its log terms cancel only up to rounding (about 1e-16 for these counts); the modularity
+    rule "no information -> 0" needs an exact 0."""
+    rng = np.random.default_rng(4)
+    factors = torch.from_numpy(rng.integers(0, 4, (1000, 2)))
+    labels = torch.cat([factors, torch.full((1000, 1), 7)], dim=1)
+    mi = mutual_information(labels, factors)
+    assert torch.equal(mi[2], torch.zeros(2, dtype=torch.float64))
+    assert torch.equal(mutual_information(factors, labels)[:, 2], torch.zeros(2, dtype=torch.float64))
+    assert float(entropy(labels)[2]) == 0.0
+
+
+@pytest.mark.parametrize(
+    "call, error, match",
+    [
+        (lambda: mutual_information(np.arange(5), np.arange(5)), ValueError, r"mutual_information: a must be 2-D"),
+        (lambda: mutual_information(np.zeros((4, 1), int), np.zeros((3, 1), int)), ValueError, "a has 4 rows, b has 3"),
+        (lambda: mutual_information(np.zeros((4, 1)) + 0.5, np.zeros((4, 1), int)), TypeError, "mutual_information: a must hold integers"),
+        (lambda: mutual_information(np.zeros((2, 1), object), np.zeros((2, 1), int)), TypeError, "mutual_information: a must hold numbers"),
+        (lambda: entropy(np.zeros(5, int)), ValueError, "entropy: labels must be 2-D"),
+        (lambda: entropy(np.zeros((0, 2), int)), ValueError, r"entropy: labels must be 2-D \[N, P\] with N, P >= 1"),
+        (lambda: entropy(np.array([[np.inf], [0.0]])), ValueError, "entropy: labels has 1 non-finite"),
+        (lambda: histogram_discretize(np.ones((5, 2)), 0), ValueError, "histogram_discretize: bins must be >= 1"),
+        (lambda: histogram_discretize(np.ones((5, 2)), 10**9), ValueError, "histogram_discretize: bins must be <= 100000"),
+        (lambda: histogram_discretize(np.array([[np.nan], [1.0]]), 3), ValueError, "histogram_discretize: codes has 1 non-finite"),
+        (lambda: histogram_discretize([[1.0], [2.0]], 3), TypeError, "histogram_discretize: codes must be a torch.Tensor or a numpy array"),
+    ],
+)
+def test_information_helpers_check_their_arguments(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
+
+
+def test_information_helpers_take_numpy_arrays():
+    rng = np.random.default_rng(5)
+    codes = rng.standard_normal((300, 2))
+    np.testing.assert_array_equal(histogram_discretize(codes, 7).numpy(), ref.histogram_discretize(codes, 7))
+    a = rng.integers(0, 4, (300, 2))
+    np.testing.assert_allclose(mutual_information(a, a).numpy(), ref.mutual_information_matrix(a, a), rtol=1e-10)
+    np.testing.assert_allclose(entropy(a).numpy(), [ref.entropy(a[:, 0]), ref.entropy(a[:, 1])], rtol=1e-12)

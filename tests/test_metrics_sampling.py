@@ -187,3 +187,63 @@ def test_evaluate_rejects_objects_that_are_not_data_sets_and_bad_representations
     with pytest.raises(ValueError, match="codes of shape"):
         metrics.evaluate(lambda x: x[:, 0], IdentityData(), metrics=["mig"], num_train=1000, num_test=10,
                          progress=False)
+
+
+def _with_constant_factor():
+    rng = np.random.default_rng(0)
+    lab = np.c_[rng.integers(0, 3, 3000), rng.integers(0, 5, 3000), np.zeros(3000, int)]
+    return datasets.LabelledArrays(torch.tensor(lab, dtype=torch.float32), lab), lab
+
+
+SMALL = dict(num_train=300, num_eval=200, progress=False)
+
+
+def test_sampling_scores_leave_single_valued_factors_out_of_the_votes():
+    """Fixing a factor every row shares fixes nothing: its votes were noise (0.71 for a perfect
+    representation); evaluate said it was left out but still voted on it."""
+    data, _ = _with_constant_factor()
+    with pytest.warns(UserWarning, match=r"factor_vae_score: factors \['factor 2'\] take a single value and are left out"):
+        fvae = metrics.factor_vae_score(lambda x: x[:, :2], data, num_variance_estimate=1000, **SMALL)
+    assert fvae["eval_accuracy"] == 1.0 and fvae["train_accuracy"] == 1.0
+    assert int(fvae["votes"][2].sum()) == 0
+    with pytest.warns(UserWarning, match=r"beta_vae_score: factors \['factor 2'\] take a single value"):
+        bvae = metrics.beta_vae_score(lambda x: x[:, :2], data, **SMALL)
+    assert bvae["eval_accuracy"] == 1.0
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        metrics.evaluate(lambda x: x[:, :2], data, metrics=["factor_vae", "beta_vae"], num_train=1000, num_test=500,
+                         sampling_votes=(300, 200), progress=False)
+    single = [str(w.message) for w in caught if "single value" in str(w.message)]
+    assert len(single) == 1 and "evaluate" in single[0], single  # said once, by evaluate
+    with pytest.raises(ValueError, match="beta_vae_score: needs at least two factors with two or more values"), \
+            pytest.warns(UserWarning, match="single value"):
+        metrics.beta_vae_score(lambda x: x, datasets.LabelledArrays(np.zeros((4, 1)), np.array([[0, 1], [0, 2], [0, 1], [0, 2]])))
+
+
+def test_factor_vae_never_counts_a_zero_variance_latent_as_active():
+    """prune_threshold=0 kept a dead latent, whose 0/0 ratio (NaN) won argmin: 0.515, not 1."""
+    rng = np.random.default_rng(0)
+    lab = np.c_[rng.integers(0, 3, 3000), rng.integers(0, 5, 3000)]
+    data = datasets.LabelledArrays(torch.tensor(lab, dtype=torch.float32), lab)
+    scores = metrics.factor_vae_score(lambda x: torch.cat([x, 0 * x[:, :1]], 1), data, prune_threshold=0.0,
+                                      num_variance_estimate=1000, **SMALL)
+    assert scores["eval_accuracy"] == 1.0 and scores["num_active_dims"] == 2
+
+
+@pytest.mark.parametrize(
+    "call, error, match",
+    [
+        (lambda d: metrics.factor_vae_score(lambda x: x, d, prune_threshold=None), TypeError,
+         "factor_vae_score: prune_threshold must be a number, got NoneType"),
+        (lambda d: metrics.factor_vae_score(lambda x: x, d, prune_threshold="a"), TypeError, "prune_threshold must be a number"),
+        (lambda d: metrics.factor_vae_score(lambda x: x, d, prune_threshold=-1.0), ValueError, "prune_threshold must be a finite"),
+        (lambda d: metrics.beta_vae_score(lambda x: x, d, num_train=1, num_eval=5, progress=False), ValueError,
+         "beta_vae_score: the num_train=1 training points all drew factor"),
+        (lambda d: metrics.factor_vae_score(lambda x: x.double() * 1e100, d, num_train=5, num_eval=5,
+                                            num_variance_estimate=10, progress=False),
+         ValueError, r"factor_vae_score: the codes representation returned .* must lie within \+-1e\+30"),
+    ],
+)
+def test_sampling_argument_errors_are_named(call, error, match):
+    with pytest.raises(error, match=match):
+        call(IdentityData(num_factors=3))

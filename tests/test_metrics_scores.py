@@ -278,13 +278,13 @@ def test_metrics_run_on_one_thread_and_restore_the_count(monkeypatch):
     from latentsweep.metrics import _information
 
     seen = []
-    original = _information.mutual_information
+    original = _information.information
 
     def spy(a, b):
         seen.append(torch.get_num_threads())
         return original(a, b)
 
-    monkeypatch.setattr("latentsweep.metrics.mutual_information_gap.mutual_information", spy)
+    monkeypatch.setattr("latentsweep.metrics.mutual_information_gap.information", spy)
     codes, factors = identity(200)
     torch.set_num_threads(2)
     metrics.mig(codes, factors)
@@ -328,3 +328,127 @@ def test_unconverged_reference_fits_give_one_clear_warning(monkeypatch):
         with reference_fits("fn", "X"):
             warnings.warn("unrelated", UserWarning)
     assert [(w.category, str(w.message)) for w in caught] == [(UserWarning, "unrelated")]
+
+
+# ---- defects found by an adversarial tester ---------------------------------------------------
+def test_modularity_scores_a_dead_latent_zero():
+    """disentanglement_lib: modularity_score[max_squared_mi == 0] = 0. MI residue (1e-16) of a
+    constant latent made it score near 1 (0.815 here instead of 2/3; 0.446 for all-dead codes)."""
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 4, (1000, 2))
+    z = np.c_[y.astype(float), np.zeros(1000)]
+    scores = metrics.modularity_explicitness(z[:500], y[:500], z[500:], y[500:])
+    assert scores["modularity"] == pytest.approx(2 / 3, abs=1e-3)
+    dead = np.zeros((1000, 3))
+    assert metrics.modularity_explicitness(dead[:500], y[:500], dead[500:], y[500:])["modularity"] == 0.0
+    # MIG's top-two gap is unchanged by the dead latent.
+    assert metrics.mig(z, y) == pytest.approx(metrics.mig(z[:, :2], y), abs=1e-12)
+
+
+def test_explicitness_test_leaves_out_a_factor_with_one_test_value():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, (400, 2))
+    z = rng.normal(size=(400, 3)) + np.c_[y, y[:, :1]]
+    test_factors = np.array([[0, 1], [0, 2]])  # factor 0 single-valued in the test split
+    with pytest.warns(UserWarning, match=r"factor\(s\) \[0\] take a single value in test_factors"):
+        scores = metrics.modularity_explicitness(z[:300], y[:300], z[300:302], test_factors)
+    assert np.isfinite(scores["explicitness_test"])
+    with pytest.warns(UserWarning, match="modularity needs at least two factors"):
+        alone = metrics.modularity_explicitness(z[:300], y[:300, 1:], z[300:302], test_factors[:, 1:])
+    assert scores["explicitness_test"] == alone["explicitness_test"]
+    with pytest.raises(ValueError, match="every factor takes a single value in test_factors"):
+        metrics.modularity_explicitness(z[:300], y[:300], z[300:302], np.array([[0, 1], [0, 1]]))
+
+
+def test_float_factors_beyond_int64_are_refused_not_wrapped():
+    codes, factors = identity(200)
+    with pytest.raises(ValueError, match=r"mig: factors must lie within int64's range"):
+        metrics.mig(codes, factors.astype(float) * 1e30)
+    with pytest.raises(ValueError, match=r"mig: factors has \d+ non-finite"):
+        metrics.mig(codes, np.where(factors == 3, np.inf, factors))
+    with pytest.raises(ValueError, match=r"sap: test_factors must lie within int64's range"):
+        metrics.sap(codes, factors, codes, factors.astype(float) * 1e30)
+    big = factors.astype(float) * 2.0**52  # whole floats within int64: taken, as the integers
+    assert metrics.mig(codes, big) == metrics.mig(codes, factors)
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda c, f, s: metrics.sap(c * s, f, c * s, f),  # liblinear looped for ever from about 1e77
+        lambda c, f, s: metrics.sap(c * s, f, c * s, f, continuous=True),
+        lambda c, f, s: metrics.dci(c * s, f, c * s, f, estimator="random_forest"),
+        lambda c, f, s: metrics.unsupervised(c * s),
+        lambda c, f, s: metrics.modularity_explicitness(c * s, f, c * s, f),
+        lambda c, f, s: metrics.mig(c * s, f),
+        lambda c, f, s: metrics.irs(c * s, f),
+    ],
+)
+def test_codes_beyond_the_magnitude_limit_are_refused(call):
+    codes, factors = identity(200, num_factors=2)
+    with pytest.raises(ValueError, match=r"codes must lie within \+-1e\+30"):
+        call(codes, factors, 1e120)
+    call(codes, factors, 1e29 / 9)  # the limit itself is usable
+
+
+def test_unsupervised_all_constant_codes_score_zero():
+    assert metrics.unsupervised(np.ones((100, 3))) == {
+        "gaussian_total_correlation": 0.0, "gaussian_wasserstein_correlation": 0.0,
+        "gaussian_wasserstein_correlation_norm": 0.0, "mutual_info": 0.0}
+
+
+def test_wasserstein_is_scaled_so_large_variances_do_not_overflow():
+    cov = np.array([[2.0, 0.5], [0.5, 1.0]])
+    small = metrics.gaussian_wasserstein_correlation(cov)
+    assert metrics.gaussian_wasserstein_correlation(cov * 1e300) == pytest.approx(small * 1e300, rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    "call, error, match",
+    [
+        (lambda c, f: metrics.mig(c.astype(object), f), TypeError, "mig: codes must hold numbers, got a numpy array of dtype object"),
+        (lambda c, f: metrics.mig(c, f.astype(str)), TypeError, "mig: factors must hold numbers"),
+        (lambda c, f: metrics.mig(c.astype(np.longdouble), f), TypeError, "mig: codes has numpy dtype float128"),
+        (lambda c, f: metrics.sap(c, f, c, f.astype(object)), TypeError, "sap: test_factors must hold numbers"),
+        (lambda c, f: metrics.irs(c, f, diff_quantile="x"), TypeError, "irs: diff_quantile must be a number"),
+        (lambda c, f: metrics.irs(c, f, diff_quantile=None), TypeError, "irs: diff_quantile must be a number"),
+        (lambda c, f: metrics.irs(c, f, diff_quantile=float("nan")), ValueError, "irs: diff_quantile must be a finite"),
+        (lambda c, f: metrics.mig(c, f, bins=10**9), ValueError, "mig: bins must be <= 100000"),
+        (lambda c, f: metrics.unsupervised(c, bins=10**6), ValueError, "unsupervised: bins must be <= 100000"),
+    ],
+)
+def test_bad_argument_types_are_named(call, error, match):
+    if "float128" in match and np.dtype(np.longdouble).itemsize <= 8:
+        pytest.skip("longdouble is float64 on this platform")
+    codes, factors = identity(200)
+    with pytest.raises(error, match=match):
+        call(codes, factors)
+
+
+@pytest.mark.parametrize(
+    "call, error, match",
+    [
+        (lambda: metrics.mig_from_mutual_information(torch.ones(1, 2), torch.ones(2)), ValueError, "D >= 2 latents"),
+        (lambda: metrics.mig_from_mutual_information(np.ones((3, 2)), np.array([1.0, 0.0])), ValueError,
+         r"factor_entropy must be > 0 .* factor\(s\) \[1\]"),
+        (lambda: metrics.mig_from_mutual_information(np.ones((3, 2)), np.ones(3)), ValueError, "3 entries for the 2 factors"),
+        (lambda: metrics.mig_from_mutual_information(-np.ones((3, 2)), np.ones(2)), ValueError, "mutual_info must be >= 0"),
+        (lambda: metrics.modularity_from_mutual_information(np.array([[np.nan, 1.0]])), ValueError,
+         "modularity_from_mutual_information: mutual_info has 1 non-finite"),
+        (lambda: metrics.modularity_from_mutual_information(np.array([[-1.0, 1.0]])), ValueError, "mutual_info must be >= 0"),
+        (lambda: metrics.modularity_from_mutual_information(np.ones(3)), ValueError, "mutual_info must be 2-D"),
+        (lambda: metrics.gaussian_total_correlation(np.ones((2, 3))), ValueError,
+         r"gaussian_total_correlation: cov must be a square \[D, D\] matrix"),
+        (lambda: metrics.gaussian_total_correlation(np.array([[np.nan, 0], [0, 1.0]])), ValueError, "cov has 1 non-finite"),
+        (lambda: metrics.gaussian_wasserstein_correlation(np.ones(3)), ValueError, "gaussian_wasserstein_correlation: cov must be a square"),
+    ],
+)
+def test_public_helpers_check_their_arguments(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
+
+
+def test_mig_from_mutual_information_takes_numpy():
+    mi = np.array([[0.9, 0.1], [0.2, 0.5], [0.0, 0.0]])
+    h = np.array([1.0, 0.5])
+    assert metrics.mig_from_mutual_information(mi, h) == pytest.approx(((0.9 - 0.2) / 1.0 + (0.5 - 0.1) / 0.5) / 2)

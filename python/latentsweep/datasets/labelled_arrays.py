@@ -15,7 +15,8 @@ class LabelledArrays:
 
     Args:
         observations: ``[N, ...]`` tensor or numpy array (float inputs of the encoder).
-        factors: ``[N, F]`` integer factor values (any integers; F >= 1).
+        factors: ``[N, F]`` integer factor values (any integers within int64's range, or floats
+            holding such whole numbers; F >= 1).
         factor_names: optional F names.
 
     Sampling draws rows uniformly, so factors follow their empirical joint distribution;
@@ -27,17 +28,16 @@ class LabelledArrays:
 
     def __init__(self, observations, factors, *, factor_names: Sequence[str] | None = None) -> None:
         obs = observations if isinstance(observations, torch.Tensor) else torch.as_tensor(np.asarray(observations))
-        labels = factors if isinstance(factors, torch.Tensor) else torch.as_tensor(np.asarray(factors))
+        from ..metrics import _inputs  # the metrics' checks of factor values (imported late: metrics imports datasets)
+
+        labels = _inputs.as_tensor(_FN, "factors", factors if isinstance(factors, torch.Tensor) else np.asarray(factors))
         if obs.dim() < 1 or obs.shape[0] < 2:
             raise ValueError(f"{_FN}: observations must be [N, ...] with N >= 2, got shape {tuple(obs.shape)}")
         if labels.dim() != 2 or labels.shape[0] != obs.shape[0] or labels.shape[1] < 1:
             raise ValueError(
                 f"{_FN}: factors must be [N, F] with N = {obs.shape[0]} (one row per observation), got {tuple(labels.shape)}"
             )
-        if labels.is_floating_point() and not bool(torch.all(labels == torch.round(labels))):
-            raise TypeError(f"{_FN}: factors must hold integers (discrete factor values)")
-        if labels.dtype == torch.bool or labels.is_complex():
-            raise TypeError(f"{_FN}: factors must hold integers, got {labels.dtype}")
+        labels = _inputs.integer_values(_FN, "factors", labels)
         if factor_names is not None and len(list(factor_names)) != labels.shape[1]:
             raise ValueError(f"{_FN}: factor_names has {len(list(factor_names))} names for {labels.shape[1]} factors")
         self._observations = obs

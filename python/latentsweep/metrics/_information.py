@@ -16,19 +16,27 @@ from __future__ import annotations
 
 import torch
 
+from . import _inputs
+
 # Bound on the pair-index tensor that one bincount sees (elements), so D x D pairs over
 # many points go in slices instead of one allocation of D^2 N int64.
 _MAX_INDEX_ELEMENTS = 1 << 24
 
 
-def histogram_discretize(codes: torch.Tensor, bins: int) -> torch.Tensor:
-    """``[N, D]`` float codes -> ``[N, D]`` int64 labels in 1..bins, per latent.
+def histogram_discretize(codes, bins: int) -> torch.Tensor:
+    """``[N, D]`` float codes (torch or numpy, N >= 2, finite) -> ``[N, D]`` int64 labels in
+    1..bins, per latent (1 <= bins <= 100,000).
 
     The edges are computed as numpy computes them (``arange(bins + 1) * step + low`` in float64,
     the last edge set to ``high``), so labels match ``np.digitize(x, np.histogram(x, bins)[1][:-1])``
     exactly for float64 input.
     """
-    x = codes.to(torch.float64)
+    fn = "latentsweep.metrics.histogram_discretize"
+    return discretize(_inputs.codes(fn, "codes", codes), _inputs.bins(fn, bins))
+
+
+def discretize(x: torch.Tensor, bins: int) -> torch.Tensor:
+    """:func:`histogram_discretize` of checked float64 codes (or float factors)."""
     low = x.amin(dim=0)
     high = x.amax(dim=0)
     constant = low == high
@@ -52,8 +60,14 @@ def relabel(labels: torch.Tensor) -> tuple[torch.Tensor, list[int]]:
     return torch.stack(columns, dim=1), sizes
 
 
-def entropy(labels: torch.Tensor) -> torch.Tensor:
-    """``[N, P]`` integer labels -> ``[P]`` discrete entropies in nats (float64)."""
+def entropy(labels) -> torch.Tensor:
+    """``[N, P]`` integer labels (torch or numpy, N >= 1) -> ``[P]`` discrete entropies in nats
+    (float64)."""
+    return entropies(_inputs.labels("latentsweep.metrics.entropy", "labels", labels))
+
+
+def entropies(labels: torch.Tensor) -> torch.Tensor:
+    """:func:`entropy` of checked int64 labels."""
     dense, sizes = relabel(labels)
     n, p = dense.shape
     k = max(sizes)
@@ -64,11 +78,22 @@ def entropy(labels: torch.Tensor) -> torch.Tensor:
     return -terms.sum(dim=1) / total
 
 
-def mutual_information(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+def mutual_information(a, b) -> torch.Tensor:
     """Discrete MI between every column of ``a [N, P]`` and every column of ``b [N, Q]``
-    (integer labels, any values) -> ``[P, Q]`` float64, in nats."""
+    (integer labels, any values; torch or numpy, N >= 1) -> ``[P, Q]`` float64, in nats. A
+    column with a single value has MI exactly 0 with every column."""
+    fn = "latentsweep.metrics.mutual_information"
+    a = _inputs.labels(fn, "a", a)
+    b = _inputs.labels(fn, "b", b)
     if a.shape[0] != b.shape[0]:
-        raise ValueError(f"mutual_information: a has {a.shape[0]} rows, b has {b.shape[0]}")
+        raise ValueError(f"{fn}: a has {a.shape[0]} rows, b has {b.shape[0]}")
+    if a.device != b.device:
+        raise ValueError(f"{fn}: a is on {a.device}, b on {b.device}; put them on one device")
+    return information(a, b)
+
+
+def information(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """:func:`mutual_information` of checked int64 labels with as many rows."""
     a_dense, a_sizes = relabel(a)
     b_dense, b_sizes = relabel(b)
     n, p = a_dense.shape
@@ -100,4 +125,8 @@ def mutual_information(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
             - log_a[start:stop, None, :, None] - log_b[None, :, None, :]
         )
         out[start:stop] = torch.where(joint > 0, joint * log_terms, 0.0).sum(dim=(2, 3)) / n
+    # A single-valued column carries no information, but its log terms cancel only up to
+    # rounding (1e-16): exactly 0, so that "no information" rules (modularity's) apply to it.
+    out[torch.tensor(a_sizes, device=device) == 1] = 0.0
+    out[:, torch.tensor(b_sizes, device=device) == 1] = 0.0
     return out.clamp_min(0.0)  # rounding can leave -1e-17 for independent columns

@@ -3,14 +3,27 @@
 Codes become float64 tensors on their own device (numpy arrays go to the CPU) so every score is
 computed in one precision whatever the encoder produced; factors become int64 tensors on the
 codes' device. Every message names the function and the argument.
+
+Codes are limited to magnitudes of at most ``MAX_CODE_MAGNITUDE`` (1e30): scikit-learn's trees
+(DCI) cast to float32, whose largest value is 3.4e38, and the scores raise codes to the fourth
+power (Wasserstein's ``S C S``, liblinear's SAP fits, which loop for ever once those overflow,
+from about 1e77) in float64, where 1e120 is still finite. No encoder's codes come near it.
 """
 
 from __future__ import annotations
+
+import math
+import numbers
 
 import numpy as np
 import torch
 
 from .. import _checks
+
+MAX_CODE_MAGNITUDE = 1e30
+# Histogram bins per latent: far more bins than points only makes every label distinct, and the
+# [bins + 1, D] edges grow with it (10^9 bins were 40 GB).
+MAX_BINS = 100_000
 
 
 def as_tensor(fn: str, name: str, value) -> torch.Tensor:
@@ -19,7 +32,14 @@ def as_tensor(fn: str, name: str, value) -> torch.Tensor:
             raise TypeError(f"{fn}: {name} must be a dense (torch.strided) tensor, got layout {value.layout}")
         return value
     if isinstance(value, np.ndarray) or (hasattr(value, "__array__") and not isinstance(value, (str, bytes))):
-        return torch.from_numpy(np.ascontiguousarray(np.asarray(value)))
+        array = np.asarray(value)
+        if array.dtype.kind not in "biuf":  # object, str, datetime ... arrays
+            raise TypeError(f"{fn}: {name} must hold numbers, got a numpy array of dtype {array.dtype}")
+        try:
+            return torch.from_numpy(np.ascontiguousarray(array))
+        except TypeError:  # a numeric dtype torch lacks (longdouble, ...)
+            raise TypeError(f"{fn}: {name} has numpy dtype {array.dtype}, which torch cannot hold; "
+                            "convert it to float64 or int64") from None
     raise TypeError(f"{fn}: {name} must be a torch.Tensor or a numpy array, got {type(value).__name__}")
 
 
@@ -35,8 +55,33 @@ def codes(fn: str, name: str, value, *, min_latents: int = 1) -> torch.Tensor:
     if value.shape[1] < min_latents:
         raise ValueError(f"{fn}: {name} needs at least {min_latents} latent(s), got shape {tuple(value.shape)}")
     value = value.detach().to(torch.float64)
-    _checks.finite(fn, name, value)
+    magnitude(fn, name, _checks.finite(fn, name, value))
     return value
+
+
+def magnitude(fn: str, name: str, extremes) -> None:
+    """Codes within +-MAX_CODE_MAGNITUDE (see the module docstring), from their (min, max)."""
+    if extremes is not None and max(-extremes[0], extremes[1]) > MAX_CODE_MAGNITUDE:
+        raise ValueError(
+            f"{fn}: {name} must lie within +-{MAX_CODE_MAGNITUDE:g} (float32 conversions and the scores' powers of "
+            f"the codes must not overflow), got values in [{extremes[0]:g}, {extremes[1]:g}]; rescale them"
+        )
+
+
+def integer_values(fn: str, name: str, value: torch.Tensor) -> torch.Tensor:
+    """Factor values as int64: integers, or floats that are finite whole numbers within int64's
+    range (a cast would wrap 1e30 and inf, merging distinct values)."""
+    if value.dtype == torch.bool or value.is_complex():
+        raise TypeError(f"{fn}: {name} must hold integers, got {value.dtype}")
+    if value.is_floating_point():
+        extremes = _checks.finite(fn, name, value)
+        if not bool(torch.all(value == torch.round(value))):
+            raise TypeError(f"{fn}: {name} must hold integers (discrete factor values), got non-integral {value.dtype}")
+        # 2^63 is a float exactly; every float below it (and from -2^63 up) fits an int64.
+        if extremes is not None and not (-(2.0**63) <= extremes[0] and extremes[1] < 2.0**63):
+            raise ValueError(f"{fn}: {name} must lie within int64's range, got values in "
+                             f"[{extremes[0]:g}, {extremes[1]:g}]")
+    return value.detach().to(torch.int64)
 
 
 def factors(fn: str, name: str, value, *, points: int, device: torch.device) -> torch.Tensor:
@@ -48,18 +93,47 @@ def factors(fn: str, name: str, value, *, points: int, device: torch.device) -> 
         raise ValueError(f"{fn}: {name} needs at least one factor, got shape {tuple(value.shape)}")
     if value.shape[0] != points:
         raise ValueError(f"{fn}: {name} has {value.shape[0]} rows but the codes have {points}")
-    if value.is_floating_point():
-        if not bool(torch.all(value == torch.round(value))):
-            raise TypeError(f"{fn}: {name} must hold integers (discrete factor values), got non-integral {value.dtype}")
-    elif value.dtype == torch.bool or value.is_complex():
-        raise TypeError(f"{fn}: {name} must hold integers, got {value.dtype}")
-    value = value.detach().to(device=device, dtype=torch.int64)
+    value = integer_values(fn, name, value).to(device)
     single = [j for j in range(value.shape[1]) if bool(torch.all(value[:, j] == value[0, j]))]
     if single:
         raise ValueError(
             f"{fn}: factor column(s) {single} of {name} take a single value; the metrics need factors "
             "that vary (drop the constant columns)"
         )
+    return value
+
+
+def labels(fn: str, name: str, value) -> torch.Tensor:
+    """Integer labels ``[N, P]`` (N, P >= 1) as int64 on their own device."""
+    value = as_tensor(fn, name, value)
+    if value.dim() != 2 or value.shape[0] < 1 or value.shape[1] < 1:
+        raise ValueError(f"{fn}: {name} must be 2-D [N, P] with N, P >= 1, got shape {tuple(value.shape)}")
+    return integer_values(fn, name, value)
+
+
+def nonnegative(fn: str, name: str, value, *, dims: int) -> torch.Tensor:
+    """A ``dims``-D float64 tensor of finite values >= 0 (mutual information, entropies)."""
+    value = as_tensor(fn, name, value)
+    if value.dim() != dims:
+        raise ValueError(f"{fn}: {name} must be {dims}-D, got shape {tuple(value.shape)}")
+    if value.dtype == torch.bool or value.is_complex():
+        raise TypeError(f"{fn}: {name} must hold real numbers, got {value.dtype}")
+    value = value.detach().to(torch.float64)
+    extremes = _checks.finite(fn, name, value)
+    if extremes is not None and extremes[0] < 0:
+        raise ValueError(f"{fn}: {name} must be >= 0, got a minimum of {extremes[0]:g}")
+    return value
+
+
+def covariance(fn: str, value) -> torch.Tensor:
+    """A square ``[D, D]`` float64 matrix of finite values (D >= 1)."""
+    value = as_tensor(fn, "cov", value)
+    if value.dim() != 2 or value.shape[0] != value.shape[1] or value.shape[0] < 1:
+        raise ValueError(f"{fn}: cov must be a square [D, D] matrix, got shape {tuple(value.shape)}")
+    if value.dtype == torch.bool or value.is_complex():
+        raise TypeError(f"{fn}: cov must hold real numbers, got {value.dtype}")
+    value = value.detach().to(torch.float64)
+    _checks.finite(fn, "cov", value)
     return value
 
 
@@ -83,15 +157,24 @@ def _test_factors(fn: str, value: torch.Tensor, *, points: int, device) -> torch
         raise ValueError(f"{fn}: test_factors must be 2-D [N, F], got shape {tuple(value.shape)}")
     if value.shape[0] != points:
         raise ValueError(f"{fn}: test_factors has {value.shape[0]} rows but test_codes have {points}")
-    if value.is_floating_point() and not bool(torch.all(value == torch.round(value))):
-        raise TypeError(f"{fn}: test_factors must hold integers, got non-integral {value.dtype}")
-    if value.dtype == torch.bool or value.is_complex():
-        raise TypeError(f"{fn}: test_factors must hold integers, got {value.dtype}")
-    return value.detach().to(device=device, dtype=torch.int64)
+    return integer_values(fn, "test_factors", value).to(device)
 
 
 def bins(fn: str, value) -> int:
-    return _checks.integer(fn, "bins", value, low=1)
+    return _checks.integer(fn, "bins", value, low=1, high=MAX_BINS)
+
+
+def real(fn: str, name: str, value, *, low: float, high: float) -> float:
+    """A finite real number (Python, numpy or 0-d tensor) within [low, high]."""
+    if isinstance(value, torch.Tensor) and value.dim() == 0 and value.device.type != "meta" \
+            and not (value.is_complex() or value.dtype == torch.bool):
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{fn}: {name} must be a number, got {type(value).__name__}")
+    value = float(value)
+    if not (math.isfinite(value) and low <= value <= high):
+        raise ValueError(f"{fn}: {name} must be a finite number in [{low:g}, {high:g}], got {value}")
+    return value
 
 
 def numpy(value: torch.Tensor) -> np.ndarray:

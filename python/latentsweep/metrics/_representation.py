@@ -5,8 +5,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .. import _checks
 from .._modules import eval_mode, model_device, model_dtype
 from ..encoding import _split_output
+from . import _inputs
 
 
 def check(fn: str, representation) -> None:
@@ -41,6 +43,9 @@ def encode(fn: str, representation, observations: torch.Tensor, *, batch_size: i
             codes = codes.detach().to("cpu", torch.float64, copy=True)  # a view of a reused buffer stays valid
             if not bool(torch.isfinite(codes).all()):
                 raise ValueError(f"{fn}: representation returned NaN/Inf codes for observations {start}..{start + batch.shape[0] - 1}")
+            if codes.numel():
+                _inputs.magnitude(fn, f"the codes representation returned for observations {start}..{start + batch.shape[0] - 1}",
+                                  _checks.extremes(codes))
             out.append(codes)
             if bar is not None:
                 bar.update(batch.shape[0])

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 
 from .. import _checks
+from ..datasets import _protocol
 
 # Observations per representation call when votes are batched together.
 DEFAULT_ENCODE_BATCH = 4096
@@ -25,6 +28,20 @@ def common(fn: str, *, seed, batch_size, num_train, num_eval, encode_batch_size)
         _checks.integer(fn, "num_eval", num_eval, low=1),
         _checks.integer(fn, "encode_batch_size", encode_batch_size, low=1),
     )
+
+
+def varying_factors(fn: str, data, sizes: list[int]) -> torch.Tensor:
+    """The indices of the factors with two or more values: the factors an intervention may fix.
+    Fixing a single-valued factor fixes nothing (every row shares it), so its votes would be
+    noise; like disentanglement_lib's data sets, which leave such factors out, it is not drawn."""
+    varying = [k for k, size in enumerate(sizes) if size > 1]
+    if not varying:
+        raise ValueError(f"{fn}: every factor of data takes a single value (factor_sizes {sizes}); nothing to score")
+    if len(varying) < len(sizes):
+        names = _protocol.factor_names(data)
+        warnings.warn(f"{fn}: factors {[names[k] for k in range(len(sizes)) if k not in varying]} take a "
+                      "single value and are left out", UserWarning, stacklevel=3)
+    return torch.tensor(varying, dtype=torch.int64)
 
 
 # Votes drawn together: fixed, so that the draws (and the scores) do not depend on how the

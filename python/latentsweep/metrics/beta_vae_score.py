@@ -29,7 +29,9 @@ def beta_vae_score(
     absolute difference of their codes.
 
     What it draws (as disentanglement_lib's ``beta_vae.py``, ``beta_vae_sklearn``, study
-    defaults): each point draws a factor ``k`` uniformly, ``batch_size`` factor rows, and a
+    defaults): each point draws a factor ``k`` uniformly among those with two or more values (a
+    single-valued factor is left out, with a warning: fixing it fixes nothing; at least two
+    must vary, as the classifier needs two classes), ``batch_size`` factor rows, and a
     second ``batch_size`` rows sharing the first rows' values of ``k`` (pairwise); its feature is
     ``mean_i |z1_i - z2_i|`` over the pairs, its label ``k``. A
     ``sklearn.linear_model.LogisticRegression(random_state=seed)`` (defaults otherwise) is fit
@@ -42,7 +44,8 @@ def beta_vae_score(
             mean), e.g. ``model.encoder``.
         data: a ground-truth data set.
         batch_size: pairs per point (64).
-        num_train, num_eval: points for training and evaluation (10,000 and 5,000).
+        num_train, num_eval: points for training and evaluation (10,000 and 5,000); the training
+            points must draw at least two factors.
         seed: seeds every draw and the classifier.
         encode_batch_size: observations per representation call.
         progress: a tqdm bar (True / False / None: when stderr is a terminal).
@@ -58,15 +61,22 @@ def beta_vae_score(
     )
     _representation.check(_FN, representation)
     sizes = _protocol.check(_FN, data)
+    varying = _sampling.varying_factors(_FN, data, sizes)
+    if varying.numel() < 2:
+        raise ValueError(f"{_FN}: needs at least two factors with two or more values (the classifier tells "
+                         f"the fixed factor apart), got factor_sizes {sizes}")
     generator = _sampling.generator(seed, 1)
     from sklearn.linear_model import LogisticRegression
 
     with _progress.bar(_progress.wanted(progress, _FN), total=(num_train + num_eval) * 2 * batch_size,
                        unit="obs", desc="BetaVAE score") as bar:
-        args = dict(representation=representation, data=data, sizes=sizes, batch_size=batch_size,
+        args = dict(representation=representation, data=data, sizes=sizes, varying=varying, batch_size=batch_size,
                     generator=generator, encode_batch_size=encode_batch_size, bar=bar)
         train_x, train_y = _points(num_train, **args)
         eval_x, eval_y = _points(num_eval, **args)
+    if np.unique(train_y).size < 2:
+        raise ValueError(f"{_FN}: the num_train={num_train} training points all drew factor {int(train_y[0])}; "
+                         "the classifier needs two factors to tell apart: raise num_train")
     with one_cpu_thread():
         with reference_fits(_FN, "LogisticRegression"):
             model = LogisticRegression(random_state=seed % 2**32).fit(train_x, train_y)
@@ -76,13 +86,13 @@ def beta_vae_score(
         }
 
 
-def _points(count, *, representation, data, sizes, batch_size, generator, encode_batch_size, bar):
+def _points(count, *, representation, data, sizes, varying, batch_size, generator, encode_batch_size, bar):
     features, labels = [], []
     per_call = _sampling.VOTES_PER_DRAW
     f = len(sizes)
     for start in range(0, count, per_call):
         n = min(per_call, count - start)
-        chosen = torch.randint(f, (n,), generator=generator)
+        chosen = varying[torch.randint(varying.numel(), (n,), generator=generator)]
         first = _protocol.sample_factors(_FN, data, n * batch_size, generator).reshape(n, batch_size, f)
         second = torch.empty_like(first)
         for k in torch.unique(chosen).tolist():

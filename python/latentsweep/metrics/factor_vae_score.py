@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from .. import _progress
 from ..datasets import _protocol
-from . import _representation, _sampling
+from . import _inputs, _representation, _sampling
 
 _FN = "latentsweep.metrics.factor_vae_score"
 
@@ -29,8 +31,10 @@ def factor_vae_score(
 
     What it draws (as disentanglement_lib's ``factor_vae.py``, study defaults): ``num_variance_estimate``
     observations give each latent's global variance (``ddof=1``); latents whose global SD is
-    below ``prune_threshold`` are left out (the reference compares the *SD* with 0.05). Each vote
-    draws a factor ``k`` uniformly, one factor row, and ``batch_size`` rows sharing its value of
+    below ``prune_threshold`` are left out (the reference compares the *SD* with 0.05), and so are
+    latents of zero variance whatever the threshold (their variance ratio is 0 / 0). Each vote
+    draws a factor ``k`` uniformly among those with two or more values (a single-valued factor
+    is left out, with a warning: fixing it fixes nothing), one factor row, and ``batch_size`` rows sharing its value of
     ``k`` (``data.sample_factors_matching`` when the data set has it, else fresh rows with
     column ``k`` overwritten); the vote goes to (``k``, the active latent with the least
     local variance / global variance). The classifier maps each latent to the factor with most
@@ -45,7 +49,7 @@ def factor_vae_score(
         batch_size: observations per vote (64).
         num_train, num_eval: votes for training and for evaluation (10,000 and 5,000).
         num_variance_estimate: observations for the global variances (10,000).
-        prune_threshold: SD below which a latent counts as collapsed (0.05).
+        prune_threshold: SD below which a latent counts as collapsed (0.05; a finite number >= 0).
         seed: seeds every draw (a CPU ``torch.Generator``), so the score is reproducible.
         encode_batch_size: observations per representation call.
         progress: a tqdm bar (True / False / None: when stderr is a terminal).
@@ -62,11 +66,10 @@ def factor_vae_score(
     from .. import _checks
 
     num_variance_estimate = _checks.integer(_FN, "num_variance_estimate", num_variance_estimate, low=2)
-    threshold = float(prune_threshold)
-    if not threshold >= 0:
-        raise ValueError(f"{_FN}: prune_threshold must be >= 0, got {prune_threshold}")
+    threshold = _inputs.real(_FN, "prune_threshold", prune_threshold, low=0.0, high=math.inf)
     _representation.check(_FN, representation)
     sizes = _protocol.check(_FN, data)
+    varying = _sampling.varying_factors(_FN, data, sizes)
     generator = _sampling.generator(seed, 0)
     total = num_variance_estimate + (num_train + num_eval) * batch_size
     with _progress.bar(_progress.wanted(progress, _FN), total=total, unit="obs", desc="FactorVAE score") as bar:
@@ -75,11 +78,11 @@ def factor_vae_score(
             _FN, representation, _protocol.observations(_FN, data, factors), batch_size=encode_batch_size, bar=bar
         )
         global_variances = codes.var(dim=0, correction=1)
-        active = torch.sqrt(global_variances) >= threshold
+        active = (global_variances > 0) & (torch.sqrt(global_variances) >= threshold)
         if not bool(active.any()):
             return {"train_accuracy": 0.0, "eval_accuracy": 0.0, "num_active_dims": 0,
                     "votes": torch.zeros(len(sizes), codes.shape[1], dtype=torch.int64)}
-        vote = dict(representation=representation, data=data, sizes=sizes, batch_size=batch_size,
+        vote = dict(representation=representation, data=data, sizes=sizes, varying=varying, batch_size=batch_size,
                     global_variances=global_variances, active=active, generator=generator,
                     encode_batch_size=encode_batch_size, bar=bar)
         train_votes = _votes(num_train, **vote)
@@ -94,14 +97,14 @@ def factor_vae_score(
     }
 
 
-def _votes(count, *, representation, data, sizes, batch_size, global_variances, active, generator,
+def _votes(count, *, representation, data, sizes, varying, batch_size, global_variances, active, generator,
            encode_batch_size, bar) -> torch.Tensor:
     votes = torch.zeros(len(sizes), global_variances.shape[0], dtype=torch.int64)
     active_index = torch.nonzero(active).flatten()
     per_call = _sampling.VOTES_PER_DRAW
     for start in range(0, count, per_call):
         n = min(per_call, count - start)
-        chosen = torch.randint(len(sizes), (n,), generator=generator)
+        chosen = varying[torch.randint(varying.numel(), (n,), generator=generator)]
         first = _protocol.sample_factors(_FN, data, n, generator)
         factors = torch.empty(n, batch_size, len(sizes), dtype=torch.int64)
         for k in torch.unique(chosen).tolist():

@@ -8,7 +8,7 @@ import torch
 
 from . import _inputs
 from ._threads import one_cpu_thread
-from ._information import histogram_discretize
+from ._information import discretize
 
 _FN = "latentsweep.metrics.irs"
 
@@ -30,7 +30,7 @@ def irs(codes, factors, *, diff_quantile: float = 0.99, bins: int = 20) -> dict:
         factors: ``[N, F]`` integer factors.
         diff_quantile: the quantile of the deviations (``1.0`` is the paper's maximum; the
             reference's default is 0.99). Quantiles interpolate linearly, as ``np.percentile``.
-        bins: histogram bins for the factors (study default 20).
+        bins: histogram bins for the factors (study default 20; at most 100,000).
 
     Returns:
         dict with ``irs`` (float; 0 when every latent is constant), ``num_active_dims`` (int),
@@ -43,15 +43,13 @@ def irs(codes, factors, *, diff_quantile: float = 0.99, bins: int = 20) -> dict:
     x = _inputs.codes(_FN, "codes", codes)
     y = _inputs.factors(_FN, "factors", factors, points=x.shape[0], device=x.device)
     bins = _inputs.bins(_FN, bins)
-    q = float(diff_quantile)
-    if not 0.0 <= q <= 1.0:
-        raise ValueError(f"{_FN}: diff_quantile must lie in [0, 1], got {diff_quantile}")
+    q = _inputs.real(_FN, "diff_quantile", diff_quantile, low=0.0, high=1.0)
     active = torch.nonzero(x.var(dim=0, correction=0) > 0).flatten()
     if active.numel() == 0:
         return {"irs": 0.0, "num_active_dims": 0, "per_latent": torch.zeros(0, dtype=torch.float64),
                 "parents": torch.zeros(0, dtype=torch.int64), "active_dims": active.cpu()}
     z = x[:, active]
-    y = histogram_discretize(y.to(torch.float64), bins)
+    y = discretize(y.to(torch.float64), bins)
     max_dev = (z - z.mean(dim=0)).abs().amax(dim=0)
     deviations = torch.stack([_mean_group_quantile(z, y[:, f], q) for f in range(y.shape[1])], dim=1)
     matrix = 1.0 - deviations / max_dev[:, None]

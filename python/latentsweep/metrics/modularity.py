@@ -10,7 +10,7 @@ import torch
 from . import _inputs
 from ._reference_fits import reference_fits
 from ._threads import one_cpu_thread
-from ._information import histogram_discretize, mutual_information
+from ._information import discretize, information
 
 _FN = "latentsweep.metrics.modularity_explicitness"
 
@@ -33,8 +33,10 @@ def modularity_explicitness(codes, factors, test_codes, test_factors, *, bins: i
         codes, factors: train split, ``[N, D]`` codes and ``[N, F]`` integer factors.
         test_codes, test_factors: test split, ``[M, D]`` and ``[M, F]``. Test rows whose value of
             a factor does not occur in the train split are left out of that factor's test score
-            (with a warning): its classifier has no column for that value.
-        bins: histogram bins per latent (study default 20).
+            (with a warning): its classifier has no column for that value. A factor whose (seen)
+            test rows hold a single value has no ROC-AUC on the test split and is left out of
+            ``explicitness_test`` (with a warning; a ValueError if that leaves none).
+        bins: histogram bins per latent (study default 20; at most 100,000).
 
     Returns:
         dict with ``modularity`` (with two or more factors: a warning for one),
@@ -47,7 +49,7 @@ def modularity_explicitness(codes, factors, test_codes, test_factors, *, bins: i
     bins = _inputs.bins(_FN, bins)
     scores = {}
     if y.shape[1] >= 2:
-        scores["modularity"] = modularity_from_mutual_information(mutual_information(histogram_discretize(x, bins), y))
+        scores["modularity"] = _modularity(information(discretize(x, bins), y))
     else:  # 0 / 0 in the definition (the reference returns NaN): left out, said
         warnings.warn(f"{_FN}: modularity needs at least two factors, got one: only explicitness is scored",
                       stacklevel=3)
@@ -58,13 +60,17 @@ def modularity_explicitness(codes, factors, test_codes, test_factors, *, bins: i
 
 
 def modularity_from_mutual_information(mutual_info) -> float:
-    """Modularity of a ``[D, F]`` matrix of latent-factor mutual information (F >= 2: a latent's
-    spread over the other F - 1 factors is undefined for one)."""
+    """Modularity of a ``[D, F]`` matrix of latent-factor mutual information (finite, >= 0;
+    D >= 1 and F >= 2: a latent's spread over the other F - 1 factors is undefined for one)."""
     fn = "latentsweep.metrics.modularity_from_mutual_information"
-    m = _inputs.as_tensor(fn, "mutual_info", mutual_info)
-    if m.dim() != 2 or m.shape[1] < 2:
+    m = _inputs.nonnegative(fn, "mutual_info", mutual_info, dims=2)
+    if m.shape[1] < 2 or m.shape[0] < 1:
         raise ValueError(f"{fn}: mutual_info must be [D, F] with F >= 2 factors, got shape {tuple(m.shape)}")
-    squared = m.to(torch.float64) ** 2
+    return _modularity(m)
+
+
+def _modularity(m: torch.Tensor) -> float:
+    squared = m ** 2
     peak = squared.amax(dim=1)
     spread = (squared.sum(dim=1) - peak) / (peak * (squared.shape[1] - 1.0))
     per_latent = torch.where(peak == 0, torch.zeros_like(peak), 1.0 - spread)
@@ -82,7 +88,7 @@ def explicitness(x, y, x_test, y_test) -> tuple[float, float]:
     xn = _inputs.numpy((x - mean) / std)
     xtn = _inputs.numpy((x_test - mean) / std)
     yn, ytn = _inputs.numpy(y), _inputs.numpy(y_test)
-    train, test = [], []
+    train, test, single = [], [], []
     with reference_fits(_FN, "LogisticRegression"):
         models = [LogisticRegression().fit(xn, yn[:, f]) for f in range(yn.shape[1])]
     for f, model in enumerate(models):
@@ -96,7 +102,17 @@ def explicitness(x, y, x_test, y_test) -> tuple[float, float]:
             warnings.warn(f"{_FN}: {int((~seen).sum())} test row(s) with values {unseen.tolist()[:5]} of factor {f}, "
                           "absent from the train split, are left out of its explicitness_test", stacklevel=3)
         train.append(_auc(roc_auc_score, model, xn, yn[:, f]))
+        # ROC-AUC needs a positive and a negative example: with one value there is none (NaN).
+        if np.unique(ytn[seen, f]).size < 2:
+            single.append(f)
+            continue
         test.append(_auc(roc_auc_score, model, xtn[seen], ytn[seen, f]))
+    if single:
+        if not test:
+            raise ValueError(f"{_FN}: every factor takes a single value in test_factors (the test split) "
+                             f"among the values the train split has; explicitness_test needs two")
+        warnings.warn(f"{_FN}: factor(s) {single} take a single value in test_factors and are left out of "
+                      "explicitness_test (ROC-AUC needs two)", stacklevel=3)
     return float(np.mean(train)), float(np.mean(test))
 
 
