@@ -966,3 +966,24 @@ def test_output_cut_short_by_the_reader_is_not_an_error(workspace, tmp_path):
                                stderr=subprocess.PIPE, text=True, cwd=workspace, timeout=300)
     os.close(writer)
     assert completed.returncode == 0 and completed.stderr == "", completed.stderr
+
+
+def test_files_of_the_wrong_kind_are_named_for_what_they_are(workspace, tmp_path):
+    import pickle
+
+    with open(tmp_path / "pick.pt", "wb") as handle:
+        pickle.dump({"a": 1}, handle)
+    (tmp_path / "text.npy").write_text("hello")
+    np.save(tmp_path / "plain.npy", np.ones((3, 3)))
+    np.savez(tmp_path / "z.npz", a=np.ones(2))
+    base = ("diagnose", "--model", "tiny_models:make")
+    for args, needles in [
+        (("--weights", "tiny.pt", "--data", str(tmp_path / "pick.pt")),
+         ("--data:", "holds pickled Python objects", "Save the inputs as an array instead")),
+        (("--weights", str(tmp_path / "plain.npy"), "--data", "data.npy"), ("--weights:", "is a numpy .npy file")),
+        (("--weights", str(tmp_path / "z.npz"), "--data", "data.npy"), ("--weights:", "is a numpy .npz archive")),
+        (("--weights", "tiny.pt", "--data", str(tmp_path / "text.npy")),
+         ("--data:", "is not a numpy .npy file (it does not start with numpy's .npy header)")),
+    ]:
+        completed = invoke(*base, *args, cwd=workspace, check=False)
+        assert_one_line_error(completed, *needles)

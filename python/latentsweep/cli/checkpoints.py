@@ -17,6 +17,8 @@ unpickled (unpickling can run arbitrary code).
 from __future__ import annotations
 
 import pickle
+import warnings
+import zipfile
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -69,11 +71,41 @@ def read_safetensors(file: Path, option: str) -> dict[str, torch.Tensor]:
         raise CliError(f"{option}: {str(file)!r} is not a readable .safetensors file ({reason(error)})") from None
 
 
+# What to save instead of a pickled object, per option.
+_SAVE_INSTEAD = {"--weights": "Save the weights instead: torch.save(model.state_dict(), 'weights.pt')",
+                 "--data": "Save the inputs as an array instead: np.save('x.npy', x) or torch.save(tensor, 'x.pt')"}
+
+
+def file_kind(file: Path) -> str | None:
+    """What a file is by its first bytes, when that is a kind the options do not take for what
+    its suffix says: "a numpy .npy file", "a numpy .npz archive", or None."""
+    try:
+        with open(file, "rb") as handle:
+            head = handle.read(6)
+        if head == b"\x93NUMPY":
+            return "a numpy .npy file"
+        if head[:4] == b"PK\x03\x04" and zipfile.is_zipfile(file):
+            with zipfile.ZipFile(file) as archive:
+                names = archive.namelist()
+            if names and all(n.endswith(".npy") for n in names):
+                return "a numpy .npz archive"
+    except OSError:
+        return None
+    return None
+
+
 def read_torch_file(file: Path, option: str):
     """What ``torch.save`` wrote, loaded with ``weights_only=True`` (tensors, dicts, lists,
     numbers, strings); a pickled object of another class is refused with what it was."""
+    kind = file_kind(file)
+    if kind is not None:
+        raise CliError(f"{option}: {str(file)!r} is {kind}, not a torch file; "
+                       + ("give it a .npy/.npz suffix" if option == "--data" else
+                          "--weights takes .safetensors or torch.save(model.state_dict(), ...) files"))
     try:
-        return torch.load(file, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's own remarks on the pickle protocol: the outcome is said below
+            warnings.simplefilter("ignore")
+            return torch.load(file, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         refused = re.search(r"GLOBAL ([\w.]+)", str(error))
         if refused is None and "weights_only" not in str(error).lower():  # not a pickle at all (text, ...)
@@ -81,8 +113,7 @@ def read_torch_file(file: Path, option: str):
         what = f" ({refused.group(1)})" if refused else ""
         raise CliError(
             f"{option}: {str(file)!r} holds pickled Python objects{what}, not only tensors; latentsweep "
-            "does not unpickle them (that can run arbitrary code). Save the weights instead: "
-            "torch.save(model.state_dict(), 'weights.pt')"
+            f"does not unpickle them (that can run arbitrary code). {_SAVE_INSTEAD.get(option, _SAVE_INSTEAD['--weights'])}"
         ) from None
     except Exception as error:  # noqa: BLE001  (a damaged zip, a truncated file, ...)
         raise CliError(f"{option}: cannot read {str(file)!r} as a torch file ({reason(error)})") from None

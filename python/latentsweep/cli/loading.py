@@ -111,6 +111,8 @@ def load_array(path: str, *, key: str | None = None) -> torch.Tensor:
     file = Path(path)
     missing_file(file, "--data")
     suffix = file.suffix.lower()
+    if suffix in (".npy", ".npz"):
+        npy_file(file, "--data", archive=suffix == ".npz")
     try:
         if suffix == ".npy":
             entries = {"": np.load(file, allow_pickle=False)}
@@ -129,6 +131,19 @@ def load_array(path: str, *, key: str | None = None) -> torch.Tensor:
     except Exception as error:  # noqa: BLE001
         raise CliError(f"--data: cannot read {path!r} ({error})") from None
     return _as_tensor(_pick(entries, key, path), path)
+
+
+def npy_file(file: Path, option: str, *, archive: bool = False) -> None:
+    """CliError unless ``file`` starts as numpy's .npy (or, with ``archive``, a zip) does: numpy
+    would say "pickled data" of any other file, a text file included."""
+    try:
+        with open(file, "rb") as handle:
+            head = handle.read(6)
+    except OSError as error:
+        raise CliError(f"{option}: cannot read {str(file)!r} ({error.strerror or error})") from None
+    if not head.startswith(b"PK\x03\x04" if archive else b"\x93NUMPY"):
+        raise CliError(f"{option}: {str(file)!r} is not a numpy {'.npz' if archive else '.npy'} file "
+                       f"(it does not start with numpy's {'zip' if archive else '.npy'} header)")
 
 
 def _as_tensor(value, path: str) -> torch.Tensor:
@@ -175,6 +190,7 @@ def load_directions(path: str) -> torch.Tensor:
                        f"got {path!r}")
     if not file.is_file():
         raise CliError(f"--directions: no such file {path!r}")
+    npy_file(file, "--directions")
     try:
         array = np.load(file, allow_pickle=False)
     except Exception as error:  # noqa: BLE001  (a damaged file, or a pickled object array)
