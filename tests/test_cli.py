@@ -987,3 +987,25 @@ def test_files_of_the_wrong_kind_are_named_for_what_they_are(workspace, tmp_path
     ]:
         completed = invoke(*base, *args, cwd=workspace, check=False)
         assert_one_line_error(completed, *needles)
+
+
+@pytest.mark.parametrize("delay", [0.05, 0.4])
+def test_ctrl_c_while_the_command_starts_is_one_line(delay):
+    """Ctrl-C during the first second (torch and the core still importing) gave Python's
+    traceback; a program importing latentsweep keeps its KeyboardInterrupt."""
+    import signal
+    import time
+
+    started = subprocess.Popen([sys.executable, "-m", "latentsweep", "info"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    time.sleep(delay)
+    started.send_signal(signal.SIGINT)
+    _, err = started.communicate(timeout=120)
+    assert started.returncode == 130 and "Traceback" not in err, err
+    assert err.strip().splitlines()[-1] == "latentsweep: interrupted: stopped by Ctrl-C"
+    library = subprocess.Popen([sys.executable, "-c", "import latentsweep, time; time.sleep(60)"],
+                               stderr=subprocess.PIPE, text=True)
+    time.sleep(delay)
+    library.send_signal(signal.SIGINT)
+    _, err = library.communicate(timeout=120)
+    assert library.returncode != 0 and "KeyboardInterrupt" in err

@@ -6,37 +6,40 @@ with a C++/libtorch core (CPU and CUDA), and see which dimensions matter.
 
 from __future__ import annotations
 
-import torch  # noqa: F401  (loads libtorch before the compiled extension)
+from ._interrupts import quiet_while_importing as _quiet_while_importing
 
-from ._extension import build_info
-from .direction_codes import direction_codes, unit_directions
-from .clusters import Clusters, clusters
-from .directions import Directions
-from .latent_shape import channel_directions
-from .diagnosis import Diagnosis, Flag, diagnose
-from .encoding import encode
-from .plots import (
-    effect_bars,
-    kl_bars,
-    response_curves,
-    sensitivity_heatmap,
-    sigma_histograms,
-    traversal_gif,
-    traversal_grid,
-)
-from .paths import interpolation_codes
-from .interpolation import Interpolation, interpolate
-from .posterior import Posterior
-from .principal import principal_directions
-from .html_report import report
-from .explanation import explain
-from .result import TraversalResult
-from .sampling import sample, sample_prior
-from .stores import StoreStatus
-from .sweep import open_sweep, sweep_status, traverse
-from .traversal import MODES, traversal_codes, traversal_values
-from . import datasets, metrics  # noqa: E402  (ground-truth data sets and disentanglement metrics)
-from . import modes  # noqa: E402  (the traversal modes: modes.MODE_TABLE)
+with _quiet_while_importing():  # Ctrl-C during the command line's start: one line, no traceback
+    import torch  # noqa: F401  (loads libtorch before the compiled extension)
+
+    from ._extension import build_info
+    from .direction_codes import direction_codes, unit_directions
+    from .clusters import Clusters, clusters
+    from .directions import Directions
+    from .latent_shape import channel_directions
+    from .diagnosis import Diagnosis, Flag, diagnose
+    from .encoding import encode
+    from .plots import (
+        effect_bars,
+        kl_bars,
+        response_curves,
+        sensitivity_heatmap,
+        sigma_histograms,
+        traversal_gif,
+        traversal_grid,
+    )
+    from .paths import interpolation_codes
+    from .interpolation import Interpolation, interpolate
+    from .posterior import Posterior
+    from .principal import principal_directions
+    from .html_report import report
+    from .explanation import explain
+    from .result import TraversalResult
+    from .sampling import sample, sample_prior
+    from .stores import StoreStatus
+    from .sweep import open_sweep, sweep_status, traverse
+    from .traversal import MODES, traversal_codes, traversal_values
+    from . import datasets, metrics  # noqa: E402  (ground-truth data sets and disentanglement metrics)
+    from . import modes  # noqa: E402  (the traversal modes: modes.MODE_TABLE)
 
 __version__ = "0.1.0"
 
