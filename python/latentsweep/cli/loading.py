@@ -11,6 +11,7 @@ import importlib
 import importlib.util
 import re
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -139,9 +140,10 @@ def npy_file(file: Path, option: str, *, archive: bool = False) -> None:
     try:
         with open(file, "rb") as handle:
             head = handle.read(6)
+        valid = zipfile.is_zipfile(file) if archive else head == b"\x93NUMPY"  # (an empty .npz has no entry header)
     except OSError as error:
         raise CliError(f"{option}: cannot read {str(file)!r} ({error.strerror or error})") from None
-    if not head.startswith(b"PK\x03\x04" if archive else b"\x93NUMPY"):
+    if not valid:
         raise CliError(f"{option}: {str(file)!r} is not a numpy {'.npz' if archive else '.npy'} file "
                        f"(it does not start with numpy's {'zip' if archive else '.npy'} header)")
 
