@@ -454,3 +454,29 @@ def test_response_curves_of_outputs_near_float32s_limit_stay_finite():
         assert curves and all(np.isfinite(curve).all() for curve in curves)
         expected = result.outputs[:, 0, :, 0].double().mean(0).numpy()
         assert any(np.allclose(curve, expected, rtol=1e-6) for curve in curves)
+
+
+def test_many_latents_make_pictures_of_bounded_size():
+    """4096 latents drew a 131,512-pixel-wide bar chart; 200 took minutes of response curves."""
+    from latentsweep.plots._common import DEFAULT_MAX_PANELS, MAX_FIGURE_INCHES
+
+    many = 200
+    generator = torch.Generator().manual_seed(0)
+    posterior = latentsweep.Posterior(torch.randn(30, many, generator=generator),
+                                      torch.randn(30, many, generator=generator) * 0.1 - 2)
+    bars = plots.kl_bars(latentsweep.diagnose(posterior))
+    assert bars.get_size_inches()[0] == MAX_FIGURE_INCHES
+    assert len(bars.axes[0].get_xticks()) <= DEFAULT_MAX_PANELS
+    decoder = torch.nn.Sequential(torch.nn.Linear(many, 64), torch.nn.Sigmoid(), torch.nn.Unflatten(1, (1, 8, 8)))
+    result = latentsweep.traverse(decoder, posterior[:1], steps=3, progress=False)
+    with pytest.warns(UserWarning, match=rf"traversal_grid: drawing {DEFAULT_MAX_PANELS} of {many} latents; pass max_dims="):
+        grid = plots.traversal_grid(result)
+    assert len(_row_dims(grid.axes[0])) == DEFAULT_MAX_PANELS
+    with pytest.warns(UserWarning, match=rf"sigma_histograms: drawing {DEFAULT_MAX_PANELS} of {many}"):
+        panels = plots.sigma_histograms(posterior)
+    assert len(panels.axes) == DEFAULT_MAX_PANELS
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert len(_row_dims(plots.traversal_grid(result, max_dims=60).axes[0])) == 60  # asked for: drawn

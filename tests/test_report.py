@@ -214,3 +214,20 @@ def test_report_recommends_empirical_when_codes_miss_the_prior(tmp_path):
     assert "<code>marginal-mismatch</code>" in document
     assert html.escape('mode="empirical", reference=posterior.mu') in document
     assert len(_img_sources(document)) == 1  # KL bars only: no posterior, no results
+
+
+def test_no_nan_is_written_as_a_number(tmp_path):
+    """A collapsed VAE has no active latent to average; codes that do not vary have no share
+    of variance: said in words, never "nan" or "nan%"."""
+    decoder = lambda z: torch.sigmoid(z @ torch.ones(z.shape[1], 64)).view(-1, 1, 8, 8)  # noqa: E731
+    generator = torch.Generator().manual_seed(0)
+    collapsed = lambda x: (1e-3 * torch.randn(x.shape[0], 6, generator=generator), torch.zeros(x.shape[0], 6))  # noqa: E731
+    page = latentsweep.explain(collapsed, decoder, torch.rand(40, 1, 8, 8, generator=generator), out=tmp_path / "e",
+                               progress=False).read_text(encoding="utf-8")
+    assert "No traversed latent is active" in page and "over nan" not in page
+    codes = torch.zeros(30, 6)
+    codes[:, 0] = 1
+    flat = latentsweep.Posterior(codes, None)
+    along = latentsweep.traverse(decoder, flat[:2], directions=torch.eye(6)[:2], steps=3, progress=False)
+    page = latentsweep.report(tmp_path / "c.html", posterior=flat, directions=along).read_text(encoding="utf-8")
+    assert "nan%" not in page and "<td>n/a</td>" in page

@@ -293,7 +293,7 @@ def _latent_pictures(page: "_Page", diagnosis: Diagnosis, posterior: Posterior |
     if posterior is not None and posterior.logvar is not None and posterior.latent_dim == diagnosis.latent_dim:
         figures.append(
             page.figure(
-                sigma_histograms(posterior, diagnosis=diagnosis), "Posterior SD per latent against the prior SD",
+                sigma_histograms(posterior, diagnosis=diagnosis, max_dims=_common.DEFAULT_MAX_PANELS), "Posterior SD per latent against the prior SD",
                 "Posterior SD per input and latent (log scale) against the prior SD (red line). Far "
                 "left of the line, ± 2 posterior SDs moves z by a sliver of the prior's range.",
                 wide=True,
@@ -393,6 +393,11 @@ def traversal_widths(result) -> list[float]:
     return (result.values[..., -1] - result.values[..., 0]).abs().double().mean(dim=0).tolist()
 
 
+def _share(value: float) -> str:
+    """A share as a percentage; "n/a" where there is none (codes that do not vary)."""
+    return f"{value:.1%}" if math.isfinite(value) else "n/a"
+
+
 def _mean(values: list[float]) -> float:
     return sum(values) / len(values) if values else math.nan
 
@@ -428,8 +433,11 @@ def _effect_caption(named: dict, diagnosis) -> str:
         effects = result.dim_effect.double().tolist()
         stats.append((name, _mean([widths[i] for i in active]), _mean([effects[i] for i in active])))
     which = "active latents" if diagnosis is not None and diagnosis.is_variational else "latents"
+    if all(math.isnan(width) for _, width, _ in stats):  # (a collapsed VAE: no active latent to average)
+        return text + f" No traversed latent is active: there are no {which} to average over."
     text += " On the " + which + ": " + "; ".join(
         f"{name!r} moved z over {width:.3g} on average and changed the output by {effect:.3g}"
+        if not math.isnan(width) else f"{name!r} traversed none of them"
         for name, width, effect in stats
     ) + "."
     if len(stats) == 2:
@@ -575,7 +583,7 @@ def _directions(page, along, named, diagnosis, posterior, image_shape, anchor_in
         shares = variance_shares(codes, result.directions) if codes is not None else None
         rows = "".join(
             f"<tr><td>{_esc(label)}</td><td>{_esc(_number(float(result.dim_effect[k])))}</td>"
-            + (f"<td>{shares[k]:.1%}</td>" if shares is not None else "") + "</tr>"
+            + (f"<td>{_share(shares[k])}</td>" if shares is not None else "") + "</tr>"
             for k, label in enumerate(result.labels)
         )
         head = "<th>direction</th><th>effect</th>" + ("<th>share of the codes' variance</th>" if shares else "")

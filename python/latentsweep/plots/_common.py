@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import math
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,21 @@ from ..diagnosis import Diagnosis
 from ..result import TraversalResult
 
 ORDERS = ("auto", "kl", "effect", "dims")
+# Pictures stay of bounded size whatever D is (4096 latents made a 131,512-pixel-wide bar
+# chart and a report that took minutes): at most this many panels or rows unless the caller
+# asks for more with max_dims=, and no figure wider than this.
+DEFAULT_MAX_PANELS = 48
+MAX_FIGURE_INCHES = 24.0
+
+
+def panel_limit(fn: str, count: int, max_dims: int | None, noun: str, *, stacklevel: int = 3) -> int | None:
+    """``max_dims``, or DEFAULT_MAX_PANELS (with a warning, ``stacklevel`` pointing at the
+    user's call) when it is None and there are more than that many ``noun``s to draw."""
+    if max_dims is None and count > DEFAULT_MAX_PANELS:
+        warnings.warn(f"{fn}: drawing {DEFAULT_MAX_PANELS} of {count} {noun}s; pass max_dims= to draw more",
+                      UserWarning, stacklevel=stacklevel)
+        return DEFAULT_MAX_PANELS
+    return max_dims
 
 
 def new_figure(width: float, height: float):
@@ -151,6 +167,7 @@ def dim_order(fn: str, result: TraversalResult, diagnosis: Diagnosis | None, ord
     _checks.choice(fn, "order", order, ORDERS)
     max_dims = _checks.optional_integer(fn, "max_dims", max_dims, low=1)
     dims = result.dims.tolist()
+    max_dims = panel_limit(fn, len(dims), max_dims, traversal_noun(result), stacklevel=4)
     coordinates = result.directions is None
     diagnosis = check_diagnosis(fn, diagnosis, latent_dim=result.anchors.shape[1])
     if order == "auto":

@@ -62,25 +62,27 @@ def kl_bars(diagnosis, *, log: bool | None = None, title: str | None = None, pat
     floor = min(COLLAPSED_KL, float(positive.min()) if positive.size else COLLAPSED_KL) / 10
 
     dims = np.arange(diagnosis.latent_dim)
-    figure = _common.new_figure(max(5.0, 0.32 * len(dims) + 2.0) + 2.4, 3.6)
+    many = len(dims) > _common.DEFAULT_MAX_PANELS  # thin bars: no outlines, notes or every label
+    figure = _common.new_figure(min(max(5.0, 0.32 * len(dims) + 2.0) + 2.4, _common.MAX_FIGURE_INCHES), 3.6)
     ax = figure.add_subplot()
     for kind in ("active", "inactive", "collapsed"):
         chosen = kinds == kind
         if chosen.any():
             ax.bar(dims[chosen], np.maximum(heights[chosen], floor) if log else heights[chosen],
-                   color=_COLOURS[kind], edgecolor="0.3", lw=0.5,
+                   color=_COLOURS[kind], edgecolor="none" if many else "0.3", lw=0.5,
                    hatch="//" if kind == "collapsed" else None, label=_LEGEND[kind])
     ax.axhline(COLLAPSED_KL, color="tab:red", ls="--", lw=1.5, label=f"collapse threshold ({COLLAPSED_KL:g} nats)")
     if log:
         ax.set_yscale("log")
         ax.set_ylim(bottom=floor)
-    for d in dims[collapsed]:
+    for d in dims[collapsed] if not many else ():
         ax.annotate("collapsed", (d, max(heights[d], COLLAPSED_KL if not log else floor)), xytext=(0, 3), textcoords="offset points",
                     rotation=90, ha="center", va="bottom", fontsize=7, color="0.35")
     for d in dims[np.isnan(kl)]:
         ax.annotate("n/a", (d, 0), xytext=(0, 3), textcoords="offset points", ha="center", fontsize=7)
-    ax.set_xticks(dims, [_common.dim_label(int(d)) for d in dims], fontsize=8,
-                  rotation=90 if len(dims) > 24 else 0)
+    labelled = dims[:: -(-len(dims) // _common.DEFAULT_MAX_PANELS)]  # every k-th latent when there are many
+    ax.set_xticks(labelled, [_common.dim_label(int(d)) for d in labelled], fontsize=8,
+                  rotation=90 if len(labelled) > 24 else 0)
     ax.set_xlabel("latent")
     ax.set_ylabel("KL(q(z_d|x) || p(z_d)), nats")
     ax.margins(y=0.15)

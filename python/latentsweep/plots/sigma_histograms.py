@@ -74,7 +74,7 @@ def sigma_histograms(
             raise ValueError(f"{_FN}: order='kl' needs diagnosis=latentsweep.diagnose(posterior)")
         kl = np.nan_to_num(diagnosis.kl.numpy(), nan=-np.inf)
         chosen = sorted(chosen, key=lambda d: -kl[d])
-    chosen = chosen[:max_dims]
+    chosen = chosen[: _common.panel_limit(_FN, len(chosen), max_dims, "latent")]
 
     finite = sigma[:, chosen][np.isfinite(sigma[:, chosen]) & (sigma[:, chosen] > 0)]
     low = min(float(finite.min()) if finite.size else prior_std, prior_std) / 1.5
