@@ -480,3 +480,25 @@ def test_many_latents_make_pictures_of_bounded_size():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert len(_row_dims(plots.traversal_grid(result, max_dims=60).axes[0])) == 60  # asked for: drawn
+
+
+def test_colour_range_tile_size_and_switches_are_checked(image_result, tabular_result, tmp_path):
+    cases = [
+        (lambda: plots.traversal_grid(image_result, vmin="a", vmax=1), TypeError, "traversal_grid: vmin must be None or a number"),
+        (lambda: plots.traversal_grid(image_result, vmin=0, vmax=float("inf")), ValueError, "vmax must be finite"),
+        (lambda: plots.traversal_gif(image_result, vmin=True), TypeError, "traversal_gif: vmin must be None or a number"),
+        (lambda: plots.traversal_grid(image_result, vmin=1, vmax=0), ValueError, "vmax must be greater than vmin"),
+        (lambda: plots.traversal_grid(image_result, tile_inches=0), ValueError, "tile_inches must be a finite number > 0"),
+        (lambda: plots.traversal_grid(image_result, tile_inches="x"), TypeError, "tile_inches must be a number"),
+        (lambda: plots.response_curves(tabular_result, sharey="no"), TypeError, "sharey must be True or False"),
+        (lambda: plots.sensitivity_heatmap(tabular_result, annotate="no"), TypeError, "annotate must be True or False"),
+        (lambda: plots.sensitivity_heatmap(tabular_result, normalize="no"), TypeError, "normalize must be True or False"),
+        (lambda: latentsweep.report(tmp_path / "r.html", results=image_result, gifs="no"), TypeError, "report: gifs must be"),
+        (lambda: latentsweep.report(tmp_path / "r.png", results=image_result), ValueError, r"report: path=.*r\.png' must end in \.html"),
+        (lambda: latentsweep.report(tmp_path / "r.html", results=[image_result]), TypeError,
+         "report: results must be a TraversalResult or a mapping"),
+    ]
+    for call, error, match in cases:
+        with pytest.raises(error, match=match):
+            call()
+    assert list(tmp_path.iterdir()) == []

@@ -102,6 +102,7 @@ def report(
             outputs, an anchor index out of range), or nothing to report.
     """
     path = _check_path(path)
+    _checks.boolean(_FN, "gifs", gifs)
     if not isinstance(title, str):
         raise TypeError(f"{_FN}: title must be a string, got {type(title).__name__}")
     if posterior is not None and not isinstance(posterior, Posterior):
@@ -682,6 +683,8 @@ class _Page:
 
 def _check_path(path) -> Path:
     path = _checks.output_file(_FN, "path", path)
+    if path.suffix.lower() not in (".html", ".htm"):
+        raise ValueError(f"{_FN}: path={str(path)!r} must end in .html (the report is an HTML page)")
     path.parent.mkdir(parents=True, exist_ok=True)
     return path
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import math
+import numbers
 import os
 import warnings
 from pathlib import Path
@@ -252,6 +253,26 @@ def curve_axis(result: TraversalResult, positions) -> tuple[np.ndarray, str]:
     if np.allclose(offsets, offsets[:1], rtol=1e-4, atol=1e-5):
         return offsets[0], offset_label
     return offsets.mean(axis=0), f"{offset_label} (mean over anchors)"
+
+
+def colour_range(fn: str, vmin, vmax, *arrays: np.ndarray) -> tuple[float, float]:
+    """The values mapped to the colour map's ends: the caller's finite numbers, else the data's
+    range (see ``value_range``); vmax > vmin. (An infinite end made every tile one colour.)"""
+    from ._images import value_range
+
+    for name, value in (("vmin", vmin), ("vmax", vmax)):
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise TypeError(f"{fn}: {name} must be None or a number, got {type(value).__name__}")
+        if not math.isfinite(value):
+            raise ValueError(f"{fn}: {name} must be finite, got {value}")
+    if vmin is None or vmax is None:
+        low, high = value_range(*arrays)
+        vmin, vmax = (low if vmin is None else vmin), (high if vmax is None else vmax)
+    if not vmax > vmin:
+        raise ValueError(f"{fn}: vmax must be greater than vmin, got vmin={vmin}, vmax={vmax}")
+    return float(vmin), float(vmax)
 
 
 def check_cmap(fn: str, cmap: str) -> str:

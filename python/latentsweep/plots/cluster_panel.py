@@ -9,7 +9,7 @@ import numpy as np
 
 from .. import _checks
 from . import _common
-from ._images import image_shape_of, to_rgb, value_range
+from ._images import image_shape_of, to_rgb
 
 _FN = "latentsweep.plots.cluster_panel"
 
@@ -78,11 +78,8 @@ def cluster_panel(
     if len(shapes) > 1:
         raise ValueError(f"{_FN}: centroid_outputs and interpolation must have the same output shape, got {sorted(shapes)}")
     shape = image_shape_of(_FN, shapes.pop(), image_shape) if strips else None
-    if strips and (vmin is None or vmax is None):
-        low, high = value_range(*(images for _, images, _ in strips))
-        vmin, vmax = (low if vmin is None else vmin), (high if vmax is None else vmax)
-    if strips and not vmax > vmin:
-        raise ValueError(f"{_FN}: vmax must be greater than vmin, got vmin={vmin}, vmax={vmax}")
+    if strips:
+        vmin, vmax = _common.colour_range(_FN, vmin, vmax, *(images for _, images, _ in strips))
 
     eta = _common.as_array(clusters.eta_squared)
     latents = np.argsort(-eta, kind="stable")[: min(top, eta.size)]

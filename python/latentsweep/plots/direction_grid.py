@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import _checks
 from . import _common
-from ._images import image_shape_of, to_rgb, value_range
+from ._images import image_shape_of, to_rgb
 from .traversal_grid import _mosaic
 
 _FN = "latentsweep.plots.direction_grid"
@@ -48,6 +49,7 @@ def direction_grid(
         a matplotlib ``Figure`` with one image axes (row tick labels: direction names).
     """
     path = _common.output_path(_FN, path)
+    tile_inches = _checks.positive_float(_FN, "tile_inches", tile_inches)
     from ..directions import Directions
 
     if not isinstance(directions, Directions):
@@ -75,11 +77,7 @@ def direction_grid(
         offsets = not bool(np.all(values == values[:1])) and bool(np.allclose(moved, moved[:1], rtol=1e-4, atol=1e-5))
         if offsets:
             values = moved
-    if vmin is None or vmax is None:
-        low, high = value_range(array)
-        vmin, vmax = (low if vmin is None else vmin), (high if vmax is None else vmax)
-    if not vmax > vmin:
-        raise ValueError(f"{_FN}: vmax must be greater than vmin, got vmin={vmin}, vmax={vmax}")
+    vmin, vmax = _common.colour_range(_FN, vmin, vmax, array)
 
     tiles = to_rgb(array, 2, shape, vmin=vmin, vmax=vmax, cmap=cmap)
     mosaic, column_centres, row_centres = _mosaic(tiles, [])

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from .. import _checks
+from ..result import TraversalResult
 from . import _common
 
 _FN = "latentsweep.plots.effect_bars"
@@ -86,8 +87,11 @@ def named_results(fn: str, results) -> dict:
         named = {str(name): result for name, result in results.items()}
         if not named:
             raise ValueError(f"{fn}: results is empty")
+    elif isinstance(results, TraversalResult):
+        named = {results.mode: results}
     else:
-        named = {getattr(results, "mode", "traversal"): results}
+        raise TypeError(f"{fn}: results must be a TraversalResult or a mapping name -> TraversalResult, "
+                        f"got {type(results).__name__}")
     for name, result in named.items():
         _common.check_result(f"{fn} (results[{name!r}])", result)
     return named

@@ -59,6 +59,7 @@ def response_curves(
     path = _common.output_path(_FN, path)
     result = _common.check_result(_FN, result)
     _checks.choice(_FN, "band", band, BANDS)
+    _checks.boolean(_FN, "sharey", sharey)
     ncols = _checks.integer(_FN, "ncols", ncols, low=1)
     positions, scores, score_name = _common.dim_order(_FN, result, diagnosis, order, max_dims)
     num_features = math.prod(result.out_shape)

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 
+from .. import _checks
 from . import _common
 from ._features import feature_labels, pick_features
 
@@ -52,6 +53,9 @@ def sensitivity_heatmap(
     path = _common.output_path(_FN, path)
     result = _common.check_result(_FN, result)
     cmap = _common.check_cmap(_FN, cmap)
+    _checks.boolean(_FN, "normalize", normalize)
+    if annotate is not None:
+        _checks.boolean(_FN, "annotate", annotate)
     positions, scores, score_name = _common.dim_order(_FN, result, diagnosis, order, max_dims)
     num_features = math.prod(result.out_shape)
     names = feature_labels(_FN, feature_names, num_features)

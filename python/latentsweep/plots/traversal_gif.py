@@ -9,7 +9,7 @@ import numpy as np
 
 from .. import _checks
 from . import _common
-from ._images import image_shape_of, to_rgb, value_range
+from ._images import image_shape_of, to_rgb
 
 _FN = "latentsweep.plots.traversal_gif"
 LAYOUTS = ("side-by-side", "stacked")
@@ -84,11 +84,7 @@ def gif_bytes(
     positions, _, _ = _common.dim_order(_FN, result, diagnosis, order, max_dims)
 
     outputs = _common.anchor_outputs(_FN, result, anchor)[positions]  # [K', S, *out_shape]
-    if vmin is None or vmax is None:
-        low, high = value_range(outputs)
-        vmin, vmax = (low if vmin is None else vmin), (high if vmax is None else vmax)
-    if not vmax > vmin:
-        raise ValueError(f"{_FN}: vmax must be greater than vmin, got vmin={vmin}, vmax={vmax}")
+    vmin, vmax = _common.colour_range(_FN, vmin, vmax, outputs)
     tiles = to_rgb(outputs, 2, shape, vmin=vmin, vmax=vmax, cmap=cmap)  # [K', S, H, W, 3]
     scale = max(1, math.ceil(tile_size / max(tiles.shape[2:4])))
     tiles = np.repeat(np.repeat(tiles, scale, axis=2), scale, axis=3)

@@ -6,7 +6,7 @@ import numpy as np
 
 from .. import _checks
 from . import _common
-from ._images import image_shape_of, single_output, to_rgb, value_range
+from ._images import image_shape_of, single_output, to_rgb
 
 _FN = "latentsweep.plots.traversal_grid"
 LABEL_POINTS = 9  # row/column labels: about 11 px in the report (90 dpi), 12.5 px at 100 dpi
@@ -62,6 +62,7 @@ def traversal_grid(
         columns) and, for one-channel images, a colour bar.
     """
     path = _common.output_path(_FN, path)
+    tile_inches = _checks.positive_float(_FN, "tile_inches", tile_inches)
     result = _common.check_result(_FN, result)
     num_anchors = result.values.shape[0]
     anchor = _checks.index(_FN, "anchor", anchor, num_anchors, what="anchor(s)")
@@ -79,11 +80,7 @@ def traversal_grid(
         extras.append(
             ("reconstruction", single_output(_FN, "reconstruction", reconstruction, result.out_shape, anchor, num_anchors))
         )
-    if vmin is None or vmax is None:
-        low, high = value_range(outputs, *(e for _, e in extras))
-        vmin, vmax = (low if vmin is None else vmin), (high if vmax is None else vmax)
-    if not vmax > vmin:
-        raise ValueError(f"{_FN}: vmax must be greater than vmin, got vmin={vmin}, vmax={vmax}")
+    vmin, vmax = _common.colour_range(_FN, vmin, vmax, outputs, *(e for _, e in extras))
 
     tiles = to_rgb(outputs, 2, shape, vmin=vmin, vmax=vmax, cmap=cmap)  # [K', S, H, W, 3]
     extra_tiles = [to_rgb(e[None], 1, shape, vmin=vmin, vmax=vmax, cmap=cmap)[0] for _, e in extras]
