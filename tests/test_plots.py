@@ -502,3 +502,19 @@ def test_colour_range_tile_size_and_switches_are_checked(image_result, tabular_r
         with pytest.raises(error, match=match):
             call()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_gif_tiles_are_bounded_and_built_as_bytes(image_result):
+    from latentsweep.plots.traversal_gif import MAX_TILE_BYTES
+
+    small = plots.traversal_gif(image_result, tile_size=64)
+    assert small.size[1] >= 64
+    with pytest.raises(ValueError, match=rf"traversal_gif: tile_size=4096 makes .* more than {MAX_TILE_BYTES >> 20} MiB\); "
+                                         "pass a smaller tile_size or max_dims"):
+        plots.traversal_gif(image_result, tile_size=4096)
+
+
+def test_a_repeated_anchor_is_drawn_once_in_the_report(image_result, tmp_path):
+    once = latentsweep.report(tmp_path / "a.html", results=image_result, anchor_indices=[0], gifs=False).read_text()
+    repeated = latentsweep.report(tmp_path / "b.html", results=image_result, anchor_indices=[0] * 5, gifs=False).read_text()
+    assert repeated.count("<img") == once.count("<img")

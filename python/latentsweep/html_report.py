@@ -122,6 +122,7 @@ def report(
                             **{f"directions[{n!r}]": r for n, r in along.items()}})
     if isinstance(anchor_indices, int) or not isinstance(anchor_indices, Sequence):
         raise TypeError(f"{_FN}: anchor_indices must be a sequence of ints, e.g. (0, 1), got {anchor_indices!r}")
+    anchor_indices = tuple(dict.fromkeys(anchor_indices))  # an anchor repeated is drawn once
     for name, result in named.items():
         if is_image_output(result.out_shape, image_shape):  # raises for an image_shape that does not fit
             for a in anchor_indices:

@@ -68,6 +68,10 @@ def traversal_gif(
     return Image.open(io.BytesIO(data))
 
 
+# The enlarged tiles of all frames are held at once before encoding: bounded.
+MAX_TILE_BYTES = 256 << 20
+
+
 def gif_bytes(
     result, *, anchor=0, layout="side-by-side", diagnosis=None, order="auto", max_dims=None,
     image_shape=None, vmin=None, vmax=None, cmap="gray", tile_size=64, duration=150, bounce=True,
@@ -87,8 +91,15 @@ def gif_bytes(
     vmin, vmax = _common.colour_range(_FN, vmin, vmax, outputs)
     tiles = to_rgb(outputs, 2, shape, vmin=vmin, vmax=vmax, cmap=cmap)  # [K', S, H, W, 3]
     scale = max(1, math.ceil(tile_size / max(tiles.shape[2:4])))
+    enlarged = tiles[..., 0].size * scale * scale * 3  # bytes of the enlarged uint8 tiles
+    if enlarged > MAX_TILE_BYTES:
+        raise ValueError(
+            f"{_FN}: tile_size={tile_size} makes {tiles.shape[0]} x {tiles.shape[1]} tiles of "
+            f"{tiles.shape[2] * scale} x {tiles.shape[3] * scale} pixels ({enlarged / 2**20:,.0f} MiB before encoding, "
+            f"more than {MAX_TILE_BYTES >> 20} MiB); pass a smaller tile_size or max_dims"
+        )
+    tiles = (tiles * 255).round().astype(np.uint8)  # enlarged as bytes, not float64 (8x the memory)
     tiles = np.repeat(np.repeat(tiles, scale, axis=2), scale, axis=3)
-    tiles = (tiles * 255).round().astype(np.uint8)
 
     values = _common.as_array(result.values)[anchor, positions]  # [K', S]
     names = _common.row_labels(result, positions)
