@@ -162,6 +162,8 @@ def test_coordinates_only_and_an_explicit_mode(tmp_path, decoder, ae_codes, vae)
         (dict(data=torch.zeros(3, 16)), ValueError, "data must hold the 60 inputs of posterior"),
         (dict(directions=torch.zeros(1, LATENT_DIM)), ValueError, "zero"),
         (dict(directions=torch.ones(1, 3)), ValueError, "directions must be"),
+        (dict(bogus=1), TypeError, r"explain: unexpected keyword argument\(s\) \['bogus'\]; the report takes"),
+        (dict(max_dims=0), ValueError, "explain: max_dims must be >= 1"),
     ],
 )
 def test_bad_arguments_are_named(tmp_path, decoder, vae, kwargs, error, match):

@@ -5,6 +5,7 @@ demo call it."""
 
 from __future__ import annotations
 
+import inspect
 import math
 import os
 from pathlib import Path
@@ -125,6 +126,7 @@ def explain(
             encoder, decoder or codes (e.g. NaN/Inf outputs).
     """
     path = _report_path(out)
+    _check_report_options(report_options)
     directions = _check_directions(directions)
     anchors = _checks.integer(_FN, "anchors", anchors, low=1)
     max_directions = _checks.integer(_FN, "max_directions", max_directions, low=1)
@@ -217,6 +219,21 @@ def output_image_shape(out_shape: tuple[int, ...], hint=None, inputs=None, *, fn
             and math.prod(inputs.shape[1:]) == math.prod(out_shape):
         return tuple(inputs.shape[1:])
     return None
+
+
+def _check_report_options(options: dict) -> None:
+    """``explain``'s extra keywords go to :func:`latentsweep.report`: checked before the work
+    (an unknown one failed after every sweep), those it sets itself refused."""
+    from .html_report import report
+
+    accepted = set(inspect.signature(report).parameters) - {
+        "path", "diagnosis", "posterior", "results", "directions", "clusters", "centroid_outputs", "interpolations",
+        "metrics", "title", "image_shape", "feature_names", "inputs", "prior_std"}  # (explain passes these)
+    unknown = sorted(set(options) - accepted)
+    if unknown:
+        raise TypeError(f"{_FN}: unexpected keyword argument(s) {unknown}; the report takes {sorted(accepted)}")
+    if "max_dims" in options:
+        _checks.optional_integer(_FN, "max_dims", options["max_dims"], low=1)
 
 
 def _report_path(out) -> Path:

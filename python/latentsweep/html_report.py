@@ -103,6 +103,7 @@ def report(
     """
     path = _check_path(path)
     _checks.boolean(_FN, "gifs", gifs)
+    max_dims = _checks.optional_integer(_FN, "max_dims", max_dims, low=1)  # named as report's, not a picture's
     if not isinstance(title, str):
         raise TypeError(f"{_FN}: title must be a string, got {type(title).__name__}")
     if posterior is not None and not isinstance(posterior, Posterior):
