@@ -179,12 +179,17 @@ def paths_of(path: Path) -> tuple[Path, Path | None]:
     return path, None
 
 
+def looks_like_store(meta_path: Path) -> bool:
+    """Whether a folder holds what every store has, even without its zarr.json: the units'
+    records folder and the effect array."""
+    return (meta_path / "units").is_dir() and (meta_path / "effect" / "zarr.json").is_file()
+
+
 def _own_folder(meta_path: Path) -> bool:
-    """Whether a folder is a store's even without its zarr.json: it holds the units and leases
-    folders and the effect array every store has, and nothing a store does not write."""
+    """Whether a folder is a store's even without its zarr.json: it looks like one, has the
+    leases folder, and holds nothing a store does not write."""
     try:
-        return ((meta_path / "units").is_dir() and (meta_path / "leases").is_dir()
-                and (meta_path / "effect" / "zarr.json").is_file()
+        return (looks_like_store(meta_path) and (meta_path / "leases").is_dir()
                 and all(e.name in _OWN_ENTRIES or _TEMPORARY_NAME.fullmatch(e.name) for e in meta_path.iterdir()))
     except OSError:
         return False

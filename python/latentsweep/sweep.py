@@ -666,9 +666,7 @@ def open_sweep(path: str | Path) -> TraversalResult:
             (saying which part).
     """
     fn = "latentsweep.open_sweep"
-    if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"{fn}: path must be a str or os.PathLike, got {type(path).__name__}")
-    path = Path(path)
+    path = _store_path(fn, path)
     with named_errors(fn):
         store = existing_store(path, writable=False)
     if store is None:
@@ -710,6 +708,12 @@ def open_sweep(path: str | Path) -> TraversalResult:
         store.close()
 
 
+def _store_path(fn: str, path) -> Path:
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"{fn}: path must be a str or os.PathLike, got {type(path).__name__}")
+    return Path(path)
+
+
 def _writer_of(params: dict) -> str:
     """The function that wrote a store, from its recorded mode: interpolation paths are stored
     under their path's name ("linear", "slerp"), traversals under theirs."""
@@ -720,10 +724,9 @@ def sweep_status(path: str | Path) -> StoreStatus:
     """Which work units of the sweep stored at ``path`` are done, missing or damaged, and
     whether its static arrays (anchors, values, ...) are intact (read-only)."""
     fn = "latentsweep.sweep_status"
-    if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"{fn}: path must be a str or os.PathLike, got {type(path).__name__}")
+    path = _store_path(fn, path)
     with named_errors(fn):
-        store = existing_store(Path(path), writable=False)
+        store = existing_store(path, writable=False)
     if store is None:
         raise ValueError(f"{fn}: there is no sweep at {path}")
     try:

@@ -200,10 +200,9 @@ def _out_folder(path: str):
 def enclosing_store(path: Path) -> Path | None:
     """The sweep store that ``path`` is, or lies inside (a store's own files: its units and its
     effect array), or None."""
-    for candidate in (path.resolve(), *path.resolve().parents):
-        if (candidate / "units").is_dir() and (candidate / "effect" / "zarr.json").is_file():
-            return candidate
-    return None
+    from ..stores import looks_like_store
+
+    return next((c for c in (path.resolve(), *path.resolve().parents) if looks_like_store(c)), None)
 
 
 def _image_shape(out_shape: tuple[int, ...], hint: list[int] | None, data: torch.Tensor | None = None):
