@@ -64,6 +64,10 @@ def direction_codes(
     chunking, thread count and device; float16/bfloat16 grids are computed in float32 and
     rounded once.
 
+    Differentiable in ``anchors``, ``directions`` (the formula's derivative, not through a
+    normalisation) and ``values``. ``out=`` records no graph and refuses inputs that require
+    grad unless under ``torch.no_grad()``.
+
     Args:
         anchors: ``[A, D]`` latent codes (``[D]`` for one anchor).
         directions: ``[K, D]`` unit vectors (``[D]`` for one); see :func:`unit_directions`.

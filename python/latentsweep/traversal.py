@@ -76,6 +76,10 @@ def traversal_codes(
     ``values[a, k, s]``. Only the requested rows are written; the full grid never exists
     unless asked for.
 
+    Differentiable: gradients reach ``anchors`` (every column but the traversed one) and
+    ``values`` (the traversed column). ``out=`` records no graph and refuses inputs that require
+    grad unless under ``torch.no_grad()``.
+
     Args:
         anchors: ``[A, D]`` latent codes (``[D]`` for one anchor).
         dims: the K traversed latents, each in ``[0, D)`` (list of ints or 1-D integer tensor).
