@@ -153,6 +153,29 @@ def test_low_precision_is_computed_in_float32_and_rounded_once(dtype):
     assert torch.equal(got, in_float.to(dtype))
 
 
+def test_anchors_near_the_largest_float32_stay_finite(device):
+    """The projection of such anchors exceeds float32 (3e38 in every column, along the
+    diagonal: 6.7e38) though no code does: it stays in double until the orthogonal part."""
+    anchors = torch.full((1, 5), 3e38, device=device)
+    directions = latentsweep.unit_directions(torch.ones(1, 5, device=device))
+    values = torch.tensor([-1e38, 0.0, 1e38], device=device)
+    codes = latentsweep.direction_codes(anchors, directions, values)
+    assert torch.isfinite(codes).all()
+    expected = R.reference_direction_codes(anchors, directions, values)
+    torch.testing.assert_close(codes.double(), expected, rtol=0, atol=3e38 * 2**-22)
+
+
+def test_codes_beyond_the_dtype_are_refused(device):
+    """(-3e38, 3e38, ...) moved along the diagonal reaches -4.8e38 in column 0: not a float32."""
+    anchors = torch.full((1, 5), 3e38, device=device)
+    anchors[0, 0] = -3e38
+    directions = latentsweep.unit_directions(torch.ones(1, 5, device=device))
+    with pytest.raises(ValueError, match=r"direction_codes: the codes exceed the largest torch.float32 .* float64 anchors"):
+        latentsweep.direction_codes(anchors, directions, torch.tensor([0.0], device=device))
+    codes = latentsweep.direction_codes(anchors.double(), directions.double(), torch.tensor([0.0], device=device))
+    assert torch.isfinite(codes).all()
+
+
 # --------------------------------------------------------------------------- unit_directions
 
 

@@ -43,7 +43,7 @@ def test_decoder_returning_empty_outputs(tmp_path, out):
 
 def test_values_beyond_the_anchors_dtype_are_named():
     values = torch.tensor([1e39, 2e39], dtype=torch.float64)
-    with pytest.raises(ValueError, match=r"traverse: values reach 2e\+39, beyond the largest torch.float32 \(3.4e\+38\)"):
+    with pytest.raises(ValueError, match=r"traverse: values reaches 2e\+39, beyond the largest torch.float32 \(3.4e\+38\)"):
         ls.traverse(rowwise_decoder, ANCHORS, values=values)
     ls.traverse(lambda z: z, ANCHORS.double(), values=values, keep_outputs=False)  # float64 anchors hold them
 

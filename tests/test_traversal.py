@@ -286,3 +286,14 @@ def test_empirical_mode_refuses_reference_quantiles_beyond_float16():
     reference = torch.full((10, 2), 1e6)  # finite in float32, inf in float16
     with pytest.raises(ValueError, match="mode='empirical' gives values beyond the largest torch.float16.*reference's quantiles"):
         latentsweep.traversal_values(anchors, mode="empirical", reference=reference)
+
+
+def test_values_beyond_the_anchors_dtype_are_named_as_such():
+    """1e6 is a finite float32 and an infinite float16: not "non-finite" (one rule, _checks.representable)."""
+    anchors = torch.zeros(2, 3, dtype=torch.float16)
+    with pytest.raises(ValueError, match=r"traversal_codes: values reaches 1e\+06, beyond the largest torch.float16 .*float64 anchors"):
+        latentsweep.traversal_codes(anchors, [0], torch.tensor([0.0, 1e6]))
+    with pytest.raises(ValueError, match=r"direction_codes: values reaches 1e\+06, beyond the largest torch.float16"):
+        latentsweep.direction_codes(anchors, torch.tensor([1.0, 0.0, 0.0]), torch.tensor([0.0, 1e6]))
+    codes = latentsweep.traversal_codes(anchors, [0], torch.tensor([0.0, 6e4]))  # within float16
+    assert codes.dtype == torch.float16 and torch.isfinite(codes).all()

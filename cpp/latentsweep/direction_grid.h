@@ -6,7 +6,9 @@
 // It is evaluated as (x_d - p * u_d) + v * u_d, not x_d + (v - p) * u_d: for a one-hot u_k the
 // products are exact and x_j - x_j = 0, so the row is bit for bit the traversal grid's row.
 // The projection p is summed in double in the order d = 0..D-1 on every backend, so results
-// do not depend on the backend, the chunking or the number of threads.
+// do not depend on the backend, the chunking or the number of threads; p and the orthogonal
+// part stay in double, because p of float32 anchors near their largest value can exceed it
+// (x = 3e38 in every column: p = 6.7e38 along the diagonal) while x_d - p * u_d does not.
 #pragma once
 
 #include <cstdint>
@@ -29,18 +31,18 @@ struct DirectionGrid {
 
 // <anchors[a], directions[k]>: products of floats are exact in double, summed in a fixed order.
 template <typename T>
-LS_HD T direction_projection(const DirectionGrid<T>& grid, int64_t a, int64_t k) {
+LS_HD double direction_projection(const DirectionGrid<T>& grid, int64_t a, int64_t k) {
   const T* x = grid.anchors + a * grid.latent_dim;
   const T* u = grid.directions + k * grid.latent_dim;
   double sum = 0.0;
   for (int64_t d = 0; d < grid.latent_dim; ++d) sum += static_cast<double>(x[d]) * static_cast<double>(u[d]);
-  return static_cast<T>(sum);
+  return sum;
 }
 
-// Element d of the anchor without its component along u: x_d - p * u_d.
+// Element d of the anchor without its component along u: x_d - p * u_d, rounded once.
 template <typename T>
-LS_HD T orthogonal_part(T x, T projection, T u) {
-  return x - projection * u;
+LS_HD T orthogonal_part(T x, double projection, T u) {
+  return static_cast<T>(static_cast<double>(x) - projection * static_cast<double>(u));
 }
 
 // Element d of a grid row: the orthogonal part plus the new coordinate along u.

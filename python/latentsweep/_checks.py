@@ -80,6 +80,21 @@ def finite(fn: str, name: str, value: torch.Tensor) -> tuple[float, float] | Non
     )
 
 
+# What to do about values beyond the anchors' dtype (traversal and direction codes take it).
+CODES_IN_ANCHORS_DTYPE = "the codes take the anchors' dtype: pass float64 anchors or smaller values"
+
+
+def representable(fn: str, name: str, value: torch.Tensor, dtype: torch.dtype, advice: str) -> tuple[float, float] | None:
+    """:func:`finite`, and every value within ``dtype``'s range: the check before a cast (a
+    float32 1e6 is finite, and infinite as a float16). Returns (min, max) as ``finite``."""
+    low_high = finite(fn, name, value)
+    if low_high is not None and dtype.is_floating_point:
+        reach, largest = max(-low_high[0], low_high[1]), torch.finfo(dtype).max
+        if reach > largest:
+            raise ValueError(f"{fn}: {name} reaches {reach:.3g}, beyond the largest {dtype} ({largest:.3g}); {advice}")
+    return low_high
+
+
 def extremes(value: torch.Tensor) -> list:
     """[min, max] of a non-empty tensor as Python numbers, in one transfer from its device."""
     return torch.stack(tuple(torch.aminmax(value))).tolist()

@@ -3,6 +3,8 @@ of the anchors x directions x steps grid (``direction_codes``, compiled)."""
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from . import _checks
@@ -90,19 +92,36 @@ def direction_codes(
     if directions.dim() == 1:
         directions = directions[None]
     values = _checks.dense_tensor(fn, "values", values)
+    start = _checks.integer(fn, "start", start)
+    count = None if count is None else _checks.integer(fn, "count", count)
+    # The data scans; everything else (unit length included) is checked by the op.
+    anchor_range = _checks.finite(fn, "anchors", anchors)
+    _checks.finite(fn, "directions", directions)
+    value_range = _checks.representable(fn, "values", values, anchors.dtype, _checks.CODES_IN_ANCHORS_DTYPE)
     if anchors.dtype.is_floating_point:
         if directions.dtype.is_floating_point:
             directions = directions.to(anchors.dtype)
         if values.dtype.is_floating_point:
             values = values.to(anchors.dtype)
-    start = _checks.integer(fn, "start", start)
-    count = None if count is None else _checks.integer(fn, "count", count)
-    # The data scans; everything else (unit length included) is checked by the op.
-    _checks.finite(fn, "anchors", anchors)
-    _checks.finite(fn, "directions", directions)
-    _checks.finite(fn, "values", values)
     if out is None:
-        return ops.direction_codes(anchors, directions, values, start, count)
-    out = _checks.dense_tensor(fn, "out", out)
-    ops.direction_codes_into(anchors, directions, values, start, count, out)
-    return out
+        codes = ops.direction_codes(anchors, directions, values, start, count)
+    else:
+        codes = _checks.dense_tensor(fn, "out", out)
+        ops.direction_codes_into(anchors, directions, values, start, count, codes)
+    _check_no_overflow(fn, codes, anchor_range, value_range)
+    return codes
+
+
+def _check_no_overflow(fn: str, codes: torch.Tensor, anchor_range, value_range) -> None:
+    """A code is x + (v - <x, u>) u, so |code| <= max|x| (1 + sqrt(D)) + max|v|: only anchors
+    or values near the dtype's largest value can overflow, and only then are the codes scanned."""
+    if anchor_range is None or codes.numel() == 0:
+        return
+    largest = torch.finfo(codes.dtype).max
+    x, v = max(-anchor_range[0], anchor_range[1]), max(-value_range[0], value_range[1]) if value_range else 0.0
+    if x * (1.0 + math.sqrt(codes.shape[1])) + v <= largest or bool(torch.isfinite(codes).all()):
+        return
+    raise ValueError(
+        f"{fn}: the codes exceed the largest {codes.dtype} ({largest:.3g}): anchors + (values - <anchors, u>) u "
+        "overflows for these anchors and directions; pass float64 anchors (or smaller anchors or values)"
+    )

@@ -37,11 +37,7 @@ def _expand_values(fn: str, values, anchors: torch.Tensor, num_dims: int) -> tor
         raise ValueError(f"{fn}: the grid has A * K * S = {total} rows, which overflows int64")
     _checks.fits_in_memory(fn, f"the values [A={num_anchors}, K={num_dims}, S={values.shape[-1]}]",
                            total * anchors.element_size(), anchors.device, "pass fewer steps, anchors or dims")
-    low, high = _checks.finite(fn, "values", values) or (0.0, 0.0)
-    largest = torch.finfo(anchors.dtype).max
-    if max(-low, high) > largest:  # finite in their own dtype, infinite once cast to the anchors'
-        raise ValueError(f"{fn}: values reach {max(-low, high):.3g}, beyond the largest {anchors.dtype} "
-                         f"({largest:.3g}); the codes take the anchors' dtype: pass float64 anchors or smaller values")
+    _checks.representable(fn, "values", values, anchors.dtype, _checks.CODES_IN_ANCHORS_DTYPE)
     _check_monotone(fn, values)
     values = values.to(anchors.dtype)
     return values.expand(num_anchors, num_dims, values.shape[-1])
@@ -98,13 +94,13 @@ def traversal_codes(
         anchors = anchors[None]
     dims = _checks.index_tensor(fn, dims, anchors.device)
     values = _checks.dense_tensor(fn, "values", values)
-    if values.dtype.is_floating_point and anchors.dtype.is_floating_point:
-        values = values.to(anchors.dtype)
     start = _checks.integer(fn, "start", start)
     count = None if count is None else _checks.integer(fn, "count", count)
     # The data scans; everything else is checked by the op.
     _checks.finite(fn, "anchors", anchors)
-    _checks.finite(fn, "values", values)
+    _checks.representable(fn, "values", values, anchors.dtype, _checks.CODES_IN_ANCHORS_DTYPE)
+    if values.dtype.is_floating_point and anchors.dtype.is_floating_point:
+        values = values.to(anchors.dtype)
     if out is None:
         return ops.traversal_codes(anchors, dims, values, start, count)
     out = _checks.dense_tensor(fn, "out", out)

@@ -18,7 +18,7 @@ void rows(const DirectionGrid<T>& grid, int64_t begin, int64_t end) {
   for (int64_t r = begin; r < end; ++r) {
     const T* __restrict__ u = grid.directions + index.dim * width;
     if (r == begin || index.step == 0) {  // a new (anchor, direction) pair
-      const T projection = direction_projection(grid, index.anchor, index.dim);
+      const double projection = direction_projection(grid, index.anchor, index.dim);
       const T* __restrict__ x = grid.anchors + index.anchor * width;
       for (int64_t d = 0; d < width; ++d) rest[d] = orthogonal_part(x[d], projection, u[d]);
     }

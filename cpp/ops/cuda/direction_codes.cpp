@@ -18,11 +18,11 @@ void direction_kernel_cuda(const at::Tensor& anchors, const at::Tensor& directio
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream(anchors.device().index()).stream();
   const int64_t pairs = cuda::direction_projection_count(start, count, values.size(2));
   // Scratch on the current stream: the caching allocator keeps it alive until the kernels ran.
-  at::Tensor projections = at::empty({pairs}, anchors.options());
+  at::Tensor projections = at::empty({pairs}, anchors.options().dtype(at::kDouble));
   AT_DISPATCH_FLOATING_TYPES(anchors.scalar_type(), "latentsweep::direction_codes", [&] {
     cuda::launch_direction_codes(
         make_direction_grid<scalar_t>(anchors, directions, values, out, start, count),
-        projections.data_ptr<scalar_t>(), stream);
+        projections.data_ptr<double>(), stream);
   });
   const char* error = cuda::last_launch_error();
   TORCH_CHECK(error == nullptr, "latentsweep::direction_codes: CUDA launch failed: ", error);

@@ -16,7 +16,7 @@ int blocks_for(int64_t items) {
 
 template <typename T>
 __global__ void projection_kernel(DirectionGrid<T> grid, int64_t first_pair, int64_t num_pairs,
-                                  T* projections) {
+                                  double* projections) {
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < num_pairs;
        i += stride) {
@@ -27,7 +27,7 @@ __global__ void projection_kernel(DirectionGrid<T> grid, int64_t first_pair, int
 
 template <typename T, typename Index>
 __global__ void direction_kernel(DirectionGrid<T> grid, ChunkPosition position, int64_t first_pair,
-                                 const T* projections, Index total) {
+                                 const double* projections, Index total) {
   const Index stride = static_cast<Index>(gridDim.x) * blockDim.x;
   for (Index t = static_cast<Index>(blockIdx.x) * blockDim.x + threadIdx.x; t < total; t += stride) {
     Index r, column;
@@ -42,7 +42,7 @@ __global__ void direction_kernel(DirectionGrid<T> grid, ChunkPosition position, 
 }
 
 template <typename T>
-void launch(const DirectionGrid<T>& grid, T* projections, cudaStream_t stream) {
+void launch(const DirectionGrid<T>& grid, double* projections, cudaStream_t stream) {
   const int64_t total = grid.count * grid.latent_dim;
   if (total == 0) return;
   const int64_t first_pair = grid.start / grid.num_steps;
@@ -65,7 +65,7 @@ int64_t direction_projection_count(int64_t start, int64_t count, int64_t num_ste
   return traversals_touched(start, count, num_steps);
 }
 
-void launch_direction_codes(const DirectionGrid<float>& grid, float* projections,
+void launch_direction_codes(const DirectionGrid<float>& grid, double* projections,
                             cudaStream_t stream) {
   launch(grid, projections, stream);
 }

@@ -21,9 +21,9 @@ void launch_traversal_codes(const TraversalGrid<uint32_t>& grid, cudaStream_t st
 void launch_traversal_codes(const TraversalGrid<uint64_t>& grid, cudaStream_t stream);
 
 // The number of (anchor, direction) pairs rows [start, start + count) touch: the size of the
-// projections scratch buffer that launch_direction_codes fills and reads.
+// projections scratch buffer (double) that launch_direction_codes fills and reads.
 int64_t direction_projection_count(int64_t start, int64_t count, int64_t num_steps);
-void launch_direction_codes(const DirectionGrid<float>& grid, float* projections,
+void launch_direction_codes(const DirectionGrid<float>& grid, double* projections,
                             cudaStream_t stream);
 void launch_direction_codes(const DirectionGrid<double>& grid, double* projections,
                             cudaStream_t stream);
