@@ -80,6 +80,7 @@ PYBIND11_MODULE(_C, m) {
   m.attr("MAX_ROW_COUNTER") = latentsweep::kMaxRowCounter;
   m.attr("MAX_SAMPLE_COUNTER") = latentsweep::kMaxSampleCounter;
   m.attr("MAX_LATENT_SIZE") = latentsweep::kMaxDimCounter;
+  m.attr("MAX_ABS_NORMAL") = latentsweep::kMaxAbsNormal;  // cpp/latentsweep/normal.h
   // A Python context manager over the C++ guard (entered and left exactly at `with`).
   struct ReuseCpuBuffersScope {
     std::optional<latentsweep::cpu::ReuseCpuBuffers> guard;

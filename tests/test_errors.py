@@ -258,7 +258,7 @@ SAMPLE_CASES = [
     ((with_value(MU, (0, 0), -inf), MU, 2), {}, ValueError, "mu has 1 non-finite"),
     ((MU, with_value(MU, (2, 3), inf), 2), {}, ValueError, r"logvar has 1 non-finite.*\(2, 3\)"),
     ((MU, with_value(MU, (2, 3), nan), 2), {}, ValueError, "logvar has 1 non-finite"),
-    ((MU, with_value(MU, (0, 1), 200.0), 2), {}, ValueError, "logvar must be <="),
+    ((MU, with_value(MU, (0, 1), 200.0), 2), {}, ValueError, r"at row 0, latent 1 .*logvar there must be <= 173.7, got 200"),
     ((MU, z(3, 4, device="meta"), 2), {}, ValueError, "logvar is on the meta device"),
     ((z(3, 4, device="meta"), z(3, 4, device="meta"), 2), {}, ValueError, "mu is on the meta device"),
     ((MU, MU, torch.tensor(True)), {}, TypeError, "n must be an int"),
@@ -280,12 +280,26 @@ def test_sample_bad_input(args, kwargs, error, match):
 
 
 def test_sample_logvar_limit_depends_on_dtype():
+    """The limit is the output dtype's, with room for the largest |eps| (6.661): a float16
+    draw with logvar 25 (sd 2.7e5) was mostly inf under float32's limit of 177."""
     big = with_value(z(2, 2, dtype=torch.float64), (0, 0), 200.0)
     latentsweep.sample(big, big, 1)  # exp(100) is finite in float64
-    with pytest.raises(ValueError, match="logvar must be <="):
+    with pytest.raises(ValueError, match=r"largest torch.float32 .*logvar there must be <= 173.7, got 200; pass float64"):
         latentsweep.sample(big.float(), big.float(), 1)
-    with pytest.raises(ValueError, match="logvar must be <="):
-        latentsweep.sample(big.half(), big.half(), 1)  # computed in float32: limit ~177
+    high = with_value(z(2, 2, dtype=torch.float16), (1, 0), 25.0)
+    with pytest.raises(ValueError, match=r"largest torch.float16 .*row 1, latent 0 .*logvar there must be <= 18.4, got 25"):
+        latentsweep.sample(high, high, 1)
+    edge = with_value(z(1, 1, dtype=torch.float16), (0, 0), 65500.0)
+    with pytest.raises(ValueError, match="impossible"):
+        latentsweep.sample(edge, z(1, 1, dtype=torch.float16), 1)
+
+
+@pytest.mark.parametrize("dtype, logvar", [(torch.float16, 18.3), (torch.float32, 173.6), (torch.float64, 1415.7)])
+def test_sample_at_the_logvar_limit_is_finite(dtype, logvar):
+    """Just inside the limit, 200,000 draws (their largest |eps| near 4.9) stay finite."""
+    mu = torch.zeros(1000, 2, dtype=dtype)
+    draws = latentsweep.sample(mu, torch.full_like(mu, logvar), 100, seed=3)
+    assert torch.isfinite(draws).all()
 
 
 PRIOR_CASES = [

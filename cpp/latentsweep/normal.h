@@ -23,6 +23,11 @@ LS_HD double uniform_open0_f64(uint32_t bits) {
   return static_cast<double>(bits >> 1) * 4.6566128730773926e-10 + 2.3283064365386963e-10;
 }
 
+// The largest |draw| either path gives: the radius at the smallest uniform, 2^-32, is
+// sqrt(64 ln 2) = 6.66044..., rounded up past the float32 path's ulp errors. Bounds
+// mu + sd * eps before a draw (exported as _C.MAX_ABS_NORMAL).
+inline constexpr double kMaxAbsNormal = 6.661;
+
 // Natural log for positive normal floats (Cephes logf, about 1 ulp).
 template <typename U, typename F>
 LS_HD F log_positive(F x) {

@@ -12,13 +12,30 @@ import math
 import torch
 
 from . import _checks
-from ._extension import ops
+from ._extension import _C, ops
 
 
-def _max_logvar(dtype: torch.dtype) -> float:
-    """Largest logvar whose standard deviation exp(logvar / 2) is finite in the compute dtype."""
-    compute = torch.float64 if dtype == torch.float64 else torch.float32
-    return 2.0 * math.log(torch.finfo(compute).max)
+def _check_reach(fn: str, mu: torch.Tensor, logvar: torch.Tensor, mu_range, logvar_range) -> None:
+    """Every draw ``mu + exp(0.5 * logvar) * eps`` (``|eps| <= MAX_ABS_NORMAL``) must be finite in
+    the output dtype. The extremes decide for nearly every input; only when they cannot is each
+    element checked, to name the first that can overflow."""
+    if mu_range is None or logvar_range is None:
+        return
+    largest, eps = torch.finfo(mu.dtype).max, _C.MAX_ABS_NORMAL
+    if 0.5 * logvar_range[1] + math.log(eps) < math.log(largest / 2) and max(-mu_range[0], mu_range[1]) <= largest / 2:
+        return
+    sd_reach = torch.exp(0.5 * logvar.detach().double() + math.log(eps))  # inf in float64: beyond anyway
+    beyond = mu.detach().double().abs() + sd_reach > largest
+    if not bool(beyond.any()):
+        return
+    row, latent = (int(i) for i in beyond.nonzero()[0])
+    room = largest - abs(float(mu[row, latent]))
+    limit = f"<= {2.0 * math.log(room / eps):.1f}" if room > eps else "impossible (mu is at the dtype's edge)"
+    raise ValueError(
+        f"{fn}: mu + exp(0.5 * logvar) * eps can pass the largest {mu.dtype} ({largest:.4g}) at row {row}, "
+        f"latent {latent} (|eps| reaches {eps}): logvar there must be {limit}, got {float(logvar[row, latent]):.4g}"
+        + ("" if mu.dtype == torch.float64 else "; pass float64 mu and logvar for wider draws")
+    )
 
 
 def sample(
@@ -61,14 +78,10 @@ def sample(
     if one_row:
         mu, logvar = mu[None], logvar[None]
     # The data scans; everything else is checked by the op.
-    _checks.finite(fn, "mu", mu)
-    extremes = _checks.finite(fn, "logvar", logvar)
-    limit = _max_logvar(mu.dtype)
-    if extremes is not None and extremes[1] > limit:
-        raise ValueError(
-            f"{fn}: logvar must be <= {limit:.1f} so that exp(0.5 * logvar) is finite, "
-            f"got a maximum of {extremes[1]}"
-        )
+    mu_range = _checks.finite(fn, "mu", mu)
+    logvar_range = _checks.finite(fn, "logvar", logvar)
+    if mu.shape == logvar.shape and mu.dtype == logvar.dtype and mu.dim() == 2:  # else the op says what is wrong
+        _check_reach(fn, mu, logvar, mu_range, logvar_range)
     with _checks.allocation_named(fn, "the samples [N, n, D]", "draw fewer (n=), or in parts with sample_offset="):
         z = ops.sample(mu, logvar, n, seed, row_offset, sample_offset)
     return z[0] if one_row else z
