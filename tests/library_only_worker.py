@@ -83,6 +83,13 @@ def sample_loss(mu, logvar, samples):
     return (z * z).sum()
 
 
+def grid_loss(anchors, directions, values):
+    """Differentiated: both grid ops' C++ autograd under tracing, for a chunk of the grid."""
+    dims = (torch.arange(directions.shape[0]) * 3) % anchors.shape[1]
+    along = ops.direction_codes(anchors, directions.detach(), values, 2, None)
+    return (ops.traversal_codes(anchors, dims, values, 1, None) ** 2).sum() + (along**2).sum()
+
+
 def inputs(case, num_anchors, latent, num_dims, steps):
     anchors, dims, values, directions = grid(num_anchors, latent, num_dims, steps, seed=latent)
     if case is sample:
@@ -92,6 +99,8 @@ def inputs(case, num_anchors, latent, num_dims, steps):
         return anchors.requires_grad_(), logvar.requires_grad_(), torch.empty(num_dims)
     if case in (sample_prior, sample_prior_):
         return (anchors,)
+    if case is grid_loss:
+        return anchors.requires_grad_(), directions, values.requires_grad_()
     if case in (traversal_codes, traversal_codes_into, traversal_codes_into_trusted):
         return anchors, dims, values
     return anchors, directions, values
@@ -100,7 +109,7 @@ def inputs(case, num_anchors, latent, num_dims, steps):
 CASES = [
     sample, sample_prior, sample_prior_, traversal_codes, traversal_codes_into,
     traversal_codes_into_trusted, direction_codes, direction_codes_into,
-    direction_codes_into_trusted, sample_loss,
+    direction_codes_into_trusted, sample_loss, grid_loss,
 ]
 SHAPES = [(3, 6, 2, 4), (5, 7, 3, 5)]  # sizes >= 2: 0 and 1 are always specialised
 

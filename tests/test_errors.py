@@ -512,3 +512,32 @@ def test_sparse_tensors_get_a_type_error_everywhere():
         latentsweep.traverse(lambda codes: codes, sparse, progress=False)
     with pytest.raises(TypeError, match=r"must be a dense \(torch.strided\) tensor"):
         latentsweep.Posterior(sparse, z(6, 5))
+
+
+# Allocations beyond half the RAM are refused before they are made: an overcommitted
+# allocation succeeds and the kernel kills the process once the rows are written.
+HUGE_ALLOCATIONS = [
+    (lambda: latentsweep.traversal_codes(torch.zeros(1, 1024).expand(2**20, 1024), [0], torch.linspace(-1, 1, 1000)),
+     r"traversal_codes: the codes \[1048576000, D=1024\] needs [0-9,.]+ GiB.*start= and count="),
+    (lambda: latentsweep.direction_codes(torch.zeros(1, 1024).expand(2**20, 1024), torch.eye(1, 1024), torch.zeros(1000)),
+     r"direction_codes: the codes \[1048576000, D=1024\] needs"),
+    (lambda: latentsweep.traversal_values(torch.zeros(1, 2**16).expand(2**16, 2**16), directions=torch.ones(3, 2**16)),
+     r"traversal_values: the anchors in float64 \[A=65536, D=65536\].* needs"),
+    (lambda: latentsweep.traversal_values(torch.zeros(1, 4), mode="empirical", reference=torch.zeros(1, 4).expand(2**40, 4)),
+     r"traversal_values: the quantiles' sorted copy of reference \[M=1099511627776, K=4\] needs"),
+    (lambda: latentsweep.sample(torch.zeros(1, 4096).expand(2**20, 4096), torch.zeros(1, 4096).expand(2**20, 4096), 1000),
+     r"sample: the samples \[N=1048576, n=1000, D=4096\] needs .*sample_offset="),
+    (lambda: latentsweep.sample_prior(2**36, 2**10), r"sample_prior: the samples \[n=68719476736, D=1024\] needs"),
+]
+
+
+@pytest.mark.parametrize("call, match", HUGE_ALLOCATIONS)
+def test_huge_allocations_are_refused_before_they_are_made(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
+
+
+def test_int64_overflow_names_the_factors():
+    """sample_prior's n * D had sample's three factors ("n * D = 2147483648 * 1 * ...")."""
+    with pytest.raises(ValueError, match=r"sample_prior: n \* D = 281474976710656 \* 17179869184 values"):
+        torch.ops.latentsweep.sample_prior(2**48, 2**34, 0, 0)

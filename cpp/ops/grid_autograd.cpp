@@ -55,37 +55,37 @@ at::ScalarType compute_dtype(at::ScalarType dtype) {
 
 // Where each written row sits in the grid: its anchor, its item (latent or direction) and
 // the flat index of its value in `values` as given (broadcast dimensions of size 1 map to 0).
+// Sizes stay SymInts, so a traced backward keeps them symbolic as the forward does.
 struct GridRows {
   at::Tensor anchor, item, value;
 };
 
-GridRows grid_rows(int64_t start, int64_t rows, int64_t items, const std::vector<int64_t>& value_sizes,
-                   const at::TensorOptions& index_options) {
-  const int64_t steps = value_sizes.back();
-  const at::Tensor g = at::arange(start, start + rows, index_options);
+GridRows grid_rows(int64_t start, const c10::SymInt& rows, const c10::SymInt& items,
+                   const std::vector<c10::SymInt>& value_sizes, const at::TensorOptions& index_options) {
+  const c10::SymInt steps = value_sizes.back();
+  const at::Tensor g = at::arange(c10::Scalar(start), c10::Scalar(rows + start), index_options);
   GridRows where;
-  where.anchor = g.div(items * steps, "floor");
-  where.item = g.div(steps, "floor").remainder(items);
-  const at::Tensor step = g.remainder(steps);
+  where.anchor = g.div(c10::Scalar(items * steps), "floor");
+  where.item = g.div(c10::Scalar(steps), "floor").remainder(c10::Scalar(items));
+  at::Tensor flat = g.remainder(c10::Scalar(steps));  // the step
   // values is [S], [K, S] or [A, K, S], each leading dimension of size 1 or the grid's.
   const size_t dims = value_sizes.size();
-  const int64_t value_items = dims >= 2 ? value_sizes[dims - 2] : 1;
-  const int64_t value_anchors = dims == 3 ? value_sizes[0] : 1;
-  at::Tensor flat = step;
-  if (value_items > 1) flat = flat + where.item * steps;
-  if (value_anchors > 1) flat = flat + where.anchor * (value_items * steps);
+  const c10::SymInt value_items = dims >= 2 ? value_sizes[dims - 2] : c10::SymInt(1);
+  const c10::SymInt value_anchors = dims == 3 ? value_sizes[0] : c10::SymInt(1);
+  if (value_items > 1) flat = flat + where.item * c10::Scalar(steps);
+  if (value_anchors > 1) flat = flat + where.anchor * c10::Scalar(value_items * steps);
   where.value = flat;
   return where;
 }
 
 // The gradient of `values` (as given) from one contribution per written row.
 at::Tensor values_gradient(const at::Tensor& per_row, const GridRows& where,
-                           const std::vector<int64_t>& value_sizes, at::ScalarType dtype) {
-  int64_t numel = 1;
-  for (int64_t size : value_sizes) numel *= size;
-  return at::zeros({numel}, per_row.options())
+                           const std::vector<c10::SymInt>& value_sizes, at::ScalarType dtype) {
+  c10::SymInt numel = 1;
+  for (const c10::SymInt& size : value_sizes) numel = numel * size;
+  return at::zeros_symint({numel}, per_row.options())
       .index_add(0, where.value, per_row)
-      .view(value_sizes)
+      .view_symint(value_sizes)
       .to(dtype);
 }
 
@@ -98,8 +98,9 @@ class TraversalCodesFunction : public torch::autograd::Function<TraversalCodesFu
     at::Tensor codes = op.call(anchors, dims, values, start, count);
     ctx->save_for_backward({dims});
     ctx->saved_data["start"] = start;
-    ctx->saved_data["anchors"] = anchors.sizes().vec();
-    ctx->saved_data["values"] = values.sizes().vec();
+    // Sizes as SymInts: reading them as ints would specialise a dynamic-shape graph.
+    ctx->saved_data["anchors"] = anchors.sym_sizes();
+    ctx->saved_data["values"] = values.sym_sizes();
     ctx->saved_data["dtype"] = static_cast<int64_t>(anchors.scalar_type());
     return codes;
   }
@@ -110,14 +111,14 @@ class TraversalCodesFunction : public torch::autograd::Function<TraversalCodesFu
     at::Tensor grad_anchors, grad_values;
     if (grad.defined()) {
       const auto dtype = static_cast<at::ScalarType>(ctx->saved_data["dtype"].toInt());
-      const std::vector<int64_t> anchor_sizes = ctx->saved_data["anchors"].toIntVector();
-      const std::vector<int64_t> value_sizes = ctx->saved_data["values"].toIntVector();
+      const std::vector<c10::SymInt> anchor_sizes = ctx->saved_data["anchors"].toSymIntVector();
+      const std::vector<c10::SymInt> value_sizes = ctx->saved_data["values"].toSymIntVector();
       const at::Tensor g = grad.to(compute_dtype(dtype));
-      const GridRows where = grid_rows(ctx->saved_data["start"].toInt(), g.size(0), dims.size(0),
+      const GridRows where = grid_rows(ctx->saved_data["start"].toInt(), g.sym_size(0), dims.sym_size(0),
                                        value_sizes, dims.options());
       const at::Tensor columns = dims.index_select(0, where.item).unsqueeze(1);  // [rows, 1]
       if (ctx->needs_input_grad(0)) {
-        grad_anchors = at::zeros(anchor_sizes, g.options())
+        grad_anchors = at::zeros_symint(anchor_sizes, g.options())
                            .index_add(0, where.anchor, g.scatter(1, columns, 0.0))
                            .to(dtype);
       }
@@ -150,14 +151,14 @@ class DirectionCodesFunction : public torch::autograd::Function<DirectionCodesFu
     if (grad.defined()) {
       const auto dtype = anchors.scalar_type();
       const at::Tensor g = grad.to(compute_dtype(dtype));
-      const std::vector<int64_t> value_sizes = values.sizes().vec();
+      const std::vector<c10::SymInt> value_sizes = values.sym_sizes().vec();
       const GridRows where =
-          grid_rows(ctx->saved_data["start"].toInt(), g.size(0), directions.size(0), value_sizes,
+          grid_rows(ctx->saved_data["start"].toInt(), g.sym_size(0), directions.sym_size(0), value_sizes,
                     anchors.options().dtype(at::kLong));
       const at::Tensor u = directions.to(g.scalar_type()).index_select(0, where.item);  // [rows, D]
       const at::Tensor along = (g * u).sum(1, /*keepdim=*/true);                     // <G, u>
       if (ctx->needs_input_grad(0)) {
-        grad_anchors = at::zeros(anchors.sizes(), g.options())
+        grad_anchors = at::zeros_symint(anchors.sym_sizes(), g.options())
                            .index_add(0, where.anchor, g - along * u)
                            .to(dtype);
       }
@@ -169,7 +170,7 @@ class DirectionCodesFunction : public torch::autograd::Function<DirectionCodesFu
         const at::Tensor v =
             values.to(g.scalar_type()).reshape({-1}).index_select(0, where.value).unsqueeze(1);
         const at::Tensor moved = v - (x * u).sum(1, /*keepdim=*/true);
-        grad_directions = at::zeros(directions.sizes(), g.options())
+        grad_directions = at::zeros_symint(directions.sym_sizes(), g.options())
                               .index_add(0, where.item, moved * g - along * x)
                               .to(directions.scalar_type());
       }

@@ -7,7 +7,10 @@
 
 #include <ATen/core/dispatch/Dispatcher.h>
 
+#include <initializer_list>
 #include <limits>
+#include <sstream>
+#include <vector>
 
 #include "checks.h"
 #include "cpu/huge_pages.h"
@@ -28,15 +31,19 @@ static void check_latent_size(const char* fn, const c10::SymInt& latent_size) {
                     latent_size);
 }
 
-// rows * samples * D values of the compute dtype must have a size in bytes that fits int64.
-static void check_output_bytes(const char* fn, const char* what, const c10::SymInt& rows,
-                               const c10::SymInt& samples, const c10::SymInt& latent_size,
+// The product of `sizes` (named by `what`, e.g. "N * n * D"), as values of the compute dtype,
+// must have a size in bytes that fits int64.
+static void check_output_bytes(const char* fn, const char* what, std::initializer_list<c10::SymInt> sizes,
                                at::ScalarType dtype) {
   const int64_t itemsize = dtype == at::kDouble ? 8 : 4;  // the compute dtype's
-  const Product values = checked_product(rows, samples, latent_size,
+  std::vector<c10::SymInt> factors(sizes);
+  while (factors.size() < 3) factors.emplace_back(1);
+  const Product values = checked_product(factors[0], factors[1], factors[2],
                                          std::numeric_limits<int64_t>::max() / itemsize);
-  TORCH_CHECK_VALUE(holds(values.fits), fn, ": ", what, " = ", rows, " * ", samples, " * ",
-                    latent_size, " values, whose size in bytes overflows int64");
+  std::ostringstream product;
+  for (size_t i = 0; i < sizes.size(); ++i) product << (i ? " * " : "") << factors[i];
+  TORCH_CHECK_VALUE(holds(values.fits), fn, ": ", what, " = ", product.str(),
+                    " values, whose size in bytes overflows int64");
 }
 
 void check_sample_inputs(const at::Tensor& mu, const at::Tensor& logvar, const c10::SymInt& n,
@@ -62,7 +69,7 @@ void check_sample_inputs(const at::Tensor& mu, const at::Tensor& logvar, const c
   check_counter(fn, "row_offset", row_offset, mu.sym_size(0), kMaxRowCounter, "2**48 - N");
   check_counter(fn, "sample_offset", sample_offset, n, kMaxSampleCounter, "2**47 - n");
   check_latent_size(fn, mu.sym_size(1));
-  check_output_bytes(fn, "N * n * D", mu.sym_size(0), n, mu.sym_size(1), mu.scalar_type());
+  check_output_bytes(fn, "N * n * D", {mu.sym_size(0), n, mu.sym_size(1)}, mu.scalar_type());
 }
 
 void check_sample_prior_output(const at::Tensor& out, int64_t offset) {
@@ -89,7 +96,7 @@ at::ScalarType check_sample_prior_args(const c10::SymInt& n, const c10::SymInt& 
                         type == at::kDouble;
   TORCH_CHECK_TYPE(floating, fn, ": dtype must be float16, bfloat16, float32 or float64, got ",
                    dtype_name(type));
-  check_output_bytes(fn, "n * D", n, 1, latent_size, type);
+  check_output_bytes(fn, "n * D", {n, latent_size}, type);
   return type;
 }
 

@@ -136,16 +136,47 @@ def fits_in_memory(fn: str, what: str, nbytes: int, device: torch.device, advice
     """ValueError if ``nbytes`` exceed ``share`` of ``device``'s memory (the RAM, or the GPU's
     total memory): said before allocating, instead of the allocator's error or the kernel's
     out-of-memory kill."""
-    if device.type == "cuda":
-        capacity = torch.cuda.get_device_properties(device).total_memory
-    elif device.type == "cpu":
-        capacity = physical_memory()
-    else:
-        return
+    capacity = _memory_capacity(device)
     if capacity and nbytes > capacity * share:
         of = "" if share == 1 else f"{share:.0%} of "
         raise ValueError(f"{fn}: {what} needs {nbytes / 2**30:,.1f} GiB, more than {of}this {device.type.upper()}'s "
                          f"{capacity / 2**30:,.1f} GiB; {advice}")
+
+
+def _memory_capacity(device: torch.device) -> int | None:
+    """Bytes of the device's memory; None where unknown (the op then says what is wrong with
+    the device: no CUDA here, no kernels for it)."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device).total_memory if torch.cuda.is_available() else None
+    if device.type == "cpu":
+        return physical_memory()
+    return None
+
+
+def op_output_fits(fn: str, what: str, nbytes: int, device: torch.device, advice: str, op, args: tuple,
+                   kwargs: dict | None = None) -> None:
+    """:func:`fits_in_memory` for what ``op(*args, **kwargs)`` will allocate, after the op's own
+    argument checks: only when it would not fit does the op's Meta kernel run on shape-only
+    copies of the tensors (its checks in its order, no data), so that its errors (counter
+    limits, int64 overflow, shapes) come first and the common case costs nothing."""
+    capacity = _memory_capacity(device)
+    if not capacity or nbytes <= capacity * MEMORY_SHARE:
+        return
+    shape_only = [torch.empty_strided(a.shape, a.stride(), dtype=a.dtype, device="meta")
+                  if isinstance(a, torch.Tensor) else a for a in args]
+    op(*shape_only, **(kwargs or {}))
+    fits_in_memory(fn, what, nbytes, device, advice)
+
+
+def grid_codes_fit(fn: str, op, anchors: torch.Tensor, second: torch.Tensor, values: torch.Tensor, start: int, count) -> None:
+    """The ``[rows, D]`` codes a grid op (traversal or direction codes: ``second`` is the dims or
+    the directions) is about to allocate fit in memory: said before it allocates, since an
+    overcommitted allocation succeeds and the kernel kills the process when rows are written."""
+    if anchors.dim() != 2 or values.dim() < 1 or second.dim() < 1:
+        return  # the op says what is wrong
+    rows = count if count is not None else anchors.shape[0] * second.shape[0] * values.shape[-1] - start
+    op_output_fits(fn, f"the codes [{rows}, D={anchors.shape[1]}]", max(rows, 0) * anchors.shape[1] * anchors.element_size(),
+                   anchors.device, "write the grid in parts with start= and count=", op, (anchors, second, values, start, count))
 
 
 @contextlib.contextmanager

@@ -104,6 +104,7 @@ def direction_codes(
         if values.dtype.is_floating_point:
             values = values.to(anchors.dtype)
     if out is None:
+        _checks.grid_codes_fit(fn, ops.direction_codes, anchors, directions, values, start, count)
         codes = ops.direction_codes(anchors, directions, values, start, count)
     else:
         codes = _checks.dense_tensor(fn, "out", out)

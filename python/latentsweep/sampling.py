@@ -82,7 +82,12 @@ def sample(
     logvar_range = _checks.finite(fn, "logvar", logvar)
     if mu.shape == logvar.shape and mu.dtype == logvar.dtype and mu.dim() == 2:  # else the op says what is wrong
         _check_reach(fn, mu, logvar, mu_range, logvar_range)
-    with _checks.allocation_named(fn, "the samples [N, n, D]", "draw fewer (n=), or in parts with sample_offset="):
+    advice = "draw fewer (n=), or in parts with sample_offset="
+    if mu.dim() == 2 and n >= 0:  # other shapes and counts: the op says what is wrong
+        _checks.op_output_fits(fn, f"the samples [N={mu.shape[0]}, n={n}, D={mu.shape[1]}]",
+                               mu.shape[0] * n * mu.shape[1] * mu.element_size(), mu.device, advice,
+                               ops.sample, (mu, logvar, n, seed, row_offset, sample_offset))
+    with _checks.allocation_named(fn, "the samples [N, n, D]", advice):
         z = ops.sample(mu, logvar, n, seed, row_offset, sample_offset)
     return z[0] if one_row else z
 
@@ -111,5 +116,11 @@ def sample_prior(
     if dtype is not None and not isinstance(dtype, torch.dtype):
         raise TypeError(f"{fn}: dtype must be a torch.dtype, got {type(dtype).__name__}")
     device = _checks.device(fn, device)
-    with _checks.allocation_named(fn, "the samples [n, D]", "draw fewer (n=), or in parts with offset="):
+    advice = "draw fewer (n=), or in parts with offset="
+    if n >= 0 and latent_size >= 0:
+        itemsize = (dtype or torch.get_default_dtype()).itemsize
+        _checks.op_output_fits(fn, f"the samples [n={n}, D={latent_size}]", n * latent_size * itemsize,
+                               device or torch.device("cpu"), advice,
+                               ops.sample_prior, (n, latent_size, seed, offset), {"dtype": dtype, "device": "meta"})
+    with _checks.allocation_named(fn, "the samples [n, D]", advice):
         return ops.sample_prior(n, latent_size, seed, offset, dtype=dtype, device=device)

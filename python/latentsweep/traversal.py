@@ -102,6 +102,7 @@ def traversal_codes(
     if values.dtype.is_floating_point and anchors.dtype.is_floating_point:
         values = values.to(anchors.dtype)
     if out is None:
+        _checks.grid_codes_fit(fn, ops.traversal_codes, anchors, dims, values, start, count)
         return ops.traversal_codes(anchors, dims, values, start, count)
     out = _checks.dense_tensor(fn, "out", out)
     ops.traversal_codes_into(anchors, dims, values, start, count, out)
@@ -247,6 +248,8 @@ def traversal_values(
             )
         _checks.same_device(fn, anchors=anchors, reference=reference)
         _checks.finite(fn, "reference", reference)
+        _checks.fits_in_memory(fn, f"the quantiles' sorted copy of reference [M={reference.shape[0]}, K={num_dims}]",
+                               8 * reference.shape[0] * num_dims, anchors.device, "pass a smaller reference")
     # Low precision: compute in float32 and round once at the end.
     compute = torch.float64 if anchors.dtype == torch.float64 else torch.float32
     anchors_c = anchors.to(compute)
@@ -272,6 +275,9 @@ def _along_directions(fn: str, anchors: torch.Tensor, directions, mode: Mode, lo
     if vectors.shape[1] != latent_dim:
         raise ValueError(f"{fn}: directions must be [K, D={latent_dim}], got shape {tuple(vectors.shape)}")
     _checks.same_device(fn, anchors=anchors, directions=vectors)
+    num_anchors, num_dirs = anchors.shape[0], vectors.shape[0]
+    _checks.fits_in_memory(fn, f"the anchors in float64 [A={num_anchors}, D={latent_dim}] and their coordinates",
+                           8 * num_anchors * (latent_dim + num_dirs), anchors.device, "pass fewer anchors")
     u = vectors.double()
     along = (anchors.double() @ u.T).to(anchors.dtype)
     if mode.needs_logvar and logvar is not None:
@@ -293,5 +299,7 @@ def _along_directions(fn: str, anchors: torch.Tensor, directions, mode: Mode, lo
             raise ValueError(f"{fn}: reference must be [M, {latent_dim}] with M >= 1, got {tuple(reference.shape)}")
         _checks.same_device(fn, anchors=anchors, reference=reference)
         _checks.finite(fn, "reference", reference)
+        _checks.fits_in_memory(fn, f"the reference in float64 [M={reference.shape[0]}, D={latent_dim}] and its coordinates",
+                               8 * reference.shape[0] * (latent_dim + num_dirs), anchors.device, "pass a smaller reference")
         reference = reference.double() @ u.T
     return along, logvar, reference
