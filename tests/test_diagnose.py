@@ -212,6 +212,28 @@ def test_an_all_nan_dim_does_not_crash():
     assert "nan" in str(diagnosis)
 
 
+def nan_at(shape, dims=None) -> torch.Tensor:
+    value = torch.zeros(shape, dtype=torch.float64)
+    value[:, slice(None) if dims is None else dims] = math.nan
+    return value
+
+
+@pytest.mark.parametrize(
+    "posterior, name",
+    [
+        (ls.Posterior(nan_at((10, 4)), torch.zeros(10, 4, dtype=torch.float64)), "posterior.mu"),
+        (ls.Posterior(torch.zeros(10, 4), torch.full((10, 4), math.inf)), "posterior.logvar"),
+        (ls.Posterior(nan_at((10, 4), [0, 1]), nan_at((10, 4), [2, 3])), "posterior.mu"),  # each entry, in one or the other
+        (nan_at((10, 4)), "posterior.mu"),  # a plain autoencoder's codes
+    ],
+)
+def test_nothing_finite_to_diagnose_is_refused(posterior, name):
+    """All-NaN codes gave a total KL of 0, 'no dim is active' and mode "prior"."""
+    with pytest.raises(ValueError, match=rf"latentsweep.diagnose: {name} has .* non-finite value\(s\).* at index \(0, 0\).*"
+                                         "nothing to diagnose"):
+        ls.diagnose(posterior)
+
+
 # --- the plain-autoencoder path ---------------------------------------------------------------
 
 

@@ -258,3 +258,47 @@ def test_normal_with_zero_scale_is_reported_as_nonfinite(x):
     encoder = lambda b: torch.distributions.Normal(b, torch.zeros_like(b), validate_args=False)  # noqa: E731
     with pytest.raises(ValueError, match="logvar has NaN/Inf for batch 0"):
         ls.encode(encoder, x)
+
+
+# --- the Posterior it returns ---------------------------------------------------------------------
+
+
+def posterior_pair(seed: int = 3) -> ls.Posterior:
+    g = torch.Generator().manual_seed(seed)
+    return ls.Posterior(torch.randn(10, 4, generator=g), torch.randn(10, 4, generator=g))
+
+
+@pytest.mark.parametrize(
+    "index, rows",
+    [(slice(2, 5), [2, 3, 4]), (3, [3]), (-1, [9]), ([0, 7], [0, 7]), (np.array([1, 2]), [1, 2]),
+     (torch.tensor([5]), [5]), (torch.arange(10) > 6, [7, 8, 9]), ([], []), (range(2), [0, 1])],
+)
+def test_a_posterior_indexes_its_inputs(index, rows):
+    posterior = posterior_pair()
+    picked = posterior[index]
+    assert torch.equal(picked.mu, posterior.mu[rows]) and torch.equal(picked.logvar, posterior.logvar[rows])
+
+
+@pytest.mark.parametrize(
+    "index, error",
+    [((slice(None), 0), TypeError), ((0, 1), TypeError), ([slice(None), 0], TypeError), (None, TypeError),
+     (Ellipsis, TypeError), (True, TypeError), ("0", TypeError), (torch.ones(10, 4, dtype=torch.bool), ValueError),
+     ([[0, 1]], ValueError)],
+)
+def test_a_posterior_refuses_indices_that_reach_the_latents(index, error):
+    """posterior[:, 0] indexed mu[:, 0] and made 10 inputs into one input of 10 latents."""
+    with pytest.raises(error, match=r"Posterior\[...\]: .*indexes its inputs \(rows\) only.*posterior.mu\[:, k\]"):
+        posterior_pair()[index]
+
+
+def test_posteriors_compare_their_tensors_exactly():
+    posterior = posterior_pair()
+    same = ls.Posterior(posterior.mu.clone(), posterior.logvar.clone())
+    assert posterior == same and not posterior != same and same in [posterior]
+    assert posterior != posterior_pair(seed=4)
+    assert posterior != ls.Posterior(posterior.mu)  # no logvar
+    assert ls.Posterior(posterior.mu) == ls.Posterior(posterior.mu.clone())
+    assert posterior != posterior.to(torch.float64)  # the same values in another dtype
+    assert posterior != posterior.mu and posterior != "posterior"
+    with pytest.raises(TypeError, match="unhashable"):
+        hash(posterior)

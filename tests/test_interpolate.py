@@ -183,6 +183,13 @@ def test_bad_input_is_named(args, kwargs, error, match):
     assert str(info.value).startswith("latentsweep.interpolate:")
 
 
+def test_a_grid_that_does_not_fit_in_memory_is_refused_before_allocating():
+    """steps=10**10 allocated t and the path grid's positions first, and failed deep in torch."""
+    with pytest.raises(ValueError, match=r"latentsweep.interpolate: the path grid \[P=2, steps=1000000000000\] "
+                                         r"needs .* GiB.*pass fewer steps or paths"):
+        ls.interpolate(codes_decoder, torch.zeros(2, 4), torch.ones(2, 4), steps=10**12, progress=False)
+
+
 def test_a_decoder_that_is_not_callable_or_returns_nan_is_refused():
     with pytest.raises(TypeError, match="latentsweep.interpolate: decoder must be callable"):
         ls.interpolate("decoder", torch.zeros(2), torch.ones(2))

@@ -132,3 +132,38 @@ def test_span_limits_come_from_the_table():
     with pytest.raises(ValueError, match=r"mode='quantile' needs span <= 37.5"):
         ls.traversal_values(ANCHORS, mode="quantile", span=math.nextafter(37.5, 40))
     ls.traversal_values(ANCHORS, mode="prior", span=40.0)
+
+
+# --------------------------------------------------------------------------- quantile mode at small spans
+
+
+@pytest.mark.parametrize("span", [5e-324, 1e-310, 1e-300, 1e-20, 1e-17, 1e-16, 1e-12, 1e-8, 1e-6, 1e-3, 0.1, 0.49])
+@pytest.mark.parametrize("steps", [1, 2, 3, 7, 101])
+def test_quantile_mode_keeps_its_ends_at_tiny_spans(span, steps):
+    """ndtr(-span) rounds to 0.5 below span ~1e-16, and the grid collapsed to 0 (span 1e-17)
+    or missed its ends by 39% (1e-16), 4e-5 (1e-12)."""
+    row = ls.traversal_values(torch.zeros(1, 1, dtype=torch.float64), mode="quantile", span=span, steps=steps,
+                              prior_std=1.5)[0, 0]
+    end = torch.tensor(1.5 * span, dtype=torch.float64)
+    torch.testing.assert_close(row[0], -end, rtol=1e-15, atol=0)
+    if steps > 1:
+        torch.testing.assert_close(row[-1], end, rtol=1e-15, atol=0)
+        assert torch.equal(row, -row.flip(0)) and (row.diff() >= 0).all()
+    if 1e-300 < span <= 1e-3:  # the body: Phi^-1 is c span (1 - (1 - c^2) span^2 / 6 + O(span^4))
+        i = torch.arange(steps, dtype=torch.float64)
+        c = (2 * i - (steps - 1)) / (steps - 1) if steps > 1 else i - 1  # positions in [-1, 1]; [-1] for one step
+        torch.testing.assert_close(row, 1.5 * c * span * (1 - (1 - c**2) * span**2 / 6), rtol=1e-13, atol=0)
+    # float32 anchors: the same ends, in float32
+    row32 = ls.traversal_values(torch.zeros(1, 1), mode="quantile", span=span, steps=steps)[0, 0]
+    assert row32[0] == torch.tensor(-span, dtype=torch.float32)
+
+
+@pytest.mark.parametrize("span", [modes.CENTRED_QUANTILE_SPAN, 1.0, 2.0, 3.7, 9.0, modes.MAX_QUANTILE_SPAN])
+def test_quantile_mode_at_ordinary_spans_is_the_normal_quantile_of_the_levels(span):
+    """The centred computation is for small spans only: from 0.5 up the values are, bit for
+    bit, ndtri of the prior levels."""
+    tail, side = modes.prior_levels(span, 11)
+    expected = 1.5 * torch.special.ndtri(tail) * torch.where(side > 0, -1.0, 1.0)
+    for dtype in (torch.float64, torch.float32):
+        values = ls.traversal_values(torch.zeros(2, 3, dtype=dtype), mode="quantile", span=span, prior_std=1.5)
+        assert torch.equal(values, expected.to(dtype).expand(2, 3, 11))

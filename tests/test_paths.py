@@ -60,6 +60,28 @@ def test_slerp_falls_back_to_linear_for_parallel_or_zero_endpoints():
         assert torch.isfinite(slerp).all()
 
 
+@pytest.mark.parametrize("scale", [1e-300, 1e-170, 1e200, 1e300])
+def test_slerp_works_at_any_finite_magnitude(scale):
+    """The squares in the endpoints' norms under/overflowed: endpoints of norm 1e-170 or 1e200
+    got the straight line, and opposite ones went unnamed."""
+    start, end = torch.tensor([1.0, 1.0], dtype=torch.float64), torch.tensor([-1.0, 1.0], dtype=torch.float64)
+    unit = latentsweep.interpolation_codes(start, end, steps=5, path="slerp")
+    scaled = latentsweep.interpolation_codes(start * scale, end * scale, steps=5, path="slerp")
+    torch.testing.assert_close(scaled / scale, unit, rtol=1e-14, atol=0)
+    torch.testing.assert_close(scaled[0, 2], torch.tensor([0.0, math.sqrt(2) * scale], dtype=torch.float64),
+                               rtol=1e-14, atol=1e-16 * scale)
+    with pytest.warns(UserWarning, match="opposite endpoints"):
+        latentsweep.interpolation_codes(start * scale, -start * scale, path="slerp")
+
+
+def test_codes_that_do_not_fit_in_memory_are_refused_before_allocating():
+    """steps=10**9 tried to allocate the float64 path grid, and failed deep in torch (or the
+    kernel killed the process)."""
+    with pytest.raises(ValueError, match=r"latentsweep.interpolation_codes: computing the codes "
+                                         r"\[P=2, steps=1000000000000, D=4\] needs .* GiB.*pass fewer steps or paths"):
+        latentsweep.interpolation_codes(torch.zeros(2, 4), torch.ones(2, 4), steps=10**12)
+
+
 @pytest.mark.parametrize(
     "args, kwargs, error, match",
     [

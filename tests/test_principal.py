@@ -163,6 +163,28 @@ def test_directions_indexing_and_equality():
         hash(pcs)
 
 
+@pytest.mark.parametrize("method", ["exact", "randomized"])
+@pytest.mark.parametrize("scale", [1e-310, 1e-300, 1e-160, 1e140])
+def test_tiny_and_huge_codes_have_the_same_directions(scale, method):
+    """Codes of 1e-300 were "all equal": their squares underflowed to 0 (1e160: overflowed)."""
+    codes = codes_with_spectrum(200, 5)
+    unit = latentsweep.principal_directions(codes, method=method)
+    got = latentsweep.principal_directions(codes * scale, method=method)
+    torch.testing.assert_close(got.vectors, unit.vectors, rtol=0, atol=1e-9)
+    torch.testing.assert_close(got.explained_variance_ratio, unit.explained_variance_ratio, rtol=1e-12, atol=0)
+    torch.testing.assert_close(got.mean, unit.mean * scale, rtol=1e-9, atol=0)
+    # The variances are scale^2 times, where a float64 holds that (not at 1e-310^2 = 0).
+    expected = unit.explained_variance * scale * scale
+    torch.testing.assert_close(got.explained_variance, expected, rtol=1e-9, atol=1e-320)
+
+
+def test_codes_whose_variance_no_float64_holds_are_refused_with_its_size():
+    """At 1e300 the variance (~1e600) does not fit a float64: said as it is, not as inf."""
+    codes = codes_with_spectrum(200, 5) * 1e300
+    with pytest.raises(ValueError, match=r"total variance \(\d\.\d+e\+601\) overflows torch.float64; rescale the codes"):
+        latentsweep.principal_directions(codes)
+
+
 @pytest.mark.parametrize(
     "args, kwargs, error, match",
     [

@@ -176,6 +176,14 @@ def test_channel_directions_refuse_bad_shapes(bad, error):
         ls.channel_directions(bad)
 
 
+def test_channel_directions_that_do_not_fit_in_memory_are_refused_before_allocating():
+    """A (4096, 64, 64) latent's directions are [4096, 2^24] dense rows: 512 GiB in float64,
+    allocated without a word."""
+    with pytest.raises(ValueError, match=r"latentsweep.channel_directions: the vectors \[C=4096, D=16777216\] "
+                                         r"needs .* GiB.*Directions.from_vectors"):
+        ls.channel_directions((4096, 64, 64))
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("cuda_graph", [False, True])
 def test_a_structured_direction_sweep_on_cuda_matches_the_cpu(cuda_graph):

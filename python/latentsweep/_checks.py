@@ -95,6 +95,24 @@ def representable(fn: str, name: str, value: torch.Tensor, dtype: torch.dtype, a
     return low_high
 
 
+def same_tensor(a: torch.Tensor | None, b: torch.Tensor | None) -> bool:
+    """Both None, or equal values with the same dtype and device, as ``torch.equal`` (meta
+    tensors hold no values to compare: equal only to themselves). For results' ``__eq__``."""
+    if a is b:
+        return True
+    if a is None or b is None or a.dtype != b.dtype or a.device != b.device or a.device.type == "meta":
+        return False
+    return torch.equal(a, b)
+
+
+def by_largest_entry(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each row of ``x`` over its largest absolute entry (zero rows stay zero), and those
+    entries ``[..., 1]``: lengths and angles of the result cannot under- or overflow float64
+    (the squares of 1e-200 or 1e200 do), and its direction is ``x``'s."""
+    largest = x.abs().amax(dim=-1, keepdim=True)
+    return x / torch.where(largest > 0, largest, 1.0), largest
+
+
 def extremes(value: torch.Tensor) -> list:
     """[min, max] of a non-empty tensor as Python numbers, in one transfer from its device."""
     return torch.stack(tuple(torch.aminmax(value))).tolist()

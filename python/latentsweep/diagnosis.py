@@ -332,7 +332,8 @@ def diagnose(posterior: Posterior | torch.Tensor, *, prior_std: float = 1.0) -> 
     Returns:
         a :class:`Diagnosis`. With sigma = exp(logvar / 2), flags fire on the dims where:
 
-        - ``nonfinite``: mu or logvar has NaN/Inf (other statistics skip those entries);
+        - ``nonfinite``: mu or logvar has NaN/Inf (other statistics skip those entries; with
+          nothing finite left, NaN/Inf for every input on every dim, a ``ValueError``);
         - ``small-posterior-sd``: active and median sigma_d < 0.1 x prior_std;
         - ``collapsed``: not active and mean KL < 0.01 nats;
         - ``nonnegative-mean``: not collapsed, min mu_d >= 0 and at least 5% of mu_d exactly 0;
@@ -363,6 +364,7 @@ def diagnose(posterior: Posterior | torch.Tensor, *, prior_std: float = 1.0) -> 
     logvar = None if posterior.logvar is None else posterior.logvar.double()
     finite = torch.isfinite(mu) if logvar is None else torch.isfinite(mu) & torch.isfinite(logvar)
     count = finite.sum(0)
+    _refuse_nothing_finite(fn, posterior, count)
 
     def mean(x: torch.Tensor) -> torch.Tensor:
         # Mean over the finite entries of each dim; 0/0 gives NaN for a dim with none.
@@ -417,6 +419,23 @@ def diagnose(posterior: Posterior | torch.Tensor, *, prior_std: float = 1.0) -> 
     flags = [flag for flag in candidates if flag is not None]
     cpu = {k: v.cpu() if isinstance(v, torch.Tensor) else v for k, v in stats.items()}
     return Diagnosis(**cpu, flags=flags, reference=posterior.mu.detach(), axes=_axes(posterior.mu, finite))
+
+
+def _refuse_nothing_finite(fn: str, posterior: Posterior, count: torch.Tensor) -> None:
+    """The statistics skip non-finite entries; with none finite on any dim there is nothing left
+    to compute them from (the total KL read 0, and mode "prior" was recommended)."""
+    if bool((count > 0).any()):
+        return
+    what = "the codes" if posterior.logvar is None else "mu or logvar"
+    for name, tensor in (("posterior.mu", posterior.mu), ("posterior.logvar", posterior.logvar)):
+        if tensor is not None:
+            try:
+                _checks.finite(fn, name, tensor)
+            except ValueError as error:
+                raise ValueError(
+                    f"{error}; {what} hold NaN/Inf for every input on every dim, so there is nothing "
+                    "to diagnose: find their source (the encoder, or its inputs)"
+                ) from None
 
 
 def _axes(mu: torch.Tensor, finite: torch.Tensor) -> AxisAlignment | None:

@@ -33,15 +33,13 @@ def unit_directions(directions: torch.Tensor) -> torch.Tensor:
 def normalised(fn: str, directions) -> torch.Tensor:
     """:func:`unit_directions` with errors in the name of the public function ``fn``."""
     directions = _as_directions(fn, directions)
-    # Scaled by the largest entry first: the squares of 1e200 or 1e-200 stay in float64's range.
-    largest = directions.double().abs().amax(dim=1, keepdim=True)
+    scaled, largest = _checks.by_largest_entry(directions.double())
     zero = (largest[:, 0] == 0).nonzero().flatten()
     if zero.numel():
         raise ValueError(
             f"{fn}: direction(s) {zero.tolist()[:10]} are zero and have no direction; "
             "drop them or give a non-zero vector"
         )
-    scaled = directions.double() / largest
     return (scaled / torch.linalg.vector_norm(scaled, dim=1, keepdim=True)).to(directions.dtype)
 
 

@@ -115,11 +115,8 @@ class Directions:
         """Same names, source and tensors (values, dtype and device), as ``torch.equal``."""
         if not isinstance(other, Directions):
             return NotImplemented
-        same = lambda a, b: a is b or (  # noqa: E731
-            a is not None and b is not None and a.dtype == b.dtype and a.device == b.device and torch.equal(a, b)
-        )
         return (self.names == other.names and self.source == other.source
-                and all(same(getattr(self, f), getattr(other, f))
+                and all(_checks.same_tensor(getattr(self, f), getattr(other, f))
                         for f in ("vectors", "explained_variance", "explained_variance_ratio", "mean")))
 
     __hash__ = None  # the tensors are mutable

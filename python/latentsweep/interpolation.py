@@ -169,6 +169,10 @@ def interpolate(
     if num_paths * steps * latent * 8 > _checks.INT64_MAX:
         raise ValueError(f"{_FN}: P * steps * D = {num_paths * steps * latent} values, whose size in bytes overflows int64")
     dtype = torch.promote_types(start.dtype, end.dtype)
+    # The grid's positions: t [S] in float64 and values [P, 1, S] (the sweep checks its outputs).
+    _checks.fits_in_memory(_FN, f"the path grid [P={num_paths}, steps={steps}]",
+                           steps * 8 + num_paths * steps * dtype.itemsize, start.device,
+                           "pass fewer steps or paths")
     # The sweep owns its endpoints (a decoder that writes into its input cannot change them).
     start, end = start.detach().to(dtype).clone(), end.detach().to(dtype).clone()
     t = torch.linspace(0.0, 1.0, steps, dtype=torch.float64)

@@ -92,10 +92,18 @@ def channel_directions(latent_shape, *, dtype: torch.dtype = torch.float32, devi
     if dtype not in _checks.FLOAT_DTYPES:
         raise TypeError(f"{fn}: dtype must be a floating dtype, got {dtype}")
     channels, size = shape[0], math.prod(shape[1:])
-    vectors = torch.zeros(channels, channels, size, dtype=torch.float64)
-    for c in range(channels):
-        vectors[c, c] = 1.0 / math.sqrt(size)
-    vectors = vectors.reshape(channels, -1).to(dtype=dtype, device=_checks.device(fn, device))
+    device = _checks.device(fn, device) or torch.device("cpu")
+    # Dense [C, C * P] rows, C^2 P values (2^36 for a (4096, 64, 64) latent), which Directions'
+    # unit check reads in float64: said before allocating.
+    copy = 0 if dtype == torch.float64 else 8
+    _checks.fits_in_memory(fn, f"the vectors [C={channels}, D={channels * size}]",
+                           channels * channels * size * (dtype.itemsize + copy), device,
+                           "pick the channels to traverse and pass their directions yourself "
+                           "(Directions.from_vectors), or use fewer channels")
+    vectors = torch.zeros(channels, channels, size, dtype=dtype, device=device)
+    diagonal = torch.arange(channels, device=device)
+    vectors[diagonal, diagonal] = 1.0 / math.sqrt(size)
+    vectors = vectors.reshape(channels, -1)
     return Directions(vectors, tuple(f"channel {c}" for c in range(channels)), source="channels")
 
 

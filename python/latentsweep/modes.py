@@ -20,6 +20,13 @@ import torch
 # Beyond this the prior's tail probability Phi(-span) is not a normal float64 (it underflows
 # at ~38.5), and its quantile loses accuracy or becomes infinite.
 MAX_QUANTILE_SPAN = 37.5
+# Below this span the quantiles are taken from the median out (see _centred_quantiles): a level
+# near 1/2 carries a rounding of ~1e-17, a relative error of ~1e-16 / span in its quantile
+# (ndtr(-span) is 0.5 itself below span ~1e-16, and the ends were lost).
+CENTRED_QUANTILE_SPAN = 0.5
+# Below this span the normal quantile is linear to float64 precision (relative error
+# <= span^2 / 6 < eps / 2), and erf/erfinv of subnormal spans would lose digits.
+LINEAR_QUANTILE_SPAN = 1e-8
 
 
 @dataclass(frozen=True)
@@ -113,12 +120,33 @@ def prior_levels(span: float, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
     if steps == 1:  # torch.linspace semantics: just the start
         return torch.tensor([lower], dtype=torch.float64), torch.tensor([-1.0], dtype=torch.float64)
     width = math.erf(span / math.sqrt(2.0))  # Phi(span) - Phi(-span)
-    i = torch.arange(steps, dtype=torch.float64)
-    nearest = torch.minimum(i, steps - 1 - i)  # distance from the nearer end, in steps
+    nearest, side = _from_the_nearer_end(steps)
     tail = lower + nearest * (width / (steps - 1))
-    side = torch.sign(i - (steps - 1) / 2)
     tail[side == 0] = 0.5  # the middle of an odd number of steps: the median, exactly
     return tail, side
+
+
+def _from_the_nearer_end(steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """For steps >= 2, float64 ``[S]``: each step's distance from the nearer end (in steps) and
+    its side (-1 lower half, 0 the middle, +1 upper half): what makes the grids symmetric."""
+    i = torch.arange(steps, dtype=torch.float64)
+    return torch.minimum(i, steps - 1 - i), torch.sign(i - (steps - 1) / 2)
+
+
+def _centred_quantiles(span: float, steps: int) -> torch.Tensor:
+    """``Phi^-1(linspace(Phi(-span), Phi(span), steps))`` in float64 for small spans, from the
+    median out: the level at position c in [-1, 1] is ``1/2 + c * erf(span / sqrt(2)) / 2``, so
+    its quantile is ``sqrt(2) * erfinv(c * erf(span / sqrt(2)))``, no level near 1/2 formed; below
+    ``LINEAR_QUANTILE_SPAN``, ``c * span``. The ends are ``+-span`` (to a rounding), the
+    middle exactly 0, the halves exactly symmetric."""
+    if steps == 1:  # torch.linspace semantics: just the start
+        position = torch.tensor([-1.0], dtype=torch.float64)
+    else:
+        nearest, side = _from_the_nearer_end(steps)
+        position = side * (1.0 - nearest * (2.0 / (steps - 1)))
+    if span < LINEAR_QUANTILE_SPAN:
+        return span * position
+    return math.sqrt(2.0) * torch.special.erfinv(position * math.erf(span / math.sqrt(2.0)))
 
 
 def empirical_quantiles(samples: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
@@ -143,7 +171,11 @@ def _absolute(x: ModeInputs) -> torch.Tensor:
 
 
 def _quantile(x: ModeInputs) -> torch.Tensor:
-    quantiles = torch.special.ndtri(x.tail) * torch.where(x.side > 0, -1.0, 1.0)
+    span = -float(x.t[0])  # t = linspace(-span, span, steps) starts at -span (in the compute dtype)
+    if span < CENTRED_QUANTILE_SPAN:
+        quantiles = _centred_quantiles(span, x.t.numel())
+    else:
+        quantiles = torch.special.ndtri(x.tail) * torch.where(x.side > 0, -1.0, 1.0)
     row = (x.prior_std * quantiles).to(device=x.anchors.device, dtype=x.anchors.dtype)
     return row.expand(*x.grid_shape)
 

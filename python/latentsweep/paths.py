@@ -14,6 +14,9 @@ from . import _checks
 PATHS = ("linear", "slerp")
 # Below this sin(theta) the arc's plane is set by rounding (theta within ~1e-6 of 0 or pi): linear.
 SINE_FLOOR = 1e-6
+# float64 [P, S, D] arrays alive at once while path_codes runs (slerp: the linear codes, both
+# weighted endpoints and their sum).
+PATH_TEMPORARIES = 4
 
 
 def _endpoints(fn: str, start, end) -> tuple[torch.Tensor, torch.Tensor]:
@@ -35,6 +38,8 @@ def _endpoints(fn: str, start, end) -> tuple[torch.Tensor, torch.Tensor]:
 def _angle(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The angle theta between float64 endpoints (0 where one is zero) and its sine, reduced
     over the last dimension (kept)."""
+    # Scaled first: endpoints of norm 1e-170 or 1e200 had norms of 0 or inf (a straight line).
+    a, b = _checks.by_largest_entry(a)[0], _checks.by_largest_entry(b)[0]
     norms = torch.linalg.vector_norm(a, dim=-1, keepdim=True) * torch.linalg.vector_norm(b, dim=-1, keepdim=True)
     cosine = torch.where(norms > 0, (a * b).sum(-1, keepdim=True) / norms.clamp_min(1e-300), 1.0)
     theta = torch.arccos(cosine.clamp(-1.0, 1.0))
@@ -85,6 +90,10 @@ def interpolation_codes(start, end, *, steps: int = 11, path: str = "linear") ->
     path = _checks.choice(fn, "path", path, PATHS)
     if start.shape[0] * steps * start.shape[1] * 8 > _checks.INT64_MAX:
         raise ValueError(f"{fn}: P * steps * D = {start.shape[0] * steps * start.shape[1]} values, whose size in bytes overflows int64")
+    num_paths, latent = start.shape
+    _checks.fits_in_memory(fn, f"computing the codes [P={num_paths}, steps={steps}, D={latent}]",
+                           PATH_TEMPORARIES * num_paths * steps * latent * 8, start.device,
+                           "pass fewer steps or paths")
     dtype = torch.promote_types(start.dtype, end.dtype)
     if path == "slerp":
         warn_undefined_arcs(fn, start, end)

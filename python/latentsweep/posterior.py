@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 
 import torch
@@ -9,7 +10,7 @@ import torch
 from . import _checks
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # __eq__ below compares the tensors
 class Posterior:
     """Encoder outputs for N inputs.
 
@@ -59,10 +60,22 @@ class Posterior:
         return self.num_inputs
 
     def __getitem__(self, index) -> "Posterior":
-        """Rows of the posterior, e.g. ``posterior[:16]`` as traversal anchors."""
+        """Inputs (rows) of the posterior, e.g. ``posterior[:16]`` as traversal anchors,
+        ``posterior[3]``, ``posterior[[0, 5]]`` or a boolean mask of N. Latents are picked from
+        the tensors (``posterior.mu[:, k]``): a Posterior is N inputs of D latents."""
+        index = _row_index(index)
         mu = self.mu[index]
         logvar = None if self.logvar is None else self.logvar[index]
         return Posterior(mu, logvar)
+
+    def __eq__(self, other) -> bool:
+        """Same tensors (values, dtype and device, as ``torch.equal``), and both or neither
+        with a logvar."""
+        if not isinstance(other, Posterior):
+            return NotImplemented
+        return _checks.same_tensor(self.mu, other.mu) and _checks.same_tensor(self.logvar, other.logvar)
+
+    __hash__ = None  # the tensors are mutable
 
     def to(self, *args, **kwargs) -> "Posterior":
         """Moves/casts both tensors, as ``torch.Tensor.to``."""
@@ -79,3 +92,27 @@ class Posterior:
         from .sampling import sample
 
         return sample(self.mu, self.logvar, n, seed=seed)
+
+
+_ROWS_ONLY = (
+    "a Posterior indexes its inputs (rows) only, e.g. posterior[:16], posterior[[0, 5]] or a "
+    "boolean mask of N; pick latents from its tensors: posterior.mu[:, k] (and posterior.logvar[:, k])"
+)
+
+
+def _row_index(index):
+    """``index`` as an index of rows (a list becomes a tensor: torch reads a list holding slices
+    as one index per axis). Anything that could reach the latents is refused:
+    ``posterior[:, 0]`` indexed mu as ``mu[:, 0]`` and made N inputs into one input of N latents."""
+    fn = "latentsweep.Posterior[...]"
+    if isinstance(index, (list, range)):
+        try:
+            index = torch.as_tensor(index) if len(index) else torch.zeros(0, dtype=torch.int64)
+        except (TypeError, ValueError, RuntimeError):
+            raise TypeError(f"{fn}: got {index!r:.60}; {_ROWS_ONLY}") from None
+    integer = isinstance(index, numbers.Integral) and not isinstance(index, bool)
+    if not (integer or isinstance(index, (slice, torch.Tensor)) or hasattr(index, "__array__")):
+        raise TypeError(f"{fn}: got {index!r:.60}; {_ROWS_ONLY}")
+    if getattr(index, "ndim", 0) > 1:
+        raise ValueError(f"{fn}: got a {index.ndim}-D index, which would pick single entries; {_ROWS_ONLY}")
+    return index

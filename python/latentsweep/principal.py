@@ -3,6 +3,9 @@ autoencoder's latent space can be read along (its coordinate axes are arbitrary)
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+
 import torch
 
 from . import _checks
@@ -16,34 +19,69 @@ METHODS = ("auto", "exact", "randomized")
 MAX_ITERATIONS = 100
 
 
-def _mean(codes: torch.Tensor) -> torch.Tensor:
+@dataclass(frozen=True)
+class _Scaled:
+    """The codes over ``scale``, the power of two at their largest magnitude: the squares in
+    their (co)variance stay in float64's range whether the codes are 1e-300 (whose variance
+    underflowed to 0: "the rows are all equal") or 1e300, and a power of two changes no digit.
+    Variances are multiplied back by ``scale ** 2`` last."""
+
+    codes: torch.Tensor
+    scale: float
+
+    @classmethod
+    def of(cls, codes: torch.Tensor) -> "_Scaled":
+        low, high = _checks.extremes(_checks.distinct_values(codes))
+        largest = max(-low, high)
+        return cls(codes, math.ldexp(1.0, math.frexp(largest)[1] - 1) if largest > 0 else 1.0)
+
+    @property
+    def shape(self) -> torch.Size:
+        return self.codes.shape
+
+    @property
+    def device(self) -> torch.device:
+        return self.codes.device
+
+    def blocks(self):
+        """Blocks of rows in float64, over the scale."""
+        for block in row_blocks(self.codes):
+            yield block / self.scale
+
+    def unscaled(self, variance):
+        """A variance of the scaled codes as one of the codes (``scale ** 2`` itself may not
+        be a float64)."""
+        return variance * self.scale * self.scale
+
+
+def _mean(codes: _Scaled) -> torch.Tensor:
     total = torch.zeros(codes.shape[1], dtype=torch.float64, device=codes.device)
-    for chunk in row_blocks(codes):
+    for chunk in codes.blocks():
         total += chunk.sum(0)
     return total / codes.shape[0]
 
 
-def _total_variance(codes: torch.Tensor, mean: torch.Tensor) -> float:
+def _total_variance(codes: _Scaled, mean: torch.Tensor) -> float:
     total = 0.0
-    for chunk in row_blocks(codes):
+    for chunk in codes.blocks():
         total += float(((chunk - mean) ** 2).sum())
     return total / (codes.shape[0] - 1)
 
 
-def _covariance_times(codes: torch.Tensor, mean: torch.Tensor, block: torch.Tensor) -> torch.Tensor:
+def _covariance_times(codes: _Scaled, mean: torch.Tensor, block: torch.Tensor) -> torch.Tensor:
     """``C @ block`` with C the codes' covariance, one streamed pass, C never formed."""
     result = torch.zeros_like(block)
-    for chunk in row_blocks(codes):
+    for chunk in codes.blocks():
         centred = chunk - mean
         result += centred.T @ (centred @ block)
     return result / (codes.shape[0] - 1)
 
 
-def _exact(codes: torch.Tensor, mean: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _exact(codes: _Scaled, mean: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Top-k eigenpairs of the covariance, formed in one streamed float64 pass (D x D)."""
     latent = codes.shape[1]
     covariance = torch.zeros(latent, latent, dtype=torch.float64, device=codes.device)
-    for chunk in row_blocks(codes):
+    for chunk in codes.blocks():
         centred = chunk - mean
         covariance += centred.T @ centred
     covariance /= codes.shape[0] - 1
@@ -52,7 +90,7 @@ def _exact(codes: torch.Tensor, mean: torch.Tensor, k: int) -> tuple[torch.Tenso
     return eigenvalues[order].clamp_min(0.0), eigenvectors[:, order].T
 
 
-def _randomized(codes: torch.Tensor, mean: torch.Tensor, k: int, seed: int, iterations: int):
+def _randomized(codes: _Scaled, mean: torch.Tensor, k: int, seed: int, iterations: int):
     """Top-k eigenpairs by randomised subspace iteration (Halko, Martinsson & Tropp 2011,
     algorithm 4.4) on the covariance, applied in streamed passes: memory D x (k + 10)."""
     latent = codes.shape[1]
@@ -122,28 +160,37 @@ def principal_directions(
     seed = _checks.integer(fn, "seed", seed, low=0, high=2**64 - 1)
     iterations = _checks.integer(fn, "iterations", iterations, low=0, high=MAX_ITERATIONS)
 
-    mean = _mean(codes)
-    total = _total_variance(codes, mean)
+    dtype = result_dtype(codes)
+    scaled = _Scaled.of(codes)
+    mean = _mean(scaled)
+    total = _total_variance(scaled, mean)
     if total == 0:
         raise ValueError(f"{fn}: the codes do not vary (all {num_rows} rows are equal); they have no principal directions")
-    dtype = result_dtype(codes)
-    largest = torch.finfo(dtype).max
-    if not total <= largest:  # (also inf): the variances would not be finite in the result's dtype
-        raise ValueError(
-            f"{fn}: the codes' total variance ({total:.3g}) overflows {dtype}"
-            + ("; pass float64 codes (codes.double())" if dtype != torch.float64 else "; rescale the codes")
-        )
+    _check_variance_fits(fn, scaled, total, dtype)
     if method == "exact":
-        variance, vectors = _exact(codes, mean, k)
+        variance, vectors = _exact(scaled, mean, k)
     else:
-        variance, vectors = _randomized(codes, mean, k, seed, iterations)
+        variance, vectors = _randomized(scaled, mean, k, seed, iterations)
     vectors = _fix_signs(vectors)
-    ratio = variance / total if total > 0 else torch.zeros_like(variance)
     return Directions(
         vectors=vectors.to(dtype),
         names=tuple(f"PC{i + 1}" for i in range(k)),
-        explained_variance=variance.to(dtype),
-        explained_variance_ratio=ratio.to(dtype),
-        mean=mean.to(dtype),
+        explained_variance=scaled.unscaled(variance).to(dtype),
+        explained_variance_ratio=(variance / total).to(dtype),
+        mean=(mean * scaled.scale).to(dtype),
         source="pca",
+    )
+
+
+def _check_variance_fits(fn: str, scaled: _Scaled, total: float, dtype: torch.dtype) -> None:
+    """The variances must be finite in the result's dtype; the total, which may exceed even
+    float64, is said as a power of ten."""
+    if scaled.unscaled(total) <= torch.finfo(dtype).max:
+        return
+    exponent = math.log10(total) + 2 * math.log10(scaled.scale)
+    power = math.floor(exponent)
+    raise ValueError(
+        f"{fn}: the codes' total variance ({10 ** (exponent - power):.3g}e+{power}) overflows {dtype}"
+        + ("; pass float64 codes (codes.double())" if dtype != torch.float64
+           else f"; rescale the codes (e.g. codes / {scaled.scale:.3g}: the directions stay the same)")
     )
