@@ -425,3 +425,13 @@ def test_sparse_codes_are_refused_by_name():
 def test_no_latent_dims_is_refused_with_a_message(logvar):
     with pytest.raises(ValueError, match=r"no latent dims \(D = 0\)"):
         ls.diagnose(ls.Posterior(torch.zeros(5, 0), logvar))
+
+
+def test_collapsed_rest_next_to_non_finite_dims_is_not_called_the_whole_posterior():
+    mu, logvar = torch.zeros(200, 3, dtype=torch.float64), torch.zeros(200, 3, dtype=torch.float64)
+    mu[:, 1] = math.nan
+    diagnosis = diagnose(mu, logvar)
+    assert diagnosis.num_active == 0
+    assert "No dim with finite codes is active" in diagnosis.recommendation
+    assert "dim 1 hold NaN/Inf" in diagnosis.recommendation
+    assert "whole posterior" not in diagnosis.recommendation

@@ -109,7 +109,8 @@ class Diagnosis:
 
     @property
     def total_kl(self) -> float | None:
-        """Sum of the per-dim KL over the dims (nats), ``None`` for an autoencoder."""
+        """Sum of the per-dim KL over the dims (nats), ``None`` for an autoencoder; dims whose
+        codes hold NaN/Inf are left out (flagged ``nonfinite``)."""
         return None if self.kl is None else float(self.kl.nansum())
 
     @property
@@ -197,7 +198,11 @@ class Diagnosis:
                 "leave them out (dims=diagnosis.active_dims)."
             )
         if self.num_active == 0:
-            sentences.append("No dim is active: the whole posterior collapsed.")
+            nonfinite = self.flag("nonfinite")
+            sentences.append(
+                f"No dim with finite codes is active: the rest of the posterior collapsed ({_dims_label(nonfinite.dims)} "
+                "hold NaN/Inf, see that finding)." if nonfinite else "No dim is active: the whole posterior collapsed."
+            )
         return " ".join(sentences + self._axes_advice() + self._fix_advice())
 
     def _axes_advice(self) -> list[str]:
