@@ -1009,3 +1009,33 @@ def test_ctrl_c_while_the_command_starts_is_one_line(delay):
     library.send_signal(signal.SIGINT)
     _, err = library.communicate(timeout=120)
     assert library.returncode != 0 and "KeyboardInterrupt" in err
+
+
+def test_the_parts_of_a_model_run_in_their_own_modules_dtype(tmp_path):
+    """The module behind the encoder and decoder is found by the one rule, owning_module, which
+    follows wrappers (functools.wraps): the CLI had its own getattr(part, "__self__", model),
+    which missed a wrapped float64 method of a model that is not a module and cast the codes
+    and the data to float32 on the way in."""
+    import argparse
+    import functools
+    import types
+
+    from latentsweep.cli.commands import _decoded, _encode
+
+    module = torch.nn.Linear(2, 2, dtype=torch.float64)
+    with torch.no_grad():
+        module.weight.copy_(torch.eye(2))
+        module.bias.zero_()
+
+    @functools.wraps(module.forward)
+    def part(x):
+        return module(x)
+
+    model = types.SimpleNamespace(encoder=part, decoder=part)  # a factory may build any object
+    fine = torch.full((3, 2), 1 + 1e-12, dtype=torch.float64)  # 1.0 as a float32
+    args = argparse.Namespace(decoder_output=None, output_activation="none", data=str(tmp_path / "x.npy"), key=None,
+                              batch_size=8, device=None)
+    assert torch.equal(_decoded(fine, part, model, args, "latentsweep sample"), fine)
+    np.save(tmp_path / "x.npy", fine.numpy())
+    posterior, data = _encode(part, model, args)
+    assert data.dtype == torch.float64 and torch.equal(posterior.mu, fine)

@@ -210,3 +210,12 @@ def test_the_recommended_call_of_an_autoencoder_traverses_its_principal_directio
     latentsweep, posterior = ls, ae_codes
     result = eval(call, {"latentsweep": latentsweep, "posterior": posterior, "decoder": decoder})
     assert result.directions is not None and result.labels[0].startswith("PC1")
+
+
+@pytest.mark.parametrize("name", ["path", "diagnosis", "results", "inputs", "centroid_outputs", "interpolations"])
+def test_report_keywords_that_explain_fills_are_refused_before_any_work(tmp_path, decoder, vae, name):
+    """One list of what explain passes to report (its call); the rest of report's keywords are the user's."""
+    taken = r"\['anchor_indices', 'dpi', 'gifs', 'max_dims', 'reconstructions'\]"
+    with pytest.raises(TypeError, match=rf"explain: unexpected keyword argument\(s\) \['{name}'\]; the report takes {taken}"):
+        ls.explain(None, decoder, None, posterior=vae, out=tmp_path, **FAST, **{name: None})
+    assert not (tmp_path / "report.html").exists()

@@ -518,3 +518,47 @@ def test_a_repeated_anchor_is_drawn_once_in_the_report(image_result, tmp_path):
     once = latentsweep.report(tmp_path / "a.html", results=image_result, anchor_indices=[0], gifs=False).read_text()
     repeated = latentsweep.report(tmp_path / "b.html", results=image_result, anchor_indices=[0] * 5, gifs=False).read_text()
     assert repeated.count("<img") == once.count("<img")
+
+
+def test_many_clusters_make_a_panel_of_bounded_size():
+    """300 clusters drew a 24,100 x 10,660 px panel in 38 s: the panel follows the pictures'
+    rule (at most DEFAULT_MAX_PANELS rows unless asked for, with a warning), drawing the
+    largest clusters in label order, centroid table and decoded centroids alike."""
+    import warnings
+
+    from latentsweep.plots._common import DEFAULT_MAX_PANELS, MAX_FIGURE_INCHES
+
+    many, big = 60, 30
+    generator = torch.Generator().manual_seed(0)
+    labels = torch.cat([torch.arange(many).repeat(4), torch.arange(many - big, many)])  # the last 30 have 5 codes
+    found = latentsweep.clusters(torch.randn(len(labels), 3, generator=generator), labels)
+    centroid_outputs = torch.rand(many, 1, 8, 8, generator=generator)
+    with pytest.warns(UserWarning, match=rf"cluster_panel: drawing {DEFAULT_MAX_PANELS} of {many} clusters; "
+                                         "pass max_clusters= to draw more"):
+        figure = plots.cluster_panel(found, centroid_outputs=centroid_outputs)
+    table, strip = figure.axes
+    shown = list(range(DEFAULT_MAX_PANELS - big)) + list(range(many - big, many))
+    sizes = found.sizes.tolist()
+    assert _tick_texts(table.get_yticklabels()) == [f"{c} (n={sizes[c]})" for c in shown]
+    assert len(table.texts) == DEFAULT_MAX_PANELS * 3
+    assert _tick_texts(strip.get_xticklabels()) == [str(c) for c in shown]
+    assert figure.get_size_inches()[0] <= MAX_FIGURE_INCHES
+    assert f"the {DEFAULT_MAX_PANELS} largest of {many} clusters" in figure.get_suptitle()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        asked = plots.cluster_panel(found, max_clusters=many)  # asked for: drawn, still no wider than the rule
+    assert len(asked.axes[0].get_yticklabels()) == many
+    assert asked.get_size_inches()[0] <= MAX_FIGURE_INCHES
+    with pytest.raises(ValueError, match="cluster_panel: max_clusters must be >= 1"):
+        plots.cluster_panel(found, max_clusters=0)
+
+
+def test_a_picture_checks_its_path_once(diagnosis, tmp_path, monkeypatch):
+    """output_path runs before the drawing; finish saves to what it returned, unchecked again."""
+    from latentsweep.plots import _common
+
+    calls = []
+    check = _common.output_path
+    monkeypatch.setattr(_common, "output_path", lambda *args, **kwargs: calls.append(args) or check(*args, **kwargs))
+    plots.kl_bars(diagnosis, path=tmp_path / "kl.png")
+    assert len(calls) == 1 and (tmp_path / "kl.png").exists()

@@ -231,3 +231,45 @@ def test_no_nan_is_written_as_a_number(tmp_path):
     along = latentsweep.traverse(decoder, flat[:2], directions=torch.eye(6)[:2], steps=3, progress=False)
     page = latentsweep.report(tmp_path / "c.html", posterior=flat, directions=along).read_text(encoding="utf-8")
     assert "nan%" not in page and "<td>n/a</td>" in page
+
+
+@pytest.mark.parametrize(
+    "keyword, value, error, message",
+    [
+        ("inputs", "x", TypeError, "inputs must be a tensor or a numeric array"),
+        ("inputs", torch.zeros(2, 1, 7, 7), ValueError, r"inputs must hold one output of shape \(1, 8, 8\)"),
+        ("reconstructions", torch.zeros(3, 64), ValueError, r"reconstructions must hold one output of shape"),
+        ("inputs", torch.zeros(1, 8, 8, device="meta"), ValueError, "inputs is on the meta device"),
+    ],
+)
+def test_report_names_its_own_bad_inputs_up_front(tmp_path, image_results, keyword, value, error, message):
+    """report's inputs= and reconstructions= are report's arguments: checked before any picture
+    is drawn, with report's name (they were named traversal_grid's input and reconstruction)."""
+    with pytest.raises(error, match=rf"^latentsweep\.report: {message}"):
+        latentsweep.report(tmp_path / "r.html", results=image_results, gifs=False, **{keyword: value})
+    assert not (tmp_path / "r.html").exists()
+
+
+@pytest.mark.parametrize(
+    "names, error, message",
+    [
+        ([f"f{i}" for i in range(3)], ValueError, "feature_names has 3 names but the decoder outputs 7 features"),
+        ("abc", TypeError, "feature_names must be a sequence of 7 names, got one string"),
+        (7, TypeError, "feature_names must be a sequence of 7 names, got int"),
+    ],
+)
+def test_report_names_its_own_bad_feature_names_up_front(tmp_path, posterior, names, error, message):
+    """Named as report's argument, not response_curves'; before the pictures. (7 features: all
+    are drawn, so the report picks none itself.)"""
+    result = latentsweep.traverse(small_decoder(7), posterior.mu[:2], steps=3, progress=False)
+    with pytest.raises(error, match=rf"^latentsweep\.report: {message}"):
+        latentsweep.report(tmp_path / "r.html", results=result, feature_names=names)
+    assert not (tmp_path / "r.html").exists()
+
+
+def test_report_takes_feature_names_from_a_generator(tmp_path, posterior):
+    """Checked once up front and passed on as the checked list (a generator is read once)."""
+    result = latentsweep.traverse(small_decoder(13), posterior.mu[:2], steps=3, progress=False)
+    document = latentsweep.report(tmp_path / "r.html", results={"a": result, "b": result},
+                                  feature_names=(f"feat{i}" for i in range(13))).read_text(encoding="utf-8")
+    assert document.count("<img") == 5  # effect bars, then curves and heatmap of each

@@ -183,3 +183,27 @@ def test_sweeps_in_the_wrong_place_and_bad_cluster_parts_are_named(tmp_path, dec
     with pytest.raises(TypeError, match="must be an Interpolation of one path"):
         ls.report(tmp_path / "r.html", clusters=found, interpolations={(0, 1): torch.zeros(3)})
     assert not (tmp_path / "r.html").exists()
+
+
+def test_the_cluster_panel_of_many_labels_is_bounded_and_says_so(tmp_path, decoder):
+    """explain(labels=...) with hundreds of classes put a 24,100-pixel-wide panel in the report:
+    the report draws the largest DEFAULT_MAX_PANELS clusters and says so, without a warning."""
+    import base64
+    import io
+    import warnings
+
+    from PIL import Image
+
+    from latentsweep.plots._common import DEFAULT_MAX_PANELS, MAX_FIGURE_INCHES
+
+    many, dpi = 60, 30
+    codes = torch.randn(3 * many, LATENT_DIM, generator=torch.Generator().manual_seed(0))
+    found = ls.clusters(codes, torch.arange(many).repeat(3))
+    with torch.no_grad():
+        centroid_outputs = decoder(found.centroids)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        document = ls.report(tmp_path / "r.html", clusters=found, centroid_outputs=centroid_outputs, dpi=dpi).read_text()
+    assert f"The {DEFAULT_MAX_PANELS} largest of the {many} clusters are drawn." in text_of(document)
+    data = re.search(r'src="data:image/png;base64,([^"]+)" alt="clusters"', document).group(1)
+    assert Image.open(io.BytesIO(base64.b64decode(data))).size[0] <= MAX_FIGURE_INCHES * dpi

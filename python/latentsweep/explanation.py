@@ -199,12 +199,12 @@ def explain(
         if shape is not None and isinstance(data, torch.Tensor) and data.dim() >= 2 and first is not None \
                 and math.prod(data.shape[1:]) == math.prod(out_shape):
             inputs = data[: first.values.shape[0]].reshape(-1, *out_shape)
-        return report(
-            path, diagnosis=diagnosis, results=results or None, posterior=posterior, title=title,
+        return report(path, **_report_arguments(
+            diagnosis=diagnosis, results=results or None, posterior=posterior, title=title,
             image_shape=shape, feature_names=feature_names, inputs=inputs, prior_std=prior_std, metrics=metrics,
             directions=along or None, clusters=found, centroid_outputs=centroid_outputs,
-            interpolations=paths or None, **report_options,
-        )
+            interpolations=paths or None,
+        ), **report_options)
 
 
 def output_image_shape(out_shape: tuple[int, ...], hint=None, inputs=None, *, fn: str = _FN) -> tuple[int, ...] | None:
@@ -221,14 +221,19 @@ def output_image_shape(out_shape: tuple[int, ...], hint=None, inputs=None, *, fn
     return None
 
 
+def _report_arguments(*, diagnosis, results, posterior, title, image_shape, feature_names, inputs, prior_std,
+                      metrics, directions, clusters, centroid_outputs, interpolations) -> dict:
+    """The keywords of :func:`latentsweep.report` that explain fills itself: this signature is
+    the one list of them (:func:`_check_report_options` refuses them as ``report_options``)."""
+    return dict(locals())
+
+
 def _check_report_options(options: dict) -> None:
     """``explain``'s extra keywords go to :func:`latentsweep.report`: checked before the work
     (an unknown one failed after every sweep), those it sets itself refused."""
-    from .html_report import report
-
-    accepted = set(inspect.signature(report).parameters) - {
-        "path", "diagnosis", "posterior", "results", "directions", "clusters", "centroid_outputs", "interpolations",
-        "metrics", "title", "image_shape", "feature_names", "inputs", "prior_std"}  # (explain passes these)
+    own = inspect.signature(_report_arguments).parameters
+    accepted = {name for name, parameter in inspect.signature(report).parameters.items()
+                if parameter.kind is parameter.KEYWORD_ONLY and name not in own}  # (path: explain's out)
     unknown = sorted(set(options) - accepted)
     if unknown:
         raise TypeError(f"{_FN}: unexpected keyword argument(s) {unknown}; the report takes {sorted(accepted)}")

@@ -21,7 +21,7 @@ from .diagnosis import Diagnosis, diagnose, format_dims
 from .findings import findings, posterior_sd_sentence
 from .modes import MODE_TABLE
 from .plots import _common
-from .plots._images import is_image_output
+from .plots._images import is_image_output, single_output
 from .plots._features import MAX_CURVE_FEATURES, feature_labels, pick_features
 from .plots.effect_bars import effect_bars, named_results
 from .plots.kl_bars import kl_bars
@@ -124,10 +124,11 @@ def report(
     if isinstance(anchor_indices, int) or not isinstance(anchor_indices, Sequence):
         raise TypeError(f"{_FN}: anchor_indices must be a sequence of ints, e.g. (0, 1), got {anchor_indices!r}")
     anchor_indices = tuple(dict.fromkeys(anchor_indices))  # an anchor repeated is drawn once
-    for name, result in named.items():
+    for result in named.values():
         if is_image_output(result.out_shape, image_shape):  # raises for an image_shape that does not fit
-            for a in anchor_indices:
-                _checks.index(_FN, "anchor_indices", a, result.values.shape[0], what="anchor(s)")
+            _check_grid_columns(result, anchor_indices, inputs=inputs, reconstructions=reconstructions)
+        elif feature_names is not None:  # the checked list goes on: a generator is read once
+            feature_names = feature_labels(_FN, feature_names, math.prod(result.out_shape))
 
     page = _Page(dpi=dpi)
     body = [f"<h1>{_esc(title)}</h1>", f'<p class="meta">{_esc(_generated_line())}</p>']
@@ -511,6 +512,18 @@ def _direction_results(directions) -> dict:
     return dict(named)
 
 
+def _check_grid_columns(result, anchor_indices, **columns) -> None:
+    """The anchors of a result's grids, and the images drawn before each grid's steps
+    (``inputs=``, ``reconstructions=``), checked before any picture by the grid's own rule, but
+    named as report's arguments (the grid named them ``input`` and ``reconstruction``)."""
+    num_anchors = result.values.shape[0]
+    for a in anchor_indices:
+        _checks.index(_FN, "anchor_indices", a, num_anchors, what="anchor(s)")
+        for keyword, value in columns.items():
+            if value is not None and result.outputs is not None:  # (no outputs: no grid)
+                single_output(_FN, keyword, value, result.out_shape, a, num_anchors)
+
+
 def _check_one_latent_size(diagnosis, posterior, cluster_view, traversals: dict) -> None:
     """The diagnosis, posterior and clusters describe one model: they, and every traversal shown
     beside them, have its latent size D (a diagnosis of another model would label the rows with
@@ -642,13 +655,17 @@ def _clusters(page, clusters, centroid_outputs, paths, image_shape) -> str:
         first = next(iter(paths.values()))
         images = is_image_output(first.out_shape, image_shape)
     strips = {pair: np.asarray(p.outputs[0]) for pair, p in paths.items() if p.outputs is not None} if images else None
+    # At most the pictures' bound of clusters, said in the caption (a warning would name the panel).
+    shown = min(clusters.num_clusters, _common.DEFAULT_MAX_PANELS)
     figure = cluster_panel(
         clusters, centroid_outputs=centroid_outputs if images else None, interpolation=strips or None,
-        image_shape=image_shape, title=f"{clusters.num_clusters} clusters of the codes",
+        max_clusters=shown, image_shape=image_shape, title=f"{clusters.num_clusters} clusters of the codes",
     )
+    cut = f" The {shown} largest of the {clusters.num_clusters} clusters are drawn." \
+        if shown < clusters.num_clusters else ""
     caption = (
         "Top: the centroids on the latents with the largest η², each cell coloured by how far it lies from "
-        "the latent's mean over clusters."
+        "the latent's mean over clusters." + cut
         + (" Then the decoded centroids" + (" and the decoded paths between clusters." if strips else ".")
            if images else "")
     )

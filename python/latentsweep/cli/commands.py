@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from .errors import CliError, say, user_code
-from .loading import load_array, load_model, model_part
+from .loading import load_array, load_model, model_part, part_device_dtype
 
 # A flat output of a square size at least this large may be an image (8x8 digits and up).
 MIN_SQUARE_IMAGE = 64
@@ -152,12 +152,8 @@ def _loaded(args, *, need_encoder: bool = True) -> tuple[object, object | None, 
 def _encode(encoder, model, args):
     """Encodes --data, cast to the encoder's dtype (numpy saves float64 by default)."""
     import latentsweep as ls
-    from .._modules import model_dtype
-
     data = load_array(args.data, key=args.key)
-    owner = getattr(encoder, "__self__", None)  # a bound method: the dtype of its module
-    module = next((m for m in (encoder, owner, model) if isinstance(m, torch.nn.Module)), None)
-    data = data.to(model_dtype(module))
+    data = data.to(part_device_dtype(encoder, model)[1])
     finite = torch.isfinite(data.flatten(1)).all(dim=1) if data.dim() > 1 else torch.isfinite(data)
     if not bool(finite.all()):
         rows = (~finite).nonzero().flatten()[:5].tolist()
@@ -612,14 +608,12 @@ def _cluster_count(text: str) -> int:
 def _decoded(codes: torch.Tensor, decoder, model, args, fn: str):
     """The decoder (with --decoder-output and --output-activation) on ``codes``, on the model's
     device and dtype."""
-    from .._modules import model_device, model_dtype
     from ..decoding import decoder_call
 
-    owner = decoder if isinstance(decoder, torch.nn.Module) else getattr(decoder, "__self__", model)
-    device = model_device(owner) or model_device(model) or torch.device("cpu")
+    device, dtype = part_device_dtype(decoder, model)
     decode = decoder_call(fn, decoder, **_decoder_options(args))
     with user_code(f"the decoder, on codes of shape {list(codes.shape)},", decoder, model), torch.inference_mode():
-        return decode(codes.to(device, model_dtype(owner)))
+        return decode(codes.to(device, dtype))
 
 
 def run_report(args) -> int:

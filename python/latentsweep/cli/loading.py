@@ -106,6 +106,17 @@ def model_part(model, names: tuple[str, ...], what: str, option: str):
     )
 
 
+def part_device_dtype(part, model) -> tuple[torch.device, torch.dtype]:
+    """Where, and in which dtype, the model's encoder or decoder runs: that of the module behind
+    it (the package's one rule, ``owning_module``: the part itself, the module of a bound method,
+    or of a partial or wrapper of either), else the model's (a plain function of it)."""
+    from .._modules import model_device, model_dtype, owning_module
+
+    owner = owning_module(part)
+    owner = model if owner is None else owner
+    return model_device(owner) or model_device(model) or torch.device("cpu"), model_dtype(owner)
+
+
 def load_array(path: str, *, key: str | None = None) -> torch.Tensor:
     """A tensor from .npy, .npz, .pt/.pth (weights_only) or .safetensors (``key`` picks an
     entry of a file holding several; default: the only one, or 'x'/'data')."""

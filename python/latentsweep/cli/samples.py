@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from .errors import CliError
+from .loading import part_device_dtype
 
 # Attributes that models commonly use for their latent size, tried in order.
 LATENT_DIM_ATTRIBUTES = ("latent_dim", "latent_size", "z_dim", "zdim", "latent_dims", "n_latent", "num_latents", "code_size")
@@ -47,7 +48,8 @@ def _decode_fails(model, decoder, dim: int) -> str | None:
     """None when the decoder takes one code of size ``dim``, else the error's type."""
     try:
         with torch.inference_mode():
-            decoder(torch.zeros(1, dim, dtype=_dtype_of(decoder, model), device=_device_of(decoder, model)))
+            device, dtype = part_device_dtype(decoder, model)
+            decoder(torch.zeros(1, dim, dtype=dtype, device=device))
     except Exception as error:  # noqa: BLE001  (a wrong size: any error the model raises)
         return type(error).__name__
     return None
@@ -73,18 +75,6 @@ def _from_first_layer(decoder) -> tuple[int, str] | None:
                 return module.in_features, "the in_features of the decoder's first Linear layer"
             return None
     return None
-
-
-def _dtype_of(decoder, model) -> torch.dtype:
-    from .._modules import model_dtype
-
-    return model_dtype(decoder if isinstance(decoder, torch.nn.Module) else model)
-
-
-def _device_of(decoder, model) -> torch.device:
-    from .._modules import model_device
-
-    return model_device(decoder) or model_device(model) or torch.device("cpu")
 
 
 def save_samples_picture(images: np.ndarray, path: Path, *, per_row: int, row_label, title: str,

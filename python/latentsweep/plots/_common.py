@@ -30,11 +30,13 @@ DEFAULT_MAX_PANELS = 48
 MAX_FIGURE_INCHES = 24.0
 
 
-def panel_limit(fn: str, count: int, max_dims: int | None, noun: str, *, stacklevel: int = 3) -> int | None:
+def panel_limit(fn: str, count: int, max_dims: int | None, noun: str, *, stacklevel: int = 3,
+                keyword: str = "max_dims") -> int | None:
     """``max_dims``, or DEFAULT_MAX_PANELS (with a warning, ``stacklevel`` pointing at the
-    user's call) when it is None and there are more than that many ``noun``s to draw."""
+    user's call) when it is None and there are more than that many ``noun``s to draw.
+    ``keyword``: the caller's name for ``max_dims`` (the warning tells the user to pass it)."""
     if max_dims is None and count > DEFAULT_MAX_PANELS:
-        warnings.warn(f"{fn}: drawing {DEFAULT_MAX_PANELS} of {count} {noun}s; pass max_dims= to draw more",
+        warnings.warn(f"{fn}: drawing {DEFAULT_MAX_PANELS} of {count} {noun}s; pass {keyword}= to draw more",
                       UserWarning, stacklevel=stacklevel)
         return DEFAULT_MAX_PANELS
     return max_dims
@@ -92,10 +94,10 @@ def write_file(fn: str, path: Path, write) -> None:
         raise ValueError(f"{fn}: cannot write path={str(path)!r}: {error.strerror or error}") from error
 
 
-def finish(figure, path, *, dpi: int = 100, fn: str = "latentsweep.plots"):
-    """Saves the figure to ``path`` (checked by :func:`output_path`; format from the suffix)
-    when given; returns the figure."""
-    path = output_path(fn, path)
+def finish(figure, path: Path | None, *, dpi: int = 100, fn: str = "latentsweep.plots"):
+    """Saves the figure to ``path`` (format from the suffix) when given; returns the figure.
+    ``path`` is the caller's, already checked by :func:`output_path` before it drew (so that a
+    bad path fails before the drawing, not after): not checked again here."""
     if path is not None:
         write_file(fn, path, lambda p: figure.savefig(p, dpi=dpi))
     return figure

@@ -8,7 +8,6 @@ from collections.abc import Iterable
 import numpy as np
 
 from .. import _checks
-from .. import _checks
 from . import _common
 
 MAX_CURVE_FEATURES = 10  # response curves stay readable up to about this many lines per panel

@@ -21,6 +21,7 @@ def cluster_panel(
     interpolation=None,
     pair=None,
     top: int = 6,
+    max_clusters: int | None = None,
     image_shape=None,
     vmin: float | None = None,
     vmax: float | None = None,
@@ -45,6 +46,9 @@ def cluster_panel(
             mapping ``{(i, j): [S, *out_shape]}`` for one strip per pair (e.g. the closest and
             the farthest clusters).
         top: how many latents the table shows.
+        max_clusters: draw only the ``max_clusters`` largest clusters (rows of the table and
+            decoded centroids, in label order); default: all, or the DEFAULT_MAX_PANELS
+            largest with a warning when there are more, as the other pictures' ``max_dims``.
         image_shape, vmin, vmax, cmap: as for :func:`traversal_grid`.
         title: the figure's title. path: also save the figure there.
 
@@ -57,8 +61,13 @@ def cluster_panel(
     if not isinstance(clusters, Clusters):
         raise TypeError(f"{_FN}: clusters must be a latentsweep.Clusters, got {type(clusters).__name__}")
     top = _checks.integer(_FN, "top", top, low=1)
+    max_clusters = _checks.optional_integer(_FN, "max_clusters", max_clusters, low=1)
     cmap = _common.check_cmap(_FN, cmap)
     num_clusters = clusters.num_clusters
+    # The pictures' one bound on rows (300 clusters drew a 24,100-pixel-wide panel): the largest.
+    limit = _common.panel_limit(_FN, num_clusters, max_clusters, "cluster", keyword="max_clusters")
+    shown = np.sort(np.argsort(-clusters.sizes.numpy(), kind="stable")[:limit])
+    names = [str(clusters.label_values[c]) for c in shown]
     strips = []  # (label, images [n, *out_shape], tick labels)
     if centroid_outputs is not None:
         centroids = _common.as_array(centroid_outputs)
@@ -66,7 +75,7 @@ def cluster_panel(
             raise ValueError(
                 f"{_FN}: centroid_outputs must be [C={num_clusters}, *out_shape], got shape {tuple(centroids.shape)}"
             )
-        strips.append(("decoded centroids", centroids, [str(v) for v in clusters.label_values]))
+        strips.append(("decoded centroids", centroids[shown], names))
     for (i, j), path_outputs in _paths(interpolation, pair, clusters):
         if path_outputs.ndim < 2 or path_outputs.shape[0] < 2:
             raise ValueError(f"{_FN}: interpolation must be [S >= 2, *out_shape], got shape {tuple(path_outputs.shape)}")
@@ -84,22 +93,23 @@ def cluster_panel(
     eta = _common.as_array(clusters.eta_squared)
     latents = np.argsort(-eta, kind="stable")[: min(top, eta.size)]
     table = _common.as_array(clusters.centroids)[:, latents]  # [C, T]
-    spread = table.std(0)
-    standardised = (table - table.mean(0)) / np.where(spread > 0, spread, 1.0)
+    spread = table.std(0)  # over all clusters, drawn or not
+    standardised = ((table - table.mean(0)) / np.where(spread > 0, spread, 1.0))[shown]
+    table = table[shown]
 
-    widest = max([num_clusters] + [images.shape[0] for _, images, _ in strips])
-    width = max(2.0 + 0.9 * len(latents), 1.0 + 0.8 * widest)
-    heights = [0.35 * num_clusters + 1.0] + [1.3] * len(strips)
+    widest = max([len(shown)] + [images.shape[0] for _, images, _ in strips])
+    width = min(max(2.0 + 0.9 * len(latents), 1.0 + 0.8 * widest), _common.MAX_FIGURE_INCHES)
+    heights = [0.35 * len(shown) + 1.0] + [1.3] * len(strips)
     figure = _common.new_figure(width, sum(heights) + 0.6)
     grid = figure.add_gridspec(len(heights), 1, height_ratios=heights)
     ax = figure.add_subplot(grid[0])
     limit = max(float(np.abs(standardised).max()), 1e-9)
     ax.imshow(standardised, cmap="coolwarm", vmin=-limit, vmax=limit, aspect="auto")
-    for r in range(num_clusters):
+    for r in range(len(shown)):
         for c in range(len(latents)):
             ax.text(c, r, _common.format_value(float(table[r, c])), ha="center", va="center", fontsize=7)
-    sizes = clusters.sizes.tolist()
-    ax.set_yticks(range(num_clusters), [f"{v} (n={n})" for v, n in zip(clusters.label_values, sizes)], fontsize=8)
+    sizes = clusters.sizes[shown].tolist()
+    ax.set_yticks(range(len(shown)), [f"{v} (n={n})" for v, n in zip(names, sizes)], fontsize=8)
     ax.set_xticks(range(len(latents)), [f"z{d}\nη²={eta[d]:.2f}" for d in latents], fontsize=8)
     ax.tick_params(length=0)
     ax.set_title("centroids on the latents that separate the clusters best", fontsize=9)
@@ -120,7 +130,9 @@ def cluster_panel(
         for spine in strip_ax.spines.values():
             spine.set_visible(False)
         strip_ax.set_title(label, fontsize=9)
-    figure.suptitle(title if title is not None else f"{num_clusters} clusters ({clusters.method})")
+    counted = f"{num_clusters} clusters" if len(shown) == num_clusters else \
+        f"the {len(shown)} largest of {num_clusters} clusters"
+    figure.suptitle(title if title is not None else f"{counted} ({clusters.method})")
     return _common.finish(figure, path, fn=_FN)
 
 
