@@ -275,10 +275,27 @@ def numeric_array(fn: str, name: str, value):
         raise TypeError(f"{fn}: {name} must be a tensor or a numeric array, got {type(value).__name__}") from None
 
 
-def positive_float(fn: str, name: str, value) -> float:
+def number(fn: str, name: str, value) -> float:
+    """A real number as a float: a Python or numpy number, or a 0-d tensor of one (bools and
+    complex refused). Its range is the caller's."""
+    if isinstance(value, torch.Tensor) and value.dim() == 0 and value.device.type != "meta" \
+            and not (value.is_complex() or value.dtype == torch.bool):
+        value = value.item()
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{fn}: {name} must be a number, got {type(value).__name__}")
-    value = float(value)
+    return float(value)
+
+
+def real(fn: str, name: str, value, *, low: float = -math.inf, high: float = math.inf) -> float:
+    """A finite number (see :func:`number`) within [low, high]."""
+    value = number(fn, name, value)
+    if not (math.isfinite(value) and low <= value <= high):
+        raise ValueError(f"{fn}: {name} must be a finite number in [{low:g}, {high:g}], got {value}")
+    return value
+
+
+def positive_float(fn: str, name: str, value) -> float:
+    value = number(fn, name, value)
     if not math.isfinite(value) or value <= 0:
         raise ValueError(f"{fn}: {name} must be a finite number > 0, got {value}")
     return value

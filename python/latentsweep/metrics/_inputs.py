@@ -12,9 +12,6 @@ from about 1e77) in float64, where 1e120 is still finite. No encoder's codes com
 
 from __future__ import annotations
 
-import math
-import numbers
-
 import numpy as np
 import torch
 
@@ -162,19 +159,6 @@ def _test_factors(fn: str, value: torch.Tensor, *, points: int, device) -> torch
 
 def bins(fn: str, value) -> int:
     return _checks.integer(fn, "bins", value, low=1, high=MAX_BINS)
-
-
-def real(fn: str, name: str, value, *, low: float, high: float) -> float:
-    """A finite real number (Python, numpy or 0-d tensor) within [low, high]."""
-    if isinstance(value, torch.Tensor) and value.dim() == 0 and value.device.type != "meta" \
-            and not (value.is_complex() or value.dtype == torch.bool):
-        value = value.item()
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{fn}: {name} must be a number, got {type(value).__name__}")
-    value = float(value)
-    if not (math.isfinite(value) and low <= value <= high):
-        raise ValueError(f"{fn}: {name} must be a finite number in [{low:g}, {high:g}], got {value}")
-    return value
 
 
 def numpy(value: torch.Tensor) -> np.ndarray:

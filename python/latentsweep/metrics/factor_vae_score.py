@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 
-from .. import _progress
+from .. import _checks, _progress
 from ..datasets import _protocol
 from . import _inputs, _representation, _sampling
 
@@ -66,7 +64,7 @@ def factor_vae_score(
     from .. import _checks
 
     num_variance_estimate = _checks.integer(_FN, "num_variance_estimate", num_variance_estimate, low=2)
-    threshold = _inputs.real(_FN, "prune_threshold", prune_threshold, low=0.0, high=math.inf)
+    threshold = _checks.real(_FN, "prune_threshold", prune_threshold, low=0.0)
     _representation.check(_FN, representation)
     sizes = _protocol.check(_FN, data)
     varying = _sampling.varying_factors(_FN, data, sizes)

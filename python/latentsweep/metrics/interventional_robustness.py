@@ -6,6 +6,7 @@ import math
 
 import torch
 
+from .. import _checks
 from . import _inputs
 from ._threads import one_cpu_thread
 from ._information import discretize
@@ -43,7 +44,7 @@ def irs(codes, factors, *, diff_quantile: float = 0.99, bins: int = 20) -> dict:
     x = _inputs.codes(_FN, "codes", codes)
     y = _inputs.factors(_FN, "factors", factors, points=x.shape[0], device=x.device)
     bins = _inputs.bins(_FN, bins)
-    q = _inputs.real(_FN, "diff_quantile", diff_quantile, low=0.0, high=1.0)
+    q = _checks.real(_FN, "diff_quantile", diff_quantile, low=0.0, high=1.0)
     active = torch.nonzero(x.var(dim=0, correction=0) > 0).flatten()
     if active.numel() == 0:
         return {"irs": 0.0, "num_active_dims": 0, "per_latent": torch.zeros(0, dtype=torch.float64),
