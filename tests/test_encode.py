@@ -271,7 +271,8 @@ def posterior_pair(seed: int = 3) -> ls.Posterior:
 @pytest.mark.parametrize(
     "index, rows",
     [(slice(2, 5), [2, 3, 4]), (3, [3]), (-1, [9]), ([0, 7], [0, 7]), (np.array([1, 2]), [1, 2]),
-     (torch.tensor([5]), [5]), (torch.arange(10) > 6, [7, 8, 9]), ([], []), (range(2), [0, 1])],
+     (torch.tensor([5]), [5]), (torch.arange(10) > 6, [7, 8, 9]), ([], []), (range(2), [0, 1]),
+     (torch.tensor([1, 2], dtype=torch.uint8), [1, 2]), (np.array([4, 0], dtype=np.uint8), [4, 0])],  # uint8: rows, not a mask
 )
 def test_a_posterior_indexes_its_inputs(index, rows):
     posterior = posterior_pair()
@@ -283,7 +284,8 @@ def test_a_posterior_indexes_its_inputs(index, rows):
     "index, error",
     [((slice(None), 0), TypeError), ((0, 1), TypeError), ([slice(None), 0], TypeError), (None, TypeError),
      (Ellipsis, TypeError), (True, TypeError), ("0", TypeError), (torch.ones(10, 4, dtype=torch.bool), ValueError),
-     ([[0, 1]], ValueError)],
+     ([[0, 1]], ValueError), (np.array([0.7, 1.9]), TypeError), (torch.tensor([1.0]), TypeError),
+     (torch.tensor(True), TypeError), (np.array(True), TypeError)],
 )
 def test_a_posterior_refuses_indices_that_reach_the_latents(index, error):
     """posterior[:, 0] indexed mu[:, 0] and made 10 inputs into one input of 10 latents."""

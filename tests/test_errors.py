@@ -135,7 +135,7 @@ SHARED_CASES = [
     (codes_entry(A, D0, z(3, 2, 3)), ValueError, r"values must be .* got shape \[3, 2, 3\]", True),
     (codes_entry(A, D0, z(1, 2, 2, 3)), ValueError, r"values must be \[S\], \[K, S\] or \[A, K, S\]", True),
     (codes_entry(A, D0, torch.tensor(1.0)), ValueError, r"values must be \[S\], \[K, S\] or \[A, K, S\]", True),
-    (codes_entry(A, D0, z(3, dtype=torch.int64)), TypeError, "values must have the anchors' dtype torch.float32, got torch.int64", True),
+    (codes_entry(A, D0, z(3, dtype=torch.bool)), TypeError, "values must have the anchors' dtype torch.float32, got torch.bool", True),
     (codes_entry(A, D0.to("meta"), V), ValueError, "all tensors must be on one device, got anchors on cpu, dims on meta, values on cpu", True),
     (codes_entry(A, D0, V, start=-1), ValueError, "start must be >= 0, got -1", True),
     (codes_entry(A, D0, V, start=13), ValueError, "start must be <= 12, got 13", True),
@@ -161,13 +161,13 @@ SHARED_CASES = [
     (codes_entry(BIG.expand(1, 2**22), torch.zeros(2**21, dtype=torch.int64), z(1).expand(2**21)), ValueError, r"count \* D = .* overflows int64", True),
     (directions_entry(z(2, 5, dtype=torch.int64), U.long(), V.long()), TypeError, "direction_codes: anchors must be float16", True),
     (directions_entry(z(2, 2, 5), U, V), ValueError, r"anchors must be 2-D \[A, D\], got shape \[2, 2, 5\]", True),
-    (directions_entry(A, U.long(), V), TypeError, "directions must have the anchors' dtype torch.float32, got torch.int64", True),
+    (directions_entry(A, U.bool(), V), TypeError, "directions must have the anchors' dtype torch.float32, got torch.bool", True),
     (directions_entry(A, z(2, 4) + 0.5, V), ValueError, r"directions must be 2-D \[K, D\] with D = 5, got shape \[2, 4\]", True),
     (directions_entry(A, z(2, 1, 5), V), ValueError, r"directions must be 2-D \[K, D\] with D = 5, got shape \[2, 1, 5\]", True),
     (directions_entry(A, U, z(3, 3)), ValueError, r"values must be \[S\], \[K, S\] or \[A, K, S\] with A = 2 anchors and K = 2 directions, got shape \[3, 3\]", True),
     (directions_entry(A, U, z(3, 2, 3)), ValueError, r"values must be .* got shape \[3, 2, 3\]", True),
     (directions_entry(A, U, torch.tensor(1.0)), ValueError, r"values must be \[S\], \[K, S\] or \[A, K, S\]", True),
-    (directions_entry(A, U, z(3, dtype=torch.int64)), TypeError, "values must have the anchors' dtype torch.float32, got torch.int64", True),
+    (directions_entry(A, U, z(3, dtype=torch.bool)), TypeError, "values must have the anchors' dtype torch.float32, got torch.bool", True),
     (directions_entry(A, U * 2, V), ValueError, r"directions must have unit length \(use latentsweep.unit_directions\); direction 0 has norm 2", False),
     (directions_entry(A, torch.stack([U[0], z(5)]), V), ValueError, "direction 1 has norm 0", False),
     (directions_entry(A, U, V, start=-1), ValueError, "start must be >= 0, got -1", True),
@@ -258,7 +258,7 @@ SAMPLE_CASES = [
     ((with_value(MU, (0, 0), -inf), MU, 2), {}, ValueError, "mu has 1 non-finite"),
     ((MU, with_value(MU, (2, 3), inf), 2), {}, ValueError, r"logvar has 1 non-finite.*\(2, 3\)"),
     ((MU, with_value(MU, (2, 3), nan), 2), {}, ValueError, "logvar has 1 non-finite"),
-    ((MU, with_value(MU, (0, 1), 200.0), 2), {}, ValueError, r"at row 0, latent 1 .*logvar there must be <= 173.7, got 200"),
+    ((MU, with_value(MU, (0, 1), 200.0), 2), {}, ValueError, r"at row 0, latent 1 .*logvar there must be <= 173.65, got 200"),
     ((MU, z(3, 4, device="meta"), 2), {}, ValueError, "logvar is on the meta device"),
     ((z(3, 4, device="meta"), z(3, 4, device="meta"), 2), {}, ValueError, "mu is on the meta device"),
     ((MU, MU, torch.tensor(True)), {}, TypeError, "n must be an int"),
@@ -284,14 +284,20 @@ def test_sample_logvar_limit_depends_on_dtype():
     draw with logvar 25 (sd 2.7e5) was mostly inf under float32's limit of 177."""
     big = with_value(z(2, 2, dtype=torch.float64), (0, 0), 200.0)
     latentsweep.sample(big, big, 1)  # exp(100) is finite in float64
-    with pytest.raises(ValueError, match=r"largest torch.float32 .*logvar there must be <= 173.7, got 200; pass float64"):
+    with pytest.raises(ValueError, match=r"largest torch.float32 .*logvar there must be <= 173.65, got 200; pass float64"):
         latentsweep.sample(big.float(), big.float(), 1)
     high = with_value(z(2, 2, dtype=torch.float16), (1, 0), 25.0)
-    with pytest.raises(ValueError, match=r"largest torch.float16 .*row 1, latent 0 .*logvar there must be <= 18.4, got 25"):
+    with pytest.raises(ValueError, match=r"largest torch.float16 .*row 1, latent 0 .*logvar there must be <= 18.38, got 25"):
         latentsweep.sample(high, high, 1)
-    edge = with_value(z(1, 1, dtype=torch.float16), (0, 0), 65500.0)
-    with pytest.raises(ValueError, match="impossible"):
-        latentsweep.sample(edge, z(1, 1, dtype=torch.float16), 1)
+    # At the largest float16, draws within half an ulp (16) still round to it: a tiny sd is fine.
+    edge = with_value(z(1, 1, dtype=torch.float16), (0, 0), -65504.0)
+    assert torch.isfinite(latentsweep.sample(edge, torch.full((1, 1), -30.0, dtype=torch.float16), 50)).all()
+    with pytest.raises(ValueError, match=r"logvar there must be <= 1.75, got 10"):
+        latentsweep.sample(edge, torch.full((1, 1), 10.0, dtype=torch.float16), 1)
+    # The limit is printed rounded down: a logvar just above it is not said to be "<= " itself.
+    with pytest.raises(ValueError, match=r"must be <= 18.38, got 18.3906"):
+        latentsweep.sample(z(1, 1, dtype=torch.float16), torch.full((1, 1), 18.39, dtype=torch.float16), 1)
+    latentsweep.sample(z(1, 1, dtype=torch.float16), torch.full((1, 1), 1e4, dtype=torch.float16), 0)  # no draws
 
 
 @pytest.mark.parametrize("dtype, logvar", [(torch.float16, 18.3), (torch.float32, 173.6), (torch.float64, 1415.7)])
@@ -541,3 +547,29 @@ def test_int64_overflow_names_the_factors():
     """sample_prior's n * D had sample's three factors ("n * D = 2147483648 * 1 * ...")."""
     with pytest.raises(ValueError, match=r"sample_prior: n \* D = 281474976710656 \* 17179869184 values"):
         torch.ops.latentsweep.sample_prior(2**48, 2**34, 0, 0)
+
+
+def test_data_errors_come_before_the_memory_check():
+    """A grid too big for memory with a dim out of range, or directions not of unit length,
+    is told about those first (chunking it would only meet them later)."""
+    values = torch.linspace(-1, 1, 10**7)
+    with pytest.raises(ValueError, match=r"traversal_codes: dims must lie in \[0, 1000\)"):
+        latentsweep.traversal_codes(torch.zeros(1, 1000).expand(2**10, 1000), [5000], values)
+    with pytest.raises(ValueError, match=r"direction_codes: directions must have unit length"):
+        latentsweep.direction_codes(torch.zeros(1, 1000).expand(2**10, 1000), torch.ones(1, 1000), values)
+
+
+def test_integer_values_are_converted_to_the_anchors_dtype():
+    codes = latentsweep.traversal_codes(torch.zeros(1, 2, dtype=torch.float64), [0], torch.tensor([1, 2]))
+    assert codes.dtype == torch.float64 and codes[:, 0].tolist() == [1.0, 2.0]
+    along = latentsweep.direction_codes(torch.zeros(1, 3), torch.tensor([0, 1, 0]), torch.tensor([3]))
+    assert along.tolist() == [[0.0, 3.0, 0.0]]
+    with pytest.raises(ValueError, match=r"values reaches 1.1e\+12, beyond the largest torch.float16"):
+        latentsweep.traversal_codes(torch.zeros(1, 2, dtype=torch.float16), [0], torch.tensor([1, 2**40]))
+
+
+@pytest.mark.parametrize("call", [lambda: latentsweep.traversal_values(torch.zeros(1, 2), span=10**400),
+                                  lambda: latentsweep.traversal_values(torch.zeros(1, 2), prior_std=-(10**400))])
+def test_integers_beyond_float64_are_value_errors(call):
+    with pytest.raises(ValueError, match=r"traversal_values: (span|prior_std) must be a finite number, got an integer of 401 digits"):
+        call()

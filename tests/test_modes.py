@@ -161,9 +161,12 @@ def test_quantile_mode_keeps_its_ends_at_tiny_spans(span, steps):
 @pytest.mark.parametrize("span", [modes.CENTRED_QUANTILE_SPAN, 1.0, 2.0, 3.7, 9.0, modes.MAX_QUANTILE_SPAN])
 def test_quantile_mode_at_ordinary_spans_is_the_normal_quantile_of_the_levels(span):
     """The centred computation is for small spans only: from 0.5 up the values are, bit for
-    bit, ndtri of the prior levels."""
+    bit, ndtri of the prior levels, with the ends at exactly +-span (ndtri(ndtr(2)) is
+    1.9999999999999996)."""
     tail, side = modes.prior_levels(span, 11)
-    expected = 1.5 * torch.special.ndtri(tail) * torch.where(side > 0, -1.0, 1.0)
+    quantiles = torch.special.ndtri(tail) * torch.where(side > 0, -1.0, 1.0)
+    quantiles[0], quantiles[-1] = -span, span
+    expected = 1.5 * quantiles
     for dtype in (torch.float64, torch.float32):
         values = ls.traversal_values(torch.zeros(2, 3, dtype=dtype), mode="quantile", span=span, prior_std=1.5)
         assert torch.equal(values, expected.to(dtype).expand(2, 3, 11))

@@ -98,3 +98,21 @@ def test_bad_input(args, kwargs, error, match):
     with pytest.raises(error, match=match) as info:
         latentsweep.interpolation_codes(*args, **kwargs)
     assert str(info.value).startswith("latentsweep.interpolation_codes:")
+
+
+@pytest.mark.parametrize("gap", [1.01e-6, 1e-5, 1e-3])
+def test_slerp_between_nearly_opposite_endpoints_keeps_the_sphere(gap):
+    """The angle from atan2, not arccos (which lost half the digits near pi: a midpoint of
+    norm 1.00034 between unit endpoints at pi - 1.01e-6)."""
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(16, dtype=torch.float64, generator=g)
+    a /= a.norm()
+    p = torch.randn(16, dtype=torch.float64, generator=g)
+    p -= (p @ a) * a
+    p /= p.norm()
+    theta = math.pi - gap
+    b = math.cos(theta) * a + math.sin(theta) * p
+    codes = latentsweep.interpolation_codes(a, b, steps=5, path="slerp")[0]
+    torch.testing.assert_close(codes.norm(dim=1), torch.ones(5, dtype=torch.float64), rtol=0, atol=1e-9)
+    expected = torch.stack([math.cos(t * theta) * a + math.sin(t * theta) * p for t in (0, 0.25, 0.5, 0.75, 1)])
+    torch.testing.assert_close(codes, expected, rtol=0, atol=1e-9)

@@ -84,10 +84,25 @@ def finite(fn: str, name: str, value: torch.Tensor) -> tuple[float, float] | Non
 CODES_IN_ANCHORS_DTYPE = "the codes take the anchors' dtype: pass float64 anchors or smaller values"
 
 
+def is_real_number_dtype(dtype: torch.dtype) -> bool:
+    """Floating or integer: what converts to a floating dtype as numbers (not bool, not complex)."""
+    return dtype != torch.bool and not dtype.is_complex
+
+
+def as_dtype_of(value: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """``value`` in ``reference``'s floating dtype when both hold real numbers (integer values
+    included); anything else as it is, for the op to name."""
+    if reference.dtype.is_floating_point and is_real_number_dtype(value.dtype):
+        return value.to(reference.dtype)
+    return value
+
+
 def representable(fn: str, name: str, value: torch.Tensor, dtype: torch.dtype, advice: str) -> tuple[float, float] | None:
     """:func:`finite`, and every value within ``dtype``'s range: the check before a cast (a
     float32 1e6 is finite, and infinite as a float16). Returns (min, max) as ``finite``."""
     low_high = finite(fn, name, value)
+    if low_high is None and value.numel() and is_real_number_dtype(value.dtype):  # integers: 2**63 is inf in float16
+        low_high = tuple(extremes(distinct_values(value)))
     if low_high is not None and dtype.is_floating_point:
         reach, largest = max(-low_high[0], low_high[1]), torch.finfo(dtype).max
         if reach > largest:
@@ -171,19 +186,32 @@ def _memory_capacity(device: torch.device) -> int | None:
     return None
 
 
-def op_output_fits(fn: str, what: str, nbytes: int, device: torch.device, advice: str, op, args: tuple,
-                   kwargs: dict | None = None) -> None:
-    """:func:`fits_in_memory` for what ``op(*args, **kwargs)`` will allocate, after the op's own
-    argument checks: only when it would not fit does the op's Meta kernel run on shape-only
-    copies of the tensors (its checks in its order, no data), so that its errors (counter
-    limits, int64 overflow, shapes) come first and the common case costs nothing."""
+# Allocations below this are never checked: every machine has more than twice as much, and the
+# check (a system call) stays out of small calls, training loops and torch.compile graphs.
+UNCHECKED_BYTES = 2**26
+
+
+def op_output_fits(fn: str, what: str, nbytes: int, device: torch.device, advice: str, op_checks) -> None:
+    """:func:`fits_in_memory` for what an op will allocate, after the op's own argument checks:
+    only when it would not fit does ``op_checks()`` run them (the op's Meta kernel on shape-only
+    copies of the tensors, and for data checks the op itself on no rows), so that its errors
+    (counter limits, int64 overflow, shapes, dims out of range) come first and the common case
+    costs nothing."""
+    if nbytes <= UNCHECKED_BYTES:
+        return
     capacity = _memory_capacity(device)
     if not capacity or nbytes <= capacity * MEMORY_SHARE:
         return
-    shape_only = [torch.empty_strided(a.shape, a.stride(), dtype=a.dtype, device="meta")
-                  if isinstance(a, torch.Tensor) else a for a in args]
-    op(*shape_only, **(kwargs or {}))
+    op_checks()
     fits_in_memory(fn, what, nbytes, device, advice)
+
+
+def shape_only(value):
+    """A tensor's meta copy (same sizes, strides and dtype; no data) for an op's Meta kernel;
+    anything else as it is."""
+    if isinstance(value, torch.Tensor):
+        return torch.empty_strided(value.shape, value.stride(), dtype=value.dtype, device="meta")
+    return value
 
 
 def grid_codes_fit(fn: str, op, anchors: torch.Tensor, second: torch.Tensor, values: torch.Tensor, start: int, count) -> None:
@@ -192,9 +220,14 @@ def grid_codes_fit(fn: str, op, anchors: torch.Tensor, second: torch.Tensor, val
     overcommitted allocation succeeds and the kernel kills the process when rows are written."""
     if anchors.dim() != 2 or values.dim() < 1 or second.dim() < 1:
         return  # the op says what is wrong
+
+    def op_checks():
+        op(*(shape_only(x) for x in (anchors, second, values)), start, count)  # shapes, sizes
+        op(anchors, second, values, start, 0)  # the data (dims' range, unit lengths), on no rows
+
     rows = count if count is not None else anchors.shape[0] * second.shape[0] * values.shape[-1] - start
     op_output_fits(fn, f"the codes [{rows}, D={anchors.shape[1]}]", max(rows, 0) * anchors.shape[1] * anchors.element_size(),
-                   anchors.device, "write the grid in parts with start= and count=", op, (anchors, second, values, start, count))
+                   anchors.device, "write the grid in parts with start= and count=", op_checks)
 
 
 @contextlib.contextmanager
@@ -283,7 +316,10 @@ def number(fn: str, name: str, value) -> float:
         value = value.item()
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{fn}: {name} must be a number, got {type(value).__name__}")
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:  # an int beyond float64 (10**400)
+        raise ValueError(f"{fn}: {name} must be a finite number, got an integer of {len(str(abs(int(value))))} digits") from None
 
 
 def real(fn: str, name: str, value, *, low: float = -math.inf, high: float = math.inf) -> float:

@@ -96,11 +96,7 @@ def direction_codes(
     anchor_range = _checks.finite(fn, "anchors", anchors)
     _checks.finite(fn, "directions", directions)
     value_range = _checks.representable(fn, "values", values, anchors.dtype, _checks.CODES_IN_ANCHORS_DTYPE)
-    if anchors.dtype.is_floating_point:
-        if directions.dtype.is_floating_point:
-            directions = directions.to(anchors.dtype)
-        if values.dtype.is_floating_point:
-            values = values.to(anchors.dtype)
+    directions, values = _checks.as_dtype_of(directions, anchors), _checks.as_dtype_of(values, anchors)
     if out is None:
         _checks.grid_codes_fit(fn, ops.direction_codes, anchors, directions, values, start, count)
         codes = ops.direction_codes(anchors, directions, values, start, count)

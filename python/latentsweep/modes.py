@@ -176,6 +176,10 @@ def _quantile(x: ModeInputs) -> torch.Tensor:
         quantiles = _centred_quantiles(span, x.t.numel())
     else:
         quantiles = torch.special.ndtri(x.tail) * torch.where(x.side > 0, -1.0, 1.0)
+        # The ends are +-span by definition; ndtri(ndtr(-span)) comes back within a few ulps of it.
+        quantiles[0] = -span
+        if quantiles.numel() > 1:
+            quantiles[-1] = span
     row = (x.prior_std * quantiles).to(device=x.anchors.device, dtype=x.anchors.dtype)
     return row.expand(*x.grid_shape)
 

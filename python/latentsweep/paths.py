@@ -40,9 +40,14 @@ def _angle(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
     over the last dimension (kept)."""
     # Scaled first: endpoints of norm 1e-170 or 1e200 had norms of 0 or inf (a straight line).
     a, b = _checks.by_largest_entry(a)[0], _checks.by_largest_entry(b)[0]
-    norms = torch.linalg.vector_norm(a, dim=-1, keepdim=True) * torch.linalg.vector_norm(b, dim=-1, keepdim=True)
-    cosine = torch.where(norms > 0, (a * b).sum(-1, keepdim=True) / norms.clamp_min(1e-300), 1.0)
-    theta = torch.arccos(cosine.clamp(-1.0, 1.0))
+    a_norm, b_norm = (torch.linalg.vector_norm(x, dim=-1, keepdim=True) for x in (a, b))
+    # theta = 2 atan2(|a^ - b^|, |a^ + b^|) of the unit endpoints: accurate at every angle, where
+    # arccos of the cosine lost half the digits near 0 and pi (a slerp's midpoint between nearly
+    # opposite unit endpoints had norm 1.0003).
+    unit_a, unit_b = a / a_norm.clamp_min(1e-300), b / b_norm.clamp_min(1e-300)
+    theta = 2.0 * torch.atan2(torch.linalg.vector_norm(unit_a - unit_b, dim=-1, keepdim=True),
+                              torch.linalg.vector_norm(unit_a + unit_b, dim=-1, keepdim=True))
+    theta = torch.where((a_norm > 0) & (b_norm > 0), theta, 0.0)
     return theta, torch.sin(theta)
 
 

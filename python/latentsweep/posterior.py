@@ -115,4 +115,13 @@ def _row_index(index):
         raise TypeError(f"{fn}: got {index!r:.60}; {_ROWS_ONLY}")
     if getattr(index, "ndim", 0) > 1:
         raise ValueError(f"{fn}: got a {index.ndim}-D index, which would pick single entries; {_ROWS_ONLY}")
+    if not integer and not isinstance(index, slice):  # a tensor or an array: integers, or a mask of N
+        dtype = index.dtype
+        kind = ("bool" if dtype == torch.bool else "int" if not (dtype.is_floating_point or dtype.is_complex) else "other") \
+            if isinstance(index, torch.Tensor) else {"b": "bool", "i": "int", "u": "int"}.get(getattr(dtype, "kind", ""), "other")
+        if kind == "other" or (kind == "bool" and getattr(index, "ndim", 0) != 1):
+            raise TypeError(f"{fn}: got an index of dtype {dtype} and {getattr(index, 'ndim', 0)} dimension(s); "
+                            f"{_ROWS_ONLY}")
+        if kind == "int":  # as int64: torch reads uint8 as a mask
+            index = torch.as_tensor(index).long()
     return index

@@ -21,19 +21,24 @@ def _check_reach(fn: str, mu: torch.Tensor, logvar: torch.Tensor, mu_range, logv
     element checked, to name the first that can overflow."""
     if mu_range is None or logvar_range is None:
         return
-    largest, eps = torch.finfo(mu.dtype).max, _C.MAX_ABS_NORMAL
-    if 0.5 * logvar_range[1] + math.log(eps) < math.log(largest / 2) and max(-mu_range[0], mu_range[1]) <= largest / 2:
+    finfo, eps = torch.finfo(mu.dtype), _C.MAX_ABS_NORMAL
+    # What rounds to inf: beyond the largest value by half its ulp (65520 for float16); in float64
+    # arithmetic that is the largest float64 itself.
+    overflow = finfo.max * (1.0 + finfo.eps / 4.0)
+    if 0.5 * logvar_range[1] + math.log(eps) < math.log(finfo.max / 2) and max(-mu_range[0], mu_range[1]) <= finfo.max / 2:
         return
     sd_reach = torch.exp(0.5 * logvar.detach().double() + math.log(eps))  # inf in float64: beyond anyway
-    beyond = mu.detach().double().abs() + sd_reach > largest
+    beyond = mu.detach().double().abs() + sd_reach >= overflow
     if not bool(beyond.any()):
         return
     row, latent = (int(i) for i in beyond.nonzero()[0])
-    room = largest - abs(float(mu[row, latent]))
-    limit = f"<= {2.0 * math.log(room / eps):.1f}" if room > eps else "impossible (mu is at the dtype's edge)"
+    room = overflow - abs(float(mu[row, latent]))
+    # The limit rounded down, so that a logvar said to be beyond it is beyond it as printed.
+    limit = (f"<= {math.floor(200.0 * math.log(room / eps)) / 100:.2f}" if room > 0
+             else f"below any value (mu there is the largest {mu.dtype})")
     raise ValueError(
-        f"{fn}: mu + exp(0.5 * logvar) * eps can pass the largest {mu.dtype} ({largest:.4g}) at row {row}, "
-        f"latent {latent} (|eps| reaches {eps}): logvar there must be {limit}, got {float(logvar[row, latent]):.4g}"
+        f"{fn}: mu + exp(0.5 * logvar) * eps can pass the largest {mu.dtype} ({finfo.max:.4g}) at row {row}, "
+        f"latent {latent} (|eps| reaches {eps}): logvar there must be {limit}, got {float(logvar[row, latent]):.6g}"
         + ("" if mu.dtype == torch.float64 else "; pass float64 mu and logvar for wider draws")
     )
 
@@ -81,12 +86,14 @@ def sample(
     mu_range = _checks.finite(fn, "mu", mu)
     logvar_range = _checks.finite(fn, "logvar", logvar)
     if mu.shape == logvar.shape and mu.dtype == logvar.dtype and mu.dim() == 2:  # else the op says what is wrong
-        _check_reach(fn, mu, logvar, mu_range, logvar_range)
+        if n != 0:  # no draws, nothing to overflow
+            _check_reach(fn, mu, logvar, mu_range, logvar_range)
     advice = "draw fewer (n=), or in parts with sample_offset="
     if mu.dim() == 2 and n >= 0:  # other shapes and counts: the op says what is wrong
         _checks.op_output_fits(fn, f"the samples [N={mu.shape[0]}, n={n}, D={mu.shape[1]}]",
                                mu.shape[0] * n * mu.shape[1] * mu.element_size(), mu.device, advice,
-                               ops.sample, (mu, logvar, n, seed, row_offset, sample_offset))
+                               lambda: ops.sample(_checks.shape_only(mu), _checks.shape_only(logvar), n, seed,
+                                                  row_offset, sample_offset))
     with _checks.allocation_named(fn, "the samples [N, n, D]", advice):
         z = ops.sample(mu, logvar, n, seed, row_offset, sample_offset)
     return z[0] if one_row else z
@@ -121,6 +128,6 @@ def sample_prior(
         itemsize = (dtype or torch.get_default_dtype()).itemsize
         _checks.op_output_fits(fn, f"the samples [n={n}, D={latent_size}]", n * latent_size * itemsize,
                                device or torch.device("cpu"), advice,
-                               ops.sample_prior, (n, latent_size, seed, offset), {"dtype": dtype, "device": "meta"})
+                               lambda: ops.sample_prior(n, latent_size, seed, offset, dtype=dtype, device="meta"))
     with _checks.allocation_named(fn, "the samples [n, D]", advice):
         return ops.sample_prior(n, latent_size, seed, offset, dtype=dtype, device=device)

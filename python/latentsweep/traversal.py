@@ -99,8 +99,7 @@ def traversal_codes(
     # The data scans; everything else is checked by the op.
     _checks.finite(fn, "anchors", anchors)
     _checks.representable(fn, "values", values, anchors.dtype, _checks.CODES_IN_ANCHORS_DTYPE)
-    if values.dtype.is_floating_point and anchors.dtype.is_floating_point:
-        values = values.to(anchors.dtype)
+    values = _checks.as_dtype_of(values, anchors)
     if out is None:
         _checks.grid_codes_fit(fn, ops.traversal_codes, anchors, dims, values, start, count)
         return ops.traversal_codes(anchors, dims, values, start, count)
