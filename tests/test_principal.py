@@ -227,3 +227,21 @@ def test_property_orthonormal_ordered_and_a_share_of_the_variance(num_rows, late
     centred = codes.double() - codes.double().mean(0)
     along = (centred @ got.vectors.double().T).var(0, unbiased=True)
     assert torch.allclose(along, variance, rtol=1e-4, atol=1e-6 * float(variance[0]))
+
+
+@pytest.mark.parametrize("dtype, scales, checked", [(torch.float64, (1e-8, 1.0, 1e8), 2),
+                                                    (torch.float64, (1e-6, 1.0, 1e6), 3),
+                                                    (torch.float32, (1e-6, 1.0, 1e6), 3)])
+def test_exact_components_spanning_more_than_eigh_resolves_keep_their_order(dtype, scales, checked):
+    """The covariance squares the codes' condition number: eigh of it resolved eigenvalues to
+    ~eps x the largest, and columns scaled 1e-8, 1, 1e8 came out with the 1e-8 column second.
+    Against the SVD of the centred codes, for the variances float64 can resolve at all (the
+    1e-16 of the first case is below the rounding of the 1e8 column, for the SVD too)."""
+    g = torch.Generator().manual_seed(3)
+    codes = (torch.randn(300, len(scales), generator=g, dtype=torch.float64) * torch.tensor(scales, dtype=torch.float64)).to(dtype)
+    directions = latentsweep.principal_directions(codes, method="exact")
+    centred = codes.double() - codes.double().mean(0)
+    expected = torch.linalg.svdvals(centred) ** 2 / (codes.shape[0] - 1)
+    torch.testing.assert_close(directions.explained_variance.double()[:checked], expected[:checked], rtol=1e-6, atol=0)
+    order = torch.argsort(torch.tensor(scales), descending=True)
+    assert directions.vectors.abs().argmax(dim=1).tolist() == order.tolist()

@@ -77,17 +77,42 @@ def _covariance_times(codes: _Scaled, mean: torch.Tensor, block: torch.Tensor) -
     return result / (codes.shape[0] - 1)
 
 
+# eigh of the covariance resolves eigenvalues to about eps x the largest (the covariance squares
+# the codes' condition number): below this share of the largest, components are recomputed from
+# the codes with the resolved ones projected out (columns scaled 1e-8, 1, 1e8 came out with the
+# 1e-8 column second), one more pass per step.
+RESOLVED_SHARE = 1e-8
+
+
 def _exact(codes: _Scaled, mean: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Top-k eigenpairs of the covariance, formed in one streamed float64 pass (D x D)."""
+    """Top-k eigenpairs of the covariance, formed in streamed float64 passes (D x D): one pass,
+    and another for each step of RESOLVED_SHARE the top k span below the largest."""
     latent = codes.shape[1]
-    covariance = torch.zeros(latent, latent, dtype=torch.float64, device=codes.device)
-    for chunk in codes.blocks():
-        centred = chunk - mean
-        covariance += centred.T @ centred
-    covariance /= codes.shape[0] - 1
-    eigenvalues, eigenvectors = torch.linalg.eigh(covariance)  # ascending
-    order = torch.argsort(eigenvalues, descending=True, stable=True)[:k]
-    return eigenvalues[order].clamp_min(0.0), eigenvectors[:, order].T
+    found_values, found_vectors = [], []
+    complement = None  # [D, D - r]: an orthonormal basis orthogonal to the r vectors found
+    while sum(v.numel() for v in found_values) < k:
+        width = latent if complement is None else complement.shape[1]
+        covariance = torch.zeros(width, width, dtype=torch.float64, device=codes.device)
+        for chunk in codes.blocks():
+            centred = chunk - mean if complement is None else (chunk - mean) @ complement
+            covariance += centred.T @ centred
+        covariance /= codes.shape[0] - 1
+        eigenvalues, eigenvectors = torch.linalg.eigh(covariance)  # ascending
+        order = torch.argsort(eigenvalues, descending=True, stable=True)
+        eigenvalues, eigenvectors = eigenvalues[order], eigenvectors[:, order]
+        if complement is not None:
+            eigenvectors = complement @ eigenvectors
+        resolved = int((eigenvalues >= RESOLVED_SHARE * eigenvalues[0]).sum()) if eigenvalues[0] > 0 else width
+        if resolved == width or width == 1:
+            resolved = width
+        found_values.append(eigenvalues[:resolved])
+        found_vectors.append(eigenvectors[:, :resolved])
+        if resolved == width:
+            break
+        complement = torch.linalg.qr(torch.cat(found_vectors, dim=1), mode="complete").Q[:, -(latent - sum(
+            v.numel() for v in found_values)):]
+    values, vectors = torch.cat(found_values)[:k], torch.cat(found_vectors, dim=1)[:, :k]
+    return values.clamp_min(0.0), vectors.T
 
 
 def _randomized(codes: _Scaled, mean: torch.Tensor, k: int, seed: int, iterations: int):
