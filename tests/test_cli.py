@@ -1003,9 +1003,12 @@ def test_ctrl_c_while_the_command_starts_is_one_line(delay):
     _, err = started.communicate(timeout=120)
     assert started.returncode == 130 and "Traceback" not in err, err
     assert err.strip().splitlines()[-1] == "latentsweep: interrupted: stopped by Ctrl-C"
-    library = subprocess.Popen([sys.executable, "-c", "import latentsweep, time; time.sleep(60)"],
-                               stderr=subprocess.PIPE, text=True)
-    time.sleep(delay)
+    # A program: Python's handler stays (a Ctrl-C that lands inside torch's own import is torch's
+    # and numpy's to handle: there it was swallowed, or became numpy's RecursionError).
+    script = ("import latentsweep, signal, time; "
+              "print(signal.getsignal(signal.SIGINT) is signal.default_int_handler, flush=True); time.sleep(60)")
+    library = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert library.stdout.readline().strip() == "True"
     library.send_signal(signal.SIGINT)
     _, err = library.communicate(timeout=120)
     assert library.returncode != 0 and "KeyboardInterrupt" in err
