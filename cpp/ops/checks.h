@@ -22,6 +22,12 @@ namespace latentsweep {
 
 // `condition` for a check: a plain bool for real tensors; for symbolic sizes, a guard or a
 // deferred runtime assert (what torch._check does), true unless the sizes traced contradict it.
+// The arithmetic type of every op and backward pass: float32 for float32/float16/bfloat16
+// (low precision computes in float32 and rounds once), float64 for float64.
+inline at::ScalarType compute_dtype(at::ScalarType dtype) {
+  return dtype == at::kDouble ? at::kDouble : at::kFloat;
+}
+
 inline bool holds(const c10::SymBool& condition) {
   return condition.expect_true(__FILE__, __LINE__);
 }

@@ -23,6 +23,7 @@
 
 #include <ATen/core/dispatch/Dispatcher.h>
 
+#include "checks.h"
 #include "direction_codes.h"
 #include "traversal_codes.h"
 
@@ -47,10 +48,6 @@ c10::TypedOperatorHandle<GridOp> grid_op(const char* name) {
 
 c10::TypedOperatorHandle<GridIntoOp> grid_into_op(const char* name) {
   return c10::Dispatcher::singleton().findSchemaOrThrow(name, "").typed<GridIntoOp>();
-}
-
-at::ScalarType compute_dtype(at::ScalarType dtype) {
-  return dtype == at::kDouble ? at::kDouble : at::kFloat;
 }
 
 // Where each written row sits in the grid: its anchor, its item (latent or direction) and

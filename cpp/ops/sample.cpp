@@ -115,12 +115,8 @@ static void check_device_usable(const char* fn, const at::Device& device) {
                     device);
 }
 
-at::ScalarType sample_compute_dtype(at::ScalarType dtype) {
-  return dtype == at::kDouble ? at::kDouble : at::kFloat;
-}
-
 SampleInputs prepare_sample_inputs(const at::Tensor& mu, const at::Tensor& logvar) {
-  const at::ScalarType compute = sample_compute_dtype(mu.scalar_type());
+  const at::ScalarType compute = compute_dtype(mu.scalar_type());
   at::Tensor sd = (logvar.to(compute) * 0.5).exp_();  // one temporary, not two
   return SampleInputs{mu.to(compute).contiguous(), sd.contiguous()};
 }

@@ -3,6 +3,7 @@
 
 #include <ATen/ATen.h>
 
+#include "checks.h"
 #include "latentsweep/sample_problem.h"
 
 namespace latentsweep {
@@ -20,9 +21,6 @@ void check_sample_prior_output(const at::Tensor& out, int64_t offset);
 // sample_prior's sizes, offset and dtype; returns the dtype (the default one when none).
 at::ScalarType check_sample_prior_args(const c10::SymInt& n, const c10::SymInt& latent_size,
                                        int64_t offset, std::optional<at::ScalarType> dtype);
-
-// float32 for float32/float16/bfloat16, float64 for float64.
-at::ScalarType sample_compute_dtype(at::ScalarType dtype);
 
 // The contiguous mean and standard deviation, in the compute dtype.
 struct SampleInputs {
@@ -83,7 +81,7 @@ at::Tensor sample_with(const at::Tensor& mu, const at::Tensor& logvar, int64_t n
 template <typename Fill>
 void sample_prior_with(at::Tensor& self, int64_t seed, int64_t offset, Fill&& fill) {
   check_sample_prior_output(self, offset);
-  const at::ScalarType compute = sample_compute_dtype(self.scalar_type());
+  const at::ScalarType compute = compute_dtype(self.scalar_type());
   const bool direct = self.scalar_type() == compute && self.is_contiguous();
   at::Tensor out = direct ? self : fill.empty(self.sizes(), self.options().dtype(compute));
   fill_samples(nullptr, out, self.size(0), 1, self.size(1), seed, offset, 0, NormalStream::kPrior,

@@ -49,7 +49,7 @@ class SampleFunction : public torch::autograd::Function<SampleFunction> {
     const at::Tensor& grad = grad_outputs[0];  // [N, n, D]
     at::Tensor grad_mu, grad_logvar;
     if (grad.defined()) {
-      const at::ScalarType compute = sample_compute_dtype(logvar.scalar_type());
+      const at::ScalarType compute = compute_dtype(logvar.scalar_type());
       if (ctx->needs_input_grad(0)) grad_mu = grad.sum(1);
       if (ctx->needs_input_grad(1)) {
         const at::Tensor zeros =

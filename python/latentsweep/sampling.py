@@ -85,9 +85,8 @@ def sample(
     # The data scans; everything else is checked by the op.
     mu_range = _checks.finite(fn, "mu", mu)
     logvar_range = _checks.finite(fn, "logvar", logvar)
-    if mu.shape == logvar.shape and mu.dtype == logvar.dtype and mu.dim() == 2:  # else the op says what is wrong
-        if n != 0:  # no draws, nothing to overflow
-            _check_reach(fn, mu, logvar, mu_range, logvar_range)
+    if mu.shape == logvar.shape and mu.dtype == logvar.dtype and mu.dim() == 2 and n != 0:  # (else the op
+        _check_reach(fn, mu, logvar, mu_range, logvar_range)  # says what is wrong, or there are no draws)
     advice = "draw fewer (n=), or in parts with sample_offset="
     if mu.dim() == 2 and n >= 0:  # other shapes and counts: the op says what is wrong
         _checks.op_output_fits(fn, f"the samples [N={mu.shape[0]}, n={n}, D={mu.shape[1]}]",
