@@ -173,6 +173,30 @@ def test_bad_arguments_are_named(tmp_path, decoder, vae, kwargs, error, match):
     assert not (tmp_path / "report.html").exists()
 
 
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        (dict(feature_names="abc"), TypeError, "explain: feature_names must be a sequence of names, got one string"),
+        (dict(feature_names=7), TypeError, "explain: feature_names must be a sequence of names, got int"),
+        (dict(gifs=1), TypeError, "explain: gifs must be True or False"),
+        (dict(dpi=0), ValueError, "explain: dpi must be >= 1"),
+        (dict(dpi=2.5), TypeError, "explain: dpi must be an int"),
+        (dict(title=3), TypeError, "explain: title must be a string"),
+        (dict(anchor_indices=1), TypeError, "explain: anchor_indices must be a sequence of ints"),
+        (dict(anchor_indices=(0, "b")), TypeError, r"explain: anchor_indices\[1\] must be an int, got str"),
+        (dict(anchor_indices=(2,)), ValueError, r"explain: anchor_indices=2 is out of range for 2 anchor\(s\)"),
+    ],
+)
+def test_report_options_are_checked_before_the_decoder_runs(tmp_path, vae, kwargs, error, match):
+    """A bad report option used to surface after every sweep (the report is written last)."""
+    def decoder(z):
+        raise AssertionError("the decoder ran before the report options were checked")
+
+    with pytest.raises(error, match=match):
+        ls.explain(None, decoder, None, posterior=vae, out=tmp_path, **(FAST | kwargs))
+    assert not (tmp_path / "report.html").exists()
+
+
 def test_an_out_that_cannot_be_written_is_refused_before_any_work(tmp_path, decoder, vae):
     (tmp_path / "a-file").write_text("in the way")
     for out in (tmp_path / "a-file", tmp_path / "a-file" / "r.html"):

@@ -20,7 +20,7 @@ from .clusters import clusters as find_clusters
 from .diagnosis import Diagnosis, diagnose
 from .directions import Directions
 from .encoding import encode
-from .html_report import report
+from .html_report import check_options, report
 from .interpolation import interpolate
 from .plots._images import image_shape_of, is_image_output
 from .posterior import Posterior
@@ -126,7 +126,7 @@ def explain(
             encoder, decoder or codes (e.g. NaN/Inf outputs).
     """
     path = _report_path(out)
-    _check_report_options(report_options)
+    report_options = _check_report_options(dict(report_options, title=title, feature_names=feature_names))
     directions = _check_directions(directions)
     anchors = _checks.integer(_FN, "anchors", anchors, low=1)
     max_directions = _checks.integer(_FN, "max_directions", max_directions, low=1)
@@ -172,6 +172,8 @@ def explain(
                      output=output, output_transform=output_transform, distributed=False,
                      reference=posterior.mu if MODE_TABLE[mode].needs_reference else None)
         starts = posterior[:anchors]
+        for a in report_options.get("anchor_indices", ()):  # drawn from these anchors
+            _checks.index(_FN, "anchor_indices", a, starts.num_inputs, what="anchor(s)")
         results = {}
         if posterior.is_variational or directions == "coordinates" or dims is not None:
             if dims is None and diagnosis.is_variational:
@@ -200,10 +202,9 @@ def explain(
                 and math.prod(data.shape[1:]) == math.prod(out_shape):
             inputs = data[: first.values.shape[0]].reshape(-1, *out_shape)
         return report(path, **_report_arguments(
-            diagnosis=diagnosis, results=results or None, posterior=posterior, title=title,
-            image_shape=shape, feature_names=feature_names, inputs=inputs, prior_std=prior_std, metrics=metrics,
-            directions=along or None, clusters=found, centroid_outputs=centroid_outputs,
-            interpolations=paths or None,
+            diagnosis=diagnosis, results=results or None, posterior=posterior, image_shape=shape, inputs=inputs,
+            prior_std=prior_std, metrics=metrics, directions=along or None, clusters=found,
+            centroid_outputs=centroid_outputs, interpolations=paths or None,
         ), **report_options)
 
 
@@ -221,24 +222,25 @@ def output_image_shape(out_shape: tuple[int, ...], hint=None, inputs=None, *, fn
     return None
 
 
-def _report_arguments(*, diagnosis, results, posterior, title, image_shape, feature_names, inputs, prior_std,
-                      metrics, directions, clusters, centroid_outputs, interpolations) -> dict:
+def _report_arguments(*, diagnosis, results, posterior, image_shape, inputs, prior_std, metrics, directions,
+                      clusters, centroid_outputs, interpolations) -> dict:
     """The keywords of :func:`latentsweep.report` that explain fills itself: this signature is
     the one list of them (:func:`_check_report_options` refuses them as ``report_options``)."""
     return dict(locals())
 
 
-def _check_report_options(options: dict) -> None:
-    """``explain``'s extra keywords go to :func:`latentsweep.report`: checked before the work
-    (an unknown one failed after every sweep), those it sets itself refused."""
+def _check_report_options(options: dict) -> dict:
+    """``explain``'s keywords for :func:`latentsweep.report` (its own ``title`` and
+    ``feature_names``, and the extra ones), checked before the work (a bad one failed after
+    every sweep); those explain sets itself are refused. Returns them as report checks them."""
     own = inspect.signature(_report_arguments).parameters
     accepted = {name for name, parameter in inspect.signature(report).parameters.items()
                 if parameter.kind is parameter.KEYWORD_ONLY and name not in own}  # (path: explain's out)
     unknown = sorted(set(options) - accepted)
     if unknown:
-        raise TypeError(f"{_FN}: unexpected keyword argument(s) {unknown}; the report takes {sorted(accepted)}")
-    if "max_dims" in options:
-        _checks.optional_integer(_FN, "max_dims", options["max_dims"], low=1)
+        raise TypeError(f"{_FN}: unexpected keyword argument(s) {unknown}; the report takes "
+                        f"{sorted(accepted - {'title', 'feature_names'})}")
+    return check_options(_FN, **options)
 
 
 def _report_path(out) -> Path:

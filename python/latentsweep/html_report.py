@@ -22,7 +22,7 @@ from .findings import findings, posterior_sd_sentence
 from .modes import MODE_TABLE
 from .plots import _common
 from .plots._images import is_image_output, single_output
-from .plots._features import MAX_CURVE_FEATURES, feature_labels, pick_features
+from .plots._features import MAX_CURVE_FEATURES, feature_labels, feature_name_list, pick_features
 from .plots.effect_bars import effect_bars, named_results
 from .plots.kl_bars import kl_bars
 from .plots.response_curves import response_curves
@@ -102,10 +102,10 @@ def report(
             outputs, an anchor index out of range), or nothing to report.
     """
     path = _check_path(path)
-    _checks.boolean(_FN, "gifs", gifs)
-    max_dims = _checks.optional_integer(_FN, "max_dims", max_dims, low=1)  # named as report's, not a picture's
-    if not isinstance(title, str):
-        raise TypeError(f"{_FN}: title must be a string, got {type(title).__name__}")
+    options = check_options(_FN, title=title, feature_names=feature_names, anchor_indices=anchor_indices,
+                            max_dims=max_dims, gifs=gifs, dpi=dpi)
+    feature_names, anchor_indices, max_dims, dpi = (options[k] for k in ("feature_names", "anchor_indices",
+                                                                       "max_dims", "dpi"))
     if posterior is not None and not isinstance(posterior, Posterior):
         raise TypeError(f"{_FN}: posterior must be a latentsweep.Posterior, got {type(posterior).__name__}")
     if diagnosis is None and posterior is not None:
@@ -121,14 +121,11 @@ def report(
     _check_one_latent_size(diagnosis, posterior, cluster_view,
                            {**{f"results[{n!r}]": r for n, r in named.items()},
                             **{f"directions[{n!r}]": r for n, r in along.items()}})
-    if isinstance(anchor_indices, int) or not isinstance(anchor_indices, Sequence):
-        raise TypeError(f"{_FN}: anchor_indices must be a sequence of ints, e.g. (0, 1), got {anchor_indices!r}")
-    anchor_indices = tuple(dict.fromkeys(anchor_indices))  # an anchor repeated is drawn once
     for result in named.values():
         if is_image_output(result.out_shape, image_shape):  # raises for an image_shape that does not fit
             _check_grid_columns(result, anchor_indices, inputs=inputs, reconstructions=reconstructions)
-        elif feature_names is not None:  # the checked list goes on: a generator is read once
-            feature_names = feature_labels(_FN, feature_names, math.prod(result.out_shape))
+        elif feature_names is not None:
+            feature_labels(_FN, feature_names, math.prod(result.out_shape))
 
     page = _Page(dpi=dpi)
     body = [f"<h1>{_esc(title)}</h1>", f'<p class="meta">{_esc(_generated_line())}</p>']
@@ -675,6 +672,31 @@ def _clusters(page, clusters, centroid_outputs, paths, image_shape) -> str:
     )
 
 
+def check_options(fn: str, **options) -> dict:
+    """The checks of :func:`report`'s options that need no results, named for ``fn``
+    (:func:`latentsweep.explain` runs them before its sweeps), on those given. Returns them with
+    ``feature_names`` read into a list of strings (a generator is read once), ``anchor_indices``
+    a tuple of distinct ints, ``max_dims`` and ``dpi`` Python ints; the options without such a check pass as they are."""
+    checked = dict(options)
+    if "title" in options and not isinstance(options["title"], str):
+        raise TypeError(f"{fn}: title must be a string, got {type(options['title']).__name__}")
+    if options.get("feature_names") is not None:
+        checked["feature_names"] = feature_name_list(fn, options["feature_names"])
+    if "anchor_indices" in options:
+        anchor_indices = options["anchor_indices"]
+        if isinstance(anchor_indices, (int, str, bytes)) or not isinstance(anchor_indices, Sequence):
+            raise TypeError(f"{fn}: anchor_indices must be a sequence of ints, e.g. (0, 1), got {anchor_indices!r}")
+        checked["anchor_indices"] = tuple(dict.fromkeys(  # an anchor repeated is drawn once
+            _checks.integer(fn, f"anchor_indices[{i}]", a) for i, a in enumerate(anchor_indices)))
+    if "max_dims" in options:
+        checked["max_dims"] = _checks.optional_integer(fn, "max_dims", options["max_dims"], low=1)
+    if "gifs" in options:
+        _checks.boolean(fn, "gifs", options["gifs"])
+    if "dpi" in options:
+        checked["dpi"] = _checks.integer(fn, "dpi", options["dpi"], low=1, high=1200)
+    return checked
+
+
 # ---- page building ----------------------------------------------------------------------
 
 
@@ -682,7 +704,7 @@ class _Page:
     """Renders figures to inline images (and frees them: a report may draw dozens)."""
 
     def __init__(self, *, dpi: int):
-        self.dpi = _checks.integer(_FN, "dpi", dpi, low=1, high=1200)
+        self.dpi = dpi
 
     def figure(self, figure, alt: str, caption: str, *, wide: bool = False) -> str:
         data = _common.figure_png(figure, dpi=self.dpi)

@@ -13,14 +13,21 @@ from . import _common
 MAX_CURVE_FEATURES = 10  # response curves stay readable up to about this many lines per panel
 
 
+def feature_name_list(fn: str, feature_names, num_features: int | None = None) -> list[str]:
+    """The names as strings, type-checked (a generator is read once); their number is checked
+    by :func:`feature_labels` (``num_features`` only words the message)."""
+    if isinstance(feature_names, (str, bytes)) or not isinstance(feature_names, Iterable):
+        what = "one string" if isinstance(feature_names, (str, bytes)) else type(feature_names).__name__
+        count = "" if num_features is None else f"{num_features} "
+        raise TypeError(f"{fn}: feature_names must be a sequence of {count}names, got {what}")
+    return [str(n) for n in feature_names]
+
+
 def feature_labels(fn: str, feature_names, num_features: int) -> list[str]:
     """``num_features`` names: the given ones (checked) or ``f0, f1, ...``."""
     if feature_names is None:
         return [f"f{i}" for i in range(num_features)]
-    if isinstance(feature_names, (str, bytes)) or not isinstance(feature_names, Iterable):
-        what = "one string" if isinstance(feature_names, (str, bytes)) else type(feature_names).__name__
-        raise TypeError(f"{fn}: feature_names must be a sequence of {num_features} names, got {what}")
-    names = [str(n) for n in feature_names]
+    names = feature_name_list(fn, feature_names, num_features)
     if len(names) != num_features:
         raise ValueError(
             f"{fn}: feature_names has {len(names)} names but the decoder outputs {num_features} features"
