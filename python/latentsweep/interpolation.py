@@ -13,7 +13,7 @@ from . import _checks
 from ._modules import tensor_digest
 from .grid_spec import GridSpec
 from .latent_shape import checked_latent_shape, flat_codes
-from .paths import PATHS, _endpoints, interpolation_codes, path_codes, warn_undefined_arcs
+from .paths import PATHS, _endpoints, check_path_grid_size, interpolation_codes, path_codes, warn_undefined_arcs
 from .result import TraversalResult
 
 _FN = "latentsweep.interpolate"
@@ -166,8 +166,7 @@ def interpolate(
     if path == "slerp":
         warn_undefined_arcs(_FN, start, end)
     num_paths, latent = start.shape
-    if num_paths * steps * latent * 8 > _checks.INT64_MAX:
-        raise ValueError(f"{_FN}: P * steps * D = {num_paths * steps * latent} values, whose size in bytes overflows int64")
+    check_path_grid_size(_FN, num_paths, steps, latent)
     dtype = torch.promote_types(start.dtype, end.dtype)
     # The grid's positions: t [S] in float64 and values [P, 1, S] (the sweep checks its outputs).
     _checks.fits_in_memory(_FN, f"the path grid [P={num_paths}, steps={steps}]",

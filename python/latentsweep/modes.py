@@ -37,6 +37,7 @@ class ModeInputs:
     Attributes:
         anchors: ``[A, D]`` the anchors (or their coordinates along K directions: ``[A, K]``).
         dims: ``[K]`` the traversed columns of ``anchors`` (``arange(K)`` along directions).
+        span: how far ``t`` reaches (a Python float, as given: ``t`` holds it rounded).
         t: ``[S]`` ``linspace(-span, span, steps)``.
         tail, side: ``[S]`` float64 prior levels (see :func:`prior_levels`).
         prior_std: the prior's SD.
@@ -46,6 +47,7 @@ class ModeInputs:
 
     anchors: torch.Tensor
     dims: torch.Tensor
+    span: float
     t: torch.Tensor
     tail: torch.Tensor
     side: torch.Tensor
@@ -171,7 +173,7 @@ def _absolute(x: ModeInputs) -> torch.Tensor:
 
 
 def _quantile(x: ModeInputs) -> torch.Tensor:
-    span = -float(x.t[0])  # t = linspace(-span, span, steps) starts at -span (in the compute dtype)
+    span = x.span
     if span < CENTRED_QUANTILE_SPAN:
         quantiles = _centred_quantiles(span, x.t.numel())
     else:

@@ -93,9 +93,8 @@ def interpolation_codes(start, end, *, steps: int = 11, path: str = "linear") ->
     start, end = _endpoints(fn, start, end)
     steps = _checks.integer(fn, "steps", steps, low=2)
     path = _checks.choice(fn, "path", path, PATHS)
-    if start.shape[0] * steps * start.shape[1] * 8 > _checks.INT64_MAX:
-        raise ValueError(f"{fn}: P * steps * D = {start.shape[0] * steps * start.shape[1]} values, whose size in bytes overflows int64")
     num_paths, latent = start.shape
+    check_path_grid_size(fn, num_paths, steps, latent)
     _checks.fits_in_memory(fn, f"computing the codes [P={num_paths}, steps={steps}, D={latent}]",
                            PATH_TEMPORARIES * num_paths * steps * latent * 8, start.device,
                            "pass fewer steps or paths")
@@ -103,6 +102,13 @@ def interpolation_codes(start, end, *, steps: int = 11, path: str = "linear") ->
     if path == "slerp":
         warn_undefined_arcs(fn, start, end)
     return path_codes(start, end, steps, path).to(dtype)
+
+
+def check_path_grid_size(fn: str, num_paths: int, steps: int, latent: int) -> None:
+    """The P * S * D codes of the paths must have a byte size in int64 (the ops' indices): a
+    clear error before any size check multiplies them."""
+    if num_paths * steps * latent * 8 > _checks.INT64_MAX:
+        raise ValueError(f"{fn}: P * steps * D = {num_paths * steps * latent} values, whose size in bytes overflows int64")
 
 
 def path_codes(start: torch.Tensor, end: torch.Tensor, steps: int, path: str) -> torch.Tensor:

@@ -254,7 +254,7 @@ def traversal_values(
     anchors_c = anchors.to(compute)
     tail, side = modes.prior_levels(span, steps)
     inputs = modes.ModeInputs(
-        anchors=anchors_c, dims=dims, t=torch.linspace(-span, span, steps, dtype=compute, device=anchors.device),
+        anchors=anchors_c, dims=dims, span=span, t=torch.linspace(-span, span, steps, dtype=compute, device=anchors.device),
         tail=tail, side=side, prior_std=prior_std,
         logvar=logvar if entry.needs_logvar else None, reference=reference if entry.needs_reference else None,
     )
