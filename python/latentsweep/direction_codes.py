@@ -81,6 +81,11 @@ def direction_codes(
 
     Returns:
         ``[count, D]`` codes in the anchors' dtype (``out`` when given).
+
+    Raises:
+        ValueError: bad inputs (named), or codes beyond the dtype's largest value (only anchors
+            or values near it can give them; they are found in the written codes, so ``out``
+            then holds infinities).
     """
     fn = "latentsweep.direction_codes"
     anchors = _checks.dense_tensor(fn, "anchors", anchors)
