@@ -79,3 +79,75 @@ def test_gaussian_wasserstein_correlation():
         diagonal = np.diag(np.diag(cov))
         expected = np.trace(cov + diagonal - 2 * scipy_linalg.sqrtm(cov @ diagonal)).real
         assert gaussian_wasserstein_correlation(cov) == pytest.approx(expected, rel=1e-9)
+
+
+def wasserstein_of_a_pair(a: float, b: float, rho: float) -> float:
+    """W^2 between N(0, [[a, c], [c, b]]) and N(0, diag(a, b)), c = rho sqrt(ab), in the form
+    without cancellation: tr sqrt(S C S) = sqrt(a^2 + b^2 + 2 sqrt(ab (ab - c^2))) for 2 x 2, and
+    2 (a + b) - 2 sqrt(T) = 4 c^2 / ((1 + sqrt(1 - rho^2)) (a + b + sqrt(T)))."""
+    c2 = rho * rho * a * b
+    t = a * a + b * b + 2 * a * b * np.sqrt(1 - rho * rho)
+    return 4 * c2 / ((1 + np.sqrt(1 - rho * rho)) * (a + b + np.sqrt(t)))
+
+
+@pytest.mark.parametrize("a, b", [(1.0, 1.0), (1.0, 1e8), (1e-6, 1.0), (1e-6, 1e6), (3.0, 1e-12)])
+@pytest.mark.parametrize("rho", [0.03, -0.5, 0.999])
+def test_gaussian_wasserstein_correlation_keeps_its_digits_across_scales(a, b, rho):
+    """2 tr C - 2 tr sqrt(S C S) cancelled: with SDs 1 and 1e4 it came out negative. Block
+    diagonal: the pairs' distances add."""
+    cov = np.array([[a, rho * np.sqrt(a * b)], [rho * np.sqrt(a * b), b]])
+    expected = wasserstein_of_a_pair(a, b, rho)
+    assert gaussian_wasserstein_correlation(cov) == pytest.approx(expected, rel=1e-10)
+    blocks = np.zeros((4, 4))
+    blocks[:2, :2], blocks[2:, 2:] = cov, np.array([[1.0, 0.5], [0.5, 2.0]])
+    assert gaussian_wasserstein_correlation(blocks) == pytest.approx(
+        expected + wasserstein_of_a_pair(1.0, 2.0, 0.5 / np.sqrt(2.0)), rel=1e-10)
+
+
+def test_gaussian_wasserstein_correlation_of_codes_with_a_large_latent_is_positive():
+    """The adversarial case: 1000 codes with SDs 1, 1, 1e4 (exact value from 60-digit arithmetic)."""
+    codes = np.random.default_rng(0).standard_normal((1000, 3)) * [1.0, 1.0, 1e4]
+    from latentsweep import metrics
+
+    assert metrics.unsupervised(codes)["gaussian_wasserstein_correlation"] == pytest.approx(3.959120964898694e-4,
+                                                                                          rel=1e-10)
+
+
+@pytest.mark.parametrize("name, codes", [
+    ("two points in two latents", np.array([[0.0, 1.0], [1.0, 3.0]])),
+    ("a latent the sum of two others", (lambda z: np.c_[z, z[:, 0] + z[:, 1]])(
+        np.random.default_rng(1).standard_normal((500, 2)))),
+])
+def test_total_correlation_of_singular_codes_is_infinite(name, codes):
+    """A singular covariance has total correlation +inf; the log of its rounding noise was
+    returned (18.4 for the sum)."""
+    from latentsweep import metrics
+
+    assert metrics.unsupervised(codes)["gaussian_total_correlation"] == np.inf
+    assert gaussian_total_correlation(np.cov(codes.T)) == np.inf
+    assert np.isfinite(gaussian_total_correlation(np.cov(codes.T) + 1e-3 * np.eye(codes.shape[1])))
+
+
+@pytest.mark.parametrize("cov, what", [
+    ([[1.0, 2.0], [2.0, 1.0]], "not positive semi-definite"),
+    ([[-1.0, 0.0], [0.0, 1.0]], r"cov\[0, 0\] = -1 < 0"),
+    ([[1.0, 0.5], [0.1, 1.0]], "not symmetric"),
+    ([[0.0, 1.0], [1.0, 1.0]], "not positive semi-definite"),
+    ([[0.0, 1.0], [1.0, 0.0]], "not positive semi-definite"),
+])
+def test_the_gaussian_scores_refuse_what_is_not_a_covariance(cov, what):
+    """A KL of [[1, 2], [2, 1]] came out -0.549; a negative variance was dropped."""
+    for score in (gaussian_total_correlation, gaussian_wasserstein_correlation):
+        with pytest.raises(ValueError, match=rf"{score.__name__}: cov is not a covariance matrix: .*{what}"):
+            score(np.array(cov))
+
+
+def test_a_covariance_symmetric_to_float32_rounding_is_taken():
+    cov = np.array([[1.0, 0.3], [0.3 * (1 + 1e-7), 1.0]])
+    assert gaussian_total_correlation(cov) == pytest.approx(-0.5 * np.log(1 - 0.09), rel=1e-6)
+
+
+@pytest.mark.parametrize("shape", [(3, 1), (1, 3), (1, 1)])
+def test_dci_of_nothing_informative_is_zero_with_one_factor_or_code_too(shape):
+    """With one factor (or code) the entropy rule gave an all-zero matrix a perfect 1."""
+    assert dci_from_importance(np.zeros(shape)) == {"disentanglement": 0.0, "completeness": 0.0}

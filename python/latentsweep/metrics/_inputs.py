@@ -122,8 +122,15 @@ def nonnegative(fn: str, name: str, value, *, dims: int) -> torch.Tensor:
     return value
 
 
+# A covariance given in float32 (or computed in float32) is symmetric and positive semi-definite
+# only to its rounding: this much is taken as rounding, relative to the largest variance.
+COVARIANCE_TOLERANCE = 1e-6
+
+
 def covariance(fn: str, value) -> torch.Tensor:
-    """A square ``[D, D]`` float64 matrix of finite values (D >= 1)."""
+    """A covariance matrix ``[D, D]`` (D >= 1) as float64: finite, symmetric and positive
+    semi-definite to within ``COVARIANCE_TOLERANCE`` of its largest variance (then symmetrised;
+    a KL or a distance of anything else is not defined)."""
     value = as_tensor(fn, "cov", value)
     if value.dim() != 2 or value.shape[0] != value.shape[1] or value.shape[0] < 1:
         raise ValueError(f"{fn}: cov must be a square [D, D] matrix, got shape {tuple(value.shape)}")
@@ -131,6 +138,21 @@ def covariance(fn: str, value) -> torch.Tensor:
         raise TypeError(f"{fn}: cov must hold real numbers, got {value.dtype}")
     value = value.detach().to(torch.float64)
     _checks.finite(fn, "cov", value)
+    variances = torch.diagonal(value)
+    if bool((variances < 0).any()):
+        d = int(torch.nonzero(variances < 0)[0])
+        raise ValueError(f"{fn}: cov is not a covariance matrix: its diagonal (the variances) has "
+                         f"cov[{d}, {d}] = {float(variances[d]):.6g} < 0")
+    largest = float(variances.max())
+    tolerance = COVARIANCE_TOLERANCE * largest
+    if float((value - value.T).abs().max()) > tolerance:
+        raise ValueError(f"{fn}: cov is not a covariance matrix: it is not symmetric (cov != cov.T beyond "
+                         f"{COVARIANCE_TOLERANCE:g} of the largest variance)")
+    value = (value + value.T) / 2
+    # (all variances 0: any other entry makes it indefinite)
+    if float(torch.linalg.eigvalsh(value / (largest or 1.0))[0]) < -COVARIANCE_TOLERANCE * value.shape[0]:
+        raise ValueError(f"{fn}: cov is not a covariance matrix: it is not positive semi-definite (an "
+                         "eigenvalue below 0 beyond rounding)")
     return value
 
 

@@ -29,7 +29,8 @@ def dci(codes, factors, test_codes, test_factors, *, seed: int = 0, estimator: s
     - informativeness_train / informativeness_test: the classifiers' mean accuracy on each split
       (disentanglement_lib reports accuracies under these names).
 
-    An all-zero importance matrix gives uniform weights (disentanglement 0).
+    An all-zero importance matrix (no code informative) scores 0 for both, also with one factor
+    or one code, where the entropy rule alone would give 1.
 
     Args:
         codes, factors: train split, ``[N, D]`` codes and ``[N, F]`` integer factors.
@@ -86,11 +87,12 @@ def dci_from_importance(importance) -> dict:
         raise ValueError(f"latentsweep.metrics.dci_from_importance: importance must be [D, F], got {tuple(r.shape)}")
     if bool((r < 0).any()) or not bool(torch.isfinite(r).all()):
         raise ValueError("latentsweep.metrics.dci_from_importance: importance must be finite and >= 0")
+    if float(r.sum()) == 0.0:  # nothing informative (with one factor or code the entropy rule said 1)
+        return {"disentanglement": 0.0, "completeness": 0.0}
     per_code = 1.0 - _normalised_entropy(r + _EPS, dim=1, base=r.shape[1])
     per_factor = 1.0 - _normalised_entropy(r + _EPS, dim=0, base=r.shape[0])
-    weights = torch.ones_like(r) if float(r.sum()) == 0.0 else r
-    code_weight = weights.sum(dim=1) / weights.sum()
-    factor_weight = weights.sum(dim=0) / weights.sum()
+    code_weight = r.sum(dim=1) / r.sum()
+    factor_weight = r.sum(dim=0) / r.sum()
     return {
         "disentanglement": float((per_code * code_weight).sum()),
         "completeness": float((per_factor * factor_weight).sum()),

@@ -3,6 +3,8 @@ correlation and the mean mutual information between latents."""
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from . import _inputs
@@ -10,6 +12,10 @@ from ._threads import one_cpu_thread
 from ._information import discretize, information
 
 _FN = "latentsweep.metrics.unsupervised"
+
+# A correlation matrix whose smallest eigenvalue is below this (times D) is singular to float64's
+# rounding (eigvalsh resolves ~eps x D of its largest, which is at most D).
+SINGULAR_CORRELATION = 1e-13
 
 
 @one_cpu_thread()
@@ -20,9 +26,11 @@ def unsupervised(codes, *, bins: int = 20) -> dict:
     covariance of the codes (``ddof=1``) and ``diag(C)`` its diagonal:
 
     - ``gaussian_total_correlation``: KL between N(0, C) and the product of its marginals,
-      ``0.5 * (sum_d log C_dd - log det C)``.
+      ``0.5 * (sum_d log C_dd - log det C)``; ``inf`` when C is singular (latents linearly
+      dependent, or N <= D), where the reference returns the logarithm of rounding noise.
     - ``gaussian_wasserstein_correlation``: squared 2-Wasserstein distance between N(0, C) and
-      N(0, diag(C)), ``2 tr C - 2 tr sqrt(C diag(C))``.
+      N(0, diag(C)), ``2 tr C - 2 tr sqrt(C diag(C))`` (computed without that cancellation: see
+      :func:`gaussian_wasserstein_correlation`).
     - ``gaussian_wasserstein_correlation_norm``: the former divided by ``tr C``.
     - ``mutual_info``: mean discrete MI (nats) between distinct pairs of latents, each
       discretised into ``bins`` histogram bins (diagonal excluded).
@@ -64,8 +72,9 @@ def _active(cov: torch.Tensor) -> torch.Tensor:
 
 
 def gaussian_total_correlation(cov) -> float:
-    """Total correlation (nats) of a zero-mean Gaussian with covariance ``cov [D, D]`` (square,
-    finite; latents with zero variance are left out)."""
+    """Total correlation (nats) of a zero-mean Gaussian with covariance ``cov [D, D]`` (symmetric
+    positive semi-definite, finite; latents with zero variance are left out); ``inf`` when the
+    rest is singular."""
     return _total_correlation(_inputs.covariance("latentsweep.metrics.gaussian_total_correlation", cov))
 
 
@@ -73,27 +82,45 @@ def _total_correlation(cov: torch.Tensor) -> float:
     c = _active(cov)
     if c.shape[0] == 0:
         return 0.0
-    return float(0.5 * (torch.log(torch.diagonal(c)).sum() - torch.linalg.slogdet(c).logabsdet))
+    # sum_d log C_dd - log det C = -log det R, R the correlation matrix: its unit diagonal keeps
+    # the eigenvalues free of the latents' scales. A singular R (latents linearly dependent, or
+    # N <= D points) has total correlation +inf; its smallest eigenvalue then comes back as
+    # rounding noise, whose logarithm was returned as a finite score.
+    s = torch.sqrt(torch.diagonal(c))
+    eigenvalues = torch.linalg.eigvalsh(c / s[:, None] / s[None, :])
+    if float(eigenvalues[0]) <= SINGULAR_CORRELATION * c.shape[0]:
+        return math.inf
+    return float(-0.5 * torch.log(eigenvalues).sum())
 
 
 def gaussian_wasserstein_correlation(cov) -> float:
-    """``2 tr C - 2 tr sqrt(C diag(C))`` for a covariance ``cov [D, D]``.
+    """``2 tr C - 2 tr sqrt(C diag(C))`` for a covariance ``cov [D, D]``: the squared
+    2-Wasserstein distance between N(0, C) and N(0, diag(C)).
 
-    ``C diag(C)`` is similar to the symmetric ``S C S`` with ``S = diag(C)^(1/2)``, so the trace of
-    its square root is the sum of the square roots of ``S C S``'s eigenvalues. ``cov`` must be
-    square and finite; latents with zero variance are left out.
+    Computed as a sum of squares, ``min_U ||S - F U||_F^2`` over orthogonal U with
+    ``S = diag(C)^(1/2)`` and ``F F^T = C`` (the coupling's Procrustes form), so it is never
+    negative and keeps its relative accuracy when latents' scales differ by many orders (the
+    trace difference cancels: with SDs 1, 1 and 1e4 it came out negative). ``cov`` must be a
+    finite symmetric positive semi-definite matrix; latents with zero variance are left out.
     """
     return _wasserstein(_inputs.covariance("latentsweep.metrics.gaussian_wasserstein_correlation", cov))
 
 
 def _wasserstein(cov: torch.Tensor) -> float:
+    # W^2(N(0, C), N(0, S^2)), S = diag(C)^(1/2), is min over orthogonal U of ||S - F U||_F^2 for
+    # any F with F F^T = C (Procrustes), the minimum at U = Q P^T from the SVD S F = P Sigma Q^T.
+    # The residual is summed as squares, never negative, and errors in U change it only to
+    # second order; 2 tr C - 2 tr sqrt(S C S) cancelled to nothing (even below 0) for latents
+    # of very different scales.
     c = _active(cov)
     if c.shape[0] == 0:
         return 0.0
-    # The distance is homogeneous of degree 1 in C, and S C S of degree 2: computed for C scaled
-    # to unit largest variance, so that S C S cannot overflow, then scaled back.
+    # Homogeneous of degree 1 in C: computed for unit largest variance (S F cannot overflow).
     scale = torch.diagonal(c).max()
     c = c / scale
     s = torch.sqrt(torch.diagonal(c))
-    eigenvalues = torch.linalg.eigvalsh(s[:, None] * c * s[None, :])
-    return float(scale * (2 * torch.trace(c) - 2 * eigenvalues.clamp_min(0).sqrt().sum()))
+    eigenvalues, vectors = torch.linalg.eigh(c / s[:, None] / s[None, :])  # of the correlation matrix
+    f = s[:, None] * vectors * eigenvalues.clamp_min(0).sqrt()
+    p, _, qh = torch.linalg.svd(s[:, None] * f)
+    residual = torch.diag(s) - f @ (qh.T @ p.T)
+    return float(scale * (residual * residual).sum())
