@@ -96,7 +96,7 @@ def axis_alignment(codes: torch.Tensor) -> AxisAlignment | None:
         top = float(torch.linalg.eigvalsh(covariance)[-1])
         from .metrics.unsupervised_scores import gaussian_wasserstein_correlation
 
-        wasserstein = max(gaussian_wasserstein_correlation(covariance), 0.0) / total
+        wasserstein = gaussian_wasserstein_correlation(covariance) / total  # a sum of squares: >= 0
     else:
         from .principal import principal_directions
 
