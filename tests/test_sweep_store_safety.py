@@ -766,3 +766,21 @@ def test_a_writers_lease_stays_fresh_through_a_batch_longer_than_the_lease(tmp_p
     sweep(path, slow, keep_outputs=False)
     assert seen == [[f"pid {os.getpid()} on another-host"]]
     assert not [t for t in threading.enumerate() if t.name.startswith("latentsweep lease")]
+
+
+def test_checking_a_shard_reads_only_its_own_units_rows(tmp_path, monkeypatch, full):
+    """A shard's units are every n-th: a block of them read at once spanned the other shards'
+    rows (shard 0 of 20 of a large sweep read ~1 GB for a 64 MB block)."""
+    from latentsweep import stores
+
+    path = tmp_path / "sharded.zarr"
+    assert sweep(path, shard=(0, 3)).done == {0, 3, 6}
+    reads = []
+    original = stores.SweepStore._read_rows
+    monkeypatch.setattr(stores.SweepStore, "_read_rows",
+                        lambda self, name, lo, hi: reads.append((lo, hi)) or original(self, name, lo, hi))
+    status = ls.sweep_status(path)
+    assert status.done == {0, 3, 6}
+    unit_rows = 60
+    assert reads and all(hi - lo == unit_rows and lo // unit_rows in (0, 3, 6) for lo, hi in reads), reads
+    assert stores.consecutive_runs([0, 1, 2, 4, 5, 9], 2) == [[0, 1], [2], [4, 5], [9]]

@@ -195,6 +195,19 @@ def _own_folder(meta_path: Path) -> bool:
         return False
 
 
+def consecutive_runs(units: list[int], longest: int) -> list[list[int]]:
+    """Sorted ``units`` cut into runs of consecutive units, each at most ``longest`` long: a
+    block of rows read at once holds recorded units only (a shard's units, every n-th, read as
+    one block spanned the other shards' rows: a read of n times the block size)."""
+    runs: list[list[int]] = []
+    for unit in units:
+        if runs and unit == runs[-1][-1] + 1 and len(runs[-1]) < longest:
+            runs[-1].append(unit)
+        else:
+            runs.append([unit])
+    return runs
+
+
 class SweepStore:
     """An opened store (implements :class:`latentsweep.sinks.Sink`). Open with
     :func:`open_store`, :func:`create_store` or :func:`read_store`."""
@@ -404,8 +417,7 @@ class SweepStore:
                 damaged[unit] = why
         row_bytes = self.geometry.features * numpy_dtype(self.geometry.output_dtype).itemsize if self.keep_outputs else 0
         units_per_block = max(1, READ_BLOCK_BYTES // max(1, self.plan.unit_rows * (row_bytes + 8)))
-        checked = sorted(recorded)
-        blocks = [checked[first : first + units_per_block] for first in range(0, len(checked), units_per_block)]
+        blocks = consecutive_runs(sorted(recorded), units_per_block)  # (a block's rows are read at once)
         blocks.reverse()  # taken from the end
         while blocks:
             block = blocks.pop()
