@@ -92,6 +92,53 @@ def test_resuming_a_finished_sweep_computes_nothing(tmp_path):
     assert_same_sweep(again, full)
 
 
+class BatchDependentDecoder:
+    """rowwise_decoder whose last bits depend on the batch's size, as a BLAS GEMM's can; raises
+    once it has decoded more than ``fail_after_rows`` rows (None: never)."""
+
+    def __init__(self, fail_after_rows: int | None = None):
+        self.rows, self.fail_after_rows = 0, fail_after_rows
+
+    def __call__(self, codes):
+        self.rows += codes.shape[0]
+        if self.fail_after_rows is not None and self.rows > self.fail_after_rows:
+            raise RuntimeError("preempted")
+        return rowwise_decoder(codes) * (1 + codes.shape[0] * 2.0**-20)
+
+
+@pytest.mark.parametrize("start, resume", [(16, "auto"), ("auto", "planned")])
+def test_a_resume_may_pass_auto_or_the_planned_size_whatever_the_start_passed(tmp_path, start, resume):
+    """The anchors were probed at the batch_size argument (64 for 'auto'): a store started with
+    batch_size=16 and resumed with 'auto', which its own message offers, was refused as 'the
+    decoder changed'. They are probed at one size now, whatever the argument."""
+    path = tmp_path / "s.zarr"
+    anchors = torch.randn(100, 6, generator=torch.Generator().manual_seed(4))  # more than one probe batch
+    grid = dict(dims=[0, 1], steps=STEPS, out=path, progress=False)
+    total = 100 * 2 * STEPS
+    decoder = BatchDependentDecoder(fail_after_rows=total * 3 // 4)
+    with pytest.raises(RuntimeError, match="preempted"):
+        ls.traverse(decoder, anchors, batch_size=start, **grid)
+    planned = ls.sweep_status(path)
+    assert 0 < planned.done_rows < total
+    decoder.fail_after_rows = None
+    batch = _planned_batch_size(path) if resume == "planned" else resume
+    resumed = ls.traverse(decoder, anchors, batch_size=batch, resume=True, **grid)
+    assert resumed.points_computed == total - planned.done_rows
+    uninterrupted_run = ls.traverse(decoder, anchors, batch_size=_planned_batch_size(path),
+                                    **{**grid, "out": None})
+    assert_same_sweep(resumed, uninterrupted_run)
+
+
+def _planned_batch_size(path) -> int:
+    from latentsweep.stores import SweepStore
+
+    store = SweepStore(path, writable=False)
+    try:
+        return store.plan.batch_size
+    finally:
+        store.close()
+
+
 def test_in_memory_failure_suggests_a_store():
     with pytest.raises(RuntimeError) as caught:
         ls.traverse(FailingDecoder(3, RuntimeError("boom")), ANCHORS, steps=STEPS, batch_size=16)

@@ -11,8 +11,12 @@ import torch
 from . import _batching
 from .grid_spec import GridSpec
 
-# On CUDA with the automatic batch size, the probe's calls after the first: this many anchors,
-# fewer if their outputs would take more than CUDA_PROBE_OUTPUT_BYTES
+# The anchors are decoded this many at a time, whatever the sweep's batch_size: their outputs'
+# bits can depend on the batch, and a store compares them at every resume, which may pass
+# another batch_size argument than the start did ('auto' for an explicit size, or the reverse).
+ANCHOR_PROBE_ROWS = 64
+# On CUDA the probe's calls after the first: this many anchors, fewer if their outputs would take
+# more than CUDA_PROBE_OUTPUT_BYTES
 CUDA_PROBE_ROWS = 4096
 CUDA_PROBE_OUTPUT_BYTES = 256 << 20
 
@@ -66,7 +70,7 @@ def probe_anchors(fn: str, decoder, spec: GridSpec, probe_rows: int, *, grow: bo
     """Decodes the anchors in batches of probe_rows. Both sides are copies: the decoder may write
     into its inputs, and may return a view of a buffer that its next call overwrites.
 
-    With ``grow`` (CUDA, the automatic batch size), only the first batch is probe_rows: the
+    With ``grow`` (CUDA), only the first batch is probe_rows: the
     others are CUDA_PROBE_ROWS, or fewer as CUDA_PROBE_OUTPUT_BYTES requires (6400 anchors probed
     64 at a time took 10 ms of a 28 ms sweep on an H100). A size set by the outputs' shape alone,
     not by the free memory: the anchors' outputs, whose bits can depend on the batch, must be the

@@ -131,7 +131,7 @@ def checked_store(fn: str, path, want, *, explicit, store=None) -> SweepStore:
         raise ValueError(
             f"{fn}: the decoder's outputs at the anchors differ from those stored in {path}: the decoder "
             "changed (weights or forward) since the sweep started, or it runs on other hardware or software "
-            "(another GPU, torch or latentsweep version, batch_size); pass overwrite=True to start over"
+            "(another GPU, torch or latentsweep version); pass overwrite=True to start over"
         )
     try:
         store.repair_static(want["static"])
