@@ -205,6 +205,26 @@ def test_a_store_whose_plan_has_trial_units_is_refused_as_damaged(tmp_path):
         ls.open_sweep(path)
 
 
+@pytest.mark.parametrize("field, value", [("batch_size", 8), ("padded", True)])
+def test_units_decoded_by_another_plan_than_the_metadata_says_are_not_taken(tmp_path, full, field, value):
+    """The plan's batch size and padding were in no checksum: edited in zarr.json, a resume
+    decoded the rest by the new plan and merged units of both (bits can depend on the batch)."""
+    path = tmp_path / "sweep.zarr"
+    sweep(path)
+    meta_file = path / "zarr.json"
+    meta = json.loads(meta_file.read_text())
+    assert meta["attributes"]["latentsweep"]["plan"][field] != value
+    meta["attributes"]["latentsweep"]["plan"][field] = value
+    meta_file.write_text(json.dumps(meta))
+    status = ls.sweep_status(path)
+    assert not status.done and set(status.damaged) == set(range(status.num_units))
+    assert all("belongs to another sweep or plan" in why for why in status.damaged.values())
+    with pytest.warns(RuntimeWarning, match="belongs to another sweep or plan"):
+        resumed = ls.traverse(rowwise_decoder, ANCHORS, steps=STEPS, out=path, resume=True)
+    assert resumed.points_computed == full.values.numel()
+    assert_same(resumed, full)  # (rowwise: the same bits at any batch size)
+
+
 def test_a_finished_store_is_read_and_resumed_without_writing(tmp_path, full):
     path = tmp_path / "sweep.zarr"
     sweep(path)

@@ -400,9 +400,15 @@ class SweepStore:
             header, _ = read_record(record)
         except Exception as error:  # noqa: BLE001
             return None, f"its record {record.name} is unreadable ({error})"
-        if header["sweep_id"] != self.sweep_id or header["rows"] != list(self.plan.unit_rows_of(unit)):
+        if header["sweep_id"] != self.sweep_id or header["rows"] != list(self.plan.unit_rows_of(unit)) \
+                or header.get("decoded_as", self._decoded_as(unit)) != self._decoded_as(unit):  # (older records lack it)
             return None, f"its record {record.name} belongs to another sweep or plan"
         return header["crc"], ""
+
+    def _decoded_as(self, unit: int) -> list:
+        """How the plan decodes a unit, which its bits can depend on (batch size, padding): in
+        its record, so that a plan edited in the metadata does not pass units decoded otherwise."""
+        return [self.plan.unit_batch_size(unit), bool(self.plan.padded)]
 
     def status(self) -> StoreStatus:
         """Checks every unit's record, then its rows against the checksums, reading the rows of
@@ -481,6 +487,7 @@ class SweepStore:
         record = self._record_path(unit)
         temporary = record.with_name(f".{record.name}.tmp-{uuid.uuid4().hex}")
         temporary.write_bytes(encode_record({"sweep_id": self.sweep_id, "rows": [start, stop],
+                                             "decoded_as": self._decoded_as(unit),
                                              "crc": list(self._unit_crc)}, statistics.arrays()))
         os.replace(temporary, record)  # the unit is done exactly when this file appears
         self._unit_crc, self._unit_effect, self._unit_outputs = [0, 0], [], []
