@@ -239,3 +239,33 @@ def test_data_of_another_dtype_takes_the_encoders_or_is_explained(tmp_path):
             log_traversals(writer, model.encoder, model.decoder, (data * 16).long(), step=0)
     assert any("data is torch.int64 while the encoder's parameters are torch.float32" in note
                for note in info.value.__notes__)
+
+
+def test_complex_data_is_refused_by_name(tmp_path):
+    """A complex tensor reached the encoder's first layer: torch's "mat1 and mat2 must have the
+    same dtype", naming nothing (a complex numpy array was already refused)."""
+    model, data = TinyVAE(), digits(8)
+    fn = "log_traversals: data must hold real numbers"
+    with SummaryWriter(tmp_path) as writer:
+        for complex_data, got in [
+            (data.to(torch.complex64), "torch.complex64"),
+            (data.numpy().astype(np.complex64), "a numpy array of dtype complex64"),
+            (DataLoader(TensorDataset(data.to(torch.complex64)), batch_size=4), "a batch of torch.complex64"),
+        ]:
+            with pytest.raises(TypeError, match=rf"{fn} \(complex inputs are not supported\), got {got}"):
+                log_traversals(writer, model.encoder, model.decoder, complex_data, step=0)
+
+
+def test_an_encoder_whose_kl_overflows_is_refused(tmp_path):
+    """Inputs scaled by 1e30 make logvar ~1e29: exp(logvar) is beyond any float, and mean_kl and
+    kl/z<d> were logged as inf, with advice about a ReLU logvar head."""
+    torch.manual_seed(0)
+    model = TinyVAE()
+    with SummaryWriter(tmp_path) as writer:
+        with pytest.raises(ValueError, match=r"log_traversals: the encoder's outputs overflow: their KL to the prior is "
+                                             r"beyond float64's range on latents .*exp\(logvar\), the posterior "
+                                             r"variance, overflows float64 above 709\.8"):
+            log_traversals(writer, model.encoder, model.decoder, digits(16) * 1e30, step=0)
+        # large but representable: logged as it is
+        snapshot = log_traversals(writer, model.encoder, model.decoder, digits(16) * 100, step=0, grid_anchors=0)
+    assert np.isfinite(snapshot.scalars["mean_kl"]) and snapshot.scalars["mean_kl"] > 1e3

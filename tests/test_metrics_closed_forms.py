@@ -59,6 +59,15 @@ def test_mig_from_a_matrix():
     assert mig_from_mutual_information(mi, entropy) == pytest.approx(((1.0 - 0.5) / 2.0 + 0.0 / 0.5) / 2)
 
 
+@pytest.mark.parametrize("scale", [1e-170, 1e-154, 1.0, 1e150, 1e200])
+def test_modularity_is_scale_invariant_without_overflow(scale):
+    """Squaring the MI overflowed (1e200: NaN) or underflowed (1e-170 against 0: 0, not 1)."""
+    assert modularity_from_mutual_information(np.array([[1.0, 1.0]]) * scale) == 0.0  # equal MI with both
+    assert modularity_from_mutual_information(np.array([[1.0, 0.0]]) * scale) == 1.0  # one factor only
+    assert modularity_from_mutual_information(np.array([[2.0, 1.0], [0.0, 3.0]]) * scale) == pytest.approx(
+        modularity_from_mutual_information(np.array([[2.0, 1.0], [0.0, 3.0]])), rel=1e-15)
+
+
 def test_gaussian_total_correlation_zero_for_diagonal_covariance():
     assert gaussian_total_correlation(np.diag([1.0, 2.0, 0.5, 3.0, 1.0])) == pytest.approx(0.0, abs=1e-12)
 

@@ -169,6 +169,8 @@ def test_evaluate_warns_on_small_samples_and_drops_single_valued_factors():
         (dict(num_train=1), ValueError, "num_train"),
         (dict(seed=-3), ValueError, "seed"),
         (dict(sampling_votes=(10,)), ValueError, "sampling_votes"),
+        # tuple(5) once failed with "'int' object is not iterable", naming nothing
+        (dict(sampling_votes=5), TypeError, r"evaluate: sampling_votes must be None or a \(train, eval\) pair of ints"),
     ],
 )
 def test_evaluate_argument_errors(kwargs, error, match):
@@ -247,3 +249,38 @@ def test_factor_vae_never_counts_a_zero_variance_latent_as_active():
 def test_sampling_argument_errors_are_named(call, error, match):
     with pytest.raises(error, match=match):
         call(IdentityData(num_factors=3))
+
+
+@pytest.mark.parametrize("score", [metrics.factor_vae_score, metrics.beta_vae_score])
+@pytest.mark.parametrize("codes, got", [
+    (lambda x: x * 1j, "torch.complex64"),  # the imaginary part was dropped with a cast warning
+    (lambda x: (x * 1j).numpy(), "a numpy array of dtype complex64"),
+    (lambda x: x > 4, "torch.bool"),  # read as 0/1
+])
+def test_representations_must_return_real_codes(score, codes, got):
+    """The array-level metrics' rule, applied to what the representation returns."""
+    with pytest.raises(TypeError, match=rf"{score.__name__}: the codes representation returned for observations "
+                                        rf"0\.\.\d+ must hold real numbers, got {got}"):
+        score(codes, IdentityData(num_factors=3), num_train=10, num_eval=10, progress=False)
+
+
+@pytest.mark.parametrize("score", [metrics.factor_vae_score, metrics.beta_vae_score])
+def test_a_representation_whose_number_of_latents_changes_is_named(score):
+    """Batches of different widths reached torch.cat: "Sizes of tensors must match", naming nothing."""
+    calls = []
+
+    def flaky(x):
+        calls.append(1)
+        return x if len(calls) % 2 else x[:, :2]
+
+    with pytest.raises(ValueError, match=rf"{score.__name__}: representation returned 3 latents for one batch and 2 "
+                                         r"for another \(observations 16\.\.31\)"):
+        score(flaky, IdentityData(num_factors=3), num_train=100, num_eval=100, encode_batch_size=16, progress=False)
+    calls.clear()
+
+    def later(x):  # one width per call, but not the same in every call
+        calls.append(1)
+        return x if len(calls) < 2 else x[:, :2]
+
+    with pytest.raises(ValueError, match=rf"{score.__name__}: representation returned 3 latents for one batch and 2"):
+        score(later, IdentityData(num_factors=3), num_train=100, num_eval=100, progress=False)

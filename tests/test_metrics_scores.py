@@ -407,6 +407,9 @@ def test_wasserstein_is_scaled_so_large_variances_do_not_overflow():
     "call, error, match",
     [
         (lambda c, f: metrics.mig(c.astype(object), f), TypeError, "mig: codes must hold numbers, got a numpy array of dtype object"),
+        # complex codes: the same words for numpy and torch (numpy's once said "must hold numbers")
+        (lambda c, f: metrics.mig(c + 0j, f), TypeError, "mig: codes must hold real numbers, got a numpy array of dtype complex128"),
+        (lambda c, f: metrics.mig(torch.from_numpy(c + 0j), f), TypeError, "mig: codes must hold real numbers, got torch.complex128"),
         (lambda c, f: metrics.mig(c, f.astype(str)), TypeError, "mig: factors must hold numbers"),
         (lambda c, f: metrics.mig(c.astype(np.longdouble), f), TypeError, "mig: codes has numpy dtype float128"),
         (lambda c, f: metrics.sap(c, f, c, f.astype(object)), TypeError, "sap: test_factors must hold numbers"),
@@ -432,6 +435,11 @@ def test_bad_argument_types_are_named(call, error, match):
         (lambda: metrics.mig_from_mutual_information(np.ones((3, 2)), np.array([1.0, 0.0])), ValueError,
          r"factor_entropy must be > 0 .* factor\(s\) \[1\]"),
         (lambda: metrics.mig_from_mutual_information(np.ones((3, 2)), np.ones(3)), ValueError, "3 entries for the 2 factors"),
+        # a subnormal entropy made the gap inf; so did a gap far above its entropy
+        (lambda: metrics.mig_from_mutual_information(np.array([[1.0], [0.0]]), np.array([1e-320])), ValueError,
+         r"mig_from_mutual_information: factor_entropy must be > 0 .* at least 2.225e-308 .* factor\(s\) \[0\]"),
+        (lambda: metrics.mig_from_mutual_information(np.array([[1.7e308, 1.0], [0.0, 0.0]]), np.array([1e-10, 1.0])),
+         ValueError, r"mig_from_mutual_information: the gaps of mutual_info over factor_entropy overflow float64 \(factor 0"),
         (lambda: metrics.mig_from_mutual_information(-np.ones((3, 2)), np.ones(2)), ValueError, "mutual_info must be >= 0"),
         (lambda: metrics.modularity_from_mutual_information(np.array([[np.nan, 1.0]])), ValueError,
          "modularity_from_mutual_information: mutual_info has 1 non-finite"),

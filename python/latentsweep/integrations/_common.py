@@ -105,6 +105,10 @@ def check_data(fn: str, data) -> None:
     if isinstance(data, (torch.Tensor, np.ndarray)):
         if data.ndim == 0 or data.shape[0] == 0:
             raise ValueError(f"{fn}: data must be a non-empty [N, ...] tensor or array, got shape {tuple(data.shape)}")
+        if isinstance(data, torch.Tensor) and data.is_complex():
+            refuse_complex(fn, data.dtype)
+        if isinstance(data, np.ndarray) and data.dtype.kind == "c":
+            refuse_complex(fn, f"a numpy array of dtype {data.dtype}")
         if isinstance(data, np.ndarray) and data.dtype.kind not in "biuf":
             raise TypeError(f"{fn}: data must be a numeric array, got dtype {data.dtype}")
         return
@@ -120,6 +124,12 @@ def check_data(fn: str, data) -> None:
             f"{fn}: data is a one-shot iterator ({type(data).__name__}), which would be empty "
             "after the first snapshot; pass a tensor, a Dataset or a DataLoader"
         )
+
+
+def refuse_complex(fn: str, got) -> None:
+    """Complex inputs are refused (integers and bools may feed an Embedding; a complex batch only
+    fails in the encoder's first layer, with torch's dtype error that names nothing)."""
+    raise TypeError(f"{fn}: data must hold real numbers (complex inputs are not supported), got {got}")
 
 
 @dataclass
@@ -180,12 +190,13 @@ def take_snapshot(
         data = torch.from_numpy(np.ascontiguousarray(data))
         if data.is_floating_point():
             data = data.to(model_dtype(owners[0]) if owners else torch.get_default_dtype())
-    recorder = _InputRecorder(encoder, options.anchors)
+    recorder = _InputRecorder(encoder, options.anchors, fn)
     with preserve_rng_state(), torch.no_grad(), contextlib.ExitStack() as modes:
         for module in owners:
             modes.enter_context(eval_mode(module))
         posterior = encode(recorder, data, batch_size=options.batch_size, device=device, progress=False)
         diagnosis = diagnose(posterior, prior_std=options.prior_std)
+        refuse_overflowing_kl(fn, posterior, diagnosis)
         mode = diagnosis.recommended_mode if options.mode == "auto" else options.mode
         if MODE_TABLE[mode].needs_logvar and posterior.logvar is None:
             raise ValueError(
@@ -213,6 +224,27 @@ def take_snapshot(
         images=images,
         text=diagnosis_markdown(diagnosis, step),
         seconds=time.perf_counter() - started,
+    )
+
+
+# exp(x) overflows float64 above this: a logvar beyond it is an infinite posterior variance.
+LOG_FLOAT64_MAX = math.log(torch.finfo(torch.float64).max)
+
+
+def refuse_overflowing_kl(fn: str, posterior, diagnosis: Diagnosis) -> None:
+    """encode() refuses NaN/Inf codes; finite codes whose KL to the prior overflows float64 (it is
+    computed in float64: a logvar above ~709, |mu| above ~1e154) are the same failure, and would be
+    logged as an infinite mean_kl with advice about the heads, not about the overflow."""
+    if not diagnosis.is_variational or math.isfinite(diagnosis.total_kl):
+        return
+    dims = torch.nonzero(torch.isinf(diagnosis.kl)).flatten().tolist()
+    where = f"on latents {format_dims(dims)}" if dims else "summed over the latents"
+    logvar, mu = posterior.logvar.double(), posterior.mu.double()
+    raise ValueError(
+        f"{fn}: the encoder's outputs overflow: their KL to the prior is beyond float64's range {where} "
+        f"(logvar in [{float(logvar.min()):.3g}, {float(logvar.max()):.3g}]: exp(logvar), the posterior variance, "
+        f"overflows float64 above {LOG_FLOAT64_MAX:.1f}; |mu| up to {float(mu.abs().max()):.3g}); check the encoder "
+        "and its inputs (e.g. data far outside the range it was trained on)"
     )
 
 
@@ -327,13 +359,15 @@ class _InputRecorder:
     """Calls the encoder and keeps (on the CPU) the first ``keep`` inputs it saw, so the traversal
     grid can show each anchor's input whatever order a DataLoader yields."""
 
-    def __init__(self, encoder, keep: int) -> None:
+    def __init__(self, encoder, keep: int, fn: str = "latentsweep.integrations") -> None:
         if not callable(encoder):
             raise TypeError(f"latentsweep.integrations: encoder must be callable, got {type(encoder).__name__}")
-        self.encoder, self.keep, self._kept, self._rows = encoder, keep, [], 0
+        self.encoder, self.keep, self.fn, self._kept, self._rows = encoder, keep, fn, [], 0
         self.__wrapped__ = encoder  # encode() finds the encoder's module: its dtype, device, eval mode
 
     def __call__(self, batch: torch.Tensor):
+        if batch.is_complex():  # (a Dataset's or DataLoader's batches: check_data sees tensors only)
+            refuse_complex(self.fn, f"a batch of {batch.dtype}")
         if self._rows < self.keep:
             taken = batch[: self.keep - self._rows].detach().cpu()
             self._kept.append(taken)

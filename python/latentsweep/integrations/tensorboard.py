@@ -78,8 +78,10 @@ def log_traversals(
         the :class:`~latentsweep.integrations.TraversalSnapshot` that was logged.
 
     Raises:
-        TypeError, ValueError: bad arguments, or what :func:`latentsweep.encode` and
-            :func:`latentsweep.traverse` raise for the model's outputs (e.g. NaN codes).
+        TypeError, ValueError: bad arguments (complex data included), or what
+            :func:`latentsweep.encode` and :func:`latentsweep.traverse` raise for the model's
+            outputs (e.g. NaN codes); a ValueError also for outputs whose KL to the prior
+            overflows float64 (a logvar above ~709).
     """
     if not _common.is_summary_writer(writer):
         raise TypeError(

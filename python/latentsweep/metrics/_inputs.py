@@ -30,6 +30,8 @@ def as_tensor(fn: str, name: str, value) -> torch.Tensor:
         return value
     if isinstance(value, np.ndarray) or (hasattr(value, "__array__") and not isinstance(value, (str, bytes))):
         array = np.asarray(value)
+        if array.dtype.kind == "c":  # the words real_numbers uses for a complex tensor
+            raise TypeError(f"{fn}: {name} must hold real numbers, got a numpy array of dtype {array.dtype}")
         if array.dtype.kind not in "biuf":  # object, str, datetime ... arrays
             raise TypeError(f"{fn}: {name} must hold numbers, got a numpy array of dtype {array.dtype}")
         try:
@@ -42,9 +44,7 @@ def as_tensor(fn: str, name: str, value) -> torch.Tensor:
 
 def codes(fn: str, name: str, value, *, min_latents: int = 1) -> torch.Tensor:
     """Real-valued codes ``[N, D]`` (N >= 2) as float64, finite."""
-    value = as_tensor(fn, name, value)
-    if value.dtype == torch.bool or value.is_complex():
-        raise TypeError(f"{fn}: {name} must hold real numbers, got {value.dtype}")
+    value = real_numbers(fn, name, as_tensor(fn, name, value))
     if value.dim() != 2:
         raise ValueError(f"{fn}: {name} must be 2-D [N, D] (points x latents), got shape {tuple(value.shape)}")
     if value.shape[0] < 2:
@@ -53,6 +53,14 @@ def codes(fn: str, name: str, value, *, min_latents: int = 1) -> torch.Tensor:
         raise ValueError(f"{fn}: {name} needs at least {min_latents} latent(s), got shape {tuple(value.shape)}")
     value = value.detach().to(torch.float64)
     magnitude(fn, name, _checks.finite(fn, name, value))
+    return value
+
+
+def real_numbers(fn: str, name: str, value: torch.Tensor) -> torch.Tensor:
+    """``value`` if it holds real numbers (floating or integer): a cast to float64 would drop a
+    complex tensor's imaginary part and read bools as 0/1, silently."""
+    if not _checks.is_real_number_dtype(value.dtype):
+        raise TypeError(f"{fn}: {name} must hold real numbers, got {value.dtype}")
     return value
 
 
@@ -113,9 +121,7 @@ def nonnegative(fn: str, name: str, value, *, dims: int) -> torch.Tensor:
     value = as_tensor(fn, name, value)
     if value.dim() != dims:
         raise ValueError(f"{fn}: {name} must be {dims}-D, got shape {tuple(value.shape)}")
-    if value.dtype == torch.bool or value.is_complex():
-        raise TypeError(f"{fn}: {name} must hold real numbers, got {value.dtype}")
-    value = value.detach().to(torch.float64)
+    value = real_numbers(fn, name, value).detach().to(torch.float64)
     extremes = _checks.finite(fn, name, value)
     if extremes is not None and extremes[0] < 0:
         raise ValueError(f"{fn}: {name} must be >= 0, got a minimum of {extremes[0]:g}")
@@ -134,9 +140,7 @@ def covariance(fn: str, value) -> torch.Tensor:
     value = as_tensor(fn, "cov", value)
     if value.dim() != 2 or value.shape[0] != value.shape[1] or value.shape[0] < 1:
         raise ValueError(f"{fn}: cov must be a square [D, D] matrix, got shape {tuple(value.shape)}")
-    if value.dtype == torch.bool or value.is_complex():
-        raise TypeError(f"{fn}: cov must hold real numbers, got {value.dtype}")
-    value = value.detach().to(torch.float64)
+    value = real_numbers(fn, "cov", value).detach().to(torch.float64)
     _checks.finite(fn, "cov", value)
     variances = torch.diagonal(value)
     if bool((variances < 0).any()):

@@ -16,11 +16,13 @@ def check(fn: str, representation) -> None:
         raise TypeError(f"{fn}: representation must be callable (observations -> codes), got {type(representation).__name__}")
 
 
-def encode(fn: str, representation, observations: torch.Tensor, *, batch_size: int, bar=None) -> torch.Tensor:
+def encode(fn: str, representation, observations: torch.Tensor, *, batch_size: int, bar=None,
+           latents: int | None = None) -> torch.Tensor:
     """``[n, ...]`` observations -> ``[n, D]`` float64 CPU codes.
 
     An ``nn.Module`` runs in eval mode on its own device and dtype; an output that is a
-    ``(mu, logvar)`` pair, a dict or a ``Normal`` gives its mean (the codes the metrics score)."""
+    ``(mu, logvar)`` pair, a dict or a ``Normal`` gives its mean (the codes the metrics score).
+    Every batch must give the same D: ``latents`` when given (what an earlier call returned)."""
     device = model_device(representation)
     dtype = model_dtype(representation)
     out = []
@@ -31,21 +33,30 @@ def encode(fn: str, representation, observations: torch.Tensor, *, batch_size: i
                 batch = batch.to(dtype)
             if device is not None:
                 batch = batch.to(device)
+            rows = f"observations {start}..{start + batch.shape[0] - 1}"
             output = representation(batch)
             if isinstance(output, np.ndarray):
-                output = torch.from_numpy(output)
+                output = _inputs.as_tensor(fn, f"the codes representation returned for {rows}", output)
             codes, _ = _split_output(output, start // batch_size)
             if codes.dim() != 2 or codes.shape[0] != batch.shape[0]:
                 raise ValueError(
                     f"{fn}: representation returned codes of shape {tuple(codes.shape)} for a batch of "
                     f"{batch.shape[0]} observations; expected [{batch.shape[0]}, D]"
                 )
+            if latents is None:
+                latents = codes.shape[1]
+            elif codes.shape[1] != latents:  # (torch.cat's size mismatch would name neither)
+                raise ValueError(
+                    f"{fn}: representation returned {latents} latents for one batch and {codes.shape[1]} for another "
+                    f"({rows}); it must return the same number of latents for every batch"
+                )
+            # The metrics' own real-number rule: float64 would drop an imaginary part and read bools as 0/1.
+            _inputs.real_numbers(fn, f"the codes representation returned for {rows}", codes)
             codes = codes.detach().to("cpu", torch.float64, copy=True)  # a view of a reused buffer stays valid
             if not bool(torch.isfinite(codes).all()):
-                raise ValueError(f"{fn}: representation returned NaN/Inf codes for observations {start}..{start + batch.shape[0] - 1}")
+                raise ValueError(f"{fn}: representation returned NaN/Inf codes for {rows}")
             if codes.numel():
-                _inputs.magnitude(fn, f"the codes representation returned for observations {start}..{start + batch.shape[0] - 1}",
-                                  _checks.extremes(codes))
+                _inputs.magnitude(fn, f"the codes representation returned for {rows}", _checks.extremes(codes))
             out.append(codes)
             if bar is not None:
                 bar.update(batch.shape[0])

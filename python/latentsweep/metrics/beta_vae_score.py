@@ -73,7 +73,7 @@ def beta_vae_score(
         args = dict(representation=representation, data=data, sizes=sizes, varying=varying, batch_size=batch_size,
                     generator=generator, encode_batch_size=encode_batch_size, bar=bar)
         train_x, train_y = _points(num_train, **args)
-        eval_x, eval_y = _points(num_eval, **args)
+        eval_x, eval_y = _points(num_eval, latents=train_x.shape[1], **args)
     if np.unique(train_y).size < 2:
         raise ValueError(f"{_FN}: the num_train={num_train} training points all drew factor {int(train_y[0])}; "
                          "the classifier needs two factors to tell apart: raise num_train")
@@ -86,7 +86,8 @@ def beta_vae_score(
         }
 
 
-def _points(count, *, representation, data, sizes, varying, batch_size, generator, encode_batch_size, bar):
+def _points(count, *, representation, data, sizes, varying, batch_size, generator, encode_batch_size, bar,
+            latents=None):
     features, labels = [], []
     per_call = _sampling.VOTES_PER_DRAW
     f = len(sizes)
@@ -101,8 +102,10 @@ def _points(count, *, representation, data, sizes, varying, batch_size, generato
             second[rows] = _protocol.sample_factors_matching(_FN, data, k, values, generator).reshape(-1, batch_size, f)
         both = torch.cat([first.reshape(-1, f), second.reshape(-1, f)])
         codes = _representation.encode(
-            _FN, representation, _protocol.observations(_FN, data, both), batch_size=encode_batch_size, bar=bar
+            _FN, representation, _protocol.observations(_FN, data, both), batch_size=encode_batch_size, bar=bar,
+            latents=latents,
         )
+        latents = codes.shape[1]
         z1, z2 = codes[: n * batch_size], codes[n * batch_size :]
         features.append((z1 - z2).abs().reshape(n, batch_size, -1).mean(dim=1))
         labels.append(chosen)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import torch
@@ -113,7 +113,7 @@ def evaluate(
     seed = _checks.integer(_FN, "seed", seed, low=0, high=2**32 - 1)
     batch_size = _checks.integer(_FN, "batch_size", batch_size, low=1)
     bins = _inputs.bins(_FN, bins)
-    votes = (num_train, num_test) if sampling_votes is None else tuple(sampling_votes)
+    votes = (num_train, num_test) if sampling_votes is None else _pair(sampling_votes)
     if len(votes) != 2:
         raise ValueError(f"{_FN}: sampling_votes must be (train, eval), got {sampling_votes!r}")
     votes = tuple(_checks.integer(_FN, "sampling_votes[...]", v, low=1) for v in votes)
@@ -147,7 +147,8 @@ def evaluate(
             for count in (num_train, num_test):
                 factors = _protocol.sample_factors(_FN, data, count, generator)
                 codes = _representation.encode(
-                    _FN, representation, _protocol.observations(_FN, data, factors), batch_size=batch_size, bar=bar
+                    _FN, representation, _protocol.observations(_FN, data, factors), batch_size=batch_size, bar=bar,
+                    latents=points[0][0].shape[1] if points else None,
                 )
                 points.append((codes, factors[:, varying]))
         (x, y), (x_test, y_test) = points
@@ -185,6 +186,15 @@ def evaluate(
         factor_names=[factor_names[j] for j in varying],
         seconds={k: round(v, 3) for k, v in seconds.items()},
     )
+
+
+def _pair(sampling_votes) -> tuple:
+    """``sampling_votes`` as a tuple (its length and items are checked by the caller)."""
+    if isinstance(sampling_votes, (str, bytes)) or not isinstance(sampling_votes, Iterable):
+        # (tuple(5) would fail with "'int' object is not iterable", naming nothing)
+        raise TypeError(f"{_FN}: sampling_votes must be None or a (train, eval) pair of ints, the FactorVAE/BetaVAE "
+                        f"votes, got {type(sampling_votes).__name__} {sampling_votes!r}")
+    return tuple(sampling_votes)
 
 
 def _metric_names(metrics) -> list[str]:

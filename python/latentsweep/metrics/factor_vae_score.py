@@ -110,9 +110,8 @@ def _votes(count, *, representation, data, sizes, varying, batch_size, global_va
             values = first[rows, k].repeat_interleave(batch_size)
             factors[rows] = _protocol.sample_factors_matching(_FN, data, k, values, generator).reshape(-1, batch_size, len(sizes))
         observations = _protocol.observations(_FN, data, factors.reshape(n * batch_size, len(sizes)))
-        codes = _representation.encode(_FN, representation, observations, batch_size=encode_batch_size, bar=bar)
-        if codes.shape[1] != global_variances.shape[0]:
-            raise ValueError(f"{_FN}: representation returned {codes.shape[1]} latents, earlier {global_variances.shape[0]}")
+        codes = _representation.encode(_FN, representation, observations, batch_size=encode_batch_size, bar=bar,
+                                       latents=global_variances.shape[0])
         local = codes.reshape(n, batch_size, -1).var(dim=1, correction=1)
         ratio = local[:, active_index] / global_variances[active_index]
         latent = active_index[ratio.argmin(dim=1)]

@@ -7,6 +7,7 @@ import warnings
 import numpy as np
 import torch
 
+from .. import _checks
 from . import _inputs
 from ._reference_fits import reference_fits
 from ._threads import one_cpu_thread
@@ -70,10 +71,11 @@ def modularity_from_mutual_information(mutual_info) -> float:
 
 
 def _modularity(m: torch.Tensor) -> float:
-    squared = m ** 2
-    peak = squared.amax(dim=1)
-    spread = (squared.sum(dim=1) - peak) / (peak * (squared.shape[1] - 1.0))
-    per_latent = torch.where(peak == 0, torch.zeros_like(peak), 1.0 - spread)
+    # Each latent's score depends on its row's ratios only: rows over their largest entry (peak
+    # 1), whose squares neither overflow (1e200 gave NaN) nor underflow (1e-170 gave 0, not 1).
+    scaled, largest = _checks.by_largest_entry(m)
+    spread = ((scaled ** 2).sum(dim=1) - 1.0) / (m.shape[1] - 1.0)
+    per_latent = torch.where(largest[:, 0] == 0, torch.zeros_like(spread), 1.0 - spread)
     return float(per_latent.mean())
 
 

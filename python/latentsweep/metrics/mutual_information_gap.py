@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from . import _inputs
@@ -43,7 +45,8 @@ def mig(codes, factors, *, bins: int = 20) -> float:
 
 def mig_from_mutual_information(mutual_info, factor_entropy) -> float:
     """MIG from a ``[D, F]`` MI matrix (finite, >= 0, D >= 2) and the ``[F]`` factor entropies
-    (finite, > 0: a factor with one value has no information to capture), torch or numpy."""
+    (finite, > 0: a factor with one value has no information to capture; at least the smallest
+    normal float64, 2.2e-308), torch or numpy. A score that overflows float64 is a ValueError."""
     fn = "latentsweep.metrics.mig_from_mutual_information"
     m = _inputs.nonnegative(fn, "mutual_info", mutual_info, dims=2)
     h = _inputs.nonnegative(fn, "factor_entropy", factor_entropy, dims=1).to(m.device)
@@ -52,10 +55,22 @@ def mig_from_mutual_information(mutual_info, factor_entropy) -> float:
                          f"the two most informative), got shape {tuple(m.shape)}")
     if h.shape[0] != m.shape[1]:
         raise ValueError(f"{fn}: factor_entropy has {h.shape[0]} entries for the {m.shape[1]} factors of mutual_info")
-    if bool((h == 0).any()):
+    # A subnormal entropy (1e-320) turns any gap into inf: the smallest normal float64 is the floor.
+    tiny = torch.finfo(torch.float64).tiny
+    if bool((h < tiny).any()):
+        bad = torch.nonzero(h < tiny).flatten().tolist()
         raise ValueError(f"{fn}: factor_entropy must be > 0 (a factor with one value has no information "
-                         f"to capture), got 0 for factor(s) {torch.nonzero(h == 0).flatten().tolist()}")
-    return _mig(m, h)
+                         f"to capture) and at least {tiny:.4g} (the smallest normal float64), got "
+                         f"{float(h[bad[0]]):g} for factor(s) {bad}")
+    score = _mig(m, h)
+    if not math.isfinite(score):  # a gap far above its entropy (the MI is at most the entropy)
+        gaps = torch.topk(m, 2, dim=0).values
+        ratio = (gaps[0] - gaps[1]) / h
+        f = int(torch.argmax(ratio))
+        raise ValueError(f"{fn}: the gaps of mutual_info over factor_entropy overflow float64 (factor {f}: a gap "
+                         f"of {float(gaps[0, f] - gaps[1, f]):g} nats over an entropy of {float(h[f]):g}); a "
+                         "latent's mutual information with a factor is at most the factor's entropy")
+    return score
 
 
 def _mig(mutual_info: torch.Tensor, factor_entropy: torch.Tensor) -> float:
