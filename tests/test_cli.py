@@ -1042,3 +1042,26 @@ def test_the_parts_of_a_model_run_in_their_own_modules_dtype(tmp_path):
     np.save(tmp_path / "x.npy", fine.numpy())
     posterior, data = _encode(part, model, args)
     assert data.dtype == torch.float64 and torch.equal(posterior.mu, fine)
+
+
+def test_store_advice_names_the_flags_and_open_says_what_to_pass(workspace, tmp_path, monkeypatch):
+    """The library's "pass batch_size=4 or 'auto'" and "latentsweep.open_sweep(path)" in the
+    command line's words; `open` of a file that is no store says what to pass."""
+    store = tmp_path / "planned.zarr"
+    invoke(*TRAVERSE, "--sweep-batch-size", "4", "--store", str(store), "--out", str(tmp_path / "o1"), cwd=workspace)
+    other = invoke(*TRAVERSE, "--sweep-batch-size", "8", "--store", str(store), "--resume", "--out",
+                   str(tmp_path / "o2"), cwd=workspace, check=False)
+    line = assert_one_line_error(other, "planned with --sweep-batch-size 4", "pass --sweep-batch-size 4 or auto")
+    assert "batch_size=" not in line
+    np.save(tmp_path / "plain.npy", np.arange(3))
+    assert_one_line_error(invoke("open", str(tmp_path / "plain.npy"), cwd=workspace, check=False),
+                          "exists and is not a latentsweep sweep store: pass the path of a stored sweep (a .zarr "
+                          "folder, or the .npy file of a .npy store)")
+    (store / "units" / "u000000000.rec").unlink()  # something left to compute, on read-only media
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda place, mode, *args, **kwargs: False if mode & os.W_OK and str(
+        place).startswith(str(store)) else real_access(place, mode, *args, **kwargs))
+    read_only = invoke(*TRAVERSE, "--sweep-batch-size", "4", "--store", str(store), "--resume", "--out",
+                       str(tmp_path / "o3"), cwd=workspace, check=False)
+    line = assert_one_line_error(read_only, "is read-only", "`latentsweep open PATH` reads it as it is")
+    assert "open_sweep" not in line and "sweep_status" not in line

@@ -107,10 +107,15 @@ class BatchDependentDecoder:
 
 
 @pytest.mark.parametrize("start, resume", [(16, "auto"), ("auto", "planned")])
-def test_a_resume_may_pass_auto_or_the_planned_size_whatever_the_start_passed(tmp_path, start, resume):
+def test_a_resume_may_pass_auto_or_the_planned_size_whatever_the_start_passed(tmp_path, monkeypatch, start, resume):
     """The anchors were probed at the batch_size argument (64 for 'auto'): a store started with
     batch_size=16 and resumed with 'auto', which its own message offers, was refused as 'the
     decoder changed'. They are probed at one size now, whatever the argument."""
+    from latentsweep import _batching
+
+    # 'auto' chooses 16 (timed trials could choose a size that makes the grid one unit)
+    monkeypatch.setattr(_batching, "choose_cpu_batch_size",
+                        lambda *args, **kwargs: type("Choice", (), {"batch_size": 16})(), raising=False)
     path = tmp_path / "s.zarr"
     anchors = torch.randn(100, 6, generator=torch.Generator().manual_seed(4))  # more than one probe batch
     grid = dict(dims=[0, 1], steps=STEPS, out=path, progress=False)
@@ -119,7 +124,7 @@ def test_a_resume_may_pass_auto_or_the_planned_size_whatever_the_start_passed(tm
     with pytest.raises(RuntimeError, match="preempted"):
         ls.traverse(decoder, anchors, batch_size=start, **grid)
     planned = ls.sweep_status(path)
-    assert 0 < planned.done_rows < total
+    assert 0 < planned.done_rows < total and _planned_batch_size(path) == 16
     decoder.fail_after_rows = None
     batch = _planned_batch_size(path) if resume == "planned" else resume
     resumed = ls.traverse(decoder, anchors, batch_size=batch, resume=True, **grid)

@@ -275,7 +275,8 @@ def test_overwrite_never_deletes_a_users_file_inside_the_store(tmp_path, full):
     assert_same(ls.open_sweep(path), full)  # and the store is intact
 
 
-@pytest.mark.parametrize("place", [".git/HEAD", ".hidden", "units/notes.txt", "effect/c/notes.txt", "leases/x.txt"])
+@pytest.mark.parametrize("place", [".git/HEAD", ".hidden", "units/notes.txt", "effect/c/notes.txt", "leases/x.txt",
+                                   "checkpoint/model.pt", ".notes.tmp-1", "units/.notes.tmp-1", "leases/my.json"])
 def test_overwrite_never_deletes_a_users_file_anywhere_in_the_store(tmp_path, place):
     path = tmp_path / "sweep.zarr"
     sweep(path)
@@ -456,12 +457,17 @@ def test_sweeps_decoded_on_cuda_record_the_cuda_statistics_revision(dtype):
 def test_a_store_planned_before_short_batches_were_unpadded_resumes_padded(tmp_path, full):
     """Its units were decoded with every batch padded to the batch size; the rest are too, so
     the store's results stay those of one uninterrupted run of its version."""
+    from latentsweep.stores import encode_record, read_record
+
     path = tmp_path / "old.zarr"
     sweep(path, shard=(0, 2))
     meta_file = path / "zarr.json"
     meta = json.loads(meta_file.read_text())
     assert meta["attributes"]["latentsweep"]["plan"].pop("padded") is False
     meta_file.write_text(json.dumps(meta))
+    for record in (path / "units").glob("*.rec"):  # nor did its records say how they were decoded
+        header, arrays = read_record(record)
+        record.write_bytes(encode_record({k: header[k] for k in ("sweep_id", "rows", "crc")}, arrays))
     sizes = []
 
     def recording(codes):
@@ -804,3 +810,179 @@ def test_checking_a_shard_reads_only_its_own_units_rows(tmp_path, monkeypatch, f
     unit_rows = 60
     assert reads and all(hi - lo == unit_rows and lo // unit_rows in (0, 3, 6) for lo, hi in reads), reads
     assert stores.consecutive_runs([0, 1, 2, 4, 5, 9], 2) == [[0, 1], [2], [4, 5], [9]]
+
+
+def test_overwrite_never_removes_or_replaces_an_npy_the_store_did_not_write(tmp_path, full):
+    """A keep_outputs=False .npy store writes no .npy: one there later is the user's, as is a
+    .npy of another shape. overwrite=True refuses before removing anything, and a resume never
+    replaces it as 'damaged outputs'."""
+    path = tmp_path / "x.npy"
+    sweep(path, keep_outputs=False)
+    np.save(path, np.arange(5))
+    with pytest.raises(ValueError, match=r"traverse: overwrite=True does not remove .*x\.npy, which the store did not "
+                                         r"write \(its sweep was made with keep_outputs=False.*nothing was removed"):
+        sweep(path, keep_outputs=False, overwrite=True)
+    assert np.array_equal(np.load(path), np.arange(5)) and ls.sweep_status(path).complete
+    kept = tmp_path / "kept.npy"
+    sweep(kept)
+    np.save(kept, np.arange(7.0))  # the user's, in the place of the store's outputs
+    with pytest.raises(ValueError, match=r"does not remove .*kept\.npy.*it holds an array of shape \(7,\)"):
+        sweep(kept, overwrite=True)
+    with pytest.raises(ValueError, match=r"kept\.npy is not the outputs file it wrote .* is never replaced: move it"):
+        sweep(kept, resume=True)
+    assert np.array_equal(np.load(kept), np.arange(7.0))
+
+
+def test_an_empty_metadata_folder_does_not_let_a_sweep_replace_a_users_npy(tmp_path):
+    path = tmp_path / "user.npy"
+    np.save(path, np.arange(7))
+    (tmp_path / "user.npy.latentsweep").mkdir()
+    for kwargs in ({}, {"overwrite": True}):
+        with pytest.raises(ValueError, match=r"user\.npy exists and is not a latentsweep sweep store"):
+            sweep(path, **kwargs)
+    assert np.array_equal(np.load(path), np.arange(7))
+
+
+def _read_only(monkeypatch, root: Path) -> None:
+    """Everything under root reads as on read-only media (os.access and the writes a store makes)."""
+    import errno
+
+    real_access, real_write = os.access, Path.write_text
+
+    def access(place, mode, *args, **kwargs):
+        if mode & os.W_OK and str(place).startswith(str(root)):
+            return False
+        return real_access(place, mode, *args, **kwargs)
+
+    def write_text(self, *args, **kwargs):
+        if str(self).startswith(str(root)):
+            raise OSError(errno.EROFS, "Read-only file system", str(self))
+        return real_write(self, *args, **kwargs)
+
+    monkeypatch.setattr(os, "access", access)
+    monkeypatch.setattr(Path, "write_text", write_text)
+
+
+def test_resuming_a_store_on_read_only_media_says_so_and_a_finished_one_still_resumes(tmp_path, monkeypatch, full):
+    done, unfinished, damaged = (tmp_path / f"{name}.zarr" for name in ("done", "unfinished", "damaged"))
+    for path in (done, unfinished, damaged):
+        sweep(path)
+    (unfinished / "units" / "u000000002.rec").unlink()
+    for victim in chunk_files(damaged, "anchors"):
+        victim.unlink()  # a resume rewrites the anchors: it takes the writer's lease
+    _read_only(monkeypatch, tmp_path)
+    assert sweep(done, resume=True).points_computed == 0  # nothing to write: works read-only
+    for path in (unfinished, damaged):
+        with pytest.raises(ValueError, match=r"^latentsweep.traverse: the sweep store .* is read-only \(.*read-only "
+                                             r"media or no permission\), so no units can be added to it\. "
+                                             r"latentsweep.open_sweep\(path\) reads it") as caught:
+            sweep(path, resume=True)
+        assert not getattr(caught.value, "__notes__", None)  # no advice to resume again
+    assert ls.sweep_status(unfinished).missing == [2]
+
+
+def test_a_npy_stores_metadata_folder_is_not_taken_for_a_store(tmp_path, full):
+    path = tmp_path / "m.npy"
+    sweep(path)
+    meta = tmp_path / "m.npy.latentsweep"
+    expected = rf"{re.escape(str(meta))} is the metadata folder of the .npy store {re.escape(str(path))}; pass"
+    with pytest.raises(ValueError, match=f"open_sweep: {expected}"):
+        ls.open_sweep(meta)
+    for kwargs in ({"resume": True}, {"overwrite": True}):
+        with pytest.raises(ValueError, match=f"traverse: {expected}"):
+            sweep(meta, **kwargs)
+    assert_same(ls.open_sweep(path), full)
+    (tmp_path / "q.npy.latentsweep").write_text("notes")  # a file, and no q.npy
+    with pytest.raises(ValueError, match=r"q\.npy\.latentsweep \(where the .npy store .*q\.npy would keep its "
+                                         r"metadata\) exists and is not a latentsweep sweep store's folder"):
+        sweep(tmp_path / "q.npy")
+
+
+def test_a_store_whose_units_folder_is_a_file_is_damaged(tmp_path, full):
+    path = tmp_path / "sweep.zarr"
+    sweep(path)
+    shutil.rmtree(path / "units")
+    (path / "units").write_text("mine")
+    for call in (lambda: ls.open_sweep(path), lambda: sweep(path, resume=True)):
+        with pytest.raises(ValueError, match=r"damaged: .*units is a file, not the store's folder .*move it away"):
+            call()
+    with pytest.raises(ValueError, match=r"did not write \(units\)"):
+        sweep(path, overwrite=True)
+    assert (path / "units").read_text() == "mine"
+    (path / "units").rename(tmp_path / "units.txt")
+    assert_same(sweep(path, resume=True), full)
+
+
+def test_an_npy_in_fortran_order_is_repaired_and_a_folder_in_its_place_is_named(tmp_path, full):
+    path = tmp_path / "sweep.npy"
+    sweep(path)
+    data = path.read_bytes()
+    path.write_bytes(data.replace(b"'fortran_order': False", b"'fortran_order': True ", 1))
+    with pytest.raises(ValueError, match="missing, truncated or of the wrong shape, dtype or order"):
+        ls.open_sweep(path)
+    with pytest.warns(RuntimeWarning, match="8 work unit.*damaged"):
+        resumed = sweep(path, resume=True)
+    assert resumed.points_computed == full.num_points
+    assert_same(ls.open_sweep(path), full)
+    path.unlink()
+    path.mkdir()
+    with pytest.raises(ValueError, match=r"sweep\.npy is not the outputs file it wrote \(it is a folder, not a file\)"):
+        sweep(path, resume=True)
+    assert not [p.name for p in tmp_path.iterdir() if ".tmp-" in p.name]
+    path.rmdir()
+    with pytest.warns(RuntimeWarning, match="damaged"):
+        assert_same(sweep(path, resume=True), full)
+
+
+def test_overwrite_removes_a_legacy_checkpoint_array_and_names_an_unreadable_lease(tmp_path, full):
+    path = tmp_path / "sweep.zarr"
+    sweep(path)
+    (path / "checkpoint" / "c").mkdir(parents=True)  # what stores of format 1 wrote
+    (path / "checkpoint" / "zarr.json").write_text("{}")
+    (path / "checkpoint" / "c" / "0").write_bytes(b"\0" * 8)
+    (path / "leases" / "host-12-0123abcd.json").write_text("{half")
+    with pytest.raises(ValueError, match=r"in use by another sweep \(an unreadable lease host-12-0123abcd.json, 0 s "
+                                         r"old: a writer starting, or damaged"):
+        sweep(path, overwrite=True)
+    (path / "leases" / "host-12-0123abcd.json").unlink()
+    assert_same(sweep(path, overwrite=True), full)
+    assert not (path / "checkpoint").exists()
+
+
+def test_a_shards_warning_says_which_damaged_units_it_computes_and_points_at_the_call(tmp_path, full):
+    path = tmp_path / "sharded.zarr"
+    sweep(path, shard=(0, 3))
+    sweep(path, shard=(1, 3))
+    (path / "effect" / "c" / "0").unlink()  # unit 0: shard 0's
+    with pytest.warns(RuntimeWarning, match=r"1 work unit\(s\) .* damaged \(unit 0: .*\); they are other shards' "
+                                            r"units, left to those shards") as caught:
+        sweep(path, shard=(2, 3))
+    assert [Path(w.filename) for w in caught] == [Path(__file__)]
+    with pytest.warns(RuntimeWarning, match=r"damaged \(unit 0: .*\); computing them again") as caught:
+        assert_same(sweep(path, shard=(0, 3)), full)
+    assert [Path(w.filename) for w in caught] == [Path(__file__)]
+
+
+def test_a_static_checksum_altered_in_the_metadata_says_what_to_do(tmp_path, full):
+    path = tmp_path / "sweep.zarr"
+    sweep(path)
+    meta_file = path / "zarr.json"
+    meta = json.loads(meta_file.read_text())
+    meta["attributes"]["latentsweep"]["static_crc"]["dims"] = 5
+    meta_file.write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match=r"damaged: its dims array does not match the checksum in its metadata .* "
+                                         r"cannot be repaired; pass overwrite=True to start over"):
+        sweep(path, resume=True)
+    assert_same(sweep(path, overwrite=True), full)
+
+
+def test_store_paths_starting_with_a_tilde_are_in_the_home_folder(tmp_path, monkeypatch, full):
+    home, work = tmp_path / "home", tmp_path / "work"
+    home.mkdir(), work.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(work)
+    result = sweep("~/sweep.zarr")
+    assert result.store == home / "sweep.zarr" and not (work / "~").exists()
+    assert ls.sweep_status("~/sweep.zarr").complete
+    assert_same(ls.open_sweep("~/sweep.zarr"), full)
+    assert_same(sweep("~/sweep.zarr", resume=True), full)

@@ -12,6 +12,8 @@ import contextlib
 import math
 import numbers
 import os
+import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -22,6 +24,19 @@ from ._batching import is_out_of_memory, physical_memory
 INT64_MAX = 2**63 - 1
 INT64_MIN = -(2**63)
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+_PACKAGE = os.path.dirname(__file__) + os.sep
+
+
+def warn(message: str, category: type[Warning]) -> None:
+    """``warnings.warn`` pointing at the user's line: the first frame outside latentsweep, at
+    whatever depth the library warns from (a fixed stacklevel pointed into sweep.py). Python
+    3.12's ``skip_file_prefixes`` does this; the package supports 3.11."""
+    frame, level = sys._getframe(1), 2  # stacklevel 2: warn's caller
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, category, stacklevel=level)
 
 
 def call_name(fn: str) -> str:

@@ -104,17 +104,34 @@ def being_created(path: Path) -> bool:
     return any(live for _, live in _temporaries(path))
 
 
+# A lease's file name, as a writer makes it (stores.SweepStore._take_lease): host-pid-token.json.
+# A file in leases/ by any other name was not written by latentsweep (overwrite=True keeps it).
+LEASE_NAME = re.compile(r"[^/]*-\d+-[0-9a-f]{8}\.json")
+
+
+def lease_name(host: str, pid: int) -> str:
+    return f"{host}-{pid}-{uuid.uuid4().hex[:8]}.json"
+
+
 def live_writers(meta_path: Path) -> list[str]:
     """Other processes holding a live lease on the store at meta_path ('pid 12 on host')."""
     live = []
     for lease in sorted((meta_path / "leases").glob("*.json")):
+        if not LEASE_NAME.fullmatch(lease.name):
+            continue  # not a lease (see foreign_entries)
+        try:
+            age = time.time() - lease.stat().st_mtime
+        except OSError:
+            continue  # released meanwhile
         try:
             info = json.loads(lease.read_text())
             host, pid, start_time = str(info["host"]), int(info["pid"]), info.get("start_time")
-            age = time.time() - lease.stat().st_mtime
-        except Exception:  # noqa: BLE001 - half-written lease: judge by age alone
-            host, pid, start_time, age = "?", -1, None, time.time() - lease.stat().st_mtime
-        if host == socket.gethostname() and pid >= 0:
+        except Exception:  # noqa: BLE001 - half-written (a writer starting) or damaged: judged by age alone
+            if age < LEASE_SECONDS:
+                live.append(f"an unreadable lease {lease.name}, {age:.0f} s old: a writer starting, or damaged (it "
+                            f"counts as live until {LEASE_SECONDS:.0f} s old)")
+            continue
+        if host == socket.gethostname() and pid > 0:  # (kill() of pid 0 or -1 signals groups)
             alive = pid != os.getpid() and writer_alive(pid, start_time)
         else:
             alive = age < LEASE_SECONDS

@@ -20,12 +20,18 @@ memory-mappable ``.npy`` file and the rest to the group ``sweep.npy.latentsweep`
   pid now belongs to a process started later, or, on another host, the lease was not refreshed
   for ``LEASE_SECONDS``; a writer refreshes its lease every ``LEASE_REFRESH_SECONDS`` from a
   thread while it holds it; see store_writers.py).
+
+A store removes (overwrite=True) or replaces (a repair) only what it wrote: the paths of
+``_OWN_FOLDER``/``_OWN_FILE`` in its folder, and the ``.npy`` only when it holds the outputs its
+metadata says (``foreign_npy``); a ``keep_outputs=False`` store writes no ``.npy``.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
+import math
 import os
 import re
 import shutil
@@ -47,8 +53,8 @@ from ._modules import tensor_digest
 from .merge import UnitStatistics
 from .plan import SweepPlan, plan_from_dict
 from .sinks import Geometry
-from .store_writers import (being_created, keep_fresh, live_writers, process_start, remove_stale_temporaries,
-                            temporary_path)
+from .store_writers import (LEASE_NAME, being_created, keep_fresh, lease_name, live_writers, process_start,
+                            remove_stale_temporaries, temporary_path)
 
 STORE_FORMAT = 2
 _ATTR = "latentsweep"
@@ -172,11 +178,31 @@ def sweep_id(params: dict) -> str:
     return hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:32]
 
 
+_NPY_FOLDER = ".latentsweep"  # a .npy store keeps its metadata in the folder <name>.npy.latentsweep
+
+
 def paths_of(path: Path) -> tuple[Path, Path | None]:
     """(zarr group path, .npy outputs path or None) for a user's out= path."""
     if path.suffix == ".npy":
-        return path.with_name(path.name + ".latentsweep"), path
+        return path.with_name(path.name + _NPY_FOLDER), path
     return path, None
+
+
+def store_path(fn: str, argument: str, path) -> Path:
+    """The path of a store as a public function takes it (``out=``, ``path``), checked once for
+    all of them: ``~`` expanded (else a folder named ``~`` is made), and not the metadata folder
+    of a .npy store, which read on its own looks damaged and, replaced, loses the .npy store."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"{fn}: {argument} must be a str or os.PathLike, got {type(path).__name__}")
+    path = Path(os.path.expanduser(path))
+    if path.name.endswith(".npy" + _NPY_FOLDER):
+        npy = path.with_name(path.name.removesuffix(_NPY_FOLDER))
+        if path.exists() or npy.exists():
+            raise ValueError(f"{fn}: {path} is the metadata folder of the .npy store {npy}; pass {npy} "
+                             f"(the store is the .npy and this folder together)")
+        raise ValueError(f"{fn}: {argument}={str(path)!r} names the metadata folder of a .npy store; pass {npy} "
+                         "for a .npy store, or choose another name")
+    return path
 
 
 def looks_like_store(meta_path: Path) -> bool:
@@ -190,9 +216,59 @@ def _own_folder(meta_path: Path) -> bool:
     leases folder, and holds nothing a store does not write."""
     try:
         return (looks_like_store(meta_path) and (meta_path / "leases").is_dir()
-                and all(e.name in _OWN_ENTRIES or _TEMPORARY_NAME.fullmatch(e.name) for e in meta_path.iterdir()))
+                and all(e.name in _OWN_ENTRIES or _TEMPORARY.fullmatch(e.name) for e in meta_path.iterdir()))
     except OSError:
         return False
+
+
+_NPY_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+
+
+def npy_header(path: Path) -> tuple[tuple[int, ...], bool, np.dtype] | None:
+    """(shape, fortran_order, dtype) of a .npy file; None when it is not one (another format, or
+    cut short before the end of its header). OSError when it cannot be read at all."""
+    with open(path, "rb") as file:
+        try:
+            return _NPY_READERS[np.lib.format.read_magic(file)](file, max_header_size=1 << 16)
+        except (ValueError, KeyError, EOFError, SyntaxError):
+            return None
+
+
+def foreign_npy(meta_path: Path, npy_path: Path) -> str | None:
+    """Why the file at ``npy_path`` is not the outputs file the .npy store at ``meta_path`` wrote
+    (None when it is, or when nothing is there): the store may remove or replace its own file
+    only. Its own is an .npy of the array its metadata says (or, with that unreadable, of as
+    many grid points as its effect array), in any state of damage that left it a file."""
+    if not os.path.lexists(npy_path):
+        return None
+    if npy_path.is_symlink() or not npy_path.is_file():
+        return f"it is a {'symbolic link' if npy_path.is_symlink() else 'folder'}, not a file"
+    try:
+        meta = json.loads((meta_path / "zarr.json").read_text())["attributes"][_ATTR]
+        g = meta["geometry"]
+        if not meta["keep_outputs"]:
+            return "its sweep was made with keep_outputs=False: it writes no .npy"
+        shape = (int(g["num_anchors"]), int(g["num_dims"]), int(g["num_steps"]), *map(int, g["out_shape"]))
+        fits = lambda found: found == shape  # noqa: E731
+    except Exception:  # noqa: BLE001 - damaged metadata: judged by the number of grid points alone
+        try:
+            rows = int(json.loads((meta_path / "effect" / "zarr.json").read_text())["shape"][0])
+        except Exception:  # noqa: BLE001
+            return "the store's metadata is unreadable, so nothing says the store wrote it"
+        fits = lambda found: len(found) >= 3 and math.prod(found[:3]) == rows  # noqa: E731
+    try:
+        if npy_path.stat().st_size == 0:
+            return None  # (emptied: nothing in it to keep)
+        header = npy_header(npy_path)
+        with open(npy_path, "rb") as file:
+            magic = file.read(6)
+    except OSError as error:
+        return f"it cannot be read ({error.strerror or error})"
+    if magic != b"\x93NUMPY":
+        return "it is not a .npy file"
+    if header is not None and not fits(tuple(header[0])):
+        return f"it holds an array of shape {tuple(header[0])}, not the store's outputs"
+    return None  # the store's, or its own file cut short in its header
 
 
 def consecutive_runs(units: list[int], longest: int) -> list[list[int]]:
@@ -227,9 +303,7 @@ class SweepStore:
                     f"{'unreadable' if meta_file.exists() else 'missing'}, so its units cannot be used; pass "
                     "overwrite=True to start over"
                 ) from None
-            raise ValueError(
-                f"{path} exists and is not a latentsweep sweep store; choose another path (it is never overwritten)"
-            ) from None
+            raise not_a_store(path) from None
         if meta.get("format") != STORE_FORMAT:
             raise StoreDamaged(
                 f"{path} was written by an incompatible latentsweep version (store format "
@@ -258,6 +332,12 @@ class SweepStore:
                 raise ValueError("its plan has trial units, which only in-memory sweeps keep")
             if ("directions" in self.static_crc) != (self.params.get("codes") == "directions"):
                 raise ValueError("its directions do not match its parameters")
+            for folder in (self.meta_path / "units", self.meta_path / "leases"):
+                if os.path.lexists(folder) and not folder.is_dir():  # (missing ones are made again)
+                    raise StoreDamaged(
+                        f"the sweep store {path} is damaged: {folder} is a file, not the store's folder (latentsweep "
+                        "did not write it): move it away, then resume=True computes the units it has no records of"
+                    )
             self._arrays = {name: self.group[name] for name in (*self.static_crc, "effect")}
             if self.keep_outputs and self.npy_path is None:
                 self._arrays["outputs"] = self.group["outputs"]
@@ -318,6 +398,10 @@ class SweepStore:
         creating = True  # until seen otherwise: one more try after, as its creator may just have finished
         while True:
             try:
+                # The header as a whole: rows written in C order into a Fortran-order file read
+                # back transposed (every unit recomputed, then refused, on every resume).
+                if npy_header(self.npy_path) != ((*g.grid_shape, *g.out_shape), False, numpy_dtype(g.output_dtype)):
+                    return None
                 array = np.load(self.npy_path, mmap_mode="r", allow_pickle=False)
                 if array.shape == (*g.grid_shape, *g.out_shape) and array.dtype == numpy_dtype(g.output_dtype):
                     return array
@@ -344,20 +428,30 @@ class SweepStore:
         if array is None:
             raise StoreDamaged(
                 f"the sweep store {self.path} is damaged: its outputs file {self.npy_path} is missing, "
-                "truncated or of the wrong shape"
+                "truncated or of the wrong shape, dtype or order"
             )
         return array.reshape(self.geometry.num_rows, *self.geometry.out_shape)
 
     def repair_npy(self) -> None:
-        """Recreates a missing or truncated .npy outputs file (its units are then recomputed)."""
+        """Recreates a missing or damaged .npy outputs file (its units are then recomputed); a file
+        there that the store did not write is refused, never replaced."""
         if self.npy_path is None or not self.keep_outputs or self._open_npy(wait=True) is not None:
             return
+        foreign = foreign_npy(self.meta_path, self.npy_path)
+        if foreign is not None:
+            raise ValueError(
+                f"the sweep store {self.path} is damaged: {self.npy_path} is not the outputs file it wrote ({foreign}) "
+                "and is never replaced: move it away, then resume=True writes the outputs again"
+            )
         self._take_lease()
         g = self.geometry
         temporary = temporary_path(self.npy_path)
-        np.lib.format.open_memmap(temporary, mode="w+", dtype=numpy_dtype(g.output_dtype),
-                                  shape=(*g.grid_shape, *g.out_shape))
-        os.replace(temporary, self.npy_path)
+        try:
+            np.lib.format.open_memmap(temporary, mode="w+", dtype=numpy_dtype(g.output_dtype),
+                                      shape=(*g.grid_shape, *g.out_shape))
+            os.replace(temporary, self.npy_path)
+        finally:
+            temporary.unlink(missing_ok=True)  # (gone once renamed into place)
 
     def static_problems(self) -> dict[str, str]:
         """Static arrays whose stored bytes do not match their checksums."""
@@ -374,7 +468,11 @@ class SweepStore:
         """Rewrites damaged static arrays from this sweep's own (identical by checksum) values."""
         for name in self.static_problems():
             if crc(static[name]) != self.static_crc[name]:
-                raise StoreDamaged(f"the sweep store {self.path}: {name} cannot be repaired from this sweep")
+                raise StoreDamaged(
+                    f"the sweep store {self.path} is damaged: its {name} array does not match the checksum in its "
+                    f"metadata ({self.meta_path / 'zarr.json'}), nor do this sweep's own {name}, so it cannot be "
+                    "repaired; pass overwrite=True to start over"
+                )
             self._take_lease()
             self._arrays[name][...] = static[name]
             if crc(np.asarray(self._arrays[name][...])) != self.static_crc[name]:  # e.g. its dtype was altered
@@ -572,11 +670,15 @@ class SweepStore:
         try:
             leases.mkdir(exist_ok=True)
             (self.meta_path / "units").mkdir(exist_ok=True)
-            lease = leases / f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}.json"
+            lease = leases / lease_name(socket.gethostname(), os.getpid())
             lease.write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "sweep_id": self.sweep_id,
                                          "start_time": process_start(os.getpid())}))
         except FileNotFoundError:
             raise self._replaced() from None
+        except OSError as error:
+            if error.errno not in (errno.EROFS, errno.EACCES, errno.EPERM):
+                raise
+            raise self._read_only(f"{error.filename}: {error.strerror}") from None
         # Until now another process could replace the store (overwrite=True sees no live lease):
         # with the lease in place, the store must still be this sweep's.
         try:
@@ -589,6 +691,22 @@ class SweepStore:
         self._lease = lease
         self._refresher = keep_fresh(lease)
         weakref.finalize(self, self._refresher[0].set)
+
+    def check_writable(self) -> None:
+        """Before a sweep computes units into the store: a ValueError saying it is read-only
+        (read-only media, no permission) rather than an OSError at its first row."""
+        for place in (self.meta_path, self.meta_path / "leases", self.meta_path / "units", self.meta_path / "effect",
+                      *((self.npy_path or self.meta_path / "outputs",) if self.keep_outputs else ())):
+            if os.path.lexists(place) and not os.access(place, os.W_OK):  # (also read-only mounts)
+                raise self._read_only(f"{place} is not writable")
+
+    def _read_only(self, why: str) -> ValueError:
+        caller = "" if self.caller == "latentsweep" else f"{self.caller}: "  # (named_errors names it then)
+        return ValueError(
+            f"{caller}the sweep store {self.path} is read-only ({why}: read-only media or no permission), so no "
+            "units can be added to it. latentsweep.open_sweep(path) reads it as it is (latentsweep.sweep_status(path) "
+            "says which units it lacks); to finish it, copy it somewhere writable and resume the copy"
+        )
 
     def _replaced(self) -> RuntimeError:
         return RuntimeError(
@@ -627,27 +745,40 @@ class SweepStore:
             self._lease = None
 
 
+def not_a_store(path: Path) -> ValueError:
+    """The error for a path where something other than a store is, naming what is in the way."""
+    meta_path, npy_path = paths_of(path)
+    if npy_path is not None and not os.path.lexists(npy_path):  # only the metadata folder's place is taken
+        return ValueError(f"{meta_path} (where the .npy store {path} would keep its metadata) exists and is not a "
+                          "latentsweep sweep store's folder; choose another path (it is never overwritten)")
+    return ValueError(f"{path} exists and is not a latentsweep sweep store; choose another path "
+                      "(it is never overwritten)")
+
+
 def existing_store(path: Path, *, writable: bool) -> SweepStore | None:
     """The store at path, None when nothing is there; an error when something else is."""
     meta_path, npy_path = paths_of(path)
-    if meta_path.is_dir() and not any(meta_path.iterdir()):
-        return None  # an empty folder made for the store
-    if not meta_path.exists():
-        if npy_path is not None and npy_path.exists():
-            raise ValueError(f"{path} exists and is not a latentsweep sweep store; choose another path "
-                             "(it is never overwritten)")
+    if not os.path.lexists(meta_path) or (meta_path.is_dir() and not any(meta_path.iterdir())):
+        # Nothing, or an empty folder made for the store: unless a .npy is there, which is then the
+        # user's (a store's .npy never exists without its metadata) and must not be replaced.
+        if npy_path is not None and os.path.lexists(npy_path):
+            raise not_a_store(path)
         return None
     return SweepStore(path, writable=writable)
 
 
-# What a store writes, as paths relative to its folder: its group's metadata, each array's
-# metadata and chunk keys, the units' records, the writers' leases (and a legacy checkpoint).
-_OWN_PATH = re.compile(
-    r"zarr\.json"
-    rf"|(?:{'|'.join((*_STATIC, *_OPTIONAL_STATIC, *_ROW_ARRAYS))})(?:/zarr\.json|/c(?:/\d+)*)?"
-    r"|units(?:/u\d{9}\.rec)?|leases(?:/[^/]+\.json)?|checkpoint(?:/.*)?"
-)
-_TEMPORARY_NAME = re.compile(r"\.[^/]+\.tmp-[^/]+")  # see temporary_path and finish_unit
+# What a store writes, as paths relative to its folder, exactly (overwrite=True removes nothing
+# else): its group's metadata, each array's metadata and chunk keys (and those of the checkpoint
+# array that stores of format 1 had), the units' records and the writers' leases. A folder's
+# name taken by a file, or a file's by a folder, is not the store's.
+_ARRAYS = "|".join((*_STATIC, *_OPTIONAL_STATIC, *_ROW_ARRAYS, "checkpoint"))
+_OWN_FOLDER = re.compile(rf"(?:{_ARRAYS})(?:/c(?:/\d+)*)?|units|leases")
+_OWN_FILE = re.compile(rf"zarr\.json|(?:{_ARRAYS})/(?:zarr\.json|c(?:/\d+)*)|units/u\d{{9}}\.rec"
+                       rf"|leases/{LEASE_NAME.pattern}")
+# Its temporaries, left by a process killed while writing: a unit's record before it is renamed
+# into place (finish_unit), and zarr's before a metadata or chunk file is ("<name>.<hex>.partial",
+# zarr.storage.LocalStore).
+_TEMPORARY = re.compile(r"units/\.u\d{9}\.rec\.tmp-[0-9a-f]{32}|(?:[^/]+/)*(?:zarr|\d+)\.[0-9a-f]{32}\.partial")
 
 
 def foreign_entries(meta_path: Path) -> list[str]:
@@ -656,12 +787,11 @@ def foreign_entries(meta_path: Path) -> list[str]:
     foreign = []
     for root, folders, files in os.walk(meta_path):
         relative = Path(root).relative_to(meta_path)
-        for name in (*folders, *files):
-            entry = (relative / name).as_posix()
-            if _TEMPORARY_NAME.fullmatch(name):
-                continue
-            if not _OWN_PATH.fullmatch(entry) or (meta_path / entry).is_symlink():
-                foreign.append(entry)
+        for names, own in ((folders, _OWN_FOLDER), (files, _OWN_FILE)):
+            for name in names:
+                entry = (relative / name).as_posix()
+                if not (own.fullmatch(entry) or _TEMPORARY.fullmatch(entry)) or (meta_path / entry).is_symlink():
+                    foreign.append(entry)
         folders[:] = [f for f in folders if (relative / f).as_posix() not in foreign]
     return sorted(foreign)
 
@@ -685,6 +815,9 @@ def remove_store(path: Path) -> None:
                 f"{', ...' if len(foreign) > 5 else ''}); overwrite=True removes only a store's own files: move them, "
                 "or choose another path"
             )
+    if npy_path is not None and (why := foreign_npy(meta_path, npy_path)) is not None:
+        raise ValueError(f"overwrite=True does not remove {npy_path}, which the store did not write ({why}); move it, "
+                         "or choose another path; nothing was removed")
     for folder in (meta_path.parent, *((meta_path,) if meta_path.is_dir() else ())):
         if not os.access(folder, os.W_OK):  # (also read-only mounts and immutable folders)
             raise ValueError(f"overwrite=True cannot remove the store at {path}: {folder} is not writable "
@@ -692,8 +825,8 @@ def remove_store(path: Path) -> None:
     # In an order that a removal stopped half way (Ctrl-C, kill, an error) leaves a store a
     # second overwrite=True still recognises: the .npy first, the group's zarr.json last.
     try:
-        if npy_path is not None and npy_path.exists():
-            npy_path.unlink()
+        if npy_path is not None and os.path.lexists(npy_path):
+            npy_path.unlink()  # (the store's own: see foreign_npy above)
         if meta_path.is_dir():
             for entry in sorted(meta_path.iterdir(), key=lambda e: e.name == "zarr.json"):
                 if entry.is_dir() and not entry.is_symlink():
@@ -749,6 +882,8 @@ def create_store(path: Path, *, params: dict, plan: SweepPlan, geometry: Geometr
             np.lib.format.open_memmap(npy_temporary, mode="w+", dtype=numpy_dtype(g.output_dtype),
                                       shape=(*g.grid_shape, *g.out_shape))
         try:
+            if npy_temporary is not None and os.path.lexists(npy_path) and not os.path.lexists(meta_path / "zarr.json"):
+                raise FileExistsError  # not this store's .npy (never replaced): existing_store says so
             if meta_path.is_dir():
                 meta_path.rmdir()  # an empty folder made for the store (fails if no longer empty)
             os.rename(temporary, meta_path)

@@ -20,7 +20,6 @@ import math
 import os
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import torch
@@ -39,7 +38,8 @@ from .plan import SweepPlan, make_plan, plan_from_dict, shard_units, units_for
 from .result import TraversalResult
 from .sinks import Geometry, MemorySink
 from .store_session import leader_store, named_errors, static_arrays, sweep_params
-from .stores import StoreDamaged, StoreStatus, SweepStore, describe_units, existing_store, paths_of, sweep_id
+from .stores import (StoreDamaged, StoreStatus, SweepStore, describe_units, existing_store, paths_of, store_path,
+                     sweep_id)
 
 _FN = "latentsweep.traverse"
 
@@ -206,9 +206,9 @@ def sweep_grid(
     advice such as ``interpolate(..., resume=True)``)."""
     started = time.perf_counter() if started is None else started
     show_progress = _progress.wanted(progress, fn)
-    batch_size, memory_budget = _check_arguments(fn, decoder, batch_size, memory_budget, out,
-                                                 keep_outputs=keep_outputs, resume=resume, overwrite=overwrite,
-                                                 cuda_graph=cuda_graph, shard=shard)
+    batch_size, memory_budget, out = _check_arguments(fn, decoder, batch_size, memory_budget, out,
+                                                      keep_outputs=keep_outputs, resume=resume, overwrite=overwrite,
+                                                      cuda_graph=cuda_graph, shard=shard)
     decode_fn = decoding.decoder_call(fn, decoder, output=output, output_transform=output_transform,
                                       latent_shape=spec.latent_shape)
     requested = _checks.device(fn, device)
@@ -309,6 +309,7 @@ def _check_arguments(fn: str, decoder, batch_size, memory_budget, out, *, shard,
         raise ValueError(f"{fn}: resume=True and overwrite=True contradict each other")
     if out is not None and not isinstance(out, (str, os.PathLike)):
         raise TypeError(f"{fn}: out must be None or a path, got {type(out).__name__}")
+    out = None if out is None else store_path(fn, "out", out)
     if out is not None and any(p.is_symlink() for p in (Path(out), paths_of(Path(out))[0])):
         # A store is created, locked and replaced by renaming its own folder: through a link,
         # overwrite=True would empty the target and then fail.
@@ -323,7 +324,7 @@ def _check_arguments(fn: str, decoder, batch_size, memory_budget, out, *, shard,
         batch_size = _checks.integer(fn, "batch_size", batch_size, low=1)
     if memory_budget is not None:
         memory_budget = _checks.integer(fn, "memory_budget", memory_budget, low=1)
-    return batch_size, memory_budget
+    return batch_size, memory_budget, out
 
 
 def _my_units(plan: SweepPlan, pending: list[int], workers) -> list[int]:
@@ -455,10 +456,24 @@ def _open_sink(fn: str, out, spec, probe, geometry, params, choose_batch, *, exp
         opened["store"] = store = leader_store(fn, path, want, new_plan, explicit=explicit, resume=resume,
                                                overwrite=overwrite, join=workers.shard is not None)
         status = store.status()
+        # The units this call computes: a shard's own, or all missing ones among the ranks.
+        ours = status.missing if workers.shard is None else sorted(
+            set(shard_units(store.plan, *workers.shard)) & set(status.missing))
+        if ours:  # (a resume with nothing to compute writes nothing: it works on read-only media)
+            with named_errors(fn):
+                store.check_writable()
         if status.damaged:
             detail = "; ".join(f"unit {u}: {why}" for u, why in sorted(status.damaged.items())[:3])
-            warnings.warn(f"{fn}: {len(status.damaged)} work unit(s) of {path} are damaged ({detail}); "
-                          "computing them again", RuntimeWarning, stacklevel=5)
+            mine = sorted(set(ours) & set(status.damaged))
+            if workers.shard is None or len(mine) == len(status.damaged):
+                doing = "computing them again"
+            elif not mine:  # another shard's units are not this one's to compute
+                doing = "they are other shards' units, left to those shards to compute again"
+            else:
+                doing = (f"this shard computes its own ({describe_units(mine)}) again, the others are left to "
+                         "their shards")
+            _checks.warn(f"{fn}: {len(status.damaged)} work unit(s) of {path} are damaged ({detail}); {doing}",
+                         RuntimeWarning)
         return store.plan.as_dict(), status.missing
 
     try:
@@ -664,7 +679,7 @@ def open_sweep(path: str | Path) -> TraversalResult:
             (saying which part).
     """
     fn = "latentsweep.open_sweep"
-    path = _store_path(fn, path)
+    path = store_path(fn, "path", path)
     with named_errors(fn):
         store = existing_store(path, writable=False)
     if store is None:
@@ -706,12 +721,6 @@ def open_sweep(path: str | Path) -> TraversalResult:
         store.close()
 
 
-def _store_path(fn: str, path) -> Path:
-    if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"{fn}: path must be a str or os.PathLike, got {type(path).__name__}")
-    return Path(path)
-
-
 def _writer_of(params: dict) -> str:
     """The function that wrote a store, from its recorded mode: interpolation paths are stored
     under their path's name ("linear", "slerp"), traversals under theirs."""
@@ -722,7 +731,7 @@ def sweep_status(path: str | Path) -> StoreStatus:
     """Which work units of the sweep stored at ``path`` are done, missing or damaged, and
     whether its static arrays (anchors, values, ...) are intact (read-only)."""
     fn = "latentsweep.sweep_status"
-    path = _store_path(fn, path)
+    path = store_path(fn, "path", path)
     with named_errors(fn):
         store = existing_store(path, writable=False)
     if store is None:

@@ -18,8 +18,13 @@ class CliError(Exception):
     """An error the CLI reports as one line on stderr (exit status 1)."""
 
 
-# Library wording -> command-line wording, applied in order.
+# Library wording -> command-line wording, applied in order (a pattern where the words carry a
+# value: the store's batch size).
 _CLI_WORDS = (
+    (re.compile(r"planned with batch_size=(\d+)"), r"planned with --sweep-batch-size \1"),
+    (re.compile(r"pass batch_size=(\d+) or 'auto'"), r"pass --sweep-batch-size \1 or auto (or leave it out)"),
+    ("latentsweep.open_sweep(path) reads it as it is (latentsweep.sweep_status(path) says which units it lacks)",
+     "`latentsweep open PATH` reads it as it is (or says which units it lacks)"),
     ("Call traverse(...) again with the same arguments and resume=True", "Run the same command again with --resume"),
     ("call traverse with the same arguments to resume it", "run the same command with --resume to continue it"),
     ("call traverse with that sweep's arguments to resume it", "run the command with that sweep's options and --resume"),
@@ -61,7 +66,7 @@ _NOTE_PREFIX = re.compile(r"^latentsweep(\.\w+)+: ")  # a note repeats the funct
 
 def cli_words(text: str) -> str:
     for library, cli in _CLI_WORDS:
-        text = text.replace(library, cli)
+        text = library.sub(cli, text) if isinstance(library, re.Pattern) else text.replace(library, cli)
     return text
 
 
