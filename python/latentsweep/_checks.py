@@ -26,7 +26,9 @@ INT64_MIN = -(2**63)
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
-_PACKAGE = os.path.dirname(__file__) + os.sep
+# Frames a warning skips to reach the user's line: the package's, and contextlib's (a warning
+# from a context manager of the package is raised in contextlib's __exit__).
+_LIBRARY_FILES = (os.path.dirname(__file__) + os.sep, contextlib.__file__)
 
 
 def warn(message: str, category: type[Warning]) -> None:
@@ -34,7 +36,7 @@ def warn(message: str, category: type[Warning]) -> None:
     whatever depth the library warns from (a fixed stacklevel pointed into sweep.py). Python
     3.12's ``skip_file_prefixes`` does this; the package supports 3.11."""
     frame, level = sys._getframe(1), 2  # stacklevel 2: warn's caller
-    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE):
+    while frame is not None and frame.f_code.co_filename.startswith(_LIBRARY_FILES):
         frame, level = frame.f_back, level + 1
     warnings.warn(message, category, stacklevel=level)
 

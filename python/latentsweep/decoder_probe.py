@@ -3,12 +3,11 @@ out-of-memory retry, and CUDA-graph capture."""
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import torch
 
-from . import _batching
+from . import _batching, _checks
 from .grid_spec import GridSpec
 
 # The anchors are decoded this many at a time, whatever the sweep's batch_size: their outputs'
@@ -139,10 +138,10 @@ def retry_halved(fn: str, run, batch_size: int, device: torch.device):
             raise
     release_cached_memory(device)
     smaller = max(1, batch_size // 2)
-    warnings.warn(
+    _checks.warn(
         f"{fn}: out of memory at batch_size={batch_size}; retrying with batch_size={smaller} (the units "
         "decoded at this size may differ in the last bits if the decoder's arithmetic depends on the batch)",
-        RuntimeWarning, stacklevel=3,
+        RuntimeWarning,
     )
     try:
         return run(smaller)

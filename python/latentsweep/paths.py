@@ -5,7 +5,6 @@ near the origin (White, "Sampling Generative Networks", 2016)."""
 from __future__ import annotations
 
 import math
-import warnings
 
 import torch
 
@@ -58,11 +57,11 @@ def warn_undefined_arcs(fn: str, start: torch.Tensor, end: torch.Tensor) -> None
     theta, sine = _angle(start.double(), end.double())
     opposite = ((sine[:, 0] <= SINE_FLOOR) & (theta[:, 0] > math.pi / 2)).nonzero().flatten().tolist()
     if opposite:
-        warnings.warn(
+        _checks.warn(
             f"{fn}: path(s) {opposite[:10]}{' ...' if len(opposite) > 10 else ''} of {len(start)} have opposite "
             "endpoints: no single great circle joins them, so slerp drew the straight line, through the origin; "
             "pick endpoints that are not opposite, or use path='linear'",
-            UserWarning, stacklevel=3,
+            UserWarning,
         )
 
 

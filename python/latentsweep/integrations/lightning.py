@@ -6,7 +6,6 @@ Needs Lightning: ``pip install 'latentsweep[lightning]'``.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Mapping
 
 from .. import _checks
@@ -152,9 +151,9 @@ class TraversalCallback(pl.Callback):
         except Exception as error:
             if self.on_error == "raise":
                 raise
-            warnings.warn(
+            _checks.warn(
                 f"{_FN}: no snapshot at step {trainer.global_step}: {type(error).__name__}: {error}",
-                RuntimeWarning, stacklevel=2,
+                RuntimeWarning,
             )
             return
         self.last = snapshot
@@ -182,10 +181,10 @@ class TraversalCallback(pl.Callback):
             _common.save_media(_FN, logger.log_dir, snapshot, options)
         elif type(logger).__name__ not in self._warned:
             self._warned.add(type(logger).__name__)
-            warnings.warn(
+            _checks.warn(
                 f"{_FN}: {type(logger).__name__} takes no images or text through a generic "
                 "interface (a SummaryWriter, log_image, or a log_dir); it gets the scalars only",
-                RuntimeWarning, stacklevel=2,
+                RuntimeWarning,
             )
         if callable(getattr(logger, "save", None)):
             logger.save()  # e.g. CSVLogger writes its file: nothing is lost if training dies later

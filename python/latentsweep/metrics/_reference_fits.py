@@ -12,6 +12,8 @@ from __future__ import annotations
 import contextlib
 import warnings
 
+from .. import _checks
+
 
 @contextlib.contextmanager
 def reference_fits(fn: str, estimator: str):
@@ -28,10 +30,9 @@ def reference_fits(fn: str, estimator: str):
         else:  # anything else is re-issued as it was
             warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
     if unconverged:
-        warnings.warn(
+        _checks.warn(
             f"{fn}: {unconverged} {estimator} fit(s) stopped at the iteration limit the metric's "
             "reference definition sets; the score is computed as defined (disentanglement_lib), "
             "not with a converged fit",
             RuntimeWarning,
-            stacklevel=3,
         )

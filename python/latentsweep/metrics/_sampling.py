@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 
 import numpy as np
 import torch
@@ -39,8 +38,8 @@ def varying_factors(fn: str, data, sizes: list[int]) -> torch.Tensor:
         raise ValueError(f"{fn}: every factor of data takes a single value (factor_sizes {sizes}); nothing to score")
     if len(varying) < len(sizes):
         names = _protocol.factor_names(data)
-        warnings.warn(f"{fn}: factors {[names[k] for k in range(len(sizes)) if k not in varying]} take a "
-                      "single value and are left out", UserWarning, stacklevel=3)
+        _checks.warn(f"{fn}: factors {[names[k] for k in range(len(sizes)) if k not in varying]} take a "
+                     "single value and are left out", UserWarning)
     return torch.tensor(varying, dtype=torch.int64)
 
 

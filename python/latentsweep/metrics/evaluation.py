@@ -123,16 +123,16 @@ def evaluate(
     sizes = _protocol.check(_FN, data)
     show = _progress.wanted(progress, _FN)
     if num_train < MIN_RELIABLE_POINTS:
-        warnings.warn(
+        _checks.warn(
             f"{_FN}: num_train={num_train} is below {MIN_RELIABLE_POINTS}: histogram mutual information and the "
             "classifiers are unreliable on so few points (the study default is 10,000)",
-            UserWarning, stacklevel=2,
+            UserWarning,
         )
     factor_names = _protocol.factor_names(data)
     varying = [j for j, size in enumerate(sizes) if size > 1]
     if len(varying) < len(sizes):
-        warnings.warn(f"{_FN}: factors {[factor_names[j] for j in range(len(sizes)) if j not in varying]} take a "
-                      "single value and are left out", UserWarning, stacklevel=2)
+        _checks.warn(f"{_FN}: factors {[factor_names[j] for j in range(len(sizes)) if j not in varying]} take a "
+                     "single value and are left out", UserWarning)
     if not varying:
         raise ValueError(f"{_FN}: every factor of the data set takes a single value; nothing to score")
 

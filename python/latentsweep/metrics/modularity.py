@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 
 import numpy as np
 import torch
@@ -52,8 +51,7 @@ def modularity_explicitness(codes, factors, test_codes, test_factors, *, bins: i
     if y.shape[1] >= 2:
         scores["modularity"] = _modularity(information(discretize(x, bins), y))
     else:  # 0 / 0 in the definition (the reference returns NaN): left out, said
-        warnings.warn(f"{_FN}: modularity needs at least two factors, got one: only explicitness is scored",
-                      stacklevel=3)
+        _checks.warn(f"{_FN}: modularity needs at least two factors, got one: only explicitness is scored", UserWarning)
     train, test = explicitness(x, y, x_test, y_test)
     scores["explicitness_train"] = train
     scores["explicitness_test"] = test
@@ -101,8 +99,8 @@ def explicitness(x, y, x_test, y_test) -> tuple[float, float]:
             raise ValueError(f"{_FN}: none of test_factors column {f}'s values occur in factors (the train split)")
         if not seen.all():
             unseen = np.unique(ytn[~seen, f])
-            warnings.warn(f"{_FN}: {int((~seen).sum())} test row(s) with values {unseen.tolist()[:5]} of factor {f}, "
-                          "absent from the train split, are left out of its explicitness_test", stacklevel=3)
+            _checks.warn(f"{_FN}: {int((~seen).sum())} test row(s) with values {unseen.tolist()[:5]} of factor {f}, "
+                         "absent from the train split, are left out of its explicitness_test", UserWarning)
         train.append(_auc(roc_auc_score, model, xn, yn[:, f]))
         # ROC-AUC needs a positive and a negative example: with one value there is none (NaN).
         if np.unique(ytn[seen, f]).size < 2:
@@ -113,8 +111,8 @@ def explicitness(x, y, x_test, y_test) -> tuple[float, float]:
         if not test:
             raise ValueError(f"{_FN}: every factor takes a single value in test_factors (the test split) "
                              f"among the values the train split has; explicitness_test needs two")
-        warnings.warn(f"{_FN}: factor(s) {single} take a single value in test_factors and are left out of "
-                      "explicitness_test (ROC-AUC needs two)", stacklevel=3)
+        _checks.warn(f"{_FN}: factor(s) {single} take a single value in test_factors and are left out of "
+                     "explicitness_test (ROC-AUC needs two)", UserWarning)
     return float(np.mean(train)), float(np.mean(test))
 
 

@@ -12,7 +12,6 @@ import io
 import math
 import numbers
 import os
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -30,14 +29,14 @@ DEFAULT_MAX_PANELS = 48
 MAX_FIGURE_INCHES = 24.0
 
 
-def panel_limit(fn: str, count: int, max_dims: int | None, noun: str, *, stacklevel: int = 3,
+def panel_limit(fn: str, count: int, max_dims: int | None, noun: str, *,
                 keyword: str = "max_dims") -> int | None:
-    """``max_dims``, or DEFAULT_MAX_PANELS (with a warning, ``stacklevel`` pointing at the
-    user's call) when it is None and there are more than that many ``noun``s to draw.
+    """``max_dims``, or DEFAULT_MAX_PANELS (with a warning) when it is None and there are more
+    than that many ``noun``s to draw.
     ``keyword``: the caller's name for ``max_dims`` (the warning tells the user to pass it)."""
     if max_dims is None and count > DEFAULT_MAX_PANELS:
-        warnings.warn(f"{fn}: drawing {DEFAULT_MAX_PANELS} of {count} {noun}s; pass {keyword}= to draw more",
-                      UserWarning, stacklevel=stacklevel)
+        _checks.warn(f"{fn}: drawing {DEFAULT_MAX_PANELS} of {count} {noun}s; pass {keyword}= to draw more",
+                     UserWarning)
         return DEFAULT_MAX_PANELS
     return max_dims
 
@@ -170,7 +169,7 @@ def dim_order(fn: str, result: TraversalResult, diagnosis: Diagnosis | None, ord
     _checks.choice(fn, "order", order, ORDERS)
     max_dims = _checks.optional_integer(fn, "max_dims", max_dims, low=1)
     dims = result.dims.tolist()
-    max_dims = panel_limit(fn, len(dims), max_dims, traversal_noun(result), stacklevel=4)
+    max_dims = panel_limit(fn, len(dims), max_dims, traversal_noun(result))
     coordinates = result.directions is None
     diagnosis = check_diagnosis(fn, diagnosis, latent_dim=result.anchors.shape[1])
     if order == "auto":
