@@ -676,7 +676,7 @@ def check_options(fn: str, **options) -> dict:
     """The checks of :func:`report`'s options that need no results, named for ``fn``
     (:func:`latentsweep.explain` runs them before its sweeps), on those given. Returns them with
     ``feature_names`` read into a list of strings (a generator is read once), ``anchor_indices``
-    a tuple of distinct ints, ``max_dims`` and ``dpi`` Python ints; the options without such a check pass as they are."""
+    a tuple of distinct ints, ``max_dims`` and ``dpi`` Python ints; other options as they are."""
     checked = dict(options)
     if "title" in options and not isinstance(options["title"], str):
         raise TypeError(f"{fn}: title must be a string, got {type(options['title']).__name__}")
