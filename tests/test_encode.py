@@ -216,7 +216,7 @@ def test_encoder_must_be_callable(x):
     [
         (lambda b: "codes", TypeError, "returned a str for batch 0"),
         (lambda b: (b,), TypeError, "tuple of 1 items"),
-        (lambda b: (b, b, b), TypeError, r"model\(x\)\[1:\]"),
+        (lambda b: (b, b, b), TypeError, r"self\(x\)\[1:\], model\)"),
         (lambda b: {"z": b}, TypeError, "keys \\['z'\\]"),
         (lambda b: {"mu": b, "lv": b}, TypeError, "mean but no log-variance"),
         (lambda b: {"mu": b, "log_std": 1.0}, TypeError, "log SD for batch 0 must be a tensor"),
@@ -304,3 +304,46 @@ def test_posteriors_compare_their_tensors_exactly():
     assert posterior != posterior.mu and posterior != "posterior"
     with pytest.raises(TypeError, match="unhashable"):
         hash(posterior)
+
+
+@pytest.mark.parametrize("make_loader", [
+    lambda ds: DataLoader(ds, batch_size=8, shuffle=True),
+    lambda ds: DataLoader(ds, batch_size=8, sampler=torch.utils.data.SubsetRandomSampler(range(len(ds)))),
+    lambda ds: DataLoader(ds, batch_sampler=torch.utils.data.BatchSampler(
+        torch.utils.data.RandomSampler(ds), batch_size=8, drop_last=False)),
+])
+def test_a_loader_that_shuffles_is_refused(x, make_loader):
+    """Its codes came back in the loader's random order: row i was not item i of the dataset,
+    and labels taken from the dataset no longer matched their codes."""
+    loader = make_loader(TensorDataset(x))
+    with pytest.raises(ValueError, match="encode: data is a DataLoader that draws in random order"):
+        ls.encode(Heads(), loader, progress=False)
+    in_order = ls.encode(Heads(), DataLoader(TensorDataset(x), batch_size=8, shuffle=False), progress=False)
+    torch.testing.assert_close(in_order.mu, ls.encode(Heads(), x, batch_size=8, progress=False).mu, rtol=0, atol=0)
+
+
+def test_the_advice_for_a_three_output_encoder_keeps_it_in_eval_mode(x):
+    """The advice was a lambda, whose module encode cannot find: dropout and batch norm ran in
+    training mode and the batch norm's running statistics were overwritten."""
+    import types
+
+    class ThreeOutputs(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.norm, self.drop = torch.nn.BatchNorm1d(x.shape[1]), torch.nn.Dropout(0.5)
+            self.head = torch.nn.Linear(x.shape[1], 4)
+
+        def forward(self, inputs):
+            mu, logvar = self.head(self.drop(self.norm(inputs))).chunk(2, dim=1)
+            return mu + torch.randn_like(mu), mu, logvar
+
+    model = ThreeOutputs().train()
+    with pytest.raises(TypeError, match=r"types\.MethodType\(lambda self, x: self\(x\)\[1:\], model\)"):
+        ls.encode(model, x, progress=False)
+    statistics = model.norm.running_mean.clone()
+    advised = types.MethodType(lambda self, x: self(x)[1:], model)
+    codes = ls.encode(advised, x, batch_size=7, progress=False)
+    assert model.training and torch.equal(model.norm.running_mean, statistics)
+    model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(codes.mu, model(x)[1])

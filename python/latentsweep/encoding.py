@@ -50,7 +50,8 @@ def encode(
             randomise the codes nor make them depend on the batching.
         data: a ``[N, ...]`` tensor or numpy array (split into ``batch_size`` rows), a
             ``torch.utils.data.Dataset`` (wrapped in a DataLoader of ``batch_size``), or an
-            iterable of batches such as a DataLoader (``batch_size`` is then the loader's own).
+            iterable of batches such as a DataLoader (``batch_size`` is then the loader's own;
+            one that draws in random order is refused: row i of the codes must be input i).
             A batch that is a tuple/list gives its first element; a dict gives the entry under
             one of ``x``, ``input(s)``, ``data``, ``image(s)``, ``pixel_values``, ``features``.
             Floating data (tensors and numpy arrays, which default to float64) is cast to the
@@ -142,6 +143,12 @@ def _batches(data, batch_size: int, float_dtype: torch.dtype) -> tuple[Iterable[
         return (_from_numpy(chunk, float_dtype, None) for chunk in chunks), data.shape[0]
     if isinstance(data, torch.utils.data.Dataset) and not isinstance(data, torch.utils.data.DataLoader):
         data = torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=False)
+    if isinstance(data, torch.utils.data.DataLoader) and _draws_in_random_order(data):
+        raise ValueError(
+            f"{_FN}: data is a DataLoader that draws in random order (shuffle=True or a random sampler): row i of "
+            "the codes would not be item i of its dataset, nor match labels taken from it; pass the dataset itself "
+            "(or a DataLoader with shuffle=False)"
+        )
     if isinstance(data, (str, bytes, Mapping)) or not isinstance(data, Iterable):
         raise TypeError(
             f"{_FN}: data must be a tensor, a numpy array, a Dataset or an iterable of batches "
@@ -152,6 +159,17 @@ def _batches(data, batch_size: int, float_dtype: torch.dtype) -> tuple[Iterable[
     with contextlib.suppress(TypeError):
         total = len(dataset) if dataset is not None else None
     return (_batch_inputs(batch, index, float_dtype) for index, batch in enumerate(data)), total
+
+
+_RANDOM_SAMPLERS = (torch.utils.data.RandomSampler, torch.utils.data.SubsetRandomSampler,
+                    torch.utils.data.WeightedRandomSampler)
+
+
+def _draws_in_random_order(loader: torch.utils.data.DataLoader) -> bool:
+    """Whether a loader's sampler (or its batch sampler's) is one of torch's random ones."""
+    batch_sampler = getattr(loader, "batch_sampler", None)
+    samplers = (getattr(loader, "sampler", None), getattr(batch_sampler, "sampler", None))
+    return any(isinstance(sampler, _RANDOM_SAMPLERS) for sampler in samplers)
 
 
 def _from_numpy(array: np.ndarray, float_dtype: torch.dtype, index: int | None) -> torch.Tensor:
@@ -208,7 +226,10 @@ def _split_output(output, index: int) -> tuple[torch.Tensor, torch.Tensor | None
         kinds = ", ".join(type(t).__name__ for t in output)
         hint = ""
         if len(output) == 3:
-            hint = " (for an encoder returning (z, mu, logvar), pass lambda x: model(x)[1:])"
+            # A method of the model, not a plain lambda: its module is found, so it runs in eval
+            # mode and in the module's dtype (a lambda's batch norm would update its statistics).
+            hint = (" (for an encoder returning (z, mu, logvar), pass types.MethodType(lambda self, x: self(x)[1:], "
+                    "model): a method of the model, which encode runs in eval mode)")
         raise TypeError(
             f"{_FN}: the encoder returned a {type(output).__name__} of {len(output)} items "
             f"({kinds}) for batch {index}; {_EXPECTED}{hint}"
