@@ -192,3 +192,14 @@ def test_property_eta_squared_and_f_agree_with_each_other(num_rows, latent, num_
     assert torch.allclose(f_stat[finite], expected[finite], rtol=1e-8, atol=1e-10)
     assert int(got.sizes.sum()) == num_rows
     assert torch.allclose((got.sizes[:, None] * got.centroids).sum(0) / num_rows, codes.mean(0), atol=1e-12)
+
+
+def test_tiny_codes_keep_their_cluster_directions_and_pairs():
+    """Differences of 1e-170 codes squared to 0: 'the same centroid', and every pair tied."""
+    generator = torch.Generator().manual_seed(0)
+    codes = torch.cat([torch.randn(10, 3, generator=generator) + shift for shift in (0.0, 5.0, 50.0)]).double()
+    labels = [0] * 10 + [1] * 10 + [2] * 10
+    ordinary = latentsweep.clusters(codes, labels=labels)
+    tiny = latentsweep.clusters(codes * 1e-170, labels=labels)
+    assert tiny.closest_and_farthest() == ordinary.closest_and_farthest() == ((0, 1), (0, 2))
+    torch.testing.assert_close(tiny.directions(0, 1).vectors, ordinary.directions(0, 1).vectors, rtol=1e-12, atol=0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import warnings
 
 import numpy as np
 import pytest
@@ -347,3 +348,40 @@ def test_the_advice_for_a_three_output_encoder_keeps_it_in_eval_mode(x):
     model.eval()
     with torch.no_grad():
         torch.testing.assert_close(codes.mu, model(x)[1])
+
+
+def test_a_parameterless_encoder_gets_numpy_data_in_its_dtype_as_it_gets_tensors(x):
+    """numpy float64 was cast to torch's default dtype for a callable without parameters
+    (tensors were not): a lambda around a float64 module failed, an identity lost digits."""
+    model = Heads().double()
+    data = x.double().numpy()
+    from_numpy = ls.encode(lambda batch: model(batch), data, progress=False)
+    from_tensor = ls.encode(lambda batch: model(batch), torch.from_numpy(data), progress=False)
+    assert from_numpy.mu.dtype == torch.float64
+    assert torch.equal(from_numpy.mu, from_tensor.mu)
+
+
+def test_a_read_only_memory_map_is_encoded_without_a_warning(x, tmp_path):
+    np.save(tmp_path / "x.npy", x.numpy())
+    data = np.load(tmp_path / "x.npy", mmap_mode="r")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        codes = ls.encode(Heads(), data, progress=False)
+    assert torch.equal(codes.mu, ls.encode(Heads(), x, progress=False).mu)
+
+
+def test_batches_of_different_dtypes_are_refused(x):
+    calls = []
+
+    def encoder(batch):
+        calls.append(1)
+        mu = batch[:, :D] if len(calls) == 1 else batch[:, :D].double()
+        return mu, torch.zeros_like(mu)
+
+    with pytest.raises(ValueError, match="returned mu of torch.float64 for batch 1 but of torch.float32 for batch 0"):
+        ls.encode(encoder, x, batch_size=50, progress=False)
+
+
+def test_unbatched_inputs_get_a_hint(x):
+    with pytest.raises(ValueError, match="was the batch one unbatched input"):
+        ls.encode(lambda b: (b[:D], b[:D]), DataLoader(TensorDataset(x), batch_size=None), progress=False)

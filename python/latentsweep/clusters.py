@@ -77,18 +77,21 @@ class Clusters:
         original labels), as a one-row :class:`Directions`."""
         fn = "latentsweep.Clusters.directions"
         i, j = self._index(fn, "i", i), self._index(fn, "j", j)
-        difference = (self.centroids[j] - self.centroids[i]).double()
-        norm = torch.linalg.vector_norm(difference)
-        if norm == 0:
+        # Over its largest entry first: the squares of a 1e-170 difference underflow to 0.
+        difference, largest = _checks.by_largest_entry((self.centroids[j] - self.centroids[i]).double())
+        if largest == 0:
             raise ValueError(f"{fn}: clusters {i} and {j} have the same centroid; there is no direction between them")
         name = f"{self.label_values[i]}->{self.label_values[j]}"
-        return Directions((difference / norm)[None].to(self.centroids.dtype), (name,), source="clusters")
+        unit = difference / torch.linalg.vector_norm(difference)
+        return Directions(unit[None].to(self.centroids.dtype), (name,), source="clusters")
 
     def closest_and_farthest(self) -> tuple[tuple[int, int], tuple[int, int]]:
         """The pairs of clusters whose centroids are closest and farthest apart (Euclidean)."""
         if self.num_clusters < 2:
             raise ValueError("latentsweep.Clusters.closest_and_farthest: needs at least 2 clusters")
-        distance = torch.cdist(self.centroids.double(), self.centroids.double())
+        centroids = self.centroids.double()
+        centroids = centroids / centroids.abs().max().clamp_min(torch.finfo(torch.float64).tiny)  # (see directions)
+        distance = torch.cdist(centroids, centroids)
         pairs = torch.triu_indices(self.num_clusters, self.num_clusters, offset=1)
         values = distance[pairs[0], pairs[1]]
         low, high = int(torch.argmin(values)), int(torch.argmax(values))

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from . import _checks, _progress
-from ._modules import eval_mode, model_device, model_dtype, parameter_dtype
+from ._modules import eval_mode, model_device, parameter_dtype
 from .posterior import Posterior
 
 # Dict keys tried, in order, for the parts of an encoder's output (compared lower-cased).
@@ -75,9 +75,10 @@ def encode(
     if not callable(encoder):
         raise TypeError(f"{_FN}: encoder must be callable, got {type(encoder).__name__}")
     device = _resolve_device(encoder, data, device)
-    batches, total = _batches(data, batch_size, model_dtype(encoder))
+    batches, total = _batches(data, batch_size)
     # Floating inputs take the dtype of the encoder's parameters (float64 data into a float32
-    # model would fail in its first layer); a parameterless callable gets the data as it is.
+    # model would fail in its first layer); a parameterless callable gets the data as it is
+    # (numpy's too: it was cast to torch's default dtype, tensors were not).
     input_dtype = parameter_dtype(encoder)
 
     mus: list[torch.Tensor] = []
@@ -129,7 +130,7 @@ def _call_encoder(encoder, batch: torch.Tensor, input_dtype: torch.dtype | None)
         raise
 
 
-def _batches(data, batch_size: int, float_dtype: torch.dtype) -> tuple[Iterable[torch.Tensor], int | None]:
+def _batches(data, batch_size: int) -> tuple[Iterable[torch.Tensor], int | None]:
     """The input batches as tensors, and the number of rows when known (for the progress bar)."""
     if isinstance(data, torch.Tensor):
         if data.dim() == 0:
@@ -140,7 +141,7 @@ def _batches(data, batch_size: int, float_dtype: torch.dtype) -> tuple[Iterable[
             raise ValueError(f"{_FN}: data must have a leading batch dimension, got a 0-d array")
         # Convert batch by batch: no full copy of a large (maybe memory-mapped) array.
         chunks = (data[i : i + batch_size] for i in range(0, data.shape[0], batch_size))
-        return (_from_numpy(chunk, float_dtype, None) for chunk in chunks), data.shape[0]
+        return (_from_numpy(chunk, None) for chunk in chunks), data.shape[0]
     if isinstance(data, torch.utils.data.Dataset) and not isinstance(data, torch.utils.data.DataLoader):
         data = torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=False)
     if isinstance(data, torch.utils.data.DataLoader) and _draws_in_random_order(data):
@@ -158,7 +159,7 @@ def _batches(data, batch_size: int, float_dtype: torch.dtype) -> tuple[Iterable[
     dataset = getattr(data, "dataset", None)
     with contextlib.suppress(TypeError):
         total = len(dataset) if dataset is not None else None
-    return (_batch_inputs(batch, index, float_dtype) for index, batch in enumerate(data)), total
+    return (_batch_inputs(batch, index) for index, batch in enumerate(data)), total
 
 
 _RANDOM_SAMPLERS = (torch.utils.data.RandomSampler, torch.utils.data.SubsetRandomSampler,
@@ -172,15 +173,18 @@ def _draws_in_random_order(loader: torch.utils.data.DataLoader) -> bool:
     return any(isinstance(sampler, _RANDOM_SAMPLERS) for sampler in samplers)
 
 
-def _from_numpy(array: np.ndarray, float_dtype: torch.dtype, index: int | None) -> torch.Tensor:
+def _from_numpy(array: np.ndarray, index: int | None) -> torch.Tensor:
+    """A batch of a numpy array as a tensor of its dtype (cast, like a tensor's, in encode)."""
     if array.dtype == object or array.dtype.kind in "USV":
         where = "data" if index is None else f"batch {index}"
         raise TypeError(f"{_FN}: {where} is a numpy array of {array.dtype}, which has no tensor equivalent")
-    tensor = torch.from_numpy(np.ascontiguousarray(array))
-    return tensor.to(float_dtype) if tensor.is_floating_point() else tensor
+    array = np.ascontiguousarray(array)
+    # A read-only array (np.load(mmap_mode="r")) is copied, batch by batch: torch warns about
+    # tensors sharing memory it may not write.
+    return torch.from_numpy(array if array.flags.writeable else array.copy())
 
 
-def _batch_inputs(batch, index: int, float_dtype: torch.dtype) -> torch.Tensor:
+def _batch_inputs(batch, index: int) -> torch.Tensor:
     """The inputs of one loader batch: the batch itself, its first element, or a dict entry."""
     if isinstance(batch, Mapping):
         lowered = {str(k).lower(): k for k in batch}
@@ -196,7 +200,7 @@ def _batch_inputs(batch, index: int, float_dtype: torch.dtype) -> torch.Tensor:
             raise TypeError(f"{_FN}: batch {index} is an empty {type(batch).__name__}")
         batch = batch[0]
     if isinstance(batch, np.ndarray):
-        batch = _from_numpy(batch, float_dtype, index)
+        batch = _from_numpy(batch, index)
     if not isinstance(batch, torch.Tensor) or batch.dim() == 0:
         what = "a 0-d tensor" if isinstance(batch, torch.Tensor) else type(batch).__name__
         raise TypeError(
@@ -283,6 +287,9 @@ def _check_batch(mu, logvar, index: int, start: int, batch_rows: int, mus: list,
             raise TypeError(f"{_FN}: the encoder's {name} for batch {index} must be floating point, got {tensor.dtype}")
         if tensor.dim() != 2 or tensor.shape[0] != batch_rows:
             hint = " (flatten it with .flatten(1))" if tensor.dim() > 2 and tensor.shape[0] == batch_rows else ""
+            if tensor.dim() == 1:  # [B] for B rows, or one unbatched input's [D]
+                hint = (" (a 1-D output: was the batch one unbatched input? a DataLoader with batch_size=None, or a "
+                        "list of single inputs, gives those; batch them)")
             raise ValueError(
                 f"{_FN}: the encoder's {name} for batch {index} must be [B={batch_rows}, D], "
                 f"got shape {tuple(tensor.shape)}{hint}"
@@ -293,6 +300,10 @@ def _check_batch(mu, logvar, index: int, start: int, batch_rows: int, mus: list,
             f"but mu has {tuple(mu.shape)}"
         )
     if mus:
+        for name, tensor, first in (("codes" if logvar is None else "mu", mu, mus[0]), ("logvar", logvar, logvars[0])):
+            if tensor is not None and first is not None and tensor.dtype != first.dtype:  # (torch.cat would promote)
+                raise ValueError(f"{_FN}: the encoder returned {name} of {tensor.dtype} for batch {index} but of "
+                                 f"{first.dtype} for batch 0; it must return one dtype for every batch")
         if mu.shape[1] != mus[0].shape[1]:
             raise ValueError(
                 f"{_FN}: the encoder returned D={mu.shape[1]} latents for batch {index} but "
