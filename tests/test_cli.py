@@ -1065,3 +1065,156 @@ def test_store_advice_names_the_flags_and_open_says_what_to_pass(workspace, tmp_
                        str(tmp_path / "o3"), cwd=workspace, check=False)
     line = assert_one_line_error(read_only, "is read-only", "`latentsweep open PATH` reads it as it is")
     assert "open_sweep" not in line and "sweep_status" not in line
+
+
+# ---- the library's Python words, integer data, odd files and paths (adversarial pass on encode) ----
+def test_library_keywords_and_python_advice_in_the_command_lines_words():
+    from latentsweep.cli.errors import one_line
+
+    cases = {
+        "latentsweep.metrics.evaluate: num_train must be >= 2, got 1": "--num-train must be >= 2, got 1",
+        "latentsweep.metrics.evaluate: num_test must be >= 2, got 0": "--num-test must be >= 2, got 0",
+        "latentsweep.metrics.evaluate: seed must be >= 0, got -1": "--seed must be >= 0, got -1",
+        "latentsweep.metrics.evaluate: sampling_votes must be (train, eval), got (0,)":
+            "--votes must be (train, eval), got (0,)",
+        "latentsweep.metrics.evaluate: sampling_votes[...] must be >= 1, got 0": "each of --votes must be >= 1, got 0",
+        "latentsweep.datasets.LabelledArrays: factor_names has 1 names for 2 factors":
+            "--factor-names has 1 names for 2 factors",
+        "latentsweep.traverse: dims must be distinct, got [0] more than once":
+            "--dims must be distinct, got [0] more than once",
+        "latentsweep.explain: directions='clusters' needs clusters=K (KMeans) or labels":
+            "--directions clusters needs --clusters K",
+        "latentsweep.principal_directions: codes must be [N, D] with N >= 2 and D >= 1, got shape (1, 3)":
+            "--data needs at least 2 inputs for principal directions (--directions pca, or auto for an autoencoder), "
+            "got 1",
+        "latentsweep.clusters: codes must be [N, D] with N >= 3 and D >= 1, got shape (2, 3)":
+            "--data needs at least 3 inputs for --clusters, got 2",
+        "latentsweep.encode: data is empty (no batches, or no rows)": "--data holds no inputs (0 rows)",
+        # the function's name stays where no flag takes its place
+        "latentsweep.traverse: pass resume=True or overwrite=True": "traverse: pass --resume or --overwrite",
+        "latentsweep.clusters: codes must be [N, D] with N >= 3 and D >= 1, got shape (5, 0)":
+            "clusters: codes must be [N, D] with N >= 3 and D >= 1, got shape (5, 0)",
+    }
+    for library, cli in cases.items():
+        assert one_line(library) == cli, library
+    hinted = one_line(
+        "latentsweep.encode: the encoder returned a tuple of 3 items (Tensor, Tensor, Tensor) for batch 0; expected "
+        "a (mu, logvar) tuple (for an encoder returning (z, mu, logvar), pass types.MethodType(lambda self, x: "
+        "self(x)[1:], model): a method of the model, which encode runs in eval mode)")
+    assert "MethodType" not in hinted and "lambda" not in hinted and "--encoder" in hinted, hinted
+    assert hinted.endswith("pass --encoder encode_mu_logvar)"), hinted
+    flat = one_line("latentsweep.encode: the encoder's mu for batch 0 must be [B=20, D], got shape (20, 2, 2, 2) "
+                    "(flatten it with .flatten(1))")
+    assert ".flatten(1)" not in flat and "--encoder" in flat, flat
+    note = RuntimeError("mat1 and mat2 must have the same dtype")
+    note.add_note("latentsweep.encode: data is torch.int64 while the encoder's parameters are torch.float32; pass "
+                  "floating-point data (e.g. data.float() / 255 for uint8 images) unless the encoder takes integers "
+                  "(an Embedding)")
+    worded = one_line(note)
+    assert "data.float()" not in worded and "--data is int64 while the encoder's parameters are float32" in worded
+
+
+def test_keyword_errors_end_to_end_name_the_flags(workspace, tmp_path):
+    np.save(tmp_path / "one.npy", np.random.default_rng(0).random((1, 16)).astype(np.float32))
+    np.save(tmp_path / "two.npy", np.random.default_rng(0).random((2, 16)).astype(np.float32))
+    np.save(tmp_path / "none.npy", np.zeros((0, 16), np.float32))
+    ae = ("--model", "tiny_models:tabular")
+    for args, needle in [
+        (("traverse", *TRAVERSE[1:], "--dims", "0,0"), "latentsweep: error: --dims must be distinct"),
+        (("report", *ae, "--data", "data.npy", "--dims", "99"), "latentsweep: error: --dims must lie in [0, 3)"),
+        (("report", *ae, "--data", "data.npy", "--directions", "clusters"),
+         "latentsweep: error: --directions clusters needs --clusters K"),
+        (("report", *ae, "--data", str(tmp_path / "one.npy")), "latentsweep: error: --data needs at least 2 inputs"),
+        (("report", *ae, "--data", str(tmp_path / "two.npy"), "--clusters", "2"),
+         "latentsweep: error: --data needs at least 3 inputs for --clusters, got 2"),
+        (("diagnose", *ae, "--data", str(tmp_path / "none.npy")), "latentsweep: error: --data holds no inputs"),
+    ]:
+        extra = () if args[0] == "diagnose" or "--out" in args else ("--out", str(tmp_path / "o"))
+        completed = invoke(*args, *extra, cwd=workspace, check=False)
+        line = assert_one_line_error(completed)
+        assert line.startswith(needle), line
+
+
+EMBEDDING_MODEL = textwrap.dedent(
+    """
+    import torch
+    from torch import nn
+
+    class TokenVAE(nn.Module):
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(0)
+            self.embed = nn.Embedding(50, 4)
+            self.head = nn.Linear(4, 4)
+
+        def encoder(self, ids):
+            h = self.head(self.embed(ids).mean(1))
+            return h[:, :2], h[:, 2:]
+
+        def decoder(self, z):
+            return z
+    """
+)
+
+
+def test_integer_ids_reach_an_embedding_encoder_as_integers(workspace, tmp_path):
+    """As latentsweep.encode: int32/int64 data is passed as it is (token ids); uint8 images and
+    bool masks still become floats; int64 data for a float encoder says what to do in CLI words."""
+    (tmp_path / "token_model.py").write_text(EMBEDDING_MODEL)
+    ids = np.random.default_rng(0).integers(0, 50, (40, 5))
+    for dtype in (np.int64, np.int32):
+        np.save(tmp_path / "ids.npy", ids.astype(dtype))
+        completed = invoke("diagnose", "--model", f"{tmp_path / 'token_model.py'}:TokenVAE", "--data",
+                           str(tmp_path / "ids.npy"), "--json", cwd=workspace)
+        assert json.loads(completed.stdout)["num_inputs"] == 40
+    torch.save(torch.from_numpy(ids), tmp_path / "ids.pt")
+    invoke("diagnose", "--model", f"{tmp_path / 'token_model.py'}:TokenVAE", "--data", str(tmp_path / "ids.pt"),
+           cwd=workspace)
+    data = np.random.default_rng(0).random((40, 16))
+    np.save(tmp_path / "u8.npy", (data * 255).astype(np.uint8))
+    np.save(tmp_path / "mask.npy", data > 0.5)
+    for name in ("u8.npy", "mask.npy"):
+        invoke("diagnose", "--model", "tiny_models:make", "--weights", "tiny.pt", "--data", str(tmp_path / name),
+               cwd=workspace)
+    np.save(tmp_path / "i64.npy", (data * 10).astype(np.int64))
+    completed = invoke("diagnose", "--model", "tiny_models:make", "--weights", "tiny.pt", "--data",
+                       str(tmp_path / "i64.npy"), cwd=workspace, check=False)
+    line = assert_one_line_error(completed, "int64", "save --data as floating-point numbers")
+    assert "data.float()" not in line
+
+
+@pytest.mark.parametrize("content, kind", [([torch.ones(40, 16)], "list"), ((torch.ones(40, 16),), "tuple"),
+                                           ({"x": [torch.ones(40, 16)]}, "list"), ("text", "str")])
+def test_a_torch_file_of_something_else_than_an_array_is_refused(workspace, tmp_path, content, kind):
+    torch.save(content, tmp_path / "inputs.pt")
+    completed = invoke("diagnose", "--model", "tiny_models:make", "--weights", "tiny.pt", "--data",
+                       str(tmp_path / "inputs.pt"), cwd=workspace, check=False)
+    assert_one_line_error(completed, f"--data: '{tmp_path / 'inputs.pt'}' holds a {kind}, not an array",
+                          "one tensor or array of inputs [N, ...]")
+
+
+@pytest.mark.parametrize("flag", ["--out", "--data", "--store", "--weights"])
+def test_a_path_too_long_for_the_file_system_names_its_option(workspace, tmp_path, flag):
+    long = "a" * 300
+    args = {"--out": str(tmp_path / long), "--data": long + ".npy", "--store": long + ".zarr",
+            "--weights": long + ".pt"}
+    options = {"--data": "data.npy", "--weights": "tiny.pt", "--out": str(tmp_path / "o")}
+    options[flag] = args[flag]
+    extra = ("--store", options.pop("--store", args["--store"])) if flag == "--store" else ()
+    completed = invoke("traverse", "--model", "tiny_models:make", *[w for item in options.items() for w in item],
+                       *extra, "--steps", "2", "--no-progress", cwd=workspace, check=False)
+    line = assert_one_line_error(completed, f"latentsweep: error: {flag}: the path is too long: a name in it has")
+    assert "Errno" not in line and len(line) < 300, line
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_text_file_as_weights_is_said_to_be_no_torch_file(workspace, tmp_path):
+    (tmp_path / "notes.pt").write_text("hello, these are not weights\n")
+    (tmp_path / "empty.pt").write_bytes(b"")
+    for name, why in (("notes.pt", "it starts with neither torch.save's zip header nor a pickle's"),
+                      ("empty.pt", "it is empty")):
+        completed = invoke("diagnose", "--model", "tiny_models:make", "--weights", str(tmp_path / name), "--data",
+                           "data.npy", cwd=workspace, check=False)
+        line = assert_one_line_error(completed, f"--weights: '{tmp_path / name}' is not a torch file ({why})",
+                                     "--weights takes a .safetensors file")
+        assert "KeyError" not in line

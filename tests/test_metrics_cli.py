@@ -156,3 +156,31 @@ def test_a_rare_factor_value_loses_no_score(labelled, tmp_path):
         assert "mig" in completed.stdout and "explicitness_test" in json.dumps(scores), completed.stdout
         warned += ["absent from the train split" in completed.stderr]
     assert any(warned) and not all(warned)  # some seeds' splits drew the rare row for the test split only
+
+
+@pytest.mark.parametrize(
+    "args, line",
+    [
+        (["--num-train", "1"], "latentsweep: error: --num-train must be >= 2, got 1"),
+        (["--num-test", "0"], "latentsweep: error: --num-test must be >= 2, got 0"),
+        (["--votes", "0", "--metrics", "factor_vae"], "latentsweep: error: --votes: expected TRAIN,EVAL (two integers), got '0'"),
+        (["--votes", "0,5", "--metrics", "factor_vae"], "latentsweep: error: each of --votes must be >= 1, got 0"),
+        (["--factor-names", "a"], "latentsweep: error: --factor-names has 1 names for 3 factors"),
+    ],
+)
+def test_metrics_errors_name_the_flags_not_the_keywords(labelled, args, line):
+    completed = run("metrics", "--model", f"{labelled / 'identity_model.py'}:Model", "--data", str(labelled / "x.npy"),
+                    "--factors", str(labelled / "y.npy"), *args, "--no-progress", check=False)
+    assert completed.returncode == 1 and completed.stderr.strip().splitlines()[-1] == line, completed.stderr
+    assert "metrics.evaluate" not in completed.stderr and "LabelledArrays" not in completed.stderr
+
+
+@pytest.mark.parametrize("seed", ["-1", str(2**32), "x"])
+def test_a_bad_metrics_seed_is_a_usage_error(labelled, seed, capsys):
+    for command in (["metrics"], ["report", "--model", f"{labelled / 'identity_model.py'}:Model", "--data",
+                                  str(labelled / "x.npy")]):
+        with pytest.raises(SystemExit) as exit_:
+            main([*command, f"--seed={seed}"])
+        assert exit_.value.code == 2
+        assert capsys.readouterr().err.strip().splitlines()[-1].startswith(
+            f"latentsweep {command[0]}: error: argument --seed: ")

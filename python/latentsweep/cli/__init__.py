@@ -68,6 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         parser = build_parser()
         args = parser.parse_args(argv)
+        from .loading import check_path_lengths
+
+        check_path_lengths(args)  # before any work: Path.exists() raises on such paths, naming no option
         # the library's warnings as one line each, in the command line's words (not Python's
         # "file.py:174: RuntimeWarning:" and the source line)
         with stop_messages_as_notes(), warnings.catch_warnings():  # the sweep's advice after Ctrl-C, worded below

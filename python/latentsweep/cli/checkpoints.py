@@ -94,6 +94,27 @@ def file_kind(file: Path) -> str | None:
     return None
 
 
+# What each option reads, for a file that is none of it.
+_ACCEPTED = {"--weights": "--weights takes a .safetensors file or a torch file of torch.save(model.state_dict(), ...)",
+             "--data": "--data takes .npy, .npz, .pt/.pth (torch.save of a tensor) or .safetensors files"}
+
+
+def _not_torch(file: Path) -> str | None:
+    """Why ``file`` cannot be what torch.save writes, a zip (since torch 1.6) or a pickle (the
+    legacy format; pickle protocols 2 and up start with 0x80), or None when it may be. An
+    unreadable file may be: torch.load says why."""
+    try:
+        with open(file, "rb") as handle:
+            head = handle.read(4)
+    except OSError:
+        return None
+    if not head:
+        return "it is empty"
+    if head.startswith(b"PK\x03\x04") or head[:1] == b"\x80":
+        return None
+    return "it starts with neither torch.save's zip header nor a pickle's"
+
+
 def read_torch_file(file: Path, option: str):
     """What ``torch.save`` wrote, loaded with ``weights_only=True`` (tensors, dicts, lists,
     numbers, strings); a pickled object of another class is refused with what it was."""
@@ -102,6 +123,9 @@ def read_torch_file(file: Path, option: str):
         raise CliError(f"{option}: {str(file)!r} is {kind}, not a torch file; "
                        + ("give it a .npy/.npz suffix" if option == "--data" else
                           "--weights takes .safetensors or torch.save(model.state_dict(), ...) files"))
+    wrong = _not_torch(file)
+    if wrong is not None:  # text, an image, ...: torch.load would say "KeyError: 101" or the like
+        raise CliError(f"{option}: {str(file)!r} is not a torch file ({wrong}); {_ACCEPTED[option]}")
     try:
         with warnings.catch_warnings():  # torch's own remarks on the pickle protocol: the outcome is said below
             warnings.simplefilter("ignore")

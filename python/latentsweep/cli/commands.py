@@ -150,10 +150,12 @@ def _loaded(args, *, need_encoder: bool = True) -> tuple[object, object | None, 
 
 
 def _encode(encoder, model, args):
-    """Encodes --data, cast to the encoder's dtype (numpy saves float64 by default)."""
+    """Encodes --data: floating data cast to the encoder's dtype (numpy saves float64 by
+    default), integer ids kept as they are (an Embedding takes them), as latentsweep.encode does."""
     import latentsweep as ls
     data = load_array(args.data, key=args.key)
-    data = data.to(part_device_dtype(encoder, model)[1])
+    if data.is_floating_point():
+        data = data.to(part_device_dtype(encoder, model)[1])
     finite = torch.isfinite(data.flatten(1)).all(dim=1) if data.dim() > 1 else torch.isfinite(data)
     if not bool(finite.all()):
         rows = (~finite).nonzero().flatten()[:5].tolist()

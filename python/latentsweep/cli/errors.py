@@ -50,7 +50,7 @@ _CLI_WORDS = (
     ("output_transform=", "--output-activation"),
     ("draw fewer (n=), or in parts with sample_offset=", "draw fewer (-n)"),
     ("draw fewer (n=), or in parts with offset=", "draw fewer (-n)"),
-    ("sampling_votes[...] must be", "each of --votes must be"),
+    (re.compile(r"(?:^metrics\.evaluate: )?sampling_votes\[\.\.\.\] must be"), "each of --votes must be"),
     ("factor_names has", "--factor-names has"),
     ("evaluate: bins must be", "evaluate: --bins must be"),
     ("pass fewer steps, anchors or dims", "pass fewer --steps, --anchors or --dims"),
@@ -58,10 +58,45 @@ _CLI_WORDS = (
     ("metrics.evaluate: unknown metric(s)", "--metrics: unknown metric(s)"),
     ("datasets.LabelledArrays: factors ", "--factors: the factors "),
     (": output=", ": --decoder-output "),
+    # the library's advice for Python callers, as what a command-line user can do
+    (re.compile(r"\(for an encoder returning \(z, mu, logvar\), pass types\.MethodType\(lambda self, x: self\(x\)\[1:\], "
+                r"model\)[^()]*\)"),
+     "(for an encoder returning (z, mu, logvar), give the model a method that returns (mu, logvar), e.g. "
+     "def encode_mu_logvar(self, x): return self.encoder(x)[1:], and pass --encoder encode_mu_logvar)"),
+    (" (flatten it with .flatten(1))", " (the codes must be [B, D]: give the model a method that returns them "
+     "flattened to [B, D] and pass its name with --encoder)"),
+    (re.compile(r"\bdata is (?:torch\.)?(\w+) while the encoder's parameters are (?:torch\.)?(\w+); pass "
+                r"floating-point data \(e\.g\. data\.float\(\) / 255 for uint8 images\) unless the encoder takes "
+                r"integers \(an Embedding\)"),
+     r"(--data is \1 while the encoder's parameters are \2: int32/int64 data goes to the encoder as it is, for an "
+     r"encoder that takes integers such as token ids; save --data as floating-point numbers otherwise)"),
+    (re.compile(r"pass floating-point data \(e\.g\. data\.float\(\) / 255 for uint8 images\)"),
+     "save --data as floating-point numbers (int32/int64 data is passed to the encoder as it is)"),
+    ("encode: data is empty (no batches, or no rows)", "--data holds no inputs (0 rows)"),
+    (re.compile(r"^(\w+): codes must be \[N, D\] with N >= (\d+) and D >= 1, got shape \((\d+), (\d+)\)"),
+     lambda m: _too_few_codes(*m.groups()) or m.group(0)),
+    (re.compile(r"^datasets\.LabelledArrays: observations must be \[N, \.\.\.\] with N >= (\d+), got shape \((\d+)[^)]*\)"),
+     r"--data needs at least \1 observations, got \2"),
+    # a keyword argument that the command line takes as the flag of the same name
+    (re.compile(r"(?<![\w.-])(num_train|num_test|sampling_votes|factor_names|dims|seed)(?= (?:must|has) )"),
+     lambda m: "--" + {"sampling_votes": "votes"}.get(m.group(1), m.group(1)).replace("_", "-")),
 )
+# What needs at least N codes, i.e. N inputs in --data, by the library function that says so.
+_NEEDS_CODES = {"principal_directions": "principal directions (--directions pca, or auto for an autoencoder)",
+                "clusters": "--clusters"}
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _OWN_PREFIX = re.compile(r"^(latentsweep: )+")
 _NOTE_PREFIX = re.compile(r"^latentsweep(\.\w+)+: ")  # a note repeats the function its message names
+_LIBRARY_PREFIX = re.compile(r"^latentsweep\.([\w.]+): ")
+
+
+def _too_few_codes(fn: str, needed: str, rows: str, latents: str) -> str | None:
+    """``codes must be [N, D] with N >= k`` from a library function, as the inputs --data lacks
+    (the codes are the encoded --data); None when the rows were enough (D is the problem)."""
+    if int(rows) >= int(needed):
+        return None
+    return (f"--data needs at least {needed} inputs for {_NEEDS_CODES.get(fn, fn.replace('_', ' '))}, "
+            f"got {rows}")
 
 
 def cli_words(text: str) -> str:
@@ -78,7 +113,13 @@ def one_line(error: BaseException | str) -> str:
     parts = [_OWN_PREFIX.sub("", " ".join(_ANSI.sub("", part).split())) for part in parts]
     parts = parts[:1] + [_NOTE_PREFIX.sub("", part) for part in parts[1:]]
     text = " ".join(part for part in parts if part) or type(error).__name__
-    return cli_words(text.removeprefix("latentsweep."))
+    library = _LIBRARY_PREFIX.match(text)
+    text = cli_words(text.removeprefix("latentsweep."))
+    if library and text.startswith(f"{library.group(1)}: --"):
+        # "explain: --directions clusters needs ...": the flag says where, the function's name
+        # (of a Python API the user did not call) says nothing more
+        text = text.removeprefix(f"{library.group(1)}: ")
+    return text
 
 
 def say(kind: str, message: BaseException | str) -> None:

@@ -7,8 +7,10 @@ the same way.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
+import os
 import re
 import sys
 import zipfile
@@ -117,6 +119,52 @@ def part_device_dtype(part, model) -> tuple[torch.device, torch.dtype]:
     return model_device(owner) or model_device(model) or torch.device("cpu"), model_dtype(owner)
 
 
+# The options that name files or folders (argparse's dest -> the flag), checked for paths the
+# file system cannot hold before any work (Path.exists() raises on them: "[Errno 36] File name
+# too long", naming no option).
+PATH_OPTIONS = {"model": "--model", "weights": "--weights", "data": "--data", "factors": "--factors",
+                "out": "--out", "store": "--store", "json": "--json", "directions": "--directions", "path": "PATH"}
+
+
+def check_path_lengths(args) -> None:
+    """CliError naming the option whose path has a name longer than the file system allows, or
+    is longer than a path may be."""
+    for dest, flag in PATH_OPTIONS.items():
+        value = getattr(args, dest, None)
+        if not isinstance(value, str):  # absent, or a flag (diagnose --json)
+            continue
+        path = value.rpartition(":")[0] if dest == "model" else value
+        if dest == "model" and not path.endswith(".py"):  # a module's name, not a file's
+            continue
+        why = _too_long(path)
+        if why is not None:
+            shown = path if len(path) <= 60 else f"{path[:30]}...{path[-20:]}"
+            raise CliError(f"{flag}: the path is too long: {why} ({shown!r})")
+
+
+def _too_long(path: str) -> str | None:
+    """Why the file system cannot hold ``path`` (a name in it, or the whole, too long), or None."""
+    encoded = os.fsencode(path)
+    name_max, path_max = 255, 4096  # Linux's, where pathconf cannot tell
+    with contextlib.suppress(OSError, ValueError, AttributeError):  # (no pathconf on Windows)
+        path_max = os.pathconf(".", "PC_PATH_MAX")
+        folder = next((p for p in Path(path).parents if _is_dir(p)), Path("."))  # the file system it goes on
+        name_max = os.pathconf(folder, "PC_NAME_MAX")
+    if len(encoded) >= path_max:
+        return f"{len(encoded)} bytes, the file system takes at most {path_max - 1}"
+    longest = max(encoded.split(os.fsencode(os.sep)), key=len)
+    if len(longest) > name_max:
+        return f"a name in it has {len(longest)} bytes, the file system takes at most {name_max}"
+    return None
+
+
+def _is_dir(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except OSError:  # (too long itself)
+        return False
+
+
 def load_array(path: str, *, key: str | None = None) -> torch.Tensor:
     """A tensor from .npy, .npz, .pt/.pth (weights_only) or .safetensors (``key`` picks an
     entry of a file holding several; default: the only one, or 'x'/'data')."""
@@ -159,9 +207,20 @@ def npy_file(file: Path, option: str, *, archive: bool = False) -> None:
                        f"(it does not start with numpy's {'zip' if archive else '.npy'} header)")
 
 
+# Integer dtypes kept as they are (as ``latentsweep.encode`` keeps integer data): those that
+# index layers take (token ids for an nn.Embedding). uint8/int8/int16 and bool data become
+# float32, as before: no index layer takes them, and they are images or masks.
+INDEX_DTYPES = (torch.int32, torch.int64)
+
+
 def _as_tensor(value, path: str) -> torch.Tensor:
-    """A dense real tensor with a batch dimension; integer and bool data become float32
-    (commands cast it on to the encoder's dtype)."""
+    """A dense real tensor with a batch dimension: floating point (commands cast it on to the
+    encoder's dtype) or int32/int64 ids, kept; other integer and bool data become float32."""
+    if isinstance(value, (bool, int, float)):
+        raise CliError(f"--data: {path!r} holds a single number; expected inputs [N, ...] with one row per input")
+    if not isinstance(value, (torch.Tensor, np.ndarray)):  # torch.save of a list, a tuple, a string, a dict ...
+        raise CliError(f"--data: {path!r} holds a {type(value).__name__}, not an array; it must hold one tensor or "
+                       "array of inputs [N, ...] (or a dict of them, chosen with --key)")
     if isinstance(value, torch.Tensor):
         tensor = value.to_dense() if value.layout != torch.strided else value
     else:
@@ -176,7 +235,7 @@ def _as_tensor(value, path: str) -> torch.Tensor:
         raise CliError(f"--data: {path!r} holds complex numbers ({tensor.dtype}); expected real numbers")
     if tensor.dim() == 0:
         raise CliError(f"--data: {path!r} holds a single number; expected inputs [N, ...] with one row per input")
-    return tensor if tensor.is_floating_point() else tensor.float()
+    return tensor if tensor.is_floating_point() or tensor.dtype in INDEX_DTYPES else tensor.float()
 
 
 def _pick(entries: dict, key: str | None, path: str):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
@@ -37,7 +38,8 @@ def add_metrics(sub) -> None:
     options.add_argument("--num-train", type=int, default=10000, help="train points (default 10000)")
     options.add_argument("--num-test", type=int, default=5000, help="test points (default 5000)")
     options.add_argument("--votes", help="FactorVAE/BetaVAE votes TRAIN,EVAL (default: --num-train,--num-test)")
-    options.add_argument("--seed", type=int, default=0, help="seed of every draw and classifier (default 0)")
+    options.add_argument("--seed", type=metrics_seed, default=0,
+                         help="seed of every draw and classifier, in [0, 2**32) (default 0)")
     options.add_argument("--bins", type=int, default=20, help="histogram bins per latent (default 20)")
     options.add_argument("--batch-size", type=int, default=256, help="observations per encoder call (default 256)")
     options.add_argument("--dci-estimator", choices=("gradient_boosting", "random_forest"), default="gradient_boosting",
@@ -46,6 +48,18 @@ def add_metrics(sub) -> None:
     parser.add_argument("--json", metavar="FILE", help="also write the scores, settings and versions as JSON")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.set_defaults(run=run_metrics)
+
+
+def metrics_seed(text: str) -> int:
+    """The metrics' seed: an integer in [0, 2**32), as ``metrics.evaluate`` takes it (a usage
+    error otherwise, as any other bad number)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"must lie in [0, 2**32), got {value}")
+    return value
 
 
 def run_metrics(args) -> int:
@@ -61,7 +75,9 @@ def run_metrics(args) -> int:
         try:
             votes = tuple(int(v) for v in args.votes.split(","))
         except ValueError:
-            raise CliError(f"--votes: expected TRAIN,EVAL integers, got {args.votes!r}") from None
+            votes = ()
+        if len(votes) != 2:
+            raise CliError(f"--votes: expected TRAIN,EVAL (two integers), got {args.votes!r}")
     with user_code("the encoder, on the observations,", encoder):
         results = ls.metrics.evaluate(
             encoder, data, metrics=names, num_train=args.num_train, num_test=args.num_test, seed=args.seed,
@@ -148,7 +164,7 @@ def add_report_metrics_options(parser) -> None:
     group.add_argument("--metrics", default=REPORT_METRICS, help=f"'all' or comma-separated names (default {REPORT_METRICS})")
     group.add_argument("--num-train", type=int, default=10000, help="train points drawn from --data (default 10000)")
     group.add_argument("--num-test", type=int, default=5000, help="test points (default 5000)")
-    group.add_argument("--seed", type=int, default=0, help="seed of the metrics' draws (default 0)")
+    group.add_argument("--seed", type=metrics_seed, default=0, help="seed of the metrics' draws, in [0, 2**32) (default 0)")
 
 
 def check_report_metrics_options(args) -> None:
