@@ -82,14 +82,19 @@ def _positive_float(text: str) -> float:
     return value
 
 
-def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if not 0 <= value < 2**64:
-        raise argparse.ArgumentTypeError(f"must lie in [0, 2**64), got {value}")
-    return value
+def seed_below(power: int):
+    """An argparse type: a seed, an integer in [0, 2**power) (a usage error otherwise, as any
+    other bad number): sampling takes 64 bits, the metrics 32 (numpy's seeds)."""
+    def seed(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if not 0 <= value < 2**power:
+            raise argparse.ArgumentTypeError(f"must lie in [0, 2**{power}), got {value}")
+        return value
+
+    return seed
 
 
 def _sweep_batch_size(text: str) -> str | int:
@@ -504,7 +509,7 @@ def add_sample(sub) -> None:
     parser.add_argument("-n", "--num-samples", type=_positive_int, default=16, help="samples (per input with --data)")
     parser.add_argument("--inputs", type=_positive_int, default=None,
                         help="with --data: the first N inputs (default 4)")
-    parser.add_argument("--seed", type=_seed, default=0, help="random seed in [0, 2**64) (default 0)")
+    parser.add_argument("--seed", type=seed_below(64), default=0, help="random seed in [0, 2**64) (default 0)")
     parser.add_argument("--prior-std", type=_positive_float, default=1.0, help="the prior's SD (default 1)")
     parser.add_argument("--latent-dim", type=_positive_int,
                         help="latent size D for prior samples (default: the model's latent_dim, latent_size or "

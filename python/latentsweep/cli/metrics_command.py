@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
-from .commands import _device
+from .commands import _device, seed_below
 from .errors import user_code
 from .loading import CliError, load_array
 
@@ -38,7 +37,7 @@ def add_metrics(sub) -> None:
     options.add_argument("--num-train", type=int, default=10000, help="train points (default 10000)")
     options.add_argument("--num-test", type=int, default=5000, help="test points (default 5000)")
     options.add_argument("--votes", help="FactorVAE/BetaVAE votes TRAIN,EVAL (default: --num-train,--num-test)")
-    options.add_argument("--seed", type=metrics_seed, default=0,
+    options.add_argument("--seed", type=seed_below(32), default=0,
                          help="seed of every draw and classifier, in [0, 2**32) (default 0)")
     options.add_argument("--bins", type=int, default=20, help="histogram bins per latent (default 20)")
     options.add_argument("--batch-size", type=int, default=256, help="observations per encoder call (default 256)")
@@ -48,18 +47,6 @@ def add_metrics(sub) -> None:
     parser.add_argument("--json", metavar="FILE", help="also write the scores, settings and versions as JSON")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.set_defaults(run=run_metrics)
-
-
-def metrics_seed(text: str) -> int:
-    """The metrics' seed: an integer in [0, 2**32), as ``metrics.evaluate`` takes it (a usage
-    error otherwise, as any other bad number)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if not 0 <= value < 2**32:
-        raise argparse.ArgumentTypeError(f"must lie in [0, 2**32), got {value}")
-    return value
 
 
 def run_metrics(args) -> int:
@@ -164,7 +151,7 @@ def add_report_metrics_options(parser) -> None:
     group.add_argument("--metrics", default=REPORT_METRICS, help=f"'all' or comma-separated names (default {REPORT_METRICS})")
     group.add_argument("--num-train", type=int, default=10000, help="train points drawn from --data (default 10000)")
     group.add_argument("--num-test", type=int, default=5000, help="test points (default 5000)")
-    group.add_argument("--seed", type=metrics_seed, default=0, help="seed of the metrics' draws, in [0, 2**32) (default 0)")
+    group.add_argument("--seed", type=seed_below(32), default=0, help="seed of the metrics' draws, in [0, 2**32) (default 0)")
 
 
 def check_report_metrics_options(args) -> None:
