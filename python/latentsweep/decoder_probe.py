@@ -65,7 +65,8 @@ def allocated_bytes(device: torch.device, which: str) -> int:
     return torch.cuda.memory_stats_as_nested_dict(device)["allocated_bytes"]["all"][which]
 
 
-def probe_anchors(fn: str, decoder, spec: GridSpec, probe_rows: int, *, grow: bool = False) -> Probe:
+def probe_anchors(fn: str, decoder, spec: GridSpec, probe_rows: int = ANCHOR_PROBE_ROWS, *,
+                  grow: bool = False) -> Probe:
     """Decodes the anchors in batches of probe_rows. Both sides are copies: the decoder may write
     into its inputs, and may return a view of a buffer that its next call overwrites.
 

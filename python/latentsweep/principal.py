@@ -88,9 +88,9 @@ def _exact(codes: _Scaled, mean: torch.Tensor, k: int) -> tuple[torch.Tensor, to
     """Top-k eigenpairs of the covariance, formed in streamed float64 passes (D x D): one pass,
     and another for each step of RESOLVED_SHARE the top k span below the largest."""
     latent = codes.shape[1]
-    found_values, found_vectors = [], []
-    complement = None  # [D, D - r]: an orthonormal basis orthogonal to the r vectors found
-    while sum(v.numel() for v in found_values) < k:
+    found_values, found_vectors, found = [], [], 0
+    complement = None  # [D, D - found]: an orthonormal basis orthogonal to the vectors found
+    while found < k:
         width = latent if complement is None else complement.shape[1]
         covariance = torch.zeros(width, width, dtype=torch.float64, device=codes.device)
         for chunk in codes.blocks():
@@ -103,14 +103,12 @@ def _exact(codes: _Scaled, mean: torch.Tensor, k: int) -> tuple[torch.Tensor, to
         if complement is not None:
             eigenvectors = complement @ eigenvectors
         resolved = int((eigenvalues >= RESOLVED_SHARE * eigenvalues[0]).sum()) if eigenvalues[0] > 0 else width
-        if resolved == width or width == 1:
-            resolved = width
         found_values.append(eigenvalues[:resolved])
         found_vectors.append(eigenvectors[:, :resolved])
+        found += resolved
         if resolved == width:
             break
-        complement = torch.linalg.qr(torch.cat(found_vectors, dim=1), mode="complete").Q[:, -(latent - sum(
-            v.numel() for v in found_values)):]
+        complement = torch.linalg.qr(torch.cat(found_vectors, dim=1), mode="complete").Q[:, found:]
     values, vectors = torch.cat(found_values)[:k], torch.cat(found_vectors, dim=1)[:, :k]
     return values.clamp_min(0.0), vectors.T
 

@@ -402,10 +402,7 @@ class SweepStore:
                 # back transposed (every unit recomputed, then refused, on every resume).
                 if npy_header(self.npy_path) != ((*g.grid_shape, *g.out_shape), False, numpy_dtype(g.output_dtype)):
                     return None
-                array = np.load(self.npy_path, mmap_mode="r", allow_pickle=False)
-                if array.shape == (*g.grid_shape, *g.out_shape) and array.dtype == numpy_dtype(g.output_dtype):
-                    return array
-                return None
+                return np.load(self.npy_path, mmap_mode="r", allow_pickle=False)  # (raises when too short)
             except FileNotFoundError:
                 if not creating or time.monotonic() >= deadline:
                     return None

@@ -28,7 +28,7 @@ from . import _batching, _checks, _progress, decoding
 from . import distributed as _distributed
 from ._extension import _C
 from ._modules import eval_mode, model_device
-from .decoder_probe import ANCHOR_PROBE_ROWS, Probe, graphed, probe_anchors, retry_halved
+from .decoder_probe import Probe, graphed, probe_anchors, retry_halved
 from .grid_spec import GridSpec, grid_spec
 from .host_copies import HostCopies
 from .latent_shape import coordinate_labels
@@ -232,7 +232,7 @@ def sweep_grid(
                                     total=spec.num_rows if workers.world == 1 else None, unit="pt",
                                     desc=_checks.call_name(fn) if workers.world == 1
                                     else f"{_checks.call_name(fn)} (rank {workers.rank}/{workers.world})")
-                probe = probe_anchors(fn, decode_fn, spec_d, ANCHOR_PROBE_ROWS, grow=device.type == "cuda")
+                probe = probe_anchors(fn, decode_fn, spec_d, grow=device.type == "cuda")
                 # The result's inputs go to the host while the grid is decoded.
                 host = HostCopies({"dims": spec.dims, "directions": spec.directions, "values": spec.values,
                                    "anchors": spec.anchors, "anchor_outputs": probe.outputs})

@@ -121,8 +121,7 @@ def read_torch_file(file: Path, option: str):
     kind = file_kind(file)
     if kind is not None:
         raise CliError(f"{option}: {str(file)!r} is {kind}, not a torch file; "
-                       + ("give it a .npy/.npz suffix" if option == "--data" else
-                          "--weights takes .safetensors or torch.save(model.state_dict(), ...) files"))
+                       + ("give it a .npy/.npz suffix" if option == "--data" else _ACCEPTED[option]))
     wrong = _not_torch(file)
     if wrong is not None:  # text, an image, ...: torch.load would say "KeyError: 101" or the like
         raise CliError(f"{option}: {str(file)!r} is not a torch file ({wrong}); {_ACCEPTED[option]}")

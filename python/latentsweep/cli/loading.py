@@ -216,17 +216,13 @@ INDEX_DTYPES = (torch.int32, torch.int64)
 def _as_tensor(value, path: str) -> torch.Tensor:
     """A dense real tensor with a batch dimension: floating point (commands cast it on to the
     encoder's dtype) or int32/int64 ids, kept; other integer and bool data become float32."""
-    if isinstance(value, (bool, int, float)):
-        raise CliError(f"--data: {path!r} holds a single number; expected inputs [N, ...] with one row per input")
-    if not isinstance(value, (torch.Tensor, np.ndarray)):  # torch.save of a list, a tuple, a string, a dict ...
+    if not isinstance(value, (torch.Tensor, np.ndarray, bool, int, float)):  # torch.save of a list, a str, ...
         raise CliError(f"--data: {path!r} holds a {type(value).__name__}, not an array; it must hold one tensor or "
                        "array of inputs [N, ...] (or a dict of them, chosen with --key)")
     if isinstance(value, torch.Tensor):
         tensor = value.to_dense() if value.layout != torch.strided else value
     else:
         array = np.asarray(value)
-        if array.ndim == 0:
-            raise CliError(f"--data: {path!r} holds a single number; expected inputs [N, ...] with one row per input")
         if array.dtype.kind not in "biuf":
             raise CliError(f"--data: {path!r} holds {array.dtype} values; expected numbers (an array of floats or ints)")
         array = array.astype(array.dtype.newbyteorder("="), copy=False)  # torch needs native byte order

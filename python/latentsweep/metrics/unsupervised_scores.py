@@ -52,13 +52,14 @@ def unsupervised(codes, *, bins: int = 20) -> dict:
     x = _inputs.codes(_FN, "codes", codes, min_latents=2)
     bins = _inputs.bins(_FN, bins)
     cov = torch.cov(x.T)
-    wasserstein = _wasserstein(cov)
+    active = _correlation(cov)
+    wasserstein = _wasserstein(active)
     trace = float(torch.diagonal(cov).sum())
     d = x.shape[1]
     mi = information(*(2 * [discretize(x, bins)]))
     mi.fill_diagonal_(0.0)
     return {
-        "gaussian_total_correlation": _total_correlation(cov),
+        "gaussian_total_correlation": _total_correlation(active),
         "gaussian_wasserstein_correlation": wasserstein,
         # Every latent constant: tr C = 0 and the distance 0; the latents are independent.
         "gaussian_wasserstein_correlation_norm": wasserstein / trace if trace > 0 else 0.0,
@@ -66,29 +67,36 @@ def unsupervised(codes, *, bins: int = 20) -> dict:
     }
 
 
-def _active(cov: torch.Tensor) -> torch.Tensor:
+def _correlation(cov: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(variances ``[D']``, correlation matrix ``[D', D']``) of the latents with variance > 0,
+    or None when none has one. The others are independent of every latent: left out of both
+    scores (the reference returns NaN), and 0 when no latent is left."""
     keep = torch.diagonal(cov) > 0
-    return cov[keep][:, keep]
+    if not bool(keep.any()):
+        return None
+    c = cov[keep][:, keep]
+    variances = torch.diagonal(c)
+    s = torch.sqrt(variances)
+    return variances, c / s[:, None] / s[None, :]
 
 
 def gaussian_total_correlation(cov) -> float:
     """Total correlation (nats) of a zero-mean Gaussian with covariance ``cov [D, D]`` (symmetric
     positive semi-definite, finite; latents with zero variance are left out); ``inf`` when the
     rest is singular."""
-    return _total_correlation(_inputs.covariance("latentsweep.metrics.gaussian_total_correlation", cov))
+    return _total_correlation(_correlation(_inputs.covariance("latentsweep.metrics.gaussian_total_correlation", cov)))
 
 
-def _total_correlation(cov: torch.Tensor) -> float:
-    c = _active(cov)
-    if c.shape[0] == 0:
+def _total_correlation(active: tuple[torch.Tensor, torch.Tensor] | None) -> float:
+    if active is None:
         return 0.0
+    correlation = active[1]
     # sum_d log C_dd - log det C = -log det R, R the correlation matrix: its unit diagonal keeps
     # the eigenvalues free of the latents' scales. A singular R (latents linearly dependent, or
     # N <= D points) has total correlation +inf; its smallest eigenvalue then comes back as
     # rounding noise, whose logarithm was returned as a finite score.
-    s = torch.sqrt(torch.diagonal(c))
-    eigenvalues = torch.linalg.eigvalsh(c / s[:, None] / s[None, :])
-    if float(eigenvalues[0]) <= SINGULAR_CORRELATION * c.shape[0]:
+    eigenvalues = torch.linalg.eigvalsh(correlation)
+    if float(eigenvalues[0]) <= SINGULAR_CORRELATION * correlation.shape[0]:
         return math.inf
     return float(-0.5 * torch.log(eigenvalues).sum())
 
@@ -103,23 +111,22 @@ def gaussian_wasserstein_correlation(cov) -> float:
     trace difference cancels: with SDs 1, 1 and 1e4 it came out negative). ``cov`` must be a
     finite symmetric positive semi-definite matrix; latents with zero variance are left out.
     """
-    return _wasserstein(_inputs.covariance("latentsweep.metrics.gaussian_wasserstein_correlation", cov))
+    return _wasserstein(_correlation(_inputs.covariance("latentsweep.metrics.gaussian_wasserstein_correlation", cov)))
 
 
-def _wasserstein(cov: torch.Tensor) -> float:
+def _wasserstein(active: tuple[torch.Tensor, torch.Tensor] | None) -> float:
     # W^2(N(0, C), N(0, S^2)), S = diag(C)^(1/2), is min over orthogonal U of ||S - F U||_F^2 for
     # any F with F F^T = C (Procrustes), the minimum at U = Q P^T from the SVD S F = P Sigma Q^T.
     # The residual is summed as squares, never negative, and errors in U change it only to
     # second order; 2 tr C - 2 tr sqrt(S C S) cancelled to nothing (even below 0) for latents
     # of very different scales.
-    c = _active(cov)
-    if c.shape[0] == 0:
+    if active is None:
         return 0.0
+    variances, correlation = active
     # Homogeneous of degree 1 in C: computed for unit largest variance (S F cannot overflow).
-    scale = torch.diagonal(c).max()
-    c = c / scale
-    s = torch.sqrt(torch.diagonal(c))
-    eigenvalues, vectors = torch.linalg.eigh(c / s[:, None] / s[None, :])  # of the correlation matrix
+    scale = variances.max()
+    s = torch.sqrt(variances / scale)
+    eigenvalues, vectors = torch.linalg.eigh(correlation)
     f = s[:, None] * vectors * eigenvalues.clamp_min(0).sqrt()
     p, _, qh = torch.linalg.svd(s[:, None] * f)
     residual = torch.diag(s) - f @ (qh.T @ p.T)
