@@ -281,7 +281,7 @@ def test_mixed_devices_are_refused():
     with pytest.raises(ValueError, match="one device"):
         latentsweep.direction_codes(A.cuda(), U, V)
     with pytest.raises(ValueError, match="out must be"):
-        latentsweep.direction_codes(A, U, V, out=z(12, 5).cuda())
+        latentsweep.direction_codes(A, U, V, out=torch.zeros(12, 5, device="cuda"))
 
 
 # --------------------------------------------------------------------------- op registration

@@ -401,6 +401,15 @@ def test_devices_mismatch_on_cuda():
         latentsweep.traversal_values(A.cuda(), mode="empirical", reference=REF)
     with pytest.raises(ValueError, match="out must be"):
         latentsweep.traversal_codes(A, D0, V, out=z(12, 5, device="cuda"))
+    # The first tensor on the CPU, a later one on CUDA: the dispatcher picks the CUDA kernel,
+    # whose device guard of the CPU tensor raised a RuntimeError ("CUDAGuardImpl initialized
+    # with non-CUDA DeviceType: cpu") before the checks (seen on an H200).
+    with pytest.raises(ValueError, match="all tensors must be on one device"):
+        latentsweep.sample(MU, MU.cuda(), 2)
+    with pytest.raises(ValueError, match="all tensors must be on one device"):
+        torch.ops.latentsweep.sample(MU, MU.cuda(), 2)
+    with pytest.raises(ValueError, match="out must be"):
+        torch.ops.latentsweep.direction_codes_into(A, torch.eye(5)[:2], V, 0, 12, z(12, 5, device="cuda"))
 
 
 # --------------------------------------------------------------------------- traversal_values
@@ -521,14 +530,16 @@ def test_sparse_tensors_get_a_type_error_everywhere():
 
 
 # Allocations beyond half the RAM are refused before they are made: an overcommitted
-# allocation succeeds and the kernel kills the process once the rows are written.
+# allocation succeeds and the kernel kills the process once the rows are written. Each is
+# 1 TiB or more, beyond half of any machine's memory that runs these tests (a 32 GiB case
+# fitted the 128 GiB of a GPU machine, which then computed it).
 HUGE_ALLOCATIONS = [
     (lambda: latentsweep.traversal_codes(torch.zeros(1, 1024).expand(2**20, 1024), [0], torch.linspace(-1, 1, 1000)),
      r"traversal_codes: the codes \[1048576000, D=1024\] needs [0-9,.]+ GiB.*start= and count="),
     (lambda: latentsweep.direction_codes(torch.zeros(1, 1024).expand(2**20, 1024), torch.eye(1, 1024), torch.zeros(1000)),
      r"direction_codes: the codes \[1048576000, D=1024\] needs"),
-    (lambda: latentsweep.traversal_values(torch.zeros(1, 2**16).expand(2**16, 2**16), directions=torch.ones(3, 2**16)),
-     r"traversal_values: the anchors in float64 \[A=65536, D=65536\].* needs"),
+    (lambda: latentsweep.traversal_values(torch.zeros(1, 2**17).expand(2**20, 2**17), directions=torch.ones(3, 2**17)),
+     r"traversal_values: the anchors in float64 \[A=1048576, D=131072\].* needs"),
     (lambda: latentsweep.traversal_values(torch.zeros(1, 4), mode="empirical", reference=torch.zeros(1, 4).expand(2**40, 4)),
      r"traversal_values: the quantiles' sorted copy of reference \[M=1099511627776, K=4\] needs"),
     (lambda: latentsweep.sample(torch.zeros(1, 4096).expand(2**20, 4096), torch.zeros(1, 4096).expand(2**20, 4096), 1000),

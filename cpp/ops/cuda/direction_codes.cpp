@@ -6,6 +6,7 @@
 #include <torch/library.h>
 
 #include "../direction_codes.h"
+#include "device_guard.h"
 #include "kernels.h"
 
 namespace latentsweep {
@@ -33,7 +34,7 @@ template <DataChecks data>
 void direction_codes_into_cuda(const at::Tensor& anchors, const at::Tensor& directions,
                                const at::Tensor& values, int64_t start, std::optional<int64_t> count,
                                at::Tensor& out) {
-  const c10::cuda::CUDAGuard guard(anchors.device());
+  const auto guard = guard_if_cuda(anchors);
   run_direction_codes(anchors, directions, values, start, count, out, data, &direction_kernel_cuda);
 }
 

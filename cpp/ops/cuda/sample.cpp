@@ -5,6 +5,7 @@
 #include <torch/library.h>
 
 #include "../sample.h"
+#include "device_guard.h"
 #include "kernels.h"
 
 namespace latentsweep {
@@ -25,7 +26,7 @@ struct FillOnCuda {
 
 at::Tensor sample_cuda(const at::Tensor& mu, const at::Tensor& logvar, int64_t n, int64_t seed,
                        int64_t row_offset, int64_t sample_offset) {
-  const c10::cuda::CUDAGuard guard(mu.device());
+  const auto guard = guard_if_cuda(mu);  // (logvar alone on CUDA: the checks say so)
   return sample_with(mu, logvar, n, seed, row_offset, sample_offset,
                      FillOnCuda{mu.device().index()});
 }
