@@ -989,16 +989,32 @@ def test_files_of_the_wrong_kind_are_named_for_what_they_are(workspace, tmp_path
         assert_one_line_error(completed, *needles)
 
 
-@pytest.mark.parametrize("delay", [0.05, 0.4])
-def test_ctrl_c_while_the_command_starts_is_one_line(delay):
+def _wait_until_mapped(process: subprocess.Popen, library: str, timeout: float = 60.0) -> None:
+    """Until ``process`` has loaded a shared library whose path contains ``library``: a fixed
+    delay is no point of its start on a loaded machine (0.05 s was still Python's own start on
+    a 16-core machine running 12 test workers, before latentsweep could say anything)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        with open(f"/proc/{process.pid}/maps") as maps:
+            if library in maps.read():
+                return
+        time.sleep(0.001)
+    pytest.fail(f"the command did not load {library} within {timeout} s (exit status {process.poll()})")
+
+
+# Inside torch's import (libtorch loading) and inside latentsweep's (its compiled core loading).
+@pytest.mark.skipif(not os.path.exists("/proc/self/maps"), reason="reads /proc/PID/maps (Linux)")
+@pytest.mark.parametrize("library", ["libtorch_cpu", "latentsweep/_C"])
+def test_ctrl_c_while_the_command_starts_is_one_line(library):
     """Ctrl-C during the first second (torch and the core still importing) gave Python's
     traceback; a program importing latentsweep keeps its KeyboardInterrupt."""
     import signal
-    import time
 
     started = subprocess.Popen([sys.executable, "-m", "latentsweep", "info"], stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
-    time.sleep(delay)
+    _wait_until_mapped(started, library)
     started.send_signal(signal.SIGINT)
     _, err = started.communicate(timeout=120)
     assert started.returncode == 130 and "Traceback" not in err, err
