@@ -29,7 +29,6 @@ import textwrap
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 
 WORKER = Path(__file__).with_name("fuzz_cli_worker.py")

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import latentsweep as ls
-from sweep_reference import reference_direction_grid, reference_grid, reference_sweep
+from sweep_reference import reference_direction_grid, reference_sweep
 
 SHAPE = (2, 3, 3)
 D = math.prod(SHAPE)

@@ -719,8 +719,6 @@ def test_temporaries_of_a_store_whose_creator_was_killed_are_removed(tmp_path, f
     """A kill while a store is created leaves its hidden temporaries beside it; creating the
     store again removes those of dead processes (and, of unknown creators, old ones), never
     one a live process may still use, nor a user's file."""
-    import socket
-
     from latentsweep import store_writers
 
     path = tmp_path / "sweep.npy"

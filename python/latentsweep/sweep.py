@@ -551,7 +551,6 @@ def _decode_units(fn: str, decoder, spec: GridSpec, stats, sink, plan: SweepPlan
         sink.heartbeat()
 
     def run(batch_size: int) -> int:
-        nonlocal computed
         executor = _C.SweepExecutor(fn, decoder, spec.anchors, spec.dims, spec.values, batch_size,
                                     list(sink.geometry.out_shape), spec.code_writer, plan.padded,
                                     sink.geometry.output_dtype)

@@ -6,7 +6,7 @@ import torch
 
 from .. import _checks, _progress
 from ..datasets import _protocol
-from . import _inputs, _representation, _sampling
+from . import _representation, _sampling
 
 _FN = "latentsweep.metrics.factor_vae_score"
 
@@ -61,8 +61,6 @@ def factor_vae_score(
     seed, batch_size, num_train, num_eval, encode_batch_size = _sampling.common(
         _FN, seed=seed, batch_size=batch_size, num_train=num_train, num_eval=num_eval, encode_batch_size=encode_batch_size
     )
-    from .. import _checks
-
     num_variance_estimate = _checks.integer(_FN, "num_variance_estimate", num_variance_estimate, low=2)
     threshold = _checks.real(_FN, "prune_threshold", prune_threshold, low=0.0)
     _representation.check(_FN, representation)
