@@ -139,6 +139,19 @@ def test_evaluate_identity_all_but_dci():
     assert d["scores"] == s
 
 
+def test_results_as_json_hold_no_infinity():
+    """Linearly dependent codes have an infinite Gaussian total correlation; the results' dict
+    (and `latentsweep metrics --json`) wrote it as Python's `Infinity`, which is not JSON."""
+    import json
+
+    results = metrics.evaluate(lambda x: torch.cat([x, x[:, :1]], dim=1), IdentityData(num_factors=2),
+                               metrics=["unsupervised"], num_train=200, num_test=100, progress=False)
+    assert results.scores["unsupervised.gaussian_total_correlation"] == float("inf")
+    d = results.to_dict()
+    assert d["scores"]["unsupervised.gaussian_total_correlation"] is None
+    assert json.loads(json.dumps(d, allow_nan=False))["scores"] == d["scores"]
+
+
 def test_evaluate_is_bit_identical_for_a_seed():
     def noisy(x):
         return x + torch.sin(5.0 * x.sum(dim=1, keepdim=True) + x)

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import torch
 
 from . import _checks
+from ._json import json_ready
 from .alignment import AxisAlignment, axis_alignment
 from .modes import MODE_TABLE
 from .posterior import Posterior
@@ -57,7 +58,7 @@ class Flag:
         return {
             "code": self.code,
             "dims": list(self.dims),
-            "stats": {k: _json_value(v) for k, v in self.stats.items()},
+            "stats": {k: json_ready(v) for k, v in self.stats.items()},
             "recommendation": self.recommendation,
         }
 
@@ -292,14 +293,14 @@ class Diagnosis:
         """JSON-serialisable: lists, numbers, strings, booleans and ``None`` (for NaN too)."""
 
         def tensor(t):
-            return None if t is None else _json_value(t.tolist())
+            return None if t is None else json_ready(t.tolist())
 
         return {
             "num_inputs": self.num_inputs,
             "latent_dim": self.latent_dim,
             "prior_std": self.prior_std,
             "variational": self.is_variational,
-            "total_kl": _json_value(self.total_kl),
+            "total_kl": json_ready(self.total_kl),
             "num_active": self.num_active,
             "active_dims": self.active_dims,
             "kl": tensor(self.kl),
@@ -317,7 +318,7 @@ class Diagnosis:
                 "top_coordinate_share": self.axes.top_coordinate_share,
                 "top_component_share": self.axes.top_component_share,
                 "ratio": self.axes.ratio,
-                "wasserstein_correlation": _json_value(self.axes.wasserstein_correlation),
+                "wasserstein_correlation": json_ready(self.axes.wasserstein_correlation),
             },
             "recommended_mode": self.recommended_mode,
             "recommended_directions": self.recommended_directions,
@@ -549,12 +550,3 @@ def format_dims(dims: list[int]) -> str:
 
 def _fmt(t: torch.Tensor) -> list[str]:
     return [f"{v:.3g}" for v in t.tolist()]
-
-
-def _json_value(value):
-    """NaN/Inf -> None (JSON has no such numbers), recursively through lists."""
-    if isinstance(value, list):
-        return [_json_value(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from .. import _checks, _progress
+from .._json import json_ready
 from ..datasets import _protocol
 from . import _inputs, _representation, _sampling
 from .beta_vae_score import beta_vae_score
@@ -48,7 +49,9 @@ class MetricResults:
     seconds: dict[str, float]
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """JSON-serialisable, with a non-finite score as ``None`` (JSON has no infinity: the
+        unsupervised total correlation of linearly dependent codes is ``inf``)."""
+        return json_ready(dataclasses.asdict(self))
 
     def __str__(self) -> str:
         width = max(len(k) for k in self.scores) if self.scores else 10
