@@ -336,6 +336,26 @@ def test_usage_errors_exit_2(workspace):
     assert run("traverse", "--model", "m:x", "--data", "d.npy", "--steps", "0", cwd=workspace, check=False).returncode == 2
 
 
+@pytest.mark.parametrize(
+    "args, line",
+    [
+        # argparse printed its usage block first (6-18 lines), and an unknown option after a command
+        # with the top-level usage, as if the command were the problem
+        (["info", "--bogus"], "latentsweep: error: info: unrecognized arguments: --bogus (see 'latentsweep info --help')"),
+        (["traverse", "--data", "d.npy", "--bogus"],
+         "latentsweep: error: traverse: the following arguments are required: --model (see 'latentsweep traverse --help')"),
+        (["traverse", "--model", "m:x", "--data", "d.npy", "--steps", "0", "-x"],
+         "latentsweep: error: traverse: argument --steps: must be >= 1, got 0 (see 'latentsweep traverse --help')"),
+        (["--debug", "info", "--x", "1"], "latentsweep: error: info: unrecognized arguments: --x 1 (see 'latentsweep info --help')"),
+        ([], "latentsweep: error: the following arguments are required: COMMAND (see 'latentsweep --help')"),
+    ],
+)
+def test_usage_errors_are_one_line_naming_the_command(tmp_path, args, line):
+    completed = run(*args, cwd=tmp_path, check=False)
+    assert completed.returncode == 2 and completed.stdout == ""
+    assert completed.stderr.splitlines() == [line], completed.stderr
+
+
 def test_debug_shows_the_traceback(workspace):
     completed = run("--debug", "diagnose", "--model", "tiny_models:make", "--data", "missing.npy", cwd=workspace,
                     check=False)
@@ -367,10 +387,9 @@ def assert_one_line_error(completed: subprocess.CompletedProcess, *needles: str,
     assert completed.returncode == code, completed.stderr
     assert "Traceback" not in completed.stderr and "\x1b" not in completed.stderr, completed.stderr
     lines = stderr_lines(completed)
-    if code == 1:
-        assert len(lines) == 1 and lines[0].startswith("latentsweep: error: "), completed.stderr
-    else:  # argparse: the usage, then one line
-        assert lines[0].startswith("usage: ") and ": error: argument " in lines[-1], completed.stderr
+    assert len(lines) == 1 and lines[0].startswith("latentsweep: error: "), completed.stderr
+    if code == 2:  # argparse's: which command, which option, and where the options are listed
+        assert ": argument " in lines[0] and lines[0].endswith("--help')"), completed.stderr
     for needle in needles:
         assert needle in lines[-1], lines[-1]
     return lines[-1]
@@ -1086,6 +1105,7 @@ def test_store_advice_names_the_flags_and_open_says_what_to_pass(workspace, tmp_
 # ---- the library's Python words, integer data, odd files and paths (adversarial pass on encode) ----
 def test_library_keywords_and_python_advice_in_the_command_lines_words():
     from latentsweep.cli.errors import one_line
+    from latentsweep.encoding import ONE_DIMENSIONAL_HINT
 
     cases = {
         "latentsweep.metrics.evaluate: num_train must be >= 2, got 1": "--num-train must be >= 2, got 1",
@@ -1122,6 +1142,9 @@ def test_library_keywords_and_python_advice_in_the_command_lines_words():
     flat = one_line("latentsweep.encode: the encoder's mu for batch 0 must be [B=20, D], got shape (20, 2, 2, 2) "
                     "(flatten it with .flatten(1))")
     assert ".flatten(1)" not in flat and "--encoder" in flat, flat
+    unbatched = one_line(f"latentsweep.encode: the encoder's codes for batch 0 must be [B=20, D], got shape (20,)"
+                         f"{ONE_DIMENSIONAL_HINT}")
+    assert "DataLoader" not in unbatched and unbatched.endswith("pass its name with --encoder)"), unbatched
     note = RuntimeError("mat1 and mat2 must have the same dtype")
     note.add_note("latentsweep.encode: data is torch.int64 while the encoder's parameters are torch.float32; pass "
                   "floating-point data (e.g. data.float() / 255 for uint8 images) unless the encoder takes integers "

@@ -183,4 +183,4 @@ def test_a_bad_metrics_seed_is_a_usage_error(labelled, seed, capsys):
             main([*command, f"--seed={seed}"])
         assert exit_.value.code == 2
         assert capsys.readouterr().err.strip().splitlines()[-1].startswith(
-            f"latentsweep {command[0]}: error: argument --seed: ")
+            f"latentsweep: error: {command[0]}: argument --seed: ")

@@ -277,6 +277,12 @@ def _as_output_tensor(value, what: str, index: int) -> torch.Tensor:
     return value
 
 
+# Advice for codes of the wrong shape (the command line words them for its own options).
+FLATTEN_HINT = " (flatten it with .flatten(1))"
+ONE_DIMENSIONAL_HINT = (" (a 1-D output: was the batch one unbatched input? a DataLoader with batch_size=None, or a "
+                        "list of single inputs, gives those; batch them)")
+
+
 def _check_batch(mu, logvar, index: int, start: int, batch_rows: int, mus: list, logvars: list) -> None:
     """Shapes and dtypes against the batch and earlier batches; NaN/Inf with their rows."""
     parts = [("codes", mu)] if logvar is None else [("mu", mu), ("logvar", logvar)]
@@ -286,10 +292,9 @@ def _check_batch(mu, logvar, index: int, start: int, batch_rows: int, mus: list,
         if not tensor.is_floating_point():
             raise TypeError(f"{_FN}: the encoder's {name} for batch {index} must be floating point, got {tensor.dtype}")
         if tensor.dim() != 2 or tensor.shape[0] != batch_rows:
-            hint = " (flatten it with .flatten(1))" if tensor.dim() > 2 and tensor.shape[0] == batch_rows else ""
+            hint = FLATTEN_HINT if tensor.dim() > 2 and tensor.shape[0] == batch_rows else ""
             if tensor.dim() == 1:  # [B] for B rows, or one unbatched input's [D]
-                hint = (" (a 1-D output: was the batch one unbatched input? a DataLoader with batch_size=None, or a "
-                        "list of single inputs, gives those; batch them)")
+                hint = ONE_DIMENSIONAL_HINT
             raise ValueError(
                 f"{_FN}: the encoder's {name} for batch {index} must be [B={batch_rows}, D], "
                 f"got shape {tuple(tensor.shape)}{hint}"

@@ -21,10 +21,21 @@ EXPECTED_ERRORS = (CliError, ValueError, TypeError, FileNotFoundError, OSError)
 COMMANDS = ("demo", "diagnose", "traverse", "open", "sample", "report", "metrics", "info")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with its usage errors as one line that names the command and where its options
+    are listed (argparse printed the whole usage block, 6-18 lines, before the error). Exit 2, as
+    argparse. The commands' parsers are of this class too (add_subparsers makes its own kind)."""
+
+    def error(self, message: str):
+        command = self.prog.removeprefix("latentsweep").strip()
+        where = f"{command}: " if command else ""
+        self.exit(2, f"latentsweep: error: {where}{message} (see '{self.prog} --help')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import commands
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="latentsweep",
         description="Understand the latent space of (variational) autoencoders: diagnose the "
         "latent heads, traverse each latent over the prior's range, decode fast, draw it.",
@@ -34,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    parser.set_defaults(command_parsers=sub.choices)  # (an unknown option is its command's error)
     commands.add_demo(sub)
     commands.add_diagnose(sub)
     commands.add_traverse(sub)
@@ -67,7 +79,9 @@ def main(argv: list[str] | None = None) -> int:
     debug = "--debug" in argv
     try:
         parser = build_parser()
-        args = parser.parse_args(argv)
+        args, unknown = parser.parse_known_args(argv)
+        if unknown:  # argparse reported them with the top-level usage, not the command's
+            args.command_parsers[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
         from .loading import check_path_lengths
 
         check_path_lengths(args)  # before any work: Path.exists() raises on such paths, naming no option

@@ -13,6 +13,8 @@ import os
 import re
 import sys
 
+from ..encoding import FLATTEN_HINT, ONE_DIMENSIONAL_HINT
+
 
 class CliError(Exception):
     """An error the CLI reports as one line on stderr (exit status 1)."""
@@ -63,8 +65,10 @@ _CLI_WORDS = (
                 r"model\)[^()]*\)"),
      "(for an encoder returning (z, mu, logvar), give the model a method that returns (mu, logvar), e.g. "
      "def encode_mu_logvar(self, x): return self.encoder(x)[1:], and pass --encoder encode_mu_logvar)"),
-    (" (flatten it with .flatten(1))", " (the codes must be [B, D]: give the model a method that returns them "
+    (FLATTEN_HINT, " (the codes must be [B, D]: give the model a method that returns them "
      "flattened to [B, D] and pass its name with --encoder)"),
+    (ONE_DIMENSIONAL_HINT, " (the codes must be [B, D], one row of D latents per input: give the model a method "
+     "that returns them so and pass its name with --encoder)"),
     (re.compile(r"\bdata is (?:torch\.)?(\w+) while the encoder's parameters are (?:torch\.)?(\w+); pass "
                 r"floating-point data \(e\.g\. data\.float\(\) / 255 for uint8 images\) unless the encoder takes "
                 r"integers \(an Embedding\)"),
