@@ -5,6 +5,7 @@ decoded in one call); flat indices as dims; channel directions; stores; bad shap
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -197,3 +198,77 @@ def test_a_structured_direction_sweep_on_cuda_matches_the_cpu(cuda_graph):
     torch.testing.assert_close(gpu.outputs, cpu.outputs, rtol=1e-9, atol=1e-12)
     for name in STATISTICS:
         torch.testing.assert_close(getattr(gpu, name), getattr(cpu, name), rtol=1e-9, atol=1e-12)
+
+
+# ---- structured codes from the encoder: encode, Posterior, traverse, explain ----------------
+def spatial_encoder(x: torch.Tensor):
+    """[B, 36] inputs -> (mu, logvar) of [B, 2, 3, 3]: a spatial VAE's encoder, deterministic."""
+    mu = torch.tanh(x[:, :D] + x[:, D:].flip(1)).reshape(-1, *SHAPE)
+    return mu, torch.full_like(mu, -2.0) + 0.1 * mu
+
+
+INPUTS = torch.randn(30, 2 * D, generator=GEN, dtype=torch.float64)
+
+
+def test_encode_keeps_structured_codes_flat_with_their_shape():
+    """encode refused [B, C, H, W] codes ("flatten it"); now they are D flat latents in
+    torch.flatten order, and the posterior knows their shape."""
+    posterior = ls.encode(spatial_encoder, INPUTS, batch_size=7)
+    mu, logvar = spatial_encoder(INPUTS)
+    assert posterior.latent_shape == SHAPE and posterior.mu.shape == (30, D)
+    assert torch.equal(posterior.mu, mu.reshape(30, D)) and torch.equal(posterior.logvar, logvar.reshape(30, D))
+    assert posterior[3:5].latent_shape == SHAPE and posterior.to(torch.float32).latent_shape == SHAPE
+    assert posterior[[]].mu.shape == (0, D)
+    assert ls.encode(lambda x: x[:, :D], INPUTS).latent_shape == (D,)
+    # a shape that changes between batches, and NaN in one element of a structured code
+    shapes = iter([SHAPE, (3, 2, 3)])
+    with pytest.raises(ValueError, match=r"codes of shape \[3, 2, 3\] for batch 1 but \[2, 3, 3\] for batch 0"):
+        ls.encode(lambda x: torch.zeros(len(x), *next(shapes)), INPUTS, batch_size=20)
+    poisoned = INPUTS.clone()
+    poisoned[12, 4] = math.nan
+    with pytest.raises(ValueError, match=r"mu has NaN/Inf for batch 1, in 1 row\(s\) of the data: 12"):
+        ls.encode(spatial_encoder, poisoned, batch_size=10)
+
+
+def test_a_posterior_of_structured_codes():
+    mu, logvar = spatial_encoder(INPUTS[:4])
+    posterior = ls.Posterior(mu, logvar)
+    assert posterior.latent_shape == SHAPE and posterior.latent_dim == D and posterior.mu.shape == (4, D)
+    flat = ls.Posterior(mu.reshape(4, D), logvar.reshape(4, D), latent_shape=SHAPE)
+    assert flat == posterior and ls.Posterior(mu.reshape(4, D), logvar.reshape(4, D)) != posterior
+    assert ls.Posterior(mu[0].reshape(D)).latent_shape == (D,)
+    with pytest.raises(ValueError, match=r"logvar must have mu's shape \(4, 2, 3, 3\), got \(4, 18\)"):
+        ls.Posterior(mu, logvar.reshape(4, D))
+    with pytest.raises(ValueError, match=r"latent_shape=\(3, 6\) but the means \(mu\) are \[N, \*\[2, 3, 3\]\]"):
+        ls.Posterior(mu, latent_shape=(3, 6))
+    with pytest.raises(ValueError, match=r"latent_shape=\(2, 3, 4\) holds 24 values but the codes have D=18"):
+        ls.Posterior(mu.reshape(4, D), latent_shape=(2, 3, 4))
+    with pytest.raises(ValueError, match="got a 0-D tensor"):
+        ls.Posterior(torch.tensor(1.0))
+
+
+def test_a_structured_posterior_is_traversed_in_the_decoders_shape():
+    """traverse(decoder, posterior) gives the decoder [B, 2, 3, 3] codes (it refuses flat
+    ones), bit for bit the sweep of the structured anchors; mode 'posterior' reads its logvar."""
+    posterior = ls.encode(spatial_encoder, INPUTS)[:3]
+    for mode in ("prior", "posterior"):
+        got = ls.traverse(DECODER, posterior, mode=mode, steps=5, progress=False)
+        expected = ls.traverse(DECODER, posterior.mu.view(3, *SHAPE), mode=mode, steps=5, progress=False,
+                               logvar=posterior.logvar.view(3, *SHAPE))
+        assert got.latent_shape == SHAPE and got.labels[1] == "z[0,0,1]"
+        for name in ("outputs", "values", *STATISTICS):
+            assert torch.equal(getattr(got, name), getattr(expected, name)), (mode, name)
+
+
+def test_explain_reports_a_structured_latent(tmp_path):
+    """explain (and `latentsweep report`) could not take a spatial VAE: encode refused its codes.
+    Its latents, principal directions, clusters and the paths between them reach the decoder in
+    the latent's shape."""
+    def decoder(codes):
+        assert codes.shape[1:] == SHAPE, codes.shape
+        return DECODER(codes)
+
+    path = ls.explain(spatial_encoder, decoder, INPUTS, out=tmp_path, clusters=3, directions="pca", anchors=2,
+                      steps=3, max_dims=4, progress=False)
+    page = path.read_text()
+    assert re.search(r"z\[\d,\d,\d\]", page) and "<h2>Clusters</h2>" in page and "Along the" in page and "PC1" in page

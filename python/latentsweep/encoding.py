@@ -38,7 +38,8 @@ def encode(
     """Encodes ``data`` batch by batch and concatenates the results on the CPU.
 
     Args:
-        encoder: a callable from a ``[B, ...]`` batch of inputs to one of
+        encoder: a callable from a ``[B, ...]`` batch of inputs to one of (``[B, D]`` below, or
+            ``[B, *latent_shape]`` for structured latents)
             - a ``(mu, logvar)`` tuple or list of ``[B, D]`` tensors;
             - a dict with the mean under ``mu``/``mean``/``loc`` and the log-variance under
               ``logvar``/``log_var`` (or the SD under ``std``/``scale``, or its log under
@@ -63,7 +64,9 @@ def encode(
 
     Returns:
         a :class:`Posterior` with CPU tensors ``mu`` ``[N, D]`` and ``logvar`` ``[N, D]``
-        (``None`` for a plain autoencoder).
+        (``None`` for a plain autoencoder). Structured codes ``[B, *latent_shape]`` (a spatial
+        VAE's ``[B, C, H, W]``) are kept flat, ``D = prod(latent_shape)``, with their shape in
+        the posterior's ``latent_shape`` (which :func:`latentsweep.traverse` gives the decoder).
 
     Raises:
         TypeError: unsupported data, batches or encoder outputs.
@@ -277,8 +280,7 @@ def _as_output_tensor(value, what: str, index: int) -> torch.Tensor:
     return value
 
 
-# Advice for codes of the wrong shape (the command line words them for its own options).
-FLATTEN_HINT = " (flatten it with .flatten(1))"
+# Advice for codes of the wrong shape (the command line words it for its own options).
 ONE_DIMENSIONAL_HINT = (" (a 1-D output: was the batch one unbatched input? a DataLoader with batch_size=None, or a "
                         "list of single inputs, gives those; batch them)")
 
@@ -291,13 +293,11 @@ def _check_batch(mu, logvar, index: int, start: int, batch_rows: int, mus: list,
             raise TypeError(f"{_FN}: the encoder's {name} for batch {index} must be a tensor, got {type(tensor).__name__}")
         if not tensor.is_floating_point():
             raise TypeError(f"{_FN}: the encoder's {name} for batch {index} must be floating point, got {tensor.dtype}")
-        if tensor.dim() != 2 or tensor.shape[0] != batch_rows:
-            hint = FLATTEN_HINT if tensor.dim() > 2 and tensor.shape[0] == batch_rows else ""
-            if tensor.dim() == 1:  # [B] for B rows, or one unbatched input's [D]
-                hint = ONE_DIMENSIONAL_HINT
+        if tensor.dim() < 2 or tensor.shape[0] != batch_rows:
+            hint = ONE_DIMENSIONAL_HINT if tensor.dim() == 1 else ""  # [B] for B rows, or one unbatched input's [D]
             raise ValueError(
-                f"{_FN}: the encoder's {name} for batch {index} must be [B={batch_rows}, D], "
-                f"got shape {tuple(tensor.shape)}{hint}"
+                f"{_FN}: the encoder's {name} for batch {index} must be [B={batch_rows}, D] (or "
+                f"[B={batch_rows}, *latent_shape]), got shape {tuple(tensor.shape)}{hint}"
             )
     if logvar is not None and logvar.shape != mu.shape:
         raise ValueError(
@@ -309,16 +309,15 @@ def _check_batch(mu, logvar, index: int, start: int, batch_rows: int, mus: list,
             if tensor is not None and first is not None and tensor.dtype != first.dtype:  # (torch.cat would promote)
                 raise ValueError(f"{_FN}: the encoder returned {name} of {tensor.dtype} for batch {index} but of "
                                  f"{first.dtype} for batch 0; it must return one dtype for every batch")
-        if mu.shape[1] != mus[0].shape[1]:
-            raise ValueError(
-                f"{_FN}: the encoder returned D={mu.shape[1]} latents for batch {index} but "
-                f"D={mus[0].shape[1]} for batch 0"
-            )
+        if mu.shape[1:] != mus[0].shape[1:]:
+            now, before = (f"D={mu.shape[1]} latents", f"D={mus[0].shape[1]}") if mu.dim() == mus[0].dim() == 2 else \
+                (f"codes of shape {list(mu.shape[1:])}", f"{list(mus[0].shape[1:])}")
+            raise ValueError(f"{_FN}: the encoder returned {now} for batch {index} but {before} for batch 0")
         if (logvar is None) != (logvars[0] is None):
             now, before = ("no", "a") if logvar is None else ("a", "no")
             raise ValueError(f"{_FN}: the encoder returned {now} logvar for batch {index} but {before} logvar for batch 0")
     for name, tensor in parts:
-        bad = ~torch.isfinite(tensor).all(dim=1)
+        bad = ~torch.isfinite(tensor.flatten(1)).all(dim=1)
         if bool(bad.any()):
             rows = (bad.nonzero()[:, 0] + start).tolist()
             shown = ", ".join(map(str, rows[:10])) + (", ..." if len(rows) > 10 else "")

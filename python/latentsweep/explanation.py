@@ -97,6 +97,8 @@ def explain(
             needs ``clusters`` or ``labels``), or your own ``[K, D]`` tensor or
             :class:`Directions`.
         posterior: the codes of ``data`` if you have them (:func:`latentsweep.encode`).
+            Structured latents (an encoder's ``[B, C, H, W]`` codes) are read as D flat latents
+            and reach the decoder in their own shape (``Posterior.latent_shape``).
         mode: a traversal mode of :func:`latentsweep.traversal_values` or ``"auto"``.
         span, steps, prior_std: as for :func:`latentsweep.traverse`.
         anchors: traverse from the first A inputs (all of them when there are fewer).
@@ -285,6 +287,7 @@ def _cluster_paths(decoder, found: Clusters, posterior: Posterior, *, steps: int
     Gaussian codes, straight lines for an autoencoder's)."""
     centroids = found.centroids.to(posterior.mu.dtype)
     # Each centroid decoded as a path from itself to itself: the engine's checks and options.
+    options = dict(options, latent_shape=posterior.latent_shape)  # (the decoder's codes: [B, *latent_shape])
     at_centroids = interpolate(decoder, centroids, centroids, steps=2, **options).outputs[:, 0]
     path = "slerp" if posterior.is_variational else "linear"
     paths = {}

@@ -154,9 +154,10 @@ def grid_spec(fn: str, anchors, *, mode, span, steps, dims, logvar, values, refe
 
     Anchors ``[A, *latent_shape]`` are flattened to ``[A, D]`` (``logvar``, ``reference`` and
     ``directions`` of that shape too); the decoder gets codes of ``latent_shape`` back."""
-    if isinstance(anchors, Posterior):
-        logvar = anchors.logvar if logvar is None else logvar
-        anchors = anchors.mu
+    if isinstance(anchors, Posterior):  # (its codes in their own shape: the decoder's)
+        shape = (anchors.num_inputs, *anchors.latent_shape)
+        logvar = anchors.logvar.view(shape) if logvar is None and anchors.logvar is not None else logvar
+        anchors = anchors.mu.view(shape)
     anchors, given_shape = flat_codes(fn, "anchors", anchors, what="A")
     latent_shape = checked_latent_shape(fn, latent_shape, anchors, given_shape)
     logvar = like_anchors(fn, "logvar", logvar, latent_shape, what="A")

@@ -160,7 +160,8 @@ def interpolate(
             raise ValueError(f"{_FN}: start and end must have the same shape, got {tuple(start.shape)} and {tuple(end.shape)}")
         (start, structured), (end, _) = flat_codes(_FN, "start", start, what="P"), flat_codes(_FN, "end", end, what="P")
     start, end = _endpoints(_FN, start, end)
-    latent_shape = checked_latent_shape(_FN, latent_shape, start, structured or (start.shape[1],))
+    latent_shape = checked_latent_shape(_FN, latent_shape, start, structured or (start.shape[1],),
+                                        name="endpoints", what="P")
     steps = _checks.integer(_FN, "steps", steps, low=2)
     path = _checks.choice(_FN, "path", path, PATHS)
     if path == "slerp":

@@ -35,7 +35,8 @@ def flat_codes(fn: str, name: str, codes, *, what: str = "N") -> tuple[torch.Ten
     return codes.reshape(codes.shape[0], -1), latent_shape
 
 
-def checked_latent_shape(fn: str, latent_shape, codes: torch.Tensor, given: tuple[int, ...]) -> tuple[int, ...]:
+def checked_latent_shape(fn: str, latent_shape, codes: torch.Tensor, given: tuple[int, ...], *,
+                         name: str = "anchors", what: str = "A") -> tuple[int, ...]:
     """An explicit ``latent_shape=`` for ``codes [N, D]`` whose own shape is ``given``: a tuple of
     positive ints with ``prod == D``, equal to ``given`` when the codes are structured."""
     if latent_shape is None:
@@ -46,7 +47,7 @@ def checked_latent_shape(fn: str, latent_shape, codes: torch.Tensor, given: tupl
     if not shape:
         raise ValueError(f"{fn}: latent_shape must have at least one axis, got ()")
     if len(given) > 1 and shape != given:
-        raise ValueError(f"{fn}: latent_shape={shape} but the anchors are [A, *{list(given)}]; give one or the other")
+        raise ValueError(f"{fn}: latent_shape={shape} but the {name} are [{what}, *{list(given)}]; give one or the other")
     if math.prod(shape) != codes.shape[1]:
         raise ValueError(
             f"{fn}: latent_shape={shape} holds {math.prod(shape)} values but the codes have D={codes.shape[1]}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import numbers
 from dataclasses import dataclass
 
@@ -12,30 +13,42 @@ from . import _checks
 
 @dataclass(frozen=True, eq=False)  # __eq__ below compares the tensors
 class Posterior:
-    """Encoder outputs for N inputs.
+    """Encoder outputs for N inputs, as flat rows of D latents.
+
+    Structured latents (a spatial VAE's ``[N, C, H, W]`` codes) are kept flat, ``D = C*H*W``
+    in ``torch.flatten`` order, with their shape in ``latent_shape``: everything that reads
+    latents (``diagnose``, ``clusters``, ``principal_directions``) sees D of them, and
+    :func:`latentsweep.traverse` gives the decoder ``[B, *latent_shape]`` codes back.
+
+    Args:
+        mu: ``[N, D]`` posterior means (or a plain autoencoder's codes), ``[N, *latent_shape]``,
+            or ``[D]`` for one input.
+        logvar: log-variances of mu's shape, or ``None`` for a plain autoencoder.
+        latent_shape: the shape of one code as the decoder takes it, for flat ``mu``; ``None``:
+            mu's own (``(D,)`` for flat codes).
 
     Attributes:
-        mu: ``[N, D]`` posterior means (or the codes of a plain autoencoder).
-        logvar: ``[N, D]`` posterior log-variances, or ``None`` for a plain autoencoder.
+        mu: ``[N, D]``. logvar: ``[N, D]`` or ``None``. latent_shape: a tuple, ``prod = D``.
     """
 
     mu: torch.Tensor
     logvar: torch.Tensor | None = None
+    latent_shape: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
+        from .latent_shape import checked_latent_shape
+
         fn = "latentsweep.Posterior"
-        mu = _checks.tensor(fn, "mu", self.mu, ndims=(1, 2))
-        if mu.dim() == 1:
-            object.__setattr__(self, "mu", mu[None])
+        mu, shape = _rows(fn, "mu", self.mu)
+        object.__setattr__(self, "mu", mu)
+        object.__setattr__(self, "latent_shape", checked_latent_shape(fn, self.latent_shape, mu, shape,
+                                                                           name="means (mu)", what="N"))
         if self.logvar is not None:
-            logvar = _checks.tensor(fn, "logvar", self.logvar, ndims=(1, 2))
-            if logvar.dim() == 1:
-                logvar = logvar[None]
-            if logvar.shape != self.mu.shape:
-                raise ValueError(
-                    f"{fn}: logvar must have mu's shape {tuple(self.mu.shape)}, got {tuple(logvar.shape)}"
-                )
-            _checks.same_device(fn, mu=self.mu, logvar=logvar)
+            logvar, logvar_shape = _rows(fn, "logvar", self.logvar)
+            if logvar.shape != mu.shape or logvar_shape != shape:
+                raise ValueError(f"{fn}: logvar must have mu's shape {(mu.shape[0], *shape)}, got "
+                                 f"{tuple(self.logvar.shape)}")
+            _checks.same_device(fn, mu=mu, logvar=logvar)
             object.__setattr__(self, "logvar", logvar)
 
     @property
@@ -66,21 +79,22 @@ class Posterior:
         index = _row_index(index)
         mu = self.mu[index]
         logvar = None if self.logvar is None else self.logvar[index]
-        return Posterior(mu, logvar)
+        return Posterior(mu, logvar, self.latent_shape)
 
     def __eq__(self, other) -> bool:
-        """Same tensors (values, dtype and device, as ``torch.equal``), and both or neither
-        with a logvar."""
+        """Same tensors (values, dtype and device, as ``torch.equal``), both or neither with a
+        logvar, and the same latent shape."""
         if not isinstance(other, Posterior):
             return NotImplemented
-        return _checks.same_tensor(self.mu, other.mu) and _checks.same_tensor(self.logvar, other.logvar)
+        return (self.latent_shape == other.latent_shape and _checks.same_tensor(self.mu, other.mu)
+                and _checks.same_tensor(self.logvar, other.logvar))
 
     __hash__ = None  # the tensors are mutable
 
     def to(self, *args, **kwargs) -> "Posterior":
         """Moves/casts both tensors, as ``torch.Tensor.to``."""
         logvar = None if self.logvar is None else self.logvar.to(*args, **kwargs)
-        return Posterior(self.mu.to(*args, **kwargs), logvar)
+        return Posterior(self.mu.to(*args, **kwargs), logvar, self.latent_shape)
 
     def sample(self, n: int, *, seed: int = 0) -> torch.Tensor:
         """``[N, n, D]`` reparameterised samples (see :func:`latentsweep.sample`)."""
@@ -92,6 +106,17 @@ class Posterior:
         from .sampling import sample
 
         return sample(self.mu, self.logvar, n, seed=seed)
+
+
+def _rows(fn: str, name: str, value) -> tuple[torch.Tensor, tuple[int, ...]]:
+    """``value [N, *shape]`` (``[D]``: one row) as ``([N, D], shape)``, a view where possible.
+    (Not latent_shape.flat_codes: a Posterior may hold no inputs, ``posterior[[]]``.)"""
+    value = _checks.dense_tensor(fn, name, value)
+    if value.dim() == 0:
+        raise ValueError(f"{fn}: {name} must be [N, D], [N, *latent_shape] or [D] for one input, got a 0-D tensor")
+    value = _checks.tensor(fn, name, value, ndims=(value.dim(),))  # the dtype
+    value = value[None] if value.dim() == 1 else value
+    return value.reshape(value.shape[0], math.prod(value.shape[1:])), tuple(value.shape[1:])
 
 
 _ROWS_ONLY = (

@@ -97,14 +97,15 @@ def traverse(
             :data:`latentsweep.decoding.OUTPUT_RULE` (or as ``output=`` says). It never receives
             the caller's tensors (it may modify its input in place).
         anchors: ``[A, D]`` codes (``[D]`` for one), or a :class:`Posterior` (its means are the
-            anchors and its ``logvar`` feeds mode ``"posterior"``). Structured latents:
+            anchors, its ``logvar`` feeds mode ``"posterior"``, its ``latent_shape`` is the
+            decoder's). Structured latents:
             ``[A, *latent_shape]`` (e.g. ``[A, 4, 8, 8]``); the decoder is then called with
             ``[B, *latent_shape]`` codes, and ``dims`` are flat indices into the latent
             (row-major, as ``torch.flatten``: ``numpy.ravel_multi_index((c, h, w), latent_shape)``).
         dims: the latents to traverse (default: all D); not together with ``directions``.
         latent_shape: the shape of one code as the decoder takes it, for flat anchors ``[A, D]``
-            of a structured latent (e.g. a flattened :class:`Posterior`): ``(4, 8, 8)`` with
-            ``D = 256``. Anchors ``[A, *latent_shape]`` say it themselves.
+            of a structured latent: ``(4, 8, 8)`` with ``D = 256``. Anchors ``[A, *latent_shape]``
+            and a :class:`Posterior` say it themselves.
         directions: ``[K, D]`` vectors (``[K, *latent_shape]`` for structured anchors) or a
             :class:`Directions` (e.g. :func:`principal_directions`, :func:`channel_directions`),
             traversed instead of coordinates. Each is scaled to unit length (a zero or

@@ -538,7 +538,8 @@ def run_sample(args) -> int:
         if args.inputs > len(posterior):
             say("note", f"--inputs {args.inputs}, but --data has {len(posterior)} inputs: sampling from all of them")
         chosen = posterior[: args.inputs]
-        codes = ls.sample(chosen.mu, chosen.logvar, args.num_samples, seed=args.seed).flatten(0, 1)
+        # (in the decoder's shape: [n, *latent_shape] for a structured latent)
+        codes = ls.sample(chosen.mu, chosen.logvar, args.num_samples, seed=args.seed).view(-1, *chosen.latent_shape)
         per_row, row_label, column_label = args.num_samples, "input {}".format, "sample"
         title = f"{args.num_samples} posterior samples per input (mu + sigma * eps), seed {args.seed}"
     else:
@@ -563,7 +564,7 @@ def run_sample(args) -> int:
         save_samples_picture(decoded.float().reshape(len(decoded), *shape).numpy(), folder / "samples.png",
                              per_row=per_row, row_label=row_label, title=title, column_label=column_label)
         written.append("samples.png")
-    print(f"{len(codes)} codes of {codes.shape[1]} latents ({'posterior' if args.data else 'prior'}); "
+    print(f"{len(codes)} codes of {codes[0].numel()} latents ({'posterior' if args.data else 'prior'}); "
           f"wrote {', '.join(written)} to {folder}")
     return 0
 

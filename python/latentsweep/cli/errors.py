@@ -13,7 +13,7 @@ import os
 import re
 import sys
 
-from ..encoding import FLATTEN_HINT, ONE_DIMENSIONAL_HINT
+from ..encoding import ONE_DIMENSIONAL_HINT
 
 
 class CliError(Exception):
@@ -65,8 +65,6 @@ _CLI_WORDS = (
                 r"model\)[^()]*\)"),
      "(for an encoder returning (z, mu, logvar), give the model a method that returns (mu, logvar), e.g. "
      "def encode_mu_logvar(self, x): return self.encoder(x)[1:], and pass --encoder encode_mu_logvar)"),
-    (FLATTEN_HINT, " (the codes must be [B, D]: give the model a method that returns them "
-     "flattened to [B, D] and pass its name with --encoder)"),
     (ONE_DIMENSIONAL_HINT, " (the codes must be [B, D], one row of D latents per input: give the model a method "
      "that returns them so and pass its name with --encoder)"),
     (re.compile(r"\bdata is (?:torch\.)?(\w+) while the encoder's parameters are (?:torch\.)?(\w+); pass "
