@@ -185,6 +185,9 @@ def test_bad_arguments_are_named(tmp_path, decoder, vae, kwargs, error, match):
         (dict(anchor_indices=1), TypeError, "explain: anchor_indices must be a sequence of ints"),
         (dict(anchor_indices=(0, "b")), TypeError, r"explain: anchor_indices\[1\] must be an int, got str"),
         (dict(anchor_indices=(2,)), ValueError, r"explain: anchor_indices=2 is out of range for 2 anchor\(s\)"),
+        (dict(reconstructions="x"), TypeError, "explain: reconstructions must be a tensor or a numeric array, got str"),
+        (dict(reconstructions=torch.zeros(2, 3, dtype=torch.complex64)), TypeError,
+         "explain: reconstructions must hold real numbers"),
     ],
 )
 def test_report_options_are_checked_before_the_decoder_runs(tmp_path, vae, kwargs, error, match):

@@ -694,6 +694,8 @@ def check_options(fn: str, **options) -> dict:
         _checks.boolean(fn, "gifs", options["gifs"])
     if "dpi" in options:
         checked["dpi"] = _checks.integer(fn, "dpi", options["dpi"], low=1, high=1200)
+    if options.get("reconstructions") is not None:  # what it holds; its shape needs the outputs'
+        _checks.numeric_array(fn, "reconstructions", options["reconstructions"])
     return checked
 
 
