@@ -367,6 +367,15 @@ def test_usage_errors_exit_2(workspace):
          "latentsweep: error: traverse: argument --steps: must be >= 1, got 0 (see 'latentsweep traverse --help')"),
         (["--debug", "info", "--x", "1"], "latentsweep: error: info: unrecognized arguments: --x 1 (see 'latentsweep info --help')"),
         ([], "latentsweep: error: the following arguments are required: COMMAND (see 'latentsweep --help')"),
+        # a command's option before the command was blamed on the command, which takes it
+        (["--json", "info"], "latentsweep: error: unrecognized arguments before the command: --json (a command's "
+                             "options go after it: latentsweep info --json ...) (see 'latentsweep --help')"),
+        # still one line, without the terminal's escape codes
+        (["info", "--a\nb", "\x1b[31mred", ""],
+         "latentsweep: error: info: unrecognized arguments: '--a\\nb' '\\x1b[31mred' '' (see 'latentsweep info --help')"),
+        (["traverse", "--model", "m:x", "--data", "d.npy", "--span", "inf\n"],
+         "latentsweep: error: traverse: argument --span: must be a finite number > 0, got inf\\n "
+         "(see 'latentsweep traverse --help')"),
     ],
 )
 def test_usage_errors_are_one_line_naming_the_command(tmp_path, args, line):
@@ -375,10 +384,21 @@ def test_usage_errors_are_one_line_naming_the_command(tmp_path, args, line):
     assert completed.stderr.splitlines() == [line], completed.stderr
 
 
-def test_debug_shows_the_traceback(workspace):
-    completed = run("--debug", "diagnose", "--model", "tiny_models:make", "--data", "missing.npy", cwd=workspace,
-                    check=False)
-    assert completed.returncode != 0 and "Traceback" in completed.stderr
+@pytest.mark.parametrize("where", ["before", "after", "abbreviated"])
+def test_debug_shows_the_traceback(workspace, where):
+    """Also after the command, where a user adds it when an error asks for it (that was a usage
+    error), and abbreviated as argparse allows (that was ignored)."""
+    command = ["diagnose", "--model", "tiny_models:make", "--data", "missing.npy"]
+    args = {"before": ["--debug", *command], "after": [*command, "--debug"], "abbreviated": ["--deb", *command]}[where]
+    completed = run(*args, cwd=workspace, check=False)
+    assert completed.returncode != 0 and "Traceback" in completed.stderr, completed.stderr
+
+
+def test_version():
+    import latentsweep
+
+    completed = run("--version")
+    assert completed.stdout.strip() == f"latentsweep {latentsweep.__version__}"
 
 
 def test_demo(tmp_path):
@@ -407,8 +427,8 @@ def assert_one_line_error(completed: subprocess.CompletedProcess, *needles: str,
     assert "Traceback" not in completed.stderr and "\x1b" not in completed.stderr, completed.stderr
     lines = stderr_lines(completed)
     assert len(lines) == 1 and lines[0].startswith("latentsweep: error: "), completed.stderr
-    if code == 2:  # argparse's: which command, which option, and where the options are listed
-        assert ": argument " in lines[0] and lines[0].endswith("--help')"), completed.stderr
+    if code == 2:  # argparse's: which command, what is wrong, and where the options are listed
+        assert lines[0].endswith("--help')"), completed.stderr
     for needle in needles:
         assert needle in lines[-1], lines[-1]
     return lines[-1]

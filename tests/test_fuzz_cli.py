@@ -3,7 +3,7 @@ number (issue 12 items 6-9 and 12), with each outcome classified:
 
 - ``ok``: exit 0 and every array written is finite;
 - ``clear-error``: exit 1 with exactly one ``latentsweep: error: ...`` line;
-- ``usage-error``: exit 2 with one ``latentsweep: error: COMMAND: argument ...`` line (argparse's);
+- ``usage-error``: exit 2 with one ``latentsweep: error: COMMAND: ... (see '... --help')`` line (argparse's);
 - ``other-exception``: one line, but for an exception the CLI did not expect (it asks for
   ``--debug``): a message that names nothing the user can act on;
 - ``messy-error``: several lines, or no message;
@@ -316,7 +316,7 @@ def classify(case: dict, outcome: dict, root: Path) -> str:
     lines = [line for line in outcome["stderr"].strip().splitlines()
              if not line.startswith(("latentsweep: warning:", "latentsweep: note:"))]
     if outcome["code"] == 2 and len(lines) == 1 and lines[0].startswith("latentsweep: error: ") \
-            and ": argument " in lines[0] and "--help')" in lines[0]:
+            and lines[0].endswith("--help')") and "\x1b" not in lines[0]:
         kind = "usage-error"
     elif outcome["code"] == 1 and len(lines) == 1 and lines[0].startswith("latentsweep: error: ") \
             and "\x1b" not in lines[0]:

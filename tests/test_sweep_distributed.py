@@ -183,6 +183,17 @@ def test_bad_shards_are_refused(tmp_path):
         ls.traverse(decoder, ANCHORS, steps=STEPS, shard=(0, 2))
 
 
+@pytest.mark.parametrize("variable", ["WORLD_SIZE", "RANK"])
+def test_a_launchers_variable_that_is_not_an_integer_is_refused(monkeypatch, variable):
+    """WORLD_SIZE=abc was taken as 1: the process swept the whole grid alone, as if no launcher
+    had asked for a group (and the CLI failed with int()'s own words)."""
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv(variable, "abc")
+    with pytest.raises(ValueError, match=f"{variable}='abc' in the environment is not an integer"):
+        ls.traverse(mlp_decoder(5, 20), ANCHORS, steps=STEPS, progress=False)
+
+
 class _Stop(Exception):
     pass
 

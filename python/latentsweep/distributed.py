@@ -129,18 +129,36 @@ def _destroy_created_group() -> None:
         torch.distributed.destroy_process_group()
 
 
-def _env_world() -> int:
+def _environment_integer(name: str, default: int) -> int:
+    """What a launcher put in the environment (``WORLD_SIZE``, ``RANK``, ``LOCAL_RANK``). A value
+    that is not an integer is refused: taken as the default, a rank swept the whole grid alone."""
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
     try:
-        return int(os.environ.get("WORLD_SIZE", "1"))
+        return int(text)
     except ValueError:
-        return 1
+        raise ValueError(
+            f"latentsweep: {name}={text!r} in the environment is not an integer (torchrun and other launchers "
+            f"set it; unset it to run in this process alone)"
+        ) from None
+
+
+def _env_world() -> int:
+    return _environment_integer("WORLD_SIZE", 1)
 
 
 def _env_rank() -> int:
-    try:
-        return int(os.environ.get("RANK", "0"))
-    except ValueError:
-        return 0
+    return _environment_integer("RANK", 0)
+
+
+def world_and_rank() -> tuple[int, int]:
+    """(world size, rank) of the initialised process group, else of the launcher's environment
+    (``WORLD_SIZE``, ``RANK``), else (1, 0)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_world_size(), torch.distributed.get_rank()
+    world = _env_world()
+    return world, _env_rank() if world > 1 else 0
 
 
 def join(fn: str, shard, device: torch.device | None, *, distributed: bool = True) -> Workers:
@@ -166,11 +184,12 @@ def join(fn: str, shard, device: torch.device | None, *, distributed: bool = Tru
         world = torch.distributed.get_world_size()
         return Workers(rank=torch.distributed.get_rank(), world=world, grouped=world > 1, fn=fn)
     if _env_world() > 1 and "RANK" in os.environ:
+        _env_rank()  # (a RANK that is not an integer, in these words rather than the rendezvous')
         if not torch.distributed.is_available():
             raise RuntimeError(f"{fn}: WORLD_SIZE={_env_world()} but this torch build has no torch.distributed")
         backend = "nccl" if device is not None and device.type == "cuda" else "gloo"
         if backend == "nccl":
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+            torch.cuda.set_device(_environment_integer("LOCAL_RANK", 0))
         try:
             torch.distributed.init_process_group(backend=backend)
         except (ValueError, RuntimeError) as error:  # no rendezvous: not started by a launcher, or it failed
@@ -190,7 +209,7 @@ def join(fn: str, shard, device: torch.device | None, *, distributed: bool = Tru
 def local_device(device: torch.device, workers: Workers) -> torch.device:
     """``cuda`` without an index means this rank's GPU (LOCAL_RANK) in a process group."""
     if device.type == "cuda" and device.index is None and workers.grouped:
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        return torch.device("cuda", _environment_integer("LOCAL_RANK", 0))
     return device
 
 
@@ -218,7 +237,7 @@ def leader_only():
     raised on them). Alone, the process is rank 0."""
     initialized = torch.distributed.is_available() and torch.distributed.is_initialized()
     grouped = initialized and torch.distributed.get_world_size() > 1
-    rank = torch.distributed.get_rank() if initialized else (_env_rank() if _env_world() > 1 else 0)
+    _, rank = world_and_rank()
     failure = None
     try:
         yield rank == 0

@@ -29,10 +29,21 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str):
         command = self.prog.removeprefix("latentsweep").strip()
         where = f"{command}: " if command else ""
+        # (a value with a newline or an escape code is shown escaped: still one line, no colours)
+        message = _CONTROL.sub(lambda m: repr(m.group())[1:-1], message)
         self.exit(2, f"latentsweep: error: {where}{message} (see '{self.prog} --help')\n")
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _shown(words: list[str]) -> str:
+    """Words as the user typed them; an empty one or one with control characters quoted."""
+    return " ".join(word if word and word.isprintable() else repr(word) for word in words)
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from .. import __version__
     from . import commands
 
     parser = _Parser(
@@ -44,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
         "from --weights (.safetensors, or a torch state dict loaded with weights_only=True).",
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    parser.add_argument("--version", action="version", version=f"latentsweep {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     parser.set_defaults(command_parsers=sub.choices)  # (an unknown option is its command's error)
     commands.add_demo(sub)
@@ -56,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_metrics(sub)
     commands.add_info(sub)
+    for command_parser in sub.choices.values():  # also after the command, where users add it
+        command_parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                                    help="show tracebacks on errors")
     return parser
 
 
@@ -80,8 +95,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         parser = build_parser()
         args, unknown = parser.parse_known_args(argv)
+        debug = args.debug  # (also given after the command, or abbreviated)
+        early = [word for word in unknown if word in argv[:argv.index(args.command)]]
+        if early:  # `latentsweep --json info`: the option is the command's
+            parser.error(f"unrecognized arguments before the command: {_shown(early)} (a command's options go "
+                         f"after it: latentsweep {args.command} {_shown(early)} ...)")
         if unknown:  # argparse reported them with the top-level usage, not the command's
-            args.command_parsers[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
+            args.command_parsers[args.command].error(f"unrecognized arguments: {_shown(unknown)}")
         from .loading import check_path_lengths
 
         check_path_lengths(args)  # before any work: Path.exists() raises on such paths, naming no option

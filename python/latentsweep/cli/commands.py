@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..distributed import world_and_rank
 from .errors import CliError, say, user_code
 from .loading import load_array, load_model, model_part, part_device_dtype
 
@@ -356,17 +357,8 @@ def _shard(text: str) -> tuple[int, int]:
         raise argparse.ArgumentTypeError(f"expected I/N, e.g. 0/4, got {text!r}") from None
 
 
-def _world_and_rank() -> tuple[int, int]:
-    """(world size, rank) of the process group traverse used, or of the launcher's environment."""
-    import os
-
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_world_size(), torch.distributed.get_rank()
-    return int(os.environ.get("WORLD_SIZE", "1") or 1), int(os.environ.get("RANK", "0") or 0)
-
-
 def run_traverse(args) -> int:
-    world, _ = _world_and_rank()
+    world, _ = world_and_rank()
     if world > 1 and args.store is None and not args.no_outputs:
         raise CliError(f"traverse: with {world} processes, pass --store sweep.zarr (one store all ranks write into) "
                        "or --no-outputs")
@@ -409,7 +401,7 @@ def _traverse_into(folder: Path, args) -> int:
     if isinstance(result, ls.StoreStatus):  # a shard of a sweep that other shards still work on
         print(result.summary())
         return 0
-    if _world_and_rank()[1] != 0 and args.shard is None:
+    if world_and_rank()[1] != 0 and args.shard is None:
         return 0  # one summary and one set of files, from rank 0
     _write_traversal(folder, result, args, data)
     return 0
