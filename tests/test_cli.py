@@ -1148,7 +1148,7 @@ def test_a_spatial_vae_through_the_commands(workspace, tmp_path):
     diagnosis = json.loads(invoke("diagnose", *model, "--json", cwd=workspace).stdout)
     assert diagnosis["latent_dim"] == 32
     traversed = invoke("traverse", *model, "--steps", "3", "--anchors", "2", "--dims", "0,31", "--no-progress",
-                       "--out", str(tmp_path / "t"), cwd=workspace)
+                       "--image-shape", "8,8", "--out", str(tmp_path / "t"), cwd=workspace)
     assert "z[1,3,3]" in traversed.stdout, traversed.stdout
     sampled = invoke("sample", *model, "-n", "3", "--inputs", "2", "--out", str(tmp_path / "s"), cwd=workspace)
     assert np.load(tmp_path / "s" / "codes.npy").shape == (6, 2, 4, 4), sampled.stdout
@@ -1156,6 +1156,9 @@ def test_a_spatial_vae_through_the_commands(workspace, tmp_path):
     invoke("report", *model, "--steps", "3", "--anchors", "2", "--out", str(tmp_path / "r"),
            cwd=workspace)
     assert "z[" in (tmp_path / "r" / "report.html").read_text()
+    # the options checked on one decoded code before the work gave it flat codes
+    named = invoke("report", *model, "--feature-names", "a,b", "--out", str(tmp_path / "r2"), cwd=workspace, check=False)
+    assert_one_line_error(named, "--feature-names has 2 names, but the decoder outputs 64 features")
 
 
 # ---- the library's Python words, integer data, odd files and paths (adversarial pass on encode) ----

@@ -237,8 +237,6 @@ def test_a_posterior_of_structured_codes():
     flat = ls.Posterior(mu.reshape(4, D), logvar.reshape(4, D), latent_shape=SHAPE)
     assert flat == posterior and ls.Posterior(mu.reshape(4, D), logvar.reshape(4, D)) != posterior
     assert ls.Posterior(mu[0].reshape(D)).latent_shape == (D,)
-    with pytest.raises(ValueError, match=r"logvar must have mu's shape \(4, 2, 3, 3\), got \(4, 18\)"):
-        ls.Posterior(mu, logvar.reshape(4, D))
     with pytest.raises(ValueError, match=r"latent_shape=\(3, 6\) but the means \(mu\) are \[N, \*\[2, 3, 3\]\]"):
         ls.Posterior(mu, latent_shape=(3, 6))
     with pytest.raises(ValueError, match=r"latent_shape=\(2, 3, 4\) holds 24 values but the codes have D=18"):
@@ -272,3 +270,41 @@ def test_explain_reports_a_structured_latent(tmp_path):
                       steps=3, max_dims=4, progress=False)
     page = path.read_text()
     assert re.search(r"z\[\d,\d,\d\]", page) and "<h2>Clusters</h2>" in page and "Along the" in page and "PC1" in page
+
+
+def test_a_posteriors_logvar_may_be_flat_or_shaped_like_the_latent():
+    """Posterior(flat mu, logvar [N, *shape], latent_shape=shape) and structured mu with a flat
+    logvar were refused (the logvar had to repeat mu's own shape); dataclasses.replace of mu
+    then always failed for a structured posterior."""
+    import dataclasses
+
+    mu, logvar = spatial_encoder(INPUTS[:4])
+    expected = ls.Posterior(mu, logvar)
+    assert ls.Posterior(mu.reshape(4, D), logvar, latent_shape=SHAPE) == expected
+    assert ls.Posterior(mu, logvar.reshape(4, D)) == expected
+    assert dataclasses.replace(expected, mu=mu + 1).latent_shape == SHAPE
+    with pytest.raises(ValueError, match=r"logvar must have mu's shape \(4, 2, 3, 3\) \(or \[N, D\] = \(4, 18\)\), "
+                                         r"got \(4, 3, 3, 2\)"):
+        ls.Posterior(mu, logvar.reshape(4, 3, 3, 2))
+    for shape in ({2: 0, 3: 0, 3.5: 0}, {2, 9}):  # iterable, but no order of axes
+        with pytest.raises(TypeError, match="latent_shape must be a tuple of ints"):
+            ls.Posterior(mu.reshape(4, D), latent_shape=shape)
+
+
+def test_metrics_read_structured_codes_as_flat_latents():
+    """evaluate refused a representation returning [n, C, H, W] codes, which encode, explain and
+    report take: they are D latents in torch.flatten order, scored as the flat codes are."""
+    from latentsweep.datasets import LabelledArrays
+
+    observations = INPUTS.float()
+    data = LabelledArrays(observations, (observations[:, :2] > 0).long())
+    def structured(x):
+        return spatial_encoder(x.double())[0].float()
+    def flat(x):
+        return structured(x).flatten(1)
+    options = dict(metrics=["mig", "sap", "unsupervised"], num_train=20, num_test=10, progress=False)
+    with pytest.warns(UserWarning):  # (too few points to compare models)
+        got = ls.metrics.evaluate(structured, data, **options).scores
+    with pytest.warns(UserWarning):
+        expected = ls.metrics.evaluate(flat, data, **options).scores
+    assert got == expected

@@ -35,13 +35,17 @@ def flat_codes(fn: str, name: str, codes, *, what: str = "N") -> tuple[torch.Ten
     return codes.reshape(codes.shape[0], -1), latent_shape
 
 
+_SHAPE_TYPES = (tuple, list, torch.Size)
+
+
 def checked_latent_shape(fn: str, latent_shape, codes: torch.Tensor, given: tuple[int, ...], *,
                          name: str = "anchors", what: str = "A") -> tuple[int, ...]:
     """An explicit ``latent_shape=`` for ``codes [N, D]`` whose own shape is ``given``: a tuple of
     positive ints with ``prod == D``, equal to ``given`` when the codes are structured."""
     if latent_shape is None:
         return given
-    if isinstance(latent_shape, (str, bytes)) or not hasattr(latent_shape, "__iter__"):
+    if not isinstance(latent_shape, _SHAPE_TYPES) and not hasattr(latent_shape, "__array__"):
+        # (a dict or a set iterates too: its keys, in no order of axes)
         raise TypeError(f"{fn}: latent_shape must be a tuple of ints such as (4, 8, 8), got {type(latent_shape).__name__}")
     shape = tuple(_checks.integer(fn, "latent_shape[...]", n, low=1) for n in latent_shape)
     if not shape:

@@ -43,11 +43,11 @@ class Posterior:
         object.__setattr__(self, "mu", mu)
         object.__setattr__(self, "latent_shape", checked_latent_shape(fn, self.latent_shape, mu, shape,
                                                                            name="means (mu)", what="N"))
-        if self.logvar is not None:
+        if self.logvar is not None:  # flat [N, D] or [N, *latent_shape], whichever mu is
             logvar, logvar_shape = _rows(fn, "logvar", self.logvar)
-            if logvar.shape != mu.shape or logvar_shape != shape:
-                raise ValueError(f"{fn}: logvar must have mu's shape {(mu.shape[0], *shape)}, got "
-                                 f"{tuple(self.logvar.shape)}")
+            if logvar.shape != mu.shape or logvar_shape not in (self.latent_shape, (mu.shape[1],)):
+                raise ValueError(f"{fn}: logvar must have mu's shape {(mu.shape[0], *self.latent_shape)} (or "
+                                 f"[N, D] = {tuple(mu.shape)}), got {tuple(self.logvar.shape)}")
             _checks.same_device(fn, mu=mu, logvar=logvar)
             object.__setattr__(self, "logvar", logvar)
 

@@ -357,6 +357,12 @@ def _shard(text: str) -> tuple[int, int]:
         raise argparse.ArgumentTypeError(f"expected I/N, e.g. 0/4, got {text!r}") from None
 
 
+def _first_code(posterior) -> torch.Tensor:
+    """The first input's code as the decoder takes it (``[1, *latent_shape]``), for checks on
+    one decoded output before the long work."""
+    return posterior.mu[:1].view(1, *posterior.latent_shape)
+
+
 def run_traverse(args) -> int:
     world, _ = world_and_rank()
     if world > 1 and args.store is None and not args.no_outputs:
@@ -387,7 +393,7 @@ def _traverse_into(folder: Path, args) -> int:
     if args.image_shape is not None:  # checked on one decoded code, not after the sweep
         from ..explanation import output_image_shape
 
-        one = _decoded(posterior.mu[:1], decoder, model, args, "latentsweep traverse")
+        one = _decoded(_first_code(posterior), decoder, model, args, "latentsweep traverse")
         if isinstance(one, torch.Tensor) and one.dim() >= 2:
             output_image_shape(tuple(one.shape[1:]), args.image_shape, data, fn="--image-shape")
     if args.steps == 1:
@@ -641,7 +647,7 @@ def _report_into(folder: Path, args) -> int:
             f"{len(posterior)}")
     names = [name.strip() for name in args.feature_names.split(",")] if args.feature_names else None
     if names is not None:  # checked on one decoded code, before the report's long work
-        one = _decoded(posterior.mu[:1], decoder, model, args, "latentsweep report")
+        one = _decoded(_first_code(posterior), decoder, model, args, "latentsweep report")
         features = one[0].numel() if isinstance(one, torch.Tensor) and one.dim() >= 1 and len(one) == 1 else None
         if features is not None and features != len(names):
             raise CliError(f"--feature-names has {len(names)} names, but the decoder outputs {features} features")

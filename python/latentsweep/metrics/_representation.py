@@ -18,7 +18,7 @@ def check(fn: str, representation) -> None:
 
 def encode(fn: str, representation, observations: torch.Tensor, *, batch_size: int, bar=None,
            latents: int | None = None) -> torch.Tensor:
-    """``[n, ...]`` observations -> ``[n, D]`` float64 CPU codes.
+    """``[n, ...]`` observations -> ``[n, D]`` float64 CPU codes (structured codes flattened).
 
     An ``nn.Module`` runs in eval mode on its own device and dtype; an output that is a
     ``(mu, logvar)`` pair, a dict or a ``Normal`` gives its mean (the codes the metrics score).
@@ -38,11 +38,13 @@ def encode(fn: str, representation, observations: torch.Tensor, *, batch_size: i
             if isinstance(output, np.ndarray):
                 output = _inputs.as_tensor(fn, f"the codes representation returned for {rows}", output)
             codes, _ = _split_output(output, start // batch_size)
-            if codes.dim() != 2 or codes.shape[0] != batch.shape[0]:
+            if codes.dim() < 2 or codes.shape[0] != batch.shape[0]:
                 raise ValueError(
                     f"{fn}: representation returned codes of shape {tuple(codes.shape)} for a batch of "
-                    f"{batch.shape[0]} observations; expected [{batch.shape[0]}, D]"
+                    f"{batch.shape[0]} observations; expected [{batch.shape[0]}, D] (or [{batch.shape[0]}, "
+                    "*latent_shape])"
                 )
+            codes = codes.flatten(1)  # structured codes [n, C, H, W]: D latents, as encode reads them
             if latents is None:
                 latents = codes.shape[1]
             elif codes.shape[1] != latents:  # (torch.cat's size mismatch would name neither)
