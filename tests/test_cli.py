@@ -1150,6 +1150,8 @@ def test_a_spatial_vae_through_the_commands(workspace, tmp_path):
     traversed = invoke("traverse", *model, "--steps", "3", "--anchors", "2", "--dims", "0,31", "--no-progress",
                        "--image-shape", "8,8", "--out", str(tmp_path / "t"), cwd=workspace)
     assert "z[1,3,3]" in traversed.stdout, traversed.stdout
+    saved = np.load(tmp_path / "t" / "traversal.npz")
+    assert saved["latent_shape"].tolist() == [2, 4, 4] and saved["labels"].tolist() == ["z[0,0,0]", "z[1,3,3]"]
     sampled = invoke("sample", *model, "-n", "3", "--inputs", "2", "--out", str(tmp_path / "s"), cwd=workspace)
     assert np.load(tmp_path / "s" / "codes.npy").shape == (6, 2, 4, 4), sampled.stdout
     assert "6 codes of 32 latents (posterior)" in sampled.stdout

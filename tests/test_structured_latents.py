@@ -270,6 +270,10 @@ def test_explain_reports_a_structured_latent(tmp_path):
                       steps=3, max_dims=4, progress=False)
     page = path.read_text()
     assert re.search(r"z\[\d,\d,\d\]", page) and "<h2>Clusters</h2>" in page and "Along the" in page and "PC1" in page
+    # one name per latent: the KL table, the flags and the clusters' sentences said z9 where the
+    # traversals said z[1,0,0]
+    text = re.sub(r"data:[^\"']*", "", page)  # (the pictures' base64)
+    assert not re.search(r"\bz\d", text), re.findall(r".{40}\bz\d.{20}", text)[:3]
 
 
 def test_a_posteriors_logvar_may_be_flat_or_shaped_like_the_latent():
@@ -308,3 +312,27 @@ def test_metrics_read_structured_codes_as_flat_latents():
     with pytest.warns(UserWarning):
         expected = ls.metrics.evaluate(flat, data, **options).scores
     assert got == expected
+
+
+def test_a_structured_latent_has_one_name_everywhere():
+    """Latent 9 of a (2, 3, 3) latent is z[1,0,0] in the traversals; the diagnosis, the KL bars
+    and the training integrations' scalars called it z9."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from latentsweep.integrations._common import _scalars
+
+    posterior = ls.encode(spatial_encoder, INPUTS)
+    diagnosis = ls.diagnose(posterior)
+    assert diagnosis.latent_shape == SHAPE and diagnosis.to_dict()["latent_shape"] == list(SHAPE)
+    ticks = [t.get_text() for t in ls.kl_bars(diagnosis).axes[0].get_xticklabels()]
+    assert ticks and all(re.fullmatch(r"z\[\d,\d,\d\]", t) for t in ticks), ticks
+    result = ls.traverse(DECODER, posterior[:2], dims=[9], steps=3, progress=False)
+    scalars = _scalars(diagnosis, result)
+    assert "kl/z[1,0,0]" in scalars and "effect/z[1,0,0]" in scalars and "kl/z9" not in scalars
+    found = ls.clusters(posterior, k=3, seed=0)
+    assert found.latent_shape == SHAPE and ls.clusters(posterior.mu, k=3, seed=0).latent_shape is None
+    assert ls.clusters(posterior.mu.view(30, *SHAPE), k=3, seed=0).latent_shape == SHAPE
+    # flat codes keep their names
+    assert ls.diagnose(posterior.mu).latent_shape == (D,)
+    assert ls.latent_shape.latent_label(9, (D,)) == "z9" and ls.latent_shape.latent_label(9, SHAPE) == "z[1,0,0]"

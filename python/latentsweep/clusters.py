@@ -11,6 +11,7 @@ import torch
 
 from . import _checks
 from .directions import Directions, as_codes, result_dtype, row_blocks
+from .posterior import Posterior
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,8 @@ class Clusters:
             ``(SS_between / (C - 1)) / (SS_within / (N - C))`` (``inf`` when the clusters are
             constant but differ, 0 when the latent does not vary).
         method: ``"labels"`` or ``"kmeans"``.
+        latent_shape: the codes' latent shape (``(C, H, W)`` for a spatial VAE's; ``None`` for
+            flat codes), for the latents' names (``z[c,h,w]``).
     """
 
     labels: torch.Tensor
@@ -40,6 +43,7 @@ class Clusters:
     eta_squared: torch.Tensor
     f_statistic: torch.Tensor
     method: str
+    latent_shape: tuple[int, ...] | None = None
 
     @property
     def num_clusters(self) -> int:
@@ -228,4 +232,12 @@ def clusters(codes_or_posterior, labels=None, *, k: int | None = None, seed: int
         eta_squared=eta.to(dtype),
         f_statistic=f_stat.to(dtype),
         method=method,
+        latent_shape=_latent_shape_of(codes_or_posterior),
     )
+
+
+def _latent_shape_of(codes_or_posterior) -> tuple[int, ...] | None:
+    """A Posterior's latent shape, or structured codes' own (``[N, *latent_shape]``)."""
+    if isinstance(codes_or_posterior, Posterior):
+        return codes_or_posterior.latent_shape
+    return tuple(codes_or_posterior.shape[1:]) if codes_or_posterior.dim() > 2 else None

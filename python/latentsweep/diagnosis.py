@@ -85,6 +85,8 @@ class Diagnosis:
             the top coordinate's and the top principal component's share of the variance, and
             the Wasserstein correlation), over the inputs whose codes are all finite; ``None``
             when fewer than 2 such inputs or the codes do not vary.
+        latent_shape: the posterior's (``(D,)`` for flat codes; ``(C, H, W)`` for a spatial
+            VAE's, whose latent d is named ``z[c,h,w]`` in pictures and reports).
     """
 
     num_inputs: int
@@ -103,6 +105,7 @@ class Diagnosis:
     flags: list[Flag] = field(default_factory=list)
     reference: torch.Tensor | None = field(default=None, repr=False)
     axes: AxisAlignment | None = None
+    latent_shape: tuple[int, ...] | None = None
 
     @property
     def is_variational(self) -> bool:
@@ -298,6 +301,7 @@ class Diagnosis:
         return {
             "num_inputs": self.num_inputs,
             "latent_dim": self.latent_dim,
+            "latent_shape": list(self.latent_shape or (self.latent_dim,)),
             "prior_std": self.prior_std,
             "variational": self.is_variational,
             "total_kl": json_ready(self.total_kl),
@@ -424,7 +428,8 @@ def diagnose(posterior: Posterior | torch.Tensor, *, prior_std: float = 1.0) -> 
         ]
     flags = [flag for flag in candidates if flag is not None]
     cpu = {k: v.cpu() if isinstance(v, torch.Tensor) else v for k, v in stats.items()}
-    return Diagnosis(**cpu, flags=flags, reference=posterior.mu.detach(), axes=_axes(posterior.mu, finite))
+    return Diagnosis(**cpu, flags=flags, reference=posterior.mu.detach(), axes=_axes(posterior.mu, finite),
+                     latent_shape=posterior.latent_shape)
 
 
 def _refuse_nothing_finite(fn: str, posterior: Posterior, count: torch.Tensor) -> None:

@@ -19,6 +19,7 @@ import numpy as np
 from . import _checks
 from .diagnosis import Diagnosis, diagnose, format_dims
 from .findings import findings, posterior_sd_sentence
+from .latent_shape import latent_label
 from .modes import MODE_TABLE
 from .plots import _common
 from .plots._images import is_image_output, single_output
@@ -229,7 +230,7 @@ def _flags(diagnosis: Diagnosis) -> str:
     items = []
     for flag in diagnosis.flags:
         dims = ("dim " if len(flag.dims) == 1 else "dims ") + format_dims(flag.dims)
-        stats = "; ".join(_stat_text(name, value, flag.dims) for name, value in flag.stats.items())
+        stats = "; ".join(_stat_text(name, value, flag.dims, diagnosis.latent_shape) for name, value in flag.stats.items())
         items.append(
             f'<div class="flag"><h3><code>{_esc(flag.code)}</code> {_esc(dims)}</h3>'
             f"<p>{_esc(flag.recommendation)}</p>"
@@ -238,9 +239,9 @@ def _flags(diagnosis: Diagnosis) -> str:
     return f"<section><h2>Flags ({len(diagnosis.flags)})</h2>{''.join(items)}</section>"
 
 
-def _stat_text(name: str, value, dims: list[int]) -> str:
+def _stat_text(name: str, value, dims: list[int], latent_shape) -> str:
     if isinstance(value, list):
-        shown = ", ".join(f"z{d} {_number(v)}" for d, v in zip(dims[:12], value[:12]))
+        shown = ", ".join(f"{latent_label(d, latent_shape)} {_number(v)}" for d, v in zip(dims[:12], value[:12]))
         return f"{name}: {shown}" + (" ..." if len(value) > 12 else "")
     return f"{name}: {_number(value)}"
 
@@ -257,7 +258,7 @@ def _table(diagnosis: Diagnosis) -> str:
     head = ["latent"] + (["active"] if diagnosis.is_variational else []) + [n for n, _ in columns] + ["zeros", "flags"]
     rows = []
     for d in range(diagnosis.latent_dim):
-        cells = [f"z{d}"]
+        cells = [latent_label(d, diagnosis.latent_shape)]
         if diagnosis.is_variational:
             cells.append("yes" if bool(diagnosis.active[d]) else "no")
         cells += [_number(float(values[d])) for _, values in columns]

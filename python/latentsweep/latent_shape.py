@@ -146,18 +146,21 @@ def flat_directions(fn: str, directions, latent_shape: tuple[int, ...]):
     return directions
 
 
+def latent_label(dim: int, latent_shape: tuple[int, ...] | None = None) -> str:
+    """The one name of latent ``dim`` (a flat index): ``"z3"`` for a flat code (or no shape
+    known); ``"z[1,0,2]"``, its multi-index, for a structured one."""
+    if latent_shape is None or len(latent_shape) <= 1:
+        return f"z{int(dim)}"
+    flat, index = int(dim), []
+    for size in reversed(latent_shape):
+        flat, rest = divmod(flat, size)
+        index.append(rest)
+    return "z[" + ",".join(str(i) for i in reversed(index)) + "]"
+
+
 def coordinate_labels(dims: torch.Tensor, latent_shape: tuple[int, ...]) -> tuple[str, ...]:
-    """``"z3"`` for latent 3 of a flat code; ``"z[1,0,2]"`` (the multi-index) for a structured one."""
-    if len(latent_shape) <= 1:
-        return tuple(f"z{int(d)}" for d in dims.tolist())
-    labels = []
-    for flat in dims.tolist():
-        index = []
-        for size in reversed(latent_shape):
-            flat, rest = divmod(flat, size)
-            index.append(rest)
-        labels.append("z[" + ",".join(str(i) for i in reversed(index)) + "]")
-    return tuple(labels)
+    """:func:`latent_label` of each of ``dims``."""
+    return tuple(latent_label(d, latent_shape) for d in dims.tolist())
 
 
 def direction_labels(directions) -> tuple[str, ...]:

@@ -9,6 +9,7 @@ import torch
 
 from .clusters import Clusters
 from .directions import row_blocks
+from .latent_shape import latent_label
 from .result import TraversalResult
 
 # The cluster pairs the report names: the closest and the farthest centroids.
@@ -88,13 +89,14 @@ def cluster_sentences(clusters: Clusters) -> list[str]:
     how = "your labels" if clusters.method == "labels" else f"KMeans with k={clusters.num_clusters}"
     eta = clusters.eta_squared.double().tolist()
     order = sorted(range(len(eta)), key=lambda d: (-eta[d], d))
-    best = ", ".join(f"z{d} {eta[d]:.2f}" for d in order[:TOP_LATENTS])
+    name = lambda d: latent_label(d, clusters.latent_shape)  # noqa: E731
+    best = ", ".join(f"{name(d)} {eta[d]:.2f}" for d in order[:TOP_LATENTS])
     text = (
         f"The latents that separate the clusters best (η², the share of a latent's variance the "
         f"clusters explain): {best}"
     )
     if len(order) > TOP_LATENTS:
-        text += f"; the weakest: z{order[-1]} {eta[order[-1]]:.2f}"
+        text += f"; the weakest: {name(order[-1])} {eta[order[-1]]:.2f}"
     return [
         f"{clusters.num_clusters} clusters of {sum(sizes)} codes ({how}), of {min(sizes)} to {max(sizes)} codes each.",
         text + ".",
@@ -110,7 +112,7 @@ def pair_sentence(clusters: Clusters, pair: tuple[int, int], role: str | None = 
     distance = float(torch.linalg.vector_norm((clusters.centroids[j] - clusters.centroids[i]).double()))
     effect = clusters.pair_effect(i, j).double().tolist()
     latents = clusters.separating_latents(i, j, top=min(2, len(effect)))
-    differ = " and ".join(f"z{d} ({_signed(effect[d])} SDs)" for d in latents)
+    differ = " and ".join(f"{latent_label(d, clusters.latent_shape)} ({_signed(effect[d])} SDs)" for d in latents)
     lead = f"The {role} clusters are {name_i} and {name_j}" if role else f"Clusters {name_i} and {name_j}"
     text = f"{lead}, their centroids {distance:.3g} apart in z; they differ most on {differ}."
     if interpolation is not None:

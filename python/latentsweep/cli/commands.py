@@ -327,7 +327,7 @@ def add_traverse(sub) -> None:
     parser = sub.add_parser(
         "traverse", help="traverse each latent and decode the grid",
         description="Encodes --data, traverses each latent from the first --anchors inputs, "
-        "decodes every grid point and writes the statistics (traversal.npz: dims, values, "
+        "decodes every grid point and writes the statistics (traversal.npz: dims, labels, latent_shape, values, "
         "effect, dim_effect, ranking, sensitivity) and, for image outputs, one grid picture "
         "per anchor.",
     )
@@ -441,6 +441,7 @@ def _write_traversal(folder: Path, result, args, data) -> None:
         effect=result.effect.numpy(), dim_effect=result.dim_effect.numpy(),
         ranking=result.ranking.numpy(), sensitivity=result.sensitivity.numpy(),
         anchor_outputs=result.anchor_outputs.float().numpy(),
+        latent_shape=np.array(result.latent_shape, dtype=np.int64), labels=np.array(result.labels),
     )
     written = ["traversal.npz"]
     shape = _image_shape(result.out_shape, args.image_shape, data)

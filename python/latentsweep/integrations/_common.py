@@ -23,9 +23,9 @@ from .. import _checks
 from .._modules import eval_mode, model_device, model_dtype, owning_module
 from ..diagnosis import FLAG_CODES, Diagnosis, diagnose, format_dims
 from ..encoding import encode
+from ..latent_shape import latent_label
 from ..modes import MODE_TABLE
 from ..plots import kl_bars, response_curves, traversal_grid
-from ..plots._common import dim_label
 from ..plots._images import image_shape_of, is_image_output
 from ..result import TraversalResult
 from ..sweep import traverse
@@ -317,12 +317,12 @@ def _scalars(diagnosis: Diagnosis, result: TraversalResult) -> dict[str, float]:
         scalars["active_units"] = float(diagnosis.num_active)
         scalars["mean_kl"] = float(diagnosis.total_kl)
         scalars["collapsed_latents"] = float(len(collapsed.dims) if collapsed else 0)
-        scalars.update({f"kl/{dim_label(d)}": kl for d, kl in enumerate(diagnosis.kl.tolist())})
+        scalars.update({f"kl/{latent_label(d, diagnosis.latent_shape)}": kl for d, kl in enumerate(diagnosis.kl.tolist())})
     for code in FLAG_CODES:
         flag = diagnosis.flag(code)
         scalars[f"flags/{code}"] = float(len(flag.dims) if flag else 0)
     scalars.update(
-        {f"effect/{dim_label(d)}": e for d, e in zip(result.dims.tolist(), result.dim_effect.tolist())}
+        {f"effect/{label}": e for label, e in zip(result.labels, result.dim_effect.tolist())}
     )
     return scalars
 

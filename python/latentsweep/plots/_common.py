@@ -202,10 +202,6 @@ def score_text(score: float, name: str | None) -> str:
     return f"{name} {score:.3g}" if math.isfinite(score) else f"{name} n/a"
 
 
-def dim_label(dim: int) -> str:
-    return f"z{dim}"
-
-
 def row_labels(result: TraversalResult, positions) -> list[str]:
     """The names of the drawn traversals (``result.labels``: ``"z3"``, ``"PC1 (34%)"``)."""
     return [result.labels[int(p)] for p in positions]

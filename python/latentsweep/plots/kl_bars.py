@@ -7,6 +7,7 @@ import numpy as np
 from .. import _checks
 from . import _common
 from ..diagnosis import COLLAPSED_KL
+from ..latent_shape import latent_label
 
 _FN = "latentsweep.plots.kl_bars"
 _COLOURS = {"active": "tab:blue", "inactive": "tab:orange", "collapsed": "0.75"}
@@ -81,7 +82,7 @@ def kl_bars(diagnosis, *, log: bool | None = None, title: str | None = None, pat
     for d in dims[np.isnan(kl)]:
         ax.annotate("n/a", (d, 0), xytext=(0, 3), textcoords="offset points", ha="center", fontsize=7)
     labelled = dims[:: -(-len(dims) // _common.DEFAULT_MAX_PANELS)]  # every k-th latent when there are many
-    ax.set_xticks(labelled, [_common.dim_label(int(d)) for d in labelled], fontsize=8,
+    ax.set_xticks(labelled, [latent_label(int(d), diagnosis.latent_shape) for d in labelled], fontsize=8,
                   rotation=90 if len(labelled) > 24 else 0)
     ax.set_xlabel("latent")
     ax.set_ylabel("KL(q(z_d|x) || p(z_d)), nats")

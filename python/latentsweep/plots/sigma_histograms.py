@@ -10,6 +10,7 @@ import torch
 
 from .. import _checks
 from . import _common
+from ..latent_shape import latent_label
 from ..posterior import Posterior
 
 _FN = "latentsweep.plots.sigma_histograms"
@@ -104,7 +105,7 @@ def sigma_histograms(
         # Major (decade) labels only: minor log ticks cost much layout time and add clutter.
         ax.xaxis.set_minor_formatter(NullFormatter())
         ratio = f" ({median / prior_std:.2g}× prior)" if math.isfinite(median) else ""
-        ax.set_title(f"{_common.dim_label(d)}: median σ {median:.2g}{ratio}", fontsize=9)
+        ax.set_title(f"{latent_label(d, posterior.latent_shape)}: median σ {median:.2g}{ratio}", fontsize=9)
         ax.set_xlabel("posterior SD σ (log scale)", fontsize=8)
         ax.set_ylabel("inputs", fontsize=8)
         if i == 0:
