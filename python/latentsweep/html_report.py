@@ -230,7 +230,8 @@ def _flags(diagnosis: Diagnosis) -> str:
     items = []
     for flag in diagnosis.flags:
         dims = ("dim " if len(flag.dims) == 1 else "dims ") + format_dims(flag.dims)
-        stats = "; ".join(_stat_text(name, value, flag.dims, diagnosis.latent_shape) for name, value in flag.stats.items())
+        stats = "; ".join(_stat_text(name, value, flag.dims, diagnosis.latent_shape)
+                          for name, value in flag.stats.items())
         items.append(
             f'<div class="flag"><h3><code>{_esc(flag.code)}</code> {_esc(dims)}</h3>'
             f"<p>{_esc(flag.recommendation)}</p>"

@@ -51,7 +51,8 @@ def checked_latent_shape(fn: str, latent_shape, codes: torch.Tensor, given: tupl
     if not shape:
         raise ValueError(f"{fn}: latent_shape must have at least one axis, got ()")
     if len(given) > 1 and shape != given:
-        raise ValueError(f"{fn}: latent_shape={shape} but the {name} are [{what}, *{list(given)}]; give one or the other")
+        raise ValueError(f"{fn}: latent_shape={shape} but the {name} are [{what}, *{list(given)}]; "
+                         "give one or the other")
     if math.prod(shape) != codes.shape[1]:
         raise ValueError(
             f"{fn}: latent_shape={shape} holds {math.prod(shape)} values but the codes have D={codes.shape[1]}"

@@ -317,7 +317,8 @@ def _scalars(diagnosis: Diagnosis, result: TraversalResult) -> dict[str, float]:
         scalars["active_units"] = float(diagnosis.num_active)
         scalars["mean_kl"] = float(diagnosis.total_kl)
         scalars["collapsed_latents"] = float(len(collapsed.dims) if collapsed else 0)
-        scalars.update({f"kl/{latent_label(d, diagnosis.latent_shape)}": kl for d, kl in enumerate(diagnosis.kl.tolist())})
+        scalars.update({f"kl/{latent_label(d, diagnosis.latent_shape)}": kl
+                        for d, kl in enumerate(diagnosis.kl.tolist())})
     for code in FLAG_CODES:
         flag = diagnosis.flag(code)
         scalars[f"flags/{code}"] = float(len(flag.dims) if flag else 0)

@@ -8,8 +8,8 @@ from collections.abc import Mapping
 import numpy as np
 
 from .. import _checks
-from . import _common
 from ..latent_shape import latent_label
+from . import _common
 from ._images import image_shape_of, to_rgb
 
 _FN = "latentsweep.plots.cluster_panel"
@@ -111,7 +111,8 @@ def cluster_panel(
             ax.text(c, r, _common.format_value(float(table[r, c])), ha="center", va="center", fontsize=7)
     sizes = clusters.sizes[shown].tolist()
     ax.set_yticks(range(len(shown)), [f"{v} (n={n})" for v, n in zip(names, sizes)], fontsize=8)
-    ax.set_xticks(range(len(latents)), [f"{latent_label(d, clusters.latent_shape)}\nη²={eta[d]:.2f}" for d in latents], fontsize=8)
+    names_x = [f"{latent_label(d, clusters.latent_shape)}\nη²={eta[d]:.2f}" for d in latents]
+    ax.set_xticks(range(len(latents)), names_x, fontsize=8)
     ax.tick_params(length=0)
     ax.set_title("centroids on the latents that separate the clusters best", fontsize=9)
 
