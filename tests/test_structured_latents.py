@@ -336,3 +336,13 @@ def test_a_structured_latent_has_one_name_everywhere():
     # flat codes keep their names
     assert ls.diagnose(posterior.mu).latent_shape == (D,)
     assert ls.latent_shape.latent_label(9, (D,)) == "z9" and ls.latent_shape.latent_label(9, SHAPE) == "z[1,0,0]"
+
+
+def test_interpolate_takes_posterior_rows_in_their_shape():
+    """interpolate(decoder, posterior[[0]], posterior[[1]]) was a TypeError, and the natural
+    posterior.mu[[0]] is flat: a spatial decoder then failed in its first convolution."""
+    posterior = ls.encode(spatial_encoder, INPUTS)
+    got = ls.interpolate(DECODER, posterior[[0, 2]], posterior[[1, 3]], steps=4, path="slerp", progress=False)
+    expected = ls.interpolate(DECODER, posterior.mu[[0, 2]].view(2, *SHAPE), posterior.mu[[1, 3]].view(2, *SHAPE),
+                              steps=4, path="slerp", progress=False)
+    assert torch.equal(got.outputs, expected.outputs) and got.latent_shape == SHAPE

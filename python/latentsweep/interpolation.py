@@ -14,6 +14,7 @@ from ._modules import tensor_digest
 from .grid_spec import GridSpec
 from .latent_shape import checked_latent_shape, flat_codes
 from .paths import PATHS, _endpoints, check_path_grid_size, interpolation_codes, path_codes, warn_undefined_arcs
+from .posterior import Posterior
 from .result import TraversalResult
 
 _FN = "latentsweep.interpolate"
@@ -140,7 +141,8 @@ def interpolate(
         start, end: ``[D]`` or ``[P, D]`` codes of the same shape (e.g. two inputs' means, or
             two cluster centroids ``clusters.centroids[[i]]``, ``clusters.centroids[[j]]``), or
             ``[P, *latent_shape]`` for a structured latent (the decoder then gets
-            ``[B, *latent_shape]``; paths are computed on the flattened codes).
+            ``[B, *latent_shape]``; paths are computed on the flattened codes), or
+            :class:`Posterior` rows (their means, in their latent shape: ``posterior[[0]]``).
         steps: S >= 2 codes per path, endpoints included.
         path: ``"linear"`` or ``"slerp"``.
         batch_size, memory_budget, device, out, keep_outputs, resume, overwrite, progress,
@@ -154,6 +156,7 @@ def interpolate(
         TypeError, ValueError: bad arguments (named), or a decoder that returns a non-tensor,
             the wrong number of rows or NaN/Inf (as :func:`latentsweep.traverse` says).
     """
+    start, end = (_as_codes(point) for point in (start, end))
     structured = None
     if isinstance(start, torch.Tensor) and isinstance(end, torch.Tensor) and max(start.dim(), end.dim()) > 2:
         if start.shape != end.shape:
@@ -195,3 +198,11 @@ def interpolate(
         distributed=distributed, output=output, output_transform=output_transform,
     )
     return Interpolation(start=start.cpu(), end=end.cpu(), path=path, t=t, change=result.effect[:, 0], sweep=result)
+
+
+def _as_codes(point):
+    """A Posterior's means in the decoder's shape ``[P, *latent_shape]``; anything else as it is
+    (the endpoints' checks name it)."""
+    if isinstance(point, Posterior):
+        return point.mu.view(point.num_inputs, *point.latent_shape)
+    return point
