@@ -1155,6 +1155,21 @@ def test_a_spatial_vae_through_the_commands(workspace, tmp_path):
     sampled = invoke("sample", *model, "-n", "3", "--inputs", "2", "--out", str(tmp_path / "s"), cwd=workspace)
     assert np.load(tmp_path / "s" / "codes.npy").shape == (6, 2, 4, 4), sampled.stdout
     assert "6 codes of 32 latents (posterior)" in sampled.stdout
+    # from the prior: the decoder's code shape is the user's to say
+    spatial = ["--model", "tiny_models:spatial"]
+    lost = invoke("sample", *spatial, "-n", "3", "--out", str(tmp_path / "p0"), cwd=workspace, check=False)
+    assert_one_line_error(lost, "--latent-shape C,H,W")
+    prior = invoke("sample", *spatial, "-n", "3", "--latent-shape", "2,4,4", "--out", str(tmp_path / "p"), cwd=workspace)
+    assert np.load(tmp_path / "p" / "codes.npy").shape == (3, 2, 4, 4), prior.stdout
+    assert np.load(tmp_path / "p" / "decoded.npy").shape == (3, 1, 8, 8)
+    for args, needle in [(["--latent-shape", "2,0,4"], "--latent-shape"),
+                         (["--latent-shape", "2,4,4", "--latent-dim", "16"], "holds 32 latents")]:
+        code = 2 if needle == "--latent-shape" else 1
+        assert_one_line_error(invoke("sample", *spatial, *args, "--out", str(tmp_path / "p1"), cwd=workspace,
+                                     check=False), needle, code=code)
+    mismatched = invoke("sample", *model, "--latent-shape", "4,2,4", "--out", str(tmp_path / "p2"), cwd=workspace,
+                        check=False)
+    assert_one_line_error(mismatched, "--latent-shape 4,2,4, but the encoder gives codes of shape 2,4,4")
     invoke("report", *model, "--steps", "3", "--anchors", "2", "--out", str(tmp_path / "r"),
            cwd=workspace)
     assert "z[" in (tmp_path / "r" / "report.html").read_text()

@@ -514,9 +514,19 @@ def add_sample(sub) -> None:
                         help="latent size D for prior samples (default: the model's latent_dim, latent_size or "
                         "z_dim attribute, else the input size of the decoder's first Linear layer, else the "
                         "one input size of the model's Linear layers that the decoder accepts)")
+    parser.add_argument("--latent-shape", type=_positive_ints, metavar="C,H,W",
+                        help="for prior samples of a structured latent: the shape of one code as the decoder takes "
+                        "it (D = C*H*W; with --data the encoder's codes say it)")
     parser.add_argument("--image-shape", type=_int_list, metavar="H,W", help="draw flat outputs as images of this shape")
     _out_option(parser, "latentsweep-out")
     parser.set_defaults(run=run_sample)
+
+
+def _positive_ints(text: str) -> tuple[int, ...]:
+    shape = tuple(_int_list(text))
+    if not shape or min(shape) < 1:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers >= 1, e.g. 4,8,8, got {text!r}")
+    return shape
 
 
 def run_sample(args) -> int:
@@ -534,6 +544,9 @@ def run_sample(args) -> int:
             raise CliError("the encoder gives plain codes (an autoencoder): there is no posterior to sample")
         if args.latent_dim is not None and args.latent_dim != posterior.latent_dim:
             raise CliError(f"--latent-dim {args.latent_dim}, but the encoder gives {posterior.latent_dim} latents")
+        if args.latent_shape is not None and args.latent_shape != posterior.latent_shape:
+            raise CliError(f"--latent-shape {','.join(map(str, args.latent_shape))}, but the encoder gives codes of "
+                           f"shape {','.join(map(str, posterior.latent_shape))}")
         if args.inputs > len(posterior):
             say("note", f"--inputs {args.inputs}, but --data has {len(posterior)} inputs: sampling from all of them")
         chosen = posterior[: args.inputs]
@@ -542,8 +555,14 @@ def run_sample(args) -> int:
         per_row, row_label, column_label = args.num_samples, "input {}".format, "sample"
         title = f"{args.num_samples} posterior samples per input (mu + sigma * eps), seed {args.seed}"
     else:
-        dim, source = latent_dim(model, decoder, args.latent_dim)
+        shape = args.latent_shape
+        if shape is not None and args.latent_dim is not None and args.latent_dim != math.prod(shape):
+            raise CliError(f"--latent-dim {args.latent_dim}, but --latent-shape {','.join(map(str, shape))} holds "
+                           f"{math.prod(shape)} latents")
+        dim, source = (math.prod(shape), "--latent-shape") if shape is not None else \
+            latent_dim(model, decoder, args.latent_dim)
         codes = ls.sample_prior(args.num_samples, dim, seed=args.seed) * args.prior_std
+        codes = codes if shape is None else codes.view(-1, *shape)  # (in the decoder's shape)
         per_row, column_label = PRIOR_SAMPLES_PER_ROW, "sample (row start + column)"
         row_label = lambda r: str(r * per_row)  # noqa: E731
         title = f"{args.num_samples} samples from the prior N(0, {args.prior_std:g}²), D={dim} ({source}), seed {args.seed}"

@@ -32,15 +32,16 @@ def latent_dim(model, decoder, given: int | None) -> tuple[int, str]:
         failure = _decode_fails(model, decoder, dim)
         if failure is None:
             return dim, source
-        raise CliError(f"the decoder fails on codes of size {dim} (taken from {source}: {failure}); give --latent-dim D")
+        raise CliError(f"the decoder fails on codes of size {dim} (taken from {source}: {failure}); give --latent-dim D "
+                       "(or --latent-shape C,H,W for a decoder that takes structured codes)")
     owner = model if isinstance(model, torch.nn.Module) else None
     sizes = sorted({m.in_features for m in owner.modules() if isinstance(m, torch.nn.Linear)}) if owner else []
     accepted = [size for size in sizes if _decode_fails(model, decoder, size) is None]
     if len(accepted) == 1:
         return accepted[0], "the only input size of the model's Linear layers that the decoder accepts"
     raise CliError(
-        "cannot tell the model's latent size: give --latent-dim D (or --data, or give the model a latent_dim "
-        "attribute)" + (f"; the decoder accepts codes of each of the sizes {accepted}" if accepted else "")
+        "cannot tell the model's latent size: give --latent-dim D, or --latent-shape C,H,W for a decoder that "
+        "takes structured codes (or --data, or give the model a latent_dim attribute)" + (f"; the decoder accepts codes of each of the sizes {accepted}" if accepted else "")
     )
 
 
