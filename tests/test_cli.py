@@ -373,6 +373,10 @@ def test_usage_errors_exit_2(workspace):
         # still one line, without the terminal's escape codes
         (["info", "--a\nb", "\x1b[31mred", ""],
          "latentsweep: error: info: unrecognized arguments: '--a\\nb' '\\x1b[31mred' '' (see 'latentsweep info --help')"),
+        # a negative value argparse does not read as a number was "expected one argument"
+        (["traverse", "--model", "m:x", "--data", "d.npy", "--span", "-1e3"],
+         "latentsweep: error: traverse: argument --span: must be a finite number > 0, got -1e3 "
+         "(see 'latentsweep traverse --help')"),
         (["traverse", "--model", "m:x", "--data", "d.npy", "--span", "inf\n"],
          "latentsweep: error: traverse: argument --span: must be a finite number > 0, got inf\\n "
          "(see 'latentsweep traverse --help')"),

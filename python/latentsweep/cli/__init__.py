@@ -74,16 +74,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# Options whose value may start with "-" and a digit without being a number argparse knows:
-# "--shard -1/2" reaches argparse as "--shard=-1/2" (else it takes "-1/2" for an option).
-_DASH_VALUES = ("--shard",)
+# A value that starts with "-" and looks like a number argparse does not know as one ("-1e3",
+# "-inf", "-.5", "-1/2") reaches argparse attached to its option ("--span=-1e3"): else argparse
+# takes it for an option and says "--span: expected one argument", although one was given.
+_DASH_NUMBER = re.compile(r"-(\d|\.\d|inf|nan)", re.IGNORECASE)
 
 
 def _attached_values(argv: list[str]) -> list[str]:
     joined, rest = [], list(argv)
     while rest:
         word = rest.pop(0)
-        if word in _DASH_VALUES and rest and re.match(r"-\d", rest[0]):
+        if word.startswith("--") and "=" not in word and word != "--" and rest and _DASH_NUMBER.match(rest[0]):
             word = f"{word}={rest.pop(0)}"
         joined.append(word)
     return joined
