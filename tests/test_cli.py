@@ -789,7 +789,7 @@ def test_report_with_directions_from_a_file(workspace):
         (np.array([[1.0, np.nan, 0.0]]), ["--directions", "non-finite"]),
         (np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 0.0]]), ["--directions", "zero"]),
         (np.ones((2, 5)), ["--directions", "vectors of 5 values", "3 latents"]),
-        (np.ones((2, 3, 1)), ["--directions", "[K, D]"]),
+        (np.ones((2, 3, 1)), ["--directions", "vectors of shape [3, 1], but the encoder gives codes of shape [3]"]),
         (np.zeros((0, 3)), ["--directions", "[K, D]"]),
         (np.array([["a", "b", "c"]]), ["--directions", "expected real numbers"]),
         (np.array([1 + 1j, 0, 0]), ["--directions", "expected real numbers"]),
@@ -1177,6 +1177,15 @@ def test_a_spatial_vae_through_the_commands(workspace, tmp_path):
     invoke("report", *model, "--steps", "3", "--anchors", "2", "--out", str(tmp_path / "r"),
            cwd=workspace)
     assert "z[" in (tmp_path / "r" / "report.html").read_text()
+    # directions shaped like the latent (the library takes them so; the command refused them)
+    np.save(tmp_path / "shaped.npy", np.eye(32, dtype=np.float32)[:2].reshape(2, 2, 4, 4))
+    invoke("report", *model, "--steps", "3", "--anchors", "1", "--directions", str(tmp_path / "shaped.npy"),
+           "--out", str(tmp_path / "r3"), cwd=workspace)
+    assert "your directions" in (tmp_path / "r3" / "report.html").read_text()
+    np.save(tmp_path / "other.npy", np.eye(32, dtype=np.float32)[:2].reshape(2, 4, 2, 4))
+    other = invoke("report", *model, "--directions", str(tmp_path / "other.npy"), "--out", str(tmp_path / "r4"),
+                   cwd=workspace, check=False)
+    assert_one_line_error(other, "vectors of shape [4, 2, 4], but the encoder gives codes of shape [2, 4, 4]")
     # the options checked on one decoded code before the work gave it flat codes
     named = invoke("report", *model, "--feature-names", "a,b", "--out", str(tmp_path / "r2"), cwd=workspace, check=False)
     assert_one_line_error(named, "--feature-names has 2 names, but the decoder outputs 64 features")

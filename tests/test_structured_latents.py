@@ -346,3 +346,14 @@ def test_interpolate_takes_posterior_rows_in_their_shape():
     expected = ls.interpolate(DECODER, posterior.mu[[0, 2]].view(2, *SHAPE), posterior.mu[[1, 3]].view(2, *SHAPE),
                               steps=4, path="slerp", progress=False)
     assert torch.equal(got.outputs, expected.outputs) and got.latent_shape == SHAPE
+
+
+def test_a_latent_shape_given_replaces_a_posteriors():
+    """A structured posterior swept for a decoder of flat codes: traverse refused the explicit
+    latent_shape=(D,) ("give one or the other"), though a Posterior has nothing to drop."""
+    posterior = ls.encode(spatial_encoder, INPUTS)[:2]
+    got = ls.traverse(flat_decoder, posterior, latent_shape=(D,), dims=[0, 9], steps=3, progress=False)
+    expected = ls.traverse(flat_decoder, posterior.mu, dims=[0, 9], steps=3, progress=False)
+    assert got.latent_shape == (D,) and got.labels == ("z0", "z9") and torch.equal(got.outputs, expected.outputs)
+    with pytest.raises(ValueError, match="holds 24 values but the codes have D=18"):
+        ls.traverse(flat_decoder, posterior, latent_shape=(2, 3, 4), steps=3, progress=False)

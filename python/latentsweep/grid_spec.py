@@ -154,8 +154,8 @@ def grid_spec(fn: str, anchors, *, mode, span, steps, dims, logvar, values, refe
 
     Anchors ``[A, *latent_shape]`` are flattened to ``[A, D]`` (``logvar``, ``reference`` and
     ``directions`` of that shape too); the decoder gets codes of ``latent_shape`` back."""
-    if isinstance(anchors, Posterior):  # (its codes in their own shape: the decoder's)
-        shape = (anchors.num_inputs, *anchors.latent_shape)
+    if isinstance(anchors, Posterior):  # its codes in their own shape (the decoder's), unless one is given
+        shape = (anchors.num_inputs, *(anchors.latent_shape if latent_shape is None else (anchors.latent_dim,)))
         logvar = anchors.logvar.view(shape) if logvar is None and anchors.logvar is not None else logvar
         anchors = anchors.mu.view(shape)
     anchors, given_shape = flat_codes(fn, "anchors", anchors, what="A")

@@ -105,7 +105,7 @@ def traverse(
         dims: the latents to traverse (default: all D); not together with ``directions``.
         latent_shape: the shape of one code as the decoder takes it, for flat anchors ``[A, D]``
             of a structured latent: ``(4, 8, 8)`` with ``D = 256``. Anchors ``[A, *latent_shape]``
-            and a :class:`Posterior` say it themselves.
+            and a :class:`Posterior` say it themselves (a Posterior's is replaced by one given).
         directions: ``[K, D]`` vectors (``[K, *latent_shape]`` for structured anchors) or a
             :class:`Directions` (e.g. :func:`principal_directions`, :func:`channel_directions`),
             traversed instead of coordinates. Each is scaled to unit length (a zero or

@@ -659,6 +659,11 @@ def _report_into(folder: Path, args) -> int:
     directions = args.directions if args.directions in DIRECTION_WORDS else load_directions(args.directions)
     model, encoder, decoder = _loaded(args)
     posterior, data = _encode(encoder, model, args)
+    if isinstance(directions, torch.Tensor) and directions.dim() > 2:  # [K, *latent_shape]
+        if tuple(directions.shape[1:]) != posterior.latent_shape:
+            raise CliError(f"--directions {args.directions}: vectors of shape {list(directions.shape[1:])}, but the "
+                           f"encoder gives codes of shape {list(posterior.latent_shape)}")
+        directions = directions.flatten(1)
     if isinstance(directions, torch.Tensor) and directions.shape[-1] != posterior.latent_dim:
         raise CliError(f"--directions {args.directions}: vectors of {directions.shape[-1]} values, but the encoder "
                        f"gives codes of {posterior.latent_dim} latents")

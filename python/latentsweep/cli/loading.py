@@ -250,8 +250,9 @@ def _pick(entries: dict, key: str | None, path: str):
 
 
 def load_directions(path: str) -> torch.Tensor:
-    """``--directions FILE.npy``: ``[K, D]`` (or ``[D]``) real vectors, none of them zero or
-    non-finite, read without unpickling; every problem is one line naming the option."""
+    """``--directions FILE.npy``: ``[K, D]`` (or ``[D]``) real vectors, or ``[K, *latent_shape]``
+    for a structured latent (returned in that shape), none of them zero or non-finite, read
+    without unpickling; every problem is one line naming the option."""
     file = Path(path)
     if file.suffix.lower() != ".npy":
         raise CliError(f"--directions: expected auto, coordinates, pca, clusters or a .npy file of [K, D] vectors, "
@@ -265,14 +266,15 @@ def load_directions(path: str) -> torch.Tensor:
         raise CliError(f"--directions: cannot read {path!r} ({error})") from None
     if array.dtype.kind not in "biuf":
         raise CliError(f"--directions: {path!r} holds {array.dtype} values; expected real numbers [K, D]")
-    if array.ndim not in (1, 2) or array.size == 0:
-        raise CliError(f"--directions: {path!r} must hold [K, D] vectors (or one [D]), got shape {array.shape}")
+    if array.ndim == 0 or array.size == 0:
+        raise CliError(f"--directions: {path!r} must hold [K, D] vectors (or one [D], or [K, *latent_shape]), got "
+                       f"shape {array.shape}")
     dtype = np.float64 if array.dtype == np.float64 else np.float32
     tensor = torch.from_numpy(np.ascontiguousarray(array.astype(dtype)))  # native byte order, floats
     import latentsweep as ls
 
-    try:
-        return ls.unit_directions(tensor)  # the library's rule: no zero or non-finite vector
+    try:  # the library's rule: no zero or non-finite vector
+        return ls.unit_directions(tensor.flatten(1) if tensor.dim() > 2 else tensor).view(tensor.shape)
     except (TypeError, ValueError) as error:
         message = str(error).split(": ", 1)[-1]
         raise CliError(f"--directions {path!r}: {message}") from None
