@@ -388,6 +388,35 @@ def test_usage_errors_are_one_line_naming_the_command(tmp_path, args, line):
     assert completed.stderr.splitlines() == [line], completed.stderr
 
 
+def test_a_usage_error_under_torchrun_is_said_once(tmp_path, monkeypatch, capsys):
+    """Every rank parses the same command line: each printed the same error."""
+    from latentsweep.cli import main
+
+    for rank, said in (("1", ""), ("0", "latentsweep: error: info: unrecognized arguments: --x")):
+        monkeypatch.setenv("RANK", rank)
+        with pytest.raises(SystemExit) as exit_:
+            main(["info", "--x"])
+        err = capsys.readouterr().err
+        assert exit_.value.code == 2 and (err.startswith(said) if said else err == ""), err
+
+
+@pytest.mark.parametrize(
+    "args, line",
+    [
+        # --out '' wrote into the current folder; --store '' was taken as no store
+        (["traverse", "--out", ""], "latentsweep: error: --out: the path is empty (. is the current folder)"),
+        (["traverse", "--store", " "], "latentsweep: error: --store: the path is empty"),
+        # --encoder '' was taken as not given
+        (["diagnose", "--encoder", ""], "latentsweep: error: the model has no encoder (''); name it with --encoder ATTR"),
+    ],
+)
+def test_empty_paths_and_names_are_refused(workspace, args, line):
+    command, *rest = args
+    completed = invoke(command, "--model", "tiny_models:make", "--weights", "tiny.pt", "--data", "data.npy", *rest,
+                       cwd=workspace, check=False)
+    assert completed.returncode == 1 and stderr_lines(completed) == [line], completed.stderr
+
+
 @pytest.mark.parametrize("where", ["before", "after", "abbreviated"])
 def test_debug_shows_the_traceback(workspace, where):
     """Also after the command, where a user adds it when an error asks for it (that was a usage

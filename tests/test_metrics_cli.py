@@ -125,7 +125,7 @@ def test_metrics_command_checks_device_and_json_before_the_work_and_names_the_en
     unwritable = Path("/proc/latentsweep-test.json")  # a folder that takes no new files
     for target, message in ((tmp_path / "folder.json", "a folder is in the way"),
                             (tmp_path / "afile" / "x.json", "is a file, not a folder"),
-                            ("", "--json: expected a file name"),
+                            ("", "--json: the path is empty"), (".", "a folder is in the way"),
                             *(((unwritable, "cannot write it"),) if Path("/proc").is_dir() else ())):
         completed = run("metrics", "--json", str(target), "--no-progress", check=False)
         assert completed.returncode == 1 and message in completed.stderr and completed.stdout == ""

@@ -27,6 +27,8 @@ class _Parser(argparse.ArgumentParser):
     argparse. The commands' parsers are of this class too (add_subparsers makes its own kind)."""
 
     def error(self, message: str):
+        if os.environ.get("RANK", "0").strip() not in ("", "0"):  # under torchrun: rank 0 says it, once
+            self.exit(2)
         command = self.prog.removeprefix("latentsweep").strip()
         where = f"{command}: " if command else ""
         # (a value with a newline or an escape code is shown escaped: still one line, no colours)
@@ -103,9 +105,9 @@ def main(argv: list[str] | None = None) -> int:
                          f"after it: latentsweep {args.command} {_shown(early)} ...)")
         if unknown:  # argparse reported them with the top-level usage, not the command's
             args.command_parsers[args.command].error(f"unrecognized arguments: {_shown(unknown)}")
-        from .loading import check_path_lengths
+        from .loading import check_path_options
 
-        check_path_lengths(args)  # before any work: Path.exists() raises on such paths, naming no option
+        check_path_options(args)  # before any work: Path.exists() raises on such paths, naming no option
         # the library's warnings as one line each, in the command line's words (not Python's
         # "file.py:174: RuntimeWarning:" and the source line)
         with stop_messages_as_notes(), warnings.catch_warnings():  # the sweep's advice after Ctrl-C, worded below

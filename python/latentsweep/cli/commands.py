@@ -147,7 +147,7 @@ def _loaded(args, *, need_encoder: bool = True) -> tuple[object, object | None, 
             "unless it loads trained ones itself); the results describe those weights")
     if args.device is not None and isinstance(model, torch.nn.Module):
         model = model.to(args.device)
-    names = lambda own, default: (own,) if own else default  # noqa: E731
+    names = lambda own, default: (own,) if own is not None else default  # noqa: E731  ('' is a name, refused)
     encoder = model_part(model, names(getattr(args, "encoder", None), ENCODER_NAMES), "encoder", "--encoder") \
         if hasattr(args, "encoder") and need_encoder else None
     decoder = model_part(model, names(getattr(args, "decoder", None), DECODER_NAMES), "decoder", "--decoder") \

@@ -103,9 +103,8 @@ def model_part(model, names: tuple[str, ...], what: str, option: str):
         part = getattr(model, name, None)
         if callable(part):
             return part
-    raise CliError(
-        f"the model has no {what} ({' or '.join(names)}); name it with {option} ATTR"
-    )
+    tried = " or ".join(repr(name) for name in names)  # ('' shown as such: an empty --encoder)
+    raise CliError(f"the model has no {what} ({tried}); name it with {option} ATTR")
 
 
 def part_device_dtype(part, model) -> tuple[torch.device, torch.dtype]:
@@ -126,13 +125,16 @@ PATH_OPTIONS = {"model": "--model", "weights": "--weights", "data": "--data", "f
                 "out": "--out", "store": "--store", "json": "--json", "directions": "--directions", "path": "PATH"}
 
 
-def check_path_lengths(args) -> None:
-    """CliError naming the option whose path has a name longer than the file system allows, or
-    is longer than a path may be."""
+def check_path_options(args) -> None:
+    """CliError naming the option whose path is empty (``--out ''`` wrote into the current
+    folder, ``--store ''`` was taken as no store), has a name longer than the file system allows,
+    or is longer than a path may be."""
     for dest, flag in PATH_OPTIONS.items():
         value = getattr(args, dest, None)
         if not isinstance(value, str):  # absent, or a flag (diagnose --json)
             continue
+        if not value.strip() and dest != "model":  # (an empty --model: its own message says what it looks like)
+            raise CliError(f"{flag}: the path is empty" + (" (. is the current folder)" if dest == "out" else ""))
         path = value.rpartition(":")[0] if dest == "model" else value
         if dest == "model" and not path.endswith(".py"):  # a module's name, not a file's
             continue

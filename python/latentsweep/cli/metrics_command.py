@@ -87,9 +87,7 @@ def _check_writable(path: Path, flag: str) -> None:
     opened for appending (removed again if it was not there)."""
     from .._checks import blocking_file
 
-    if not str(path) or str(path) == ".":  # (Path("") is ".")
-        raise CliError(f"{flag}: expected a file name")
-    if path.is_dir():
+    if path.is_dir():  # (an empty --json is refused with every empty path, by check_path_options)
         raise CliError(f"{flag} {path}: a folder is in the way of the file")
     blocked = blocking_file(path)
     if blocked is not None:
