@@ -170,7 +170,7 @@ def test_cuda_out_of_memory_error_type_is_recognised():
         ({"batch_size": "big"}, TypeError, "batch_size must be an int"),
         ({"memory_budget": -1}, ValueError, "memory_budget must be >= 1"),
         ({"resume": True}, ValueError, "resume=True needs out="),
-        ({"out": 42}, TypeError, "out must be None or a path"),
+        ({"out": 42}, TypeError, "out must be a str or os.PathLike, got int"),
         ({"keep_outputs": "no"}, TypeError, "keep_outputs must be True or False"),
         ({"cuda_graph": True}, ValueError, "cuda_graph=True needs a CUDA device"),
         ({"mode": "posterior"}, ValueError, "needs logvar"),

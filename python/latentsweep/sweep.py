@@ -308,8 +308,6 @@ def _check_arguments(fn: str, decoder, batch_size, memory_budget, out, *, shard,
             raise TypeError(f"{fn}: {name} must be True or False, got {flag!r}")
     if flags["resume"] and flags["overwrite"]:
         raise ValueError(f"{fn}: resume=True and overwrite=True contradict each other")
-    if out is not None and not isinstance(out, (str, os.PathLike)):
-        raise TypeError(f"{fn}: out must be None or a path, got {type(out).__name__}")
     out = None if out is None else store_path(fn, "out", out)
     if out is not None and any(p.is_symlink() for p in (Path(out), paths_of(Path(out))[0])):
         # A store is created, locked and replaced by renaming its own folder: through a link,
