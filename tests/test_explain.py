@@ -179,7 +179,7 @@ def test_bad_arguments_are_named(tmp_path, decoder, vae, kwargs, error, match):
         (dict(feature_names="abc"), TypeError, "explain: feature_names must be a sequence of names, got one string"),
         (dict(feature_names=7), TypeError, "explain: feature_names must be a sequence of names, got int"),
         (dict(gifs=1), TypeError, "explain: gifs must be True or False"),
-        (dict(dpi=0), ValueError, "explain: dpi must be >= 1"),
+        (dict(dpi=5), ValueError, "explain: dpi must be >= 10"),
         (dict(dpi=2.5), TypeError, "explain: dpi must be an int"),
         (dict(title=3), TypeError, "explain: title must be a string"),
         (dict(anchor_indices=1), TypeError, "explain: anchor_indices must be a sequence of ints"),

@@ -445,7 +445,7 @@ def output_file(fn: str, name: str, value) -> Path:
     folder."""
     if not isinstance(value, (str, os.PathLike)) or not str(value):
         raise TypeError(f"{fn}: {name} must be a file path (str or os.PathLike), got {value!r:.80}")
-    path = Path(value)
+    path = Path(os.path.expanduser(value))  # (else a folder named ~ is made, as stores do not)
     if path.is_dir():
         raise ValueError(f"{fn}: {name}={str(path)!r} is a folder; give the file to write")
     blocked = blocking_file(path)

@@ -248,7 +248,7 @@ def _check_report_options(options: dict) -> dict:
 def _report_path(out) -> Path:
     if not isinstance(out, (str, os.PathLike)) or not str(out):
         raise TypeError(f"{_FN}: out must be a folder or an .html path (str or os.PathLike), got {out!r}")
-    out = Path(out)
+    out = Path(os.path.expanduser(out))
     return _checks.output_file(_FN, "out", out if out.suffix.lower() in (".html", ".htm") else out / DEFAULT_REPORT)
 
 

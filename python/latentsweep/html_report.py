@@ -80,7 +80,7 @@ def report(
             ``None`` for all.
         gifs: add an animated GIF per anchor (image outputs).
         prior_std: the prior's SD when the diagnosis is computed here (default 1).
-        dpi: resolution of the pictures (1 to 1200).
+        dpi: resolution of the pictures (10 to 1200).
         metrics: a :class:`latentsweep.metrics.MetricResults` (from ``metrics.evaluate`` when the
             factors of variation are known): adds a table of the scores and their settings.
         directions: a :class:`TraversalResult` of a sweep along directions
@@ -127,6 +127,7 @@ def report(
             _check_grid_columns(result, anchor_indices, inputs=inputs, reconstructions=reconstructions)
         elif feature_names is not None:
             feature_labels(_FN, feature_names, math.prod(result.out_shape))
+    path.parent.mkdir(parents=True, exist_ok=True)  # after the checks (a bad option left empty folders)
 
     page = _Page(dpi=dpi)
     body = [f"<h1>{_esc(title)}</h1>", f'<p class="meta">{_esc(_generated_line())}</p>']
@@ -354,7 +355,7 @@ def _traversals(page, named, diagnosis, image_shape, feature_names, inputs, reco
                 wide=True,
             ))
         blocks.append(f'<div class="column">{"".join(parts)}</div>')
-    comparison = page.figure(effect_bars(named), "Effect per latent", _effect_caption(named, diagnosis))
+    comparison = page.figure(effect_bars(named, max_dims=max_dims), "Effect per latent", _effect_caption(named, diagnosis))
     heading = "Traversals" + (f" compared ({len(named)})" if len(named) > 1 else "")
     return (
         f'<section><h2>{heading}</h2><p>{_esc(_anchors_note(named))}</p><div class="pictures">{comparison}</div>'
@@ -620,7 +621,7 @@ def _directions(page, along, named, diagnosis, posterior, image_shape, anchor_in
                 figures.append(page.figure(
                     direction_grid(np.asarray(result.outputs[a]), shown, values=result.values[a],
                                    anchor_values=result.anchor_values[a], image_shape=image_shape,
-                                   title=f"{name} ({result.mode}), anchor {a}"),
+                                   max_dims=max_dims, title=f"{name} ({result.mode}), anchor {a}"),
                     f"{name}, anchor {a}",
                     f"Anchor {a}: one row per direction, labelled with the share of the codes' variance it "
                     "carries where known; columns are coordinates along it."))
@@ -695,7 +696,8 @@ def check_options(fn: str, **options) -> dict:
     if "gifs" in options:
         _checks.boolean(fn, "gifs", options["gifs"])
     if "dpi" in options:
-        checked["dpi"] = _checks.integer(fn, "dpi", options["dpi"], low=1, high=1200)
+        # (below 10 the font renderer fails: "FT_Set_Char_Size ... invalid ppem value")
+        checked["dpi"] = _checks.integer(fn, "dpi", options["dpi"], low=10, high=1200)
     if options.get("reconstructions") is not None:  # what it holds; its shape needs the outputs'
         _checks.numeric_array(fn, "reconstructions", options["reconstructions"])
     return checked
@@ -730,7 +732,6 @@ def _check_path(path) -> Path:
     path = _checks.output_file(_FN, "path", path)
     if path.suffix.lower() not in (".html", ".htm"):
         raise ValueError(f"{_FN}: path={str(path)!r} must end in .html (the report is an HTML page)")
-    path.parent.mkdir(parents=True, exist_ok=True)
     return path
 
 

@@ -13,7 +13,8 @@ from . import _checks
 from ._modules import tensor_digest
 from .grid_spec import GridSpec
 from .latent_shape import checked_latent_shape, flat_codes
-from .paths import PATHS, _endpoints, check_path_grid_size, interpolation_codes, path_codes, warn_undefined_arcs
+from .paths import (PATHS, _endpoints, check_path_grid_size, check_path_range, interpolation_codes, path_codes,
+                    warn_undefined_arcs)
 from .posterior import Posterior
 from .result import TraversalResult
 
@@ -172,6 +173,7 @@ def interpolate(
     num_paths, latent = start.shape
     check_path_grid_size(_FN, num_paths, steps, latent)
     dtype = torch.promote_types(start.dtype, end.dtype)
+    check_path_range(_FN, start, end, path, dtype)
     # The grid's positions: t [S] in float64 and values [P, 1, S] (the sweep checks its outputs).
     _checks.fits_in_memory(_FN, f"the path grid [P={num_paths}, steps={steps}]",
                            steps * 8 + num_paths * steps * dtype.itemsize, start.device,

@@ -100,7 +100,32 @@ def interpolation_codes(start, end, *, steps: int = 11, path: str = "linear") ->
     dtype = torch.promote_types(start.dtype, end.dtype)
     if path == "slerp":
         warn_undefined_arcs(fn, start, end)
+    check_path_range(fn, start, end, path, dtype)
     return path_codes(start, end, steps, path).to(dtype)
+
+
+def path_peak(start: torch.Tensor, end: torch.Tensor, path: str) -> float:
+    """The largest |coordinate| the ``[P, D]`` paths reach for t in [0, 1], in float64. A line's
+    is at an endpoint. Along an arc a coordinate is ``C cos(u) + E sin(u)`` for u = t theta in
+    [0, theta] (C = a, E = (b - a cos theta) / sin theta): its largest |value| is hypot(C, E)
+    where its peak u* = atan2(E, C) (mod pi) lies in [0, theta], else at an endpoint."""
+    a, b = start.double(), end.double()
+    peak = torch.maximum(a.abs(), b.abs())
+    if path == "slerp":
+        theta, sine = _angle(a, b)  # [P, 1]
+        e = (b - a * torch.cos(theta)) / sine.clamp_min(1e-300)
+        inside = (sine > SINE_FLOOR) & (torch.remainder(torch.atan2(e, a), math.pi) <= theta)
+        peak = torch.where(inside, torch.maximum(peak, torch.hypot(a, e)), peak)
+    return float(peak.max()) if peak.numel() else 0.0
+
+
+def check_path_range(fn: str, start: torch.Tensor, end: torch.Tensor, path: str, dtype: torch.dtype) -> None:
+    """The paths' codes fit ``dtype``: an arc between finite endpoints can leave its range (float16
+    [6e4, 6e4] to [-6e4, 6e4] passes [0, 8.5e4]), and its codes were then infinite."""
+    peak, largest = path_peak(start, end, path), torch.finfo(dtype).max
+    if not peak <= largest:  # (also NaN)
+        raise ValueError(f"{fn}: the {path} path from start to end reaches {peak:.3g}, beyond the largest {dtype} "
+                         f"({largest:.3g}); pass float64 endpoints (start.double(), end.double())")
 
 
 def check_path_grid_size(fn: str, num_paths: int, steps: int, latent: int) -> None:

@@ -27,6 +27,17 @@ ORDERS = ("auto", "kl", "effect", "dims")
 # asks for more with max_dims=, and no figure wider than this.
 DEFAULT_MAX_PANELS = 48
 MAX_FIGURE_INCHES = 24.0
+# A grid's tile: beyond this a 10 x 21 grid is a figure of hundreds of inches (tile_inches=1000
+# ran out of memory in the renderer, 30 took 26 s).
+MAX_TILE_INCHES = 4.0
+
+
+def tile_inches(fn: str, value) -> float:
+    """A grid's ``tile_inches``: a number in (0, MAX_TILE_INCHES]."""
+    value = _checks.positive_float(fn, "tile_inches", value)
+    if value > MAX_TILE_INCHES:
+        raise ValueError(f"{fn}: tile_inches must be at most {MAX_TILE_INCHES:g}, got {value:g}")
+    return value
 
 
 def panel_limit(fn: str, count: int, max_dims: int | None, noun: str, *,
@@ -68,7 +79,7 @@ def output_path(fn: str, path, *, suffixes: tuple[str, ...] | None = None) -> Pa
         return None
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"{fn}: path must be a file name (str or os.PathLike), got {type(path).__name__}")
-    path = Path(path)
+    path = Path(os.path.expanduser(path))  # (else a folder named ~ is made, as stores do not)
     suffixes = figure_formats() if suffixes is None else suffixes
     examples = ", ".join(s for s in (".png", ".pdf", ".svg", ".gif") if s in suffixes)
     if path.is_dir():
@@ -97,23 +108,47 @@ def finish(figure, path: Path | None, *, dpi: int = 100, fn: str = "latentsweep.
     """Saves the figure to ``path`` (format from the suffix) when given; returns the figure.
     ``path`` is the caller's, already checked by :func:`output_path` before it drew (so that a
     bad path fails before the drawing, not after): not checked again here."""
+    _as_typed(figure)
     if path is not None:
-        write_file(fn, path, lambda p: figure.savefig(p, dpi=dpi))
+        write_file(fn, path, lambda p: _save(figure, p, dpi=dpi))
     return figure
 
 
 def figure_png(figure, *, dpi: int = 100) -> bytes:
     """The figure as PNG bytes (for inlining in the HTML report)."""
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=dpi)
+    _as_typed(figure)
+    _save(figure, buffer, format="png", dpi=dpi)
     return buffer.getvalue()
 
 
+def _as_typed(figure) -> None:
+    """Every text in the figure drawn as typed: matplotlib reads ``$...$`` as math, so a user's
+    feature name, title or label with a ``$`` failed to parse (a traceback from deep inside
+    matplotlib) or lost its ``$`` signs to italics. latentsweep writes no math itself."""
+    from matplotlib.text import Text
+
+    for text in figure.findobj(Text):
+        text.set_parse_math(False)
+
+
+def _save(figure, target, **options) -> None:
+    """``savefig`` with texts made while drawing (ticks) also as typed."""
+    import matplotlib
+
+    with matplotlib.rc_context({"text.parse_math": False}):
+        figure.savefig(target, **options)
+
+
 def as_array(value) -> np.ndarray:
-    """A float numpy array from a tensor (any device or dtype) or an array-like."""
+    """A float numpy array from a tensor (any device or dtype) or an array-like: float64 stays
+    float64 (outputs of 1e100 or 1e-100 became inf or 0 in float32, drawn as garbage), anything
+    else is float32."""
     if isinstance(value, torch.Tensor):
-        return value.detach().to("cpu", torch.float32).numpy()
-    return np.asarray(value, dtype=np.float32)
+        dtype = torch.float64 if value.dtype == torch.float64 else torch.float32
+        return value.detach().to("cpu", dtype).numpy()
+    array = np.asarray(value)
+    return array.astype(np.float64 if array.dtype == np.float64 else np.float32, copy=False)
 
 
 def check_result(fn: str, result) -> TraversalResult:

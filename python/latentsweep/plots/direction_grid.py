@@ -24,6 +24,7 @@ def direction_grid(
     vmax: float | None = None,
     cmap: str = "gray",
     tile_inches: float = 0.75,
+    max_dims: int | None = None,
     title: str | None = None,
     path=None,
 ):
@@ -44,12 +45,15 @@ def direction_grid(
         vmin, vmax: output values mapped to black and white (default [0, 1] when all outputs
             lie there, else their range). cmap: colour map for one-channel images.
         tile_inches: size of one tile. title: the figure's title. path: also save it there.
+        max_dims: at most this many rows, the first directions (``None``: at most 48, with a
+            warning when there are more).
 
     Returns:
         a matplotlib ``Figure`` with one image axes (row tick labels: direction names).
     """
     path = _common.output_path(_FN, path)
-    tile_inches = _checks.positive_float(_FN, "tile_inches", tile_inches)
+    tile_inches = _common.tile_inches(_FN, tile_inches)
+    max_dims = _checks.optional_integer(_FN, "max_dims", max_dims, low=1)
     from ..directions import Directions
 
     if not isinstance(directions, Directions):
@@ -78,6 +82,10 @@ def direction_grid(
         if offsets:
             values = moved
     vmin, vmax = _common.colour_range(_FN, vmin, vmax, array)
+    limit = _common.panel_limit(_FN, num_dirs, max_dims, "direction")
+    if limit is not None and limit < num_dirs:  # (120 directions were a 418 x 8244 pixel picture)
+        array, directions, num_dirs = array[:limit], directions[:limit], limit
+        values = None if values is None else values[:limit]
 
     tiles = to_rgb(array, 2, shape, vmin=vmin, vmax=vmax, cmap=cmap)
     mosaic, column_centres, row_centres = _mosaic(tiles, [])

@@ -14,7 +14,8 @@ from . import _common
 _FN = "latentsweep.plots.effect_bars"
 
 
-def effect_bars(results, *, log: bool | None = None, title: str | None = None, path=None):
+def effect_bars(results, *, log: bool | None = None, max_dims: int | None = None, title: str | None = None,
+                path=None):
     """Draws ``dim_effect`` (mean |x - x_anchor| over anchors, steps and features) per latent
     (or direction), one group of bars per latent and one bar per traversal; groups are named by
     the results' ``labels`` (latents by index; directions by label).
@@ -23,6 +24,8 @@ def effect_bars(results, *, log: bool | None = None, title: str | None = None, p
         results: a :class:`TraversalResult`, or a mapping name -> TraversalResult (e.g.
             ``{"prior": ..., "posterior": ...}``).
         log: a logarithmic y axis; default: when the effects span more than 100x.
+        max_dims: at most this many groups, those with the largest effect, in their order
+            (``None``: at most 48, with a warning when there are more).
         title: the figure's title.
         path: also save the figure there.
 
@@ -31,18 +34,25 @@ def effect_bars(results, *, log: bool | None = None, title: str | None = None, p
         traversal).
     """
     path = _common.output_path(_FN, path)
+    max_dims = _checks.optional_integer(_FN, "max_dims", max_dims, low=1)
     named = named_results(_FN, results)
     keys, labels = _groups(named)
     effects = {}
     for name, result in named.items():
         by_key = dict(zip(_keys(result), _common.as_array(result.dim_effect).tolist()))
         effects[name] = np.array([by_key.get(key, np.nan) for key in keys])
+    limit = _common.panel_limit(_FN, len(keys), max_dims, "bar group")
+    if limit is not None and limit < len(keys):  # (2000 latents were a 602-inch figure)
+        largest = np.nan_to_num(np.fmax.reduce(np.stack(list(effects.values()))), nan=-np.inf)
+        kept = np.sort(np.argsort(-largest, kind="stable")[:limit])
+        keys, labels = [keys[i] for i in kept], [labels[i] for i in kept]
+        effects = {name: effect[kept] for name, effect in effects.items()}
     positive = np.concatenate([e[np.isfinite(e) & (e > 0)] for e in effects.values()])
     if log is None:
         log = bool(positive.size > 0 and positive.max() > 100 * positive.min())
     _checks.boolean(_FN, "log", log)
 
-    figure = _common.new_figure(max(5.0, 0.3 * len(keys) * len(named) + 2.5), 3.6)
+    figure = _common.new_figure(min(max(5.0, 0.3 * len(keys) * len(named) + 2.5), _common.MAX_FIGURE_INCHES), 3.6)
     ax = figure.add_subplot()
     width = 0.8 / len(named)
     x = np.arange(len(keys))
@@ -64,10 +74,18 @@ def effect_bars(results, *, log: bool | None = None, title: str | None = None, p
 
 
 def _keys(result) -> list:
-    """What makes two results' bars the same group: the latent index, or the direction's label."""
+    """What makes two results' bars the same group: the latent index, or the direction itself
+    (its label and vector: two sets' "u0" may be different directions) and, for repeats within
+    one result, which repeat it is (a second "same" replaced the first's bar)."""
     if result.directions is None:
         return [("latent", int(d)) for d in result.dims.tolist()]
-    return [("direction", label) for label in result.labels]
+    seen: dict = {}
+    keys = []
+    for label, vector in zip(result.labels, result.directions.detach().cpu().double()):
+        direction = (label, vector.numpy().tobytes())
+        seen[direction] = seen.get(direction, -1) + 1
+        keys.append(("direction", *direction, seen[direction]))
+    return keys
 
 
 def _groups(named: dict) -> tuple[list, list[str]]:
@@ -87,6 +105,9 @@ def named_results(fn: str, results) -> dict:
         named = {str(name): result for name, result in results.items()}
         if not named:
             raise ValueError(f"{fn}: results is empty")
+        if len(named) < len(results):  # ({1: a, "1": b}: one name, one result lost)
+            names = [str(name) for name in results]
+            raise ValueError(f"{fn}: results has names that read the same: {sorted({n for n in names if names.count(n) > 1})}")
     elif isinstance(results, TraversalResult):
         named = {results.mode: results}
     else:

@@ -93,7 +93,7 @@ def response_curves(
             heading += f"  ({_common.score_text(float(scores[i]), score_name)})"
         ax.set_title(heading, fontsize=10)
         ax.set_xlabel(x_label, fontsize=8)
-        ax.set_ylabel("decoder output", fontsize=8)
+        ax.set_ylabel(result.output_space, fontsize=8)
         ax.grid(alpha=0.3)
     figure.legend(loc="outside right center", title="feature", fontsize=8)
     if len(chosen) == num_features:

@@ -67,7 +67,9 @@ def sigma_histograms(
     max_dims = _checks.optional_integer(_FN, "max_dims", max_dims, low=1)
     _checks.choice(_FN, "order", order, ("dims", "kl"))
 
-    sigma = np.exp(0.5 * posterior.logvar.detach().to("cpu", float).numpy())  # [N, D]
+    logvar = posterior.logvar.detach().to("cpu", torch.float64).numpy()  # [N, D]
+    with np.errstate(over="ignore", under="ignore"):  # (counted and said below)
+        sigma = np.exp(0.5 * logvar)
     latent_dim = sigma.shape[1]
     chosen = _chosen_dims(dims, latent_dim)
     if order == "kl":
@@ -77,7 +79,12 @@ def sigma_histograms(
         chosen = sorted(chosen, key=lambda d: -kl[d])
     chosen = chosen[: _common.panel_limit(_FN, len(chosen), max_dims, "latent")]
 
-    finite = sigma[:, chosen][np.isfinite(sigma[:, chosen]) & (sigma[:, chosen] > 0)]
+    shown = sigma[:, chosen]
+    lost = int(np.sum(~((shown > 0) & np.isfinite(shown)) & np.isfinite(logvar[:, chosen])))
+    if lost:  # exp(logvar / 2) beyond float64 (logvar > 1419 or < -1490): no point of the log axis
+        _checks.warn(f"{_FN}: {lost} posterior SD(s) exp(logvar / 2) are beyond float64's range (finite logvar "
+                     "above 1419 or below -1490) and are left out of the histograms", UserWarning)
+    finite = shown[np.isfinite(shown) & (shown > 0)]
     low = min(float(finite.min()) if finite.size else prior_std, prior_std) / 1.5
     high = max(float(finite.max()) if finite.size else prior_std, prior_std) * 1.5
     edges = np.geomspace(low, high, bins + 1)

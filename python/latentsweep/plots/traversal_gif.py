@@ -46,7 +46,7 @@ def traversal_gif(
         vmin, vmax, cmap: colour scale (see :func:`traversal_grid`).
         tile_size: minimum side of a tile in pixels (images are scaled up by a whole factor,
             nearest neighbour, so pixels stay sharp); at most 4096.
-        duration: milliseconds per frame.
+        duration: milliseconds per frame (at most 655350, the GIF format's limit).
         bounce: play the steps forward then back (``2 S - 2`` frames, a seamless loop) instead
             of forward only (``S`` frames).
         path: also write the GIF there.
@@ -83,7 +83,7 @@ def gif_bytes(
     shape = image_shape_of(_FN, result.out_shape, image_shape)
     cmap = _common.check_cmap(_FN, cmap)
     tile_size = _checks.integer(_FN, "tile_size", tile_size, low=1, high=4096)
-    duration = _checks.integer(_FN, "duration", duration, low=1)
+    duration = _checks.integer(_FN, "duration", duration, low=1, high=655_350)  # (GIF: 16-bit centiseconds)
     _checks.boolean(_FN, "bounce", bounce)
     positions, _, _ = _common.dim_order(_FN, result, diagnosis, order, max_dims)
 

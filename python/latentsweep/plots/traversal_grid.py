@@ -62,7 +62,7 @@ def traversal_grid(
         columns) and, for one-channel images, a colour bar.
     """
     path = _common.output_path(_FN, path)
-    tile_inches = _checks.positive_float(_FN, "tile_inches", tile_inches)
+    tile_inches = _common.tile_inches(_FN, tile_inches)
     result = _common.check_result(_FN, result)
     num_anchors = result.values.shape[0]
     anchor = _checks.index(_FN, "anchor", anchor, num_anchors, what="anchor(s)")
@@ -125,7 +125,7 @@ def traversal_grid(
         from matplotlib.colors import Normalize
 
         mappable = ScalarMappable(norm=Normalize(vmin, vmax), cmap=cmap)
-        figure.colorbar(mappable, ax=ax, label="decoder output", shrink=min(1.0, 3.0 / max(rows, 1) + 0.3))
+        figure.colorbar(mappable, ax=ax, label=result.output_space, shrink=min(1.0, 3.0 / max(rows, 1) + 0.3))
     return _common.finish(figure, path, fn=_FN)
 
 
