@@ -392,12 +392,17 @@ def test_a_usage_error_under_torchrun_is_said_once(tmp_path, monkeypatch, capsys
     """Every rank parses the same command line: each printed the same error."""
     from latentsweep.cli import main
 
+    monkeypatch.setenv("WORLD_SIZE", "2")
     for rank, said in (("1", ""), ("0", "latentsweep: error: info: unrecognized arguments: --x")):
         monkeypatch.setenv("RANK", rank)
         with pytest.raises(SystemExit) as exit_:
             main(["info", "--x"])
         err = capsys.readouterr().err
         assert exit_.value.code == 2 and (err.startswith(said) if said else err == ""), err
+    monkeypatch.delenv("WORLD_SIZE")  # a RANK alone (some clusters set one) is no group: the error is said
+    with pytest.raises(SystemExit):
+        main(["info", "--x"])
+    assert capsys.readouterr().err.startswith("latentsweep: error: info:")
 
 
 @pytest.mark.parametrize(

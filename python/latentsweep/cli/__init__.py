@@ -27,7 +27,7 @@ class _Parser(argparse.ArgumentParser):
     argparse. The commands' parsers are of this class too (add_subparsers makes its own kind)."""
 
     def error(self, message: str):
-        if os.environ.get("RANK", "0").strip() not in ("", "0"):  # under torchrun: rank 0 says it, once
+        if _other_rank():  # under torchrun every rank parses the same line: rank 0 says it, once
             self.exit(2)
         command = self.prog.removeprefix("latentsweep").strip()
         where = f"{command}: " if command else ""
@@ -37,6 +37,17 @@ class _Parser(argparse.ArgumentParser):
 
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _other_rank() -> bool:
+    """A rank other than 0 of a launcher's group (WORLD_SIZE > 1 too: a stray RANK alone, as some
+    clusters set, must not silence the error)."""
+    from ..distributed import world_and_rank
+
+    try:
+        return world_and_rank()[1] != 0
+    except ValueError:  # (a WORLD_SIZE or RANK that is not a number: the command says so later)
+        return False
 
 
 def _shown(words: list[str]) -> str:
