@@ -130,3 +130,15 @@ def test_the_path_peak_is_the_largest_coordinate_of_the_path():
             dense = float(path_codes(start, end, 4001, path).abs().max())
             peak = path_peak(start, end, path)
             assert dense <= peak * (1 + 1e-12) and peak <= dense * (1 + 1e-6), (trial, path, peak, dense)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_grids_label_their_columns_by_offset(dtype):
+    """Mode "prior" offsets of half-precision anchors differ by their rounding (1e-3 of them):
+    the columns read 0, 1, 2 instead of -2 .. +2."""
+    codes = torch.randn(2, 3, generator=torch.Generator().manual_seed(0)).to(dtype)
+    result = ls.traverse(lambda z: torch.sigmoid(z.float() @ torch.ones(3, 16)).to(dtype).view(-1, 1, 4, 4), codes,
+                         steps=3, progress=False)
+    axes = ls.traversal_grid(result).axes[0]
+    assert [t.get_text() for t in axes.get_xticklabels()] == ["-2", "0", "+2"] and "offset" in axes.get_xlabel()
+    assert "offset" in ls.plots.response_curves(result).axes[0].get_xlabel()

@@ -255,19 +255,28 @@ def value_axis_labels(result: TraversalResult) -> tuple[str, str]:
     return "coordinate along u", "offset along u from the anchor"
 
 
+def _rows_agree(rows: np.ndarray, values: np.ndarray, dtype: torch.dtype, rtol: float, atol: float) -> bool:
+    """Every row of ``rows`` equal to the first, up to the rounding of ``values`` in their own
+    ``dtype`` (float16's is 1e-3 of them: mode "prior" offsets of half-precision anchors differed
+    by more than 1e-4, and the grid fell back to step numbers)."""
+    eps = torch.finfo(dtype).eps
+    scale = float(np.abs(values).max()) if values.size else 0.0
+    return bool(np.allclose(rows, rows[:1], rtol=max(rtol, 8 * eps), atol=max(atol, 8 * eps * scale)))
+
+
 def grid_columns(values: np.ndarray, anchor_values: np.ndarray,
                  labels: tuple[str, str] = ("latent value z", "offset from the anchor, z - z_anchor"),
-                 ) -> tuple[np.ndarray | None, str]:
+                 dtype: torch.dtype = torch.float64) -> tuple[np.ndarray | None, str]:
     """Column labels for one anchor's grid, from its values ``[K, S]`` and its own value of each
     traversed latent (or coordinate along each direction) ``[K]``: the values when every row
     takes the same ones (modes "absolute", "quantile"), else the offsets from the anchor when
     those agree (mode "prior"), else ``None`` (modes "posterior", "empirical": every row has its
-    own range). ``labels``: :func:`value_axis_labels`."""
+    own range). ``labels``: :func:`value_axis_labels`. ``dtype``: the values' own."""
     values = values.astype(np.float64)
-    if np.allclose(values, values[:1], rtol=1e-5, atol=1e-6):
+    if _rows_agree(values, values, dtype, 1e-5, 1e-6):
         return values[0], labels[0]
     offsets = values - anchor_values.astype(np.float64)[:, None]
-    if np.allclose(offsets, offsets[:1], rtol=1e-4, atol=1e-5):
+    if _rows_agree(offsets, values, dtype, 1e-4, 1e-5):
         return offsets[0], labels[1]
     return None, "step"
 
@@ -279,10 +288,10 @@ def curve_axis(result: TraversalResult, positions) -> tuple[np.ndarray, str]:
     anchors when they differ, as in mode "posterior")."""
     value_label, offset_label = value_axis_labels(result)
     values = as_array(result.values)[:, positions].astype(np.float64)  # [A, K', S]
-    if np.allclose(values, values[:1], rtol=1e-5, atol=1e-6):
+    if _rows_agree(values, values, result.values.dtype, 1e-5, 1e-6):
         return values[0], value_label
     offsets = values - as_array(result.anchor_values)[:, positions].astype(np.float64)[:, :, None]
-    if np.allclose(offsets, offsets[:1], rtol=1e-4, atol=1e-5):
+    if _rows_agree(offsets, values, result.values.dtype, 1e-4, 1e-5):
         return offsets[0], offset_label
     return offsets.mean(axis=0), f"{offset_label} (mean over anchors)"
 

@@ -89,7 +89,7 @@ def traversal_grid(
     values = _common.as_array(result.values)[anchor, positions]  # [K', S]
     labels = _common.value_axis_labels(result)
     columns, axis_label = _common.grid_columns(values, _common.as_array(result.anchor_values)[anchor, positions],
-                                               labels)
+                                               labels, dtype=result.values.dtype)
     if columns is not None:
         step_labels = [_common.format_value(v) for v in columns]
     else:  # each row has its own values: label steps by index, give each row its range
