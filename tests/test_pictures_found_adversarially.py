@@ -142,3 +142,17 @@ def test_half_precision_grids_label_their_columns_by_offset(dtype):
     axes = ls.traversal_grid(result).axes[0]
     assert [t.get_text() for t in axes.get_xticklabels()] == ["-2", "0", "+2"] and "offset" in axes.get_xlabel()
     assert "offset" in ls.plots.response_curves(result).axes[0].get_xlabel()
+
+
+def test_user_images_with_nan_are_refused(tmp_path):
+    """inputs=, reconstructions= and centroid_outputs= full of NaN were drawn black, silently."""
+    result = sweep(lambda z: torch.sigmoid(torch.nn.functional.pad(z, (0, 13))).view(-1, 1, 4, 4))
+    nan = torch.full((2, 1, 4, 4), float("nan"))
+    with pytest.raises(ValueError, match="input has 32 NaN/Inf value"):
+        ls.traversal_grid(result, input=nan)
+    with pytest.raises(ValueError, match="reconstructions has 32 NaN/Inf value"):
+        ls.report(tmp_path / "r.html", results=result, inputs=torch.zeros(2, 1, 4, 4), reconstructions=nan)
+    codes = torch.randn(30, 3, generator=torch.Generator().manual_seed(0))
+    found = ls.clusters(codes, k=2, seed=0)
+    with pytest.raises(ValueError, match="centroid_outputs has NaN/Inf"):
+        ls.report(tmp_path / "c.html", clusters=found, centroid_outputs=torch.full((2, 1, 4, 4), float("nan")))

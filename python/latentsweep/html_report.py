@@ -561,6 +561,8 @@ def _check_clusters(clusters, centroid_outputs, interpolations):
             raise ValueError(
                 f"{_FN}: centroid_outputs must be [C={clusters.num_clusters}, *out_shape], got shape {shape}"
             )
+        if not np.isfinite(_checks.numeric_array(_FN, "centroid_outputs", centroid_outputs)).all():
+            raise ValueError(f"{_FN}: centroid_outputs has NaN/Inf values (they would be drawn black)")
     paths = {}
     if interpolations is not None:
         if not isinstance(interpolations, Mapping):

@@ -91,6 +91,8 @@ def single_output(fn: str, name: str, value, out_shape, anchor: int, num_anchors
     from .. import _checks
 
     array = _checks.numeric_array(fn, name, value)
+    if not np.isfinite(array).all():  # (drawn black without a word)
+        raise ValueError(f"{fn}: {name} has {int((~np.isfinite(array)).sum())} NaN/Inf value(s)")
     size = math.prod(out_shape)
     if array.size == size:
         return array.reshape(out_shape)
