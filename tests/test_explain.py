@@ -246,3 +246,25 @@ def test_report_keywords_that_explain_fills_are_refused_before_any_work(tmp_path
     with pytest.raises(TypeError, match=rf"explain: unexpected keyword argument\(s\) \['{name}'\]; the report takes {taken}"):
         ls.explain(None, decoder, None, posterior=vae, out=tmp_path, **FAST, **{name: None})
     assert not (tmp_path / "report.html").exists()
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        (dict(feature_names=["a", "b"]), ValueError, "explain: feature_names has 2 names but the decoder outputs 5 features"),
+        (dict(image_shape=(3, 3)), ValueError, r"explain: image_shape \(3, 3\) holds 9 values"),
+    ],
+)
+def test_options_that_need_the_outputs_shape_are_checked_before_the_sweeps(tmp_path, kwargs, error, match):
+    """They failed after every sweep (named latentsweep.report, or just latentsweep:): one decoded
+    point tells the outputs' shape first."""
+    posterior = ls.Posterior(torch.randn(6, 3, generator=torch.Generator().manual_seed(0)))
+    calls = []
+
+    def decoder(z):
+        calls.append(len(z))
+        return torch.tanh(z @ torch.ones(3, 5))
+
+    with pytest.raises(error, match=match):
+        ls.explain(None, decoder, None, posterior=posterior, out=tmp_path, anchors=4, steps=5, **kwargs)
+    assert sum(calls) <= 2, calls  # the probe's point (and its anchor), no sweep

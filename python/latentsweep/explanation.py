@@ -22,6 +22,7 @@ from .directions import Directions
 from .encoding import encode
 from .html_report import check_options, report
 from .interpolation import interpolate
+from .plots._features import feature_labels
 from .plots._images import image_shape_of, is_image_output
 from .posterior import Posterior
 from .principal import principal_directions
@@ -176,6 +177,12 @@ def explain(
         starts = posterior[:anchors]
         for a in report_options.get("anchor_indices", ()):  # drawn from these anchors
             _checks.index(_FN, "anchor_indices", a, starts.num_inputs, what="anchor(s)")
+        # The outputs' shape, from one decoded point, for the options that need it: a bad
+        # image_shape or feature_names failed after every sweep, named as report's.
+        one = traverse(decoder, starts[:1], dims=[0], values=starts.mu[:1, :1, None], device=device, progress=False,
+                       output=output, output_transform=output_transform, distributed=False)
+        if output_image_shape(one.out_shape, image_shape, data) is None and feature_names is not None:
+            feature_labels(_FN, report_options["feature_names"], math.prod(one.out_shape))
         results = {}
         if posterior.is_variational or directions == "coordinates" or dims is not None:
             if dims is None and diagnosis.is_variational:
@@ -216,7 +223,7 @@ def output_image_shape(out_shape: tuple[int, ...], hint=None, inputs=None, *, fn
     they are images, else the inputs' shape when the inputs are images of as many values (an
     autoencoder reconstructs its input). ``fn`` names the caller in the hint's errors."""
     hint = tuple(hint) if hint else None
-    if is_image_output(out_shape, hint):
+    if is_image_output(out_shape, hint, fn=fn):
         return image_shape_of(fn, out_shape, hint)
     if isinstance(inputs, torch.Tensor) and inputs.dim() > 2 and is_image_output(tuple(inputs.shape[1:])) \
             and math.prod(inputs.shape[1:]) == math.prod(out_shape):

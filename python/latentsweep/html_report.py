@@ -123,7 +123,7 @@ def report(
                            {**{f"results[{n!r}]": r for n, r in named.items()},
                             **{f"directions[{n!r}]": r for n, r in along.items()}})
     for result in named.values():
-        if is_image_output(result.out_shape, image_shape):  # raises for an image_shape that does not fit
+        if is_image_output(result.out_shape, image_shape, fn=_FN):  # raises for an image_shape that does not fit
             _check_grid_columns(result, anchor_indices, inputs=inputs, reconstructions=reconstructions)
         elif feature_names is not None:
             feature_labels(_FN, feature_names, math.prod(result.out_shape))

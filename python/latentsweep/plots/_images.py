@@ -43,14 +43,14 @@ def image_shape_of(fn: str, out_shape, image_shape=None) -> tuple[int, ...]:
     )
 
 
-def is_image_output(out_shape, image_shape=None) -> bool:
+def is_image_output(out_shape, image_shape=None, *, fn: str = "latentsweep") -> bool:
     """Whether outputs of this shape are drawn as images (an ``image_shape`` that does not fit
-    still raises: a wrong hint is an error, not a fallback)."""
+    still raises, named for ``fn``: a wrong hint is an error, not a fallback)."""
     if image_shape is not None:
-        image_shape_of("latentsweep", out_shape, image_shape)
+        image_shape_of(fn, out_shape, image_shape)
         return True
     try:
-        image_shape_of("latentsweep", out_shape)
+        image_shape_of(fn, out_shape)
     except ValueError:
         return False
     return True
