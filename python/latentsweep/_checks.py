@@ -439,13 +439,18 @@ def blocking_file(path: Path) -> Path | None:
     return next((parent for parent in path.parents if parent.exists() and not parent.is_dir()), None)
 
 
+def user_path(value: str | os.PathLike) -> Path:
+    """A path as a user gives it, ``~`` expanded (else a folder named ``~`` is made)."""
+    return Path(os.path.expanduser(value))
+
+
 def output_file(fn: str, name: str, value) -> Path:
     """A file a call will write, checked before any work (a long computation is not lost to a
     path that cannot be written): a str or PathLike, not a folder, no file in the way of its
     folder."""
     if not isinstance(value, (str, os.PathLike)) or not str(value):
         raise TypeError(f"{fn}: {name} must be a file path (str or os.PathLike), got {value!r:.80}")
-    path = Path(os.path.expanduser(value))  # (else a folder named ~ is made, as stores do not)
+    path = user_path(value)
     if path.is_dir():
         raise ValueError(f"{fn}: {name}={str(path)!r} is a folder; give the file to write")
     blocked = blocking_file(path)

@@ -181,8 +181,10 @@ def explain(
         # image_shape or feature_names failed after every sweep, named as report's.
         one = traverse(decoder, starts[:1], dims=[0], values=starts.mu[:1, :1, None], device=device, progress=False,
                        output=output, output_transform=output_transform, distributed=False)
-        if output_image_shape(one.out_shape, image_shape, data) is None and feature_names is not None:
-            feature_labels(_FN, report_options["feature_names"], math.prod(one.out_shape))
+        out_shape = one.out_shape
+        shape = output_image_shape(out_shape, image_shape, data)
+        if shape is None and feature_names is not None:
+            feature_labels(_FN, report_options["feature_names"], math.prod(out_shape))
         results = {}
         if posterior.is_variational or directions == "coordinates" or dims is not None:
             if dims is None and diagnosis.is_variational:
@@ -204,8 +206,6 @@ def explain(
                 output_transform=output_transform, distributed=False,
             )
         first = next(iter([*results.values(), *along.values()]), None)
-        out_shape = first.out_shape if first is not None else tuple(centroid_outputs.shape[1:])
-        shape = output_image_shape(out_shape, image_shape, data)
         inputs = None
         if shape is not None and isinstance(data, torch.Tensor) and data.dim() >= 2 and first is not None \
                 and math.prod(data.shape[1:]) == math.prod(out_shape):
@@ -255,7 +255,7 @@ def _check_report_options(options: dict) -> dict:
 def _report_path(out) -> Path:
     if not isinstance(out, (str, os.PathLike)) or not str(out):
         raise TypeError(f"{_FN}: out must be a folder or an .html path (str or os.PathLike), got {out!r}")
-    out = Path(os.path.expanduser(out))
+    out = Path(out)  # (~ is expanded by output_file)
     return _checks.output_file(_FN, "out", out if out.suffix.lower() in (".html", ".htm") else out / DEFAULT_REPORT)
 
 

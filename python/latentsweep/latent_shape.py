@@ -18,21 +18,23 @@ from . import _checks
 from .directions import Directions
 
 
-def flat_codes(fn: str, name: str, codes, *, what: str = "N") -> tuple[torch.Tensor, tuple[int, ...]]:
+def flat_codes(fn: str, name: str, codes, *, what: str = "N",
+               allow_empty: bool = False) -> tuple[torch.Tensor, tuple[int, ...]]:
     """``codes [N, *latent_shape]`` (``[D]`` for one flat code) as ``([N, D], latent_shape)``,
-    a view where possible. ``what`` names the first axis in messages (``"A"``, ``"M"``)."""
+    a view where possible. ``what`` names the first axis in messages (``"A"``, ``"M"``).
+    ``allow_empty``: no codes (or latents) is no error (a Posterior's ``posterior[[]]``)."""
     codes = _checks.dense_tensor(fn, name, codes)
     if codes.dim() == 0:
         raise ValueError(f"{fn}: {name} must be [{what}, *latent_shape] (or [D] for one code), got a 0-D tensor")
     codes = _checks.tensor(fn, name, codes, ndims=(codes.dim(),))  # the dtype
     codes = codes[None] if codes.dim() == 1 else codes
     latent_shape = tuple(codes.shape[1:])
-    if codes.shape[0] == 0 or math.prod(latent_shape) == 0:
+    if not allow_empty and (codes.shape[0] == 0 or math.prod(latent_shape) == 0):
         raise ValueError(
             f"{fn}: {name} must hold at least one code of at least one latent ([{what} >= 1, *latent_shape] "
             f"with no zero-sized axis), got shape {tuple(codes.shape)}"
         )
-    return codes.reshape(codes.shape[0], -1), latent_shape
+    return codes.reshape(codes.shape[0], math.prod(latent_shape)), latent_shape
 
 
 _SHAPE_TYPES = (tuple, list, torch.Size)

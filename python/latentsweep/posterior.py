@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import numbers
 from dataclasses import dataclass
 
@@ -36,15 +35,15 @@ class Posterior:
     latent_shape: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
-        from .latent_shape import checked_latent_shape
+        from .latent_shape import checked_latent_shape, flat_codes  # (it imports directions, which imports this)
 
         fn = "latentsweep.Posterior"
-        mu, shape = _rows(fn, "mu", self.mu)
+        mu, shape = flat_codes(fn, "mu", self.mu, allow_empty=True)
         object.__setattr__(self, "mu", mu)
         object.__setattr__(self, "latent_shape", checked_latent_shape(fn, self.latent_shape, mu, shape,
                                                                            name="means (mu)", what="N"))
         if self.logvar is not None:  # flat [N, D] or [N, *latent_shape], whichever mu is
-            logvar, logvar_shape = _rows(fn, "logvar", self.logvar)
+            logvar, logvar_shape = flat_codes(fn, "logvar", self.logvar, allow_empty=True)
             if logvar.shape != mu.shape or logvar_shape not in (self.latent_shape, (mu.shape[1],)):
                 raise ValueError(f"{fn}: logvar must have mu's shape {(mu.shape[0], *self.latent_shape)} (or "
                                  f"[N, D] = {tuple(mu.shape)}), got {tuple(self.logvar.shape)}")
@@ -106,17 +105,6 @@ class Posterior:
         from .sampling import sample
 
         return sample(self.mu, self.logvar, n, seed=seed)
-
-
-def _rows(fn: str, name: str, value) -> tuple[torch.Tensor, tuple[int, ...]]:
-    """``value [N, *shape]`` (``[D]``: one row) as ``([N, D], shape)``, a view where possible.
-    (Not latent_shape.flat_codes: a Posterior may hold no inputs, ``posterior[[]]``.)"""
-    value = _checks.dense_tensor(fn, name, value)
-    if value.dim() == 0:
-        raise ValueError(f"{fn}: {name} must be [N, D], [N, *latent_shape] or [D] for one input, got a 0-D tensor")
-    value = _checks.tensor(fn, name, value, ndims=(value.dim(),))  # the dtype
-    value = value[None] if value.dim() == 1 else value
-    return value.reshape(value.shape[0], math.prod(value.shape[1:])), tuple(value.shape[1:])
 
 
 _ROWS_ONLY = (

@@ -194,7 +194,7 @@ def store_path(fn: str, argument: str, path) -> Path:
     of a .npy store, which read on its own looks damaged and, replaced, loses the .npy store."""
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"{fn}: {argument} must be a str or os.PathLike, got {type(path).__name__}")
-    path = Path(os.path.expanduser(path))
+    path = _checks.user_path(path)
     if path.name.endswith(".npy" + _NPY_FOLDER):
         npy = path.with_name(path.name.removesuffix(_NPY_FOLDER))
         if path.exists() or npy.exists():

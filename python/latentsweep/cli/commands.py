@@ -522,6 +522,11 @@ def add_sample(sub) -> None:
     parser.set_defaults(run=run_sample)
 
 
+def _as_flag(shape: tuple[int, ...]) -> str:
+    """A shape as --latent-shape takes it: ``4,8,8``."""
+    return ",".join(map(str, shape))
+
+
 def _positive_ints(text: str) -> tuple[int, ...]:
     shape = tuple(_int_list(text))
     if not shape or min(shape) < 1:
@@ -545,8 +550,8 @@ def run_sample(args) -> int:
         if args.latent_dim is not None and args.latent_dim != posterior.latent_dim:
             raise CliError(f"--latent-dim {args.latent_dim}, but the encoder gives {posterior.latent_dim} latents")
         if args.latent_shape is not None and args.latent_shape != posterior.latent_shape:
-            raise CliError(f"--latent-shape {','.join(map(str, args.latent_shape))}, but the encoder gives codes of "
-                           f"shape {','.join(map(str, posterior.latent_shape))}")
+            raise CliError(f"--latent-shape {_as_flag(args.latent_shape)}, but the encoder gives codes of "
+                           f"shape {_as_flag(posterior.latent_shape)}")
         if args.inputs > len(posterior):
             say("note", f"--inputs {args.inputs}, but --data has {len(posterior)} inputs: sampling from all of them")
         chosen = posterior[: args.inputs]
@@ -557,7 +562,7 @@ def run_sample(args) -> int:
     else:
         shape = args.latent_shape
         if shape is not None and args.latent_dim is not None and args.latent_dim != math.prod(shape):
-            raise CliError(f"--latent-dim {args.latent_dim}, but --latent-shape {','.join(map(str, shape))} holds "
+            raise CliError(f"--latent-dim {args.latent_dim}, but --latent-shape {_as_flag(shape)} holds "
                            f"{math.prod(shape)} latents")
         dim, source = (math.prod(shape), "--latent-shape") if shape is not None else \
             latent_dim(model, decoder, args.latent_dim)

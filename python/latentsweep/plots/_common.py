@@ -79,7 +79,7 @@ def output_path(fn: str, path, *, suffixes: tuple[str, ...] | None = None) -> Pa
         return None
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"{fn}: path must be a file name (str or os.PathLike), got {type(path).__name__}")
-    path = Path(os.path.expanduser(path))  # (else a folder named ~ is made, as stores do not)
+    path = _checks.user_path(path)
     suffixes = figure_formats() if suffixes is None else suffixes
     examples = ", ".join(s for s in (".png", ".pdf", ".svg", ".gif") if s in suffixes)
     if path.is_dir():
