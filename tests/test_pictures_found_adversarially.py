@@ -156,3 +156,27 @@ def test_user_images_with_nan_are_refused(tmp_path):
     found = ls.clusters(codes, k=2, seed=0)
     with pytest.raises(ValueError, match="centroid_outputs has NaN/Inf"):
         ls.report(tmp_path / "c.html", clusters=found, centroid_outputs=torch.full((2, 1, 4, 4), float("nan")))
+
+
+def test_long_names_are_shortened_where_they_are_drawn(tmp_path):
+    """A 300-character direction name took the grid's whole width: matplotlib's layout gave up
+    ("axes sizes collapsed to zero") and the images were squeezed to a sliver. Names are drawn
+    at most MAX_LABEL_CHARS long, keeping both ends."""
+    import warnings
+
+    from latentsweep.plots._common import MAX_LABEL_CHARS, short_label
+
+    long = "d" * 150 + "-middle-" + "e" * 149 + "END"
+    assert len(short_label(long)) == MAX_LABEL_CHARS and short_label(long).endswith("END")
+    assert short_label("PC1 (34%)\n12.0% var") == "PC1 (34%)\n12.0% var"
+    decoder = torch.nn.Sequential(torch.nn.Linear(3, 64), torch.nn.Unflatten(1, (1, 8, 8)))
+    directions = ls.Directions.from_vectors(torch.eye(3)[:2], names=[long, "other"])
+    result = sweep(decoder, directions=directions)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the collapsed layout is only a warning
+        grid = ls.traversal_grid(result, anchor=0, path=tmp_path / "grid.png")
+        ls.plots.direction_grid(result.outputs[0], directions, path=tmp_path / "directions.png")
+        bars = ls.effect_bars({long: result}, path=tmp_path / "bars.png")
+    drawn = [t.get_text() for t in grid.axes[0].get_yticklabels()]
+    drawn += [t.get_text() for t in bars.axes[0].get_xticklabels()]
+    assert drawn and all(len(line) <= MAX_LABEL_CHARS for text in drawn for line in text.split("\n"))

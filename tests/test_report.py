@@ -250,6 +250,17 @@ def test_report_names_its_own_bad_inputs_up_front(tmp_path, image_results, keywo
     assert not (tmp_path / "r.html").exists()
 
 
+def test_report_checks_images_beside_results_without_outputs(tmp_path, posterior):
+    """With keep_outputs=False no grid is drawn, but inputs= of the wrong shape is still the
+    caller's mistake (it was accepted silently)."""
+    result = latentsweep.traverse(small_decoder(64, 1, 8, 8), posterior[:2], steps=3, keep_outputs=False,
+                                  progress=False)
+    with pytest.raises(ValueError, match=r"^latentsweep\.report: inputs must hold one output of shape \(1, 8, 8\)"):
+        latentsweep.report(tmp_path / "r.html", results=result, inputs=torch.zeros(2, 1, 7, 7))
+    latentsweep.report(tmp_path / "r.html", results=result, inputs=torch.zeros(2, 1, 8, 8))
+    assert "were not kept" in (tmp_path / "r.html").read_text(encoding="utf-8")
+
+
 @pytest.mark.parametrize(
     "names, error, message",
     [

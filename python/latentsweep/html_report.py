@@ -515,12 +515,13 @@ def _direction_results(directions) -> dict:
 def _check_grid_columns(result, anchor_indices, **columns) -> None:
     """The anchors of a result's grids, and the images drawn before each grid's steps
     (``inputs=``, ``reconstructions=``), checked before any picture by the grid's own rule, but
-    named as report's arguments (the grid named them ``input`` and ``reconstruction``)."""
+    named as report's arguments (the grid named them ``input`` and ``reconstruction``). Also for
+    a result without outputs (no grid is drawn): images of the wrong shape are still a mistake."""
     num_anchors = result.values.shape[0]
     for a in anchor_indices:
         _checks.index(_FN, "anchor_indices", a, num_anchors, what="anchor(s)")
         for keyword, value in columns.items():
-            if value is not None and result.outputs is not None:  # (no outputs: no grid)
+            if value is not None:
                 single_output(_FN, keyword, value, result.out_shape, a, num_anchors)
 
 

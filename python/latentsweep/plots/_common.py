@@ -30,6 +30,19 @@ MAX_FIGURE_INCHES = 24.0
 # A grid's tile: beyond this a 10 x 21 grid is a figure of hundreds of inches (tile_inches=1000
 # ran out of memory in the renderer, 30 took 26 s).
 MAX_TILE_INCHES = 4.0
+# A user's name drawn beside a picture (a direction, result, feature or cluster): longer ones
+# are shortened in the middle (a 300-character direction name took the grid's whole width
+# and squeezed its images to nothing). Both ends are kept: names often differ at the end.
+MAX_LABEL_CHARS = 40
+
+
+def short_label(text) -> str:
+    """``text`` as drawn: at most MAX_LABEL_CHARS characters per line, a longer line keeping
+    its start and end around an ellipsis."""
+    head = (MAX_LABEL_CHARS - 1) * 2 // 3
+    tail = MAX_LABEL_CHARS - 1 - head
+    return "\n".join(line if len(line) <= MAX_LABEL_CHARS else f"{line[:head]}\u2026{line[-tail:]}"
+                     for line in str(text).split("\n"))
 
 
 def tile_inches(fn: str, value) -> float:
@@ -239,7 +252,7 @@ def score_text(score: float, name: str | None) -> str:
 
 def row_labels(result: TraversalResult, positions) -> list[str]:
     """The names of the drawn traversals (``result.labels``: ``"z3"``, ``"PC1 (34%)"``)."""
-    return [result.labels[int(p)] for p in positions]
+    return [short_label(result.labels[int(p)]) for p in positions]
 
 
 def traversal_noun(result: TraversalResult) -> str:

@@ -68,7 +68,7 @@ def cluster_panel(
     # The pictures' one bound on rows (300 clusters drew a 24,100-pixel-wide panel): the largest.
     limit = _common.panel_limit(_FN, num_clusters, max_clusters, "cluster", keyword="max_clusters")
     shown = np.sort(np.argsort(-clusters.sizes.numpy(), kind="stable")[:limit])
-    names = [str(clusters.label_values[c]) for c in shown]
+    names = [_common.short_label(clusters.label_values[c]) for c in shown]
     strips = []  # (label, images [n, *out_shape], tick labels)
     if centroid_outputs is not None:
         centroids = _common.as_array(centroid_outputs)

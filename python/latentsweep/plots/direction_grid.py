@@ -94,7 +94,7 @@ def direction_grid(
     ratio = directions.explained_variance_ratio
     row_labels = []
     for k, name in enumerate(directions.names):
-        lines = [name]
+        lines = [_common.short_label(name)]
         if ratio is not None:
             lines.append(f"{float(ratio[k]):.1%} var")
         if values is not None and not same_columns:

@@ -59,9 +59,10 @@ def effect_bars(results, *, log: bool | None = None, max_dims: int | None = None
     floor = positive.min() / 2 if log and positive.size else 0.0
     for i, (name, effect) in enumerate(effects.items()):
         heights = np.where(np.isfinite(effect), np.maximum(effect, floor), 0.0)
-        ax.bar(x + (i - (len(named) - 1) / 2) * width, heights, width, label=name)
+        ax.bar(x + (i - (len(named) - 1) / 2) * width, heights, width, label=_common.short_label(name))
     if log:
         ax.set_yscale("log")
+    labels = [_common.short_label(label) for label in labels]
     long = len(keys) > 24 or max(map(len, labels)) * len(keys) > 120
     ax.set_xticks(x, labels, fontsize=8, rotation=90 if long else 0)
     nouns = sorted({_common.traversal_noun(r) for r in named.values()}, reverse=True)

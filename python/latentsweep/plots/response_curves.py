@@ -82,7 +82,7 @@ def response_curves(
             continue
         for j, f in enumerate(chosen):
             colour = feature_colour(f, num_features)
-            ax.plot(x[i], mean[i, :, j], color=colour, lw=1.6, label=names[f] if i == 0 else None)
+            ax.plot(x[i], mean[i, :, j], color=colour, lw=1.6, label=_common.short_label(names[f]) if i == 0 else None)
             if band is not None and outputs.shape[0] > 1:
                 low, high = _band(outputs[:, i, :, j], mean[i, :, j], band)
                 ax.fill_between(x[i], low, high, color=colour, alpha=0.15, lw=0)

@@ -76,7 +76,7 @@ def sensitivity_heatmap(
     if score_name is not None:
         row_labels = [f"{label} ({_common.score_text(float(s), score_name)})" for label, s in zip(row_labels, scores)]
     ax.set_yticks(range(rows), row_labels, fontsize=8)
-    ax.set_xticks(range(columns), [names[f] for f in chosen], fontsize=8, rotation=60, ha="right", rotation_mode="anchor")
+    ax.set_xticks(range(columns), [_common.short_label(names[f]) for f in chosen], fontsize=8, rotation=60, ha="right", rotation_mode="anchor")
     ax.set_xlabel("output feature")
     ax.set_ylabel(_common.traversal_noun(result) + (f" (sorted by {score_name})" if score_name else ""))
     if annotate:
