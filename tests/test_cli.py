@@ -370,6 +370,10 @@ def test_usage_errors_exit_2(workspace):
         # a command's option before the command was blamed on the command, which takes it
         (["--json", "info"], "latentsweep: error: unrecognized arguments before the command: --json (a command's "
                              "options go after it: latentsweep info --json ...) (see 'latentsweep --help')"),
+        # an option with a value before the command: the value was taken for an invalid command
+        (["--debug", "--out", "o3", "info"], "latentsweep: error: unrecognized arguments before the command: --out o3 "
+                                             "(a command's options go after it: latentsweep info --out o3 ...) "
+                                             "(see 'latentsweep --help')"),
         # still one line, without the terminal's escape codes
         (["info", "--a\nb", "\x1b[31mred", ""],
          "latentsweep: error: info: unrecognized arguments: '--a\\nb' '\\x1b[31mred' '' (see 'latentsweep info --help')"),
@@ -1062,6 +1066,18 @@ def test_output_cut_short_by_the_reader_is_not_an_error(workspace, tmp_path):
                                stderr=subprocess.PIPE, text=True, cwd=workspace, timeout=300)
     os.close(writer)
     assert completed.returncode == 0 and completed.stderr == "", completed.stderr
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_a_full_disk_on_stdout_is_named(tmp_path):
+    """``latentsweep info --json > /dev/full`` said "[Errno 28] No space left on device", as if
+    a store could not be written."""
+    with open("/dev/full", "w") as full:
+        completed = subprocess.run([sys.executable, "-m", "latentsweep", "info", "--json"], stdout=full,
+                                   stderr=subprocess.PIPE, text=True, cwd=tmp_path, timeout=300)
+    assert completed.returncode == 1
+    assert completed.stderr.splitlines() == ["latentsweep: error: cannot write to standard output: No space left "
+                                             "on device"], completed.stderr
 
 
 def test_files_of_the_wrong_kind_are_named_for_what_they_are(workspace, tmp_path):

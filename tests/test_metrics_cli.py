@@ -161,8 +161,6 @@ def test_a_rare_factor_value_loses_no_score(labelled, tmp_path):
 @pytest.mark.parametrize(
     "args, line",
     [
-        (["--num-train", "1"], "latentsweep: error: --num-train must be >= 2, got 1"),
-        (["--num-test", "0"], "latentsweep: error: --num-test must be >= 2, got 0"),
         (["--votes", "0", "--metrics", "factor_vae"], "latentsweep: error: --votes: expected TRAIN,EVAL (two integers), got '0'"),
         (["--votes", "0,5", "--metrics", "factor_vae"], "latentsweep: error: each of --votes must be >= 1, got 0"),
         (["--factor-names", "a"], "latentsweep: error: --factor-names has 1 names for 3 factors"),
@@ -173,6 +171,20 @@ def test_metrics_errors_name_the_flags_not_the_keywords(labelled, args, line):
                     "--factors", str(labelled / "y.npy"), *args, "--no-progress", check=False)
     assert completed.returncode == 1 and completed.stderr.strip().splitlines()[-1] == line, completed.stderr
     assert "metrics.evaluate" not in completed.stderr and "LabelledArrays" not in completed.stderr
+
+
+@pytest.mark.parametrize("flag, value", [("--num-train", "1"), ("--num-test", "0")])
+def test_too_few_metric_points_are_a_usage_error(labelled, flag, value, capsys):
+    """The library's limit (metrics.evaluation.MIN_POINTS), said before any work, exit 2 (it was
+    found after loading the model and the data, exit 1)."""
+    for command in (["metrics"], ["report", "--model", f"{labelled / 'identity_model.py'}:Model", "--data",
+                                  str(labelled / "x.npy")]):
+        with pytest.raises(SystemExit) as exit_:
+            main([*command, flag, value])
+        assert exit_.value.code == 2
+        assert capsys.readouterr().err.strip() == (
+            f"latentsweep: error: {command[0]}: argument {flag}: must be >= 2, got {value} "
+            f"(see 'latentsweep {command[0]} --help')")
 
 
 @pytest.mark.parametrize("seed", ["-1", str(2**32), "x"])

@@ -13,7 +13,7 @@ import sys
 import warnings
 
 from ..sweep import stop_messages_as_notes
-from .errors import CliError, one_line, say
+from .errors import CliError, StandardOutputError, one_line, say, standard_output_named
 
 # Errors whose message is the whole story (ours, and the library's argument checks).
 EXPECTED_ERRORS = (CliError, ValueError, TypeError, FileNotFoundError, OSError)
@@ -48,6 +48,12 @@ def _other_rank() -> bool:
         return world_and_rank()[1] != 0
     except ValueError:  # (a WORLD_SIZE or RANK that is not a number: the command says so later)
         return False
+
+
+def _discard_standard_output() -> None:
+    """What is left in stdout's buffer is dropped: its flush at exit would fail once more and
+    print a second error."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def _shown(words: list[str]) -> str:
@@ -103,17 +109,31 @@ def _attached_values(argv: list[str]) -> list[str]:
     return joined
 
 
+def _before_the_command(argv: list[str]) -> tuple[str, list[str]] | None:
+    """(the command, the words before it that are not the top level's own options), when there
+    are any: ``latentsweep --json info``, ``latentsweep --out o3 info`` (argparse took o3 for the
+    command). Nothing but --debug, --version and --help goes before a command."""
+    command = next((word for word in argv if word in COMMANDS), None)
+    if command is None:
+        return None
+    own = ("--debug", "--version", "--help")
+    early = [word for word in argv[:argv.index(command)]
+             if word != "-h" and not (word.startswith("--") and len(word) > 3 and any(o.startswith(word) for o in own))]
+    return (command, early) if early else None
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = _attached_values(sys.argv[1:] if argv is None else list(argv))
     debug = "--debug" in argv
     try:
         parser = build_parser()
+        early = _before_the_command(argv)
+        if early is not None:
+            command, words = early
+            parser.error(f"unrecognized arguments before the command: {_shown(words)} (a command's options go "
+                         f"after it: latentsweep {command} {_shown(words)} ...)")
         args, unknown = parser.parse_known_args(argv)
         debug = args.debug  # (also given after the command, or abbreviated)
-        early = [word for word in unknown if word in argv[:argv.index(args.command)]]
-        if early:  # `latentsweep --json info`: the option is the command's
-            parser.error(f"unrecognized arguments before the command: {_shown(early)} (a command's options go "
-                         f"after it: latentsweep {args.command} {_shown(early)} ...)")
         if unknown:  # argparse reported them with the top-level usage, not the command's
             args.command_parsers[args.command].error(f"unrecognized arguments: {_shown(unknown)}")
         from .loading import check_path_options
@@ -123,7 +143,10 @@ def main(argv: list[str] | None = None) -> int:
         # "file.py:174: RuntimeWarning:" and the source line)
         with stop_messages_as_notes(), warnings.catch_warnings():  # the sweep's advice after Ctrl-C, worded below
             warnings.showwarning = lambda message, *_, **__: say("warning", str(message))
-            return int(args.run(args) or 0)
+            with standard_output_named():
+                status = int(args.run(args) or 0)
+                sys.stdout.flush()  # (a full disk is said here, not as Python's exit message)
+            return status
     except KeyboardInterrupt as interrupt:
         if debug:
             raise
@@ -131,11 +154,13 @@ def main(argv: list[str] | None = None) -> int:
         say("interrupted", advice or "stopped by Ctrl-C")
         return 130
     except BrokenPipeError:  # `latentsweep open s.zarr | head -2`: the reader has all it wanted
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # (no second error at exit's flush)
+        _discard_standard_output()
         return 0
     except Exception as error:  # noqa: BLE001  (the CLI's promise: one line, never a traceback)
         if debug:
             raise
+        if isinstance(error, StandardOutputError):
+            _discard_standard_output()
         # the library's own messages (a rank that failed, a store replaced meanwhile) say what
         # happened and what to do: not a bug, no traceback to offer
         if isinstance(error, EXPECTED_ERRORS) or str(error).startswith("latentsweep."):

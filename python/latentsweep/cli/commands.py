@@ -62,14 +62,22 @@ def _out_option(parser: argparse.ArgumentParser, default: str) -> None:
     parser.add_argument("--out", default=default, metavar="DIR", help=f"output folder (default {default})")
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
+def integer_at_least(low: int):
+    """An argparse type: an integer >= low (a usage error, exit 2, otherwise)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
+        return value
+
+    return parse
+
+
+_positive_int = integer_at_least(1)
 
 
 def _positive_float(text: str) -> float:

@@ -20,6 +20,47 @@ class CliError(Exception):
     """An error the CLI reports as one line on stderr (exit status 1)."""
 
 
+class StandardOutputError(CliError):
+    """Writing the command's output to stdout failed (a full disk, a closed terminal)."""
+
+
+class _NamedStandardOutput:
+    """stdout whose write errors say that stdout failed (Python's own said only "[Errno 28] No
+    space left on device", as if a store could not be written). A closed pipe stays a
+    BrokenPipeError: the reader has what it wanted."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def _named(self, method, *args):
+        try:
+            return method(*args)
+        except BrokenPipeError:
+            raise
+        except OSError as error:
+            raise StandardOutputError(f"cannot write to standard output: {error.strerror or error}") from error
+
+    def write(self, text):
+        return self._named(self._stream.write, text)
+
+    def flush(self):
+        return self._named(self._stream.flush)
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
+@contextlib.contextmanager
+def standard_output_named():
+    """stdout's write errors as StandardOutputError while a command runs."""
+    stream = sys.stdout
+    sys.stdout = _NamedStandardOutput(stream)
+    try:
+        yield
+    finally:
+        sys.stdout = stream
+
+
 # Library wording -> command-line wording, applied in order (a pattern where the words carry a
 # value: the store's batch size).
 _CLI_WORDS = (

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .commands import _device, seed_below
+from ..metrics.evaluation import MIN_POINTS
+from .commands import _device, integer_at_least, seed_below
 from .errors import user_code
 from .loading import CliError, load_array
 
@@ -34,8 +35,8 @@ def add_metrics(sub) -> None:
     data.add_argument("--factor-names", help="comma-separated names of the F factors")
     options = parser.add_argument_group("metrics")
     options.add_argument("--metrics", default="all", help=f"'all' or comma-separated names from {', '.join(METRICS)}")
-    options.add_argument("--num-train", type=int, default=10000, help="train points (default 10000)")
-    options.add_argument("--num-test", type=int, default=5000, help="test points (default 5000)")
+    options.add_argument("--num-train", type=integer_at_least(MIN_POINTS), default=10000, help="train points (default 10000)")
+    options.add_argument("--num-test", type=integer_at_least(MIN_POINTS), default=5000, help="test points (default 5000)")
     options.add_argument("--votes", help="FactorVAE/BetaVAE votes TRAIN,EVAL (default: --num-train,--num-test)")
     options.add_argument("--seed", type=seed_below(32), default=0,
                          help="seed of every draw and classifier, in [0, 2**32) (default 0)")
@@ -147,8 +148,8 @@ def add_report_metrics_options(parser) -> None:
     group.add_argument("--factors-key", help="which array of --factors holds them")
     group.add_argument("--factor-names", help="comma-separated names of the F factors")
     group.add_argument("--metrics", default=REPORT_METRICS, help=f"'all' or comma-separated names (default {REPORT_METRICS})")
-    group.add_argument("--num-train", type=int, default=10000, help="train points drawn from --data (default 10000)")
-    group.add_argument("--num-test", type=int, default=5000, help="test points (default 5000)")
+    group.add_argument("--num-train", type=integer_at_least(MIN_POINTS), default=10000, help="train points drawn from --data (default 10000)")
+    group.add_argument("--num-test", type=integer_at_least(MIN_POINTS), default=5000, help="test points (default 5000)")
     group.add_argument("--seed", type=seed_below(32), default=0, help="seed of the metrics' draws, in [0, 2**32) (default 0)")
 
 

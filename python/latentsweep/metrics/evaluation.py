@@ -27,6 +27,7 @@ _FN = "latentsweep.metrics.evaluate"
 METRICS = ("mig", "sap", "dci", "modularity_explicitness", "unsupervised", "irs", "factor_vae", "beta_vae")
 # Below this many points the histogram and classifier estimates are too noisy to compare models.
 MIN_RELIABLE_POINTS = 1000
+MIN_POINTS = 2  # num_train and num_test: a metric's split needs two points (one is refused by scikit-learn)
 
 
 @dataclasses.dataclass
@@ -111,8 +112,8 @@ def evaluate(
         factors with a single value are left out.
     """
     names = _metric_names(metrics)
-    num_train = _checks.integer(_FN, "num_train", num_train, low=2)
-    num_test = _checks.integer(_FN, "num_test", num_test, low=2)
+    num_train = _checks.integer(_FN, "num_train", num_train, low=MIN_POINTS)
+    num_test = _checks.integer(_FN, "num_test", num_test, low=MIN_POINTS)
     seed = _checks.integer(_FN, "seed", seed, low=0, high=2**32 - 1)
     batch_size = _checks.integer(_FN, "batch_size", batch_size, low=1)
     bins = _inputs.bins(_FN, bins)
