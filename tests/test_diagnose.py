@@ -53,8 +53,10 @@ def test_statistics_match_closed_forms(prior_std):
     kl = kl_divergence(Normal(mu, sd), Normal(torch.zeros_like(mu), prior_std)).mean(0)
     torch.testing.assert_close(diagnosis.kl, kl)
     m, s2 = mu.numpy(), np.exp(logvar.numpy())
-    assert diagnosis.active.tolist() == (np.var(m, axis=0) > 0.01).tolist()
-    assert diagnosis.active.tolist() == [False, False, True, True, True, True]  # 0.0049, 0.0225
+    # Burda et al.'s Var(mu) > 0.01, in the prior's units
+    assert diagnosis.active.tolist() == (np.var(m, axis=0) / prior_std**2 > 0.01).tolist()
+    expected_active = {1.0: [2, 3, 4, 5], 2.5: [3, 4, 5], 0.3: [1, 2, 3, 4, 5]}[prior_std]  # Var 0.0049, 0.0225, ...
+    assert diagnosis.active_dims == expected_active and diagnosis.num_active == len(expected_active)
     np.testing.assert_allclose(diagnosis.mu_variance, np.var(m, axis=0))
     np.testing.assert_allclose(diagnosis.posterior_sd, np.sqrt(s2).mean(0))
     # aggregate posterior (an equal mixture): mean of means, variance from the second moment
@@ -64,7 +66,6 @@ def test_statistics_match_closed_forms(prior_std):
     np.testing.assert_allclose(diagnosis.min, m.min(0))
     np.testing.assert_allclose(diagnosis.max, m.max(0))
     assert diagnosis.total_kl == pytest.approx(float(kl.sum()))
-    assert diagnosis.num_active == 4 and diagnosis.active_dims == [2, 3, 4, 5]
 
 
 def test_kl_is_zero_when_posterior_equals_prior():
@@ -119,6 +120,26 @@ def test_small_posterior_sd_scales_with_the_prior():
     assert flagged(diagnose(mu, logvar, prior_std=1.0), "small-posterior-sd") == []
 
 
+@pytest.mark.parametrize("prior_std", [0.05, 10.0, 1e-30, 1e30])
+def test_the_diagnosis_is_the_same_in_the_priors_units(prior_std):
+    """Codes and prior scaled together are diagnosed alike: activity was Var(mu) > 0.01 in
+    absolute units, so a healthy VAE under N(0, 0.05^2) read as total collapse, and a latent equal
+    to the prior under N(0, 10^2) as active."""
+    mu, logvar = healthy(5)
+    g = gen(8)
+    mu[:, 1] = 0.001 * mu[:, 1]  # inactive but informative
+    mu[:, 2], logvar[:, 2] = 0.001 * torch.randn(N, generator=g, dtype=torch.float64), 0.0  # collapsed
+    logvar[:, 3] = 2 * math.log(0.01)  # small posterior SD
+    mu[:, 4] = mu[:, 4] + 1.0  # marginal mismatch
+    unit = diagnose(mu, logvar)
+    scaled = diagnose(mu * prior_std, logvar + 2 * math.log(prior_std), prior_std=prior_std)
+    assert unit.active_dims == scaled.active_dims == [0, 3, 4]
+    assert [(f.code, f.dims) for f in unit.flags] == [(f.code, f.dims) for f in scaled.flags]
+    assert [f.code for f in unit.flags] == ["small-posterior-sd", "collapsed", "marginal-mismatch"]
+    torch.testing.assert_close(unit.kl, scaled.kl)
+    assert [f.headline for f in unit.findings()] == [f.headline for f in scaled.findings()]
+
+
 def test_collapsed():
     mu, logvar = healthy(5)
     g = gen(4)
@@ -157,6 +178,19 @@ def test_nonnegative_logvar():
     flag = diagnose(mu, logvar).flag("nonnegative-logvar")
     assert flag.dims == [1]
     assert flag.stats["min_logvar"] == [0.0]
+
+
+def test_nonnegative_logvar_under_a_wide_prior_needs_the_relus_zeros():
+    """Under N(0, 10^2) sigma = 2 (logvar > 0 everywhere) is an ordinary posterior: it was told to
+    retrain with a linear head. A ReLU head still shows by its exact zeros."""
+    g = gen(9)
+    mu = 9.8 * torch.randn(N, 3, generator=g, dtype=torch.float64)
+    logvar = torch.full((N, 3), 2 * math.log(2.0), dtype=torch.float64)
+    logvar[:, 1] = torch.relu(torch.randn(N, generator=g, dtype=torch.float64))  # ReLU head: half zeros
+    diagnosis = diagnose(mu, logvar, prior_std=10.0)
+    assert flagged(diagnosis, "nonnegative-logvar") == [1]
+    assert diagnosis.flag("nonnegative-logvar").stats["zero_fraction"][0] == pytest.approx(0.5, abs=0.03)
+    assert flagged(diagnose(mu / 10, logvar, prior_std=0.1), "nonnegative-logvar") == [0, 1, 2]  # sigma >= 10 x prior
 
 
 @pytest.mark.parametrize(
@@ -321,7 +355,10 @@ def test_format_dims():
         (ls.Posterior(torch.zeros(3, 2)), {"prior_std": 0}, ValueError, "prior_std"),
         (ls.Posterior(torch.zeros(3, 2)), {"prior_std": math.nan}, ValueError, "prior_std"),
         (ls.Posterior(torch.zeros(3, 2)), {"prior_std": "1"}, TypeError, "prior_std"),
-        (ls.Posterior(torch.zeros(0, 2)), {}, ValueError, "no inputs"),
+        (ls.Posterior(torch.zeros(0, 2)), {}, ValueError, r"has 0 input\(s\); a diagnosis needs at least 2"),
+        # over one input every Var(mu) is 0: that read as posterior collapse
+        (ls.Posterior(torch.tensor([[1.5, -0.3]]), torch.full((1, 2), -4.0)), {}, ValueError,
+         r"has 1 input\(s\); a diagnosis needs at least 2"),
     ],
 )
 def test_bad_input(posterior, kwargs, error, match):

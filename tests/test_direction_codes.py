@@ -266,6 +266,19 @@ def test_unit_length_tolerance_follows_the_dtype():
             latentsweep.direction_codes(torch.zeros(1, 9, dtype=dtype), unit * 1.01, torch.zeros(3))
 
 
+def test_a_norm_just_off_1_is_said_with_its_digits_and_the_tolerance():
+    """A Directions row of norm 1 + 1e-6 (accepted: Directions allows float32's roundings) was
+    refused by the float64 op as "direction 0 has norm 1": the length it called wrong."""
+    vectors = torch.zeros(1, 5, dtype=torch.float64)
+    vectors[0, 0] = 1 + 1e-6
+    directions = latentsweep.Directions(vectors, ("u",))
+    with pytest.raises(ValueError, match=r"direction 0 has norm 1\.00000099999\d*, further from 1 than "
+                                         r"1\.49012e-08 \(sqrt\(eps\) of Double\)"):
+        latentsweep.direction_codes(torch.zeros(1, 5, dtype=torch.float64), directions.vectors, torch.zeros(3))
+    with pytest.raises(ValueError, match=r"have norm\(s\) \[1\.1000011\d*\], further from 1 than 1e-05"):
+        latentsweep.Directions(vectors * 1.1, ("u",))
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES)
 def test_cuda_is_bitwise_equal_to_cpu(dtype):

@@ -141,6 +141,65 @@ def test_global_random_states_and_module_modes_are_restored(tmp_path):
     assert [m.training for m in model.modules()] == modes
 
 
+def _batchnorm_model() -> tuple[torch.nn.Module, torch.nn.Module]:
+    torch.manual_seed(0)
+    encoder = torch.nn.Linear(16, 8)
+    decoder = torch.nn.Sequential(torch.nn.Linear(4, 32), torch.nn.BatchNorm1d(32), torch.nn.ReLU(),
+                                  torch.nn.Linear(32, 16))
+    return encoder, decoder
+
+
+def test_modules_behind_lambdas_are_put_in_eval_mode(tmp_path):
+    """A lambda around the model ran it in training mode: BatchNorm's running statistics moved
+    (and one grid anchor crashed BatchNorm: "Expected more than 1 value per channel")."""
+    encoder, decoder = _batchnorm_model()
+    before = {k: v.clone() for k, v in decoder.state_dict().items()}
+    with SummaryWriter(tmp_path) as writer:
+        log_traversals(writer, lambda x: encoder(x).chunk(2, 1), lambda z: torch.sigmoid(decoder(z)),
+                       torch.randn(64, 16), step=0, image_shape=(4, 4), anchors=4, grid_anchors=1)
+
+        class Wrapper:  # a callable object holding the module
+            def __init__(self):
+                self.decoder = decoder
+
+            def __call__(self, z):
+                return self.decoder(z)
+
+        log_traversals(writer, lambda x: encoder(x).chunk(2, 1), Wrapper(), torch.randn(64, 16), step=1,
+                       anchors=4, grid_anchors=1)
+    for name, value in decoder.state_dict().items():
+        assert torch.equal(before[name], value), name
+    assert decoder.training
+
+
+def test_a_model_hidden_from_the_snapshot_is_warned_about_or_named(tmp_path):
+    encoder, decoder = _batchnorm_model()
+    model = torch.nn.ModuleDict({"encoder": encoder, "decoder": decoder})
+    hidden = {"e": encoder, "d": decoder}  # reached through a dict: nothing to find
+
+    def encode(x):
+        return hidden["e"](x).chunk(2, 1)
+
+    def decode(z):
+        return hidden["d"](z)
+
+    before = {k: v.clone() for k, v in decoder.state_dict().items()}
+    data = torch.randn(64, 16)
+    with SummaryWriter(tmp_path) as writer:
+        with pytest.warns(UserWarning, match=r"log_traversals: found no nn.Module .* pass modules=\[model\]"):
+            log_traversals(writer, encode, decode, data, step=0, anchors=4, grid_anchors=0)
+        moved = not all(torch.equal(before[k], v) for k, v in decoder.state_dict().items())
+        assert moved  # (the warning was right: the statistics moved)
+        decoder.load_state_dict(before)
+        log_traversals(writer, encode, decode, data, step=1, anchors=4, grid_anchors=0, modules=model)
+        for name, value in decoder.state_dict().items():
+            assert torch.equal(before[name], value), name
+        with pytest.raises(TypeError, match=r"log_traversals: modules must hold nn.Modules, got str"):
+            log_traversals(writer, encode, decode, data, step=2, modules=["model"])
+        with pytest.raises(TypeError, match=r"log_traversals: modules must be an nn.Module or a list of them, got int"):
+            log_traversals(writer, encode, decode, data, step=2, modules=3)
+
+
 def test_a_relu_logvar_head_is_flagged(tmp_path):
     data = digits(64)
     with SummaryWriter(tmp_path) as writer:

@@ -24,6 +24,29 @@ def owning_module(model) -> torch.nn.Module | None:
     return owner if isinstance(owner, torch.nn.Module) else None
 
 
+def modules_behind(model) -> list[torch.nn.Module]:
+    """The nn.Modules a callable runs: its owning module, or for a plain function (a lambda
+    such as ``lambda z: torch.sigmoid(vae.decoder(z))``) the modules among the variables it
+    closes over or reads as globals, or for another callable object its module attributes. So
+    a snapshot during training can put them in eval mode: a lambda around the model ran it in
+    training mode (BatchNorm's running statistics moved, dropout was on)."""
+    import inspect
+
+    owner = owning_module(model)
+    if owner is not None:
+        return [owner]
+    while isinstance(model, functools.partial):
+        model = model.func
+    if inspect.isfunction(model) or inspect.ismethod(model):
+        found = inspect.getclosurevars(getattr(model, "__func__", model))
+        candidates = [*found.nonlocals.values(), *found.globals.values()]
+        if inspect.ismethod(model):
+            candidates.append(model.__self__)
+    else:
+        candidates = list(getattr(model, "__dict__", {}).values())
+    return [value for value in candidates if isinstance(value, torch.nn.Module)]
+
+
 def tensors_of(model) -> Iterator[torch.Tensor]:
     """Parameters then buffers of the callable's module (nothing for other callables)."""
     module = owning_module(model)

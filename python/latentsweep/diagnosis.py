@@ -15,7 +15,9 @@ from .modes import MODE_TABLE
 from .posterior import Posterior
 
 # Thresholds of the flags (see ``diagnose``).
-ACTIVE_VARIANCE = 0.01  # Burda et al. (2016): active when Var_x(mu_d) > 0.01
+# Burda et al. (2016): active when Var_x(mu_d) > 0.01 for their N(0, 1) prior; in the prior's
+# units, Var_x(mu_d) / prior_std^2 > 0.01 (the same codes and prior, scaled, are as active).
+ACTIVE_VARIANCE = 0.01
 COLLAPSED_KL = 0.01  # nats
 SMALL_SD_RATIO = 0.1  # median posterior SD below this x prior_std
 ZERO_FRACTION = 0.05  # share of exact zeros in mu_d that suggests a ReLU
@@ -77,7 +79,7 @@ class Diagnosis:
         mu_variance: Var over the data of mu_d (population variance).
         nonfinite_count: ``[D]`` int64, inputs with NaN/Inf in mu_d or logvar_d.
         kl: mean over the data of KL(N(mu, sigma^2) || N(0, prior_std^2)), in nats.
-        active: bool, ``mu_variance > 0.01``. posterior_sd: mean of sigma_d.
+        active: bool, ``mu_variance / prior_std^2 > 0.01``. posterior_sd: mean of sigma_d.
         flags: the problems found, as :class:`Flag` items.
         reference: ``[N, D]`` the codes (posterior means) the statistics were computed from:
             the reference of mode ``"empirical"`` (see :meth:`traversal_options`).
@@ -345,10 +347,13 @@ def diagnose(posterior: Posterior | torch.Tensor, *, prior_std: float = 1.0) -> 
         - ``nonfinite``: mu or logvar has NaN/Inf (other statistics skip those entries; with
           nothing finite left, NaN/Inf for every input on every dim, a ``ValueError``);
         - ``small-posterior-sd``: active and median sigma_d < 0.1 x prior_std;
-        - ``collapsed``: not active and mean KL < 0.01 nats;
+        - ``collapsed``: not active and mean KL < 0.01 nats, where active means
+          Var(mu_d) / prior_std^2 > 0.01 (Burda et al. 2016, in the prior's units);
         - ``nonnegative-mean``: not collapsed, min mu_d >= 0 and at least 5% of mu_d exactly 0;
-        - ``nonnegative-logvar``: not collapsed and min logvar_d >= 0 (a collapsed latent has
-          mu = 0 and logvar = 0 by definition: that is no sign of a ReLU);
+        - ``nonnegative-logvar``: not collapsed, min logvar_d >= 0 (sigma >= 1: a ReLU's floor)
+          and, for a prior wider than 1, at least 5% of logvar_d exactly 0 (the ReLU's own
+          mark: under N(0, 10^2) a sigma of 2 is an ordinary posterior). A collapsed latent
+          has mu = 0 and logvar = 0 by definition: that is no sign of a ReLU;
         - ``marginal-mismatch``: |aggregate mean| > 0.5 x prior_std or aggregate SD outside
           [0.5, 2] x prior_std.
 
@@ -364,8 +369,12 @@ def diagnose(posterior: Posterior | torch.Tensor, *, prior_std: float = 1.0) -> 
     for name, tensor in (("posterior.mu", posterior.mu), ("posterior.logvar", posterior.logvar)):
         if tensor is not None:
             _checks.dense_values(fn, name, tensor)
-    if posterior.num_inputs == 0:
-        raise ValueError(f"{fn}: posterior has no inputs (N = 0)")
+    if posterior.num_inputs < 2:
+        raise ValueError(
+            f"{fn}: posterior has {posterior.num_inputs} input(s); a diagnosis needs at least 2 (a latent's "
+            "activity is the variance of its mean over the inputs: over one input it is 0, which read as "
+            "posterior collapse)"
+        )
     if posterior.latent_dim == 0:
         raise ValueError(f"{fn}: posterior has no latent dims (D = 0), so there is nothing to diagnose")
 
@@ -407,7 +416,7 @@ def diagnose(posterior: Posterior | torch.Tensor, *, prior_std: float = 1.0) -> 
         log_p = math.log(prior_std)
         kl = 0.5 * (2.0 * log_p - logvar + torch.exp(logvar - 2.0 * log_p) + (mu / prior_std) ** 2 - 1.0)
         stats["kl"] = mean(kl)
-        stats["active"] = mu_variance > ACTIVE_VARIANCE
+        stats["active"] = mu_variance / prior_std / prior_std > ACTIVE_VARIANCE  # (no prior_std^2: it overflows)
         stats["posterior_sd"] = mean(sigma)
         stats["sd"] = (mu_variance + mean(torch.exp(logvar))).sqrt()
         median_sigma = torch.where(finite, sigma, math.nan).nanmedian(0).values
@@ -423,7 +432,7 @@ def diagnose(posterior: Posterior | torch.Tensor, *, prior_std: float = 1.0) -> 
             _small_posterior_sd(stats, median_sigma),
             collapsed,
             _nonnegative_mean(stats, "mean head", alive),
-            _nonnegative_logvar(min_logvar, alive),
+            _nonnegative_logvar(min_logvar, mean((logvar == 0).double()), prior_std, alive),
             _marginal_mismatch(stats),
         ]
     flags = [flag for flag in candidates if flag is not None]
@@ -512,12 +521,16 @@ def _nonnegative_mean(s: dict, head: str, alive: torch.Tensor | None = None) -> 
     )
 
 
-def _nonnegative_logvar(min_logvar: torch.Tensor, alive: torch.Tensor) -> Flag | None:
+def _nonnegative_logvar(min_logvar: torch.Tensor, zero_fraction: torch.Tensor, prior_std: float,
+                        alive: torch.Tensor) -> Flag | None:
+    # sigma >= 1 on every input is itself odd under a prior no wider than 1; under a wider one
+    # it is an ordinary posterior, and only the ReLU's exact zeros give it away.
+    floor = (min_logvar >= 0) & (zero_fraction >= ZERO_FRACTION if prior_std > 1 else True)
     return _make_flag(
         "nonnegative-logvar",
-        (min_logvar >= 0) & alive,
-        {"min_logvar": min_logvar},
-        {},
+        floor & alive,
+        {"min_logvar": min_logvar, "zero_fraction": zero_fraction},
+        {"zero_fraction_threshold": ZERO_FRACTION} if prior_std > 1 else {},
         "logvar is never negative on these dims, which looks like a ReLU on the log-variance head: "
         "variances can never go below 1; the head should be linear.",
     )

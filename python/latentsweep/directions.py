@@ -42,14 +42,18 @@ def row_blocks(codes: torch.Tensor, *extra: torch.Tensor):
 
 def _check_unit_rows(fn: str, vectors: torch.Tensor) -> None:
     """Traversals move by ``value * vector``: a row that is not of unit length would scale every
-    value silently. The tolerance is a few roundings of the vectors' dtype."""
+    value silently. The tolerance is a few roundings of the vectors' dtype, and at least 1e-5:
+    vectors normalised in float32 and stored as float64 are accepted (traverse normalises the
+    directions again in float64; the raw ``direction_codes`` op checks sqrt(eps) of the anchors'
+    dtype, strictly, and says so)."""
     norms = torch.linalg.vector_norm(vectors.double(), dim=1)
     tolerance = max(1e-5, 4 * torch.finfo(vectors.dtype).eps)
     bad = ((norms - 1).abs() > tolerance).nonzero().flatten()
     if bad.numel():
         raise ValueError(
             f"{fn}: vectors must be unit rows; row(s) {bad.tolist()[:10]} have norm(s) "
-            f"{[round(float(n), 6) for n in norms[bad[:3]]]}; use Directions.from_vectors(...) to scale them"
+            f"{[float(n) for n in norms[bad[:3]]]}, further from 1 than {tolerance:.3g}; use "
+            "Directions.from_vectors(...) to scale them"
         )
 
 

@@ -56,8 +56,8 @@ def findings(diagnosis: Diagnosis) -> list[Finding]:
     if diagnosis.is_variational and diagnosis.num_active == 0:
         found.append(Finding(
             "whole-collapse", "Posterior collapse: no latent carries information",
-            f"None of the {diagnosis.latent_dim} latents is active (Var(mu) <= 0.01 on every one, "
-            f"total KL {diagnosis.total_kl:.3g} nats): the encoder ignores its input and every "
+            f"None of the {diagnosis.latent_dim} latents is active (Var(mu) <= 0.01{_prior_variance(diagnosis)} on "
+            f"every one, total KL {diagnosis.total_kl:.3g} nats): the encoder ignores its input and every "
             "traversal will show the same output. Retrain with less KL pressure (KL annealing, "
             "free bits, a weaker decoder).",
             action=True,
@@ -197,6 +197,11 @@ def _heads(diagnosis: Diagnosis) -> Finding | None:
         "mode can undo it.",
         action=True,
     )
+
+
+def _prior_variance(diagnosis: Diagnosis) -> str:
+    """`` x p²`` after a threshold in the prior's variances (nothing for the standard prior)."""
+    return "" if diagnosis.prior_std == 1 else f" x {diagnosis.prior_std:g}²"
 
 
 def _dims(dims: list[int]) -> str:

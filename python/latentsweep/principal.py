@@ -131,8 +131,13 @@ def _randomized(codes: _Scaled, mean: torch.Tensor, k: int, seed: int, iteration
 
 
 def _fix_signs(vectors: torch.Tensor) -> torch.Tensor:
-    """Each vector's largest-magnitude entry (the first, on ties) made positive."""
-    largest = vectors.abs().argmax(dim=1)
+    """Each vector's largest-magnitude entry made positive; entries within sqrt(eps) of the
+    largest count as tied, and the first of them decides: two entries of equal magnitude and
+    opposite sign (codes (t, -t)) differ by a rounding that the order of the rows changes, so
+    the largest alone flipped the component when the rows were shuffled."""
+    magnitude = vectors.abs()
+    near = magnitude >= magnitude.amax(dim=1, keepdim=True) * (1 - math.sqrt(torch.finfo(vectors.dtype).eps))
+    largest = near.to(torch.uint8).argmax(dim=1)  # (argmax returns the first of equal values)
     signs = torch.sign(vectors.gather(1, largest[:, None]))
     return vectors * torch.where(signs == 0, 1.0, signs)
 
@@ -149,7 +154,8 @@ def principal_directions(
 
     The codes are centred on their mean (kept in ``mean``); the covariance uses ``N - 1``.
     Components are ordered by explained variance, and each one's sign is fixed so that its
-    largest-magnitude entry is positive: the same codes always give the same vectors.
+    largest-magnitude entry is positive (the first of those equal up to sqrt(eps)): the same
+    codes, in any order, give the same vectors.
 
     Methods: ``"exact"`` forms the ``D x D`` covariance in float64 in one pass over chunks of
     rows (any N) and takes its eigenvectors; ``"randomized"`` runs randomised subspace

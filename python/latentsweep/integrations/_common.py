@@ -12,6 +12,7 @@ import math
 import numbers
 import random
 import time
+import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,7 @@ import numpy as np
 import torch
 
 from .. import _checks
-from .._modules import eval_mode, model_device, model_dtype, owning_module
+from .._modules import eval_mode, model_device, model_dtype, modules_behind
 from ..diagnosis import FLAG_CODES, Diagnosis, diagnose, format_dims
 from ..encoding import encode
 from ..latent_shape import latent_label
@@ -171,19 +172,28 @@ def take_snapshot(
     step: int,
     fn: str,
     device: torch.device | None = None,
-    modules: Iterable[torch.nn.Module] = (),
+    modules: Iterable[torch.nn.Module] | None = None,
 ) -> TraversalSnapshot:
     """Encodes ``data``, diagnoses it, traverses the latents ranked by KL (variance of the codes
     for an autoencoder; the first ``max_dims``) from the first ``anchors`` inputs in the
     diagnosis' recommended mode (or ``options.mode``), and draws the pictures.
 
-    Runs without gradients, with every module involved (the encoder's and decoder's owners and
-    ``modules``) in eval mode, restoring each submodule's mode afterwards, and restores every
-    global random state it could touch, so a training run goes on exactly as without it.
+    Runs without gradients, with every module involved (the modules behind the encoder and
+    decoder, see :func:`latentsweep._modules.modules_behind`, and ``modules``) in eval mode,
+    restoring each submodule's mode afterwards, and restores every global random state it could
+    touch, so a training run goes on exactly as without it. With no module found and
+    ``modules=None``, a warning (pass ``modules=()`` for a model without any).
     ``fn`` names the public caller in error messages.
     """
     started = time.perf_counter()
-    owners = _unique([*(owning_module(f) for f in (encoder, decoder)), *modules])
+    owners = _unique([*(m for f in (encoder, decoder) for m in modules_behind(f)), *(modules or ())])
+    if not owners and modules is None:
+        warnings.warn(
+            f"{fn}: found no nn.Module behind the encoder or the decoder, so nothing is put in eval mode "
+            "(BatchNorm statistics would change, dropout would be on): pass modules=[model] (or modules=() "
+            "for a model without modules)",
+            stacklevel=3,
+        )
     if device is None:
         device = next((d for d in map(model_device, owners) if d is not None), None)
     if isinstance(data, np.ndarray):  # encode() would cast it to the recorder's dtype, not the model's
@@ -379,11 +389,24 @@ class _InputRecorder:
         return torch.cat(self._kept) if self._kept else None
 
 
+def checked_modules(fn: str, modules) -> list[torch.nn.Module] | None:
+    """``modules=``: None, one nn.Module, or an iterable of them."""
+    if modules is None:
+        return None
+    if isinstance(modules, torch.nn.Module):
+        return [modules]
+    try:
+        modules = list(modules)
+    except TypeError:
+        raise TypeError(f"{fn}: modules must be an nn.Module or a list of them, got {type(modules).__name__}") from None
+    for module in modules:
+        if not isinstance(module, torch.nn.Module):
+            raise TypeError(f"{fn}: modules must hold nn.Modules, got {type(module).__name__}")
+    return modules
+
+
 def _unique(modules) -> list[torch.nn.Module]:
     seen: dict[int, torch.nn.Module] = {}
     for module in modules:
-        if module is not None:
-            if not isinstance(module, torch.nn.Module):
-                raise TypeError(f"latentsweep.integrations: modules must be nn.Modules, got {type(module).__name__}")
-            seen.setdefault(id(module), module)
+        seen.setdefault(id(module), module)
     return list(seen.values())

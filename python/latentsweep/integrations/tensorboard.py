@@ -33,6 +33,7 @@ def log_traversals(
     batch_size: int = 256,
     prefix: str = "latentsweep",
     device: torch.device | str | None = None,
+    modules=None,
 ) -> _common.TraversalSnapshot:
     """Encodes ``data``, diagnoses the latent space, traverses the ranked latents and logs it all
     to ``writer`` at ``step``: call it every few epochs of a training loop.
@@ -49,7 +50,9 @@ def log_traversals(
 
     Runs under ``torch.no_grad`` with the modules in eval mode (each submodule's mode is restored)
     and restores the global random states of torch, numpy and Python, so the training run goes on
-    exactly as without the call.
+    exactly as without the call. The modules are those behind ``encoder`` and ``decoder`` (the
+    modules themselves, a module's bound method, or the modules a lambda or function uses) and
+    ``modules``.
 
     Args:
         writer: a ``torch.utils.tensorboard.SummaryWriter`` (or tensorboardX's); flushed after.
@@ -73,6 +76,9 @@ def log_traversals(
         batch_size: inputs per encoder call (tensors and Datasets).
         prefix: the names' prefix (``""`` for none).
         device: where to encode and decode (default: the encoder's or decoder's parameters').
+        modules: an nn.Module or a list of them also put in eval mode (e.g. the whole model,
+            when the encoder and decoder are wrappers that hide it); with none found at all, a
+            warning unless ``modules=()``.
 
     Returns:
         the :class:`~latentsweep.integrations.TraversalSnapshot` that was logged.
@@ -95,7 +101,9 @@ def log_traversals(
     )
     _common.check_data(_FN, data)
     device = _checks.device(_FN, device)
-    snapshot = _common.take_snapshot(encoder, decoder, data, options, step=step, fn=_FN, device=device)
+    modules = _common.checked_modules(_FN, modules)
+    snapshot = _common.take_snapshot(encoder, decoder, data, options, step=step, fn=_FN, device=device,
+                                     modules=modules)
     for key, value in snapshot.scalars.items():
         writer.add_scalar(options.tag(key), value, step)
     _common.write_media(writer, snapshot, options)
