@@ -404,7 +404,8 @@ def test_a_store_of_an_older_format_is_refused_then_replaced(tmp_path, full):
 def test_a_float64_store_of_an_older_statistics_revision_is_read_but_not_resumed(tmp_path):
     """float64 statistics changed bits once (revision 2): a store started before must not get
     units of both revisions, but stays readable; float32 stores never recorded a revision."""
-    from latentsweep.stores import _RECORD_MAGIC, sweep_id
+    from latentsweep.merge import UnitStatistics
+    from latentsweep.stores import encode_record, read_record, sweep_id
 
     anchors = ANCHORS.double()
     expected = ls.traverse(rowwise_decoder, anchors, steps=STEPS, batch_size=BATCH)
@@ -416,13 +417,10 @@ def test_a_float64_store_of_an_older_statistics_revision_is_read_but_not_resumed
     assert attrs["params"].pop("statistics_revision") == 2
     attrs["sweep_id"] = sweep_id(attrs["params"])  # as a store made before revisions were recorded
     meta_file.write_text(json.dumps(meta))
+    shapes = UnitStatistics.shapes(*expected.sensitivity.shape)
     for record in (path / "units").glob("*.rec"):  # its unit records name that sweep
-        data, start = record.read_bytes(), len(_RECORD_MAGIC)
-        size = int.from_bytes(data[start : start + 8], "little")
-        header = json.loads(data[start + 8 : start + 8 + size])
-        header["sweep_id"] = attrs["sweep_id"]
-        text = json.dumps(header).encode()
-        record.write_bytes(data[:start] + len(text).to_bytes(8, "little") + text + data[start + 8 + size :])
+        header, arrays = read_record(record, shapes)
+        record.write_bytes(encode_record({**header, "sweep_id": attrs["sweep_id"]}, arrays))
     assert len(ls.sweep_status(path).done) == 4
     with pytest.raises(ValueError, match=r"statistics revision 1, this version computes revision 2.*open_sweep"):
         ls.traverse(rowwise_decoder, anchors, steps=STEPS, batch_size=BATCH, out=path, resume=True)
@@ -457,6 +455,7 @@ def test_sweeps_decoded_on_cuda_record_the_cuda_statistics_revision(dtype):
 def test_a_store_planned_before_short_batches_were_unpadded_resumes_padded(tmp_path, full):
     """Its units were decoded with every batch padded to the batch size; the rest are too, so
     the store's results stay those of one uninterrupted run of its version."""
+    from latentsweep.merge import UnitStatistics
     from latentsweep.stores import encode_record, read_record
 
     path = tmp_path / "old.zarr"
@@ -465,8 +464,9 @@ def test_a_store_planned_before_short_batches_were_unpadded_resumes_padded(tmp_p
     meta = json.loads(meta_file.read_text())
     assert meta["attributes"]["latentsweep"]["plan"].pop("padded") is False
     meta_file.write_text(json.dumps(meta))
+    shapes = UnitStatistics.shapes(*full.sensitivity.shape)
     for record in (path / "units").glob("*.rec"):  # nor did its records say how they were decoded
-        header, arrays = read_record(record)
+        header, arrays = read_record(record, shapes)
         record.write_bytes(encode_record({k: header[k] for k in ("sweep_id", "rows", "crc")}, arrays))
     sizes = []
 

@@ -25,12 +25,16 @@ class UnitStatistics:
     def arrays(self) -> dict[str, np.ndarray]:
         return {f.name: getattr(self, f.name).detach().cpu().double().numpy() for f in fields(self)}
 
+    @staticmethod
+    def shapes(num_dims: int, features: int) -> dict[str, tuple[int, ...]]:
+        """The arrays' names and shapes, as :meth:`arrays` gives them."""
+        return {"dim_effect_sum": (num_dims,), "sensitivity_sum": (num_dims, features)}
+
     @classmethod
     def from_arrays(cls, arrays, num_dims: int, features: int) -> UnitStatistics:
         """From :meth:`arrays` (e.g. an ``np.load`` of a unit record); ValueError if malformed."""
-        shapes = {"dim_effect_sum": (num_dims,), "sensitivity_sum": (num_dims, features)}
         values = {}
-        for name, shape in shapes.items():
+        for name, shape in cls.shapes(num_dims, features).items():
             array = np.asarray(arrays[name])
             if array.shape != shape or array.dtype != np.float64:
                 raise ValueError(f"{name} is {array.dtype}{list(array.shape)}, expected float64{list(shape)}")

@@ -22,7 +22,7 @@ STALE_TEMPORARY_SECONDS = 3600.0  # a temporary whose creator cannot be checked 
 def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError, ValueError):  # (no such pid can run: a damaged lease or name)
         return False
     except PermissionError:
         return True

@@ -28,6 +28,7 @@ metadata says (``foreign_npy``); a ``keep_outputs=False`` store writes no ``.npy
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import json
@@ -56,7 +57,7 @@ from .sinks import Geometry
 from .store_writers import (LEASE_NAME, being_created, keep_fresh, lease_name, live_writers, process_start,
                             remove_stale_temporaries, temporary_path)
 
-STORE_FORMAT = 2
+STORE_FORMAT = 3  # 3: unit records end with a checksum of the whole record (2's header had none)
 _ATTR = "latentsweep"
 _STATIC = ("anchors", "dims", "values", "anchor_outputs")  # every store has these
 _OPTIONAL_STATIC = ("directions",)  # [K, D], a sweep along directions only
@@ -91,40 +92,49 @@ def crc(array: np.ndarray, value: int = 0) -> int:
 
 
 _RECORD_MAGIC = b"LSUNIT1\n"
+_RECORD_CRC_BYTES = 4
 
 
 def encode_record(header: dict, arrays: dict[str, np.ndarray]) -> bytes:
-    """A unit's completion record: magic, header length, JSON header (with each array's shape
-    and the payload's CRC), then the float64 arrays' bytes. Fast to read; no pickle."""
+    """A unit's completion record: magic, header length, JSON header (with each array's shape),
+    the float64 arrays' bytes in the header's order, and the CRC32 of all that: the header is
+    checked as the payload is (with the payload's CRC alone, a header edited to list the arrays
+    in another order read each from the other's bytes). Fast to read; no pickle."""
     payload = b"".join(np.ascontiguousarray(a, dtype="<f8").tobytes() for a in arrays.values())
-    header = {**header, "arrays": {name: list(a.shape) for name, a in arrays.items()},
-              "payload_crc": zlib.crc32(payload)}
-    text = json.dumps(header).encode()
-    return _RECORD_MAGIC + len(text).to_bytes(8, "little") + text + payload
+    text = json.dumps({**header, "arrays": {name: list(a.shape) for name, a in arrays.items()}}).encode()
+    record = _RECORD_MAGIC + len(text).to_bytes(8, "little") + text + payload
+    return record + zlib.crc32(record).to_bytes(_RECORD_CRC_BYTES, "little")
 
 
-def read_record(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
-    """(header, arrays) of a record; ValueError saying what is wrong if it is not intact."""
+def read_record(path: Path, shapes: dict[str, tuple[int, ...]]) -> tuple[dict, dict[str, np.ndarray]]:
+    """(header, arrays) of a record whose arrays are exactly ``shapes`` (name -> shape); ValueError
+    saying what is wrong if it is not intact or not such a record."""
+    if not path.is_file() or path.is_symlink():
+        raise ValueError(f"{path.name} is a {'symbolic link' if path.is_symlink() else 'folder'}, not a record")
     data = path.read_bytes()
-    if not data.startswith(_RECORD_MAGIC) or len(data) < len(_RECORD_MAGIC) + 8:
+    if not data.startswith(_RECORD_MAGIC) or len(data) < len(_RECORD_MAGIC) + 8 + _RECORD_CRC_BYTES:
         raise ValueError("not a unit record")
+    data, checksum = data[:-_RECORD_CRC_BYTES], int.from_bytes(data[-_RECORD_CRC_BYTES:], "little")
+    if zlib.crc32(data) != checksum:
+        raise ValueError("truncated or altered")
     size = int.from_bytes(data[len(_RECORD_MAGIC) : len(_RECORD_MAGIC) + 8], "little")
     body = len(_RECORD_MAGIC) + 8
     try:
         header = json.loads(data[body : body + size])
-        shapes = {str(k): [int(n) for n in v] for k, v in header["arrays"].items()}
+        found = {str(k): tuple(int(n) for n in v) for k, v in header["arrays"].items()}
         header["rows"], header["crc"] = [int(r) for r in header["rows"]], [int(c) for c in header["crc"]]
         header["sweep_id"] = str(header["sweep_id"])
     except Exception as error:  # noqa: BLE001
         raise ValueError(f"unreadable header ({type(error).__name__})") from None
+    if found != {name: tuple(shape) for name, shape in shapes.items()} or len(header["crc"]) != 2 \
+            or len(header["rows"]) != 2:
+        raise ValueError(f"a record of other arrays ({found})")
     payload = data[body + size :]
-    if zlib.crc32(payload) != header.get("payload_crc") or len(payload) != 8 * sum(
-        int(np.prod(shape)) for shape in shapes.values()
-    ):
+    if len(payload) != 8 * sum(math.prod(shape) for shape in found.values()):
         raise ValueError("truncated or altered")
     arrays, offset = {}, 0
-    for name, shape in shapes.items():
-        count = int(np.prod(shape))
+    for name, shape in found.items():
+        count = math.prod(shape)
         arrays[name] = np.frombuffer(payload, dtype="<f8", count=count, offset=offset).reshape(shape)
         offset += 8 * count
     return header, arrays
@@ -203,6 +213,29 @@ def store_path(fn: str, argument: str, path) -> Path:
         raise ValueError(f"{fn}: {argument}={str(path)!r} names the metadata folder of a .npy store; pass {npy} "
                          "for a .npy store, or choose another name")
     return path
+
+
+# What the longest name a store writes beside its own adds to it: a temporary
+# ".NAME.tmp-<host 8>-<pid <= 7 digits>-<start time <= 20>-<uuid 32>" (store_writers.temporary_path).
+_TEMPORARY_NAME_EXTRA = len(".") + len(".tmp-") + 8 + 1 + 7 + 1 + 20 + 1 + 32
+
+
+def check_store_name(fn: str, path: Path) -> None:
+    """A store to be written at ``path`` (``out=``): its folder and the temporaries beside it
+    fit the file system's name length (a longer name failed with a bare OSError, "File name too
+    long", after the decoder's probe)."""
+    longest = max(len(p.name) for p in paths_of(path) if p is not None) + _TEMPORARY_NAME_EXTRA
+    existing = next((p for p in (path.parent, *path.parent.parents) if p.is_dir()), Path("."))
+    try:
+        limit = os.pathconf(existing, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        limit = 255
+    if longest > limit:
+        raise ValueError(
+            f"{fn}: out={str(path)!r}: the name {path.name!r} is {len(path.name)} characters long; the file system "
+            f"takes names of at most {limit} and the store writes temporaries named after it, "
+            f"{longest - len(path.name)} characters longer: choose a name of at most {len(path.name) - longest + limit}"
+        )
 
 
 def looks_like_store(meta_path: Path) -> bool:
@@ -489,10 +522,10 @@ class SweepStore:
     def _record_checksums(self, unit: int) -> tuple[list[int] | None, str]:
         """The unit's recorded (effect, outputs) checksums, or None and why there are none."""
         record = self._record_path(unit)
-        if not record.exists():
+        if not os.path.lexists(record):
             return None, "not done"
         try:
-            header, _ = read_record(record)
+            header, _ = read_record(record, self._record_shapes())
         except Exception as error:  # noqa: BLE001
             return None, f"its record {record.name} is unreadable ({error})"
         if header["sweep_id"] != self.sweep_id or header["rows"] != list(self.plan.unit_rows_of(unit)) \
@@ -587,9 +620,12 @@ class SweepStore:
         os.replace(temporary, record)  # the unit is done exactly when this file appears
         self._unit_crc, self._unit_effect, self._unit_outputs = [0, 0], [], []
 
+    def _record_shapes(self) -> dict[str, tuple[int, ...]]:
+        return UnitStatistics.shapes(self.geometry.num_dims, self.geometry.features)
+
     def unit_statistics(self, unit: int) -> UnitStatistics:
         try:
-            _, arrays = read_record(self._record_path(unit))
+            _, arrays = read_record(self._record_path(unit), self._record_shapes())
             return UnitStatistics.from_arrays(arrays, self.geometry.num_dims, self.geometry.features)
         except Exception as error:  # noqa: BLE001
             raise StoreDamaged(
@@ -691,11 +727,41 @@ class SweepStore:
 
     def check_writable(self) -> None:
         """Before a sweep computes units into the store: a ValueError saying it is read-only
-        (read-only media, no permission) rather than an OSError at its first row."""
+        (read-only media, no permission) rather than an OSError at its first row, and a
+        StoreDamaged where a folder or link sits at a unit's record or chunk file (the unit
+        could not be written after it was computed)."""
         for place in (self.meta_path, self.meta_path / "leases", self.meta_path / "units", self.meta_path / "effect",
                       *((self.npy_path or self.meta_path / "outputs",) if self.keep_outputs else ())):
             if os.path.lexists(place) and not os.access(place, os.W_OK):  # (also read-only mounts)
                 raise self._read_only(f"{place} is not writable")
+        blocked = next(self._blocked_files(), None)
+        if blocked is not None:
+            raise StoreDamaged(
+                f"the sweep store {self.path} is damaged: {blocked} is a "
+                f"{'symbolic link' if blocked.is_symlink() else 'folder'} where the store keeps a file (a unit's "
+                "record or rows), so no unit can be written there: remove it, or pass overwrite=True to start over"
+            )
+
+    def _blocked_files(self):
+        """The places of the store's own files (unit records, chunks of the row arrays) taken by a
+        folder or a link: one listing per folder, so the check costs what the store holds, not
+        what the plan could write."""
+        def entries(folder: Path):
+            try:
+                return list(os.scandir(folder))
+            except OSError:  # (missing: nothing there yet)
+                return []
+
+        record = re.compile(r"u\d{9}\.rec")
+        for entry in entries(self.meta_path / "units"):
+            if record.fullmatch(entry.name) and not entry.is_file(follow_symlinks=False):
+                yield Path(entry.path)
+        for name in ("effect", "outputs") if self.keep_outputs and self.npy_path is None else ("effect",):
+            depth = self._arrays[name].ndim  # chunk (i, 0, ...) is the file c/i/0/...
+            for entry in entries(self.meta_path / name / "c"):
+                leaf = Path(entry.path, *["0"] * (depth - 1))
+                if os.path.lexists(leaf) and (leaf.is_symlink() or not leaf.is_file()):
+                    yield leaf
 
     def _read_only(self, why: str) -> ValueError:
         caller = "" if self.caller == "latentsweep" else f"{self.caller}: "  # (named_errors names it then)
@@ -846,6 +912,9 @@ def create_store(path: Path, *, params: dict, plan: SweepPlan, geometry: Geometr
     except (FileExistsError, NotADirectoryError):
         blocked = _checks.blocking_file(meta_path) or meta_path.parent
         raise ValueError(f"out={str(path)!r}: the file {str(blocked)!r} is in the way of the store's folder") from None
+    except OSError as error:  # no permission, read-only media
+        raise ValueError(f"out={str(path)!r}: cannot create the store's folder {str(meta_path.parent)!r} "
+                         f"({error.strerror or error})") from None
     for own in (meta_path, npy_path) if npy_path is not None else (meta_path,):
         remove_stale_temporaries(own, _OWN_ENTRIES)  # of a creation or repair killed before
     temporary = temporary_path(meta_path)
@@ -894,8 +963,9 @@ def create_store(path: Path, *, params: dict, plan: SweepPlan, geometry: Geometr
     except OSError as error:  # a folder that takes no files (/proc), no permission, disk full
         raise ValueError(f"out={str(path)!r}: cannot create the store there ({error.strerror or error})") from None
     finally:
-        if temporary.exists():
-            shutil.rmtree(temporary, ignore_errors=True)
+        with contextlib.suppress(OSError):  # (the error above says what went wrong)
+            if temporary.exists():
+                shutil.rmtree(temporary, ignore_errors=True)
 
 
 class StoredOutputs:

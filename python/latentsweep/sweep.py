@@ -38,8 +38,8 @@ from .plan import SweepPlan, make_plan, plan_from_dict, shard_units, units_for
 from .result import TraversalResult
 from .sinks import Geometry, MemorySink
 from .store_session import leader_store, named_errors, static_arrays, sweep_params
-from .stores import (StoreDamaged, StoreStatus, SweepStore, describe_units, existing_store, paths_of, store_path,
-                     sweep_id)
+from .stores import (StoreDamaged, StoreStatus, SweepStore, check_store_name, describe_units, existing_store, paths_of,
+                     store_path, sweep_id)
 
 _FN = "latentsweep.traverse"
 
@@ -309,6 +309,8 @@ def _check_arguments(fn: str, decoder, batch_size, memory_budget, out, *, shard,
     if flags["resume"] and flags["overwrite"]:
         raise ValueError(f"{fn}: resume=True and overwrite=True contradict each other")
     out = None if out is None else store_path(fn, "out", out)
+    if out is not None:
+        check_store_name(fn, out)
     if out is not None and any(p.is_symlink() for p in (Path(out), paths_of(Path(out))[0])):
         # A store is created, locked and replaced by renaming its own folder: through a link,
         # overwrite=True would empty the target and then fail.
