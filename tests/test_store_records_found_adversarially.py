@@ -160,3 +160,22 @@ def test_a_folder_where_the_store_keeps_a_file_is_refused_before_decoding(tmp_pa
         sweep(path, decoder=counting, resume=True)
     assert len(calls) <= 1  # the anchors' probe only
     assert sorted(p.name for p in (path / "units").iterdir() if p.name.startswith(".")) == []
+
+
+def test_a_store_decoded_on_cuda_and_resumed_on_the_cpu_names_the_devices(tmp_path):
+    """The statistics revision of CUDA sweeps (3) differs from the CPU's: the refusal blamed
+    "another latentsweep version" for a store of this version decoded on a GPU."""
+    from latentsweep.store_session import CUDA_STATISTICS_REVISION
+    from latentsweep.stores import sweep_id
+
+    path = tmp_path / "s.zarr"
+    sweep(path, shard=(0, 2))
+    meta_file = path / "zarr.json"
+    meta = json.loads(meta_file.read_text())
+    attrs = meta["attributes"]["latentsweep"]
+    attrs["params"]["statistics_revision"] = CUDA_STATISTICS_REVISION  # as made on a GPU
+    attrs["sweep_id"] = sweep_id(attrs["params"])
+    meta_file.write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match=r"holds this sweep, decoded on CUDA, and this call decodes on the CPU: .* "
+                                         r"resume it on CUDA \(device=\), read it with latentsweep.open_sweep"):
+        sweep(path, resume=True)

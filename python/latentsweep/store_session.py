@@ -92,6 +92,17 @@ def leader_store(fn: str, path: Path, want: dict, new_plan, *, explicit, resume,
             continue  # created by someone else meanwhile: open theirs
         if store.sweep_id != sweep_id(params):
             differing = sorted(k for k in set(params) | set(store.params) if params.get(k) != store.params.get(k))
+            if differing == ["statistics_revision"] and CUDA_STATISTICS_REVISION in (
+                    store.params.get("statistics_revision"), params.get("statistics_revision")):
+                def decoded(params: dict) -> str:
+                    return "on CUDA" if params.get("statistics_revision") == CUDA_STATISTICS_REVISION else "on the CPU"
+
+                raise ValueError(
+                    f"{fn}: {path} holds this sweep, decoded {decoded(store.params)}, and this call decodes "
+                    f"{decoded(params)}: units decoded on two devices differ in their last bits (the decoder's own "
+                    f"arithmetic), so its units cannot be merged with new ones: resume it {decoded(store.params)} (device=), read it with "
+                    "latentsweep.open_sweep, or pass overwrite=True to start over"
+                )
             if differing == ["statistics_revision"]:
                 raise ValueError(
                     f"{fn}: {path} holds this sweep, started by another latentsweep version whose statistics "
