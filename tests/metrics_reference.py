@@ -38,6 +38,21 @@ def mutual_information_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.array([[mutual_information(a[:, i], b[:, j]) for j in range(b.shape[1])] for i in range(a.shape[1])])
 
 
+def dci_from_importance(importance: np.ndarray) -> dict:
+    """disentanglement_lib's dci.disentanglement / completeness: 1 - the entropy (base F, resp.
+    D) of each row (column) of importance + 1e-11, weighted by the row (column) sums."""
+
+    def one_minus_entropy(values, axis, base):
+        p = values / values.sum(axis=axis, keepdims=True)
+        return 1.0 - (-(p * np.log(p)).sum(axis=axis) / np.log(base) if base > 1 else 0.0)
+
+    total = importance.sum()
+    per_code = one_minus_entropy(importance + 1e-11, 1, importance.shape[1])
+    per_factor = one_minus_entropy(importance + 1e-11, 0, importance.shape[0])
+    return {"disentanglement": float((per_code * importance.sum(axis=1) / total).sum()),
+            "completeness": float((per_factor * importance.sum(axis=0) / total).sum())}
+
+
 class IdentityData:
     """disentanglement_lib's IdentityObservationsData: the observations are the factors
     (here F factors of 10 values each, 0..9)."""

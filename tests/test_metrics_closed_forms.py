@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+import metrics_reference as ref
 from latentsweep.metrics import (
     dci_from_importance,
     gaussian_total_correlation,
@@ -160,3 +161,92 @@ def test_a_covariance_symmetric_to_float32_rounding_is_taken():
 def test_dci_of_nothing_informative_is_zero_with_one_factor_or_code_too(shape):
     """With one factor (or code) the entropy rule gave an all-zero matrix a perfect 1."""
     assert dci_from_importance(np.zeros(shape)) == {"disentanglement": 0.0, "completeness": 0.0}
+
+
+def test_total_correlation_is_finite_unless_the_smallest_eigenvalue_is_rounding():
+    """A fixed cutoff (1e-13 D) on the correlation's smallest eigenvalue called a latent and the
+    same plus 5e-7 noise singular (inf for 14.47): the cutoff is a few eps x D of the largest."""
+    from latentsweep import metrics
+
+    rng = np.random.default_rng(0)
+    x1 = rng.normal(size=1000)
+    codes = np.c_[x1, x1 + 5e-7 * rng.normal(size=1000)]
+    cov = np.cov(codes.T)
+    expected = 0.5 * (np.log(np.diag(cov)).sum() - np.linalg.slogdet(cov)[1])  # 14.465
+    # The smallest eigenvalue (1.4e-13) has about 3 correct digits in float64; so has the total.
+    assert metrics.unsupervised(codes)["gaussian_total_correlation"] == pytest.approx(expected, rel=1e-3)
+    for gap, rel in ((1e-13, 1e-12), (1e-14, 1e-3), (4e-15, 1e-3)):  # correlation 1 - gap: -log(1 - r^2) / 2
+        r = 1.0 - gap
+        assert gaussian_total_correlation(np.array([[1.0, r], [r, 1.0]])) == pytest.approx(
+            -0.5 * np.log((1.0 - r) * (1.0 + r)), rel=rel)
+    for gap in (2e-15, 2**-52, 0.0):  # within 4 eps x D of the largest eigenvalue (2): rounding
+        r = 1.0 - gap
+        assert gaussian_total_correlation(np.array([[1.0, r], [r, 1.0]])) == np.inf
+
+
+@pytest.mark.parametrize("a, b", [(1e-6, 1.0), (2.0, 7.0), (1.0, 4.0), (3.0, 1e-12)])
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_wasserstein_correlation_of_proportional_latents_takes_the_zero_eigenvalue_as_zero(a, b, sign):
+    """The rounding noise in place of the zero eigenvalue (3e-16) went through a square root into
+    the result: relative errors of 3e-8. One rule for both scores: what the total correlation
+    calls singular is 0 here."""
+    from latentsweep import metrics
+
+    x = np.random.default_rng(0).standard_normal(1000)
+    codes = np.c_[np.sqrt(a) * x, sign * np.sqrt(b) * x]
+    cov = np.cov(codes.T)
+    expected = wasserstein_of_a_pair(cov[0, 0], cov[1, 1], 1.0)
+    assert metrics.unsupervised(codes)["gaussian_wasserstein_correlation"] == pytest.approx(expected, rel=1e-12)
+    assert metrics.unsupervised(codes)["gaussian_total_correlation"] == np.inf
+
+
+@pytest.mark.parametrize("name", CASES)
+@pytest.mark.parametrize("largest", [1e150, 1e300, np.finfo(np.float64).max])
+def test_dci_of_large_importances_does_not_overflow(name, largest):
+    """The sums of a matrix of 1e308 overflowed: NaN. Any finite matrix is taken; at this scale
+    the 1e-11 smoothing is nothing, and the closed forms hold."""
+    matrix, disentanglement, completeness, _ = CASES[name]
+    scores = dci_from_importance(matrix / matrix.max() * largest)
+    assert scores["disentanglement"] == pytest.approx(disentanglement, rel=1e-12)
+    assert scores["completeness"] == pytest.approx(completeness, rel=1e-12)
+    assert dci_from_importance(np.full((2, 2), largest)) == {"disentanglement": 0.0, "completeness": 0.0}
+
+
+@pytest.mark.parametrize("largest", [1e-30, 0.3, 1.0, 5.0, 1e6, 1e100])
+def test_dci_keeps_the_reference_smoothing_in_the_matrix_units(largest):
+    """disentanglement_lib adds 1e-11 to the importances as given: a matrix with zeros scores
+    1e-10 differently with the smoothing relative to its largest entry. Scaling a matrix down
+    by a power of two (to keep its sums finite) keeps the results bit for bit."""
+    rng = np.random.default_rng(0)
+    matrix = rng.uniform(size=(6, 4)) * (rng.uniform(size=(6, 4)) < 0.5)
+    matrix *= largest / matrix.max()
+    scores = dci_from_importance(matrix)
+    expected = ref.dci_from_importance(matrix)
+    assert scores["disentanglement"] == pytest.approx(expected["disentanglement"], rel=1e-14)
+    assert scores["completeness"] == pytest.approx(expected["completeness"], rel=1e-14)
+    assert dci_from_importance(torch.from_numpy(matrix)) == scores
+
+
+@pytest.mark.parametrize("importance, match", [
+    (torch.eye(3, dtype=torch.complex128), "got torch.complex128"),
+    (np.eye(3) + 0j, "got a numpy array of dtype complex128"),
+    (torch.eye(3, dtype=torch.bool), "got torch.bool"),
+    (np.eye(3, dtype=bool), "got torch.bool"),
+])
+def test_dci_from_importance_takes_real_numbers_only(importance, match):
+    """A complex matrix lost its imaginary part (torch's warning alone), a bool one was read as
+    0/1; every other metric refuses both."""
+    with pytest.raises(TypeError, match=rf"dci_from_importance: importance must hold real numbers, {match}"):
+        dci_from_importance(importance)
+
+
+@pytest.mark.parametrize("importance, error, match", [
+    (np.ones(3), ValueError, r"importance must be 2-D, got shape \(3,\)"),
+    (np.ones((0, 3)), ValueError, r"importance must be \[D, F\] with D, F >= 1, got shape \(0, 3\)"),
+    (np.array([[1.0, np.inf]]), ValueError, "importance has 1 non-finite"),
+    (np.array([[1.0, -0.5]]), ValueError, "importance must be >= 0, got a minimum of -0.5"),
+    ([[1.0]], TypeError, "importance must be a torch.Tensor or a numpy array"),
+])
+def test_dci_from_importance_names_what_is_wrong(importance, error, match):
+    with pytest.raises(error, match=rf"dci_from_importance: {match}"):
+        dci_from_importance(importance)

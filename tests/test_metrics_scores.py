@@ -67,6 +67,56 @@ def test_sap_continuous_identity_noise_duplicated():
     assert 0.0 <= metrics.sap(double, factors, np.hstack([test_codes] * 2), test_factors, continuous=True) <= 0.2
 
 
+def test_sap_continuous_takes_real_valued_factors_closed_form():
+    """Factors exactly linear in one latent each: that latent's R^2 is 1, the runner-up's the
+    squared correlation of the two latents (train split, as disentanglement_lib), so SAP is
+    1 - mean_f max_{d != f} corr(z_d, z_f)^2. Real-valued factors were a TypeError ("must hold
+    integers"), which only the discrete score needs."""
+    rng = np.random.default_rng(0)
+    z = rng.standard_normal((500, 3))
+    z[:, 1] += 0.6 * z[:, 0]
+    z[:, 2] += 0.3 * z[:, 1]
+    y = np.c_[2.5 * z[:, 0] - 1.0, -0.7 * z[:, 1] + 3.0]  # factor f linear in latent f
+    r2 = np.corrcoef(z[:400].T) ** 2
+    expected = np.mean([1.0 - max(r2[d, f] for d in range(3) if d != f) for f in range(2)])
+    assert metrics.sap(z[:400], y[:400], z[400:], y[400:], continuous=True) == pytest.approx(expected, rel=1e-12)
+    # The test split is not used (only checked); scaling a factor changes nothing.
+    other = rng.uniform(-1, 1, (100, 2))
+    assert metrics.sap(z[:400], y[:400], z[400:], other, continuous=True) == pytest.approx(expected, rel=1e-12)
+    for scale in (1e-300, 1e-200, 1e200, 1e300):
+        assert metrics.sap(z[:400], y[:400] * scale, z[400:], y[400:], continuous=True) == pytest.approx(
+            expected, rel=1e-12)
+    # The brief's case: noisy real factors, a noise latent.
+    w = rng.uniform(size=(500, 2))
+    codes = np.c_[w + 0.01 * rng.standard_normal(w.shape), rng.standard_normal(500)]
+    assert 0.95 < metrics.sap(codes[:400], w[:400], codes[400:], torch.from_numpy(w[400:]).float(), continuous=True) <= 1
+
+
+@pytest.mark.parametrize(
+    "call, error, match",
+    [
+        (lambda z, y: metrics.sap(z, y, z, y), TypeError, "sap: factors must hold integers"),  # discrete needs them
+        (lambda z, y: metrics.sap(z, np.where(y > 1, np.nan, y), z, y, continuous=True), ValueError,
+         r"sap: factors has \d+ non-finite"),
+        (lambda z, y: metrics.sap(z, y, z, np.where(y > 1, np.inf, y), continuous=True), ValueError,
+         r"sap: test_factors has \d+ non-finite"),
+        (lambda z, y: metrics.sap(z, y > 0, z, y, continuous=True), TypeError,
+         "sap: factors must hold real numbers, got torch.bool"),
+        (lambda z, y: metrics.sap(z, torch.from_numpy(y + 0j), z, y, continuous=True), TypeError,
+         "sap: factors must hold real numbers, got torch.complex128"),
+        (lambda z, y: metrics.sap(z, np.c_[y[:, 0], np.full(len(y), 0.5)], z, y, continuous=True), ValueError,
+         r"sap: factor column\(s\) \[1\] of factors take a single value"),
+        (lambda z, y: metrics.sap(z, y, z, y[:, :1], continuous=True), ValueError,
+         "sap: test_factors have 1 factors but factors have 2"),
+    ],
+)
+def test_sap_continuous_factor_checks(call, error, match):
+    rng = np.random.default_rng(1)
+    z = rng.standard_normal((200, 3))
+    with pytest.raises(error, match=match):
+        call(z, z[:, :2] + 1.0)
+
+
 def test_sap_discrete_separates_identity_from_noise():
     codes, factors = identity(1000, num_factors=3)
     test_codes, test_factors = identity(500, seed=1, num_factors=3)

@@ -1,7 +1,7 @@
 """Discrete mutual information and entropy, computed by latentsweep itself.
 
-Counts come from ``torch.bincount`` (so they run on a GPU too) and the sums are in float64 and
-natural logarithms (nats). The definitions are the plug-in estimates that
+Counts come from ``torch.bincount`` and ``torch.unique`` (so they run on a GPU too) and the sums
+are in float64 and natural logarithms (nats). The definitions are the plug-in estimates that
 ``sklearn.metrics.mutual_info_score`` computes, without depending on a scikit-learn version:
 
     I(a; b) = sum_{i,j: n_ij > 0} (n_ij / N) * (log n_ij + log N - log n_i - log n_j)
@@ -14,12 +14,14 @@ natural logarithms (nats). The definitions are the plug-in estimates that
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 
 from . import _inputs
 
-# Bound on the pair-index tensor that one bincount sees (elements), so D x D pairs over
-# many points go in slices instead of one allocation of D^2 N int64.
+# Bound on the cell codes of one slice of column pairs ([N, pairs] elements), so D x D pairs
+# over many points go in slices instead of one allocation of D^2 N int64.
 _MAX_INDEX_ELEMENTS = 1 << 24
 
 
@@ -93,7 +95,12 @@ def mutual_information(a, b) -> torch.Tensor:
 
 
 def information(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """:func:`mutual_information` of checked int64 labels with as many rows."""
+    """:func:`mutual_information` of checked int64 labels with as many rows.
+
+    Memory is O(N) per column pair however many distinct values the labels take: a joint table
+    is dense only when it has at most N cells, else only its non-zero cells (at most N) are
+    kept. Dense K_a x K_b tables took 2.3 GB for two columns of 8,000 distinct values.
+    """
     a_dense, a_sizes = relabel(a)
     b_dense, b_sizes = relabel(b)
     n, p = a_dense.shape
@@ -109,24 +116,47 @@ def information(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
     log_a = torch.log(marginals(a_dense, ka).clamp_min(1))  # [P, ka]; empty cells never used
     log_b = torch.log(marginals(b_dense, kb).clamp_min(1))  # [Q, kb]
+    cells = ka * kb
+    # Tables of at most N cells (the common case: 20 bins x 10 values) are counted whole by one
+    # bincount; larger ones by sorting the points' cell codes, each pair's non-zero cells then
+    # summed in a row of N. What is summed depends on the labels alone, not on the slices.
+    dense_table = cells <= n
+    pairs = max(1, _MAX_INDEX_ELEMENTS // n)  # per slice: the [N, pairs] codes stay bounded
+    b_step = min(q, pairs)
+    a_step = max(1, pairs // b_step)
     out = torch.empty(p, q, dtype=torch.float64, device=device)
-    rows_per_slice = max(1, _MAX_INDEX_ELEMENTS // max(1, n * q))
-    b_offsets = torch.arange(q, device=device) * (ka * kb)
-    for start in range(0, p, rows_per_slice):
-        stop = min(p, start + rows_per_slice)
-        m = stop - start
-        # One bincount for the joint table of every (a column, b column) pair of this slice.
-        cell = a_dense[:, start:stop, None] * kb + b_dense[:, None, :]  # [N, m, Q]
-        pair = (torch.arange(m, device=device)[:, None] * (q * ka * kb) + b_offsets[None, :])
-        joint = torch.bincount((cell + pair).reshape(-1), minlength=m * q * ka * kb)
-        joint = joint.reshape(m, q, ka, kb).to(torch.float64)
-        log_terms = (
-            torch.log(joint.clamp_min(1)) + log_n
-            - log_a[start:stop, None, :, None] - log_b[None, :, None, :]
-        )
-        out[start:stop] = torch.where(joint > 0, joint * log_terms, 0.0).sum(dim=(2, 3)) / n
+    for a_start, b_start in itertools.product(range(0, p, a_step), range(0, q, b_step)):
+        a_stop, b_stop = min(p, a_start + a_step), min(q, b_start + b_step)
+        ma, mb = a_stop - a_start, b_stop - b_start
+        # The key of a point's cell in pair (i, j) of this slice: (i mb + j) cells + its cell.
+        # Below max(N, 2^24) N: no overflow.
+        a_part = a_dense[:, a_start:a_stop] * kb + torch.arange(ma, device=device) * (mb * cells)
+        b_part = b_dense[:, b_start:b_stop] + torch.arange(mb, device=device) * cells
+        key = (a_part[:, :, None] + b_part[:, None, :]).reshape(-1)
+        if dense_table:
+            joint = torch.bincount(key, minlength=ma * mb * cells).reshape(ma, mb, ka, kb).to(torch.float64)
+            log_marginals = log_a[a_start:a_stop, None, :, None], log_b[None, b_start:b_stop, None, :]
+            sums = _cell_terms(joint, log_n, *log_marginals).sum(dim=(2, 3))
+        else:
+            key, counts = torch.unique(key, sorted=True, return_counts=True)
+            pair, cell = key // cells, key % cells
+            a_col, b_col = a_start + pair // mb, b_start + pair % mb
+            log_marginals = log_a[a_col, cell // kb], log_b[b_col, cell % kb]
+            terms = _cell_terms(counts.to(torch.float64), log_n, *log_marginals)
+            per_pair = torch.bincount(pair, minlength=ma * mb)
+            rank = torch.arange(key.numel(), device=device) - (torch.cumsum(per_pair, 0) - per_pair)[pair]
+            rows = torch.zeros(ma * mb, n, dtype=torch.float64, device=device)
+            rows[pair, rank] = terms  # the keys are sorted: a pair's cells are consecutive
+            sums = rows.sum(dim=1).reshape(ma, mb)
+        out[a_start:a_stop, b_start:b_stop] = sums / n
     # A single-valued column carries no information, but its log terms cancel only up to
     # rounding (1e-16): exactly 0, so that "no information" rules (modularity's) apply to it.
     out[torch.tensor(a_sizes, device=device) == 1] = 0.0
     out[:, torch.tensor(b_sizes, device=device) == 1] = 0.0
     return out.clamp_min(0.0)  # rounding can leave -1e-17 for independent columns
+
+
+def _cell_terms(joint: torch.Tensor, log_n: torch.Tensor, log_a: torch.Tensor, log_b: torch.Tensor) -> torch.Tensor:
+    """``n_ij (log n_ij + log N - log n_i - log n_j)`` of joint counts (float64; 0 for an empty
+    cell) with the logs of their marginal counts (broadcast to them)."""
+    return torch.where(joint > 0, joint * (torch.log(joint.clamp_min(1)) + log_n - log_a - log_b), 0.0)

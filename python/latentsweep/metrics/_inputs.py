@@ -1,8 +1,9 @@
-"""Argument checks shared by the metrics: codes ``[N, D]`` and discrete factors ``[N, F]``.
+"""Argument checks shared by the metrics: codes ``[N, D]`` and factors ``[N, F]``.
 
 Codes become float64 tensors on their own device (numpy arrays go to the CPU) so every score is
 computed in one precision whatever the encoder produced; factors become int64 tensors on the
-codes' device. Every message names the function and the argument.
+codes' device (discrete factors), or float64 ones where a score takes continuous factors. Every
+message names the function and the argument.
 
 Codes are limited to magnitudes of at most ``MAX_CODE_MAGNITUDE`` (1e30): scikit-learn's trees
 (DCI) cast to float32, whose largest value is 3.4e38, and the scores raise codes to the fourth
@@ -89,8 +90,21 @@ def integer_values(fn: str, name: str, value: torch.Tensor) -> torch.Tensor:
     return value.detach().to(torch.int64)
 
 
-def factors(fn: str, name: str, value, *, points: int, device: torch.device) -> torch.Tensor:
-    """Discrete factors ``[N, F]`` as int64, N matching the codes, each factor taking >= 2 values."""
+def real_values(fn: str, name: str, value: torch.Tensor) -> torch.Tensor:
+    """Continuous factor values as float64: real numbers (floating or integer), finite."""
+    value = real_numbers(fn, name, value).detach().to(torch.float64)
+    _checks.finite(fn, name, value)
+    return value
+
+
+def factor_values(fn: str, name: str, value: torch.Tensor, *, continuous: bool) -> torch.Tensor:
+    """:func:`real_values` of continuous factors, else :func:`integer_values`."""
+    return real_values(fn, name, value) if continuous else integer_values(fn, name, value)
+
+
+def factors(fn: str, name: str, value, *, points: int, device: torch.device, continuous: bool = False) -> torch.Tensor:
+    """Factors ``[N, F]``, N matching the codes, each factor taking >= 2 values: discrete ones as
+    int64, ``continuous`` ones (real-valued) as float64."""
     value = as_tensor(fn, name, value)
     if value.dim() != 2:
         raise ValueError(f"{fn}: {name} must be 2-D [N, F] (points x factors), got shape {tuple(value.shape)}")
@@ -98,7 +112,7 @@ def factors(fn: str, name: str, value, *, points: int, device: torch.device) -> 
         raise ValueError(f"{fn}: {name} needs at least one factor, got shape {tuple(value.shape)}")
     if value.shape[0] != points:
         raise ValueError(f"{fn}: {name} has {value.shape[0]} rows but the codes have {points}")
-    value = integer_values(fn, name, value).to(device)
+    value = factor_values(fn, name, value, continuous=continuous).to(device)
     single = [j for j in range(value.shape[1]) if bool(torch.all(value[:, j] == value[0, j]))]
     if single:
         raise ValueError(
@@ -160,27 +174,29 @@ def covariance(fn: str, value) -> torch.Tensor:
     return value
 
 
-def train_test(fn: str, codes_train, factors_train, codes_test, factors_test, *, min_latents: int = 1):
-    """The four arrays of a train/test metric, checked together (same D, same F)."""
+def train_test(fn: str, codes_train, factors_train, codes_test, factors_test, *, min_latents: int = 1,
+               continuous: bool = False):
+    """The four arrays of a train/test metric, checked together (same D, same F); ``continuous``
+    factors as in :func:`factors`."""
     train = codes(fn, "codes", codes_train, min_latents=min_latents)
     test = codes(fn, "test_codes", codes_test, min_latents=min_latents)
     if test.shape[1] != train.shape[1]:
         raise ValueError(f"{fn}: test_codes have {test.shape[1]} latents but codes have {train.shape[1]}")
-    y_train = factors(fn, "factors", factors_train, points=train.shape[0], device=train.device)
+    y_train = factors(fn, "factors", factors_train, points=train.shape[0], device=train.device, continuous=continuous)
     y_test = as_tensor(fn, "test_factors", factors_test)
     if y_test.dim() == 2 and y_test.shape[1] != y_train.shape[1]:
         raise ValueError(f"{fn}: test_factors have {y_test.shape[1]} factors but factors have {y_train.shape[1]}")
-    y_test = _test_factors(fn, y_test, points=test.shape[0], device=train.device)
+    y_test = _test_factors(fn, y_test, points=test.shape[0], device=train.device, continuous=continuous)
     return train, y_train, test.to(train.device), y_test
 
 
-def _test_factors(fn: str, value: torch.Tensor, *, points: int, device) -> torch.Tensor:
+def _test_factors(fn: str, value: torch.Tensor, *, points: int, device, continuous: bool) -> torch.Tensor:
     # A test split may be small and miss values, or hold a single one: only the shape and type matter.
     if value.dim() != 2:
         raise ValueError(f"{fn}: test_factors must be 2-D [N, F], got shape {tuple(value.shape)}")
     if value.shape[0] != points:
         raise ValueError(f"{fn}: test_factors has {value.shape[0]} rows but test_codes have {points}")
-    return integer_values(fn, "test_factors", value).to(device)
+    return factor_values(fn, "test_factors", value, continuous=continuous).to(device)
 
 
 def bins(fn: str, value) -> int:

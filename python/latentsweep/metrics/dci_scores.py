@@ -81,16 +81,30 @@ def importance_matrix(x, y, x_test, y_test, *, seed: int, estimator: str):
 
 
 def dci_from_importance(importance) -> dict:
-    """Disentanglement and completeness of a ``[D, F]`` non-negative importance matrix."""
-    r = _inputs.as_tensor("latentsweep.metrics.dci_from_importance", "importance", importance).to(torch.float64)
-    if r.dim() != 2 or r.shape[0] < 1 or r.shape[1] < 1:
-        raise ValueError(f"latentsweep.metrics.dci_from_importance: importance must be [D, F], got {tuple(r.shape)}")
-    if bool((r < 0).any()) or not bool(torch.isfinite(r).all()):
-        raise ValueError("latentsweep.metrics.dci_from_importance: importance must be finite and >= 0")
-    if float(r.sum()) == 0.0:  # nothing informative (with one factor or code the entropy rule said 1)
+    """Disentanglement and completeness of a ``[D, F]`` importance matrix (real numbers, finite,
+    >= 0; torch or numpy), as defined in :func:`dci`.
+
+    The 1e-11 smoothing is the reference's, in the matrix's own units, at every scale: a matrix
+    whose largest entry is 1 or more is first divided (smoothing included) by the largest power
+    of two not above that entry. The division is exact, so the scores are bit for bit those of
+    the undivided computation wherever its sums stay finite (every importance matrix of
+    :func:`dci`: scikit-learn's importances sum to at most 1 per factor), and entries up to
+    float64's largest no longer overflow the sums (a matrix of 1e308 scored NaN).
+    """
+    fn = "latentsweep.metrics.dci_from_importance"
+    r = _inputs.nonnegative(fn, "importance", importance, dims=2)
+    if r.shape[0] < 1 or r.shape[1] < 1:
+        raise ValueError(f"{fn}: importance must be [D, F] with D, F >= 1, got shape {tuple(r.shape)}")
+    largest = r.max()
+    if float(largest) == 0.0:  # nothing informative (with one factor or code the entropy rule said 1)
         return {"disentanglement": 0.0, "completeness": 0.0}
-    per_code = 1.0 - _normalised_entropy(r + _EPS, dim=1, base=r.shape[1])
-    per_factor = 1.0 - _normalised_entropy(r + _EPS, dim=0, base=r.shape[0])
+    _, exponent = torch.frexp(largest)  # largest = m 2^exponent, 0.5 <= m < 1
+    two = torch.tensor(2.0, dtype=torch.float64, device=r.device)
+    scale = torch.pow(two, 1 - exponent.clamp_min(1).to(torch.float64))  # 1 below 1
+    r = r * scale
+    smoothed = r + _EPS * scale
+    per_code = 1.0 - _normalised_entropy(smoothed, dim=1, base=r.shape[1])
+    per_factor = 1.0 - _normalised_entropy(smoothed, dim=0, base=r.shape[0])
     code_weight = r.sum(dim=1) / r.sum()
     factor_weight = r.sum(dim=0) / r.sum()
     return {

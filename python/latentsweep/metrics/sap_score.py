@@ -23,11 +23,13 @@ def sap(codes, factors, test_codes, test_factors, *, continuous: bool = False) -
     - ``continuous=False`` (the study default): ``S[d, f]`` is the test accuracy of
       ``sklearn.svm.LinearSVC(C=0.01, class_weight="balanced")`` trained on latent ``d`` alone
       (train split) to predict factor ``f``.
-    - ``continuous=True``: ``S[d, f] = Cov(z_d, y_f)^2 / (Var z_d Var y_f)`` on the train split
-      (``ddof=1``; 0 for a latent with variance <= 1e-12); the test split is not used.
+    - ``continuous=True``: ``S[d, f] = Cov(z_d, y_f)^2 / (Var z_d Var y_f)``, the R^2 of a
+      linear fit of the factor on the latent, on the train split (``ddof=1``; 0 for a latent
+      with variance <= 1e-12); the test split is checked but not used.
 
     Args:
-        codes, factors: train split, ``[N, D]`` codes (D >= 2) and ``[N, F]`` integer factors.
+        codes, factors: train split, ``[N, D]`` codes (D >= 2) and ``[N, F]`` factors: integers,
+            or with ``continuous=True`` any finite real values.
         test_codes, test_factors: test split, ``[M, D]`` and ``[M, F]``.
         continuous: treat factors as continuous (regression-style score).
 
@@ -39,15 +41,23 @@ def sap(codes, factors, test_codes, test_factors, *, continuous: bool = False) -
     """
     if not isinstance(continuous, bool):
         raise TypeError(f"{_FN}: continuous must be True or False, got {type(continuous).__name__}")
-    x, y, x_test, y_test = _inputs.train_test(_FN, codes, factors, test_codes, test_factors, min_latents=2)
+    x, y, x_test, y_test = _inputs.train_test(_FN, codes, factors, test_codes, test_factors, min_latents=2,
+                                              continuous=continuous)
     matrix = sap_matrix(x, y, x_test, y_test, continuous=continuous)
     return sap_from_matrix(matrix)
 
 
 def sap_matrix(x, y, x_test, y_test, *, continuous: bool) -> torch.Tensor:
-    """The ``[D, F]`` score matrix of :func:`sap` (checked float64 / int64 tensors)."""
+    """The ``[D, F]`` score matrix of :func:`sap` (checked float64 codes; int64 factors, or
+    float64 ones when ``continuous``)."""
     if continuous:
-        yf = y.to(torch.float64)
+        # R^2 does not change when a factor is scaled: each is multiplied (exactly) by the power
+        # of two that brings its largest magnitude into [0.5, 1), so Var y_f and Cov^2 cannot
+        # overflow (factors of 1e200) or underflow (1e-200) into a NaN. (At most 2^1022: 2^1074
+        # is beyond float64.)
+        _, exponent = torch.frexp(y.abs().amax(dim=0))
+        two = torch.tensor(2.0, dtype=torch.float64, device=y.device)
+        yf = y * torch.pow(two, -exponent.clamp_min(-1022).to(torch.float64))
         xc = x - x.mean(dim=0)
         yc = yf - yf.mean(dim=0)
         dof = x.shape[0] - 1

@@ -13,9 +13,12 @@ from ._information import discretize, information
 
 _FN = "latentsweep.metrics.unsupervised"
 
-# A correlation matrix whose smallest eigenvalue is below this (times D) is singular to float64's
-# rounding (eigvalsh resolves ~eps x D of its largest, which is at most D).
-SINGULAR_CORRELATION = 1e-13
+# An eigenvalue of a correlation matrix at most this times D times its largest is a zero one to
+# float64's rounding: the covariance and eigvalsh resolve about eps x D of the largest (singular
+# codes came out within 0.8 of it, of either sign). The Gaussian scores take such eigenvalues
+# as 0 (total correlation +inf); a fixed 1e-13 x D called x and x + 5e-7 noise (1.4e-13, 150
+# of these units) singular, for a total correlation of 14.47.
+SINGULAR_CORRELATION = 4 * torch.finfo(torch.float64).eps
 
 
 @one_cpu_thread()
@@ -96,9 +99,15 @@ def _total_correlation(active: tuple[torch.Tensor, torch.Tensor] | None) -> floa
     # N <= D points) has total correlation +inf; its smallest eigenvalue then comes back as
     # rounding noise, whose logarithm was returned as a finite score.
     eigenvalues = torch.linalg.eigvalsh(correlation)
-    if float(eigenvalues[0]) <= SINGULAR_CORRELATION * correlation.shape[0]:
+    if bool(_rounding_zeros(eigenvalues)[0]):
         return math.inf
     return float(-0.5 * torch.log(eigenvalues).sum())
+
+
+def _rounding_zeros(eigenvalues: torch.Tensor) -> torch.Tensor:
+    """Which of a correlation matrix's ascending eigenvalues ``[D]`` are 0 to rounding (see
+    SINGULAR_CORRELATION)."""
+    return eigenvalues <= SINGULAR_CORRELATION * eigenvalues.shape[0] * eigenvalues[-1]
 
 
 def gaussian_wasserstein_correlation(cov) -> float:
@@ -127,7 +136,9 @@ def _wasserstein(active: tuple[torch.Tensor, torch.Tensor] | None) -> float:
     scale = variances.max()
     s = torch.sqrt(variances / scale)
     eigenvalues, vectors = torch.linalg.eigh(correlation)
-    f = s[:, None] * vectors * eigenvalues.clamp_min(0).sqrt()
+    # Rounding noise in place of a zero eigenvalue (1e-16) put its square root (1e-8) into F,
+    # and a relative error of 3e-8 into the distance of two proportional latents.
+    f = s[:, None] * vectors * torch.where(_rounding_zeros(eigenvalues), 0.0, eigenvalues).sqrt()
     p, _, qh = torch.linalg.svd(s[:, None] * f)
     residual = torch.diag(s) - f @ (qh.T @ p.T)
     return float(scale * (residual * residual).sum())
