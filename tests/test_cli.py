@@ -1300,6 +1300,8 @@ def test_keyword_errors_end_to_end_name_the_flags(workspace, tmp_path):
         (("report", *ae, "--data", "data.npy", "--directions", "clusters"),
          "latentsweep: error: --directions clusters needs --clusters K"),
         (("report", *ae, "--data", str(tmp_path / "one.npy")), "latentsweep: error: --data needs at least 2 inputs"),
+        (("diagnose", *ae, "--data", str(tmp_path / "one.npy")),
+         "latentsweep: error: --data needs at least 2 inputs for the diagnosis, got 1 (a latent's activity"),
         (("report", *ae, "--data", str(tmp_path / "two.npy"), "--clusters", "2"),
          "latentsweep: error: --data needs at least 3 inputs for --clusters, got 2"),
         (("diagnose", *ae, "--data", str(tmp_path / "none.npy")), "latentsweep: error: --data holds no inputs"),

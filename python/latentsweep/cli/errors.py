@@ -118,6 +118,8 @@ _CLI_WORDS = (
     ("encode: data is empty (no batches, or no rows)", "--data holds no inputs (0 rows)"),
     (re.compile(r"^(\w+): codes must be \[N, D\] with N >= (\d+) and D >= 1, got shape \((\d+), (\d+)\)"),
      lambda m: _too_few_codes(*m.groups()) or m.group(0)),
+    (re.compile(r"^diagnose: posterior has (\d+) input\(s\); a diagnosis needs at least (\d+) \((.*)\)$"),
+     r"--data needs at least \2 inputs for the diagnosis, got \1 (\3)"),
     (re.compile(r"^datasets\.LabelledArrays: observations must be \[N, \.\.\.\] with N >= (\d+), got shape \((\d+)[^)]*\)"),
      r"--data needs at least \1 observations, got \2"),
     # a keyword argument that the command line takes as the flag of the same name
