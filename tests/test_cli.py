@@ -857,7 +857,7 @@ def test_bad_directions_files_are_one_line_errors(workspace, tmp_path, content, 
         (["--clusters", "1"], ["--clusters", "must be >= 2"], 2),
         (["--clusters", "x"], ["--clusters"], 2),
         (["--clusters", "40"], ["clusters", "40"], 1),
-        (["--directions", "clusters"], ["--directions clusters needs --clusters K"], 1),
+        (["--directions", "clusters"], ["report: --directions clusters needs --clusters K"], 2),
         (["--mode", "posterior", "--directions", "coordinates"], ["--mode posterior", "--mode empirical"], 1),
     ],
 )
@@ -995,7 +995,7 @@ def test_traverse_checks_the_image_shape_before_the_sweep_and_notes_one_step(wor
 def test_option_errors_are_worded_as_flags(workspace, tmp_path):
     completed = invoke("sample", "--model", "tiny_models:make", "--inputs", "3", "--out", str(tmp_path / "s"),
                        cwd=workspace, check=False)
-    assert_one_line_error(completed, "--inputs picks inputs of --data")
+    assert_one_line_error(completed, "sample: --inputs picks inputs of --data", code=2)
     completed = invoke("report", "--model", "tiny_models:make", "--data", "data.npy", "--clusters", "0",
                        "--out", str(tmp_path / "r"), cwd=workspace, check=False)
     assert completed.returncode == 2 and "--clusters: must be >= 2" in completed.stderr
@@ -1020,7 +1020,7 @@ def test_out_and_store_inside_an_existing_store_are_refused(workspace, tmp_path)
     assert sorted(p.name for p in store.iterdir() if p.name not in ("units", "leases", "zarr.json")) == \
         sorted(["anchors", "anchor_outputs", "dims", "effect", "outputs", "values"])
     assert_one_line_error(invoke(*TRAVERSE, "--overwrite", "--out", str(tmp_path / "o3"), cwd=workspace, check=False),
-                          "--overwrite replaces a stored sweep: it needs --store")
+                          "traverse: --overwrite replaces a stored sweep: it needs --store", code=2)
 
 
 def test_a_failed_command_leaves_no_empty_out_folder(workspace, tmp_path):
@@ -1034,10 +1034,31 @@ def test_a_failed_command_leaves_no_empty_out_folder(workspace, tmp_path):
     assert not out.exists()
 
 
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("traverse", "--resume"), "--resume needs --store (the store of the sweep to continue)"),
+        (("traverse", "--shard", "0/2"), "--shard needs --store (the store the shards share)"),
+        (("traverse", "--overwrite"), "--overwrite replaces a stored sweep: it needs --store"),
+        (("report", "--directions", "clusters"), "--directions clusters needs --clusters K"),
+        (("report", "--factor-names", "a,b"), "--factor-names need --factors"),
+    ],
+)
+def test_options_that_need_each_other_are_usage_errors(workspace, tmp_path, args, message):
+    """Said as argparse's own usage errors (exit 2, the command, its --help), before the model is
+    loaded: they were exit 1 without the hint, some after the model's loading."""
+    command, *rest = args
+    completed = invoke(command, "--model", "tiny_models:make", "--weights", "missing.pt", "--data", "data.npy", *rest,
+                       "--out", str(tmp_path / "o"), cwd=workspace, check=False)
+    line = assert_one_line_error(completed, f"latentsweep: error: {command}: {message}", code=2)
+    assert line.endswith(f"(see 'latentsweep {command} --help')"), line
+    assert not (tmp_path / "o").exists()
+
+
 def test_report_metrics_options_without_factors_are_refused(workspace, tmp_path):
     completed = invoke("report", "--model", "tiny_models:make", "--data", "data.npy", "--metrics", "mig",
                        "--num-train", "5", "--out", str(tmp_path / "r"), cwd=workspace, check=False)
-    assert_one_line_error(completed, "--metrics/--num-train need --factors")
+    assert_one_line_error(completed, "report: --metrics/--num-train need --factors", code=2)
     assert not (tmp_path / "r").exists()
 
 
@@ -1297,8 +1318,6 @@ def test_keyword_errors_end_to_end_name_the_flags(workspace, tmp_path):
     for args, needle in [
         (("traverse", *TRAVERSE[1:], "--dims", "0,0"), "latentsweep: error: --dims must be distinct"),
         (("report", *ae, "--data", "data.npy", "--dims", "99"), "latentsweep: error: --dims must lie in [0, 3)"),
-        (("report", *ae, "--data", "data.npy", "--directions", "clusters"),
-         "latentsweep: error: --directions clusters needs --clusters K"),
         (("report", *ae, "--data", str(tmp_path / "one.npy")), "latentsweep: error: --data needs at least 2 inputs"),
         (("diagnose", *ae, "--data", str(tmp_path / "one.npy")),
          "latentsweep: error: --data needs at least 2 inputs for the diagnosis, got 1 (a latent's activity"),

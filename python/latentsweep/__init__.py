@@ -35,7 +35,7 @@ with _quiet_while_importing():  # Ctrl-C during the command line's start: one li
     from .explanation import explain
     from .result import TraversalResult
     from .sampling import sample, sample_prior
-    from .stores import StoreStatus
+    from .stores import StoreDamaged, StoreStatus
     from .sweep import open_sweep, sweep_status, traverse
     from .traversal import MODES, traversal_codes, traversal_values
     from . import datasets, metrics  # noqa: E402  (ground-truth data sets and disentanglement metrics)
@@ -56,6 +56,7 @@ __all__ = [
     "Diagnosis",
     "Flag",
     "Posterior",
+    "StoreDamaged",
     "StoreStatus",
     "TraversalResult",
     "build_info",

@@ -69,8 +69,8 @@ class Clusters:
         return torch.where(difference == 0, 0.0, effect).to(self.centroids.dtype)
 
     def separating_latents(self, i: int, j: int, top: int = 5) -> list[int]:
-        """The latents that best separate clusters i and j: largest ``|pair_effect(i, j)|``
-        first (ties: lower index first)."""
+        """The ``top`` latents that best separate clusters i and j: largest
+        ``|pair_effect(i, j)|`` first (ties: lower index first)."""
         top = _checks.integer("latentsweep.Clusters.separating_latents", "top", top, low=1)
         effect = self.pair_effect(i, j).abs()
         order = torch.argsort(-effect, stable=True)

@@ -128,7 +128,7 @@ class Directions:
     @classmethod
     def from_vectors(cls, vectors: torch.Tensor, names=None) -> "Directions":
         """Any user tensor ``[K, D]`` (or ``[D]``), scaled to unit length (a zero or non-finite
-        vector is a ``ValueError``); names default to ``u0, u1, ...``."""
+        vector is a ``ValueError``), with K ``names`` (default ``u0, u1, ...``)."""
         vectors = unit_directions(vectors)
         names = tuple(f"u{k}" for k in range(vectors.shape[0])) if names is None else tuple(map(str, names))
         return cls(vectors, names, source="user")

@@ -52,7 +52,8 @@ class Interpolation:
         path: ``"linear"`` or ``"slerp"``.
         t: ``[S]`` float64 positions along each path, ``linspace(0, 1, S)``.
         change: ``[P, S]`` mean over output features of ``|x(t) - x(start)|``: how far the
-            output has moved from the start's at each step (0 at ``t = 0``).
+            output has moved from the start's at each step (0 at ``t = 0``, up to the decoder's
+            rounding: ``x(start)`` is decoded alone, the path's steps in batches).
         sweep: the engine's :class:`TraversalResult` of the P x 1 x S grid (its ``outputs``,
             ``effect``, ``sensitivity``, ``batch_size``, ``store``, speed).
     """
@@ -134,7 +135,8 @@ def interpolate(
     between two typical codes passes through the unlikely region near the origin). They are
     swept as a grid of P anchors (the starts) x 1 x S steps by the engine of
     :func:`latentsweep.traverse`: batches, a resumable store, devices and the progress bar work
-    as there, and the first and last steps decode exactly ``start`` and ``end``.
+    as there, and the first and last steps' codes are exactly ``start`` and ``end`` (their
+    outputs are the decoder's there, up to its own rounding in a batch of other codes).
 
     Args:
         decoder: as for :func:`latentsweep.traverse` (a module, bound method or function

@@ -96,7 +96,8 @@ class Posterior:
         return Posterior(self.mu.to(*args, **kwargs), logvar, self.latent_shape)
 
     def sample(self, n: int, *, seed: int = 0) -> torch.Tensor:
-        """``[N, n, D]`` reparameterised samples (see :func:`latentsweep.sample`)."""
+        """``[N, n, D]`` reparameterised samples, ``n`` per input, reproducible from ``seed``
+        (see :func:`latentsweep.sample`)."""
         if self.logvar is None:
             raise ValueError(
                 "Posterior.sample: this posterior has no logvar (a plain autoencoder); "

@@ -13,7 +13,7 @@ import sys
 import warnings
 
 from ..sweep import stop_messages_as_notes
-from .errors import CliError, StandardOutputError, one_line, say, standard_output_named
+from .errors import CliError, StandardOutputError, UsageError, one_line, say, standard_output_named
 
 # Errors whose message is the whole story (ours, and the library's argument checks).
 EXPECTED_ERRORS = (CliError, ValueError, TypeError, FileNotFoundError, OSError)
@@ -144,7 +144,10 @@ def main(argv: list[str] | None = None) -> int:
         with stop_messages_as_notes(), warnings.catch_warnings():  # the sweep's advice after Ctrl-C, worded below
             warnings.showwarning = lambda message, *_, **__: say("warning", str(message))
             with standard_output_named():
-                status = int(args.run(args) or 0)
+                try:
+                    status = int(args.run(args) or 0)
+                except UsageError as error:
+                    args.command_parsers[args.command].error(one_line(error))
                 sys.stdout.flush()  # (a full disk is said here, not as Python's exit message)
             return status
     except KeyboardInterrupt as interrupt:

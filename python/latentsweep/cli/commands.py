@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from ..distributed import world_and_rank
-from .errors import CliError, say, user_code
+from .errors import CliError, UsageError, say, user_code
 from .loading import load_array, load_model, model_part, part_device_dtype
 
 # A flat output of a square size at least this large may be an image (8x8 digits and up).
@@ -374,10 +374,12 @@ def _first_code(posterior) -> torch.Tensor:
 def run_traverse(args) -> int:
     world, _ = world_and_rank()
     if world > 1 and args.store is None and not args.no_outputs:
-        raise CliError(f"traverse: with {world} processes, pass --store sweep.zarr (one store all ranks write into) "
-                       "or --no-outputs")
+        raise UsageError(f"with {world} processes, pass --store sweep.zarr (one store all ranks write into) "
+                         "or --no-outputs")
     if args.shard is not None and args.store is None:
-        raise CliError("traverse: --shard needs --store (the store the shards share)")
+        raise UsageError("--shard needs --store (the store the shards share)")
+    if args.resume and args.store is None:
+        raise UsageError("--resume needs --store (the store of the sweep to continue)")
     if args.store is not None and Path(args.store).resolve() in (Path(args.out).resolve(), *Path(args.out).resolve().parents):
         raise CliError(f"traverse: --out {args.out!r} is --store {args.store!r} or inside it: a store's folder holds "
                        "only what the sweep writes; pass another --out")
@@ -385,7 +387,7 @@ def run_traverse(args) -> int:
         raise CliError(f"--store {args.store!r} is inside the sweep store {str(enclosing_store(Path(args.store).parent))!r}, "
                        "whose folder holds only what its sweep writes; pass another --store")
     if args.overwrite and args.store is None:
-        raise CliError("--overwrite replaces a stored sweep: it needs --store (--out's files are always replaced)")
+        raise UsageError("--overwrite replaces a stored sweep: it needs --store (--out's files are always replaced)")
     with _out_folder(args.out) as folder:
         if (folder / "traversal.npz").is_dir():  # found now, not after the sweep
             raise CliError(f"--out {args.out!r}: a folder named traversal.npz is in the way of the results")
@@ -546,10 +548,10 @@ def run_sample(args) -> int:
     import latentsweep as ls
     from .samples import latent_dim, save_samples_picture
 
-    model, encoder, decoder = _loaded(args, need_encoder=bool(args.data))
     if args.inputs is not None and not args.data:
-        raise CliError("sample: --inputs picks inputs of --data (posterior samples); without --data the codes come "
-                       "from the prior")
+        raise UsageError("--inputs picks inputs of --data (posterior samples); without --data the codes come "
+                         "from the prior")
+    model, encoder, decoder = _loaded(args, need_encoder=bool(args.data))
     args.inputs = 4 if args.inputs is None else args.inputs
     if args.data:
         posterior, _ = _encode(encoder, model, args)
@@ -660,6 +662,8 @@ def run_report(args) -> int:
     from .metrics_command import check_report_metrics_options
 
     check_report_metrics_options(args)
+    if args.directions == "clusters" and args.clusters is None:
+        raise UsageError("--directions clusters needs --clusters K (the number of KMeans clusters to go between)")
     with _out_folder(args.out) as folder:
         return _report_into(folder, args)
 
@@ -706,10 +710,11 @@ def _report_into(folder: Path, args) -> int:
 # ---- demo ----------------------------------------------------------------------------------
 def add_demo(sub) -> None:
     parser = sub.add_parser(
-        "demo", help="the built-in demo: digits VAEs/AE and a wine VAE (no download)",
+        "demo", help="the built-in demo: digits VAEs/AE, a wine VAE and a Shapes beta-VAE (no download)",
         description="Runs latentsweep on models shipped with it, trained on scikit-learn's "
         "bundled data: a well-trained digits VAE, one with ReLU on its mean and log-variance "
-        "heads, a plain digits autoencoder, and a VAE on the wine data set. Writes one HTML "
+        "heads, a plain digits autoencoder, and a VAE on the wine data set; and a beta-VAE on the "
+        "procedural Shapes data, scored by the disentanglement metrics. Writes one HTML "
         "report per model and prints the diagnosis summaries.",
     )
     _out_option(parser, "latentsweep-demo")

@@ -20,6 +20,11 @@ class CliError(Exception):
     """An error the CLI reports as one line on stderr (exit status 1)."""
 
 
+class UsageError(CliError):
+    """Options that do not go together (``--shard`` without ``--store``), found before any work:
+    said as argparse says its own usage errors (the command, exit status 2, its --help)."""
+
+
 class StandardOutputError(CliError):
     """Writing the command's output to stdout failed (a full disk, a closed terminal)."""
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..metrics.evaluation import MIN_POINTS
 from .commands import _device, integer_at_least, seed_below
-from .errors import user_code
+from .errors import UsageError, user_code
 from .loading import CliError, load_array
 
 
@@ -160,7 +160,7 @@ def check_report_metrics_options(args) -> None:
         ("--metrics", args.metrics, REPORT_METRICS), ("--num-train", args.num_train, 10000),
         ("--num-test", args.num_test, 5000)) if value != default]
     if args.factors is None and given:
-        raise CliError(f"{'/'.join(given)} need --factors (the factor values [N, F] of the observations in --data)")
+        raise UsageError(f"{'/'.join(given)} need --factors (the factor values [N, F] of the observations in --data)")
 
 
 def report_metrics(encoder, observations, args):

@@ -31,7 +31,7 @@ class TraversalCallback(pl.Callback):
     - images (the traversal grid, the KL bars) and the flags as Markdown text: to TensorBoard
       (any logger whose ``experiment`` is a SummaryWriter); through ``log_image``/``log_text``
       for loggers that have them (e.g. Weights & Biases); as PNG files and ``diagnosis.md`` under
-      ``<log_dir>/<prefix>/step=<step>/`` for loggers with a ``log_dir`` and neither (e.g.
+      ``<log_dir>/<prefix>/step=<step>/`` (the step zero-padded to 7 digits) for loggers with a ``log_dir`` and neither (e.g.
       ``CSVLogger``); other loggers get the scalars only (with a warning).
 
     It runs on global rank 0 only (with sharded models such as FSDP or DeepSpeed stage 3, where
