@@ -17,6 +17,7 @@ pytest.importorskip("tensorboard")
 from torch.utils.tensorboard import SummaryWriter  # noqa: E402
 
 import latentsweep  # noqa: E402
+from latentsweep import encoding  # noqa: E402
 from latentsweep.integrations import _common  # noqa: E402
 from latentsweep.integrations.tensorboard import log_traversals  # noqa: E402
 from tensorboard_events import assert_scalars_match, read_events  # noqa: E402
@@ -119,6 +120,7 @@ def test_the_rng_test_can_fail(monkeypatch, tmp_path):
     log_data = DataLoader(TensorDataset(data[:32]), batch_size=8)
     plain, _ = train(data)
     monkeypatch.setattr(_common, "preserve_rng_state", contextlib.nullcontext)
+    monkeypatch.setattr(encoding, "preserve_rng_state", contextlib.nullcontext)  # (encode's own guard)
     with SummaryWriter(tmp_path) as writer:
         logged, _ = train(data, writer=writer, log_data=log_data)
     assert not all(torch.equal(a, b) for a, b in zip(plain.state_dict().values(), logged.state_dict().values()))

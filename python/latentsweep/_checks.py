@@ -427,6 +427,21 @@ def device(fn: str, value) -> torch.device | None:
         raise kind(f"{fn}: device must be a torch.device or a string like 'cuda:0', got {value!r}") from None
 
 
+def usable_device(fn: str, device: torch.device) -> torch.device:
+    """A device to compute on: not meta (shapes without values), and one this torch reaches
+    (device='cuda' on a CPU-only build raised torch's AssertionError deep inside a call)."""
+    if device.type == "meta":
+        raise ValueError(f"{fn}: device='meta' holds no values; {call_name(fn)} runs on a real device (cpu, cuda)")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"{fn}: device={str(device)!r} but this torch has no CUDA device available")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ValueError(f"{fn}: device={str(device)!r} but this machine has {torch.cuda.device_count()} CUDA "
+                         "device(s)")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"{fn}: device={str(device)!r} but MPS is not available here")
+    return device
+
+
 def seed(fn: str, value) -> int:
     """A seed in [0, 2^64), passed to the op as a wrapped int64."""
     value = integer(fn, "seed", value, low=0, high=2**64 - 1)

@@ -29,7 +29,8 @@ def modules_behind(model) -> list[torch.nn.Module]:
     such as ``lambda z: torch.sigmoid(vae.decoder(z))``) the modules among the variables it
     closes over or reads as globals, or for another callable object its module attributes. So
     a snapshot during training can put them in eval mode: a lambda around the model ran it in
-    training mode (BatchNorm's running statistics moved, dropout was on)."""
+    training mode (BatchNorm's running statistics moved, dropout was on). The rule for every
+    use of the user's callables: eval mode, device and dtype, fingerprint."""
     import inspect
 
     owner = owning_module(model)
@@ -48,9 +49,9 @@ def modules_behind(model) -> list[torch.nn.Module]:
 
 
 def tensors_of(model) -> Iterator[torch.Tensor]:
-    """Parameters then buffers of the callable's module (nothing for other callables)."""
-    module = owning_module(model)
-    if module is not None:
+    """Parameters then buffers of the modules behind the callable (see :func:`modules_behind`;
+    nothing for a callable that uses none)."""
+    for module in modules_behind(model):
         yield from module.parameters()
         yield from module.buffers()
 
@@ -78,19 +79,18 @@ def parameter_dtype(model) -> torch.dtype | None:
 
 @contextlib.contextmanager
 def eval_mode(model):
-    """Runs the callable's module (an nn.Module, or the owner of a bound method such as
-    ``vae.decode``) in eval mode (no dropout, frozen batch norm), restoring each submodule's
-    mode afterwards; a no-op for other callables."""
-    model = owning_module(model)
-    if model is None:
-        yield
-        return
-    modes = [(module, module.training) for module in model.modules()]
-    model.eval()
+    """Runs the modules behind the callable (an nn.Module, the owner of a bound method such as
+    ``vae.decode``, the modules a lambda uses: :func:`modules_behind`) in eval mode (no dropout,
+    frozen batch norm), restoring each submodule's mode afterwards; a no-op for a callable that
+    uses none."""
+    owners = modules_behind(model)
+    modes = {id(m): (m, m.training) for owner in owners for m in owner.modules()}
+    for owner in owners:
+        owner.eval()  # (a module's own train() override runs, as with the module alone)
     try:
         yield
     finally:
-        for module, training in modes:
+        for module, training in modes.values():
             module.training = training
 
 
@@ -101,8 +101,7 @@ def fingerprint(model) -> str:
     kind = type(model)
     name = getattr(model, "__qualname__", None) or kind.__qualname__  # functions by name
     digest = hashlib.sha256(f"{getattr(model, '__module__', kind.__module__)}.{name}".encode())
-    module = owning_module(model)
-    if module is not None:
+    for module in modules_behind(model):  # (a lambda's modules too: other weights, another sweep)
         for name, tensor in module.state_dict().items():
             digest.update(name.encode())
             digest.update(tensor_digest(tensor).encode())

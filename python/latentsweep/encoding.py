@@ -10,6 +10,7 @@ import torch
 
 from . import _checks, _progress
 from ._modules import eval_mode, model_device, parameter_dtype
+from ._random_state import preserve_rng_state
 from .posterior import Posterior
 
 # Dict keys tried, in order, for the parts of an encoder's output (compared lower-cased).
@@ -46,13 +47,20 @@ def encode(
               ``log_std``);
             - a ``torch.distributions.Normal`` (or ``Independent(Normal)``) with ``[B, D]`` loc;
             - a single ``[B, D]`` tensor: the codes of a plain autoencoder (``logvar=None``).
-            An ``nn.Module``, or a bound method of one (``vae.encode``), runs with the module in
-            eval mode (its modes are restored afterwards), so dropout and batch norm neither
-            randomise the codes nor make them depend on the batching.
+            An ``nn.Module``, a bound method of one (``vae.encode``), or a function or lambda
+            that uses modules (``lambda x: vae(x)[1:]``) runs with those modules in eval mode
+            (their modes are restored afterwards), so dropout and batch norm neither randomise
+            the codes nor make them depend on the batching. The global random states (torch,
+            numpy, Python) are restored afterwards too: an encoder that samples z, or a
+            DataLoader drawing its seed, leaves a training loop's random stream as it was.
         data: a ``[N, ...]`` tensor or numpy array (split into ``batch_size`` rows), a
             ``torch.utils.data.Dataset`` (wrapped in a DataLoader of ``batch_size``), or an
             iterable of batches such as a DataLoader (``batch_size`` is then the loader's own;
-            one that draws in random order is refused: row i of the codes must be input i).
+            one that draws in random order, drops its last rows or reads one process's share
+            of the data (a DistributedSampler) is refused: row i of the codes must be input i).
+            An ``IterableDataset`` is taken as yielding single inputs, batched here as torch's
+            DataLoader batches them; one that yields batches (webdataset's ``.batched()``)
+            goes in as ``iter(dataset)``.
             A batch that is a tuple/list gives its first element; a dict gives the entry under
             one of ``x``, ``input(s)``, ``data``, ``image(s)``, ``pixel_values``, ``features``.
             Floating data (tensors and numpy arrays, which default to float64) is cast to the
@@ -78,7 +86,13 @@ def encode(
     if not callable(encoder):
         raise TypeError(f"{_FN}: encoder must be callable, got {type(encoder).__name__}")
     device = _resolve_device(encoder, data, device)
+    with preserve_rng_state():  # (a DataLoader draws its seed when iterated: in _batches)
+        return _encode(encoder, data, batch_size, device, show)
+
+
+def _encode(encoder, data, batch_size: int, device: torch.device, show: bool) -> Posterior:
     batches, total = _batches(data, batch_size)
+    batched_here = isinstance(data, torch.utils.data.IterableDataset)
     # Floating inputs take the dtype of the encoder's parameters (float64 data into a float32
     # model would fail in its first layer); a parameterless callable gets the data as it is
     # (numpy's too: it was cast to torch's default dtype, tensors were not).
@@ -89,9 +103,14 @@ def encode(
     rows = 0
     with _progress.bar(show, total=total, unit="input", desc="encode") as bar, eval_mode(encoder), torch.inference_mode():
         for index, batch in enumerate(batches):
-            batch = batch.to(device=device, dtype=input_dtype if input_dtype and batch.is_floating_point() else None)
+            batch = _to_encoder(batch, device, input_dtype, index)
             mu, logvar = _split_output(_call_encoder(encoder, batch, input_dtype), index)
             _check_batch(mu, logvar, index, rows, batch.shape[0], mus, logvars)
+            if index == 0 and batched_here and mu.dim() > 2:
+                _checks.warn(
+                    f"{_FN}: data is an IterableDataset, batched here {batch.shape[0]} items at a time, and the "
+                    f"encoder returned codes of shape {list(mu.shape[1:])} per item; if the dataset yields batches "
+                    "rather than single inputs (webdataset's .batched()), pass iter(dataset)", UserWarning)
             # Copies, also on the CPU: an encoder may return a view of a buffer it overwrites
             # in its next call.
             mus.append(mu.detach().to("cpu", copy=True))
@@ -108,14 +127,29 @@ def encode(
 
 
 def _resolve_device(encoder, data, device) -> torch.device:
-    if device is not None:
-        return _checks.device(_FN, device)
     own = model_device(encoder)
-    if own is not None:
-        return own
-    if isinstance(data, torch.Tensor):
-        return data.device
-    return torch.device("cpu")
+    if own is not None and own.type == "meta":
+        raise ValueError(f"{_FN}: the encoder's parameters are on the meta device (shapes without values): load "
+                         "its weights first (e.g. model.to_empty(device='cpu') and load_state_dict)")
+    if device is not None:
+        device = _checks.device(_FN, device)
+    elif own is not None:
+        device = own
+    else:
+        device = data.device if isinstance(data, torch.Tensor) else torch.device("cpu")
+    return _checks.usable_device(_FN, device)
+
+
+def _to_encoder(batch: torch.Tensor, device: torch.device, input_dtype: torch.dtype | None, index: int) -> torch.Tensor:
+    """A batch on the encoder's device, floating inputs in its parameters' dtype; a cast that
+    overflows that dtype (1e6 into float16) is named here, not as NaN/Inf codes."""
+    cast = input_dtype if input_dtype and batch.is_floating_point() and batch.dtype != input_dtype else None
+    moved = batch.to(device=device, dtype=cast)
+    if cast is not None and not bool(torch.isfinite(moved).all()) and bool(torch.isfinite(batch).all()):
+        raise ValueError(f"{_FN}: batch {index} of the data ({batch.dtype}) holds values beyond the range of the "
+                         f"encoder's {cast} (up to {torch.finfo(cast).max:g}); scale the data, or run the encoder "
+                         f"in a wider dtype")
+    return moved
 
 
 def _call_encoder(encoder, batch: torch.Tensor, input_dtype: torch.dtype | None):
@@ -138,7 +172,7 @@ def _batches(data, batch_size: int) -> tuple[Iterable[torch.Tensor], int | None]
     if isinstance(data, torch.Tensor):
         if data.dim() == 0:
             raise ValueError(f"{_FN}: data must have a leading batch dimension, got a 0-d tensor")
-        return data.split(batch_size), data.shape[0]
+        return data.split(batch_size) if data.shape[0] else (), data.shape[0]  # (split yields one empty batch)
     if isinstance(data, np.ndarray):
         if data.ndim == 0:
             raise ValueError(f"{_FN}: data must have a leading batch dimension, got a 0-d array")
@@ -147,12 +181,8 @@ def _batches(data, batch_size: int) -> tuple[Iterable[torch.Tensor], int | None]
         return (_from_numpy(chunk, None) for chunk in chunks), data.shape[0]
     if isinstance(data, torch.utils.data.Dataset) and not isinstance(data, torch.utils.data.DataLoader):
         data = torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=False)
-    if isinstance(data, torch.utils.data.DataLoader) and _draws_in_random_order(data):
-        raise ValueError(
-            f"{_FN}: data is a DataLoader that draws in random order (shuffle=True or a random sampler): row i of "
-            "the codes would not be item i of its dataset, nor match labels taken from it; pass the dataset itself "
-            "(or a DataLoader with shuffle=False)"
-        )
+    if isinstance(data, torch.utils.data.DataLoader):
+        _check_loader_order(data)
     if isinstance(data, (str, bytes, Mapping)) or not isinstance(data, Iterable):
         raise TypeError(
             f"{_FN}: data must be a tensor, a numpy array, a Dataset or an iterable of batches "
@@ -169,11 +199,30 @@ _RANDOM_SAMPLERS = (torch.utils.data.RandomSampler, torch.utils.data.SubsetRando
                     torch.utils.data.WeightedRandomSampler)
 
 
-def _draws_in_random_order(loader: torch.utils.data.DataLoader) -> bool:
-    """Whether a loader's sampler (or its batch sampler's) is one of torch's random ones."""
+def _check_loader_order(loader: torch.utils.data.DataLoader) -> None:
+    """Row i of the codes must be item i of the loader's dataset, and every item must be there:
+    a loader that draws in random order, reads one process's share or drops its last rows is
+    refused (they gave codes reordered, padded with repeats, or short, without a word)."""
     batch_sampler = getattr(loader, "batch_sampler", None)
-    samplers = (getattr(loader, "sampler", None), getattr(batch_sampler, "sampler", None))
-    return any(isinstance(sampler, _RANDOM_SAMPLERS) for sampler in samplers)
+    samplers = [s for s in (getattr(loader, "sampler", None), getattr(batch_sampler, "sampler", None)) if s is not None]
+    why = None
+    if any(isinstance(sampler, _RANDOM_SAMPLERS) for sampler in samplers):
+        why = "draws in random order (shuffle=True or a random sampler)"
+    for sampler in samplers:
+        if isinstance(sampler, torch.utils.data.distributed.DistributedSampler):
+            if sampler.num_replicas > 1:
+                why = (f"reads one process's share of the data (a DistributedSampler with num_replicas="
+                       f"{sampler.num_replicas})")
+            elif sampler.shuffle:
+                why = "draws in random order (a DistributedSampler with shuffle=True)"
+    if why is None and (getattr(loader, "drop_last", False) or getattr(batch_sampler, "drop_last", False)):
+        why = "drops its last rows (drop_last=True)"
+    if why is not None:
+        raise ValueError(
+            f"{_FN}: data is a DataLoader that {why}: row i of the codes would not be item i of its dataset, nor "
+            "match labels taken from it; pass the dataset itself (or a DataLoader with shuffle=False, "
+            "drop_last=False and no DistributedSampler)"
+        )
 
 
 def _from_numpy(array: np.ndarray, index: int | None) -> torch.Tensor:
@@ -182,6 +231,8 @@ def _from_numpy(array: np.ndarray, index: int | None) -> torch.Tensor:
         where = "data" if index is None else f"batch {index}"
         raise TypeError(f"{_FN}: {where} is a numpy array of {array.dtype}, which has no tensor equivalent")
     array = np.ascontiguousarray(array)
+    if not array.dtype.isnative:  # (big-endian data: torch takes the machine's byte order only)
+        array = array.astype(array.dtype.newbyteorder("="))
     # A read-only array (np.load(mmap_mode="r")) is copied, batch by batch: torch warns about
     # tensors sharing memory it may not write.
     return torch.from_numpy(array if array.flags.writeable else array.copy())

@@ -91,8 +91,9 @@ def traverse(
 
     Args:
         decoder: any callable from a ``[B, D]`` tensor to a ``[B, ...]`` tensor, e.g.
-            ``vae.decoder`` or ``vae.decode``: an ``nn.Module``, or the module of a bound method,
-            runs in eval mode (restored afterwards), and codes are cast to its parameters' dtype.
+            ``vae.decoder`` or ``vae.decode``: an ``nn.Module``, the module of a bound method, or
+            the modules a function or lambda uses, run in eval mode (restored afterwards), and
+            codes are cast to their parameters' dtype.
             Outputs wrapped in a tuple, dict or output object are unwrapped by the rule in
             :data:`latentsweep.decoding.OUTPUT_RULE` (or as ``output=`` says). It never receives
             the caller's tensors (it may modify its input in place).
@@ -337,13 +338,7 @@ def _my_units(plan: SweepPlan, pending: list[int], workers) -> list[int]:
 
 
 def _resolve_device(fn: str, requested, decoder, anchors: torch.Tensor) -> torch.device:
-    device = requested or model_device(decoder) or anchors.device
-    if device.type == "meta":
-        raise ValueError(f"{fn}: device='meta' holds no values; {_checks.call_name(fn)} decodes on a real device "
-                         "(cpu, cuda)")
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"{fn}: device={str(device)!r} but this torch has no CUDA device available")
-    return device
+    return _checks.usable_device(fn, requested or model_device(decoder) or anchors.device)
 
 
 # ---- plan -----------------------------------------------------------------------------------

@@ -10,7 +10,6 @@ import contextlib
 import importlib
 import math
 import numbers
-import random
 import time
 import warnings
 from collections.abc import Iterable, Iterator, Mapping
@@ -22,6 +21,7 @@ import torch
 
 from .. import _checks
 from .._modules import eval_mode, model_device, model_dtype, modules_behind
+from .._random_state import preserve_rng_state
 from ..diagnosis import FLAG_CODES, Diagnosis, diagnose, format_dims
 from ..encoding import encode
 from ..latent_shape import latent_label
@@ -264,21 +264,6 @@ def ranked_dims(diagnosis: Diagnosis) -> list[int]:
     score = diagnosis.kl if diagnosis.is_variational else diagnosis.mu_variance
     score = torch.nan_to_num(score, nan=-math.inf)
     return torch.argsort(-score, stable=True).tolist()
-
-
-@contextlib.contextmanager
-def preserve_rng_state():
-    """Restores the global random states of torch (CPU, and CUDA when it is initialised), numpy
-    and Python afterwards: iterating a DataLoader, for one, draws its base seed from torch's."""
-    python_state = random.getstate()
-    numpy_state = np.random.get_state()
-    cuda_devices = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
-    try:
-        with torch.random.fork_rng(devices=cuda_devices):
-            yield
-    finally:
-        random.setstate(python_state)
-        np.random.set_state(numpy_state)
 
 
 def diagnosis_markdown(diagnosis: Diagnosis, step: int) -> str:

@@ -1,0 +1,137 @@
+"""Getting data and models into the library: what an adversarial pass found encoded wrongly,
+silently, or refused with another library's message (each case failed before its fix)."""
+
+from __future__ import annotations
+
+import types
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader, IterableDataset, TensorDataset
+from torch.utils.data.distributed import DistributedSampler
+
+import latentsweep as ls
+
+
+def identity(batch):
+    return batch
+
+
+def test_an_encoder_wrapped_in_a_lambda_runs_its_modules_in_eval_mode():
+    """Only a module or a bound method was put in eval mode: a lambda around the model updated its
+    BatchNorm statistics and made the codes depend on the batch size."""
+    model = torch.nn.Sequential(torch.nn.BatchNorm1d(4), torch.nn.Linear(4, 2)).train()
+    with torch.no_grad():
+        model[0].running_mean.fill_(0.5)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    x = torch.randn(41, 4, generator=torch.Generator().manual_seed(0))
+    whole = ls.encode(lambda b: model(b), x, batch_size=41, progress=False).mu
+    pieces = ls.encode(lambda b: model(b), x, batch_size=8, progress=False).mu  # a last batch of one row
+    torch.testing.assert_close(pieces, whole)  # (up to the GEMM's rounding by batch size)
+    torch.testing.assert_close(whole, model.eval()(x).detach())
+    model.train()
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert all(m.training for m in model.modules())
+
+
+def test_an_encoder_in_a_lambda_gets_its_models_dtype():
+    """A lambda around a float16 model got float32 data ("mixed dtype")."""
+    model = torch.nn.Linear(4, 2).half()
+    codes = ls.encode(lambda b: model(b), np.ones((3, 4)), progress=False).mu
+    assert codes.dtype == torch.float16
+
+
+def test_encode_leaves_the_global_random_states_as_it_found_them():
+    """An encoder that samples z (the library's own hint for (z, mu, logvar) encoders) and a
+    DataLoader drawing its seed moved torch's global random stream."""
+    class SamplingVAE(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.layer = torch.nn.Linear(4, 4)
+
+        def forward(self, x):
+            h = self.layer(x)
+            mu, logvar = h[:, :2], h[:, 2:]
+            return mu + torch.randn_like(mu) * (logvar / 2).exp(), mu, logvar
+
+    vae = SamplingVAE()
+    loader = DataLoader(TensorDataset(torch.randn(8, 4)), batch_size=3)
+    state = torch.get_rng_state()
+    np_state = np.random.get_state()[1].copy()
+    ls.encode(types.MethodType(lambda self, b: self(b)[1:], vae), loader, progress=False)
+    assert torch.equal(state, torch.get_rng_state())
+    assert np.array_equal(np_state, np.random.get_state()[1])
+
+
+@pytest.mark.parametrize(
+    "make, why",
+    [
+        (lambda ds: DataLoader(ds, batch_size=4, sampler=DistributedSampler(ds, num_replicas=1, rank=0)),
+         r"draws in random order \(a DistributedSampler with shuffle=True\)"),
+        (lambda ds: DataLoader(ds, batch_size=4, sampler=DistributedSampler(ds, num_replicas=2, rank=0, shuffle=False)),
+         r"reads one process's share of the data \(a DistributedSampler with num_replicas=2\)"),
+        (lambda ds: DataLoader(ds, batch_size=4, drop_last=True), r"drops its last rows \(drop_last=True\)"),
+    ],
+    ids=["distributed-shuffled", "distributed-share", "drop-last"],
+)
+def test_loaders_that_reorder_or_lose_rows_are_refused(make, why):
+    """Row i of the codes was silently not item i (a shuffled DistributedSampler), or rows were
+    dropped or repeated."""
+    dataset = TensorDataset(torch.arange(10.0)[:, None])
+    with pytest.raises(ValueError, match=rf"^latentsweep\.encode: data is a DataLoader that {why}: row i of the codes"):
+        ls.encode(identity, make(dataset), progress=False)
+    ordered = DataLoader(dataset, batch_size=4, sampler=DistributedSampler(dataset, num_replicas=1, rank=0, shuffle=False))
+    assert ls.encode(identity, ordered, progress=False).mu.flatten().tolist() == list(range(10))
+
+
+def test_an_iterable_dataset_of_batches_is_warned_about():
+    """Batched again by encode's DataLoader, an IterableDataset that yields batches became one
+    input per batch with a structured latent shape, silently."""
+    x = torch.randn(40, 4)
+
+    class Batches(IterableDataset):
+        def __iter__(self):
+            return iter(x.split(10))
+
+    with pytest.warns(UserWarning, match=r"IterableDataset, batched here 4 items at a time, .* pass iter\(dataset\)"):
+        ls.encode(identity, Batches(), progress=False)
+    assert ls.encode(identity, iter(Batches()), progress=False).mu.shape == (40, 4)
+
+
+@pytest.mark.parametrize("data", [torch.zeros(0, 1, 2, 2), np.zeros((0, 4), np.float32)])
+def test_empty_data_is_said_as_such(data):
+    """An empty tensor called the encoder on an empty batch, whose own error came back."""
+    with pytest.raises(ValueError, match=r"^latentsweep\.encode: data is empty"):
+        ls.encode(lambda b: b.view(b.shape[0], -1), data, progress=False)
+
+
+def test_big_endian_arrays_are_read_as_their_values():
+    data = np.arange(12, dtype=">f4").reshape(3, 4)
+    codes = ls.encode(identity, data, progress=False).mu
+    assert codes.tolist() == data.astype("<f4").tolist()
+
+
+def test_devices_that_hold_no_values_or_are_absent_are_named():
+    with pytest.raises(ValueError, match=r"^latentsweep\.encode: the encoder's parameters are on the meta device"):
+        ls.encode(torch.nn.Linear(4, 2).to("meta"), torch.randn(3, 4), progress=False)
+    with pytest.raises(ValueError, match=r"^latentsweep\.encode: device='meta' holds no values"):
+        ls.encode(identity, torch.randn(3, 4), device="meta", progress=False)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match=r"^latentsweep\.encode: device='cuda' but this torch has no CUDA device"):
+            ls.encode(identity, torch.randn(3, 4), device="cuda", progress=False)
+
+
+def test_data_beyond_the_encoders_dtype_is_named_as_such():
+    """1e6 cast to a float16 model's dtype is inf: reported as NaN/Inf codes, blaming the encoder."""
+    with pytest.raises(ValueError, match=r"batch 0 of the data \(torch.float32\) holds values beyond the range of the "
+                                         r"encoder's torch.float16"):
+        ls.encode(torch.nn.Linear(4, 2).half(), torch.full((2, 4), 1e6), progress=False)
+
+
+def test_uint64_row_indices_beyond_int64_are_out_of_range():
+    """They wrapped around to -1: the last row was returned."""
+    posterior = ls.Posterior(torch.arange(5.0)[:, None])
+    with pytest.raises(IndexError, match=r"index 18446744073709551615 is out of range"):
+        posterior[np.array([2**64 - 1], dtype=np.uint64)]
+    assert posterior[np.array([3], dtype=np.uint64)].mu.tolist() == [[3.0]]
