@@ -112,6 +112,16 @@ def test_big_endian_arrays_are_read_as_their_values():
     assert codes.tolist() == data.astype("<f4").tolist()
 
 
+def test_explain_reads_big_endian_data_as_encode_does(tmp_path):
+    """explain's torch.from_numpy of the data raised on a big-endian array encode had read."""
+    decoder = torch.nn.Sequential(torch.nn.Linear(2, 16), torch.nn.Unflatten(1, (1, 4, 4)))
+    data = np.random.default_rng(0).random((12, 16)).astype(">f4")
+    encoder = torch.nn.Linear(16, 4)
+    path = ls.explain(lambda x: encoder(x).chunk(2, 1), decoder, data, out=tmp_path / "r.html", anchors=2, steps=3,
+                      progress=False)
+    assert path.exists()
+
+
 def test_devices_that_hold_no_values_or_are_absent_are_named():
     with pytest.raises(ValueError, match=r"^latentsweep\.encode: the encoder's parameters are on the meta device"):
         ls.encode(torch.nn.Linear(4, 2).to("meta"), torch.randn(3, 4), progress=False)

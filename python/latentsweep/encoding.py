@@ -178,7 +178,7 @@ def _batches(data, batch_size: int) -> tuple[Iterable[torch.Tensor], int | None]
             raise ValueError(f"{_FN}: data must have a leading batch dimension, got a 0-d array")
         # Convert batch by batch: no full copy of a large (maybe memory-mapped) array.
         chunks = (data[i : i + batch_size] for i in range(0, data.shape[0], batch_size))
-        return (_from_numpy(chunk, None) for chunk in chunks), data.shape[0]
+        return (array_as_tensor(chunk, None) for chunk in chunks), data.shape[0]
     if isinstance(data, torch.utils.data.Dataset) and not isinstance(data, torch.utils.data.DataLoader):
         data = torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=False)
     if isinstance(data, torch.utils.data.DataLoader):
@@ -225,7 +225,7 @@ def _check_loader_order(loader: torch.utils.data.DataLoader) -> None:
         )
 
 
-def _from_numpy(array: np.ndarray, index: int | None) -> torch.Tensor:
+def array_as_tensor(array: np.ndarray, index: int | None) -> torch.Tensor:
     """A batch of a numpy array as a tensor of its dtype (cast, like a tensor's, in encode)."""
     if array.dtype == object or array.dtype.kind in "USV":
         where = "data" if index is None else f"batch {index}"
@@ -254,7 +254,7 @@ def _batch_inputs(batch, index: int) -> torch.Tensor:
             raise TypeError(f"{_FN}: batch {index} is an empty {type(batch).__name__}")
         batch = batch[0]
     if isinstance(batch, np.ndarray):
-        batch = _from_numpy(batch, index)
+        batch = array_as_tensor(batch, index)
     if not isinstance(batch, torch.Tensor) or batch.dim() == 0:
         what = "a 0-d tensor" if isinstance(batch, torch.Tensor) else type(batch).__name__
         raise TypeError(

@@ -19,7 +19,7 @@ from .clusters import Clusters
 from .clusters import clusters as find_clusters
 from .diagnosis import Diagnosis, diagnose
 from .directions import Directions
-from .encoding import encode
+from .encoding import array_as_tensor, encode
 from .html_report import check_options, report
 from .interpolation import interpolate
 from .plots._features import feature_labels
@@ -152,7 +152,7 @@ def explain(
         if posterior is None:
             posterior = encode(encoder, data, batch_size=batch_size, device=device, progress=progress)
         if isinstance(data, np.ndarray):
-            data = torch.from_numpy(data)
+            data = array_as_tensor(data, None)  # (as encode reads it: big-endian data too)
         if isinstance(data, torch.Tensor) and (data.dim() == 0 or data.shape[0] != posterior.num_inputs):
             raise ValueError(
                 f"{_FN}: data must hold the {posterior.num_inputs} inputs of posterior, one per row, got shape "
