@@ -126,8 +126,10 @@ def read_torch_file(file: Path, option: str):
     if wrong is not None:  # text, an image, ...: torch.load would say "KeyError: 101" or the like
         raise CliError(f"{option}: {str(file)!r} is not a torch file ({wrong}); {_ACCEPTED[option]}")
     try:
-        with warnings.catch_warnings():  # torch's own remarks on the pickle protocol: the outcome is said below
-            warnings.simplefilter("ignore")
+        # (sparse tensors' indices are checked as they load: torch skips that by default, and a
+        # CSR tensor with indices out of range crashed the process when made dense)
+        with warnings.catch_warnings(), torch.sparse.check_sparse_tensor_invariants():
+            warnings.simplefilter("ignore")  # torch's own remarks on the pickle protocol: the outcome is said below
             return torch.load(file, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         refused = re.search(r"GLOBAL ([\w.]+)", str(error))

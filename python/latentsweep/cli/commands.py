@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .._checks import INT64_MAX
 from ..distributed import world_and_rank
 from .errors import CliError, UsageError, say, user_code
 from .loading import load_array, load_model, model_part, part_device_dtype
@@ -55,15 +56,16 @@ def _data_options(parser: argparse.ArgumentParser, *, required: bool) -> None:
     group.add_argument("--data", required=required, metavar="FILE",
                        help="inputs [N, ...] from .npy/.npz/.pt/.safetensors")
     group.add_argument("--key", help="which array of a file holding several")
-    group.add_argument("--batch-size", type=_positive_int, default=256, help="inputs per encoder call (default 256)")
+    group.add_argument("--batch-size", type=_positive_count, default=256, help="inputs per encoder call (default 256)")
 
 
 def _out_option(parser: argparse.ArgumentParser, default: str) -> None:
     parser.add_argument("--out", default=default, metavar="DIR", help=f"output folder (default {default})")
 
 
-def integer_at_least(low: int):
-    """An argparse type: an integer >= low (a usage error, exit 2, otherwise)."""
+def integer_at_least(low: int, high: int | None = None):
+    """An argparse type: an integer >= low, and <= high when given (a usage error, exit 2,
+    otherwise)."""
 
     def parse(text: str) -> int:
         try:
@@ -72,12 +74,18 @@ def integer_at_least(low: int):
             raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {text!r}") from None
         if value < low:
             raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
+        if high is not None and value > high:
+            raise argparse.ArgumentTypeError(f"must be <= {high}, got {value}")
         return value
 
     return parse
 
 
 _positive_int = integer_at_least(1)
+# A count or size that the library checks with its integer rule (at most int64's largest,
+# _checks.integer's default): a larger one is the flag's usage error, not the library's message
+# naming its keyword (batch_size, steps).
+_positive_count = integer_at_least(1, INT64_MAX)
 
 
 def _positive_float(text: str) -> float:
@@ -107,7 +115,7 @@ def seed_below(power: int):
 
 
 def _sweep_batch_size(text: str) -> str | int:
-    return "auto" if text == "auto" else _positive_int(text)
+    return "auto" if text == "auto" else _positive_count(text)
 
 
 def _device(text: str) -> torch.device:
@@ -296,9 +304,9 @@ def _traversal_options(parser: argparse.ArgumentParser) -> None:
                        "(prior for VAEs, empirical for plain autoencoders); "
                        + "; ".join(f"{m.name}: {m.use}" for m in ls.modes.MODE_TABLE.values()))
     group.add_argument("--span", type=_positive_float, default=2.0, help="±span prior SDs (default 2)")
-    group.add_argument("--steps", type=_positive_int, default=11, help="values per latent (default 11)")
+    group.add_argument("--steps", type=_positive_count, default=11, help="values per latent (default 11)")
     group.add_argument("--dims", type=_int_list, help="latents to traverse, e.g. 0,3,5 (default all)")
-    group.add_argument("--anchors", type=_positive_int, default=8, help="traverse from the first N inputs (default 8)")
+    group.add_argument("--anchors", type=_positive_count, default=8, help="traverse from the first N inputs (default 8)")
     group.add_argument("--prior-std", type=_positive_float, default=1.0, help="the prior's SD (default 1)")
     group.add_argument("--image-shape", type=_int_list, metavar="H,W", help="draw flat outputs as images of this shape")
 
@@ -336,8 +344,8 @@ def add_traverse(sub) -> None:
         "traverse", help="traverse each latent and decode the grid",
         description="Encodes --data, traverses each latent from the first --anchors inputs, "
         "decodes every grid point and writes the statistics (traversal.npz: dims, labels, latent_shape, values, "
-        "effect, dim_effect, ranking, sensitivity) and, for image outputs, one grid picture "
-        "per anchor.",
+        "effect, dim_effect, ranking, sensitivity; bfloat16 values, which numpy lacks, as float32) and, for image "
+        "outputs, one grid picture per anchor.",
     )
     _model_options(parser)
     _data_options(parser, required=True)
@@ -444,12 +452,14 @@ def _last_written(folder: Path) -> dict[str, list[int]]:
 
 
 def _write_traversal(folder: Path, result, args, data) -> None:
+    from ..stores import stored_array
+
     before = {p.name for p in folder.iterdir() if _TRAVERSAL_FILES.fullmatch(p.name) and p.is_file()}
     last = _last_written(folder)
-    np.savez(
-        folder / "traversal.npz", dims=result.dims.numpy(), values=result.values.numpy(),
-        effect=result.effect.numpy(), dim_effect=result.dim_effect.numpy(),
-        ranking=result.ranking.numpy(), sensitivity=result.sensitivity.numpy(),
+    np.savez(  # (bfloat16, which numpy lacks, as float32: the stores' rule)
+        folder / "traversal.npz", dims=stored_array(result.dims), values=stored_array(result.values),
+        effect=stored_array(result.effect), dim_effect=stored_array(result.dim_effect),
+        ranking=stored_array(result.ranking), sensitivity=stored_array(result.sensitivity),
         anchor_outputs=result.anchor_outputs.float().numpy(),
         latent_shape=np.array(result.latent_shape, dtype=np.int64), labels=np.array(result.labels),
     )
@@ -510,17 +520,17 @@ def add_sample(sub) -> None:
     parser = sub.add_parser(
         "sample", help="draw codes (posterior or prior) and decode them",
         description="With --data: n reparameterised samples from each input's posterior "
-        "(mu + sigma * eps); without: n codes from the N(0, prior_std^2) prior. Writes codes.npy, "
-        "decoded.npy and, for image outputs, samples.png.",
+        "(mu + sigma * eps); without: n codes from the N(0, prior_std^2) prior. Writes codes.npy (in the model's "
+        "dtype; bfloat16, which numpy lacks, as float32), decoded.npy (float32) and, for image outputs, samples.png.",
     )
     _model_options(parser)
     _data_options(parser, required=False)
-    parser.add_argument("-n", "--num-samples", type=_positive_int, default=16, help="samples (per input with --data)")
+    parser.add_argument("-n", "--num-samples", type=_positive_count, default=16, help="samples (per input with --data)")
     parser.add_argument("--inputs", type=_positive_int, default=None,
                         help="with --data: the first N inputs (default 4)")
     parser.add_argument("--seed", type=seed_below(64), default=0, help="random seed in [0, 2**64) (default 0)")
     parser.add_argument("--prior-std", type=_positive_float, default=1.0, help="the prior's SD (default 1)")
-    parser.add_argument("--latent-dim", type=_positive_int,
+    parser.add_argument("--latent-dim", type=_positive_count,
                         help="latent size D for prior samples (default: the model's latent_dim, latent_size or "
                         "z_dim attribute, else the input size of the decoder's first Linear layer, else the "
                         "one input size of the model's Linear layers that the decoder accepts)")
@@ -545,12 +555,18 @@ def _positive_ints(text: str) -> tuple[int, ...]:
 
 
 def run_sample(args) -> int:
-    import latentsweep as ls
-    from .samples import latent_dim, save_samples_picture
-
     if args.inputs is not None and not args.data:
         raise UsageError("--inputs picks inputs of --data (posterior samples); without --data the codes come "
                          "from the prior")
+    with _out_folder(args.out) as folder:
+        return _sample_into(folder, args)
+
+
+def _sample_into(folder: Path, args) -> int:
+    import latentsweep as ls
+    from ..stores import stored_array
+    from .samples import latent_dim, save_samples_picture
+
     model, encoder, decoder = _loaded(args, need_encoder=bool(args.data))
     args.inputs = 4 if args.inputs is None else args.inputs
     if args.data:
@@ -588,8 +604,7 @@ def run_sample(args) -> int:
     decoded = decoded.cpu()
     if not bool(torch.isfinite(decoded).all()):
         raise CliError("the decoder returned NaN/Inf for some of the sampled codes")
-    folder = _out_dir(args.out)
-    np.save(folder / "codes.npy", codes.numpy())
+    np.save(folder / "codes.npy", stored_array(codes))  # (in the model's dtype: bfloat16 as float32)
     np.save(folder / "decoded.npy", decoded.float().numpy())
     written = ["codes.npy", "decoded.npy"]
     shape = _image_shape(tuple(decoded.shape[1:]), args.image_shape)
@@ -626,7 +641,7 @@ def add_report(sub) -> None:
     group.add_argument("--clusters", type=_cluster_count, metavar="K",
                        help="find K >= 2 clusters of the codes (KMeans): centroid table, decoded centroids, paths "
                        "between the closest and the farthest clusters")
-    group.add_argument("--max-directions", type=_positive_int, default=8,
+    group.add_argument("--max-directions", type=_positive_count, default=8,
                        help="at most this many principal directions (default 8)")
     parser.add_argument("--feature-names", help="comma-separated names of tabular output features")
     parser.add_argument("--title", default="latentsweep report", help="the report's title")
@@ -644,7 +659,7 @@ def _cluster_count(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected an integer >= 2, got {text!r}") from None
     if value < 2:
         raise argparse.ArgumentTypeError(f"must be >= 2 (clusters to find), got {value}")
-    return value
+    return _positive_count(text)  # (explain's limit)
 
 
 def _decoded(codes: torch.Tensor, decoder, model, args, fn: str):

@@ -10,10 +10,12 @@ from __future__ import annotations
 import contextlib
 import importlib
 import importlib.util
+import math
 import os
 import re
 import sys
 import zipfile
+from collections.abc import Collection
 from pathlib import Path
 
 import numpy as np
@@ -169,7 +171,8 @@ def _is_dir(path: Path) -> bool:
 
 def load_array(path: str, *, key: str | None = None) -> torch.Tensor:
     """A tensor from .npy, .npz, .pt/.pth (weights_only) or .safetensors (``key`` picks an
-    entry of a file holding several; default: the only one, or 'x'/'data')."""
+    entry of a file holding several; default: the only one, or 'x'/'data'; of an .npz, only
+    that entry is read)."""
     file = Path(path)
     missing_file(file, "--data")
     suffix = file.suffix.lower()
@@ -179,8 +182,11 @@ def load_array(path: str, *, key: str | None = None) -> torch.Tensor:
         if suffix == ".npy":
             entries = {"": np.load(file, allow_pickle=False)}
         elif suffix == ".npz":
+            # an NpzFile reads an entry when it is indexed: only the chosen one is read (the
+            # others may be large, or object arrays that allow_pickle=False refuses)
             with np.load(file, allow_pickle=False) as archive:
-                entries = {name: archive[name] for name in archive.files}
+                name = _pick(archive.files, key, path)
+                entries = {name: archive[name]}
         elif suffix in (".pt", ".pth"):
             loaded = read_torch_file(file, "--data")
             entries = loaded if isinstance(loaded, dict) else {"": loaded}
@@ -192,7 +198,7 @@ def load_array(path: str, *, key: str | None = None) -> torch.Tensor:
         raise
     except Exception as error:  # noqa: BLE001
         raise CliError(f"--data: cannot read {path!r} ({error})") from None
-    return _as_tensor(_pick(entries, key, path), path)
+    return _as_tensor(entries[_pick(entries, key, path)], path)
 
 
 def npy_file(file: Path, option: str, *, archive: bool = False) -> None:
@@ -215,39 +221,93 @@ def npy_file(file: Path, option: str, *, archive: bool = False) -> None:
 INDEX_DTYPES = (torch.int32, torch.int64)
 
 
+# Layouts made dense (as they always were), after their dense size is checked; any other
+# layout, and meta, nested or quantized tensors, hold no values the encoder can take.
+SPARSE_LAYOUTS = (torch.sparse_coo, torch.sparse_csr, torch.sparse_csc, torch.sparse_bsr, torch.sparse_bsc)
+
+
 def _as_tensor(value, path: str) -> torch.Tensor:
     """A dense real tensor with a batch dimension: floating point (commands cast it on to the
-    encoder's dtype) or int32/int64 ids, kept; other integer and bool data become float32."""
+    encoder's dtype) or int32/int64 ids, kept; other integer and bool data become float32.
+    Sparse tensors are made dense (see :func:`_dense`); every failure names --data."""
     if not isinstance(value, (torch.Tensor, np.ndarray, bool, int, float)):  # torch.save of a list, a str, ...
         raise CliError(f"--data: {path!r} holds a {type(value).__name__}, not an array; it must hold one tensor or "
                        "array of inputs [N, ...] (or a dict of them, chosen with --key)")
-    if isinstance(value, torch.Tensor):
-        tensor = value.to_dense() if value.layout != torch.strided else value
-    else:
-        array = np.asarray(value)
-        if array.dtype.kind not in "biuf":
-            raise CliError(f"--data: {path!r} holds {array.dtype} values; expected numbers (an array of floats or ints)")
-        array = array.astype(array.dtype.newbyteorder("="), copy=False)  # torch needs native byte order
-        tensor = torch.from_numpy(np.ascontiguousarray(array))
-    if tensor.is_complex():
-        raise CliError(f"--data: {path!r} holds complex numbers ({tensor.dtype}); expected real numbers")
-    if tensor.dim() == 0:
-        raise CliError(f"--data: {path!r} holds a single number; expected inputs [N, ...] with one row per input")
-    return tensor if tensor.is_floating_point() or tensor.dtype in INDEX_DTYPES else tensor.float()
+    try:  # (what a file holds may fail to convert in ways not foreseen here: still said as --data's)
+        if isinstance(value, torch.Tensor):
+            tensor = _dense(value, path)
+        else:
+            array = np.asarray(value)
+            if array.dtype.kind not in "biuf":
+                raise CliError(f"--data: {path!r} holds {array.dtype} values; expected numbers (an array of floats or ints)")
+            array = array.astype(array.dtype.newbyteorder("="), copy=False)  # torch needs native byte order
+            # (np.asarray keeps a single number 0-d, np.ascontiguousarray made it [1])
+            tensor = torch.from_numpy(np.asarray(array, order="C"))
+        if tensor.is_complex():
+            raise CliError(f"--data: {path!r} holds complex numbers ({tensor.dtype}); expected real numbers")
+        if tensor.dim() == 0:
+            raise CliError(f"--data: {path!r} holds a single number; expected inputs [N, ...] with one row per input")
+        return tensor if tensor.is_floating_point() or tensor.dtype in INDEX_DTYPES else tensor.float()
+    except CliError:
+        raise
+    except Exception as error:  # noqa: BLE001
+        raise CliError(f"--data: {path!r} holds {_described(value)}, which cannot be read as inputs "
+                       f"({reason(error)})") from None
 
 
-def _pick(entries: dict, key: str | None, path: str):
+def _dense(value: torch.Tensor, path: str) -> torch.Tensor:
+    """A tensor of a torch file as a strided one: sparse layouts made dense when that fits in
+    memory (the library's rule); tensors without plain values refused, saying what they are."""
+    held = f"--data: {path!r} holds {_described(value)}"
+    if value.is_nested:
+        raise CliError(f"{held}; expected one tensor [N, ...] (stack the inputs, padded to one shape)")
+    if value.device.type == "meta":
+        raise CliError(f"{held}, which has a shape but no values; save the inputs themselves")
+    if value.is_quantized:
+        raise CliError(f"{held}; save tensor.dequantize() instead")
+    if value.layout == torch.strided:
+        return value
+    if value.layout not in SPARSE_LAYOUTS:
+        raise CliError(f"{held}; save it as a dense tensor (tensor.to_dense())")
+    from .._checks import fits_in_memory
+
+    try:
+        fits_in_memory(held, "made dense, it", math.prod(value.shape) * value.dtype.itemsize, torch.device("cpu"),
+                       "save fewer inputs (the encoder takes them dense)")
+    except ValueError as error:
+        raise CliError(str(error)) from None
+    return value.to_dense()
+
+
+def _described(value) -> str:
+    """What a value of a --data file is, for messages: "a sparse_coo tensor [10, 4] float32"."""
+    if isinstance(value, np.ndarray):
+        return f"an array {list(value.shape)} {value.dtype}"
+    if not isinstance(value, torch.Tensor):
+        return f"a {type(value).__name__}"
+    dtype = str(value.dtype).removeprefix("torch.")
+    if value.is_nested:  # (it has no one shape)
+        return f"a nested tensor ({value.size(0)} tensors, {dtype})"
+    kind = "quantized " if value.is_quantized else "" if value.layout == torch.strided else \
+        f"{str(value.layout).removeprefix('torch.')} "
+    where = " on the meta device" if value.device.type == "meta" else ""
+    return f"a {kind}tensor {list(value.shape)} {dtype}{where}"
+
+
+def _pick(entries: Collection, key: str | None, path: str):
+    """The name of the entry to use (of a dict's keys, or a list of names): ``key``, the only
+    one, or 'x'/'data'/'inputs'/'X'."""
     if key is not None:
         if key not in entries:
             raise CliError(f"--data: {path!r} has no entry {key!r} (it has: {', '.join(map(str, entries))})")
-        return entries[key]
+        return key
     if not entries:
         raise CliError(f"--data: {path!r} holds no arrays")
     if len(entries) == 1:
-        return next(iter(entries.values()))
+        return next(iter(entries))
     for name in ("x", "data", "inputs", "X"):
         if name in entries:
-            return entries[name]
+            return name
     raise CliError(f"--data: {path!r} holds several arrays ({', '.join(map(str, entries))}); choose one with --key")
 
 

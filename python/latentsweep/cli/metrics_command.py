@@ -5,10 +5,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from .._checks import INT64_MAX
+from ..metrics._inputs import MAX_BINS
 from ..metrics.evaluation import MIN_POINTS
-from .commands import _device, integer_at_least, seed_below
+from .commands import _device, _positive_count, integer_at_least, seed_below
 from .errors import UsageError, user_code
 from .loading import CliError, load_array
+
+# Points to draw: at least the metrics' minimum, at most what the library's integer rule takes.
+_points = integer_at_least(MIN_POINTS, INT64_MAX)
 
 
 def add_metrics(sub) -> None:
@@ -35,13 +40,14 @@ def add_metrics(sub) -> None:
     data.add_argument("--factor-names", help="comma-separated names of the F factors")
     options = parser.add_argument_group("metrics")
     options.add_argument("--metrics", default="all", help=f"'all' or comma-separated names from {', '.join(METRICS)}")
-    options.add_argument("--num-train", type=integer_at_least(MIN_POINTS), default=10000, help="train points (default 10000)")
-    options.add_argument("--num-test", type=integer_at_least(MIN_POINTS), default=5000, help="test points (default 5000)")
+    options.add_argument("--num-train", type=_points, default=10000, help="train points (default 10000)")
+    options.add_argument("--num-test", type=_points, default=5000, help="test points (default 5000)")
     options.add_argument("--votes", help="FactorVAE/BetaVAE votes TRAIN,EVAL (default: --num-train,--num-test)")
     options.add_argument("--seed", type=seed_below(32), default=0,
                          help="seed of every draw and classifier, in [0, 2**32) (default 0)")
-    options.add_argument("--bins", type=int, default=20, help="histogram bins per latent (default 20)")
-    options.add_argument("--batch-size", type=int, default=256, help="observations per encoder call (default 256)")
+    options.add_argument("--bins", type=integer_at_least(1, MAX_BINS), default=20,
+                         help=f"histogram bins per latent (default 20, at most {MAX_BINS:,})")
+    options.add_argument("--batch-size", type=_positive_count, default=256, help="observations per encoder call (default 256)")
     options.add_argument("--dci-estimator", choices=("gradient_boosting", "random_forest"), default="gradient_boosting",
                          help="DCI importances: the reference's gradient boosting (minutes at 10,000 points) or a "
                          "faster random forest")
@@ -148,8 +154,8 @@ def add_report_metrics_options(parser) -> None:
     group.add_argument("--factors-key", help="which array of --factors holds them")
     group.add_argument("--factor-names", help="comma-separated names of the F factors")
     group.add_argument("--metrics", default=REPORT_METRICS, help=f"'all' or comma-separated names (default {REPORT_METRICS})")
-    group.add_argument("--num-train", type=integer_at_least(MIN_POINTS), default=10000, help="train points drawn from --data (default 10000)")
-    group.add_argument("--num-test", type=integer_at_least(MIN_POINTS), default=5000, help="test points (default 5000)")
+    group.add_argument("--num-train", type=_points, default=10000, help="train points drawn from --data (default 10000)")
+    group.add_argument("--num-test", type=_points, default=5000, help="test points (default 5000)")
     group.add_argument("--seed", type=seed_below(32), default=0, help="seed of the metrics' draws, in [0, 2**32) (default 0)")
 
 

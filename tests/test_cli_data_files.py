@@ -1,0 +1,238 @@
+"""What the command line makes of unusual --data files and of models and numbers at the edges of
+what numpy and the library take: one line naming the flag, never an internal error."""
+
+from __future__ import annotations
+
+import errno
+import io
+import json
+import textwrap
+import warnings
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+
+from latentsweep._checks import INT64_MAX
+from latentsweep.metrics._inputs import MAX_BINS
+from test_cli import assert_one_line_error, invoke, run, workspace  # noqa: F401  (workspace: the fixture)
+
+BFLOAT16_MODEL = textwrap.dedent(
+    """
+    import torch
+    from torch import nn
+
+    class BFloat16VAE(nn.Module):
+        latent_dim = 3
+
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(0)
+            self.body, self.out = nn.Linear(16, 6), nn.Linear(3, 16)
+            self.bfloat16()
+
+        def encoder(self, x):
+            h = self.body(x)
+            return h[:, :3], h[:, 3:] - 2.0
+
+        def decoder(self, z):
+            return torch.sigmoid(self.out(z)).view(-1, 1, 4, 4)
+    """
+)
+
+
+# ---- bug 1: a bfloat16 model's codes --------------------------------------------------------
+def test_a_bfloat16_models_codes_and_statistics_are_written_as_float32(workspace, tmp_path):
+    """numpy has no bfloat16: codes.numpy() failed ("Got unsupported ScalarType BFloat16") after
+    sample had made --out, and traverse failed the same way writing traversal.npz."""
+    (tmp_path / "bf16_model.py").write_text(BFLOAT16_MODEL)
+    model = f"{tmp_path / 'bf16_model.py'}:BFloat16VAE"
+    invoke("sample", "--model", model, "--data", "data.npy", "-n", "5", "--out", str(tmp_path / "s"), cwd=workspace)
+    codes = np.load(tmp_path / "s" / "codes.npy")
+    assert codes.dtype == np.float32 and codes.shape == (20, 3)
+    widened = torch.from_numpy(codes)
+    assert torch.equal(widened.bfloat16().float(), widened)  # the model's bfloat16 codes, exactly
+    invoke("traverse", "--model", model, "--data", "data.npy", "--steps", "3", "--anchors", "2", "--no-progress",
+           "--out", str(tmp_path / "t"), cwd=workspace)
+    with np.load(tmp_path / "t" / "traversal.npz") as saved:
+        assert {saved[name].dtype for name in ("values", "effect", "dim_effect", "sensitivity")} == {np.dtype(np.float32)}
+    assert "bfloat16" in invoke("sample", "--help", cwd=workspace).stdout  # (said in its help)
+
+
+def test_sample_leaves_no_empty_out_folder_when_it_fails(workspace, tmp_path, monkeypatch):
+    def full_disk(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(np, "save", full_disk)
+    out = tmp_path / "never"
+    completed = invoke("sample", "--model", "tiny_models:make", "--weights", "tiny.pt", "--out", str(out),
+                       cwd=workspace, check=False)
+    assert_one_line_error(completed, "No space left on device")
+    assert not out.exists()
+
+
+# ---- bug 2: tensors without plain values ----------------------------------------------------
+def _unusual_tensors() -> dict:
+    with warnings.catch_warnings():  # (torch's remarks on nested and quantized tensors)
+        warnings.simplefilter("ignore")
+        return {
+            "sparse-huge": (torch.sparse_coo_tensor(torch.tensor([[0], [0]]), torch.tensor([1.0]), (10**9, 10**6)),
+                            "holds a sparse_coo tensor [1000000000, 1000000] float32: made dense, it needs"),
+            "meta": (torch.empty(20, 16, device="meta"),
+                     "holds a tensor [20, 16] float32 on the meta device, which has a shape but no values"),
+            "nested": (torch.nested.nested_tensor([torch.ones(2, 16), torch.ones(3, 16)]),
+                       "holds a nested tensor (2 tensors, float32); expected one tensor [N, ...]"),
+            "quantized": (torch.quantize_per_tensor(torch.ones(40, 16), 0.1, 0, torch.qint8),
+                          "holds a quantized tensor [40, 16] qint8; save tensor.dequantize() instead"),
+        }
+
+
+@pytest.mark.parametrize("kind", ["sparse-huge", "meta", "nested", "quantized"])
+@pytest.mark.parametrize("in_dict", [False, True])
+def test_tensors_without_plain_values_are_refused_naming_data(workspace, tmp_path, kind, in_dict):
+    """Internal errors before: an allocation of 4e15 bytes (to_dense unchecked), "Tensor.item()
+    cannot be called on meta tensors", "NestedTensorImpl doesn't support sizes", "Creation of
+    quantized tensor requires quantized dtype"."""
+    tensor, words = _unusual_tensors()[kind]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.save({"x": tensor, "labels": torch.arange(3)} if in_dict else tensor, tmp_path / "inputs.pt")
+    completed = invoke("diagnose", "--model", "tiny_models:make", "--weights", "tiny.pt", "--data",
+                       str(tmp_path / "inputs.pt"), cwd=workspace, check=False)
+    line = assert_one_line_error(completed, f"latentsweep: error: --data: '{tmp_path / 'inputs.pt'}' {words}")
+    assert "debug" not in line and "RuntimeError" not in line, line
+
+
+@pytest.mark.parametrize("layout", ["coo", "csr"])
+def test_small_sparse_data_is_still_made_dense(workspace, tmp_path, layout):
+    data = torch.from_numpy(np.load(workspace / "data.npy"))
+    with warnings.catch_warnings():  # (torch's "Sparse CSR tensor support is in beta state")
+        warnings.simplefilter("ignore")
+        torch.save(data.to_sparse() if layout == "coo" else data.to_sparse_csr(), tmp_path / "sparse.pt")
+    dense = invoke("diagnose", "--model", "tiny_models:make", "--weights", "tiny.pt", "--data", "data.npy", "--json",
+                   cwd=workspace)
+    sparse = invoke("diagnose", "--model", "tiny_models:make", "--weights", "tiny.pt", "--data",
+                    str(tmp_path / "sparse.pt"), "--json", cwd=workspace)
+    assert json.loads(sparse.stdout) == json.loads(dense.stdout)
+
+
+@pytest.mark.parametrize("layout, reason", [("coo", "size is inconsistent with indices"),
+                                            ("csr", "col_indices < ncols")])
+def test_sparse_data_with_indices_out_of_range_is_refused(workspace, tmp_path, layout, reason):
+    """torch.load does not check sparse tensors' indices by default: a COO index out of range
+    was dropped without a word, a CSR one crashed the process (a segmentation fault) when made
+    dense. In a subprocess, so that a crash fails the test only."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if layout == "coo":
+            bad = torch.sparse_coo_tensor(torch.tensor([[100], [0]]), torch.tensor([1.0]), (40, 16),
+                                          check_invariants=False)
+        else:
+            bad = torch.sparse_csr_tensor(torch.tensor([0] + [1] * 40), torch.tensor([1000]), torch.tensor([1.0]),
+                                          (40, 16), check_invariants=False)
+        torch.save(bad, tmp_path / "bad.pt")
+    completed = run("diagnose", "--model", "tiny_models:make", "--weights", "tiny.pt", "--data",
+                    str(tmp_path / "bad.pt"), cwd=workspace, check=False)
+    assert_one_line_error(completed, f"--data: cannot read '{tmp_path / 'bad.pt'}' as a torch file", reason)
+
+
+@pytest.mark.skipif(np.dtype(np.longdouble).itemsize <= 8, reason="long double is a double here")
+def test_data_that_fails_to_convert_is_still_named(workspace, tmp_path):
+    """Conversions that no check foresaw (torch has no long double) are said as --data's."""
+    np.save(tmp_path / "long.npy", np.ones((40, 16), dtype=np.longdouble))
+    completed = invoke("diagnose", "--model", "tiny_models:make", "--weights", "tiny.pt", "--data",
+                       str(tmp_path / "long.npy"), cwd=workspace, check=False)
+    assert_one_line_error(completed, f"--data: '{tmp_path / 'long.npy'}' holds an array [40, 16] float",
+                          "which cannot be read as inputs")
+
+
+# ---- bug 3: a single number in .npy/.npz ----------------------------------------------------
+@pytest.mark.parametrize("name", ["one.npy", "one.npz", "one.pt"])
+def test_a_single_number_is_refused_from_every_kind_of_file(workspace, tmp_path, name):
+    """np.ascontiguousarray made a 0-d array [1]: the encoder was blamed ("mat1 and mat2 shapes
+    cannot be multiplied") for a .npy or .npz holding one number; a .pt was refused."""
+    path = tmp_path / name
+    {"one.npy": lambda: np.save(path, np.float32(3)), "one.npz": lambda: np.savez(path, x=np.float32(3)),
+     "one.pt": lambda: torch.save(torch.tensor(3.0), path)}[name]()
+    completed = invoke("diagnose", "--model", "tiny_models:make", "--weights", "tiny.pt", "--data", str(path),
+                       cwd=workspace, check=False)
+    line = assert_one_line_error(completed, f"--data: '{path}' holds a single number; expected inputs [N, ...]")
+    assert "encoder" not in line, line
+
+
+# ---- bug 4: only the chosen entry of an .npz is read ----------------------------------------
+def _npz_with_entries_not_to_read(path, data: np.ndarray) -> None:
+    """An .npz with ``x`` beside an object array (refused without unpickling) and an entry whose
+    header claims 4e15 bytes (reading it would try to allocate them)."""
+    np.savez(path, x=data, meta=np.array([{"source": "camera"}], dtype=object))
+    header = "{'descr': '<f4', 'fortran_order': False, 'shape': (1000000000, 1000000), }"
+    header += " " * (63 - (10 + len(header)) % 64) + "\n"
+    npy = io.BytesIO()
+    npy.write(b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header.encode() + bytes(64))
+    with zipfile.ZipFile(path, "a") as archive:
+        archive.writestr("huge.npy", npy.getvalue())
+
+
+def test_only_the_chosen_entry_of_an_npz_is_read(workspace, tmp_path):
+    data = np.load(workspace / "data.npy")
+    path = tmp_path / "mixed.npz"
+    _npz_with_entries_not_to_read(path, data)
+    expected = json.loads(invoke("diagnose", "--model", "tiny_models:make", "--weights", "tiny.pt", "--data",
+                                 "data.npy", "--json", cwd=workspace).stdout)
+    for key in (("--key", "x"), ()):  # chosen, or found by its name
+        completed = invoke("diagnose", "--model", "tiny_models:make", "--weights", "tiny.pt", "--data", str(path),
+                           *key, "--json", cwd=workspace)
+        assert json.loads(completed.stdout) == expected
+    completed = invoke("diagnose", "--model", "tiny_models:make", "--weights", "tiny.pt", "--data", str(path),
+                       "--key", "meta", cwd=workspace, check=False)
+    assert_one_line_error(completed, f"--data: cannot read '{path}'", "Object arrays cannot be loaded")
+    completed = invoke("diagnose", "--model", "tiny_models:make", "--weights", "tiny.pt", "--data", str(path),
+                       "--key", "y", cwd=workspace, check=False)
+    assert_one_line_error(completed, f"--data: '{path}' has no entry 'y' (it has: x, meta, huge)")
+
+
+# ---- bug 5: integers beyond the library's limit are the flag's usage errors -----------------
+TOO_LARGE = str(INT64_MAX + 1)
+
+
+@pytest.mark.parametrize(
+    "command, flag, value, limit",
+    [
+        ("diagnose", "--batch-size", "100000000000000000000000", INT64_MAX),
+        ("traverse", "--batch-size", TOO_LARGE, INT64_MAX),
+        ("traverse", "--steps", TOO_LARGE, INT64_MAX),
+        ("traverse", "--anchors", TOO_LARGE, INT64_MAX),
+        ("traverse", "--sweep-batch-size", TOO_LARGE, INT64_MAX),
+        ("report", "--max-directions", TOO_LARGE, INT64_MAX),
+        ("report", "--clusters", TOO_LARGE, INT64_MAX),
+        ("sample", "-n", TOO_LARGE, INT64_MAX),
+        ("sample", "--latent-dim", TOO_LARGE, INT64_MAX),
+        ("metrics", "--batch-size", TOO_LARGE, INT64_MAX),
+        ("metrics", "--num-train", TOO_LARGE, INT64_MAX),
+        ("metrics", "--bins", str(MAX_BINS + 1), MAX_BINS),
+    ],
+)
+def test_integers_beyond_the_librarys_limit_are_usage_errors_naming_the_flag(workspace, tmp_path, command, flag,
+                                                                             value, limit):
+    """They were said after the work had begun, in the library's words ("encode: batch_size must
+    be <= ..."), exit 1."""
+    out = tmp_path / "o"
+    completed = invoke(command, "--model", "tiny_models:make", "--data", "data.npy", flag, value,
+                       *(() if command in ("diagnose", "metrics") else ("--out", str(out))), cwd=workspace, check=False)
+    shown = "-n/--num-samples" if flag == "-n" else flag
+    assert_one_line_error(completed, f"latentsweep: error: {command}: argument {shown}: must be <= {limit}, got {value}",
+                          code=2)
+    assert not out.exists()
+
+
+def test_the_largest_batch_size_the_library_takes_is_taken(workspace):
+    completed = invoke("diagnose", "--model", "tiny_models:make", "--weights", "tiny.pt", "--data", "data.npy",
+                       "--batch-size", str(INT64_MAX), "--json", cwd=workspace)
+    assert json.loads(completed.stdout)["num_inputs"] == 40
+
+
+@pytest.mark.parametrize("flag", ["--bins", "--batch-size"])
+def test_metrics_bins_and_batch_size_below_one_are_usage_errors(workspace, flag):
+    completed = invoke("metrics", flag, "0", cwd=workspace, check=False)
+    assert_one_line_error(completed, f"metrics: argument {flag}: must be >= 1, got 0", code=2)
