@@ -35,6 +35,21 @@ def test_an_encoder_wrapped_in_a_lambda_runs_its_modules_in_eval_mode():
     assert all(m.training for m in model.modules())
 
 
+def test_the_modules_of_a_wrapper_objects_method_are_found():
+    class Wrapper:
+        def __init__(self):
+            self.net = torch.nn.Sequential(torch.nn.Dropout(0.9), torch.nn.Linear(4, 2)).train()
+
+        def encode(self, batch):
+            return self.net(batch)
+
+    wrapper = Wrapper()
+    x = torch.randn(6, 4)
+    codes = ls.encode(wrapper.encode, x, progress=False).mu
+    torch.testing.assert_close(codes, wrapper.net[1](x).detach())  # no dropout
+    assert wrapper.net.training
+
+
 def test_an_encoder_in_a_lambda_gets_its_models_dtype():
     """A lambda around a float16 model got float32 data ("mixed dtype")."""
     model = torch.nn.Linear(4, 2).half()

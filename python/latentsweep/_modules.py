@@ -41,8 +41,8 @@ def modules_behind(model) -> list[torch.nn.Module]:
     if inspect.isfunction(model) or inspect.ismethod(model):
         found = inspect.getclosurevars(getattr(model, "__func__", model))
         candidates = [*found.nonlocals.values(), *found.globals.values()]
-        if inspect.ismethod(model):
-            candidates.append(model.__self__)
+        if inspect.ismethod(model):  # (of an object that holds the modules: wrapper.decode)
+            candidates += list(getattr(model.__self__, "__dict__", {}).values())
     else:
         candidates = list(getattr(model, "__dict__", {}).values())
     return [value for value in candidates if isinstance(value, torch.nn.Module)]
