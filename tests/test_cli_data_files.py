@@ -236,3 +236,37 @@ def test_the_largest_batch_size_the_library_takes_is_taken(workspace):
 def test_metrics_bins_and_batch_size_below_one_are_usage_errors(workspace, flag):
     completed = invoke("metrics", flag, "0", cwd=workspace, check=False)
     assert_one_line_error(completed, f"metrics: argument {flag}: must be >= 1, got 0", code=2)
+
+
+def test_only_the_chosen_entry_of_a_safetensors_file_is_read(tmp_path, monkeypatch):
+    """load_file read every tensor of the file, whatever --key chose."""
+    import safetensors
+    from safetensors.torch import save_file
+
+    from latentsweep.cli.loading import load_array
+
+    save_file({"x": torch.arange(6.0).view(3, 2), "other": torch.zeros(1000, 1000)}, str(tmp_path / "d.safetensors"))
+    real, read = safetensors.safe_open, []
+
+    class Recording:
+        def __init__(self, *args, **kwargs):
+            self.opened = real(*args, **kwargs)
+
+        def __enter__(self):
+            self.opened.__enter__()
+            return self
+
+        def __exit__(self, *exc):
+            return self.opened.__exit__(*exc)
+
+        def keys(self):
+            return self.opened.keys()
+
+        def get_tensor(self, name):
+            read.append(name)
+            return self.opened.get_tensor(name)
+
+    monkeypatch.setattr(safetensors, "safe_open", Recording)
+    assert load_array(str(tmp_path / "d.safetensors")).tolist() == [[0.0, 1.0], [2.0, 3.0], [4.0, 5.0]]
+    assert load_array(str(tmp_path / "d.safetensors"), key="other").shape == (1000, 1000)
+    assert read == ["x", "other"]

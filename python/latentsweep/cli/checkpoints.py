@@ -61,12 +61,19 @@ def missing_file(file: Path, option: str) -> None:
     raise CliError(f"{option}: no such file {str(file)!r}")
 
 
-def read_safetensors(file: Path, option: str) -> dict[str, torch.Tensor]:
-    """All tensors of a .safetensors file; a damaged file is a CliError naming ``option``."""
-    from safetensors.torch import load_file
+def read_safetensors(file: Path, option: str, choose=None) -> dict[str, torch.Tensor]:
+    """The tensors of a .safetensors file, all of them or, with ``choose`` (the names -> the one
+    to read), only that one (the others are not read: they may be large); a damaged file is a
+    CliError naming ``option``."""
+    from safetensors import safe_open
 
     try:
-        return load_file(file)
+        with safe_open(file, framework="pt") as opened:
+            names = list(opened.keys())
+            wanted = names if choose is None else [choose(names)]
+            return {name: opened.get_tensor(name) for name in wanted}
+    except CliError:
+        raise
     except Exception as error:  # noqa: BLE001  (SafetensorError, OSError, ...: all one story)
         raise CliError(f"{option}: {str(file)!r} is not a readable .safetensors file ({reason(error)})") from None
 

@@ -191,7 +191,7 @@ def load_array(path: str, *, key: str | None = None) -> torch.Tensor:
             loaded = read_torch_file(file, "--data")
             entries = loaded if isinstance(loaded, dict) else {"": loaded}
         elif suffix == ".safetensors":
-            entries = read_safetensors(file, "--data")
+            entries = read_safetensors(file, "--data", choose=lambda names: _pick(names, key, path))
         else:
             raise CliError(f"--data: unsupported file type {suffix!r} (use .npy, .npz, .pt or .safetensors)")
     except CliError:
