@@ -160,3 +160,67 @@ def test_uint64_row_indices_beyond_int64_are_out_of_range():
     with pytest.raises(IndexError, match=r"index 18446744073709551615 is out of range"):
         posterior[np.array([2**64 - 1], dtype=np.uint64)]
     assert posterior[np.array([3], dtype=np.uint64)].mu.tolist() == [[3.0]]
+
+
+# ---- what a traversal sweeps over (a fifth pass) ---------------------------------------------
+
+
+def test_zero_range_traversals_are_warned_about():
+    """The sensitivity averages slope / range over the anchors: a traversal whose range rounds
+    to 0 counted as 0 (a linear decoder's |W| came out halved), without a word."""
+    weights = torch.tensor([[1.0, 2.0], [3.0, -4.0]], dtype=torch.float64)
+    anchors = torch.tensor([[0.0, 0.0], [0.5, 0.5]], dtype=torch.float64)
+    logvar = torch.tensor([[0.0, 0.0], [-100.0, -100.0]], dtype=torch.float64)  # anchor 1: SD 2e-22
+    with pytest.warns(RuntimeWarning, match=r"traverse: some traversals have a range of 0 .*: z0 \(1 of 2\), "
+                                            r"z1 \(1 of 2\); their sensitivity counts them as 0"):
+        result = ls.traverse(lambda z: z @ weights.T, anchors, mode="posterior", logvar=logvar, steps=5,
+                             progress=False)
+    assert result.sensitivity.tolist() == [[0.5, 1.5], [1.0, 2.0]]  # as documented: the mean over both anchors
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # ranges everywhere: no warning
+        ls.traverse(lambda z: z @ weights.T, anchors, steps=5, progress=False)
+
+
+def test_the_results_values_and_dims_are_its_own():
+    """A caller's contiguous [A, K, S] values and int64 dims came back as the result's, changed
+    when the caller changed theirs (dims and labels then disagreed)."""
+    anchors = torch.randn(3, 4, dtype=torch.float64)
+    values = torch.linspace(-1, 1, 5, dtype=torch.float64).repeat(3, 4, 1).contiguous()
+    result = ls.traverse(lambda z: 2 * z, anchors, values=values, progress=False)
+    values.zero_()
+    assert result.values.abs().max() == 1
+    dims = torch.tensor([2, 0])
+    result = ls.traverse(lambda z: 2 * z, anchors, dims=dims, steps=3, progress=False)
+    dims[0] = 3
+    assert result.dims.tolist() == [2, 0] and result.labels == ("z2", "z0")
+
+
+def test_float32_directions_on_float64_anchors_are_unit_length_in_float64():
+    anchors = torch.zeros(1, 3, dtype=torch.float64)
+    vectors = torch.tensor([[1.0, 2.0, 3.0], [1.0, 1.0, 1.0], [0.3, 0.4, 0.5]])
+    result = ls.traverse(lambda z: z, anchors, directions=vectors, steps=3, progress=False)
+    assert (result.directions.norm(dim=1) - 1).abs().max() < 1e-15
+    ls.direction_codes(anchors, result.directions, result.values)  # the sweep's own directions pass the op's check
+    coordinates = torch.einsum("aksd,kd->aks", result.outputs, result.directions)
+    torch.testing.assert_close(coordinates, result.values, rtol=0, atol=1e-15)
+
+
+def test_decoder_outputs_that_are_not_dense_or_hold_none_are_read_by_one_rule():
+    anchors = torch.randn(2, 3)
+    with pytest.raises(TypeError, match=r"^latentsweep\.traverse: the decoder returned a sparse_coo tensor; it must "
+                                        r"return a dense one"):
+        ls.traverse(lambda z: z.to_sparse(), anchors, steps=3, progress=False)
+    # a dict's "sample" holding None is passed over, as an output object's attribute is
+    result = ls.traverse(lambda z: {"sample": None, "recon": 2 * z}, anchors, steps=3, progress=False)
+    assert result.outputs.shape == (2, 3, 3, 3)
+
+
+def test_interpolating_endpoints_that_require_grad_warns_nothing():
+    import warnings
+
+    start, end = torch.randn(2, 3, requires_grad=True), torch.randn(2, 3, requires_grad=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ls.interpolate(lambda z: z, start, end, steps=4, progress=False)

@@ -42,6 +42,10 @@ def call_decoder(fn: str, decoder, codes: torch.Tensor) -> torch.Tensor:
     result = decoder(codes)
     if not isinstance(result, torch.Tensor):
         raise TypeError(f"{fn}: the decoder must return a torch.Tensor, got {type(result).__name__}")
+    if result.layout != torch.strided or result.is_nested:
+        kind = "nested" if result.is_nested else str(result.layout).removeprefix("torch.")
+        raise TypeError(f"{fn}: the decoder returned a {kind} tensor; it must return a dense one "
+                        "(tensor.to_dense())")
     if result.dim() < 1 or result.shape[0] != codes.shape[0]:
         raise ValueError(
             f"{fn}: the decoder returned shape {tuple(result.shape)} for a batch of {codes.shape[0]} "

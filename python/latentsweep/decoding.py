@@ -20,7 +20,7 @@ from ._modules import parameter_dtype
 OUTPUT_KEYS = ("sample", "x_hat", "x_recon", "recon", "reconstruction", "x", "output", "logits", "mean", "loc")
 OUTPUT_RULE = (
     "a tensor is used as it is; a tuple or list gives its first element; a dict or an output "
-    f"object gives the entry (or attribute) under the first of {', '.join(OUTPUT_KEYS)}, or its "
+    f"object gives the tensor under the first of {', '.join(OUTPUT_KEYS)} that holds one, or its "
     "only tensor; a torch.distributions.Distribution gives its mean"
 )
 # Named output transforms (any callable on the output tensor works too).
@@ -131,15 +131,18 @@ def _default_output(fn: str, raw):
     if isinstance(raw, torch.distributions.Distribution):
         return raw.mean
     if isinstance(raw, Mapping):  # also diffusers' BaseOutput, an OrderedDict
+        # (as for an output object's attributes: a key holding None, such as an unused "sample",
+        # is passed over)
         lowered = {str(k).lower(): k for k in raw}
-        key = next((lowered[k] for k in OUTPUT_KEYS if k in lowered), None)
+        key = next((lowered[k] for k in OUTPUT_KEYS if k in lowered and isinstance(raw[lowered[k]], torch.Tensor)),
+                   None)
         if key is not None:
             return raw[key]
         tensors = [k for k, v in raw.items() if isinstance(v, torch.Tensor)]
         if len(tensors) == 1:
             return raw[tensors[0]]
         raise TypeError(
-            f"{fn}: the decoder returned a dict with keys {list(raw)}; none is one of "
+            f"{fn}: the decoder returned a dict with keys {list(raw)}; no tensor is under one of "
             f"{list(OUTPUT_KEYS)}, so pass output='<key>' to say which one holds the decoded outputs"
         )
     if isinstance(raw, (tuple, list)):

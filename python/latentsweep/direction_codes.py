@@ -30,8 +30,9 @@ def unit_directions(directions: torch.Tensor) -> torch.Tensor:
     return normalised("latentsweep.unit_directions", directions)
 
 
-def normalised(fn: str, directions) -> torch.Tensor:
-    """:func:`unit_directions` with errors in the name of the public function ``fn``."""
+def normalised(fn: str, directions, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """:func:`unit_directions` with errors in the name of the public function ``fn``, rounded
+    once from float64 to ``dtype`` (default: the directions' own)."""
     directions = _as_directions(fn, directions)
     scaled, largest = _checks.by_largest_entry(directions.double())
     zero = (largest[:, 0] == 0).nonzero().flatten()
@@ -40,7 +41,7 @@ def normalised(fn: str, directions) -> torch.Tensor:
             f"{fn}: direction(s) {zero.tolist()[:10]} are zero and have no direction; "
             "drop them or give a non-zero vector"
         )
-    return (scaled / torch.linalg.vector_norm(scaled, dim=1, keepdim=True)).to(directions.dtype)
+    return (scaled / torch.linalg.vector_norm(scaled, dim=1, keepdim=True)).to(dtype or directions.dtype)
 
 
 def direction_codes(

@@ -174,7 +174,10 @@ def grid_spec(fn: str, anchors, *, mode, span, steps, dims, logvar, values, refe
                 "directions, index them (directions[:3], or a Directions' [[0, 2]])"
             )
         directions = flat_directions(fn, directions, latent_shape)
-        unit = normalised(fn, directions.vectors if isinstance(directions, Directions) else directions)
+        # Normalised in float64 and rounded once to the anchors' dtype: float32 directions
+        # normalised in float32, then cast, were unit length to float32's precision only.
+        unit = normalised(fn, directions.vectors if isinstance(directions, Directions) else directions,
+                          dtype=anchors.dtype)
         labels = direction_labels(directions)
         if unit.shape[1] != anchors.shape[1]:
             raise ValueError(
@@ -203,5 +206,27 @@ def grid_spec(fn: str, anchors, *, mode, span, steps, dims, logvar, values, refe
     total = anchors.shape[0] * dims_t.numel() * grid_values.shape[2]
     if total > _checks.INT64_MAX:
         raise ValueError(f"{fn}: the grid has {total} points, which overflows int64")
-    return GridSpec(anchors, dims_t, grid_values.detach().contiguous(), mode, directions=unit, labels=labels or (),
-                    latent_shape=latent_shape)
+    if grid_values.shape[2] > 1:
+        _warn_zero_ranges(fn, grid_values, dims_t if unit is None else None, labels)
+    # Owned like the anchors (a caller's contiguous [A, K, S] values or int64 dims came back as
+    # the result's own, changed when the caller changed theirs).
+    return GridSpec(anchors, dims_t.clone(), grid_values.detach().clone(memory_format=torch.contiguous_format), mode,
+                    directions=unit, labels=labels or (), latent_shape=latent_shape)
+
+
+def _warn_zero_ranges(fn: str, values: torch.Tensor, dims: torch.Tensor | None, labels) -> None:
+    """The sensitivity divides each traversal's slope by its range |v[S-1] - v[0]| and averages
+    over the A anchors: a traversal whose range is 0 (its values round to one number: a very
+    certain posterior, an anchor far beyond span) counts as 0 in that mean, which silently
+    understated the latent's sensitivity."""
+    zero = values[..., -1] == values[..., 0]  # [A, K]
+    if not bool(zero.any()):
+        return
+    counts = zero.sum(0)
+    where = [(k, int(c)) for k, c in enumerate(counts.tolist()) if c]
+    name = (lambda k: labels[k]) if labels else (lambda k: f"z{int(dims[k])}")
+    listed = ", ".join(f"{name(k)} ({c} of {values.shape[0]})" for k, c in where[:5]) + (", ..." if len(where) > 5 else "")
+    _checks.warn(
+        f"{fn}: some traversals have a range of 0 (their values round to one number): {listed}; their "
+        "sensitivity counts them as 0 in its mean over the anchors (mode='prior', or float64 anchors, give every "
+        "traversal a range)", RuntimeWarning)

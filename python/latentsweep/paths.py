@@ -109,7 +109,7 @@ def path_peak(start: torch.Tensor, end: torch.Tensor, path: str) -> float:
     is at an endpoint. Along an arc a coordinate is ``C cos(u) + E sin(u)`` for u = t theta in
     [0, theta] (C = a, E = (b - a cos theta) / sin theta): its largest |value| is hypot(C, E)
     where its peak u* = atan2(E, C) (mod pi) lies in [0, theta], else at an endpoint."""
-    a, b = start.double(), end.double()
+    a, b = start.detach().double(), end.detach().double()  # (a check: no graph, no grad warning)
     peak = torch.maximum(a.abs(), b.abs())
     if path == "slerp":
         theta, sine = _angle(a, b)  # [P, 1]
