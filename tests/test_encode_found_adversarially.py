@@ -224,3 +224,20 @@ def test_interpolating_endpoints_that_require_grad_warns_nothing():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         ls.interpolate(lambda z: z, start, end, steps=4, progress=False)
+
+
+def test_an_empirical_reference_near_the_largest_float64_is_taken():
+    """The quantiles' interpolation formed high - low, which overflowed: the reference was
+    refused as having quantiles beyond float64's range, which they were not."""
+    anchors = torch.zeros(2, 4, dtype=torch.float64)
+    reference = torch.tensor([[-1.7e308] * 4, [1.7e308] * 4], dtype=torch.float64)
+    result = ls.traverse(lambda z: z * 1e-300, anchors, mode="empirical", reference=reference, steps=5,
+                         progress=False)
+    values = result.values[0, 0]
+    assert bool(torch.isfinite(values).all()) and values[2] == 0 and values[0] == -values[4]
+    torch.testing.assert_close(values[4], torch.tensor(0.9545 * 1.7e308, dtype=torch.float64), rtol=1e-3, atol=0)
+
+
+def test_a_batch_size_word_other_than_auto_is_named():
+    with pytest.raises(ValueError, match=r"^latentsweep\.traverse: batch_size must be an int >= 1 or 'auto', got 'AUTO'"):
+        ls.traverse(lambda z: z, torch.zeros(2, 3), batch_size="AUTO", steps=3, progress=False)

@@ -160,7 +160,15 @@ def empirical_quantiles(samples: torch.Tensor, levels: torch.Tensor) -> torch.Te
     above = ranks.ceil().long()
     weight = (ranks - below)[:, None]
     low, high = ordered[below], ordered[above]  # [S, K]
-    return torch.lerp(low, high, weight).T.contiguous()
+    quantiles = torch.lerp(low, high, weight)
+    # lerp forms high - low, which overflows for samples of both signs near float64's largest
+    # value (a valid reference was refused as having infinite quantiles): those entries as the
+    # weighted sum instead (the other bits unchanged: a store's values keep their identity)
+    spread = ~torch.isfinite(quantiles)
+    if bool(spread.any()):
+        weights = weight.expand_as(low)
+        quantiles[spread] = low[spread] * (1 - weights[spread]) + high[spread] * weights[spread]
+    return quantiles.T.contiguous()
 
 
 # ---- the values of each mode ----------------------------------------------------------------

@@ -322,6 +322,8 @@ def _check_arguments(fn: str, decoder, batch_size, memory_budget, out, *, shard,
                          "remove the old store once before starting the shards")
     if out is None and (flags["resume"] or shard is not None):
         raise ValueError(f"{fn}: {'resume=True' if flags['resume'] else 'shard='} needs out= (the path of the stored sweep)")
+    if isinstance(batch_size, str) and batch_size != "auto":  # ("AUTO" was told "must be an int")
+        raise ValueError(f"{fn}: batch_size must be an int >= 1 or 'auto', got {batch_size!r}")
     if not (isinstance(batch_size, str) and batch_size == "auto"):  # (an array's == is elementwise)
         batch_size = _checks.integer(fn, "batch_size", batch_size, low=1)
     if memory_budget is not None:
