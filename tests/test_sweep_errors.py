@@ -167,7 +167,7 @@ def test_cuda_out_of_memory_error_type_is_recognised():
     "kwargs, error, match",
     [
         ({"batch_size": 0}, ValueError, "batch_size must be >= 1"),
-        ({"batch_size": "big"}, TypeError, "batch_size must be an int"),
+        ({"batch_size": "big"}, ValueError, "batch_size must be an int >= 1 or .auto., got .big."),
         ({"memory_budget": -1}, ValueError, "memory_budget must be >= 1"),
         ({"resume": True}, ValueError, "resume=True needs out="),
         ({"out": 42}, TypeError, "out must be a str or os.PathLike, got int"),
