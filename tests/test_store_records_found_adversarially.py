@@ -79,19 +79,6 @@ def test_an_edited_record_header_is_a_damaged_unit_computed_again(tmp_path, full
     assert_same(ls.open_sweep(path), full)
 
 
-def test_records_of_the_previous_format_are_refused_with_the_stores_format(tmp_path):
-    """Records of store format 2 had no checksum over their header: such a store says which
-    format it is, rather than that every unit is damaged."""
-    path = tmp_path / "s.zarr"
-    sweep(path)
-    meta_file = path / "zarr.json"
-    meta = json.loads(meta_file.read_text())
-    meta["attributes"]["latentsweep"]["format"] = 2
-    meta_file.write_text(json.dumps(meta))
-    with pytest.raises(ValueError, match=r"incompatible latentsweep version \(store format 2, this version reads 3\)"):
-        ls.open_sweep(path)
-
-
 def test_leases_and_temporaries_naming_impossible_processes_are_stale(tmp_path, full):
     """A pid beyond any the system gives (a damaged lease or temporary name) raised OverflowError
     from os.kill."""

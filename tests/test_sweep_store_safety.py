@@ -389,15 +389,19 @@ def test_open_sweep_errors(tmp_path):
         ls.open_sweep(3)
 
 
-def test_a_store_of_an_older_format_is_refused_then_replaced(tmp_path, full):
+@pytest.mark.parametrize("old_format", [1, 2])  # 2: records without a checksum over their header
+def test_a_store_of_an_older_format_is_refused_then_replaced(tmp_path, full, old_format):
     path = tmp_path / "old.zarr"
     sweep(path)
     meta_file = path / "zarr.json"
     meta = json.loads(meta_file.read_text())
-    meta["attributes"]["latentsweep"]["format"] = 1
+    meta["attributes"]["latentsweep"]["format"] = old_format
     meta_file.write_text(json.dumps(meta))
-    with pytest.raises(ValueError, match="incompatible latentsweep version.*overwrite=True"):
+    with pytest.raises(ValueError, match=rf"incompatible latentsweep version \(store format {old_format}, this version "
+                                         r"reads 3\).*overwrite=True"):
         sweep(path, resume=True)
+    with pytest.raises(ValueError, match=rf"store format {old_format}, this version reads 3"):
+        ls.open_sweep(path)
     assert_same(sweep(path, overwrite=True), full)
 
 

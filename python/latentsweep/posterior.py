@@ -138,8 +138,8 @@ def _row_index(index):
             raise TypeError(f"{fn}: got an index of dtype {dtype} and {getattr(index, 'ndim', 0)} dimension(s); "
                             f"{_ROWS_ONLY}")
         if kind == "int":  # as int64: torch reads uint8 as a mask
-            if dtype in (torch.uint64, np.uint64) and len(index) and int(max(index)) > _checks.INT64_MAX:
-                # (int64 would wrap it around to a negative index: the last rows)
-                raise IndexError(f"{fn}: index {int(max(index))} is out of range")
+            largest = int(max(index)) if dtype in (torch.uint64, np.uint64) and len(index) else 0
+            if largest > _checks.INT64_MAX:  # (int64 would wrap it around to a negative index: the last rows)
+                raise IndexError(f"{fn}: index {largest} is out of range")
             index = torch.as_tensor(index).long()
     return index

@@ -652,14 +652,8 @@ def add_report(sub) -> None:
     parser.set_defaults(run=run_report)
 
 
-def _cluster_count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 2, got {text!r}") from None
-    if value < 2:
-        raise argparse.ArgumentTypeError(f"must be >= 2 (clusters to find), got {value}")
-    return _positive_count(text)  # (explain's limit)
+# KMeans clusters: at least 2 (one cluster has no direction between clusters), at most explain's limit.
+_cluster_count = integer_at_least(2, INT64_MAX)
 
 
 def _decoded(codes: torch.Tensor, decoder, model, args, fn: str):
