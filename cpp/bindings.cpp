@@ -64,11 +64,12 @@ PYBIND11_MODULE(_C, m) {
   pybind11::class_<SweepExecutor>(m, "SweepExecutor",
                                   "Decoder batching over the traversal grid (see cpp/engine/executor.h).")
       .def(pybind11::init<std::string, pybind11::object, at::Tensor, at::Tensor, at::Tensor, int64_t,
-                          std::vector<int64_t>, pybind11::object, bool, pybind11::object>(),
+                          std::vector<int64_t>, pybind11::object, bool, pybind11::object, std::string>(),
            pybind11::arg("fn"), pybind11::arg("decoder"), pybind11::arg("anchors"), pybind11::arg("dims"),
            pybind11::arg("values"), pybind11::arg("batch_size"), pybind11::arg("out_shape"),
            pybind11::arg("code_writer") = pybind11::none(), pybind11::arg("pad_short_chunks") = true,
-           pybind11::arg("out_dtype") = pybind11::none())
+           pybind11::arg("out_dtype") = pybind11::none(),
+           pybind11::arg("nonfinite_subject") = "the decoder returned")
       .def("run", &SweepExecutor::run, pybind11::arg("stats"), pybind11::arg("first_row"),
            pybind11::arg("end_row"), pybind11::arg("sink"), pybind11::arg("copy_outputs"),
            pybind11::arg("progress"))

@@ -464,6 +464,25 @@ def test_traversal_values_bad_input(kwargs, error, match):
     assert str(info.value).startswith("latentsweep.traversal_values:")
 
 
+@pytest.mark.parametrize("kwargs, error, match", VALUES_CASES)
+def test_traverse_names_itself_for_the_values_errors(kwargs, error, match):
+    """The same checks reached through traverse name traverse (they said traversal_values)."""
+    with pytest.raises(error, match=match) as info:
+        latentsweep.traverse(lambda codes: codes, A, progress=False, **kwargs)
+    assert str(info.value).startswith("latentsweep.traverse:")
+
+
+def test_a_one_dimensional_logvar_of_the_wrong_size_is_reported_as_given():
+    """A [D] logvar was reported as "(1, D)" (its shape after the check's own unsqueeze)."""
+    with pytest.raises(ValueError, match=r"logvar must have the anchors' shape \(2, 5\), got \(4,\)$"):
+        latentsweep.traversal_values(A, mode="posterior", logvar=z(4))
+    with pytest.raises(ValueError, match=r"shape \(1, 5\) or \(5,\), got \(4,\)$"):
+        latentsweep.traversal_values(z(5), mode="posterior", logvar=z(4))
+    with pytest.raises(ValueError, match=r"got \(4,\)$"):  # along directions: the same rule
+        latentsweep.traversal_values(A, mode="posterior", logvar=z(4), directions=torch.eye(5)[:2])
+    assert latentsweep.traversal_values(z(5), mode="posterior", logvar=z(5)).shape == (1, 5, 11)
+
+
 @pytest.mark.parametrize(
     "anchors, error, match",
     [

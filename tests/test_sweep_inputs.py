@@ -175,6 +175,20 @@ def test_finite_outputs_that_overflow_the_statistics_are_not_called_nan():
                     dims=[0], progress=False)
 
 
+def test_infinity_made_by_the_output_transform_is_not_called_the_decoders():
+    """exp of finite outputs (100 * code) overflows float32: the message names the transform's
+    space, at the anchors (the probe) and in the grid (the executor)."""
+    def scaled(codes):
+        return codes * 100.0
+
+    with pytest.raises(ValueError, match=r"exp\(decoder output\) is NaN or Inf for \d+ grid point"):
+        ls.traverse(scaled, torch.zeros(2, 3), span=2.0, output_transform="exp", progress=False)
+    with pytest.raises(ValueError, match=r"exp\(decoder output\) is NaN or Inf at anchors \[0\]"):
+        ls.traverse(scaled, torch.full((1, 3), 2.0), span=0.5, output_transform="exp", progress=False)
+    with pytest.raises(ValueError, match="the decoder returned NaN or Inf for"):  # no transform: the decoder's
+        ls.traverse(lambda codes: torch.exp(scaled(codes)), torch.zeros(2, 3), span=2.0, progress=False)
+
+
 def test_a_sensitivity_that_overflows_is_refused():
     """A span of 2e-40 divides a slope of 2 into 1e40: not a float32; it was returned as Inf."""
     def step(codes):

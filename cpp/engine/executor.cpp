@@ -29,8 +29,10 @@ std::string shape_string(at::IntArrayRef shape) {
 
 SweepExecutor::SweepExecutor(std::string fn, py::object decoder, at::Tensor anchors, at::Tensor dims,
                              at::Tensor values, int64_t batch_size, std::vector<int64_t> out_shape,
-                             py::object code_writer, bool pad_short_chunks, py::object out_dtype)
+                             py::object code_writer, bool pad_short_chunks, py::object out_dtype,
+                             std::string nonfinite_subject)
     : fn_(std::move(fn)),
+      nonfinite_subject_(std::move(nonfinite_subject)),
       decoder_(std::move(decoder)),
       code_writer_(std::move(code_writer)),
       anchors_(anchors.contiguous()),
@@ -121,7 +123,7 @@ void SweepExecutor::check_finite(const at::Tensor& effect_cpu, int64_t start, co
   const int64_t num_dims = values_.size(1), num_steps = values_.size(2);
   std::ostringstream text;
   text << fn_ << (outputs_finite ? ": the statistics overflowed " + std::string(precision) + " at "
-                                 : ": the decoder returned NaN or Inf for ")
+                                 : ": " + nonfinite_subject_ + " NaN or Inf for ")
        << rows.size() << " grid point(s) of rows " << start << ".." << start + effect_cpu.size(0) - 1 << ", e.g.";
   const auto dims_cpu = dims_.cpu();
   for (size_t i = 0; i < std::min<size_t>(rows.size(), 3); ++i) {

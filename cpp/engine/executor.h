@@ -36,11 +36,13 @@ class SweepExecutor {
   // to batch_size with copies of its last code (one shape for every call: CUDA graphs), else as
   // it is (no decoder work on padding: on the CPU up to S - 1 rows per unit).
   // out_dtype: the torch.dtype the decoder returned at the anchors (None: not checked); outputs
-  // of another dtype are refused, as outputs of another shape are.
+  // of another dtype are refused, as outputs of another shape are. nonfinite_subject: who made
+  // a NaN or Inf output, as the error says it (decoding.DecoderCall.nonfinite_subject).
   SweepExecutor(std::string fn, pybind11::object decoder, at::Tensor anchors, at::Tensor dims, at::Tensor values,
                 int64_t batch_size, std::vector<int64_t> out_shape,
                 pybind11::object code_writer = pybind11::none(), bool pad_short_chunks = true,
-                pybind11::object out_dtype = pybind11::none());
+                pybind11::object out_dtype = pybind11::none(),
+                std::string nonfinite_subject = "the decoder returned");
 
   // Rows [start, stop) of one work unit (whole traversals).
   using UnitRows = std::pair<int64_t, int64_t>;
@@ -113,6 +115,9 @@ class SweepExecutor {
                      pybind11::object& sink, bool copy_outputs, pybind11::object& progress);
 
   std::string fn_;
+  // Who made a non-finite output, as check_finite says it: "the decoder returned", or
+  // "exp(decoder output) is" when an output_transform made it.
+  std::string nonfinite_subject_;
   pybind11::object decoder_;
   pybind11::object code_writer_;
   at::Tensor anchors_, dims_, values_;

@@ -70,7 +70,7 @@ def allocated_bytes(device: torch.device, which: str) -> int:
 
 
 def probe_anchors(fn: str, decoder, spec: GridSpec, probe_rows: int = ANCHOR_PROBE_ROWS, *,
-                  grow: bool = False) -> Probe:
+                  grow: bool = False, nonfinite_subject: str = "the decoder returned") -> Probe:
     """Decodes the anchors in batches of probe_rows. Both sides are copies: the decoder may write
     into its inputs, and may return a view of a buffer that its next call overwrites.
 
@@ -79,7 +79,7 @@ def probe_anchors(fn: str, decoder, spec: GridSpec, probe_rows: int = ANCHOR_PRO
     64 at a time took 10 ms of a 28 ms sweep on an H100). A size set by the outputs' shape alone,
     not by the free memory: the anchors' outputs, whose bits can depend on the batch, must be the
     same in every rank and resume (a store compares them). After an out-of-memory retry, every
-    batch is the halved size."""
+    batch is the halved size. ``nonfinite_subject``: a :class:`DecoderCall`'s, for the NaN/Inf error."""
     anchors = spec.anchors
     measure = anchors.device.type == "cuda"
 
@@ -125,7 +125,7 @@ def probe_anchors(fn: str, decoder, spec: GridSpec, probe_rows: int = ANCHOR_PRO
         bad = ~torch.isfinite(flat).all(dim=1)
         if bool(bad.any()):
             rows = bad.nonzero().flatten()[:5].tolist()
-            raise ValueError(f"{fn}: the decoder returned NaN or Inf at anchors {rows} (the anchors themselves)")
+            raise ValueError(f"{fn}: {nonfinite_subject} NaN or Inf at anchors {rows} (the anchors themselves)")
     return probe
 
 

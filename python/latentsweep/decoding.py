@@ -50,6 +50,9 @@ class DecoderCall:
         self.input_dtype = parameter_dtype(decoder)
         space = "decoder output" + _selection_text(output)
         self.output_space = space if transform_name is None else f"{transform_name}({space})"
+        # Who made a NaN or Inf output, as errors say it: an output_transform ("exp") may make
+        # Inf of the decoder's finite outputs.
+        self.nonfinite_subject = "the decoder returned" if transform_name is None else f"{self.output_space} is"
 
     def __call__(self, codes: torch.Tensor) -> torch.Tensor:
         if self.input_dtype is not None and codes.dtype != self.input_dtype:

@@ -30,7 +30,7 @@ from .latent_shape import (
     like_anchors,
 )
 from .posterior import Posterior
-from .traversal import _expand_values, traversal_values
+from .traversal import _expand_values, values_for
 
 CodeWriter = Callable[[int, int, torch.Tensor], None]  # (start, count, out [count, D]) -> None
 
@@ -198,8 +198,8 @@ def grid_spec(fn: str, anchors, *, mode, span, steps, dims, logvar, values, refe
         grid_values = _expand_values(fn, values, anchors, dims_t.numel())
         mode = "values"
     else:
-        grid_values = traversal_values(
-            anchors, mode=mode, span=span, steps=steps, dims=None if unit is not None else dims_t, logvar=logvar,
+        grid_values = values_for(
+            fn, anchors, mode=mode, span=span, steps=steps, dims=None if unit is not None else dims_t, logvar=logvar,
             prior_std=prior_std, reference=reference, directions=directions,  # as given: the same values
         )
     _checks.finite(fn, "the traversal values", grid_values)

@@ -234,7 +234,8 @@ def sweep_grid(
                                     total=spec.num_rows if workers.world == 1 else None, unit="pt",
                                     desc=_checks.call_name(fn) if workers.world == 1
                                     else f"{_checks.call_name(fn)} (rank {workers.rank}/{workers.world})")
-                probe = probe_anchors(fn, decode_fn, spec_d, grow=device.type == "cuda")
+                probe = probe_anchors(fn, decode_fn, spec_d, grow=device.type == "cuda",
+                                      nonfinite_subject=decode_fn.nonfinite_subject)
                 # The result's inputs go to the host while the grid is decoded.
                 host = HostCopies({"dims": spec.dims, "directions": spec.directions, "values": spec.values,
                                    "anchors": spec.anchors, "anchor_outputs": probe.outputs})
@@ -274,7 +275,8 @@ def sweep_grid(
             _progress.recount(bar, total=rows, done=trial_rows)
             error = None
             try:
-                computed, used_batch = _decode_units(fn, decode, spec_d, stats, sink, plan, mine, keep_outputs, bar)
+                computed, used_batch = _decode_units(fn, decode, spec_d, stats, sink, plan, mine, keep_outputs, bar,
+                                                         nonfinite_subject=decode_fn.nonfinite_subject)
                 computed += trial_rows
             except BaseException as caught:  # noqa: BLE001 - reported to the other ranks, then re-raised
                 error, computed, used_batch = caught, 0, plan.batch_size
@@ -401,7 +403,8 @@ class _TrialRunner:
         spec = self.spec
         if size not in self.executors:
             self.executors[size] = _C.SweepExecutor(self.fn, self.decoder, spec.anchors, spec.dims, spec.values, size,
-                                                    self.out_shape, spec.code_writer, False, self.out_dtype)
+                                                    self.out_shape, spec.code_writer, False, self.out_dtype,
+                                                    self.decoder.nonfinite_subject)
         executor = self.executors[size]
         if self.sink is None:
             self.stats.load_state({**self.template, "next_row": torch.tensor(first_row)})
@@ -539,8 +542,9 @@ def _check_fits_in_memory(fn: str, geometry: Geometry, keep_outputs: bool) -> No
 
 # ---- units ----------------------------------------------------------------------------------
 def _decode_units(fn: str, decoder, spec: GridSpec, stats, sink, plan: SweepPlan, units: list[int], keep_outputs,
-                  bar):
-    """Decodes the given units, recording each when done. Returns (points, batch size used)."""
+                  bar, *, nonfinite_subject: str):
+    """Decodes the given units, recording each when done. Returns (points, batch size used).
+    ``nonfinite_subject``: the :class:`DecoderCall`'s (``decoder`` may be its CUDA graph)."""
     remaining = collections.deque(units)  # units finish in order: O(1) each at any count
     computed = 0
 
@@ -551,7 +555,7 @@ def _decode_units(fn: str, decoder, spec: GridSpec, stats, sink, plan: SweepPlan
     def run(batch_size: int) -> int:
         executor = _C.SweepExecutor(fn, decoder, spec.anchors, spec.dims, spec.values, batch_size,
                                     list(sink.geometry.out_shape), spec.code_writer, plan.padded,
-                                    sink.geometry.output_dtype)
+                                    sink.geometry.output_dtype, nonfinite_subject)
         # One executor run for all the units: one buffer-reuse scope on the CPU (a scope per unit
         # page-faulted each unit's first chunk again: every 4th MLP call 1.7x slower), one
         # pipeline on CUDA.

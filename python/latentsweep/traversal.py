@@ -178,7 +178,13 @@ def traversal_values(
         that dtype (a huge ``logvar``, ``float16`` anchors far out) is refused with a
         ``ValueError`` naming the mode, the argument and its limit.
     """
-    fn = "latentsweep.traversal_values"
+    return values_for("latentsweep.traversal_values", anchors, mode=mode, span=span, steps=steps, dims=dims,
+                      logvar=logvar, prior_std=prior_std, reference=reference, directions=directions)
+
+
+def values_for(fn: str, anchors, *, mode, span, steps, dims, logvar, prior_std, reference, directions) -> torch.Tensor:
+    """:func:`traversal_values` with its errors named by the caller's function ``fn`` (a user of
+    ``traverse`` called ``traverse``, not ``traversal_values``)."""
     if isinstance(anchors, torch.Tensor) and anchors.dim() not in (1, 2):  # structured latents: flattened
         anchors, latent_shape = flat_codes(fn, "anchors", anchors, what="A")
         logvar = like_anchors(fn, "logvar", logvar, latent_shape, what="A")
@@ -228,15 +234,7 @@ def traversal_values(
     if entry.needs_logvar:
         if logvar is None:
             raise ValueError(f"{fn}: mode={entry.name!r} needs logvar ([A, D], from the encoder)")
-        logvar = _checks.tensor(fn, "logvar", logvar, ndims=(1, 2))
-        logvar = logvar[None] if logvar.dim() == 1 else logvar
-        if logvar.shape != anchors.shape:
-            raise ValueError(
-                f"{fn}: logvar must have the anchors' shape {tuple(anchors.shape)}, "
-                f"got {tuple(logvar.shape)}"
-            )
-        _checks.same_device(fn, anchors=anchors, logvar=logvar)
-        _checks.finite(fn, "logvar", logvar)
+        logvar = _logvar_like(fn, logvar, anchors)
     if entry.needs_reference:
         if reference is None:
             raise ValueError(f"{fn}: mode={entry.name!r} needs reference ([M, D] codes of the data)")
@@ -264,6 +262,19 @@ def traversal_values(
     return values
 
 
+def _logvar_like(fn: str, logvar, anchors: torch.Tensor) -> torch.Tensor:
+    """``logvar`` checked against the ``[A, D]`` anchors (``[D]`` for one anchor, as the anchors
+    may be), as ``[A, D]``; a wrong shape is reported as given."""
+    logvar = _checks.tensor(fn, "logvar", logvar, ndims=(1, 2))
+    as_rows = logvar[None] if logvar.dim() == 1 else logvar
+    if as_rows.shape != anchors.shape:
+        expected = tuple(anchors.shape) if anchors.shape[0] != 1 else f"{tuple(anchors.shape)} or {(anchors.shape[1],)}"
+        raise ValueError(f"{fn}: logvar must have the anchors' shape {expected}, got {tuple(logvar.shape)}")
+    _checks.same_device(fn, anchors=anchors, logvar=as_rows)
+    _checks.finite(fn, "logvar", as_rows)
+    return as_rows
+
+
 def _along_directions(fn: str, anchors: torch.Tensor, directions, mode: Mode, logvar, reference):
     """The anchors, logvar and reference as seen along K unit directions: ``[A, K]``
     coordinates, ``[A, K]`` log-variances along each direction, ``[M, K]`` coordinates."""
@@ -280,14 +291,7 @@ def _along_directions(fn: str, anchors: torch.Tensor, directions, mode: Mode, lo
     u = vectors.double()
     along = (anchors.double() @ u.T).to(anchors.dtype)
     if mode.needs_logvar and logvar is not None:
-        logvar = _checks.tensor(fn, "logvar", logvar, ndims=(1, 2))
-        logvar = logvar[None] if logvar.dim() == 1 else logvar
-        if logvar.shape != anchors.shape:
-            raise ValueError(
-                f"{fn}: logvar must have the anchors' shape {tuple(anchors.shape)}, got {tuple(logvar.shape)}"
-            )
-        _checks.same_device(fn, anchors=anchors, logvar=logvar)
-        _checks.finite(fn, "logvar", logvar)
+        logvar = _logvar_like(fn, logvar, anchors)
         # log sum_d u_d^2 exp(logvar_d), shifted by each row's largest logvar so exp cannot overflow.
         lv = logvar.double()
         top = lv.max(dim=1, keepdim=True).values
