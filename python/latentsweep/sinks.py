@@ -74,6 +74,9 @@ class Sink(Protocol):
     def status(self):
         """A :class:`latentsweep.StoreStatus`: which units are done, missing or damaged."""
 
+    def checked_merge(self):
+        """``(status(), merged())`` from one reading, ``merged`` None unless complete."""
+
     def heartbeat(self) -> None:
         """Called as rows arrive: a store refreshes its writer's lease."""
 
@@ -137,6 +140,10 @@ class MemorySink:
         done = self.done_units()
         rows = sum(self.plan.unit_rows_of(u)[1] - self.plan.unit_rows_of(u)[0] for u in done)
         return StoreStatus(None, self.plan.num_units, done, {}, rows, self.plan.num_rows)
+
+    def checked_merge(self):
+        status = self.status()
+        return status, self.merged() if status.complete else None
 
     def heartbeat(self) -> None:
         pass

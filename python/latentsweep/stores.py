@@ -51,7 +51,7 @@ import zarr
 
 from . import _checks
 from ._modules import tensor_digest
-from .merge import UnitStatistics
+from .merge import OrderedMerge, UnitStatistics
 from .plan import SweepPlan, plan_from_dict
 from .sinks import Geometry
 from .store_writers import (LEASE_NAME, being_created, keep_fresh, lease_name, live_writers, process_start,
@@ -325,6 +325,7 @@ class SweepStore:
         self.path = path
         self.meta_path, self.npy_path = paths_of(path)
         self.writable = writable
+        self._checked_effect: np.ndarray | None = None  # see checked_merge
         try:
             self.group = zarr.open_group(self.meta_path, mode="r+" if writable else "r")
             meta = dict(self.group.attrs[_ATTR])
@@ -519,19 +520,20 @@ class SweepStore:
         array = self._arrays["effect"] if name == "effect" else self._outputs_array()
         return np.asarray(array[start:stop])
 
-    def _record_checksums(self, unit: int) -> tuple[list[int] | None, str]:
-        """The unit's recorded (effect, outputs) checksums, or None and why there are none."""
+    def _read_unit_record(self, unit: int) -> tuple[list[int] | None, dict | None, str]:
+        """The unit's recorded (effect, outputs) checksums and statistics arrays, or None, None
+        and why there are none."""
         record = self._record_path(unit)
         if not os.path.lexists(record):
-            return None, "not done"
+            return None, None, "not done"
         try:
-            header, _ = read_record(record, self._record_shapes())
+            header, arrays = read_record(record, self._record_shapes())
         except Exception as error:  # noqa: BLE001
-            return None, f"its record {record.name} is unreadable ({error})"
+            return None, None, f"its record {record.name} is unreadable ({error})"
         if header["sweep_id"] != self.sweep_id or header["rows"] != list(self.plan.unit_rows_of(unit)) \
                 or header.get("decoded_as", self._decoded_as(unit)) != self._decoded_as(unit):  # (older records lack it)
-            return None, f"its record {record.name} belongs to another sweep or plan"
-        return header["crc"], ""
+            return None, None, f"its record {record.name} belongs to another sweep or plan"
+        return header["crc"], arrays, ""
 
     def _decoded_as(self, unit: int) -> list:
         """How the plan decodes a unit, which its bits can depend on (batch size, padding): in
@@ -541,14 +543,37 @@ class SweepStore:
     def status(self) -> StoreStatus:
         """Checks every unit's record, then its rows against the checksums, reading the rows of
         many units at once (one read per block of about READ_BLOCK_BYTES)."""
+        return self._check(merge=False)[0]
+
+    def checked_merge(self) -> tuple[StoreStatus, OrderedMerge | None]:
+        """:meth:`status`, and for a complete store the merge of its units' statistics in unit
+        order, from one reading of each record (status, then :meth:`merged`, read every record
+        twice); the effect rows checked are kept for :meth:`effect` (read once, and what was
+        checked is what is returned)."""
+        status, merged, effect = self._check(merge=True)
+        if not status.complete:
+            return status, None
+        self._checked_effect = effect
+        return status, merged
+
+    def _check(self, *, merge: bool) -> tuple[StoreStatus, OrderedMerge | None, np.ndarray | None]:
+        """status; with ``merge``, also the records' statistics merged in unit order as they are
+        read and every effect row as read, while every unit so far is intact (else None)."""
         done, damaged = set(), {}
         recorded = {}
+        g = self.geometry
+        merged = OrderedMerge(g.num_dims, g.features) if merge else None
         for unit in range(self.plan.num_units):
-            sums, why = self._record_checksums(unit)
+            sums, arrays, why = self._read_unit_record(unit)
             if sums is not None:
                 recorded[unit] = sums
-            elif why != "not done":
-                damaged[unit] = why
+                if merged is not None:
+                    merged.add(unit, UnitStatistics.from_arrays(arrays, g.num_dims, g.features))
+            else:
+                merged = None  # not complete: nothing to merge
+                if why != "not done":
+                    damaged[unit] = why
+        effect_all = np.empty(self.plan.num_rows, numpy_dtype(g.statistics_dtype)) if merged is not None else None
         row_bytes = self.geometry.features * numpy_dtype(self.geometry.output_dtype).itemsize if self.keep_outputs else 0
         units_per_block = max(1, READ_BLOCK_BYTES // max(1, self.plan.unit_rows * (row_bytes + 8)))
         blocks = consecutive_runs(sorted(recorded), units_per_block)  # (a block's rows are read at once)
@@ -577,9 +602,12 @@ class SweepStore:
                     damaged[unit] = "its output rows do not match their checksum (missing or altered chunks)"
                 else:
                     done.add(unit)
+            if effect_all is not None:
+                effect_all[lo:hi] = effect
         rows = sum(self.plan.unit_rows_of(u)[1] - self.plan.unit_rows_of(u)[0] for u in done)
-        return StoreStatus(self.path, self.plan.num_units, done, damaged, rows, self.plan.num_rows,
-                           damaged_arrays=self.static_problems())
+        status = StoreStatus(self.path, self.plan.num_units, done, damaged, rows, self.plan.num_rows,
+                             damaged_arrays=self.static_problems())
+        return (status, merged, effect_all) if status.complete else (status, None, None)
 
     def done_units(self) -> set[int]:
         return self.status().done
@@ -605,6 +633,7 @@ class SweepStore:
 
     def finish_unit(self, unit: int, start: int, stop: int, statistics: UnitStatistics) -> None:
         self._check_lease()
+        self._checked_effect = None  # (no longer all of the effect rows)
         effect = np.concatenate(self._unit_effect) if self._unit_effect else np.zeros(0)
         if effect.shape[0] != stop - start:
             raise RuntimeError(f"unit {unit}: {effect.shape[0]} effect rows arrived for rows [{start}, {stop})")
@@ -641,6 +670,9 @@ class SweepStore:
                            num_dims=g.num_dims, features=g.features)
 
     def effect(self) -> torch.Tensor:
+        if self._checked_effect is not None:  # from checked_merge: read and checked once
+            effect, self._checked_effect = self._checked_effect, None
+            return torch.from_numpy(effect)
         return torch.from_numpy(np.asarray(self._arrays["effect"][...]))
 
     def outputs(self):
@@ -665,7 +697,7 @@ class SweepStore:
             raise StoreDamaged(f"{changed}: rows [{start}, {stop}) are unreadable ({type(error).__name__}: {error}); "
                                "latentsweep.open_sweep(path) says what is wrong") from None
         for unit in range(first, last + 1):
-            sums, why = self._record_checksums(unit)
+            sums, _, why = self._read_unit_record(unit)
             u_start, u_stop = self.plan.unit_rows_of(unit)
             if sums is None:
                 problem = "it has no record" if why == "not done" else why

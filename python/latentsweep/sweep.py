@@ -630,8 +630,8 @@ def _merge(sink, plan: SweepPlan, workers) -> OrderedMerge | None:
     if workers.grouped and not sink.shared:  # process-local sinks swap their units' effect and sums
         for part in workers.all_gather(sink.export_units(plan, sink.done_units())):
             sink.import_units(plan, part)
-    if workers.shard is not None and not sink.status().complete:
-        return None
+    if workers.shard is not None:  # the store is complete when this was the last shard
+        return sink.checked_merge()[1]
     merged = None
     if workers.rank == 0 or not (workers.grouped and sink.shared):
         merged = sink.merged()
@@ -691,7 +691,7 @@ def open_sweep(path: str | Path) -> TraversalResult:
             where = "; ".join(f"{name} {why}" for name, why in problems.items())
             raise StoreDamaged(f"{fn}: the sweep store {path} is damaged ({where}); resume=True with the "
                                "sweep's arguments rewrites it")
-        status = store.status()
+        status, merged = store.checked_merge()
         if not status.complete:
             missing = status.missing
             detail = "; ".join(f"unit {u}: {why}" for u, why in sorted(status.damaged.items())[:5])
@@ -701,7 +701,6 @@ def open_sweep(path: str | Path) -> TraversalResult:
                 + f". Finish it with {_writer_of(store.params)}(..., out=path, resume=True) or run the missing shards"
             )
         g = store.geometry
-        merged = store.merged()
         dim_effect, sensitivity = merged.result(fn, num_anchors=g.num_anchors, num_steps=g.num_steps,
                                                 dtype=g.statistics_dtype)
         dims = store.read_static("dims")
