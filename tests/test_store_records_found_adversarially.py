@@ -15,6 +15,7 @@ import torch
 
 import latentsweep as ls
 from latentsweep.store_writers import _host_tag
+from store_editing import edited_attributes
 from sweep_models import rowwise_decoder
 
 ANCHORS = torch.randn(4, 3, generator=torch.Generator().manual_seed(5))
@@ -157,12 +158,9 @@ def test_a_store_decoded_on_cuda_and_resumed_on_the_cpu_names_the_devices(tmp_pa
 
     path = tmp_path / "s.zarr"
     sweep(path, shard=(0, 2))
-    meta_file = path / "zarr.json"
-    meta = json.loads(meta_file.read_text())
-    attrs = meta["attributes"]["latentsweep"]
-    attrs["params"]["statistics_revision"] = CUDA_STATISTICS_REVISION  # as made on a GPU
-    attrs["sweep_id"] = sweep_id(attrs["params"])
-    meta_file.write_text(json.dumps(meta))
+    with edited_attributes(path) as attrs:
+        attrs["params"]["statistics_revision"] = CUDA_STATISTICS_REVISION  # as made on a GPU
+        attrs["sweep_id"] = sweep_id(attrs["params"])
     with pytest.raises(ValueError, match=r"holds this sweep, decoded on CUDA, and this call decodes on the CPU: .* "
                                          r"resume it on CUDA \(device=\), read it with latentsweep.open_sweep"):
         sweep(path, resume=True)

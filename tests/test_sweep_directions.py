@@ -16,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import latentsweep as ls
+from store_editing import edited_attributes
 from sweep_models import mlp_decoder, rowwise_decoder
 from sweep_reference import reference_direction_grid, reference_sweep
 
@@ -185,14 +186,10 @@ def test_a_coordinate_store_reopens_without_directions(tmp_path):
 
 
 def test_a_forged_store_without_its_directions_is_damaged(tmp_path):
-    import json
-
     path = tmp_path / "d.zarr"
     ls.traverse(rowwise_decoder, ANCHORS, directions=RAW, steps=4, out=path, progress=False)
-    meta_file = path / "zarr.json"
-    meta = json.loads(meta_file.read_text())
-    del meta["attributes"]["latentsweep"]["static_crc"]["directions"]
-    meta_file.write_text(json.dumps(meta))
+    with edited_attributes(path) as attrs:
+        del attrs["static_crc"]["directions"]
     with pytest.raises(ValueError, match="damaged.*directions do not match"):
         ls.open_sweep(path)
 

@@ -20,6 +20,7 @@ import pytest
 import torch
 
 import latentsweep as ls
+from store_editing import edited_attributes, edited_json
 from sweep_models import rowwise_decoder
 
 TESTS = Path(__file__).parent
@@ -167,9 +168,8 @@ def test_forged_geometry_is_refused(tmp_path):
     path = tmp_path / "sweep.zarr"
     sweep(path)
     meta_file = path / "zarr.json"
-    meta = json.loads(meta_file.read_text())
-    meta["attributes"]["latentsweep"]["geometry"]["out_shape"] = [4, 3]  # same size, other shape
-    meta_file.write_text(json.dumps(meta))
+    with edited_attributes(path) as attrs:
+        attrs["geometry"]["out_shape"] = [4, 3]  # same size, other shape
     with pytest.raises(ValueError, match="damaged"):
         sweep(path, resume=True)
     with pytest.raises(ValueError, match="damaged"):
@@ -182,10 +182,8 @@ def test_forged_geometry_is_refused(tmp_path):
 def test_unreadable_metadata_says_damaged_and_what_to_do(tmp_path):
     path = tmp_path / "sweep.zarr"
     sweep(path)
-    meta_file = path / "zarr.json"
-    meta = json.loads(meta_file.read_text())
-    meta["attributes"]["latentsweep"]["plan"] = {"batch_size": "x"}
-    meta_file.write_text(json.dumps(meta))
+    with edited_attributes(path) as attrs:
+        attrs["plan"] = {"batch_size": "x"}
     with pytest.raises(ValueError, match="damaged: its metadata .*overwrite=True"):
         sweep(path, resume=True)
     sweep(path, overwrite=True)
@@ -196,11 +194,9 @@ def test_a_store_whose_plan_has_trial_units_is_refused_as_damaged(tmp_path):
     """Only in-memory sweeps keep their batch trials as units (a store's chunks are one size)."""
     path = tmp_path / "sweep.zarr"
     sweep(path)
-    meta_file = path / "zarr.json"
-    meta = json.loads(meta_file.read_text())
-    plan = meta["attributes"]["latentsweep"]["plan"]
-    plan["trial_units"] = [[0, plan["num_steps"], 1]]
-    meta_file.write_text(json.dumps(meta))
+    with edited_attributes(path) as attrs:
+        plan = attrs["plan"]
+        plan["trial_units"] = [[0, plan["num_steps"], 1]]
     with pytest.raises(ValueError, match="damaged: its metadata"):
         ls.open_sweep(path)
 
@@ -211,11 +207,9 @@ def test_units_decoded_by_another_plan_than_the_metadata_says_are_not_taken(tmp_
     decoded the rest by the new plan and merged units of both (bits can depend on the batch)."""
     path = tmp_path / "sweep.zarr"
     sweep(path)
-    meta_file = path / "zarr.json"
-    meta = json.loads(meta_file.read_text())
-    assert meta["attributes"]["latentsweep"]["plan"][field] != value
-    meta["attributes"]["latentsweep"]["plan"][field] = value
-    meta_file.write_text(json.dumps(meta))
+    with edited_attributes(path) as attrs:
+        assert attrs["plan"][field] != value
+        attrs["plan"][field] = value
     status = ls.sweep_status(path)
     assert not status.done and set(status.damaged) == set(range(status.num_units))
     assert all("belongs to another sweep or plan" in why for why in status.damaged.values())
@@ -393,10 +387,8 @@ def test_open_sweep_errors(tmp_path):
 def test_a_store_of_an_older_format_is_refused_then_replaced(tmp_path, full, old_format):
     path = tmp_path / "old.zarr"
     sweep(path)
-    meta_file = path / "zarr.json"
-    meta = json.loads(meta_file.read_text())
-    meta["attributes"]["latentsweep"]["format"] = old_format
-    meta_file.write_text(json.dumps(meta))
+    with edited_attributes(path) as attrs:
+        attrs["format"] = old_format
     with pytest.raises(ValueError, match=rf"incompatible latentsweep version \(store format {old_format}, this version "
                                          r"reads 3\).*overwrite=True"):
         sweep(path, resume=True)
@@ -415,12 +407,9 @@ def test_a_float64_store_of_an_older_statistics_revision_is_read_but_not_resumed
     expected = ls.traverse(rowwise_decoder, anchors, steps=STEPS, batch_size=BATCH)
     path = tmp_path / "old64.zarr"
     ls.traverse(rowwise_decoder, anchors, steps=STEPS, batch_size=BATCH, out=path, shard=(0, 2))
-    meta_file = path / "zarr.json"
-    meta = json.loads(meta_file.read_text())
-    attrs = meta["attributes"]["latentsweep"]
-    assert attrs["params"].pop("statistics_revision") == 2
-    attrs["sweep_id"] = sweep_id(attrs["params"])  # as a store made before revisions were recorded
-    meta_file.write_text(json.dumps(meta))
+    with edited_attributes(path) as attrs:
+        assert attrs["params"].pop("statistics_revision") == 2
+        attrs["sweep_id"] = sweep_id(attrs["params"])  # as a store made before revisions were recorded
     shapes = UnitStatistics.shapes(*expected.sensitivity.shape)
     for record in (path / "units").glob("*.rec"):  # its unit records name that sweep
         header, arrays = read_record(record, shapes)
@@ -464,10 +453,8 @@ def test_a_store_planned_before_short_batches_were_unpadded_resumes_padded(tmp_p
 
     path = tmp_path / "old.zarr"
     sweep(path, shard=(0, 2))
-    meta_file = path / "zarr.json"
-    meta = json.loads(meta_file.read_text())
-    assert meta["attributes"]["latentsweep"]["plan"].pop("padded") is False
-    meta_file.write_text(json.dumps(meta))
+    with edited_attributes(path) as attrs:
+        assert attrs["plan"].pop("padded") is False
     shapes = UnitStatistics.shapes(*full.sensitivity.shape)
     for record in (path / "units").glob("*.rec"):  # nor did its records say how they were decoded
         header, arrays = read_record(record, shapes)
@@ -573,10 +560,8 @@ def test_altered_array_metadata_is_refused_as_damaged(tmp_path, array, key, valu
     and recomputed into it on every resume, nor 'repaired' into an array that cannot hold it."""
     path = tmp_path / "sweep.zarr"
     sweep(path)
-    meta_file = path / array / "zarr.json"
-    meta = json.loads(meta_file.read_text())
-    (meta["chunk_grid"]["configuration"] if key == "chunk_shape" else meta)[key] = value
-    meta_file.write_text(json.dumps(meta))
+    with edited_json(path / array) as meta:
+        (meta["chunk_grid"]["configuration"] if key == "chunk_shape" else meta)[key] = value
     with pytest.raises(ValueError, match=f"damaged.*{array}.*overwrite=True"):
         sweep(path, resume=True)
     with pytest.raises(ValueError, match=f"damaged.*{array}"):
@@ -590,10 +575,8 @@ def test_a_sweep_that_fails_opening_its_store_releases_its_lease(tmp_path):
     store) it marked the store 'in use by another sweep' for every other process."""
     path = tmp_path / "sweep.zarr"
     sweep(path)
-    meta_file = path / "anchors" / "zarr.json"
-    meta = json.loads(meta_file.read_text())
-    meta["data_type"] = "float64"
-    meta_file.write_text(json.dumps(meta))
+    with edited_json(path / "anchors") as meta:
+        meta["data_type"] = "float64"
     with pytest.raises(ValueError, match="anchors array cannot be rewritten") as failed:
         sweep(path, resume=True)
     assert not list((path / "leases").glob("*.json"))  # while the error (and what it references) lives on
@@ -621,10 +604,8 @@ def test_metadata_that_contradicts_the_parameters_is_refused(tmp_path):
     record disagrees with them is damaged, not read with its outputs silently missing."""
     path = tmp_path / "sweep.zarr"
     sweep(path)
-    meta_file = path / "zarr.json"
-    meta = json.loads(meta_file.read_text())
-    meta["attributes"]["latentsweep"]["keep_outputs"] = False
-    meta_file.write_text(json.dumps(meta))
+    with edited_attributes(path) as attrs:
+        attrs["keep_outputs"] = False
     with pytest.raises(ValueError, match="damaged: its metadata"):
         ls.open_sweep(path)
     with pytest.raises(ValueError, match="damaged: its metadata.*overwrite=True"):
@@ -968,10 +949,8 @@ def test_a_shards_warning_says_which_damaged_units_it_computes_and_points_at_the
 def test_a_static_checksum_altered_in_the_metadata_says_what_to_do(tmp_path, full):
     path = tmp_path / "sweep.zarr"
     sweep(path)
-    meta_file = path / "zarr.json"
-    meta = json.loads(meta_file.read_text())
-    meta["attributes"]["latentsweep"]["static_crc"]["dims"] = 5
-    meta_file.write_text(json.dumps(meta))
+    with edited_attributes(path) as attrs:
+        attrs["static_crc"]["dims"] = 5
     with pytest.raises(ValueError, match=r"damaged: its dims array does not match the checksum in its metadata .* "
                                          r"cannot be repaired; pass overwrite=True to start over"):
         sweep(path, resume=True)
