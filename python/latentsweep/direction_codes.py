@@ -100,7 +100,7 @@ def direction_codes(
     count = None if count is None else _checks.integer(fn, "count", count)
     # The data scans; everything else (unit length included) is checked by the op.
     anchor_range = _checks.finite(fn, "anchors", anchors)
-    _checks.finite(fn, "directions", directions)
+    direction_range = _checks.finite(fn, "directions", directions)
     value_range = _checks.representable(fn, "values", values, anchors.dtype, _checks.CODES_IN_ANCHORS_DTYPE)
     directions, values = _checks.as_dtype_of(directions, anchors), _checks.as_dtype_of(values, anchors)
     if out is None:
@@ -109,18 +109,28 @@ def direction_codes(
     else:
         codes = _checks.dense_tensor(fn, "out", out)
         ops.direction_codes_into(anchors, directions, values, start, count, codes)
-    _check_no_overflow(fn, codes, anchor_range, value_range)
+    _check_no_overflow(fn, codes, anchor_range, value_range, direction_range)
     return codes
 
 
-def _check_no_overflow(fn: str, codes: torch.Tensor, anchor_range, value_range) -> None:
-    """A code is x + (v - <x, u>) u, so |code| <= max|x| (1 + sqrt(D)) + max|v|: only anchors
-    or values near the dtype's largest value can overflow, and only then are the codes scanned."""
+# The op takes a direction as unit when its norm is within sqrt(eps) of its dtype of 1: at most
+# 1 + 2**-5 (float16's).
+_LONGEST_UNIT = 1.0 + 2.0**-5
+
+
+def _check_no_overflow(fn: str, codes: torch.Tensor, anchor_range, value_range, direction_range) -> None:
+    """A code is x - <x, u> u + v u, so with m = max|u_d| (<= |u| <= 1 + 2**-5) |code| <=
+    max|x| + (max|x| sqrt(D) |u| + max|v|) m: only anchors or values near the dtype's largest
+    value can overflow, and only then are the codes scanned. (m = 1 let v = 65504 along a
+    float16 u of norm 1.001 through as inf.)"""
     if anchor_range is None or codes.numel() == 0:
         return
     largest = torch.finfo(codes.dtype).max
     x, v = max(-anchor_range[0], anchor_range[1]), max(-value_range[0], value_range[1]) if value_range else 0.0
-    if x * (1.0 + math.sqrt(codes.shape[1])) + v <= largest or bool(torch.isfinite(codes).all()):
+    # (measured before the directions were rounded to the anchors' dtype: by at most its eps)
+    m = max(-direction_range[0], direction_range[1]) * (1.0 + torch.finfo(codes.dtype).eps) if direction_range \
+        else _LONGEST_UNIT
+    if x + (x * math.sqrt(codes.shape[1]) * _LONGEST_UNIT + v) * m <= largest or bool(torch.isfinite(codes).all()):
         return
     raise ValueError(
         f"{fn}: the codes exceed the largest {codes.dtype} ({largest:.3g}): anchors + (values - <anchors, u>) u "

@@ -34,10 +34,35 @@ def flat_codes(fn: str, name: str, codes, *, what: str = "N",
             f"{fn}: {name} must hold at least one code of at least one latent ([{what} >= 1, *latent_shape] "
             f"with no zero-sized axis), got shape {tuple(codes.shape)}"
         )
-    return codes.reshape(codes.shape[0], math.prod(latent_shape)), latent_shape
+    return _flat_rows(fn, name, codes, what), latent_shape
+
+
+def _flat_rows(fn: str, name: str, value: torch.Tensor, what: str) -> torch.Tensor:
+    """``value [N, *shape]`` as ``[N, prod(shape)]``: a view where its strides allow, else a copy,
+    checked to fit in memory first (a broadcast ``zeros(1, 1, 8, 8).expand(N, 4, 8, 8)`` holds
+    a few values and flattens to N x 256 of them)."""
+    rows, width = value.shape[0], math.prod(value.shape[1:])
+    try:
+        return value.view(rows, width)
+    except RuntimeError:  # not expressible as a view: reshape copies
+        _checks.fits_in_memory(fn, f"a flat copy of {name} [{what}={rows}, D={width}]",
+                               rows * width * value.element_size(), value.device,
+                               "its strides allow no flat view, so flattening copies it; pass fewer rows")
+        return value.reshape(rows, width)
 
 
 _SHAPE_TYPES = (tuple, list, torch.Size)
+
+
+def _shape_axes(fn: str, latent_shape, such_as: str) -> tuple[int, ...]:
+    """The axes of a latent shape as given: a tuple, list, torch.Size or 1-D array of positive
+    ints. A dict or a set iterates too (its keys, in no order of axes), a 0-d array not at all."""
+    if not isinstance(latent_shape, _SHAPE_TYPES) and not (
+            hasattr(latent_shape, "__array__") and getattr(latent_shape, "ndim", 1) == 1):
+        ndim = getattr(latent_shape, "ndim", None) if hasattr(latent_shape, "__array__") else None
+        got = type(latent_shape).__name__ if ndim is None else f"a {ndim}-D {type(latent_shape).__name__}"
+        raise TypeError(f"{fn}: latent_shape must be a tuple of ints {such_as}, got {got}")
+    return tuple(_checks.integer(fn, "latent_shape[...]", n, low=1) for n in latent_shape)
 
 
 def checked_latent_shape(fn: str, latent_shape, codes: torch.Tensor, given: tuple[int, ...], *,
@@ -46,10 +71,7 @@ def checked_latent_shape(fn: str, latent_shape, codes: torch.Tensor, given: tupl
     positive ints with ``prod == D``, equal to ``given`` when the codes are structured."""
     if latent_shape is None:
         return given
-    if not isinstance(latent_shape, _SHAPE_TYPES) and not hasattr(latent_shape, "__array__"):
-        # (a dict or a set iterates too: its keys, in no order of axes)
-        raise TypeError(f"{fn}: latent_shape must be a tuple of ints such as (4, 8, 8), got {type(latent_shape).__name__}")
-    shape = tuple(_checks.integer(fn, "latent_shape[...]", n, low=1) for n in latent_shape)
+    shape = _shape_axes(fn, latent_shape, "such as (4, 8, 8)")
     if not shape:
         raise ValueError(f"{fn}: latent_shape must have at least one axis, got ()")
     if len(given) > 1 and shape != given:
@@ -91,16 +113,13 @@ def channel_directions(latent_shape, *, dtype: torch.dtype = torch.float32, devi
         ``"channel 0" .. "channel C-1"``, ``source="channels"``.
     """
     fn = "latentsweep.channel_directions"
-    if isinstance(latent_shape, (str, bytes)) or not hasattr(latent_shape, "__iter__"):
-        raise TypeError(f"{fn}: latent_shape must be a tuple of ints (C, *spatial) such as (4, 32, 32), "
-                        f"got {type(latent_shape).__name__}")
-    shape = tuple(_checks.integer(fn, "latent_shape[...]", n, low=1) for n in latent_shape)
+    shape = _shape_axes(fn, latent_shape, "(C, *spatial) such as (4, 32, 32)")
     if not shape:
         raise ValueError(f"{fn}: latent_shape must be (C, *spatial) with at least the channel axis, got ()")
     if dtype not in _checks.FLOAT_DTYPES:
         raise TypeError(f"{fn}: dtype must be a floating dtype, got {dtype}")
     channels, size = shape[0], math.prod(shape[1:])
-    device = _checks.device(fn, device) or torch.device("cpu")
+    device = _checks.usable_device(fn, _checks.device(fn, device) or torch.device("cpu"))
     # Dense [C, C * P] rows, C^2 P values (2^36 for a (4096, 64, 64) latent), which Directions'
     # unit check reads in float64: said before allocating.
     copy = 0 if dtype == torch.float64 else 8
@@ -121,7 +140,7 @@ def like_anchors(fn: str, name: str, value, latent_shape: tuple[int, ...], *, wh
     if value is None or not isinstance(value, torch.Tensor) or len(latent_shape) == 1:
         return value
     if value.dim() == len(latent_shape) + 1 and tuple(value.shape[1:]) == latent_shape:
-        return value.reshape(value.shape[0], -1)
+        return _flat_rows(fn, name, value, what)
     if value.dim() in (1, 2) and value.shape[-1] == math.prod(latent_shape):
         return value
     raise ValueError(
@@ -138,9 +157,9 @@ def flat_directions(fn: str, directions, latent_shape: tuple[int, ...]):
         return directions
     if len(latent_shape) > 1:
         if tuple(directions.shape) == latent_shape:  # one direction
-            return directions.reshape(1, -1)
+            return _flat_rows(fn, "directions", directions[None], "K")
         if directions.dim() == len(latent_shape) + 1 and tuple(directions.shape[1:]) == latent_shape:
-            return directions.reshape(directions.shape[0], -1)
+            return _flat_rows(fn, "directions", directions, "K")
         if directions.dim() != 2:
             raise ValueError(
                 f"{fn}: directions must be [K, *latent_shape] = [K, {', '.join(map(str, latent_shape))}] or flat "

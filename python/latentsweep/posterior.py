@@ -137,9 +137,13 @@ def _row_index(index):
         if kind == "other" or (kind == "bool" and getattr(index, "ndim", 0) != 1):
             raise TypeError(f"{fn}: got an index of dtype {dtype} and {getattr(index, 'ndim', 0)} dimension(s); "
                             f"{_ROWS_ONLY}")
-        if kind == "int":  # as int64: torch reads uint8 as a mask
-            largest = int(max(index)) if dtype in (torch.uint64, np.uint64) and len(index) else 0
-            if largest > _checks.INT64_MAX:  # (int64 would wrap it around to a negative index: the last rows)
-                raise IndexError(f"{fn}: index {largest} is out of range")
-            index = torch.as_tensor(index).long()
+        if not isinstance(index, torch.Tensor):  # a copy: torch takes no negative strides (array[::-1])
+            index = torch.as_tensor(np.array(index))
+        if index.dtype == torch.uint64:  # (int64 would wrap values beyond it around to negative indices: the last rows)
+            wrapped = index.view(torch.int64)
+            if bool((wrapped < 0).any()):
+                raise IndexError(f"{fn}: index {int(wrapped[wrapped < 0].flatten()[0]) + 2**64} is out of range")
+            index = wrapped
+        if kind == "int":
+            index = index.long()  # as int64: torch reads uint8 as a mask
     return index

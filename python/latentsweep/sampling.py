@@ -22,25 +22,43 @@ def _check_reach(fn: str, mu: torch.Tensor, logvar: torch.Tensor, mu_range, logv
     if mu_range is None or logvar_range is None:
         return
     finfo, eps = torch.finfo(mu.dtype), _C.MAX_ABS_NORMAL
-    # What rounds to inf: beyond the largest value by half its ulp (65520 for float16); in float64
-    # arithmetic that is the largest float64 itself.
-    overflow = finfo.max * (1.0 + finfo.eps / 4.0)
     if 0.5 * logvar_range[1] + math.log(eps) < math.log(finfo.max / 2) and max(-mu_range[0], mu_range[1]) <= finfo.max / 2:
         return
+    # What rounds to inf: beyond the largest value by half its ulp (65520 for float16). The room
+    # each mean leaves below that, in float64 without overflow: max - |mu| + half an ulp (the
+    # largest float64 plus its half ulp is inf in float64, which refused any sd at mu = max).
+    half_ulp = finfo.max * finfo.eps / 4.0
+    room = (finfo.max - mu.detach().double().abs()) + half_ulp
     sd_reach = torch.exp(0.5 * logvar.detach().double() + math.log(eps))  # inf in float64: beyond anyway
-    beyond = mu.detach().double().abs() + sd_reach >= overflow
+    beyond = sd_reach >= room
     if not bool(beyond.any()):
         return
     row, latent = (int(i) for i in beyond.nonzero()[0])
-    room = overflow - abs(float(mu[row, latent]))
     # The limit rounded down, so that a logvar said to be beyond it is beyond it as printed.
-    limit = (f"<= {math.floor(200.0 * math.log(room / eps)) / 100:.2f}" if room > 0
-             else f"below any value (mu there is the largest {mu.dtype})")
+    limit = math.floor(200.0 * math.log(float(room[row, latent]) / eps)) / 100
     raise ValueError(
         f"{fn}: mu + exp(0.5 * logvar) * eps can pass the largest {mu.dtype} ({finfo.max:.4g}) at row {row}, "
-        f"latent {latent} (|eps| reaches {eps}): logvar there must be {limit}, got {float(logvar[row, latent]):.6g}"
+        f"latent {latent} (|eps| reaches {eps}): logvar there must be <= {limit:.2f}, got {float(logvar[row, latent]):.6g}"
         + ("" if mu.dtype == torch.float64 else "; pass float64 mu and logvar for wider draws")
     )
+
+
+def _bytes_per_draw(dtype: torch.dtype) -> int:
+    """Bytes the ops allocate per value drawn: the result, and for float16/bfloat16 (or any
+    dtype the op then refuses) the float32 buffer it is computed in and rounded from."""
+    itemsize = dtype.itemsize
+    return itemsize if dtype in (torch.float32, torch.float64) else itemsize + 4
+
+
+def _sample_bytes(mu: torch.Tensor, n: int) -> int:
+    """Bytes ``sample`` allocates for ``mu [N, D]`` and ``n`` draws per row: the draws (see
+    :func:`_bytes_per_draw`), and the mean and SD in the compute dtype (float32, or float64),
+    contiguous: the SD always, the mean when ``mu`` is not that already. A float16 draw of
+    n = 1 needs 14 bytes per value, not the result's 2."""
+    rows, latent = mu.shape
+    compute = torch.float64 if mu.dtype == torch.float64 else torch.float32
+    copies = 1 + (mu.dtype != compute or not mu.is_contiguous())
+    return rows * latent * (n * _bytes_per_draw(mu.dtype) + copies * compute.itemsize)
 
 
 def sample(
@@ -87,10 +105,10 @@ def sample(
     logvar_range = _checks.finite(fn, "logvar", logvar)
     if mu.shape == logvar.shape and mu.dtype == logvar.dtype and mu.dim() == 2 and n != 0:  # (else the op
         _check_reach(fn, mu, logvar, mu_range, logvar_range)  # says what is wrong, or there are no draws)
-    advice = "draw fewer (n=), or in parts with sample_offset="
+    advice = "draw fewer (n=), or in parts with sample_offset= (or fewer rows at a time, with row_offset=)"
     if mu.dim() == 2 and n >= 0:  # other shapes and counts: the op says what is wrong
         _checks.op_output_fits(fn, f"the samples [N={mu.shape[0]}, n={n}, D={mu.shape[1]}]",
-                               mu.shape[0] * n * mu.shape[1] * mu.element_size(), mu.device, advice,
+                               _sample_bytes(mu, n), mu.device, advice,
                                lambda: ops.sample(_checks.shape_only(mu), _checks.shape_only(logvar), n, seed,
                                                   row_offset, sample_offset))
     with _checks.allocation_named(fn, "the samples [N, n, D]", advice):
@@ -124,8 +142,8 @@ def sample_prior(
     device = _checks.device(fn, device)
     advice = "draw fewer (n=), or in parts with offset="
     if n >= 0 and latent_size >= 0:
-        itemsize = (dtype or torch.get_default_dtype()).itemsize
-        _checks.op_output_fits(fn, f"the samples [n={n}, D={latent_size}]", n * latent_size * itemsize,
+        _checks.op_output_fits(fn, f"the samples [n={n}, D={latent_size}]",
+                               n * latent_size * _bytes_per_draw(dtype or torch.get_default_dtype()),
                                device or torch.device("cpu"), advice,
                                lambda: ops.sample_prior(n, latent_size, seed, offset, dtype=dtype, device="meta"))
     with _checks.allocation_named(fn, "the samples [n, D]", advice):

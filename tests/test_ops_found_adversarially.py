@@ -1,0 +1,154 @@
+"""Sampling, the grid ops' wrappers and structured latents: what an adversarial pass found
+allocated without a check, written as silent infinities, or refused with another library's
+message (each case failed before its fix)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import latentsweep as ls
+from latentsweep import _checks
+
+MIB = 2**20
+
+
+@pytest.fixture
+def small_machine(monkeypatch):
+    """The memory checks see a machine of 256 MiB (half of it, 128 MiB, for one array): a call
+    refused here is refused before it allocates; one let through allocates at most ~100 MiB."""
+    monkeypatch.setattr(_checks, "_memory_capacity", lambda device: 256 * MIB)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_low_precision_draws_count_their_float32_buffer(small_machine, dtype):
+    """float16/bfloat16 draws are computed in a float32 buffer and rounded into the result: 6 bytes
+    per value, not the result's 2 (a draw of 40% of the RAM passed, and needed 120% of it)."""
+    half = torch.zeros(1, 1024, dtype=dtype)
+    n = 24 * 1024  # 48 MiB of draws, 144 MiB with the float32 buffer
+    with pytest.raises(ValueError, match=r"latentsweep.sample: the samples \[N=1, n=24576, D=1024\] needs 0.1 GiB"):
+        ls.sample(half, half, n)
+    with pytest.raises(ValueError, match=r"latentsweep.sample_prior: the samples \[n=24576, D=1024\] needs 0.1 GiB"):
+        ls.sample_prior(n, 1024, dtype=dtype)
+
+
+def test_float32_draws_still_need_only_their_own_bytes(small_machine):
+    """float32 draws of the same number of values fit: 96 MiB (and 4 KiB of SD)."""
+    assert ls.sample(torch.zeros(1, 1024), torch.zeros(1, 1024), 24 * 1024).shape == (1, 24 * 1024, 1024)
+    assert ls.sample_prior(24 * 1024, 1024).shape == (24 * 1024, 1024)
+
+
+def test_the_mean_and_sd_copies_of_wide_inputs_are_counted(small_machine):
+    """sample makes the SD, and a contiguous float32 copy of a broadcast or float16 mean, of N x D
+    values whatever n is: n = 0 (an empty result) of an expanded [2**25, 1] mu allocated 256 MiB
+    unchecked, and one float16 draw needs 14 bytes per value, not 2."""
+    wide = torch.zeros(1, 1).expand(2**25, 1)
+    with pytest.raises(ValueError, match=r"sample: the samples \[N=33554432, n=0, D=1\] needs 0.2 GiB.*row_offset="):
+        ls.sample(wide, wide, 0)
+    half = torch.zeros(2**23, 2, dtype=torch.float16)  # 32 MiB each; 224 MiB to draw once
+    with pytest.raises(ValueError, match=r"sample: the samples \[N=8388608, n=1, D=2\] needs 0.2 GiB"):
+        ls.sample(half, half, 1)
+
+
+@pytest.mark.parametrize("dtype, value, entry", [
+    (torch.float16, 65504.0, 1.0 + 2**-10),  # a float16 u of norm 1.001 (within its 2**-5)
+    (torch.float64, torch.finfo(torch.float64).max, 1.0 + 2**-52),
+])
+def test_codes_pushed_past_the_largest_value_by_a_longer_than_unit_direction_are_refused(dtype, value, entry):
+    """The overflow bound took every |u_d| <= 1; a direction the op accepts as unit can be a
+    little longer, and v * u_d rounded to inf, returned without a word."""
+    anchors, direction = torch.zeros(1, 1, dtype=dtype), torch.tensor([[entry]], dtype=dtype)
+    with pytest.raises(ValueError, match=rf"direction_codes: the codes exceed the largest {dtype}"):
+        ls.direction_codes(anchors, direction, torch.tensor([value], dtype=dtype))
+    out = torch.empty(1, 1, dtype=dtype)
+    with pytest.raises(ValueError, match=r"direction_codes: the codes exceed"):
+        ls.direction_codes(anchors, direction, torch.tensor([value], dtype=dtype), out=out)
+    # One-hot, the largest value is a code (scanned, and finite).
+    assert ls.direction_codes(anchors, torch.ones(1, 1, dtype=dtype), torch.tensor([value], dtype=dtype)).item() == value
+
+
+@pytest.mark.parametrize("shape", [np.array(6), torch.tensor(6)])
+def test_a_zero_dimensional_latent_shape_is_named(shape):
+    """A 0-d array passed the type check and failed iterating, in numpy's or torch's words."""
+    with pytest.raises(TypeError, match=r"latentsweep.Posterior: latent_shape must be a tuple of ints .*got a 0-D"):
+        ls.Posterior(torch.zeros(2, 6), latent_shape=shape)
+    with pytest.raises(TypeError, match=r"latentsweep.channel_directions: latent_shape must be a tuple of ints .*got a 0-D"):
+        ls.channel_directions(shape)
+
+
+@pytest.mark.parametrize("shape", [{2: 0, 3: 0}, {2, 3}])
+def test_channel_directions_refuse_a_dict_or_a_set_as_the_other_functions_do(shape):
+    """A dict or a set iterates (its keys, in no order of axes): channel_directions took {2, 3} for
+    (2, 3), or for (3, 2), where Posterior and traverse refuse it."""
+    with pytest.raises(TypeError, match=r"latentsweep.channel_directions: latent_shape must be a tuple of ints"):
+        ls.channel_directions(shape)
+
+
+def test_an_array_latent_shape_still_works():
+    assert ls.channel_directions(np.array([2, 3])).vectors.shape == (2, 6)
+    assert ls.channel_directions(torch.Size([2, 3])).vectors.shape == (2, 6)
+    assert ls.Posterior(torch.zeros(2, 6), latent_shape=torch.tensor([2, 3])).latent_shape == (2, 3)
+
+
+def test_channel_directions_name_a_device_they_cannot_use():
+    """device='meta' was refused in the name of latentsweep.Directions, and device='cuda' on a
+    torch without CUDA raised torch's AssertionError."""
+    with pytest.raises(ValueError, match=r"latentsweep.channel_directions: device='meta' holds no values"):
+        ls.channel_directions((2, 3), device="meta")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match=r"latentsweep.channel_directions: device='cuda' but this torch has no CUDA"):
+            ls.channel_directions((2, 3), device="cuda")
+
+
+def test_flattening_a_broadcast_structured_code_that_does_not_fit_is_refused_before_copying():
+    """[N, C, H, W] codes broadcast over channels flatten only as a copy: N x C x H x W values,
+    allocated without a check (the allocator's error, or the process killed)."""
+    broadcast = torch.zeros(1, 1, 8, 8).expand(2**30, 4, 8, 8)  # 1 TiB flat
+    with pytest.raises(ValueError, match=r"latentsweep.Posterior: a flat copy of mu \[N=1073741824, D=256\] needs"):
+        ls.Posterior(broadcast)
+    with pytest.raises(ValueError, match=r"latentsweep.interpolate: a flat copy of start \[P=1073741824, D=256\] needs"):
+        ls.interpolate(lambda z: z.flatten(1), broadcast, broadcast, progress=False)
+    small = torch.arange(4.0).reshape(1, 4, 1, 1).expand(3, 4, 2, 2)  # copied: it fits
+    assert torch.equal(ls.Posterior(small).mu, small.reshape(3, 16))
+    assert ls.Posterior(torch.zeros(1, 4, 2, 2).expand(3, 4, 2, 2)).mu.stride() == (0, 1)  # a view
+
+
+def test_a_float64_mean_at_the_largest_value_takes_a_small_sd():
+    """The largest float64 plus half its ulp is inf in float64, so the reach check took any draw
+    from mu = 1.797e308 as an overflow ("logvar there must be below any value"), even sd = 0;
+    such draws round to mu, as float16's at 65504 do."""
+    largest = torch.finfo(torch.float64).max
+    mu = torch.tensor([[largest, -largest]], dtype=torch.float64)
+    for logvar in (-100.0, -1000.0, 1340.0):
+        z = ls.sample(mu, torch.full((1, 2), logvar, dtype=torch.float64), 500, seed=3)
+        assert torch.isfinite(z).all()
+    # A sd that can reach half an ulp (2**970) is refused, with the limit that keeps it below.
+    with pytest.raises(ValueError, match=r"largest torch.float64 .*row 0, latent 0 .*logvar there must be <= 1340.91, got 1342$"):
+        ls.sample(mu, torch.full((1, 2), 1342.0, dtype=torch.float64), 1)
+
+
+ROWS = torch.arange(20.0).reshape(10, 2)
+
+
+@pytest.mark.parametrize("index, rows", [
+    (torch.tensor([1, 2], dtype=torch.uint64), [1, 2]),  # torch's "gt_cpu" not implemented for 'UInt64'
+    (torch.tensor([0, 1, 2, 3], dtype=torch.uint64)[::2], [0, 2]),
+    (torch.tensor(5, dtype=torch.uint64), [5]),  # len() of a 0-d tensor
+    (np.array(5, dtype=np.uint64), [5]),  # len() of unsized object
+    (np.arange(3)[::-1], [2, 1, 0]),  # torch takes no negative strides
+    (np.arange(3, dtype=np.uint64)[::-1], [2, 1, 0]),
+    (np.array([True, False] * 5)[::-1], [1, 3, 5, 7, 9]),
+])
+def test_posterior_rows_by_unsigned_and_reversed_arrays(index, rows):
+    """Row indices as uint64 tensors, 0-d unsigned arrays and numpy arrays with negative strides
+    raised torch's or numpy's errors; they pick rows as their int64 equivalents do."""
+    assert ls.Posterior(ROWS)[index] == ls.Posterior(ROWS[rows])
+
+
+@pytest.mark.parametrize("value, shape", [(2**63, (1,)), (2**64 - 1, ())])
+def test_posterior_uint64_tensor_indices_beyond_int64_are_out_of_range(value, shape):
+    """As a uint64 numpy array's already were (int64 would wrap them to the last rows)."""
+    index = torch.tensor(value, dtype=torch.uint64).reshape(shape)
+    with pytest.raises(IndexError, match=rf"latentsweep.Posterior\[...\]: index {value} is out of range"):
+        ls.Posterior(ROWS)[index]
