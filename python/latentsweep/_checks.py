@@ -146,8 +146,24 @@ def by_largest_entry(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def extremes(value: torch.Tensor) -> list:
-    """[min, max] of a non-empty tensor as Python numbers, in one transfer from its device."""
+    """[min, max] of a non-empty tensor as Python numbers, in one transfer from its device.
+    Unsigned 16/32/64-bit integers, which torch's min/max do not take, exactly too."""
+    if value.dtype in (torch.uint16, torch.uint32):
+        value = value.to(torch.int64)
+    elif value.dtype == torch.uint64:
+        return [int(n) for n in _uint64_extremes(value)]
     return torch.stack(tuple(torch.aminmax(value))).tolist()
+
+
+def _uint64_extremes(value: torch.Tensor) -> tuple[int, int]:
+    """[min, max] of uint64 values through their int64 view: values of 2**63 and more read as
+    negative there (as -2**64 less)."""
+    wrapped = value.view(torch.int64)
+    high = wrapped < 0
+    low_part, high_part = wrapped[~high], wrapped[high] + 0  # (+ 0: a copy to read)
+    smallest = int(low_part.min()) if low_part.numel() else int(high_part.min()) + 2**64
+    largest = int(high_part.max()) + 2**64 if high_part.numel() else int(low_part.max())
+    return smallest, largest
 
 
 def distinct_values(value: torch.Tensor) -> torch.Tensor:
@@ -231,10 +247,13 @@ def shape_only(value):
     return value
 
 
-def grid_codes_fit(fn: str, op, anchors: torch.Tensor, second: torch.Tensor, values: torch.Tensor, start: int, count) -> None:
+def grid_codes_fit(fn: str, op, anchors: torch.Tensor, second: torch.Tensor, values: torch.Tensor, start: int, count,
+                   *, float32_buffer: bool = False) -> None:
     """The ``[rows, D]`` codes a grid op (traversal or direction codes: ``second`` is the dims or
     the directions) is about to allocate fit in memory: said before it allocates, since an
-    overcommitted allocation succeeds and the kernel kills the process when rows are written."""
+    overcommitted allocation succeeds and the kernel kills the process when rows are written.
+    ``float32_buffer``: the op computes float16/bfloat16 codes in a float32 buffer of their size
+    first (direction codes: 6 bytes per value, as its own size check counts)."""
     if anchors.dim() != 2 or values.dim() < 1 or second.dim() < 1:
         return  # the op says what is wrong
 
@@ -243,7 +262,8 @@ def grid_codes_fit(fn: str, op, anchors: torch.Tensor, second: torch.Tensor, val
         op(anchors, second, values, start, 0)  # the data (dims' range, unit lengths), on no rows
 
     rows = count if count is not None else anchors.shape[0] * second.shape[0] * values.shape[-1] - start
-    op_output_fits(fn, f"the codes [{rows}, D={anchors.shape[1]}]", max(rows, 0) * anchors.shape[1] * anchors.element_size(),
+    per_value = anchors.element_size() + (4 if float32_buffer and anchors.element_size() < 4 else 0)
+    op_output_fits(fn, f"the codes [{rows}, D={anchors.shape[1]}]", max(rows, 0) * anchors.shape[1] * per_value,
                    anchors.device, "write the grid in parts with start= and count=", op_checks)
 
 
@@ -378,6 +398,10 @@ def index_tensor(fn: str, value, device: torch.device) -> torch.Tensor:
         value = dense_tensor(fn, "dims", value)
         if value.dtype.is_floating_point or value.dtype.is_complex or value.dtype == torch.bool:
             return value
+        if value.dtype == torch.uint64 and value.numel() and value.device.type != "meta":
+            largest = extremes(distinct_values(value))[1]
+            if largest > INT64_MAX:  # (int64 would wrap it around to a negative index)
+                raise ValueError(f"{fn}: dims holds {largest}, beyond int64's range (dims index the latents)")
         if value.device.type == "cpu" and device.type not in ("cpu", "meta"):
             value = value.to(device)
         return value.to(dtype=torch.int64)

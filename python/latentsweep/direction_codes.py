@@ -104,7 +104,7 @@ def direction_codes(
     value_range = _checks.representable(fn, "values", values, anchors.dtype, _checks.CODES_IN_ANCHORS_DTYPE)
     directions, values = _checks.as_dtype_of(directions, anchors), _checks.as_dtype_of(values, anchors)
     if out is None:
-        _checks.grid_codes_fit(fn, ops.direction_codes, anchors, directions, values, start, count)
+        _checks.grid_codes_fit(fn, ops.direction_codes, anchors, directions, values, start, count, float32_buffer=True)
         codes = ops.direction_codes(anchors, directions, values, start, count)
     else:
         codes = _checks.dense_tensor(fn, "out", out)

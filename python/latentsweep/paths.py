@@ -26,7 +26,7 @@ def _endpoints(fn: str, start, end) -> tuple[torch.Tensor, torch.Tensor]:
     end = end[None] if end.dim() == 1 else end
     if start.shape != end.shape or start.shape[0] < 1 or start.shape[1] < 1:
         raise ValueError(
-            f"{fn}: start and end must both be [D] or [P, D] with the same shape, got "
+            f"{fn}: start and end must both be [D] or [P, D] with the same shape, P >= 1 and D >= 1, got "
             f"{tuple(start.shape)} and {tuple(end.shape)}"
         )
     _checks.finite(fn, "start", start)
