@@ -79,8 +79,10 @@ def report(
         max_dims: at most this many latents per traversal picture (sorted by KL or effect);
             ``None`` for all.
         gifs: add an animated GIF per anchor (image outputs).
-        prior_std: the prior's SD when the diagnosis is computed here (default 1).
-        dpi: resolution of the pictures (10 to 1200).
+        prior_std: the prior's SD when the diagnosis is computed here (default 1); with
+            ``diagnosis=``, it must be the diagnosis' own.
+        dpi: resolution of the pictures (10 to 1200); a picture that would exceed about 33
+            million pixels (5,800 x 5,800) is drawn at the highest dpi that fits, with a warning.
         metrics: a :class:`latentsweep.metrics.MetricResults` (from ``metrics.evaluate`` when the
             factors of variation are known): adds a table of the scores and their settings.
         directions: a :class:`TraversalResult` of a sweep along directions
@@ -109,9 +111,15 @@ def report(
                                                                        "max_dims", "dpi"))
     if posterior is not None and not isinstance(posterior, Posterior):
         raise TypeError(f"{_FN}: posterior must be a latentsweep.Posterior, got {type(posterior).__name__}")
+    _common.check_diagnosis(_FN, diagnosis)
+    if prior_std is not None:  # (any object was taken, and a diagnosis' own prior silently won)
+        prior_std = _checks.prior_std(_FN, prior_std)
+        if diagnosis is not None and not math.isclose(prior_std, diagnosis.prior_std, rel_tol=1e-9):
+            raise ValueError(f"{_FN}: prior_std={prior_std:g} but the diagnosis was computed with prior_std="
+                             f"{diagnosis.prior_std:g}; pass diagnose(posterior, prior_std={prior_std:g}), or leave "
+                             "prior_std out")
     if diagnosis is None and posterior is not None:
         diagnosis = diagnose(posterior, prior_std=1.0 if prior_std is None else prior_std)
-    _common.check_diagnosis(_FN, diagnosis)
     named = named_results(_FN, results) if results is not None else {}
     along = _direction_results(directions)
     cluster_view = _check_clusters(clusters, centroid_outputs, interpolations)
@@ -127,7 +135,9 @@ def report(
             _check_grid_columns(result, anchor_indices, inputs=inputs, reconstructions=reconstructions)
         elif feature_names is not None:
             feature_labels(_FN, feature_names, math.prod(result.out_shape))
-    path.parent.mkdir(parents=True, exist_ok=True)  # after the checks (a bad option left empty folders)
+    # Its folder, after the checks (a bad option left empty folders) and before the pictures (a
+    # folder that cannot be made fails now); write_file names a file system error as path='s.
+    _common.write_file(_FN, path, lambda _: None)
 
     page = _Page(dpi=dpi)
     body = [f"<h1>{_esc(title)}</h1>", f'<p class="meta">{_esc(_generated_line())}</p>']
@@ -159,7 +169,7 @@ def report(
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<style>{_CSS}</style></head>\n<body>\n" + "\n".join(body) + "\n</body></html>\n"
     )
-    path.write_text(document, encoding="utf-8")
+    _common.write_file(_FN, path, lambda p: p.write_text(document, encoding="utf-8"))
     return path
 
 
@@ -556,13 +566,14 @@ def _check_clusters(clusters, centroid_outputs, interpolations):
         return None
     if not isinstance(clusters, Clusters):
         raise TypeError(f"{_FN}: clusters must be a latentsweep.Clusters, got {type(clusters).__name__}")
-    if centroid_outputs is not None:
-        shape = tuple(getattr(centroid_outputs, "shape", ()))
+    if centroid_outputs is not None:  # (a nested list was "got shape ()", then had no .shape to draw)
+        centroid_outputs = _common.user_array(_FN, "centroid_outputs", centroid_outputs, finite=False)
+        shape = tuple(centroid_outputs.shape)
         if len(shape) < 2 or shape[0] != clusters.num_clusters:
             raise ValueError(
                 f"{_FN}: centroid_outputs must be [C={clusters.num_clusters}, *out_shape], got shape {shape}"
             )
-        if not np.isfinite(_checks.numeric_array(_FN, "centroid_outputs", centroid_outputs)).all():
+        if not np.isfinite(centroid_outputs).all():
             raise ValueError(f"{_FN}: centroid_outputs has NaN/Inf values (they would be drawn black)")
     paths = {}
     if interpolations is not None:
@@ -622,7 +633,7 @@ def _directions(page, along, named, diagnosis, posterior, image_shape, anchor_in
                                        title=f"latents ({twin.mode}), anchor {a}"),
                         f"latents, anchor {a}", f"Anchor {a}: one row per latent ({twin.mode!r})."))
                 figures.append(page.figure(
-                    direction_grid(np.asarray(result.outputs[a]), shown, values=result.values[a],
+                    direction_grid(result.outputs[a], shown, values=result.values[a],
                                    anchor_values=result.anchor_values[a], image_shape=image_shape,
                                    max_dims=max_dims, title=f"{name} ({result.mode}), anchor {a}"),
                     f"{name}, anchor {a}",
@@ -732,7 +743,10 @@ class _Page:
 
 
 def _check_path(path) -> Path:
-    path = _checks.output_file(_FN, "path", path)
+    try:
+        path = _checks.output_file(_FN, "path", path)
+    except OSError as error:  # (a name too long for the file system: raised by the folder test)
+        raise ValueError(f"{_FN}: cannot write path={str(path)!r}: {error.strerror or error}") from error
     if path.suffix.lower() not in (".html", ".htm"):
         raise ValueError(f"{_FN}: path={str(path)!r} must end in .html (the report is an HTML page)")
     return path

@@ -78,9 +78,16 @@ def new_figure(width: float, height: float):
 
 def figure_formats() -> tuple[str, ...]:
     """The file suffixes matplotlib can save a figure as (``.png``, ``.pdf``, ``.svg``...)."""
+    import shutil
+
+    import matplotlib
     from matplotlib.backend_bases import FigureCanvasBase
 
-    return tuple(f".{name}" for name in FigureCanvasBase.get_supported_filetypes())
+    formats = FigureCanvasBase.get_supported_filetypes()
+    # .pgf is written by a TeX install: without one, savefig raised "'xelatex' not found" after
+    # the drawing.
+    has_tex = shutil.which(matplotlib.rcParams["pgf.texsystem"]) is not None
+    return tuple(f".{name}" for name in formats if name != "pgf" or has_tex)
 
 
 def output_path(fn: str, path, *, suffixes: tuple[str, ...] | None = None) -> Path | None:
@@ -95,10 +102,13 @@ def output_path(fn: str, path, *, suffixes: tuple[str, ...] | None = None) -> Pa
     path = _checks.user_path(path)
     suffixes = figure_formats() if suffixes is None else suffixes
     examples = ", ".join(s for s in (".png", ".pdf", ".svg", ".gif") if s in suffixes)
-    if path.is_dir():
-        raise ValueError(f"{fn}: path={str(path)!r} is a folder; give a file name inside it, e.g. "
-                         f"{str(path / ('picture' + suffixes[0]))!r}")
-    _checks.output_file(fn, "path", path)
+    try:
+        if path.is_dir():
+            raise ValueError(f"{fn}: path={str(path)!r} is a folder; give a file name inside it, e.g. "
+                             f"{str(path / ('picture' + suffixes[0]))!r}")
+        _checks.output_file(fn, "path", path)
+    except OSError as error:  # (a name too long for the file system: raised by is_dir)
+        raise ValueError(f"{fn}: cannot write path={str(path)!r}: {error.strerror or error}") from error
     if path.suffix.lower() not in suffixes:
         raise ValueError(
             f"{fn}: path={str(path)!r} must end in a picture format's suffix ({examples}"
@@ -123,16 +133,37 @@ def finish(figure, path: Path | None, *, dpi: int = 100, fn: str = "latentsweep.
     bad path fails before the drawing, not after): not checked again here."""
     _as_typed(figure)
     if path is not None:
+        dpi = fitting_dpi(fn, figure, dpi)
         write_file(fn, path, lambda p: _save(figure, p, dpi=dpi))
     return figure
 
 
-def figure_png(figure, *, dpi: int = 100) -> bytes:
+def figure_png(figure, *, dpi: int = 100, fn: str = "latentsweep.report") -> bytes:
     """The figure as PNG bytes (for inlining in the HTML report)."""
     buffer = io.BytesIO()
     _as_typed(figure)
-    _save(figure, buffer, format="png", dpi=dpi)
+    _save(figure, buffer, format="png", dpi=fitting_dpi(fn, figure, dpi))
     return buffer.getvalue()
+
+
+# The most pixels a picture is rendered with (about 5,800 x 5,800; an image in the figure costs
+# matplotlib about 80 bytes a pixel: 2.7 GB), and the most on a side (the renderer's limit,
+# 2^16): a report of 48 latents x 48 steps at dpi=1200 drew a grid of 46,080 x 45,120 pixels,
+# and its memory ran out.
+MAX_PIXELS = 2**25
+MAX_SIDE_PIXELS = 2**16 - 1
+
+
+def fitting_dpi(fn: str, figure, dpi: float) -> float:
+    """``dpi``, or the largest lower one at which the figure stays within MAX_PIXELS and
+    MAX_SIDE_PIXELS (with a warning)."""
+    width, height = (float(x) for x in figure.get_size_inches())
+    fitting = min(dpi, math.sqrt(MAX_PIXELS / (width * height)), MAX_SIDE_PIXELS / max(width, height))
+    if fitting < dpi:
+        fitting = max(1, math.floor(fitting))
+        _checks.warn(f"{fn}: a picture of {width:.3g} x {height:.3g} inches at dpi={dpi:g} would be "
+                     f"{width * dpi:,.0f} x {height * dpi:,.0f} pixels; drawn at dpi={fitting}", UserWarning)
+    return fitting
 
 
 def _as_typed(figure) -> None:
@@ -162,6 +193,41 @@ def as_array(value) -> np.ndarray:
         return value.detach().to("cpu", dtype).numpy()
     array = np.asarray(value)
     return array.astype(np.float64 if array.dtype == np.float64 else np.float32, copy=False)
+
+
+def user_array(fn: str, name: str, value, *, finite: bool = True) -> np.ndarray:
+    """A user's numbers to draw (outputs, coordinates) as :func:`as_array` makes them (float64
+    stays float64), checked first: a dense tensor holding real values, or a numeric array-like
+    (strings, complex numbers and objects raised numpy's own errors or lost their imaginary
+    part); with ``finite``, no NaN or Inf (drawn black, without a word)."""
+    if isinstance(value, torch.Tensor):
+        _checks.dense_values(fn, name, value)
+        if value.is_complex():
+            raise TypeError(f"{fn}: {name} must hold real numbers, got {value.dtype}")
+    elif isinstance(value, (str, bytes)) or value is None:
+        raise TypeError(f"{fn}: {name} must be a tensor or a numeric array, got {type(value).__name__}")
+    else:
+        try:
+            value = np.asarray(value)
+        except (TypeError, ValueError):  # (ragged nested lists)
+            raise TypeError(f"{fn}: {name} must be a tensor or a numeric array, got {type(value).__name__}") from None
+        if value.dtype.kind not in "biuf":
+            raise TypeError(f"{fn}: {name} must be a tensor or a numeric array, got an array of {value.dtype}")
+    array = as_array(value)
+    if finite and not np.isfinite(array).all():
+        raise ValueError(f"{fn}: {name} has {int((~np.isfinite(array)).sum())} NaN/Inf value(s)")
+    return array
+
+
+def column_steps(fn: str, steps: int) -> np.ndarray:
+    """The steps a grid draws as columns: all of them, or DEFAULT_MAX_PANELS evenly spaced ones
+    (the first and the last included) with a warning (2000 steps drew a grid 1,500 inches wide,
+    a 150,000-pixel PNG that took half a minute; more ran out of the renderer's limits)."""
+    if steps <= DEFAULT_MAX_PANELS:
+        return np.arange(steps)
+    _checks.warn(f"{fn}: drawing {DEFAULT_MAX_PANELS} of {steps} steps as columns (evenly spaced, the first "
+                 "and the last included)", UserWarning)
+    return np.unique(np.round(np.linspace(0, steps - 1, DEFAULT_MAX_PANELS)).astype(np.int64))
 
 
 def check_result(fn: str, result) -> TraversalResult:
@@ -327,6 +393,13 @@ def colour_range(fn: str, vmin, vmax, *arrays: np.ndarray) -> tuple[float, float
     if not vmax > vmin:
         raise ValueError(f"{fn}: vmax must be greater than vmin, got vmin={vmin}, vmax={vmax}")
     return float(vmin), float(vmax)
+
+
+def check_title(fn: str, title) -> None:
+    """``title=``: None (the picture's own) or a string (any object was drawn as its repr, e.g.
+    "<object object at 0x7f...>"), as the report's."""
+    if title is not None and not isinstance(title, str):
+        raise TypeError(f"{fn}: title must be a string or None, got {type(title).__name__}")
 
 
 def check_cmap(fn: str, cmap: str) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Iterable
 
 import numpy as np
@@ -20,7 +19,10 @@ def feature_name_list(fn: str, feature_names, num_features: int | None = None) -
         what = "one string" if isinstance(feature_names, (str, bytes)) else type(feature_names).__name__
         count = "" if num_features is None else f"{num_features} "
         raise TypeError(f"{fn}: feature_names must be a sequence of {count}names, got {what}")
-    return [str(n) for n in feature_names]
+    try:
+        return [str(n) for n in feature_names]
+    except TypeError:  # (a 0-d tensor is Iterable, and raises "iteration over a 0-d tensor")
+        raise TypeError(f"{fn}: feature_names must be a sequence of names, got {feature_names!r:.80}") from None
 
 
 def feature_labels(fn: str, feature_names, num_features: int) -> list[str]:
@@ -46,16 +48,21 @@ def pick_features(fn: str, features, names: list[str], sensitivity, max_features
         return sorted(np.argsort(-total, kind="stable")[:max_features].tolist())
     if isinstance(features, (str, bytes)) or not hasattr(features, "__iter__"):
         raise TypeError(f"{fn}: features must be a sequence of feature indices or names, got {features!r}")
+    try:
+        features = list(features)
+    except TypeError:  # (a 0-d tensor)
+        raise TypeError(f"{fn}: features must be a sequence of feature indices or names, got {features!r:.80}") from None
     chosen = []
     for feature in features:
         if isinstance(feature, str):
             if feature not in names:
                 raise ValueError(f"{fn}: unknown feature {feature!r}; the features are {names[:20]}")
             chosen.append(names.index(feature))
-        elif isinstance(feature, numbers.Integral) and not isinstance(feature, bool):
-            chosen.append(_checks.index(fn, "feature index", feature, len(names), what="features"))
-        else:
-            raise TypeError(f"{fn}: features must hold ints or names, got {feature!r}")
+        else:  # an int, a numpy integer or a 0-d integer tensor (torch.tensor([0, 2]) holds those)
+            try:
+                chosen.append(_checks.index(fn, "feature index", feature, len(names), what="features"))
+            except TypeError:
+                raise TypeError(f"{fn}: features must hold ints or names, got {feature!r}") from None
     if not chosen:
         raise ValueError(f"{fn}: features is empty")
     return chosen

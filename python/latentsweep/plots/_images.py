@@ -21,7 +21,10 @@ def image_shape_of(fn: str, out_shape, image_shape=None) -> tuple[int, ...]:
     if image_shape is not None:
         if isinstance(image_shape, (str, bytes)) or not hasattr(image_shape, "__len__"):
             raise TypeError(f"{fn}: image_shape must be a tuple (H, W) or (C, H, W), got {image_shape!r}")
-        shape = tuple(image_shape)
+        try:
+            shape = tuple(image_shape)
+        except TypeError:  # (a 0-d tensor: "iteration over a 0-d tensor")
+            raise TypeError(f"{fn}: image_shape must be a tuple (H, W) or (C, H, W), got {image_shape!r}") from None
         if len(shape) not in (2, 3) or not all(
             isinstance(s, numbers.Integral) and not isinstance(s, bool) and s > 0 for s in shape
         ):
@@ -35,6 +38,8 @@ def image_shape_of(fn: str, out_shape, image_shape=None) -> tuple[int, ...]:
     else:
         shape = out_shape
     if len(shape) == 2 or (len(shape) == 3 and shape[0] in IMAGE_CHANNELS):
+        if 0 in shape:
+            raise ValueError(f"{fn}: images of shape {shape} hold no pixels")
         return shape
     raise ValueError(
         f"{fn}: decoder outputs of shape {out_shape} are not images ([H, W], or [C, H, W] with C "
@@ -75,8 +80,11 @@ def to_rgb(outputs: np.ndarray, lead_ndim: int, shape: tuple[int, ...], *, vmin:
     (clipped to [vmin, vmax])."""
     from matplotlib import colormaps
 
-    images = outputs.reshape(*outputs.shape[:lead_ndim], *shape)
-    scaled = np.clip((images - vmin) / (vmax - vmin), 0.0, 1.0)
+    images = outputs.reshape(*outputs.shape[:lead_ndim], *shape).astype(np.float64)
+    # Halved, in float64: a range wider than half the dtype's largest value (float32 outputs in
+    # [-3e38, 3e38]) overflowed to inf in images - vmin, and every tile was drawn black or white.
+    with np.errstate(invalid="ignore"):  # (NaN outputs: drawn black below)
+        scaled = np.clip((images * 0.5 - vmin * 0.5) / (vmax * 0.5 - vmin * 0.5), 0.0, 1.0)
     scaled = np.nan_to_num(scaled, nan=0.0)
     if len(shape) == 3 and shape[0] == 3:
         return np.moveaxis(scaled, -3, -1)
@@ -88,11 +96,10 @@ def to_rgb(outputs: np.ndarray, lead_ndim: int, shape: tuple[int, ...], *, vmin:
 def single_output(fn: str, name: str, value, out_shape, anchor: int, num_anchors: int) -> np.ndarray:
     """One output (an input image or a reconstruction) for ``anchor``: ``value`` is either one
     output ``[*out_shape]`` or one per anchor ``[A, *out_shape]``."""
-    from .. import _checks
+    from ._common import user_array
 
-    array = _checks.numeric_array(fn, name, value)
-    if not np.isfinite(array).all():  # (drawn black without a word)
-        raise ValueError(f"{fn}: {name} has {int((~np.isfinite(array)).sum())} NaN/Inf value(s)")
+    # (NaN/Inf were drawn black without a word; float64 images beyond float32 became inf)
+    array = user_array(fn, name, value)
     size = math.prod(out_shape)
     if array.size == size:
         return array.reshape(out_shape)

@@ -45,7 +45,8 @@ def cluster_panel(
         interpolation: ``[S, *out_shape]`` the decoder along a path between two centroids
             (e.g. ``interpolation_codes(c[i], c[j], path="slerp")``), with ``pair=(i, j)``; or a
             mapping ``{(i, j): [S, *out_shape]}`` for one strip per pair (e.g. the closest and
-            the farthest clusters).
+            the farthest clusters). At most 48 steps of a path are drawn, evenly spaced (its
+            ends included), with a warning when there are more.
         top: how many latents the table shows.
         max_clusters: draw only the ``max_clusters`` largest clusters (rows of the table and
             decoded centroids, in label order); default: all, or the DEFAULT_MAX_PANELS
@@ -57,6 +58,7 @@ def cluster_panel(
         a matplotlib ``Figure``: the table axes first, then one axes per image strip.
     """
     path = _common.output_path(_FN, path)
+    _common.check_title(_FN, title)
     from ..clusters import Clusters
 
     if not isinstance(clusters, Clusters):
@@ -71,7 +73,7 @@ def cluster_panel(
     names = [_common.short_label(clusters.label_values[c]) for c in shown]
     strips = []  # (label, images [n, *out_shape], tick labels)
     if centroid_outputs is not None:
-        centroids = _common.as_array(centroid_outputs)
+        centroids = _common.user_array(_FN, "centroid_outputs", centroid_outputs)
         if centroids.ndim < 2 or centroids.shape[0] != num_clusters:
             raise ValueError(
                 f"{_FN}: centroid_outputs must be [C={num_clusters}, *out_shape], got shape {tuple(centroids.shape)}"
@@ -80,8 +82,9 @@ def cluster_panel(
     for (i, j), path_outputs in _paths(interpolation, pair, clusters):
         if path_outputs.ndim < 2 or path_outputs.shape[0] < 2:
             raise ValueError(f"{_FN}: interpolation must be [S >= 2, *out_shape], got shape {tuple(path_outputs.shape)}")
-        steps = path_outputs.shape[0]
-        ticks = [f"{t:.2g}" for t in np.linspace(0, 1, steps)]
+        steps = _common.column_steps(_FN, path_outputs.shape[0])  # (at most 48 tiles in a strip)
+        path_outputs = path_outputs[steps]
+        ticks = [f"{t:.2g}" for t in np.linspace(0, 1, steps[-1] + 1)[steps]]
         ticks[0], ticks[-1] = str(clusters.label_values[i]), str(clusters.label_values[j])
         strips.append((f"from cluster {clusters.label_values[i]} to {clusters.label_values[j]}", path_outputs, ticks))
     shapes = {tuple(images.shape[1:]) for _, images, _ in strips}
@@ -153,5 +156,5 @@ def _paths(interpolation, pair, clusters) -> list[tuple[tuple[int, int], np.ndar
         if isinstance(key, (str, bytes)) or not hasattr(key, "__len__") or len(key) != 2:
             raise TypeError(f"{_FN}: pair must be two cluster indices (i, j), got {key!r}")
         i, j = (clusters._index(_FN, "pair[...]", p) for p in key)
-        checked.append(((i, j), _common.as_array(outputs)))
+        checked.append(((i, j), _common.user_array(_FN, "interpolation", outputs)))
     return checked

@@ -46,19 +46,21 @@ def direction_grid(
             lie there, else their range). cmap: colour map for one-channel images.
         tile_inches: size of one tile. title: the figure's title. path: also save it there.
         max_dims: at most this many rows, the first directions (``None``: at most 48, with a
-            warning when there are more).
+            warning when there are more). Columns: at most 48 steps, evenly spaced (the first
+            and the last included), with a warning when there are more.
 
     Returns:
         a matplotlib ``Figure`` with one image axes (row tick labels: direction names).
     """
     path = _common.output_path(_FN, path)
+    _common.check_title(_FN, title)
     tile_inches = _common.tile_inches(_FN, tile_inches)
     max_dims = _checks.optional_integer(_FN, "max_dims", max_dims, low=1)
     from ..directions import Directions
 
     if not isinstance(directions, Directions):
         raise TypeError(f"{_FN}: directions must be a latentsweep.Directions, got {type(directions).__name__}")
-    array = _common.as_array(outputs)
+    array = _common.user_array(_FN, "outputs", outputs)
     num_dirs = len(directions)
     if array.ndim < 3 or array.shape[0] != num_dirs or array.shape[1] < 1:
         raise ValueError(
@@ -68,15 +70,16 @@ def direction_grid(
     cmap = _common.check_cmap(_FN, cmap)
     steps = array.shape[1]
     if values is not None:
-        values = _common.as_array(values)
+        values = _common.user_array(_FN, "values", values)
         if values.shape not in ((steps,), (num_dirs, steps)):
             raise ValueError(f"{_FN}: values must be [S={steps}] or [K={num_dirs}, S={steps}], got shape {tuple(values.shape)}")
         values = np.broadcast_to(values, (num_dirs, steps))
-    offsets = False
-    if values is not None and anchor_values is not None:
-        anchor_values = _common.as_array(anchor_values)
+    if anchor_values is not None:
+        anchor_values = _common.user_array(_FN, "anchor_values", anchor_values)
         if anchor_values.shape != (num_dirs,):
             raise ValueError(f"{_FN}: anchor_values must be [K={num_dirs}], got shape {tuple(anchor_values.shape)}")
+    offsets = False
+    if values is not None and anchor_values is not None:
         moved = values - anchor_values[:, None]
         offsets = not bool(np.all(values == values[:1])) and bool(np.allclose(moved, moved[:1], rtol=1e-4, atol=1e-5))
         if offsets:
@@ -86,11 +89,15 @@ def direction_grid(
     if limit is not None and limit < num_dirs:  # (120 directions were a 418 x 8244 pixel picture)
         array, directions, num_dirs = array[:limit], directions[:limit], limit
         values = None if values is None else values[:limit]
+    columns = _common.column_steps(_FN, steps)
+    if len(columns) < steps:
+        array, steps = array[:, columns], len(columns)
+        values = None if values is None else values[:, columns]
 
     tiles = to_rgb(array, 2, shape, vmin=vmin, vmax=vmax, cmap=cmap)
     mosaic, column_centres, row_centres = _mosaic(tiles, [])
     same_columns = values is not None and (offsets or bool(np.all(values == values[:1])))
-    step_labels = [_common.format_value(v) for v in values[0]] if same_columns else [str(s) for s in range(steps)]
+    step_labels = [_common.format_value(v) for v in values[0]] if same_columns else [str(int(s)) for s in columns]
     ratio = directions.explained_variance_ratio
     row_labels = []
     for k, name in enumerate(directions.names):

@@ -34,6 +34,7 @@ def effect_bars(results, *, log: bool | None = None, max_dims: int | None = None
         traversal).
     """
     path = _common.output_path(_FN, path)
+    _common.check_title(_FN, title)
     max_dims = _checks.optional_integer(_FN, "max_dims", max_dims, low=1)
     named = named_results(_FN, results)
     keys, labels = _groups(named)

@@ -41,6 +41,7 @@ def kl_bars(diagnosis, *, log: bool | None = None, title: str | None = None, pat
         a matplotlib ``Figure`` with one axes holding D bars (x tick labels ``z<dim>``).
     """
     path = _common.output_path(_FN, path)
+    _common.check_title(_FN, title)
     diagnosis = _common.check_diagnosis(_FN, diagnosis)
     if diagnosis is None:
         raise TypeError(f"{_FN}: diagnosis must be a latentsweep.Diagnosis, got None")

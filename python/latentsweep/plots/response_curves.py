@@ -57,6 +57,7 @@ def response_curves(
         legend naming the features.
     """
     path = _common.output_path(_FN, path)
+    _common.check_title(_FN, title)
     result = _common.check_result(_FN, result)
     _checks.choice(_FN, "band", band, BANDS)
     _checks.boolean(_FN, "sharey", sharey)

@@ -51,6 +51,7 @@ def sensitivity_heatmap(
         feature names) and its colour bar.
     """
     path = _common.output_path(_FN, path)
+    _common.check_title(_FN, title)
     result = _common.check_result(_FN, result)
     cmap = _common.check_cmap(_FN, cmap)
     _checks.boolean(_FN, "normalize", normalize)

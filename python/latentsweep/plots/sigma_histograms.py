@@ -14,6 +14,9 @@ from ..latent_shape import latent_label
 from ..posterior import Posterior
 
 _FN = "latentsweep.plots.sigma_histograms"
+# The x axis' widest range: beyond it matplotlib's log tick labels overflow float64 while saving.
+# (prior_std lies well inside: see _checks.PRIOR_STD_RANGE.)
+SD_AXIS = (1e-150, 1e150)
 
 
 def sigma_histograms(
@@ -54,6 +57,7 @@ def sigma_histograms(
         the histogram, the prior SD line and the median posterior SD line.
     """
     path = _common.output_path(_FN, path)
+    _common.check_title(_FN, title)
     if not isinstance(posterior, Posterior):
         raise TypeError(f"{_FN}: posterior must be a latentsweep.Posterior, got {type(posterior).__name__}")
     if posterior.logvar is None:
@@ -87,6 +91,11 @@ def sigma_histograms(
     finite = shown[np.isfinite(shown) & (shown > 0)]
     low = min(float(finite.min()) if finite.size else prior_std, prior_std) / 1.5
     high = max(float(finite.max()) if finite.size else prior_std, prior_std) * 1.5
+    far = int(np.sum((finite < SD_AXIS[0]) | (finite > SD_AXIS[1])))
+    if far:  # (a log axis to 1e217, logvar 1000, failed in matplotlib's tick labels while saving)
+        _checks.warn(f"{_FN}: {far} posterior SD(s) lie beyond [{SD_AXIS[0]:g}, {SD_AXIS[1]:g}], the axis' range; "
+                     "they are counted in its end bins", UserWarning)
+        low, high = max(low, SD_AXIS[0]), min(high, SD_AXIS[1])
     edges = np.geomspace(low, high, bins + 1)
 
     from matplotlib.ticker import NullFormatter
@@ -106,7 +115,7 @@ def sigma_histograms(
         ax.axvline(prior_std, color="tab:red", lw=2, label=f"prior SD {prior_std:g}")
         median = float(np.median(values)) if values.size else math.nan
         if math.isfinite(median):
-            ax.axvline(median, color="black", ls="--", lw=1, label="median posterior SD")
+            ax.axvline(min(max(median, low), high), color="black", ls="--", lw=1, label="median posterior SD")
         ax.set_xscale("log")
         ax.set_xlim(low, high)  # the same range on every panel, so they compare at a glance
         # Major (decade) labels only: minor log ticks cost much layout time and add clutter.

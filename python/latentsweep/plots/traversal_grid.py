@@ -34,7 +34,8 @@ def traversal_grid(
     Rows are the traversed latents or directions (sorted by KL, by effect, or as traversed),
     named by ``result.labels``; columns the steps, labelled with the latent's value (the
     coordinate along a direction), or its offset from the anchor when each row starts from a
-    different value.
+    different value. At most 48 steps are drawn: of more, 48 evenly spaced ones (the first and
+    the last included), with a warning.
 
     Args:
         result: a :class:`TraversalResult` with image outputs ``[A, K, S, *out_shape]``:
@@ -62,6 +63,7 @@ def traversal_grid(
         columns) and, for one-channel images, a colour bar.
     """
     path = _common.output_path(_FN, path)
+    _common.check_title(_FN, title)
     tile_inches = _common.tile_inches(_FN, tile_inches)
     result = _common.check_result(_FN, result)
     num_anchors = result.values.shape[0]
@@ -69,7 +71,8 @@ def traversal_grid(
     shape = image_shape_of(_FN, result.out_shape, image_shape)
     cmap = _common.check_cmap(_FN, cmap)
     positions, scores, score_name = _common.dim_order(_FN, result, diagnosis, order, max_dims)
-    outputs = _common.anchor_outputs(_FN, result, anchor)[positions]  # [K', S, *out_shape]
+    steps = _common.column_steps(_FN, result.values.shape[2])  # (at most 48 columns)
+    outputs = _common.anchor_outputs(_FN, result, anchor)[positions][:, steps]  # [K', S', *out_shape]
 
     extras = []  # (label, output) columns before the traversal
     if input is not None:
@@ -86,14 +89,14 @@ def traversal_grid(
     extra_tiles = [to_rgb(e[None], 1, shape, vmin=vmin, vmax=vmax, cmap=cmap)[0] for _, e in extras]
     mosaic, column_centres, row_centres = _mosaic(tiles, extra_tiles)
 
-    values = _common.as_array(result.values)[anchor, positions]  # [K', S]
+    values = _common.as_array(result.values)[anchor, positions][:, steps]  # [K', S']
     labels = _common.value_axis_labels(result)
     columns, axis_label = _common.grid_columns(values, _common.as_array(result.anchor_values)[anchor, positions],
                                                labels, dtype=result.values.dtype)
     if columns is not None:
         step_labels = [_common.format_value(v) for v in columns]
     else:  # each row has its own values: label steps by index, give each row its range
-        step_labels = [str(s) for s in range(values.shape[1])]
+        step_labels = [str(int(s)) for s in steps]
         axis_label = f"step (each row's range of {'z' if result.directions is None else 'the coordinate'} is in its label)"
     row_labels = []
     for i, name in enumerate(_common.row_labels(result, positions)):
