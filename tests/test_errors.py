@@ -603,3 +603,11 @@ def test_integer_values_are_converted_to_the_anchors_dtype():
 def test_integers_beyond_float64_are_value_errors(call):
     with pytest.raises(ValueError, match=r"traversal_values: (span|prior_std) must be a finite number, got an integer of 401 digits"):
         call()
+
+
+def test_a_file_name_too_long_for_the_file_system_is_named(tmp_path):
+    """Path.is_dir raised OSError (ENAMETOOLONG) from the output-file check of every caller."""
+    from latentsweep import _checks
+
+    with pytest.raises(ValueError, match=r"latentsweep.explain: cannot write out=.*File name too long"):
+        _checks.output_file("latentsweep.explain", "out", tmp_path / ("a" * 300 + ".html"))

@@ -490,7 +490,11 @@ def output_file(fn: str, name: str, value) -> Path:
     if not isinstance(value, (str, os.PathLike)) or not str(value):
         raise TypeError(f"{fn}: {name} must be a file path (str or os.PathLike), got {value!r:.80}")
     path = user_path(value)
-    if path.is_dir():
+    try:
+        is_folder = path.is_dir()
+    except OSError as error:  # a name longer than the file system takes (ENAMETOOLONG)
+        raise ValueError(f"{fn}: cannot write {name}={str(path)!r}: {error.strerror or error}") from None
+    if is_folder:
         raise ValueError(f"{fn}: {name}={str(path)!r} is a folder; give the file to write")
     blocked = blocking_file(path)
     if blocked is not None:
