@@ -270,3 +270,56 @@ def test_only_the_chosen_entry_of_a_safetensors_file_is_read(tmp_path, monkeypat
     assert load_array(str(tmp_path / "d.safetensors")).tolist() == [[0.0, 1.0], [2.0, 3.0], [4.0, 5.0]]
     assert load_array(str(tmp_path / "d.safetensors"), key="other").shape == (1000, 1000)
     assert read == ["x", "other"]
+
+
+# ---- weights that load_state_dict would turn into garbage, or fail on in its internals -------
+def _weights_of_another_kind(state: dict) -> dict:
+    with warnings.catch_warnings():  # (torch's remarks on nested tensors)
+        warnings.simplefilter("ignore")
+        return {
+            "int64": ({k: v.to(torch.int64) for k, v in state.items()}, "holds int64 values where the model has float32"),
+            "bool": ({k: v.to(torch.bool) for k, v in state.items()}, "holds bool values where the model has float32"),
+            "complex": ({k: v.to(torch.complex64) for k, v in state.items()}, "they would be the real parts"),
+            "sparse": ({k: v.to_sparse() for k, v in state.items()}, "is a sparse_coo tensor"),
+            "meta": ({k: v.to("meta") for k, v in state.items()}, "is on the meta device"),
+            "nested": ({k: torch.nested.nested_tensor([v.flatten()]) for k, v in state.items()}, "is a nested tensor"),
+        }
+
+
+@pytest.mark.parametrize("kind", ["int64", "bool", "complex", "sparse", "meta", "nested"])
+def test_weights_that_are_not_floating_point_dense_tensors_are_refused(workspace, tmp_path, kind):
+    """Integer, bool and complex weights were copied into the model without a word (truncated
+    numbers, 0/1, the real parts: complex only with torch's warning), and the others failed with
+    torch's internals ("copy_() between dense and sparse Tensors is not implemented", "Internal
+    error: NestedTensorImpl doesn't support sizes. Please file an issue")."""
+    state = torch.load(workspace / "tiny.pt", weights_only=True)
+    weights, words = _weights_of_another_kind(state)[kind]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.save(weights, tmp_path / "weights.pt")
+    completed = invoke("sample", "--model", "tiny_models:make", "--weights", str(tmp_path / "weights.pt"),
+                       "--out", str(tmp_path / "out"), cwd=workspace, check=False)
+    assert_one_line_error(completed, f"--weights '{tmp_path / 'weights.pt'}': ", words)
+    assert not (tmp_path / "out").exists()
+
+
+def test_weights_of_other_floating_dtypes_still_load(workspace, tmp_path):
+    state = torch.load(workspace / "tiny.pt", weights_only=True)
+    for dtype in (torch.float16, torch.bfloat16, torch.float64):
+        torch.save({k: v.to(dtype) for k, v in state.items()}, tmp_path / "weights.pt")
+        invoke("sample", "--model", "tiny_models:make", "--weights", str(tmp_path / "weights.pt"), "-n", "2",
+               "--out", str(tmp_path / str(dtype)), cwd=workspace)
+
+
+# ---- --model specs ---------------------------------------------------------------------------
+def test_a_model_attribute_that_raises_and_a_folder_named_like_a_file_are_named(workspace, tmp_path):
+    """A module __getattr__ that raised gave "latentsweep: error: RuntimeError: boom (run with
+    --debug ...)", naming no option; a folder named model.py was "no such file"."""
+    (tmp_path / "lazy.py").write_text("def __getattr__(name):\n    raise RuntimeError('boom')\n")
+    completed = invoke("sample", "--model", f"{tmp_path / 'lazy.py'}:model", "--out", str(tmp_path / "o"),
+                       cwd=workspace, check=False)
+    assert_one_line_error(completed, "--model: getting 'model' from ", "raised RuntimeError: boom")
+    (tmp_path / "folder.py").mkdir()
+    completed = invoke("sample", "--model", f"{tmp_path / 'folder.py'}:model", "--out", str(tmp_path / "o"),
+                       cwd=workspace, check=False)
+    assert_one_line_error(completed, f"--model: '{tmp_path / 'folder.py'}' is a folder, not a file")

@@ -14,6 +14,7 @@ import torch
 from latent_oracle import latent_stats
 from latentsweep.demo.data import load_digits_data, load_wine_data
 from latentsweep.demo.registry import DEMO_MODELS, load_demo_model, weights_path
+from latentsweep.demo.models import DigitsAE, DigitsVAE, TabularVAE
 
 NAMES = ["digits-vae", "digits-vae-relu-heads", "digits-ae", "wine-vae"]
 VAE_NAMES = ["digits-vae", "digits-vae-relu-heads", "wine-vae"]
@@ -169,3 +170,28 @@ def test_wine_vae_uses_its_latents(outputs):
     stats = latent_stats(mu, logvar)
     assert stats.active.sum() >= 3
     assert 1 - (recon - x).square().mean() / x.var(0, unbiased=False).mean() >= 0.7
+
+
+@pytest.mark.parametrize(
+    "build, error, match",
+    [
+        (lambda: DigitsVAE(0), ValueError, "DigitsVAE: latent_dim must be >= 1, got 0"),  # (built empty layers)
+        (lambda: DigitsVAE(-1), ValueError, "DigitsVAE: latent_dim must be >= 1"),  # (torch's negative dimension)
+        (lambda: DigitsVAE(2.5), TypeError, "DigitsVAE: latent_dim must be an int, got float"),
+        (lambda: DigitsVAE(hidden=0), ValueError, "DigitsVAE: hidden must be >= 1"),
+        (lambda: DigitsAE(latent_dim=None), TypeError, "DigitsAE: latent_dim must be an int"),
+        (lambda: TabularVAE(0), ValueError, "TabularVAE: num_features must be >= 1"),
+        (lambda: TabularVAE(True), TypeError, "TabularVAE: num_features must be an int, got bool"),
+        (lambda: load_demo_model(["digits-vae"]), TypeError, "load_demo_model: name must be a str"),  # (unhashable)
+    ],
+)
+def test_demo_model_sizes_and_names_are_checked(build, error, match):
+    with pytest.raises(error, match=match):
+        build()
+
+
+def test_the_shapes_vae_checks_its_sizes():
+    from latentsweep.demo.shapes_vae import ShapesVAE
+
+    with pytest.raises(ValueError, match="ShapesVAE: latent_dim must be >= 1"):
+        ShapesVAE(0)

@@ -3,6 +3,7 @@ factors, the sampling protocol and argument checks."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -66,6 +67,11 @@ def test_fixed_factors():
         (dict(fixed={"colour": 1}), ValueError, "fixed"),
         (dict(fixed={"shape": 3}), ValueError, "fixed"),
         (dict(fixed=dict.fromkeys(FACTOR_NAMES, 0)), ValueError, "at least one"),
+        # found adversarially: True was factor 1, the last of two keys for one factor won, a str
+        # failed in dict() ("dictionary update sequence element #0 has length 1")
+        (dict(fixed={True: 0}), ValueError, "fixed keys must be factor names"),
+        (dict(fixed={"shape": 0, 0: 1}), ValueError, "fixed names factor 'shape' twice"),
+        (dict(fixed="shape"), TypeError, "fixed must be a dict"),
     ],
 )
 def test_constructor_errors(kwargs, error, match):
@@ -98,3 +104,61 @@ def test_labelled_arrays_refuse_factors_a_cast_would_merge():
     with pytest.raises(TypeError, match="LabelledArrays: factors must hold integers"):
         LabelledArrays(np.zeros((2, 1)), np.array([[0.5], [1.0]]))
     assert LabelledArrays(np.zeros((3, 1)), np.array([[0.0], [2.0**60], [-(2.0**63)]])).factor_sizes == [3]
+
+
+def test_labelled_arrays_refuse_observations_and_calls_that_failed_inside_numpy_or_torch():
+    """Raw errors before: numpy's "inhomogeneous shape" for ragged rows, torch's "can't convert
+    np.ndarray of type numpy.object_" for None or a str, "Cannot copy out of meta tensor";
+    complex and sparse observations were taken (the encoder failed later)."""
+    import numpy as np
+
+    from latentsweep.datasets import LabelledArrays
+
+    x, f = torch.rand(6, 4), torch.tensor([[0, 1], [1, 0], [0, 0], [1, 1], [2, 0], [2, 1]])
+    fn = "latentsweep.datasets.LabelledArrays"
+    with pytest.raises(ValueError, match=f"{fn}: factors must be a tensor or a rectangular array of numbers"):
+        LabelledArrays(x, [[1, 2], [1]] * 3)
+    for bad in (None, "images"):
+        with pytest.raises(TypeError, match=f"{fn}: observations must be a tensor or an array of numbers"):
+            LabelledArrays(bad, f)
+    with pytest.raises(TypeError, match=f"{fn}: observations must hold numbers, got a numpy array of dtype object"):
+        LabelledArrays(np.array([[None] * 4] * 6, dtype=object), f)
+    with pytest.raises(TypeError, match=f"{fn}: observations must hold real numbers, got torch.complex64"):
+        LabelledArrays(x.to(torch.complex64), f)
+    with pytest.raises(TypeError, match=f"{fn}: observations must be a dense"):
+        LabelledArrays(x.to_sparse(), f)
+    with pytest.raises(ValueError, match=f"{fn}: factors is on the meta device"):
+        LabelledArrays(x, f.to("meta"))
+    assert LabelledArrays(x.tolist(), f.tolist()).factor_sizes == [3, 2]  # (lists still work)
+
+
+def test_labelled_arrays_methods_check_their_arguments():
+    """sample_factors(1.5) drew 1 row and (-1) failed in torch; sample_factors_matching(5, ...)
+    raised an IndexError and float values were reported as "no observation has factor 0 = 0";
+    observations() truncated float factors (0.7 -> 0) and returned another row, without a word."""
+    from latentsweep.datasets import LabelledArrays
+
+    data = LabelledArrays(torch.rand(6, 4), torch.tensor([[0, 1], [1, 0], [0, 0], [1, 1], [2, 0], [2, 1]]))
+    fn = "latentsweep.datasets.LabelledArrays"
+    generator = torch.Generator().manual_seed(0)
+    with pytest.raises(TypeError, match=f"{fn}.sample_factors: n must be an int, got float"):
+        data.sample_factors(1.5, generator)
+    with pytest.raises(ValueError, match=f"{fn}.sample_factors: n must be >= 0"):
+        data.sample_factors(-1, generator)
+    with pytest.raises(ValueError, match=rf"{fn}.sample_factors: the factors \[n=1000000000000000, F=2\] needs"):
+        data.sample_factors(10**15, generator)
+    with pytest.raises(ValueError, match=f"{fn}.sample_factors_matching: index=5 is out of range for 2 factor"):
+        data.sample_factors_matching(5, torch.tensor([0]), generator)
+    with pytest.raises(TypeError, match=f"{fn}.sample_factors_matching: values must hold integers"):
+        data.sample_factors_matching(0, torch.tensor([0.5]), generator)
+    with pytest.raises(TypeError, match=f"{fn}.observations: factors must be integers, got torch.float32"):
+        data.observations(torch.tensor([[0.7, 1.2]]))
+    assert data.sample_factors(np.int64(3), generator).shape == (3, 2)
+    assert torch.equal(data.observations(torch.tensor([[0, 1]], dtype=torch.int32)), data._observations[:1])
+
+
+def test_numpy_integer_keys_fix_factors_and_huge_draws_are_refused_before_allocating():
+    """np.int64(4) was refused as a key; sample_factors(10**13) failed in the allocator."""
+    assert Shapes(fixed={np.int64(4): 3}).factor_names == ["shape", "scale", "orientation", "x"]
+    with pytest.raises(ValueError, match=r"Shapes.sample_factors: the factors \[n=10000000000000, F=5\] needs"):
+        Shapes().sample_factors(10**13)

@@ -42,12 +42,39 @@ def load_weights(model, path: str, *, key: str | None = None) -> None:
     else:
         loaded = read_torch_file(file, "--weights")
     state = _state_dict(loaded, path, key)
-    state = _fitted_keys(state, set(model.state_dict()))
+    expected = model.state_dict()
+    state = _fitted_keys(state, set(expected))
+    _refuse_unfit_tensors(state, expected, path)
     try:
         model.load_state_dict(state)
     except RuntimeError as error:
         first = str(error).strip().splitlines()
         raise CliError(f"--weights {path!r} do not fit the model: {' '.join(first[:3])}") from None
+
+
+def _refuse_unfit_tensors(state: dict[str, torch.Tensor], expected: dict[str, torch.Tensor], path: str) -> None:
+    """What ``load_state_dict`` would copy into garbage without a word (integer, bool or complex
+    values into floating-point weights: truncated numbers, 0/1, the real part), or fail on with
+    torch's internals (sparse, meta, nested tensors): a CliError naming the entry."""
+    for name, value in state.items():
+        target = expected.get(name)
+        if target is None:
+            continue  # (load_state_dict names unexpected keys)
+        layout = "nested" if value.is_nested else None if value.layout == torch.strided else \
+            str(value.layout).removeprefix("torch.")
+        if layout is not None:
+            raise CliError(f"--weights {path!r}: {name!r} is a {layout} tensor; save the weights as plain dense "
+                           "tensors (model.state_dict() of the model itself)")
+        if value.device.type == "meta":
+            raise CliError(f"--weights {path!r}: {name!r} is on the meta device (a shape without values); save the "
+                           "weights after loading or training them")
+        if target.is_floating_point() and not value.is_floating_point():
+            got = str(value.dtype).removeprefix("torch.")
+            raise CliError(f"--weights {path!r}: {name!r} holds {got} values where the model has "
+                           f"{str(target.dtype).removeprefix('torch.')} weights (copied, they would be "
+                           f"{'the real parts' if value.is_complex() else '0 and 1' if value.dtype == torch.bool else 'whole numbers'}); "
+                           "these are not the "
+                           "model's floating-point weights (a quantized or another model's checkpoint?)")
 
 
 def missing_file(file: Path, option: str) -> None:

@@ -40,9 +40,12 @@ def load_model(spec: str, weights: str | None = None, *, weights_key: str | None
     module = _import(module_name)
     target = module
     for part in attr.split("."):
-        if not hasattr(target, part):
-            raise CliError(f"--model: {module_name!r} has no attribute {attr!r}")
-        target = getattr(target, part)
+        try:  # (a module's __getattr__ or a property is user code: it may raise anything)
+            target = getattr(target, part)
+        except AttributeError:
+            raise CliError(f"--model: {module_name!r} has no attribute {attr!r}") from None
+        except Exception as error:  # noqa: BLE001
+            raise CliError(f"--model: getting {attr!r} from {module_name!r} raised {reason(error)}") from None
     model = target if isinstance(target, torch.nn.Module) else _call_factory(target, spec)
     if weights is not None:
         load_weights(model, weights, key=weights_key)
@@ -70,8 +73,7 @@ def _import(module_name: str):
 
 
 def _import_file(path: Path):
-    if not path.is_file():
-        raise CliError(f"--model: no such file {str(path)!r}")
+    missing_file(path, "--model")  # (a folder named x.py was "no such file")
     name = PRIVATE_MODULE_PREFIX + re.sub(r"\W", "_", str(path.resolve().with_suffix("")))
     module_spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(module_spec)

@@ -16,6 +16,16 @@ from .loading import part_device_dtype
 LATENT_DIM_ATTRIBUTES = ("latent_dim", "latent_size", "z_dim", "zdim", "latent_dims", "n_latent", "num_latents", "code_size")
 # At most this many samples per input are drawn in samples.png (all are saved in the .npy files).
 MAX_PICTURE_COLUMNS = 16
+# At most this many rows (inputs, or prior samples by the row) are drawn: -n 100000 made a figure
+# 560,000 pixels tall, and drawing it ran out of memory.
+MAX_PICTURE_ROWS = 16
+# A tile is drawn at most this many times taller than wide (or wider than tall), stretched
+# beyond: a [1, 20000, 1] output drawn to scale made a figure 1.6 million pixels tall, and the
+# kernel killed the process for its memory.
+MAX_TILE_ASPECT = 4
+# Tiles larger than this are subsampled before drawing (each is under a hundred pixels wide in the
+# picture; [3, 2048, 2048] outputs made a canvas of gigabytes).
+MAX_TILE_PIXELS = 256
 
 
 def latent_dim(model, decoder, given: int | None) -> tuple[int, str]:
@@ -81,30 +91,35 @@ def _from_first_layer(decoder) -> tuple[int, str] | None:
 def save_samples_picture(images: np.ndarray, path: Path, *, per_row: int, row_label, title: str,
                          column_label: str = "sample"):
     """Draws ``images`` ``[N, *image_shape]`` as one labelled picture, ``per_row`` to a row
-    (at most MAX_PICTURE_COLUMNS shown per row); ``row_label(r)`` names row r. Returns the
-    figure."""
+    (at most MAX_PICTURE_COLUMNS shown per row, and MAX_PICTURE_ROWS rows); ``row_label(r)``
+    names row r. Returns the figure."""
     import textwrap
 
     from ..plots._common import finish, new_figure
     from ..plots._images import to_rgb, value_range
 
-    rows = -(-len(images) // per_row)
-    shown = min(per_row, MAX_PICTURE_COLUMNS)
+    total_rows = -(-len(images) // per_row)
+    rows, shown = min(total_rows, MAX_PICTURE_ROWS), min(per_row, MAX_PICTURE_COLUMNS, len(images))
     low, high = value_range(images)
-    tiles = to_rgb(images.reshape(len(images), -1), 1, images.shape[1:], vmin=low, vmax=high)
+    drawn = [i for i in (r * per_row + c for r in range(rows) for c in range(shown)) if i < len(images)]
+    step = -(-max(images.shape[-2:]) // MAX_TILE_PIXELS)  # (the last two axes are H, W)
+    picked = images[drawn][..., ::step, ::step]
+    tiles = to_rgb(picked.reshape(len(drawn), -1), 1, picked.shape[1:], vmin=low, vmax=high)
     height, width = tiles.shape[1:3]
-    canvas = np.ones((rows * (height + 1) - 1, shown * (width + 1) - 1, 3))
-    for index, tile in enumerate(tiles):
+    canvas = np.ones((rows * (height + 1) - 1, shown * (width + 1) - 1, 3), dtype=np.float32)
+    for index, tile in zip(drawn, tiles):
         r, c = divmod(index, per_row)
-        if c < shown:
-            canvas[r * (height + 1): r * (height + 1) + height, c * (width + 1): c * (width + 1) + width] = tile
+        canvas[r * (height + 1): r * (height + 1) + height, c * (width + 1): c * (width + 1) + width] = tile
     inches = 0.45 if max(height, width) <= 16 else 0.8  # per tile
-    figure = new_figure(max(4.0, 1.2 + shown * inches), 1.1 + rows * inches * height / width)
+    aspect = min(max(height / width, 1 / MAX_TILE_ASPECT), MAX_TILE_ASPECT)
+    figure = new_figure(max(4.0, 1.2 + shown * inches), 1.1 + rows * inches * aspect)
     axes = figure.add_subplot()
-    axes.imshow(canvas, interpolation="nearest")
+    axes.imshow(canvas, interpolation="nearest", aspect="equal" if aspect == height / width else "auto")
     axes.set_yticks([r * (height + 1) + height / 2 for r in range(rows)], [row_label(r) for r in range(rows)])
     axes.set_xticks([c * (width + 1) + width / 2 for c in range(shown)], [str(c) for c in range(shown)])
     axes.set_xlabel(column_label + (f" (first {shown} of {per_row})" if shown < per_row else ""))
+    if rows < total_rows:
+        axes.set_ylabel(f"first {rows} of {total_rows} rows")
     axes.tick_params(length=0)
     axes.set_title("\n".join(textwrap.wrap(title, width=int(figure.get_figwidth() * 11))), fontsize=9)
     return finish(figure, path)

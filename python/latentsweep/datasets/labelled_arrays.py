@@ -7,7 +7,23 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from .. import _checks
+
 _FN = "latentsweep.datasets.LabelledArrays"
+
+
+def _array(name: str, value):
+    """A tensor as it is; anything else as one numpy array (a ragged list is refused by name,
+    not with numpy's "inhomogeneous shape")."""
+    if isinstance(value, (torch.Tensor, np.ndarray)):
+        return value
+    if value is None or isinstance(value, (str, bytes)):
+        raise TypeError(f"{_FN}: {name} must be a tensor or an array of numbers, got {type(value).__name__}")
+    try:
+        return np.asarray(value)
+    except (ValueError, TypeError) as error:
+        raise ValueError(f"{_FN}: {name} must be a tensor or a rectangular array of numbers, got a "
+                         f"{type(value).__name__} that is not one array (rows of different lengths?)") from None
 
 
 class LabelledArrays:
@@ -27,10 +43,14 @@ class LabelledArrays:
     """
 
     def __init__(self, observations, factors, *, factor_names: Sequence[str] | None = None) -> None:
-        obs = observations if isinstance(observations, torch.Tensor) else torch.as_tensor(np.asarray(observations))
         from ..metrics import _inputs  # the metrics' checks of factor values (imported late: metrics imports datasets)
 
-        labels = _inputs.as_tensor(_FN, "factors", factors if isinstance(factors, torch.Tensor) else np.asarray(factors))
+        obs = _inputs.as_tensor(_FN, "observations", _array("observations", observations))
+        _checks.dense_values(_FN, "observations", obs)  # (meta: no values to encode)
+        if obs.is_complex():  # (the encoder's inputs; a cast would keep the real parts)
+            raise TypeError(f"{_FN}: observations must hold real numbers, got {obs.dtype}")
+        labels = _inputs.as_tensor(_FN, "factors", _array("factors", factors))
+        _checks.dense_values(_FN, "factors", labels)
         if obs.dim() < 1 or obs.shape[0] < 2:
             raise ValueError(f"{_FN}: observations must be [N, ...] with N >= 2, got shape {tuple(obs.shape)}")
         if labels.dim() != 2 or labels.shape[0] != obs.shape[0] or labels.shape[1] < 1:
@@ -59,11 +79,22 @@ class LabelledArrays:
         return self.labels.shape[0]
 
     def sample_factors(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        rows = torch.randint(self.labels.shape[0], (int(n),), generator=generator)
+        n = _checks.integer(f"{_FN}.sample_factors", "n", n, low=0)  # (1.5 was drawn as 1, -1 failed in torch)
+        _checks.fits_in_memory(f"{_FN}.sample_factors", f"the factors [n={n}, F={self.labels.shape[1]}]",
+                               n * self.labels.shape[1] * 8, torch.device("cpu"), "draw fewer")
+        rows = torch.randint(self.labels.shape[0], (n,), generator=generator)
         return self.labels[rows]
 
     def sample_factors_matching(self, index: int, values: torch.Tensor, generator: torch.Generator | None = None):
         """Rows drawn uniformly among those whose factor ``index`` equals each of ``values``."""
+        fn = f"{_FN}.sample_factors_matching"
+        index = _checks.index(fn, "index", index, self.labels.shape[1], what="factor(s)")
+        if not isinstance(values, torch.Tensor) or values.dim() != 1:
+            raise TypeError(f"{fn}: values must be a 1-D tensor of factor values, got "
+                            f"{tuple(values.shape) if isinstance(values, torch.Tensor) else type(values).__name__}")
+        if values.is_floating_point() or values.is_complex() or values.dtype == torch.bool:
+            raise TypeError(f"{fn}: values must hold integers, got {values.dtype}")
+        values = values.cpu()
         column = self.labels[:, index]
         out = torch.empty(values.shape[0], self.labels.shape[1], dtype=torch.int64)
         for value in torch.unique(values):
@@ -78,6 +109,9 @@ class LabelledArrays:
     def observations(self, factors) -> torch.Tensor:
         if not isinstance(factors, torch.Tensor) or factors.dim() != 2 or factors.shape[1] != self.labels.shape[1]:
             raise ValueError(f"{_FN}.observations: factors must be a [n, {self.labels.shape[1]}] tensor")
+        if factors.is_floating_point() or factors.is_complex() or factors.dtype == torch.bool:
+            # (0.7 was truncated to 0: an observation of other factor values, without a word)
+            raise TypeError(f"{_FN}.observations: factors must be integers, got {factors.dtype}")
         rows = []
         for key in map(tuple, factors.to(torch.int64).tolist()):
             row = self._row_of.get(key)

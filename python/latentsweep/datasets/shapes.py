@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Mapping
 
 import torch
@@ -53,11 +54,19 @@ class Shapes:
         self.resolution = _checks.integer(_FN, "resolution", resolution, low=32, high=1024)
         if self.resolution % 32:
             raise ValueError(f"{_FN}: resolution must be a multiple of 32 (positions move by whole pixels), got {resolution}")
+        if fixed is not None and not isinstance(fixed, Mapping):
+            raise TypeError(f"{_FN}: fixed must be a dict of factor name (or index) -> value, got {type(fixed).__name__}")
         self.fixed: dict[int, int] = {}
-        for key, value in dict(fixed or {}).items():
-            index = FACTOR_NAMES.index(key) if key in FACTOR_NAMES else key
-            if isinstance(index, str) or not isinstance(index, int) or not 0 <= index < len(FACTOR_NAMES):
+        for key, value in (fixed or {}).items():
+            # (True was factor 1; numpy's integers were refused as keys)
+            named = isinstance(key, str) and key in FACTOR_NAMES
+            index = FACTOR_NAMES.index(key) if named else key
+            if not named and (isinstance(index, (str, bool)) or not isinstance(index, numbers.Integral)
+                              or not 0 <= index < len(FACTOR_NAMES)):
                 raise ValueError(f"{_FN}: fixed keys must be factor names {FACTOR_NAMES} or indices 0..4, got {key!r}")
+            index = int(index)
+            if index in self.fixed:  # ({"shape": 0, 0: 1}: the last one won)
+                raise ValueError(f"{_FN}: fixed names factor {FACTOR_NAMES[index]!r} twice (by name and by index)")
             self.fixed[index] = _checks.integer(_FN, f"fixed[{key!r}]", value, low=0, high=self.ALL_SIZES[index] - 1)
         self.free = [j for j in range(len(FACTOR_NAMES)) if j not in self.fixed]
         self._images: torch.Tensor | None = None  # [36864, R, R] uint8, built on first use
@@ -83,6 +92,8 @@ class Shapes:
     def sample_factors(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """``[n, F]`` int64 factor values, each uniform over its range, drawn with ``generator``."""
         n = _checks.integer(f"{_FN}.sample_factors", "n", n, low=0)
+        _checks.fits_in_memory(f"{_FN}.sample_factors", f"the factors [n={n}, F={len(self.free)}]",
+                               2 * n * len(self.free) * 8, torch.device("cpu"), "draw fewer")  # (columns, then stacked)
         columns = [torch.randint(size, (n,), generator=generator) for size in self.factor_sizes]
         return torch.stack(columns, dim=1)
 

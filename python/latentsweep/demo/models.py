@@ -16,6 +16,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .. import _checks
+
 DIGITS_PIXELS = 64
 DIGITS_SHAPE = (1, 8, 8)
 _HEAD_ACTIVATIONS = (None, "relu")
@@ -27,6 +29,11 @@ def _mlp(sizes: list[int]) -> nn.Sequential:
     for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
         layers += [nn.Linear(fan_in, fan_out), nn.ReLU()]
     return nn.Sequential(*layers)
+
+
+def _sizes(model: str, **sizes) -> list[int]:
+    """Layer sizes as ints >= 1 (0 built empty layers, -1 and 2.5 failed inside torch)."""
+    return [_checks.integer(f"latentsweep.demo.{model}", name, value, low=1) for name, value in sizes.items()]
 
 
 def _head_activation(name: str | None, what: str) -> nn.Module:
@@ -107,6 +114,7 @@ class DigitsVAE(nn.Module):
         logvar_activation: str | None = None,
     ) -> None:
         super().__init__()
+        latent_dim, hidden = _sizes("DigitsVAE", latent_dim=latent_dim, hidden=hidden)
         self.latent_dim = latent_dim
         self.encoder = GaussianEncoder(
             DIGITS_PIXELS,
@@ -127,6 +135,7 @@ class DigitsAE(nn.Module):
 
     def __init__(self, latent_dim: int = 8, *, hidden: int = 128) -> None:
         super().__init__()
+        latent_dim, hidden = _sizes("DigitsAE", latent_dim=latent_dim, hidden=hidden)
         self.latent_dim = latent_dim
         self.encoder = CodeEncoder(DIGITS_PIXELS, [hidden, hidden], latent_dim)
         self.decoder = MLPDecoder(latent_dim, [hidden, hidden], DIGITS_SHAPE, sigmoid=True)
@@ -141,6 +150,8 @@ class TabularVAE(nn.Module):
 
     def __init__(self, num_features: int, latent_dim: int = 4, *, hidden: int = 64) -> None:
         super().__init__()
+        num_features, latent_dim, hidden = _sizes("TabularVAE", num_features=num_features, latent_dim=latent_dim,
+                                                  hidden=hidden)
         self.num_features = num_features
         self.latent_dim = latent_dim
         self.encoder = GaussianEncoder(num_features, [hidden, hidden], latent_dim)

@@ -17,7 +17,7 @@ import torch
 from safetensors.torch import load as load_safetensors
 from torch import nn
 
-from .models import GaussianEncoder, MLPDecoder
+from .models import GaussianEncoder, MLPDecoder, _sizes
 
 SHAPES_VAE_NAME = "shapes-beta-vae"
 SHAPES_RESOLUTION = 32
@@ -29,6 +29,7 @@ class ShapesVAE(nn.Module):
 
     def __init__(self, latent_dim: int = 10, *, hidden: int = 128) -> None:
         super().__init__()
+        latent_dim, hidden = _sizes("ShapesVAE", latent_dim=latent_dim, hidden=hidden)
         self.latent_dim = latent_dim
         pixels = SHAPES_RESOLUTION * SHAPES_RESOLUTION
         self.encoder = nn.Sequential(nn.Flatten(), GaussianEncoder(pixels, [hidden, hidden], latent_dim))

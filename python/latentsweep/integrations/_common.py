@@ -89,7 +89,7 @@ class SnapshotOptions:
             max_dims=max_dims,
             anchors=anchors,
             span=_checks.positive_float(fn, "span", o.span),
-            prior_std=_checks.positive_float(fn, "prior_std", o.prior_std),
+            prior_std=_checks.prior_std(fn, o.prior_std),  # (diagnose's range, said now, not epochs into training)
             grid_anchors=_checks.integer(fn, "grid_anchors", o.grid_anchors, low=0, high=anchors),
             image_shape=image_shape,
             batch_size=_checks.integer(fn, "batch_size", o.batch_size, low=1),
@@ -104,6 +104,8 @@ class SnapshotOptions:
 def check_data(fn: str, data) -> None:
     """The data kinds :func:`latentsweep.encode` takes (its own checks run on every snapshot)."""
     if isinstance(data, (torch.Tensor, np.ndarray)):
+        if isinstance(data, torch.Tensor):  # (a meta or sparse tensor failed in torch's copy, naming nothing)
+            _checks.dense_values(fn, "data", data)
         if data.ndim == 0 or data.shape[0] == 0:
             raise ValueError(f"{fn}: data must be a non-empty [N, ...] tensor or array, got shape {tuple(data.shape)}")
         if isinstance(data, torch.Tensor) and data.is_complex():
@@ -186,6 +188,9 @@ def take_snapshot(
     ``fn`` names the public caller in error messages.
     """
     started = time.perf_counter()
+    for role, part in (("encoder", encoder), ("decoder", decoder)):  # (before encoding; named for the caller)
+        if not callable(part):
+            raise TypeError(f"{fn}: {role} must be callable, got {type(part).__name__}")
     owners = _unique([*(m for f in (encoder, decoder) for m in modules_behind(f)), *(modules or ())])
     if not owners and modules is None:
         warnings.warn(
@@ -194,8 +199,11 @@ def take_snapshot(
             "for a model without modules)",
             stacklevel=3,
         )
-    if device is None:
-        device = next((d for d in map(model_device, owners) if d is not None), None)
+    # Each part runs on its own device (a decoder on another GPU than the encoder's, or than the
+    # LightningModule's, got the encoder's codes there); ``device`` overrides both; a part without
+    # parameters goes where the other modules are.
+    fallback = next((d for d in map(model_device, owners) if d is not None), None)
+    encoder_device, decoder_device = (device or model_device(part) or fallback for part in (encoder, decoder))
     if isinstance(data, np.ndarray):  # encode() would cast it to the recorder's dtype, not the model's
         data = torch.from_numpy(np.ascontiguousarray(data))
         if data.is_floating_point():
@@ -204,7 +212,7 @@ def take_snapshot(
     with preserve_rng_state(), torch.no_grad(), contextlib.ExitStack() as modes:
         for module in owners:
             modes.enter_context(eval_mode(module))
-        posterior = encode(recorder, data, batch_size=options.batch_size, device=device, progress=False)
+        posterior = encode(recorder, data, batch_size=options.batch_size, device=encoder_device, progress=False)
         diagnosis = diagnose(posterior, prior_std=options.prior_std)
         refuse_overflowing_kl(fn, posterior, diagnosis)
         mode = diagnosis.recommended_mode if options.mode == "auto" else options.mode
@@ -216,13 +224,13 @@ def take_snapshot(
         sweep = dict(
             mode=mode, span=options.span, steps=options.steps, dims=ranked_dims(diagnosis)[: options.max_dims],
             reference=posterior.mu if MODE_TABLE[mode].needs_reference else None, prior_std=options.prior_std,
-            device=device, progress=False,
+            device=decoder_device, progress=False,
             distributed=False,  # runs on rank 0 alone while the other ranks train
         )
         # Statistics over all anchors without keeping outputs (A x K x S images can be large);
         # outputs only for what is drawn: the grid's anchors, or every anchor of tabular outputs.
         result = traverse(decoder, posterior[: options.anchors], keep_outputs=False, **sweep)
-        images_out = is_image_output(result.out_shape, options.image_shape)
+        images_out = is_image_output(result.out_shape, options.image_shape, fn=fn)
         drawn = options.grid_anchors if images_out else (options.anchors if options.grid_anchors else 0)
         pictured = traverse(decoder, posterior[:drawn], **sweep) if drawn else None
         images = _draw(pictured, images_out, diagnosis, recorder.inputs(), options, step)

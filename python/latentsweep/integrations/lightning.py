@@ -43,7 +43,8 @@ class TraversalCallback(pl.Callback):
     Args:
         data: a fixed sample of inputs (a few hundred to a few thousand): an ``[N, ...]`` tensor,
             a Dataset or a DataLoader (not shuffled, or the anchors change between snapshots).
-            Batches go to the LightningModule's device.
+            Batches go to the encoder's device and codes to the decoder's (each part's own
+            parameters'; the LightningModule's for a part without any).
         every_n_epochs: log at every n-th validation epoch (or training epoch without validation).
         steps: S, values per traversed latent.
         mode: ``"auto"`` (the diagnosis' recommended mode) or a mode of
@@ -144,7 +145,7 @@ class TraversalCallback(pl.Callback):
             encoder, decoder = self._modules(pl_module)
             snapshot = _common.take_snapshot(
                 encoder, decoder, self.data, self.options,
-                step=trainer.global_step, fn=_FN, device=pl_module.device, modules=[pl_module],
+                step=trainer.global_step, fn=_FN, modules=[pl_module],  # (each part on its own device)
             )
             for logger in trainer.loggers:
                 self._log(logger, snapshot)

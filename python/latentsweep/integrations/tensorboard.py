@@ -75,7 +75,8 @@ def log_traversals(
         image_shape: ``(H, W)`` or ``(C, H, W)`` to draw flat decoder outputs as images.
         batch_size: inputs per encoder call (tensors and Datasets).
         prefix: the names' prefix (``""`` for none).
-        device: where to encode and decode (default: the encoder's or decoder's parameters').
+        device: where to encode and decode (default: the encoder's parameters' device to encode,
+            the decoder's to decode; a part without parameters runs where the other modules are).
         modules: an nn.Module or a list of them also put in eval mode (e.g. the whole model,
             when the encoder and decoder are wrappers that hide it); with none found at all, a
             warning unless ``modules=()``.

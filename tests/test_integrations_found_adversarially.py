@@ -1,0 +1,146 @@
+"""Defects an adversarial pass found in the training integrations, the CLI's weights and sample
+pictures, the data sets and the demo models; each test failed before its fix."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from latentsweep.integrations import _common
+from training_models import TinyVAE, digits
+
+pytest.importorskip("tensorboard")
+from latentsweep.integrations.tensorboard import log_traversals  # noqa: E402
+
+
+class Writer:
+    """A SummaryWriter look-alike that keeps nothing."""
+
+    def add_scalar(self, *args, **kwargs):
+        pass
+
+    add_image = add_text = flush = add_scalar
+
+
+class Stop(Exception):
+    pass
+
+
+@pytest.fixture
+def devices_used(monkeypatch):
+    """The devices take_snapshot hands to encode() and traverse() (it stops at the traversal)."""
+    used = {}
+    encode = _common.encode
+
+    def recording_encode(*args, device=None, **kwargs):
+        used["encode"] = device
+        return encode(*args, device=device, **kwargs)
+
+    def recording_traverse(decoder, anchors, *, device=None, **kwargs):
+        used["traverse"] = device
+        raise Stop
+
+    monkeypatch.setattr(_common, "encode", recording_encode)
+    monkeypatch.setattr(_common, "traverse", recording_traverse)
+    return used
+
+
+def test_the_decoder_runs_on_its_own_device_not_the_encoders(devices_used):
+    """A decoder on another device than the encoder (model parallel, or an encoder kept on the
+    CPU) was handed codes on the encoder's device: the decode failed with torch's device error."""
+    vae = TinyVAE()
+    vae.decoder.to("meta")  # (a device of its own, without a second GPU)
+    with pytest.raises(Stop):
+        log_traversals(Writer(), vae.encoder, vae.decoder, digits(8), step=0)
+    assert devices_used == {"encode": torch.device("cpu"), "traverse": torch.device("meta")}
+    devices_used.clear()
+    with pytest.raises(Stop):  # device= still moves both
+        log_traversals(Writer(), vae.encoder, vae.decoder, digits(8), step=0, device="cpu")
+    assert devices_used == {"encode": torch.device("cpu"), "traverse": torch.device("cpu")}
+
+
+def test_the_lightning_callback_decodes_on_the_decoders_device(devices_used):
+    pl = pytest.importorskip("lightning.pytorch")
+    from types import SimpleNamespace
+
+    from latentsweep.integrations.lightning import TraversalCallback
+
+    class Lit(pl.LightningModule):
+        def __init__(self):
+            super().__init__()
+            vae = TinyVAE()
+            self.encoder, self.decoder = vae.encoder, vae.decoder.to("meta")
+
+    trainer = SimpleNamespace(loggers=[], is_global_zero=True, enable_validation=False, sanity_checking=False,
+                              global_step=3, state=SimpleNamespace(fn="fit"))
+    with pytest.raises(Stop):
+        TraversalCallback(digits(8)).on_train_epoch_end(trainer, Lit())
+    assert devices_used == {"encode": torch.device("cpu"), "traverse": torch.device("meta")}
+
+
+def test_a_prior_std_diagnose_refuses_is_refused_when_set_up(monkeypatch):
+    """prior_std=1e-300 passed the setup checks and failed at the first snapshot, named as
+    latentsweep.diagnose (for Lightning: epochs into the training run)."""
+    monkeypatch.setattr(_common, "encode", lambda *a, **k: pytest.fail("encoded before refusing prior_std"))
+    vae = TinyVAE()
+    for bad in (1e-300, 1e300):
+        with pytest.raises(ValueError, match=r"log_traversals: prior_std must lie in \[1e-100, 1e\+100\]"):
+            log_traversals(Writer(), vae.encoder, vae.decoder, digits(8), step=0, prior_std=bad)
+    pytest.importorskip("lightning.pytorch")
+    from latentsweep.integrations.lightning import TraversalCallback
+
+    with pytest.raises(ValueError, match="TraversalCallback: prior_std must lie in"):
+        TraversalCallback(digits(8), prior_std=1e-300)
+
+
+def test_meta_and_sparse_data_are_refused_by_name():
+    """Both failed inside torch ("Cannot copy out of meta tensor", "Could not run
+    'aten::as_strided' with arguments from the 'SparseCPU' backend"), naming nothing."""
+    vae = TinyVAE()
+    with pytest.raises(ValueError, match="log_traversals: data is on the meta device"):
+        log_traversals(Writer(), vae.encoder, vae.decoder, torch.empty(8, 64, device="meta"), step=0)
+    with pytest.raises(TypeError, match=r"log_traversals: data must be a dense \(torch.strided\) tensor"):
+        log_traversals(Writer(), vae.encoder, vae.decoder, digits(8).to_sparse(), step=0)
+
+
+def test_an_image_shape_that_does_not_fit_the_outputs_names_the_function():
+    """It said "latentsweep: image_shape (7, 7) holds 49 values ...": not which call."""
+    vae = TinyVAE()
+    flat = torch.nn.Sequential(vae.decoder, torch.nn.Flatten())
+    with pytest.raises(ValueError, match=r"log_traversals: image_shape \(7, 7\) holds 49 values"):
+        log_traversals(Writer(), vae.encoder, flat, digits(8), step=0, image_shape=(7, 7))
+
+
+# ---- latentsweep sample's picture ------------------------------------------------------------
+def test_the_samples_picture_stays_small_whatever_the_count_and_shape_of_the_images(tmp_path):
+    """-n 100000 drew all 12,500 rows (a figure 560,000 pixels tall: 6 GiB for one array, then a
+    MemoryError or the kernel's kill); a [1, 2000, 1] output was drawn to scale (160,000 pixels
+    tall; [1, 20000, 1] exhausted 24 GB)."""
+    from latentsweep.cli.samples import save_samples_picture
+
+    rng = np.random.default_rng(0)
+    many = save_samples_picture(rng.random((100_000, 1, 8, 8), dtype=np.float32), tmp_path / "many.png", per_row=8,
+                                row_label=str, title="prior samples")
+    width, height = many.get_size_inches()
+    assert height < 12 and many.axes[0].get_ylabel() == "first 16 of 12500 rows"
+    assert len(many.axes[0].get_yticklabels()) == 16
+    for shape in ((1, 20_000, 1), (1, 1, 20_000), (3, 1024, 1024)):
+        figure = save_samples_picture(rng.random((4, *shape), dtype=np.float32), tmp_path / "odd.png", per_row=2,
+                                      row_label=str, title="posterior samples")
+        width, height = figure.get_size_inches()
+        assert 1 <= height < 10 and width < 10, (shape, width, height)
+        assert figure.axes[0].get_ylabel() == ""
+    few = save_samples_picture(rng.random((3, 8, 8)), tmp_path / "few.png", per_row=8, row_label=str, title="3")
+    assert [t.get_text() for t in few.axes[0].get_xticklabels()] == ["0", "1", "2"]  # (not 8 columns, 5 empty)
+
+
+def test_an_encoder_or_decoder_that_is_not_callable_is_named_for_the_caller(monkeypatch):
+    """It was "latentsweep.integrations: encoder must be callable", and a decoder that is not was
+    named as latentsweep.traverse's after the data had been encoded."""
+    monkeypatch.setattr(_common, "encode", lambda *a, **k: pytest.fail("encoded before checking the decoder"))
+    vae = TinyVAE()
+    with pytest.raises(TypeError, match="log_traversals: encoder must be callable, got int"):
+        log_traversals(Writer(), 5, vae.decoder, digits(8), step=0)
+    with pytest.raises(TypeError, match="log_traversals: decoder must be callable, got NoneType"):
+        log_traversals(Writer(), vae.encoder, None, digits(8), step=0)
