@@ -273,7 +273,7 @@ def test_a_norm_just_off_1_is_said_with_its_digits_and_the_tolerance():
     vectors[0, 0] = 1 + 1e-6
     directions = latentsweep.Directions(vectors, ("u",))
     with pytest.raises(ValueError, match=r"direction 0 has norm 1\.00000099999\d*, further from 1 than "
-                                         r"1\.49012e-08 \(sqrt\(eps\) of Double\)"):
+                                         r"1\.49012e-08 \(sqrt\(eps\) of torch.float64\)"):
         latentsweep.direction_codes(torch.zeros(1, 5, dtype=torch.float64), directions.vectors, torch.zeros(3))
     with pytest.raises(ValueError, match=r"have norm\(s\) \[1\.1000011\d*\], further from 1 than 1e-05"):
         latentsweep.Directions(vectors * 1.1, ("u",))

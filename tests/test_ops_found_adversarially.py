@@ -152,3 +152,90 @@ def test_posterior_uint64_tensor_indices_beyond_int64_are_out_of_range(value, sh
     index = torch.tensor(value, dtype=torch.uint64).reshape(shape)
     with pytest.raises(IndexError, match=rf"latentsweep.Posterior\[...\]: index {value} is out of range"):
         ls.Posterior(ROWS)[index]
+
+
+def test_the_in_place_prior_draw_refuses_a_tensor_that_requires_grad():
+    """sample_prior_ had no autograd kernel: a tensor in a graph was overwritten and the
+    gradient through it came out as the draws' garbage, silently."""
+    ops = torch.ops.latentsweep
+    leaf = torch.ones(2, 3, requires_grad=True)
+    inner = leaf * 1
+    with pytest.raises(ValueError, match="sample_prior_: self requires grad"):
+        ops.sample_prior_(inner, 0, 0)
+    (inner * inner).sum().backward()  # the graph is intact: d(x^2)/dx at 1
+    assert torch.equal(leaf.grad, torch.full((2, 3), 2.0))
+    with torch.no_grad():
+        ops.sample_prior_(inner, 0, 0)  # allowed where nothing is recorded
+    assert torch.equal(inner, ops.sample_prior(2, 3, 0, 0))
+
+
+def test_the_in_place_prior_draw_bumps_the_version_of_what_it_overwrites():
+    """A graph that saved the tensor notices it was overwritten, as with torch's own in-place ops."""
+    leaf = torch.ones(2, 3, requires_grad=True)
+    saved = torch.empty(2, 3)
+    before = saved._version
+    torch.ops.latentsweep.sample_prior_(saved, 0, 0)
+    assert saved._version > before
+    product = (leaf * saved).sum()  # saves `saved` for the backward
+    torch.ops.latentsweep.sample_prior_(saved, 1, 0)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        product.backward()
+
+
+def test_the_in_place_prior_draw_refuses_an_expanded_tensor():
+    """It raised torch's "more than one element of the written-to tensor refers to a single
+    memory location"."""
+    with pytest.raises(ValueError, match="sample_prior_: self has elements that share memory"):
+        torch.ops.latentsweep.sample_prior_(torch.empty(1, 8).expand(5, 8), 0, 0)
+    with pytest.raises(ValueError, match="share memory"):  # the shape-only (meta) kernel says it too
+        torch.ops.latentsweep.sample_prior_(torch.empty(1, 8, device="meta").expand(5, 8), 0, 0)
+
+
+def test_the_unit_length_message_spells_dtypes_as_torch_does():
+    anchors = torch.zeros(1, 2, dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"sqrt\(eps\) of torch.float64\)"):
+        torch.ops.latentsweep.direction_codes(anchors, torch.tensor([[1.0, 1.0]], dtype=torch.float64),
+                                              torch.zeros(1, 1, 1, dtype=torch.float64), 0, None)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_low_precision_direction_codes_count_their_float32_buffer(small_machine, dtype):
+    """float16/bfloat16 direction codes are computed in a float32 buffer of their size, then
+    rounded: 6 bytes per value (the check counted 2, and let 40% of the RAM through as 120%)."""
+    anchors = torch.zeros(1, 1024, dtype=dtype)
+    unit = torch.zeros(1, 1024, dtype=dtype)
+    unit[0, 0] = 1
+    values = torch.zeros(1, 1, 24 * 1024, dtype=dtype)  # 48 MiB of codes, 144 MiB with the buffer
+    with pytest.raises(ValueError, match=r"direction_codes: the codes \[24576, D=1024\] needs 0.1 GiB"):
+        ls.direction_codes(anchors, unit, values)
+    # Traversal codes are written directly: their own 2 bytes per value.
+    assert ls.traversal_codes(anchors, [0], values).shape == (24 * 1024, 1024)
+
+
+@pytest.mark.parametrize("dtype", [torch.uint16, torch.uint32, torch.uint64])
+def test_unsigned_values_are_read_as_numbers(dtype):
+    """torch has no min/max for uint16/32/64: the range check raised NotImplementedError
+    ("aminmax_cpu" not implemented for 'UInt32')."""
+    codes = ls.traversal_codes(torch.zeros(1, 2), [0], torch.tensor([1, 2], dtype=dtype))
+    assert codes.tolist() == [[1.0, 0.0], [2.0, 0.0]]
+    assert _checks.extremes(torch.tensor([5, 3, 9], dtype=dtype)) == [3, 9]
+
+
+def test_uint64_extremes_beyond_int64_are_exact():
+    big = torch.tensor([2**64 - 1, 2**63, 7], dtype=torch.uint64)
+    assert _checks.extremes(big) == [7, 2**64 - 1]
+    assert _checks.extremes(big[:2]) == [2**63, 2**64 - 1]
+    assert _checks.extremes(big[2:]) == [7, 7]
+
+
+def test_uint64_dims_beyond_int64_are_named_as_given():
+    """dims of 2**63 as uint64 wrapped to int64's most negative number in the message."""
+    with pytest.raises(ValueError, match=r"traversal_codes: dims holds 9223372036854775808, beyond int64's range"):
+        ls.traversal_codes(torch.zeros(1, 2), torch.tensor([2**63], dtype=torch.uint64), torch.tensor([1.0, 2.0]))
+    assert ls.traversal_codes(torch.zeros(1, 2), torch.tensor([1], dtype=torch.uint64),
+                              torch.tensor([1.0])).tolist() == [[0.0, 1.0]]
+
+
+def test_empty_interpolation_endpoints_say_what_is_needed():
+    with pytest.raises(ValueError, match=r"P >= 1 and D >= 1, got \(0, 3\) and \(0, 3\)"):
+        ls.interpolate(lambda codes: codes, torch.zeros(0, 3), torch.zeros(0, 3), progress=False)

@@ -41,7 +41,7 @@ void check_unit_length(const at::Tensor& directions) {
   TORCH_CHECK_VALUE(false, kDirectionCodesFn,
                     ": directions must have unit length (use latentsweep.unit_directions); "
                     "direction ", first, " has norm ", norm.str(), ", further from 1 than ",
-                    unit_tolerance(directions.scalar_type()), " (sqrt(eps) of ", directions.scalar_type(), ")");
+                    unit_tolerance(directions.scalar_type()), " (sqrt(eps) of ", dtype_name(directions.scalar_type()), ")");
 }
 
 }  // namespace

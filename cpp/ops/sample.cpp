@@ -3,6 +3,7 @@
 
 #include <ATen/ATen.h>
 #include <ATen/Context.h>
+#include <ATen/MemoryOverlap.h>
 #include <torch/library.h>
 
 #include <ATen/core/dispatch/Dispatcher.h>
@@ -77,6 +78,10 @@ void check_sample_prior_output(const at::Tensor& out, int64_t offset) {
   check_dense(out, fn, "self");
   check_floating(out, fn, "self");
   TORCH_CHECK_VALUE(out.dim() == 2, fn, ": self must be 2-D [n, D], got shape ", out.sym_sizes());
+  // An expanded tensor's rows share memory: one draw per element cannot be written there.
+  TORCH_CHECK_VALUE(at::has_internal_overlap(out) != at::MemOverlap::Yes, fn,
+                    ": self has elements that share memory (an expanded tensor); draw into a "
+                    "tensor of its own, e.g. self.contiguous() or torch.empty(n, D)");
   check_counter(fn, "offset", offset, out.sym_size(0), kMaxRowCounter, "2**48 - n");
   check_latent_size(fn, out.sym_size(1));
 }

@@ -8,6 +8,7 @@
 // (eps is a constant), so double backward works too.
 #include <ATen/ATen.h>
 #include <torch/autograd.h>
+#include <torch/csrc/autograd/VariableTypeUtils.h>
 #include <torch/library.h>
 
 #include <ATen/core/dispatch/Dispatcher.h>
@@ -71,10 +72,29 @@ at::Tensor sample_autograd(const at::Tensor& mu, const at::Tensor& logvar, c10::
   return SampleFunction::apply(mu, logvar, n, seed, row_offset, sample_offset);
 }
 
+// The in-place prior draw records no gradients: with none registered here, a tensor that
+// requires grad was overwritten while autograd kept using its old graph (the gradient through
+// it came out as garbage, silently). Refused instead; the version bump is what torch's own
+// in-place kernels do, so a graph that saved `self` notices it was overwritten.
+void sample_prior_inplace_autograd(at::Tensor& self, int64_t seed, int64_t offset) {
+  TORCH_CHECK_VALUE(!(at::GradMode::is_enabled() && self.requires_grad()), kSamplePriorInplaceFn,
+                    ": self requires grad, and an in-place draw records no gradients; draw under "
+                    "torch.no_grad(), or into a new tensor with latentsweep.sample_prior()");
+  static const auto op = c10::Dispatcher::singleton()
+                             .findSchemaOrThrow("latentsweep::sample_prior_", "")
+                             .typed<void(at::Tensor&, int64_t, int64_t)>();
+  {
+    at::AutoDispatchBelowADInplaceOrView guard;
+    op.call(self, seed, offset);
+  }
+  torch::autograd::increment_version(self);
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(latentsweep, Autograd, m) {
   m.impl("sample", &sample_autograd);
+  m.impl("sample_prior_", &sample_prior_inplace_autograd);
 }
 
 }  // namespace latentsweep
