@@ -89,10 +89,14 @@ def test_metrics_command_on_labelled_arrays(labelled):
         (["--metrics", "mig,nope"], "unknown metric"),
         (["--votes", "1,a"], "--votes"),
         (["--data", "x.npy", "--factors", "missing.npy"], "--factors: no such file"),
+        # (the key flag of --factors named, not --data's --key)
+        (["--data", "x.npy", "--factors", "two.npz"], "holds several arrays (a, b); choose one with --factors-key"),
+        (["--data", "x.npy", "--factors", "two.npz", "--factors-key", "c"], "--factors: "),
     ],
 )
 def test_metrics_command_errors_are_one_line(labelled, args, message):
-    args = [str(labelled / a) if a.endswith(".npy") else a for a in args]
+    np.savez(labelled / "two.npz", a=np.zeros((1200, 3), dtype=np.int64), b=np.zeros((1200, 3), dtype=np.int64))
+    args = [str(labelled / a) if a.endswith((".npy", ".npz")) else a for a in args]
     completed = run("metrics", *args, "--no-progress", check=False)
     assert completed.returncode == 1 and message in completed.stderr and "Traceback" not in completed.stderr
 

@@ -162,3 +162,13 @@ def test_numpy_integer_keys_fix_factors_and_huge_draws_are_refused_before_alloca
     assert Shapes(fixed={np.int64(4): 3}).factor_names == ["shape", "scale", "orientation", "x"]
     with pytest.raises(ValueError, match=r"Shapes.sample_factors: the factors \[n=10000000000000, F=5\] needs"):
         Shapes().sample_factors(10**13)
+
+
+def test_uint64_factors_beyond_int64_are_refused_not_wrapped():
+    """Factors of 2**63 and more wrapped to negative int64 labels (-1, -2**63): shown wrong."""
+    from latentsweep.datasets import LabelledArrays
+
+    observations = np.zeros((2, 3), dtype=np.float32)
+    with pytest.raises(ValueError, match="factors must lie within int64's range, got a value of 18446744073709551615"):
+        LabelledArrays(observations, np.array([[2**64 - 1, 0], [2**63, 1]], dtype=np.uint64))
+    assert LabelledArrays(observations, np.array([[5, 0], [7, 1]], dtype=np.uint64)).factor_sizes == [2, 2]

@@ -171,15 +171,16 @@ def _is_dir(path: Path) -> bool:
         return False
 
 
-def load_array(path: str, *, key: str | None = None) -> torch.Tensor:
+def load_array(path: str, *, key: str | None = None, option: str = "--data") -> torch.Tensor:
     """A tensor from .npy, .npz, .pt/.pth (weights_only) or .safetensors (``key`` picks an
     entry of a file holding several; default: the only one, or 'x'/'data'; of an .npz, only
-    that entry is read)."""
+    that entry is read). ``option``: the flag that named the file, which every message names
+    (with its key flag, see :func:`key_flag`)."""
     file = Path(path)
-    missing_file(file, "--data")
+    missing_file(file, option)
     suffix = file.suffix.lower()
     if suffix in (".npy", ".npz"):
-        npy_file(file, "--data", archive=suffix == ".npz")
+        npy_file(file, option, archive=suffix == ".npz")
     try:
         if suffix == ".npy":
             entries = {"": np.load(file, allow_pickle=False)}
@@ -187,20 +188,20 @@ def load_array(path: str, *, key: str | None = None) -> torch.Tensor:
             # an NpzFile reads an entry when it is indexed: only the chosen one is read (the
             # others may be large, or object arrays that allow_pickle=False refuses)
             with np.load(file, allow_pickle=False) as archive:
-                name = _pick(archive.files, key, path)
+                name = _pick(archive.files, key, path, option)
                 entries = {name: archive[name]}
         elif suffix in (".pt", ".pth"):
-            loaded = read_torch_file(file, "--data")
+            loaded = read_torch_file(file, option)
             entries = loaded if isinstance(loaded, dict) else {"": loaded}
         elif suffix == ".safetensors":
-            entries = read_safetensors(file, "--data", choose=lambda names: _pick(names, key, path))
+            entries = read_safetensors(file, option, choose=lambda names: _pick(names, key, path, option))
         else:
-            raise CliError(f"--data: unsupported file type {suffix!r} (use .npy, .npz, .pt or .safetensors)")
+            raise CliError(f"{option}: unsupported file type {suffix!r} (use .npy, .npz, .pt or .safetensors)")
     except CliError:
         raise
     except Exception as error:  # noqa: BLE001
-        raise CliError(f"--data: cannot read {path!r} ({error})") from None
-    return _as_tensor(entries[_pick(entries, key, path)], path)
+        raise CliError(f"{option}: cannot read {path!r} ({error})") from None
+    return _as_tensor(entries[_pick(entries, key, path, option)], path, option)
 
 
 def npy_file(file: Path, option: str, *, archive: bool = False) -> None:
@@ -228,39 +229,39 @@ INDEX_DTYPES = (torch.int32, torch.int64)
 SPARSE_LAYOUTS = (torch.sparse_coo, torch.sparse_csr, torch.sparse_csc, torch.sparse_bsr, torch.sparse_bsc)
 
 
-def _as_tensor(value, path: str) -> torch.Tensor:
+def _as_tensor(value, path: str, option: str) -> torch.Tensor:
     """A dense real tensor with a batch dimension: floating point (commands cast it on to the
     encoder's dtype) or int32/int64 ids, kept; other integer and bool data become float32.
-    Sparse tensors are made dense (see :func:`_dense`); every failure names --data."""
+    Sparse tensors are made dense (see :func:`_dense`); every failure names ``option``."""
     if not isinstance(value, (torch.Tensor, np.ndarray, bool, int, float)):  # torch.save of a list, a str, ...
-        raise CliError(f"--data: {path!r} holds a {type(value).__name__}, not an array; it must hold one tensor or "
-                       "array of inputs [N, ...] (or a dict of them, chosen with --key)")
-    try:  # (what a file holds may fail to convert in ways not foreseen here: still said as --data's)
+        raise CliError(f"{option}: {path!r} holds a {type(value).__name__}, not an array; it must hold one tensor or "
+                       f"array of inputs [N, ...] (or a dict of them, chosen with {key_flag(option)})")
+    try:  # (what a file holds may fail to convert in ways not foreseen here: still said as the option's)
         if isinstance(value, torch.Tensor):
-            tensor = _dense(value, path)
+            tensor = _dense(value, path, option)
         else:
             array = np.asarray(value)
             if array.dtype.kind not in "biuf":
-                raise CliError(f"--data: {path!r} holds {array.dtype} values; expected numbers (an array of floats or ints)")
+                raise CliError(f"{option}: {path!r} holds {array.dtype} values; expected numbers (an array of floats or ints)")
             array = array.astype(array.dtype.newbyteorder("="), copy=False)  # torch needs native byte order
             # (np.asarray keeps a single number 0-d, np.ascontiguousarray made it [1])
             tensor = torch.from_numpy(np.asarray(array, order="C"))
         if tensor.is_complex():
-            raise CliError(f"--data: {path!r} holds complex numbers ({tensor.dtype}); expected real numbers")
+            raise CliError(f"{option}: {path!r} holds complex numbers ({tensor.dtype}); expected real numbers")
         if tensor.dim() == 0:
-            raise CliError(f"--data: {path!r} holds a single number; expected inputs [N, ...] with one row per input")
+            raise CliError(f"{option}: {path!r} holds a single number; expected inputs [N, ...] with one row per input")
         return tensor if tensor.is_floating_point() or tensor.dtype in INDEX_DTYPES else tensor.float()
     except CliError:
         raise
     except Exception as error:  # noqa: BLE001
-        raise CliError(f"--data: {path!r} holds {_described(value)}, which cannot be read as inputs "
+        raise CliError(f"{option}: {path!r} holds {_described(value)}, which cannot be read as inputs "
                        f"({reason(error)})") from None
 
 
-def _dense(value: torch.Tensor, path: str) -> torch.Tensor:
+def _dense(value: torch.Tensor, path: str, option: str) -> torch.Tensor:
     """A tensor of a torch file as a strided one: sparse layouts made dense when that fits in
     memory (the library's rule); tensors without plain values refused, saying what they are."""
-    held = f"--data: {path!r} holds {_described(value)}"
+    held = f"{option}: {path!r} holds {_described(value)}"
     if value.is_nested:
         raise CliError(f"{held}; expected one tensor [N, ...] (stack the inputs, padded to one shape)")
     if value.device.type == "meta":
@@ -282,7 +283,7 @@ def _dense(value: torch.Tensor, path: str) -> torch.Tensor:
 
 
 def _described(value) -> str:
-    """What a value of a --data file is, for messages: "a sparse_coo tensor [10, 4] float32"."""
+    """What a value of a data file is, for messages: "a sparse_coo tensor [10, 4] float32"."""
     if isinstance(value, np.ndarray):
         return f"an array {list(value.shape)} {value.dtype}"
     if not isinstance(value, torch.Tensor):
@@ -296,21 +297,27 @@ def _described(value) -> str:
     return f"a {kind}tensor {list(value.shape)} {dtype}{where}"
 
 
-def _pick(entries: Collection, key: str | None, path: str):
+def _pick(entries: Collection, key: str | None, path: str, option: str):
     """The name of the entry to use (of a dict's keys, or a list of names): ``key``, the only
     one, or 'x'/'data'/'inputs'/'X'."""
     if key is not None:
         if key not in entries:
-            raise CliError(f"--data: {path!r} has no entry {key!r} (it has: {', '.join(map(str, entries))})")
+            raise CliError(f"{option}: {path!r} has no entry {key!r} (it has: {', '.join(map(str, entries))})")
         return key
     if not entries:
-        raise CliError(f"--data: {path!r} holds no arrays")
+        raise CliError(f"{option}: {path!r} holds no arrays")
     if len(entries) == 1:
         return next(iter(entries))
     for name in ("x", "data", "inputs", "X"):
         if name in entries:
             return name
-    raise CliError(f"--data: {path!r} holds several arrays ({', '.join(map(str, entries))}); choose one with --key")
+    raise CliError(f"{option}: {path!r} holds several arrays ({', '.join(map(str, entries))}); choose one with {key_flag(option)}")
+
+
+def key_flag(option: str) -> str:
+    """The flag that picks an entry of ``option``'s file: ``--key`` for ``--data``, else
+    ``--factors-key`` for ``--factors``."""
+    return "--key" if option == "--data" else f"{option}-key"
 
 
 def load_directions(path: str) -> torch.Tensor:

@@ -135,10 +135,7 @@ def _data(args):
     if args.factors is None:
         raise CliError("--data needs --factors: the integer factor values [N, F] of each observation")
     observations = load_array(args.data, key=args.key)
-    try:
-        factors = load_array(args.factors, key=args.factors_key)
-    except CliError as error:
-        raise CliError(str(error).replace("--data", "--factors", 1)) from None
+    factors = load_array(args.factors, key=args.factors_key, option="--factors")
     names = [n.strip() for n in args.factor_names.split(",")] if args.factor_names else None
     return ls.datasets.LabelledArrays(observations, factors, factor_names=names)
 
@@ -175,10 +172,7 @@ def report_metrics(encoder, observations, args):
         return None
     import latentsweep as ls
 
-    try:
-        factors = load_array(args.factors, key=args.factors_key)
-    except CliError as error:
-        raise CliError(str(error).replace("--data", "--factors", 1)) from None
+    factors = load_array(args.factors, key=args.factors_key, option="--factors")
     names = [n.strip() for n in args.factor_names.split(",")] if args.factor_names else None
     data = ls.datasets.LabelledArrays(observations, factors, factor_names=names)
     chosen = args.metrics if args.metrics == "all" else [m.strip() for m in args.metrics.split(",") if m.strip()]
