@@ -239,3 +239,20 @@ def test_uint64_dims_beyond_int64_are_named_as_given():
 def test_empty_interpolation_endpoints_say_what_is_needed():
     with pytest.raises(ValueError, match=r"P >= 1 and D >= 1, got \(0, 3\) and \(0, 3\)"):
         ls.interpolate(lambda codes: codes, torch.zeros(0, 3), torch.zeros(0, 3), progress=False)
+
+
+def test_float32_unit_directions_serve_float64_anchors():
+    """unit_directions' float32 vectors, cast to float64, have norms off by float32's rounding
+    (1.0000000174): refused with the advice to use unit_directions, which the user had. They are
+    normalised again in float64 (as traverse does); a direction that is not unit in float32 is
+    still refused."""
+    directions = ls.unit_directions(torch.randn(3, 5, generator=torch.Generator().manual_seed(0)))
+    anchors = torch.randn(2, 5, dtype=torch.float64)
+    values = torch.linspace(-1, 1, 3, dtype=torch.float64)
+    in_float64 = directions.double() / torch.linalg.vector_norm(directions.double(), dim=1, keepdim=True)
+    codes = ls.direction_codes(anchors, directions, values)
+    torch.testing.assert_close(codes, ls.direction_codes(anchors, in_float64, values), rtol=0, atol=1e-14)
+    with pytest.raises(ValueError, match="directions must have unit length"):
+        ls.direction_codes(anchors, directions * 1.001, values)
+    with pytest.raises(ValueError, match="directions must have unit length"):  # a graph's directions: as given
+        ls.direction_codes(anchors, directions.clone().requires_grad_(), values)

@@ -44,6 +44,20 @@ def normalised(fn: str, directions, dtype: torch.dtype | None = None) -> torch.T
     return (scaled / torch.linalg.vector_norm(scaled, dim=1, keepdim=True)).to(dtype or directions.dtype)
 
 
+def _in_anchors_precision(fn: str, directions: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
+    """Directions of a narrower floating dtype than the anchors', unit within sqrt(eps) of their
+    own dtype (the op's rule for its dtype, cpp/ops/direction_codes.cpp), normalised in float64
+    and rounded once to the anchors' dtype; anything else as it is (the op judges it), and
+    directions that require grad (their derivative is the formula's, not a normalisation's)."""
+    if directions.requires_grad or not (directions.is_floating_point() and anchors.is_floating_point() and directions.numel()
+            and torch.finfo(directions.dtype).eps > torch.finfo(anchors.dtype).eps and directions.dim() == 2):
+        return directions
+    norms = torch.linalg.vector_norm(directions.double(), dim=1)
+    if not bool(((norms - 1).abs() <= math.sqrt(torch.finfo(directions.dtype).eps)).all()):
+        return directions
+    return normalised(fn, directions, dtype=anchors.dtype)
+
+
 def direction_codes(
     anchors: torch.Tensor,
     directions: torch.Tensor,
@@ -73,7 +87,9 @@ def direction_codes(
         anchors: ``[A, D]`` latent codes (``[D]`` for one anchor).
         directions: ``[K, D]`` unit vectors (``[D]`` for one); see :func:`unit_directions`.
             Cast to the anchors' dtype; a norm further than sqrt(eps) of that dtype from 1 is
-            an error.
+            an error. Directions of a narrower dtype (float32 for float64 anchors) that are
+            unit to their own precision are normalised again in float64 first, as
+            :func:`traverse` does (cast as they are, their norms were off by float32's rounding).
         values: ``[S]`` (same for all), ``[K, S]`` (per direction) or ``[A, K, S]``: the
             coordinate along each direction.
         start: first grid row. count: rows to write (``None``: to the end).
@@ -102,6 +118,7 @@ def direction_codes(
     anchor_range = _checks.finite(fn, "anchors", anchors)
     direction_range = _checks.finite(fn, "directions", directions)
     value_range = _checks.representable(fn, "values", values, anchors.dtype, _checks.CODES_IN_ANCHORS_DTYPE)
+    directions = _in_anchors_precision(fn, directions, anchors)
     directions, values = _checks.as_dtype_of(directions, anchors), _checks.as_dtype_of(values, anchors)
     if out is None:
         _checks.grid_codes_fit(fn, ops.direction_codes, anchors, directions, values, start, count, float32_buffer=True)
