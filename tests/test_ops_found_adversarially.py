@@ -254,5 +254,9 @@ def test_float32_unit_directions_serve_float64_anchors():
     torch.testing.assert_close(codes, ls.direction_codes(anchors, in_float64, values), rtol=0, atol=1e-14)
     with pytest.raises(ValueError, match="directions must have unit length"):
         ls.direction_codes(anchors, directions * 1.001, values)
+    one_ulp_long = torch.zeros(1, 5)
+    one_ulp_long[0, 0] = 1 + 2**-23  # unit in float32, 8 float64 tolerances from 1
+    assert torch.equal(ls.direction_codes(anchors, one_ulp_long, values),
+                       ls.traversal_codes(anchors, [0], values.expand(1, 3)))
     with pytest.raises(ValueError, match="directions must have unit length"):  # a graph's directions: as given
-        ls.direction_codes(anchors, directions.clone().requires_grad_(), values)
+        ls.direction_codes(anchors, one_ulp_long.requires_grad_(), values)
