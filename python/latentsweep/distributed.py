@@ -129,7 +129,7 @@ def _destroy_created_group() -> None:
         torch.distributed.destroy_process_group()
 
 
-def _environment_integer(name: str, default: int) -> int:
+def _environment_integer(name: str, default: int, fn: str = "latentsweep") -> int:
     """What a launcher put in the environment (``WORLD_SIZE``, ``RANK``, ``LOCAL_RANK``). A value
     that is not an integer is refused: taken as the default, a rank swept the whole grid alone."""
     text = os.environ.get(name, "").strip()
@@ -139,17 +139,47 @@ def _environment_integer(name: str, default: int) -> int:
         return int(text)
     except ValueError:
         raise ValueError(
-            f"latentsweep: {name}={text!r} in the environment is not an integer (torchrun and other launchers "
+            f"{fn}: {name}={text!r} in the environment is not an integer (torchrun and other launchers "
             f"set it; unset it to run in this process alone)"
         ) from None
 
 
-def _env_world() -> int:
-    return _environment_integer("WORLD_SIZE", 1)
+def _env_world(fn: str = "latentsweep") -> int:
+    """``WORLD_SIZE`` (1 when unset); 0 or less is refused (taken as 1, the process swept the
+    whole grid alone, as if no launcher had asked for a group)."""
+    world = _environment_integer("WORLD_SIZE", 1, fn)
+    if world < 1:
+        raise ValueError(f"{fn}: WORLD_SIZE={world} in the environment is not a number of processes (>= 1); "
+                         "torchrun and other launchers set it; unset it to run in this process alone")
+    return world
 
 
-def _env_rank() -> int:
-    return _environment_integer("RANK", 0)
+def _env_rank(fn: str = "latentsweep") -> int:
+    """``RANK`` of a launcher's group of ``WORLD_SIZE`` > 1 processes: one of 0..WORLD_SIZE-1
+    (another one waited for a rendezvous that never came)."""
+    world, rank = _env_world(fn), _environment_integer("RANK", 0, fn)
+    if world > 1 and not 0 <= rank < world:
+        raise ValueError(f"{fn}: RANK={rank} in the environment is not a rank of WORLD_SIZE={world} processes "
+                         f"(0..{world - 1}); start every rank with torchrun, or unset WORLD_SIZE to run in this "
+                         "process alone")
+    return rank
+
+
+def _local_gpu(fn: str) -> torch.device:
+    """This rank's GPU, ``cuda:LOCAL_RANK``, one this machine has (torch.cuda.set_device raised
+    its own AttributeError on a CPU-only build; a LOCAL_RANK beyond the GPUs failed later, in
+    the decoder, as an invalid device ordinal)."""
+    local = _environment_integer("LOCAL_RANK", 0, fn)
+    if not torch.cuda.is_available():
+        raise ValueError(f"{fn}: device='cuda' but this torch has no CUDA device available")
+    count = torch.cuda.device_count()
+    if not 0 <= local < count:
+        raise ValueError(
+            f"{fn}: under a process group, CUDA means each rank's GPU cuda:LOCAL_RANK, but LOCAL_RANK={local} and "
+            f"this machine has {count} CUDA device(s) (0..{count - 1}); start at most {count} processes per "
+            "machine (torchrun --nproc-per-node), or pass each rank's device='cuda:i' yourself"
+        )
+    return torch.device("cuda", local)
 
 
 def world_and_rank() -> tuple[int, int]:
@@ -174,7 +204,7 @@ def join(fn: str, shard, device: torch.device | None, *, distributed: bool = Tru
         index = _checks.integer(fn, "shard index", shard[0], low=0)
         if index >= count:
             raise ValueError(f"{fn}: shard index must lie in [0, {count}) for {count} shards, got {index}")
-        if (initialized and torch.distributed.get_world_size() > 1) or _env_world() > 1:
+        if (initialized and torch.distributed.get_world_size() > 1) or _env_world(fn) > 1:
             raise ValueError(
                 f"{fn}: shard= cannot be combined with a process group (WORLD_SIZE > 1): under torchrun the "
                 "ranks split the sweep by themselves; use shard= only for independent processes"
@@ -183,18 +213,19 @@ def join(fn: str, shard, device: torch.device | None, *, distributed: bool = Tru
     if initialized:
         world = torch.distributed.get_world_size()
         return Workers(rank=torch.distributed.get_rank(), world=world, grouped=world > 1, fn=fn)
-    if _env_world() > 1 and "RANK" in os.environ:
-        _env_rank()  # (a RANK that is not an integer, in these words rather than the rendezvous')
+    if _env_world(fn) > 1 and "RANK" in os.environ:
+        _env_rank(fn)  # (a RANK that is not one of the group's, in these words rather than the rendezvous')
         if not torch.distributed.is_available():
-            raise RuntimeError(f"{fn}: WORLD_SIZE={_env_world()} but this torch build has no torch.distributed")
+            raise RuntimeError(f"{fn}: WORLD_SIZE={_env_world(fn)} but this torch build has no torch.distributed")
         backend = "nccl" if device is not None and device.type == "cuda" else "gloo"
         if backend == "nccl":
-            torch.cuda.set_device(_environment_integer("LOCAL_RANK", 0))
+            _checks.usable_device(fn, device)
+            torch.cuda.set_device(_local_gpu(fn))
         try:
             torch.distributed.init_process_group(backend=backend)
         except (ValueError, RuntimeError) as error:  # no rendezvous: not started by a launcher, or it failed
             message = (
-                f"{fn}: WORLD_SIZE={_env_world()} and RANK={os.environ['RANK']} in the environment ask for a "
+                f"{fn}: WORLD_SIZE={_env_world(fn)} and RANK={os.environ['RANK']} in the environment ask for a "
                 f"process group, but it could not be created ({' '.join(str(error).split())}); start every rank "
                 "with torchrun (it sets MASTER_ADDR and MASTER_PORT too), or unset WORLD_SIZE to sweep in this "
                 "process alone"
@@ -209,7 +240,7 @@ def join(fn: str, shard, device: torch.device | None, *, distributed: bool = Tru
 def local_device(device: torch.device, workers: Workers) -> torch.device:
     """``cuda`` without an index means this rank's GPU (LOCAL_RANK) in a process group."""
     if device.type == "cuda" and device.index is None and workers.grouped:
-        return torch.device("cuda", _environment_integer("LOCAL_RANK", 0))
+        return _local_gpu(workers.fn)
     return device
 
 
