@@ -17,8 +17,6 @@ from dataclasses import dataclass
 
 import torch
 
-from .directions import row_blocks
-
 # Above this many latents the D x D covariance and its eigenvalues are too costly for a
 # diagnosis (seconds to minutes): the top component comes from a randomised pass and the
 # Wasserstein correlation is not computed.
@@ -74,14 +72,19 @@ def axis_alignment(codes: torch.Tensor) -> AxisAlignment | None:
     """Axis statistics of finite codes ``[N, D]`` (N >= 2), with ``C`` their covariance
     (``N - 1``), computed in float64 in passes over blocks of rows; ``None`` when the codes do
     not vary (``tr C = 0``)."""
-    codes = codes.detach()
+    from .principal import _randomized, _Scaled  # (principal imports directions, as this module does)
+
+    # Over a power of two at their largest magnitude: every number here is a share, the same at
+    # any scale, and the squares of codes of 1e200 (or 1e-200) over- (under-)flowed float64:
+    # None, "the codes do not vary".
+    scaled = _Scaled.of(codes.detach())
     num_rows, latent = codes.shape
     mean = torch.zeros(latent, dtype=torch.float64, device=codes.device)
-    for block in row_blocks(codes):
+    for block in scaled.blocks():
         mean += block.sum(0)
     mean /= num_rows
     variances = torch.zeros_like(mean)
-    for block in row_blocks(codes):
+    for block in scaled.blocks():
         variances += ((block - mean) ** 2).sum(0)
     variances /= num_rows - 1
     total = float(variances.sum())
@@ -89,7 +92,7 @@ def axis_alignment(codes: torch.Tensor) -> AxisAlignment | None:
         return None
     if latent <= EXACT_MAX_DIM:
         covariance = torch.zeros(latent, latent, dtype=torch.float64, device=codes.device)
-        for block in row_blocks(codes):
+        for block in scaled.blocks():
             centred = block - mean
             covariance += centred.T @ centred
         covariance /= num_rows - 1
@@ -98,9 +101,9 @@ def axis_alignment(codes: torch.Tensor) -> AxisAlignment | None:
 
         wasserstein = gaussian_wasserstein_correlation(covariance) / total  # a sum of squares: >= 0
     else:
-        from .principal import principal_directions
-
-        top = float(principal_directions(codes, k=1, method="randomized").explained_variance[0])
+        # principal_directions' randomised pass on the scaled codes (its own call refused
+        # float32 codes whose variance overflows float32, and float64 ones beyond float64).
+        top = float(_randomized(scaled, mean, 1, seed=0, iterations=7)[0][0])
         wasserstein = None
     coordinate = float(variances.max()) / total
     # The Rayleigh quotient bounds every coordinate's variance by lambda_1 (rounding aside).

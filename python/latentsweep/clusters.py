@@ -4,7 +4,7 @@ separates them, and the directions from one centroid to another."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -44,6 +44,10 @@ class Clusters:
     f_statistic: torch.Tensor
     method: str
     latent_shape: tuple[int, ...] | None = None
+    # (centroids, variances) in float64 over each latent's power of two (see clusters()): the
+    # effect sizes of latents whose variances underflow the result's dtype (a float32 latent of
+    # 1e-23 noise: variance 0, effect inf, ranked first among the separating latents).
+    _scaled: tuple[torch.Tensor, torch.Tensor] | None = field(default=None, repr=False, compare=False)
 
     @property
     def num_clusters(self) -> int:
@@ -62,8 +66,9 @@ class Clusters:
         fn = "latentsweep.Clusters.pair_effect"
         i, j = self._index(fn, "i", i), self._index(fn, "j", j)
         n_i, n_j = float(self.sizes[i]), float(self.sizes[j])
-        difference = (self.centroids[j] - self.centroids[i]).double()
-        pooled = (n_i * self.variances[i].double() + n_j * self.variances[j].double()) / max(n_i + n_j - 2, 1)
+        centroids, variances = self._scaled or (self.centroids.double(), self.variances.double())
+        difference = centroids[j] - centroids[i]
+        pooled = (n_i * variances[i] + n_j * variances[j]) / max(n_i + n_j - 2, 1)
         sd = pooled.sqrt()
         effect = torch.where(sd > 0, difference / sd.clamp_min(1e-300), difference.sign() * math.inf)
         return torch.where(difference == 0, 0.0, effect).to(self.centroids.dtype)
@@ -194,17 +199,24 @@ def clusters(codes_or_posterior, labels=None, *, k: int | None = None, seed: int
     if not 2 <= num_clusters < num_rows:
         raise ValueError(f"{fn}: needs 2 <= clusters < N={num_rows}, got {num_clusters} cluster(s)")
 
-    # Two passes over blocks of rows, in float64 on the CPU: no N x D temporaries.
+    # Two passes over blocks of rows, in float64 on the CPU: no N x D temporaries. Each latent
+    # over the power of two at its largest magnitude: eta^2, F and the effect sizes are the same
+    # at any scale, and the squares of codes of 1e-170 underflowed float64 (eta^2 = F = 0,
+    # effects inf); centroids and variances are scaled back last (a power of two changes no digit).
     codes = codes.detach().cpu()
     latent = codes.shape[1]
+    magnitude = torch.zeros(latent, dtype=torch.float64)
+    for block in row_blocks(codes):
+        magnitude = torch.maximum(magnitude, block.abs().amax(0))
+    scale = torch.where(magnitude > 0, torch.ldexp(torch.ones_like(magnitude), torch.frexp(magnitude).exponent - 1), 1.0)
     sizes = torch.bincount(index, minlength=num_clusters)
     sums = torch.zeros(num_clusters, latent, dtype=torch.float64)
     for block, block_index in row_blocks(codes, index):
-        sums.index_add_(0, block_index, block)
+        sums.index_add_(0, block_index, block / scale)
     centroids = sums / sizes[:, None]
     within = torch.zeros_like(centroids)  # [C, D] sums of squared deviations
     for block, block_index in row_blocks(codes, index):
-        within.index_add_(0, block_index, (block - centroids[block_index]) ** 2)
+        within.index_add_(0, block_index, (block / scale - centroids[block_index]) ** 2)
     grand = sums.sum(0) / num_rows
     between = (sizes[:, None] * (centroids - grand) ** 2).sum(0)  # [D]
     ss_within = within.sum(0)
@@ -218,7 +230,9 @@ def clusters(codes_or_posterior, labels=None, *, k: int | None = None, seed: int
         torch.where(between > 0, math.inf, 0.0),
     )
     dtype = result_dtype(codes)
-    variances = within / sizes[:, None]
+    scaled_variances = within / sizes[:, None]
+    variances, between = scaled_variances * scale * scale, between * scale * scale
+    centroids_scaled, centroids = centroids, centroids * scale
     largest = float(torch.cat([variances.flatten(), between]).max())
     if not (largest <= torch.finfo(dtype).max and bool(torch.isfinite(centroids).all())):  # also NaN
         raise ValueError(f"{fn}: the clusters' variances ({largest:.3g}) overflow {dtype}; "
@@ -233,6 +247,7 @@ def clusters(codes_or_posterior, labels=None, *, k: int | None = None, seed: int
         f_statistic=f_stat.to(dtype),
         method=method,
         latent_shape=_latent_shape_of(codes_or_posterior),
+        _scaled=(centroids_scaled, scaled_variances),
     )
 
 

@@ -23,6 +23,9 @@ SMALL_SD_RATIO = 0.1  # median posterior SD below this x prior_std
 ZERO_FRACTION = 0.05  # share of exact zeros in mu_d that suggests a ReLU
 MEAN_TOLERANCE = 0.5  # |aggregate mean| above this x prior_std
 SD_RANGE = (0.5, 2.0)  # aggregate SD outside this range x prior_std
+# [N, D] float64 arrays diagnose holds at once (mu, logvar, sigma and a temporary): a diagnosis
+# whose copies exceed the device's memory is refused before allocating.
+STATISTICS_COPIES = 4
 # A VAE's latents count as the codes' main axes when the top coordinate carries at least this
 # share of what the top principal component carries (alignment.AxisAlignment.ratio).
 ALIGNED_RATIO = 0.9
@@ -81,8 +84,9 @@ class Diagnosis:
         kl: mean over the data of KL(N(mu, sigma^2) || N(0, prior_std^2)), in nats.
         active: bool, ``mu_variance / prior_std^2 > 0.01``. posterior_sd: mean of sigma_d.
         flags: the problems found, as :class:`Flag` items.
-        reference: ``[N, D]`` the codes (posterior means) the statistics were computed from:
-            the reference of mode ``"empirical"`` (see :meth:`traversal_options`).
+        reference: ``[M, D]`` the codes (posterior means) the statistics were computed from,
+            those of the M inputs whose means are finite on every dim: the reference of mode
+            ``"empirical"`` (see :meth:`traversal_options`).
         axes: how axis-aligned the means are (:class:`latentsweep.alignment.AxisAlignment`:
             the top coordinate's and the top principal component's share of the variance, and
             the Wasserstein correlation), over the inputs whose codes are all finite; ``None``
@@ -127,6 +131,15 @@ class Diagnosis:
     def num_active(self) -> int | None:
         return None if self.active is None else int(self.active.sum())
 
+    @property
+    def uncollapsed_inactive_dims(self) -> list[int] | None:
+        """The dims with finite codes that are neither active nor collapsed (mean KL at least
+        0.01 nats: their posteriors are not the prior, though their means hardly vary);
+        ``None`` for an autoencoder."""
+        if self.kl is None:
+            return None
+        return ((~self.active) & (self.kl >= COLLAPSED_KL)).nonzero()[:, 0].tolist()
+
     def flag(self, code: str) -> Flag | None:
         """The flag with this code, or ``None`` when it did not fire."""
         return next((f for f in self.flags if f.code == code), None)
@@ -167,6 +180,11 @@ class Diagnosis:
                     "Diagnosis.traversal_options: this diagnosis holds no reference codes; pass "
                     "reference=posterior.mu to traverse yourself"
                 )
+            if self.reference.shape[0] == 0:
+                raise ValueError(
+                    "Diagnosis.traversal_options: no input has finite codes on every dim, so there are no "
+                    'reference codes for mode "empirical"; find the source of the NaN/Inf values first'
+                )
             options["reference"] = self.reference
         return options
 
@@ -204,11 +222,18 @@ class Diagnosis:
                 "leave them out (dims=diagnosis.active_dims)."
             )
         if self.num_active == 0:
-            nonfinite = self.flag("nonfinite")
-            sentences.append(
-                f"No dim with finite codes is active: the rest of the posterior collapsed ({_dims_label(nonfinite.dims)} "
-                "hold NaN/Inf, see that finding)." if nonfinite else "No dim is active: the whole posterior collapsed."
-            )
+            nonfinite, alive = self.flag("nonfinite"), self.uncollapsed_inactive_dims
+            if alive:  # the means hardly vary, but these posteriors are not the prior: no collapse
+                sentences.append(
+                    f"No dim is active (Var(mu) <= {ACTIVE_VARIANCE:g} x prior_std^2 on each), but the posterior did not "
+                    f"collapse on {_dims_label(alive)} (KL >= {COLLAPSED_KL:g} nats): the codes fill a small part of "
+                    "the prior's range."
+                )
+            else:
+                sentences.append(
+                    f"No dim with finite codes is active: the rest of the posterior collapsed ({_dims_label(nonfinite.dims)} "
+                    "hold NaN/Inf, see that finding)." if nonfinite else "No dim is active: the whole posterior collapsed."
+                )
         return " ".join(sentences + self._axes_advice() + self._fix_advice())
 
     def _axes_advice(self) -> list[str]:
@@ -378,7 +403,15 @@ def diagnose(posterior: Posterior | torch.Tensor, *, prior_std: float = 1.0) -> 
     if posterior.latent_dim == 0:
         raise ValueError(f"{fn}: posterior has no latent dims (D = 0), so there is nothing to diagnose")
 
-    # float64: sums over many inputs, and float16/bfloat16 encoders, stay accurate.
+    # float64: sums over many inputs, and float16/bfloat16 encoders, stay accurate. Said before
+    # allocating: the float64 copies and temporaries (an expanded [10^12, 3] tensor raised the
+    # allocator's RuntimeError).
+    nbytes = posterior.num_inputs * posterior.latent_dim * 8 * STATISTICS_COPIES
+    if nbytes > _checks.UNCHECKED_BYTES:  # (no system call for the common, small case)
+        _checks.fits_in_memory(
+            fn, f"computing in float64 over the codes [N={posterior.num_inputs}, D={posterior.latent_dim}]", nbytes,
+            posterior.mu.device, "diagnose a sample of the inputs (posterior[:n])", share=1.0,
+        )
     mu = posterior.mu.double()
     logvar = None if posterior.logvar is None else posterior.logvar.double()
     finite = torch.isfinite(mu) if logvar is None else torch.isfinite(mu) & torch.isfinite(logvar)
@@ -393,8 +426,15 @@ def diagnose(posterior: Posterior | torch.Tensor, *, prior_std: float = 1.0) -> 
         value = reduce(torch.where(finite, x, fill), 0)
         return torch.where(count > 0, value, math.nan)
 
-    mu_mean = mean(mu)
-    mu_variance = mean((mu - mu_mean) ** 2)
+    # Means and spreads of each dim over a power of two at its largest finite mu (and sigma):
+    # the squares of codes of 1e200 overflow float64 (their SD read inf) and those of 1e-200
+    # underflow (SD 0, "constant"); a power of two changes no digit of the ordinary cases.
+    sigma = None if logvar is None else torch.exp(0.5 * logvar)
+    scale = _dim_scale(mu, finite) if sigma is None else torch.maximum(_dim_scale(mu, finite), _dim_scale(sigma, finite))
+    mean_scaled = mean(mu / scale)
+    variance_scaled = mean((mu / scale - mean_scaled) ** 2)
+    mu_mean = mean_scaled * scale
+    mu_variance = variance_scaled * scale * scale  # (inf where the variance itself is beyond float64)
     stats = dict(
         num_inputs=posterior.num_inputs,
         latent_dim=posterior.latent_dim,
@@ -407,18 +447,17 @@ def diagnose(posterior: Posterior | torch.Tensor, *, prior_std: float = 1.0) -> 
         nonfinite_count=posterior.num_inputs - count,
     )
     if logvar is None:
-        stats["sd"] = mu_variance.sqrt()
+        stats["sd"] = variance_scaled.sqrt() * scale
         candidates = [_nonfinite(stats, "the codes"), _nonnegative_mean(stats, "code layer")]
     else:
-        sigma = torch.exp(0.5 * logvar)
         # KL(N(mu, sigma^2) || N(0, p^2)) = log(p / sigma) + (sigma^2 + mu^2) / (2 p^2) - 1/2, written
         # with log p and mu / p so that no p^2 is formed (it under/overflows for extreme p).
         log_p = math.log(prior_std)
         kl = 0.5 * (2.0 * log_p - logvar + torch.exp(logvar - 2.0 * log_p) + (mu / prior_std) ** 2 - 1.0)
         stats["kl"] = mean(kl)
         stats["active"] = mu_variance / prior_std / prior_std > ACTIVE_VARIANCE  # (no prior_std^2: it overflows)
-        stats["posterior_sd"] = mean(sigma)
-        stats["sd"] = (mu_variance + mean(torch.exp(logvar))).sqrt()
+        stats["posterior_sd"] = mean(sigma / scale) * scale
+        stats["sd"] = (variance_scaled + mean((sigma / scale) ** 2)).sqrt() * scale
         median_sigma = torch.where(finite, sigma, math.nan).nanmedian(0).values
         min_logvar = extreme(logvar, torch.amin, math.inf)
         collapsed = _collapsed(stats)
@@ -437,7 +476,11 @@ def diagnose(posterior: Posterior | torch.Tensor, *, prior_std: float = 1.0) -> 
         ]
     flags = [flag for flag in candidates if flag is not None]
     cpu = {k: v.cpu() if isinstance(v, torch.Tensor) else v for k, v in stats.items()}
-    return Diagnosis(**cpu, flags=flags, reference=posterior.mu.detach(), axes=_axes(posterior.mu, finite),
+    # The reference of mode "empirical" without the rows holding NaN/Inf, which traverse refuses
+    # (traverse(decoder, anchors, **diagnosis.traversal_options()) failed on them).
+    rows = torch.isfinite(mu).all(dim=1)
+    reference = posterior.mu.detach() if bool(rows.all()) else posterior.mu.detach()[rows.to(posterior.mu.device)]
+    return Diagnosis(**cpu, flags=flags, reference=reference, axes=_axes(posterior.mu, finite),
                      latent_shape=posterior.latent_shape)
 
 
@@ -456,6 +499,13 @@ def _refuse_nothing_finite(fn: str, posterior: Posterior, count: torch.Tensor) -
                     f"{error}; {what} hold NaN/Inf for every input on every dim, so there is nothing "
                     "to diagnose: find their source (the encoder, or its inputs)"
                 ) from None
+
+
+def _dim_scale(x: torch.Tensor, finite: torch.Tensor) -> torch.Tensor:
+    """``[D]`` the power of two at each column's largest finite magnitude (1 for a column of
+    zeros): ``x`` over it lies within [-2, 2], and its squares stay in float64's range."""
+    largest = torch.where(finite & torch.isfinite(x), x.abs(), 0.0).amax(0)
+    return torch.where(largest > 0, torch.ldexp(torch.ones_like(largest), torch.frexp(largest).exponent - 1), 1.0)
 
 
 def _axes(mu: torch.Tensor, finite: torch.Tensor) -> AxisAlignment | None:

@@ -187,4 +187,12 @@ class Directions:
             raise ValueError(
                 f"latentsweep.Directions.project: codes must be [N, {self.latent_dim}], got {tuple(codes.shape)}"
             )
-        return (codes.double() @ self.vectors.to(codes.device, torch.float64).T).to(result_dtype(codes))
+        dtype = result_dtype(codes)
+        projected = (codes.double() @ self.vectors.to(codes.device, torch.float64).T).to(dtype)
+        if not bool(torch.isfinite(projected).all()):  # (the codes are finite: only an overflow)
+            raise ValueError(
+                f"latentsweep.Directions.project: the coordinates of these codes overflow {dtype} (|<code, vector>| "
+                f"reaches beyond {torch.finfo(dtype).max:.3g}); "
+                + ("pass float64 codes (codes.double())" if dtype != torch.float64 else "rescale the codes")
+            )
+        return projected

@@ -24,7 +24,8 @@ class Finding:
     """One thing the user should know.
 
     Attributes:
-        code: a flag code, or ``"whole-collapse"`` / ``"healthy"`` / ``"autoencoder"``.
+        code: a flag code, or ``"whole-collapse"`` / ``"no-active"`` (no latent active, some
+            not collapsed) / ``"healthy"`` / ``"autoencoder"``.
         headline: a few words for a heading, e.g. "Retrain with linear encoder heads".
         text: the sentences, with this model's numbers.
         action: True when the model itself needs fixing (retraining, data), not just the
@@ -53,7 +54,21 @@ def findings(diagnosis: Diagnosis) -> list[Finding]:
     heads = _heads(diagnosis)
     if heads:
         found.append(heads)
-    if diagnosis.is_variational and diagnosis.num_active == 0:
+    alive = diagnosis.uncollapsed_inactive_dims
+    if diagnosis.is_variational and diagnosis.num_active == 0 and alive:
+        # Not a collapse: the posteriors differ from the prior (narrow ones, say, with means
+        # 0.05 apart), so the encoder does not ignore its input and less KL pressure is no fix.
+        kl = [float(diagnosis.kl[d]) for d in alive]
+        spread = [float(diagnosis.mu_variance[d]) ** 0.5 for d in alive]
+        found.append(Finding(
+            "no-active", "No latent is active, but the posterior did not collapse",
+            f"None of the {diagnosis.latent_dim} latents is active (Var(mu) <= 0.01{_prior_variance(diagnosis)} on "
+            f"every one), but on {_dims(alive)} the KL is {_range(kl)} nats, so the posteriors there are not "
+            f"the prior: the means vary by an SD of {_range(spread)} across the inputs, under 0.1 x the prior SD "
+            f"{diagnosis.prior_std:g}. The codes fill a small part of the prior's range; check that the prior "
+            "N(0, prior_std²) is the one the model was trained with.",
+        ))
+    elif diagnosis.is_variational and diagnosis.num_active == 0:
         found.append(Finding(
             "whole-collapse", "Posterior collapse: no latent carries information",
             f"None of the {diagnosis.latent_dim} latents is active (Var(mu) <= 0.01{_prior_variance(diagnosis)} on "
