@@ -163,6 +163,9 @@ def main() -> None:
     elif args.scenario == "failures":  # each rank catches each failure and goes on, as a notebook would
         rank = int(os.environ["RANK"])
         outcomes = [
+            # an argument check failing on rank 1 alone, in the first sweep (no group yet) and a later one
+            attempt(lambda: sweep(decoder, keep_outputs=False, steps=0 if rank else STEPS)),
+            attempt(lambda: sweep(decoder, keep_outputs=False, batch_size=0 if rank else BATCH)),
             attempt(lambda: sweep(failing_decoder(victim=1, at=1), out=args.out / "probe.zarr")),
             attempt(lambda: sweep(decoder, out=args.out / "steps.zarr", steps=STEPS + 2 * rank)),
             attempt(lambda: sweep(decoder, keep_outputs=False, span=2.0 + rank)),

@@ -159,49 +159,58 @@ def interpolate(
         TypeError, ValueError: bad arguments (named), or a decoder that returns a non-tensor,
             the wrong number of rows or NaN/Inf (as :func:`latentsweep.traverse` says).
     """
-    start, end = (_as_codes(point) for point in (start, end))
-    structured = None
-    if isinstance(start, torch.Tensor) and isinstance(end, torch.Tensor) and max(start.dim(), end.dim()) > 2:
-        if start.shape != end.shape:
-            raise ValueError(f"{_FN}: start and end must have the same shape, got {tuple(start.shape)} and {tuple(end.shape)}")
-        (start, structured), (end, _) = flat_codes(_FN, "start", start, what="P"), flat_codes(_FN, "end", end, what="P")
-    start, end = _endpoints(_FN, start, end)
-    latent_shape = checked_latent_shape(_FN, latent_shape, start, structured or (start.shape[1],),
-                                        name="endpoints", what="P")
-    steps = _checks.integer(_FN, "steps", steps, low=2)
-    path = _checks.choice(_FN, "path", path, PATHS)
-    if path == "slerp":
-        warn_undefined_arcs(_FN, start, end)
-    num_paths, latent = start.shape
-    check_path_grid_size(_FN, num_paths, steps, latent)
-    dtype = torch.promote_types(start.dtype, end.dtype)
-    check_path_range(_FN, start, end, path, dtype)
-    # The grid's positions: t [S] in float64 and values [P, 1, S] (the sweep checks its outputs).
-    _checks.fits_in_memory(_FN, f"the path grid [P={num_paths}, steps={steps}]",
-                           steps * 8 + num_paths * steps * dtype.itemsize, start.device,
-                           "pass fewer steps or paths")
-    # The sweep owns its endpoints (a decoder that writes into its input cannot change them).
-    start, end = start.detach().to(dtype).clone(), end.detach().to(dtype).clone()
-    t = torch.linspace(0.0, 1.0, steps, dtype=torch.float64)
-    spec = GridSpec(
-        anchors=start,
-        dims=torch.zeros(1, dtype=torch.int64, device=start.device),
-        values=t.to(start.device, dtype).expand(num_paths, 1, steps).contiguous(),
-        mode=path,
-        code_writer=PathWriter(start, end, steps, path),
-        labels=(f"{path} path",),
-        latent_shape=latent_shape,
-        point_note=f"{_FN}: in these grid points 'anchor p' is path p (start[p] to end[p]), 'step s' is "
-                   f"point s of its {steps} (t = s / {steps - 1}), and 'latent dim 0' is the path itself.",
-    )
+    built = {}
+
+    def build_spec(start=start, end=end, steps=steps, path=path, latent_shape=latent_shape) -> GridSpec:
+        """The path grid, checked (after the ranks join, so that a rank whose checks fail tells
+        the others: see sweep_grid); its endpoints and positions kept for the result."""
+        start, end = (_as_codes(point) for point in (start, end))
+        structured = None
+        if isinstance(start, torch.Tensor) and isinstance(end, torch.Tensor) and max(start.dim(), end.dim()) > 2:
+            if start.shape != end.shape:
+                raise ValueError(f"{_FN}: start and end must have the same shape, got {tuple(start.shape)} and {tuple(end.shape)}")
+            (start, structured), (end, _) = flat_codes(_FN, "start", start, what="P"), flat_codes(_FN, "end", end, what="P")
+        start, end = _endpoints(_FN, start, end)
+        latent_shape = checked_latent_shape(_FN, latent_shape, start, structured or (start.shape[1],),
+                                            name="endpoints", what="P")
+        steps = _checks.integer(_FN, "steps", steps, low=2)
+        path = _checks.choice(_FN, "path", path, PATHS)
+        if path == "slerp":
+            warn_undefined_arcs(_FN, start, end)
+        num_paths, latent = start.shape
+        check_path_grid_size(_FN, num_paths, steps, latent)
+        dtype = torch.promote_types(start.dtype, end.dtype)
+        check_path_range(_FN, start, end, path, dtype)
+        # The grid's positions: t [S] in float64 and values [P, 1, S] (the sweep checks its outputs).
+        _checks.fits_in_memory(_FN, f"the path grid [P={num_paths}, steps={steps}]",
+                               steps * 8 + num_paths * steps * dtype.itemsize, start.device,
+                               "pass fewer steps or paths")
+        # The sweep owns its endpoints (a decoder that writes into its input cannot change them).
+        start, end = start.detach().to(dtype).clone(), end.detach().to(dtype).clone()
+        t = torch.linspace(0.0, 1.0, steps, dtype=torch.float64)
+        spec = GridSpec(
+            anchors=start,
+            dims=torch.zeros(1, dtype=torch.int64, device=start.device),
+            values=t.to(start.device, dtype).expand(num_paths, 1, steps).contiguous(),
+            mode=path,
+            code_writer=PathWriter(start, end, steps, path),
+            labels=(f"{path} path",),
+            latent_shape=latent_shape,
+            point_note=f"{_FN}: in these grid points 'anchor p' is path p (start[p] to end[p]), 'step s' is "
+                       f"point s of its {steps} (t = s / {steps - 1}), and 'latent dim 0' is the path itself.",
+        )
+        built.update(start=start, end=end, path=path, t=t)
+        return spec
+
     from .sweep import sweep_grid
 
     result = sweep_grid(
-        _FN, decoder, spec, batch_size=batch_size, memory_budget=memory_budget, device=device, out=out,
+        _FN, decoder, build_spec, batch_size=batch_size, memory_budget=memory_budget, device=device, out=out,
         keep_outputs=keep_outputs, resume=resume, overwrite=overwrite, progress=progress,
         distributed=distributed, output=output, output_transform=output_transform,
     )
-    return Interpolation(start=start.cpu(), end=end.cpu(), path=path, t=t, change=result.effect[:, 0], sweep=result)
+    return Interpolation(start=built["start"].cpu(), end=built["end"].cpu(), path=built["path"], t=built["t"],
+                         change=result.effect[:, 0], sweep=result)
 
 
 def _as_codes(point):

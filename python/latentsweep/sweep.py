@@ -16,10 +16,12 @@ from __future__ import annotations
 import collections
 import contextlib
 import contextvars
+import functools
 import math
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -173,9 +175,9 @@ def traverse(
         KeyboardInterrupt: Ctrl-C; a store keeps every finished unit (resume=True).
     """
     started = time.perf_counter()
-    spec = grid_spec(_FN, anchors, mode=mode, span=span, steps=steps, dims=dims, directions=directions,
-                     latent_shape=latent_shape, logvar=logvar, values=values, reference=reference,
-                     prior_std=prior_std)
+    spec = functools.partial(grid_spec, _FN, anchors, mode=mode, span=span, steps=steps, dims=dims,
+                             directions=directions, latent_shape=latent_shape, logvar=logvar, values=values,
+                             reference=reference, prior_std=prior_std)
     return sweep_grid(_FN, decoder, spec, batch_size=batch_size, memory_budget=memory_budget, device=device, out=out,
                       keep_outputs=keep_outputs, resume=resume, overwrite=overwrite, progress=progress,
                       cuda_graph=cuda_graph, shard=shard, distributed=distributed, output=output,
@@ -185,7 +187,7 @@ def traverse(
 def sweep_grid(
     fn: str,
     decoder,
-    spec: GridSpec,
+    build_spec: Callable[[], GridSpec],
     *,
     batch_size: int | str = "auto",
     memory_budget: int | None = None,
@@ -202,22 +204,32 @@ def sweep_grid(
     output_transform=None,
     started: float | None = None,
 ) -> TraversalResult | StoreStatus:
-    """Decodes the grid ``spec`` (built and checked by its caller: :func:`traverse`, or
-    :func:`latentsweep.interpolate` with its own code writer) with the options of
+    """Decodes the grid that ``build_spec()`` builds and checks (:func:`traverse`'s, or
+    :func:`latentsweep.interpolate`'s with its own code writer) with the options of
     :func:`traverse`; ``fn`` names the public function in every message (checks, decoder, store,
-    advice such as ``interpolate(..., resume=True)``)."""
+    advice such as ``interpolate(..., resume=True)``).
+
+    The grid and the options are checked after joining the other ranks, and a rank whose checks
+    fail tells them (``workers.agree``): checked before, a rank that failed alone left the others
+    waiting in the rendezvous (30 minutes) or pairing their collectives with its next call (a
+    memory check passes on one node and fails on another)."""
     started = time.perf_counter() if started is None else started
     show_progress = _progress.wanted(progress, fn)
-    batch_size, memory_budget, out = _check_arguments(fn, decoder, batch_size, memory_budget, out,
-                                                      keep_outputs=keep_outputs, resume=resume, overwrite=overwrite,
-                                                      cuda_graph=cuda_graph, shard=shard)
-    decode_fn = decoding.decoder_call(fn, decoder, output=output, output_transform=output_transform,
-                                      latent_shape=spec.latent_shape)
     requested = _checks.device(fn, device)
     workers = _distributed.join(fn, shard, requested,
                                distributed=_checks.boolean(fn, "distributed", distributed))
     sink = bar = None
     try:
+        try:
+            spec = build_spec()
+            batch_size, memory_budget, out = _check_arguments(
+                fn, decoder, batch_size, memory_budget, out, keep_outputs=keep_outputs, resume=resume,
+                overwrite=overwrite, cuda_graph=cuda_graph, shard=shard)
+            decode_fn = decoding.decoder_call(fn, decoder, output=output, output_transform=output_transform,
+                                              latent_shape=spec.latent_shape)
+        except Exception as error:  # noqa: BLE001 - the other ranks learn it, then it is raised
+            workers.agree(error)
+            raise
         with eval_mode(decoder):
             try:  # until the ranks agree that each got this far with the same call
                 if workers.world > 1 and workers.shard is None and keep_outputs and out is None:
