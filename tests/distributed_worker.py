@@ -92,6 +92,25 @@ def save(result, out: Path, name: str, **extra) -> None:
     np.savez(out / f"{name}-rank{rank}.npz", **arrays)
 
 
+def on_a_smaller_machine(smaller: bool, call):
+    """call() where, if ``smaller``, keeping a sweep in memory is refused (a node with
+    less memory than the others)."""
+    import latentsweep.sweep as engine
+
+    if not smaller:
+        return call()
+    checked = engine._check_fits_in_memory
+
+    def refuse(fn, geometry, keep_outputs):
+        raise ValueError(f"{fn}: keeping the sweep in memory needs more than this machine has")
+
+    engine._check_fits_in_memory = refuse
+    try:
+        return call()
+    finally:
+        engine._check_fits_in_memory = checked
+
+
 def sweep(decoder, **kwargs):
     return ls.traverse(decoder, ANCHORS, **{"steps": STEPS, "batch_size": BATCH, "progress": False, **kwargs})
 
@@ -166,6 +185,7 @@ def main() -> None:
             # an argument check failing on rank 1 alone, in the first sweep (no group yet) and a later one
             attempt(lambda: sweep(decoder, keep_outputs=False, steps=0 if rank else STEPS)),
             attempt(lambda: sweep(decoder, keep_outputs=False, batch_size=0 if rank else BATCH)),
+            attempt(lambda: on_a_smaller_machine(rank == 1, lambda: sweep(decoder, keep_outputs=False))),
             attempt(lambda: sweep(failing_decoder(victim=1, at=1), out=args.out / "probe.zarr")),
             attempt(lambda: sweep(decoder, out=args.out / "steps.zarr", steps=STEPS + 2 * rank)),
             attempt(lambda: sweep(decoder, keep_outputs=False, span=2.0 + rank)),

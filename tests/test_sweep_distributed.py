@@ -247,13 +247,15 @@ def test_a_failing_or_mismatched_rank_fails_every_rank_clearly(runs, tmp_path):
     middle of its units leaves the others a clear message, its finished units kept."""
     torchrun(2, "failures", tmp_path)
     outcomes = [(tmp_path / f"failures-rank{r}.txt").read_text().splitlines() for r in range(2)]
-    first_checks, later_checks, probe, steps, span, paths, weights = zip(*outcomes)
+    first_checks, later_checks, memory, probe, steps, span, paths, weights = zip(*outcomes)
     # An argument check that fails on one rank: checked before the ranks joined, it left rank 0 in the
     # rendezvous (30 minutes) or pairing its collectives with rank 1's next call.
     for checks, message in [(first_checks, "steps must be >= 1"), (later_checks, "batch_size must be >= 1")]:
         assert checks[1] == f"ValueError: latentsweep.traverse: {message}, got 0", checks[1]
         assert checks[0].startswith(f"RuntimeError: latentsweep.traverse: rank 1 failed (ValueError: "
                                     f"latentsweep.traverse: {message}"), checks[0]
+    assert memory[1] == "ValueError: latentsweep.traverse: keeping the sweep in memory needs more than this machine has"
+    assert memory[0].startswith("RuntimeError: latentsweep.traverse: rank 1 failed (ValueError:"), memory[0]
     assert probe[1] == "RuntimeError: decoder failed on rank 1"
     assert probe[0].startswith("RuntimeError: latentsweep.traverse: rank 1 failed (RuntimeError: decoder failed "
                                "on rank 1)"), probe[0]

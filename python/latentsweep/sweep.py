@@ -252,6 +252,8 @@ def sweep_grid(
                 host = HostCopies({"dims": spec.dims, "directions": spec.directions, "values": spec.values,
                                    "anchors": spec.anchors, "anchor_outputs": probe.outputs})
                 geometry = Geometry(*spec.grid_shape, probe.out_shape, probe.outputs.dtype)
+                if out is None:  # (here, where a rank whose memory is smaller tells the others)
+                    _check_fits_in_memory(fn, geometry, keep_outputs)
                 params = None if out is None else sweep_params(decode_fn, spec, probe, keep_outputs)
                 identity = None if not workers.grouped else _call_identity(spec, probe, decode_fn, params, out,
                                                                            keep_outputs=keep_outputs)
@@ -275,13 +277,19 @@ def sweep_grid(
                                 keep_outputs=keep_outputs, resume=resume, overwrite=overwrite, workers=workers,
                                 padded=cuda_graph)
             sink, plan, pending = opened
-            mine = _my_units(plan, pending, workers)
-            trial_rows = plan.trial_rows if workers.leader else 0  # decoded here while choosing the size
-            stats = _C.SweepStatistics(probe.outputs.reshape(spec.num_anchors, -1), spec_d.values)
-            if cuda_graph and not plan.padded:
-                raise ValueError(f"{fn}: cuda_graph=True needs batches of one size, and the sweep at {out} was "
-                                 "planned with short batches (started without cuda_graph); resume it without cuda_graph")
-            decode = graphed(fn, decode_fn, plan.batch_size, spec_d.anchors) if cuda_graph else decode_fn
+            try:  # what can fail on one rank alone (memory, a CUDA graph's capture): the others learn it
+                mine = _my_units(plan, pending, workers)
+                trial_rows = plan.trial_rows if workers.leader else 0  # decoded here while choosing the size
+                stats = _C.SweepStatistics(probe.outputs.reshape(spec.num_anchors, -1), spec_d.values)
+                if cuda_graph and not plan.padded:
+                    raise ValueError(f"{fn}: cuda_graph=True needs batches of one size, and the sweep at {out} was "
+                                     "planned with short batches (started without cuda_graph); resume it without "
+                                     "cuda_graph")
+                decode = graphed(fn, decode_fn, plan.batch_size, spec_d.anchors) if cuda_graph else decode_fn
+            except Exception as error:  # noqa: BLE001 - the other ranks learn it, then it is raised
+                workers.agree(error)
+                raise
+            workers.agree()
             sweep_started = opening if trial_rows else time.perf_counter()
             rows = trial_rows + sum(plan.unit_rows_of(u)[1] - plan.unit_rows_of(u)[0] for u in mine)
             _progress.recount(bar, total=rows, done=trial_rows)
@@ -453,8 +461,7 @@ def _open_sink(fn: str, out, spec, probe, geometry, params, choose_batch, *, exp
         batch_size, trial_units = choose_batch(keep)
         return make_plan(spec.num_rows, spec.num_steps, batch_size, padded=padded, trial_units=trial_units)
 
-    if out is None:
-        _check_fits_in_memory(fn, geometry, keep_outputs)
+    if out is None:  # (its memory was checked before the ranks agreed)
         # The leader's batch trials decode into the sink (their units are kept, see plan.py).
         sink = MemorySink(geometry, keep_outputs, None, keep_units=workers.grouped)
         plan = plan_from_dict(_leader_decides(workers, lambda: new_plan(sink).as_dict()))
