@@ -133,6 +133,10 @@ def main() -> None:
         auto = ls.traverse(clocked, AUTO_ANCHORS, steps=STEPS, keep_outputs=False, progress=False)
         save(auto, args.out, f"auto-memory{world}", decoded=np.array([clocked.codes - len(AUTO_ANCHORS)]),
              batch_size=np.array([auto.batch_size]))
+        if world > 1:  # the group traverse created, destroyed by its caller: not created again
+            dist.destroy_process_group()
+            outcome = attempt(lambda: sweep(decoder, keep_outputs=False))
+            (args.out / f"destroyed{world}-rank{os.environ['RANK']}.txt").write_text(outcome)
     elif args.scenario == "caller-group":
         dist.init_process_group("gloo")
         save(sweep(decoder, out=args.out / f"caller{world}.zarr"), args.out, f"caller{world}")

@@ -69,6 +69,16 @@ def test_one_two_and_three_processes_are_bitwise_identical(runs):
     assert_identical({k: memory[k] for k in memory}, {k: single[k] for k in memory})
 
 
+def test_a_group_latentsweep_created_and_its_caller_destroyed_is_not_created_again(runs):
+    """Created again, it waited in torchrun's rendezvous (which hosts one group per process) for
+    30 minutes: each rank says why at once."""
+    for rank in range(3):
+        outcome = (runs / f"destroyed3-rank{rank}.txt").read_text()
+        assert outcome.startswith("RuntimeError: latentsweep.traverse: the process group latentsweep created for "
+                                  "WORLD_SIZE=3 was destroyed"), outcome
+        assert "distributed=False" in outcome, outcome
+
+
 def test_a_memory_sweeps_batch_trials_are_units_of_rank_0(runs):
     """batch_size="auto" on a fake clock: rank 0 times 64 on whole units, keeps them as the
     sweep's first units, and the ranks share the rest; every row is decoded once, and every rank

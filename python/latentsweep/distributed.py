@@ -124,6 +124,11 @@ class Workers:
         """Nothing to release now: a group created here lives until the process exits."""
 
 
+# Whether this process created a group (see the module's docstring): torchrun's rendezvous
+# store cannot host a second one, so one destroyed by its caller is not created again.
+_created_a_group = False
+
+
 def _destroy_created_group() -> None:
     if torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
@@ -194,6 +199,7 @@ def world_and_rank() -> tuple[int, int]:
 def join(fn: str, shard, device: torch.device | None, *, distributed: bool = True) -> Workers:
     """The Workers of this call (creating a process group only if the environment asks).
     ``distributed=False``: this process alone, whatever group it belongs to."""
+    global _created_a_group
     if not distributed and shard is None:
         return Workers(fn=fn)
     initialized = torch.distributed.is_available() and torch.distributed.is_initialized()
@@ -217,6 +223,13 @@ def join(fn: str, shard, device: torch.device | None, *, distributed: bool = Tru
         _env_rank(fn)  # (a RANK that is not one of the group's, in these words rather than the rendezvous')
         if not torch.distributed.is_available():
             raise RuntimeError(f"{fn}: WORLD_SIZE={_env_world(fn)} but this torch build has no torch.distributed")
+        if _created_a_group:  # (creating it again waited in the rendezvous for 30 minutes)
+            raise RuntimeError(
+                f"{fn}: the process group latentsweep created for WORLD_SIZE={_env_world(fn)} was destroyed "
+                "(torch.distributed.destroy_process_group()), and torchrun's rendezvous cannot host a second one "
+                "in this process; keep it until the process ends (latentsweep destroys it at exit), or pass "
+                "distributed=False to sweep in this process alone"
+            )
         backend = "nccl" if device is not None and device.type == "cuda" else "gloo"
         if backend == "nccl":
             _checks.usable_device(fn, device)
@@ -231,6 +244,7 @@ def join(fn: str, shard, device: torch.device | None, *, distributed: bool = Tru
                 "process alone"
             )
             raise (ValueError if isinstance(error, ValueError) else RuntimeError)(message) from error
+        _created_a_group = True
         atexit.register(_destroy_created_group)
         return Workers(rank=torch.distributed.get_rank(), world=torch.distributed.get_world_size(),
                        grouped=True, created=True, fn=fn)
