@@ -3,6 +3,8 @@ C++ checks stop what slips past Python with a RuntimeError, never a crash."""
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -611,3 +613,12 @@ def test_a_file_name_too_long_for_the_file_system_is_named(tmp_path):
 
     with pytest.raises(ValueError, match=r"latentsweep.explain: cannot write out=.*File name too long"):
         _checks.output_file("latentsweep.explain", "out", tmp_path / ("a" * 300 + ".html"))
+
+
+def test_no_stderr_means_no_progress_bar(monkeypatch):
+    """progress=None asked None whether it is a tty (pythonw, or a closed stderr) and raised
+    AttributeError from encode and traverse."""
+    monkeypatch.setattr(sys, "stderr", None)
+    posterior = latentsweep.encode(torch.nn.Linear(4, 2), torch.randn(3, 4))
+    assert posterior.mu.shape == (3, 2)
+    assert latentsweep.traverse(lambda codes: codes, posterior.mu, steps=3).effect.shape == (3, 2, 3)

@@ -6,10 +6,11 @@ import sys
 
 
 def wanted(progress: bool | None, fn: str) -> bool:
-    """progress=True/False forces the bar on/off; None shows it when stderr is a terminal."""
+    """progress=True/False forces the bar on/off; None shows it when stderr is a terminal (not
+    when there is none: pythonw, or a closed stderr, which Python sets to None)."""
     if progress is not None and not isinstance(progress, bool):
         raise TypeError(f"{fn}: progress must be True, False or None, got {type(progress).__name__}")
-    return sys.stderr.isatty() if progress is None else progress
+    return (sys.stderr is not None and sys.stderr.isatty()) if progress is None else progress
 
 
 class NoBar:

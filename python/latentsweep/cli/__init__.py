@@ -13,7 +13,7 @@ import sys
 import warnings
 
 from ..sweep import stop_messages_as_notes
-from .errors import CliError, StandardOutputError, UsageError, one_line, say, standard_output_named
+from .errors import CliError, StandardOutputError, UsageError, _other_rank, one_line, say, standard_output_named
 
 # Errors whose message is the whole story (ours, and the library's argument checks).
 EXPECTED_ERRORS = (CliError, ValueError, TypeError, FileNotFoundError, OSError)
@@ -37,17 +37,6 @@ class _Parser(argparse.ArgumentParser):
 
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-
-
-def _other_rank() -> bool:
-    """A rank other than 0 of a launcher's group (WORLD_SIZE > 1 too: a stray RANK alone, as some
-    clusters set, must not silence the error)."""
-    from ..distributed import world_and_rank
-
-    try:
-        return world_and_rank()[1] != 0
-    except ValueError:  # (a WORLD_SIZE or RANK that is not a number: the command says so later)
-        return False
 
 
 def _discard_standard_output() -> None:

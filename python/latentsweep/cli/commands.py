@@ -15,7 +15,7 @@ import torch
 
 from .._checks import INT64_MAX
 from ..distributed import world_and_rank
-from .errors import CliError, UsageError, say, user_code
+from .errors import CliError, UsageError, no_store_to_keep, say, user_code
 from .loading import load_array, load_model, model_part, part_device_dtype
 
 # A flat output of a square size at least this large may be an image (8x8 digits and up).
@@ -157,6 +157,9 @@ def _int_list(text: str) -> list[int]:
 
 
 def _loaded(args, *, need_encoder: bool = True) -> tuple[object, object | None, object | None]:
+    if args.weights_key is not None and args.weights is None:  # (it was ignored: the model ran as built)
+        raise UsageError("--weights-key names the entry of the --weights checkpoint that holds the state dict: "
+                         "it needs --weights")
     model = load_model(args.model, args.weights, weights_key=args.weights_key)
     if args.weights is None:
         say("warning", f"no --weights: {args.model} runs with the weights it was built with (random, "
@@ -215,6 +218,15 @@ def _out_folder(path: str):
         if not existed and folder.is_dir() and not any(folder.iterdir()):
             folder.rmdir()
         raise
+
+
+def _no_folder_in_the_way(folder: Path, args, names) -> None:
+    """The files a command writes into --out, checked before its work: a folder of one's name was
+    found after it, said as an OSError naming no option ("[Errno 21] Is a directory"), or in the
+    library's words (report.html's as "--store", a picture's as path=)."""
+    for name in names:
+        if (folder / name).is_dir():
+            raise CliError(f"--out {args.out!r}: a folder named {name} is in the way of the results")
 
 
 def enclosing_store(path: Path) -> Path | None:
@@ -281,14 +293,21 @@ def add_diagnose(sub) -> None:
 
 
 def run_diagnose(args) -> int:
+    # --out's folder is made before the work (a file in its way was found after the diagnosis)
+    with _out_folder(args.out) if args.out else contextlib.nullcontext() as folder:
+        if folder is not None:
+            _no_folder_in_the_way(folder, args, ("diagnosis.txt", "diagnosis.json"))
+        return _diagnose_into(folder, args)
+
+
+def _diagnose_into(folder: Path | None, args) -> int:
     import latentsweep as ls
 
     model, encoder, _ = _loaded(args)
     posterior, _ = _encode(encoder, model, args)
     diagnosis = ls.diagnose(posterior, prior_std=args.prior_std)
     print(json.dumps(diagnosis.to_dict(), indent=2) if args.json else diagnosis)
-    if args.out:
-        folder = _out_dir(args.out)
+    if folder is not None:
         (folder / "diagnosis.txt").write_text(str(diagnosis) + "\n")
         (folder / "diagnosis.json").write_text(json.dumps(diagnosis.to_dict(), indent=2) + "\n")
     return 0
@@ -397,8 +416,9 @@ def run_traverse(args) -> int:
     if args.overwrite and args.store is None:
         raise UsageError("--overwrite replaces a stored sweep: it needs --store (--out's files are always replaced)")
     with _out_folder(args.out) as folder:
-        if (folder / "traversal.npz").is_dir():  # found now, not after the sweep
-            raise CliError(f"--out {args.out!r}: a folder named traversal.npz is in the way of the results")
+        pictures = [] if args.no_outputs else [  # (the anchors' pictures this run may write)
+            p.name for p in folder.iterdir() if (m := _PICTURE.fullmatch(p.name)) and int(m.group(1)) < args.anchors]
+        _no_folder_in_the_way(folder, args, ["traversal.npz", *sorted(pictures)])  # found now, not after the sweep
         return _traverse_into(folder, args)
 
 
@@ -435,6 +455,7 @@ def _traverse_into(folder: Path, args) -> int:
 # size and modification time): a run with fewer anchors removes the pictures of the last run
 # that it did not rewrite, and only those, untouched since (never a user's file of that name).
 _TRAVERSAL_FILES = re.compile(r"traversal(-anchor\d+\.png|\.npz)")
+_PICTURE = re.compile(r"traversal-anchor(\d+)\.png")
 _WRITTEN_LIST = ".latentsweep-traverse.json"
 
 
@@ -554,11 +575,31 @@ def _positive_ints(text: str) -> tuple[int, ...]:
     return shape
 
 
+def _prior_codes(args, dim: int, dtype: torch.dtype) -> torch.Tensor:
+    """-n codes from N(0, --prior-std²) in the decoder's dtype (codes.npy holds what the decoder
+    got: float32 draws were saved for a float64 or float16 model), refused when --prior-std puts
+    them beyond that dtype's range (Inf codes, blamed on the decoder) or rounds them to 0."""
+    import latentsweep as ls
+
+    dtype = dtype if dtype.is_floating_point else torch.get_default_dtype()
+    info, name = torch.finfo(dtype), str(dtype).removeprefix("torch.")
+    if args.prior_std < info.tiny:
+        raise CliError(f"--prior-std {args.prior_std:g} is below the smallest normal {name} ({info.tiny:.3g}), the "
+                       "decoder's dtype: the samples would lose their precision or round to 0; pass a larger --prior-std")
+    draws = ls.sample_prior(args.num_samples, dim, seed=args.seed, dtype=dtype)
+    reach = float(draws.abs().max()) * args.prior_std  # (a Python float: inf, not an overflow, beyond 1.8e308)
+    if reach > info.max:
+        raise CliError(f"--prior-std {args.prior_std:g}: the samples reach {reach:.3g}, beyond the largest {name} "
+                       f"({info.max:.3g}), the decoder's dtype; pass a smaller --prior-std")
+    return draws * args.prior_std
+
+
 def run_sample(args) -> int:
     if args.inputs is not None and not args.data:
         raise UsageError("--inputs picks inputs of --data (posterior samples); without --data the codes come "
                          "from the prior")
     with _out_folder(args.out) as folder:
+        _no_folder_in_the_way(folder, args, ("codes.npy", "decoded.npy", "samples.png"))
         return _sample_into(folder, args)
 
 
@@ -592,7 +633,7 @@ def _sample_into(folder: Path, args) -> int:
                            f"{math.prod(shape)} latents")
         dim, source = (math.prod(shape), "--latent-shape") if shape is not None else \
             latent_dim(model, decoder, args.latent_dim)
-        codes = ls.sample_prior(args.num_samples, dim, seed=args.seed) * args.prior_std
+        codes = _prior_codes(args, dim, part_device_dtype(decoder, model)[1])
         codes = codes if shape is None else codes.view(-1, *shape)  # (in the decoder's shape)
         per_row, column_label = PRIOR_SAMPLES_PER_ROW, "sample (row start + column)"
         row_label = lambda r: str(r * per_row)  # noqa: E731
@@ -673,7 +714,9 @@ def run_report(args) -> int:
     check_report_metrics_options(args)
     if args.directions == "clusters" and args.clusters is None:
         raise UsageError("--directions clusters needs --clusters K (the number of KMeans clusters to go between)")
-    with _out_folder(args.out) as folder:
+    with _out_folder(args.out) as folder, no_store_to_keep("report.html is written at the end: nothing of this run "
+                                                            "is kept; run the command again"):
+        _no_folder_in_the_way(folder, args, ("report.html",))
         return _report_into(folder, args)
 
 
@@ -733,6 +776,13 @@ def add_demo(sub) -> None:
 
 
 def run_demo(args) -> int:
-    from .demo import run_demo as demo
+    from ..demo import DEMO_MODELS
+    from ..demo.shapes_vae import SHAPES_VAE_NAME
+    from .demo import QUICK_REPORT_MODEL, run_demo as demo
 
-    return demo(_out_dir(args.out), quick=args.quick)
+    folder = _out_dir(args.out)
+    reports = [QUICK_REPORT_MODEL] if args.quick else [*DEMO_MODELS, SHAPES_VAE_NAME]
+    _no_folder_in_the_way(folder, args, [f"{name}.html" for name in reports] + ["index.html"])
+    with no_store_to_keep("Each report is written when its model is done: those written so far are in --out; run "
+                          "the demo again for the rest"):
+        return demo(folder, quick=args.quick)

@@ -57,13 +57,20 @@ class _NamedStandardOutput:
 
 @contextlib.contextmanager
 def standard_output_named():
-    """stdout's write errors as StandardOutputError while a command runs."""
-    stream = sys.stdout
-    sys.stdout = _NamedStandardOutput(stream)
-    try:
-        yield
-    finally:
-        sys.stdout = stream
+    """stdout's write errors as StandardOutputError while a command runs. A standard stream that
+    is closed (``latentsweep open s.zarr >&-``: Python sets it to None) is os.devnull meanwhile,
+    as Python's print() treats it: what goes to it is dropped (print went to None.write, an
+    AttributeError said as a bug; the library's progress bar asked None whether it is a tty)."""
+    stream, errors = sys.stdout, sys.stderr
+    with contextlib.ExitStack() as closing:
+        devnull = closing.enter_context(open(os.devnull, "w", encoding="utf-8")) \
+            if stream is None or errors is None else None
+        sys.stdout = _NamedStandardOutput(stream or devnull)
+        sys.stderr = errors or devnull
+        try:
+            yield
+        finally:
+            sys.stdout, sys.stderr = stream, errors
 
 
 # Library wording -> command-line wording, applied in order (a pattern where the words carry a
@@ -93,6 +100,10 @@ _CLI_WORDS = (
     ("pass image_shape=(H, W) or (C, H, W)", "pass --image-shape H,W or C,H,W"),
     ("image_shape (", "--image-shape ("),
     ("image_shape must be", "--image-shape must be"),
+    ("--image-shape: --image-shape ", "--image-shape "),  # (the CLI names the flag as the function: said once)
+    ("sample_prior: D must be", "the latent size D (--latent-dim, or the product of --latent-shape) must be"),
+    ("metrics.evaluate: metrics must be", "--metrics must be"),
+    (re.compile(r"^\w+: dims\[\.\.\.\] must be"), "each of --dims must be"),
     ("span * prior_std must be", "--span * --prior-std must be"),
     (": span must be", ": --span must be"),
     ("output_transform=", "--output-activation"),
@@ -173,8 +184,24 @@ def one_line(error: BaseException | str) -> str:
 
 
 def say(kind: str, message: BaseException | str) -> None:
-    """Prints ``latentsweep: KIND: message`` on stderr (kind: error, warning, note)."""
+    """Prints ``latentsweep: KIND: message`` on stderr (kind: error, warning, note). Under a
+    launcher (torchrun) every rank runs the same command: its warnings and notes are said by
+    rank 0 only (each was printed once per rank); errors by any rank. Nothing when stderr is
+    closed (print(file=None) wrote it to stdout, among the command's output)."""
+    if sys.stderr is None or kind in ("warning", "note") and _other_rank():
+        return
     print(f"latentsweep: {kind}: {one_line(message)}", file=sys.stderr, flush=True)
+
+
+def _other_rank() -> bool:
+    """A rank other than 0 of a launcher's group (WORLD_SIZE > 1 too: a stray RANK alone, as some
+    clusters set, must not silence the error): it leaves usage errors, warnings and notes to rank 0."""
+    from ..distributed import world_and_rank
+
+    try:
+        return world_and_rank()[1] != 0
+    except ValueError:  # (a WORLD_SIZE or RANK that is not a number: the command says so)
+        return False
 
 
 def reason(error: BaseException) -> str:
@@ -209,6 +236,30 @@ def _raised_in(error: BaseException, files: set[str]) -> bool:
             return True
         frame = frame.tb_next
     return False
+
+
+# The library's advice after a sweep without a store stopped (Ctrl-C, or a decoder that failed):
+# traverse's --store keeps its units; the commands that traverse inside (report, demo) have none.
+_STORE_ADVICE = re.compile(r"Pass out='sweep\.zarr' to keep partial results on disk and make long sweeps resumable\.")
+# ... and its advice for outputs too large to keep in memory (traverse's --store or --no-outputs)
+_MEMORY_ADVICE = "pass out='sweep.zarr' (on disk, resumable) or keep_outputs=False (statistics only)"
+
+
+@contextlib.contextmanager
+def no_store_to_keep(what: str):
+    """For a command without --store (nor --no-outputs): the library's advice to keep a stopped
+    sweep's work in a store (said as "Pass --store sweep.zarr", an option the command lacks)
+    becomes ``what`` the command keeps, also in the CliError that :func:`user_code` made of the
+    error (its notes); outputs too large for memory, fewer points."""
+    try:
+        yield
+    except BaseException as error:
+        notes = getattr(error, "__notes__", None)
+        if notes:
+            error.__notes__ = [_STORE_ADVICE.sub(what, note) for note in notes]
+        if isinstance(error, ValueError) and _MEMORY_ADVICE in str(error):
+            raise CliError(str(error).replace(_MEMORY_ADVICE, "pass fewer --steps, --anchors or --dims")) from error
+        raise
 
 
 @contextlib.contextmanager
