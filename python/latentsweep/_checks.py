@@ -137,6 +137,21 @@ def same_tensor(a: torch.Tensor | None, b: torch.Tensor | None) -> bool:
     return torch.equal(a, b)
 
 
+def power_of_two_at(largest: torch.Tensor) -> torch.Tensor:
+    """The power of two at each magnitude of ``largest`` (1 where it is 0): values over it lie
+    within [-2, 2], their squares within float64's range, and dividing by it changes no digit."""
+    return torch.where(largest > 0, torch.ldexp(torch.ones_like(largest), torch.frexp(largest).exponent - 1), 1.0)
+
+
+def uint64_beyond_int64(value: torch.Tensor) -> int | None:
+    """The largest value of a uint64 tensor when it is beyond int64's range (a cast would wrap
+    it around to a negative number), else None; None for other dtypes and empty tensors."""
+    if value.dtype != torch.uint64 or not value.numel() or value.device.type == "meta":
+        return None
+    largest = extremes(distinct_values(value))[1]
+    return largest if largest > INT64_MAX else None
+
+
 def by_largest_entry(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Each row of ``x`` over its largest absolute entry (zero rows stay zero), and those
     entries ``[..., 1]``: lengths and angles of the result cannot under- or overflow float64
@@ -398,10 +413,9 @@ def index_tensor(fn: str, value, device: torch.device) -> torch.Tensor:
         value = dense_tensor(fn, "dims", value)
         if value.dtype.is_floating_point or value.dtype.is_complex or value.dtype == torch.bool:
             return value
-        if value.dtype == torch.uint64 and value.numel() and value.device.type != "meta":
-            largest = extremes(distinct_values(value))[1]
-            if largest > INT64_MAX:  # (int64 would wrap it around to a negative index)
-                raise ValueError(f"{fn}: dims holds {largest}, beyond int64's range (dims index the latents)")
+        largest = uint64_beyond_int64(value)
+        if largest is not None:
+            raise ValueError(f"{fn}: dims holds {largest}, beyond int64's range (dims index the latents)")
         if value.device.type == "cpu" and device.type not in ("cpu", "meta"):
             value = value.to(device)
         return value.to(dtype=torch.int64)

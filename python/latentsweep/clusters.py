@@ -208,7 +208,7 @@ def clusters(codes_or_posterior, labels=None, *, k: int | None = None, seed: int
     magnitude = torch.zeros(latent, dtype=torch.float64)
     for block in row_blocks(codes):
         magnitude = torch.maximum(magnitude, block.abs().amax(0))
-    scale = torch.where(magnitude > 0, torch.ldexp(torch.ones_like(magnitude), torch.frexp(magnitude).exponent - 1), 1.0)
+    scale = _checks.power_of_two_at(magnitude)
     sizes = torch.bincount(index, minlength=num_clusters)
     sums = torch.zeros(num_clusters, latent, dtype=torch.float64)
     for block, block_index in row_blocks(codes, index):

@@ -504,8 +504,7 @@ def _refuse_nothing_finite(fn: str, posterior: Posterior, count: torch.Tensor) -
 def _dim_scale(x: torch.Tensor, finite: torch.Tensor) -> torch.Tensor:
     """``[D]`` the power of two at each column's largest finite magnitude (1 for a column of
     zeros): ``x`` over it lies within [-2, 2], and its squares stay in float64's range."""
-    largest = torch.where(finite & torch.isfinite(x), x.abs(), 0.0).amax(0)
-    return torch.where(largest > 0, torch.ldexp(torch.ones_like(largest), torch.frexp(largest).exponent - 1), 1.0)
+    return _checks.power_of_two_at(torch.where(finite & torch.isfinite(x), x.abs(), 0.0).amax(0))
 
 
 def _axes(mu: torch.Tensor, finite: torch.Tensor) -> AxisAlignment | None:

@@ -87,10 +87,8 @@ def integer_values(fn: str, name: str, value: torch.Tensor) -> torch.Tensor:
         if extremes is not None and not (-(2.0**63) <= extremes[0] and extremes[1] < 2.0**63):
             raise ValueError(f"{fn}: {name} must lie within int64's range, got values in "
                              f"[{extremes[0]:g}, {extremes[1]:g}]")
-    elif value.dtype == torch.uint64 and value.numel():  # (values of 2**63 and more wrap to negative int64s)
-        largest = _checks.extremes(_checks.distinct_values(value))[1]
-        if largest > _checks.INT64_MAX:
-            raise ValueError(f"{fn}: {name} must lie within int64's range, got a value of {largest}")
+    elif (largest := _checks.uint64_beyond_int64(value)) is not None:
+        raise ValueError(f"{fn}: {name} must lie within int64's range, got a value of {largest}")
     return value.detach().to(torch.int64)
 
 
