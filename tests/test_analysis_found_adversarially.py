@@ -173,3 +173,85 @@ def test_project_refuses_coordinates_that_overflow(codes, advice):
     with pytest.raises(ValueError, match=r"latentsweep.Directions.project: the coordinates of these codes " + advice):
         directions.project(codes)
     assert torch.isfinite(directions.project(codes / 2)).all()
+
+
+# --- a logvar that is one number for every input is a fixed variance, not a ReLU's floor ---------
+
+
+@pytest.mark.parametrize("value", [[0.7, 0.7, 0.7], [0.3, 0.7, 1.0]])
+@pytest.mark.parametrize("prior_std", [1.0, 10.0])
+def test_a_fixed_variance_is_not_called_a_relu_on_the_logvar_head(value, prior_std):
+    """A logvar of one positive number for every input (a fixed variance) fired nonnegative-logvar
+    under the standard prior, and the findings said to retrain with a linear head."""
+    mu = torch.randn(200, 3, generator=gen(13)) * prior_std
+    diagnosis = ls.diagnose(ls.Posterior(mu, torch.tensor(value).expand(200, 3)), prior_std=prior_std)
+    assert diagnosis.flag("nonnegative-logvar") is None
+    assert "relu-heads" not in [f.code for f in diagnosis.findings()]
+    assert "linear" not in diagnosis.recommendation
+
+
+def test_a_logvar_of_zeros_says_it_may_be_a_fixed_unit_variance():
+    """logvar=zeros (a unit-variance posterior, or an autoencoder's codes passed with zero logvar)
+    is also what a dead ReLU head gives (the relu-heads demo's): still flagged, but no longer
+    called a ReLU without saying that a fixed unit variance looks the same."""
+    mu = torch.randn(200, 3, generator=gen(13))
+    logvar = torch.tensor([0.0, 0.3, 1.0]).repeat(200, 1)  # dim 0 at the floor; dims 1-2 fixed above it
+    diagnosis = ls.diagnose(ls.Posterior(mu, logvar))
+    flag = diagnosis.flag("nonnegative-logvar")
+    assert flag.dims == [0]
+    note = "On dim 0 logvar is exactly 0 for every input: a dead ReLU, or a fixed unit variance (logvar=zeros)"
+    assert note in flag.recommendation
+    assert note in next(f for f in diagnosis.findings() if f.code == "relu-heads").text
+    varying = logvar.clone()
+    varying[:, 1] = (torch.randn(200, generator=gen(18))).relu()  # a head that varies: no such note
+    assert "fixed unit variance" not in ls.diagnose(ls.Posterior(mu, varying)).flag("nonnegative-logvar").recommendation
+
+
+def test_a_relu_on_the_logvar_head_is_still_called_one():
+    """A head whose outputs vary, one of them pinned at the ReLU's floor: all flagged (as in
+    test_diagnose's test_relu_heads_are_still_found_beside_collapsed_latents)."""
+    mu = torch.randn(200, 3, generator=gen(14))
+    logvar = (torch.randn(200, 3, generator=gen(15)) * 0.5).relu()  # half of them exactly 0
+    logvar[:, 2] = 0.0  # pinned at 0 for every input, beside outputs that vary
+    flag = ls.diagnose(ls.Posterior(mu, logvar)).flag("nonnegative-logvar")
+    assert flag is not None and flag.dims == [0, 1, 2]
+
+
+# --- principal_directions and clusters refuse an expanded tensor of 10^12 rows ------------------
+
+
+@pytest.mark.parametrize("call", [
+    lambda codes: ls.principal_directions(codes),
+    lambda codes: ls.principal_directions(ls.Posterior(codes)),
+    lambda codes: ls.clusters(codes, k=2),
+    lambda codes: ls.clusters(codes, torch.zeros(1, dtype=torch.int64).expand(codes.shape[0])),
+], ids=["principal", "principal-posterior", "kmeans", "labels"])
+def test_codes_of_more_rows_than_memory_are_refused_before_the_work(call):
+    """12 bytes of storage expanded to [10^12, 3]: principal_directions and clusters passed over
+    its rows in blocks for hours (diagnose refused it already)."""
+    codes = torch.randn(1, 3, generator=gen(16)).expand(10**12, 3)
+    with pytest.raises(ValueError, match=r"latentsweep.(principal_directions|clusters): reading the codes "
+                                         r"\[N=1000000000000, D=3\] needs .* GiB, more than this CPU's .*posterior\[:n\]"):
+        call(codes)
+
+
+# --- Clusters: dataclasses.replace cannot leave its float64 statistics stale ----------------------
+
+
+def test_replaced_or_edited_cluster_statistics_give_their_own_effects():
+    """pair_effect read the float64 centroids and variances kept from clusters(), which
+    dataclasses.replace copied beside new ones: the effects of the old centroids."""
+    import dataclasses
+
+    codes = torch.randn(30, 3, generator=gen(17))
+    found = ls.clusters(codes, torch.arange(30) % 3)
+    shifted = dataclasses.replace(found, centroids=found.centroids * 10)
+    expected = (shifted.centroids[1] - shifted.centroids[0]).double() / (
+        (found.sizes[0] * found.variances[0] + found.sizes[1] * found.variances[1]).double()
+        / (found.sizes[0] + found.sizes[1] - 2)).sqrt()
+    torch.testing.assert_close(shifted.pair_effect(0, 1), expected.float(), rtol=1e-6, atol=0)
+    torch.testing.assert_close(shifted.pair_effect(0, 1), found.pair_effect(0, 1) * 10, rtol=1e-5, atol=0)
+    wider = dataclasses.replace(found, variances=found.variances * 4)
+    torch.testing.assert_close(wider.pair_effect(0, 1), found.pair_effect(0, 1) / 2, rtol=1e-5, atol=0)
+    found.centroids[1] = found.centroids[0]  # in place, too
+    assert torch.equal(found.pair_effect(0, 1), torch.zeros(3))

@@ -268,3 +268,47 @@ def test_options_that_need_the_outputs_shape_are_checked_before_the_sweeps(tmp_p
     with pytest.raises(error, match=match):
         ls.explain(None, decoder, None, posterior=posterior, out=tmp_path, anchors=4, steps=5, **kwargs)
     assert sum(calls) <= 2, calls  # the probe's point (and its anchor), no sweep
+
+
+class CountingDecoder(torch.nn.Module):
+    """The small decoder, counting its calls: what explain refuses up front never decodes."""
+
+    def __init__(self):
+        super().__init__()
+        self.inner, self.calls = small_decoder(16, 1, 4, 4), 0
+
+    def forward(self, z):
+        self.calls += 1
+        return self.inner(z)
+
+
+def test_an_autoencoder_whose_codes_do_not_vary_is_refused_before_anything_is_decoded(tmp_path):
+    """An encoder that gives every input one code: principal_directions' error came from inside
+    explain after its first decoding, naming principal_directions."""
+    decoder = CountingDecoder()
+    encoder = torch.nn.Sequential(torch.nn.Linear(4, LATENT_DIM), torch.nn.ReLU())
+    with torch.no_grad():
+        encoder[0].bias.fill_(-10.0), encoder[0].weight.zero_()  # a dead layer: zeros for every input
+    with pytest.raises(ValueError, match=r"latentsweep.explain: the codes do not vary: all 20 inputs have the same "
+                                         r"code.*encoder ignores its input"):
+        ls.explain(encoder, decoder, torch.randn(20, 4), out=tmp_path, **FAST)
+    with pytest.raises(ValueError, match=r"latentsweep.explain: the codes do not vary"):  # and when asked for them
+        ls.explain(None, decoder, None, posterior=ls.Posterior(torch.ones(20, LATENT_DIM)), out=tmp_path,
+                   directions="pca", **FAST)
+    assert decoder.calls == 0 and not (tmp_path / "report.html").exists()
+
+
+@pytest.mark.parametrize("variational", [False, True])
+def test_codes_with_nan_or_inf_are_refused_with_their_rows_before_anything_is_decoded(tmp_path, variational):
+    """The diagnosis skips them, then principal_directions (or traverse's reference, or an
+    anchor) raised on them after decoding had begun, naming index (3, 0) of its own codes."""
+    decoder = CountingDecoder()
+    mu = torch.randn(N, LATENT_DIM, generator=torch.Generator().manual_seed(3))
+    logvar = torch.zeros_like(mu) - 1 if variational else None
+    (logvar if variational else mu)[[5, 40], 1] = math.inf
+    mu[40, 2] = math.nan
+    what = "mu or logvar" if variational else "mu"
+    with pytest.raises(ValueError, match=rf"latentsweep.explain: posterior has NaN/Inf \(in {what}\) for 2 of its "
+                                         rf"{N} inputs: 5, 40; .*posterior\[keep\]"):
+        ls.explain(None, decoder, None, posterior=ls.Posterior(mu, logvar), out=tmp_path, **FAST)
+    assert decoder.calls == 0 and not (tmp_path / "report.html").exists()

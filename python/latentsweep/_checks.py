@@ -224,6 +224,18 @@ def fits_in_memory(fn: str, what: str, nbytes: int, device: torch.device, advice
                          f"{capacity / 2**30:,.1f} GiB; {advice}")
 
 
+def codes_fit_in_memory(fn: str, what: str, codes: torch.Tensor, advice: str, *,
+                        bytes_per_value: int | None = None) -> None:
+    """:func:`fits_in_memory` (all of the memory) for the values of ``codes`` at
+    ``bytes_per_value`` each (default: their own size; a function's float64 copies count
+    more), said before the work: only a broadcast view (``expand``: 12 bytes of storage for
+    [10^12, 3]) holds more values than the memory, and passing over its rows took hours.
+    ``what`` names the work, e.g. ``"reading the codes [N=.., D=..]"``."""
+    nbytes = codes.numel() * (bytes_per_value or codes.element_size())
+    if nbytes > UNCHECKED_BYTES:  # (no system call for the common, small case)
+        fits_in_memory(fn, what, nbytes, codes.device, advice, share=1.0)
+
+
 def _memory_capacity(device: torch.device) -> int | None:
     """Bytes of the device's memory; None where unknown (the op then says what is wrong with
     the device: no CUDA here, no kernels for it)."""

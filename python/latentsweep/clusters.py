@@ -44,10 +44,11 @@ class Clusters:
     f_statistic: torch.Tensor
     method: str
     latent_shape: tuple[int, ...] | None = None
-    # (centroids, variances) in float64 over each latent's power of two (see clusters()): the
-    # effect sizes of latents whose variances underflow the result's dtype (a float32 latent of
-    # 1e-23 noise: variance 0, effect inf, ranked first among the separating latents).
-    _scaled: tuple[torch.Tensor, torch.Tensor] | None = field(default=None, repr=False, compare=False)
+    # (centroids, variances, scale) in float64, over each latent's power of two ``scale`` (see
+    # clusters()): the effect sizes of latents whose variances underflow the result's dtype (a
+    # float32 latent of 1e-23 noise: variance 0, effect inf, ranked first among the separating
+    # latents). Used only while they give the fields back (see _precise).
+    _scaled: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = field(default=None, repr=False, compare=False)
 
     @property
     def num_clusters(self) -> int:
@@ -55,6 +56,18 @@ class Clusters:
 
     def __len__(self) -> int:
         return self.num_clusters
+
+    def _precise(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(centroids, variances) in float64: the scaled ones clusters() kept when they still
+        give the fields back exactly, else the fields (``dataclasses.replace`` copies
+        ``_scaled`` beside new centroids, and tensors can be changed in place: checked at each
+        use, stale values cannot be read)."""
+        if self._scaled is not None:
+            centroids, variances, scale = self._scaled
+            if _checks.same_tensor((centroids * scale).to(self.centroids.dtype), self.centroids) and \
+                    _checks.same_tensor((variances * scale * scale).to(self.variances.dtype), self.variances):
+                return centroids, variances
+        return self.centroids.double(), self.variances.double()
 
     def _index(self, fn: str, name: str, value) -> int:
         return _checks.integer(fn, name, value, low=0, high=self.num_clusters - 1)
@@ -66,7 +79,7 @@ class Clusters:
         fn = "latentsweep.Clusters.pair_effect"
         i, j = self._index(fn, "i", i), self._index(fn, "j", j)
         n_i, n_j = float(self.sizes[i]), float(self.sizes[j])
-        centroids, variances = self._scaled or (self.centroids.double(), self.variances.double())
+        centroids, variances = self._precise()
         difference = centroids[j] - centroids[i]
         pooled = (n_i * variances[i] + n_j * variances[j]) / max(n_i + n_j - 2, 1)
         sd = pooled.sqrt()
@@ -178,6 +191,8 @@ def clusters(codes_or_posterior, labels=None, *, k: int | None = None, seed: int
     fn = "latentsweep.clusters"
     codes = as_codes(fn, codes_or_posterior, min_rows=3)
     num_rows = codes.shape[0]
+    _checks.codes_fit_in_memory(fn, f"reading the codes [N={num_rows}, D={codes.shape[1]}]", codes,
+                                "pass a sample of the rows (codes[:n] or posterior[:n])")
     seed = _checks.integer(fn, "seed", seed, low=0, high=2**32 - 1)
     if labels is not None:
         if k is not None:
@@ -247,7 +262,7 @@ def clusters(codes_or_posterior, labels=None, *, k: int | None = None, seed: int
         f_statistic=f_stat.to(dtype),
         method=method,
         latent_shape=_latent_shape_of(codes_or_posterior),
-        _scaled=(centroids_scaled, scaled_variances),
+        _scaled=(centroids_scaled, scaled_variances, scale),
     )
 
 

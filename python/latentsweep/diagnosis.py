@@ -378,7 +378,10 @@ def diagnose(posterior: Posterior | torch.Tensor, *, prior_std: float = 1.0) -> 
         - ``nonnegative-logvar``: not collapsed, min logvar_d >= 0 (sigma >= 1: a ReLU's floor)
           and, for a prior wider than 1, at least 5% of logvar_d exactly 0 (the ReLU's own
           mark: under N(0, 10^2) a sigma of 2 is an ordinary posterior). A collapsed latent
-          has mu = 0 and logvar = 0 by definition: that is no sign of a ReLU;
+          has mu = 0 and logvar = 0 by definition, and a logvar that is one positive number
+          for every input is a fixed variance: neither is a sign of a ReLU. A logvar of exactly
+          0 for every input is flagged, its recommendation saying that it is a dead ReLU or a
+          fixed unit variance (``logvar=zeros``), which the codes cannot tell apart;
         - ``marginal-mismatch``: |aggregate mean| > 0.5 x prior_std or aggregate SD outside
           [0.5, 2] x prior_std.
 
@@ -406,12 +409,10 @@ def diagnose(posterior: Posterior | torch.Tensor, *, prior_std: float = 1.0) -> 
     # float64: sums over many inputs, and float16/bfloat16 encoders, stay accurate. Said before
     # allocating: the float64 copies and temporaries (an expanded [10^12, 3] tensor raised the
     # allocator's RuntimeError).
-    nbytes = posterior.num_inputs * posterior.latent_dim * 8 * STATISTICS_COPIES
-    if nbytes > _checks.UNCHECKED_BYTES:  # (no system call for the common, small case)
-        _checks.fits_in_memory(
-            fn, f"computing in float64 over the codes [N={posterior.num_inputs}, D={posterior.latent_dim}]", nbytes,
-            posterior.mu.device, "diagnose a sample of the inputs (posterior[:n])", share=1.0,
-        )
+    _checks.codes_fit_in_memory(
+        fn, f"computing in float64 over the codes [N={posterior.num_inputs}, D={posterior.latent_dim}]", posterior.mu,
+        "diagnose a sample of the inputs (posterior[:n])", bytes_per_value=8 * STATISTICS_COPIES,
+    )
     mu = posterior.mu.double()
     logvar = None if posterior.logvar is None else posterior.logvar.double()
     finite = torch.isfinite(mu) if logvar is None else torch.isfinite(mu) & torch.isfinite(logvar)
@@ -460,6 +461,9 @@ def diagnose(posterior: Posterior | torch.Tensor, *, prior_std: float = 1.0) -> 
         stats["sd"] = (variance_scaled + mean((sigma / scale) ** 2)).sqrt() * scale
         median_sigma = torch.where(finite, sigma, math.nan).nanmedian(0).values
         min_logvar = extreme(logvar, torch.amin, math.inf)
+        # A logvar that is one positive number for every input is a fixed variance (a design, or
+        # a head that ignores its input), not a ReLU's floor, which is exactly 0.
+        fixed_above_floor = (min_logvar == extreme(logvar, torch.amax, -math.inf)) & (min_logvar > 0)
         collapsed = _collapsed(stats)
         # mu = 0 and logvar = 0 is what a collapsed latent looks like (q(z|x) = the prior), not
         # evidence of a ReLU: the head checks look only at the latents that did not collapse.
@@ -471,7 +475,7 @@ def diagnose(posterior: Posterior | torch.Tensor, *, prior_std: float = 1.0) -> 
             _small_posterior_sd(stats, median_sigma),
             collapsed,
             _nonnegative_mean(stats, "mean head", alive),
-            _nonnegative_logvar(min_logvar, mean((logvar == 0).double()), prior_std, alive),
+            _nonnegative_logvar(min_logvar, mean((logvar == 0).double()), prior_std, alive & ~fixed_above_floor),
             _marginal_mismatch(stats),
         ]
     flags = [flag for flag in candidates if flag is not None]
@@ -575,14 +579,24 @@ def _nonnegative_logvar(min_logvar: torch.Tensor, zero_fraction: torch.Tensor, p
     # sigma >= 1 on every input is itself odd under a prior no wider than 1; under a wider one
     # it is an ordinary posterior, and only the ReLU's exact zeros give it away.
     floor = (min_logvar >= 0) & (zero_fraction >= ZERO_FRACTION if prior_std > 1 else True)
+    mask = floor & alive
     return _make_flag(
         "nonnegative-logvar",
-        floor & alive,
+        mask,
         {"min_logvar": min_logvar, "zero_fraction": zero_fraction},
         {"zero_fraction_threshold": ZERO_FRACTION} if prior_std > 1 else {},
         "logvar is never negative on these dims, which looks like a ReLU on the log-variance head: "
-        "variances can never go below 1; the head should be linear.",
+        "variances can never go below 1; the head should be linear."
+        + (f" {unit_variance_note(mask.nonzero()[:, 0].tolist())}" if bool((zero_fraction[mask] == 1).all()) else ""),
     )
+
+
+def unit_variance_note(dims: list[int]) -> str:
+    """For flagged dims whose logvar is exactly 0 for every input: what a dead ReLU head gives,
+    and what a fixed unit variance passed as ``logvar=zeros`` is (the findings say it too)."""
+    return (f"On {_dims_label(dims)} logvar is exactly 0 for every input: a dead ReLU, or a fixed unit variance "
+            "(logvar=zeros), which the codes cannot tell apart; if that is your design, ignore this (a plain "
+            "autoencoder's codes take logvar=None).")
 
 
 def _marginal_mismatch(s: dict) -> Flag | None:

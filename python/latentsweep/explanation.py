@@ -126,7 +126,12 @@ def explain(
 
     Raises:
         TypeError, ValueError: bad arguments (named), or what the steps above raise for the
-            encoder, decoder or codes (e.g. NaN/Inf outputs).
+            encoder, decoder or codes (e.g. NaN/Inf outputs). Codes that hold NaN/Inf (the
+            encoder's, or a ``posterior``'s) are refused with their rows before anything is
+            decoded (the diagnosis alone would skip them, :func:`latentsweep.diagnose`); so are
+            codes that do not vary when principal directions are to be traversed (an
+            autoencoder's, by default): the encoder gives every input one code, and there is
+            nothing to read.
     """
     path = _report_path(out)
     report_options = _check_report_options(dict(report_options, title=title, feature_names=feature_names))
@@ -160,6 +165,7 @@ def explain(
             )
 
         diagnosis = diagnose(posterior, prior_std=prior_std)
+        _refuse_nonfinite_rows(posterior, diagnosis)
         if mode == "auto":
             mode = diagnosis.recommended_mode
         elif MODE_TABLE[mode].needs_logvar and not posterior.is_variational:
@@ -170,6 +176,7 @@ def explain(
         found = None
         if clusters is not None or labels is not None:
             found = find_clusters(posterior, labels, k=clusters, seed=seed)
+        chosen = _directions(directions, diagnosis, posterior, found, max_directions)  # (before any decoding)
 
         sweep = dict(mode=mode, span=span, steps=steps, prior_std=prior_std, device=device, progress=progress,
                      output=output, output_transform=output_transform, distributed=False,
@@ -194,7 +201,6 @@ def explain(
                 results["posterior"] = traverse(decoder, starts, dims=dims, **{**sweep, "mode": "posterior",
                                                                                "reference": None})
         along = {}
-        chosen = _directions(directions, diagnosis, posterior, found, max_directions)
         if chosen is not None:
             name, vectors = chosen
             along[name] = traverse(decoder, starts, directions=vectors, **sweep)
@@ -283,9 +289,35 @@ def _directions(directions, diagnosis: Diagnosis, posterior: Posterior, found: C
         vectors = torch.cat([p.vectors for p in parts])
         return "directions between clusters", Directions(vectors, tuple(n for p in parts for n in p.names),
                                                          source="clusters")
+    if bool((diagnosis.min == diagnosis.max).all()):  # (the diagnosis' extremes: no pass over the codes)
+        raise ValueError(
+            f"{_FN}: the codes do not vary: all {posterior.num_inputs} inputs have the same code, so there is no "
+            "principal direction to traverse and every decoded output would be the same; the encoder ignores its "
+            "input (untrained, or a dead layer): check it"
+        )
     pcs = principal_directions(posterior, k=min(max_directions, posterior.num_inputs - 1, posterior.latent_dim))
     keep = max(1, int((pcs.explained_variance_ratio >= MIN_DIRECTION_SHARE).sum()))
     return "principal directions", pcs[:keep]
+
+
+def _refuse_nonfinite_rows(posterior: Posterior, diagnosis: Diagnosis) -> None:
+    """Codes with NaN/Inf, named by their rows before any decoding, as ``encode`` names the
+    encoder's: the diagnosis skips them, but the traversals, principal directions, clusters
+    and paths need every input's codes (they failed one after another, deep inside)."""
+    if diagnosis.flag("nonfinite") is None:
+        return
+    tensors = [("mu", posterior.mu)] if posterior.logvar is None else [("mu", posterior.mu), ("logvar", posterior.logvar)]
+    bad = torch.zeros(posterior.num_inputs, dtype=torch.bool, device=posterior.mu.device)
+    for _, tensor in tensors:
+        bad |= ~torch.isfinite(tensor).all(dim=1)
+    rows = bad.nonzero()[:, 0].tolist()
+    shown = ", ".join(map(str, rows[:10])) + (", ..." if len(rows) > 10 else "")
+    raise ValueError(
+        f"{_FN}: posterior has NaN/Inf (in {' or '.join(name for name, _ in tensors)}) for {len(rows)} of its "
+        f"{posterior.num_inputs} inputs: {shown}; find their source, or explain the others (keep = "
+        + " & ".join(f"torch.isfinite(posterior.{name}).all(1)" for name, _ in tensors)
+        + "; posterior[keep], with data[keep] and labels[keep])"
+    )
 
 
 def _cluster_paths(decoder, found: Clusters, posterior: Posterior, *, steps: int, **options):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .diagnosis import Diagnosis, format_dims
+from .diagnosis import Diagnosis, format_dims, unit_variance_note
 
 # A posterior SD below this fraction of the prior SD counts as "small" in the texts: +/- 2
 # posterior SDs then cover under half of the prior's +/- 2 SD range.
@@ -205,11 +205,12 @@ def _heads(diagnosis: Diagnosis) -> Finding | None:
         head = "mean head" if mean else "log-variance head"
         headline = f"Retrain with a linear {head}"
     text = "; ".join(parts)
+    pinned = logvar is not None and all(z == 1 for z in logvar.stats["zero_fraction"])
     return Finding(
         "relu-heads", headline,
         f"{text[0].upper()}{text[1:]}: the signature of a ReLU (or similar) on the encoder's "
         f"{head}. Make {'them' if head.endswith('s') else 'it'} linear and retrain; no traversal "
-        "mode can undo it.",
+        "mode can undo it." + (f" {unit_variance_note(logvar.dims)}" if pinned else ""),
         action=True,
     )
 

@@ -139,11 +139,9 @@ def _row_index(index):
                             f"{_ROWS_ONLY}")
         if not isinstance(index, torch.Tensor):  # a copy: torch takes no negative strides (array[::-1])
             index = torch.as_tensor(np.array(index))
-        if index.dtype == torch.uint64:  # (int64 would wrap values beyond it around to negative indices: the last rows)
-            wrapped = index.view(torch.int64)
-            if bool((wrapped < 0).any()):
-                raise IndexError(f"{fn}: index {int(wrapped[wrapped < 0].flatten()[0]) + 2**64} is out of range")
-            index = wrapped
+        largest = _checks.uint64_beyond_int64(index)  # (int64 would wrap it around to a negative index: a last row)
+        if largest is not None:
+            raise IndexError(f"{fn}: index {largest} is out of range")
         if kind == "int":
             index = index.long()  # as int64: torch reads uint8 as a mask
     return index

@@ -32,8 +32,8 @@ class _Scaled:
     @classmethod
     def of(cls, codes: torch.Tensor) -> "_Scaled":
         low, high = _checks.extremes(_checks.distinct_values(codes))
-        largest = max(-low, high)
-        return cls(codes, math.ldexp(1.0, math.frexp(largest)[1] - 1) if largest > 0 else 1.0)
+        largest = torch.tensor(max(-low, high), dtype=torch.float64)
+        return cls(codes, float(_checks.power_of_two_at(largest)))
 
     @property
     def shape(self) -> torch.Size:
@@ -180,6 +180,8 @@ def principal_directions(
     codes = as_codes(fn, codes_or_posterior, min_rows=2)
     method = _checks.choice(fn, "method", method, METHODS)
     num_rows, latent = codes.shape
+    _checks.codes_fit_in_memory(fn, f"reading the codes [N={num_rows}, D={latent}]", codes,
+                                "pass a sample of the rows (codes[:n] or posterior[:n])")
     if method == "auto":
         method = "exact" if latent <= EXACT_MAX_DIM else "randomized"
     rank = min(num_rows - 1, latent)
