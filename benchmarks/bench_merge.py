@@ -5,8 +5,11 @@ cluster scale.
 
 Measured for 10^2 and 10^4 units on real stores (a statistics-only sweep with one-row batches,
 so the grid has that many units): the time to check every unit's record and checksums
-(`sweep_status`, what a resume and `open_sweep` do) and to merge the records in unit order
-(`open_sweep`). Simulated for 10^2, 10^4 and 10^6 units: the ordered in-memory merge alone
+(`sweep_status`, what a resume and `open_sweep` do), to merge the records in unit order
+(`open_sweep`), and a `resume=True` of the finished sweep (check at opening, merge at the end:
+the merge reuses what the check read) and of the sweep with every 100th unit's record deleted
+(those units decoded again; the units after each gap wait in memory for it). Simulated for
+10^2, 10^4 and 10^6 units: the ordered in-memory merge alone
 (K x F float64 sums per unit, added unit after unit), which is what rank 0 does after reading
 the records. Prints a Markdown table; per-unit costs show whether the merge grows linearly.
 """
@@ -33,15 +36,17 @@ def decoder(codes: torch.Tensor) -> torch.Tensor:
 FEATURES = 64
 
 
-def store_with_units(folder: Path, units: int, dims: int) -> Path:
-    """A finished statistics-only store whose plan has `units` work units."""
+def store_with_units(folder: Path, units: int, dims: int) -> tuple[Path, dict]:
+    """A finished statistics-only store whose plan has `units` work units, and the arguments of
+    `traverse` that made it."""
     steps, batch = 2, 1
     rows_per_unit = make_plan(10**9, steps, batch, padded=False).unit_rows
     anchors = max(1, units * rows_per_unit // (dims * steps))
     path = folder / f"units{units}.zarr"
     codes = torch.randn(anchors, dims, generator=torch.Generator().manual_seed(0))
-    ls.traverse(decoder, codes, steps=steps, batch_size=batch, keep_outputs=False, out=path, progress=False)
-    return path
+    arguments = dict(steps=steps, batch_size=batch, keep_outputs=False, out=path, progress=False)
+    ls.traverse(decoder, codes, **arguments)
+    return path, {"anchors": codes, **arguments}
 
 
 def main() -> None:
@@ -59,7 +64,7 @@ def main() -> None:
     folder = Path(tempfile.mkdtemp())
     try:
         for units in args.store_units:
-            path = store_with_units(folder, units, args.dims)
+            path, arguments = store_with_units(folder, units, args.dims)
             real = ls.sweep_status(path).num_units
             started = time.perf_counter()
             ls.sweep_status(path)
@@ -71,6 +76,18 @@ def main() -> None:
                   f"{status_seconds / real * 1e6:.0f} µs |")
             print(f"| {real:,} | store: open_sweep (check + read + merge) | {open_seconds:.3f} | "
                   f"{open_seconds / real * 1e6:.0f} µs |")
+            started = time.perf_counter()
+            ls.traverse(decoder, resume=True, **arguments)
+            seconds = time.perf_counter() - started
+            print(f"| {real:,} | store: resume=True of the finished sweep (check + merge) | {seconds:.3f} | "
+                  f"{seconds / real * 1e6:.0f} µs |")
+            for record in sorted((path / "units").glob("*.rec"))[::100]:
+                record.unlink()
+            started = time.perf_counter()
+            ls.traverse(decoder, resume=True, **arguments)
+            seconds = time.perf_counter() - started
+            print(f"| {real:,} | store: resume=True, every 100th unit missing (check + decode 1% + merge) | "
+                  f"{seconds:.3f} | {seconds / real * 1e6:.0f} µs |")
             shutil.rmtree(path)
     finally:
         shutil.rmtree(folder, ignore_errors=True)

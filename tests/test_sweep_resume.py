@@ -111,15 +111,51 @@ def test_opening_and_the_last_shard_read_each_record_and_the_effect_once(tmp_pat
     monkeypatch.setattr(stores.SweepStore, "_read_rows", counting_rows)
     last = ls.traverse(rowwise_decoder, ANCHORS, steps=STEPS, batch_size=16, out=path, keep_outputs=keep_outputs,
                        shard=(1, 2))
-    # Opening the store reads the first shard's units once (to know which are left); the merge, every unit once.
+    # Opening the store reads the first shard's records once (to know which are left), and the merge reuses
+    # them: this shard's own units it keeps as it writes them (it read every record again before). The
+    # effect rows: those of the done units at opening (checked), then all of them for the result.
     # (Reading a stored result's outputs checks their units' records again, by design: not counted.)
     assert 0 < len(before.done) < units
-    assert reads == {"records": len(before.done) + units, "effect": before.done_rows + TOTAL}
+    assert reads == {"records": len(before.done), "effect": before.done_rows + TOTAL}
     assert_same_sweep(last, full)
     reads.update(records=0, effect=0)
     opened = ls.open_sweep(path)
     assert reads == {"records": units, "effect": TOTAL}
     assert_same_sweep(opened, full)
+
+
+@pytest.mark.parametrize("keep_bytes", [None, 0])
+def test_a_resume_reads_the_records_of_the_units_done_at_opening_once(tmp_path, monkeypatch, keep_bytes):
+    """resume=True checked every unit's record at opening (which units are done and intact), then
+    read every record again for the merge at the end (10,000 units: see benchmarks/bench_merge.py).
+    A done unit does not change (a store has one owner sweep), so the merge reuses what the check
+    read, and keeps the units computed here as they finish. Statistics kept waiting for the units
+    before them are bounded (keep_bytes=0: none wait; those are read again at the end)."""
+    from latentsweep import stores
+
+    path = tmp_path / "sweep.zarr"
+    full = uninterrupted(out=path)
+    for record in sorted((path / "units").glob("*.rec"))[1::3]:  # gaps: the units after each wait for it
+        record.unlink()
+    before = ls.sweep_status(path)
+    reads = []
+    read_record = stores.read_record
+
+    def counting_record(record, shapes):
+        reads.append(record.name)
+        return read_record(record, shapes)
+
+    monkeypatch.setattr(stores, "read_record", counting_record)
+    if keep_bytes is not None:
+        monkeypatch.setattr(stores, "KEEP_STATISTICS_BYTES", keep_bytes)
+    resumed = ls.traverse(rowwise_decoder, ANCHORS, steps=STEPS, batch_size=16, out=path, resume=True)
+    first_gap = min(set(range(before.num_units)) - before.done)
+    # (nothing waiting: the units after the first gap, done at opening or here, are read at the end)
+    read_again = [] if keep_bytes is None else list(range(first_gap + 1, before.num_units))
+    assert 0 < first_gap < before.num_units - 1
+    assert sorted(reads) == sorted(f"u{unit:09d}.rec" for unit in [*before.done, *read_again])
+    assert resumed.points_computed == TOTAL - before.done_rows
+    assert_same_sweep(resumed, full)
 
 
 def test_resuming_a_finished_sweep_computes_nothing(tmp_path):

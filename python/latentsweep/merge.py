@@ -79,9 +79,45 @@ class OrderedMerge:
         return dim_effect, sensitivity
 
 
-def merge_units(units, *, num_dims: int, features: int) -> OrderedMerge:
-    """Merges ``(unit, UnitStatistics)`` pairs given in unit order."""
-    merged = OrderedMerge(num_dims, features)
-    for unit, statistics in units:
-        merged.add(unit, statistics)
-    return merged
+class RunningMerge:
+    """An :class:`OrderedMerge` advanced as far as the units known so far allow: a unit offered
+    is added at once when all before it are; one offered early waits in memory for its turn
+    while the waiting units take at most ``budget_bytes`` (beyond that it is not kept: whoever
+    finishes the merge reads it again). Memory stays bounded however many units there are."""
+
+    def __init__(self, num_dims: int, features: int, budget_bytes: int):
+        self.merge = OrderedMerge(num_dims, features)
+        self.waiting: dict[int, UnitStatistics] = {}
+        self.unit_bytes = 8 * num_dims * (features + 1)
+        self.budget_bytes = budget_bytes
+
+    @property
+    def next_unit(self) -> int:
+        return self.merge.next_unit
+
+    def has(self, unit: int) -> bool:
+        """Whether the unit is merged or waiting (known: the statistics need not be read)."""
+        return unit < self.merge.next_unit or unit in self.waiting
+
+    def offer(self, unit: int, statistics: UnitStatistics) -> None:
+        if self.has(unit):
+            return  # (the same unit's statistics, e.g. a record read after its unit was written here)
+        if unit != self.merge.next_unit:
+            if (len(self.waiting) + 1) * self.unit_bytes <= self.budget_bytes:
+                self.waiting[unit] = statistics
+            return
+        self.merge.add(unit, statistics)
+        while self.merge.next_unit in self.waiting:
+            self.merge.add(self.merge.next_unit, self.waiting.pop(self.merge.next_unit))
+
+    def forget(self, unit: int) -> None:
+        """Drops a waiting unit (found damaged; a merged one cannot be taken back)."""
+        self.waiting.pop(unit, None)
+
+    def finish(self, num_units: int, read) -> OrderedMerge:
+        """The merge of units 0 .. num_units-1, ``read(unit)`` giving the statistics of those not
+        known; consumes this running merge."""
+        for unit in range(self.merge.next_unit, num_units):
+            waiting = self.waiting.pop(unit, None)
+            self.merge.add(unit, waiting if waiting is not None else read(unit))
+        return self.merge

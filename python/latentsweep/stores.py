@@ -51,7 +51,7 @@ import zarr
 
 from . import _checks
 from ._modules import tensor_digest
-from .merge import OrderedMerge, UnitStatistics
+from .merge import OrderedMerge, RunningMerge, UnitStatistics
 from .plan import SweepPlan, plan_from_dict
 from .sinks import Geometry
 from .store_writers import (LEASE_NAME, being_created, keep_fresh, lease_name, live_writers, process_start,
@@ -65,6 +65,9 @@ _ROW_ARRAYS = ("effect", "outputs")
 _OWN_ENTRIES = {"zarr.json", "units", "leases", "checkpoint", *_STATIC, *_OPTIONAL_STATIC, *_ROW_ARRAYS}
 NPY_CREATION_GRACE_SECONDS = 10.0  # a joiner waits at most this long for a live creator's .npy to appear
 READ_BLOCK_BYTES = 64 << 20  # checking a store reads the rows of this many bytes' worth of units at once
+# A resumed sweep keeps at most this many bytes of statistics of units done but not yet mergeable
+# (a unit after one still missing) for its final merge; the units beyond are read again then.
+KEEP_STATISTICS_BYTES = 64 << 20
 _OUTPUT_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32,
                   "float64": torch.float64}
 
@@ -326,6 +329,10 @@ class SweepStore:
         self.meta_path, self.npy_path = paths_of(path)
         self.writable = writable
         self._checked_effect: np.ndarray | None = None  # see checked_merge
+        # From status(keep_for_merge=True) on: the merge of the units known intact (done when it
+        # was checked, or written here), and their records' checksums (-1: not known).
+        self._running: RunningMerge | None = None
+        self._known_sums: np.ndarray | None = None
         try:
             self.group = zarr.open_group(self.meta_path, mode="r+" if writable else "r")
             meta = dict(self.group.attrs[_ATTR])
@@ -540,10 +547,15 @@ class SweepStore:
         its record, so that a plan edited in the metadata does not pass units decoded otherwise."""
         return [self.plan.unit_batch_size(unit), bool(self.plan.padded)]
 
-    def status(self) -> StoreStatus:
+    def status(self, *, keep_for_merge: bool = False) -> StoreStatus:
         """Checks every unit's record, then its rows against the checksums, reading the rows of
-        many units at once (one read per block of about READ_BLOCK_BYTES)."""
-        return self._check(merge=False)[0]
+        many units at once (one read per block of about READ_BLOCK_BYTES). With
+        ``keep_for_merge`` (the owner sweep opening its store) what the records of the done
+        units say is kept, merged in unit order as far as it goes: :meth:`merged` and
+        :meth:`checked_merge` then read only the records of units completed since (a store has
+        one owner sweep, whose ranks and shards write only units not done: a done unit does not
+        change), and units written here are kept as they finish."""
+        return self._check(merge=False, keep=keep_for_merge)[0]
 
     def checked_merge(self) -> tuple[StoreStatus, OrderedMerge | None]:
         """:meth:`status`, and for a complete store the merge of its units' statistics in unit
@@ -556,24 +568,33 @@ class SweepStore:
         self._checked_effect = effect
         return status, merged
 
-    def _check(self, *, merge: bool) -> tuple[StoreStatus, OrderedMerge | None, np.ndarray | None]:
-        """status; with ``merge``, also the records' statistics merged in unit order as they are
-        read and every effect row as read, while every unit so far is intact (else None)."""
+    def _check(self, *, merge: bool, keep: bool = False) -> tuple[StoreStatus, OrderedMerge | None, np.ndarray | None]:
+        """status; with ``merge``, also the records' statistics merged in unit order and every
+        effect row as read, for a complete store (else None); ``keep``: see :meth:`status`.
+        The records of units known (see status) are not read again: the rows are checked
+        against their kept checksums, and their statistics are merged already or waiting."""
         done, damaged = set(), {}
         recorded = {}
         g = self.geometry
-        merged = OrderedMerge(g.num_dims, g.features) if merge else None
+        known, running = self._known_sums, self._running
+        if keep:  # a fresh start: the owner's open
+            known, running = None, RunningMerge(g.num_dims, g.features, KEEP_STATISTICS_BYTES)
+        elif merge and running is None:
+            running = RunningMerge(g.num_dims, g.features, 0)  # (nothing waits: complete, or no merge)
+        merging = merge or keep
         for unit in range(self.plan.num_units):
+            if known is not None and known[unit, 0] >= 0 and (not merging or running.has(unit)):
+                recorded[unit] = [int(known[unit, 0]), int(known[unit, 1])]
+                continue
             sums, arrays, why = self._read_unit_record(unit)
             if sums is not None:
                 recorded[unit] = sums
-                if merged is not None:
-                    merged.add(unit, UnitStatistics.from_arrays(arrays, g.num_dims, g.features))
-            else:
-                merged = None  # not complete: nothing to merge
-                if why != "not done":
-                    damaged[unit] = why
-        effect_all = np.empty(self.plan.num_rows, numpy_dtype(g.statistics_dtype)) if merged is not None else None
+                if merging:  # (tentatively: taken back below if its rows are damaged)
+                    running.offer(unit, UnitStatistics.from_arrays(arrays, g.num_dims, g.features))
+            elif why != "not done":
+                damaged[unit] = why
+        complete = len(recorded) == self.plan.num_units
+        effect_all = np.empty(self.plan.num_rows, numpy_dtype(g.statistics_dtype)) if merge and complete else None
         row_bytes = self.geometry.features * numpy_dtype(self.geometry.output_dtype).itemsize if self.keep_outputs else 0
         units_per_block = max(1, READ_BLOCK_BYTES // max(1, self.plan.unit_rows * (row_bytes + 8)))
         blocks = consecutive_runs(sorted(recorded), units_per_block)  # (a block's rows are read at once)
@@ -607,7 +628,22 @@ class SweepStore:
         rows = sum(self.plan.unit_rows_of(u)[1] - self.plan.unit_rows_of(u)[0] for u in done)
         status = StoreStatus(self.path, self.plan.num_units, done, damaged, rows, self.plan.num_rows,
                              damaged_arrays=self.static_problems())
-        return (status, merged, effect_all) if status.complete else (status, None, None)
+        if running is not None and (keep or running is self._running):  # the kept merge: only intact units
+            for unit in recorded.keys() - done:  # rows damaged: its statistics must not be merged
+                if unit < running.next_unit:
+                    running = RunningMerge(g.num_dims, g.features, KEEP_STATISTICS_BYTES)  # (read all again)
+                    break
+                running.forget(unit)
+            if known is None:
+                known = np.full((self.plan.num_units, 2), -1, dtype=np.int64)
+            for unit in done:
+                known[unit] = recorded[unit]
+            self._running, self._known_sums = running, known
+        if not status.complete:
+            return status, None, None
+        if merge:
+            self._running = None  # (consumed)
+        return status, running.finish(self.plan.num_units, self.unit_statistics) if merge else None, effect_all
 
     def done_units(self) -> set[int]:
         return self.status().done
@@ -647,6 +683,11 @@ class SweepStore:
                                              "decoded_as": self._decoded_as(unit),
                                              "crc": list(self._unit_crc)}, statistics.arrays()))
         os.replace(temporary, record)  # the unit is done exactly when this file appears
+        if self._running is not None:  # (as its record holds them: float64 copies)
+            self._running.offer(unit, UnitStatistics.from_arrays(statistics.arrays(), self.geometry.num_dims,
+                                                                 self.geometry.features))
+        if self._known_sums is not None:
+            self._known_sums[unit] = self._unit_crc
         self._unit_crc, self._unit_effect, self._unit_outputs = [0, 0], [], []
 
     def _record_shapes(self) -> dict[str, tuple[int, ...]]:
@@ -662,12 +703,13 @@ class SweepStore:
                 f"({type(error).__name__}: {error}); resume=True recomputes it"
             ) from None
 
-    def merged(self):
-        from .merge import merge_units  # noqa: PLC0415
-
+    def merged(self) -> OrderedMerge:
+        """Every unit's statistics merged in unit order; after status(keep_for_merge=True), from
+        what it kept, reading only the other units' records."""
         g = self.geometry
-        return merge_units(((u, self.unit_statistics(u)) for u in range(self.plan.num_units)),
-                           num_dims=g.num_dims, features=g.features)
+        running, self._running = self._running, None  # (consumed)
+        running = running or RunningMerge(g.num_dims, g.features, 0)
+        return running.finish(self.plan.num_units, self.unit_statistics)
 
     def effect(self) -> torch.Tensor:
         if self._checked_effect is not None:  # from checked_merge: read and checked once

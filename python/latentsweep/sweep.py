@@ -304,9 +304,9 @@ def sweep_grid(
                 bar.close()
             sweep_seconds = time.perf_counter() - sweep_started
             _settle(fn, workers, error, sink)
-        merged = _merge(sink, plan, workers)
+        merged, status = _merge(sink, plan, workers)
         if merged is None:  # a shard whose store is not complete yet
-            return sink.status()
+            return status
         dim_effect, sensitivity = merged.result(fn, num_anchors=spec.num_anchors, num_steps=spec.num_steps,
                                                 dtype=geometry.statistics_dtype)
         points = sum(workers.all_gather(computed)) if workers.grouped else computed
@@ -475,7 +475,7 @@ def _open_sink(fn: str, out, spec, probe, geometry, params, choose_batch, *, exp
     def open_as_leader():
         opened["store"] = store = leader_store(fn, path, want, new_plan, explicit=explicit, resume=resume,
                                                overwrite=overwrite, join=workers.shard is not None)
-        status = store.status()
+        status = store.status(keep_for_merge=True)  # (the merge at the end reads only the units done since)
         # The units this call computes: a shard's own, or all missing ones among the ranks.
         ours = status.missing if workers.shard is None else sorted(
             set(shard_units(store.plan, *workers.shard)) & set(status.missing))
@@ -643,18 +643,19 @@ def stop_messages_as_notes():
 
 
 # ---- merge ----------------------------------------------------------------------------------
-def _merge(sink, plan: SweepPlan, workers) -> OrderedMerge | None:
-    """Unit statistics added in unit order; on every rank the same numbers. None for a shard
-    whose store is not complete yet."""
+def _merge(sink, plan: SweepPlan, workers) -> tuple[OrderedMerge | None, StoreStatus | None]:
+    """Unit statistics added in unit order; on every rank the same numbers. For a shard, also
+    the store's status as its check found it (the merge is None while the store is not complete)."""
     if workers.grouped and not sink.shared:  # process-local sinks swap their units' effect and sums
         for part in workers.all_gather(sink.export_units(plan, sink.done_units())):
             sink.import_units(plan, part)
     if workers.shard is not None:  # the store is complete when this was the last shard
-        return sink.checked_merge()[1]
+        status, merged = sink.checked_merge()
+        return merged, status
     merged = None
     if workers.rank == 0 or not (workers.grouped and sink.shared):
         merged = sink.merged()
-    return workers.broadcast(merged) if workers.grouped and sink.shared else merged
+    return (workers.broadcast(merged) if workers.grouped and sink.shared else merged), None
 
 
 def _result(spec, host: dict, sink, geometry, dim_effect, sensitivity, batch_size, *, wall_time, points_per_second,
