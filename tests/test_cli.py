@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -482,6 +483,21 @@ def test_sample_refuses_a_prior_std_that_is_not_a_positive_number(workspace, val
                     cwd=workspace, check=False)
     assert_one_line_error(completed, "--prior-std", code=2)
     assert not (tmp_path / "codes.npy").exists()
+
+
+@pytest.mark.parametrize("value", ["", ",", "0,0", "4,-4", "7", "1,2,2,2", "x,y"])
+@pytest.mark.parametrize("command", ["sample", "traverse", "report"])
+def test_an_image_shape_that_is_no_shape_is_a_usage_error(workspace, tmp_path, command, value):
+    """An empty --image-shape was taken as "no shape", silently; a shape of zeros or of 1 or 4
+    numbers was refused after the work (exit 1). Now --latent-shape's rule: a usage error that
+    names the flag and the form it takes, before any work."""
+    data = () if command == "sample" else ("--data", "data.npy")
+    completed = invoke(command, "--model", "tiny_models:make", *data, f"--image-shape={value}", "--out",
+                       str(tmp_path / "o"), cwd=workspace, check=False)
+    line = assert_one_line_error(completed, f"latentsweep: error: {command}: argument --image-shape: expected ",
+                                 code=2)
+    assert f"got {value!r}" in line and ("H,W or C,H,W" in line or value == "x,y"), line
+    assert not (tmp_path / "o").exists()
 
 
 @pytest.mark.parametrize("data", ["data64.npy", "data16.npy"])
@@ -1041,7 +1057,7 @@ def test_a_failed_command_leaves_no_empty_out_folder(workspace, tmp_path):
         (("traverse", "--shard", "0/2"), "--shard needs --store (the store the shards share)"),
         (("traverse", "--overwrite"), "--overwrite replaces a stored sweep: it needs --store"),
         (("report", "--directions", "clusters"), "--directions clusters needs --clusters K"),
-        (("report", "--factor-names", "a,b"), "--factor-names need --factors"),
+        (("report", "--factor-names", "a,b"), "--factor-names needs --factors"),
     ],
 )
 def test_options_that_need_each_other_are_usage_errors(workspace, tmp_path, args, message):
@@ -1216,6 +1232,30 @@ def test_store_advice_names_the_flags_and_open_says_what_to_pass(workspace, tmp_
     assert "open_sweep" not in line and "sweep_status" not in line
 
 
+@pytest.mark.parametrize(
+    "options, differs",
+    [
+        (("--no-outputs",), "its statistics-only setting (--no-outputs)"),
+        (("--output-activation", "sigmoid"), "its output space (--output-activation, --decoder-output)"),
+        (("--steps", "5"), "its grid's shape (--anchors, --dims, --steps) and values (--mode, --span, --steps, "
+                           "--prior-std; --data for --mode empirical)"),
+        (("--mode", "posterior"), "its mode (--mode) and values ("),
+        (("--dims", "0,1"), "its latents (--dims), grid's shape (--anchors, --dims, --steps) and values ("),
+    ],
+)
+def test_a_store_of_another_sweep_names_the_options_it_differs_in(workspace, tmp_path, options, differs):
+    """The library's parameter names (keep_outputs, output_space, grid, values) as traverse's
+    options that set them, run twice on one store."""
+    store = tmp_path / "one.zarr"
+    invoke(*TRAVERSE, "--store", str(store), "--out", str(tmp_path / "o1"), cwd=workspace)
+    for resume in ((), ("--resume",)):
+        other = invoke(*TRAVERSE, *options, "--store", str(store), *resume, "--out", str(tmp_path / "o2"),
+                       cwd=workspace, check=False)
+        line = assert_one_line_error(other, f"holds a sweep made with other options: it differs in {differs}",
+                                     "run the command with that sweep's options and --resume, or pass --overwrite")
+        assert not re.search(r"keep_outputs|output_space|\bgrid\b,|: values|=", line), line
+
+
 def test_a_spatial_vae_through_the_commands(workspace, tmp_path):
     """Codes [B, 2, 4, 4] (a spatial VAE): encode refused them, so no command could read such a
     model. Now they are 32 flat latents that reach the decoder in their own shape."""
@@ -1288,6 +1328,20 @@ def test_library_keywords_and_python_advice_in_the_command_lines_words():
         "latentsweep.encode: data is empty (no batches, or no rows)": "--data holds no inputs (0 rows)",
         # the function's name stays where no flag takes its place
         "latentsweep.traverse: pass resume=True or overwrite=True": "traverse: pass --resume or --overwrite",
+        # a store of this sweep that another device or version decoded (store_session.leader_store)
+        "latentsweep.traverse: s.zarr holds this sweep, decoded on CUDA, and this call decodes on the CPU: units "
+        "decoded on two devices differ in their last bits (the decoder's own arithmetic), so its units cannot be "
+        "merged with new ones: resume it on CUDA (device=), read it with latentsweep.open_sweep, or pass "
+        "overwrite=True to start over":
+            "traverse: s.zarr holds this sweep, decoded on CUDA, and this call decodes on the CPU: units decoded on "
+            "two devices differ in their last bits (the decoder's own arithmetic), so its units cannot be merged with "
+            "new ones: resume it on CUDA (--device), read it with `latentsweep open PATH`, or pass --overwrite to "
+            "start over",
+        "latentsweep.traverse: s.zarr holds a sweep with different parameters (it differs in: codes, keep_outputs); "
+        "call traverse with that sweep's arguments to resume it, or pass overwrite=True to replace it":
+            "traverse: s.zarr holds a sweep made with other options: it differs in its codes and statistics-only "
+            "setting (--no-outputs); run the command with that sweep's options and --resume, or pass --overwrite to "
+            "replace it",
         "latentsweep.clusters: codes must be [N, D] with N >= 3 and D >= 1, got shape (5, 0)":
             "clusters: codes must be [N, D] with N >= 3 and D >= 1, got shape (5, 0)",
     }

@@ -167,9 +167,9 @@ def test_diagnose_checks_its_out_folder_before_the_work(workspace, tmp_path):
 
 
 @pytest.mark.parametrize("args, expected", [
-    # the flag said twice ("--image-shape: --image-shape must be ...")
-    (("traverse", *WEIGHTS, "--data", "data.npy", "--image-shape", "0,0", "--out", "{tmp}/o"),
-     "latentsweep: error: --image-shape must be (H, W) or (C, H, W) of positive ints, got (0, 0)"),
+    # the flag said twice ("--image-shape: --image-shape holds ...")
+    (("traverse", *WEIGHTS, "--data", "data.npy", "--image-shape", "3,3", "--out", "{tmp}/o"),
+     "latentsweep: error: --image-shape (3, 3) holds 9 values but each decoder output (1, 4, 4) holds 16"),
     # the library's keyword (metrics=) and name (dims[...], sample_prior's D), not the flag
     (("metrics", *WEIGHTS, "--data", "data.npy", "--factors", "{tmp}/f.npy", "--metrics", ",", "--no-progress"),
      "latentsweep: error: --metrics must be 'all' or a non-empty list of names"),

@@ -23,7 +23,10 @@ def run(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     """The console entry point in this process (test_cli.py runs it in subprocesses)."""
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(list(args))
+        try:
+            code = main(list(args))
+        except SystemExit as exit_:  # (a usage error: argparse's exit, status 2)
+            code = exit_.code
     completed = subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
     if check and code != 0:
         raise AssertionError(f"exit {code}\nstdout:\n{completed.stdout}\nstderr:\n{completed.stderr}")
@@ -82,12 +85,35 @@ def test_metrics_command_on_labelled_arrays(labelled):
 
 
 @pytest.mark.parametrize(
+    "args, line",
+    [
+        (["--data", "x.npy"], "--data needs --factors: the integer factor values [N, F] of each observation"),
+        (["--factors", "y.npy"], "--factors needs --data (without it: the Shapes data set and its factors)"),
+        (["--key", "a", "--factors-key", "b"], "--factors-key/--key need --data"),
+        (["--weights", "w.pt"], "--weights needs --model (without it: the shipped beta-VAE)"),
+        (["--weights-key", "k", "--encoder", "e"], "--weights-key/--encoder need --model"),
+        # a malformed --votes, as any other malformed value (an empty one was taken as not given)
+        (["--votes", "1,a"], "argument --votes: expected TRAIN,EVAL (two integers), got '1,a'"),
+        (["--votes", "0"], "argument --votes: expected TRAIN,EVAL (two integers), got '0'"),
+        (["--votes="], "argument --votes: expected TRAIN,EVAL (two integers), got ''"),
+    ],
+)
+def test_metrics_usage_errors_exit_2(labelled, tmp_path, args, line):
+    """Options that need another one, and a malformed --votes: exit 2 and argparse's wording, as
+    every other command's usage errors (they were exit 1), before any work: the shipped model is
+    not loaded, --json's file not tried."""
+    args = [str(labelled / a) if a.endswith(".npy") else a for a in args]
+    completed = run("metrics", *args, "--json", str(tmp_path / "new" / "m.json"), "--no-progress", check=False)
+    assert completed.returncode == 2 and completed.stdout == "", completed.stderr
+    assert completed.stderr.startswith(f"latentsweep: error: metrics: {line}"), completed.stderr
+    assert completed.stderr.endswith(" (see 'latentsweep metrics --help')\n"), completed.stderr
+    assert not (tmp_path / "new").exists()
+
+
+@pytest.mark.parametrize(
     "args, message",
     [
-        (["--data", "x.npy"], "--data needs --factors"),
-        (["--factors", "y.npy"], "need --data"),
         (["--metrics", "mig,nope"], "unknown metric"),
-        (["--votes", "1,a"], "--votes"),
         (["--data", "x.npy", "--factors", "missing.npy"], "--factors: no such file"),
         # (the key flag of --factors named, not --data's --key)
         (["--data", "x.npy", "--factors", "two.npz"], "holds several arrays (a, b); choose one with --factors-key"),
@@ -165,7 +191,6 @@ def test_a_rare_factor_value_loses_no_score(labelled, tmp_path):
 @pytest.mark.parametrize(
     "args, line",
     [
-        (["--votes", "0", "--metrics", "factor_vae"], "latentsweep: error: --votes: expected TRAIN,EVAL (two integers), got '0'"),
         (["--votes", "0,5", "--metrics", "factor_vae"], "latentsweep: error: each of --votes must be >= 1, got 0"),
         (["--factor-names", "a"], "latentsweep: error: --factor-names has 1 names for 3 factors"),
     ],

@@ -237,7 +237,7 @@ def enclosing_store(path: Path) -> Path | None:
     return next((c for c in (path.resolve(), *path.resolve().parents) if looks_like_store(c)), None)
 
 
-def _image_shape(out_shape: tuple[int, ...], hint: list[int] | None, data: torch.Tensor | None = None):
+def _image_shape(out_shape: tuple[int, ...], hint: tuple[int, ...] | None, data: torch.Tensor | None = None):
     """The shape to draw outputs as images (the library's rule,
     :func:`latentsweep.explanation.output_image_shape`), or None for tabular outputs; flat
     outputs of a square size get a note suggesting --image-shape."""
@@ -327,7 +327,8 @@ def _traversal_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--dims", type=_int_list, help="latents to traverse, e.g. 0,3,5 (default all)")
     group.add_argument("--anchors", type=_positive_count, default=8, help="traverse from the first N inputs (default 8)")
     group.add_argument("--prior-std", type=_positive_float, default=1.0, help="the prior's SD (default 1)")
-    group.add_argument("--image-shape", type=_int_list, metavar="H,W", help="draw flat outputs as images of this shape")
+    group.add_argument("--image-shape", type=_image_shape_flag, metavar="H,W",
+                       help="draw flat outputs as images of this shape (H,W or C,H,W)")
 
 
 def _resolve_mode(mode: str, posterior, prior_std: float = 1.0) -> str:
@@ -555,10 +556,11 @@ def add_sample(sub) -> None:
                         help="latent size D for prior samples (default: the model's latent_dim, latent_size or "
                         "z_dim attribute, else the input size of the decoder's first Linear layer, else the "
                         "one input size of the model's Linear layers that the decoder accepts)")
-    parser.add_argument("--latent-shape", type=_positive_ints, metavar="C,H,W",
+    parser.add_argument("--latent-shape", type=_latent_shape_flag, metavar="C,H,W",
                         help="for prior samples of a structured latent: the shape of one code as the decoder takes "
                         "it (D = C*H*W; with --data the encoder's codes say it)")
-    parser.add_argument("--image-shape", type=_int_list, metavar="H,W", help="draw flat outputs as images of this shape")
+    parser.add_argument("--image-shape", type=_image_shape_flag, metavar="H,W",
+                        help="draw flat outputs as images of this shape (H,W or C,H,W)")
     _out_option(parser, "latentsweep-out")
     parser.set_defaults(run=run_sample)
 
@@ -568,11 +570,22 @@ def _as_flag(shape: tuple[int, ...]) -> str:
     return ",".join(map(str, shape))
 
 
-def _positive_ints(text: str) -> tuple[int, ...]:
-    shape = tuple(_int_list(text))
-    if not shape or min(shape) < 1:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers >= 1, e.g. 4,8,8, got {text!r}")
-    return shape
+def _shape(expected: str, lengths: tuple[int, ...] | None = None):
+    """An argparse type: a shape given as comma-separated integers >= 1 (of one of ``lengths``
+    when given), the one rule of the options that take a shape; ``expected`` says the form. An
+    empty value is a usage error, not "no shape" (leave the option out for that)."""
+    def parse(text: str) -> tuple[int, ...]:
+        shape = tuple(_int_list(text))
+        if not shape or min(shape) < 1 or lengths is not None and len(shape) not in lengths:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+        return shape
+
+    return parse
+
+
+_latent_shape_flag = _shape("comma-separated integers >= 1, e.g. 4,8,8")
+# (H, W) or (C, H, W): what the library's image_shape takes (plots._images.image_shape_of)
+_image_shape_flag = _shape("H,W or C,H,W: 2 or 3 comma-separated integers >= 1, e.g. 28,28", lengths=(2, 3))
 
 
 def _prior_codes(args, dim: int, dtype: torch.dtype) -> torch.Tensor:

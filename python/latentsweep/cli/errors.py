@@ -85,6 +85,11 @@ _CLI_WORDS = (
     ("call traverse with that sweep's arguments to resume it", "run the command with that sweep's options and --resume"),
     ("traverse(..., out=path, resume=True)", "the same command with --resume"),
     ("traverse(..., resume=True)", "the same command with --resume"),
+    (re.compile(r"holds a sweep with different parameters \(it differs in: ([\w, ]+)\)"),
+     lambda m: f"holds a sweep made with other options: it differs in its {_store_fields(m.group(1))}"),
+    (" (device=), read it with latentsweep.open_sweep,", " (--device), read it with `latentsweep open PATH`,"),
+    ("read it with latentsweep.open_sweep,", "read it with `latentsweep open PATH`,"),
+    ("latentsweep.open_sweep(path) says what is wrong", "`latentsweep open PATH` says what is wrong"),
     ("resume=True and overwrite=True", "--resume and --overwrite"),
     ("resume=True", "--resume"),
     ("overwrite=True", "--overwrite"),
@@ -145,6 +150,22 @@ _CLI_WORDS = (
 # What needs at least N codes, i.e. N inputs in --data, by the library function that says so.
 _NEEDS_CODES = {"principal_directions": "principal directions (--directions pca, or auto for an autoencoder)",
                 "clusters": "--clusters"}
+# A store's parameters (store_session.sweep_params: the sweep's identity) as the options of
+# traverse, the one command with --store, that set them.
+_STORE_FIELDS = {
+    "keep_outputs": "statistics-only setting (--no-outputs)",
+    "output_space": "output space (--output-activation, --decoder-output)",
+    "mode": "mode (--mode)",
+    "dims": "latents (--dims)",
+    "grid": "grid's shape (--anchors, --dims, --steps)",
+    "values": "values (--mode, --span, --steps, --prior-std; --data for --mode empirical)",
+    "anchors": "anchors (--anchors, --data, the encoder)",
+    "decoder": "decoder (--model, --weights, --decoder)",
+    "out_shape": "outputs' shape (the decoder, --decoder-output)",
+    "output_dtype": "outputs' dtype (the model's)",
+    "latent_dim": "latent size (the encoder's)",
+    "latent_shape": "latents' shape (the encoder's)",
+}
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _OWN_PREFIX = re.compile(r"^(latentsweep: )+")
 _NOTE_PREFIX = re.compile(r"^latentsweep(\.\w+)+: ")  # a note repeats the function its message names
@@ -158,6 +179,13 @@ def _too_few_codes(fn: str, needed: str, rows: str, latents: str) -> str | None:
         return None
     return (f"--data needs at least {needed} inputs for {_NEEDS_CODES.get(fn, fn.replace('_', ' '))}, "
             f"got {rows}")
+
+
+def _store_fields(fields: str) -> str:
+    """The parameters a stored sweep differs in (``keep_outputs, values``), as the options that
+    set them; one the command line has no option for keeps its name."""
+    named = [_STORE_FIELDS.get(field, field) for field in fields.split(", ")]
+    return " and ".join(filter(None, (", ".join(named[:-1]), named[-1])))
 
 
 def cli_words(text: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
@@ -42,7 +43,8 @@ def add_metrics(sub) -> None:
     options.add_argument("--metrics", default="all", help=f"'all' or comma-separated names from {', '.join(METRICS)}")
     options.add_argument("--num-train", type=_points, default=10000, help="train points (default 10000)")
     options.add_argument("--num-test", type=_points, default=5000, help="test points (default 5000)")
-    options.add_argument("--votes", help="FactorVAE/BetaVAE votes TRAIN,EVAL (default: --num-train,--num-test)")
+    options.add_argument("--votes", type=_votes, metavar="TRAIN,EVAL",
+                         help="FactorVAE/BetaVAE votes TRAIN,EVAL (default: --num-train,--num-test)")
     options.add_argument("--seed", type=seed_below(32), default=0,
                          help="seed of every draw and classifier, in [0, 2**32) (default 0)")
     options.add_argument("--bins", type=integer_at_least(1, MAX_BINS), default=20,
@@ -59,23 +61,16 @@ def add_metrics(sub) -> None:
 def run_metrics(args) -> int:
     import latentsweep as ls
 
+    _check_option_dependencies(args)
     if args.json is not None:  # before the scores are computed, not after
         _check_writable(Path(args.json), "--json")
     encoder = _encoder(args)
     data = _data(args)
     names = args.metrics if args.metrics == "all" else [m.strip() for m in args.metrics.split(",") if m.strip()]
-    votes = None
-    if args.votes:
-        try:
-            votes = tuple(int(v) for v in args.votes.split(","))
-        except ValueError:
-            votes = ()
-        if len(votes) != 2:
-            raise CliError(f"--votes: expected TRAIN,EVAL (two integers), got {args.votes!r}")
     with user_code("the encoder, on the observations,", encoder):
         results = ls.metrics.evaluate(
             encoder, data, metrics=names, num_train=args.num_train, num_test=args.num_test, seed=args.seed,
-            batch_size=args.batch_size, bins=args.bins, sampling_votes=votes, dci_estimator=args.dci_estimator,
+            batch_size=args.batch_size, bins=args.bins, sampling_votes=args.votes, dci_estimator=args.dci_estimator,
             progress=False if args.no_progress else None,
         )
     print(results)
@@ -87,6 +82,37 @@ def run_metrics(args) -> int:
             raise CliError(f"--json {path}: cannot write it ({error.strerror or error}); the scores are printed above")
         print(f"wrote {path}")
     return 0
+
+
+def _votes(text: str) -> tuple[int, int]:
+    """--votes TRAIN,EVAL: two integers (a usage error otherwise, as any malformed value; the
+    library checks their range, metrics.evaluate's sampling_votes)."""
+    try:
+        votes = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        votes = ()
+    if len(votes) != 2:
+        raise argparse.ArgumentTypeError(f"expected TRAIN,EVAL (two integers), got {text!r}")
+    return votes
+
+
+def _needs(flags: list[str], needed: str) -> str:
+    """``--a/--b need --c`` (``--a needs --c`` for one flag): what options lack another."""
+    return f"{'/'.join(flags)} {'needs' if len(flags) == 1 else 'need'} {needed}"
+
+
+def _check_option_dependencies(args) -> None:
+    """Options that do nothing without another one, refused before any work as usage errors
+    (exit 2, as every command's; they were found after loading the model, exit 1)."""
+    given = lambda *pairs: [flag for flag, value in pairs if value is not None]  # noqa: E731  ('' is given)
+    if args.model is None and (flags := given(("--weights", args.weights), ("--weights-key", args.weights_key),
+                                              ("--encoder", args.encoder))):
+        raise UsageError(_needs(flags, "--model (without it: the shipped beta-VAE)"))
+    if args.data is None and (flags := given(("--factors", args.factors), ("--factors-key", args.factors_key),
+                                             ("--key", args.key), ("--factor-names", args.factor_names))):
+        raise UsageError(_needs(flags, "--data (without it: the Shapes data set and its factors)"))
+    if args.data is not None and args.factors is None:
+        raise UsageError("--data needs --factors: the integer factor values [N, F] of each observation")
 
 
 def _check_writable(path: Path, flag: str) -> None:
@@ -111,9 +137,7 @@ def _check_writable(path: Path, flag: str) -> None:
 
 
 def _encoder(args):
-    if args.model is None:
-        if args.weights or args.encoder or args.weights_key:
-            raise CliError("--weights/--weights-key/--encoder need --model")
+    if args.model is None:  # (--weights and the like without --model: refused by _check_option_dependencies)
         from ..demo.shapes_vae import load_shapes_vae
 
         model = load_shapes_vae()
@@ -129,11 +153,7 @@ def _data(args):
     import latentsweep as ls
 
     if args.data is None:
-        if args.factors or args.key or args.factor_names:
-            raise CliError("--factors/--key/--factor-names need --data")
         return ls.datasets.Shapes()
-    if args.factors is None:
-        raise CliError("--data needs --factors: the integer factor values [N, F] of each observation")
     observations = load_array(args.data, key=args.key)
     factors = load_array(args.factors, key=args.factors_key, option="--factors")
     names = [n.strip() for n in args.factor_names.split(",")] if args.factor_names else None
@@ -163,7 +183,7 @@ def check_report_metrics_options(args) -> None:
         ("--metrics", args.metrics, REPORT_METRICS), ("--num-train", args.num_train, 10000),
         ("--num-test", args.num_test, 5000)) if value != default]
     if args.factors is None and given:
-        raise UsageError(f"{'/'.join(given)} need --factors (the factor values [N, F] of the observations in --data)")
+        raise UsageError(_needs(given, "--factors (the factor values [N, F] of the observations in --data)"))
 
 
 def report_metrics(encoder, observations, args):
