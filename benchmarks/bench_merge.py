@@ -7,9 +7,9 @@ Measured for 10^2 and 10^4 units on real stores (a statistics-only sweep with on
 so the grid has that many units): the time to check every unit's record and checksums
 (`sweep_status`, what a resume and `open_sweep` do), to merge the records in unit order
 (`open_sweep`), and a `resume=True` of the finished sweep (check at opening, merge at the end:
-the merge reuses what the check read) and of the sweep with every 100th unit's record deleted
-(those units decoded again; the units after each gap wait in memory for it). Simulated for
-10^2, 10^4 and 10^6 units: the ordered in-memory merge alone
+the merge and the result's effect rows reuse what the check read) and of the sweep with every
+100th unit's record deleted (those units decoded again; the units after each gap wait in memory
+for it). Simulated for 10^2, 10^4 and 10^6 units: the ordered in-memory merge alone
 (K x F float64 sums per unit, added unit after unit), which is what rank 0 does after reading
 the records. Prints a Markdown table; per-unit costs show whether the merge grows linearly.
 """

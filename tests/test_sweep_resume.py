@@ -113,10 +113,11 @@ def test_opening_and_the_last_shard_read_each_record_and_the_effect_once(tmp_pat
                        shard=(1, 2))
     # Opening the store reads the first shard's records once (to know which are left), and the merge reuses
     # them: this shard's own units it keeps as it writes them (it read every record again before). The
-    # effect rows: those of the done units at opening (checked), then all of them for the result.
+    # effect rows likewise: those of the done units at opening (checked), kept with this shard's own as
+    # written (it read all of them again at the end before; their outputs it still checks then).
     # (Reading a stored result's outputs checks their units' records again, by design: not counted.)
     assert 0 < len(before.done) < units
-    assert reads == {"records": len(before.done), "effect": before.done_rows + TOTAL}
+    assert reads == {"records": len(before.done), "effect": before.done_rows}
     assert_same_sweep(last, full)
     reads.update(records=0, effect=0)
     opened = ls.open_sweep(path)
@@ -156,6 +157,123 @@ def test_a_resume_reads_the_records_of_the_units_done_at_opening_once(tmp_path, 
     assert sorted(reads) == sorted(f"u{unit:09d}.rec" for unit in [*before.done, *read_again])
     assert resumed.points_computed == TOTAL - before.done_rows
     assert_same_sweep(resumed, full)
+
+
+def counting_array_reads(monkeypatch) -> dict[str, list[int]]:
+    """A store's array name -> the number of rows of each read of it, however it is read."""
+    import zarr
+
+    reads = {}
+    getitem = zarr.Array.__getitem__
+
+    def counting(self, selection):
+        value = getitem(self, selection)
+        reads.setdefault(self.path, []).append(len(value))
+        return value
+
+    monkeypatch.setattr(zarr.Array, "__getitem__", counting)
+    return reads
+
+
+def alter_effect_rows(path: Path, unit: int) -> np.ndarray:
+    """Alters the stored effect rows of a unit (its record kept); returns them as they were."""
+    import zarr
+    from latentsweep import stores
+
+    start, stop = stores.SweepStore(path, writable=False).plan.unit_rows_of(unit)
+    effect = zarr.open_group(path, mode="r+")["effect"]
+    rows = np.asarray(effect[start:stop])
+    effect[start:stop] = rows + 1
+    return rows
+
+
+def unit_rows(path: Path, units) -> int:
+    from latentsweep import stores
+
+    plan = stores.SweepStore(path, writable=False).plan
+    return sum(plan.unit_rows_of(u)[1] - plan.unit_rows_of(u)[0] for u in units)
+
+
+@pytest.mark.parametrize("keep_outputs", [True, False])
+def test_a_resume_reads_the_effect_rows_of_the_units_done_at_opening_once(tmp_path, monkeypatch, keep_outputs):
+    """resume=True read the effect rows of the done units at opening (to check them), then the
+    whole effect array again for the result (10,000 units: 4.4 s, see benchmarks/bench_merge.py).
+    The rows checked at opening are kept, and those of the units computed here as written: a
+    unit damaged at opening and computed again gives its new rows, not those the check read."""
+    path = tmp_path / "sweep.zarr"
+    full = uninterrupted(out=path, keep_outputs=keep_outputs)
+    for record in sorted((path / "units").glob("*.rec"))[1::3]:  # gaps
+        record.unlink()
+    alter_effect_rows(path, 2)
+    before = ls.sweep_status(path)
+    assert list(before.damaged) == [2]
+    reads = counting_array_reads(monkeypatch)
+    with pytest.warns(RuntimeWarning, match="damaged"):
+        resumed = ls.traverse(rowwise_decoder, ANCHORS, steps=STEPS, batch_size=16, out=path,
+                              keep_outputs=keep_outputs, resume=True)
+    # At opening: the rows of every unit with a record (the damaged one's too, to find it damaged); none after.
+    assert sum(reads["effect"]) == before.done_rows + unit_rows(path, [2])
+    assert resumed.points_computed == TOTAL - before.done_rows
+    assert_same_sweep(resumed, full)
+
+
+def test_the_owner_reads_at_the_end_the_effect_rows_of_the_units_done_elsewhere_since_it_opened(tmp_path,
+                                                                                               monkeypatch):
+    """Units written by other ranks or shards after the owner's store was opened are read at the
+    end, those only; a unit damaged at opening and computed again elsewhere gives its new rows."""
+    from latentsweep import stores
+
+    path = tmp_path / "sweep.zarr"
+    full = uninterrupted(out=path, keep_outputs=False)
+    units = ls.sweep_status(path).num_units
+    elsewhere = list(range(1, units, 3))
+    records = {unit: (path / "units" / f"u{unit:09d}.rec") for unit in elsewhere}
+    saved = {unit: record.read_bytes() for unit, record in records.items()}
+    for record in records.values():
+        record.unlink()
+    rows = alter_effect_rows(path, 2)
+    store = stores.SweepStore(path, writable=True)
+    try:
+        assert store.status(keep_for_merge=True).missing == sorted([2, *elsewhere])
+        for unit, record in records.items():  # another process computes them (unit 2: the rows it had)
+            record.write_bytes(saved[unit])
+        start, stop = store.plan.unit_rows_of(2)
+        store._arrays["effect"][start:stop] = rows
+        reads = counting_array_reads(monkeypatch)
+        merged, effect = store.merged(), store.effect()
+    finally:
+        store.close()
+    assert sum(reads["effect"]) == unit_rows(path, [2, *elsewhere])
+    assert torch.equal(effect.view(full.effect.shape), full.effect)
+    dim_effect, sensitivity = merged.result("test", num_anchors=8, num_steps=STEPS, dtype=full.effect.dtype)
+    assert torch.equal(dim_effect, full.dim_effect) and torch.equal(sensitivity, full.sensitivity)
+
+
+@pytest.mark.parametrize("shard", [None, (1, 2)])
+def test_a_resume_checks_each_static_array_once(tmp_path, monkeypatch, shard):
+    """A resume read and checked the anchors, dims, values and anchor outputs when it opened the
+    store (to repair damaged ones), again in its status check, and a shard a third time in its
+    final check; open_sweep checked them twice before reading them for the result. They are
+    written only when the store is created or repaired: checked once now (test_sweep_store_safety
+    has the damaged ones, rewritten on resume and named when read)."""
+    path = tmp_path / "sweep.zarr"
+    if shard is None:
+        full = uninterrupted(out=path)
+        for record in sorted((path / "units").glob("*.rec"))[1::3]:
+            record.unlink()
+    else:
+        full = uninterrupted()
+        ls.traverse(rowwise_decoder, ANCHORS, steps=STEPS, batch_size=16, out=path, shard=(0, 2))
+    static = ["anchor_outputs", "anchors", "dims", "values"]
+    reads = counting_array_reads(monkeypatch)
+    resumed = ls.traverse(rowwise_decoder, ANCHORS, steps=STEPS, batch_size=16, out=path, resume=True,
+                          shard=shard)
+    assert {name: len(reads.get(name, [])) for name in static} == dict.fromkeys(static, 1)
+    assert_same_sweep(resumed, full)
+    reads.clear()
+    opened = ls.open_sweep(path)  # (checked, then read for the result)
+    assert {name: len(reads.get(name, [])) for name in static} == dict.fromkeys(static, 2)
+    assert_same_sweep(opened, full)
 
 
 def test_resuming_a_finished_sweep_computes_nothing(tmp_path):

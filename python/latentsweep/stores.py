@@ -328,11 +328,18 @@ class SweepStore:
         self.path = path
         self.meta_path, self.npy_path = paths_of(path)
         self.writable = writable
-        self._checked_effect: np.ndarray | None = None  # see checked_merge
         # From status(keep_for_merge=True) on: the merge of the units known intact (done when it
         # was checked, or written here), and their records' checksums (-1: not known).
         self._running: RunningMerge | None = None
         self._known_sums: np.ndarray | None = None
+        # The effect rows [num_rows] of the units marked in _rows_known (per unit): checked
+        # against their records, or written here. Kept by the owner's open (the result holds
+        # every effect row anyway) and by checked_merge of a complete store; see effect().
+        self._effect_rows: np.ndarray | None = None
+        self._rows_known: np.ndarray | None = None
+        # The static arrays this store read intact or rewrote: checked once (they are written
+        # only when the store is created or repaired; a done unit does not change either).
+        self._static_intact: set[str] = set()
         try:
             self.group = zarr.open_group(self.meta_path, mode="r+" if writable else "r")
             meta = dict(self.group.attrs[_ATTR])
@@ -492,12 +499,17 @@ class SweepStore:
             temporary.unlink(missing_ok=True)  # (gone once renamed into place)
 
     def static_problems(self) -> dict[str, str]:
-        """Static arrays whose stored bytes do not match their checksums."""
+        """Static arrays whose stored bytes do not match their checksums (those found intact
+        before by this store are not read again)."""
         problems = {}
         for name in self.static_crc:
+            if name in self._static_intact:
+                continue
             try:
                 if crc(np.asarray(self._arrays[name][...])) != self.static_crc[name]:
                     problems[name] = "does not match its checksum"
+                else:
+                    self._static_intact.add(name)
             except Exception as error:  # noqa: BLE001
                 problems[name] = f"is unreadable ({type(error).__name__})"
         return problems
@@ -518,6 +530,7 @@ class SweepStore:
                     f"the sweep store {self.path} is damaged: its {name} array cannot be rewritten (its metadata "
                     f"{self.meta_path / name / 'zarr.json'} was altered); pass overwrite=True to start over"
                 )
+            self._static_intact.add(name)  # (read back above)
 
     # -- units ---------------------------------------------------------------------------------
     def _record_path(self, unit: int) -> Path:
@@ -554,7 +567,8 @@ class SweepStore:
         units say is kept, merged in unit order as far as it goes: :meth:`merged` and
         :meth:`checked_merge` then read only the records of units completed since (a store has
         one owner sweep, whose ranks and shards write only units not done: a done unit does not
-        change), and units written here are kept as they finish."""
+        change), and units written here are kept as they finish; so are the effect rows of the
+        done units, checked here, for :meth:`effect` (the result holds them all anyway)."""
         return self._check(merge=False, keep=keep_for_merge)[0]
 
     def checked_merge(self) -> tuple[StoreStatus, OrderedMerge | None]:
@@ -562,23 +576,23 @@ class SweepStore:
         order, from one reading of each record (status, then :meth:`merged`, read every record
         twice); the effect rows checked are kept for :meth:`effect` (read once, and what was
         checked is what is returned)."""
-        status, merged, effect = self._check(merge=True)
-        if not status.complete:
-            return status, None
-        self._checked_effect = effect
-        return status, merged
+        status, merged = self._check(merge=True)
+        return status, merged if status.complete else None
 
-    def _check(self, *, merge: bool, keep: bool = False) -> tuple[StoreStatus, OrderedMerge | None, np.ndarray | None]:
-        """status; with ``merge``, also the records' statistics merged in unit order and every
-        effect row as read, for a complete store (else None); ``keep``: see :meth:`status`.
-        The records of units known (see status) are not read again: the rows are checked
-        against their kept checksums, and their statistics are merged already or waiting."""
+    def _check(self, *, merge: bool, keep: bool = False) -> tuple[StoreStatus, OrderedMerge | None]:
+        """status; with ``merge``, also the records' statistics merged in unit order, for a
+        complete store (else None), whose effect rows as read are kept; ``keep``: see
+        :meth:`status`. The records of units known (see status) are not read again: the rows
+        are checked against their kept checksums, and their statistics are merged already or
+        waiting; the effect rows kept are not read again either (their units' outputs are)."""
         done, damaged = set(), {}
         recorded = {}
         g = self.geometry
         known, running = self._known_sums, self._running
+        kept_rows, rows_known = self._effect_rows, self._rows_known
         if keep:  # a fresh start: the owner's open
             known, running = None, RunningMerge(g.num_dims, g.features, KEEP_STATISTICS_BYTES)
+            kept_rows = rows_known = None
         elif merge and running is None:
             running = RunningMerge(g.num_dims, g.features, 0)  # (nothing waits: complete, or no merge)
         merging = merge or keep
@@ -594,40 +608,56 @@ class SweepStore:
             elif why != "not done":
                 damaged[unit] = why
         complete = len(recorded) == self.plan.num_units
-        effect_all = np.empty(self.plan.num_rows, numpy_dtype(g.statistics_dtype)) if merge and complete else None
-        row_bytes = self.geometry.features * numpy_dtype(self.geometry.output_dtype).itemsize if self.keep_outputs else 0
-        units_per_block = max(1, READ_BLOCK_BYTES // max(1, self.plan.unit_rows * (row_bytes + 8)))
-        blocks = consecutive_runs(sorted(recorded), units_per_block)  # (a block's rows are read at once)
-        blocks.reverse()  # taken from the end
+        if kept_rows is None and (keep or (merge and complete)):
+            kept_rows = np.empty(self.plan.num_rows, numpy_dtype(g.statistics_dtype))
+            rows_known = np.zeros(self.plan.num_units, dtype=bool)
+        # Blocks of units whose rows are read at once, each (units, with their effect rows): the
+        # effect rows kept are known intact (checked before, or written here: a done unit does
+        # not change), so only their outputs are read and checked again.
+        units_per_block = max(1, READ_BLOCK_BYTES // max(1, self.plan.unit_rows * (self._row_bytes() + 8)))
+        ordered = np.array(sorted(recorded), dtype=np.int64)
+        has_rows = rows_known[ordered] if rows_known is not None else np.zeros(len(ordered), dtype=bool)
+        blocks = [(run, True) for run in consecutive_runs(ordered[~has_rows].tolist(), units_per_block)]
+        if self.keep_outputs:
+            blocks += [(run, False) for run in consecutive_runs(ordered[has_rows].tolist(), units_per_block)]
+        else:  # (nothing of theirs to read)
+            done.update(ordered[has_rows].tolist())
+        blocks.sort(key=lambda block: block[0][0], reverse=True)  # taken from the end: in unit order
         while blocks:
-            block = blocks.pop()
+            block, with_effect = blocks.pop()
             lo, hi = self.plan.unit_rows_of(block[0])[0], self.plan.unit_rows_of(block[-1])[1]
             try:
-                effect = self._read_rows("effect", lo, hi)
+                effect = self._read_rows("effect", lo, hi) if with_effect else None
                 outputs = self._read_rows("outputs", lo, hi) if self.keep_outputs else None
             except StoreDamaged as error:
                 damaged.update({u: str(error) for u in block})
                 continue
             except Exception as error:  # noqa: BLE001 - unreadable chunk files
                 if len(block) > 1:  # whose: read unit by unit
-                    blocks.extend([unit] for unit in reversed(block))
+                    blocks.extend(([unit], with_effect) for unit in reversed(block))
                 else:
                     damaged[block[0]] = f"its rows are unreadable ({type(error).__name__}: {error})"
                 continue
             for unit in block:
                 start, stop = (r - lo for r in self.plan.unit_rows_of(unit))
                 sums = recorded[unit]
-                if crc(effect[start:stop]) != sums[0]:
+                if effect is not None and crc(effect[start:stop]) != sums[0]:
                     damaged[unit] = "its effect rows do not match their checksum"
                 elif outputs is not None and crc(outputs[start:stop]) != sums[1]:
                     damaged[unit] = "its output rows do not match their checksum (missing or altered chunks)"
                 else:
                     done.add(unit)
-            if effect_all is not None:
-                effect_all[lo:hi] = effect
+            if effect is not None and kept_rows is not None:  # (units without kept rows: the intact ones marked below)
+                kept_rows[lo:hi] = effect
+        if kept_rows is not None:
+            rows_known[list(recorded.keys() - done)] = False  # damaged: recomputed, then kept as written
+            rows_known[list(done)] = True
         rows = sum(self.plan.unit_rows_of(u)[1] - self.plan.unit_rows_of(u)[0] for u in done)
         status = StoreStatus(self.path, self.plan.num_units, done, damaged, rows, self.plan.num_rows,
                              damaged_arrays=self.static_problems())
+        # The effect rows are kept by the owner (see status), and for the result of a complete store.
+        if kept_rows is not None and (keep or kept_rows is self._effect_rows or (merge and status.complete)):
+            self._effect_rows, self._rows_known = kept_rows, rows_known
         if running is not None and (keep or running is self._running):  # the kept merge: only intact units
             for unit in recorded.keys() - done:  # rows damaged: its statistics must not be merged
                 if unit < running.next_unit:
@@ -640,10 +670,10 @@ class SweepStore:
                 known[unit] = recorded[unit]
             self._running, self._known_sums = running, known
         if not status.complete:
-            return status, None, None
+            return status, None
         if merge:
             self._running = None  # (consumed)
-        return status, running.finish(self.plan.num_units, self.unit_statistics) if merge else None, effect_all
+        return status, running.finish(self.plan.num_units, self.unit_statistics) if merge else None
 
     def done_units(self) -> set[int]:
         return self.status().done
@@ -669,7 +699,6 @@ class SweepStore:
 
     def finish_unit(self, unit: int, start: int, stop: int, statistics: UnitStatistics) -> None:
         self._check_lease()
-        self._checked_effect = None  # (no longer all of the effect rows)
         effect = np.concatenate(self._unit_effect) if self._unit_effect else np.zeros(0)
         if effect.shape[0] != stop - start:
             raise RuntimeError(f"unit {unit}: {effect.shape[0]} effect rows arrived for rows [{start}, {stop})")
@@ -688,7 +717,14 @@ class SweepStore:
                                                                  self.geometry.features))
         if self._known_sums is not None:
             self._known_sums[unit] = self._unit_crc
+        if self._effect_rows is not None:  # (a unit recomputed here: its new rows)
+            self._effect_rows[start:stop] = effect
+            self._rows_known[unit] = True
         self._unit_crc, self._unit_effect, self._unit_outputs = [0, 0], [], []
+
+    def _row_bytes(self) -> int:
+        """The bytes of a row's outputs as stored (0 without outputs)."""
+        return self.geometry.features * numpy_dtype(self.geometry.output_dtype).itemsize if self.keep_outputs else 0
 
     def _record_shapes(self) -> dict[str, tuple[int, ...]]:
         return UnitStatistics.shapes(self.geometry.num_dims, self.geometry.features)
@@ -712,10 +748,18 @@ class SweepStore:
         return running.finish(self.plan.num_units, self.unit_statistics)
 
     def effect(self) -> torch.Tensor:
-        if self._checked_effect is not None:  # from checked_merge: read and checked once
-            effect, self._checked_effect = self._checked_effect, None
-            return torch.from_numpy(effect)
-        return torch.from_numpy(np.asarray(self._arrays["effect"][...]))
+        """Every unit's effect rows: those kept (checked by the owner's open or checked_merge, or
+        written here) as they are, the others' (written by other ranks or shards since) read
+        now; consumes what was kept (the result holds it)."""
+        rows, known = self._effect_rows, self._rows_known
+        self._effect_rows = self._rows_known = None
+        if rows is None:
+            return torch.from_numpy(self._read_rows("effect", 0, self.plan.num_rows))
+        units_per_block = max(1, READ_BLOCK_BYTES // max(1, self.plan.unit_rows * 8))
+        for block in consecutive_runs(np.flatnonzero(~known).tolist(), units_per_block):
+            lo, hi = self.plan.unit_rows_of(block[0])[0], self.plan.unit_rows_of(block[-1])[1]
+            rows[lo:hi] = self._read_rows("effect", lo, hi)
+        return torch.from_numpy(rows)
 
     def outputs(self):
         if not self.keep_outputs:
