@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import threading
 from collections.abc import Iterator
 
 import torch
@@ -77,21 +78,39 @@ def parameter_dtype(model) -> torch.dtype | None:
     return None
 
 
+# Every module some eval_mode of this process holds: id -> [module, holders, its mode before the
+# first of them]. Shared, because sweeps, encodes and snapshots may run one module at once (in
+# threads, or inside the decoder).
+_IN_EVAL: dict[int, list] = {}
+_IN_EVAL_LOCK = threading.Lock()
+
+
 @contextlib.contextmanager
 def eval_mode(model):
     """Runs the modules behind the callable (an nn.Module, the owner of a bound method such as
     ``vae.decode``, the modules a lambda uses: :func:`modules_behind`) in eval mode (no dropout,
     frozen batch norm), restoring each submodule's mode afterwards; a no-op for a callable that
-    uses none."""
+    uses none. Calls that overlap share it: the first records each module's mode, the last to
+    end restores it (with a mode restored by each, a sweep that ended while another thread's
+    still decoded put the module back in training mode under it: dropout on, wrong outputs;
+    and the other then left it in eval mode for good)."""
     owners = modules_behind(model)
-    modes = {id(m): (m, m.training) for owner in owners for m in owner.modules()}
-    for owner in owners:
-        owner.eval()  # (a module's own train() override runs, as with the module alone)
+    modules = {id(m): m for owner in owners for m in owner.modules()}
+    with _IN_EVAL_LOCK:
+        for key, module in modules.items():
+            _IN_EVAL.setdefault(key, [module, 0, module.training])[1] += 1
     try:
+        for owner in owners:
+            owner.eval()  # (a module's own train() override runs, as with the module alone)
         yield
     finally:
-        for module, training in modes.values():
-            module.training = training
+        with _IN_EVAL_LOCK:
+            for key in modules:
+                entry = _IN_EVAL[key]
+                entry[1] -= 1
+                if entry[1] == 0:
+                    del _IN_EVAL[key]
+                    entry[0].training = entry[2]
 
 
 def fingerprint(model) -> str:

@@ -7,10 +7,20 @@ import sys
 
 def wanted(progress: bool | None, fn: str) -> bool:
     """progress=True/False forces the bar on/off; None shows it when stderr is a terminal (not
-    when there is none: pythonw, or a closed stderr, which Python sets to None)."""
+    when it is a program's own writer without isatty()). Never when there is no stderr to write
+    to (pythonw, or a closed stderr, which Python sets to None; a stream the program closed):
+    tqdm would fail writing to it."""
     if progress is not None and not isinstance(progress, bool):
         raise TypeError(f"{fn}: progress must be True, False or None, got {type(progress).__name__}")
-    return (sys.stderr is not None and sys.stderr.isatty()) if progress is None else progress
+    stream = sys.stderr
+    if stream is None or getattr(stream, "closed", False) is True:
+        return False
+    if progress is None:
+        try:
+            return bool(stream.isatty())
+        except (AttributeError, ValueError, OSError):  # a writer without isatty(), a closed file
+            return False
+    return progress
 
 
 class NoBar:

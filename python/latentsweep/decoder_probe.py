@@ -104,8 +104,9 @@ def probe_anchors(fn: str, decoder, spec: GridSpec, probe_rows: int = ANCHOR_PRO
                     )
                 if measure and start == 0:
                     activation_bytes = (allocated_bytes(anchors.device, "peak") - before) / chunk.shape[0]
-                if outputs is None:
-                    outputs = result.new_empty((anchors.shape[0], *result.shape[1:]))
+                if outputs is None:  # the result's anchor_outputs: an ordinary tensor, as its others
+                    with torch.inference_mode(False):
+                        outputs = result.new_empty((anchors.shape[0], *result.shape[1:]))
                 outputs[start : start + chunk.shape[0]].copy_(result)
                 if grow and start == 0 and rows == first_rows:
                     row_bytes = result[0].numel() * result.element_size()

@@ -98,7 +98,8 @@ def traverse(
             codes are cast to their parameters' dtype.
             Outputs wrapped in a tuple, dict or output object are unwrapped by the rule in
             :data:`latentsweep.decoding.OUTPUT_RULE` (or as ``output=`` says). It never receives
-            the caller's tensors (it may modify its input in place).
+            the caller's tensors (it may modify its input in place); its input is a reused
+            buffer that the next call's codes overwrite (clone it to keep it).
         anchors: ``[A, D]`` codes (``[D]`` for one), or a :class:`Posterior` (its means are the
             anchors, its ``logvar`` feeds mode ``"posterior"``, its ``latent_shape`` is the
             decoder's). Structured latents:
@@ -326,6 +327,9 @@ def _check_arguments(fn: str, decoder, batch_size, memory_budget, out, *, shard,
     """The sweep's options, checked once (the grid's arguments are checked by grid_spec)."""
     if not callable(decoder):
         raise TypeError(f"{fn}: decoder must be callable ([B, D] -> [B, ...]), got {type(decoder).__name__}")
+    if isinstance(decoder, type):  # (called with the codes, it would construct one from them)
+        raise TypeError(f"{fn}: decoder must be callable ([B, D] -> [B, ...]), got the class {decoder.__qualname__} "
+                        "itself; pass an instance of it")
     for name, flag in flags.items():
         if not isinstance(flag, bool):
             raise TypeError(f"{fn}: {name} must be True or False, got {flag!r}")

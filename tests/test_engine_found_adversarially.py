@@ -1,0 +1,150 @@
+"""The sweep engine as other programs use it: threads, re-entrant decoders, decoders that keep
+or modify what they are given, interruptions, grad modes. Each test is a defect found by an
+adversarial pass, failing before its fix."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import torch
+
+import latentsweep as ls
+
+ANCHORS = torch.randn(3, 4, generator=torch.Generator().manual_seed(7))
+WAIT = 30.0  # seconds a thread waits for the other before the test gives up
+
+
+class DropoutDecoder(torch.nn.Module):
+    """Different outputs in training mode (dropout) than in eval mode."""
+
+    def __init__(self):
+        super().__init__()
+        self.linear = torch.nn.Linear(4, 16)
+        self.dropout = torch.nn.Dropout(0.5)
+
+    def forward(self, z):
+        return self.dropout(self.linear(z))
+
+
+def test_sweeps_of_one_module_in_two_threads_keep_it_in_eval_mode_until_both_end():
+    """Thread A's sweep ended while thread B's still decoded with the same module: A put the
+    module back in training mode under B (dropout on: B's outputs were wrong), and B then left
+    it in eval mode for good."""
+    model = DropoutDecoder().train()
+    expected = ls.traverse(model, ANCHORS, steps=3, batch_size=4, progress=False)
+    a_decoding, b_decoding, a_done = threading.Event(), threading.Event(), threading.Event()
+    results, errors = {}, []
+
+    def decoder_a(z):
+        a_decoding.set()
+        assert b_decoding.wait(WAIT)
+        return model(z)
+
+    def decoder_b(z):
+        b_decoding.set()
+        assert a_done.wait(WAIT)  # A's sweep has ended while B's goes on
+        return model(z)
+
+    def sweep(name, decoder, done=None):
+        try:
+            if name == "b":
+                assert a_decoding.wait(WAIT)
+            results[name] = ls.traverse(decoder, ANCHORS, steps=3, batch_size=4, progress=False)
+        except BaseException as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+            b_decoding.set()
+        finally:
+            if done is not None:
+                done.set()
+
+    threads = [threading.Thread(target=sweep, args=("a", decoder_a, a_done)),
+               threading.Thread(target=sweep, args=("b", decoder_b))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(2 * WAIT)
+    assert not errors, errors
+    for name in "ab":
+        assert torch.equal(results[name].outputs, expected.outputs), name
+    assert model.training and model.dropout.training
+
+
+def test_a_sweep_inside_a_decoder_of_the_same_module_restores_its_mode():
+    calls = []
+
+    class Recursive(DropoutDecoder):
+        def forward(self, z):
+            if not calls:
+                calls.append("inner")
+                ls.traverse(self, z[:1], steps=2, batch_size=2, progress=False)
+            return super().forward(z)
+
+    model = Recursive().train()
+    result = ls.traverse(model, ANCHORS, steps=3, batch_size=4, progress=False)
+    assert model.training and model.dropout.training
+    assert torch.equal(result.outputs, ls.traverse(model.eval(), ANCHORS, steps=3, batch_size=4,
+                                                   progress=False).outputs)
+
+
+@pytest.mark.parametrize("batch_size", [4, "auto"])
+def test_the_anchor_outputs_are_ordinary_tensors_like_the_other_results(batch_size):
+    """result.anchor_outputs was an inference tensor (the probe's, decoded under inference
+    mode) while result.outputs is not: clamping it in place, or using it as a training target,
+    raised "Inplace update to inference tensor outside InferenceMode" / "Inference tensors
+    cannot be saved for backward"."""
+    model = torch.nn.Linear(4, 5)
+    result = ls.traverse(model, ANCHORS, steps=3, batch_size=batch_size, progress=False)
+    assert not result.anchor_outputs.is_inference() and not result.outputs.is_inference()
+    result.anchor_outputs.clamp_(-1, 1)
+    loss = torch.nn.functional.mse_loss(model(ANCHORS), result.anchor_outputs)
+    loss.backward()
+    assert model.weight.grad is not None
+
+
+@pytest.mark.parametrize("progress", [None, True])
+@pytest.mark.parametrize("stream", ["none", "closed"])
+def test_a_sweep_without_a_stderr_to_write_to_shows_no_bar(monkeypatch, tmp_path, stream, progress):
+    """A program without a stderr (pythonw, a service: sys.stderr is None) or whose stderr is
+    closed got tqdm's AttributeError "'NoneType' object has no attribute 'write'", or
+    "ValueError: I/O operation on closed file" (progress=None too: from isatty()), instead of
+    its sweep."""
+    if stream == "none":
+        monkeypatch.setattr("sys.stderr", None)
+    else:
+        closed = open(tmp_path / "log.txt", "w")  # noqa: SIM115 - closed on purpose
+        closed.close()
+        monkeypatch.setattr("sys.stderr", closed)
+    result = ls.traverse(torch.nn.Linear(4, 5), ANCHORS, steps=3, progress=progress)
+    assert result.outputs.shape == (3, 4, 3, 5)
+
+
+@pytest.mark.parametrize("progress", [None, True])
+def test_a_stderr_without_isatty_is_no_terminal(monkeypatch, progress):
+    """An application that sends stderr to its own writer (write and flush only) got an
+    AttributeError: 'Writer' object has no attribute 'isatty' from progress=None."""
+
+    class Writer:
+        def __init__(self):
+            self.text = []
+
+        def write(self, text):
+            self.text.append(text)
+
+        def flush(self):
+            pass
+
+    writer = Writer()
+    monkeypatch.setattr("sys.stderr", writer)
+    result = ls.traverse(torch.nn.Linear(4, 5), ANCHORS, steps=3, progress=progress)
+    assert result.outputs.shape == (3, 4, 3, 5)
+    assert bool(writer.text) == bool(progress)
+
+
+@pytest.mark.parametrize("call", [lambda d: ls.traverse(d, ANCHORS, steps=3, progress=False),
+                                  lambda d: ls.interpolate(d, ANCHORS[:1], ANCHORS[1:2], steps=3, progress=False)])
+def test_a_decoder_class_instead_of_an_instance_is_named(call):
+    """traverse(torch.nn.Linear, ...) called the class with the codes: torch's own
+    "Linear.__init__() missing 1 required positional argument" from inside the probe."""
+    with pytest.raises(TypeError, match=r"decoder must be callable .* got the class Linear itself; pass an instance"):
+        call(torch.nn.Linear)
