@@ -148,3 +148,40 @@ def test_a_decoder_class_instead_of_an_instance_is_named(call):
     "Linear.__init__() missing 1 required positional argument" from inside the probe."""
     with pytest.raises(TypeError, match=r"decoder must be callable .* got the class Linear itself; pass an instance"):
         call(torch.nn.Linear)
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
+def test_a_process_forked_while_another_thread_sweeps_gets_torchs_allocator_back():
+    """A DataLoader worker forked while a monitoring thread sweeps: the child inherited the
+    reusing CPU allocator with no guard left to remove it (its idle blocks grew, for good, up to
+    2 GiB) and, had the fork come while its lock was held, a lock no thread would release."""
+    import os
+
+    from latentsweep._extension import _C
+
+    inside, forked = threading.Event(), threading.Event()
+
+    def decoder(z):  # holds the sweep (its allocator installed) until the fork is done
+        if _C._reuse_counters()["active"] and not inside.is_set():
+            inside.set()
+            forked.wait(WAIT)
+        return torch.cat([z] * 8192, dim=1)  # 128 KiB and more per batch: kept by the allocator
+
+    thread = threading.Thread(target=ls.traverse, args=(decoder, ANCHORS), kwargs=dict(steps=3, progress=False))
+    thread.start()
+    try:
+        assert inside.wait(WAIT), "the sweep never decoded with its allocator installed"
+        child = os.fork()
+        if child == 0:  # (the child reports through its exit code only)
+            try:
+                for _ in range(4):
+                    torch.empty(1 << 20)
+                counters = _C._reuse_counters()
+                os._exit(0 if not counters["active"] and counters["kept_bytes"] == 0 else 3)
+            except BaseException:  # noqa: BLE001
+                os._exit(4)
+        _, status = os.waitpid(child, 0)
+    finally:
+        forked.set()
+        thread.join(WAIT)
+    assert os.waitstatus_to_exitcode(status) == 0

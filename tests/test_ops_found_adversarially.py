@@ -260,3 +260,12 @@ def test_float32_unit_directions_serve_float64_anchors():
                        ls.traversal_codes(anchors, [0], values.expand(1, 3)))
     with pytest.raises(ValueError, match="directions must have unit length"):  # a graph's directions: as given
         ls.direction_codes(anchors, one_ulp_long.requires_grad_(), values)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_no_draws_copy_nothing(dtype):
+    """The raw op made contiguous copies of mu and of exp(logvar / 2) before it looked at n: 64 TiB
+    for no draws from an expanded mu of 2**40 rows (a raw allocator error)."""
+    mu = torch.zeros(1, 1, dtype=dtype).expand(2**40, 16)
+    samples = torch.ops.latentsweep.sample(mu, mu, 0, 0, 0, 0)
+    assert samples.shape == (2**40, 0, 16) and samples.dtype == dtype

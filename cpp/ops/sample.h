@@ -70,6 +70,8 @@ at::Tensor sample_with(const at::Tensor& mu, const at::Tensor& logvar, int64_t n
                        int64_t row_offset, int64_t sample_offset, Fill&& fill) {
   check_sample_inputs(mu, logvar, n, row_offset, sample_offset);
   const int64_t rows = mu.size(0), latent_size = mu.size(1);
+  // Nothing to draw: no copies of mu and of the SD (they can be far larger than the result).
+  if (rows == 0 || n == 0 || latent_size == 0) return at::empty({rows, n, latent_size}, mu.options());
   const SampleInputs inputs = prepare_sample_inputs(mu, logvar);
   at::Tensor out = fill.empty({rows, n, latent_size}, inputs.mu.options());
   fill_samples(&inputs, out, rows, n, latent_size, seed, row_offset, sample_offset,

@@ -9,6 +9,7 @@
 
 #if defined(__linux__) && defined(__GLIBC__)
 #include <malloc.h>
+#include <pthread.h>
 #define LATENTSWEEP_REUSE_CPU_BUFFERS 1
 #else
 #define LATENTSWEEP_REUSE_CPU_BUFFERS 0
@@ -22,8 +23,18 @@ namespace {
 class ReusingCpuAllocator final : public c10::Allocator {
  public:
   static ReusingCpuAllocator& instance() {
-    static auto* allocator = new ReusingCpuAllocator();  // never destroyed: deleters may outlive main
+    static auto* allocator = [] {
+      auto* created = new ReusingCpuAllocator();  // never destroyed: deleters may outlive main
+      pthread_atfork(&before_fork, &after_fork_in_parent, &after_fork_in_child);
+      return created;
+    }();
     return *allocator;
+  }
+
+  // Guards held by the calling thread: the one thread a forked child keeps.
+  static int& guards_held_here() {
+    thread_local int held = 0;
+    return held;
   }
 
   c10::DataPtr allocate(std::size_t nbytes) override {
@@ -67,6 +78,24 @@ class ReusingCpuAllocator final : public c10::Allocator {
       kept_bytes_ = 0;
     }
     for (const auto& [size, data] : kept) c10::free_cpu(data);
+  }
+
+  // A fork (a DataLoader's workers, a subprocess) while another thread sweeps: the child must
+  // not inherit the lock held, nor the allocator installed by guards whose threads it lacks
+  // (it kept growing its idle blocks up to kMaxKeptBytes, for good).
+  static void before_fork() { instance().mutex_.lock(); }
+  static void after_fork_in_parent() { instance().mutex_.unlock(); }
+  static void after_fork_in_child() {
+    ReusingCpuAllocator& self = instance();
+    self.guards_ = guards_held_here();
+    if (self.guards_ == 0) {
+      if (self.active_ && c10::GetCPUAllocator() == &self) c10::SetCPUAllocator(self.previous_);
+      self.active_ = false;
+      for (const auto& [size, data] : self.kept_) c10::free_cpu(data);  // (glibc's malloc works after fork)
+      self.kept_.clear();
+      self.kept_bytes_ = 0;
+    }
+    self.mutex_.unlock();
   }
 
   ReuseCounters counters() {
@@ -115,8 +144,14 @@ class ReusingCpuAllocator final : public c10::Allocator {
 }  // namespace
 
 #if LATENTSWEEP_REUSE_CPU_BUFFERS
-ReuseCpuBuffers::ReuseCpuBuffers() { ReusingCpuAllocator::instance().enter(); }
-ReuseCpuBuffers::~ReuseCpuBuffers() { ReusingCpuAllocator::instance().exit(); }
+ReuseCpuBuffers::ReuseCpuBuffers() {
+  ReusingCpuAllocator::instance().enter();
+  ++ReusingCpuAllocator::guards_held_here();
+}
+ReuseCpuBuffers::~ReuseCpuBuffers() {
+  --ReusingCpuAllocator::guards_held_here();
+  ReusingCpuAllocator::instance().exit();
+}
 ReuseCounters reuse_counters() { return ReusingCpuAllocator::instance().counters(); }
 #else
 ReuseCpuBuffers::ReuseCpuBuffers() = default;

@@ -11,8 +11,10 @@
 // freed blocks of at least kMinReusedBytes (up to kMaxKeptBytes in all) and hands them out
 // again for requests of nearly the same size; torch's allocator comes back, and every kept
 // block is freed, when the last guard ends. Blocks come from and go to c10::alloc_cpu and
-// c10::free_cpu, so a block may be allocated by one allocator and freed by the other. Nothing
-// changes when another (non-default) CPU allocator is installed, or off Linux/glibc.
+// c10::free_cpu, so a block may be allocated by one allocator and freed by the other. A process
+// forked meanwhile keeps only the guards of the thread that forked (torch's allocator back in a
+// child of another thread's sweep). Nothing changes when another (non-default) CPU allocator is
+// installed, or off Linux/glibc.
 #pragma once
 
 #include <cstddef>
