@@ -297,3 +297,52 @@ def test_values_beyond_the_anchors_dtype_are_named_as_such():
         latentsweep.direction_codes(anchors, torch.tensor([1.0, 0.0, 0.0]), torch.tensor([0.0, 1e6]))
     codes = latentsweep.traversal_codes(anchors, [0], torch.tensor([0.0, 6e4]))  # within float16
     assert codes.dtype == torch.float16 and torch.isfinite(codes).all()
+
+
+# --------------------------------------------------------------------------- memory of traversal_values
+
+MIB = 2**20
+
+
+@pytest.fixture
+def small_machine(monkeypatch):
+    """The memory checks see a machine of 256 MiB (128 MiB for one computation)."""
+    from latentsweep import _checks
+
+    monkeypatch.setattr(_checks, "_memory_capacity", lambda device: 256 * MIB)
+
+
+@pytest.mark.parametrize(("dtype", "mode", "steps"), [
+    (torch.float16, "prior", 8 * MIB),  # 16 MiB of values; ~100 MiB computing them (float32 buffer, t)
+    (torch.float32, "quantile", 2 * MIB),  # 8 MiB of values; ~100 MiB (the float64 prior levels)
+    (torch.float32, "empirical", 1536 * 1024),  # 6 MiB of values; ~140 MiB (levels, float64 quantiles)
+])
+def test_traversal_values_counts_what_computing_the_values_takes(small_machine, dtype, mode, steps):
+    """Only the values' own bytes were counted: a one-latent grid of many steps needs 6 (float16
+    "prior") to 24 ("empirical") times as much, so grids the check let through were killed for
+    memory."""
+    with pytest.raises(ValueError, match=rf"traversal_values: the values \[A=1, K=1, S={steps}\] and their "
+                                         r"temporaries needs 0.[12] GiB, more than 50%"):
+        latentsweep.traversal_values(torch.zeros(1, 1, dtype=dtype), mode=mode, steps=steps,
+                                     reference=torch.randn(10, 1))
+
+
+def test_traversal_values_still_computes_what_fits(small_machine):
+    values = latentsweep.traversal_values(torch.zeros(1, 1), mode="quantile", steps=MIB)
+    assert values.shape == (1, 1, MIB) and float(values[0, 0, 0]) == -2.0 and float(values[0, 0, -1]) == 2.0
+
+
+def test_modes_without_prior_levels_never_compute_them(monkeypatch):
+    """The float64 prior levels (32 bytes a step at their peak) were computed for every mode."""
+    from latentsweep import modes
+
+    def refuse(span, steps):
+        raise AssertionError("prior levels computed")
+
+    monkeypatch.setattr(modes, "prior_levels", refuse)
+    anchors = torch.randn(2, 3)
+    for mode in ("prior", "absolute"):
+        assert latentsweep.traversal_values(anchors, mode=mode, steps=5).shape == (2, 3, 5)
+    assert latentsweep.traversal_values(anchors, mode="posterior", logvar=torch.zeros(2, 3), steps=5).shape == (2, 3, 5)
+    with pytest.raises(AssertionError, match="prior levels computed"):
+        latentsweep.traversal_values(anchors, mode="quantile", steps=5)

@@ -8,6 +8,7 @@ written once, here (``OUTPUT_RULE``), and quoted by the docs and the error messa
 
 from __future__ import annotations
 
+import dataclasses
 import numbers
 from collections.abc import Callable, Mapping
 
@@ -53,20 +54,63 @@ class DecoderCall:
         # Who made a NaN or Inf output, as errors say it: an output_transform ("exp") may make
         # Inf of the decoder's finite outputs.
         self.nonfinite_subject = "the decoder returned" if transform_name is None else f"{self.output_space} is"
+        # A distribution's mean is scanned once (whether it is defined is its class's property):
+        # a scan per batch would wait for the device every time.
+        self._mean_checked = False
 
     def __call__(self, codes: torch.Tensor) -> torch.Tensor:
         if self.input_dtype is not None and codes.dtype != self.input_dtype:
-            codes = codes.to(self.input_dtype)  # the grid keeps its own precision
+            codes = self._cast(codes)  # the grid keeps its own precision
         if self.latent_shape is not None:
             codes = codes.reshape(codes.shape[0], *self.latent_shape)  # a view of the (contiguous) buffer
-        result = select_output(self.fn, self.decoder(codes), self.output)
+        raw = self.decoder(codes)
+        readable = not _capturing(codes)
+        result, part = _select(self.fn, raw, self.output, check=readable and not self._mean_checked)
+        self._mean_checked = self._mean_checked or readable
+        if part is not None and not _one_per_code(result, codes.shape[0]):
+            # The part picked from a tuple, dict or object (the decoder itself returned none of
+            # them): said as such, not as "the decoder returned shape ()" or "... got NoneType".
+            advice = "pass output= (a key or attribute name, a tuple index or a function of the output) to pick the " \
+                "decoded outputs"
+            if not isinstance(result, torch.Tensor):
+                raise TypeError(f"{self.fn}: the decoder must return a torch.Tensor, got {type(raw).__name__}, and the "
+                                f"part of it used ({part}) is {_described(result)}; {advice}")
+            raise ValueError(
+                f"{self.fn}: the decoder returned a {type(raw).__name__}, and the part of it used ({part}) has shape "
+                f"{tuple(result.shape)} for a batch of {codes.shape[0]} codes; it must be one output per code "
+                f"([batch, ...]): {advice}"
+            )
         if self.transform is not None and isinstance(result, torch.Tensor):
             result = self.transform(result)
             if not isinstance(result, torch.Tensor):
                 raise TypeError(
                     f"{self.fn}: output_transform must return a tensor, got {type(result).__name__}"
                 )
+            if not _one_per_code(result, codes.shape[0]):
+                raise ValueError(
+                    f"{self.fn}: output_transform returned shape {tuple(result.shape)} for a batch of "
+                    f"{codes.shape[0]} codes; it must keep one output per code ([batch, ...])"
+                )
+            if not result.is_floating_point():
+                raise TypeError(f"{self.fn}: output_transform must return floating-point outputs, got {result.dtype}")
         return result
+
+    def _cast(self, codes: torch.Tensor) -> torch.Tensor:
+        """The codes in the parameters' dtype. A narrower range (float16 parameters) turned codes
+        beyond it into infinities, which the decoder then got, and the error blamed it for them
+        (or a tanh made finite outputs of them). Scanned only where the range is much narrower:
+        bfloat16's is float32's to within 0.4%, and a scan makes each batch wait for the device."""
+        cast = codes.to(self.input_dtype)
+        if (codes.is_floating_point() and self.input_dtype.is_floating_point
+                and torch.finfo(self.input_dtype).max < torch.finfo(codes.dtype).max / 2 and not _capturing(codes)
+                and cast.numel() and not bool(torch.isfinite(cast).all())):
+            largest = torch.finfo(self.input_dtype).max
+            raise ValueError(
+                f"{self.fn}: the codes reach beyond the largest {self.input_dtype} ({largest:.4g}), the dtype of "
+                f"the decoder's parameters they are cast to (codes of {float(codes.abs().max()):.4g}); traverse a "
+                "smaller range (span=, prior_std=), or run the decoder in a wider dtype"
+            )
+        return cast
 
 
 def decoder_call(fn: str, decoder, *, output=None, output_transform=None, latent_shape=None) -> DecoderCall:
@@ -85,7 +129,8 @@ def decoder_call(fn: str, decoder, *, output=None, output_transform=None, latent
             or a 1-D shape: codes are passed flat.
 
     Floating codes are cast to the dtype of the decoder's (or its module's) parameters when it
-    has some, so float64 anchors work with a float32 model; the grid keeps its own dtype.
+    has some, so float64 anchors work with a float32 model; the grid keeps its own dtype. Codes
+    beyond that dtype's range (a float16 model's +-65504) are refused, not passed on as infinities.
     """
     if not callable(decoder):
         raise TypeError(f"{fn}: decoder must be callable ([B, D] -> [B, ...]), got {type(decoder).__name__}")
@@ -106,33 +151,40 @@ decoder_call.__doc__ = decoder_call.__doc__.format(rule=OUTPUT_RULE)
 def select_output(fn: str, raw, output=None):
     """The output tensor from whatever the decoder returned (see ``OUTPUT_RULE``). Anything that
     is not a tensor is returned unchanged, for the caller's own type check to report."""
+    return _select(fn, raw, output)[0]
+
+
+def _select(fn: str, raw, output, *, check: bool = True):
+    """(the output as :func:`select_output` picks it, what was picked in words, or None when it
+    is ``raw`` itself). ``check``: scan a distribution's mean (not during a CUDA graph's capture,
+    which cannot read values)."""
     if output is None:
-        return _default_output(fn, raw)
+        return _default_output(fn, raw, check)
     if callable(output) and not isinstance(output, str):
-        return output(raw)
+        return output(raw), f"output={_selection_text(output).removeprefix(' via ')}"
     if isinstance(output, str):
         if isinstance(raw, Mapping):
             if output not in raw:
                 raise ValueError(f"{fn}: output={output!r}, but the decoder returned a dict with keys {list(raw)}")
-            return raw[output]
+            return raw[output], f"output={output!r}"
         if not hasattr(raw, output):
             raise ValueError(
                 f"{fn}: output={output!r}, but the decoder returned a {type(raw).__name__} without "
                 "such a key or attribute"
             )
-        return getattr(raw, output)
+        return getattr(raw, output), f"output={output!r}"
     if not isinstance(raw, (tuple, list)):
         raise ValueError(f"{fn}: output={output} is a tuple index, but the decoder returned a {type(raw).__name__}")
     if not -len(raw) <= output < len(raw):
         raise ValueError(f"{fn}: output={output} is out of range for the decoder's {len(raw)} outputs")
-    return raw[output]
+    return raw[output], f"output={int(output)}"
 
 
-def _default_output(fn: str, raw):
+def _default_output(fn: str, raw, check: bool = True):
     if isinstance(raw, torch.Tensor):
-        return raw
+        return raw, None
     if isinstance(raw, torch.distributions.Distribution):
-        return raw.mean
+        return _mean(fn, raw, check), "its mean"
     if isinstance(raw, Mapping):  # also diffusers' BaseOutput, an OrderedDict
         # (as for an output object's attributes: a key holding None, such as an unused "sample",
         # is passed over)
@@ -140,10 +192,10 @@ def _default_output(fn: str, raw):
         key = next((lowered[k] for k in OUTPUT_KEYS if k in lowered and isinstance(raw[lowered[k]], torch.Tensor)),
                    None)
         if key is not None:
-            return raw[key]
+            return raw[key], f"its entry {key!r}"
         tensors = [k for k, v in raw.items() if isinstance(v, torch.Tensor)]
         if len(tensors) == 1:
-            return raw[tensors[0]]
+            return raw[tensors[0]], f"its only tensor, {tensors[0]!r}"
         raise TypeError(
             f"{fn}: the decoder returned a dict with keys {list(raw)}; no tensor is under one of "
             f"{list(OUTPUT_KEYS)}, so pass output='<key>' to say which one holds the decoded outputs"
@@ -151,12 +203,63 @@ def _default_output(fn: str, raw):
     if isinstance(raw, (tuple, list)):
         if not raw:
             raise TypeError(f"{fn}: the decoder returned an empty {type(raw).__name__}")
-        return raw[0]
+        return raw[0], "its first element"
     for name in OUTPUT_KEYS:
         value = getattr(raw, name, None)
         if isinstance(value, torch.Tensor):
-            return value
-    return raw
+            return value, f"its attribute {name!r}"
+    # An output object's only tensor, as a dict's (the rule says so for both; objects were
+    # returned as they were, and refused as "must return a torch.Tensor").
+    tensors = {name: value for name, value in _attributes(raw).items() if isinstance(value, torch.Tensor)}
+    if len(tensors) == 1:
+        (name, value), = tensors.items()
+        return value, f"its only tensor, {name!r}"
+    if tensors:
+        raise TypeError(
+            f"{fn}: the decoder returned a {type(raw).__name__} with tensors {list(tensors)}; none is one of "
+            f"{list(OUTPUT_KEYS)}, so pass output='<attribute>' to say which one holds the decoded outputs"
+        )
+    return raw, None
+
+
+def _attributes(raw) -> dict:
+    """An output object's fields (a dataclass's, or its instance attributes); {} for others."""
+    if dataclasses.is_dataclass(raw) and not isinstance(raw, type):
+        return {field.name: getattr(raw, field.name, None) for field in dataclasses.fields(raw)}
+    try:
+        return dict(vars(raw))
+    except TypeError:  # no __dict__ (a generator, an int)
+        return {}
+
+
+def _mean(fn: str, distribution: torch.distributions.Distribution, check: bool) -> torch.Tensor:
+    """A distribution's mean, or a TypeError where torch.distributions gives none: it raised
+    NotImplementedError (TransformedDistribution), or it is NaN or infinite everywhere
+    (Categorical, Cauchy), which was reported as "the decoder returned NaN or Inf"."""
+    name = type(distribution).__name__
+    advice = "pass output= a function that picks the tensor to use from it (e.g. output=lambda d: d.probs, or d.loc)"
+    try:
+        mean = distribution.mean
+    except NotImplementedError:
+        raise TypeError(f"{fn}: the decoder returned a {name}, which has no mean in torch.distributions; "
+                        f"{advice}") from None
+    if check and isinstance(mean, torch.Tensor) and mean.numel() and mean.is_floating_point() \
+            and not bool(torch.isfinite(mean).any()):
+        raise TypeError(f"{fn}: the decoder returned a {name}, whose mean is undefined (NaN or infinite); {advice}")
+    return mean
+
+
+def _one_per_code(result, batch: int) -> bool:
+    return isinstance(result, torch.Tensor) and result.dim() >= 1 and result.shape[0] == batch
+
+
+def _described(value) -> str:
+    return "None" if value is None else f"a {type(value).__name__}"
+
+
+def _capturing(codes: torch.Tensor) -> bool:
+    """A CUDA graph is being captured (the decoder inside ``graphed``): no value can be read."""
+    return codes.is_cuda and torch.cuda.is_current_stream_capturing()
 
 
 def _transform(fn: str, output_transform):

@@ -11,6 +11,7 @@ coordinates ``<anchors[a], u>``, the log-variance along u and the projected refe
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,7 +40,9 @@ class ModeInputs:
         dims: ``[K]`` the traversed columns of ``anchors`` (``arange(K)`` along directions).
         span: how far ``t`` reaches (a Python float, as given: ``t`` holds it rounded).
         t: ``[S]`` ``linspace(-span, span, steps)``.
-        tail, side: ``[S]`` float64 prior levels (see :func:`prior_levels`).
+        tail, side: ``[S]`` float64 prior levels (see :func:`prior_levels`), computed when a mode
+            first asks for them (their float64 temporaries took 32 bytes a step, 8x the float32
+            values of a one-latent grid, in modes that never use them).
         prior_std: the prior's SD.
         logvar: ``[A, D]`` posterior log-variances (modes that need them), else None.
         reference: ``[M, D]`` codes of the data (modes that need them), else None.
@@ -49,8 +52,6 @@ class ModeInputs:
     dims: torch.Tensor
     span: float
     t: torch.Tensor
-    tail: torch.Tensor
-    side: torch.Tensor
     prior_std: float
     logvar: torch.Tensor | None
     reference: torch.Tensor | None
@@ -58,6 +59,18 @@ class ModeInputs:
     @property
     def grid_shape(self) -> tuple[int, int, int]:
         return (self.anchors.shape[0], self.dims.numel(), self.t.numel())
+
+    @functools.cached_property
+    def _tail_side(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return prior_levels(self.span, self.t.numel())
+
+    @property
+    def tail(self) -> torch.Tensor:
+        return self._tail_side[0]
+
+    @property
+    def side(self) -> torch.Tensor:
+        return self._tail_side[1]
 
     @property
     def levels(self) -> torch.Tensor:
@@ -82,6 +95,8 @@ class Mode:
             same for every anchor).
         directions: works along directions (``traversal_values(directions=)``).
         max_span: the largest ``span`` it accepts, or None.
+        uses_levels: computes the prior levels (:attr:`ModeInputs.levels`): float64 temporaries
+            of about 64 bytes a step (counted by ``traversal_values``' memory check).
         compute: ``ModeInputs -> [A, K, S]`` values in the inputs' compute dtype.
     """
 
@@ -96,6 +111,7 @@ class Mode:
     compute: Callable[[ModeInputs], torch.Tensor]
     directions: bool = True
     max_span: float | None = None
+    uses_levels: bool = False
 
     @property
     def needs(self) -> tuple[str, ...]:
@@ -216,14 +232,15 @@ MODE_TABLE: dict[str, Mode] = {
         Mode("quantile", "`prior_std · Φ⁻¹(linspace(Φ(-span), Φ(span), steps))`", "the same",
              "same ends, equally spaced in prior probability",
              needs_logvar=False, needs_reference=False, uses_prior_std=True, centred=False, compute=_quantile,
-             max_span=MAX_QUANTILE_SPAN),
+             max_span=MAX_QUANTILE_SPAN, uses_levels=True),
         Mode("posterior", "`anchor[a, d] + t · σ[a, d]`", "`<anchor[a], u> + t · sqrt(Σ_d u_d² σ[a, d]²)`",
              "seeing how certain the encoder is (usually: very)",
              needs_logvar=True, needs_reference=False, uses_prior_std=False, centred=True, compute=_posterior),
         Mode("empirical", "quantiles of `reference[:, d]` at `linspace(Φ(-span), Φ(span), steps)`",
              "quantiles of `reference @ u`",
              "plain autoencoders, or codes that do not follow the prior",
-             needs_logvar=False, needs_reference=True, uses_prior_std=False, centred=False, compute=_empirical),
+             needs_logvar=False, needs_reference=True, uses_prior_std=False, centred=False, compute=_empirical,
+             uses_levels=True),
     )
 }
 MODES: tuple[str, ...] = tuple(MODE_TABLE)  # the names, default first

@@ -228,8 +228,8 @@ def values_for(fn: str, anchors, *, mode, span, steps, dims, logvar, prior_std, 
             f"{fn}: A * K * steps = {num_anchors * num_dims * steps} values, whose size in bytes "
             "overflows int64"
         )
-    _checks.fits_in_memory(fn, f"the values [A={num_anchors}, K={num_dims}, S={steps}]",
-                           num_anchors * num_dims * steps * anchors.element_size(), anchors.device,
+    _checks.fits_in_memory(fn, f"the values [A={num_anchors}, K={num_dims}, S={steps}] and their temporaries",
+                           _values_bytes(entry, anchors.dtype, num_anchors, num_dims, steps), anchors.device,
                            "pass fewer steps, anchors or dims")
     if entry.needs_logvar:
         if logvar is None:
@@ -250,16 +250,28 @@ def values_for(fn: str, anchors, *, mode, span, steps, dims, logvar, prior_std, 
     # Low precision: compute in float32 and round once at the end.
     compute = torch.float64 if anchors.dtype == torch.float64 else torch.float32
     anchors_c = anchors.to(compute)
-    tail, side = modes.prior_levels(span, steps)
     inputs = modes.ModeInputs(
         anchors=anchors_c, dims=dims, span=span, t=torch.linspace(-span, span, steps, dtype=compute, device=anchors.device),
-        tail=tail, side=side, prior_std=prior_std,
+        prior_std=prior_std,
         logvar=logvar if entry.needs_logvar else None, reference=reference if entry.needs_reference else None,
     )
     values = entry.compute(inputs).to(anchors.dtype).contiguous()
     if not torch.isfinite(_checks.distinct_values(values)).all():
         raise ValueError(_overflow_message(fn, entry, anchors.dtype, span, anchors_c, logvar))
     return values
+
+
+def _values_bytes(mode: Mode, dtype: torch.dtype, num_anchors: int, num_dims: int, steps: int) -> int:
+    """What computing the values allocates at its peak (only the values themselves were counted:
+    float16 values of a one-latent grid took 6 times their size, "quantile" 12 and "empirical"
+    24, so a grid refused by nothing was killed for memory): per value, the result, the float32
+    buffer of float16/bfloat16 values and the finiteness scan; per step, ``t`` and its scaled copy
+    (and the prior levels' float64 temporaries); "empirical"'s float64 quantiles per dim."""
+    size = torch.finfo(dtype).bits // 8
+    compute = 8 if dtype == torch.float64 else 4
+    per_value = size + 1 + (compute if compute != size else 0)
+    per_step = 3 * compute + (64 if mode.uses_levels else 0) + (40 * num_dims if mode.needs_reference else 0)
+    return num_anchors * num_dims * steps * per_value + steps * per_step
 
 
 def _logvar_like(fn: str, logvar, anchors: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,131 @@
+"""Decoders as people write them, from an adversarial pass: output objects, distributions and
+tuples whose default part is not the decoded outputs, transforms that drop the batch, and
+float16 decoders given codes beyond float16 (each case failed before its fix: a raw
+NotImplementedError, an error that blamed the decoder for what it did not return, or silent
+outputs of infinite codes)."""
+
+from __future__ import annotations
+
+import collections
+from dataclasses import dataclass
+
+import pytest
+import torch
+from torch import nn
+
+import latentsweep as ls
+
+ANCHORS = torch.randn(3, 4, generator=torch.Generator().manual_seed(0))
+LINEAR = nn.Linear(4, 5)
+
+
+def traverse(decoder, anchors=ANCHORS, **options):
+    return ls.traverse(decoder, anchors, steps=3, progress=False, **options)
+
+
+@dataclass
+class Images:  # an output object whose one tensor has none of the usual names
+    images: torch.Tensor
+    note: str = "decoded"
+
+
+class Decoded:  # a plain object, the same
+    def __init__(self, pixels):
+        self.pixels = pixels
+
+
+@dataclass
+class TwoTensors:
+    first: torch.Tensor
+    second: torch.Tensor
+
+
+@pytest.mark.parametrize("wrap", [Images, Decoded])
+def test_an_output_objects_only_tensor_is_used_as_the_rule_says(wrap):
+    """OUTPUT_RULE: "a dict or an output object gives ... its only tensor"; an object was refused
+    as "the decoder must return a torch.Tensor, got Images"."""
+    expected = traverse(LINEAR)
+    result = traverse(lambda z: wrap(LINEAR(z)))
+    torch.testing.assert_close(result.outputs, expected.outputs)
+    assert result.output_space == "decoder output"
+
+
+def test_an_output_object_with_several_tensors_asks_which_one():
+    with pytest.raises(TypeError, match=r"returned a TwoTensors with tensors \['first', 'second'\].*"
+                                        r"output='<attribute>'"):
+        traverse(lambda z: TwoTensors(LINEAR(z), LINEAR(z)))
+    assert traverse(lambda z: TwoTensors(LINEAR(z), LINEAR(z)), output="second").out_shape == (5,)
+
+
+def test_a_distribution_without_a_mean_is_refused_by_name():
+    """TransformedDistribution.mean raises NotImplementedError: it came out raw."""
+    def decoder(z):
+        normal = torch.distributions.Normal(LINEAR(z), 1.0)
+        return torch.distributions.TransformedDistribution(normal, [torch.distributions.transforms.SigmoidTransform()])
+
+    with pytest.raises(TypeError, match="returned a TransformedDistribution, which has no mean.*output="):
+        traverse(decoder)
+    assert traverse(decoder, output=lambda d: d.base_dist.mean).out_shape == (5,)
+
+
+@pytest.mark.parametrize("make", [
+    lambda x: torch.distributions.Categorical(logits=x),
+    lambda x: torch.distributions.Cauchy(x, 1.0),
+])
+def test_a_distribution_whose_mean_is_undefined_is_not_blamed_on_the_decoder(make):
+    """Categorical's and Cauchy's means are NaN by definition: the error said "the decoder
+    returned NaN or Inf at anchors [0, 1, 2]"."""
+    with pytest.raises(TypeError, match="whose mean is undefined.*output="):
+        traverse(lambda z: make(LINEAR(z)))
+
+
+def test_a_tuple_whose_first_element_is_not_the_outputs_says_so():
+    """(loss, recon): the default rule takes the first element, and the error said "the decoder
+    returned shape ()" of a decoder that returned a tuple."""
+    step = collections.namedtuple("Step", "loss recon")
+    with pytest.raises(ValueError, match=r"returned a Step, and the part of it used \(its first element\) has shape "
+                                         r"\(\) for a batch of 3 codes.*output="):
+        traverse(lambda z: step(LINEAR(z).sum(), LINEAR(z)))
+    assert traverse(lambda z: step(LINEAR(z).sum(), LINEAR(z)), output="recon").out_shape == (5,)
+
+
+@pytest.mark.parametrize(("decoder", "output", "message"), [
+    (lambda z: (None, LINEAR(z)), None, r"must return a torch.Tensor, got tuple, and the part of it used \(its first element\) is None"),
+    (lambda z: ((LINEAR(z),),), None, r"got tuple, and the part of it used \(its first element\) is a tuple"),
+    (lambda z: {"x_hat": None, "kl": LINEAR(z)}, "x_hat", r"got dict, and the part of it used \(output='x_hat'\) is None"),
+    (lambda z: (LINEAR(z),), lambda out: out[0][0], r"part of it used \(output=<lambda>\) has shape \(5,\) for a batch of 3"),
+])
+def test_a_picked_part_that_is_not_one_output_per_code_is_named(decoder, output, message):
+    """Said as "the decoder must return a torch.Tensor, got NoneType" (or "returned shape (5,)")."""
+    with pytest.raises((TypeError, ValueError), match=message):
+        traverse(decoder, output=output)
+
+
+def test_an_output_transform_that_drops_the_batch_is_named():
+    with pytest.raises(ValueError, match=r"output_transform returned shape \(1, 5\) for a batch of 3 codes"):
+        traverse(LINEAR, output_transform=lambda x: x[:1])
+
+
+def test_codes_beyond_a_float16_decoders_range_are_refused():
+    """float32 codes of 1e5 were cast to the float16 parameters' dtype as inf: a decoder ending in
+    tanh decoded them to finite outputs without a word, another was blamed for NaN."""
+    decoder = nn.Sequential(nn.Linear(4, 5), nn.Tanh()).half()
+    with pytest.raises(ValueError, match=r"codes reach beyond the largest torch.float16 \(6.55e\+04\), the dtype of "
+                                         r"the decoder's parameters"):
+        traverse(decoder, torch.full((1, 4), 1e5))
+    with pytest.raises(ValueError, match="codes reach beyond the largest torch.float16"):
+        traverse(decoder, torch.zeros(1, 4), mode="absolute", span=1e5)
+    # within the range: decoded in float16 as before
+    assert traverse(decoder, torch.full((1, 4), 100.0)).outputs.dtype == torch.float16
+
+
+def test_codes_beyond_a_bfloat16_decoders_range_are_refused_from_float64_anchors():
+    decoder = nn.Linear(4, 5).bfloat16()
+    with pytest.raises(ValueError, match=r"codes reach beyond the largest torch.bfloat16"):
+        traverse(decoder, torch.zeros(1, 4, dtype=torch.float64), mode="absolute", span=1e39)
+
+
+def test_an_output_transform_that_returns_integers_is_named():
+    """Said as "the decoder must return floating-point outputs, got torch.bool"."""
+    with pytest.raises(TypeError, match="output_transform must return floating-point outputs, got torch.bool"):
+        traverse(LINEAR, output_transform=lambda x: x > 0)
