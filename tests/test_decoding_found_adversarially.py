@@ -119,6 +119,50 @@ def test_codes_beyond_a_float16_decoders_range_are_refused():
     assert traverse(decoder, torch.full((1, 4), 100.0)).outputs.dtype == torch.float16
 
 
+def test_codes_beyond_a_float16_decoders_range_are_refused_along_directions():
+    decoder = nn.Sequential(nn.Linear(4, 5), nn.Tanh()).half()
+    direction = torch.tensor([[0.6, 0.8, 0.0, 0.0]])
+    with pytest.raises(ValueError, match="codes reach beyond the largest torch.float16"):
+        traverse(decoder, torch.zeros(1, 4), directions=direction, mode="absolute", span=1e5)
+    # the coordinate along u replaced: anchors near the limit stay within it
+    near = traverse(decoder, torch.full((1, 4), 6e4), directions=direction, mode="absolute", span=1e4)
+    assert near.outputs.isfinite().all()
+
+
+@pytest.mark.parametrize("directions", [None, torch.nn.functional.normalize(torch.randn(3, 4), dim=1)])
+def test_the_grids_code_bound_holds_every_code(directions):
+    """Where the bound says every code fits the decoder's dtype, no batch is scanned: a bound
+    below some code would let that code through as inf."""
+    from latentsweep.grid_spec import grid_spec
+
+    anchors = torch.randn(5, 4, generator=torch.Generator().manual_seed(3)) * 7
+    spec = grid_spec("test", anchors, mode="prior", span=3.0, steps=6, dims=None, logvar=None, values=None,
+                     reference=None, prior_std=40.0, directions=directions)
+    codes = (ls.traversal_codes(spec.anchors, spec.dims, spec.values) if directions is None
+             else ls.direction_codes(spec.anchors, spec.directions, spec.values))
+    assert float(codes.abs().max()) <= spec.code_bound()
+
+
+def test_a_grid_within_a_float16_decoders_range_is_not_scanned_batch_by_batch(monkeypatch):
+    """The scan waits for the device at every batch (a float16 MLP on an H200 took 1.3x as
+    long): skipped where the grid's bound fits the parameters' dtype."""
+    scanned = []
+    original = ls.decoding.DecoderCall._cast
+
+    def cast(self, codes):
+        scanned.append(self._scan_codes)
+        return original(self, codes)
+
+    monkeypatch.setattr(ls.decoding.DecoderCall, "_cast", cast)
+    decoder = nn.Sequential(nn.Linear(4, 5), nn.Tanh()).half()
+    traverse(decoder, torch.full((3, 4), 100.0), batch_size=4)
+    assert scanned and not any(scanned)
+    scanned.clear()
+    with pytest.raises(ValueError, match="codes reach beyond"):
+        traverse(decoder, torch.zeros(3, 4), mode="absolute", span=1e5, batch_size=4)
+    assert scanned and all(scanned)
+
+
 def test_codes_beyond_a_bfloat16_decoders_range_are_refused_from_float64_anchors():
     decoder = nn.Linear(4, 5).bfloat16()
     with pytest.raises(ValueError, match=r"codes reach beyond the largest torch.bfloat16"):

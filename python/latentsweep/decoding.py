@@ -57,6 +57,15 @@ class DecoderCall:
         # A distribution's mean is scanned once (whether it is defined is its class's property):
         # a scan per batch would wait for the device every time.
         self._mean_checked = False
+        self._scan_codes = True  # see _cast and trust_codes_within
+
+    def trust_codes_within(self, bound: float | None) -> None:
+        """No scan of each batch's cast codes once every code is known to lie within ``bound``
+        (e.g. :meth:`GridSpec.code_bound`), inside the parameters' range: on a GPU the scan made
+        each batch wait for the device (a float16 MLP's sweep took 1.3x as long)."""
+        if bound is not None and self.input_dtype is not None and self.input_dtype.is_floating_point:
+            # (a margin for the rounding of codes computed in the grid's dtype)
+            self._scan_codes = not bound * (1 + 2**-10) <= torch.finfo(self.input_dtype).max
 
     def __call__(self, codes: torch.Tensor) -> torch.Tensor:
         if self.input_dtype is not None and codes.dtype != self.input_dtype:
@@ -98,11 +107,13 @@ class DecoderCall:
     def _cast(self, codes: torch.Tensor) -> torch.Tensor:
         """The codes in the parameters' dtype. A narrower range (float16 parameters) turned codes
         beyond it into infinities, which the decoder then got, and the error blamed it for them
-        (or a tanh made finite outputs of them). Scanned only where the range is much narrower:
-        bfloat16's is float32's to within 0.4%, and a scan makes each batch wait for the device."""
+        (or a tanh made finite outputs of them). Scanned only where the range is much narrower
+        (bfloat16's is float32's to within 0.4%) and the codes are not known to fit
+        (:meth:`trust_codes_within`): a scan makes each batch wait for the device."""
         cast = codes.to(self.input_dtype)
         if (codes.is_floating_point() and self.input_dtype.is_floating_point
-                and torch.finfo(self.input_dtype).max < torch.finfo(codes.dtype).max / 2 and not _capturing(codes)
+                and self._scan_codes and torch.finfo(self.input_dtype).max < torch.finfo(codes.dtype).max / 2
+                and not _capturing(codes)
                 and cast.numel() and not bool(torch.isfinite(cast).all())):
             largest = torch.finfo(self.input_dtype).max
             raise ValueError(

@@ -113,6 +113,23 @@ class GridSpec:
     def num_rows(self) -> int:
         return self.num_anchors * self.num_dims * self.num_steps
 
+    def code_bound(self) -> float | None:
+        """An upper bound of |code| over the grid (one pass over its tensors), or None where a
+        code writer of its own makes the codes (interpolation paths). A coordinate grid's codes
+        hold anchor entries and values; a direction grid's are anchor + (value - <anchor, u>) u,
+        and |<anchor, u>| <= ||anchor|| for a unit u."""
+        if self.directions is None and self.code_writer is not None:
+            return None
+
+        def largest(tensor: torch.Tensor) -> float:
+            return float(tensor.abs().max()) if tensor.numel() else 0.0
+
+        anchors, values = largest(self.anchors), largest(self.values)
+        if self.directions is None:
+            return max(anchors, values)
+        norm = largest(torch.linalg.vector_norm(self.anchors.double(), dim=1)) if self.anchors.numel() else 0.0
+        return anchors + (values + norm) * largest(self.directions)
+
     def to(self, device: torch.device) -> GridSpec:
         directions = None if self.directions is None else self.directions.to(device)
         # A direction grid's writer is rebuilt on the moved tensors.

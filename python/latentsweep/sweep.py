@@ -228,6 +228,7 @@ def sweep_grid(
                 overwrite=overwrite, cuda_graph=cuda_graph, shard=shard)
             decode_fn = decoding.decoder_call(fn, decoder, output=output, output_transform=output_transform,
                                               latent_shape=spec.latent_shape)
+            decode_fn.trust_codes_within(spec.code_bound())  # (no range scan per batch where none can fail)
         except Exception as error:  # noqa: BLE001 - the other ranks learn it, then it is raised
             workers.agree(error)
             raise
