@@ -269,3 +269,19 @@ def test_no_draws_copy_nothing(dtype):
     mu = torch.zeros(1, 1, dtype=dtype).expand(2**40, 16)
     samples = torch.ops.latentsweep.sample(mu, mu, 0, 0, 0, 0)
     assert samples.shape == (2**40, 0, 16) and samples.dtype == dtype
+
+
+def test_dims_from_numpy_or_a_single_index_tensor_are_taken_as_an_int_list_is():
+    """np.where's indices were refused ("must be a list of ints or a 1-D LongTensor, got ndarray")
+    and a 0-d index tensor as "must be 1-D", while an int was taken."""
+    anchors = torch.randn(2, 4, generator=torch.Generator().manual_seed(0))
+    decoder = torch.nn.Linear(4, 3)
+    expected = ls.traverse(decoder, anchors, dims=[0, 2], steps=3, progress=False)
+    for dims in (np.where(np.array([1.0, 0.0, 2.0, 0.0]) > 0)[0], np.array([0, 2], dtype=np.uint8)):
+        assert torch.equal(ls.traverse(decoder, anchors, dims=dims, steps=3, progress=False).effect, expected.effect)
+    assert ls.traverse(decoder, anchors, dims=torch.tensor(2), steps=3, progress=False).dims.tolist() == [2]
+    codes = ls.traversal_codes(anchors, np.array([1, 3]), torch.ones(2, 2, 3))
+    assert torch.equal(codes, ls.traversal_codes(anchors, [1, 3], torch.ones(2, 2, 3)))
+    with pytest.raises(TypeError, match="dims must be an int, a list of ints, a 1-D integer tensor or NumPy array, "
+                                        "got a NumPy array of float64"):
+        ls.traverse(decoder, anchors, dims=np.array([0.5]), progress=False)

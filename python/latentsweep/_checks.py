@@ -17,6 +17,7 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ._batching import is_out_of_memory, physical_memory
@@ -417,10 +418,22 @@ def prior_std(fn: str, value) -> float:
     return value
 
 
+def _one_or_more_indices(value):
+    """A NumPy array (``np.where``'s or ``argsort``'s indices) as a tensor of its own, and a
+    single index as a tensor (0-d) as one of one, as an int is: both were refused."""
+    if isinstance(value, np.ndarray):
+        value = torch.from_numpy(np.array(value, copy=True)) if value.dtype.kind in "iub" else value
+    if isinstance(value, torch.Tensor) and value.dim() == 0:
+        value = value.reshape(1)
+    return value
+
+
 def index_tensor(fn: str, value, device: torch.device) -> torch.Tensor:
-    """``dims`` as the ops take it: an int, a list of ints or an integer tensor becomes an
-    int64 tensor on ``device``; a tensor of another dtype, or on another accelerator, is left
-    for the op to name. CPU indices serve anchors on any device, as in torch's own indexing."""
+    """``dims`` as the ops take it: an int, a list of ints, an integer tensor or NumPy array
+    becomes an int64 tensor on ``device``; a tensor of another dtype, or on another accelerator,
+    is left for the op to name. CPU indices serve anchors on any device, as in torch's own
+    indexing."""
+    value = _one_or_more_indices(value)
     if isinstance(value, torch.Tensor):
         value = dense_tensor(fn, "dims", value)
         if value.dtype.is_floating_point or value.dtype.is_complex or value.dtype == torch.bool:
@@ -436,13 +449,15 @@ def index_tensor(fn: str, value, device: torch.device) -> torch.Tensor:
     if isinstance(value, Sequence) and not isinstance(value, (str, bytes)):
         items = [integer(fn, "dims[...]", v) for v in value]
         return torch.tensor(items, dtype=torch.int64, device=device)
-    raise TypeError(f"{fn}: dims must be a list of ints or a 1-D LongTensor, got {type(value).__name__}")
+    raise TypeError(f"{fn}: dims must be an int, a list of ints, a 1-D integer tensor or NumPy array, got "
+                    + (f"a NumPy array of {value.dtype}" if isinstance(value, np.ndarray) else type(value).__name__))
 
 
 def dims(fn: str, value, latent_dim: int, device: torch.device, *, distinct: bool = False) -> torch.Tensor:
     """Latent dimensions to traverse: a non-empty list or 1-D integer tensor, each in [0, D)
     (for the pure-Python functions; traversal_codes leaves this to its op); with ``distinct``,
     each once (a sweep's traversals are labelled and ranked by latent)."""
+    value = _one_or_more_indices(value)
     if isinstance(value, torch.Tensor):
         value = dense_tensor(fn, "dims", value)
         if value.dtype.is_floating_point or value.dtype.is_complex or value.dtype == torch.bool:

@@ -78,7 +78,8 @@ def traversal_codes(
 
     Args:
         anchors: ``[A, D]`` latent codes (``[D]`` for one anchor).
-        dims: the K traversed latents, each in ``[0, D)`` (list of ints or 1-D integer tensor).
+        dims: the K traversed latents, each in ``[0, D)`` (an int, a list of ints, or a 1-D
+            integer tensor or NumPy array).
         values: ``[S]`` (same for all), ``[K, S]`` (per latent) or ``[A, K, S]``; converted to
             the anchors' dtype.
         start: first grid row. count: rows to write (``None``: to the end).
