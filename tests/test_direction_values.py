@@ -101,3 +101,15 @@ def test_bad_input(kwargs, error, match):
     with pytest.raises(error, match=match) as info:
         latentsweep.traversal_values(torch.zeros(4, 6), **kwargs)
     assert str(info.value).startswith("latentsweep.traversal_values:")
+
+
+def test_the_posterior_sd_along_a_direction_of_dims_far_below_the_rows_largest_logvar_is_not_zero():
+    """Each row's sum was shifted by its largest log-variance over all dims: a direction along
+    dims more than ~745 nats below it summed exp(-1500) = 0 and got SD 0 (a flat traversal)."""
+    anchors = torch.zeros(1, 2, dtype=torch.float64)
+    logvar = torch.tensor([[800.0, -700.0]], dtype=torch.float64)
+    directions = torch.tensor([[0.0, 1.0], [0.6, 0.8]], dtype=torch.float64)
+    values = latentsweep.traversal_values(anchors, mode="posterior", logvar=logvar, directions=directions, steps=3,
+                                          span=2.0)
+    expected_sd = torch.tensor([math.exp(-350.0), 0.6 * math.exp(400.0)], dtype=torch.float64)
+    torch.testing.assert_close(values[0, :, 2], 2.0 * expected_sd, rtol=1e-12, atol=0.0)

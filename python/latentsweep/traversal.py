@@ -288,6 +288,20 @@ def _logvar_like(fn: str, logvar, anchors: torch.Tensor) -> torch.Tensor:
     return as_rows
 
 
+def _logvar_along(logvar: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """``[A, K]`` log sum_d u_kd^2 exp(logvar_ad), float64, each direction's sum shifted by the
+    largest log-variance among the dims it uses, so exp neither overflows nor underflows to 0
+    (shifted by the row's largest over all dims, a direction along dims 745 nats below it got
+    SD 0). One direction at a time: [A, D] temporaries, not [A, K, D]."""
+    columns = []
+    for direction in u:
+        used = direction != 0
+        lv, weight = logvar[:, used], direction[used] ** 2
+        top = lv.max(dim=1, keepdim=True).values
+        columns.append(top[:, 0] + torch.log(torch.exp(lv - top) @ weight))
+    return torch.stack(columns, dim=1)
+
+
 def _along_directions(fn: str, anchors: torch.Tensor, directions, mode: Mode, logvar, reference):
     """The anchors, logvar and reference as seen along K unit directions: ``[A, K]``
     coordinates, ``[A, K]`` log-variances along each direction, ``[M, K]`` coordinates."""
@@ -305,10 +319,7 @@ def _along_directions(fn: str, anchors: torch.Tensor, directions, mode: Mode, lo
     along = (anchors.double() @ u.T).to(anchors.dtype)
     if mode.needs_logvar and logvar is not None:
         logvar = _logvar_like(fn, logvar, anchors)
-        # log sum_d u_d^2 exp(logvar_d), shifted by each row's largest logvar so exp cannot overflow.
-        lv = logvar.double()
-        top = lv.max(dim=1, keepdim=True).values
-        logvar = top + torch.log(torch.exp(lv - top) @ (u * u).T)
+        logvar = _logvar_along(logvar.double(), u)
     if mode.needs_reference and reference is not None:
         reference = _checks.tensor(fn, "reference", reference, ndims=(2,))
         if reference.shape[1] != latent_dim or reference.shape[0] < 1:
