@@ -173,3 +173,25 @@ def test_an_output_transform_that_returns_integers_is_named():
     """Said as "the decoder must return floating-point outputs, got torch.bool"."""
     with pytest.raises(TypeError, match="output_transform must return floating-point outputs, got torch.bool"):
         traverse(LINEAR, output_transform=lambda x: x > 0)
+
+
+@pytest.mark.parametrize("path", ["linear", "slerp"])
+def test_paths_within_a_float16_decoders_range_are_not_scanned_batch_by_batch(monkeypatch, path):
+    """interpolate's grids are written by its own code writer: their bound is the paths' peak."""
+    scanned = []
+    original = ls.decoding.DecoderCall._cast
+
+    def cast(self, codes):
+        scanned.append(self._scan_codes)
+        return original(self, codes)
+
+    monkeypatch.setattr(ls.decoding.DecoderCall, "_cast", cast)
+    decoder = nn.Sequential(nn.Linear(4, 5), nn.Tanh()).half()
+    start, end = torch.full((2, 4), 100.0), torch.full((2, 4), -50.0)
+    end[:, 0] = 60.0
+    ls.interpolate(decoder, start, end, path=path, steps=5, batch_size=4, progress=False)
+    assert scanned and not any(scanned)
+    scanned.clear()
+    with pytest.raises(ValueError, match="codes reach beyond"):
+        ls.interpolate(decoder, torch.zeros(1, 4), torch.full((1, 4), 7e4), steps=5, batch_size=4, progress=False)
+    assert scanned and all(scanned)

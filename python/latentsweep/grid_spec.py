@@ -62,7 +62,8 @@ class GridSpec:
     the C++ executor writes itself. Direction grids get :func:`direction_writer`.
     ``point_note``: what the executor's "(anchor a, latent dim k, step s)" names mean when they
     are not latents (directions: derived from the labels; interpolation paths); added to its
-    errors."""
+    errors. ``code_peak``: the largest |code| a ``code_writer`` of its own writes, where known
+    (interpolation paths: :func:`latentsweep.paths.path_peak`)."""
 
     anchors: torch.Tensor
     dims: torch.Tensor
@@ -73,6 +74,7 @@ class GridSpec:
     labels: tuple[str, ...] = ()
     latent_shape: tuple[int, ...] = ()
     point_note: str = ""
+    code_peak: float | None = None
 
     def __post_init__(self) -> None:
         if not self.latent_shape:
@@ -114,12 +116,12 @@ class GridSpec:
         return self.num_anchors * self.num_dims * self.num_steps
 
     def code_bound(self) -> float | None:
-        """An upper bound of |code| over the grid (one pass over its tensors), or None where a
-        code writer of its own makes the codes (interpolation paths). A coordinate grid's codes
+        """An upper bound of |code| over the grid (one pass over its tensors), or ``code_peak``
+        where a code writer of its own makes the codes (interpolation paths). A coordinate grid's codes
         hold anchor entries and values; a direction grid's are anchor + (value - <anchor, u>) u,
         and |<anchor, u>| <= ||anchor|| for a unit u."""
         if self.directions is None and self.code_writer is not None:
-            return None
+            return self.code_peak
 
         def largest(tensor: torch.Tensor) -> float:
             return float(tensor.abs().max()) if tensor.numel() else 0.0
@@ -135,7 +137,7 @@ class GridSpec:
         # A direction grid's writer is rebuilt on the moved tensors.
         writer = None if directions is not None else self.code_writer
         return GridSpec(self.anchors.to(device), self.dims.to(device), self.values.to(device), self.mode,
-                        writer, directions, self.labels, self.latent_shape, self.point_note)
+                        writer, directions, self.labels, self.latent_shape, self.point_note, self.code_peak)
 
     def digest(self) -> dict:
         """What identifies this grid in a store (shapes, dims, and hashes of the values; for a

@@ -180,7 +180,7 @@ def interpolate(
         num_paths, latent = start.shape
         check_path_grid_size(_FN, num_paths, steps, latent)
         dtype = torch.promote_types(start.dtype, end.dtype)
-        check_path_range(_FN, start, end, path, dtype)
+        peak = check_path_range(_FN, start, end, path, dtype)
         # The grid's positions: t [S] in float64 and values [P, 1, S] (the sweep checks its outputs).
         _checks.fits_in_memory(_FN, f"the path grid [P={num_paths}, steps={steps}]",
                                steps * 8 + num_paths * steps * dtype.itemsize, start.device,
@@ -195,6 +195,7 @@ def interpolate(
             mode=path,
             code_writer=PathWriter(start, end, steps, path),
             labels=(f"{path} path",),
+            code_peak=peak,
             latent_shape=latent_shape,
             point_note=f"{_FN}: in these grid points 'anchor p' is path p (start[p] to end[p]), 'step s' is "
                        f"point s of its {steps} (t = s / {steps - 1}), and 'latent dim 0' is the path itself.",

@@ -119,13 +119,15 @@ def path_peak(start: torch.Tensor, end: torch.Tensor, path: str) -> float:
     return float(peak.max()) if peak.numel() else 0.0
 
 
-def check_path_range(fn: str, start: torch.Tensor, end: torch.Tensor, path: str, dtype: torch.dtype) -> None:
+def check_path_range(fn: str, start: torch.Tensor, end: torch.Tensor, path: str, dtype: torch.dtype) -> float:
     """The paths' codes fit ``dtype``: an arc between finite endpoints can leave its range (float16
-    [6e4, 6e4] to [-6e4, 6e4] passes [0, 8.5e4]), and its codes were then infinite."""
+    [6e4, 6e4] to [-6e4, 6e4] passes [0, 8.5e4]), and its codes were then infinite. Returns the
+    peak (:func:`path_peak`)."""
     peak, largest = path_peak(start, end, path), torch.finfo(dtype).max
     if not peak <= largest:  # (also NaN)
         raise ValueError(f"{fn}: the {path} path from start to end reaches {peak:.3g}, beyond the largest {dtype} "
                          f"({largest:.3g}); pass float64 endpoints (start.double(), end.double())")
+    return peak
 
 
 def check_path_grid_size(fn: str, num_paths: int, steps: int, latent: int) -> None:
