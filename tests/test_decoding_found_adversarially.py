@@ -143,17 +143,23 @@ def test_the_grids_code_bound_holds_every_code(directions):
     assert float(codes.abs().max()) <= spec.code_bound()
 
 
-def test_a_grid_within_a_float16_decoders_range_is_not_scanned_batch_by_batch(monkeypatch):
-    """The scan waits for the device at every batch (a float16 MLP on an H200 took 1.3x as
-    long): skipped where the grid's bound fits the parameters' dtype."""
-    scanned = []
+@pytest.fixture
+def scanned(monkeypatch) -> list[bool]:
+    """Whether each decoder call scanned its cast codes for values beyond the decoder's dtype."""
+    seen = []
     original = ls.decoding.DecoderCall._cast
 
     def cast(self, codes):
-        scanned.append(self._scan_codes)
+        seen.append(self._scan_codes)
         return original(self, codes)
 
     monkeypatch.setattr(ls.decoding.DecoderCall, "_cast", cast)
+    return seen
+
+
+def test_a_grid_within_a_float16_decoders_range_is_not_scanned_batch_by_batch(scanned):
+    """The scan waits for the device at every batch (a float16 MLP on an H200 took 1.4x as
+    long): skipped where the grid's bound fits the parameters' dtype."""
     decoder = nn.Sequential(nn.Linear(4, 5), nn.Tanh()).half()
     traverse(decoder, torch.full((3, 4), 100.0), batch_size=4)
     assert scanned and not any(scanned)
@@ -176,16 +182,8 @@ def test_an_output_transform_that_returns_integers_is_named():
 
 
 @pytest.mark.parametrize("path", ["linear", "slerp"])
-def test_paths_within_a_float16_decoders_range_are_not_scanned_batch_by_batch(monkeypatch, path):
+def test_paths_within_a_float16_decoders_range_are_not_scanned_batch_by_batch(scanned, path):
     """interpolate's grids are written by its own code writer: their bound is the paths' peak."""
-    scanned = []
-    original = ls.decoding.DecoderCall._cast
-
-    def cast(self, codes):
-        scanned.append(self._scan_codes)
-        return original(self, codes)
-
-    monkeypatch.setattr(ls.decoding.DecoderCall, "_cast", cast)
     decoder = nn.Sequential(nn.Linear(4, 5), nn.Tanh()).half()
     start, end = torch.full((2, 4), 100.0), torch.full((2, 4), -50.0)
     end[:, 0] = 60.0

@@ -428,6 +428,12 @@ def _one_or_more_indices(value):
     return value
 
 
+def listed(items, limit: int = 10) -> str:
+    """``3, 8, 12, ...``: the first ``limit`` items, for messages that name rows."""
+    items = list(items)
+    return ", ".join(map(str, items[:limit])) + (", ..." if len(items) > limit else "")
+
+
 def index_tensor(fn: str, value, device: torch.device) -> torch.Tensor:
     """``dims`` as the ops take it: an int, a list of ints, an integer tensor or NumPy array
     becomes an int64 tensor on ``device``; a tensor of another dtype, or on another accelerator,

@@ -371,7 +371,7 @@ def _check_batch(mu, logvar, index: int, start: int, batch_rows: int, mus: list,
         bad = ~torch.isfinite(tensor.flatten(1)).all(dim=1)
         if bool(bad.any()):
             rows = (bad.nonzero()[:, 0] + start).tolist()
-            shown = ", ".join(map(str, rows[:10])) + (", ..." if len(rows) > 10 else "")
+            shown = _checks.listed(rows)
             raise ValueError(
                 f"{_FN}: the encoder's {name} has NaN/Inf for batch {index}, in {len(rows)} "
                 f"row(s) of the data: {shown}"

@@ -311,7 +311,7 @@ def _refuse_nonfinite_rows(posterior: Posterior, diagnosis: Diagnosis) -> None:
     for _, tensor in tensors:
         bad |= ~torch.isfinite(tensor).all(dim=1)
     rows = bad.nonzero()[:, 0].tolist()
-    shown = ", ".join(map(str, rows[:10])) + (", ..." if len(rows) > 10 else "")
+    shown = _checks.listed(rows)
     raise ValueError(
         f"{_FN}: posterior has NaN/Inf (in {' or '.join(name for name, _ in tensors)}) for {len(rows)} of its "
         f"{posterior.num_inputs} inputs: {shown}; find their source, or explain the others (keep = "
