@@ -946,10 +946,20 @@ def test_a_second_run_into_the_same_out_leaves_none_of_the_first_runs_pictures(w
 
 
 def test_report_checks_feature_names_before_the_long_work(workspace, tmp_path):
-    completed = invoke("report", "--model", "tiny_models:make", "--weights", "tiny.pt", "--data", "data.npy",
+    """By explain's rule (the command refused names for image outputs, explain and report
+    ignored them): as many names as tabular outputs have features, none for images."""
+    completed = invoke("report", "--model", "tiny_models:tabular", "--data", "data.npy",
                        "--feature-names", "a,b", "--out", str(tmp_path / "rep"), cwd=workspace, check=False)
-    assert_one_line_error(completed, "--feature-names has 2 names, but the decoder outputs 16 features")
+    assert_one_line_error(completed, "--feature-names has 2 names but the decoder outputs 5 features")
     assert not (tmp_path / "rep").exists() or not any((tmp_path / "rep").iterdir())
+    images = invoke("report", "--model", "tiny_models:make", "--weights", "tiny.pt", "--data", "data.npy",
+                    "--feature-names", "a,b", "--out", str(tmp_path / "rep"), cwd=workspace, check=False)
+    assert_one_line_error(images, "--feature-names names the features of tabular outputs, but these outputs "
+                          "(shape [1, 4, 4] per code) are drawn as images; leave --feature-names out")
+    assert not (tmp_path / "rep").exists() or not any((tmp_path / "rep").iterdir())
+    invoke("report", "--model", "tiny_models:tabular", "--data", "data.npy", "--steps", "3", "--anchors", "2",
+           "--feature-names", "a,b,c,d,e", "--out", str(tmp_path / "rep"), cwd=workspace)
+    assert "report.html" in {p.name for p in (tmp_path / "rep").iterdir()}
 
 
 def test_library_warnings_are_one_line_in_the_command_lines_words(workspace, tmp_path):
@@ -1299,7 +1309,8 @@ def test_a_spatial_vae_through_the_commands(workspace, tmp_path):
     assert_one_line_error(other, "vectors of shape [4, 2, 4], but the encoder gives codes of shape [2, 4, 4]")
     # the options checked on one decoded code before the work gave it flat codes
     named = invoke("report", *model, "--feature-names", "a,b", "--out", str(tmp_path / "r2"), cwd=workspace, check=False)
-    assert_one_line_error(named, "--feature-names has 2 names, but the decoder outputs 64 features")
+    assert_one_line_error(named, "--feature-names names the features of tabular outputs, but these outputs (shape "
+                          "[1, 8, 8] per code) are drawn as images")
 
 
 # ---- the library's Python words, integer data, odd files and paths (adversarial pass on encode) ----

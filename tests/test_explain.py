@@ -253,6 +253,9 @@ def test_report_keywords_that_explain_fills_are_refused_before_any_work(tmp_path
     [
         (dict(feature_names=["a", "b"]), ValueError, "explain: feature_names has 2 names but the decoder outputs 5 features"),
         (dict(image_shape=(3, 3)), ValueError, r"explain: image_shape \(3, 3\) holds 9 values"),
+        (dict(feature_names=list("abcde"), image_shape=(1, 5)), ValueError,
+         r"explain: feature_names names the features of tabular outputs, but these outputs \(shape \[5\] per code\) "
+         "are drawn as images"),
     ],
 )
 def test_options_that_need_the_outputs_shape_are_checked_before_the_sweeps(tmp_path, kwargs, error, match):

@@ -278,6 +278,20 @@ def test_report_names_its_own_bad_feature_names_up_front(tmp_path, posterior, na
     assert not (tmp_path / "r.html").exists()
 
 
+def test_report_refuses_feature_names_for_outputs_drawn_as_images(tmp_path, posterior):
+    """Image outputs have no features to name: the names were ignored (the command line refused
+    them), whether the outputs are images or drawn as such by image_shape."""
+    images = latentsweep.traverse(small_decoder(64, 1, 8, 8), posterior[:2], steps=3, progress=False)
+    with pytest.raises(ValueError, match=r"^latentsweep\.report: feature_names names the features of tabular "
+                                         r"outputs, but these outputs \(shape \[1, 8, 8\] per code\) are drawn as images"):
+        latentsweep.report(tmp_path / "r.html", results=images, feature_names=[f"p{i}" for i in range(64)])
+    flat = latentsweep.traverse(small_decoder(64), posterior[:2], steps=3, progress=False)
+    with pytest.raises(ValueError, match=r"outputs \(shape \[64\] per code\) are drawn as images"):
+        latentsweep.report(tmp_path / "r.html", results=flat, image_shape=(8, 8), feature_names=[f"p{i}" for i in range(64)])
+    assert not (tmp_path / "r.html").exists()
+    latentsweep.report(tmp_path / "r.html", results=flat, feature_names=[f"p{i}" for i in range(64)])
+
+
 def test_report_takes_feature_names_from_a_generator(tmp_path, posterior):
     """Checked once up front and passed on as the checked list (a generator is read once)."""
     result = latentsweep.traverse(small_decoder(13), posterior.mu[:2], steps=3, progress=False)

@@ -22,7 +22,7 @@ from .directions import Directions
 from .encoding import array_as_tensor, encode
 from .html_report import check_options, report
 from .interpolation import interpolate
-from .plots._features import feature_labels
+from .plots._features import check_feature_names_fit
 from .plots._images import image_shape_of, is_image_output
 from .posterior import Posterior
 from .principal import principal_directions
@@ -111,7 +111,8 @@ def explain(
             of it (``"sigmoid"`` for logits), as for :func:`latentsweep.traverse`.
         image_shape: ``(H, W)`` or ``(C, H, W)`` to draw flat outputs as images (default:
             the inputs' shape when the decoder reproduces their size, else tabular).
-        feature_names: names of tabular output features. title: the page's title.
+        feature_names: names of tabular output features (refused for outputs drawn as
+            images). title: the page's title.
         metrics: a :class:`latentsweep.metrics.MetricResults` to add to the report.
         seed: KMeans' random state. progress: tqdm bars (None: on a terminal).
         report_options: more options of :func:`latentsweep.report` (``max_dims``, ``gifs``,
@@ -190,8 +191,7 @@ def explain(
                        output=output, output_transform=output_transform, distributed=False)
         out_shape = one.out_shape
         shape = output_image_shape(out_shape, image_shape, data)
-        if shape is None and feature_names is not None:
-            feature_labels(_FN, report_options["feature_names"], math.prod(out_shape))
+        check_feature_names_fit(_FN, report_options.get("feature_names"), out_shape, drawn_as_images=shape is not None)
         results = {}
         if posterior.is_variational or directions == "coordinates" or dims is not None:
             if dims is None and diagnosis.is_variational:

@@ -23,7 +23,13 @@ from .latent_shape import latent_label
 from .modes import MODE_TABLE
 from .plots import _common
 from .plots._images import is_image_output, single_output
-from .plots._features import MAX_CURVE_FEATURES, feature_labels, feature_name_list, pick_features
+from .plots._features import (
+    MAX_CURVE_FEATURES,
+    check_feature_names_fit,
+    feature_labels,
+    feature_name_list,
+    pick_features,
+)
 from .plots.effect_bars import effect_bars, named_results
 from .plots.kl_bars import kl_bars
 from .plots.response_curves import response_curves
@@ -71,7 +77,8 @@ def report(
             the per-latent histograms of the posterior SD against the prior SD.
         title: the page's title.
         image_shape: ``(H, W)`` or ``(C, H, W)`` to draw flat outputs as images.
-        feature_names: names of the output features of tabular results.
+        feature_names: names of the output features of tabular results (refused when the
+            results are drawn as images).
         inputs: the anchors' input images ``[A, *out_shape]``, drawn before each traversal.
         reconstructions: their reconstructions ``[A, *out_shape]`` (default with ``inputs``:
             the decoded anchors).
@@ -131,10 +138,10 @@ def report(
                            {**{f"results[{n!r}]": r for n, r in named.items()},
                             **{f"directions[{n!r}]": r for n, r in along.items()}})
     for result in named.values():
-        if is_image_output(result.out_shape, image_shape, fn=_FN):  # raises for an image_shape that does not fit
+        images = is_image_output(result.out_shape, image_shape, fn=_FN)  # raises for an image_shape that does not fit
+        if images:
             _check_grid_columns(result, anchor_indices, inputs=inputs, reconstructions=reconstructions)
-        elif feature_names is not None:
-            feature_labels(_FN, feature_names, math.prod(result.out_shape))
+        check_feature_names_fit(_FN, feature_names, result.out_shape, drawn_as_images=images)
     # Its folder, after the checks (a bad option left empty folders) and before the pictures (a
     # folder that cannot be made fails now); write_file names a file system error as path='s.
     _common.write_file(_FN, path, lambda _: None)

@@ -697,7 +697,7 @@ def add_report(sub) -> None:
                        "between the closest and the farthest clusters")
     group.add_argument("--max-directions", type=_positive_count, default=8,
                        help="at most this many principal directions (default 8)")
-    parser.add_argument("--feature-names", help="comma-separated names of tabular output features")
+    parser.add_argument("--feature-names", help="comma-separated names of tabular output features (not for images)")
     parser.add_argument("--title", default="latentsweep report", help="the report's title")
     from .metrics_command import add_report_metrics_options
 
@@ -735,6 +735,8 @@ def run_report(args) -> int:
 
 def _report_into(folder: Path, args) -> int:
     import latentsweep as ls
+    from ..explanation import output_image_shape
+    from ..plots._features import check_feature_names_fit
     from .loading import load_directions
     from .metrics_command import report_metrics
 
@@ -753,11 +755,12 @@ def _report_into(folder: Path, args) -> int:
         say("note", f"--anchors {args.anchors}, but --data has {len(posterior)} inputs: traversing from all "
             f"{len(posterior)}")
     names = [name.strip() for name in args.feature_names.split(",")] if args.feature_names else None
-    if names is not None:  # checked on one decoded code, before the report's long work
+    if names is not None:  # checked on one decoded code, before the report's long work (explain's rule)
         one = _decoded(_first_code(posterior), decoder, model, args, "latentsweep report")
-        features = one[0].numel() if isinstance(one, torch.Tensor) and one.dim() >= 1 and len(one) == 1 else None
-        if features is not None and features != len(names):
-            raise CliError(f"--feature-names has {len(names)} names, but the decoder outputs {features} features")
+        if isinstance(one, torch.Tensor) and one.dim() >= 1 and len(one) == 1:
+            out_shape = tuple(one.shape[1:])
+            images = output_image_shape(out_shape, args.image_shape, data, fn="latentsweep.explain") is not None
+            check_feature_names_fit("latentsweep.explain", names, out_shape, drawn_as_images=images)
     title = args.title if args.weights else f"{args.title} (no --weights: the model's weights as built)"
     metrics = report_metrics(encoder, data, args)
     with user_code(f"the decoder, on codes of {posterior.latent_dim} latents,", decoder, encoder, model):

@@ -144,6 +144,7 @@ _CLI_WORDS = (
     (re.compile(r"^datasets\.LabelledArrays: observations must be \[N, \.\.\.\] with N >= (\d+), got shape \((\d+)[^)]*\)"),
      r"--data needs at least \1 observations, got \2"),
     # a keyword argument that the command line takes as the flag of the same name
+    (re.compile(r"(?<![\w.-])feature_names\b"), "--feature-names"),  # (only report takes it)
     (re.compile(r"(?<![\w.-])(num_train|num_test|sampling_votes|factor_names|dims|seed)(?= (?:must|has) )"),
      lambda m: "--" + {"sampling_votes": "votes"}.get(m.group(1), m.group(1)).replace("_", "-")),
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 
 import numpy as np
@@ -35,6 +36,18 @@ def feature_labels(fn: str, feature_names, num_features: int) -> list[str]:
             f"{fn}: feature_names has {len(names)} names but the decoder outputs {num_features} features"
         )
     return names
+
+
+def check_feature_names_fit(fn: str, feature_names, out_shape, *, drawn_as_images: bool) -> None:
+    """The report's rule for ``feature_names``: they name the features of tabular outputs, as
+    many as the outputs have; outputs drawn as images have none to name (the names were ignored
+    there, while the command line refused them)."""
+    if feature_names is None:
+        return
+    if drawn_as_images:
+        raise ValueError(f"{fn}: feature_names names the features of tabular outputs, but these outputs (shape "
+                         f"{list(out_shape)} per code) are drawn as images; leave feature_names out")
+    feature_labels(fn, feature_names, math.prod(out_shape))
 
 
 def pick_features(fn: str, features, names: list[str], sensitivity, max_features: int) -> list[int]:
