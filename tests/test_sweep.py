@@ -81,7 +81,9 @@ def test_modes_and_explicit_values(anchors):
 
 
 def test_one_anchor_and_one_step(anchors):
-    result = ls.traverse(rowwise_decoder, anchors[0], steps=1)
+    with pytest.warns(RuntimeWarning, match=r"^latentsweep\.traverse: traversals of one step have no slope: the "
+                                            r"sensitivity is 0 for every latent .* pass steps >= 2"):
+        result = ls.traverse(rowwise_decoder, anchors[0], steps=1)
     assert result.values.shape == (1, 6, 1)
     assert torch.equal(result.sensitivity, torch.zeros(6, 12))  # no movement, no slope
 

@@ -187,7 +187,9 @@ def explain(
             _checks.index(_FN, "anchor_indices", a, starts.num_inputs, what="anchor(s)")
         # The outputs' shape, from one decoded point, for the options that need it: a bad
         # image_shape or feature_names failed after every sweep, named as report's.
-        one = traverse(decoder, starts[:1], dims=[0], values=starts.mu[:1, :1, None], device=device, progress=False,
+        # (two steps: a one-step traversal is warned about; 0 and 1 are finite in every dtype)
+        two_steps = torch.tensor([[[0.0, 1.0]]], dtype=starts.mu.dtype, device=starts.mu.device)
+        one = traverse(decoder, starts[:1], dims=[0], values=two_steps, device=device, progress=False,
                        output=output, output_transform=output_transform, distributed=False)
         out_shape = one.out_shape
         shape = output_image_shape(out_shape, image_shape, data)

@@ -227,6 +227,10 @@ def grid_spec(fn: str, anchors, *, mode, span, steps, dims, logvar, values, refe
         raise ValueError(f"{fn}: the grid has {total} points, which overflows int64")
     if grid_values.shape[2] > 1:
         _warn_zero_ranges(fn, grid_values, dims_t if unit is None else None, labels)
+    else:
+        _checks.warn(
+            f"{fn}: traversals of one step have no slope: the sensitivity is 0 for every latent (the effect and "
+            "the outputs are computed); pass steps >= 2 (or values with S >= 2) to measure it", RuntimeWarning)
     # Owned like the anchors (a caller's contiguous [A, K, S] values or int64 dims came back as
     # the result's own, changed when the caller changed theirs).
     return GridSpec(anchors, dims_t.clone(), grid_values.detach().clone(memory_format=torch.contiguous_format), mode,
