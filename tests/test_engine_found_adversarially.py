@@ -185,3 +185,20 @@ def test_a_process_forked_while_another_thread_sweeps_gets_torchs_allocator_back
         forked.set()
         thread.join(WAIT)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_a_decoder_that_cannot_be_captured_in_a_cuda_graph_is_named_with_the_option():
+    """Normal(loc, 1.0) copies its scale from the host at every call: under cuda_graph=True torch
+    said only "Cannot copy between CPU and CUDA tensors during CUDA graph capture"."""
+    linear = torch.nn.Linear(4, 6).cuda()
+
+    def decoder(z):
+        return torch.distributions.Normal(linear(z), 1.0)
+
+    anchors = torch.randn(3, 4, device="cuda")
+    with pytest.raises(RuntimeError, match=r"^latentsweep\.traverse: cuda_graph=True: the decoder cannot be captured "
+                                           r"in a CUDA graph \(.*\); .*Normal\(loc, 1\.0\).* pass cuda_graph=False$"):
+        ls.traverse(decoder, anchors, steps=3, cuda_graph=True, progress=False)
+    # the device goes on working, and the same decoder sweeps without a graph
+    assert ls.traverse(decoder, anchors, steps=3, progress=False).outputs.shape == (3, 4, 3, 6)

@@ -171,8 +171,16 @@ def graphed(fn: str, decoder, batch_size: int, anchors: torch.Tensor):
                 call_decoder(fn, decoder, static_codes)
         torch.cuda.current_stream(anchors.device).wait_stream(side)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            static_outputs = decoder(static_codes)
+        try:
+            with torch.cuda.graph(graph):
+                static_outputs = decoder(static_codes)
+        except RuntimeError as error:  # torch's words name the capture, not the option that asked for it
+            raise RuntimeError(
+                f"{fn}: cuda_graph=True: the decoder cannot be captured in a CUDA graph ({' '.join(str(error).split())}); "
+                "a decoder that copies from the host during its call (e.g. a distribution built with a Python number, "
+                "Normal(loc, 1.0): use a tensor on the device), synchronises (.item(), printing a tensor) or depends on "
+                "values read back cannot be captured: pass cuda_graph=False"
+            ) from error
 
     def replay(codes: torch.Tensor) -> torch.Tensor:
         static_codes.copy_(codes)
