@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import torch
 
+from . import _checks
+
 # Above this many latents the D x D covariance and its eigenvalues are too costly for a
 # diagnosis (seconds to minutes): the top component comes from a randomised pass and the
 # Wasserstein correlation is not computed.
@@ -69,10 +71,21 @@ class AxisAlignment:
 
 
 def axis_alignment(codes: torch.Tensor) -> AxisAlignment | None:
-    """Axis statistics of finite codes ``[N, D]`` (N >= 2), with ``C`` their covariance
-    (``N - 1``), computed in float64 in passes over blocks of rows; ``None`` when the codes do
-    not vary (``tr C = 0``)."""
+    """Axis statistics of finite codes ``[N, D]`` (N >= 2, D >= 1; real numbers of any dtype),
+    with ``C`` their covariance (``N - 1``), computed in float64 in passes over blocks of rows;
+    ``None`` when the codes do not vary (``tr C = 0``). Other codes are refused with a
+    ``TypeError``/``ValueError`` (NaN codes read as "they do not vary", and empty ones raised
+    from inside torch)."""
     from .principal import _randomized, _Scaled  # (principal imports directions, as this module does)
+
+    fn = "latentsweep.alignment.axis_alignment"
+    codes = _checks.dense_tensor(fn, "codes", codes)  # (first: a NumPy array's .device is a str)
+    codes = _checks.dense_values(fn, "codes", codes)
+    if not _checks.is_real_number_dtype(codes.dtype):
+        raise TypeError(f"{fn}: codes must hold real numbers, got {codes.dtype}")
+    if codes.dim() != 2 or codes.shape[0] < 2 or codes.shape[1] < 1:
+        raise ValueError(f"{fn}: codes must be [N, D] with N >= 2 and D >= 1, got shape {tuple(codes.shape)}")
+    _checks.finite(fn, "codes", codes)
 
     # Over a power of two at their largest magnitude: every number here is a share, the same at
     # any scale, and the squares of codes of 1e200 (or 1e-200) over- (under-)flowed float64:

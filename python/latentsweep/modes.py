@@ -36,16 +36,18 @@ class ModeInputs:
     float64 anchors, else float32), on the anchors' device.
 
     Attributes:
-        anchors: ``[A, D]`` the anchors (or their coordinates along K directions: ``[A, K]``).
-        dims: ``[K]`` the traversed columns of ``anchors`` (``arange(K)`` along directions).
+        anchors: ``[A, K]`` the anchors' traversed columns (or their coordinates along K
+            directions): ``traversal_values`` hands over those columns only.
+        dims: ``[K]`` the columns of ``anchors``, ``logvar`` and ``reference`` to traverse:
+            ``arange(K)``, all of them.
         span: how far ``t`` reaches (a Python float, as given: ``t`` holds it rounded).
         t: ``[S]`` ``linspace(-span, span, steps)``.
         tail, side: ``[S]`` float64 prior levels (see :func:`prior_levels`), computed when a mode
             first asks for them (their float64 temporaries took 32 bytes a step, 8x the float32
             values of a one-latent grid, in modes that never use them).
         prior_std: the prior's SD.
-        logvar: ``[A, D]`` posterior log-variances (modes that need them), else None.
-        reference: ``[M, D]`` codes of the data (modes that need them), else None.
+        logvar: ``[A, K]`` posterior log-variances of those columns (modes that need them), else None.
+        reference: ``[M, K]`` codes of the data in those columns (modes that need them), else None.
     """
 
     anchors: torch.Tensor

@@ -166,7 +166,9 @@ def traversal_values(
 
     Args:
         anchors: ``[A, D]`` (``[D]`` for one anchor), or ``[A, *latent_shape]`` for structured
-            latents (flattened: ``dims`` are then flat indices, see :mod:`latentsweep.latent_shape`).
+            latents (flattened: ``dims`` are then flat indices, see :mod:`latentsweep.latent_shape`),
+            or a :class:`Posterior` (its ``mu``, and its ``logvar`` unless one is given), as
+            ``traverse`` takes them.
         dims: ``None`` for all D.
         logvar: ``[A, D]`` (mode "posterior"). reference: ``[M, D]`` codes (mode "empirical");
             both may have the anchors' latent shape.
@@ -186,6 +188,12 @@ def traversal_values(
 def values_for(fn: str, anchors, *, mode, span, steps, dims, logvar, prior_std, reference, directions) -> torch.Tensor:
     """:func:`traversal_values` with its errors named by the caller's function ``fn`` (a user of
     ``traverse`` called ``traverse``, not ``traversal_values``)."""
+    from .posterior import Posterior
+
+    if isinstance(anchors, Posterior):  # as traverse takes it: its means, and its logvar unless one is given
+        shape = (anchors.num_inputs, *anchors.latent_shape)
+        logvar = anchors.logvar.view(shape) if logvar is None and anchors.logvar is not None else logvar
+        anchors = anchors.mu.view(shape)
     if isinstance(anchors, torch.Tensor) and anchors.dim() not in (1, 2):  # structured latents: flattened
         anchors, latent_shape = flat_codes(fn, "anchors", anchors, what="A")
         logvar = like_anchors(fn, "logvar", logvar, latent_shape, what="A")
@@ -218,12 +226,10 @@ def values_for(fn: str, anchors, *, mode, span, steps, dims, logvar, prior_std, 
             f"probability ndtr(-span) underflows float64), got {span:g}"
         )
     num_anchors, latent_dim = anchors.shape
-    dims = (
-        torch.arange(latent_dim, device=anchors.device)
-        if dims is None
-        else _checks.dims(fn, dims, latent_dim, anchors.device)
-    )
-    num_dims = dims.numel()
+    every_dim = dims is None
+    if not every_dim:
+        dims = _checks.dims(fn, dims, latent_dim, anchors.device)
+    num_dims = latent_dim if every_dim else dims.numel()
     if num_anchors * num_dims * steps * 8 > _checks.INT64_MAX:
         raise ValueError(
             f"{fn}: A * K * steps = {num_anchors * num_dims * steps} values, whose size in bytes "
@@ -248,11 +254,18 @@ def values_for(fn: str, anchors, *, mode, span, steps, dims, logvar, prior_std, 
         _checks.finite(fn, "reference", reference)
         _checks.fits_in_memory(fn, f"the quantiles' sorted copy of reference [M={reference.shape[0]}, K={num_dims}]",
                                8 * reference.shape[0] * num_dims, anchors.device, "pass a smaller reference")
-    # Low precision: compute in float32 and round once at the end.
+    # The traversed columns only (anchors or logvar expanded from one row to D = 10^12 were
+    # copied whole, or an arange(D) made, for one dim: not refused, the allocator failed), the
+    # anchors in the compute dtype: low precision is computed in float32 and rounded once at the end.
+    if not every_dim:
+        anchors = anchors[:, dims]
+        logvar = logvar[:, dims] if entry.needs_logvar else None
+        reference = reference[:, dims] if entry.needs_reference else None
     compute = torch.float64 if anchors.dtype == torch.float64 else torch.float32
     anchors_c = anchors.to(compute)
     inputs = modes.ModeInputs(
-        anchors=anchors_c, dims=dims, span=span, t=torch.linspace(-span, span, steps, dtype=compute, device=anchors.device),
+        anchors=anchors_c, dims=torch.arange(num_dims, device=anchors.device), span=span,
+        t=torch.linspace(-span, span, steps, dtype=compute, device=anchors.device),
         prior_std=prior_std,
         logvar=logvar if entry.needs_logvar else None, reference=reference if entry.needs_reference else None,
     )
@@ -289,16 +302,16 @@ def _logvar_like(fn: str, logvar, anchors: torch.Tensor) -> torch.Tensor:
 
 
 def _logvar_along(logvar: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-    """``[A, K]`` log sum_d u_kd^2 exp(logvar_ad), float64, each direction's sum shifted by the
-    largest log-variance among the dims it uses, so exp neither overflows nor underflows to 0
+    """``[A, K]`` log sum_d u_kd^2 exp(logvar_ad), float64, as a log-sum-exp of ``logvar_ad +
+    2 log|u_kd|`` over the dims each direction uses: neither exp overflows nor underflows to 0
     (shifted by the row's largest over all dims, a direction along dims 745 nats below it got
-    SD 0). One direction at a time: [A, D] temporaries, not [A, K, D]."""
+    SD 0; and a weight u_kd^2 below 1e-308 (an entry of 1e-200) was 0, which left a direction
+    with no variance at all, log 0 = -inf, refused as a non-finite logvar). One direction at a
+    time: [A, D] temporaries, not [A, K, D]."""
     columns = []
     for direction in u:
         used = direction != 0
-        lv, weight = logvar[:, used], direction[used] ** 2
-        top = lv.max(dim=1, keepdim=True).values
-        columns.append(top[:, 0] + torch.log(torch.exp(lv - top) @ weight))
+        columns.append(torch.logsumexp(logvar[:, used] + 2.0 * torch.log(direction[used].abs()), dim=1))
     return torch.stack(columns, dim=1)
 
 
@@ -307,7 +320,11 @@ def _along_directions(fn: str, anchors: torch.Tensor, directions, mode: Mode, lo
     coordinates, ``[A, K]`` log-variances along each direction, ``[M, K]`` coordinates."""
     from .directions import Directions
 
-    vectors = normalised(fn, directions.vectors if isinstance(directions, Directions) else directions)
+    # Normalised in float64 (what the coordinates are computed in): float16 directions normalised
+    # in float16 moved the coordinates by ~1e-3 from those along traverse's unit vectors (made
+    # in float64), so the middle step of mode "prior" was not the anchor.
+    vectors = normalised(fn, directions.vectors if isinstance(directions, Directions) else directions,
+                         dtype=torch.float64)
     latent_dim = anchors.shape[1]
     if vectors.shape[1] != latent_dim:
         raise ValueError(f"{fn}: directions must be [K, D={latent_dim}], got shape {tuple(vectors.shape)}")
@@ -315,8 +332,11 @@ def _along_directions(fn: str, anchors: torch.Tensor, directions, mode: Mode, lo
     num_anchors, num_dirs = anchors.shape[0], vectors.shape[0]
     _checks.fits_in_memory(fn, f"the anchors in float64 [A={num_anchors}, D={latent_dim}] and their coordinates",
                            8 * num_anchors * (latent_dim + num_dirs), anchors.device, "pass fewer anchors")
-    u = vectors.double()
-    along = (anchors.double() @ u.T).to(anchors.dtype)
+    u = vectors  # float64
+    along = anchors.double() @ u.T
+    if mode.centred:  # the modes centred on the anchors' coordinates: those must be numbers of their dtype
+        _coordinates_fit(fn, "the anchors'", along, anchors.dtype, "anchors")
+    along = along.to(anchors.dtype)
     if mode.needs_logvar and logvar is not None:
         logvar = _logvar_like(fn, logvar, anchors)
         logvar = _logvar_along(logvar.double(), u)
@@ -329,4 +349,19 @@ def _along_directions(fn: str, anchors: torch.Tensor, directions, mode: Mode, lo
         _checks.fits_in_memory(fn, f"the reference in float64 [M={reference.shape[0]}, D={latent_dim}] and its coordinates",
                                8 * reference.shape[0] * (latent_dim + num_dirs), anchors.device, "pass a smaller reference")
         reference = reference.double() @ u.T
+        _coordinates_fit(fn, "the reference's", reference, torch.float64, "reference")
     return along, logvar, reference
+
+
+def _coordinates_fit(fn: str, whose: str, coordinates: torch.Tensor, dtype: torch.dtype, name: str) -> None:
+    """The float64 coordinates of finite codes along unit directions (up to sqrt(D) times their
+    largest entry) within ``dtype``'s range: beyond it they were refused as a non-finite
+    ``reference``, or with advice on ``logvar``, neither of which was the cause."""
+    if not coordinates.numel():
+        return
+    low, high = _checks.extremes(_checks.distinct_values(coordinates))
+    reach, largest = max(-low, high), torch.finfo(dtype).max
+    if not reach <= largest:
+        advice = f"pass smaller {name}" + ("" if dtype == torch.float64 else f" or float64 {name}")
+        raise ValueError(f"{fn}: {whose} coordinates along the directions reach {reach:.4g}, beyond the "
+                         f"largest {dtype} ({largest:.4g}); {advice}")
