@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import datetime
 import math
 import os
 from dataclasses import dataclass
@@ -94,11 +95,13 @@ class Workers:
             if isinstance(lost, LostContact) and advice:
                 raise LostContact(f"{lost}; {advice}") from lost.__cause__
             raise
-        if error is not None:
-            raise error
-        for rank, (failed, _, _) in enumerate(reports):
-            if failed is not None:
-                raise RuntimeError(f"{self.fn}: rank {rank} failed ({failed})" + (f"; {advice}" if advice else ""))
+        failures = [(rank, failed) for rank, (failed, _, _) in enumerate(reports) if failed is not None]
+        if error is not None:  # said by the first rank that failed alike (bad input: every rank)
+            raise _said_by(error, next(rank for rank, failed in failures if failed == text))
+        if failures:
+            rank, failed = failures[0]
+            raise _said_by(RuntimeError(f"{self.fn}: rank {rank} failed ({failed})" + (f"; {advice}" if advice
+                                                                                         else "")), rank)
         name = _checks.call_name(self.fn)
         _, first, first_near = reports[0]
         first, first_near = first or {}, first_near or {}
@@ -106,19 +109,19 @@ class Workers:
             other, other_near = other or {}, other_near or {}
             differing = sorted(k for k in set(first) | set(other) if first.get(k) != other.get(k))
             if differing:
-                raise ValueError(
+                raise _said_by(ValueError(
                     f"{self.fn}: the ranks were called with different arguments (rank {rank}'s call differs from "
                     f"rank 0's in: {', '.join(differing)}); every rank must make the same {name} call (the same "
                     "decoder, anchors, options and out=)"
-                )
+                ), 0)
             for what, value in first_near.items():
                 if not math.isclose(other_near.get(what, math.nan), value, rel_tol=1e-4, abs_tol=1e-30):
-                    raise ValueError(
+                    raise _said_by(ValueError(
                         f"{self.fn}: {what} differ between the ranks (summed: {value:.6g} on rank 0, "
                         f"{other_near.get(what, math.nan):.6g} on rank {rank}); every rank must make the same {name} "
                         "call, with the same decoder: load the same weights (or seed their initialisation) in "
                         "every process"
-                    )
+                    ), 0)
 
     def close(self) -> None:
         """Nothing to release now: a group created here lives until the process exits."""
@@ -259,7 +262,8 @@ def local_device(device: torch.device, workers: Workers) -> torch.device:
 
 
 def leaders_failure(error: BaseException) -> tuple[str, str]:
-    """Rank 0's failure, as sent to the ranks that wait for it (picklable)."""
+    """Rank 0's failure, as sent to the ranks that wait for it (picklable); rank 0 says it."""
+    _said_by(error, 0)
     return type(error).__name__, str(error)
 
 
@@ -269,8 +273,8 @@ def raise_leaders_failure(failure: tuple[str, str]) -> NoReturn:
     raised; anything else as RuntimeError, naming what it was."""
     kind, message = failure
     if kind in ("ValueError", "StoreDamaged"):
-        raise ValueError(f"{message} (reported by rank 0)")
-    raise RuntimeError(f"{kind}: {message} (reported by rank 0)")
+        raise _said_by(ValueError(f"{message} (reported by rank 0)"), 0)
+    raise _said_by(RuntimeError(f"{kind}: {message} (reported by rank 0)"), 0)
 
 
 @contextlib.contextmanager
@@ -287,7 +291,7 @@ def leader_only():
     try:
         yield rank == 0
     except BaseException as error:
-        failure = leaders_failure(error)
+        failure = leaders_failure(error) if grouped and rank == 0 else None  # (rank 0's, sent to the others)
         raise
     finally:
         if grouped:
@@ -295,3 +299,70 @@ def leader_only():
             torch.distributed.broadcast_object_list(box, src=0)
             if rank != 0 and box[0] is not None:
                 raise_leaders_failure(box[0])
+
+
+# ---- one message for a failure every rank raises -------------------------------------------
+# Where a failure is relayed (agree, raise_leaders_failure), every rank of the group raises it,
+# or the same bad input, at once: under torchrun each rank printed the same message. The error
+# carries the rank that says it (the one that failed, or the first of those that failed alike);
+# the others stay silent until it has been said (a process that exits failed makes torchrun end
+# the others: a silent rank that left first could end the one about to say it).
+_SAID_BY = "_latentsweep_said_by"
+_SAID_WAIT_SECONDS = 30.0  # a rank saying its failure first unwinds (closes its store): seconds at most
+
+
+def _said_by(error: BaseException, rank: int) -> BaseException:
+    """``error``, marked as said by ``rank`` for the whole group (a mark already there stays: a
+    failure relayed once is relayed again as it is)."""
+    if getattr(error, _SAID_BY, None) is None:
+        with contextlib.suppress(AttributeError, TypeError):  # (an exception type without a __dict__)
+            setattr(error, _SAID_BY, rank)
+    return error
+
+
+def failure_said_by(error: BaseException) -> int | None:
+    """The rank that says ``error`` for its group, if every rank of the group raised it (or the
+    error it was raised from) together; None for this rank's own failure, which it says itself."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        rank = getattr(error, _SAID_BY, None)
+        if rank is not None:
+            return rank
+        error = error.__cause__  # (a CliError raised from it says the same failure)
+    return None
+
+
+def _said_key(rank: int) -> str:
+    return f"latentsweep/failure-said-by-rank-{rank}"
+
+
+def _group_store():
+    """The store of the process group (torchrun's agent keeps it when a rank has exited). torch
+    names it privately (since 1.x): should that change, the callers' fallback says the failure
+    on every rank again, as before."""
+    from torch.distributed import distributed_c10d
+
+    return distributed_c10d._get_default_store()
+
+
+def tell_failure_said() -> None:
+    """Tells the group's other ranks that this rank has said its failure. Nothing without a group;
+    a store that is gone leaves them to say it themselves."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return
+    with contextlib.suppress(Exception):  # noqa: BLE001 - an exit path: they say it after their wait
+        _group_store().set(_said_key(torch.distributed.get_rank()), "said")
+
+
+def wait_until_failure_said(rank: int, seconds: float | None = None) -> bool:
+    """Whether ``rank`` said the group's failure within ``seconds`` (_SAID_WAIT_SECONDS): False
+    without a group, or when it did not (it died first, or its store did): say it here then."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return False
+    try:
+        _group_store().wait([_said_key(rank)],
+                            datetime.timedelta(seconds=_SAID_WAIT_SECONDS if seconds is None else seconds))
+    except Exception:  # noqa: BLE001 - a timeout, or the store is gone
+        return False
+    return True

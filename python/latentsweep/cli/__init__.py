@@ -1,7 +1,10 @@
 """The ``latentsweep`` command line: ``latentsweep COMMAND --help`` for each command.
 
 Errors are one line on stderr and a non-zero exit (no traceback unless ``--debug``), worded
-for the command line (``--resume``, not ``resume=True``); see :mod:`.errors`.
+for the command line (``--resume``, not ``resume=True``); see :mod:`.errors`. Under torchrun,
+warnings and notes come from rank 0, and a failure every rank raises together (one rank failed
+and told the others, or each refused the same input) is said once, by the rank that failed
+first (every rank still exits non-zero).
 """
 
 from __future__ import annotations
@@ -13,7 +16,8 @@ import sys
 import warnings
 
 from ..sweep import stop_messages_as_notes
-from .errors import CliError, StandardOutputError, UsageError, _other_rank, one_line, say, standard_output_named
+from .errors import (CliError, StandardOutputError, UsageError, _other_rank, one_line, say, say_failure,
+                     standard_output_named)
 
 # Errors whose message is the whole story (ours, and the library's argument checks).
 EXPECTED_ERRORS = (CliError, ValueError, TypeError, FileNotFoundError, OSError)
@@ -156,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         # the library's own messages (a rank that failed, a store replaced meanwhile) say what
         # happened and what to do: not a bug, no traceback to offer
         if isinstance(error, EXPECTED_ERRORS) or str(error).startswith("latentsweep."):
-            say("error", error)
+            say_failure(error)
         else:  # a bug here or in the user's model: say what it was and how to see more
-            say("error", f"{type(error).__name__}: {one_line(error)} (run with --debug for the traceback)")
+            say_failure(error, f"{type(error).__name__}: {one_line(error)} (run with --debug for the traceback)")
         return 1

@@ -212,25 +212,52 @@ def one_line(error: BaseException | str) -> str:
     return text
 
 
-def say(kind: str, message: BaseException | str) -> None:
-    """Prints ``latentsweep: KIND: message`` on stderr (kind: error, warning, note). Under a
-    launcher (torchrun) every rank runs the same command: its warnings and notes are said by
-    rank 0 only (each was printed once per rank); errors by any rank. Nothing when stderr is
-    closed (print(file=None) wrote it to stdout, among the command's output)."""
+def say(kind: str, message: BaseException | str, where: str = "") -> None:
+    """Prints ``latentsweep: KIND: message`` (and ``where``) on stderr (kind: error, warning,
+    note). Under a launcher (torchrun) every rank runs the same command: its warnings and notes
+    are said by rank 0 only (each was printed once per rank); errors by any rank (see
+    :func:`say_failure`). Nothing when stderr is closed (print(file=None) wrote it to stdout,
+    among the command's output)."""
     if sys.stderr is None or kind in ("warning", "note") and _other_rank():
         return
-    print(f"latentsweep: {kind}: {one_line(message)}", file=sys.stderr, flush=True)
+    print(f"latentsweep: {kind}: {one_line(message)}{where}", file=sys.stderr, flush=True)
+
+
+def say_failure(error: BaseException, message: BaseException | str | None = None) -> None:
+    """Says the error that ends the command (``message``: how, else ``error`` itself), once for a
+    launcher's group: a failure every rank raised together (one rank failed and the others
+    learnt it, or every rank refused the same input: :func:`..distributed.failure_said_by`) is
+    said by the rank that failed first, naming it when it is not rank 0. The others wait until
+    it has been said before they exit (torchrun ends every rank once one has failed: one that
+    left first could end it before it spoke), and say it themselves if it was not."""
+    from .. import distributed
+
+    message = error if message is None else message
+    said_by = distributed.failure_said_by(error)
+    if said_by is None:  # this rank's own failure (alone, or one the others did not learn)
+        say("error", message)
+        return
+    world, rank = _world_and_rank()
+    if said_by == rank:
+        say("error", message, f" (rank {rank} of {world})" if rank != 0 else "")
+        distributed.tell_failure_said()
+    elif not distributed.wait_until_failure_said(said_by):  # it died first: nothing is lost
+        say("error", message)
+
+
+def _world_and_rank() -> tuple[int, int]:
+    from ..distributed import world_and_rank
+
+    try:
+        return world_and_rank()
+    except ValueError:  # (a WORLD_SIZE or RANK that is not a number: the command says so)
+        return 1, 0
 
 
 def _other_rank() -> bool:
     """A rank other than 0 of a launcher's group (WORLD_SIZE > 1 too: a stray RANK alone, as some
     clusters set, must not silence the error): it leaves usage errors, warnings and notes to rank 0."""
-    from ..distributed import world_and_rank
-
-    try:
-        return world_and_rank()[1] != 0
-    except ValueError:  # (a WORLD_SIZE or RANK that is not a number: the command says so)
-        return False
+    return _world_and_rank()[1] != 0
 
 
 def reason(error: BaseException) -> str:
