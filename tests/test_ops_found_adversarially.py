@@ -285,3 +285,26 @@ def test_dims_from_numpy_or_a_single_index_tensor_are_taken_as_an_int_list_is():
     with pytest.raises(TypeError, match="dims must be an int, a list of ints, a 1-D integer tensor or NumPy array, "
                                         "got a NumPy array of float64"):
         ls.traverse(decoder, anchors, dims=np.array([0.5]), progress=False)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_a_few_rows_of_huge_broadcast_anchors_read_only_their_anchors(dtype):
+    """traversal_codes and direction_codes of 5 rows made the whole anchors contiguous (cast, for
+    direction_codes' float32 path) first: [10^12, 3] broadcast from one row asked the allocator
+    for 12 TB. Only the anchors the rows come from are read now."""
+    anchors = torch.tensor([0.5, -1.0, 2.0], dtype=dtype).expand(10**12, 3)
+    values = torch.linspace(-1, 1, 3, dtype=dtype)
+    start = 3 * 10**12 - 5  # anchor 10^12 - 2 from its second step, then the last anchor (3 rows each)
+    small = anchors[:2].contiguous()  # the same two anchors: the same codes from row 1
+    codes = ls.traversal_codes(anchors, [0], values, start=start, count=5)
+    assert torch.equal(codes, ls.traversal_codes(small, [0], values, start=1, count=5))
+    directions = torch.tensor([[0.6, 0.8, 0.0]], dtype=dtype)
+    along = ls.direction_codes(anchors, directions, values, start=start, count=5)
+    assert torch.equal(along, ls.direction_codes(small, directions, values, start=1, count=5))
+
+
+def test_the_readable_values_check_names_a_numpy_array_as_not_a_tensor():
+    """dense_values read value.device first: a NumPy 2 array's is the string 'cpu', and it raised
+    AttributeError ('str' object has no attribute 'type')."""
+    with pytest.raises(TypeError, match=r"^f: codes must be a torch\.Tensor, got ndarray \(use torch\.as_tensor\)"):
+        _checks.dense_values("f", "codes", np.zeros((2, 3)))

@@ -41,6 +41,17 @@ LS_HD int64_t traversals_completed(int64_t start, int64_t count, int64_t num_ste
   return touched == 0 || (start + count) % num_steps == 0 ? touched : touched - 1;
 }
 
+// The anchors that grid rows [start, start + count) (count >= 1) come from, per_anchor rows
+// each (K * S): [first, first + number). The ops hand their kernels those anchors only (a few
+// rows of a huge or broadcast [A, D] copied all of it).
+struct AnchorSpan {
+  int64_t first, number;
+};
+LS_HD AnchorSpan anchors_of_rows(int64_t start, int64_t count, int64_t per_anchor) {
+  const int64_t first = start / per_anchor;
+  return AnchorSpan{first, (start + count - 1) / per_anchor - first + 1};
+}
+
 // Moves to the next grid row without divisions.
 LS_HD void advance_grid(GridIndex& index, int64_t num_dims, int64_t num_steps) {
   if (++index.step == num_steps) {

@@ -105,19 +105,19 @@ void run_direction_codes(const at::Tensor& anchors, const at::Tensor& directions
   check_direction_output(anchors, directions, values, out, rows);
   if (rows == 0 || anchors.size(1) == 0) return;
   const int64_t num_dirs = directions.size(0), steps = values.size(-1);
-  const at::Tensor grid_values = values.expand({anchors.size(0), num_dirs, steps});
+  // Only the anchors whose rows are requested: a chunk of a large grid copies (converts) a chunk.
+  const AnchorSpan span = anchors_of_rows(start, rows, num_dirs * steps);
+  const at::Tensor anchors_used = anchors.narrow(0, span.first, span.number);
+  const at::Tensor grid_values =
+      values.expand({anchors.size(0), num_dirs, steps}).narrow(0, span.first, span.number);
+  const int64_t first_row = start - span.first * num_dirs * steps;
   const auto dtype = anchors.scalar_type();
   if (dtype == at::kFloat || dtype == at::kDouble) {
-    return kernel(anchors.contiguous(), directions.contiguous(), grid_values, start, rows, out);
+    return kernel(anchors_used.contiguous(), directions.contiguous(), grid_values, first_row, rows, out);
   }
-  // Only the anchors whose rows are requested: a chunk of a large grid converts a chunk.
-  const int64_t per_anchor = num_dirs * steps;
-  const int64_t first = start / per_anchor, last = (start + rows - 1) / per_anchor;
-  const at::Tensor anchors_f = anchors.narrow(0, first, last - first + 1).to(at::kFloat).contiguous();
-  const at::Tensor values_f = to_float_keeping_broadcast(grid_values.narrow(0, first, last - first + 1));
   at::Tensor out_f = at::empty(out.sizes(), out.options().dtype(at::kFloat));
-  kernel(anchors_f, directions.to(at::kFloat).contiguous(), values_f, start - first * per_anchor,
-         rows, out_f);
+  kernel(anchors_used.to(at::kFloat).contiguous(), directions.to(at::kFloat).contiguous(),
+         to_float_keeping_broadcast(grid_values), first_row, rows, out_f);
   out.copy_(out_f);
 }
 

@@ -194,9 +194,10 @@ def distinct_values(value: torch.Tensor) -> torch.Tensor:
 
 def dense_values(fn: str, name: str, value: torch.Tensor) -> torch.Tensor:
     """A tensor whose values can be read: not on the meta device, and strided (not sparse)."""
+    value = dense_tensor(fn, name, value)  # (first: a NumPy array's .device is a string)
     if value.device.type == "meta":
         raise ValueError(f"{fn}: {name} is on the meta device, which holds no values")
-    return dense_tensor(fn, name, value)
+    return value
 
 
 def same_device(fn: str, **tensors: torch.Tensor | None) -> None:

@@ -79,7 +79,6 @@ def axis_alignment(codes: torch.Tensor) -> AxisAlignment | None:
     from .principal import _randomized, _Scaled  # (principal imports directions, as this module does)
 
     fn = "latentsweep.alignment.axis_alignment"
-    codes = _checks.dense_tensor(fn, "codes", codes)  # (first: a NumPy array's .device is a str)
     codes = _checks.dense_values(fn, "codes", codes)
     if not _checks.is_real_number_dtype(codes.dtype):
         raise TypeError(f"{fn}: codes must hold real numbers, got {codes.dtype}")
