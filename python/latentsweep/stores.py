@@ -54,6 +54,7 @@ from ._modules import tensor_digest
 from .merge import OrderedMerge, RunningMerge, UnitStatistics
 from .plan import SweepPlan, plan_from_dict
 from .sinks import Geometry
+from .store_verified import VerifiedSoFar
 from .store_writers import (LEASE_NAME, being_created, keep_fresh, lease_name, live_writers, process_start,
                             remove_stale_temporaries, temporary_path)
 
@@ -328,18 +329,6 @@ class SweepStore:
         self.path = path
         self.meta_path, self.npy_path = paths_of(path)
         self.writable = writable
-        # From status(keep_for_merge=True) on: the merge of the units known intact (done when it
-        # was checked, or written here), and their records' checksums (-1: not known).
-        self._running: RunningMerge | None = None
-        self._known_sums: np.ndarray | None = None
-        # The effect rows [num_rows] of the units marked in _rows_known (per unit): checked
-        # against their records, or written here. Kept by the owner's open (the result holds
-        # every effect row anyway) and by checked_merge of a complete store; see effect().
-        self._effect_rows: np.ndarray | None = None
-        self._rows_known: np.ndarray | None = None
-        # The static arrays this store read intact or rewrote: checked once (they are written
-        # only when the store is created or repaired; a done unit does not change either).
-        self._static_intact: set[str] = set()
         try:
             self.group = zarr.open_group(self.meta_path, mode="r+" if writable else "r")
             meta = dict(self.group.attrs[_ATTR])
@@ -397,6 +386,10 @@ class SweepStore:
                 f"the sweep store {path} is damaged: its metadata ({self.meta_path / 'zarr.json'}) or arrays "
                 f"are unreadable or inconsistent ({type(error).__name__}: {error}); pass overwrite=True to start over"
             ) from None
+        # What this open has checked (static arrays, units' records and rows) and merged: not read again.
+        self._verified = VerifiedSoFar(num_units=self.plan.num_units, num_rows=self.plan.num_rows,
+                                       num_dims=self.geometry.num_dims, features=self.geometry.features,
+                                       effect_dtype=numpy_dtype(self.geometry.statistics_dtype))
         self._npy_offset = None
         # The public function writing through this store, for the messages of errors raised
         # while it writes (the command line tells the library's messages by their prefix).
@@ -503,13 +496,13 @@ class SweepStore:
         before by this store are not read again)."""
         problems = {}
         for name in self.static_crc:
-            if name in self._static_intact:
+            if self._verified.static_intact(name):
                 continue
             try:
                 if crc(np.asarray(self._arrays[name][...])) != self.static_crc[name]:
                     problems[name] = "does not match its checksum"
                 else:
-                    self._static_intact.add(name)
+                    self._verified.mark_static_intact(name)
             except Exception as error:  # noqa: BLE001
                 problems[name] = f"is unreadable ({type(error).__name__})"
         return problems
@@ -530,7 +523,7 @@ class SweepStore:
                     f"the sweep store {self.path} is damaged: its {name} array cannot be rewritten (its metadata "
                     f"{self.meta_path / name / 'zarr.json'} was altered); pass overwrite=True to start over"
                 )
-            self._static_intact.add(name)  # (read back above)
+            self._verified.mark_static_intact(name)  # (read back above)
 
     # -- units ---------------------------------------------------------------------------------
     def _record_path(self, unit: int) -> Path:
@@ -582,23 +575,25 @@ class SweepStore:
     def _check(self, *, merge: bool, keep: bool = False) -> tuple[StoreStatus, OrderedMerge | None]:
         """status; with ``merge``, also the records' statistics merged in unit order, for a
         complete store (else None), whose effect rows as read are kept; ``keep``: see
-        :meth:`status`. The records of units known (see status) are not read again: the rows
-        are checked against their kept checksums, and their statistics are merged already or
-        waiting; the effect rows kept are not read again either (their units' outputs are)."""
+        :meth:`status`. What this open verified so far (see VerifiedSoFar) is not read again:
+        the rows of units known intact are checked against their kept checksums, their
+        statistics are merged already or waiting, and their kept effect rows are not read
+        (their outputs are)."""
         done, damaged = set(), {}
         recorded = {}
         g = self.geometry
-        known, running = self._known_sums, self._running
-        kept_rows, rows_known = self._effect_rows, self._rows_known
+        verified = self._verified
         if keep:  # a fresh start: the owner's open
-            known, running = None, RunningMerge(g.num_dims, g.features, KEEP_STATISTICS_BYTES)
-            kept_rows = rows_known = None
-        elif merge and running is None:
-            running = RunningMerge(g.num_dims, g.features, 0)  # (nothing waits: complete, or no merge)
+            verified.start_keeping(KEEP_STATISTICS_BYTES)
         merging = merge or keep
+        # The records read go to the merge kept, or to this check's own (nothing waits: complete, or no merge).
+        running = verified.merge
+        if merge and running is None:
+            running = RunningMerge(g.num_dims, g.features, 0)
         for unit in range(self.plan.num_units):
-            if known is not None and known[unit, 0] >= 0 and (not merging or running.has(unit)):
-                recorded[unit] = [int(known[unit, 0]), int(known[unit, 1])]
+            sums = verified.known_sums(unit, with_statistics=merging)
+            if sums is not None:
+                recorded[unit] = sums
                 continue
             sums, arrays, why = self._read_unit_record(unit)
             if sums is not None:
@@ -608,15 +603,15 @@ class SweepStore:
             elif why != "not done":
                 damaged[unit] = why
         complete = len(recorded) == self.plan.num_units
-        if kept_rows is None and (keep or (merge and complete)):
-            kept_rows = np.empty(self.plan.num_rows, numpy_dtype(g.statistics_dtype))
-            rows_known = np.zeros(self.plan.num_units, dtype=bool)
+        # The merge of a store with every record keeps the effect rows it reads, for the result (given
+        # up below if the store is not complete after all).
+        rows_for_result = merge and complete and verified.keep_effect_rows()
         # Blocks of units whose rows are read at once, each (units, with their effect rows): the
         # effect rows kept are known intact (checked before, or written here: a done unit does
         # not change), so only their outputs are read and checked again.
         units_per_block = max(1, READ_BLOCK_BYTES // max(1, self.plan.unit_rows * (self._row_bytes() + 8)))
         ordered = np.array(sorted(recorded), dtype=np.int64)
-        has_rows = rows_known[ordered] if rows_known is not None else np.zeros(len(ordered), dtype=bool)
+        has_rows = verified.rows_known(ordered)
         blocks = [(run, True) for run in consecutive_runs(ordered[~has_rows].tolist(), units_per_block)]
         if self.keep_outputs:
             blocks += [(run, False) for run in consecutive_runs(ordered[has_rows].tolist(), units_per_block)]
@@ -647,33 +642,18 @@ class SweepStore:
                     damaged[unit] = "its output rows do not match their checksum (missing or altered chunks)"
                 else:
                     done.add(unit)
-            if effect is not None and kept_rows is not None:  # (units without kept rows: the intact ones marked below)
-                kept_rows[lo:hi] = effect
-        if kept_rows is not None:
-            rows_known[list(recorded.keys() - done)] = False  # damaged: recomputed, then kept as written
-            rows_known[list(done)] = True
+            if effect is not None:  # (units without kept rows: known once found intact, below)
+                verified.effect_rows_read(lo, hi, effect)
+        verified.units_checked(recorded, done)  # (the damaged ones: recomputed, then kept as written)
         rows = sum(self.plan.unit_rows_of(u)[1] - self.plan.unit_rows_of(u)[0] for u in done)
         status = StoreStatus(self.path, self.plan.num_units, done, damaged, rows, self.plan.num_rows,
                              damaged_arrays=self.static_problems())
-        # The effect rows are kept by the owner (see status), and for the result of a complete store.
-        if kept_rows is not None and (keep or kept_rows is self._effect_rows or (merge and status.complete)):
-            self._effect_rows, self._rows_known = kept_rows, rows_known
-        if running is not None and (keep or running is self._running):  # the kept merge: only intact units
-            for unit in recorded.keys() - done:  # rows damaged: its statistics must not be merged
-                if unit < running.next_unit:
-                    running = RunningMerge(g.num_dims, g.features, KEEP_STATISTICS_BYTES)  # (read all again)
-                    break
-                running.forget(unit)
-            if known is None:
-                known = np.full((self.plan.num_units, 2), -1, dtype=np.int64)
-            for unit in done:
-                known[unit] = recorded[unit]
-            self._running, self._known_sums = running, known
-        if not status.complete:
+        if rows_for_result and not status.complete:
+            verified.forget_effect_rows()  # (no result: nothing to keep them for)
+        if not (merge and status.complete):
             return status, None
-        if merge:
-            self._running = None  # (consumed)
-        return status, running.finish(self.plan.num_units, self.unit_statistics) if merge else None
+        verified.take_merge()  # (consumed: when one is kept, it is ``running``)
+        return status, running.finish(self.plan.num_units, self.unit_statistics)
 
     def done_units(self) -> set[int]:
         return self.status().done
@@ -712,14 +692,7 @@ class SweepStore:
                                              "decoded_as": self._decoded_as(unit),
                                              "crc": list(self._unit_crc)}, statistics.arrays()))
         os.replace(temporary, record)  # the unit is done exactly when this file appears
-        if self._running is not None:  # (as its record holds them: float64 copies)
-            self._running.offer(unit, UnitStatistics.from_arrays(statistics.arrays(), self.geometry.num_dims,
-                                                                 self.geometry.features))
-        if self._known_sums is not None:
-            self._known_sums[unit] = self._unit_crc
-        if self._effect_rows is not None:  # (a unit recomputed here: its new rows)
-            self._effect_rows[start:stop] = effect
-            self._rows_known[unit] = True
+        self._verified.unit_written(unit, start, stop, self._unit_crc, statistics, effect)
         self._unit_crc, self._unit_effect, self._unit_outputs = [0, 0], [], []
 
     def _row_bytes(self) -> int:
@@ -743,18 +716,17 @@ class SweepStore:
         """Every unit's statistics merged in unit order; after status(keep_for_merge=True), from
         what it kept, reading only the other units' records."""
         g = self.geometry
-        running, self._running = self._running, None  # (consumed)
-        running = running or RunningMerge(g.num_dims, g.features, 0)
+        running = self._verified.take_merge() or RunningMerge(g.num_dims, g.features, 0)
         return running.finish(self.plan.num_units, self.unit_statistics)
 
     def effect(self) -> torch.Tensor:
         """Every unit's effect rows: those kept (checked by the owner's open or checked_merge, or
         written here) as they are, the others' (written by other ranks or shards since) read
         now; consumes what was kept (the result holds it)."""
-        rows, known = self._effect_rows, self._rows_known
-        self._effect_rows = self._rows_known = None
-        if rows is None:
+        kept = self._verified.take_effect_rows()
+        if kept is None:
             return torch.from_numpy(self._read_rows("effect", 0, self.plan.num_rows))
+        rows, known = kept
         units_per_block = max(1, READ_BLOCK_BYTES // max(1, self.plan.unit_rows * 8))
         for block in consecutive_runs(np.flatnonzero(~known).tolist(), units_per_block):
             lo, hi = self.plan.unit_rows_of(block[0])[0], self.plan.unit_rows_of(block[-1])[1]
