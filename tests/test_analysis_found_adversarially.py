@@ -255,3 +255,9 @@ def test_replaced_or_edited_cluster_statistics_give_their_own_effects():
     torch.testing.assert_close(wider.pair_effect(0, 1), found.pair_effect(0, 1) / 2, rtol=1e-5, atol=0)
     found.centroids[1] = found.centroids[0]  # in place, too
     assert torch.equal(found.pair_effect(0, 1), torch.zeros(3))
+
+
+def test_directions_from_vectors_names_itself_in_its_errors():
+    """It said latentsweep.unit_directions, a function the user did not call."""
+    with pytest.raises(ValueError, match=r"^latentsweep\.Directions\.from_vectors: direction\(s\) \[0, 1\] are zero"):
+        ls.Directions.from_vectors(torch.zeros(2, 3))

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from . import _checks
-from .direction_codes import unit_directions
+from .direction_codes import normalised
 from .posterior import Posterior
 
 
@@ -129,7 +129,7 @@ class Directions:
     def from_vectors(cls, vectors: torch.Tensor, names=None) -> "Directions":
         """Any user tensor ``[K, D]`` (or ``[D]``), scaled to unit length (a zero or non-finite
         vector is a ``ValueError``), with K ``names`` (default ``u0, u1, ...``)."""
-        vectors = unit_directions(vectors)
+        vectors = normalised("latentsweep.Directions.from_vectors", vectors)  # (errors in its own name)
         names = tuple(f"u{k}" for k in range(vectors.shape[0])) if names is None else tuple(map(str, names))
         return cls(vectors, names, source="user")
 

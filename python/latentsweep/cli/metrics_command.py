@@ -51,8 +51,8 @@ def add_metrics(sub) -> None:
                          help=f"histogram bins per latent (default 20, at most {MAX_BINS:,})")
     options.add_argument("--batch-size", type=_positive_count, default=256, help="observations per encoder call (default 256)")
     options.add_argument("--dci-estimator", choices=("gradient_boosting", "random_forest"), default="gradient_boosting",
-                         help="DCI importances: the reference's gradient boosting (minutes at 10,000 points) or a "
-                         "faster random forest")
+                         help="DCI importances: the reference's gradient boosting (the default; minutes at 10,000 "
+                         "points) or a faster random forest")
     parser.add_argument("--json", metavar="FILE", help="also write the scores, settings and versions as JSON")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.set_defaults(run=run_metrics)
