@@ -202,3 +202,31 @@ def test_a_decoder_that_cannot_be_captured_in_a_cuda_graph_is_named_with_the_opt
         ls.traverse(decoder, anchors, steps=3, cuda_graph=True, progress=False)
     # the device goes on working, and the same decoder sweeps without a graph
     assert ls.traverse(decoder, anchors, steps=3, progress=False).outputs.shape == (3, 4, 3, 6)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_a_cuda_graph_is_captured_after_the_host_copies(monkeypatch):
+    """The result's host copies run in a thread that synchronises with the device; beside the
+    capture (global capture mode) that invalidated it: a structured direction sweep with
+    cuda_graph=True failed once under load with "operation failed due to a previous error
+    during capture" (H200, 8 test processes)."""
+    import latentsweep.sweep as sweep_module
+
+    events = []
+
+    class RecordingCopies(sweep_module.HostCopies):
+        def result(self):
+            events.append("copies done")
+            return super().result()
+
+    real_graphed = sweep_module.graphed
+
+    def recording_graphed(*args, **kwargs):
+        events.append("capture")
+        return real_graphed(*args, **kwargs)
+
+    monkeypatch.setattr(sweep_module, "HostCopies", RecordingCopies)
+    monkeypatch.setattr(sweep_module, "graphed", recording_graphed)
+    decoder = torch.nn.Linear(4, 6).cuda()
+    ls.traverse(decoder, torch.randn(3, 4, device="cuda"), steps=3, batch_size=8, cuda_graph=True, progress=False)
+    assert "capture" in events and events.index("copies done") < events.index("capture"), events

@@ -287,6 +287,11 @@ def sweep_grid(
                     raise ValueError(f"{fn}: cuda_graph=True needs batches of one size, and the sweep at {out} was "
                                      "planned with short batches (started without cuda_graph); resume it without "
                                      "cuda_graph")
+                if cuda_graph:
+                    # The host copies' thread synchronises with the device: beside a capture it
+                    # invalidated it ("operation failed due to a previous error during capture", seen
+                    # under load on an H200). They are done before it (a few small tensors).
+                    host.result()
                 decode = graphed(fn, decode_fn, plan.batch_size, spec_d.anchors) if cuda_graph else decode_fn
             except Exception as error:  # noqa: BLE001 - the other ranks learn it, then it is raised
                 workers.agree(error)
