@@ -65,6 +65,19 @@ class Interpolation:
     change: torch.Tensor
     sweep: TraversalResult
 
+    def __eq__(self, other) -> bool:
+        """Same fields, tensors as ``torch.equal`` (the dataclass's own ``==`` compared them with
+        ``==``: "Boolean value of Tensor ... is ambiguous"); the sweeps as TraversalResult does."""
+        if not isinstance(other, Interpolation):
+            return NotImplemented
+        return all(
+            _checks.same_tensor(mine, theirs) if isinstance(mine, torch.Tensor) and isinstance(theirs, torch.Tensor)
+            else mine == theirs
+            for mine, theirs in ((getattr(self, name), getattr(other, name)) for name in self.__dataclass_fields__)
+        )
+
+    __hash__ = None  # the tensors are mutable
+
     @property
     def num_paths(self) -> int:
         return self.start.shape[0]
@@ -211,7 +224,7 @@ def interpolate(
         distributed=distributed, output=output, output_transform=output_transform,
     )
     return Interpolation(start=built["start"].cpu(), end=built["end"].cpu(), path=built["path"], t=built["t"],
-                         change=result.effect[:, 0], sweep=result)
+                         change=result.effect[:, 0].clone(), sweep=result)  # (its own: not a view of the sweep's effect)
 
 
 def _as_codes(point):

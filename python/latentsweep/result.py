@@ -84,6 +84,30 @@ class TraversalResult:
                            else coordinate_labels(self.dims, self.latent_shape))
         self.labels = tuple(self.labels)
 
+    def __eq__(self, other) -> bool:
+        """Same fields: tensors as ``torch.equal`` (values, dtype and device), outputs read from
+        a store by the store they read (its path is a field). The dataclass's own ``==``
+        compared tensors with ``==`` and raised "Boolean value of Tensor ... is ambiguous"."""
+        if not isinstance(other, TraversalResult):
+            return NotImplemented
+        if self is other:
+            return True
+        for name in self.__dataclass_fields__:
+            mine, theirs = getattr(self, name), getattr(other, name)
+            if isinstance(mine, torch.Tensor) or isinstance(theirs, torch.Tensor):
+                if not (isinstance(mine, torch.Tensor) and isinstance(theirs, torch.Tensor)
+                        and _checks.same_tensor(mine, theirs)):
+                    return False
+            elif name == "outputs" and mine is not None and theirs is not None:  # array-likes of a store
+                if type(mine) is not type(theirs) or (getattr(mine, "shape", None), getattr(mine, "dtype", None)) != (
+                        getattr(theirs, "shape", None), getattr(theirs, "dtype", None)):
+                    return False
+            elif mine != theirs:
+                return False
+        return True
+
+    __hash__ = None  # the tensors are mutable
+
     @property
     def num_points(self) -> int:
         return int(self.values.numel())

@@ -1088,6 +1088,9 @@ class StoredOutputs:
         first, rest = index[0], index[1:]
         rows_per_anchor = self._geometry.num_dims * self._geometry.num_steps
         if isinstance(first, (int, np.integer)) and not isinstance(first, bool):
+            if not -self.shape[0] <= first < self.shape[0]:  # (range()'s error named nothing)
+                raise IndexError(f"index {first} is out of bounds for the stored outputs' axis 0 (the anchors) with "
+                                 f"size {self.shape[0]}")
             a = range(self.shape[0])[first]
             block = self._store.checked_output_rows(a * rows_per_anchor, (a + 1) * rows_per_anchor)
             return block.reshape(self.shape[1:])[rest]

@@ -18,6 +18,37 @@ from __future__ import annotations
 
 import torch
 
+from .. import _checks
+
+
+def generator(fn: str, value) -> torch.Generator | None:
+    """``None`` (torch's global generator) or a CPU ``torch.Generator``, what the data sets draw
+    with (an int seed, a numpy Generator or a str failed inside ``torch.randint``)."""
+    if value is None:
+        return None
+    if not isinstance(value, torch.Generator):
+        kind = type(value)
+        kind = kind.__name__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
+        raise TypeError(f"{fn}: generator must be a torch.Generator or None, got {kind} "
+                        "(for a seed: torch.Generator().manual_seed(seed))")
+    if value.device.type != "cpu":
+        raise ValueError(f"{fn}: generator must be a CPU torch.Generator (the factors are drawn on the CPU), "
+                         f"got one on {value.device}")
+    return value
+
+
+def factor_tensor(fn: str, name: str, value) -> torch.Tensor:
+    """Integer factor values that can be read, as int64 on the CPU: a dense tensor off the meta
+    device (else TypeError/ValueError by name, not torch's "Cannot copy out of meta tensor"),
+    integers (complex ones were cast to their real parts), uint64 within int64's range (a cast
+    wrapped 2**63 to -2**63: a wrong value in the message, or torch's overflow error)."""
+    value = _checks.dense_values(fn, name, value)
+    if value.is_floating_point() or value.is_complex() or value.dtype == torch.bool:
+        raise TypeError(f"{fn}: {name} must be integers, got {value.dtype}")
+    if (largest := _checks.uint64_beyond_int64(value)) is not None:
+        raise ValueError(f"{fn}: {name} must lie within int64's range, got a value of {largest}")
+    return value.detach().cpu().to(torch.int64)
+
 
 def check(fn: str, data) -> list[int]:
     """The data set's factor sizes after checking that it offers the protocol."""

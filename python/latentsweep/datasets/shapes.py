@@ -9,6 +9,7 @@ from collections.abc import Mapping
 import torch
 
 from .. import _checks
+from . import _protocol
 
 _FN = "latentsweep.datasets.Shapes"
 SHAPES = ("square", "circle", "triangle")
@@ -92,6 +93,7 @@ class Shapes:
     def sample_factors(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """``[n, F]`` int64 factor values, each uniform over its range, drawn with ``generator``."""
         n = _checks.integer(f"{_FN}.sample_factors", "n", n, low=0)
+        generator = _protocol.generator(f"{_FN}.sample_factors", generator)
         _checks.fits_in_memory(f"{_FN}.sample_factors", f"the factors [n={n}, F={len(self.free)}]",
                                2 * n * len(self.free) * 8, torch.device("cpu"), "draw fewer")  # (columns, then stacked)
         columns = [torch.randint(size, (n,), generator=generator) for size in self.factor_sizes]
@@ -100,6 +102,10 @@ class Shapes:
     def observations(self, factors) -> torch.Tensor:
         """``[n, F]`` factor values -> ``[n, 1, R, R]`` float32 images in [0, 1]."""
         full = self._full_factors(factors)
+        r = self.resolution  # (uint8 rows of the table, then their float32 copy; 10**7 rows were killed by the OS)
+        if (nbytes := full.shape[0] * r * r * 5) > _checks.UNCHECKED_BYTES:
+            _checks.fits_in_memory(f"{_FN}.observations", f"the images [n={full.shape[0]}, 1, {r}, {r}]",
+                                   nbytes, torch.device("cpu"), "ask for fewer rows at a time")
         flat = (((full[:, 0] * 6 + full[:, 1]) * 8 + full[:, 2]) * 16 + full[:, 3]) * 16 + full[:, 4]
         return self._table()[flat].unsqueeze(1).to(torch.float32).div_(_SUPERSAMPLE**2)
 
@@ -112,6 +118,9 @@ class Shapes:
         if self.resolution in _TABLES:
             return _TABLES[self.resolution]
         if self._images is None:
+            r = self.resolution  # (38.7 GB at R = 1024: the OS killed the process while building it)
+            _checks.fits_in_memory(f"{_FN}.observations", f"the table of all 36,864 images at resolution {r}",
+                                   36864 * r * r, torch.device("cpu"), "pass a smaller resolution")
             corner = torch.cartesian_prod(*(torch.arange(n) for n in self.ALL_SIZES[:3]))
             zeros = torch.zeros(corner.shape[0], 2, dtype=torch.int64)
             templates = self._render(torch.cat([corner, zeros], 1)).mul_(_SUPERSAMPLE**2).round_().to(torch.uint8)
@@ -131,9 +140,7 @@ class Shapes:
             raise TypeError(f"{fn}: factors must be a torch.Tensor [n, {len(self.free)}], got {type(factors).__name__}")
         if factors.dim() != 2 or factors.shape[1] != len(self.free):
             raise ValueError(f"{fn}: factors must be [n, {len(self.free)}] ({self.factor_names}), got {tuple(factors.shape)}")
-        if factors.is_floating_point() or factors.dtype == torch.bool:
-            raise TypeError(f"{fn}: factors must be integers, got {factors.dtype}")
-        factors = factors.cpu().to(torch.int64)
+        factors = _protocol.factor_tensor(fn, "factors", factors)
         full = torch.zeros(factors.shape[0], len(FACTOR_NAMES), dtype=torch.int64)
         for column, j in enumerate(self.free):
             values = factors[:, column]
