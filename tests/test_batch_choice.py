@@ -212,9 +212,9 @@ def test_out_of_memory_at_a_larger_size_keeps_the_best_so_far():
     machine = FakeMachine(fail_at=1024, error=oom)
     choice = choose_cpu_batch_size(machine.run, start=0, end=1_000_000, cap=8192, clock=machine.clock)
     assert choice.batch_size == FASTEST and choice.next_row == machine.calls[-1][2]
-    first = _batching.CPU_START_BATCH
-    with pytest.raises(RuntimeError, match="allocate"):
-        choose_cpu_batch_size(FakeMachine(fail_at=first, error=oom).run, start=0, end=1_000_000, cap=8192)
+    first = _batching.CPU_START_BATCH  # out of memory there: the start size, for the sweep to halve
+    at_first = choose_cpu_batch_size(FakeMachine(fail_at=first, error=oom).run, start=0, end=1_000_000, cap=8192)
+    assert at_first.batch_size == first and at_first.trials == () and at_first.next_row == 0
     failing = FakeMachine(fail_at=1024, error=ValueError("bad decoder"))
     with pytest.raises(ValueError, match="bad decoder"):
         choose_cpu_batch_size(failing.run, start=0, end=1_000_000, cap=8192, clock=failing.clock)

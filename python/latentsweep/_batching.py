@@ -183,9 +183,10 @@ def choose_cpu_batch_size(
     The sweep's time is estimated from the fastest rate seen (before any, from ``estimate``, e.g.
     the decoder's first calls at the anchors, or from the untimed unit), and no trial starts that
     the budget cannot pay for, nor past ``probe_share`` of the rows. A candidate that runs out of
-    memory ends the climb in its direction (the error propagates when it was the first); a run
-    that fails leaves ``row`` where it was. Returns the fastest size timed (the start size when
-    none could be) and the row the trials reached.
+    memory ends the climb in its direction (at the start size: the start size is returned, and
+    the sweep halves it as it would an explicit size); any other error propagates with a note
+    naming the size tried; a run that fails leaves ``row`` where it was. Returns the fastest size
+    timed (the start size when none could be) and the row the trials reached.
     """
     clock = clock or _clock
     unit_rows = unit_rows or (lambda size: size)
@@ -228,9 +229,18 @@ def choose_cpu_batch_size(
         try:
             trial = timed(size, warm_up)
         except Exception as error:
-            if not is_out_of_memory(error) or not trials:
-                raise
-            return None
+            if is_out_of_memory(error):
+                # Ends the climb in its direction; at the start size the sweep then runs that size
+                # as it would an explicit one: halved once, with a warning (the allocator's error
+                # propagated from here, where an explicit size of the same value went on).
+                return None
+            # A size the caller did not ask for: say so, or a decoder that fails only on large
+            # batches (a fixed maximum batch) seems to fail for no reason.
+            note = (f"latentsweep: raised while batch_size='auto' timed batch size {size} on the CPU's "
+                    "first grid rows; pass an explicit batch_size= to skip these trials")
+            if note not in getattr(error, "__notes__", ()):  # (a decoder may raise one object again)
+                error.add_note(note)
+            raise
         if trial is not None:
             trials.append(trial)
         return trial

@@ -132,7 +132,7 @@ def traverse(
             torchrun they get less, as the other ranks wait. A store records the batch size,
             and every rank, shard and resume of the sweep uses it.
         memory_budget: bytes for the sweep's buffers (default: half the free GPU memory, or
-            1 GiB on the CPU).
+            1 GiB and at most an eighth of the RAM on the CPU).
         device: where codes are built and decoded (default: the decoder's device, else the
             anchors'); ``"cuda"`` under torchrun means each rank's ``LOCAL_RANK`` GPU.
         out: ``None`` to keep results in memory, or a path: ``"sweep.zarr"`` (a zarr store) or
