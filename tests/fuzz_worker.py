@@ -533,6 +533,7 @@ def oracle_clusters(args, kwargs, value):
     if not _is_float_tensor(codes):
         return "unchecked"
     x = codes.reshape(codes.shape[0], -1).double()  # [N, *latent_shape] codes are flattened
+    x = x - x[0]  # (a constant latent is 0 exactly: its rounded mean made eta^2 anything from 0 to 1)
     total = ((x - x.mean(0)) ** 2).sum(0)
     between = sum(int((value.labels == c).sum()) * (x[value.labels == c].mean(0) - x.mean(0)) ** 2 for c in range(len(value)))
     eta = torch.where(total > 0, between / total.clamp_min(1e-300), 0.0)

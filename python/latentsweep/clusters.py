@@ -44,11 +44,12 @@ class Clusters:
     f_statistic: torch.Tensor
     method: str
     latent_shape: tuple[int, ...] | None = None
-    # (centroids, variances, scale) in float64, over each latent's power of two ``scale`` (see
-    # clusters()): the effect sizes of latents whose variances underflow the result's dtype (a
-    # float32 latent of 1e-23 noise: variance 0, effect inf, ranked first among the separating
-    # latents). Used only while they give the fields back (see _precise).
-    _scaled: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = field(default=None, repr=False, compare=False)
+    # (centroids, variances, scale, pivot) in float64, over each latent's power of two ``scale``
+    # and the centroids less its ``pivot`` (see clusters()): the effect sizes of latents whose
+    # variances underflow the result's dtype (a float32 latent of 1e-23 noise: variance 0, effect
+    # inf, ranked first among the separating latents), and the directions between centroids of
+    # codes far from 0. Used only while they give the fields back (see _precise).
+    _scaled: tuple[torch.Tensor, ...] | None = field(default=None, repr=False, compare=False)
 
     @property
     def num_clusters(self) -> int:
@@ -57,17 +58,28 @@ class Clusters:
     def __len__(self) -> int:
         return self.num_clusters
 
-    def _precise(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(centroids, variances) in float64: the scaled ones clusters() kept when they still
-        give the fields back exactly, else the fields (``dataclasses.replace`` copies
-        ``_scaled`` beside new centroids, and tensors can be changed in place: checked at each
-        use, stale values cannot be read)."""
+    def _precise(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(centroids, variances, scale) in float64, the centroids up to a shift per latent
+        (only their differences are used): the scaled ones clusters() kept when they still give
+        the fields back exactly, else the fields and a scale of 1 (``dataclasses.replace``
+        copies ``_scaled`` beside new centroids, and tensors can be changed in place: checked at
+        each use, stale values cannot be read). The centroids' differences in the codes' units
+        are those of ``centroids * scale``."""
         if self._scaled is not None:
-            centroids, variances, scale = self._scaled
-            if _checks.same_tensor((centroids * scale).to(self.centroids.dtype), self.centroids) and \
+            centroids, variances, scale, pivot = self._scaled
+            if _checks.same_tensor(((centroids + pivot) * scale).to(self.centroids.dtype), self.centroids) and \
                     _checks.same_tensor((variances * scale * scale).to(self.variances.dtype), self.variances):
-                return centroids, variances
-        return self.centroids.double(), self.variances.double()
+                return centroids, variances, scale
+        ones = torch.ones(self.centroids.shape[1], dtype=torch.float64)
+        return self.centroids.double(), self.variances.double(), ones
+
+    def _centroids_in_proportion(self) -> torch.Tensor:
+        """``[C, D]`` the centroids (up to a shift per latent) in float64, over a power of two:
+        their differences, distances and directions are those of the centroids', but to float64's
+        precision (float32 centroids of codes near 1000 that differ by 0.01 were 0.1% off) and
+        within its range."""
+        centroids, _, scale = self._precise()
+        return centroids * (scale / scale.amax())
 
     def _index(self, fn: str, name: str, value) -> int:
         return _checks.integer(fn, name, value, low=0, high=self.num_clusters - 1)
@@ -79,7 +91,7 @@ class Clusters:
         fn = "latentsweep.Clusters.pair_effect"
         i, j = self._index(fn, "i", i), self._index(fn, "j", j)
         n_i, n_j = float(self.sizes[i]), float(self.sizes[j])
-        centroids, variances = self._precise()
+        centroids, variances, _ = self._precise()
         difference = centroids[j] - centroids[i]
         pooled = (n_i * variances[i] + n_j * variances[j]) / max(n_i + n_j - 2, 1)
         sd = pooled.sqrt()
@@ -100,7 +112,8 @@ class Clusters:
         fn = "latentsweep.Clusters.directions"
         i, j = self._index(fn, "i", i), self._index(fn, "j", j)
         # Over its largest entry first: the squares of a 1e-170 difference underflow to 0.
-        difference, largest = _checks.by_largest_entry((self.centroids[j] - self.centroids[i]).double())
+        centroids = self._centroids_in_proportion()
+        difference, largest = _checks.by_largest_entry(centroids[j] - centroids[i])
         if largest == 0:
             raise ValueError(f"{fn}: clusters {i} and {j} have the same centroid; there is no direction between them")
         name = f"{self.label_values[i]}->{self.label_values[j]}"
@@ -111,7 +124,7 @@ class Clusters:
         """The pairs of clusters whose centroids are closest and farthest apart (Euclidean)."""
         if self.num_clusters < 2:
             raise ValueError("latentsweep.Clusters.closest_and_farthest: needs at least 2 clusters")
-        centroids = self.centroids.double()
+        centroids = self._centroids_in_proportion()
         centroids = centroids / centroids.abs().max().clamp_min(torch.finfo(torch.float64).tiny)  # (see directions)
         distance = torch.cdist(centroids, centroids)
         pairs = torch.triu_indices(self.num_clusters, self.num_clusters, offset=1)
@@ -144,8 +157,9 @@ def _labels(fn: str, labels, num_rows: int) -> tuple[torch.Tensor, tuple]:
 
 def _check_one_kind_of_label(fn: str, labels: list) -> None:
     """Labels are all integers or all strings: a mix cannot be ordered (or numpy would turn the
-    integers into strings, merging 1 and "1"), and None is no label."""
-    kinds = {"integers" if isinstance(v, (int, np.integer)) else "strings" if isinstance(v, str)
+    integers into strings, merging 1 and "1"), and None is no label. Booleans count as integers,
+    numpy's (``list(mask)``) as Python's."""
+    kinds = {"integers" if isinstance(v, (int, np.integer, np.bool_)) else "strings" if isinstance(v, str)
              else type(v).__name__ for v in labels}
     if len(kinds) > 1 or not kinds <= {"integers", "strings"}:
         raise TypeError(f"{fn}: labels must be all integers or all strings, got {', '.join(sorted(kinds))}")
@@ -224,15 +238,29 @@ def clusters(codes_or_posterior, labels=None, *, k: int | None = None, seed: int
     for block in row_blocks(codes):
         magnitude = torch.maximum(magnitude, block.abs().amax(0))
     scale = _checks.power_of_two_at(magnitude)
+    # Each latent also less its first code (pivot): the centroids then differ in all their digits,
+    # not in the last few of codes far from 0 (eta^2 was 1e-3 off for codes 1e12 times farther from
+    # 0 than their spread), and the rounded sum / n_c of a constant is not an ulp off it (a latent
+    # constant everywhere had eta^2 = 1; one constant in each cluster variances of 1e-30 and F of
+    # 1e32, not 0 and inf): the mean of a cluster's equal values is that value exactly.
+    pivot = codes[0].double() / scale
     sizes = torch.bincount(index, minlength=num_clusters)
     sums = torch.zeros(num_clusters, latent, dtype=torch.float64)
+    lows = torch.full((num_clusters, latent), math.inf, dtype=torch.float64)
+    highs = torch.full((num_clusters, latent), -math.inf, dtype=torch.float64)
     for block, block_index in row_blocks(codes, index):
-        sums.index_add_(0, block_index, block / scale)
-    centroids = sums / sizes[:, None]
+        block = block / scale - pivot
+        sums.index_add_(0, block_index, block)
+        rows = block_index[:, None].expand_as(block)
+        lows.scatter_reduce_(0, rows, block, "amin")
+        highs.scatter_reduce_(0, rows, block, "amax")
+    constant = lows == highs
+    centroids = torch.where(constant, lows, sums / sizes[:, None])
     within = torch.zeros_like(centroids)  # [C, D] sums of squared deviations
     for block, block_index in row_blocks(codes, index):
-        within.index_add_(0, block_index, (block / scale - centroids[block_index]) ** 2)
-    grand = sums.sum(0) / num_rows
+        within.index_add_(0, block_index, (block / scale - pivot - centroids[block_index]) ** 2)
+    within = torch.where(constant, 0.0, within)
+    grand = torch.where(lows.amin(0) == highs.amax(0), lows.amin(0), sums.sum(0) / num_rows)
     between = (sizes[:, None] * (centroids - grand) ** 2).sum(0)  # [D]
     ss_within = within.sum(0)
     total = between + ss_within
@@ -247,7 +275,7 @@ def clusters(codes_or_posterior, labels=None, *, k: int | None = None, seed: int
     dtype = result_dtype(codes)
     scaled_variances = within / sizes[:, None]
     variances, between = scaled_variances * scale * scale, between * scale * scale
-    centroids_scaled, centroids = centroids, centroids * scale
+    centroids_shifted, centroids = centroids, (centroids + pivot) * scale
     largest = float(torch.cat([variances.flatten(), between]).max())
     if not (largest <= torch.finfo(dtype).max and bool(torch.isfinite(centroids).all())):  # also NaN
         raise ValueError(f"{fn}: the clusters' variances ({largest:.3g}) overflow {dtype}; "
@@ -262,7 +290,7 @@ def clusters(codes_or_posterior, labels=None, *, k: int | None = None, seed: int
         f_statistic=f_stat.to(dtype),
         method=method,
         latent_shape=_latent_shape_of(codes_or_posterior),
-        _scaled=(centroids_scaled, scaled_variances, scale),
+        _scaled=(centroids_shifted, scaled_variances, scale, pivot),
     )
 
 

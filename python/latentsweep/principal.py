@@ -24,16 +24,21 @@ class _Scaled:
     """The codes over ``scale``, the power of two at their largest magnitude: the squares in
     their (co)variance stay in float64's range whether the codes are 1e-300 (whose variance
     underflowed to 0: "the rows are all equal") or 1e300, and a power of two changes no digit.
-    Variances are multiplied back by ``scale ** 2`` last."""
+    Variances are multiplied back by ``scale ** 2`` last. Each latent is also less its first
+    code (``pivot``): the rounded sum / N of a constant latent is an ulp off it, and codes whose
+    rows were all equal had a total variance of 1e-30 and a PC1 explaining all of it; less the
+    pivot, a constant is 0 and its mean 0 exactly."""
 
     codes: torch.Tensor
     scale: float
+    pivot: torch.Tensor
 
     @classmethod
     def of(cls, codes: torch.Tensor) -> "_Scaled":
         low, high = _checks.extremes(_checks.distinct_values(codes))
         largest = torch.tensor(max(-low, high), dtype=torch.float64)
-        return cls(codes, float(_checks.power_of_two_at(largest)))
+        scale = float(_checks.power_of_two_at(largest))
+        return cls(codes, scale, codes[0].double() / scale)
 
     @property
     def shape(self) -> torch.Size:
@@ -44,9 +49,13 @@ class _Scaled:
         return self.codes.device
 
     def blocks(self):
-        """Blocks of rows in float64, over the scale."""
+        """Blocks of rows in float64, over the scale, less the pivot."""
         for block in row_blocks(self.codes):
-            yield block / self.scale
+            yield block / self.scale - self.pivot
+
+    def unshifted(self, mean: torch.Tensor) -> torch.Tensor:
+        """A mean of the blocks as one of the codes."""
+        return (mean + self.pivot) * self.scale
 
     def unscaled(self, variance):
         """A variance of the scaled codes as one of the codes (``scale ** 2`` itself may not
@@ -208,7 +217,7 @@ def principal_directions(
         names=tuple(f"PC{i + 1}" for i in range(k)),
         explained_variance=scaled.unscaled(variance).to(dtype),
         explained_variance_ratio=(variance / total).to(dtype),
-        mean=(mean * scaled.scale).to(dtype),
+        mean=scaled.unshifted(mean).to(dtype),
         source="pca",
     )
 
