@@ -105,14 +105,19 @@ void run_direction_codes(const at::Tensor& anchors, const at::Tensor& directions
   check_direction_output(anchors, directions, values, out, rows);
   if (rows == 0 || anchors.size(1) == 0) return;
   const int64_t num_dirs = directions.size(0), steps = values.size(-1);
+  const auto dtype = anchors.scalar_type();
+  const bool computed_in_place = dtype == at::kFloat || dtype == at::kDouble;
+  if (computed_in_place && anchors.is_contiguous()) {  // (the sweeps' every chunk: nothing to copy)
+    return kernel(anchors, directions.contiguous(), values.expand({anchors.size(0), num_dirs, steps}), start, rows,
+                  out);
+  }
   // Only the anchors whose rows are requested: a chunk of a large grid copies (converts) a chunk.
   const AnchorSpan span = anchors_of_rows(start, rows, num_dirs * steps);
   const at::Tensor anchors_used = anchors.narrow(0, span.first, span.number);
   const at::Tensor grid_values =
       values.expand({anchors.size(0), num_dirs, steps}).narrow(0, span.first, span.number);
   const int64_t first_row = start - span.first * num_dirs * steps;
-  const auto dtype = anchors.scalar_type();
-  if (dtype == at::kFloat || dtype == at::kDouble) {
+  if (computed_in_place) {
     return kernel(anchors_used.contiguous(), directions.contiguous(), grid_values, first_row, rows, out);
   }
   at::Tensor out_f = at::empty(out.sizes(), out.options().dtype(at::kFloat));

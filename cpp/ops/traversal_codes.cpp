@@ -73,6 +73,8 @@ void run_traversal_codes(const at::Tensor& anchors, const at::Tensor& dims,
       check_traversal_inputs(anchors, dims, values, start, count, data).expect_int();
   check_traversal_output(anchors, dims, values, out, rows);
   if (rows == 0 || anchors.size(1) == 0) return;
+  if (anchors.is_contiguous()) return kernel(anchors, dims, values, start, rows, out);  // read in place
+  // The kernel copies strided anchors contiguous: only those the rows come from.
   const AnchorSpan span = anchors_of_rows(start, rows, dims.size(0) * values.size(-1));
   kernel(anchors.narrow(0, span.first, span.number), dims,
          values_as_grid(anchors, dims, values).narrow(0, span.first, span.number),
