@@ -128,6 +128,22 @@ def representable(fn: str, name: str, value: torch.Tensor, dtype: torch.dtype, a
     return low_high
 
 
+def same_fields(a, b, *, skip: tuple[str, ...] = ()) -> bool:
+    """Whether two dataclass objects hold the same fields (but ``skip``): tensors as
+    :func:`same_tensor`, anything else by ``==`` (for results' ``__eq__``: a dataclass's own
+    ``==`` compared tensors with ``==``, "Boolean value of Tensor ... is ambiguous")."""
+    for name in a.__dataclass_fields__:
+        if name in skip:
+            continue
+        mine, theirs = getattr(a, name), getattr(b, name)
+        if isinstance(mine, torch.Tensor) or isinstance(theirs, torch.Tensor):
+            if not (isinstance(mine, torch.Tensor) and isinstance(theirs, torch.Tensor) and same_tensor(mine, theirs)):
+                return False
+        elif mine != theirs:
+            return False
+    return True
+
+
 def same_tensor(a: torch.Tensor | None, b: torch.Tensor | None) -> bool:
     """Both None, or equal values with the same dtype and device, as ``torch.equal`` (meta
     tensors hold no values to compare: equal only to themselves). For results' ``__eq__``."""

@@ -70,11 +70,7 @@ class Interpolation:
         ``==``: "Boolean value of Tensor ... is ambiguous"); the sweeps as TraversalResult does."""
         if not isinstance(other, Interpolation):
             return NotImplemented
-        return all(
-            _checks.same_tensor(mine, theirs) if isinstance(mine, torch.Tensor) and isinstance(theirs, torch.Tensor)
-            else mine == theirs
-            for mine, theirs in ((getattr(self, name), getattr(other, name)) for name in self.__dataclass_fields__)
-        )
+        return _checks.same_fields(self, other)
 
     __hash__ = None  # the tensors are mutable
 

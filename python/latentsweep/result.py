@@ -92,19 +92,14 @@ class TraversalResult:
             return NotImplemented
         if self is other:
             return True
-        for name in self.__dataclass_fields__:
-            mine, theirs = getattr(self, name), getattr(other, name)
-            if isinstance(mine, torch.Tensor) or isinstance(theirs, torch.Tensor):
-                if not (isinstance(mine, torch.Tensor) and isinstance(theirs, torch.Tensor)
-                        and _checks.same_tensor(mine, theirs)):
-                    return False
-            elif name == "outputs" and mine is not None and theirs is not None:  # array-likes of a store
-                if type(mine) is not type(theirs) or (getattr(mine, "shape", None), getattr(mine, "dtype", None)) != (
-                        getattr(theirs, "shape", None), getattr(theirs, "dtype", None)):
-                    return False
-            elif mine != theirs:
+        mine, theirs = self.outputs, other.outputs
+        if mine is not None and theirs is not None and not isinstance(mine, torch.Tensor) \
+                and not isinstance(theirs, torch.Tensor):  # array-likes of a store
+            if type(mine) is not type(theirs) or (getattr(mine, "shape", None), getattr(mine, "dtype", None)) != (
+                    getattr(theirs, "shape", None), getattr(theirs, "dtype", None)):
                 return False
-        return True
+            return _checks.same_fields(self, other, skip=("outputs",))
+        return _checks.same_fields(self, other)
 
     __hash__ = None  # the tensors are mutable
 
