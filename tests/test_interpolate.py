@@ -154,6 +154,16 @@ def test_an_interrupted_store_says_interpolate_finishes_it(tmp_path):
     assert ls.open_sweep(store).num_points == 3 * 6
 
 
+@pytest.mark.parametrize("path", ["linear", "slerp"])
+def test_an_opened_store_names_its_path_as_the_interpolation_did(tmp_path, path):
+    # (open_sweep labelled an interpolation store's one traversal "z0", a coordinate's name)
+    start, end = pair()
+    done = ls.interpolate(mlp().double(), start, end, steps=4, path=path, out=tmp_path / "p.zarr", progress=False)
+    opened = ls.open_sweep(tmp_path / "p.zarr")
+    assert opened.labels == done.sweep.labels == (f"{path} path",)
+    assert opened.mode == path
+
+
 def test_the_engine_options_pass_through():
     decoder = mlp()
     start, end = pair(dtype=torch.float32)

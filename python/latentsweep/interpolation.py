@@ -14,7 +14,7 @@ from ._modules import tensor_digest
 from .grid_spec import GridSpec
 from .latent_shape import checked_latent_shape, flat_codes
 from .paths import (PATHS, _endpoints, check_path_grid_size, check_path_range, interpolation_codes, path_codes,
-                    warn_undefined_arcs)
+                    path_label, warn_undefined_arcs)
 from .posterior import Posterior
 from .result import TraversalResult
 
@@ -203,7 +203,7 @@ def interpolate(
             values=t.to(start.device, dtype).expand(num_paths, 1, steps).contiguous(),
             mode=path,
             code_writer=PathWriter(start, end, steps, path),
-            labels=(f"{path} path",),
+            labels=(path_label(path),),
             code_peak=peak,
             latent_shape=latent_shape,
             point_note=f"{_FN}: in these grid points 'anchor p' is path p (start[p] to end[p]), 'step s' is "

@@ -11,6 +11,12 @@ import torch
 from . import _checks
 
 PATHS = ("linear", "slerp")
+
+
+def path_label(path: str) -> str:
+    """The name of an interpolation's one traversal (its results' and stores' label)."""
+    return f"{path} path"
+
 # Below this sin(theta) the arc's plane is set by rounding (theta within ~1e-6 of 0 or pi): linear.
 SINE_FLOOR = 1e-6
 # float64 [P, S, D] arrays alive at once while path_codes runs (slerp: the linear codes, both

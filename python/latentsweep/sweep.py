@@ -35,7 +35,7 @@ from .grid_spec import GridSpec, grid_spec
 from .host_copies import HostCopies
 from .latent_shape import coordinate_labels
 from .merge import OrderedMerge, UnitStatistics
-from .paths import PATHS
+from .paths import PATHS, path_label
 from .plan import SweepPlan, make_plan, plan_from_dict, shard_units, units_for
 from .result import TraversalResult
 from .sinks import Geometry, MemorySink
@@ -737,14 +737,17 @@ def open_sweep(path: str | Path) -> TraversalResult:
         order = torch.argsort(dim_effect, descending=True, stable=True)
         latent_shape = tuple(int(n) for n in store.params.get("latent_shape", [store.latent_dim]))
         directions = store.read_static("directions") if store.has_static("directions") else None
-        labels = store.params.get("labels") or coordinate_labels(dims, latent_shape)
+        mode = str(store.params.get("mode", "?"))
+        # (an interpolation's label follows from its path, which is its store's mode)
+        labels = store.params.get("labels") or ((path_label(mode),) if mode in PATHS
+                                                 else coordinate_labels(dims, latent_shape))
         return TraversalResult(
             dims=dims, directions=directions, labels=tuple(map(str, labels)), latent_shape=latent_shape,
             values=store.read_static("values"), anchors=store.read_static("anchors"),
             outputs=store.outputs(), anchor_outputs=store.read_static("anchor_outputs"),
             effect=store.effect().view(g.grid_shape), dim_effect=dim_effect, ranking=dims[order],
             sensitivity=sensitivity, out_shape=g.out_shape, batch_size=store.plan.batch_size, wall_time=0.0,
-            points_per_second=0.0, store=path, mode=str(store.params.get("mode", "?")), points_computed=0,
+            points_per_second=0.0, store=path, mode=mode, points_computed=0,
             output_space=str(store.params.get("output_space", "decoder output")),
         )
     finally:
