@@ -397,6 +397,8 @@ def test_a_usage_error_under_torchrun_is_said_once(tmp_path, monkeypatch, capsys
     """Every rank parses the same command line: each printed the same error."""
     from latentsweep.cli import main
 
+    monkeypatch.setattr("latentsweep.cli.RANK_0_SPEAKS_SECONDS", 0.0)  # (who says it, not when)
+
     monkeypatch.setenv("WORLD_SIZE", "2")
     for rank, said in (("1", ""), ("0", "latentsweep: error: info: unrecognized arguments: --x")):
         monkeypatch.setenv("RANK", rank)

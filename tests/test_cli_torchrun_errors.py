@@ -1,8 +1,9 @@
 """Under torchrun the command line says a failure once: every rank raised it together (a failure
-relayed by latentsweep.distributed, or bad input each rank refused), and each printed the same
-line, rank 1's ending "(reported by rank 0)". The rank that failed first says it; the others
-wait until it has (torchrun ends every rank once one exits failed) and stay silent; every rank
-still exits non-zero, and a failure only rank 1 hits is said by rank 1."""
+relayed by latentsweep.distributed, or bad input each rank refused, in the sweep or while the
+command loads its inputs), and each printed the same line, rank 1's ending "(reported by rank
+0)". The rank that failed first says it; the others wait until it has (torchrun ends every rank
+once one exits failed) and stay silent; every rank still exits non-zero, and a failure only rank
+1 hits is said by rank 1."""
 
 from __future__ import annotations
 
@@ -46,6 +47,8 @@ MODEL_SOURCE = textwrap.dedent(
             return torch.sigmoid(self.out(z)).view(-1, 1, 4, 4)
 
     def make():
+        if os.environ.get("FAIL_LOADING_ON_RANK") == os.environ["RANK"]:
+            raise FileNotFoundError("weights.bin is missing on this node")
         torch.manual_seed(0)
         return TinyVAE()
     """
@@ -60,15 +63,20 @@ def workspace(tmp_path_factory) -> Path:
     return folder
 
 
-def torchrun_traverse(workspace: Path, *args: str, fail_on_rank: str = "",
-                      fails: bool = True) -> tuple[list[str], dict[int, int], str]:
+def torchrun_traverse(workspace: Path, *args: str, fail_on_rank: str = "", fail_loading_on_rank: str = "",
+                      monitor_interval: float = 0.1, fails: bool = True) -> tuple[list[str], dict[int, int], str]:
     """Two ranks (gloo, CPU) run ``latentsweep traverse``: (the error lines on stderr, each
-    failed rank's exit status as torchrun's summary lists it, the whole output)."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "FAIL_ON_RANK": fail_on_rank}
+    failed rank's exit status as torchrun's summary lists it, the whole output). The decoder
+    fails on rank ``fail_on_rank``, the model's factory on ``fail_loading_on_rank``; torchrun ends
+    the other ranks at most ``monitor_interval`` seconds after one has failed (its default 0.1;
+    longer: every rank has time to say what it would)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "FAIL_ON_RANK": fail_on_rank,
+           "FAIL_LOADING_ON_RANK": fail_loading_on_rank}
     completed = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "-m", "latentsweep",
-         "traverse", "--model", "ranked_models:make", "--data", "data.npy", "--anchors", "4", "--steps", "3",
-         "--sweep-batch-size", "4", "--no-progress", "--out", "out", *args],
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
+         f"--monitor-interval={monitor_interval}", "-m", "latentsweep", "traverse", "--model", "ranked_models:make",
+         "--data", "data.npy", "--anchors", "4", "--steps", "3", "--sweep-batch-size", "4", "--no-progress", "--out",
+         "out", *args],
         capture_output=True, text=True, cwd=workspace, timeout=170, env=env,
     )
     output = completed.stdout + completed.stderr
@@ -103,6 +111,55 @@ def test_a_failure_only_rank_1_hits_is_said_by_rank_1(workspace):
     assert errors == ["latentsweep: error: the decoder, on codes of 3 latents, raised RuntimeError: the decoder broke "
                       "on this rank (rank 1 of 2)"], output[-4000:]
     assert set(statuses) == {0, 1} and 0 not in statuses.values(), output[-4000:]
+
+
+def test_an_input_every_rank_fails_to_load_is_said_once(workspace):
+    """A missing --data, found while the command loads its inputs, before the sweep joined the
+    group: each rank printed the same line (given the time to: torchrun ended the other ranks
+    0.1 s after the first failed, which often cut the second short)."""
+    errors, statuses, output = torchrun_traverse(workspace, "--data", "missing.npy", "--store", "missing.zarr",
+                                                 "--out", "missing", monitor_interval=3)
+    assert errors == ["latentsweep: error: --data: no such file 'missing.npy'"], output[-4000:]
+    assert set(statuses) == {0, 1} and 0 not in statuses.values(), output[-4000:]
+    assert not (workspace / "missing").exists()  # (--out's folder, made for the work, removed again by a rank)
+
+
+def test_a_loading_failure_only_rank_1_hits_is_said_by_rank_1(workspace):
+    """The model fails to load on rank 1 alone (a file missing on one node): rank 1 says it,
+    naming itself; rank 0, which loaded its model, learns it and stops too."""
+    errors, statuses, output = torchrun_traverse(workspace, "--store", "loading.zarr", fail_loading_on_rank="1",
+                                                 monitor_interval=3)
+    assert errors == ["latentsweep: error: --model 'ranked_models:make': the factory raised FileNotFoundError: "
+                      "weights.bin is missing on this node (rank 1 of 2)"], output[-4000:]
+    assert set(statuses) == {0, 1} and 0 not in statuses.values(), output[-4000:]
+
+
+def test_a_usage_error_is_said_by_rank_0_before_torchrun_ends_it(workspace):
+    """Rank 1 left a usage error to rank 0 and exited at once; torchrun then ended rank 0, often
+    before it had printed anything (no error at all in 1 of 4 runs)."""
+    errors, statuses, output = torchrun_traverse(workspace, "--steps", "0", "--store", "usage.zarr",
+                                                 monitor_interval=0.01)
+    assert len(errors) == 1 and "--steps" in errors[0], output[-4000:]
+
+
+def test_shard_under_torchrun_is_a_usage_error_said_by_rank_0(workspace, monkeypatch, capsys):
+    """--shard under torchrun was refused by the library after every rank had loaded its inputs,
+    and each rank said so; a usage error now, found first, said by rank 0 alone (exit 2)."""
+    from latentsweep.cli import main
+
+    monkeypatch.setattr("latentsweep.cli.RANK_0_SPEAKS_SECONDS", 0.0)  # (who says it, not when)
+
+    monkeypatch.chdir(workspace)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    for rank, said in (("1", ""), ("0", "latentsweep: error: traverse: --shard is for independent processes; under "
+                                        "torchrun (2 processes) the ranks split the sweep by themselves")):
+        monkeypatch.setenv("RANK", rank)
+        with pytest.raises(SystemExit) as exit_:
+            main(["traverse", "--model", "ranked_models:make", "--data", "data.npy", "--store", "shard.zarr",
+                  "--shard", "0/2", "--out", "shard"])
+        err = capsys.readouterr().err
+        assert exit_.value.code == 2 and (err.startswith(said) if said else err == ""), err
+    assert not (workspace / "shard").exists()
 
 
 # ---- which rank says a failure (no process group needed) ------------------------------------

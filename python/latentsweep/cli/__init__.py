@@ -13,6 +13,7 @@ import argparse
 import re
 import os
 import sys
+import time
 import warnings
 
 from ..sweep import stop_messages_as_notes
@@ -21,6 +22,9 @@ from .errors import (CliError, StandardOutputError, UsageError, _other_rank, one
 
 # Errors whose message is the whole story (ours, and the library's argument checks).
 EXPECTED_ERRORS = (CliError, ValueError, TypeError, FileNotFoundError, OSError)
+
+# How long another rank waits, under torchrun, before it leaves a usage error to rank 0.
+RANK_0_SPEAKS_SECONDS = 3.0
 
 COMMANDS = ("demo", "diagnose", "traverse", "open", "sample", "report", "metrics", "info")
 
@@ -32,6 +36,9 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str):
         if _other_rank():  # under torchrun every rank parses the same line: rank 0 says it, once
+            # torchrun ends every rank once one has exited, so leaving at once often cut rank 0
+            # off before it spoke (no error printed at all in 1 of 4 runs); a bounded wait.
+            time.sleep(RANK_0_SPEAKS_SECONDS)
             self.exit(2)
         command = self.prog.removeprefix("latentsweep").strip()
         where = f"{command}: " if command else ""

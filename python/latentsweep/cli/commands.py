@@ -215,8 +215,9 @@ def _out_folder(path: str):
     try:
         yield folder
     except BaseException:
-        if not existed and folder.is_dir() and not any(folder.iterdir()):
-            folder.rmdir()
+        with contextlib.suppress(OSError):  # (under torchrun another rank may have removed it first)
+            if not existed and folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
         raise
 
 
@@ -404,28 +405,56 @@ def run_traverse(args) -> int:
     if world > 1 and args.store is None and not args.no_outputs:
         raise UsageError(f"with {world} processes, pass --store sweep.zarr (one store all ranks write into) "
                          "or --no-outputs")
+    if world > 1 and args.shard is not None:  # (the library refused it after the loading, on every rank)
+        raise UsageError(f"--shard is for independent processes; under torchrun ({world} processes) the ranks split "
+                         "the sweep by themselves: leave --shard out")
     if args.shard is not None and args.store is None:
         raise UsageError("--shard needs --store (the store the shards share)")
     if args.resume and args.store is None:
         raise UsageError("--resume needs --store (the store of the sweep to continue)")
-    if args.store is not None and Path(args.store).resolve() in (Path(args.out).resolve(), *Path(args.out).resolve().parents):
-        raise CliError(f"traverse: --out {args.out!r} is --store {args.store!r} or inside it: a store's folder holds "
-                       "only what the sweep writes; pass another --out")
-    if args.store is not None and enclosing_store(Path(args.store).parent) is not None:
-        raise CliError(f"--store {args.store!r} is inside the sweep store {str(enclosing_store(Path(args.store).parent))!r}, "
-                       "whose folder holds only what its sweep writes; pass another --store")
     if args.overwrite and args.store is None:
         raise UsageError("--overwrite replaces a stored sweep: it needs --store (--out's files are always replaced)")
-    with _out_folder(args.out) as folder:
-        pictures = [] if args.no_outputs else [  # (the anchors' pictures this run may write)
-            p.name for p in folder.iterdir() if (m := _PICTURE.fullmatch(p.name)) and int(m.group(1)) < args.anchors]
-        _no_folder_in_the_way(folder, args, ["traversal.npz", *sorted(pictures)])  # found now, not after the sweep
-        return _traverse_into(folder, args)
+    with contextlib.ExitStack() as kept:  # (--out's folder, kept until the sweep's files are written)
+        with _agreed_by_every_rank(args.device):  # (the sweep agrees by itself)
+            if args.store is not None and Path(args.store).resolve() in (Path(args.out).resolve(),
+                                                                         *Path(args.out).resolve().parents):
+                raise CliError(f"traverse: --out {args.out!r} is --store {args.store!r} or inside it: a store's "
+                               "folder holds only what the sweep writes; pass another --out")
+            if args.store is not None and enclosing_store(Path(args.store).parent) is not None:
+                raise CliError(f"--store {args.store!r} is inside the sweep store "
+                               f"{str(enclosing_store(Path(args.store).parent))!r}, whose folder holds only what its "
+                               "sweep writes; pass another --store")
+            folder = kept.enter_context(_out_folder(args.out))
+            pictures = [] if args.no_outputs else [  # (the anchors' pictures this run may write)
+                p.name for p in folder.iterdir() if (m := _PICTURE.fullmatch(p.name)) and int(m.group(1)) < args.anchors]
+            _no_folder_in_the_way(folder, args, ["traversal.npz", *sorted(pictures)])  # found now, not after the sweep
+            inputs = _traversal_inputs(args)
+        return _traverse_into(folder, args, *inputs)
 
 
-def _traverse_into(folder: Path, args) -> int:
-    import latentsweep as ls
+@contextlib.contextmanager
+def _agreed_by_every_rank(device: torch.device | None):
+    """Under torchrun, the process group joined before the command loads its inputs, and every
+    rank told whether the others loaded theirs: each rank printed the same error (a missing --data)
+    before the sweep joined the group; now the first rank that failed says it once, a failure one
+    rank alone hits (a file missing on one node) is said by that rank, and every rank exits
+    non-zero (:func:`.errors.say_failure`). The group is joined as the sweep joins it (backend and
+    device by the same rules) and the sweep then uses it; a group created so is destroyed when the
+    process exits. Alone (no launcher), nothing is joined and nothing waits."""
+    from .. import distributed
 
+    workers = distributed.join("latentsweep.traverse", None, device)  # (as traverse joins it)
+    try:
+        yield
+    except Exception as error:  # noqa: BLE001 - the other ranks learn it, then it is raised
+        workers.agree(error)
+        raise
+    workers.agree()
+
+
+def _traversal_inputs(args) -> tuple:
+    """What traverse loads before its sweep: (the decoder, the posterior of --data, the data, the
+    mode), checked (a decoded code against --image-shape)."""
     model, encoder, decoder = _loaded(args)
     posterior, data = _encode(encoder, model, args)
     mode = _resolve_mode(args.mode, posterior, args.prior_std)
@@ -435,6 +464,12 @@ def _traverse_into(folder: Path, args) -> int:
         one = _decoded(_first_code(posterior), decoder, model, args, "latentsweep traverse")
         if isinstance(one, torch.Tensor) and one.dim() >= 2:
             output_image_shape(tuple(one.shape[1:]), args.image_shape, data, fn="--image-shape")
+    return decoder, posterior, data, mode
+
+
+def _traverse_into(folder: Path, args, decoder, posterior, data, mode: str) -> int:
+    import latentsweep as ls
+
     if args.steps == 1:
         say("note", "--steps 1: one value per latent (the start of its range): effects, but no slopes "
             "(the sensitivity is 0)")
