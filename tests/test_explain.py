@@ -315,3 +315,19 @@ def test_codes_with_nan_or_inf_are_refused_with_their_rows_before_anything_is_de
                                          rf"{N} inputs: 5, 40; .*posterior\[keep\]"):
         ls.explain(None, decoder, None, posterior=ls.Posterior(mu, logvar), out=tmp_path, **FAST)
     assert decoder.calls == 0 and not (tmp_path / "report.html").exists()
+
+
+@pytest.mark.parametrize("dims, error, message", [
+    ([], ValueError, "dims must not be empty"),
+    ([1, 1], ValueError, r"dims must be distinct, got \[1\] more than once"),
+    ([LATENT_DIM], ValueError, rf"dims must lie in \[0, {LATENT_DIM}\)"),
+    ([0.5], TypeError, r"dims\[...\] must be an int"),
+])
+def test_bad_dims_are_named_as_explains_before_anything_is_decoded(tmp_path, decoder, vae, dims, error, message):
+    """They were named as latentsweep.traverse's, after the clusters and a first decoding."""
+    def never(z):
+        raise AssertionError("decoded before the check")
+
+    with pytest.raises(error, match=f"latentsweep.explain: {message}"):
+        ls.explain(None, never, None, posterior=vae, out=tmp_path, dims=dims)
+    assert not (tmp_path / "report.html").exists()

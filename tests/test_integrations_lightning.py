@@ -351,3 +351,27 @@ def test_importing_without_lightning_says_what_to_install(monkeypatch):
     monkeypatch.delitem(sys.modules, "latentsweep.integrations.lightning")
     with pytest.raises(ImportError, match=r"pip install 'latentsweep\[lightning\]'"):
         importlib.import_module("latentsweep.integrations.lightning")
+
+
+def test_a_sample_of_one_input_is_refused_when_the_callback_is_made_not_after_an_epoch():
+    """A diagnosis needs 2 inputs or more: TraversalCallback(x[:1]) was accepted, and the fit
+    stopped at the end of the first epoch with latentsweep.diagnose's error."""
+    for data in (digits(1), digits(1).numpy()):
+        with pytest.raises(ValueError, match=r"TraversalCallback: data must hold at least 2 inputs, got shape \(1, 64\)"):
+            TraversalCallback(data)
+    TraversalCallback(digits(2))
+
+
+@pytest.mark.parametrize("data, message", [
+    (lambda: DataLoader(TensorDataset(digits(16)), batch_size=4, shuffle=True), "draws in random order"),
+    (lambda: DataLoader(TensorDataset(digits(16)), batch_size=5, drop_last=True), r"drops its last rows"),
+    (lambda: TensorDataset(digits(1)), "at least 2 inputs, got a TensorDataset of 1"),
+    (lambda: DataLoader(TensorDataset(digits(1))), "at least 2 inputs, got a TensorDataset of 1"),
+])
+def test_a_sample_encode_would_refuse_is_refused_when_the_callback_is_made(data, message):
+    """The README asks for an unshuffled DataLoader: a shuffled one (or one dropping rows, or
+    of one input) was accepted, and the fit stopped at the end of the first epoch with
+    latentsweep.encode's error."""
+    with pytest.raises(ValueError, match=f"TraversalCallback: data .*{message}"):
+        TraversalCallback(data())
+    TraversalCallback(DataLoader(TensorDataset(digits(16)), batch_size=4))

@@ -298,3 +298,15 @@ def test_report_takes_feature_names_from_a_generator(tmp_path, posterior):
     document = latentsweep.report(tmp_path / "r.html", results={"a": result, "b": result},
                                   feature_names=(f"feat{i}" for i in range(13))).read_text(encoding="utf-8")
     assert document.count("<img") == 5  # effect bars, then curves and heatmap of each
+
+
+def test_a_diagnosis_of_the_means_alone_beside_a_vae_posterior_is_refused(tmp_path, posterior):
+    """diagnose(posterior.mu) by mistake: the page called the VAE a plain autoencoder (traverse
+    principal directions, no KL) beside the histograms of its posterior SDs."""
+    with pytest.raises(ValueError, match=r"latentsweep.report: the diagnosis is a plain autoencoder's \(no "
+                                         r"log-variances\) but posterior has them"):
+        latentsweep.report(tmp_path / "r.html", diagnosis=latentsweep.diagnose(posterior.mu), posterior=posterior)
+    with pytest.raises(ValueError, match=r"the diagnosis is a VAE's \(with log-variances\) but posterior has none"):
+        latentsweep.report(tmp_path / "r.html", diagnosis=latentsweep.diagnose(posterior),
+                           posterior=latentsweep.Posterior(posterior.mu))
+    assert not (tmp_path / "r.html").exists()

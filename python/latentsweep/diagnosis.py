@@ -216,7 +216,7 @@ class Diagnosis:
             )
         if not mismatch and not small:
             sentences.append('Traverse with mode "prior" (the default): the codes follow the prior.')
-        if collapsed:
+        if collapsed and self.num_active:  # (none active: said below; dims=active_dims would be empty)
             sentences.append(
                 f"{_dims_label(collapsed.dims).capitalize()} collapsed to the prior and carry nothing; "
                 "leave them out (dims=diagnosis.active_dims)."
@@ -239,10 +239,12 @@ class Diagnosis:
     def _axes_advice(self) -> list[str]:
         """How a VAE's latents lie against the codes' principal axes (an autoencoder's
         recommendation already says that its axes are arbitrary)."""
-        if self.axes is None or not self.is_variational:
-            return []
+        if self.axes is None or not self.is_variational or not self.num_active:
+            return []  # (no active latent: the codes' axes are those of noise)
         if self.axis_aligned:
             return [f"The latents are close to the codes' principal axes ({self.axes.brief()})."]
+        if self.num_active < 2:  # (as the findings: one active latent leaves nothing to rotate)
+            return []
         return [
             f"The codes' main axes are not the latents ({self.axes.brief()}): compare the latents with "
             "the principal directions (latentsweep.principal_directions(posterior))."
@@ -374,11 +376,15 @@ def diagnose(posterior: Posterior | torch.Tensor, *, prior_std: float = 1.0) -> 
         - ``small-posterior-sd``: active and median sigma_d < 0.1 x prior_std;
         - ``collapsed``: not active and mean KL < 0.01 nats, where active means
           Var(mu_d) / prior_std^2 > 0.01 (Burda et al. 2016, in the prior's units);
-        - ``nonnegative-mean``: not collapsed, min mu_d >= 0 and at least 5% of mu_d exactly 0;
+        - ``nonnegative-mean``: min mu_d >= 0 and at least 5% of mu_d exactly 0, on a latent
+          that did not collapse, or on a collapsed one whose mu_d is sometimes positive (a ReLU
+          that died and took its latent with it; a linear head's collapsed means scatter around
+          0, and means of exactly 0 for every input are a collapse, not a ReLU);
         - ``nonnegative-logvar``: not collapsed, min logvar_d >= 0 (sigma >= 1: a ReLU's floor)
           and, for a prior wider than 1, at least 5% of logvar_d exactly 0 (the ReLU's own
           mark: under N(0, 10^2) a sigma of 2 is an ordinary posterior). A collapsed latent
-          has mu = 0 and logvar = 0 by definition, and a logvar that is one positive number
+          has mu = 0 and logvar = 0 by definition (it is flagged only when its logvar_d is also
+          sometimes positive and at least 5% exactly 0), and a logvar that is one positive number
           for every input is a fixed variance: neither is a sign of a ReLU. A logvar of exactly
           0 for every input is flagged, its recommendation saying that it is a dead ReLU or a
           fixed unit variance (``logvar=zeros``), which the codes cannot tell apart;
@@ -430,12 +436,15 @@ def diagnose(posterior: Posterior | torch.Tensor, *, prior_std: float = 1.0) -> 
     # Means and spreads of each dim over a power of two at its largest finite mu (and sigma):
     # the squares of codes of 1e200 overflow float64 (their SD read inf) and those of 1e-200
     # underflow (SD 0, "constant"); a power of two changes no digit of the ordinary cases.
+    # mu's own power of two for its statistics (sigma's, far larger, left the squares of mu over
+    # it 0: Var(mu) read 0 and no latent active); the larger of the two for the aggregate SD.
     sigma = None if logvar is None else torch.exp(0.5 * logvar)
-    scale = _dim_scale(mu, finite) if sigma is None else torch.maximum(_dim_scale(mu, finite), _dim_scale(sigma, finite))
-    mean_scaled = mean(mu / scale)
-    variance_scaled = mean((mu / scale - mean_scaled) ** 2)
-    mu_mean = mean_scaled * scale
-    mu_variance = variance_scaled * scale * scale  # (inf where the variance itself is beyond float64)
+    mu_scale = _dim_scale(mu, finite)
+    scale = mu_scale if sigma is None else torch.maximum(mu_scale, _dim_scale(sigma, finite))
+    mean_scaled = mean(mu / mu_scale)
+    variance_scaled = mean((mu / mu_scale - mean_scaled) ** 2)
+    mu_mean = mean_scaled * mu_scale
+    mu_variance = variance_scaled * mu_scale * mu_scale  # (inf where the variance itself is beyond float64)
     stats = dict(
         num_inputs=posterior.num_inputs,
         latent_dim=posterior.latent_dim,
@@ -448,7 +457,7 @@ def diagnose(posterior: Posterior | torch.Tensor, *, prior_std: float = 1.0) -> 
         nonfinite_count=posterior.num_inputs - count,
     )
     if logvar is None:
-        stats["sd"] = variance_scaled.sqrt() * scale
+        stats["sd"] = variance_scaled.sqrt() * mu_scale
         candidates = [_nonfinite(stats, "the codes"), _nonnegative_mean(stats, "code layer")]
     else:
         # KL(N(mu, sigma^2) || N(0, p^2)) = log(p / sigma) + (sigma^2 + mu^2) / (2 p^2) - 1/2, written
@@ -458,7 +467,7 @@ def diagnose(posterior: Posterior | torch.Tensor, *, prior_std: float = 1.0) -> 
         stats["kl"] = mean(kl)
         stats["active"] = mu_variance / prior_std / prior_std > ACTIVE_VARIANCE  # (no prior_std^2: it overflows)
         stats["posterior_sd"] = mean(sigma / scale) * scale
-        stats["sd"] = (variance_scaled + mean((sigma / scale) ** 2)).sqrt() * scale
+        stats["sd"] = (variance_scaled * (mu_scale / scale) ** 2 + mean((sigma / scale) ** 2)).sqrt() * scale
         median_sigma = torch.where(finite, sigma, math.nan).nanmedian(0).values
         min_logvar = extreme(logvar, torch.amin, math.inf)
         # A logvar that is one positive number for every input is a fixed variance (a design, or
@@ -466,16 +475,22 @@ def diagnose(posterior: Posterior | torch.Tensor, *, prior_std: float = 1.0) -> 
         fixed_above_floor = (min_logvar == extreme(logvar, torch.amax, -math.inf)) & (min_logvar > 0)
         collapsed = _collapsed(stats)
         # mu = 0 and logvar = 0 is what a collapsed latent looks like (q(z|x) = the prior), not
-        # evidence of a ReLU: the head checks look only at the latents that did not collapse.
+        # evidence of a ReLU: the head checks look at the latents that did not collapse, and at
+        # collapsed ones only where the ReLU's own mark shows (never negative, often exactly 0,
+        # sometimes positive: a ReLU that died, which collapses its latent; a linear head's
+        # collapsed outputs scatter around 0, below it too).
         alive = torch.ones(posterior.latent_dim, dtype=torch.bool, device=mu.device)
         if collapsed is not None:
             alive[collapsed.dims] = False
+        logvar_zeros = mean((logvar == 0).double())
+        max_logvar = extreme(logvar, torch.amax, -math.inf)
         candidates = [
             _nonfinite(stats, "mu or logvar"),
             _small_posterior_sd(stats, median_sigma),
             collapsed,
-            _nonnegative_mean(stats, "mean head", alive),
-            _nonnegative_logvar(min_logvar, mean((logvar == 0).double()), prior_std, alive & ~fixed_above_floor),
+            _nonnegative_mean(stats, "mean head", alive | _dead_relu(stats["min"], stats["max"], stats["zero_fraction"])),
+            _nonnegative_logvar(min_logvar, logvar_zeros, prior_std,
+                                (alive | _dead_relu(min_logvar, max_logvar, logvar_zeros)) & ~fixed_above_floor),
             _marginal_mismatch(stats),
         ]
     flags = [flag for flag in candidates if flag is not None]
@@ -503,6 +518,12 @@ def _refuse_nothing_finite(fn: str, posterior: Posterior, count: torch.Tensor) -
                     f"{error}; {what} hold NaN/Inf for every input on every dim, so there is nothing "
                     "to diagnose: find their source (the encoder, or its inputs)"
                 ) from None
+
+
+def _dead_relu(low: torch.Tensor, high: torch.Tensor, zero_fraction: torch.Tensor) -> torch.Tensor:
+    """``[D]`` where a head's outputs bear a ReLU's mark even on a collapsed latent: never
+    negative, at least ``ZERO_FRACTION`` exactly 0, and some positive."""
+    return (low >= 0) & (high > 0) & (zero_fraction >= ZERO_FRACTION)
 
 
 def _dim_scale(x: torch.Tensor, finite: torch.Tensor) -> torch.Tensor:

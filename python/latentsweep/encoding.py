@@ -182,7 +182,7 @@ def _batches(data, batch_size: int) -> tuple[Iterable[torch.Tensor], int | None]
     if isinstance(data, torch.utils.data.Dataset) and not isinstance(data, torch.utils.data.DataLoader):
         data = torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=False)
     if isinstance(data, torch.utils.data.DataLoader):
-        _check_loader_order(data)
+        check_loader_order(data)
     if isinstance(data, (str, bytes, Mapping)) or not isinstance(data, Iterable):
         raise TypeError(
             f"{_FN}: data must be a tensor, a numpy array, a Dataset or an iterable of batches "
@@ -199,10 +199,11 @@ _RANDOM_SAMPLERS = (torch.utils.data.RandomSampler, torch.utils.data.SubsetRando
                     torch.utils.data.WeightedRandomSampler)
 
 
-def _check_loader_order(loader: torch.utils.data.DataLoader) -> None:
+def check_loader_order(loader: torch.utils.data.DataLoader, fn: str = _FN) -> None:
     """Row i of the codes must be item i of the loader's dataset, and every item must be there:
     a loader that draws in random order, reads one process's share or drops its last rows is
-    refused (they gave codes reordered, padded with repeats, or short, without a word)."""
+    refused (they gave codes reordered, padded with repeats, or short, without a word). ``fn``
+    names the caller (the training integrations check their fixed sample when set up)."""
     batch_sampler = getattr(loader, "batch_sampler", None)
     samplers = [s for s in (getattr(loader, "sampler", None), getattr(batch_sampler, "sampler", None)) if s is not None]
     why = None
@@ -219,7 +220,7 @@ def _check_loader_order(loader: torch.utils.data.DataLoader) -> None:
         why = "drops its last rows (drop_last=True)"
     if why is not None:
         raise ValueError(
-            f"{_FN}: data is a DataLoader that {why}: row i of the codes would not be item i of its dataset, nor "
+            f"{fn}: data is a DataLoader that {why}: row i of the codes would not be item i of its dataset, nor "
             "match labels taken from it; pass the dataset itself (or a DataLoader with shuffle=False, "
             "drop_last=False and no DistributedSampler)"
         )

@@ -174,6 +174,8 @@ def explain(
                 f"{_FN}: mode='{mode}' needs an encoder that gives a posterior (mu, logvar), but this one gives "
                 f"plain codes (an autoencoder): use mode='{diagnosis.recommended_mode}' (what mode='auto' picks)"
             )
+        if dims is not None:  # (named as explain's, before clustering and decoding: traverse named them)
+            dims = _checks.dims(_FN, dims, posterior.latent_dim, posterior.mu.device, distinct=True).tolist()
         found = None
         if clusters is not None or labels is not None:
             found = find_clusters(posterior, labels, k=clusters, seed=seed)

@@ -58,23 +58,38 @@ def findings(diagnosis: Diagnosis) -> list[Finding]:
     if diagnosis.is_variational and diagnosis.num_active == 0 and alive:
         # Not a collapse: the posteriors differ from the prior (narrow ones, say, with means
         # 0.05 apart), so the encoder does not ignore its input and less KL pressure is no fix.
+        # Means that are one number for every input (a dead ReLU's 0) are another matter: they
+        # ignore the input, and the prior is not what to check.
         kl = [float(diagnosis.kl[d]) for d in alive]
-        spread = [float(diagnosis.mu_variance[d]) ** 0.5 for d in alive]
-        found.append(Finding(
-            "no-active", "No latent is active, but the posterior did not collapse",
-            f"None of the {diagnosis.latent_dim} latents is active (Var(mu) <= 0.01{_prior_variance(diagnosis)} on "
-            f"every one), but on {_dims(alive)} the KL is {_range(kl)} nats, so the posteriors there are not "
-            f"the prior: the means vary by an SD of {_range(spread)} across the inputs, under 0.1 x the prior SD "
-            f"{diagnosis.prior_std:g}. The codes fill a small part of the prior's range; check that the prior "
-            "N(0, prior_std²) is the one the model was trained with.",
-        ))
+        varying = [d for d in alive if float(diagnosis.min[d]) != float(diagnosis.max[d])]
+        fixed = [d for d in alive if d not in varying]
+        text = (f"None of the {diagnosis.latent_dim} latents is active (Var(mu) <= 0.01{_prior_variance(diagnosis)} "
+                f"on every one), but on {_dims(alive)} the KL is {_range(kl)} nats, so the posteriors there are not "
+                "the prior")
+        if varying:
+            spread = [float(diagnosis.mu_variance[d]) ** 0.5 for d in varying]
+            text += (f": the means{'' if not fixed else f' on {_dims(varying)}'} vary by an SD of {_range(spread)} "
+                     f"across the inputs, under 0.1 x the prior SD {diagnosis.prior_std:g}. The codes fill a small part "
+                     "of the prior's range; check that the prior N(0, prior_std²) is the one the model was trained with.")
+        else:
+            text += "."
+        if fixed:
+            means = [float(diagnosis.mean[d]) for d in fixed]
+            text += (f" On {_dims(fixed)} the mean is {_range(means)} for every input: the means ignore the input"
+                     + (", as when a ReLU on the mean head died (see above)." if _covered(diagnosis, "nonnegative-mean", fixed)
+                        else "."))
+        found.append(Finding("no-active", "No latent is active, but the posterior did not collapse", text))
     elif diagnosis.is_variational and diagnosis.num_active == 0:
+        dead = diagnosis.flag("nonnegative-mean") or diagnosis.flag("nonnegative-logvar")
         found.append(Finding(
             "whole-collapse", "Posterior collapse: no latent carries information",
             f"None of the {diagnosis.latent_dim} latents is active (Var(mu) <= 0.01{_prior_variance(diagnosis)} on "
             f"every one, total KL {diagnosis.total_kl:.3g} nats): the encoder ignores its input and every "
-            "traversal will show the same output. Retrain with less KL pressure (KL annealing, "
-            "free bits, a weaker decoder).",
+            "traversal will show the same output. "
+            + (f"On {_dims(dead.dims)} the encoder's heads bear a ReLU's mark (see above): a ReLU that outputs 0 "
+               "passes no gradient and can collapse its latent, so make the heads linear first; if the posterior "
+               "still collapses, retrain with less KL pressure (KL annealing, free bits, a weaker decoder)."
+               if dead else "Retrain with less KL pressure (KL annealing, free bits, a weaker decoder)."),
             action=True,
         ))
     mismatch = diagnosis.flag("marginal-mismatch")
@@ -102,7 +117,7 @@ def findings(diagnosis: Diagnosis) -> list[Finding]:
     if collapsed and diagnosis.num_active:
         found.append(Finding(
             "collapsed", f"{len(collapsed.dims)} of {diagnosis.latent_dim} latents collapsed",
-            f"{_dims(collapsed.dims).capitalize()} have KL under {collapsed.stats['kl_threshold']:g} "
+            f"{_dims(collapsed.dims).capitalize()} {'has' if len(collapsed.dims) == 1 else 'have'} KL under {collapsed.stats['kl_threshold']:g} "
             "nats and carry nothing (their posterior is the prior); leave them out of traversals "
             f"(dims=diagnosis.active_dims: {format_dims(diagnosis.active_dims)}).",
         ))
@@ -213,6 +228,12 @@ def _heads(diagnosis: Diagnosis) -> Finding | None:
         "mode can undo it." + (f" {unit_variance_note(logvar.dims)}" if pinned else ""),
         action=True,
     )
+
+
+def _covered(diagnosis: Diagnosis, code: str, dims: list[int]) -> bool:
+    """Whether the flag ``code`` fired on every one of ``dims``."""
+    flag = diagnosis.flag(code)
+    return flag is not None and set(dims) <= set(flag.dims)
 
 
 def _prior_variance(diagnosis: Diagnosis) -> str:

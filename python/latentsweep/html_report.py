@@ -137,6 +137,13 @@ def report(
     _check_one_latent_size(diagnosis, posterior, cluster_view,
                            {**{f"results[{n!r}]": r for n, r in named.items()},
                             **{f"directions[{n!r}]": r for n, r in along.items()}})
+    if diagnosis is not None and posterior is not None and diagnosis.is_variational != posterior.is_variational:
+        # (diagnose(posterior.mu) by mistake: the page called a VAE a plain autoencoder beside its
+        # posterior SDs)
+        what = ("a VAE's (with log-variances)", "has none") if diagnosis.is_variational else \
+            ("a plain autoencoder's (no log-variances)", "has them")
+        raise ValueError(f"{_FN}: the diagnosis is {what[0]} but posterior {what[1]}; pass the diagnosis of this "
+                         "posterior (diagnose(posterior))")
     for result in named.values():
         images = is_image_output(result.out_shape, image_shape, fn=_FN)  # raises for an image_shape that does not fit
         if images:

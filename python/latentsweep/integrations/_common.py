@@ -23,7 +23,7 @@ from .. import _checks
 from .._modules import eval_mode, model_device, model_dtype, modules_behind
 from .._random_state import preserve_rng_state
 from ..diagnosis import FLAG_CODES, Diagnosis, diagnose, format_dims
-from ..encoding import encode
+from ..encoding import check_loader_order, encode
 from ..latent_shape import latent_label
 from ..modes import MODE_TABLE
 from ..plots import kl_bars, response_curves, traversal_grid
@@ -101,6 +101,11 @@ class SnapshotOptions:
         return f"{self.prefix}/{key}" if self.prefix else key
 
 
+def _refuse_too_few(fn: str, got: str) -> None:
+    raise ValueError(f"{fn}: data must hold at least 2 inputs, got {got}: the diagnosis measures how each "
+                     "latent's mean varies over the inputs (a few hundred is typical)")
+
+
 def check_data(fn: str, data) -> None:
     """The data kinds :func:`latentsweep.encode` takes (its own checks run on every snapshot)."""
     if isinstance(data, (torch.Tensor, np.ndarray)):
@@ -108,6 +113,8 @@ def check_data(fn: str, data) -> None:
             _checks.dense_values(fn, "data", data)
         if data.ndim == 0 or data.shape[0] == 0:
             raise ValueError(f"{fn}: data must be a non-empty [N, ...] tensor or array, got shape {tuple(data.shape)}")
+        if data.shape[0] < 2:  # (said now: the callback failed in diagnose, at the end of the first epoch)
+            _refuse_too_few(fn, f"shape {tuple(data.shape)}")
         if isinstance(data, torch.Tensor) and data.is_complex():
             refuse_complex(fn, data.dtype)
         if isinstance(data, np.ndarray) and data.dtype.kind == "c":
@@ -115,6 +122,15 @@ def check_data(fn: str, data) -> None:
         if isinstance(data, np.ndarray) and data.dtype.kind not in "biuf":
             raise TypeError(f"{fn}: data must be a numeric array, got dtype {data.dtype}")
         return
+    if isinstance(data, torch.utils.data.DataLoader):  # (said now, not at the end of the first epoch)
+        check_loader_order(data, fn)
+    if isinstance(data, (torch.utils.data.Dataset, torch.utils.data.DataLoader)):
+        dataset = getattr(data, "dataset", data)
+        size = None
+        with contextlib.suppress(TypeError, NotImplementedError):  # (an IterableDataset may have no length)
+            size = len(dataset)
+        if size is not None and not isinstance(dataset, torch.utils.data.IterableDataset) and size < 2:
+            _refuse_too_few(fn, f"a {type(dataset).__name__} of {size}")
     if isinstance(data, torch.utils.data.Dataset):
         return
     if isinstance(data, (str, bytes, Mapping)) or not isinstance(data, Iterable):
