@@ -14,7 +14,7 @@ from .directions import Directions, as_codes, result_dtype, row_blocks
 from .posterior import Posterior
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # __eq__ below compares the tensors
 class Clusters:
     """C clusters of N codes in a D-dimensional latent space.
 
@@ -50,6 +50,15 @@ class Clusters:
     # inf, ranked first among the separating latents), and the directions between centroids of
     # codes far from 0. Used only while they give the fields back (see _precise).
     _scaled: tuple[torch.Tensor, ...] | None = field(default=None, repr=False, compare=False)
+
+    def __eq__(self, other) -> bool:
+        """Same fields, tensors as ``torch.equal`` (the dataclass's own ``==`` compared them with
+        ``==``: "Boolean value of Tensor ... is ambiguous")."""
+        if not isinstance(other, Clusters):
+            return NotImplemented
+        return self is other or _checks.same_fields(self, other, skip=("_scaled",))
+
+    __hash__ = None  # the tensors are mutable
 
     @property
     def num_clusters(self) -> int:

@@ -30,10 +30,19 @@ def unit_directions(directions: torch.Tensor) -> torch.Tensor:
     return normalised("latentsweep.unit_directions", directions)
 
 
+# Bytes per value that normalising takes at its peak: float64 copies of the directions, over their
+# largest entries, and the unit rows.
+NORMALISING_BYTES = 3 * 8
+
+
 def normalised(fn: str, directions, dtype: torch.dtype | None = None) -> torch.Tensor:
     """:func:`unit_directions` with errors in the name of the public function ``fn``, rounded
     once from float64 to ``dtype`` (default: the directions' own)."""
     directions = _as_directions(fn, directions)
+    # Said before the float64 copies are made (a broadcast view [10^6, 10^5] of 4 bytes raised the
+    # allocator's error for 800 GB from inside torch).
+    _checks.codes_fit_in_memory(fn, f"normalising the directions [K={directions.shape[0]}, D={directions.shape[1]}]",
+                                directions, "pass fewer directions", bytes_per_value=NORMALISING_BYTES)
     scaled, largest = _checks.by_largest_entry(directions.double())
     zero = (largest[:, 0] == 0).nonzero().flatten()
     if zero.numel():
@@ -85,7 +94,8 @@ def direction_codes(
 
     Args:
         anchors: ``[A, D]`` latent codes (``[D]`` for one anchor).
-        directions: ``[K, D]`` unit vectors (``[D]`` for one); see :func:`unit_directions`.
+        directions: ``[K, D]`` unit vectors (``[D]`` for one; or a :class:`Directions`, its
+            ``vectors``); see :func:`unit_directions`.
             Cast to the anchors' dtype; a norm further than sqrt(eps) of that dtype from 1 is
             an error. Directions of a narrower dtype (float32 for float64 anchors) that are
             unit to their own precision are normalised again in float64 first, as
@@ -105,9 +115,13 @@ def direction_codes(
             then holds infinities).
     """
     fn = "latentsweep.direction_codes"
+    from .directions import Directions  # (directions.py imports this module)
+
     anchors = _checks.dense_tensor(fn, "anchors", anchors)
     if anchors.dim() == 1:
         anchors = anchors[None]
+    if isinstance(directions, Directions):  # (as traverse and traversal_values take them)
+        directions = directions.vectors
     directions = _checks.dense_tensor(fn, "directions", directions)
     if directions.dim() == 1:
         directions = directions[None]

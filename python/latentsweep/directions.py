@@ -46,6 +46,8 @@ def _check_unit_rows(fn: str, vectors: torch.Tensor) -> None:
     vectors normalised in float32 and stored as float64 are accepted (traverse normalises the
     directions again in float64; the raw ``direction_codes`` op checks sqrt(eps) of the anchors'
     dtype, strictly, and says so)."""
+    _checks.codes_fit_in_memory(fn, f"checking the vectors [K={vectors.shape[0]}, D={vectors.shape[1]}]", vectors,
+                                "pass fewer directions", bytes_per_value=8)  # (the float64 copy below)
     norms = torch.linalg.vector_norm(vectors.double(), dim=1)
     tolerance = max(1e-5, 4 * torch.finfo(vectors.dtype).eps)
     bad = ((norms - 1).abs() > tolerance).nonzero().flatten()
@@ -129,8 +131,17 @@ class Directions:
     def from_vectors(cls, vectors: torch.Tensor, names=None) -> "Directions":
         """Any user tensor ``[K, D]`` (or ``[D]``), scaled to unit length (a zero or non-finite
         vector is a ``ValueError``), with K ``names`` (default ``u0, u1, ...``)."""
-        vectors = normalised("latentsweep.Directions.from_vectors", vectors)  # (errors in its own name)
-        names = tuple(f"u{k}" for k in range(vectors.shape[0])) if names is None else tuple(map(str, names))
+        fn = "latentsweep.Directions.from_vectors"
+        vectors = normalised(fn, vectors)  # (errors in its own name)
+        if isinstance(names, (str, bytes)):  # (a string is a sequence: "smile" named 5 directions)
+            raise TypeError(f"{fn}: names must be a sequence of K={len(vectors)} names, got the string {names!r:.80}"
+                            + (f"; for one direction, pass [{names!r:.80}]" if len(vectors) == 1 else ""))
+        if names is None:
+            names = tuple(f"u{k}" for k in range(vectors.shape[0]))
+        elif isinstance(names, torch.Tensor) or not hasattr(names, "__iter__"):  # (a tensor iterates as tensors)
+            raise TypeError(f"{fn}: names must be a sequence of K={len(vectors)} names, got {type(names).__name__}")
+        else:
+            names = tuple(map(str, names))
         return cls(vectors, names, source="user")
 
     def __len__(self) -> int:
@@ -145,6 +156,13 @@ class Directions:
         ``directions[[0, 2]]`` or a boolean mask of K."""
         fn = "latentsweep.Directions[...]"
         expected = "an int in -K..K-1, a slice, a list of ints or a boolean mask of K"
+        if isinstance(index, bool):  # (an int to Python: True picked all of them, as a mask of one)
+            raise TypeError(f"{fn}: index must be {expected}, got {index!r}")
+        given = index  # (for the messages)
+        if isinstance(index, slice):  # Python's slices, negative steps included (torch's refuse them)
+            index = torch.tensor(range(len(self))[index], dtype=torch.int64)
+        elif isinstance(index, list) and not index:
+            index = torch.zeros(0, dtype=torch.int64)
         if not isinstance(index, (int, slice, torch.Tensor)):
             try:  # lists, numpy arrays
                 index = torch.as_tensor(index) if isinstance(index, list) or hasattr(index, "__array__") else None
@@ -158,9 +176,9 @@ class Directions:
         try:
             picked = torch.arange(len(self))[index.to("cpu") if isinstance(index, torch.Tensor) else index].reshape(-1)
         except (IndexError, RuntimeError, OverflowError, ValueError):
-            raise IndexError(f"{fn}: cannot select directions {index!r:.60} from {len(self)} direction(s) ({expected})") from None
+            raise IndexError(f"{fn}: cannot select directions {given!r:.60} from {len(self)} direction(s) ({expected})") from None
         if picked.numel() == 0:
-            raise IndexError(f"{fn}: {index!r:.60} selects none of the {len(self)} direction(s)")
+            raise IndexError(f"{fn}: {given!r:.60} selects none of the {len(self)} direction(s)")
         pick = lambda t: None if t is None else t[picked]  # noqa: E731
         return Directions(
             self.vectors[picked],
@@ -187,6 +205,9 @@ class Directions:
             raise ValueError(
                 f"latentsweep.Directions.project: codes must be [N, {self.latent_dim}], got {tuple(codes.shape)}"
             )
+        _checks.codes_fit_in_memory("latentsweep.Directions.project", f"reading the codes [N={codes.shape[0]}, "
+                                    f"D={codes.shape[1]}]", codes, "project the rows in parts (codes[:n])",
+                                    bytes_per_value=8)  # (their float64 copy)
         dtype = result_dtype(codes)
         projected = (codes.double() @ self.vectors.to(codes.device, torch.float64).T).to(dtype)
         if not bool(torch.isfinite(projected).all()):  # (the codes are finite: only an overflow)

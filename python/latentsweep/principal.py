@@ -186,7 +186,10 @@ def principal_directions(
         ``mean``, in float32 (float64 for float64 codes), on the codes' device.
     """
     fn = "latentsweep.principal_directions"
-    codes = as_codes(fn, codes_or_posterior, min_rows=2)
+    # Detached, as clusters() and axis_alignment() read them: codes straight from an encoder
+    # outside no_grad gave Directions that required grad (a graph through every pass over the
+    # codes) and torch's warning about float() of such a tensor, from inside this function.
+    codes = as_codes(fn, codes_or_posterior, min_rows=2).detach()
     method = _checks.choice(fn, "method", method, METHODS)
     num_rows, latent = codes.shape
     _checks.codes_fit_in_memory(fn, f"reading the codes [N={num_rows}, D={latent}]", codes,
@@ -196,7 +199,10 @@ def principal_directions(
     rank = min(num_rows - 1, latent)
     if k is None:
         k = rank if method == "exact" else min(rank, RANDOMIZED_DEFAULT_K)
-    k = _checks.integer(fn, "k", k, low=1, high=rank)
+    k = _checks.integer(fn, "k", k, low=1)
+    if k > rank:  # (said with why: "k must be <= 2" puzzled a user with 3 codes of 8 latents)
+        raise ValueError(f"{fn}: k must be <= {rank}, the most components codes [N={num_rows}, D={latent}] have "
+                         f"(min(N - 1, D)), got {k}")
     seed = _checks.integer(fn, "seed", seed, low=0, high=2**64 - 1)
     iterations = _checks.integer(fn, "iterations", iterations, low=0, high=MAX_ITERATIONS)
 

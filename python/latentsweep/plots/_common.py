@@ -343,17 +343,22 @@ def _rows_agree(rows: np.ndarray, values: np.ndarray, dtype: torch.dtype, rtol: 
     return bool(np.allclose(rows, rows[:1], rtol=max(rtol, 8 * eps), atol=max(atol, 8 * eps * scale)))
 
 
-def grid_columns(values: np.ndarray, anchor_values: np.ndarray,
+def grid_columns(values: np.ndarray, anchor_values: np.ndarray | None,
                  labels: tuple[str, str] = ("latent value z", "offset from the anchor, z - z_anchor"),
                  dtype: torch.dtype = torch.float64) -> tuple[np.ndarray | None, str]:
     """Column labels for one anchor's grid, from its values ``[K, S]`` and its own value of each
     traversed latent (or coordinate along each direction) ``[K]``: the values when every row
     takes the same ones (modes "absolute", "quantile"), else the offsets from the anchor when
-    those agree (mode "prior"), else ``None`` (modes "posterior", "empirical": every row has its
-    own range). ``labels``: :func:`value_axis_labels`. ``dtype``: the values' own."""
+    those agree (mode "prior"; not without ``anchor_values``), else ``None`` (modes "posterior",
+    "empirical": every row has its own range). ``labels``: :func:`value_axis_labels`.
+    ``dtype``: the values' own (the grids of the traversals and of the directions share this
+    one rule: float16 offsets that differ by their rounding were labelled ±2 in one picture and
+    by step numbers in the other)."""
     values = values.astype(np.float64)
     if _rows_agree(values, values, dtype, 1e-5, 1e-6):
         return values[0], labels[0]
+    if anchor_values is None:
+        return None, "step"
     offsets = values - anchor_values.astype(np.float64)[:, None]
     if _rows_agree(offsets, values, dtype, 1e-4, 1e-5):
         return offsets[0], labels[1]

@@ -43,9 +43,10 @@ def cluster_panel(
         centroid_outputs: ``[C, *out_shape]`` the decoder at the centroids (images, or flat
             with ``image_shape``).
         interpolation: ``[S, *out_shape]`` the decoder along a path between two centroids
-            (e.g. ``interpolation_codes(c[i], c[j], path="slerp")``), with ``pair=(i, j)``; or a
-            mapping ``{(i, j): [S, *out_shape]}`` for one strip per pair (e.g. the closest and
-            the farthest clusters). At most 48 steps of a path are drawn, evenly spaced (its
+            (e.g. ``interpolation_codes(c[i], c[j], path="slerp")``), or the
+            :class:`Interpolation` of that one path (``interpolate(decoder, c[i], c[j])``), with
+            ``pair=(i, j)``; or a mapping ``{(i, j): [S, *out_shape] or Interpolation}`` for one
+            strip per pair (e.g. the closest and the farthest clusters). At most 48 steps of a path are drawn, evenly spaced (its
             ends included), with a warning when there are more.
         top: how many latents the table shows.
         max_clusters: draw only the ``max_clusters`` largest clusters (rows of the table and
@@ -156,5 +157,21 @@ def _paths(interpolation, pair, clusters) -> list[tuple[tuple[int, int], np.ndar
         if isinstance(key, (str, bytes)) or not hasattr(key, "__len__") or len(key) != 2:
             raise TypeError(f"{_FN}: pair must be two cluster indices (i, j), got {key!r}")
         i, j = (clusters._index(_FN, "pair[...]", p) for p in key)
-        checked.append(((i, j), _common.user_array(_FN, "interpolation", outputs)))
+        checked.append(((i, j), _common.user_array(_FN, "interpolation", _path_outputs(outputs))))
     return checked
+
+
+def _path_outputs(outputs):
+    """The outputs of a path: as given, or those of an :class:`Interpolation` of one path (what
+    ``interpolate`` returns, and ``report(interpolations=)`` takes; it was refused as "an array
+    of object")."""
+    from ..interpolation import Interpolation
+
+    if not isinstance(outputs, Interpolation):
+        return outputs
+    if outputs.num_paths != 1:
+        raise ValueError(f"{_FN}: interpolation is an Interpolation of {outputs.num_paths} paths; pass one path's "
+                         "outputs (interpolation.outputs[p]) or an Interpolation of one path")
+    if outputs.outputs is None:
+        raise ValueError(f"{_FN}: the Interpolation's outputs were not kept (keep_outputs=False); nothing to draw")
+    return outputs.outputs[0]

@@ -4,6 +4,7 @@ vector): one row per direction, labelled with its name and the variance it carri
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from .. import _checks
 from . import _common
@@ -11,6 +12,18 @@ from ._images import image_shape_of, to_rgb
 from .traversal_grid import _mosaic
 
 _FN = "latentsweep.plots.direction_grid"
+_AXIS_LABELS = ("coordinate along the direction", "offset from the anchor along the direction")
+
+
+def _values_dtype(values) -> torch.dtype:
+    """The dtype the user's values were computed in: rows that should agree (mode "prior"'s
+    offsets) differ by its rounding. float64 for integers, lists and anything else."""
+    if isinstance(values, torch.Tensor):
+        return values.dtype if values.is_floating_point() else torch.float64
+    dtype = getattr(values, "dtype", None)
+    if isinstance(dtype, np.dtype) and dtype.kind == "f":
+        return torch.from_numpy(np.empty(0, dtype)).dtype
+    return torch.float64
 
 
 def direction_grid(
@@ -70,6 +83,7 @@ def direction_grid(
     cmap = _common.check_cmap(_FN, cmap)
     steps = array.shape[1]
     if values is not None:
+        dtype = _values_dtype(values)
         values = _common.user_array(_FN, "values", values)
         if values.shape not in ((steps,), (num_dirs, steps)):
             raise ValueError(f"{_FN}: values must be [S={steps}] or [K={num_dirs}, S={steps}], got shape {tuple(values.shape)}")
@@ -78,17 +92,12 @@ def direction_grid(
         anchor_values = _common.user_array(_FN, "anchor_values", anchor_values)
         if anchor_values.shape != (num_dirs,):
             raise ValueError(f"{_FN}: anchor_values must be [K={num_dirs}], got shape {tuple(anchor_values.shape)}")
-    offsets = False
-    if values is not None and anchor_values is not None:
-        moved = values - anchor_values[:, None]
-        offsets = not bool(np.all(values == values[:1])) and bool(np.allclose(moved, moved[:1], rtol=1e-4, atol=1e-5))
-        if offsets:
-            values = moved
     vmin, vmax = _common.colour_range(_FN, vmin, vmax, array)
     limit = _common.panel_limit(_FN, num_dirs, max_dims, "direction")
     if limit is not None and limit < num_dirs:  # (120 directions were a 418 x 8244 pixel picture)
         array, directions, num_dirs = array[:limit], directions[:limit], limit
         values = None if values is None else values[:limit]
+        anchor_values = None if anchor_values is None else anchor_values[:limit]
     columns = _common.column_steps(_FN, steps)
     if len(columns) < steps:
         array, steps = array[:, columns], len(columns)
@@ -96,8 +105,12 @@ def direction_grid(
 
     tiles = to_rgb(array, 2, shape, vmin=vmin, vmax=vmax, cmap=cmap)
     mosaic, column_centres, row_centres = _mosaic(tiles, [])
-    same_columns = values is not None and (offsets or bool(np.all(values == values[:1])))
-    step_labels = [_common.format_value(v) for v in values[0]] if same_columns else [str(int(s)) for s in columns]
+    # The columns' values (or offsets from the anchor) when every row shares them, by the rule of
+    # traversal_grid: up to the rounding of the values' dtype.
+    column_values, axis_label = (None, "step") if values is None else \
+        _common.grid_columns(values, anchor_values, _AXIS_LABELS, dtype)
+    same_columns = column_values is not None
+    step_labels = [_common.format_value(v) for v in column_values] if same_columns else [str(int(s)) for s in columns]
     ratio = directions.explained_variance_ratio
     row_labels = []
     for k, name in enumerate(directions.names):
@@ -116,8 +129,7 @@ def direction_grid(
     ax.tick_params(length=0)
     for spine in ax.spines.values():
         spine.set_visible(False)
-    ax.set_xlabel("offset from the anchor along the direction" if offsets
-                  else "coordinate along the direction" if same_columns else "step")
+    ax.set_xlabel(axis_label)
     ax.set_ylabel(f"direction ({directions.source})" if directions.source else "direction")
     ax.set_title(title if title is not None else f"Traversal along {num_dirs} direction(s)")
     return _common.finish(figure, path, fn=_FN)
