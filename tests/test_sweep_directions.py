@@ -61,6 +61,15 @@ def test_a_module_decoder_in_float32():
     check_against_reference(result, decoder, anchors, unit, atol=1e-5)
 
 
+def test_one_direction_given_as_a_vector_is_one_labelled_traversal(tmp_path):
+    # ([D] is one direction, as direction_codes documents: its labels counted D of them, and the
+    # report then indexed past K = 1)
+    decoder = mlp_decoder(6, 9)
+    result = ls.traverse(decoder, ANCHORS.float(), directions=torch.eye(6)[1], steps=5, progress=False)
+    assert result.labels == ("u0",) and result.dim_effect.shape == (1,)
+    ls.report(tmp_path / "r.html", results={"one": result})
+
+
 @pytest.mark.parametrize("mode", sorted(MODE_OPTIONS))
 def test_one_hot_directions_are_the_coordinate_sweep(mode):
     dims = [4, 0, 2]

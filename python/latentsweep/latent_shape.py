@@ -187,9 +187,10 @@ def coordinate_labels(dims: torch.Tensor, latent_shape: tuple[int, ...]) -> tupl
 
 def direction_labels(directions) -> tuple[str, ...]:
     """The directions' names, with the share of the codes' variance when known
-    (``"PC1 (34%)"``); ``"u0" .. "uK-1"`` for a plain tensor."""
+    (``"PC1 (34%)"``); ``"u0" .. "uK-1"`` for a plain tensor ``[K, D]``, ``"u0"`` for one
+    direction ``[D]``."""
     if not isinstance(directions, Directions):
-        return tuple(f"u{k}" for k in range(directions.shape[0]))
+        return tuple(f"u{k}" for k in range(1 if directions.dim() == 1 else directions.shape[0]))
     ratio = directions.explained_variance_ratio
     if ratio is None:
         return tuple(directions.names)
