@@ -61,6 +61,21 @@ def test_a_module_decoder_in_float32():
     check_against_reference(result, decoder, anchors, unit, atol=1e-5)
 
 
+def test_a_posterior_as_reference_is_its_means():
+    # (refused with a TypeError, while principal_directions, clusters and project take one)
+    torch.manual_seed(0)
+    posterior = ls.Posterior(torch.randn(30, 6), torch.full((30, 6), -1.0))
+    decoder = mlp_decoder(6, 9)
+    for directions in (None, RAW.float()):
+        by_means = ls.traverse(decoder, posterior.mu[:2], directions=directions, mode="empirical",
+                               reference=posterior.mu, steps=5, progress=False)
+        by_posterior = ls.traverse(decoder, posterior.mu[:2], directions=directions, mode="empirical",
+                                   reference=posterior, steps=5, progress=False)
+        assert torch.equal(by_means.values, by_posterior.values) and torch.equal(by_means.effect, by_posterior.effect)
+        assert torch.equal(ls.traversal_values(posterior.mu[:2], mode="empirical", reference=posterior,
+                                               directions=directions, steps=5), by_means.values)
+
+
 def test_one_direction_given_as_a_vector_is_one_labelled_traversal(tmp_path):
     # ([D] is one direction, as direction_codes documents: its labels counted D of them, and the
     # report then indexed past K = 1)

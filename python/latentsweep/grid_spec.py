@@ -177,6 +177,8 @@ def grid_spec(fn: str, anchors, *, mode, span, steps, dims, logvar, values, refe
         shape = (anchors.num_inputs, *(anchors.latent_shape if latent_shape is None else (anchors.latent_dim,)))
         logvar = anchors.logvar.view(shape) if logvar is None and anchors.logvar is not None else logvar
         anchors = anchors.mu.view(shape)
+    if isinstance(reference, Posterior):  # its means, as principal_directions and clusters read one
+        reference = reference.mu
     anchors, given_shape = flat_codes(fn, "anchors", anchors, what="A")
     latent_shape = checked_latent_shape(fn, latent_shape, anchors, given_shape)
     logvar = like_anchors(fn, "logvar", logvar, latent_shape, what="A")

@@ -170,8 +170,8 @@ def traversal_values(
             or a :class:`Posterior` (its ``mu``, and its ``logvar`` unless one is given), as
             ``traverse`` takes them.
         dims: ``None`` for all D.
-        logvar: ``[A, D]`` (mode "posterior"). reference: ``[M, D]`` codes (mode "empirical");
-            both may have the anchors' latent shape.
+        logvar: ``[A, D]`` (mode "posterior"). reference: ``[M, D]`` codes (mode "empirical"),
+            or a :class:`Posterior` (its means); both may have the anchors' latent shape.
         directions: ``[K, D]`` tensor or :class:`Directions` (normalised here; a zero or
             non-finite direction is an error), instead of ``dims``; ``[K, *latent_shape]`` for
             structured anchors.
@@ -194,6 +194,8 @@ def values_for(fn: str, anchors, *, mode, span, steps, dims, logvar, prior_std, 
         shape = (anchors.num_inputs, *anchors.latent_shape)
         logvar = anchors.logvar.view(shape) if logvar is None and anchors.logvar is not None else logvar
         anchors = anchors.mu.view(shape)
+    if isinstance(reference, Posterior):  # its means, as principal_directions and clusters read one
+        reference = reference.mu
     if isinstance(anchors, torch.Tensor) and anchors.dim() not in (1, 2):  # structured latents: flattened
         anchors, latent_shape = flat_codes(fn, "anchors", anchors, what="A")
         logvar = like_anchors(fn, "logvar", logvar, latent_shape, what="A")
