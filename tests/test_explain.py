@@ -331,3 +331,17 @@ def test_bad_dims_are_named_as_explains_before_anything_is_decoded(tmp_path, dec
     with pytest.raises(error, match=f"latentsweep.explain: {message}"):
         ls.explain(None, never, None, posterior=vae, out=tmp_path, dims=dims)
     assert not (tmp_path / "report.html").exists()
+
+
+@pytest.mark.parametrize("labels, named", [([0, 0, 1, 1, 2, 2, 3, 3], "0 and 1"),
+                                           (list("aabbccdd"), "'a' and 'b'")])
+def test_clusters_with_the_same_centroid_are_named_as_explains_with_what_to_do(tmp_path, labels, named):
+    """Clusters 0 and 1 share a centroid: the error named latentsweep.Clusters.directions (which
+    the caller never called) and the clusters' indices, and said nothing about what to do."""
+    decoder = CountingDecoder()
+    codes = torch.tensor([[0, 0], [2, 2], [0, 0], [2, 2], [5, 5], [5, 6], [1, 1], [1, 1]], dtype=torch.float32)
+    with pytest.raises(ValueError, match=rf"^latentsweep.explain: directions='clusters' finds no direction between the "
+                                         rf"clusters labelled {named}: their centroids \(mean codes\) are the same; "
+                                         r"give them one label .*directions='pca'"):
+        ls.explain(lambda x: x, decoder, codes, labels=labels, directions="clusters", out=tmp_path)
+    assert decoder.calls == 0 and not (tmp_path / "report.html").exists()

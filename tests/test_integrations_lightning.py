@@ -375,3 +375,44 @@ def test_a_sample_encode_would_refuse_is_refused_when_the_callback_is_made(data,
     with pytest.raises(ValueError, match=f"TraversalCallback: data .*{message}"):
         TraversalCallback(data())
     TraversalCallback(DataLoader(TensorDataset(digits(16)), batch_size=4))
+
+
+def test_output_transform_draws_a_logits_decoder_in_its_space(tmp_path):
+    """TraversalCallback had no output_transform: a decoder that returns logits was drawn as logits,
+    in TensorBoard and in the PNG folders."""
+    from PIL import Image
+
+    def sigmoid(outputs):  # no change: the colour bar of a decoder that applies its own sigmoid reads the same
+        return outputs
+
+    class FolderLogger(ScalarLogger):
+        def __init__(self, log_dir):
+            super().__init__()
+            self.log_dir = str(log_dir)
+
+    model = LitVAE()
+    logits = torch.nn.Sequential(*model.decoder[:3], model.decoder[4])  # the decoder without its final Sigmoid
+    assert isinstance(model.decoder[3], torch.nn.Sigmoid)
+    pictures = {}
+    for name, decoder, transform in [("transformed", logits, "sigmoid"), ("reference", model.decoder, sigmoid),
+                                     ("raw", logits, None)]:
+        tensorboard = pl.loggers.TensorBoardLogger(tmp_path, name=name)
+        callback = TraversalCallback(digits(8), decoder=decoder, output_transform=transform, prefix="vae")
+        callback.on_train_epoch_end(stub_trainer(loggers=[tensorboard, FolderLogger(tmp_path / name)]), model)
+        png = np.asarray(Image.open(tmp_path / name / "vae" / "step=0000005" / "traversal-anchor0.png").convert("RGB"))
+        pictures[name] = (read_events(tensorboard.log_dir).images["vae/traversal/anchor0"][-1][1], png)
+        space = "decoder output" if transform is None else "sigmoid(decoder output)"
+        assert callback.last.result.output_space == space
+    for logged, expected in zip(pictures["transformed"], pictures["reference"]):
+        np.testing.assert_array_equal(logged, expected)
+    assert not np.array_equal(pictures["transformed"][0], pictures["raw"][0])
+
+
+def test_bad_output_options_are_refused_when_the_callback_is_made_not_after_an_epoch():
+    for kwargs, error, message in [
+        (dict(output_transform="softmax"), ValueError, "output_transform must be one of 'sigmoid', 'tanh', 'exp'"),
+        (dict(output_transform=3), TypeError, "output_transform must be None, a name"),
+        (dict(output=[0]), TypeError, "output must be None, a key or attribute name"),
+    ]:
+        with pytest.raises(error, match=f"TraversalCallback: {message}"):
+            TraversalCallback(digits(8), **kwargs)

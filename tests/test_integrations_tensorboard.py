@@ -330,3 +330,49 @@ def test_an_encoder_whose_kl_overflows_is_refused(tmp_path):
         # large but representable: logged as it is
         snapshot = log_traversals(writer, model.encoder, model.decoder, digits(16) * 100, step=0, grid_anchors=0)
     assert np.isfinite(snapshot.scalars["mean_kl"]) and snapshot.scalars["mean_kl"] > 1e3
+
+
+def logits_decoder(model: TinyVAE) -> torch.nn.Module:
+    """TinyVAE's decoder without its final Sigmoid: the logits of the same pictures."""
+    *layers, sigmoid, unflatten = model.decoder
+    assert isinstance(sigmoid, torch.nn.Sigmoid)
+    return torch.nn.Sequential(*layers, unflatten)
+
+
+def sigmoid(outputs: torch.Tensor) -> torch.Tensor:
+    """No change, named so that a decoder that applies its own sigmoid gets the same colour bar
+    label ("sigmoid(decoder output)") as a logits decoder with output_transform="sigmoid"."""
+    return outputs
+
+
+def test_output_transform_logs_the_pictures_of_a_logits_decoder_in_its_space(tmp_path):
+    """log_traversals had no output_transform: a decoder that returns logits was drawn as logits."""
+    torch.manual_seed(0)
+    model, data = TinyVAE(), digits(16)
+    logits = logits_decoder(model)
+    options = dict(step=0, anchors=4, steps=5)
+    with SummaryWriter(tmp_path / "transformed") as writer:
+        transformed = log_traversals(writer, model.encoder, logits, data, output_transform="sigmoid", **options)
+    with SummaryWriter(tmp_path / "reference") as writer:
+        reference = log_traversals(writer, model.encoder, model.decoder, data, output_transform=sigmoid, **options)
+    with SummaryWriter(tmp_path / "raw") as writer:
+        raw = log_traversals(writer, model.encoder, logits, data, **options)
+    assert transformed.result.output_space == "sigmoid(decoder output)"
+    torch.testing.assert_close(transformed.result.dim_effect, reference.result.dim_effect)
+    logged, expected, untransformed = (read_events(tmp_path / name).images["latentsweep/traversal/anchor0"][-1][1]
+                                       for name in ("transformed", "reference", "raw"))
+    np.testing.assert_array_equal(logged, expected)
+    assert raw.result.output_space == "decoder output" and not np.array_equal(logged, untransformed)
+
+
+def test_bad_output_options_are_named_before_anything_is_computed(tmp_path, monkeypatch):
+    model, data = TinyVAE(), digits(8)
+    monkeypatch.setattr(_common, "take_snapshot", lambda *a, **k: pytest.fail("a snapshot was taken"))
+    with SummaryWriter(tmp_path) as writer:
+        for kwargs, error, message in [
+            (dict(output_transform="softmax"), ValueError, "output_transform must be one of 'sigmoid', 'tanh', 'exp'"),
+            (dict(output_transform=3), TypeError, "output_transform must be None, a name"),
+            (dict(output=1.5), TypeError, "output must be None, a key or attribute name"),
+        ]:
+            with pytest.raises(error, match=f"log_traversals: {message}"):
+                log_traversals(writer, model.encoder, model.decoder, data, step=0, **kwargs)

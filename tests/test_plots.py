@@ -562,3 +562,26 @@ def test_a_picture_checks_its_path_once(diagnosis, tmp_path, monkeypatch):
     monkeypatch.setattr(_common, "output_path", lambda *args, **kwargs: calls.append(args) or check(*args, **kwargs))
     plots.kl_bars(diagnosis, path=tmp_path / "kl.png")
     assert len(calls) == 1 and (tmp_path / "kl.png").exists()
+
+
+def _column_labels(result, **kwargs) -> list[str]:
+    return [t.get_text() for t in plots.traversal_grid(result, anchor=0, **kwargs).axes[0].get_xticklabels()]
+
+
+def test_a_float16_offset_of_zero_is_labelled_0_but_real_small_offsets_are_kept():
+    """The coordinate of a float16 anchor along a direction is computed apart from the grid's
+    values: the middle column's offset came out 1 ulp off and was labelled "-0.00098"."""
+    generator = torch.Generator().manual_seed(8)
+    mu = (torch.randn(2, 3, generator=generator) * 3).half()
+    directions = torch.nn.functional.normalize(torch.randn(2, 3, generator=generator), dim=1).half()
+    decoder = torch.nn.Sequential(torch.nn.Linear(3, 16), torch.nn.Unflatten(1, (1, 4, 4))).half()
+    result = latentsweep.traverse(decoder, latentsweep.Posterior(mu), directions=directions, mode="prior", steps=5,
+                                  progress=False)
+    middle = float(result.values[0, 0, 2]) - float(result.anchor_values[0, 0])
+    assert middle != 0 and abs(middle) <= torch.finfo(torch.float16).eps * 2  # the rounding this is about
+    assert _column_labels(result) == ["-2", "-1", "0", "+1", "+2"]
+    # Offsets a few float16 roundings wide are not hidden (span 0.01: steps of 0.005).
+    small = latentsweep.traverse(decoder, latentsweep.Posterior(mu), dims=[0, 1, 2], mode="prior", steps=5, span=0.01,
+                                 progress=False)
+    labels = _column_labels(small)
+    assert labels[2] == "0" and all(label != "0" for i, label in enumerate(labels) if i != 2)

@@ -270,3 +270,51 @@ def test_the_printed_diagnosis_leads_with_its_findings_too():
     text = str(diagnosis)
     assert "Findings, most important first:\n  1. Retrain with linear mean and log-variance heads: " in text
     assert [f.code for f in diagnosis.findings()] == [f.code for f in findings(diagnosis)]
+
+
+@pytest.mark.parametrize("share, text", [
+    (0.0, "0%"), (1.0, "100%"), (0.372, "37%"), (1.3, "130%"), (0.999, "99.9%"), (0.9999, "99.99%"),
+    (1 - 1e-9, ">99.99%"), (0.004, "0.4%"), (0.001, "0.1%"), (1e-9, "<0.01%"), (1.001, "100.1%"),
+    (1 + 1e-9, ">100%"), (math.nan, "nan%"),
+])
+def test_a_share_that_is_not_exactly_0_or_1_never_prints_as_0_or_100_percent(share, text):
+    from latentsweep.diagnosis import format_share
+
+    assert format_share(share) == text
+
+
+def test_a_dead_relu_heads_share_of_zero_means_is_not_printed_as_all_of_them():
+    """999 of 1000 means exactly 0 (a dead ReLU head) read "100% of them are exactly 0"."""
+    mu = torch.relu(torch.randn(1000, 2, generator=gen(9)))
+    mu[:, 0], mu[0, 0] = 0.0, 0.5
+    diagnosis = ls.diagnose(ls.Posterior(mu, torch.zeros(1000, 2)))
+    zeros = diagnosis.zero_fraction.tolist()
+    assert zeros[0] == 0.999 and diagnosis.flag("nonnegative-mean").dims == [0, 1]
+    [heads] = [f for f in findings(diagnosis) if f.code == "relu-heads"]
+    assert f"and {zeros[1]:.0%} to 99.9% of them are exactly 0" in heads.text
+    [row] = [line for line in str(diagnosis).splitlines() if line.lstrip().startswith("0 ")]
+    assert " 99.9% " in row and "100%" not in row
+
+
+def test_the_small_sd_sentences_do_not_round_a_tiny_share_to_0_percent():
+    """A posterior SD of 1/1000 of the prior's read "only 0% of the prior's ± 2 SD range"."""
+    mu = torch.randn(N, 2, generator=gen(10))
+    diagnosis = ls.diagnose(ls.Posterior(mu, torch.full((N, 2), 2 * math.log(0.001))))
+    assert "only 0.1% of the prior's" in posterior_sd_sentence(diagnosis)
+    [small] = [f for f in findings(diagnosis) if f.code == "small-posterior-sd"]
+    assert "0.1% of the prior's ± 2 SD range" in small.text and " 0% " not in small.text
+
+
+def test_directions_that_carry_nearly_all_the_variance_are_not_said_to_carry_all_of_it():
+    """Two principal directions of codes with a sliver of variance off their plane: "Together
+    they carry 100% of the codes' variance"."""
+    from latentsweep.report_texts import direction_sentences
+
+    codes = torch.randn(N, 3, generator=gen(11), dtype=torch.float64) * torch.tensor([3.0, 2.0, 0.11],
+                                                                                     dtype=torch.float64)
+    pcs = ls.principal_directions(ls.Posterior(codes), k=2)
+    decoder = torch.nn.Linear(3, 4).double()
+    along = ls.traverse(decoder, ls.Posterior(codes[:2]), directions=pcs, steps=3, progress=False)
+    share = float(pcs.explained_variance_ratio.sum())
+    assert 0.999 < share < 0.9995
+    assert "Together they carry 99.9% of the codes' variance." in direction_sentences(along, codes)

@@ -274,7 +274,7 @@ class Diagnosis:
             ("agg sd", _fmt(self.sd)),
             ("min", _fmt(self.min)),
             ("max", _fmt(self.max)),
-            ("zeros", [f"{z:.0%}" if math.isfinite(z) else "nan" for z in self.zero_fraction.tolist()]),
+            ("zeros", [format_share(z) if math.isfinite(z) else "nan" for z in self.zero_fraction.tolist()]),
         ]
         per_dim = [[] for _ in range(self.latent_dim)]
         for flag in self.flags:
@@ -648,6 +648,20 @@ def format_dims(dims: list[int]) -> str:
         else:
             runs.append([d, d])
     return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
+
+
+def format_share(share: float) -> str:
+    """A share as a whole percentage, ``0.372`` -> ``"37%"``; one that is not exactly 0 or 1 never
+    reads "0%" or "100%" (a dead ReLU head's zero share of 0.999 read "100%"): it gets the digits
+    that tell it apart, up to two, then ``"<0.01%"`` or ``">99.99%"`` (``">100%"`` just above 1)."""
+    text = f"{share:.0%}"
+    if share in (0, 1) or not math.isfinite(share) or float(text[:-1]) not in (0, 100):
+        return text
+    for digits in (1, 2):
+        text = f"{share:.{digits}%}"
+        if float(text[:-1]) not in (0, 100):
+            return text
+    return "<0.01%" if abs(share) < 0.5 else ">99.99%" if share < 1 else ">100%"
 
 
 def _fmt(t: torch.Tensor) -> list[str]:

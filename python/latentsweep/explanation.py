@@ -288,8 +288,7 @@ def _directions(directions, diagnosis: Diagnosis, posterior: Posterior, found: C
     if directions == "coordinates" or (directions == "auto" and diagnosis.recommended_directions == "coordinates"):
         return None
     if directions == "clusters":
-        pairs = list(dict.fromkeys(found.closest_and_farthest()))
-        parts = [found.directions(i, j) for i, j in pairs]
+        parts = [_cluster_direction(found, i, j) for i, j in dict.fromkeys(found.closest_and_farthest())]
         vectors = torch.cat([p.vectors for p in parts])
         return "directions between clusters", Directions(vectors, tuple(n for p in parts for n in p.names),
                                                          source="clusters")
@@ -302,6 +301,21 @@ def _directions(directions, diagnosis: Diagnosis, posterior: Posterior, found: C
     pcs = principal_directions(posterior, k=min(max_directions, posterior.num_inputs - 1, posterior.latent_dim))
     keep = max(1, int((pcs.explained_variance_ratio >= MIN_DIRECTION_SHARE).sum()))
     return "principal directions", pcs[:keep]
+
+
+def _cluster_direction(found: Clusters, i: int, j: int) -> Directions:
+    """``found.directions(i, j)``, its one refusal (two clusters with the same centroid) said as
+    explain's, naming the user's labels and what to do: Clusters.directions named itself and the
+    clusters' indices, neither of which the caller of explain knows."""
+    try:
+        return found.directions(i, j)
+    except ValueError as error:  # (i and j are found's own indices: their range cannot be wrong)
+        first, second = found.label_values[i], found.label_values[j]
+        raise ValueError(
+            f"{_FN}: directions='clusters' finds no direction between the clusters labelled {first!r} and "
+            f"{second!r}: their centroids (mean codes) are the same; give them one label (or ask for fewer "
+            "clusters=), or traverse other directions (directions='pca', or your own [K, D] tensor)"
+        ) from error
 
 
 def _refuse_nonfinite_rows(posterior: Posterior, diagnosis: Diagnosis) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .diagnosis import Diagnosis, format_dims, unit_variance_note
+from .diagnosis import Diagnosis, format_dims, format_share, unit_variance_note
 
 # A posterior SD below this fraction of the prior SD counts as "small" in the texts: +/- 2
 # posterior SDs then cover under half of the prior's +/- 2 SD range.
@@ -110,7 +110,7 @@ def findings(diagnosis: Diagnosis) -> list[Finding]:
             "small-posterior-sd", "The encoder is very certain: traverse by the prior",
             f"On {_dims(small.dims)} the median posterior SD is {_range(sds)} (prior SD "
             f"{diagnosis.prior_std:g}), so ± 2 posterior SDs move z by about {4 * typical:.2g}, "
-            f"{typical / diagnosis.prior_std:.0%} of the prior's ± 2 SD range: a traversal by the "
+            f"{format_share(typical / diagnosis.prior_std)} of the prior's ± 2 SD range: a traversal by the "
             "posterior shows almost nothing. Traverse by the prior.",
         ))
     collapsed = diagnosis.flag("collapsed")
@@ -186,7 +186,7 @@ def posterior_sd_sentence(diagnosis: Diagnosis) -> str | None:
         f"SD), so ± 2 posterior SDs span {4 * typical:.2g} in z"
     )
     if ratio < SMALL_SD_TEXT_RATIO:
-        return text + f", only {ratio:.0%} of the prior's ± 2 SD range ({4 * p:.2g})."
+        return text + f", only {format_share(ratio)} of the prior's ± 2 SD range ({4 * p:.2g})."
     if ratio <= 1.0 / SMALL_SD_TEXT_RATIO:
         text += f", about as much as the prior's ± 2 SD range ({4 * p:.2g}): the posterior SDs are not small here"
     else:
@@ -252,4 +252,5 @@ def _range(values: list[float]) -> str:
 
 def _percent_range(values: list[float]) -> str:
     low, high = min(values), max(values)
-    return f"{low:.0%}" if f"{low:.0%}" == f"{high:.0%}" else f"{low:.0%} to {high:.0%}"
+    low, high = format_share(low), format_share(high)
+    return low if low == high else f"{low} to {high}"

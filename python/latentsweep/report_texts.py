@@ -8,6 +8,7 @@ import math
 import torch
 
 from .clusters import Clusters
+from .diagnosis import format_share
 from .directions import row_blocks
 from .latent_shape import latent_label
 from .result import TraversalResult
@@ -56,7 +57,7 @@ def direction_sentences(result: TraversalResult, codes: torch.Tensor | None = No
             units = result.directions.double()
             orthogonal = bool(torch.allclose(units @ units.T, torch.eye(k, dtype=torch.float64), atol=1e-4))
             sentences.append(
-                f"Together they carry {sum(shares):.0%} of the codes' variance"
+                f"Together they carry {format_share(sum(shares))} of the codes' variance"
                 + ("." if orthogonal else " (they are not orthogonal, so variance they share is counted twice).")
             )
     order = sorted(range(k), key=lambda i: -effects[i])

@@ -22,6 +22,7 @@ import torch
 from .. import _checks
 from .._modules import eval_mode, model_device, model_dtype, modules_behind
 from .._random_state import preserve_rng_state
+from ..decoding import decoder_call
 from ..diagnosis import FLAG_CODES, Diagnosis, diagnose, format_dims
 from ..encoding import check_loader_order, encode
 from ..latent_shape import latent_label
@@ -63,6 +64,8 @@ class SnapshotOptions:
     image_shape: tuple[int, ...] | None = None
     batch_size: int = 256
     prefix: str = "latentsweep"
+    output: object = None
+    output_transform: object = None
 
     @classmethod
     def checked(cls, fn: str, **options) -> "SnapshotOptions":
@@ -83,6 +86,9 @@ class SnapshotOptions:
             if not all(isinstance(s, numbers.Integral) and not isinstance(s, bool) for s in image_shape):
                 raise TypeError(f"{fn}: image_shape must hold ints, got {image_shape!r}")
             image_shape_of(fn, image_shape, image_shape)  # its form now; its size against the outputs later
+        # traverse's own checks of output= and output_transform= (on a stand-in decoder): said
+        # now, not when the first snapshot decodes, epochs into training.
+        decoder_call(fn, _no_decoder, output=o.output, output_transform=o.output_transform)
         return cls(
             steps=_checks.integer(fn, "steps", o.steps, low=1),
             mode=mode,
@@ -94,11 +100,19 @@ class SnapshotOptions:
             image_shape=image_shape,
             batch_size=_checks.integer(fn, "batch_size", o.batch_size, low=1),
             prefix=o.prefix.strip("/"),
+            output=o.output,
+            output_transform=o.output_transform,
         )
 
     def tag(self, key: str) -> str:
         """The logged name of ``key``: ``"<prefix>/<key>"``."""
         return f"{self.prefix}/{key}" if self.prefix else key
+
+
+def _no_decoder(codes: torch.Tensor) -> torch.Tensor:
+    """The decoder :meth:`SnapshotOptions.checked` checks ``output=`` and ``output_transform=`` with
+    (never called: the real one may be known only when training starts)."""
+    raise AssertionError("SnapshotOptions' stand-in decoder is never called")
 
 
 def _refuse_too_few(fn: str, got: str) -> None:
@@ -240,7 +254,7 @@ def take_snapshot(
         sweep = dict(
             mode=mode, span=options.span, steps=options.steps, dims=ranked_dims(diagnosis)[: options.max_dims],
             reference=posterior.mu if MODE_TABLE[mode].needs_reference else None, prior_std=options.prior_std,
-            device=decoder_device, progress=False,
+            device=decoder_device, progress=False, output=options.output, output_transform=options.output_transform,
             distributed=False,  # runs on rank 0 alone while the other ranks train
         )
         # Statistics over all anchors without keeping outputs (A x K x S images can be large);

@@ -58,6 +58,9 @@ class TraversalCallback(pl.Callback):
         image_shape: ``(H, W)`` or ``(C, H, W)`` to draw flat decoder outputs as images.
         batch_size: inputs per encoder call (tensors and Datasets).
         prefix: the logged names' prefix (``""`` for none).
+        output, output_transform: which part of the decoder's output to use and a function of
+            it (``"sigmoid"`` for a decoder that returns logits), as for
+            :func:`latentsweep.traverse`: the pictures and ``effect/z<d>`` are of what it gives.
         on_error: ``"raise"`` (default: a failing snapshot, e.g. NaN codes, stops the training
             like any exception) or ``"warn"`` (warn and train on).
     """
@@ -79,6 +82,8 @@ class TraversalCallback(pl.Callback):
         image_shape=None,
         batch_size: int = 256,
         prefix: str = "latentsweep",
+        output=None,
+        output_transform=None,
         on_error: str = "raise",
     ) -> None:
         super().__init__()
@@ -86,6 +91,7 @@ class TraversalCallback(pl.Callback):
         self.options = _common.SnapshotOptions.checked(
             _FN, steps=steps, mode=mode, max_dims=max_dims, anchors=anchors, span=span, prior_std=prior_std,
             grid_anchors=grid_anchors, image_shape=image_shape, batch_size=batch_size, prefix=prefix,
+            output=output, output_transform=output_transform,
         )
         self.every_n_epochs = _checks.integer(_FN, "every_n_epochs", every_n_epochs, low=1)
         for role, choice in (("encoder", encoder), ("decoder", decoder)):

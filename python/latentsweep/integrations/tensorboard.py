@@ -32,6 +32,8 @@ def log_traversals(
     image_shape=None,
     batch_size: int = 256,
     prefix: str = "latentsweep",
+    output=None,
+    output_transform=None,
     device: torch.device | str | None = None,
     modules=None,
 ) -> _common.TraversalSnapshot:
@@ -75,6 +77,9 @@ def log_traversals(
         image_shape: ``(H, W)`` or ``(C, H, W)`` to draw flat decoder outputs as images.
         batch_size: inputs per encoder call (tensors and Datasets).
         prefix: the names' prefix (``""`` for none).
+        output, output_transform: which part of the decoder's output to use and a function of
+            it (``"sigmoid"`` for a decoder that returns logits), as for
+            :func:`latentsweep.traverse`: the pictures and ``effect/z<d>`` are of what it gives.
         device: where to encode and decode (default: the encoder's parameters' device to encode,
             the decoder's to decode; a part without parameters runs where the other modules are).
         modules: an nn.Module or a list of them also put in eval mode (e.g. the whole model,
@@ -99,6 +104,7 @@ def log_traversals(
     options = _common.SnapshotOptions.checked(
         _FN, steps=steps, mode=mode, max_dims=max_dims, anchors=anchors, span=span, prior_std=prior_std,
         grid_anchors=grid_anchors, image_shape=image_shape, batch_size=batch_size, prefix=prefix,
+        output=output, output_transform=output_transform,
     )
     _common.check_data(_FN, data)
     device = _checks.device(_FN, device)

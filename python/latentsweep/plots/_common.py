@@ -350,7 +350,8 @@ def grid_columns(values: np.ndarray, anchor_values: np.ndarray | None,
     traversed latent (or coordinate along each direction) ``[K]``: the values when every row
     takes the same ones (modes "absolute", "quantile"), else the offsets from the anchor when
     those agree (mode "prior"; not without ``anchor_values``), else ``None`` (modes "posterior",
-    "empirical": every row has its own range). ``labels``: :func:`value_axis_labels`.
+    "empirical": every row has its own range); offsets within the rounding of the values in
+    their dtype are 0. ``labels``: :func:`value_axis_labels`.
     ``dtype``: the values' own (the grids of the traversals and of the directions share this
     one rule: float16 offsets that differ by their rounding were labelled ±2 in one picture and
     by step numbers in the other)."""
@@ -359,9 +360,14 @@ def grid_columns(values: np.ndarray, anchor_values: np.ndarray | None,
         return values[0], labels[0]
     if anchor_values is None:
         return None, "step"
-    offsets = values - anchor_values.astype(np.float64)[:, None]
+    anchor_values = anchor_values.astype(np.float64)
+    offsets = values - anchor_values[:, None]
     if _rows_agree(offsets, values, dtype, 1e-4, 1e-5):
-        return offsets[0], labels[1]
+        # An offset within one rounding of the row's values in their dtype is 0: a float16
+        # coordinate along a direction, computed apart from the grid's, left the middle column
+        # 1 ulp off ("-0.00098"); offsets beyond that rounding are shown as they are.
+        rounding = torch.finfo(dtype).eps * max(float(np.abs(values[0]).max()), abs(float(anchor_values[0])))
+        return np.where(np.abs(offsets[0]) <= rounding, 0.0, offsets[0]), labels[1]
     return None, "step"
 
 
