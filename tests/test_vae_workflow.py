@@ -180,3 +180,18 @@ def test_one_collapsed_latent_is_said_in_the_singular():
     logvar = torch.cat([torch.full((200, 2), -2.0), torch.zeros(200, 1)], dim=1)
     text = " ".join(f.text for f in ls.diagnose(ls.Posterior(mu, logvar)).findings())
     assert "Dim 2 has KL under" in text, text
+
+
+def test_shares_near_one_and_one_collapsed_latent_read_right_everywhere():
+    # (alignment's brief, the report's zeros column and direction labels printed 0.999 as 100%;
+    # "Dim 2 collapsed ... and carry nothing; leave them out")
+    torch.manual_seed(0)
+    mu = torch.randn(1000, 2) * torch.tensor([1.0, 0.03])
+    assert "100%" not in ls.diagnose(mu).axes.brief()
+    from latentsweep.latent_shape import direction_labels
+    pcs = ls.principal_directions(mu)
+    assert direction_labels(pcs)[0] == "PC1 (99.9%)"
+    mu = torch.cat([torch.randn(200, 2), torch.zeros(200, 1)], dim=1)
+    logvar = torch.cat([torch.full((200, 2), -2.0), torch.zeros(200, 1)], dim=1)
+    assert "Dim 2 collapsed to the prior and carries nothing; leave it out" in \
+        ls.diagnose(ls.Posterior(mu, logvar)).recommendation

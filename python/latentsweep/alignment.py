@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import torch
 
 from . import _checks
+from ._shares import format_share
 
 # Above this many latents the D x D covariance and its eigenvalues are too costly for a
 # diagnosis (seconds to minutes): the top component comes from a randomised pass and the
@@ -52,14 +53,14 @@ class AxisAlignment:
 
     def brief(self) -> str:
         """The two shares in a few words (the diagnosis' recommendation)."""
-        return (f"top latent {self.top_coordinate_share:.0%} of the codes' variance, top principal "
-                f"component {self.top_component_share:.0%}")
+        return (f"top latent {format_share(self.top_coordinate_share)} of the codes' variance, top principal "
+                f"component {format_share(self.top_component_share)}")
 
     def describe(self) -> str:
         """The numbers in words (no capital, no full stop): the findings and the report."""
         text = (
-            f"the top latent carries {self.top_coordinate_share:.0%} of the codes' variance and the top "
-            f"principal component {self.top_component_share:.0%} (ratio {self.ratio:.2f}; 1 when the top "
+            f"the top latent carries {format_share(self.top_coordinate_share)} of the codes' variance and the top "
+            f"principal component {format_share(self.top_component_share)} (ratio {self.ratio:.2f}; 1 when the top "
             "component is a latent axis)"
         )
         if self.wasserstein_correlation is not None:

@@ -10,6 +10,7 @@ import torch
 
 from . import _checks
 from ._json import json_ready
+from ._shares import format_share
 from .alignment import AxisAlignment, axis_alignment
 from .modes import MODE_TABLE
 from .posterior import Posterior
@@ -217,9 +218,11 @@ class Diagnosis:
         if not mismatch and not small:
             sentences.append('Traverse with mode "prior" (the default): the codes follow the prior.')
         if collapsed and self.num_active:  # (none active: said below; dims=active_dims would be empty)
+            one = len(collapsed.dims) == 1
             sentences.append(
-                f"{_dims_label(collapsed.dims).capitalize()} collapsed to the prior and carry nothing; "
-                "leave them out (dims=diagnosis.active_dims)."
+                f"{_dims_label(collapsed.dims).capitalize()} collapsed to the prior and "
+                f"{'carries' if one else 'carry'} nothing; leave {'it' if one else 'them'} out "
+                "(dims=diagnosis.active_dims)."
             )
         if self.num_active == 0:
             nonfinite, alive = self.flag("nonfinite"), self.uncollapsed_inactive_dims
@@ -648,20 +651,6 @@ def format_dims(dims: list[int]) -> str:
         else:
             runs.append([d, d])
     return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
-
-
-def format_share(share: float) -> str:
-    """A share as a whole percentage, ``0.372`` -> ``"37%"``; one that is not exactly 0 or 1 never
-    reads "0%" or "100%" (a dead ReLU head's zero share of 0.999 read "100%"): it gets the digits
-    that tell it apart, up to two, then ``"<0.01%"`` or ``">99.99%"`` (``">100%"`` just above 1)."""
-    text = f"{share:.0%}"
-    if share in (0, 1) or not math.isfinite(share) or float(text[:-1]) not in (0, 100):
-        return text
-    for digits in (1, 2):
-        text = f"{share:.{digits}%}"
-        if float(text[:-1]) not in (0, 100):
-            return text
-    return "<0.01%" if abs(share) < 0.5 else ">99.99%" if share < 1 else ">100%"
 
 
 def _fmt(t: torch.Tensor) -> list[str]:

@@ -12,7 +12,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .diagnosis import Diagnosis, format_dims, format_share, unit_variance_note
+from ._shares import format_share
+from .diagnosis import Diagnosis, format_dims, unit_variance_note
 
 # A posterior SD below this fraction of the prior SD counts as "small" in the texts: +/- 2
 # posterior SDs then cover under half of the prior's +/- 2 SD range.

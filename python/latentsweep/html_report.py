@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from . import _checks
+from ._shares import format_share
 from .diagnosis import Diagnosis, diagnose, format_dims
 from .findings import findings, posterior_sd_sentence
 from .latent_shape import latent_label
@@ -289,7 +290,7 @@ def _table(diagnosis: Diagnosis) -> str:
             cells.append("yes" if bool(diagnosis.active[d]) else "no")
         cells += [_number(float(values[d])) for _, values in columns]
         zeros = float(diagnosis.zero_fraction[d])
-        cells.append(f"{zeros:.0%}" if math.isfinite(zeros) else "n/a")
+        cells.append(format_share(zeros) if math.isfinite(zeros) else "n/a")
         cells.append(", ".join(codes[d]))
         css = ' class="flagged"' if codes[d] else ""
         rows.append(f"<tr{css}>" + "".join(f"<td>{_esc(c)}</td>" for c in cells) + "</tr>")

@@ -15,6 +15,7 @@ import math
 import torch
 
 from . import _checks
+from ._shares import format_share
 from .directions import Directions
 
 
@@ -194,4 +195,4 @@ def direction_labels(directions) -> tuple[str, ...]:
     ratio = directions.explained_variance_ratio
     if ratio is None:
         return tuple(directions.names)
-    return tuple(f"{name} ({float(share):.0%})" for name, share in zip(directions.names, ratio.tolist()))
+    return tuple(f"{name} ({format_share(float(share))})" for name, share in zip(directions.names, ratio.tolist()))

@@ -8,7 +8,7 @@ import math
 import torch
 
 from .clusters import Clusters
-from .diagnosis import format_share
+from ._shares import format_share
 from .directions import row_blocks
 from .latent_shape import latent_label
 from .result import TraversalResult
