@@ -322,7 +322,6 @@ def test_report(workspace):
         (["diagnose", "--model", "tiny_models:make", "--data", "tiny_models.py"], "unsupported file type"),
         (["diagnose", "--model", "tiny_models:make", "--weights", "data.npy", "--data", "data.npy"], "--weights"),
         (["diagnose", "--model", "tiny_models:tabular", "--weights", "tiny.pt", "--data", "data.npy"], "do not fit the model"),
-        (["traverse", "--model", "tiny_models:make", "--data", "data.npy", "--dims", "7"], "dims must lie in"),
         (["traverse", "--model", "tiny_models:make", "--data", "data.npy", "--store", "x.zarr", "--resume"], "no sweep at"),
         (["sample", "--model", "tiny_models:tabular", "--data", "data.npy"], "no posterior to sample"),
     ],
@@ -410,6 +409,73 @@ def test_a_usage_error_under_torchrun_is_said_once(tmp_path, monkeypatch, capsys
     with pytest.raises(SystemExit):
         main(["info", "--x"])
     assert capsys.readouterr().err.startswith("latentsweep: error: info:")
+
+
+# Each command as it runs without a launcher (valid options): under torchrun only traverse splits
+# its work; the others ran in full on every rank.
+ONE_PROCESS_COMMANDS = {
+    "report": ["--model", "tiny_models:make", "--weights", "tiny.pt", "--data", "data.npy", "--out", "ranked_out"],
+    "diagnose": ["--model", "tiny_models:make", "--weights", "tiny.pt", "--data", "data.npy", "--out", "ranked_out"],
+    "sample": ["--model", "tiny_models:make", "--weights", "tiny.pt", "--out", "ranked_out"],
+    "metrics": ["--model", "tiny_models:make", "--weights", "tiny.pt", "--data", "data.npy", "--factors", "data.npy"],
+    "demo": ["--quick", "--out", "ranked_out"],
+    "open": ["ranked.zarr"],
+    "info": [],
+}
+
+
+@pytest.mark.parametrize("command", sorted(ONE_PROCESS_COMMANDS))
+def test_commands_other_than_traverse_are_refused_under_torchrun(workspace, monkeypatch, capsys, command):
+    """Under torchrun `report` ran in full on every rank, and rank 1 printed "wrote .../report.html"
+    and exited 0 before rank 0 had written it: a usage error now, said by rank 0 alone, before any
+    work; every rank exits 2."""
+    from latentsweep.cli import main
+
+    monkeypatch.setattr("latentsweep.cli.RANK_0_SPEAKS_SECONDS", 0.0)  # (who says it, not when)
+    monkeypatch.chdir(workspace)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    for rank in ("1", "0"):
+        monkeypatch.setenv("RANK", rank)
+        with pytest.raises(SystemExit) as exit_:
+            main([command, *ONE_PROCESS_COMMANDS[command]])
+        said = capsys.readouterr()
+        expected = (f"latentsweep: error: {command}: runs in one process; run it without torchrun (WORLD_SIZE=2: only "
+                    f"traverse splits its work across ranks) (see 'latentsweep {command} --help')\n")
+        assert exit_.value.code == 2 and said.out == "" and said.err == ("" if rank == "1" else expected), said
+    assert not (workspace / "ranked_out").exists()
+    monkeypatch.setenv("WORLD_SIZE", "1")  # a group of one is no launcher's: the command runs
+    assert "torch" in invoke("info", cwd=workspace).stdout
+
+
+# ---- a typed value that cannot work with the data given is the option's usage error ----------
+@pytest.mark.parametrize(
+    "args, line",
+    [
+        # exit 1 ("--clusters must be <= 39, got 40"), while --clusters 1 or x exit 2
+        (["report", "--clusters", "40"], "latentsweep: error: report: --clusters must be <= 39 (fewer than the 40 "
+                                         "inputs in --data), got 40 (see 'latentsweep report --help')"),
+        (["traverse", "--dims", "0,3"], "latentsweep: error: traverse: --dims must lie in [0, 3) for D=3, got values "
+                                        "in [0, 3] (see 'latentsweep traverse --help')"),
+        (["sample", "--data", "data.npy", "--latent-dim", "4"],
+         "latentsweep: error: sample: --latent-dim 4, but the encoder gives 3 latents (see 'latentsweep sample --help')"),
+    ],
+)
+def test_a_value_that_cannot_work_with_the_data_is_a_usage_error(workspace, tmp_path, args, line):
+    command, *rest = args
+    data = [] if command == "sample" else ["--data", "data.npy"]
+    completed = invoke(command, "--model", "tiny_models:make", "--weights", "tiny.pt", *data, *rest, "--out",
+                       str(tmp_path / "o"), cwd=workspace, check=False)
+    assert completed.returncode == 2 and stderr_lines(completed) == [line], completed.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_values_beyond_the_data_that_were_taken_still_are(workspace, tmp_path):
+    """The same rule changes how a refusal is said, not what is refused: more --anchors or
+    --max-directions than the data holds are still taken (all the inputs; as many directions as
+    there are)."""
+    completed = invoke("report", "--model", "tiny_models:tabular", "--data", "data.npy", "--anchors", "500",
+                       "--max-directions", "500", "--steps", "2", "--out", str(tmp_path / "o"), cwd=workspace)
+    assert (tmp_path / "o" / "report.html").exists() and "--anchors 500, but --data has 40 inputs" in completed.stderr
 
 
 @pytest.mark.parametrize(
@@ -685,7 +751,7 @@ def test_samples_picture_is_labelled(tmp_path):
 def test_mode_posterior_on_an_autoencoder_suggests_empirical(workspace):
     completed = invoke("traverse", "--model", "tiny_models:tabular", "--data", "data.npy", "--mode", "posterior",
                     cwd=workspace, check=False)
-    assert_one_line_error(completed, "--mode empirical")
+    assert_one_line_error(completed, "--mode empirical", code=2)
 
 
 def test_more_anchors_than_inputs_says_so(workspace):
@@ -699,8 +765,8 @@ def test_more_anchors_than_inputs_says_so(workspace):
 def test_no_doubled_prefix(workspace):
     completed = invoke("traverse", "--model", "tiny_models:make", "--weights", "tiny.pt", "--data", "data.npy",
                     "--image-shape", "5,5", "--steps", "2", "--out", "bad_shape", cwd=workspace, check=False)
-    line = assert_one_line_error(completed, "--image-shape (5, 5)")
-    assert line.count("latentsweep") == 1, line
+    line = assert_one_line_error(completed, "--image-shape (5, 5)", code=2)
+    assert line.count("latentsweep:") == 1, line
 
 
 def test_one_line_wording():
@@ -874,9 +940,9 @@ def test_bad_directions_files_are_one_line_errors(workspace, tmp_path, content, 
     [
         (["--clusters", "1"], ["--clusters", "must be >= 2"], 2),
         (["--clusters", "x"], ["--clusters"], 2),
-        (["--clusters", "40"], ["clusters", "40"], 1),
+        (["--clusters", "40"], ["report: --clusters must be <= 39 (fewer than the 40 inputs in --data), got 40"], 2),
         (["--directions", "clusters"], ["report: --directions clusters needs --clusters K"], 2),
-        (["--mode", "posterior", "--directions", "coordinates"], ["--mode posterior", "--mode empirical"], 1),
+        (["--mode", "posterior", "--directions", "coordinates"], ["--mode posterior", "--mode empirical"], 2),
     ],
 )
 def test_bad_cluster_and_mode_options_are_one_line(workspace, tmp_path, args, needles, code):
@@ -952,12 +1018,12 @@ def test_report_checks_feature_names_before_the_long_work(workspace, tmp_path):
     ignored them): as many names as tabular outputs have features, none for images."""
     completed = invoke("report", "--model", "tiny_models:tabular", "--data", "data.npy",
                        "--feature-names", "a,b", "--out", str(tmp_path / "rep"), cwd=workspace, check=False)
-    assert_one_line_error(completed, "--feature-names has 2 names but the decoder outputs 5 features")
+    assert_one_line_error(completed, "--feature-names has 2 names but the decoder outputs 5 features", code=2)
     assert not (tmp_path / "rep").exists() or not any((tmp_path / "rep").iterdir())
     images = invoke("report", "--model", "tiny_models:make", "--weights", "tiny.pt", "--data", "data.npy",
                     "--feature-names", "a,b", "--out", str(tmp_path / "rep"), cwd=workspace, check=False)
     assert_one_line_error(images, "--feature-names names the features of tabular outputs, but these outputs "
-                          "(shape [1, 4, 4] per code) are drawn as images; leave --feature-names out")
+                          "(shape [1, 4, 4] per code) are drawn as images; leave --feature-names out", code=2)
     assert not (tmp_path / "rep").exists() or not any((tmp_path / "rep").iterdir())
     invoke("report", "--model", "tiny_models:tabular", "--data", "data.npy", "--steps", "3", "--anchors", "2",
            "--feature-names", "a,b,c,d,e", "--out", str(tmp_path / "rep"), cwd=workspace)
@@ -1014,7 +1080,8 @@ def test_traverse_checks_the_image_shape_before_the_sweep_and_notes_one_step(wor
     common = ["--model", "tiny_models:make", "--weights", "tiny.pt", "--data", "data.npy", "--no-progress"]
     completed = invoke("traverse", *common, "--image-shape", "7,7", "--out", str(tmp_path / "o"), cwd=workspace,
                        check=False)
-    assert_one_line_error(completed, "--image-shape (7, 7) holds 49 values but each decoder output (1, 4, 4) holds 16")
+    assert_one_line_error(completed, "--image-shape (7, 7) holds 49 values but each decoder output (1, 4, 4) holds 16",
+                          code=2)
     assert not (tmp_path / "o" / "traversal.npz").exists()  # refused before the sweep, nothing written
     completed = invoke("traverse", *common, "--steps", "1", "--out", str(tmp_path / "one"), cwd=workspace)
     assert "latentsweep: note: --steps 1: one value per latent" in completed.stderr
@@ -1058,7 +1125,7 @@ def test_a_failed_command_leaves_no_empty_out_folder(workspace, tmp_path):
     assert not out.exists()
     completed = invoke("report", "--model", "tiny_models:make", "--weights", "tiny.pt", "--data", "data.npy",
                        "--clusters", "500", "--out", str(out), cwd=workspace, check=False)
-    assert_one_line_error(completed, "--clusters must be <= ")
+    assert_one_line_error(completed, "--clusters must be <= ", code=2)
     assert not out.exists()
 
 
@@ -1291,12 +1358,12 @@ def test_a_spatial_vae_through_the_commands(workspace, tmp_path):
     assert np.load(tmp_path / "p" / "decoded.npy").shape == (3, 1, 8, 8)
     for args, needle in [(["--latent-shape", "2,0,4"], "--latent-shape"),
                          (["--latent-shape", "2,4,4", "--latent-dim", "16"], "holds 32 latents")]:
-        code = 2 if needle == "--latent-shape" else 1
+        code = 2  # (two options that contradict each other: a usage error too)
         assert_one_line_error(invoke("sample", *spatial, *args, "--out", str(tmp_path / "p1"), cwd=workspace,
                                      check=False), needle, code=code)
     mismatched = invoke("sample", *model, "--latent-shape", "4,2,4", "--out", str(tmp_path / "p2"), cwd=workspace,
                         check=False)
-    assert_one_line_error(mismatched, "--latent-shape 4,2,4, but the encoder gives codes of shape 2,4,4")
+    assert_one_line_error(mismatched, "--latent-shape 4,2,4, but the encoder gives codes of shape 2,4,4", code=2)
     invoke("report", *model, "--steps", "3", "--anchors", "2", "--out", str(tmp_path / "r"),
            cwd=workspace)
     assert "z[" in (tmp_path / "r" / "report.html").read_text()
@@ -1312,7 +1379,7 @@ def test_a_spatial_vae_through_the_commands(workspace, tmp_path):
     # the options checked on one decoded code before the work gave it flat codes
     named = invoke("report", *model, "--feature-names", "a,b", "--out", str(tmp_path / "r2"), cwd=workspace, check=False)
     assert_one_line_error(named, "--feature-names names the features of tabular outputs, but these outputs (shape "
-                          "[1, 8, 8] per code) are drawn as images")
+                          "[1, 8, 8] per code) are drawn as images", code=2)
 
 
 # ---- the library's Python words, integer data, odd files and paths (adversarial pass on encode) ----
@@ -1383,8 +1450,8 @@ def test_keyword_errors_end_to_end_name_the_flags(workspace, tmp_path):
     np.save(tmp_path / "none.npy", np.zeros((0, 16), np.float32))
     ae = ("--model", "tiny_models:tabular")
     for args, needle in [
-        (("traverse", *TRAVERSE[1:], "--dims", "0,0"), "latentsweep: error: --dims must be distinct"),
-        (("report", *ae, "--data", "data.npy", "--dims", "99"), "latentsweep: error: --dims must lie in [0, 3)"),
+        (("traverse", *TRAVERSE[1:], "--dims", "0,0"), "latentsweep: error: traverse: --dims must be distinct"),
+        (("report", *ae, "--data", "data.npy", "--dims", "99"), "latentsweep: error: report: --dims must lie in [0, 3)"),
         (("report", *ae, "--data", str(tmp_path / "one.npy")), "latentsweep: error: --data needs at least 2 inputs"),
         (("diagnose", *ae, "--data", str(tmp_path / "one.npy")),
          "latentsweep: error: --data needs at least 2 inputs for the diagnosis, got 1 (a latent's activity"),
@@ -1394,7 +1461,7 @@ def test_keyword_errors_end_to_end_name_the_flags(workspace, tmp_path):
     ]:
         extra = () if args[0] == "diagnose" or "--out" in args else ("--out", str(tmp_path / "o"))
         completed = invoke(*args, *extra, cwd=workspace, check=False)
-        line = assert_one_line_error(completed)
+        line = assert_one_line_error(completed, code=2 if "--dims" in args else 1)  # (a typed value: usage)
         assert line.startswith(needle), line
 
 

@@ -91,7 +91,7 @@ def test_sample_names_a_prior_std_beyond_the_decoders_dtype(workspace, tmp_path,
     for some of the sampled codes"); a tiny one made every code 0, silently."""
     completed = invoke("sample", *WEIGHTS, "--prior-std", prior_std, "--out", str(tmp_path / "o"), cwd=workspace,
                        check=False)
-    line = assert_one_line_error(completed, *needles)
+    line = assert_one_line_error(completed, *needles, code=2)  # (a value the decoder's dtype cannot hold: usage)
     assert "decoder returned" not in line
     assert not (tmp_path / "o").exists()
 
@@ -100,7 +100,7 @@ def test_a_float16_decoder_gets_no_infinite_prior_codes(workspace, tmp_path):
     (tmp_path / "half.py").write_text("import torch, tiny_models\ndef make():\n    return tiny_models.make().half()\n")
     completed = invoke("sample", "--model", f"{tmp_path / 'half.py'}:make", "--prior-std", "1e5", "--out",
                        str(tmp_path / "o"), cwd=workspace, check=False)
-    assert_one_line_error(completed, "--prior-std 100000", "beyond the largest float16")
+    assert_one_line_error(completed, "--prior-std 100000", "beyond the largest float16", code=2)
 
 
 @pytest.mark.parametrize("closed", ["stdout", "stderr"])
@@ -169,19 +169,19 @@ def test_diagnose_checks_its_out_folder_before_the_work(workspace, tmp_path):
 @pytest.mark.parametrize("args, expected", [
     # the flag said twice ("--image-shape: --image-shape holds ...")
     (("traverse", *WEIGHTS, "--data", "data.npy", "--image-shape", "3,3", "--out", "{tmp}/o"),
-     "latentsweep: error: --image-shape (3, 3) holds 9 values but each decoder output (1, 4, 4) holds 16"),
+     "latentsweep: error: traverse: --image-shape (3, 3) holds 9 values but each decoder output (1, 4, 4) holds 16"),
     # the library's keyword (metrics=) and name (dims[...], sample_prior's D), not the flag
     (("metrics", *WEIGHTS, "--data", "data.npy", "--factors", "{tmp}/f.npy", "--metrics", ",", "--no-progress"),
      "latentsweep: error: --metrics must be 'all' or a non-empty list of names"),
     (("traverse", *WEIGHTS, "--data", "data.npy", "--dims", "99999999999999999999", "--out", "{tmp}/o"),
-     "latentsweep: error: each of --dims must be <= 9223372036854775807"),
+     "latentsweep: error: traverse: each of --dims must be <= 9223372036854775807"),
     (("sample", *WEIGHTS, "--latent-dim", "99999999999", "--out", "{tmp}/o"),
      "latentsweep: error: the latent size D (--latent-dim, or the product of --latent-shape) must be <= 2**34"),
 ])
 def test_library_messages_name_the_flag(workspace, tmp_path, args, expected):
     np.save(tmp_path / "f.npy", np.arange(80).reshape(40, 2) % 3)
     completed = invoke(*(a.format(tmp=tmp_path) for a in args), cwd=workspace, check=False)
-    line = assert_one_line_error(completed)
+    line = assert_one_line_error(completed, code=2 if "traverse: " in expected else 1)  # (the typed values: usage)
     assert line.startswith(expected), line
 
 

@@ -88,9 +88,11 @@ def torchrun_traverse(workspace: Path, *args: str, fail_on_rank: str = "", fail_
 
 
 def test_bad_input_every_rank_refuses_is_said_once(workspace):
-    """--dims 7 of 3 latents: each rank refused it and printed the same line."""
+    """--dims 7 of 3 latents: each rank refused it and printed the same line (a usage error now,
+    said by rank 0)."""
     errors, statuses, output = torchrun_traverse(workspace, "--dims", "7", "--store", "dims.zarr")
-    assert errors == ["latentsweep: error: --dims must lie in [0, 3) for D=3, got values in [7, 7]"], output[-4000:]
+    assert errors == ["latentsweep: error: traverse: --dims must lie in [0, 3) for D=3, got values in [7, 7] "
+                      "(see 'latentsweep traverse --help')"], output[-4000:]
     assert set(statuses) == {0, 1} and 0 not in statuses.values(), output[-4000:]
 
 
@@ -140,6 +142,24 @@ def test_a_usage_error_is_said_by_rank_0_before_torchrun_ends_it(workspace):
     errors, statuses, output = torchrun_traverse(workspace, "--steps", "0", "--store", "usage.zarr",
                                                  monitor_interval=0.01)
     assert len(errors) == 1 and "--steps" in errors[0], output[-4000:]
+
+
+def test_report_under_torchrun_is_a_usage_error_said_once(workspace):
+    """`report` ran in full on every rank: each printed its loading errors, and rank 1 printed
+    "wrote .../report.html" and exited 0 before rank 0 had written it. Only traverse splits its
+    work across ranks: rank 0 says so, once, before any work; no rank writes or exits 0."""
+    completed = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "-m", "latentsweep",
+         "report", "--model", "ranked_models:make", "--data", "data.npy", "--steps", "2", "--anchors", "1",
+         "--out", "ranked_report"],
+        capture_output=True, text=True, cwd=workspace, timeout=170, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    output = completed.stdout + completed.stderr
+    errors = [line for line in output.splitlines() if line.startswith("latentsweep: error:")]
+    assert completed.returncode != 0 and errors == [
+        "latentsweep: error: report: runs in one process; run it without torchrun (WORLD_SIZE=2: only traverse "
+        "splits its work across ranks) (see 'latentsweep report --help')"], output[-4000:]
+    assert "wrote" not in output and not (workspace / "ranked_report").exists(), output[-4000:]
 
 
 def test_shard_under_torchrun_is_a_usage_error_said_by_rank_0(workspace, monkeypatch, capsys):

@@ -1,10 +1,12 @@
 """The ``latentsweep`` command line: ``latentsweep COMMAND --help`` for each command.
 
 Errors are one line on stderr and a non-zero exit (no traceback unless ``--debug``), worded
-for the command line (``--resume``, not ``resume=True``); see :mod:`.errors`. Under torchrun,
-warnings and notes come from rank 0, and a failure every rank raises together (one rank failed
-and told the others, or each refused the same input) is said once, by the rank that failed
-first (every rank still exits non-zero).
+for the command line (``--resume``, not ``resume=True``); see :mod:`.errors`. A value typed for
+an option that cannot work with the data or model given is that option's usage error (exit 2).
+Under torchrun only traverse runs (any other command is a usage error said by rank 0), warnings
+and notes come from rank 0, and a failure every rank raises together (one rank failed and told
+the others, or each refused the same input) is said once, by the rank that failed first (every
+rank still exits non-zero).
 """
 
 from __future__ import annotations
@@ -17,8 +19,8 @@ import time
 import warnings
 
 from ..sweep import stop_messages_as_notes
-from .errors import (CliError, StandardOutputError, UsageError, _other_rank, one_line, say, say_failure,
-                     standard_output_named)
+from .errors import (CliError, StandardOutputError, UsageError, _other_rank, _world_and_rank, one_line, say,
+                     say_failure, standard_output_named)
 
 # Errors whose message is the whole story (ours, and the library's argument checks).
 EXPECTED_ERRORS = (CliError, ValueError, TypeError, FileNotFoundError, OSError)
@@ -27,6 +29,13 @@ EXPECTED_ERRORS = (CliError, ValueError, TypeError, FileNotFoundError, OSError)
 RANK_0_SPEAKS_SECONDS = 3.0
 
 COMMANDS = ("demo", "diagnose", "traverse", "open", "sample", "report", "metrics", "info")
+# The one command that splits its work across the ranks of a launcher (torchrun); every other one
+# ran in full on each rank, each printing its errors and writing the same files at once.
+SPLIT_ACROSS_RANKS = ("traverse",)
+# Options whose typed value is checked, by the library's own checks, against what the command
+# loaded (the encoded --data, the model's outputs): one that cannot work with them is the
+# option's usage error (exit 2), as any other bad value of it is, not the command's failure.
+CHECKED_AFTER_LOADING = ("--clusters", "--dims", "each of --dims", "--image-shape", "--feature-names", "--mode")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -138,6 +147,11 @@ def main(argv: list[str] | None = None) -> int:
             args.command_parsers[args.command].error(f"unrecognized arguments: {_shown(unknown)}")
         from .loading import check_path_options
 
+        world = _world_and_rank()[0]
+        if world > 1 and args.command not in SPLIT_ACROSS_RANKS:  # (said by rank 0; every rank exits 2)
+            args.command_parsers[args.command].error(
+                f"runs in one process; run it without torchrun (WORLD_SIZE={world}: only "
+                f"{' and '.join(SPLIT_ACROSS_RANKS)} splits its work across ranks)")
         check_path_options(args)  # before any work: Path.exists() raises on such paths, naming no option
         # the library's warnings as one line each, in the command line's words (not Python's
         # "file.py:174: RuntimeWarning:" and the source line)
@@ -147,6 +161,10 @@ def main(argv: list[str] | None = None) -> int:
                 try:
                     status = int(args.run(args) or 0)
                 except UsageError as error:
+                    args.command_parsers[args.command].error(one_line(error))
+                except (ValueError, TypeError) as error:
+                    if not one_line(error).startswith(CHECKED_AFTER_LOADING):
+                        raise
                     args.command_parsers[args.command].error(one_line(error))
                 sys.stdout.flush()  # (a full disk is said here, not as Python's exit message)
             return status

@@ -336,8 +336,8 @@ def _resolve_mode(mode: str, posterior, prior_std: float = 1.0) -> str:
     import latentsweep as ls
 
     if mode != "auto" and ls.modes.MODE_TABLE[mode].needs_logvar and posterior.logvar is None:
-        raise CliError(f"--mode {mode} needs an encoder that gives a posterior (mu, logvar), but this one "
-                       "gives plain codes (an autoencoder): use --mode empirical (what --mode auto picks)")
+        raise UsageError(f"--mode {mode} needs an encoder that gives a posterior (mu, logvar), but this one "
+                         "gives plain codes (an autoencoder): use --mode empirical (what --mode auto picks)")
     return ls.diagnose(posterior, prior_std=prior_std).recommended_mode if mode == "auto" else mode
 
 
@@ -632,13 +632,14 @@ def _prior_codes(args, dim: int, dtype: torch.dtype) -> torch.Tensor:
     dtype = dtype if dtype.is_floating_point else torch.get_default_dtype()
     info, name = torch.finfo(dtype), str(dtype).removeprefix("torch.")
     if args.prior_std < info.tiny:
-        raise CliError(f"--prior-std {args.prior_std:g} is below the smallest normal {name} ({info.tiny:.3g}), the "
-                       "decoder's dtype: the samples would lose their precision or round to 0; pass a larger --prior-std")
+        raise UsageError(f"--prior-std {args.prior_std:g} is below the smallest normal {name} ({info.tiny:.3g}), "
+                         "the decoder's dtype: the samples would lose their precision or round to 0; pass a larger "
+                         "--prior-std")
     draws = ls.sample_prior(args.num_samples, dim, seed=args.seed, dtype=dtype)
     reach = float(draws.abs().max()) * args.prior_std  # (a Python float: inf, not an overflow, beyond 1.8e308)
     if reach > info.max:
-        raise CliError(f"--prior-std {args.prior_std:g}: the samples reach {reach:.3g}, beyond the largest {name} "
-                       f"({info.max:.3g}), the decoder's dtype; pass a smaller --prior-std")
+        raise UsageError(f"--prior-std {args.prior_std:g}: the samples reach {reach:.3g}, beyond the largest "
+                         f"{name} ({info.max:.3g}), the decoder's dtype; pass a smaller --prior-std")
     return draws * args.prior_std
 
 
@@ -663,10 +664,10 @@ def _sample_into(folder: Path, args) -> int:
         if posterior.logvar is None:
             raise CliError("the encoder gives plain codes (an autoencoder): there is no posterior to sample")
         if args.latent_dim is not None and args.latent_dim != posterior.latent_dim:
-            raise CliError(f"--latent-dim {args.latent_dim}, but the encoder gives {posterior.latent_dim} latents")
+            raise UsageError(f"--latent-dim {args.latent_dim}, but the encoder gives {posterior.latent_dim} latents")
         if args.latent_shape is not None and args.latent_shape != posterior.latent_shape:
-            raise CliError(f"--latent-shape {_as_flag(args.latent_shape)}, but the encoder gives codes of "
-                           f"shape {_as_flag(posterior.latent_shape)}")
+            raise UsageError(f"--latent-shape {_as_flag(args.latent_shape)}, but the encoder gives codes of "
+                             f"shape {_as_flag(posterior.latent_shape)}")
         if args.inputs > len(posterior):
             say("note", f"--inputs {args.inputs}, but --data has {len(posterior)} inputs: sampling from all of them")
         chosen = posterior[: args.inputs]
@@ -677,8 +678,8 @@ def _sample_into(folder: Path, args) -> int:
     else:
         shape = args.latent_shape
         if shape is not None and args.latent_dim is not None and args.latent_dim != math.prod(shape):
-            raise CliError(f"--latent-dim {args.latent_dim}, but --latent-shape {_as_flag(shape)} holds "
-                           f"{math.prod(shape)} latents")
+            raise UsageError(f"--latent-dim {args.latent_dim}, but --latent-shape {_as_flag(shape)} holds "
+                             f"{math.prod(shape)} latents")
         dim, source = (math.prod(shape), "--latent-shape") if shape is not None else \
             latent_dim(model, decoder, args.latent_dim)
         codes = _prior_codes(args, dim, part_device_dtype(decoder, model)[1])

@@ -118,6 +118,8 @@ _CLI_WORDS = (
     ("factor_names has", "--factor-names has"),
     ("evaluate: bins must be", "evaluate: --bins must be"),
     ("pass fewer steps, anchors or dims", "pass fewer --steps, --anchors or --dims"),
+    (re.compile(r"clusters: k must be <= (\d+), got"),  # (k < N: said as what --data holds)
+     lambda m: f"--clusters must be <= {m[1]} (fewer than the {int(m[1]) + 1} inputs in --data), got"),
     ("clusters: k must be", "--clusters must be"),
     ("metrics.evaluate: unknown metric(s)", "--metrics: unknown metric(s)"),
     ("datasets.LabelledArrays: factors ", "--factors: the factors "),
