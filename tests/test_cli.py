@@ -1394,6 +1394,11 @@ def test_library_keywords_and_python_advice_in_the_command_lines_words():
         "latentsweep.metrics.evaluate: sampling_votes must be (train, eval), got (0,)":
             "--votes must be (train, eval), got (0,)",
         "latentsweep.metrics.evaluate: sampling_votes[...] must be >= 1, got 0": "each of --votes must be >= 1, got 0",
+        "latentsweep.metrics.evaluate: BetaVAE's sampling_votes[0]=1 training points all drew one factor; its "
+        "classifier needs two factors to tell apart: raise sampling_votes[0] (the training votes)":
+            "metrics.evaluate: BetaVAE's --votes TRAIN=1 training points all drew one factor; its classifier needs two "
+            "factors to tell "
+            "apart: raise --votes TRAIN (the training votes)",
         "latentsweep.datasets.LabelledArrays: factor_names has 1 names for 2 factors":
             "--factor-names has 1 names for 2 factors",
         "latentsweep.traverse: dims must be distinct, got [0] more than once":

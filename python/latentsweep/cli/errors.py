@@ -115,6 +115,7 @@ _CLI_WORDS = (
     ("draw fewer (n=), or in parts with sample_offset=", "draw fewer (-n)"),
     ("draw fewer (n=), or in parts with offset=", "draw fewer (-n)"),
     (re.compile(r"(?:^metrics\.evaluate: )?sampling_votes\[\.\.\.\] must be"), "each of --votes must be"),
+    ("sampling_votes[0]", "--votes TRAIN"),  # (BetaVAE's training votes)
     ("factor_names has", "--factor-names has"),
     ("evaluate: bins must be", "evaluate: --bins must be"),
     ("pass fewer steps, anchors or dims", "pass fewer --steps, --anchors or --dims"),

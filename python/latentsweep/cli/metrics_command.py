@@ -49,7 +49,8 @@ def add_metrics(sub) -> None:
                          help="seed of every draw and classifier, in [0, 2**32) (default 0)")
     options.add_argument("--bins", type=integer_at_least(1, MAX_BINS), default=20,
                          help=f"histogram bins per latent (default 20, at most {MAX_BINS:,})")
-    options.add_argument("--batch-size", type=_positive_count, default=256, help="observations per encoder call (default 256)")
+    options.add_argument("--batch-size", type=_positive_count, default=None,
+                         help="observations per encoder call (default 256; 4096 for FactorVAE/BetaVAE)")
     options.add_argument("--dci-estimator", choices=("gradient_boosting", "random_forest"), default="gradient_boosting",
                          help="DCI importances: the reference's gradient boosting (the default; minutes at 10,000 "
                          "points) or a faster random forest")

@@ -125,8 +125,12 @@ class LabelledArrays:
         return out
 
     def observations(self, factors) -> torch.Tensor:
-        if not isinstance(factors, torch.Tensor) or factors.dim() != 2 or factors.shape[1] != self.labels.shape[1]:
-            raise ValueError(f"{_FN}.observations: factors must be a [n, {self.labels.shape[1]}] tensor")
+        if not isinstance(factors, torch.Tensor):  # (a wrong type, a numpy array too: was a ValueError)
+            raise TypeError(f"{_FN}.observations: factors must be a torch.Tensor [n, {self.labels.shape[1]}], "
+                            f"got {type(factors).__name__}")
+        if factors.dim() != 2 or factors.shape[1] != self.labels.shape[1]:
+            raise ValueError(f"{_FN}.observations: factors must be [n, {self.labels.shape[1]}], "
+                             f"got shape {tuple(factors.shape)}")
         # (0.7 was truncated to 0: an observation of other factor values, without a word)
         factors = _protocol.factor_tensor(f"{_FN}.observations", "factors", factors)
         groups = []

@@ -52,6 +52,10 @@ def codes(fn: str, name: str, value, *, min_latents: int = 1) -> torch.Tensor:
         raise ValueError(f"{fn}: {name} needs at least 2 points, got {value.shape[0]}")
     if value.shape[1] < min_latents:
         raise ValueError(f"{fn}: {name} needs at least {min_latents} latent(s), got shape {tuple(value.shape)}")
+    # (a broadcast view, expand(), of more rows than the memory holds reached the float64 copy:
+    # the allocator's RuntimeError, or the kernel's out-of-memory kill)
+    _checks.codes_fit_in_memory(fn, f"the float64 copy of {name} [N={value.shape[0]}, D={value.shape[1]}]", value,
+                                "score fewer points", bytes_per_value=8)
     value = value.detach().to(torch.float64)
     magnitude(fn, name, _checks.finite(fn, name, value))
     return value

@@ -6,8 +6,10 @@ import numpy as np
 import torch
 
 from .. import _checks
-from .._modules import eval_mode, model_device, model_dtype
+from .._modules import eval_mode, model_device, parameter_dtype
+from .. import encoding
 from ..encoding import _split_output
+from ..posterior import Posterior
 from . import _inputs
 
 
@@ -21,15 +23,18 @@ def encode(fn: str, representation, observations: torch.Tensor, *, batch_size: i
     """``[n, ...]`` observations -> ``[n, D]`` float64 CPU codes (structured codes flattened).
 
     An ``nn.Module`` runs in eval mode on its own device and dtype; an output that is a
-    ``(mu, logvar)`` pair, a dict or a ``Normal`` gives its mean (the codes the metrics score).
+    ``(mu, logvar)`` pair, a dict, a ``Normal`` or a :class:`~latentsweep.Posterior` gives its mean (the codes the metrics score).
     Every batch must give the same D: ``latents`` when given (what an earlier call returned)."""
     device = model_device(representation)
-    dtype = model_dtype(representation)
+    # Floating observations take the dtype of the representation's parameters; a parameterless
+    # callable gets them as they are, as latentsweep.encode gives them (float64 observations
+    # were cast to float32 for a plain function: rounded, and a float64 matmul inside failed).
+    dtype = parameter_dtype(representation)
     out = []
     with eval_mode(representation), torch.inference_mode():
         for start in range(0, observations.shape[0], batch_size):
             batch = observations[start : start + batch_size]
-            if batch.is_floating_point():
+            if batch.is_floating_point() and dtype is not None:
                 batch = batch.to(dtype)
             if device is not None:
                 batch = batch.to(device)
@@ -37,7 +42,7 @@ def encode(fn: str, representation, observations: torch.Tensor, *, batch_size: i
             output = representation(batch)
             if isinstance(output, np.ndarray):
                 output = _inputs.as_tensor(fn, f"the codes representation returned for {rows}", output)
-            codes, _ = _split_output(output, start // batch_size)
+            codes = _codes_of(fn, output, start // batch_size)
             if codes.dim() < 2 or codes.shape[0] != batch.shape[0]:
                 raise ValueError(
                     f"{fn}: representation returned codes of shape {tuple(codes.shape)} for a batch of "
@@ -63,3 +68,16 @@ def encode(fn: str, representation, observations: torch.Tensor, *, batch_size: i
             if bar is not None:
                 bar.update(batch.shape[0])
     return torch.cat(out)
+
+
+def _codes_of(fn: str, output, index: int) -> torch.Tensor:
+    """The codes (means) of what the representation returned for batch ``index``: encode's
+    rules, plus the library's own Posterior (refused as "a Posterior"), and its messages in the
+    metric's name (they named latentsweep.encode and "the encoder", which the user never called)."""
+    if isinstance(output, Posterior):
+        return output.mu
+    try:
+        return _split_output(output, index)[0]
+    except TypeError as error:
+        message = str(error).replace(f"{encoding._FN}: the encoder", f"{fn}: representation", 1)
+        raise TypeError(message.replace(" (mu, logvar) tuple,", " (mu, logvar) tuple, a latentsweep.Posterior,", 1)) from None

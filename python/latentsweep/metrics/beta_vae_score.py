@@ -12,6 +12,8 @@ from ._reference_fits import reference_fits
 from ._threads import one_cpu_thread
 
 _FN = "latentsweep.metrics.beta_vae_score"
+# What the error says when every training point drew one factor (evaluate names its own argument).
+TOO_FEW_FACTORS_DRAWN = "training points all drew factor"
 
 
 def beta_vae_score(
@@ -40,7 +42,7 @@ def beta_vae_score(
     ``encode_batch_size`` observations per call, which changes no draw.
 
     Args:
-        representation: callable ``observations -> [n, D]`` codes (or a pair/dict/Normal: the
+        representation: callable ``observations -> [n, D]`` codes (or a pair/dict/Normal/Posterior: the
             mean), e.g. ``model.encoder``.
         data: a ground-truth data set.
         batch_size: pairs per point (64).
@@ -75,7 +77,7 @@ def beta_vae_score(
         train_x, train_y = _points(num_train, **args)
         eval_x, eval_y = _points(num_eval, latents=train_x.shape[1], **args)
     if np.unique(train_y).size < 2:
-        raise ValueError(f"{_FN}: the num_train={num_train} training points all drew factor {int(train_y[0])}; "
+        raise ValueError(f"{_FN}: the num_train={num_train} {TOO_FEW_FACTORS_DRAWN} {int(train_y[0])}; "
                          "the classifier needs two factors to tell apart: raise num_train")
     with one_cpu_thread():
         with reference_fits(_FN, "LogisticRegression"):

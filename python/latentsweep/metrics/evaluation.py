@@ -14,7 +14,7 @@ from .. import _checks, _progress
 from .._json import json_ready
 from ..datasets import _protocol
 from . import _inputs, _representation, _sampling
-from .beta_vae_score import beta_vae_score
+from .beta_vae_score import TOO_FEW_FACTORS_DRAWN, beta_vae_score
 from .dci_scores import ESTIMATORS, dci
 from .factor_vae_score import factor_vae_score
 from .interventional_robustness import irs
@@ -27,6 +27,7 @@ _FN = "latentsweep.metrics.evaluate"
 METRICS = ("mig", "sap", "dci", "modularity_explicitness", "unsupervised", "irs", "factor_vae", "beta_vae")
 # Below this many points the histogram and classifier estimates are too noisy to compare models.
 MIN_RELIABLE_POINTS = 1000
+POINT_BATCH = 256  # observations per representation call for the array-level metrics' points (default)
 MIN_POINTS = 2  # num_train and num_test: a metric's split needs two points (one is refused by scikit-learn)
 
 
@@ -74,7 +75,7 @@ def evaluate(
     num_train: int = 10000,
     num_test: int = 5000,
     seed: int = 0,
-    batch_size: int = 256,
+    batch_size: int | None = None,
     bins: int = 20,
     sampling_votes: tuple[int, int] | None = None,
     dci_estimator: str = "gradient_boosting",
@@ -92,12 +93,13 @@ def evaluate(
 
     Args:
         representation: callable ``observations -> [n, D]`` codes (or a ``(mu, logvar)`` pair,
-            dict or Normal: the mean is used), e.g. ``model.encoder``.
+            dict, Normal or Posterior: the mean is used), e.g. ``model.encoder``.
         data: a ground-truth data set, e.g. :class:`latentsweep.datasets.Shapes`.
         metrics: ``"all"`` or names from ``METRICS``.
         num_train, num_test: points for fitting and for testing (10,000 / 5,000).
         seed: seeds every draw and classifier: the same seed gives the same scores.
-        batch_size: observations per representation call.
+        batch_size: observations per representation call (default: 256 for the points the
+            array-level metrics score, 4,096 for FactorVAE/BetaVAE's interventions).
         bins: histogram bins per latent (20; at most 100,000).
         sampling_votes: votes for FactorVAE/BetaVAE (train, eval).
         dci_estimator: DCI's importance estimator: ``"gradient_boosting"`` (the reference; minutes
@@ -115,7 +117,11 @@ def evaluate(
     num_train = _checks.integer(_FN, "num_train", num_train, low=MIN_POINTS)
     num_test = _checks.integer(_FN, "num_test", num_test, low=MIN_POINTS)
     seed = _checks.integer(_FN, "seed", seed, low=0, high=2**32 - 1)
-    batch_size = _checks.integer(_FN, "batch_size", batch_size, low=1)
+    batch_size = None if batch_size is None else _checks.integer(_FN, "batch_size", batch_size, low=1)
+    # (one batch_size bounds every representation call: FactorVAE and BetaVAE called it 4,096
+    # observations at a time whatever it was; the batching changes no draw)
+    point_batch = POINT_BATCH if batch_size is None else batch_size
+    vote_batch = _sampling.DEFAULT_ENCODE_BATCH if batch_size is None else batch_size
     bins = _inputs.bins(_FN, bins)
     votes = (num_train, num_test) if sampling_votes is None else _pair(sampling_votes)
     if len(votes) != 2:
@@ -151,7 +157,7 @@ def evaluate(
             for count in (num_train, num_test):
                 factors = _protocol.sample_factors(_FN, data, count, generator)
                 codes = _representation.encode(
-                    _FN, representation, _protocol.observations(_FN, data, factors), batch_size=batch_size, bar=bar,
+                    _FN, representation, _protocol.observations(_FN, data, factors), batch_size=point_batch, bar=bar,
                     latents=points[0][0].shape[1] if points else None,
                 )
                 points.append((codes, factors[:, varying]))
@@ -176,15 +182,24 @@ def evaluate(
         extra = {"num_variance_estimate": num_train} if name == "factor_vae" else {}
         with warnings.catch_warnings():  # the single-valued factors were named above, once
             warnings.filterwarnings("ignore", message=r".*_vae_score: factors .* take a single value and are left out")
-            result = sampled[name](representation, data, num_train=votes[0], num_eval=votes[1], seed=seed,
-                                   progress=show, **extra)
+            try:
+                result = sampled[name](representation, data, num_train=votes[0], num_eval=votes[1], seed=seed,
+                                       encode_batch_size=vote_batch, progress=show, **extra)
+            except ValueError as error:
+                # Its num_train is sampling_votes[0] here ("raise num_train" pointed at evaluate's
+                # num_train, the points of the other metrics, which changes nothing in this draw).
+                if name != "beta_vae" or TOO_FEW_FACTORS_DRAWN not in str(error):
+                    raise
+                raise ValueError(f"{_FN}: BetaVAE's sampling_votes[0]={votes[0]} training points all drew one "
+                                 "factor; its classifier needs two factors to tell apart: raise sampling_votes[0] "
+                                 "(the training votes)") from None
         scores[f"{name}.train_accuracy"] = result["train_accuracy"]
         scores[f"{name}.eval_accuracy"] = result["eval_accuracy"]
         seconds[name] = time.perf_counter() - started
     return MetricResults(
         scores={k: float(v) for k, v in scores.items()},
         settings={"metrics": list(names), "num_train": num_train, "num_test": num_test, "seed": seed,
-                  "bins": bins, "batch_size": batch_size, "sampling_votes": list(votes), "dci_estimator": dci_estimator,
+                  "bins": bins, "batch_size": point_batch, "sampling_encode_batch_size": vote_batch, "sampling_votes": list(votes), "dci_estimator": dci_estimator,
                   "sampling_batch_size": 64, "factor_vae_prune_threshold": 0.05, "data": repr(data)},
         versions=_versions(),
         factor_names=[factor_names[j] for j in varying],

@@ -42,7 +42,7 @@ def factor_vae_score(
 
     Args:
         representation: callable ``observations -> [n, D]`` codes (or a ``(mu, logvar)`` pair,
-            a dict or a Normal: the mean is used), e.g. ``model.encoder``.
+            a dict, a Normal or a Posterior: the mean is used), e.g. ``model.encoder``.
         data: a ground-truth data set (``factor_sizes``, ``sample_factors``, ``observations``).
         batch_size: observations per vote (64).
         num_train, num_eval: votes for training and for evaluation (10,000 and 5,000).
