@@ -4,6 +4,7 @@ that it holds the same sweep, is intact, and is not being written by another swe
 from __future__ import annotations
 
 import contextlib
+import os
 from pathlib import Path
 
 from ._checks import call_name
@@ -20,6 +21,16 @@ STATISTICS_REVISIONS = {"torch.float64": 2}
 # Sweeps decoded on CUDA: 3, the fused CUDA kernel (the CPU kernel's bits; before it, torch ops
 # summed in another order), whatever the dtype.
 CUDA_STATISTICS_REVISION = 3
+
+
+def restarted_by_torchrun() -> bool:
+    """Under ``torchrun --max-restarts N`` (N >= 1) one call both starts the sweep and continues it
+    in the restarted workers, so ``resume=True`` there also starts a store that is not there yet
+    (the first attempt's, or a restart's whose first attempt died before creating it)."""
+    try:
+        return int(os.environ.get("TORCHELASTIC_MAX_RESTARTS", "0")) > 0
+    except ValueError:
+        return False
 
 
 def sweep_params(decoder, spec: GridSpec, probe, keep_outputs: bool) -> dict:
@@ -82,7 +93,7 @@ def leader_store(fn: str, path: Path, want: dict, new_plan, *, explicit, resume,
             if store is not None and overwrite:
                 remove_store(path)
                 store = None
-        if store is None and resume:
+        if store is None and resume and not restarted_by_torchrun():
             raise ValueError(f"{fn}: resume=True but there is no sweep at {path}")
         if store is None:
             plan = new_plan()  # runs the decoder (batch trials): its errors are not named as ours

@@ -167,6 +167,9 @@ class StoreStatus:
             text += "; damaged arrays: " + "; ".join(f"{name} {why}" for name, why in self.damaged_arrays.items())
         return text
 
+    def __str__(self) -> str:  # print(traverse(..., shard=...)) in a job's log: which units are missing
+        return self.summary()
+
     @property
     def missing(self) -> list[int]:
         return [u for u in range(self.num_units) if u not in self.done]
@@ -340,7 +343,7 @@ class SweepStore:
                     f"{'unreadable' if meta_file.exists() else 'missing'}, so its units cannot be used; pass "
                     "overwrite=True to start over"
                 ) from None
-            raise not_a_store(path) from None
+            raise not_a_store(path, reading=not writable) from None
         if meta.get("format") != STORE_FORMAT:
             raise StoreDamaged(
                 f"{path} was written by an incompatible latentsweep version (store format "
@@ -898,14 +901,18 @@ class SweepStore:
             self._lease = None
 
 
-def not_a_store(path: Path) -> ValueError:
-    """The error for a path where something other than a store is, naming what is in the way."""
+def not_a_store(path: Path, *, reading: bool = False) -> ValueError:
+    """The error for a path where something other than a store is, naming what is in the way;
+    ``reading``: for open_sweep / sweep_status, which only read it (and so ask for a store's path)."""
     meta_path, npy_path = paths_of(path)
+    if reading:
+        advice = ": pass the path of a stored sweep (a .zarr folder, or the .npy file of a .npy store)"
+    else:
+        advice = "; choose another path (it is never overwritten)"
     if npy_path is not None and not os.path.lexists(npy_path):  # only the metadata folder's place is taken
         return ValueError(f"{meta_path} (where the .npy store {path} would keep its metadata) exists and is not a "
-                          "latentsweep sweep store's folder; choose another path (it is never overwritten)")
-    return ValueError(f"{path} exists and is not a latentsweep sweep store; choose another path "
-                      "(it is never overwritten)")
+                          f"latentsweep sweep store's folder{advice}")
+    return ValueError(f"{path} exists and is not a latentsweep sweep store{advice}")
 
 
 def existing_store(path: Path, *, writable: bool) -> SweepStore | None:
@@ -915,7 +922,7 @@ def existing_store(path: Path, *, writable: bool) -> SweepStore | None:
         # Nothing, or an empty folder made for the store: unless a .npy is there, which is then the
         # user's (a store's .npy never exists without its metadata) and must not be replaced.
         if npy_path is not None and os.path.lexists(npy_path):
-            raise not_a_store(path)
+            raise not_a_store(path, reading=not writable)
         return None
     return SweepStore(path, writable=writable)
 

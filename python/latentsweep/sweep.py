@@ -140,7 +140,8 @@ def traverse(
             makes the sweep resumable and shareable by ranks and shards.
         keep_outputs: False to keep only the statistics (memory does not grow with the grid).
         resume: continue the sweep stored at ``out`` (same arguments) with whatever units are
-            missing or damaged, at any number of processes.
+            missing or damaged, at any number of processes (under ``torchrun --max-restarts``
+            it also starts the store the first attempt finds missing).
         overwrite: replace an existing store at ``out`` (refused while another process writes
             to it, or if its folder holds files latentsweep did not write).
         progress: a tqdm bar (points/s, ETA) on rank 0; None shows it when stderr is a terminal.
