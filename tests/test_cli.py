@@ -458,6 +458,14 @@ def test_commands_other_than_traverse_are_refused_under_torchrun(workspace, monk
                                         "in [0, 3] (see 'latentsweep traverse --help')"),
         (["sample", "--data", "data.npy", "--latent-dim", "4"],
          "latentsweep: error: sample: --latent-dim 4, but the encoder gives 3 latents (see 'latentsweep sample --help')"),
+        # exit 1, in the library's words ("shard index must lie in"), while --shard a/b exits 2
+        (["traverse", "--store", "s.zarr", "--shard", "3/3"], "latentsweep: error: traverse: --shard's I must lie in "
+                                                              "[0, 3) for 3 shards, got 3 (see 'latentsweep traverse --help')"),
+        (["traverse", "--store", "s.zarr", "--shard", "0/0"], "latentsweep: error: traverse: --shard's N must be >= 1, "
+                                                              "got 0 (see 'latentsweep traverse --help')"),
+        (["traverse", "--store", "s.zarr", "--shard", "0/3", "--overwrite"],
+         "latentsweep: error: traverse: --overwrite with --shard would let each shard delete the others' work; remove the "
+         "old store once before starting the shards (see 'latentsweep traverse --help')"),
     ],
 )
 def test_a_value_that_cannot_work_with_the_data_is_a_usage_error(workspace, tmp_path, args, line):
@@ -883,7 +891,7 @@ def test_traverse_shards_then_open(workspace):
     assert "points/s" in last.stdout
     assert "4 anchors x 3 latents x 5 steps" in run("open", "shards.zarr", cwd=workspace).stdout
     bad = run(*args, "--shard", "2/2", cwd=workspace, check=False)
-    assert bad.returncode == 1 and "shard index must lie in [0, 2)" in bad.stderr
+    assert bad.returncode == 2 and "--shard's I must lie in [0, 2)" in bad.stderr  # (a usage error, as "x" is)
     assert run(*args, "--shard", "x", cwd=workspace, check=False).returncode == 2
 
 
@@ -959,9 +967,9 @@ def test_store_errors_name_the_flags_and_the_command(workspace):
     args = ["traverse", "--model", "tiny_models:make", "--data", "data.npy", "--anchors", "2", "--steps", "3",
             "--no-progress", "--out", "store_errors"]
     negative = invoke(*args, "--store", "negative.zarr", "--shard", "-1/2", cwd=workspace, check=False)
-    assert_one_line_error(negative, "shard index must be >= 0, got -1")
+    assert_one_line_error(negative, "--shard's I must be >= 0, got -1", code=2)
     both = invoke(*args, "--store", "both.zarr", "--shard", "0/2", "--overwrite", cwd=workspace, check=False)
-    line = assert_one_line_error(both, "--overwrite with --shard would")
+    line = assert_one_line_error(both, "--overwrite with --shard would", code=2)
     assert "shard=" not in line
     (workspace / "foreign.zarr").mkdir()
     (workspace / "foreign.zarr" / "notes.txt").write_text("mine")

@@ -164,6 +164,20 @@ def test_an_opened_store_names_its_path_as_the_interpolation_did(tmp_path, path)
     assert opened.mode == path
 
 
+def test_summaries_of_an_interpolation_and_of_an_opened_store_say_what_they_are(tmp_path):
+    # (open printed "3 anchors x 1 latents x 4 steps" and "no points decoded by this call (the
+    # stored sweep was already complete); 0 s in all")
+    start, end = pair()
+    done = ls.interpolate(mlp().double(), start, end, steps=4, path="slerp", out=tmp_path / "p.zarr", progress=False)
+    assert done.sweep.summary().startswith("3 slerp paths x 4 steps = 12 points") and not done.sweep.opened
+    opened = ls.open_sweep(tmp_path / "p.zarr").summary()
+    assert opened.startswith("3 slerp paths x 4 steps") and "read from the store at" in opened, opened
+    assert "s in all" not in opened and "latents" not in opened
+    swept = ls.traverse(mlp().double(), start, steps=3, out=tmp_path / "t.zarr", progress=False)
+    assert "read from the store" not in swept.summary()
+    assert "read from the store at" in ls.open_sweep(tmp_path / "t.zarr").summary()
+
+
 def test_the_engine_options_pass_through():
     decoder = mlp()
     start, end = pair(dtype=torch.float32)

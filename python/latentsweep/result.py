@@ -11,6 +11,7 @@ import torch
 
 from . import _checks
 from .latent_shape import coordinate_labels
+from .paths import PATHS
 
 
 @dataclass
@@ -137,9 +138,17 @@ class TraversalResult:
                              f"indices {sorted(position)[:10]}{' ...' if len(position) > 10 else ''}, got {unknown[:5]}")
         return [self.labels[position[i]] for i in wanted]
 
+    @property
+    def opened(self) -> bool:
+        """Whether this result was read by :func:`latentsweep.open_sweep` (no call decoded it:
+        no points computed and no time taken, from a store)."""
+        return self.store is not None and self.points_computed == 0 and self.wall_time == 0.0
+
     def speed_text(self) -> str:
         """Points, seconds and points/s of this call's sweep, consistent with each other."""
         points, rate = self.points_computed, self.points_per_second
+        if self.opened:
+            return f"read from the store at {self.store} (open_sweep: decoded by the runs that wrote it)"
         if points <= 0:
             return "no points decoded by this call (the stored sweep was already complete)"
         if not math.isfinite(rate) or rate <= 0:
@@ -157,10 +166,16 @@ class TraversalResult:
         shown = min(top, k)
         kind = self.traversal_kind
         structured = f", latent shape {list(self.latent_shape)}" if len(self.latent_shape) > 1 else ""
+        speed = self.speed_text() + ("" if self.opened else f"; {self.wall_time:.3g} s in all")
+        if self.mode in PATHS:  # an interpolation's sweep (interpolate, or open_sweep of its store)
+            return "\n".join([
+                f"{a} {self.mode} paths x {s} steps = {self.num_points:,} points, batch {self.batch_size}, "
+                f"effects in {self.output_space}{structured}", speed,
+                f"mean change along the paths (effect): {float(self.dim_effect[0]):.4g}"])
         lines = [
             f"{a} anchors x {k} {kind}s x {s} steps = {self.num_points:,} points, mode {self.mode!r}, "
             f"batch {self.batch_size}, effects in {self.output_space}{structured}",
-            f"{self.speed_text()}; {self.wall_time:.3g} s in all",
+            speed,
         ]
         order = torch.argsort(self.dim_effect, descending=True, stable=True)[:shown]
         names = [self.labels[i] for i in order.tolist()]

@@ -35,7 +35,8 @@ SPLIT_ACROSS_RANKS = ("traverse",)
 # Options whose typed value is checked, by the library's own checks, against what the command
 # loaded (the encoded --data, the model's outputs): one that cannot work with them is the
 # option's usage error (exit 2), as any other bad value of it is, not the command's failure.
-CHECKED_AFTER_LOADING = ("--clusters", "--dims", "each of --dims", "--image-shape", "--feature-names", "--mode")
+CHECKED_AFTER_LOADING = ("--clusters", "--dims", "each of --dims", "--image-shape", "--feature-names", "--mode",
+                         "--shard", "--overwrite with --shard")
 
 
 class _Parser(argparse.ArgumentParser):

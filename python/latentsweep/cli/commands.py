@@ -564,8 +564,6 @@ def run_open(args) -> int:
         print(ls.open_sweep(args.path).summary())
     except ValueError as error:  # in open's words: the library's advice names traverse's options
         text = str(error).removeprefix("latentsweep.sweep_status: ").removeprefix("latentsweep.open_sweep: ")
-        text = text.replace("; choose another path (it is never overwritten)",
-                            ": pass the path of a stored sweep (a .zarr folder, or the .npy file of a .npy store)")
         if "overwrite=True" in text or "resume=True" in text:
             text += " (--resume and --overwrite: options of the traverse command that wrote it)"
         raise CliError(f"open: {text}") from None

@@ -116,6 +116,7 @@ _CLI_WORDS = (
     ("draw fewer (n=), or in parts with offset=", "draw fewer (-n)"),
     (re.compile(r"(?:^metrics\.evaluate: )?sampling_votes\[\.\.\.\] must be"), "each of --votes must be"),
     ("sampling_votes[0]", "--votes TRAIN"),  # (BetaVAE's training votes)
+    (re.compile(r"(?:^traverse: )?shard (index|count) must"), lambda m: f"--shard's {'I' if m[1] == 'index' else 'N'} must"),
     ("factor_names has", "--factor-names has"),
     ("evaluate: bins must be", "evaluate: --bins must be"),
     ("pass fewer steps, anchors or dims", "pass fewer --steps, --anchors or --dims"),
