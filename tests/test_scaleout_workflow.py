@@ -65,3 +65,13 @@ def test_a_shards_status_prints_which_units_are_missing(tmp_path):
     assert str(status) == status.summary()
     assert "missing units: " in str(status) and "missing units: " in f"{status}"
     assert repr(status).startswith("StoreStatus(")  # the dataclass repr is kept
+
+
+@pytest.mark.parametrize("empty", ["", " ", b""])
+def test_an_empty_store_path_is_named_as_empty(empty):
+    # (out="" became ".", refused as "`.` exists and is not a latentsweep sweep store")
+    with pytest.raises((ValueError, TypeError), match=r"latentsweep\.open_sweep: path (is an empty path|must be)"):
+        ls.open_sweep(empty)
+    if isinstance(empty, str):
+        with pytest.raises(ValueError, match=r"latentsweep\.traverse: out is an empty path"):
+            ls.traverse(torch.nn.Linear(2, 3), torch.zeros(1, 2), steps=2, out=empty, progress=False)

@@ -336,6 +336,15 @@ def test_a_results_stored_outputs_are_checked_when_read(tmp_path, full, suffix):
             reopened.outputs[0]
 
 
+def test_a_results_outputs_from_a_store_moved_away_say_it_is_gone(tmp_path, full):
+    # (a moved zarr store read "unit 0: it has no record", as if damaged)
+    result = sweep(tmp_path / "sweep.zarr")
+    (tmp_path / "sweep.zarr").rename(tmp_path / "moved.zarr")
+    with pytest.raises(ls.stores.StoreDamaged, match=r"sweep\.zarr is gone \(moved or deleted\)"):
+        result.outputs[0]
+    assert np.array_equal(ls.open_sweep(tmp_path / "moved.zarr").outputs[0], full.outputs[0].numpy())
+
+
 def test_sweep_status_reports_damaged_static_arrays(tmp_path, full):
     path = tmp_path / "sweep.zarr"
     sweep(path)

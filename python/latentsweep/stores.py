@@ -211,6 +211,8 @@ def store_path(fn: str, argument: str, path) -> Path:
     of a .npy store, which read on its own looks damaged and, replaced, loses the .npy store."""
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"{fn}: {argument} must be a str or os.PathLike, got {type(path).__name__}")
+    if not os.fspath(path).strip():  # (Path("") is ".": refused as "`.` is not a sweep store")
+        raise ValueError(f"{fn}: {argument} is an empty path; pass the store's path, e.g. 'sweep.zarr'")
     path = _checks.user_path(path)
     if path.name.endswith(".npy" + _NPY_FOLDER):
         npy = path.with_name(path.name.removesuffix(_NPY_FOLDER))
@@ -750,6 +752,9 @@ class SweepStore:
         first, last = lo // self.plan.unit_rows, (hi - 1) // self.plan.unit_rows  # a store has no trial units
         start, stop = self.plan.unit_rows_of(first)[0], self.plan.unit_rows_of(last)[1]
         changed = f"the sweep store {self.path} changed or is damaged since this result was made"
+        if not os.path.lexists(self.path):  # (said as such: "unit 0: it has no record" read as damage)
+            raise StoreDamaged(f"the sweep store {self.path} is gone (moved or deleted) since this result was made; "
+                               "open it where it is now with latentsweep.open_sweep(path)")
         try:
             rows = np.array(self._read_rows("outputs", start, stop))  # a copy: never a view of a file that can shrink
         except StoreDamaged:
