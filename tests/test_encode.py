@@ -386,3 +386,13 @@ def test_batches_of_different_dtypes_are_refused(x):
 def test_unbatched_inputs_get_a_hint(x):
     with pytest.raises(ValueError, match="was the batch one unbatched input"):
         ls.encode(lambda b: (b[:D], b[:D]), DataLoader(TensorDataset(x), batch_size=None), progress=False)
+
+
+def test_an_encoder_returning_a_posterior_gives_its_means_and_log_variances():
+    # (the library's own result was refused: "the encoder returned a Posterior")
+    torch.manual_seed(0)
+    mu, logvar = torch.randn(6, 2, 3), torch.randn(6, 2, 3)
+    direct = ls.encode(lambda x: (mu[: len(x)], logvar[: len(x)]), torch.zeros(6, 1), batch_size=4)
+    wrapped = ls.encode(lambda x: ls.Posterior(mu[: len(x)], logvar[: len(x)]), torch.zeros(6, 1), batch_size=4)
+    assert wrapped.latent_shape == direct.latent_shape == (2, 3)
+    assert torch.equal(wrapped.mu, direct.mu) and torch.equal(wrapped.logvar, direct.logvar)

@@ -24,8 +24,10 @@ INPUT_KEYS = ("x", "input", "inputs", "data", "image", "images", "pixel_values",
 _FN = "latentsweep.encode"
 _EXPECTED = (
     "expected a (mu, logvar) tuple, a dict with 'mu'/'mean' and 'logvar'/'log_var', "
-    "a torch.distributions.Normal, or a single [B, D] tensor of codes"
+    "a torch.distributions.Normal, a latentsweep.Posterior, or a single [B, D] tensor of codes"
 )
+# Who returned the output, as the messages about it say (the metrics name their representation).
+_ENCODER = f"{_FN}: the encoder"
 
 
 def encode(
@@ -46,6 +48,7 @@ def encode(
               ``logvar``/``log_var`` (or the SD under ``std``/``scale``, or its log under
               ``log_std``);
             - a ``torch.distributions.Normal`` (or ``Independent(Normal)``) with ``[B, D]`` loc;
+            - a :class:`Posterior` of the batch (its means and log-variances);
             - a single ``[B, D]`` tensor: the codes of a plain autoencoder (``logvar=None``).
             An ``nn.Module``, a bound method of one (``vae.encode``), or a function or lambda
             that uses modules (``lambda x: vae(x)[1:]``) runs with those modules in eval mode
@@ -264,8 +267,12 @@ def _batch_inputs(batch, index: int) -> torch.Tensor:
     return batch
 
 
-def _split_output(output, index: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """(mu, logvar or None) from whatever the encoder returned for batch ``index``."""
+def _split_output(output, index: int, subject: str = _ENCODER) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(mu, logvar or None) from whatever the encoder returned for batch ``index``; ``subject``
+    names who returned it in the errors."""
+    if isinstance(output, Posterior):  # the library's own (in the codes' own shape)
+        shape = (output.num_inputs, *output.latent_shape)
+        return output.mu.view(shape), None if output.logvar is None else output.logvar.view(shape)
     distributions = torch.distributions
     if isinstance(output, distributions.Independent) and isinstance(output.base_dist, distributions.Normal):
         output = output.base_dist
@@ -278,7 +285,7 @@ def _split_output(output, index: int) -> tuple[torch.Tensor, torch.Tensor | None
         if any(str(k).lower() in MEAN_KEYS for k in fields):
             output = fields
     if isinstance(output, Mapping):
-        return _split_mapping(output, index)
+        return _split_mapping(output, index, subject)
     if isinstance(output, (tuple, list)):
         if len(output) == 2 and all(isinstance(t, torch.Tensor) for t in output):
             return output[0], output[1]
@@ -290,13 +297,13 @@ def _split_output(output, index: int) -> tuple[torch.Tensor, torch.Tensor | None
             hint = (" (for an encoder returning (z, mu, logvar), pass types.MethodType(lambda self, x: self(x)[1:], "
                     "model): a method of the model, which encode runs in eval mode)")
         raise TypeError(
-            f"{_FN}: the encoder returned a {type(output).__name__} of {len(output)} items "
+            f"{subject} returned a {type(output).__name__} of {len(output)} items "
             f"({kinds}) for batch {index}; {_EXPECTED}{hint}"
         )
-    raise TypeError(f"{_FN}: the encoder returned a {type(output).__name__} for batch {index}; {_EXPECTED}")
+    raise TypeError(f"{subject} returned a {type(output).__name__} for batch {index}; {_EXPECTED}")
 
 
-def _split_mapping(output: Mapping, index: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+def _split_mapping(output: Mapping, index: int, subject: str = _ENCODER) -> tuple[torch.Tensor, torch.Tensor | None]:
     lowered = {str(k).lower(): v for k, v in output.items()}
 
     def first(keys):
@@ -305,30 +312,30 @@ def _split_mapping(output: Mapping, index: int) -> tuple[torch.Tensor, torch.Ten
     mu = first(MEAN_KEYS)
     if mu is None:
         raise TypeError(
-            f"{_FN}: the encoder returned a dict with keys {list(output)} for batch {index}; "
+            f"{subject} returned a dict with keys {list(output)} for batch {index}; "
             f"expected the mean under one of {list(MEAN_KEYS)}"
         )
     if (logvar := first(LOGVAR_KEYS)) is not None:
         return mu, logvar
     if (logstd := first(LOGSTD_KEYS)) is not None:
-        return mu, 2.0 * _as_output_tensor(logstd, "log SD", index)
+        return mu, 2.0 * _as_output_tensor(logstd, "log SD", index, subject)
     if (std := first(STD_KEYS)) is not None:
-        return mu, 2.0 * torch.log(_as_output_tensor(std, "SD", index))
+        return mu, 2.0 * torch.log(_as_output_tensor(std, "SD", index, subject))
     others = [k for k, v in output.items() if isinstance(v, torch.Tensor) and str(k).lower() not in MEAN_KEYS]
     if others:
         # A mean beside other tensors most likely means a log-variance under a name we don't
         # know; guessing "plain autoencoder" would silently drop it.
         raise TypeError(
-            f"{_FN}: the encoder returned a dict with a mean but no log-variance for batch {index} "
+            f"{subject} returned a dict with a mean but no log-variance for batch {index} "
             f"(keys {list(output)}); expected it under one of {list(LOGVAR_KEYS)}, or the SD under "
             f"one of {list(STD_KEYS)}"
         )
     return mu, None
 
 
-def _as_output_tensor(value, what: str, index: int) -> torch.Tensor:
+def _as_output_tensor(value, what: str, index: int, subject: str = _ENCODER) -> torch.Tensor:
     if not isinstance(value, torch.Tensor):
-        raise TypeError(f"{_FN}: the encoder's {what} for batch {index} must be a tensor, got {type(value).__name__}")
+        raise TypeError(f"{subject}'s {what} for batch {index} must be a tensor, got {type(value).__name__}")
     return value
 
 

@@ -7,9 +7,7 @@ import torch
 
 from .. import _checks
 from .._modules import eval_mode, model_device, parameter_dtype
-from .. import encoding
 from ..encoding import _split_output
-from ..posterior import Posterior
 from . import _inputs
 
 
@@ -71,13 +69,7 @@ def encode(fn: str, representation, observations: torch.Tensor, *, batch_size: i
 
 
 def _codes_of(fn: str, output, index: int) -> torch.Tensor:
-    """The codes (means) of what the representation returned for batch ``index``: encode's
-    rules, plus the library's own Posterior (refused as "a Posterior"), and its messages in the
-    metric's name (they named latentsweep.encode and "the encoder", which the user never called)."""
-    if isinstance(output, Posterior):
-        return output.mu
-    try:
-        return _split_output(output, index)[0]
-    except TypeError as error:
-        message = str(error).replace(f"{encoding._FN}: the encoder", f"{fn}: representation", 1)
-        raise TypeError(message.replace(" (mu, logvar) tuple,", " (mu, logvar) tuple, a latentsweep.Posterior,", 1)) from None
+    """The codes (means) of what the representation returned for batch ``index``, by encode's
+    rules, its errors naming the metric's representation (not latentsweep.encode's encoder,
+    which the user never called)."""
+    return _split_output(output, index, subject=f"{fn}: representation")[0]
