@@ -22,6 +22,8 @@ ACTIVE_VARIANCE = 0.01
 COLLAPSED_KL = 0.01  # nats
 SMALL_SD_RATIO = 0.1  # median posterior SD below this x prior_std
 ZERO_FRACTION = 0.05  # share of exact zeros in mu_d that suggests a ReLU
+# Inputs a diagnosis needs: a latent's activity is the variance of its mean over them.
+MIN_INPUTS = 2
 MEAN_TOLERANCE = 0.5  # |aggregate mean| above this x prior_std
 SD_RANGE = (0.5, 2.0)  # aggregate SD outside this range x prior_std
 # [N, D] float64 arrays diagnose holds at once (mu, logvar, sigma and a temporary): a diagnosis
@@ -406,9 +408,9 @@ def diagnose(posterior: Posterior | torch.Tensor, *, prior_std: float = 1.0) -> 
     for name, tensor in (("posterior.mu", posterior.mu), ("posterior.logvar", posterior.logvar)):
         if tensor is not None:
             _checks.dense_values(fn, name, tensor)
-    if posterior.num_inputs < 2:
+    if posterior.num_inputs < MIN_INPUTS:
         raise ValueError(
-            f"{fn}: posterior has {posterior.num_inputs} input(s); a diagnosis needs at least 2 (a latent's "
+            f"{fn}: posterior has {posterior.num_inputs} input(s); a diagnosis needs at least {MIN_INPUTS} (a latent's "
             "activity is the variance of its mean over the inputs: over one input it is 0, which read as "
             "posterior collapse)"
         )

@@ -23,7 +23,7 @@ from .. import _checks
 from .._modules import eval_mode, model_device, model_dtype, modules_behind
 from .._random_state import preserve_rng_state
 from ..decoding import decoder_call
-from ..diagnosis import FLAG_CODES, Diagnosis, diagnose, format_dims
+from ..diagnosis import FLAG_CODES, MIN_INPUTS, Diagnosis, diagnose, format_dims
 from ..encoding import check_loader_order, encode
 from ..latent_shape import latent_label
 from ..modes import MODE_TABLE
@@ -116,7 +116,7 @@ def _no_decoder(codes: torch.Tensor) -> torch.Tensor:
 
 
 def _refuse_too_few(fn: str, got: str) -> None:
-    raise ValueError(f"{fn}: data must hold at least 2 inputs, got {got}: the diagnosis measures how each "
+    raise ValueError(f"{fn}: data must hold at least {MIN_INPUTS} inputs, got {got}: the diagnosis measures how each "
                      "latent's mean varies over the inputs (a few hundred is typical)")
 
 
@@ -127,7 +127,7 @@ def check_data(fn: str, data) -> None:
             _checks.dense_values(fn, "data", data)
         if data.ndim == 0 or data.shape[0] == 0:
             raise ValueError(f"{fn}: data must be a non-empty [N, ...] tensor or array, got shape {tuple(data.shape)}")
-        if data.shape[0] < 2:  # (said now: the callback failed in diagnose, at the end of the first epoch)
+        if data.shape[0] < MIN_INPUTS:  # (said now: the callback failed in diagnose, at the end of the first epoch)
             _refuse_too_few(fn, f"shape {tuple(data.shape)}")
         if isinstance(data, torch.Tensor) and data.is_complex():
             refuse_complex(fn, data.dtype)
@@ -143,7 +143,7 @@ def check_data(fn: str, data) -> None:
         size = None
         with contextlib.suppress(TypeError, NotImplementedError):  # (an IterableDataset may have no length)
             size = len(dataset)
-        if size is not None and not isinstance(dataset, torch.utils.data.IterableDataset) and size < 2:
+        if size is not None and not isinstance(dataset, torch.utils.data.IterableDataset) and size < MIN_INPUTS:
             _refuse_too_few(fn, f"a {type(dataset).__name__} of {size}")
     if isinstance(data, torch.utils.data.Dataset):
         return
