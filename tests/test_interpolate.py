@@ -8,6 +8,7 @@ from __future__ import annotations
 import warnings
 
 import math
+import shutil
 
 import numpy as np
 import pytest
@@ -113,7 +114,7 @@ def test_a_one_dimensional_pair_and_float32_codes():
     start, end = torch.zeros(4), torch.ones(4)
     result = ls.interpolate(codes_decoder, start, end, steps=3, progress=False)
     assert result.outputs.shape == (1, 3, 4) and result.outputs.dtype == torch.float32
-    assert result.start.shape == (1, 4) and "1 linear path(s) x 3 steps" in result.summary()
+    assert result.start.shape == (1, 4) and "1 linear path x 3 steps" in result.summary()
 
 
 def test_a_store_resumes_and_refuses_another_path(tmp_path):
@@ -151,7 +152,7 @@ def test_an_interrupted_store_says_interpolate_finishes_it(tmp_path):
     with pytest.raises(ValueError, match=r"incomplete.*Finish it with interpolate\(\.\.\., out=path, resume=True\)"):
         ls.open_sweep(store)
     ls.interpolate(decoder, start, end, steps=6, out=store, batch_size=2, resume=True, progress=False)
-    assert ls.open_sweep(store).num_points == 3 * 6
+    assert ls.open_sweep(store).sweep.num_points == 3 * 6
 
 
 @pytest.mark.parametrize("path", ["linear", "slerp"])
@@ -159,9 +160,44 @@ def test_an_opened_store_names_its_path_as_the_interpolation_did(tmp_path, path)
     # (open_sweep labelled an interpolation store's one traversal "z0", a coordinate's name)
     start, end = pair()
     done = ls.interpolate(mlp().double(), start, end, steps=4, path=path, out=tmp_path / "p.zarr", progress=False)
-    opened = ls.open_sweep(tmp_path / "p.zarr")
+    opened = ls.open_sweep(tmp_path / "p.zarr").sweep
     assert opened.labels == done.sweep.labels == (f"{path} path",)
     assert opened.mode == path
+
+
+@pytest.mark.parametrize("suffix", [".zarr", ".npy"])
+def test_an_interpolation_store_opens_as_the_interpolation_it_was(tmp_path, suffix):
+    # (open_sweep returned the engine's TraversalResult [P, 1, S]: the paths' ends, t and change
+    # were gone, as the store did not keep the ends)
+    start, end = pair()
+    done = ls.interpolate(mlp().double(), start, end, steps=5, path="slerp", out=tmp_path / f"p{suffix}",
+                          progress=False)
+    opened = ls.open_sweep(tmp_path / f"p{suffix}")
+    assert isinstance(opened, ls.Interpolation) and opened.path == "slerp"
+    for name in ("start", "end", "t", "change"):
+        assert torch.equal(getattr(opened, name), getattr(done, name)), name
+    assert np.array_equal(np.asarray(opened.outputs), np.asarray(done.outputs))
+    assert torch.equal(opened.codes, done.codes)
+    assert opened.sweep.opened and opened.summary().startswith("3 slerp paths x 5 steps")
+    assert "read from the store at" in opened.summary()
+
+
+def test_the_command_line_opens_an_interpolation_store_as_one(tmp_path, capsys):
+    from latentsweep.cli import main
+
+    start, end = pair()
+    ls.interpolate(mlp().double(), start, end, steps=4, path="slerp", out=tmp_path / "p.zarr", progress=False)
+    assert main(["open", str(tmp_path / "p.zarr")]) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith("3 slerp paths x 4 steps") and "the output moved by" in printed, printed
+
+
+def test_an_interpolation_store_without_its_ends_is_refused_as_damaged(tmp_path):
+    start, end = pair()
+    ls.interpolate(mlp().double(), start, end, steps=3, out=tmp_path / "p.zarr", progress=False)
+    shutil.rmtree(tmp_path / "p.zarr" / "path_ends")
+    with pytest.raises(ValueError, match=r"damaged.*path_ends"):
+        ls.open_sweep(tmp_path / "p.zarr")
 
 
 def test_summaries_of_an_interpolation_and_of_an_opened_store_say_what_they_are(tmp_path):
@@ -170,7 +206,7 @@ def test_summaries_of_an_interpolation_and_of_an_opened_store_say_what_they_are(
     start, end = pair()
     done = ls.interpolate(mlp().double(), start, end, steps=4, path="slerp", out=tmp_path / "p.zarr", progress=False)
     assert done.sweep.summary().startswith("3 slerp paths x 4 steps = 12 points") and not done.sweep.opened
-    opened = ls.open_sweep(tmp_path / "p.zarr").summary()
+    opened = ls.open_sweep(tmp_path / "p.zarr").sweep.summary()
     assert opened.startswith("3 slerp paths x 4 steps") and "read from the store at" in opened, opened
     assert "s in all" not in opened and "latents" not in opened
     swept = ls.traverse(mlp().double(), start, steps=3, out=tmp_path / "t.zarr", progress=False)

@@ -20,6 +20,7 @@ import pytest
 import torch
 
 import latentsweep as ls
+from latentsweep.stores import STORE_FORMAT
 from store_editing import edited_attributes, edited_json
 from sweep_models import rowwise_decoder
 
@@ -392,16 +393,17 @@ def test_open_sweep_errors(tmp_path):
         ls.open_sweep(3)
 
 
-@pytest.mark.parametrize("old_format", [1, 2])  # 2: records without a checksum over their header
+# 2: records without a checksum over their header; 3: interpolation stores without their paths' ends
+@pytest.mark.parametrize("old_format", [1, 2, 3])
 def test_a_store_of_an_older_format_is_refused_then_replaced(tmp_path, full, old_format):
     path = tmp_path / "old.zarr"
     sweep(path)
     with edited_attributes(path) as attrs:
         attrs["format"] = old_format
     with pytest.raises(ValueError, match=rf"incompatible latentsweep version \(store format {old_format}, this version "
-                                         r"reads 3\).*overwrite=True"):
+                                         rf"reads {STORE_FORMAT}\).*overwrite=True"):
         sweep(path, resume=True)
-    with pytest.raises(ValueError, match=rf"store format {old_format}, this version reads 3"):
+    with pytest.raises(ValueError, match=rf"store format {old_format}, this version reads {STORE_FORMAT}"):
         ls.open_sweep(path)
     assert_same(sweep(path, overwrite=True), full)
 

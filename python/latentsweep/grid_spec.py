@@ -63,7 +63,9 @@ class GridSpec:
     ``point_note``: what the executor's "(anchor a, latent dim k, step s)" names mean when they
     are not latents (directions: derived from the labels; interpolation paths); added to its
     errors. ``code_peak``: the largest |code| a ``code_writer`` of its own writes, where known
-    (interpolation paths: :func:`latentsweep.paths.path_peak`)."""
+    (interpolation paths: :func:`latentsweep.paths.path_peak`). ``path_ends``: ``[A, D]`` the
+    ends of an interpolation's paths (its anchors are their starts), kept in its store so that
+    :func:`latentsweep.open_sweep` gives back the :class:`Interpolation`."""
 
     anchors: torch.Tensor
     dims: torch.Tensor
@@ -75,6 +77,7 @@ class GridSpec:
     latent_shape: tuple[int, ...] = ()
     point_note: str = ""
     code_peak: float | None = None
+    path_ends: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         if not self.latent_shape:
@@ -136,8 +139,9 @@ class GridSpec:
         directions = None if self.directions is None else self.directions.to(device)
         # A direction grid's writer is rebuilt on the moved tensors.
         writer = None if directions is not None else self.code_writer
+        ends = None if self.path_ends is None else self.path_ends.to(device)
         return GridSpec(self.anchors.to(device), self.dims.to(device), self.values.to(device), self.mode,
-                        writer, directions, self.labels, self.latent_shape, self.point_note, self.code_peak)
+                        writer, directions, self.labels, self.latent_shape, self.point_note, self.code_peak, ends)
 
     def digest(self) -> dict:
         """What identifies this grid in a store (shapes, dims, and hashes of the values; for a

@@ -107,10 +107,18 @@ class Interpolation:
         """One line: paths, steps, where the output changed most, speed."""
         final = self.change[:, -1]
         return (
-            f"{self.num_paths} {self.path} path(s) x {len(self.t)} steps, effects in {self.output_space}: "
+            f"{self.num_paths} {self.path} path{'' if self.num_paths == 1 else 's'} x {len(self.t)} steps, effects in {self.output_space}: "
             f"the output moved by {float(final.min()):.3g} to {float(final.max()):.3g} (mean |x(end) - x(start)|); "
             f"{self.sweep.speed_text()}"
         )
+
+    @classmethod
+    def of_sweep(cls, sweep: TraversalResult, start: torch.Tensor, end: torch.Tensor) -> Interpolation:
+        """The interpolation whose P x 1 x S grid ``sweep`` is (the paths from ``start`` to ``end``,
+        ``[P, D]``), as :func:`interpolate` returns it and :func:`latentsweep.open_sweep` reads it."""
+        return cls(start=start.cpu(), end=end.cpu(), path=sweep.mode,
+                   t=torch.linspace(0.0, 1.0, sweep.values.shape[2], dtype=torch.float64),
+                   change=sweep.effect[:, 0].clone(), sweep=sweep)  # (its own: not a view of the sweep's effect)
 
     def __repr__(self) -> str:
         return (f"Interpolation(paths={self.num_paths}, steps={len(self.t)}, path={self.path!r}, "
@@ -206,10 +214,11 @@ def interpolate(
             labels=(path_label(path),),
             code_peak=peak,
             latent_shape=latent_shape,
+            path_ends=end,
             point_note=f"{_FN}: in these grid points 'anchor p' is path p (start[p] to end[p]), 'step s' is "
                        f"point s of its {steps} (t = s / {steps - 1}), and 'latent dim 0' is the path itself.",
         )
-        built.update(start=start, end=end, path=path, t=t)
+        built.update(start=start, end=end)
         return spec
 
     from .sweep import sweep_grid
@@ -219,8 +228,7 @@ def interpolate(
         keep_outputs=keep_outputs, resume=resume, overwrite=overwrite, progress=progress,
         distributed=distributed, output=output, output_transform=output_transform,
     )
-    return Interpolation(start=built["start"].cpu(), end=built["end"].cpu(), path=built["path"], t=built["t"],
-                         change=result.effect[:, 0].clone(), sweep=result)  # (its own: not a view of the sweep's effect)
+    return Interpolation.of_sweep(result, built["start"], built["end"])
 
 
 def _as_codes(point):

@@ -52,11 +52,14 @@ def sweep_params(decoder, spec: GridSpec, probe, keep_outputs: bool) -> dict:
 
 
 def static_arrays(spec: GridSpec, probe) -> dict:
-    """The arrays a store keeps beside the rows (the directions only for a direction sweep)."""
+    """The arrays a store keeps beside the rows (the directions only for a direction sweep, the
+    paths' ends only for an interpolation)."""
     arrays = {"anchors": stored_array(spec.anchors), "dims": stored_array(spec.dims),
               "values": stored_array(spec.values), "anchor_outputs": stored_array(probe.outputs)}
     if spec.directions is not None:
         arrays["directions"] = stored_array(spec.directions)
+    if spec.path_ends is not None:
+        arrays["path_ends"] = stored_array(spec.path_ends)
     return arrays
 
 

@@ -6,7 +6,7 @@ memory-mappable ``.npy`` file and the rest to the group ``sweep.npy.latentsweep`
 - ``zarr.json``: the sweep's identity (``sweep_id``, a hash of its parameters), the parameters,
   the plan (batch size, unit and chunk rows) and checksums of the static arrays;
 - static arrays ``anchors``, ``dims``, ``values``, ``anchor_outputs`` (and ``directions`` for a
-  sweep along directions), written before the store
+  sweep along directions, ``path_ends`` for an interpolation), written before the store
   exists under its name (it is created in a temporary directory and renamed into place, so a
   store never exists half-made);
 - ``effect`` and ``outputs`` chunked along the grid: every chunk belongs to exactly one work unit,
@@ -52,16 +52,19 @@ import zarr
 from . import _checks
 from ._modules import tensor_digest
 from .merge import OrderedMerge, RunningMerge, UnitStatistics
+from .paths import PATHS
 from .plan import SweepPlan, plan_from_dict
 from .sinks import Geometry
 from .store_verified import VerifiedSoFar
 from .store_writers import (LEASE_NAME, being_created, keep_fresh, lease_name, live_writers, process_start,
                             remove_stale_temporaries, temporary_path)
 
-STORE_FORMAT = 3  # 3: unit records end with a checksum of the whole record (2's header had none)
+# 3: unit records end with a checksum of the whole record (2's header had none); 4: an
+# interpolation's store keeps its paths' ends (3's could not be opened as an Interpolation)
+STORE_FORMAT = 4
 _ATTR = "latentsweep"
 _STATIC = ("anchors", "dims", "values", "anchor_outputs")  # every store has these
-_OPTIONAL_STATIC = ("directions",)  # [K, D], a sweep along directions only
+_OPTIONAL_STATIC = ("directions", "path_ends")  # [K, D] for a sweep along directions, [A, D] for an interpolation
 _ROW_ARRAYS = ("effect", "outputs")
 _OWN_ENTRIES = {"zarr.json", "units", "leases", "checkpoint", *_STATIC, *_OPTIONAL_STATIC, *_ROW_ARRAYS}
 NPY_CREATION_GRACE_SECONDS = 10.0  # a joiner waits at most this long for a live creator's .npy to appear
@@ -374,6 +377,8 @@ class SweepStore:
                 raise ValueError("its plan has trial units, which only in-memory sweeps keep")
             if ("directions" in self.static_crc) != (self.params.get("codes") == "directions"):
                 raise ValueError("its directions do not match its parameters")
+            if ("path_ends" in self.static_crc) != (self.params.get("mode") in PATHS):
+                raise ValueError("its paths' ends do not match its parameters")
             for folder in (self.meta_path / "units", self.meta_path / "leases"):
                 if os.path.lexists(folder) and not folder.is_dir():  # (missing ones are made again)
                     raise StoreDamaged(
@@ -414,6 +419,7 @@ class SweepStore:
             "values": g.grid_shape,
             "anchor_outputs": (g.num_anchors, *g.out_shape),
             "directions": (g.num_dims, self.latent_dim),
+            "path_ends": (g.num_anchors, self.latent_dim),
             "effect": (g.num_rows,),
             "outputs": (g.num_rows, *g.out_shape),
         }

@@ -33,6 +33,7 @@ from ._modules import eval_mode, model_device
 from .decoder_probe import Probe, graphed, probe_anchors, retry_halved
 from .grid_spec import GridSpec, grid_spec
 from .host_copies import HostCopies
+from .interpolation import Interpolation
 from .latent_shape import coordinate_labels
 from .merge import OrderedMerge, UnitStatistics
 from .paths import PATHS, path_label
@@ -700,9 +701,11 @@ def _result(spec, host: dict, sink, geometry, dim_effect, sensitivity, batch_siz
 
 
 # ---- reading a store ------------------------------------------------------------------------
-def open_sweep(path: str | Path) -> TraversalResult:
-    """The :class:`TraversalResult` of the complete sweep stored at ``path``, read-only (works
-    on read-only media; checks every unit's record and checksums).
+def open_sweep(path: str | Path) -> TraversalResult | Interpolation:
+    """The result of the complete sweep stored at ``path``, read-only (works on read-only media;
+    checks every unit's record and checksums): the :class:`TraversalResult` that
+    :func:`traverse` returned, or the :class:`Interpolation` for a store :func:`interpolate` wrote
+    (its ``sweep`` is that TraversalResult).
 
     Raises:
         ValueError: nothing or something else at ``path``; an incomplete sweep (naming the
@@ -742,7 +745,7 @@ def open_sweep(path: str | Path) -> TraversalResult:
         # (an interpolation's label follows from its path, which is its store's mode)
         labels = store.params.get("labels") or ((path_label(mode),) if mode in PATHS
                                                  else coordinate_labels(dims, latent_shape))
-        return TraversalResult(
+        result = TraversalResult(
             dims=dims, directions=directions, labels=tuple(map(str, labels)), latent_shape=latent_shape,
             values=store.read_static("values"), anchors=store.read_static("anchors"),
             outputs=store.outputs(), anchor_outputs=store.read_static("anchor_outputs"),
@@ -751,6 +754,9 @@ def open_sweep(path: str | Path) -> TraversalResult:
             points_per_second=0.0, store=path, mode=mode, points_computed=0,
             output_space=str(store.params.get("output_space", "decoder output")),
         )
+        if mode in PATHS:
+            return Interpolation.of_sweep(result, result.anchors, store.read_static("path_ends"))
+        return result
     finally:
         store.close()
 
