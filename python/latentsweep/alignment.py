@@ -71,16 +71,22 @@ class AxisAlignment:
         return text
 
 
-def axis_alignment(codes: torch.Tensor) -> AxisAlignment | None:
-    """Axis statistics of finite codes ``[N, D]`` (N >= 2, D >= 1; real numbers of any dtype),
-    with ``C`` their covariance (``N - 1``), computed in float64 in passes over blocks of rows;
+def axis_alignment(codes) -> AxisAlignment | None:
+    """Axis statistics of finite codes ``[N, D]`` (N >= 2, D >= 1; real numbers of any dtype;
+    ``[N, *latent_shape]`` is flattened, a :class:`latentsweep.Posterior` read as its means, as
+    ``principal_directions`` and ``clusters`` read them), with ``C`` their covariance
+    (``N - 1``), computed in float64 in passes over blocks of rows;
     ``None`` when the codes do not vary (``tr C = 0``). Other codes are refused with a
     ``TypeError``/``ValueError`` (NaN codes read as "they do not vary", and empty ones raised
     from inside torch)."""
+    from .latent_shape import flat_rows
+    from .posterior import Posterior
     from .principal import _randomized, _Scaled  # (principal imports directions, as this module does)
 
     fn = "latentsweep.alignment.axis_alignment"
-    codes = _checks.dense_values(fn, "codes", codes)
+    codes = _checks.dense_values(fn, "codes", codes.mu if isinstance(codes, Posterior) else codes)
+    if codes.dim() > 2:  # structured codes: their flat latents
+        codes = flat_rows(fn, "codes", codes, "N")
     if not _checks.is_real_number_dtype(codes.dtype):
         raise TypeError(f"{fn}: codes must hold real numbers, got {codes.dtype}")
     if codes.dim() != 2 or codes.shape[0] < 2 or codes.shape[1] < 1:

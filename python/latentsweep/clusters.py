@@ -117,7 +117,8 @@ class Clusters:
 
     def directions(self, i: int, j: int) -> Directions:
         """The unit direction from centroid i to centroid j, named ``"i->j"`` (with the
-        original labels), as a one-row :class:`Directions`."""
+        original labels), as a one-row :class:`Directions` (with the codes' latent shape when
+        they are structured)."""
         fn = "latentsweep.Clusters.directions"
         i, j = self._index(fn, "i", i), self._index(fn, "j", j)
         # Over its largest entry first: the squares of a 1e-170 difference underflow to 0.
@@ -127,7 +128,8 @@ class Clusters:
             raise ValueError(f"{fn}: clusters {i} and {j} have the same centroid; there is no direction between them")
         name = f"{self.label_values[i]}->{self.label_values[j]}"
         unit = difference / torch.linalg.vector_norm(difference)
-        return Directions(unit[None].to(self.centroids.dtype), (name,), source="clusters")
+        shape = self.latent_shape if self.latent_shape is not None and len(self.latent_shape) > 1 else None
+        return Directions(unit[None].to(self.centroids.dtype), (name,), source="clusters", latent_shape=shape)
 
     def closest_and_farthest(self) -> tuple[tuple[int, int], tuple[int, int]]:
         """The pairs of clusters whose centroids are closest and farthest apart (Euclidean)."""

@@ -60,7 +60,12 @@ class Flag:
     recommendation: str
 
     def __str__(self) -> str:
-        return f"[{self.code}] {_dims_label(self.dims)}: {self.recommendation}"
+        return self.describe()
+
+    def describe(self, latent_shape: tuple[int, ...] | None = None) -> str:
+        """``"[code] dims 0-3: recommendation"``, the dims named as :func:`dims_label` names
+        them for a latent of ``latent_shape`` (the diagnosis' own in its text)."""
+        return f"[{self.code}] {dims_label(self.dims, latent_shape)}: {self.recommendation}"
 
     def to_dict(self) -> dict:
         return {
@@ -209,12 +214,12 @@ class Diagnosis:
         if mismatch:
             sentences.append(
                 f'Traverse with mode "empirical" (reference=posterior.mu): on '
-                f"{_dims_label(mismatch.dims)} the codes do not follow the prior N(0, {self.prior_std:g}^2)."
+                f"{dims_label(mismatch.dims, self.latent_shape)} the codes do not follow the prior N(0, {self.prior_std:g}^2)."
             )
         if small:
             sentences.append(
                 f'Traverse by the prior (mode "prior" or "absolute"), not the posterior: on '
-                f"{_dims_label(small.dims)} the posterior SD is under {SMALL_SD_RATIO:g} x the prior SD, "
+                f"{dims_label(small.dims, self.latent_shape)} the posterior SD is under {SMALL_SD_RATIO:g} x the prior SD, "
                 "so +/- k posterior SDs hardly move z."
             )
         if not mismatch and not small:
@@ -222,7 +227,7 @@ class Diagnosis:
         if collapsed and self.num_active:  # (none active: said below; dims=active_dims would be empty)
             one = len(collapsed.dims) == 1
             sentences.append(
-                f"{_dims_label(collapsed.dims).capitalize()} collapsed to the prior and "
+                f"{dims_label(collapsed.dims, self.latent_shape).capitalize()} collapsed to the prior and "
                 f"{'carries' if one else 'carry'} nothing; leave {'it' if one else 'them'} out "
                 "(dims=diagnosis.active_dims)."
             )
@@ -231,12 +236,12 @@ class Diagnosis:
             if alive:  # the means hardly vary, but these posteriors are not the prior: no collapse
                 sentences.append(
                     f"No dim is active (Var(mu) <= {ACTIVE_VARIANCE:g} x prior_std^2 on each), but the posterior did not "
-                    f"collapse on {_dims_label(alive)} (KL >= {COLLAPSED_KL:g} nats): the codes fill a small part of "
+                    f"collapse on {dims_label(alive, self.latent_shape)} (KL >= {COLLAPSED_KL:g} nats): the codes fill a small part of "
                     "the prior's range."
                 )
             else:
                 sentences.append(
-                    f"No dim with finite codes is active: the rest of the posterior collapsed ({_dims_label(nonfinite.dims)} "
+                    f"No dim with finite codes is active: the rest of the posterior collapsed ({dims_label(nonfinite.dims, self.latent_shape)} "
                     "hold NaN/Inf, see that finding)." if nonfinite else "No dim is active: the whole posterior collapsed."
                 )
         return " ".join(sentences + self._axes_advice() + self._fix_advice())
@@ -264,8 +269,13 @@ class Diagnosis:
         return advice
 
     def table(self) -> str:
-        """The per-dim statistics as a text table, one row per dim."""
+        """The per-dim statistics as a text table, one row per dim (flat index, and for a
+        structured latent its name ``z[c,h,w]``, as the report's table and traversals name it)."""
         columns = [("dim", [str(d) for d in range(self.latent_dim)])]
+        if self.latent_shape is not None and len(self.latent_shape) > 1:
+            from .latent_shape import latent_label  # (see dims_label)
+
+            columns += [("latent", [latent_label(d, self.latent_shape) for d in range(self.latent_dim)])]
         if self.is_variational:
             columns += [
                 ("KL", _fmt(self.kl)),
@@ -312,7 +322,7 @@ class Diagnosis:
     def summary(self) -> str:
         """One paragraph: sizes, total KL and active units, the most important finding, the
         flags, the recommendation."""
-        flags = "; ".join(f"{f.code} ({_dims_label(f.dims)})" for f in self.flags) or "none"
+        flags = "; ".join(f"{f.code} ({dims_label(f.dims, self.latent_shape)})" for f in self.flags) or "none"
         lead = self.findings()[0].headline
         return f"{self._headline()}. Most important: {lead}. Flags: {flags}. {self.recommendation}"
 
@@ -322,7 +332,7 @@ class Diagnosis:
         parts += [f"  {i}. {f.headline}: {f.text}" for i, f in enumerate(self.findings(), 1)]
         parts.append("")
         parts.append("Flags:" if self.flags else "Flags: none")
-        parts += [f"  {flag}" for flag in self.flags]
+        parts += [f"  {flag.describe(self.latent_shape)}" for flag in self.flags]
         parts += ["", f"Recommendation (mode {self.recommended_mode!r}): {self.recommendation}"]
         return "\n".join(parts)
 
@@ -617,10 +627,10 @@ def _nonnegative_logvar(min_logvar: torch.Tensor, zero_fraction: torch.Tensor, p
     )
 
 
-def unit_variance_note(dims: list[int]) -> str:
+def unit_variance_note(dims: list[int], latent_shape: tuple[int, ...] | None = None) -> str:
     """For flagged dims whose logvar is exactly 0 for every input: what a dead ReLU head gives,
     and what a fixed unit variance passed as ``logvar=zeros`` is (the findings say it too)."""
-    return (f"On {_dims_label(dims)} logvar is exactly 0 for every input: a dead ReLU, or a fixed unit variance "
+    return (f"On {dims_label(dims, latent_shape)} logvar is exactly 0 for every input: a dead ReLU, or a fixed unit variance "
             "(logvar=zeros), which the codes cannot tell apart; if that is your design, ignore this (a plain "
             "autoencoder's codes take logvar=None).")
 
@@ -639,8 +649,13 @@ def _marginal_mismatch(s: dict) -> Flag | None:
     )
 
 
-def _dims_label(dims: list[int]) -> str:
-    """``"dim 3"`` or ``"dims 0-3, 7"``."""
+def dims_label(dims: list[int], latent_shape: tuple[int, ...] | None = None) -> str:
+    """``"dim 3"`` or ``"dims 0-3, 7"``; for a structured latent by the names its latents have
+    in pictures, reports and traversal labels: ``"latents z[1,:,:], z[2,0,1]"``."""
+    if latent_shape is not None and len(latent_shape) > 1:
+        from .latent_shape import latents_text  # (it imports directions, which imports this module's posterior)
+
+        return ("latent " if len(dims) == 1 else "latents ") + latents_text(dims, latent_shape)
     return ("dim " if len(dims) == 1 else "dims ") + format_dims(dims)
 
 

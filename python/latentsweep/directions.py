@@ -19,12 +19,22 @@ def as_codes(fn: str, codes_or_posterior, *, min_rows: int = 1) -> torch.Tensor:
     codes = codes_or_posterior.mu if isinstance(codes_or_posterior, Posterior) else codes_or_posterior
     codes = _checks.dense_tensor(fn, "codes", codes)
     if codes.dim() > 2:
-        codes = codes.reshape(codes.shape[0], -1)
+        from .latent_shape import flat_rows  # (it imports this module)
+
+        codes = flat_rows(fn, "codes", codes, "N")
     codes = _checks.tensor(fn, "codes", codes, ndims=(2,))
     if codes.shape[0] < min_rows or codes.shape[1] < 1:
         raise ValueError(f"{fn}: codes must be [N, D] with N >= {min_rows} and D >= 1, got shape {tuple(codes.shape)}")
     _checks.finite(fn, "codes", codes)
     return codes
+
+
+def structured_shape(codes_or_posterior) -> tuple[int, ...] | None:
+    """The latent shape of structured codes ``[N, *latent_shape]`` or of a structured
+    :class:`Posterior` (more than one axis); ``None`` for flat ones."""
+    shape = codes_or_posterior.latent_shape if isinstance(codes_or_posterior, Posterior) else (
+        tuple(codes_or_posterior.shape[1:]) if isinstance(codes_or_posterior, torch.Tensor) else ())
+    return shape if len(shape) > 1 else None
 
 
 # Values per block of rows when a function passes over the codes (32 MiB of float64):
@@ -78,6 +88,12 @@ class Directions:
         mean: ``[D]`` the centre of the codes the directions were computed from, or ``None``.
         source: ``"pca"``, ``"clusters"``, ``"channels"`` (:func:`channel_directions`) or
             ``"user"``.
+        latent_shape: the structured latent the flat vectors belong to (``prod = D``), where
+            known: :func:`channel_directions`', and those computed from ``[N, *latent_shape]``
+            codes or a structured :class:`Posterior`. ``traverse`` refuses them for structured
+            anchors with another number of channels (a flat ``[K, D]`` vector fits any shape of
+            D elements, so a channel of ``(2, 4, 2)`` silently moved half of two channels of
+            ``(4, 2, 2)`` anchors). ``None``: unknown.
     """
 
     vectors: torch.Tensor
@@ -86,6 +102,7 @@ class Directions:
     explained_variance_ratio: torch.Tensor | None = None
     mean: torch.Tensor | None = None
     source: str = "user"
+    latent_shape: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         fn = "latentsweep.Directions"
@@ -116,12 +133,17 @@ class Directions:
                             explained_variance_ratio=self.explained_variance_ratio, mean=self.mean)
         if not isinstance(self.source, str):
             raise TypeError(f"{fn}: source must be a str, got {type(self.source).__name__}")
+        if self.latent_shape is not None:
+            from .latent_shape import checked_latent_shape  # (it imports this module)
+
+            object.__setattr__(self, "latent_shape", checked_latent_shape(
+                fn, self.latent_shape, vectors, (vectors.shape[1],), name="vectors", what="K"))
 
     def __eq__(self, other) -> bool:
-        """Same names, source and tensors (values, dtype and device), as ``torch.equal``."""
+        """Same names, source, latent shape and tensors (values, dtype and device), as ``torch.equal``."""
         if not isinstance(other, Directions):
             return NotImplemented
-        return (self.names == other.names and self.source == other.source
+        return (self.names == other.names and self.source == other.source and self.latent_shape == other.latent_shape
                 and all(_checks.same_tensor(getattr(self, f), getattr(other, f))
                         for f in ("vectors", "explained_variance", "explained_variance_ratio", "mean")))
 
@@ -187,6 +209,7 @@ class Directions:
             pick(self.explained_variance_ratio),
             self.mean,
             self.source,
+            self.latent_shape,
         )
 
     def to(self, *args, **kwargs) -> "Directions":
@@ -194,7 +217,7 @@ class Directions:
         move = lambda t: None if t is None else t.to(*args, **kwargs)  # noqa: E731
         return Directions(
             move(self.vectors), self.names, move(self.explained_variance),
-            move(self.explained_variance_ratio), move(self.mean), self.source,
+            move(self.explained_variance_ratio), move(self.mean), self.source, self.latent_shape,
         )
 
     def project(self, codes) -> torch.Tensor:

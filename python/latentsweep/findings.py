@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass
 
 from ._shares import format_share
-from .diagnosis import Diagnosis, format_dims, unit_variance_note
+from .diagnosis import Diagnosis, dims_label, format_dims, unit_variance_note
 
 # A posterior SD below this fraction of the prior SD counts as "small" in the texts: +/- 2
 # posterior SDs then cover under half of the prior's +/- 2 SD range.
@@ -48,7 +48,7 @@ def findings(diagnosis: Diagnosis) -> list[Finding]:
         found.append(Finding(
             "nonfinite", "Find the NaN/Inf values first",
             f"The encoder gave NaN or Inf for up to {worst} of {diagnosis.num_inputs} inputs on "
-            f"{_dims(nonfinite.dims)}; the statistics skip them, but find their source (overflow, "
+            f"{dims_label(nonfinite.dims, diagnosis.latent_shape)}; the statistics skip them, but find their source (overflow, "
             "bad data) before trusting anything else here.",
             action=True,
         ))
@@ -65,18 +65,18 @@ def findings(diagnosis: Diagnosis) -> list[Finding]:
         varying = [d for d in alive if float(diagnosis.min[d]) != float(diagnosis.max[d])]
         fixed = [d for d in alive if d not in varying]
         text = (f"None of the {diagnosis.latent_dim} latents is active (Var(mu) <= 0.01{_prior_variance(diagnosis)} "
-                f"on every one), but on {_dims(alive)} the KL is {_range(kl)} nats, so the posteriors there are not "
+                f"on every one), but on {dims_label(alive, diagnosis.latent_shape)} the KL is {_range(kl)} nats, so the posteriors there are not "
                 "the prior")
         if varying:
             spread = [float(diagnosis.mu_variance[d]) ** 0.5 for d in varying]
-            text += (f": the means{'' if not fixed else f' on {_dims(varying)}'} vary by an SD of {_range(spread)} "
+            text += (f": the means{'' if not fixed else f' on {dims_label(varying, diagnosis.latent_shape)}'} vary by an SD of {_range(spread)} "
                      f"across the inputs, under 0.1 x the prior SD {diagnosis.prior_std:g}. The codes fill a small part "
                      "of the prior's range; check that the prior N(0, prior_std²) is the one the model was trained with.")
         else:
             text += "."
         if fixed:
             means = [float(diagnosis.mean[d]) for d in fixed]
-            text += (f" On {_dims(fixed)} the mean is {_range(means)} for every input: the means ignore the input"
+            text += (f" On {dims_label(fixed, diagnosis.latent_shape)} the mean is {_range(means)} for every input: the means ignore the input"
                      + (", as when a ReLU on the mean head died (see above)." if _covered(diagnosis, "nonnegative-mean", fixed)
                         else "."))
         found.append(Finding("no-active", "No latent is active, but the posterior did not collapse", text))
@@ -87,7 +87,7 @@ def findings(diagnosis: Diagnosis) -> list[Finding]:
             f"None of the {diagnosis.latent_dim} latents is active (Var(mu) <= 0.01{_prior_variance(diagnosis)} on "
             f"every one, total KL {diagnosis.total_kl:.3g} nats): the encoder ignores its input and every "
             "traversal will show the same output. "
-            + (f"On {_dims(dead.dims)} the encoder's heads bear a ReLU's mark (see above): a ReLU that outputs 0 "
+            + (f"On {dims_label(dead.dims, diagnosis.latent_shape)} the encoder's heads bear a ReLU's mark (see above): a ReLU that outputs 0 "
                "passes no gradient and can collapse its latent, so make the heads linear first; if the posterior "
                "still collapses, retrain with less KL pressure (KL annealing, free bits, a weaker decoder)."
                if dead else "Retrain with less KL pressure (KL annealing, free bits, a weaker decoder)."),
@@ -98,7 +98,7 @@ def findings(diagnosis: Diagnosis) -> list[Finding]:
         means, sds = mismatch.stats["mean"], mismatch.stats["sd"]
         found.append(Finding(
             "marginal-mismatch", "The codes do not follow the prior",
-            f"On {_dims(mismatch.dims)} the codes' aggregate mean ranges {min(means):.2g} to "
+            f"On {dims_label(mismatch.dims, diagnosis.latent_shape)} the codes' aggregate mean ranges {min(means):.2g} to "
             f"{max(means):.2g} and their SD {min(sds):.2g} to {max(sds):.2g}, where the prior "
             f"N(0, {diagnosis.prior_std:g}²) has 0 and {diagnosis.prior_std:g}: prior-based ranges "
             'miss where the data lies, so traverse with mode "empirical".',
@@ -109,7 +109,7 @@ def findings(diagnosis: Diagnosis) -> list[Finding]:
         typical = sorted(sds)[len(sds) // 2]
         found.append(Finding(
             "small-posterior-sd", "The encoder is very certain: traverse by the prior",
-            f"On {_dims(small.dims)} the median posterior SD is {_range(sds)} (prior SD "
+            f"On {dims_label(small.dims, diagnosis.latent_shape)} the median posterior SD is {_range(sds)} (prior SD "
             f"{diagnosis.prior_std:g}), so ± 2 posterior SDs move z by about {4 * typical:.2g}, "
             f"{format_share(typical / diagnosis.prior_std)} of the prior's ± 2 SD range: a traversal by the "
             "posterior shows almost nothing. Traverse by the prior.",
@@ -118,7 +118,7 @@ def findings(diagnosis: Diagnosis) -> list[Finding]:
     if collapsed and diagnosis.num_active:
         found.append(Finding(
             "collapsed", f"{len(collapsed.dims)} of {diagnosis.latent_dim} latents collapsed",
-            f"{_dims(collapsed.dims).capitalize()} {'has' if len(collapsed.dims) == 1 else 'have'} KL under {collapsed.stats['kl_threshold']:g} "
+            f"{dims_label(collapsed.dims, diagnosis.latent_shape).capitalize()} {'has' if len(collapsed.dims) == 1 else 'have'} KL under {collapsed.stats['kl_threshold']:g} "
             "nats and carry nothing (their posterior is the prior); leave them out of traversals "
             f"(dims=diagnosis.active_dims: {format_dims(diagnosis.active_dims)}).",
         ))
@@ -205,12 +205,12 @@ def _heads(diagnosis: Diagnosis) -> Finding | None:
     if mean:
         zeros = mean.stats["zero_fraction"]
         parts.append(
-            f"the means are never negative on {_dims(mean.dims)}, and {_percent_range(zeros)} of "
+            f"the means are never negative on {dims_label(mean.dims, diagnosis.latent_shape)}, and {_percent_range(zeros)} of "
             "them are exactly 0"
         )
     if logvar:
         parts.append(
-            f"the log-variances are never negative on {_dims(logvar.dims)}, so no posterior SD "
+            f"the log-variances are never negative on {dims_label(logvar.dims, diagnosis.latent_shape)}, so no posterior SD "
             "there is below 1"
         )
     if not diagnosis.is_variational:
@@ -226,7 +226,7 @@ def _heads(diagnosis: Diagnosis) -> Finding | None:
         "relu-heads", headline,
         f"{text[0].upper()}{text[1:]}: the signature of a ReLU (or similar) on the encoder's "
         f"{head}. Make {'them' if head.endswith('s') else 'it'} linear and retrain; no traversal "
-        "mode can undo it." + (f" {unit_variance_note(logvar.dims)}" if pinned else ""),
+        "mode can undo it." + (f" {unit_variance_note(logvar.dims, diagnosis.latent_shape)}" if pinned else ""),
         action=True,
     )
 
@@ -241,9 +241,6 @@ def _prior_variance(diagnosis: Diagnosis) -> str:
     """`` x p²`` after a threshold in the prior's variances (nothing for the standard prior)."""
     return "" if diagnosis.prior_std == 1 else f" x {diagnosis.prior_std:g}²"
 
-
-def _dims(dims: list[int]) -> str:
-    return ("dim " if len(dims) == 1 else "dims ") + format_dims(dims)
 
 
 def _range(values: list[float]) -> str:

@@ -29,7 +29,7 @@ from .latent_shape import (
     flat_directions,
     like_anchors,
 )
-from .posterior import Posterior
+from .posterior import unwrapped
 from .traversal import _expand_values, values_for
 
 CodeWriter = Callable[[int, int, torch.Tensor], None]  # (start, count, out [count, D]) -> None
@@ -177,12 +177,8 @@ def grid_spec(fn: str, anchors, *, mode, span, steps, dims, logvar, values, refe
 
     Anchors ``[A, *latent_shape]`` are flattened to ``[A, D]`` (``logvar``, ``reference`` and
     ``directions`` of that shape too); the decoder gets codes of ``latent_shape`` back."""
-    if isinstance(anchors, Posterior):  # its codes in their own shape (the decoder's), unless one is given
-        shape = (anchors.num_inputs, *(anchors.latent_shape if latent_shape is None else (anchors.latent_dim,)))
-        logvar = anchors.logvar.view(shape) if logvar is None and anchors.logvar is not None else logvar
-        anchors = anchors.mu.view(shape)
-    if isinstance(reference, Posterior):  # its means, as principal_directions and clusters read one
-        reference = reference.mu
+    # A Posterior's codes in their own shape (the decoder's), unless a latent_shape is given.
+    anchors, logvar, reference = unwrapped(anchors, logvar, reference, flat=latent_shape is not None)
     anchors, given_shape = flat_codes(fn, "anchors", anchors, what="A")
     latent_shape = checked_latent_shape(fn, latent_shape, anchors, given_shape)
     logvar = like_anchors(fn, "logvar", logvar, latent_shape, what="A")

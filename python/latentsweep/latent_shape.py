@@ -35,10 +35,10 @@ def flat_codes(fn: str, name: str, codes, *, what: str = "N",
             f"{fn}: {name} must hold at least one code of at least one latent ([{what} >= 1, *latent_shape] "
             f"with no zero-sized axis), got shape {tuple(codes.shape)}"
         )
-    return _flat_rows(fn, name, codes, what), latent_shape
+    return flat_rows(fn, name, codes, what), latent_shape
 
 
-def _flat_rows(fn: str, name: str, value: torch.Tensor, what: str) -> torch.Tensor:
+def flat_rows(fn: str, name: str, value: torch.Tensor, what: str) -> torch.Tensor:
     """``value [N, *shape]`` as ``[N, prod(shape)]``: a view where its strides allow, else a copy,
     checked to fit in memory first (a broadcast ``zeros(1, 1, 8, 8).expand(N, 4, 8, 8)`` holds
     a few values and flattens to N x 256 of them)."""
@@ -111,7 +111,8 @@ def channel_directions(latent_shape, *, dtype: torch.dtype = torch.float32, devi
 
     Returns:
         :class:`Directions` with ``vectors [C, D]`` (D = C * P, flat as ``torch.flatten``) named
-        ``"channel 0" .. "channel C-1"``, ``source="channels"``.
+        ``"channel 0" .. "channel C-1"``, ``source="channels"``, ``latent_shape``: traverse
+        refuses them for anchors of another structured shape.
     """
     fn = "latentsweep.channel_directions"
     shape = _shape_axes(fn, latent_shape, "(C, *spatial) such as (4, 32, 32)")
@@ -132,7 +133,7 @@ def channel_directions(latent_shape, *, dtype: torch.dtype = torch.float32, devi
     diagonal = torch.arange(channels, device=device)
     vectors[diagonal, diagonal] = 1.0 / math.sqrt(size)
     vectors = vectors.reshape(channels, -1)
-    return Directions(vectors, tuple(f"channel {c}" for c in range(channels)), source="channels")
+    return Directions(vectors, tuple(f"channel {c}" for c in range(channels)), source="channels", latent_shape=shape)
 
 
 def like_anchors(fn: str, name: str, value, latent_shape: tuple[int, ...], *, what: str) -> torch.Tensor | None:
@@ -141,7 +142,7 @@ def like_anchors(fn: str, name: str, value, latent_shape: tuple[int, ...], *, wh
     if value is None or not isinstance(value, torch.Tensor) or len(latent_shape) == 1:
         return value
     if value.dim() == len(latent_shape) + 1 and tuple(value.shape[1:]) == latent_shape:
-        return _flat_rows(fn, name, value, what)
+        return flat_rows(fn, name, value, what)
     if value.dim() in (1, 2) and value.shape[-1] == math.prod(latent_shape):
         return value
     raise ValueError(
@@ -153,14 +154,28 @@ def like_anchors(fn: str, name: str, value, latent_shape: tuple[int, ...], *, wh
 def flat_directions(fn: str, directions, latent_shape: tuple[int, ...]):
     """Directions for codes of ``latent_shape``: a :class:`Directions` (flat vectors) stays as it
     is; a tensor ``[K, *latent_shape]`` becomes ``[K, D]``; ``[K, D]`` and ``[D]`` pass through
-    (their width is checked where they are normalised)."""
-    if isinstance(directions, Directions) or not isinstance(directions, torch.Tensor):
+    (their width is checked where they are normalised). Directions that know their latent
+    shape (:func:`channel_directions`, those computed from structured codes) must have the
+    structured anchors' channels: C channels of D / C elements each, the blocks of the flat
+    code a channel direction moves (its other axes may differ: (2, 3, 3) and (2, 9) have the
+    same channel blocks)."""
+    if isinstance(directions, Directions):
+        known = directions.latent_shape
+        if known is not None and len(latent_shape) > 1 and known[0] != latent_shape[0]:
+            raise ValueError(
+                f"{fn}: directions are for latents of shape {list(known)} ({known[0]} channel(s); "
+                f"{directions.source}: {', '.join(directions.names[:3])}{', ...' if len(directions) > 3 else ''}) but "
+                f"the anchors' latent shape is {list(latent_shape)} ({latent_shape[0]} channel(s)); make them for "
+                f"this shape (e.g. channel_directions({tuple(latent_shape)}))"
+            )
+        return directions
+    if not isinstance(directions, torch.Tensor):
         return directions
     if len(latent_shape) > 1:
         if tuple(directions.shape) == latent_shape:  # one direction
-            return _flat_rows(fn, "directions", directions[None], "K")
+            return flat_rows(fn, "directions", directions[None], "K")
         if directions.dim() == len(latent_shape) + 1 and tuple(directions.shape[1:]) == latent_shape:
-            return _flat_rows(fn, "directions", directions, "K")
+            return flat_rows(fn, "directions", directions, "K")
         if directions.dim() != 2:
             raise ValueError(
                 f"{fn}: directions must be [K, *latent_shape] = [K, {', '.join(map(str, latent_shape))}] or flat "
@@ -179,6 +194,27 @@ def latent_label(dim: int, latent_shape: tuple[int, ...] | None = None) -> str:
         flat, rest = divmod(flat, size)
         index.append(rest)
     return "z[" + ",".join(str(i) for i in reversed(index)) + "]"
+
+
+def latents_text(dims: list[int], latent_shape: tuple[int, ...]) -> str:
+    """Sorted flat indices of a structured latent as text, by :func:`latent_label`: runs of
+    consecutive ones as ``"z[0,1,1]-z[1,0,0]"``, runs of whole channels (a collapsed channel of a
+    spatial VAE) as the slice that indexes them, ``"z[1,:,:]"`` or ``"z[1:3,:,:]"``."""
+    size, rest = math.prod(latent_shape[1:]), ",:" * (len(latent_shape) - 1)
+    runs: list[list[int]] = []
+    for d in dims:
+        if runs and d == runs[-1][1] + 1:
+            runs[-1][1] = d
+        else:
+            runs.append([d, d])
+    parts = []
+    for first, last in runs:
+        if first % size == 0 and (last + 1) % size == 0:  # whole channels first // size .. last // size
+            low, high = first // size, last // size
+            parts.append(f"z[{low}{rest}]" if low == high else f"z[{low}:{high + 1}{rest}]")
+        else:
+            parts.append(latent_label(first, latent_shape) + ("" if first == last else f"-{latent_label(last, latent_shape)}"))
+    return ", ".join(parts)
 
 
 def coordinate_labels(dims: torch.Tensor, latent_shape: tuple[int, ...]) -> tuple[str, ...]:

@@ -109,6 +109,22 @@ class Posterior:
         return sample(self.mu, self.logvar, n, seed=seed)
 
 
+def unwrapped(anchors, logvar, reference, *, flat: bool = False):
+    """``(anchors, logvar, reference)`` with a :class:`Posterior` given as ``anchors`` read as its
+    means (and its log-variances, unless ``logvar`` is given) in its own latent shape, the
+    decoder's (``flat``: as ``[A, D]`` rows, for a caller that gives its own ``latent_shape``),
+    and one given as ``reference`` as its means ``[M, D]`` (as ``principal_directions`` and
+    ``clusters`` read one). Anything else passes through for the caller's checks."""
+    if isinstance(anchors, Posterior):
+        shape = (anchors.num_inputs, *((anchors.latent_dim,) if flat else anchors.latent_shape))
+        if logvar is None and anchors.logvar is not None:
+            logvar = anchors.logvar.view(shape)
+        anchors = anchors.mu.view(shape)
+    if isinstance(reference, Posterior):
+        reference = reference.mu
+    return anchors, logvar, reference
+
+
 _ROWS_ONLY = (
     "a Posterior indexes its inputs (rows) only, e.g. posterior[:16], posterior[[0, 5]] or a "
     "boolean mask of N; pick latents from its tensors: posterior.mu[:, k] (and posterior.logvar[:, k])"

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 
 from . import _checks
-from .directions import Directions, as_codes, result_dtype, row_blocks
+from .directions import Directions, as_codes, result_dtype, row_blocks, structured_shape
 
 # Above this many latents the D x D covariance is not formed: randomised subspace iteration.
 EXACT_MAX_DIM = 4096
@@ -183,7 +183,8 @@ def principal_directions(
     Returns:
         :class:`Directions` with names ``PC1 ... PCk``, ``explained_variance`` (eigenvalues of
         the covariance), ``explained_variance_ratio`` (share of the total variance) and
-        ``mean``, in float32 (float64 for float64 codes), on the codes' device.
+        ``mean``, in float32 (float64 for float64 codes), on the codes' device; ``latent_shape``
+        of structured codes (``None`` for flat ones).
     """
     fn = "latentsweep.principal_directions"
     # Detached, as clusters() and axis_alignment() read them: codes straight from an encoder
@@ -225,6 +226,7 @@ def principal_directions(
         explained_variance_ratio=(variance / total).to(dtype),
         mean=scaled.unshifted(mean).to(dtype),
         source="pca",
+        latent_shape=structured_shape(codes_or_posterior),
     )
 
 

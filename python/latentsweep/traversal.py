@@ -188,14 +188,9 @@ def traversal_values(
 def values_for(fn: str, anchors, *, mode, span, steps, dims, logvar, prior_std, reference, directions) -> torch.Tensor:
     """:func:`traversal_values` with its errors named by the caller's function ``fn`` (a user of
     ``traverse`` called ``traverse``, not ``traversal_values``)."""
-    from .posterior import Posterior
+    from .posterior import unwrapped
 
-    if isinstance(anchors, Posterior):  # as traverse takes it: its means, and its logvar unless one is given
-        shape = (anchors.num_inputs, *anchors.latent_shape)
-        logvar = anchors.logvar.view(shape) if logvar is None and anchors.logvar is not None else logvar
-        anchors = anchors.mu.view(shape)
-    if isinstance(reference, Posterior):  # its means, as principal_directions and clusters read one
-        reference = reference.mu
+    anchors, logvar, reference = unwrapped(anchors, logvar, reference)  # as traverse takes a Posterior
     if isinstance(anchors, torch.Tensor) and anchors.dim() not in (1, 2):  # structured latents: flattened
         anchors, latent_shape = flat_codes(fn, "anchors", anchors, what="A")
         logvar = like_anchors(fn, "logvar", logvar, latent_shape, what="A")
