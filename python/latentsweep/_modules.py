@@ -131,5 +131,7 @@ def tensor_digest(tensor: torch.Tensor) -> str:
     """sha256 of a tensor's shape, dtype and values."""
     data = tensor.detach().cpu().contiguous()
     digest = hashlib.sha256(f"{tuple(data.shape)}{data.dtype}".encode())
-    digest.update(data.view(torch.uint8).numpy().tobytes() if data.numel() else b"")
+    # Flattened first: a 0-dim tensor (BatchNorm's num_batches_tracked) cannot be viewed as
+    # bytes, so a decoder with batch norm could not sweep into a store (same bytes otherwise).
+    digest.update(data.reshape(-1).view(torch.uint8).numpy().tobytes() if data.numel() else b"")
     return digest.hexdigest()

@@ -55,4 +55,6 @@ def bar(show: bool, *, total: int | None, unit: str, desc: str):
         return NoBar()
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, unit=unit, unit_scale=True, desc=desc, dynamic_ncols=True)
+    # leave=None: a bar of its own stays when done; one nested in the caller's bar (a training
+    # loop's tqdm) is cleared, or every epoch left its finished encode/traverse lines behind.
+    return tqdm(total=total, unit=unit, unit_scale=True, desc=desc, dynamic_ncols=True, leave=None)
