@@ -193,3 +193,23 @@ def test_paths_within_a_float16_decoders_range_are_not_scanned_batch_by_batch(sc
     with pytest.raises(ValueError, match="codes reach beyond"):
         ls.interpolate(decoder, torch.zeros(1, 4), torch.full((1, 4), 7e4), steps=5, batch_size=4, progress=False)
     assert scanned and all(scanned)
+
+
+def test_a_decoders_own_error_on_its_first_call_says_what_it_was_given():
+    """A conv decoder given flat codes said only torch's "Expected 3D (unbatched) or 4D (batched)
+    input to conv_transpose2d, but got input of size: [2, 16]", with no word of latent_shape."""
+    decoder = nn.ConvTranspose2d(4, 1, 3)
+    with pytest.raises(RuntimeError, match="conv_transpose2d") as caught:
+        ls.traverse(decoder, torch.randn(2, 16), steps=3, progress=False)
+    notes = getattr(caught.value, "__notes__", [])
+    assert len(notes) == 1 and "first call, given codes [2, 16] float32 on cpu" in notes[0], notes
+    assert "latent_shape=(C, H, W)" in notes[0]
+    # Structured codes are named in their shape, without the hint; the library's own errors get no note.
+    with pytest.raises(RuntimeError) as caught:
+        ls.traverse(nn.ConvTranspose2d(3, 1, 3), torch.randn(2, 4, 2, 2), steps=3, progress=False)
+    assert caught.value.__notes__ == [
+        "latentsweep.traverse: the decoder raised this on its first call, given codes [2, 4, 2, 2] float32 on cpu "
+        "(the anchors)"]
+    with pytest.raises(TypeError, match="must return a torch.Tensor") as caught:
+        ls.traverse(lambda z: z.tolist(), torch.randn(2, 3), steps=3, progress=False)
+    assert not getattr(caught.value, "__notes__", None)

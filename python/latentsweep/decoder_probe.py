@@ -94,7 +94,12 @@ def probe_anchors(fn: str, decoder, spec: GridSpec, probe_rows: int = ANCHOR_PRO
                     torch.cuda.reset_peak_memory_stats(anchors.device)
                     before = allocated_bytes(anchors.device, "current")
                 began = _batching._clock()  # the clock the CPU batch choice times with
-                result = call_decoder(fn, decoder, chunk)
+                try:
+                    result = call_decoder(fn, decoder, chunk)
+                except Exception as error:
+                    if start == 0:
+                        _note_first_call(fn, error, chunk, spec.latent_shape)
+                    raise
                 per_row.append((_batching._clock() - began) / chunk.shape[0])  # CUDA: unused
                 if outputs is not None and (result.shape[1:] != outputs.shape[1:] or result.dtype != outputs.dtype):
                     raise ValueError(
@@ -128,6 +133,18 @@ def probe_anchors(fn: str, decoder, spec: GridSpec, probe_rows: int = ANCHOR_PRO
             rows = bad.nonzero().flatten()[:5].tolist()
             raise ValueError(f"{fn}: {nonfinite_subject} NaN or Inf at anchors {rows} (the anchors themselves)")
     return probe
+
+
+def _note_first_call(fn: str, error: Exception, codes: torch.Tensor, latent_shape: tuple[int, ...]) -> None:
+    """What the decoder was given when its own code failed on the first call (a conv decoder given
+    flat codes said only "Expected 3D or 4D input to conv_transpose2d, got [2, 16]")."""
+    if str(error).startswith(fn) or isinstance(error, torch.OutOfMemoryError):  # (ours; or retried at half)
+        return
+    given = f"[{codes.shape[0]}, {', '.join(map(str, latent_shape))}] {str(codes.dtype).removeprefix('torch.')}"
+    hint = ("; a decoder that takes structured codes gets them from anchors of that shape ([A, C, H, W]) or "
+            "latent_shape=(C, H, W)") if len(latent_shape) == 1 else ""
+    error.add_note(f"{fn}: the decoder raised this on its first call, given codes {given} on {codes.device} "
+                   f"(the anchors){hint}")
 
 
 def release_cached_memory(device: torch.device) -> None:
