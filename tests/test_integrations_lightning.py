@@ -147,7 +147,7 @@ def test_a_relu_logvar_head_shows_its_flag_in_the_log(tmp_path):
     fit(tmp_path, callbacks=[TraversalCallback(digits(32))], loggers=[tensorboard], relu_logvar=True, epochs=1)
     events = read_events(tensorboard.log_dir)
     assert events.last_scalars("latentsweep")["flags/nonnegative-logvar"] == LATENT_DIM
-    assert "**nonnegative-logvar** (latents 0-3)" in events.text["latentsweep/diagnosis"][-1][1]
+    assert "**nonnegative-logvar** (dims 0-3)" in events.text["latentsweep/diagnosis"][-1][1]
 
 
 def test_without_validation_it_logs_every_n_training_epochs(tmp_path):

@@ -324,7 +324,7 @@ def test_an_encoder_whose_kl_overflows_is_refused(tmp_path):
     model = TinyVAE()
     with SummaryWriter(tmp_path) as writer:
         with pytest.raises(ValueError, match=r"log_traversals: the encoder's outputs overflow: their KL to the prior is "
-                                             r"beyond float64's range on latents .*exp\(logvar\), the posterior "
+                                             r"beyond float64's range on dims? .*exp\(logvar\), the posterior "
                                              r"variance, overflows float64 above 709\.8"):
             log_traversals(writer, model.encoder, model.decoder, digits(16) * 1e30, step=0)
         # large but representable: logged as it is

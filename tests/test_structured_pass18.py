@@ -129,6 +129,16 @@ def test_the_diagnosis_text_names_structured_latents_as_the_traversals_do():
     assert "collapsed (dims 4-7)" in flat.summary() and flat.table().splitlines()[0].split()[:2] == ["dim", "KL"]
 
 
+def test_the_training_markdown_and_the_demo_text_name_structured_latents_as_the_diagnosis_does():
+    # (TensorBoard's markdown said "(latents 4-7)" and the demo's text "dims 4-7" beside z[1,:,:])
+    from latentsweep.demo.summary import finding_text
+    from latentsweep.integrations._common import diagnosis_markdown
+
+    diagnosis = ls.diagnose(spatial_posterior(collapsed_channel=1))
+    assert "- **collapsed** (latents z[1,:,:]):" in diagnosis_markdown(diagnosis, step=3)
+    assert "`collapsed` on latents z[1,:,:]" in finding_text(diagnosis)
+
+
 def test_latents_text_names_runs_and_whole_channels():
     assert latents_text([4, 5, 6, 7], SHAPE) == "z[1,:,:]"
     assert latents_text(list(range(12)), SHAPE) == "z[0:3,:,:]"

@@ -6,7 +6,7 @@ Run ``python -m latentsweep.demo.summary`` to print the table.
 
 from __future__ import annotations
 
-from ..diagnosis import Diagnosis, diagnose, format_dims
+from ..diagnosis import Diagnosis, diagnose, dims_label
 from ..encoding import encode
 from .data import load_digits_data, load_wine_data
 from .registry import DEMO_MODELS, load_demo_model
@@ -34,7 +34,7 @@ def finding_text(diagnosis: Diagnosis) -> str:
     if diagnosis.axes is not None:
         parts.append(f"{diagnosis.axes.brief()}")
     for flag in diagnosis.flags:
-        text = f"`{flag.code}` on {_dims(flag.dims)}"
+        text = f"`{flag.code}` on {dims_label(flag.dims, diagnosis.latent_shape)}"
         if flag.code == "small-posterior-sd":
             sds = flag.stats["median_posterior_sd"]
             text += f" (median σ {min(sds):.2g}–{max(sds):.2g})" if len(sds) > 1 else f" (median σ {sds[0]:.2g})"
@@ -52,10 +52,6 @@ def demo_table(diagnoses: dict[str, Diagnosis] | None = None) -> str:
     for name, diagnosis in diagnoses.items():
         lines.append(f"| `{name}` | {DEMO_MODELS[name].description} | {finding_text(diagnosis)} |")
     return "\n".join(lines)
-
-
-def _dims(dims: list[int]) -> str:
-    return ("dim " if len(dims) == 1 else "dims ") + format_dims(dims)
 
 
 if __name__ == "__main__":

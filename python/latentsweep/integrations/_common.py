@@ -23,7 +23,7 @@ from .. import _checks
 from .._modules import eval_mode, model_device, model_dtype, modules_behind
 from .._random_state import preserve_rng_state
 from ..decoding import decoder_call
-from ..diagnosis import FLAG_CODES, MIN_INPUTS, Diagnosis, diagnose, format_dims
+from ..diagnosis import FLAG_CODES, MIN_INPUTS, Diagnosis, diagnose, dims_label
 from ..encoding import check_loader_order, encode
 from ..latent_shape import latent_label
 from ..modes import MODE_TABLE
@@ -286,7 +286,7 @@ def refuse_overflowing_kl(fn: str, posterior, diagnosis: Diagnosis) -> None:
     if not diagnosis.is_variational or math.isfinite(diagnosis.total_kl):
         return
     dims = torch.nonzero(torch.isinf(diagnosis.kl)).flatten().tolist()
-    where = f"on latents {format_dims(dims)}" if dims else "summed over the latents"
+    where = f"on {dims_label(dims, diagnosis.latent_shape)}" if dims else "summed over the latents"
     logvar, mu = posterior.logvar.double(), posterior.mu.double()
     raise ValueError(
         f"{fn}: the encoder's outputs overflow: their KL to the prior is beyond float64's range {where} "
@@ -307,7 +307,8 @@ def ranked_dims(diagnosis: Diagnosis) -> list[int]:
 def diagnosis_markdown(diagnosis: Diagnosis, step: int) -> str:
     """The diagnosis as Markdown (TensorBoard renders it): summary line, flags, advice."""
     lines = [f"**latentsweep at step {step}**: {diagnosis.summary()}", ""]
-    lines += [f"- **{flag.code}** (latents {format_dims(flag.dims)}): {flag.recommendation}" for flag in diagnosis.flags]
+    lines += [f"- **{flag.code}** ({dims_label(flag.dims, diagnosis.latent_shape)}): {flag.recommendation}"
+              for flag in diagnosis.flags]
     if not diagnosis.flags:
         lines.append("- no flags")
     return "\n".join(lines)
