@@ -423,8 +423,9 @@ def traversal_widths(result) -> list[float]:
 
 
 def _share(value: float) -> str:
-    """A share as a percentage; "n/a" where there is none (codes that do not vary)."""
-    return f"{value:.1%}" if math.isfinite(value) else "n/a"
+    """A share as a percentage with one decimal (none short of 1 reads "100.0%"); "n/a" where
+    there is none (codes that do not vary)."""
+    return format_share(value, digits=1) if math.isfinite(value) else "n/a"
 
 
 def _mean(values: list[float]) -> float:

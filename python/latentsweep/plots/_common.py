@@ -65,15 +65,30 @@ def panel_limit(fn: str, count: int, max_dims: int | None, noun: str, *,
     return max_dims
 
 
-def new_figure(width: float, height: float):
+def new_figure(width: float, height: float, *, fixed_aspect: bool = False):
     """A matplotlib Figure on an Agg canvas: it renders without a display and without pyplot,
-    so nothing global changes and nothing ever pops up."""
+    so nothing global changes and nothing ever pops up. ``fixed_aspect``: for an image grid
+    (square pixels) beside a colour bar, whose layout otherwise pushed the row names' axis label
+    off the figure's left edge (8 rows x 5 steps) or the title over the colour bar (1 step)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.layout_engine import ConstrainedLayoutEngine
 
-    figure = Figure(figsize=(width, height), layout="constrained")
+    figure = Figure(figsize=(width, height), layout=ConstrainedLayoutEngine(compress=fixed_aspect))
     FigureCanvasAgg(figure)
     return figure
+
+
+def text_inches(text: str, points: float) -> float:
+    """About how wide ``text`` is drawn at ``points`` (its longest line; 0.6 em a character)."""
+    return max(map(len, str(text).split("\n"))) * points * 0.6 / 72
+
+
+def grid_width(grid_inches: float, title: str, axis_label: str) -> float:
+    """An image grid's figure width: its tiles and labels (``grid_inches``), and room for its
+    title (12 points) and x axis label (10) above and below it: a grid of one step was 3.15
+    inches wide, its title cut off at the edge and drawn over the colour bar."""
+    return max(grid_inches, min(max(text_inches(title, 12), text_inches(axis_label, 10)) + 2.4, MAX_FIGURE_INCHES))
 
 
 def figure_formats() -> tuple[str, ...]:
@@ -340,7 +355,10 @@ def _rows_agree(rows: np.ndarray, values: np.ndarray, dtype: torch.dtype, rtol: 
     by more than 1e-4, and the grid fell back to step numbers)."""
     eps = torch.finfo(dtype).eps
     scale = float(np.abs(values).max()) if values.size else 0.0
-    return bool(np.allclose(rows, rows[:1], rtol=max(rtol, 8 * eps), atol=max(atol, 8 * eps * scale)))
+    # ``atol`` is relative to the rows' own size: an absolute 1e-5 made mode "posterior" offsets
+    # of ±2e-6, ±4e-6 and ±8e-6 "agree", and the grid labelled every row's columns ±2e-6.
+    size = float(np.abs(rows).max()) if rows.size else 0.0
+    return bool(np.allclose(rows, rows[:1], rtol=max(rtol, 8 * eps), atol=max(atol * size, 8 * eps * scale)))
 
 
 def grid_columns(values: np.ndarray, anchor_values: np.ndarray | None,
@@ -356,7 +374,10 @@ def grid_columns(values: np.ndarray, anchor_values: np.ndarray | None,
     one rule: float16 offsets that differ by their rounding were labelled ±2 in one picture and
     by step numbers in the other)."""
     values = values.astype(np.float64)
-    if _rows_agree(values, values, dtype, 1e-5, 1e-6):
+    same_values = _rows_agree(values, values, dtype, 1e-5, 1e-6)
+    # Values whose labels do not tell the columns apart ("+1.1" five times for a single latent
+    # swept by ±2e-6 around 1.1) give way to the offsets from the anchor when those agree.
+    if same_values and (anchor_values is None or _labels_apart(values[0])):
         return values[0], labels[0]
     if anchor_values is None:
         return None, "step"
@@ -368,6 +389,8 @@ def grid_columns(values: np.ndarray, anchor_values: np.ndarray | None,
         # 1 ulp off ("-0.00098"); offsets beyond that rounding are shown as they are.
         rounding = torch.finfo(dtype).eps * max(float(np.abs(values[0]).max()), abs(float(anchor_values[0])))
         return np.where(np.abs(offsets[0]) <= rounding, 0.0, offsets[0]), labels[1]
+    if same_values:
+        return values[0], labels[0]
     return None, "step"
 
 
@@ -400,10 +423,66 @@ def colour_range(fn: str, vmin, vmax, *arrays: np.ndarray) -> tuple[float, float
             raise ValueError(f"{fn}: {name} must be finite, got {value}")
     if vmin is None or vmax is None:
         low, high = value_range(*arrays)
+        if vmin is None and vmax is None:
+            low, high = _bulk_range(fn, arrays, low, high)
         vmin, vmax = (low if vmin is None else vmin), (high if vmax is None else vmax)
     if not vmax > vmin:
         raise ValueError(f"{fn}: vmax must be greater than vmin, got vmin={vmin}, vmax={vmax}")
     return float(vmin), float(vmax)
+
+
+def colour_bar(figure, ax, *, vmin: float, vmax: float, cmap: str, label: str, **options):
+    """A colour bar for values ``[vmin, vmax]`` beside ``ax``, each tick written in full (``2e-31``):
+    matplotlib's shared factor ("1e-31" above the bar) was drawn over the figure's title."""
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+    from matplotlib.ticker import FuncFormatter
+
+    if not math.isfinite(vmax - vmin):  # (±1.7e308: matplotlib's colour bar cannot span it)
+        scale = max(abs(vmin), abs(vmax))
+        vmin, vmax, label = vmin / scale, vmax / scale, f"{label} (x {scale:.3g})"
+    mappable = ScalarMappable(norm=Normalize(vmin, vmax), cmap=cmap)
+    bar = figure.colorbar(mappable, ax=ax, label=label, **options)
+    bar.ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:.3g}"))
+    return bar
+
+
+# Colours span the bulk of the values instead of their whole range when that range is over
+# 1 / BULK_SHARE times wider: one output of 1e6 among images in [-0.3, 1.2] (or a hot pixel in
+# each) drew every tile black. The bulk: the values within one width of the 10-90% quantile range
+# on either side of it.
+BULK_QUANTILES = (0.1, 0.9)
+BULK_SHARE = 0.01
+
+
+def _bulk_range(fn: str, arrays, low: float, high: float) -> tuple[float, float]:
+    """``(low, high)``, or the range of the bulk of the values (BULK_QUANTILES) when the whole
+    range is more than 1 / BULK_SHARE times wider, with a warning. Outputs in [0, 1] keep
+    [0, 1] (``value_range``: their contrast is the true one)."""
+    finite = [a[np.isfinite(a)].astype(np.float64).ravel() for a in arrays if a is not None and a.size]
+    finite = np.concatenate(finite) if finite else np.empty(0)
+    if finite.size == 0 or (finite.min() >= 0.0 and finite.max() <= 1.0):
+        return low, high
+    # (halved: a range of ±1.7e308 overflows)
+    q_low, q_high = (float(q) * 0.5 for q in np.quantile(finite, BULK_QUANTILES))
+    width = q_high - q_low
+    bulk = finite[(finite * 0.5 >= q_low - width) & (finite * 0.5 <= q_high + width)]
+    bulk_low, bulk_high = float(bulk.min()), float(bulk.max())
+    if not (bulk_high > bulk_low and bulk_high * 0.5 - bulk_low * 0.5 < BULK_SHARE * (high * 0.5 - low * 0.5)):
+        return low, high
+    _checks.warn(f"{fn}: {finite.size - bulk.size} of {finite.size} output values lie far outside the others (all: "
+                 f"{low:.3g} .. {high:.3g}); the colours span the others, {bulk_low:.3g} .. {bulk_high:.3g}, and "
+                 "clip those beyond; pass vmin= and vmax= to choose", UserWarning)
+    return bulk_low, bulk_high
+
+
+def clipped_ends(vmin: float, vmax: float, *arrays: np.ndarray) -> str:
+    """A colour bar's ``extend=``: which ends clip values (drawn as arrows, so that a reader of the
+    picture sees them; the warning of ``_bulk_range`` reaches only the one who drew it)."""
+    finite = [a[np.isfinite(a)] for a in arrays if a is not None and a.size]
+    below = any(a.size and a.min() < vmin for a in finite)
+    above = any(a.size and a.max() > vmax for a in finite)
+    return {(False, False): "neither", (True, False): "min", (False, True): "max", (True, True): "both"}[below, above]
 
 
 def check_title(fn: str, title) -> None:
@@ -421,8 +500,39 @@ def check_cmap(fn: str, cmap: str) -> str:
     return cmap
 
 
-def format_value(value: float) -> str:
-    """A short signed label: ``-2``, ``+0.5``, ``0``, ``+13.1``."""
-    if abs(value) < 5e-7:
+def format_value(value: float, *, extra_digits: int = 0, zero: float = 5e-7) -> str:
+    """A short signed label: ``-2``, ``+0.5``, ``0``, ``+13.1`` (``extra_digits`` more significant
+    digits); a value below ``zero`` in size is ``0``."""
+    if abs(value) < zero:
         return "0"
-    return f"{value:+.2g}" if abs(value) < 10 else f"{value:+.3g}"
+    digits = (2 if abs(value) < 10 else 3) + extra_digits
+    return f"{value:+.{digits}g}"
+
+
+MAX_EXTRA_DIGITS = 6
+
+
+def format_values(values) -> list[str]:
+    """Labels of a row of values (a grid's columns, a range's ends) as :func:`format_value`
+    writes them, with as few extra digits as tell distinct values apart (two ends of a range of
+    ±2e-6 around 1.1 both read "+1.1"); 0 below 5e-7 of the largest value's size when that is
+    under 1 (offsets of ±2e-7 all read "0")."""
+    values = [float(v) for v in values]
+    zero = 5e-7 * min(1.0, max((abs(v) for v in values), default=0.0))
+    for extra in range(MAX_EXTRA_DIGITS + 1):
+        labels = [format_value(v, extra_digits=extra, zero=zero) for v in values]
+        if _distinct(labels, values, zero):
+            break
+    return labels
+
+
+def _distinct(labels: list[str], values: list[float], zero: float) -> bool:
+    """Whether the labels of distinct values (those below ``zero`` count as one) differ."""
+    return len(set(labels)) == len({0.0 if abs(v) < zero else v for v in values})
+
+
+def _labels_apart(values: np.ndarray) -> bool:
+    """Whether :func:`format_value`'s labels of distinct values differ with at most one extra digit."""
+    values = [float(v) for v in values]
+    zero = 5e-7 * min(1.0, max((abs(v) for v in values), default=0.0))
+    return any(_distinct([format_value(v, extra_digits=e, zero=zero) for v in values], values, zero) for e in (0, 1))

@@ -7,6 +7,7 @@ import numpy as np
 import torch
 
 from .. import _checks
+from .._shares import format_share
 from . import _common
 from ._images import image_shape_of, to_rgb
 from .traversal_grid import _mosaic
@@ -56,14 +57,16 @@ def direction_grid(
             when that is the same in every row (e.g. mode "prior").
         image_shape: ``(H, W)`` or ``(C, H, W)`` to view flat outputs as images.
         vmin, vmax: output values mapped to black and white (default [0, 1] when all outputs
-            lie there, else their range). cmap: colour map for one-channel images.
+            lie there, else their range, far outliers clipped as in :func:`traversal_grid`).
+        cmap: colour map for one-channel images.
         tile_inches: size of one tile. title: the figure's title. path: also save it there.
         max_dims: at most this many rows, the first directions (``None``: at most 48, with a
             warning when there are more). Columns: at most 48 steps, evenly spaced (the first
             and the last included), with a warning when there are more.
 
     Returns:
-        a matplotlib ``Figure`` with one image axes (row tick labels: direction names).
+        a matplotlib ``Figure`` with one image axes (row tick labels: direction names) and, for
+        one-channel images, a colour bar.
     """
     path = _common.output_path(_FN, path)
     _common.check_title(_FN, title)
@@ -110,18 +113,20 @@ def direction_grid(
     column_values, axis_label = (None, "step") if values is None else \
         _common.grid_columns(values, anchor_values, _AXIS_LABELS, dtype)
     same_columns = column_values is not None
-    step_labels = [_common.format_value(v) for v in column_values] if same_columns else [str(int(s)) for s in columns]
+    step_labels = _common.format_values(column_values) if same_columns else [str(int(s)) for s in columns]
     ratio = directions.explained_variance_ratio
     row_labels = []
     for k, name in enumerate(directions.names):
         lines = [_common.short_label(name)]
         if ratio is not None:
-            lines.append(f"{float(ratio[k]):.1%} var")
+            lines.append(f"{format_share(float(ratio[k]), digits=1)} var")  # (0.99996 is not "100.0%")
         if values is not None and not same_columns:
-            lines.append(f"{_common.format_value(values[k, 0])} .. {_common.format_value(values[k, -1])}")
+            lines.append(" .. ".join(_common.format_values([values[k, 0], values[k, -1]])))
         row_labels.append("\n".join(lines))
 
-    figure = _common.new_figure(steps * tile_inches + 2.4, num_dirs * tile_inches + 1.6)
+    title = title if title is not None else f"Traversal along {num_dirs} direction(s)"
+    figure = _common.new_figure(_common.grid_width(steps * tile_inches + 2.4, title, axis_label),
+                                num_dirs * tile_inches + 1.6, fixed_aspect=True)
     ax = figure.add_subplot()
     ax.imshow(mosaic, interpolation="nearest")
     ax.set_xticks(column_centres, step_labels, fontsize=8)
@@ -131,5 +136,8 @@ def direction_grid(
         spine.set_visible(False)
     ax.set_xlabel(axis_label)
     ax.set_ylabel(f"direction ({directions.source})" if directions.source else "direction")
-    ax.set_title(title if title is not None else f"Traversal along {num_dirs} direction(s)")
+    ax.set_title(title)
+    if len(shape) == 2 or shape[0] == 1:  # (without it, grey levels of outputs beyond [0, 1] had no scale)
+        _common.colour_bar(figure, ax, vmin=vmin, vmax=vmax, cmap=cmap, label="output",
+                           shrink=min(1.0, 3.0 / max(num_dirs, 1) + 0.3), extend=_common.clipped_ends(vmin, vmax, array))
     return _common.finish(figure, path, fn=_FN)

@@ -72,7 +72,11 @@ def sensitivity_heatmap(
 
     figure = _common.new_figure(min(0.55 * columns + 3.0, 24.0), min(0.45 * rows + 2.2, 24.0))
     ax = figure.add_subplot()
-    image = ax.imshow(matrix, cmap=cmap, aspect="auto", interpolation="nearest", vmin=0.0)
+    # Slopes are >= 0: the scale starts at 0, and all-zero slopes are 0 on a [0, 1] scale (matplotlib
+    # widened an empty range to [-0.1, 0.1], and every cell took the middle colour).
+    peak = float(np.nanmax(matrix)) if matrix.size else 0.0
+    vmax = peak if peak > 0 else 1.0
+    ax.imshow(matrix, cmap=cmap, aspect="auto", interpolation="nearest", vmin=0.0, vmax=vmax)
     row_labels = _common.row_labels(result, positions)
     if score_name is not None:
         row_labels = [f"{label} ({_common.score_text(float(s), score_name)})" for label, s in zip(row_labels, scores)]
@@ -87,7 +91,7 @@ def sensitivity_heatmap(
                     color="black" if value > threshold else "white")
     slope = "mean |d output / d z|" if result.directions is None else "mean |d output / d coordinate along u|"
     label = "share of the feature's largest slope" if normalize else slope
-    figure.colorbar(image, ax=ax, label=label)
+    _common.colour_bar(figure, ax, vmin=0.0, vmax=vmax, cmap=cmap, label=label)
     shown = f" ({columns} of {num_features} features)" if columns < num_features else ""
     ax.set_title(title if title is not None else f"Sensitivity: which {_common.traversal_noun(result)} moves which feature{shown}")
     return _common.finish(figure, path, fn=_FN)

@@ -52,7 +52,8 @@ def traversal_grid(
         reconstruction: the reconstruction to draw after the input (same shapes as ``input``);
             default when ``input`` is given: ``result.anchor_outputs`` (the decoded anchor).
         vmin, vmax: the output values mapped to black and white (default [0, 1] when all
-            outputs lie there, else their range).
+            outputs lie there, else their range; a few far outliers, beyond 100 times the
+            others' range, are clipped with a warning and arrows on the colour bar).
         cmap: matplotlib colour map for one-channel images.
         tile_inches: size of one tile in the figure.
         title: the figure's title (default says the anchor, mode and order).
@@ -94,7 +95,7 @@ def traversal_grid(
     columns, axis_label = _common.grid_columns(values, _common.as_array(result.anchor_values)[anchor, positions],
                                                labels, dtype=result.values.dtype)
     if columns is not None:
-        step_labels = [_common.format_value(v) for v in columns]
+        step_labels = _common.format_values(columns)
     else:  # each row has its own values: label steps by index, give each row its range
         step_labels = [str(int(s)) for s in steps]
         axis_label = f"step (each row's range of {'z' if result.directions is None else 'the coordinate'} is in its label)"
@@ -104,11 +105,14 @@ def traversal_grid(
         if score_name is not None:
             lines.append(_common.score_text(float(scores[i]), score_name))
         if columns is None:
-            lines.append(f"{_common.format_value(values[i, 0])} .. {_common.format_value(values[i, -1])}")
+            lines.append(" .. ".join(_common.format_values([values[i, 0], values[i, -1]])))
         row_labels.append("\n".join(lines))
 
     rows, columns = tiles.shape[0], tiles.shape[1] + len(extra_tiles)
-    figure = _common.new_figure(columns * tile_inches + 2.4, rows * tile_inches + 1.6)
+    mode = f"mode {result.mode!r}"
+    title = title if title is not None else f"Traversal of anchor {anchor} ({mode})"
+    figure = _common.new_figure(_common.grid_width(columns * tile_inches + 2.4, title, axis_label),
+                                rows * tile_inches + 1.6, fixed_aspect=True)
     ax = figure.add_subplot()
     ax.imshow(mosaic, interpolation="nearest")
     ax.set_xticks(column_centres, [label for label, _ in extras] + step_labels, fontsize=LABEL_POINTS)
@@ -121,14 +125,11 @@ def traversal_grid(
         spine.set_visible(False)
     ax.set_xlabel(axis_label)
     ax.set_ylabel(_common.traversal_noun(result) + (f" (sorted by {score_name})" if score_name else ""))
-    mode = f"mode {result.mode!r}"
-    ax.set_title(title if title is not None else f"Traversal of anchor {anchor} ({mode})")
+    ax.set_title(title)
     if len(shape) == 2 or shape[0] == 1:
-        from matplotlib.cm import ScalarMappable
-        from matplotlib.colors import Normalize
-
-        mappable = ScalarMappable(norm=Normalize(vmin, vmax), cmap=cmap)
-        figure.colorbar(mappable, ax=ax, label=result.output_space, shrink=min(1.0, 3.0 / max(rows, 1) + 0.3))
+        _common.colour_bar(figure, ax, vmin=vmin, vmax=vmax, cmap=cmap, label=result.output_space,
+                           shrink=min(1.0, 3.0 / max(rows, 1) + 0.3),
+                           extend=_common.clipped_ends(vmin, vmax, outputs, *(e for _, e in extras)))
     return _common.finish(figure, path, fn=_FN)
 
 
