@@ -195,3 +195,18 @@ def test_structured_anchors_in_any_layout_match_plain_torch(layout):
                 code = flat[a].clone()
                 code[d] = result.values[a, k, s]
                 torch.testing.assert_close(result.outputs[a, k, s], decoder(code.view(1, *SHAPE))[0], rtol=0, atol=0)
+
+
+def test_the_html_reports_flags_name_structured_latents_as_the_diagnosis_does():
+    # (the report's flag headers said "collapsed dims 4-7" beside its z[1,0,0] table)
+    from latentsweep.html_report import _flags
+
+    html = _flags(ls.diagnose(spatial_posterior(collapsed_channel=1)))
+    assert "<code>collapsed</code> latents z[1,:,:]</h3>" in html and "dims 4-7" not in html
+
+
+def test_clusters_given_a_count_as_its_labels_says_to_pass_k():
+    # (clusters(codes, 4) said "labels must be 1-D with one label per code (N=10), got shape ()")
+    with pytest.raises(TypeError, match=r"labels must be \[N\] cluster labels, got the int 4; for 4 KMeans clusters "
+                                        r"pass k=4"):
+        ls.clusters(torch.randn(10, 2), 4)

@@ -156,6 +156,10 @@ def _labels(fn: str, labels, num_rows: int) -> tuple[torch.Tensor, tuple]:
     if not isinstance(labels, np.ndarray) and hasattr(labels, "__len__") and not isinstance(labels, (str, bytes)):
         _check_one_kind_of_label(fn, list(labels))  # before numpy turns [1, "a"] into ["1", "a"]
     array = np.asarray(labels)
+    if array.ndim == 0 and isinstance(labels, int | np.integer) and not isinstance(labels, bool):
+        # clusters(codes, 4): the second positional argument is labels, not the count
+        raise TypeError(f"{fn}: labels must be [N] cluster labels, got the int {labels}; for {labels} KMeans "
+                        f"clusters pass k={labels}")
     if array.ndim != 1 or array.shape[0] != num_rows:
         raise ValueError(f"{fn}: labels must be 1-D with one label per code (N={num_rows}), got shape {array.shape}")
     if array.dtype.kind not in "iuUSOb":

@@ -18,7 +18,7 @@ import numpy as np
 
 from . import _checks
 from ._shares import format_share
-from .diagnosis import Diagnosis, diagnose, format_dims
+from .diagnosis import Diagnosis, diagnose, dims_label
 from .findings import findings, posterior_sd_sentence
 from .latent_shape import latent_label
 from .modes import MODE_TABLE
@@ -255,7 +255,7 @@ def _flags(diagnosis: Diagnosis) -> str:
         return '<section><h2>Flags</h2><p class="ok">No problems found.</p></section>'
     items = []
     for flag in diagnosis.flags:
-        dims = ("dim " if len(flag.dims) == 1 else "dims ") + format_dims(flag.dims)
+        dims = dims_label(flag.dims, diagnosis.latent_shape)
         stats = "; ".join(_stat_text(name, value, flag.dims, diagnosis.latent_shape)
                           for name, value in flag.stats.items())
         items.append(
