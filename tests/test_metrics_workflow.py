@@ -100,7 +100,7 @@ def test_evaluate_batch_size_bounds_the_sampling_metrics_calls_too():
     assert max(calls) == 4096  # unless asked, the interventions are encoded 4,096 at a time (speed)
     assert small.scores == default.scores  # the batching changes no draw
     assert small.settings["sampling_encode_batch_size"] == 16 and default.settings["sampling_encode_batch_size"] == 4096
-    assert default.settings["batch_size"] == 256
+    assert "batch_size" not in default.settings  # (the array metrics' batch: none of them ran)
 
 
 def test_evaluate_names_its_own_argument_when_beta_vae_draws_one_factor():

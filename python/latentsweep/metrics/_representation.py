@@ -7,6 +7,7 @@ import torch
 
 from .. import _checks
 from .._modules import eval_mode, model_device, parameter_dtype
+from ..datasets import _protocol
 from ..encoding import _split_output
 from . import _inputs
 
@@ -16,13 +17,34 @@ def check(fn: str, representation) -> None:
         raise TypeError(f"{fn}: representation must be callable (observations -> codes), got {type(representation).__name__}")
 
 
+def encode_factors(fn: str, representation, data, factors: torch.Tensor, *, batch_size: int, bar=None,
+                   latents: int | None = None, held: dict[str, int] | None = None) -> torch.Tensor:
+    """``[n, F]`` factor rows -> ``[n, D]`` codes as :func:`encode` gives them, rendered with
+    ``data.observations`` ``batch_size`` rows at a time: only the codes are held, not the
+    ``[n, ...]`` observations (4 KB an image at 32 x 32: 10^7 points were 40 GB). ``held``:
+    the sizes (argument name -> points) of every point the caller will hold, checked with the
+    codes' D once the first batch gives it (``_sampling.points_fit``)."""
+    from . import _sampling
+
+    out = []
+    for start in range(0, factors.shape[0], batch_size):
+        observations = _protocol.observations(fn, data, factors[start : start + batch_size])
+        out.append(encode(fn, representation, observations, batch_size=batch_size, bar=bar, latents=latents,
+                          first=start))
+        latents = out[-1].shape[1]
+        if held is not None and start == 0:
+            _sampling.points_fit(fn, held, factors.shape[1], latents)
+    return torch.cat(out)
+
+
 def encode(fn: str, representation, observations: torch.Tensor, *, batch_size: int, bar=None,
-           latents: int | None = None) -> torch.Tensor:
+           latents: int | None = None, first: int = 0) -> torch.Tensor:
     """``[n, ...]`` observations -> ``[n, D]`` float64 CPU codes (structured codes flattened).
 
     An ``nn.Module`` runs in eval mode on its own device and dtype; an output that is a
     ``(mu, logvar)`` pair, a dict, a ``Normal`` or a :class:`~latentsweep.Posterior` gives its mean (the codes the metrics score).
-    Every batch must give the same D: ``latents`` when given (what an earlier call returned)."""
+    Every batch must give the same D: ``latents`` when given (what an earlier call returned).
+    ``first``: the index of the first observation, for the messages (a part of a larger draw)."""
     device = model_device(representation)
     # Floating observations take the dtype of the representation's parameters; a parameterless
     # callable gets them as they are, as latentsweep.encode gives them (float64 observations
@@ -36,11 +58,11 @@ def encode(fn: str, representation, observations: torch.Tensor, *, batch_size: i
                 batch = batch.to(dtype)
             if device is not None:
                 batch = batch.to(device)
-            rows = f"observations {start}..{start + batch.shape[0] - 1}"
+            rows = f"observations {first + start}..{first + start + batch.shape[0] - 1}"
             output = representation(batch)
             if isinstance(output, np.ndarray):
                 output = _inputs.as_tensor(fn, f"the codes representation returned for {rows}", output)
-            codes = _codes_of(fn, output, start // batch_size)
+            codes = _codes_of(fn, output, (first + start) // batch_size)
             if codes.dim() < 2 or codes.shape[0] != batch.shape[0]:
                 raise ValueError(
                     f"{fn}: representation returned codes of shape {tuple(codes.shape)} for a batch of "

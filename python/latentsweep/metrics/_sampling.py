@@ -20,13 +20,50 @@ def generator(seed: int, stream: int) -> torch.Generator:
 
 
 def common(fn: str, *, seed, batch_size, num_train, num_eval, encode_batch_size) -> tuple[int, int, int, int, int]:
-    return (
+    checked = (
         _checks.integer(fn, "seed", seed, low=0, high=2**63 - 1),
         _checks.integer(fn, "batch_size", batch_size, low=2),
         _checks.integer(fn, "num_train", num_train, low=1),
         _checks.integer(fn, "num_eval", num_eval, low=1),
         _checks.integer(fn, "encode_batch_size", encode_batch_size, low=1),
     )
+    votes_fit(fn, {"num_train": checked[2], "num_eval": checked[3]})
+    return checked
+
+
+# Bytes of each value the metrics hold per drawn row: int64 factors and labels, float64 codes.
+VALUE_BYTES = 8
+# A vote (or BetaVAE point) is at least its label and one value: FactorVAE's (factor, latent),
+# the record disentanglement_lib draws; BetaVAE's label and its features (D >= 1).
+VALUES_PER_VOTE = 2
+
+
+def rows_fit(fn: str, counts: dict[str, int], values_per_row: int, what: str) -> None:
+    """ValueError, before any work, when the ``[rows, values_per_row]`` 8-byte values a metric
+    holds for the rows that ``counts`` (argument name -> value) ask for would not fit in memory
+    (``_checks.fits_in_memory``): a size that cannot run is refused by name, instead of running
+    for ever or being killed for memory hours later. ``what`` names the rows' values."""
+    rows = sum(counts.values())
+    nbytes = rows * values_per_row * VALUE_BYTES
+    if nbytes <= _checks.UNCHECKED_BYTES:  # (no system call for the common, small case)
+        return
+    named = " and ".join(f"{name}={count}" for name, count in counts.items())
+    _checks.fits_in_memory(fn, f"{named}: holding {what} [{rows}, {values_per_row}]", nbytes, torch.device("cpu"),
+                           f"lower {'/'.join(counts)}")
+
+
+def votes_fit(fn: str, counts: dict[str, int], values_per_vote: int = VALUES_PER_VOTE) -> None:
+    """:func:`rows_fit` for the train and eval votes (or BetaVAE points) of a sampling metric;
+    ``values_per_vote`` once the codes' D is known (BetaVAE holds D features a point)."""
+    rows_fit(fn, counts, values_per_vote, "the votes' labels and values")
+
+
+def points_fit(fn: str, counts: dict[str, int], num_factors: int, latents: int | None = None) -> None:
+    """:func:`rows_fit` for drawn points held as factor rows ``[n, F]`` and codes ``[n, D]``
+    (their observations are rendered and encoded a batch at a time): D >= 1 before the work,
+    ``latents`` once the first batch gave it."""
+    rows_fit(fn, counts, num_factors + (latents or 1),
+             f"the factor rows (F={num_factors}) and codes (D{'=' if latents else ' >= '}{latents or 1})")
 
 
 def varying_factors(fn: str, data, sizes: list[int]) -> torch.Tensor:

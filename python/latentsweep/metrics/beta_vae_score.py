@@ -74,7 +74,7 @@ def beta_vae_score(
                        unit="obs", desc="BetaVAE score") as bar:
         args = dict(representation=representation, data=data, sizes=sizes, varying=varying, batch_size=batch_size,
                     generator=generator, encode_batch_size=encode_batch_size, bar=bar)
-        train_x, train_y = _points(num_train, **args)
+        train_x, train_y = _points(num_train, held={"num_train": num_train, "num_eval": num_eval}, **args)
         eval_x, eval_y = _points(num_eval, latents=train_x.shape[1], **args)
     if np.unique(train_y).size < 2:
         raise ValueError(f"{_FN}: the num_train={num_train} {TOO_FEW_FACTORS_DRAWN} {int(train_y[0])}; "
@@ -89,7 +89,9 @@ def beta_vae_score(
 
 
 def _points(count, *, representation, data, sizes, varying, batch_size, generator, encode_batch_size, bar,
-            latents=None):
+            latents=None, held=None):
+    """``count`` points: features ``[count, D]`` and labels ``[count]``. ``held``: the sizes of
+    every point the score will hold, checked once the first batch gives D."""
     features, labels = [], []
     per_call = _sampling.VOTES_PER_DRAW
     f = len(sizes)
@@ -108,6 +110,8 @@ def _points(count, *, representation, data, sizes, varying, batch_size, generato
             latents=latents,
         )
         latents = codes.shape[1]
+        if held is not None and start == 0:  # D features and a label a point
+            _sampling.votes_fit(_FN, held, values_per_vote=latents + 1)
         z1, z2 = codes[: n * batch_size], codes[n * batch_size :]
         features.append((z1 - z2).abs().reshape(n, batch_size, -1).mean(dim=1))
         labels.append(chosen)

@@ -29,6 +29,8 @@ METRICS = ("mig", "sap", "dci", "modularity_explicitness", "unsupervised", "irs"
 MIN_RELIABLE_POINTS = 1000
 POINT_BATCH = 256  # observations per representation call for the array-level metrics' points (default)
 MIN_POINTS = 2  # num_train and num_test: a metric's split needs two points (one is refused by scikit-learn)
+SAMPLED = ("factor_vae", "beta_vae")  # the metrics that draw their own interventions
+HISTOGRAM_METRICS = ("mig", "modularity_explicitness", "unsupervised", "irs")  # the metrics that take bins
 
 
 @dataclasses.dataclass
@@ -37,7 +39,11 @@ class MetricResults:
 
     Attributes:
         scores: ``{"mig": 0.31, "dci.disentanglement": 0.42, ...}`` (floats; one key per number).
-        settings: the arguments used (sample sizes, seed, bins, ...).
+        settings: the arguments the metrics that ran used: always ``metrics``, ``num_train``,
+            ``num_test``, ``seed`` and ``data``; ``batch_size`` with an array-level metric,
+            ``bins`` with a histogram one (MIG, Modularity, unsupervised, IRS),
+            ``dci_estimator`` with DCI, ``sampling_*`` with FactorVAE/BetaVAE and
+            ``factor_vae_prune_threshold`` with FactorVAE.
         versions: latentsweep, torch, numpy and scikit-learn versions (the classifier-based
             scores depend on scikit-learn's estimators).
         factor_names: the F factors scored.
@@ -59,11 +65,7 @@ class MetricResults:
         width = max(len(k) for k in self.scores) if self.scores else 10
         lines = [f"{'metric':<{width}}  score"]
         lines += [f"{name:<{width}}  {value:.4f}" for name, value in self.scores.items()]
-        s = self.settings
-        lines.append(
-            f"({s['num_train']} train / {s['num_test']} test points, seed {s['seed']}, {s['bins']} bins; "
-            f"factors: {', '.join(self.factor_names)})"
-        )
+        lines.append(f"({settings_text(self.settings)}; factors: {', '.join(self.factor_names)})")
         return "\n".join(lines)
 
 
@@ -145,10 +147,18 @@ def evaluate(
                      "single value and are left out", UserWarning)
     if not varying:
         raise ValueError(f"{_FN}: every factor of the data set takes a single value; nothing to score")
+    array_metrics = [n for n in names if n not in SAMPLED]
+    sampled_metrics = [n for n in names if n in SAMPLED]
+    # Sizes whose arrays cannot be held, refused before any metric runs (by evaluate's names):
+    # the points, or num_train alone as FactorVAE's variance estimate; the sampling votes.
+    held = {"num_train": num_train, "num_test": num_test}
+    if array_metrics or "factor_vae" in names:
+        _sampling.points_fit(_FN, held if array_metrics else {"num_train": num_train}, len(sizes))
+    if sampled_metrics:
+        _sampling.votes_fit(_FN, {"sampling_votes[0]": votes[0], "sampling_votes[1]": votes[1]})
 
     seconds: dict[str, float] = {}
     scores: dict[str, float] = {}
-    array_metrics = [n for n in names if n not in ("factor_vae", "beta_vae")]
     if array_metrics:
         started = time.perf_counter()
         generator = _sampling.generator(seed, 2)
@@ -156,10 +166,9 @@ def evaluate(
             points = []
             for count in (num_train, num_test):
                 factors = _protocol.sample_factors(_FN, data, count, generator)
-                codes = _representation.encode(
-                    _FN, representation, _protocol.observations(_FN, data, factors), batch_size=point_batch, bar=bar,
-                    latents=points[0][0].shape[1] if points else None,
-                )
+                codes = _representation.encode_factors(_FN, representation, data, factors, batch_size=point_batch,
+                                                       bar=bar, latents=points[0][0].shape[1] if points else None,
+                                                       held=None if points else held)
                 points.append((codes, factors[:, varying]))
         (x, y), (x_test, y_test) = points
         seconds["draw and encode"] = time.perf_counter() - started
@@ -177,7 +186,7 @@ def evaluate(
             scores.update(run[name]())
             seconds[name] = time.perf_counter() - started
     sampled = {"factor_vae": factor_vae_score, "beta_vae": beta_vae_score}
-    for name in (n for n in names if n in sampled):
+    for name in sampled_metrics:
         started = time.perf_counter()
         extra = {"num_variance_estimate": num_train} if name == "factor_vae" else {}
         with warnings.catch_warnings():  # the single-valued factors were named above, once
@@ -196,15 +205,41 @@ def evaluate(
         scores[f"{name}.train_accuracy"] = result["train_accuracy"]
         scores[f"{name}.eval_accuracy"] = result["eval_accuracy"]
         seconds[name] = time.perf_counter() - started
+    # Only what the metrics that ran used (bins with no histogram metric, or votes with neither
+    # FactorVAE nor BetaVAE, were recorded and printed as if they had been).
+    settings = {"metrics": list(names), "num_train": num_train, "num_test": num_test, "seed": seed}
+    if any(n in HISTOGRAM_METRICS for n in names):
+        settings["bins"] = bins
+    if array_metrics:
+        settings["batch_size"] = point_batch
+    if "dci" in names:
+        settings["dci_estimator"] = dci_estimator
+    if sampled_metrics:
+        settings.update(sampling_encode_batch_size=vote_batch, sampling_votes=list(votes), sampling_batch_size=64)
+    if "factor_vae" in names:
+        settings["factor_vae_prune_threshold"] = 0.05
+    settings["data"] = repr(data)
     return MetricResults(
         scores={k: float(v) for k, v in scores.items()},
-        settings={"metrics": list(names), "num_train": num_train, "num_test": num_test, "seed": seed,
-                  "bins": bins, "batch_size": point_batch, "sampling_encode_batch_size": vote_batch, "sampling_votes": list(votes), "dci_estimator": dci_estimator,
-                  "sampling_batch_size": 64, "factor_vae_prune_threshold": 0.05, "data": repr(data)},
+        settings=settings,
         versions=_versions(),
         factor_names=[factor_names[j] for j in varying],
         seconds={k: round(v, 3) for k, v in seconds.items()},
     )
+
+
+def settings_text(s: dict) -> str:
+    """The settings in words, only those recorded (what the metrics that ran used): for the
+    results' summary and the report."""
+    parts = [f"{s['num_train']} train / {s['num_test']} test points, seed {s['seed']}"]
+    if "bins" in s:
+        parts.append(f"{s['bins']} histogram bins")
+    if "dci_estimator" in s:
+        parts.append(f"DCI by {s['dci_estimator']}")
+    if "sampling_votes" in s:
+        parts.append(f"FactorVAE/BetaVAE: batches of {s['sampling_batch_size']}, {s['sampling_votes'][0]} train / "
+                     f"{s['sampling_votes'][1]} eval votes")
+    return "; ".join(parts)
 
 
 def _pair(sampling_votes) -> tuple:

@@ -66,13 +66,13 @@ def factor_vae_score(
     _representation.check(_FN, representation)
     sizes = _protocol.check(_FN, data)
     varying = _sampling.varying_factors(_FN, data, sizes)
+    _sampling.points_fit(_FN, {"num_variance_estimate": num_variance_estimate}, len(sizes))
     generator = _sampling.generator(seed, 0)
     total = num_variance_estimate + (num_train + num_eval) * batch_size
     with _progress.bar(_progress.wanted(progress, _FN), total=total, unit="obs", desc="FactorVAE score") as bar:
         factors = _protocol.sample_factors(_FN, data, num_variance_estimate, generator)
-        codes = _representation.encode(
-            _FN, representation, _protocol.observations(_FN, data, factors), batch_size=encode_batch_size, bar=bar
-        )
+        codes = _representation.encode_factors(_FN, representation, data, factors, batch_size=encode_batch_size,
+                                               bar=bar, held={"num_variance_estimate": num_variance_estimate})
         global_variances = codes.var(dim=0, correction=1)
         active = (global_variances > 0) & (torch.sqrt(global_variances) >= threshold)
         if not bool(active.any()):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import html
 
-from .evaluation import MetricResults
+from .evaluation import MetricResults, settings_text
 
 # What each score measures, one line each, shown beside the number.
 _MEANINGS = {
@@ -41,10 +41,8 @@ def metrics_section(results: MetricResults) -> str:
     s = results.settings
     versions = ", ".join(f"{k} {v}" for k, v in results.versions.items())
     settings = (
-        f"{s['num_train']} train / {s['num_test']} test points drawn from {s['data']}, seed {s['seed']}, "
-        f"{s['bins']} histogram bins; FactorVAE/BetaVAE: batches of {s['sampling_batch_size']}, "
-        f"{s['sampling_votes'][0]} train / {s['sampling_votes'][1]} eval votes. Factors: "
-        f"{', '.join(results.factor_names)}. Versions: {versions}."
+        f"Drawn from {s['data']}: {settings_text(s)}. Factors: {', '.join(results.factor_names)}. "
+        f"Versions: {versions}."
     )
     return (
         "<section><h2>Disentanglement metrics</h2>"
