@@ -17,6 +17,7 @@ from .paths import (PATHS, _endpoints, check_path_grid_size, check_path_range, i
                     path_label, warn_undefined_arcs)
 from .posterior import Posterior
 from .result import TraversalResult
+from .stores import StoreStatus
 
 _FN = "latentsweep.interpolate"
 
@@ -48,7 +49,8 @@ class Interpolation:
 
     Attributes:
         start, end: ``[P, D]`` the endpoints (flat; ``.view(P, *latent_shape)`` for a
-            structured latent).
+            structured latent), both in the dtype the two given promote to (also when
+            :func:`latentsweep.open_sweep` reads them from a store).
         path: ``"linear"`` or ``"slerp"``.
         t: ``[S]`` float64 positions along each path, ``linspace(0, 1, S)``.
         change: ``[P, S]`` mean over output features of ``|x(t) - x(start)|``: how far the
@@ -86,7 +88,8 @@ class Interpolation:
     @property
     def outputs(self):
         """``[P, S, *out_shape]`` decoder outputs: a tensor in memory, an array read from the
-        store with ``out=``, ``None`` with ``keep_outputs=False``."""
+        store with ``out=`` (in the outputs' dtype; bfloat16, which numpy lacks, as float32),
+        ``None`` with ``keep_outputs=False``."""
         outputs = self.sweep.outputs
         return None if outputs is None else outputs[:, 0]
 
@@ -115,8 +118,10 @@ class Interpolation:
     @classmethod
     def of_sweep(cls, sweep: TraversalResult, start: torch.Tensor, end: torch.Tensor) -> Interpolation:
         """The interpolation whose P x 1 x S grid ``sweep`` is (the paths from ``start`` to ``end``,
-        ``[P, D]``), as :func:`interpolate` returns it and :func:`latentsweep.open_sweep` reads it."""
-        return cls(start=start.cpu(), end=end.cpu(), path=sweep.mode,
+        ``[P, D]``), as :func:`interpolate` returns it and :func:`latentsweep.open_sweep` reads it.
+        ``end`` takes ``start``'s dtype, which :func:`interpolate` gave both: a store keeps bfloat16
+        ends widened to float32 (exactly) and reads them back as float32."""
+        return cls(start=start.cpu(), end=end.cpu().to(start.dtype), path=sweep.mode,
                    t=torch.linspace(0.0, 1.0, sweep.values.shape[2], dtype=torch.float64),
                    change=sweep.effect[:, 0].clone(), sweep=sweep)  # (its own: not a view of the sweep's effect)
 
@@ -140,11 +145,12 @@ def interpolate(
     resume: bool = False,
     overwrite: bool = False,
     progress: bool | None = None,
+    shard: tuple[int, int] | None = None,
     distributed: bool = True,
     output=None,
     output_transform=None,
     latent_shape=None,
-) -> Interpolation:
+) -> Interpolation | StoreStatus:
     """Decodes P paths of S codes from ``start`` to ``end``.
 
     The paths are :func:`latentsweep.interpolation_codes` (``"linear"``: straight lines;
@@ -166,11 +172,15 @@ def interpolate(
         steps: S >= 2 codes per path, endpoints included.
         path: ``"linear"`` or ``"slerp"``.
         batch_size, memory_budget, device, out, keep_outputs, resume, overwrite, progress,
-        distributed, latent_shape: as for :func:`latentsweep.traverse`.
+        shard, distributed, latent_shape: as for :func:`latentsweep.traverse` (``shard=(i, n)``
+            computes shard i of n of the paths' units into the store ``out``).
 
     Returns:
         an :class:`Interpolation`: ``outputs [P, S, *out_shape]``, ``codes [P, S, D]``,
-        ``t [S]``, ``change [P, S]`` and the engine's result as ``sweep``.
+        ``t [S]``, ``change [P, S]`` and the engine's result as ``sweep``. With ``shard=``, that
+        when the store is complete after this shard, else a :class:`latentsweep.StoreStatus`
+        saying which units are still missing (:func:`latentsweep.open_sweep` reads the
+        Interpolation once they are done).
 
     Raises:
         TypeError, ValueError: bad arguments (named), or a decoder that returns a non-tensor,
@@ -225,9 +235,11 @@ def interpolate(
 
     result = sweep_grid(
         _FN, decoder, build_spec, batch_size=batch_size, memory_budget=memory_budget, device=device, out=out,
-        keep_outputs=keep_outputs, resume=resume, overwrite=overwrite, progress=progress,
+        keep_outputs=keep_outputs, resume=resume, overwrite=overwrite, progress=progress, shard=shard,
         distributed=distributed, output=output, output_transform=output_transform,
     )
+    if isinstance(result, StoreStatus):  # a shard whose store is not complete yet
+        return result
     return Interpolation.of_sweep(result, built["start"], built["end"])
 
 

@@ -169,7 +169,7 @@ class TraversalResult:
         speed = self.speed_text() + ("" if self.opened else f"; {self.wall_time:.3g} s in all")
         if self.mode in PATHS:  # an interpolation's sweep (interpolate, or open_sweep of its store)
             return "\n".join([
-                f"{a} {self.mode} paths x {s} steps = {self.num_points:,} points, batch {self.batch_size}, "
+                f"{a} {self.mode} path{'' if a == 1 else 's'} x {s} steps = {self.num_points:,} points, batch {self.batch_size}, "
                 f"effects in {self.output_space}{structured}", speed,
                 f"mean change along the paths (effect): {float(self.dim_effect[0]):.4g}"])
         lines = [
