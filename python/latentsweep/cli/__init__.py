@@ -16,11 +16,10 @@ import re
 import os
 import sys
 import time
-import warnings
 
 from ..sweep import stop_messages_as_notes
 from .errors import (CliError, StandardOutputError, UsageError, _other_rank, _world_and_rank, one_line, say,
-                     say_failure, standard_output_named)
+                     say_failure, standard_output_named, warnings_said)
 
 # Errors whose message is the whole story (ours, and the library's argument checks).
 EXPECTED_ERRORS = (CliError, ValueError, TypeError, FileNotFoundError, OSError)
@@ -154,10 +153,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"runs in one process; run it without torchrun (WORLD_SIZE={world}: only "
                 f"{' and '.join(SPLIT_ACROSS_RANKS)} splits its work across ranks)")
         check_path_options(args)  # before any work: Path.exists() raises on such paths, naming no option
-        # the library's warnings as one line each, in the command line's words (not Python's
-        # "file.py:174: RuntimeWarning:" and the source line)
-        with stop_messages_as_notes(), warnings.catch_warnings():  # the sweep's advice after Ctrl-C, worded below
-            warnings.showwarning = lambda message, *_, **__: say("warning", str(message))
+        # the library's warnings as one line each, in the command line's words
+        with stop_messages_as_notes(), warnings_said():  # the sweep's advice after Ctrl-C, worded below
             with standard_output_named():
                 try:
                     status = int(args.run(args) or 0)

@@ -15,7 +15,7 @@ import torch
 
 from .._checks import INT64_MAX
 from ..distributed import world_and_rank
-from .errors import CliError, UsageError, no_store_to_keep, say, user_code
+from .errors import STRUCTURED_FROM_ENCODER, CliError, UsageError, no_store_to_keep, say, user_code
 from .loading import load_array, load_model, model_part, part_device_dtype
 
 # A flat output of a square size at least this large may be an image (8x8 digits and up).
@@ -685,7 +685,8 @@ def _sample_into(folder: Path, args) -> int:
         per_row, column_label = PRIOR_SAMPLES_PER_ROW, "sample (row start + column)"
         row_label = lambda r: str(r * per_row)  # noqa: E731
         title = f"{args.num_samples} samples from the prior N(0, {args.prior_std:g}²), D={dim} ({source}), seed {args.seed}"
-    decoded = _decoded(codes, decoder, model, args, "latentsweep sample")
+    decoded = _decoded(codes, decoder, model, args, "latentsweep sample",
+                       STRUCTURED_FROM_ENCODER if args.data else _STRUCTURED_FROM_PRIOR)
     if not isinstance(decoded, torch.Tensor) or decoded.dim() < 2 or decoded.shape[0] != len(codes):
         what = tuple(decoded.shape) if isinstance(decoded, torch.Tensor) else type(decoded).__name__
         raise CliError(f"the decoder must return a [B={len(codes)}, ...] tensor, got {what}")
@@ -744,15 +745,31 @@ def add_report(sub) -> None:
 _cluster_count = integer_at_least(2, INT64_MAX)
 
 
-def _decoded(codes: torch.Tensor, decoder, model, args, fn: str):
+# What a decoder that failed on flat prior codes [B, D] may need (for the encoder's codes:
+# STRUCTURED_FROM_ENCODER, also the library's advice on a sweep's first call in the CLI's words).
+_STRUCTURED_FROM_PRIOR = "for a decoder that takes structured codes, pass --latent-shape C,H,W"
+
+
+def _decoded(codes: torch.Tensor, decoder, model, args, fn: str, structured: str = STRUCTURED_FROM_ENCODER):
     """The decoder (with --decoder-output and --output-activation) on ``codes``, on the model's
-    device and dtype."""
+    device and dtype. When the decoder's own code fails on flat codes ``[B, D]``, the error adds
+    ``structured``: how a decoder that takes ``[B, C, H, W]`` codes gets them."""
     from ..decoding import decoder_call
 
     device, dtype = part_device_dtype(decoder, model)
     decode = decoder_call(fn, decoder, **_decoder_options(args))
-    with user_code(f"the decoder, on codes of shape {list(codes.shape)},", decoder, model), torch.inference_mode():
-        return decode(codes.to(device, dtype))
+    try:
+        with user_code(f"the decoder, on codes of shape {list(codes.shape)},", decoder, model), \
+                torch.inference_mode():
+            return decode(codes.to(device, dtype))
+    except CliError as error:  # (user_code's: the decoder's own code raised)
+        if codes.dim() != 2 or error.__cause__ is None:
+            raise
+        # (a conv decoder given [16, 8] said only torch's "Expected 3D or 4D input to conv_transpose2d")
+        advised = CliError(f"{error}; {structured}")
+        for note in getattr(error, "__notes__", ()):
+            advised.add_note(note)
+        raise advised from error.__cause__
 
 
 def run_report(args) -> int:

@@ -15,6 +15,11 @@ import sys
 
 from ..encoding import ONE_DIMENSIONAL_HINT
 
+# How a decoder that takes structured codes [N, C, H, W] gets them on the command line, where the
+# codes are the encoder's (the library's advice names traverse's anchors and latent_shape=).
+STRUCTURED_FROM_ENCODER = ("a decoder that takes structured codes gets them from an encoder that returns codes of "
+                           "that shape ([N, C, H, W] means and log-variances)")
+
 
 class CliError(Exception):
     """An error the CLI reports as one line on stderr (exit status 1)."""
@@ -120,6 +125,12 @@ _CLI_WORDS = (
     ("factor_names has", "--factor-names has"),
     ("evaluate: bins must be", "evaluate: --bins must be"),
     ("pass fewer steps, anchors or dims", "pass fewer --steps, --anchors or --dims"),
+    (re.compile(r"(?<![\w.-])num_train=(\d+) is below"), r"--num-train \1 is below"),
+    # the decoder's own error and the library's note on its first call (said on one line: set apart),
+    # whose advice for structured codes names traverse's Python arguments: here the encoder gives them
+    (re.compile(r" (the decoder raised this on its first call, given codes)"), r"; \1"),
+    ("a decoder that takes structured codes gets them from anchors of that shape ([A, C, H, W]) or "
+     "latent_shape=(C, H, W)", STRUCTURED_FROM_ENCODER),
     (re.compile(r"clusters: k must be <= (\d+), got"),  # (k < N: said as what --data holds)
      lambda m: f"--clusters must be <= {m[1]} (fewer than the {int(m[1]) + 1} inputs in --data), got"),
     ("clusters: k must be", "--clusters must be"),
@@ -214,6 +225,40 @@ def one_line(error: BaseException | str) -> str:
         # (of a Python API the user did not call) says nothing more
         text = text.removeprefix(f"{library.group(1)}: ")
     return text
+
+
+# The pictures' warning that they clip far outliers (plots._common.colour_range), said once per
+# picture: a report drew four (each traversal's grid and animation), traverse one per anchor. Its
+# advice (vmin=, vmax=) names arguments that no command has.
+_CLIPPED = re.compile(r"^(?:latentsweep\.)?[\w.]+: (\d+ of \d+ output values lie far outside the others.*?)"
+                      r"(?:; pass vmin= and vmax= to choose)?$", re.DOTALL)
+
+
+@contextlib.contextmanager
+def warnings_said():
+    """The library's warnings as one line each, in the command line's words (not Python's
+    "file.py:174: RuntimeWarning:" and the source line); far outliers clipped in the pictures
+    once, when the command ends, saying in how many pictures."""
+    import warnings
+
+    clipped: list[str] = []
+
+    def show(message, *_, **__):
+        match = _CLIPPED.match(str(message))
+        if match is None:
+            say("warning", str(message))
+        else:
+            clipped.append(match.group(1))
+
+    with warnings.catch_warnings():
+        warnings.showwarning = show
+        try:
+            yield
+        finally:
+            if clipped:
+                where = "a picture clips far outliers:" if len(clipped) == 1 else \
+                    f"{len(clipped)} pictures clip far outliers; in the first,"
+                say("warning", f"{where} {clipped[0]}")
 
 
 def say(kind: str, message: BaseException | str, where: str = "") -> None:

@@ -14,6 +14,8 @@ from .loading import part_device_dtype
 
 # Attributes that models commonly use for their latent size, tried in order.
 LATENT_DIM_ATTRIBUTES = ("latent_dim", "latent_size", "z_dim", "zdim", "latent_dims", "n_latent", "num_latents", "code_size")
+# The picture's name in its warnings (far outliers clipped).
+PICTURE = "samples.png"
 # At most this many samples per input are drawn in samples.png (all are saved in the .npy files).
 MAX_PICTURE_COLUMNS = 16
 # At most this many rows (inputs, or prior samples by the row) are drawn: -n 100000 made a figure
@@ -95,12 +97,13 @@ def save_samples_picture(images: np.ndarray, path: Path, *, per_row: int, row_la
     names row r. Returns the figure."""
     import textwrap
 
-    from ..plots._common import finish, new_figure
-    from ..plots._images import to_rgb, value_range
+    from ..plots._common import colour_range, finish, new_figure
+    from ..plots._images import to_rgb
 
     total_rows = -(-len(images) // per_row)
     rows, shown = min(total_rows, MAX_PICTURE_ROWS), min(per_row, MAX_PICTURE_COLUMNS, len(images))
-    low, high = value_range(images)
+    # the pictures' one rule: far outliers clipped with a warning (a hot pixel drew every tile black)
+    low, high = colour_range(PICTURE, None, None, images)
     drawn = [i for i in (r * per_row + c for r in range(rows) for c in range(shown)) if i < len(images)]
     step = -(-max(images.shape[-2:]) // MAX_TILE_PIXELS)  # (the last two axes are H, W)
     picked = images[drawn][..., ::step, ::step]
@@ -117,7 +120,8 @@ def save_samples_picture(images: np.ndarray, path: Path, *, per_row: int, row_la
     axes.imshow(canvas, interpolation="nearest", aspect="equal" if aspect == height / width else "auto")
     axes.set_yticks([r * (height + 1) + height / 2 for r in range(rows)], [row_label(r) for r in range(rows)])
     axes.set_xticks([c * (width + 1) + width / 2 for c in range(shown)], [str(c) for c in range(shown)])
-    axes.set_xlabel(column_label + (f" (first {shown} of {per_row})" if shown < per_row else ""))
+    # (4 prior samples, drawn 8 to a row, are all of them: not "first 4 of 8")
+    axes.set_xlabel(column_label + (f" (first {shown} of {per_row})" if shown < min(per_row, len(images)) else ""))
     if rows < total_rows:
         axes.set_ylabel(f"first {rows} of {total_rows} rows")
     axes.tick_params(length=0)

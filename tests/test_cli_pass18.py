@@ -1,0 +1,154 @@
+"""The command line after the eighteenth session's library changes: the pictures' warning about
+clipped far outliers, the decoder's first-call note, and the metrics' few-points warning, as a
+command-line user reads them."""
+
+from __future__ import annotations
+
+import re
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from test_cli import assert_one_line_error, invoke, stderr_lines  # noqa: F401
+
+MODELS = textwrap.dedent(
+    """
+    import torch
+    from torch import nn
+
+    class FlatVAE(nn.Module):
+        # An MLP VAE on 8x8 images whose outputs have one far outlier (a hot pixel) in each.
+        latent_dim = 2
+
+        def __init__(self):
+            super().__init__()
+            self.enc = nn.Linear(64, 4)
+            self.dec = nn.Linear(2, 64)
+
+        def encoder(self, x):
+            h = self.enc(x.flatten(1))
+            return h[:, :2], h[:, 2:] - 2.0
+
+        def decoder(self, z):
+            out = torch.sigmoid(self.dec(z)).view(-1, 1, 8, 8).clone()
+            out[:, :, 0, 0] = out[:, :, 0, 0] * 1e6
+            return out
+
+    def hot_pixel():
+        torch.manual_seed(0)
+        return FlatVAE()
+
+    class FlatCodesConvDecoder(nn.Module):
+        # A conv decoder (it takes [N, 2, 2, 2] codes) behind an encoder that flattens its codes.
+        def __init__(self):
+            super().__init__()
+            self.enc = nn.Conv2d(1, 4, 3, 4, 1)
+            self.dec = nn.ConvTranspose2d(2, 1, 4, 4)
+
+        def encoder(self, x):
+            h = self.enc(x)
+            return h[:, :2].flatten(1), h[:, 2:].flatten(1) - 2.0
+
+        def decoder(self, z):
+            return torch.sigmoid(self.dec(z))
+
+    def flat_codes():
+        torch.manual_seed(0)
+        return FlatCodesConvDecoder()
+    """
+)
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("cli18")
+    (folder / "models18.py").write_text(MODELS)
+    np.save(folder / "x.npy", np.random.default_rng(0).random((12, 1, 8, 8), dtype=np.float32))
+    return folder
+
+
+def warnings_of(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.startswith("latentsweep: warning:")
+            and "no --weights" not in line]
+
+
+def test_report_says_its_pictures_clip_far_outliers_once_in_the_command_lines_words(folder, tmp_path):
+    # (each traversal's grid and animation warned: four lines naming plots.traversal_grid and
+    # plots.traversal_gif, each advising vmin= and vmax=, which no command takes)
+    completed = invoke("report", "--model", "models18.py:hot_pixel", "--data", "x.npy", "--anchors", "2",
+                       "--steps", "3", "--out", str(tmp_path), cwd=folder)
+    said = warnings_of(completed.stderr)
+    assert len(said) == 1, completed.stderr
+    assert said[0].startswith("latentsweep: warning: 4 pictures clip far outliers; in the first, ")
+    assert "output values lie far outside the others" in said[0]
+    assert "vmin" not in said[0] and "plots." not in said[0]
+    assert not re.search(r"\.py:\d+: ", completed.stderr), completed.stderr  # (Python's own warning format)
+
+
+def test_traverse_says_its_pictures_clip_far_outliers_once(folder, tmp_path):
+    completed = invoke("traverse", "--model", "models18.py:hot_pixel", "--data", "x.npy", "--anchors", "3",
+                       "--steps", "3", "--out", str(tmp_path), cwd=folder)
+    said = warnings_of(completed.stderr)
+    assert len(said) == 1 and said[0].startswith("latentsweep: warning: 3 pictures clip far outliers;"), said
+
+
+def test_sample_picture_clips_far_outliers_as_the_librarys_pictures_do(folder, tmp_path):
+    # (samples.png spanned the whole range: one hot pixel per sample drew every tile black, unsaid)
+    completed = invoke("sample", "--model", "models18.py:hot_pixel", "-n", "4", "--out", str(tmp_path), cwd=folder)
+    said = warnings_of(completed.stderr)
+    assert len(said) == 1, completed.stderr
+    assert said[0].startswith("latentsweep: warning: a picture clips far outliers: 4 of 256 output values"), said
+
+
+def test_sample_picture_does_not_call_all_its_samples_the_first_few():
+    from latentsweep.cli.samples import save_samples_picture
+
+    images = np.random.default_rng(0).random((4, 8, 8))
+    figure = save_samples_picture(images, None, per_row=8, row_label=str, title="t")
+    assert figure.axes[0].get_xlabel() == "sample"  # (it said "sample (first 4 of 8)" of all 4 samples)
+    figure = save_samples_picture(np.concatenate([images] * 5), None, per_row=20, row_label=str, title="t")
+    assert figure.axes[0].get_xlabel() == "sample (first 16 of 20)"
+
+
+@pytest.mark.parametrize("command", ["traverse", "report"])
+def test_a_decoder_that_fails_on_flat_codes_says_what_it_was_given_in_the_command_lines_words(
+        folder, tmp_path, command):
+    completed = invoke(command, "--model", "models18.py:flat_codes", "--data", "x.npy", "--anchors", "2",
+                       "--out", str(tmp_path), cwd=folder, check=False)
+    line = assert_one_line_error(completed, "conv_transpose2d")
+    # the torch message and the note were run together ("... got input of size: [2, 8] the decoder raised")
+    assert "]; the decoder raised this on its first call, given codes [" in line, line
+    assert "from an encoder that returns codes of that shape ([N, C, H, W]" in line, line
+    assert "latent_shape=" not in line and "[A, C, H, W]" not in line, line
+
+
+def test_metrics_warns_of_few_points_by_the_option(folder):
+    completed = invoke("metrics", "--model", "models18.py:hot_pixel", "--data", "x.npy", "--factors", "f.npy",
+                       "--metrics", "mig", "--num-train", "50", "--num-test", "20", "--no-progress",
+                       cwd=_with_factors(folder))
+    said = [line for line in warnings_of(completed.stderr) if "below" in line]
+    assert len(said) == 1 and "--num-train 50 is below" in said[0] and "num_train=" not in said[0], completed.stderr
+
+
+def _with_factors(folder: Path) -> Path:
+    np.save(folder / "f.npy", np.arange(12).reshape(12, 1) % 3)
+    return folder
+
+
+@pytest.mark.parametrize("how, advice", [
+    (("-n", "2", "--latent-dim", "8"), "]; for a decoder that takes structured codes, pass --latent-shape C,H,W"),
+    (("-n", "2", "--data", "x.npy"), "]; a decoder that takes structured codes gets them from an encoder that returns"),
+])
+def test_sample_says_how_a_decoder_that_fails_on_flat_codes_gets_structured_ones(folder, tmp_path, how, advice):
+    # (it said only torch's "Expected 3D (unbatched) or 4D (batched) input to conv_transpose2d")
+    completed = invoke("sample", "--model", "models18.py:flat_codes", *how, "--out", str(tmp_path), cwd=folder,
+                       check=False)
+    assert advice in assert_one_line_error(completed, "the decoder, on codes of shape [", "conv_transpose2d")
+
+
+def test_traverse_image_shape_check_says_how_a_decoder_gets_structured_codes(folder, tmp_path):
+    completed = invoke("traverse", "--model", "models18.py:flat_codes", "--data", "x.npy", "--image-shape", "8,8",
+                       "--out", str(tmp_path), cwd=folder, check=False)
+    assert_one_line_error(completed, "codes of shape [1, 8]", "]; a decoder that takes structured codes gets them")
