@@ -213,3 +213,19 @@ def test_a_decoders_own_error_on_its_first_call_says_what_it_was_given():
     with pytest.raises(TypeError, match="must return a torch.Tensor") as caught:
         ls.traverse(lambda z: z.tolist(), torch.randn(2, 3), steps=3, progress=False)
     assert not getattr(caught.value, "__notes__", None)
+
+
+def test_a_decoder_error_not_about_shapes_gets_no_note_and_an_interpolation_names_its_starts():
+    # (a decoder that broke for its own reasons was told about structured codes)
+    def broken(codes):
+        raise RuntimeError("the decoder broke on this rank")
+
+    with pytest.raises(RuntimeError) as caught:
+        ls.traverse(broken, torch.randn(2, 3), steps=3, progress=False)
+    assert not getattr(caught.value, "__notes__", None)
+    with pytest.raises(RuntimeError) as caught:
+        ls.interpolate(nn.ConvTranspose2d(4, 1, 3), torch.randn(2, 16), torch.randn(2, 16), steps=3, progress=False)
+    assert caught.value.__notes__ == [
+        "latentsweep.interpolate: the decoder raised this on its first call, given codes [2, 16] float32 on cpu (the "
+        "paths' starts); a decoder that takes structured codes gets them from endpoints of that shape ([P, C, H, W]) "
+        "or latent_shape=(C, H, W)"]

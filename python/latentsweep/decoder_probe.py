@@ -3,12 +3,14 @@ out-of-memory retry, and CUDA-graph capture."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import torch
 
 from . import _batching, _checks
 from .grid_spec import GridSpec
+from .paths import PATHS
 
 # The anchors are decoded this many at a time, whatever the sweep's batch_size: their outputs'
 # bits can depend on the batch, and a store compares them at every resume, which may pass
@@ -98,7 +100,7 @@ def probe_anchors(fn: str, decoder, spec: GridSpec, probe_rows: int = ANCHOR_PRO
                     result = call_decoder(fn, decoder, chunk)
                 except Exception as error:
                     if start == 0:
-                        _note_first_call(fn, error, chunk, spec.latent_shape)
+                        _note_first_call(fn, error, chunk, spec)
                     raise
                 per_row.append((_batching._clock() - began) / chunk.shape[0])  # CUDA: unused
                 if outputs is not None and (result.shape[1:] != outputs.shape[1:] or result.dtype != outputs.dtype):
@@ -135,16 +137,33 @@ def probe_anchors(fn: str, decoder, spec: GridSpec, probe_rows: int = ANCHOR_PRO
     return probe
 
 
-def _note_first_call(fn: str, error: Exception, codes: torch.Tensor, latent_shape: tuple[int, ...]) -> None:
-    """What the decoder was given when its own code failed on the first call (a conv decoder given
-    flat codes said only "Expected 3D or 4D input to conv_transpose2d, got [2, 16]")."""
-    if str(error).startswith(fn) or isinstance(error, torch.OutOfMemoryError):  # (ours; or retried at half)
-        return
+# Words of torch's (and most code's) errors about the shape of an input: "Expected 3D (unbatched)
+# or 4D (batched) input", "mat1 and mat2 shapes cannot be multiplied", "size mismatch",
+# "shape '[-1, 4, 2, 2]' is invalid", "expected input[2, 16] to have 4 channels".
+_SHAPE_WORDS = re.compile(r"shape|size|dimension|\bdims?\b|\b\d+D\b|channels|expected input", re.IGNORECASE)
+
+
+def shape_error(error: BaseException) -> bool:
+    """Whether a decoder's own error speaks of its input's shape (where the codes' shape is worth
+    saying; a decoder that broke for another reason gets no advice about shapes)."""
+    return isinstance(error, RuntimeError | ValueError | IndexError | TypeError) and bool(_SHAPE_WORDS.search(str(error)))
+
+
+def _note_first_call(fn: str, error: Exception, codes: torch.Tensor, spec: GridSpec) -> None:
+    """What the decoder was given when its own code failed on the first call with an error about
+    its input's shape (a conv decoder given flat codes said only "Expected 3D or 4D input to
+    conv_transpose2d, got [2, 16]")."""
+    if str(error).startswith(fn) or isinstance(error, torch.OutOfMemoryError) or not shape_error(error):
+        return  # (ours; retried at half; not about shapes)
+    latent_shape = spec.latent_shape
     given = f"[{codes.shape[0]}, {', '.join(map(str, latent_shape))}] {str(codes.dtype).removeprefix('torch.')}"
-    hint = ("; a decoder that takes structured codes gets them from anchors of that shape ([A, C, H, W]) or "
-            "latent_shape=(C, H, W)") if len(latent_shape) == 1 else ""
+    paths = spec.mode in PATHS  # (an interpolation's anchors are its paths' starts)
+    where, shaped = ("the paths' starts", "endpoints of that shape ([P, C, H, W])") if paths else \
+        ("the anchors", "anchors of that shape ([A, C, H, W])")
+    hint = (f"; a decoder that takes structured codes gets them from {shaped} or latent_shape=(C, H, W)"
+            if len(latent_shape) == 1 else "")
     error.add_note(f"{fn}: the decoder raised this on its first call, given codes {given} on {codes.device} "
-                   f"(the anchors){hint}")
+                   f"({where}){hint}")
 
 
 def release_cached_memory(device: torch.device) -> None:

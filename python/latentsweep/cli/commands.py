@@ -752,8 +752,9 @@ _STRUCTURED_FROM_PRIOR = "for a decoder that takes structured codes, pass --late
 
 def _decoded(codes: torch.Tensor, decoder, model, args, fn: str, structured: str = STRUCTURED_FROM_ENCODER):
     """The decoder (with --decoder-output and --output-activation) on ``codes``, on the model's
-    device and dtype. When the decoder's own code fails on flat codes ``[B, D]``, the error adds
-    ``structured``: how a decoder that takes ``[B, C, H, W]`` codes gets them."""
+    device and dtype. When the decoder's own code fails on flat codes ``[B, D]`` with an error
+    about its input's shape, the error adds ``structured``: how a decoder that takes
+    ``[B, C, H, W]`` codes gets them."""
     from ..decoding import decoder_call
 
     device, dtype = part_device_dtype(decoder, model)
@@ -763,7 +764,9 @@ def _decoded(codes: torch.Tensor, decoder, model, args, fn: str, structured: str
                 torch.inference_mode():
             return decode(codes.to(device, dtype))
     except CliError as error:  # (user_code's: the decoder's own code raised)
-        if codes.dim() != 2 or error.__cause__ is None:
+        from ..decoder_probe import shape_error
+
+        if codes.dim() != 2 or error.__cause__ is None or not shape_error(error.__cause__):
             raise
         # (a conv decoder given [16, 8] said only torch's "Expected 3D or 4D input to conv_transpose2d")
         advised = CliError(f"{error}; {structured}")
