@@ -661,13 +661,9 @@ def dims_label(dims: list[int], latent_shape: tuple[int, ...] | None = None) -> 
 
 def format_dims(dims: list[int]) -> str:
     """``[0, 1, 2, 3, 7]`` -> ``"0-3, 7"``."""
-    runs: list[list[int]] = []
-    for d in dims:
-        if runs and d == runs[-1][1] + 1:
-            runs[-1][1] = d
-        else:
-            runs.append([d, d])
-    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
+    from .latent_shape import consecutive_runs  # (see dims_label)
+
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in consecutive_runs(dims))
 
 
 def _fmt(t: torch.Tensor) -> list[str]:

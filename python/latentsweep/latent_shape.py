@@ -196,19 +196,24 @@ def latent_label(dim: int, latent_shape: tuple[int, ...] | None = None) -> str:
     return "z[" + ",".join(str(i) for i in reversed(index)) + "]"
 
 
-def latents_text(dims: list[int], latent_shape: tuple[int, ...]) -> str:
-    """Sorted flat indices of a structured latent as text, by :func:`latent_label`: runs of
-    consecutive ones as ``"z[0,1,1]-z[1,0,0]"``, runs of whole channels (a collapsed channel of a
-    spatial VAE) as the slice that indexes them, ``"z[1,:,:]"`` or ``"z[1:3,:,:]"``."""
-    size, rest = math.prod(latent_shape[1:]), ",:" * (len(latent_shape) - 1)
+def consecutive_runs(dims: list[int]) -> list[tuple[int, int]]:
+    """Sorted indices as runs of consecutive ones, ``[0, 1, 2, 3, 7]`` -> ``[(0, 3), (7, 7)]``."""
     runs: list[list[int]] = []
     for d in dims:
         if runs and d == runs[-1][1] + 1:
             runs[-1][1] = d
         else:
             runs.append([d, d])
+    return [(first, last) for first, last in runs]
+
+
+def latents_text(dims: list[int], latent_shape: tuple[int, ...]) -> str:
+    """Sorted flat indices of a structured latent as text, by :func:`latent_label`: runs of
+    consecutive ones as ``"z[0,1,1]-z[1,0,0]"``, runs of whole channels (a collapsed channel of a
+    spatial VAE) as the slice that indexes them, ``"z[1,:,:]"`` or ``"z[1:3,:,:]"``."""
+    size, rest = math.prod(latent_shape[1:]), ",:" * (len(latent_shape) - 1)
     parts = []
-    for first, last in runs:
+    for first, last in consecutive_runs(dims):
         if first % size == 0 and (last + 1) % size == 0:  # whole channels first // size .. last // size
             low, high = first // size, last // size
             parts.append(f"z[{low}{rest}]" if low == high else f"z[{low}:{high + 1}{rest}]")
