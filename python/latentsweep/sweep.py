@@ -135,7 +135,9 @@ def traverse(
         memory_budget: bytes for the sweep's buffers (default: half the free GPU memory, or
             1 GiB and at most an eighth of the RAM on the CPU).
         device: where codes are built and decoded (default: the decoder's device, else the
-            anchors'); ``"cuda"`` under torchrun means each rank's ``LOCAL_RANK`` GPU.
+            anchors'); ``"cuda"`` under torchrun means each rank's ``LOCAL_RANK`` GPU. On CUDA
+            the probe of the decoder's memory resets the device's peak memory statistics
+            (``torch.cuda.max_memory_allocated``): read yours before the sweep.
         out: ``None`` to keep results in memory, or a path: ``"sweep.zarr"`` (a zarr store) or
             ``"sweep.npy"`` (outputs in a memory-mappable .npy, the rest beside it). A store
             makes the sweep resumable and shareable by ranks and shards.
