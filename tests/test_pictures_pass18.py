@@ -4,6 +4,7 @@ pixels."""
 
 from __future__ import annotations
 
+import re
 import warnings
 
 import matplotlib
@@ -187,3 +188,35 @@ def test_one_huge_output_does_not_turn_every_tile_black():
     spike = ls.traverse(lambda z: torch.nn.functional.pad(1e-3 * torch.sigmoid(z), (0, 13), value=1.0).view(-1, 1, 4, 4),
                         torch.randn(2, 3), steps=3, progress=False)
     assert ls.traversal_grid(spike).axes[-1].get_ylim() == (0.0, 1.0)
+
+
+def test_a_report_and_explain_say_their_pictures_clipping_once_in_their_own_words(tmp_path):
+    """report (and explain, which writes one) drew several pictures, each warning that it clipped
+    far outliers and advising vmin=/vmax=, which neither takes."""
+    def decoder(z):
+        images = torch.tanh(torch.nn.functional.pad(z, (0, 13))).view(-1, 1, 4, 4).clone()
+        images[:, 0, 3, 3] = 1e6
+        return images
+
+    result = ls.traverse(decoder, torch.randn(2, 3, generator=torch.Generator().manual_seed(0)), steps=5, progress=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ls.report(tmp_path / "r.html", results=result, anchor_indices=(0, 1))
+    said = [str(w.message) for w in caught if "far outside" in str(w.message)]
+    assert len(said) == 1, said
+    assert re.match(r"latentsweep\.report: \d+ pictures clip far outliers; in the first, \d+ of \d+ output values", said[0])
+    assert said[0].endswith("draw one with latentsweep.plots.traversal_grid(result, vmin=..., vmax=...) to choose its "
+                            "scale") and "pass vmin=" not in said[0]
+
+    def encoder(x):
+        return x[:, :3], torch.zeros_like(x[:, :3])
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ls.explain(encoder, decoder, torch.randn(40, 3, generator=torch.Generator().manual_seed(1)), out=tmp_path / "e",
+                   anchors=2, steps=3, progress=False)
+    said = [str(w.message) for w in caught if "far outside" in str(w.message)]
+    assert len(said) == 1 and said[0].startswith("latentsweep.explain: "), said
+    # a picture drawn alone still says it in its own words
+    with pytest.warns(UserWarning, match=r"^latentsweep\.plots\.traversal_grid: \d+ of .* pass vmin= and vmax= to choose"):
+        ls.traversal_grid(result)

@@ -22,6 +22,7 @@ from .directions import Directions
 from .encoding import array_as_tensor, encode
 from .html_report import check_options, report
 from .interpolation import interpolate
+from .plots._common import clipping_said_once
 from .plots._features import check_feature_names_fit
 from .plots._images import image_shape_of, is_image_output
 from .posterior import Posterior
@@ -220,11 +221,13 @@ def explain(
         if shape is not None and isinstance(data, torch.Tensor) and data.dim() >= 2 and first is not None \
                 and math.prod(data.shape[1:]) == math.prod(out_shape):
             inputs = data[: first.values.shape[0]].reshape(-1, *out_shape)
-        return report(path, **_report_arguments(
-            diagnosis=diagnosis, results=results or None, posterior=posterior, image_shape=shape, inputs=inputs,
-            prior_std=prior_std, metrics=metrics, directions=along or None, clusters=found,
-            centroid_outputs=centroid_outputs, interpolations=paths or None,
-        ), **report_options)
+        with clipping_said_once(_FN, "draw one with latentsweep.plots.traversal_grid(result, vmin=..., vmax=...) to "
+                                     "choose its scale"):  # (in explain's name: the report it writes draws them)
+            return report(path, **_report_arguments(
+                diagnosis=diagnosis, results=results or None, posterior=posterior, image_shape=shape, inputs=inputs,
+                prior_std=prior_std, metrics=metrics, directions=along or None, clusters=found,
+                centroid_outputs=centroid_outputs, interpolations=paths or None,
+            ), **report_options)
 
 
 def output_image_shape(out_shape: tuple[int, ...], hint=None, inputs=None, *, fn: str = _FN) -> tuple[int, ...] | None:

@@ -227,38 +227,23 @@ def one_line(error: BaseException | str) -> str:
     return text
 
 
-# The pictures' warning that they clip far outliers (plots._common.colour_range), said once per
-# picture: a report drew four (each traversal's grid and animation), traverse one per anchor. Its
-# advice (vmin=, vmax=) names arguments that no command has.
-_CLIPPED = re.compile(r"^(?:latentsweep\.)?[\w.]+: (\d+ of \d+ output values lie far outside the others.*?)"
-                      r"(?:; pass vmin= and vmax= to choose)?$", re.DOTALL)
-
-
 @contextlib.contextmanager
 def warnings_said():
     """The library's warnings as one line each, in the command line's words (not Python's
     "file.py:174: RuntimeWarning:" and the source line); far outliers clipped in the pictures
-    once, when the command ends, saying in how many pictures."""
+    said once, when the command ends, with how many pictures (a report drew four, traverse one
+    per anchor, each advising vmin= and vmax=, which no command has)."""
     import warnings
 
-    clipped: list[str] = []
+    from ..plots._common import clipping_collected, clipping_text
 
-    def show(message, *_, **__):
-        match = _CLIPPED.match(str(message))
-        if match is None:
-            say("warning", str(message))
-        else:
-            clipped.append(match.group(1))
-
-    with warnings.catch_warnings():
-        warnings.showwarning = show
+    with warnings.catch_warnings(), clipping_collected() as clipped:
+        warnings.showwarning = lambda message, *_, **__: say("warning", str(message))
         try:
             yield
         finally:
             if clipped:
-                where = "a picture clips far outliers:" if len(clipped) == 1 else \
-                    f"{len(clipped)} pictures clip far outliers; in the first,"
-                say("warning", f"{where} {clipped[0]}")
+                say("warning", clipping_text(clipped))
 
 
 def say(kind: str, message: BaseException | str, where: str = "") -> None:

@@ -8,6 +8,8 @@ users who never draw.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import io
 import math
 import numbers
@@ -470,10 +472,53 @@ def _bulk_range(fn: str, arrays, low: float, high: float) -> tuple[float, float]
     bulk_low, bulk_high = float(bulk.min()), float(bulk.max())
     if not (bulk_high > bulk_low and bulk_high * 0.5 - bulk_low * 0.5 < BULK_SHARE * (high * 0.5 - low * 0.5)):
         return low, high
-    _checks.warn(f"{fn}: {finite.size - bulk.size} of {finite.size} output values lie far outside the others (all: "
-                 f"{low:.3g} .. {high:.3g}); the colours span the others, {bulk_low:.3g} .. {bulk_high:.3g}, and "
-                 "clip those beyond; pass vmin= and vmax= to choose", UserWarning)
+    clipped = (f"{finite.size - bulk.size} of {finite.size} output values lie far outside the others (all: "
+               f"{low:.3g} .. {high:.3g}); the colours span the others, {bulk_low:.3g} .. {bulk_high:.3g}, and clip "
+               "those beyond")
+    collected = _CLIPPED_PICTURES.get()
+    if collected is not None:  # (said once by the caller that draws several: clipping_said_once)
+        collected.append(clipped)
+    else:
+        _checks.warn(f"{fn}: {clipped}; pass vmin= and vmax= to choose", UserWarning)
     return bulk_low, bulk_high
+
+
+# What clipping_said_once collects: the clipping messages of the pictures drawn within it.
+_CLIPPED_PICTURES: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar(
+    "latentsweep_clipped_pictures", default=None)
+
+
+@contextlib.contextmanager
+def clipping_collected():
+    """Collects the clipping messages of the pictures drawn in this block into the list it
+    yields, instead of a warning each (per thread and task); within another such block, the outer
+    one collects them (and this yields None)."""
+    if _CLIPPED_PICTURES.get() is not None:
+        yield None
+        return
+    token = _CLIPPED_PICTURES.set([])
+    try:
+        yield _CLIPPED_PICTURES.get()
+    finally:
+        _CLIPPED_PICTURES.reset(token)
+
+
+def clipping_text(clipped: list[str]) -> str:
+    """Collected clipping messages as one sentence: how many pictures, and the first one's."""
+    if len(clipped) == 1:
+        return f"a picture clips far outliers: {clipped[0]}"
+    return f"{len(clipped)} pictures clip far outliers; in the first, {clipped[0]}"
+
+
+@contextlib.contextmanager
+def clipping_said_once(fn: str, advice: str):
+    """The far outliers clipped by the pictures drawn in this block, said in one warning by
+    ``fn`` when it ends (``report``/``explain`` drew four, each advising ``vmin=``/``vmax=``,
+    which they do not take); ``advice``: how to choose the scale instead."""
+    with clipping_collected() as clipped:
+        yield
+    if clipped:
+        _checks.warn(f"{fn}: {clipping_text(clipped)}; {advice}", UserWarning)
 
 
 def clipped_ends(vmin: float, vmax: float, *arrays: np.ndarray) -> str:
