@@ -15,7 +15,8 @@ import torch
 
 from .._checks import INT64_MAX
 from ..distributed import world_and_rank
-from .errors import STRUCTURED_FROM_ENCODER, CliError, UsageError, no_store_to_keep, say, user_code
+from .errors import (STRUCTURED_FROM_ENCODER, CliError, PythonAdvice, UsageError, diagnosis_words, no_store_to_keep,
+                     say, user_code)
 from .loading import load_array, load_model, model_part, part_device_dtype
 
 # A flat output of a square size at least this large may be an image (8x8 digits and up).
@@ -307,9 +308,10 @@ def _diagnose_into(folder: Path | None, args) -> int:
     model, encoder, _ = _loaded(args)
     posterior, _ = _encode(encoder, model, args)
     diagnosis = ls.diagnose(posterior, prior_std=args.prior_std)
-    print(json.dumps(diagnosis.to_dict(), indent=2) if args.json else diagnosis)
+    text = diagnosis_words(str(diagnosis), diagnosis)  # (its advice in flags; the JSON: the library's data)
+    print(json.dumps(diagnosis.to_dict(), indent=2) if args.json else text)
     if folder is not None:
-        (folder / "diagnosis.txt").write_text(str(diagnosis) + "\n")
+        (folder / "diagnosis.txt").write_text(text + "\n")
         (folder / "diagnosis.json").write_text(json.dumps(diagnosis.to_dict(), indent=2) + "\n")
     return 0
 
@@ -562,12 +564,31 @@ def run_open(args) -> int:
             print(status.summary())
             return 1
         print(ls.open_sweep(args.path).summary())
-    except ValueError as error:  # in open's words: the library's advice names traverse's options
+    except ValueError as error:  # in open's words: the library's advice names its writer's arguments
         text = str(error).removeprefix("latentsweep.sweep_status: ").removeprefix("latentsweep.open_sweep: ")
-        if "overwrite=True" in text or "resume=True" in text:
+        advice = "overwrite=True" in text or "resume=True" in text
+        if _written_by(args.path) == "interpolate":  # no command writes it: its advice stays Python's
+            raise PythonAdvice(f"open: {text}" + (" (resume=True and overwrite=True: arguments of "
+                                                  "latentsweep.interpolate, which wrote it)" if advice else "")) from None
+        if advice:
             text += " (--resume and --overwrite: options of the traverse command that wrote it)"
         raise CliError(f"open: {text}") from None
     return 0
+
+
+def _written_by(path: str) -> str:
+    """Which function wrote the store at ``path``, "interpolate" or "traverse", by its recorded
+    mode (sweep._writer_of's rule), read unchecked for the wording of open's advice only:
+    "traverse" when the metadata cannot be read."""
+    from .._checks import user_path
+    from ..stores import _ATTR, paths_of
+    from ..sweep import _writer_of
+
+    try:
+        meta_path, _ = paths_of(user_path(path))
+        return _writer_of(json.loads((meta_path / "zarr.json").read_text())["attributes"][_ATTR]["params"])
+    except Exception:  # noqa: BLE001  (damaged or foreign metadata: today's wording)
+        return "traverse"
 
 
 # ---- sample --------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from pathlib import Path
 import latentsweep as ls
 
 from ..demo import DEMO_MODELS, load_demo_model, load_digits_data, load_wine_data
+from .errors import diagnosis_words
 
 # --quick: drawing dominates the demo (matplotlib lays out and renders every picture), so the
 # quick demo diagnoses every model but writes one report, for QUICK_REPORT_MODEL, with fewer
@@ -42,11 +43,11 @@ def run_demo(out: Path, *, quick: bool = False) -> int:
         data, feature_names = datasets[spec.dataset]
         posterior = ls.encode(model.encoder, data, progress=False)
         print(f"== {name}: {spec.description}")
+        diagnosis = ls.diagnose(posterior)
         if quick and name != QUICK_REPORT_MODEL:
-            print(ls.diagnose(posterior).summary())
+            print(diagnosis_words(diagnosis.summary(), diagnosis))
             print("   report: not written with --quick (run the demo without it for every report)\n")
             continue
-        diagnosis = ls.diagnose(posterior)
         path = ls.explain(
             model.encoder, model.decoder, data, posterior=posterior, out=out / f"{name}.html",
             title=f"latentsweep demo: {name}", feature_names=feature_names, steps=7 if quick else 11,
@@ -54,7 +55,7 @@ def run_demo(out: Path, *, quick: bool = False) -> int:
             **EXTRA.get(name, {}), **(QUICK_REPORT if quick else {}),
         )
         written.append((name, spec.description, path))
-        print(diagnosis.summary())
+        print(diagnosis_words(diagnosis.summary(), diagnosis))
         print(f"   report: {path}\n")
     from .shapes_demo import run_shapes_demo
 

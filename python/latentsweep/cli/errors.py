@@ -30,6 +30,11 @@ class UsageError(CliError):
     said as argparse says its own usage errors (the command, exit status 2, its --help)."""
 
 
+class PythonAdvice(CliError):
+    """An error whose advice is for Python callers and is said in the library's words (no flags):
+    ``open`` of a store that latentsweep.interpolate wrote, which no command writes."""
+
+
 class StandardOutputError(CliError):
     """Writing the command's output to stdout failed (a full disk, a closed terminal)."""
 
@@ -158,6 +163,15 @@ _CLI_WORDS = (
      r"--data needs at least \2 inputs for the diagnosis, got \1 (\3)"),
     (re.compile(r"^datasets\.LabelledArrays: observations must be \[N, \.\.\.\] with N >= (\d+), got shape \((\d+)[^)]*\)"),
      r"--data needs at least \1 observations, got \2"),
+    # the diagnosis's advice (diagnose, demo) as the options of traverse and report
+    (re.compile(r"\(dims=diagnosis\.active_dims: ([\d, -]+)\)"),
+     lambda m: f"(--dims {_dims_flag(m[1])} traverses the active ones)"),
+    ('mode "empirical" (reference=posterior.mu)', "--mode empirical (its range: the codes of --data)"),
+    ('(mode "prior", the default)', "(--mode prior, what --mode auto, the default, picks)"),
+    ('mode "prior" (the default)', "--mode prior (what --mode auto, the default, picks)"),
+    (re.compile(r'(?<![\w-])mode "\w+"(?:(?: or|, not) "\w+")*'), lambda m: "--" + m[0].replace('"', "")),
+    (re.compile(r"^Recommendation \(mode '(\w+)'\)", re.MULTILINE), r"Recommendation (--mode \1)"),
+    ("(latentsweep.principal_directions(posterior))", "(`latentsweep report --directions pca` draws them)"),
     # a keyword argument that the command line takes as the flag of the same name
     (re.compile(r"(?<![\w.-])feature_names\b"), "--feature-names"),  # (only report takes it)
     (re.compile(r"(?<![\w.-])(num_train|num_test|sampling_votes|factor_names|dims|seed)(?= (?:must|has) )"),
@@ -197,6 +211,22 @@ def _too_few_codes(fn: str, needed: str, rows: str, latents: str) -> str | None:
             f"got {rows}")
 
 
+def _dims_flag(ranges: str) -> str:
+    """Latents as the library lists them (``0-3, 8``) as --dims takes them (``0,1,2,3,8``)."""
+    runs = [[int(end) for end in run.split("-")] for run in ranges.split(", ")]
+    return ",".join(str(d) for run in runs for d in range(run[0], run[-1] + 1))
+
+
+def diagnosis_words(text: str, diagnosis) -> str:
+    """A diagnosis's text (``str(diagnosis)``, its summary) as a command prints it: its advice in
+    the command line's words (``--mode empirical``, ``--dims 0,1,2``), with the active latents
+    listed where the library's text names them without a list (``dims=diagnosis.active_dims``)."""
+    from ..diagnosis import format_dims
+
+    listed = f"(dims=diagnosis.active_dims: {format_dims(diagnosis.active_dims or [])})"
+    return cli_words(text.replace("(dims=diagnosis.active_dims)", listed))
+
+
 def _store_fields(fields: str) -> str:
     """The parameters a stored sweep differs in (``keep_outputs, values``), as the options that
     set them; one the command line has no option for keeps its name."""
@@ -219,7 +249,8 @@ def one_line(error: BaseException | str) -> str:
     parts = parts[:1] + [_NOTE_PREFIX.sub("", part) for part in parts[1:]]
     text = " ".join(part for part in parts if part) or type(error).__name__
     library = _LIBRARY_PREFIX.match(text)
-    text = cli_words(text.removeprefix("latentsweep."))
+    text = text.removeprefix("latentsweep.")
+    text = text if isinstance(error, PythonAdvice) else cli_words(text)
     if library and text.startswith(f"{library.group(1)}: --"):
         # "explain: --directions clusters needs ...": the flag says where, the function's name
         # (of a Python API the user did not call) says nothing more

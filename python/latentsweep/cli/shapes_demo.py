@@ -7,6 +7,8 @@ from pathlib import Path
 
 import torch
 
+from .errors import diagnosis_words
+
 DESCRIPTION = "beta-VAE on the procedural Shapes data set, scored against its known factors"
 
 
@@ -28,15 +30,15 @@ def run_shapes_demo(out: Path, *, quick: bool) -> tuple[str, str, Path] | None:
     names = [m for m in ls.metrics.METRICS if m != "dci"]  # DCI's gradient boosting takes minutes
     results = ls.metrics.evaluate(model.encoder, data, metrics=names, progress=False, **sizes)
     print(f"== {SHAPES_VAE_NAME}: {DESCRIPTION}")
+    diagnosis = ls.diagnose(posterior)
     if quick:
-        print(ls.diagnose(posterior).summary())
+        print(diagnosis_words(diagnosis.summary(), diagnosis))
         print(results)
         print("   report: not written with --quick (run the demo without it for every report)\n")
         return None
-    diagnosis = ls.diagnose(posterior)
     path = ls.explain(model.encoder, model.decoder, images, posterior=posterior, out=out / f"{SHAPES_VAE_NAME}.html",
                       title=f"latentsweep demo: {SHAPES_VAE_NAME}", metrics=results, anchors=8, progress=False)
-    print(diagnosis.summary())
+    print(diagnosis_words(diagnosis.summary(), diagnosis))
     print(results)
     print(f"   report: {path}\n")
     return SHAPES_VAE_NAME, DESCRIPTION, path
