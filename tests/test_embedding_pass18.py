@@ -231,3 +231,19 @@ def test_bars_inside_the_callers_tqdm_loop_are_cleared_when_done():
     with contextlib.redirect_stderr(alone):  # a bar of its own stays
         ls.traverse(decoder, codes, steps=3, progress=True)
     assert [line[:14] for line in _screen(alone.getvalue())] == ["traverse: 100%"]
+
+
+def test_a_bar_says_whether_it_stays_in_words_a_notebook_reads_too():
+    # (leave=None stays in a terminal when alone, but tqdm.notebook reads None as False: a single
+    # call's finished bar vanished from the notebook)
+    from latentsweep import _progress
+
+    with contextlib.redirect_stderr(io.StringIO()):
+        alone = _progress.bar(True, total=3, unit="pt", desc="alone")
+        assert alone.leave is True
+        alone.close()
+        with tqdm(range(2), desc="epochs") as outer:
+            inner = _progress.bar(True, total=3, unit="pt", desc="inner")
+            assert inner.leave is False
+            inner.close()
+            outer.update(2)

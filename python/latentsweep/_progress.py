@@ -55,6 +55,9 @@ def bar(show: bool, *, total: int | None, unit: str, desc: str):
         return NoBar()
     from tqdm.auto import tqdm
 
-    # leave=None: a bar of its own stays when done; one nested in the caller's bar (a training
-    # loop's tqdm) is cleared, or every epoch left its finished encode/traverse lines behind.
-    return tqdm(total=total, unit=unit, unit_scale=True, desc=desc, dynamic_ncols=True, leave=None)
+    # A bar of its own stays when done; one nested in the caller's live bar (a training loop's
+    # tqdm) is cleared, or every epoch left its finished encode/traverse lines behind. Said
+    # explicitly: leave=None means this in a terminal, but a notebook's bar reads it as False
+    # (a single call's finished bar vanished).
+    nested = any(not getattr(other, "disable", False) for other in list(getattr(tqdm, "_instances", ())))
+    return tqdm(total=total, unit=unit, unit_scale=True, desc=desc, dynamic_ncols=True, leave=not nested)
