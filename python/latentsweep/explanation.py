@@ -221,8 +221,7 @@ def explain(
         if shape is not None and isinstance(data, torch.Tensor) and data.dim() >= 2 and first is not None \
                 and math.prod(data.shape[1:]) == math.prod(out_shape):
             inputs = data[: first.values.shape[0]].reshape(-1, *out_shape)
-        with clipping_said_once(_FN, "draw one with latentsweep.plots.traversal_grid(result, vmin=..., vmax=...) to "
-                                     "choose its scale"):  # (in explain's name: the report it writes draws them)
+        with clipping_said_once(_FN):  # (in explain's name: the report it writes draws them)
             return report(path, **_report_arguments(
                 diagnosis=diagnosis, results=results or None, posterior=posterior, image_shape=shape, inputs=inputs,
                 prior_std=prior_std, metrics=metrics, directions=along or None, clusters=found,

@@ -154,47 +154,39 @@ def report(
     # folder that cannot be made fails now); write_file names a file system error as path='s.
     _common.write_file(_FN, path, lambda _: None)
 
-    with _common.clipping_said_once(_FN, "draw one with latentsweep.plots.traversal_grid(result, vmin=..., "
-                                         "vmax=...) to choose its scale"):
-        document = _document(title, dpi, diagnosis, posterior, metrics, named, along, cluster_view, image_shape,
-                             feature_names, inputs, reconstructions, anchor_indices, max_dims, gifs)
+    with _common.clipping_said_once(_FN):  # (one warning for the pictures that clip far outliers)
+        page = _Page(dpi=dpi)
+        body = [f"<h1>{_esc(title)}</h1>", f'<p class="meta">{_esc(_generated_line())}</p>']
+        if diagnosis is not None:
+            body += [_findings(diagnosis), _recommendation(diagnosis), _flags(diagnosis), _table(diagnosis)]
+            body.append(_latent_pictures(page, diagnosis, posterior))
+        if metrics is not None:
+            from .metrics.html_section import metrics_section
+
+            body.append(metrics_section(metrics))
+        if named:
+            body.append(
+                _traversals(page, named, diagnosis, image_shape, feature_names, inputs, reconstructions,
+                            anchor_indices, max_dims, gifs)
+            )
+        if along:
+            body.append(_directions(page, along, named, diagnosis, posterior, image_shape, anchor_indices, max_dims))
+        if cluster_view is not None:
+            body.append(_clusters(page, *cluster_view, image_shape))
+        if diagnosis is not None:
+            body.append(
+                "<details><summary>The diagnosis as text</summary>"
+                f"<pre>{_esc(str(diagnosis))}</pre></details>"
+            )
+        body.append('<p class="meta">A self-contained page: every picture is inlined; nothing is fetched.</p>')
+        document = (
+            "<!DOCTYPE html>\n"
+            f'<html lang="en"><head><meta charset="utf-8"><title>{_esc(title)}</title>'
+            '<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f"<style>{_CSS}</style></head>\n<body>\n" + "\n".join(body) + "\n</body></html>\n"
+        )
     _common.write_file(_FN, path, lambda p: p.write_text(document, encoding="utf-8"))
     return path
-
-
-def _document(title, dpi, diagnosis, posterior, metrics, named, along, cluster_view, image_shape, feature_names,
-              inputs, reconstructions, anchor_indices, max_dims, gifs) -> str:
-    """The page's HTML, its pictures drawn."""
-    page = _Page(dpi=dpi)
-    body = [f"<h1>{_esc(title)}</h1>", f'<p class="meta">{_esc(_generated_line())}</p>']
-    if diagnosis is not None:
-        body += [_findings(diagnosis), _recommendation(diagnosis), _flags(diagnosis), _table(diagnosis)]
-        body.append(_latent_pictures(page, diagnosis, posterior))
-    if metrics is not None:
-        from .metrics.html_section import metrics_section
-
-        body.append(metrics_section(metrics))
-    if named:
-        body.append(
-            _traversals(page, named, diagnosis, image_shape, feature_names, inputs, reconstructions,
-                        anchor_indices, max_dims, gifs)
-        )
-    if along:
-        body.append(_directions(page, along, named, diagnosis, posterior, image_shape, anchor_indices, max_dims))
-    if cluster_view is not None:
-        body.append(_clusters(page, *cluster_view, image_shape))
-    if diagnosis is not None:
-        body.append(
-            "<details><summary>The diagnosis as text</summary>"
-            f"<pre>{_esc(str(diagnosis))}</pre></details>"
-        )
-    body.append('<p class="meta">A self-contained page: every picture is inlined; nothing is fetched.</p>')
-    return (
-        "<!DOCTYPE html>\n"
-        f'<html lang="en"><head><meta charset="utf-8"><title>{_esc(title)}</title>'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<style>{_CSS}</style></head>\n<body>\n" + "\n".join(body) + "\n</body></html>\n"
-    )
 
 
 # ---- sections ---------------------------------------------------------------------------

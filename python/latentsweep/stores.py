@@ -208,6 +208,22 @@ def paths_of(path: Path) -> tuple[Path, Path | None]:
     return path, None
 
 
+def writer_of(params: dict) -> str:
+    """The function that wrote a store, from its recorded mode: interpolation paths are stored
+    under their path's name ("linear", "slerp"), traversals under theirs."""
+    return "interpolate" if params.get("mode") in PATHS else "traverse"
+
+
+def recorded_writer(path: Path) -> str:
+    """:func:`writer_of` the store at ``path`` by its metadata as written, read unchecked, for
+    the words of advice about a store that may be damaged: "traverse" where it cannot be read."""
+    try:
+        meta = json.loads((paths_of(path)[0] / "zarr.json").read_text())
+        return writer_of(dict(meta["attributes"][_ATTR]["params"]))
+    except Exception:  # noqa: BLE001 - damaged or foreign metadata: the common case's words
+        return "traverse"
+
+
 def store_path(fn: str, argument: str, path) -> Path:
     """The path of a store as a public function takes it (``out=``, ``path``), checked once for
     all of them: ``~`` expanded (else a folder named ``~`` is made), and not the metadata folder

@@ -42,7 +42,7 @@ from .result import TraversalResult
 from .sinks import Geometry, MemorySink
 from .store_session import leader_store, named_errors, static_arrays, sweep_params
 from .stores import (StoreDamaged, StoreStatus, SweepStore, check_store_name, describe_units, existing_store, paths_of,
-                     store_path, sweep_id)
+                     store_path, sweep_id, writer_of)
 
 _FN = "latentsweep.traverse"
 
@@ -734,7 +734,7 @@ def open_sweep(path: str | Path) -> TraversalResult | Interpolation:
             raise ValueError(
                 f"{fn}: the sweep at {path} is incomplete: {len(missing)} of {status.num_units} work units are "
                 f"missing ({describe_units(missing)})" + (f"; damaged: {detail}" if detail else "")
-                + f". Finish it with {_writer_of(store.params)}(..., out=path, resume=True) or run the missing shards"
+                + f". Finish it with {writer_of(store.params)}(..., out=path, resume=True) or run the missing shards"
             )
         g = store.geometry
         dim_effect, sensitivity = merged.result(fn, num_anchors=g.num_anchors, num_steps=g.num_steps,
@@ -761,12 +761,6 @@ def open_sweep(path: str | Path) -> TraversalResult | Interpolation:
         return result
     finally:
         store.close()
-
-
-def _writer_of(params: dict) -> str:
-    """The function that wrote a store, from its recorded mode: interpolation paths are stored
-    under their path's name ("linear", "slerp"), traversals under theirs."""
-    return "interpolate" if params.get("mode") in PATHS else "traverse"
 
 
 def sweep_status(path: str | Path) -> StoreStatus:

@@ -565,30 +565,18 @@ def run_open(args) -> int:
             return 1
         print(ls.open_sweep(args.path).summary())
     except ValueError as error:  # in open's words: the library's advice names its writer's arguments
+        from .._checks import user_path
+        from ..stores import recorded_writer
+
         text = str(error).removeprefix("latentsweep.sweep_status: ").removeprefix("latentsweep.open_sweep: ")
         advice = "overwrite=True" in text or "resume=True" in text
-        if _written_by(args.path) == "interpolate":  # no command writes it: its advice stays Python's
+        if recorded_writer(user_path(args.path)) == "interpolate":  # no command writes it: its advice stays Python's
             raise PythonAdvice(f"open: {text}" + (" (resume=True and overwrite=True: arguments of "
                                                   "latentsweep.interpolate, which wrote it)" if advice else "")) from None
         if advice:
             text += " (--resume and --overwrite: options of the traverse command that wrote it)"
         raise CliError(f"open: {text}") from None
     return 0
-
-
-def _written_by(path: str) -> str:
-    """Which function wrote the store at ``path``, "interpolate" or "traverse", by its recorded
-    mode (sweep._writer_of's rule), read unchecked for the wording of open's advice only:
-    "traverse" when the metadata cannot be read."""
-    from .._checks import user_path
-    from ..stores import _ATTR, paths_of
-    from ..sweep import _writer_of
-
-    try:
-        meta_path, _ = paths_of(user_path(path))
-        return _writer_of(json.loads((meta_path / "zarr.json").read_text())["attributes"][_ATTR]["params"])
-    except Exception:  # noqa: BLE001  (damaged or foreign metadata: today's wording)
-        return "traverse"
 
 
 # ---- sample --------------------------------------------------------------------------------

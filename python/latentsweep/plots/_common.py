@@ -511,7 +511,8 @@ def clipping_text(clipped: list[str]) -> str:
 
 
 @contextlib.contextmanager
-def clipping_said_once(fn: str, advice: str):
+def clipping_said_once(fn: str, advice: str = "draw one with latentsweep.plots.traversal_grid(result, vmin=..., "
+                                              "vmax=...) to choose its scale"):
     """The far outliers clipped by the pictures drawn in this block, said in one warning by
     ``fn`` when it ends (``report``/``explain`` drew four, each advising ``vmin=``/``vmax=``,
     which they do not take); ``advice``: how to choose the scale instead."""
@@ -563,21 +564,22 @@ def format_values(values) -> list[str]:
     ±2e-6 around 1.1 both read "+1.1"); 0 below 5e-7 of the largest value's size when that is
     under 1 (offsets of ±2e-7 all read "0")."""
     values = [float(v) for v in values]
+    extra, zero = _digits_apart(values)
+    return [format_value(v, extra_digits=MAX_EXTRA_DIGITS if extra is None else extra, zero=zero) for v in values]
+
+
+def _digits_apart(values: list[float]) -> tuple[int | None, float]:
+    """The fewest extra digits (up to MAX_EXTRA_DIGITS; None: none do) whose labels tell distinct
+    values apart, and the size below which a value reads 0 (those count as one value)."""
     zero = 5e-7 * min(1.0, max((abs(v) for v in values), default=0.0))
+    distinct = len({0.0 if abs(v) < zero else v for v in values})
     for extra in range(MAX_EXTRA_DIGITS + 1):
-        labels = [format_value(v, extra_digits=extra, zero=zero) for v in values]
-        if _distinct(labels, values, zero):
-            break
-    return labels
-
-
-def _distinct(labels: list[str], values: list[float], zero: float) -> bool:
-    """Whether the labels of distinct values (those below ``zero`` count as one) differ."""
-    return len(set(labels)) == len({0.0 if abs(v) < zero else v for v in values})
+        if len({format_value(v, extra_digits=extra, zero=zero) for v in values}) == distinct:
+            return extra, zero
+    return None, zero
 
 
 def _labels_apart(values: np.ndarray) -> bool:
     """Whether :func:`format_value`'s labels of distinct values differ with at most one extra digit."""
-    values = [float(v) for v in values]
-    zero = 5e-7 * min(1.0, max((abs(v) for v in values), default=0.0))
-    return any(_distinct([format_value(v, extra_digits=e, zero=zero) for v in values], values, zero) for e in (0, 1))
+    extra, _ = _digits_apart([float(v) for v in values])
+    return extra is not None and extra <= 1
