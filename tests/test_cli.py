@@ -830,6 +830,8 @@ def test_demo_quick_writes_one_lighter_report(tmp_path, capsys):
     assert "data:image/png;base64," in page and "image/gif" not in page
     for code in ("small-posterior-sd", "collapsed", "nonnegative-mean", "nonnegative-logvar"):
         assert code in out
+    # the autoencoder's advice names the demo's own inputs: the demo has no --data
+    assert "--mode empirical (its range: the codes of the demo's inputs)" in out and "--data" not in out, out
 
 
 def test_a_decoder_that_fails_mid_sweep_is_named_and_the_store_kept(workspace, tmp_path):

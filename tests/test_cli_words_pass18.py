@@ -95,6 +95,10 @@ def test_the_demo_summary_lists_the_active_dims():
     text = diagnosis_words(diagnosis.summary(), diagnosis)
     assert "leave them out (--dims 0,1,4 traverses the active ones)" in text, text
     assert "Traverse with --mode empirical (its range: the codes of --data)" in text, text
+    # the demo has no --data: its summaries name its own inputs
+    demo = diagnosis_words(diagnosis.summary(), diagnosis, inputs="the demo's inputs")
+    assert "Traverse with --mode empirical (its range: the codes of the demo's inputs)" in demo, demo
+    assert "--data" not in demo, demo
 
 
 def _damaged_interpolation(tmp_path, name="p.zarr"):

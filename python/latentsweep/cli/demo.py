@@ -45,7 +45,7 @@ def run_demo(out: Path, *, quick: bool = False) -> int:
         print(f"== {name}: {spec.description}")
         diagnosis = ls.diagnose(posterior)
         if quick and name != QUICK_REPORT_MODEL:
-            print(diagnosis_words(diagnosis.summary(), diagnosis))
+            print(diagnosis_words(diagnosis.summary(), diagnosis, inputs="the demo's inputs"))
             print("   report: not written with --quick (run the demo without it for every report)\n")
             continue
         path = ls.explain(
@@ -55,7 +55,7 @@ def run_demo(out: Path, *, quick: bool = False) -> int:
             **EXTRA.get(name, {}), **(QUICK_REPORT if quick else {}),
         )
         written.append((name, spec.description, path))
-        print(diagnosis_words(diagnosis.summary(), diagnosis))
+        print(diagnosis_words(diagnosis.summary(), diagnosis, inputs="the demo's inputs"))
         print(f"   report: {path}\n")
     from .shapes_demo import run_shapes_demo
 

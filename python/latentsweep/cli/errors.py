@@ -83,6 +83,8 @@ def standard_output_named():
             sys.stdout, sys.stderr = stream, errors
 
 
+# What mode "empirical" spans on the command line (diagnosis_words names the inputs of a command without --data).
+_EMPIRICAL_RANGE = "its range: the codes of {inputs}"
 # Library wording -> command-line wording, applied in order (a pattern where the words carry a
 # value: the store's batch size).
 _CLI_WORDS = (
@@ -166,7 +168,7 @@ _CLI_WORDS = (
     # the diagnosis's advice (diagnose, demo) as the options of traverse and report
     (re.compile(r"\(dims=diagnosis\.active_dims: ([\d, -]+)\)"),
      lambda m: f"(--dims {_dims_flag(m[1])} traverses the active ones)"),
-    ('mode "empirical" (reference=posterior.mu)', "--mode empirical (its range: the codes of --data)"),
+    ('mode "empirical" (reference=posterior.mu)', f"--mode empirical ({_EMPIRICAL_RANGE.format(inputs='--data')})"),
     ('(mode "prior", the default)', "(--mode prior, what --mode auto, the default, picks)"),
     ('mode "prior" (the default)', "--mode prior (what --mode auto, the default, picks)"),
     (re.compile(r'(?<![\w-])mode "\w+"(?:(?: or|, not) "\w+")*'), lambda m: "--" + m[0].replace('"', "")),
@@ -217,14 +219,16 @@ def _dims_flag(ranges: str) -> str:
     return ",".join(str(d) for run in runs for d in range(run[0], run[-1] + 1))
 
 
-def diagnosis_words(text: str, diagnosis) -> str:
+def diagnosis_words(text: str, diagnosis, *, inputs: str = "--data") -> str:
     """A diagnosis's text (``str(diagnosis)``, its summary) as a command prints it: its advice in
     the command line's words (``--mode empirical``, ``--dims 0,1,2``), with the active latents
-    listed where the library's text names them without a list (``dims=diagnosis.active_dims``)."""
+    listed where the library's text names them without a list (``dims=diagnosis.active_dims``).
+    ``inputs`` names where the encoded inputs came from (the demo has no --data: its own)."""
     from ..diagnosis import format_dims
 
     listed = f"(dims=diagnosis.active_dims: {format_dims(diagnosis.active_dims or [])})"
-    return cli_words(text.replace("(dims=diagnosis.active_dims)", listed))
+    text = cli_words(text.replace("(dims=diagnosis.active_dims)", listed))
+    return text.replace(_EMPIRICAL_RANGE.format(inputs="--data"), _EMPIRICAL_RANGE.format(inputs=inputs))
 
 
 def _store_fields(fields: str) -> str:

@@ -32,13 +32,13 @@ def run_shapes_demo(out: Path, *, quick: bool) -> tuple[str, str, Path] | None:
     print(f"== {SHAPES_VAE_NAME}: {DESCRIPTION}")
     diagnosis = ls.diagnose(posterior)
     if quick:
-        print(diagnosis_words(diagnosis.summary(), diagnosis))
+        print(diagnosis_words(diagnosis.summary(), diagnosis, inputs="the demo's images"))
         print(results)
         print("   report: not written with --quick (run the demo without it for every report)\n")
         return None
     path = ls.explain(model.encoder, model.decoder, images, posterior=posterior, out=out / f"{SHAPES_VAE_NAME}.html",
                       title=f"latentsweep demo: {SHAPES_VAE_NAME}", metrics=results, anchors=8, progress=False)
-    print(diagnosis_words(diagnosis.summary(), diagnosis))
+    print(diagnosis_words(diagnosis.summary(), diagnosis, inputs="the demo's images"))
     print(results)
     print(f"   report: {path}\n")
     return SHAPES_VAE_NAME, DESCRIPTION, path
