@@ -11,6 +11,8 @@ from ..datasets import _protocol
 
 # Observations per representation call when votes are batched together.
 DEFAULT_ENCODE_BATCH = 4096
+# Observations per vote (disentanglement_lib's study setting for FactorVAE and BetaVAE).
+VOTE_BATCH = 64
 
 
 def generator(seed: int, stream: int) -> torch.Generator:

@@ -20,7 +20,7 @@ def beta_vae_score(
     representation,
     data,
     *,
-    batch_size: int = 64,
+    batch_size: int = _sampling.VOTE_BATCH,
     num_train: int = 10000,
     num_eval: int = 5000,
     seed: int = 0,

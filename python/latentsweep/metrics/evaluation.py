@@ -16,7 +16,7 @@ from ..datasets import _protocol
 from . import _inputs, _representation, _sampling
 from .beta_vae_score import TOO_FEW_FACTORS_DRAWN, beta_vae_score
 from .dci_scores import ESTIMATORS, dci
-from .factor_vae_score import factor_vae_score
+from .factor_vae_score import PRUNE_THRESHOLD, factor_vae_score
 from .interventional_robustness import irs
 from .modularity import modularity_explicitness
 from .mutual_information_gap import mig
@@ -215,9 +215,10 @@ def evaluate(
     if "dci" in names:
         settings["dci_estimator"] = dci_estimator
     if sampled_metrics:
-        settings.update(sampling_encode_batch_size=vote_batch, sampling_votes=list(votes), sampling_batch_size=64)
+        settings.update(sampling_encode_batch_size=vote_batch, sampling_votes=list(votes),
+                        sampling_batch_size=_sampling.VOTE_BATCH)
     if "factor_vae" in names:
-        settings["factor_vae_prune_threshold"] = 0.05
+        settings["factor_vae_prune_threshold"] = PRUNE_THRESHOLD
     settings["data"] = repr(data)
     return MetricResults(
         scores={k: float(v) for k, v in scores.items()},

@@ -8,6 +8,9 @@ from .. import _checks, _progress
 from ..datasets import _protocol
 from . import _representation, _sampling
 
+# Latents whose SD over the whole data is below this are left out (the reference's threshold).
+PRUNE_THRESHOLD = 0.05
+
 _FN = "latentsweep.metrics.factor_vae_score"
 
 
@@ -15,11 +18,11 @@ def factor_vae_score(
     representation,
     data,
     *,
-    batch_size: int = 64,
+    batch_size: int = _sampling.VOTE_BATCH,
     num_train: int = 10000,
     num_eval: int = 5000,
     num_variance_estimate: int = 10000,
-    prune_threshold: float = 0.05,
+    prune_threshold: float = PRUNE_THRESHOLD,
     seed: int = 0,
     encode_batch_size: int = _sampling.DEFAULT_ENCODE_BATCH,
     progress: bool | None = None,
