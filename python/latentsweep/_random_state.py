@@ -24,3 +24,14 @@ def preserve_rng_state():
     finally:
         random.setstate(python_state)
         np.random.set_state(numpy_state)
+        if not cuda_devices and torch.cuda.is_initialized():
+            restart_cuda_generators()
+
+
+def restart_cuda_generators() -> None:
+    """CUDA's generators put back where CUDA started them, for a call during which CUDA started:
+    their states could not be saved before it (reading them starts CUDA), and a generator starts
+    at its seed (the caller's torch.manual_seed, kept until CUDA starts, or torch's default) with
+    no draws taken, which reseeding with that seed restores."""
+    for generator in torch.cuda.default_generators:
+        generator.manual_seed(generator.initial_seed())
