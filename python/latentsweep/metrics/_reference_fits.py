@@ -10,6 +10,7 @@ those warnings into one that says what happened and why the score still follows 
 from __future__ import annotations
 
 import contextlib
+import threading
 import warnings
 
 from .. import _checks
@@ -20,9 +21,27 @@ def reference_fits(fn: str, estimator: str):
     """Collects scikit-learn's ConvergenceWarnings of the fits inside, then warns once."""
     from sklearn.exceptions import ConvergenceWarning
 
-    with warnings.catch_warnings(record=True) as caught:
+    # catch_warnings swaps process-wide state: a warning another Python thread raised meanwhile
+    # (its own sklearn fit's ConvergenceWarning, say) was taken for one of these fits and
+    # swallowed. Only this thread's are collected; the others go to the handler in place before.
+    caught: list[warnings.WarningMessage] = []
+    here = threading.get_ident()
+    with warnings.catch_warnings():
         warnings.simplefilter("always", ConvergenceWarning)
-        yield
+        passed_on = warnings.showwarning
+
+        def show(message, category, filename, lineno, file=None, line=None):
+            if threading.get_ident() == here:
+                caught.append(warnings.WarningMessage(message, category, filename, lineno, file, line))
+            else:
+                passed_on(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = show
+        try:
+            yield
+        finally:
+            if warnings.showwarning is show:  # (catch_warnings restores it too; where it does not, here)
+                warnings.showwarning = passed_on
     unconverged = 0
     for warning in caught:
         if issubclass(warning.category, ConvergenceWarning):

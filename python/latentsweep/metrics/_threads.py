@@ -6,26 +6,36 @@ on a loaded 2-core machine: MIG 0.84 s -> 0.09 s, IRS 1.2 s -> 0.38 s, continuou
 1 ms, explicitness' logistic regressions 30 s -> 4.7 s). The user's encoder is not affected:
 the sampling metrics call it outside this scope.
 
-The thread counts are process-wide (torch's, and numpy's/scikit-learn's pools through
-threadpoolctl) and restored on exit; another Python thread using torch meanwhile runs on one
-thread too.
+torch's count is the calling thread's own (OpenMP's per-thread setting), but a thread that never
+set or read it reads the count last set in any thread; numpy's/scikit-learn's pools (through
+threadpoolctl) are process-wide. So calls from several Python threads take turns: each one sets
+1 and restores what it found with no other call inside (when they interleaved, a call restored
+another's 1 and left the BLAS pool, and new threads' torch, at one thread for good). They take
+no longer in turn: each computes on one thread anyway. Another Python thread's BLAS runs on one
+thread meanwhile.
 """
 
 from __future__ import annotations
 
 import contextlib
+import threading
 
 import torch
+
+# Re-entrant: the metrics nest (evaluate's FactorVAE/BetaVAE, a score that calls another); only
+# library code runs inside (the sampling metrics call the user's encoder outside this scope).
+_turn = threading.RLock()
 
 
 @contextlib.contextmanager
 def one_cpu_thread():
     from threadpoolctl import threadpool_limits  # a scikit-learn dependency
 
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with threadpool_limits(limits=1):
-            yield
-    finally:
-        torch.set_num_threads(previous)
+    with _turn:
+        previous = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            with threadpool_limits(limits=1):
+                yield
+        finally:
+            torch.set_num_threads(previous)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import time
-import warnings
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -189,8 +188,7 @@ def evaluate(
     for name in sampled_metrics:
         started = time.perf_counter()
         extra = {"num_variance_estimate": num_train} if name == "factor_vae" else {}
-        with warnings.catch_warnings():  # the single-valued factors were named above, once
-            warnings.filterwarnings("ignore", message=r".*_vae_score: factors .* take a single value and are left out")
+        with _sampling.single_valued_named():  # they were named above, once
             try:
                 result = sampled[name](representation, data, num_train=votes[0], num_eval=votes[1], seed=seed,
                                        encode_batch_size=vote_batch, progress=show, **extra)
