@@ -56,6 +56,9 @@ def encode(
             the codes nor make them depend on the batching. The global random states (torch,
             numpy, Python) are restored afterwards too: an encoder that samples z, or a
             DataLoader drawing its seed, leaves a training loop's random stream as it was.
+            Both are process-wide: call ``encode`` from the thread that trains the model (from
+            another thread, it would switch the model to eval mode and rewind the random
+            states under a training step running meanwhile), or give it a copy of the model.
         data: a ``[N, ...]`` tensor or numpy array (split into ``batch_size`` rows), a
             ``torch.utils.data.Dataset`` (wrapped in a DataLoader of ``batch_size``), or an
             iterable of batches such as a DataLoader (``batch_size`` is then the loader's own;
