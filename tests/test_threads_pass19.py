@@ -5,6 +5,8 @@ and not taken from the other threads. Every wait is bounded."""
 
 from __future__ import annotations
 
+import io
+import sys
 import threading
 import warnings
 
@@ -162,3 +164,30 @@ def test_a_warnings_filter_set_in_another_thread_during_evaluate_stays():
                                                num_test=100, sampling_votes=(50, 50), progress=False),
                       add_filter)
         assert any(f[1] is not None and f[1].pattern == "the host's own filter" for f in warnings.filters)
+
+
+def test_a_bar_in_another_thread_is_not_a_callers_bar(monkeypatch):
+    """Two calls in two threads: the second's bar is not nested in the first's (it was cleared
+    when done, as if inside a caller's loop); a caller's own bar still nests them."""
+    from tqdm.auto import tqdm
+
+    from latentsweep import _progress
+
+    monkeypatch.setattr(sys, "stderr", io.StringIO())
+    first = _progress.bar(True, total=3, unit="row", desc="first")
+    made = {}
+
+    def other():
+        with _progress.bar(True, total=2, unit="row", desc="second") as bar:
+            made["leave"] = bar.leave
+
+    thread = threading.Thread(target=other)
+    thread.start()
+    thread.join(WAIT)
+    assert not thread.is_alive()
+    first.close()
+    assert first.leave is True and made["leave"] is True
+    with tqdm(total=5, file=sys.stderr) as caller:  # a caller's live bar, in this thread
+        with _progress.bar(True, total=2, unit="row", desc="inner") as inner:
+            assert inner.leave is False
+        assert caller.leave is True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import threading
 
 
 def wanted(progress: bool | None, fn: str) -> bool:
@@ -59,5 +60,14 @@ def bar(show: bool, *, total: int | None, unit: str, desc: str):
     # tqdm) is cleared, or every epoch left its finished encode/traverse lines behind. Said
     # explicitly: leave=None means this in a terminal, but a notebook's bar reads it as False
     # (a single call's finished bar vanished).
-    nested = any(not getattr(other, "disable", False) for other in list(getattr(tqdm, "_instances", ())))
-    return tqdm(total=total, unit=unit, unit_scale=True, desc=desc, dynamic_ncols=True, leave=not nested)
+    # The library's own bars of other threads (two calls from two threads) are not callers' bars.
+    here = threading.get_ident()
+    nested = any(not getattr(other, "disable", False) and getattr(other, _THREAD, here) == here
+                 for other in list(getattr(tqdm, "_instances", ())))
+    made = tqdm(total=total, unit=unit, unit_scale=True, desc=desc, dynamic_ncols=True, leave=not nested)
+    setattr(made, _THREAD, here)
+    return made
+
+
+# The thread that made one of the library's bars (tqdm does not record it).
+_THREAD = "_latentsweep_thread"
