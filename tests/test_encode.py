@@ -41,6 +41,7 @@ class Heads(torch.nn.Module):
             "dict_capitalised": lambda: {"Mu": mu, "LogVar": logvar, "z": mu + sd},
             "dict_std": lambda: {"loc": mu, "scale": sd},
             "dict_log_std": lambda: {"z_mean": mu, "log_std": 0.5 * logvar},
+            "dict_var": lambda: {"mu": mu, "var": sd * sd},
             "namedtuple": lambda: Out(logvar=logvar, mu=mu),
             "normal": lambda: torch.distributions.Normal(mu, sd),
             "independent": lambda: torch.distributions.Independent(torch.distributions.Normal(mu, sd), 1),
@@ -59,7 +60,7 @@ def reference(x: torch.Tensor):
 
 FORMS = [
     "tuple", "list", "dict_mu_logvar", "dict_mean_log_var", "dict_capitalised", "dict_std",
-    "dict_log_std", "namedtuple", "normal", "independent",
+    "dict_log_std", "dict_var", "namedtuple", "normal", "independent",
 ]
 
 

@@ -18,6 +18,7 @@ MEAN_KEYS = ("mu", "mean", "loc", "z_mu", "z_mean")
 LOGVAR_KEYS = ("logvar", "log_var", "logvariance", "log_variance", "z_logvar", "z_log_var")
 LOGSTD_KEYS = ("logstd", "log_std", "logsigma", "log_sigma", "logscale", "log_scale")
 STD_KEYS = ("std", "sigma", "scale", "stddev")
+VAR_KEYS = ("var", "variance", "z_var", "z_variance")
 # Dict keys tried, in order, for the inputs when a data loader yields dicts.
 INPUT_KEYS = ("x", "input", "inputs", "data", "image", "images", "pixel_values", "features")
 
@@ -45,8 +46,8 @@ def encode(
             ``[B, *latent_shape]`` for structured latents)
             - a ``(mu, logvar)`` tuple or list of ``[B, D]`` tensors;
             - a dict with the mean under ``mu``/``mean``/``loc`` and the log-variance under
-              ``logvar``/``log_var`` (or the SD under ``std``/``scale``, or its log under
-              ``log_std``);
+              ``logvar``/``log_var`` (or the SD under ``std``/``scale``, its log under
+              ``log_std``, or the variance under ``var``);
             - a ``torch.distributions.Normal`` (or ``Independent(Normal)``) with ``[B, D]`` loc;
             - a :class:`Posterior` of the batch (its means and log-variances);
             - a single ``[B, D]`` tensor: the codes of a plain autoencoder (``logvar=None``).
@@ -324,14 +325,16 @@ def _split_mapping(output: Mapping, index: int, subject: str = _ENCODER) -> tupl
         return mu, 2.0 * _as_output_tensor(logstd, "log SD", index, subject)
     if (std := first(STD_KEYS)) is not None:
         return mu, 2.0 * torch.log(_as_output_tensor(std, "SD", index, subject))
+    if (var := first(VAR_KEYS)) is not None:
+        return mu, torch.log(_as_output_tensor(var, "variance", index, subject))
     others = [k for k, v in output.items() if isinstance(v, torch.Tensor) and str(k).lower() not in MEAN_KEYS]
     if others:
         # A mean beside other tensors most likely means a log-variance under a name we don't
         # know; guessing "plain autoencoder" would silently drop it.
         raise TypeError(
             f"{subject} returned a dict with a mean but no log-variance for batch {index} "
-            f"(keys {list(output)}); expected it under one of {list(LOGVAR_KEYS)}, or the SD under "
-            f"one of {list(STD_KEYS)}"
+            f"(keys {list(output)}); expected it under one of {list(LOGVAR_KEYS)}, the SD under one of "
+            f"{list(STD_KEYS)}, its log under one of {list(LOGSTD_KEYS)}, or the variance under one of {list(VAR_KEYS)}"
         )
     return mu, None
 
