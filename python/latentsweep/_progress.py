@@ -24,6 +24,10 @@ def wanted(progress: bool | None, fn: str) -> bool:
     return progress
 
 
+# The thread that made one of the library's bars (tqdm does not record it).
+_THREAD = "_latentsweep_thread"
+
+
 class NoBar:
     n, total = 0, None
 
@@ -68,6 +72,3 @@ def bar(show: bool, *, total: int | None, unit: str, desc: str):
     setattr(made, _THREAD, here)
     return made
 
-
-# The thread that made one of the library's bars (tqdm does not record it).
-_THREAD = "_latentsweep_thread"
