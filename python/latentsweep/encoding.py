@@ -13,12 +13,14 @@ from ._modules import eval_mode, model_device, parameter_dtype
 from ._random_state import preserve_rng_state
 from .posterior import Posterior
 
-# Dict keys tried, in order, for the parts of an encoder's output (compared lower-cased).
-MEAN_KEYS = ("mu", "mean", "loc", "z_mu", "z_mean")
-LOGVAR_KEYS = ("logvar", "log_var", "logvariance", "log_variance", "z_logvar", "z_log_var")
+# Dict keys tried, in order, for the parts of an encoder's output (compared lower-cased, without
+# a "z_" prefix: Keras' z_mean/z_log_var, z_log_sigma). pythae's encoders return
+# ModelOutput(embedding=mu, log_covariance=logvar) (a plain autoencoder's: embedding alone).
+MEAN_KEYS = ("mu", "mean", "loc", "embedding")
+LOGVAR_KEYS = ("logvar", "log_var", "logvariance", "log_variance", "log_covariance", "log_sigma_sq")
 LOGSTD_KEYS = ("logstd", "log_std", "logsigma", "log_sigma", "logscale", "log_scale")
 STD_KEYS = ("std", "sigma", "scale", "stddev")
-VAR_KEYS = ("var", "variance", "z_var", "z_variance")
+VAR_KEYS = ("var", "variance")
 # Dict keys tried, in order, for the inputs when a data loader yields dicts.
 INPUT_KEYS = ("x", "input", "inputs", "data", "image", "images", "pixel_values", "features")
 
@@ -45,9 +47,12 @@ def encode(
         encoder: a callable from a ``[B, ...]`` batch of inputs to one of (``[B, D]`` below, or
             ``[B, *latent_shape]`` for structured latents)
             - a ``(mu, logvar)`` tuple or list of ``[B, D]`` tensors;
-            - a dict with the mean under ``mu``/``mean``/``loc`` and the log-variance under
-              ``logvar``/``log_var`` (or the SD under ``std``/``scale``, its log under
-              ``log_std``, or the variance under ``var``);
+            - a dict (or a namedtuple, or pythae's ``ModelOutput``) with the mean under
+              ``mu``/``mean``/``loc``/``embedding`` and the log-variance under
+              ``logvar``/``log_var``/``log_covariance`` (or the SD under ``std``/``sigma``/``scale``,
+              its log under ``log_std``/``log_sigma``, or the variance under ``var``; keys compared
+              lower-cased, a ``z_`` prefix ignored: ``z_mean``, ``z_log_var``); a tuple's second
+              element is always read as a log-variance;
             - a ``torch.distributions.Normal`` (or ``Independent(Normal)``) with ``[B, D]`` loc;
             - a :class:`Posterior` of the batch (its means and log-variances);
             - a single ``[B, D]`` tensor: the codes of a plain autoencoder (``logvar=None``).
@@ -286,7 +291,7 @@ def _split_output(output, index: int, subject: str = _ENCODER) -> tuple[torch.Te
         return output, None
     if isinstance(output, tuple) and hasattr(output, "_asdict"):  # a namedtuple: use its names
         fields = output._asdict()
-        if any(str(k).lower() in MEAN_KEYS for k in fields):
+        if any(_key(k) in MEAN_KEYS for k in fields):
             output = fields
     if isinstance(output, Mapping):
         return _split_mapping(output, index, subject)
@@ -307,8 +312,15 @@ def _split_output(output, index: int, subject: str = _ENCODER) -> tuple[torch.Te
     raise TypeError(f"{subject} returned a {type(output).__name__} for batch {index}; {_EXPECTED}")
 
 
+def _key(name) -> str:
+    """A dict key as the key lists above hold it."""
+    return str(name).lower().removeprefix("z_")
+
+
 def _split_mapping(output: Mapping, index: int, subject: str = _ENCODER) -> tuple[torch.Tensor, torch.Tensor | None]:
-    lowered = {str(k).lower(): v for k, v in output.items()}
+    lowered = {}
+    for k, v in output.items():
+        lowered.setdefault(_key(k), v)  # (the first of 'mu' and 'z_mu', as the keys are tried in order)
 
     def first(keys):
         return next((lowered[k] for k in keys if k in lowered), None)
@@ -317,17 +329,17 @@ def _split_mapping(output: Mapping, index: int, subject: str = _ENCODER) -> tupl
     if mu is None:
         raise TypeError(
             f"{subject} returned a dict with keys {list(output)} for batch {index}; "
-            f"expected the mean under one of {list(MEAN_KEYS)}"
+            f"expected the mean under one of {list(MEAN_KEYS)}{_PREFIX_NOTE}"
         )
     if (logvar := first(LOGVAR_KEYS)) is not None:
         return mu, logvar
     if (logstd := first(LOGSTD_KEYS)) is not None:
         return mu, 2.0 * _as_output_tensor(logstd, "log SD", index, subject)
     if (std := first(STD_KEYS)) is not None:
-        return mu, 2.0 * torch.log(_as_output_tensor(std, "SD", index, subject))
+        return mu, 2.0 * torch.log(_positive(output, STD_KEYS, std, "SD", index, subject))
     if (var := first(VAR_KEYS)) is not None:
-        return mu, torch.log(_as_output_tensor(var, "variance", index, subject))
-    others = [k for k, v in output.items() if isinstance(v, torch.Tensor) and str(k).lower() not in MEAN_KEYS]
+        return mu, torch.log(_positive(output, VAR_KEYS, var, "variance", index, subject))
+    others = [k for k, v in output.items() if isinstance(v, torch.Tensor) and _key(k) not in MEAN_KEYS]
     if others:
         # A mean beside other tensors most likely means a log-variance under a name we don't
         # know; guessing "plain autoencoder" would silently drop it.
@@ -335,8 +347,28 @@ def _split_mapping(output: Mapping, index: int, subject: str = _ENCODER) -> tupl
             f"{subject} returned a dict with a mean but no log-variance for batch {index} "
             f"(keys {list(output)}); expected it under one of {list(LOGVAR_KEYS)}, the SD under one of "
             f"{list(STD_KEYS)}, its log under one of {list(LOGSTD_KEYS)}, or the variance under one of {list(VAR_KEYS)}"
+            f"{_PREFIX_NOTE}"
         )
     return mu, None
+
+
+_PREFIX_NOTE = " (compared lower-cased, a 'z_' prefix ignored)"
+
+
+def _positive(output: Mapping, keys: tuple[str, ...], value, what: str, index: int, subject: str) -> torch.Tensor:
+    """An SD or variance, refused where it is not > 0: its log was reported as "the encoder's
+    logvar has NaN/Inf", for a head that is in fact unconstrained (a log-SD or log-variance
+    under the name 'sigma') or a ReLU'd one (zeros)."""
+    value = _as_output_tensor(value, what, index, subject)
+    if value.is_floating_point() and bool((value <= 0).any()):
+        key = next(k for k in output if _key(k) in keys and output[k] is value)
+        raise ValueError(
+            f"{subject}'s {what} (its entry {key!r}) is <= 0 for batch {index} (smallest "
+            f"{float(value.min()):.4g}); latentsweep takes the entries {list(keys)} as the {what} itself, which "
+            f"must be > 0: if the head returns its log, return it under 'log_sigma' (a log SD) or 'logvar' (a "
+            f"log-variance) instead, else make it positive (e.g. softplus)"
+        )
+    return value
 
 
 def _as_output_tensor(value, what: str, index: int, subject: str = _ENCODER) -> torch.Tensor:

@@ -38,11 +38,13 @@ def _model_options(parser: argparse.ArgumentParser, *, encoder: bool = True, dec
                        help="the entry of a checkpoint dict that holds the state dict (default: the "
                        "file itself, or state_dict/model_state_dict/model/net/module)")
     if encoder:
-        group.add_argument("--encoder", metavar="ATTR", help="the model's encoder attribute (default: encoder/encode)")
+        group.add_argument("--encoder", metavar="ATTR",
+                           help="the model's encoder attribute, or a path such as vae.encode (default: encoder/encode)")
     if decoder:
         from ..decoding import OUTPUT_TRANSFORMS
 
-        group.add_argument("--decoder", metavar="ATTR", help="the model's decoder attribute (default: decoder/decode)")
+        group.add_argument("--decoder", metavar="ATTR",
+                           help="the model's decoder attribute, or a path such as vae.decode (default: decoder/decode)")
         group.add_argument("--decoder-output", metavar="KEY",
                            help="the part of a decoder output that is a tuple, dict or object: an index, key or "
                            "attribute (default: the first element, or 'sample', 'x_hat', ... in that order)")

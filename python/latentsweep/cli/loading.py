@@ -102,13 +102,26 @@ def _call_factory(target, spec: str):
 
 
 def model_part(model, names: tuple[str, ...], what: str, option: str):
-    """The encoder or decoder of a model: the first attribute of `names` it has."""
+    """The encoder or decoder of a model: the first attribute of `names` it has; a dotted name
+    (``vae.encode``) is followed attribute by attribute (a Lightning module holding the VAE)."""
     for name in names:
-        part = getattr(model, name, None)
+        part = model
+        for attr in name.split(".") if name else (name,):
+            part = getattr(part, attr, None)
         if callable(part):
             return part
     tried = " or ".join(repr(name) for name in names)  # ('' shown as such: an empty --encoder)
-    raise CliError(f"the model has no {what} ({tried}); name it with {option} ATTR")
+    raise CliError(f"the model has no {what} ({tried}); name it with {option} ATTR{_inner_part(model, names, option)}")
+
+
+def _inner_part(model, names: tuple[str, ...], option: str) -> str:
+    """Advice naming the model's own modules that have the part (``self.vae = VAE()`` in a
+    Lightning module: ``--encoder vae.encode``), or ''."""
+    if not isinstance(model, torch.nn.Module):
+        return ""
+    found = [f"{child}.{name}" for child, module in model.named_children() for name in names
+             if name and callable(getattr(module, name, None))]
+    return f" (e.g. {option} {found[0]}, which the model has)" if found else ""
 
 
 def part_device_dtype(part, model) -> tuple[torch.device, torch.dtype]:

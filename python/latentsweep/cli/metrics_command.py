@@ -31,7 +31,8 @@ def add_metrics(sub) -> None:
     group.add_argument("--model", metavar="MODULE:ATTR", help="'package.module:attr' or 'file.py:attr'")
     group.add_argument("--weights", metavar="FILE", help=".safetensors or torch state dict (weights_only)")
     group.add_argument("--weights-key", metavar="KEY", help="the entry of a checkpoint dict that holds the state dict")
-    group.add_argument("--encoder", metavar="ATTR", help="the model's encoder attribute (default: encoder/encode)")
+    group.add_argument("--encoder", metavar="ATTR",
+                       help="the model's encoder attribute, or a path such as vae.encode (default: encoder/encode)")
     group.add_argument("--device", type=_device, default=None, help="cpu, cuda, cuda:1 ... (default: the model's)")
     data = parser.add_argument_group("data (default: latentsweep.datasets.Shapes)")
     data.add_argument("--data", metavar="FILE", help="observations [N, ...] from .npy/.npz/.pt/.safetensors")
