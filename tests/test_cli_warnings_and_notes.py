@@ -1,6 +1,5 @@
-"""The command line after the eighteenth session's library changes: the pictures' warning about
-clipped far outliers, the decoder's first-call note, and the metrics' few-points warning, as a
-command-line user reads them."""
+"""What the library warns and notes, as a command-line user reads it: the pictures' warning about
+clipped far outliers, the decoder's first-call note, and the metrics' few-points warning."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""Pictures and report cells that told a researcher something false or hid the signal (pass 18;
-each case failed before its fix). They compare what is drawn (labels, colour limits, text), not
+"""Pictures and report cells that told a researcher something false or hid the signal (each case
+failed before its fix). They compare what is drawn (labels, colour limits, text), not
 pixels."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""interpolate end to end with its stores (pass 18): shards, crash and resume, dtypes and
+"""interpolate end to end with its stores: shards, crash and resume, dtypes and
 structured endpoints, each opened with open_sweep and compared bit for bit with one in-memory
 call (a fixed batch size: "auto" is timed); interpolation_codes against plain torch."""
 

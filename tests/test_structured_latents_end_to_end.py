@@ -1,4 +1,4 @@
-"""Structured latents end to end, pass 18: a spatial VAE's [N, C, H, W] codes (here C=3, H=W=2)
+"""Structured latents end to end: a spatial VAE's [N, C, H, W] codes (here C=3, H=W=2)
 and a 1-D one's [N, C, L]: the Posterior unwrapped by one rule, directions that know their
 latent shape, the diagnosis naming latents z[c,h,w] as the report and the traversals do,
 axis_alignment on structured codes, and coordinates that move the decoder input's element."""
