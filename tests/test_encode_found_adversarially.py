@@ -241,3 +241,31 @@ def test_an_empirical_reference_near_the_largest_float64_is_taken():
 def test_a_batch_size_word_other_than_auto_is_named():
     with pytest.raises(ValueError, match=r"^latentsweep\.traverse: batch_size must be an int >= 1 or 'auto', got 'AUTO'"):
         ls.traverse(lambda z: z, torch.zeros(2, 3), batch_size="AUTO", steps=3, progress=False)
+
+
+@pytest.mark.parametrize("form", ["object", "list", "dict", "nested"])
+def test_modules_held_by_a_plain_object_or_container_a_lambda_reads_run_in_eval_mode(form):
+    """Only modules the lambda named directly were found: ``lambda z: run.net(z)`` with ``run`` a
+    plain object (or ``nets[0]``, ``nets["vae"]``) ran with dropout on (random codes) and left
+    BatchNorm's statistics moved."""
+    net = torch.nn.Sequential(torch.nn.Dropout(0.9), torch.nn.Linear(4, 2)).train()
+    run = types.SimpleNamespace(net=net)
+    nets_list, nets_dict = [net], {"vae": net}
+    outer = types.SimpleNamespace(inner=types.SimpleNamespace(parts=[net]))
+    encoder = {"object": lambda b: run.net(b), "list": lambda b: nets_list[0](b),
+               "dict": lambda b: nets_dict["vae"](b), "nested": lambda b: outer.inner.parts[0](b)}[form]
+    x = torch.randn(6, 4)
+    codes = ls.encode(encoder, x, progress=False).mu
+    torch.testing.assert_close(codes, net[1](x).detach())  # no dropout
+    assert all(m.training for m in net.modules())
+
+
+def test_the_search_for_modules_is_bounded_and_skips_python_modules():
+    """A lambda reading a large global list or a Python module (torch itself) is not walked
+    through."""
+    from latentsweep import _modules
+
+    net = torch.nn.Linear(4, 2)
+    rows = [object()] * 50_000 + [net]  # past the bound: not found, and quickly
+    assert _modules.modules_behind(lambda b: rows[-1](b)) == []
+    assert _modules.modules_behind(lambda b: torch.nn.functional.relu(net(b))) == [net]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import itertools
 import threading
 from collections.abc import Iterator
 
@@ -28,7 +29,9 @@ def owning_module(model) -> torch.nn.Module | None:
 def modules_behind(model) -> list[torch.nn.Module]:
     """The nn.Modules a callable runs: its owning module, or for a plain function (a lambda
     such as ``lambda z: torch.sigmoid(vae.decoder(z))``) the modules among the variables it
-    closes over or reads as globals, or for another callable object its module attributes. So
+    closes over or reads as globals, or for another callable object its module attributes;
+    modules held by those in plain objects or containers are found too (``lambda z:
+    run.vae.decoder(z)``, ``lambda z: decoders[0](z)``), to :data:`_SEARCH_DEPTH` levels. So
     a snapshot during training can put them in eval mode: a lambda around the model ran it in
     training mode (BatchNorm's running statistics moved, dropout was on). The rule for every
     use of the user's callables: eval mode, device and dtype, fingerprint."""
@@ -46,7 +49,43 @@ def modules_behind(model) -> list[torch.nn.Module]:
             candidates += list(getattr(model.__self__, "__dict__", {}).values())
     else:
         candidates = list(getattr(model, "__dict__", {}).values())
-    return [value for value in candidates if isinstance(value, torch.nn.Module)]
+    return _modules_within(candidates)
+
+
+# How far, and through how many values at most, modules are looked for inside the plain objects
+# and containers a callable references: enough for run.vae.decoder or models["vae"].decoder,
+# bounded for a global that is a large dataset or a config graph.
+_SEARCH_DEPTH = 3
+_SEARCH_VALUES = 10_000
+
+
+def _modules_within(values: list) -> list[torch.nn.Module]:
+    """The nn.Modules among values, then (breadth first) those inside the plain objects, lists,
+    tuples and dicts among them; not inside Python modules, classes, functions, tensors or
+    arrays, nor inside a module (its submodules are its own)."""
+    import types
+
+    found: dict[int, torch.nn.Module] = {}
+    seen: set[int] = set()
+    level, visited = list(values), 0
+    for _ in range(_SEARCH_DEPTH + 1):
+        deeper = []
+        for value in level:
+            visited += 1
+            if visited > _SEARCH_VALUES or id(value) in seen:
+                continue
+            seen.add(id(value))
+            if isinstance(value, torch.nn.Module):
+                found.setdefault(id(value), value)
+            elif isinstance(value, (list, tuple)):
+                deeper += itertools.islice(value, _SEARCH_VALUES)
+            elif isinstance(value, dict):
+                deeper += itertools.islice(value.values(), _SEARCH_VALUES)
+            elif not isinstance(value, (types.ModuleType, type, types.FunctionType, types.BuiltinFunctionType,
+                                        torch.Tensor, str, bytes)) and isinstance(getattr(value, "__dict__", None), dict):
+                deeper += itertools.islice(value.__dict__.values(), _SEARCH_VALUES)
+        level = deeper
+    return list(found.values())
 
 
 def tensors_of(model) -> Iterator[torch.Tensor]:
