@@ -131,3 +131,29 @@ def test_a_lightning_style_model_runs_from_the_command_line(tmp_path, monkeypatc
     monkeypatch.chdir(tmp_path)
     main(["diagnose", "--model", "lit_models.py:Lit", "--encoder", "vae.encode", "--data", "x.pt"])
     assert "latentsweep diagnosis: 12 inputs, 3 latent dims" in capsys.readouterr().out
+
+
+def test_an_sd_returned_as_a_tuples_second_element_is_named_as_the_likely_cause():
+    """An encoder returning (mu, softplus(h)) has its SD read as a log-variance; the diagnosis
+    blamed a ReLU on the log-variance head alone ("Retrain with a linear log-variance head"),
+    where returning {"mu": mu, "sigma": sd} is the fix. A ReLU's exact zeros keep the old words."""
+    torch.manual_seed(0)
+    layer = nn.Linear(16, 8)
+    x = torch.randn(400, 16)
+
+    def encoder(inputs, relu):
+        with torch.no_grad():
+            h = layer(inputs)
+        second = torch.relu(h[:, 4:]) if relu else torch.nn.functional.softplus(h[:, 4:] - 3)
+        return 3 * h[:, :4], second
+
+    diagnosis = ls.diagnose(ls.encode(lambda b: encoder(b, relu=False), x, progress=False))
+    finding = next(f for f in diagnosis.findings() if f.code == "relu-heads")
+    assert finding.headline == "Check what the encoder returns as the log-variance"
+    assert 'return {"mu": mu, "sigma": sd}' in finding.text and "No logvar on dims 0-3 is exactly 0" in finding.text
+    assert 'return {"mu": mu, "sigma": sd}' in diagnosis.flag("nonnegative-logvar").recommendation
+
+    diagnosis = ls.diagnose(ls.encode(lambda b: encoder(b, relu=True), x, progress=False))
+    finding = next(f for f in diagnosis.findings() if f.code == "relu-heads")
+    assert finding.headline == "Retrain with a linear log-variance head"
+    assert "sigma" not in finding.text and "sigma" not in diagnosis.flag("nonnegative-logvar").recommendation

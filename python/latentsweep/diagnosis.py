@@ -623,8 +623,18 @@ def _nonnegative_logvar(min_logvar: torch.Tensor, zero_fraction: torch.Tensor, p
         {"zero_fraction_threshold": ZERO_FRACTION} if prior_std > 1 else {},
         "logvar is never negative on these dims, which looks like a ReLU on the log-variance head: "
         "variances can never go below 1; the head should be linear."
-        + (f" {unit_variance_note(mask.nonzero()[:, 0].tolist())}" if bool((zero_fraction[mask] == 1).all()) else ""),
+        + (f" {unit_variance_note(mask.nonzero()[:, 0].tolist())}" if bool((zero_fraction[mask] == 1).all()) else "")
+        + (f" {scale_as_logvar_note(mask.nonzero()[:, 0].tolist())}" if bool((zero_fraction[mask] == 0).all()) else ""),
     )
+
+
+def scale_as_logvar_note(dims: list[int], latent_shape: tuple[int, ...] | None = None) -> str:
+    """For flagged dims without a single exact 0 (a ReLU's floor gives many): the likelier cause
+    that the encoder returns an SD or a variance (softplus, exp: always > 0) where a log-variance
+    is read, as in a ``(mu, sigma)`` tuple; the findings say it too."""
+    return (f"No logvar on {dims_label(dims, latent_shape)} is exactly 0, which a ReLU's often are: if the encoder returns "
+            "an SD or a variance (softplus, exp) rather than a log-variance, as the second element of a tuple, it is read "
+            'as a log-variance; return {"mu": mu, "sigma": sd} (or {"mu": mu, "var": var}) instead.')
 
 
 def unit_variance_note(dims: list[int], latent_shape: tuple[int, ...] | None = None) -> str:

@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass
 
 from ._shares import format_share
-from .diagnosis import Diagnosis, dims_label, format_dims, unit_variance_note
+from .diagnosis import Diagnosis, dims_label, format_dims, scale_as_logvar_note, unit_variance_note
 
 # A posterior SD below this fraction of the prior SD counts as "small" in the texts: +/- 2
 # posterior SDs then cover under half of the prior's +/- 2 SD range.
@@ -222,11 +222,22 @@ def _heads(diagnosis: Diagnosis) -> Finding | None:
         headline = f"Retrain with a linear {head}"
     text = "; ".join(parts)
     pinned = logvar is not None and all(z == 1 for z in logvar.stats["zero_fraction"])
+    # Not one exact 0: more likely an SD read as a log-variance than a ReLU (see the note).
+    scale = diagnosis.is_variational and logvar is not None and all(z == 0 for z in logvar.stats["zero_fraction"])
+    text = f"{text[0].upper()}{text[1:]}"
+    if scale and not mean:
+        return Finding(
+            "relu-heads", "Check what the encoder returns as the log-variance",
+            f"{text}. {scale_as_logvar_note(logvar.dims, diagnosis.latent_shape)} Otherwise it is the signature of "
+            "a ReLU (or similar) on the encoder's log-variance head: make it linear and retrain.",
+            action=True,
+        )
     return Finding(
         "relu-heads", headline,
-        f"{text[0].upper()}{text[1:]}: the signature of a ReLU (or similar) on the encoder's "
+        f"{text}: the signature of a ReLU (or similar) on the encoder's "
         f"{head}. Make {'them' if head.endswith('s') else 'it'} linear and retrain; no traversal "
-        "mode can undo it." + (f" {unit_variance_note(logvar.dims, diagnosis.latent_shape)}" if pinned else ""),
+        "mode can undo it." + (f" {unit_variance_note(logvar.dims, diagnosis.latent_shape)}" if pinned else "")
+        + (f" {scale_as_logvar_note(logvar.dims, diagnosis.latent_shape)}" if scale else ""),
         action=True,
     )
 
