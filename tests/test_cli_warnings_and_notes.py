@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from test_cli import assert_one_line_error, invoke, stderr_lines  # noqa: F401
 
@@ -119,7 +120,7 @@ def test_a_decoder_that_fails_on_flat_codes_says_what_it_was_given_in_the_comman
     line = assert_one_line_error(completed, "conv_transpose2d")
     # the torch message and the note were run together ("... got input of size: [2, 8] the decoder raised")
     assert "]; the decoder raised this on its first call, given codes [" in line, line
-    assert "from an encoder that returns codes of that shape ([N, C, H, W]" in line, line
+    assert "; for a decoder that takes structured codes, pass --latent-shape C,H,W" in line, line
     assert "latent_shape=" not in line and "[A, C, H, W]" not in line, line
 
 
@@ -136,18 +137,51 @@ def _with_factors(folder: Path) -> Path:
     return folder
 
 
-@pytest.mark.parametrize("how, advice", [
-    (("-n", "2", "--latent-dim", "8"), "]; for a decoder that takes structured codes, pass --latent-shape C,H,W"),
-    (("-n", "2", "--data", "x.npy"), "]; a decoder that takes structured codes gets them from an encoder that returns"),
-])
-def test_sample_says_how_a_decoder_that_fails_on_flat_codes_gets_structured_ones(folder, tmp_path, how, advice):
+ADVICE = "]; for a decoder that takes structured codes, pass --latent-shape C,H,W"
+
+
+@pytest.mark.parametrize("how", [("-n", "2", "--latent-dim", "8"), ("-n", "2", "--data", "x.npy")])
+def test_sample_says_how_a_decoder_that_fails_on_flat_codes_gets_structured_ones(folder, tmp_path, how):
     # (it said only torch's "Expected 3D (unbatched) or 4D (batched) input to conv_transpose2d")
     completed = invoke("sample", "--model", "models18.py:flat_codes", *how, "--out", str(tmp_path), cwd=folder,
                        check=False)
-    assert advice in assert_one_line_error(completed, "the decoder, on codes of shape [", "conv_transpose2d")
+    assert ADVICE in assert_one_line_error(completed, "the decoder, on codes of shape [", "conv_transpose2d")
+
+
+@pytest.mark.parametrize("command", ["traverse", "report", "sample"])
+def test_latent_shape_gives_a_decoder_that_takes_structured_codes_the_flat_encoders_codes(folder, tmp_path, command):
+    """A flat-code encoder with a decoder taking [N, C, H, W] (a DCGAN's [N, D, 1, 1]) could not
+    be used from the command line: --latent-shape was sample's prior option alone."""
+    import latentsweep as ls
+
+    extra = {"traverse": ("--anchors", "2", "--steps", "3", "--mode", "prior"), "report": ("--anchors", "2", "--steps", "3"),
+             "sample": ("-n", "2", "--inputs", "2")}[command]
+    invoke(command, "--model", "models18.py:flat_codes", "--data", "x.npy", "--latent-shape", "2,2,2", *extra,
+           "--out", str(tmp_path / "out"), cwd=folder)
+    if command == "traverse":  # the same sweep as Python's with latent_shape=
+        import importlib.util
+
+        spec = importlib.util.spec_from_file_location("models18", folder / "models18.py")
+        models18 = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(models18)
+        model = models18.flat_codes()
+        posterior = ls.encode(model.encoder, torch.from_numpy(np.load(folder / "x.npy")), progress=False)
+        expected = ls.traverse(model.decoder, posterior[:2], latent_shape=(2, 2, 2), steps=3, progress=False,
+                               mode="prior")
+        stored = np.load(tmp_path / "out" / "traversal.npz")
+        np.testing.assert_allclose(stored["effect"], expected.effect.numpy(), rtol=1e-5, atol=1e-7)
+        assert tuple(stored["latent_shape"]) == (2, 2, 2)
+
+
+@pytest.mark.parametrize("shape, words", [("3,1,1", "--latent-shape 3,1,1 holds 3 latents, but the encoder gives 8"),
+                                          ("0,2", "expected comma-separated integers >= 1")])
+def test_a_latent_shape_that_does_not_fit_the_codes_is_a_usage_error(folder, tmp_path, shape, words):
+    completed = invoke("traverse", "--model", "models18.py:flat_codes", "--data", "x.npy", "--latent-shape", shape,
+                       "--out", str(tmp_path), cwd=folder, check=False)
+    assert_one_line_error(completed, words, code=2)
 
 
 def test_traverse_image_shape_check_says_how_a_decoder_gets_structured_codes(folder, tmp_path):
     completed = invoke("traverse", "--model", "models18.py:flat_codes", "--data", "x.npy", "--image-shape", "8,8",
                        "--out", str(tmp_path), cwd=folder, check=False)
-    assert_one_line_error(completed, "codes of shape [1, 8]", "]; a decoder that takes structured codes gets them")
+    assert_one_line_error(completed, "codes of shape [1, 8]", ADVICE)

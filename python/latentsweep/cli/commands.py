@@ -15,7 +15,7 @@ import torch
 
 from .._checks import INT64_MAX
 from ..distributed import world_and_rank
-from .errors import (STRUCTURED_FROM_ENCODER, CliError, PythonAdvice, UsageError, diagnosis_words, no_store_to_keep,
+from .errors import (STRUCTURED_CODES, CliError, PythonAdvice, UsageError, diagnosis_words, no_store_to_keep,
                      say, user_code)
 from .loading import load_array, load_model, model_part, part_device_dtype
 
@@ -48,6 +48,10 @@ def _model_options(parser: argparse.ArgumentParser, *, encoder: bool = True, dec
         group.add_argument("--decoder-output", metavar="KEY",
                            help="the part of a decoder output that is a tuple, dict or object: an index, key or "
                            "attribute (default: the first element, or 'sample', 'x_hat', ... in that order)")
+        group.add_argument("--latent-shape", type=_latent_shape_flag, metavar="C,H,W",
+                           help="the shape of one code as the decoder takes it, for a decoder that takes structured "
+                           "codes (e.g. 64,1,1 for a DCGAN-style [N, 64, 1, 1] input) from an encoder that gives flat "
+                           "[N, D] ones, or for prior samples (D = C*H*W; default: the encoder's codes' shape)")
         group.add_argument("--output-activation", default="none", choices=("none", *OUTPUT_TRANSFORMS),
                            help="applied to the decoder's outputs before anything is measured or drawn: sigmoid "
                            "for a decoder that returns logits (default none; the report says which space)")
@@ -191,7 +195,24 @@ def _encode(encoder, model, args):
                        "the encoder's dtype: values beyond its range become Inf)")
     with user_code(f"the encoder, on --data {args.data} of shape {list(data.shape)} {str(data.dtype).removeprefix('torch.')},",
                    encoder, model):
-        return ls.encode(encoder, data, batch_size=args.batch_size, device=args.device), data
+        posterior = ls.encode(encoder, data, batch_size=args.batch_size, device=args.device)
+    return _shaped(posterior, getattr(args, "latent_shape", None)), data
+
+
+def _shaped(posterior, shape: tuple[int, ...] | None):
+    """The encoder's codes in --latent-shape's shape, as the decoder takes them (the flat codes of
+    an encoder whose decoder takes [N, D, 1, 1])."""
+    import latentsweep as ls
+
+    if shape is None or shape == posterior.latent_shape:
+        return posterior
+    if len(posterior.latent_shape) > 1:
+        raise UsageError(f"--latent-shape {_as_flag(shape)}, but the encoder gives codes of shape "
+                         f"{_as_flag(posterior.latent_shape)}")
+    if math.prod(shape) != posterior.latent_dim:
+        raise UsageError(f"--latent-shape {_as_flag(shape)} holds {math.prod(shape)} latents, but the encoder gives "
+                         f"{posterior.latent_dim}")
+    return ls.Posterior(posterior.mu, posterior.logvar, latent_shape=shape)
 
 
 def _out_dir(path: str) -> Path:
@@ -600,9 +621,6 @@ def add_sample(sub) -> None:
                         help="latent size D for prior samples (default: the model's latent_dim, latent_size or "
                         "z_dim attribute, else the input size of the decoder's first Linear layer, else the "
                         "one input size of the model's Linear layers that the decoder accepts)")
-    parser.add_argument("--latent-shape", type=_latent_shape_flag, metavar="C,H,W",
-                        help="for prior samples of a structured latent: the shape of one code as the decoder takes "
-                        "it (D = C*H*W; with --data the encoder's codes say it)")
     parser.add_argument("--image-shape", type=_image_shape_flag, metavar="H,W",
                         help="draw flat outputs as images of this shape (H,W or C,H,W)")
     _out_option(parser, "latentsweep-out")
@@ -674,9 +692,6 @@ def _sample_into(folder: Path, args) -> int:
             raise CliError("the encoder gives plain codes (an autoencoder): there is no posterior to sample")
         if args.latent_dim is not None and args.latent_dim != posterior.latent_dim:
             raise UsageError(f"--latent-dim {args.latent_dim}, but the encoder gives {posterior.latent_dim} latents")
-        if args.latent_shape is not None and args.latent_shape != posterior.latent_shape:
-            raise UsageError(f"--latent-shape {_as_flag(args.latent_shape)}, but the encoder gives codes of "
-                             f"shape {_as_flag(posterior.latent_shape)}")
         if args.inputs > len(posterior):
             say("note", f"--inputs {args.inputs}, but --data has {len(posterior)} inputs: sampling from all of them")
         chosen = posterior[: args.inputs]
@@ -696,8 +711,7 @@ def _sample_into(folder: Path, args) -> int:
         per_row, column_label = PRIOR_SAMPLES_PER_ROW, "sample (row start + column)"
         row_label = lambda r: str(r * per_row)  # noqa: E731
         title = f"{args.num_samples} samples from the prior N(0, {args.prior_std:g}²), D={dim} ({source}), seed {args.seed}"
-    decoded = _decoded(codes, decoder, model, args, "latentsweep sample",
-                       STRUCTURED_FROM_ENCODER if args.data else _STRUCTURED_FROM_PRIOR)
+    decoded = _decoded(codes, decoder, model, args, "latentsweep sample")
     if not isinstance(decoded, torch.Tensor) or decoded.dim() < 2 or decoded.shape[0] != len(codes):
         what = tuple(decoded.shape) if isinstance(decoded, torch.Tensor) else type(decoded).__name__
         raise CliError(f"the decoder must return a [B={len(codes)}, ...] tensor, got {what}")
@@ -756,16 +770,11 @@ def add_report(sub) -> None:
 _cluster_count = integer_at_least(2, INT64_MAX)
 
 
-# What a decoder that failed on flat prior codes [B, D] may need (for the encoder's codes:
-# STRUCTURED_FROM_ENCODER, also the library's advice on a sweep's first call in the CLI's words).
-_STRUCTURED_FROM_PRIOR = "for a decoder that takes structured codes, pass --latent-shape C,H,W"
-
-
-def _decoded(codes: torch.Tensor, decoder, model, args, fn: str, structured: str = STRUCTURED_FROM_ENCODER):
+def _decoded(codes: torch.Tensor, decoder, model, args, fn: str):
     """The decoder (with --decoder-output and --output-activation) on ``codes``, on the model's
     device and dtype. When the decoder's own code fails on flat codes ``[B, D]`` with an error
-    about its input's shape, the error adds ``structured``: how a decoder that takes
-    ``[B, C, H, W]`` codes gets them."""
+    about its input's shape, the error adds how a decoder that takes ``[B, C, H, W]`` codes gets
+    them (STRUCTURED_CODES)."""
     from ..decoding import decoder_call
 
     device, dtype = part_device_dtype(decoder, model)
@@ -780,7 +789,7 @@ def _decoded(codes: torch.Tensor, decoder, model, args, fn: str, structured: str
         if codes.dim() != 2 or error.__cause__ is None or not shape_error(error.__cause__):
             raise
         # (a conv decoder given [16, 8] said only torch's "Expected 3D or 4D input to conv_transpose2d")
-        advised = CliError(f"{error}; {structured}")
+        advised = CliError(f"{error}; {STRUCTURED_CODES}")
         for note in getattr(error, "__notes__", ()):
             advised.add_note(note)
         raise advised from error.__cause__

@@ -15,10 +15,10 @@ import sys
 
 from ..encoding import ONE_DIMENSIONAL_HINT
 
-# How a decoder that takes structured codes [N, C, H, W] gets them on the command line, where the
-# codes are the encoder's (the library's advice names traverse's anchors and latent_shape=).
-STRUCTURED_FROM_ENCODER = ("a decoder that takes structured codes gets them from an encoder that returns codes of "
-                           "that shape ([N, C, H, W] means and log-variances)")
+# How a decoder that takes structured codes [N, C, H, W] gets them on the command line (the
+# library's advice names traverse's anchors and latent_shape=; the CLI's first call says this).
+STRUCTURED_CODES = ("for a decoder that takes structured codes, pass --latent-shape C,H,W (e.g. 64,1,1 for a "
+                    "DCGAN-style [N, 64, 1, 1] input), or use an encoder that returns codes of that shape")
 
 
 class CliError(Exception):
@@ -137,7 +137,7 @@ _CLI_WORDS = (
     # whose advice for structured codes names traverse's Python arguments: here the encoder gives them
     (re.compile(r" (the decoder raised this on its first call, given codes)"), r"; \1"),
     ("a decoder that takes structured codes gets them from anchors of that shape ([A, C, H, W]) or "
-     "latent_shape=(C, H, W)", STRUCTURED_FROM_ENCODER),
+     "latent_shape=(C, H, W)", STRUCTURED_CODES),
     (re.compile(r"clusters: k must be <= (\d+), got"),  # (k < N: said as what --data holds)
      lambda m: f"--clusters must be <= {m[1]} (fewer than the {int(m[1]) + 1} inputs in --data), got"),
     ("clusters: k must be", "--clusters must be"),
