@@ -81,3 +81,14 @@ def test_the_readme_modes_table_is_the_generated_one():
     assert table in README.read_text(encoding="utf-8"), (
         "README's modes table differs from latentsweep.modes.MODE_TABLE; replace it with:\n" + table
     )
+
+
+def test_the_readme_lists_every_key_encode_reads():
+    """The key lists are encoding.py's; the README's list must not fall behind them."""
+    from latentsweep import encoding
+
+    text = README.read_text(encoding="utf-8")
+    for keys in (encoding.MEAN_KEYS, encoding.LOGVAR_KEYS, encoding.LOGSTD_KEYS, encoding.STD_KEYS,
+                 encoding.VAR_KEYS, encoding.INPUT_KEYS):
+        missing = [key for key in keys if f"`{key}`" not in text]
+        assert not missing, f"README.md does not list encode's keys {missing}"
