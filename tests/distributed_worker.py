@@ -140,7 +140,7 @@ def main() -> None:
     elif args.scenario == "caller-group":
         dist.init_process_group("gloo")
         save(sweep(decoder, out=args.out / f"caller{world}.zarr"), args.out, f"caller{world}")
-        for kwargs, message in [({"shard": (0, 2), "out": args.out / "x.zarr"}, "process group"),
+        for kwargs, message in [({"shard": (0, 2), "out": args.out / "x.zarr"}, "shard= is for independent processes"),
                                 ({}, "out=")]:
             try:
                 sweep(decoder, **kwargs)

@@ -199,6 +199,15 @@ def world_and_rank() -> tuple[int, int]:
     return world, _env_rank() if world > 1 else 0
 
 
+def shard_refusal(world: int) -> str | None:
+    """Why shard= cannot be used by a process of a group of ``world`` processes, None when it can:
+    the one rule for the library and the command line (which says it before loading anything)."""
+    if world <= 1:
+        return None
+    return (f"shard= is for independent processes; under torchrun ({world} processes) the ranks split the sweep "
+            "by themselves: leave shard= out")
+
+
 def join(fn: str, shard, device: torch.device | None, *, distributed: bool = True) -> Workers:
     """The Workers of this call (creating a process group only if the environment asks).
     ``distributed=False``: this process alone, whatever group it belongs to."""
@@ -213,11 +222,9 @@ def join(fn: str, shard, device: torch.device | None, *, distributed: bool = Tru
         index = _checks.integer(fn, "shard index", shard[0], low=0)
         if index >= count:
             raise ValueError(f"{fn}: shard index must lie in [0, {count}) for {count} shards, got {index}")
-        if (initialized and torch.distributed.get_world_size() > 1) or _env_world(fn) > 1:
-            raise ValueError(
-                f"{fn}: shard= cannot be combined with a process group (WORLD_SIZE > 1): under torchrun the "
-                "ranks split the sweep by themselves; use shard= only for independent processes"
-            )
+        refusal = shard_refusal(max(torch.distributed.get_world_size() if initialized else 1, _env_world(fn)))
+        if refusal is not None:
+            raise ValueError(f"{fn}: {refusal}")
         return Workers(rank=index, world=count, shard=(index, count), fn=fn)
     if initialized:
         world = torch.distributed.get_world_size()

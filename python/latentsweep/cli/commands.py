@@ -14,9 +14,9 @@ import numpy as np
 import torch
 
 from .._checks import INT64_MAX
-from ..distributed import world_and_rank
-from .errors import (STRUCTURED_CODES, CliError, PythonAdvice, UsageError, diagnosis_words, no_store_to_keep,
-                     say, user_code)
+from ..distributed import shard_refusal, world_and_rank
+from .errors import (STRUCTURED_CODES, CliError, PythonAdvice, UsageError, cli_words, diagnosis_words,
+                     no_store_to_keep, say, user_code)
 from .loading import load_array, load_model, model_part, part_device_dtype
 
 # A flat output of a square size at least this large may be an image (8x8 digits and up).
@@ -430,9 +430,9 @@ def run_traverse(args) -> int:
     if world > 1 and args.store is None and not args.no_outputs:
         raise UsageError(f"with {world} processes, pass --store sweep.zarr (one store all ranks write into) "
                          "or --no-outputs")
-    if world > 1 and args.shard is not None:  # (the library refused it after the loading, on every rank)
-        raise UsageError(f"--shard is for independent processes; under torchrun ({world} processes) the ranks split "
-                         "the sweep by themselves: leave --shard out")
+    # (the library's rule, said before every rank loads its inputs)
+    if args.shard is not None and (refusal := shard_refusal(world)) is not None:
+        raise UsageError(cli_words(refusal))
     if args.shard is not None and args.store is None:
         raise UsageError("--shard needs --store (the store the shards share)")
     if args.resume and args.store is None:
