@@ -36,6 +36,10 @@ class Shapes:
 
     Observations are ``[n, 1, R, R]`` float32 images in [0, 1] (R = ``resolution``), rendered
     deterministically: each pixel is the fraction of its 2x2 sub-pixel samples inside the shape.
+    At R = 32 the upright square (orientation 0) looks the same at scales 3 and 4 (its edges
+    fall between the same sub-pixel samples): 256 pairs of images, 0.7% of all, whose scale no
+    model can tell apart. Every other square and triangle image is distinct, and at R = 64 all
+    are.
     All 36,864 images are built on first use (about a second; 38 MB at R = 32, kept for the
     process and shared by instances of the same resolution up to 64) and then looked up.
 
