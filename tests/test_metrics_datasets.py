@@ -182,8 +182,6 @@ def test_shapes_images_are_distinct_but_for_the_documented_pairs(resolution, sam
     4 at R = 32)."""
     import itertools
 
-    from latentsweep.datasets import Shapes
-
     shapes = Shapes(resolution=resolution)
     corners = [(k, s, o) for k, s, o in itertools.product(range(3), range(6), range(8)) if k != 1]
     factors = torch.tensor([(*c, 0, 0) for c in corners])
