@@ -112,9 +112,11 @@ def test_infinite_outputs_at_the_anchors_are_named(bad):
         ls.traverse(decoder, ANCHORS)
 
 
-def test_huge_finite_outputs_at_the_anchors_are_accepted():
-    """float64 outputs near the largest double overflow a sum; the element check then passes them."""
-    result = ls.traverse(lambda z: rowwise_decoder(z).double() * 0 + 1e308, ANCHORS.double(), steps=3)
+@pytest.mark.parametrize("dtype, huge", [(torch.float64, 1e308), (torch.float32, 3e38), (torch.float16, 6e4)])
+def test_huge_finite_outputs_at_the_anchors_are_accepted(dtype, huge):
+    """Outputs near their dtype's largest value overflow the checking sum (float32 for float32
+    and float16 outputs, float64 for float64); the element check then passes them."""
+    result = ls.traverse(lambda z: (rowwise_decoder(z) * 0 + huge).to(dtype), ANCHORS.to(dtype), steps=3)
     assert torch.equal(result.effect, torch.zeros_like(result.effect))
 
 
