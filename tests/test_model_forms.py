@@ -13,6 +13,7 @@ from torch import nn
 import latentsweep as ls
 from latentsweep.cli.errors import CliError
 from latentsweep.cli.loading import model_part
+from latentsweep.findings import posterior_sd_sentence
 
 torch.manual_seed(0)
 X = torch.rand(6, 1, 4, 4)
@@ -152,8 +153,10 @@ def test_an_sd_returned_as_a_tuples_second_element_is_named_as_the_likely_cause(
     assert finding.headline == "Check what the encoder returns as the log-variance"
     assert 'return {"mu": mu, "sigma": sd}' in finding.text and "No logvar on dims 0-3 is exactly 0" in finding.text
     assert 'return {"mu": mu, "sigma": sd}' in diagnosis.flag("nonnegative-logvar").recommendation
+    assert "perhaps SDs read as log-variances" in posterior_sd_sentence(diagnosis)
 
     diagnosis = ls.diagnose(ls.encode(lambda b: encoder(b, relu=True), x, progress=False))
     finding = next(f for f in diagnosis.findings() if f.code == "relu-heads")
     assert finding.headline == "Retrain with a linear log-variance head"
     assert "sigma" not in finding.text and "sigma" not in diagnosis.flag("nonnegative-logvar").recommendation
+    assert "a ReLU on the log-variance head keeps" in posterior_sd_sentence(diagnosis)

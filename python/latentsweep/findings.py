@@ -193,8 +193,16 @@ def posterior_sd_sentence(diagnosis: Diagnosis) -> str | None:
     else:
         text += f", more than the prior's ± 2 SD range ({4 * p:.2g})"
     if diagnosis.flag("nonnegative-logvar"):
-        text += " (a ReLU on the log-variance head keeps every SD at 1 or more)"
+        text += (" (log-variances never below 0, perhaps SDs read as log-variances, keep every SD at 1 or more)"
+                 if _scale_as_logvar(diagnosis) else " (a ReLU on the log-variance head keeps every SD at 1 or more)")
     return text + "."
+
+
+def _scale_as_logvar(diagnosis: Diagnosis) -> bool:
+    """Log-variances flagged never negative without a single exact 0: more likely an SD or a
+    variance read as a log-variance than a ReLU (see scale_as_logvar_note)."""
+    logvar = diagnosis.flag("nonnegative-logvar")
+    return diagnosis.is_variational and logvar is not None and all(z == 0 for z in logvar.stats["zero_fraction"])
 
 
 def _heads(diagnosis: Diagnosis) -> Finding | None:
@@ -222,8 +230,7 @@ def _heads(diagnosis: Diagnosis) -> Finding | None:
         headline = f"Retrain with a linear {head}"
     text = "; ".join(parts)
     pinned = logvar is not None and all(z == 1 for z in logvar.stats["zero_fraction"])
-    # Not one exact 0: more likely an SD read as a log-variance than a ReLU (see the note).
-    scale = diagnosis.is_variational and logvar is not None and all(z == 0 for z in logvar.stats["zero_fraction"])
+    scale = _scale_as_logvar(diagnosis)
     text = f"{text[0].upper()}{text[1:]}"
     if scale and not mean:
         return Finding(
