@@ -269,3 +269,23 @@ def test_the_search_for_modules_is_bounded_and_skips_python_modules():
     rows = [object()] * 50_000 + [net]  # past the bound: not found, and quickly
     assert _modules.modules_behind(lambda b: rows[-1](b)) == []
     assert _modules.modules_behind(lambda b: torch.nn.functional.relu(net(b))) == [net]
+
+
+def test_a_lambda_reading_a_proxy_object_is_not_broken_by_the_search_for_modules():
+    """A global whose attribute access raises (a lazy or remote proxy, such as an experiment
+    tracker's run object) must not make encode fail while looking for modules."""
+    class Proxy:
+        def __getattribute__(self, name):
+            if name == "__dict__":
+                raise RuntimeError("not connected")
+            return object.__getattribute__(self, name)
+
+    tracker = Proxy()
+    net = torch.nn.Linear(4, 2)
+    x = torch.randn(3, 4)
+
+    def encoder(b):
+        _ = tracker  # (read, as a logging call would)
+        return net(b)
+
+    torch.testing.assert_close(ls.encode(encoder, x, progress=False).mu, net(x).detach())

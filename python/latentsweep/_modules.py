@@ -75,15 +75,20 @@ def _modules_within(values: list) -> list[torch.nn.Module]:
             if visited > _SEARCH_VALUES or id(value) in seen:
                 continue
             seen.add(id(value))
-            if isinstance(value, torch.nn.Module):
-                found.setdefault(id(value), value)
-            elif isinstance(value, (list, tuple)):
-                deeper += itertools.islice(value, _SEARCH_VALUES)
-            elif isinstance(value, dict):
-                deeper += itertools.islice(value.values(), _SEARCH_VALUES)
-            elif not isinstance(value, (types.ModuleType, type, types.FunctionType, types.BuiltinFunctionType,
-                                        torch.Tensor, str, bytes)) and isinstance(getattr(value, "__dict__", None), dict):
-                deeper += itertools.islice(value.__dict__.values(), _SEARCH_VALUES)
+            try:  # (a proxy object's attribute access may raise anything: it is then not looked into)
+                if isinstance(value, torch.nn.Module):
+                    found.setdefault(id(value), value)
+                elif isinstance(value, (list, tuple)):
+                    deeper += itertools.islice(value, _SEARCH_VALUES)
+                elif isinstance(value, dict):
+                    deeper += itertools.islice(value.values(), _SEARCH_VALUES)
+                elif not isinstance(value, (types.ModuleType, type, types.FunctionType, types.BuiltinFunctionType,
+                                            torch.Tensor, str, bytes)):
+                    attributes = getattr(value, "__dict__", None)
+                    if isinstance(attributes, dict):
+                        deeper += itertools.islice(attributes.values(), _SEARCH_VALUES)
+            except Exception:
+                continue
         level = deeper
     return list(found.values())
 
