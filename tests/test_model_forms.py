@@ -160,3 +160,65 @@ def test_an_sd_returned_as_a_tuples_second_element_is_named_as_the_likely_cause(
     assert finding.headline == "Retrain with a linear log-variance head"
     assert "sigma" not in finding.text and "sigma" not in diagnosis.flag("nonnegative-logvar").recommendation
     assert "a ReLU on the log-variance head keeps" in posterior_sd_sentence(diagnosis)
+
+
+class DiagonalGaussianDistribution:
+    """diffusers' posterior object (diffusers.models.autoencoders.vae): attributes, not a dict."""
+
+    def __init__(self, parameters):
+        self.parameters = parameters
+        self.mean, self.logvar = torch.chunk(parameters, 2, dim=1)
+        self.deterministic = False
+        self.std = torch.exp(0.5 * self.logvar)
+        self.var = torch.exp(self.logvar)
+
+
+class AutoencoderKLOutput(ModelOutput):
+    """diffusers' encode output: a BaseOutput (an OrderedDict whose entries are attributes) with the
+    one entry latent_dist."""
+
+
+class TinyAutoencoderKL(nn.Module):
+    """The shapes of diffusers' AutoencoderKL: [N, 3, 16, 16] images, [N, 4, 2, 2] latents,
+    encode -> AutoencoderKLOutput(latent_dist=...), decode -> an object with .sample."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.down = nn.Conv2d(3, 8, 8, stride=8)
+        self.up = nn.ConvTranspose2d(4, 3, 8, stride=8)
+
+    def encode(self, x):
+        return AutoencoderKLOutput(latent_dist=DiagonalGaussianDistribution(self.down(x)))
+
+    def decode(self, z):
+        return ModelOutput(sample=self.up(z))
+
+
+def test_a_diffusers_style_autoencoder_kl_is_encoded_and_traversed_as_it_is():
+    """encode(vae.encode, images) was refused ("a dict with keys ['latent_dist']"), and the
+    posterior object alone ("returned a DiagonalGaussianDistribution")."""
+    vae = TinyAutoencoderKL()
+    images = torch.rand(5, 3, 16, 16)
+    posterior = ls.encode(vae.encode, images, progress=False)
+    with torch.no_grad():
+        mean, logvar = vae.down(images).chunk(2, dim=1)
+    assert posterior.latent_shape == (4, 2, 2)
+    torch.testing.assert_close(posterior.mu, mean.flatten(1))
+    torch.testing.assert_close(posterior.logvar, logvar.flatten(1))
+    again = ls.encode(lambda x: vae.encode(x).latent_dist, images, progress=False)  # the object alone
+    assert torch.equal(again.mu, posterior.mu) and torch.equal(again.logvar, posterior.logvar)
+    result = ls.traverse(vae.decode, posterior[:2], dims=[0, 5], steps=3, progress=False)
+    assert result.outputs.shape == (2, 2, 3, 3, 16, 16)
+
+
+def test_an_object_without_a_mean_attribute_is_still_refused_with_the_expected_forms():
+    class Opaque:
+        def __init__(self, x):
+            self.hidden = x
+
+    with pytest.raises(TypeError, match=r"returned a Opaque for batch 0; expected a \(mu, logvar\) tuple, a dict "
+                                        r"\(or an object's attributes\)"):
+        ls.encode(lambda x: Opaque(x), X, progress=False)
+    with pytest.raises(TypeError, match=r"returned a Opaque for batch 0"):  # one entry holding it: the same words
+        ls.encode(lambda x: {"latent_dist": Opaque(x)}, X, progress=False)

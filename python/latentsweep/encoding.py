@@ -26,7 +26,7 @@ INPUT_KEYS = ("x", "input", "inputs", "data", "image", "images", "pixel_values",
 
 _FN = "latentsweep.encode"
 _EXPECTED = (
-    "expected a (mu, logvar) tuple, a dict with 'mu'/'mean' and 'logvar'/'log_var', "
+    "expected a (mu, logvar) tuple, a dict (or an object's attributes) with 'mu'/'mean' and 'logvar'/'log_var', "
     "a torch.distributions.Normal, a latentsweep.Posterior, or a single [B, D] tensor of codes"
 )
 # Who returned the output, as the messages about it say (the metrics name their representation).
@@ -53,6 +53,9 @@ def encode(
               its log under ``log_std``/``log_sigma``, or the variance under ``var``; keys compared
               lower-cased, a ``z_`` prefix ignored: ``z_mean``, ``z_log_var``); a tuple's second
               element is always read as a log-variance;
+            - an object with those keys as attributes (diffusers' ``DiagonalGaussianDistribution``:
+              ``.mean``, ``.logvar``), or a dict of one entry holding the posterior (diffusers'
+              ``AutoencoderKL.encode`` output, ``latent_dist``), so ``encode(vae.encode, x)`` works;
             - a ``torch.distributions.Normal`` (or ``Independent(Normal)``) with ``[B, D]`` loc;
             - a :class:`Posterior` of the batch (its means and log-variances);
             - a single ``[B, D]`` tensor: the codes of a plain autoencoder (``logvar=None``).
@@ -293,8 +296,20 @@ def _split_output(output, index: int, subject: str = _ENCODER) -> tuple[torch.Te
         fields = output._asdict()
         if any(_key(k) in MEAN_KEYS for k in fields):
             output = fields
+    if isinstance(output, Mapping) and len(output) == 1:
+        # One entry that is not itself the codes holds the posterior: diffusers' AutoencoderKL
+        # returns AutoencoderKLOutput(latent_dist=DiagonalGaussianDistribution).
+        (inner,) = output.values()
+        if not isinstance(inner, (torch.Tensor, Mapping)):
+            return _split_output(inner, index, subject)
     if isinstance(output, Mapping):
         return _split_mapping(output, index, subject)
+    attributes = getattr(output, "__dict__", None)
+    if (not isinstance(output, (tuple, list)) and isinstance(attributes, dict)
+            and any(_key(k) in MEAN_KEYS and isinstance(v, torch.Tensor) for k, v in attributes.items())):
+        # An object holding its parts as attributes (diffusers' DiagonalGaussianDistribution:
+        # .mean, .logvar, .std, .var): read by the dict keys.
+        return _split_mapping(attributes, index, subject)
     if isinstance(output, (tuple, list)):
         if len(output) == 2 and all(isinstance(t, torch.Tensor) for t in output):
             return output[0], output[1]
