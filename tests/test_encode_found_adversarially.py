@@ -268,6 +268,8 @@ def test_the_search_for_modules_is_bounded_and_skips_python_modules():
     net = torch.nn.Linear(4, 2)
     rows = [object()] * 50_000 + [net]  # past the bound: not found, and quickly
     assert _modules.modules_behind(lambda b: rows[-1](b)) == []
+    nested = [list(range(100)) for _ in range(1000)] + [[net]]  # 10^5 values queued: the bound
+    assert _modules.modules_behind(lambda b: nested[-1][0](b)) == []
     assert _modules.modules_behind(lambda b: torch.nn.functional.relu(net(b))) == [net]
 
 

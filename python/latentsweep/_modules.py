@@ -62,31 +62,34 @@ _SEARCH_VALUES = 10_000
 def _modules_within(values: list) -> list[torch.nn.Module]:
     """The nn.Modules among values, then (breadth first) those inside the plain objects, lists,
     tuples and dicts among them; not inside Python modules, classes, functions, tensors or
-    arrays, nor inside a module (its submodules are its own)."""
+    arrays, nor inside a module (its submodules are its own). At most _SEARCH_VALUES values are
+    looked at, and queued."""
     import types
 
     found: dict[int, torch.nn.Module] = {}
     seen: set[int] = set()
-    level, visited = list(values), 0
+    level = list(itertools.islice(values, _SEARCH_VALUES))
     for _ in range(_SEARCH_DEPTH + 1):
-        deeper = []
+        deeper: list = []
         for value in level:
-            visited += 1
-            if visited > _SEARCH_VALUES or id(value) in seen:
+            if id(value) in seen:
                 continue
             seen.add(id(value))
+            room = _SEARCH_VALUES - len(seen) - len(deeper)  # (a list of long lists: bounded)
             try:  # (a proxy object's attribute access may raise anything: it is then not looked into)
                 if isinstance(value, torch.nn.Module):
                     found.setdefault(id(value), value)
+                elif room <= 0:
+                    continue
                 elif isinstance(value, (list, tuple)):
-                    deeper += itertools.islice(value, _SEARCH_VALUES)
+                    deeper += itertools.islice(value, room)
                 elif isinstance(value, dict):
-                    deeper += itertools.islice(value.values(), _SEARCH_VALUES)
+                    deeper += itertools.islice(value.values(), room)
                 elif not isinstance(value, (types.ModuleType, type, types.FunctionType, types.BuiltinFunctionType,
                                             torch.Tensor, str, bytes)):
                     attributes = getattr(value, "__dict__", None)
                     if isinstance(attributes, dict):
-                        deeper += itertools.islice(attributes.values(), _SEARCH_VALUES)
+                        deeper += itertools.islice(attributes.values(), room)
             except Exception:
                 continue
         level = deeper
