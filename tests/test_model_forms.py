@@ -220,5 +220,17 @@ def test_an_object_without_a_mean_attribute_is_still_refused_with_the_expected_f
     with pytest.raises(TypeError, match=r"returned a Opaque for batch 0; expected a \(mu, logvar\) tuple, a dict "
                                         r"\(or an object's attributes\)"):
         ls.encode(lambda x: Opaque(x), X, progress=False)
-    with pytest.raises(TypeError, match=r"returned a Opaque for batch 0"):  # one entry holding it: the same words
-        ls.encode(lambda x: {"latent_dist": Opaque(x)}, X, progress=False)
+    with pytest.raises(TypeError, match=r"returned a dict with keys \['latent_dist'\] for batch 0"):
+        ls.encode(lambda x: {"latent_dist": Opaque(x)}, X, progress=False)  # (not a posterior: not unwrapped)
+
+
+def test_a_distribution_other_than_normal_is_refused_not_read_by_its_attributes():
+    """Laplace has .loc and .scale attributes, but its scale is not a Gaussian SD."""
+    def encoder(x):
+        mu, second = heads(x)
+        return torch.distributions.Laplace(mu, second.exp())
+
+    with pytest.raises(TypeError, match=r"the encoder returned a Laplace for batch 0"):
+        ls.encode(encoder, X, progress=False)
+    with pytest.raises(TypeError, match=r"the encoder returned a Laplace for batch 0"):
+        ls.encode(lambda x: {"latent_dist": encoder(x)}, X, progress=False)

@@ -297,18 +297,14 @@ def _split_output(output, index: int, subject: str = _ENCODER) -> tuple[torch.Te
         if any(_key(k) in MEAN_KEYS for k in fields):
             output = fields
     if isinstance(output, Mapping) and len(output) == 1:
-        # One entry that is not itself the codes holds the posterior: diffusers' AutoencoderKL
-        # returns AutoencoderKLOutput(latent_dist=DiagonalGaussianDistribution).
+        # One entry that is a posterior holds the posterior: diffusers' AutoencoderKL returns
+        # AutoencoderKLOutput(latent_dist=DiagonalGaussianDistribution).
         (inner,) = output.values()
-        if not isinstance(inner, (torch.Tensor, Mapping)):
+        if isinstance(inner, (Posterior, distributions.Distribution)) or _mean_attributes(inner) is not None:
             return _split_output(inner, index, subject)
     if isinstance(output, Mapping):
         return _split_mapping(output, index, subject)
-    attributes = getattr(output, "__dict__", None)
-    if (not isinstance(output, (tuple, list)) and isinstance(attributes, dict)
-            and any(_key(k) in MEAN_KEYS and isinstance(v, torch.Tensor) for k, v in attributes.items())):
-        # An object holding its parts as attributes (diffusers' DiagonalGaussianDistribution:
-        # .mean, .logvar, .std, .var): read by the dict keys.
+    if (attributes := _mean_attributes(output)) is not None:
         return _split_mapping(attributes, index, subject)
     if isinstance(output, (tuple, list)):
         if len(output) == 2 and all(isinstance(t, torch.Tensor) for t in output):
@@ -325,6 +321,20 @@ def _split_output(output, index: int, subject: str = _ENCODER) -> tuple[torch.Te
             f"({kinds}) for batch {index}; {_EXPECTED}{hint}"
         )
     raise TypeError(f"{subject} returned a {type(output).__name__} for batch {index}; {_EXPECTED}")
+
+
+def _mean_attributes(output) -> dict | None:
+    """The attributes of an object that holds a mean under one of MEAN_KEYS as a tensor
+    attribute (diffusers' DiagonalGaussianDistribution: .mean, .logvar, .std, .var), read as
+    a dict's keys; None for anything else (containers, tensors, numbers)."""
+    # (a Distribution other than Normal is refused: Laplace's loc and scale are not a Gaussian's)
+    if isinstance(output, (Mapping, tuple, list, torch.Tensor, torch.distributions.Distribution)):
+        return None
+    attributes = getattr(output, "__dict__", None)
+    if isinstance(attributes, dict) and any(_key(k) in MEAN_KEYS and isinstance(v, torch.Tensor)
+                                            for k, v in attributes.items()):
+        return attributes
+    return None
 
 
 def _key(name) -> str:
