@@ -57,6 +57,24 @@ MODELS = textwrap.dedent(
     def flat_codes():
         torch.manual_seed(0)
         return FlatCodesConvDecoder()
+
+    class BodyAndHeads(nn.Module):
+        # AntixK's PyTorch-VAE layout: 'encoder' and 'decoder' are the network's bodies, the
+        # methods 'encode' ([mu, log_var]) and 'decode' add the heads.
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(0)
+            self.encoder = nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.ReLU())
+            self.fc_mu, self.fc_var = nn.Linear(16, 2), nn.Linear(16, 2)
+            self.decoder_input = nn.Linear(2, 16)
+            self.decoder = nn.Sequential(nn.Linear(16, 64), nn.Sigmoid())
+
+        def encode(self, x):
+            h = self.encoder(x)
+            return [self.fc_mu(h), self.fc_var(h)]
+
+        def decode(self, z):
+            return self.decoder(self.decoder_input(z)).view(-1, 1, 8, 8)
     """
 )
 
@@ -185,3 +203,37 @@ def test_traverse_image_shape_check_says_how_a_decoder_gets_structured_codes(fol
     completed = invoke("traverse", "--model", "models18.py:flat_codes", "--data", "x.npy", "--image-shape", "8,8",
                        "--out", str(tmp_path), cwd=folder, check=False)
     assert_one_line_error(completed, "codes of shape [1, 8]", ADVICE)
+
+
+OTHER_ENCODER = ("the model's 'encoder' gives plain codes [N, 16], read as an autoencoder's; the model also has "
+                 "'encode', which may be the one to use: pass --encoder encode (for a VAE's posterior, mu and logvar)")
+
+
+def test_a_models_body_taken_for_its_encoder_names_the_method_that_gives_the_posterior(folder):
+    """With 'encoder' (the body) and 'encode' (the posterior), the default took the body and read
+    its features as an autoencoder's codes, silently."""
+    completed = invoke("diagnose", "--model", "models18.py:BodyAndHeads", "--data", "x.npy", cwd=folder)
+    assert f"latentsweep: warning: {OTHER_ENCODER}" in warnings_of(completed.stderr), completed.stderr
+    completed = invoke("diagnose", "--model", "models18.py:BodyAndHeads", "--data", "x.npy", "--encoder", "encode",
+                       cwd=folder)
+    assert not [line for line in warnings_of(completed.stderr) if "also has" in line], completed.stderr
+    assert "2 latent dims" in completed.stdout
+
+
+def test_a_models_body_taken_for_its_decoder_that_fails_names_the_method(folder, tmp_path):
+    completed = invoke("traverse", "--model", "models18.py:BodyAndHeads", "--data", "x.npy", "--encoder", "encode",
+                       "--out", str(tmp_path / "a"), cwd=folder, check=False)
+    assert_one_line_error(completed, "the decoder", "; the model also has 'decode', which may be the one to use: "
+                                                    "pass --decoder decode")
+    invoke("traverse", "--model", "models18.py:BodyAndHeads", "--data", "x.npy", "--encoder", "encode",
+           "--decoder", "decode", "--anchors", "2", "--steps", "3", "--out", str(tmp_path / "b"), cwd=folder)
+    assert (tmp_path / "b" / "traversal.npz").exists()
+
+
+def test_metrics_say_which_part_of_a_model_with_a_body_and_a_method_they_use(folder):
+    np.save(folder / "f3.npy", np.arange(12).reshape(12, 1) % 3)
+    completed = invoke("metrics", "--model", "models18.py:BodyAndHeads", "--data", "x.npy", "--factors", "f3.npy",
+                       "--metrics", "mig", "--num-train", "8", "--num-test", "4", "--no-progress", cwd=folder,
+                       check=False)
+    assert ("latentsweep: note: the metrics use the model's 'encoder'; the model also has 'encode', which may be the "
+            "one to use: pass --encoder encode") in completed.stderr, completed.stderr

@@ -178,6 +178,9 @@ def _loaded(args, *, need_encoder: bool = True) -> tuple[object, object | None, 
         if hasattr(args, "encoder") and need_encoder else None
     decoder = model_part(model, names(getattr(args, "decoder", None), DECODER_NAMES), "decoder", "--decoder") \
         if hasattr(args, "decoder") else None
+    # (said where the part fails, or the encoder gives plain codes)
+    args.other_parts = {"encoder": _other_part_advice(model, encoder, args, "encoder"),
+                        "decoder": _other_part_advice(model, decoder, args, "decoder")}
     return model, encoder, decoder
 
 
@@ -193,10 +196,55 @@ def _encode(encoder, model, args):
         rows = (~finite).nonzero().flatten()[:5].tolist()
         raise CliError(f"--data {args.data}: NaN or Inf in row(s) {rows} (as {str(data.dtype).removeprefix('torch.')}, "
                        "the encoder's dtype: values beyond its range become Inf)")
-    with user_code(f"the encoder, on --data {args.data} of shape {list(data.shape)} {str(data.dtype).removeprefix('torch.')},",
-                   encoder, model):
-        posterior = ls.encode(encoder, data, batch_size=args.batch_size, device=args.device)
+    other = _other_part(args, "encoder")
+    try:
+        with user_code(f"the encoder, on --data {args.data} of shape {list(data.shape)} "
+                       f"{str(data.dtype).removeprefix('torch.')},", encoder, model):
+            posterior = ls.encode(encoder, data, batch_size=args.batch_size, device=args.device)
+    except CliError as error:
+        raise (_advised(error, other) if other else error) from error.__cause__
+    if other and posterior.logvar is None:
+        say("warning", f"the model's 'encoder' gives plain codes [N, {posterior.latent_dim}], read as an autoencoder's; "
+            f"{other} (for a VAE's posterior, mu and logvar)")
     return _shaped(posterior, getattr(args, "latent_shape", None)), data
+
+
+def _other_part(args, role: str) -> str:
+    """The advice _loaded found for the role ('' when none, or when the parts came otherwise)."""
+    return getattr(args, "other_parts", {}).get(role, "")
+
+
+def _other_part_advice(model, part, args, role: str) -> str:
+    """Advice naming the model's method ('encode') where the default took its module attribute
+    ('encoder') and the model has both: in AntixK's PyTorch-VAE or diffusers' AutoencoderKL the
+    'encoder' module is the network's body and 'encode' returns the posterior ('decoder' and
+    'decode' likewise); '' otherwise."""
+    body, method = ENCODER_NAMES if role == "encoder" else DECODER_NAMES
+    if part is None or getattr(args, role, None) is not None or part is not getattr(model, body, None) \
+            or not callable(getattr(model, method, None)):
+        return ""
+    return f"the model also has '{method}', which may be the one to use: pass --{role} {method}"
+
+
+@contextlib.contextmanager
+def _decoder_advice(args):
+    """A failure of the decoder's own code names the model's 'decode' where the default took its
+    'decoder' body (see _other_part_advice)."""
+    try:
+        yield
+    except CliError as error:
+        other = _other_part(args, "decoder")
+        if not other or error.__cause__ is None:
+            raise
+        raise _advised(error, other) from error.__cause__
+
+
+def _advised(error: CliError, advice: str) -> CliError:
+    """The error with advice added (and its notes kept)."""
+    advised = CliError(f"{error}; {advice}")
+    for note in getattr(error, "__notes__", ()):
+        advised.add_note(note)
+    return advised
 
 
 def _shaped(posterior, shape: tuple[int, ...] | None):
@@ -377,7 +425,7 @@ def _anchors(posterior, args):
 def _traverse(decoder, posterior, anchors, args, *, mode: str, **kwargs):
     import latentsweep as ls
 
-    with user_code(f"the decoder, on codes of {posterior.latent_dim} latents,", decoder):
+    with _decoder_advice(args), user_code(f"the decoder, on codes of {posterior.latent_dim} latents,", decoder):
         return ls.traverse(
             decoder, anchors, mode=mode, span=args.span, steps=args.steps, dims=args.dims,
             prior_std=args.prior_std, reference=posterior.mu if ls.modes.MODE_TABLE[mode].needs_reference else None,
@@ -786,13 +834,13 @@ def _decoded(codes: torch.Tensor, decoder, model, args, fn: str):
     except CliError as error:  # (user_code's: the decoder's own code raised)
         from ..decoder_probe import shape_error
 
-        if codes.dim() != 2 or error.__cause__ is None or not shape_error(error.__cause__):
-            raise
+        other = _other_part(args, "decoder")
         # (a conv decoder given [16, 8] said only torch's "Expected 3D or 4D input to conv_transpose2d")
-        advised = CliError(f"{error}; {STRUCTURED_CODES}")
-        for note in getattr(error, "__notes__", ()):
-            advised.add_note(note)
-        raise advised from error.__cause__
+        structured = codes.dim() == 2 and error.__cause__ is not None and shape_error(error.__cause__)
+        advice = "; ".join(text for text in (STRUCTURED_CODES if structured else "", other) if text)
+        if not advice:
+            raise
+        raise _advised(error, advice) from error.__cause__
 
 
 def run_report(args) -> int:
@@ -837,7 +885,8 @@ def _report_into(folder: Path, args) -> int:
             check_feature_names_fit("latentsweep.explain", names, out_shape, drawn_as_images=images)
     title = args.title if args.weights else f"{args.title} (no --weights: the model's weights as built)"
     metrics = report_metrics(encoder, data, args)
-    with user_code(f"the decoder, on codes of {posterior.latent_dim} latents,", decoder, encoder, model):
+    with _decoder_advice(args), user_code(f"the decoder, on codes of {posterior.latent_dim} latents,", decoder, encoder,
+                                          model):
         path = ls.explain(
             encoder, decoder, data, posterior=posterior, out=folder / "report.html",
             clusters=args.clusters, directions=directions, mode=args.mode, span=args.span, steps=args.steps,

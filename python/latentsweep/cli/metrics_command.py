@@ -10,7 +10,7 @@ from .._checks import INT64_MAX
 from ..metrics._inputs import MAX_BINS
 from ..metrics.evaluation import MIN_POINTS
 from .commands import _device, _positive_count, integer_at_least, seed_below
-from .errors import UsageError, user_code
+from .errors import UsageError, say, user_code
 from .loading import CliError, load_array
 
 # Points to draw: at least the metrics' minimum, at most what the library's integer rule takes.
@@ -144,10 +144,12 @@ def _encoder(args):
 
         model = load_shapes_vae()
         return model.to(args.device).encoder if args.device else model.encoder
-    from .commands import _loaded
+    from .commands import _loaded, _other_part
 
     # The parser declares no --decoder, so only the encoder is looked up.
     _, encoder, _ = _loaded(args)
+    if other := _other_part(args, "encoder"):  # (the metrics run it batch by batch: said before, not after)
+        say("note", f"the metrics use the model's 'encoder'; {other}")
     return encoder
 
 
