@@ -51,7 +51,8 @@ def _model_options(parser: argparse.ArgumentParser, *, encoder: bool = True, dec
         group.add_argument("--latent-shape", type=_latent_shape_flag, metavar="C,H,W",
                            help="the shape of one code as the decoder takes it, for a decoder that takes structured "
                            "codes (e.g. 64,1,1 for a DCGAN-style [N, 64, 1, 1] input) from an encoder that gives flat "
-                           "[N, D] ones, or for prior samples (D = C*H*W; default: the encoder's codes' shape)")
+                           "[N, D] ones (D = C*H*W; default: the encoder's codes' shape; sample without --data: the "
+                           "prior samples' shape)")
         group.add_argument("--output-activation", default="none", choices=("none", *OUTPUT_TRANSFORMS),
                            help="applied to the decoder's outputs before anything is measured or drawn: sigmoid "
                            "for a decoder that returns logits (default none; the report says which space)")
