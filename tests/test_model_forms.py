@@ -234,3 +234,18 @@ def test_a_distribution_other_than_normal_is_refused_not_read_by_its_attributes(
         ls.encode(encoder, X, progress=False)
     with pytest.raises(TypeError, match=r"the encoder returned a Laplace for batch 0"):
         ls.encode(lambda x: {"latent_dist": encoder(x)}, X, progress=False)
+
+
+def test_a_dataclass_output_is_read_by_its_fields_with_or_without_slots():
+    import dataclasses
+
+    for slots in (False, True):
+        @dataclasses.dataclass(slots=slots)
+        class EncoderOutput:
+            mu: torch.Tensor
+            log_var: torch.Tensor
+
+        posterior = ls.encode(lambda x: EncoderOutput(*heads(x)), X, progress=False)
+        mu, logvar = heads(X)
+        torch.testing.assert_close(posterior.mu, mu)
+        torch.testing.assert_close(posterior.logvar, logvar)

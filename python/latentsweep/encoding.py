@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Iterable, Mapping
 
 import numpy as np
@@ -330,7 +331,10 @@ def _mean_attributes(output) -> dict | None:
     # (a Distribution other than Normal is refused: Laplace's loc and scale are not a Gaussian's)
     if isinstance(output, (Mapping, tuple, list, torch.Tensor, torch.distributions.Distribution)):
         return None
-    attributes = getattr(output, "__dict__", None)
+    if dataclasses.is_dataclass(output) and not isinstance(output, type):  # (slots=True ones have no __dict__)
+        attributes = {field.name: getattr(output, field.name) for field in dataclasses.fields(output)}
+    else:
+        attributes = getattr(output, "__dict__", None)
     if isinstance(attributes, dict) and any(_key(k) in MEAN_KEYS and isinstance(v, torch.Tensor)
                                             for k, v in attributes.items()):
         return attributes
