@@ -96,6 +96,18 @@ def _modules_within(values: list) -> list[torch.nn.Module]:
     return list(found.values())
 
 
+def first_linear_inputs(decoder) -> int | None:
+    """in_features of a decoder module's first layer with parameters, when that is an
+    ``nn.Linear`` (modules are registered in the order most decoders call them); None for any
+    other decoder (a bound method's module holds the encoder too)."""
+    if not isinstance(decoder, torch.nn.Module):
+        return None
+    for module in decoder.modules():
+        if next(module.parameters(recurse=False), None) is not None:
+            return module.in_features if isinstance(module, torch.nn.Linear) else None
+    return None
+
+
 def tensors_of(model) -> Iterator[torch.Tensor]:
     """Parameters then buffers of the modules behind the callable (see :func:`modules_behind`;
     nothing for a callable that uses none)."""

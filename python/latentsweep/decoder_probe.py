@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import torch
 
 from . import _batching, _checks
+from ._modules import first_linear_inputs
 from .grid_spec import GridSpec
 from .paths import PATHS
 
@@ -100,7 +101,7 @@ def probe_anchors(fn: str, decoder, spec: GridSpec, probe_rows: int = ANCHOR_PRO
                     result = call_decoder(fn, decoder, chunk)
                 except Exception as error:
                     if start == 0:
-                        _note_first_call(fn, error, chunk, spec)
+                        _note_first_call(fn, error, chunk, spec, decoder)
                     raise
                 per_row.append((_batching._clock() - began) / chunk.shape[0])  # CUDA: unused
                 if outputs is not None and (result.shape[1:] != outputs.shape[1:] or result.dtype != outputs.dtype):
@@ -150,7 +151,7 @@ def shape_error(error: BaseException) -> bool:
     return isinstance(error, RuntimeError | ValueError | IndexError | TypeError) and bool(_SHAPE_WORDS.search(str(error)))
 
 
-def _note_first_call(fn: str, error: Exception, codes: torch.Tensor, spec: GridSpec) -> None:
+def _note_first_call(fn: str, error: Exception, codes: torch.Tensor, spec: GridSpec, decoder=None) -> None:
     """What the decoder was given when its own code failed on the first call with an error about
     its input's shape (a conv decoder given flat codes said only "Expected 3D or 4D input to
     conv_transpose2d, got [2, 16]")."""
@@ -163,8 +164,23 @@ def _note_first_call(fn: str, error: Exception, codes: torch.Tensor, spec: GridS
         ("the anchors", "anchors of that shape ([A, C, H, W])")
     hint = (f"; a decoder that takes structured codes gets them from {shaped} or latent_shape=(C, H, W)"
             if len(latent_shape) == 1 else "")
+    width = first_linear_inputs(getattr(decoder, "decoder", decoder))  # (a DecoderCall's own decoder)
+    if len(latent_shape) == 1 and width is not None and width != latent_shape[0]:
+        hint = "; " + code_width_hint(latent_shape[0], width)
     error.add_note(f"{fn}: the decoder raised this on its first call, given codes {given} on {codes.device} "
                    f"({where}){hint}")
+
+
+def code_width_hint(latents: int, width: int) -> str:
+    """Why flat codes of ``latents`` values may not fit a decoder whose first Linear takes
+    ``width``: twice as wide is an encoder's mean and log-variance in one tensor (read as plain
+    codes); another width, most often, an encoder that is the network's body without its heads."""
+    if latents == 2 * width:
+        return (f"the decoder's first Linear takes {width} inputs and the codes have {latents} = 2 x {width}: an "
+                "encoder that returns its mean and log-variance in one tensor is read as a plain autoencoder's "
+                "codes; split it into (mu, logvar), e.g. torch.chunk(h, 2, dim=1)")
+    return (f"the decoder's first Linear takes {width} inputs, but the codes have {latents}: is the encoder the "
+            "network's body without its mean and log-variance heads (vae.encode rather than vae.encoder)?")
 
 
 def release_cached_memory(device: torch.device) -> None:

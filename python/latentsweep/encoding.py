@@ -317,6 +317,9 @@ def _split_output(output, index: int, subject: str = _ENCODER) -> tuple[torch.Te
             # mode and in the module's dtype (a lambda's batch norm would update its statistics).
             hint = (" (for an encoder returning (z, mu, logvar), pass types.MethodType(lambda self, x: self(x)[1:], "
                     "model): a method of the model, which encode runs in eval mode)")
+        elif len(output) == 4:  # AntixK's PyTorch-VAE: forward(x) -> [recons, input, mu, log_var]
+            hint = (" (a whole VAE whose forward returns [recons, input, mu, log_var], as in AntixK's PyTorch-VAE: "
+                    "pass its encode method, vae.encode)")
         raise TypeError(
             f"{subject} returned a {type(output).__name__} of {len(output)} items "
             f"({kinds}) for batch {index}; {_EXPECTED}{hint}"

@@ -837,8 +837,14 @@ def _decoded(codes: torch.Tensor, decoder, model, args, fn: str):
 
         other = _other_part(args, "decoder")
         # (a conv decoder given [16, 8] said only torch's "Expected 3D or 4D input to conv_transpose2d")
-        structured = codes.dim() == 2 and error.__cause__ is not None and shape_error(error.__cause__)
-        advice = "; ".join(text for text in (STRUCTURED_CODES if structured else "", other) if text)
+        from .._modules import first_linear_inputs
+        from ..decoder_probe import code_width_hint
+
+        shapes = codes.dim() == 2 and error.__cause__ is not None and shape_error(error.__cause__)
+        width = first_linear_inputs(decoder) if shapes else None
+        why = "" if not shapes else STRUCTURED_CODES if width in (None, codes.shape[1]) else \
+            code_width_hint(codes.shape[1], width)
+        advice = "; ".join(text for text in (why, other) if text)
         if not advice:
             raise
         raise _advised(error, advice) from error.__cause__

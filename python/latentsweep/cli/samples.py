@@ -78,16 +78,10 @@ def _from_attributes(model, decoder) -> tuple[int, str] | None:
 
 
 def _from_first_layer(decoder) -> tuple[int, str] | None:
-    """in_features of the decoder's first layer with parameters, when it is Linear (modules
-    are registered in the order most decoders call them)."""
-    if not isinstance(decoder, torch.nn.Module):
-        return None
-    for module in decoder.modules():
-        if next(module.parameters(recurse=False), None) is not None:
-            if isinstance(module, torch.nn.Linear):
-                return module.in_features, "the in_features of the decoder's first Linear layer"
-            return None
-    return None
+    from .._modules import first_linear_inputs
+
+    width = first_linear_inputs(decoder)
+    return None if width is None else (width, "the in_features of the decoder's first Linear layer")
 
 
 def save_samples_picture(images: np.ndarray, path: Path, *, per_row: int, row_label, title: str,
