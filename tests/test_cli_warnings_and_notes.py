@@ -75,6 +75,14 @@ MODELS = textwrap.dedent(
 
         def decode(self, z):
             return self.decoder(self.decoder_input(z)).view(-1, 1, 8, 8)
+
+    class Chunked(nn.Module):
+        # mu and logvar in one [B, 2D] tensor, a decoder taking D
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(0)
+            self.encoder = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
+            self.decoder = nn.Sequential(nn.Linear(5, 64), nn.Unflatten(1, (1, 8, 8)))
     """
 )
 
@@ -237,3 +245,12 @@ def test_metrics_say_which_part_of_a_model_with_a_body_and_a_method_they_use(fol
                        check=False)
     assert ("latentsweep: note: the metrics use the model's 'encoder'; the model also has 'encode', which may be the "
             "one to use: pass --encoder encode") in completed.stderr, completed.stderr
+
+
+@pytest.mark.parametrize("how", [("--image-shape", "8,8"), ()])  # (the CLI's own first call; the sweep's)
+def test_one_tensor_holding_mu_and_logvar_is_named_when_the_decoder_fails(folder, tmp_path, how):
+    completed = invoke("traverse", "--model", "models18.py:Chunked", "--data", "x.npy", *how, "--out", str(tmp_path),
+                       cwd=folder, check=False)
+    line = assert_one_line_error(completed, "the decoder's first Linear takes 5 inputs and the codes have 10 = 2 x 5: "
+                                            "an encoder that returns its mean and log-variance in one tensor")
+    assert "--latent-shape" not in line, line

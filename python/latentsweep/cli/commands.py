@@ -822,8 +822,11 @@ _cluster_count = integer_at_least(2, INT64_MAX)
 def _decoded(codes: torch.Tensor, decoder, model, args, fn: str):
     """The decoder (with --decoder-output and --output-activation) on ``codes``, on the model's
     device and dtype. When the decoder's own code fails on flat codes ``[B, D]`` with an error
-    about its input's shape, the error adds how a decoder that takes ``[B, C, H, W]`` codes gets
-    them (STRUCTURED_CODES)."""
+    about its input's shape, the error adds the likely cause: a first Linear of another width
+    (code_width_hint), else a decoder that takes ``[B, C, H, W]`` codes (STRUCTURED_CODES); and
+    the model's 'decode' where the default took its 'decoder' body."""
+    from .._modules import first_linear_inputs
+    from ..decoder_probe import code_width_hint, shape_error
     from ..decoding import decoder_call
 
     device, dtype = part_device_dtype(decoder, model)
@@ -833,13 +836,8 @@ def _decoded(codes: torch.Tensor, decoder, model, args, fn: str):
                 torch.inference_mode():
             return decode(codes.to(device, dtype))
     except CliError as error:  # (user_code's: the decoder's own code raised)
-        from ..decoder_probe import shape_error
-
         other = _other_part(args, "decoder")
         # (a conv decoder given [16, 8] said only torch's "Expected 3D or 4D input to conv_transpose2d")
-        from .._modules import first_linear_inputs
-        from ..decoder_probe import code_width_hint
-
         shapes = codes.dim() == 2 and error.__cause__ is not None and shape_error(error.__cause__)
         width = first_linear_inputs(decoder) if shapes else None
         why = "" if not shapes else STRUCTURED_CODES if width in (None, codes.shape[1]) else \
