@@ -10,6 +10,7 @@ import torch
 
 from . import _batching, _checks
 from ._modules import first_linear_inputs
+from .decoding import DecoderCall
 from .grid_spec import GridSpec
 from .paths import PATHS
 
@@ -164,7 +165,7 @@ def _note_first_call(fn: str, error: Exception, codes: torch.Tensor, spec: GridS
         ("the anchors", "anchors of that shape ([A, C, H, W])")
     hint = (f"; a decoder that takes structured codes gets them from {shaped} or latent_shape=(C, H, W)"
             if len(latent_shape) == 1 else "")
-    width = first_linear_inputs(getattr(decoder, "decoder", decoder))  # (a DecoderCall's own decoder)
+    width = first_linear_inputs(decoder.decoder if isinstance(decoder, DecoderCall) else decoder)
     if len(latent_shape) == 1 and width is not None and width != latent_shape[0]:
         hint = "; " + code_width_hint(latent_shape[0], width)
     error.add_note(f"{fn}: the decoder raised this on its first call, given codes {given} on {codes.device} "
