@@ -287,3 +287,26 @@ def test_vq_vae_features_are_structured_plain_codes(tmp_path):
     with torch.no_grad():
         # the flat codes reach the decoder in their [4, 4, 4] shape: the anchors decode to the reconstructions
         torch.testing.assert_close(result.anchor_outputs, vae.decoder(vae.encoder(x[:2])))
+
+
+def test_explain_warns_of_logits_measured_as_images(tmp_path):
+    """A Bernoulli decoder's logits (-20 .. 20 here) were measured and drawn as if they were the
+    [0, 1] inputs' scale, without a word; with output_transform='sigmoid', or outputs in the
+    inputs' range, nothing is said."""
+    import warnings
+
+    vae = _seeded(ChunkedVAE)
+    x = torch.rand(16, 1, 8, 8)
+    encoder = lambda x: torch.chunk(vae.encoder(x), 2, dim=1)  # noqa: E731
+    logits = lambda z: 40 * torch.sigmoid(vae.decoder(z)) - 20  # noqa: E731  (far outside [0, 1])
+    with pytest.warns(UserWarning, match=r"explain: the inputs lie in \[0, 1\], but the decoder's output at the "
+                                         r"first input reaches .* pass output_transform='sigmoid'"):
+        ls.explain(encoder, logits, x, out=tmp_path / "a", **FAST)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*inputs lie in")
+        ls.explain(encoder, logits, x, out=tmp_path / "b", output_transform="sigmoid", **FAST)
+        ls.explain(encoder, lambda z: torch.sigmoid(vae.decoder(z)), x, out=tmp_path / "c", **FAST)
+        ls.explain(encoder, logits, x * 2 - 1, out=tmp_path / "d", **FAST)  # (inputs not in [0, 1])
+        hot = torch.zeros(1, 1, 8, 8)
+        hot[..., 0, 0] = 1e6  # a far outlier above, not a logit
+        ls.explain(encoder, lambda z: torch.sigmoid(vae.decoder(z)) + hot, x, out=tmp_path / "e", **FAST)

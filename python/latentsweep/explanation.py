@@ -195,6 +195,8 @@ def explain(
         one = traverse(decoder, starts[:1], dims=[0], values=two_steps, device=device, progress=False,
                        output=output, output_transform=output_transform, distributed=False)
         out_shape = one.out_shape
+        if output_transform is None:
+            _warn_of_logits(one.anchor_outputs, data)
         shape = output_image_shape(out_shape, image_shape, data)
         check_feature_names_fit(_FN, report_options.get("feature_names"), out_shape, drawn_as_images=shape is not None)
         results = {}
@@ -227,6 +229,31 @@ def explain(
                 prior_std=prior_std, metrics=metrics, directions=along or None, clusters=found,
                 centroid_outputs=centroid_outputs, interpolations=paths or None,
             ), **report_options)
+
+
+# How far below 0 a decoder's output at an input in [0, 1] reaches before it reads as logits (a
+# linear-output decoder trained with MSE undershoots a little, tanh reaches -1; a dark pixel's
+# logit is -5 and below). Only below: a far outlier above (a hot pixel) is not a logit.
+LOGIT_REACH = 1.0
+
+
+def _warn_of_logits(outputs: torch.Tensor, data) -> None:
+    """A warning when the inputs lie in [0, 1] but the decoder's output at the first anchor
+    reaches far outside: a Bernoulli decoder's logits, measured and drawn as if they were
+    images, unless output_transform='sigmoid' turns them into probabilities."""
+    if not isinstance(data, torch.Tensor) or not data.is_floating_point() or data.numel() == 0:
+        return
+    low, high = (float(v) for v in torch.aminmax(data.detach()))
+    if not (0.0 <= low and high <= 1.0):
+        return
+    out_low, out_high = (float(v) for v in torch.aminmax(outputs.detach().float()))
+    if out_low < -LOGIT_REACH:
+        _checks.warn(
+            f"{_FN}: the inputs lie in [0, 1], but the decoder's output at the first input reaches "
+            f"{out_low:.3g} .. {out_high:.3g}: if the decoder returns logits (a Bernoulli decoder), pass "
+            "output_transform='sigmoid' so that effects and pictures are in the inputs' scale",
+            UserWarning,
+        )
 
 
 def output_image_shape(out_shape: tuple[int, ...], hint=None, inputs=None, *, fn: str = _FN) -> tuple[int, ...] | None:

@@ -123,6 +123,7 @@ _CLI_WORDS = (
     (re.compile(r"^\w+: dims\[\.\.\.\] must be"), "each of --dims must be"),
     ("span * prior_std must be", "--span * --prior-std must be"),
     (": span must be", ": --span must be"),
+    ("output_transform='sigmoid'", "--output-activation sigmoid"),
     ("output_transform=", "--output-activation"),
     ("draw fewer (n=), or in parts with sample_offset=", "draw fewer (-n)"),
     ("draw fewer (n=), or in parts with offset=", "draw fewer (-n)"),
