@@ -624,8 +624,16 @@ def _nonnegative_logvar(min_logvar: torch.Tensor, zero_fraction: torch.Tensor, p
         "logvar is never negative on these dims, which looks like a ReLU on the log-variance head: "
         "variances can never go below 1; the head should be linear."
         + (f" {unit_variance_note(mask.nonzero()[:, 0].tolist())}" if bool((zero_fraction[mask] == 1).all()) else "")
-        + (f" {scale_as_logvar_note(mask.nonzero()[:, 0].tolist())}" if bool((zero_fraction[mask] == 0).all()) else ""),
+        + (f" {scale_as_logvar_note(mask.nonzero()[:, 0].tolist())}" if no_exact_zeros(zero_fraction[mask].tolist())
+           else ""),
     )
+
+
+def no_exact_zeros(zero_fractions: list[float]) -> bool:
+    """Whether flagged log-variances that are never negative have not a single exact 0 (a ReLU's
+    floor gives many): then an SD or variance read as a log-variance is the likelier cause (the
+    one rule for the flag's note and the findings)."""
+    return all(z == 0 for z in zero_fractions)
 
 
 def scale_as_logvar_note(dims: list[int], latent_shape: tuple[int, ...] | None = None) -> str:

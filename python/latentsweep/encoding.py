@@ -350,12 +350,16 @@ def _key(name) -> str:
 
 
 def _split_mapping(output: Mapping, index: int, subject: str = _ENCODER) -> tuple[torch.Tensor, torch.Tensor | None]:
-    lowered = {}
-    for k, v in output.items():
-        lowered.setdefault(_key(k), v)  # (the first of 'mu' and 'z_mu', as the keys are tried in order)
+    named = {}  # key as the lists hold it -> the output's own key
+    for k in output:
+        named.setdefault(_key(k), k)  # (the first of 'mu' and 'z_mu', as the keys are tried in order)
+
+    def entry(keys):
+        """The output's own key of the first of ``keys`` it has, or None."""
+        return next((named[k] for k in keys if k in named), None)
 
     def first(keys):
-        return next((lowered[k] for k in keys if k in lowered), None)
+        return None if (key := entry(keys)) is None else output[key]
 
     mu = first(MEAN_KEYS)
     if mu is None:
@@ -367,10 +371,10 @@ def _split_mapping(output: Mapping, index: int, subject: str = _ENCODER) -> tupl
         return mu, logvar
     if (logstd := first(LOGSTD_KEYS)) is not None:
         return mu, 2.0 * _as_output_tensor(logstd, "log SD", index, subject)
-    if (std := first(STD_KEYS)) is not None:
-        return mu, 2.0 * torch.log(_positive(output, STD_KEYS, std, "SD", index, subject))
-    if (var := first(VAR_KEYS)) is not None:
-        return mu, torch.log(_positive(output, VAR_KEYS, var, "variance", index, subject))
+    if (key := entry(STD_KEYS)) is not None:
+        return mu, 2.0 * torch.log(_positive(key, output[key], STD_KEYS, "SD", index, subject))
+    if (key := entry(VAR_KEYS)) is not None:
+        return mu, torch.log(_positive(key, output[key], VAR_KEYS, "variance", index, subject))
     others = [k for k, v in output.items() if isinstance(v, torch.Tensor) and _key(k) not in MEAN_KEYS]
     if others:
         # A mean beside other tensors most likely means a log-variance under a name we don't
@@ -387,13 +391,12 @@ def _split_mapping(output: Mapping, index: int, subject: str = _ENCODER) -> tupl
 _PREFIX_NOTE = " (compared lower-cased, a 'z_' prefix ignored)"
 
 
-def _positive(output: Mapping, keys: tuple[str, ...], value, what: str, index: int, subject: str) -> torch.Tensor:
+def _positive(key, value, keys: tuple[str, ...], what: str, index: int, subject: str) -> torch.Tensor:
     """An SD or variance, refused where it is not > 0: its log was reported as "the encoder's
     logvar has NaN/Inf", for a head that is in fact unconstrained (a log-SD or log-variance
     under the name 'sigma') or a ReLU'd one (zeros)."""
     value = _as_output_tensor(value, what, index, subject)
     if value.is_floating_point() and bool((value <= 0).any()):
-        key = next(k for k in output if _key(k) in keys and output[k] is value)
         raise ValueError(
             f"{subject}'s {what} (its entry {key!r}) is <= 0 for batch {index} (smallest "
             f"{float(value.min()):.4g}); latentsweep takes the entries {list(keys)} as the {what} itself, which "

@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass
 
 from ._shares import format_share
-from .diagnosis import Diagnosis, dims_label, format_dims, scale_as_logvar_note, unit_variance_note
+from .diagnosis import Diagnosis, dims_label, format_dims, no_exact_zeros, scale_as_logvar_note, unit_variance_note
 
 # A posterior SD below this fraction of the prior SD counts as "small" in the texts: +/- 2
 # posterior SDs then cover under half of the prior's +/- 2 SD range.
@@ -199,10 +199,9 @@ def posterior_sd_sentence(diagnosis: Diagnosis) -> str | None:
 
 
 def _scale_as_logvar(diagnosis: Diagnosis) -> bool:
-    """Log-variances flagged never negative without a single exact 0: more likely an SD or a
-    variance read as a log-variance than a ReLU (see scale_as_logvar_note)."""
+    """Log-variances flagged never negative without a single exact 0 (see no_exact_zeros)."""
     logvar = diagnosis.flag("nonnegative-logvar")
-    return diagnosis.is_variational and logvar is not None and all(z == 0 for z in logvar.stats["zero_fraction"])
+    return logvar is not None and no_exact_zeros(logvar.stats["zero_fraction"])
 
 
 def _heads(diagnosis: Diagnosis) -> Finding | None:
