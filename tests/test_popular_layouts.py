@@ -310,3 +310,23 @@ def test_explain_warns_of_logits_measured_as_images(tmp_path):
         hot = torch.zeros(1, 1, 8, 8)
         hot[..., 0, 0] = 1e6  # a far outlier above, not a logit
         ls.explain(encoder, lambda z: torch.sigmoid(vae.decoder(z)) + hot, x, out=tmp_path / "e", **FAST)
+
+
+def test_explain_warns_of_a_decoder_body_whose_outputs_are_not_the_inputs_size(tmp_path):
+    """explain(vae.encoder, vae.decoder, x) on AntixK's bodies: the decoder body stops before
+    final_layer, and its [8, 8, 8] hidden features were measured and drawn as the report, without
+    a word; the methods (or image_shape=, saying the sizes are meant) say nothing."""
+    import warnings
+
+    vae = _seeded(VanillaVAE)
+    x = torch.rand(16, 3, 16, 16) * 2 - 1
+    with pytest.warns(UserWarning, match=r"explain: the decoder's output at the first input holds 512 values \(shape "
+                                         r"\(8, 8, 8\)\), but each input holds 768 \(shape \(3, 16, 16\)\).*"
+                                         r"\(vae\.decode rather than vae\.decoder\)"):
+        ls.explain(vae.encoder, vae.decoder, x, out=tmp_path / "a", **FAST)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*input holds")
+        ls.explain(vae.encode, vae.decode, x, out=tmp_path / "b", **FAST)
+        ls.explain(vae.encoder, vae.decoder, x, out=tmp_path / "c", image_shape=(16, 32), **FAST)
+        # flat outputs of the inputs' size are the inputs' pictures, not another size
+        ls.explain(vae.encode, lambda z: vae.decode(z).flatten(1), x, out=tmp_path / "d", **FAST)

@@ -197,6 +197,8 @@ def explain(
         out_shape = one.out_shape
         if output_transform is None:
             _warn_of_logits(one.anchor_outputs, data)
+        if image_shape is None:
+            _warn_of_other_size(out_shape, data)
         shape = output_image_shape(out_shape, image_shape, data)
         check_feature_names_fit(_FN, report_options.get("feature_names"), out_shape, drawn_as_images=shape is not None)
         results = {}
@@ -254,6 +256,26 @@ def _warn_of_logits(outputs: torch.Tensor, data) -> None:
             "output_transform='sigmoid' so that effects and pictures are in the inputs' scale",
             UserWarning,
         )
+
+
+def _warn_of_other_size(out_shape: tuple[int, ...], data) -> None:
+    """A warning when the decoder's outputs hold another number of values than each input: a
+    decoder reconstructs its inputs, and a network's body without its output layer (a model
+    whose ``decode`` method adds the layer, as AntixK's VanillaVAE's ``final_layer``) gives
+    hidden features, which were measured and drawn without a word."""
+    if not isinstance(data, torch.Tensor) or data.dim() < 2:
+        return
+    per_input = math.prod(data.shape[1:])
+    if per_input == math.prod(out_shape):
+        return
+    _checks.warn(
+        f"{_FN}: the decoder's output at the first input holds {math.prod(out_shape)} values (shape "
+        f"{tuple(out_shape)}), but each input holds {per_input} (shape {tuple(data.shape[1:])}), as many as a "
+        "decoder that reconstructs its inputs gives: if the decoder is a network's body without its output layer, "
+        "pass the model's method that adds it (vae.decode rather than vae.decoder); if the sizes differ by design, "
+        "ignore this (image_shape= for outputs drawn as images says so)",
+        UserWarning,
+    )
 
 
 def output_image_shape(out_shape: tuple[int, ...], hint=None, inputs=None, *, fn: str = _FN) -> tuple[int, ...] | None:

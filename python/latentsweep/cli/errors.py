@@ -124,6 +124,9 @@ _CLI_WORDS = (
     ("span * prior_std must be", "--span * --prior-std must be"),
     (": span must be", ": --span must be"),
     ("output_transform='sigmoid'", "--output-activation sigmoid"),
+    ("method that adds it (vae.decode rather than vae.decoder)", "method that adds it (--decoder decode, for a model "
+     "with a decode method)"),
+    ("(image_shape= for outputs drawn as images says so)", "(--image-shape for outputs drawn as images says so)"),
     ("output_transform=", "--output-activation"),
     ("draw fewer (n=), or in parts with sample_offset=", "draw fewer (-n)"),
     ("draw fewer (n=), or in parts with offset=", "draw fewer (-n)"),
