@@ -76,6 +76,16 @@ MODELS = textwrap.dedent(
         def decode(self, z):
             return self.decoder(self.decoder_input(z)).view(-1, 1, 8, 8)
 
+    class HiddenBody(BodyAndHeads):
+        # the decoder body stops before its output layer (AntixK's final_layer): 32 hidden features
+        def __init__(self):
+            super().__init__()
+            self.decoder = nn.Sequential(nn.Linear(16, 32), nn.ReLU())
+            self.final_layer = nn.Sequential(nn.Linear(32, 64), nn.Sigmoid())
+
+        def decode(self, z):
+            return self.final_layer(self.decoder(self.decoder_input(z))).view(-1, 1, 8, 8)
+
     class Chunked(nn.Module):
         # mu and logvar in one [B, 2D] tensor, a decoder taking D
         def __init__(self):
@@ -236,6 +246,23 @@ def test_a_models_body_taken_for_its_decoder_that_fails_names_the_method(folder,
     invoke("traverse", "--model", "models18.py:BodyAndHeads", "--data", "x.npy", "--encoder", "encode",
            "--decoder", "decode", "--anchors", "2", "--steps", "3", "--out", str(tmp_path / "b"), cwd=folder)
     assert (tmp_path / "b" / "traversal.npz").exists()
+
+
+def test_report_on_a_decoder_body_that_gives_hidden_features_names_the_decode_method(folder, tmp_path):
+    """The default parts of a body-and-method model run end to end (16 body features in, 32 hidden
+    features out): the report of hidden features is said to be one, in the command line's words."""
+    args = ("--anchors", "2", "--steps", "3")
+    completed = invoke("report", "--model", "models18.py:HiddenBody", "--data", "x.npy", *args,
+                       "--out", str(tmp_path / "a"), cwd=folder)
+    said = [line for line in warnings_of(completed.stderr) if "input holds" in line]
+    assert said == ["latentsweep: warning: explain: the decoder's output at the first input holds 32 values (shape (32,)), but "
+                    "each input holds 64 (shape (1, 8, 8)), as many as a decoder that reconstructs its inputs gives: if "
+                    "the decoder is a network's body without its output layer, pass the model's method that adds it "
+                    "(--decoder decode, for a model with a decode method); if the sizes differ by design, ignore this "
+                    "(--image-shape for outputs drawn as images says so)"], completed.stderr
+    completed = invoke("report", "--model", "models18.py:HiddenBody", "--data", "x.npy", *args, "--encoder", "encode",
+                       "--decoder", "decode", "--out", str(tmp_path / "b"), cwd=folder)
+    assert not [line for line in warnings_of(completed.stderr) if "input holds" in line], completed.stderr
 
 
 def test_metrics_say_which_part_of_a_model_with_a_body_and_a_method_they_use(folder):
