@@ -11,6 +11,10 @@
 # step has a time limit and the whole run a deadline (GPU_CHECK_SECONDS, default 560),
 # so a step that hangs leaves the others their time and every log comes back. GPU_CHECK_SKIP names
 # steps to leave out (e.g. "bench-core all-tests"), for a lease too short for them all.
+# A machine without a network gets the dependencies its torch image lacks as wheels in ./.whl
+# (ignored by git), fetched beforehand where there is one:
+#     pip download zarr numcodecs donfig google-crc32c --only-binary=:all: --no-deps \
+#         --python-version 3.12 --platform manylinux_2_28_x86_64 -d .whl
 set -uo pipefail
 py=${1:-python3}
 out=${OUT:-gpu-check}
@@ -33,6 +37,7 @@ step() {  # step NAME LIMIT COMMAND...: runs COMMAND into $out/NAME.log, within 
 }
 
 nvidia-smi -L
+if [[ -d .whl ]]; then "$py" -m pip install -q --no-index --no-deps .whl/*.whl || exit 1; fi
 "$py" -c "import torch; print('torch', torch.__version__, 'CUDA', torch.version.cuda, torch.cuda.get_device_name())"
 step build 300 env LATENTSWEEP_CUDA=ON CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" \
   "$py" -m pip install --no-build-isolation --no-deps -v -e . || exit 1
