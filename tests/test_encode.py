@@ -45,6 +45,8 @@ class Heads(torch.nn.Module):
             "namedtuple": lambda: Out(logvar=logvar, mu=mu),
             "normal": lambda: torch.distributions.Normal(mu, sd),
             "independent": lambda: torch.distributions.Independent(torch.distributions.Normal(mu, sd), 1),
+            "multivariate_normal": lambda: torch.distributions.MultivariateNormal(mu, scale_tril=torch.diag_embed(sd)),
+            "low_rank": lambda: torch.distributions.LowRankMultivariateNormal(mu, torch.zeros(*mu.shape, 2), sd * sd),
             "codes": lambda: mu,
         }[self.form]()
 
@@ -60,7 +62,7 @@ def reference(x: torch.Tensor):
 
 FORMS = [
     "tuple", "list", "dict_mu_logvar", "dict_mean_log_var", "dict_capitalised", "dict_std",
-    "dict_log_std", "dict_var", "namedtuple", "normal", "independent",
+    "dict_log_std", "dict_var", "namedtuple", "normal", "independent", "multivariate_normal", "low_rank",
 ]
 
 
@@ -255,6 +257,20 @@ def test_nonfinite_outputs_name_the_batch_and_rows(x, part, value):
 
     with pytest.raises(ValueError, match=rf"{part} has NaN/Inf for batch 2, in 2 row\(s\) of the data: 33, 37"):
         ls.encode(encoder, x, batch_size=16)
+
+
+@pytest.mark.parametrize("correlated", [
+    lambda mu: torch.distributions.MultivariateNormal(mu, scale_tril=torch.eye(mu.shape[1]) + torch.tril(
+        torch.full((mu.shape[1], mu.shape[1]), 0.5), diagonal=-1)),
+    lambda mu: torch.distributions.LowRankMultivariateNormal(mu, torch.ones(*mu.shape, 1), torch.ones_like(mu)),
+])
+def test_a_multivariate_normal_with_correlated_latents_is_refused_naming_its_marginals(x, correlated):
+    """Its diagonal alone would be another posterior than the encoder's; a diagonal one (above)
+    is read. (Before, any MultivariateNormal was refused as an unknown output.)"""
+    with pytest.raises(ValueError, match=r"^latentsweep\.encode: the encoder returned a \w*MultivariateNormal for batch 0 "
+                                         r"whose covariance is not diagonal \(correlated latents\).*"
+                                         r"return \{'mu': d\.mean, 'var': d\.variance\}$"):
+        ls.encode(lambda b: correlated(b[:, :3]), x)
 
 
 def test_normal_with_zero_scale_is_reported_as_nonfinite(x):

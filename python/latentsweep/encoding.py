@@ -28,7 +28,8 @@ INPUT_KEYS = ("x", "input", "inputs", "data", "image", "images", "pixel_values",
 _FN = "latentsweep.encode"
 _EXPECTED = (
     "expected a (mu, logvar) tuple, a dict (or an object's attributes) with 'mu'/'mean' and 'logvar'/'log_var', "
-    "a torch.distributions.Normal, a latentsweep.Posterior, or a single [B, D] tensor of codes"
+    "a torch.distributions.Normal (or a diagonal MultivariateNormal), a latentsweep.Posterior, or a single [B, D] "
+    "tensor of codes"
 )
 # Who returned the output, as the messages about it say (the metrics name their representation).
 _ENCODER = f"{_FN}: the encoder"
@@ -57,7 +58,9 @@ def encode(
             - an object with those keys as attributes (diffusers' ``DiagonalGaussianDistribution``:
               ``.mean``, ``.logvar``), or a dict of one entry holding the posterior (diffusers'
               ``AutoencoderKL.encode`` output, ``latent_dist``), so ``encode(vae.encode, x)`` works;
-            - a ``torch.distributions.Normal`` (or ``Independent(Normal)``) with ``[B, D]`` loc;
+            - a ``torch.distributions.Normal`` (or ``Independent(Normal)``) with ``[B, D]`` loc, or
+              a ``MultivariateNormal`` / ``LowRankMultivariateNormal`` whose covariance is diagonal
+              (correlated latents are refused: return their marginals as a dict if you want those);
             - a :class:`Posterior` of the batch (its means and log-variances);
             - a single ``[B, D]`` tensor: the codes of a plain autoencoder (``logvar=None``).
             An ``nn.Module``, a bound method of one (``vae.encode``), or a function or lambda
@@ -291,6 +294,8 @@ def _split_output(output, index: int, subject: str = _ENCODER) -> tuple[torch.Te
         output = output.base_dist
     if isinstance(output, distributions.Normal):
         return output.loc, 2.0 * torch.log(output.scale)
+    if isinstance(output, (distributions.MultivariateNormal, distributions.LowRankMultivariateNormal)):
+        return _diagonal_gaussian(output, index, subject)
     if isinstance(output, torch.Tensor):
         return output, None
     if isinstance(output, tuple) and hasattr(output, "_asdict"):  # a namedtuple: use its names
@@ -325,6 +330,27 @@ def _split_output(output, index: int, subject: str = _ENCODER) -> tuple[torch.Te
             f"({kinds}) for batch {index}; {_EXPECTED}{hint}"
         )
     raise TypeError(f"{subject} returned a {type(output).__name__} for batch {index}; {_EXPECTED}")
+
+
+def _diagonal_gaussian(output, index: int, subject: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mu, logvar) of a multivariate normal whose covariance is diagonal (a ``scale_tril``
+    with nothing below its diagonal, a low-rank one with a zero factor): the latents are then
+    independent, one mean and one SD each, as the Normal's. Correlated latents are refused: their
+    marginals alone would traverse a posterior other than the encoder's."""
+    if isinstance(output, torch.distributions.MultivariateNormal):
+        tril = output.scale_tril
+        diagonal = bool((torch.tril(tril, diagonal=-1) == 0).all())
+        logvar = 2.0 * torch.log(torch.diagonal(tril, dim1=-2, dim2=-1))
+    else:
+        diagonal = bool((output.cov_factor == 0).all())
+        logvar = torch.log(output.cov_diag)
+    if not diagonal:
+        raise ValueError(
+            f"{subject} returned a {type(output).__name__} for batch {index} whose covariance is not diagonal "
+            "(correlated latents); latentsweep reads one mean and one SD per latent: to traverse the marginals, "
+            "dropping the correlations, return {'mu': d.mean, 'var': d.variance}"
+        )
+    return output.loc, logvar.expand_as(output.loc)
 
 
 def _mean_attributes(output) -> dict | None:
