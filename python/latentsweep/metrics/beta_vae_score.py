@@ -38,7 +38,10 @@ def beta_vae_score(
     ``mean_i |z1_i - z2_i|`` over the pairs, its label ``k``. A
     ``sklearn.linear_model.LogisticRegression(random_state=seed)`` (defaults otherwise) is fit
     on ``num_train`` points; the scores are its accuracies on them and on ``num_eval`` fresh
-    points. Points are drawn 64 at a time and encoded
+    points. That is the installed scikit-learn's classifier (lbfgs, multinomial since
+    scikit-learn 0.22); disentanglement_lib's 2019 study ran a scikit-learn before 0.22, whose
+    default was liblinear one-vs-rest, so accuracies are comparable within one scikit-learn version
+    (``evaluate`` records it). Points are drawn 64 at a time and encoded
     ``encode_batch_size`` observations per call, which changes no draw.
 
     Args:

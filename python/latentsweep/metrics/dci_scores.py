@@ -30,7 +30,9 @@ def dci(codes, factors, test_codes, test_factors, *, seed: int = 0, estimator: s
       (disentanglement_lib reports accuracies under these names).
 
     An all-zero importance matrix (no code informative) scores 0 for both, also with one factor
-    or one code, where the entropy rule alone would give 1.
+    or one code, where the entropy rule alone would give 1. Otherwise, with one factor every
+    code's entropy (over one outcome) is 0 and its disentanglement 1, and with one code every
+    factor's completeness is 1; the reference divides that 0 by log 1 and returns NaN.
 
     Args:
         codes, factors: train split, ``[N, D]`` codes and ``[N, F]`` integer factors.

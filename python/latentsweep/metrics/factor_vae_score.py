@@ -40,7 +40,10 @@ def factor_vae_score(
     column ``k`` overwritten); the vote goes to (``k``, the active latent with the least
     local variance / global variance). The classifier maps each latent to the factor with most
     training votes (``num_train``); accuracies are the share of votes it gets right on the
-    training and on ``num_eval`` fresh evaluation votes. Votes are drawn 64 at a time and
+    training and on ``num_eval`` fresh evaluation votes. (The reference indexes its vote columns by
+    position among the active latents and reports ``num_active_dims`` as the length of its
+    boolean mask, D; here columns are latents and ``num_active_dims`` counts the active ones: the
+    accuracies are the same.) Votes are drawn 64 at a time and
     encoded ``encode_batch_size`` observations per call, which changes no draw.
 
     Args:

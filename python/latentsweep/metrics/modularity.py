@@ -27,7 +27,14 @@ def modularity_explicitness(codes, factors, test_codes, test_factors, *, bins: i
       (0 for a latent with no information), averaged over latents.
     - explicitness: codes standardised with the train split's mean and SD; per factor a
       ``sklearn.linear_model.LogisticRegression()`` (defaults) on all codes; the macro ROC-AUC of
-      its class probabilities, one-vs-rest, on each split; averaged over factors.
+      its class probabilities, one-vs-rest, on each split; averaged over factors. A constant
+      latent is standardised to 0 (the reference divides by its SD of 0: NaN, and the fit fails).
+
+    The classifier is the installed scikit-learn's ``LogisticRegression()`` (lbfgs, multinomial
+    since scikit-learn 0.22), as the reference's code reads today; disentanglement_lib's 2019
+    study ran a scikit-learn before 0.22, whose default fit liblinear one-vs-rest classifiers (their AUCs
+    differ by a few hundredths), so compare explicitness within one scikit-learn version
+    (``evaluate`` records it).
 
     Args:
         codes, factors: train split, ``[N, D]`` codes and ``[N, F]`` integer factors.

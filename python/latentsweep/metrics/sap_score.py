@@ -22,7 +22,10 @@ def sap(codes, factors, test_codes, test_factors, *, continuous: bool = False) -
 
     - ``continuous=False`` (the study default): ``S[d, f]`` is the test accuracy of
       ``sklearn.svm.LinearSVC(C=0.01, class_weight="balanced")`` trained on latent ``d`` alone
-      (train split) to predict factor ``f``.
+      (train split) to predict factor ``f``; ``random_state=0`` is added so a fit by the dual
+      solver is reproducible (scikit-learn >= 1.5's ``dual="auto"`` solves this one-feature
+      problem in the primal, deterministic; earlier versions, the reference's, used the dual:
+      the same optimum, to the solvers' tolerance).
     - ``continuous=True``: ``S[d, f] = Cov(z_d, y_f)^2 / (Var z_d Var y_f)``, the R^2 of a
       linear fit of the factor on the latent, on the train split (``ddof=1``; 0 for a latent
       with variance <= 1e-12); the test split is checked but not used.
