@@ -94,8 +94,9 @@ def direction_codes(
 
     Args:
         anchors: ``[A, D]`` latent codes (``[D]`` for one anchor).
-        directions: ``[K, D]`` unit vectors (``[D]`` for one; or a :class:`Directions`, its
-            ``vectors``); see :func:`unit_directions`.
+        directions: ``[K, D]`` unit vectors (``[D]`` for one; or a :class:`Directions`, whose
+            ``vectors`` are normalised in float64 and rounded to the anchors' dtype, as
+            :func:`traverse` does, unless they require grad); see :func:`unit_directions`.
             Cast to the anchors' dtype; a norm further than sqrt(eps) of that dtype from 1 is
             an error. Directions of a narrower dtype (float32 for float64 anchors) that are
             unit to their own precision are normalised again in float64 first, as
@@ -120,7 +121,8 @@ def direction_codes(
     anchors = _checks.dense_tensor(fn, "anchors", anchors)
     if anchors.dim() == 1:
         anchors = anchors[None]
-    if isinstance(directions, Directions):  # (as traverse and traversal_values take them)
+    of_directions = isinstance(directions, Directions)
+    if of_directions:  # (as traverse and traversal_values take them)
         directions = directions.vectors
     directions = _checks.dense_tensor(fn, "directions", directions)
     if directions.dim() == 1:
@@ -130,6 +132,11 @@ def direction_codes(
     count = None if count is None else _checks.integer(fn, "count", count)
     # The data scans; everything else (unit length included) is checked by the op.
     anchor_range = _checks.finite(fn, "anchors", anchors)
+    if of_directions and anchors.is_floating_point() and not directions.requires_grad:
+        # A Directions' vectors are unit to 1e-5 (float32 ones cast to float64 among them), not
+        # to the op's sqrt(eps): normalised in float64 and rounded once to the anchors' dtype, as
+        # traverse does, so the rows are traverse's codes (PCs .to(torch.float64) were refused).
+        directions = normalised(fn, directions, dtype=anchors.dtype)
     direction_range = _checks.finite(fn, "directions", directions)
     value_range = _checks.representable(fn, "values", values, anchors.dtype, _checks.CODES_IN_ANCHORS_DTYPE)
     directions = _in_anchors_precision(fn, directions, anchors)
