@@ -5,6 +5,7 @@ directions give the coordinate sweep; every mode; labels; stores, resume and tor
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -129,6 +130,7 @@ def test_directions_object_gives_names_with_explained_variance():
 def test_any_shape_and_batch_size_matches_the_reference(anchors, directions, steps, latent, batch, seed):
     generator = torch.Generator().manual_seed(seed)
     codes = torch.randn(anchors, latent, generator=generator, dtype=torch.float64)
+    directions = 1 if latent == 1 else directions  # (one line has one direction each way: repeats are refused)
     raw = torch.randn(directions, latent, generator=generator, dtype=torch.float64) + 0.1
     result = ls.traverse(rowwise_decoder, codes, directions=raw, steps=steps, batch_size=batch, progress=False)
     check_against_reference(result, rowwise_decoder, codes, ls.unit_directions(raw))
@@ -329,3 +331,17 @@ def test_shards_of_a_direction_sweep_complete_one_store(tmp_path):
     for name in STATISTICS:
         assert torch.equal(getattr(done, name), getattr(full, name)), name
     assert torch.equal(done.directions, UNIT) and done.labels == ("u0", "u1", "u2")
+
+
+@pytest.mark.parametrize("rows, same", [([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [1.0, 0.0, 0.0]], "[0, 2]"),
+                                        ([[0.0, 3.0, 0.0], [0.0, 1.5, 0.0]], "[0, 1]")])
+def test_repeated_directions_are_refused_as_repeated_dims_are(rows, same):
+    """One direction, one traversal, label and rank: a repeat (or a positive multiple) went through,
+    the same traversal twice under two names. Opposite directions stay (each its own way)."""
+    anchors = torch.zeros(2, 3)
+    with pytest.raises(ValueError, match=rf"^latentsweep\.traverse: directions must be distinct, got rows "
+                                         rf"{re.escape(same)} \('u\d', 'u\d'\) along the same unit vector"):
+        ls.traverse(torch.nn.Identity(), anchors, directions=torch.tensor(rows), steps=3, progress=False)
+    opposite = ls.traverse(torch.nn.Identity(), anchors, directions=torch.tensor([[1.0, 0, 0], [-1.0, 0, 0]]),
+                           steps=3, progress=False)
+    assert opposite.labels == ("u0", "u1")

@@ -208,6 +208,7 @@ def grid_spec(fn: str, anchors, *, mode, span, steps, dims, logvar, values, refe
             )
         _checks.same_device(fn, anchors=anchors, directions=unit)
         unit = unit.to(anchors.dtype).detach().clone()  # owned, like the anchors
+        _refuse_repeated_directions(fn, unit, labels)
         dims_t = torch.arange(unit.shape[0], device=anchors.device)
     else:
         dims_t = (
@@ -255,3 +256,19 @@ def _warn_zero_ranges(fn: str, values: torch.Tensor, dims: torch.Tensor | None, 
         f"{fn}: some traversals have a range of 0 (their values round to one number): {listed}; their "
         "sensitivity counts them as 0 in its mean over the anchors (mode='prior', or float64 anchors, give every "
         "traversal a range)", RuntimeWarning)
+
+
+def _refuse_repeated_directions(fn: str, unit: torch.Tensor, labels: tuple[str, ...]) -> None:
+    """Each direction is one traversal, one label and one rank, as each latent is (repeated dims
+    are refused too): two rows along the same unit vector (a repeat, or a multiple: [1, 0] and
+    [2, 0]) traversed it twice under two names."""
+    _, inverse, counts = torch.unique(unit, dim=0, return_inverse=True, return_counts=True)
+    if not bool((counts > 1).any()):
+        return
+    first = int((counts[inverse] > 1).nonzero()[0, 0])
+    same = (inverse == inverse[first]).nonzero().flatten().tolist()
+    names = f" ({', '.join(repr(labels[i]) for i in same[:5])})" if labels else ""
+    raise ValueError(
+        f"{fn}: directions must be distinct, got rows {same[:5]}{names} along the same unit vector (one repeats or "
+        "is a positive multiple of another); drop the repeats"
+    )

@@ -114,7 +114,8 @@ def traverse(
         directions: ``[K, D]`` vectors (``[K, *latent_shape]`` for structured anchors) or a
             :class:`Directions` (e.g. :func:`principal_directions`, :func:`channel_directions`),
             traversed instead of coordinates. Each is scaled to unit length (a zero or
-            non-finite one is a ``ValueError``); to traverse some of them, index them
+            non-finite one is a ``ValueError``, and so are two along the same unit vector, as
+            repeated ``dims`` are); to traverse some of them, index them
             (``pcs[:3]``). Every mode keeps its meaning along a unit direction (see
             :func:`traversal_values`); the result's ``dims`` and ``ranking`` are then indices
             ``0..K-1`` into the directions, and its ``labels`` their names.
