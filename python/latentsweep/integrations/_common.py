@@ -210,8 +210,9 @@ def take_snapshot(
     for an autoencoder; the first ``max_dims``) from the first ``anchors`` inputs in the
     diagnosis' recommended mode (or ``options.mode``), and draws the pictures.
 
-    Runs without gradients, with every module involved (the modules behind the encoder and
-    decoder, see :func:`latentsweep._modules.modules_behind`, and ``modules``) in eval mode,
+    Runs without gradients and without autocast (in the model's dtype), with every module
+    involved (the modules behind the encoder and decoder, see
+    :func:`latentsweep._modules.modules_behind`, and ``modules``) in eval mode,
     restoring each submodule's mode afterwards, and restores every global random state it could
     touch, so a training run goes on exactly as without it. With no module found and
     ``modules=None``, a warning (pass ``modules=()`` for a model without any).
@@ -242,6 +243,12 @@ def take_snapshot(
     with preserve_rng_state(), torch.no_grad(), contextlib.ExitStack() as modes:
         for module in owners:
             modes.enter_context(eval_mode(module))
+        # Called inside a training loop's autocast block, the snapshot ran in bfloat16/float16: other
+        # flags and KLs than the same model outside it (and than Lightning, whose callbacks run
+        # outside autocast), and a result whose values numpy cannot take. It runs in the model's dtype.
+        for kind in {"cpu", *(d.type for d in (encoder_device, decoder_device) if d is not None)}:
+            if torch.amp.is_autocast_available(kind):
+                modes.enter_context(torch.autocast(kind, enabled=False))
         posterior = encode(recorder, data, batch_size=options.batch_size, device=encoder_device, progress=False)
         diagnosis = diagnose(posterior, prior_std=options.prior_std)
         refuse_overflowing_kl(fn, posterior, diagnosis)

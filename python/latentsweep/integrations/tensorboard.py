@@ -50,7 +50,8 @@ def log_traversals(
       flag code, 0 when it did not fire); ``effect/z<d>`` (how much each latent moves the output);
     - text: ``diagnosis``, the summary, flags and advice of :func:`latentsweep.diagnose`.
 
-    Runs under ``torch.no_grad`` with the modules in eval mode (each submodule's mode is restored)
+    Runs under ``torch.no_grad`` and in the model's dtype (autocast off, also when called inside an
+    ``torch.autocast`` block) with the modules in eval mode (each submodule's mode is restored)
     and restores the global random states of torch, numpy and Python, so the training run goes on
     exactly as without the call. The modules are those behind ``encoder`` and ``decoder`` (the
     modules themselves, a module's bound method, or the modules a lambda or function uses) and
