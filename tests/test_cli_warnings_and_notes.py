@@ -58,6 +58,13 @@ MODELS = textwrap.dedent(
         torch.manual_seed(0)
         return FlatCodesConvDecoder()
 
+    class LinearOnImages(nn.Module):
+        # a Linear encoder on [N, 1, 8, 8] images without nn.Flatten() before it
+        def __init__(self):
+            super().__init__()
+            self.encoder = nn.Linear(64, 4)
+            self.decoder = nn.Linear(4, 64)
+
     class BodyAndHeads(nn.Module):
         # AntixK's PyTorch-VAE layout: 'encoder' and 'decoder' are the network's bodies, the
         # methods 'encode' ([mu, log_var]) and 'decode' add the heads.
@@ -263,6 +270,22 @@ def test_report_on_a_decoder_body_that_gives_hidden_features_names_the_decode_me
     completed = invoke("report", "--model", "models18.py:HiddenBody", "--data", "x.npy", *args, "--encoder", "encode",
                        "--decoder", "decode", "--out", str(tmp_path / "b"), cwd=folder)
     assert not [line for line in warnings_of(completed.stderr) if "input holds" in line], completed.stderr
+
+
+@pytest.mark.parametrize("data, words", [
+    ("x.npy", "; the encoder's first Linear takes 64 inputs, each input's 64 values in shape (1, 8, 8): save --data "
+              "flat, one row per input, or put nn.Flatten() before that Linear"),
+    ("wide.npy", "; the encoder's first Linear takes 64 inputs, but each input holds 12 values: is --data what the "
+                 "model was trained on"),
+])
+def test_an_encoder_failing_on_the_datas_shape_says_what_its_first_linear_takes(folder, data, words):
+    """torch's "mat1 and mat2 shapes cannot be multiplied" named no argument; the library's note
+    is said once, without repeating the shape the command already names."""
+    np.save(folder / "wide.npy", np.zeros((12, 12), dtype=np.float32))
+    completed = invoke("diagnose", "--model", "models18.py:LinearOnImages", "--data", data, cwd=folder, check=False)
+    line = assert_one_line_error(completed, "raised RuntimeError: mat1 and mat2 shapes cannot be multiplied", words)
+    assert "batch 0" not in line and line.endswith(words if data == "x.npy" else "(the same features, in the same "
+                                                                               "columns)?"), line
 
 
 def test_metrics_say_which_part_of_a_model_with_a_body_and_a_method_they_use(folder):

@@ -413,3 +413,22 @@ def test_an_encoder_returning_a_posterior_gives_its_means_and_log_variances():
     wrapped = ls.encode(lambda x: ls.Posterior(mu[: len(x)], logvar[: len(x)]), torch.zeros(6, 1), batch_size=4)
     assert wrapped.latent_shape == direct.latent_shape == (2, 3)
     assert torch.equal(wrapped.mu, direct.mu) and torch.equal(wrapped.logvar, direct.logvar)
+
+
+@pytest.mark.parametrize("encoder, data, hint", [
+    (torch.nn.Linear(10, 4), torch.zeros(20, 12),
+     "; its first Linear takes 10 inputs, but each input holds 12 values: is data what the model was trained on"),
+    (torch.nn.Sequential(torch.nn.Linear(64, 4)), torch.zeros(20, 1, 8, 8),
+     "; its first Linear takes 64 inputs, each input's 64 values in shape (1, 8, 8): pass them flat (data.flatten(1))"),
+    (torch.nn.Conv2d(3, 4, 3), torch.zeros(20, 1, 8, 8), ""),
+])
+def test_an_encoder_failing_on_the_inputs_shape_gets_a_note_of_what_it_was_given(encoder, data, hint):
+    """torch said only "mat1 and mat2 shapes cannot be multiplied (20x12 and 10x4)", naming no
+    argument; its error is kept and a note says what the encoder was given."""
+    with pytest.raises(RuntimeError) as raised:
+        ls.encode(encoder, data, batch_size=16, progress=False)
+    shape = ", ".join(map(str, (16, *data.shape[1:])))
+    (note,) = raised.value.__notes__
+    given = f"latentsweep.encode: the encoder raised this on batch 0 of the data, given inputs [{shape}] float32"
+    assert note.startswith(given + hint), note
+    assert hint or note == given

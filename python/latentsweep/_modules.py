@@ -6,6 +6,7 @@ import contextlib
 import functools
 import hashlib
 import itertools
+import re
 import threading
 from collections.abc import Iterator
 
@@ -106,6 +107,16 @@ def first_linear_inputs(decoder) -> int | None:
         if next(module.parameters(recurse=False), None) is not None:
             return module.in_features if isinstance(module, torch.nn.Linear) else None
     return None
+
+
+_SHAPE_WORDS = re.compile(r"shape|size|dimension|\bdims?\b|\b\d+D\b|channels|expected input", re.IGNORECASE)
+
+
+def shape_error(error: BaseException) -> bool:
+    """Whether a model's own error (a decoder's, an encoder's) speaks of its input's shape, where
+    the shape it was given is worth saying; one that broke for another reason gets no advice
+    about shapes."""
+    return isinstance(error, RuntimeError | ValueError | IndexError | TypeError) and bool(_SHAPE_WORDS.search(str(error)))
 
 
 def tensors_of(model) -> Iterator[torch.Tensor]:

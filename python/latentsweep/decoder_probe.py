@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 
 from . import _batching, _checks
-from ._modules import first_linear_inputs
+from ._modules import first_linear_inputs, shape_error
 from .decoding import DecoderCall
 from .grid_spec import GridSpec
 from .paths import PATHS
@@ -143,13 +143,6 @@ def probe_anchors(fn: str, decoder, spec: GridSpec, probe_rows: int = ANCHOR_PRO
 # Words of torch's (and most code's) errors about the shape of an input: "Expected 3D (unbatched)
 # or 4D (batched) input", "mat1 and mat2 shapes cannot be multiplied", "size mismatch",
 # "shape '[-1, 4, 2, 2]' is invalid", "expected input[2, 16] to have 4 channels".
-_SHAPE_WORDS = re.compile(r"shape|size|dimension|\bdims?\b|\b\d+D\b|channels|expected input", re.IGNORECASE)
-
-
-def shape_error(error: BaseException) -> bool:
-    """Whether a decoder's own error speaks of its input's shape (where the codes' shape is worth
-    saying; a decoder that broke for another reason gets no advice about shapes)."""
-    return isinstance(error, RuntimeError | ValueError | IndexError | TypeError) and bool(_SHAPE_WORDS.search(str(error)))
 
 
 def _note_first_call(fn: str, error: Exception, codes: torch.Tensor, spec: GridSpec, decoder=None) -> None:

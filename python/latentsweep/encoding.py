@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 from collections.abc import Iterable, Mapping
 
 import numpy as np
 import torch
 
 from . import _checks, _progress
-from ._modules import eval_mode, model_device, parameter_dtype
+from ._modules import eval_mode, first_linear_inputs, model_device, parameter_dtype, shape_error
 from ._random_state import preserve_rng_state
 from .posterior import Posterior
 
@@ -123,7 +124,7 @@ def _encode(encoder, data, batch_size: int, device: torch.device, show: bool) ->
     with _progress.bar(show, total=total, unit="input", desc="encode") as bar, eval_mode(encoder), torch.inference_mode():
         for index, batch in enumerate(batches):
             batch = _to_encoder(batch, device, input_dtype, index)
-            mu, logvar = _split_output(_call_encoder(encoder, batch, input_dtype), index)
+            mu, logvar = _split_output(_call_encoder(encoder, batch, input_dtype, index), index)
             _check_batch(mu, logvar, index, rows, batch.shape[0], mus, logvars)
             if index == 0 and batched_here and mu.dim() > 2:
                 _checks.warn(
@@ -171,10 +172,11 @@ def _to_encoder(batch: torch.Tensor, device: torch.device, input_dtype: torch.dt
     return moved
 
 
-def _call_encoder(encoder, batch: torch.Tensor, input_dtype: torch.dtype | None):
+def _call_encoder(encoder, batch: torch.Tensor, input_dtype: torch.dtype | None, index: int):
     """``encoder(batch)``; when it fails on integer or boolean inputs while its parameters are
     floating point, the error gets a note saying so (the cause is usually uint8 images or int64
-    labels-as-data, not the model)."""
+    labels-as-data, not the model); when it fails on the inputs' shape, a note saying what it was
+    given."""
     try:
         return encoder(batch)
     except Exception as error:
@@ -183,7 +185,26 @@ def _call_encoder(encoder, batch: torch.Tensor, input_dtype: torch.dtype | None)
                 f"{_FN}: data is {batch.dtype} while the encoder's parameters are {input_dtype}; pass floating-point "
                 "data (e.g. data.float() / 255 for uint8 images) unless the encoder takes integers (an Embedding)"
             )
+        elif shape_error(error) and not str(error).startswith(_FN):
+            error.add_note(_input_shape_note(encoder, batch, index))
         raise
+
+
+def _input_shape_note(encoder, batch: torch.Tensor, index: int) -> str:
+    """What the encoder was given when its own code failed on the inputs' shape (torch said only
+    "mat1 and mat2 shapes cannot be multiplied (20x12 and 10x4)", naming no argument), and for a
+    first Linear layer what it takes."""
+    per_input, shape = math.prod(batch.shape[1:]), tuple(batch.shape[1:])
+    note = (f"{_FN}: the encoder raised this on batch {index} of the data, given inputs "
+            f"[{', '.join(map(str, batch.shape))}] {str(batch.dtype).removeprefix('torch.')}")
+    width = first_linear_inputs(encoder)
+    if width is not None and width == per_input and batch.dim() > 2:
+        return (f"{note}; its first Linear takes {width} inputs, each input's {per_input} values in shape {shape}: "
+                "pass them flat (data.flatten(1)), or put nn.Flatten() before that Linear")
+    if width is not None and width != per_input:
+        return (f"{note}; its first Linear takes {width} inputs, but each input holds {per_input} values: is data "
+                "what the model was trained on (the same features, in the same columns)?")
+    return note
 
 
 def _batches(data, batch_size: int) -> tuple[Iterable[torch.Tensor], int | None]:

@@ -826,7 +826,8 @@ def _decoded(codes: torch.Tensor, decoder, model, args, fn: str):
     (code_width_hint), else a decoder that takes ``[B, C, H, W]`` codes (STRUCTURED_CODES); and
     the model's 'decode' where the default took its 'decoder' body."""
     from .._modules import first_linear_inputs
-    from ..decoder_probe import code_width_hint, shape_error
+    from .._modules import shape_error
+    from ..decoder_probe import code_width_hint
     from ..decoding import decoder_call
 
     device, dtype = part_device_dtype(decoder, model)

@@ -140,6 +140,11 @@ _CLI_WORDS = (
     # the decoder's own error and the library's note on its first call (said on one line: set apart),
     # whose advice for structured codes names traverse's Python arguments: here the encoder gives them
     (re.compile(r" (the decoder raised this on its first call, given codes)"), r"; \1"),
+    # the encoder's note on its inputs' shape: the command has said the --data's shape already
+    (re.compile(r" the encoder raised this on batch \d+ of the data, given inputs \[[^\]]*\] \w+(?:; its|$)"),
+     lambda m: "; the encoder's" if m[0].endswith("its") else ""),
+    ("pass them flat (data.flatten(1)), or put", "save --data flat, one row per input, or put"),
+    ("is data what the model was trained on", "is --data what the model was trained on"),
     ("a decoder that takes structured codes gets them from anchors of that shape ([A, C, H, W]) or "
      "latent_shape=(C, H, W)", STRUCTURED_CODES),
     (re.compile(r"clusters: k must be <= (\d+), got"),  # (k < N: said as what --data holds)
