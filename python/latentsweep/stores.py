@@ -508,6 +508,7 @@ class SweepStore:
                 f"the sweep store {self.path} is damaged: {self.npy_path} is not the outputs file it wrote ({foreign}) "
                 "and is never replaced: move it away, then resume=True writes the outputs again"
             )
+        self._refuse_blocked()  # (its lease is the first write: not into a linked folder)
         self._take_lease()
         g = self.geometry
         temporary = temporary_path(self.npy_path)
@@ -536,7 +537,10 @@ class SweepStore:
 
     def repair_static(self, static: dict[str, np.ndarray]) -> None:
         """Rewrites damaged static arrays from this sweep's own (identical by checksum) values."""
-        for name in self.static_problems():
+        problems = self.static_problems()
+        if problems:
+            self._refuse_blocked()  # (a rewrite through a linked folder changes what it points to)
+        for name in problems:
             if crc(static[name]) != self.static_crc[name]:
                 raise StoreDamaged(
                     f"the sweep store {self.path} is damaged: its {name} array does not match the checksum in its "
@@ -849,39 +853,63 @@ class SweepStore:
         """Before a sweep computes units into the store: a ValueError saying it is read-only
         (read-only media, no permission) rather than an OSError at its first row, and a
         StoreDamaged where a folder or link sits at a unit's record or chunk file (the unit
-        could not be written after it was computed)."""
+        could not be written after it was computed) or a link at one of its folders."""
         for place in (self.meta_path, self.meta_path / "leases", self.meta_path / "units", self.meta_path / "effect",
                       *((self.npy_path or self.meta_path / "outputs",) if self.keep_outputs else ())):
             if os.path.lexists(place) and not os.access(place, os.W_OK):  # (also read-only mounts)
                 raise self._read_only(f"{place} is not writable")
-        blocked = next(self._blocked_files(), None)
-        if blocked is not None:
-            raise StoreDamaged(
-                f"the sweep store {self.path} is damaged: {blocked} is a "
-                f"{'symbolic link' if blocked.is_symlink() else 'folder'} where the store keeps a file (a unit's "
-                "record or rows), so no unit can be written there: remove it, or pass overwrite=True to start over"
-            )
+        self._refuse_blocked()
 
-    def _blocked_files(self):
-        """The places of the store's own files (unit records, chunks of the row arrays) taken by a
-        folder or a link: one listing per folder, so the check costs what the store holds, not
-        what the plan could write."""
+    def _refuse_blocked(self) -> None:
+        """StoreDamaged naming the first of :meth:`_blocked_places`, if any."""
+        blocked = next(self._blocked_places(), None)
+        if blocked is None:
+            return
+        place, folder = blocked
+        if folder:
+            raise StoreDamaged(
+                f"the sweep store {self.path} is damaged: {place} is a symbolic link where the store keeps its own "
+                f"folder, so what it wrote there would change the files the link points to "
+                f"({os.path.realpath(place)}): replace the link with a copy of that folder, then resume"
+            )
+        raise StoreDamaged(
+            f"the sweep store {self.path} is damaged: {place} is a "
+            f"{'symbolic link' if place.is_symlink() else 'folder'} where the store keeps a file (a unit's "
+            "record or rows), so no unit can be written there: remove it, or pass overwrite=True to start over"
+        )
+
+    def _blocked_places(self):
+        """(place, keeps a folder) for each place of the store's own files (unit records, chunks
+        of the row arrays) taken by a folder or a link, and of its own folders (units, leases,
+        the arrays and their chunks' folders) taken by a link: written through, it would change
+        another store's files or the user's. One listing per folder, so the check costs what
+        the store holds, not what the plan could write."""
         def entries(folder: Path):
             try:
                 return list(os.scandir(folder))
             except OSError:  # (missing: nothing there yet)
                 return []
 
+        for name in ("units", "leases", *self._arrays):
+            for folder in (self.meta_path / name, self.meta_path / name / "c"):
+                if folder.is_symlink():
+                    yield folder, True
+        for name in self.static_crc:  # (few chunks, rewritten by a repair: every folder of theirs)
+            for root, folders, _ in os.walk(self.meta_path / name / "c"):
+                yield from ((Path(root, f), True) for f in folders if Path(root, f).is_symlink())
         record = re.compile(r"u\d{9}\.rec")
         for entry in entries(self.meta_path / "units"):
             if record.fullmatch(entry.name) and not entry.is_file(follow_symlinks=False):
-                yield Path(entry.path)
+                yield Path(entry.path), False
         for name in ("effect", "outputs") if self.keep_outputs and self.npy_path is None else ("effect",):
             depth = self._arrays[name].ndim  # chunk (i, 0, ...) is the file c/i/0/...
             for entry in entries(self.meta_path / name / "c"):
+                for folder in (Path(entry.path, *["0"] * k) for k in range(depth - 1)):  # c/i, c/i/0, ...
+                    if folder.is_symlink():
+                        yield folder, True
                 leaf = Path(entry.path, *["0"] * (depth - 1))
                 if os.path.lexists(leaf) and (leaf.is_symlink() or not leaf.is_file()):
-                    yield leaf
+                    yield leaf, False
 
     def _read_only(self, why: str) -> ValueError:
         caller = "" if self.caller == "latentsweep" else f"{self.caller}: "  # (named_errors names it then)
