@@ -191,6 +191,28 @@ def _as_typed(figure) -> None:
 
     for text in figure.findobj(Text):
         text.set_parse_math(False)
+    for ax in figure.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            _plain_log_ticks(axis)
+
+
+def _plain_log_ticks(axis) -> None:
+    """A log axis' tick labels as plain numbers (``0.01``, ``1e-05``), on the ticks matplotlib
+    labels: it writes them as math (``$\\mathdefault{10^{-2}}$``), which ``_as_typed`` draws as
+    typed: every log axis (KL bars, posterior SD histograms) showed that text, overlapping."""
+    from matplotlib.ticker import LogFormatter, LogFormatterMathtext
+
+    class PlainLogFormatter(LogFormatter):
+        def __call__(self, x, pos=None):
+            return f"{x:g}" if super().__call__(x, pos) else ""
+
+    for get, put in ((axis.get_major_formatter, axis.set_major_formatter),
+                     (axis.get_minor_formatter, axis.set_minor_formatter)):
+        old = get()
+        if isinstance(old, LogFormatterMathtext):
+            # (its private base and linthresh, read with defaults: another matplotlib may rename them)
+            put(PlainLogFormatter(base=getattr(old, "_base", 10.0), labelOnlyBase=old.labelOnlyBase,
+                                  minor_thresholds=old.minor_thresholds, linthresh=getattr(old, "_linthresh", None)))
 
 
 def _save(figure, target, **options) -> None:

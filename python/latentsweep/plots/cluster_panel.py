@@ -130,7 +130,11 @@ def cluster_panel(
             strip[pad : pad + height, left : left + tile_width] = tile
         strip_ax = figure.add_subplot(grid[row])
         strip_ax.imshow(strip, interpolation="nearest")
-        strip_ax.set_xticks([pad + n * (tile_width + pad) + (tile_width - 1) / 2 for n in range(len(tiles))], ticks, fontsize=7)
+        # Upright labels wider than their tile overlapped (48 clusters' names under the decoded
+        # centroids ran into one line): those are turned 90 degrees, each under its own tile.
+        crowded = max(_common.text_inches(t, 7) for t in ticks) > 0.9 * figure.get_figwidth() / len(tiles)
+        strip_ax.set_xticks([pad + n * (tile_width + pad) + (tile_width - 1) / 2 for n in range(len(tiles))], ticks,
+                            fontsize=7, rotation=90 if crowded else 0)
         strip_ax.set_yticks([])
         strip_ax.tick_params(length=0)
         for spine in strip_ax.spines.values():
