@@ -889,6 +889,9 @@ def test_traverse_shards_then_open(workspace):
     assert "work units done" in first.stdout and "missing units" in first.stdout
     incomplete = run("open", "shards.zarr", cwd=workspace, check=False)
     assert incomplete.returncode == 1 and "missing units" in incomplete.stdout
+    # (it printed the status alone: no error line, no advice)
+    assert_one_line_error(incomplete, "open: the sweep at shards.zarr is incomplete", "Finish it: run the traverse "
+                          "command that wrote it again with --resume, or its missing --shard runs")
     last = run(*args, "--shard", "0/2", cwd=workspace)
     assert "points/s" in last.stdout
     assert "4 anchors x 3 latents x 5 steps" in run("open", "shards.zarr", cwd=workspace).stdout
@@ -941,7 +944,8 @@ def test_bad_directions_files_are_one_line_errors(workspace, tmp_path, content, 
         target.write_text("1 0 0")
     completed = invoke("report", "--model", "tiny_models:make", "--weights", "tiny.pt", "--data", "data.npy",
                        "--directions", str(target), "--out", str(tmp_path / "out"), cwd=workspace, check=False)
-    assert_one_line_error(completed, *needles)
+    # (a mistyped word is a usage error, as a mistyped --mode is: exit 2)
+    assert_one_line_error(completed, *needles, code=2 if isinstance(content, str) and content == "not-npy" else 1)
     assert not (tmp_path / "out" / "report.html").exists()
 
 

@@ -632,9 +632,9 @@ def run_open(args) -> int:
 
     try:
         status = ls.sweep_status(args.path)
-        if not status.complete:
+        if not status.complete:  # the status, then why open_sweep refuses it and what to do (exit 1)
             print(status.summary())
-            return 1
+            ls.open_sweep(args.path)
         print(ls.open_sweep(args.path).summary())
     except ValueError as error:  # in open's words: the library's advice names its writer's arguments
         from .._checks import user_path
@@ -645,7 +645,11 @@ def run_open(args) -> int:
         if recorded_writer(user_path(args.path)) == "interpolate":  # no command writes it: its advice stays Python's
             raise PythonAdvice(f"open: {text}" + (" (resume=True and overwrite=True: arguments of "
                                                   "latentsweep.interpolate, which wrote it)" if advice else "")) from None
-        if advice:
+        unfinished = "Finish it with traverse(..., out=path, resume=True) or run the missing shards"
+        if unfinished in text:
+            text = text.replace(unfinished, "Finish it: run the traverse command that wrote it again with --resume, "
+                                             "or its missing --shard runs")
+        elif advice:
             text += " (--resume and --overwrite: options of the traverse command that wrote it)"
         raise CliError(f"open: {text}") from None
     return 0
@@ -760,7 +764,8 @@ def _sample_into(folder: Path, args) -> int:
         per_row, column_label = PRIOR_SAMPLES_PER_ROW, "sample (row start + column)"
         row_label = lambda r: str(r * per_row)  # noqa: E731
         title = f"{args.num_samples} samples from the prior N(0, {args.prior_std:g}²), D={dim} ({source}), seed {args.seed}"
-    decoded = _decoded(codes, decoder, model, args, "latentsweep sample")
+    decoded = _decoded(codes, decoder, model, args, "latentsweep sample",
+                       size_from="--latent-dim" if not args.data and source == "--latent-dim" else None)
     if not isinstance(decoded, torch.Tensor) or decoded.dim() < 2 or decoded.shape[0] != len(codes):
         what = tuple(decoded.shape) if isinstance(decoded, torch.Tensor) else type(decoded).__name__
         raise CliError(f"the decoder must return a [B={len(codes)}, ...] tensor, got {what}")
@@ -819,12 +824,13 @@ def add_report(sub) -> None:
 _cluster_count = integer_at_least(2, INT64_MAX)
 
 
-def _decoded(codes: torch.Tensor, decoder, model, args, fn: str):
+def _decoded(codes: torch.Tensor, decoder, model, args, fn: str, *, size_from: str | None = None):
     """The decoder (with --decoder-output and --output-activation) on ``codes``, on the model's
     device and dtype. When the decoder's own code fails on flat codes ``[B, D]`` with an error
     about its input's shape, the error adds the likely cause: a first Linear of another width
     (code_width_hint), else a decoder that takes ``[B, C, H, W]`` codes (STRUCTURED_CODES); and
-    the model's 'decode' where the default took its 'decoder' body."""
+    the model's 'decode' where the default took its 'decoder' body. ``size_from``: the option that
+    set the codes' size D (sample's --latent-dim), named first as the likely cause."""
     from .._modules import first_linear_inputs
     from .._modules import shape_error
     from ..decoder_probe import code_width_hint
@@ -841,12 +847,25 @@ def _decoded(codes: torch.Tensor, decoder, model, args, fn: str):
         # (a conv decoder given [16, 8] said only torch's "Expected 3D or 4D input to conv_transpose2d")
         shapes = codes.dim() == 2 and error.__cause__ is not None and shape_error(error.__cause__)
         width = first_linear_inputs(decoder) if shapes else None
-        why = "" if not shapes else STRUCTURED_CODES if width in (None, codes.shape[1]) else \
-            code_width_hint(codes.shape[1], width)
+        why = "" if not shapes else _size_advice(size_from, codes.shape[1], model, decoder) if size_from else \
+            STRUCTURED_CODES if width in (None, codes.shape[1]) else code_width_hint(codes.shape[1], width)
         advice = "; ".join(text for text in (why, other) if text)
         if not advice:
             raise
         raise _advised(error, advice) from error.__cause__
+
+
+def _size_advice(option: str, size: int, model, decoder) -> str:
+    """Advice for a decoder that failed on the shape of codes whose size D an option set: the
+    size the model says it takes, when that is another (a --latent-dim typed wrong was advised
+    --latent-shape); else the advice for a decoder that takes structured codes."""
+    from .samples import _from_attributes, _from_first_layer
+
+    found = _from_attributes(model, decoder) or _from_first_layer(decoder)
+    if found is None or found[0] == size:
+        return STRUCTURED_CODES
+    return f"{option} {size} may not be the decoder's latent size ({found[1]} is {found[0]}): pass {option} " \
+           f"{found[0]}, or leave it out"
 
 
 def run_report(args) -> int:

@@ -75,12 +75,33 @@ def standard_output_named():
     with contextlib.ExitStack() as closing:
         devnull = closing.enter_context(open(os.devnull, "w", encoding="utf-8")) \
             if stream is None or errors is None else None
+        # a path that stdout's encoding cannot show (undecodable bytes under a strict UTF-8 locale,
+        # é under PYTHONIOENCODING=ascii) is shown escaped, as on stderr: it failed the command
+        # after its work, with a UnicodeEncodeError naming no option
+        closing.enter_context(_escaped_when_unencodable(stream))
         sys.stdout = _NamedStandardOutput(stream or devnull)
         sys.stderr = errors or devnull
         try:
             yield
         finally:
             sys.stdout, sys.stderr = stream, errors
+
+
+@contextlib.contextmanager
+def _escaped_when_unencodable(stream):
+    """``stream``'s encoding errors as backslash escapes meanwhile (a stream that cannot be
+    reconfigured, such as a test's capture, is left as it is)."""
+    before = getattr(stream, "errors", None)
+    try:
+        stream.reconfigure(errors="backslashreplace")
+    except (AttributeError, ValueError, OSError):
+        yield
+        return
+    try:
+        yield
+    finally:
+        with contextlib.suppress(AttributeError, ValueError, OSError):
+            stream.reconfigure(errors=before)
 
 
 # What mode "empirical" spans on the command line (diagnosis_words names the inputs of a command without --data).

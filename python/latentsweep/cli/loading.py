@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from .checkpoints import load_weights, missing_file, read_safetensors, read_torch_file
-from .errors import CliError, reason
+from .errors import CliError, UsageError, reason
 
 
 # User files are imported under this prefix, never under their own name: a model file called
@@ -339,7 +339,8 @@ def load_directions(path: str) -> torch.Tensor:
     without unpickling; every problem is one line naming the option."""
     file = Path(path)
     if file.suffix.lower() != ".npy":
-        raise CliError(f"--directions: expected auto, coordinates, pca, clusters or a .npy file of [K, D] vectors, "
+        # (a mistyped word, as a mistyped --mode: a usage error, exit 2)
+        raise UsageError(f"--directions: expected auto, coordinates, pca, clusters or a .npy file of [K, D] vectors, "
                        f"got {path!r}")
     if not file.is_file():
         raise CliError(f"--directions: no such file {path!r}")
