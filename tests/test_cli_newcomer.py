@@ -104,3 +104,13 @@ def test_a_right_latent_dim_for_a_decoder_of_structured_codes_still_gets_latent_
     line = done.stderr.decode().strip().splitlines()[-1]
     assert line.startswith("latentsweep: error: ") and "pass --latent-shape C,H,W" in line, line
     assert "may not be the decoder's latent size" not in line
+
+
+def test_a_channels_last_image_shape_is_named_in_the_options_words(folder: Path):
+    # "decoder outputs of shape (16,) are not images ... pass --image-shape H,W or C,H,W", to a
+    # user who had passed it, channels last
+    done = cli(folder, "traverse", "--model", "vae.py:build", "--data", "x.npy", "--image-shape", "4,4,1",
+               "--out", "o", "--no-progress")
+    assert done.returncode == 2, done.stderr
+    assert ("--image-shape (4, 4, 1) reads as channels last (H, W, C); images here are (C, H, W): pass --image-shape "
+            "1,4,4") in done.stderr.decode(), done.stderr

@@ -102,6 +102,10 @@ def test_grid_flat_outputs_need_a_matching_image_shape(posterior, tmp_path):
         plots.traversal_grid(flat, image_shape=(9, 9))
     with pytest.raises(ValueError, match="image_shape must be"):
         plots.traversal_grid(flat, image_shape=(8, 8, 1, 1))
+    # a channels-last slip (numpy's and PIL's order) was told its outputs "are not images"
+    with pytest.raises(ValueError, match=r"image_shape \(8, 8, 1\) reads as channels last \(H, W, C\); images here "
+                                         r"are \(C, H, W\): pass image_shape=\(1, 8, 8\)$"):
+        plots.traversal_grid(flat, image_shape=(8, 8, 1))
     path = tmp_path / "grid.png"
     figure = plots.traversal_grid(flat, image_shape=(8, 8), path=path)
     assert figure.axes[0].get_title().startswith("Traversal of anchor 0")

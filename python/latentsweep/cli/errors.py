@@ -136,6 +136,7 @@ _CLI_WORDS = (
     ("mode='auto'", "--mode auto"),
     ("directions='clusters' needs clusters=K (KMeans) or labels", "--directions clusters needs --clusters K"),
     ("pass image_shape=(H, W) or (C, H, W)", "pass --image-shape H,W or C,H,W"),
+    (re.compile(r"pass image_shape=\((\d+), (\d+), (\d+)\)"), r"pass --image-shape \1,\2,\3"),
     ("image_shape (", "--image-shape ("),
     ("image_shape must be", "--image-shape must be"),
     ("--image-shape: --image-shape ", "--image-shape "),  # (the CLI names the flag as the function: said once)

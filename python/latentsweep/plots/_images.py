@@ -35,6 +35,10 @@ def image_shape_of(fn: str, out_shape, image_shape=None) -> tuple[int, ...]:
                 f"{fn}: image_shape {shape} holds {math.prod(shape)} values but each decoder output "
                 f"{out_shape} holds {math.prod(out_shape)}"
             )
+        if len(shape) == 3 and shape[0] not in IMAGE_CHANNELS and shape[2] in IMAGE_CHANNELS:
+            # (a channels-last slip, numpy's and PIL's order, was told its outputs are "not images")
+            raise ValueError(f"{fn}: image_shape {shape} reads as channels last (H, W, C); images here are (C, H, W): "
+                             f"pass image_shape=({shape[2]}, {shape[0]}, {shape[1]})")
     else:
         shape = out_shape
     if len(shape) == 2 or (len(shape) == 3 and shape[0] in IMAGE_CHANNELS):
