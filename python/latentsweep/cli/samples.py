@@ -97,7 +97,7 @@ def save_samples_picture(images: np.ndarray, path: Path, *, per_row: int, row_la
     total_rows = -(-len(images) // per_row)
     rows, shown = min(total_rows, MAX_PICTURE_ROWS), min(per_row, MAX_PICTURE_COLUMNS, len(images))
     # the pictures' one rule: far outliers clipped with a warning (a hot pixel drew every tile black)
-    low, high = colour_range(PICTURE, None, None, images)
+    low, high = colour_range(PICTURE, None, None, images, image_shape=tuple(images.shape[1:]))
     drawn = [i for i in (r * per_row + c for r in range(rows) for c in range(shown)) if i < len(images)]
     step = -(-max(images.shape[-2:]) // MAX_TILE_PIXELS)  # (the last two axes are H, W)
     picked = images[drawn][..., ::step, ::step]

@@ -297,7 +297,18 @@ def anchor_outputs(fn: str, result: TraversalResult, anchor: int) -> np.ndarray:
             f"{fn}: result.outputs is None (the sweep ran with keep_outputs=False); rerun "
             "traverse() with keep_outputs=True to draw the decoded outputs"
         )
-    return as_array(result.outputs[anchor])
+    return finite_result_values(fn, "result.outputs", as_array(result.outputs[anchor]))
+
+
+def finite_result_values(fn: str, name: str, array: np.ndarray) -> np.ndarray:
+    """``array`` (a result's ``name``, as drawn) when it holds no NaN or Inf: traverse refuses a
+    decoder that returns them, so only a result changed afterwards has them (its curves raised a
+    storm of numpy warnings, its bars and heatmap cells were drawn as 0 or left blank)."""
+    bad = int((~np.isfinite(array)).sum())
+    if bad:
+        raise ValueError(f"{fn}: {name} has {bad} NaN/Inf value(s); traverse never returns them "
+                         "(was the result changed after the sweep?)")
+    return array
 
 
 def all_outputs(fn: str, result: TraversalResult) -> np.ndarray:
@@ -307,7 +318,7 @@ def all_outputs(fn: str, result: TraversalResult) -> np.ndarray:
             f"{fn}: result.outputs is None (the sweep ran with keep_outputs=False); rerun "
             "traverse() with keep_outputs=True to draw the decoded outputs"
         )
-    outputs = as_array(result.outputs)
+    outputs = finite_result_values(fn, "result.outputs", as_array(result.outputs))
     return outputs.reshape(*outputs.shape[:3], -1)
 
 
@@ -433,10 +444,15 @@ def curve_axis(result: TraversalResult, positions) -> tuple[np.ndarray, str]:
     return offsets.mean(axis=0), f"{offset_label} (mean over anchors)"
 
 
-def colour_range(fn: str, vmin, vmax, *arrays: np.ndarray) -> tuple[float, float]:
+def colour_range(fn: str, vmin, vmax, *arrays: np.ndarray, image_shape: tuple[int, ...] | None = None) -> tuple[float, float]:
     """The values mapped to the colour map's ends: the caller's finite numbers, else the data's
-    range (see ``value_range``); vmax > vmin. (An infinite end made every tile one colour.)"""
-    from ._images import value_range
+    range (see ``value_range``); vmax > vmin. (An infinite end made every tile one colour.)
+    ``image_shape``: the images' shape, when ``arrays`` hold whole images of it (an RGBA
+    image's alpha is left out of the range: see ``colour_values``)."""
+    from ._images import colour_values, value_range
+
+    if image_shape is not None:
+        arrays = tuple(colour_values(a, image_shape) for a in arrays)
 
     for name, value in (("vmin", vmin), ("vmax", vmax)):
         if value is None:

@@ -8,11 +8,13 @@ import numbers
 
 import numpy as np
 
-IMAGE_CHANNELS = (1, 3)
+# Grey (colour-mapped), RGB, and RGBA (sprites: composited over white). Two channels stay tabular.
+IMAGE_CHANNELS = (1, 3, 4)
+RGBA_CHANNELS = 4
 
 
 def image_shape_of(fn: str, out_shape, image_shape=None) -> tuple[int, ...]:
-    """The ``(H, W)`` or ``(C, H, W)`` shape to view one output as, with C in (1, 3).
+    """The ``(H, W)`` or ``(C, H, W)`` shape to view one output as, with C in (1, 3, 4).
 
     ``image_shape`` (for flat outputs) must hold as many values as the output; without it the
     output itself must be ``[H, W]`` or ``[C, H, W]``.
@@ -35,8 +37,11 @@ def image_shape_of(fn: str, out_shape, image_shape=None) -> tuple[int, ...]:
                 f"{fn}: image_shape {shape} holds {math.prod(shape)} values but each decoder output "
                 f"{out_shape} holds {math.prod(out_shape)}"
             )
-        if len(shape) == 3 and shape[0] not in IMAGE_CHANNELS and shape[2] in IMAGE_CHANNELS:
-            # (a channels-last slip, numpy's and PIL's order, was told its outputs are "not images")
+        # (a channels-last slip, numpy's and PIL's order, was told its outputs are "not images"). A
+        # first axis of 4 beside a last of 1 or 3 is read so too, as before RGBA was drawn: an image
+        # 4 pixels high is likelier than an RGBA one 1 or 3 pixels wide.
+        if len(shape) == 3 and shape[2] in IMAGE_CHANNELS and (
+                shape[0] not in IMAGE_CHANNELS or (shape[0] == RGBA_CHANNELS and shape[2] != RGBA_CHANNELS)):
             raise ValueError(f"{fn}: image_shape {shape} reads as channels last (H, W, C); images here are (C, H, W): "
                              f"pass image_shape=({shape[2]}, {shape[0]}, {shape[1]})")
     else:
@@ -47,7 +52,7 @@ def image_shape_of(fn: str, out_shape, image_shape=None) -> tuple[int, ...]:
         return shape
     raise ValueError(
         f"{fn}: decoder outputs of shape {out_shape} are not images ([H, W], or [C, H, W] with C "
-        "1 or 3); pass image_shape=(H, W) or (C, H, W) for flat image vectors, or draw tabular "
+        "1, 3 or 4 (RGBA)); pass image_shape=(H, W) or (C, H, W) for flat image vectors, or draw tabular "
         "outputs with response_curves / sensitivity_heatmap"
     )
 
@@ -78,10 +83,21 @@ def value_range(*arrays: np.ndarray) -> tuple[float, float]:
     return (low, high) if high > low else (low - 0.5, high + 0.5)
 
 
+def colour_values(array: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """The values of ``array`` (whole images of ``shape``, any leading axes) that the colour
+    scale spans: all of them, but an RGBA image's alpha, which is an opacity in [0, 1] whatever
+    the colours' scale (with it, colours in [2, 3] were drawn on a scale of [1, 3])."""
+    if len(shape) == 3 and shape[0] == RGBA_CHANNELS:
+        return array.reshape(-1, *shape)[:, :3]
+    return array
+
+
 def to_rgb(outputs: np.ndarray, lead_ndim: int, shape: tuple[int, ...], *, vmin: float, vmax: float, cmap: str = "gray") -> np.ndarray:
     """Outputs whose first ``lead_ndim`` axes index images -> ``[*lead, H, W, 3]`` RGB in
     [0, 1]: one channel goes through the colour map, three channels are shown as they are
-    (clipped to [vmin, vmax])."""
+    (clipped to [vmin, vmax]), four are RGBA: the colours as three channels are, composited
+    over white by their alpha clipped to [0, 1]. NaN colours are drawn black, and so is a
+    pixel whose alpha is NaN (a NaN hidden by transparency would not be seen)."""
     from matplotlib import colormaps
 
     images = outputs.reshape(*outputs.shape[:lead_ndim], *shape).astype(np.float64)
@@ -90,6 +106,12 @@ def to_rgb(outputs: np.ndarray, lead_ndim: int, shape: tuple[int, ...], *, vmin:
     with np.errstate(invalid="ignore"):  # (NaN outputs: drawn black below)
         scaled = np.clip((images * 0.5 - vmin * 0.5) / (vmax * 0.5 - vmin * 0.5), 0.0, 1.0)
     scaled = np.nan_to_num(scaled, nan=0.0)
+    if len(shape) == 3 and shape[0] == RGBA_CHANNELS:
+        alpha = images[..., 3, :, :]
+        unknown = np.isnan(alpha)
+        alpha = np.clip(np.where(unknown, 1.0, alpha), 0.0, 1.0)[..., None]
+        colours = np.where(unknown[..., None], 0.0, np.moveaxis(scaled[..., :3, :, :], -3, -1))
+        return colours * alpha + (1.0 - alpha)
     if len(shape) == 3 and shape[0] == 3:
         return np.moveaxis(scaled, -3, -1)
     if len(shape) == 3:

@@ -93,7 +93,7 @@ def cluster_panel(
         raise ValueError(f"{_FN}: centroid_outputs and interpolation must have the same output shape, got {sorted(shapes)}")
     shape = image_shape_of(_FN, shapes.pop(), image_shape) if strips else None
     if strips:
-        vmin, vmax = _common.colour_range(_FN, vmin, vmax, *(images for _, images, _ in strips))
+        vmin, vmax = _common.colour_range(_FN, vmin, vmax, *(images for _, images, _ in strips), image_shape=shape)
 
     eta = _common.as_array(clusters.eta_squared)
     latents = np.argsort(-eta, kind="stable")[: min(top, eta.size)]

@@ -47,7 +47,8 @@ def direction_grid(
     Args:
         outputs: ``[K, S, *out_shape]`` decoder outputs (e.g. the decoder applied to
             ``direction_codes(anchor, directions.vectors, values)`` viewed as ``[K, S, ...]``),
-            images ``[H, W]`` / ``[C, H, W]`` (C = 1 or 3), or flat with ``image_shape``.
+            images ``[H, W]`` / ``[C, H, W]`` (C = 1, 3, or 4: RGBA, drawn over white), or flat
+            with ``image_shape``.
         directions: the :class:`Directions` traversed (K of them): rows are labelled with
             their names and, when known, their share of the codes' variance.
         values: ``[S]`` or ``[K, S]`` coordinates along each direction, for the column labels
@@ -95,7 +96,7 @@ def direction_grid(
         anchor_values = _common.user_array(_FN, "anchor_values", anchor_values)
         if anchor_values.shape != (num_dirs,):
             raise ValueError(f"{_FN}: anchor_values must be [K={num_dirs}], got shape {tuple(anchor_values.shape)}")
-    vmin, vmax = _common.colour_range(_FN, vmin, vmax, array)
+    vmin, vmax = _common.colour_range(_FN, vmin, vmax, array, image_shape=shape)
     limit = _common.panel_limit(_FN, num_dirs, max_dims, "direction")
     if limit is not None and limit < num_dirs:  # (120 directions were a 418 x 8244 pixel picture)
         array, directions, num_dirs = array[:limit], directions[:limit], limit

@@ -40,7 +40,9 @@ def effect_bars(results, *, log: bool | None = None, max_dims: int | None = None
     keys, labels = _groups(named)
     effects = {}
     for name, result in named.items():
-        by_key = dict(zip(_keys(result), _common.as_array(result.dim_effect).tolist()))
+        where = f"results[{name!r}].dim_effect" if isinstance(results, Mapping) else "result.dim_effect"
+        dim_effect = _common.finite_result_values(_FN, where, _common.as_array(result.dim_effect))
+        by_key = dict(zip(_keys(result), dim_effect.tolist()))
         effects[name] = np.array([by_key.get(key, np.nan) for key in keys])
     limit = _common.panel_limit(_FN, len(keys), max_dims, "bar group")
     if limit is not None and limit < len(keys):  # (2000 latents were a 602-inch figure)
@@ -52,6 +54,7 @@ def effect_bars(results, *, log: bool | None = None, max_dims: int | None = None
     if log is None:
         log = bool(positive.size > 0 and positive.max() > 100 * positive.min())
     _checks.boolean(_FN, "log", log)
+    log = log and positive.size > 0  # (a log axis of zeros only: matplotlib's "no positive values" warning)
 
     figure = _common.new_figure(min(max(5.0, 0.3 * len(keys) * len(named) + 2.5), _common.MAX_FIGURE_INCHES), 3.6)
     ax = figure.add_subplot()
@@ -63,6 +66,10 @@ def effect_bars(results, *, log: bool | None = None, max_dims: int | None = None
         ax.bar(x + (i - (len(named) - 1) / 2) * width, heights, width, label=_common.short_label(name))
     if log:
         ax.set_yscale("log")
+    if not positive.size:  # (bars of height 0 are not drawn: constant outputs gave an empty chart)
+        ax.set_ylim(0.0, 1.0)
+        ax.text(0.5, 0.5, "every effect is 0: no traversal changes the output", transform=ax.transAxes,
+                ha="center", va="center", color="0.35")
     labels = [_common.short_label(label) for label in labels]
     long = len(keys) > 24 or max(map(len, labels)) * len(keys) > 120
     ax.set_xticks(x, labels, fontsize=8, rotation=90 if long else 0)

@@ -65,7 +65,8 @@ def response_curves(
     positions, scores, score_name = _common.dim_order(_FN, result, diagnosis, order, max_dims)
     num_features = math.prod(result.out_shape)
     names = feature_labels(_FN, feature_names, num_features)
-    chosen = pick_features(_FN, features, names, result.sensitivity[positions], max_features)
+    sensitivity = _common.finite_result_values(_FN, "result.sensitivity", _common.as_array(result.sensitivity)[positions])
+    chosen = pick_features(_FN, features, names, sensitivity, max_features)
     # [A, K', S, F'] in float64: the mean and SD over anchors of outputs near float32's range stay finite.
     outputs = _common.all_outputs(_FN, result)[:, positions][..., chosen].astype(np.float64)
     x, x_label = _common.curve_axis(result, positions)  # [K', S]
@@ -77,16 +78,22 @@ def response_curves(
     axes = figure.subplots(nrows, ncols, squeeze=False, sharey=sharey)
     headings = _common.row_labels(result, positions)
     mean = outputs.mean(axis=0)
+    one_step = outputs.shape[2] == 1
     for i, ax in enumerate(axes.flat):
         if i >= count:
             ax.remove()  # unused cell of the last row
             continue
         for j, f in enumerate(chosen):
             colour = feature_colour(f, num_features)
-            ax.plot(x[i], mean[i, :, j], color=colour, lw=1.6, label=_common.short_label(names[f]) if i == 0 else None)
+            # (a line through one step is not drawn: sweeps of one step showed empty panels)
+            ax.plot(x[i], mean[i, :, j], color=colour, lw=1.6, marker="o" if one_step else None,
+                    label=_common.short_label(names[f]) if i == 0 else None)
             if band is not None and outputs.shape[0] > 1:
                 low, high = _band(outputs[:, i, :, j], mean[i, :, j], band)
-                ax.fill_between(x[i], low, high, color=colour, alpha=0.15, lw=0)
+                if one_step:  # (a band one step wide has no area)
+                    ax.vlines(x[i], low, high, color=colour, alpha=0.4, lw=4)
+                else:
+                    ax.fill_between(x[i], low, high, color=colour, alpha=0.15, lw=0)
         if x_label.startswith("offset"):
             ax.axvline(0.0, color="0.4", ls=":", lw=1)
         heading = headings[i]

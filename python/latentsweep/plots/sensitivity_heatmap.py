@@ -60,7 +60,7 @@ def sensitivity_heatmap(
     positions, scores, score_name = _common.dim_order(_FN, result, diagnosis, order, max_dims)
     num_features = math.prod(result.out_shape)
     names = feature_labels(_FN, feature_names, num_features)
-    sensitivity = _common.as_array(result.sensitivity)[positions]
+    sensitivity = _common.finite_result_values(_FN, "result.sensitivity", _common.as_array(result.sensitivity)[positions])
     chosen = pick_features(_FN, features, names, sensitivity, max_features)
     matrix = sensitivity[:, chosen].astype(np.float64)
     if normalize:
@@ -93,5 +93,9 @@ def sensitivity_heatmap(
     label = "share of the feature's largest slope" if normalize else slope
     _common.colour_bar(figure, ax, vmin=0.0, vmax=vmax, cmap=cmap, label=label)
     shown = f" ({columns} of {num_features} features)" if columns < num_features else ""
-    ax.set_title(title if title is not None else f"Sensitivity: which {_common.traversal_noun(result)} moves which feature{shown}")
+    if title is None:
+        title = f"Sensitivity: which {_common.traversal_noun(result)} moves which feature{shown}"
+        if not peak > 0:  # (one colour without a word: a sweep of one step, or constant outputs)
+            title += "\nevery slope is 0" + (" (traversals of one step have no slope)" if result.values.shape[2] == 1 else "")
+    ax.set_title(title)
     return _common.finish(figure, path, fn=_FN)

@@ -88,7 +88,7 @@ def gif_bytes(
     positions, _, _ = _common.dim_order(_FN, result, diagnosis, order, max_dims)
 
     outputs = _common.anchor_outputs(_FN, result, anchor)[positions]  # [K', S, *out_shape]
-    vmin, vmax = _common.colour_range(_FN, vmin, vmax, outputs)
+    vmin, vmax = _common.colour_range(_FN, vmin, vmax, outputs, image_shape=shape)
     tiles = to_rgb(outputs, 2, shape, vmin=vmin, vmax=vmax, cmap=cmap)  # [K', S, H, W, 3]
     scale = max(1, math.ceil(tile_size / max(tiles.shape[2:4])))
     enlarged = tiles[..., 0].size * scale * scale * 3  # bytes of the enlarged uint8 tiles

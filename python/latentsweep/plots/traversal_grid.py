@@ -39,7 +39,8 @@ def traversal_grid(
 
     Args:
         result: a :class:`TraversalResult` with image outputs ``[A, K, S, *out_shape]``:
-            ``out_shape`` ``[H, W]`` or ``[C, H, W]`` (C = 1 or 3), or flat with ``image_shape``.
+            ``out_shape`` ``[H, W]`` or ``[C, H, W]`` (C = 1, 3, or 4: RGBA, drawn over white), or flat
+            with ``image_shape``.
         anchor: which anchor (index into ``result.anchors``) to draw.
         diagnosis: a :class:`Diagnosis` of the same model; with it ``order="auto"`` sorts the
             rows by KL, largest first (latents only: directions are sorted by effect).
@@ -84,7 +85,7 @@ def traversal_grid(
         extras.append(
             ("reconstruction", single_output(_FN, "reconstruction", reconstruction, result.out_shape, anchor, num_anchors))
         )
-    vmin, vmax = _common.colour_range(_FN, vmin, vmax, outputs, *(e for _, e in extras))
+    vmin, vmax = _common.colour_range(_FN, vmin, vmax, outputs, *(e for _, e in extras), image_shape=shape)
 
     tiles = to_rgb(outputs, 2, shape, vmin=vmin, vmax=vmax, cmap=cmap)  # [K', S, H, W, 3]
     extra_tiles = [to_rgb(e[None], 1, shape, vmin=vmin, vmax=vmax, cmap=cmap)[0] for _, e in extras]
