@@ -229,13 +229,18 @@ def test_bolts_vae_through_a_lambda_on_its_body_and_heads(tmp_path):
     assert diagnosis.is_variational and diagnosis.latent_dim == 5
 
 
-def test_bolts_body_alone_fails_on_the_decoder_naming_the_likely_cause():
-    vae = _seeded(BoltsVAE)
-    body = ls.encode(vae.encoder, torch.rand(4, 3, 16, 16), progress=False)
-    assert not body.is_variational and body.mu.shape == (4, 32)
+def _decoder_notes_on_plain_codes(vae, inputs):
+    """The codes ``encode(vae.encoder)`` reads (plain ones) and the notes of the error the decoder
+    raises on two of them, on one line."""
+    codes = ls.encode(vae.encoder, inputs, progress=False)
     with pytest.raises(RuntimeError) as raised:
-        ls.traverse(vae.decoder, body[:2], steps=3, progress=False)
-    notes = " ".join(getattr(raised.value, "__notes__", []))
+        ls.traverse(vae.decoder, codes[:2], steps=3, progress=False)
+    return codes, " ".join(getattr(raised.value, "__notes__", []))
+
+
+def test_bolts_body_alone_fails_on_the_decoder_naming_the_likely_cause():
+    body, notes = _decoder_notes_on_plain_codes(_seeded(BoltsVAE), torch.rand(4, 3, 16, 16))
+    assert not body.is_variational and body.mu.shape == (4, 32)
     assert "given codes [2, 32]" in notes
     # (the note said "a decoder that takes structured codes ...": the wrong cause for a Linear decoder)
     assert "the decoder's first Linear takes 5 inputs, but the codes have 32: is the encoder the network's body " \
@@ -260,12 +265,8 @@ def test_chunked_encoder_split_by_the_user_with_sigmoid_outputs(tmp_path):
 def test_chunked_encoder_unsplit_fails_on_the_decoder_naming_the_likely_cause():
     """The [B, 2D] tensor alone reads as 2D plain codes; the decoder, which takes D, fails on the
     anchors and the note names the one tensor holding both as the likely cause."""
-    vae = _seeded(ChunkedVAE)
-    codes = ls.encode(vae.encoder, torch.rand(8, 1, 8, 8), progress=False)
+    codes, notes = _decoder_notes_on_plain_codes(_seeded(ChunkedVAE), torch.rand(8, 1, 8, 8))
     assert not codes.is_variational and codes.mu.shape == (8, 10)
-    with pytest.raises(RuntimeError) as raised:
-        ls.traverse(vae.decoder, codes[:2], steps=3, progress=False)
-    notes = " ".join(getattr(raised.value, "__notes__", []))
     assert "given codes [2, 10]" in notes
     assert "the decoder's first Linear takes 5 inputs and the codes have 10 = 2 x 5: an encoder that returns its " \
            "mean and log-variance in one tensor" in notes and "torch.chunk(h, 2, dim=1)" in notes

@@ -735,7 +735,7 @@ def open_sweep(path: str | Path) -> TraversalResult | Interpolation:
             raise ValueError(
                 f"{fn}: the sweep at {path} is incomplete: {len(missing)} of {status.num_units} work units are "
                 f"missing ({describe_units(missing)})" + (f"; damaged: {detail}" if detail else "")
-                + f". Finish it with {writer_of(store.params)}(..., out=path, resume=True) or run the missing shards"
+                + f". {unfinished_advice(writer_of(store.params))}"
             )
         g = store.geometry
         dim_effect, sensitivity = merged.result(fn, num_anchors=g.num_anchors, num_steps=g.num_steps,
@@ -777,3 +777,9 @@ def sweep_status(path: str | Path) -> StoreStatus:
         return store.status()
     finally:
         store.close()
+
+
+def unfinished_advice(writer: str) -> str:
+    """What to do with an incomplete store that ``writer`` (traverse, interpolate) wrote (the CLI's
+    ``open`` says it in its own words, finding it by this text)."""
+    return f"Finish it with {writer}(..., out=path, resume=True) or run the missing shards"

@@ -639,13 +639,14 @@ def run_open(args) -> int:
     except ValueError as error:  # in open's words: the library's advice names its writer's arguments
         from .._checks import user_path
         from ..stores import recorded_writer
+        from ..sweep import unfinished_advice
 
         text = str(error).removeprefix("latentsweep.sweep_status: ").removeprefix("latentsweep.open_sweep: ")
         advice = "overwrite=True" in text or "resume=True" in text
         if recorded_writer(user_path(args.path)) == "interpolate":  # no command writes it: its advice stays Python's
             raise PythonAdvice(f"open: {text}" + (" (resume=True and overwrite=True: arguments of "
                                                   "latentsweep.interpolate, which wrote it)" if advice else "")) from None
-        unfinished = "Finish it with traverse(..., out=path, resume=True) or run the missing shards"
+        unfinished = unfinished_advice("traverse")
         if unfinished in text:
             text = text.replace(unfinished, "Finish it: run the traverse command that wrote it again with --resume, "
                                              "or its missing --shard runs")
@@ -859,9 +860,9 @@ def _size_advice(option: str, size: int, model, decoder) -> str:
     """Advice for a decoder that failed on the shape of codes whose size D an option set: the
     size the model says it takes, when that is another (a --latent-dim typed wrong was advised
     --latent-shape); else the advice for a decoder that takes structured codes."""
-    from .samples import _from_attributes, _from_first_layer
+    from .samples import stated_latent_dim
 
-    found = _from_attributes(model, decoder) or _from_first_layer(decoder)
+    found = stated_latent_dim(model, decoder)
     if found is None or found[0] == size:
         return STRUCTURED_CODES
     return f"{option} {size} may not be the decoder's latent size ({found[1]} is {found[0]}): pass {option} " \

@@ -38,7 +38,7 @@ def latent_dim(model, decoder, given: int | None) -> tuple[int, str]:
     example). A guess is checked by decoding one code."""
     if given is not None:
         return given, "--latent-dim"
-    found = _from_attributes(model, decoder) or _from_first_layer(decoder)
+    found = stated_latent_dim(model, decoder)
     if found is not None:
         dim, source = found
         failure = _decode_fails(model, decoder, dim)
@@ -55,6 +55,12 @@ def latent_dim(model, decoder, given: int | None) -> tuple[int, str]:
         "cannot tell the model's latent size: give --latent-dim D, or --latent-shape C,H,W for a decoder that "
         "takes structured codes (or --data, or give the model a latent_dim attribute)" + (f"; the decoder accepts codes of each of the sizes {accepted}" if accepted else "")
     )
+
+
+def stated_latent_dim(model, decoder) -> tuple[int, str] | None:
+    """(D, where it came from) when the model says its latent size: a ``latent_dim``-like
+    attribute, else the input size of the decoder's first ``nn.Linear``; None otherwise."""
+    return _from_attributes(model, decoder) or _from_first_layer(decoder)
 
 
 def _decode_fails(model, decoder, dim: int) -> str | None:
