@@ -1,4 +1,4 @@
-"""Progress bars for long work: tqdm on a terminal, silent otherwise."""
+"""Progress bars for long work: tqdm on a terminal or in a notebook, silent otherwise."""
 
 from __future__ import annotations
 
@@ -7,21 +7,30 @@ import threading
 
 
 def wanted(progress: bool | None, fn: str) -> bool:
-    """progress=True/False forces the bar on/off; None shows it when stderr is a terminal (not
-    when it is a program's own writer without isatty()). Never when there is no stderr to write
-    to (pythonw, or a closed stderr, which Python sets to None; a stream the program closed):
-    tqdm would fail writing to it."""
+    """progress=True/False forces the bar on/off; None shows it when stderr is a terminal or a
+    Jupyter kernel's output (not when it is a program's own writer without isatty()). Never when
+    there is no stderr to write to (pythonw, or a closed stderr, which Python sets to None; a
+    stream the program closed): tqdm would fail writing to it."""
     if progress is not None and not isinstance(progress, bool):
         raise TypeError(f"{fn}: progress must be True, False or None, got {type(progress).__name__}")
     stream = sys.stderr
     if stream is None or getattr(stream, "closed", False) is True:
         return False
     if progress is None:
+        if _notebook_output(stream):
+            return True
         try:
             return bool(stream.isatty())
         except (AttributeError, ValueError, OSError):  # a writer without isatty(), a closed file
             return False
     return progress
+
+
+def _notebook_output(stream) -> bool:
+    """ipykernel's output stream (Jupyter notebooks and JupyterLab, VS Code's notebooks, Colab)
+    says it is no terminal, yet shows a bar (tqdm.auto draws a widget there): a sweep of many
+    minutes in a notebook showed nothing at all."""
+    return type(stream).__module__.split(".")[0] == "ipykernel"
 
 
 # The thread that made one of the library's bars (tqdm does not record it).

@@ -88,7 +88,7 @@ def encode(
         batch_size: rows per encoder call for tensors, arrays and datasets (int >= 1).
         device: where batches go (default: the encoder's parameters' device; for an encoder
             without parameters, the device of a tensor ``data``; else the CPU).
-        progress: a tqdm bar when True, or when None and stderr is a terminal.
+        progress: a tqdm bar when True, or when None on a terminal or in a Jupyter notebook.
 
     Returns:
         a :class:`Posterior` with CPU tensors ``mu`` ``[N, D]`` and ``logvar`` ``[N, D]``

@@ -115,7 +115,7 @@ def explain(
         feature_names: names of tabular output features (refused for outputs drawn as
             images). title: the page's title.
         metrics: a :class:`latentsweep.metrics.MetricResults` to add to the report.
-        seed: KMeans' random state. progress: tqdm bars (None: on a terminal).
+        seed: KMeans' random state. progress: tqdm bars (None: on a terminal or in a Jupyter notebook).
         report_options: more options of :func:`latentsweep.report` (``max_dims``, ``gifs``,
             ``dpi``, ``anchor_indices``).
 

@@ -148,7 +148,7 @@ def traverse(
             it also starts the store the first attempt finds missing).
         overwrite: replace an existing store at ``out`` (refused while another process writes
             to it, or if its folder holds files latentsweep did not write).
-        progress: a tqdm bar (points/s, ETA) on rank 0; None shows it when stderr is a terminal.
+        progress: a tqdm bar (points/s, ETA) on rank 0; None shows it on a terminal or in a Jupyter notebook.
         cuda_graph: capture the decoder in a CUDA graph (CUDA only; for small decoders whose
             launch overhead dominates; the decoder must be graph-safe).
         shard: ``(i, n)``: compute only shard i of n into the store ``out`` (no process group:

@@ -53,7 +53,7 @@ def beta_vae_score(
             points must draw at least two factors.
         seed: seeds every draw and the classifier.
         encode_batch_size: observations per representation call.
-        progress: a tqdm bar (True / False / None: when stderr is a terminal).
+        progress: a tqdm bar (True / False / None: on a terminal or in a Jupyter notebook).
 
     Returns:
         dict with ``train_accuracy`` and ``eval_accuracy``.

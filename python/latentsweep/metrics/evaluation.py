@@ -105,7 +105,7 @@ def evaluate(
         sampling_votes: votes for FactorVAE/BetaVAE (train, eval).
         dci_estimator: DCI's importance estimator: ``"gradient_boosting"`` (the reference; minutes
             at 10,000 points) or ``"random_forest"`` (faster; see :func:`dci`).
-        progress: tqdm bars (True / False / None: when stderr is a terminal).
+        progress: tqdm bars (True / False / None: on a terminal or in a Jupyter notebook).
 
     Returns:
         a :class:`MetricResults`.

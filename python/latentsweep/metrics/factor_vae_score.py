@@ -56,7 +56,7 @@ def factor_vae_score(
         prune_threshold: SD below which a latent counts as collapsed (0.05; a finite number >= 0).
         seed: seeds every draw (a CPU ``torch.Generator``), so the score is reproducible.
         encode_batch_size: observations per representation call.
-        progress: a tqdm bar (True / False / None: when stderr is a terminal).
+        progress: a tqdm bar (True / False / None: on a terminal or in a Jupyter notebook).
 
     Returns:
         dict with ``train_accuracy``, ``eval_accuracy``, ``num_active_dims`` and ``votes``
