@@ -12,11 +12,12 @@ See README.md in this folder for how the weights were produced and what they sho
 """
 
 from .data import load_digits_data, load_wine_data
-from .models import DigitsAE, DigitsVAE, TabularVAE
+from .models import DemoAutoencoder, DigitsAE, DigitsVAE, TabularVAE
 from .registry import DEMO_MODELS, DemoModel, load_demo_model
 
 __all__ = [
     "DEMO_MODELS",
+    "DemoAutoencoder",
     "DemoModel",
     "DigitsAE",
     "DigitsVAE",

@@ -23,6 +23,15 @@ DIGITS_SHAPE = (1, 8, 8)
 _HEAD_ACTIVATIONS = (None, "relu")
 
 
+class DemoAutoencoder(nn.Module):
+    """What every demo model has (declared so that a type checker knows ``model.decoder(z)``
+    is a module's call, not ``nn.Module.__getattr__``'s ``Tensor | Module``)."""
+
+    latent_dim: int
+    encoder: nn.Module
+    decoder: nn.Module
+
+
 def _mlp(sizes: list[int]) -> nn.Sequential:
     """Linear layers with ReLU between them and after the last (a trunk for heads to sit on)."""
     layers: list[nn.Module] = []
@@ -102,7 +111,7 @@ class MLPDecoder(nn.Module):
         return torch.sigmoid(y) if self.sigmoid else y
 
 
-class DigitsVAE(nn.Module):
+class DigitsVAE(DemoAutoencoder):
     """VAE for scikit-learn's 8x8 digits: ``x [B, 64]`` in [0, 1] -> ``[B, 1, 8, 8]`` in [0, 1]."""
 
     def __init__(
@@ -130,7 +139,7 @@ class DigitsVAE(nn.Module):
         return self.decoder(mu), mu, logvar
 
 
-class DigitsAE(nn.Module):
+class DigitsAE(DemoAutoencoder):
     """Plain autoencoder for the 8x8 digits: ``encoder(x) -> z``, ``decoder(z) -> [B, 1, 8, 8]``."""
 
     def __init__(self, latent_dim: int = 8, *, hidden: int = 128) -> None:
@@ -145,7 +154,7 @@ class DigitsAE(nn.Module):
         return self.decoder(z), z
 
 
-class TabularVAE(nn.Module):
+class TabularVAE(DemoAutoencoder):
     """VAE for standardised tabular data: ``x [B, F] -> (mu, logvar)``, ``z -> [B, F]`` (linear)."""
 
     def __init__(self, num_features: int, latent_dim: int = 4, *, hidden: int = 64) -> None:

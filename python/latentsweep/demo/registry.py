@@ -11,9 +11,8 @@ from importlib import resources
 from typing import Callable
 
 from safetensors.torch import load as load_safetensors
-from torch import nn
 
-from .models import DigitsAE, DigitsVAE, TabularVAE
+from .models import DemoAutoencoder, DigitsAE, DigitsVAE, TabularVAE
 
 WINE_FEATURES = 13
 
@@ -23,7 +22,7 @@ class DemoModel:
     """One shipped model: ``build()`` gives it untrained; ``dataset`` is "digits" or "wine"."""
 
     name: str
-    build: Callable[[], nn.Module]
+    build: Callable[[], DemoAutoencoder]
     dataset: str
     description: str
 
@@ -64,7 +63,7 @@ def weights_path(name: str):
     return resources.files(__package__).joinpath("weights", f"{name}.safetensors")
 
 
-def load_demo_model(name: str) -> nn.Module:
+def load_demo_model(name: str) -> DemoAutoencoder:
     """Build the demo model ``name``, load its shipped weights, and return it in eval mode."""
     if not isinstance(name, str):  # (a list failed with "unhashable type")
         raise TypeError(f"latentsweep.demo.load_demo_model: name must be a str, one of {sorted(DEMO_MODELS)}, "

@@ -17,13 +17,13 @@ import torch
 from safetensors.torch import load as load_safetensors
 from torch import nn
 
-from .models import GaussianEncoder, MLPDecoder, _sizes
+from .models import DemoAutoencoder, GaussianEncoder, MLPDecoder, _sizes
 
 SHAPES_VAE_NAME = "shapes-beta-vae"
 SHAPES_RESOLUTION = 32
 
 
-class ShapesVAE(nn.Module):
+class ShapesVAE(DemoAutoencoder):
     """MLP beta-VAE for ``[B, 1, 32, 32]`` images: ``encoder(x) -> (mu, logvar)``,
     ``decoder(z) -> [B, 1, 32, 32]`` in [0, 1]."""
 
