@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import overload
 
 import torch
 
@@ -128,6 +129,56 @@ class Interpolation:
     def __repr__(self) -> str:
         return (f"Interpolation(paths={self.num_paths}, steps={len(self.t)}, path={self.path!r}, "
                 f"out_shape={self.out_shape}, store={str(self.sweep.store) if self.sweep.store else None})")
+
+
+# Type checkers (mypy, an editor's Pylance) read the result of a sweep without shard= as
+# an Interpolation, not a union whose every attribute they flagged.
+@overload
+def interpolate(
+    decoder,
+    start,
+    end,
+    *,
+    steps: int = 11,
+    path: str = "linear",
+    batch_size: int | str = "auto",
+    memory_budget: int | None = None,
+    device: torch.device | str | None = None,
+    out: str | Path | None = None,
+    keep_outputs: bool = True,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool | None = None,
+    shard: None = None,
+    distributed: bool = True,
+    output=None,
+    output_transform=None,
+    latent_shape=None,
+) -> Interpolation: ...
+
+
+@overload
+def interpolate(
+    decoder,
+    start,
+    end,
+    *,
+    steps: int = 11,
+    path: str = "linear",
+    batch_size: int | str = "auto",
+    memory_budget: int | None = None,
+    device: torch.device | str | None = None,
+    out: str | Path | None = None,
+    keep_outputs: bool = True,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool | None = None,
+    shard: tuple[int, int],
+    distributed: bool = True,
+    output=None,
+    output_transform=None,
+    latent_shape=None,
+) -> Interpolation | StoreStatus: ...
 
 
 def interpolate(

@@ -6,6 +6,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -59,7 +60,9 @@ class TraversalResult:
     dims: torch.Tensor
     values: torch.Tensor
     anchors: torch.Tensor
-    outputs: object
+    # A tensor, a store's array or None (see above): Any, as the field's type, so that a type
+    # checker takes users' result.outputs.shape (as object it flagged every use).
+    outputs: Any
     anchor_outputs: torch.Tensor
     effect: torch.Tensor
     dim_effect: torch.Tensor

@@ -23,6 +23,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import overload
 
 import torch
 
@@ -45,6 +46,70 @@ from .stores import (StoreDamaged, StoreStatus, SweepStore, check_store_name, de
                      store_path, sweep_id, writer_of)
 
 _FN = "latentsweep.traverse"
+
+
+# Type checkers (mypy, an editor's Pylance) read the result of a sweep without shard= as
+# a TraversalResult, not a union whose every attribute they flagged.
+@overload
+def traverse(
+    decoder,
+    anchors,
+    *,
+    mode: str = "prior",
+    span: float = 2.0,
+    steps: int = 11,
+    dims=None,
+    directions=None,
+    latent_shape=None,
+    logvar: torch.Tensor | None = None,
+    values: torch.Tensor | None = None,
+    reference: torch.Tensor | None = None,
+    prior_std: float = 1.0,
+    batch_size: int | str = "auto",
+    memory_budget: int | None = None,
+    device: torch.device | str | None = None,
+    out: str | Path | None = None,
+    keep_outputs: bool = True,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool | None = None,
+    cuda_graph: bool = False,
+    shard: None = None,
+    distributed: bool = True,
+    output=None,
+    output_transform=None,
+) -> TraversalResult: ...
+
+
+@overload
+def traverse(
+    decoder,
+    anchors,
+    *,
+    mode: str = "prior",
+    span: float = 2.0,
+    steps: int = 11,
+    dims=None,
+    directions=None,
+    latent_shape=None,
+    logvar: torch.Tensor | None = None,
+    values: torch.Tensor | None = None,
+    reference: torch.Tensor | None = None,
+    prior_std: float = 1.0,
+    batch_size: int | str = "auto",
+    memory_budget: int | None = None,
+    device: torch.device | str | None = None,
+    out: str | Path | None = None,
+    keep_outputs: bool = True,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool | None = None,
+    cuda_graph: bool = False,
+    shard: tuple[int, int],
+    distributed: bool = True,
+    output=None,
+    output_transform=None,
+) -> TraversalResult | StoreStatus: ...
 
 
 def traverse(
