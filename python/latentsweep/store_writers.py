@@ -113,8 +113,36 @@ def lease_name(host: str, pid: int) -> str:
     return f"{host}-{pid}-{uuid.uuid4().hex[:8]}.json"
 
 
+def lease_record(meta_path: Path, sweep_id: str) -> dict:
+    """What a writer's lease on the store at meta_path says: who holds it (host, pid and start
+    time, see writer_alive), for which sweep, and the store folder's inode (see copied_lease)."""
+    pid = os.getpid()
+    return {"host": socket.gethostname(), "pid": pid, "sweep_id": sweep_id, "start_time": process_start(pid),
+            "store_ino": os.stat(meta_path).st_ino}
+
+
+def copied_lease(info: dict, meta_path: Path) -> bool:
+    """Whether a lease of this host lies in a store folder other than the one it was written
+    for, i.e. was copied along with its store (shutil.copytree while the writer ran): its writer
+    does not write this store. The inode alone, not st_dev: a second mount of the same file
+    system (NFS mounted twice) gives the same folder another st_dev, and a copy on the same file
+    system always has another inode. A rename or a symbolic link keeps the inode, so a moved
+    store stays protected; a lease without one (older versions) or a folder that cannot be
+    read is not taken for a copy."""
+    recorded = info.get("store_ino")
+    if type(recorded) is not int:
+        return False
+    try:
+        return os.stat(meta_path).st_ino != recorded
+    except OSError:  # removed meanwhile: nothing to protect, nor to tell
+        return False
+
+
 def live_writers(meta_path: Path) -> list[str]:
-    """Other processes holding a live lease on the store at meta_path ('pid 12 on host')."""
+    """Other processes holding a live lease on the store at meta_path ('pid 12 on host'). The
+    one rule for every reader of leases: a lease of this host is live while its process runs
+    (writer_alive) and it was written for this folder (copied_lease); another host's while it
+    is younger than LEASE_SECONDS (its pids and inodes cannot be checked from here)."""
     live = []
     for lease in sorted((meta_path / "leases").glob("*.json")):
         if not LEASE_NAME.fullmatch(lease.name):
@@ -132,7 +160,7 @@ def live_writers(meta_path: Path) -> list[str]:
                             f"counts as live until {LEASE_SECONDS:.0f} s old)")
             continue
         if host == socket.gethostname() and pid > 0:  # (kill() of pid 0 or -1 signals groups)
-            alive = pid != os.getpid() and writer_alive(pid, start_time)
+            alive = pid != os.getpid() and writer_alive(pid, start_time) and not copied_lease(info, meta_path)
         else:
             alive = age < LEASE_SECONDS
         if alive:

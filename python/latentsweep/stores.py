@@ -19,7 +19,9 @@ memory-mappable ``.npy`` file and the rest to the group ``sweep.npy.latentsweep`
   process holds a live lease (a crashed writer's lease is not live: its process is gone or its
   pid now belongs to a process started later, or, on another host, the lease was not refreshed
   for ``LEASE_SECONDS``; a writer refreshes its lease every ``LEASE_REFRESH_SECONDS`` from a
-  thread while it holds it; see store_writers.py).
+  thread while it holds it; see store_writers.py). A lease records the inode of the store's
+  folder, so one of this host found in another folder was copied there with its store and
+  does not lock the copy (a renamed store keeps its inode and its protection).
 
 A store removes (overwrite=True) or replaces (a repair) only what it wrote: the paths of
 ``_OWN_FOLDER``/``_OWN_FILE`` in its folder, and the ``.npy`` only when it holds the outputs its
@@ -56,8 +58,8 @@ from .paths import PATHS
 from .plan import SweepPlan, plan_from_dict
 from .sinks import Geometry
 from .store_verified import VerifiedSoFar
-from .store_writers import (LEASE_NAME, being_created, keep_fresh, lease_name, live_writers, process_start,
-                            remove_stale_temporaries, temporary_path)
+from .store_writers import (LEASE_NAME, being_created, copied_lease, keep_fresh, lease_name, lease_record,
+                            live_writers, remove_stale_temporaries, temporary_path)
 
 # 3: unit records end with a checksum of the whole record (2's header had none); 4: an
 # interpolation's store keeps its paths' ends (3's could not be opened as an Interpolation)
@@ -828,8 +830,8 @@ class SweepStore:
             leases.mkdir(exist_ok=True)
             (self.meta_path / "units").mkdir(exist_ok=True)
             lease = leases / lease_name(socket.gethostname(), os.getpid())
-            lease.write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "sweep_id": self.sweep_id,
-                                         "start_time": process_start(os.getpid())}))
+            record = lease_record(self.meta_path, self.sweep_id)
+            lease.write_text(json.dumps(record))
         except FileNotFoundError:
             raise self._replaced() from None
         except OSError as error:
@@ -837,12 +839,13 @@ class SweepStore:
                 raise
             raise self._read_only(f"{error.filename}: {error.strerror}") from None
         # Until now another process could replace the store (overwrite=True sees no live lease):
-        # with the lease in place, the store must still be this sweep's.
+        # with the lease in place, the store must still be this sweep's, and the folder whose
+        # inode the lease records (else it would read as copied there, see copied_lease).
         try:
             here = str(zarr.open_group(self.meta_path, mode="r").attrs[_ATTR]["sweep_id"])
         except Exception:  # noqa: BLE001 - removed, or being replaced
             here = None
-        if here != self.sweep_id:
+        if here != self.sweep_id or copied_lease(record, self.meta_path):
             lease.unlink(missing_ok=True)
             raise self._replaced()
         self._lease = lease
