@@ -288,9 +288,9 @@ def test_encoder_and_decoder_by_name_by_default_and_as_callables():
     named = TraversalCallback(digits(8), encoder="encode", decoder=module.vae.decoder)
     named.on_train_epoch_end(stub_trainer(), module)
     torch.testing.assert_close(named.last.diagnosis.kl, callback.last.diagnosis.kl)
-    with pytest.raises(AttributeError, match="has no callable 'enc'; pass encoder="):
+    with pytest.raises(ValueError, match="has no callable 'enc'; pass encoder="):
         TraversalCallback(digits(8), encoder="enc").on_fit_start(None, module)
-    with pytest.raises(AttributeError, match="no callable 'encoder' or 'encode'"):
+    with pytest.raises(ValueError, match="no callable 'encoder' or 'encode'"):
         TraversalCallback(digits(8)).on_fit_start(None, pl.LightningModule())
 
 

@@ -207,7 +207,8 @@ def _pick(pl_module, choice, names: tuple[str, ...], role: str):
         found = getattr(pl_module, name, None)
         if callable(found):
             return found
-    raise AttributeError(
+    # A ValueError, as for any argument naming what is not there (encoder="enc"; the defaults).
+    raise ValueError(
         f"{_FN}: the LightningModule {type(pl_module).__name__} has no callable "
         f"{' or '.join(repr(n) for n in names)}; pass {role}= a callable or the name of the "
         f"attribute to use"
