@@ -18,15 +18,15 @@ with _quiet_while_importing():  # Ctrl-C during the command line's start: one li
     from .latent_shape import channel_directions
     from .diagnosis import Diagnosis, Flag, diagnose
     from .encoding import encode
-    from .plots import (
-        effect_bars,
-        kl_bars,
-        response_curves,
-        sensitivity_heatmap,
-        sigma_histograms,
-        traversal_gif,
-        traversal_grid,
-    )
+    # From the plots' own modules: each shares its function's name, and mypy (in latentsweep's
+    # import cycle) read ``from .plots import traversal_grid`` as the module, not the function.
+    from .plots.effect_bars import effect_bars
+    from .plots.kl_bars import kl_bars
+    from .plots.response_curves import response_curves
+    from .plots.sensitivity_heatmap import sensitivity_heatmap
+    from .plots.sigma_histograms import sigma_histograms
+    from .plots.traversal_gif import traversal_gif
+    from .plots.traversal_grid import traversal_grid
     from .paths import interpolation_codes
     from .interpolation import Interpolation, interpolate
     from .posterior import Posterior

@@ -4,11 +4,15 @@ of the anchors x directions x steps grid (``direction_codes``, compiled)."""
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
 
 from . import _checks
 from ._extension import ops
+
+if TYPE_CHECKING:  # (directions.py imports this module)
+    from .directions import Directions
 
 
 def _as_directions(fn: str, directions) -> torch.Tensor:
@@ -69,7 +73,7 @@ def _in_anchors_precision(fn: str, directions: torch.Tensor, anchors: torch.Tens
 
 def direction_codes(
     anchors: torch.Tensor,
-    directions: torch.Tensor,
+    directions: torch.Tensor | Directions,
     values: torch.Tensor,
     *,
     start: int = 0,

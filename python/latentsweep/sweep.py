@@ -39,6 +39,7 @@ from .latent_shape import coordinate_labels
 from .merge import OrderedMerge, UnitStatistics
 from .paths import PATHS, path_label
 from .plan import SweepPlan, make_plan, plan_from_dict, shard_units, units_for
+from .posterior import Posterior
 from .result import TraversalResult
 from .sinks import Geometry, MemorySink
 from .store_session import leader_store, named_errors, static_arrays, sweep_params
@@ -63,7 +64,7 @@ def traverse(
     latent_shape=None,
     logvar: torch.Tensor | None = None,
     values: torch.Tensor | None = None,
-    reference: torch.Tensor | None = None,
+    reference: torch.Tensor | Posterior | None = None,
     prior_std: float = 1.0,
     batch_size: int | str = "auto",
     memory_budget: int | None = None,
@@ -94,7 +95,7 @@ def traverse(
     latent_shape=None,
     logvar: torch.Tensor | None = None,
     values: torch.Tensor | None = None,
-    reference: torch.Tensor | None = None,
+    reference: torch.Tensor | Posterior | None = None,
     prior_std: float = 1.0,
     batch_size: int | str = "auto",
     memory_budget: int | None = None,
@@ -124,7 +125,7 @@ def traverse(
     latent_shape=None,
     logvar: torch.Tensor | None = None,
     values: torch.Tensor | None = None,
-    reference: torch.Tensor | None = None,
+    reference: torch.Tensor | Posterior | None = None,
     prior_std: float = 1.0,
     batch_size: int | str = "auto",
     memory_budget: int | None = None,

@@ -12,6 +12,7 @@ from ._extension import ops
 from .direction_codes import normalised
 from .latent_shape import flat_codes, flat_directions, like_anchors
 from .modes import MAX_QUANTILE_SPAN, MODES, Mode, empirical_quantiles  # noqa: F401  (public here too)
+from .posterior import Posterior
 
 
 def _as_anchors(fn: str, anchors) -> torch.Tensor:
@@ -128,7 +129,7 @@ def _overflow_message(fn: str, mode: Mode, dtype: torch.dtype, span: float, anch
 
 
 def traversal_values(
-    anchors: torch.Tensor,
+    anchors: torch.Tensor | Posterior,
     *,
     mode: str = "prior",
     span: float = 2.0,
@@ -136,7 +137,7 @@ def traversal_values(
     dims=None,
     logvar: torch.Tensor | None = None,
     prior_std: float = 1.0,
-    reference: torch.Tensor | None = None,
+    reference: torch.Tensor | Posterior | None = None,
     directions=None,
 ) -> torch.Tensor:
     """The values each traversed latent (or direction) takes: ``[A, K, S]``.

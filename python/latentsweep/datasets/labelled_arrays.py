@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 
 import numpy as np
 import torch
@@ -35,7 +35,7 @@ class LabelledArrays:
         observations: ``[N, ...]`` tensor or numpy array (float inputs of the encoder).
         factors: ``[N, F]`` integer factor values (any integers within int64's range, or floats
             holding such whole numbers; F >= 1).
-        factor_names: optional F names.
+        factor_names: optional F names (a list, tuple, array or any iterable of them).
 
     Sampling draws rows uniformly, so factors follow their empirical joint distribution;
     ``sample_factors_matching`` draws rows that share one factor value, which FactorVAE and
@@ -49,7 +49,7 @@ class LabelledArrays:
     them in place and the observations returned change too. The factors are copied.
     """
 
-    def __init__(self, observations, factors, *, factor_names: Sequence[str] | None = None) -> None:
+    def __init__(self, observations, factors, *, factor_names: Iterable[str] | None = None) -> None:
         from ..metrics import _inputs  # the metrics' checks of factor values (imported late: metrics imports datasets)
 
         obs = _inputs.as_tensor(_FN, "observations", _array("observations", observations))

@@ -78,7 +78,7 @@ def evaluate(
     seed: int = 0,
     batch_size: int | None = None,
     bins: int = 20,
-    sampling_votes: tuple[int, int] | None = None,
+    sampling_votes: Sequence[int] | None = None,
     dci_estimator: str = "gradient_boosting",
     progress: bool | None = None,
 ) -> MetricResults:
@@ -102,7 +102,7 @@ def evaluate(
         batch_size: observations per representation call (default: 256 for the points the
             array-level metrics score, 4,096 for FactorVAE/BetaVAE's interventions).
         bins: histogram bins per latent (20; at most 100,000).
-        sampling_votes: votes for FactorVAE/BetaVAE (train, eval).
+        sampling_votes: votes for FactorVAE/BetaVAE: a (train, eval) pair, tuple or list.
         dci_estimator: DCI's importance estimator: ``"gradient_boosting"`` (the reference; minutes
             at 10,000 points) or ``"random_forest"`` (faster; see :func:`dci`).
         progress: tqdm bars (True / False / None: on a terminal or in a Jupyter notebook).
