@@ -15,30 +15,10 @@ import numpy as np
 import pytest
 import torch
 
-MODEL_SOURCE = textwrap.dedent(
+from cli_models import tiny_data, tiny_vae_source
+
+MODEL_SOURCE = tiny_vae_source(
     """
-    import torch
-    from torch import nn
-
-    class TinyVAE(nn.Module):
-        latent_dim = 3
-
-        def __init__(self):
-            super().__init__()
-            self.body = nn.Linear(16, 6)
-            self.out = nn.Linear(3, 16)
-
-        def encoder(self, x):
-            h = self.body(x)
-            return h[:, :3], h[:, 3:] - 7.0   # confident posteriors: SD ~ 0.03
-
-        def decoder(self, z):
-            return torch.sigmoid(self.out(z)).view(-1, 1, 4, 4)
-
-    def make():
-        torch.manual_seed(0)
-        return TinyVAE()
-
     class TinyAE(nn.Module):
         def __init__(self):
             super().__init__()
@@ -229,7 +209,7 @@ def workspace(tmp_path_factory) -> Path:
     finally:
         sys.path.remove(str(folder))
         sys.modules.pop("tiny_models", None)
-    data = np.random.default_rng(0).random((40, 16)).astype(np.float32)
+    data = tiny_data()
     np.save(folder / "data.npy", data)
     np.save(folder / "data64.npy", data.astype(np.float64))  # numpy's default dtype
     np.save(folder / "data16.npy", data.astype(np.float16))

@@ -18,39 +18,28 @@ import numpy as np
 import pytest
 import torch
 
+from cli_models import tiny_data, tiny_vae_source
 from latentsweep import distributed as _distributed
 from latentsweep.cli import errors as _errors
 
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="no torch.distributed")
 
-MODEL_SOURCE = textwrap.dedent(
+# TinyVAE whose decoder fails on rank FAIL_ON_RANK and whose factory fails on FAIL_LOADING_ON_RANK.
+MODEL_SOURCE = tiny_vae_source(
     """
     import os
-    import torch
-    from torch import nn
 
-    class TinyVAE(nn.Module):
-        latent_dim = 3
-
-        def __init__(self):
-            super().__init__()
-            self.body = nn.Linear(16, 6)
-            self.out = nn.Linear(3, 16)
-
-        def encoder(self, x):
-            h = self.body(x)
-            return h[:, :3], h[:, 3:] - 7.0
-
+    class RankedVAE(TinyVAE):
         def decoder(self, z):
             if os.environ.get("FAIL_ON_RANK") == os.environ["RANK"]:
                 raise RuntimeError("the decoder broke on this rank")
-            return torch.sigmoid(self.out(z)).view(-1, 1, 4, 4)
+            return super().decoder(z)
 
     def make():
         if os.environ.get("FAIL_LOADING_ON_RANK") == os.environ["RANK"]:
             raise FileNotFoundError("weights.bin is missing on this node")
         torch.manual_seed(0)
-        return TinyVAE()
+        return RankedVAE()
     """
 )
 
@@ -59,7 +48,7 @@ MODEL_SOURCE = textwrap.dedent(
 def workspace(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("torchrun_errors")
     (folder / "ranked_models.py").write_text(MODEL_SOURCE)
-    np.save(folder / "data.npy", np.random.default_rng(0).random((40, 16)).astype(np.float32))
+    np.save(folder / "data.npy", tiny_data())
     return folder
 
 

@@ -25,41 +25,21 @@ import pickle
 import struct
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from cli_models import tiny_data, tiny_vae_source
 
 WORKER = Path(__file__).with_name("fuzz_cli_worker.py")
 ESCAPED = 97  # fuzz_cli_worker.ESCAPED
 GOOD = ("ok", "clear-error", "usage-error")
 MARKER = "PICKLE_EXECUTED"
 
-MODEL_SOURCE = textwrap.dedent(
+MODEL_SOURCE = tiny_vae_source(
     """
     import sys
-    import torch
-    from torch import nn
-
-    class TinyVAE(nn.Module):
-        latent_dim = 3
-
-        def __init__(self):
-            super().__init__()
-            self.body = nn.Linear(16, 6)
-            self.out = nn.Linear(3, 16)
-
-        def encoder(self, x):
-            h = self.body(x)
-            return h[:, :3], h[:, 3:] - 2.0
-
-        def decoder(self, z):
-            return torch.sigmoid(self.out(z)).view(-1, 1, 4, 4)
-
-    def make():
-        torch.manual_seed(0)
-        return TinyVAE()
 
     def raises():
         raise RuntimeError("the factory failed")
@@ -69,7 +49,8 @@ MODEL_SOURCE = textwrap.dedent(
 
     def exits():
         sys.exit(3)
-    """
+    """,
+    logvar_offset=-2.0,
 )
 
 
@@ -138,7 +119,7 @@ def _build_workspace(root: Path) -> list[dict]:
     state = namespace["make"]().state_dict()
     torch.save(state, root / "weights.pt")
     save_file(state, root / "weights.safetensors")
-    data = np.random.default_rng(0).random((40, 16)).astype(np.float32)
+    data = tiny_data()
     np.save(root / "data.npy", data)
     save_file({"x": torch.from_numpy(data)}, root / "data.safetensors")
 

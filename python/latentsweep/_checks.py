@@ -160,6 +160,23 @@ def power_of_two_at(largest: torch.Tensor) -> torch.Tensor:
     return torch.where(largest > 0, torch.ldexp(torch.ones_like(largest), torch.frexp(largest).exponent - 1), 1.0)
 
 
+def unscaled_square_size(scaled, scale) -> str:
+    """The largest of ``scaled * scale ** 2`` written as a number (e.g. "1.2e+600"): ``scaled``
+    are sums of squares of values over ``scale`` (:func:`power_of_two_at` their largest entry;
+    a float or a tensor broadcasting with ``scaled``). Worked out in powers of ten, so a size
+    past float64's range is still said as a number, not as "inf"."""
+    scaled = torch.as_tensor(scaled, dtype=torch.float64)
+    scale = torch.as_tensor(scale, dtype=torch.float64)
+    exponent = float((torch.log10(scaled) + 2 * torch.log10(scale)).max())
+    if not math.isfinite(exponent):
+        return "0" if exponent < 0 else f"{exponent}"  # (all 0, or a NaN or inf given)
+    power = math.floor(exponent)
+    mantissa = 10 ** (exponent - power)
+    if float(f"{mantissa:.3g}") >= 10:  # 9.9996 rounds to "10"
+        mantissa, power = mantissa / 10, power + 1
+    return f"{mantissa:.3g}e{power:+03d}"
+
+
 def uint64_beyond_int64(value: torch.Tensor) -> int | None:
     """The largest value of a uint64 tensor when it is beyond int64's range (a cast would wrap
     it around to a negative number), else None; None for other dtypes and empty tensors."""

@@ -119,6 +119,11 @@ def shape_error(error: BaseException) -> bool:
     return isinstance(error, RuntimeError | ValueError | IndexError | TypeError) and bool(_SHAPE_WORDS.search(str(error)))
 
 
+def given_shape(shape, dtype: torch.dtype) -> str:
+    """A model's input as its shape-error notes say it: ``[B, ...] dtype`` (e.g. "[20, 12] float32")."""
+    return f"[{', '.join(map(str, shape))}] {str(dtype).removeprefix('torch.')}"
+
+
 def tensors_of(model) -> Iterator[torch.Tensor]:
     """Parameters then buffers of the modules behind the callable (see :func:`modules_behind`;
     nothing for a callable that uses none)."""

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 
 from . import _batching, _checks
-from ._modules import first_linear_inputs, shape_error
+from ._modules import first_linear_inputs, given_shape, shape_error
 from .decoding import DecoderCall
 from .grid_spec import GridSpec
 from .paths import PATHS
@@ -152,7 +152,7 @@ def _note_first_call(fn: str, error: Exception, codes: torch.Tensor, spec: GridS
     if str(error).startswith(fn) or isinstance(error, torch.OutOfMemoryError) or not shape_error(error):
         return  # (ours; retried at half; not about shapes)
     latent_shape = spec.latent_shape
-    given = f"[{codes.shape[0]}, {', '.join(map(str, latent_shape))}] {str(codes.dtype).removeprefix('torch.')}"
+    given = given_shape((codes.shape[0], *latent_shape), codes.dtype)
     paths = spec.mode in PATHS  # (an interpolation's anchors are its paths' starts)
     where, shaped = ("the paths' starts", "endpoints of that shape ([P, C, H, W])") if paths else \
         ("the anchors", "anchors of that shape ([A, C, H, W])")

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from . import _checks, _progress
-from ._modules import eval_mode, first_linear_inputs, model_device, parameter_dtype, shape_error
+from ._modules import eval_mode, first_linear_inputs, given_shape, model_device, parameter_dtype, shape_error
 from ._random_state import preserve_rng_state
 from .posterior import Posterior
 
@@ -196,7 +196,7 @@ def _input_shape_note(encoder, batch: torch.Tensor, index: int) -> str:
     first Linear layer what it takes."""
     per_input, shape = math.prod(batch.shape[1:]), tuple(batch.shape[1:])
     note = (f"{_FN}: the encoder raised this on batch {index} of the data, given inputs "
-            f"[{', '.join(map(str, batch.shape))}] {str(batch.dtype).removeprefix('torch.')}")
+            f"{given_shape(batch.shape, batch.dtype)}")
     width = first_linear_inputs(encoder)
     if width is not None and width == per_input and batch.dim() > 2:
         return (f"{note}; its first Linear takes {width} inputs, each input's {per_input} values in shape {shape}: "

@@ -232,13 +232,11 @@ def principal_directions(
 
 def _check_variance_fits(fn: str, scaled: _Scaled, total: float, dtype: torch.dtype) -> None:
     """The variances must be finite in the result's dtype; the total, which may exceed even
-    float64, is said as a power of ten."""
+    float64, is said as a number."""
     if scaled.unscaled(total) <= torch.finfo(dtype).max:
         return
-    exponent = math.log10(total) + 2 * math.log10(scaled.scale)
-    power = math.floor(exponent)
     raise ValueError(
-        f"{fn}: the codes' total variance ({10 ** (exponent - power):.3g}e+{power}) overflows {dtype}"
+        f"{fn}: the codes' total variance ({_checks.unscaled_square_size(total, scaled.scale)}) overflows {dtype}"
         + ("; pass float64 codes (codes.double())" if dtype != torch.float64
            else f"; rescale the codes (e.g. codes / {scaled.scale:.3g}: the directions stay the same)")
     )
