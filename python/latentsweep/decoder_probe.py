@@ -3,7 +3,6 @@ out-of-memory retry, and CUDA-graph capture."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 import torch

@@ -23,7 +23,7 @@ def _array(name: str, value):
         raise TypeError(f"{_FN}: {name} must be a tensor or an array of numbers, got {type(value).__name__}")
     try:
         return np.asarray(value)
-    except (ValueError, TypeError) as error:
+    except (ValueError, TypeError):
         raise ValueError(f"{_FN}: {name} must be a tensor or a rectangular array of numbers, got a "
                          f"{type(value).__name__} that is not one array (rows of different lengths?)") from None
 
