@@ -156,7 +156,8 @@ def decoder_call(fn: str, decoder, *, output=None, output_transform=None, latent
     return DecoderCall(fn, decoder, output, output_transform, latent_shape)
 
 
-decoder_call.__doc__ = decoder_call.__doc__.format(rule=OUTPUT_RULE)
+if decoder_call.__doc__ is not None:  # (python -OO strips docstrings: None, and importing failed)
+    decoder_call.__doc__ = decoder_call.__doc__.format(rule=OUTPUT_RULE)
 
 
 def select_output(fn: str, raw, output=None):

@@ -327,10 +327,14 @@ def is_summary_writer(writer) -> bool:
 
 
 def write_media(writer, snapshot: TraversalSnapshot, options: SnapshotOptions) -> None:
-    """The snapshot's images and text to a SummaryWriter at the snapshot's step."""
+    """The snapshot's images and text to a SummaryWriter at the snapshot's step, then the writer
+    flushed if it has a ``flush`` (a look-alike needs only the methods :func:`is_summary_writer` checks)."""
     for key, image in snapshot.images.items():
         writer.add_image(options.tag(key), image, snapshot.step, dataformats="HWC")
     writer.add_text(options.tag(TEXT_KEY), snapshot.text, snapshot.step)
+    flush = getattr(writer, "flush", None)
+    if callable(flush):
+        flush()
 
 
 def save_media(fn: str, folder: str | Path, snapshot: TraversalSnapshot, options: SnapshotOptions) -> Path:

@@ -176,8 +176,7 @@ class TraversalCallback(pl.Callback):
         logger.log_metrics({options.tag(k): v for k, v in snapshot.scalars.items()}, step=snapshot.step)
         experiment = getattr(logger, "experiment", None)
         if _common.is_summary_writer(experiment):
-            _common.write_media(experiment, snapshot, options)
-            experiment.flush()
+            _common.write_media(experiment, snapshot, options)  # (flushes it)
         elif callable(getattr(logger, "log_image", None)):
             for key, image in snapshot.images.items():
                 logger.log_image(key=options.tag(key), images=[image], step=snapshot.step)

@@ -114,6 +114,5 @@ def log_traversals(
                                      modules=modules)
     for key, value in snapshot.scalars.items():
         writer.add_scalar(options.tag(key), value, step)
-    _common.write_media(writer, snapshot, options)
-    writer.flush()
+    _common.write_media(writer, snapshot, options)  # (flushes the writer)
     return snapshot
