@@ -32,6 +32,11 @@ STATISTICS_COPIES = 4
 # A VAE's latents count as the codes' main axes when the top coordinate carries at least this
 # share of what the top principal component carries (alignment.AxisAlignment.ratio).
 ALIGNED_RATIO = 0.9
+# ... or when the latents' correlations are negligible, their Gaussian Wasserstein correlation
+# under this share of the total variance: latents of near-equal variance let tiny correlations
+# turn the top component far from every latent (healthy VAEs trained on the digits: ratio 0.88,
+# correlation 0.007; a 45-degree rotation of unequal latents: above 0.05).
+MIXED_WASSERSTEIN = 0.02
 
 FLAG_CODES = (
     "nonfinite",
@@ -153,6 +158,21 @@ class Diagnosis:
         return next((f for f in self.flags if f.code == code), None)
 
     @property
+    def logvar_may_be_a_scale(self) -> bool:
+        """Log-variances flagged never negative without a single exact 0 (see no_exact_zeros):
+        an SD or a variance read as a log-variance is the likelier cause than a ReLU."""
+        logvar = self.flag("nonnegative-logvar")
+        return logvar is not None and no_exact_zeros(logvar.stats["zero_fraction"])
+
+    def scale_read_as_collapse(self) -> list[int]:
+        """The collapsed dims whose log-variances may be SDs or variances (flagged never negative,
+        none exactly 0): read as SDs they are not the prior, so the collapse may be the misreading's."""
+        collapsed = self.flag("collapsed")
+        if collapsed is None or not self.logvar_may_be_a_scale:
+            return []
+        return sorted(set(collapsed.dims) & set(self.flag("nonnegative-logvar").dims))
+
+    @property
     def recommended_mode(self) -> str:
         """``"empirical"`` for an autoencoder or when the codes do not follow the prior, else
         ``"prior"`` (including when posterior SDs are tiny: traverse by the prior)."""
@@ -169,8 +189,13 @@ class Diagnosis:
     @property
     def axis_aligned(self) -> bool | None:
         """True when the top coordinate carries at least ``ALIGNED_RATIO`` of what the top
-        principal component carries (``None`` without axis statistics)."""
-        return None if self.axes is None else self.axes.ratio >= ALIGNED_RATIO
+        principal component carries, or the latents are all but uncorrelated (Wasserstein
+        correlation under ``MIXED_WASSERSTEIN`` of the total variance); ``None`` without axis
+        statistics."""
+        if self.axes is None:
+            return None
+        correlation = self.axes.wasserstein_correlation
+        return self.axes.ratio >= ALIGNED_RATIO or (correlation is not None and correlation < MIXED_WASSERSTEIN)
 
     def traversal_options(self) -> dict:
         """The recommended traversal as keyword arguments of :func:`latentsweep.traverse`:
@@ -244,6 +269,13 @@ class Diagnosis:
                     f"No dim with finite codes is active: the rest of the posterior collapsed ({dims_label(nonfinite.dims, self.latent_shape)} "
                     "hold NaN/Inf, see that finding)." if nonfinite else "No dim is active: the whole posterior collapsed."
                 )
+            misread = self.scale_read_as_collapse()
+            if misread:  # (both can be true; the misreading is checked first, it is cheaper to fix)
+                sentences.append(
+                    f"But on {dims_label(misread, self.latent_shape)} the log-variances are above 0 for every input, where a "
+                    "collapsed latent's scatter around 0: likelier an SD or a variance read as a log-variance, whose "
+                    "posteriors are not the prior (see the nonnegative-logvar flag)."
+                )
         return " ".join(sentences + self._axes_advice() + self._fix_advice())
 
     def _axes_advice(self) -> list[str]:
@@ -251,6 +283,10 @@ class Diagnosis:
         recommendation already says that its axes are arbitrary)."""
         if self.axes is None or not self.is_variational or not self.num_active:
             return []  # (no active latent: the codes' axes are those of noise)
+        if self.axis_aligned and self.axes.ratio < ALIGNED_RATIO:  # (aligned by their tiny correlations)
+            return [f"The latents are all but uncorrelated (Gaussian Wasserstein correlation "
+                    f"{self.axes.wasserstein_correlation:.2g} of the codes' variance): the codes' principal axes are "
+                    f"the latents up to mixes of latents of near-equal variance ({self.axes.brief()})."]
         if self.axis_aligned:
             return [f"The latents are close to the codes' principal axes ({self.axes.brief()})."]
         if self.num_active < 2:  # (as the findings: one active latent leaves nothing to rotate)
@@ -262,7 +298,10 @@ class Diagnosis:
 
     def _fix_advice(self) -> list[str]:
         advice = []
-        if self.flag("nonnegative-mean") or self.flag("nonnegative-logvar"):
+        if self.logvar_may_be_a_scale and not self.flag("nonnegative-mean"):
+            advice.append("Check that the encoder's second output is a log-variance, not an SD or a variance (see the "
+                          "nonnegative-logvar flag); if it is one, make that head linear and retrain.")
+        elif self.flag("nonnegative-mean") or self.flag("nonnegative-logvar"):
             advice.append("Make the flagged encoder heads linear and retrain.")
         if self.flag("nonfinite"):
             advice.append("Find the source of the NaN/Inf values before trusting these statistics.")
@@ -399,7 +438,9 @@ def diagnose(posterior: Posterior | torch.Tensor, *, prior_std: float = 1.0) -> 
           and, for a prior wider than 1, at least 5% of logvar_d exactly 0 (the ReLU's own
           mark: under N(0, 10^2) a sigma of 2 is an ordinary posterior). A collapsed latent
           has mu = 0 and logvar = 0 by definition (it is flagged only when its logvar_d is also
-          sometimes positive and at least 5% exactly 0), and a logvar that is one positive number
+          sometimes positive and at least 5% exactly 0, a dead ReLU, or above 0 for every input
+          and not one number, an SD or a variance read as a log-variance, whose KL is not the
+          one computed here), and a logvar that is one positive number
           for every input is a fixed variance: neither is a sign of a ReLU. A logvar of exactly
           0 for every input is flagged, its recommendation saying that it is a dead ReLU or a
           fixed unit variance (``logvar=zeros``), which the codes cannot tell apart;
@@ -492,20 +533,27 @@ def diagnose(posterior: Posterior | torch.Tensor, *, prior_std: float = 1.0) -> 
         # mu = 0 and logvar = 0 is what a collapsed latent looks like (q(z|x) = the prior), not
         # evidence of a ReLU: the head checks look at the latents that did not collapse, and at
         # collapsed ones only where the ReLU's own mark shows (never negative, often exactly 0,
-        # sometimes positive: a ReLU that died, which collapses its latent; a linear head's
-        # collapsed outputs scatter around 0, below it too).
+        # sometimes positive: a ReLU that died, which collapses its latent), or where a log-variance
+        # is above 0 for every input (an SD or a variance read as one: its KL reads ~0 for SDs of
+        # 0.05 to 0.2); a linear head's collapsed outputs scatter around 0, below it too.
         alive = torch.ones(posterior.latent_dim, dtype=torch.bool, device=mu.device)
         if collapsed is not None:
             alive[collapsed.dims] = False
         logvar_zeros = mean((logvar == 0).double())
         max_logvar = extreme(logvar, torch.amax, -math.inf)
+        # Collapsed latents' log-variances above 0 for every input count only when every live
+        # latent's are too (one head): a linear head's collapsed ones can sit a hair above 0 (a
+        # KL of 1e-4 nats pushes them no further), and beside healthy live latents that is no misreading.
+        positive = _always_positive(min_logvar, max_logvar)
+        misread_collapsed = positive & ~alive if bool((positive | ~alive).all()) else torch.zeros_like(alive)
         candidates = [
             _nonfinite(stats, "mu or logvar"),
             _small_posterior_sd(stats, median_sigma),
             collapsed,
             _nonnegative_mean(stats, "mean head", alive | _dead_relu(stats["min"], stats["max"], stats["zero_fraction"])),
             _nonnegative_logvar(min_logvar, logvar_zeros, prior_std,
-                                (alive | _dead_relu(min_logvar, max_logvar, logvar_zeros)) & ~fixed_above_floor),
+                                (alive | _dead_relu(min_logvar, max_logvar, logvar_zeros) | misread_collapsed)
+                                & ~fixed_above_floor),
             _marginal_mismatch(stats),
         ]
     flags = [flag for flag in candidates if flag is not None]
@@ -539,6 +587,14 @@ def _dead_relu(low: torch.Tensor, high: torch.Tensor, zero_fraction: torch.Tenso
     """``[D]`` where a head's outputs bear a ReLU's mark even on a collapsed latent: never
     negative, at least ``ZERO_FRACTION`` exactly 0, and some positive."""
     return (low >= 0) & (high > 0) & (zero_fraction >= ZERO_FRACTION)
+
+
+def _always_positive(low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
+    """``[D]`` where a head's outputs are above 0 for every input and not one number: the mark of
+    an SD or a variance (softplus, exp) read as a log-variance even on a latent that reads as
+    collapsed (SDs of 0.05 to 0.2 read as log-variances give KL < 0.01 nats), where a linear
+    head's collapsed log-variances scatter around 0, below it too."""
+    return (low > 0) & (high > low)
 
 
 def _dim_scale(x: torch.Tensor, finite: torch.Tensor) -> torch.Tensor:

@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass
 
 from ._shares import format_share
-from .diagnosis import Diagnosis, dims_label, format_dims, no_exact_zeros, scale_as_logvar_note, unit_variance_note
+from .diagnosis import Diagnosis, dims_label, format_dims, scale_as_logvar_note, unit_variance_note
 
 # A posterior SD below this fraction of the prior SD counts as "small" in the texts: +/- 2
 # posterior SDs then cover under half of the prior's +/- 2 SD range.
@@ -81,17 +81,25 @@ def findings(diagnosis: Diagnosis) -> list[Finding]:
                         else "."))
         found.append(Finding("no-active", "No latent is active, but the posterior did not collapse", text))
     elif diagnosis.is_variational and diagnosis.num_active == 0:
-        dead = diagnosis.flag("nonnegative-mean") or diagnosis.flag("nonnegative-logvar")
+        misread = diagnosis.scale_read_as_collapse()
+        dead = diagnosis.flag("nonnegative-mean") or (not misread and diagnosis.flag("nonnegative-logvar"))
+        text = (f"None of the {diagnosis.latent_dim} latents is active (Var(mu) <= 0.01{_prior_variance(diagnosis)} on "
+                f"every one, total KL {diagnosis.total_kl:.3g} nats)")
+        if misread:
+            text += (f". {_misread_collapse(diagnosis, misread)} If it is a log-variance, the encoder ignores its input "
+                     "and every traversal will show the same output: retrain with less KL pressure (KL annealing, free "
+                     "bits, a weaker decoder).")
+        else:
+            text += (": the encoder ignores its input and every traversal will show the same output. "
+                     + (f"On {dims_label(dead.dims, diagnosis.latent_shape)} the encoder's heads bear a ReLU's mark (see above): a ReLU that outputs 0 "
+                        "passes no gradient and can collapse its latent, so make the heads linear first; if the posterior "
+                        "still collapses, retrain with less KL pressure (KL annealing, free bits, a weaker decoder)."
+                        if dead else "Retrain with less KL pressure (KL annealing, free bits, a weaker decoder)."))
         found.append(Finding(
-            "whole-collapse", "Posterior collapse: no latent carries information",
-            f"None of the {diagnosis.latent_dim} latents is active (Var(mu) <= 0.01{_prior_variance(diagnosis)} on "
-            f"every one, total KL {diagnosis.total_kl:.3g} nats): the encoder ignores its input and every "
-            "traversal will show the same output. "
-            + (f"On {dims_label(dead.dims, diagnosis.latent_shape)} the encoder's heads bear a ReLU's mark (see above): a ReLU that outputs 0 "
-               "passes no gradient and can collapse its latent, so make the heads linear first; if the posterior "
-               "still collapses, retrain with less KL pressure (KL annealing, free bits, a weaker decoder)."
-               if dead else "Retrain with less KL pressure (KL annealing, free bits, a weaker decoder)."),
-            action=True,
+            "whole-collapse",
+            "No latent is active: an SD read as a log-variance, or a collapse" if misread
+            else "Posterior collapse: no latent carries information",
+            text, action=True,
         ))
     mismatch = diagnosis.flag("marginal-mismatch")
     if mismatch:
@@ -116,12 +124,20 @@ def findings(diagnosis: Diagnosis) -> list[Finding]:
         ))
     collapsed = diagnosis.flag("collapsed")
     if collapsed and diagnosis.num_active:
-        found.append(Finding(
-            "collapsed", f"{len(collapsed.dims)} of {diagnosis.latent_dim} latents collapsed",
-            f"{dims_label(collapsed.dims, diagnosis.latent_shape).capitalize()} {'has' if len(collapsed.dims) == 1 else 'have'} KL under {collapsed.stats['kl_threshold']:g} "
-            "nats and carry nothing (their posterior is the prior); leave them out of traversals "
-            f"(dims=diagnosis.active_dims: {format_dims(diagnosis.active_dims)}).",
-        ))
+        one = len(collapsed.dims) == 1
+        text = (f"{dims_label(collapsed.dims, diagnosis.latent_shape).capitalize()} {'has' if one else 'have'} KL under "
+                f"{collapsed.stats['kl_threshold']:g} nats and {'carries' if one else 'carry'} nothing ({'its' if one else 'their'} "
+                f"posterior is the prior); leave {'it' if one else 'them'} out of traversals "
+                f"(dims=diagnosis.active_dims: {format_dims(diagnosis.active_dims)}).")
+        misread = diagnosis.scale_read_as_collapse()
+        if misread:
+            text += f" {_misread_collapse(diagnosis, misread)}"
+        killed = _killed_by_relu(diagnosis, collapsed.dims)
+        if killed:
+            text += (f" The means are exactly 0 for every input on {dims_label(killed, diagnosis.latent_shape)}: beside a "
+                     "ReLU on the mean head (see above), likelier units the ReLU killed than a collapse; a linear head may "
+                     "revive them.")
+        found.append(Finding("collapsed", f"{len(collapsed.dims)} of {diagnosis.latent_dim} latents collapsed", text))
     rotated = _rotated_axes(diagnosis)
     if rotated:
         found.append(rotated)
@@ -194,14 +210,17 @@ def posterior_sd_sentence(diagnosis: Diagnosis) -> str | None:
         text += f", more than the prior's ± 2 SD range ({4 * p:.2g})"
     if diagnosis.flag("nonnegative-logvar"):
         text += (" (log-variances never below 0, perhaps SDs read as log-variances, keep every SD at 1 or more)"
-                 if _scale_as_logvar(diagnosis) else " (a ReLU on the log-variance head keeps every SD at 1 or more)")
+                 if diagnosis.logvar_may_be_a_scale else " (a ReLU on the log-variance head keeps every SD at 1 or more)")
     return text + "."
 
 
-def _scale_as_logvar(diagnosis: Diagnosis) -> bool:
-    """Log-variances flagged never negative without a single exact 0 (see no_exact_zeros)."""
-    logvar = diagnosis.flag("nonnegative-logvar")
-    return logvar is not None and no_exact_zeros(logvar.stats["zero_fraction"])
+def _misread_collapse(diagnosis: Diagnosis, dims: list[int]) -> str:
+    """For collapsed ``dims`` whose log-variances may be SDs or variances: both causes, the
+    likelier first (a linear head's collapsed log-variances scatter around 0, below it too)."""
+    return (f"On {dims_label(dims, diagnosis.latent_shape)} the log-variances are above 0 for every input and none is "
+            "exactly 0, where a collapsed latent's scatter around 0, below it too: the likelier cause is an SD or a "
+            "variance read as a log-variance (see above). Read as what they are, those posteriors are not the "
+            "prior, and neither this KL nor this collapse is theirs: return the SD by name and diagnose again.")
 
 
 def _heads(diagnosis: Diagnosis) -> Finding | None:
@@ -229,13 +248,13 @@ def _heads(diagnosis: Diagnosis) -> Finding | None:
         headline = f"Retrain with a linear {head}"
     text = "; ".join(parts)
     pinned = logvar is not None and all(z == 1 for z in logvar.stats["zero_fraction"])
-    scale = _scale_as_logvar(diagnosis)
+    scale = diagnosis.logvar_may_be_a_scale
     text = f"{text[0].upper()}{text[1:]}"
     if scale and not mean:
         return Finding(
             "relu-heads", "Check what the encoder returns as the log-variance",
-            f"{text}. {scale_as_logvar_note(logvar.dims, diagnosis.latent_shape)} Otherwise it is the signature of "
-            "a ReLU (or similar) on the encoder's log-variance head: make it linear and retrain.",
+            f"{text}. {scale_as_logvar_note(logvar.dims, diagnosis.latent_shape)} If it is a log-variance, this is "
+            "the signature of a ReLU, softplus or similar on the encoder's log-variance head: make it linear and retrain.",
             action=True,
         )
     return Finding(
@@ -246,6 +265,14 @@ def _heads(diagnosis: Diagnosis) -> Finding | None:
         + (f" {scale_as_logvar_note(logvar.dims, diagnosis.latent_shape)}" if scale else ""),
         action=True,
     )
+
+
+def _killed_by_relu(diagnosis: Diagnosis, dims: list[int]) -> list[int]:
+    """Those of ``dims`` whose means are exactly 0 for every input when the mean head is flagged
+    a ReLU's on other latents: a dead unit's output (alone, a collapse looks the same)."""
+    if not diagnosis.flag("nonnegative-mean"):
+        return []
+    return [d for d in dims if float(diagnosis.min[d]) == float(diagnosis.max[d]) == 0.0]
 
 
 def _covered(diagnosis: Diagnosis, code: str, dims: list[int]) -> bool:
