@@ -567,7 +567,7 @@ def user_path(value: str | os.PathLike) -> Path:
 def output_file(fn: str, name: str, value) -> Path:
     """A file a call will write, checked before any work (a long computation is not lost to a
     path that cannot be written): a str or PathLike, not a folder, no file in the way of its
-    folder."""
+    folder, and the file (or the nearest folder on its way that exists) writable."""
     if not isinstance(value, (str, os.PathLike)) or not str(value):
         raise TypeError(f"{fn}: {name} must be a file path (str or os.PathLike), got {value!r:.80}")
     path = user_path(value)
@@ -580,4 +580,10 @@ def output_file(fn: str, name: str, value) -> Path:
     blocked = blocking_file(path)
     if blocked is not None:
         raise ValueError(f"{fn}: {name}={str(path)!r}: the file {str(blocked)!r} is in the way of its folder")
+    # (a read-only working directory: explain encoded, traversed and drew everything, then failed
+    # to write its report)
+    place = path if os.path.lexists(path) else next((parent for parent in path.parents if parent.exists()), None)
+    if place is not None and not os.access(place, os.W_OK):  # (also read-only mounts)
+        raise ValueError(f"{fn}: cannot write {name}={str(path)!r}: {str(place)!r} is not writable (read-only "
+                         "media or no permission)")
     return path

@@ -152,7 +152,7 @@ def live_writers(meta_path: Path) -> list[str]:
         except OSError:
             continue  # released meanwhile
         try:
-            info = json.loads(lease.read_text())
+            info = json.loads(lease.read_text(encoding="utf-8"))
             host, pid, start_time = str(info["host"]), int(info["pid"]), info.get("start_time")
         except Exception:  # noqa: BLE001 - half-written (a writer starting) or damaged: judged by age alone
             if age < LEASE_SECONDS:

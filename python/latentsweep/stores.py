@@ -220,7 +220,7 @@ def recorded_writer(path: Path) -> str:
     """:func:`writer_of` the store at ``path`` by its metadata as written, read unchecked, for
     the words of advice about a store that may be damaged: "traverse" where it cannot be read."""
     try:
-        meta = json.loads((paths_of(path)[0] / "zarr.json").read_text())
+        meta = json.loads((paths_of(path)[0] / "zarr.json").read_text(encoding="utf-8"))
         return writer_of(dict(meta["attributes"][_ATTR]["params"]))
     except Exception:  # noqa: BLE001 - damaged or foreign metadata: the common case's words
         return "traverse"
@@ -307,7 +307,7 @@ def foreign_npy(meta_path: Path, npy_path: Path) -> str | None:
     if npy_path.is_symlink() or not npy_path.is_file():
         return f"it is a {'symbolic link' if npy_path.is_symlink() else 'folder'}, not a file"
     try:
-        meta = json.loads((meta_path / "zarr.json").read_text())["attributes"][_ATTR]
+        meta = json.loads((meta_path / "zarr.json").read_text(encoding="utf-8"))["attributes"][_ATTR]
         g = meta["geometry"]
         if not meta["keep_outputs"]:
             return "its sweep was made with keep_outputs=False: it writes no .npy"
@@ -315,7 +315,7 @@ def foreign_npy(meta_path: Path, npy_path: Path) -> str | None:
         fits = lambda found: found == shape  # noqa: E731
     except Exception:  # noqa: BLE001 - damaged metadata: judged by the number of grid points alone
         try:
-            rows = int(json.loads((meta_path / "effect" / "zarr.json").read_text())["shape"][0])
+            rows = int(json.loads((meta_path / "effect" / "zarr.json").read_text(encoding="utf-8"))["shape"][0])
         except Exception:  # noqa: BLE001
             return "the store's metadata is unreadable, so nothing says the store wrote it"
         fits = lambda found: len(found) >= 3 and math.prod(found[:3]) == rows  # noqa: E731
@@ -831,7 +831,7 @@ class SweepStore:
             (self.meta_path / "units").mkdir(exist_ok=True)
             lease = leases / lease_name(socket.gethostname(), os.getpid())
             record = lease_record(self.meta_path, self.sweep_id)
-            lease.write_text(json.dumps(record))
+            lease.write_text(json.dumps(record), encoding="utf-8")
         except FileNotFoundError:
             raise self._replaced() from None
         except OSError as error:

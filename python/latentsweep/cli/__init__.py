@@ -18,8 +18,8 @@ import sys
 import time
 
 from ..sweep import stop_messages_as_notes
-from .errors import (CliError, StandardOutputError, UsageError, _other_rank, _world_and_rank, one_line, say,
-                     say_failure, standard_output_named, warnings_said)
+from .errors import (CliError, StandardOutputError, UsageError, _escaped_when_unencodable, _other_rank,
+                     _world_and_rank, one_line, say, say_failure, standard_output_named, warnings_said)
 
 # Errors whose message is the whole story (ours, and the library's argument checks).
 EXPECTED_ERRORS = (CliError, ValueError, TypeError, FileNotFoundError, OSError)
@@ -141,7 +141,10 @@ def main(argv: list[str] | None = None) -> int:
             command, words = early
             parser.error(f"unrecognized arguments before the command: {_shown(words)} (a command's options go "
                          f"after it: latentsweep {command} {_shown(words)} ...)")
-        args, unknown = parser.parse_known_args(argv)
+        # (--help under an ASCII stdout, LANG=C or PYTHONIOENCODING=ascii: a help text's ± failed
+        # with UnicodeEncodeError; escaped there, as what the commands print)
+        with _escaped_when_unencodable(sys.stdout):
+            args, unknown = parser.parse_known_args(argv)
         debug = args.debug  # (also given after the command, or abbreviated)
         if unknown:  # argparse reported them with the top-level usage, not the command's
             args.command_parsers[args.command].error(f"unrecognized arguments: {_shown(unknown)}")

@@ -383,8 +383,9 @@ def _diagnose_into(folder: Path | None, args) -> int:
     text = diagnosis_words(str(diagnosis), diagnosis)  # (its advice in flags; the JSON: the library's data)
     print(json.dumps(diagnosis.to_dict(), indent=2) if args.json else text)
     if folder is not None:
-        (folder / "diagnosis.txt").write_text(text + "\n")
-        (folder / "diagnosis.json").write_text(json.dumps(diagnosis.to_dict(), indent=2) + "\n")
+        (folder / "diagnosis.txt").write_text(text + "\n", encoding="utf-8")
+        (folder / "diagnosis.json").write_text(json.dumps(diagnosis.to_dict(), indent=2) + "\n",
+                                               encoding="utf-8")
     return 0
 
 
@@ -397,7 +398,7 @@ def _traversal_options(parser: argparse.ArgumentParser) -> None:
                        help="how far each latent moves; auto: what the diagnosis recommends "
                        "(prior for VAEs, empirical for plain autoencoders); "
                        + "; ".join(f"{m.name}: {m.use}" for m in ls.modes.MODE_TABLE.values()))
-    group.add_argument("--span", type=_positive_float, default=2.0, help="±span prior SDs (default 2)")
+    group.add_argument("--span", type=_positive_float, default=2.0, help="+/- span prior SDs (default 2)")
     group.add_argument("--steps", type=_positive_count, default=11, help="values per latent (default 11)")
     group.add_argument("--dims", type=_int_list, help="latents to traverse, e.g. 0,3,5 (default all)")
     group.add_argument("--anchors", type=_positive_count, default=8, help="traverse from the first N inputs (default 8)")

@@ -160,7 +160,8 @@ class Shapes:
 
     def _render(self, full: torch.Tensor) -> torch.Tensor:
         """``[n, 5]`` full factor rows -> ``[n, R, R]`` float32 coverage in [0, 1]."""
-        out = torch.empty(full.shape[0], self.resolution, self.resolution)
+        # (float32 whatever torch's default dtype: the table is the same in every process)
+        out = torch.empty(full.shape[0], self.resolution, self.resolution, dtype=torch.float32)
         for kind, inside_test in enumerate((_in_square, _in_circle, _in_triangle)):
             rows = torch.nonzero(full[:, 0] == kind).flatten()
             if rows.numel():

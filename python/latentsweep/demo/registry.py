@@ -64,12 +64,13 @@ def weights_path(name: str):
 
 
 def load_demo_model(name: str) -> DemoAutoencoder:
-    """Build the demo model ``name``, load its shipped weights, and return it in eval mode."""
+    """Build the demo model ``name``, load its shipped weights, and return it float32 (as its
+    data, whatever torch's default dtype) in eval mode."""
     if not isinstance(name, str):  # (a list failed with "unhashable type")
         raise TypeError(f"latentsweep.demo.load_demo_model: name must be a str, one of {sorted(DEMO_MODELS)}, "
                         f"got {type(name).__name__}")
     if name not in DEMO_MODELS:
         raise KeyError(f"unknown demo model {name!r}; choose one of {sorted(DEMO_MODELS)}")
-    model = DEMO_MODELS[name].build()
+    model = DEMO_MODELS[name].build().float()
     model.load_state_dict(load_safetensors(weights_path(name).read_bytes()), strict=True)
     return model.eval()

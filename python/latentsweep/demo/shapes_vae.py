@@ -45,8 +45,8 @@ def shapes_vae_weights_path():
 
 
 def load_shapes_vae() -> ShapesVAE:
-    """The shipped beta-VAE on Shapes, float32, in eval mode."""
-    model = ShapesVAE()
+    """The shipped beta-VAE on Shapes, float32 (whatever torch's default dtype), in eval mode."""
+    model = ShapesVAE().float()
     state = load_safetensors(shapes_vae_weights_path().read_bytes())
     model.load_state_dict({k: v.to(torch.float32) for k, v in state.items()}, strict=True)
     return model.eval()
