@@ -7,6 +7,7 @@ import functools
 import hashlib
 import itertools
 import re
+import sys
 import threading
 from collections.abc import Iterator
 
@@ -188,13 +189,22 @@ def eval_mode(model):
                     entry[0].training = entry[2]
 
 
+# Set by the command line on a module it ran from a file (--model vae.py:make), whose name in
+# sys.modules is made unique by the file's folder: the module's identity is the file's name, so
+# the same file copied to another folder (a node-local copy, another job's $TMPDIR) sweeps,
+# resumes and shards as the same model.
+MODULE_IDENTITY = "__latentsweep_identity__"
+
+
 def fingerprint(model) -> str:
     """Identifies a model for resumable sweeps: its type (or a function's, a bound method's
-    name) and, for an nn.Module or its bound method, a hash of the module's parameters and
-    buffers (so resuming with other weights is refused)."""
+    name) with its module's name (or MODULE_IDENTITY) and, for an nn.Module or its bound method,
+    a hash of the module's parameters and buffers (so resuming with other weights is refused)."""
     kind = type(model)
     name = getattr(model, "__qualname__", None) or kind.__qualname__  # functions by name
-    digest = hashlib.sha256(f"{getattr(model, '__module__', kind.__module__)}.{name}".encode())
+    module = getattr(model, "__module__", kind.__module__)
+    module = getattr(sys.modules.get(module), MODULE_IDENTITY, module)
+    digest = hashlib.sha256(f"{module}.{name}".encode())
     for module in modules_behind(model):  # (a lambda's modules too: other weights, another sweep)
         for name, tensor in module.state_dict().items():
             digest.update(name.encode())

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .._modules import MODULE_IDENTITY
 from .checkpoints import load_weights, missing_file, read_safetensors, read_torch_file
 from .errors import CliError, UsageError, reason
 
@@ -77,6 +78,7 @@ def _import_file(path: Path):
     name = PRIVATE_MODULE_PREFIX + re.sub(r"\W", "_", str(path.resolve().with_suffix("")))
     module_spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(module_spec)
+    setattr(module, MODULE_IDENTITY, PRIVATE_MODULE_PREFIX + path.name)  # (not its folder: see MODULE_IDENTITY)
     sys.modules[name] = module  # dataclasses and pickling look their module up here
     folder = str(path.resolve().parent)
     if folder not in sys.path:  # its sibling modules import, without shadowing installed ones
