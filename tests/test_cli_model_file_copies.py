@@ -16,7 +16,8 @@ from latentsweep.cli import main
 pytest.importorskip("zarr")
 
 
-def test_a_copy_of_the_model_file_resumes_and_shards_the_same_sweep(tmp_path, capsys):
+def test_a_copy_of_the_model_file_resumes_and_shards_the_same_sweep(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # (the command's pictures go to ./latentsweep-out)
     first, copy = tmp_path / "job1", tmp_path / "node-local"
     first.mkdir()
     (first / "vae.py").write_text(tiny_vae_source(), encoding="utf-8")
@@ -29,7 +30,8 @@ def test_a_copy_of_the_model_file_resumes_and_shards_the_same_sweep(tmp_path, ca
     assert main([*common, "--model", f"{copy / 'vae.py'}:make", "--resume"]) == 0, capsys.readouterr().err
 
 
-def test_another_model_file_of_the_same_name_is_still_another_sweep(tmp_path, capsys):
+def test_another_model_file_of_the_same_name_is_still_another_sweep(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     first, other = tmp_path / "a", tmp_path / "b"
     first.mkdir()
     other.mkdir()
