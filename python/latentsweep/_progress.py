@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 import threading
 
@@ -31,6 +32,13 @@ def _notebook_output(stream) -> bool:
     says it is no terminal, yet shows a bar (tqdm.auto draws a widget there): a sweep of many
     minutes in a notebook showed nothing at all."""
     return type(stream).__module__.split(".")[0] == "ipykernel"
+
+
+def _has_widgets() -> bool:
+    try:
+        return importlib.util.find_spec("ipywidgets") is not None
+    except (ImportError, ValueError):  # (a module in sys.modules without a spec)
+        return "ipywidgets" in sys.modules
 
 
 # The thread that made one of the library's bars (tqdm does not record it).
@@ -67,7 +75,13 @@ def bar(show: bool, *, total: int | None, unit: str, desc: str):
     context managers that close the bar."""
     if not show:
         return NoBar()
-    from tqdm.auto import tqdm
+    # tqdm.auto draws a widget in a notebook, but without ipywidgets (a VS Code notebook needs
+    # only ipykernel) it warns "IProgress not found. Please update jupyter and ipywidgets" at its
+    # import, then draws the text bar that tqdm.std draws anyway: that one, without the warning.
+    if _has_widgets():
+        from tqdm.auto import tqdm
+    else:
+        from tqdm.std import tqdm
 
     # A bar of its own stays when done; one nested in the caller's live bar (a training loop's
     # tqdm) is cleared, or every epoch left its finished encode/traverse lines behind. Said

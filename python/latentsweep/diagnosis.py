@@ -22,6 +22,11 @@ ACTIVE_VARIANCE = 0.01
 COLLAPSED_KL = 0.01  # nats
 SMALL_SD_RATIO = 0.1  # median posterior SD below this x prior_std
 ZERO_FRACTION = 0.05  # share of exact zeros in mu_d that suggests a ReLU
+# A collapsed latent's log-variances read as an SD or a variance only from this value up: a
+# linear head's whole collapse sits a hair from 0, at times all on one side (weights near 0, a
+# bias of 2e-4: KL 1e-8 nats), where SDs read as log-variances are 0.05 to 0.2 (KL < 0.01
+# nats, read as collapsed).
+SCALE_AS_LOGVAR_FLOOR = 0.01
 # Inputs a diagnosis needs: a latent's activity is the variance of its mean over them.
 MIN_INPUTS = 2
 MEAN_TOLERANCE = 0.5  # |aggregate mean| above this x prior_std
@@ -37,6 +42,11 @@ ALIGNED_RATIO = 0.9
 # turn the top component far from every latent (healthy VAEs trained on the digits: ratio 0.88,
 # correlation 0.007; a 45-degree rotation of unequal latents: above 0.05).
 MIXED_WASSERSTEIN = 0.02
+# ... and only down to this ratio: the Wasserstein share is second order in the correlations
+# and shrinks with the number of latents, so it alone let real mixes pass (two latents of 16
+# correlated at 0.35, a 45-degree mix of SDs 1.3 and 0.9: 0.006, ratio 0.74). Two latents of
+# equal variance correlated at rho give a ratio of 1 / (1 + rho): 0.85 keeps rho under ~0.18.
+MIXED_RATIO = 0.85
 
 FLAG_CODES = (
     "nonfinite",
@@ -190,12 +200,13 @@ class Diagnosis:
     def axis_aligned(self) -> bool | None:
         """True when the top coordinate carries at least ``ALIGNED_RATIO`` of what the top
         principal component carries, or the latents are all but uncorrelated (Wasserstein
-        correlation under ``MIXED_WASSERSTEIN`` of the total variance); ``None`` without axis
-        statistics."""
+        correlation under ``MIXED_WASSERSTEIN`` of the total variance, with a ratio of at least
+        ``MIXED_RATIO``); ``None`` without axis statistics."""
         if self.axes is None:
             return None
         correlation = self.axes.wasserstein_correlation
-        return self.axes.ratio >= ALIGNED_RATIO or (correlation is not None and correlation < MIXED_WASSERSTEIN)
+        return self.axes.ratio >= ALIGNED_RATIO or (
+            correlation is not None and correlation < MIXED_WASSERSTEIN and self.axes.ratio >= MIXED_RATIO)
 
     def traversal_options(self) -> dict:
         """The recommended traversal as keyword arguments of :func:`latentsweep.traverse`:
@@ -590,11 +601,12 @@ def _dead_relu(low: torch.Tensor, high: torch.Tensor, zero_fraction: torch.Tenso
 
 
 def _always_positive(low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
-    """``[D]`` where a head's outputs are above 0 for every input and not one number: the mark of
-    an SD or a variance (softplus, exp) read as a log-variance even on a latent that reads as
-    collapsed (SDs of 0.05 to 0.2 read as log-variances give KL < 0.01 nats), where a linear
-    head's collapsed log-variances scatter around 0, below it too."""
-    return (low > 0) & (high > low)
+    """``[D]`` where a head's outputs are above 0 for every input (at least
+    ``SCALE_AS_LOGVAR_FLOOR``) and not one number: the mark of an SD or a variance (softplus,
+    exp) read as a log-variance even on a latent that reads as collapsed (SDs of 0.05 to 0.2
+    read as log-variances give KL < 0.01 nats), where a linear head's collapsed log-variances
+    scatter around 0, below it too, or sit a hair above it."""
+    return (low >= SCALE_AS_LOGVAR_FLOOR) & (high > low)
 
 
 def _dim_scale(x: torch.Tensor, finite: torch.Tensor) -> torch.Tensor:
