@@ -1,5 +1,5 @@
-"""The README's other examples run end to end in a fresh process, as a newcomer runs them
-(examples/directions.py has its own test): a broken example fails here, not in a user's hands."""
+"""The README's examples run end to end in a fresh process, as a newcomer runs them: a broken
+example fails here, not in a user's hands."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -38,3 +39,10 @@ def test_training_with_traversals_logs_its_snapshots(tmp_path, loop):
         assert "epoch 1: " in done.stdout and "latent dims (VAE" in done.stdout
     else:
         assert list((tmp_path / "runs").rglob("*.png"))  # the CSV logger's folder gets the pictures
+
+
+def test_directions_example_draws_its_pictures(tmp_path):
+    done = run(tmp_path, str(EXAMPLES / "directions.py"), "--out", str(tmp_path))
+    assert "explained variance" in done.stdout and "cluster sizes" in done.stdout
+    for name in ("digits-ae-principal-directions.png", "digits-ae-clusters.png"):
+        assert Image.open(tmp_path / name).size[0] > 300

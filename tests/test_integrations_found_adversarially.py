@@ -144,3 +144,28 @@ def test_an_encoder_or_decoder_that_is_not_callable_is_named_for_the_caller(monk
         log_traversals(Writer(), 5, vae.decoder, digits(8), step=0)
     with pytest.raises(TypeError, match="log_traversals: decoder must be callable, got NoneType"):
         log_traversals(Writer(), vae.encoder, None, digits(8), step=0)
+
+
+class WriterWithoutFlush:
+    """A SummaryWriter look-alike with the methods is_summary_writer asks for, and no flush."""
+
+    def __init__(self):
+        self.calls = []
+
+    def add_scalar(self, *args, **kwargs):
+        self.calls.append("add_scalar")
+
+    def add_image(self, *args, **kwargs):
+        self.calls.append("add_image")
+
+    def add_text(self, *args, **kwargs):
+        self.calls.append("add_text")
+
+
+def test_log_traversals_takes_a_writer_look_alike_without_flush():
+    """log_traversals accepts any writer with add_scalar, add_image and add_text (its TypeError
+    lists those three), then called writer.flush(): AttributeError after the whole snapshot."""
+    vae = TinyVAE()
+    writer = WriterWithoutFlush()
+    log_traversals(writer, vae.encoder, vae.decoder, digits(16), step=0, max_dims=2, anchors=2, steps=3)
+    assert {"add_scalar", "add_image", "add_text"} <= set(writer.calls)

@@ -2,7 +2,11 @@
 checkers (mypy, Pylance) hold their calls to these annotations, and one narrower than the
 function made a correct, documented call fail type checking (``traversal_values(posterior)``,
 ``direction_codes(anchors, pcs, values)``). Each case below is a documented call that runs; its
-type must be among the parameter's annotated ones."""
+type must be among the parameter's annotated ones.
+
+The package says it is typed (PEP 561); a demo model's parts are declared (mypy read
+``model.decoder(z)`` as a call of ``Tensor | Module``); a sweep without shard= returns its result,
+not a union with StoreStatus."""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ import collections.abc
 import inspect
 import types
 import typing
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +24,7 @@ import torch
 
 import latentsweep as ls
 from latentsweep.datasets import LabelledArrays
+from latentsweep.demo import load_demo_model
 from latentsweep.direction_codes import direction_codes
 from latentsweep.traversal import traversal_values
 
@@ -76,3 +82,35 @@ def test_the_plot_functions_are_imported_from_their_own_modules():
     for name in ls.plots.__all__:
         if name in ls.__all__:
             assert inspect.isfunction(getattr(ls, name)) and getattr(ls, name) is getattr(ls.plots, name)
+
+
+def test_the_package_ships_its_typed_marker():
+    assert resources.files("latentsweep").joinpath("py.typed").is_file()
+
+
+def test_a_demo_models_parts_are_declared_modules():
+    model_type = typing.get_type_hints(load_demo_model)["return"]
+    hints = typing.get_type_hints(model_type)
+    assert hints["encoder"] is torch.nn.Module and hints["decoder"] is torch.nn.Module
+    assert isinstance(load_demo_model("digits-ae"), model_type)
+
+
+@pytest.mark.parametrize("function", [ls.traverse, ls.interpolate], ids=lambda f: f.__name__)
+def test_the_sweeps_overloads_repeat_the_signature_but_for_shard(function):
+    """Without shard= a sweep's result is its result, not ``... | StoreStatus`` (mypy and Pylance
+    flagged every ``result.outputs``): two overloads, which must stay the function's own
+    parameters and defaults, differing only in shard's type."""
+    implementation = inspect.signature(function)
+    overloads = [inspect.signature(o) for o in typing.get_overloads(function)]
+    assert len(overloads) == 2
+    for overload in overloads:
+        assert list(overload.parameters) == list(implementation.parameters)
+        for name, parameter in implementation.parameters.items():
+            if name != "shard":
+                assert overload.parameters[name] == parameter, name
+    whole, sharded = overloads
+    assert whole.parameters["shard"].annotation == "None" and whole.parameters["shard"].default is None
+    assert sharded.parameters["shard"].annotation == "tuple[int, int]"
+    assert sharded.parameters["shard"].default is inspect.Parameter.empty
+    assert "StoreStatus" not in whole.return_annotation and "StoreStatus" in sharded.return_annotation
+    assert implementation.return_annotation == sharded.return_annotation

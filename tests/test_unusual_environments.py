@@ -1,5 +1,6 @@
 """latentsweep in users' unusual but legitimate Python environments: an ASCII locale, an ASCII
-stdout, ``-X warn_default_encoding`` with its warnings as errors, torch's default dtype float64.
+stdout, ``-X warn_default_encoding`` with its warnings as errors, torch's default dtype float64,
+``python -OO``, output paths in folders that cannot be written or behind symbolic links.
 Each test failed before its fix. Process-wide settings run in a subprocess."""
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import pytest
 import torch
 
 import latentsweep as ls
+from latentsweep import _checks
 from cli_models import tiny_data, tiny_vae_source
 
 # An ASCII locale as Python sees it without its UTF-8 mode (LANG=C on a system Python that does
@@ -161,3 +163,22 @@ def test_a_report_to_a_folder_that_cannot_be_written_is_refused_before_any_work(
     assert calls == [] and list(read_only.iterdir()) == []
     ls.plots.kl_bars(ls.diagnose(posterior), path=tmp_path / "writable" / "kl.png")  # (a folder yet to be made)
     assert (tmp_path / "writable" / "kl.png").is_file()
+
+
+def test_an_output_path_linked_to_a_file_not_yet_written_is_writable(tmp_path):
+    """A symbolic link to a report not written yet (reports/today.html) was refused as "not
+    writable": os.access on the link follows it to a file that does not exist."""
+    (tmp_path / "reports").mkdir()
+    link = tmp_path / "report.html"
+    link.symlink_to(tmp_path / "reports" / "today.html")
+    assert _checks.output_file("f", "path", link) == link
+    (tmp_path / "later").symlink_to(tmp_path / "new" / "folder" / "x.html")  # (its folders made on writing)
+    assert _checks.output_file("f", "path", tmp_path / "later") == tmp_path / "later"
+
+
+def test_the_package_imports_under_python_OO():
+    """``python -OO`` strips docstrings: decoding.py formatted ``decoder_call.__doc__`` (None)
+    at import, so ``import latentsweep`` raised AttributeError ('NoneType' ... 'format')."""
+    run = subprocess.run([sys.executable, "-OO", "-c", "import latentsweep"], capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]

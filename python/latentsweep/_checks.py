@@ -580,9 +580,9 @@ def output_file(fn: str, name: str, value) -> Path:
     blocked = blocking_file(path)
     if blocked is not None:
         raise ValueError(f"{fn}: {name}={str(path)!r}: the file {str(blocked)!r} is in the way of its folder")
-    # (a read-only working directory: explain encoded, traversed and drew everything, then failed
-    # to write its report)
-    # (a symbolic link to a file not yet written is written through: its target's folder counts)
+    # Writable, or its nearest existing folder (a read-only working directory: explain encoded,
+    # traversed and drew everything, then failed to write its report); a symbolic link to a file
+    # not yet written is written through, so its target's folder counts.
     target = Path(os.path.realpath(path)) if path.is_symlink() else path
     place = target if target.exists() else next((parent for parent in target.parents if parent.exists()), None)
     if place is not None and not os.access(place, os.W_OK):  # (also read-only mounts)

@@ -289,13 +289,12 @@ def clusters(codes_or_posterior, labels=None, *, k: int | None = None, seed: int
     )
     dtype = result_dtype(codes)
     scaled_variances = within / sizes[:, None]
-    scaled_between = between
-    variances, between = scaled_variances * scale * scale, scaled_between * scale * scale
+    variances = scaled_variances * scale * scale
     centroids_shifted, centroids = centroids, (centroids + pivot) * scale
-    largest = float(torch.cat([variances.flatten(), between]).max())
+    largest = float(torch.cat([variances.flatten(), between * scale * scale]).max())
     if not (largest <= torch.finfo(dtype).max and bool(torch.isfinite(centroids).all())):  # also NaN
         # (said from the scaled sums: past float64's range largest is inf)
-        size = _checks.unscaled_square_size(torch.cat([scaled_variances, scaled_between[None]]), scale)
+        size = _checks.unscaled_square_size(torch.cat([scaled_variances, between[None]]), scale)
         raise ValueError(f"{fn}: the clusters' variances ({size}) overflow {dtype}; "
                          + ("pass float64 codes (codes.double())" if dtype != torch.float64 else "rescale the codes"))
     return Clusters(
