@@ -92,8 +92,10 @@ def test_a_store_moved_while_being_written_is_still_refused(held_store, tmp_path
 
 def test_which_leases_of_a_live_process_are_live(tmp_path):
     """live_writers, with leases of a live process written by hand: one recording another
-    folder's inode is a copy's (not live) on this host; one without an inode (older versions),
-    recording this folder's, or of another host (judged by age alone) is live."""
+    folder's inode and path is a copy's (not live) on this host; one without an inode (older
+    versions), recording this folder's inode, or this folder's path with another inode (a file
+    system whose inodes change over a folder's life), or of another host (judged by age alone)
+    is live."""
     store, elsewhere = tmp_path / "s.zarr", tmp_path / "elsewhere"
     (store / "leases").mkdir(parents=True)
     elsewhere.mkdir()
@@ -101,7 +103,10 @@ def test_which_leases_of_a_live_process_are_live(tmp_path):
     try:
         info = {"pid": other.pid, "sweep_id": "x", "start_time": store_writers.process_start(other.pid)}
         this_host, here, there = socket.gethostname(), os.stat(store).st_ino, os.stat(elsewhere).st_ino
+        real_path = os.path.realpath(store)
         for host, fields, live in ((this_host, {"store_ino": there}, False), (this_host, {}, True),
+                                   (this_host, {"store_ino": there, "store_path": str(elsewhere)}, False),
+                                   (this_host, {"store_ino": there, "store_path": real_path}, True),
                                    (this_host, {"store_ino": here}, True), (this_host, {"store_ino": "9"}, True),
                                    ("another-host", {"store_ino": there}, True)):
             lease = store / "leases" / f"{host}-{other.pid}-0000abcd.json"
@@ -113,7 +118,7 @@ def test_which_leases_of_a_live_process_are_live(tmp_path):
         other.wait()
 
 
-def test_a_writers_lease_records_its_stores_inode(tmp_path, monkeypatch):
+def test_a_writers_lease_records_its_stores_inode_and_path(tmp_path, monkeypatch):
     import latentsweep.stores as stores
 
     path = tmp_path / "s.zarr"
@@ -127,4 +132,5 @@ def test_a_writers_lease_records_its_stores_inode(tmp_path, monkeypatch):
 
     monkeypatch.setattr(stores, "keep_fresh", keep_fresh)
     sweep(path, resume=True)
-    assert [record["store_ino"] for record in seen] == [os.stat(path).st_ino]
+    assert [(record["store_ino"], record["store_path"]) for record in seen] == [(os.stat(path).st_ino,
+                                                                                os.path.realpath(path))]

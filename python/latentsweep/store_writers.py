@@ -115,10 +115,11 @@ def lease_name(host: str, pid: int) -> str:
 
 def lease_record(meta_path: Path, sweep_id: str) -> dict:
     """What a writer's lease on the store at meta_path says: who holds it (host, pid and start
-    time, see writer_alive), for which sweep, and the store folder's inode (see copied_lease)."""
+    time, see writer_alive), for which sweep, and the store folder's inode and real path (see
+    copied_lease)."""
     pid = os.getpid()
     return {"host": socket.gethostname(), "pid": pid, "sweep_id": sweep_id, "start_time": process_start(pid),
-            "store_ino": os.stat(meta_path).st_ino}
+            "store_ino": os.stat(meta_path).st_ino, "store_path": os.path.realpath(meta_path)}
 
 
 def copied_lease(info: dict, meta_path: Path) -> bool:
@@ -127,13 +128,17 @@ def copied_lease(info: dict, meta_path: Path) -> bool:
     does not write this store. The inode alone, not st_dev: a second mount of the same file
     system (NFS mounted twice) gives the same folder another st_dev, and a copy on the same file
     system always has another inode. A rename or a symbolic link keeps the inode, so a moved
-    store stays protected; a lease without one (older versions) or a folder that cannot be
-    read is not taken for a copy."""
+    store stays protected. The folder's real path counts too: a lease still in the folder it
+    names is no copy's, even where inode numbers are not stable over a folder's life (FUSE
+    without use_ino, CIFS with noserverino). A lease without an inode (older versions) or a
+    folder that cannot be read is not taken for a copy."""
     recorded = info.get("store_ino")
     if type(recorded) is not int:
         return False
     try:
-        return os.stat(meta_path).st_ino != recorded
+        if os.stat(meta_path).st_ino == recorded:
+            return False
+        return info.get("store_path") != os.path.realpath(meta_path)
     except OSError:  # removed meanwhile: nothing to protect, nor to tell
         return False
 
