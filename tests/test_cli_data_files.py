@@ -192,6 +192,18 @@ def test_only_the_chosen_entry_of_an_npz_is_read(workspace, tmp_path):
     assert_one_line_error(completed, f"--data: '{path}' has no entry 'y' (it has: x, meta, huge)")
 
 
+
+@pytest.mark.parametrize("suffix", [".npy", ".pt"])
+def test_a_key_for_a_file_of_one_unnamed_array_is_a_usage_error(workspace, suffix):
+    """--key on an .npy (or a .pt of one tensor) said "has no entry 'x' (it has: )"."""
+    data = np.load(workspace / "data.npy")
+    path = workspace / f"one{suffix}"
+    np.save(path, data) if suffix == ".npy" else torch.save(torch.from_numpy(data), path)
+    completed = invoke("diagnose", "--model", "tiny_models:make", "--weights", "tiny.pt", "--data", path.name,
+                       "--key", "x", cwd=workspace, check=False)
+    assert_one_line_error(completed, f"--data: '{path.name}' holds one unnamed array; --key picks an entry of an "
+                          ".npz, .safetensors or .pt dict: leave it out", code=2)
+
 # ---- bug 5: integers beyond the library's limit are the flag's usage errors -----------------
 TOO_LARGE = str(INT64_MAX + 1)
 

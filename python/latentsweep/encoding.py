@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import math
 from collections.abc import Iterable, Mapping
 
@@ -23,6 +24,7 @@ LOGVAR_KEYS = ("logvar", "log_var", "logvariance", "log_variance", "log_covarian
 LOGSTD_KEYS = ("logstd", "log_std", "logsigma", "log_sigma", "logscale", "log_scale")
 STD_KEYS = ("std", "sigma", "scale", "stddev")
 VAR_KEYS = ("var", "variance")
+POSTERIOR_KEYS = frozenset(MEAN_KEYS + LOGVAR_KEYS + LOGSTD_KEYS + STD_KEYS + VAR_KEYS)
 # Dict keys tried, in order, for the inputs when a data loader yields dicts.
 INPUT_KEYS = ("x", "input", "inputs", "data", "image", "images", "pixel_values", "features")
 
@@ -377,16 +379,21 @@ def _diagonal_gaussian(output, index: int, subject: str) -> tuple[torch.Tensor, 
 def _mean_attributes(output) -> dict | None:
     """The attributes of an object that holds a mean under one of MEAN_KEYS as a tensor
     attribute (diffusers' DiagonalGaussianDistribution: .mean, .logvar, .std, .var), read as
-    a dict's keys; None for anything else (containers, tensors, numbers)."""
+    a dict's keys; None for anything else (containers, tensors, numbers). Instance attributes,
+    dataclass fields, and properties under the posterior's names (a wrapper whose ``.mu`` is a
+    slice of one parameter tensor)."""
     # (a Distribution other than Normal is refused: Laplace's loc and scale are not a Gaussian's)
     if isinstance(output, (Mapping, tuple, list, torch.Tensor, torch.distributions.Distribution)):
         return None
     if dataclasses.is_dataclass(output) and not isinstance(output, type):  # (slots=True ones have no __dict__)
         attributes = {field.name: getattr(output, field.name) for field in dataclasses.fields(output)}
     else:
-        attributes = getattr(output, "__dict__", None)
-    if isinstance(attributes, dict) and any(_key(k) in MEAN_KEYS and isinstance(v, torch.Tensor)
-                                            for k, v in attributes.items()):
+        attributes = dict(getattr(output, "__dict__", None) or {})
+    for name in dir(type(output)):  # only the posterior's names: other properties may be costly
+        if _key(name) in POSTERIOR_KEYS and name not in attributes and \
+                isinstance(getattr(type(output), name, None), (property, functools.cached_property)):
+            attributes[name] = getattr(output, name)
+    if any(_key(k) in MEAN_KEYS and isinstance(v, torch.Tensor) for k, v in attributes.items()):
         return attributes
     return None
 

@@ -741,8 +741,9 @@ def _sample_into(folder: Path, args) -> int:
 
     model, encoder, decoder = _loaded(args, need_encoder=bool(args.data))
     args.inputs = 4 if args.inputs is None else args.inputs
+    data = None  # (with --data: flat outputs of as many values as each input are drawn in its shape)
     if args.data:
-        posterior, _ = _encode(encoder, model, args)
+        posterior, data = _encode(encoder, model, args)
         if posterior.logvar is None:
             raise CliError("the encoder gives plain codes (an autoencoder): there is no posterior to sample")
         if args.latent_dim is not None and args.latent_dim != posterior.latent_dim:
@@ -777,7 +778,7 @@ def _sample_into(folder: Path, args) -> int:
     np.save(folder / "codes.npy", stored_array(codes))  # (in the model's dtype: bfloat16 as float32)
     np.save(folder / "decoded.npy", decoded.float().numpy())
     written = ["codes.npy", "decoded.npy"]
-    shape = _image_shape(tuple(decoded.shape[1:]), args.image_shape)
+    shape = _image_shape(tuple(decoded.shape[1:]), args.image_shape, data)
     if shape is not None:
         save_samples_picture(decoded.float().reshape(len(decoded), *shape).numpy(), folder / "samples.png",
                              per_row=per_row, row_label=row_label, title=title, column_label=column_label)

@@ -316,6 +316,9 @@ def _pick(entries: Collection, key: str | None, path: str, option: str):
     """The name of the entry to use (of a dict's keys, or a list of names): ``key``, the only
     one, or 'x'/'data'/'inputs'/'X'."""
     if key is not None:
+        if list(entries) == [""]:  # (an .npy, or a .pt of one tensor: no names to pick from)
+            raise UsageError(f"{option}: {path!r} holds one unnamed array; {key_flag(option)} picks an entry of "
+                             "an .npz, .safetensors or .pt dict: leave it out")
         if key not in entries:
             raise CliError(f"{option}: {path!r} has no entry {key!r} (it has: {', '.join(map(str, entries))})")
         return key
