@@ -77,6 +77,16 @@ def direction_codes_into_trusted(anchors, directions, values):
     return out
 
 
+def path_codes_into_trusted(anchors, directions, values):
+    """Rows 1 to 4 of the paths from the anchors to the anchors reversed (weights and divisors:
+    any float64 of their shapes)."""
+    start, end = anchors.double(), anchors.flip(0).double()
+    weights = torch.stack((values[:, 0], values[:, -1]), dim=1).double()  # [A, 2, S]
+    out = start.new_empty(4, start.shape[1])
+    ops._path_codes_into_trusted(start, end, weights, anchors[:, 0].double().abs() + 1, 1, 4, out)
+    return out
+
+
 def sample_loss(mu, logvar, samples):
     """Differentiated: the backward (autograd's kernel in C++) traces through the Meta kernel."""
     z = ops.sample(mu, logvar, samples.shape[0], 5, 0, 0)
@@ -109,7 +119,7 @@ def inputs(case, num_anchors, latent, num_dims, steps):
 CASES = [
     sample, sample_prior, sample_prior_, traversal_codes, traversal_codes_into,
     traversal_codes_into_trusted, direction_codes, direction_codes_into,
-    direction_codes_into_trusted, sample_loss, grid_loss,
+    direction_codes_into_trusted, path_codes_into_trusted, sample_loss, grid_loss,
 ]
 SHAPES = [(3, 6, 2, 4), (5, 7, 3, 5)]  # sizes >= 2: 0 and 1 are always specialised
 

@@ -85,6 +85,22 @@ def directions_entry(anchors, directions, values, start=0, count=None, out=None)
     )
 
 
+class PathArguments(tuple):
+    """The tensors of a _path_codes_into_trusted case (the fake-kernel test calls that op with them)."""
+
+
+def path_entry(first, count, out):
+    """The interpolation's path rows: its writer (a line's, which hands first and count to the
+    op as they come) and the internal op with the tensors the writer builds."""
+    from latentsweep.interpolation import PathWriter
+    from latentsweep.paths import path_weights
+
+    writer = PathWriter(PS, PS + 1, 4, "linear")
+    args = PathArguments((PS.double(), PS.double() + 1, *path_weights(2, 4, device=PS.device), first, count, out))
+    return (lambda: writer(first, count, out), lambda: ops._path_codes_into_trusted(*args), args)
+
+
+PS = z(2, 3)  # the starts of 2 paths of D = 3; with 4 steps, 8 rows
 MU = z(3, 4)
 A = z(2, 5)
 U = torch.eye(5)[[0, 4]]  # [K=2, D=5] unit directions
@@ -183,6 +199,13 @@ SHARED_CASES = [
     (directions_entry(A, U, V, count=12, out=z(5, 12).T), ValueError, "out must be contiguous", True),
     (directions_entry(BUF[:2], U, V, count=12, out=BUF[1:13]), ValueError, "out shares memory with anchors; pass a separate buffer", False),
     (directions_entry(A, UBUF[20:22], V, count=12, out=UBUF[10:22]), ValueError, "out shares memory with directions", False),
+    (path_entry(-1, 1, z(1, 3)), ValueError, "latentsweep.interpolate: first must be >= 0, got -1", True),
+    (path_entry(9, 0, z(0, 3)), ValueError, r"first must be <= 8 \(P \* S\), got 9", True),
+    (path_entry(5, 4, z(4, 3)), ValueError, r"count must be <= 3 \(P \* S - first\), got 4", True),
+    (path_entry(0, -1, z(0, 3)), ValueError, "count must be >= 0, got -1", True),
+    (path_entry(0, 8, z(7, 3)), ValueError, r"out must be \[8, 3\] on cpu, got \[7, 3\] on cpu", True),
+    (path_entry(0, 8, z(8, 3, dtype=torch.int64)), TypeError, "out must be float16, bfloat16, float32 or float64, got torch.int64", True),
+    (path_entry(0, 8, z(3, 8).T), ValueError, "out must be contiguous", True),
     (directions_entry(BIG.expand(2**21, 1), BIG.expand(2**21, 1), z(1).expand(2**22)), ValueError, r"A \* K \* S = 2097152 \* 2097152 \* 4194304 rows, which overflows int64", True),
     (directions_entry(BIG.expand(1, 2**22), z(1, 1).expand(2**21, 2**22), z(1).expand(2**21)), ValueError, r"count \* D = .* overflows int64", True),
 ]
@@ -226,6 +249,8 @@ def test_fake_kernels_raise_the_same_error(entry, error, match):
         with mode, pytest.raises(error) as faked:
             if op is not None:
                 ops.sample(*fakes)
+            elif isinstance(tensors, PathArguments):
+                ops._path_codes_into_trusted(*fakes)
             elif isinstance(tensors, DirectionArguments):
                 if fakes[5] is None:
                     ops.direction_codes(*fakes[:5])

@@ -11,11 +11,12 @@ from typing import overload
 import torch
 
 from . import _checks
+from ._extension import ops
 from ._modules import tensor_digest
 from .grid_spec import GridSpec
 from .latent_shape import checked_latent_shape, flat_codes
-from .paths import (PATHS, _endpoints, check_path_grid_size, check_path_range, interpolation_codes, path_codes,
-                    path_label, warn_undefined_arcs)
+from .paths import (PATHS, _endpoints, check_path_grid_size, check_path_range, interpolation_codes, path_label,
+                    path_weights, warn_undefined_arcs, _angle_terms)
 from .posterior import Posterior
 from .result import TraversalResult
 from .stores import StoreStatus
@@ -25,22 +26,41 @@ _FN = "latentsweep.interpolate"
 
 class PathWriter:
     """Writes rows ``[first, first + count)`` of the P x 1 x S path grid (row ``p * S + s`` is
-    step s of path p), computing only the paths those rows touch."""
+    step s of path p) with the compiled ``_path_codes_into_trusted``: the rows of
+    :func:`latentsweep.paths.path_codes` over the paths those rows touch, bit for bit. The
+    float64 endpoints and a line's weights are computed once per device; a chunk of arcs
+    computes its paths' angles and weights (:func:`latentsweep.paths.path_weights`) with torch
+    over the same slice as path_codes did (on the CPU from row-wise terms computed once)."""
 
     def __init__(self, start: torch.Tensor, end: torch.Tensor, steps: int, path: str):
         self.start, self.end, self.steps, self.path = start, end, steps, path
         # What the grid's digest (a store's identity) records beyond anchors = start and t.
         self.identity = f"{path} path to {tensor_digest(end)}"
-        self._on_device: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
+        # Per device the sweep uses: the float64 endpoints [P, D], a line's weights [P, 2, S] and
+        # divisors [P] (broadcast), an arc's _angle_terms [P, 1, 1] x 3 (CPU).
+        self._on_device: dict[torch.device, tuple[torch.Tensor, ...]] = {}
 
     def __call__(self, first: int, count: int, out: torch.Tensor) -> None:
-        if out.device not in self._on_device:  # the endpoints, once per device the sweep uses
-            self._on_device[out.device] = (self.start.to(out.device), self.end.to(out.device))
-        start, end = self._on_device[out.device]
-        low, high = first // self.steps, -(-(first + count) // self.steps)
-        codes = path_codes(start[low:high], end[low:high], self.steps, self.path).flatten(0, 1)
-        offset = first - low * self.steps
-        out.copy_(codes[offset : offset + count])
+        if out.device not in self._on_device:
+            start, end = self.start.to(out.device).double(), self.end.to(out.device).double()
+            weights = path_weights(len(start), self.steps, device=out.device) if self.path == "linear" else ()
+            # An arc's angle terms (norms) are row-wise on the CPU (tested), once; CUDA's reductions
+            # spread a row over more threads when fewer rows are reduced, so there they are a chunk's.
+            once = self.path == "slerp" and out.device.type == "cpu"
+            terms = _angle_terms(start[:, None, :], end[:, None, :]) if once else ()
+            self._on_device[out.device] = (start, end, weights, terms)
+        start, end, weights, terms = self._on_device[out.device]
+        if weights:  # a line: every chunk reads the weights computed once
+            return ops._path_codes_into_trusted(start, end, *weights, first, count, out)
+        # The paths the rows touch, within the grid (a negative slice bound would pick paths
+        # from the end: rows out of range are then the op's errors, not other paths' rows).
+        low = min(max(first // self.steps, 0), len(start))
+        high = min(max(-(-(first + count) // self.steps), low), len(start))
+        start, end = start[low:high], end[low:high]
+        terms = [term[low:high] for term in terms] if terms else _angle_terms(start[:, None, :], end[:, None, :])
+        # theta per chunk: its bits depend on the slice it is computed over (see _angle_of)
+        weights = path_weights(high - low, self.steps, *terms)
+        ops._path_codes_into_trusted(start, end, *weights, first - low * self.steps, count, out)
 
 
 @dataclass

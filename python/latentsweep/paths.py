@@ -43,16 +43,29 @@ def _endpoints(fn: str, start, end) -> tuple[torch.Tensor, torch.Tensor]:
 def _angle(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The angle theta between float64 endpoints (0 where one is zero) and its sine, reduced
     over the last dimension (kept)."""
+    return _angle_of(*_angle_terms(a, b))
+
+
+def _angle_terms(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """What :func:`_angle` reduces the endpoints to: ``|a^ - b^|``, ``|a^ + b^|`` of the unit
+    endpoints and whether both are nonzero. Row-wise, so the same bits for any slice of rows."""
     # Scaled first: endpoints of norm 1e-170 or 1e200 had norms of 0 or inf (a straight line).
     a, b = _checks.by_largest_entry(a)[0], _checks.by_largest_entry(b)[0]
     a_norm, b_norm = (torch.linalg.vector_norm(x, dim=-1, keepdim=True) for x in (a, b))
+    unit_a, unit_b = a / a_norm.clamp_min(1e-300), b / b_norm.clamp_min(1e-300)
+    return (torch.linalg.vector_norm(unit_a - unit_b, dim=-1, keepdim=True),
+            torch.linalg.vector_norm(unit_a + unit_b, dim=-1, keepdim=True), (a_norm > 0) & (b_norm > 0))
+
+
+def _angle_of(minus: torch.Tensor, plus: torch.Tensor, nonzero: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """theta and sin(theta) from :func:`_angle_terms`. Not row-wise in bits: torch's CPU atan2
+    computes a tensor's last few elements (its vectorised loop's tail) with another routine
+    than the rest, which can differ in the last bit, so theta depends on the slice it is
+    computed over (a sweep's chunk): the path writer calls this per chunk, as path_codes did."""
     # theta = 2 atan2(|a^ - b^|, |a^ + b^|) of the unit endpoints: accurate at every angle, where
     # arccos of the cosine lost half the digits near 0 and pi (a slerp's midpoint between nearly
     # opposite unit endpoints had norm 1.0003).
-    unit_a, unit_b = a / a_norm.clamp_min(1e-300), b / b_norm.clamp_min(1e-300)
-    theta = 2.0 * torch.atan2(torch.linalg.vector_norm(unit_a - unit_b, dim=-1, keepdim=True),
-                              torch.linalg.vector_norm(unit_a + unit_b, dim=-1, keepdim=True))
-    theta = torch.where((a_norm > 0) & (b_norm > 0), theta, 0.0)
+    theta = torch.where(nonzero, 2.0 * torch.atan2(minus, plus), 0.0)
     return theta, torch.sin(theta)
 
 
@@ -155,3 +168,25 @@ def path_codes(start: torch.Tensor, end: torch.Tensor, steps: int, path: str) ->
         codes = torch.where(sine > SINE_FLOOR, arc, codes)
     codes[:, 0], codes[:, -1] = start.double(), end.double()
     return codes
+
+
+def path_weights(num_paths: int, steps: int, *angle_terms: torch.Tensor,
+                 device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The float64 terms of :func:`path_codes`' rows for the compiled path writer
+    (``_path_codes_into_trusted``, cpp/latentsweep/path_grid.h): ``weights [P, 2, S]`` and
+    ``divisors [P]``, with step s of path p = ``(weights[p, 0, s] start[p] + weights[p, 1, s]
+    end[p]) / divisors[p]`` (steps 0 and S - 1: the endpoints). A line's (no ``angle_terms``)
+    are ``1 - t``, ``t`` and 1 (x / 1 is x); an arc's, from its :func:`_angle_terms`
+    (``[P, 1, 1]`` each), ``sin((1 - t) theta)``, ``sin(t theta)`` and ``sin(theta)`` where
+    sin(theta) > SINE_FLOOR, else the line's: the torch expressions of path_codes, so the rows
+    are its rows bit for bit (tests/test_path_rows_op.py)."""
+    device = angle_terms[0].device if angle_terms else device
+    t = torch.linspace(0.0, 1.0, steps, dtype=torch.float64, device=device)
+    line = torch.stack((1 - t, t))  # [2, S]
+    if not angle_terms:
+        return line.expand(num_paths, 2, steps), torch.ones(1, dtype=torch.float64, device=device).expand(num_paths)
+    theta, sine = _angle_of(*angle_terms)  # [P, 1, 1]
+    t = t[None, :, None]
+    arc = torch.cat((torch.sin((1 - t) * theta), torch.sin(t * theta)), dim=2).transpose(1, 2)  # [P, 2, S]
+    on_arc = sine[:, 0, 0] > SINE_FLOOR
+    return torch.where(on_arc[:, None, None], arc, line), torch.where(on_arc, sine[:, 0, 0].clamp_min(1e-300), 1.0)

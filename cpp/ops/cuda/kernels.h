@@ -8,6 +8,7 @@
 #include <cstdint>
 
 #include "latentsweep/direction_grid.h"
+#include "latentsweep/path_grid.h"
 #include "latentsweep/sample_problem.h"
 #include "latentsweep/traversal_grid.h"
 
@@ -27,6 +28,9 @@ void launch_direction_codes(const DirectionGrid<float>& grid, double* projection
                             cudaStream_t stream);
 void launch_direction_codes(const DirectionGrid<double>& grid, double* projections,
                             cudaStream_t stream);
+
+void launch_path_codes(const PathGrid<float>& grid, cudaStream_t stream);
+void launch_path_codes(const PathGrid<double>& grid, cudaStream_t stream);
 
 // The last launch error as text, or null when there is none (checked by the caller).
 const char* last_launch_error();
