@@ -17,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import latentsweep as ls
+from latentsweep import _checks
 
 
 def mlp(latent: int = 5, features: int = 7) -> torch.nn.Module:
@@ -243,11 +244,16 @@ def test_bad_input_is_named(args, kwargs, error, match):
     assert str(info.value).startswith("latentsweep.interpolate:")
 
 
-def test_a_grid_that_does_not_fit_in_memory_is_refused_before_allocating():
+def test_a_grid_that_does_not_fit_in_memory_is_refused_before_allocating(monkeypatch):
     """steps=10**10 allocated t and the path grid's positions first, and failed deep in torch."""
     with pytest.raises(ValueError, match=r"latentsweep.interpolate: the path grid \[P=2, steps=1000000000000\] "
                                          r"needs .* GiB.*pass fewer steps or paths"):
         ls.interpolate(codes_decoder, torch.zeros(2, 4), torch.ones(2, 4), steps=10**12, progress=False)
+
+    # The path writer's float64 endpoints count: 16 MB for 10 paths of 10^5 values, on a 1 MiB "machine".
+    monkeypatch.setattr(_checks, "_memory_capacity", lambda device: 2**20)
+    with pytest.raises(ValueError, match=r"latentsweep.interpolate: the path grid \[P=10, steps=2\] needs"):
+        ls.interpolate(codes_decoder, torch.zeros(10, 10**5), torch.ones(10, 10**5), steps=2, progress=False)
 
 
 def test_a_decoder_that_is_not_callable_or_returns_nan_is_refused():

@@ -279,10 +279,11 @@ def interpolate(
         check_path_grid_size(_FN, num_paths, steps, latent)
         dtype = torch.promote_types(start.dtype, end.dtype)
         peak = check_path_range(_FN, start, end, path, dtype)
-        # The grid's positions: t [S] in float64 and values [P, 1, S] (the sweep checks its outputs).
+        # The grid's positions, t [S] in float64 and values [P, 1, S], and the path writer's float64
+        # endpoints, 2 x [P, D] (the sweep checks its outputs).
         _checks.fits_in_memory(_FN, f"the path grid [P={num_paths}, steps={steps}]",
-                               steps * 8 + num_paths * steps * dtype.itemsize, start.device,
-                               "pass fewer steps or paths")
+                               steps * 8 + num_paths * steps * dtype.itemsize + 2 * num_paths * latent * 8,
+                               start.device, "pass fewer steps or paths")
         # The sweep owns its endpoints (a decoder that writes into its input cannot change them).
         start, end = start.detach().to(dtype).clone(), end.detach().to(dtype).clone()
         t = torch.linspace(0.0, 1.0, steps, dtype=torch.float64)
