@@ -40,5 +40,7 @@ ops = torch.ops.latentsweep
 def build_info() -> dict:
     """How the compiled core was built: ``version``, ``torch`` (the version it was built
     against), ``cuda`` (bool), ``cuda_version``, ``cuda_archs``, ``cpu_threads`` (torch's
-    intra-op threads now), ``cpu_avx2`` and ``avx2_kernels``, ``compiler``."""
+    intra-op threads now), ``cpu_avx2`` (this CPU has AVX2 and FMA), ``avx2_kernels`` (built
+    with them), ``cpu_capability`` (the CPU kernels in use, ``"avx2"`` or ``"default"``: the best
+    supported, or ``LATENTSWEEP_CPU_CAPABILITY``'s choice), ``compiler``."""
     return dict(_C.build_info())

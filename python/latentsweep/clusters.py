@@ -10,8 +10,7 @@ import numpy as np
 import torch
 
 from . import _checks
-from .directions import Directions, as_codes, result_dtype, row_blocks
-from .posterior import Posterior
+from .directions import Directions, as_codes, result_dtype, row_blocks, structured_shape
 
 
 @dataclass(frozen=True, eq=False)  # __eq__ below compares the tensors
@@ -306,13 +305,6 @@ def clusters(codes_or_posterior, labels=None, *, k: int | None = None, seed: int
         eta_squared=eta.to(dtype),
         f_statistic=f_stat.to(dtype),
         method=method,
-        latent_shape=_latent_shape_of(codes_or_posterior),
+        latent_shape=structured_shape(codes_or_posterior),  # (None for flat codes, as principal_directions')
         _scaled=(centroids_shifted, scaled_variances, scale, pivot),
     )
-
-
-def _latent_shape_of(codes_or_posterior) -> tuple[int, ...] | None:
-    """A Posterior's latent shape, or structured codes' own (``[N, *latent_shape]``)."""
-    if isinstance(codes_or_posterior, Posterior):
-        return codes_or_posterior.latent_shape
-    return tuple(codes_or_posterior.shape[1:]) if codes_or_posterior.dim() > 2 else None

@@ -175,8 +175,8 @@ def principal_directions(
     Args:
         codes_or_posterior: ``[N, D]`` codes (N >= 2; ``[N, *latent_shape]`` is flattened) or a
             :class:`Posterior`.
-        k: number of components (default: all ``min(N - 1, D)`` for the exact method, 64 for
-            the randomised one).
+        k: number of components, at most ``min(N - 1, D)`` (default: all of them for the exact
+            method, 64 of them for the randomised one, or all when there are fewer).
         seed: the randomised method's start. iterations: its number of power iterations
             (0 to 100; each is one pass over the codes).
 

@@ -44,7 +44,9 @@ class TraversalResult:
             sweep), largest ``dim_effect`` first. ``labels_of(ranking)`` names them.
         sensitivity: ``[K, F]`` mean over anchors of the summed absolute change of each feature
             along the traversal, divided by the traversal's range: the mean absolute slope of
-            feature f along traversal k (which latent or direction moves which feature).
+            feature f along traversal k (which latent or direction moves which feature). A
+            traversal without a range (one step, or values that round to one number) counts as
+            0 in that mean, with a warning.
         out_shape: the decoder's output shape per code.
         batch_size: codes per decoder call (the sweep's plan; a store records it).
         wall_time: seconds this call took (0 for :func:`latentsweep.open_sweep`).
