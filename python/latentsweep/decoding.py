@@ -58,6 +58,9 @@ class DecoderCall:
         # a scan per batch would wait for the device every time.
         self._mean_checked = False
         self._scan_codes = True  # see _cast and trust_codes_within
+        # How the caller brings its codes within the parameters' range (_cast's advice): the
+        # sweep's own arguments (traverse's span= could not help interpolate, which has none).
+        self.range_advice: Callable[[], str] = lambda: "decode smaller codes, or run the decoder in a wider dtype"
 
     def trust_codes_within(self, bound: float | None) -> None:
         """No scan of each batch's cast codes once every code is known to lie within ``bound``
@@ -118,8 +121,8 @@ class DecoderCall:
             largest = torch.finfo(self.input_dtype).max
             raise ValueError(
                 f"{self.fn}: the codes reach beyond the largest {self.input_dtype} ({largest:.4g}), the dtype of "
-                f"the decoder's parameters they are cast to (codes of {float(codes.abs().max()):.4g}); traverse a "
-                "smaller range (span=, prior_std=), or run the decoder in a wider dtype"
+                f"the decoder's parameters they are cast to (codes of {float(codes.abs().max()):.4g}); "
+                f"{self.range_advice()}"
             )
         return cast
 

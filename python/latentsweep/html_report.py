@@ -355,7 +355,8 @@ def _traversals(page, named, diagnosis, image_shape, feature_names, inputs, reco
                                          f"Anchor {a} of {name!r}: one row per {result.traversal_kind}, one column "
                                          "per step."))
                 if gifs:
-                    data = gif_bytes(result, anchor=a, diagnosis=diagnosis, max_dims=max_dims, image_shape=image_shape)
+                    data = gif_bytes(result, anchor=a, diagnosis=diagnosis, max_dims=max_dims, image_shape=image_shape,
+                                     fn=_FN)
                     parts.append(page.image(data, "image/gif", f"{name}: animated traversal of anchor {a}",
                                             f"Anchor {a} of {name!r}: every {result.traversal_kind} moves through "
                                             "its steps at once.",

@@ -10,7 +10,8 @@ from pathlib import Path
 from ._checks import call_name
 from ._modules import fingerprint
 from .grid_spec import GridSpec
-from .stores import StoreDamaged, SweepStore, create_store, crc, existing_store, remove_store, stored_array, sweep_id
+from .stores import (StoreDamaged, SweepStore, create_store, crc, existing_store, remove_store, stored_array, sweep_id,
+                     writer_of)
 
 
 # The statistics' revision per output dtype, bumped when a kernel's bits change for it (float64:
@@ -124,6 +125,11 @@ def leader_store(fn: str, path: Path, want: dict, new_plan, *, explicit, resume,
                     f"revision {params.get('statistics_revision', 1)}) differ in their last bits; its units cannot be "
                     "merged with new ones: finish it with that version, read it with latentsweep.open_sweep, "
                     "or pass overwrite=True to start over"
+                )
+            if (writer := writer_of(store.params)) != call_name(fn):  # (no arguments of this call resume it)
+                raise ValueError(
+                    f"{fn}: {path} holds a sweep that {writer} wrote, not {call_name(fn)}: call {writer} with that "
+                    "sweep's arguments to resume it, or pass overwrite=True to replace it"
                 )
             raise ValueError(
                 f"{fn}: {path} holds a sweep with different parameters (it differs in: {', '.join(differing)}); call "

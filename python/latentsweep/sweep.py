@@ -300,6 +300,7 @@ def sweep_grid(
             decode_fn = decoding.decoder_call(fn, decoder, output=output, output_transform=output_transform,
                                               latent_shape=spec.latent_shape)
             decode_fn.trust_codes_within(spec.code_bound())  # (no range scan per batch where none can fail)
+            decode_fn.range_advice = lambda: _range_advice(spec, decode_fn.input_dtype)
         except Exception as error:  # noqa: BLE001 - the other ranks learn it, then it is raised
             workers.agree(error)
             raise
@@ -398,6 +399,18 @@ def sweep_grid(
         if sink is not None:
             sink.close()
         workers.close()
+
+
+def _range_advice(spec: GridSpec, dtype: torch.dtype) -> str:
+    """How to bring a grid's codes within the range of the decoder's narrower ``dtype``, in the
+    arguments of the call that made the grid: an interpolation's endpoints (it has no span=), or
+    anchors that are themselves beyond it (a smaller span= left them so), else the traversed range."""
+    wider = "or run the decoder in a wider dtype"
+    if spec.path_ends is not None:
+        return f"pass start and end within that range, {wider}"
+    if spec.anchors.numel() and float(spec.anchors.abs().max()) > torch.finfo(dtype).max:
+        return f"the anchors themselves reach beyond it: pass anchors within that range, {wider}"
+    return f"traverse a smaller range (span=, prior_std=, or smaller values=), {wider}"
 
 
 def _check_arguments(fn: str, decoder, batch_size, memory_budget, out, *, shard, **flags) -> tuple:

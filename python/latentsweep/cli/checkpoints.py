@@ -189,11 +189,11 @@ def _state_dict(loaded, path: str, key: str | None) -> dict[str, torch.Tensor]:
     if not isinstance(loaded, Mapping):
         raise CliError(f"--weights {path!r} holds a {type(loaded).__name__}, not a state dict")
     if key is not None:
-        if key not in loaded:
+        if (entry := named_entry(loaded, key)) is None:
             raise CliError(f"--weights-key {key!r} is not in {path!r} (it has: {_keys(loaded)})")
-        if not _is_state_dict(loaded[key]):
+        if not _is_state_dict(loaded[entry]):
             raise CliError(f"--weights-key {key!r} of {path!r} is not a state dict (name -> tensor)")
-        return dict(loaded[key])
+        return dict(loaded[entry])
     if _is_state_dict(loaded):
         return dict(loaded)
     for name in CHECKPOINT_KEYS:
@@ -206,6 +206,16 @@ def _state_dict(loaded, path: str, key: str | None) -> dict[str, torch.Tensor]:
             f"({', '.join(CHECKPOINT_KEYS)}); name it with --weights-key (candidates: {', '.join(nested)})"
         )
     raise CliError(f"--weights {path!r} holds no state dict (name -> tensor); its entries: {_keys(loaded)}")
+
+
+def named_entry(entries, key: str):
+    """The entry of ``entries`` (a dict's keys, or names) that a flag's text ``key`` names: ``key``
+    itself, else the one entry written so (a .pt dict's int keys: ``--key 0``, which the errors list
+    as 0, found no entry 0); None when none is."""
+    if key in entries:
+        return key
+    written = [entry for entry in entries if str(entry) == key]
+    return written[0] if len(written) == 1 else None
 
 
 def _keys(mapping: Mapping) -> str:

@@ -164,12 +164,21 @@ def _int_list(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
 
 
+def _runs_as_built(args, model) -> bool:
+    """No --weights for a model that has weights (parameters or buffers): it runs as built. A
+    model without any has nothing --weights could load (an empty state dict is refused), so it
+    is not warned about."""
+    if args.weights is not None:
+        return False
+    return not isinstance(model, torch.nn.Module) or bool(model.state_dict())
+
+
 def _loaded(args, *, need_encoder: bool = True) -> tuple[object, object | None, object | None]:
     if args.weights_key is not None and args.weights is None:  # (it was ignored: the model ran as built)
         raise UsageError("--weights-key names the entry of the --weights checkpoint that holds the state dict: "
                          "it needs --weights")
     model = load_model(args.model, args.weights, weights_key=args.weights_key)
-    if args.weights is None:
+    if _runs_as_built(args, model):
         say("warning", f"no --weights: {args.model} runs with the weights it was built with (random, "
             "unless it loads trained ones itself); the results describe those weights")
     if args.device is not None and isinstance(model, torch.nn.Module):
@@ -745,7 +754,12 @@ def _sample_into(folder: Path, args) -> int:
     if args.data:
         posterior, data = _encode(encoder, model, args)
         if posterior.logvar is None:
-            raise CliError("the encoder gives plain codes (an autoencoder): there is no posterior to sample")
+            # (the way forward: prior samples, of the size its codes have)
+            shape = posterior.latent_shape
+            size = f"--latent-dim {shape[0]}, the size" if len(shape) == 1 else \
+                f"--latent-shape {_as_flag(shape)}, the shape"
+            raise CliError("the encoder gives plain codes (an autoencoder): there is no posterior to sample; "
+                           f"leave --data out to decode samples of the prior ({size} of its codes)")
         if args.latent_dim is not None and args.latent_dim != posterior.latent_dim:
             raise UsageError(f"--latent-dim {args.latent_dim}, but the encoder gives {posterior.latent_dim} latents")
         if args.inputs > len(posterior):
@@ -911,7 +925,7 @@ def _report_into(folder: Path, args) -> int:
             out_shape = tuple(one.shape[1:])
             images = output_image_shape(out_shape, args.image_shape, data, fn="latentsweep.explain") is not None
             check_feature_names_fit("latentsweep.explain", names, out_shape, drawn_as_images=images)
-    title = args.title if args.weights else f"{args.title} (no --weights: the model's weights as built)"
+    title = f"{args.title} (no --weights: the model's weights as built)" if _runs_as_built(args, model) else args.title
     metrics = report_metrics(encoder, data, args)
     with _decoder_advice(args), user_code(f"the decoder, on codes of {posterior.latent_dim} latents,", decoder, encoder,
                                           model):

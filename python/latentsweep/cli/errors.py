@@ -116,6 +116,10 @@ _CLI_WORDS = (
     ("Call traverse(...) again with the same arguments and resume=True", "Run the same command again with --resume"),
     ("call traverse with the same arguments to resume it", "run the same command with --resume to continue it"),
     ("call traverse with that sweep's arguments to resume it", "run the command with that sweep's options and --resume"),
+    # (a store of Python's interpolate, which no command writes: --overwrite, or another --store)
+    ("holds a sweep that interpolate wrote, not traverse: call interpolate with that sweep's arguments to resume it",
+     "holds a sweep that Python's latentsweep.interpolate wrote, which no command resumes (`latentsweep open PATH` "
+     "reads it); give another --store"),
     ("traverse(..., out=path, resume=True)", "the same command with --resume"),
     ("traverse(..., resume=True)", "the same command with --resume"),
     (re.compile(r"holds a sweep with different parameters \(it differs in: ([\w, ]+)\)"),
@@ -144,6 +148,8 @@ _CLI_WORDS = (
     ("metrics.evaluate: metrics must be", "--metrics must be"),
     (re.compile(r"^\w+: dims\[\.\.\.\] must be"), "each of --dims must be"),
     ("span * prior_std must be", "--span * --prior-std must be"),
+    ("traverse a smaller range (span=, prior_std=, or smaller values=)",
+     "traverse a smaller range (--span, --prior-std)"),
     (": span must be", ": --span must be"),
     ("output_transform='sigmoid'", "--output-activation sigmoid"),
     ("method that adds it (vae.decode rather than vae.decoder)", "method that adds it (--decoder decode, for a model "
@@ -158,6 +164,8 @@ _CLI_WORDS = (
     ("factor_names has", "--factor-names has"),
     ("evaluate: bins must be", "evaluate: --bins must be"),
     ("pass fewer steps, anchors or dims", "pass fewer --steps, --anchors or --dims"),
+    ("pass max_dims= (fewer rows), or gifs=False",  # (report's GIF)
+     "pass fewer --dims (or --max-directions) or --steps"),
     (re.compile(r"(?<![\w.-])num_train=(\d+) is below"), r"--num-train \1 is below"),
     # the decoder's own error and the library's note on its first call (said on one line: set apart),
     # whose advice for structured codes names traverse's Python arguments: here the encoder gives them

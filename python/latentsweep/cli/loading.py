@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from .._modules import MODULE_IDENTITY
-from .checkpoints import load_weights, missing_file, read_safetensors, read_torch_file
+from .checkpoints import load_weights, missing_file, named_entry, read_safetensors, read_torch_file
 from .errors import CliError, UsageError, reason
 
 
@@ -319,9 +319,9 @@ def _pick(entries: Collection, key: str | None, path: str, option: str):
         if list(entries) == [""]:  # (an .npy, or a .pt of one tensor: no names to pick from)
             raise UsageError(f"{option}: {path!r} holds one unnamed array; {key_flag(option)} picks an entry of "
                              "an .npz, .safetensors or .pt dict: leave it out")
-        if key not in entries:
+        if (entry := named_entry(entries, key)) is None:
             raise CliError(f"{option}: {path!r} has no entry {key!r} (it has: {', '.join(map(str, entries))})")
-        return key
+        return entry
     if not entries:
         raise CliError(f"{option}: {path!r} holds no arrays")
     if len(entries) == 1:

@@ -53,7 +53,8 @@ def latent_dim(model, decoder, given: int | None) -> tuple[int, str]:
         return accepted[0], "the only input size of the model's Linear layers that the decoder accepts"
     raise CliError(
         "cannot tell the model's latent size: give --latent-dim D, or --latent-shape C,H,W for a decoder that "
-        "takes structured codes (or --data, or give the model a latent_dim attribute)" + (f"; the decoder accepts codes of each of the sizes {accepted}" if accepted else "")
+        "takes structured codes (or, for a VAE, --data to sample its posterior at those inputs; or give the model "
+        "a latent_dim attribute)" + (f"; the decoder accepts codes of each of the sizes {accepted}" if accepted else "")
     )
 
 

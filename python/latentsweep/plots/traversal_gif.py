@@ -74,9 +74,10 @@ MAX_TILE_BYTES = 256 << 20
 
 def gif_bytes(
     result, *, anchor=0, layout="side-by-side", diagnosis=None, order="auto", max_dims=None,
-    image_shape=None, vmin=None, vmax=None, cmap="gray", tile_size=64, duration=150, bounce=True,
+    image_shape=None, vmin=None, vmax=None, cmap="gray", tile_size=64, duration=150, bounce=True, fn: str = _FN,
 ) -> bytes:
-    """The encoded GIF of :func:`traversal_gif` (what the HTML report inlines)."""
+    """The encoded GIF of :func:`traversal_gif` (what the HTML report inlines; ``fn``: the public
+    function that draws it, whose arguments the errors' advice names)."""
     result = _common.check_result(_FN, result)
     anchor = _checks.index(_FN, "anchor", anchor, result.values.shape[0], what="anchor(s)")
     _checks.choice(_FN, "layout", layout, LAYOUTS)
@@ -93,10 +94,18 @@ def gif_bytes(
     scale = max(1, math.ceil(tile_size / max(tiles.shape[2:4])))
     enlarged = tiles[..., 0].size * scale * scale * 3  # bytes of the enlarged uint8 tiles
     if enlarged > MAX_TILE_BYTES:
+        # (a smaller tile_size helps only where it enlarges the tiles; report takes no tile_size)
+        if fn != _FN:
+            made, advice = f"the GIF of anchor {anchor}", "pass max_dims= (fewer rows), or gifs=False"
+        else:
+            made = f"tile_size={tile_size}"
+            advice = "pass a smaller tile_size or max_dims" if scale > 1 else (
+                "the tiles are the outputs' own size (tile_size only enlarges smaller ones): pass max_dims, or "
+                "traverse fewer steps")
         raise ValueError(
-            f"{_FN}: tile_size={tile_size} makes {tiles.shape[0]} x {tiles.shape[1]} tiles of "
+            f"{fn}: {made} makes {tiles.shape[0]} x {tiles.shape[1]} tiles of "
             f"{tiles.shape[2] * scale} x {tiles.shape[3] * scale} pixels ({enlarged / 2**20:,.0f} MiB before encoding, "
-            f"more than {MAX_TILE_BYTES >> 20} MiB); pass a smaller tile_size or max_dims"
+            f"more than {MAX_TILE_BYTES >> 20} MiB); {advice}"
         )
     tiles = (tiles * 255).round().astype(np.uint8)  # enlarged as bytes, not float64 (8x the memory)
     tiles = np.repeat(np.repeat(tiles, scale, axis=2), scale, axis=3)
