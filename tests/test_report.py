@@ -310,3 +310,17 @@ def test_a_diagnosis_of_the_means_alone_beside_a_vae_posterior_is_refused(tmp_pa
         latentsweep.report(tmp_path / "r.html", diagnosis=latentsweep.diagnose(posterior),
                            posterior=latentsweep.Posterior(posterior.mu))
     assert not (tmp_path / "r.html").exists()
+
+
+def test_a_report_says_once_that_it_draws_some_of_the_steps(tmp_path, posterior):
+    """One grid per anchor and result, each of 60 steps: the column warning was said once per
+    grid (matplotlib's warnings filters undo Python's once-per-line rule), 16 lines for one
+    explain call; now once, by the report."""
+    decoder = small_decoder(64, 1, 8, 8)
+    results = {name: latentsweep.traverse(decoder, posterior[:3], mode=mode, steps=60, progress=False)
+               for name, mode in (("prior", "prior"), ("posterior", "posterior"))}
+    with pytest.warns(UserWarning) as caught:
+        latentsweep.report(tmp_path / "r.html", results=results, anchor_indices=(0, 1, 2), gifs=False, max_dims=2)
+    said = [str(w.message) for w in caught if "steps as columns" in str(w.message)]
+    assert said == ["latentsweep.report: drawing 48 of 60 steps as columns (evenly spaced, the first and the last "
+                    "included)"]

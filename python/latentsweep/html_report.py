@@ -154,7 +154,8 @@ def report(
     # folder that cannot be made fails now); write_file names a file system error as path='s.
     _common.write_file(_FN, path, lambda _: None)
 
-    with _common.clipping_said_once(_FN):  # (one warning for the pictures that clip far outliers)
+    # (one warning for the pictures that clip far outliers, one for those that draw some steps)
+    with _common.clipping_said_once(_FN), _common.columns_said_once(_FN):
         page = _Page(dpi=dpi)
         body = [f"<h1>{_esc(title)}</h1>", f'<p class="meta">{_esc(_generated_line())}</p>']
         if diagnosis is not None:

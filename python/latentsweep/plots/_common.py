@@ -258,14 +258,38 @@ def user_array(fn: str, name: str, value, *, finite: bool = True) -> np.ndarray:
     return array
 
 
+# Inside columns_said_once: the caller's name and the column warnings said so far (per thread and task).
+_COLUMN_WARNINGS: contextvars.ContextVar[tuple[str, set[str]] | None] = contextvars.ContextVar(
+    "latentsweep_column_warnings", default=None)
+
+
+@contextlib.contextmanager
+def columns_said_once(fn: str):
+    """Each column warning of the pictures drawn in this block said once, by ``fn``: a report
+    drew one grid per anchor and result, each warning alike (16 lines for one explain call;
+    Python's own once-per-line rule is undone by the warnings filters matplotlib sets while
+    drawing)."""
+    token = _COLUMN_WARNINGS.set((fn, set()))
+    try:
+        yield
+    finally:
+        _COLUMN_WARNINGS.reset(token)
+
+
 def column_steps(fn: str, steps: int) -> np.ndarray:
     """The steps a grid draws as columns: all of them, or DEFAULT_MAX_PANELS evenly spaced ones
     (the first and the last included) with a warning (2000 steps drew a grid 1,500 inches wide,
     a 150,000-pixel PNG that took half a minute; more ran out of the renderer's limits)."""
     if steps <= DEFAULT_MAX_PANELS:
         return np.arange(steps)
-    _checks.warn(f"{fn}: drawing {DEFAULT_MAX_PANELS} of {steps} steps as columns (evenly spaced, the first "
-                 "and the last included)", UserWarning)
+    block = _COLUMN_WARNINGS.get()
+    fn, said = block if block is not None else (fn, None)
+    message = (f"{fn}: drawing {DEFAULT_MAX_PANELS} of {steps} steps as columns (evenly spaced, the first and the "
+               "last included)")
+    if said is None or message not in said:
+        _checks.warn(message, UserWarning)
+        if said is not None:
+            said.add(message)
     return np.unique(np.round(np.linspace(0, steps - 1, DEFAULT_MAX_PANELS)).astype(np.int64))
 
 
