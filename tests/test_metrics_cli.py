@@ -110,10 +110,19 @@ def test_metrics_usage_errors_exit_2(labelled, tmp_path, args, line):
     assert not (tmp_path / "new").exists()
 
 
+def test_a_mistyped_metric_is_a_usage_error_said_before_the_model_loads(labelled, tmp_path):
+    """It was exit 1, after the model was loaded (and a report's after its work had begun)."""
+    for command in (["metrics"], ["report", "--factors", str(labelled / "y.npy"), "--out", str(tmp_path / "r")]):
+        completed = run(*command, "--model", "not_a_module_anywhere:make", "--data", str(labelled / "x.npy"),
+                        "--metrics", "mig,nope", *(["--factors", str(labelled / "y.npy")] if command == ["metrics"] else []),
+                        check=False)
+        assert completed.returncode == 2, completed.stderr
+        assert f"latentsweep: error: {command[0]}: --metrics: unknown metric(s) ['nope']; choose from" in completed.stderr
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--metrics", "mig,nope"], "unknown metric"),
         (["--data", "x.npy", "--factors", "missing.npy"], "--factors: no such file"),
         # (the key flag of --factors named, not --data's --key)
         (["--data", "x.npy", "--factors", "two.npz"], "holds several arrays (a, b); choose one with --factors-key"),

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .._checks import INT64_MAX
 from ..metrics._inputs import MAX_BINS
-from ..metrics.evaluation import MIN_POINTS
+from ..metrics.evaluation import MIN_POINTS, metric_names
 from .commands import _device, _positive_count, integer_at_least, seed_below
 from .errors import UsageError, say, user_code
 from .loading import CliError, load_array
@@ -60,15 +60,26 @@ def add_metrics(sub) -> None:
     parser.set_defaults(run=run_metrics)
 
 
+def chosen_metrics(args) -> str | list[str]:
+    """--metrics as metrics.evaluate takes it, checked by its rule before the model is loaded or
+    the data read: a mistyped name is a usage error, said at once."""
+    names = args.metrics if args.metrics == "all" else [m.strip() for m in args.metrics.split(",") if m.strip()]
+    try:
+        metric_names(names)
+    except (TypeError, ValueError) as error:
+        raise UsageError(str(error)) from None
+    return names
+
+
 def run_metrics(args) -> int:
     import latentsweep as ls
 
     _check_option_dependencies(args)
     if args.json is not None:  # before the scores are computed, not after
         _check_writable(Path(args.json), "--json")
+    names = chosen_metrics(args)
     encoder = _encoder(args)
     data = _data(args)
-    names = args.metrics if args.metrics == "all" else [m.strip() for m in args.metrics.split(",") if m.strip()]
     with user_code("the encoder, on the observations,", encoder):
         results = ls.metrics.evaluate(
             encoder, data, metrics=names, num_train=args.num_train, num_test=args.num_test, seed=args.seed,
@@ -188,6 +199,8 @@ def check_report_metrics_options(args) -> None:
         ("--num-test", args.num_test, 5000)) if value != default]
     if args.factors is None and given:
         raise UsageError(_needs(given, "--factors (the factor values [N, F] of the observations in --data)"))
+    if args.factors is not None:
+        chosen_metrics(args)
 
 
 def report_metrics(encoder, observations, args):
@@ -199,6 +212,5 @@ def report_metrics(encoder, observations, args):
     factors = load_array(args.factors, key=args.factors_key, option="--factors")
     names = [n.strip() for n in args.factor_names.split(",")] if args.factor_names else None
     data = ls.datasets.LabelledArrays(observations, factors, factor_names=names)
-    chosen = args.metrics if args.metrics == "all" else [m.strip() for m in args.metrics.split(",") if m.strip()]
-    return ls.metrics.evaluate(encoder, data, metrics=chosen, num_train=args.num_train, num_test=args.num_test,
-                               seed=args.seed, batch_size=args.batch_size, progress=False)
+    return ls.metrics.evaluate(encoder, data, metrics=chosen_metrics(args), num_train=args.num_train,
+                               num_test=args.num_test, seed=args.seed, batch_size=args.batch_size, progress=False)

@@ -114,7 +114,7 @@ def evaluate(
         UserWarning when ``num_train`` is below 1,000 points (estimates unreliable) or when
         factors with a single value are left out.
     """
-    names = _metric_names(metrics)
+    names = metric_names(metrics)
     num_train = _checks.integer(_FN, "num_train", num_train, low=MIN_POINTS)
     num_test = _checks.integer(_FN, "num_test", num_test, low=MIN_POINTS)
     seed = _checks.integer(_FN, "seed", seed, low=0, high=2**32 - 1)
@@ -250,7 +250,7 @@ def _pair(sampling_votes) -> tuple:
     return tuple(sampling_votes)
 
 
-def _metric_names(metrics) -> list[str]:
+def metric_names(metrics) -> list[str]:
     if isinstance(metrics, str):
         metrics = list(METRICS) if metrics == "all" else [metrics]
     if not isinstance(metrics, Sequence) or not metrics:
