@@ -1,12 +1,13 @@
-"""The three kinds of sweep on one decoder and one number of points, against the decoder alone,
-in one plain process (no environment tuning):
+"""The three kinds of sweep (interpolation along lines and arcs) on one decoder and one number
+of points, against the decoder alone, in one plain process (no environment tuning):
 
     python benchmarks/bench_sweep_kinds.py [--repeats N] [--batch-size B]
 
 - `traverse` along the latents (the C++ executor writes each code row itself);
 - `traverse(directions=...)`, K = D orthonormal directions (the direction writer: a C++ op);
-- `interpolate`, A * D linear paths of S steps (a Python writer computes each chunk's paths in
-  float64; the A * D path starts are decoded first, as the reference of `change`);
+- `interpolate`, A * D paths of S steps, linear and slerp (the compiled path writer; an arc's
+  angles are computed with torch per chunk; the A * D path starts are decoded first, as the
+  reference of `change`);
 and the decoder alone on pre-built codes at the same batch size (the floor). MLP decoder
 32 -> 256 -> 784 (sigmoid), A = 200 anchors, S = 21 steps: 134,400 points per sweep, all at a
 fixed batch (the automatic choice is timed and would add its own spread), keep_outputs=False.
@@ -53,6 +54,7 @@ def main() -> None:
         "`traverse(directions=)`, 32 directions": lambda: ls.traverse(decoder, anchors, directions=directions,
                                                                       **options),
         "`interpolate`, 6,400 linear paths": lambda: ls.interpolate(decoder, starts, ends, **options),
+        "`interpolate`, 6,400 slerp paths": lambda: ls.interpolate(decoder, starts, ends, path="slerp", **options),
     }
     best = dict.fromkeys(methods, float("inf"))
     for method in methods.values():  # warm-up: first calls pay one-off costs
