@@ -2,17 +2,11 @@
 // requested rows touch (one thread per pair, summed in the same order as on the CPU), then one
 // thread per output element, so consecutive threads write consecutive addresses of a row.
 #include "chunk_position.cuh"
+#include "grid_stride.cuh"
 #include "kernels.h"
 
 namespace latentsweep::cuda {
 namespace {
-
-constexpr int kThreads = 256;
-
-int blocks_for(int64_t items) {
-  const int64_t wanted = (items + kThreads - 1) / kThreads;
-  return static_cast<int>(wanted < 65535 * 8 ? wanted : 65535 * 8);
-}
 
 template <typename T>
 __global__ void projection_kernel(DirectionGrid<T> grid, int64_t first_pair, int64_t num_pairs,
@@ -47,14 +41,14 @@ void launch(const DirectionGrid<T>& grid, double* projections, cudaStream_t stre
   if (total == 0) return;
   const int64_t first_pair = grid.start / grid.num_steps;
   const int64_t num_pairs = traversals_touched(grid.start, grid.count, grid.num_steps);
-  projection_kernel<T><<<blocks_for(num_pairs), kThreads, 0, stream>>>(grid, first_pair, num_pairs,
+  projection_kernel<T><<<grid_stride_blocks(num_pairs), kThreads, 0, stream>>>(grid, first_pair, num_pairs,
                                                                         projections);
   const ChunkPosition position = chunk_position(grid.start, grid.num_dims, grid.num_steps, grid.latent_dim);
   if (chunk_fits_32_bits(total, grid.num_dims, grid.num_steps)) {
-    direction_kernel<T, uint32_t><<<blocks_for(total), kThreads, 0, stream>>>(
+    direction_kernel<T, uint32_t><<<grid_stride_blocks(total), kThreads, 0, stream>>>(
         grid, position, first_pair, projections, static_cast<uint32_t>(total));
   } else {
-    direction_kernel<T, uint64_t><<<blocks_for(total), kThreads, 0, stream>>>(
+    direction_kernel<T, uint64_t><<<grid_stride_blocks(total), kThreads, 0, stream>>>(
         grid, position, first_pair, projections, static_cast<uint64_t>(total));
   }
 }

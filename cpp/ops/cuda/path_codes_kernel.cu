@@ -1,17 +1,11 @@
 // CUDA path grid: one thread per output element, so consecutive threads write consecutive
 // addresses of a row. The index arithmetic is in uint32_t when the chunk allows (a 64-bit
 // division is a long subroutine on a GPU).
+#include "grid_stride.cuh"
 #include "kernels.h"
 
 namespace latentsweep::cuda {
 namespace {
-
-constexpr int kThreads = 256;
-
-int blocks_for(int64_t items) {
-  const int64_t wanted = (items + kThreads - 1) / kThreads;
-  return static_cast<int>(wanted < 65535 * 8 ? wanted : 65535 * 8);
-}
 
 template <typename T, typename Index>
 __global__ void path_kernel(PathGrid<T> grid, Index total) {
@@ -35,9 +29,9 @@ void launch(const PathGrid<T>& grid, cudaStream_t stream) {
   // Every number the 32-bit kernel forms (t plus a grid-stride step, first_step + row) stays below 2^32.
   constexpr int64_t kLimit = int64_t{1} << 31;
   if (total < kLimit && grid.num_steps < kLimit) {
-    path_kernel<T, uint32_t><<<blocks_for(total), kThreads, 0, stream>>>(grid, static_cast<uint32_t>(total));
+    path_kernel<T, uint32_t><<<grid_stride_blocks(total), kThreads, 0, stream>>>(grid, static_cast<uint32_t>(total));
   } else {
-    path_kernel<T, uint64_t><<<blocks_for(total), kThreads, 0, stream>>>(grid, static_cast<uint64_t>(total));
+    path_kernel<T, uint64_t><<<grid_stride_blocks(total), kThreads, 0, stream>>>(grid, static_cast<uint64_t>(total));
   }
 }
 

@@ -1,11 +1,10 @@
 // CUDA sampling: one thread per Philox block of one item; the eight threads of a block group
 // write 32 consecutive dims (four coalesced runs of eight). Same per-element code as the CPU.
+#include "grid_stride.cuh"
 #include "kernels.h"
 
 namespace latentsweep::cuda {
 namespace {
-
-constexpr int kThreads = 256;
 
 template <typename T>
 __global__ void sample_kernel(SampleProblem<T> problem, int64_t blocks_per_item, int64_t total) {
@@ -23,9 +22,7 @@ void launch(const SampleProblem<T>& problem, cudaStream_t stream) {
   const int64_t per_item = blocks_per_item(problem.latent_size);
   const int64_t total = problem.rows * problem.samples * per_item;
   if (total == 0) return;
-  const int64_t wanted = (total + kThreads - 1) / kThreads;
-  const int grid = static_cast<int>(wanted < 65535 * 8 ? wanted : 65535 * 8);
-  sample_kernel<T><<<grid, kThreads, 0, stream>>>(problem, per_item, total);
+  sample_kernel<T><<<grid_stride_blocks(total), kThreads, 0, stream>>>(problem, per_item, total);
 }
 
 }  // namespace

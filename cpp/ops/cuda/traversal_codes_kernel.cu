@@ -1,12 +1,11 @@
 // CUDA traversal grid: one thread per output element, so consecutive threads write
 // consecutive addresses of a row; positions in 32-bit arithmetic where the chunk allows.
 #include "chunk_position.cuh"
+#include "grid_stride.cuh"
 #include "kernels.h"
 
 namespace latentsweep::cuda {
 namespace {
-
-constexpr int kThreads = 256;
 
 template <typename Word, typename Index>
 __global__ void traversal_kernel(TraversalGrid<Word> grid, ChunkPosition position, Index total) {
@@ -24,8 +23,7 @@ template <typename Word>
 void launch(const TraversalGrid<Word>& grid, cudaStream_t stream) {
   const int64_t total = grid.count * grid.latent_dim;
   if (total == 0) return;
-  const int64_t wanted = (total + kThreads - 1) / kThreads;
-  const int blocks = static_cast<int>(wanted < 65535 * 8 ? wanted : 65535 * 8);
+  const int blocks = grid_stride_blocks(total);
   const ChunkPosition position = chunk_position(grid.start, grid.num_dims, grid.num_steps, grid.latent_dim);
   if (chunk_fits_32_bits(total, grid.num_dims, grid.num_steps)) {
     traversal_kernel<Word, uint32_t><<<blocks, kThreads, 0, stream>>>(grid, position, static_cast<uint32_t>(total));
