@@ -399,7 +399,7 @@ def _diagnose_into(folder: Path | None, args) -> int:
 
 
 # ---- traverse ------------------------------------------------------------------------------
-def _traversal_options(parser: argparse.ArgumentParser) -> None:
+def _traversal_options(parser: argparse.ArgumentParser, *, dims_default: str = "all") -> None:
     import latentsweep as ls
 
     group = parser.add_argument_group("traversal")
@@ -409,7 +409,7 @@ def _traversal_options(parser: argparse.ArgumentParser) -> None:
                        + "; ".join(f"{m.name}: {m.use}" for m in ls.modes.MODE_TABLE.values()))
     group.add_argument("--span", type=_positive_float, default=2.0, help="+/- span prior SDs (default 2)")
     group.add_argument("--steps", type=_positive_count, default=11, help="values per latent (default 11)")
-    group.add_argument("--dims", type=_int_list, help="latents to traverse, e.g. 0,3,5 (default all)")
+    group.add_argument("--dims", type=_int_list, help=f"latents to traverse, e.g. 0,3,5 (default {dims_default})")
     group.add_argument("--anchors", type=_positive_count, default=8, help="traverse from the first N inputs (default 8)")
     group.add_argument("--prior-std", type=_positive_float, default=1.0, help="the prior's SD (default 1)")
     group.add_argument("--image-shape", type=_image_shape_flag, metavar="H,W",
@@ -496,6 +496,8 @@ def run_traverse(args) -> int:
         raise UsageError("--shard needs --store (the store the shards share)")
     if args.resume and args.store is None:
         raise UsageError("--resume needs --store (the store of the sweep to continue)")
+    if args.resume and args.overwrite:  # (a usage error, said before loading; the library's said it as exit 1)
+        raise UsageError("--resume continues the sweep in --store and --overwrite replaces it: pass one of them")
     if args.overwrite and args.store is None:
         raise UsageError("--overwrite replaces a stored sweep: it needs --store (--out's files are always replaced)")
     with contextlib.ExitStack() as kept:  # (--out's folder, kept until the sweep's files are written)
@@ -676,7 +678,7 @@ def add_sample(sub) -> None:
     )
     _model_options(parser)
     _data_options(parser, required=False)
-    parser.add_argument("-n", "--num-samples", type=_positive_count, default=16, help="samples (per input with --data)")
+    parser.add_argument("-n", "--num-samples", type=_positive_count, default=16, help="samples (per input with --data; default 16)")
     parser.add_argument("--inputs", type=_positive_int, default=None,
                         help="with --data: the first N inputs (default 4)")
     parser.add_argument("--seed", type=seed_below(64), default=0, help="random seed in [0, 2**64) (default 0)")
@@ -817,7 +819,8 @@ def add_report(sub) -> None:
     )
     _model_options(parser)
     _data_options(parser, required=True)
-    _traversal_options(parser)
+    # (explain's default: a VAE's active latents when some collapsed, else all)
+    _traversal_options(parser, dims_default="a VAE's active latents when some collapsed, else all")
     group = parser.add_argument_group("directions and clusters")
     group.add_argument("--directions", default="auto", metavar="auto|coordinates|pca|clusters|FILE.npy",
                        help="what to traverse besides a VAE's latents: auto (an autoencoder's principal directions), "

@@ -196,7 +196,7 @@ def check_report_metrics_options(args) -> None:
     given = [flag for flag, value, default in (
         ("--factors-key", args.factors_key, None), ("--factor-names", args.factor_names, None),
         ("--metrics", args.metrics, REPORT_METRICS), ("--num-train", args.num_train, 10000),
-        ("--num-test", args.num_test, 5000)) if value != default]
+        ("--num-test", args.num_test, 5000), ("--seed", args.seed, 0)) if value != default]
     if args.factors is None and given:
         raise UsageError(_needs(given, "--factors (the factor values [N, F] of the observations in --data)"))
     if args.factors is not None:

@@ -1,0 +1,100 @@
+"""What ``latentsweep COMMAND --help`` says of each option is what the option does: the stated
+defaults are argparse's, and options said to need another are refused without it."""
+
+from __future__ import annotations
+
+import argparse
+import re
+
+import numpy as np
+import pytest
+
+from cli_models import tiny_data, tiny_vae_source
+from test_cli import invoke
+
+
+def _command_parsers() -> dict[str, argparse.ArgumentParser]:
+    from latentsweep.cli import build_parser
+
+    return build_parser().get_default("command_parsers")
+
+
+def _stated_default(help_text: str) -> str | None:
+    # (a value may hold commas: "default mig,sap,..."; one ends at "; ", ", " or ")")
+    match = re.search(r"\(default:? ([^\s;)]+?)(?:[;,]\s|\)| of)", help_text) or \
+        re.search(r"[(;] ?default ([^\s;)]+?)(?:[;,]\s|\))", help_text)
+    return None if match is None else match.group(1)
+
+
+# Options whose default is None in the parser (so that giving them can be told apart) and is
+# resolved when the command runs: the value their help states.
+RESOLVED_WHEN_RUN = {"sample --inputs": "4", "metrics --batch-size": "256"}
+
+
+def test_every_stated_default_is_argparses_default():
+    """A default the help states as one value ("default 256", "default none") is the parser's;
+    one stated in words ("the model's") belongs to an option whose default is None."""
+    checked = 0
+    for command, parser in _command_parsers().items():
+        for action in parser._actions:
+            if not action.option_strings or action.help in (None, argparse.SUPPRESS) or \
+                    isinstance(action, (argparse._HelpAction, argparse._StoreTrueAction)):
+                continue
+            stated = _stated_default(action.help % {"default": action.default})
+            if stated is None:
+                continue
+            name = f"{command} {action.option_strings[-1]}"
+            if name in RESOLVED_WHEN_RUN:
+                assert stated == RESOLVED_WHEN_RUN[name], f"{name}: help says default {stated}"
+                continue
+            if action.default is None:  # said in words: the model's, the file itself, all ...
+                assert not re.fullmatch(r"-?[\d.e+]+", stated), f"{name}: help says default {stated}, parser None"
+                continue
+            value = action.default
+            expected = {float: lambda v: f"{v:g}", int: str, str: str}[type(value)](value)
+            assert stated == expected, f"{name}: help says default {stated!r}, parser has {value!r}"
+            checked += 1
+    assert checked >= 20  # (the parse found them)
+
+
+def test_every_option_with_a_numeric_default_states_it():
+    """-n's default (16) was not in its help."""
+    for command, parser in _command_parsers().items():
+        for action in parser._actions:
+            if action.option_strings and type(action.default) in (int, float) and action.default is not False:
+                assert "default" in (action.help or ""), f"{command} {action.option_strings[-1]} states no default"
+
+
+def test_reports_dims_help_says_explains_default():
+    """report traverses a VAE's active latents by default (explain's dims=None), not all of them."""
+    report = _command_parsers()["report"]
+    (dims,) = [a for a in report._actions if "--dims" in a.option_strings]
+    assert "active latents" in dims.help
+    (traverse_dims,) = [a for a in _command_parsers()["traverse"]._actions if "--dims" in a.option_strings]
+    assert "default all" in traverse_dims.help
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("help_claims")
+    (folder / "claims_models.py").write_text(tiny_vae_source())
+    np.save(folder / "data.npy", tiny_data())
+    return folder
+
+
+def test_report_seed_needs_factors(workspace):
+    """--seed is the metrics' seed: without --factors it did nothing (exit 0)."""
+    done = invoke("report", "--model", "claims_models.py:make", "--data", "data.npy", "--seed", "3",
+                  "--out", "r", cwd=workspace, check=False)
+    assert done.returncode == 2
+    assert "--seed needs --factors" in done.stderr
+    assert not (workspace / "r").exists()
+
+
+def test_traverse_resume_and_overwrite_together_is_a_usage_error(workspace):
+    """Exit 1 and the library's words ("contradict each other"), found after loading; now exit 2."""
+    done = invoke("traverse", "--model", "claims_models.py:make", "--data", "data.npy", "--store", "s.zarr",
+                  "--resume", "--overwrite", "--out", "t", cwd=workspace, check=False)
+    assert done.returncode == 2
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("latentsweep: error: traverse: --resume") and "--overwrite" in line
