@@ -98,3 +98,19 @@ def test_traverse_resume_and_overwrite_together_is_a_usage_error(workspace):
     assert done.returncode == 2
     (line,) = done.stderr.strip().splitlines()
     assert line.startswith("latentsweep: error: traverse: --resume") and "--overwrite" in line
+
+
+def test_traverse_image_shape_with_no_outputs_is_a_usage_error(workspace):
+    """--image-shape draws the outputs; with --no-outputs nothing was drawn and nothing said (exit 0)."""
+    done = invoke("traverse", "--model", "claims_models.py:make", "--data", "data.npy", "--no-outputs",
+                  "--image-shape", "2,2", "--out", "t", cwd=workspace, check=False)
+    assert done.returncode == 2
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("latentsweep: error: traverse: --image-shape says how to draw the outputs, which "
+                           "--no-outputs does not keep")
+
+
+def test_the_shard_help_says_shards_count_from_zero():
+    """A 1-based Slurm array (--array=1-N) gives I = N, which is refused."""
+    shard = next(a for a in _command_parsers()["traverse"]._actions if "--shard" in a.option_strings)
+    assert "I from 0 (a Slurm array --array=0-(N-1)" in shard.help

@@ -464,7 +464,7 @@ def add_traverse(sub) -> None:
     group.add_argument("--no-outputs", action="store_true", help="keep only the statistics")
     group.add_argument("--no-progress", action="store_true", help="no progress bar")
     group.add_argument("--shard", type=_shard, metavar="I/N",
-                       help="compute only shard I of N into --store (Slurm arrays: "
+                       help="compute only shard I of N into --store, I from 0 (a Slurm array --array=0-(N-1): "
                        "$SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT); under torchrun the ranks split the sweep by themselves")
     _out_option(parser, "latentsweep-out")
     parser.set_defaults(run=run_traverse)
@@ -498,6 +498,9 @@ def run_traverse(args) -> int:
         raise UsageError("--resume needs --store (the store of the sweep to continue)")
     if args.resume and args.overwrite:  # (a usage error, said before loading; the library's said it as exit 1)
         raise UsageError("--resume continues the sweep in --store and --overwrite replaces it: pass one of them")
+    if args.no_outputs and args.image_shape is not None:  # (no outputs kept: no pictures, and nothing said)
+        raise UsageError("--image-shape says how to draw the outputs, which --no-outputs does not keep: pass one of "
+                         "them")
     if args.overwrite and args.store is None:
         raise UsageError("--overwrite replaces a stored sweep: it needs --store (--out's files are always replaced)")
     with contextlib.ExitStack() as kept:  # (--out's folder, kept until the sweep's files are written)
