@@ -355,3 +355,22 @@ def test_cuda_rows_are_the_python_writers_on_cuda(dtype, path):
             mine(first, count, got)
             reference(first, count, expected)
             assert torch.equal(bits(got.cpu()), bits(expected.cpu())), (chunk, first)
+
+
+@pytest.mark.parametrize("path", ["linear", "slerp"])
+def test_interpolation_codes_are_the_rows_written_up_to_a_slerps_last_bit(path):
+    """Interpolation.codes recomputes the paths over all P at once; the sweep wrote them chunk by
+    chunk. A line's are the same bits; an arc's theta comes from torch's atan2, whose vector
+    loop's tail rounds differently, so a float64 slerp's may differ in the last bit (documented)."""
+    g = torch.Generator().manual_seed(0)
+    start, end = (torch.randn(1000, 8, generator=g, dtype=torch.float64) for _ in range(2))
+    written = torch.empty(1000 * 11, 8, dtype=torch.float64)
+    writer = PathWriter(start, end, 11, path)
+    for first in range(0, written.shape[0], 256):
+        count = min(256, written.shape[0] - first)
+        writer(first, count, written[first : first + count])
+    codes = ls.interpolation_codes(start, end, steps=11, path=path).reshape(-1, 8)
+    if path == "linear":
+        assert torch.equal(bits(codes), bits(written))
+    else:
+        torch.testing.assert_close(codes, written, rtol=4 * torch.finfo(torch.float64).eps, atol=1e-14)  # (codes ~ 1)

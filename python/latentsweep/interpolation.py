@@ -103,7 +103,10 @@ class Interpolation:
 
     @property
     def codes(self) -> torch.Tensor:
-        """``[P, S, D]`` the codes decoded (:func:`latentsweep.interpolation_codes`)."""
+        """``[P, S, D]`` the codes decoded (:func:`latentsweep.interpolation_codes`). A slerp's may
+        differ from them in the last bit of float64 (~1e-15): the sweep computes each chunk's arcs
+        over that chunk's paths, and torch's ``atan2`` rounds a tensor's last few elements by
+        another routine than the rest."""
         return interpolation_codes(self.start, self.end, steps=len(self.t), path=self.path)
 
     @property
