@@ -28,7 +28,7 @@ def _stated_default(help_text: str) -> str | None:
 
 # Options whose default is None in the parser (so that giving them can be told apart) and is
 # resolved when the command runs: the value their help states.
-RESOLVED_WHEN_RUN = {"sample --inputs": "4", "metrics --batch-size": "256"}
+RESOLVED_WHEN_RUN = {"sample --inputs": "4", "metrics --batch-size": "256", "sample --prior-std": "1"}
 
 
 def test_every_stated_default_is_argparses_default():
@@ -114,3 +114,17 @@ def test_the_shard_help_says_shards_count_from_zero():
     """A 1-based Slurm array (--array=1-N) gives I = N, which is refused."""
     shard = next(a for a in _command_parsers()["traverse"]._actions if "--shard" in a.option_strings)
     assert "I from 0 (a Slurm array --array=0-(N-1)" in shard.help
+
+
+@pytest.mark.parametrize("options, said", [
+    (("--key", "x"), "--key concerns the inputs of --data (posterior samples); without --data the codes come from"),
+    (("--key", "x", "--encoder", "enc"), "--key and --encoder concern the inputs of --data"),
+    (("--data", "data.npy", "--prior-std", "5"), "--prior-std is the prior's SD, for prior samples; with --data"),
+])
+def test_sample_options_that_would_do_nothing_are_usage_errors(workspace, options, said):
+    """They were ignored silently (exit 0): --key and --encoder without --data, --prior-std with it."""
+    done = invoke("sample", "--model", "claims_models.py:make", "-n", "2", *options, "--out", "s", cwd=workspace,
+                  check=False)
+    assert done.returncode == 2, done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("latentsweep: error: sample: " + said), line

@@ -685,7 +685,8 @@ def add_sample(sub) -> None:
     parser.add_argument("--inputs", type=_positive_int, default=None,
                         help="with --data: the first N inputs (default 4)")
     parser.add_argument("--seed", type=seed_below(64), default=0, help="random seed in [0, 2**64) (default 0)")
-    parser.add_argument("--prior-std", type=_positive_float, default=1.0, help="the prior's SD (default 1)")
+    parser.add_argument("--prior-std", type=_positive_float, default=None,  # (None: told apart when given)
+                        help="the prior's SD, for prior samples (without --data; default 1)")
     parser.add_argument("--latent-dim", type=_positive_count,
                         help="latent size D for prior samples (default: the model's latent_dim, latent_size or "
                         "z_dim attribute, else the input size of the decoder's first Linear layer, else the "
@@ -743,6 +744,15 @@ def run_sample(args) -> int:
     if args.inputs is not None and not args.data:
         raise UsageError("--inputs picks inputs of --data (posterior samples); without --data the codes come "
                          "from the prior")
+    # (options that would otherwise do nothing, silently)
+    if not args.data and (given := [flag for flag, value in (("--key", args.key), ("--encoder", args.encoder))
+                                    if value is not None]):
+        raise UsageError(f"{' and '.join(given)} concern{'s' if len(given) == 1 else ''} the inputs of --data "
+                         "(posterior samples); without --data the codes come from the prior")
+    if args.data and args.prior_std is not None:
+        raise UsageError("--prior-std is the prior's SD, for prior samples; with --data the codes come from each "
+                         "input's posterior")
+    args.prior_std = 1.0 if args.prior_std is None else args.prior_std
     with _out_folder(args.out) as folder:
         _no_folder_in_the_way(folder, args, ("codes.npy", "decoded.npy", "samples.png"))
         return _sample_into(folder, args)
