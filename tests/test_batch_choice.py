@@ -375,14 +375,16 @@ def test_the_progress_bar_counts_the_kept_trials_as_they_run(decoder, monkeypatc
 
 
 def test_the_probe_grows_its_batches_after_the_first_by_the_outputs_size_alone():
-    """With grow (CUDA, the automatic batch size), the anchors' probe measures memory on its
+    """With CUDA's growth, the anchors' probe measures memory on its
     first 64, then decodes CUDA_PROBE_ROWS at a time (probed 64 at a time, 6400 anchors took
     10 ms of a 28 ms H100 sweep), fewer when their outputs would exceed CUDA_PROBE_OUTPUT_BYTES:
     sizes set by the outputs' shape, not the free memory, so the anchors' outputs are the same in
     every rank and resume."""
     from types import SimpleNamespace
 
-    from latentsweep.decoder_probe import CUDA_PROBE_OUTPUT_BYTES, CUDA_PROBE_ROWS, probe_anchors
+    from latentsweep.decoder_probe import CUDA_PROBE_OUTPUT_BYTES, CUDA_PROBE_ROWS, probe_anchors, probe_growth
+
+    grow = probe_growth(torch.device("cuda"))  # (nothing runs on CUDA: the sizes CUDA's probe uses)
 
     sizes: list[int] = []
 
@@ -393,16 +395,16 @@ def test_the_probe_grows_its_batches_after_the_first_by_the_outputs_size_alone()
         return decode
 
     spec = SimpleNamespace(anchors=torch.randn(2 * CUDA_PROBE_ROWS + 100, 4))
-    probe = probe_anchors("latentsweep.traverse", decoder(12), spec, 64, grow=True)
+    probe = probe_anchors("latentsweep.traverse", decoder(12), spec, 64, growth=grow)
     assert sizes == [64, CUDA_PROBE_ROWS, CUDA_PROBE_ROWS, 100 - 64]
     torch.testing.assert_close(probe.outputs, spec.anchors[:, :1].expand(-1, 12) * 2, rtol=0, atol=0)
     sizes.clear()
     wide = CUDA_PROBE_OUTPUT_BYTES // (4 * 1000)  # 1000 rows of float32 fill the limit
-    probe_anchors("latentsweep.traverse", decoder(wide), spec, 64, grow=True)
+    probe_anchors("latentsweep.traverse", decoder(wide), spec, 64, growth=grow)
     assert sizes[:2] == [64, 512]
     sizes.clear()
     probe_anchors("latentsweep.traverse", decoder(12), spec, 64)
-    assert set(sizes) == {64, len(spec.anchors) % 64}  # without grow (the CPU times its first calls)
+    assert set(sizes) == {64, len(spec.anchors) % 64}  # without growth (a CPU store probed before it grew)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

@@ -17,10 +17,41 @@ from .paths import PATHS
 # bits can depend on the batch, and a store compares them at every resume, which may pass
 # another batch_size argument than the start did ('auto' for an explicit size, or the reverse).
 ANCHOR_PROBE_ROWS = 64
-# On CUDA the probe's calls after the first: this many anchors, fewer if their outputs would take
-# more than CUDA_PROBE_OUTPUT_BYTES
+# The probe's calls after the first: this many anchors, fewer if their outputs would take more
+# than the byte limit (a size set by the outputs' shape alone, the same in every rank and resume).
 CUDA_PROBE_ROWS = 4096
 CUDA_PROBE_OUTPUT_BYTES = 256 << 20
+# On the CPU smaller: past a few MiB of outputs a batch spills out of the caches (a small deconv
+# decoder's 64x64 outputs: 256 anchors a call).
+CPU_PROBE_ROWS = 1024
+CPU_PROBE_OUTPUT_BYTES = 4 << 20
+# How the CPU batches the anchors after the first call: revision 1 decoded them all
+# ANCHOR_PROBE_ROWS at a time (6,400 path starts: 100 calls, ~10 ms of a 0.3 s MLP
+# interpolation), revision 2 grows them as CUDA does. A store records the revision it was probed
+# with, and a resume probes as its store did: the outputs' bits can depend on the batch.
+PROBE_REVISION = 2
+
+
+@dataclass(frozen=True)
+class ProbeGrowth:
+    """The probe's calls after its first: up to ``rows`` anchors and ``output_bytes`` of outputs."""
+
+    rows: int
+    output_bytes: int
+
+    def later_rows(self, first_rows: int, row_bytes: int) -> int:
+        rows = first_rows
+        while rows * 2 <= self.rows and rows * 2 * row_bytes <= self.output_bytes:
+            rows *= 2
+        return rows
+
+
+def probe_growth(device: torch.device, revision: int = PROBE_REVISION) -> ProbeGrowth | None:
+    """How the anchors on ``device`` are batched after the first call, by probe ``revision``
+    (None: ANCHOR_PROBE_ROWS at a time). CUDA's never changed."""
+    if device.type == "cuda":
+        return ProbeGrowth(CUDA_PROBE_ROWS, CUDA_PROBE_OUTPUT_BYTES)
+    return ProbeGrowth(CPU_PROBE_ROWS, CPU_PROBE_OUTPUT_BYTES) if revision >= 2 else None
 
 
 @dataclass
@@ -73,16 +104,16 @@ def allocated_bytes(device: torch.device, which: str) -> int:
 
 
 def probe_anchors(fn: str, decoder, spec: GridSpec, probe_rows: int = ANCHOR_PROBE_ROWS, *,
-                  grow: bool = False, nonfinite_subject: str = "the decoder returned") -> Probe:
+                  growth: ProbeGrowth | None = None, nonfinite_subject: str = "the decoder returned") -> Probe:
     """Decodes the anchors in batches of probe_rows. Both sides are copies: the decoder may write
     into its inputs, and may return a view of a buffer that its next call overwrites.
 
-    With ``grow`` (CUDA), only the first batch is probe_rows: the
-    others are CUDA_PROBE_ROWS, or fewer as CUDA_PROBE_OUTPUT_BYTES requires (6400 anchors probed
-    64 at a time took 10 ms of a 28 ms sweep on an H100). A size set by the outputs' shape alone,
-    not by the free memory: the anchors' outputs, whose bits can depend on the batch, must be the
-    same in every rank and resume (a store compares them). After an out-of-memory retry, every
-    batch is the halved size. ``nonfinite_subject``: a :class:`DecoderCall`'s, for the NaN/Inf error."""
+    With ``growth`` (:func:`probe_growth`), only the first batch is probe_rows, the others as
+    large as it allows (6400 anchors probed 64 at a time took 10 ms of a 28 ms sweep on an H100).
+    A size set by the outputs' shape alone, not by the free memory: the anchors' outputs, whose
+    bits can depend on the batch, must be the same in every rank and resume (a store compares
+    them). After an out-of-memory retry, every batch is the halved size. ``nonfinite_subject``: a
+    :class:`DecoderCall`'s, for the NaN/Inf error."""
     anchors = spec.anchors
     measure = anchors.device.type == "cuda"
 
@@ -116,10 +147,8 @@ def probe_anchors(fn: str, decoder, spec: GridSpec, probe_rows: int = ANCHOR_PRO
                     with torch.inference_mode(False):
                         outputs = result.new_empty((anchors.shape[0], *result.shape[1:]))
                 outputs[start : start + chunk.shape[0]].copy_(result)
-                if grow and start == 0 and rows == first_rows:
-                    row_bytes = result[0].numel() * result.element_size()
-                    while later_rows * 2 <= CUDA_PROBE_ROWS and later_rows * 2 * row_bytes <= CUDA_PROBE_OUTPUT_BYTES:
-                        later_rows *= 2
+                if growth is not None and start == 0 and rows == first_rows:
+                    later_rows = growth.later_rows(rows, result[0].numel() * result.element_size())
                 start += chunk.shape[0]
         # The first call pays one-off costs: the fastest later call estimates better, if any.
         estimate = min(per_row[1:]) if len(per_row) > 1 else per_row[0]

@@ -9,9 +9,10 @@ from pathlib import Path
 
 from ._checks import call_name
 from ._modules import fingerprint
+from .decoder_probe import PROBE_REVISION
 from .grid_spec import GridSpec
-from .stores import (StoreDamaged, SweepStore, create_store, crc, existing_store, remove_store, stored_array, sweep_id,
-                     writer_of)
+from .stores import (StoreDamaged, SweepStore, create_store, crc, existing_store, recorded_params, remove_store,
+                     stored_array, sweep_id, writer_of)
 
 
 # The statistics' revision per output dtype, bumped when a kernel's bits change for it (float64:
@@ -22,6 +23,9 @@ STATISTICS_REVISIONS = {"torch.float64": 2}
 # Sweeps decoded on CUDA: 3, the fused CUDA kernel (the CPU kernel's bits; before it, torch ops
 # summed in another order), whatever the dtype.
 CUDA_STATISTICS_REVISION = 3
+# The anchors' probe revision a CPU store was decoded with (decoder_probe.PROBE_REVISION), kept
+# when above 1: stores made before it was recorded probed with revision 1.
+PROBE_REVISION_KEY = "anchor_probe_revision"
 
 
 def restarted_by_torchrun() -> bool:
@@ -34,7 +38,19 @@ def restarted_by_torchrun() -> bool:
         return False
 
 
-def sweep_params(decoder, spec: GridSpec, probe, keep_outputs: bool) -> dict:
+def probe_revision_to_use(path: Path | None, *, overwrite: bool) -> int:
+    """The anchors' probe revision of a sweep into ``path``: that of the store there, read
+    before the probe (a resume or another shard must batch the anchors as the store's start
+    did, or their outputs' bits may differ from the stored ones), else this version's."""
+    params = None if path is None or overwrite else recorded_params(path)
+    if params is None:
+        return PROBE_REVISION
+    revision = params.get(PROBE_REVISION_KEY, 1)
+    # (a revision this version does not know: its own, and the store is refused as another version's)
+    return revision if type(revision) is int and 1 <= revision <= PROBE_REVISION else PROBE_REVISION
+
+
+def sweep_params(decoder, spec: GridSpec, probe, keep_outputs: bool, *, probe_revision: int = PROBE_REVISION) -> dict:
     """Everything that makes two sweeps the same sweep (the store's identity)."""
     params = {
         "decoder": fingerprint(getattr(decoder, "decoder", decoder)),  # the user's, not its DecoderCall
@@ -49,6 +65,8 @@ def sweep_params(decoder, spec: GridSpec, probe, keep_outputs: bool) -> dict:
         revision = CUDA_STATISTICS_REVISION
     if revision > 1:
         params["statistics_revision"] = revision
+    if probe.outputs.device.type != "cuda" and probe_revision > 1:  # (CUDA's probe never changed)
+        params[PROBE_REVISION_KEY] = probe_revision
     return params
 
 
@@ -117,6 +135,14 @@ def leader_store(fn: str, path: Path, want: dict, new_plan, *, explicit, resume,
                     f"{decoded(params)}: units decoded on two devices differ in their last bits (the decoder's own "
                     f"arithmetic), so its units cannot be merged with new ones: resume it {decoded(store.params)} (device=), read it with "
                     "latentsweep.open_sweep, or pass overwrite=True to start over"
+                )
+            if differing == [PROBE_REVISION_KEY]:
+                raise ValueError(
+                    f"{fn}: {path} holds this sweep, started by another latentsweep version that decoded the "
+                    f"anchors in other batches (anchor probe revision {store.params.get(PROBE_REVISION_KEY, 1)}, this "
+                    f"version's is {params.get(PROBE_REVISION_KEY, 1)}), so their outputs may differ in their last "
+                    "bits: finish it with that version, read it with latentsweep.open_sweep, or pass overwrite=True "
+                    "to start over"
                 )
             if differing == ["statistics_revision"]:
                 raise ValueError(

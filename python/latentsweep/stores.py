@@ -216,14 +216,21 @@ def writer_of(params: dict) -> str:
     return "interpolate" if params.get("mode") in PATHS else "traverse"
 
 
-def recorded_writer(path: Path) -> str:
-    """:func:`writer_of` the store at ``path`` by its metadata as written, read unchecked, for
-    the words of advice about a store that may be damaged: "traverse" where it cannot be read."""
+def recorded_params(path: Path) -> dict | None:
+    """The parameters of the store at ``path`` as its metadata records them, read unchecked
+    (opening it checks them): None where there is no store or it cannot be read."""
     try:
         meta = json.loads((paths_of(path)[0] / "zarr.json").read_text(encoding="utf-8"))
-        return writer_of(dict(meta["attributes"][_ATTR]["params"]))
-    except Exception:  # noqa: BLE001 - damaged or foreign metadata: the common case's words
-        return "traverse"
+        return dict(meta["attributes"][_ATTR]["params"])
+    except Exception:  # noqa: BLE001 - missing, damaged or foreign metadata
+        return None
+
+
+def recorded_writer(path: Path) -> str:
+    """:func:`writer_of` the store at ``path`` by its recorded parameters, for the words of
+    advice about a store that may be damaged: "traverse" where they cannot be read."""
+    params = recorded_params(path)
+    return "traverse" if params is None else writer_of(params)
 
 
 def store_path(fn: str, argument: str, path) -> Path:

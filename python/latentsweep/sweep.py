@@ -31,7 +31,7 @@ from . import _batching, _checks, _progress, decoding
 from . import distributed as _distributed
 from ._extension import _C
 from ._modules import eval_mode, model_device
-from .decoder_probe import Probe, graphed, probe_anchors, retry_halved
+from .decoder_probe import Probe, graphed, probe_anchors, probe_growth, retry_halved
 from .grid_spec import GridSpec, grid_spec
 from .host_copies import HostCopies
 from .interpolation import Interpolation
@@ -42,7 +42,7 @@ from .plan import SweepPlan, make_plan, plan_from_dict, shard_units, units_for
 from .posterior import Posterior
 from .result import TraversalResult
 from .sinks import Geometry, MemorySink
-from .store_session import leader_store, named_errors, static_arrays, sweep_params
+from .store_session import leader_store, named_errors, probe_revision_to_use, static_arrays, sweep_params
 from .stores import (StoreDamaged, StoreStatus, SweepStore, check_store_name, describe_units, existing_store, paths_of,
                      store_path, sweep_id, writer_of)
 
@@ -320,7 +320,8 @@ def sweep_grid(
                                     total=spec.num_rows if workers.world == 1 else None, unit="pt",
                                     desc=_checks.call_name(fn) if workers.world == 1
                                     else f"{_checks.call_name(fn)} (rank {workers.rank}/{workers.world})")
-                probe = probe_anchors(fn, decode_fn, spec_d, grow=device.type == "cuda",
+                probe_revision = probe_revision_to_use(out, overwrite=overwrite)
+                probe = probe_anchors(fn, decode_fn, spec_d, growth=probe_growth(device, probe_revision),
                                       nonfinite_subject=decode_fn.nonfinite_subject)
                 # The result's inputs go to the host while the grid is decoded.
                 host = HostCopies({"dims": spec.dims, "directions": spec.directions, "values": spec.values,
@@ -328,7 +329,8 @@ def sweep_grid(
                 geometry = Geometry(*spec.grid_shape, probe.out_shape, probe.outputs.dtype)
                 if out is None:  # (here, where a rank whose memory is smaller tells the others)
                     _check_fits_in_memory(fn, geometry, keep_outputs)
-                params = None if out is None else sweep_params(decode_fn, spec, probe, keep_outputs)
+                params = None if out is None else sweep_params(decode_fn, spec, probe, keep_outputs,
+                                                               probe_revision=probe_revision)
                 identity = None if not workers.grouped else _call_identity(spec, probe, decode_fn, params, out,
                                                                            keep_outputs=keep_outputs)
             except Exception as error:  # noqa: BLE001 - the other ranks learn it, then it is raised
