@@ -37,7 +37,9 @@ step() {  # step NAME LIMIT COMMAND...: runs COMMAND into $out/NAME.log, within 
 }
 
 nvidia-smi -L
-if [[ -d .whl ]]; then "$py" -m pip install -q --no-index --no-deps .whl/*.whl || exit 1; fi
+if [[ -d .whl ]] && ! "$py" -c "import zarr" 2>/dev/null; then  # (only where they are missing)
+    "$py" -m pip install -q --no-index --no-deps .whl/*.whl || exit 1
+fi
 "$py" -c "import torch; print('torch', torch.__version__, 'CUDA', torch.version.cuda, torch.cuda.get_device_name())"
 step build 300 env LATENTSWEEP_CUDA=ON CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" \
   "$py" -m pip install --no-build-isolation --no-deps -v -e . || exit 1
