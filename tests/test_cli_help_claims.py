@@ -28,7 +28,8 @@ def _stated_default(help_text: str) -> str | None:
 
 # Options whose default is None in the parser (so that giving them can be told apart) and is
 # resolved when the command runs: the value their help states.
-RESOLVED_WHEN_RUN = {"sample --inputs": "4", "metrics --batch-size": "256", "sample --prior-std": "1"}
+RESOLVED_WHEN_RUN = {"sample --inputs": "4", "metrics --batch-size": "256", "sample --prior-std": "1",
+                     "sample --batch-size": "256", "report --max-directions": "8"}
 
 
 def test_every_stated_default_is_argparses_default():
@@ -120,6 +121,7 @@ def test_the_shard_help_says_shards_count_from_zero():
     (("--key", "x"), "--key concerns the inputs of --data (posterior samples); without --data the codes come from"),
     (("--key", "x", "--encoder", "enc"), "--key and --encoder concern the inputs of --data"),
     (("--data", "data.npy", "--prior-std", "5"), "--prior-std is the prior's SD, for prior samples; with --data"),
+    (("--batch-size", "7"), "--batch-size concerns the inputs of --data (posterior samples); without --data"),
 ])
 def test_sample_options_that_would_do_nothing_are_usage_errors(workspace, options, said):
     """They were ignored silently (exit 0): --key and --encoder without --data, --prior-std with it."""
@@ -128,3 +130,70 @@ def test_sample_options_that_would_do_nothing_are_usage_errors(workspace, option
     assert done.returncode == 2, done.stderr
     (line,) = done.stderr.strip().splitlines()
     assert line.startswith("latentsweep: error: sample: " + said), line
+
+
+def test_the_resolved_defaults_are_the_librarys():
+    """sample's --batch-size and report's --max-directions are None in the parser (told apart when
+    given) and resolved to the library's defaults, which their help states."""
+    import inspect
+
+    import latentsweep as ls
+
+    assert RESOLVED_WHEN_RUN["sample --batch-size"] == str(inspect.signature(ls.encode).parameters["batch_size"].default)
+    assert RESOLVED_WHEN_RUN["report --max-directions"] == \
+        str(inspect.signature(ls.explain).parameters["max_directions"].default)
+
+
+def test_sample_batch_size_is_used_with_data(workspace):
+    from unittest import mock
+
+    import latentsweep as ls
+
+    with mock.patch.object(ls, "encode", wraps=ls.encode) as encode:
+        invoke("sample", "--model", "claims_models.py:make", "--data", "data.npy", "-n", "2", "--out", "s",
+               cwd=workspace)
+        invoke("sample", "--model", "claims_models.py:make", "--data", "data.npy", "-n", "2", "--batch-size", "7",
+               "--out", "s", cwd=workspace)
+    assert [call.kwargs["batch_size"] for call in encode.call_args_list] == [256, 7]
+
+
+@pytest.mark.parametrize("command", ["traverse", "report"])
+def test_a_span_beyond_an_explicit_modes_limit_is_a_usage_error(workspace, command):
+    """--mode quantile --span 40 was the library's error after loading the model (exit 1)."""
+    done = invoke(command, "--model", "claims_models.py:make", "--data", "data.npy", "--mode", "quantile",
+                  "--span", "40", "--out", f"q-{command}", cwd=workspace, check=False)
+    assert done.returncode == 2
+    (line,) = done.stderr.strip().splitlines()  # (said before loading: no note of the model's weights)
+    assert line.startswith(f"latentsweep: error: {command}: --mode quantile takes --span <= 37.5"), line
+    assert not (workspace / f"q-{command}").exists()
+    invoke(command, "--model", "claims_models.py:make", "--data", "data.npy", "--mode", "quantile", "--span", "37.5",
+           "--steps", "3", "--out", f"q-{command}", cwd=workspace)
+
+
+def test_the_span_help_says_its_unit_in_each_mode():
+    """It said "+/- span prior SDs", which posterior mode's span is not."""
+    span = next(a for a in _command_parsers()["traverse"]._actions if "--span" in a.option_strings)
+    assert "posterior SDs in posterior mode" in span.help and "quantile: at most 37.5" in span.help
+
+
+@pytest.mark.parametrize("directions", ["coordinates", "clusters", "directions.npy"])
+def test_report_max_directions_without_principal_directions_is_a_usage_error(workspace, directions):
+    """--max-directions counts principal directions: with these --directions it did nothing (exit 0)."""
+    np.save(workspace / "directions.npy", np.eye(2, 3, dtype=np.float32))
+    done = invoke("report", "--model", "claims_models.py:make", "--data", "data.npy", "--directions", directions,
+                  "--clusters", "2", "--max-directions", "3", "--out", "m", cwd=workspace, check=False)
+    assert done.returncode == 2
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith(f"latentsweep: error: report: --max-directions limits the principal directions "
+                           f"(--directions pca, or auto with a plain autoencoder); --directions {directions} "
+                           "traverses none"), line
+
+
+def test_report_max_directions_on_a_vaes_auto_directions_is_said(workspace):
+    """A VAE's --directions auto traverses its latents: --max-directions did nothing, silently."""
+    done = invoke("report", "--model", "claims_models.py:make", "--data", "data.npy", "--max-directions", "3",
+                  "--steps", "3", "--out", "m", cwd=workspace)
+    assert "note: --max-directions 3 does nothing here: --directions auto traverses a VAE's latents" in done.stderr
+    quiet = invoke("report", "--model", "claims_models.py:make", "--data", "data.npy", "--steps", "3", "--out", "m",
+                   cwd=workspace)
+    assert "--max-directions" not in quiet.stderr

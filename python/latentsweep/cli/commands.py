@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import inspect
 import json
 import math
 import re
@@ -14,6 +15,8 @@ import numpy as np
 import torch
 
 from .._checks import INT64_MAX
+from ..encoding import encode
+from ..explanation import explain
 from ..distributed import shard_refusal, world_and_rank
 from .errors import (STRUCTURED_CODES, CliError, PythonAdvice, UsageError, cli_words, diagnosis_words,
                      no_store_to_keep, say, user_code)
@@ -59,12 +62,19 @@ def _model_options(parser: argparse.ArgumentParser, *, encoder: bool = True, dec
     group.add_argument("--device", type=_device, default=None, help="cpu, cuda, cuda:1 ... (default: the model's)")
 
 
+# The defaults of --batch-size and report's --max-directions: the library's
+ENCODER_BATCH_SIZE = inspect.signature(encode).parameters["batch_size"].default
+EXPLAIN_MAX_DIRECTIONS = inspect.signature(explain).parameters["max_directions"].default
+
+
 def _data_options(parser: argparse.ArgumentParser, *, required: bool) -> None:
     group = parser.add_argument_group("data")
     group.add_argument("--data", required=required, metavar="FILE",
                        help="inputs [N, ...] from .npy/.npz/.pt/.safetensors")
     group.add_argument("--key", help="which array of a file holding several")
-    group.add_argument("--batch-size", type=_positive_count, default=256, help="inputs per encoder call (default 256)")
+    # (without a required --data, None: a --batch-size given without --data is told apart and refused)
+    group.add_argument("--batch-size", type=_positive_count, default=ENCODER_BATCH_SIZE if required else None,
+                       help=f"inputs per encoder call (default {ENCODER_BATCH_SIZE})")
 
 
 def _out_option(parser: argparse.ArgumentParser, default: str) -> None:
@@ -407,13 +417,28 @@ def _traversal_options(parser: argparse.ArgumentParser, *, dims_default: str = "
                        help="how far each latent moves; auto: what the diagnosis recommends "
                        "(prior for VAEs, empirical for plain autoencoders); "
                        + "; ".join(f"{m.name}: {m.use}" for m in ls.modes.MODE_TABLE.values()))
-    group.add_argument("--span", type=_positive_float, default=2.0, help="+/- span prior SDs (default 2)")
+    group.add_argument("--span", type=_positive_float, default=2.0,
+                       help="how far each latent moves, in SDs either side (default 2): the prior's SDs (--prior-std) "
+                       "in the prior, absolute and quantile modes (quantile: at most "
+                       f"{ls.modes.MAX_QUANTILE_SPAN:g}), each input's posterior SDs in posterior mode; empirical "
+                       "mode takes the data's quantiles at the normal levels of +/- span SDs")
     group.add_argument("--steps", type=_positive_count, default=11, help="values per latent (default 11)")
     group.add_argument("--dims", type=_int_list, help=f"latents to traverse, e.g. 0,3,5 (default {dims_default})")
     group.add_argument("--anchors", type=_positive_count, default=8, help="traverse from the first N inputs (default 8)")
     group.add_argument("--prior-std", type=_positive_float, default=1.0, help="the prior's SD (default 1)")
     group.add_argument("--image-shape", type=_image_shape_flag, metavar="H,W",
                        help="draw flat outputs as images of this shape (H,W or C,H,W)")
+
+
+def _check_span_fits_mode(args) -> None:
+    """A --span beyond what an explicit --mode takes (the mode table's max_span: quantile's) is a
+    usage error, said before loading (it was the library's error after it, exit 1)."""
+    import latentsweep as ls
+
+    limit = None if args.mode == "auto" else ls.modes.MODE_TABLE[args.mode].max_span
+    if limit is not None and args.span > limit:
+        raise UsageError(f"--mode {args.mode} takes --span <= {limit:g} (beyond it the prior's tail probability "
+                         f"underflows float64), got {args.span:g}")
 
 
 def _resolve_mode(mode: str, posterior, prior_std: float = 1.0) -> str:
@@ -485,6 +510,7 @@ def _first_code(posterior) -> torch.Tensor:
 
 
 def run_traverse(args) -> int:
+    _check_span_fits_mode(args)
     world, _ = world_and_rank()
     if world > 1 and args.store is None and not args.no_outputs:
         raise UsageError(f"with {world} processes, pass --store sweep.zarr (one store all ranks write into) "
@@ -745,14 +771,15 @@ def run_sample(args) -> int:
         raise UsageError("--inputs picks inputs of --data (posterior samples); without --data the codes come "
                          "from the prior")
     # (options that would otherwise do nothing, silently)
-    if not args.data and (given := [flag for flag, value in (("--key", args.key), ("--encoder", args.encoder))
-                                    if value is not None]):
+    if not args.data and (given := [flag for flag, value in (("--key", args.key), ("--encoder", args.encoder),
+                                                             ("--batch-size", args.batch_size)) if value is not None]):
         raise UsageError(f"{' and '.join(given)} concern{'s' if len(given) == 1 else ''} the inputs of --data "
                          "(posterior samples); without --data the codes come from the prior")
     if args.data and args.prior_std is not None:
         raise UsageError("--prior-std is the prior's SD, for prior samples; with --data the codes come from each "
                          "input's posterior")
     args.prior_std = 1.0 if args.prior_std is None else args.prior_std
+    args.batch_size = ENCODER_BATCH_SIZE if args.batch_size is None else args.batch_size
     with _out_folder(args.out) as folder:
         _no_folder_in_the_way(folder, args, ("codes.npy", "decoded.npy", "samples.png"))
         return _sample_into(folder, args)
@@ -842,8 +869,9 @@ def add_report(sub) -> None:
     group.add_argument("--clusters", type=_cluster_count, metavar="K",
                        help="find K >= 2 clusters of the codes (KMeans): centroid table, decoded centroids, paths "
                        "between the closest and the farthest clusters")
-    group.add_argument("--max-directions", type=_positive_count, default=8,
-                       help="at most this many principal directions (default 8)")
+    group.add_argument("--max-directions", type=_positive_count, default=None,  # (None: told apart when given)
+                       help=f"at most this many principal directions (default {EXPLAIN_MAX_DIRECTIONS}): for "
+                       "--directions pca, and auto with a plain autoencoder")
     parser.add_argument("--feature-names", help="comma-separated names of tabular output features (not for images)")
     parser.add_argument("--title", default="latentsweep report", help="the report's title")
     from .metrics_command import add_report_metrics_options
@@ -905,8 +933,12 @@ def run_report(args) -> int:
     from .metrics_command import check_report_metrics_options
 
     check_report_metrics_options(args)
+    _check_span_fits_mode(args)
     if args.directions == "clusters" and args.clusters is None:
         raise UsageError("--directions clusters needs --clusters K (the number of KMeans clusters to go between)")
+    if args.max_directions is not None and args.directions not in ("auto", "pca"):
+        raise UsageError(f"--max-directions limits the principal directions (--directions pca, or auto with a plain "
+                         f"autoencoder); --directions {args.directions} traverses none")
     with _out_folder(args.out) as folder, no_store_to_keep("report.html is written at the end: nothing of this run "
                                                             "is kept; run the command again"):
         _no_folder_in_the_way(folder, args, ("report.html",))
@@ -942,6 +974,11 @@ def _report_into(folder: Path, args) -> int:
             images = output_image_shape(out_shape, args.image_shape, data, fn="latentsweep.explain") is not None
             check_feature_names_fit("latentsweep.explain", names, out_shape, drawn_as_images=images)
     title = f"{args.title} (no --weights: the model's weights as built)" if _runs_as_built(args, model) else args.title
+    if args.max_directions is not None and args.directions == "auto" and \
+            ls.diagnose(posterior, prior_std=args.prior_std).recommended_directions == "coordinates":
+        say("note", f"--max-directions {args.max_directions} does nothing here: --directions auto traverses a VAE's "
+            "latents, not principal directions (pass --directions pca for those)")
+    args.max_directions = EXPLAIN_MAX_DIRECTIONS if args.max_directions is None else args.max_directions
     metrics = report_metrics(encoder, data, args)
     with _decoder_advice(args), user_code(f"the decoder, on codes of {posterior.latent_dim} latents,", decoder, encoder,
                                           model):
