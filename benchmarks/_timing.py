@@ -34,3 +34,11 @@ def print_table(headers: list[str], rows: list[list[str]]) -> None:
     print("|" + "|".join(" --- " for _ in headers) + "|")
     for row in rows:
         print("| " + " | ".join(row) + " |")
+
+
+def add_smoke_option(parser) -> None:
+    """``--smoke``: every row and table of the script on tiny sizes, one round, so that the test
+    suite can run it (tests/test_benchmarks_run.py). Its numbers measure nothing."""
+    parser.add_argument("--smoke", action="store_true",
+                        help="every row and table on tiny sizes, one round: checks that the script runs; "
+                             "measures nothing")

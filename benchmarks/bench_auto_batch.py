@@ -2,7 +2,7 @@
 at a fixed batch size, alternating in one process, with the batch trials' time and choice of each
 round; and how much a sweep's time depends on the sweep run just before it.
 
-    python benchmarks/bench_auto_batch.py [--decoder mlp|deconv] [--rounds 4] [--fixed 64]
+    python benchmarks/bench_auto_batch.py [--decoder mlp|deconv] [--rounds 4] [--fixed 64] [--smoke]
 
 The trials decode whole work units of each size tried; a sweep kept in memory (as here) keeps
 them as its first units, so their cost is only a slower size's extra time. The first round is
@@ -18,6 +18,7 @@ import statistics
 import time
 
 import torch
+from _timing import add_smoke_option
 from bench_sweep import LATENT, conv_decoder, mlp_decoder
 
 import latentsweep as ls
@@ -25,18 +26,27 @@ from latentsweep import _batching
 from latentsweep import sweep as sweep_module
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--decoder", choices=("mlp", "deconv"), default="deconv")
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--fixed", type=int, default=None, help="the fixed batch size (default: 1024 mlp, 64 deconv)")
-    args = parser.parse_args()
+    add_smoke_option(parser)
+    return parser
+
+
+def main() -> None:
+    args = build_parser().parse_args()
     torch.manual_seed(0)
     mlp = args.decoder == "mlp"
     decoder = (mlp_decoder() if mlp else conv_decoder()).eval()
-    anchors = torch.randn(200 if mlp else 256, LATENT)
-    dims = torch.arange(32 if mlp else 10)
-    values = ls.traversal_values(anchors, steps=21, dims=dims)
+    # --smoke: a tiny grid, one round (the choice runs, though too few rows to time any size)
+    num_anchors, num_dims, steps = (2, 4, 3) if args.smoke else (200, 32, 21) if mlp else (256, 10, 21)
+    if args.smoke:
+        args.rounds = 1
+    anchors = torch.randn(num_anchors, LATENT)
+    dims = torch.arange(num_dims)
+    values = ls.traversal_values(anchors, steps=steps, dims=dims)
     fixed = args.fixed or (1024 if mlp else 64)
 
     trial_seconds, trials = [0.0], []

@@ -1,6 +1,6 @@
 """Core ops against the torch idioms people write by hand, in one run.
 
-    python benchmarks/bench_core.py [--device cpu|cuda] [--repeats 7]
+    python benchmarks/bench_core.py [--device cpu|cuda] [--repeats 7] [--smoke]
 
 Prints Markdown tables (medians, ratios, bandwidth) for BENCHMARKS.md:
 - latentsweep.sample vs mu + exp(0.5*logvar) * randn   (N=100000, n=16, D=64, float32)
@@ -16,12 +16,13 @@ Prints Markdown tables (medians, ratios, bandwidth) for BENCHMARKS.md:
 from __future__ import annotations
 
 import argparse
+import math
 import platform
 
 import torch
 
 import latentsweep
-from _timing import median_seconds, print_table
+from _timing import add_smoke_option, median_seconds, print_table
 
 
 def torch_sample(mu: torch.Tensor, logvar: torch.Tensor, n: int) -> torch.Tensor:
@@ -73,8 +74,14 @@ def torch_direction_grid_addcmul(anchors, directions, values, out):
     return out
 
 
-def bench_sample(device: torch.device, repeats: int) -> list[list[str]]:
-    rows_n, samples, latent = 100_000, 16, 64
+# the measured sizes, and --smoke's (every row and table on tiny tensors: a check that it runs)
+SAMPLE, SMOKE_SAMPLE = (100_000, 16, 64), (200, 4, 8)  # N, n, D
+SAMPLE_BACKWARD, SMOKE_SAMPLE_BACKWARD = (25_000, 16, 64), (100, 4, 8)
+GRID, SMOKE_GRID = (1000, 64, 21, 64), (4, 4, 3, 8)  # A, K, S, D
+
+
+def bench_sample(device: torch.device, repeats: int, size: tuple[int, int, int] = SAMPLE) -> list[list[str]]:
+    rows_n, samples, latent = size
     gen = torch.Generator().manual_seed(0)
     mu = torch.randn(rows_n, latent, generator=gen).to(device)
     logvar = (torch.randn(rows_n, latent, generator=gen) - 3).to(device)
@@ -97,8 +104,9 @@ def bench_sample(device: torch.device, repeats: int) -> list[list[str]]:
     ]
 
 
-def bench_sample_backward(device: torch.device, repeats: int) -> list[list[str]]:
-    rows_n, samples, latent = 25_000, 16, 64
+def bench_sample_backward(device: torch.device, repeats: int,
+                          size: tuple[int, int, int] = SAMPLE_BACKWARD) -> list[list[str]]:
+    rows_n, samples, latent = size
     gen = torch.Generator().manual_seed(0)
     mu = torch.randn(rows_n, latent, generator=gen).to(device).requires_grad_()
     logvar = (torch.randn(rows_n, latent, generator=gen) - 3).to(device).requires_grad_()
@@ -116,8 +124,9 @@ def bench_sample_backward(device: torch.device, repeats: int) -> list[list[str]]
     ]
 
 
-def bench_traversal(device: torch.device, repeats: int) -> list[list[str]]:
-    num_anchors, num_dims, steps, latent = 1000, 64, 21, 64
+def bench_traversal(device: torch.device, repeats: int,
+                    size: tuple[int, int, int, int] = GRID) -> list[list[str]]:
+    num_anchors, num_dims, steps, latent = size
     gen = torch.Generator().manual_seed(0)
     anchors = torch.randn(num_anchors, latent, generator=gen).to(device)
     dims = torch.arange(num_dims, device=device)
@@ -144,8 +153,9 @@ def bench_traversal(device: torch.device, repeats: int) -> list[list[str]]:
     ]
 
 
-def bench_directions(device: torch.device, repeats: int) -> list[list[str]]:
-    num_anchors, num_dims, steps, latent = 1000, 64, 21, 64
+def bench_directions(device: torch.device, repeats: int,
+                     size: tuple[int, int, int, int] = GRID) -> list[list[str]]:
+    num_anchors, num_dims, steps, latent = size
     gen = torch.Generator().manual_seed(0)
     anchors = torch.randn(num_anchors, latent, generator=gen).to(device)
     directions = latentsweep.unit_directions(torch.randn(num_dims, latent, generator=gen)).to(device)
@@ -172,28 +182,43 @@ def bench_directions(device: torch.device, repeats: int) -> list[list[str]]:
     ]
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=7)
-    args = parser.parse_args()
+    add_smoke_option(parser)
+    return parser
+
+
+def main() -> None:
+    args = build_parser().parse_args()
+    if args.smoke:
+        args.repeats = 1
     device = torch.device(args.device)
+    sample = SMOKE_SAMPLE if args.smoke else SAMPLE
+    backward = SMOKE_SAMPLE_BACKWARD if args.smoke else SAMPLE_BACKWARD
+    grid = SMOKE_GRID if args.smoke else GRID
+    rows = grid[0] * grid[1] * grid[2]
     info = latentsweep.build_info()
     print(f"device: {device}, torch {torch.__version__}, threads {torch.get_num_threads()}, "
           f"CPU {platform.processor() or platform.machine()}, CPU kernels: {info['cpu_capability']}")
-    print("\nsample: N=100000, n=16, D=64, float32 (102.4 M values, 410 MB)\n")
-    print_table(["method", "median", "output bandwidth", "speed-up vs torch idiom"], bench_sample(device, args.repeats))
-    print("\nsample with gradients: N=25000, n=16, D=64, float32, loss (z * w).sum()\n")
-    print_table(["method", "median", "speed-up vs torch idiom"], bench_sample_backward(device, args.repeats))
-    print("\ntraversal_codes: A=1000, K=64, S=21, D=64, float32 (1.34 M rows, 344 MB)\n")
+    print(f"\nsample: N={sample[0]}, n={sample[1]}, D={sample[2]}, float32 "
+          f"({math.prod(sample) / 1e6:.1f} M values, {math.prod(sample) * 4 / 1e6:.0f} MB)\n")
+    print_table(["method", "median", "output bandwidth", "speed-up vs torch idiom"],
+                bench_sample(device, args.repeats, sample))
+    print(f"\nsample with gradients: N={backward[0]}, n={backward[1]}, D={backward[2]}, float32, loss (z * w).sum()\n")
+    print_table(["method", "median", "speed-up vs torch idiom"], bench_sample_backward(device, args.repeats, backward))
+    size = (f"A={grid[0]}, K={grid[1]}, S={grid[2]}, D={grid[3]}, float32", f"{rows / 1e6:.2f} M rows, "
+            f"{rows * grid[3] * 4 / 1e6:.0f} MB")
+    print(f"\ntraversal_codes: {size[0]} ({size[1]})\n")
     print_table(
         ["method", "median", "bandwidth", "speed-up vs torch", "share of fill_ bandwidth"],
-        bench_traversal(device, args.repeats),
+        bench_traversal(device, args.repeats, grid),
     )
-    print("\ndirection_codes: A=1000, K=64, S=21, D=64, float32, random unit directions (1.34 M rows, 344 MB)\n")
+    print(f"\ndirection_codes: {size[0]}, random unit directions ({size[1]})\n")
     print_table(
         ["method", "median", "bandwidth", "speed-up vs torch", "share of fill_ bandwidth"],
-        bench_directions(device, args.repeats),
+        bench_directions(device, args.repeats, grid),
     )
 
 

@@ -1,7 +1,7 @@
 """What the merge costs as the number of work units grows, so the plan is known to hold at
 cluster scale.
 
-    python benchmarks/bench_merge.py [--features 64] [--dims 16]
+    python benchmarks/bench_merge.py [--features 64] [--dims 16] [--smoke]
 
 Measured for 10^2 and 10^4 units on real stores (a statistics-only sweep with one-row batches,
 so the grid has that many units): the time to check every unit's record and checksums
@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 import torch
+from _timing import add_smoke_option
 
 import latentsweep as ls
 from latentsweep.merge import OrderedMerge, UnitStatistics
@@ -49,14 +50,21 @@ def store_with_units(folder: Path, units: int, dims: int) -> tuple[Path, dict]:
     return path, {"anchors": codes, **arguments}
 
 
-def main() -> None:
-    global FEATURES
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser()
     parser.add_argument("--features", type=int, default=64)
     parser.add_argument("--dims", type=int, default=16)
     parser.add_argument("--store-units", type=int, nargs="*", default=[100, 10_000])
     parser.add_argument("--simulated-units", type=int, nargs="*", default=[100, 10_000, 1_000_000])
-    args = parser.parse_args()
+    add_smoke_option(parser)
+    return parser
+
+
+def main() -> None:
+    global FEATURES
+    args = build_parser().parse_args()
+    if args.smoke:  # one store of ~100 units (the every-100th deletion still removes one), small sums
+        args.features, args.dims, args.store_units, args.simulated_units = 8, 4, [100], [100]
     FEATURES = args.features
     print(f"K = {args.dims} latents, F = {args.features} features (K x F float64 sums per unit)\n")
     print("| units | what | seconds | per unit |")

@@ -1,6 +1,6 @@
 """Disentanglement metrics at disentanglement_lib's study sizes, against the obvious alternatives.
 
-    python benchmarks/bench_metrics.py [--device cpu|cuda] [--repeats 3] [--skip-slow]
+    python benchmarks/bench_metrics.py [--device cpu|cuda] [--repeats 3] [--skip-slow] [--smoke]
 
 Array-level metrics on N = 10,000 train / 5,000 test points, D = 10 latents (5 noisy copies of
 the factors + 5 noise), F = 5 factors of 10 values; each timed as a user calls it (median of
@@ -26,9 +26,17 @@ import sklearn.metrics
 import torch
 
 import latentsweep as ls
-from _timing import median_seconds, print_table
+from _timing import add_smoke_option, median_seconds, print_table
 
 N, N_TEST, D, F = 10_000, 5_000, 10, 5
+# the sampling metrics: votes of the FactorVAE comparison, and the study defaults
+VOTES = 500
+FACTOR_VAE_SIZES = dict(num_train=10_000, num_eval=5_000, num_variance_estimate=10_000)
+BETA_VAE_SIZES = dict(num_train=10_000, num_eval=5_000)
+# --smoke: every table and row on tiny sizes (DCI's gradient boosting skipped, as --skip-slow)
+SMOKE_N, SMOKE_N_TEST, SMOKE_VOTES = 500, 250, 4
+SMOKE_FACTOR_VAE_SIZES = dict(num_train=8, num_eval=4, num_variance_estimate=64)
+SMOKE_BETA_VAE_SIZES = dict(num_train=8, num_eval=4)
 
 
 def data(seed: int = 0):
@@ -80,12 +88,22 @@ def per_vote_factor_vae(encoder, shapes, votes: int, seed: int = 0) -> None:
             encoder(shapes.observations(f))[0].var(dim=0)
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser()
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--skip-slow", action="store_true", help="skip DCI's gradient boosting (minutes)")
-    args = parser.parse_args()
+    add_smoke_option(parser)
+    return parser
+
+
+def main() -> None:
+    global N, N_TEST
+    args = build_parser().parse_args()
+    votes, factor_vae_sizes, beta_vae_sizes = VOTES, FACTOR_VAE_SIZES, BETA_VAE_SIZES
+    if args.smoke:
+        N, N_TEST, args.repeats, args.skip_slow = SMOKE_N, SMOKE_N_TEST, 1, True
+        votes, factor_vae_sizes, beta_vae_sizes = SMOKE_VOTES, SMOKE_FACTOR_VAE_SIZES, SMOKE_BETA_VAE_SIZES
     device = torch.device(args.device)
     print(f"torch {torch.__version__}, scikit-learn {sklearn.__version__}, {torch.get_num_threads()} threads, "
           f"{platform.processor() or platform.machine()}, device {device}")
@@ -139,17 +157,21 @@ def main() -> None:
     started = time.perf_counter()
     shapes.observations(shapes.sample_factors(1, torch.Generator()))
     build = time.perf_counter() - started
-    votes = 500
     ours = timed("fvae", lambda: ls.metrics.factor_vae_score(model.encoder, shapes, num_train=votes, num_eval=1,
                                                              num_variance_estimate=1000, progress=False), repeats=1)
     theirs = timed("loop", lambda: per_vote_factor_vae(model.encoder, shapes, votes), repeats=1)
-    full = timed("fvae full", lambda: ls.metrics.factor_vae_score(model.encoder, shapes, progress=False), repeats=1)
-    beta = timed("bvae full", lambda: ls.metrics.beta_vae_score(model.encoder, shapes, progress=False), repeats=1)
+    full = timed("fvae full", lambda: ls.metrics.factor_vae_score(model.encoder, shapes, progress=False,
+                                                                  **factor_vae_sizes), repeats=1)
+    beta = timed("bvae full", lambda: ls.metrics.beta_vae_score(model.encoder, shapes, progress=False,
+                                                                **beta_vae_sizes), repeats=1)
+    sizes = "smoke sizes" if args.smoke else "study defaults"
     print(f"\nSampling metrics on Shapes (32x32) with the shipped beta-VAE (image table built once: {build:.2f} s)\n")
     print_table(["what", "latentsweep", "alternative", "speed-up"], [
         [f"FactorVAE, {votes} votes of 64", f"{ours:.2f} s", f"one encoder call per vote: {theirs:.2f} s", f"{theirs / ours:.1f}x"],
-        ["FactorVAE, study defaults (10,000 + 5,000 votes, 10,000 variance points)", f"{full:.1f} s", "-", "-"],
-        ["BetaVAE, study defaults (10,000 + 5,000 points of 64 pairs)", f"{beta:.1f} s", "-", "-"],
+        [f"FactorVAE, {sizes} ({factor_vae_sizes['num_train']:,} + {factor_vae_sizes['num_eval']:,} votes, "
+         f"{factor_vae_sizes['num_variance_estimate']:,} variance points)", f"{full:.1f} s", "-", "-"],
+        [f"BetaVAE, {sizes} ({beta_vae_sizes['num_train']:,} + {beta_vae_sizes['num_eval']:,} points of 64 pairs)",
+         f"{beta:.1f} s", "-", "-"],
     ])
 
 

@@ -1,6 +1,6 @@
 """Scaling of a sweep on this machine: 1 process x T threads against N processes x 1 thread.
 
-    python benchmarks/bench_scaling.py [--anchors 200] [--repeats 3]
+    python benchmarks/bench_scaling.py [--anchors 200] [--repeats 3] [--smoke]
 
 The same statistics-only sweep (MLP decoder 32 -> 256 -> 784, 32 latents x 21 steps) runs
   (a) in one process with torch using all N cores (OMP_NUM_THREADS=N),
@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -23,6 +24,8 @@ import time
 from pathlib import Path
 
 LATENT, DIMS, STEPS = 32, 32, 21
+# --smoke: a tiny grid, 2 processes, one run each, and a shorter wait for a process that hangs
+SMOKE_ANCHORS, SMOKE_PROCESSES, SMOKE_TIMEOUT_S, TIMEOUT_S = 2, 2, 60, 900
 
 
 def worker(anchors: int, report: Path) -> None:
@@ -46,21 +49,41 @@ def worker(anchors: int, report: Path) -> None:
                                       "batch": result.batch_size}))
 
 
-def run(command: list[str], threads: int, report: Path) -> dict:
+def run(command: list[str], threads: int, report: Path, timeout: float = TIMEOUT_S) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-    subprocess.run(command, check=True, env=env, capture_output=True, text=True, timeout=900)
+    report.unlink(missing_ok=True)  # a run that writes none must not read the previous one's
+    # its own process group: a run past the timeout is ended with torchrun's workers, not without
+    with subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          start_new_session=True) as process:
+        try:
+            _, stderr = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+            raise SystemExit(f"{' '.join(command)} ran past {timeout} s: ended") from None
+    if process.returncode != 0:  # the workers' own error, not only their exit status
+        raise SystemExit(f"{' '.join(command)} failed (exit {process.returncode}):\n{stderr}")
     return json.loads(report.read_text())
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
+    from _timing import add_smoke_option  # here, not at the top: it imports torch, which the launcher needs not
+
     parser = argparse.ArgumentParser()
     parser.add_argument("--anchors", type=int, default=200)
     parser.add_argument("--processes", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--worker", type=Path)
-    args = parser.parse_args()
+    add_smoke_option(parser)
+    return parser
+
+
+def main() -> None:
+    args = build_parser().parse_args()
     if args.worker:
         return worker(args.anchors, args.worker)
+    if args.smoke:
+        args.anchors, args.processes, args.repeats = SMOKE_ANCHORS, SMOKE_PROCESSES, 1
     n = args.processes
     report = Path(f"/tmp/latentsweep-scaling-{os.getpid()}.json")
     me = [__file__, "--anchors", str(args.anchors), "--worker", str(report)]
@@ -71,7 +94,8 @@ def main() -> None:
     }
     rows = {}
     for name, (command, threads) in configs.items():
-        runs = [run(command, threads, report) for _ in range(args.repeats)]
+        runs = [run(command, threads, report, SMOKE_TIMEOUT_S if args.smoke else TIMEOUT_S)
+                for _ in range(args.repeats)]
         seconds = statistics.median(r["seconds"] for r in runs)
         rows[name] = (runs[0]["points"] / seconds, seconds, runs[0]["batch"])
     report.unlink(missing_ok=True)

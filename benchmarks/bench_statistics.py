@@ -1,7 +1,7 @@
 """The sweep statistics of one chunk of outputs: the fused kernel against the device-generic
 path (whole-chunk torch ops, what the engine ran on CUDA before its kernel), in one run.
 
-    python benchmarks/bench_statistics.py [--device cpu|cuda] [--repeats 7]
+    python benchmarks/bench_statistics.py [--device cpu|cuda] [--repeats 7] [--smoke]
 
 Streams `--chunks` chunks of `--chunk` rows (an MLP sweep's outputs by default: F=784, S=21,
 K=32) through SweepStatistics.update and prints per-chunk medians, the bandwidth of one read of
@@ -16,11 +16,11 @@ import platform
 import torch
 
 import latentsweep
-from _timing import median_seconds, print_table
+from _timing import add_smoke_option, median_seconds, print_table
 from latentsweep._extension import _C
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=7)
@@ -29,7 +29,14 @@ def main() -> None:
     parser.add_argument("--features", type=int, default=784)
     parser.add_argument("--steps", type=int, default=21)
     parser.add_argument("--dims", type=int, default=32)
-    args = parser.parse_args()
+    add_smoke_option(parser)
+    return parser
+
+
+def main() -> None:
+    args = build_parser().parse_args()
+    if args.smoke:
+        args.repeats, args.chunk, args.chunks, args.features, args.steps, args.dims = 1, 256, 2, 16, 3, 4
     device = torch.device(args.device)
     rows = args.chunk * args.chunks
     traversals = -(-rows // args.steps)

@@ -2,7 +2,7 @@
 in one plain process (no environment tuning: this is what a user gets).
 
     python benchmarks/bench_sweep.py [--quick] [--repeats N] [--skip-rss] [--device cuda] [--decoders mlp]
-                                     [--dtype float64]
+                                     [--dtype float64] [--smoke]
 
 For an MLP decoder (32 -> 256 -> 784, sigmoid) and a small transposed-conv decoder producing
 64x64 images, measures, interleaved round by round (best of N; this machine is shared):
@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 import latentsweep as ls
-from _timing import print_table
+from _timing import add_smoke_option, print_table
 from latentsweep._extension import _C
 
 LATENT = 32
@@ -40,6 +40,10 @@ MLP_BATCHES = (256, 1024, 4096, 8192)
 CONV_BATCHES = (64, 256, 1024, 4096)
 GPU_MLP_BATCHES = (4096, 16384, 65536)
 GPU_CONV_BATCHES = (1024, 4096, 16384)
+# --smoke: every row and table on tiny grids (A, K, S), two batch sizes, a short per-point loop
+SMOKE_MLP_GRID, SMOKE_CONV_GRID, SMOKE_BATCHES, SMOKE_POINT_LIMIT = (2, 4, 3), (1, 2, 3), (4, 16), 5
+# the RSS runs' (anchors, steps): 1 and 10 million points; --smoke's take a second each
+RSS_RUNS, SMOKE_RSS_RUNS = ((1000, 31), (10_000, 31)), ((2, 3), (4, 3))
 
 
 def mlp_decoder() -> nn.Module:
@@ -240,7 +244,7 @@ def bench_rss(anchors: int, steps: int) -> dict:
     return json.loads(completed.stdout.strip().splitlines()[-1])
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="smaller grids, one repeat")
     parser.add_argument("--repeats", type=int, default=3, help="timed rounds (best of; default 3)")
@@ -249,10 +253,16 @@ def main() -> None:
     parser.add_argument("--decoders", default="mlp,deconv", help="which decoders: mlp, deconv or both (default)")
     parser.add_argument("--dtype", choices=("float32", "float64"), default="float32",
                         help="the decoders' and anchors' precision (default float32)")
+    add_smoke_option(parser)
+    return parser
+
+
+def main() -> None:
+    parser = build_parser()
     args = parser.parse_args()
     dtype = getattr(torch, args.dtype)
     tag = "" if dtype == torch.float32 else f" {args.dtype}"
-    repeats = 1 if args.quick else args.repeats
+    repeats = 1 if args.quick or args.smoke else args.repeats
     device = torch.device(args.device)
     cuda = device.type == "cuda"
     where = torch.cuda.get_device_name(device) if cuda else "CPU"
@@ -265,16 +275,20 @@ def main() -> None:
     conv_grid = (4, 10, 21) if args.quick else (256 * scale[1], 10, 21)
     mlp_batches = GPU_MLP_BATCHES if cuda else MLP_BATCHES
     conv_batches = GPU_CONV_BATCHES if cuda else CONV_BATCHES
+    mlp_limit, conv_limit = (300, 100) if cuda else (2000, 200)
+    if args.smoke:
+        mlp_grid, conv_grid, mlp_batches, conv_batches = SMOKE_MLP_GRID, SMOKE_CONV_GRID, SMOKE_BATCHES, SMOKE_BATCHES
+        mlp_limit = conv_limit = SMOKE_POINT_LIMIT
     chosen = {name.strip() for name in args.decoders.split(",")}
     if not chosen <= {"mlp", "deconv"} or not chosen:
         parser.error(f"--decoders must name mlp and/or deconv, got {args.decoders!r}")
     by_size, summary, conv_by_size, conv_summary = [], [], [], []
     if "mlp" in chosen:
         by_size, summary, _ = bench_decoder(f"MLP 32-256-784{tag}", mlp_decoder(), *mlp_grid, repeats, mlp_batches,
-                                            300 if cuda else 2000, device, dtype)
+                                            mlp_limit, device, dtype)
     if "deconv" in chosen:
         conv_by_size, conv_summary, _ = bench_decoder(f"deconv 64x64{tag}", conv_decoder(), *conv_grid, repeats,
-                                                      conv_batches, 100 if cuda else 200, device, dtype)
+                                                      conv_batches, conv_limit, device, dtype)
     print(f"\nGrids A anchors x K dims x S steps: MLP {' x '.join(map(str, mlp_grid))} = "
           f"{mlp_grid[0] * mlp_grid[1] * mlp_grid[2]:,} points; deconv {' x '.join(map(str, conv_grid))} = "
           f"{conv_grid[0] * conv_grid[1] * conv_grid[2]:,} points. Best of {repeats} interleaved rounds.\n")
@@ -284,8 +298,9 @@ def main() -> None:
                  "traverse vs reused", "traverse vs plain"], by_size + conv_by_size)
     print(f"\nload average after: {os.getloadavg()[0]:.1f}")
     if not args.skip_rss and not cuda:
-        small = bench_rss(anchors=1000, steps=31)
-        large = bench_rss(anchors=10_000, steps=31)
+        (small_anchors, small_steps), (large_anchors, large_steps) = SMOKE_RSS_RUNS if args.smoke else RSS_RUNS
+        small = bench_rss(anchors=small_anchors, steps=small_steps)
+        large = bench_rss(anchors=large_anchors, steps=large_steps)
         print("\nPeak RSS of statistics-only sweeps (MLP 32-256-784, `keep_outputs=False`, default settings), "
               "each in its own process\n")
         print_table(

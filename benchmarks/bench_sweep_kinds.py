@@ -1,7 +1,7 @@
 """The three kinds of sweep (interpolation along lines and arcs) on one decoder and one number
 of points, against the decoder alone, in one plain process (no environment tuning):
 
-    python benchmarks/bench_sweep_kinds.py [--repeats N] [--batch-size B]
+    python benchmarks/bench_sweep_kinds.py [--repeats N] [--batch-size B] [--smoke]
 
 - `traverse` along the latents (the C++ executor writes each code row itself);
 - `traverse(directions=...)`, K = D orthonormal directions (the direction writer: a C++ op);
@@ -22,26 +22,35 @@ import time
 import torch
 
 import latentsweep as ls
-from _timing import print_table
+from _timing import add_smoke_option, print_table
 from bench_sweep import LATENT, mlp_decoder
 
 ANCHORS, STEPS = 200, 21
+SMOKE_ANCHORS, SMOKE_STEPS, SMOKE_BATCH = 2, 3, 64  # --smoke: 192 points, every row
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=1024)
-    args = parser.parse_args()
+    add_smoke_option(parser)
+    return parser
+
+
+def main() -> None:
+    args = build_parser().parse_args()
+    num_anchors, steps = (SMOKE_ANCHORS, SMOKE_STEPS) if args.smoke else (ANCHORS, STEPS)
+    if args.smoke:
+        args.repeats, args.batch_size = 1, SMOKE_BATCH
     torch.manual_seed(0)
     decoder = mlp_decoder()
-    anchors = torch.randn(ANCHORS, LATENT)
+    anchors = torch.randn(num_anchors, LATENT)
     directions = ls.Directions(torch.linalg.qr(torch.randn(LATENT, LATENT))[0].T.contiguous(),
                                tuple(f"u{k}" for k in range(LATENT)))
-    starts, ends = anchors.repeat_interleave(LATENT, 0), torch.randn(ANCHORS * LATENT, LATENT)
-    codes = torch.randn(ANCHORS * LATENT * STEPS, LATENT)
+    starts, ends = anchors.repeat_interleave(LATENT, 0), torch.randn(num_anchors * LATENT, LATENT)
+    codes = torch.randn(num_anchors * LATENT * steps, LATENT)
     batch = args.batch_size
-    options = dict(steps=STEPS, keep_outputs=False, progress=False, batch_size=batch)
+    options = dict(steps=steps, keep_outputs=False, progress=False, batch_size=batch)
 
     def floor() -> None:
         with torch.inference_mode():
@@ -51,10 +60,10 @@ def main() -> None:
     methods = {
         "decoder alone on pre-built codes = **floor**": floor,
         "`traverse`, along the latents": lambda: ls.traverse(decoder, anchors, **options),
-        "`traverse(directions=)`, 32 directions": lambda: ls.traverse(decoder, anchors, directions=directions,
+        f"`traverse(directions=)`, {LATENT} directions": lambda: ls.traverse(decoder, anchors, directions=directions,
                                                                       **options),
-        "`interpolate`, 6,400 linear paths": lambda: ls.interpolate(decoder, starts, ends, **options),
-        "`interpolate`, 6,400 slerp paths": lambda: ls.interpolate(decoder, starts, ends, path="slerp", **options),
+        f"`interpolate`, {len(starts):,} linear paths": lambda: ls.interpolate(decoder, starts, ends, **options),
+        f"`interpolate`, {len(starts):,} slerp paths": lambda: ls.interpolate(decoder, starts, ends, path="slerp", **options),
     }
     best = dict.fromkeys(methods, float("inf"))
     for method in methods.values():  # warm-up: first calls pay one-off costs

@@ -1,6 +1,6 @@
 """What looking at the latent space costs during training, on the shipped digits VAE.
 
-    python benchmarks/bench_training.py [--repeats 5] [--sample 512] [--epochs 5]
+    python benchmarks/bench_training.py [--repeats 5] [--sample 512] [--epochs 5] [--smoke]
 
 Measured in one run, as users get it:
   (a) one training epoch of the demo digits VAE (1797 digits, batch 128, Adam, the ELBO),
@@ -25,7 +25,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 import latentsweep as ls
-from _timing import median_seconds, print_table
+from _timing import add_smoke_option, median_seconds, print_table
 from latentsweep.demo.data import load_digits_data
 from latentsweep.demo.registry import load_demo_model
 
@@ -94,12 +94,19 @@ def lightning_timings(model_factory, data, sample, epochs: int) -> tuple[list[fl
     return timed.epochs, timed.calls
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--sample", type=int, default=512, help="inputs encoded per logging epoch")
     parser.add_argument("--epochs", type=int, default=5, help="epochs of the Lightning fit")
-    args = parser.parse_args()
+    add_smoke_option(parser)
+    return parser
+
+
+def main() -> None:
+    args = build_parser().parse_args()
+    if args.smoke:  # 16 inputs: more than the 8 anchors log_traversals takes by default
+        args.repeats, args.sample, args.epochs = 1, 16, 1
     device = torch.device("cpu")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
 

@@ -1,7 +1,7 @@
 """Where a sweep's time goes: one `traverse(keep_outputs=False)` under torch.profiler, with the
 decoder alone on the same codes for comparison (the floor of bench_sweep.py).
 
-    python benchmarks/profile_sweep.py [--device cuda] [--decoder mlp|deconv] [--rows 30]
+    python benchmarks/profile_sweep.py [--device cuda] [--decoder mlp|deconv] [--rows 30] [--smoke]
 
 Prints, for each of the two, the operators with the most self time (device time on CUDA, CPU
 time on the CPU) and the total, so the engine's own work (grid codes, statistics, copies,
@@ -17,25 +17,33 @@ import argparse
 import time
 
 import torch
+from _timing import add_smoke_option
 from bench_sweep import LATENT, conv_decoder, decoder_alone_reusing_buffers, mlp_decoder
 from torch.profiler import ProfilerActivity, profile
 
 import latentsweep as ls
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--decoder", choices=("mlp", "deconv"), default="mlp")
     parser.add_argument("--rows", type=int, default=30, help="operators listed per table")
     parser.add_argument("--trace", help="a folder for the Chrome traces (decoder-alone.json, traverse.json)")
-    args = parser.parse_args()
+    add_smoke_option(parser)
+    return parser
+
+
+def main() -> None:
+    args = build_parser().parse_args()
     device = torch.device(args.device)
     cuda = device.type == "cuda"
     torch.manual_seed(0)
     decoder = (mlp_decoder() if args.decoder == "mlp" else conv_decoder()).eval().to(device)
     # the grids of bench_sweep.py (larger on a GPU, where small ones measure launches only)
     num_anchors = (6400 if cuda else 640) if args.decoder == "mlp" else (1024 if cuda else 256)
+    if args.smoke:  # two anchors, the first rows of each table
+        num_anchors, args.rows = 2, 5
     anchors = torch.randn(num_anchors, LATENT, device=device)
     dims = torch.arange(10, device=device)
     values = ls.traversal_values(anchors, steps=21, dims=dims)
