@@ -115,7 +115,8 @@ def test_open_of_a_damaged_interpolation_advises_interpolates_arguments(tmp_path
     store = _damaged_interpolation(tmp_path, name)
     line = assert_one_line_error(invoke("open", str(store), cwd=tmp_path, check=False),
                                  "is damaged", "pass overwrite=True to start over",
-                                 "resume=True and overwrite=True: arguments of latentsweep.interpolate, which wrote it")
+                                 # (the argument the advice names: both were said)
+                                 "(overwrite=True: argument of latentsweep.interpolate, which wrote it)")
     assert "--overwrite" not in line and "--resume" not in line and "traverse" not in line
 
 

@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from latentsweep._checks import INT64_MAX
+from latentsweep._extension import _C
 from latentsweep.metrics._inputs import MAX_BINS
 from test_cli import assert_one_line_error, invoke, run, workspace  # noqa: F401  (workspace: the fixture)
 
@@ -218,8 +219,9 @@ TOO_LARGE = str(INT64_MAX + 1)
         ("traverse", "--sweep-batch-size", TOO_LARGE, INT64_MAX),
         ("report", "--max-directions", TOO_LARGE, INT64_MAX),
         ("report", "--clusters", TOO_LARGE, INT64_MAX),
-        ("sample", "-n", TOO_LARGE, INT64_MAX),
-        ("sample", "--latent-dim", TOO_LARGE, INT64_MAX),
+        # (the sampling ops' own limits: prior draws' rows, the latent size)
+        ("sample", "-n", TOO_LARGE, int(_C.MAX_ROW_COUNTER)),
+        ("sample", "--latent-dim", TOO_LARGE, int(_C.MAX_LATENT_SIZE)),
         ("metrics", "--batch-size", TOO_LARGE, INT64_MAX),
         ("metrics", "--num-train", TOO_LARGE, INT64_MAX),
         ("metrics", "--bins", str(MAX_BINS + 1), MAX_BINS),

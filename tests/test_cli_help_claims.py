@@ -29,7 +29,10 @@ def _stated_default(help_text: str) -> str | None:
 # Options whose default is None in the parser (so that giving them can be told apart) and is
 # resolved when the command runs: the value their help states.
 RESOLVED_WHEN_RUN = {"sample --inputs": "4", "metrics --batch-size": "256", "sample --prior-std": "1",
-                     "sample --batch-size": "256", "report --max-directions": "8"}
+                     "sample --batch-size": "256", "report --max-directions": "8", "metrics --bins": "20",
+                     "metrics --dci-estimator": "gradient_boosting", "report --num-train": "10000",
+                     "report --num-test": "5000", "report --seed": "0",
+                     "report --metrics": "mig,sap,modularity_explicitness,unsupervised,irs"}
 
 
 def test_every_stated_default_is_argparses_default():

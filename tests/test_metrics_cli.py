@@ -200,7 +200,7 @@ def test_a_rare_factor_value_loses_no_score(labelled, tmp_path):
 @pytest.mark.parametrize(
     "args, line",
     [
-        (["--votes", "0,5", "--metrics", "factor_vae"], "latentsweep: error: each of --votes must be >= 1, got 0"),
+        # (--votes 0,5: now a usage error, test_cli_output_claims.py)
         (["--factor-names", "a"], "latentsweep: error: --factor-names has 1 names for 3 factors"),
     ],
 )

@@ -128,6 +128,16 @@ def _overflow_message(fn: str, mode: Mode, dtype: torch.dtype, span: float, anch
     return f"{where}: span * prior_std must be <= {largest:.4g}"
 
 
+def check_values_size(fn: str, num_anchors: int, num_dims: int, steps: int) -> None:
+    """The values ``[A, K, S]`` are made in float64: their size in bytes must be an int64 (a clear
+    error before any size check multiplies them)."""
+    if num_anchors * num_dims * steps * torch.float64.itemsize > _checks.INT64_MAX:
+        raise ValueError(
+            f"{fn}: A * K * steps = {num_anchors * num_dims * steps} values, whose size in bytes "
+            "overflows int64"
+        )
+
+
 def traversal_values(
     anchors: torch.Tensor | Posterior,
     *,
@@ -228,11 +238,7 @@ def values_for(fn: str, anchors, *, mode, span, steps, dims, logvar, prior_std, 
     if not every_dim:
         dims = _checks.dims(fn, dims, latent_dim, anchors.device)
     num_dims = latent_dim if every_dim else dims.numel()
-    if num_anchors * num_dims * steps * 8 > _checks.INT64_MAX:
-        raise ValueError(
-            f"{fn}: A * K * steps = {num_anchors * num_dims * steps} values, whose size in bytes "
-            "overflows int64"
-        )
+    check_values_size(fn, num_anchors, num_dims, steps)
     _checks.fits_in_memory(fn, f"the values [A={num_anchors}, K={num_dims}, S={steps}] and their temporaries",
                            _values_bytes(entry, anchors.dtype, num_anchors, num_dims, steps), anchors.device,
                            "pass fewer steps, anchors or dims")

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from .._checks import INT64_MAX
+from .._extension import _C
 from ..encoding import encode
 from ..explanation import explain
 from ..distributed import shard_refusal, world_and_rank
@@ -104,6 +105,15 @@ _positive_int = integer_at_least(1)
 # _checks.integer's default): a larger one is the flag's usage error, not the library's message
 # naming its keyword (batch_size, steps).
 _positive_count = integer_at_least(1, INT64_MAX)
+# The sampling ops' limits (the library refuses more, exit 1, naming its n= and latent_size=):
+# prior draws' rows, posterior draws per input, the latent size.
+MAX_PRIOR_SAMPLES, MAX_POSTERIOR_SAMPLES, MAX_LATENT_SIZE = (
+    int(_C.MAX_ROW_COUNTER), int(_C.MAX_SAMPLE_COUNTER), int(_C.MAX_LATENT_SIZE))
+
+
+def _power(limit: int) -> str:
+    """A power of two as ``2**k`` (the limits above are)."""
+    return f"2**{limit.bit_length() - 1}"
 
 
 def _positive_float(text: str) -> float:
@@ -441,6 +451,21 @@ def _check_span_fits_mode(args) -> None:
                          f"underflows float64), got {args.span:g}")
 
 
+def _check_grid_fits(args, anchors: int = 1, dims: int | None = None) -> None:
+    """The traversal values [A, K, S] (A anchors, K latents, S = --steps) must have a size in bytes
+    that is an int64: a usage error naming the options. Before loading, with A = 1 and K = the
+    --dims given (else 1), the least grid these options can make; after it, the real one."""
+    from ..traversal import check_values_size
+
+    dims = (len(args.dims) if args.dims else 1) if dims is None else dims
+    try:
+        check_values_size("traverse", anchors, dims, args.steps)  # (the library's rule; its error was exit 1)
+    except ValueError:
+        raise UsageError(f"--steps {args.steps} from {anchors} anchor(s) along {dims} latent(s) make A * K * S = "
+                         f"{anchors * dims * args.steps} values, whose size in bytes overflows int64: pass fewer "
+                         "--steps, --anchors or --dims") from None
+
+
 def _resolve_mode(mode: str, posterior, prior_std: float = 1.0) -> str:
     import latentsweep as ls
 
@@ -511,6 +536,7 @@ def _first_code(posterior) -> torch.Tensor:
 
 def run_traverse(args) -> int:
     _check_span_fits_mode(args)
+    _check_grid_fits(args)
     world, _ = world_and_rank()
     if world > 1 and args.store is None and not args.no_outputs:
         raise UsageError(f"with {world} processes, pass --store sweep.zarr (one store all ranks write into) "
@@ -588,8 +614,10 @@ def _traverse_into(folder: Path, args, decoder, posterior, data, mode: str) -> i
     if args.steps == 1:
         say("note", "--steps 1: one value per latent (the start of its range): effects, but no slopes "
             "(the sensitivity is 0)")
+    anchors = _anchors(posterior, args)
+    _check_grid_fits(args, len(anchors), len(args.dims) if args.dims else posterior.latent_dim)
     result = _traverse(
-        decoder, posterior, _anchors(posterior, args), args, mode=mode, batch_size=args.sweep_batch_size,
+        decoder, posterior, anchors, args, mode=mode, batch_size=args.sweep_batch_size,
         out=args.store, keep_outputs=not args.no_outputs, resume=args.resume, overwrite=args.overwrite,
         progress=False if args.no_progress else None, shard=args.shard,
     )
@@ -679,20 +707,29 @@ def run_open(args) -> int:
         print(ls.open_sweep(args.path).summary())
     except ValueError as error:  # in open's words: the library's advice names its writer's arguments
         from .._checks import user_path
-        from ..stores import recorded_writer
+        from ..stores import recorded_params, writer_of
         from ..sweep import unfinished_advice
 
         text = str(error).removeprefix("latentsweep.sweep_status: ").removeprefix("latentsweep.open_sweep: ")
-        advice = "overwrite=True" in text or "resume=True" in text
-        if recorded_writer(user_path(args.path)) == "interpolate":  # no command writes it: its advice stays Python's
-            raise PythonAdvice(f"open: {text}" + (" (resume=True and overwrite=True: arguments of "
-                                                  "latentsweep.interpolate, which wrote it)" if advice else "")) from None
+        named = [word for word in ("resume=True", "overwrite=True") if word in text]
+        # (None: its parameters cannot be read, so neither can who wrote it; it was said as traverse)
+        params = recorded_params(user_path(args.path))
+        writer = None if params is None else writer_of(params)
+        if writer == "interpolate":  # no command writes it: its advice stays Python's
+            # (said of the arguments the advice names: both were said of an advice that named one)
+            raise PythonAdvice(f"open: {text}" + (f" ({' and '.join(named)}: argument{'s' * (len(named) > 1)} of "
+                                                  "latentsweep.interpolate, which wrote it)" if named else "")) from None
         unfinished = unfinished_advice("traverse")
         if unfinished in text:
             text = text.replace(unfinished, "Finish it: run the traverse command that wrote it again with --resume, "
                                              "or its missing --shard runs")
-        elif advice:
-            text += " (--resume and --overwrite: options of the traverse command that wrote it)"
+        elif named:
+            plural = "s" * (len(named) > 1)
+            text += f" ({' and '.join(cli_words(word) for word in named)}: option{plural} of the traverse command"
+            # (keyword names without "=True", which would be said as the flags)
+            text += " that wrote it)" if writer else (
+                f", if it wrote it; a store of Python's latentsweep.interpolate takes its "
+                f"{' and '.join(word.removesuffix('True') for word in named)} argument{plural})")
         raise CliError(f"open: {text}") from None
     return 0
 
@@ -707,16 +744,18 @@ def add_sample(sub) -> None:
     )
     _model_options(parser)
     _data_options(parser, required=False)
-    parser.add_argument("-n", "--num-samples", type=_positive_count, default=16, help="samples (per input with --data; default 16)")
+    parser.add_argument("-n", "--num-samples", type=integer_at_least(1, MAX_PRIOR_SAMPLES), default=16,
+                        help=f"samples (per input with --data; default 16): at most {_power(MAX_PRIOR_SAMPLES)}, "
+                        f"{_power(MAX_POSTERIOR_SAMPLES)} with --data")
     parser.add_argument("--inputs", type=_positive_int, default=None,
                         help="with --data: the first N inputs (default 4)")
     parser.add_argument("--seed", type=seed_below(64), default=0, help="random seed in [0, 2**64) (default 0)")
     parser.add_argument("--prior-std", type=_positive_float, default=None,  # (None: told apart when given)
                         help="the prior's SD, for prior samples (without --data; default 1)")
-    parser.add_argument("--latent-dim", type=_positive_count,
-                        help="latent size D for prior samples (default: the model's latent_dim, latent_size or "
-                        "z_dim attribute, else the input size of the decoder's first Linear layer, else the "
-                        "one input size of the model's Linear layers that the decoder accepts)")
+    parser.add_argument("--latent-dim", type=integer_at_least(1, MAX_LATENT_SIZE),
+                        help=f"latent size D for prior samples, at most {_power(MAX_LATENT_SIZE)} (default: the "
+                        "model's latent_dim, latent_size or z_dim attribute, else the input size of the decoder's "
+                        "first Linear layer, else the one input size of the model's Linear layers that the decoder accepts)")
     parser.add_argument("--image-shape", type=_image_shape_flag, metavar="H,W",
                         help="draw flat outputs as images of this shape (H,W or C,H,W)")
     _out_option(parser, "latentsweep-out")
@@ -778,6 +817,12 @@ def run_sample(args) -> int:
     if args.data and args.prior_std is not None:
         raise UsageError("--prior-std is the prior's SD, for prior samples; with --data the codes come from each "
                          "input's posterior")
+    if args.data and args.num_samples > MAX_POSTERIOR_SAMPLES:  # (the library's limit, said before loading)
+        raise UsageError(f"-n/--num-samples must be <= {MAX_POSTERIOR_SAMPLES} ({_power(MAX_POSTERIOR_SAMPLES)}) with "
+                         f"--data (samples per input), got {args.num_samples}")
+    if not args.data and args.latent_shape is not None and math.prod(args.latent_shape) > MAX_LATENT_SIZE:
+        raise UsageError(f"--latent-shape {_as_flag(args.latent_shape)}: the prior samples' latent size "
+                         f"{math.prod(args.latent_shape)} must be <= {MAX_LATENT_SIZE} ({_power(MAX_LATENT_SIZE)})")
     args.prior_std = 1.0 if args.prior_std is None else args.prior_std
     args.batch_size = ENCODER_BATCH_SIZE if args.batch_size is None else args.batch_size
     with _out_folder(args.out) as folder:
@@ -934,6 +979,7 @@ def run_report(args) -> int:
 
     check_report_metrics_options(args)
     _check_span_fits_mode(args)
+    _check_grid_fits(args)
     if args.directions == "clusters" and args.clusters is None:
         raise UsageError("--directions clusters needs --clusters K (the number of KMeans clusters to go between)")
     if args.max_directions is not None and args.directions not in ("auto", "pca"):

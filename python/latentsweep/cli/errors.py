@@ -156,9 +156,17 @@ _CLI_WORDS = (
      "with a decode method)"),
     ("(image_shape= for outputs drawn as images says so)", "(--image-shape for outputs drawn as images says so)"),
     ("output_transform=", "--output-activation"),
+    # (posterior samples: the parts by rows of --data are Python's too; the command has none)
+    ("draw fewer (n=), or in parts with sample_offset= (or fewer rows at a time, with row_offset=)",
+     "draw fewer (-n) or from fewer --inputs"),
     ("draw fewer (n=), or in parts with sample_offset=", "draw fewer (-n)"),
     ("draw fewer (n=), or in parts with offset=", "draw fewer (-n)"),
     (re.compile(r"(?:^metrics\.evaluate: )?sampling_votes\[\.\.\.\] must be"), "each of --votes must be"),
+    # the metrics' sizes that cannot be held ("num_train=N and num_test=M: holding ...; lower num_train/num_test")
+    (re.compile(r"(?<![\w.\[-])num_(train|test)=(\d+)(?= and |: )"), r"--num-\1 \2"),
+    (re.compile(r"(?<![\w.-])sampling_votes\[0\]=(\d+) and sampling_votes\[1\]=(\d+)(?=: )"), r"--votes \1,\2"),
+    ("lower sampling_votes[0]/sampling_votes[1]", "lower --votes"),
+    (re.compile(r"(?<=lower )num_train(/num_test)?$"), lambda m: "--num-train" + ("/--num-test" if m[1] else "")),
     ("sampling_votes[0]", "--votes TRAIN"),  # (BetaVAE's training votes)
     (re.compile(r"(?:^traverse: )?shard (index|count) must"), lambda m: f"--shard's {'I' if m[1] == 'index' else 'N'} must"),
     ("factor_names has", "--factor-names has"),

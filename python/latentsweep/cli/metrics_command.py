@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 from pathlib import Path
 
 from .._checks import INT64_MAX
 from ..metrics._inputs import MAX_BINS
-from ..metrics.evaluation import MIN_POINTS, metric_names
+from ..metrics._sampling import DEFAULT_ENCODE_BATCH
+from ..metrics.evaluation import HISTOGRAM_METRICS, MIN_POINTS, POINT_BATCH, SAMPLED, evaluate, metric_names
 from .commands import _device, _positive_count, integer_at_least, seed_below
 from .errors import UsageError, say, user_code
 from .loading import CliError, load_array
 
 # Points to draw: at least the metrics' minimum, at most what the library's integer rule takes.
 _points = integer_at_least(MIN_POINTS, INT64_MAX)
+# metrics.evaluate's defaults, which the options take and their help states (one source)
+DEFAULTS = {name: p.default for name, p in inspect.signature(evaluate).parameters.items()
+            if p.default is not inspect.Parameter.empty}
 
 
 def add_metrics(sub) -> None:
@@ -42,19 +47,26 @@ def add_metrics(sub) -> None:
     data.add_argument("--factor-names", help="comma-separated names of the F factors")
     options = parser.add_argument_group("metrics")
     options.add_argument("--metrics", default="all", help=f"'all' or comma-separated names from {', '.join(METRICS)}")
-    options.add_argument("--num-train", type=_points, default=10000, help="train points (default 10000)")
-    options.add_argument("--num-test", type=_points, default=5000, help="test points (default 5000)")
+    options.add_argument("--num-train", type=_points, default=DEFAULTS["num_train"],
+                         help=f"train points (default {DEFAULTS['num_train']})")
+    options.add_argument("--num-test", type=_points, default=DEFAULTS["num_test"],
+                         help=f"test points (default {DEFAULTS['num_test']})")
+    # (--votes, --bins and --dci-estimator: None unless given, so that one given to metrics that
+    # do not use it is told apart and refused; it was ignored)
     options.add_argument("--votes", type=_votes, metavar="TRAIN,EVAL",
-                         help="FactorVAE/BetaVAE votes TRAIN,EVAL (default: --num-train,--num-test)")
-    options.add_argument("--seed", type=seed_below(32), default=0,
-                         help="seed of every draw and classifier, in [0, 2**32) (default 0)")
-    options.add_argument("--bins", type=integer_at_least(1, MAX_BINS), default=20,
-                         help=f"histogram bins per latent (default 20, at most {MAX_BINS:,})")
+                         help="FactorVAE/BetaVAE votes TRAIN,EVAL, integers >= 1 (default: --num-train,--num-test): "
+                         f"for {'/'.join(SAMPLED)}")
+    options.add_argument("--seed", type=seed_below(32), default=DEFAULTS["seed"],
+                         help=f"seed of every draw and classifier, in [0, 2**32) (default {DEFAULTS['seed']})")
+    options.add_argument("--bins", type=integer_at_least(1, MAX_BINS), default=None,
+                         help=f"histogram bins per latent (default {DEFAULTS['bins']}, at most {MAX_BINS:,}): for "
+                         f"{', '.join(HISTOGRAM_METRICS)}")
     options.add_argument("--batch-size", type=_positive_count, default=None,
-                         help="observations per encoder call (default 256; 4096 for FactorVAE/BetaVAE)")
-    options.add_argument("--dci-estimator", choices=("gradient_boosting", "random_forest"), default="gradient_boosting",
-                         help="DCI importances: the reference's gradient boosting (the default; minutes at 10,000 "
-                         "points) or a faster random forest")
+                         help=f"observations per encoder call (default {POINT_BATCH}; {DEFAULT_ENCODE_BATCH} for "
+                         "FactorVAE/BetaVAE)")
+    options.add_argument("--dci-estimator", choices=("gradient_boosting", "random_forest"), default=None,
+                         help=f"DCI importances: the reference's gradient boosting (default "
+                         f"{DEFAULTS['dci_estimator']}; minutes at 10,000 points) or a faster random forest: for dci")
     parser.add_argument("--json", metavar="FILE", help="also write the scores, settings and versions as JSON")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.set_defaults(run=run_metrics)
@@ -78,12 +90,15 @@ def run_metrics(args) -> int:
     if args.json is not None:  # before the scores are computed, not after
         _check_writable(Path(args.json), "--json")
     names = chosen_metrics(args)
+    _check_used_by(metric_names(names), args)
     encoder = _encoder(args)
     data = _data(args)
     with user_code("the encoder, on the observations,", encoder):
         results = ls.metrics.evaluate(
             encoder, data, metrics=names, num_train=args.num_train, num_test=args.num_test, seed=args.seed,
-            batch_size=args.batch_size, bins=args.bins, sampling_votes=args.votes, dci_estimator=args.dci_estimator,
+            batch_size=args.batch_size, sampling_votes=args.votes,
+            bins=DEFAULTS["bins"] if args.bins is None else args.bins,
+            dci_estimator=DEFAULTS["dci_estimator"] if args.dci_estimator is None else args.dci_estimator,
             progress=False if args.no_progress else None,
         )
     print(results)
@@ -98,15 +113,24 @@ def run_metrics(args) -> int:
 
 
 def _votes(text: str) -> tuple[int, int]:
-    """--votes TRAIN,EVAL: two integers (a usage error otherwise, as any malformed value; the
-    library checks their range, metrics.evaluate's sampling_votes)."""
+    """--votes TRAIN,EVAL: two integers, each >= 1 as the library's sampling_votes takes them (a
+    usage error otherwise, as any malformed value; a 0 was the library's error, exit 1)."""
     try:
         votes = tuple(int(v) for v in text.split(","))
     except ValueError:
         votes = ()
     if len(votes) != 2:
         raise argparse.ArgumentTypeError(f"expected TRAIN,EVAL (two integers), got {text!r}")
-    return votes
+    return _positive_count(str(votes[0])), _positive_count(str(votes[1]))
+
+
+def _check_used_by(names: list[str], args) -> None:
+    """--votes, --bins and --dci-estimator given to metrics none of which uses them: a usage
+    error (they did nothing, silently; the printed settings left them out)."""
+    for flag, value, users in (("--votes", args.votes, SAMPLED), ("--bins", args.bins, HISTOGRAM_METRICS),
+                               ("--dci-estimator", args.dci_estimator, ("dci",))):
+        if value is not None and not set(users) & set(names):
+            raise UsageError(f"{flag} is for {', '.join(users)}, none of which --metrics {','.join(names)} runs")
 
 
 def _needs(flags: list[str], needed: str) -> str:
@@ -185,20 +209,26 @@ def add_report_metrics_options(parser) -> None:
                        "adds a table of disentanglement metrics")
     group.add_argument("--factors-key", help="which array of --factors holds them")
     group.add_argument("--factor-names", help="comma-separated names of the F factors")
-    group.add_argument("--metrics", default=REPORT_METRICS, help=f"'all' or comma-separated names (default {REPORT_METRICS})")
-    group.add_argument("--num-train", type=_points, default=10000, help="train points drawn from --data (default 10000)")
-    group.add_argument("--num-test", type=_points, default=5000, help="test points (default 5000)")
-    group.add_argument("--seed", type=seed_below(32), default=0, help="seed of the metrics' draws, in [0, 2**32) (default 0)")
+    # (None unless given: one given without --factors, even at its default value, is told apart
+    # and refused; `--num-train 10000` was ignored as if left out)
+    group.add_argument("--metrics", default=None, help=f"'all' or comma-separated names (default {REPORT_METRICS})")
+    group.add_argument("--num-train", type=_points, default=None,
+                       help=f"train points drawn from --data (default {DEFAULTS['num_train']})")
+    group.add_argument("--num-test", type=_points, default=None, help=f"test points (default {DEFAULTS['num_test']})")
+    group.add_argument("--seed", type=seed_below(32), default=None,
+                       help=f"seed of the metrics' draws, in [0, 2**32) (default {DEFAULTS['seed']})")
 
 
 def check_report_metrics_options(args) -> None:
     """The metrics' options do nothing without --factors: said before the report's work."""
-    given = [flag for flag, value, default in (
-        ("--factors-key", args.factors_key, None), ("--factor-names", args.factor_names, None),
-        ("--metrics", args.metrics, REPORT_METRICS), ("--num-train", args.num_train, 10000),
-        ("--num-test", args.num_test, 5000), ("--seed", args.seed, 0)) if value != default]
+    given = [flag for flag, value in (
+        ("--factors-key", args.factors_key), ("--factor-names", args.factor_names), ("--metrics", args.metrics),
+        ("--num-train", args.num_train), ("--num-test", args.num_test), ("--seed", args.seed)) if value is not None]
     if args.factors is None and given:
         raise UsageError(_needs(given, "--factors (the factor values [N, F] of the observations in --data)"))
+    for name, default in (("metrics", REPORT_METRICS), ("num_train", DEFAULTS["num_train"]),
+                          ("num_test", DEFAULTS["num_test"]), ("seed", DEFAULTS["seed"])):
+        setattr(args, name, default if getattr(args, name) is None else getattr(args, name))
     if args.factors is not None:
         chosen_metrics(args)
 
