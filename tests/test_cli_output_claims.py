@@ -7,22 +7,15 @@ from __future__ import annotations
 import inspect
 from unittest import mock
 
-import numpy as np
 import pytest
 import torch
 
-from cli_models import tiny_data, tiny_vae_source
 from test_cli import invoke
+from test_cli_help_claims import workspace  # noqa: F401  (the fixture: a model file and data)
 
 INT64_MAX = 2**63 - 1
 
 
-@pytest.fixture(scope="module")
-def workspace(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("output_claims")
-    (folder / "claims_models.py").write_text(tiny_vae_source())
-    np.save(folder / "data.npy", tiny_data())
-    return folder
 
 
 MODEL = ("--model", "claims_models.py:make")
