@@ -161,3 +161,12 @@ def test_open_does_not_say_traverse_wrote_a_store_whose_writer_cannot_be_read(in
     assert "pass --overwrite to start over" in line, line
     assert "traverse command that wrote it" not in line and "if it wrote it" in line, line
     assert "latentsweep.interpolate takes its overwrite= argument" in line, line
+
+
+def test_open_summarises_a_store_in_words_the_command_line_uses(workspace):
+    """Its summary said "(open_sweep: decoded by the runs that wrote it)", Python's function."""
+    invoke("traverse", *MODEL, "--data", "data.npy", "--steps", "3", "--store", "done.zarr", "--out", "o-done",
+           cwd=workspace)
+    summary = invoke("open", "done.zarr", cwd=workspace).stdout
+    assert "read from the store at done.zarr (decoded by the runs that wrote it)" in summary, summary
+    assert "open_sweep" not in summary

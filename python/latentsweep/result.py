@@ -153,7 +153,7 @@ class TraversalResult:
         """Points, seconds and points/s of this call's sweep, consistent with each other."""
         points, rate = self.points_computed, self.points_per_second
         if self.opened:
-            return f"read from the store at {self.store} (open_sweep: decoded by the runs that wrote it)"
+            return f"read from the store at {self.store} (decoded by the runs that wrote it)"
         if points <= 0:
             return "no points decoded by this call (the stored sweep was already complete)"
         if not math.isfinite(rate) or rate <= 0:
