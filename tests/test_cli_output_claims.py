@@ -170,3 +170,11 @@ def test_open_summarises_a_store_in_words_the_command_line_uses(workspace):
     summary = invoke("open", "done.zarr", cwd=workspace).stdout
     assert "read from the store at done.zarr (decoded by the runs that wrote it)" in summary, summary
     assert "open_sweep" not in summary
+
+
+def test_out_names_the_file_in_the_way(tmp_path):
+    """--out afile/sub with afile a file said the file in the way was 'afile/sub'."""
+    (tmp_path / "afile").write_text("mine")
+    line = _error_line(invoke("demo", "--quick", "--out", "afile/sub", cwd=tmp_path, check=False), 1)
+    assert line.endswith("--out 'afile/sub': a file is in the way of the output folder ('afile')"), line
+    assert (tmp_path / "afile").read_text() == "mine"

@@ -302,7 +302,10 @@ def _out_dir(path: str) -> Path:
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError):
-        raise CliError(f"--out {path!r}: a file is in the way of the output folder") from None
+        # (the file itself: --out a/b with a file a named a/b)
+        blocking = next((str(part) for part in (folder, *folder.parents) if part.exists() and not part.is_dir()), path)
+        raise CliError(f"--out {path!r}: a file is in the way of the output folder"
+                       + ("" if blocking == path else f" ({blocking!r})")) from None
     except OSError as error:
         raise CliError(f"--out {path!r}: cannot create the folder ({error.strerror})") from None
     return folder
