@@ -1,8 +1,9 @@
 """The interpolation's path rows written by the compiled ``_path_codes_into_trusted``
 (cpp/ops/path_codes.cpp, cpp/latentsweep/path_grid.h) through ``PathWriter``: bit for bit the rows
-the Python writer wrote before (path_codes over the chunk's paths, then ``out.copy_``), for every
-dtype, chunk and degenerate path, so stores written before resume unchanged; and the op's
-argument checks."""
+of path_codes over all paths (arcs' revision 2), and at arcs' revision 1 the rows the Python
+writer wrote before (path_codes over the chunk's paths, then ``out.copy_``), for every dtype,
+chunk and degenerate path, so stores written before resume unchanged; and the op's argument
+checks."""
 
 from __future__ import annotations
 
@@ -23,7 +24,11 @@ BITS = {torch.float64: torch.int64, torch.float32: torch.int32, torch.float16: t
 
 class PythonPathWriter(PathWriter):
     """The writer before the compiled op (the reference): path_codes over the paths the rows
-    touch, rounded by out.copy_. Same identity, so a store it began resumes with PathWriter."""
+    touch, rounded by out.copy_. The identity of arcs' revision 1 (per chunk), so a store it
+    began resumes with PathWriter at that revision."""
+
+    def __init__(self, start, end, steps, path, arcs_revision=1):  # (whatever a sweep asks)
+        super().__init__(start, end, steps, path, arcs_revision=1)
 
     def __call__(self, first: int, count: int, out: torch.Tensor) -> None:
         start, end = self.start.to(out.device), self.end.to(out.device)
@@ -61,7 +66,7 @@ def both_writers(start, end, steps, path, first, count):
     expected = torch.full((count, start.shape[1]), float("nan"), dtype=start.dtype)
     got = torch.full_like(expected, float("nan"))
     PythonPathWriter(start, end, steps, path)(first, count, expected)
-    PathWriter(start, end, steps, path)(first, count, got)
+    PathWriter(start, end, steps, path, arcs_revision=1)(first, count, got)
     return got, expected
 
 
@@ -86,12 +91,14 @@ def test_rows_are_the_python_writers_bit_for_bit(dtype, path, seed):
 @pytest.mark.parametrize("path", ["linear", "slerp"])
 @pytest.mark.parametrize("chunk", [1, 5, 21, 64, 1000, 4096])
 def test_one_writer_over_a_chunked_grid_writes_the_python_writers_rows(dtype, path, chunk):
-    """A sweep's writer: one PathWriter (its per-device tensors computed once) over every chunk,
-    against the Python writer over the same chunks. (An arc's theta computed once for all paths
-    differs in the last bit from the chunks' for some paths: float64 rows show it.)"""
+    """A sweep's writer at arcs' revision 1: one PathWriter (its per-device tensors computed once)
+    over every chunk, against the Python writer over the same chunks. (An arc's theta computed
+    once for all paths differs in the last bit from the chunks' for some paths: float64 rows show
+    it.)"""
     start, end = endpoints(300, 16, dtype, 7)
     steps = 21
-    mine, reference = PathWriter(start, end, steps, path), PythonPathWriter(start, end, steps, path)
+    mine = PathWriter(start, end, steps, path, arcs_revision=1)
+    reference = PythonPathWriter(start, end, steps, path)
     for first in range(0, 300 * steps, chunk):
         count = min(chunk, 300 * steps - first)
         got, expected = torch.empty(count, 16, dtype=dtype), torch.empty(count, 16, dtype=dtype)
@@ -212,7 +219,9 @@ def test_a_store_begun_by_the_python_writer_resumes_with_the_same_bits(tmp_path,
         resumed = ls.interpolate(decoder, start, end, out=store, resume=True, **kwargs)
     assert decoder.seen  # the missing units, their rows written by the compiled writer
     decoder.seen.clear()
-    with pytest.warns(UserWarning, match="opposite") if path == "slerp" else _nothing():
+    with pytest.warns(UserWarning, match="opposite") if path == "slerp" else _nothing(), \
+            monkeypatch.context() as patched:
+        patched.setattr(interpolation, "ARCS_REVISION", 1)  # (the compiled writer as that store began)
         compiled = ls.interpolate(decoder, start, end, **kwargs)
     assert len(decoder.seen) == len(python_codes)
     for mine, theirs in zip(decoder.seen, python_codes):
@@ -346,7 +355,7 @@ def test_cuda_rows_are_the_python_writers_on_cuda(dtype, path):
     start, end = endpoints(37, 33, dtype, 5)
     start, end = start.cuda(), end.cuda()
     steps = 9
-    mine, reference = PathWriter(start, end, steps, path), PythonPathWriter(start, end, steps, path)
+    mine, reference = PathWriter(start, end, steps, path, arcs_revision=1), PythonPathWriter(start, end, steps, path)
     for chunk in (1, 7, 64, 333):
         for first in range(0, 37 * steps, chunk):
             count = min(chunk, 37 * steps - first)
@@ -357,20 +366,41 @@ def test_cuda_rows_are_the_python_writers_on_cuda(dtype, path):
             assert torch.equal(bits(got.cpu()), bits(expected.cpu())), (chunk, first)
 
 
+def chunk_by_chunk(writer: PathWriter, rows: int, latent: int, chunk: int, dtype=torch.float64) -> torch.Tensor:
+    written = torch.empty(rows, latent, dtype=dtype)
+    for first in range(0, rows, chunk):
+        count = min(chunk, rows - first)
+        writer(first, count, written[first : first + count])
+    return written
+
+
 @pytest.mark.parametrize("path", ["linear", "slerp"])
-def test_interpolation_codes_are_the_rows_written_up_to_a_slerps_last_bit(path):
-    """Interpolation.codes recomputes the paths over all P at once; the sweep wrote them chunk by
-    chunk. A line's are the same bits; an arc's theta comes from torch's atan2, whose vector
-    loop's tail rounds differently, so a float64 slerp's may differ in the last bit (documented)."""
+def test_interpolation_codes_are_the_rows_written(path):
+    """Interpolation.codes recomputes the paths over all P at once. At arcs' revision 1 the sweep
+    computed an arc's theta chunk by chunk, and torch's atan2 rounds a vector loop's tail
+    differently, so a float64 slerp's rows differed in the last bit; at revision 2 the weights
+    of all paths are computed once, and the rows are the codes bit for bit."""
     g = torch.Generator().manual_seed(0)
     start, end = (torch.randn(1000, 8, generator=g, dtype=torch.float64) for _ in range(2))
-    written = torch.empty(1000 * 11, 8, dtype=torch.float64)
-    writer = PathWriter(start, end, 11, path)
-    for first in range(0, written.shape[0], 256):
-        count = min(256, written.shape[0] - first)
-        writer(first, count, written[first : first + count])
     codes = ls.interpolation_codes(start, end, steps=11, path=path).reshape(-1, 8)
+    written = chunk_by_chunk(PathWriter(start, end, 11, path), 1000 * 11, 8, 256)
+    assert torch.equal(bits(codes), bits(written))
+    per_chunk = chunk_by_chunk(PathWriter(start, end, 11, path, arcs_revision=1), 1000 * 11, 8, 256)
     if path == "linear":
-        assert torch.equal(bits(codes), bits(written))
+        assert torch.equal(bits(codes), bits(per_chunk))
     else:
-        torch.testing.assert_close(codes, written, rtol=4 * torch.finfo(torch.float64).eps, atol=1e-14)  # (codes ~ 1)
+        assert not torch.equal(bits(codes), bits(per_chunk))  # (what revision 2 mends)
+        torch.testing.assert_close(codes, per_chunk, rtol=4 * torch.finfo(torch.float64).eps, atol=1e-14)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("path", ["linear", "slerp"])
+@pytest.mark.parametrize("chunk", [1, 5, 21, 64, 1000, 4096])
+def test_rows_are_path_codes_over_all_paths_for_any_chunking(dtype, path, chunk):
+    """Revision 2: whatever the chunks, the rows are path_codes of all paths at once, rounded
+    by copy_ (degenerate paths included)."""
+    start, end = endpoints(300, 16, dtype, 7)
+    expected = torch.empty(300 * 21, 16, dtype=dtype)
+    expected.copy_(path_codes(start, end, 21, path).flatten(0, 1))
+    assert torch.equal(bits(chunk_by_chunk(PathWriter(start, end, 21, path), 300 * 21, 16, chunk, dtype)),
+                       bits(expected))

@@ -153,7 +153,7 @@ class GridSpec:
             "grid": list(self.grid_shape),
             "latent_dim": self.latent_dim,
             "mode": self.mode,
-            "codes": "axis" if self.code_writer is None else _writer_name(self.code_writer),
+            "codes": "axis" if self.code_writer is None else writer_name(self.code_writer),
         }
         # Only where they apply, so the identity of a flat coordinate sweep is unchanged.
         if self.directions is not None:
@@ -163,7 +163,7 @@ class GridSpec:
         return digest
 
 
-def _writer_name(writer) -> str:
+def writer_name(writer) -> str:
     """The writer's ``identity`` (what its rows depend on beyond anchors and values, e.g. a
     path's endpoints), else its name."""
     name = getattr(writer, "identity", None) or \

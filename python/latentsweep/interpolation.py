@@ -13,29 +13,41 @@ import torch
 from . import _checks
 from ._extension import ops
 from ._modules import tensor_digest
-from .grid_spec import GridSpec
+from .grid_spec import GridSpec, writer_name
 from .latent_shape import checked_latent_shape, flat_codes
 from .paths import (PATHS, _endpoints, check_path_grid_size, check_path_range, interpolation_codes, path_label,
                     path_weights, warn_undefined_arcs, _angle_terms)
 from .posterior import Posterior
 from .result import TraversalResult
-from .stores import StoreStatus
+from .stores import StoreStatus, recorded_params, store_path
 
 _FN = "latentsweep.interpolate"
 
 
+# How a sweep computes its arcs' weights: revision 1 per chunk, over the paths the chunk touches
+# (torch's atan2 rounds a tensor's last few elements by another routine, so a float64 row could
+# differ in its last bit from interpolation_codes', and the weights took ~10 ms of a 0.31 s slerp
+# of 6,400 paths); revision 2 once, over all paths: the rows are interpolation_codes' bit for bit.
+# A slerp store's identity says its revision, and a resume writes as its store began (_arcs_revision).
+ARCS_REVISION = 2
+
+
 class PathWriter:
     """Writes rows ``[first, first + count)`` of the P x 1 x S path grid (row ``p * S + s`` is
-    step s of path p) with the compiled ``_path_codes_into_trusted``: the rows of
-    :func:`latentsweep.paths.path_codes` over the paths those rows touch, bit for bit. The
-    float64 endpoints and a line's weights are computed once per device; a chunk of arcs
-    computes its paths' angles and weights (:func:`latentsweep.paths.path_weights`) with torch
-    over the same slice as path_codes did (on the CPU from row-wise terms computed once)."""
+    step s of path p) with the compiled ``_path_codes_into_trusted``. The float64 endpoints and
+    the weights (:func:`latentsweep.paths.path_weights`) of a line, or of arcs at
+    ``arcs_revision`` 2, are computed once per device over all paths: the rows of
+    :func:`latentsweep.paths.path_codes` over all paths, bit for bit. At ``arcs_revision`` 1 (a
+    slerp store begun before revision 2) a chunk of arcs computes its paths' angles and weights
+    with torch over the paths it touches, as path_codes over that slice did (on the CPU from
+    row-wise terms computed once)."""
 
-    def __init__(self, start: torch.Tensor, end: torch.Tensor, steps: int, path: str):
+    def __init__(self, start: torch.Tensor, end: torch.Tensor, steps: int, path: str,
+                 arcs_revision: int = ARCS_REVISION):
         self.start, self.end, self.steps, self.path = start, end, steps, path
+        self.arcs_once = path == "slerp" and arcs_revision >= 2
         # What the grid's digest (a store's identity) records beyond anchors = start and t.
-        self.identity = f"{path} path to {tensor_digest(end)}"
+        self.identity = f"{path} path to {tensor_digest(end)}" + (", arcs over all paths" if self.arcs_once else "")
         # Per device the sweep uses: the float64 endpoints [P, D], a line's weights [P, 2, S] and
         # divisors [P] (broadcast), an arc's _angle_terms [P, 1, 1] x 3 (CPU).
         self._on_device: dict[torch.device, tuple[torch.Tensor, ...]] = {}
@@ -43,14 +55,16 @@ class PathWriter:
     def __call__(self, first: int, count: int, out: torch.Tensor) -> None:
         if out.device not in self._on_device:
             start, end = self.start.to(out.device).double(), self.end.to(out.device).double()
-            weights = path_weights(len(start), self.steps, device=out.device) if self.path == "linear" else ()
-            # An arc's angle terms (norms) are row-wise on the CPU (tested), once; CUDA's reductions
-            # spread a row over more threads when fewer rows are reduced, so there they are a chunk's.
-            once = self.path == "slerp" and out.device.type == "cpu"
+            weights = path_weights(len(start), self.steps, device=out.device) if self.path == "linear" else \
+                path_weights(len(start), self.steps, *_angle_terms(start[:, None, :], end[:, None, :])) \
+                if self.arcs_once else ()
+            # Revision 1: an arc's angle terms (norms) are row-wise on the CPU (tested), once; CUDA's
+            # reductions spread a row over more threads when fewer rows are reduced: a chunk's.
+            once = self.path == "slerp" and not self.arcs_once and out.device.type == "cpu"
             terms = _angle_terms(start[:, None, :], end[:, None, :]) if once else ()
             self._on_device[out.device] = (start, end, weights, terms)
         start, end, weights, terms = self._on_device[out.device]
-        if weights:  # a line: every chunk reads the weights computed once
+        if weights:  # every chunk reads the weights computed once
             return ops._path_codes_into_trusted(start, end, *weights, first, count, out)
         # The paths the rows touch, within the grid (a negative slice bound would pick paths
         # from the end: rows out of range are then the op's errors, not other paths' rows).
@@ -103,10 +117,9 @@ class Interpolation:
 
     @property
     def codes(self) -> torch.Tensor:
-        """``[P, S, D]`` the codes decoded (:func:`latentsweep.interpolation_codes`). A slerp's may
-        differ from them in the last bit of float64 (~1e-15): the sweep computes each chunk's arcs
-        over that chunk's paths, and torch's ``atan2`` rounds a tensor's last few elements by
-        another routine than the rest."""
+        """``[P, S, D]`` the codes decoded (:func:`latentsweep.interpolation_codes`), bit for bit
+        on the CPU. (A slerp store begun by latentsweep before its arcs were computed over all
+        paths at once computed them per chunk: its float64 codes may differ in the last bit.)"""
         return interpolation_codes(self.start, self.end, steps=len(self.t), path=self.path)
 
     @property
@@ -283,19 +296,22 @@ def interpolate(
         dtype = torch.promote_types(start.dtype, end.dtype)
         peak = check_path_range(_FN, start, end, path, dtype)
         # The grid's positions, t [S] in float64 and values [P, 1, S], and the path writer's float64
-        # endpoints, 2 x [P, D] (the sweep checks its outputs).
+        # endpoints, 2 x [P, D], and an arc's weights with their temporaries while they are made
+        # (about 6 x [P, S] and 6 x [P, D] float64 at the peak; the sweep checks its outputs).
+        arcs = 6 * num_paths * (steps + latent) * 8 if path == "slerp" else 0
         _checks.fits_in_memory(_FN, f"the path grid [P={num_paths}, steps={steps}]",
-                               steps * 8 + num_paths * steps * dtype.itemsize + 2 * num_paths * latent * 8,
+                               steps * 8 + num_paths * steps * dtype.itemsize + 2 * num_paths * latent * 8 + arcs,
                                start.device, "pass fewer steps or paths")
         # The sweep owns its endpoints (a decoder that writes into its input cannot change them).
         start, end = start.detach().to(dtype).clone(), end.detach().to(dtype).clone()
+        writer = PathWriter(start, end, steps, path, _arcs_revision(out, overwrite, start, end, steps, path))
         t = torch.linspace(0.0, 1.0, steps, dtype=torch.float64)
         spec = GridSpec(
             anchors=start,
             dims=torch.zeros(1, dtype=torch.int64, device=start.device),
             values=t.to(start.device, dtype).expand(num_paths, 1, steps).contiguous(),
             mode=path,
-            code_writer=PathWriter(start, end, steps, path),
+            code_writer=writer,
             labels=(path_label(path),),
             code_peak=peak,
             latent_shape=latent_shape,
@@ -316,6 +332,20 @@ def interpolate(
     if isinstance(result, StoreStatus):  # a shard whose store is not complete yet
         return result
     return Interpolation.of_sweep(result, built["start"], built["end"])
+
+
+def _arcs_revision(out, overwrite: bool, start: torch.Tensor, end: torch.Tensor, steps: int, path: str) -> int:
+    """The arcs' revision (ARCS_REVISION) of a sweep into ``out``: 1 where a slerp store of these
+    paths begun before revision 2 is there (its identity says so; a resume or another shard must
+    write its rows as it began), else this version's. Read unchecked: opening the store checks it."""
+    if path != "slerp" or out is None or overwrite:
+        return ARCS_REVISION
+    try:
+        params = recorded_params(store_path(_FN, "out", out))
+    except (TypeError, ValueError):  # (a bad out=: the sweep's checks say so)
+        return ARCS_REVISION
+    began_per_chunk = PathWriter(start, end, steps, path, arcs_revision=1)
+    return 1 if params is not None and params.get("codes") == writer_name(began_per_chunk) else ARCS_REVISION
 
 
 def _as_codes(point):

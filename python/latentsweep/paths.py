@@ -61,7 +61,8 @@ def _angle_of(minus: torch.Tensor, plus: torch.Tensor, nonzero: torch.Tensor) ->
     """theta and sin(theta) from :func:`_angle_terms`. Not row-wise in bits: torch's CPU atan2
     computes a tensor's last few elements (its vectorised loop's tail) with another routine
     than the rest, which can differ in the last bit, so theta depends on the slice it is
-    computed over (a sweep's chunk): the path writer calls this per chunk, as path_codes did."""
+    computed over: the path writer calls this once over all paths, as path_codes does (per chunk
+    for a store begun at arcs' revision 1, interpolation.ARCS_REVISION)."""
     # theta = 2 atan2(|a^ - b^|, |a^ + b^|) of the unit endpoints: accurate at every angle, where
     # arccos of the cosine lost half the digits near 0 and pi (a slerp's midpoint between nearly
     # opposite unit endpoints had norm 1.0003).
