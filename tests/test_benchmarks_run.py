@@ -25,6 +25,13 @@ SCRIPTS = sorted(path.stem for path in BENCHMARKS.glob("*.py") if not path.stem.
 
 # What each script's --smoke stdout must hold: table headers, every row's label, the ratio columns.
 EXPECTED = {
+    "bench_analysis": [
+        "| function | alternative | latentsweep | alternative's time | latentsweep / alternative |",
+        "`encode` (tensor)", "`encode` (numpy array)", "`encode` (DataLoader)", "| `diagnose` |",
+        "`clusters(k=10)`", "`clusters(labels=...)`", "`Clusters.directions` (with `clusters`)",
+        "`principal_directions` | `torch.linalg.svd`", "`principal_directions` | sklearn `PCA`",
+        "| function | N | peak growth | float32 mu [N, D] | growth / mu |",
+    ],
     "bench_core": [
         "| method | median | output bandwidth | speed-up vs torch idiom |",
         "torch idiom `mu + exp(0.5*lv)*randn`", "`torch.randn` alone", "**`latentsweep.sample`**",

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from . import _checks
-from .directions import Directions, as_codes, result_dtype, row_blocks, structured_shape
+from .directions import Directions, as_codes, result_dtype, row_blocks, rows_per_block, structured_shape
 
 
 @dataclass(frozen=True, eq=False)  # __eq__ below compares the tensors
@@ -197,6 +197,21 @@ def _kmeans(codes: torch.Tensor, k: int, seed: int) -> torch.Tensor:
     return torch.from_numpy(model.labels_.astype(np.int64))
 
 
+# Rows whose distinct values are counted first when checking that k clusters can be formed.
+DISTINCT_PREFIX_ROWS = 4096
+
+
+def _distinct_rows_up_to(codes: torch.Tensor, k: int) -> int:
+    """The number of distinct rows of ``codes`` when it is below ``k``, else a number >= k:
+    the rows of a prefix first (sorting all N rows to count them cost KMeans' own time again at
+    N = 10^5), all of them only when that prefix holds fewer than k."""
+    if codes.shape[0] > max(DISTINCT_PREFIX_ROWS, k):
+        distinct = torch.unique(codes[: max(DISTINCT_PREFIX_ROWS, k)], dim=0).shape[0]
+        if distinct >= k:
+            return distinct
+    return torch.unique(codes, dim=0).shape[0]
+
+
 def clusters(codes_or_posterior, labels=None, *, k: int | None = None, seed: int = 0) -> Clusters:
     """Clusters of the codes (a VAE's posterior means): the user's ``labels``, or KMeans
     (scikit-learn, ``k`` clusters, ``random_state=seed``).
@@ -231,7 +246,7 @@ def clusters(codes_or_posterior, labels=None, *, k: int | None = None, seed: int
         if k is None:
             raise ValueError(f"{fn}: give labels ([N] per code) or k (the number of KMeans clusters)")
         k = _checks.integer(fn, "k", k, low=2, high=num_rows - 1)
-        distinct = torch.unique(codes.detach(), dim=0).shape[0]
+        distinct = _distinct_rows_up_to(codes.detach(), k)
         if distinct < k:
             raise ValueError(f"{fn}: the codes hold only {distinct} distinct point(s), fewer than k={k} clusters; "
                              f"use k <= {distinct}")
@@ -262,8 +277,18 @@ def clusters(codes_or_posterior, labels=None, *, k: int | None = None, seed: int
     sums = torch.zeros(num_clusters, latent, dtype=torch.float64)
     lows = torch.full((num_clusters, latent), math.inf, dtype=torch.float64)
     highs = torch.full((num_clusters, latent), -math.inf, dtype=torch.float64)
-    for block, block_index in row_blocks(codes, index):
-        block = block / scale - pivot
+    # Codes that fit in one block are converted once for both passes (read-only).
+    whole = codes.double() / scale - pivot if codes.shape[0] <= rows_per_block(codes) else None
+
+    def scaled_blocks():
+        """Blocks of rows over the scale, less the pivot, with their labels."""
+        if whole is not None:
+            yield whole, index
+            return
+        for block, block_index in row_blocks(codes, index):
+            yield block / scale - pivot, block_index
+
+    for block, block_index in scaled_blocks():
         sums.index_add_(0, block_index, block)
         rows = block_index[:, None].expand_as(block)
         lows.scatter_reduce_(0, rows, block, "amin")
@@ -271,8 +296,9 @@ def clusters(codes_or_posterior, labels=None, *, k: int | None = None, seed: int
     constant = lows == highs
     centroids = torch.where(constant, lows, sums / sizes[:, None])
     within = torch.zeros_like(centroids)  # [C, D] sums of squared deviations
-    for block, block_index in row_blocks(codes, index):
-        within.index_add_(0, block_index, (block / scale - pivot - centroids[block_index]) ** 2)
+    for block, block_index in scaled_blocks():
+        within.index_add_(0, block_index, (block - centroids[block_index]) ** 2)
+    del whole
     within = torch.where(constant, 0.0, within)
     grand = torch.where(lows.amin(0) == highs.amax(0), lows.amin(0), sums.sum(0) / num_rows)
     between = (sizes[:, None] * (centroids - grand) ** 2).sum(0)  # [D]

@@ -491,13 +491,19 @@ def diagnose(posterior: Posterior | torch.Tensor, *, prior_std: float = 1.0) -> 
     finite = torch.isfinite(mu) if logvar is None else torch.isfinite(mu) & torch.isfinite(logvar)
     count = finite.sum(0)
     _refuse_nothing_finite(fn, posterior, count)
+    # With every entry finite (the usual case) the masks below keep everything: skipped, they
+    # cost no pass over [N, D] each, and the same values give the same sums bit for bit.
+    all_finite = bool((count == posterior.num_inputs).all())
+
+    def kept(x: torch.Tensor, fill: float) -> torch.Tensor:
+        return x if all_finite else torch.where(finite, x, fill)
 
     def mean(x: torch.Tensor) -> torch.Tensor:
         # Mean over the finite entries of each dim; 0/0 gives NaN for a dim with none.
-        return torch.where(finite, x, 0.0).sum(0) / count
+        return kept(x, 0.0).sum(0) / count
 
     def extreme(x: torch.Tensor, reduce, fill: float) -> torch.Tensor:
-        value = reduce(torch.where(finite, x, fill), 0)
+        value = reduce(kept(x, fill), 0)
         return torch.where(count > 0, value, math.nan)
 
     # Means and spreads of each dim over a power of two at its largest finite mu (and sigma):
@@ -506,10 +512,12 @@ def diagnose(posterior: Posterior | torch.Tensor, *, prior_std: float = 1.0) -> 
     # mu's own power of two for its statistics (sigma's, far larger, left the squares of mu over
     # it 0: Var(mu) read 0 and no latent active); the larger of the two for the aggregate SD.
     sigma = None if logvar is None else torch.exp(0.5 * logvar)
-    mu_scale = _dim_scale(mu, finite)
-    scale = mu_scale if sigma is None else torch.maximum(mu_scale, _dim_scale(sigma, finite))
-    mean_scaled = mean(mu / mu_scale)
-    variance_scaled = mean((mu / mu_scale - mean_scaled) ** 2)
+    mu_scale = _dim_scale(mu, finite, all_finite)
+    scale = mu_scale if sigma is None else torch.maximum(mu_scale, _dim_scale(sigma, finite, all_finite))
+    mu_scaled = mu / mu_scale
+    mean_scaled = mean(mu_scaled)
+    variance_scaled = mean((mu_scaled - mean_scaled) ** 2)
+    del mu_scaled  # (an [N, D] float64 copy: STATISTICS_COPIES)
     mu_mean = mean_scaled * mu_scale
     mu_variance = variance_scaled * mu_scale * mu_scale  # (inf where the variance itself is beyond float64)
     stats = dict(
@@ -530,12 +538,21 @@ def diagnose(posterior: Posterior | torch.Tensor, *, prior_std: float = 1.0) -> 
         # KL(N(mu, sigma^2) || N(0, p^2)) = log(p / sigma) + (sigma^2 + mu^2) / (2 p^2) - 1/2, written
         # with log p and mu / p so that no p^2 is formed (it under/overflows for extreme p).
         log_p = math.log(prior_std)
-        kl = 0.5 * (2.0 * log_p - logvar + torch.exp(logvar - 2.0 * log_p) + (mu / prior_std) ** 2 - 1.0)
+        # In place, in the order of the sum above, left to right: one [N, D] temporary beside kl
+        # (the expression held three: the peak of diagnose at N = 10^5 was 8 float64 copies of mu).
+        kl = torch.rsub(logvar, 2.0 * log_p)
+        kl += torch.exp_(logvar - 2.0 * log_p)
+        kl += (mu / prior_std).square_()
+        kl -= 1.0
+        kl *= 0.5
         stats["kl"] = mean(kl)
+        del kl
         stats["active"] = mu_variance / prior_std / prior_std > ACTIVE_VARIANCE  # (no prior_std^2: it overflows)
-        stats["posterior_sd"] = mean(sigma / scale) * scale
-        stats["sd"] = (variance_scaled * (mu_scale / scale) ** 2 + mean((sigma / scale) ** 2)).sqrt() * scale
-        median_sigma = torch.where(finite, sigma, math.nan).nanmedian(0).values
+        sigma_scaled = sigma / scale
+        stats["posterior_sd"] = mean(sigma_scaled) * scale
+        stats["sd"] = (variance_scaled * (mu_scale / scale) ** 2 + mean(sigma_scaled**2)).sqrt() * scale
+        del sigma_scaled
+        median_sigma = kept(sigma, math.nan).nanmedian(0).values
         min_logvar = extreme(logvar, torch.amin, math.inf)
         # A logvar that is one positive number for every input is a fixed variance (a design, or
         # a head that ignores its input), not a ReLU's floor, which is exactly 0.
@@ -571,9 +588,10 @@ def diagnose(posterior: Posterior | torch.Tensor, *, prior_std: float = 1.0) -> 
     cpu = {k: v.cpu() if isinstance(v, torch.Tensor) else v for k, v in stats.items()}
     # The reference of mode "empirical" without the rows holding NaN/Inf, which traverse refuses
     # (traverse(decoder, anchors, **diagnosis.traversal_options()) failed on them).
-    rows = torch.isfinite(mu).all(dim=1)
-    reference = posterior.mu.detach() if bool(rows.all()) else posterior.mu.detach()[rows.to(posterior.mu.device)]
-    return Diagnosis(**cpu, flags=flags, reference=reference, axes=_axes(posterior.mu, finite),
+    rows = None if all_finite else torch.isfinite(mu).all(dim=1)
+    reference = posterior.mu.detach() if rows is None or bool(rows.all()) else \
+        posterior.mu.detach()[rows.to(posterior.mu.device)]
+    return Diagnosis(**cpu, flags=flags, reference=reference, axes=_axes(posterior.mu, None if all_finite else finite),
                      latent_shape=posterior.latent_shape)
 
 
@@ -609,16 +627,22 @@ def _always_positive(low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
     return (low >= SCALE_AS_LOGVAR_FLOOR) & (high > low)
 
 
-def _dim_scale(x: torch.Tensor, finite: torch.Tensor) -> torch.Tensor:
+def _dim_scale(x: torch.Tensor, finite: torch.Tensor, all_finite: bool = False) -> torch.Tensor:
     """``[D]`` the power of two at each column's largest finite magnitude (1 for a column of
-    zeros): ``x`` over it lies within [-2, 2], and its squares stay in float64's range."""
+    zeros): ``x`` over it lies within [-2, 2], and its squares stay in float64's range.
+    ``all_finite``: ``finite`` is all True, and no mask is needed where ``x`` is finite too."""
+    if all_finite:
+        largest = x.abs().amax(0)
+        if bool(torch.isfinite(largest).all()):  # (else NaN/Inf in x: sigma = exp(logvar / 2) overflows)
+            return _checks.power_of_two_at(largest)
     return _checks.power_of_two_at(torch.where(finite & torch.isfinite(x), x.abs(), 0.0).amax(0))
 
 
-def _axes(mu: torch.Tensor, finite: torch.Tensor) -> AxisAlignment | None:
-    """Axis statistics of the inputs whose codes are finite on every dim."""
-    rows = finite.all(dim=1)
-    codes = mu if bool(rows.all()) else mu[rows]
+def _axes(mu: torch.Tensor, finite: torch.Tensor | None) -> AxisAlignment | None:
+    """Axis statistics of the inputs whose codes are finite on every dim (``finite`` None:
+    all of them)."""
+    rows = None if finite is None else finite.all(dim=1)
+    codes = mu if rows is None or bool(rows.all()) else mu[rows]
     return axis_alignment(codes) if codes.shape[0] >= 2 else None
 
 

@@ -42,9 +42,14 @@ def structured_shape(codes_or_posterior) -> tuple[int, ...] | None:
 CHUNK_VALUES = 1 << 22
 
 
+def rows_per_block(codes: torch.Tensor) -> int:
+    """Rows of ``codes`` in each block of :func:`row_blocks`."""
+    return max(1, CHUNK_VALUES // max(codes.shape[1], 1))
+
+
 def row_blocks(codes: torch.Tensor, *extra: torch.Tensor):
     """Blocks of rows of ``codes`` in float64 (with the same rows of each ``extra`` tensor)."""
-    rows = max(1, CHUNK_VALUES // max(codes.shape[1], 1))
+    rows = rows_per_block(codes)
     for begin in range(0, codes.shape[0], rows):
         block = codes[begin : begin + rows].double()
         yield (block, *(t[begin : begin + rows] for t in extra)) if extra else block
