@@ -55,9 +55,12 @@ class PathWriter:
     def __call__(self, first: int, count: int, out: torch.Tensor) -> None:
         if out.device not in self._on_device:
             start, end = self.start.to(out.device).double(), self.end.to(out.device).double()
-            weights = path_weights(len(start), self.steps, device=out.device) if self.path == "linear" else \
-                path_weights(len(start), self.steps, *_angle_terms(start[:, None, :], end[:, None, :])) \
-                if self.arcs_once else ()
+            if self.path == "linear":
+                weights = path_weights(len(start), self.steps, device=out.device)
+            elif self.arcs_once:
+                weights = path_weights(len(start), self.steps, *_angle_terms(start[:, None, :], end[:, None, :]))
+            else:
+                weights = ()
             # Revision 1: an arc's angle terms (norms) are row-wise on the CPU (tested), once; CUDA's
             # reductions spread a row over more threads when fewer rows are reduced: a chunk's.
             once = self.path == "slerp" and not self.arcs_once and out.device.type == "cpu"
