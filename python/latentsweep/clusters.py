@@ -298,7 +298,6 @@ def clusters(codes_or_posterior, labels=None, *, k: int | None = None, seed: int
     within = torch.zeros_like(centroids)  # [C, D] sums of squared deviations
     for block, block_index in scaled_blocks():
         within.index_add_(0, block_index, (block - centroids[block_index]) ** 2)
-    del whole
     within = torch.where(constant, 0.0, within)
     grand = torch.where(lows.amin(0) == highs.amax(0), lows.amin(0), sums.sum(0) / num_rows)
     between = (sizes[:, None] * (centroids - grand) ** 2).sum(0)  # [D]
