@@ -31,9 +31,10 @@ SCALE_AS_LOGVAR_FLOOR = 0.01
 MIN_INPUTS = 2
 MEAN_TOLERANCE = 0.5  # |aggregate mean| above this x prior_std
 SD_RANGE = (0.5, 2.0)  # aggregate SD outside this range x prior_std
-# [N, D] float64 arrays diagnose holds at once (mu, logvar, sigma and a temporary): a diagnosis
-# whose copies exceed the device's memory is refused before allocating.
-STATISTICS_COPIES = 4
+# [N, D] float64 arrays diagnose holds at once, rounded up: mu, logvar, the KL and its temporary,
+# and NaN/Inf masks (measured: 4.3 copies with a logvar, 2.4 without; tests/test_diagnose_memory.py).
+# A diagnosis whose copies exceed the device's memory is refused before allocating.
+STATISTICS_COPIES = 5
 # A VAE's latents count as the codes' main axes when the top coordinate carries at least this
 # share of what the top principal component carries (alignment.AxisAlignment.ratio).
 ALIGNED_RATIO = 0.9
@@ -511,13 +512,11 @@ def diagnose(posterior: Posterior | torch.Tensor, *, prior_std: float = 1.0) -> 
     # underflow (SD 0, "constant"); a power of two changes no digit of the ordinary cases.
     # mu's own power of two for its statistics (sigma's, far larger, left the squares of mu over
     # it 0: Var(mu) read 0 and no latent active); the larger of the two for the aggregate SD.
-    sigma = None if logvar is None else torch.exp(0.5 * logvar)
     mu_scale = _dim_scale(mu, finite, all_finite)
-    scale = mu_scale if sigma is None else torch.maximum(mu_scale, _dim_scale(sigma, finite, all_finite))
-    mu_scaled = mu / mu_scale
-    mean_scaled = mean(mu_scaled)
-    variance_scaled = mean((mu_scaled - mean_scaled) ** 2)
-    del mu_scaled  # (an [N, D] float64 copy: STATISTICS_COPIES)
+    deviations = mu / mu_scale  # (one [N, D] temporary, centred and squared in place)
+    mean_scaled = mean(deviations)
+    variance_scaled = mean(deviations.sub_(mean_scaled).square_())
+    del deviations
     mu_mean = mean_scaled * mu_scale
     mu_variance = variance_scaled * mu_scale * mu_scale  # (inf where the variance itself is beyond float64)
     stats = dict(
@@ -538,21 +537,27 @@ def diagnose(posterior: Posterior | torch.Tensor, *, prior_std: float = 1.0) -> 
         # KL(N(mu, sigma^2) || N(0, p^2)) = log(p / sigma) + (sigma^2 + mu^2) / (2 p^2) - 1/2, written
         # with log p and mu / p so that no p^2 is formed (it under/overflows for extreme p).
         log_p = math.log(prior_std)
-        # In place, in the order of the sum above, left to right: one [N, D] temporary beside kl
+        # In place, in the order of the sum above, left to right, in one [N, D] temporary beside kl
         # (the expression held three: the peak of diagnose at N = 10^5 was 8 float64 copies of mu).
         kl = torch.rsub(logvar, 2.0 * log_p)
-        kl += torch.exp_(logvar - 2.0 * log_p)
-        kl += (mu / prior_std).square_()
+        temporary = torch.sub(logvar, 2.0 * log_p)
+        kl += temporary.exp_()
+        kl += torch.div(mu, prior_std, out=temporary).square_()
+        del temporary
         kl -= 1.0
         kl *= 0.5
         stats["kl"] = mean(kl)
         del kl
         stats["active"] = mu_variance / prior_std / prior_std > ACTIVE_VARIANCE  # (no prior_std^2: it overflows)
-        sigma_scaled = sigma / scale
+        sigma = torch.exp(0.5 * logvar)
+        scale = torch.maximum(mu_scale, _dim_scale(sigma, finite, all_finite))
+        sigma_scaled = sigma.div_(scale)  # (in place: nothing else reads sigma)
         stats["posterior_sd"] = mean(sigma_scaled) * scale
-        stats["sd"] = (variance_scaled * (mu_scale / scale) ** 2 + mean(sigma_scaled**2)).sqrt() * scale
-        del sigma_scaled
-        median_sigma = kept(sigma, math.nan).nanmedian(0).values
+        stats["sd"] = (variance_scaled * (mu_scale / scale) ** 2 + mean(sigma_scaled.square_())).sqrt() * scale
+        del sigma, sigma_scaled
+        # exp is monotone, so the median of sigma is exp of the lower median of logvar (nanmedian's):
+        # no [N, D] sigma beside its sort.
+        median_sigma = torch.exp(0.5 * kept(logvar, math.nan).nanmedian(0).values)
         min_logvar = extreme(logvar, torch.amin, math.inf)
         # A logvar that is one positive number for every input is a fixed variance (a design, or
         # a head that ignores its input), not a ReLU's floor, which is exactly 0.
