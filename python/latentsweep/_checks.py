@@ -215,6 +215,19 @@ def _uint64_extremes(value: torch.Tensor) -> tuple[int, int]:
     return smallest, largest
 
 
+def rows_nonfinite(value: torch.Tensor) -> torch.Tensor | None:
+    """``[N]`` bool, the rows of ``value`` (``[N, ...]``, floating point) holding NaN or Inf, or
+    None when every entry is finite (the usual case, found without masks). A finite sum means
+    every entry is finite (NaN and Inf propagate): one pass, ~15x faster than ``isfinite``'s
+    masks on a batch of codes; a sum that overflowed is checked entry by entry. Summed in
+    float32 at least, not float64 (the conversion made it 13 ms for 6,400 decoder outputs,
+    0.14 ms in float32)."""
+    if math.isfinite(value.sum(dtype=torch.promote_types(value.dtype, torch.float32)).item()):
+        return None
+    bad = ~torch.isfinite(value.reshape(value.shape[0], -1)).all(dim=1)
+    return bad if bool(bad.any()) else None
+
+
 def distinct_values(value: torch.Tensor) -> torch.Tensor:
     """A view without the repeats of broadcast (zero-stride) dimensions: an expanded tensor of
     2^60 elements holds only a few distinct values, and scanning them all would take forever."""

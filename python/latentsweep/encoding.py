@@ -503,8 +503,8 @@ def _check_batch(mu, logvar, index: int, start: int, batch_rows: int, mus: list,
             now, before = ("no", "a") if logvar is None else ("a", "no")
             raise ValueError(f"{_FN}: the encoder returned {now} logvar for batch {index} but {before} logvar for batch 0")
     for name, tensor in parts:
-        bad = ~torch.isfinite(tensor.flatten(1)).all(dim=1)
-        if bool(bad.any()):
+        bad = _checks.rows_nonfinite(tensor)
+        if bad is not None:
             rows = (bad.nonzero()[:, 0] + start).tolist()
             shown = _checks.listed(rows)
             raise ValueError(
