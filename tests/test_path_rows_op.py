@@ -366,6 +366,47 @@ def test_cuda_rows_are_the_python_writers_on_cuda(dtype, path):
             assert torch.equal(bits(got.cpu()), bits(expected.cpu())), (chunk, first)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("path", ["linear", "slerp"])
+def test_cuda_rows_at_revision_2_are_path_codes_on_cuda(dtype, path):
+    """The sweep's default writer (arcs' revision 2) on CUDA: path_codes of all paths on CUDA,
+    bit for bit, whatever the chunks."""
+    start, end = endpoints(37, 33, dtype, 5)
+    start, end = start.cuda(), end.cuda()
+    steps = 9
+    expected = torch.empty(37 * steps, 33, dtype=dtype, device="cuda")
+    expected.copy_(path_codes(start, end, steps, path).flatten(0, 1))
+    for chunk in (1, 7, 64, 333):
+        written = torch.full_like(expected, float("nan"))
+        writer = PathWriter(start, end, steps, path)
+        for first in range(0, 37 * steps, chunk):
+            count = min(chunk, 37 * steps - first)
+            writer(first, count, written[first : first + count])
+        assert torch.equal(bits(written.cpu()), bits(expected.cpu())), chunk
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("path", ["linear", "slerp"])
+def test_cuda_kernel_writes_the_cpu_kernels_rows(dtype, path):
+    """The op alone, the same float64 inputs on both devices (weights computed on the CPU, so
+    torch's own CUDA math is not in the comparison): the CUDA kernel's rows are the CPU kernel's
+    bit for bit (both built without fused multiply-adds), for chunks that start and end
+    mid-path, with a line's expanded (stride 0) weights and an arc's."""
+    start, end = (x.double() for x in endpoints(41, 19, torch.float64, 3))
+    steps = 7
+    weights = path_weights(41, steps, *_angle_terms(start[:, None], end[:, None])) if path == "slerp" else \
+        path_weights(41, steps)
+    rows = 41 * steps
+    for first, count in [(0, rows), (3, 1), (5, 40), (steps - 1, 2), (rows - 9, 9), (rows, 0)]:
+        cpu = torch.full((count, 19), float("nan"), dtype=dtype)
+        ops._path_codes_into_trusted(start, end, *weights, first, count, cpu)
+        gpu = torch.full((count, 19), float("nan"), dtype=dtype, device="cuda")
+        ops._path_codes_into_trusted(start.cuda(), end.cuda(), *(w.cuda() for w in weights), first, count, gpu)
+        assert torch.equal(bits(gpu.cpu()), bits(cpu)), (first, count)
+
+
 def chunk_by_chunk(writer: PathWriter, rows: int, latent: int, chunk: int, dtype=torch.float64) -> torch.Tensor:
     written = torch.empty(rows, latent, dtype=dtype)
     for first in range(0, rows, chunk):
