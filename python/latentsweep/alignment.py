@@ -107,16 +107,16 @@ def axis_alignment(codes) -> AxisAlignment | None:
         mean += block.sum(0)
     mean /= num_rows
     variances = torch.zeros_like(mean)
-    for block in scaled.blocks():
-        variances += ((block - mean) ** 2).sum(0)
+    for centred in scaled.centred_blocks(mean):
+        variances += centred.square_().sum(0)
+    del centred  # (the loop's last block, beside the next pass's first: codes of one block held 3 copies)
     variances /= num_rows - 1
     total = float(variances.sum())
     if not total > 0 or not math.isfinite(total):
         return None
     if latent <= EXACT_MAX_DIM:
         covariance = torch.zeros(latent, latent, dtype=torch.float64, device=codes.device)
-        for block in scaled.blocks():
-            centred = block - mean
+        for centred in scaled.centred_blocks(mean):
             covariance += centred.T @ centred
         covariance /= num_rows - 1
         top = float(torch.linalg.eigvalsh(covariance)[-1])

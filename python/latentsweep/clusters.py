@@ -11,6 +11,7 @@ import torch
 
 from . import _checks
 from .directions import Directions, as_codes, result_dtype, row_blocks, rows_per_block, structured_shape
+from .principal import scaled_rows
 
 
 @dataclass(frozen=True, eq=False)  # __eq__ below compares the tensors
@@ -183,6 +184,15 @@ def _check_one_kind_of_label(fn: str, labels: list) -> None:
 # overflow (or below its inverse, underflow), so it sees the codes scaled to a largest entry of 1
 # (the clustering does not change with the scale).
 KMEANS_SAFE_MAGNITUDE = 1e12
+# [N, D] copies of the codes in their result dtype (float32; float64 for float64 codes) that
+# clusters(k=...) holds beside them: scikit-learn's KMeans holds 2 (measured 2.0 at N = 4e5 and
+# 1.6e6, D = 32; tests/test_analysis_memory.py), and codes beyond KMEANS_SAFE_MAGNITUDE a scaled
+# one. Larger codes are refused before KMeans allocates.
+KMEANS_COPIES = 3
+# Bytes per code (row) that clusters holds beside the codes whatever D: the labels as 0 .. C-1
+# (numpy's unique: its sort and inverse) and KMeans' arrays of one value per row (measured at
+# D = 1, N = 1e7: 41 with labels, 57 beside KMeans' copies; tests/test_analysis_memory.py).
+ROW_BYTES = 64
 
 
 def _kmeans(codes: torch.Tensor, k: int, seed: int) -> torch.Tensor:
@@ -191,8 +201,13 @@ def _kmeans(codes: torch.Tensor, k: int, seed: int) -> torch.Tensor:
     # scikit-learn computes in float32 or float64: no float64 copy of float32 codes.
     largest = float(codes.detach().abs().amax().double())
     if largest > KMEANS_SAFE_MAGNITUDE or 0 < largest < 1 / KMEANS_SAFE_MAGNITUDE:
-        codes = (codes.detach().double() / largest).to(codes.dtype)
+        # One float64 copy divided in place (the same bits; copy=True: float64 codes' double() is
+        # the codes themselves).
+        scaled = codes.detach().to(torch.float64, copy=True).div_(largest)
+        codes = scaled.to(codes.dtype)
+        del scaled
     data = codes.detach().to("cpu", result_dtype(codes)).numpy()
+    del codes  # (a scaled bfloat16 copy beside its float32 data: not held through KMeans)
     model = KMeans(n_clusters=k, random_state=seed, n_init="auto").fit(data)
     return torch.from_numpy(model.labels_.astype(np.int64))
 
@@ -234,8 +249,13 @@ def clusters(codes_or_posterior, labels=None, *, k: int | None = None, seed: int
     fn = "latentsweep.clusters"
     codes = as_codes(fn, codes_or_posterior, min_rows=3)
     num_rows = codes.shape[0]
-    _checks.codes_fit_in_memory(fn, f"reading the codes [N={num_rows}, D={codes.shape[1]}]", codes,
-                                "pass a sample of the rows (codes[:n] or posterior[:n])")
+    # The codes (KMeans' copies of them) and what each row holds; the passes' float64 blocks
+    # are bounded whatever N (principal.PASS_BLOCKS).
+    per_value = codes.element_size() if labels is not None else KMEANS_COPIES * result_dtype(codes).itemsize
+    work = "reading the codes" if labels is not None else "clustering with KMeans (its copies of) the codes"
+    _checks.codes_fit_in_memory(fn, f"{work} [N={num_rows}, D={codes.shape[1]}]", codes,
+                                "pass a sample of the rows (codes[:n] or posterior[:n])",
+                                bytes_per_value=per_value + math.ceil(ROW_BYTES / codes.shape[1]))
     seed = _checks.integer(fn, "seed", seed, low=0, high=2**32 - 1)
     if labels is not None:
         if k is not None:
@@ -277,16 +297,18 @@ def clusters(codes_or_posterior, labels=None, *, k: int | None = None, seed: int
     sums = torch.zeros(num_clusters, latent, dtype=torch.float64)
     lows = torch.full((num_clusters, latent), math.inf, dtype=torch.float64)
     highs = torch.full((num_clusters, latent), -math.inf, dtype=torch.float64)
-    # Codes that fit in one block are converted once for both passes (read-only).
-    whole = codes.double() / scale - pivot if codes.shape[0] <= rows_per_block(codes) else None
+    # Codes that fit in one block are converted once for both passes (the second, the last to
+    # read them, changes them in place).
+    whole = scaled_rows(codes.double(), codes.dtype, scale, pivot) if codes.shape[0] <= rows_per_block(codes) else None
 
     def scaled_blocks():
-        """Blocks of rows over the scale, less the pivot, with their labels."""
+        """Blocks of rows over the scale, less the pivot, with their labels: new tensors (but
+        ``whole``)."""
         if whole is not None:
             yield whole, index
             return
         for block, block_index in row_blocks(codes, index):
-            yield block / scale - pivot, block_index
+            yield scaled_rows(block, codes.dtype, scale, pivot), block_index
 
     for block, block_index in scaled_blocks():
         sums.index_add_(0, block_index, block)
@@ -296,8 +318,8 @@ def clusters(codes_or_posterior, labels=None, *, k: int | None = None, seed: int
     constant = lows == highs
     centroids = torch.where(constant, lows, sums / sizes[:, None])
     within = torch.zeros_like(centroids)  # [C, D] sums of squared deviations
-    for block, block_index in scaled_blocks():
-        within.index_add_(0, block_index, (block - centroids[block_index]) ** 2)
+    for block, block_index in scaled_blocks():  # (the last pass: the blocks are squared in place)
+        within.index_add_(0, block_index, block.sub_(centroids[block_index]).square_())
     within = torch.where(constant, 0.0, within)
     grand = torch.where(lows.amin(0) == highs.amax(0), lows.amin(0), sums.sum(0) / num_rows)
     between = (sizes[:, None] * (centroids - grand) ** 2).sum(0)  # [D]

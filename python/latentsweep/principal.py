@@ -18,6 +18,21 @@ RANDOMIZED_DEFAULT_K = 64
 METHODS = ("auto", "exact", "randomized")
 # Subspace iteration converges geometrically; far fewer passes than this always suffice.
 MAX_ITERATIONS = 100
+# Float64 blocks of rows (directions.CHUNK_VALUES values, 32 MiB) that a pass over the codes
+# holds at once beside them, rounded up, whatever N (measured at D = 32, N = 4e5 and 1.6e6: 2.0
+# exact, 2.5 randomized, 4.2 exact with a projected remainder, 2.1 axis_alignment, 2.2 clusters'
+# passes; tests/test_analysis_memory.py); codes of one block: 2 float64 copies of them. Not a
+# multiple of N: the memory checks count the codes themselves (what a broadcast view exceeds).
+PASS_BLOCKS = 5
+
+
+def scaled_rows(block: torch.Tensor, codes_dtype: torch.dtype, scale, pivot: torch.Tensor) -> torch.Tensor:
+    """``[rows, D]`` float64 rows of codes of ``codes_dtype`` (``row_blocks``' or ``double()``'s)
+    over ``scale`` (a float or ``[D]``), less ``pivot`` (``[D]``), in one tensor, with the bits
+    of ``block / scale - pivot`` (which held three): in place when ``block`` is a copy; float64
+    codes' rows are the codes themselves, never written."""
+    scaled = block.div_(scale) if codes_dtype != torch.float64 else block / scale
+    return scaled.sub_(pivot)
 
 
 @dataclass(frozen=True)
@@ -56,13 +71,25 @@ class _Scaled:
             yield self._whole
             return
         for block in row_blocks(self.codes):
-            yield block / self.scale - self.pivot
+            yield self._scaled(block)
+
+    def centred_blocks(self, mean: torch.Tensor):
+        """The blocks less ``mean`` (``[D]``), each a new ``[rows, D]`` float64 tensor that the
+        caller may change in place (``square_``): no second temporary per block."""
+        if self.codes.shape[0] <= rows_per_block(self.codes):
+            yield self._whole - mean
+            return
+        for block in row_blocks(self.codes):
+            yield self._scaled(block).sub_(mean)
+
+    def _scaled(self, block: torch.Tensor) -> torch.Tensor:
+        return scaled_rows(block, self.codes.dtype, self.scale, self.pivot)
 
     @functools.cached_property
     def _whole(self) -> torch.Tensor:
         """The codes as their one block, made once: each function passes over the codes 3 to 9
         times, and converting them again each time took a third of its time at N = 10^5."""
-        return self.codes.double() / self.scale - self.pivot
+        return self._scaled(self.codes.double())
 
     def unshifted(self, mean: torch.Tensor) -> torch.Tensor:
         """A mean of the blocks as one of the codes."""
@@ -83,16 +110,15 @@ def _mean(codes: _Scaled) -> torch.Tensor:
 
 def _total_variance(codes: _Scaled, mean: torch.Tensor) -> float:
     total = 0.0
-    for chunk in codes.blocks():
-        total += float(((chunk - mean) ** 2).sum())
+    for centred in codes.centred_blocks(mean):
+        total += float(centred.square_().sum())
     return total / (codes.shape[0] - 1)
 
 
 def _covariance_times(codes: _Scaled, mean: torch.Tensor, block: torch.Tensor) -> torch.Tensor:
     """``C @ block`` with C the codes' covariance, one streamed pass, C never formed."""
     result = torch.zeros_like(block)
-    for chunk in codes.blocks():
-        centred = chunk - mean
+    for centred in codes.centred_blocks(mean):
         result += centred.T @ (centred @ block)
     return result / (codes.shape[0] - 1)
 
@@ -113,8 +139,9 @@ def _exact(codes: _Scaled, mean: torch.Tensor, k: int) -> tuple[torch.Tensor, to
     while found < k:
         width = latent if complement is None else complement.shape[1]
         covariance = torch.zeros(width, width, dtype=torch.float64, device=codes.device)
-        for chunk in codes.blocks():
-            centred = chunk - mean if complement is None else (chunk - mean) @ complement
+        for centred in codes.centred_blocks(mean):
+            if complement is not None:
+                centred = centred @ complement
             covariance += centred.T @ centred
         covariance /= codes.shape[0] - 1
         eigenvalues, eigenvectors = torch.linalg.eigh(covariance)  # ascending

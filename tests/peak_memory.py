@@ -1,0 +1,35 @@
+"""The peak memory of one call, measured in a fresh process: the resident set's high-water mark
+(VmHWM, reset just before the call through /proc/self/clear_refs) above the resident set before
+it. Linux only. Measure allocations of more than 64 MB: glibc maps and unmaps those, so the
+resident set is what is live (smaller freed blocks stay in its heap for reuse)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc (Linux)")
+
+# Around the measured call in a script: BEFORE after its inputs and warm-ups, AFTER after the call.
+BEFORE = """
+import resource as _resource
+_resident = int(open("/proc/self/statm").read().split()[1]) * _resource.getpagesize()
+open("/proc/self/clear_refs", "w").write("5")  # the high-water mark from here
+"""
+AFTER = """
+import json as _json
+_peak = [int(line.split()[1]) * 1024 for line in open("/proc/self/status") if line.startswith("VmHWM:")][0]
+print(_json.dumps({"peak_bytes": _peak - _resident}))
+"""
+
+
+def peak_bytes(setup: str, call: str) -> int:
+    """Bytes above the resident set that ``call`` (a statement) reached, after ``setup`` (which
+    makes the inputs and warms up the imports and one-time allocations)."""
+    script = "\n".join((setup, BEFORE, call, AFTER))
+    completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 0, completed.stderr
+    return json.loads(completed.stdout.strip().splitlines()[-1])["peak_bytes"]
