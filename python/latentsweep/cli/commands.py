@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .._checks import INT64_MAX
+from .._checks import INT64_MAX, rows_nonfinite
 from .._extension import _C
 from ..encoding import encode
 from ..explanation import explain
@@ -221,9 +221,9 @@ def _encode(encoder, model, args):
     data = load_array(args.data, key=args.key)
     if data.is_floating_point():
         data = data.to(part_device_dtype(encoder, model)[1])
-    finite = torch.isfinite(data.flatten(1)).all(dim=1) if data.dim() > 1 else torch.isfinite(data)
-    if not bool(finite.all()):
-        rows = (~finite).nonzero().flatten()[:5].tolist()
+    bad = rows_nonfinite(torch.atleast_1d(data))
+    if bad is not None:
+        rows = bad.nonzero().flatten()[:5].tolist()
         raise CliError(f"--data {args.data}: NaN or Inf in row(s) {rows} (as {str(data.dtype).removeprefix('torch.')}, "
                        "the encoder's dtype: values beyond its range become Inf)")
     other = _other_part(args, "encoder")
