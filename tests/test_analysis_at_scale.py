@@ -183,3 +183,19 @@ def test_encode_tells_overflowing_sums_from_nonfinite_codes():
     opposite[2, 0], opposite[5, 2] = float("inf"), -float("inf")  # (sums to NaN)
     with pytest.raises(ValueError, match=r"in 2 row\(s\) of the data: 2, 5"):
         latentsweep.encode(lambda x: x, opposite, progress=False)
+
+
+def test_rows_nonfinite_of_any_dtype_and_shape():
+    """The one rule for rows holding NaN/Inf (encode's batches, the decoder's probe, the CLI's
+    --data): None when all are finite, else the rows, for any dtype and [N, ...] shape."""
+    from latentsweep._checks import rows_nonfinite
+
+    assert rows_nonfinite(torch.zeros(0, 3)) is None
+    for finite in (torch.ones(5, 3, dtype=torch.uint8), torch.ones(4, dtype=torch.bool), torch.full((4, 2), 3e38),
+                   torch.randn(3, 2, 2, dtype=torch.complex64)):
+        assert rows_nonfinite(finite) is None, finite.dtype
+    images = torch.zeros(3, 2, 2, dtype=torch.bfloat16)
+    images[1, 0, 1] = float("inf")
+    assert rows_nonfinite(images).tolist() == [False, True, False]
+    values = torch.tensor([1 + 2j, complex(1, float("nan")), 3j])
+    assert rows_nonfinite(values).tolist() == [False, True, False]
