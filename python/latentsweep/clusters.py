@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from . import _checks
-from .directions import Directions, as_codes, result_dtype, row_blocks, rows_per_block, structured_shape
+from .directions import Directions, as_codes, in_one_block, result_dtype, row_blocks, structured_shape
 from .principal import scaled_rows
 
 
@@ -299,7 +299,7 @@ def clusters(codes_or_posterior, labels=None, *, k: int | None = None, seed: int
     highs = torch.full((num_clusters, latent), -math.inf, dtype=torch.float64)
     # Codes that fit in one block are converted once for both passes (the second, the last to
     # read them, changes them in place).
-    whole = scaled_rows(codes.double(), codes.dtype, scale, pivot) if codes.shape[0] <= rows_per_block(codes) else None
+    whole = scaled_rows(codes.double(), codes.dtype, scale, pivot) if in_one_block(codes) else None
 
     def scaled_blocks():
         """Blocks of rows over the scale, less the pivot, with their labels: new tensors (but

@@ -47,6 +47,12 @@ def rows_per_block(codes: torch.Tensor) -> int:
     return max(1, CHUNK_VALUES // max(codes.shape[1], 1))
 
 
+def in_one_block(codes: torch.Tensor) -> bool:
+    """Whether :func:`row_blocks` gives ``codes`` as one block (a pass over them can then reuse
+    one float64 conversion)."""
+    return codes.shape[0] <= rows_per_block(codes)
+
+
 def row_blocks(codes: torch.Tensor, *extra: torch.Tensor):
     """Blocks of rows of ``codes`` in float64 (with the same rows of each ``extra`` tensor)."""
     rows = rows_per_block(codes)

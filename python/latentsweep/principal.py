@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import torch
 
 from . import _checks
-from .directions import Directions, as_codes, result_dtype, row_blocks, rows_per_block, structured_shape
+from .directions import Directions, as_codes, in_one_block, result_dtype, row_blocks, structured_shape
 
 # Above this many latents the D x D covariance is not formed: randomised subspace iteration.
 EXACT_MAX_DIM = 4096
@@ -67,29 +67,24 @@ class _Scaled:
     def blocks(self):
         """Blocks of rows in float64, over the scale, less the pivot (read-only: codes that fit
         in one block give the same tensor to every pass)."""
-        if self.codes.shape[0] <= rows_per_block(self.codes):
+        if in_one_block(self.codes):
             yield self._whole
             return
         for block in row_blocks(self.codes):
-            yield self._scaled(block)
+            yield scaled_rows(block, self.codes.dtype, self.scale, self.pivot)
 
     def centred_blocks(self, mean: torch.Tensor):
         """The blocks less ``mean`` (``[D]``), each a new ``[rows, D]`` float64 tensor that the
         caller may change in place (``square_``): no second temporary per block."""
-        if self.codes.shape[0] <= rows_per_block(self.codes):
-            yield self._whole - mean
-            return
-        for block in row_blocks(self.codes):
-            yield self._scaled(block).sub_(mean)
-
-    def _scaled(self, block: torch.Tensor) -> torch.Tensor:
-        return scaled_rows(block, self.codes.dtype, self.scale, self.pivot)
+        one_block = in_one_block(self.codes)  # (the one block is shared by every pass: not changed)
+        for block in self.blocks():
+            yield block - mean if one_block else block.sub_(mean)
 
     @functools.cached_property
     def _whole(self) -> torch.Tensor:
         """The codes as their one block, made once: each function passes over the codes 3 to 9
         times, and converting them again each time took a third of its time at N = 10^5."""
-        return self._scaled(self.codes.double())
+        return scaled_rows(self.codes.double(), self.codes.dtype, self.scale, self.pivot)
 
     def unshifted(self, mean: torch.Tensor) -> torch.Tensor:
         """A mean of the blocks as one of the codes."""
