@@ -37,21 +37,35 @@ def modules_behind(model) -> list[torch.nn.Module]:
     a snapshot during training can put them in eval mode: a lambda around the model ran it in
     training mode (BatchNorm's running statistics moved, dropout was on). The rule for every
     use of the user's callables: eval mode, device and dtype, fingerprint."""
-    import inspect
-
     owner = owning_module(model)
     if owner is not None:
         return [owner]
-    while isinstance(model, functools.partial):
-        model = model.func
+    # A wrapper's references, and those of the function it wraps (functools.wraps' __wrapped__):
+    # a lambda encoder was hidden behind the input recorder of a training snapshot (its data was
+    # not cast to its modules' dtype).
+    candidates: list = []
+    wrappers: set[int] = set()
+    while model is not None and id(model) not in wrappers:
+        wrappers.add(id(model))
+        while isinstance(model, functools.partial):
+            model = model.func
+        candidates += _references(model)
+        model = getattr(model, "__wrapped__", None)
+    return _modules_within(candidates)
+
+
+def _references(model) -> list:
+    """The values a callable reads: a function's closure variables and globals (and a bound
+    method's object's attributes), or another callable object's attributes."""
+    import inspect
+
     if inspect.isfunction(model) or inspect.ismethod(model):
         found = inspect.getclosurevars(getattr(model, "__func__", model))
         candidates = [*found.nonlocals.values(), *found.globals.values()]
         if inspect.ismethod(model):  # (of an object that holds the modules: wrapper.decode)
             candidates += list(getattr(model.__self__, "__dict__", {}).values())
-    else:
-        candidates = list(getattr(model, "__dict__", {}).values())
-    return _modules_within(candidates)
+        return candidates
+    return list(getattr(model, "__dict__", {}).values())
 
 
 # How far, and through how many values at most, modules are looked for inside the plain objects
@@ -152,6 +166,20 @@ def parameter_dtype(model) -> torch.dtype | None:
         if tensor.is_floating_point():
             return tensor.dtype
     return None
+
+
+def inference_mode_for(model):
+    """The grad mode to call the user's model in: ``torch.inference_mode()``, or
+    ``torch.no_grad()`` while a module behind it (:func:`modules_behind`) is a lazy module whose
+    parameters are not materialised yet (``nn.LazyLinear`` before its first call). Parameters
+    materialised under inference mode are inference tensors: the training that followed (a
+    snapshot at step 0, then the first step) failed in torch's backward, "Inference tensors
+    cannot be saved for backward"."""
+    from torch.nn.modules.lazy import LazyModuleMixin
+
+    lazy = any(isinstance(module, LazyModuleMixin) and module.has_uninitialized_params()
+               for owner in modules_behind(model) for module in owner.modules())
+    return torch.no_grad() if lazy else torch.inference_mode()
 
 
 # Every module some eval_mode of this process holds: id -> [module, holders, its mode before the

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from . import _batching, _checks
-from ._modules import first_linear_inputs, given_shape, shape_error
+from ._modules import first_linear_inputs, given_shape, inference_mode_for, shape_error
 from .decoding import DecoderCall
 from .grid_spec import GridSpec
 from .paths import PATHS
@@ -116,11 +116,12 @@ def probe_anchors(fn: str, decoder, spec: GridSpec, probe_rows: int = ANCHOR_PRO
     :class:`DecoderCall`'s, for the NaN/Inf error."""
     anchors = spec.anchors
     measure = anchors.device.type == "cuda"
+    own_decoder = decoder.decoder if isinstance(decoder, DecoderCall) else decoder
 
     def run(rows: int) -> Probe:
         outputs, activation_bytes, per_row = None, 0.0, []
         later_rows, start = rows, 0
-        with torch.inference_mode():
+        with inference_mode_for(own_decoder):  # (the decoder's first call: lazy layers are made here)
             while start < anchors.shape[0]:
                 chunk = anchors[start : start + (rows if start == 0 else later_rows)].clone()
                 if measure and start == 0:

@@ -108,8 +108,8 @@ class Diagnosis:
         kl: mean over the data of KL(N(mu, sigma^2) || N(0, prior_std^2)), in nats.
         active: bool, ``mu_variance / prior_std^2 > 0.01``. posterior_sd: mean of sigma_d.
         flags: the problems found, as :class:`Flag` items.
-        reference: ``[M, D]`` the codes (posterior means) the statistics were computed from,
-            those of the M inputs whose means are finite on every dim: the reference of mode
+        reference: ``[M, D]`` a copy of the codes (posterior means) the statistics were computed
+            from, those of the M inputs whose means are finite on every dim: the reference of mode
             ``"empirical"`` (see :meth:`traversal_options`).
         axes: how axis-aligned the means are (:class:`latentsweep.alignment.AxisAlignment`:
             the top coordinate's and the top principal component's share of the variance, and
@@ -487,8 +487,12 @@ def diagnose(posterior: Posterior | torch.Tensor, *, prior_std: float = 1.0) -> 
         fn, f"computing in float64 over the codes [N={posterior.num_inputs}, D={posterior.latent_dim}]", posterior.mu,
         "diagnose a sample of the inputs (posterior[:n])", bytes_per_value=8 * STATISTICS_COPIES,
     )
-    mu = posterior.mu.double()
-    logvar = None if posterior.logvar is None else posterior.logvar.double()
+    # The statistics describe the codes, not a function of them: a training step's encoder outputs,
+    # which carry gradients, are read without their graph (torch refused the KL's in-place steps
+    # under autograd, and an autoencoder's statistics held the step's graph).
+    codes = posterior.mu.detach()
+    mu = codes.double()
+    logvar = None if posterior.logvar is None else posterior.logvar.detach().double()
     finite = torch.isfinite(mu) if logvar is None else torch.isfinite(mu) & torch.isfinite(logvar)
     count = finite.sum(0)
     _refuse_nothing_finite(fn, posterior, count)
@@ -594,9 +598,10 @@ def diagnose(posterior: Posterior | torch.Tensor, *, prior_std: float = 1.0) -> 
     # The reference of mode "empirical" without the rows holding NaN/Inf, which traverse refuses
     # (traverse(decoder, anchors, **diagnosis.traversal_options()) failed on them).
     rows = None if all_finite else torch.isfinite(mu).all(dim=1)
-    reference = posterior.mu.detach() if rows is None or bool(rows.all()) else \
-        posterior.mu.detach()[rows.to(posterior.mu.device)]
-    return Diagnosis(**cpu, flags=flags, reference=reference, axes=_axes(posterior.mu, None if all_finite else finite),
+    # The diagnosis' own copy: codes the caller updates in place afterwards (an auto-decoder's latent
+    # table stepped by its optimizer) changed the reference of a diagnosis already made.
+    reference = codes.clone() if rows is None or bool(rows.all()) else codes[rows.to(codes.device)]
+    return Diagnosis(**cpu, flags=flags, reference=reference, axes=_axes(codes, None if all_finite else finite),
                      latent_shape=posterior.latent_shape)
 
 

@@ -12,7 +12,8 @@ import numpy as np
 import torch
 
 from . import _checks, _progress
-from ._modules import eval_mode, first_linear_inputs, given_shape, model_device, parameter_dtype, shape_error
+from ._modules import (eval_mode, first_linear_inputs, given_shape, inference_mode_for, model_device, parameter_dtype,
+                       shape_error)
 from ._random_state import preserve_rng_state
 from .posterior import Posterior
 
@@ -123,7 +124,8 @@ def _encode(encoder, data, batch_size: int, device: torch.device, show: bool) ->
     mus: list[torch.Tensor] = []
     logvars: list[torch.Tensor] = []
     rows = 0
-    with _progress.bar(show, total=total, unit="input", desc="encode") as bar, eval_mode(encoder), torch.inference_mode():
+    with _progress.bar(show, total=total, unit="input", desc="encode") as bar, eval_mode(encoder), \
+            inference_mode_for(encoder):
         for index, batch in enumerate(batches):
             batch = _to_encoder(batch, device, input_dtype, index)
             mu, logvar = _split_output(_call_encoder(encoder, batch, input_dtype, index), index)
