@@ -256,8 +256,11 @@ def values_for(fn: str, anchors, *, mode, span, steps, dims, logvar, prior_std, 
             )
         _checks.same_device(fn, anchors=anchors, reference=reference)
         _checks.finite(fn, "reference", reference)
+        # (with dims, the traversed columns' copy below, and the sort's blocks)
+        columns_bytes = 0 if every_dim else reference.element_size() * reference.shape[0] * num_dims
         _checks.fits_in_memory(fn, f"the quantiles' sorted copy of reference [M={reference.shape[0]}, K={num_dims}]",
-                               8 * reference.shape[0] * num_dims, anchors.device, "pass a smaller reference")
+                               columns_bytes + modes.empirical_quantiles_bytes(reference.shape[0], num_dims),
+                               anchors.device, "pass a smaller reference")
     # The traversed columns only (anchors or logvar expanded from one row to D = 10^12 were
     # copied whole, or an arange(D) made, for one dim: not refused, the allocator failed), the
     # anchors in the compute dtype: low precision is computed in float32 and rounded once at the end.
@@ -274,7 +277,10 @@ def values_for(fn: str, anchors, *, mode, span, steps, dims, logvar, prior_std, 
         logvar=logvar if entry.needs_logvar else None, reference=reference if entry.needs_reference else None,
     )
     values = entry.compute(inputs).to(anchors.dtype).contiguous()
-    if not torch.isfinite(_checks.distinct_values(values)).all():
+    # The extremes, one pass without temporaries (NaN and Inf reach them): isfinite's masks took
+    # 7 bytes a float32 value, beside the 4 of the values and more than this function's memory
+    # check counted.
+    if values.numel() and not all(map(math.isfinite, _checks.extremes(_checks.distinct_values(values)))):
         raise ValueError(_overflow_message(fn, entry, anchors.dtype, span, anchors_c, logvar))
     return values
 

@@ -703,11 +703,16 @@ def run_open(args) -> int:
     import latentsweep as ls
 
     try:
-        status = ls.sweep_status(args.path)
-        if not status.complete:  # the status, then why open_sweep refuses it and what to do (exit 1)
-            print(status.summary())
-            ls.open_sweep(args.path)
-        print(ls.open_sweep(args.path).summary())
+        # One check of every unit's record and rows when the store is complete (a status first
+        # read a large store twice); the status only for a store open_sweep refuses.
+        try:
+            opened = ls.open_sweep(args.path)
+        except ValueError:
+            status = ls.sweep_status(args.path)  # (its own error, if any, is the one said)
+            if not status.complete:  # the status, then why open_sweep refuses it and what to do (exit 1)
+                print(status.summary())
+            raise
+        print(opened.summary())
     except ValueError as error:  # in open's words: the library's advice names its writer's arguments
         from .._checks import user_path
         from ..stores import recorded_params, writer_of
