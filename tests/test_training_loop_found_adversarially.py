@@ -231,3 +231,38 @@ def test_repeated_snapshots_keep_no_figure_alive():
         log_traversals(Writer(), vae.encoder, vae.decoder, x, step=step, steps=3, anchors=2)
     gc.collect()
     assert [o for o in gc.get_objects() if issubclass(type(o), Figure)] == []
+
+
+class CachingDecoder(nn.Module):
+    """A decoder that builds a table in its forward the first time it sees a batch size (as rotary
+    embeddings and coordinate grids cache theirs), kept as a buffer its training then uses."""
+
+    def __init__(self):
+        super().__init__()
+        self.linear = nn.Linear(D, PIXELS)
+        self.register_buffer("table", None, persistent=False)
+
+    def forward(self, z):
+        if self.table is None or self.table.shape[0] != z.shape[0]:
+            self.table = torch.linspace(0, 1, z.shape[0], device=z.device)[:, None].expand(-1, PIXELS).clone()
+        return torch.sigmoid(self.linear(z)) * self.table
+
+
+@pytest.mark.parametrize("call", ["traverse", "encode", "interpolate"])
+def test_a_cache_a_model_builds_in_forward_during_a_call_is_usable_by_its_training(call):
+    """The C++ executor decoded under inference mode (and encode and the probe too): a cache the
+    model built in its forward during the call was an inference tensor, and the training step
+    that used it next failed in backward ("Inference tensors cannot be saved for backward")."""
+    torch.manual_seed(0)
+    decoder, anchors = CachingDecoder(), torch.randn(2, D)
+    if call == "traverse":  # (steps x latents = the training batch below: the sweep's batch size)
+        ls.traverse(decoder, anchors[:1], steps=4, batch_size=16, progress=False)
+    elif call == "interpolate":
+        ls.interpolate(decoder, anchors[:1].expand(4, -1), anchors[1:].expand(4, -1), steps=4, batch_size=16,
+                       progress=False)
+    else:
+        ls.encode(lambda x: decoder(x)[:, :D], torch.randn(16, D), batch_size=16, progress=False)
+    assert decoder.table is not None and decoder.table.shape[0] == 16
+    assert _no_inference_tensors(decoder) == []
+    loss = decoder(torch.randn(16, D, requires_grad=True)).square().mean()
+    loss.backward()

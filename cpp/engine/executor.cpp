@@ -202,7 +202,9 @@ void SweepExecutor::run_chunks(SweepStatistics& stats, const std::vector<UnitRow
                                py::object& sink, bool copy_outputs, py::object& progress) {
   const Chunks chunks(units, batch_size_);
   if (chunks.empty()) return;
-  c10::InferenceMode inference;
+  // Not InferenceMode: what the decoder creates here (caches, lazy layers) must stay usable by
+  // its training (the rule of python/latentsweep/_modules.py's without_grad).
+  at::NoGradGuard no_grad;
   try {
     if (anchors_.is_cuda()) {
       run_pipelined(stats, chunks, edges, sink, copy_outputs, progress);

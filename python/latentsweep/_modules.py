@@ -168,18 +168,15 @@ def parameter_dtype(model) -> torch.dtype | None:
     return None
 
 
-def inference_mode_for(model):
-    """The grad mode to call the user's model in: ``torch.inference_mode()``, or
-    ``torch.no_grad()`` while a module behind it (:func:`modules_behind`) is a lazy module whose
-    parameters are not materialised yet (``nn.LazyLinear`` before its first call). Parameters
-    materialised under inference mode are inference tensors: the training that followed (a
-    snapshot at step 0, then the first step) failed in torch's backward, "Inference tensors
-    cannot be saved for backward"."""
-    from torch.nn.modules.lazy import LazyModuleMixin
-
-    lazy = any(isinstance(module, LazyModuleMixin) and module.has_uninitialized_params()
-               for owner in modules_behind(model) for module in owner.modules())
-    return torch.no_grad() if lazy else torch.inference_mode()
+def without_grad():
+    """The grad mode every call of the user's models runs in (encode, the decoder's probe, the
+    metrics' representations; the C++ executor's ``at::NoGradGuard`` is the same rule):
+    ``torch.no_grad()``, not ``torch.inference_mode()``. What a model creates during the call --
+    lazy layers' parameters (``nn.LazyLinear``), caches built in its forward (rotary tables,
+    coordinate grids) -- were inference tensors under inference mode, and the training step that
+    followed failed in backward ("Inference tensors cannot be saved for backward"). Decoding under
+    no_grad measured as fast (MLP and deconv decoders of benchmarks/bench_sweep.py, on the CPU)."""
+    return torch.no_grad()
 
 
 # Every module some eval_mode of this process holds: id -> [module, holders, its mode before the

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from . import _batching, _checks
-from ._modules import first_linear_inputs, given_shape, inference_mode_for, shape_error
+from ._modules import first_linear_inputs, given_shape, shape_error, without_grad
 from .decoding import DecoderCall
 from .grid_spec import GridSpec
 from .paths import PATHS
@@ -116,12 +116,11 @@ def probe_anchors(fn: str, decoder, spec: GridSpec, probe_rows: int = ANCHOR_PRO
     :class:`DecoderCall`'s, for the NaN/Inf error."""
     anchors = spec.anchors
     measure = anchors.device.type == "cuda"
-    own_decoder = decoder.decoder if isinstance(decoder, DecoderCall) else decoder
 
     def run(rows: int) -> Probe:
         outputs, activation_bytes, per_row = None, 0.0, []
         later_rows, start = rows, 0
-        with inference_mode_for(own_decoder):  # (the decoder's first call: lazy layers are made here)
+        with without_grad():  # (the decoder's first call: lazy layers are made here)
             while start < anchors.shape[0]:
                 chunk = anchors[start : start + (rows if start == 0 else later_rows)].clone()
                 if measure and start == 0:
@@ -144,9 +143,8 @@ def probe_anchors(fn: str, decoder, spec: GridSpec, probe_rows: int = ANCHOR_PRO
                     )
                 if measure and start == 0:
                     activation_bytes = (allocated_bytes(anchors.device, "peak") - before) / chunk.shape[0]
-                if outputs is None:  # the result's anchor_outputs: an ordinary tensor, as its others
-                    with torch.inference_mode(False):
-                        outputs = result.new_empty((anchors.shape[0], *result.shape[1:]))
+                if outputs is None:  # the result's anchor_outputs
+                    outputs = result.new_empty((anchors.shape[0], *result.shape[1:]))
                 outputs[start : start + chunk.shape[0]].copy_(result)
                 if growth is not None and start == 0 and rows == first_rows:
                     later_rows = growth.later_rows(rows, result[0].numel() * result.element_size())
@@ -234,7 +232,7 @@ def retry_halved(fn: str, run, batch_size: int, device: torch.device):
 def graphed(fn: str, decoder, batch_size: int, anchors: torch.Tensor):
     """The decoder captured in a CUDA graph, replayed on a static input buffer."""
     static_codes = torch.zeros(batch_size, anchors.shape[1], dtype=anchors.dtype, device=anchors.device)
-    with torch.inference_mode():
+    with without_grad():
         side = torch.cuda.Stream(anchors.device)
         side.wait_stream(torch.cuda.current_stream(anchors.device))
         with torch.cuda.stream(side):  # warm-up outside the graph, as torch.cuda.graph requires

@@ -12,8 +12,8 @@ import numpy as np
 import torch
 
 from . import _checks, _progress
-from ._modules import (eval_mode, first_linear_inputs, given_shape, inference_mode_for, model_device, parameter_dtype,
-                       shape_error)
+from ._modules import (eval_mode, first_linear_inputs, given_shape, model_device, parameter_dtype, shape_error,
+                       without_grad)
 from ._random_state import preserve_rng_state
 from .posterior import Posterior
 
@@ -125,7 +125,7 @@ def _encode(encoder, data, batch_size: int, device: torch.device, show: bool) ->
     logvars: list[torch.Tensor] = []
     rows = 0
     with _progress.bar(show, total=total, unit="input", desc="encode") as bar, eval_mode(encoder), \
-            inference_mode_for(encoder):
+            without_grad():
         for index, batch in enumerate(batches):
             batch = _to_encoder(batch, device, input_dtype, index)
             mu, logvar = _split_output(_call_encoder(encoder, batch, input_dtype, index), index)
@@ -143,8 +143,6 @@ def _encode(encoder, data, batch_size: int, device: torch.device, show: bool) ->
             bar.update(batch.shape[0])
     if rows == 0:
         raise ValueError(f"{_FN}: data is empty (no batches, or no rows)")
-    # Concatenate outside inference mode so the result is an ordinary tensor that autograd and
-    # in-place ops accept later.
     mu = torch.cat(mus)
     logvar = None if logvars[0] is None else torch.cat(logvars)
     return Posterior(mu, logvar)

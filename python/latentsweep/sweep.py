@@ -149,7 +149,7 @@ def traverse(
     the K unit ``directions`` (row = ``anchors[a] + (values[a, k, s] - <anchors[a], u_k>) * u_k``,
     the anchor with its coordinate along ``u_k`` replaced; see :func:`direction_codes`). It is
     planned as work units of whole traversals, each decoded in batches of ``batch_size`` codes by
-    a C++ executor (codes written in place, decoder under inference mode, exact statistics), so
+    a C++ executor (codes written in place, decoder under ``torch.no_grad``, exact statistics), so
     memory stays bounded however large the sweep. Statistics are merged from the units in unit
     order, so results are bitwise identical whatever the number of processes and the pattern of
     interruptions.

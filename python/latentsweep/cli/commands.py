@@ -945,8 +945,7 @@ def _decoded(codes: torch.Tensor, decoder, model, args, fn: str, *, size_from: s
     (code_width_hint), else a decoder that takes ``[B, C, H, W]`` codes (STRUCTURED_CODES); and
     the model's 'decode' where the default took its 'decoder' body. ``size_from``: the option that
     set the codes' size D (sample's --latent-dim), named first as the likely cause."""
-    from .._modules import first_linear_inputs
-    from .._modules import shape_error
+    from .._modules import first_linear_inputs, shape_error, without_grad
     from ..decoder_probe import code_width_hint
     from ..decoding import decoder_call
 
@@ -954,7 +953,7 @@ def _decoded(codes: torch.Tensor, decoder, model, args, fn: str, *, size_from: s
     decode = decoder_call(fn, decoder, **_decoder_options(args))
     try:
         with user_code(f"the decoder, on codes of shape {list(codes.shape)},", decoder, model), \
-                torch.inference_mode():
+                without_grad():
             return decode(codes.to(device, dtype))
     except CliError as error:  # (user_code's: the decoder's own code raised)
         other = _other_part(args, "decoder")

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .._modules import without_grad
 from .errors import CliError
 from .loading import part_device_dtype
 
@@ -67,7 +68,7 @@ def stated_latent_dim(model, decoder) -> tuple[int, str] | None:
 def _decode_fails(model, decoder, dim: int) -> str | None:
     """None when the decoder takes one code of size ``dim``, else the error's type."""
     try:
-        with torch.inference_mode():
+        with without_grad():
             device, dtype = part_device_dtype(decoder, model)
             decoder(torch.zeros(1, dim, dtype=dtype, device=device))
     except Exception as error:  # noqa: BLE001  (a wrong size: any error the model raises)

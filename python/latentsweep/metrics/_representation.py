@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from .. import _checks
-from .._modules import eval_mode, inference_mode_for, model_device, parameter_dtype
+from .._modules import eval_mode, model_device, parameter_dtype, without_grad
 from ..datasets import _protocol
 from ..encoding import _split_output
 from . import _inputs
@@ -51,7 +51,7 @@ def encode(fn: str, representation, observations: torch.Tensor, *, batch_size: i
     # were cast to float32 for a plain function: rounded, and a float64 matmul inside failed).
     dtype = parameter_dtype(representation)
     out = []
-    with eval_mode(representation), inference_mode_for(representation):
+    with eval_mode(representation), without_grad():
         for start in range(0, observations.shape[0], batch_size):
             batch = observations[start : start + batch_size]
             if batch.is_floating_point() and dtype is not None:
