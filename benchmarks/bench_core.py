@@ -3,7 +3,8 @@
     python benchmarks/bench_core.py [--device cpu|cuda] [--repeats 7] [--smoke]
 
 Prints Markdown tables (medians, ratios, bandwidth) for BENCHMARKS.md:
-- latentsweep.sample vs mu + exp(0.5*logvar) * randn   (N=100000, n=16, D=64, float32)
+- latentsweep.sample vs mu + exp(0.5*logvar) * randn   (N=100000, n=16, D=64, float32), and at
+  latent sizes that are not a multiple of 32 (D = 4, 10, 40)
 - the same with gradients: forward + backward of both (N=25000), since sample's backward
   recomputes eps where the idiom keeps it
 - latentsweep.traversal_codes vs expand + clone + index assignment (A=1000, K=64, S=21, D=64),
@@ -102,6 +103,29 @@ def bench_sample(device: torch.device, repeats: int, size: tuple[int, int, int] 
         ["`sample_prior_` into a reused buffer (no allocation)", f"{t_prior * 1e3:.0f} ms", gbs(t_prior), f"{t_torch / t_prior:.1f}x"],
         ["`out.fill_(1.0)` (bandwidth yardstick)", f"{t_fill * 1e3:.0f} ms", gbs(t_fill), "-"],
     ]
+
+
+# sample at latent sizes that are not a multiple of 32 (the kernel's groups): the demo models'
+# D = 4 and 10, and D = 40 (one group and a tail); about 25.6 M values each.
+SMALL_LATENTS, SMOKE_SMALL_LATENTS = (4, 10, 40), (4,)
+SMALL_LATENT_VALUES, SMOKE_SMALL_LATENT_VALUES = 25_600_000, 6_400
+
+
+def bench_sample_small_latents(device: torch.device, repeats: int, latents=SMALL_LATENTS,
+                               values: int = SMALL_LATENT_VALUES) -> list[list[str]]:
+    rows = []
+    for latent in latents:
+        samples = 16
+        rows_n = max(1, values // (samples * latent))
+        gen = torch.Generator().manual_seed(0)
+        mu = torch.randn(rows_n, latent, generator=gen).to(device)
+        logvar = (torch.randn(rows_n, latent, generator=gen) - 3).to(device)
+        t_torch = median_seconds(lambda: torch_sample(mu, logvar, samples), repeats=repeats, device=device)
+        t_ls = median_seconds(lambda: latentsweep.sample(mu, logvar, samples, seed=1), repeats=repeats, device=device)
+        per_value = lambda t: f"{t / (rows_n * samples * latent) * 1e9:.2f} ns"  # noqa: E731
+        rows.append([f"D={latent} (N={rows_n}, n={samples})", f"{t_torch * 1e3:.0f} ms ({per_value(t_torch)})",
+                     f"{t_ls * 1e3:.0f} ms ({per_value(t_ls)})", f"{t_torch / t_ls:.2f}x"])
+    return rows
 
 
 def bench_sample_backward(device: torch.device, repeats: int,
@@ -206,6 +230,10 @@ def main() -> None:
           f"({math.prod(sample) / 1e6:.1f} M values, {math.prod(sample) * 4 / 1e6:.0f} MB)\n")
     print_table(["method", "median", "output bandwidth", "speed-up vs torch idiom"],
                 bench_sample(device, args.repeats, sample))
+    print("\nsample at latent sizes that are not a multiple of 32, float32 (value = one output number)\n")
+    print_table(["latents", "torch idiom (per value)", "`latentsweep.sample` (per value)", "speed-up"],
+                bench_sample_small_latents(device, args.repeats, *((SMOKE_SMALL_LATENTS, SMOKE_SMALL_LATENT_VALUES)
+                                                                   if args.smoke else ())))
     print(f"\nsample with gradients: N={backward[0]}, n={backward[1]}, D={backward[2]}, float32, loss (z * w).sum()\n")
     print_table(["method", "median", "speed-up vs torch idiom"], bench_sample_backward(device, args.repeats, backward))
     size = (f"A={grid[0]}, K={grid[1]}, S={grid[2]}, D={grid[3]}, float32", f"{rows / 1e6:.2f} M rows, "
