@@ -5,6 +5,7 @@ run of calls leaves nothing behind."""
 from __future__ import annotations
 
 import gc
+import warnings
 import os
 import threading
 
@@ -266,3 +267,30 @@ def test_a_cache_a_model_builds_in_forward_during_a_call_is_usable_by_its_traini
     assert _no_inference_tensors(decoder) == []
     loss = decoder(torch.randn(16, D, requires_grad=True)).square().mean()
     loss.backward()
+
+
+class FunctionalDropoutDecoder(nn.Module):
+    """The classic slip: F.dropout's training flag defaults to True, so eval mode does not stop it."""
+
+    def __init__(self):
+        super().__init__()
+        self.linear = nn.Linear(D, 12)
+
+    def forward(self, z):
+        return nn.functional.dropout(self.linear(z), 0.5)
+
+
+@pytest.mark.parametrize("call", ["traverse", "interpolate"])
+def test_a_decoder_that_draws_random_numbers_in_eval_mode_is_named(call):
+    """A decoder random in eval mode made every traversal noise, silently (and advanced the
+    caller's random stream): the probe sees torch's random state move and says so."""
+    torch.manual_seed(0)
+    anchors = torch.randn(2, D)
+    run = {"traverse": lambda decoder: ls.traverse(decoder, anchors, steps=3, progress=False),
+           "interpolate": lambda decoder: ls.interpolate(decoder, anchors, anchors.flip(0), steps=3, progress=False)}[call]
+    with pytest.warns(UserWarning, match=r"draws random numbers in eval mode .*F\.dropout") as caught:
+        run(FunctionalDropoutDecoder())
+    assert caught[0].filename == __file__  # (the user's line)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        run(nn.Sequential(nn.Linear(D, 12), nn.Dropout(0.5)))  # (nn.Dropout: off in eval mode)

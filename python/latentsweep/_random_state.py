@@ -35,3 +35,17 @@ def restart_cuda_generators() -> None:
     no draws taken, which reseeding with that seed restores."""
     for generator in torch.cuda.default_generators:
         generator.manual_seed(generator.initial_seed())
+
+
+def generator_states(device: torch.device) -> list[torch.Tensor]:
+    """The states of the global generators a model on ``device`` draws from (the CPU's, and the
+    device's own on CUDA), to compare before and after a call: whether it drew random numbers."""
+    states = [torch.random.get_rng_state()]
+    if device.type == "cuda":
+        states.append(torch.cuda.get_rng_state(device))
+    return states
+
+
+def drew_random_numbers(before: list[torch.Tensor], device: torch.device) -> bool:
+    """Whether the generators moved since ``before`` (:func:`generator_states`)."""
+    return not all(torch.equal(a, b) for a, b in zip(before, generator_states(device)))

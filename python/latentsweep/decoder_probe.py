@@ -9,6 +9,7 @@ import torch
 
 from . import _batching, _checks
 from ._modules import first_linear_inputs, given_shape, shape_error, without_grad
+from ._random_state import drew_random_numbers, generator_states
 from .decoding import DecoderCall
 from .grid_spec import GridSpec
 from .paths import PATHS
@@ -103,6 +104,16 @@ def allocated_bytes(device: torch.device, which: str) -> int:
     return torch.cuda.memory_stats_as_nested_dict(device)["allocated_bytes"]["all"][which]
 
 
+# Said when torch's random state moved while the probe decoded the anchors (in eval mode).
+RANDOM_DECODER = (
+    "{fn}: the decoder draws random numbers in eval mode (torch's random state moved while it decoded the "
+    "anchors): e.g. F.dropout(x, p) without training=self.training, or outputs sampled from a distribution. "
+    "Every grid point then carries that noise beside the latent's effect, and a store's resume finds the "
+    "anchors' outputs changed; make the decoder deterministic in eval mode (for sampled outputs, return the "
+    "distribution's mean, or pick it with output=)"
+)
+
+
 def probe_anchors(fn: str, decoder, spec: GridSpec, probe_rows: int = ANCHOR_PROBE_ROWS, *,
                   growth: ProbeGrowth | None = None, nonfinite_subject: str = "the decoder returned") -> Probe:
     """Decodes the anchors in batches of probe_rows. Both sides are copies: the decoder may write
@@ -154,7 +165,10 @@ def probe_anchors(fn: str, decoder, spec: GridSpec, probe_rows: int = ANCHOR_PRO
         return Probe(outputs, activation_bytes, estimate)
 
     first_rows = min(anchors.shape[0], probe_rows)
+    generators = generator_states(anchors.device)
     probe = retry_halved(fn, run, first_rows, anchors.device)
+    if drew_random_numbers(generators, anchors.device):
+        _checks.warn(RANDOM_DECODER.format(fn=fn), UserWarning)
     bad = _checks.rows_nonfinite(probe.outputs)
     if bad is not None:
         rows = bad.nonzero().flatten()[:5].tolist()
