@@ -10,8 +10,9 @@ so the grid has that many units): the time to check every unit's record and chec
 the merge and the result's effect rows reuse what the check read) and of the sweep with every
 100th unit's record deleted (those units decoded again; the units after each gap wait in memory
 for it). Simulated for 10^2, 10^4 and 10^6 units: the ordered in-memory merge alone
-(K x F float64 sums per unit, added unit after unit), which is what rank 0 does after reading
-the records. Prints a Markdown table; per-unit costs show whether the merge grows linearly.
+(K x F float64 sums per unit, as for units of K traversals or more, added unit after unit),
+which is what rank 0 does after reading the records. Prints a Markdown table; per-unit costs
+show whether the merge grows linearly.
 """
 
 from __future__ import annotations
@@ -66,7 +67,8 @@ def main() -> None:
     if args.smoke:  # one store of ~100 units (the every-100th deletion still removes one), small sums
         args.features, args.dims, args.store_units, args.simulated_units = 8, 4, [100], [100]
     FEATURES = args.features
-    print(f"K = {args.dims} latents, F = {args.features} features (K x F float64 sums per unit)\n")
+    print(f"K = {args.dims} latents, F = {args.features} features (a unit's sums: n x F float64, n <= K the latents "
+          "its traversals touch; K x F in the simulated merge)\n")
     print("| units | what | seconds | per unit |")
     print("| ---: | --- | ---: | ---: |")
     folder = Path(tempfile.mkdtemp())
@@ -100,8 +102,8 @@ def main() -> None:
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     for units in args.simulated_units:
-        partial = UnitStatistics(torch.rand(args.dims, dtype=torch.float64),
-                                 torch.rand(args.dims, args.features, dtype=torch.float64))
+        partial = UnitStatistics(torch.rand(args.dims, dtype=torch.float64),  # (a unit touching every latent)
+                                 torch.rand(args.dims, args.features, dtype=torch.float64), first=0)
         merged = OrderedMerge(args.dims, args.features)
         started = time.perf_counter()
         for unit in range(units):

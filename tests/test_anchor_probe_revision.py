@@ -13,10 +13,9 @@ import torch
 import latentsweep as ls
 import latentsweep.store_session as store_session
 from latentsweep.decoder_probe import ANCHOR_PROBE_ROWS, CPU_PROBE_OUTPUT_BYTES, CPU_PROBE_ROWS, PROBE_REVISION
-from latentsweep.merge import UnitStatistics
 from latentsweep.store_session import PROBE_REVISION_KEY
-from latentsweep.stores import encode_record, read_record, sweep_id
-from store_editing import edited_attributes
+from latentsweep.stores import sweep_id
+from store_editing import edited_attributes, rewrite_unit_records
 from sweep_models import rowwise_decoder
 
 ANCHORS = torch.randn(200, 6, generator=torch.Generator().manual_seed(5))
@@ -98,14 +97,10 @@ def test_a_store_started_before_the_probe_grew_resumes_and_joins_as_it_began(tmp
 def test_a_store_of_a_later_probe_revision_is_refused_as_another_versions(tmp_path):
     path = tmp_path / "later.zarr"
     ls.traverse(rowwise_decoder, ANCHORS, steps=STEPS, batch_size=BATCH, out=path, shard=(0, 2), progress=False)
-    expected = ls.traverse(rowwise_decoder, ANCHORS, steps=STEPS, batch_size=BATCH, progress=False)
     with edited_attributes(path) as attrs:
         attrs["params"][PROBE_REVISION_KEY] = PROBE_REVISION + 1
         attrs["sweep_id"] = sweep_id(attrs["params"])  # as that version would have made it
-    shapes = UnitStatistics.shapes(*expected.sensitivity.shape)
-    for record in (path / "units").glob("*.rec"):  # its unit records name that sweep
-        header, arrays = read_record(record, shapes)
-        record.write_bytes(encode_record({**header, "sweep_id": attrs["sweep_id"]}, arrays))
+    rewrite_unit_records(path, lambda header: {**header, "sweep_id": attrs["sweep_id"]})  # they name that sweep
     with pytest.raises(ValueError, match=rf"another latentsweep version .*anchor probe revision {PROBE_REVISION + 1}, "
                                          rf"this version's is {PROBE_REVISION}.*open_sweep"):
         ls.traverse(rowwise_decoder, ANCHORS, steps=STEPS, batch_size=BATCH, out=path, resume=True, progress=False)

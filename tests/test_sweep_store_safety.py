@@ -21,7 +21,7 @@ import torch
 
 import latentsweep as ls
 from latentsweep.stores import STORE_FORMAT
-from store_editing import edited_attributes, edited_json
+from store_editing import edited_attributes, edited_json, rewrite_unit_records
 from sweep_models import rowwise_decoder
 
 TESTS = Path(__file__).parent
@@ -393,8 +393,9 @@ def test_open_sweep_errors(tmp_path):
         ls.open_sweep(3)
 
 
-# 2: records without a checksum over their header; 3: interpolation stores without their paths' ends
-@pytest.mark.parametrize("old_format", [1, 2, 3])
+# 2: records without a checksum over their header; 3: interpolation stores without their paths' ends;
+# 4: records of every latent's sums (read as today's they would be damaged units)
+@pytest.mark.parametrize("old_format", [1, 2, 3, 4])
 def test_a_store_of_an_older_format_is_refused_then_replaced(tmp_path, full, old_format):
     path = tmp_path / "old.zarr"
     sweep(path)
@@ -411,8 +412,7 @@ def test_a_store_of_an_older_format_is_refused_then_replaced(tmp_path, full, old
 def test_a_float64_store_of_an_older_statistics_revision_is_read_but_not_resumed(tmp_path):
     """float64 statistics changed bits once (revision 2): a store started before must not get
     units of both revisions, but stays readable; float32 stores never recorded a revision."""
-    from latentsweep.merge import UnitStatistics
-    from latentsweep.stores import encode_record, read_record, sweep_id
+    from latentsweep.stores import sweep_id
 
     anchors = ANCHORS.double()
     expected = ls.traverse(rowwise_decoder, anchors, steps=STEPS, batch_size=BATCH)
@@ -421,10 +421,7 @@ def test_a_float64_store_of_an_older_statistics_revision_is_read_but_not_resumed
     with edited_attributes(path) as attrs:
         assert attrs["params"].pop("statistics_revision") == 2
         attrs["sweep_id"] = sweep_id(attrs["params"])  # as a store made before revisions were recorded
-    shapes = UnitStatistics.shapes(*expected.sensitivity.shape)
-    for record in (path / "units").glob("*.rec"):  # its unit records name that sweep
-        header, arrays = read_record(record, shapes)
-        record.write_bytes(encode_record({**header, "sweep_id": attrs["sweep_id"]}, arrays))
+    rewrite_unit_records(path, lambda header: {**header, "sweep_id": attrs["sweep_id"]})  # they name that sweep
     assert len(ls.sweep_status(path).done) == 4
     with pytest.raises(ValueError, match=r"statistics revision 1, this version computes revision 2.*open_sweep"):
         ls.traverse(rowwise_decoder, anchors, steps=STEPS, batch_size=BATCH, out=path, resume=True)
@@ -459,17 +456,12 @@ def test_sweeps_decoded_on_cuda_record_the_cuda_statistics_revision(dtype):
 def test_a_store_planned_before_short_batches_were_unpadded_resumes_padded(tmp_path, full):
     """Its units were decoded with every batch padded to the batch size; the rest are too, so
     the store's results stay those of one uninterrupted run of its version."""
-    from latentsweep.merge import UnitStatistics
-    from latentsweep.stores import encode_record, read_record
-
     path = tmp_path / "old.zarr"
     sweep(path, shard=(0, 2))
     with edited_attributes(path) as attrs:
         assert attrs["plan"].pop("padded") is False
-    shapes = UnitStatistics.shapes(*full.sensitivity.shape)
-    for record in (path / "units").glob("*.rec"):  # nor did its records say how they were decoded
-        header, arrays = read_record(record, shapes)
-        record.write_bytes(encode_record({k: header[k] for k in ("sweep_id", "rows", "crc")}, arrays))
+    # nor did its records say how they were decoded
+    rewrite_unit_records(path, lambda header: {k: header[k] for k in ("sweep_id", "rows", "crc")})
     sizes = []
 
     def recording(codes):

@@ -1,50 +1,94 @@
 """A unit's partial statistics and their merge, in unit order.
 
-Each work unit holds whole traversals, so its statistics are sums over its own rows only:
-``dim_effect_sum[k]`` (sum of effect over its rows of latent k) and ``sensitivity_sum[k, f]``
-(sum over its traversals of latent k of the slope of feature f). The sweep's statistics are
-these sums added unit after unit in unit order: the same additions in the same order whoever
-computed the units, so the result is bitwise identical at any number of processes.
+Each work unit holds whole traversals, so its statistics are sums over its own rows only, and
+only for the latents its traversals touch (see :func:`unit_latents`): ``dim_effect_sum[j]`` (sum
+of effect over its rows of latent ``(first + j) % K``) and ``sensitivity_sum[j, f]`` (sum over
+its traversals of that latent of the slope of feature f). So a unit's statistics take
+8·n·(F+1) bytes, n <= its traversals, whatever K is. The sweep's statistics are these sums added
+unit after unit in unit order: the same additions in the same order whoever computed the units,
+so the result is bitwise identical at any number of processes.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+_ARRAYS = ("dim_effect_sum", "sensitivity_sum")  # a unit's arrays, by name (a record's order)
+
+
+def unit_latents(start: int, stop: int, num_steps: int, num_dims: int) -> tuple[int, int]:
+    """``(first, count)``: the latent indices touched by the traversals of grid rows ``[start,
+    stop)`` (a unit's) are ``(first + j) % num_dims`` for ``j < count``, a range that may wrap
+    around (traversal t is latent t % K of anchor t // K). A unit that touches every latent
+    holds them in latent order (``first`` 0): the C++ sums as they are, nothing to reorder or copy
+    (units of small K, the common case, cost what they did before). From the plan's rows only: a
+    record's arrays are checked against it, never trusted for it."""
+    first_traversal, end_traversal = start // num_steps, -(-stop // num_steps)
+    count = min(num_dims, end_traversal - first_traversal)
+    return (0 if count == num_dims else first_traversal % num_dims), count
+
+
+def _latent_runs(first: int, count: int, num_dims: int) -> list[tuple[int, int, int]]:
+    """``(j, k, length)``: rows j .. j+length-1 of a unit are latents k .. k+length-1 (one run,
+    or two when the range wraps past K - 1)."""
+    head = min(count, num_dims - first)
+    return [(0, first, head)] + ([(head, 0, count - head)] if count > head else [])
+
 
 @dataclass
 class UnitStatistics:
-    """The float64 sums of one unit (named tensors; serialised by name, never by position)."""
+    """The float64 sums of one unit for the latents it touches (named tensors; serialised by
+    name, never by position). ``first``: the latent of row 0, from the plan (not serialised)."""
 
-    dim_effect_sum: torch.Tensor  # [K]
-    sensitivity_sum: torch.Tensor  # [K, F]
+    dim_effect_sum: torch.Tensor  # [n]
+    sensitivity_sum: torch.Tensor  # [n, F]
+    first: int
+
+    @property
+    def nbytes(self) -> int:
+        return sum(getattr(self, name).numel() * 8 for name in _ARRAYS)
 
     def arrays(self) -> dict[str, np.ndarray]:
-        return {f.name: getattr(self, f.name).detach().cpu().double().numpy() for f in fields(self)}
+        return {name: getattr(self, name).detach().cpu().double().numpy() for name in _ARRAYS}
 
     @staticmethod
-    def shapes(num_dims: int, features: int) -> dict[str, tuple[int, ...]]:
-        """The arrays' names and shapes, as :meth:`arrays` gives them."""
-        return {"dim_effect_sum": (num_dims,), "sensitivity_sum": (num_dims, features)}
+    def shapes(count: int, features: int) -> dict[str, tuple[int, ...]]:
+        """The arrays' names and shapes, as :meth:`arrays` gives them, for a unit touching
+        ``count`` latents (see :func:`unit_latents`)."""
+        return {"dim_effect_sum": (count,), "sensitivity_sum": (count, features)}
 
     @classmethod
-    def from_arrays(cls, arrays, num_dims: int, features: int) -> UnitStatistics:
-        """From :meth:`arrays` (e.g. an ``np.load`` of a unit record); ValueError if malformed."""
+    def from_arrays(cls, arrays, latents: tuple[int, int], features: int) -> UnitStatistics:
+        """From :meth:`arrays` (e.g. an ``np.load`` of a unit record) of a unit touching
+        ``latents`` (``(first, count)``, see :func:`unit_latents`); ValueError if malformed."""
+        first, count = latents
         values = {}
-        for name, shape in cls.shapes(num_dims, features).items():
+        for name, shape in cls.shapes(count, features).items():
             array = np.asarray(arrays[name])
             if array.shape != shape or array.dtype != np.float64:
                 raise ValueError(f"{name} is {array.dtype}{list(array.shape)}, expected float64{list(shape)}")
             values[name] = torch.from_numpy(array.copy())
-        return cls(**values)
+        return cls(**values, first=first)
 
     @classmethod
-    def from_state(cls, state: dict[str, torch.Tensor]) -> UnitStatistics:
-        """From the C++ statistics' ``unit_sums_to_host()`` (or ``state()``) after a unit."""
-        return cls(state["dim_effect_sum"], state["sensitivity_sum"])
+    def from_state(cls, state: dict[str, torch.Tensor], latents: tuple[int, int]) -> UnitStatistics:
+        """From the C++ statistics' ``unit_sums_to_host()`` (or ``state()``) after a unit touching
+        ``latents`` (``(first, count)``): the rows of those latents only, copied (the [K] and
+        [K, F] sums are not kept), or, for a unit that touches every latent, the sums themselves
+        (``unit_sums_to_host`` gives each unit its own tensors)."""
+        first, count = latents
+        num_dims = state["dim_effect_sum"].shape[0]
+
+        def touched(sums: torch.Tensor) -> torch.Tensor:
+            if count == num_dims:
+                return sums
+            runs = [sums.narrow(0, k, length) for _, k, length in _latent_runs(first, count, num_dims)]
+            return runs[0].clone() if len(runs) == 1 else torch.cat(runs)
+
+        return cls(touched(state["dim_effect_sum"]), touched(state["sensitivity_sum"]), first)
 
 
 class OrderedMerge:
@@ -56,10 +100,17 @@ class OrderedMerge:
         self.next_unit = 0
 
     def add(self, unit: int, statistics: UnitStatistics) -> None:
+        """Adds the unit's rows to those of its latents. The latents it does not touch get
+        nothing, where the unit's full [K, F] sums added +0.0 (C++'s reset() zeroes them and only
+        the unit's traversals add to them): the same bits, since the sums start at +0.0 and,
+        rounding to nearest, x + y is -0.0 only when both are, so a sum from +0.0 is never -0.0
+        and adding +0.0 to it changes no bit."""
         if unit != self.next_unit:
             raise RuntimeError(f"merge out of order: unit {unit} after unit {self.next_unit - 1}")
-        self.dim_effect_sum += statistics.dim_effect_sum
-        self.sensitivity_sum += statistics.sensitivity_sum
+        count = statistics.dim_effect_sum.shape[0]
+        for j, k, length in _latent_runs(statistics.first, count, self.dim_effect_sum.shape[0]):
+            self.dim_effect_sum[k : k + length] += statistics.dim_effect_sum[j : j + length]
+            self.sensitivity_sum[k : k + length] += statistics.sensitivity_sum[j : j + length]
         self.next_unit += 1
 
     def result(self, fn: str, *, num_anchors: int, num_steps: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
@@ -88,7 +139,7 @@ class RunningMerge:
     def __init__(self, num_dims: int, features: int, budget_bytes: int):
         self.merge = OrderedMerge(num_dims, features)
         self.waiting: dict[int, UnitStatistics] = {}
-        self.unit_bytes = 8 * num_dims * (features + 1)
+        self.waiting_bytes = 0  # (their statistics' own sizes: 8·n·(F+1) each)
         self.budget_bytes = budget_bytes
 
     @property
@@ -103,21 +154,29 @@ class RunningMerge:
         if self.has(unit):
             return  # (the same unit's statistics, e.g. a record read after its unit was written here)
         if unit != self.merge.next_unit:
-            if (len(self.waiting) + 1) * self.unit_bytes <= self.budget_bytes:
+            if self.waiting_bytes + statistics.nbytes <= self.budget_bytes:
                 self.waiting[unit] = statistics
+                self.waiting_bytes += statistics.nbytes
             return
         self.merge.add(unit, statistics)
         while self.merge.next_unit in self.waiting:
-            self.merge.add(self.merge.next_unit, self.waiting.pop(self.merge.next_unit))
+            self.merge.add(self.merge.next_unit, self._take(self.merge.next_unit))
+
+    def _take(self, unit: int) -> UnitStatistics | None:
+        """A waiting unit's statistics, no longer waiting (None if it was not)."""
+        statistics = self.waiting.pop(unit, None)
+        if statistics is not None:
+            self.waiting_bytes -= statistics.nbytes
+        return statistics
 
     def forget(self, unit: int) -> None:
         """Drops a waiting unit (found damaged; a merged one cannot be taken back)."""
-        self.waiting.pop(unit, None)
+        self._take(unit)
 
     def finish(self, num_units: int, read) -> OrderedMerge:
         """The merge of units 0 .. num_units-1, ``read(unit)`` giving the statistics of those not
         known; consumes this running merge."""
         for unit in range(self.merge.next_unit, num_units):
-            waiting = self.waiting.pop(unit, None)
+            waiting = self._take(unit)
             self.merge.add(unit, waiting if waiting is not None else read(unit))
         return self.merge

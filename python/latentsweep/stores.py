@@ -12,9 +12,10 @@ memory-mappable ``.npy`` file and the rest to the group ``sweep.npy.latentsweep`
 - ``effect`` and ``outputs`` chunked along the grid: every chunk belongs to exactly one work unit,
   so no two processes ever write the same chunk;
 - ``units/uNNNNNNNNN.rec``: one completion record per unit (written atomically after the unit's
-  rows): its statistics and CRC-32 checksums of its effect and output rows. A unit counts as done
-  only if its record loads and its rows still match the checksums; zarr does not store chunks
-  equal to the fill value, so a chunk file's existence is never taken as a record;
+  rows): its statistics (its sums for the latents its traversals touch, see merge.py) and CRC-32
+  checksums of its effect and output rows. A unit counts as done only if its record loads and
+  its rows still match the checksums; zarr does not store chunks equal to the fill value, so a
+  chunk file's existence is never taken as a record;
 - ``leases/``: one file per live writer process. ``overwrite=True`` is refused while another
   process holds a live lease (a crashed writer's lease is not live: its process is gone or its
   pid now belongs to a process started later, or, on another host, the lease was not refreshed
@@ -53,7 +54,7 @@ import zarr
 
 from . import _checks
 from ._modules import tensor_digest
-from .merge import OrderedMerge, RunningMerge, UnitStatistics
+from .merge import OrderedMerge, RunningMerge, UnitStatistics, unit_latents
 from .paths import PATHS
 from .plan import SweepPlan, plan_from_dict
 from .sinks import Geometry
@@ -62,8 +63,10 @@ from .store_writers import (LEASE_NAME, being_created, copied_lease, keep_fresh,
                             live_writers, remove_stale_temporaries, temporary_path)
 
 # 3: unit records end with a checksum of the whole record (2's header had none); 4: an
-# interpolation's store keeps its paths' ends (3's could not be opened as an Interpolation)
-STORE_FORMAT = 4
+# interpolation's store keeps its paths' ends (3's could not be opened as an Interpolation); 5: a
+# unit's record holds the statistics of the latents its traversals touch (4's: of all K, its size
+# grew with K: a store's records with K²)
+STORE_FORMAT = 5
 _ATTR = "latentsweep"
 _STATIC = ("anchors", "dims", "values", "anchor_outputs")  # every store has these
 _OPTIONAL_STATIC = ("directions", "path_ends")  # [K, D] for a sweep along directions, [A, D] for an interpolation
@@ -423,7 +426,8 @@ class SweepStore:
             ) from None
         # What this open has checked (static arrays, units' records and rows) and merged: not read again.
         self._verified = VerifiedSoFar(num_units=self.plan.num_units, num_rows=self.plan.num_rows,
-                                       num_dims=self.geometry.num_dims, features=self.geometry.features,
+                                       num_steps=self.geometry.num_steps, num_dims=self.geometry.num_dims,
+                                       features=self.geometry.features,
                                        effect_dtype=numpy_dtype(self.geometry.statistics_dtype))
         self._npy_offset = None
         # The public function writing through this store, for the messages of errors raised
@@ -580,7 +584,7 @@ class SweepStore:
         if not os.path.lexists(record):
             return None, None, "not done"
         try:
-            header, arrays = read_record(record, self._record_shapes())
+            header, arrays = read_record(record, self._record_shapes(unit))
         except Exception as error:  # noqa: BLE001
             return None, None, f"its record {record.name} is unreadable ({error})"
         if header["sweep_id"] != self.sweep_id or header["rows"] != list(self.plan.unit_rows_of(unit)) \
@@ -639,7 +643,7 @@ class SweepStore:
             if sums is not None:
                 recorded[unit] = sums
                 if merging:  # (tentatively: taken back below if its rows are damaged)
-                    running.offer(unit, UnitStatistics.from_arrays(arrays, g.num_dims, g.features))
+                    running.offer(unit, UnitStatistics.from_arrays(arrays, self._unit_latents(unit), g.features))
             elif why != "not done":
                 damaged[unit] = why
         complete = len(recorded) == self.plan.num_units
@@ -739,13 +743,18 @@ class SweepStore:
         """The bytes of a row's outputs as stored (0 without outputs)."""
         return self.geometry.features * numpy_dtype(self.geometry.output_dtype).itemsize if self.keep_outputs else 0
 
-    def _record_shapes(self) -> dict[str, tuple[int, ...]]:
-        return UnitStatistics.shapes(self.geometry.num_dims, self.geometry.features)
+    def _unit_latents(self, unit: int) -> tuple[int, int]:
+        """(first, count) of the latents the unit's traversals touch, by the plan (see unit_latents)."""
+        return unit_latents(*self.plan.unit_rows_of(unit), self.geometry.num_steps, self.geometry.num_dims)
+
+    def _record_shapes(self, unit: int) -> dict[str, tuple[int, ...]]:
+        """The shapes of the unit's statistics in its record, by the plan (not by the record)."""
+        return UnitStatistics.shapes(self._unit_latents(unit)[1], self.geometry.features)
 
     def unit_statistics(self, unit: int) -> UnitStatistics:
         try:
-            _, arrays = read_record(self._record_path(unit), self._record_shapes())
-            return UnitStatistics.from_arrays(arrays, self.geometry.num_dims, self.geometry.features)
+            _, arrays = read_record(self._record_path(unit), self._record_shapes(unit))
+            return UnitStatistics.from_arrays(arrays, self._unit_latents(unit), self.geometry.features)
         except Exception as error:  # noqa: BLE001
             raise StoreDamaged(
                 f"the sweep store {self.path} is damaged: the record of unit {unit} is unreadable "

@@ -36,7 +36,7 @@ from .grid_spec import GridSpec, grid_spec
 from .host_copies import HostCopies
 from .interpolation import Interpolation
 from .latent_shape import coordinate_labels
-from .merge import OrderedMerge, UnitStatistics
+from .merge import OrderedMerge, UnitStatistics, unit_latents
 from .paths import PATHS, path_label
 from .plan import SweepPlan, make_plan, plan_from_dict, shard_units, units_for
 from .posterior import Posterior
@@ -538,9 +538,10 @@ class _TrialRunner:
 def _decode_run(executor, stats, sink, rows: list[tuple[int, int]], keep_outputs: bool, progress, on_unit) -> None:
     """Units ``rows`` (``(start, stop)`` each, in order) through the executor into ``sink`` as one
     run (on CUDA one pipeline: nothing waits at a unit's end); ``on_unit(i, UnitStatistics)``
-    as unit ``rows[i]`` is done."""
-    executor.run_units(stats, rows, sink.write_rows, keep_outputs, progress,
-                       lambda i, sums: on_unit(i, UnitStatistics.from_state(sums)))
+    as unit ``rows[i]`` is done (its statistics: the rows of the latents it touches)."""
+    g = sink.geometry
+    executor.run_units(stats, rows, sink.write_rows, keep_outputs, progress, lambda i, sums: on_unit(
+        i, UnitStatistics.from_state(sums, unit_latents(*rows[i], g.num_steps, g.num_dims))))
 
 
 # ---- sink -----------------------------------------------------------------------------------
