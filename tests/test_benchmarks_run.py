@@ -70,6 +70,10 @@ EXPECTED = {
         "| round | defaults | chose | trials (kept) | sizes timed (points/s) | fixed 64 |", "| 1 |",
         "| sweep at 64 | best | median |", "| after 8192 |", "| after 64 |",
     ],
+    "bench_many_latents": [
+        "| K = D | decoder alone | `traverse` in memory | `traverse` into zarr | unit records | `open_sweep` |",
+        "| 16 |",
+    ],
     "bench_merge": [
         "| units | what | seconds | per unit |", "store: check records + checksums (resume, open)",
         "store: open_sweep (check + read + merge)", "store: resume=True of the finished sweep (check + merge)",

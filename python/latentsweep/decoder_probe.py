@@ -167,13 +167,22 @@ def probe_anchors(fn: str, decoder, spec: GridSpec, probe_rows: int = ANCHOR_PRO
     first_rows = min(anchors.shape[0], probe_rows)
     generators = generator_states(anchors.device)
     probe = retry_halved(fn, run, first_rows, anchors.device)
-    if drew_random_numbers(generators, anchors.device):
+    if drew_random_numbers(generators, anchors.device) and _draws_again(fn, decoder, anchors):
         _checks.warn(RANDOM_DECODER.format(fn=fn), UserWarning)
     bad = _checks.rows_nonfinite(probe.outputs)
     if bad is not None:
         rows = bad.nonzero().flatten()[:5].tolist()
         raise ValueError(f"{fn}: {nonfinite_subject} NaN or Inf at anchors {rows} (the anchors themselves)")
     return probe
+
+
+def _draws_again(fn: str, decoder, anchors: torch.Tensor) -> bool:
+    """Whether the decoder draws random numbers on a later call too (one anchor decoded again):
+    a first call may draw them once, as lazy layers initialising their weights do."""
+    generators = generator_states(anchors.device)
+    with without_grad():
+        call_decoder(fn, decoder, anchors[:1].clone())
+    return drew_random_numbers(generators, anchors.device)
 
 
 # Words of torch's (and most code's) errors about the shape of an input: "Expected 3D (unbatched)
