@@ -58,6 +58,7 @@ PYBIND11_MODULE(_C, m) {
       .def("dim_effect", &SweepStatistics::dim_effect)
       .def("sensitivity", &SweepStatistics::sensitivity)
       .def("unit_sums_to_host", &SweepStatistics::unit_sums_to_host)
+      .def("touched_latents", &SweepStatistics::touched_latents)
       .def("state", &SweepStatistics::state)
       .def("load_state", &SweepStatistics::load_state, pybind11::arg("state"))
       .def("_set_generic_path", &SweepStatistics::set_generic_path, pybind11::arg("on"));

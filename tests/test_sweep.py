@@ -508,8 +508,11 @@ def _executor_problem(anchors, device, returns):
 def test_units_in_one_executor_run_equal_units_run_one_at_a_time(anchors, device, returns):
     """run_units decodes several units as one run (on CUDA one pipeline, the statistics beside
     the decoder): each chunk's outputs and effect and each unit's sums equal, bit for bit, those
-    of the units run one at a time (reset, run, state); also for a decoder that returns the same
-    tensor at every call, whose outputs the next chunk overwrites."""
+    of the units run one at a time (reset, run, state: the rows of the latents the unit touches,
+    every other row +0.0); also for a decoder that returns the same tensor at every call, whose
+    outputs the next chunk overwrites."""
+    from latentsweep.merge import unit_latents
+
     def record(into):
         return lambda start, count, outputs, effect: into.append((start, outputs.clone(), effect.clone()))
 
@@ -524,8 +527,13 @@ def test_units_in_one_executor_run_equal_units_run_one_at_a_time(anchors, device
         stats.reset(start)
         executor.run(stats, start, stop, record(alone), True, None)
         state = stats.state()
+        first, count = unit_latents(start, stop, 5, anchors.shape[1])
+        touched = torch.tensor([(first + j) % anchors.shape[1] for j in range(count)], dtype=torch.long)
+        others = torch.ones(anchors.shape[1], dtype=torch.bool)
+        others[touched] = False
         for name in ("dim_effect_sum", "sensitivity_sum"):
-            assert sums[i][name].device.type == "cpu" and torch.equal(sums[i][name], state[name]), (i, name)
+            assert sums[i][name].device.type == "cpu" and torch.equal(sums[i][name], state[name][touched]), (i, name)
+            assert not state[name][others].any() and not state[name][others].signbit().any(), (i, name)
     assert [row[0] for row in together] == [row[0] for row in alone]
     for (start, *a), (_, *b) in zip(together, alone):
         assert all(torch.equal(x, y) for x, y in zip(a, b)), start

@@ -169,3 +169,40 @@ def test_a_record_of_other_shapes_is_a_damaged_unit_computed_again(tmp_path, arr
         resumed = sweep(2, out=path, resume=True)
     assert resumed.points_computed == 2 * STEPS
     assert_bitwise(resumed, full_sums_merged(2))
+
+
+def _nonzero_rows(stats) -> list[int]:
+    state = stats.state()
+    return sorted(set(state["dim_effect_sum"].nonzero().flatten().tolist())
+                  | set(state["sensitivity_sum"].any(dim=1).nonzero().flatten().tolist()))
+
+
+def test_reset_zeroes_the_touched_rows_and_all_rows_after_a_failure_or_a_loaded_state():
+    """reset() zeroes only the rows of the latents the last unit touched (zeroing [K, F] at every
+    unit's start cost as much as the decoder at K = 4096), and every row when a failed chunk may
+    have added to others, or after load_state (sums from elsewhere)."""
+    values = ls.traversal_values(ANCHORS, steps=STEPS)
+    outputs = rowwise_decoder(ls.traversal_codes(ANCHORS, range(5), values)).reshape(60, -1)
+    stats = _C.SweepStatistics(rowwise_decoder(ANCHORS).reshape(3, -1), values)
+    stats.reset(4 * STEPS)  # traversals 4, 5, 6: latents 4, 0, 1
+    stats.update(outputs[16:28], 16)
+    assert stats.touched_latents() == (4, 3) == unit_latents(16, 28, STEPS, 5)
+    assert _nonzero_rows(stats) == [0, 1, 4]
+    assert [t.shape[0] for t in stats.unit_sums_to_host().values()] == [3, 3]
+    stats.reset(28)
+    assert _nonzero_rows(stats) == [] and stats.touched_latents() == (2, 0)
+
+    full = stats.state()
+    full["sensitivity_sum"] = torch.ones_like(full["sensitivity_sum"])
+    full["dim_effect_sum"] = torch.ones_like(full["dim_effect_sum"])
+    stats.load_state(full)
+    assert stats.touched_latents() == (0, 5)  # (any row may hold sums)
+    stats.reset(28)
+    assert _nonzero_rows(stats) == []
+
+    stats.update(outputs[28:32], 28)  # traversal 7: latent 2
+    stats.invalidate()  # (a chunk failed: it may have added to rows past the ones it got to)
+    with pytest.raises(RuntimeError, match="after a failed chunk"):
+        stats.unit_sums_to_host()
+    stats.reset(0)
+    assert _nonzero_rows(stats) == [] and stats.touched_latents() == (0, 0)

@@ -3,6 +3,9 @@
 #include <ATen/Parallel.h>
 #include <ATen/TensorIterator.h>  // at::internal::GRAIN_SIZE
 
+#include <algorithm>
+#include <vector>
+
 #include "cpu/statistics_kernel.h"
 #include "ops/cpu/capability.h"
 
@@ -216,13 +219,39 @@ at::Tensor SweepStatistics::update_aten(const at::Tensor& y, int64_t start) {
   return effect.to(dtype());
 }
 
+// Calls f(j, k, length) for the one or two runs of a unit's touched latents: its rows j ..
+// j + length - 1 are latents k .. k + length - 1 (two runs when the range wraps past K - 1).
+template <typename F>
+static void for_each_latent_run(std::pair<int64_t, int64_t> latents, int64_t num_dims, F f) {
+  const auto [first, count] = latents;
+  const int64_t head = std::min(count, num_dims - first);
+  if (head > 0) f(0, first, head);
+  if (count > head) f(head, 0, count - head);
+}
+
+std::pair<int64_t, int64_t> SweepStatistics::touched_latents() const {
+  if (!only_touched_rows_nonzero_) return {0, num_dims_};  // (after load_state: any row may hold sums)
+  const int64_t first_traversal = unit_start_ / num_steps_;
+  const int64_t end_traversal = (next_row_ + num_steps_ - 1) / num_steps_;
+  const int64_t count = std::min(num_dims_, end_traversal - first_traversal);
+  return {count == num_dims_ ? 0 : first_traversal % num_dims_, count};
+}
+
 void SweepStatistics::reset(int64_t start_row) {
   TORCH_CHECK(start_row >= 0 && start_row <= total_rows() && start_row % num_steps_ == 0,
               "SweepStatistics: a unit starts at a traversal's first row, got row ", start_row);
-  next_row_ = start_row;
+  if (valid_ && only_touched_rows_nonzero_) {
+    for_each_latent_run(touched_latents(), num_dims_, [&](int64_t, int64_t k, int64_t length) {
+      sensitivity_sum_.narrow(0, k, length).zero_();
+      dim_effect_sum_.narrow(0, k, length).zero_();
+    });
+  } else {
+    sensitivity_sum_.zero_();
+    dim_effect_sum_.zero_();
+  }
+  only_touched_rows_nonzero_ = true;
+  unit_start_ = next_row_ = start_row;
   valid_ = true;
-  sensitivity_sum_.zero_();
-  dim_effect_sum_.zero_();
   previous_.zero_();
   slope_.zero_();
 }
@@ -240,10 +269,15 @@ at::Tensor SweepStatistics::sensitivity() const {
 
 std::map<std::string, at::Tensor> SweepStatistics::unit_sums_to_host() const {
   check_valid("unit_sums_to_host()");
-  const auto to_host = [](const at::Tensor& sum) {
-    if (sum.is_cpu()) return sum.clone();
-    at::Tensor host = at::empty(sum.sizes(), sum.options().device(at::kCPU).pinned_memory(true));
-    host.copy_(sum, /*non_blocking=*/true);
+  const std::pair<int64_t, int64_t> latents = touched_latents();
+  const auto to_host = [&](const at::Tensor& sum) {
+    std::vector<int64_t> shape(sum.sizes().begin(), sum.sizes().end());
+    shape[0] = latents.second;
+    const at::TensorOptions host_options = sum.options().device(at::kCPU).pinned_memory(!sum.is_cpu());
+    at::Tensor host = at::empty(shape, host_options);
+    for_each_latent_run(latents, num_dims_, [&](int64_t j, int64_t k, int64_t length) {
+      host.narrow(0, j, length).copy_(sum.narrow(0, k, length), /*non_blocking=*/!sum.is_cpu());
+    });
     return host;
   };
   return {{"dim_effect_sum", to_host(dim_effect_sum_)}, {"sensitivity_sum", to_host(sensitivity_sum_)}};
@@ -271,6 +305,7 @@ void SweepStatistics::load_state(const std::map<std::string, at::Tensor>& state)
   TORCH_CHECK(row >= 0 && row <= total_rows(), "SweepStatistics: checkpoint row out of range");
   next_row_ = row;
   valid_ = true;
+  only_touched_rows_nonzero_ = false;  // (sums from elsewhere: the next reset zeroes them all)
   sensitivity_sum_.copy_(state.at("sensitivity_sum"));
   dim_effect_sum_.copy_(state.at("dim_effect_sum"));
   previous_.copy_(state.at("previous"));

@@ -20,6 +20,7 @@
 
 #include <map>
 #include <string>
+#include <utility>
 
 namespace latentsweep {
 
@@ -53,10 +54,18 @@ class SweepStatistics {
   at::Tensor dim_effect() const;   // [K] float64, over the rows seen so far, on the CPU
   at::Tensor sensitivity() const;  // [K, F] float64 (sum / A), on the CPU
 
-  // A finished unit's sums {dim_effect_sum [K], sensitivity_sum [K, F]} (float64) as CPU
-  // tensors. Device statistics are copied into pinned memory on the current stream without
-  // waiting: the tensors hold the sums once that stream has reached this point (an event
-  // recorded after this call, synchronized, says so), so a unit's end need not drain the GPU.
+  // The latents the traversals of the unit's rows so far touch, [the row reset() started it at,
+  // next_row()): (first, count), row j of a unit's sums being latent (first + j) % K, first 0
+  // when every latent is touched. The rule of python/latentsweep/merge.py's unit_latents, which
+  // checks these sums' shapes against it.
+  std::pair<int64_t, int64_t> touched_latents() const;
+
+  // A finished unit's sums of the latents it touched {dim_effect_sum [n], sensitivity_sum [n, F]}
+  // (float64, rows as touched_latents() says) as CPU tensors: the other rows are +0.0 and are
+  // neither copied nor kept (they grew a unit's record with K). Device statistics are copied into
+  // pinned memory on the current stream without waiting: the tensors hold the sums once that
+  // stream has reached this point (an event recorded after this call, synchronized, says so), so
+  // a unit's end need not drain the GPU.
   std::map<std::string, at::Tensor> unit_sums_to_host() const;
 
   // The state, for a unit's record and checkpoints, and its restoration (as CPU tensors).
@@ -78,6 +87,11 @@ class SweepStatistics {
   at::Tensor previous_;        // [F] dtype(): outputs of row next_row_ - 1
   at::Tensor slope_;           // [F] dtype(): sum of |dy| over the unfinished traversal
   int64_t next_row_ = 0;
+  int64_t unit_start_ = 0;  // the row reset() last started a unit at
+  // Every row of the sums outside touched_latents() is +0.0, so reset() zeroes only those rows
+  // (zeroing [K, F] at every unit's start cost as much as the decoder at K = 4096). False after
+  // load_state (any sums) and after a failed chunk (it may have added to rows past next_row_).
+  bool only_touched_rows_nonzero_ = true;
   bool valid_ = true;
   bool generic_path_ = false;
 };

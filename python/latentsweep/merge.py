@@ -33,7 +33,7 @@ def unit_latents(start: int, stop: int, num_steps: int, num_dims: int) -> tuple[
 
 def _latent_runs(first: int, count: int, num_dims: int) -> list[tuple[int, int, int]]:
     """``(j, k, length)``: rows j .. j+length-1 of a unit are latents k .. k+length-1 (one run,
-    or two when the range wraps past K - 1)."""
+    or two when the range wraps past K - 1; as the C++ for_each_latent_run)."""
     head = min(count, num_dims - first)
     return [(0, first, head)] + ([(head, 0, count - head)] if count > head else [])
 
@@ -75,20 +75,14 @@ class UnitStatistics:
 
     @classmethod
     def from_state(cls, state: dict[str, torch.Tensor], latents: tuple[int, int]) -> UnitStatistics:
-        """From the C++ statistics' ``unit_sums_to_host()`` (or ``state()``) after a unit touching
-        ``latents`` (``(first, count)``): the rows of those latents only, copied (the [K] and
-        [K, F] sums are not kept), or, for a unit that touches every latent, the sums themselves
-        (``unit_sums_to_host`` gives each unit its own tensors)."""
+        """From the C++ statistics' ``unit_sums_to_host()`` after a unit touching ``latents``
+        (``(first, count)``, see :func:`unit_latents`): it gives those latents' rows only, by the
+        same rule (``SweepStatistics::touched_latents``), checked here."""
         first, count = latents
-        num_dims = state["dim_effect_sum"].shape[0]
-
-        def touched(sums: torch.Tensor) -> torch.Tensor:
-            if count == num_dims:
-                return sums
-            runs = [sums.narrow(0, k, length) for _, k, length in _latent_runs(first, count, num_dims)]
-            return runs[0].clone() if len(runs) == 1 else torch.cat(runs)
-
-        return cls(touched(state["dim_effect_sum"]), touched(state["sensitivity_sum"]), first)
+        if state["dim_effect_sum"].shape[0] != count or state["sensitivity_sum"].shape[0] != count:
+            raise RuntimeError(f"the unit's sums have {state['dim_effect_sum'].shape[0]} latents' rows, its plan "
+                               f"{count} (from latent {first})")
+        return cls(state["dim_effect_sum"], state["sensitivity_sum"], first)
 
 
 class OrderedMerge:
