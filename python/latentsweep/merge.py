@@ -23,8 +23,9 @@ def unit_latents(start: int, stop: int, num_steps: int, num_dims: int) -> tuple[
     """``(first, count)``: the latent indices touched by the traversals of grid rows ``[start,
     stop)`` (a unit's) are ``(first + j) % num_dims`` for ``j < count``, a range that may wrap
     around (traversal t is latent t % K of anchor t // K). A unit that touches every latent
-    holds them in latent order (``first`` 0): the C++ sums as they are, nothing to reorder or copy
-    (units of small K, the common case, cost what they did before). From the plan's rows only: a
+    holds them in latent order (``first`` 0: nothing to reorder for small K, the common case).
+    The C++ statistics give a unit's sums by the same rule (``SweepStatistics::touched_latents``,
+    checked against this in :meth:`UnitStatistics.from_state`). From the plan's rows only: a
     record's arrays are checked against it, never trusted for it."""
     first_traversal, end_traversal = start // num_steps, -(-stop // num_steps)
     count = min(num_dims, end_traversal - first_traversal)
