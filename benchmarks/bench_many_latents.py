@@ -36,12 +36,16 @@ def best_seconds(fn, repeats: int) -> float:
     return min(times)
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--latents", default="256,1024,2048", help="the values of K = D, comma-separated")
     parser.add_argument("--repeats", type=int, default=3)
     add_smoke_option(parser)
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    args = build_parser().parse_args()
     latents = [16] if args.smoke else [int(k) for k in args.latents.split(",")]
     repeats = 1 if args.smoke else args.repeats
     print(f"MLP D -> 64 -> {FEATURES}, 1 anchor, K = D latents x {STEPS} steps, batch {BATCH}, keep_outputs=False, "
