@@ -49,6 +49,11 @@ class UnitStatistics:
     first: int
 
     @property
+    def latents(self) -> tuple[int, int]:
+        """``(first, count)`` of the latents it holds (see :func:`unit_latents`)."""
+        return self.first, self.dim_effect_sum.shape[0]
+
+    @property
     def nbytes(self) -> int:
         return sum(getattr(self, name).numel() * 8 for name in _ARRAYS)
 
@@ -102,8 +107,7 @@ class OrderedMerge:
         and adding +0.0 to it changes no bit."""
         if unit != self.next_unit:
             raise RuntimeError(f"merge out of order: unit {unit} after unit {self.next_unit - 1}")
-        count = statistics.dim_effect_sum.shape[0]
-        for j, k, length in _latent_runs(statistics.first, count, self.dim_effect_sum.shape[0]):
+        for j, k, length in _latent_runs(*statistics.latents, self.dim_effect_sum.shape[0]):
             self.dim_effect_sum[k : k + length] += statistics.dim_effect_sum[j : j + length]
             self.sensitivity_sum[k : k + length] += statistics.sensitivity_sum[j : j + length]
         self.next_unit += 1

@@ -187,13 +187,10 @@ def empirical_quantiles_bytes(rows: int, columns: int) -> int:
     return QUANTILE_BYTES_PER_VALUE * rows * min(columns, quantile_columns(rows))
 
 
-def empirical_quantiles(samples: torch.Tensor, levels: torch.Tensor,
-                        columns: torch.Tensor | None = None) -> torch.Tensor:
-    """Per column of ``samples`` [M, K] (or per column ``columns[k]`` of them), the quantiles at
-    ``levels`` [S] with linear interpolation (``torch.quantile``'s default, without its
-    input-size limit): ``[K, S]``."""
-    rows = samples.shape[0]
-    count = samples.shape[1] if columns is None else columns.numel()
+def empirical_quantiles(samples: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
+    """Per column of ``samples`` [M, K], the quantiles at ``levels`` [S] with linear
+    interpolation (``torch.quantile``'s default, without its input-size limit): ``[K, S]``."""
+    rows, count = samples.shape
     ranks = levels.to(samples.device, torch.float64) * (rows - 1)
     below = ranks.floor().long()
     above = ranks.ceil().long()
@@ -202,7 +199,7 @@ def empirical_quantiles(samples: torch.Tensor, levels: torch.Tensor,
     high = torch.empty_like(low)
     step = quantile_columns(rows)
     for first in range(0, count, step):
-        block = samples[:, first : first + step] if columns is None else samples[:, columns[first : first + step]]
+        block = samples[:, first : first + step]
         # Each column sorted in contiguous memory: [M, K] sorted along its strided dim 0 took 3 to 5
         # times as long at K = 1024 (the same order: these are the same sorts).
         ordered = block.T.to(torch.float64, memory_format=torch.contiguous_format).sort(dim=1).values  # [k, M]
@@ -248,7 +245,8 @@ def _posterior(x: ModeInputs) -> torch.Tensor:
 
 
 def _empirical(x: ModeInputs) -> torch.Tensor:
-    row = empirical_quantiles(x.reference, x.levels, x.dims).to(x.anchors.dtype)  # [K, S]
+    # (the reference holds the K traversed columns: x.dims is all of them, in order)
+    row = empirical_quantiles(x.reference, x.levels).to(x.anchors.dtype)  # [K, S]
     return row.expand(*x.grid_shape)
 
 

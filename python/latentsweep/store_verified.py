@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .merge import RunningMerge, UnitStatistics, unit_latents
+from .merge import RunningMerge, UnitStatistics
 
 
 class VerifiedSoFar:
@@ -25,10 +25,9 @@ class VerifiedSoFar:
     (:meth:`units_checked`): it is computed again, then kept as written.
     """
 
-    def __init__(self, *, num_units: int, num_rows: int, num_steps: int, num_dims: int, features: int,
-                 effect_dtype: np.dtype):
+    def __init__(self, *, num_units: int, num_rows: int, num_dims: int, features: int, effect_dtype: np.dtype):
         self._num_units, self._num_rows = num_units, num_rows
-        self._num_steps, self._num_dims, self._features = num_steps, num_dims, features
+        self._num_dims, self._features = num_dims, features
         self._effect_dtype = effect_dtype
         self._static: set[str] = set()
         self._budget_bytes = 0  # (of the merge kept: see start_keeping)
@@ -116,8 +115,7 @@ class VerifiedSoFar:
         """A unit written here (rows ``[start, stop)``, its record in place): known as written,
         also when the check found it damaged before."""
         if self._merge is not None:  # (as its record holds them: float64 copies)
-            latents = unit_latents(start, stop, self._num_steps, self._num_dims)
-            self._merge.offer(unit, UnitStatistics.from_arrays(statistics.arrays(), latents, self._features))
+            self._merge.offer(unit, UnitStatistics.from_arrays(statistics.arrays(), statistics.latents, self._features))
         if self._sums is not None:
             self._sums[unit] = sums
         if self._effect_rows is not None:

@@ -426,8 +426,7 @@ class SweepStore:
             ) from None
         # What this open has checked (static arrays, units' records and rows) and merged: not read again.
         self._verified = VerifiedSoFar(num_units=self.plan.num_units, num_rows=self.plan.num_rows,
-                                       num_steps=self.geometry.num_steps, num_dims=self.geometry.num_dims,
-                                       features=self.geometry.features,
+                                       num_dims=self.geometry.num_dims, features=self.geometry.features,
                                        effect_dtype=numpy_dtype(self.geometry.statistics_dtype))
         self._npy_offset = None
         # The public function writing through this store, for the messages of errors raised
