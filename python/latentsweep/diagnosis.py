@@ -561,7 +561,7 @@ def diagnose(posterior: Posterior | torch.Tensor, *, prior_std: float = 1.0) -> 
         del sigma, sigma_scaled
         # exp is monotone, so the median of sigma is exp of the lower median of logvar (nanmedian's):
         # no [N, D] sigma beside its sort.
-        median_sigma = torch.exp(0.5 * kept(logvar, math.nan).nanmedian(0).values)
+        median_sigma = torch.exp(0.5 * lower_nanmedian(kept(logvar, math.nan)))
         min_logvar = extreme(logvar, torch.amin, math.inf)
         # A logvar that is one positive number for every input is a fixed variance (a design, or
         # a head that ignores its input), not a ReLU's floor, which is exactly 0.
@@ -603,6 +603,25 @@ def diagnose(posterior: Posterior | torch.Tensor, *, prior_std: float = 1.0) -> 
     reference = codes.clone() if rows is None or bool(rows.all()) else codes[rows.to(codes.device)]
     return Diagnosis(**cpu, flags=flags, reference=reference, axes=_axes(codes, None if all_finite else finite),
                      latent_shape=posterior.latent_shape)
+
+
+def lower_nanmedian(x: torch.Tensor) -> torch.Tensor:
+    """``[D]`` the lower median of each column of ``[N, D]`` x over its non-NaN entries (NaN where
+    a column has none): ``x.nanmedian(0).values``, which on CUDA under
+    ``torch.use_deterministic_algorithms(True)`` raises (torch's median with indices has no
+    deterministic CUDA kernel). There it is read from a sort instead: the same value, since a
+    median is one of the entries."""
+    if x.device.type == "cpu" or not torch.are_deterministic_algorithms_enabled():
+        return x.nanmedian(0).values
+    return sorted_lower_nanmedian(x)
+
+
+def sorted_lower_nanmedian(x: torch.Tensor) -> torch.Tensor:
+    """lower_nanmedian from a sort of each column (deterministic on every device)."""
+    ordered = x.sort(0).values  # NaN sorts last
+    count = (~x.isnan()).sum(0, keepdim=True)
+    lower = ordered.gather(0, ((count - 1) // 2).clamp_(min=0)).squeeze(0)
+    return torch.where(count.squeeze(0) > 0, lower, math.nan)
 
 
 def _refuse_nothing_finite(fn: str, posterior: Posterior, count: torch.Tensor) -> None:
