@@ -157,9 +157,14 @@ def leader_store(fn: str, path: Path, want: dict, new_plan, *, explicit, resume,
                     f"{fn}: {path} holds a sweep that {writer} wrote, not {call_name(fn)}: call {writer} with that "
                     "sweep's arguments to resume it, or pass overwrite=True to replace it"
                 )
+            # Outputs of another dtype from the same decoder: most often a first run inside a
+            # torch.autocast block (it decodes in bfloat16/float16) and a resume outside it.
+            dtypes = "" if "output_dtype" not in differing else (
+                f"; its outputs were {store.params.get('output_dtype')} and this call's are "
+                f"{params.get('output_dtype')} (a sweep decoded under torch.autocast resumes in the same autocast block)")
             raise ValueError(
-                f"{fn}: {path} holds a sweep with different parameters (it differs in: {', '.join(differing)}); call "
-                f"{call_name(fn)} with that sweep's arguments to resume it, or pass overwrite=True to replace it"
+                f"{fn}: {path} holds a sweep with different parameters (it differs in: {', '.join(differing)}){dtypes}; "
+                f"call {call_name(fn)} with that sweep's arguments to resume it, or pass overwrite=True to replace it"
             )
         if not (resume or join):
             done = len(store.status().done)
