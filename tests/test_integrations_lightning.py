@@ -47,7 +47,8 @@ class LitVAE(pl.LightningModule):
         return torch.optim.Adam(self.parameters(), lr=1e-2)
 
 
-def fit(tmp_path, *, callbacks=(), loggers=(), relu_logvar=False, validate=True, epochs=EPOCHS) -> LitVAE:
+def fit(tmp_path, *, callbacks=(), loggers=(), relu_logvar=False, validate=True, epochs=EPOCHS,
+        fast_dev_run=False) -> LitVAE:
     """Seeds everything, trains on 64 digits (shuffled) and validates on 32 (with the sanity check)."""
     pl.seed_everything(0, verbose=False)
     model = LitVAE(relu_logvar=relu_logvar)
@@ -55,7 +56,7 @@ def fit(tmp_path, *, callbacks=(), loggers=(), relu_logvar=False, validate=True,
     trainer = pl.Trainer(
         accelerator="cpu", devices=1, max_epochs=epochs, logger=list(loggers) or False,
         callbacks=list(callbacks), enable_progress_bar=False, enable_model_summary=False,
-        enable_checkpointing=False, log_every_n_steps=1, default_root_dir=tmp_path,
+        enable_checkpointing=False, log_every_n_steps=1, default_root_dir=tmp_path, fast_dev_run=fast_dev_run,
     )
     val = DataLoader(TensorDataset(data[:32]), batch_size=16) if validate else None
     with warnings.catch_warnings():
@@ -161,6 +162,21 @@ def test_without_validation_it_logs_every_n_training_epochs(tmp_path):
     resumed.load_state_dict(callback.state_dict())
     assert resumed._epochs == 3 and resumed.state_key == callback.state_key
     assert TraversalCallback(digits(16), prefix="ae").state_key != callback.state_key
+
+
+@pytest.mark.parametrize("validate", [True, False])
+def test_fast_dev_run_takes_no_snapshot(tmp_path, monkeypatch, validate):
+    """fast_dev_run checks that training runs, with logging suppressed (its loggers become a
+    DummyLogger, which drops what it is given): a snapshot was encoded, diagnosed, traversed and
+    drawn for nothing. A wrong encoder name still fails when fit starts."""
+    taken, take = [], _common.take_snapshot
+    monkeypatch.setattr(_common, "take_snapshot", lambda *args, **kwargs: taken.append(kwargs["step"]) or
+                        take(*args, **kwargs))
+    callback = TraversalCallback(digits(16))
+    fit(tmp_path, callbacks=[callback], loggers=[pl.loggers.CSVLogger(tmp_path)], validate=validate, fast_dev_run=True)
+    assert taken == [] and callback.last is None and callback.state_dict() == {"epochs": 0}
+    with pytest.raises(ValueError, match="has no callable 'enc'"):
+        fit(tmp_path, callbacks=[TraversalCallback(digits(16), encoder="enc")], fast_dev_run=True)
 
 
 class RankMarkingVAE(LitVAE):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pytest
 import torch
@@ -182,7 +184,10 @@ def test_tiny_and_huge_codes_have_the_same_directions(scale, method):
     """Codes of 1e-300 were "all equal": their squares underflowed to 0 (1e160: overflowed)."""
     codes = codes_with_spectrum(200, 5)
     unit = latentsweep.principal_directions(codes, method=method)
-    got = latentsweep.principal_directions(codes * scale, method=method)
+    # (variances below float64's normal numbers are said: explained_variance cannot hold them)
+    below = float(unit.explained_variance.sum()) * scale * scale < torch.finfo(torch.float64).tiny
+    with pytest.warns(RuntimeWarning, match="below the smallest normal") if below else contextlib.nullcontext():
+        got = latentsweep.principal_directions(codes * scale, method=method)
     torch.testing.assert_close(got.vectors, unit.vectors, rtol=0, atol=1e-9)
     torch.testing.assert_close(got.explained_variance_ratio, unit.explained_variance_ratio, rtol=1e-12, atol=0)
     torch.testing.assert_close(got.mean, unit.mean * scale, rtol=1e-9, atol=0)
@@ -258,3 +263,24 @@ def test_exact_components_spanning_more_than_eigh_resolves_keep_their_order(dtyp
     torch.testing.assert_close(directions.explained_variance.double()[:checked], expected[:checked], rtol=1e-6, atol=0)
     order = torch.argsort(torch.tensor(scales), descending=True)
     assert directions.vectors.abs().argmax(dim=1).tolist() == order.tolist()
+
+
+def codes_with_spread(dtype: torch.dtype) -> torch.Tensor:
+    g = torch.Generator().manual_seed(6)
+    return (torch.randn(200, 5, generator=g, dtype=torch.float64) * torch.tensor([3.0, 2, 1, 0.5, 0.1],
+                                                                                    dtype=torch.float64)).to(dtype)
+
+
+
+
+def test_explained_variance_float32_cannot_hold_is_said():
+    """float32 codes of 1e-23: variances of 1e-46, every explained_variance 0 in float32, silently
+    (the ratios, computed over the codes' scale, were right). Now a warning says so and what to do."""
+    codes = codes_with_spread(torch.float32)
+    plain = latentsweep.principal_directions(codes)
+    with pytest.warns(RuntimeWarning, match=r"total variance \(1\.\d+e-45\) is below the smallest normal "
+                                            r"torch\.float32 .*pass float64 codes"):
+        tiny = latentsweep.principal_directions(codes * 1e-23)
+    torch.testing.assert_close(tiny.explained_variance_ratio, plain.explained_variance_ratio)
+    float64 = latentsweep.principal_directions(codes.double() * 1e-23)  # (what the warning advises: no warning)
+    torch.testing.assert_close(float64.explained_variance, plain.explained_variance.double() * 1e-46, rtol=1e-6, atol=0)

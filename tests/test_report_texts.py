@@ -16,6 +16,7 @@ import torch
 import latentsweep as ls
 from latentsweep.findings import SMALL_SD_TEXT_RATIO, findings, posterior_sd_sentence
 from latentsweep.html_report import _curve_features
+from latentsweep.report_texts import variance_shares
 from latentsweep.plots._features import feature_colour
 from latentsweep.plots.kl_bars import VISIBLE_FRACTION
 from picture_models import LATENT_DIM, small_decoder, synthetic_posterior
@@ -318,3 +319,15 @@ def test_directions_that_carry_nearly_all_the_variance_are_not_said_to_carry_all
     share = float(pcs.explained_variance_ratio.sum())
     assert 0.999 < share < 0.9995
     assert "Together they carry 99.9% of the codes' variance." in direction_sentences(along, codes)
+
+
+@pytest.mark.parametrize("scale", [1e-170, 1e160])
+def test_the_reports_variance_shares_do_not_depend_on_the_codes_scale(scale):
+    """Computed from the unscaled float64 codes, the squares of codes of 1e-170 underflowed to 0
+    (1e160: overflowed to inf) and every share was NaN: the report left the sentence out. Now over
+    the power of two at their largest entry, as principal_directions reads them."""
+    g = torch.Generator().manual_seed(6)
+    codes = torch.randn(200, 5, generator=g, dtype=torch.float64) * torch.tensor([3.0, 2, 1, 0.5, 0.1], dtype=torch.float64)
+    units = ls.principal_directions(codes).vectors
+    torch.testing.assert_close(torch.tensor(variance_shares(codes * scale, units), dtype=torch.float64),
+                               torch.tensor(variance_shares(codes, units), dtype=torch.float64), rtol=1e-12, atol=0)

@@ -345,3 +345,26 @@ def test_repeated_directions_are_refused_as_repeated_dims_are(rows, same):
     opposite = ls.traverse(torch.nn.Identity(), anchors, directions=torch.tensor([[1.0, 0, 0], [-1.0, 0, 0]]),
                            steps=3, progress=False)
     assert opposite.labels == ("u0", "u1")
+
+
+@pytest.mark.parametrize("mode, options", [("prior", {}), ("posterior", {"logvar": LOGVAR}),
+                                           ("empirical", {"reference": REFERENCE})])
+def test_traverse_normalises_the_directions_once(monkeypatch, mode, options):
+    """grid_spec normalised them for the codes (in the anchors' dtype) and values_for again for
+    the values (in float64): two passes of one rule. One float64 pass now gives both, and the
+    values are traversal_values' bit for bit."""
+    calls = []
+    normalised = sys.modules["latentsweep.direction_codes"].normalised
+
+    def counted(*args, **kwargs):
+        calls.append(kwargs.get("dtype"))
+        return normalised(*args, **kwargs)
+
+    monkeypatch.setattr(sys.modules["latentsweep.grid_spec"], "normalised", counted)
+    monkeypatch.setattr(sys.modules["latentsweep.traversal"], "normalised", counted)
+    result = ls.traverse(rowwise_decoder, ANCHORS, directions=RAW, mode=mode, steps=5, progress=False, **options)
+    assert calls == [torch.float64]
+    monkeypatch.undo()
+    expected = ls.traversal_values(ANCHORS, directions=RAW, mode=mode, steps=5, **options)
+    assert torch.equal(result.values, expected)
+    assert torch.equal(result.directions, ls.unit_directions(RAW))  # (float64 anchors: the float64 unit rows)

@@ -166,8 +166,8 @@ def unscaled_square_size(scaled, scale) -> str:
     are sums of squares of values over ``scale`` (:func:`power_of_two_at` their largest entry;
     a float or a tensor broadcasting with ``scaled``). Worked out in powers of ten, so a size
     past float64's range is still said as a number, not as "inf"."""
-    scaled = torch.as_tensor(scaled, dtype=torch.float64)
-    scale = torch.as_tensor(scale, dtype=torch.float64)
+    scaled = torch.as_tensor(scaled, dtype=torch.float64, device="cpu")
+    scale = torch.as_tensor(scale, dtype=torch.float64, device="cpu")
     exponent = float((torch.log10(scaled) + 2 * torch.log10(scale)).max())
     if not math.isfinite(exponent):
         return "0" if exponent < 0 else f"{exponent}"  # (all 0, or a NaN or inf given)

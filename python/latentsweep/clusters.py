@@ -79,7 +79,7 @@ class Clusters:
             if _checks.same_tensor(((centroids + pivot) * scale).to(self.centroids.dtype), self.centroids) and \
                     _checks.same_tensor((variances * scale * scale).to(self.variances.dtype), self.variances):
                 return centroids, variances, scale
-        ones = torch.ones(self.centroids.shape[1], dtype=torch.float64)
+        ones = torch.ones(self.centroids.shape[1], dtype=torch.float64, device=self.centroids.device)
         return self.centroids.double(), self.variances.double(), ones
 
     def _centroids_in_proportion(self) -> torch.Tensor:
@@ -138,7 +138,7 @@ class Clusters:
         centroids = self._centroids_in_proportion()
         centroids = centroids / centroids.abs().max().clamp_min(torch.finfo(torch.float64).tiny)  # (see directions)
         distance = torch.cdist(centroids, centroids)
-        pairs = torch.triu_indices(self.num_clusters, self.num_clusters, offset=1)
+        pairs = torch.triu_indices(self.num_clusters, self.num_clusters, offset=1, device=centroids.device)
         values = distance[pairs[0], pairs[1]]
         low, high = int(torch.argmin(values)), int(torch.argmax(values))
         return (int(pairs[0, low]), int(pairs[1, low])), (int(pairs[0, high]), int(pairs[1, high]))
@@ -283,7 +283,7 @@ def clusters(codes_or_posterior, labels=None, *, k: int | None = None, seed: int
     # effects inf); centroids and variances are scaled back last (a power of two changes no digit).
     codes = codes.detach().cpu()
     latent = codes.shape[1]
-    magnitude = torch.zeros(latent, dtype=torch.float64)
+    magnitude = torch.zeros(latent, dtype=torch.float64, device=codes.device)
     for block in row_blocks(codes):
         magnitude = torch.maximum(magnitude, block.abs().amax(0))
     scale = _checks.power_of_two_at(magnitude)
@@ -294,9 +294,9 @@ def clusters(codes_or_posterior, labels=None, *, k: int | None = None, seed: int
     # 1e32, not 0 and inf): the mean of a cluster's equal values is that value exactly.
     pivot = codes[0].double() / scale
     sizes = torch.bincount(index, minlength=num_clusters)
-    sums = torch.zeros(num_clusters, latent, dtype=torch.float64)
-    lows = torch.full((num_clusters, latent), math.inf, dtype=torch.float64)
-    highs = torch.full((num_clusters, latent), -math.inf, dtype=torch.float64)
+    sums = torch.zeros(num_clusters, latent, dtype=torch.float64, device=codes.device)
+    lows = torch.full((num_clusters, latent), math.inf, dtype=torch.float64, device=codes.device)
+    highs = torch.full((num_clusters, latent), -math.inf, dtype=torch.float64, device=codes.device)
     # Codes that fit in one block are converted once for both passes (the second, the last to
     # read them, changes them in place).
     whole = scaled_rows(codes.double(), codes.dtype, scale, pivot) if in_one_block(codes) else None

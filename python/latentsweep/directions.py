@@ -193,12 +193,13 @@ class Directions:
             raise TypeError(f"{fn}: index must be {expected}, got {index!r}")
         given = index  # (for the messages)
         if isinstance(index, slice):  # Python's slices, negative steps included (torch's refuse them)
-            index = torch.tensor(range(len(self))[index], dtype=torch.int64)
+            index = torch.tensor(range(len(self))[index], dtype=torch.int64, device="cpu")
         elif isinstance(index, list) and not index:
-            index = torch.zeros(0, dtype=torch.int64)
+            index = torch.zeros(0, dtype=torch.int64, device="cpu")
         if not isinstance(index, (int, slice, torch.Tensor)):
             try:  # lists, numpy arrays
-                index = torch.as_tensor(index) if isinstance(index, list) or hasattr(index, "__array__") else None
+                index = torch.as_tensor(index, device="cpu") if isinstance(index, list) or hasattr(index, "__array__") \
+                    else None
             except (TypeError, ValueError, RuntimeError):
                 index = None
             if index is None:
@@ -207,7 +208,8 @@ class Directions:
                                                                                        torch.int16, torch.int8, torch.uint8):
             raise TypeError(f"{fn}: index must be {expected}, got a {index.dtype} tensor")
         try:
-            picked = torch.arange(len(self))[index.to("cpu") if isinstance(index, torch.Tensor) else index].reshape(-1)
+            every = torch.arange(len(self), device="cpu")
+            picked = every[index.to("cpu") if isinstance(index, torch.Tensor) else index].reshape(-1)
         except (IndexError, RuntimeError, OverflowError, ValueError):
             raise IndexError(f"{fn}: cannot select directions {given!r:.60} from {len(self)} direction(s) ({expected})") from None
         if picked.numel() == 0:

@@ -187,7 +187,7 @@ def grid_spec(fn: str, anchors, *, mode, span, steps, dims, logvar, values, refe
     # theirs later, cannot change the grid (and autograd history is dropped).
     anchors = anchors.detach().clone()
     _checks.finite(fn, "anchors", anchors)
-    unit = labels = None
+    unit = unit64 = labels = None
     if directions is not None:
         if dims is not None:
             raise ValueError(
@@ -195,10 +195,12 @@ def grid_spec(fn: str, anchors, *, mode, span, steps, dims, logvar, values, refe
                 "directions, index them (directions[:3], or a Directions' [[0, 2]])"
             )
         directions = flat_directions(fn, directions, latent_shape)
-        # Normalised in float64 and rounded once to the anchors' dtype: float32 directions
-        # normalised in float32, then cast, were unit length to float32's precision only.
-        unit = normalised(fn, directions.vectors if isinstance(directions, Directions) else directions,
-                          dtype=anchors.dtype)
+        # Normalised once, in float64: the values' coordinates are computed in it, and the codes'
+        # rows are rounded once from it to the anchors' dtype (float32 directions normalised in
+        # float32, then cast, were unit length to float32's precision only).
+        unit64 = normalised(fn, directions.vectors if isinstance(directions, Directions) else directions,
+                            dtype=torch.float64).detach()
+        unit = unit64.to(anchors.dtype)  # a new tensor: owned, like the anchors
         labels = direction_labels(directions)
         if unit.shape[1] != anchors.shape[1]:
             raise ValueError(
@@ -207,7 +209,6 @@ def grid_spec(fn: str, anchors, *, mode, span, steps, dims, logvar, values, refe
                 + f", got {tuple(unit.shape)}"
             )
         _checks.same_device(fn, anchors=anchors, directions=unit)
-        unit = unit.to(anchors.dtype).detach().clone()  # owned, like the anchors
         _refuse_repeated_directions(fn, unit, labels)
         dims_t = torch.arange(unit.shape[0], device=anchors.device)
     else:
@@ -222,7 +223,7 @@ def grid_spec(fn: str, anchors, *, mode, span, steps, dims, logvar, values, refe
     else:
         grid_values = values_for(
             fn, anchors, mode=mode, span=span, steps=steps, dims=None if unit is not None else dims_t, logvar=logvar,
-            prior_std=prior_std, reference=reference, directions=directions,  # as given: the same values
+            prior_std=prior_std, reference=reference, directions=unit64, unit_rows=True,
         )
     _checks.finite(fn, "the traversal values", grid_values)
     total = anchors.shape[0] * dims_t.numel() * grid_values.shape[2]

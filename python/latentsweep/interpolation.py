@@ -5,6 +5,7 @@ interpolation writes, so batching, stores, resume, devices and progress come wit
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import overload
 
@@ -16,7 +17,7 @@ from ._modules import tensor_digest
 from .grid_spec import GridSpec, writer_name
 from .latent_shape import checked_latent_shape, flat_codes
 from .paths import (PATHS, _endpoints, check_path_grid_size, check_path_range, interpolation_codes, path_label,
-                    path_weights, warn_undefined_arcs, _angle_terms)
+                    path_weights, path_writer_bytes, warn_undefined_arcs, _angle_terms)
 from .posterior import Posterior
 from .result import TraversalResult
 from .stores import StoreStatus, recorded_params, store_path
@@ -46,11 +47,15 @@ class PathWriter:
                  arcs_revision: int = ARCS_REVISION):
         self.start, self.end, self.steps, self.path = start, end, steps, path
         self.arcs_once = path == "slerp" and arcs_revision >= 2
-        # What the grid's digest (a store's identity) records beyond anchors = start and t.
-        self.identity = f"{path} path to {tensor_digest(end)}" + (", arcs over all paths" if self.arcs_once else "")
         # Per device the sweep uses: the float64 endpoints [P, D], a line's weights [P, 2, S] and
         # divisors [P] (broadcast), an arc's _angle_terms [P, 1, 1] x 3 (CPU).
         self._on_device: dict[torch.device, tuple[torch.Tensor, ...]] = {}
+
+    @cached_property
+    def identity(self) -> str:
+        """What the grid's digest (a store's identity) records beyond anchors = start and t (read
+        when needed: interpolation_codes writes rows without a store, and end's digest copies it)."""
+        return f"{self.path} path to {tensor_digest(self.end)}" + (", arcs over all paths" if self.arcs_once else "")
 
     def __call__(self, first: int, count: int, out: torch.Tensor) -> None:
         if out.device not in self._on_device:
@@ -162,7 +167,7 @@ class Interpolation:
         ``end`` takes ``start``'s dtype, which :func:`interpolate` gave both: a store keeps bfloat16
         ends widened to float32 (exactly) and reads them back as float32."""
         return cls(start=start.cpu(), end=end.cpu().to(start.dtype), path=sweep.mode,
-                   t=torch.linspace(0.0, 1.0, sweep.values.shape[2], dtype=torch.float64),
+                   t=torch.linspace(0.0, 1.0, sweep.values.shape[2], dtype=torch.float64, device="cpu"),
                    change=sweep.effect[:, 0].clone(), sweep=sweep)  # (its own: not a view of the sweep's effect)
 
     def __repr__(self) -> str:
@@ -298,17 +303,14 @@ def interpolate(
         check_path_grid_size(_FN, num_paths, steps, latent)
         dtype = torch.promote_types(start.dtype, end.dtype)
         peak = check_path_range(_FN, start, end, path, dtype)
-        # The grid's positions, t [S] in float64 and values [P, 1, S], and the path writer's float64
-        # endpoints, 2 x [P, D], and an arc's weights with their temporaries while they are made
-        # (about 6 x [P, S] and 6 x [P, D] float64 at the peak; the sweep checks its outputs).
-        arcs = 6 * num_paths * (steps + latent) * 8 if path == "slerp" else 0
+        # The grid's values [P, 1, S] and the path writer's tensors (the sweep checks its outputs).
         _checks.fits_in_memory(_FN, f"the path grid [P={num_paths}, steps={steps}]",
-                               steps * 8 + num_paths * steps * dtype.itemsize + 2 * num_paths * latent * 8 + arcs,
+                               num_paths * steps * dtype.itemsize + path_writer_bytes(num_paths, steps, latent, path),
                                start.device, "pass fewer steps or paths")
         # The sweep owns its endpoints (a decoder that writes into its input cannot change them).
         start, end = start.detach().to(dtype).clone(), end.detach().to(dtype).clone()
         writer = PathWriter(start, end, steps, path, _arcs_revision(out, overwrite, start, end, steps, path))
-        t = torch.linspace(0.0, 1.0, steps, dtype=torch.float64)
+        t = torch.linspace(0.0, 1.0, steps, dtype=torch.float64, device="cpu")
         spec = GridSpec(
             anchors=start,
             dims=torch.zeros(1, dtype=torch.int64, device=start.device),

@@ -95,8 +95,8 @@ class OrderedMerge:
     """Adds unit statistics in unit order (units 0, 1, 2, ...; each exactly once)."""
 
     def __init__(self, num_dims: int, features: int):
-        self.dim_effect_sum = torch.zeros(num_dims, dtype=torch.float64)
-        self.sensitivity_sum = torch.zeros(num_dims, features, dtype=torch.float64)
+        self.dim_effect_sum = torch.zeros(num_dims, dtype=torch.float64, device="cpu")
+        self.sensitivity_sum = torch.zeros(num_dims, features, dtype=torch.float64, device="cpu")
         self.next_unit = 0
 
     def add(self, unit: int, statistics: UnitStatistics) -> None:

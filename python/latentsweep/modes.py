@@ -138,7 +138,8 @@ def prior_levels(span: float, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
     keep the promised ends where ``Phi(span)`` would round to 1."""
     lower = 0.5 * math.erfc(span / math.sqrt(2.0))  # Phi(-span), accurate far into the tail
     if steps == 1:  # torch.linspace semantics: just the start
-        return torch.tensor([lower], dtype=torch.float64), torch.tensor([-1.0], dtype=torch.float64)
+        return (torch.tensor([lower], dtype=torch.float64, device="cpu"),
+                torch.tensor([-1.0], dtype=torch.float64, device="cpu"))
     width = math.erf(span / math.sqrt(2.0))  # Phi(span) - Phi(-span)
     nearest, side = _from_the_nearer_end(steps)
     tail = lower + nearest * (width / (steps - 1))
@@ -149,7 +150,7 @@ def prior_levels(span: float, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
 def _from_the_nearer_end(steps: int) -> tuple[torch.Tensor, torch.Tensor]:
     """For steps >= 2, float64 ``[S]``: each step's distance from the nearer end (in steps) and
     its side (-1 lower half, 0 the middle, +1 upper half): what makes the grids symmetric."""
-    i = torch.arange(steps, dtype=torch.float64)
+    i = torch.arange(steps, dtype=torch.float64, device="cpu")
     return torch.minimum(i, steps - 1 - i), torch.sign(i - (steps - 1) / 2)
 
 
@@ -160,7 +161,7 @@ def _centred_quantiles(span: float, steps: int) -> torch.Tensor:
     ``LINEAR_QUANTILE_SPAN``, ``c * span``. The ends are ``+-span`` (to a rounding), the
     middle exactly 0, the halves exactly symmetric."""
     if steps == 1:  # torch.linspace semantics: just the start
-        position = torch.tensor([-1.0], dtype=torch.float64)
+        position = torch.tensor([-1.0], dtype=torch.float64, device="cpu")
     else:
         nearest, side = _from_the_nearer_end(steps)
         position = side * (1.0 - nearest * (2.0 / (steps - 1)))

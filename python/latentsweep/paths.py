@@ -98,7 +98,9 @@ def interpolation_codes(start, end, *, steps: int = 11, path: str = "linear") ->
       as in White's implementation; opposite endpoints, whose line passes through the origin, are
       named in a ``UserWarning``.
 
-    Computed in float64; the first and last steps are exactly ``start`` and ``end``.
+    Computed in float64 (by :func:`latentsweep.interpolate`'s path writer: the codes it decodes,
+    bit for bit; with torch's ops where ``start`` or ``end`` requires grad, for a graph: the same
+    bits); the first and last steps are exactly ``start`` and ``end``.
 
     Args:
         start, end: ``[D]`` or ``[P, D]`` codes (e.g. two inputs' means, or cluster centroids).
@@ -114,14 +116,33 @@ def interpolation_codes(start, end, *, steps: int = 11, path: str = "linear") ->
     path = _checks.choice(fn, "path", path, PATHS)
     num_paths, latent = start.shape
     check_path_grid_size(fn, num_paths, steps, latent)
-    _checks.fits_in_memory(fn, f"computing the codes [P={num_paths}, steps={steps}, D={latent}]",
-                           PATH_TEMPORARIES * num_paths * steps * latent * 8, start.device,
-                           "pass fewer steps or paths")
     dtype = torch.promote_types(start.dtype, end.dtype)
+    graph = torch.is_grad_enabled() and (start.requires_grad or end.requires_grad)
+    _checks.fits_in_memory(fn, f"computing the codes [P={num_paths}, steps={steps}, D={latent}]",
+                           PATH_TEMPORARIES * num_paths * steps * latent * 8 if graph else
+                           num_paths * steps * latent * dtype.itemsize + path_writer_bytes(num_paths, steps, latent, path),
+                           start.device,
+                           "pass fewer steps or paths")
     if path == "slerp":
         warn_undefined_arcs(fn, start, end)
     check_path_range(fn, start, end, path, dtype)
-    return path_codes(start, end, steps, path).to(dtype)
+    if graph:
+        return path_codes(start, end, steps, path).to(dtype)
+    from .interpolation import PathWriter  # (interpolation.py imports this module)
+
+    # The compiled writer interpolate decodes from: one rule for the rows (torch's ops took 4
+    # float64 [P, S, D] temporaries and 3-13 times as long).
+    codes = torch.empty(num_paths * steps, latent, dtype=dtype, device=start.device)
+    PathWriter(start.to(dtype), end.to(dtype), steps, path)(0, len(codes), codes)
+    return codes.view(num_paths, steps, latent)
+
+
+def path_writer_bytes(num_paths: int, steps: int, latent: int, path: str) -> int:
+    """What the path writer (interpolation.PathWriter) holds beside the rows it writes: t [S] in
+    float64, its float64 endpoints, 2 x [P, D], and an arc's weights with their temporaries
+    while they are made (about 6 x [P, S] and 6 x [P, D] float64 at the peak)."""
+    arcs = 6 * num_paths * (steps + latent) * 8 if path == "slerp" else 0
+    return steps * 8 + 2 * num_paths * latent * 8 + arcs
 
 
 def path_peak(start: torch.Tensor, end: torch.Tensor, path: str) -> float:

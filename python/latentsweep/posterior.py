@@ -138,7 +138,8 @@ def _row_index(index):
     fn = "latentsweep.Posterior[...]"
     if isinstance(index, (list, range)):
         try:
-            index = torch.as_tensor(index) if len(index) else torch.zeros(0, dtype=torch.int64)
+            index = torch.as_tensor(index, device="cpu") if len(index) else \
+                torch.zeros(0, dtype=torch.int64, device="cpu")
         except (TypeError, ValueError, RuntimeError):
             raise TypeError(f"{fn}: got {index!r:.60}; {_ROWS_ONLY}") from None
     integer = isinstance(index, numbers.Integral) and not isinstance(index, bool)
@@ -154,7 +155,7 @@ def _row_index(index):
             raise TypeError(f"{fn}: got an index of dtype {dtype} and {getattr(index, 'ndim', 0)} dimension(s); "
                             f"{_ROWS_ONLY}")
         if not isinstance(index, torch.Tensor):  # a copy: torch takes no negative strides (array[::-1])
-            index = torch.as_tensor(np.array(index))
+            index = torch.as_tensor(np.array(index), device="cpu")
         largest = _checks.uint64_beyond_int64(index)  # (int64 would wrap it around to a negative index: a last row)
         if largest is not None:
             raise IndexError(f"{fn}: index {largest} is out of range")

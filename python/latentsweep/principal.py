@@ -52,7 +52,7 @@ class _Scaled:
     @classmethod
     def of(cls, codes: torch.Tensor) -> "_Scaled":
         low, high = _checks.extremes(_checks.distinct_values(codes))
-        largest = torch.tensor(max(-low, high), dtype=torch.float64)
+        largest = torch.tensor(max(-low, high), dtype=torch.float64, device="cpu")
         scale = float(_checks.power_of_two_at(largest))
         return cls(codes, scale, codes[0].double() / scale)
 
@@ -161,7 +161,7 @@ def _randomized(codes: _Scaled, mean: torch.Tensor, k: int, seed: int, iteration
     latent = codes.shape[1]
     width = min(latent, k + 10)
     generator = torch.Generator(device="cpu").manual_seed(seed)
-    block = torch.randn(latent, width, generator=generator, dtype=torch.float64).to(codes.device)
+    block = torch.randn(latent, width, generator=generator, dtype=torch.float64, device="cpu").to(codes.device)
     basis = torch.linalg.qr(block).Q
     for _ in range(iterations):
         basis = torch.linalg.qr(_covariance_times(codes, mean, basis)).Q
@@ -265,8 +265,21 @@ def principal_directions(
 
 def _check_variance_fits(fn: str, scaled: _Scaled, total: float, dtype: torch.dtype) -> None:
     """The variances must be finite in the result's dtype; the total, which may exceed even
-    float64, is said as a number."""
-    if scaled.unscaled(total) <= torch.finfo(dtype).max:
+    float64, is said as a number. A total below the dtype's smallest normal number leaves every
+    explained_variance 0 or a subnormal of few digits in it (float32 codes of 1e-23 gave all
+    zeros, silently): said in a warning, as the directions and ratios, computed over the scale,
+    are exact."""
+    unscaled, info = scaled.unscaled(total), torch.finfo(dtype)
+    if unscaled < info.tiny:
+        _checks.warn(
+            f"{fn}: the codes' total variance ({_checks.unscaled_square_size(total, scaled.scale)}) is below the "
+            f"smallest normal {dtype} ({info.tiny:.3g}): explained_variance holds zeros or imprecise subnormals "
+            "(the directions and explained_variance_ratio are exact); "
+            + ("pass float64 codes (codes.double())" if dtype != torch.float64
+               else f"rescale the codes (e.g. codes / {scaled.scale:.3g}: the directions stay the same)"),
+            RuntimeWarning)
+        return
+    if unscaled <= info.max:
         return
     raise ValueError(
         f"{fn}: the codes' total variance ({_checks.unscaled_square_size(total, scaled.scale)}) overflows {dtype}"

@@ -9,8 +9,9 @@ import torch
 
 from .clusters import Clusters
 from ._shares import format_share
-from .directions import row_blocks
 from .latent_shape import latent_label
+from .principal import _mean as scaled_mean
+from .principal import _Scaled
 from .result import TraversalResult
 
 # The cluster pairs the report names: the closest and the farthest centroids.
@@ -21,17 +22,19 @@ TOP_LATENTS = 3
 def variance_shares(codes: torch.Tensor, directions: torch.Tensor) -> list[float]:
     """``[K]`` the codes' variance along each unit direction as a share of their total variance
     (``Var(codes @ u_k) / tr Cov(codes)``; for principal components, the explained-variance
-    ratio), in float64; NaN when the codes do not vary."""
+    ratio), in float64; NaN when the codes do not vary. Over the power of two at the codes'
+    largest entry, as principal_directions reads them: the squares of float64 codes of 1e-170
+    underflowed to 0 (and of 1e160 overflowed), and every share was NaN."""
     codes = codes.detach()
     units = directions.detach().to(codes.device, torch.float64)
-    count = codes.shape[0]
-    mean = sum(block.sum(0) for block in row_blocks(codes)) / count
+    if not codes.shape[0]:
+        return [math.nan] * units.shape[0]
+    scaled = _Scaled.of(codes)
     along = torch.zeros(units.shape[0], dtype=torch.float64, device=codes.device)
     total = 0.0
-    for block in row_blocks(codes):
-        centred = block - mean
+    for centred in scaled.centred_blocks(scaled_mean(scaled)):
         along += ((centred @ units.T) ** 2).sum(0)
-        total += float((centred**2).sum())
+        total += float(centred.square_().sum())
     if not total > 0:
         return [math.nan] * units.shape[0]
     return (along / total).tolist()
@@ -55,7 +58,8 @@ def direction_sentences(result: TraversalResult, codes: torch.Tensor | None = No
         shares = variance_shares(codes, result.directions)
         if all(math.isfinite(v) for v in shares):
             units = result.directions.double()
-            orthogonal = bool(torch.allclose(units @ units.T, torch.eye(k, dtype=torch.float64), atol=1e-4))
+            identity = torch.eye(k, dtype=torch.float64, device=units.device)
+            orthogonal = bool(torch.allclose(units @ units.T, identity, atol=1e-4))
             sentences.append(
                 f"Together they carry {format_share(sum(shares))} of the codes' variance"
                 + ("." if orthogonal else " (they are not orthogonal, so variance they share is counted twice).")

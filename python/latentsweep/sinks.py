@@ -101,9 +101,9 @@ class MemorySink:
         units are merged as soon as all before them are, so memory does not grow with the grid."""
         self.geometry, self.plan, self.keep_units, self.keep_outputs = geometry, plan, keep_units, keep_outputs
         self._prefix = OrderedMerge(geometry.num_dims, geometry.features)
-        self._effect = torch.zeros(geometry.num_rows, dtype=geometry.statistics_dtype)
+        self._effect = torch.zeros(geometry.num_rows, dtype=geometry.statistics_dtype, device="cpu")
         self._outputs = (
-            torch.empty((geometry.num_rows, *geometry.out_shape), dtype=geometry.output_dtype)
+            torch.empty((geometry.num_rows, *geometry.out_shape), dtype=geometry.output_dtype, device="cpu")
             if keep_outputs
             else None
         )

@@ -523,7 +523,7 @@ class _TrialRunner:
                                                     self.decoder.nonfinite_subject)
         executor = self.executors[size]
         if self.sink is None:
-            self.stats.load_state({**self.template, "next_row": torch.tensor(first_row)})
+            self.stats.load_state({**self.template, "next_row": torch.tensor(first_row, device="cpu")})
             executor.run(self.stats, first_row, end_row, None, False, None)
             return
         unit_rows, finished = self.unit_rows(size), []

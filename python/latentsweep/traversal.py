@@ -196,9 +196,12 @@ def traversal_values(
                       logvar=logvar, prior_std=prior_std, reference=reference, directions=directions)
 
 
-def values_for(fn: str, anchors, *, mode, span, steps, dims, logvar, prior_std, reference, directions) -> torch.Tensor:
+def values_for(fn: str, anchors, *, mode, span, steps, dims, logvar, prior_std, reference, directions,
+               unit_rows: bool = False) -> torch.Tensor:
     """:func:`traversal_values` with its errors named by the caller's function ``fn`` (a user of
-    ``traverse`` called ``traverse``, not ``traversal_values``)."""
+    ``traverse`` called ``traverse``, not ``traversal_values``). ``unit_rows``: the ``[K, D]``
+    directions are the float64 unit rows of :func:`normalised` already (traverse's grid
+    normalises them once, for its codes and these values)."""
     from .posterior import unwrapped
 
     anchors, logvar, reference = unwrapped(anchors, logvar, reference)  # as traverse takes a Posterior
@@ -215,7 +218,7 @@ def values_for(fn: str, anchors, *, mode, span, steps, dims, logvar, prior_std, 
             raise ValueError(f"{fn}: give dims (coordinates) or directions, not both")
         if not entry.directions:
             raise ValueError(f"{fn}: mode={entry.name!r} does not work along directions")
-        anchors, logvar, reference = _along_directions(fn, anchors, directions, entry, logvar, reference)
+        anchors, logvar, reference = _along_directions(fn, anchors, directions, entry, logvar, reference, unit_rows)
     span = _checks.positive_float(fn, "span", span)
     steps = _checks.integer(fn, "steps", steps, low=1)
     prior_std = _checks.positive_float(fn, "prior_std", prior_std)
@@ -325,16 +328,17 @@ def _logvar_along(logvar: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     return torch.stack(columns, dim=1)
 
 
-def _along_directions(fn: str, anchors: torch.Tensor, directions, mode: Mode, logvar, reference):
+def _along_directions(fn: str, anchors: torch.Tensor, directions, mode: Mode, logvar, reference, unit_rows: bool):
     """The anchors, logvar and reference as seen along K unit directions: ``[A, K]``
-    coordinates, ``[A, K]`` log-variances along each direction, ``[M, K]`` coordinates."""
+    coordinates, ``[A, K]`` log-variances along each direction, ``[M, K]`` coordinates.
+    ``unit_rows``: ``directions`` are float64 unit rows already (see :func:`values_for`)."""
     from .directions import Directions
 
     # Normalised in float64 (what the coordinates are computed in): float16 directions normalised
     # in float16 moved the coordinates by ~1e-3 from those along traverse's unit vectors (made
     # in float64), so the middle step of mode "prior" was not the anchor.
-    vectors = normalised(fn, directions.vectors if isinstance(directions, Directions) else directions,
-                         dtype=torch.float64)
+    vectors = directions if unit_rows else normalised(
+        fn, directions.vectors if isinstance(directions, Directions) else directions, dtype=torch.float64)
     latent_dim = anchors.shape[1]
     if vectors.shape[1] != latent_dim:
         raise ValueError(f"{fn}: directions must be [K, D={latent_dim}], got shape {tuple(vectors.shape)}")

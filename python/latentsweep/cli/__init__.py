@@ -34,8 +34,10 @@ SPLIT_ACROSS_RANKS = ("traverse",)
 # Options whose typed value is checked, by the library's own checks, against what the command
 # loaded (the encoded --data, the model's outputs): one that cannot work with them is the
 # option's usage error (exit 2), as any other bad value of it is, not the command's failure.
+# (--span: its limit is the largest number of the encoder's codes' dtype, "--span must be <= 3.403e+38
+# (the largest torch.float32)", and "--span * --prior-std must be <= ...", known once they are encoded.)
 CHECKED_AFTER_LOADING = ("--clusters", "--dims", "each of --dims", "--image-shape", "--feature-names", "--mode",
-                         "--shard", "--overwrite with --shard")
+                         "--shard", "--overwrite with --shard", "--span")
 
 
 class _Parser(argparse.ArgumentParser):

@@ -99,7 +99,7 @@ class LabelledArrays:
         generator = _protocol.generator(f"{_FN}.sample_factors", generator)
         _checks.fits_in_memory(f"{_FN}.sample_factors", f"the factors [n={n}, F={self.labels.shape[1]}]",
                                n * self.labels.shape[1] * 8, torch.device("cpu"), "draw fewer")
-        rows = torch.randint(self.labels.shape[0], (n,), generator=generator)
+        rows = torch.randint(self.labels.shape[0], (n,), generator=generator, device="cpu")
         return self.labels[rows]
 
     def sample_factors_matching(self, index: int, values: torch.Tensor, generator: torch.Generator | None = None):
@@ -114,13 +114,13 @@ class LabelledArrays:
         values = _protocol.factor_tensor(fn, "values", values)
         generator = _protocol.generator(fn, generator)
         column = self.labels[:, index]
-        out = torch.empty(values.shape[0], self.labels.shape[1], dtype=torch.int64)
+        out = torch.empty(values.shape[0], self.labels.shape[1], dtype=torch.int64, device="cpu")
         for value in torch.unique(values):
             where = values == value
             candidates = torch.nonzero(column == value).flatten()
             if candidates.numel() == 0:
                 raise ValueError(f"{_FN}: no observation has factor {index} = {int(value)}")
-            pick = torch.randint(candidates.numel(), (int(where.sum()),), generator=generator)
+            pick = torch.randint(candidates.numel(), (int(where.sum()),), generator=generator, device="cpu")
             out[where] = self.labels[candidates[pick]]
         return out
 
@@ -147,6 +147,6 @@ class LabelledArrays:
         if any(len(group) > 1 for group in groups):
             digest = hashlib.blake2b(factors.numpy().tobytes(), digest_size=8).digest()
             generator = torch.Generator().manual_seed(int.from_bytes(digest, "little") >> 1)
-            uniform = torch.rand(len(groups), generator=generator, dtype=torch.float64).tolist()
+            uniform = torch.rand(len(groups), generator=generator, dtype=torch.float64, device="cpu").tolist()
             rows = [group[min(int(u * len(group)), len(group) - 1)] for group, u in zip(groups, uniform)]
-        return self._observations[torch.tensor(rows, dtype=torch.int64)]
+        return self._observations[torch.tensor(rows, dtype=torch.int64, device="cpu")]

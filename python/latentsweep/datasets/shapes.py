@@ -100,7 +100,7 @@ class Shapes:
         generator = _protocol.generator(f"{_FN}.sample_factors", generator)
         _checks.fits_in_memory(f"{_FN}.sample_factors", f"the factors [n={n}, F={len(self.free)}]",
                                2 * n * len(self.free) * 8, torch.device("cpu"), "draw fewer")  # (columns, then stacked)
-        columns = [torch.randint(size, (n,), generator=generator) for size in self.factor_sizes]
+        columns = [torch.randint(size, (n,), generator=generator, device="cpu") for size in self.factor_sizes]
         return torch.stack(columns, dim=1)
 
     def observations(self, factors) -> torch.Tensor:
@@ -125,11 +125,11 @@ class Shapes:
             r = self.resolution  # (38.7 GB at R = 1024: the OS killed the process while building it)
             _checks.fits_in_memory(f"{_FN}.observations", f"the table of all 36,864 images at resolution {r}",
                                    36864 * r * r, torch.device("cpu"), "pass a smaller resolution")
-            corner = torch.cartesian_prod(*(torch.arange(n) for n in self.ALL_SIZES[:3]))
-            zeros = torch.zeros(corner.shape[0], 2, dtype=torch.int64)
+            corner = torch.cartesian_prod(*(torch.arange(n, device="cpu") for n in self.ALL_SIZES[:3]))
+            zeros = torch.zeros(corner.shape[0], 2, dtype=torch.int64, device="cpu")
             templates = self._render(torch.cat([corner, zeros], 1)).mul_(_SUPERSAMPLE**2).round_().to(torch.uint8)
             r, step = self.resolution, self.resolution // 32
-            images = torch.zeros(corner.shape[0], 16, 16, r, r, dtype=torch.uint8)
+            images = torch.zeros(corner.shape[0], 16, 16, r, r, dtype=torch.uint8, device="cpu")
             for x in range(16):
                 for y in range(16):
                     images[:, x, y, y * step :, x * step :] = templates[:, : r - y * step, : r - x * step]
@@ -145,7 +145,7 @@ class Shapes:
         if factors.dim() != 2 or factors.shape[1] != len(self.free):
             raise ValueError(f"{fn}: factors must be [n, {len(self.free)}] ({self.factor_names}), got {tuple(factors.shape)}")
         factors = _protocol.factor_tensor(fn, "factors", factors)
-        full = torch.zeros(factors.shape[0], len(FACTOR_NAMES), dtype=torch.int64)
+        full = torch.zeros(factors.shape[0], len(FACTOR_NAMES), dtype=torch.int64, device=factors.device)
         for column, j in enumerate(self.free):
             values = factors[:, column]
             if values.numel() and (int(values.min()) < 0 or int(values.max()) >= self.ALL_SIZES[j]):
@@ -161,7 +161,7 @@ class Shapes:
     def _render(self, full: torch.Tensor) -> torch.Tensor:
         """``[n, 5]`` full factor rows -> ``[n, R, R]`` float32 coverage in [0, 1]."""
         # (float32 whatever torch's default dtype: the table is the same in every process)
-        out = torch.empty(full.shape[0], self.resolution, self.resolution, dtype=torch.float32)
+        out = torch.empty(full.shape[0], self.resolution, self.resolution, dtype=torch.float32, device=full.device)
         for kind, inside_test in enumerate((_in_square, _in_circle, _in_triangle)):
             rows = torch.nonzero(full[:, 0] == kind).flatten()
             if rows.numel():
@@ -175,7 +175,7 @@ class Shapes:
         cx = 0.25 + x.to(torch.float32) / 32  # whole pixels when R is a multiple of 32
         cy = 0.25 + y.to(torch.float32) / 32
         samples = self.resolution * _SUPERSAMPLE
-        grid = (torch.arange(samples, dtype=torch.float32) + 0.5) / samples
+        grid = (torch.arange(samples, dtype=torch.float32, device=full.device) + 0.5) / samples
         dx = grid[None, None, :] - cx[:, None, None]  # [n, 1, S]: columns
         dy = grid[None, :, None] - cy[:, None, None]  # [n, S, 1]: rows
         # Shape-local coordinates: the sample points rotated by -theta, in units of the radius.
@@ -197,7 +197,7 @@ def _in_circle(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
 
 def _in_triangle(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """Equilateral, circumradius 1.2: inside all three edges' half-planes."""
-    inside = torch.ones(torch.broadcast_shapes(u.shape, v.shape), dtype=torch.bool)
+    inside = torch.ones(torch.broadcast_shapes(u.shape, v.shape), dtype=torch.bool, device=u.device)
     for k in range(3):
         a = math.pi / 2 + k * 2 * math.pi / 3 + math.pi  # edge normals point away from the vertices
         inside &= (u * math.cos(a) - v * math.sin(a)) <= 0.6

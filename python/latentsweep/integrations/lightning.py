@@ -36,8 +36,9 @@ class TraversalCallback(pl.Callback):
 
     It runs on global rank 0 only (with sharded models such as FSDP or DeepSpeed stage 3, where
     one rank cannot run the model alone, it cannot be used), during ``fit`` (not in the sanity
-    check), under ``torch.no_grad`` with the LightningModule in eval mode (each submodule's mode
-    is restored), and restores the global random states of torch, numpy and Python: training runs
+    check, nor under ``Trainer(fast_dev_run=...)``, which suppresses logging; a wrong ``encoder``
+    or ``decoder`` name still fails when fit starts), under ``torch.no_grad`` with the
+    LightningModule in eval mode (each submodule's mode is restored), and restores the global random states of torch, numpy and Python: training runs
     bit-identically with and without it. The latest snapshot is kept in ``self.last``.
 
     Args:
@@ -134,6 +135,10 @@ class TraversalCallback(pl.Callback):
         self._epochs = _checks.integer(fn, "state_dict['epochs']", state_dict.get("epochs", 0), low=0)
 
     def _epoch_end(self, trainer, pl_module) -> None:
+        # fast_dev_run checks that training runs, with logging and checkpoints suppressed (its
+        # loggers are a DummyLogger): a snapshot would be computed and logged to nothing.
+        if getattr(trainer, "fast_dev_run", False):
+            return
         self._epochs += 1
         if self._epochs % self.every_n_epochs:
             return

@@ -76,7 +76,8 @@ def entropies(labels: torch.Tensor) -> torch.Tensor:
     offsets = torch.arange(p, device=dense.device) * k
     counts = torch.bincount((dense + offsets).reshape(-1), minlength=p * k).reshape(p, k).to(torch.float64)
     total = float(n)
-    terms = torch.where(counts > 0, counts * (torch.log(counts) - torch.log(torch.tensor(total, dtype=torch.float64))), 0.0)
+    log_total = torch.log(torch.tensor(total, dtype=torch.float64, device=counts.device))
+    terms = torch.where(counts > 0, counts * (torch.log(counts) - log_total), 0.0)
     return -terms.sum(dim=1) / total
 
 

@@ -81,7 +81,7 @@ def varying_factors(fn: str, data, sizes: list[int]) -> torch.Tensor:
         names = _protocol.factor_names(data)
         _checks.warn(f"{fn}: factors {[names[k] for k in range(len(sizes)) if k not in varying]} take a "
                      "single value and are left out", UserWarning)
-    return torch.tensor(varying, dtype=torch.int64)
+    return torch.tensor(varying, dtype=torch.int64, device="cpu")
 
 
 # Per thread: evaluate names the single-valued factors once itself. (A catch_warnings filter

@@ -100,7 +100,7 @@ def _points(count, *, representation, data, sizes, varying, batch_size, generato
     f = len(sizes)
     for start in range(0, count, per_call):
         n = min(per_call, count - start)
-        chosen = varying[torch.randint(varying.numel(), (n,), generator=generator)]
+        chosen = varying[torch.randint(varying.numel(), (n,), generator=generator, device="cpu")]
         first = _protocol.sample_factors(_FN, data, n * batch_size, generator).reshape(n, batch_size, f)
         second = torch.empty_like(first)
         for k in torch.unique(chosen).tolist():

@@ -83,14 +83,14 @@ def factor_vae_score(
         active = (global_variances > 0) & (torch.sqrt(global_variances) >= threshold)
         if not bool(active.any()):
             return {"train_accuracy": 0.0, "eval_accuracy": 0.0, "num_active_dims": 0,
-                    "votes": torch.zeros(len(sizes), codes.shape[1], dtype=torch.int64)}
+                    "votes": torch.zeros(len(sizes), codes.shape[1], dtype=torch.int64, device="cpu")}
         vote = dict(representation=representation, data=data, sizes=sizes, varying=varying, batch_size=batch_size,
                     global_variances=global_variances, active=active, generator=generator,
                     encode_batch_size=encode_batch_size, bar=bar)
         train_votes = _votes(num_train, **vote)
         eval_votes = _votes(num_eval, **vote)
     classifier = train_votes.argmax(dim=0)  # latent -> the factor with most votes (first on ties)
-    latents = torch.arange(train_votes.shape[1])
+    latents = torch.arange(train_votes.shape[1], device=train_votes.device)
     return {
         "train_accuracy": int(train_votes[classifier, latents].sum()) / int(train_votes.sum()),
         "eval_accuracy": int(eval_votes[classifier, latents].sum()) / int(eval_votes.sum()),
@@ -101,14 +101,14 @@ def factor_vae_score(
 
 def _votes(count, *, representation, data, sizes, varying, batch_size, global_variances, active, generator,
            encode_batch_size, bar) -> torch.Tensor:
-    votes = torch.zeros(len(sizes), global_variances.shape[0], dtype=torch.int64)
+    votes = torch.zeros(len(sizes), global_variances.shape[0], dtype=torch.int64, device=global_variances.device)
     active_index = torch.nonzero(active).flatten()
     per_call = _sampling.VOTES_PER_DRAW
     for start in range(0, count, per_call):
         n = min(per_call, count - start)
-        chosen = varying[torch.randint(varying.numel(), (n,), generator=generator)]
+        chosen = varying[torch.randint(varying.numel(), (n,), generator=generator, device="cpu")]
         first = _protocol.sample_factors(_FN, data, n, generator)
-        factors = torch.empty(n, batch_size, len(sizes), dtype=torch.int64)
+        factors = torch.empty(n, batch_size, len(sizes), dtype=torch.int64, device="cpu")
         for k in torch.unique(chosen).tolist():
             rows = torch.nonzero(chosen == k).flatten()
             values = first[rows, k].repeat_interleave(batch_size)
@@ -119,5 +119,5 @@ def _votes(count, *, representation, data, sizes, varying, batch_size, global_va
         local = codes.reshape(n, batch_size, -1).var(dim=1, correction=1)
         ratio = local[:, active_index] / global_variances[active_index]
         latent = active_index[ratio.argmin(dim=1)]
-        votes.index_put_((chosen, latent), torch.ones(n, dtype=torch.int64), accumulate=True)
+        votes.index_put_((chosen, latent), torch.ones(n, dtype=torch.int64, device=votes.device), accumulate=True)
     return votes

@@ -47,8 +47,8 @@ def irs(codes, factors, *, diff_quantile: float = 0.99, bins: int = 20) -> dict:
     q = _checks.real(_FN, "diff_quantile", diff_quantile, low=0.0, high=1.0)
     active = torch.nonzero(x.var(dim=0, correction=0) > 0).flatten()
     if active.numel() == 0:
-        return {"irs": 0.0, "num_active_dims": 0, "per_latent": torch.zeros(0, dtype=torch.float64),
-                "parents": torch.zeros(0, dtype=torch.int64), "active_dims": active.cpu()}
+        return {"irs": 0.0, "num_active_dims": 0, "per_latent": torch.zeros(0, dtype=torch.float64, device="cpu"),
+                "parents": torch.zeros(0, dtype=torch.int64, device="cpu"), "active_dims": active.cpu()}
     z = x[:, active]
     y = discretize(y.to(torch.float64), bins)
     max_dev = (z - z.mean(dim=0)).abs().amax(dim=0)
