@@ -73,13 +73,55 @@ def _temporaries(path: Path):
             continue
         host, pid, start_time = match.groups()
         try:
-            if host == _host_tag():
-                live = writer_alive(int(pid), int(start_time) or None)
-            else:
-                live = time.time() - entry.lstat().st_mtime < STALE_TEMPORARY_SECONDS
+            live = _creator_live(entry, host, int(pid or 0), int(start_time or 0))
         except OSError:
             continue  # removed meanwhile
         yield entry, live
+
+
+def _creator_live(entry: Path, host: str | None, pid: int, start_time: int) -> bool:
+    """Whether the process that made a temporary may still be using it: made on this host (its
+    name's host tag) by a process that still runs (start time 0: not known); else (another
+    host, or a version that did not name its creator) while younger than STALE_TEMPORARY_SECONDS
+    (its writer refreshes it as it writes). OSError when it is gone."""
+    if host == _host_tag():
+        return writer_alive(pid, start_time or None)
+    return time.time() - entry.lstat().st_mtime < STALE_TEMPORARY_SECONDS
+
+
+def chunk_temporary_path(path: Path) -> Path:
+    """A temporary beside the chunk file at path, written while its unit is decoded and renamed
+    onto it when the unit is done (streamed_chunks.py). Named as zarr names its own
+    ("<name>.<32 hex>.partial", which stores.foreign_entries, of this version and older ones,
+    counts as a store's), with hex that says who made it, as temporary_path's name does: host
+    tag, pid, start time, then 4 random."""
+    pid = os.getpid()
+    creator = f"{_host_tag()}{pid % 16**8:08x}{(process_start(pid) or 0) % 16**12:012x}"
+    return path.with_name(f"{path.name}.{creator}{uuid.uuid4().hex[:4]}.partial")
+
+
+def remove_dead_chunk_temporaries(path: Path) -> None:
+    """Removes the temporaries of the chunk file at path (chunk_temporary_path's) whose creator
+    is gone (_creator_live): those a killed writer left, as large as the rows it had written.
+    A zarr temporary there (random hex) reads as another host's, removed once stale."""
+    hex_ = "[0-9a-f]"
+    pattern = re.compile(rf"{re.escape(path.name)}\.({hex_}{{8}})({hex_}{{8}})({hex_}{{12}}){hex_}{{4}}\.partial")
+    try:
+        entries = list(os.scandir(path.parent))
+    except OSError:
+        return
+    for entry in entries:
+        match = pattern.fullmatch(entry.name)
+        if match is None:
+            continue
+        host, pid, start_time = match.groups()
+        try:
+            # (a folder or link by that name is not a temporary this code made: left alone)
+            if entry.is_file(follow_symlinks=False) and not _creator_live(Path(entry.path), host, int(pid, 16),
+                                                                           int(start_time, 16)):
+                os.unlink(entry.path)
+        except OSError:
+            continue  # removed meanwhile by another process
 
 
 def remove_stale_temporaries(path: Path, own_entries: set[str]) -> None:

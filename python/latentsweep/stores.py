@@ -61,6 +61,7 @@ from .sinks import Geometry
 from .store_verified import VerifiedSoFar
 from .store_writers import (LEASE_NAME, being_created, copied_lease, keep_fresh, lease_name, lease_record,
                             live_writers, remove_stale_temporaries, temporary_path)
+from .streamed_chunks import ChunkStream, pwrite_all, raw_chunks
 
 # 3: unit records end with a checksum of the whole record (2's header had none); 4: an
 # interpolation's store keeps its paths' ends (3's could not be opened as an Interpolation); 5: a
@@ -89,7 +90,7 @@ def numpy_dtype(dtype: torch.dtype) -> np.dtype:
     """The numpy dtype a torch dtype is stored as (bfloat16, which numpy lacks, as float32)."""
     if dtype == torch.bfloat16:
         return np.dtype(np.float32)
-    return torch.empty((), dtype=dtype).numpy().dtype
+    return torch.empty((), dtype=dtype, device="cpu").numpy().dtype
 
 
 def stored_array(tensor: torch.Tensor) -> np.ndarray:
@@ -417,6 +418,12 @@ class SweepStore:
             if self.keep_outputs and self.npy_path is None:
                 self._arrays["outputs"] = self.group["outputs"]
             self._check_array_shapes()
+            # A unit that is one chunk of outputs (not one batch) goes to its chunk file as its
+            # batches arrive, where the file is its rows' raw bytes (see streamed_chunks.py);
+            # else it is held until done and written through zarr.
+            plan = self.plan
+            self._unit_chunks = raw_chunks(self._arrays["outputs"]) if (
+                "outputs" in self._arrays and plan.chunk_rows == plan.unit_rows != plan.batch_size) else None
         except StoreDamaged:
             raise
         except Exception as error:  # noqa: BLE001 - forged or truncated metadata
@@ -437,6 +444,7 @@ class SweepStore:
         self._unit_crc = [0, 0]
         self._unit_effect: list[np.ndarray] = []
         self._unit_outputs: list[np.ndarray] = []
+        self._unit_stream: ChunkStream | None = None  # the unit being written, when streamed
 
     # -- consistency --------------------------------------------------------------------------
     def _check_array_shapes(self) -> None:
@@ -664,9 +672,15 @@ class SweepStore:
         while blocks:
             block, with_effect = blocks.pop()
             lo, hi = self.plan.unit_rows_of(block[0])[0], self.plan.unit_rows_of(block[-1])[1]
+            # A unit larger than a block, one chunk of raw bytes: its outputs' checksum is read
+            # from its file a block at a time (through zarr, the read held the chunk twice).
+            output_bytes = (hi - lo) * self._row_bytes()
+            by_file = len(block) == 1 and self._unit_chunks is not None and output_bytes > READ_BLOCK_BYTES
             try:
                 effect = self._read_rows("effect", lo, hi) if with_effect else None
-                outputs = self._read_rows("outputs", lo, hi) if self.keep_outputs else None
+                outputs = self._read_rows("outputs", lo, hi) if self.keep_outputs and not by_file else None
+                outputs_crc = self._unit_chunks.checksum(lo // self.plan.chunk_rows, output_bytes,
+                                                         READ_BLOCK_BYTES) if by_file else None
             except StoreDamaged as error:
                 damaged.update({u: str(error) for u in block})
                 continue
@@ -681,7 +695,7 @@ class SweepStore:
                 sums = recorded[unit]
                 if effect is not None and crc(effect[start:stop]) != sums[0]:
                     damaged[unit] = "its effect rows do not match their checksum"
-                elif outputs is not None and crc(outputs[start:stop]) != sums[1]:
+                elif self.keep_outputs and (outputs_crc if by_file else crc(outputs[start:stop])) != sums[1]:
                     damaged[unit] = "its output rows do not match their checksum (missing or altered chunks)"
                 else:
                     done.add(unit)
@@ -705,11 +719,16 @@ class SweepStore:
         self._take_lease()
         if start % self.plan.unit_rows == 0:
             self._unit_crc, self._unit_effect, self._unit_outputs = [0, 0], [], []
+            self._discard_unit_stream()  # (a unit started again: retried at half the batch size)
+            if self._unit_chunks is not None:
+                self._unit_stream = ChunkStream(self._unit_chunks, start // self.plan.chunk_rows)
         self._unit_effect.append(stored_array(effect).copy())  # one write per unit (one chunk)
         if not self.keep_outputs:
             return
         rows = stored_array(outputs)
-        if self.npy_path is None and self.plan.chunk_rows != self.plan.batch_size:
+        if self._unit_stream is not None:
+            self._unit_stream.write((start % self.plan.unit_rows) * self._row_bytes(), rows)
+        elif self.npy_path is None and self.plan.chunk_rows != self.plan.batch_size:
             self._unit_outputs.append(rows.copy())  # a unit is one chunk: written once, when done
         elif self.npy_path is None:
             self._arrays["outputs"][start : start + count] = rows
@@ -717,7 +736,7 @@ class SweepStore:
             if self._npy_offset is None:
                 self._npy_offset = np.load(self.npy_path, mmap_mode="r").offset
             with open(self.npy_path, "r+b") as file:
-                os.pwrite(file.fileno(), memoryview(rows).cast("B"), self._npy_offset + start * rows[0:1].nbytes)
+                pwrite_all(file.fileno(), memoryview(rows).cast("B"), self._npy_offset + start * rows[0:1].nbytes)
         self._unit_crc[1] = crc(rows, self._unit_crc[1])
 
     def finish_unit(self, unit: int, start: int, stop: int, statistics: UnitStatistics) -> None:
@@ -727,7 +746,10 @@ class SweepStore:
             raise RuntimeError(f"unit {unit}: {effect.shape[0]} effect rows arrived for rows [{start}, {stop})")
         self._arrays["effect"][start:stop] = effect
         self._unit_crc[0] = crc(effect)
-        if self._unit_outputs:
+        if self._unit_stream is not None:
+            self._unit_stream.finish()  # (its rows in place before the record)
+            self._unit_stream = None
+        elif self._unit_outputs:
             self._arrays["outputs"][start:stop] = np.concatenate(self._unit_outputs)
         record = self._record_path(unit)
         temporary = record.with_name(f".{record.name}.tmp-{uuid.uuid4().hex}")
@@ -737,6 +759,12 @@ class SweepStore:
         os.replace(temporary, record)  # the unit is done exactly when this file appears
         self._verified.unit_written(unit, start, stop, self._unit_crc, statistics, effect)
         self._unit_crc, self._unit_effect, self._unit_outputs = [0, 0], [], []
+
+    def _discard_unit_stream(self) -> None:
+        """Removes the temporary of a streamed unit not finished (see ChunkStream)."""
+        if self._unit_stream is not None:
+            self._unit_stream.discard()
+            self._unit_stream = None
 
     def _row_bytes(self) -> int:
         """The bytes of a row's outputs as stored (0 without outputs)."""
@@ -964,6 +992,7 @@ class SweepStore:
         pass
 
     def close(self) -> None:
+        self._discard_unit_stream()  # (a sweep stopped mid-unit: nothing of it is kept)
         if self._refresher is not None:
             stop, thread = self._refresher
             stop.set()
@@ -1010,7 +1039,8 @@ _OWN_FILE = re.compile(rf"zarr\.json|(?:{_ARRAYS})/(?:zarr\.json|c(?:/\d+)*)|uni
                        rf"|leases/{LEASE_NAME.pattern}")
 # Its temporaries, left by a process killed while writing: a unit's record before it is renamed
 # into place (finish_unit), and zarr's before a metadata or chunk file is ("<name>.<hex>.partial",
-# zarr.storage.LocalStore).
+# zarr.storage.LocalStore), a name its chunk streamed as the unit is decoded has too (see
+# streamed_chunks.py; the next writer of that unit removes a dead writer's).
 _TEMPORARY = re.compile(r"units/\.u\d{9}\.rec\.tmp-[0-9a-f]{32}|(?:[^/]+/)*(?:zarr|\d+)\.[0-9a-f]{32}\.partial")
 
 

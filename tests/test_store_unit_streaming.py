@@ -1,0 +1,280 @@
+"""A zarr store's unit that is one chunk (a few batches hold no whole number of traversals, see
+plan.py) is written as its batches arrive, into a temporary beside its chunk file renamed onto it
+when the unit is done (streamed_chunks.py): it was held whole in memory, then written through
+zarr (S = 4001 steps of 3x128x128 float32 images: a 786 MB unit, a 1.7 GiB peak). The chunk
+files are the bytes zarr writes (an edge chunk padded, a chunk of zeros not stored), so stores
+written either way read, resume and are read by plain zarr alike."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import zarr
+
+import latentsweep as ls
+from latentsweep import stores, streamed_chunks
+from latentsweep.store_writers import chunk_temporary_path, remove_dead_chunk_temporaries
+from latentsweep.stores import SweepStore
+from peak_memory import linux_only, peak_bytes
+from sweep_models import rowwise_decoder
+
+TESTS = Path(__file__).parent
+# 7 traversals of 7 steps at batch 4: units of 2 traversals (14 rows, batches of 4, 4, 4, 2), each
+# one chunk; the last unit is 1 traversal, an edge chunk of 7 rows
+ANCHORS = torch.randn(7, 6, generator=torch.Generator().manual_seed(5))
+ANCHORS[0:2, 5] = -0.0  # unit 0's outputs are all -0.0: bits not zero, stored
+ANCHORS[2:4, 5] = 0.0  # unit 1's are all zeros: zarr does not store that chunk
+DIMS, STEPS, BATCH = [0], 7, 4
+
+
+def decoder(codes: torch.Tensor) -> torch.Tensor:
+    """rowwise_decoder, but a code whose latent 5 is +-0 gives that zero everywhere."""
+    out = rowwise_decoder(codes)
+    zero = codes[:, 5:6, None]
+    return torch.where(zero == 0, zero.expand_as(out), out)
+
+
+class StoppingDecoder:
+    """``decoder`` that raises ``error`` (None: kills its process) at its 5th call of a full
+    batch, mid unit 1; with ``stop=False``, never (the same decoder, to resume with)."""
+
+    def __init__(self, error: BaseException | None = None, stop: bool = True):
+        self.error, self.calls = error, 0 if stop else -(1 << 62)
+
+    def __call__(self, codes):
+        if codes.shape[0] == BATCH:
+            self.calls += 1
+            if self.calls == 5:
+                if self.error is None:
+                    os.kill(os.getpid(), signal.SIGKILL)
+                raise self.error
+        return decoder(codes)
+
+
+def sweep(out, decode=decoder, **kwargs):
+    return ls.traverse(decode, ANCHORS, dims=DIMS, steps=STEPS, batch_size=BATCH, out=out, progress=False, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def in_memory():
+    return sweep(None)
+
+
+def assert_same(result, expected) -> None:
+    for name in ("effect", "dim_effect", "sensitivity"):
+        assert torch.equal(getattr(result, name), getattr(expected, name)), name
+    assert np.array_equal(np.asarray(result.outputs), np.asarray(expected.outputs))
+
+
+def chunk_files(store: Path) -> dict[str, bytes]:
+    return {p.relative_to(store).as_posix(): p.read_bytes() for p in sorted((store / "outputs" / "c").rglob("*"))
+            if p.is_file()}
+
+
+def temporaries(store: Path) -> list[Path]:
+    return sorted(store.rglob("*.partial"))
+
+
+def buffered(monkeypatch) -> None:
+    """The store writes its units as before: held whole, written through zarr (as for an array
+    whose metadata is not raw)."""
+    monkeypatch.setattr(stores, "raw_chunks", lambda array: None)
+
+
+def test_the_plan_makes_each_unit_one_chunk_and_the_last_an_edge_chunk(tmp_path):
+    sweep(tmp_path / "s.zarr")
+    plan = SweepStore(tmp_path / "s.zarr", writable=False).plan
+    assert plan.chunk_rows == plan.unit_rows == 14 != plan.batch_size and plan.num_rows == 49
+
+
+def test_streamed_units_are_the_bytes_zarr_writes_and_read_back_identically(tmp_path, monkeypatch, in_memory):
+    finished = []
+    finish = streamed_chunks.ChunkStream.finish
+    monkeypatch.setattr(streamed_chunks.ChunkStream, "finish", lambda self: finished.append(self) or finish(self))
+    streamed = sweep(tmp_path / "streamed.zarr")
+    assert len(finished) == 4  # every unit streamed
+    assert_same(streamed, in_memory)
+    assert_same(ls.open_sweep(tmp_path / "streamed.zarr"), in_memory)
+    rows = zarr.open_array(tmp_path / "streamed.zarr" / "outputs", mode="r")[...]
+    assert np.array_equal(rows.reshape(in_memory.outputs.shape), in_memory.outputs.numpy())
+    buffered(monkeypatch)
+    sweep(tmp_path / "buffered.zarr")
+    assert len(finished) == 4
+    files = chunk_files(tmp_path / "streamed.zarr")
+    assert files == chunk_files(tmp_path / "buffered.zarr")
+    # unit 0 (-0.0) stored, unit 1 (zeros) not, the edge chunk full size
+    assert sorted(files) == ["outputs/c/0/0/0", "outputs/c/2/0/0", "outputs/c/3/0/0"]
+    assert len(files["outputs/c/3/0/0"]) == len(files["outputs/c/0/0/0"]) == 14 * 12 * 4
+    assert not temporaries(tmp_path / "streamed.zarr")
+
+
+def test_a_unit_of_zeros_replaces_the_chunk_file_of_an_earlier_write(tmp_path, in_memory):
+    """A unit recomputed as zeros removes its chunk file, as zarr does (else the old rows read)."""
+    sweep(tmp_path / "s.zarr")
+    (tmp_path / "s.zarr" / "units" / "u000000001.rec").unlink()
+    chunk = tmp_path / "s.zarr" / "outputs" / "c" / "1" / "0" / "0"
+    chunk.write_bytes(np.ones(14 * 12, np.float32).tobytes())
+    assert_same(sweep(tmp_path / "s.zarr", resume=True), in_memory)
+    assert not chunk.exists()
+
+
+@pytest.mark.parametrize("write", ["buffered", "streamed"])
+def test_a_store_stopped_mid_unit_resumes_either_way_to_the_uninterrupted_result(tmp_path, monkeypatch, in_memory,
+                                                                                  write):
+    """A store written by the buffered path (as older versions did) resumes streamed, and one
+    written streamed resumes buffered (as an older version would resume it)."""
+    with monkeypatch.context() as patch:
+        if write == "buffered":
+            buffered(patch)
+        with pytest.raises(RuntimeError, match="decoder stops"):
+            sweep(tmp_path / "s.zarr", decode=StoppingDecoder(RuntimeError("the decoder stops")))
+    status = ls.sweep_status(tmp_path / "s.zarr")
+    assert status.done == {0} and not status.damaged
+    assert not temporaries(tmp_path / "s.zarr")  # the unit stopped half way left nothing
+    if write == "streamed":
+        buffered(monkeypatch)
+    assert_same(sweep(tmp_path / "s.zarr", StoppingDecoder(stop=False), resume=True), in_memory)
+    assert_same(ls.open_sweep(tmp_path / "s.zarr"), in_memory)
+
+
+def test_a_unit_retried_at_half_the_batch_size_leaves_no_temporary(tmp_path, in_memory):
+    with pytest.warns(RuntimeWarning, match="out of memory"):
+        result = sweep(tmp_path / "s.zarr", decode=StoppingDecoder(MemoryError()))
+    assert np.array_equal(np.asarray(result.outputs), in_memory.outputs.numpy())
+    assert ls.sweep_status(tmp_path / "s.zarr").complete
+    assert not temporaries(tmp_path / "s.zarr")
+
+
+KILLED_SCRIPT = """
+import sys
+sys.path.insert(0, {tests!r})
+from test_store_unit_streaming import StoppingDecoder, sweep
+sweep({path!r}, StoppingDecoder())  # killed mid unit 1, its temporary half written
+"""
+
+
+def test_a_process_killed_mid_unit_leaves_a_temporary_that_resume_and_overwrite_handle(tmp_path, in_memory):
+    path = tmp_path / "s.zarr"
+    killed = subprocess.run([sys.executable, "-c", KILLED_SCRIPT.format(tests=str(TESTS), path=str(path))],
+                            capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -9, killed.stderr
+    left = temporaries(path)
+    assert [p.parent.relative_to(path).as_posix() for p in left] == ["outputs/c/1/0"]
+    assert stores.foreign_entries(path) == []  # the store's own
+    shutil.copytree(path, tmp_path / "copy.zarr")
+    assert_same(sweep(path, StoppingDecoder(stop=False), resume=True), in_memory)
+    assert not temporaries(path)  # the dead writer's, removed by the process that wrote its unit
+    assert_same(sweep(tmp_path / "copy.zarr", overwrite=True), in_memory)
+
+
+def test_only_the_temporaries_of_writers_that_are_gone_are_removed(tmp_path):
+    chunk = tmp_path / "0"
+    mine = chunk_temporary_path(chunk)
+    name = mine.name  # "0." host tag (8), pid (8), start time (12), random (4) ".partial"
+    dead = chunk.with_name(name[:10] + "7fffffff" + name[18:])  # (no such pid)
+    other_host = chunk.with_name("0." + ("ffffffff" if name[2:10] != "ffffffff" else "eeeeeeee") + name[10:])
+    stale_other_host = chunk.with_name(other_host.name[:-12] + "0000.partial")
+    folder = chunk.with_name(dead.name[:-12] + "0001.partial")  # (a dead writer's name, not a file)
+    for path in (mine, dead, other_host, stale_other_host):
+        path.write_bytes(b"rows")
+    folder.mkdir()
+    old = time.time() - 2 * 3600
+    os.utime(stale_other_host, (old, old))
+    remove_dead_chunk_temporaries(chunk)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in (mine, other_host, folder))
+
+
+def test_short_writes_are_completed(tmp_path, monkeypatch, in_memory):
+    """os.pwrite writes at most about 2 GiB a call on Linux (the rest of a larger batch of an
+    .npy store's outputs was not written: its unit read as damaged, computed again every
+    resume); each store write goes on until all is written."""
+    pwrite = os.pwrite
+    monkeypatch.setattr(os, "pwrite", lambda fd, data, offset: pwrite(fd, memoryview(data)[:100], offset))
+    assert_same(sweep(tmp_path / "s.zarr"), in_memory)
+    assert_same(sweep(tmp_path / "s.npy"), in_memory)
+
+
+def test_only_an_array_of_raw_chunks_is_streamed(tmp_path):
+    sweep(tmp_path / "s.zarr")
+    chunks = streamed_chunks.raw_chunks(zarr.open_array(tmp_path / "s.zarr" / "outputs", mode="r"))
+    assert chunks.path(3) == tmp_path / "s.zarr" / "outputs" / "c" / "3" / "0" / "0"
+    assert chunks.chunk_bytes == 14 * 12 * 4 and chunks.skip_empty
+    raw = {"shape": (10, 3), "chunks": (4, 3), "dtype": "float32", "compressors": None, "fill_value": 0}
+    assert streamed_chunks.raw_chunks(zarr.create_array(tmp_path / "raw.zarr", **raw)) is not None
+    for name, other in [("compressed", {"compressors": "auto"}), ("one", {"fill_value": 1}),
+                        ("big", {"serializer": zarr.codecs.BytesCodec(endian="big")}),
+                        ("dots", {"chunk_key_encoding": {"name": "default", "separator": "."}}),
+                        ("columns", {"chunks": (4, 1)}), ("v2", {"zarr_format": 2})]:
+        array = zarr.create_array(tmp_path / f"{name}.zarr", **{**raw, **other})
+        assert streamed_chunks.raw_chunks(array) is None, name
+
+
+def test_a_unit_larger_than_a_read_block_is_checked_from_its_file_block_by_block(tmp_path, monkeypatch, in_memory):
+    """Its outputs' checksum read a block at a time, as zarr reads the chunk: no file is zeros
+    (unit 1), an edge chunk's padding is not read, a file of another size is unreadable."""
+    monkeypatch.setattr(stores, "READ_BLOCK_BYTES", 100)  # a unit's outputs: 672 bytes
+    checked = []
+    checksum = streamed_chunks.RawChunks.checksum
+    monkeypatch.setattr(streamed_chunks.RawChunks, "checksum",
+                        lambda self, *args: checked.append(args) or checksum(self, *args))
+    path = tmp_path / "s.zarr"
+    sweep(path)
+    assert_same(ls.open_sweep(path), in_memory)
+    assert sorted(checked) == [(0, 672, 100), (1, 672, 100), (2, 672, 100), (3, 336, 100)]
+    chunks = path / "outputs" / "c"
+    with open(chunks / "2" / "0" / "0", "r+b") as file:  # one bit of one row
+        file.seek(300)
+        file.write(bytes([file.read(1)[0] ^ 1]))
+    (chunks / "0" / "0" / "0").write_bytes((chunks / "0" / "0" / "0").read_bytes()[:-4])
+    (chunks / "3" / "0" / "0").unlink()
+    status = ls.sweep_status(path)
+    assert status.done == {1}
+    assert "do not match" in status.damaged[2] and "do not match" in status.damaged[3]
+    assert "unreadable" in status.damaged[0] and "holds 668 bytes, not 672" in status.damaged[0]
+    with pytest.warns(RuntimeWarning, match="damaged"):
+        assert_same(sweep(path, resume=True), in_memory)
+
+
+MEMORY_SETUP = """
+import sys, latentsweep as ls, torch
+from latentsweep import stores
+sys.path.insert(0, {tests!r})
+from sweep_models import wide_rowwise_decoder
+decode = wide_rowwise_decoder({features})
+anchors = torch.randn(1, 4, generator=torch.Generator().manual_seed(0))
+def sweep(steps, out, **kwargs):
+    return ls.traverse(decode, anchors, dims=[0], steps=steps, batch_size={batch}, out=out, progress=False, **kwargs)
+sweep(5, {warm!r})
+"""
+# The check of a done unit (a resume's, here of a finished store) reads a block of 4 MB at a time.
+RESUME_SETUP = """
+sweep({steps}, {out!r})
+stores.READ_BLOCK_BYTES = 4 << 20
+"""
+
+
+@linux_only
+@pytest.mark.parametrize("resume", [False, True])
+def test_a_unit_of_one_long_traversal_is_not_held_in_memory(tmp_path, resume):
+    """One traversal of 1500 steps of 12,288 float32 features: a 74 MB unit, batches of 0.8 MB.
+    Held whole, the sweep's peak was twice the unit (its batches' copies, then their
+    concatenation), and so was the check of a done unit (zarr reads a chunk whole, then copies
+    it)."""
+    features, steps, batch = 12_288, 1500, 16
+    unit_bytes = steps * features * 4
+    out = str(tmp_path / "s.zarr")
+    setup = MEMORY_SETUP.format(tests=str(TESTS), features=features, batch=batch, warm=str(tmp_path / "warm.zarr"))
+    if resume:
+        setup += RESUME_SETUP.format(steps=steps, out=out)
+    peak = peak_bytes(setup, f"sweep({steps}, {out!r}, resume={resume})")
+    assert SweepStore(tmp_path / "s.zarr", writable=False).plan.chunk_rows == steps  # one unit, one chunk
+    assert peak < unit_bytes / 4, f"peak {peak / 2**20:.0f} MiB for a unit of {unit_bytes / 2**20:.0f} MiB"
