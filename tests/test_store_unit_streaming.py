@@ -75,8 +75,8 @@ def assert_same(result, expected) -> None:
     assert np.array_equal(np.asarray(result.outputs), np.asarray(expected.outputs))
 
 
-def chunk_files(store: Path) -> dict[str, bytes]:
-    return {p.relative_to(store).as_posix(): p.read_bytes() for p in sorted((store / "outputs" / "c").rglob("*"))
+def chunk_files(store: Path, array: str = "outputs") -> dict[str, bytes]:
+    return {p.relative_to(store).as_posix(): p.read_bytes() for p in sorted((store / array / "c").rglob("*"))
             if p.is_file()}
 
 
@@ -101,16 +101,21 @@ def test_streamed_units_are_the_bytes_zarr_writes_and_read_back_identically(tmp_
     finish = streamed_chunks.ChunkStream.finish
     monkeypatch.setattr(streamed_chunks.ChunkStream, "finish", lambda self: finished.append(self) or finish(self))
     streamed = sweep(tmp_path / "streamed.zarr")
-    assert len(finished) == 4  # every unit streamed
+    assert sorted(s.path.relative_to(tmp_path / "streamed.zarr").parts[0] for s in finished) == ["effect"] * 4 + [
+        "outputs"] * 4  # every unit's outputs streamed, its effect written as a file
     assert_same(streamed, in_memory)
     assert_same(ls.open_sweep(tmp_path / "streamed.zarr"), in_memory)
     rows = zarr.open_array(tmp_path / "streamed.zarr" / "outputs", mode="r")[...]
     assert np.array_equal(rows.reshape(in_memory.outputs.shape), in_memory.outputs.numpy())
     buffered(monkeypatch)
     sweep(tmp_path / "buffered.zarr")
-    assert len(finished) == 4
+    assert len(finished) == 8
     files = chunk_files(tmp_path / "streamed.zarr")
     assert files == chunk_files(tmp_path / "buffered.zarr")
+    effects = chunk_files(tmp_path / "streamed.zarr", "effect")
+    assert effects == chunk_files(tmp_path / "buffered.zarr", "effect")
+    assert sorted(effects) == ["effect/c/2", "effect/c/3"]  # (units 0 and 1 change nothing: effect +0.0, not stored)
+    assert len(effects["effect/c/3"]) == len(effects["effect/c/2"]) == 14 * 4  # (float32 effect, edge padded)
     # unit 0 (-0.0) stored, unit 1 (zeros) not, the edge chunk full size
     assert sorted(files) == ["outputs/c/0/0/0", "outputs/c/2/0/0", "outputs/c/3/0/0"]
     assert len(files["outputs/c/3/0/0"]) == len(files["outputs/c/0/0/0"]) == 14 * 12 * 4

@@ -61,7 +61,7 @@ from .sinks import Geometry
 from .store_verified import VerifiedSoFar
 from .store_writers import (LEASE_NAME, being_created, copied_lease, keep_fresh, lease_name, lease_record,
                             live_writers, remove_stale_temporaries, temporary_path)
-from .streamed_chunks import ChunkStream, pwrite_all, raw_chunks
+from .streamed_chunks import ChunkStream, pwrite_all, raw_chunks, write_chunk
 
 # 3: unit records end with a checksum of the whole record (2's header had none); 4: an
 # interpolation's store keeps its paths' ends (3's could not be opened as an Interpolation); 5: a
@@ -424,6 +424,8 @@ class SweepStore:
             plan = self.plan
             self._unit_chunks = raw_chunks(self._arrays["outputs"]) if (
                 "outputs" in self._arrays and plan.chunk_rows == plan.unit_rows != plan.batch_size) else None
+            # A unit's effect is one chunk, written as a file too where it is raw bytes.
+            self._effect_chunks = raw_chunks(self._arrays["effect"])
         except StoreDamaged:
             raise
         except Exception as error:  # noqa: BLE001 - forged or truncated metadata
@@ -744,7 +746,10 @@ class SweepStore:
         effect = np.concatenate(self._unit_effect) if self._unit_effect else np.zeros(0)
         if effect.shape[0] != stop - start:
             raise RuntimeError(f"unit {unit}: {effect.shape[0]} effect rows arrived for rows [{start}, {stop})")
-        self._arrays["effect"][start:stop] = effect
+        if self._effect_chunks is not None:  # (a store has no trial units: unit i is chunk i)
+            write_chunk(self._effect_chunks, start // self.plan.unit_rows, effect)
+        else:
+            self._arrays["effect"][start:stop] = effect
         self._unit_crc[0] = crc(effect)
         if self._unit_stream is not None:
             self._unit_stream.finish()  # (its rows in place before the record)
