@@ -424,7 +424,11 @@ class SweepStore:
             plan = self.plan
             self._unit_chunks = raw_chunks(self._arrays["outputs"]) if (
                 "outputs" in self._arrays and plan.chunk_rows == plan.unit_rows != plan.batch_size) else None
-            # A unit's effect is one chunk, written as a file too where it is raw bytes.
+            # Where a chunk is a batch, each batch is written as its chunk's file (zarr's bytes,
+            # without zarr's call into its event-loop thread, 0.6 ms a write); a unit's effect is
+            # one chunk, written so too.
+            self._batch_chunks = raw_chunks(self._arrays["outputs"]) if (
+                "outputs" in self._arrays and plan.chunk_rows == plan.batch_size) else None
             self._effect_chunks = raw_chunks(self._arrays["effect"])
         except StoreDamaged:
             raise
@@ -732,6 +736,9 @@ class SweepStore:
             self._unit_stream.write((start % self.plan.unit_rows) * self._row_bytes(), rows)
         elif self.npy_path is None and self.plan.chunk_rows != self.plan.batch_size:
             self._unit_outputs.append(rows.copy())  # a unit is one chunk: written once, when done
+        elif self._batch_chunks is not None and start % self.plan.chunk_rows == 0 and (
+                count == self.plan.chunk_rows or start + count == self.plan.num_rows):  # (not half batches of a retry)
+            write_chunk(self._batch_chunks, start // self.plan.chunk_rows, rows)
         elif self.npy_path is None:
             self._arrays["outputs"][start : start + count] = rows
         else:  # pwrite, not a memory map: the process's memory does not grow with the sweep
