@@ -70,6 +70,12 @@ EXPECTED = {
         "| round | defaults | chose | trials (kept) | sizes timed (points/s) | fixed 64 |", "| 1 |",
         "| sweep at 64 | best | median |", "| after 8192 |", "| after 64 |",
     ],
+    "bench_store_writes": [
+        "| batch | chunks | method | best time | vs in memory |", "`traverse` in memory", "`traverse(out='s.zarr')`",
+        "every chunk through zarr (before)", "`traverse(out='s.npy')`",
+        "user loop: decode batches, assign each to a zarr array",
+        "| one traversal, steps | outputs a row | batch | unit (one chunk) | peak RSS growth | growth / unit |",
+    ],
     "bench_many_latents": [
         "| K = D | decoder alone | `traverse` in memory | `traverse` into zarr | unit records | `open_sweep` |",
         "| 16 |",
