@@ -268,21 +268,49 @@ stores.READ_BLOCK_BYTES = 4 << 20
 
 
 @linux_only
-@pytest.mark.parametrize("resume", [False, True])
-def test_a_unit_of_one_long_traversal_is_not_held_in_memory(tmp_path, resume):
+@pytest.mark.parametrize("case", ["sweep", "resume", "read"])
+def test_a_unit_of_one_long_traversal_is_not_held_in_memory(tmp_path, case):
     """One traversal of 1500 steps of 12,288 float32 features: a 74 MB unit, batches of 0.8 MB.
     Held whole, the sweep's peak was twice the unit (its batches' copies, then their
     concatenation), and so was the check of a done unit (zarr reads a chunk whole, then copies
-    it)."""
+    it), and the reading of a few of its steps three times (the whole anchor read, copied, and
+    the steps a view that kept it)."""
     features, steps, batch = 12_288, 1500, 16
     unit_bytes = steps * features * 4
     out = str(tmp_path / "s.zarr")
     setup = MEMORY_SETUP.format(tests=str(TESTS), features=features, batch=batch, warm=str(tmp_path / "warm.zarr"))
-    if resume:
+    if case != "sweep":
         setup += RESUME_SETUP.format(steps=steps, out=out)
-    peak = peak_bytes(setup, f"sweep({steps}, {out!r}, resume={resume})")
+    call = {"sweep": f"sweep({steps}, {out!r})", "resume": f"sweep({steps}, {out!r}, resume=True)",
+            "read": f"kept = ls.open_sweep({out!r}).outputs[0, 0, 100:108]"}[case]
+    peak = peak_bytes(setup, call)
     assert SweepStore(tmp_path / "s.zarr", writable=False).plan.chunk_rows == steps  # one unit, one chunk
     assert peak < unit_bytes / 4, f"peak {peak / 2**20:.0f} MiB for a unit of {unit_bytes / 2**20:.0f} MiB"
+
+
+def test_rows_read_from_a_unit_larger_than_a_read_block_are_checked_and_only_they_kept(tmp_path, monkeypatch,
+                                                                                      in_memory):
+    """A few steps of a unit that is one raw chunk larger than a read block: its checksum read
+    block by block, the rows asked for copied out in the same pass, and a damaged unit refused
+    (not its rows returned)."""
+    path = tmp_path / "s.zarr"
+    sweep(path)
+    monkeypatch.setattr(stores, "READ_BLOCK_BYTES", 100)  # a unit's outputs: 672 bytes
+    outputs = ls.open_sweep(path).outputs
+    expected = in_memory.outputs.numpy()
+    for key in [(2, 0), (2, 0, slice(1, 4)), (0, 0, 3), (-1, slice(None)), (6, 0, slice(None), 2), (4, slice(0, 1))]:
+        got = outputs[key]
+        assert np.array_equal(got, expected[key]) and got.shape == expected[key].shape, key
+        assert got.base is None or got.base.nbytes <= got.nbytes + 672, key  # (no unit kept alive by a view)
+    chunk = path / "outputs" / "c" / "2" / "0" / "0"  # anchors 4 and 5
+    with open(chunk, "r+b") as file:
+        file.seek(600)  # a byte of anchor 5's rows: anchor 4's, asked for, are intact
+        file.write(bytes([file.read(1)[0] ^ 1]))
+    with pytest.raises(stores.StoreDamaged, match="unit 2: its output rows do not match their checksum"):
+        outputs[4, 0]
+    chunk.write_bytes(chunk.read_bytes()[:-4])
+    with pytest.raises(stores.StoreDamaged, match=r"rows \[28, 42\) are unreadable .*holds 668 bytes, not 672"):
+        outputs[4, 0]
 
 
 # A plan whose chunks are batches (7 steps, batches of 14 = 2 traversals): each batch is written
@@ -334,3 +362,37 @@ def test_a_batch_that_is_a_chunk_is_written_as_the_bytes_zarr_writes(tmp_path, m
     assert sorted(chunk_files(tmp_path / "files.zarr")) == ["outputs/c/0/0/0", "outputs/c/2/0/0", "outputs/c/3/0/0"]
     assert chunk_files(tmp_path / "files.zarr", "effect") == chunk_files(tmp_path / "zarr.zarr", "effect")
     assert not temporaries(tmp_path / "files.zarr")
+
+
+def test_stored_outputs_index_as_numpy_reading_only_the_rows_asked_for(tmp_path, monkeypatch):
+    """outputs[a, k] and outputs[a, k, s0:s1] read only those traversals' (steps') rows, whole
+    units of them checked; every index gives numpy's result on the whole array (with an int for
+    the anchors and an array index after a slice, numpy puts their axes first: read whole)."""
+    torch.manual_seed(0)
+    decoder = torch.nn.Linear(4, 6)
+    result = ls.traverse(decoder, torch.randn(3, 4), steps=5, batch_size=7, out=tmp_path / "i.zarr", progress=False)
+    whole = np.asarray(result.outputs)
+    read = []
+    checked = SweepStore.checked_output_rows
+    monkeypatch.setattr(SweepStore, "checked_output_rows", lambda self, lo, hi: read.append((lo, hi)) or
+                        checked(self, lo, hi))
+    assert np.array_equal(result.outputs[1, 2, 1:4], whole[1, 2, 1:4]) and read == [(31, 34)]
+    assert np.array_equal(result.outputs[2, 1:3], whole[2, 1:3]) and read[1] == (45, 55)
+    assert np.array_equal(result.outputs[0, 3, -1], whole[0, 3, -1]) and read[2] == (19, 20)
+    anchors = [0, 2, -1, np.int64(1), slice(0, 2), slice(None)]
+    latents = [0, -1, 2, slice(None), slice(1, 3), slice(3, 1), slice(0, 4, 2), -4, 4, np.int64(1), True]
+    extras = [(), (slice(1, 3),), (2,), (-1,), (7,), (slice(3, 1),), (slice(0, 5, 2),), (Ellipsis,), (slice(None), 3),
+              (2, 3), (slice(1, 4), slice(2, 3)), (None,), (True,), ([0, 2],), (slice(None), [1, 0]),
+              (np.array([1]), 2)]
+    for a in anchors:
+        for k in latents:
+            for extra in extras:
+                key = (a, k, *extra)
+                try:
+                    expected = whole[key]
+                except IndexError:
+                    with pytest.raises(IndexError):
+                        result.outputs[key]
+                    continue
+                got = result.outputs[key]
+                assert got.shape == expected.shape and np.array_equal(got, expected), key

@@ -686,7 +686,7 @@ class SweepStore:
                 effect = self._read_rows("effect", lo, hi) if with_effect else None
                 outputs = self._read_rows("outputs", lo, hi) if self.keep_outputs and not by_file else None
                 outputs_crc = self._unit_chunks.checksum(lo // self.plan.chunk_rows, output_bytes,
-                                                         READ_BLOCK_BYTES) if by_file else None
+                                                         READ_BLOCK_BYTES)[0] if by_file else None
             except StoreDamaged as error:
                 damaged.update({u: str(error) for u in block})
                 continue
@@ -838,8 +838,13 @@ class SweepStore:
         if not os.path.lexists(self.path):  # (said as such: "unit 0: it has no record" read as damage)
             raise StoreDamaged(f"the sweep store {self.path} is gone (moved or deleted) since this result was made; "
                                "open it where it is now with latentsweep.open_sweep(path)")
+        row_bytes = self._row_bytes()
+        if first == last and self._unit_chunks is not None and (stop - start) * row_bytes > READ_BLOCK_BYTES:
+            return self._checked_rows_from_file(first, lo, hi, changed)
         try:
-            rows = np.array(self._read_rows("outputs", start, stop))  # a copy: never a view of a file that can shrink
+            rows = self._read_rows("outputs", start, stop)
+            if self.npy_path is not None:
+                rows = np.array(rows)  # a copy: never a view of a file that can shrink
         except StoreDamaged:
             raise  # (the .npy file is missing or truncated: its own message says so)
         except Exception as error:  # noqa: BLE001 - unreadable chunk files
@@ -855,7 +860,27 @@ class SweepStore:
             else:
                 continue
             raise StoreDamaged(f"{changed}: unit {unit}: {problem}; latentsweep.open_sweep(path) says what is wrong")
-        return rows[lo - start : hi - start]
+        # (a copy when it is a part: a view would keep every unit read alive in the caller's hands)
+        return rows if (lo, hi) == (start, stop) else rows[lo - start : hi - start].copy()
+
+    def _checked_rows_from_file(self, unit: int, lo: int, hi: int, changed: str) -> np.ndarray:
+        """checked_output_rows of rows in one unit that is one raw chunk larger than a read
+        block: its file read a block at a time for the checksum, the rows asked for copied out
+        in the same pass (through zarr, a unit of one long traversal was read whole, twice)."""
+        start, stop = self.plan.unit_rows_of(unit)
+        row_bytes = self._row_bytes()
+        try:
+            checksum, kept = self._unit_chunks.checksum(unit, (stop - start) * row_bytes, READ_BLOCK_BYTES,
+                                                        keep=((lo - start) * row_bytes, (hi - start) * row_bytes))
+        except (OSError, ValueError) as error:
+            raise StoreDamaged(f"{changed}: rows [{start}, {stop}) are unreadable ({type(error).__name__}: {error}); "
+                               "latentsweep.open_sweep(path) says what is wrong") from None
+        sums, _, why = self._read_unit_record(unit)
+        if sums is None or checksum != sums[1]:
+            problem = ("it has no record" if why == "not done" else why) if sums is None else \
+                "its output rows do not match their checksum (missing or altered chunks)"
+            raise StoreDamaged(f"{changed}: unit {unit}: {problem}; latentsweep.open_sweep(path) says what is wrong")
+        return np.frombuffer(kept, dtype=self._unit_chunks.dtype).reshape(hi - lo, *self.geometry.out_shape)
 
     def read_static(self, name: str) -> torch.Tensor:
         """A static array in the sweep's own dtype: bfloat16, stored widened to float32, comes
@@ -1184,7 +1209,9 @@ class StoredOutputs:
     """The outputs of a store as an array-like ``[A, K, S, *out_shape]``.
 
     ``numpy.asarray(outputs)`` reads everything; indexing reads only the anchors it needs,
-    e.g. ``outputs[3]`` or ``outputs[:10, 2]``. Every read is checked against the units'
+    e.g. ``outputs[3]`` or ``outputs[:10, 2]``, and for one anchor only the traversals or steps
+    it needs, e.g. ``outputs[3, 2]`` or ``outputs[3, 2, 10:20]`` (the whole units they fall in
+    are read to check them, a block at a time where a unit is larger than a read block). Every read is checked against the units'
     records: a store replaced by another sweep, or whose chunks were deleted or altered after
     the result was made, raises :class:`StoreDamaged` instead of returning its rows (or zeros).
     """
@@ -1209,11 +1236,17 @@ class StoredOutputs:
             return np.asarray(self)[index]
         first, rest = index[0], index[1:]
         rows_per_anchor = self._geometry.num_dims * self._geometry.num_steps
+        if _advanced_after_a_basic(rest):  # numpy moves the axes of an int and a separated array first
+            return np.asarray(self)[index]
         if isinstance(first, (int, np.integer)) and not isinstance(first, bool):
             if not -self.shape[0] <= first < self.shape[0]:  # (range()'s error named nothing)
                 raise IndexError(f"index {first} is out of bounds for the stored outputs' axis 0 (the anchors) with "
                                  f"size {self.shape[0]}")
             a = range(self.shape[0])[first]
+            if rest and _contiguous(rest[0]):
+                # outputs[a, k], outputs[a, k0:k1], outputs[a, k, s0:s1]: only the rows asked for
+                # are kept (the whole units they fall in read and checked), not the anchor's K x S
+                return self._rows_of_anchor(a, rest)
             block = self._store.checked_output_rows(a * rows_per_anchor, (a + 1) * rows_per_anchor)
             return block.reshape(self.shape[1:])[rest]
         if isinstance(first, slice) and first.step in (None, 1):
@@ -1223,5 +1256,41 @@ class StoredOutputs:
             return block.reshape(hi - lo, *self.shape[1:])[(slice(None), *rest)]
         return np.asarray(self)[index]
 
+    def _rows_of_anchor(self, a: int, rest: tuple):
+        """outputs[a][rest], where rest[0] (the latents) is an int or a slice of step 1, and so is
+        rest[1] (the steps) when rest[0] is an int: those rows read, then indexed by the rest."""
+        num_dims, num_steps = self.shape[1], self.shape[2]
+        dims = range(num_dims)[rest[0]]  # (numpy's IndexError for k out of range)
+        if isinstance(dims, int) and len(rest) > 1 and _contiguous(rest[1]):
+            steps = range(num_steps)[rest[1]]
+            row = (a * num_dims + dims) * num_steps + (steps if isinstance(steps, int) else steps.start)
+            count = 1 if isinstance(steps, int) else len(steps)
+            block = self._store.checked_output_rows(row, row + count)
+            return block[0][rest[2:]] if isinstance(steps, int) else block[(slice(None), *rest[2:])]
+        first, count = (dims, 1) if isinstance(dims, int) else (dims.start, len(dims))
+        row = (a * num_dims + first) * num_steps
+        block = self._store.checked_output_rows(row, row + count * num_steps).reshape(count, *self.shape[2:])
+        return block[(0 if isinstance(dims, int) else slice(None), *rest[1:])]
+
     def __repr__(self) -> str:
         return f"StoredOutputs(shape={self.shape}, dtype={self.dtype})"
+
+
+def _advanced_after_a_basic(rest: tuple) -> bool:
+    """Whether an array, list or bool index follows a slice, Ellipsis or None in ``rest`` (the
+    index after the anchors'): with an int for the anchors, numpy puts their axes first
+    (outputs[0, :, True] is not outputs[0][:, True]), so such an index is read whole."""
+    basic = False
+    for index in rest:
+        if index is None or index is Ellipsis or isinstance(index, slice):
+            basic = True
+        elif basic and (isinstance(index, bool) or not isinstance(index, (int, np.integer))):
+            return True
+    return False
+
+
+def _contiguous(index) -> bool:
+    """An index of one axis that selects a run of consecutive entries: an int or a slice of step 1."""
+    if isinstance(index, slice):
+        return index.step in (None, 1)
+    return isinstance(index, (int, np.integer)) and not isinstance(index, bool)

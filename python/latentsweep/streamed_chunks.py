@@ -47,18 +47,20 @@ class RawChunks:
     def path(self, chunk: int) -> Path:
         return self.folder.joinpath("c", str(chunk), *["0"] * (self.ndim - 1))
 
-    def checksum(self, chunk: int, size: int, block_bytes: int) -> int:
+    def checksum(self, chunk: int, size: int, block_bytes: int, keep: tuple[int, int] = (0, 0)) -> tuple[int, bytearray]:
         """The CRC-32 of the first ``size`` bytes of chunk ``chunk`` as zarr reads it (no file:
         the fill value's zero bytes), read ``block_bytes`` at a time (zarr reads a chunk whole,
-        and its reading held two copies of it). ValueError when the file is not a chunk's size,
-        which zarr cannot read either."""
+        and its reading held two copies of it), and a copy of its bytes ``[keep[0], keep[1])``
+        taken in the same pass (what was checked is what is returned). ValueError when the file
+        is not a chunk's size, which zarr cannot read either."""
         checksum, block = 0, bytearray(min(size, block_bytes))
+        kept = bytearray(max(0, keep[1] - keep[0]))
         try:
             file = open(self.path(chunk), "rb")
         except FileNotFoundError:
             for offset in range(0, size, len(block)):
                 checksum = zlib.crc32(memoryview(block)[: size - offset], checksum)
-            return checksum
+            return checksum, kept  # (zeros)
         with file:
             found = os.fstat(file.fileno()).st_size
             if found != self.chunk_bytes:
@@ -68,7 +70,10 @@ class RawChunks:
                 if file.readinto(view) != len(view):
                     raise ValueError(f"its chunk file {self.path(chunk)} was cut short while read")
                 checksum = zlib.crc32(view, checksum)
-        return checksum
+                low, high = max(keep[0], offset), min(keep[1], offset + len(view))
+                if low < high:
+                    kept[low - keep[0] : high - keep[0]] = view[low - offset : high - offset]
+        return checksum, kept
 
 
 def raw_chunks(array) -> RawChunks | None:
