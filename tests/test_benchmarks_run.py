@@ -32,6 +32,12 @@ EXPECTED = {
         "`principal_directions` | `torch.linalg.svd`", "`principal_directions` | sklearn `PCA`",
         "| function | N | peak growth | float32 mu [N, D] | growth / mu |",
     ],
+    "bench_analysis_large_latents": [
+        "| function | N | D | k | route now | before | now | before / now | max vector difference |",
+        "| `principal_directions` | 20 | 64 | all | Gram N x N |", "| 300 | 64 | all | covariance D x D |",
+        "| 300 | 64 | 4 | covariance D x D, top 4 only |", "| 40 | 64 | 4 | Gram N x N, top 4 only |",
+        "| `diagnose` | 100 | 32 |", "same axes",
+    ],
     "bench_core": [
         "| method | median | output bandwidth | speed-up vs torch idiom |",
         "torch idiom `mu + exp(0.5*lv)*randn`", "`torch.randn` alone", "**`latentsweep.sample`**",

@@ -42,6 +42,7 @@ def test_the_numbers_the_readme_quotes_are_the_codes():
     from latentsweep.plots import _common
 
     assert f"up to D = {principal.EXACT_MAX_DIM}" in FLAT
+    assert f"Gram matrix of codes of N ≤ {principal.GRAM_MAX_ROWS_PER_LATENT:g} D rows" in FLAT
     assert f"under {diagnosis.ALIGNED_RATIO:.0%} of what the top component carries" in FLAT
     assert f"at most {_common.DEFAULT_MAX_PANELS} rows or panels" in FLAT
     assert f"at most {_common.DEFAULT_MAX_PANELS} steps as columns" in FLAT

@@ -120,9 +120,9 @@ def axis_alignment(codes) -> AxisAlignment | None:
             covariance += centred.T @ centred
         covariance /= num_rows - 1
         top = float(torch.linalg.eigvalsh(covariance)[-1])
-        from .metrics.unsupervised_scores import gaussian_wasserstein_correlation
+        from .metrics.unsupervised_scores import formed_covariance_wasserstein_correlation
 
-        wasserstein = gaussian_wasserstein_correlation(covariance) / total  # a sum of squares: >= 0
+        wasserstein = formed_covariance_wasserstein_correlation(covariance) / total  # a sum of squares: >= 0
     else:
         # principal_directions' randomised pass on the scaled codes (its own call refused
         # float32 codes whose variance overflows float32, and float64 ones beyond float64).
