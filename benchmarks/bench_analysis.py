@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 import latentsweep as ls
+from _memory import peak_kib, reset_peak
 from _timing import add_smoke_option, print_table
 
 FEATURES, HIDDEN, K_CLUSTERS, BATCH = 784, 256, 10, 256
@@ -183,18 +184,6 @@ def best_times(rows, rounds: int, settle: float) -> list[tuple[float, float]]:
 MEMORY_FUNCTIONS = ("encode", "diagnose", "clusters", "principal_directions")
 
 
-def _reset_peak() -> None:
-    """The peak resident set back to the current one (Linux >= 4.0), so that what earlier work
-    left allocated and freed does not hide the call's own peak."""
-    with open("/proc/self/clear_refs", "w") as file:
-        file.write("5")
-
-
-def _peak_kib() -> int:
-    with open("/proc/self/status") as file:
-        return next(int(line.split()[1]) for line in file if line.startswith("VmHWM:"))
-
-
 def memory_child(functions: list[str], n: int, dims: int) -> None:
     """Runs in the subprocess: builds the inputs, then one call of each function; prints the
     peak's growth during each (meaningful for the first only: the peak never falls)."""
@@ -213,10 +202,10 @@ def memory_child(functions: list[str], n: int, dims: int) -> None:
              "principal_directions": lambda: ls.principal_directions(posterior.mu)}
     growth = {}
     for function in functions:
-        _reset_peak()
-        before = _peak_kib()
+        reset_peak()
+        before = peak_kib()
         calls[function]()
-        growth[function] = (_peak_kib() - before) * 1024
+        growth[function] = (peak_kib() - before) * 1024
     print(json.dumps(growth))
 
 

@@ -12,7 +12,8 @@ batches, each batch assigned to a zarr array with the same chunks. Two batch siz
 whole traversals fill (chunks of one batch) and one they do not (chunks of one unit).
 
 Then the long-traversal case (a unit of one traversal of many steps, S > 4 x batch): the peak
-resident memory of a store sweep in a fresh process, against the unit's size.
+resident memory of a store sweep in a fresh process, with its units held and written through zarr
+(before) and streamed to their chunk files, against the unit's size.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 import zarr
 from _timing import add_smoke_option
@@ -72,14 +72,21 @@ def user_loop(decoder, codes: torch.Tensor, batch: int, path: Path, chunk_rows: 
 
 
 PEAK_SCRIPT = """
-import json, resource, sys, torch, latentsweep as ls
-steps, side, batch, out = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+import json, sys, torch, latentsweep as ls
+from latentsweep import stores
+sys.path.insert(0, {benchmarks!r})
+from _memory import peak_kib, reset_peak, resident_kib
+steps, side, batch, out, before = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
+if before == "1":
+    stores.raw_chunks = lambda array: None  # every chunk through zarr, a unit held whole (before)
 torch.manual_seed(0)
 decoder = torch.nn.Sequential(torch.nn.Linear(8, 3 * side * side), torch.nn.Unflatten(1, (3, side, side)))
 anchors = torch.randn(1, 8)
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+ls.traverse(decoder, anchors, dims=[0], steps=5, batch_size=batch, out=out + ".warm", progress=False)
+resident = resident_kib()
+reset_peak()
 ls.traverse(decoder, anchors, dims=[0], steps=steps, batch_size=batch, out=out, progress=False)
-print(json.dumps({"growth": (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024}))
+print(json.dumps({{"growth": (peak_kib() - resident) * 1024}}))
 """
 
 
@@ -134,15 +141,18 @@ def main() -> None:
                 print(f"| {batch} | {chunks} | {name} | {seconds:.3f} s | {seconds / memory:.2f}x |")
         steps, side, batch = (41, 16, 4) if args.smoke else (4001, 64, 16)
         unit_bytes = steps * 3 * side * side * 4
-        shutil.rmtree(folder / "long.zarr", ignore_errors=True)
-        done = subprocess.run([sys.executable, "-c", PEAK_SCRIPT, str(steps), str(side), str(batch),
-                               str(folder / "long.zarr")], capture_output=True, text=True, check=True)
-        growth = json.loads(done.stdout.strip().splitlines()[-1])["growth"]
-        print("\n| one traversal, steps | outputs a row | batch | unit (one chunk) | peak RSS growth | growth / unit |")
-        print("| ---: | --- | ---: | ---: | ---: | ---: |")
-        print(f"| {steps} | 3x{side}x{side} float32 | {batch} | {unit_bytes / 2**20:.0f} MiB | "
-              f"{growth / 2**20:.0f} MiB | {growth / unit_bytes:.2f} |")
-        assert np.isfinite(growth)
+        print("\n| one traversal, steps | outputs a row | batch | unit (one chunk) | writes | peak RSS growth | "
+              "growth / unit |")
+        print("| ---: | --- | ---: | ---: | --- | ---: | ---: |")
+        for before in ("1", "0"):
+            out = folder / f"long{before}.zarr"
+            done = subprocess.run([sys.executable, "-c", PEAK_SCRIPT.format(benchmarks=str(Path(__file__).parent)),
+                                   str(steps), str(side), str(batch), str(out), before],
+                                  capture_output=True, text=True, check=True)
+            growth = json.loads(done.stdout.strip().splitlines()[-1])["growth"]
+            writes = "through zarr, unit held (before)" if before == "1" else "streamed to the chunk's file"
+            print(f"| {steps} | 3x{side}x{side} float32 | {batch} | {unit_bytes / 2**20:.0f} MiB | {writes} | "
+                  f"{growth / 2**20:.0f} MiB | {growth / unit_bytes:.2f} |")
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 

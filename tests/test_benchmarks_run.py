@@ -80,7 +80,8 @@ EXPECTED = {
         "| batch | chunks | method | best time | vs in memory |", "`traverse` in memory", "`traverse(out='s.zarr')`",
         "every chunk through zarr (before)", "`traverse(out='s.npy')`",
         "user loop: decode batches, assign each to a zarr array",
-        "| one traversal, steps | outputs a row | batch | unit (one chunk) | peak RSS growth | growth / unit |",
+        "| one traversal, steps | outputs a row | batch | unit (one chunk) | writes | peak RSS growth | growth / unit |",
+        "through zarr, unit held (before)", "streamed to the chunk's file",
     ],
     "bench_many_latents": [
         "| K = D | decoder alone | `traverse` in memory | `traverse` into zarr | unit records | `open_sweep` |",
