@@ -16,7 +16,7 @@ import torch
 import latentsweep as ls
 from latentsweep.findings import SMALL_SD_TEXT_RATIO, findings, posterior_sd_sentence
 from latentsweep.html_report import _curve_features
-from latentsweep.report_texts import variance_shares
+from latentsweep.principal import variance_shares
 from latentsweep.plots._features import feature_colour
 from latentsweep.plots.kl_bars import VISIBLE_FRACTION
 from picture_models import LATENT_DIM, small_decoder, synthetic_posterior

@@ -616,7 +616,8 @@ def _directions(page, along, named, diagnosis, posterior, image_shape, anchor_in
     of a latent traversal from the same anchors, when there is one)."""
     from .directions import Directions
     from .plots.direction_grid import direction_grid
-    from .report_texts import direction_sentences, side_by_side_sentence, variance_shares
+    from .principal import variance_shares
+    from .report_texts import direction_sentences, side_by_side_sentence
 
     codes = posterior.mu if posterior is not None else None
     blocks = []

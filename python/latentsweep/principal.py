@@ -350,3 +350,24 @@ def _check_variance_fits(fn: str, scaled: _Scaled, total: float, dtype: torch.dt
         + ("; pass float64 codes (codes.double())" if dtype != torch.float64
            else f"; rescale the codes (e.g. codes / {scaled.scale:.3g}: the directions stay the same)")
     )
+
+
+def variance_shares(codes: torch.Tensor, directions: torch.Tensor) -> list[float]:
+    """``[K]`` the codes' variance along each unit direction as a share of their total variance
+    (``Var(codes @ u_k) / tr Cov(codes)``; for principal components, the explained-variance
+    ratio), in float64; NaN when the codes do not vary. Over the power of two at the codes'
+    largest entry, as principal_directions reads them: the squares of float64 codes of 1e-170
+    underflowed to 0 (and of 1e160 overflowed), and every share was NaN."""
+    codes = codes.detach()
+    units = directions.detach().to(codes.device, torch.float64)
+    if not codes.shape[0]:
+        return [math.nan] * units.shape[0]
+    scaled = _Scaled.of(codes)
+    along = torch.zeros(units.shape[0], dtype=torch.float64, device=codes.device)
+    total = 0.0
+    for centred in scaled.centred_blocks(_mean(scaled)):
+        along += ((centred @ units.T) ** 2).sum(0)
+        total += float(centred.square_().sum())
+    if not total > 0:
+        return [math.nan] * units.shape[0]
+    return (along / total).tolist()

@@ -10,34 +10,12 @@ import torch
 from .clusters import Clusters
 from ._shares import format_share
 from .latent_shape import latent_label
-from .principal import _mean as scaled_mean
-from .principal import _Scaled
+from .principal import variance_shares
 from .result import TraversalResult
 
 # The cluster pairs the report names: the closest and the farthest centroids.
 PAIR_ROLES = ("closest", "farthest")
 TOP_LATENTS = 3
-
-
-def variance_shares(codes: torch.Tensor, directions: torch.Tensor) -> list[float]:
-    """``[K]`` the codes' variance along each unit direction as a share of their total variance
-    (``Var(codes @ u_k) / tr Cov(codes)``; for principal components, the explained-variance
-    ratio), in float64; NaN when the codes do not vary. Over the power of two at the codes'
-    largest entry, as principal_directions reads them: the squares of float64 codes of 1e-170
-    underflowed to 0 (and of 1e160 overflowed), and every share was NaN."""
-    codes = codes.detach()
-    units = directions.detach().to(codes.device, torch.float64)
-    if not codes.shape[0]:
-        return [math.nan] * units.shape[0]
-    scaled = _Scaled.of(codes)
-    along = torch.zeros(units.shape[0], dtype=torch.float64, device=codes.device)
-    total = 0.0
-    for centred in scaled.centred_blocks(scaled_mean(scaled)):
-        along += ((centred @ units.T) ** 2).sum(0)
-        total += float(centred.square_().sum())
-    if not total > 0:
-        return [math.nan] * units.shape[0]
-    return (along / total).tolist()
 
 
 def _widths(result: TraversalResult) -> list[float]:
