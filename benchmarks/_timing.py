@@ -28,6 +28,16 @@ def median_seconds(fn: Callable[[], object], *, repeats: int, device: torch.devi
     return statistics.median(times)
 
 
+def best_seconds(fn: Callable[[], object], repeats: int) -> float:
+    """Best wall time of fn() over `repeats` runs (CPU work, no synchronisation)."""
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - started)
+    return min(times)
+
+
 def print_table(headers: list[str], rows: list[list[str]]) -> None:
     """A Markdown table, ready to paste into BENCHMARKS.md."""
     print("| " + " | ".join(headers) + " |")

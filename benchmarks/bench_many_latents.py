@@ -16,24 +16,14 @@ import argparse
 import os
 import shutil
 import tempfile
-import time
 from pathlib import Path
 
 import torch
-from _timing import add_smoke_option
+from _timing import add_smoke_option, best_seconds
 
 import latentsweep as ls
 
 STEPS, BATCH, FEATURES = 11, 64, 784
-
-
-def best_seconds(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - started)
-    return min(times)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -24,26 +24,16 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 import zarr
-from _timing import add_smoke_option
+from _timing import add_smoke_option, best_seconds
 
 import latentsweep as ls
 from latentsweep import stores
 
 STEPS = 21
-
-
-def best_seconds(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - started)
-    return min(times)
 
 
 def build_parser() -> argparse.ArgumentParser:
