@@ -318,8 +318,9 @@ def test_rows_read_from_a_unit_larger_than_a_read_block_are_checked_and_only_the
 CHUNK_BATCH = 14
 
 
-def batch_sweep(out, decode=decoder):
-    return ls.traverse(decode, ANCHORS, dims=DIMS, steps=STEPS, batch_size=CHUNK_BATCH, out=out, progress=False)
+def batch_sweep(out, decode=decoder, **kwargs):
+    return ls.traverse(decode, ANCHORS, dims=DIMS, steps=STEPS, batch_size=CHUNK_BATCH, out=out, progress=False,
+                       **kwargs)
 
 
 class OnceOutOfMemory:
@@ -340,7 +341,7 @@ class OnceOutOfMemory:
 def test_a_batch_that_is_a_chunk_is_written_as_the_bytes_zarr_writes(tmp_path, monkeypatch, in_memory, decode):
     """Each batch through zarr cost 0.6 ms of its event-loop thread: written as the chunk's file
     now, the same bytes (-0.0 stored, zeros not, the edge chunk padded). The half batches of an
-    out-of-memory retry are not whole chunks: they go through zarr, which merges them."""
+    out-of-memory retry are not whole chunks: each chunk's are streamed into its file."""
     whole = []
     monkeypatch.setattr(stores, "write_chunk", lambda chunks, chunk, rows: whole.append(
         (chunks.folder.name, chunk, len(rows))) or streamed_chunks.write_chunk(chunks, chunk, rows))
@@ -352,7 +353,7 @@ def test_a_batch_that_is_a_chunk_is_written_as_the_bytes_zarr_writes(tmp_path, m
     plan = SweepStore(tmp_path / "files.zarr", writable=False).plan
     assert plan.chunk_rows == plan.batch_size == CHUNK_BATCH != plan.unit_rows and plan.num_rows == 49
     written = [(chunk, rows) for name, chunk, rows in whole if name == "outputs"]
-    # (retried: the unit again from its start in batches of 7, zarr merging them; the edge chunk is whole)
+    # (retried: the unit again from its start in batches of 7, streamed into each chunk; the edge chunk is whole)
     assert written == ([(0, 14), (1, 14), (2, 14), (3, 7)] if decode == "plain" else [(0, 14), (1, 14), (3, 7)])
     assert_same(files, in_memory)
     assert_same(ls.open_sweep(tmp_path / "files.zarr"), in_memory)
@@ -362,6 +363,48 @@ def test_a_batch_that_is_a_chunk_is_written_as_the_bytes_zarr_writes(tmp_path, m
     assert sorted(chunk_files(tmp_path / "files.zarr")) == ["outputs/c/0/0/0", "outputs/c/2/0/0", "outputs/c/3/0/0"]
     assert chunk_files(tmp_path / "files.zarr", "effect") == chunk_files(tmp_path / "zarr.zarr", "effect")
     assert not temporaries(tmp_path / "files.zarr")
+
+
+@pytest.mark.parametrize("damage", ["truncated", "extended"])
+def test_a_damaged_chunk_is_recomputed_through_an_out_of_memory_retry(tmp_path, in_memory, damage):
+    """A chunk file damaged after the sweep: resume recomputes its unit, here at half the batch
+    size. Through zarr, the half batches were merged with the damaged file, which zarr could not
+    decode: the resume stopped with zarr's ValueError ("cannot reshape array"), every time."""
+    path = tmp_path / "s.zarr"
+    with pytest.warns(RuntimeWarning, match="out of memory"):
+        batch_sweep(path, OnceOutOfMemory())
+    chunk = path / "outputs" / "c" / "2" / "0" / "0"  # the chunk of the batch retried
+    data = chunk.read_bytes()
+    chunk.write_bytes(data[:-4] if damage == "truncated" else data + bytes(4))
+    with pytest.warns(RuntimeWarning) as warned:
+        assert_same(batch_sweep(path, OnceOutOfMemory(), resume=True), in_memory)
+    said = " ".join(str(w.message) for w in warned)
+    assert "1 work unit(s) of" in said and "are damaged" in said and "out of memory" in said, said
+    assert chunk.read_bytes() == data
+    assert_same(ls.open_sweep(path), in_memory)
+    assert not temporaries(path)
+
+
+def scalar_decoder(codes: torch.Tensor) -> torch.Tensor:
+    """One number per code: outputs [A, K, S], a 1-D array of rows."""
+    return decoder(codes)[:, 1, 2]
+
+
+def test_the_folder_a_one_dimensional_array_keeps_its_chunks_in_is_not_scanned_at_each_unit(tmp_path, monkeypatch):
+    """Scalar outputs are streamed into a 1-D array whose chunks share one folder, outputs/c: its
+    scan for a dead writer's temporaries at each unit read n²/2 entries in a sweep of n units
+    (4000 units: 5 of its 8 s). A chunk in its own folder (c/i/0/...) is still cleaned."""
+    scanned = []
+    clean = streamed_chunks.remove_dead_chunk_temporaries
+    monkeypatch.setattr(streamed_chunks, "remove_dead_chunk_temporaries",
+                        lambda path: scanned.append(path.parent) or clean(path))
+    path = tmp_path / "s.zarr"
+    assert_same(sweep(path, decode=scalar_decoder), sweep(None, decode=scalar_decoder))
+    assert SweepStore(path, writable=False)._unit_chunks.ndim == 1  # (streamed)
+    assert sorted(chunk_files(path)) == ["outputs/c/0", "outputs/c/2", "outputs/c/3"]
+    assert scanned == []
+    sweep(tmp_path / "images.zarr")
+    assert scanned == [tmp_path / "images.zarr" / "outputs" / "c" / str(i) / "0" for i in range(4)]
 
 
 def test_stored_outputs_index_as_numpy_reading_only_the_rows_asked_for(tmp_path, monkeypatch):

@@ -451,6 +451,7 @@ class SweepStore:
         self._unit_effect: list[np.ndarray] = []
         self._unit_outputs: list[np.ndarray] = []
         self._unit_stream: ChunkStream | None = None  # the unit being written, when streamed
+        self._chunk_stream: ChunkStream | None = None  # a batch's chunk written in pieces (a retry's smaller batches)
 
     # -- consistency --------------------------------------------------------------------------
     def _check_array_shapes(self) -> None:
@@ -725,7 +726,7 @@ class SweepStore:
         self._take_lease()
         if start % self.plan.unit_rows == 0:
             self._unit_crc, self._unit_effect, self._unit_outputs = [0, 0], [], []
-            self._discard_unit_stream()  # (a unit started again: retried at half the batch size)
+            self._discard_streams()  # (a unit started again: retried at half the batch size)
             if self._unit_chunks is not None:
                 self._unit_stream = ChunkStream(self._unit_chunks, start // self.plan.chunk_rows)
         self._unit_effect.append(stored_array(effect).copy())  # one write per unit (one chunk)
@@ -736,9 +737,8 @@ class SweepStore:
             self._unit_stream.write((start % self.plan.unit_rows) * self._row_bytes(), rows)
         elif self.npy_path is None and self.plan.chunk_rows != self.plan.batch_size:
             self._unit_outputs.append(rows.copy())  # a unit is one chunk: written once, when done
-        elif self._batch_chunks is not None and start % self.plan.chunk_rows == 0 and (
-                count == self.plan.chunk_rows or start + count == self.plan.num_rows):  # (not half batches of a retry)
-            write_chunk(self._batch_chunks, start // self.plan.chunk_rows, rows)
+        elif self._batch_chunks is not None:
+            self._write_batch_chunks(start, rows)
         elif self.npy_path is None:
             self._arrays["outputs"][start : start + count] = rows
         else:  # pwrite, not a memory map: the process's memory does not grow with the sweep
@@ -772,11 +772,34 @@ class SweepStore:
         self._verified.unit_written(unit, start, stop, self._unit_crc, statistics, effect)
         self._unit_crc, self._unit_effect, self._unit_outputs = [0, 0], [], []
 
-    def _discard_unit_stream(self) -> None:
-        """Removes the temporary of a streamed unit not finished (see ChunkStream)."""
-        if self._unit_stream is not None:
-            self._unit_stream.discard()
-            self._unit_stream = None
+    def _write_batch_chunks(self, start: int, rows: np.ndarray) -> None:
+        """Rows of a store whose chunks are batches, as chunk files: a batch, one whole chunk, at
+        once; the smaller batches of an out-of-memory retry (one may straddle two chunks) into
+        their chunks' files in pieces, each renamed into place when its last row arrives. (Merged
+        through zarr, a piece read the chunk's file there: one damaged since its unit was written,
+        the unit a resume recomputes, failed to decode, and the resume with it.)"""
+        chunk_rows, row_bytes = self.plan.chunk_rows, self._row_bytes()
+        while len(rows):
+            chunk, offset = divmod(start, chunk_rows)
+            size = min(chunk_rows, self.plan.num_rows - chunk * chunk_rows)  # (the edge chunk's rows)
+            piece, rows = rows[: size - offset], rows[size - offset :]
+            if offset == 0 and len(piece) == size:
+                write_chunk(self._batch_chunks, chunk, piece)
+            else:
+                if offset == 0:  # (a unit starts at a chunk: its batches fill each chunk in order)
+                    self._chunk_stream = ChunkStream(self._batch_chunks, chunk, clean=False)
+                self._chunk_stream.write(offset * row_bytes, piece)
+                if offset + len(piece) == size:
+                    self._chunk_stream.finish()
+                    self._chunk_stream = None
+            start += len(piece)
+
+    def _discard_streams(self) -> None:
+        """Removes the temporaries of a streamed unit or chunk not finished (see ChunkStream)."""
+        for stream in (self._unit_stream, self._chunk_stream):
+            if stream is not None:
+                stream.discard()
+        self._unit_stream = self._chunk_stream = None
 
     def _row_bytes(self) -> int:
         """The bytes of a row's outputs as stored (0 without outputs)."""
@@ -1029,7 +1052,7 @@ class SweepStore:
         pass
 
     def close(self) -> None:
-        self._discard_unit_stream()  # (a sweep stopped mid-unit: nothing of it is kept)
+        self._discard_streams()  # (a sweep stopped mid-unit: nothing of it is kept)
         if self._refresher is not None:
             stop, thread = self._refresher
             stop.set()
@@ -1076,8 +1099,9 @@ _OWN_FILE = re.compile(rf"zarr\.json|(?:{_ARRAYS})/(?:zarr\.json|c(?:/\d+)*)|uni
                        rf"|leases/{LEASE_NAME.pattern}")
 # Its temporaries, left by a process killed while writing: a unit's record before it is renamed
 # into place (finish_unit), and zarr's before a metadata or chunk file is ("<name>.<hex>.partial",
-# zarr.storage.LocalStore), a name its chunk streamed as the unit is decoded has too (see
-# streamed_chunks.py; the next writer of that unit removes a dead writer's).
+# zarr.storage.LocalStore), a name the chunk files it writes itself have too (see
+# streamed_chunks.py; the next writer of a streamed unit whose chunk has its own folder removes a
+# dead writer's).
 _TEMPORARY = re.compile(r"units/\.u\d{9}\.rec\.tmp-[0-9a-f]{32}|(?:[^/]+/)*(?:zarr|\d+)\.[0-9a-f]{32}\.partial")
 
 

@@ -108,8 +108,11 @@ class ChunkStream:
         self._chunks = chunks
         self.path = chunks.path(chunk)
         self.path.parent.mkdir(parents=True, exist_ok=True)  # (zarr makes them too: c/i/0/...)
-        if clean:  # (a folder of every unit's chunk, as a 1-D array's, is not scanned unit by unit)
-            remove_dead_chunk_temporaries(self.path)  # a killed writer's, of this unit
+        # A killed writer's temporary of this chunk, from the chunk's own folder c/i/0/...; a 1-D
+        # array's chunks share one, c/ (scalar outputs; the effect): scanned at each unit, n units
+        # read n²/2 entries (4000: 5 s), so its temporaries (a unit's scalars) wait for overwrite=True.
+        if clean and chunks.ndim > 1:
+            remove_dead_chunk_temporaries(self.path)
         self.temporary = chunk_temporary_path(self.path)
         os.close(os.open(self.temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NO_FOLLOW, 0o666))
         self._empty = True  # every byte written so far is zero
