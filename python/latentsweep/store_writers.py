@@ -3,6 +3,7 @@ the temporaries a creating process leaves when it is killed (see stores.py for t
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -60,11 +61,17 @@ def temporary_path(path: Path) -> Path:
 
 def _temporaries(path: Path):
     """(entry, live) for each temporary of path (see temporary_path): live while its creator may
-    still be using it, i.e. made on this host by a process that still runs; else (another host,
-    or a version that did not name its creator) younger than STALE_TEMPORARY_SECONDS."""
+    still be using it (see _creator_live)."""
     pattern = re.compile(rf"\.{re.escape(path.name)}\.tmp-(?:([0-9a-f]{{8}})-(\d+)-(\d+)-)?[0-9a-f]{{32}}")
+    yield from _named_temporaries(path.parent, pattern, 10)
+
+
+def _named_temporaries(folder: Path, pattern: re.Pattern, base: int):
+    """(entry, live) for each entry of folder whose name ``pattern`` matches, its groups the
+    creator's host tag, pid and start time (digits in ``base``; absent: a version that did not
+    name its creator)."""
     try:
-        entries = list(path.parent.iterdir())
+        entries = list(folder.iterdir())
     except OSError:
         return
     for entry in entries:
@@ -73,7 +80,7 @@ def _temporaries(path: Path):
             continue
         host, pid, start_time = match.groups()
         try:
-            live = _creator_live(entry, host, int(pid or 0), int(start_time or 0))
+            live = _creator_live(entry, host, int(pid or "0", base), int(start_time or "0", base))
         except OSError:
             continue  # removed meanwhile
         yield entry, live
@@ -106,22 +113,11 @@ def remove_dead_chunk_temporaries(path: Path) -> None:
     A zarr temporary there (random hex) reads as another host's, removed once stale."""
     hex_ = "[0-9a-f]"
     pattern = re.compile(rf"{re.escape(path.name)}\.({hex_}{{8}})({hex_}{{8}})({hex_}{{12}}){hex_}{{4}}\.partial")
-    try:
-        entries = list(os.scandir(path.parent))
-    except OSError:
-        return
-    for entry in entries:
-        match = pattern.fullmatch(entry.name)
-        if match is None:
-            continue
-        host, pid, start_time = match.groups()
-        try:
-            # (a folder or link by that name is not a temporary this code made: left alone)
-            if entry.is_file(follow_symlinks=False) and not _creator_live(Path(entry.path), host, int(pid, 16),
-                                                                           int(start_time, 16)):
-                os.unlink(entry.path)
-        except OSError:
-            continue  # removed meanwhile by another process
+    for entry, live in _named_temporaries(path.parent, pattern, 16):
+        # (a folder or link by that name is not a temporary this code made: left alone)
+        if not live and entry.is_file() and not entry.is_symlink():
+            with contextlib.suppress(OSError):  # (removed meanwhile by another process)
+                entry.unlink()
 
 
 def remove_stale_temporaries(path: Path, own_entries: set[str]) -> None:
