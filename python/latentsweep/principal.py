@@ -168,17 +168,19 @@ def _resolved_eigenpairs(codes: _Scaled, mean: torch.Tensor, complement: torch.T
     the latent space), in one streamed pass: ``[r]`` eigenvalues, ``[D, r]`` unit vectors."""
     num_rows = codes.shape[0]
     width = codes.shape[1] if complement is None else complement.shape[1]
-    projected = (centred if complement is None else centred @ complement for centred in codes.centred_blocks(mean))
     if num_rows > GRAM_MAX_ROWS_PER_LATENT * width:
         covariance = torch.zeros(width, width, dtype=torch.float64, device=codes.device)
-        for centred in projected:
+        for centred in codes.centred_blocks(mean):
+            if complement is not None:
+                centred = centred @ complement  # (rebound: the unprojected block is not held while the next is made)
             covariance += centred.T @ centred
         covariance /= num_rows - 1
         values, vectors = _leading_eigenpairs(covariance, wanted)
         resolved = _resolved(values)
         values, vectors = values[:resolved], vectors[:, :resolved]
     else:
-        blocks = list(projected)  # ([N, width] in all: fewer values than the covariance's)
+        # ([N, width] in all: fewer values than the covariance's)
+        blocks = [centred if complement is None else centred @ complement for centred in codes.centred_blocks(mean)]
         rows = blocks[0] if len(blocks) == 1 else torch.cat(blocks)
         del blocks
         gram = rows @ rows.T
