@@ -43,15 +43,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def removed(path: Path) -> None:
-    """A store's files gone (a .npy store: its array and its folder of metadata)."""
-    for place in stores.paths_of(path):
-        if place is not None and place.is_dir():
-            shutil.rmtree(place)
-        elif place is not None and place.exists():
-            place.unlink()
-
-
 def user_loop(decoder, codes: torch.Tensor, batch: int, path: Path, chunk_rows: int) -> None:
     """What a user writes: decode the grid in batches, assign each to a zarr array."""
     array = zarr.create_array(str(path), shape=(codes.shape[0], 784), chunks=(chunk_rows, 784), dtype="float32",
@@ -101,7 +92,7 @@ def main() -> None:
         for batch in (1029, 1024):  # 1029 = 49 traversals: chunks of a batch; 1024: chunks of a unit
             def into(name: str, **options):
                 def run():
-                    removed(folder / name)
+                    stores.remove_store(folder / name)  # (what overwrite=True removes)
                     ls.traverse(decoder, anchors, steps=STEPS, batch_size=batch, keep_outputs=True,
                                 out=folder / name, progress=False, **options)
                 return run

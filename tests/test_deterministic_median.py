@@ -67,8 +67,9 @@ def test_median_posterior_sd_under_deterministic_algorithms_on_cuda():
 
 def test_lower_nanmedian_keeps_nanmedian_on_the_cpu(monkeypatch):
     monkeypatch.setattr("latentsweep.diagnosis.sorted_lower_nanmedian", lambda x: pytest.fail("sorted on the CPU"))
+    previous = torch.are_deterministic_algorithms_enabled()
     torch.use_deterministic_algorithms(True)
     try:
         assert lower_nanmedian(torch.tensor([[1.0], [2.0]])).tolist() == [1.0]
     finally:
-        torch.use_deterministic_algorithms(False)
+        torch.use_deterministic_algorithms(previous)

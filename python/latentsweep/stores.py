@@ -679,10 +679,8 @@ class SweepStore:
         while blocks:
             block, with_effect = blocks.pop()
             lo, hi = self.plan.unit_rows_of(block[0])[0], self.plan.unit_rows_of(block[-1])[1]
-            # A unit larger than a block, one chunk of raw bytes: its outputs' checksum is read
-            # from its file a block at a time (through zarr, the read held the chunk twice).
             output_bytes = (hi - lo) * self._row_bytes()
-            by_file = len(block) == 1 and self._unit_chunks is not None and output_bytes > READ_BLOCK_BYTES
+            by_file = len(block) == 1 and self._read_from_file(block[0], block[0])
             try:
                 effect = self._read_rows("effect", lo, hi) if with_effect else None
                 outputs = self._read_rows("outputs", lo, hi) if self.keep_outputs and not by_file else None
@@ -861,8 +859,7 @@ class SweepStore:
         if not os.path.lexists(self.path):  # (said as such: "unit 0: it has no record" read as damage)
             raise StoreDamaged(f"the sweep store {self.path} is gone (moved or deleted) since this result was made; "
                                "open it where it is now with latentsweep.open_sweep(path)")
-        row_bytes = self._row_bytes()
-        if first == last and self._unit_chunks is not None and (stop - start) * row_bytes > READ_BLOCK_BYTES:
+        if first == last and self._read_from_file(first, last):
             return self._checked_rows_from_file(first, lo, hi, changed)
         try:
             rows = self._read_rows("outputs", start, stop)
@@ -871,39 +868,45 @@ class SweepStore:
         except StoreDamaged:
             raise  # (the .npy file is missing or truncated: its own message says so)
         except Exception as error:  # noqa: BLE001 - unreadable chunk files
-            raise StoreDamaged(f"{changed}: rows [{start}, {stop}) are unreadable ({type(error).__name__}: {error}); "
-                               "latentsweep.open_sweep(path) says what is wrong") from None
+            raise _unreadable(changed, start, stop, error) from None
         for unit in range(first, last + 1):
-            sums, _, why = self._read_unit_record(unit)
             u_start, u_stop = self.plan.unit_rows_of(unit)
-            if sums is None:
-                problem = "it has no record" if why == "not done" else why
-            elif crc(rows[u_start - start : u_stop - start]) != sums[1]:
-                problem = "its output rows do not match their checksum (missing or altered chunks)"
-            else:
-                continue
-            raise StoreDamaged(f"{changed}: unit {unit}: {problem}; latentsweep.open_sweep(path) says what is wrong")
+            self._check_output_crc(unit, crc(rows[u_start - start : u_stop - start]), changed)
         # (a copy when it is a part: a view would keep every unit read alive in the caller's hands)
         return rows if (lo, hi) == (start, stop) else rows[lo - start : hi - start].copy()
 
+    def _read_from_file(self, first: int, last: int) -> bool:
+        """Whether units first..last are one unit that is one chunk of raw bytes larger than a
+        read block: its outputs are read from its file a block at a time (zarr reads a chunk
+        whole, and its reading held it twice)."""
+        if first != last or self._unit_chunks is None:
+            return False
+        start, stop = self.plan.unit_rows_of(first)
+        return (stop - start) * self._row_bytes() > READ_BLOCK_BYTES
+
     def _checked_rows_from_file(self, unit: int, lo: int, hi: int, changed: str) -> np.ndarray:
-        """checked_output_rows of rows in one unit that is one raw chunk larger than a read
-        block: its file read a block at a time for the checksum, the rows asked for copied out
-        in the same pass (through zarr, a unit of one long traversal was read whole, twice)."""
+        """checked_output_rows of rows in one unit read from its file (_read_from_file): the
+        checksum a block at a time, the rows asked for copied out in the same pass."""
         start, stop = self.plan.unit_rows_of(unit)
         row_bytes = self._row_bytes()
         try:
             checksum, kept = self._unit_chunks.checksum(unit, (stop - start) * row_bytes, READ_BLOCK_BYTES,
                                                         keep=((lo - start) * row_bytes, (hi - start) * row_bytes))
         except (OSError, ValueError) as error:
-            raise StoreDamaged(f"{changed}: rows [{start}, {stop}) are unreadable ({type(error).__name__}: {error}); "
-                               "latentsweep.open_sweep(path) says what is wrong") from None
-        sums, _, why = self._read_unit_record(unit)
-        if sums is None or checksum != sums[1]:
-            problem = ("it has no record" if why == "not done" else why) if sums is None else \
-                "its output rows do not match their checksum (missing or altered chunks)"
-            raise StoreDamaged(f"{changed}: unit {unit}: {problem}; latentsweep.open_sweep(path) says what is wrong")
+            raise _unreadable(changed, start, stop, error) from None
+        self._check_output_crc(unit, checksum, changed)
         return np.frombuffer(kept, dtype=self._unit_chunks.dtype).reshape(hi - lo, *self.geometry.out_shape)
+
+    def _check_output_crc(self, unit: int, checksum: int, changed: str) -> None:
+        """StoreDamaged unless the unit has its record and its outputs' recorded checksum."""
+        sums, _, why = self._read_unit_record(unit)
+        if sums is None:
+            problem = "it has no record" if why == "not done" else why
+        elif checksum != sums[1]:
+            problem = "its output rows do not match their checksum (missing or altered chunks)"
+        else:
+            return
+        raise StoreDamaged(f"{changed}: unit {unit}: {problem}; latentsweep.open_sweep(path) says what is wrong")
 
     def read_static(self, name: str) -> torch.Tensor:
         """A static array in the sweep's own dtype: bfloat16, stored widened to float32, comes
@@ -1227,6 +1230,11 @@ def create_store(path: Path, *, params: dict, plan: SweepPlan, geometry: Geometr
         with contextlib.suppress(OSError):  # (the error above says what went wrong)
             if temporary.exists():
                 shutil.rmtree(temporary, ignore_errors=True)
+
+
+def _unreadable(changed: str, start: int, stop: int, error: Exception) -> StoreDamaged:
+    return StoreDamaged(f"{changed}: rows [{start}, {stop}) are unreadable ({type(error).__name__}: {error}); "
+                        "latentsweep.open_sweep(path) says what is wrong")
 
 
 class StoredOutputs:
