@@ -8,6 +8,7 @@ written either way read, resume and are read by plain zarr alike."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -439,3 +440,44 @@ def test_stored_outputs_index_as_numpy_reading_only_the_rows_asked_for(tmp_path,
                     continue
                 got = result.outputs[key]
                 assert got.shape == expected.shape and np.array_equal(got, expected), key
+
+
+class FolderMidSweep:
+    """``decoder`` that makes a folder at ``place`` at its first full batch of ``batch`` rows:
+    after the store's start-up check (check_writable) found none; with ``make=False``, never."""
+
+    def __init__(self, place: Path, batch: int, make: bool = True):
+        self.place, self.batch, self.make = place, batch, make
+
+    def __call__(self, codes):
+        if self.make and codes.shape[0] == self.batch:
+            self.place.mkdir(parents=True)
+            self.make = False
+        return decoder(codes)
+
+
+@pytest.mark.parametrize("kind, place, done", [
+    ("unit", "outputs/c/2/0/0", {0, 1}),  # a streamed unit's chunk, renamed into place
+    ("unit", "outputs/c/1/0/0", {0}),  # a unit of zeros: its chunk file removed
+    ("unit", "effect/c/2", {0, 1}),
+    ("unit", "units/u000000002.rec", {0, 1}),
+    ("batch", "outputs/c/2/0/0", set()),  # a batch that is a chunk, written as it arrives
+])
+def test_a_folder_made_at_a_chunk_mid_sweep_is_named_and_the_units_done_stay(tmp_path, in_memory, kind, place,
+                                                                             done):
+    """A folder made where the store keeps a file after the store checked its places (another
+    process, a user's mkdir): the unit's write raised a bare IsADirectoryError naming a
+    temporary, and a record's temporary was left behind. Now the store's own refusal, naming the
+    place; the units done before stay, and a resume once it is removed completes the sweep."""
+    path = tmp_path / "s.zarr"
+    run, batch = (sweep, BATCH) if kind == "unit" else (batch_sweep, CHUNK_BATCH)
+    with pytest.raises(stores.StoreDamaged, match=rf"^latentsweep\.traverse: the sweep store {re.escape(str(path))} "
+                                                  rf"is damaged: {re.escape(str(path / place))} is a folder where "
+                                                  r"the store keeps a file .*: remove it, or pass overwrite=True"):
+        run(path, FolderMidSweep(path / place, batch))
+    status = ls.sweep_status(path)
+    assert status.done == done and set(status.damaged) <= {2}  # (a folder at its record: unit 2's, damaged)
+    assert not temporaries(path) and not list((path / "units").glob(".*"))
+    (path / place).rmdir()
+    assert_same(run(path, FolderMidSweep(path / place, batch, make=False), resume=True), in_memory)
+    assert_same(ls.open_sweep(path), in_memory)

@@ -26,7 +26,7 @@ from .plots._common import clipping_said_once
 from .plots._features import check_feature_names_fit
 from .plots._images import image_shape_of, is_image_output
 from .posterior import Posterior
-from .principal import principal_directions
+from .principal import principal_directions, variance_unread
 from .sweep import traverse
 from .modes import MODE_TABLE, MODES
 
@@ -349,7 +349,8 @@ def _directions(directions, diagnosis: Diagnosis, posterior: Posterior, found: C
             "principal direction to traverse and every decoded output would be the same; the encoder ignores its "
             "input (untrained, or a dead layer): check it"
         )
-    pcs = principal_directions(posterior, k=min(max_directions, posterior.num_inputs - 1, posterior.latent_dim))
+    with variance_unread():  # (only the ratios are read: explained_variance's underflow is no news here)
+        pcs = principal_directions(posterior, k=min(max_directions, posterior.num_inputs - 1, posterior.latent_dim))
     keep = max(1, int((pcs.explained_variance_ratio >= MIN_DIRECTION_SHARE).sum()))
     return "principal directions", pcs[:keep]
 

@@ -3,13 +3,16 @@ autoencoder's latent space can be read along (its coordinate axes are arbitrary)
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
+import threading
 from dataclasses import dataclass
 
 import torch
 
 from . import _checks
+from ._blas_threads import blas_on_torch_threads
 from .directions import Directions, as_codes, in_one_block, result_dtype, row_blocks, structured_shape
 
 # Above this many latents the D x D covariance is not formed: randomised subspace iteration.
@@ -146,8 +149,9 @@ def _leading_eigenpairs(matrix: torch.Tensor, count: int) -> tuple[torch.Tensor,
     if matrix.device.type == "cpu" and size >= PARTIAL_MIN_SIZE and count <= PARTIAL_MAX_SHARE * size:
         import scipy.linalg  # (imported where it pays for its 0.17 s)
 
-        values, vectors = scipy.linalg.eigh(matrix.numpy(), subset_by_index=(size - count, size - 1),
-                                            driver="evr", check_finite=False)
+        with blas_on_torch_threads():  # (OpenBLAS's own count: its environment's or every core, not torch's)
+            values, vectors = scipy.linalg.eigh(matrix.numpy(), subset_by_index=(size - count, size - 1),
+                                                driver="evr", check_finite=False)
         values, vectors = torch.from_numpy(values), torch.from_numpy(vectors)
     else:
         values, vectors = torch.linalg.eigh(matrix)  # ascending
@@ -333,10 +337,12 @@ def _check_variance_fits(fn: str, scaled: _Scaled, total: float, dtype: torch.dt
     """The variances must be finite in the result's dtype; the total, which may exceed even
     float64, is said as a number. A total below the dtype's smallest normal number leaves every
     explained_variance 0 or a subnormal of few digits in it (float32 codes of 1e-23 gave all
-    zeros, silently): said in a warning, as the directions and ratios, computed over the scale,
-    are exact."""
+    zeros, silently): said in a warning (not inside :func:`variance_unread`), as the directions
+    and ratios, computed over the scale, are exact."""
     unscaled, info = scaled.unscaled(total), torch.finfo(dtype)
     if unscaled < info.tiny:
+        if getattr(_variance_unread, "yes", False):
+            return
         _checks.warn(
             f"{fn}: the codes' total variance ({_checks.unscaled_square_size(total, scaled.scale)}) is below the "
             f"smallest normal {dtype} ({info.tiny:.3g}): explained_variance holds zeros or imprecise subnormals "
@@ -352,6 +358,24 @@ def _check_variance_fits(fn: str, scaled: _Scaled, total: float, dtype: torch.dt
         + ("; pass float64 codes (codes.double())" if dtype != torch.float64
            else f"; rescale the codes (e.g. codes / {scaled.scale:.3g}: the directions stay the same)")
     )
+
+
+# Per thread: explain reads only the directions and their ratios. (A catch_warnings filter swaps
+# the process-wide filters: calls in other threads lost or kept each other's.)
+_variance_unread = threading.local()
+
+
+@contextlib.contextmanager
+def variance_unread():
+    """principal_directions in this thread inside does not warn that explained_variance
+    underflows its dtype: the caller reads only the directions and explained_variance_ratio,
+    which are exact (explain: the warning told its user of a number no report shows)."""
+    before = getattr(_variance_unread, "yes", False)
+    _variance_unread.yes = True
+    try:
+        yield
+    finally:
+        _variance_unread.yes = before
 
 
 def variance_shares(codes: torch.Tensor, directions: torch.Tensor) -> list[float]:

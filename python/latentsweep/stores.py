@@ -722,6 +722,10 @@ class SweepStore:
 
     def write_rows(self, start: int, count: int, outputs: torch.Tensor | None, effect: torch.Tensor) -> None:
         self._take_lease()
+        with self._refusing_blocked_places():
+            self._write_rows(start, count, outputs, effect)
+
+    def _write_rows(self, start: int, count: int, outputs: torch.Tensor | None, effect: torch.Tensor) -> None:
         if start % self.plan.unit_rows == 0:
             self._unit_crc, self._unit_effect, self._unit_outputs = [0, 0], [], []
             self._discard_streams()  # (a unit started again: retried at half the batch size)
@@ -748,6 +752,10 @@ class SweepStore:
 
     def finish_unit(self, unit: int, start: int, stop: int, statistics: UnitStatistics) -> None:
         self._check_lease()
+        with self._refusing_blocked_places():
+            self._finish_unit(unit, start, stop, statistics)
+
+    def _finish_unit(self, unit: int, start: int, stop: int, statistics: UnitStatistics) -> None:
         effect = np.concatenate(self._unit_effect) if self._unit_effect else np.zeros(0)
         if effect.shape[0] != stop - start:
             raise RuntimeError(f"unit {unit}: {effect.shape[0]} effect rows arrived for rows [{start}, {stop})")
@@ -766,7 +774,11 @@ class SweepStore:
         temporary.write_bytes(encode_record({"sweep_id": self.sweep_id, "rows": [start, stop],
                                              "decoded_as": self._decoded_as(unit),
                                              "crc": list(self._unit_crc)}, statistics.arrays()))
-        os.replace(temporary, record)  # the unit is done exactly when this file appears
+        try:
+            os.replace(temporary, record)  # the unit is done exactly when this file appears
+        except BaseException:
+            temporary.unlink(missing_ok=True)  # (a folder at the record's name: not left beside it)
+            raise
         self._verified.unit_written(unit, start, stop, self._unit_crc, statistics, effect)
         self._unit_crc, self._unit_effect, self._unit_outputs = [0, 0], [], []
 
@@ -987,6 +999,22 @@ class SweepStore:
             "record or rows), so no unit can be written there: remove it, or pass overwrite=True to start over"
         )
 
+    @contextlib.contextmanager
+    def _refusing_blocked_places(self):
+        """A write that fails because a folder or link took one of the store's places after
+        :meth:`check_writable` looked (another process, a user's mkdir, mid-sweep): the
+        StoreDamaged that check_writable says, in the caller's name, not a bare
+        IsADirectoryError naming a temporary. The unit is not recorded (the units done stay);
+        resume=True computes it once the place is cleared."""
+        try:
+            yield
+        except OSError as error:
+            try:
+                self._refuse_blocked()
+            except StoreDamaged as damaged:
+                raise StoreDamaged(f"{self._caller_prefix()}{damaged}") from error
+            raise
+
     def _blocked_places(self):
         """(place, keeps a folder) for each place of the store's own files (unit records, chunks
         of the row arrays) taken by a folder or a link, and of its own folders (units, leases,
@@ -1020,12 +1048,16 @@ class SweepStore:
                 if os.path.lexists(leaf) and (leaf.is_symlink() or not leaf.is_file()):
                     yield leaf, False
 
+    def _caller_prefix(self) -> str:
+        """``"fn: "`` of the public function writing (named_errors names the store's opening)."""
+        return "" if self.caller == "latentsweep" else f"{self.caller}: "
+
     def _read_only(self, why: str) -> ValueError:
-        caller = "" if self.caller == "latentsweep" else f"{self.caller}: "  # (named_errors names it then)
         return ValueError(
-            f"{caller}the sweep store {self.path} is read-only ({why}: read-only media or no permission), so no "
-            "units can be added to it. latentsweep.open_sweep(path) reads it as it is (latentsweep.sweep_status(path) "
-            "says which units it lacks); to finish it, copy it somewhere writable and resume the copy"
+            f"{self._caller_prefix()}the sweep store {self.path} is read-only ({why}: read-only media or no "
+            "permission), so no units can be added to it. latentsweep.open_sweep(path) reads it as it is "
+            "(latentsweep.sweep_status(path) says which units it lacks); to finish it, copy it somewhere writable "
+            "and resume the copy"
         )
 
     def _replaced(self) -> RuntimeError:

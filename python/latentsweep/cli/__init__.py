@@ -15,6 +15,7 @@ import argparse
 import re
 import os
 import sys
+import threading
 import time
 
 from ..sweep import stop_messages_as_notes
@@ -61,10 +62,14 @@ class _Parser(argparse.ArgumentParser):
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
-def _discard_standard_output() -> None:
+def _discard_standard_output(argv: list[str] | None) -> None:
     """What is left in stdout's buffer is dropped: its flush at exit would fail once more and
-    print a second error."""
-    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    print a second error. Only when main() runs the process's own command line (``argv`` None:
+    the console script, ``python -m latentsweep``, under torchrun too), which exits next: a
+    program that passed main() its words keeps its stdout (file descriptor 1 was /dev/null from
+    then on, or main() raised where stdout has none, a StringIO)."""
+    if argv is None:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def _shown(words: list[str]) -> str:
@@ -133,8 +138,27 @@ def _before_the_command(argv: list[str]) -> tuple[str, list[str]] | None:
     return (command, early) if early else None
 
 
+# A command swaps process-wide state while it runs (sys.stdout and sys.stderr, warnings.showwarning,
+# the folders of its models on sys.path), each put back when it ends: commands that overlapped in
+# two threads of a program put back each other's (sys.stdout left wrapped, and every later warning
+# of the program said as the command line's). So they take turns (re-entrant: a model's own main()).
+_ONE_COMMAND_AT_A_TIME = threading.RLock()
+
+
 def main(argv: list[str] | None = None) -> int:
-    argv = _attached_values(sys.argv[1:] if argv is None else list(argv))
+    """Runs the command line ``argv`` (default: the process's own, ``sys.argv[1:]``) and returns
+    its exit status; argparse's usage errors, ``--help`` and ``--version`` raise SystemExit, as
+    argparse does. A program that passes its words finds its standard streams, warnings filters
+    and sys.path as they were (the model's module stays imported, as after any import); calls
+    from several threads take turns."""
+    from .loading import model_folders_on_path
+
+    with _ONE_COMMAND_AT_A_TIME, model_folders_on_path():
+        return _run(argv)
+
+
+def _run(given: list[str] | None) -> int:
+    argv = _attached_values(sys.argv[1:] if given is None else list(given))
     debug = "--debug" in argv
     try:
         parser = build_parser()
@@ -178,13 +202,13 @@ def main(argv: list[str] | None = None) -> int:
         say("interrupted", advice or "stopped by Ctrl-C")
         return 130
     except BrokenPipeError:  # `latentsweep open s.zarr | head -2`: the reader has all it wanted
-        _discard_standard_output()
+        _discard_standard_output(given)
         return 0
     except Exception as error:  # noqa: BLE001  (the CLI's promise: one line, never a traceback)
         if debug:
             raise
         if isinstance(error, StandardOutputError):
-            _discard_standard_output()
+            _discard_standard_output(given)
         # the library's own messages (a rank that failed, a store replaced meanwhile) say what
         # happened and what to do: not a bug, no traceback to offer
         if isinstance(error, EXPECTED_ERRORS) or str(error).startswith("latentsweep."):

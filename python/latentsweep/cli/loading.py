@@ -8,6 +8,7 @@ the same way.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import importlib
 import importlib.util
 import math
@@ -55,6 +56,37 @@ def load_model(spec: str, weights: str | None = None, *, weights_key: str | None
     return model
 
 
+# The folders appended to sys.path in this context for its models (see model_folders_on_path).
+_appended_folders: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar("appended_folders",
+                                                                                     default=None)
+
+
+@contextlib.contextmanager
+def model_folders_on_path():
+    """The folders appended to sys.path for the models inside (the working directory, a model
+    file's folder) stay there while the block runs, as a model may import its sibling modules
+    when it runs, and are taken off when it ends: a program that calls the command line's main()
+    keeps its path as it was (each call appended the working directory once more)."""
+    token = _appended_folders.set([])
+    try:
+        yield
+    finally:
+        for folder in _appended_folders.get():
+            with contextlib.suppress(ValueError):  # (taken off meanwhile by someone else)
+                sys.path.remove(folder)
+        _appended_folders.reset(token)
+
+
+def _append_to_path(folder: str) -> None:
+    """``folder`` at the end of sys.path, unless it is on it already."""
+    if folder in sys.path:
+        return
+    sys.path.append(folder)
+    appended = _appended_folders.get()
+    if appended is not None:
+        appended.append(folder)
+
+
 def _import(module_name: str):
     if module_name.endswith(".py"):
         return _import_file(Path(module_name))
@@ -70,7 +102,7 @@ def _import(module_name: str):
         raise CliError(f"--model: importing {module_name!r} raised {reason(error)}") from None
     finally:
         sys.path.remove(cwd)
-        sys.path.append(cwd)
+        _append_to_path(cwd)
 
 
 def _import_file(path: Path):
@@ -80,9 +112,7 @@ def _import_file(path: Path):
     module = importlib.util.module_from_spec(module_spec)
     setattr(module, MODULE_IDENTITY, PRIVATE_MODULE_PREFIX + path.name)  # (not its folder: see MODULE_IDENTITY)
     sys.modules[name] = module  # dataclasses and pickling look their module up here
-    folder = str(path.resolve().parent)
-    if folder not in sys.path:  # its sibling modules import, without shadowing installed ones
-        sys.path.append(folder)
+    _append_to_path(str(path.resolve().parent))  # its sibling modules import, without shadowing installed ones
     try:
         module_spec.loader.exec_module(module)
     except (Exception, SystemExit) as error:  # noqa: BLE001  (SyntaxError, sys.exit(), anything it raises)

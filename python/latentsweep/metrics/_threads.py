@@ -18,20 +18,19 @@ thread meanwhile.
 from __future__ import annotations
 
 import contextlib
-import threading
 
 import torch
 
-# Re-entrant: the metrics nest (evaluate's FactorVAE/BetaVAE, a score that calls another); only
-# library code runs inside (the sampling metrics call the user's encoder outside this scope).
-_turn = threading.RLock()
+from .._blas_threads import turn
 
 
 @contextlib.contextmanager
 def one_cpu_thread():
-    from threadpoolctl import threadpool_limits  # a scikit-learn dependency
+    from threadpoolctl import threadpool_limits
 
-    with _turn:
+    # (turn is re-entrant: the metrics nest, evaluate's FactorVAE/BetaVAE, a score that calls another;
+    # only library code runs inside: the sampling metrics call the user's encoder outside this scope)
+    with turn:
         previous = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
