@@ -7,9 +7,11 @@ them bit for bit across process counts.
 from __future__ import annotations
 
 import argparse
+import datetime
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -118,7 +120,7 @@ def sweep(decoder, **kwargs):
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("scenario", choices=["sweep", "caller-group", "kill", "resume", "directions", "cuda", "explain",
-                                                 "failures"])
+                                                 "failures", "elsewhere", "failed-early"])
     parser.add_argument("out", type=Path)
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -202,6 +204,31 @@ def main() -> None:
         outcomes = [attempt(lambda: sweep(failing_decoder(victim=1, at=4, exit_quietly=True),
                                           out=args.out / "lost.zarr"))]
         (args.out / f"lost-rank{rank}.txt").write_text("\n".join(outcomes))
+    elif args.scenario == "elsewhere":  # out= relative, each rank in its own working folder: two stores
+        # (a rank left waiting for a collective gives up in 30 s, not the default 30 minutes)
+        dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=30))
+        rank = dist.get_rank()
+        folder = args.out / f"cwd{rank}"
+        folder.mkdir()
+        os.chdir(folder)
+        outcomes = [attempt(lambda: sweep(decoder, out="s.zarr"))]  # nothing there on rank 1
+        if rank == 1:  # there, a copy of the same sweep, complete: rank 0 cannot read rank 1's new units
+            sweep(decoder, out="s.zarr", distributed=False)
+        outcomes.append(attempt(lambda: sweep(decoder, out="s.zarr", overwrite=True)))
+        save(sweep(decoder, keep_outputs=False), args.out, "after-elsewhere")  # the ranks are still in step
+        (args.out / f"elsewhere-rank{rank}.txt").write_text("\n".join(outcomes))
+        dist.destroy_process_group()
+    elif args.scenario == "failed-early":  # rank 1 fails at once, rank 0's share lasts past the group's timeout
+        dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=20))
+        rank = dist.get_rank()
+        slow = failing_decoder(victim=1, at=3)
+        if rank == 0:  # 1 s a batch after the anchors' probe: about 27 s for its 27 batches
+            slow.register_forward_pre_hook(lambda module, inputs: time.sleep(1.0) if inputs[0].shape[0] == BATCH
+                                           else None)
+        outcomes = [attempt(lambda: sweep(slow, out=args.out / "early.zarr"))]
+        save(sweep(decoder, keep_outputs=False), args.out, "after-early")  # the ranks are still in step
+        (args.out / f"early-rank{rank}.txt").write_text("\n".join(outcomes))
+        dist.destroy_process_group()
     elif args.scenario == "kill":
         sweep(killing_decoder(victim=1, at=12), out=args.out / "killed.zarr")
     else:

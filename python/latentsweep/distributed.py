@@ -16,7 +16,8 @@ import contextlib
 import datetime
 import math
 import os
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import NoReturn
 
 import torch
@@ -27,6 +28,20 @@ from . import _checks
 class LostContact(RuntimeError):
     """A collective of the sweep failed: another rank is gone (crashed, killed, or it left the
     sweep early) or stopped answering within the group's timeout."""
+
+
+class AnotherRankFailed(Exception):
+    """Raised in a rank's decoding when another rank of its group has failed: it stops, and the
+    agreement that follows raises that rank's failure instead."""
+
+
+# A rank that fails tells the others through the group's store (under torchrun one per attempt):
+# they stop decoding and agree, instead of finishing their share first while it waits idle (past
+# the group's timeout, it gave up and they learnt only "lost contact", their next collectives
+# paired with its next call's). Decoding ranks look at most this often.
+_FAILED_KEY = "latentsweep/a-rank-failed"
+_FAILED_CHECK_SECONDS = 0.5
+_STOPPED = "stopped: another rank failed"  # what a rank that stopped so reports (not a failure of its own)
 
 
 @dataclass
@@ -41,6 +56,7 @@ class Workers:
     created: bool = False
     shard: tuple[int, int] | None = None
     fn: str = "latentsweep"
+    _next_check: float = field(default=0.0, init=False, repr=False)
 
     @property
     def leader(self) -> bool:
@@ -86,7 +102,11 @@ class Workers:
             if error is not None:
                 raise error
             return
-        text = None if error is None else f"{type(error).__name__}: {error}"
+        stopped = isinstance(error, AnotherRankFailed)  # (not a failure of its own: it learns which here)
+        if stopped:
+            error = None
+        told = error is not None and _tell_the_others_a_rank_failed()
+        text = _STOPPED if stopped else None if error is None else f"{type(error).__name__}: {error}"
         try:
             reports = self.all_gather((text, identity, near))
         except Exception as lost:  # noqa: BLE001 - this rank's own failure says more
@@ -95,13 +115,19 @@ class Workers:
             if isinstance(lost, LostContact) and advice:
                 raise LostContact(f"{lost}; {advice}") from lost.__cause__
             raise
-        failures = [(rank, failed) for rank, (failed, _, _) in enumerate(reports) if failed is not None]
+        finally:
+            if told:  # every rank has stopped decoding: the next call starts without it
+                _forget_that_a_rank_failed()
+        failures = [(rank, failed) for rank, (failed, _, _) in enumerate(reports) if failed not in (None, _STOPPED)]
         if error is not None:  # said by the first rank that failed alike (bad input: every rank)
             raise _said_by(error, next(rank for rank, failed in failures if failed == text))
         if failures:
             rank, failed = failures[0]
             raise _said_by(RuntimeError(f"{self.fn}: rank {rank} failed ({failed})" + (f"; {advice}" if advice
                                                                                          else "")), rank)
+        if any(failed == _STOPPED for failed, _, _ in reports):  # (told by a rank killed before it forgot it)
+            raise _said_by(RuntimeError(f"{self.fn}: a rank stopped, told that another had failed, but none did; "
+                                        "run the call again" + (f" ({advice})" if advice else "")), 0)
         name = _checks.call_name(self.fn)
         _, first, first_near = reports[0]
         first, first_near = first or {}, first_near or {}
@@ -122,6 +148,19 @@ class Workers:
                         "call, with the same decoder: load the same weights (or seed their initialisation) in "
                         "every process"
                     ), 0)
+
+    def stop_if_another_rank_failed(self) -> None:
+        """Raises AnotherRankFailed when another rank of the group has failed (it told the
+        group's store); looks at most every _FAILED_CHECK_SECONDS. Nothing without a group."""
+        if not self.grouped or time.monotonic() < self._next_check:
+            return
+        self._next_check = time.monotonic() + _FAILED_CHECK_SECONDS
+        try:
+            failed = _group_store().check([_FAILED_KEY])
+        except Exception:  # noqa: BLE001 - no store to ask: the agreement after the units tells
+            return
+        if failed:
+            raise AnotherRankFailed(f"{self.fn}: another rank failed")
 
     def close(self) -> None:
         """Nothing to release now: a group created here lives until the process exits."""
@@ -351,6 +390,20 @@ def _group_store():
     from torch.distributed import distributed_c10d
 
     return distributed_c10d._get_default_store()
+
+
+def _tell_the_others_a_rank_failed() -> bool:
+    """Whether the group's store now says that a rank failed (see AnotherRankFailed)."""
+    try:
+        _group_store().set(_FAILED_KEY, str(torch.distributed.get_rank()))
+    except Exception:  # noqa: BLE001 - no store: the others learn it when they agree, as before
+        return False
+    return True
+
+
+def _forget_that_a_rank_failed() -> None:
+    with contextlib.suppress(Exception):  # noqa: BLE001 - a store that is gone has forgotten it too
+        _group_store().delete_key(_FAILED_KEY)
 
 
 def tell_failure_said() -> None:

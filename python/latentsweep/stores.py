@@ -122,6 +122,8 @@ def encode_record(header: dict, arrays: dict[str, np.ndarray]) -> bytes:
 def read_record(path: Path, shapes: dict[str, tuple[int, ...]]) -> tuple[dict, dict[str, np.ndarray]]:
     """(header, arrays) of a record whose arrays are exactly ``shapes`` (name -> shape); ValueError
     saying what is wrong if it is not intact or not such a record."""
+    if not os.path.lexists(path):  # (said "is a folder": a record another rank wrote into a store not shared)
+        raise ValueError(f"{path.name} is missing")
     if not path.is_file() or path.is_symlink():
         raise ValueError(f"{path.name} is a {'symbolic link' if path.is_symlink() else 'folder'}, not a record")
     data = path.read_bytes()

@@ -43,7 +43,7 @@ from .posterior import Posterior
 from .result import TraversalResult
 from .sinks import Geometry, MemorySink
 from .store_session import leader_store, named_errors, probe_revision_to_use, static_arrays, sweep_params
-from .stores import (StoreDamaged, StoreStatus, SweepStore, check_store_name, describe_units, existing_store, paths_of,
+from .stores import (StoreDamaged, StoreStatus, check_store_name, describe_units, existing_store, paths_of,
                      store_path, sweep_id, writer_of)
 
 _FN = "latentsweep.traverse"
@@ -377,7 +377,8 @@ def sweep_grid(
             error = None
             try:
                 computed, used_batch = _decode_units(fn, decode, spec_d, stats, sink, plan, mine, keep_outputs, bar,
-                                                         nonfinite_subject=decode_fn.nonfinite_subject)
+                                                     nonfinite_subject=decode_fn.nonfinite_subject,
+                                                     others_failed=workers.stop_if_another_rank_failed)
                 computed += trial_rows
             except BaseException as caught:  # noqa: BLE001 - reported to the other ranks, then re-raised
                 error, computed, used_batch = caught, 0, plan.batch_size
@@ -599,10 +600,20 @@ def _open_sink(fn: str, out, spec, probe, geometry, params, choose_batch, *, exp
         store, joined = opened.get("store"), None
         if store is None:  # the other ranks join the store the leader opened
             try:
+                # A path that reaches another place on this rank (a disk of each machine's own, or a
+                # relative path from another working folder) was said to hold "not a sweep store".
+                elsewhere = ("every rank must write into the same store: pass an out= on a filesystem that all "
+                             "ranks share (not a disk of each machine's own), and an absolute one if their working "
+                             "folders differ")
                 with named_errors(fn):
-                    opened["store"] = store = SweepStore(path, writable=True)
+                    store = existing_store(path, writable=True)
+                if store is None:
+                    raise ValueError(f"{fn}: rank {workers.rank} finds nothing at {path}, where rank 0 opened the "
+                                     f"sweep's store; {elsewhere}")
+                opened["store"] = store
                 if store.sweep_id != sweep_id(params) or store.plan != plan:
-                    raise RuntimeError(f"{fn}: the store at {path} changed while the ranks were opening it")
+                    raise RuntimeError(f"{fn}: the store at {path} changed while the ranks were opening it, or rank "
+                                       f"{workers.rank} reaches another store there; {elsewhere}")
             except Exception as error:  # noqa: BLE001 - the other ranks learn it, then it is raised
                 joined = error
         workers.agree(joined)  # no rank decodes for a store another could not join
@@ -658,15 +669,17 @@ def _check_fits_in_memory(fn: str, geometry: Geometry, keep_outputs: bool) -> No
 
 # ---- units ----------------------------------------------------------------------------------
 def _decode_units(fn: str, decoder, spec: GridSpec, stats, sink, plan: SweepPlan, units: list[int], keep_outputs,
-                  bar, *, nonfinite_subject: str):
+                  bar, *, nonfinite_subject: str, others_failed):
     """Decodes the given units, recording each when done. Returns (points, batch size used).
-    ``nonfinite_subject``: the :class:`DecoderCall`'s (``decoder`` may be its CUDA graph)."""
+    ``nonfinite_subject``: the :class:`DecoderCall`'s (``decoder`` may be its CUDA graph);
+    ``others_failed()``: raises when another rank has failed (it waits for this one to stop)."""
     remaining = collections.deque(units)  # units finish in order: O(1) each at any count
     computed = 0
 
     def on_progress(count: int) -> None:
         bar.update(count)
         sink.heartbeat()
+        others_failed()
 
     def run(batch_size: int) -> int:
         executor = _C.SweepExecutor(fn, decoder, spec.anchors, spec.dims, spec.values, batch_size,
@@ -749,10 +762,14 @@ def _merge(sink, plan: SweepPlan, workers) -> tuple[OrderedMerge | None, StoreSt
     if workers.shard is not None:  # the store is complete when this was the last shard
         status, merged = sink.checked_merge()
         return merged, status
-    merged = None
-    if workers.rank == 0 or not (workers.grouped and sink.shared):
-        merged = sink.merged()
-    return (workers.broadcast(merged) if workers.grouped and sink.shared else merged), None
+
+    def all_units() -> OrderedMerge:
+        with named_errors(workers.fn):  # (a store's record unreadable now: said in the caller's name)
+            return sink.merged()
+
+    if workers.grouped and sink.shared:  # rank 0 reads the store for all, and its failure reaches them
+        return _leader_decides(workers, all_units), None  # (it left them waiting for its broadcast)
+    return all_units(), None
 
 
 def _result(spec, host: dict, sink, geometry, dim_effect, sensitivity, batch_size, *, wall_time, points_per_second,

@@ -20,7 +20,7 @@ import time
 
 from ..sweep import stop_messages_as_notes
 from .errors import (CliError, StandardOutputError, UsageError, _escaped_when_unencodable, _other_rank,
-                     _world_and_rank, one_line, say, say_failure, standard_output_named, warnings_said)
+                     _world_and_rank, one_line, say_failure, standard_output_named, warnings_said)
 
 # Errors whose message is the whole story (ours, and the library's argument checks).
 EXPECTED_ERRORS = (CliError, ValueError, TypeError, FileNotFoundError, OSError)
@@ -199,7 +199,7 @@ def _run(given: list[str] | None) -> int:
         if debug:
             raise
         advice = " ".join(getattr(interrupt, "__notes__", ()))
-        say("interrupted", advice or "stopped by Ctrl-C")
+        say_failure(interrupt, advice or "stopped by Ctrl-C", kind="interrupted")  # (once under torchrun)
         return 130
     except BrokenPipeError:  # `latentsweep open s.zarr | head -2`: the reader has all it wanted
         _discard_standard_output(given)

@@ -19,8 +19,8 @@ from .._extension import _C
 from ..encoding import encode
 from ..explanation import explain
 from ..distributed import shard_refusal, world_and_rank
-from .errors import (STRUCTURED_CODES, CliError, PythonAdvice, UsageError, cli_words, diagnosis_words,
-                     no_store_to_keep, say, user_code)
+from .errors import (STRUCTURED_CODES, CliError, PythonAdvice, UsageError, _other_rank, cli_words,
+                     diagnosis_words, no_store_to_keep, say, user_code)
 from .loading import load_array, load_model, model_part, part_device_dtype
 
 # A flat output of a square size at least this large may be an image (8x8 digits and up).
@@ -230,13 +230,20 @@ def _encode(encoder, model, args):
     try:
         with user_code(f"the encoder, on --data {args.data} of shape {list(data.shape)} "
                        f"{str(data.dtype).removeprefix('torch.')},", encoder, model):
-            posterior = ls.encode(encoder, data, batch_size=args.batch_size, device=args.device)
+            posterior = ls.encode(encoder, data, batch_size=args.batch_size, device=args.device,
+                                  progress=_encode_progress(args))
     except CliError as error:
         raise (_advised(error, other) if other else error) from error.__cause__
     if other and posterior.logvar is None:
         say("warning", f"the model's 'encoder' gives plain codes [N, {posterior.latent_dim}], read as an autoencoder's; "
             f"{other} (for a VAE's posterior, mu and logvar)")
     return _shaped(posterior, getattr(args, "latent_shape", None)), data
+
+
+def _encode_progress(args) -> bool | None:
+    """The encoder's bar as the sweep's: none with --no-progress, and under torchrun rank 0's
+    alone (every rank drew its own, and --no-progress hid only the sweep's)."""
+    return False if getattr(args, "no_progress", False) or _other_rank() else None
 
 
 def _other_part(args, role: str) -> str:

@@ -134,6 +134,7 @@ _CLI_WORDS = (
     ("out='sweep.zarr'", "--store sweep.zarr"),
     ("out='", "--store '"),
     ("needs out=", "needs --store"),
+    ("pass an out= on a filesystem", "pass a --store on a filesystem"),  # (a rank that reaches another store)
     ("shard=", "--shard"),
     ("mode='posterior'", "--mode posterior"),
     ("mode='empirical'", "--mode empirical"),
@@ -339,8 +340,9 @@ def say(kind: str, message: BaseException | str, where: str = "") -> None:
     print(f"latentsweep: {kind}: {one_line(message)}{where}", file=sys.stderr, flush=True)
 
 
-def say_failure(error: BaseException, message: BaseException | str | None = None) -> None:
-    """Says the error that ends the command (``message``: how, else ``error`` itself), once for a
+def say_failure(error: BaseException, message: BaseException | str | None = None, kind: str = "error") -> None:
+    """Says the error that ends the command (``message``: how, else ``error`` itself; ``kind``:
+    error, or interrupted for Ctrl-C, which torchrun passes to every rank), once for a
     launcher's group: a failure every rank raised together (one rank failed and the others
     learnt it, or every rank refused the same input: :func:`..distributed.failure_said_by`) is
     said by the rank that failed first, naming it when it is not rank 0. The others wait until
@@ -351,14 +353,14 @@ def say_failure(error: BaseException, message: BaseException | str | None = None
     message = error if message is None else message
     said_by = distributed.failure_said_by(error)
     if said_by is None:  # this rank's own failure (alone, or one the others did not learn)
-        say("error", message)
+        say(kind, message)
         return
     world, rank = _world_and_rank()
     if said_by == rank:
-        say("error", message, f" (rank {rank} of {world})" if rank != 0 else "")
+        say(kind, message, f" (rank {rank} of {world})" if rank != 0 else "")
         distributed.tell_failure_said()
     elif not distributed.wait_until_failure_said(said_by):  # it died first: nothing is lost
-        say("error", message)
+        say(kind, message)
 
 
 def _world_and_rank() -> tuple[int, int]:

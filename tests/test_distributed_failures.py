@@ -1,0 +1,142 @@
+"""Failures of one rank while the others wait, found by an adversarial pass over the sweeps'
+process groups and the command line under torchrun: every rank learns what failed at once (none
+waits for the process group's timeout), in words that say what to do, and the ranks stay in step."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from cli_models import tiny_data, tiny_vae_source
+from latentsweep import cli, stores
+from latentsweep import distributed as _distributed
+from latentsweep.cli import commands
+from test_cli_torchrun_errors import rank_1_of_2  # noqa: F401  (the fixture: this process as rank 1 of 2)
+from test_sweep_distributed import torchrun
+
+pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="no torch.distributed")
+
+
+def test_a_rank_that_reaches_another_store_at_out_is_named_and_nobody_waits(tmp_path):
+    """out='s.zarr' from each rank's own working folder (as a disk of each machine's own): rank 1
+    found nothing where rank 0 had created the store, and said "s.zarr exists and is not a
+    latentsweep sweep store". With a complete copy of the same sweep there, rank 1 computed into
+    it and rank 0's merge found its units missing: rank 0 raised alone and rank 1 waited for rank
+    0's merged result until the group's timeout (30 minutes by default; 30 s here), then its next
+    sweep lost its collectives too."""
+    torchrun(2, "elsewhere", tmp_path)
+    (nothing_0, other_copy_0), (nothing_1, other_copy_1) = (
+        (tmp_path / f"elsewhere-rank{r}.txt").read_text().splitlines() for r in range(2))
+    said = ("latentsweep.traverse: rank 1 finds nothing at s.zarr, where rank 0 opened the sweep's store; every rank "
+            "must write into the same store: pass an out= on a filesystem that all ranks share")
+    assert nothing_1.startswith(f"ValueError: {said}"), nothing_1
+    assert nothing_0.startswith(f"RuntimeError: latentsweep.traverse: rank 1 failed (ValueError: {said}"), nothing_0
+    damaged = ("latentsweep.traverse: the sweep store s.zarr is damaged: the record of unit 1 is unreadable "
+               "(ValueError: u000000001.rec is missing)")
+    assert other_copy_0.startswith(f"StoreDamaged: {damaged}"), other_copy_0
+    assert other_copy_1.startswith(f"ValueError: {damaged}") and other_copy_1.endswith("(reported by rank 0)"), \
+        other_copy_1
+    after = [dict(np.load(tmp_path / f"after-elsewhere-rank{r}.npz")) for r in range(2)]
+    for key in ("effect", "dim_effect", "sensitivity"):
+        assert after[0][key].tobytes() == after[1][key].tobytes(), key
+
+
+def test_a_rank_that_fails_early_does_not_wait_for_the_others_share(tmp_path):
+    """Rank 1's decoder fails in its second batch; rank 0's share takes about 25 s, past the
+    group's timeout (20 s here, 30 minutes by default). Rank 1 waited, idle, for rank 0 to finish
+    its share, and gave up at the timeout: rank 0 learnt only "lost contact", and the next sweep
+    of both failed too. Now rank 0 stops at its next batch and both raise rank 1's failure."""
+    torchrun(2, "failed-early", tmp_path)
+    early_0, early_1 = ((tmp_path / f"early-rank{r}.txt").read_text() for r in range(2))
+    assert early_1 == "RuntimeError: decoder failed on rank 1", early_1
+    assert early_0.startswith("RuntimeError: latentsweep.traverse: rank 1 failed (RuntimeError: decoder failed on "
+                              "rank 1); the units finished are kept in"), early_0
+    after = [dict(np.load(tmp_path / f"after-early-rank{r}.npz")) for r in range(2)]
+    for key in ("effect", "dim_effect", "sensitivity"):
+        assert after[0][key].tobytes() == after[1][key].tobytes(), key
+
+
+# TinyVAE whose factory moves rank 1 into another working folder: there --store's relative path
+# reaches another place, as a disk of each machine's own does.
+MOVING_SOURCE = tiny_vae_source(
+    """
+    import os
+
+    def moving():
+        if os.environ["RANK"] == "1":
+            os.makedirs("elsewhere", exist_ok=True)
+            os.chdir("elsewhere")
+        return make()
+    """
+)
+
+
+def test_the_command_line_says_once_which_rank_reaches_another_store(tmp_path):
+    (tmp_path / "moving_models.py").write_text(MOVING_SOURCE)
+    np.save(tmp_path / "data.npy", tiny_data())
+    completed = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "-m", "latentsweep",
+         "traverse", "--model", "moving_models:moving", "--data", str(tmp_path / "data.npy"), "--anchors", "2",
+         "--steps", "3", "--no-progress", "--store", "s.zarr", "--out", str(tmp_path / "out")],
+        capture_output=True, text=True, cwd=tmp_path, timeout=170, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    output = completed.stdout + completed.stderr
+    errors = [line for line in output.splitlines() if line.startswith("latentsweep: error:")]
+    assert completed.returncode != 0 and errors == [
+        "latentsweep: error: traverse: rank 1 finds nothing at s.zarr, where rank 0 opened the sweep's store; every "
+        "rank must write into the same store: pass a --store on a filesystem that all ranks share (not a disk of each "
+        "machine's own), and an absolute one if their working folders differ (rank 1 of 2)"], output[-4000:]
+
+
+def test_a_missing_unit_record_is_said_missing(tmp_path):
+    """A record that is not there read as "u1.rec is a folder, not a record"."""
+    with pytest.raises(ValueError, match=r"^u1\.rec is missing$"):
+        stores.read_record(tmp_path / "u1.rec", {"effect": (1,)})
+
+
+class _Terminal(io.StringIO):
+    """A stderr that says it is a terminal, where progress bars are drawn by default."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("rank, no_progress, drawn", [("0", False, True), ("0", True, False), ("1", False, False)])
+def test_the_encoders_bar_is_rank_0s_and_off_with_no_progress(tmp_path, monkeypatch, rank, no_progress, drawn):
+    """traverse drew the encoder's bar in a terminal despite --no-progress, and under torchrun
+    on every rank (the README promises one progress bar, rank 0's)."""
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", rank)
+    monkeypatch.setattr(sys, "stderr", _Terminal())
+    np.save(tmp_path / "data.npy", np.zeros((4, 3), dtype=np.float32))
+    args = argparse.Namespace(data=str(tmp_path / "data.npy"), key=None, batch_size=2, device=None,
+                              no_progress=no_progress)
+    encoder = torch.nn.Linear(3, 2)
+    posterior, _ = commands._encode(encoder, encoder, args)
+    assert posterior.mu.shape == (4, 2)
+    assert ("encode" in sys.stderr.getvalue()) == drawn, sys.stderr.getvalue()
+
+
+@pytest.mark.parametrize("said_by, said", [
+    (0, ""),  # torchrun passed Ctrl-C to every rank: rank 0 says it
+    (1, "latentsweep: interrupted: traverse: the sweep stopped after 2 of this process's 3 work units (rank 1 of 2)\n"),
+])
+def test_ctrl_c_under_torchrun_is_said_once(rank_1_of_2, monkeypatch, capsys, said_by, said):
+    """Ctrl-C reaches every rank under torchrun, and each printed "latentsweep: interrupted: ..."
+    (the ranks agree on it as on any failure: the same on every rank, said by rank 0). A Ctrl-C
+    of rank 1 alone is said by rank 1."""
+    def interrupted(args):
+        interrupt = KeyboardInterrupt()
+        interrupt.add_note("latentsweep.traverse: the sweep stopped after 2 of this process's 3 work units")
+        raise _distributed._said_by(interrupt, said_by)
+
+    monkeypatch.setattr(commands, "run_traverse", interrupted)
+    assert cli.main(["traverse", "--model", "models.py:make", "--data", "x.npy", "--store", "s.zarr"]) == 130
+    assert capsys.readouterr().err == said
+    assert rank_1_of_2 == (["waited for 0"] if said_by == 0 else ["told"])
