@@ -257,6 +257,20 @@ def test_say_failure_once_per_group(rank_1_of_2, capsys):
     assert capsys.readouterr().err == "latentsweep: error: unmarked\n" and peers == []
 
 
+def test_a_warning_about_one_ranks_own_run_is_said_by_it(rank_1_of_2, capsys):
+    """Warnings the same on every rank are rank 0's to say; an out-of-memory retry on rank 1
+    alone (a ProcessWarning) is rank 1's, naming it (it was dropped with the rest)."""
+    import warnings
+
+    from latentsweep import _checks
+
+    with _errors.warnings_said():
+        warnings.warn("the same on every rank", RuntimeWarning)
+        warnings.warn("out of memory at batch_size=16; retrying with batch_size=8", _checks.ProcessWarning)
+    assert capsys.readouterr().err == ("latentsweep: warning: out of memory at batch_size=16; retrying with "
+                                       "batch_size=8 (rank 1 of 2)\n")
+
+
 def test_waiting_for_a_rank_that_never_says_it_ends(tmp_path):
     """The wait is bounded, in a real group's store (one rank: rank 1 never says anything)."""
     script = textwrap.dedent(f"""

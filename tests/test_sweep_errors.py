@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import latentsweep as ls
+from latentsweep import _checks
 from sweep_models import rowwise_decoder
 
 ANCHORS = torch.randn(4, 6, generator=torch.Generator().manual_seed(5))
@@ -143,7 +144,8 @@ class OutOfMemoryAbove:
 
 def test_out_of_memory_halves_the_batch_once(capsys):
     decoder = OutOfMemoryAbove(limit=8)
-    with pytest.warns(RuntimeWarning, match="retrying with batch_size=8"):
+    # (a ProcessWarning: under torchrun the command line says it from the rank that retried)
+    with pytest.warns(_checks.ProcessWarning, match="retrying with batch_size=8"):
         result = ls.traverse(decoder, ANCHORS, steps=5, batch_size=16)
     assert result.batch_size == 8
     assert capsys.readouterr().err == ""  # reported through warnings, not print

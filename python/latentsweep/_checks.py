@@ -33,6 +33,12 @@ FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 _LIBRARY_FILES = (os.path.dirname(__file__) + os.sep, contextlib.__file__)
 
 
+class ProcessWarning(RuntimeWarning):
+    """A warning about this process's own run, which another rank of a launcher's group need not
+    share (an out-of-memory retry at half its batch): the command line says it from the rank that
+    raised it, naming the rank; every other warning, the same on every rank, is rank 0's to say."""
+
+
 def warn(message: str, category: type[Warning]) -> None:
     """``warnings.warn`` pointing at the user's line: the first frame outside latentsweep, at
     whatever depth the library warns from (a fixed stacklevel pointed into sweep.py). Python

@@ -239,7 +239,7 @@ def retry_halved(fn: str, run, batch_size: int, device: torch.device):
     _checks.warn(
         f"{fn}: out of memory at batch_size={batch_size}; retrying with batch_size={smaller} (the units "
         "decoded at this size may differ in the last bits if the decoder's arithmetic depends on the batch)",
-        RuntimeWarning,
+        _checks.ProcessWarning,
     )
     try:
         return run(smaller)

@@ -321,12 +321,25 @@ def warnings_said():
     from ..plots._common import clipping_collected, clipping_text
 
     with warnings.catch_warnings(), clipping_collected() as clipped:
-        warnings.showwarning = lambda message, *_, **__: say("warning", str(message))
+        warnings.showwarning = lambda message, category, *_, **__: _say_warning(str(message), category)
         try:
             yield
         finally:
             if clipped:
                 say("warning", clipping_text(clipped))
+
+
+def _say_warning(message: str, category: type[Warning]) -> None:
+    """A warning, said by rank 0 under a launcher; one about a rank's own run (ProcessWarning: an
+    out-of-memory retry on rank 1 alone, which the bitwise-identity promise points to) by that
+    rank, naming it."""
+    from .._checks import ProcessWarning
+
+    if not (issubclass(category, ProcessWarning) and _other_rank()):
+        say("warning", message)
+    elif sys.stderr is not None:
+        world, rank = _world_and_rank()
+        print(f"latentsweep: warning: {one_line(message)} (rank {rank} of {world})", file=sys.stderr, flush=True)
 
 
 def say(kind: str, message: BaseException | str, where: str = "") -> None:
