@@ -766,8 +766,11 @@ def test_one_line_wording():
     error = RuntimeError("boom")
     error.add_note("latentsweep.traverse: the sweep stopped after 3 of 9 points. Call traverse(...) again with the "
                    "same arguments and resume=True to continue.")
-    assert one_line(error) == ("boom the sweep stopped after 3 of 9 points. Run the same command again with "
+    assert one_line(error) == ("boom; the sweep stopped after 3 of 9 points. Run the same command again with "
                                "--resume to continue.")
+    error = RuntimeError("boom.")  # (a message that ends its sentence: no "; ")
+    error.add_note("latentsweep.traverse: the sweep stopped after 3 of 9 points.")
+    assert one_line(error) == "boom. the sweep stopped after 3 of 9 points."
 
 
 def test_ctrl_c_on_the_command_line_says_resume(workspace, tmp_path):

@@ -176,11 +176,9 @@ _CLI_WORDS = (
     ("pass max_dims= (fewer rows), or gifs=False",  # (report's GIF)
      "pass fewer --dims (or --max-directions) or --steps"),
     (re.compile(r"(?<![\w.-])num_train=(\d+) is below"), r"--num-train \1 is below"),
-    # the decoder's own error and the library's note on its first call (said on one line: set apart),
-    # whose advice for structured codes names traverse's Python arguments: here the encoder gives them
-    (re.compile(r" (the decoder raised this on its first call, given codes)"), r"; \1"),
-    # the encoder's note on its inputs' shape: the command has said the --data's shape already
-    (re.compile(r" the encoder raised this on batch \d+ of the data, given inputs \[[^\]]*\] \w+(?:; its|$)"),
+    # the encoder's note on its inputs' shape (after one_line's "; "): the command has said the
+    # --data's shape already
+    (re.compile(r";? the encoder raised this on batch \d+ of the data, given inputs \[[^\]]*\] \w+(?:; its|$)"),
      lambda m: "; the encoder's" if m[0].endswith("its") else ""),
     ("pass them flat (data.flatten(1)), or put", "save --data flat, one row per input, or put"),
     ("is data what the model was trained on", "is --data what the model was trained on"),
@@ -299,7 +297,11 @@ def one_line(error: BaseException | str) -> str:
     parts = [str(error), *getattr(error, "__notes__", ())]
     parts = [_OWN_PREFIX.sub("", " ".join(_ANSI.sub("", part).split())) for part in parts]
     parts = parts[:1] + [_NOTE_PREFIX.sub("", part) for part in parts[1:]]
-    text = " ".join(part for part in parts if part) or type(error).__name__
+    parts = [part for part in parts if part]
+    # A note follows its message after "; " unless the message ended a sentence ("boom the sweep
+    # stopped after ..." read as one clause).
+    text = "".join(part if i == 0 else (" " if parts[i - 1][-1] in ".;:!?" else "; ") + part
+                   for i, part in enumerate(parts)) or type(error).__name__
     library = _LIBRARY_PREFIX.match(text)
     text = text.removeprefix("latentsweep.")
     text = text if isinstance(error, PythonAdvice) else cli_words(text)
