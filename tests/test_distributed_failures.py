@@ -18,6 +18,8 @@ from cli_models import tiny_data, tiny_vae_source
 from latentsweep import cli, stores
 from latentsweep import distributed as _distributed
 from latentsweep.cli import commands
+
+sweep_module = sys.modules["latentsweep.sweep"]
 from test_cli_torchrun_errors import rank_1_of_2  # noqa: F401  (the fixture: this process as rank 1 of 2)
 from test_sweep_distributed import torchrun
 
@@ -70,6 +72,8 @@ MOVING_SOURCE = tiny_vae_source(
     import os
 
     def moving():
+        import sys
+        sys.modules["latentsweep.sweep"].STORE_VISIBLE_SECONDS = 1.0  # (it waits for NFS to show the store)
         if os.environ["RANK"] == "1":
             os.makedirs("elsewhere", exist_ok=True)
             os.chdir("elsewhere")
@@ -92,6 +96,28 @@ def test_the_command_line_says_once_which_rank_reaches_another_store(tmp_path):
         "latentsweep: error: traverse: rank 1 finds nothing at s.zarr, where rank 0 opened the sweep's store; every "
         "rank must write into the same store: pass a --store on a filesystem that all ranks share (not a disk of each "
         "machine's own), and an absolute one if their working folders differ (rank 1 of 2)"], output[-4000:]
+
+
+def test_a_store_that_shows_late_is_joined(tmp_path, monkeypatch):
+    """On NFS another machine may see a store rank 0 has just made only after its cache of the
+    name's absence ends (up to 60 s): the joining rank looks again until STORE_VISIBLE_SECONDS
+    (it said "finds nothing" at once)."""
+    import threading
+
+    import latentsweep as ls
+
+    made, path = tmp_path / "made.zarr", tmp_path / "s.zarr"
+    ls.traverse(torch.nn.Linear(2, 3), torch.zeros(1, 2), steps=3, out=made, keep_outputs=False, progress=False)
+    shown = threading.Timer(0.3, os.rename, (made, path))  # (whole at once, as a cache that ends)
+    shown.start()
+    try:
+        store = sweep_module._store_rank_0_made(path)
+    finally:
+        shown.join()
+    assert store is not None and store.path == path
+    store.close()
+    monkeypatch.setattr(sweep_module, "STORE_VISIBLE_SECONDS", 0.2)
+    assert sweep_module._store_rank_0_made(tmp_path / "never.zarr") is None
 
 
 def test_a_missing_unit_record_is_said_missing(tmp_path):

@@ -606,7 +606,7 @@ def _open_sink(fn: str, out, spec, probe, geometry, params, choose_batch, *, exp
                              "ranks share (not a disk of each machine's own), and an absolute one if their working "
                              "folders differ")
                 with named_errors(fn):
-                    store = existing_store(path, writable=True)
+                    store = _store_rank_0_made(path)
                 if store is None:
                     raise ValueError(f"{fn}: rank {workers.rank} finds nothing at {path}, where rank 0 opened the "
                                      f"sweep's store; {elsewhere}")
@@ -654,6 +654,21 @@ def _leader_decides(workers, decide):
     if failure is not None:
         raise failure
     _distributed.raise_leaders_failure(outcome[1])
+
+
+# A store rank 0 has just made may not be visible at once on another machine: NFS keeps a name
+# it found absent (this rank looked at out= while checking its arguments) for up to its
+# acdirmax, 60 s by default. The other ranks look again until then before saying nothing is there.
+STORE_VISIBLE_SECONDS = 60.0
+
+
+def _store_rank_0_made(path: Path):
+    """The store at ``path`` that rank 0 opened, once this rank sees it (None if it never does)."""
+    deadline, pause = time.monotonic() + STORE_VISIBLE_SECONDS, 0.05
+    while (store := existing_store(path, writable=True)) is None and time.monotonic() < deadline:
+        time.sleep(pause)
+        pause = min(2 * pause, 1.0)
+    return store
 
 
 def _check_fits_in_memory(fn: str, geometry: Geometry, keep_outputs: bool) -> None:
