@@ -207,7 +207,7 @@ def main() -> None:
     elif args.scenario == "elsewhere":  # out= relative, each rank in its own working folder: two stores
         # (a rank left waiting for a collective gives up in 30 s, not the default 30 minutes)
         dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=30))
-        sys.modules["latentsweep.sweep"].STORE_VISIBLE_SECONDS = 1.0  # (it waits for NFS to show the store)
+        sys.modules["latentsweep.stores"].WRITTEN_ELSEWHERE_VISIBLE_SECONDS = 1.0  # (it waits for NFS to show the store)
         rank = dist.get_rank()
         folder = args.out / f"cwd{rank}"
         folder.mkdir()

@@ -73,7 +73,7 @@ MOVING_SOURCE = tiny_vae_source(
 
     def moving():
         import sys
-        sys.modules["latentsweep.sweep"].STORE_VISIBLE_SECONDS = 1.0  # (it waits for NFS to show the store)
+        sys.modules["latentsweep.stores"].WRITTEN_ELSEWHERE_VISIBLE_SECONDS = 1.0  # (it waits for NFS to show the store)
         if os.environ["RANK"] == "1":
             os.makedirs("elsewhere", exist_ok=True)
             os.chdir("elsewhere")
@@ -100,8 +100,8 @@ def test_the_command_line_says_once_which_rank_reaches_another_store(tmp_path):
 
 def test_a_store_that_shows_late_is_joined(tmp_path, monkeypatch):
     """On NFS another machine may see a store rank 0 has just made only after its cache of the
-    name's absence ends (up to 60 s): the joining rank looks again until STORE_VISIBLE_SECONDS
-    (it said "finds nothing" at once)."""
+    name's absence ends (up to 60 s): the joining rank looks again until
+    WRITTEN_ELSEWHERE_VISIBLE_SECONDS (it said "finds nothing" at once)."""
     import threading
 
     import latentsweep as ls
@@ -116,8 +116,40 @@ def test_a_store_that_shows_late_is_joined(tmp_path, monkeypatch):
         shown.join()
     assert store is not None and store.path == path
     store.close()
-    monkeypatch.setattr(sweep_module, "STORE_VISIBLE_SECONDS", 0.2)
+    monkeypatch.setattr(stores, "WRITTEN_ELSEWHERE_VISIBLE_SECONDS", 0.2)
     assert sweep_module._store_rank_0_made(tmp_path / "never.zarr") is None
+
+
+def test_a_unit_record_that_shows_late_is_merged(tmp_path, monkeypatch):
+    """Rank 0 looked for every unit's record when it opened the store (NFS then keeps their
+    absence up to 60 s) and reads the other ranks' records at the end: one not yet visible was
+    "the store is damaged: ... u000000001.rec is missing". It is given the same time to show."""
+    import threading
+
+    import latentsweep as ls
+
+    path = tmp_path / "s.zarr"
+    ls.traverse(torch.nn.Linear(2, 3), torch.zeros(4, 2), steps=3, batch_size=3, out=path, keep_outputs=False,
+                progress=False)
+    expected = stores.SweepStore(path, writable=False).merged()
+    store = stores.SweepStore(path, writable=False)
+    assert store.plan.num_units > 1
+    record = store._record_path(1)
+    hidden = record.with_name("hidden")
+    record.rename(hidden)
+    shown = threading.Timer(0.3, hidden.rename, (record,))
+    shown.start()
+    try:
+        merged = store.merged()
+    finally:
+        shown.join()
+    assert merged.next_unit == store.plan.num_units
+    assert torch.equal(merged.dim_effect_sum, expected.dim_effect_sum)
+    assert torch.equal(merged.sensitivity_sum, expected.sensitivity_sum)
+    record.rename(hidden)  # never shown: said damaged once the time is up
+    monkeypatch.setattr(stores, "WRITTEN_ELSEWHERE_VISIBLE_SECONDS", 0.2)
+    with pytest.raises(stores.StoreDamaged, match="u000000001.rec is missing"):
+        stores.SweepStore(path, writable=False).merged()
 
 
 def test_a_missing_unit_record_is_said_missing(tmp_path):

@@ -75,6 +75,11 @@ _ROW_ARRAYS = ("effect", "outputs")
 _OWN_ENTRIES = {"zarr.json", "units", "leases", "checkpoint", *_STATIC, *_OPTIONAL_STATIC, *_ROW_ARRAYS}
 NPY_CREATION_GRACE_SECONDS = 10.0  # a joiner waits at most this long for a live creator's .npy to appear
 READ_BLOCK_BYTES = 64 << 20  # checking a store reads the rows of this many bytes' worth of units at once
+# What another machine wrote into a shared store may not be visible here at once: NFS keeps a name
+# it found absent for up to its acdirmax, 60 s by default (this process looked: a store's check
+# looks for every unit's record, a rank's argument checks at out=). A name another process says it
+# has written (rank 0's new store, the other ranks' unit records) is looked for again until then.
+WRITTEN_ELSEWHERE_VISIBLE_SECONDS = 60.0
 # A resumed sweep keeps at most this many bytes of statistics of units done but not yet mergeable
 # (a unit after one still missing) for its final merge; the units beyond are read again then.
 KEEP_STATISTICS_BYTES = 64 << 20
@@ -117,6 +122,18 @@ def encode_record(header: dict, arrays: dict[str, np.ndarray]) -> bytes:
     text = json.dumps({**header, "arrays": {name: list(a.shape) for name, a in arrays.items()}}).encode()
     record = _RECORD_MAGIC + len(text).to_bytes(8, "little") + text + payload
     return record + zlib.crc32(record).to_bytes(_RECORD_CRC_BYTES, "little")
+
+
+def visible_by(path: Path, deadline: float) -> bool:
+    """Whether ``path`` exists, looked for again until ``deadline`` (time.monotonic()) when it
+    does not (see WRITTEN_ELSEWHERE_VISIBLE_SECONDS)."""
+    pause = 0.05
+    while not os.path.lexists(path):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(pause)
+        pause = min(2 * pause, 1.0)
+    return True
 
 
 def read_record(path: Path, shapes: dict[str, tuple[int, ...]]) -> tuple[dict, dict[str, np.ndarray]]:
@@ -837,10 +854,17 @@ class SweepStore:
 
     def merged(self) -> OrderedMerge:
         """Every unit's statistics merged in unit order; after status(keep_for_merge=True), from
-        what it kept, reading only the other units' records."""
+        what it kept, reading only the other units' records (called once every unit is done: a
+        record another machine wrote is given WRITTEN_ELSEWHERE_VISIBLE_SECONDS to show)."""
         g = self.geometry
         running = self._verified.take_merge() or RunningMerge(g.num_dims, g.features, 0)
-        return running.finish(self.plan.num_units, self.unit_statistics)
+        deadline = time.monotonic() + WRITTEN_ELSEWHERE_VISIBLE_SECONDS
+
+        def written(unit: int) -> UnitStatistics:
+            visible_by(self._record_path(unit), deadline)
+            return self.unit_statistics(unit)
+
+        return running.finish(self.plan.num_units, written)
 
     def effect(self) -> torch.Tensor:
         """Every unit's effect rows: those kept (checked by the owner's open or checked_merge, or

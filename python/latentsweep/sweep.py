@@ -27,7 +27,7 @@ from typing import overload
 
 import torch
 
-from . import _batching, _checks, _progress, decoding
+from . import _batching, _checks, _progress, decoding, stores
 from . import distributed as _distributed
 from ._extension import _C
 from ._modules import eval_mode, model_device
@@ -44,7 +44,7 @@ from .result import TraversalResult
 from .sinks import Geometry, MemorySink
 from .store_session import leader_store, named_errors, probe_revision_to_use, static_arrays, sweep_params
 from .stores import (StoreDamaged, StoreStatus, check_store_name, describe_units, existing_store, paths_of,
-                     store_path, sweep_id, writer_of)
+                     store_path, sweep_id, visible_by, writer_of)
 
 _FN = "latentsweep.traverse"
 
@@ -656,19 +656,11 @@ def _leader_decides(workers, decide):
     _distributed.raise_leaders_failure(outcome[1])
 
 
-# A store rank 0 has just made may not be visible at once on another machine: NFS keeps a name
-# it found absent (this rank looked at out= while checking its arguments) for up to its
-# acdirmax, 60 s by default. The other ranks look again until then before saying nothing is there.
-STORE_VISIBLE_SECONDS = 60.0
-
-
 def _store_rank_0_made(path: Path):
-    """The store at ``path`` that rank 0 opened, once this rank sees it (None if it never does)."""
-    deadline, pause = time.monotonic() + STORE_VISIBLE_SECONDS, 0.05
-    while (store := existing_store(path, writable=True)) is None and time.monotonic() < deadline:
-        time.sleep(pause)
-        pause = min(2 * pause, 1.0)
-    return store
+    """The store at ``path`` that rank 0 opened, once this rank sees it (None if it never does:
+    another machine is given stores.WRITTEN_ELSEWHERE_VISIBLE_SECONDS to show it)."""
+    seen = visible_by(path, time.monotonic() + stores.WRITTEN_ELSEWHERE_VISIBLE_SECONDS)
+    return existing_store(path, writable=True) if seen else None
 
 
 def _check_fits_in_memory(fn: str, geometry: Geometry, keep_outputs: bool) -> None:
