@@ -198,3 +198,24 @@ def test_ctrl_c_under_torchrun_is_said_once(rank_1_of_2, monkeypatch, capsys, sa
     assert cli.main(["traverse", "--model", "models.py:make", "--data", "x.npy", "--store", "s.zarr"]) == 130
     assert capsys.readouterr().err == said
     assert rank_1_of_2 == (["waited for 0"] if said_by == 0 else ["told"])
+
+
+def test_effect_rows_another_process_wrote_are_checked(tmp_path):
+    """Rank 0 reads the effect rows of the units other ranks wrote since its open at the end: a
+    chunk missing then (a sync, a cache not yet showing it) was read as zeros, unchecked (zarr
+    stores no chunk of zeros). They are checked against the units' records."""
+    import latentsweep as ls
+
+    path = tmp_path / "s.zarr"
+    decoder, anchors = torch.nn.Linear(2, 3), torch.randn(4, 2)
+    sweep = dict(steps=3, batch_size=3, out=path, keep_outputs=False, progress=False)
+    assert isinstance(ls.traverse(decoder, anchors, shard=(0, 2), **sweep), ls.StoreStatus)
+    store = stores.SweepStore(path, writable=True)  # opened as rank 0 opens it: its units kept
+    status = store.status(keep_for_merge=True)
+    others = sorted(set(range(store.plan.num_units)) - status.done)
+    ls.traverse(decoder, anchors, shard=(1, 2), **sweep)  # the other rank's units, written meanwhile
+    store.merged()
+    (store.meta_path / "effect" / "c" / str(others[0])).unlink()
+    with pytest.raises(stores.StoreDamaged, match=rf"the effect rows of unit {others[0]} do not match"):
+        store.effect()
+    store.close()

@@ -460,6 +460,7 @@ class SweepStore:
         self._verified = VerifiedSoFar(num_units=self.plan.num_units, num_rows=self.plan.num_rows,
                                        num_dims=self.geometry.num_dims, features=self.geometry.features,
                                        effect_dtype=numpy_dtype(self.geometry.statistics_dtype))
+        self._effect_crc: dict[int, int] = {}  # unit -> its effect rows' checksum, as merged() read its record
         self._npy_offset = None
         # The public function writing through this store, for the messages of errors raised
         # while it writes (the command line tells the library's messages by their prefix).
@@ -843,9 +844,14 @@ class SweepStore:
         return UnitStatistics.shapes(self._unit_latents(unit)[1], self.geometry.features)
 
     def unit_statistics(self, unit: int) -> UnitStatistics:
+        return self._recorded(unit)[1]
+
+    def _recorded(self, unit: int) -> tuple[int, UnitStatistics]:
+        """The unit's effect rows' checksum and its statistics, from its record."""
         try:
-            _, arrays = read_record(self._record_path(unit), self._record_shapes(unit))
-            return UnitStatistics.from_arrays(arrays, self._unit_latents(unit), self.geometry.features)
+            header, arrays = read_record(self._record_path(unit), self._record_shapes(unit))
+            return int(header["crc"][0]), UnitStatistics.from_arrays(arrays, self._unit_latents(unit),
+                                                                      self.geometry.features)
         except Exception as error:  # noqa: BLE001
             raise StoreDamaged(
                 f"the sweep store {self.path} is damaged: the record of unit {unit} is unreadable "
@@ -862,7 +868,8 @@ class SweepStore:
 
         def written(unit: int) -> UnitStatistics:
             visible_by(self._record_path(unit), deadline)
-            return self.unit_statistics(unit)
+            self._effect_crc[unit], statistics = self._recorded(unit)  # (for effect(): their rows' check)
+            return statistics
 
         return running.finish(self.plan.num_units, written)
 
@@ -878,6 +885,13 @@ class SweepStore:
         for block in consecutive_runs(np.flatnonzero(~known).tolist(), units_per_block):
             lo, hi = self.plan.unit_rows_of(block[0])[0], self.plan.unit_rows_of(block[-1])[1]
             rows[lo:hi] = self._read_rows("effect", lo, hi)
+            for unit in block:  # (a chunk missing reads as zeros: zarr stores none of zeros)
+                start, stop = self.plan.unit_rows_of(unit)
+                expected = self._effect_crc[unit] if unit in self._effect_crc else self._recorded(unit)[0]
+                if crc(rows[start:stop]) != expected:
+                    raise StoreDamaged(f"the sweep store {self.path} is damaged: the effect rows of unit {unit} do "
+                                       "not match their checksum (missing or altered chunks); resume=True "
+                                       "recomputes it")
         return torch.from_numpy(rows)
 
     def outputs(self):
