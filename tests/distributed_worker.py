@@ -12,6 +12,7 @@ import os
 import signal
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -120,7 +121,7 @@ def sweep(decoder, **kwargs):
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("scenario", choices=["sweep", "caller-group", "kill", "resume", "directions", "cuda", "explain",
-                                                 "failures", "elsewhere", "failed-early"])
+                                                 "failures", "elsewhere", "failed-early", "alone"])
     parser.add_argument("out", type=Path)
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -229,6 +230,21 @@ def main() -> None:
         outcomes = [attempt(lambda: sweep(slow, out=args.out / "early.zarr"))]
         save(sweep(decoder, keep_outputs=False), args.out, "after-early")  # the ranks are still in step
         (args.out / f"early-rank{rank}.txt").write_text("\n".join(outcomes))
+        dist.destroy_process_group()
+    elif args.scenario == "alone":  # rank 1 calls late, then not at all (`if rank == 0: traverse(...)`)
+        dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=8))
+        ls.distributed.ARRIVAL_WARNING_SECONDS = 1.0
+        rank = dist.get_rank()
+        if rank == 1:
+            time.sleep(3.0)
+        with warnings.catch_warnings(record=True) as said:
+            warnings.simplefilter("always")
+            save(sweep(decoder, keep_outputs=False), args.out, "late")
+            outcomes = [attempt(lambda: sweep(decoder, keep_outputs=False)) if rank == 0 else "not called"]
+        outcomes += [str(w.message) for w in said]
+        if rank == 1:  # (alive, in no collective, until rank 0 has given up)
+            time.sleep(12.0)
+        (args.out / f"alone-rank{rank}.txt").write_text("\n".join(outcomes))
         dist.destroy_process_group()
     elif args.scenario == "kill":
         sweep(killing_decoder(victim=1, at=12), out=args.out / "killed.zarr")

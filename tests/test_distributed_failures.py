@@ -50,6 +50,28 @@ def test_a_rank_that_reaches_another_store_at_out_is_named_and_nobody_waits(tmp_
         assert after[0][key].tobytes() == after[1][key].tobytes(), key
 
 
+def test_a_call_on_one_rank_alone_is_said_not_paired_with_other_collectives(tmp_path):
+    """`if rank == 0: traverse(...)` in a training job: rank 0 waited in its first collective for
+    the group's timeout (30 minutes by default), silently, or paired it with the training's own.
+    The ranks meet in the group's store first: rank 0 warns after ARRIVAL_WARNING_SECONDS (1 s
+    here) naming the rank it waits for, sweeps when it comes, and raises at the group's timeout
+    (8 s here) if it never does, advising distributed=False."""
+    torchrun(2, "alone", tmp_path)
+    said_0, said_1 = ((tmp_path / f"alone-rank{r}.txt").read_text().splitlines() for r in range(2))
+    advice = ("every rank of the process group must make the same call (traverse splits its work among them); to "
+              "run it in one process alone (rank 0 of a training job while the others train), pass "
+              "distributed=False")
+    assert said_0[0].startswith("RuntimeError: latentsweep.traverse: rank 1 did not make the same call as rank 0 ("), \
+        said_0
+    assert said_0[0].endswith(advice), said_0
+    waited = f"latentsweep.traverse: rank 0 has waited 1 s for rank 1 to make the same call; {advice}"
+    assert said_0[1:] == [waited, waited], said_0  # (the late call, then the one rank 1 never made)
+    assert said_1 == ["not called"], said_1
+    late = [dict(np.load(tmp_path / f"late-rank{r}.npz")) for r in range(2)]
+    for key in ("effect", "dim_effect", "sensitivity"):
+        assert late[0][key].tobytes() == late[1][key].tobytes(), key
+
+
 def test_a_rank_that_fails_early_does_not_wait_for_the_others_share(tmp_path):
     """Rank 1's decoder fails in its second batch; rank 0's share takes about 25 s, past the
     group's timeout (20 s here, 30 minutes by default). Rank 1 waited, idle, for rank 0 to finish

@@ -267,6 +267,8 @@ def join(fn: str, shard, device: torch.device | None, *, distributed: bool = Tru
         return Workers(rank=index, world=count, shard=(index, count), fn=fn)
     if initialized:
         world = torch.distributed.get_world_size()
+        if world > 1:
+            _meet_the_other_ranks(fn)
         return Workers(rank=torch.distributed.get_rank(), world=world, grouped=world > 1, fn=fn)
     if _env_world(fn) > 1 and "RANK" in os.environ:
         _env_rank(fn)  # (a RANK that is not one of the group's, in these words rather than the rendezvous')
@@ -295,9 +297,60 @@ def join(fn: str, shard, device: torch.device | None, *, distributed: bool = Tru
             raise (ValueError if isinstance(error, ValueError) else RuntimeError)(message) from error
         _created_a_group = True
         atexit.register(_destroy_created_group)
+        _meet_the_other_ranks(fn)
         return Workers(rank=torch.distributed.get_rank(), world=torch.distributed.get_world_size(),
                        grouped=True, created=True, fn=fn)
     return Workers(fn=fn)
+
+
+# Every rank of a group must make the same call: the ranks pair their collectives. A rank that
+# calls alone (`if rank == 0: traverse(...)` in a training job) waited in its first collective
+# for the group's timeout, 30 minutes by default, or paired it with the training's own (DDP's
+# gradient all-reduce). So the ranks first meet in the group's store, which no collective uses,
+# and a rank that has waited this long says why.
+ARRIVAL_WARNING_SECONDS = 30.0
+_calls_met = 0  # this process's calls that met the other ranks: the n-th call of each rank meets
+
+
+def _meet_the_other_ranks(fn: str) -> None:
+    """Returns once every rank of the default group has made its n-th grouped call (warning
+    after ARRIVAL_WARNING_SECONDS, raising at the group store's timeout, naming the ranks that
+    have not). Without a store to meet in, returns (the collectives pair the ranks, as before)."""
+    global _calls_met
+    try:
+        store = _group_store()
+        rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
+        keys = [f"latentsweep/call-{_calls_met}/rank-{r}" for r in range(world)]
+        store.set(keys[rank], "arrived")
+    except Exception:  # noqa: BLE001 - no store (a backend without one): met in the first collective
+        return
+    _calls_met += 1
+
+    def absent() -> str:
+        missing = [r for r in range(world) if r != rank and not _arrived(store, keys[r])]
+        return f"rank{'s' if len(missing) > 1 else ''} {', '.join(map(str, missing))}"
+
+    advice = (f"every rank of the process group must make the same call ({_checks.call_name(fn)} splits its "
+              "work among them); to run it in one process alone (rank 0 of a training job while the others "
+              "train), pass distributed=False")
+    try:
+        store.wait(keys, datetime.timedelta(seconds=ARRIVAL_WARNING_SECONDS))
+        return
+    except Exception:  # noqa: BLE001 - not yet: said, then waited for as long as the group waits
+        _checks.warn(f"{fn}: rank {rank} has waited {ARRIVAL_WARNING_SECONDS:g} s for {absent()} to make the "
+                     f"same call; {advice}", RuntimeWarning)
+    try:
+        store.wait(keys)
+    except Exception as error:  # noqa: BLE001 - the store's timeout (the group's), or the store is gone
+        raise RuntimeError(f"{fn}: {absent()} did not make the same call as rank {rank} "
+                           f"({' '.join(str(error).split())}); {advice}") from None
+
+
+def _arrived(store, key: str) -> bool:
+    try:
+        return bool(store.check([key]))
+    except Exception:  # noqa: BLE001 - a store that is gone: none can be said to have arrived
+        return False
 
 
 def local_device(device: torch.device, workers: Workers) -> torch.device:
