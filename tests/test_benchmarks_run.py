@@ -37,6 +37,9 @@ EXPECTED = {
         "| `principal_directions` | 20 | 64 | all | Gram N x N |", "| 300 | 64 | all | covariance D x D |",
         "| 300 | 64 | 4 | covariance D x D, top 4 only |", "| 40 | 64 | 4 | Gram N x N, top 4 only |",
         "| `diagnose` | 100 | 32 |", "same axes",
+        "| function | N | D | blocks of | a new tensor per block | one buffer per pass | before / now | results |",
+        "| `diagnose` | 100 | 32 | 30 rows |", "| `principal_directions(k=16, randomized)` | 100 | 32 | 30 rows |",
+        "same bits",
     ],
     "bench_core": [
         "| method | median | output bandwidth | speed-up vs torch idiom |",

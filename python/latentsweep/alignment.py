@@ -105,6 +105,7 @@ def axis_alignment(codes) -> AxisAlignment | None:
     mean = torch.zeros(latent, dtype=torch.float64, device=codes.device)
     for block in scaled.blocks():
         mean += block.sum(0)
+    del block  # (the pass's buffer, beside the next pass's: 2 blocks held instead of 1)
     mean /= num_rows
     variances = torch.zeros_like(mean)
     for centred in scaled.centred_blocks(mean):

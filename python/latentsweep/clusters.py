@@ -299,16 +299,16 @@ def clusters(codes_or_posterior, labels=None, *, k: int | None = None, seed: int
     highs = torch.full((num_clusters, latent), -math.inf, dtype=torch.float64, device=codes.device)
     # Codes that fit in one block are converted once for both passes (the second, the last to
     # read them, changes them in place).
-    whole = scaled_rows(codes.double(), codes.dtype, scale, pivot) if in_one_block(codes) else None
+    whole = scaled_rows(codes.to(torch.float64, copy=True), scale, pivot) if in_one_block(codes) else None
 
     def scaled_blocks():
-        """Blocks of rows over the scale, less the pivot, with their labels: new tensors (but
-        ``whole``)."""
+        """Blocks of rows over the scale, less the pivot, with their labels: the caller's to
+        change in place, each overwritten by the next (see ``row_blocks``), or ``whole``."""
         if whole is not None:
             yield whole, index
             return
         for block, block_index in row_blocks(codes, index):
-            yield scaled_rows(block, codes.dtype, scale, pivot), block_index
+            yield scaled_rows(block, scale, pivot), block_index
 
     for block, block_index in scaled_blocks():
         sums.index_add_(0, block_index, block)

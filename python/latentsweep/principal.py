@@ -22,20 +22,21 @@ METHODS = ("auto", "exact", "randomized")
 # Subspace iteration converges geometrically; far fewer passes than this always suffice.
 MAX_ITERATIONS = 100
 # Float64 blocks of rows (directions.CHUNK_VALUES values, 32 MiB) that a pass over the codes
-# holds at once beside them, rounded up, whatever N (measured at D = 32, N = 4e5 and 1.6e6: 2.0
-# exact, 2.5 randomized, 4.2 exact with a projected remainder, 2.1 axis_alignment, 2.2 clusters'
-# passes; tests/test_analysis_memory.py); codes of one block: 2 float64 copies of them. Not a
-# multiple of N: the memory checks count the codes themselves (what a broadcast view exceeds).
-PASS_BLOCKS = 5
+# holds at once beside them, rounded up, whatever N (measured at D = 32, N = 4e5 and 1.6e6, each
+# allocation of 1 MiB or more mapped: 1.0 exact and axis_alignment, the pass's one buffer; 2.1
+# randomized, the buffer and its product with the D x 32 basis; 1.7 exact with a projected
+# remainder; 1.4 clusters' passes; tests/test_analysis_memory.py); codes of one block: 2 float64
+# copies of them. Not a multiple of N: the memory checks count the codes themselves (what a
+# broadcast view exceeds).
+PASS_BLOCKS = 3
 
 
-def scaled_rows(block: torch.Tensor, codes_dtype: torch.dtype, scale, pivot: torch.Tensor) -> torch.Tensor:
-    """``[rows, D]`` float64 rows of codes of ``codes_dtype`` (``row_blocks``' or ``double()``'s)
-    over ``scale`` (a float or ``[D]``), less ``pivot`` (``[D]``), in one tensor, with the bits
-    of ``block / scale - pivot`` (which held three): in place when ``block`` is a copy; float64
-    codes' rows are the codes themselves, never written."""
-    scaled = block.div_(scale) if codes_dtype != torch.float64 else block / scale
-    return scaled.sub_(pivot)
+def scaled_rows(block: torch.Tensor, scale, pivot: torch.Tensor) -> torch.Tensor:
+    """``block``, a float64 copy of rows of codes (``row_blocks``', or ``codes.to(torch.float64,
+    copy=True)``: ``double()`` of float64 codes is the codes themselves), over ``scale`` (a float
+    or ``[D]``), less ``pivot`` (``[D]``), in place, with the bits of ``block / scale - pivot``
+    (which held three tensors)."""
+    return block.div_(scale).sub_(pivot)
 
 
 @dataclass(frozen=True)
@@ -69,16 +70,18 @@ class _Scaled:
 
     def blocks(self):
         """Blocks of rows in float64, over the scale, less the pivot (read-only: codes that fit
-        in one block give the same tensor to every pass)."""
+        in one block give the same tensor to every pass), each overwritten by the next (see
+        ``row_blocks``)."""
         if in_one_block(self.codes):
             yield self._whole
             return
         for block in row_blocks(self.codes):
-            yield scaled_rows(block, self.codes.dtype, self.scale, self.pivot)
+            yield scaled_rows(block, self.scale, self.pivot)
 
     def centred_blocks(self, mean: torch.Tensor):
-        """The blocks less ``mean`` (``[D]``), each a new ``[rows, D]`` float64 tensor that the
-        caller may change in place (``square_``): no second temporary per block."""
+        """The blocks less ``mean`` (``[D]``), each a ``[rows, D]`` float64 tensor that the caller
+        may change in place (``square_``: no second temporary per block), overwritten by the
+        next (see ``row_blocks``)."""
         one_block = in_one_block(self.codes)  # (the one block is shared by every pass: not changed)
         for block in self.blocks():
             yield block - mean if one_block else block.sub_(mean)
@@ -87,7 +90,7 @@ class _Scaled:
     def _whole(self) -> torch.Tensor:
         """The codes as their one block, made once: each function passes over the codes 3 to 9
         times, and converting them again each time took a third of its time at N = 10^5."""
-        return scaled_rows(self.codes.double(), self.codes.dtype, self.scale, self.pivot)
+        return scaled_rows(self.codes.to(torch.float64, copy=True), self.scale, self.pivot)
 
     def unshifted(self, mean: torch.Tensor) -> torch.Tensor:
         """A mean of the blocks as one of the codes."""
@@ -183,10 +186,19 @@ def _resolved_eigenpairs(codes: _Scaled, mean: torch.Tensor, complement: torch.T
         resolved = _resolved(values)
         values, vectors = values[:resolved], vectors[:, :resolved]
     else:
-        # ([N, width] in all: fewer values than the covariance's)
-        blocks = [centred if complement is None else centred @ complement for centred in codes.centred_blocks(mean)]
-        rows = blocks[0] if len(blocks) == 1 else torch.cat(blocks)
-        del blocks
+        # The projected codes [N, width] (fewer values than the covariance's), each block copied
+        # in before the next overwrites it (a list of the blocks and their cat held two copies).
+        rows = None if in_one_block(codes.codes) else torch.empty(num_rows, width, dtype=torch.float64,
+                                                                   device=codes.device)
+        begin = 0
+        for centred in codes.centred_blocks(mean):
+            block = centred if complement is None else centred @ complement
+            if rows is None:  # (the one block: a new tensor already)
+                rows = block
+            else:
+                rows[begin : begin + len(block)] = block
+                begin += len(block)
+        del centred, block
         gram = rows @ rows.T
         gram /= num_rows - 1
         values, left = _leading_eigenpairs(gram, wanted)  # (wanted <= N - 1: k <= min(N - 1, D))
