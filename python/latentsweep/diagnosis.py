@@ -507,6 +507,11 @@ def diagnose(posterior: Posterior | torch.Tensor, *, prior_std: float = 1.0) -> 
         # Mean over the finite entries of each dim; 0/0 gives NaN for a dim with none.
         return kept(x, 0.0).sum(0) / count
 
+    def share(mask: torch.Tensor) -> torch.Tensor:
+        # mean() of the mask, counted in float64 as it is read (its float64 copy was an [N, D]
+        # temporary; the sums of ones are the same whole numbers).
+        return (mask if all_finite else mask & finite).sum(0, dtype=torch.float64) / count
+
     def extreme(x: torch.Tensor, reduce, fill: float) -> torch.Tensor:
         value = reduce(kept(x, fill), 0)
         return torch.where(count > 0, value, math.nan)
@@ -530,7 +535,7 @@ def diagnose(posterior: Posterior | torch.Tensor, *, prior_std: float = 1.0) -> 
         mean=mu_mean,
         min=extreme(mu, torch.amin, math.inf),
         max=extreme(mu, torch.amax, -math.inf),
-        zero_fraction=mean((mu == 0).double()),
+        zero_fraction=share(mu == 0),
         mu_variance=mu_variance,
         nonfinite_count=posterior.num_inputs - count,
     )
@@ -576,7 +581,7 @@ def diagnose(posterior: Posterior | torch.Tensor, *, prior_std: float = 1.0) -> 
         alive = torch.ones(posterior.latent_dim, dtype=torch.bool, device=mu.device)
         if collapsed is not None:
             alive[collapsed.dims] = False
-        logvar_zeros = mean((logvar == 0).double())
+        logvar_zeros = share(logvar == 0)
         max_logvar = extreme(logvar, torch.amax, -math.inf)
         # Collapsed latents' log-variances above 0 for every input count only when every live
         # latent's are too (one head): a linear head's collapsed ones can sit a hair above 0 (a
@@ -661,7 +666,7 @@ def _dim_scale(x: torch.Tensor, finite: torch.Tensor, all_finite: bool = False) 
     zeros): ``x`` over it lies within [-2, 2], and its squares stay in float64's range.
     ``all_finite``: ``finite`` is all True, and no mask is needed where ``x`` is finite too."""
     if all_finite:
-        largest = x.abs().amax(0)
+        largest = torch.maximum(x.amax(0), x.amin(0).neg_())  # (x.abs() was an [N, D] temporary)
         if bool(torch.isfinite(largest).all()):  # (else NaN/Inf in x: sigma = exp(logvar / 2) overflows)
             return _checks.power_of_two_at(largest)
     return _checks.power_of_two_at(torch.where(finite & torch.isfinite(x), x.abs(), 0.0).amax(0))
