@@ -14,6 +14,7 @@ import math
 import numbers
 import os
 import sys
+import threading
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -37,6 +38,29 @@ class ProcessWarning(RuntimeWarning):
     """A warning about this process's own run, which another rank of a launcher's group need not
     share (an out-of-memory retry at half its batch): the command line says it from the rank that
     raised it, naming the rank; every other warning, the same on every rank, is rank 0's to say."""
+
+
+class ThreadFlag:
+    """A flag of the current thread, set inside ``with flag():`` (a nested block restores what
+    it found): a caller that says a warning itself, or reads nothing it tells, keeps a function
+    from saying it. A catch_warnings filter swaps the process-wide filters instead: calls in
+    other threads lost or kept each other's warnings."""
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+
+    @property
+    def set(self) -> bool:
+        return getattr(self._local, "yes", False)
+
+    @contextlib.contextmanager
+    def __call__(self):
+        before = self.set
+        self._local.yes = True
+        try:
+            yield
+        finally:
+            self._local.yes = before
 
 
 def warn(message: str, category: type[Warning]) -> None:

@@ -3,10 +3,8 @@ autoencoder's latent space can be read along (its coordinate axes are arbitrary)
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import math
-import threading
 from dataclasses import dataclass
 
 import torch
@@ -353,7 +351,7 @@ def _check_variance_fits(fn: str, scaled: _Scaled, total: float, dtype: torch.dt
     and ratios, computed over the scale, are exact."""
     unscaled, info = scaled.unscaled(total), torch.finfo(dtype)
     if unscaled < info.tiny:
-        if getattr(_variance_unread, "yes", False):
+        if variance_unread.set:
             return
         _checks.warn(
             f"{fn}: the codes' total variance ({_checks.unscaled_square_size(total, scaled.scale)}) is below the "
@@ -372,22 +370,8 @@ def _check_variance_fits(fn: str, scaled: _Scaled, total: float, dtype: torch.dt
     )
 
 
-# Per thread: explain reads only the directions and their ratios. (A catch_warnings filter swaps
-# the process-wide filters: calls in other threads lost or kept each other's.)
-_variance_unread = threading.local()
-
-
-@contextlib.contextmanager
-def variance_unread():
-    """principal_directions in this thread inside does not warn that explained_variance
-    underflows its dtype: the caller reads only the directions and explained_variance_ratio,
-    which are exact (explain: the warning told its user of a number no report shows)."""
-    before = getattr(_variance_unread, "yes", False)
-    _variance_unread.yes = True
-    try:
-        yield
-    finally:
-        _variance_unread.yes = before
+# explain reads only the directions and their ratios: explained_variance's underflow is no news there.
+variance_unread = _checks.ThreadFlag()
 
 
 def variance_shares(codes: torch.Tensor, directions: torch.Tensor) -> list[float]:

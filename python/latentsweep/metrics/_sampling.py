@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import threading
-
 import numpy as np
 import torch
 
@@ -77,27 +74,15 @@ def varying_factors(fn: str, data, sizes: list[int]) -> torch.Tensor:
     varying = [k for k, size in enumerate(sizes) if size > 1]
     if not varying:
         raise ValueError(f"{fn}: every factor of data takes a single value (factor_sizes {sizes}); nothing to score")
-    if len(varying) < len(sizes) and not getattr(_single_valued_named, "yes", False):
+    if len(varying) < len(sizes) and not single_valued_named.set:
         names = _protocol.factor_names(data)
         _checks.warn(f"{fn}: factors {[names[k] for k in range(len(sizes)) if k not in varying]} take a "
                      "single value and are left out", UserWarning)
     return torch.tensor(varying, dtype=torch.int64, device="cpu")
 
 
-# Per thread: evaluate names the single-valued factors once itself. (A catch_warnings filter
-# swapped the process-wide filters, so calls in other threads lost or kept each other's.)
-_single_valued_named = threading.local()
-
-
-@contextlib.contextmanager
-def single_valued_named():
-    """varying_factors does not warn of the single-valued factors in this thread inside."""
-    before = getattr(_single_valued_named, "yes", False)
-    _single_valued_named.yes = True
-    try:
-        yield
-    finally:
-        _single_valued_named.yes = before
+# evaluate names the single-valued factors once itself.
+single_valued_named = _checks.ThreadFlag()
 
 
 # Votes drawn together: fixed, so that the draws (and the scores) do not depend on how the
