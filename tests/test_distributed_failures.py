@@ -55,9 +55,13 @@ def test_a_call_on_one_rank_alone_is_said_not_paired_with_other_collectives(tmp_
     the group's timeout (30 minutes by default), silently, or paired it with the training's own.
     The ranks meet in the group's store first: rank 0 warns after ARRIVAL_WARNING_SECONDS (1 s
     here) naming the rank it waits for, sweeps when it comes, and raises at the group's timeout
-    (8 s here) if it never does, advising distributed=False."""
+    (8 s here) if it never does, advising distributed=False. The call it gave up on is called
+    off: the ranks' next calls meet (rank 1's next call met rank 0's call given up on, rank 0's
+    waited for rank 1's call after it: both failed, and so did every later call)."""
     torchrun(2, "alone", tmp_path)
     said_0, said_1 = ((tmp_path / f"alone-rank{r}.txt").read_text().splitlines() for r in range(2))
+    assert said_0[-1] == said_1[-1] == "ok", (said_0, said_1)  # both called again
+    said_0, said_1 = said_0[:-1], said_1[:-1]
     advice = ("every rank of the process group must make the same call (traverse splits its work among them); to "
               "run it in one process alone (rank 0 of a training job while the others train), pass "
               "distributed=False")
@@ -67,9 +71,10 @@ def test_a_call_on_one_rank_alone_is_said_not_paired_with_other_collectives(tmp_
     waited = f"latentsweep.traverse: rank 0 has waited 1 s for rank 1 to make the same call; {advice}"
     assert said_0[1:] == [waited, waited], said_0  # (the late call, then the one rank 1 never made)
     assert said_1 == ["not called"], said_1
-    late = [dict(np.load(tmp_path / f"late-rank{r}.npz")) for r in range(2)]
-    for key in ("effect", "dim_effect", "sensitivity"):
-        assert late[0][key].tobytes() == late[1][key].tobytes(), key
+    for name in ("late", "together"):
+        swept = [dict(np.load(tmp_path / f"{name}-rank{r}.npz")) for r in range(2)]
+        for key in ("effect", "dim_effect", "sensitivity"):
+            assert swept[0][key].tobytes() == swept[1][key].tobytes(), (name, key)
 
 
 def test_a_rank_that_fails_early_does_not_wait_for_the_others_share(tmp_path):
@@ -241,3 +246,49 @@ def test_effect_rows_another_process_wrote_are_checked(tmp_path):
     with pytest.raises(stores.StoreDamaged, match=rf"the effect rows of unit {others[0]} do not match"):
         store.effect()
     store.close()
+
+
+def test_a_failure_told_but_by_none_is_forgotten_so_the_call_runs_again(monkeypatch):
+    """Every rank stopped, told that another had failed, but none had: a rank killed before it
+    forgot it (torchrun keeps the group's store for every attempt of a job: the restarted
+    workers found it). The advice "run the call again" stopped the call again, and every call
+    after it, in every later attempt."""
+    store = torch.distributed.HashStore()
+    monkeypatch.setattr(_distributed, "_group_store", lambda: store)
+    store.set(_distributed._FAILED_KEY, "1")
+    workers = _distributed.Workers(rank=0, world=2, grouped=True, fn="latentsweep.traverse")
+    monkeypatch.setattr(workers, "all_gather", lambda report: [report, report])  # (every rank stopped alike)
+    with pytest.raises(RuntimeError, match="but none did; run the call again"):
+        workers.agree(_distributed.AnotherRankFailed("latentsweep.traverse: another rank failed"))
+    workers.stop_if_another_rank_failed()  # the call run again decodes
+
+
+def test_a_record_this_process_found_is_read_at_once(tmp_path, monkeypatch):
+    """A process alone resuming a store reads the records of the units after one it computes
+    again at the end (past KEEP_STATISTICS_BYTES of them, here 0): one deleted meanwhile was
+    given WRITTEN_ELSEWHERE_VISIBLE_SECONDS (60 s) to show before StoreDamaged, as a record
+    another machine wrote is. Only those are waited for."""
+    import latentsweep as ls
+
+    path = tmp_path / "s.zarr"
+    decoder, anchors = torch.nn.Linear(2, 3), torch.randn(8, 2)
+    sweep = dict(steps=3, batch_size=3, out=path, keep_outputs=False, progress=False)
+    ls.traverse(decoder, anchors, **sweep)
+    store = stores.SweepStore(path, writable=False)
+    assert store.plan.num_units == 4
+    records = [store._record_path(unit) for unit in range(4)]
+    store.close()
+    for record in records[:2]:  # units 0 and 1 computed again: units 2 and 3 wait for the merge's end
+        record.unlink()
+
+    def deleting(module, inputs) -> None:
+        if records[0].exists() and records[3].exists():  # (unit 0 written): a record found done, gone
+            records[3].unlink()
+
+    decoder.register_forward_pre_hook(deleting)
+    waited = []
+    monkeypatch.setattr(stores, "KEEP_STATISTICS_BYTES", 0)
+    monkeypatch.setattr(stores, "visible_by", lambda record, deadline: waited.append(record.name) or record.exists())
+    with pytest.raises(stores.StoreDamaged, match=r"the record of unit 3 is unreadable .*u000000003\.rec is missing"):
+        ls.traverse(decoder, anchors, resume=True, **sweep)
+    assert waited == []

@@ -35,10 +35,11 @@ class AnotherRankFailed(Exception):
     agreement that follows raises that rank's failure instead."""
 
 
-# A rank that fails tells the others through the group's store (under torchrun one per attempt):
-# they stop decoding and agree, instead of finishing their share first while it waits idle (past
-# the group's timeout, it gave up and they learnt only "lost contact", their next collectives
-# paired with its next call's). Decoding ranks look at most this often.
+# A rank that fails tells the others through the group's store: they stop decoding and agree,
+# instead of finishing their share first while it waits idle (past the group's timeout, it gave
+# up and they learnt only "lost contact", their next collectives paired with its next call's).
+# Decoding ranks look at most this often. (torchrun keeps the store for every attempt of a job:
+# what a rank killed before it forgot it told stops one call of the next attempt, not them all.)
 _FAILED_KEY = "latentsweep/a-rank-failed"
 _FAILED_CHECK_SECONDS = 0.5
 _STOPPED = "stopped: another rank failed"  # what a rank that stopped so reports (not a failure of its own)
@@ -126,6 +127,7 @@ class Workers:
             raise _said_by(RuntimeError(f"{self.fn}: rank {rank} failed ({failed})" + (f"; {advice}" if advice
                                                                                          else "")), rank)
         if any(failed == _STOPPED for failed, _, _ in reports):  # (told by a rank killed before it forgot it)
+            _forget_that_a_rank_failed()  # (every rank has stopped: so that the call, run again, runs)
             raise _said_by(RuntimeError(f"{self.fn}: a rank stopped, told that another had failed, but none did; "
                                         "run the call again" + (f" ({advice})" if advice else "")), 0)
         name = _checks.call_name(self.fn)
@@ -309,41 +311,64 @@ def join(fn: str, shard, device: torch.device | None, *, distributed: bool = Tru
 # gradient all-reduce). So the ranks first meet in the group's store, which no collective uses,
 # and a rank that has waited this long says why.
 ARRIVAL_WARNING_SECONDS = 30.0
-_calls_met = 0  # this process's calls that met the other ranks: the n-th call of each rank meets
+_calls_met = 0  # the meetings this process came to (those called off included): each rank's n-th meet
 
 
 def _meet_the_other_ranks(fn: str) -> None:
     """Returns once every rank of the default group has made its n-th grouped call (warning
     after ARRIVAL_WARNING_SECONDS, raising at the group store's timeout, naming the ranks that
-    have not). Without a store to meet in, returns (the collectives pair the ranks, as before)."""
+    have not). Without a store to meet in, returns (the collectives pair the ranks, as before).
+
+    A call one rank gave up on is called off for every rank (``{call}/decided``, set once):
+    a rank that comes to it later goes on to meet the others' next call, so that the ranks stay
+    in step (the late rank's call met the one given up on and waited in a collective no other
+    rank made, while their next call waited for its next: each later call of the group failed)."""
     global _calls_met
     try:
         store = _group_store()
         rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
-        keys = [f"latentsweep/call-{_calls_met}/rank-{r}" for r in range(world)]
-        store.set(keys[rank], "arrived")
     except Exception:  # noqa: BLE001 - no store (a backend without one): met in the first collective
         return
-    _calls_met += 1
-
-    def absent() -> str:
-        missing = [r for r in range(world) if r != rank and not _arrived(store, keys[r])]
-        return f"rank{'s' if len(missing) > 1 else ''} {', '.join(map(str, missing))}"
-
     advice = (f"every rank of the process group must make the same call ({_checks.call_name(fn)} splits its "
               "work among them); to run it in one process alone (rank 0 of a training job while the others "
               "train), pass distributed=False")
+
+    def absent(keys: list[str]) -> str:
+        missing = [r for r in range(world) if r != rank and not _arrived(store, keys[r])]
+        return f"rank{'s' if len(missing) > 1 else ''} {', '.join(map(str, missing))}"
+
+    while True:
+        call = f"latentsweep/call-{_calls_met}"
+        keys = [f"{call}/rank-{r}" for r in range(world)]
+        try:
+            store.set(keys[rank], "arrived")
+        except Exception:  # noqa: BLE001 - as without a store
+            return
+        _calls_met += 1
+        try:
+            store.wait(keys, datetime.timedelta(seconds=ARRIVAL_WARNING_SECONDS))
+        except Exception:  # noqa: BLE001 - not yet: said, then waited for as long as the group waits
+            _checks.warn(f"{fn}: rank {rank} has waited {ARRIVAL_WARNING_SECONDS:g} s for {absent(keys)} to make the "
+                         f"same call; {advice}", RuntimeWarning)
+            try:
+                store.wait(keys)
+            except Exception as error:  # noqa: BLE001 - the store's timeout (the group's), or the store is gone
+                if _decided(store, call, "off") == "met":  # (the last came as this rank gave up)
+                    return
+                raise RuntimeError(f"{fn}: {absent(keys)} did not make the same call as rank {rank} "
+                                   f"({' '.join(str(error).split())}); {advice}") from None
+        if _decided(store, call, "met") == "met":
+            return
+        # Called off by a rank that gave up before this one came (it raised): its next call is this one.
+
+
+def _decided(store, call: str, outcome: str) -> str:
+    """Whether ``call`` met ("met") or was called off ("off"): the first rank to decide it sets
+    it, every other reads it (``outcome``, this rank's own view, where the store cannot say)."""
     try:
-        store.wait(keys, datetime.timedelta(seconds=ARRIVAL_WARNING_SECONDS))
-        return
-    except Exception:  # noqa: BLE001 - not yet: said, then waited for as long as the group waits
-        _checks.warn(f"{fn}: rank {rank} has waited {ARRIVAL_WARNING_SECONDS:g} s for {absent()} to make the "
-                     f"same call; {advice}", RuntimeWarning)
-    try:
-        store.wait(keys)
-    except Exception as error:  # noqa: BLE001 - the store's timeout (the group's), or the store is gone
-        raise RuntimeError(f"{fn}: {absent()} did not make the same call as rank {rank} "
-                           f"({' '.join(str(error).split())}); {advice}") from None
+        return store.compare_set(f"{call}/decided", "", outcome).decode()
+    except Exception:  # noqa: BLE001 - a store without compare_set, or gone
+        return outcome
 
 
 def _arrived(store, key: str) -> bool:

@@ -861,13 +861,15 @@ class SweepStore:
     def merged(self) -> OrderedMerge:
         """Every unit's statistics merged in unit order; after status(keep_for_merge=True), from
         what it kept, reading only the other units' records (called once every unit is done: a
-        record another machine wrote is given WRITTEN_ELSEWHERE_VISIBLE_SECONDS to show)."""
+        record another machine wrote is given WRITTEN_ELSEWHERE_VISIBLE_SECONDS to show; one this
+        open found done or wrote itself is read at once: gone, it is damage, not a cache's delay)."""
         g = self.geometry
         running = self._verified.take_merge() or RunningMerge(g.num_dims, g.features, 0)
         deadline = time.monotonic() + WRITTEN_ELSEWHERE_VISIBLE_SECONDS
 
         def written(unit: int) -> UnitStatistics:
-            visible_by(self._record_path(unit), deadline)
+            if self._verified.known_sums(unit, with_statistics=False) is None:  # (written elsewhere since)
+                visible_by(self._record_path(unit), deadline)
             self._effect_crc[unit], statistics = self._recorded(unit)  # (for effect(): their rows' check)
             return statistics
 
