@@ -292,3 +292,17 @@ def test_a_record_this_process_found_is_read_at_once(tmp_path, monkeypatch):
     with pytest.raises(stores.StoreDamaged, match=r"the record of unit 3 is unreadable .*u000000003\.rec is missing"):
         ls.traverse(decoder, anchors, resume=True, **sweep)
     assert waited == []
+
+
+def test_effect_rows_read_by_a_rank_that_checked_none_are_checked(tmp_path):
+    """A rank other than 0 keeps no rows from its open: its result's effect was every unit's rows
+    read raw, a chunk missing read as zeros. Each unit's rows are checked against its record."""
+    import latentsweep as ls
+
+    path = tmp_path / "s.zarr"
+    result = ls.traverse(torch.nn.Linear(2, 3), torch.randn(4, 2), steps=3, batch_size=3, out=path,
+                         keep_outputs=False, progress=False)
+    assert torch.equal(stores.SweepStore(path, writable=False).effect(), result.effect.flatten())
+    (path / "effect" / "c" / "1").unlink()
+    with pytest.raises(stores.StoreDamaged, match="the effect rows of unit 1 do not match"):
+        stores.SweepStore(path, writable=False).effect()

@@ -880,17 +880,21 @@ class SweepStore:
         written here) as they are, the others' (written by other ranks or shards since) read
         now; consumes what was kept (the result holds it)."""
         kept = self._verified.take_effect_rows()
-        if kept is None:
-            return torch.from_numpy(self._read_rows("effect", 0, self.plan.num_rows))
+        if kept is None:  # (none kept: a rank other than 0, whose open checked nothing) all read and checked
+            kept = (np.empty(self.plan.num_rows, numpy_dtype(self.geometry.statistics_dtype)),
+                    np.zeros(self.plan.num_units, dtype=bool))
         rows, known = kept
         units_per_block = max(1, READ_BLOCK_BYTES // max(1, self.plan.unit_rows * 8))
+        deadline = time.monotonic() + WRITTEN_ELSEWHERE_VISIBLE_SECONDS
         for block in consecutive_runs(np.flatnonzero(~known).tolist(), units_per_block):
             lo, hi = self.plan.unit_rows_of(block[0])[0], self.plan.unit_rows_of(block[-1])[1]
             rows[lo:hi] = self._read_rows("effect", lo, hi)
             for unit in block:  # (a chunk missing reads as zeros: zarr stores none of zeros)
                 start, stop = self.plan.unit_rows_of(unit)
-                expected = self._effect_crc[unit] if unit in self._effect_crc else self._recorded(unit)[0]
-                if crc(rows[start:stop]) != expected:
+                if unit not in self._effect_crc:  # (its record not read by merged(): written elsewhere)
+                    visible_by(self._record_path(unit), deadline)
+                    self._effect_crc[unit] = self._recorded(unit)[0]
+                if crc(rows[start:stop]) != self._effect_crc[unit]:
                     raise StoreDamaged(f"the sweep store {self.path} is damaged: the effect rows of unit {unit} do "
                                        "not match their checksum (missing or altered chunks); resume=True "
                                        "recomputes it")
