@@ -306,3 +306,14 @@ def test_effect_rows_read_by_a_rank_that_checked_none_are_checked(tmp_path):
     (path / "effect" / "c" / "1").unlink()
     with pytest.raises(stores.StoreDamaged, match="the effect rows of unit 1 do not match"):
         stores.SweepStore(path, writable=False).effect()
+
+
+def test_a_failure_without_words_is_named_by_its_type(monkeypatch):
+    """Ctrl-C on rank 1 read "rank 1 failed (KeyboardInterrupt: )" on rank 0: what rank 1 told."""
+    workers = _distributed.Workers(rank=1, world=2, grouped=True, fn="latentsweep.traverse")
+    monkeypatch.setattr(_distributed, "_tell_the_others_a_rank_failed", lambda: False)
+    told = []
+    monkeypatch.setattr(workers, "all_gather", lambda report: told.append(report) or [(None, None, None), report])
+    with pytest.raises(KeyboardInterrupt):
+        workers.agree(KeyboardInterrupt())
+    assert told[0][0] == "KeyboardInterrupt", told

@@ -107,7 +107,8 @@ class Workers:
         if stopped:
             error = None
         told = error is not None and _tell_the_others_a_rank_failed()
-        text = _STOPPED if stopped else None if error is None else f"{type(error).__name__}: {error}"
+        text = _STOPPED if stopped else None if error is None else (
+            f"{type(error).__name__}: {error}" if str(error) else type(error).__name__)  # (Ctrl-C says nothing)
         try:
             reports = self.all_gather((text, identity, near))
         except Exception as lost:  # noqa: BLE001 - this rank's own failure says more
