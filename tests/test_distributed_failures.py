@@ -317,3 +317,38 @@ def test_a_failure_without_words_is_named_by_its_type(monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         workers.agree(KeyboardInterrupt())
     assert told[0][0] == "KeyboardInterrupt", told
+
+
+class _NoBlockingWait:
+    """A group's store whose wait would block in C++ (Ctrl-C then waited for the group's
+    timeout): the meeting must look with check() instead."""
+
+    def __init__(self, timeout_seconds: float):
+        import datetime
+
+        self.store = torch.distributed.HashStore()
+        self.timeout = datetime.timedelta(seconds=timeout_seconds)
+
+    def wait(self, *args):
+        raise AssertionError("the meeting blocked in store.wait, where Ctrl-C is not seen")
+
+    def __getattr__(self, name):
+        return getattr(self.store, name)
+
+
+def test_the_meeting_looks_without_blocking_so_ctrl_c_is_seen(monkeypatch):
+    import threading
+
+    store = _NoBlockingWait(timeout_seconds=0.6)
+    monkeypatch.setattr(_distributed, "_group_store", lambda: store)
+    monkeypatch.setattr(torch.distributed, "get_rank", lambda: 0)
+    monkeypatch.setattr(torch.distributed, "get_world_size", lambda: 2)
+    monkeypatch.setattr(_distributed, "ARRIVAL_WARNING_SECONDS", 0.2)
+    monkeypatch.setattr(_distributed, "_calls_met", 0)
+    comes = threading.Timer(0.05, store.set, ("latentsweep/call-0/rank-1", "arrived"))
+    comes.start()
+    _distributed._meet_the_other_ranks("latentsweep.traverse")  # rank 1 comes: met, no warning
+    comes.join()
+    with pytest.warns(RuntimeWarning, match="rank 0 has waited 0.2 s for rank 1"), \
+            pytest.raises(RuntimeError, match=r"rank 1 did not make the same call as rank 0 \(waited 0.6 s"):
+        _distributed._meet_the_other_ranks("latentsweep.traverse")  # rank 1 never comes

@@ -346,21 +346,42 @@ def _meet_the_other_ranks(fn: str) -> None:
         except Exception:  # noqa: BLE001 - as without a store
             return
         _calls_met += 1
-        try:
-            store.wait(keys, datetime.timedelta(seconds=ARRIVAL_WARNING_SECONDS))
-        except Exception:  # noqa: BLE001 - not yet: said, then waited for as long as the group waits
+        if not _arrived_within(store, keys, ARRIVAL_WARNING_SECONDS):  # not yet: said, then waited as the group waits
             _checks.warn(f"{fn}: rank {rank} has waited {ARRIVAL_WARNING_SECONDS:g} s for {absent(keys)} to make the "
                          f"same call; {advice}", RuntimeWarning)
-            try:
-                store.wait(keys)
-            except Exception as error:  # noqa: BLE001 - the store's timeout (the group's), or the store is gone
+            timeout = _store_timeout_seconds(store)
+            if not _arrived_within(store, keys, timeout - ARRIVAL_WARNING_SECONDS):
                 if _decided(store, call, "off") == "met":  # (the last came as this rank gave up)
                     return
-                raise RuntimeError(f"{fn}: {absent(keys)} did not make the same call as rank {rank} "
-                                   f"({' '.join(str(error).split())}); {advice}") from None
+                raise RuntimeError(f"{fn}: {absent(keys)} did not make the same call as rank {rank} (waited "
+                                   f"{timeout:g} s, the group store's timeout); {advice}") from None
         if _decided(store, call, "met") == "met":
             return
         # Called off by a rank that gave up before this one came (it raised): its next call is this one.
+
+
+def _arrived_within(store, keys: list[str], seconds: float) -> bool:
+    """Whether every key is set within ``seconds``, looked for at most a second apart: a
+    store.wait blocks in C++, where Ctrl-C waited for it to end (the group's timeout)."""
+    deadline, pause = time.monotonic() + seconds, 0.01
+    while True:
+        try:
+            if store.check(keys):
+                return True
+        except Exception:  # noqa: BLE001 - the store is gone: no rank will come
+            return False
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
+        pause = min(2 * pause, 1.0)
+
+
+def _store_timeout_seconds(store) -> float:
+    """The group store's timeout (torchrun's and init_process_group's: the group's)."""
+    try:
+        return store.timeout.total_seconds()
+    except Exception:  # noqa: BLE001 - a store that does not say: torch's default
+        return 1800.0
 
 
 def _decided(store, call: str, outcome: str) -> str:
