@@ -335,7 +335,7 @@ def _meet_the_other_ranks(fn: str) -> None:
               "train), pass distributed=False")
 
     def absent(keys: list[str]) -> str:
-        missing = [r for r in range(world) if r != rank and not _arrived(store, keys[r])]
+        missing = [r for r in range(world) if r != rank and not _arrived_within(store, [keys[r]], 0.0)]
         return f"rank{'s' if len(missing) > 1 else ''} {', '.join(map(str, missing))}"
 
     while True:
@@ -361,8 +361,8 @@ def _meet_the_other_ranks(fn: str) -> None:
 
 
 def _arrived_within(store, keys: list[str], seconds: float) -> bool:
-    """Whether every key is set within ``seconds``, looked for at most a second apart: a
-    store.wait blocks in C++, where Ctrl-C waited for it to end (the group's timeout)."""
+    """Whether every key is set within ``seconds`` (0: now), looked for at most a second apart:
+    a store.wait blocks in C++, where Ctrl-C waited for it to end (the group's timeout)."""
     deadline, pause = time.monotonic() + seconds, 0.01
     while True:
         try:
@@ -391,13 +391,6 @@ def _decided(store, call: str, outcome: str) -> str:
         return store.compare_set(f"{call}/decided", "", outcome).decode()
     except Exception:  # noqa: BLE001 - a store without compare_set, or gone
         return outcome
-
-
-def _arrived(store, key: str) -> bool:
-    try:
-        return bool(store.check([key]))
-    except Exception:  # noqa: BLE001 - a store that is gone: none can be said to have arrived
-        return False
 
 
 def local_device(device: torch.device, workers: Workers) -> torch.device:

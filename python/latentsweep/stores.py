@@ -846,12 +846,16 @@ class SweepStore:
     def unit_statistics(self, unit: int) -> UnitStatistics:
         return self._recorded(unit)[1]
 
-    def _recorded(self, unit: int) -> tuple[int, UnitStatistics]:
-        """The unit's effect rows' checksum and its statistics, from its record."""
+    def _recorded(self, unit: int, visible_by_deadline: float | None = None) -> tuple[int, UnitStatistics]:
+        """The unit's effect rows' checksum (kept for effect()) and its statistics, from its
+        record; one written elsewhere since this open is looked for until ``visible_by_deadline``."""
+        if visible_by_deadline is not None:
+            visible_by(self._record_path(unit), visible_by_deadline)
         try:
             header, arrays = read_record(self._record_path(unit), self._record_shapes(unit))
-            return int(header["crc"][0]), UnitStatistics.from_arrays(arrays, self._unit_latents(unit),
-                                                                      self.geometry.features)
+            self._effect_crc[unit] = int(header["crc"][0])
+            return self._effect_crc[unit], UnitStatistics.from_arrays(arrays, self._unit_latents(unit),
+                                                                       self.geometry.features)
         except Exception as error:  # noqa: BLE001
             raise StoreDamaged(
                 f"the sweep store {self.path} is damaged: the record of unit {unit} is unreadable "
@@ -868,10 +872,8 @@ class SweepStore:
         deadline = time.monotonic() + WRITTEN_ELSEWHERE_VISIBLE_SECONDS
 
         def written(unit: int) -> UnitStatistics:
-            if self._verified.known_sums(unit, with_statistics=False) is None:  # (written elsewhere since)
-                visible_by(self._record_path(unit), deadline)
-            self._effect_crc[unit], statistics = self._recorded(unit)  # (for effect(): their rows' check)
-            return statistics
+            elsewhere = self._verified.known_sums(unit, with_statistics=False) is None  # (written since this open)
+            return self._recorded(unit, deadline if elsewhere else None)[1]
 
         return running.finish(self.plan.num_units, written)
 
@@ -892,8 +894,7 @@ class SweepStore:
             for unit in block:  # (a chunk missing reads as zeros: zarr stores none of zeros)
                 start, stop = self.plan.unit_rows_of(unit)
                 if unit not in self._effect_crc:  # (its record not read by merged(): written elsewhere)
-                    visible_by(self._record_path(unit), deadline)
-                    self._effect_crc[unit] = self._recorded(unit)[0]
+                    self._recorded(unit, deadline)
                 if crc(rows[start:stop]) != self._effect_crc[unit]:
                     raise StoreDamaged(f"the sweep store {self.path} is damaged: the effect rows of unit {unit} do "
                                        "not match their checksum (missing or altered chunks); resume=True "

@@ -339,18 +339,18 @@ def _say_warning(message: str, category: type[Warning]) -> None:
 
     if not (issubclass(category, ProcessWarning) and _other_rank()):
         say("warning", message)
-    elif sys.stderr is not None:
+    else:
         world, rank = _world_and_rank()
-        print(f"latentsweep: warning: {one_line(message)} (rank {rank} of {world})", file=sys.stderr, flush=True)
+        say("warning", message, f" (rank {rank} of {world})", every_rank=True)
 
 
-def say(kind: str, message: BaseException | str, where: str = "") -> None:
+def say(kind: str, message: BaseException | str, where: str = "", *, every_rank: bool = False) -> None:
     """Prints ``latentsweep: KIND: message`` (and ``where``) on stderr (kind: error, warning,
     note). Under a launcher (torchrun) every rank runs the same command: its warnings and notes
-    are said by rank 0 only (each was printed once per rank); errors by any rank (see
-    :func:`say_failure`). Nothing when stderr is closed (print(file=None) wrote it to stdout,
-    among the command's output)."""
-    if sys.stderr is None or kind in ("warning", "note") and _other_rank():
+    are said by rank 0 only (each was printed once per rank; ``every_rank``: one of this rank's
+    own); errors by any rank (see :func:`say_failure`). Nothing when stderr is closed
+    (print(file=None) wrote it to stdout, among the command's output)."""
+    if sys.stderr is None or kind in ("warning", "note") and not every_rank and _other_rank():
         return
     print(f"latentsweep: {kind}: {one_line(message)}{where}", file=sys.stderr, flush=True)
 
