@@ -154,10 +154,25 @@ def test_out_of_memory_halves_the_batch_once(capsys):
     assert torch.equal(result.sensitivity, expected.sensitivity)
 
 
-def test_out_of_memory_twice_is_a_clear_error():
-    with pytest.raises(RuntimeError, match="ran out of memory at batch size 8 \\(already halved from 16\\)"):
-        with pytest.warns(RuntimeWarning, match="retrying with batch_size=8"):
-            ls.traverse(OutOfMemoryAbove(limit=4), ANCHORS, steps=5, batch_size=16)
+def test_out_of_memory_again_halves_again():
+    decoder = OutOfMemoryAbove(limit=3)
+    with pytest.warns(_checks.ProcessWarning) as warned:
+        result = ls.traverse(decoder, ANCHORS, steps=5, batch_size=16)
+    retries = [str(w.message) for w in warned if "out of memory" in str(w.message)]
+    # (the anchors' probe first: 4 anchors -> 2; then the sweep: 16 -> 8 -> 4 -> 2)
+    assert [text.split(";")[0].rsplit("=", 1)[1] for text in retries] == ["4", "16", "8", "4"]
+    assert result.batch_size == 2
+    expected = ls.traverse(rowwise_decoder, ANCHORS, steps=5, batch_size=2)
+    assert torch.equal(result.outputs, expected.outputs)
+    assert torch.equal(result.sensitivity, expected.sensitivity)
+
+
+def test_out_of_memory_at_one_code_is_a_clear_error_without_arguments_the_caller_lacks():
+    # (explain and the command line have no batch_size=/memory_budget= to advise)
+    with pytest.raises(RuntimeError, match=r"ran out of memory at batch size 1 \(one code at a time\).* on cpu") as raised:
+        with pytest.warns(RuntimeWarning, match="retrying with batch_size=1"):
+            ls.traverse(OutOfMemoryAbove(limit=0), ANCHORS, steps=5, batch_size=4)
+    assert "=" not in str(raised.value)
 
 
 def test_cuda_out_of_memory_error_type_is_recognised():

@@ -231,7 +231,7 @@ def choose_cpu_batch_size(
         except Exception as error:
             if is_out_of_memory(error):
                 # Ends the climb in its direction; at the start size the sweep then runs that size
-                # as it would an explicit one: halved once, with a warning (the allocator's error
+                # as it would an explicit one: halved, with a warning (the allocator's error
                 # propagated from here, where an explicit size of the same value went on).
                 return None
             # A size the caller did not ask for: say so, or a decoder that fails only on large

@@ -228,28 +228,29 @@ def release_cached_memory(device: torch.device) -> None:
 
 
 def retry_halved(fn: str, run, batch_size: int, device: torch.device):
-    """run(batch_size); on out-of-memory, once more at half the batch (with a warning)."""
-    try:
-        return run(batch_size)
-    except Exception as error:  # noqa: BLE001
-        if not _batching.is_out_of_memory(error) or batch_size == 1:
-            raise
-    release_cached_memory(device)
-    smaller = max(1, batch_size // 2)
-    _checks.warn(
-        f"{fn}: out of memory at batch_size={batch_size}; retrying with batch_size={smaller} (the units "
-        "decoded at this size may differ in the last bits if the decoder's arithmetic depends on the batch)",
-        _checks.ProcessWarning,
-    )
-    try:
-        return run(smaller)
-    except Exception as error:  # noqa: BLE001
-        if _batching.is_out_of_memory(error):
-            raise RuntimeError(
-                f"{fn}: the decoder ran out of memory at batch size {smaller} (already halved from "
-                f"{batch_size}); pass a smaller batch_size= or memory_budget="
-            ) from error
-        raise
+    """run(batch_size); on out-of-memory, again at half the batch (with a warning each time),
+    down to one code. (Halved once only, a second out-of-memory advised arguments that some
+    callers, such as explain, do not have.)"""
+    while True:
+        try:
+            return run(batch_size)
+        except Exception as error:  # noqa: BLE001
+            if not _batching.is_out_of_memory(error):
+                raise
+            if batch_size == 1:
+                raise RuntimeError(
+                    f"{fn}: the decoder ran out of memory at batch size 1 (one code at a time): it does not fit "
+                    f"in the memory left on {device}; free memory (other processes, tensors kept alive) or decode "
+                    "on a device with more"
+                ) from error
+        release_cached_memory(device)
+        smaller = max(1, batch_size // 2)
+        _checks.warn(
+            f"{fn}: out of memory at batch_size={batch_size}; retrying with batch_size={smaller} (the units "
+            "decoded at this size may differ in the last bits if the decoder's arithmetic depends on the batch)",
+            _checks.ProcessWarning,
+        )
+        batch_size = smaller
 
 
 def graphed(fn: str, decoder, batch_size: int, anchors: torch.Tensor):
