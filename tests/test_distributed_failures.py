@@ -243,7 +243,7 @@ def test_effect_rows_another_process_wrote_are_checked(tmp_path):
     ls.traverse(decoder, anchors, shard=(1, 2), **sweep)  # the other rank's units, written meanwhile
     store.merged()
     (store.meta_path / "effect" / "c" / str(others[0])).unlink()
-    with pytest.raises(stores.StoreDamaged, match=rf"the effect rows of unit {others[0]} do not match"):
+    with pytest.raises(stores.StoreDamaged, match=rf"unit {others[0]}: its effect rows do not match"):
         store.effect()
     store.close()
 
@@ -304,7 +304,7 @@ def test_effect_rows_read_by_a_rank_that_checked_none_are_checked(tmp_path):
                          keep_outputs=False, progress=False)
     assert torch.equal(stores.SweepStore(path, writable=False).effect(), result.effect.flatten())
     (path / "effect" / "c" / "1").unlink()
-    with pytest.raises(stores.StoreDamaged, match="the effect rows of unit 1 do not match"):
+    with pytest.raises(stores.StoreDamaged, match="unit 1: its effect rows do not match"):
         stores.SweepStore(path, writable=False).effect()
 
 

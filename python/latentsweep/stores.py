@@ -109,6 +109,9 @@ def crc(array: np.ndarray, value: int = 0) -> int:
     return zlib.crc32(memoryview(np.ascontiguousarray(array)).cast("B"), value)
 
 
+# What a unit whose rows are not what its record says is found to be (status, reads, results).
+_EFFECT_ROWS_ALTERED = "its effect rows do not match their checksum (missing or altered chunks)"
+_OUTPUT_ROWS_ALTERED = "its output rows do not match their checksum (missing or altered chunks)"
 _RECORD_MAGIC = b"LSUNIT1\n"
 _RECORD_CRC_BYTES = 4
 
@@ -719,9 +722,9 @@ class SweepStore:
                 start, stop = (r - lo for r in self.plan.unit_rows_of(unit))
                 sums = recorded[unit]
                 if effect is not None and crc(effect[start:stop]) != sums[0]:
-                    damaged[unit] = "its effect rows do not match their checksum"
+                    damaged[unit] = _EFFECT_ROWS_ALTERED
                 elif self.keep_outputs and (outputs_crc if by_file else crc(outputs[start:stop])) != sums[1]:
-                    damaged[unit] = "its output rows do not match their checksum (missing or altered chunks)"
+                    damaged[unit] = _OUTPUT_ROWS_ALTERED
                 else:
                     done.add(unit)
             if effect is not None:  # (units without kept rows: known once found intact, below)
@@ -846,16 +849,18 @@ class SweepStore:
     def unit_statistics(self, unit: int) -> UnitStatistics:
         return self._recorded(unit)[1]
 
-    def _recorded(self, unit: int, visible_by_deadline: float | None = None) -> tuple[int, UnitStatistics]:
-        """The unit's effect rows' checksum (kept for effect()) and its statistics, from its
-        record; one written elsewhere since this open is looked for until ``visible_by_deadline``."""
+    def _recorded(self, unit: int, visible_by_deadline: float | None = None, *,
+                  statistics: bool = True) -> tuple[int, UnitStatistics | None]:
+        """The unit's effect rows' checksum (kept for effect()) and, with ``statistics``, its
+        statistics, from its record; one written elsewhere since this open is looked for until
+        ``visible_by_deadline``."""
         if visible_by_deadline is not None:
             visible_by(self._record_path(unit), visible_by_deadline)
         try:
             header, arrays = read_record(self._record_path(unit), self._record_shapes(unit))
             self._effect_crc[unit] = int(header["crc"][0])
-            return self._effect_crc[unit], UnitStatistics.from_arrays(arrays, self._unit_latents(unit),
-                                                                       self.geometry.features)
+            return self._effect_crc[unit], UnitStatistics.from_arrays(
+                arrays, self._unit_latents(unit), self.geometry.features) if statistics else None
         except Exception as error:  # noqa: BLE001
             raise StoreDamaged(
                 f"the sweep store {self.path} is damaged: the record of unit {unit} is unreadable "
@@ -894,11 +899,10 @@ class SweepStore:
             for unit in block:  # (a chunk missing reads as zeros: zarr stores none of zeros)
                 start, stop = self.plan.unit_rows_of(unit)
                 if unit not in self._effect_crc:  # (its record not read by merged(): written elsewhere)
-                    self._recorded(unit, deadline)
+                    self._recorded(unit, deadline, statistics=False)
                 if crc(rows[start:stop]) != self._effect_crc[unit]:
-                    raise StoreDamaged(f"the sweep store {self.path} is damaged: the effect rows of unit {unit} do "
-                                       "not match their checksum (missing or altered chunks); resume=True "
-                                       "recomputes it")
+                    raise StoreDamaged(f"the sweep store {self.path} is damaged: unit {unit}: {_EFFECT_ROWS_ALTERED}; "
+                                       "resume=True recomputes it")
         return torch.from_numpy(rows)
 
     def outputs(self):
@@ -962,7 +966,7 @@ class SweepStore:
         if sums is None:
             problem = "it has no record" if why == "not done" else why
         elif checksum != sums[1]:
-            problem = "its output rows do not match their checksum (missing or altered chunks)"
+            problem = _OUTPUT_ROWS_ALTERED
         else:
             return
         raise StoreDamaged(f"{changed}: unit {unit}: {problem}; latentsweep.open_sweep(path) says what is wrong")
