@@ -349,7 +349,7 @@ def _directions(directions, diagnosis: Diagnosis, posterior: Posterior, found: C
             "principal direction to traverse and every decoded output would be the same; the encoder ignores its "
             "input (untrained, or a dead layer): check it"
         )
-    with variance_unread():  # (only the ratios are read: explained_variance's underflow is no news here)
+    with variance_unread():  # (only the ratios are read: explained_variance out of range is no news here)
         pcs = principal_directions(posterior, k=min(max_directions, posterior.num_inputs - 1, posterior.latent_dim))
     keep = max(1, int((pcs.explained_variance_ratio >= MIN_DIRECTION_SHARE).sum()))
     return "principal directions", pcs[:keep]

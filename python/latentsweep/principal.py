@@ -326,7 +326,7 @@ def principal_directions(
     total = _total_variance(scaled, mean)
     if total == 0:
         raise ValueError(f"{fn}: the codes do not vary (all {num_rows} rows are equal); they have no principal directions")
-    _check_variance_fits(fn, scaled, total, dtype)
+    fits = _check_variance_fits(fn, scaled, total, dtype)
     if method == "exact":
         variance, vectors = _exact(scaled, mean, k)
     else:
@@ -335,7 +335,7 @@ def principal_directions(
     return Directions(
         vectors=vectors.to(dtype),
         names=tuple(f"PC{i + 1}" for i in range(k)),
-        explained_variance=scaled.unscaled(variance).to(dtype),
+        explained_variance=scaled.unscaled(variance).to(dtype) if fits else None,
         explained_variance_ratio=(variance / total).to(dtype),
         mean=scaled.unshifted(mean).to(dtype),
         source="pca",
@@ -343,26 +343,28 @@ def principal_directions(
     )
 
 
-def _check_variance_fits(fn: str, scaled: _Scaled, total: float, dtype: torch.dtype) -> None:
-    """The variances must be finite in the result's dtype; the total, which may exceed even
-    float64, is said as a number. A total below the dtype's smallest normal number leaves every
-    explained_variance 0 or a subnormal of few digits in it (float32 codes of 1e-23 gave all
-    zeros, silently): said in a warning (not inside :func:`variance_unread`), as the directions
-    and ratios, computed over the scale, are exact."""
+def _check_variance_fits(fn: str, scaled: _Scaled, total: float, dtype: torch.dtype) -> bool:
+    """Whether the variances are finite in the result's dtype (else ValueError; the total, which
+    may exceed even float64, is said as a number); inside :func:`variance_unread`, False
+    instead (explained_variance is left out: its reader asked for the directions and ratios,
+    computed over the scale, and cannot pass other codes). A total below the dtype's smallest
+    normal number leaves every explained_variance 0 or a subnormal of few digits in it (float32
+    codes of 1e-23 gave all zeros, silently): said in a warning, outside variance_unread."""
     unscaled, info = scaled.unscaled(total), torch.finfo(dtype)
     if unscaled < info.tiny:
-        if variance_unread.set:
-            return
-        _checks.warn(
-            f"{fn}: the codes' total variance ({_checks.unscaled_square_size(total, scaled.scale)}) is below the "
-            f"smallest normal {dtype} ({info.tiny:.3g}): explained_variance holds zeros or imprecise subnormals "
-            "(the directions and explained_variance_ratio are exact); "
-            + ("pass float64 codes (codes.double())" if dtype != torch.float64
-               else f"rescale the codes (e.g. codes / {scaled.scale:.3g}: the directions stay the same)"),
-            RuntimeWarning)
-        return
+        if not variance_unread.set:
+            _checks.warn(
+                f"{fn}: the codes' total variance ({_checks.unscaled_square_size(total, scaled.scale)}) is below "
+                f"the smallest normal {dtype} ({info.tiny:.3g}): explained_variance holds zeros or imprecise "
+                "subnormals (the directions and explained_variance_ratio are exact); "
+                + ("pass float64 codes (codes.double())" if dtype != torch.float64
+                   else f"rescale the codes (e.g. codes / {scaled.scale:.3g}: the directions stay the same)"),
+                RuntimeWarning)
+        return True
     if unscaled <= info.max:
-        return
+        return True
+    if variance_unread.set:
+        return False
     raise ValueError(
         f"{fn}: the codes' total variance ({_checks.unscaled_square_size(total, scaled.scale)}) overflows {dtype}"
         + ("; pass float64 codes (codes.double())" if dtype != torch.float64
@@ -370,7 +372,8 @@ def _check_variance_fits(fn: str, scaled: _Scaled, total: float, dtype: torch.dt
     )
 
 
-# explain reads only the directions and their ratios: explained_variance's underflow is no news there.
+# explain reads only the directions and their ratios: explained_variance's underflow is no news
+# there, and its overflow (float32 codes near 1e20) no reason to refuse.
 variance_unread = _checks.ThreadFlag()
 
 
