@@ -311,7 +311,7 @@ def test_effect_rows_read_by_a_rank_that_checked_none_are_checked(tmp_path):
 def test_a_failure_without_words_is_named_by_its_type(monkeypatch):
     """Ctrl-C on rank 1 read "rank 1 failed (KeyboardInterrupt: )" on rank 0: what rank 1 told."""
     workers = _distributed.Workers(rank=1, world=2, grouped=True, fn="latentsweep.traverse")
-    monkeypatch.setattr(_distributed, "_tell_the_others_a_rank_failed", lambda: False)
+    monkeypatch.setattr(_distributed, "_tell_the_others_a_rank_failed", lambda namespace: False)
     told = []
     monkeypatch.setattr(workers, "all_gather", lambda report: told.append(report) or [(None, None, None), report])
     with pytest.raises(KeyboardInterrupt):
@@ -344,7 +344,7 @@ def test_the_meeting_looks_without_blocking_so_ctrl_c_is_seen(monkeypatch):
     monkeypatch.setattr(torch.distributed, "get_rank", lambda: 0)
     monkeypatch.setattr(torch.distributed, "get_world_size", lambda: 2)
     monkeypatch.setattr(_distributed, "ARRIVAL_WARNING_SECONDS", 0.2)
-    monkeypatch.setattr(_distributed, "_calls_met", 0)
+    monkeypatch.setattr(_distributed, "_calls_met", {})
     comes = threading.Timer(0.05, store.set, ("latentsweep/call-0/rank-1", "arrived"))
     comes.start()
     _distributed._meet_the_other_ranks("latentsweep.traverse")  # rank 1 comes: met, no warning

@@ -123,10 +123,10 @@ def test_distributed_false_sweeps_alone_inside_a_process_group(monkeypatch):
     """distributed=False (rank 0 of a training job, the other ranks busy): no collective call."""
     from latentsweep import distributed
 
-    def grouped(fn, shard, device, *, distributed=True):
+    def grouped(fn, shard, device, *, distributed=True, group=None):
         if distributed:
             raise AssertionError("a process-local sweep must not join the process group")
-        return real_join(fn, shard, device, distributed=False)
+        return real_join(fn, shard, device, distributed=False, group=group)
 
     real_join = distributed.join
     monkeypatch.setattr(distributed, "join", grouped)

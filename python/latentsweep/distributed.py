@@ -5,7 +5,8 @@ sweep's units. An existing process group is used as it is (an embedding applicat
 one is created (gloo on the CPU, nccl on CUDA) only when the environment asks for it and there is
 none, and only a group created here is destroyed here: at the process's exit, because torchrun's
 rendezvous store cannot host a second group in the same process, so later sweeps of the same
-script reuse it. ``shard=(i, n)`` runs shard i of n with
+script reuse it. ``group=`` (a subgroup of the caller's, from ``torch.distributed.new_group``)
+sweeps on its ranks alone. ``shard=(i, n)`` runs shard i of n with
 no process group at all (Slurm job arrays, Kubernetes indexed jobs, several notebooks).
 """
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import datetime
+import hashlib
 import math
 import os
 import time
@@ -40,7 +42,10 @@ class AnotherRankFailed(Exception):
 # up and they learnt only "lost contact", their next collectives paired with its next call's).
 # Decoding ranks look at most this often. (torchrun keeps the store for every attempt of a job:
 # what a rank killed before it forgot it told stops one call of the next attempt, not them all.)
-_FAILED_KEY = "latentsweep/a-rank-failed"
+# Every key a group's sweeps keep in the default group's store starts with its namespace
+# (_namespace): two subgroups sweeping at the same time neither meet nor stop each other.
+_DEFAULT_NAMESPACE = "latentsweep"  # (the default group's keys, as before subgroups)
+_FAILED_KEY = f"{_DEFAULT_NAMESPACE}/a-rank-failed"
 _FAILED_CHECK_SECONDS = 0.5
 _STOPPED = "stopped: another rank failed"  # what a rank that stopped so reports (not a failure of its own)
 
@@ -48,8 +53,10 @@ _STOPPED = "stopped: another rank failed"  # what a rank that stopped so reports
 @dataclass
 class Workers:
     """This process's place in the sweep: rank of world (ranks of a process group talk to each
-    other; shards do not), the group and whether it was created here. ``fn`` names the public
-    function in messages."""
+    other; shards do not), the group and whether it was created here. ``group``: the subgroup
+    the ranks belong to (None: the default group; rank and world are the group's), and
+    ``namespace`` its keys in the default group's store. ``fn`` names the public function in
+    messages."""
 
     rank: int = 0
     world: int = 1
@@ -57,11 +64,18 @@ class Workers:
     created: bool = False
     shard: tuple[int, int] | None = None
     fn: str = "latentsweep"
+    group: object = None
+    namespace: str = _DEFAULT_NAMESPACE
     _next_check: float = field(default=0.0, init=False, repr=False)
 
     @property
     def leader(self) -> bool:
         return self.rank == 0 or self.shard is not None
+
+    def global_rank(self, rank: int) -> int:
+        """The default group's rank of the group's ``rank`` (collectives name their source so,
+        and a failure is marked as said by it: the command line compares it with its own)."""
+        return rank if self.group is None else torch.distributed.get_global_rank(self.group, rank)
 
     def _collective(self, call) -> None:
         try:
@@ -74,21 +88,22 @@ class Workers:
 
     def barrier(self) -> None:
         if self.grouped:
-            self._collective(torch.distributed.barrier)
+            self._collective(lambda: torch.distributed.barrier(group=self.group))
 
     def broadcast(self, value):
         """Rank 0's value, on every rank (a picklable object)."""
         if not self.grouped:
             return value
         box = [value]
-        self._collective(lambda: torch.distributed.broadcast_object_list(box, src=0))
+        self._collective(lambda: torch.distributed.broadcast_object_list(box, src=self.global_rank(0),
+                                                                         group=self.group))
         return box[0]
 
     def all_gather(self, value) -> list:
         if not self.grouped:
             return [value]
         gathered = [None] * self.world
-        self._collective(lambda: torch.distributed.all_gather_object(gathered, value))
+        self._collective(lambda: torch.distributed.all_gather_object(gathered, value, group=self.group))
         return gathered
 
     def agree(self, error: BaseException | None = None, identity: dict | None = None, *,
@@ -106,7 +121,7 @@ class Workers:
         stopped = isinstance(error, AnotherRankFailed)  # (not a failure of its own: it learns which here)
         if stopped:
             error = None
-        told = error is not None and _tell_the_others_a_rank_failed()
+        told = error is not None and _tell_the_others_a_rank_failed(self.namespace)
         text = _STOPPED if stopped else None if error is None else (
             f"{type(error).__name__}: {error}" if str(error) else type(error).__name__)  # (Ctrl-C says nothing)
         try:
@@ -119,18 +134,19 @@ class Workers:
             raise
         finally:
             if told:  # every rank has stopped decoding: the next call starts without it
-                _forget_that_a_rank_failed()
+                _forget_that_a_rank_failed(self.namespace)
         failures = [(rank, failed) for rank, (failed, _, _) in enumerate(reports) if failed not in (None, _STOPPED)]
         if error is not None:  # said by the first rank that failed alike (bad input: every rank)
-            raise _said_by(error, next(rank for rank, failed in failures if failed == text))
+            raise _said_by(error, self.global_rank(next(rank for rank, failed in failures if failed == text)))
         if failures:
             rank, failed = failures[0]
             raise _said_by(RuntimeError(f"{self.fn}: rank {rank} failed ({failed})" + (f"; {advice}" if advice
-                                                                                         else "")), rank)
+                                                                                         else "")),
+                           self.global_rank(rank))
         if any(failed == _STOPPED for failed, _, _ in reports):  # (told by a rank killed before it forgot it)
-            _forget_that_a_rank_failed()  # (every rank has stopped: so that the call, run again, runs)
+            _forget_that_a_rank_failed(self.namespace)  # (every rank has stopped: so that the call, run again, runs)
             raise _said_by(RuntimeError(f"{self.fn}: a rank stopped, told that another had failed, but none did; "
-                                        "run the call again" + (f" ({advice})" if advice else "")), 0)
+                                        "run the call again" + (f" ({advice})" if advice else "")), self.global_rank(0))
         name = _checks.call_name(self.fn)
         _, first, first_near = reports[0]
         first, first_near = first or {}, first_near or {}
@@ -142,7 +158,7 @@ class Workers:
                     f"{self.fn}: the ranks were called with different arguments (rank {rank}'s call differs from "
                     f"rank 0's in: {', '.join(differing)}); every rank must make the same {name} call (the same "
                     "decoder, anchors, options and out=)"
-                ), 0)
+                ), self.global_rank(0))
             for what, value in first_near.items():
                 if not math.isclose(other_near.get(what, math.nan), value, rel_tol=1e-4, abs_tol=1e-30):
                     raise _said_by(ValueError(
@@ -150,7 +166,7 @@ class Workers:
                         f"{other_near.get(what, math.nan):.6g} on rank {rank}); every rank must make the same {name} "
                         "call, with the same decoder: load the same weights (or seed their initialisation) in "
                         "every process"
-                    ), 0)
+                    ), self.global_rank(0))
 
     def stop_if_another_rank_failed(self) -> None:
         """Raises AnotherRankFailed when another rank of the group has failed (it told the
@@ -159,7 +175,7 @@ class Workers:
             return
         self._next_check = time.monotonic() + _FAILED_CHECK_SECONDS
         try:
-            failed = _group_store().check([_FAILED_KEY])
+            failed = _group_store().check([_failed_key(self.namespace)])
         except Exception:  # noqa: BLE001 - no store to ask: the agreement after the units tells
             return
         if failed:
@@ -215,17 +231,31 @@ def _env_rank(fn: str = "latentsweep") -> int:
     return rank
 
 
-def _local_gpu(fn: str) -> torch.device:
-    """This rank's GPU, ``cuda:LOCAL_RANK``, one this machine has (torch.cuda.set_device raised
-    its own AttributeError on a CPU-only build; a LOCAL_RANK beyond the GPUs failed later, in
-    the decoder, as an invalid device ordinal)."""
-    local = _environment_integer("LOCAL_RANK", 0, fn)
+# Where a launcher says which of its machine's GPUs a rank has: torchrun, else srun.
+LOCAL_RANK_VARIABLES = ("LOCAL_RANK", "SLURM_LOCALID")
+
+
+def _local_gpu(fn: str, world: int) -> torch.device:
+    """This rank's GPU, ``cuda:LOCAL_RANK`` (else ``cuda:SLURM_LOCALID``), one this machine has
+    (torch.cuda.set_device raised its own AttributeError on a CPU-only build; a LOCAL_RANK
+    beyond the GPUs failed later, in the decoder, as an invalid device ordinal). Neither set in a
+    group of ``world`` > 1 ranks is refused: each rank took cuda:0 (srun sets only
+    SLURM_LOCALID; a group started by hand, only RANK and WORLD_SIZE)."""
+    name = next((name for name in LOCAL_RANK_VARIABLES if os.environ.get(name, "").strip()), None)
+    local = 0 if name is None else _environment_integer(name, 0, fn)
     if not torch.cuda.is_available():
         raise ValueError(f"{fn}: device='cuda' but this torch has no CUDA device available")
+    if name is None and world > 1:
+        raise ValueError(
+            f"{fn}: under a process group of {world} ranks, CUDA means each rank's GPU cuda:LOCAL_RANK, but "
+            "neither LOCAL_RANK nor SLURM_LOCALID is set in the environment (every rank would use cuda:0); set "
+            "LOCAL_RANK to the rank's GPU on its machine (torchrun does), or pass each rank's device='cuda:i' yourself"
+        )
+    name = name or "LOCAL_RANK"
     count = torch.cuda.device_count()
     if not 0 <= local < count:
         raise ValueError(
-            f"{fn}: under a process group, CUDA means each rank's GPU cuda:LOCAL_RANK, but LOCAL_RANK={local} and "
+            f"{fn}: under a process group, CUDA means each rank's GPU cuda:{name}, but {name}={local} and "
             f"this machine has {count} CUDA device(s) (0..{count - 1}); start at most {count} processes per "
             "machine (torchrun --nproc-per-node), or pass each rank's device='cuda:i' yourself"
         )
@@ -250,10 +280,14 @@ def shard_refusal(world: int) -> str | None:
             "by themselves: leave shard= out")
 
 
-def join(fn: str, shard, device: torch.device | None, *, distributed: bool = True) -> Workers:
+def join(fn: str, shard, device: torch.device | None, *, distributed: bool = True, group=None) -> Workers:
     """The Workers of this call (creating a process group only if the environment asks).
-    ``distributed=False``: this process alone, whatever group it belongs to."""
+    ``distributed=False``: this process alone, whatever group it belongs to. ``group``: a
+    ProcessGroup of the caller's (a subgroup) whose ranks alone make the call; None: the
+    default group."""
     global _created_a_group
+    if group is not None:
+        group = _checked_group(fn, group, shard=shard, distributed=distributed)
     if not distributed and shard is None:
         return Workers(fn=fn)
     initialized = torch.distributed.is_available() and torch.distributed.is_initialized()
@@ -269,10 +303,10 @@ def join(fn: str, shard, device: torch.device | None, *, distributed: bool = Tru
             raise ValueError(f"{fn}: {refusal}")
         return Workers(rank=index, world=count, shard=(index, count), fn=fn)
     if initialized:
-        world = torch.distributed.get_world_size()
+        rank, world = _rank_and_world(group)
         if world > 1:
-            _meet_the_other_ranks(fn)
-        return Workers(rank=torch.distributed.get_rank(), world=world, grouped=world > 1, fn=fn)
+            _meet_the_other_ranks(fn, group)
+        return Workers(rank=rank, world=world, grouped=world > 1, fn=fn, group=group, namespace=_namespace(group))
     if _env_world(fn) > 1 and "RANK" in os.environ:
         _env_rank(fn)  # (a RANK that is not one of the group's, in these words rather than the rendezvous')
         if not torch.distributed.is_available():
@@ -287,7 +321,7 @@ def join(fn: str, shard, device: torch.device | None, *, distributed: bool = Tru
         backend = "nccl" if device is not None and device.type == "cuda" else "gloo"
         if backend == "nccl":
             _checks.usable_device(fn, device)
-            torch.cuda.set_device(_local_gpu(fn))
+            torch.cuda.set_device(_local_gpu(fn, _env_world(fn)))
         try:
             torch.distributed.init_process_group(backend=backend)
         except (ValueError, RuntimeError) as error:  # no rendezvous: not started by a launcher, or it failed
@@ -306,28 +340,89 @@ def join(fn: str, shard, device: torch.device | None, *, distributed: bool = Tru
     return Workers(fn=fn)
 
 
+def _checked_group(fn: str, group, *, shard, distributed: bool):
+    """``group=`` of a call, checked: a ProcessGroup of the initialised default group that this
+    process belongs to. None when it is the default group itself (its keys stay the default's)."""
+    if not distributed:
+        raise ValueError(f"{fn}: group= sweeps on that group's ranks and distributed=False in this process alone: "
+                         "pass one of them")
+    if shard is not None:
+        raise ValueError(f"{fn}: group= splits the sweep among that group's ranks, shard= among independent "
+                         "processes: pass one of them")
+    if not torch.distributed.is_available():
+        raise ValueError(f"{fn}: group= needs torch.distributed, which this torch build does not have")
+    from torch.distributed import distributed_c10d
+
+    outside = distributed_c10d.GroupMember.NON_GROUP_MEMBER  # what new_group returns outside the group
+    if type(group) is type(outside) and group == outside:
+        rank = f" (rank {torch.distributed.get_rank()})" if torch.distributed.is_initialized() else ""
+        raise ValueError(
+            f"{fn}: group= is what torch.distributed.new_group returns on a process outside the group: this "
+            f"process{rank} is not one of its ranks; call {_checks.call_name(fn)} with group= on the group's ranks "
+            "only (or distributed=False to run in this process alone)"
+        )
+    if not isinstance(group, torch.distributed.ProcessGroup):
+        raise TypeError(f"{fn}: group must be a torch.distributed.ProcessGroup (from torch.distributed.new_group) "
+                        f"or None (the default group), got {type(group).__name__}")
+    if not torch.distributed.is_initialized():
+        raise ValueError(f"{fn}: group= is given but no process group is initialised (call "
+                         "torch.distributed.init_process_group, then new_group, before the sweep)")
+    try:
+        ranks = torch.distributed.get_process_group_ranks(group)
+    except (KeyError, ValueError, RuntimeError):  # (torch forgets a destroyed group)
+        raise ValueError(f"{fn}: group= is not a process group of the initialised one (destroyed, or made before "
+                         "the default group was created again); pass a group from torch.distributed.new_group"
+                         ) from None
+    rank = torch.distributed.get_rank()
+    if rank not in ranks:
+        raise ValueError(f"{fn}: this process (rank {rank}) is not a member of group=, which holds ranks "
+                         f"{sorted(ranks)}; call {_checks.call_name(fn)} with group= on those ranks only")
+    return None if group is distributed_c10d._get_default_group() else group
+
+
+def _rank_and_world(group) -> tuple[int, int]:
+    """This process's rank in ``group`` (None: the default group) and the group's size."""
+    if group is None:
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return torch.distributed.get_rank(group), torch.distributed.get_world_size(group)
+
+
+def _namespace(group) -> str:
+    """Where ``group``'s keys live in the default group's store: its ranks (sorted), or their
+    digest for a large group; the default group keeps the keys it had before subgroups."""
+    if group is None:
+        return _DEFAULT_NAMESPACE
+    ranks = "-".join(map(str, sorted(torch.distributed.get_process_group_ranks(group))))
+    if len(ranks) > 64:  # (keys set every call by every rank stay short)
+        ranks = hashlib.sha256(ranks.encode()).hexdigest()[:32]
+    return f"{_DEFAULT_NAMESPACE}/group-{ranks}"
+
+
 # Every rank of a group must make the same call: the ranks pair their collectives. A rank that
 # calls alone (`if rank == 0: traverse(...)` in a training job) waited in its first collective
 # for the group's timeout, 30 minutes by default, or paired it with the training's own (DDP's
 # gradient all-reduce). So the ranks first meet in the group's store, which no collective uses,
 # and a rank that has waited this long says why.
 ARRIVAL_WARNING_SECONDS = 30.0
-_calls_met = 0  # the meetings this process came to (those called off included): each rank's n-th meet
+# The meetings this process came to in each group's namespace (those called off included):
+# each rank's n-th meet in that group.
+_calls_met: dict[str, int] = {}
 
 
-def _meet_the_other_ranks(fn: str) -> None:
-    """Returns once every rank of the default group has made its n-th grouped call (warning
-    after ARRIVAL_WARNING_SECONDS, raising at the group store's timeout, naming the ranks that
-    have not). Without a store to meet in, returns (the collectives pair the ranks, as before).
+def _meet_the_other_ranks(fn: str, group=None) -> None:
+    """Returns once every rank of ``group`` (None: the default group) has made its n-th grouped
+    call (warning after ARRIVAL_WARNING_SECONDS, raising at the group's timeout or its store's,
+    whichever is shorter, naming the ranks that have not). Without a store to meet in, returns
+    (the collectives pair the ranks, as before).
 
     A call one rank gave up on is called off for every rank (``{call}/decided``, set once):
     a rank that comes to it later goes on to meet the others' next call, so that the ranks stay
     in step (the late rank's call met the one given up on and waited in a collective no other
     rank made, while their next call waited for its next: each later call of the group failed)."""
-    global _calls_met
     try:
         store = _group_store()
-        rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
+        rank, world = _rank_and_world(group)
+        namespace = _namespace(group)
     except Exception:  # noqa: BLE001 - no store (a backend without one): met in the first collective
         return
     advice = (f"every rank of the process group must make the same call ({_checks.call_name(fn)} splits its "
@@ -339,22 +434,22 @@ def _meet_the_other_ranks(fn: str) -> None:
         return f"rank{'s' if len(missing) > 1 else ''} {', '.join(map(str, missing))}"
 
     while True:
-        call = f"latentsweep/call-{_calls_met}"
+        call = f"{namespace}/call-{_calls_met.get(namespace, 0)}"
         keys = [f"{call}/rank-{r}" for r in range(world)]
         try:
             store.set(keys[rank], "arrived")
         except Exception:  # noqa: BLE001 - as without a store
             return
-        _calls_met += 1
+        _calls_met[namespace] = _calls_met.get(namespace, 0) + 1
         if not _arrived_within(store, keys, ARRIVAL_WARNING_SECONDS):  # not yet: said, then waited as the group waits
             _checks.warn(f"{fn}: rank {rank} has waited {ARRIVAL_WARNING_SECONDS:g} s for {absent(keys)} to make the "
                          f"same call; {advice}", RuntimeWarning)
-            timeout = _store_timeout_seconds(store)
+            timeout, whose = _meeting_timeout(store, group)
             if not _arrived_within(store, keys, timeout - ARRIVAL_WARNING_SECONDS):
                 if _decided(store, call, "off") == "met":  # (the last came as this rank gave up)
                     return
                 raise RuntimeError(f"{fn}: {absent(keys)} did not make the same call as rank {rank} (waited "
-                                   f"{timeout:g} s, the group store's timeout); {advice}") from None
+                                   f"{timeout:g} s, {whose}); {advice}") from None
         if _decided(store, call, "met") == "met":
             return
         # Called off by a rank that gave up before this one came (it raised): its next call is this one.
@@ -376,12 +471,37 @@ def _arrived_within(store, keys: list[str], seconds: float) -> bool:
         pause = min(2 * pause, 1.0)
 
 
+def _meeting_timeout(store, group) -> tuple[float, str]:
+    """How long the meeting waits, and in words whose timeout that is: the process group's (its
+    collectives wait as long), or its store's where that is shorter (a group made with
+    ``store=``: a wait in that store ends at its timeout). Under torchrun and an
+    ``init_process_group`` without ``store=`` the two are the same."""
+    stored, own = _store_timeout_seconds(store), _group_timeout_seconds(group)
+    if own is not None and own <= stored:
+        return own, "the process group's timeout"
+    return stored, "the timeout of the process group's store"
+
+
 def _store_timeout_seconds(store) -> float:
-    """The group store's timeout (torchrun's and init_process_group's: the group's)."""
+    """The group store's timeout (the group's under torchrun and an init_process_group without store=)."""
     try:
         return store.timeout.total_seconds()
     except Exception:  # noqa: BLE001 - a store that does not say: torch's default
         return 1800.0
+
+
+def _group_timeout_seconds(group) -> float | None:
+    """``group``'s own timeout (None: the default group's), the shortest of its backends'; None
+    where torch does not say. torch keeps it only in each backend's options (``_timeout``, which
+    ProcessGroup.set_timeout updates): should that change, the store's timeout is used alone."""
+    from torch.distributed import distributed_c10d
+
+    try:
+        group = distributed_c10d._get_default_group() if group is None else group
+        seconds = [group._get_backend(device).options._timeout.total_seconds() for device in group._device_types]
+    except Exception:  # noqa: BLE001 - a backend without options, or another torch
+        return None
+    return min(seconds) if seconds else None
 
 
 def _decided(store, call: str, outcome: str) -> str:
@@ -396,24 +516,25 @@ def _decided(store, call: str, outcome: str) -> str:
 def local_device(device: torch.device, workers: Workers) -> torch.device:
     """``cuda`` without an index means this rank's GPU (LOCAL_RANK) in a process group."""
     if device.type == "cuda" and device.index is None and workers.grouped:
-        return _local_gpu(workers.fn)
+        return _local_gpu(workers.fn, workers.world)
     return device
 
 
-def leaders_failure(error: BaseException) -> tuple[str, str]:
-    """Rank 0's failure, as sent to the ranks that wait for it (picklable); rank 0 says it."""
-    _said_by(error, 0)
+def leaders_failure(error: BaseException, leader: int = 0) -> tuple[str, str]:
+    """Rank 0's failure, as sent to the ranks that wait for it (picklable); rank 0 says it
+    (``leader``: its rank in the default group, see Workers.global_rank)."""
+    _said_by(error, leader)
     return type(error).__name__, str(error)
 
 
-def raise_leaders_failure(failure: tuple[str, str]) -> NoReturn:
+def raise_leaders_failure(failure: tuple[str, str], leader: int = 0) -> NoReturn:
     """Raises rank 0's failure on a rank that waited for it: bad input (ValueError, and a
     damaged store's StoreDamaged, a ValueError) as ValueError, what every rank alone would have
-    raised; anything else as RuntimeError, naming what it was."""
+    raised; anything else as RuntimeError, naming what it was. ``leader``: as for leaders_failure."""
     kind, message = failure
     if kind in ("ValueError", "StoreDamaged"):
-        raise _said_by(ValueError(f"{message} (reported by rank 0)"), 0)
-    raise _said_by(RuntimeError(f"{kind}: {message} (reported by rank 0)"), 0)
+        raise _said_by(ValueError(f"{message} (reported by rank 0)"), leader)
+    raise _said_by(RuntimeError(f"{kind}: {message} (reported by rank 0)"), leader)
 
 
 @contextlib.contextmanager
@@ -485,18 +606,23 @@ def _group_store():
     return distributed_c10d._get_default_store()
 
 
-def _tell_the_others_a_rank_failed() -> bool:
-    """Whether the group's store now says that a rank failed (see AnotherRankFailed)."""
+def _failed_key(namespace: str) -> str:
+    return f"{namespace}/a-rank-failed"
+
+
+def _tell_the_others_a_rank_failed(namespace: str = _DEFAULT_NAMESPACE) -> bool:
+    """Whether the group's store now says that a rank of the group whose keys are in
+    ``namespace`` failed (see AnotherRankFailed)."""
     try:
-        _group_store().set(_FAILED_KEY, str(torch.distributed.get_rank()))
+        _group_store().set(_failed_key(namespace), str(torch.distributed.get_rank()))
     except Exception:  # noqa: BLE001 - no store: the others learn it when they agree, as before
         return False
     return True
 
 
-def _forget_that_a_rank_failed() -> None:
+def _forget_that_a_rank_failed(namespace: str = _DEFAULT_NAMESPACE) -> None:
     with contextlib.suppress(Exception):  # noqa: BLE001 - a store that is gone has forgotten it too
-        _group_store().delete_key(_FAILED_KEY)
+        _group_store().delete_key(_failed_key(namespace))
 
 
 def tell_failure_said() -> None:

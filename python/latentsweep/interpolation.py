@@ -195,6 +195,7 @@ def interpolate(
     progress: bool | None = None,
     shard: None = None,
     distributed: bool = True,
+    group: torch.distributed.ProcessGroup | None = None,
     output=None,
     output_transform=None,
     latent_shape=None,
@@ -219,6 +220,7 @@ def interpolate(
     progress: bool | None = None,
     shard: tuple[int, int],
     distributed: bool = True,
+    group: torch.distributed.ProcessGroup | None = None,
     output=None,
     output_transform=None,
     latent_shape=None,
@@ -242,6 +244,7 @@ def interpolate(
     progress: bool | None = None,
     shard: tuple[int, int] | None = None,
     distributed: bool = True,
+    group: torch.distributed.ProcessGroup | None = None,
     output=None,
     output_transform=None,
     latent_shape=None,
@@ -267,8 +270,9 @@ def interpolate(
         steps: S >= 2 codes per path, endpoints included.
         path: ``"linear"`` or ``"slerp"``.
         batch_size, memory_budget, device, out, keep_outputs, resume, overwrite, progress,
-        shard, distributed, latent_shape: as for :func:`latentsweep.traverse` (``shard=(i, n)``
-            computes shard i of n of the paths' units into the store ``out``).
+        shard, distributed, group, latent_shape: as for :func:`latentsweep.traverse` (``shard=(i, n)``
+            computes shard i of n of the paths' units into the store ``out``; ``group=`` sweeps on
+            that process group's ranks alone).
 
     Returns:
         an :class:`Interpolation`: ``outputs [P, S, *out_shape]``, ``codes [P, S, D]``,
@@ -332,7 +336,7 @@ def interpolate(
     result = sweep_grid(
         _FN, decoder, build_spec, batch_size=batch_size, memory_budget=memory_budget, device=device, out=out,
         keep_outputs=keep_outputs, resume=resume, overwrite=overwrite, progress=progress, shard=shard,
-        distributed=distributed, output=output, output_transform=output_transform,
+        distributed=distributed, group=group, output=output, output_transform=output_transform,
     )
     if isinstance(result, StoreStatus):  # a shard whose store is not complete yet
         return result

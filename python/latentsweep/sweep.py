@@ -77,6 +77,7 @@ def traverse(
     cuda_graph: bool = False,
     shard: None = None,
     distributed: bool = True,
+    group: torch.distributed.ProcessGroup | None = None,
     output=None,
     output_transform=None,
 ) -> TraversalResult: ...
@@ -108,6 +109,7 @@ def traverse(
     cuda_graph: bool = False,
     shard: tuple[int, int],
     distributed: bool = True,
+    group: torch.distributed.ProcessGroup | None = None,
     output=None,
     output_transform=None,
 ) -> TraversalResult | StoreStatus: ...
@@ -138,6 +140,7 @@ def traverse(
     cuda_graph: bool = False,
     shard: tuple[int, int] | None = None,
     distributed: bool = True,
+    group: torch.distributed.ProcessGroup | None = None,
     output=None,
     output_transform=None,
 ) -> TraversalResult | StoreStatus:
@@ -202,7 +205,8 @@ def traverse(
         memory_budget: bytes for the sweep's buffers (default: half the free GPU memory, or
             1 GiB and at most an eighth of the RAM on the CPU).
         device: where codes are built and decoded (default: the decoder's device, else the
-            anchors'); ``"cuda"`` under torchrun means each rank's ``LOCAL_RANK`` GPU. On CUDA
+            anchors'); ``"cuda"`` under torchrun means each rank's ``LOCAL_RANK`` GPU
+            (``SLURM_LOCALID``'s under srun; a group of ranks that set neither is refused). On CUDA
             the probe of the decoder's memory resets the device's peak memory statistics
             (``torch.cuda.max_memory_allocated``): read yours before the sweep.
         out: ``None`` to keep results in memory, or a path: ``"sweep.zarr"`` (a zarr store) or
@@ -221,6 +225,11 @@ def traverse(
             Slurm job arrays, Kubernetes indexed jobs). Shards join the store of the same sweep.
         distributed: False to sweep the whole grid in this process alone even when it belongs
             to a process group (e.g. on rank 0 of a training job while the other ranks train).
+        group: a ``torch.distributed.ProcessGroup`` of the initialised default group
+            (``torch.distributed.new_group([0, 1])``) whose ranks alone make the call and split
+            the sweep (the other ranks do something else meanwhile); None: the default group. Rank
+            and world are then the group's (rank 0 of the group plans and leads; messages name
+            the group's ranks). Not with ``shard=`` or ``distributed=False``.
         output: which part of the decoder's output holds the decoded outputs: a key or
             attribute (``"sample"``), a tuple index, or a callable on the raw output (see
             :func:`latentsweep.decoding.decoder_call`).
@@ -252,7 +261,7 @@ def traverse(
                              reference=reference, prior_std=prior_std)
     return sweep_grid(_FN, decoder, spec, batch_size=batch_size, memory_budget=memory_budget, device=device, out=out,
                       keep_outputs=keep_outputs, resume=resume, overwrite=overwrite, progress=progress,
-                      cuda_graph=cuda_graph, shard=shard, distributed=distributed, output=output,
+                      cuda_graph=cuda_graph, shard=shard, distributed=distributed, group=group, output=output,
                       output_transform=output_transform, started=started)
 
 
@@ -272,6 +281,7 @@ def sweep_grid(
     cuda_graph: bool = False,
     shard: tuple[int, int] | None = None,
     distributed: bool = True,
+    group: torch.distributed.ProcessGroup | None = None,
     output=None,
     output_transform=None,
     started: float | None = None,
@@ -289,7 +299,7 @@ def sweep_grid(
     show_progress = _progress.wanted(progress, fn)
     requested = _checks.device(fn, device)
     workers = _distributed.join(fn, shard, requested,
-                               distributed=_checks.boolean(fn, "distributed", distributed))
+                               distributed=_checks.boolean(fn, "distributed", distributed), group=group)
     sink = bar = None
     try:
         try:
@@ -331,8 +341,9 @@ def sweep_grid(
                     _check_fits_in_memory(fn, geometry, keep_outputs)
                 params = None if out is None else sweep_params(decode_fn, spec, probe, keep_outputs,
                                                                probe_revision=probe_revision)
-                identity = None if not workers.grouped else _call_identity(spec, probe, decode_fn, params, out,
-                                                                           keep_outputs=keep_outputs)
+                identity = None if not workers.grouped else _call_identity(
+                    spec, probe, decode_fn, params, out, keep_outputs=keep_outputs, batch_size=batch_size,
+                    memory_budget=memory_budget)
             except Exception as error:  # noqa: BLE001 - the other ranks learn it, then it is raised
                 workers.agree(error)
                 raise
@@ -625,15 +636,17 @@ def _open_sink(fn: str, out, spec, probe, geometry, params, choose_batch, *, exp
     return store, plan, pending
 
 
-def _call_identity(spec, probe, decoder, params, out, *, keep_outputs) -> dict:
+def _call_identity(spec, probe, decoder, params, out, *, keep_outputs, batch_size, memory_budget) -> dict:
     """What must be the same in every rank's call: a store's parameters (its identity, the
     decoder's weights included), else the grid and the outputs' shape and type (a sweep in
-    memory does not hash the weights); and ``out`` as given."""
+    memory does not hash the weights); and ``out``, ``batch_size`` and ``memory_budget`` as given
+    (rank 0 plans the sweep: a rank asked for another batch size decoded at rank 0's)."""
     identity = dict(params) if params is not None else {
         **spec.digest(), "out_shape": list(probe.out_shape), "output_dtype": str(probe.outputs.dtype),
         "output_space": decoder.output_space, "keep_outputs": keep_outputs,
     }
     identity["out"] = None if out is None else os.fspath(out)
+    identity["batch_size"], identity["memory_budget"] = batch_size, memory_budget
     return identity
 
 
@@ -647,13 +660,13 @@ def _leader_decides(workers, decide):
         except Exception as error:  # noqa: BLE001 - the other ranks raise it too
             if not workers.grouped:
                 raise
-            outcome, failure = ("error", _distributed.leaders_failure(error)), error
+            outcome, failure = ("error", _distributed.leaders_failure(error, workers.global_rank(0))), error
     outcome = workers.broadcast(outcome)
     if outcome[0] == "ok":
         return outcome[1]
     if failure is not None:
         raise failure
-    _distributed.raise_leaders_failure(outcome[1])
+    _distributed.raise_leaders_failure(outcome[1], workers.global_rank(0))
 
 
 def _store_rank_0_made(path: Path):

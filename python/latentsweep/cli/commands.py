@@ -597,8 +597,8 @@ def _agreed_by_every_rank(device: torch.device | None):
     workers = distributed.join("latentsweep.traverse", None, device)  # (as traverse joins it)
     try:
         yield
-    except Exception as error:  # noqa: BLE001 - the other ranks learn it, then it is raised
-        workers.agree(error)
+    except (Exception, KeyboardInterrupt) as error:  # noqa: BLE001 - the other ranks learn it, then it is raised
+        workers.agree(error)  # (Ctrl-C, which torchrun passes to every rank, is said once, as in the sweep)
         raise
     workers.agree()
 
