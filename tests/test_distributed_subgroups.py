@@ -124,10 +124,18 @@ def test_a_ranks_gpu_is_local_rank_else_slurm_localid(two_gpus, monkeypatch):
     monkeypatch.setenv("LOCAL_RANK", "0")  # torchrun's, inside a Slurm job step
     assert ranks_gpu(2) == torch.device("cuda", 0)
     monkeypatch.delenv("LOCAL_RANK")
+    # A task bound to GPUs of its own (srun --gpus-per-task=2) sees those alone, while its
+    # SLURM_LOCALID counts the node's tasks: the third task's two GPUs are its cuda:0 and cuda:1.
     monkeypatch.setenv("SLURM_LOCALID", "2")
-    with pytest.raises(ValueError, match=r"CUDA means each rank's GPU cuda:SLURM_LOCALID, but SLURM_LOCALID=2 and "
-                                         r"this machine has 2 CUDA device\(s\) \(0\.\.1\)"):
-        ranks_gpu(2)
+    assert ranks_gpu(2) == torch.device("cuda", 0)
+    monkeypatch.setenv("SLURM_LOCALID", "3")
+    assert ranks_gpu(2) == torch.device("cuda", 1)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)  # --gpus-per-task=1: each task's own GPU (was refused)
+    assert ranks_gpu(4) == torch.device("cuda", 0)
+    monkeypatch.setenv("LOCAL_RANK", "3")  # (torchrun binds nothing: a LOCAL_RANK beyond the GPUs is a mistake)
+    with pytest.raises(ValueError, match=r"CUDA means each rank's GPU cuda:LOCAL_RANK, but LOCAL_RANK=3 and "
+                                         r"this machine has 1 CUDA device\(s\) \(0\.\.0\)"):
+        ranks_gpu(4)
 
 
 def test_a_group_whose_ranks_do_not_say_their_gpu_is_refused(two_gpus, monkeypatch):

@@ -236,11 +236,13 @@ LOCAL_RANK_VARIABLES = ("LOCAL_RANK", "SLURM_LOCALID")
 
 
 def _local_gpu(fn: str, world: int) -> torch.device:
-    """This rank's GPU, ``cuda:LOCAL_RANK`` (else ``cuda:SLURM_LOCALID``), one this machine has
-    (torch.cuda.set_device raised its own AttributeError on a CPU-only build; a LOCAL_RANK
-    beyond the GPUs failed later, in the decoder, as an invalid device ordinal). Neither set in a
-    group of ``world`` > 1 ranks is refused: each rank took cuda:0 (srun sets only
-    SLURM_LOCALID; a group started by hand, only RANK and WORLD_SIZE)."""
+    """This rank's GPU, ``cuda:LOCAL_RANK``, one this machine has (torch.cuda.set_device raised
+    its own AttributeError on a CPU-only build; a LOCAL_RANK beyond the GPUs failed later, in
+    the decoder, as an invalid device ordinal). Under srun, which sets SLURM_LOCALID instead,
+    ``cuda:(SLURM_LOCALID mod the GPUs the task sees)``: a task bound to GPUs of its own
+    (``--gpus-per-task``) sees only those, numbered from 0, while its SLURM_LOCALID counts the
+    node's tasks. Neither set in a group of ``world`` > 1 ranks is refused: each rank took cuda:0
+    (a group started by hand sets only RANK and WORLD_SIZE)."""
     name = next((name for name in LOCAL_RANK_VARIABLES if os.environ.get(name, "").strip()), None)
     local = 0 if name is None else _environment_integer(name, 0, fn)
     if not torch.cuda.is_available():
@@ -251,11 +253,12 @@ def _local_gpu(fn: str, world: int) -> torch.device:
             "neither LOCAL_RANK nor SLURM_LOCALID is set in the environment (every rank would use cuda:0); set "
             "LOCAL_RANK to the rank's GPU on its machine (torchrun does), or pass each rank's device='cuda:i' yourself"
         )
-    name = name or "LOCAL_RANK"
     count = torch.cuda.device_count()
+    if name == "SLURM_LOCALID":
+        return torch.device("cuda", local % count)
     if not 0 <= local < count:
         raise ValueError(
-            f"{fn}: under a process group, CUDA means each rank's GPU cuda:{name}, but {name}={local} and "
+            f"{fn}: under a process group, CUDA means each rank's GPU cuda:LOCAL_RANK, but LOCAL_RANK={local} and "
             f"this machine has {count} CUDA device(s) (0..{count - 1}); start at most {count} processes per "
             "machine (torchrun --nproc-per-node), or pass each rank's device='cuda:i' yourself"
         )
@@ -411,9 +414,9 @@ _calls_met: dict[str, int] = {}
 
 def _meet_the_other_ranks(fn: str, group=None) -> None:
     """Returns once every rank of ``group`` (None: the default group) has made its n-th grouped
-    call (warning after ARRIVAL_WARNING_SECONDS, raising at the group's timeout or its store's,
-    whichever is shorter, naming the ranks that have not). Without a store to meet in, returns
-    (the collectives pair the ranks, as before).
+    call (warning after ARRIVAL_WARNING_SECONDS where the wait is longer, raising at the group's
+    timeout or its store's, whichever is shorter, naming the ranks that have not). Without a
+    store to meet in, returns (the collectives pair the ranks, as before).
 
     A call one rank gave up on is called off for every rank (``{call}/decided``, set once):
     a rank that comes to it later goes on to meet the others' next call, so that the ranks stay
@@ -441,11 +444,14 @@ def _meet_the_other_ranks(fn: str, group=None) -> None:
         except Exception:  # noqa: BLE001 - as without a store
             return
         _calls_met[namespace] = _calls_met.get(namespace, 0) + 1
-        if not _arrived_within(store, keys, ARRIVAL_WARNING_SECONDS):  # not yet: said, then waited as the group waits
-            _checks.warn(f"{fn}: rank {rank} has waited {ARRIVAL_WARNING_SECONDS:g} s for {absent(keys)} to make the "
-                         f"same call; {advice}", RuntimeWarning)
-            timeout, whose = _meeting_timeout(store, group)
-            if not _arrived_within(store, keys, timeout - ARRIVAL_WARNING_SECONDS):
+        timeout, whose = _meeting_timeout(store, group)
+        # (a group's own timeout may be the shorter, new_group(..., timeout=): the 30 s were waited first)
+        warning_after = min(ARRIVAL_WARNING_SECONDS, timeout)
+        if not _arrived_within(store, keys, warning_after):  # not yet: said, then waited as the group waits
+            if warning_after < timeout:  # (else the error below says it)
+                _checks.warn(f"{fn}: rank {rank} has waited {warning_after:g} s for {absent(keys)} to make the "
+                             f"same call; {advice}", RuntimeWarning)
+            if not _arrived_within(store, keys, timeout - warning_after):
                 if _decided(store, call, "off") == "met":  # (the last came as this rank gave up)
                     return
                 raise RuntimeError(f"{fn}: {absent(keys)} did not make the same call as rank {rank} (waited "
@@ -514,9 +520,11 @@ def _decided(store, call: str, outcome: str) -> str:
 
 
 def local_device(device: torch.device, workers: Workers) -> torch.device:
-    """``cuda`` without an index means this rank's GPU (LOCAL_RANK) in a process group."""
-    if device.type == "cuda" and device.index is None and workers.grouped:
-        return _local_gpu(workers.fn, workers.world)
+    """``cuda`` without an index means this rank's GPU (LOCAL_RANK) in a process group, a
+    subgroup's too: one of a rank alone (new_group([3])) took the current device, cuda:0 unless
+    its caller had set one, where a subgroup of two took each rank's own."""
+    if device.type == "cuda" and device.index is None and (workers.grouped or workers.group is not None):
+        return _local_gpu(workers.fn, workers.world if workers.group is None else torch.distributed.get_world_size())
     return device
 
 

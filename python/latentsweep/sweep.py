@@ -206,7 +206,8 @@ def traverse(
             1 GiB and at most an eighth of the RAM on the CPU).
         device: where codes are built and decoded (default: the decoder's device, else the
             anchors'); ``"cuda"`` under torchrun means each rank's ``LOCAL_RANK`` GPU
-            (``SLURM_LOCALID``'s under srun; a group of ranks that set neither is refused). On CUDA
+            (under srun, ``SLURM_LOCALID``'s among the GPUs the task sees, modulo their number; a
+            group of ranks that set neither is refused). On CUDA
             the probe of the decoder's memory resets the device's peak memory statistics
             (``torch.cuda.max_memory_allocated``): read yours before the sweep.
         out: ``None`` to keep results in memory, or a path: ``"sweep.zarr"`` (a zarr store) or
