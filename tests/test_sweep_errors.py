@@ -229,3 +229,19 @@ def test_a_file_in_the_way_of_the_store_is_named(tmp_path):
     with pytest.raises(ValueError, match=r"^latentsweep.traverse: out='.*afile/x.zarr': the file '.*afile' is in the way"):
         ls.traverse(rowwise_decoder, ANCHORS, steps=3, out=tmp_path / "afile" / "x.zarr", progress=False)
     assert (tmp_path / "afile").read_text() == "mine"
+
+
+def test_out_of_memory_of_a_batch_that_cannot_change_is_said_without_halving():
+    # (cuda_graph=True: a graph replays the batch size it captured; a halved batch was copied into
+    # the captured one, a shape error. Its sweep needs a GPU: the rule is tested on the helper.)
+    from latentsweep.decoder_probe import retry_halved
+
+    sizes = []
+
+    def run(size):
+        sizes.append(size)
+        raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 1 TB")
+
+    with pytest.raises(RuntimeError, match=r"^f: the decoder ran out of memory at batch size 16, which a CUDA graph"):
+        retry_halved("f", run, 16, torch.device("cpu"), fixed=ls.sweep._GRAPH_SIZE_FIXED)
+    assert sizes == [16]

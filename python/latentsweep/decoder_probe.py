@@ -227,16 +227,20 @@ def release_cached_memory(device: torch.device) -> None:
         torch.cuda.empty_cache()
 
 
-def retry_halved(fn: str, run, batch_size: int, device: torch.device):
+def retry_halved(fn: str, run, batch_size: int, device: torch.device, *, fixed: str | None = None):
     """run(batch_size); on out-of-memory, again at half the batch (with a warning each time),
     down to one code. (Halved once only, a second out-of-memory advised arguments that some
-    callers, such as explain, do not have.)"""
+    callers, such as explain, do not have.) ``fixed``: why the batch cannot change, said instead
+    of halving (a CUDA graph replays the shape it captured)."""
     while True:
         try:
             return run(batch_size)
         except Exception as error:  # noqa: BLE001
             if not _batching.is_out_of_memory(error):
                 raise
+            if fixed is not None:
+                raise RuntimeError(f"{fn}: the decoder ran out of memory at batch size {batch_size}, which {fixed}"
+                                   ) from error
             if batch_size == 1:
                 raise RuntimeError(
                     f"{fn}: the decoder ran out of memory at batch size 1 (one code at a time): it does not fit "

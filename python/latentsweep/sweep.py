@@ -390,7 +390,8 @@ def sweep_grid(
             try:
                 computed, used_batch = _decode_units(fn, decode, spec_d, stats, sink, plan, mine, keep_outputs, bar,
                                                      nonfinite_subject=decode_fn.nonfinite_subject,
-                                                     others_failed=workers.stop_if_another_rank_failed)
+                                                     others_failed=workers.stop_if_another_rank_failed,
+                                                     graphed=cuda_graph)
                 computed += trial_rows
             except BaseException as caught:  # noqa: BLE001 - reported to the other ranks, then re-raised
                 error, computed, used_batch = caught, 0, plan.batch_size
@@ -689,11 +690,15 @@ def _check_fits_in_memory(fn: str, geometry: Geometry, keep_outputs: bool) -> No
 
 
 # ---- units ----------------------------------------------------------------------------------
+# (the out-of-memory halving's; the graph's replay copied a smaller batch into its captured one)
+_GRAPH_SIZE_FIXED = ("a CUDA graph replays at the size it captured (cuda_graph=True), so it is not halved: pass "
+                     "cuda_graph=False, or a smaller batch_size to a new sweep")
 def _decode_units(fn: str, decoder, spec: GridSpec, stats, sink, plan: SweepPlan, units: list[int], keep_outputs,
-                  bar, *, nonfinite_subject: str, others_failed):
+                  bar, *, nonfinite_subject: str, others_failed, graphed: bool = False):
     """Decodes the given units, recording each when done. Returns (points, batch size used).
-    ``nonfinite_subject``: the :class:`DecoderCall`'s (``decoder`` may be its CUDA graph);
-    ``others_failed()``: raises when another rank has failed (it waits for this one to stop)."""
+    ``nonfinite_subject``: the :class:`DecoderCall`'s (``decoder`` may be its CUDA graph:
+    ``graphed``, whose batch size cannot be halved); ``others_failed()``: raises when another
+    rank has failed (it waits for this one to stop)."""
     remaining = collections.deque(units)  # units finish in order: O(1) each at any count
     computed = 0
 
@@ -723,7 +728,8 @@ def _decode_units(fn: str, decoder, spec: GridSpec, stats, sink, plan: SweepPlan
         return batch_size
 
     try:
-        used = retry_halved(fn, run, plan.batch_size, spec.anchors.device) if units else plan.batch_size
+        used = retry_halved(fn, run, plan.batch_size, spec.anchors.device, fixed=_GRAPH_SIZE_FIXED if graphed else None
+                            ) if units else plan.batch_size
     except BaseException as error:
         if spec.point_note and isinstance(error, ValueError) and "latent dim" in str(error):
             error.add_note(spec.point_note)
