@@ -56,6 +56,14 @@ def test_two_ranks_sweep_on_their_subgroup_as_one_process_does(subgroup_run):
         assert len(said(subgroup_run, rank)) == 6, said(subgroup_run, rank)  # (no warning among them)
 
 
+def test_every_rank_returns_the_batch_size_out_of_memory_halved_on_one(subgroup_run):
+    """Rank 1 alone ran out of memory above 4 codes and halved its batch: its result said 4 and
+    rank 0's 8, where every rank returns the same result (the statistics were the same)."""
+    first, second = (dict(np.load(subgroup_run / f"pair-halved-rank{rank}.npz")) for rank in (0, 1))
+    assert first.pop("batch_size").tolist() == second.pop("batch_size").tolist() == [4]
+    assert sorted(first) == sorted(second) and all(first[k].tobytes() == second[k].tobytes() for k in first)
+
+
 def test_ranks_called_with_another_batch_size_or_memory_budget_are_refused(subgroup_run):
     """Rank 1 asked for batch_size='auto' and a memory budget, rank 0 for batch_size=8: rank 0's
     plan was used silently, rank 1 decoding at a size its caller had not asked for."""

@@ -48,7 +48,8 @@ class TraversalResult:
             traversal without a range (one step, or values that round to one number) counts as
             0 in that mean, with a warning.
         out_shape: the decoder's output shape per code.
-        batch_size: codes per decoder call (the sweep's plan; a store records it).
+        batch_size: codes per decoder call (the sweep's plan; a store records it), or the
+            smaller size out of memory halved it to (on any rank, in this call).
         wall_time: seconds this call took (0 for :func:`latentsweep.open_sweep`).
         points_per_second: grid points decoded per second by this call (all ranks together).
         store: the store's path when ``out=`` was a path, else None.

@@ -404,7 +404,11 @@ def sweep_grid(
             return status
         dim_effect, sensitivity = merged.result(fn, num_anchors=spec.num_anchors, num_steps=spec.num_steps,
                                                 dtype=geometry.statistics_dtype)
-        points = sum(workers.all_gather(computed)) if workers.grouped else computed
+        if workers.grouped:  # (every rank returns the same result: a rank's halved batch is the smallest)
+            reports = workers.all_gather((computed, used_batch))
+            points, used_batch = sum(r[0] for r in reports), min(r[1] for r in reports)
+        else:
+            points = computed
         return _result(spec, host.result(), sink, geometry, dim_effect, sensitivity, used_batch,
                        wall_time=time.perf_counter() - started,
                        points_per_second=points / sweep_seconds if sweep_seconds > 0 else float("inf"),
