@@ -182,6 +182,22 @@ def main() -> None:
             ls.explain(None, lambda z: decoder(z) * float("nan"), None, out=args.out / "failed", **options)
         except (ValueError, RuntimeError) as error:
             outcome.append(f"{type(error).__name__}: {error}")
+        if world > 1:  # rank 0 alone (`if rank == 0:` in a training job): said, instead of a wait at the end
+            ls.distributed.ARRIVAL_WARNING_SECONDS = 1.0
+            if rank == 0:  # (rank 1 meanwhile waits in the barrier below, at the group's usual timeout)
+                dist.group.WORLD.set_timeout(datetime.timedelta(seconds=3))
+                with warnings.catch_warnings(record=True) as warned:
+                    warnings.simplefilter("always")
+                    try:
+                        ls.explain(None, decoder, None, out=args.out / "alone-default", **options)
+                    except RuntimeError as error:
+                        outcome.append(f"{type(error).__name__}: {error}")
+                outcome += [str(w.message) for w in warned if "waited" in str(w.message)]
+                outcome.append(str(ls.explain(None, decoder, None, out=args.out / "alone", distributed=False,
+                                              **options)))
+            dist.barrier()
+            dist.group.WORLD.set_timeout(datetime.timedelta(minutes=5))
+            outcome.append(str(ls.explain(None, decoder, None, out=args.out / "after", **options)))  # (in step)
         (args.out / f"explain-rank{rank}.txt").write_text("\n".join(outcome))
         if dist.is_initialized():
             dist.barrier()

@@ -80,6 +80,10 @@ def main() -> None:
             warnings.simplefilter("ignore")
             halved = sweep(OutOfMemoryAbove(decoder, 4 if rank == 1 else BATCH), keep_outputs=False, group=pair)
         save(halved, out, "pair-halved", batch_size=[halved.batch_size])
+        codes = ls.Posterior(torch.randn(30, 5, generator=torch.Generator().manual_seed(13)))
+        report = ls.explain(None, decoder, None, posterior=codes, out=out / "pair-report", group=pair, anchors=2,
+                            steps=5, gifs=False, dpi=30, progress=False)  # (rank 0 writes it, rank 1 waits)
+        (out / f"explained-rank{rank}.txt").write_text(str(report))
         said.append(outcome(lambda: sweep(decoder, keep_outputs=False, group="pair")))
         said.append(outcome(lambda: sweep(decoder, out=out / "shard.zarr", group=pair, shard=(0, 2))))
         said.append(outcome(lambda: sweep(decoder, keep_outputs=False, group=pair, distributed=False)))

@@ -64,6 +64,14 @@ def test_every_rank_returns_the_batch_size_out_of_memory_halved_on_one(subgroup_
     assert sorted(first) == sorted(second) and all(first[k].tobytes() == second[k].tobytes() for k in first)
 
 
+def test_explain_on_a_subgroup(subgroup_run):
+    """explain(group=pair) on ranks 0 and 1 while rank 2 does something else: its rank 0 writes
+    the report, both return its path (without group=, they waited for rank 2)."""
+    report = subgroup_run / "pair-report" / "report.html"
+    assert report.is_file()
+    assert [(subgroup_run / f"explained-rank{rank}.txt").read_text() for rank in (0, 1)] == [str(report)] * 2
+
+
 def test_ranks_called_with_another_batch_size_or_memory_budget_are_refused(subgroup_run):
     """Rank 1 asked for batch_size='auto' and a memory budget, rank 0 for batch_size=8: rank 0's
     plan was used silently, rank 1 decoding at a size its caller had not asked for."""

@@ -121,10 +121,26 @@ def test_explain_under_torchrun_writes_one_report(tmp_path):
     outcomes = [(tmp_path / f"explain-rank{r}.txt").read_text().splitlines() for r in range(2)]
     assert outcomes[0][0] == outcomes[1][0] == str(tmp_path / "report" / "report.html")
     assert (tmp_path / "report" / "report.html").is_file()
-    assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir()) == ["report"]  # the failed one wrote nothing
+    # the failed one wrote nothing
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir()) == ["after", "alone", "report"]
     assert outcomes[0][1].startswith("ValueError: latentsweep.") and "NaN" in outcomes[0][1]
     # the same error on rank 1 (bad input stays a ValueError), saying where it happened
-    assert "\n".join(outcomes[1][1:]) == "\n".join(outcomes[0][1:]) + " (reported by rank 0)"
+    assert outcomes[1][1] == outcomes[0][1] + " (reported by rank 0)"
+    # Rank 0 alone (`if rank == 0: explain(...)`): it wrote the report, then waited at the end, in
+    # a broadcast no other rank made, for the group's timeout (30 minutes; or paired it with the
+    # training's collectives). It says so from the start, and distributed=False runs it alone.
+    advice = ("every rank of the process group must make the same call (rank 0 writes explain's report while the "
+              "others wait for it); to run it in one process alone (rank 0 of a training job while the others "
+              "train), pass distributed=False")
+    assert outcomes[0][2:] == [
+        f"RuntimeError: latentsweep.explain: rank 1 did not make the same call as rank 0 (waited 3 s, the process "
+        f"group's timeout); {advice}",
+        f"latentsweep.explain: rank 0 has waited 1 s for rank 1 to make the same call; {advice}",
+        str(tmp_path / "alone" / "report.html"),
+        str(tmp_path / "after" / "report.html"),
+    ]
+    assert outcomes[1][2:] == [str(tmp_path / "after" / "report.html")]  # (the next call met: in step)
+    assert (tmp_path / "alone" / "report.html").is_file() and not (tmp_path / "alone-default").exists()
 
 
 def test_in_process_single_run_matches_torchrun(runs):

@@ -407,6 +407,8 @@ def _namespace(group) -> str:
 # gradient all-reduce). So the ranks first meet in the group's store, which no collective uses,
 # and a rank that has waited this long says why.
 ARRIVAL_WARNING_SECONDS = 30.0
+# How the ranks share a call that leader_only makes (the others: they split its work).
+_HOW_RANKS_SHARE = {"latentsweep.explain": "rank 0 writes explain's report while the others wait for it"}
 # The meetings this process came to in each group's namespace (those called off included):
 # each rank's n-th meet in that group.
 _calls_met: dict[str, int] = {}
@@ -428,9 +430,9 @@ def _meet_the_other_ranks(fn: str, group=None) -> None:
         namespace = _namespace(group)
     except Exception:  # noqa: BLE001 - no store (a backend without one): met in the first collective
         return
-    advice = (f"every rank of the process group must make the same call ({_checks.call_name(fn)} splits its "
-              "work among them); to run it in one process alone (rank 0 of a training job while the others "
-              "train), pass distributed=False")
+    shared = _HOW_RANKS_SHARE.get(fn, f"{_checks.call_name(fn)} splits its work among them")
+    advice = (f"every rank of the process group must make the same call ({shared}); to run it in one process "
+              "alone (rank 0 of a training job while the others train), pass distributed=False")
 
     def absent(keys: list[str]) -> str:
         missing = [r for r in range(world) if r != rank and not _arrived_within(store, [keys[r]], 0.0)]
@@ -546,27 +548,26 @@ def raise_leaders_failure(failure: tuple[str, str], leader: int = 0) -> NoReturn
 
 
 @contextlib.contextmanager
-def leader_only():
-    """For work that one process does for all (a report): yields True on rank 0, False on the
-    other ranks, which skip the body. Under a process group the others then wait for rank 0 and
-    raise if it failed; under a launcher's environment without a group (``RANK`` set) they
-    cannot wait and return at once (raise_leaders_failure says how a failure on rank 0 is
-    raised on them). Alone, the process is rank 0."""
-    initialized = torch.distributed.is_available() and torch.distributed.is_initialized()
-    grouped = initialized and torch.distributed.get_world_size() > 1
-    _, rank = world_and_rank()
+def leader_only(fn: str, *, distributed: bool = True, group=None):
+    """For work that one process does for all (a report): yields True on the group's rank 0,
+    False on the other ranks, which skip the body, then wait for rank 0 and raise if it failed.
+    The ranks first meet, as a sweep's do (join: a rank calling alone waited at the end, in a
+    broadcast the others never made, for the group's timeout); under a launcher's environment
+    without a group one is created, as for a sweep (the other ranks returned at once, before
+    the report was written). Alone, or with ``distributed=False``, the process is rank 0."""
+    workers = join(fn, None, None, distributed=distributed, group=group)
     failure = None
     try:
-        yield rank == 0
+        yield workers.leader
     except BaseException as error:
-        failure = leaders_failure(error) if grouped and rank == 0 else None  # (rank 0's, sent to the others)
+        if workers.grouped and workers.leader:  # (rank 0's failure, sent to the others)
+            failure = leaders_failure(error, workers.global_rank(0))
         raise
     finally:
-        if grouped:
-            box = [failure]
-            torch.distributed.broadcast_object_list(box, src=0)
-            if rank != 0 and box[0] is not None:
-                raise_leaders_failure(box[0])
+        if workers.grouped:
+            failure = workers.broadcast(failure)
+            if not workers.leader and failure is not None:
+                raise_leaders_failure(failure, workers.global_rank(0))
 
 
 # ---- one message for a failure every rank raises -------------------------------------------

@@ -65,6 +65,8 @@ def explain(
     metrics=None,
     seed: int = 0,
     progress: bool | None = None,
+    distributed: bool = True,
+    group: torch.distributed.ProcessGroup | None = None,
     **report_options,
 ) -> Path:
     """Explains a latent space in one self-contained HTML report and returns its path.
@@ -121,7 +123,10 @@ def explain(
 
     Under ``torchrun`` (every rank calling explain) rank 0 does the work, its sweeps in its own
     process, and writes the report once; the other ranks wait for it, return the same path, and
-    raise if rank 0 failed.
+    raise if rank 0 failed. ``distributed=False``: this process alone (``if rank == 0:
+    explain(...)`` in a training job, which otherwise waits for the other ranks to call it and
+    says so after 30 s); ``group=``: the ranks of that process group alone make the call, as
+    for :func:`latentsweep.traverse`.
 
     Returns:
         the path of the written report.
@@ -153,7 +158,8 @@ def explain(
         raise TypeError(f"{_FN}: posterior must be a latentsweep.Posterior, got {type(posterior).__name__}")
     # Under torchrun every rank calls explain: rank 0 does the work (its sweeps in this process
     # alone) and writes the report once; the others wait for it and return its path.
-    with _distributed.leader_only() as leader:
+    with _distributed.leader_only(_FN, distributed=_checks.boolean(_FN, "distributed", distributed),
+                                  group=group) as leader:
         if not leader:
             return path
         if posterior is None:
