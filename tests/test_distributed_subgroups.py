@@ -17,6 +17,7 @@ import torch
 
 from cli_models import tiny_data, tiny_vae_source
 from latentsweep import distributed as _distributed
+from torchrun_workers import run_worker, said
 
 WORKER = Path(__file__).parent / "subgroup_worker.py"
 
@@ -26,16 +27,7 @@ pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="no
 @pytest.fixture(scope="module")
 def subgroup_run(tmp_path_factory) -> Path:
     """tests/subgroup_worker.py under torchrun, 3 processes (see its docstring)."""
-    out = tmp_path_factory.mktemp("subgroups")
-    completed = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=3", str(WORKER), str(out)],
-        capture_output=True, text=True, timeout=150, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    assert completed.returncode == 0, (completed.stdout + completed.stderr)[-6000:]
-    return out
-
-
-def said(out: Path, rank: int) -> list[str]:
-    return (out / f"said-rank{rank}.txt").read_text().splitlines()
+    return run_worker(WORKER, 3, tmp_path_factory.mktemp("subgroups"))
 
 
 def test_two_ranks_sweep_on_their_subgroup_as_one_process_does(subgroup_run):

@@ -3,9 +3,6 @@ user would break them (each test's docstring says what was wrong, or what was ch
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import warnings
 from pathlib import Path
 
@@ -14,6 +11,7 @@ import pytest
 import torch
 
 from latentsweep import distributed as _distributed
+from torchrun_workers import run_worker, said
 
 WORKER = Path(__file__).parent / "subgroups_adversarial_worker.py"
 
@@ -23,16 +21,7 @@ pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="no
 @pytest.fixture(scope="module")
 def four_ranks(tmp_path_factory) -> Path:
     """tests/subgroups_adversarial_worker.py under torchrun, 4 processes (see its docstring)."""
-    out = tmp_path_factory.mktemp("subgroups")
-    completed = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=4", str(WORKER), str(out)],
-        capture_output=True, text=True, timeout=150, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    assert completed.returncode == 0, (completed.stdout + completed.stderr)[-6000:]
-    return out
-
-
-def said(out: Path, rank: int) -> list[str]:
-    return (out / f"said-rank{rank}.txt").read_text().splitlines()
+    return run_worker(WORKER, 4, tmp_path_factory.mktemp("subgroups"))
 
 
 def test_subgroups_sweep_at_once_fail_alone_and_resume_on_others_bitwise(four_ranks):
