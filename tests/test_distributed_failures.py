@@ -64,7 +64,7 @@ def test_a_call_on_one_rank_alone_is_said_not_paired_with_other_collectives(tmp_
     said_0, said_1 = said_0[:-1], said_1[:-1]
     advice = ("every rank of the process group must make the same call (traverse splits its work among them); to "
               "run it in one process alone (rank 0 of a training job while the others train), pass "
-              "distributed=False")
+              "distributed=False; on some ranks alone, pass group= (torch.distributed.new_group)")
     assert said_0[0].startswith("RuntimeError: latentsweep.traverse: rank 1 did not make the same call as rank 0 ("), \
         said_0
     assert said_0[0].endswith(advice), said_0

@@ -102,7 +102,8 @@ def test_the_meeting_waits_for_the_group_or_its_store_whichever_is_shorter(subgr
     the meeting waited the store's timeout, naming it "the group store's" even when the group's
     was shorter."""
     advice = ("every rank of the process group must make the same call (traverse splits its work among them); to "
-              "run it in one process alone (rank 0 of a training job while the others train), pass distributed=False")
+              "run it in one process alone (rank 0 of a training job while the others train), pass distributed=False"
+              "; on some ranks alone, pass group= (torch.distributed.new_group)")
     missing = "RuntimeError: latentsweep.traverse: ranks 0, 1 did not make the same call as rank 2"
     assert said(subgroup_run, 2)[1:] == [
         f"{missing} (waited 2 s, the process group's timeout); {advice}",

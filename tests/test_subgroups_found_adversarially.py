@@ -73,7 +73,7 @@ def test_a_subgroups_own_short_timeout_is_the_wait_in_real_processes(four_ranks)
         "RuntimeError: latentsweep.traverse: rank 1 did not make the same call as rank 0 (waited 1.5 s, the process "
         "group's timeout); every rank of the process group must make the same call (traverse splits its work among "
         "them); to run it in one process alone (rank 0 of a training job while the others train), pass "
-        "distributed=False"]
+        "distributed=False; on some ranks alone, pass group= (torch.distributed.new_group)"]
 
 
 def test_a_rank_alone_in_its_subgroup_takes_its_own_gpu(monkeypatch):

@@ -131,7 +131,7 @@ def test_explain_under_torchrun_writes_one_report(tmp_path):
     # training's collectives). It says so from the start, and distributed=False runs it alone.
     advice = ("every rank of the process group must make the same call (rank 0 writes explain's report while the "
               "others wait for it); to run it in one process alone (rank 0 of a training job while the others "
-              "train), pass distributed=False")
+              "train), pass distributed=False; on some ranks alone, pass group= (torch.distributed.new_group)")
     assert outcomes[0][2:] == [
         f"RuntimeError: latentsweep.explain: rank 1 did not make the same call as rank 0 (waited 3 s, the process "
         f"group's timeout); {advice}",

@@ -432,7 +432,7 @@ def _meet_the_other_ranks(fn: str, group=None) -> None:
         return
     shared = _HOW_RANKS_SHARE.get(fn, f"{_checks.call_name(fn)} splits its work among them")
     advice = (f"every rank of the process group must make the same call ({shared}); to run it in one process "
-              "alone (rank 0 of a training job while the others train), pass distributed=False")
+              "alone (rank 0 of a training job while the others train), pass distributed=False; on some ranks alone, pass group= (torch.distributed.new_group)")
 
     def absent(keys: list[str]) -> str:
         missing = [r for r in range(world) if r != rank and not _arrived_within(store, [keys[r]], 0.0)]
