@@ -1,9 +1,10 @@
 """Sweeps on subgroups of 4 processes, run under torchrun by tests/test_subgroups_found_adversarially.py
 (CPU, gloo): two subgroups at once ([0, 1] fails on rank 1, [2, 3] goes on), the failed store
-resumed on a subgroup whose rank 0 is global rank 1 ([1, 2], ranks in the other order), a sweep
+resumed on a subgroup whose rank 0 is global rank 2 ([2, 1], ranks in that order), a sweep
 where some ranks pass group=torch.distributed.group.WORLD and the others None, and a rank alone
-on a subgroup whose own timeout is shorter than 30 s. Every rank writes what each call raised or
-warned to OUT/said-rank<r>.txt and its results to OUT/<name>-rank<r>.npz.
+on a subgroup whose own timeout is shorter than 30 s; messages inside subgroups whose ranks are
+not 0..n-1. Every rank writes what each call raised or warned to OUT/said-rank<r>.txt and its
+results to OUT/<name>-rank<r>.npz.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ def main() -> None:
     first, second = dist.new_group([0, 1]), dist.new_group([2, 3])
     middle = dist.new_group([2, 1], sort_ranks=False)  # its rank 0 is global rank 2
     brief = dist.new_group([0, 1], timeout=datetime.timedelta(seconds=1.5))
+    brief_pair = dist.new_group([2, 3], timeout=datetime.timedelta(seconds=1.5))
     decoder = mlp_decoder(5, 20)
     if rank == 3:  # what one process computes, to compare with
         saved(out, "alone", out=out / "alone.zarr", distributed=False)
@@ -65,6 +67,15 @@ def main() -> None:
     said += outcome(lambda: saved(out, "world", out=out / "world.zarr", group=dist.group.WORLD if rank % 2 else None))
     if rank == 0:  # rank 1 never comes: the subgroup's own timeout, 1.5 s, is the wait
         said += outcome(lambda: sweep(decoder, keep_outputs=False, group=brief))
+    # Messages name ranks as torchrun's logs do (the job's): rank 3 (its group's rank 1) asks for
+    # another batch size; [2, 1]'s leader, global rank 2, reports a missing store; rank 3 alone
+    # on a group of [2, 3] with a short timeout.
+    if rank in (2, 3):
+        said += outcome(lambda: sweep(decoder, keep_outputs=False, group=second, batch_size=2 if rank == 2 else 4))
+    if rank in (1, 2):
+        said += outcome(lambda: sweep(decoder, out=out / "missing.zarr", resume=True, group=middle))
+    if rank == 3:
+        said += outcome(lambda: sweep(decoder, keep_outputs=False, group=brief_pair))
     (out / f"said-rank{rank}.txt").write_text("\n".join(said))
     dist.barrier()
     dist.destroy_process_group()

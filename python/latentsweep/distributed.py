@@ -140,14 +140,14 @@ class Workers:
             raise _said_by(error, self.global_rank(next(rank for rank, failed in failures if failed == text)))
         if failures:
             rank, failed = failures[0]
+            rank = self.global_rank(rank)
             raise _said_by(RuntimeError(f"{self.fn}: rank {rank} failed ({failed})" + (f"; {advice}" if advice
-                                                                                         else "")),
-                           self.global_rank(rank))
+                                                                                         else "")), rank)
         if any(failed == _STOPPED for failed, _, _ in reports):  # (told by a rank killed before it forgot it)
             _forget_that_a_rank_failed(self.namespace)  # (every rank has stopped: so that the call, run again, runs)
             raise _said_by(RuntimeError(f"{self.fn}: a rank stopped, told that another had failed, but none did; "
                                         "run the call again" + (f" ({advice})" if advice else "")), self.global_rank(0))
-        name = _checks.call_name(self.fn)
+        name, leader = _checks.call_name(self.fn), self.global_rank(0)
         _, first, first_near = reports[0]
         first, first_near = first or {}, first_near or {}
         for rank, (_, other, other_near) in enumerate(reports[1:], start=1):
@@ -155,18 +155,18 @@ class Workers:
             differing = sorted(k for k in set(first) | set(other) if first.get(k) != other.get(k))
             if differing:
                 raise _said_by(ValueError(
-                    f"{self.fn}: the ranks were called with different arguments (rank {rank}'s call differs from "
-                    f"rank 0's in: {', '.join(differing)}); every rank must make the same {name} call (the same "
-                    "decoder, anchors, options and out=)"
-                ), self.global_rank(0))
+                    f"{self.fn}: the ranks were called with different arguments (rank {self.global_rank(rank)}'s "
+                    f"call differs from rank {leader}'s in: {', '.join(differing)}); every rank must make the same "
+                    f"{name} call (the same decoder, anchors, options and out=)"
+                ), leader)
             for what, value in first_near.items():
                 if not math.isclose(other_near.get(what, math.nan), value, rel_tol=1e-4, abs_tol=1e-30):
                     raise _said_by(ValueError(
-                        f"{self.fn}: {what} differ between the ranks (summed: {value:.6g} on rank 0, "
-                        f"{other_near.get(what, math.nan):.6g} on rank {rank}); every rank must make the same {name} "
-                        "call, with the same decoder: load the same weights (or seed their initialisation) in "
-                        "every process"
-                    ), self.global_rank(0))
+                        f"{self.fn}: {what} differ between the ranks (summed: {value:.6g} on rank {leader}, "
+                        f"{other_near.get(what, math.nan):.6g} on rank {self.global_rank(rank)}); every rank must "
+                        f"make the same {name} call, with the same decoder: load the same weights (or seed their "
+                        "initialisation) in every process"
+                    ), leader)
 
     def stop_if_another_rank_failed(self) -> None:
         """Raises AnotherRankFailed when another rank of the group has failed (it told the
@@ -432,10 +432,12 @@ def _meet_the_other_ranks(fn: str, group=None) -> None:
         return
     shared = _HOW_RANKS_SHARE.get(fn, f"{_checks.call_name(fn)} splits its work among them")
     advice = (f"every rank of the process group must make the same call ({shared}); to run it in one process "
-              "alone (rank 0 of a training job while the others train), pass distributed=False; on some ranks alone, pass group= (torch.distributed.new_group)")
+              "alone (rank 0 of a training job while the others train), pass distributed=False; on some ranks "
+              "alone, pass group= (torch.distributed.new_group)")
+    named = Workers(group=group).global_rank  # (ranks are named as torchrun's logs name them)
 
     def absent(keys: list[str]) -> str:
-        missing = [r for r in range(world) if r != rank and not _arrived_within(store, [keys[r]], 0.0)]
+        missing = [named(r) for r in range(world) if r != rank and not _arrived_within(store, [keys[r]], 0.0)]
         return f"rank{'s' if len(missing) > 1 else ''} {', '.join(map(str, missing))}"
 
     while True:
@@ -451,12 +453,12 @@ def _meet_the_other_ranks(fn: str, group=None) -> None:
         warning_after = min(ARRIVAL_WARNING_SECONDS, timeout)
         if not _arrived_within(store, keys, warning_after):  # not yet: said, then waited as the group waits
             if warning_after < timeout:  # (else the error below says it)
-                _checks.warn(f"{fn}: rank {rank} has waited {warning_after:g} s for {absent(keys)} to make the "
+                _checks.warn(f"{fn}: rank {named(rank)} has waited {warning_after:g} s for {absent(keys)} to make the "
                              f"same call; {advice}", RuntimeWarning)
             if not _arrived_within(store, keys, timeout - warning_after):
                 if _decided(store, call, "off") == "met":  # (the last came as this rank gave up)
                     return
-                raise RuntimeError(f"{fn}: {absent(keys)} did not make the same call as rank {rank} (waited "
+                raise RuntimeError(f"{fn}: {absent(keys)} did not make the same call as rank {named(rank)} (waited "
                                    f"{timeout:g} s, {whose}); {advice}") from None
         if _decided(store, call, "met") == "met":
             return
@@ -543,8 +545,8 @@ def raise_leaders_failure(failure: tuple[str, str], leader: int = 0) -> NoReturn
     raised; anything else as RuntimeError, naming what it was. ``leader``: as for leaders_failure."""
     kind, message = failure
     if kind in ("ValueError", "StoreDamaged"):
-        raise _said_by(ValueError(f"{message} (reported by rank 0)"), leader)
-    raise _said_by(RuntimeError(f"{kind}: {message} (reported by rank 0)"), leader)
+        raise _said_by(ValueError(f"{message} (reported by rank {leader})"), leader)
+    raise _said_by(RuntimeError(f"{kind}: {message} (reported by rank {leader})"), leader)
 
 
 @contextlib.contextmanager

@@ -230,7 +230,8 @@ def traverse(
             (``torch.distributed.new_group([0, 1])``) whose ranks alone make the call and split
             the sweep (the other ranks do something else meanwhile); None: the default group. Rank
             and world are then the group's (rank 0 of the group plans and leads; messages name
-            the group's ranks). Not with ``shard=`` or ``distributed=False``.
+            ranks by their rank in the whole job, as torchrun's logs do). Not with ``shard=`` or
+            ``distributed=False``.
         output: which part of the decoder's output holds the decoded outputs: a key or
             attribute (``"sample"``), a tuple index, or a callable on the raw output (see
             :func:`latentsweep.decoding.decoder_call`).
@@ -625,12 +626,12 @@ def _open_sink(fn: str, out, spec, probe, geometry, params, choose_batch, *, exp
                 with named_errors(fn):
                     store = _store_rank_0_made(path)
                 if store is None:
-                    raise ValueError(f"{fn}: rank {workers.rank} finds nothing at {path}, where rank 0 opened the "
-                                     f"sweep's store; {elsewhere}")
+                    raise ValueError(f"{fn}: rank {workers.global_rank(workers.rank)} finds nothing at {path}, where "
+                                     f"rank {workers.global_rank(0)} opened the sweep's store; {elsewhere}")
                 opened["store"] = store
                 if store.sweep_id != sweep_id(params) or store.plan != plan:
                     raise RuntimeError(f"{fn}: the store at {path} changed while the ranks were opening it, or rank "
-                                       f"{workers.rank} reaches another store there; {elsewhere}")
+                                       f"{workers.global_rank(workers.rank)} reaches another store there; {elsewhere}")
             except Exception as error:  # noqa: BLE001 - the other ranks learn it, then it is raised
                 joined = error
         workers.agree(joined)  # no rank decodes for a store another could not join
