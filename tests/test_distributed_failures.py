@@ -345,7 +345,7 @@ def test_the_meeting_looks_without_blocking_so_ctrl_c_is_seen(monkeypatch):
     monkeypatch.setattr(torch.distributed, "get_world_size", lambda: 2)
     monkeypatch.setattr(_distributed, "ARRIVAL_WARNING_SECONDS", 0.2)
     monkeypatch.setattr(_distributed, "_calls_met", {})
-    comes = threading.Timer(0.05, store.set, ("latentsweep/call-0/rank-1", "arrived"))
+    comes = threading.Timer(0.05, store.set, ("latentsweep/call-0/rank-1", "latentsweep.traverse"))
     comes.start()
     _distributed._meet_the_other_ranks("latentsweep.traverse")  # rank 1 comes: met, no warning
     comes.join()

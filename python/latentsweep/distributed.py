@@ -55,8 +55,8 @@ class Workers:
     """This process's place in the sweep: rank of world (ranks of a process group talk to each
     other; shards do not), the group and whether it was created here. ``group``: the subgroup
     the ranks belong to (None: the default group; rank and world are the group's), and
-    ``namespace`` its keys in the default group's store. ``fn`` names the public function in
-    messages."""
+    ``namespace`` its keys in the default group's store, ``meeting`` this call's there (where
+    its ranks met; None without a store). ``fn`` names the public function in messages."""
 
     rank: int = 0
     world: int = 1
@@ -66,6 +66,7 @@ class Workers:
     fn: str = "latentsweep"
     group: object = None
     namespace: str = _DEFAULT_NAMESPACE
+    meeting: str | None = None
     _next_check: float = field(default=0.0, init=False, repr=False)
 
     @property
@@ -307,9 +308,9 @@ def join(fn: str, shard, device: torch.device | None, *, distributed: bool = Tru
         return Workers(rank=index, world=count, shard=(index, count), fn=fn)
     if initialized:
         rank, world = _rank_and_world(group)
-        if world > 1:
-            _meet_the_other_ranks(fn, group)
-        return Workers(rank=rank, world=world, grouped=world > 1, fn=fn, group=group, namespace=_namespace(group))
+        meeting = _meet_the_other_ranks(fn, group) if world > 1 else None
+        return Workers(rank=rank, world=world, grouped=world > 1, fn=fn, group=group, namespace=_namespace(group),
+                       meeting=meeting)
     if _env_world(fn) > 1 and "RANK" in os.environ:
         _env_rank(fn)  # (a RANK that is not one of the group's, in these words rather than the rendezvous')
         if not torch.distributed.is_available():
@@ -337,9 +338,9 @@ def join(fn: str, shard, device: torch.device | None, *, distributed: bool = Tru
             raise (ValueError if isinstance(error, ValueError) else RuntimeError)(message) from error
         _created_a_group = True
         atexit.register(_destroy_created_group)
-        _meet_the_other_ranks(fn)
+        meeting = _meet_the_other_ranks(fn)
         return Workers(rank=torch.distributed.get_rank(), world=torch.distributed.get_world_size(),
-                       grouped=True, created=True, fn=fn)
+                       grouped=True, created=True, fn=fn, meeting=meeting)
     return Workers(fn=fn)
 
 
@@ -414,11 +415,12 @@ _HOW_RANKS_SHARE = {"latentsweep.explain": "rank 0 writes explain's report while
 _calls_met: dict[str, int] = {}
 
 
-def _meet_the_other_ranks(fn: str, group=None) -> None:
+def _meet_the_other_ranks(fn: str, group=None) -> str | None:
     """Returns once every rank of ``group`` (None: the default group) has made its n-th grouped
     call (warning after ARRIVAL_WARNING_SECONDS where the wait is longer, raising at the group's
-    timeout or its store's, whichever is shorter, naming the ranks that have not). Without a
-    store to meet in, returns (the collectives pair the ranks, as before).
+    timeout or its store's, whichever is shorter, naming the ranks that have not): the call's
+    key in the store. Without a store to meet in, returns None (the collectives pair the ranks,
+    as before). Ranks that came in different functions raise (_refuse_other_calls).
 
     A call one rank gave up on is called off for every rank (``{call}/decided``, set once):
     a rank that comes to it later goes on to meet the others' next call, so that the ranks stay
@@ -429,7 +431,7 @@ def _meet_the_other_ranks(fn: str, group=None) -> None:
         rank, world = _rank_and_world(group)
         namespace = _namespace(group)
     except Exception:  # noqa: BLE001 - no store (a backend without one): met in the first collective
-        return
+        return None
     shared = _HOW_RANKS_SHARE.get(fn, f"{_checks.call_name(fn)} splits its work among them")
     advice = (f"every rank of the process group must make the same call ({shared}); to run it in one process "
               "alone (rank 0 of a training job while the others train), pass distributed=False; on some ranks "
@@ -444,9 +446,9 @@ def _meet_the_other_ranks(fn: str, group=None) -> None:
         call = f"{namespace}/call-{_calls_met.get(namespace, 0)}"
         keys = [f"{call}/rank-{r}" for r in range(world)]
         try:
-            store.set(keys[rank], "arrived")
+            store.set(keys[rank], fn)  # (arrived, in this function)
         except Exception:  # noqa: BLE001 - as without a store
-            return
+            return None
         _calls_met[namespace] = _calls_met.get(namespace, 0) + 1
         timeout, whose = _meeting_timeout(store, group)
         # (a group's own timeout may be the shorter, new_group(..., timeout=): the 30 s were waited first)
@@ -457,12 +459,30 @@ def _meet_the_other_ranks(fn: str, group=None) -> None:
                              f"same call; {advice}", RuntimeWarning)
             if not _arrived_within(store, keys, timeout - warning_after):
                 if _decided(store, call, "off") == "met":  # (the last came as this rank gave up)
-                    return
+                    _refuse_other_calls(store, keys, fn, named, advice)
+                    return call
                 raise RuntimeError(f"{fn}: {absent(keys)} did not make the same call as rank {named(rank)} (waited "
                                    f"{timeout:g} s, {whose}); {advice}") from None
         if _decided(store, call, "met") == "met":
-            return
+            _refuse_other_calls(store, keys, fn, named, advice)
+            return call
         # Called off by a rank that gave up before this one came (it raised): its next call is this one.
+
+
+def _refuse_other_calls(store, keys: list[str], fn: str, named, advice: str) -> None:
+    """Raises, on every rank alike, where the ranks met in different functions (``keys``: each
+    rank's arrival, holding its function): rank 0 in explain (``if rank == 0:``) and rank 1 in
+    a traverse of every rank met, then paired explain's broadcast with traverse's gather, and
+    both said "lost contact" at the group's timeout. A store that cannot say is trusted."""
+    try:
+        called = [value.decode() for value in store.multi_get(keys)]
+    except Exception:  # noqa: BLE001 - a store without multi_get, or gone: the collectives pair them, as before
+        return
+    other = next((r for r, name in enumerate(called) if name != called[0]), None)
+    if other is not None:
+        raise _said_by(ValueError(
+            f"{fn}: the ranks made different calls (rank {named(other)} called {called[other]}, rank {named(0)} "
+            f"{called[0]}); {advice}"), named(0))
 
 
 def _arrived_within(store, keys: list[str], seconds: float) -> bool:
@@ -546,17 +566,19 @@ def raise_leaders_failure(failure: tuple[str, str], leader: int = 0) -> NoReturn
     kind, message = failure
     if kind in ("ValueError", "StoreDamaged"):
         raise _said_by(ValueError(f"{message} (reported by rank {leader})"), leader)
-    raise _said_by(RuntimeError(f"{kind}: {message} (reported by rank {leader})"), leader)
+    said = f"{kind}: {message}" if message else kind  # (Ctrl-C says nothing: "KeyboardInterrupt: ")
+    raise _said_by(RuntimeError(f"{said} (reported by rank {leader})"), leader)
 
 
 @contextlib.contextmanager
 def leader_only(fn: str, *, distributed: bool = True, group=None):
     """For work that one process does for all (a report): yields True on the group's rank 0,
-    False on the other ranks, which skip the body, then wait for rank 0 and raise if it failed.
-    The ranks first meet, as a sweep's do (join: a rank calling alone waited at the end, in a
-    broadcast the others never made, for the group's timeout); under a launcher's environment
-    without a group one is created, as for a sweep (the other ranks returned at once, before
-    the report was written). Alone, or with ``distributed=False``, the process is rank 0."""
+    False on the other ranks, which skip the body, then wait for rank 0 however long it takes
+    (_leaders_outcome) and raise if it failed. The ranks first meet, as a sweep's do (join: a
+    rank calling alone waited at the end, in a broadcast the others never made, for the group's
+    timeout); under a launcher's environment without a group one is created, as for a sweep
+    (the other ranks returned at once, before the report was written). Alone, or with
+    ``distributed=False``, the process is rank 0."""
     workers = join(fn, None, None, distributed=distributed, group=group)
     failure = None
     try:
@@ -567,9 +589,33 @@ def leader_only(fn: str, *, distributed: bool = True, group=None):
         raise
     finally:
         if workers.grouped:
-            failure = workers.broadcast(failure)
+            failure = _leaders_outcome(workers, failure)
             if not workers.leader and failure is not None:
                 raise_leaders_failure(failure, workers.global_rank(0))
+
+
+def _leaders_outcome(workers: Workers, failure: tuple[str, str] | None) -> tuple[str, str] | None:
+    """Rank 0's ``failure`` (None: it succeeded), on every rank of leader_only's group. The
+    others first wait in the group's store until rank 0 is done, however long its work takes:
+    in the broadcast alone they gave up at the group's timeout, saying they had lost contact
+    with rank 0 (it had crashed or been killed), and rank 0, done later, raised the same instead
+    of returning (under torchrun, a rank that exits so makes it end rank 0 before its report is
+    written). The store gone (rank 0's process held it), the broadcast says that rank 0 is lost;
+    rank 0 gone while the store lives on and its launcher lets the others be (``os._exit(0)``
+    under torchrun), they wait on."""
+    done = None if workers.meeting is None else f"{workers.meeting}/leader-done"
+    if workers.leader:
+        if done is not None:
+            with contextlib.suppress(Exception):  # noqa: BLE001 - as without a store: they wait in the broadcast
+                _group_store().set(done, "done")
+        return workers.broadcast(failure)
+    try:
+        if done is not None:
+            with contextlib.suppress(Exception):  # noqa: BLE001 - no store to ask: the broadcast waits
+                _arrived_within(_group_store(), [done], math.inf)  # (looked for, so Ctrl-C stops the wait)
+    finally:  # (after Ctrl-C too: torchrun passes it to every rank, and rank 0 sends what stopped it)
+        failure = workers.broadcast(failure)
+    return failure
 
 
 # ---- one message for a failure every rank raises -------------------------------------------

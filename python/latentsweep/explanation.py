@@ -126,7 +126,10 @@ def explain(
     raise if rank 0 failed. ``distributed=False``: this process alone (``if rank == 0:
     explain(...)`` in a training job, which otherwise waits for the other ranks to call it and
     says so after 30 s); ``group=``: the ranks of that process group alone make the call, as
-    for :func:`latentsweep.traverse`.
+    for :func:`latentsweep.traverse`. Under torchrun without a process group, explain creates
+    one (gloo), as traverse does, and the process keeps it: a later
+    ``torch.distributed.init_process_group`` is refused by torch ("trying to initialize the
+    default process group twice"), so initialise yours before the first call.
 
     Returns:
         the path of the written report.
@@ -156,12 +159,20 @@ def explain(
         raise ValueError(f"{_FN}: give data (the inputs) or posterior (their codes)")
     if posterior is not None and not isinstance(posterior, Posterior):
         raise TypeError(f"{_FN}: posterior must be a latentsweep.Posterior, got {type(posterior).__name__}")
+    device = _checks.device(_FN, device)
     # Under torchrun every rank calls explain: rank 0 does the work (its sweeps in this process
-    # alone) and writes the report once; the others wait for it and return its path.
+    # alone) and writes the report once; the others wait for it and return its path. What
+    # depends on the machine (where out= can be written, the device) is checked by rank 0
+    # alone, and what it finds reaches the others: checked by every rank before they met, a
+    # rank that will not write the report refused a path it could not write on its node, and
+    # the others waited for it until the group's timeout.
     with _distributed.leader_only(_FN, distributed=_checks.boolean(_FN, "distributed", distributed),
                                   group=group) as leader:
         if not leader:
             return path
+        path = _checks.output_file(_FN, "out", path)
+        if device is not None:  # (named as explain's: encode's or a sweep's name said it)
+            _checks.usable_device(_FN, device)
         if posterior is None:
             posterior = encode(encoder, data, batch_size=batch_size, device=device, progress=progress)
         if isinstance(data, np.ndarray):
@@ -320,10 +331,12 @@ def _check_report_options(options: dict) -> dict:
 
 
 def _report_path(out) -> Path:
+    """The report's path (``~`` expanded); where it can be written is checked by the rank that
+    writes it (``_checks.output_file``)."""
     if not isinstance(out, (str, os.PathLike)) or not str(out):
         raise TypeError(f"{_FN}: out must be a folder or an .html path (str or os.PathLike), got {out!r}")
-    out = Path(out)  # (~ is expanded by output_file)
-    return _checks.output_file(_FN, "out", out if out.suffix.lower() in (".html", ".htm") else out / DEFAULT_REPORT)
+    out = _checks.user_path(out)
+    return out if out.suffix.lower() in (".html", ".htm") else out / DEFAULT_REPORT
 
 
 def _check_directions(directions):
