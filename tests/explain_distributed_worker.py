@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import datetime
 import io
-import os
 import sys
 import time
 import warnings
@@ -56,18 +55,6 @@ class SlowOn:
         return self.decoder(codes)
 
 
-@contextlib.contextmanager
-def working_folder(folder: Path):
-    """This rank in ``folder`` (a node with its own disk: the same relative out= is another place)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    before = Path.cwd()
-    os.chdir(folder)
-    try:
-        yield
-    finally:
-        os.chdir(before)
-
-
 def main() -> None:
     out = Path(sys.argv[1]).resolve()
     torch.set_num_threads(1)
@@ -89,7 +76,9 @@ def main() -> None:
     # which does not write the report; then on rank 0 alone, which does.
     for blocked in (1, 0):
         group = every_rank()
-        with working_folder(out / f"blocked-on-{blocked}" / f"rank{rank}"):
+        folder = out / f"blocked-on-{blocked}" / f"rank{rank}"  # (a node with its own disk)
+        folder.mkdir(parents=True)
+        with contextlib.chdir(folder):
             if rank == blocked:
                 Path("sub").write_text("a file where the report's folder goes")
             said.append(outcome(lambda: explain(decoder, out=Path("sub") / "report", group=group)))

@@ -63,7 +63,7 @@ def main() -> None:
     pair = dist.new_group([0, 1])  # (every rank makes it; rank 2 gets torch's "not a member" marker)
     decoder, said = mlp_decoder(5, 20), []
     if rank == 2:  # a failure told by a sweep of the default group: the pair's sweeps must not read it
-        ls.distributed._group_store().set(ls.distributed._FAILED_KEY, "2")
+        ls.distributed._group_store().set(ls.distributed._failed_key(ls.distributed._DEFAULT_NAMESPACE), "2")
     dist.barrier()
     if rank < 2:
         with warnings.catch_warnings(record=True) as warned:

@@ -255,7 +255,7 @@ def test_a_failure_told_but_by_none_is_forgotten_so_the_call_runs_again(monkeypa
     after it, in every later attempt."""
     store = torch.distributed.HashStore()
     monkeypatch.setattr(_distributed, "_group_store", lambda: store)
-    store.set(_distributed._FAILED_KEY, "1")
+    store.set(_distributed._failed_key(_distributed._DEFAULT_NAMESPACE), "1")
     workers = _distributed.Workers(rank=0, world=2, grouped=True, fn="latentsweep.traverse")
     monkeypatch.setattr(workers, "all_gather", lambda report: [report, report])  # (every rank stopped alike)
     with pytest.raises(RuntimeError, match="but none did; run the call again"):

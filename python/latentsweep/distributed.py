@@ -45,7 +45,6 @@ class AnotherRankFailed(Exception):
 # Every key a group's sweeps keep in the default group's store starts with its namespace
 # (_namespace): two subgroups sweeping at the same time neither meet nor stop each other.
 _DEFAULT_NAMESPACE = "latentsweep"  # (the default group's keys, as before subgroups)
-_FAILED_KEY = f"{_DEFAULT_NAMESPACE}/a-rank-failed"
 _FAILED_CHECK_SECONDS = 0.5
 _STOPPED = "stopped: another rank failed"  # what a rank that stopped so reports (not a failure of its own)
 
@@ -667,7 +666,7 @@ def _failed_key(namespace: str) -> str:
     return f"{namespace}/a-rank-failed"
 
 
-def _tell_the_others_a_rank_failed(namespace: str = _DEFAULT_NAMESPACE) -> bool:
+def _tell_the_others_a_rank_failed(namespace: str) -> bool:
     """Whether the group's store now says that a rank of the group whose keys are in
     ``namespace`` failed (see AnotherRankFailed)."""
     try:
@@ -677,7 +676,7 @@ def _tell_the_others_a_rank_failed(namespace: str = _DEFAULT_NAMESPACE) -> bool:
     return True
 
 
-def _forget_that_a_rank_failed(namespace: str = _DEFAULT_NAMESPACE) -> None:
+def _forget_that_a_rank_failed(namespace: str) -> None:
     with contextlib.suppress(Exception):  # noqa: BLE001 - a store that is gone has forgotten it too
         _group_store().delete_key(_failed_key(namespace))
 
