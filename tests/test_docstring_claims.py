@@ -53,3 +53,42 @@ def test_sensitivity_counts_a_traversal_without_range_as_zero():
     with pytest.warns(RuntimeWarning, match="range of 0"):
         result = ls.traverse(decoder, torch.zeros(2, 1), values=values, progress=False, batch_size=8)
     torch.testing.assert_close(result.sensitivity, slope / 2)
+
+
+def _public_callables():
+    """Every public function and class of the package and its public subpackages, with each
+    public method of a class, as (qualified name, object)."""
+    import importlib
+    import inspect
+
+    found = []
+    for module_name in ("latentsweep", "latentsweep.plots", "latentsweep.metrics", "latentsweep.integrations"):
+        module = importlib.import_module(module_name)
+        for name in module.__all__:
+            obj = getattr(module, name)
+            if not callable(obj):
+                continue
+            found.append((f"{module_name}.{name}", obj))
+            if inspect.isclass(obj):
+                found += [(f"{module_name}.{name}.{attr}", value) for attr, value in vars(obj).items()
+                          if not attr.startswith("_") and inspect.isfunction(value)]
+    return found
+
+
+@pytest.mark.parametrize("name, obj", _public_callables(), ids=lambda value: value if isinstance(value, str) else "")
+def test_every_public_parameter_is_named_in_its_docstring(name, obj):
+    # StoreStatus, unit_directions and the two metrics from mutual information named none or
+    # some of their arguments. (*args/**kwargs forwarded as they are, as Posterior.to's to
+    # torch's Tensor.to, and private fields are not the user's.)
+    import inspect
+
+    try:
+        signature = inspect.signature(obj)
+    except (TypeError, ValueError):
+        return
+    doc = (inspect.getdoc(obj) or "") + (inspect.getdoc(obj.__init__) or "" if inspect.isclass(obj) else "")
+    unnamed = [p.name for p in signature.parameters.values()
+               if p.name not in ("self", "cls") and not p.name.startswith("_")
+               and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+               and not re.search(rf"\b{re.escape(p.name)}\b", doc)]
+    assert not unnamed, f"{name}: its docstring does not name {unnamed}"

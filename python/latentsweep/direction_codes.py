@@ -26,8 +26,8 @@ def _as_directions(fn: str, directions) -> torch.Tensor:
 
 
 def unit_directions(directions: torch.Tensor) -> torch.Tensor:
-    """Each direction scaled to unit length: ``[K, D]`` (``[D]`` for one direction) in, ``[K, D]``
-    out, in the input's dtype (norms computed in float64).
+    """Each direction scaled to unit length: ``directions`` ``[K, D]`` (``[D]`` for one
+    direction) in, ``[K, D]`` out, in the input's dtype (norms computed in float64).
 
     Raises ``ValueError`` for a zero or non-finite direction, which has no unit vector.
     """

@@ -177,15 +177,29 @@ def read_record(path: Path, shapes: dict[str, tuple[int, ...]]) -> tuple[dict, d
 
 @dataclass
 class StoreStatus:
-    """Which units of a stored sweep are complete and intact."""
+    """Which units of a stored sweep are complete and intact (:func:`latentsweep.sweep_status`,
+    and what a sweep with ``shard=`` returns).
+
+    Attributes:
+        path: the store.
+        num_units: the work units the sweep is planned as.
+        done: the units whose record is there and whose data match it.
+        damaged: unit -> why its record is not valid (missing data, a checksum that differs);
+            ``resume=True`` computes them again.
+        done_rows: grid points in the done units. total_rows: grid points in the sweep.
+        damaged_arrays: static array (anchors, values, ...) -> why it is not valid
+            (``resume=True`` writes it again).
+    Properties: ``missing`` (the units not done, in order), ``complete`` (every unit done and
+    intact, and the static arrays too).
+    """
 
     path: Path
     num_units: int
     done: set[int]
-    damaged: dict[int, str] = field(default_factory=dict)  # unit -> why its record is not valid
-    done_rows: int = 0  # grid points in the done units
+    damaged: dict[int, str] = field(default_factory=dict)
+    done_rows: int = 0
     total_rows: int = 0
-    damaged_arrays: dict[str, str] = field(default_factory=dict)  # static array -> why (resume=True rewrites it)
+    damaged_arrays: dict[str, str] = field(default_factory=dict)
 
     def summary(self) -> str:
         text = (f"{self.path}: {len(self.done)} of {self.num_units} work units done "

@@ -66,8 +66,9 @@ def modularity_explicitness(codes, factors, test_codes, test_factors, *, bins: i
 
 
 def modularity_from_mutual_information(mutual_info) -> float:
-    """Modularity of a ``[D, F]`` matrix of latent-factor mutual information (finite, >= 0;
-    D >= 1 and F >= 2: a latent's spread over the other F - 1 factors is undefined for one)."""
+    """Modularity of ``mutual_info``, a ``[D, F]`` matrix of latent-factor mutual information
+    (finite, >= 0; D >= 1 and F >= 2: a latent's spread over the other F - 1 factors is undefined
+    for one)."""
     fn = "latentsweep.metrics.modularity_from_mutual_information"
     m = _inputs.nonnegative(fn, "mutual_info", mutual_info, dims=2)
     if m.shape[1] < 2 or m.shape[0] < 1:

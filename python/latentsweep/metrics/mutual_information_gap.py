@@ -44,9 +44,10 @@ def mig(codes, factors, *, bins: int = 20) -> float:
 
 
 def mig_from_mutual_information(mutual_info, factor_entropy) -> float:
-    """MIG from a ``[D, F]`` MI matrix (finite, >= 0, D >= 2) and the ``[F]`` factor entropies
-    (finite, > 0: a factor with one value has no information to capture; at least the smallest
-    normal float64, 2.2e-308), torch or numpy. A score that overflows float64 is a ValueError."""
+    """MIG from ``mutual_info``, a ``[D, F]`` MI matrix (finite, >= 0, D >= 2), and
+    ``factor_entropy``, the ``[F]`` factor entropies (finite, > 0: a factor with one value has no
+    information to capture; at least the smallest normal float64, 2.2e-308), torch or numpy. A
+    score that overflows float64 is a ValueError."""
     fn = "latentsweep.metrics.mig_from_mutual_information"
     m = _inputs.nonnegative(fn, "mutual_info", mutual_info, dims=2)
     h = _inputs.nonnegative(fn, "factor_entropy", factor_entropy, dims=1).to(m.device)
