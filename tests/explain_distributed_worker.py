@@ -5,8 +5,11 @@ Each on a group of every rank with a short timeout (one that a collective outlas
 for good): rank 0's report taking longer than the group's timeout; an out= that only one rank
 cannot write (ranks in other working folders: other nodes' disks); rank 0 in explain while the
 others traverse. Then on the default group explain, traverse, explain on every rank; then on
-the subgroup [1, 2], whose leader is global rank 1, while rank 0 explains alone meanwhile. Every
-rank writes what each call returned or raised to OUT/said-rank<r>.txt, one line each.
+the subgroup [1, 2], whose leader is global rank 1, while rank 0 explains alone meanwhile. Then
+on every rank: rank 1 called with another out= and title; a bad argument on rank 2 alone. Every
+rank writes what each call returned or raised to OUT/said-rank<r>.txt, one line each. Last, rank
+0's process ends without an error (os._exit(0)) while it works for the others: they append what
+they raised, and the launch must end.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import io
+import os
 import sys
 import time
 import warnings
@@ -24,6 +28,7 @@ import torch.distributed as dist
 
 sys.path.insert(0, str(Path(__file__).parent))
 import latentsweep as ls  # noqa: E402
+from latentsweep import distributed as _distributed  # noqa: E402
 from sweep_models import mlp_decoder  # noqa: E402
 
 CODES = ls.Posterior(torch.randn(30, 5, generator=torch.Generator().manual_seed(13)))
@@ -61,6 +66,9 @@ def main() -> None:
     dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=60))
     rank, said = dist.get_rank(), []
     decoder = mlp_decoder(5, 20)
+    # How long the others wait for a rank 0 that does not say it is alive: short here (the slow
+    # report below outlasts it; rank 0 says it is alive as it works).
+    _distributed.LEADER_BEAT_SECONDS, _distributed.LEADER_SILENT_SECONDS = 0.1, 2.0
 
     def every_rank():
         group = dist.new_group([0, 1, 2], timeout=SHORT)
@@ -122,8 +130,28 @@ def main() -> None:
     said.append(f"decoded: {bool(decoded_here)}; bars: {'encode' in bars.getvalue()}; warned: "
                 f"{sum('logits' in str(w.message) for w in warned)}")
     dist.barrier()
+
+    # Rank 1 asks for another report (out=, title=) than rank 0: it returned a path where no
+    # report was, its title silently rank 0's.
+    group = every_rank()
+    said.append(outcome(lambda: explain(decoder, out=out / ("other" if rank == 1 else "differing"),
+                                        title="mine" if rank == 1 else "latentsweep report", group=group)))
+    dist.barrier()
+    # A bad argument on rank 2 alone: it raised before the meeting, where the others waited for it.
+    group = every_rank()
+    said.append(outcome(lambda: explain(decoder, out=out / "bad-on-2", anchors=0 if rank == 2 else 2, group=group)))
+    dist.barrier()
     (out / f"said-rank{rank}.txt").write_text("\n".join(said))
-    dist.destroy_process_group()
+
+    # Rank 0's process ends without raising while it works (torchrun's agent keeps the store and
+    # the others): they waited for its report for ever.
+    def vanishing(codes):
+        if dist.get_rank() == 0:
+            os._exit(0)
+        return decoder(codes)
+
+    said.append(outcome(lambda: explain(vanishing, out=out / "vanished")))
+    (out / f"said-rank{rank}.txt").write_text("\n".join(said))  # (rank 0 is gone: no barrier, no destroying)
 
 
 if __name__ == "__main__":

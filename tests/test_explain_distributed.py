@@ -33,7 +33,8 @@ def test_rank_0s_report_may_outlast_the_groups_timeout(explain_run):
     """The other ranks waited for rank 0's report in a broadcast: at the group's timeout they
     raised "lost contact with another rank (it crashed, was killed...)" while rank 0 was working,
     and rank 0, done later, raised the same instead of returning (under torchrun a rank exiting so
-    ends rank 0 before its report is written). They now wait as long as the report takes."""
+    ends rank 0 before its report is written). They now wait as long as the report takes (longer
+    than LEADER_SILENT_SECONDS too, 2 s in the worker: rank 0 says it is alive as it works)."""
     report = explain_run / "slow" / "report.html"
     assert report.is_file()
     assert [said(explain_run, rank)[0] for rank in range(3)] == [str(report)] * 3
@@ -75,12 +76,47 @@ def test_explain_on_a_subgroup_led_by_another_rank_than_0(explain_run):
     """Checked and found right: on the subgroup [1, 2] its rank 0, global rank 1, encodes (its
     progress bar alone), decodes, warns and writes the report, while global rank 0 explains alone
     meanwhile (distributed=False)."""
-    assert said(explain_run, 0)[7:] == [str(explain_run / "alone" / "report.html"),
-                                        "decoded: False; bars: True; warned: 0"]
-    assert said(explain_run, 1)[7:] == [str(explain_run / "pair" / "report.html"),
-                                        "decoded: True; bars: True; warned: 1"]
-    assert said(explain_run, 2)[7:] == [str(explain_run / "pair" / "report.html"),
-                                        "decoded: False; bars: False; warned: 0"]
+    assert said(explain_run, 0)[7:9] == [str(explain_run / "alone" / "report.html"),
+                                         "decoded: False; bars: True; warned: 0"]
+    assert said(explain_run, 1)[7:9] == [str(explain_run / "pair" / "report.html"),
+                                         "decoded: True; bars: True; warned: 1"]
+    assert said(explain_run, 2)[7:9] == [str(explain_run / "pair" / "report.html"),
+                                         "decoded: False; bars: False; warned: 0"]
+
+
+def test_ranks_called_with_other_arguments_are_refused_before_any_work(explain_run):
+    """The other ranks' arguments were never compared with rank 0's: rank 1, called with another
+    out=, returned a path where no report was, and its title was silently rank 0's. The ranks now
+    compare their calls, as traverse's do, and every rank refuses a difference at once, naming it."""
+    refused = ("ValueError: latentsweep.explain: the ranks were called with different arguments (rank 1's call "
+               "differs from rank 0's in: out, title); every rank must make the same explain call (the same decoder, "
+               "anchors, options and out=)")
+    assert [said(explain_run, rank)[9] for rank in range(3)] == [refused] * 3
+    assert not (explain_run / "differing").exists() and not (explain_run / "other").exists()
+
+
+def test_a_bad_argument_on_one_rank_is_refused_on_every_rank_at_once(explain_run):
+    """A rank whose own argument checks failed raised before the ranks met, and the others
+    waited for it in the meeting until the group's timeout ("rank 2 did not make the same
+    call"). The arguments are now checked after the meeting, and the failure reaches them."""
+    refused = "ValueError: latentsweep.explain: anchors must be >= 1, got 0"
+    assert [said(explain_run, rank)[10] for rank in range(3)] == [
+        f"RuntimeError: latentsweep.explain: rank 2 failed ({refused})"] * 2 + [refused]
+    assert not (explain_run / "bad-on-2").exists()
+
+
+def test_rank_0_ending_without_an_error_is_said_by_the_others(explain_run):
+    """Rank 0's process ended without raising as it worked (os._exit(0) under torchrun, whose
+    agent keeps the store and the other ranks alive): the others waited for its report for ever,
+    and the launch never ended. Rank 0 now says it is alive while it works (a count in the group's
+    store), and the others stop waiting once it has been silent for LEADER_SILENT_SECONDS (2 s in
+    the worker, which the slow report above outlasts), naming it."""
+    assert len(said(explain_run, 0)) == 11  # (it said nothing more)
+    for rank in (1, 2):
+        assert said(explain_run, rank)[11] == (
+            "LostContact: latentsweep.explain: rank 0 stopped answering while it wrote the report for the others (no "
+            "sign of life from it in the process group's store for 2 s: its process ended without an error, or "
+            "hangs; its own output says why)")
 
 
 def test_the_meeting_refuses_ranks_in_different_functions(monkeypatch):
@@ -113,3 +149,52 @@ def test_a_device_explain_cannot_use_is_refused_in_its_name(tmp_path):
             ls.explain(torch.nn.Linear(3, 3), torch.nn.Linear(3, 4), data, posterior=posterior, out=tmp_path,
                        device="meta", progress=False)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.fixture
+def subgroup_of_one(tmp_path):
+    """A real process group (gloo) of this process alone, and its subgroup new_group([0])."""
+    torch.distributed.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        yield torch.distributed.new_group([0])
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def test_cuda_on_a_groups_leader_is_its_own_gpu(subgroup_of_one, monkeypatch, tmp_path):
+    """explain(..., device="cuda") on a group's leader encoded and decoded in its own process
+    (distributed=False sweeps), where "cuda" is the current device, cuda:0 unless set, while
+    traverse on the same rank takes the rank's own GPU, cuda:LOCAL_RANK: the report of the
+    subgroup [2, 3] was made on rank 0's GPU. CUDA faked: the device explain passes on."""
+    from latentsweep import explanation
+
+    class Passed(Exception):
+        pass
+
+    def encode(encoder, data, *, device, **options):
+        raise Passed(device)
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.delenv("SLURM_LOCALID", raising=False)
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setattr(explanation, "encode", encode)
+    with pytest.raises(Passed) as passed:
+        ls.explain(torch.nn.Linear(3, 2), torch.nn.Linear(2, 3), torch.rand(4, 3), out=tmp_path, device="cuda",
+                   group=subgroup_of_one, progress=False)
+    traversed = _distributed.local_device(torch.device("cuda"), _distributed.Workers(group=subgroup_of_one))
+    assert passed.value.args == (traversed,) == (torch.device("cuda", 1),)
+
+
+def test_what_the_ranks_compare_is_equal_for_equal_calls():
+    """What the ranks compare (as traverse's do): a NaN option on every rank is the same call
+    (refused by its own check then, not as "different arguments in: span"), dims as a tensor or
+    a range as their numbers, a function by its type, your directions tensor not at all."""
+    from latentsweep.explanation import _call_identity
+
+    def identity(**options):
+        return _call_identity(Path("report.html"), torch.eye(3) * options.pop("scale", 1), {"title": "t"}, **options)
+
+    assert identity(span=float("nan"), dims=torch.tensor([0, 2]), output_transform=lambda x: x) == identity(
+        span=float("nan"), dims=[0, 2], output_transform=lambda y: y, scale=2)
+    assert identity(dims=range(2)) != identity(dims=range(3))

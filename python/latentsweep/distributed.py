@@ -18,7 +18,9 @@ import datetime
 import hashlib
 import math
 import os
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import NoReturn
 
@@ -283,11 +285,13 @@ def shard_refusal(world: int) -> str | None:
             "by themselves: leave shard= out")
 
 
-def join(fn: str, shard, device: torch.device | None, *, distributed: bool = True, group=None) -> Workers:
+def join(fn: str, shard, device: torch.device | None, *, distributed: bool = True, group=None,
+         sharing: str | None = None) -> Workers:
     """The Workers of this call (creating a process group only if the environment asks).
     ``distributed=False``: this process alone, whatever group it belongs to. ``group``: a
     ProcessGroup of the caller's (a subgroup) whose ranks alone make the call; None: the
-    default group."""
+    default group. ``sharing``: how the ranks share the call, in the meeting's advice (None:
+    they split its work)."""
     global _created_a_group
     if group is not None:
         group = _checked_group(fn, group, shard=shard, distributed=distributed)
@@ -307,7 +311,7 @@ def join(fn: str, shard, device: torch.device | None, *, distributed: bool = Tru
         return Workers(rank=index, world=count, shard=(index, count), fn=fn)
     if initialized:
         rank, world = _rank_and_world(group)
-        meeting = _meet_the_other_ranks(fn, group) if world > 1 else None
+        meeting = _meet_the_other_ranks(fn, group, sharing) if world > 1 else None
         return Workers(rank=rank, world=world, grouped=world > 1, fn=fn, group=group, namespace=_namespace(group),
                        meeting=meeting)
     if _env_world(fn) > 1 and "RANK" in os.environ:
@@ -337,7 +341,7 @@ def join(fn: str, shard, device: torch.device | None, *, distributed: bool = Tru
             raise (ValueError if isinstance(error, ValueError) else RuntimeError)(message) from error
         _created_a_group = True
         atexit.register(_destroy_created_group)
-        meeting = _meet_the_other_ranks(fn)
+        meeting = _meet_the_other_ranks(fn, sharing=sharing)
         return Workers(rank=torch.distributed.get_rank(), world=torch.distributed.get_world_size(),
                        grouped=True, created=True, fn=fn, meeting=meeting)
     return Workers(fn=fn)
@@ -407,19 +411,18 @@ def _namespace(group) -> str:
 # gradient all-reduce). So the ranks first meet in the group's store, which no collective uses,
 # and a rank that has waited this long says why.
 ARRIVAL_WARNING_SECONDS = 30.0
-# How the ranks share a call that leader_only makes (the others: they split its work).
-_HOW_RANKS_SHARE = {"latentsweep.explain": "rank 0 writes explain's report while the others wait for it"}
 # The meetings this process came to in each group's namespace (those called off included):
 # each rank's n-th meet in that group.
 _calls_met: dict[str, int] = {}
 
 
-def _meet_the_other_ranks(fn: str, group=None) -> str | None:
+def _meet_the_other_ranks(fn: str, group=None, sharing: str | None = None) -> str | None:
     """Returns once every rank of ``group`` (None: the default group) has made its n-th grouped
     call (warning after ARRIVAL_WARNING_SECONDS where the wait is longer, raising at the group's
     timeout or its store's, whichever is shorter, naming the ranks that have not): the call's
     key in the store. Without a store to meet in, returns None (the collectives pair the ranks,
-    as before). Ranks that came in different functions raise (_refuse_other_calls).
+    as before). Ranks that came in different functions raise (_refuse_other_calls). ``sharing``:
+    as for join.
 
     A call one rank gave up on is called off for every rank (``{call}/decided``, set once):
     a rank that comes to it later goes on to meet the others' next call, so that the ranks stay
@@ -431,8 +434,8 @@ def _meet_the_other_ranks(fn: str, group=None) -> str | None:
         namespace = _namespace(group)
     except Exception:  # noqa: BLE001 - no store (a backend without one): met in the first collective
         return None
-    shared = _HOW_RANKS_SHARE.get(fn, f"{_checks.call_name(fn)} splits its work among them")
-    advice = (f"every rank of the process group must make the same call ({shared}); to run it in one process "
+    sharing = sharing or f"{_checks.call_name(fn)} splits its work among them"
+    advice = (f"every rank of the process group must make the same call ({sharing}); to run it in one process "
               "alone (rank 0 of a training job while the others train), pass distributed=False; on some ranks "
               "alone, pass group= (torch.distributed.new_group)")
     named = Workers(group=group).global_rank  # (ranks are named as torchrun's logs name them)
@@ -569,28 +572,73 @@ def raise_leaders_failure(failure: tuple[str, str], leader: int = 0) -> NoReturn
     raise _said_by(RuntimeError(f"{said} (reported by rank {leader})"), leader)
 
 
+# While rank 0 of leader_only's group works, a thread of its own counts in the group's store
+# every LEADER_BEAT_SECONDS; a rank waiting for it that sees the count stand still for
+# LEADER_SILENT_SECONDS stops waiting and says that rank 0 stopped answering: its process ended
+# without raising (os._exit under torchrun, whose agent keeps the store and the other ranks
+# alive), and they waited for ever. Generous: the count needs the interpreter, which a long
+# call that holds it (a C extension's) withholds.
+LEADER_BEAT_SECONDS = 5.0
+LEADER_SILENT_SECONDS = 300.0
+
+
 @contextlib.contextmanager
-def leader_only(fn: str, *, distributed: bool = True, group=None):
-    """For work that one process does for all (a report): yields True on the group's rank 0,
-    False on the other ranks, which skip the body, then wait for rank 0 however long it takes
-    (_leaders_outcome) and raise if it failed. The ranks first meet, as a sweep's do (join: a
-    rank calling alone waited at the end, in a broadcast the others never made, for the group's
-    timeout); under a launcher's environment without a group one is created, as for a sweep
-    (the other ranks returned at once, before the report was written). Alone, or with
+def leader_only(fn: str, checked: Callable[[], dict], *, distributed: bool = True, group=None):
+    """For work that one process does for all (a report): yields the call's Workers; the body
+    works on the group's rank 0 (``workers.leader``) while the other ranks skip it, then wait for
+    rank 0 however long it takes (_leaders_outcome) and raise if it failed. The ranks first
+    meet, as a sweep's do (join: a rank calling alone waited at the end, in a broadcast the
+    others never made, for the group's timeout); then each checks its call, ``checked()``, as a
+    sweep's ranks do once they met: what it raises every rank raises at once (a rank that
+    raised before the meeting left the others waiting there), and what it returns, the call's
+    identity, must be the same on every rank (Workers.agree: a rank called with another out=
+    returned a path where no report was, other options differing were silently rank 0's).
+    Under a launcher's environment without a group one is created, as for a sweep (the other
+    ranks returned at once, before the report was written). Alone, or with
     ``distributed=False``, the process is rank 0."""
-    workers = join(fn, None, None, distributed=distributed, group=group)
-    failure = None
+    workers = join(fn, None, None, distributed=distributed, group=group,
+                   sharing=f"rank 0 writes {_checks.call_name(fn)}'s report while the others wait for it")
     try:
-        yield workers.leader
+        identity = checked()
+    except Exception as error:  # noqa: BLE001 - the other ranks learn it, then it is raised
+        workers.agree(error)
+        raise
+    workers.agree(identity=identity)
+    failure, beating = None, threading.Event()
+    try:
+        _say_alive_while_leading(workers, beating)
+        yield workers
     except BaseException as error:
         if workers.grouped and workers.leader:  # (rank 0's failure, sent to the others)
             failure = leaders_failure(error, workers.global_rank(0))
         raise
     finally:
+        beating.set()
         if workers.grouped:
             failure = _leaders_outcome(workers, failure)
             if not workers.leader and failure is not None:
                 raise_leaders_failure(failure, workers.global_rank(0))
+
+
+def _alive_key(workers: Workers) -> str:
+    return f"{workers.meeting}/leader-alive"
+
+
+def _say_alive_while_leading(workers: Workers, stop: threading.Event) -> None:
+    """On rank 0 of a grouped call that met in the store, a daemon thread that counts at
+    _alive_key every LEADER_BEAT_SECONDS until ``stop`` is set; elsewhere, nothing."""
+    if workers.grouped and workers.leader and workers.meeting is not None:
+        threading.Thread(target=_count_while_alive, args=(_alive_key(workers), stop), daemon=True,
+                         name="latentsweep-leader-alive").start()
+
+
+def _count_while_alive(key: str, stop: threading.Event) -> None:
+    while True:
+        # (a store that failed once may answer the next time; one that is gone, no rank waits in)
+        with contextlib.suppress(Exception):  # noqa: BLE001 - a thread of its own: it never raises
+            _group_store().add(key, 1)
+        if stop.wait(LEADER_BEAT_SECONDS):
+            return
 
 
 def _leaders_outcome(workers: Workers, failure: tuple[str, str] | None) -> tuple[str, str] | None:
@@ -600,21 +648,46 @@ def _leaders_outcome(workers: Workers, failure: tuple[str, str] | None) -> tuple
     with rank 0 (it had crashed or been killed), and rank 0, done later, raised the same instead
     of returning (under torchrun, a rank that exits so makes it end rank 0 before its report is
     written). The store gone (rank 0's process held it), the broadcast says that rank 0 is lost;
-    rank 0 gone while the store lives on and its launcher lets the others be (``os._exit(0)``
-    under torchrun), they wait on."""
+    rank 0 silent for LEADER_SILENT_SECONDS while the store lives on (its process ended without
+    raising, ``os._exit(0)`` under torchrun, whose agent lets the others be), they raise
+    LostContact naming it, without the broadcast (which a gone rank 0 may leave waiting for the
+    group's timeout)."""
     done = None if workers.meeting is None else f"{workers.meeting}/leader-done"
     if workers.leader:
         if done is not None:
             with contextlib.suppress(Exception):  # noqa: BLE001 - as without a store: they wait in the broadcast
                 _group_store().set(done, "done")
         return workers.broadcast(failure)
+    silent = False
     try:
         if done is not None:
             with contextlib.suppress(Exception):  # noqa: BLE001 - no store to ask: the broadcast waits
-                _arrived_within(_group_store(), [done], math.inf)  # (looked for, so Ctrl-C stops the wait)
+                silent = not _leader_done(_group_store(), done, _alive_key(workers))
     finally:  # (after Ctrl-C too: torchrun passes it to every rank, and rank 0 sends what stopped it)
-        failure = workers.broadcast(failure)
+        if not silent:
+            failure = workers.broadcast(failure)
+    if silent:
+        leader = workers.global_rank(0)
+        raise LostContact(
+            f"{workers.fn}: rank {leader} stopped answering while it wrote the report for the others (no sign of "
+            f"life from it in the process group's store for {LEADER_SILENT_SECONDS:g} s: its process ended without "
+            "an error, or hangs; its own output says why)"
+        )
     return failure
+
+
+def _leader_done(store, done: str, alive: str) -> bool:
+    """Waits until rank 0 says it is ``done`` (True), or until its count at ``alive`` has stood
+    still for LEADER_SILENT_SECONDS (False); looked for at most a second apart, so Ctrl-C
+    stops the wait (see _arrived_within)."""
+    count, heard = None, time.monotonic()
+    while not _arrived_within(store, [done], min(LEADER_BEAT_SECONDS, LEADER_SILENT_SECONDS)):
+        now = store.add(alive, 0)  # (0: read, without waiting for the key as store.get does)
+        if now != count:
+            count, heard = now, time.monotonic()
+        elif time.monotonic() - heard >= LEADER_SILENT_SECONDS:
+            return False
+    return True
 
 
 # ---- one message for a failure every rank raises -------------------------------------------

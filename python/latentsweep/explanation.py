@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import numbers
 import os
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from .clusters import clusters as find_clusters
 from .diagnosis import Diagnosis, diagnose
 from .directions import Directions
 from .encoding import array_as_tensor, encode
+from .explain_work import check_sweeps
 from .html_report import check_options, report
 from .interpolation import interpolate
 from .plots._common import clipping_said_once
@@ -27,7 +29,8 @@ from .plots._features import check_feature_names_fit
 from .plots._images import image_shape_of, is_image_output
 from .posterior import Posterior
 from .principal import principal_directions, variance_unread
-from .sweep import traverse
+from .sinks import Geometry
+from .sweep import _resolve_device, traverse
 from .modes import MODE_TABLE, MODES
 
 _FN = "latentsweep.explain"
@@ -122,8 +125,12 @@ def explain(
             ``dpi``, ``anchor_indices``).
 
     Under ``torchrun`` (every rank calling explain) rank 0 does the work, its sweeps in its own
-    process, and writes the report once; the other ranks wait for it, return the same path, and
-    raise if rank 0 failed. ``distributed=False``: this process alone (``if rank == 0:
+    process (``device="cuda"``: its own GPU, ``cuda:LOCAL_RANK``, as for traverse), and writes
+    the report once; the other ranks wait for it, return the same path, and raise if rank 0
+    failed (or stopped answering: its process ended without an error). Every rank's call must be
+    the same (``out=`` and the options; the data and the weights are rank 0's): one that
+    differs, or a bad argument on one rank, is refused on every rank at once, before any work.
+    ``distributed=False``: this process alone (``if rank == 0:
     explain(...)`` in a training job, which otherwise waits for the other ranks to call it and
     says so after 30 s); ``group=``: the ranks of that process group alone make the call, as
     for :func:`latentsweep.traverse`. Under torchrun without a process group, explain creates
@@ -143,36 +150,48 @@ def explain(
             autoencoder's, by default): the encoder gives every input one code, and there is
             nothing to read.
     """
-    path = _report_path(out)
-    report_options = _check_report_options(dict(report_options, title=title, feature_names=feature_names))
-    directions = _check_directions(directions)
-    anchors = _checks.integer(_FN, "anchors", anchors, low=1)
-    max_directions = _checks.integer(_FN, "max_directions", max_directions, low=1)
-    mode = _checks.choice(_FN, "mode", mode, ("auto", *MODES))
-    if clusters is not None:
-        if labels is not None:
-            raise ValueError(f"{_FN}: give labels (your clusters) or clusters=K (KMeans), not both")
-        clusters = _checks.integer(_FN, "clusters", clusters, low=2)
-    if isinstance(directions, str) and directions == "clusters" and clusters is None and labels is None:
-        raise ValueError(f"{_FN}: directions='clusters' needs clusters=K (KMeans) or labels")
-    if posterior is None and data is None:
-        raise ValueError(f"{_FN}: give data (the inputs) or posterior (their codes)")
-    if posterior is not None and not isinstance(posterior, Posterior):
-        raise TypeError(f"{_FN}: posterior must be a latentsweep.Posterior, got {type(posterior).__name__}")
-    device = _checks.device(_FN, device)
-    # Under torchrun every rank calls explain: rank 0 does the work (its sweeps in this process
-    # alone) and writes the report once; the others wait for it and return its path. What
-    # depends on the machine (where out= can be written, the device) is checked by rank 0
-    # alone, and what it finds reaches the others: checked by every rank before they met, a
-    # rank that will not write the report refused a path it could not write on its node, and
-    # the others waited for it until the group's timeout.
-    with _distributed.leader_only(_FN, distributed=_checks.boolean(_FN, "distributed", distributed),
-                                  group=group) as leader:
-        if not leader:
+    def checked() -> dict:
+        """The arguments checked, once the ranks met (leader_only): a rank's refusal reaches the
+        others at once. Returns what must be the same in every rank's call."""
+        nonlocal path, report_options, directions, anchors, max_directions, mode, clusters, device
+        path = _report_path(out)
+        report_options = _check_report_options(dict(report_options, title=title, feature_names=feature_names))
+        directions = _check_directions(directions)
+        anchors = _checks.integer(_FN, "anchors", anchors, low=1)
+        max_directions = _checks.integer(_FN, "max_directions", max_directions, low=1)
+        mode = _checks.choice(_FN, "mode", mode, ("auto", *MODES))
+        if clusters is not None:
+            if labels is not None:
+                raise ValueError(f"{_FN}: give labels (your clusters) or clusters=K (KMeans), not both")
+            clusters = _checks.integer(_FN, "clusters", clusters, low=2)
+        if isinstance(directions, str) and directions == "clusters" and clusters is None and labels is None:
+            raise ValueError(f"{_FN}: directions='clusters' needs clusters=K (KMeans) or labels")
+        if posterior is None and data is None:
+            raise ValueError(f"{_FN}: give data (the inputs) or posterior (their codes)")
+        if posterior is not None and not isinstance(posterior, Posterior):
+            raise TypeError(f"{_FN}: posterior must be a latentsweep.Posterior, got {type(posterior).__name__}")
+        device = _checks.device(_FN, device)
+        return _call_identity(
+            path, directions, report_options, mode=mode, span=span, steps=steps, prior_std=prior_std,
+            anchors=anchors, dims=dims, max_directions=max_directions, clusters=clusters, seed=seed,
+            batch_size=batch_size, output=output, output_transform=output_transform, image_shape=image_shape)
+
+    # Under torchrun every rank calls explain: the ranks meet and check their calls (checked),
+    # then rank 0 does the work (its sweeps in this process alone) and writes the report once;
+    # the others wait for it and return its path. What depends on the machine (where out= can
+    # be written, the device) is checked by rank 0 alone, and what it finds reaches the others:
+    # checked by every rank before they met, a rank that will not write the report refused a
+    # path it could not write on its node, and the others waited for it until the group's timeout.
+    with _distributed.leader_only(_FN, checked, distributed=_checks.boolean(_FN, "distributed", distributed),
+                                  group=group) as workers:
+        if not workers.leader:
             return path
         path = _checks.output_file(_FN, "out", path)
         if device is not None:  # (named as explain's: encode's or a sweep's name said it)
-            _checks.usable_device(_FN, device)
+            # 'cuda' is this rank's GPU, as for traverse: the sweeps here run in this process
+            # alone, where it was the current device (cuda:0 on a subgroup led by rank 2)
+            device = _checks.usable_device(_FN, _distributed.local_device(device, workers))
+        encoded = posterior is None  # (a refusal of the sweeps says how not to encode again)
         if posterior is None:
             posterior = encode(encoder, data, batch_size=batch_size, device=device, progress=progress)
         if isinstance(data, np.ndarray):
@@ -218,10 +237,13 @@ def explain(
             _warn_of_other_size(out_shape, data)
         shape = output_image_shape(out_shape, image_shape, data)
         check_feature_names_fit(_FN, report_options.get("feature_names"), out_shape, drawn_as_images=shape is not None)
+        latents = posterior.is_variational or directions == "coordinates" or dims is not None
+        if latents and dims is None and diagnosis.is_variational:
+            dims = diagnosis.traversal_options()["dims"]
+        check_sweeps(_FN, _planned_sweeps(one, starts, steps, mode, dims if latents else (), chosen, found, posterior),
+                     statistics_on_cpu=_resolve_device(_FN, device, decoder, starts.mu).type == "cpu", encoded=encoded)
         results = {}
-        if posterior.is_variational or directions == "coordinates" or dims is not None:
-            if dims is None and diagnosis.is_variational:
-                dims = diagnosis.traversal_options()["dims"]
+        if latents:
             results[mode] = traverse(decoder, starts, dims=dims, **sweep)
             if posterior.is_variational and mode != "posterior":
                 results["posterior"] = traverse(decoder, starts, dims=dims, **{**sweep, "mode": "posterior",
@@ -316,6 +338,31 @@ def _report_arguments(*, diagnosis, results, posterior, image_shape, inputs, pri
     return dict(locals())
 
 
+def _call_identity(path: Path, directions, report_options: dict, **options) -> dict:
+    """What must be the same in every rank's call (Workers.agree, as traverse's ranks compare
+    theirs): the report's path as each rank returns it, and the options as far as they are
+    cheap to compare: not the data, codes or weights, nor your own directions or
+    reconstructions (rank 0's are used: their type alone is compared)."""
+    identity = {name: _comparable(value) for name, value in {**options, **report_options}.items()
+                if name != "reconstructions"}
+    identity["directions"] = directions if isinstance(directions, str) else _comparable(directions)
+    identity["out"] = os.fspath(path)
+    return identity
+
+
+def _comparable(value):
+    """``value`` as the ranks compare it: a number, a string or a sequence of them as it is (a
+    1-D tensor's or array's as a list; NaN as "nan", which is unequal to itself); anything else
+    (a function, a Directions, a [K, D] tensor) by its type."""
+    if isinstance(value, (torch.Tensor, np.ndarray)) and value.ndim <= 1:
+        value = value.tolist()
+    if isinstance(value, (list, tuple, range)):
+        return [_comparable(item) for item in value]
+    if value is None or isinstance(value, (str, numbers.Number)):
+        return "nan" if value != value else value
+    return f"a {type(value).__name__}"
+
+
 def _check_report_options(options: dict) -> dict:
     """``explain``'s keywords for :func:`latentsweep.report` (its own ``title`` and
     ``feature_names``, and the extra ones), checked before the work (a bad one failed after
@@ -407,6 +454,33 @@ def _refuse_nonfinite_rows(posterior: Posterior, diagnosis: Diagnosis) -> None:
         + " & ".join(f"torch.isfinite(posterior.{name}).all(1)" for name, _ in tensors)
         + "; posterior[keep], with data[keep] and labels[keep])"
     )
+
+
+def _planned_sweeps(one, starts: Posterior, steps, mode: str, dims, chosen, found: Clusters | None,
+                    posterior: Posterior) -> dict[str, Geometry]:
+    """The sweeps explain is about to make (name -> geometry; ``one``: the decoded probe, with the
+    outputs' shape and dtype; ``dims``: the latents' (None: all, ``()``: no latent sweep)), for
+    :func:`check_sweeps`. Empty when ``steps`` is no count: the first sweep refuses it."""
+    if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 1:
+        return {}
+    steps = int(steps)
+    shape, dtype = one.out_shape, one.outputs.dtype
+    sweeps = {}
+    if dims != ():
+        grid = Geometry(starts.num_inputs, posterior.latent_dim if dims is None else len(dims), steps, shape, dtype)
+        sweeps[f"latents in mode '{mode}'"] = grid
+        if posterior.is_variational and mode != "posterior":
+            sweeps["latents in mode 'posterior' (for contrast)"] = grid
+    if chosen is not None:
+        name, vectors = chosen
+        rows = vectors.vectors if isinstance(vectors, Directions) else vectors  # (a [K, D] tensor: checked later)
+        count = rows.shape[0] if isinstance(rows, torch.Tensor) and rows.dim() > 1 else 1
+        sweeps[name] = Geometry(starts.num_inputs, count, steps, shape, dtype)
+    if found is not None and found.num_clusters >= 2:
+        sweeps["cluster centroids"] = Geometry(found.num_clusters, 1, 2, shape, dtype)
+        pairs = len(dict.fromkeys(found.closest_and_farthest()))
+        sweeps["paths between clusters"] = Geometry(pairs, 1, max(steps, 2), shape, dtype)
+    return sweeps
 
 
 def _cluster_paths(decoder, found: Clusters, posterior: Posterior, *, steps: int, **options):
