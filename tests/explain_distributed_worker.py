@@ -7,7 +7,8 @@ cannot write (ranks in other working folders: other nodes' disks); rank 0 in exp
 others traverse. Then on the default group explain, traverse, explain on every rank; then on
 the subgroup [1, 2], whose leader is global rank 1, while rank 0 explains alone meanwhile. Then
 on every rank: rank 1 called with another out= and title; a bad argument on rank 2 alone. Every
-rank writes what each call returned or raised to OUT/said-rank<r>.txt, one line each. Last, rank
+rank writes what each call returned or raised to OUT/said-rank<r>.txt, one line each. On the
+subgroup [1, 2], rank 1 explains while rank 2 traverses. Last, rank
 0's process ends without an error (os._exit(0)) while it works for the others: they append what
 they raised, and the launch must end.
 """
@@ -140,6 +141,17 @@ def main() -> None:
     # A bad argument on rank 2 alone: it raised before the meeting, where the others waited for it.
     group = every_rank()
     said.append(outcome(lambda: explain(decoder, out=out / "bad-on-2", anchors=0 if rank == 2 else 2, group=group)))
+    dist.barrier()
+    # On the subgroup [1, 2], its leader (global rank 1) in explain while rank 2 traverses: the
+    # advice said that "rank 0 writes explain's report", a rank of the job not in the group.
+    group = dist.new_group([1, 2], timeout=SHORT)  # (made by every rank: torch's rule for new_group)
+    if rank == 0:
+        said.append("-")
+    elif rank == 1:
+        said.append(outcome(lambda: explain(decoder, out=out / "pair-mismatched", group=group)))
+    else:
+        said.append(outcome(lambda: ls.traverse(decoder, CODES.mu[:3], steps=5, keep_outputs=False,
+                                                progress=False, group=group)))
     dist.barrier()
     (out / f"said-rank{rank}.txt").write_text("\n".join(said))
 

@@ -105,15 +105,26 @@ def test_a_bad_argument_on_one_rank_is_refused_on_every_rank_at_once(explain_run
     assert not (explain_run / "bad-on-2").exists()
 
 
+def test_the_advice_names_the_subgroups_leader(explain_run):
+    """On the subgroup [1, 2] its leader, global rank 1, explained while rank 2 traversed: the
+    refusal's advice said that "rank 0 writes explain's report", a rank of the job outside the
+    group, where the rest of the messages name global ranks."""
+    calls = "the ranks made different calls (rank 2 called latentsweep.traverse, rank 1 latentsweep.explain)"
+    assert said(explain_run, 1)[11] == (f"ValueError: latentsweep.explain: {calls}; "
+                                        + ADVICE.format("rank 1 writes explain's report while the others wait for it"))
+    assert said(explain_run, 2)[11] == (f"ValueError: latentsweep.traverse: {calls}; "
+                                        + ADVICE.format("traverse splits its work among them"))
+
+
 def test_rank_0_ending_without_an_error_is_said_by_the_others(explain_run):
     """Rank 0's process ended without raising as it worked (os._exit(0) under torchrun, whose
     agent keeps the store and the other ranks alive): the others waited for its report for ever,
     and the launch never ended. Rank 0 now says it is alive while it works (a count in the group's
     store), and the others stop waiting once it has been silent for LEADER_SILENT_SECONDS (2 s in
     the worker, which the slow report above outlasts), naming it."""
-    assert len(said(explain_run, 0)) == 11  # (it said nothing more)
+    assert len(said(explain_run, 0)) == 12  # (it said nothing more)
     for rank in (1, 2):
-        assert said(explain_run, rank)[11] == (
+        assert said(explain_run, rank)[12] == (
             "LostContact: latentsweep.explain: rank 0 stopped answering while it wrote the report for the others (no "
             "sign of life from it in the process group's store for 2 s: its process ended without an error, or "
             "hangs; its own output says why)")
@@ -198,3 +209,22 @@ def test_what_the_ranks_compare_is_equal_for_equal_calls():
     assert identity(span=float("nan"), dims=torch.tensor([0, 2]), output_transform=lambda x: x) == identity(
         span=float("nan"), dims=[0, 2], output_transform=lambda y: y, scale=2)
     assert identity(dims=range(2)) != identity(dims=range(3))
+
+
+def test_rank_0s_own_failure_is_raised_when_a_waiting_rank_is_gone(monkeypatch):
+    """Rank 0 failed (bad data) and a waiting rank was gone meanwhile (killed): the broadcast of
+    its failure raised "lost contact", which replaced rank 0's own error (left as __context__)."""
+    workers = _distributed.Workers(rank=0, world=2, grouped=True, fn="latentsweep.explain")
+    monkeypatch.setattr(_distributed, "join", lambda *args, **kwargs: workers)
+    monkeypatch.setattr(_distributed.Workers, "agree", lambda self, *args, **kwargs: None)
+
+    def lost(self, value):
+        raise _distributed.LostContact("latentsweep.explain: lost contact with rank 1")
+
+    monkeypatch.setattr(_distributed.Workers, "broadcast", lost)
+    with pytest.raises(ValueError, match=r"^bad data$"):
+        with _distributed.leader_only("latentsweep.explain", dict):
+            raise ValueError("bad data")
+    with pytest.raises(_distributed.LostContact):  # (rank 0 done: a rank gone is still said)
+        with _distributed.leader_only("latentsweep.explain", dict):
+            pass

@@ -286,12 +286,12 @@ def shard_refusal(world: int) -> str | None:
 
 
 def join(fn: str, shard, device: torch.device | None, *, distributed: bool = True, group=None,
-         sharing: str | None = None) -> Workers:
+         sharing: Callable[[int], str] | None = None) -> Workers:
     """The Workers of this call (creating a process group only if the environment asks).
     ``distributed=False``: this process alone, whatever group it belongs to. ``group``: a
     ProcessGroup of the caller's (a subgroup) whose ranks alone make the call; None: the
-    default group. ``sharing``: how the ranks share the call, in the meeting's advice (None:
-    they split its work)."""
+    default group. ``sharing``: how the ranks share the call, in the meeting's advice, given
+    the global rank of the group's rank 0 (None: they split its work)."""
     global _created_a_group
     if group is not None:
         group = _checked_group(fn, group, shard=shard, distributed=distributed)
@@ -416,7 +416,7 @@ ARRIVAL_WARNING_SECONDS = 30.0
 _calls_met: dict[str, int] = {}
 
 
-def _meet_the_other_ranks(fn: str, group=None, sharing: str | None = None) -> str | None:
+def _meet_the_other_ranks(fn: str, group=None, sharing: Callable[[int], str] | None = None) -> str | None:
     """Returns once every rank of ``group`` (None: the default group) has made its n-th grouped
     call (warning after ARRIVAL_WARNING_SECONDS where the wait is longer, raising at the group's
     timeout or its store's, whichever is shorter, naming the ranks that have not): the call's
@@ -434,11 +434,11 @@ def _meet_the_other_ranks(fn: str, group=None, sharing: str | None = None) -> st
         namespace = _namespace(group)
     except Exception:  # noqa: BLE001 - no store (a backend without one): met in the first collective
         return None
-    sharing = sharing or f"{_checks.call_name(fn)} splits its work among them"
-    advice = (f"every rank of the process group must make the same call ({sharing}); to run it in one process "
+    named = Workers(group=group).global_rank  # (ranks are named as torchrun's logs name them)
+    shared = f"{_checks.call_name(fn)} splits its work among them" if sharing is None else sharing(named(0))
+    advice = (f"every rank of the process group must make the same call ({shared}); to run it in one process "
               "alone (rank 0 of a training job while the others train), pass distributed=False; on some ranks "
               "alone, pass group= (torch.distributed.new_group)")
-    named = Workers(group=group).global_rank  # (ranks are named as torchrun's logs name them)
 
     def absent(keys: list[str]) -> str:
         missing = [named(r) for r in range(world) if r != rank and not _arrived_within(store, [keys[r]], 0.0)]
@@ -597,7 +597,8 @@ def leader_only(fn: str, checked: Callable[[], dict], *, distributed: bool = Tru
     ranks returned at once, before the report was written). Alone, or with
     ``distributed=False``, the process is rank 0."""
     workers = join(fn, None, None, distributed=distributed, group=group,
-                   sharing=f"rank 0 writes {_checks.call_name(fn)}'s report while the others wait for it")
+                   sharing=lambda leader: f"rank {leader} writes {_checks.call_name(fn)}'s report while the others "
+                                          "wait for it")
     try:
         identity = checked()
     except Exception as error:  # noqa: BLE001 - the other ranks learn it, then it is raised
@@ -657,7 +658,11 @@ def _leaders_outcome(workers: Workers, failure: tuple[str, str] | None) -> tuple
         if done is not None:
             with contextlib.suppress(Exception):  # noqa: BLE001 - as without a store: they wait in the broadcast
                 _group_store().set(done, "done")
-        return workers.broadcast(failure)
+        if failure is None:
+            return workers.broadcast(failure)
+        with contextlib.suppress(Exception):  # noqa: BLE001 - its own failure says more than a rank gone meanwhile
+            workers.broadcast(failure)
+        return failure
     silent = False
     try:
         if done is not None:
