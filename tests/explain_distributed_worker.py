@@ -8,7 +8,8 @@ others traverse. Then on the default group explain, traverse, explain on every r
 the subgroup [1, 2], whose leader is global rank 1, while rank 0 explains alone meanwhile. Then
 on every rank: rank 1 called with another out= and title; a bad argument on rank 2 alone. Every
 rank writes what each call returned or raised to OUT/said-rank<r>.txt, one line each. On the
-subgroup [1, 2], rank 1 explains while rank 2 traverses. Last, rank
+subgroup [1, 2], rank 1 explains while rank 2 traverses; a sweep whose rank 0 opens and reads
+its store for the others for longer than the group's timeout. Last, rank
 0's process ends without an error (os._exit(0)) while it works for the others: they append what
 they raised, and the launch must end.
 """
@@ -30,6 +31,8 @@ import torch.distributed as dist
 sys.path.insert(0, str(Path(__file__).parent))
 import latentsweep as ls  # noqa: E402
 from latentsweep import distributed as _distributed  # noqa: E402
+from latentsweep import sweep as ls_sweep  # noqa: E402
+from latentsweep.stores import SweepStore  # noqa: E402
 from sweep_models import mlp_decoder  # noqa: E402
 
 CODES = ls.Posterior(torch.randn(30, 5, generator=torch.Generator().manual_seed(13)))
@@ -59,6 +62,23 @@ class SlowOn:
         if dist.get_rank() == self.rank:
             time.sleep(self.seconds)
         return self.decoder(codes)
+
+
+@contextlib.contextmanager
+def slowed_on_rank_0(owner, name: str, seconds: float = 4.0):
+    """``owner.name`` sleeping ``seconds`` (more than SHORT) before it runs, on rank 0 alone."""
+    original = getattr(owner, name)
+
+    def slowed(*args, **kwargs):
+        time.sleep(seconds)
+        return original(*args, **kwargs)
+
+    if dist.get_rank() == 0:
+        setattr(owner, name, slowed)
+    try:
+        yield
+    finally:
+        setattr(owner, name, original)
 
 
 def main() -> None:
@@ -152,6 +172,15 @@ def main() -> None:
     else:
         said.append(outcome(lambda: ls.traverse(decoder, CODES.mu[:3], steps=5, keep_outputs=False,
                                                 progress=False, group=group)))
+    dist.barrier()
+    # A sweep into a store whose rank 0 takes longer than the group's timeout to open it for the
+    # others and to read their units at the end (a large store's check on a slow disk, slowed
+    # here): the others waited in a broadcast and gave up at the timeout, "lost contact".
+    group = every_rank()
+    with slowed_on_rank_0(ls_sweep, "leader_store"), slowed_on_rank_0(SweepStore, "merged"):
+        said.append(outcome(lambda: float(ls.traverse(decoder, CODES.mu[:3], steps=5, keep_outputs=False,
+                                                      progress=False, out=out / "slow-store.zarr",
+                                                      group=group).dim_effect.sum())))
     dist.barrier()
     (out / f"said-rank{rank}.txt").write_text("\n".join(said))
 

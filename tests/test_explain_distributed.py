@@ -116,15 +116,25 @@ def test_the_advice_names_the_subgroups_leader(explain_run):
                                         + ADVICE.format("traverse splits its work among them"))
 
 
+def test_a_sweeps_rank_0_may_open_and_read_its_store_for_longer_than_the_groups_timeout(explain_run):
+    """A sweep's rank 0 opens the store for the others (a resume checks every unit) and reads the
+    units the others wrote at the end, while they waited in a broadcast: longer than the group's
+    timeout, they said they had lost contact with rank 0. They now wait as explain's ranks do
+    for its report (one relay for both)."""
+    effects = [said(explain_run, rank)[12] for rank in range(3)]
+    assert effects[0] == effects[1] == effects[2]
+    assert float(effects[0]) > 0
+
+
 def test_rank_0_ending_without_an_error_is_said_by_the_others(explain_run):
     """Rank 0's process ended without raising as it worked (os._exit(0) under torchrun, whose
     agent keeps the store and the other ranks alive): the others waited for its report for ever,
     and the launch never ended. Rank 0 now says it is alive while it works (a count in the group's
     store), and the others stop waiting once it has been silent for LEADER_SILENT_SECONDS (2 s in
     the worker, which the slow report above outlasts), naming it."""
-    assert len(said(explain_run, 0)) == 12  # (it said nothing more)
+    assert len(said(explain_run, 0)) == 13  # (it said nothing more)
     for rank in (1, 2):
-        assert said(explain_run, rank)[12] == (
+        assert said(explain_run, rank)[13] == (
             "LostContact: latentsweep.explain: rank 0 stopped answering while it wrote the report for the others (no "
             "sign of life from it in the process group's store for 2 s: its process ended without an error, or "
             "hangs; its own output says why)")

@@ -68,6 +68,7 @@ class Workers:
     group: object = None
     namespace: str = _DEFAULT_NAMESPACE
     meeting: str | None = None
+    relays: int = field(default=0, init=False, repr=False)  # (how many relayed() this call has made)
     _next_check: float = field(default=0.0, init=False, repr=False)
 
     @property
@@ -572,12 +573,12 @@ def raise_leaders_failure(failure: tuple[str, str], leader: int = 0) -> NoReturn
     raise _said_by(RuntimeError(f"{said} (reported by rank {leader})"), leader)
 
 
-# While rank 0 of leader_only's group works, a thread of its own counts in the group's store
-# every LEADER_BEAT_SECONDS; a rank waiting for it that sees the count stand still for
-# LEADER_SILENT_SECONDS stops waiting and says that rank 0 stopped answering: its process ended
-# without raising (os._exit under torchrun, whose agent keeps the store and the other ranks
-# alive), and they waited for ever. Generous: the count needs the interpreter, which a long
-# call that holds it (a C extension's) withholds.
+# While rank 0 works for its group (leader_only's body, leader_decides' decide), a thread of
+# its own counts in the group's store every LEADER_BEAT_SECONDS; a rank waiting for it that sees
+# the count stand still for LEADER_SILENT_SECONDS stops waiting and says that rank 0 stopped
+# answering: its process ended without raising (os._exit under torchrun, whose agent keeps the
+# store and the other ranks alive), and they waited for ever. Generous: the count needs the
+# interpreter, which a long call that holds it (a C extension's) withholds.
 LEADER_BEAT_SECONDS = 5.0
 LEADER_SILENT_SECONDS = 300.0
 
@@ -586,51 +587,79 @@ LEADER_SILENT_SECONDS = 300.0
 def leader_only(fn: str, checked: Callable[[], dict], *, distributed: bool = True, group=None):
     """For work that one process does for all (a report): yields the call's Workers; the body
     works on the group's rank 0 (``workers.leader``) while the other ranks skip it, then wait for
-    rank 0 however long it takes (_leaders_outcome) and raise if it failed. The ranks first
-    meet, as a sweep's do (join: a rank calling alone waited at the end, in a broadcast the
-    others never made, for the group's timeout); then each checks its call, ``checked()``, as a
-    sweep's ranks do once they met: what it raises every rank raises at once (a rank that
-    raised before the meeting left the others waiting there), and what it returns, the call's
-    identity, must be the same on every rank (Workers.agree: a rank called with another out=
-    returned a path where no report was, other options differing were silently rank 0's).
-    Under a launcher's environment without a group one is created, as for a sweep (the other
-    ranks returned at once, before the report was written). Alone, or with
-    ``distributed=False``, the process is rank 0."""
+    rank 0 however long it takes (relayed) and raise if it failed. The ranks first meet, as a
+    sweep's do (join: a rank calling alone waited at the end, in a broadcast the others never
+    made, for the group's timeout); then each checks its call, ``checked()``, as a sweep's ranks
+    do once they met: what it raises every rank raises at once (a rank that raised before the
+    meeting left the others waiting there), and what it returns, the call's identity, must be
+    the same on every rank (Workers.agree: a rank called with another out= returned a path where
+    no report was, other options differing were silently rank 0's). Under a launcher's
+    environment without a group one is created, as for a sweep (the other ranks returned at
+    once, before the report was written). Alone, or with ``distributed=False``, the process is
+    rank 0."""
+    name = _checks.call_name(fn)
     workers = join(fn, None, None, distributed=distributed, group=group,
-                   sharing=lambda leader: f"rank {leader} writes {_checks.call_name(fn)}'s report while the others "
-                                          "wait for it")
+                   sharing=lambda leader: f"rank {leader} writes {name}'s report while the others wait for it")
     try:
         identity = checked()
     except Exception as error:  # noqa: BLE001 - the other ranks learn it, then it is raised
         workers.agree(error)
         raise
     workers.agree(identity=identity)
-    failure, beating = None, threading.Event()
+    failure = None
     try:
-        _say_alive_while_leading(workers, beating)
-        yield workers
+        with _leading(workers):
+            yield workers
     except BaseException as error:
         if workers.grouped and workers.leader:  # (rank 0's failure, sent to the others)
             failure = leaders_failure(error, workers.global_rank(0))
         raise
     finally:
-        beating.set()
         if workers.grouped:
-            failure = _leaders_outcome(workers, failure)
+            failure = relayed(workers, failure, failed=failure is not None, doing="wrote the report for the others")
             if not workers.leader and failure is not None:
                 raise_leaders_failure(failure, workers.global_rank(0))
 
 
+def leader_decides(workers: Workers, decide: Callable[[], object], doing: str):
+    """decide() on the leader (rank 0, or every shard), its result on every rank, however long
+    it takes (relayed; ``doing`` says what the leader does, should it stop answering); an
+    error on the leader is raised on every rank, so none waits for an answer that never comes."""
+    outcome, failure = None, None
+    if workers.leader:
+        with _leading(workers):
+            try:
+                outcome = ("ok", decide())
+            except Exception as error:  # noqa: BLE001 - the other ranks raise it too
+                if not workers.grouped:
+                    raise
+                outcome, failure = ("error", leaders_failure(error, workers.global_rank(0))), error
+    outcome = relayed(workers, outcome, failed=failure is not None, doing=doing)
+    if outcome[0] == "ok":
+        return outcome[1]
+    if failure is not None:
+        raise failure
+    raise_leaders_failure(outcome[1], workers.global_rank(0))
+
+
+@contextlib.contextmanager
+def _leading(workers: Workers):
+    """On rank 0 of a grouped call that met in the store, a daemon thread that counts at the
+    call's alive key every LEADER_BEAT_SECONDS while the body runs; elsewhere, nothing."""
+    if not (workers.grouped and workers.leader and workers.meeting is not None):
+        yield
+        return
+    stop = threading.Event()
+    threading.Thread(target=_count_while_alive, args=(_alive_key(workers), stop), daemon=True,
+                     name="latentsweep-leader-alive").start()
+    try:
+        yield
+    finally:
+        stop.set()
+
+
 def _alive_key(workers: Workers) -> str:
     return f"{workers.meeting}/leader-alive"
-
-
-def _say_alive_while_leading(workers: Workers, stop: threading.Event) -> None:
-    """On rank 0 of a grouped call that met in the store, a daemon thread that counts at
-    _alive_key every LEADER_BEAT_SECONDS until ``stop`` is set; elsewhere, nothing."""
-    if workers.grouped and workers.leader and workers.meeting is not None:
-        threading.Thread(target=_count_while_alive, args=(_alive_key(workers), stop), daemon=True,
-                         name="latentsweep-leader-alive").start()
 
 
 def _count_while_alive(key: str, stop: threading.Event) -> None:
@@ -642,27 +671,32 @@ def _count_while_alive(key: str, stop: threading.Event) -> None:
             return
 
 
-def _leaders_outcome(workers: Workers, failure: tuple[str, str] | None) -> tuple[str, str] | None:
-    """Rank 0's ``failure`` (None: it succeeded), on every rank of leader_only's group. The
-    others first wait in the group's store until rank 0 is done, however long its work takes:
-    in the broadcast alone they gave up at the group's timeout, saying they had lost contact
-    with rank 0 (it had crashed or been killed), and rank 0, done later, raised the same instead
-    of returning (under torchrun, a rank that exits so makes it end rank 0 before its report is
-    written). The store gone (rank 0's process held it), the broadcast says that rank 0 is lost;
-    rank 0 silent for LEADER_SILENT_SECONDS while the store lives on (its process ended without
-    raising, ``os._exit(0)`` under torchrun, whose agent lets the others be), they raise
-    LostContact naming it, without the broadcast (which a gone rank 0 may leave waiting for the
-    group's timeout)."""
-    done = None if workers.meeting is None else f"{workers.meeting}/leader-done"
+def relayed(workers: Workers, value, *, failed: bool, doing: str):
+    """Rank 0's ``value`` (picklable) on every rank of the group, once rank 0 has it (``failed``:
+    it is rank 0's failure, which rank 0 raises whatever happens to the others). The others
+    first wait in the group's store until rank 0 is done, however long its work takes: in the
+    broadcast alone they gave up at the group's timeout, saying they had lost contact with rank
+    0 (it had crashed or been killed), and rank 0, done later, raised the same instead of
+    returning (under torchrun, a rank that exits so makes it end rank 0). The store gone (rank
+    0's process held it), the broadcast says that rank 0 is lost; rank 0 silent for
+    LEADER_SILENT_SECONDS while the store lives on (its process ended without raising,
+    ``os._exit(0)`` under torchrun, whose agent lets the others be), they raise LostContact
+    saying what it was ``doing``, without the broadcast (which a gone rank 0 may leave waiting
+    for the group's timeout). Each relay of a call has its own key (the ranks relay in the same
+    order)."""
+    if not workers.grouped:
+        return value
+    workers.relays += 1
+    done = None if workers.meeting is None else f"{workers.meeting}/leader-done-{workers.relays}"
     if workers.leader:
         if done is not None:
             with contextlib.suppress(Exception):  # noqa: BLE001 - as without a store: they wait in the broadcast
                 _group_store().set(done, "done")
-        if failure is None:
-            return workers.broadcast(failure)
+        if not failed:
+            return workers.broadcast(value)
         with contextlib.suppress(Exception):  # noqa: BLE001 - its own failure says more than a rank gone meanwhile
-            workers.broadcast(failure)
-        return failure
+            workers.broadcast(value)
+        return value
     silent = False
     try:
         if done is not None:
@@ -670,15 +704,14 @@ def _leaders_outcome(workers: Workers, failure: tuple[str, str] | None) -> tuple
                 silent = not _leader_done(_group_store(), done, _alive_key(workers))
     finally:  # (after Ctrl-C too: torchrun passes it to every rank, and rank 0 sends what stopped it)
         if not silent:
-            failure = workers.broadcast(failure)
+            value = workers.broadcast(value)
     if silent:
-        leader = workers.global_rank(0)
         raise LostContact(
-            f"{workers.fn}: rank {leader} stopped answering while it wrote the report for the others (no sign of "
-            f"life from it in the process group's store for {LEADER_SILENT_SECONDS:g} s: its process ended without "
-            "an error, or hangs; its own output says why)"
+            f"{workers.fn}: rank {workers.global_rank(0)} stopped answering while it {doing} (no sign of life from "
+            f"it in the process group's store for {LEADER_SILENT_SECONDS:g} s: its process ended without an error, "
+            "or hangs; its own output says why)"
         )
-    return failure
+    return value
 
 
 def _leader_done(store, done: str, alive: str) -> bool:

@@ -580,7 +580,8 @@ def _open_sink(fn: str, out, spec, probe, geometry, params, choose_batch, *, exp
     if out is None:  # (its memory was checked before the ranks agreed)
         # The leader's batch trials decode into the sink (their units are kept, see plan.py).
         sink = MemorySink(geometry, keep_outputs, None, keep_units=workers.grouped)
-        plan = plan_from_dict(_leader_decides(workers, lambda: new_plan(sink).as_dict()))
+        plan = plan_from_dict(_distributed.leader_decides(workers, lambda: new_plan(sink).as_dict(),
+                                                          "planned the sweep for the others"))
         sink.plan = plan
         return sink, plan, list(range(len(plan.trial_units), plan.num_units))
     path = Path(out)
@@ -613,7 +614,8 @@ def _open_sink(fn: str, out, spec, probe, geometry, params, choose_batch, *, exp
         return store.plan.as_dict(), status.missing
 
     try:
-        plan_fields, pending = _leader_decides(workers, open_as_leader)
+        plan_fields, pending = _distributed.leader_decides(workers, open_as_leader,
+                                                           "opened the sweep's store for the others")
         plan = plan_from_dict(plan_fields)
         store, joined = opened.get("store"), None
         if store is None:  # the other ranks join the store the leader opened
@@ -655,25 +657,6 @@ def _call_identity(spec, probe, decoder, params, out, *, keep_outputs, batch_siz
     identity["out"] = None if out is None else os.fspath(out)
     identity["batch_size"], identity["memory_budget"] = batch_size, memory_budget
     return identity
-
-
-def _leader_decides(workers, decide):
-    """decide() on the leader (rank 0, or every shard), its result on every rank; an error on
-    the leader is raised on every rank, so none waits for an answer that never comes."""
-    outcome, failure = None, None
-    if workers.leader:
-        try:
-            outcome = ("ok", decide())
-        except Exception as error:  # noqa: BLE001 - the other ranks raise it too
-            if not workers.grouped:
-                raise
-            outcome, failure = ("error", _distributed.leaders_failure(error, workers.global_rank(0))), error
-    outcome = workers.broadcast(outcome)
-    if outcome[0] == "ok":
-        return outcome[1]
-    if failure is not None:
-        raise failure
-    _distributed.raise_leaders_failure(outcome[1], workers.global_rank(0))
 
 
 def _store_rank_0_made(path: Path):
@@ -800,7 +783,7 @@ def _merge(sink, plan: SweepPlan, workers) -> tuple[OrderedMerge | None, StoreSt
             return sink.merged()
 
     if workers.grouped and sink.shared:  # rank 0 reads the store for all, and its failure reaches them
-        return _leader_decides(workers, all_units), None  # (it left them waiting for its broadcast)
+        return _distributed.leader_decides(workers, all_units, "read the store's units for the others"), None
     return all_units(), None
 
 
