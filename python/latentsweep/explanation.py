@@ -30,7 +30,7 @@ from .plots._images import image_shape_of, is_image_output
 from .posterior import Posterior
 from .principal import principal_directions, variance_unread
 from .sinks import Geometry
-from .sweep import _resolve_device, traverse
+from .sweep import traverse
 from .modes import MODE_TABLE, MODES
 
 _FN = "latentsweep.explain"
@@ -148,7 +148,10 @@ def explain(
             decoded (the diagnosis alone would skip them, :func:`latentsweep.diagnose`); so are
             codes that do not vary when principal directions are to be traversed (an
             autoencoder's, by default): the encoder gives every input one code, and there is
-            nothing to read.
+            nothing to read. Sweeps whose outputs, all kept for the pictures, would take more than
+            half of the memory are refused before the first of them, saying how many outputs
+            (:mod:`latentsweep.explain_work`; with a warning when they decode more than 2^32
+            values): pass fewer ``steps``, ``anchors`` or ``dims``.
     """
     def checked() -> dict:
         """The arguments checked, once the ranks met (leader_only): a rank's refusal reaches the
@@ -241,7 +244,7 @@ def explain(
         if latents and dims is None and diagnosis.is_variational:
             dims = diagnosis.traversal_options()["dims"]
         check_sweeps(_FN, _planned_sweeps(one, starts, steps, mode, dims if latents else (), chosen, found, posterior),
-                     statistics_on_cpu=_resolve_device(_FN, device, decoder, starts.mu).type == "cpu", encoded=encoded)
+                     encoded=encoded)
         results = {}
         if latents:
             results[mode] = traverse(decoder, starts, dims=dims, **sweep)

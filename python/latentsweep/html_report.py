@@ -41,6 +41,11 @@ from .plots.traversal_grid import traversal_grid
 from .posterior import Posterior
 
 _FN = "latentsweep.report"
+# The largest side of a GIF's tile in the report: a page shows a GIF of 12 latents at most about
+# 110 pixels a tile, and full-size 256 x 256 outputs made GIFs of 5.9 MB each (24 MB at 512 x 512;
+# at 1024 x 1024 the GIF was refused after every sweep). Larger outputs are averaged down by a
+# whole factor, to 64-128 pixels, as large as the 64-pixel tiles small outputs are enlarged to.
+GIF_TILE_PIXELS = 128
 
 
 def report(
@@ -322,11 +327,17 @@ def _latent_pictures(page: "_Page", diagnosis: Diagnosis, posterior: Posterior |
         )
     ]
     if posterior is not None and posterior.logvar is not None and posterior.latent_dim == diagnosis.latent_dim:
+        # Of more latents than panels, those of largest KL (by index: the first 48 of 4,096, a
+        # corner of one channel of a structured latent, often all collapsed)
+        panels = _common.DEFAULT_MAX_PANELS
+        cut = posterior.latent_dim > panels
         figures.append(
             page.figure(
-                sigma_histograms(posterior, diagnosis=diagnosis, max_dims=_common.DEFAULT_MAX_PANELS), "Posterior SD per latent against the prior SD",
+                sigma_histograms(posterior, diagnosis=diagnosis, order="kl" if cut else "dims", max_dims=panels),
+                "Posterior SD per latent against the prior SD",
                 "Posterior SD per input and latent (log scale) against the prior SD (red line). Far "
-                "left of the line, ± 2 posterior SDs moves z by a sliver of the prior's range.",
+                "left of the line, ± 2 posterior SDs moves z by a sliver of the prior's range."
+                + (f" The {panels} latents of largest KL of the {posterior.latent_dim} are drawn." if cut else ""),
                 wide=True,
             )
         )
@@ -357,7 +368,7 @@ def _traversals(page, named, diagnosis, image_shape, feature_names, inputs, reco
                                          "per step."))
                 if gifs:
                     data = gif_bytes(result, anchor=a, diagnosis=diagnosis, max_dims=max_dims, image_shape=image_shape,
-                                     fn=_FN)
+                                     fn=_FN, max_tile_size=GIF_TILE_PIXELS)
                     parts.append(page.image(data, "image/gif", f"{name}: animated traversal of anchor {a}",
                                             f"Anchor {a} of {name!r}: every {result.traversal_kind} moves through "
                                             "its steps at once.",

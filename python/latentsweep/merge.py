@@ -91,6 +91,10 @@ class UnitStatistics:
         return cls(state["dim_effect_sum"], state["sensitivity_sum"], first)
 
 
+# Values of the sensitivity divided and checked at a time (temporaries of 8 MiB and 1 MiB).
+RESULT_BLOCK_VALUES = 1 << 20
+
+
 class OrderedMerge:
     """Adds unit statistics in unit order (units 0, 1, 2, ...; each exactly once)."""
 
@@ -116,8 +120,18 @@ class OrderedMerge:
         """(dim_effect [K], sensitivity [K, F]) in ``dtype`` (the statistics' precision);
         ValueError if the sensitivity overflowed (the effect is checked chunk by chunk)."""
         dim_effect = (self.dim_effect_sum / float(num_anchors * num_steps)).to(dtype)
-        sensitivity = (self.sensitivity_sum / float(num_anchors)).to(dtype)
-        overflowed = ~torch.isfinite(sensitivity).all(dim=1)
+        # Divided into the result block by block (computed in float64, rounded once as .to(dtype)
+        # rounds: the same bits): the quotient of all [K, F] sums at once was a second float64
+        # copy of them (6 GiB at K = 4,096 latents of 3 x 256 x 256 outputs), and so is torch's
+        # own temporary for an out= of another dtype
+        num_dims, features = self.sensitivity_sum.shape
+        sensitivity = torch.empty(num_dims, features, dtype=dtype, device="cpu")
+        overflowed = torch.zeros(num_dims, dtype=torch.bool, device="cpu")
+        rows = max(1, RESULT_BLOCK_VALUES // max(1, features))
+        for start in range(0, num_dims, rows):
+            block = sensitivity[start : start + rows]
+            torch.div(self.sensitivity_sum[start : start + rows], float(num_anchors), out=block)
+            overflowed[start : start + rows] = ~torch.isfinite(block).all(dim=1)
         if bool(overflowed.any()):
             rows = overflowed.nonzero().flatten().tolist()
             raise ValueError(

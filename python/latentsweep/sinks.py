@@ -45,6 +45,19 @@ class Geometry:
         """Statistics are computed in the outputs' precision: float64 for float64, else float32."""
         return torch.float64 if self.output_dtype == torch.float64 else torch.float32
 
+    def result_bytes(self, keep_outputs: bool) -> int:
+        """Bytes of CPU memory the result holds: the effect of every grid point ``[A, K, S]``,
+        the sensitivity ``[K, F]`` and, with ``keep_outputs``, the outputs ``[A, K, S, F]``."""
+        statistics = self.statistics_dtype.itemsize
+        outputs = self.features * self.output_dtype.itemsize if keep_outputs else 0
+        return self.num_rows * (statistics + outputs) + self.num_dims * self.features * statistics
+
+    def merging_bytes(self, statistics_on_cpu: bool) -> int:
+        """Bytes of CPU memory held while the sweep runs, beside its result: the sensitivity's
+        float64 sums ``[K, F]`` merged in unit order and, for a sweep on the CPU, the C++
+        statistics' own (12 GiB at K = 4,096 latents of 3 x 256 x 256 outputs, whatever the grid)."""
+        return self.num_dims * self.features * 8 * (2 if statistics_on_cpu else 1)
+
 
 class Sink(Protocol):
     """Receives a sweep's rows unit by unit and hands back what it kept."""

@@ -1047,7 +1047,8 @@ def _report_into(folder: Path, args) -> int:
             clusters=args.clusters, directions=directions, mode=args.mode, span=args.span, steps=args.steps,
             anchors=args.anchors, dims=args.dims, max_directions=args.max_directions, prior_std=args.prior_std,
             device=args.device, image_shape=args.image_shape, feature_names=names, title=title, metrics=metrics,
-            progress=False, **_decoder_options(args),
+            # the sweeps' bars as the encoder's (on a terminal): without them a report of hours said nothing
+            progress=_encode_progress(args), **_decoder_options(args),
         )
     print(f"wrote {path}")
     return 0

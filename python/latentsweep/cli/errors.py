@@ -173,6 +173,7 @@ _CLI_WORDS = (
     ("factor_names has", "--factor-names has"),
     ("evaluate: bins must be", "evaluate: --bins must be"),
     ("pass fewer steps, anchors or dims", "pass fewer --steps, --anchors or --dims"),
+    ("traverse fewer latents (dims=) or directions", "pass fewer --dims"),  # (the sensitivity [K, F])
     ("pass max_dims= (fewer rows), or gifs=False",  # (report's GIF)
      "pass fewer --dims (or --max-directions) or --steps"),
     (re.compile(r"(?<![\w.-])num_train=(\d+) is below"), r"--num-train \1 is below"),

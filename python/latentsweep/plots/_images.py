@@ -92,6 +92,29 @@ def colour_values(array: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return array
 
 
+def shrunk(outputs: np.ndarray, lead_ndim: int, shape: tuple[int, ...], max_side: int) -> tuple[np.ndarray, tuple[int, ...]]:
+    """Images (the first ``lead_ndim`` axes of ``outputs`` index them, each of ``shape``) whose
+    larger side exceeds ``max_side`` pixels, each averaged over blocks of f x f pixels for the
+    smallest whole f that fits (a block cut by the edge over the pixels it holds), and their new
+    shape; smaller images as they are. Shrunk a row of the first axis at a time: its copies in
+    float are the only temporaries."""
+    import torch
+
+    height, width = shape[-2:]
+    factor = -(-max(height, width) // max_side)
+    if factor <= 1:
+        return outputs, shape
+    channels = shape[0] if len(shape) == 3 else 1
+    dtype = torch.float64 if outputs.dtype == np.float64 else torch.float32
+    rows = []
+    for row in outputs.reshape(outputs.shape[0], -1, channels, height, width):
+        planes = torch.from_numpy(np.ascontiguousarray(row)).to(dtype)
+        rows.append(torch.nn.functional.avg_pool2d(planes, factor, ceil_mode=True).numpy())
+    small = np.stack(rows)
+    new_shape = (*shape[:-2], *small.shape[-2:])
+    return small.reshape(*outputs.shape[:lead_ndim], *new_shape), new_shape
+
+
 def to_rgb(outputs: np.ndarray, lead_ndim: int, shape: tuple[int, ...], *, vmin: float, vmax: float, cmap: str = "gray") -> np.ndarray:
     """Outputs whose first ``lead_ndim`` axes index images -> ``[*lead, H, W, 3]`` RGB in
     [0, 1]: one channel goes through the colour map, three channels are shown as they are

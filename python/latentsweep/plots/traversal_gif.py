@@ -9,7 +9,7 @@ import numpy as np
 
 from .. import _checks
 from . import _common
-from ._images import image_shape_of, to_rgb
+from ._images import image_shape_of, shrunk, to_rgb
 
 _FN = "latentsweep.plots.traversal_gif"
 LAYOUTS = ("side-by-side", "stacked")
@@ -75,9 +75,11 @@ MAX_TILE_BYTES = 256 << 20
 def gif_bytes(
     result, *, anchor=0, layout="side-by-side", diagnosis=None, order="auto", max_dims=None,
     image_shape=None, vmin=None, vmax=None, cmap="gray", tile_size=64, duration=150, bounce=True, fn: str = _FN,
+    max_tile_size: int | None = None,
 ) -> bytes:
     """The encoded GIF of :func:`traversal_gif` (what the HTML report inlines; ``fn``: the public
-    function that draws it, whose arguments the errors' advice names)."""
+    function that draws it, whose arguments the errors' advice names). ``max_tile_size``: outputs
+    larger than this many pixels a side are shrunk to fit, by a whole factor (the report's)."""
     result = _common.check_result(_FN, result)
     anchor = _checks.index(_FN, "anchor", anchor, result.values.shape[0], what="anchor(s)")
     _checks.choice(_FN, "layout", layout, LAYOUTS)
@@ -90,6 +92,8 @@ def gif_bytes(
 
     outputs = _common.anchor_outputs(_FN, result, anchor)[positions]  # [K', S, *out_shape]
     vmin, vmax = _common.colour_range(_FN, vmin, vmax, outputs, image_shape=shape)
+    if max_tile_size is not None:
+        outputs, shape = shrunk(outputs, 2, shape, max_tile_size)
     tiles = to_rgb(outputs, 2, shape, vmin=vmin, vmax=vmax, cmap=cmap)  # [K', S, H, W, 3]
     scale = max(1, math.ceil(tile_size / max(tiles.shape[2:4])))
     enlarged = tiles[..., 0].size * scale * scale * 3  # bytes of the enlarged uint8 tiles
