@@ -345,3 +345,26 @@ def test_clusters_with_the_same_centroid_are_named_as_explains_with_what_to_do(t
                                          r"give them one label .*directions='pca'"):
         ls.explain(lambda x: x, decoder, codes, labels=labels, directions="clusters", out=tmp_path)
     assert decoder.calls == 0 and not (tmp_path / "report.html").exists()
+
+
+@pytest.mark.parametrize("stop", [RuntimeError("decoder broke"), KeyboardInterrupt()])
+def test_a_sweep_stopped_inside_explain_gives_explains_advice(tmp_path, capsys, stop):
+    """A sweep stopped inside explain (a decoder that failed, Ctrl-C) advised traverse's "Pass
+    out='sweep.zarr' to keep partial results on disk", which explain does not take."""
+    decoder, calls = torch.nn.Linear(3, 4), []
+
+    def stopping(codes):
+        calls.append(len(codes))
+        if len(calls) == 6:  # (the posterior's sweep: probe, two steps, anchors, latents, anchors, it)
+            raise stop
+        return decoder(codes)
+
+    codes = ls.Posterior(torch.randn(20, 3, generator=torch.Generator().manual_seed(0)),
+                         torch.full((20, 3), -2.0))
+    with pytest.raises(type(stop)) as raised:
+        ls.explain(None, stopping, None, posterior=codes, out=tmp_path, steps=41, anchors=20, progress=False,
+                   gifs=False, dpi=20)
+    said = " ".join(getattr(raised.value, "__notes__", ())) + capsys.readouterr().err
+    assert "latentsweep.explain: its traverse sweep stopped after 0 of 1 work units. Nothing of this call is kept" in said
+    assert "sweep.zarr" not in said
+    assert not (tmp_path / "report.html").exists()

@@ -30,10 +30,14 @@ from .plots._images import image_shape_of, is_image_output
 from .posterior import Posterior
 from .principal import principal_directions, variance_unread
 from .sinks import Geometry
-from .sweep import traverse
+from .sweep import sweeping_for, traverse
 from .modes import MODE_TABLE, MODES
 
 _FN = "latentsweep.explain"
+# What explain says of a sweep stopped inside it (Ctrl-C, a decoder that failed): traverse's
+# advice, out='sweep.zarr', is none of explain's arguments.
+STOPPED_ADVICE = ("Nothing of this call is kept (the report is written at the end): call explain again, with fewer "
+                  "steps, anchors or dims for a shorter run.")
 DIRECTION_CHOICES = ("auto", "coordinates", "pca", "clusters")
 # Principal directions carrying less than this share of the codes' variance are not traversed
 # (a VAE's collapsed latents leave components with almost none).
@@ -186,7 +190,7 @@ def explain(
     # checked by every rank before they met, a rank that will not write the report refused a
     # path it could not write on its node, and the others waited for it until the group's timeout.
     with _distributed.leader_only(_FN, checked, distributed=_checks.boolean(_FN, "distributed", distributed),
-                                  group=group) as workers:
+                                  group=group) as workers, sweeping_for(_FN, STOPPED_ADVICE):
         if not workers.leader:
             return path
         path = _checks.output_file(_FN, "out", path)

@@ -756,6 +756,9 @@ def _explain_stop(fn: str, error: BaseException, sink, plan: SweepPlan, done: in
             f"unit is saved in {sink.path}. Call {_checks.call_name(fn)}(...) again with the same arguments and "
             "resume=True to continue (at any number of processes)."
         )
+    elif _SWEEPING_FOR.get() is not None:
+        caller, advice = _SWEEPING_FOR.get()
+        message = f"{caller}: its {_checks.call_name(fn)} sweep stopped after {done} of {total} work units. {advice}"
     else:
         message = (
             f"{fn}: the sweep stopped after {done} of {total} work units. Pass out='sweep.zarr' to keep "
@@ -779,6 +782,22 @@ def stop_messages_as_notes():
         yield
     finally:
         _STOP_MESSAGES_AS_NOTES.reset(token)
+
+
+# A public function that sweeps inside and keeps nothing of a stopped sweep (explain): the
+# advice after a stop is its own, in its name (traverse's out='sweep.zarr' is none of its
+# arguments). (caller, advice) or None.
+_SWEEPING_FOR = contextvars.ContextVar("latentsweep_sweeping_for", default=None)
+
+
+@contextlib.contextmanager
+def sweeping_for(caller: str, advice: str):
+    """Within this block a stopped sweep kept in memory says ``advice`` in ``caller``'s name."""
+    token = _SWEEPING_FOR.set((caller, advice))
+    try:
+        yield
+    finally:
+        _SWEEPING_FOR.reset(token)
 
 
 # ---- merge ----------------------------------------------------------------------------------

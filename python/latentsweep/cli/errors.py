@@ -14,6 +14,7 @@ import re
 import sys
 
 from ..encoding import ONE_DIMENSIONAL_HINT
+from ..explanation import STOPPED_ADVICE
 
 # How a decoder that takes structured codes [N, C, H, W] gets them on the command line (the
 # library's advice names traverse's anchors and latent_shape=; the CLI's first call says this).
@@ -428,9 +429,11 @@ def _raised_in(error: BaseException, files: set[str]) -> bool:
     return False
 
 
-# The library's advice after a sweep without a store stopped (Ctrl-C, or a decoder that failed):
-# traverse's --store keeps its units; the commands that traverse inside (report, demo) have none.
-_STORE_ADVICE = re.compile(r"Pass out='sweep\.zarr' to keep partial results on disk and make long sweeps resumable\.")
+# The library's advice after a sweep without a store stopped (Ctrl-C, or a decoder that failed),
+# traverse's or explain's: traverse's --store keeps its units; the commands that traverse inside
+# (report, demo) have none.
+_STORE_ADVICE = re.compile(r"Pass out='sweep\.zarr' to keep partial results on disk and make long sweeps resumable\.|"
+                           + re.escape(STOPPED_ADVICE))
 # ... and its advice for outputs too large to keep in memory (traverse's --store or --no-outputs)
 _MEMORY_ADVICE = "pass out='sweep.zarr' (on disk, resumable) or keep_outputs=False (statistics only)"
 
