@@ -249,3 +249,18 @@ def test_the_report_command_shows_its_sweeps_progress_on_a_terminal(tmp_path):
                      "--anchors", "2", "--steps", "3", "--out", str(tmp_path / "out")])
     assert code == 0, stderr.getvalue()
     assert re.search(r"traverse: 100%.* 18\.0/18\.0 ", stderr.getvalue()), stderr.getvalue()  # 2 x 3 latents x 3 steps
+
+
+def test_a_diagnosis_table_of_many_latents_scrolls_in_a_box_of_its_own(tmp_path):
+    """The report's diagnosis table of 4,096 latents (a [4, 32, 32] latent) was 4,096 rows in the
+    page's flow, about 1 MB of text between the findings and the first picture."""
+    from latentsweep import html_report
+
+    def table_box(latents: int) -> str:
+        gen = torch.Generator().manual_seed(0)
+        posterior = ls.Posterior(torch.randn(30, latents, generator=gen), torch.randn(30, latents, generator=gen) - 2)
+        page = ls.report(tmp_path / f"r{latents}.html", diagnosis=ls.diagnose(posterior)).read_text()
+        return page.split("<h2>Diagnosis</h2>", 1)[1].split("<table>", 1)[0]
+
+    assert 'class="scroll"' in table_box(html_report.TABLE_ROWS_IN_PAGE)
+    assert 'class="scroll tall"' in table_box(html_report.TABLE_ROWS_IN_PAGE + 1)

@@ -46,6 +46,9 @@ _FN = "latentsweep.report"
 # at 1024 x 1024 the GIF was refused after every sweep). Larger outputs are averaged down by a
 # whole factor, to 64-128 pixels, as large as the 64-pixel tiles small outputs are enlarged to.
 GIF_TILE_PIXELS = 128
+# Latents whose rows of the diagnosis table are shown in the page's flow; a longer table scrolls
+# in a box of its own (about as tall as these rows).
+TABLE_ROWS_IN_PAGE = 48
 
 
 def report(
@@ -306,10 +309,14 @@ def _table(diagnosis: Diagnosis) -> str:
     summary = f"{diagnosis.num_inputs} inputs, {diagnosis.latent_dim} latent dims ({kind})"
     if diagnosis.is_variational:
         summary += f"; total KL {diagnosis.total_kl:.4g} nats; {diagnosis.num_active}/{diagnosis.latent_dim} active units"
+    # A table of more rows scrolls in a box of its own: 4,096 latents pushed every picture a
+    # thousand rows down the page
+    box = "scroll tall" if diagnosis.latent_dim > TABLE_ROWS_IN_PAGE else "scroll"
     return (
         f"<section><h2>Diagnosis</h2><p>{_esc(summary)}. Statistics over the data; mean and SD are of the "
         "aggregate posterior (compare with the prior).</p>"
-        f'<div class="scroll"><table><thead><tr>{header}</tr></thead><tbody>{"".join(rows)}</tbody></table></div></section>'
+        f'<div class="{box}"><table><thead><tr>{header}</tr></thead><tbody>{"".join(rows)}</tbody></table></div>'
+        "</section>"
     )
 
 
@@ -816,6 +823,7 @@ pre { background: #f5f5f7; padding: 0.6rem 0.8rem; border-radius: 6px; overflow-
 .ok { color: #17803d; font-weight: 600; }
 .note { color: #8a5a00; }
 .scroll { overflow-x: auto; }
+.scroll.tall { max-height: 32rem; overflow-y: auto; } .scroll.tall th { position: sticky; top: 0; }
 table { border-collapse: collapse; font-size: 0.85rem; margin: 0.5rem 0; }
 th, td { border: 1px solid #ddd; padding: 0.25rem 0.55rem; text-align: right; }
 th { background: #f0f0f3; } td:first-child, td:last-child { text-align: left; }
