@@ -41,11 +41,15 @@ from .plots.traversal_grid import traversal_grid
 from .posterior import Posterior
 
 _FN = "latentsweep.report"
-# The largest side of a GIF's tile in the report: a page shows a GIF of 12 latents at most about
-# 110 pixels a tile, and full-size 256 x 256 outputs made GIFs of 5.9 MB each (24 MB at 512 x 512;
-# at 1024 x 1024 the GIF was refused after every sweep). Larger outputs are averaged down by a
-# whole factor, to 64-128 pixels, as large as the 64-pixel tiles small outputs are enlarged to.
-GIF_TILE_PIXELS = 128
+# The largest side of a tile in the report's pictures: a page shows a GIF of 12 latents at most
+# about 110 pixels a tile, and full-size 256 x 256 outputs made GIFs of 5.9 MB each (24 MB at
+# 512 x 512; at 1024 x 1024 the GIF was refused after every sweep); a grid's tile is 0.75 inches,
+# 68 pixels at the default dpi (drawing 12 x 11 tiles of 512 x 512 at full size took 3.6 GB, saving
+# them 3 GB more). Larger outputs are averaged down by a whole factor, to 64-128 pixels (the
+# figures': proportionally more at a dpi above the default), as large as the 64-pixel tiles small
+# outputs are enlarged to in a GIF.
+TILE_PIXELS = 128
+DEFAULT_DPI = 90  # the report's dpi unless asked (its figures' tile bound grows above it)
 # Latents whose rows of the diagnosis table are shown in the page's flow; a longer table scrolls
 # in a box of its own (about as tall as these rows).
 TABLE_ROWS_IN_PAGE = 48
@@ -66,7 +70,7 @@ def report(
     max_dims: int | None = 12,
     gifs: bool = True,
     prior_std: float | None = None,
-    dpi: int = 90,
+    dpi: int = DEFAULT_DPI,
     metrics=None,
     directions=None,
     clusters=None,
@@ -99,6 +103,9 @@ def report(
             ``diagnosis=``, it must be the diagnosis' own.
         dpi: resolution of the pictures (10 to 1200); a picture that would exceed about 33
             million pixels (5,800 x 5,800) is drawn at the highest dpi that fits, with a warning.
+            Outputs larger than 128 pixels a side (more at a dpi above 90: 128 x dpi / 90) are
+            drawn averaged down by a whole factor (the GIFs' at 128 whatever the dpi), a tile
+            being drawn smaller still.
         metrics: a :class:`latentsweep.metrics.MetricResults` (from ``metrics.evaluate`` when the
             factors of variation are known): adds a table of the scores and their settings.
         directions: a :class:`TraversalResult` of a sweep along directions
@@ -368,14 +375,14 @@ def _traversals(page, named, diagnosis, image_shape, feature_names, inputs, reco
             for a in anchor_indices if result.outputs is not None else ():
                 figure = traversal_grid(
                     result, anchor=a, diagnosis=diagnosis, max_dims=max_dims, image_shape=image_shape,
-                    input=inputs, reconstruction=reconstructions,
+                    input=inputs, reconstruction=reconstructions, max_tile_size=page.tile_pixels,
                 )
                 parts.append(page.figure(figure, f"{name}: traversal grid of anchor {a}",
                                          f"Anchor {a} of {name!r}: one row per {result.traversal_kind}, one column "
                                          "per step."))
                 if gifs:
                     data = gif_bytes(result, anchor=a, diagnosis=diagnosis, max_dims=max_dims, image_shape=image_shape,
-                                     fn=_FN, max_tile_size=GIF_TILE_PIXELS)
+                                     fn=_FN, max_tile_size=TILE_PIXELS)
                     parts.append(page.image(data, "image/gif", f"{name}: animated traversal of anchor {a}",
                                             f"Anchor {a} of {name!r}: every {result.traversal_kind} moves through "
                                             "its steps at once.",
@@ -668,12 +675,13 @@ def _directions(page, along, named, diagnosis, posterior, image_shape, anchor_in
                 if twin is not None:
                     figures.append(page.figure(
                         traversal_grid(twin, anchor=a, diagnosis=diagnosis, max_dims=max_dims, image_shape=image_shape,
-                                       title=f"latents ({twin.mode}), anchor {a}"),
+                                       max_tile_size=page.tile_pixels, title=f"latents ({twin.mode}), anchor {a}"),
                         f"latents, anchor {a}", f"Anchor {a}: one row per latent ({twin.mode!r})."))
                 figures.append(page.figure(
                     direction_grid(result.outputs[a], shown, values=result.values[a],
                                    anchor_values=result.anchor_values[a], image_shape=image_shape,
-                                   max_dims=max_dims, title=f"{name} ({result.mode}), anchor {a}"),
+                                   max_dims=max_dims, max_tile_size=page.tile_pixels,
+                                   title=f"{name} ({result.mode}), anchor {a}"),
                     f"{name}, anchor {a}",
                     f"Anchor {a}: one row per direction, labelled with the share of the codes' variance it "
                     "carries where known; columns are coordinates along it."))
@@ -711,7 +719,8 @@ def _clusters(page, clusters, centroid_outputs, paths, image_shape) -> str:
     shown = min(clusters.num_clusters, _common.DEFAULT_MAX_PANELS)
     figure = cluster_panel(
         clusters, centroid_outputs=centroid_outputs if images else None, interpolation=strips or None,
-        max_clusters=shown, image_shape=image_shape, title=f"{clusters.num_clusters} clusters of the codes",
+        max_clusters=shown, image_shape=image_shape, max_tile_size=page.tile_pixels,
+        title=f"{clusters.num_clusters} clusters of the codes",
     )
     cut = f" The {shown} largest of the {clusters.num_clusters} clusters are drawn." \
         if shown < clusters.num_clusters else ""
@@ -763,6 +772,8 @@ class _Page:
 
     def __init__(self, *, dpi: int):
         self.dpi = dpi
+        # The largest side of an output's tile in its figures (TILE_PIXELS at the default dpi)
+        self.tile_pixels = max(TILE_PIXELS, math.ceil(TILE_PIXELS * dpi / DEFAULT_DPI))
 
     def figure(self, figure, alt: str, caption: str, *, wide: bool = False) -> str:
         data = _common.figure_png(figure, dpi=self.dpi)

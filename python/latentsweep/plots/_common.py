@@ -253,9 +253,19 @@ def user_array(fn: str, name: str, value, *, finite: bool = True) -> np.ndarray:
         if value.dtype.kind not in "biuf":
             raise TypeError(f"{fn}: {name} must be a tensor or a numeric array, got an array of {value.dtype}")
     array = as_array(value)
-    if finite and not np.isfinite(array).all():
-        raise ValueError(f"{fn}: {name} has {int((~np.isfinite(array)).sum())} NaN/Inf value(s)")
+    bad = nonfinite_count(array) if finite else 0
+    if bad:
+        raise ValueError(f"{fn}: {name} has {bad} NaN/Inf value(s)")
     return array
+
+
+def nonfinite_count(*arrays: np.ndarray) -> int:
+    """How many NaN/Inf values ``arrays`` hold, counted a block at a time (each mask of the whole
+    outputs was a quarter of their float32 bytes)."""
+    from ._images import value_blocks
+
+    return sum(int(block.size - np.count_nonzero(np.isfinite(block)))
+               for array in arrays for block in value_blocks(array))
 
 
 # Inside columns_said_once: the caller's name and the column warnings said so far (per thread and task).
@@ -314,21 +324,31 @@ def check_diagnosis(fn: str, diagnosis, *, latent_dim: int | None = None) -> Dia
     return diagnosis
 
 
-def anchor_outputs(fn: str, result: TraversalResult, anchor: int) -> np.ndarray:
-    """``[K, S, *out_shape]`` outputs of one anchor; reads only that anchor from a store."""
+def anchor_outputs(fn: str, result: TraversalResult, anchor: int, positions, steps=None) -> list[np.ndarray]:
+    """The drawn outputs of one anchor: a row ``[S', *out_shape]`` per position into
+    ``result.dims`` (of ``steps``; default: all), only those checked. A tensor's row is a view
+    where its dtype is drawn as it is; a store reads the anchor once. (The anchor's every
+    traversal was checked, then copied, before the drawn ones were picked.)"""
     if result.outputs is None:
         raise ValueError(
             f"{fn}: result.outputs is None (the sweep ran with keep_outputs=False); rerun "
             "traverse() with keep_outputs=True to draw the decoded outputs"
         )
-    return finite_result_values(fn, "result.outputs", as_array(result.outputs[anchor]))
+    traversals = result.outputs[anchor]
+    rows = []
+    for position in positions:
+        row = as_array(traversals[int(position)])
+        rows.append(row if steps is None or len(steps) == row.shape[0] else row[steps])
+    finite_result_values(fn, "result.outputs", *rows)
+    return rows
 
 
-def finite_result_values(fn: str, name: str, array: np.ndarray) -> np.ndarray:
-    """``array`` (a result's ``name``, as drawn) when it holds no NaN or Inf: traverse refuses a
-    decoder that returns them, so only a result changed afterwards has them (its curves raised a
-    storm of numpy warnings, its bars and heatmap cells were drawn as 0 or left blank)."""
-    bad = int((~np.isfinite(array)).sum())
+def finite_result_values(fn: str, name: str, array: np.ndarray, *more: np.ndarray) -> np.ndarray:
+    """``array`` (a result's ``name``, as drawn; with ``more`` parts of it) when it holds no NaN
+    or Inf: traverse refuses a decoder that returns them, so only a result changed afterwards has
+    them (its curves raised a storm of numpy warnings, its bars and heatmap cells were drawn as 0
+    or left blank)."""
+    bad = nonfinite_count(array, *more)
     if bad:
         raise ValueError(f"{fn}: {name} has {bad} NaN/Inf value(s); traverse never returns them "
                          "(was the result changed after the sweep?)")
@@ -473,10 +493,12 @@ def colour_range(fn: str, vmin, vmax, *arrays: np.ndarray, image_shape: tuple[in
     range (see ``value_range``); vmax > vmin. (An infinite end made every tile one colour.)
     ``image_shape``: the images' shape, when ``arrays`` hold whole images of it (an RGBA
     image's alpha is left out of the range: see ``colour_values``)."""
-    from ._images import colour_values, value_range
+    from ._images import colour_values, value_blocks, value_range
 
-    if image_shape is not None:
-        arrays = tuple(colour_values(a, image_shape) for a in arrays)
+    # Read a block at a time (whole images of image_shape: an RGBA's alpha is cut per image).
+    size = math.prod(image_shape) if image_shape is not None else None
+    arrays = tuple(block if image_shape is None else colour_values(block, image_shape)
+                   for a in arrays if a is not None for block in value_blocks(a, size))
 
     for name, value in (("vmin", vmin), ("vmax", vmax)):
         if value is None:
@@ -522,19 +544,30 @@ BULK_SHARE = 0.01
 def _bulk_range(fn: str, arrays, low: float, high: float) -> tuple[float, float]:
     """``(low, high)``, or the range of the bulk of the values (BULK_QUANTILES) when the whole
     range is more than 1 / BULK_SHARE times wider, with a warning. Outputs in [0, 1] keep
-    [0, 1] (``value_range``: their contrast is the true one)."""
-    finite = [a[np.isfinite(a)].astype(np.float64).ravel() for a in arrays if a is not None and a.size]
-    finite = np.concatenate(finite) if finite else np.empty(0)
-    if finite.size == 0 or (finite.min() >= 0.0 and finite.max() <= 1.0):
+    [0, 1] (``value_range``: their contrast is the true one, and ``low``, ``high`` say so).
+    ``arrays``: blocks of the values (one copy of their finite values is made, in their dtype)."""
+    if low >= 0.0 and high <= 1.0:
         return low, high
+    finite = np.empty(sum(int(np.count_nonzero(np.isfinite(a))) for a in arrays), np.result_type(*arrays))
+    filled = 0
+    for a in arrays:
+        values = a[np.isfinite(a)]
+        finite[filled : filled + values.size] = values
+        filled += values.size
     # (halved: a range of ±1.7e308 overflows)
-    q_low, q_high = (float(q) * 0.5 for q in np.quantile(finite, BULK_QUANTILES))
+    q_low, q_high = (q * 0.5 for q in _quantiles(finite, BULK_QUANTILES))
     width = q_high - q_low
-    bulk = finite[(finite * 0.5 >= q_low - width) & (finite * 0.5 <= q_high + width)]
-    bulk_low, bulk_high = float(bulk.min()), float(bulk.max())
+    total, kept, bulk_low, bulk_high = finite.size, 0, math.inf, -math.inf
+    del finite
+    for a in arrays:  # (NaN and Inf are never within the bulk's bounds)
+        halves = np.multiply(a, 0.5, dtype=np.float64)
+        bulk = a[(halves >= q_low - width) & (halves <= q_high + width)]
+        if bulk.size:
+            kept += bulk.size
+            bulk_low, bulk_high = min(bulk_low, float(bulk.min())), max(bulk_high, float(bulk.max()))
     if not (bulk_high > bulk_low and bulk_high * 0.5 - bulk_low * 0.5 < BULK_SHARE * (high * 0.5 - low * 0.5)):
         return low, high
-    clipped = (f"{finite.size - bulk.size} of {finite.size} output values lie far outside the others (all: "
+    clipped = (f"{total - kept} of {total} output values lie far outside the others (all: "
                f"{low:.3g} .. {high:.3g}); the colours span the others, {bulk_low:.3g} .. {bulk_high:.3g}, and clip "
                "those beyond")
     collected = _CLIPPED_PICTURES.get()
@@ -543,6 +576,17 @@ def _bulk_range(fn: str, arrays, low: float, high: float) -> tuple[float, float]
     else:
         _checks.warn(f"{fn}: {clipped}; pass vmin= and vmax= to choose", UserWarning)
     return bulk_low, bulk_high
+
+
+def _quantiles(values: np.ndarray, quantiles) -> list[float]:
+    """``np.quantile(values.astype(np.float64), quantiles)`` (its default, linear method) without
+    the float64 copy: ``values`` (a copy of the caller's own, non-empty) is partitioned in place
+    about the two values each quantile lies between, and those are interpolated in float64."""
+    last = values.size - 1
+    at = [(last * q, math.floor(last * q)) for q in quantiles]
+    values.partition(sorted({i for _, below in at for i in (below, min(below + 1, last))}))
+    return [float(np.quantile(np.array([values[below], values[min(below + 1, last)]], np.float64), where - below))
+            for where, below in at]
 
 
 # What clipping_said_once collects: the clipping messages of the pictures drawn within it.
@@ -587,9 +631,11 @@ def clipping_said_once(fn: str, advice: str = "draw one with latentsweep.plots.t
 def clipped_ends(vmin: float, vmax: float, *arrays: np.ndarray) -> str:
     """A colour bar's ``extend=``: which ends clip values (drawn as arrows, so that a reader of the
     picture sees them; the warning of ``_bulk_range`` reaches only the one who drew it)."""
-    finite = [a[np.isfinite(a)] for a in arrays if a is not None and a.size]
-    below = any(a.size and a.min() < vmin for a in finite)
-    above = any(a.size and a.max() > vmax for a in finite)
+    from ._images import finite_extremes
+
+    extremes = finite_extremes(*arrays)
+    below = extremes is not None and extremes[0] < vmin
+    above = extremes is not None and extremes[1] > vmax
     return {(False, False): "neither", (True, False): "min", (False, True): "max", (True, True): "both"}[below, above]
 
 

@@ -10,7 +10,7 @@ import numpy as np
 from .. import _checks
 from ..latent_shape import latent_label
 from . import _common
-from ._images import image_shape_of, to_rgb
+from ._images import image_shape_of, rgb_tile, shrunk_size
 
 _FN = "latentsweep.plots.cluster_panel"
 
@@ -27,6 +27,7 @@ def cluster_panel(
     vmin: float | None = None,
     vmax: float | None = None,
     cmap: str = "gray",
+    max_tile_size: int | None = None,
     title: str | None = None,
     path=None,
 ):
@@ -52,7 +53,7 @@ def cluster_panel(
         max_clusters: draw only the ``max_clusters`` largest clusters (rows of the table and
             decoded centroids, in label order); default: all, or the DEFAULT_MAX_PANELS
             largest with a warning when there are more, as the other pictures' ``max_dims``.
-        image_shape, vmin, vmax, cmap: as for :func:`traversal_grid`.
+        image_shape, vmin, vmax, cmap, max_tile_size: as for :func:`traversal_grid`.
         title: the figure's title. path: also save the figure there.
 
     Returns:
@@ -66,6 +67,7 @@ def cluster_panel(
         raise TypeError(f"{_FN}: clusters must be a latentsweep.Clusters, got {type(clusters).__name__}")
     top = _checks.integer(_FN, "top", top, low=1)
     max_clusters = _checks.optional_integer(_FN, "max_clusters", max_clusters, low=1)
+    max_tile_size = _checks.optional_integer(_FN, "max_tile_size", max_tile_size, low=1)
     cmap = _common.check_cmap(_FN, cmap)
     num_clusters = clusters.num_clusters
     # The pictures' one bound on rows (300 clusters drew a 24,100-pixel-wide panel): the largest.
@@ -79,12 +81,13 @@ def cluster_panel(
             raise ValueError(
                 f"{_FN}: centroid_outputs must be [C={num_clusters}, *out_shape], got shape {tuple(centroids.shape)}"
             )
-        strips.append(("decoded centroids", centroids[shown], names))
+        strips.append(("decoded centroids", centroids if len(shown) == num_clusters else centroids[shown], names))
     for (i, j), path_outputs in _paths(interpolation, pair, clusters):
         if path_outputs.ndim < 2 or path_outputs.shape[0] < 2:
             raise ValueError(f"{_FN}: interpolation must be [S >= 2, *out_shape], got shape {tuple(path_outputs.shape)}")
         steps = _common.column_steps(_FN, path_outputs.shape[0])  # (at most 48 tiles in a strip)
-        path_outputs = path_outputs[steps]
+        if len(steps) < path_outputs.shape[0]:  # (else no copy)
+            path_outputs = path_outputs[steps]
         ticks = [f"{t:.2g}" for t in np.linspace(0, 1, steps[-1] + 1)[steps]]
         ticks[0], ticks[-1] = str(clusters.label_values[i]), str(clusters.label_values[j])
         strips.append((f"from cluster {clusters.label_values[i]} to {clusters.label_values[j]}", path_outputs, ticks))
@@ -121,19 +124,19 @@ def cluster_panel(
     ax.set_title("centroids on the latents that separate the clusters best", fontsize=9)
 
     for row, (label, images, ticks) in enumerate(strips, start=1):
-        tiles = to_rgb(images, 1, shape, vmin=vmin, vmax=vmax, cmap=cmap)  # [n, H, W, 3]
-        height, tile_width = tiles.shape[1], tiles.shape[2]
+        height, tile_width = shrunk_size(shape, max_tile_size)
         pad = max(1, round(0.08 * max(height, tile_width)))
-        strip = np.ones((height + 2 * pad, pad + len(tiles) * (tile_width + pad), 3))
-        for n, tile in enumerate(tiles):
+        strip = np.ones((height + 2 * pad, pad + len(images) * (tile_width + pad), 3))
+        for n, image in enumerate(images):  # (a tile at a time: see rgb_tile)
             left = pad + n * (tile_width + pad)
-            strip[pad : pad + height, left : left + tile_width] = tile
+            strip[pad : pad + height, left : left + tile_width] = rgb_tile(image, shape, vmin=vmin, vmax=vmax, cmap=cmap,
+                                                                           max_side=max_tile_size)
         strip_ax = figure.add_subplot(grid[row])
         strip_ax.imshow(strip, interpolation="nearest")
         # Upright labels wider than their tile overlapped (48 clusters' names under the decoded
         # centroids ran into one line): those are turned 90 degrees, each under its own tile.
-        crowded = max(_common.text_inches(t, 7) for t in ticks) > 0.9 * figure.get_figwidth() / len(tiles)
-        strip_ax.set_xticks([pad + n * (tile_width + pad) + (tile_width - 1) / 2 for n in range(len(tiles))], ticks,
+        crowded = max(_common.text_inches(t, 7) for t in ticks) > 0.9 * figure.get_figwidth() / len(images)
+        strip_ax.set_xticks([pad + n * (tile_width + pad) + (tile_width - 1) / 2 for n in range(len(images))], ticks,
                             fontsize=7, rotation=90 if crowded else 0)
         strip_ax.set_yticks([])
         strip_ax.tick_params(length=0)

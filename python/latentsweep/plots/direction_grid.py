@@ -9,7 +9,7 @@ import torch
 from .. import _checks
 from .._shares import format_share
 from . import _common
-from ._images import image_shape_of, to_rgb
+from ._images import image_shape_of, rgb_tile, shrunk_size
 from .traversal_grid import _mosaic
 
 _FN = "latentsweep.plots.direction_grid"
@@ -39,6 +39,7 @@ def direction_grid(
     cmap: str = "gray",
     tile_inches: float = 0.75,
     max_dims: int | None = None,
+    max_tile_size: int | None = None,
     title: str | None = None,
     path=None,
 ):
@@ -64,6 +65,8 @@ def direction_grid(
         max_dims: at most this many rows, the first directions (``None``: at most 48, with a
             warning when there are more). Columns: at most 48 steps, evenly spaced (the first
             and the last included), with a warning when there are more.
+        max_tile_size: outputs larger than this many pixels a side are drawn averaged down, as
+            in :func:`traversal_grid` (default: drawn as they are).
 
     Returns:
         a matplotlib ``Figure`` with one image axes (row tick labels: direction names) and, for
@@ -73,6 +76,7 @@ def direction_grid(
     _common.check_title(_FN, title)
     tile_inches = _common.tile_inches(_FN, tile_inches)
     max_dims = _checks.optional_integer(_FN, "max_dims", max_dims, low=1)
+    max_tile_size = _checks.optional_integer(_FN, "max_tile_size", max_tile_size, low=1)
     from ..directions import Directions
 
     if not isinstance(directions, Directions):
@@ -103,12 +107,15 @@ def direction_grid(
         values = None if values is None else values[:limit]
         anchor_values = None if anchor_values is None else anchor_values[:limit]
     columns = _common.column_steps(_FN, steps)
+    rows = list(array)  # (views: the drawn tiles are painted one at a time)
     if len(columns) < steps:
-        array, steps = array[:, columns], len(columns)
+        rows, steps = [row[columns] for row in rows], len(columns)
         values = None if values is None else values[:, columns]
 
-    tiles = to_rgb(array, 2, shape, vmin=vmin, vmax=vmax, cmap=cmap)
-    mosaic, column_centres, row_centres = _mosaic(tiles, [])
+    def paint(image):
+        return rgb_tile(image, shape, vmin=vmin, vmax=vmax, cmap=cmap, max_side=max_tile_size)
+
+    mosaic, column_centres, row_centres = _mosaic(rows, [], paint, shrunk_size(shape, max_tile_size))
     # The columns' values (or offsets from the anchor) when every row shares them, by the rule of
     # traversal_grid: up to the rounding of the values' dtype.
     column_values, axis_label = (None, "step") if values is None else \
@@ -140,5 +147,5 @@ def direction_grid(
     ax.set_title(title)
     if len(shape) == 2 or shape[0] == 1:  # (without it, grey levels of outputs beyond [0, 1] had no scale)
         _common.colour_bar(figure, ax, vmin=vmin, vmax=vmax, cmap=cmap, label="output",
-                           shrink=min(1.0, 3.0 / max(num_dirs, 1) + 0.3), extend=_common.clipped_ends(vmin, vmax, array))
+                           shrink=min(1.0, 3.0 / max(num_dirs, 1) + 0.3), extend=_common.clipped_ends(vmin, vmax, *rows))
     return _common.finish(figure, path, fn=_FN)

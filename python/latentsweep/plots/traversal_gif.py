@@ -9,7 +9,7 @@ import numpy as np
 
 from .. import _checks
 from . import _common
-from ._images import image_shape_of, shrunk, to_rgb
+from ._images import image_shape_of, rgb_tile, shrunk_size
 
 _FN = "latentsweep.plots.traversal_gif"
 LAYOUTS = ("side-by-side", "stacked")
@@ -90,14 +90,13 @@ def gif_bytes(
     _checks.boolean(_FN, "bounce", bounce)
     positions, _, _ = _common.dim_order(_FN, result, diagnosis, order, max_dims)
 
-    outputs = _common.anchor_outputs(_FN, result, anchor)[positions]  # [K', S, *out_shape]
-    vmin, vmax = _common.colour_range(_FN, vmin, vmax, outputs, image_shape=shape)
-    if max_tile_size is not None:
-        outputs, shape = shrunk(outputs, 2, shape, max_tile_size)
-    tiles = to_rgb(outputs, 2, shape, vmin=vmin, vmax=vmax, cmap=cmap)  # [K', S, H, W, 3]
-    scale = max(1, math.ceil(tile_size / max(tiles.shape[2:4])))
-    enlarged = tiles[..., 0].size * scale * scale * 3  # bytes of the enlarged uint8 tiles
-    if enlarged > MAX_TILE_BYTES:
+    outputs = _common.anchor_outputs(_FN, result, anchor, positions)  # K' x [S, *out_shape]
+    vmin, vmax = _common.colour_range(_FN, vmin, vmax, *outputs, image_shape=shape)
+    rows, num_steps = len(outputs), outputs[0].shape[0]
+    height, width = shrunk_size(shape, max_tile_size)
+    scale = max(1, math.ceil(tile_size / max(height, width)))
+    enlarged = rows * num_steps * height * width * scale * scale * 3  # bytes of the enlarged uint8 tiles
+    if enlarged > MAX_TILE_BYTES:  # (said before the tiles are drawn: their float64 was 8 times these)
         # (a smaller tile_size helps only where it enlarges the tiles; report takes no tile_size)
         if fn != _FN:
             made, advice = f"the GIF of anchor {anchor}", "pass max_dims= (fewer rows), or gifs=False"
@@ -107,11 +106,15 @@ def gif_bytes(
                 "the tiles are the outputs' own size (tile_size only enlarges smaller ones): pass max_dims, or "
                 "traverse fewer steps")
         raise ValueError(
-            f"{fn}: {made} makes {tiles.shape[0]} x {tiles.shape[1]} tiles of "
-            f"{tiles.shape[2] * scale} x {tiles.shape[3] * scale} pixels ({enlarged / 2**20:,.0f} MiB before encoding, "
+            f"{fn}: {made} makes {rows} x {num_steps} tiles of "
+            f"{height * scale} x {width * scale} pixels ({enlarged / 2**20:,.0f} MiB before encoding, "
             f"more than {MAX_TILE_BYTES >> 20} MiB); {advice}"
         )
-    tiles = (tiles * 255).round().astype(np.uint8)  # enlarged as bytes, not float64 (8x the memory)
+    tiles = np.empty((rows, num_steps, height, width, 3), np.uint8)  # enlarged as bytes, not float64 (8x the memory)
+    for k, row in enumerate(outputs):
+        for step, image in enumerate(row):
+            tile = rgb_tile(image, shape, vmin=vmin, vmax=vmax, cmap=cmap, max_side=max_tile_size)
+            tiles[k, step] = (tile * 255).round()
     tiles = np.repeat(np.repeat(tiles, scale, axis=2), scale, axis=3)
 
     values = _common.as_array(result.values)[anchor, positions]  # [K', S]

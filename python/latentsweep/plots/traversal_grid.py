@@ -6,7 +6,7 @@ import numpy as np
 
 from .. import _checks
 from . import _common
-from ._images import image_shape_of, single_output, to_rgb
+from ._images import image_shape_of, rgb_tile, shrunk_size, single_output
 
 _FN = "latentsweep.plots.traversal_grid"
 LABEL_POINTS = 9  # row/column labels: about 11 px in the report (90 dpi), 12.5 px at 100 dpi
@@ -26,6 +26,7 @@ def traversal_grid(
     vmax: float | None = None,
     cmap: str = "gray",
     tile_inches: float = 0.75,
+    max_tile_size: int | None = None,
     title: str | None = None,
     path=None,
 ):
@@ -57,6 +58,9 @@ def traversal_grid(
             others' range, are clipped with a warning and arrows on the colour bar).
         cmap: matplotlib colour map for one-channel images.
         tile_inches: size of one tile in the figure.
+        max_tile_size: outputs larger than this many pixels a side are drawn averaged over
+            blocks of f x f pixels, for the smallest whole f that fits (default: drawn as they
+            are). The colour range is that of the outputs themselves.
         title: the figure's title (default says the anchor, mode and order).
         path: also save the figure there (``.png``, ``.pdf``, ``.svg``...).
 
@@ -72,9 +76,10 @@ def traversal_grid(
     anchor = _checks.index(_FN, "anchor", anchor, num_anchors, what="anchor(s)")
     shape = image_shape_of(_FN, result.out_shape, image_shape)
     cmap = _common.check_cmap(_FN, cmap)
+    max_tile_size = _checks.optional_integer(_FN, "max_tile_size", max_tile_size, low=1)
     positions, scores, score_name = _common.dim_order(_FN, result, diagnosis, order, max_dims)
     steps = _common.column_steps(_FN, result.values.shape[2])  # (at most 48 columns)
-    outputs = _common.anchor_outputs(_FN, result, anchor)[positions][:, steps]  # [K', S', *out_shape]
+    outputs = _common.anchor_outputs(_FN, result, anchor, positions, steps)  # K' x [S', *out_shape]
 
     extras = []  # (label, output) columns before the traversal
     if input is not None:
@@ -85,11 +90,13 @@ def traversal_grid(
         extras.append(
             ("reconstruction", single_output(_FN, "reconstruction", reconstruction, result.out_shape, anchor, num_anchors))
         )
-    vmin, vmax = _common.colour_range(_FN, vmin, vmax, outputs, *(e for _, e in extras), image_shape=shape)
+    vmin, vmax = _common.colour_range(_FN, vmin, vmax, *outputs, *(e for _, e in extras), image_shape=shape)
 
-    tiles = to_rgb(outputs, 2, shape, vmin=vmin, vmax=vmax, cmap=cmap)  # [K', S, H, W, 3]
-    extra_tiles = [to_rgb(e[None], 1, shape, vmin=vmin, vmax=vmax, cmap=cmap)[0] for _, e in extras]
-    mosaic, column_centres, row_centres = _mosaic(tiles, extra_tiles)
+    def paint(image):
+        return rgb_tile(image, shape, vmin=vmin, vmax=vmax, cmap=cmap, max_side=max_tile_size)
+
+    mosaic, column_centres, row_centres = _mosaic(outputs, [e for _, e in extras], paint,
+                                                  shrunk_size(shape, max_tile_size))
 
     values = _common.as_array(result.values)[anchor, positions][:, steps]  # [K', S']
     labels = _common.value_axis_labels(result)
@@ -109,7 +116,7 @@ def traversal_grid(
             lines.append(" .. ".join(_common.format_values([values[i, 0], values[i, -1]])))
         row_labels.append("\n".join(lines))
 
-    rows, columns = tiles.shape[0], tiles.shape[1] + len(extra_tiles)
+    rows, columns = len(outputs), len(steps) + len(extras)
     mode = f"mode {result.mode!r}"
     title = title if title is not None else f"Traversal of anchor {anchor} ({mode})"
     figure = _common.new_figure(_common.grid_width(columns * tile_inches + 2.4, title, axis_label),
@@ -130,30 +137,33 @@ def traversal_grid(
     if len(shape) == 2 or shape[0] == 1:
         _common.colour_bar(figure, ax, vmin=vmin, vmax=vmax, cmap=cmap, label=result.output_space,
                            shrink=min(1.0, 3.0 / max(rows, 1) + 0.3),
-                           extend=_common.clipped_ends(vmin, vmax, outputs, *(e for _, e in extras)))
+                           extend=_common.clipped_ends(vmin, vmax, *outputs, *(e for _, e in extras)))
     return _common.finish(figure, path, fn=_FN)
 
 
-def _mosaic(tiles: np.ndarray, extra_tiles: list[np.ndarray]):
-    """Tiles ``[R, S, H, W, 3]`` (plus extra tiles repeated on every row, set apart by a wider
-    gap) on a white background; returns the image and the tick positions of columns and rows."""
-    rows, steps, height, width, _ = tiles.shape
+def _mosaic(rows, extras: list[np.ndarray], paint, tile: tuple[int, int]):
+    """The tiles of ``rows`` (each a sequence of outputs, one per column; ``extras``: outputs
+    drawn before them on every row, set apart by a wider gap) on a white background, painted a
+    tile at a time by ``paint`` (an output -> its RGB tile of ``tile`` = (height, width) pixels);
+    returns the image and the tick positions of columns and rows."""
+    height, width = tile
+    steps = len(rows[0])
     pad = max(1, round(0.08 * max(height, width)))
-    gap = 4 * pad if extra_tiles else 0
+    gap = 4 * pad if extras else 0
     x = pad
     column_starts = []
-    for i in range(len(extra_tiles) + steps):
-        if i == len(extra_tiles):
+    for i in range(len(extras) + steps):
+        if i == len(extras):
             x += gap
         column_starts.append(x)
         x += width + pad
-    mosaic = np.ones((pad + rows * (height + pad), x, 3))
-    row_starts = [pad + r * (height + pad) for r in range(rows)]
+    mosaic = np.ones((pad + len(rows) * (height + pad), x, 3))
+    row_starts = [pad + r * (height + pad) for r in range(len(rows))]
+    extra_tiles = [paint(e) for e in extras]
     for r, top in enumerate(row_starts):
         for c, left in enumerate(column_starts):
-            e = len(extra_tiles)
-            tile = extra_tiles[c] if c < e else tiles[r, c - e]
-            mosaic[top : top + height, left : left + width] = tile
+            e = len(extras)
+            mosaic[top : top + height, left : left + width] = extra_tiles[c] if c < e else paint(rows[r][c - e])
     column_centres = [left + (width - 1) / 2 for left in column_starts]
     row_centres = [top + (height - 1) / 2 for top in row_starts]
     return mosaic, column_centres, row_centres
