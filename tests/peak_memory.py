@@ -29,7 +29,16 @@ print(_json.dumps({"peak_bytes": _peak - _resident}))
 def peak_bytes(setup: str, call: str) -> int:
     """Bytes above the resident set that ``call`` (a statement) reached, after ``setup`` (which
     makes the inputs and warms up the imports and one-time allocations)."""
-    script = "\n".join((setup, BEFORE, call, AFTER))
+    return peak_bytes_of_each(setup, [call])[0]
+
+
+def peak_bytes_of_each(setup: str, calls: list[str]) -> list[int]:
+    """peak_bytes of each of ``calls`` in turn, in one process (one start-up, not one per call):
+    each measured from the resident set before it, so a call must free what it allocates (its
+    statement's names are not deleted) or it counts in the next call's baseline, not its peak."""
+    script = "\n".join([setup, *(part for call in calls for part in (BEFORE, call, AFTER))])
     completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert completed.returncode == 0, completed.stderr
-    return json.loads(completed.stdout.strip().splitlines()[-1])["peak_bytes"]
+    peaks = [json.loads(line)["peak_bytes"] for line in completed.stdout.splitlines() if line.startswith('{"peak_bytes"')]
+    assert len(peaks) == len(calls), completed.stdout
+    return peaks

@@ -153,3 +153,23 @@ def test_each_chunk_decodes_into_another_buffer_than_the_last():
     units = [pointers[1:5], pointers[5:9]]
     for chunks in units:
         assert all(a != b for a, b in zip(chunks, chunks[1:])), chunks
+
+
+def test_a_units_short_last_chunk_decodes_in_the_blocks_of_its_full_ones():
+    """Units of 55 rows decode in chunks of 16, 16, 16 and 7 rows. The 7-row chunk's buffers
+    (84 KB, less than 8/9 of the 16-row ones) were allocated beside the full chunks' idle
+    blocks, then kept idle through every full chunk after (+0.6 GiB at the peak of a sweep
+    keeping 1 GiB of 3 x 512 x 512 outputs at batch 64). They take the full chunks' blocks now:
+    no more allocations than a sweep of full chunks only."""
+    from latentsweep.plan import make_plan
+
+    decoder = mlp_decoder(latent_dim=4, features=3000)
+    assert make_plan(20 * 4 * 11, 11, 16, padded=False).unit_rows == 55
+    assert make_plan(20 * 4 * 8, 8, 16, padded=False).unit_rows == 64  # chunks of 16 rows only
+
+    def allocations(steps: int) -> int:
+        before = counters()["allocated"]
+        ls.traverse(decoder, torch.randn(20, 4), steps=steps, batch_size=16, progress=False)
+        return counters()["allocated"] - before
+
+    assert allocations(11) == allocations(8)

@@ -235,7 +235,11 @@ void SweepExecutor::run_cpu(SweepStatistics& stats, const Chunks& chunks, const 
       py::gil_scoped_release no_gil;
       input = write_codes(codes, chunk.start, chunk.count);
     }
-    chunk.outputs = decode(input).narrow(0, 0, chunk.count);
+    {
+      // A short chunk (a unit's last) decodes in the blocks of the full ones before it.
+      const cpu::ShortChunkRequests short_chunk(input.size(0), batch_size_);
+      chunk.outputs = decode(input).narrow(0, 0, chunk.count);
+    }
     {
       py::gil_scoped_release no_gil;
       chunk.effect = stats.update(chunk.outputs, chunk.start);

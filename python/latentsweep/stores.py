@@ -116,15 +116,33 @@ _RECORD_MAGIC = b"LSUNIT1\n"
 _RECORD_CRC_BYTES = 4
 
 
-def encode_record(header: dict, arrays: dict[str, np.ndarray]) -> bytes:
-    """A unit's completion record: magic, header length, JSON header (with each array's shape),
-    the float64 arrays' bytes in the header's order, and the CRC32 of all that: the header is
-    checked as the payload is (with the payload's CRC alone, a header edited to list the arrays
-    in another order read each from the other's bytes). Fast to read; no pickle."""
-    payload = b"".join(np.ascontiguousarray(a, dtype="<f8").tobytes() for a in arrays.values())
+def _record_pieces(header: dict, arrays: dict[str, np.ndarray]) -> list:
+    """A unit's completion record before its CRC, in pieces: magic, header length, JSON header
+    (with each array's shape), then the float64 arrays' bytes in the header's order (views of
+    their memory, not copies). The CRC32 of all that ends the record: the header is checked as
+    the payload is (with the payload's CRC alone, a header edited to list the arrays in another
+    order read each from the other's bytes). Fast to read; no pickle."""
     text = json.dumps({**header, "arrays": {name: list(a.shape) for name, a in arrays.items()}}).encode()
-    record = _RECORD_MAGIC + len(text).to_bytes(8, "little") + text + payload
+    return [_RECORD_MAGIC, len(text).to_bytes(8, "little"), text,
+            *(np.ascontiguousarray(a, dtype="<f8").reshape(-1).view(np.uint8) for a in arrays.values())]
+
+
+def encode_record(header: dict, arrays: dict[str, np.ndarray]) -> bytes:
+    """A unit's completion record (see _record_pieces) as bytes."""
+    record = b"".join(_record_pieces(header, arrays))
     return record + zlib.crc32(record).to_bytes(_RECORD_CRC_BYTES, "little")
+
+
+def write_record(path: Path, header: dict, arrays: dict[str, np.ndarray]) -> None:
+    """Writes encode_record's bytes to ``path`` piece by piece: built as one bytes object, a
+    unit's sums [n, F] were copied four times at every unit's end, two copies alive at once
+    (+0.25 GiB at the peak of a store's sweep of 32 latents of 3 x 512 x 512 outputs)."""
+    crc_so_far = 0
+    with open(path, "wb") as file:
+        for piece in _record_pieces(header, arrays):
+            crc_so_far = zlib.crc32(piece, crc_so_far)
+            file.write(piece)
+        file.write(crc_so_far.to_bytes(_RECORD_CRC_BYTES, "little"))
 
 
 def visible_by(path: Path, deadline: float) -> bool:
@@ -808,9 +826,8 @@ class SweepStore:
             self._arrays["outputs"][start:stop] = np.concatenate(self._unit_outputs)
         record = self._record_path(unit)
         temporary = record.with_name(f".{record.name}.tmp-{uuid.uuid4().hex}")
-        temporary.write_bytes(encode_record({"sweep_id": self.sweep_id, "rows": [start, stop],
-                                             "decoded_as": self._decoded_as(unit),
-                                             "crc": list(self._unit_crc)}, statistics.arrays()))
+        write_record(temporary, {"sweep_id": self.sweep_id, "rows": [start, stop], "decoded_as": self._decoded_as(unit),
+                                 "crc": list(self._unit_crc)}, statistics.arrays())
         try:
             os.replace(temporary, record)  # the unit is done exactly when this file appears
         except BaseException:

@@ -4,6 +4,8 @@
 #include <c10/core/CPUAllocator.h>
 #include <c10/core/impl/alloc_cpu.h>
 
+#include <algorithm>
+#include <cstdint>
 #include <map>
 #include <mutex>
 
@@ -35,6 +37,15 @@ class ReusingCpuAllocator final : public c10::Allocator {
   static int& guards_held_here() {
     thread_local int held = 0;
     return held;
+  }
+
+  // The chunk the calling thread decodes (see ShortChunkRequests): {0, 0} outside one.
+  struct ChunkRows {
+    int64_t rows = 0, full_rows = 0;
+  };
+  static ChunkRows& chunk_rows_here() {
+    thread_local ChunkRows here;
+    return here;
   }
 
   c10::DataPtr allocate(std::size_t nbytes) override {
@@ -104,12 +115,19 @@ class ReusingCpuAllocator final : public c10::Allocator {
   }
 
  private:
-  // A kept block of at least nbytes and at most 1/8 larger, or null.
+  // A kept block of nearly nbytes (at least, and at most 1/8 more), or of nearly nbytes scaled
+  // to the full chunk's rows (see ShortChunkRequests), or null.
   void* take(std::size_t nbytes) {
     if (nbytes < kMinReusedBytes) return nullptr;
+    const ChunkRows chunk = chunk_rows_here();
     std::lock_guard<std::mutex> lock(mutex_);
-    const auto it = kept_.lower_bound(nbytes);
-    if (it == kept_.end() || it->first - nbytes > nbytes / 8) {
+    auto it = between(nbytes, nbytes + nbytes / 8);
+    if (it == kept_.end() && chunk.rows > 0 && chunk.rows < chunk.full_rows) {
+      const long double full = static_cast<long double>(nbytes) * chunk.full_rows / chunk.rows;
+      const auto scaled = static_cast<std::size_t>(std::min<long double>(full, SIZE_MAX / 2));
+      it = between(std::max(nbytes, scaled - scaled / 8), scaled + scaled / 8);
+    }
+    if (it == kept_.end()) {
       ++allocated_;
       return nullptr;
     }
@@ -118,6 +136,12 @@ class ReusingCpuAllocator final : public c10::Allocator {
     kept_.erase(it);
     ++reused_;
     return data;
+  }
+
+  // The smallest kept block of low..high bytes, or end (mutex_ held).
+  std::multimap<std::size_t, void*>::iterator between(std::size_t low, std::size_t high) {
+    const auto it = kept_.lower_bound(low);
+    return it != kept_.end() && it->first <= high ? it : kept_.end();
   }
 
   bool keep(void* data) {
@@ -152,10 +176,21 @@ ReuseCpuBuffers::~ReuseCpuBuffers() {
   --ReusingCpuAllocator::guards_held_here();
   ReusingCpuAllocator::instance().exit();
 }
+ShortChunkRequests::ShortChunkRequests(int64_t rows, int64_t full_rows) {
+  auto& here = ReusingCpuAllocator::chunk_rows_here();
+  previous_rows_ = here.rows;
+  previous_full_rows_ = here.full_rows;
+  here = {rows, full_rows};
+}
+ShortChunkRequests::~ShortChunkRequests() {
+  ReusingCpuAllocator::chunk_rows_here() = {previous_rows_, previous_full_rows_};
+}
 ReuseCounters reuse_counters() { return ReusingCpuAllocator::instance().counters(); }
 #else
 ReuseCpuBuffers::ReuseCpuBuffers() = default;
 ReuseCpuBuffers::~ReuseCpuBuffers() = default;
+ShortChunkRequests::ShortChunkRequests(int64_t, int64_t) : previous_rows_(0), previous_full_rows_(0) {}
+ShortChunkRequests::~ShortChunkRequests() = default;
 ReuseCounters reuse_counters() { return {false, 0, 0, 0}; }
 #endif
 

@@ -9,7 +9,8 @@
 //
 // While a ReuseCpuBuffers guard is alive, torch's CPU allocator is replaced by one that keeps
 // freed blocks of at least kMinReusedBytes (up to kMaxKeptBytes in all) and hands them out
-// again for requests of nearly the same size; torch's allocator comes back, and every kept
+// again for requests of nearly the same size (or of the same buffer's size at full batch, see
+// ShortChunkRequests); torch's allocator comes back, and every kept
 // block is freed, when the last guard ends. Blocks come from and go to c10::alloc_cpu and
 // c10::free_cpu, so a block may be allocated by one allocator and freed by the other. A process
 // forked meanwhile keeps only the guards of the thread that forked (torch's allocator back in a
@@ -31,6 +32,26 @@ class ReuseCpuBuffers {
   ~ReuseCpuBuffers();
   ReuseCpuBuffers(const ReuseCpuBuffers&) = delete;
   ReuseCpuBuffers& operator=(const ReuseCpuBuffers&) = delete;
+};
+
+// While alive (with a ReuseCpuBuffers guard), the calling thread decodes a chunk of `rows` rows
+// after chunks of `full_rows`: a request that no kept block of nearly its size serves takes one
+// of nearly its size scaled by full_rows / rows (the same buffer in a full chunk: a decoder's
+// activations grow with the rows). A sweep's short chunk (a unit's last) then decodes in the
+// blocks its full chunks left idle. It allocated a set of its own beside them, kept idle in
+// turn through the full chunks after: +0.6 GiB at the peak of a sweep keeping 1 GiB of 3 x 512
+// x 512 outputs at batch 64. Not any larger block: the decoder's buffers then took blocks made
+// for larger ones of the same call, and the peak did not fall (tried). Nothing changes when
+// rows >= full_rows.
+class ShortChunkRequests {
+ public:
+  ShortChunkRequests(int64_t rows, int64_t full_rows);
+  ~ShortChunkRequests();
+  ShortChunkRequests(const ShortChunkRequests&) = delete;
+  ShortChunkRequests& operator=(const ShortChunkRequests&) = delete;
+
+ private:
+  int64_t previous_rows_, previous_full_rows_;  // an enclosing guard's (restored at the end)
 };
 
 // What the reusing allocator did since the process started (for tests and benchmarks).
