@@ -217,3 +217,64 @@ def test_the_readme_and_the_report_quote_its_tile_bound():
     assert f"tiles at most {pixels} pixels a side ({pixels} x dpi / {dpi} at a dpi above {dpi}; its GIFs' at {pixels})" in readme
     assert f"larger than {pixels} pixels a side (more at a dpi above {dpi}: {pixels} x dpi / {dpi})" in docstring
     assert ls.report.__kwdefaults__["dpi"] == dpi
+
+
+def _grids_drawn(monkeypatch, module) -> list[dict]:
+    """The keywords of each traversal_grid that ``module`` draws from here on."""
+    drawn, draw = [], module.traversal_grid
+
+    def recording(*args, **kwargs):
+        drawn.append(kwargs)
+        return draw(*args, **kwargs)
+
+    monkeypatch.setattr(module, "traversal_grid", recording)
+    return drawn
+
+
+def test_the_training_logs_draw_tiles_no_larger_than_they_show(monkeypatch):
+    """log_traversals (and the Lightning callback) drew the outputs' tiles at their own size for
+    a picture of 0.75 inches a tile: 3.6 GB of memory for 12 x 11 outputs of 3 x 512 x 512."""
+    import matplotlib
+
+    from latentsweep.integrations import _common as integrations_common
+    from latentsweep.integrations.tensorboard import log_traversals
+    from latentsweep.plots._common import shown_tile_pixels
+    from training_models import TinyVAE, digits
+
+    class Writer:
+        def add_scalar(self, *args, **kwargs):
+            pass
+
+        def add_image(self, *args, **kwargs):
+            pass
+
+        def add_text(self, *args, **kwargs):
+            pass
+
+    drawn = _grids_drawn(monkeypatch, integrations_common)
+    torch.manual_seed(0)
+    model = TinyVAE()
+    log_traversals(Writer(), model.encoder, model.decoder, digits(16), step=1)
+    assert drawn and all(kwargs["max_tile_size"] == shown_tile_pixels(matplotlib.rcParams["figure.dpi"])
+                         for kwargs in drawn)
+
+
+def test_the_command_lines_traversal_pictures_draw_tiles_no_larger_than_they_show(monkeypatch, tmp_path):
+    """latentsweep traverse saved its grids (at dpi 100) from tiles at the outputs' own size."""
+    import latentsweep.plots
+    from latentsweep.cli import main
+    from latentsweep.plots._common import SAVE_DPI, shown_tile_pixels
+
+    (tmp_path / "image_model.py").write_text(
+        "import torch\n"
+        "class Model(torch.nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.encoder = torch.nn.Linear(64, 2)\n"
+        "        self.decoder = torch.nn.Sequential(torch.nn.Linear(2, 64), torch.nn.Sigmoid())\n")
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).random((6, 64), dtype=np.float32))
+    drawn = _grids_drawn(monkeypatch, latentsweep.plots)
+    code = main(["traverse", "--model", str(tmp_path / "image_model.py") + ":Model", "--data", str(tmp_path / "x.npy"),
+                 "--anchors", "1", "--steps", "3", "--image-shape", "8,8", "--out", str(tmp_path / "out")])
+    assert code == 0
+    assert drawn and all(kwargs["max_tile_size"] == shown_tile_pixels(SAVE_DPI) for kwargs in drawn)

@@ -41,15 +41,13 @@ from .plots.traversal_grid import traversal_grid
 from .posterior import Posterior
 
 _FN = "latentsweep.report"
-# The largest side of a tile in the report's pictures: a page shows a GIF of 12 latents at most
-# about 110 pixels a tile, and full-size 256 x 256 outputs made GIFs of 5.9 MB each (24 MB at
-# 512 x 512; at 1024 x 1024 the GIF was refused after every sweep); a grid's tile is 0.75 inches,
-# 68 pixels at the default dpi (drawing 12 x 11 tiles of 512 x 512 at full size took 3.6 GB, saving
-# them 3 GB more). Larger outputs are averaged down by a whole factor, to 64-128 pixels (the
-# figures': proportionally more at a dpi above the default), as large as the 64-pixel tiles small
-# outputs are enlarged to in a GIF.
-TILE_PIXELS = 128
-DEFAULT_DPI = 90  # the report's dpi unless asked (its figures' tile bound grows above it)
+# The largest side of a tile in the report's GIFs, and of its figures' at its default dpi
+# (_common.shown_tile_pixels): a page shows a GIF of 12 latents at most about 110 pixels a tile,
+# and full-size 256 x 256 outputs made GIFs of 5.9 MB each (24 MB at 512 x 512; at 1024 x 1024 the
+# GIF was refused after every sweep). Larger outputs are averaged down by a whole factor, to
+# 64-128 pixels, as large as the 64-pixel tiles small outputs are enlarged to in a GIF.
+TILE_PIXELS = _common.SHOWN_TILE_PIXELS
+DEFAULT_DPI = _common.SHOWN_TILE_DPI  # the report's dpi unless asked (its figures' tile bound grows above it)
 # Latents whose rows of the diagnosis table are shown in the page's flow; a longer table scrolls
 # in a box of its own (about as tall as these rows).
 TABLE_ROWS_IN_PAGE = 48
@@ -773,7 +771,7 @@ class _Page:
     def __init__(self, *, dpi: int):
         self.dpi = dpi
         # The largest side of an output's tile in its figures (TILE_PIXELS at the default dpi)
-        self.tile_pixels = max(TILE_PIXELS, math.ceil(TILE_PIXELS * dpi / DEFAULT_DPI))
+        self.tile_pixels = _common.shown_tile_pixels(dpi)
 
     def figure(self, figure, alt: str, caption: str, *, wide: bool = False) -> str:
         data = _common.figure_png(figure, dpi=self.dpi)

@@ -677,9 +677,11 @@ def _write_traversal(folder: Path, result, args, data) -> None:
     shape = _image_shape(result.out_shape, args.image_shape, data)
     if shape is not None and result.outputs is not None:
         from ..plots import traversal_grid
+        from ..plots._common import SAVE_DPI, shown_tile_pixels
 
-        for a in range(result.values.shape[0]):
-            traversal_grid(result, anchor=a, image_shape=shape, path=folder / f"traversal-anchor{a}.png")
+        for a in range(result.values.shape[0]):  # (tiles no larger than the saved picture shows)
+            traversal_grid(result, anchor=a, image_shape=shape, max_tile_size=shown_tile_pixels(SAVE_DPI),
+                           path=folder / f"traversal-anchor{a}.png")
             written.append(f"traversal-anchor{a}.png")
     stale = [name for name, mark in sorted(last.items()) if name not in written
              and (folder / name).is_file() and _fingerprint(folder / name) == mark]

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import matplotlib
 import numpy as np
 import torch
 
@@ -28,6 +29,7 @@ from ..encoding import check_loader_order, encode
 from ..latent_shape import latent_label
 from ..modes import MODE_TABLE
 from ..plots import kl_bars, response_curves, traversal_grid
+from ..plots._common import shown_tile_pixels
 from ..plots._images import image_shape_of, is_image_output
 from ..result import TraversalResult
 from ..sweep import traverse
@@ -381,8 +383,9 @@ def _draw(pictured: TraversalResult | None, images_out: bool, diagnosis: Diagnos
         if inputs is not None and inputs[0].numel() != math.prod(pictured.out_shape):
             inputs = None  # the inputs are not the kind of thing the decoder draws
         for a in range(anchors):
-            figure = traversal_grid(
+            figure = traversal_grid(  # (tiles no larger than the logged picture shows)
                 pictured, anchor=a, diagnosis=diagnosis, image_shape=options.image_shape,
+                max_tile_size=shown_tile_pixels(matplotlib.rcParams["figure.dpi"]),
                 input=None if inputs is None else inputs[:anchors],
                 title=f"Step {step}: anchor {a}, mode {pictured.mode!r}",
             )

@@ -29,6 +29,18 @@ ORDERS = ("auto", "kl", "effect", "dims")
 # asks for more with max_dims=, and no figure wider than this.
 DEFAULT_MAX_PANELS = 48
 MAX_FIGURE_INCHES = 24.0
+# The largest side of an output's tile a picture needs, at SHOWN_TILE_DPI: a grid's tile is 0.75
+# inches (68 pixels at 90 dpi), so larger outputs drawn at their own size cost memory and time
+# for nothing that shows (12 x 11 tiles of 3 x 512 x 512 took 3.6 GB to draw, 3 GB more to save),
+# as matplotlib renders them smaller anyway; more in proportion at a higher dpi.
+SHOWN_TILE_PIXELS = 128
+SHOWN_TILE_DPI = 90
+SAVE_DPI = 100  # a picture saved to a file (the plots' path=) or drawn as PNG bytes, unless asked
+
+
+def shown_tile_pixels(dpi: float) -> int:
+    """The ``max_tile_size`` of the grids and panels drawn for a page or a log at ``dpi``."""
+    return max(SHOWN_TILE_PIXELS, math.ceil(SHOWN_TILE_PIXELS * dpi / SHOWN_TILE_DPI))
 # A grid's tile: beyond this a 10 x 21 grid is a figure of hundreds of inches (tile_inches=1000
 # ran out of memory in the renderer, 30 took 26 s).
 MAX_TILE_INCHES = 4.0
@@ -144,7 +156,7 @@ def write_file(fn: str, path: Path, write) -> None:
         raise ValueError(f"{fn}: cannot write path={str(path)!r}: {error.strerror or error}") from error
 
 
-def finish(figure, path: Path | None, *, dpi: int = 100, fn: str = "latentsweep.plots"):
+def finish(figure, path: Path | None, *, dpi: int = SAVE_DPI, fn: str = "latentsweep.plots"):
     """Saves the figure to ``path`` (format from the suffix) when given; returns the figure.
     ``path`` is the caller's, already checked by :func:`output_path` before it drew (so that a
     bad path fails before the drawing, not after): not checked again here."""
@@ -155,7 +167,7 @@ def finish(figure, path: Path | None, *, dpi: int = 100, fn: str = "latentsweep.
     return figure
 
 
-def figure_png(figure, *, dpi: int = 100, fn: str = "latentsweep.report") -> bytes:
+def figure_png(figure, *, dpi: int = SAVE_DPI, fn: str = "latentsweep.report") -> bytes:
     """The figure as PNG bytes (for inlining in the HTML report)."""
     buffer = io.BytesIO()
     _as_typed(figure)
