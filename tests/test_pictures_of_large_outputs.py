@@ -278,3 +278,20 @@ def test_the_command_lines_traversal_pictures_draw_tiles_no_larger_than_they_sho
                  "--anchors", "1", "--steps", "3", "--image-shape", "8,8", "--out", str(tmp_path / "out")])
     assert code == 0
     assert drawn and all(kwargs["max_tile_size"] == shown_tile_pixels(SAVE_DPI) for kwargs in drawn)
+
+
+def test_the_samples_picture_averages_large_outputs_down_to_the_shown_tile_bound(tmp_path):
+    """latentsweep sample's picture had a tile bound of its own (256 pixels, beside the report's
+    rule) and reached it by striding, every third pixel of a 600-pixel output (aliasing)."""
+    from latentsweep.cli.samples import save_samples_picture
+    from latentsweep.plots._common import SAVE_DPI, shown_tile_pixels
+
+    images = np.random.default_rng(0).random((2, 1, 600, 600), dtype=np.float32)
+    figure = save_samples_picture(images, tmp_path / "s.png", per_row=2, row_label=str, title="t")
+    canvas = np.asarray(figure.axes[0].get_images()[0].get_array())
+    side = canvas.shape[0] + 1  # one row of tiles, and a pixel after it
+    assert side - 1 <= shown_tile_pixels(SAVE_DPI)
+    factor = -(-600 // shown_tile_pixels(SAVE_DPI))
+    means = images[0, 0].reshape(600 // factor, factor, 600 // factor, factor).mean(axis=(1, 3))
+    # (the grey colour map's 256 levels: a strided pixel is ~0.06 from its block's mean)
+    np.testing.assert_allclose(canvas[: side - 1, : side - 1, 0], means, rtol=0, atol=1.01 / 255)

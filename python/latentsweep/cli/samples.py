@@ -26,9 +26,6 @@ MAX_PICTURE_ROWS = 16
 # beyond: a [1, 20000, 1] output drawn to scale made a figure 1.6 million pixels tall, and the
 # kernel killed the process for its memory.
 MAX_TILE_ASPECT = 4
-# Tiles larger than this are subsampled before drawing (each is under a hundred pixels wide in the
-# picture; [3, 2048, 2048] outputs made a canvas of gigabytes).
-MAX_TILE_PIXELS = 256
 
 
 def latent_dim(model, decoder, given: int | None) -> tuple[int, str]:
@@ -99,18 +96,19 @@ def save_samples_picture(images: np.ndarray, path: Path, *, per_row: int, row_la
     names row r. Returns the figure."""
     import textwrap
 
-    from ..plots._common import colour_range, finish, new_figure
-    from ..plots._images import to_rgb
+    from ..plots._common import SAVE_DPI, colour_range, finish, new_figure, shown_tile_pixels
+    from ..plots._images import rgb_tile
 
     total_rows = -(-len(images) // per_row)
     rows, shown = min(total_rows, MAX_PICTURE_ROWS), min(per_row, MAX_PICTURE_COLUMNS, len(images))
     # the pictures' one rule: far outliers clipped with a warning (a hot pixel drew every tile black)
     low, high = colour_range(PICTURE, None, None, images, image_shape=tuple(images.shape[1:]))
     drawn = [i for i in (r * per_row + c for r in range(rows) for c in range(shown)) if i < len(images)]
-    step = -(-max(images.shape[-2:]) // MAX_TILE_PIXELS)  # (the last two axes are H, W)
-    picked = images[drawn][..., ::step, ::step]
-    tiles = to_rgb(picked.reshape(len(drawn), -1), 1, picked.shape[1:], vmin=low, vmax=high)
-    height, width = tiles.shape[1:3]
+    # Tiles no larger than the picture shows, averaged down ([3, 2048, 2048] outputs drawn as they
+    # are made a canvas of gigabytes), a tile at a time
+    tiles = [rgb_tile(images[i], tuple(images.shape[1:]), vmin=low, vmax=high, max_side=shown_tile_pixels(SAVE_DPI))
+             for i in drawn]
+    height, width = tiles[0].shape[:2]
     canvas = np.ones((rows * (height + 1) - 1, shown * (width + 1) - 1, 3), dtype=np.float32)
     for index, tile in zip(drawn, tiles):
         r, c = divmod(index, per_row)
