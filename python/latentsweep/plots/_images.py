@@ -7,6 +7,7 @@ import math
 import numbers
 
 import numpy as np
+import torch
 
 # Grey (colour-mapped), RGB, and RGBA (sprites: composited over white). Two channels stay tabular.
 IMAGE_CHANNELS = (1, 3, 4)
@@ -133,8 +134,6 @@ def shrunk(outputs: np.ndarray, lead_ndim: int, shape: tuple[int, ...], max_side
     smallest whole f that fits (a block cut by the edge over the pixels it holds), and their new
     shape; smaller images as they are. Shrunk a row of the first axis at a time: its copies in
     float are the only temporaries."""
-    import torch
-
     factor = shrink_factor(shape, max_side)
     if factor <= 1:
         return outputs, shape
