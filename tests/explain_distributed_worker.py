@@ -51,6 +51,15 @@ def explain(decoder, **kwargs):
     return ls.explain(None, decoder, None, **{"posterior": CODES, **OPTIONS, **kwargs})
 
 
+def explain_here_traverse_elsewhere(decoder, explaining: bool, out: Path, group) -> str:
+    """What this rank says of explain (``explaining``) or of a traverse on ``group``: ranks of one
+    group in different calls."""
+    if explaining:
+        return outcome(lambda: explain(decoder, out=out, group=group))
+    return outcome(lambda: ls.traverse(decoder, CODES.mu[:3], steps=5, keep_outputs=False, progress=False,
+                                       group=group))
+
+
 class SlowOn:
     """``decoder``, sleeping ``seconds`` before each call on rank ``rank`` (explain's few
     decoder calls then outlast the group's timeout there)."""
@@ -115,12 +124,7 @@ def main() -> None:
 
     # Rank 0 explains (`if rank == 0:`) while the others traverse on every rank: they met, then
     # paired explain's broadcast with traverse's gather until the group's timeout.
-    group = every_rank()
-    if rank == 0:
-        said.append(outcome(lambda: explain(decoder, out=out / "mismatched", group=group)))
-    else:
-        said.append(outcome(lambda: ls.traverse(decoder, CODES.mu[:3], steps=5, keep_outputs=False,
-                                                progress=False, group=group)))
+    said.append(explain_here_traverse_elsewhere(decoder, rank == 0, out / "mismatched", every_rank()))
     dist.barrier()
 
     # Every rank: explain, traverse, explain (the calls stay in step after the failures above).
@@ -165,13 +169,8 @@ def main() -> None:
     # On the subgroup [1, 2], its leader (global rank 1) in explain while rank 2 traverses: the
     # advice said that "rank 0 writes explain's report", a rank of the job not in the group.
     group = dist.new_group([1, 2], timeout=SHORT)  # (made by every rank: torch's rule for new_group)
-    if rank == 0:
-        said.append("-")
-    elif rank == 1:
-        said.append(outcome(lambda: explain(decoder, out=out / "pair-mismatched", group=group)))
-    else:
-        said.append(outcome(lambda: ls.traverse(decoder, CODES.mu[:3], steps=5, keep_outputs=False,
-                                                progress=False, group=group)))
+    said.append("-" if rank == 0 else explain_here_traverse_elsewhere(decoder, rank == 1, out / "pair-mismatched",
+                                                                      group))
     dist.barrier()
     # A sweep into a store whose rank 0 takes longer than the group's timeout to open it for the
     # others and to read their units at the end (a large store's check on a slow disk, slowed
