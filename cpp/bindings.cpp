@@ -112,7 +112,11 @@ PYBIND11_MODULE(_C, m) {
         d["reused"] = c.reused;
         d["allocated"] = c.allocated;
         d["kept_bytes"] = c.kept_bytes;
+        d["in_use_bytes"] = c.in_use_bytes;
+        d["peak_bytes"] = c.peak_bytes;
         return d;
       },
-      "What the reusing CPU allocator did so far (for tests and benchmarks).");
+      "What the reusing CPU allocator did so far, and its large blocks in use and their peak.");
+  m.def("_reset_reuse_peak", &latentsweep::cpu::reset_reuse_peak,
+        "Starts a new peak of the reusing CPU allocator's large blocks in use; returns the bytes in use.");
 }

@@ -57,3 +57,11 @@ def wide_rowwise_decoder(features: int):
         return base * base / (1.0 + base * base)
 
     return decode
+
+
+def cpu_probe_calls(num_anchors: int) -> int:
+    """The decoder calls of the anchors' probe on the CPU before a sweep's own, for a decoder of
+    small outputs and memory: CPU_FIRST_PROBE_ROWS anchors, then up to CPU_PROBE_ROWS a call."""
+    from latentsweep.decoder_probe import CPU_FIRST_PROBE_ROWS, CPU_PROBE_ROWS
+
+    return 1 + -(-max(0, num_anchors - CPU_FIRST_PROBE_ROWS) // CPU_PROBE_ROWS)

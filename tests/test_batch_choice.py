@@ -224,6 +224,7 @@ def test_out_of_memory_at_a_larger_size_keeps_the_best_so_far():
 
 ANCHORS = torch.randn(64, 8, generator=torch.Generator().manual_seed(5))
 STEPS = 200  # 64 x 8 x 200 = 102,400 rows: the time share pays for trying 64 and 256
+PROBE_CALLS = 2  # the anchors' own decode, before the sweep's: two anchors, then the other 62
 
 
 class ClockedDecoder:
@@ -279,7 +280,7 @@ def recorded_batch_size(path) -> int:
 def test_auto_chooses_by_throughput_and_a_memory_sweep_keeps_the_trials_rows(decoder):
     result = sweep(decoder)
     assert result.batch_size == FASTEST
-    run_sizes = decoder.sizes[1:]  # [0] is the anchors' own decode (its cost: the estimate)
+    run_sizes = decoder.sizes[PROBE_CALLS:]  # (the probe's second call's cost: the estimate)
     start = _batching.start_index(cpu_batch_candidates(8192), seconds_per_code(64))
     assert cpu_batch_candidates(8192)[start] == 64 and run_sizes[0] == 64  # then up to 256
     # Every row decoded once: the trials decoded whole units of each size tried (units of 200
@@ -299,7 +300,7 @@ def test_auto_chooses_by_throughput_and_a_memory_sweep_keeps_the_trials_rows(dec
 def test_a_stores_trials_are_scratch_within_their_share_of_the_sweep(decoder, tmp_path):
     result = sweep(decoder, out=tmp_path / "sweep.zarr")
     assert result.batch_size == FASTEST
-    run_sizes = decoder.sizes[1:]
+    run_sizes = decoder.sizes[PROBE_CALLS:]
     sweep_sizes = chunk_sizes(FASTEST)  # every row, at the chosen size, after the trials
     assert run_sizes[-len(sweep_sizes):] == sweep_sizes
     trials = run_sizes[: len(run_sizes) - len(sweep_sizes)]
@@ -330,7 +331,7 @@ def test_the_store_records_the_choice_and_a_resume_goes_on_with_it(decoder, tmp_
     decoder.__dict__.update(resumer.__dict__)
     resumed = sweep(decoder, out=path, resume=True)
     assert resumed.batch_size == FASTEST
-    assert set(decoder.sizes[1:]) == set(chunk_sizes(FASTEST))  # no new trials: the recorded size
+    assert set(decoder.sizes[PROBE_CALLS:]) == set(chunk_sizes(FASTEST))  # no new trials: the recorded size
     assert_same_sweep(resumed, full)
 
 
@@ -339,13 +340,13 @@ def test_an_explicit_batch_size_overrides_auto_and_is_kept_on_resume(decoder, tm
     decoder.stop_at = 20
     with pytest.raises(KeyboardInterrupt):
         sweep(decoder, out=path, batch_size=100)
-    assert set(decoder.sizes[1:]) <= set(chunk_sizes(100))
+    assert set(decoder.sizes[PROBE_CALLS:]) <= set(chunk_sizes(100))
     assert recorded_batch_size(path) == 100
     decoder.__dict__.update(ClockedDecoder().__dict__)
     resumed = sweep(decoder, out=path, resume=True)  # batch_size="auto": the recorded one
-    assert resumed.batch_size == 100 and set(decoder.sizes[1:]) <= set(chunk_sizes(100))
+    assert resumed.batch_size == 100 and set(decoder.sizes[PROBE_CALLS:]) <= set(chunk_sizes(100))
     decoder.__dict__.update(ClockedDecoder().__dict__)
-    assert sweep(decoder, batch_size=300).batch_size == 300 and decoder.sizes[1:] == chunk_sizes(300)
+    assert sweep(decoder, batch_size=300).batch_size == 300 and decoder.sizes[PROBE_CALLS:] == chunk_sizes(300)
 
 
 def test_the_progress_bar_counts_the_kept_trials_as_they_run(decoder, monkeypatch):

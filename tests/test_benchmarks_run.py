@@ -54,6 +54,10 @@ EXPECTED = {
         "**`latentsweep.direction_codes`**", "`direction_codes(..., out=buffer)`",
         "`out.fill_(1.0)` on the same buffer (the limit)", "vs 4-index", "vs addcmul",
     ],
+    "bench_decoder_memory": [
+        "| method | batch used | peak memory above the process's | time | points/s |",
+        *(f"| {method} | " for method in ("defaults (auto)", "batch_size=64", "batch_size=16")),
+    ],
     "bench_statistics": [
         "| statistics of a chunk | time per chunk | outputs read at | vs generic | vs one sum |",
         "fused kernel (`SweepStatistics.update`)", "device-generic path (torch ops)", "yardstick: `outputs.sum()`",

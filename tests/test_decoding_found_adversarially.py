@@ -84,7 +84,7 @@ def test_a_tuple_whose_first_element_is_not_the_outputs_says_so():
     returned shape ()" of a decoder that returned a tuple."""
     step = collections.namedtuple("Step", "loss recon")
     with pytest.raises(ValueError, match=r"returned a Step, and the part of it used \(its first element\) has shape "
-                                         r"\(\) for a batch of 3 codes.*output="):
+                                         r"\(\) for a batch of 2 codes.*output="):
         traverse(lambda z: step(LINEAR(z).sum(), LINEAR(z)))
     assert traverse(lambda z: step(LINEAR(z).sum(), LINEAR(z)), output="recon").out_shape == (5,)
 
@@ -93,7 +93,7 @@ def test_a_tuple_whose_first_element_is_not_the_outputs_says_so():
     (lambda z: (None, LINEAR(z)), None, r"must return a torch.Tensor, got tuple, and the part of it used \(its first element\) is None"),
     (lambda z: ((LINEAR(z),),), None, r"got tuple, and the part of it used \(its first element\) is a tuple"),
     (lambda z: {"x_hat": None, "kl": LINEAR(z)}, "x_hat", r"got dict, and the part of it used \(output='x_hat'\) is None"),
-    (lambda z: (LINEAR(z),), lambda out: out[0][0], r"part of it used \(output=<lambda>\) has shape \(5,\) for a batch of 3"),
+    (lambda z: (LINEAR(z),), lambda out: out[0][0], r"part of it used \(output=<lambda>\) has shape \(5,\) for a batch of 2"),
 ])
 def test_a_picked_part_that_is_not_one_output_per_code_is_named(decoder, output, message):
     """Said as "the decoder must return a torch.Tensor, got NoneType" (or "returned shape (5,)")."""
@@ -102,7 +102,7 @@ def test_a_picked_part_that_is_not_one_output_per_code_is_named(decoder, output,
 
 
 def test_an_output_transform_that_drops_the_batch_is_named():
-    with pytest.raises(ValueError, match=r"output_transform returned shape \(1, 5\) for a batch of 3 codes"):
+    with pytest.raises(ValueError, match=r"output_transform returned shape \(1, 5\) for a batch of 2 codes"):
         traverse(LINEAR, output_transform=lambda x: x[:1])
 
 

@@ -283,7 +283,7 @@ def test_structured_latents_reach_the_decoder_in_their_shape():
 
 # ---- messages from the engine name interpolate, not traverse ----------------------------------
 class BreaksOnCall:
-    """codes_decoder until call number `call` (the probe at the starts is call 1), then
+    """codes_decoder until call number `call` (the probe at the starts: calls 1 and 2 for 3 starts), then
     `broken(codes)` from there on (never for call=None). One class: resumable as one decoder."""
 
     def __init__(self, call: int | None, broken=None):
@@ -311,7 +311,7 @@ def assert_names_interpolate(text: str) -> None:
     assert "traverse" not in text, text
 
 
-@pytest.mark.parametrize("call", [1, 2], ids=["probe", "executor"])
+@pytest.mark.parametrize("call", [1, 3], ids=["probe", "executor"])
 @pytest.mark.parametrize(
     "broken, error, match",
     [
@@ -323,22 +323,23 @@ def assert_names_interpolate(text: str) -> None:
     ids=["nan", "not-a-tensor", "wrong-rows", "integers"],
 )
 def test_a_bad_decoder_is_reported_as_interpolate(call, broken, error, match):
-    """call 1 breaks at the probe (Python checks), call 2 in the C++ executor mid-sweep."""
+    """call 1 breaks at the probe (Python checks), call 3 in the C++ executor mid-sweep (the
+    probe decodes the 3 starts in two calls, 2 and 1)."""
     start, end = pair(paths=3, latent=4)
     with pytest.raises(error, match=match) as info:
         ls.interpolate(BreaksOnCall(call, broken), start, end, steps=5, batch_size=4, progress=False)
     assert_names_interpolate(all_text(info.value))
-    if call == 2 and match == "NaN or Inf":  # the executor names grid points: say what they are here
+    if call == 3 and match == "NaN or Inf":  # the executor names grid points: say what they are here
         assert "'anchor p' is path p" in all_text(info.value) and "t = s / 4" in all_text(info.value)
 
 
 def test_a_changed_output_shape_is_reported_as_interpolate():
     start, end = pair(paths=3, latent=4)
-    # Executor (C++): the probe's one call, then a flat output of another shape.
+    # Executor (C++): the probe's two calls, then a flat output of another shape.
     with pytest.raises(ValueError, match=r"output shape changed from \[4\] torch.float64 to \[2\]") as info:
-        ls.interpolate(BreaksOnCall(2, lambda z: z[:, :2]), start, end, steps=5, batch_size=4, progress=False)
+        ls.interpolate(BreaksOnCall(3, lambda z: z[:, :2]), start, end, steps=5, batch_size=4, progress=False)
     assert_names_interpolate(all_text(info.value))
-    # Probe (Python): 3 starts in batches of 2, the second batch of another shape.
+    # Probe (Python): 3 starts in calls of 2 and 1, the second of another shape.
     with pytest.raises(ValueError, match=r"output shape changed from \[4\]") as info:
         ls.interpolate(BreaksOnCall(2, lambda z: z[:, :2]), start, end, steps=5, batch_size=2, progress=False)
     assert_names_interpolate(all_text(info.value))
@@ -366,16 +367,16 @@ def test_an_interrupted_store_says_how_to_resume_interpolate(tmp_path, capsys):
     start, end = pair(paths=16)  # 16 paths x 4 steps at batch 4: 4 units of 4 decoder calls
     store = tmp_path / "paths.zarr"
     run = dict(steps=4, out=store, batch_size=4, progress=False)
-    # The probe's 4 calls, two units, then Ctrl-C.
+    # The probe's 2 calls (2 starts, then 14), two units, then Ctrl-C.
     with pytest.raises(KeyboardInterrupt):
-        ls.interpolate(BreaksOnCall(4 + 2 * 4 + 1, raises(KeyboardInterrupt())), start, end, **run)
+        ls.interpolate(BreaksOnCall(2 + 2 * 4 + 1, raises(KeyboardInterrupt())), start, end, **run)
     advice = capsys.readouterr().err.strip()
     assert advice.startswith("latentsweep.interpolate: the sweep stopped after 2 of this process's 4 "), advice
     assert "Call interpolate(...) again with the same arguments and resume=True" in advice, advice
     assert str(store) in advice and "traverse" not in advice, advice
     # Another error carries the same advice as a note (here after the probe and one more unit).
     with pytest.raises(RuntimeError, match="boom") as info:
-        ls.interpolate(BreaksOnCall(4 + 4 + 1, raises(RuntimeError("boom"))), start, end, resume=True, **run)
+        ls.interpolate(BreaksOnCall(2 + 4 + 1, raises(RuntimeError("boom"))), start, end, resume=True, **run)
     note = " ".join(info.value.__notes__)
     assert note.startswith("latentsweep.interpolate: the sweep stopped after 1 of this process's 2 "), note
     assert "Call interpolate(...) again" in note and "traverse" not in note, note

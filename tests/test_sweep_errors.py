@@ -38,7 +38,7 @@ def test_decoder_returning_integers():
 def test_decoder_returning_empty_outputs(tmp_path, out):
     """No features: every effect would be 0/0 (it was reported as zeros in memory, a raw
     TypeError from a store's checksum)."""
-    with pytest.raises(ValueError, match=r"traverse: the decoder returned empty outputs \(shape \(4, 0\): no features"):
+    with pytest.raises(ValueError, match=r"traverse: the decoder returned empty outputs \(shape \(2, 0\): no features"):
         ls.traverse(lambda z: z[:, :0], ANCHORS, out=None if out is None else tmp_path / out)
 
 
@@ -159,8 +159,8 @@ def test_out_of_memory_again_halves_again():
     with pytest.warns(_checks.ProcessWarning) as warned:
         result = ls.traverse(decoder, ANCHORS, steps=5, batch_size=16)
     retries = [str(w.message) for w in warned if "out of memory" in str(w.message)]
-    # (the anchors' probe first: 4 anchors -> 2; then the sweep: 16 -> 8 -> 4 -> 2)
-    assert [text.split(";")[0].rsplit("=", 1)[1] for text in retries] == ["4", "16", "8", "4"]
+    # (the anchors' probe decodes 2 at a time, within the limit; the sweep: 16 -> 8 -> 4 -> 2)
+    assert [text.split(";")[0].rsplit("=", 1)[1] for text in retries] == ["16", "8", "4"]
     assert result.batch_size == 2
     expected = ls.traverse(rowwise_decoder, ANCHORS, steps=5, batch_size=2)
     assert torch.equal(result.outputs, expected.outputs)

@@ -22,7 +22,7 @@ import torch
 import latentsweep as ls
 from latentsweep.stores import STORE_FORMAT
 from store_editing import edited_attributes, edited_json, rewrite_unit_records
-from sweep_models import rowwise_decoder
+from sweep_models import cpu_probe_calls, rowwise_decoder
 
 TESTS = Path(__file__).parent
 ANCHORS = torch.randn(8, 6, generator=torch.Generator().manual_seed(3))
@@ -470,7 +470,7 @@ def test_a_store_planned_before_short_batches_were_unpadded_resumes_padded(tmp_p
 
     recording.__module__, recording.__qualname__ = rowwise_decoder.__module__, rowwise_decoder.__qualname__  # same decoder
     assert_same(sweep(path, decoder=recording, resume=True), full)
-    assert set(sizes[1:]) == {BATCH}  # [0]: the anchors
+    assert set(sizes[cpu_probe_calls(len(ANCHORS)):]) == {BATCH}  # (first: the anchors' probe)
 
 
 def test_a_measured_batch_choice_is_recorded_and_reused(tmp_path, monkeypatch):
@@ -517,7 +517,7 @@ def test_a_store_replaced_before_its_first_write_is_not_written_into(tmp_path, f
 
     def replaced_meanwhile(codes):
         calls.append(len(codes))
-        if len(calls) == 2:  # the first batch: the store exists, nothing written yet
+        if len(calls) == cpu_probe_calls(len(ANCHORS)) + 1:  # the first batch: the store exists, nothing written yet
             sweep(path, other, keep_outputs=False, overwrite=True)
         return rowwise_decoder(codes)
 

@@ -3,11 +3,13 @@ out-of-memory retry, and CUDA-graph capture."""
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import torch
 
 from . import _batching, _checks
+from ._extension import _C
 from ._modules import first_linear_inputs, given_shape, shape_error, without_grad
 from ._random_state import drew_random_numbers, generator_states
 from .decoding import DecoderCall
@@ -26,39 +28,72 @@ CUDA_PROBE_OUTPUT_BYTES = 256 << 20
 # decoder's 64x64 outputs: 256 anchors a call).
 CPU_PROBE_ROWS = 1024
 CPU_PROBE_OUTPUT_BYTES = 4 << 20
-# How the CPU batches the anchors after the first call: revision 1 decoded them all
-# ANCHOR_PROBE_ROWS at a time (6,400 path starts: 100 calls, ~10 ms of a 0.3 s MLP
-# interpolation), revision 2 grows them as CUDA does. A store records the revision it was probed
-# with, and a resume probes as its store did: the outputs' bits can depend on the batch.
-PROBE_REVISION = 2
+# How the CPU batches the anchors: revision 1 decoded them all ANCHOR_PROBE_ROWS at a time (6,400
+# path starts: 100 calls, ~10 ms of a 0.3 s MLP interpolation), revision 2 grew the calls after
+# the first as CUDA does, revision 3 decodes two anchors first and bounds the later calls by the
+# decoder's memory that call measured: a decoder taking 1.5 GB a code (a Stable-Diffusion VAE's
+# at 512 x 512) was given 64 anchors in its first call, ~96 GB, and the kernel killed the process.
+# Two, not one: a decoder in training mode with batch norm refuses a batch of one, and one whose
+# code squeezes its batch dimension returns another shape for it (the sweep's short last chunks
+# can be one code; a first call should not fail for it). A store records the revision it was
+# probed with, and a resume probes as its store did: the outputs' bits can depend on the batch.
+PROBE_REVISION = 3
+CPU_FIRST_PROBE_ROWS = 2
+# The decoder's memory in one of the probe's later calls on the CPU at most (outputs included):
+# a constant, not the machine's free memory, so that the anchors are batched alike in every rank
+# and resume on one machine (powers of two rows: a few percent of measuring noise rarely moves
+# them). Below it, for almost every decoder, the outputs' bound is the one that binds.
+CPU_PROBE_PEAK_BYTES = 256 << 20
 
 
 @dataclass(frozen=True)
 class ProbeGrowth:
-    """The probe's calls after its first: up to ``rows`` anchors and ``output_bytes`` of outputs."""
+    """The probe's calls: ``first_rows`` anchors first, then up to ``rows`` anchors and
+    ``output_bytes`` of outputs, and (with ``peak_bytes``) the decoder's memory per anchor
+    measured in the first call times the rows at most ``peak_bytes``."""
 
     rows: int
     output_bytes: int
+    first_rows: int = ANCHOR_PROBE_ROWS
+    peak_bytes: int | None = None
 
-    def later_rows(self, first_rows: int, row_bytes: int) -> int:
+    def later_rows(self, first_rows: int, row_bytes: int, peak_row_bytes: float = 0.0) -> int:
         rows = first_rows
-        while rows * 2 <= self.rows and rows * 2 * row_bytes <= self.output_bytes:
+        while (rows * 2 <= self.rows and rows * 2 * row_bytes <= self.output_bytes
+               and (self.peak_bytes is None or rows * 2 * peak_row_bytes <= self.peak_bytes)):
             rows *= 2
         return rows
 
 
 def probe_growth(device: torch.device, revision: int = PROBE_REVISION) -> ProbeGrowth | None:
-    """How the anchors on ``device`` are batched after the first call, by probe ``revision``
-    (None: ANCHOR_PROBE_ROWS at a time). CUDA's never changed."""
+    """How the anchors on ``device`` are batched, by probe ``revision`` (None: ANCHOR_PROBE_ROWS
+    at a time). CUDA's never changed (its out-of-memory error is caught: the batch is halved)."""
     if device.type == "cuda":
         return ProbeGrowth(CUDA_PROBE_ROWS, CUDA_PROBE_OUTPUT_BYTES)
-    return ProbeGrowth(CPU_PROBE_ROWS, CPU_PROBE_OUTPUT_BYTES) if revision >= 2 else None
+    if revision >= 3:
+        return ProbeGrowth(CPU_PROBE_ROWS, CPU_PROBE_OUTPUT_BYTES, CPU_FIRST_PROBE_ROWS, CPU_PROBE_PEAK_BYTES)
+    return ProbeGrowth(CPU_PROBE_ROWS, CPU_PROBE_OUTPUT_BYTES) if revision == 2 else None
+
+
+class _CpuPeak:
+    """The decoder's memory in one call on the CPU: the reusing allocator's large blocks in use
+    at their peak, less before the call (outputs included, as CUDA's measure). None where that
+    allocator is not torch's (another one installed, or off Linux/glibc)."""
+
+    def __enter__(self) -> _CpuPeak:
+        self.before = _C._reset_reuse_peak()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        counters = _C._reuse_counters()
+        self.bytes = max(0, counters["peak_bytes"] - self.before) if counters["active"] else None
 
 
 @dataclass
 class Probe:
-    """The decoder at the anchors: x0 ``[A, *out_shape]``, the activation bytes per row
-    measured on CUDA (0 on the CPU), and the wall seconds per row of the decoder at the probe's
+    """The decoder at the anchors: x0 ``[A, *out_shape]``, the decoder's memory per row (its
+    activations and outputs: measured on CUDA in the first call, on the CPU in the largest, 0
+    where it cannot be measured), and the wall seconds per row of the decoder at the probe's
     batch (the fastest call after the first, which pays one-off costs; the first when it is the
     only one). It estimates the decoder's cost for the CPU batch choice."""
 
@@ -119,28 +154,29 @@ def probe_anchors(fn: str, decoder, spec: GridSpec, probe_rows: int = ANCHOR_PRO
     """Decodes the anchors in batches of probe_rows. Both sides are copies: the decoder may write
     into its inputs, and may return a view of a buffer that its next call overwrites.
 
-    With ``growth`` (:func:`probe_growth`), only the first batch is probe_rows, the others as
+    With ``growth`` (:func:`probe_growth`), the first batch is its first_rows, the others as
     large as it allows (6400 anchors probed 64 at a time took 10 ms of a 28 ms sweep on an H100).
-    A size set by the outputs' shape alone, not by the free memory: the anchors' outputs, whose
-    bits can depend on the batch, must be the same in every rank and resume (a store compares
-    them). After an out-of-memory retry, every batch is the halved size. ``nonfinite_subject``: a
+    A size set by the outputs' shape (and on the CPU the decoder's memory per code) alone, not by
+    the free memory: the anchors' outputs, whose bits can depend on the batch, must be the same in
+    every rank and resume (a store compares them). After an out-of-memory retry, every batch is the halved size. ``nonfinite_subject``: a
     :class:`DecoderCall`'s, for the NaN/Inf error."""
     anchors = spec.anchors
-    measure = anchors.device.type == "cuda"
+    on_cuda = anchors.device.type == "cuda"
 
     def run(rows: int) -> Probe:
-        outputs, activation_bytes, per_row = None, 0.0, []
+        outputs, activation_bytes, per_row, measured_rows = None, 0.0, [], 0
         later_rows, start = rows, 0
         with without_grad():  # (the decoder's first call: lazy layers are made here)
             while start < anchors.shape[0]:
                 chunk = anchors[start : start + (rows if start == 0 else later_rows)].clone()
-                if measure and start == 0:
+                if on_cuda and start == 0:
                     torch.cuda.synchronize(anchors.device)
                     torch.cuda.reset_peak_memory_stats(anchors.device)
                     before = allocated_bytes(anchors.device, "current")
                 began = _batching._clock()  # the clock the CPU batch choice times with
                 try:
-                    result = call_decoder(fn, decoder, chunk)
+                    with contextlib.nullcontext() if on_cuda else _CpuPeak() as peak:
+                        result = call_decoder(fn, decoder, chunk)
                 except Exception as error:
                     if start == 0:
                         _note_first_call(fn, error, chunk, spec, decoder)
@@ -152,21 +188,26 @@ def probe_anchors(fn: str, decoder, spec: GridSpec, probe_rows: int = ANCHOR_PRO
                         f"{outputs.dtype} to {list(result.shape[1:])} {result.dtype} per code between "
                         "two calls; it must return the same shape and dtype for every batch"
                     )
-                if measure and start == 0:
+                if on_cuda and start == 0:
                     activation_bytes = (allocated_bytes(anchors.device, "peak") - before) / chunk.shape[0]
+                elif not on_cuda and peak.bytes is not None and chunk.shape[0] >= measured_rows:
+                    # The largest call's, the last of equals (the first's bytes include one-off
+                    # ones, lazy layers' weights; blocks below 64 KiB are not counted).
+                    activation_bytes, measured_rows = peak.bytes / chunk.shape[0], chunk.shape[0]
                 if outputs is None:  # the result's anchor_outputs
                     outputs = result.new_empty((anchors.shape[0], *result.shape[1:]))
                 outputs[start : start + chunk.shape[0]].copy_(result)
                 if growth is not None and start == 0 and rows == first_rows:
-                    later_rows = growth.later_rows(rows, result[0].numel() * result.element_size())
+                    later_rows = growth.later_rows(rows, result[0].numel() * result.element_size(), activation_bytes)
                 start += chunk.shape[0]
         # The first call pays one-off costs: the fastest later call estimates better, if any.
         estimate = min(per_row[1:]) if len(per_row) > 1 else per_row[0]
         return Probe(outputs, activation_bytes, estimate)
 
-    first_rows = min(anchors.shape[0], probe_rows)
+    first_rows = min(anchors.shape[0], probe_rows if growth is None else growth.first_rows)
     generators = generator_states(anchors.device)
-    probe = retry_halved(fn, run, first_rows, anchors.device)
+    with contextlib.nullcontext() if on_cuda else _C.reuse_cpu_buffers():  # (which measures on the CPU)
+        probe = retry_halved(fn, run, first_rows, anchors.device)
     if drew_random_numbers(generators, anchors.device) and _draws_again(fn, decoder, anchors):
         _checks.warn(RANDOM_DECODER.format(fn=fn), UserWarning)
     bad = _checks.rows_nonfinite(probe.outputs)

@@ -195,8 +195,10 @@ def traverse(
             (coordinates along the directions for a direction sweep). Each traversal's values
             are non-decreasing or non-increasing (the sensitivity divides by their span).
         batch_size: codes per decoder call, or ``"auto"``: on CUDA as many as ``memory_budget``
-            allows (measured on a probe batch); on the CPU the fastest of a few sizes timed on
-            the first rows (at most 8192; a short sweep uses the size whose call takes ~2 ms).
+            allows (the decoder's memory measured at the anchors); on the CPU the fastest of a few
+            sizes within ``memory_budget`` (the decoder's memory a code measured there too),
+            timed on the first rows (at most 8192; a short sweep uses the size whose call takes
+            ~2 ms).
             The trials decode whole work units: a sweep in memory keeps them (at most 8% of its
             time; timing decides which sizes are tried, so pass a size for statistics that are
             bit-reproducible from run to run), a store throws them away (at most 2%); under
@@ -496,7 +498,13 @@ def _choose_batch_size(fn: str, decoder, batch_size, memory_budget, device, spec
     ``(start, stop, batch_size)`` trial units for the plan (and ``progress(rows)`` hears of their
     rows); otherwise they are scratch."""
     if batch_size != "auto":
-        return min(batch_size, spec.num_rows), ()
+        batch_size = min(batch_size, spec.num_rows)
+        if device.type == "cpu":  # (CUDA's out-of-memory error is caught: the batch is halved)
+            _checks.fits_in_memory(
+                fn, f"batch_size={batch_size} (the decoder took {probe.activation_bytes / 2**20:,.1f} MiB a code at "
+                "the anchors, outputs included)", int(batch_size * probe.activation_bytes), device,
+                "pass a smaller batch_size, or 'auto' (it keeps within memory_budget)", share=1.0)
+        return batch_size, ()
     choice = _batching.auto_batch_size(
         device=device,
         budget=memory_budget or _batching.default_memory_budget(device),

@@ -5,6 +5,7 @@
 #include <c10/core/impl/alloc_cpu.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <map>
 #include <mutex>
@@ -51,6 +52,7 @@ class ReusingCpuAllocator final : public c10::Allocator {
   c10::DataPtr allocate(std::size_t nbytes) override {
     void* data = take(nbytes);
     if (data == nullptr) data = c10::alloc_cpu(nbytes);
+    if (nbytes >= kMinReusedBytes && data != nullptr) count_in_use(static_cast<int64_t>(malloc_usable_size(data)));
     c10::profiledCPUMemoryReporter().New(data, nbytes);  // as torch's allocator reports
     return {data, data, &release, c10::Device(c10::DeviceType::CPU)};
   }
@@ -66,7 +68,9 @@ class ReusingCpuAllocator final : public c10::Allocator {
   static void release(void* data) {
     if (data == nullptr) return;
     c10::profiledCPUMemoryReporter().Delete(data);
-    if (!instance().keep(data)) c10::free_cpu(data);
+    const std::size_t size = malloc_usable_size(data);
+    if (size >= kMinReusedBytes) instance().count_in_use(-static_cast<int64_t>(size));
+    if (!instance().keep(data, size)) c10::free_cpu(data);
   }
 
   void enter() {
@@ -111,7 +115,13 @@ class ReusingCpuAllocator final : public c10::Allocator {
 
   ReuseCounters counters() {
     std::lock_guard<std::mutex> lock(mutex_);
-    return {active_, reused_, allocated_, static_cast<int64_t>(kept_bytes_)};
+    return {active_, reused_, allocated_, static_cast<int64_t>(kept_bytes_), in_use_.load(), peak_.load()};
+  }
+
+  int64_t reset_peak() {
+    const int64_t now = in_use_.load();
+    peak_.store(now);
+    return now;
   }
 
  private:
@@ -144,8 +154,15 @@ class ReusingCpuAllocator final : public c10::Allocator {
     return it != kept_.end() && it->first <= high ? it : kept_.end();
   }
 
-  bool keep(void* data) {
-    const std::size_t size = malloc_usable_size(data);
+  // Atomics, not the mutex: a block's release may come from any thread at any time.
+  void count_in_use(int64_t change) {
+    const int64_t now = in_use_.fetch_add(change) + change;
+    int64_t peak = peak_.load();
+    while (now > peak && !peak_.compare_exchange_weak(peak, now)) {
+    }
+  }
+
+  bool keep(void* data, std::size_t size) {
     if (size < kMinReusedBytes) return false;
     std::lock_guard<std::mutex> lock(mutex_);
     if (!active_ || kept_bytes_ + size > kMaxKeptBytes) return false;
@@ -161,6 +178,7 @@ class ReusingCpuAllocator final : public c10::Allocator {
   std::multimap<std::size_t, void*> kept_;  // usable size -> block
   std::size_t kept_bytes_ = 0;
   int64_t reused_ = 0, allocated_ = 0;
+  std::atomic<int64_t> in_use_{0}, peak_{0};
 };
 
 #endif
@@ -186,12 +204,14 @@ ShortChunkRequests::~ShortChunkRequests() {
   ReusingCpuAllocator::chunk_rows_here() = {previous_rows_, previous_full_rows_};
 }
 ReuseCounters reuse_counters() { return ReusingCpuAllocator::instance().counters(); }
+int64_t reset_reuse_peak() { return ReusingCpuAllocator::instance().reset_peak(); }
 #else
 ReuseCpuBuffers::ReuseCpuBuffers() = default;
 ReuseCpuBuffers::~ReuseCpuBuffers() = default;
 ShortChunkRequests::ShortChunkRequests(int64_t, int64_t) : previous_rows_(0), previous_full_rows_(0) {}
 ShortChunkRequests::~ShortChunkRequests() = default;
-ReuseCounters reuse_counters() { return {false, 0, 0, 0}; }
+ReuseCounters reuse_counters() { return {false, 0, 0, 0, 0, 0}; }
+int64_t reset_reuse_peak() { return 0; }
 #endif
 
 }  // namespace latentsweep::cpu

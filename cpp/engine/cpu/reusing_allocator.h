@@ -54,13 +54,22 @@ class ShortChunkRequests {
   int64_t previous_rows_, previous_full_rows_;  // an enclosing guard's (restored at the end)
 };
 
-// What the reusing allocator did since the process started (for tests and benchmarks).
+// What the reusing allocator did since the process started (for tests and benchmarks), and the
+// blocks of >= kMinReusedBytes it handed out and were not freed yet (in use), which the
+// anchors' probe reads to measure a decoder's memory per code on the CPU, as the CUDA
+// allocator's peak statistics do on a GPU. Blocks allocated before a guard and freed under it
+// count down only: read differences, from reset_reuse_peak to reuse_counters().peak_bytes. One
+// count for the process: sweeps in two threads at once read each other's blocks too.
 struct ReuseCounters {
   bool active;           // installed as torch's CPU allocator now
   int64_t reused;        // allocations served from kept blocks
   int64_t allocated;     // allocations of >= kMinReusedBytes that had to call alloc_cpu
   int64_t kept_bytes;    // bytes held idle now
+  int64_t in_use_bytes;  // usable bytes of the large blocks handed out and not freed yet
+  int64_t peak_bytes;    // the most of in_use_bytes since the last reset_reuse_peak
 };
 ReuseCounters reuse_counters();
+// Starts a new peak (peak_bytes = in_use_bytes) and returns in_use_bytes.
+int64_t reset_reuse_peak();
 
 }  // namespace latentsweep::cpu

@@ -1,0 +1,125 @@
+"""A decoder's own memory on the CPU: measured by the anchors' probe (the reusing allocator's
+large blocks in use at their peak), which then bounds the probe's later calls and the batch
+that batch_size="auto" chooses. Before, a CPU decoder's activations counted for nothing: the
+probe decoded 64 anchors in its first call and the batch trials tried up to 4,096 codes, so a
+decoder taking 1.5 GB a code (a Stable-Diffusion VAE's at 512 x 512) asked for ~96 GB and the
+kernel killed the process (nothing raised, nothing kept)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+import latentsweep as ls
+from latentsweep._extension import _C
+from latentsweep.decoder_probe import CPU_FIRST_PROBE_ROWS, CPU_PROBE_PEAK_BYTES, probe_anchors, probe_growth
+from peak_memory import linux_only, peak_bytes_of_each
+from sweep_models import mlp_decoder
+
+MiB = 1 << 20
+def allocator_installs() -> bool:
+    with _C.reuse_cpu_buffers():
+        return _C._reuse_counters()["active"]
+
+
+needs_reusing_allocator = pytest.mark.skipif(not allocator_installs(), reason="needs the reusing CPU allocator "
+                                             "(Linux, glibc, torch's default CPU allocator)")
+
+
+class Hungry:
+    """A decoder that takes ``per_code`` bytes of temporaries a code (outputs: 2 values) and
+    records the batch of each call."""
+
+    def __init__(self, per_code: int):
+        self.per_code, self.sizes = per_code, []
+
+    def __call__(self, codes: torch.Tensor) -> torch.Tensor:
+        self.sizes.append(codes.shape[0])
+        scratch = torch.ones(codes.shape[0], self.per_code // 4, device=codes.device)
+        return codes[:, :2] * scratch[:, :1]
+
+
+@needs_reusing_allocator
+def test_the_allocator_counts_its_large_blocks_in_use_and_their_peak():
+    with _C.reuse_cpu_buffers():
+        before = _C._reset_reuse_peak()
+        block = torch.ones(8 * MiB // 4)
+        small = torch.ones(16)  # below kMinReusedBytes: malloc's, not counted
+        counters = _C._reuse_counters()
+        assert counters["in_use_bytes"] - before >= 8 * MiB
+        del block, small
+        assert _C._reuse_counters()["in_use_bytes"] == before
+        assert _C._reuse_counters()["peak_bytes"] - before >= 8 * MiB
+        assert _C._reset_reuse_peak() == before == _C._reuse_counters()["peak_bytes"]
+
+
+@needs_reusing_allocator
+def test_the_cpu_probe_measures_the_decoders_memory_per_code():
+    spec = SimpleNamespace(anchors=torch.randn(40, 4))
+    probe = probe_anchors("latentsweep.traverse", Hungry(4 * MiB), spec, growth=probe_growth(torch.device("cpu")))
+    assert 4 * MiB <= probe.activation_bytes <= 4.5 * MiB
+    # a small MLP's (32-256-784: 1 KiB of hidden and 3 KiB of outputs a code) is not inflated by
+    # its weights or one-off costs: it is measured in the largest call
+    small = probe_anchors("latentsweep.traverse", mlp_decoder(latent_dim=32, features=784),
+                          SimpleNamespace(anchors=torch.randn(1000, 32)), growth=probe_growth(torch.device("cpu")))
+    assert 0 < small.activation_bytes < 16 << 10
+
+
+@needs_reusing_allocator
+def test_the_cpu_probe_decodes_one_anchor_first_and_bounds_its_later_calls_by_that_memory():
+    decoder = Hungry(16 * MiB)
+    ls.traverse(decoder, torch.randn(100, 4), steps=3, dims=[0], keep_outputs=False, progress=False, batch_size=7)
+    assert decoder.sizes[0] == CPU_FIRST_PROBE_ROWS == 2  # was 64 anchors: 1 GiB here
+    # then the largest power of two whose memory by the first call (16 MiB and a little a code)
+    # is within the bound: 8 codes, not 16
+    later = CPU_PROBE_PEAK_BYTES // (16 * MiB) // 2
+    probe_calls = decoder.sizes[: 1 + -(-98 // later)]
+    assert probe_calls[1:] == [later] * (98 // later) + [98 % later] and sum(probe_calls) == 100
+
+
+@needs_reusing_allocator
+@pytest.mark.parametrize("budget", [64 * MiB, 256 * MiB])
+def test_auto_batch_on_the_cpu_keeps_the_decoders_memory_within_the_budget(budget):
+    """Before: 64 and more codes of 4 MiB each whatever the budget (the trials tried 64 first)."""
+    decoder = Hungry(4 * MiB)
+    result = ls.traverse(decoder, torch.randn(64, 4), steps=9, dims=[0, 1], keep_outputs=False, progress=False,
+                         memory_budget=budget)
+    assert result.batch_size * 4 * MiB <= budget
+    # the trials too (the probe's calls are bounded by CPU_PROBE_PEAK_BYTES: 32 anchors)
+    assert max(decoder.sizes[1 + -(-62 // 32):]) * 4 * MiB <= budget
+
+
+@linux_only
+@needs_reusing_allocator
+def test_a_sweep_of_a_memory_hungry_decoder_stays_within_the_default_budget():
+    """24 MiB of temporaries a code, 64 anchors: the probe's first call took 1.5 GiB, the batch
+    trials 4.6 GiB (192 codes); the default budget on the CPU is 1 GiB."""
+    setup = f"""
+import torch, latentsweep as ls
+class Hungry:
+    def __call__(self, codes):
+        scratch = torch.ones(codes.shape[0], {24 * MiB // 4})
+        return codes[:, :2] * scratch[:, :1]
+anchors = torch.randn(64, 4)
+ls.traverse(Hungry(), anchors[:2], steps=3, dims=[0], keep_outputs=False, progress=False, batch_size=2)
+"""
+    (peak,) = peak_bytes_of_each(setup, ["ls.traverse(Hungry(), anchors, steps=3, dims=[0], keep_outputs=False, "
+                                         "progress=False)"])
+    assert peak < 1.25 * (1 << 30), f"{peak / 2**30:.2f} GiB"
+
+
+@needs_reusing_allocator
+def test_an_explicit_cpu_batch_beyond_the_memory_is_refused_before_the_decoder_runs_it(monkeypatch):
+    """64 MiB a code at 1,024 codes a call: 64 GiB, on a machine of 8 (the kernel's kill, before:
+    nothing raised, nothing kept). The probe decoded the anchors 2 at a time."""
+    import latentsweep._checks as checks
+
+    monkeypatch.setattr(checks, "physical_memory", lambda: 8 << 30)
+    decoder = Hungry(64 * MiB)
+    with pytest.raises(ValueError, match=r"batch_size=1024 \(the decoder took 64\.\d MiB a code at the anchors.*"
+                                         r"needs 64\.\d GiB, more than this CPU's 8\.0 GiB; pass a smaller batch_size"):
+        ls.traverse(decoder, torch.randn(4, 4), steps=300, keep_outputs=False, progress=False, batch_size=1024)
+    assert decoder.sizes == [2, 2]
+    ls.traverse(decoder, torch.randn(4, 4), steps=3, dims=[0], keep_outputs=False, progress=False, batch_size=64)  # 12 codes
