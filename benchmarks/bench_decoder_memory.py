@@ -6,7 +6,7 @@ process's before the call, the batch used and the time.
     python benchmarks/bench_decoder_memory.py [--anchors 64] [--size 256] [--smoke]
 
 `batch_size="auto"` keeps the decoder's memory within `memory_budget` (1 GiB on the CPU by
-default): the anchors' probe measures it (two anchors first, later calls within 256 MiB). A
+default): the anchors' probe measures it (its first call: two anchors). A
 version that did not count it decoded 64 anchors in its probe's first call and timed 64 codes and
 more in its batch trials, whatever the decoder took a code (a Stable-Diffusion VAE's decoder at
 512 x 512: ~1.5 GB a code). `--method NAME` runs one method in this process (the table's rows).

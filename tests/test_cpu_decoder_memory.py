@@ -1,6 +1,6 @@
 """A decoder's own memory on the CPU: measured by the anchors' probe (the reusing allocator's
-large blocks in use at their peak), which then bounds the probe's later calls and the batch
-that batch_size="auto" chooses. Before, a CPU decoder's activations counted for nothing: the
+large blocks in use at their peak), whose first call decodes two anchors, and counted against
+memory_budget by batch_size="auto". Before, a CPU decoder's activations counted for nothing: the
 probe decoded 64 anchors in its first call and the batch trials tried up to 4,096 codes, so a
 decoder taking 1.5 GB a code (a Stable-Diffusion VAE's at 512 x 512) asked for ~96 GB and the
 kernel killed the process (nothing raised, nothing kept)."""
@@ -14,7 +14,7 @@ import torch
 
 import latentsweep as ls
 from latentsweep._extension import _C
-from latentsweep.decoder_probe import CPU_FIRST_PROBE_ROWS, CPU_PROBE_PEAK_BYTES, probe_anchors, probe_growth
+from latentsweep.decoder_probe import CPU_FIRST_PROBE_ROWS, CPU_PROBE_OUTPUT_BYTES, probe_anchors, probe_growth
 from peak_memory import linux_only, peak_bytes_of_each
 from sweep_models import mlp_decoder
 
@@ -29,16 +29,16 @@ needs_reusing_allocator = pytest.mark.skipif(not allocator_installs(), reason="n
 
 
 class Hungry:
-    """A decoder that takes ``per_code`` bytes of temporaries a code (outputs: 2 values) and
-    records the batch of each call."""
+    """A decoder that takes ``per_code`` bytes of temporaries a code (outputs: ``features``
+    values) and records the batch of each call."""
 
-    def __init__(self, per_code: int):
-        self.per_code, self.sizes = per_code, []
+    def __init__(self, per_code: int, features: int = 2):
+        self.per_code, self.features, self.sizes = per_code, features, []
 
     def __call__(self, codes: torch.Tensor) -> torch.Tensor:
         self.sizes.append(codes.shape[0])
         scratch = torch.ones(codes.shape[0], self.per_code // 4, device=codes.device)
-        return codes[:, :2] * scratch[:, :1]
+        return codes[:, :1].expand(-1, self.features) * scratch[:, :1]
 
 
 @needs_reusing_allocator
@@ -68,13 +68,16 @@ def test_the_cpu_probe_measures_the_decoders_memory_per_code():
 
 
 @needs_reusing_allocator
-def test_the_cpu_probe_decodes_one_anchor_first_and_bounds_its_later_calls_by_that_memory():
-    decoder = Hungry(16 * MiB)
+def test_the_cpu_probe_decodes_two_anchors_first_then_as_many_as_the_outputs_bound():
+    """An image decoder of 16 MiB a code and 3 x 256 x 256 outputs: 64 anchors in the first call
+    were 1 GiB; the later calls are bounded by the outputs' bytes (not by the memory measured,
+    which a process's first call inflates with one-off allocations: the anchors' batches, and
+    with them their outputs' last bits, would differ in a resume from the same process)."""
+    decoder = Hungry(16 * MiB, features=3 * 256 * 256)
     ls.traverse(decoder, torch.randn(100, 4), steps=3, dims=[0], keep_outputs=False, progress=False, batch_size=7)
-    assert decoder.sizes[0] == CPU_FIRST_PROBE_ROWS == 2  # was 64 anchors: 1 GiB here
-    # then the largest power of two whose memory by the first call (16 MiB and a little a code)
-    # is within the bound: 8 codes, not 16
-    later = CPU_PROBE_PEAK_BYTES // (16 * MiB) // 2
+    assert decoder.sizes[0] == CPU_FIRST_PROBE_ROWS == 2
+    later = 4  # 2, then doubled while within CPU_PROBE_OUTPUT_BYTES of outputs
+    assert later * 3 * 256 * 256 * 4 <= CPU_PROBE_OUTPUT_BYTES < 2 * later * 3 * 256 * 256 * 4
     probe_calls = decoder.sizes[: 1 + -(-98 // later)]
     assert probe_calls[1:] == [later] * (98 // later) + [98 % later] and sum(probe_calls) == 100
 
@@ -87,21 +90,21 @@ def test_auto_batch_on_the_cpu_keeps_the_decoders_memory_within_the_budget(budge
     result = ls.traverse(decoder, torch.randn(64, 4), steps=9, dims=[0, 1], keep_outputs=False, progress=False,
                          memory_budget=budget)
     assert result.batch_size * 4 * MiB <= budget
-    # the trials too (the probe's calls are bounded by CPU_PROBE_PEAK_BYTES: 32 anchors)
-    assert max(decoder.sizes[1 + -(-62 // 32):]) * 4 * MiB <= budget
+    # the trials too (after the probe's two calls: 2 anchors, then 62)
+    assert decoder.sizes[:2] == [2, 62] and max(decoder.sizes[2:]) * 4 * MiB <= budget
 
 
 @linux_only
 @needs_reusing_allocator
 def test_a_sweep_of_a_memory_hungry_decoder_stays_within_the_default_budget():
-    """24 MiB of temporaries a code, 64 anchors: the probe's first call took 1.5 GiB, the batch
-    trials 4.6 GiB (192 codes); the default budget on the CPU is 1 GiB."""
+    """24 MiB of temporaries a code and 3 x 256 x 256 outputs, 64 anchors: the probe's first call
+    took 1.5 GiB, the batch trials 4.6 GiB (192 codes); the default budget on the CPU is 1 GiB."""
     setup = f"""
 import torch, latentsweep as ls
 class Hungry:
     def __call__(self, codes):
         scratch = torch.ones(codes.shape[0], {24 * MiB // 4})
-        return codes[:, :2] * scratch[:, :1]
+        return codes[:, :1].expand(-1, 3 * 256 * 256) * scratch[:, :1]
 anchors = torch.randn(64, 4)
 ls.traverse(Hungry(), anchors[:2], steps=3, dims=[0], keep_outputs=False, progress=False, batch_size=2)
 """
@@ -113,13 +116,26 @@ ls.traverse(Hungry(), anchors[:2], steps=3, dims=[0], keep_outputs=False, progre
 @needs_reusing_allocator
 def test_an_explicit_cpu_batch_beyond_the_memory_is_refused_before_the_decoder_runs_it(monkeypatch):
     """64 MiB a code at 1,024 codes a call: 64 GiB, on a machine of 8 (the kernel's kill, before:
-    nothing raised, nothing kept). The probe decoded the anchors 2 at a time."""
+    nothing raised, nothing kept). The probe decoded the anchors 2 at a time (the outputs are 2
+    values: its later call is the other 2)."""
     import latentsweep._checks as checks
 
     monkeypatch.setattr(checks, "physical_memory", lambda: 8 << 30)
     decoder = Hungry(64 * MiB)
     with pytest.raises(ValueError, match=r"batch_size=1024 \(the decoder took 64\.\d MiB a code at the anchors.*"
-                                         r"needs 64\.\d GiB, more than this CPU's 8\.0 GiB; pass a smaller batch_size"):
+                                         r"needs 64\.\d GiB, more than this CPU's 8\.0 GiB; pass a smaller batch_size"
+                       ) as refused:
         ls.traverse(decoder, torch.randn(4, 4), steps=300, keep_outputs=False, progress=False, batch_size=1024)
     assert decoder.sizes == [2, 2]
+    # the command line's words (--sweep-batch-size; it has no memory_budget)
+    from latentsweep.cli.errors import cli_words
+
+    said = cli_words(str(refused.value))
+    assert "--sweep-batch-size 1024 (the decoder took" in said and "batch_size" not in said.replace("-batch-size", "")
+    assert "or leave it out (auto keeps the decoder within 1 GiB on the CPU)" in said
     ls.traverse(decoder, torch.randn(4, 4), steps=3, dims=[0], keep_outputs=False, progress=False, batch_size=64)  # 12 codes
+    with pytest.raises(ValueError, match=r"batch_size=4096 \(1,200 codes a call: the whole grid; the decoder took "
+                                         r"64\.\d MiB a code .* needs 75\.\d GiB") as refused:  # (what it decodes at once)
+        ls.traverse(decoder, torch.randn(4, 4), steps=300, dims=[0], keep_outputs=False, progress=False,
+                    batch_size=4096)
+    assert "--sweep-batch-size 4096 (1,200 codes a call: the whole grid; the decoder" in cli_words(str(refused.value))

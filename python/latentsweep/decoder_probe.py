@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import torch
 
 from . import _batching, _checks
+from ._cpu_memory import cpu_peak
 from ._extension import _C
 from ._modules import first_linear_inputs, given_shape, shape_error, without_grad
 from ._random_state import drew_random_numbers, generator_states
@@ -30,37 +31,31 @@ CPU_PROBE_ROWS = 1024
 CPU_PROBE_OUTPUT_BYTES = 4 << 20
 # How the CPU batches the anchors: revision 1 decoded them all ANCHOR_PROBE_ROWS at a time (6,400
 # path starts: 100 calls, ~10 ms of a 0.3 s MLP interpolation), revision 2 grew the calls after
-# the first as CUDA does, revision 3 decodes two anchors first and bounds the later calls by the
-# decoder's memory that call measured: a decoder taking 1.5 GB a code (a Stable-Diffusion VAE's
-# at 512 x 512) was given 64 anchors in its first call, ~96 GB, and the kernel killed the process.
-# Two, not one: a decoder in training mode with batch norm refuses a batch of one, and one whose
-# code squeezes its batch dimension returns another shape for it (the sweep's short last chunks
-# can be one code; a first call should not fail for it). A store records the revision it was
-# probed with, and a resume probes as its store did: the outputs' bits can depend on the batch.
+# the first as CUDA does, revision 3 decodes two anchors first (the call that measures the
+# decoder's memory a code): a decoder taking 1.5 GB a code (a Stable-Diffusion VAE's at 512 x 512)
+# was given 64 anchors in its first call, ~96 GB, and the kernel killed the process. Two, not
+# one: a decoder in training mode with batch norm refuses a batch of one, and one whose code
+# squeezes its batch dimension returns another shape for it. The later calls are bounded by the
+# outputs' size (CPU_PROBE_OUTPUT_BYTES: one 512 x 512 image a call, four of 256 x 256), not by
+# the memory measured: a first call in a process pays one-off allocations that a resume in the
+# same process does not, and anchors batched otherwise could differ in their last bits from the
+# store's. A store records the revision it was probed with, and a resume probes as its store did.
 PROBE_REVISION = 3
 CPU_FIRST_PROBE_ROWS = 2
-# The decoder's memory in one of the probe's later calls on the CPU at most (outputs included):
-# a constant, not the machine's free memory, so that the anchors are batched alike in every rank
-# and resume on one machine (powers of two rows: a few percent of measuring noise rarely moves
-# them). Below it, for almost every decoder, the outputs' bound is the one that binds.
-CPU_PROBE_PEAK_BYTES = 256 << 20
 
 
 @dataclass(frozen=True)
 class ProbeGrowth:
     """The probe's calls: ``first_rows`` anchors first, then up to ``rows`` anchors and
-    ``output_bytes`` of outputs, and (with ``peak_bytes``) the decoder's memory per anchor
-    measured in the first call times the rows at most ``peak_bytes``."""
+    ``output_bytes`` of outputs a call."""
 
     rows: int
     output_bytes: int
     first_rows: int = ANCHOR_PROBE_ROWS
-    peak_bytes: int | None = None
 
-    def later_rows(self, first_rows: int, row_bytes: int, peak_row_bytes: float = 0.0) -> int:
+    def later_rows(self, first_rows: int, row_bytes: int) -> int:
         rows = first_rows
-        while (rows * 2 <= self.rows and rows * 2 * row_bytes <= self.output_bytes
-               and (self.peak_bytes is None or rows * 2 * peak_row_bytes <= self.peak_bytes)):
+        while rows * 2 <= self.rows and rows * 2 * row_bytes <= self.output_bytes:
             rows *= 2
         return rows
 
@@ -71,22 +66,8 @@ def probe_growth(device: torch.device, revision: int = PROBE_REVISION) -> ProbeG
     if device.type == "cuda":
         return ProbeGrowth(CUDA_PROBE_ROWS, CUDA_PROBE_OUTPUT_BYTES)
     if revision >= 3:
-        return ProbeGrowth(CPU_PROBE_ROWS, CPU_PROBE_OUTPUT_BYTES, CPU_FIRST_PROBE_ROWS, CPU_PROBE_PEAK_BYTES)
+        return ProbeGrowth(CPU_PROBE_ROWS, CPU_PROBE_OUTPUT_BYTES, CPU_FIRST_PROBE_ROWS)
     return ProbeGrowth(CPU_PROBE_ROWS, CPU_PROBE_OUTPUT_BYTES) if revision == 2 else None
-
-
-class _CpuPeak:
-    """The decoder's memory in one call on the CPU: the reusing allocator's large blocks in use
-    at their peak, less before the call (outputs included, as CUDA's measure). None where that
-    allocator is not torch's (another one installed, or off Linux/glibc)."""
-
-    def __enter__(self) -> _CpuPeak:
-        self.before = _C._reset_reuse_peak()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        counters = _C._reuse_counters()
-        self.bytes = max(0, counters["peak_bytes"] - self.before) if counters["active"] else None
 
 
 @dataclass
@@ -156,9 +137,9 @@ def probe_anchors(fn: str, decoder, spec: GridSpec, probe_rows: int = ANCHOR_PRO
 
     With ``growth`` (:func:`probe_growth`), the first batch is its first_rows, the others as
     large as it allows (6400 anchors probed 64 at a time took 10 ms of a 28 ms sweep on an H100).
-    A size set by the outputs' shape (and on the CPU the decoder's memory per code) alone, not by
-    the free memory: the anchors' outputs, whose bits can depend on the batch, must be the same in
-    every rank and resume (a store compares them). After an out-of-memory retry, every batch is the halved size. ``nonfinite_subject``: a
+    A size set by the outputs' shape alone, not by the free memory nor the memory measured: the
+    anchors' outputs, whose bits can depend on the batch, must be the same in every rank and
+    resume (a store compares them). After an out-of-memory retry, every batch is the halved size. ``nonfinite_subject``: a
     :class:`DecoderCall`'s, for the NaN/Inf error."""
     anchors = spec.anchors
     on_cuda = anchors.device.type == "cuda"
@@ -175,7 +156,7 @@ def probe_anchors(fn: str, decoder, spec: GridSpec, probe_rows: int = ANCHOR_PRO
                     before = allocated_bytes(anchors.device, "current")
                 began = _batching._clock()  # the clock the CPU batch choice times with
                 try:
-                    with contextlib.nullcontext() if on_cuda else _CpuPeak() as peak:
+                    with contextlib.nullcontext() if on_cuda else cpu_peak() as peak:
                         result = call_decoder(fn, decoder, chunk)
                 except Exception as error:
                     if start == 0:
@@ -198,7 +179,7 @@ def probe_anchors(fn: str, decoder, spec: GridSpec, probe_rows: int = ANCHOR_PRO
                     outputs = result.new_empty((anchors.shape[0], *result.shape[1:]))
                 outputs[start : start + chunk.shape[0]].copy_(result)
                 if growth is not None and start == 0 and rows == first_rows:
-                    later_rows = growth.later_rows(rows, result[0].numel() * result.element_size(), activation_bytes)
+                    later_rows = growth.later_rows(rows, result[0].numel() * result.element_size())
                 start += chunk.shape[0]
         # The first call pays one-off costs: the fastest later call estimates better, if any.
         estimate = min(per_row[1:]) if len(per_row) > 1 else per_row[0]
@@ -206,7 +187,7 @@ def probe_anchors(fn: str, decoder, spec: GridSpec, probe_rows: int = ANCHOR_PRO
 
     first_rows = min(anchors.shape[0], probe_rows if growth is None else growth.first_rows)
     generators = generator_states(anchors.device)
-    with contextlib.nullcontext() if on_cuda else _C.reuse_cpu_buffers():  # (which measures on the CPU)
+    with contextlib.nullcontext() if on_cuda else _C.reuse_cpu_buffers():  # (one scope for every call)
         probe = retry_halved(fn, run, first_rows, anchors.device)
     if drew_random_numbers(generators, anchors.device) and _draws_again(fn, decoder, anchors):
         _checks.warn(RANDOM_DECODER.format(fn=fn), UserWarning)

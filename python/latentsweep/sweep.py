@@ -203,9 +203,11 @@ def traverse(
             time; timing decides which sizes are tried, so pass a size for statistics that are
             bit-reproducible from run to run), a store throws them away (at most 2%); under
             torchrun they get less, as the other ranks wait. A store records the batch size,
-            and every rank, shard and resume of the sweep uses it.
-        memory_budget: bytes for the sweep's buffers (default: half the free GPU memory, or
-            1 GiB and at most an eighth of the RAM on the CPU).
+            and every rank, shard and resume of the sweep uses it. On the CPU a size whose
+            decoder memory (as measured) exceeds the machine's is refused before the sweep.
+        memory_budget: bytes for the sweep's buffers and the decoder's own memory in a batch
+            (measured at the anchors), which ``batch_size="auto"`` keeps within (default: half
+            the free GPU memory, or 1 GiB and at most an eighth of the RAM on the CPU).
         device: where codes are built and decoded (default: the decoder's device, else the
             anchors'); ``"cuda"`` under torchrun means each rank's ``LOCAL_RANK`` GPU
             (under srun, ``SLURM_LOCALID``'s among the GPUs the task sees, modulo their number; a
@@ -498,13 +500,14 @@ def _choose_batch_size(fn: str, decoder, batch_size, memory_budget, device, spec
     ``(start, stop, batch_size)`` trial units for the plan (and ``progress(rows)`` hears of their
     rows); otherwise they are scratch."""
     if batch_size != "auto":
-        batch_size = min(batch_size, spec.num_rows)
+        used = min(batch_size, spec.num_rows)
         if device.type == "cpu":  # (CUDA's out-of-memory error is caught: the batch is halved)
+            whole = f"{used:,} codes a call: the whole grid; " if used < batch_size else ""
             _checks.fits_in_memory(
-                fn, f"batch_size={batch_size} (the decoder took {probe.activation_bytes / 2**20:,.1f} MiB a code at "
-                "the anchors, outputs included)", int(batch_size * probe.activation_bytes), device,
+                fn, f"batch_size={batch_size} ({whole}the decoder took {probe.activation_bytes / 2**20:,.1f} MiB a "
+                "code at the anchors, outputs included)", int(used * probe.activation_bytes), device,
                 "pass a smaller batch_size, or 'auto' (it keeps within memory_budget)", share=1.0)
-        return batch_size, ()
+        return used, ()
     choice = _batching.auto_batch_size(
         device=device,
         budget=memory_budget or _batching.default_memory_budget(device),

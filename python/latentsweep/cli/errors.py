@@ -112,6 +112,10 @@ _EMPIRICAL_RANGE = "its range: the codes of {inputs}"
 _CLI_WORDS = (
     (re.compile(r"planned with batch_size=(\d+)"), r"planned with --sweep-batch-size \1"),
     (re.compile(r"pass batch_size=(\d+) or 'auto'"), r"pass --sweep-batch-size \1 or auto (or leave it out)"),
+    (re.compile(r"batch_size=(\d+) \(([\d,]+ codes a call: the whole grid; )?the decoder took"),
+     r"--sweep-batch-size \1 (\2the decoder took"),
+    ("pass a smaller batch_size, or 'auto' (it keeps within memory_budget)",
+     "pass a smaller --sweep-batch-size, or leave it out (auto keeps the decoder within 1 GiB on the CPU)"),
     ("latentsweep.open_sweep(path) reads it as it is (latentsweep.sweep_status(path) says which units it lacks)",
      "`latentsweep open PATH` reads it as it is (or says which units it lacks)"),
     ("Call traverse(...) again with the same arguments and resume=True", "Run the same command again with --resume"),
