@@ -139,8 +139,8 @@ def probe_anchors(fn: str, decoder, spec: GridSpec, probe_rows: int = ANCHOR_PRO
     large as it allows (6400 anchors probed 64 at a time took 10 ms of a 28 ms sweep on an H100).
     A size set by the outputs' shape alone, not by the free memory nor the memory measured: the
     anchors' outputs, whose bits can depend on the batch, must be the same in every rank and
-    resume (a store compares them). After an out-of-memory retry, every batch is the halved size. ``nonfinite_subject``: a
-    :class:`DecoderCall`'s, for the NaN/Inf error."""
+    resume (a store compares them). After an out-of-memory retry, every batch is the halved
+    size. ``nonfinite_subject``: a :class:`DecoderCall`'s, for the NaN/Inf error."""
     anchors = spec.anchors
     on_cuda = anchors.device.type == "cuda"
 
