@@ -13,6 +13,18 @@ import pytest
 
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc (Linux)")
 
+
+def _reusing_allocator_installs() -> bool:
+    from latentsweep._extension import _C
+
+    with _C.reuse_cpu_buffers():
+        return _C._reuse_counters()["active"]
+
+
+# What latentsweep._cpu_memory.cpu_peak measures with (a model's memory on the CPU).
+needs_reusing_allocator = pytest.mark.skipif(not _reusing_allocator_installs(), reason="needs the reusing CPU "
+                                             "allocator (Linux, glibc, torch's default CPU allocator)")
+
 # Around the measured call in a script: BEFORE after its inputs and warm-ups, AFTER after the call.
 BEFORE = """
 import resource as _resource

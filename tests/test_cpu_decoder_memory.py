@@ -15,19 +15,10 @@ import torch
 import latentsweep as ls
 from latentsweep._extension import _C
 from latentsweep.decoder_probe import CPU_FIRST_PROBE_ROWS, CPU_PROBE_OUTPUT_BYTES, probe_anchors, probe_growth
-from peak_memory import linux_only, peak_bytes_of_each
+from peak_memory import linux_only, needs_reusing_allocator, peak_bytes_of_each
 from sweep_models import mlp_decoder
 
 MiB = 1 << 20
-def allocator_installs() -> bool:
-    with _C.reuse_cpu_buffers():
-        return _C._reuse_counters()["active"]
-
-
-needs_reusing_allocator = pytest.mark.skipif(not allocator_installs(), reason="needs the reusing CPU allocator "
-                                             "(Linux, glibc, torch's default CPU allocator)")
-
-
 class Hungry:
     """A decoder that takes ``per_code`` bytes of temporaries a code (outputs: ``features``
     values) and records the batch of each call."""

@@ -296,11 +296,20 @@ def fits_in_memory(fn: str, what: str, nbytes: int, device: torch.device, advice
     """ValueError if ``nbytes`` exceed ``share`` of ``device``'s memory (the RAM, or the GPU's
     total memory): said before allocating, instead of the allocator's error or the kernel's
     out-of-memory kill."""
+    shortfall = memory_shortfall(nbytes, device, share=share)
+    if shortfall is not None:
+        raise ValueError(f"{fn}: {what} {shortfall}; {advice}")
+
+
+def memory_shortfall(nbytes: int, device: torch.device, *, share: float = MEMORY_SHARE) -> str | None:
+    """``"needs 9.0 GiB, more than 50% of this CPU's 8.0 GiB"`` where ``nbytes`` exceed ``share``
+    of ``device``'s memory, else None (also where its memory is unknown): the rule of
+    :func:`fits_in_memory`, for a caller that does something else than refuse (a smaller batch)."""
     capacity = _memory_capacity(device)
-    if capacity and nbytes > capacity * share:
-        of = "" if share == 1 else f"{share:.0%} of "
-        raise ValueError(f"{fn}: {what} needs {nbytes / 2**30:,.1f} GiB, more than {of}this {device.type.upper()}'s "
-                         f"{capacity / 2**30:,.1f} GiB; {advice}")
+    if not capacity or nbytes <= capacity * share:
+        return None
+    of = "" if share == 1 else f"{share:.0%} of "
+    return f"needs {nbytes / 2**30:,.1f} GiB, more than {of}this {device.type.upper()}'s {capacity / 2**30:,.1f} GiB"
 
 
 def codes_fit_in_memory(fn: str, what: str, codes: torch.Tensor, advice: str, *,

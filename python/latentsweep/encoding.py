@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from . import _checks, _progress
+from ._cpu_memory import cpu_peak
 from ._modules import (eval_mode, first_linear_inputs, given_shape, model_device, parameter_dtype, shape_error,
                        without_grad)
 from ._random_state import preserve_rng_state
@@ -37,6 +38,26 @@ _EXPECTED = (
 )
 # Who returned the output, as the messages about it say (the metrics name their representation).
 _ENCODER = f"{_FN}: the encoder"
+
+# On the CPU the encoder's memory an input (cpu_peak: torch's large blocks at their peak) is
+# measured before the first batch of more inputs than this goes to it: a Stable-Diffusion VAE's
+# encoder takes ~1 GB an input at 512 x 512, and 256 of them got the process killed by the kernel
+# (nothing raised, nothing kept). Measured in a call of its own, on copies of the batch's first
+# inputs, whose outputs are thrown away (and the random states restored after it): splitting the
+# batch instead (2, then 254) changed the codes' last bits (an MLP's matrix product rounds by the
+# rows it is given) and broke encoders that take one batch size. So every batch, and every code,
+# is as it was; the cost is one more call, of two inputs. Two, not one, as the decoder's probe:
+# batch norm in training mode refuses one input, and an encoder that squeezes its batch
+# dimension returns another shape for it.
+MEASURED_INPUTS = 2
+# Nor is it measured before a batch whose inputs take fewer bytes than this (a table's rows):
+# the encoder would need 65,536 times its inputs' bytes to fill half of an 8 GiB machine
+# (Stable Diffusion's VAE encoder takes ~300 times its images', a transformer on token ids some
+# thousands of times), and such encoders keep their calls as they were too, without that one.
+MEASURED_FROM_BYTES = 64 << 10
+# Set while that call runs: a wrapper that keeps the inputs it sees (the training integrations'
+# _InputRecorder) leaves its inputs out.
+MEASURING = _checks.ThreadFlag()
 
 
 def encode(
@@ -88,7 +109,15 @@ def encode(
             one of ``x``, ``input(s)``, ``data``, ``image(s)``, ``pixel_values``, ``features``.
             Floating data (tensors and numpy arrays, which default to float64) is cast to the
             dtype of the encoder's (or its module's) parameters.
-        batch_size: rows per encoder call for tensors, arrays and datasets (int >= 1).
+        batch_size: rows per encoder call for tensors, arrays and datasets (int >= 1). On the
+            CPU, before the first batch whose inputs take 64 KiB or more, the encoder is called
+            once on copies of two of its inputs to measure its memory an input (torch's large
+            blocks at their peak; that call's outputs are thrown away, the random states
+            restored). Where ``batch_size`` inputs would take more than half the machine's memory
+            by that measure (a Stable-Diffusion VAE's encoder takes ~1 GB an image at
+            512 x 512), the data is encoded in calls of the largest power of two of inputs
+            within it, with a warning (codes that differ at most in their last bits); a
+            DataLoader's or an iterable's own batches are refused instead, with the size that fits.
         device: where batches go (default: the encoder's parameters' device; for an encoder
             without parameters, the device of a tensor ``data``; else the CPU).
         progress: a tqdm bar when True, or when None on a terminal or in a Jupyter notebook.
@@ -102,7 +131,9 @@ def encode(
     Raises:
         TypeError: unsupported data, batches or encoder outputs.
         ValueError: a bad ``batch_size``, empty data, NaN/Inf in an output (naming the batch
-            and the rows), or outputs whose shapes disagree with the batch or earlier batches.
+            and the rows), outputs whose shapes disagree with the batch or earlier batches, or
+            a DataLoader's (or an iterable's) batch the encoder would take more than half the
+            memory on (on the CPU, as measured above).
     """
     batch_size = _checks.integer(_FN, "batch_size", batch_size, low=1)
     show = _progress.wanted(progress, _FN)
@@ -120,6 +151,7 @@ def _encode(encoder, data, batch_size: int, device: torch.device, show: bool) ->
     # model would fail in its first layer); a parameterless callable gets the data as it is
     # (numpy's too: it was cast to torch's default dtype, tensors were not).
     input_dtype = parameter_dtype(encoder)
+    batches = _within_memory(batches, encoder, data, batch_size, device, input_dtype)
 
     mus: list[torch.Tensor] = []
     logvars: list[torch.Tensor] = []
@@ -146,6 +178,67 @@ def _encode(encoder, data, batch_size: int, device: torch.device, show: bool) ->
     mu = torch.cat(mus)
     logvar = None if logvars[0] is None else torch.cat(logvars)
     return Posterior(mu, logvar)
+
+
+def _within_memory(batches, encoder, data, batch_size: int, device: torch.device, input_dtype: torch.dtype | None):
+    """The batches as the encoder is called on them: as they come, unless the encoder (measured
+    on the CPU, :func:`_memory_per_input`) would take more than the memory's share on one
+    (:func:`._checks.memory_shortfall`). Data that encode batches itself (a tensor, an array, a
+    Dataset) then goes in calls of the largest power of two of inputs within it, with a warning;
+    the batches of a DataLoader or an iterable, which are the caller's, are refused."""
+    batched_here = isinstance(data, (torch.Tensor, np.ndarray)) or (
+        isinstance(data, torch.utils.data.Dataset) and not isinstance(data, torch.utils.data.DataLoader))
+    per_input, measured, limit = None, False, None  # limit: inputs a call, once a batch did not fit
+    for index, batch in enumerate(batches):
+        if not measured and batch.shape[0] > MEASURED_INPUTS and \
+                batch.numel() * batch.element_size() >= MEASURED_FROM_BYTES:
+            measured, per_input = True, _memory_per_input(encoder, batch, device, input_dtype, index)
+        need = int(batch.shape[0] * per_input) if per_input and limit is None else 0
+        if need > _checks.UNCHECKED_BYTES and (shortfall := _checks.memory_shortfall(need, device)) is not None:
+            limit = _inputs_within_memory(per_input, device, batch.shape[0])
+            took = f"the encoder took {per_input / 2**20:,.1f} MiB an input on the CPU, measured on {MEASURED_INPUTS}"
+            if not batched_here:
+                if isinstance(data, torch.utils.data.DataLoader) and data.batch_size is not None:
+                    what, advice = (f"the DataLoader's batch_size={data.batch_size} ({took})",
+                                    f"pass a DataLoader of batch_size={limit} or less, or its dataset (encode "
+                                    "batches a Dataset itself, within the memory)")
+                else:
+                    what, advice = (f"batch {index} of the data ({batch.shape[0]:,} inputs; {took})",
+                                    f"pass batches of {limit} inputs or less, or the data as a tensor, an array or a "
+                                    "Dataset (encode batches those itself, within the memory)")
+                _checks.fits_in_memory(_FN, what, need, device, advice)  # (raises: it does not fit)
+            whole = f"{batch.shape[0]:,} inputs a call: the whole data; " if batch.shape[0] < batch_size else ""
+            _checks.warn(f"{_FN}: batch_size={batch_size} ({whole}{took}) {shortfall}; encoding {limit} "
+                         f"input{'s' * (limit > 1)} a call instead (codes that differ at most in their last bits, "
+                         f"where the encoder's arithmetic depends on the batch); pass batch_size={limit} or less to "
+                         "choose the size yourself", _checks.ProcessWarning)
+        yield from batch.split(limit) if limit is not None and batch.shape[0] > limit else (batch,)
+
+
+def _memory_per_input(encoder, batch: torch.Tensor, device: torch.device, input_dtype: torch.dtype | None,
+                      index: int) -> float | None:
+    """The encoder's CPU memory an input, measured on MEASURED_INPUTS copies of ``batch``'s first
+    inputs in a call whose outputs are thrown away (see MEASURED_INPUTS); None on another device,
+    where cpu_peak cannot measure, or where that call fails (the batch's own call then says what
+    is wrong, and an encoder that takes one batch size only runs as before)."""
+    if device.type != "cpu":
+        return None
+    inputs = _to_encoder(batch[:MEASURED_INPUTS], device, input_dtype, index).clone()  # (it may write into them)
+    try:
+        with preserve_rng_state(), MEASURING(), cpu_peak() as peak:
+            encoder(inputs)
+    except Exception:  # noqa: BLE001 - said by the batch's own call, if it fails too
+        return None
+    return None if peak.bytes is None else peak.bytes / MEASURED_INPUTS
+
+
+def _inputs_within_memory(per_input: float, device: torch.device, rows: int) -> int:
+    """The largest power of two of inputs (fewer than ``rows``, at least one) whose encoder
+    memory is within the memory's share."""
+    fit = 1
+    while 2 * fit < rows and _checks.memory_shortfall(int(2 * fit * per_input), device) is None:
+        fit *= 2
+    return fit
 
 
 def _resolve_device(encoder, data, device) -> torch.device:

@@ -116,6 +116,11 @@ _CLI_WORDS = (
      r"--sweep-batch-size \1 (\2the decoder took"),
     ("pass a smaller batch_size, or 'auto' (it keeps within memory_budget)",
      "pass a smaller --sweep-batch-size, or leave it out (auto keeps the decoder within 1 GiB on the CPU)"),
+    # (encode's batches of --data, made smaller where the encoder would take more than the memory)
+    (re.compile(r"\bbatch_size=(\d+) \((?:([\d,]+) inputs a call: the whole data; )?the encoder took"),
+     lambda m: f"--batch-size {m[1]} ({m[2] + ' inputs a call: all of --data; ' if m[2] else ''}the encoder took"),
+    (re.compile(r"pass batch_size=(\d+) or less to choose the size yourself"),
+     r"pass --batch-size \1 or less to choose the size yourself"),
     ("latentsweep.open_sweep(path) reads it as it is (latentsweep.sweep_status(path) says which units it lacks)",
      "`latentsweep open PATH` reads it as it is (or says which units it lacks)"),
     ("Call traverse(...) again with the same arguments and resume=True", "Run the same command again with --resume"),

@@ -25,7 +25,7 @@ from .._modules import eval_mode, model_device, model_dtype, modules_behind
 from .._random_state import preserve_rng_state
 from ..decoding import decoder_call
 from ..diagnosis import FLAG_CODES, MIN_INPUTS, Diagnosis, diagnose, dims_label
-from ..encoding import check_loader_order, encode
+from ..encoding import MEASURING, check_loader_order, encode
 from ..latent_shape import latent_label
 from ..modes import MODE_TABLE
 from ..plots import kl_bars, response_curves, traversal_grid
@@ -417,7 +417,7 @@ class _InputRecorder:
     def __call__(self, batch: torch.Tensor):
         if batch.is_complex():  # (a Dataset's or DataLoader's batches: check_data sees tensors only)
             refuse_complex(self.fn, f"a batch of {batch.dtype}")
-        if self._rows < self.keep:
+        if self._rows < self.keep and not MEASURING.set:  # (encode's call measuring the memory: inputs seen again)
             taken = batch[: self.keep - self._rows].detach().cpu()
             self._kept.append(taken)
             self._rows += taken.shape[0]
