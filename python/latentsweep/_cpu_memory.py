@@ -11,6 +11,11 @@ from __future__ import annotations
 
 from ._extension import _C
 
+# The rows a model is measured on (the decoder's probe's first call, encode's measuring call):
+# two, not one: batch norm in training mode refuses a batch of one, and a model that squeezes
+# its batch dimension returns another shape for it.
+MEASURED_ROWS = 2
+
 
 class cpu_peak:  # noqa: N801 - a context manager used as a function
     """``with cpu_peak() as peak: model(x)``, then ``peak.bytes``."""

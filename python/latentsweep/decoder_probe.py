@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 
 from . import _batching, _checks
-from ._cpu_memory import cpu_peak
+from ._cpu_memory import MEASURED_ROWS, cpu_peak
 from ._extension import _C
 from ._modules import first_linear_inputs, given_shape, shape_error, without_grad
 from ._random_state import drew_random_numbers, generator_states
@@ -33,15 +33,14 @@ CPU_PROBE_OUTPUT_BYTES = 4 << 20
 # path starts: 100 calls, ~10 ms of a 0.3 s MLP interpolation), revision 2 grew the calls after
 # the first as CUDA does, revision 3 decodes two anchors first (the call that measures the
 # decoder's memory a code): a decoder taking 1.5 GB a code (a Stable-Diffusion VAE's at 512 x 512)
-# was given 64 anchors in its first call, ~96 GB, and the kernel killed the process. Two, not
-# one: a decoder in training mode with batch norm refuses a batch of one, and one whose code
-# squeezes its batch dimension returns another shape for it. The later calls are bounded by the
-# outputs' size (CPU_PROBE_OUTPUT_BYTES: one 512 x 512 image a call, four of 256 x 256), not by
-# the memory measured: a first call in a process pays one-off allocations that a resume in the
-# same process does not, and anchors batched otherwise could differ in their last bits from the
-# store's. A store records the revision it was probed with, and a resume probes as its store did.
+# was given 64 anchors in its first call, ~96 GB, and the kernel killed the process (two, not
+# one: see MEASURED_ROWS). The later calls are bounded by the outputs' size
+# (CPU_PROBE_OUTPUT_BYTES: one 512 x 512 image a call, four of 256 x 256), not by the memory
+# measured: a first call in a process pays one-off allocations that a resume in the same process
+# does not, and anchors batched otherwise could differ in their last bits from the store's. A
+# store records the revision it was probed with, and a resume probes as its store did.
 PROBE_REVISION = 3
-CPU_FIRST_PROBE_ROWS = 2
+CPU_FIRST_PROBE_ROWS = MEASURED_ROWS  # (another value is another PROBE_REVISION)
 
 
 @dataclass(frozen=True)

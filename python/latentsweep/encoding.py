@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from . import _checks, _progress
-from ._cpu_memory import cpu_peak
+from ._cpu_memory import MEASURED_ROWS, cpu_peak
 from ._modules import (eval_mode, first_linear_inputs, given_shape, model_device, parameter_dtype, shape_error,
                        without_grad)
 from ._random_state import preserve_rng_state
@@ -46,10 +46,8 @@ _ENCODER = f"{_FN}: the encoder"
 # inputs, whose outputs are thrown away (and the random states restored after it): splitting the
 # batch instead (2, then 254) changed the codes' last bits (an MLP's matrix product rounds by the
 # rows it is given) and broke encoders that take one batch size. So every batch, and every code,
-# is as it was; the cost is one more call, of two inputs. Two, not one, as the decoder's probe:
-# batch norm in training mode refuses one input, and an encoder that squeezes its batch
-# dimension returns another shape for it.
-MEASURED_INPUTS = 2
+# is as it was; the cost is one more call, of two inputs (two, not one: see MEASURED_ROWS).
+MEASURED_INPUTS = MEASURED_ROWS
 # Nor is it measured before a batch whose inputs take fewer bytes than this (a table's rows):
 # the encoder would need 65,536 times its inputs' bytes to fill half of an 8 GiB machine
 # (Stable Diffusion's VAE encoder takes ~300 times its images', a transformer on token ids some
