@@ -14,15 +14,16 @@ import pytest
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc (Linux)")
 
 
-def _reusing_allocator_installs() -> bool:
-    from latentsweep._extension import _C
+def _cpu_peak_measures() -> bool:
+    from latentsweep._cpu_memory import cpu_peak
 
-    with _C.reuse_cpu_buffers():
-        return _C._reuse_counters()["active"]
+    with cpu_peak() as peak:
+        pass
+    return peak.bytes is not None
 
 
-# What latentsweep._cpu_memory.cpu_peak measures with (a model's memory on the CPU).
-needs_reusing_allocator = pytest.mark.skipif(not _reusing_allocator_installs(), reason="needs the reusing CPU "
+# latentsweep._cpu_memory.cpu_peak measures a model's memory on the CPU with the reusing allocator.
+needs_reusing_allocator = pytest.mark.skipif(not _cpu_peak_measures(), reason="needs the reusing CPU "
                                              "allocator (Linux, glibc, torch's default CPU allocator)")
 
 # Around the measured call in a script: BEFORE after its inputs and warm-ups, AFTER after the call.

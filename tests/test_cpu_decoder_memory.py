@@ -19,6 +19,8 @@ from peak_memory import linux_only, needs_reusing_allocator, peak_bytes_of_each
 from sweep_models import mlp_decoder
 
 MiB = 1 << 20
+
+
 class Hungry:
     """A decoder that takes ``per_code`` bytes of temporaries a code (outputs: ``features``
     values) and records the batch of each call."""
