@@ -21,16 +21,19 @@ import torch.distributed as dist
 
 sys.path.insert(0, str(Path(__file__).parent))
 import latentsweep as ls  # noqa: E402
-from sweep_models import mlp_decoder  # noqa: E402
+from sweep_models import cpu_probe_calls, mlp_decoder  # noqa: E402
 
 ANCHORS = torch.randn(12, 5, generator=torch.Generator().manual_seed(11))
 STEPS, BATCH = 7, 8
 DIRECTIONS = torch.randn(3, 5, generator=torch.Generator().manual_seed(12))  # not unit: traverse scales them
+# The decoder calls of the anchors' probe, before a sweep's own (the failing decoders count them).
+PROBE_CALLS = cpu_probe_calls(len(ANCHORS))
 
 
 def killing_decoder(victim: int, at: int) -> torch.nn.Module:
-    """The MLP decoder (same weights, same identity); on rank `victim` its call `at` SIGKILLs
-    its own process (mid-unit: that unit is half-written)."""
+    """The MLP decoder (same weights, same identity); on rank `victim` its call `at` (after the
+    anchors' probe: calls 1 to PROBE_CALLS) SIGKILLs its own process (mid-unit: that unit is
+    half-written)."""
     decoder, calls = mlp_decoder(5, 20), [0]
 
     def hook(module, inputs):
@@ -43,8 +46,9 @@ def killing_decoder(victim: int, at: int) -> torch.nn.Module:
 
 
 def failing_decoder(victim: int, at: int, exit_quietly: bool = False) -> torch.nn.Module:
-    """The MLP decoder; on rank `victim` its call `at` (the anchors' probe is call 1) raises, or,
-    with `exit_quietly`, ends its process with status 0 (torchrun then leaves the others be)."""
+    """The MLP decoder; on rank `victim` its call `at` (the anchors' probe: calls 1 to
+    PROBE_CALLS) raises, or, with `exit_quietly`, ends its process with status 0 (torchrun then
+    leaves the others be)."""
     decoder, calls = mlp_decoder(5, 20), [0]
 
     def hook(module, inputs):
@@ -218,7 +222,7 @@ def main() -> None:
         save(sweep(decoder, keep_outputs=False), args.out, "after-failures")  # the ranks are still in step
         (args.out / f"failures-rank{rank}.txt").write_text("\n".join(outcomes))
         # rank 1 ends in the middle of its units: rank 0 learns it at the end of its own
-        outcomes = [attempt(lambda: sweep(failing_decoder(victim=1, at=4, exit_quietly=True),
+        outcomes = [attempt(lambda: sweep(failing_decoder(victim=1, at=PROBE_CALLS + 3, exit_quietly=True),
                                           out=args.out / "lost.zarr"))]
         (args.out / f"lost-rank{rank}.txt").write_text("\n".join(outcomes))
     elif args.scenario == "elsewhere":  # out= relative, each rank in its own working folder: two stores
@@ -239,7 +243,7 @@ def main() -> None:
     elif args.scenario == "failed-early":  # rank 1 fails at once, rank 0's share lasts past the group's timeout
         dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=20))
         rank = dist.get_rank()
-        slow = failing_decoder(victim=1, at=3)
+        slow = failing_decoder(victim=1, at=PROBE_CALLS + 2)
         if rank == 0:  # 1 s a batch after the anchors' probe: about 27 s for its 27 batches
             slow.register_forward_pre_hook(lambda module, inputs: time.sleep(1.0) if inputs[0].shape[0] == BATCH
                                            else None)
@@ -266,7 +270,7 @@ def main() -> None:
         (args.out / f"alone-rank{rank}.txt").write_text("\n".join(outcomes))
         dist.destroy_process_group()
     elif args.scenario == "kill":
-        sweep(killing_decoder(victim=1, at=12), out=args.out / "killed.zarr")
+        sweep(killing_decoder(victim=1, at=PROBE_CALLS + 11), out=args.out / "killed.zarr")
     else:
         save(sweep(decoder, out=args.out / "killed.zarr", resume=True), args.out, f"resumed{world}")
 

@@ -19,7 +19,7 @@ import torch
 import torch.distributed as dist
 
 sys.path.insert(0, str(Path(__file__).parent))
-from distributed_worker import failing_decoder, save, sweep  # noqa: E402
+from distributed_worker import PROBE_CALLS, failing_decoder, save, sweep  # noqa: E402
 from sweep_models import mlp_decoder  # noqa: E402
 
 
@@ -55,9 +55,10 @@ def main() -> None:
     if rank == 3:  # what one process computes, to compare with
         saved(out, "alone", out=out / "alone.zarr", distributed=False)
     dist.barrier()
-    if rank < 2:  # rank 1 fails on its 10th call (its 2 first units done: 4 calls each), while [2, 3] sweep
-        said += outcome(lambda: sweep(failing_decoder(victim=1, at=10), out=out / "first.zarr", group=first,
-                                      batch_size=2))
+    if rank < 2:  # rank 1 fails on the first call of its 3rd unit (after the probe's calls and its 2 first
+        # units, 4 calls each), while [2, 3] sweep
+        said += outcome(lambda: sweep(failing_decoder(victim=1, at=PROBE_CALLS + 9), out=out / "first.zarr",
+                                      group=first, batch_size=2))
     else:
         said += outcome(lambda: saved(out, "second", out=out / "second.zarr", group=second))
     dist.barrier()
