@@ -90,6 +90,10 @@ EXPECTED = {
         "| one traversal, steps | outputs a row | batch | unit (one chunk) | writes | peak RSS growth | growth / unit |",
         "through zarr, unit held (before)", "streamed to the chunk's file",
     ],
+    "bench_explain_memory": [
+        "| method | peak memory above the process's | time |", "| explain | ",
+        "| traverse every latent with its outputs, then report | ", "alternative / explain: memory ",
+    ],
     "bench_many_latents": [
         "| K = D | decoder alone | `traverse` in memory | `traverse` into zarr | unit records | `open_sweep` |",
         "| 16 |",

@@ -229,7 +229,7 @@ def test_a_report_too_large_for_memory_advises_what_report_can_change(workspace,
     completed = invoke("report", "--model", f"{tmp_path / 'wide.py'}:make", "--data", "data.npy", "--anchors", "1",
                        "--dims", "0", "--mode", "prior", "--steps", str(steps), "--out", str(tmp_path / "o"),
                        cwd=workspace, check=False)
-    line = assert_one_line_error(completed, "explain: keeping its sweeps' outputs",
+    line = assert_one_line_error(completed, "explain: keeping its sweeps' results",
                                  "pass fewer --steps, --anchors or --dims")
     assert "--store" not in line and "--no-outputs" not in line, line
     assert not (tmp_path / "o").exists()

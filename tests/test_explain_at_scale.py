@@ -54,7 +54,7 @@ def test_sweeps_that_fit_alone_but_not_together_are_refused_before_any_sweep(mon
     decoder = CountingDecoder(2048)
     one_sweep = Geometry(2, 4, 5, (2048,), torch.float32).result_bytes(True)  # 2 anchors x 4 active latents x 5 steps
     monkeypatch.setattr(_checks, "physical_memory", lambda: 3 * one_sweep)  # half of it: 1.5 sweeps
-    with pytest.raises(ValueError, match=r"^latentsweep\.explain: keeping its sweeps' outputs, 80 decoded outputs of "
+    with pytest.raises(ValueError, match=r"^latentsweep\.explain: keeping its sweeps' results, 80 decoded outputs of "
                                          r"shape \[2048\] \(anchors x traversals x steps: latents in mode 'prior' "
                                          r"2 x 4 x 5; latents in mode 'posterior' \(for contrast\) 2 x 4 x 5\), needs "
                                          r".* GiB, more than 50% of this CPU's .*; pass fewer steps, anchors or dims$"):

@@ -215,7 +215,7 @@ def test_one_feature_subset_and_one_colour_per_feature_across_traversals(tmp_pat
     }
     own = [set(np.argsort(-r.sensitivity.sum(0).numpy(), kind="stable")[:10].tolist()) for r in named.values()]
     assert own[0] != own[1]  # each traversal alone would pick a different subset
-    chosen, rule = _curve_features(named, None, None)
+    chosen, rule = _curve_features(named, named, None, None)
     total = sum(r.sensitivity.sum(0) for r in named.values())
     assert chosen == sorted(np.argsort(-total.numpy(), kind="stable")[:10].tolist())
     assert "10 of 16 features are drawn, the same in every figure" in rule

@@ -1,15 +1,18 @@
 """What explain's sweeps will hold in memory and decode, said before the first of them.
 
 explain traverses every active latent of a VAE by default, twice (the recommended mode, and the
-posterior's range for contrast), and keeps every output for its pictures. At a Stable-Diffusion
-VAE's scale ([4, 32, 32] latents, 3 x 256 x 256 outputs) that is 720,896 decoded images and
-546 GiB: each sweep was refused alone by traverse's memory check with traverse's advice
-(``out='sweep.zarr'`` or ``keep_outputs=False``, which explain does not take), and sweeps that
-fitted alone were not counted together (two of 45% of the memory each). Here they are counted
-together, and refused or announced in explain's words.
+posterior's range for contrast). At a Stable-Diffusion VAE's scale ([4, 32, 32] latents, 3 x 256 x
+256 outputs) that is 720,896 decoded images: kept for the pictures, 546 GiB, each sweep refused
+alone by traverse's memory check with traverse's advice (``out='sweep.zarr'`` or
+``keep_outputs=False``, which explain does not take), and sweeps that fitted alone were not counted
+together (two of 45% of the memory each). Here they are counted together, and refused or announced
+in explain's words. Of more latents than the report draws, a sweep keeps the statistics alone, and
+the drawn latents are swept again with their outputs (:mod:`latentsweep.report_pictures`).
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import torch
 
@@ -26,27 +29,35 @@ LARGE_WORK_VALUES = 2**32
 ADVICE = "pass fewer steps, anchors or dims"
 
 
-def check_sweeps(fn: str, sweeps: dict[str, Geometry], *, encoded: bool) -> None:
-    """ValueError if the results of ``sweeps`` (name -> geometry), all held until the report is
-    written, exceed half of the memory (the outputs' rule, :func:`latentsweep.traverse`'s for
-    one sweep; each sweep's statistics while it runs are its own check); a warning when they
+class Planned(NamedTuple):
+    """One of explain's sweeps: its grid, and whether its result keeps the outputs."""
+
+    geometry: Geometry
+    keeps_outputs: bool = True
+
+
+def check_sweeps(fn: str, sweeps: dict[str, Planned], *, encoded: bool) -> None:
+    """ValueError if the results of ``sweeps`` (name -> planned sweep), all held until the
+    report is written, exceed half of the memory (the outputs' rule, :func:`latentsweep.traverse`'s
+    for one sweep; each sweep's statistics while it runs are its own check); a warning when they
     decode more than LARGE_WORK_VALUES output values. ``encoded``: explain encoded the data
     itself (a refusal says how not to encode again)."""
-    sweeps = {name: geometry for name, geometry in sweeps.items() if geometry.num_rows}
+    sweeps = {name: planned for name, planned in sweeps.items() if planned.geometry.num_rows}
     if not sweeps:
         return
-    first = next(iter(sweeps.values()))
-    points = sum(geometry.num_rows for geometry in sweeps.values())
-    listed = "; ".join(f"{name} {_grid(geometry)}" for name, geometry in sweeps.items())
+    first = next(iter(sweeps.values())).geometry
+    points = sum(planned.geometry.num_rows for planned in sweeps.values())
+    listed = "; ".join(f"{name} {_grid(planned.geometry)}" + ("" if planned.keeps_outputs else " (statistics only)")
+                       for name, planned in sweeps.items())
     what = f"{points:,} decoded outputs of shape {list(first.out_shape)} (anchors x traversals x steps: {listed})"
-    held = sum(geometry.result_bytes(True) for geometry in sweeps.values())
+    held = sum(planned.geometry.result_bytes(planned.keeps_outputs) for planned in sweeps.values())
     again = (" (the data is encoded first: encode it once, posterior = latentsweep.encode(encoder, data), and pass "
              "posterior= to call explain again without encoding)") if encoded else ""
-    _checks.fits_in_memory(fn, f"keeping its sweeps' outputs, {what},", held, torch.device("cpu"), ADVICE + again)
-    values = sum(geometry.num_rows * geometry.features for geometry in sweeps.values())
+    _checks.fits_in_memory(fn, f"keeping its sweeps' results, {what},", held, torch.device("cpu"), ADVICE + again)
+    values = sum(planned.geometry.num_rows * planned.geometry.features for planned in sweeps.values())
     if values > LARGE_WORK_VALUES:
-        _checks.warn(f"{fn}: its sweeps decode {what}, and keep them in memory ({held / 2**30:,.1f} GiB): this may "
-                     f"take long; {ADVICE}", UserWarning)
+        _checks.warn(f"{fn}: its sweeps decode {what}, and hold {held / 2**30:,.1f} GiB of results in memory: this "
+                     f"may take long; {ADVICE}", UserWarning)
 
 
 def _grid(geometry: Geometry) -> str:

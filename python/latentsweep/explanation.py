@@ -21,14 +21,15 @@ from .clusters import clusters as find_clusters
 from .diagnosis import Diagnosis, diagnose
 from .directions import Directions
 from .encoding import array_as_tensor, encode
-from .explain_work import check_sweeps
+from .explain_work import Planned, check_sweeps
 from .html_report import check_options, report
 from .interpolation import interpolate
-from .plots._common import clipping_said_once
+from .plots._common import DEFAULT_MAX_PANELS, clipping_said_once
 from .plots._features import check_feature_names_fit
 from .plots._images import image_shape_of, is_image_output
 from .posterior import Posterior
 from .principal import principal_directions, variance_unread
+from .report_pictures import drawn_dims
 from .sinks import Geometry
 from .sweep import sweeping_for, traverse
 from .modes import MODE_TABLE, MODES
@@ -152,10 +153,12 @@ def explain(
             decoded (the diagnosis alone would skip them, :func:`latentsweep.diagnose`); so are
             codes that do not vary when principal directions are to be traversed (an
             autoencoder's, by default): the encoder gives every input one code, and there is
-            nothing to read. Sweeps whose outputs, all kept for the pictures, would take more than
-            half of the memory are refused before the first of them, saying how many outputs
+            nothing to read. Sweeps whose results would take more than half of the memory are
+            refused before the first of them, saying how many outputs
             (:mod:`latentsweep.explain_work`; with a warning when they decode more than 2^32
-            values): pass fewer ``steps``, ``anchors`` or ``dims``.
+            values): pass fewer ``steps``, ``anchors`` or ``dims``. (Of more latents than the
+            report draws, ``max_dims``, a sweep keeps its statistics alone, and the drawn
+            latents are traversed again with their outputs for the pictures.)
     """
     def checked() -> dict:
         """The arguments checked, once the ranks met (leader_only): a rank's refusal reaches the
@@ -247,14 +250,18 @@ def explain(
         latents = posterior.is_variational or directions == "coordinates" or dims is not None
         if latents and dims is None and diagnosis.is_variational:
             dims = diagnosis.traversal_options()["dims"]
-        check_sweeps(_FN, _planned_sweeps(one, starts, steps, mode, dims if latents else (), chosen, found, posterior),
-                     encoded=encoded)
-        results = {}
+        drawn = _drawn_latents(report_options)
+        check_sweeps(_FN, _planned_sweeps(one, starts, steps, mode, dims if latents else (), chosen, found, posterior,
+                                          drawn), encoded=encoded)
+        results, pictures = {}, {}
         if latents:
-            results[mode] = traverse(decoder, starts, dims=dims, **sweep)
+            modes = {mode: sweep}
             if posterior.is_variational and mode != "posterior":
-                results["posterior"] = traverse(decoder, starts, dims=dims, **{**sweep, "mode": "posterior",
-                                                                               "reference": None})
+                modes["posterior"] = {**sweep, "mode": "posterior", "reference": None}
+            for name, options in modes.items():
+                results[name], pictured = _latent_sweep(decoder, starts, dims, options, diagnosis, drawn)
+                if pictured is not None:
+                    pictures[name] = pictured
         along = {}
         if chosen is not None:
             name, vectors = chosen
@@ -275,7 +282,7 @@ def explain(
             return report(path, **_report_arguments(
                 diagnosis=diagnosis, results=results or None, posterior=posterior, image_shape=shape, inputs=inputs,
                 prior_std=prior_std, metrics=metrics, directions=along or None, clusters=found,
-                centroid_outputs=centroid_outputs, interpolations=paths or None,
+                centroid_outputs=centroid_outputs, interpolations=paths or None, pictures=pictures or None,
             ), **report_options)
 
 
@@ -339,7 +346,7 @@ def output_image_shape(out_shape: tuple[int, ...], hint=None, inputs=None, *, fn
 
 
 def _report_arguments(*, diagnosis, results, posterior, image_shape, inputs, prior_std, metrics, directions,
-                      clusters, centroid_outputs, interpolations) -> dict:
+                      clusters, centroid_outputs, interpolations, pictures) -> dict:
     """The keywords of :func:`latentsweep.report` that explain fills itself: this signature is
     the one list of them (:func:`_check_report_options` refuses them as ``report_options``)."""
     return dict(locals())
@@ -463,30 +470,55 @@ def _refuse_nonfinite_rows(posterior: Posterior, diagnosis: Diagnosis) -> None:
     )
 
 
+def _drawn_latents(report_options: dict) -> int:
+    """How many latents of a traversal the report draws: its ``max_dims`` (report's default
+    unless given), or with ``max_dims=None`` all of them up to the pictures' bound."""
+    max_dims = report_options.get("max_dims", inspect.signature(report).parameters["max_dims"].default)
+    return DEFAULT_MAX_PANELS if max_dims is None else max_dims
+
+
+def _latent_sweep(decoder, starts: Posterior, dims, options: dict, diagnosis: Diagnosis, drawn: int):
+    """(the traversal of the latents ``dims``, the traversal of the ``drawn`` latents the report
+    draws of it or None): of more latents than the report draws, the first keeps the statistics
+    alone (the outputs of every latent: 11 GB at [4, 16, 16] latents of 3 x 128 x 128 outputs, to
+    draw 12) and the second the drawn latents' outputs, for the pictures
+    (:mod:`latentsweep.report_pictures`)."""
+    count = starts.latent_dim if dims is None else len(dims)
+    if count <= drawn:
+        return traverse(decoder, starts, dims=dims, **options), None
+    whole = traverse(decoder, starts, dims=dims, keep_outputs=False, **options)
+    return whole, traverse(decoder, starts, dims=drawn_dims(_FN, whole, diagnosis, drawn), **options)
+
+
 def _planned_sweeps(one, starts: Posterior, steps, mode: str, dims, chosen, found: Clusters | None,
-                    posterior: Posterior) -> dict[str, Geometry]:
-    """The sweeps explain is about to make (name -> geometry; ``one``: the decoded probe, with the
-    outputs' shape and dtype; ``dims``: the latents' (None: all, ``()``: no latent sweep)), for
-    :func:`check_sweeps`. Empty when ``steps`` is no count: the first sweep refuses it."""
+                    posterior: Posterior, drawn: int) -> dict[str, Planned]:
+    """The sweeps explain is about to make (name -> planned sweep; ``one``: the decoded probe,
+    with the outputs' shape and dtype; ``dims``: the latents' (None: all, ``()``: no latent
+    sweep); ``drawn``: the latents the report draws of each), for :func:`check_sweeps`. Empty
+    when ``steps`` is no count: the first sweep refuses it."""
     if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 1:
         return {}
     steps = int(steps)
     shape, dtype = one.out_shape, one.outputs.dtype
     sweeps = {}
     if dims != ():
-        grid = Geometry(starts.num_inputs, posterior.latent_dim if dims is None else len(dims), steps, shape, dtype)
-        sweeps[f"latents in mode '{mode}'"] = grid
+        count = posterior.latent_dim if dims is None else len(dims)
+        names = [f"latents in mode '{mode}'"]
         if posterior.is_variational and mode != "posterior":
-            sweeps["latents in mode 'posterior' (for contrast)"] = grid
+            names.append("latents in mode 'posterior' (for contrast)")
+        for name in names:
+            sweeps[name] = Planned(Geometry(starts.num_inputs, count, steps, shape, dtype), count <= drawn)
+            if count > drawn:
+                sweeps[f"{name}, the {drawn} drawn"] = Planned(Geometry(starts.num_inputs, drawn, steps, shape, dtype))
     if chosen is not None:
         name, vectors = chosen
         rows = vectors.vectors if isinstance(vectors, Directions) else vectors  # (a [K, D] tensor: checked later)
         count = rows.shape[0] if isinstance(rows, torch.Tensor) and rows.dim() > 1 else 1
-        sweeps[name] = Geometry(starts.num_inputs, count, steps, shape, dtype)
+        sweeps[name] = Planned(Geometry(starts.num_inputs, count, steps, shape, dtype))
     if found is not None and found.num_clusters >= 2:
-        sweeps["cluster centroids"] = Geometry(found.num_clusters, 1, 2, shape, dtype)
+        sweeps["cluster centroids"] = Planned(Geometry(found.num_clusters, 1, 2, shape, dtype))
         pairs = len(dict.fromkeys(found.closest_and_farthest()))
-        sweeps["paths between clusters"] = Geometry(pairs, 1, max(steps, 2), shape, dtype)
+        sweeps["paths between clusters"] = Planned(Geometry(pairs, 1, max(steps, 2), shape, dtype))
     return sweeps
 
 

@@ -39,6 +39,7 @@ from .plots.sigma_histograms import sigma_histograms
 from .plots.traversal_gif import gif_bytes
 from .plots.traversal_grid import traversal_grid
 from .posterior import Posterior
+from .report_pictures import pictured_results
 
 _FN = "latentsweep.report"
 # The largest side of a tile in the report's GIFs, and of its figures' at its default dpi
@@ -74,6 +75,7 @@ def report(
     clusters=None,
     centroid_outputs=None,
     interpolations=None,
+    pictures=None,
 ) -> Path:
     """Writes one self-contained HTML report and returns its path.
 
@@ -117,6 +119,14 @@ def report(
         centroid_outputs: ``[C, *out_shape]`` the decoder at the centroids (drawn in the panel).
         interpolations: a mapping ``{(i, j): Interpolation}`` of paths between clusters i and
             j (:func:`latentsweep.interpolate` from centroid i to centroid j): one strip each.
+        pictures: a mapping name -> TraversalResult of the latents drawn of ``results[name]``,
+            with their outputs, for a ``results[name]`` of many latents traversed with
+            ``keep_outputs=False``: its effects and sensitivities are drawn from it, its grids,
+            GIFs and response curves from ``pictures[name]`` (the same anchors, steps and mode,
+            each latent's values equal; holding at least the ``max_dims`` latents drawn, of
+            largest KL for a VAE's diagnosis, else of largest effect:
+            :func:`latentsweep.report_pictures.drawn_dims`). :func:`latentsweep.explain` does so
+            when it traverses more latents than it draws.
 
     Returns:
         the path of the written file.
@@ -158,6 +168,7 @@ def report(
             ("a plain autoencoder's (no log-variances)", "has them")
         raise ValueError(f"{_FN}: the diagnosis is {what[0]} but posterior {what[1]}; pass the diagnosis of this "
                          "posterior (diagnose(posterior))")
+    drawn = pictured_results(_FN, pictures, named, diagnosis, max_dims)  # name -> what its pictures draw
     for result in named.values():
         images = is_image_output(result.out_shape, image_shape, fn=_FN)  # raises for an image_shape that does not fit
         if images:
@@ -180,11 +191,12 @@ def report(
             body.append(metrics_section(metrics))
         if named:
             body.append(
-                _traversals(page, named, diagnosis, image_shape, feature_names, inputs, reconstructions,
+                _traversals(page, named, drawn, diagnosis, image_shape, feature_names, inputs, reconstructions,
                             anchor_indices, max_dims, gifs)
             )
         if along:
-            body.append(_directions(page, along, named, diagnosis, posterior, image_shape, anchor_indices, max_dims))
+            body.append(_directions(page, along, named, drawn, diagnosis, posterior, image_shape, anchor_indices,
+                                    max_dims))
         if cluster_view is not None:
             body.append(_clusters(page, *cluster_view, image_shape))
         if diagnosis is not None:
@@ -356,40 +368,42 @@ def _latent_pictures(page: "_Page", diagnosis: Diagnosis, posterior: Posterior |
     return f'<section><h2>Latent space</h2><div class="pictures">{"".join(figures)}</div></section>'
 
 
-def _traversals(page, named, diagnosis, image_shape, feature_names, inputs, reconstructions,
+def _traversals(page, named, drawn, diagnosis, image_shape, feature_names, inputs, reconstructions,
                 anchor_indices, max_dims, gifs) -> str:
     """One block per traversal, one after the other at full width (grids side by side shrank
-    their labels to a few pixels), after a chart comparing their effects."""
-    curves = _curve_features(named, image_shape, feature_names)
+    their labels to a few pixels), after a chart comparing their effects. ``drawn``: name -> the
+    result its grids, GIFs and response curves are drawn from (``pictures=``, or itself)."""
+    curves = _curve_features(named, drawn, image_shape, feature_names)
     blocks = []
     for name, result in named.items():
+        shown = drawn[name]
         parts = [f"<h3>{_esc(name)}</h3>", f'<p class="meta">{_esc(_result_line(result, diagnosis))}</p>', _ranking(result)]
         if is_image_output(result.out_shape, image_shape):
-            if result.outputs is None:
+            if shown.outputs is None:
                 parts.append(
                     '<p class="note">The outputs were not kept (keep_outputs=False), so there is no '
                     "grid to draw; the effects are above.</p>"
                 )
-            for a in anchor_indices if result.outputs is not None else ():
+            for a in anchor_indices if shown.outputs is not None else ():
                 figure = traversal_grid(
-                    result, anchor=a, diagnosis=diagnosis, max_dims=max_dims, image_shape=image_shape,
+                    shown, anchor=a, diagnosis=diagnosis, max_dims=max_dims, image_shape=image_shape,
                     input=inputs, reconstruction=reconstructions, max_tile_size=page.tile_pixels,
                 )
                 parts.append(page.figure(figure, f"{name}: traversal grid of anchor {a}",
                                          f"Anchor {a} of {name!r}: one row per {result.traversal_kind}, one column "
                                          "per step."))
                 if gifs:
-                    data = gif_bytes(result, anchor=a, diagnosis=diagnosis, max_dims=max_dims, image_shape=image_shape,
+                    data = gif_bytes(shown, anchor=a, diagnosis=diagnosis, max_dims=max_dims, image_shape=image_shape,
                                      fn=_FN, max_tile_size=TILE_PIXELS)
                     parts.append(page.image(data, "image/gif", f"{name}: animated traversal of anchor {a}",
                                             f"Anchor {a} of {name!r}: every {result.traversal_kind} moves through "
                                             "its steps at once.",
                                             pixelated=True))
         else:
-            if result.outputs is not None:
+            if shown.outputs is not None:
                 chosen, rule = curves
                 parts.append(page.figure(
-                    response_curves(result, diagnosis=diagnosis, max_dims=max_dims, feature_names=feature_names,
+                    response_curves(shown, diagnosis=diagnosis, max_dims=max_dims, feature_names=feature_names,
                                     features=chosen),
                     f"{name}: response curves",
                     f"Each output feature against the {result.traversal_kind}, mean over anchors; the band shows how much "
@@ -414,10 +428,12 @@ def _traversals(page, named, diagnosis, image_shape, feature_names, inputs, reco
     )
 
 
-def _curve_features(named, image_shape, feature_names) -> tuple[list[int] | None, str]:
+def _curve_features(named, drawn, image_shape, feature_names) -> tuple[list[int] | None, str]:
     """One subset of output features for every response-curve figure (so a colour means one
-    feature throughout), and the sentence stating the rule that chose it."""
-    tabular = [r for r in named.values() if r.outputs is not None and not is_image_output(r.out_shape, image_shape)]
+    feature throughout), and the sentence stating the rule that chose it (by the sensitivity of
+    every traversed latent, whether or not its outputs are drawn)."""
+    tabular = [r for name, r in named.items()
+               if drawn[name].outputs is not None and not is_image_output(r.out_shape, image_shape)]
     sizes = {math.prod(r.out_shape) for r in tabular}
     if len(sizes) != 1:
         return None, ""
@@ -633,10 +649,11 @@ def _check_clusters(clusters, centroid_outputs, interpolations):
     return clusters, centroid_outputs, paths
 
 
-def _directions(page, along, named, diagnosis, posterior, image_shape, anchor_indices, max_dims) -> str:
+def _directions(page, along, named, drawn, diagnosis, posterior, image_shape, anchor_indices, max_dims) -> str:
     """One block per direction sweep: sentences from the numbers, a table of the effect and
     variance share per direction, and per anchor the direction grid (beside the latent grid
-    of a latent traversal from the same anchors, when there is one)."""
+    of a latent traversal from the same anchors, when there is one; drawn from ``drawn``'s
+    result of its name, which holds its outputs where the traversal kept none)."""
     from .directions import Directions
     from .plots.direction_grid import direction_grid
     from .principal import variance_shares
@@ -647,8 +664,9 @@ def _directions(page, along, named, diagnosis, posterior, image_shape, anchor_in
     for name, result in along.items():
         if codes is not None and codes.shape[1] != result.anchors.shape[1]:
             codes = None  # not the codes of this latent space
-        twin = next((r for r in named.values() if r.anchors.shape == result.anchors.shape
-                     and bool((r.anchors == result.anchors).all())), None)
+        twin_name = next((n for n, r in named.items() if r.anchors.shape == result.anchors.shape
+                          and bool((r.anchors == result.anchors).all())), None)
+        twin = named[twin_name] if twin_name is not None else None
         sentences = direction_sentences(result, codes)
         if twin is not None:
             sentences.append(side_by_side_sentence(twin, result))
@@ -670,10 +688,10 @@ def _directions(page, along, named, diagnosis, posterior, image_shape, anchor_in
             for a in anchor_indices:
                 _checks.index(_FN, "anchor_indices", a, result.values.shape[0], what="anchor(s)")
                 figures = []
-                if twin is not None:
+                if twin is not None and drawn[twin_name].outputs is not None:
                     figures.append(page.figure(
-                        traversal_grid(twin, anchor=a, diagnosis=diagnosis, max_dims=max_dims, image_shape=image_shape,
-                                       max_tile_size=page.tile_pixels, title=f"latents ({twin.mode}), anchor {a}"),
+                        traversal_grid(drawn[twin_name], anchor=a, diagnosis=diagnosis, max_dims=max_dims,
+                                       image_shape=image_shape, max_tile_size=page.tile_pixels, title=f"latents ({twin.mode}), anchor {a}"),
                         f"latents, anchor {a}", f"Anchor {a}: one row per latent ({twin.mode!r})."))
                 figures.append(page.figure(
                     direction_grid(result.outputs[a], shown, values=result.values[a],
