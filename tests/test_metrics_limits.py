@@ -93,7 +93,9 @@ def test_the_codes_latents_count_once_the_first_batch_gives_them(one_gib):
         representation = lambda x: calls.append(x.shape[0]) or x.flatten(1)  # noqa: E731
         with pytest.raises(ValueError, match=f": {argument}.* needs .* GiB"):
             call(representation)
-        assert sum(calls) <= 2 * 64 * 64  # the first batch (BetaVAE's: 64 points of 2 x 64 observations)
+        # the first batch (BetaVAE's: 64 points of 2 x 64 observations), after the call on two observations
+        # that measures the representation's memory
+        assert sum(calls) <= 2 * 64 * 64 + 2 and calls[0] == 2
 
 
 def test_evaluate_renders_its_points_a_batch_at_a_time():

@@ -9,7 +9,11 @@ off Linux/glibc). One count for the process: two threads measuring at once see e
 
 from __future__ import annotations
 
+import torch
+
+from . import _checks
 from ._extension import _C
+from ._random_state import preserve_rng_state
 
 # The rows a model is measured on (the decoder's probe's first call, encode's measuring call):
 # two, not one: batch norm in training mode refuses a batch of one, and a model that squeezes
@@ -32,3 +36,25 @@ class cpu_peak:  # noqa: N801 - a context manager used as a function
         counters = _C._reuse_counters()
         self.bytes = max(0, counters["peak_bytes"] - self._before) if counters["active"] else None
         self._scope.__exit__(*exc)
+
+
+def memory_per_row(call, inputs: torch.Tensor) -> float | None:
+    """``call``'s CPU memory a row of ``inputs`` (MEASURED_ROWS copies of a batch's first rows),
+    measured in a call of its own whose outputs are thrown away, the random states restored
+    after it; None where cpu_peak cannot measure, or where that call fails (the batch's own call
+    then says what is wrong, and a model that takes one batch size only runs as before)."""
+    try:
+        with preserve_rng_state(), cpu_peak() as peak:
+            call(inputs)
+    except Exception:  # noqa: BLE001 - said by the batch's own call, if it fails too
+        return None
+    return None if peak.bytes is None else peak.bytes / inputs.shape[0]
+
+
+def rows_within_memory(per_row: float, device: torch.device, rows: int) -> int:
+    """The largest power of two of rows (fewer than ``rows``, at least one) whose memory at
+    ``per_row`` bytes each is within the memory's share (:func:`._checks.memory_shortfall`)."""
+    fit = 1
+    while 2 * fit < rows and _checks.memory_shortfall(int(2 * fit * per_row), device) is None:
+        fit *= 2
+    return fit

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from . import _checks, _progress
-from ._cpu_memory import MEASURED_ROWS, cpu_peak
+from ._cpu_memory import MEASURED_ROWS, memory_per_row, rows_within_memory
 from ._modules import (eval_mode, first_linear_inputs, given_shape, model_device, parameter_dtype, shape_error,
                        without_grad)
 from ._random_state import preserve_rng_state
@@ -193,7 +193,7 @@ def _within_memory(batches, encoder, data, batch_size: int, device: torch.device
             measured, per_input = True, _memory_per_input(encoder, batch, device, input_dtype, index)
         need = int(batch.shape[0] * per_input) if per_input and limit is None else 0
         if need > _checks.UNCHECKED_BYTES and (shortfall := _checks.memory_shortfall(need, device)) is not None:
-            limit = _inputs_within_memory(per_input, device, batch.shape[0])
+            limit = rows_within_memory(per_input, device, batch.shape[0])
             took = f"the encoder took {per_input / 2**20:,.1f} MiB an input on the CPU, measured on {MEASURED_INPUTS}"
             if not batched_here:
                 if isinstance(data, torch.utils.data.DataLoader) and data.batch_size is not None:
@@ -216,27 +216,12 @@ def _within_memory(batches, encoder, data, batch_size: int, device: torch.device
 def _memory_per_input(encoder, batch: torch.Tensor, device: torch.device, input_dtype: torch.dtype | None,
                       index: int) -> float | None:
     """The encoder's CPU memory an input, measured on MEASURED_INPUTS copies of ``batch``'s first
-    inputs in a call whose outputs are thrown away (see MEASURED_INPUTS); None on another device,
-    where cpu_peak cannot measure, or where that call fails (the batch's own call then says what
-    is wrong, and an encoder that takes one batch size only runs as before)."""
+    inputs (:func:`._cpu_memory.memory_per_row`); None on another device."""
     if device.type != "cpu":
         return None
     inputs = _to_encoder(batch[:MEASURED_INPUTS], device, input_dtype, index).clone()  # (it may write into them)
-    try:
-        with preserve_rng_state(), MEASURING(), cpu_peak() as peak:
-            encoder(inputs)
-    except Exception:  # noqa: BLE001 - said by the batch's own call, if it fails too
-        return None
-    return None if peak.bytes is None else peak.bytes / MEASURED_INPUTS
-
-
-def _inputs_within_memory(per_input: float, device: torch.device, rows: int) -> int:
-    """The largest power of two of inputs (fewer than ``rows``, at least one) whose encoder
-    memory is within the memory's share."""
-    fit = 1
-    while 2 * fit < rows and _checks.memory_shortfall(int(2 * fit * per_input), device) is None:
-        fit *= 2
-    return fit
+    with MEASURING():
+        return memory_per_row(encoder, inputs)
 
 
 def _resolve_device(encoder, data, device) -> torch.device:

@@ -6,9 +6,10 @@ import numpy as np
 import torch
 
 from .. import _checks
+from .._cpu_memory import MEASURED_ROWS, memory_per_row, rows_within_memory
 from .._modules import eval_mode, model_device, parameter_dtype, without_grad
 from ..datasets import _protocol
-from ..encoding import _split_output
+from ..encoding import MEASURED_FROM_BYTES, _split_output
 from . import _inputs
 
 
@@ -17,7 +18,42 @@ def check(fn: str, representation) -> None:
         raise TypeError(f"{fn}: representation must be callable (observations -> codes), got {type(representation).__name__}")
 
 
-def encode_factors(fn: str, representation, data, factors: torch.Tensor, *, batch_size: int, bar=None,
+class CallSize:
+    """The observations a representation call takes in one metric's call: ``batch_size``, or
+    fewer where the representation would take more than the memory's share of the CPU on them,
+    measured (:func:`._cpu_memory.memory_per_row`) before its first call of many observations,
+    once: a metric's default of 4,096 observations a call was 40 GB for an encoder taking 10 MB
+    an image (a ResNet's at 64 x 64), and the kernel killed the process. ``keyword``: the
+    caller's name for the batch size, in the warning."""
+
+    def __init__(self, fn: str, batch_size: int, keyword: str = "batch_size"):
+        self.fn, self.batch_size, self.keyword = fn, batch_size, keyword
+        self.measured = False
+
+    def fitted(self, representation, observations: torch.Tensor, as_given) -> int:
+        """The observations a call, for a call's ``observations`` (``as_given(rows)``: rows as
+        the representation gets them, on its device and dtype)."""
+        used = min(self.batch_size, observations.shape[0])
+        if self.measured or used <= MEASURED_ROWS or \
+                used * observations[0].numel() * observations.element_size() < MEASURED_FROM_BYTES:
+            return self.batch_size
+        self.measured = True
+        inputs = as_given(observations[:MEASURED_ROWS]).clone()  # (it may write into them)
+        per_row = memory_per_row(representation, inputs) if inputs.device.type == "cpu" else None
+        need = int(used * per_row) if per_row else 0
+        cpu = torch.device("cpu")
+        if need <= _checks.UNCHECKED_BYTES or (shortfall := _checks.memory_shortfall(need, cpu)) is None:
+            return self.batch_size
+        asked, self.batch_size = self.batch_size, rows_within_memory(per_row, cpu, used)
+        _checks.warn(f"{self.fn}: {self.keyword}={asked} (the representation took {per_row / 2**20:,.1f} MiB an "
+                     f"observation on the CPU, measured on {MEASURED_ROWS}) {shortfall}; calling it on "
+                     f"{self.batch_size} observations at a time instead (codes that differ at most in their last "
+                     "bits, where its arithmetic depends on the batch); pass "
+                     f"{self.keyword}={self.batch_size} or less to choose the size yourself", _checks.ProcessWarning)
+        return self.batch_size
+
+
+def encode_factors(fn: str, representation, data, factors: torch.Tensor, *, batch_size: int | CallSize, bar=None,
                    latents: int | None = None, held: dict[str, int] | None = None) -> torch.Tensor:
     """``[n, F]`` factor rows -> ``[n, D]`` codes as :func:`encode` gives them, rendered with
     ``data.observations`` ``batch_size`` rows at a time: only the codes are held, not the
@@ -26,10 +62,12 @@ def encode_factors(fn: str, representation, data, factors: torch.Tensor, *, batc
     codes' D once the first batch gives it (``_sampling.points_fit``)."""
     from . import _sampling
 
+    calls = batch_size if isinstance(batch_size, CallSize) else CallSize(fn, batch_size)
+    batch_size = calls.batch_size  # (the rendering's; the calls' may be fewer)
     out = []
     for start in range(0, factors.shape[0], batch_size):
         observations = _protocol.observations(fn, data, factors[start : start + batch_size])
-        out.append(encode(fn, representation, observations, batch_size=batch_size, bar=bar, latents=latents,
+        out.append(encode(fn, representation, observations, batch_size=calls, bar=bar, latents=latents,
                           first=start))
         latents = out[-1].shape[1]
         if held is not None and start == 0:
@@ -37,9 +75,11 @@ def encode_factors(fn: str, representation, data, factors: torch.Tensor, *, batc
     return torch.cat(out)
 
 
-def encode(fn: str, representation, observations: torch.Tensor, *, batch_size: int, bar=None,
+def encode(fn: str, representation, observations: torch.Tensor, *, batch_size: int | CallSize, bar=None,
            latents: int | None = None, first: int = 0) -> torch.Tensor:
-    """``[n, ...]`` observations -> ``[n, D]`` float64 CPU codes (structured codes flattened).
+    """``[n, ...]`` observations -> ``[n, D]`` float64 CPU codes (structured codes flattened),
+    ``batch_size`` observations a call (a :class:`CallSize` measured once for a metric's calls;
+    an int is measured in this call).
 
     An ``nn.Module`` runs in eval mode on its own device and dtype; an output that is a
     ``(mu, logvar)`` pair, a dict, a ``Normal`` or a :class:`~latentsweep.Posterior` gives its mean (the codes the metrics score).
@@ -50,14 +90,12 @@ def encode(fn: str, representation, observations: torch.Tensor, *, batch_size: i
     # callable gets them as they are, as latentsweep.encode gives them (float64 observations
     # were cast to float32 for a plain function: rounded, and a float64 matmul inside failed).
     dtype = parameter_dtype(representation)
+    calls = batch_size if isinstance(batch_size, CallSize) else CallSize(fn, batch_size)
     out = []
     with eval_mode(representation), without_grad():
+        batch_size = calls.fitted(representation, observations, lambda rows: _as_given(rows, dtype, device))
         for start in range(0, observations.shape[0], batch_size):
-            batch = observations[start : start + batch_size]
-            if batch.is_floating_point() and dtype is not None:
-                batch = batch.to(dtype)
-            if device is not None:
-                batch = batch.to(device)
+            batch = _as_given(observations[start : start + batch_size], dtype, device)
             rows = f"observations {first + start}..{first + start + batch.shape[0] - 1}"
             output = representation(batch)
             if isinstance(output, np.ndarray):
@@ -88,6 +126,14 @@ def encode(fn: str, representation, observations: torch.Tensor, *, batch_size: i
             if bar is not None:
                 bar.update(batch.shape[0])
     return torch.cat(out)
+
+
+def _as_given(batch: torch.Tensor, dtype: torch.dtype | None, device: torch.device | None) -> torch.Tensor:
+    """A batch of observations as the representation is called on it: floating observations in
+    the dtype of its parameters, on its device."""
+    if batch.is_floating_point() and dtype is not None:
+        batch = batch.to(dtype)
+    return batch if device is None else batch.to(device)
 
 
 def _codes_of(fn: str, output, index: int) -> torch.Tensor:

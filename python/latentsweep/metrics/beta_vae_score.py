@@ -52,7 +52,8 @@ def beta_vae_score(
         num_train, num_eval: points for training and evaluation (10,000 and 5,000); the training
             points must draw at least two factors.
         seed: seeds every draw and the classifier.
-        encode_batch_size: observations per representation call.
+        encode_batch_size: observations per representation call (fewer, with a warning, where
+            the representation, measured on the CPU, would take more than half of the memory).
         progress: a tqdm bar (True / False / None: on a terminal or in a Jupyter notebook).
 
     Returns:
@@ -64,6 +65,8 @@ def beta_vae_score(
     seed, batch_size, num_train, num_eval, encode_batch_size = _sampling.common(
         _FN, seed=seed, batch_size=batch_size, num_train=num_train, num_eval=num_eval, encode_batch_size=encode_batch_size
     )
+    # (fewer a call where the representation would not fit the memory: measured once, for every call)
+    encode_batch_size = _representation.CallSize(_FN, encode_batch_size, "encode_batch_size")
     _representation.check(_FN, representation)
     sizes = _protocol.check(_FN, data)
     varying = _sampling.varying_factors(_FN, data, sizes)

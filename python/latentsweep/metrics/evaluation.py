@@ -100,7 +100,9 @@ def evaluate(
         num_train, num_test: points for fitting and for testing (10,000 / 5,000).
         seed: seeds every draw and classifier: the same seed gives the same scores.
         batch_size: observations per representation call (default: 256 for the points the
-            array-level metrics score, 4,096 for FactorVAE/BetaVAE's interventions).
+            array-level metrics score, 4,096 for FactorVAE/BetaVAE's interventions; fewer, with a
+            warning, where the representation, measured on the CPU, would take more than half of
+            the memory).
         bins: histogram bins per latent (20; at most 100,000).
         sampling_votes: votes for FactorVAE/BetaVAE: a (train, eval) pair, tuple or list.
         dci_estimator: DCI's importance estimator: ``"gradient_boosting"`` (the reference; minutes
@@ -161,11 +163,12 @@ def evaluate(
     if array_metrics:
         started = time.perf_counter()
         generator = _sampling.generator(seed, 2)
+        calls = _representation.CallSize(_FN, point_batch)  # (measured once for both draws)
         with _progress.bar(show, total=num_train + num_test, unit="obs", desc="encode") as bar:
             points = []
             for count in (num_train, num_test):
                 factors = _protocol.sample_factors(_FN, data, count, generator)
-                codes = _representation.encode_factors(_FN, representation, data, factors, batch_size=point_batch,
+                codes = _representation.encode_factors(_FN, representation, data, factors, batch_size=calls,
                                                        bar=bar, latents=points[0][0].shape[1] if points else None,
                                                        held=None if points else held)
                 points.append((codes, factors[:, varying]))

@@ -55,7 +55,8 @@ def factor_vae_score(
         num_variance_estimate: observations for the global variances (10,000).
         prune_threshold: SD below which a latent counts as collapsed (0.05; a finite number >= 0).
         seed: seeds every draw (a CPU ``torch.Generator``), so the score is reproducible.
-        encode_batch_size: observations per representation call.
+        encode_batch_size: observations per representation call (fewer, with a warning, where
+            the representation, measured on the CPU, would take more than half of the memory).
         progress: a tqdm bar (True / False / None: on a terminal or in a Jupyter notebook).
 
     Returns:
@@ -67,6 +68,8 @@ def factor_vae_score(
     seed, batch_size, num_train, num_eval, encode_batch_size = _sampling.common(
         _FN, seed=seed, batch_size=batch_size, num_train=num_train, num_eval=num_eval, encode_batch_size=encode_batch_size
     )
+    # (fewer a call where the representation would not fit the memory: measured once, for every call)
+    encode_batch_size = _representation.CallSize(_FN, encode_batch_size, "encode_batch_size")
     num_variance_estimate = _checks.integer(_FN, "num_variance_estimate", num_variance_estimate, low=2)
     threshold = _checks.real(_FN, "prune_threshold", prune_threshold, low=0.0)
     _representation.check(_FN, representation)
