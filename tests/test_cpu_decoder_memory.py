@@ -125,10 +125,47 @@ def test_an_explicit_cpu_batch_beyond_the_memory_is_refused_before_the_decoder_r
 
     said = cli_words(str(refused.value))
     assert "--sweep-batch-size 1024 (the decoder took" in said and "batch_size" not in said.replace("-batch-size", "")
-    assert "or leave it out (auto keeps the decoder within 1 GiB on the CPU)" in said
+    assert "or leave it out (auto keeps the decoder within its memory budget)" in said
     ls.traverse(decoder, torch.randn(4, 4), steps=3, dims=[0], keep_outputs=False, progress=False, batch_size=64)  # 12 codes
     with pytest.raises(ValueError, match=r"batch_size=4096 \(1,200 codes a call: the whole grid; the decoder took "
                                          r"64\.\d MiB a code .* needs 75\.\d GiB") as refused:  # (what it decodes at once)
         ls.traverse(decoder, torch.randn(4, 4), steps=300, dims=[0], keep_outputs=False, progress=False,
                     batch_size=4096)
     assert "--sweep-batch-size 4096 (1,200 codes a call: the whole grid; the decoder" in cli_words(str(refused.value))
+
+
+EXPLICIT_BATCH_SCRIPT = """
+import torch, latentsweep as ls, latentsweep._checks as checks
+torch.manual_seed(0)  # (every rank the same anchors)
+checks.physical_memory = lambda: 150 << 20
+def hungry(codes):  # 1 MiB of temporaries a code: 100 MiB at batch_size=100
+    scratch = torch.ones(codes.shape[0], 1 << 18)
+    return codes[:, :2] * scratch[:, :1]
+try:
+    ls.traverse(hungry, torch.randn(4, 4), steps=300, keep_outputs=False, progress=False, batch_size=100)
+except ValueError as error:
+    print("refused:", error)
+else:
+    print("ran")
+"""
+
+
+@needs_reusing_allocator
+def test_an_explicit_cpu_batch_must_fit_each_ranks_share_of_the_machine(tmp_path):
+    """100 MiB a call fits a machine of 150 MiB alone, not twice: each of two ranks on it passed
+    the check against the whole machine."""
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "explicit_batch.py"
+    script.write_text(EXPLICIT_BATCH_SCRIPT)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    alone = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, env=env)
+    assert alone.stdout.strip() == "ran", alone.stdout + alone.stderr[-3000:]
+    ranks = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
+                            str(script)], capture_output=True, text=True, timeout=170, env=env)
+    said = [line for line in ranks.stdout.splitlines() if line.startswith(("refused:", "ran"))]
+    assert len(said) == 2 and all(line.startswith("refused:") for line in said), ranks.stdout + ranks.stderr[-3000:]
+    assert all("outputs included, on each of the 2 ranks on this machine) needs 0.1 GiB, more than 50% of this "
+               "CPU's 0.1 GiB" in line for line in said), said

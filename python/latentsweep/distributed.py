@@ -234,6 +234,15 @@ def _env_rank(fn: str = "latentsweep") -> int:
     return rank
 
 
+def ranks_on_this_machine(workers: Workers) -> int:
+    """How many of the sweep's ranks share this machine's memory: ``LOCAL_WORLD_SIZE`` (what
+    torchrun sets) for the ranks of a process group, at most the group's size; 1 for one process
+    or a shard (a job array's tasks are the scheduler's to place)."""
+    if not workers.grouped:
+        return 1
+    return max(1, min(_environment_integer("LOCAL_WORLD_SIZE", 1, workers.fn), workers.world))
+
+
 # Where a launcher says which of its machine's GPUs a rank has: torchrun, else srun.
 LOCAL_RANK_VARIABLES = ("LOCAL_RANK", "SLURM_LOCALID")
 

@@ -365,7 +365,8 @@ def sweep_grid(
 
             def choose_batch(keep) -> tuple:  # only when no store has chosen already
                 return _choose_batch_size(fn, decode_fn, batch_size, memory_budget, device, spec_d, probe, keep,
-                                          processes=workers.world if workers.grouped else 1, progress=bar.update)
+                                          processes=workers.world if workers.grouped else 1, progress=bar.update,
+                                          ranks_here=_distributed.ranks_on_this_machine(workers))
 
             opening = time.perf_counter()
             opened = _open_sink(fn, out, spec, probe, geometry, params, choose_batch,
@@ -489,7 +490,8 @@ def _resolve_device(fn: str, requested, decoder, anchors: torch.Tensor) -> torch
 
 # ---- plan -----------------------------------------------------------------------------------
 def _choose_batch_size(fn: str, decoder, batch_size, memory_budget, device, spec: GridSpec, probe: Probe,
-                       keep=None, *, processes: int = 1, progress=None) -> tuple[int, tuple[tuple[int, int, int], ...]]:
+                       keep=None, *, processes: int = 1, progress=None,
+                       ranks_here: int = 1) -> tuple[int, tuple[tuple[int, int, int], ...]]:
     """The batch size a new sweep is planned with, and the trial units kept: explicit, or chosen
     (on rank 0 only, while the other ``processes - 1`` ranks wait; the plan carries it to them,
     the store to shards and resumes).
@@ -498,15 +500,17 @@ def _choose_batch_size(fn: str, decoder, batch_size, memory_budget, device, spec
     (``_batching``), the trials decoding whole units of each size tried. With ``keep`` (a
     :class:`MemorySink`) their rows and statistics go into it and they are returned as
     ``(start, stop, batch_size)`` trial units for the plan (and ``progress(rows)`` hears of their
-    rows); otherwise they are scratch."""
+    rows); otherwise they are scratch. An explicit CPU batch must fit the memory's share of each of
+    the ``ranks_here`` ranks on this machine."""
     if batch_size != "auto":
         used = min(batch_size, spec.num_rows)
         if device.type == "cpu":  # (CUDA's out-of-memory error is caught: the batch is halved)
             whole = f"{used:,} codes a call: the whole grid; " if used < batch_size else ""
+            each = f", on each of the {ranks_here} ranks on this machine" if ranks_here > 1 else ""
             _checks.fits_in_memory(
                 fn, f"batch_size={batch_size} ({whole}the decoder took {probe.activation_bytes / 2**20:,.1f} MiB a "
-                "code at the anchors, outputs included)", int(used * probe.activation_bytes), device,
-                "pass a smaller batch_size, or 'auto' (it keeps within memory_budget)", share=1.0)
+                f"code at the anchors, outputs included{each})", int(used * probe.activation_bytes), device,
+                "pass a smaller batch_size, or 'auto' (it keeps within memory_budget)", share=1.0 / ranks_here)
         return used, ()
     choice = _batching.auto_batch_size(
         device=device,

@@ -115,7 +115,7 @@ _CLI_WORDS = (
     (re.compile(r"batch_size=(\d+) \(([\d,]+ codes a call: the whole grid; )?the decoder took"),
      r"--sweep-batch-size \1 (\2the decoder took"),
     ("pass a smaller batch_size, or 'auto' (it keeps within memory_budget)",
-     "pass a smaller --sweep-batch-size, or leave it out (auto keeps the decoder within 1 GiB on the CPU)"),
+     "pass a smaller --sweep-batch-size, or leave it out (auto keeps the decoder within its memory budget)"),
     # (encode's batches of --data, made smaller where the encoder would take more than the memory)
     (re.compile(r"\bbatch_size=(\d+) \((?:([\d,]+) inputs a call: the whole data; )?the encoder took"),
      lambda m: f"--batch-size {m[1]} ({m[2] + ' inputs a call: all of --data; ' if m[2] else ''}the encoder took"),
