@@ -16,12 +16,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 
 import torch
-from _memory import peak_kib, reset_peak, resident_kib
+from _memory import fresh_process_row, peak_kib, reset_peak, resident_kib
 from _timing import add_smoke_option
 from torch import nn
 
@@ -79,13 +78,12 @@ def main() -> None:
     print("| --- | --- | --- | --- | --- |")
     failed = []
     for method in METHODS:
-        completed = subprocess.run([sys.executable, __file__, "--method", method, "--anchors", str(args.anchors),
-                                    "--size", str(args.size)], capture_output=True, text=True, check=False)
-        if completed.returncode != 0:
-            print(f"| {method} | failed (exit {completed.returncode}) | | | |")
-            failed.append(f"{method}: {completed.stderr.strip()[-2000:]}")
+        row, why = fresh_process_row(__file__, ["--method", method, "--anchors", str(args.anchors), "--size",
+                                                str(args.size)])
+        if row is None:
+            print(f"| {method} | failed | | | |")
+            failed.append(f"{method}: {why}")
             continue
-        row = json.loads(completed.stdout.strip().splitlines()[-1])
         print(f"| {method} | {row['batch_size']} | {row['peak_mib']:,.0f} MiB | {row['seconds']:.2f} s | "
               f"{row['points'] / row['seconds']:,.0f} |")
     if failed:

@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
-from _memory import peak_kib, reset_peak, resident_kib
+from _memory import fresh_process_row, peak_kib, reset_peak, resident_kib
 from _timing import add_smoke_option
 from torch import nn
 
@@ -102,14 +101,14 @@ def main() -> None:
     print("| --- | --- | --- |")
     failed, rows = [], {}
     for method in METHODS:
-        command = [sys.executable, __file__, "--method", method, "--size", str(args.size), "--inputs",
-                   str(args.inputs), "--anchors", str(args.anchors), "--steps", str(args.steps)]
-        completed = subprocess.run(command, capture_output=True, text=True, check=False)
-        if completed.returncode != 0:
-            print(f"| {method} | failed (exit {completed.returncode}) | |")
-            failed.append(f"{method}: {completed.stderr.strip()[-2000:]}")
+        row, why = fresh_process_row(__file__, ["--method", method, "--size", str(args.size), "--inputs",
+                                                str(args.inputs), "--anchors", str(args.anchors), "--steps",
+                                                str(args.steps)])
+        if row is None:
+            print(f"| {method} | failed | |")
+            failed.append(f"{method}: {why}")
             continue
-        rows[method] = row = json.loads(completed.stdout.strip().splitlines()[-1])
+        rows[method] = row
         print(f"| {method} | {row['peak_mib']:,.0f} MiB | {row['seconds']:.1f} s |")
     if len(rows) == len(METHODS):
         mine, theirs = (rows[method] for method in METHODS)
