@@ -59,9 +59,12 @@ def wide_rowwise_decoder(features: int):
     return decode
 
 
-def cpu_probe_calls(num_anchors: int) -> int:
-    """The decoder calls of the anchors' probe on the CPU before a sweep's own, for a decoder of
-    small outputs and memory: CPU_FIRST_PROBE_ROWS anchors, then up to CPU_PROBE_ROWS a call."""
-    from latentsweep.decoder_probe import CPU_FIRST_PROBE_ROWS, CPU_PROBE_ROWS
+def cpu_probe_calls(num_anchors: int, row_bytes: int = 64) -> int:
+    """The decoder calls of the anchors' probe on the CPU before a sweep's own, by the probe's
+    own rule (:func:`latentsweep.decoder_probe.probe_growth`), for a decoder of ``row_bytes`` of
+    outputs a code."""
+    from latentsweep.decoder_probe import probe_growth
 
-    return 1 + -(-max(0, num_anchors - CPU_FIRST_PROBE_ROWS) // CPU_PROBE_ROWS)
+    growth = probe_growth(torch.device("cpu"))
+    first = min(num_anchors, growth.first_rows)
+    return 1 + -(-max(0, num_anchors - first) // growth.later_rows(first, row_bytes))
