@@ -154,3 +154,24 @@ def test_explains_memory_check_counts_the_statistics_and_the_drawn_latents_outpu
                                          r"\(anchors x traversals x steps: latents in mode 'prior' 3 x 6 x 5 "
                                          r"\(statistics only\); latents in mode 'prior', the 3 drawn 3 x 3 x 5; "):
         ls.explain(None, decoder, None, out=tmp_path / "three", max_dims=3, **options)
+
+
+def test_explains_memory_check_counts_a_running_sweeps_statistics_beside_the_results(monkeypatch, tmp_path):
+    """64 latents of F outputs, one drawn: the results hold 528 F bytes and a running sweep
+    merges 1,024 F more (its float64 sums and the CPU's own): 1,552 F on a machine of 1,400 F,
+    where each traverse alone (its 256 F of results and 1,024 F merged) passed its own check."""
+    from latentsweep import _checks
+
+    features, latents = 2048, 64
+    gen = torch.Generator().manual_seed(0)
+    posterior = ls.Posterior(torch.randn(20, latents, generator=gen), torch.full((20, latents), -4.0))
+    decoder = torch.nn.Linear(latents, features)
+    monkeypatch.setattr(_checks, "physical_memory", lambda: 1400 * features)  # (each traverse alone: 1,280 F)
+    with pytest.raises(ValueError, match=r"explain: keeping its sweeps' results beside a running sweep's statistics "
+                                         r"\(merged in float64, 0\.0 GiB\), 260 decoded outputs .*, needs 0\.0 GiB, "
+                                         r"more than this CPU's 0\.0 GiB; pass fewer steps, anchors or dims$"):
+        ls.explain(None, decoder, None, posterior=posterior, out=tmp_path, anchors=1, steps=2, max_dims=1,
+                   progress=False)
+    monkeypatch.setattr(_checks, "physical_memory", lambda: 1600 * features)
+    ls.explain(None, decoder, None, posterior=posterior, out=tmp_path, anchors=1, steps=2, max_dims=1, dpi=30,
+               progress=False)
