@@ -691,7 +691,8 @@ def _directions(page, along, named, drawn, diagnosis, posterior, image_shape, an
                 if twin is not None and drawn[twin_name].outputs is not None:
                     figures.append(page.figure(
                         traversal_grid(drawn[twin_name], anchor=a, diagnosis=diagnosis, max_dims=max_dims,
-                                       image_shape=image_shape, max_tile_size=page.tile_pixels, title=f"latents ({twin.mode}), anchor {a}"),
+                                       image_shape=image_shape, max_tile_size=page.tile_pixels,
+                                       title=f"latents ({twin.mode}), anchor {a}"),
                         f"latents, anchor {a}", f"Anchor {a}: one row per latent ({twin.mode!r})."))
                 figures.append(page.figure(
                     direction_grid(result.outputs[a], shown, values=result.values[a],
