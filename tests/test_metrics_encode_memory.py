@@ -95,3 +95,14 @@ def test_a_light_representation_keeps_its_calls():
     _, said = _said(lambda: metrics.factor_vae_score(light, WideData(), batch_size=8, num_train=300, num_eval=200,
                                                      num_variance_estimate=500, progress=False))
     assert not said and light.sizes[:2] == [2, 500]
+
+
+def test_evaluates_sampled_scores_are_measured_once_and_said_as_evaluates():
+    """FactorVAE and BetaVAE inside evaluate said "encode_batch_size=4096", a keyword evaluate does
+    not have, and measured the representation once each."""
+    hungry = Hungry()
+    _, said = _said(lambda: metrics.evaluate(hungry, WideData(), metrics=["factor_vae", "beta_vae"], num_train=300,
+                                             num_test=200, sampling_votes=(100, 50), progress=False))
+    assert len(said) == 1 and said[0].startswith("latentsweep.metrics.evaluate: batch_size=4096 (the representation")
+    assert "pass batch_size=64 or less" in said[0]
+    assert hungry.sizes.count(2) == 1 and max(hungry.sizes) == 64

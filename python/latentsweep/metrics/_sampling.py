@@ -20,13 +20,20 @@ def generator(seed: int, stream: int) -> torch.Generator:
     return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
 
 
-def common(fn: str, *, seed, batch_size, num_train, num_eval, encode_batch_size) -> tuple[int, int, int, int, int]:
+def common(fn: str, *, seed, batch_size, num_train, num_eval, encode_batch_size) -> tuple:
+    """The sampled scores' arguments checked: (seed, batch_size, num_train, num_eval, and
+    encode_batch_size as a :class:`._representation.CallSize`: the representation's calls made
+    fewer where they would not fit the memory, measured once for all of them). evaluate passes
+    its own CallSize, so that one measure and its words serve both scores."""
+    from ._representation import CallSize
+
     checked = (
         _checks.integer(fn, "seed", seed, low=0, high=2**63 - 1),
         _checks.integer(fn, "batch_size", batch_size, low=2),
         _checks.integer(fn, "num_train", num_train, low=1),
         _checks.integer(fn, "num_eval", num_eval, low=1),
-        _checks.integer(fn, "encode_batch_size", encode_batch_size, low=1),
+        encode_batch_size if isinstance(encode_batch_size, CallSize) else
+        CallSize(fn, _checks.integer(fn, "encode_batch_size", encode_batch_size, low=1), "encode_batch_size"),
     )
     votes_fit(fn, {"num_train": checked[2], "num_eval": checked[3]})
     return checked

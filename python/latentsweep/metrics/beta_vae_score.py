@@ -65,8 +65,6 @@ def beta_vae_score(
     seed, batch_size, num_train, num_eval, encode_batch_size = _sampling.common(
         _FN, seed=seed, batch_size=batch_size, num_train=num_train, num_eval=num_eval, encode_batch_size=encode_batch_size
     )
-    # (fewer a call where the representation would not fit the memory: measured once, for every call)
-    encode_batch_size = _representation.CallSize(_FN, encode_batch_size, "encode_batch_size")
     _representation.check(_FN, representation)
     sizes = _protocol.check(_FN, data)
     varying = _sampling.varying_factors(_FN, data, sizes)

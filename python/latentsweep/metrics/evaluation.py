@@ -188,13 +188,14 @@ def evaluate(
             scores.update(run[name]())
             seconds[name] = time.perf_counter() - started
     sampled = {"factor_vae": factor_vae_score, "beta_vae": beta_vae_score}
+    vote_calls = _representation.CallSize(_FN, vote_batch)  # (measured once for both, said as evaluate's batch_size)
     for name in sampled_metrics:
         started = time.perf_counter()
         extra = {"num_variance_estimate": num_train} if name == "factor_vae" else {}
         with _sampling.single_valued_named():  # they were named above, once
             try:
                 result = sampled[name](representation, data, num_train=votes[0], num_eval=votes[1], seed=seed,
-                                       encode_batch_size=vote_batch, progress=show, **extra)
+                                       encode_batch_size=vote_calls, progress=show, **extra)
             except ValueError as error:
                 # Its num_train is sampling_votes[0] here ("raise num_train" pointed at evaluate's
                 # num_train, the points of the other metrics, which changes nothing in this draw).

@@ -68,8 +68,6 @@ def factor_vae_score(
     seed, batch_size, num_train, num_eval, encode_batch_size = _sampling.common(
         _FN, seed=seed, batch_size=batch_size, num_train=num_train, num_eval=num_eval, encode_batch_size=encode_batch_size
     )
-    # (fewer a call where the representation would not fit the memory: measured once, for every call)
-    encode_batch_size = _representation.CallSize(_FN, encode_batch_size, "encode_batch_size")
     num_variance_estimate = _checks.integer(_FN, "num_variance_estimate", num_variance_estimate, low=2)
     threshold = _checks.real(_FN, "prune_threshold", prune_threshold, low=0.0)
     _representation.check(_FN, representation)
