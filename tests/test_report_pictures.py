@@ -119,7 +119,11 @@ def _recorded_sweeps(monkeypatch) -> list[dict]:
     return calls
 
 
+UNDRAWN_BYTES = 4 * 3 * 5 * (3 * 8 * 8) * 4  # the outputs of 4 of 6 latents, 3 anchors x 5 steps, float32
+
+
 def test_explain_keeps_the_outputs_of_the_drawn_latents_only(monkeypatch, tmp_path):
+    monkeypatch.setattr(explanation, "SEPARATE_PICTURES_FROM_BYTES", UNDRAWN_BYTES - 1)
     calls = _recorded_sweeps(monkeypatch)
     decoder = small_decoder(3 * 8 * 8, 3, 8, 8)
     path = ls.explain(None, decoder, None, posterior=POSTERIOR, out=tmp_path, anchors=3, steps=5, dims=range(6),
@@ -136,6 +140,11 @@ def test_explain_keeps_the_outputs_of_the_drawn_latents_only(monkeypatch, tmp_pa
     ls.explain(None, decoder, None, posterior=POSTERIOR, out=tmp_path / "all", anchors=3, steps=5, dims=range(6),
                max_dims=6, dpi=30, progress=False)
     assert [call["kept"] for call in calls] == [True, True]  # no more latents than drawn: one sweep each
+    calls.clear()
+    monkeypatch.setattr(explanation, "SEPARATE_PICTURES_FROM_BYTES", UNDRAWN_BYTES)
+    ls.explain(None, decoder, None, posterior=POSTERIOR, out=tmp_path / "small", anchors=3, steps=5, dims=range(6),
+               max_dims=2, dpi=30, progress=False)
+    assert [call["kept"] for call in calls] == [True, True]  # the undrawn latents' outputs are small: kept
 
 
 def test_explains_memory_check_counts_the_statistics_and_the_drawn_latents_outputs(monkeypatch, tmp_path):
@@ -144,6 +153,7 @@ def test_explains_memory_check_counts_the_statistics_and_the_drawn_latents_outpu
     from latentsweep import _checks
     from latentsweep.sinks import Geometry
 
+    monkeypatch.setattr(explanation, "SEPARATE_PICTURES_FROM_BYTES", 0)
     decoder = small_decoder(2048)
     held = 2 * (Geometry(3, 6, 5, (2048,), torch.float32).result_bytes(False)
                 + Geometry(3, 2, 5, (2048,), torch.float32).result_bytes(True))
@@ -162,6 +172,7 @@ def test_explains_memory_check_counts_a_running_sweeps_statistics_beside_the_res
     where each traverse alone (its 256 F of results and 1,024 F merged) passed its own check."""
     from latentsweep import _checks
 
+    monkeypatch.setattr(explanation, "SEPARATE_PICTURES_FROM_BYTES", 0)
     features, latents = 2048, 64
     gen = torch.Generator().manual_seed(0)
     posterior = ls.Posterior(torch.randn(20, latents, generator=gen), torch.full((20, latents), -4.0))

@@ -157,8 +157,9 @@ def explain(
             refused before the first of them, saying how many outputs
             (:mod:`latentsweep.explain_work`; with a warning when they decode more than 2^32
             values): pass fewer ``steps``, ``anchors`` or ``dims``. (Of more latents than the
-            report draws, ``max_dims``, a sweep keeps its statistics alone, and the drawn
-            latents are traversed again with their outputs for the pictures.)
+            report draws, ``max_dims``, whose outputs would take more than 256 MiB, a sweep
+            keeps its statistics alone, and the drawn latents are traversed again with their
+            outputs for the pictures.)
     """
     def checked() -> dict:
         """The arguments checked, once the ranks met (leader_only): a rank's refusal reaches the
@@ -250,18 +251,19 @@ def explain(
         latents = posterior.is_variational or directions == "coordinates" or dims is not None
         if latents and dims is None and diagnosis.is_variational:
             dims = diagnosis.traversal_options()["dims"]
-        drawn = _drawn_latents(report_options)
+        count = posterior.latent_dim if dims is None else len(dims)
+        pictured = _pictured_latents(one, starts, steps, count, _drawn_latents(report_options)) if latents else None
         check_sweeps(_FN, _planned_sweeps(one, starts, steps, mode, dims if latents else (), chosen, found, posterior,
-                                          drawn), encoded=encoded)
+                                          pictured), encoded=encoded)
         results, pictures = {}, {}
         if latents:
             modes = {mode: sweep}
             if posterior.is_variational and mode != "posterior":
                 modes["posterior"] = {**sweep, "mode": "posterior", "reference": None}
             for name, options in modes.items():
-                results[name], pictured = _latent_sweep(decoder, starts, dims, options, diagnosis, drawn)
-                if pictured is not None:
-                    pictures[name] = pictured
+                results[name], drawn = _latent_sweep(decoder, starts, dims, options, diagnosis, pictured)
+                if drawn is not None:
+                    pictures[name] = drawn
         along = {}
         if chosen is not None:
             name, vectors = chosen
@@ -477,25 +479,40 @@ def _drawn_latents(report_options: dict) -> int:
     return DEFAULT_MAX_PANELS if max_dims is None else max_dims
 
 
-def _latent_sweep(decoder, starts: Posterior, dims, options: dict, diagnosis: Diagnosis, drawn: int):
-    """(the traversal of the latents ``dims``, the traversal of the ``drawn`` latents the report
-    draws of it or None): of more latents than the report draws, the first keeps the statistics
-    alone (the outputs of every latent: 11 GB at [4, 16, 16] latents of 3 x 128 x 128 outputs, to
-    draw 12) and the second the drawn latents' outputs, for the pictures
-    (:mod:`latentsweep.report_pictures`)."""
-    count = starts.latent_dim if dims is None else len(dims)
-    if count <= drawn:
+# Of more latents than the report draws, a latent sweep keeps its statistics alone, and the drawn
+# latents are swept again with their outputs, when the other latents' outputs would take more than
+# this: that second sweep decodes the drawn latents twice (75% more decodes at 16 latents, 12
+# drawn), worth it for the 11 GB of a conv VAE's 1,024 latents at 3 x 128 x 128, not for a few MB.
+SEPARATE_PICTURES_FROM_BYTES = 256 << 20
+
+
+def _pictured_latents(one, starts: Posterior, steps, count: int, drawn: int) -> int | None:
+    """How many latents a sweep of their own keeps the outputs of (the ``drawn``), or None when
+    one sweep keeps every latent's (``count`` latents, ``one``: the decoded probe): see
+    SEPARATE_PICTURES_FROM_BYTES. None when ``steps`` is no count (the first sweep refuses it)."""
+    if count <= drawn or isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 1:
+        return None
+    undrawn = Geometry(starts.num_inputs, count - drawn, int(steps), one.out_shape, one.outputs.dtype)
+    outputs = undrawn.num_rows * undrawn.features * undrawn.output_dtype.itemsize
+    return drawn if outputs > SEPARATE_PICTURES_FROM_BYTES else None
+
+
+def _latent_sweep(decoder, starts: Posterior, dims, options: dict, diagnosis: Diagnosis, pictured: int | None):
+    """(the traversal of the latents ``dims``, the traversal of the ``pictured`` latents the
+    report draws of it, or None): with ``pictured``, the first keeps the statistics alone and the
+    second the drawn latents' outputs, for the pictures (:mod:`latentsweep.report_pictures`)."""
+    if pictured is None:
         return traverse(decoder, starts, dims=dims, **options), None
     whole = traverse(decoder, starts, dims=dims, keep_outputs=False, **options)
-    return whole, traverse(decoder, starts, dims=drawn_dims(_FN, whole, diagnosis, drawn), **options)
+    return whole, traverse(decoder, starts, dims=drawn_dims(_FN, whole, diagnosis, pictured), **options)
 
 
 def _planned_sweeps(one, starts: Posterior, steps, mode: str, dims, chosen, found: Clusters | None,
-                    posterior: Posterior, drawn: int) -> dict[str, Planned]:
+                    posterior: Posterior, pictured: int | None) -> dict[str, Planned]:
     """The sweeps explain is about to make (name -> planned sweep; ``one``: the decoded probe,
     with the outputs' shape and dtype; ``dims``: the latents' (None: all, ``()``: no latent
-    sweep); ``drawn``: the latents the report draws of each), for :func:`check_sweeps`. Empty
-    when ``steps`` is no count: the first sweep refuses it."""
+    sweep); ``pictured``: the latents swept again with their outputs, :func:`_pictured_latents`),
+    for :func:`check_sweeps`. Empty when ``steps`` is no count: the first sweep refuses it."""
     if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 1:
         return {}
     steps = int(steps)
@@ -507,9 +524,10 @@ def _planned_sweeps(one, starts: Posterior, steps, mode: str, dims, chosen, foun
         if posterior.is_variational and mode != "posterior":
             names.append("latents in mode 'posterior' (for contrast)")
         for name in names:
-            sweeps[name] = Planned(Geometry(starts.num_inputs, count, steps, shape, dtype), count <= drawn)
-            if count > drawn:
-                sweeps[f"{name}, the {drawn} drawn"] = Planned(Geometry(starts.num_inputs, drawn, steps, shape, dtype))
+            sweeps[name] = Planned(Geometry(starts.num_inputs, count, steps, shape, dtype), pictured is None)
+            if pictured is not None:
+                sweeps[f"{name}, the {pictured} drawn"] = Planned(Geometry(starts.num_inputs, pictured, steps, shape,
+                                                                           dtype))
     if chosen is not None:
         name, vectors = chosen
         rows = vectors.vectors if isinstance(vectors, Directions) else vectors  # (a [K, D] tensor: checked later)
