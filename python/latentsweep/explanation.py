@@ -261,9 +261,9 @@ def explain(
             if posterior.is_variational and mode != "posterior":
                 modes["posterior"] = {**sweep, "mode": "posterior", "reference": None}
             for name, options in modes.items():
-                results[name], drawn = _latent_sweep(decoder, starts, dims, options, diagnosis, pictured)
-                if drawn is not None:
-                    pictures[name] = drawn
+                results[name], picture = _latent_sweep(decoder, starts, dims, options, diagnosis, pictured)
+                if picture is not None:
+                    pictures[name] = picture
         along = {}
         if chosen is not None:
             name, vectors = chosen
