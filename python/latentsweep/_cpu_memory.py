@@ -51,10 +51,15 @@ def memory_per_row(call, inputs: torch.Tensor) -> float | None:
     return None if peak.bytes is None else peak.bytes / inputs.shape[0]
 
 
-def rows_within_memory(per_row: float, device: torch.device, rows: int) -> int:
-    """The largest power of two of rows (fewer than ``rows``, at least one) whose memory at
-    ``per_row`` bytes each is within the memory's share (:func:`._checks.memory_shortfall`)."""
+def rows_within_memory(per_row: float | None, device: torch.device, rows: int) -> tuple[int, str] | None:
+    """None where ``rows`` rows at ``per_row`` bytes each (None: not measured) fit the memory's
+    share (:func:`._checks.memory_shortfall`; small amounts are not checked), else (the largest
+    power of two of rows below ``rows`` that fits, at least one; the shortfall's words): the one
+    rule of encode's and the metrics' smaller calls."""
+    need = int(rows * per_row) if per_row else 0
+    if need <= _checks.UNCHECKED_BYTES or (shortfall := _checks.memory_shortfall(need, device)) is None:
+        return None
     fit = 1
     while 2 * fit < rows and _checks.memory_shortfall(int(2 * fit * per_row), device) is None:
         fit *= 2
-    return fit
+    return fit, shortfall

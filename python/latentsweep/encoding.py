@@ -191,9 +191,9 @@ def _within_memory(batches, encoder, data, batch_size: int, device: torch.device
         if not measured and batch.shape[0] > MEASURED_INPUTS and \
                 batch.numel() * batch.element_size() >= MEASURED_FROM_BYTES:
             measured, per_input = True, _memory_per_input(encoder, batch, device, input_dtype, index)
-        need = int(batch.shape[0] * per_input) if per_input and limit is None else 0
-        if need > _checks.UNCHECKED_BYTES and (shortfall := _checks.memory_shortfall(need, device)) is not None:
-            limit = rows_within_memory(per_input, device, batch.shape[0])
+        fitting = rows_within_memory(per_input, device, batch.shape[0]) if limit is None else None
+        if fitting is not None:
+            limit, shortfall = fitting
             took = f"the encoder took {per_input / 2**20:,.1f} MiB an input on the CPU, measured on {MEASURED_INPUTS}"
             if not batched_here:
                 if isinstance(data, torch.utils.data.DataLoader) and data.batch_size is not None:
@@ -204,7 +204,7 @@ def _within_memory(batches, encoder, data, batch_size: int, device: torch.device
                     what, advice = (f"batch {index} of the data ({batch.shape[0]:,} inputs; {took})",
                                     f"pass batches of {limit} inputs or less, or the data as a tensor, an array or a "
                                     "Dataset (encode batches those itself, within the memory)")
-                _checks.fits_in_memory(_FN, what, need, device, advice)  # (raises: it does not fit)
+                _checks.fits_in_memory(_FN, what, int(batch.shape[0] * per_input), device, advice)  # (raises)
             whole = f"{batch.shape[0]:,} inputs a call: the whole data; " if batch.shape[0] < batch_size else ""
             _checks.warn(f"{_FN}: batch_size={batch_size} ({whole}{took}) {shortfall}; encoding {limit} "
                          f"input{'s' * (limit > 1)} a call instead (codes that differ at most in their last bits, "

@@ -40,11 +40,10 @@ class CallSize:
         self.measured = True
         inputs = as_given(observations[:MEASURED_ROWS]).clone()  # (it may write into them)
         per_row = memory_per_row(representation, inputs) if inputs.device.type == "cpu" else None
-        need = int(used * per_row) if per_row else 0
-        cpu = torch.device("cpu")
-        if need <= _checks.UNCHECKED_BYTES or (shortfall := _checks.memory_shortfall(need, cpu)) is None:
+        fitting = rows_within_memory(per_row, torch.device("cpu"), used)
+        if fitting is None:
             return self.batch_size
-        asked, self.batch_size = self.batch_size, rows_within_memory(per_row, cpu, used)
+        asked, (self.batch_size, shortfall) = self.batch_size, fitting
         _checks.warn(f"{self.fn}: {self.keyword}={asked} (the representation took {per_row / 2**20:,.1f} MiB an "
                      f"observation on the CPU, measured on {MEASURED_ROWS}) {shortfall}; calling it on "
                      f"{self.batch_size} observations at a time instead (codes that differ at most in their last "
