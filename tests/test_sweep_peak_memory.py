@@ -23,7 +23,8 @@ def decoder(codes):  # temporaries of [B, F] besides its output, as an image dec
 
 anchors = torch.randn(1, {{latents}}, generator=torch.Generator().manual_seed(0))
 codes = anchors.expand({{batch}}, {{latents}}).clone()
-folder = tempfile.mkdtemp()
+scratch = tempfile.TemporaryDirectory()  # removed when the process exits (its stores take 263 MB)
+folder = scratch.name
 # (one-time costs first: imports, zarr's)
 ls.traverse(decoder, anchors, dims=[0], steps=2, batch_size=2, out=os.path.join(folder, "warm.zarr"), progress=False)
 """
