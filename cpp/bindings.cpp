@@ -51,7 +51,8 @@ PYBIND11_MODULE(_C, m) {
            pybind11::arg("values"))
       .def("update", &SweepStatistics::update, pybind11::arg("outputs"), pybind11::arg("start"),
            pybind11::call_guard<pybind11::gil_scoped_release>())
-      .def("reset", &SweepStatistics::reset, pybind11::arg("start_row"))
+      .def("reset", &SweepStatistics::reset, pybind11::arg("start_row"), pybind11::arg("stop_row") = -1)
+      .def_property_readonly("sensitivity_rows", &SweepStatistics::sensitivity_rows)
       .def("invalidate", &SweepStatistics::invalidate)
       .def_property_readonly("next_row", &SweepStatistics::next_row)
       .def_property_readonly("total_rows", &SweepStatistics::total_rows)

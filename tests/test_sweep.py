@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import latentsweep as ls
+from statistics_state import sums_by_latent
 from sweep_models import mlp_decoder, rowwise_decoder
 from sweep_reference import reference_sweep
 
@@ -526,7 +527,7 @@ def test_units_in_one_executor_run_equal_units_run_one_at_a_time(anchors, device
     for i, (start, stop) in enumerate(UNITS):
         stats.reset(start)
         executor.run(stats, start, stop, record(alone), True, None)
-        state = stats.state()
+        state = sums_by_latent(stats.state(), anchors.shape[1], 5)
         first, count = unit_latents(start, stop, 5, anchors.shape[1])
         touched = torch.tensor([(first + j) % anchors.shape[1] for j in range(count)], dtype=torch.long)
         others = torch.ones(anchors.shape[1], dtype=torch.bool)

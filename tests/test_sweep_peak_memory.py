@@ -62,3 +62,20 @@ def test_a_stores_sweep_peaks_at_one_batch_of_the_decoder_and_its_statistics():
     unit_sums = latents * FEATURES * 8
     assert sweep <= decoder_alone + previous_chunk + statistics + unit_sums + SLACK, (
         sweep / 2**20, decoder_alone / 2**20)
+
+
+@linux_only
+def test_a_sweeps_running_sums_hold_the_latents_of_a_unit_not_of_the_grid():
+    # 64 latents x 2 steps in units of 8 traversals (batch 4): the C++ statistics' sums are
+    # [8, F] (16 MiB), not [64, F] (128 MiB, what they were); the merge's [K, F] float64 sums and
+    # the float32 sensitivity they give stay.
+    latents, batch, unit_latents = 64, 4, 8
+    setup = SETUP.format(latents=latents, batch=batch)
+    decoder_alone, sweep = peak_bytes_of_each(setup, [
+        "decoder(codes)",
+        f"ls.traverse(decoder, anchors, steps=2, batch_size={batch}, keep_outputs=False, progress=False)"])
+    previous_chunk = batch * FEATURES * 4
+    merged = latents * FEATURES * 8 + latents * FEATURES * 4
+    unit_sums = 3 * unit_latents * FEATURES * 8  # the running ones, a finished unit's copy, one more in flight
+    assert sweep <= decoder_alone + previous_chunk + merged + unit_sums + SLACK, (
+        sweep / 2**20, decoder_alone / 2**20)

@@ -16,6 +16,7 @@ from latentsweep.plan import make_plan
 from latentsweep.stores import encode_record, read_record
 from store_editing import record_shapes
 from sweep_models import rowwise_decoder
+from statistics_state import sums_by_latent
 from sweep_reference import reference_sweep
 
 ANCHORS = torch.randn(3, 5, generator=torch.Generator().manual_seed(3))  # A = 3, K = D = 5
@@ -42,7 +43,7 @@ def full_sums_merged(batch_size):
         start, stop = plan.unit_rows_of(unit)
         stats.reset(start)
         effect.append(stats.update(outputs[start:stop], start))
-        state = stats.state()
+        state = sums_by_latent(stats.state(), num_dims, STEPS)
         dim_sum += state["dim_effect_sum"]
         sensitivity_sum += state["sensitivity_sum"]
     dim_effect = (dim_sum / float(num_anchors * STEPS)).float()
@@ -172,7 +173,7 @@ def test_a_record_of_other_shapes_is_a_damaged_unit_computed_again(tmp_path, arr
 
 
 def _nonzero_rows(stats) -> list[int]:
-    state = stats.state()
+    state = sums_by_latent(stats.state(), 5, STEPS)
     return sorted(set(state["dim_effect_sum"].nonzero().flatten().tolist())
                   | set(state["sensitivity_sum"].any(dim=1).nonzero().flatten().tolist()))
 
@@ -192,11 +193,17 @@ def test_reset_zeroes_the_touched_rows_and_all_rows_after_a_failure_or_a_loaded_
     stats.reset(28)
     assert _nonzero_rows(stats) == [] and stats.touched_latents() == (2, 0)
 
-    full = stats.state()
-    full["sensitivity_sum"] = torch.ones_like(full["sensitivity_sum"])
-    full["dim_effect_sum"] = torch.ones_like(full["dim_effect_sum"])
+    features = outputs.shape[1]
+    full = {**stats.state(), "sensitivity_sum": torch.ones(5, features, dtype=torch.float64),
+            "dim_effect_sum": torch.ones(5, dtype=torch.float64)}
     stats.load_state(full)
     assert stats.touched_latents() == (0, 5)  # (any row may hold sums)
+    stats.reset(28)
+    assert _nonzero_rows(stats) == []
+    # A state of fewer rows: they are the latents from its unit's first (traversal 7: latent 2).
+    stats.load_state({**full, "sensitivity_sum": torch.ones(3, features, dtype=torch.float64)})
+    assert stats.touched_latents() == (2, 3) and stats.sensitivity_rows == 3
+    assert sums_by_latent(stats.state(), 5, STEPS)["sensitivity_sum"].any(dim=1).tolist() == [0, 0, 1, 1, 1]
     stats.reset(28)
     assert _nonzero_rows(stats) == []
 
@@ -206,3 +213,42 @@ def test_reset_zeroes_the_touched_rows_and_all_rows_after_a_failure_or_a_loaded_
         stats.unit_sums_to_host()
     stats.reset(0)
     assert _nonzero_rows(stats) == [] and stats.touched_latents() == (0, 0)
+
+
+@pytest.mark.parametrize("generic", [False, True], ids=["fused", "generic"])
+@pytest.mark.parametrize("start, stop", [(8, 16), (16, 28), (8, 36), (0, 60)],
+                         ids=["2-latents", "wrapping", "more-than-K", "whole-grid"])
+def test_the_sums_hold_the_latents_a_unit_touches_whether_or_not_its_end_is_known(generic, start, stop):
+    """The sensitivity's sums are [n, F], n = min(K, the unit's traversals), not [K, F] (at 1,024
+    latents of 3 x 128 x 128 outputs, [K, F] took 402 MB beside units of ~40 traversals): sized
+    at reset(start, stop), or grown as chunks arrive when the end is not given (the same bits).
+    The touched rows go to the unit's sums in latent order, also when they wrap past K - 1."""
+    values = ls.traversal_values(ANCHORS, steps=STEPS)
+    outputs = rowwise_decoder(ls.traversal_codes(ANCHORS, range(5), values)).reshape(60, -1)
+    unit_traversals = (stop - start) // STEPS
+    sums = []
+    for stop_given in (stop, -1):
+        stats = _C.SweepStatistics(rowwise_decoder(ANCHORS).reshape(3, -1), values)
+        stats._set_generic_path(generic)
+        assert stats.sensitivity_rows == 0  # (nothing held before a unit)
+        stats.reset(start, stop_given)
+        assert stats.sensitivity_rows == (min(5, unit_traversals) if stop_given > 0 else 0)
+        for row in range(start, stop, 3):  # chunks of 3 rows: traversals straddle them
+            stats.update(outputs[row:min(row + 3, stop)], row)
+        needed = min(5, unit_traversals)  # (grown: doubled, so few copies, up to K)
+        assert stats.sensitivity_rows == needed if stop_given > 0 else needed <= stats.sensitivity_rows <= min(5, 2 * needed)
+        sums.append(stats.unit_sums_to_host())
+    first, count = unit_latents(start, stop, STEPS, 5)
+    assert stats.touched_latents() == (first, count)
+    assert all(torch.equal(sums[0][name], sums[1][name]) for name in sums[0])
+    # against the fused kernel's sums of the whole unit in one chunk (its bits do not depend on
+    # the chunking; the generic path's do, by the last bit)
+    whole = _C.SweepStatistics(rowwise_decoder(ANCHORS).reshape(3, -1), values)
+    whole.reset(start)
+    whole.update(outputs[start:stop], start)
+    expected = sums_by_latent(whole.state(), 5, STEPS)["sensitivity_sum"][(first + torch.arange(count)) % 5]
+    if generic:
+        torch.testing.assert_close(sums[0]["sensitivity_sum"], expected, rtol=1e-6, atol=0)  # (float32 slopes)
+    else:
+        assert torch.equal(sums[0]["sensitivity_sum"], expected)
+    assert expected.any(dim=1).all()

@@ -149,6 +149,7 @@ SweepExecutor::Chunk SweepExecutor::Chunks::at(size_t unit, int64_t start) const
   chunk.start = start;
   chunk.count = std::min(batch_size_, unit_stop - start);
   chunk.unit = unit;
+  chunk.unit_stop = unit_stop;
   chunk.first_of_unit = start == unit_start;
   chunk.last_of_unit = start + chunk.count == unit_stop;
   return chunk;
@@ -229,7 +230,7 @@ void SweepExecutor::run_cpu(SweepStatistics& stats, const Chunks& chunks, const 
   at::Tensor previous_outputs;
   for (std::optional<Chunk> next = chunks.first(); next; next = chunks.after(*next)) {
     Chunk& chunk = *next;
-    if (chunk.first_of_unit && edges.reset) stats.reset(chunk.start);
+    if (chunk.first_of_unit && edges.reset) stats.reset(chunk.start, chunk.unit_stop);
     at::Tensor input;
     {
       py::gil_scoped_release no_gil;
@@ -361,7 +362,7 @@ void SweepExecutor::run_pipelined(SweepStatistics& stats, const Chunks& chunks, 
       const c10::StreamGuard on_statistics(beside_decoder ? statistics : compute);
       // The decoder's outputs were allocated on `compute`: kept for this stream's reads.
       if (beside_decoder) chunk.outputs.record_stream(statistics);
-      if (chunk.first_of_unit && edges.reset) stats.reset(chunk.start);
+      if (chunk.first_of_unit && edges.reset) stats.reset(chunk.start, chunk.unit_stop);
       chunk.effect = stats.update(chunk.outputs, chunk.start);
       if (chunk.last_of_unit && !edges.unit_done.is_none()) unit_sums = stats.unit_sums_to_host();
     }

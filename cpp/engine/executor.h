@@ -68,6 +68,7 @@ class SweepExecutor {
  private:
   struct Chunk {
     int64_t start = 0, count = 0;
+    int64_t unit_stop = 0;      // the unit's end row (its statistics' sums are sized for it)
     size_t unit = 0;            // index into the run's units
     bool first_of_unit = false, last_of_unit = false;
     at::Tensor outputs;  // [count, F] on the device

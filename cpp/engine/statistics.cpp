@@ -28,7 +28,7 @@ SweepStatistics::SweepStatistics(const at::Tensor& anchor_outputs, const at::Ten
   // A traversal whose values do not move has no slope: it contributes nothing.
   inv_range_ = at::where(range > 0, range.reciprocal(), at::zeros_like(range)).contiguous();
   const auto f64 = at::TensorOptions().dtype(at::kDouble).device(device);
-  sensitivity_sum_ = at::zeros({num_dims_, features_}, f64);
+  sensitivity_sum_ = at::zeros({0, features_}, f64);  // (rows as units touch latents)
   dim_effect_sum_ = at::zeros({num_dims_}, f64);
   previous_ = at::zeros({features_}, anchor_outputs_.options());
   slope_ = at::zeros({features_}, anchor_outputs_.options());
@@ -51,6 +51,10 @@ at::Tensor SweepStatistics::update(const at::Tensor& outputs, int64_t start) {
   const at::Tensor y = outputs.to(dtype()).contiguous();
   at::Tensor effect;
   try {
+    if (y.size(0) > 0) {
+      const int64_t end_traversal = (start + y.size(0) + num_steps_ - 1) / num_steps_;
+      hold_sensitivity_rows(std::min(num_dims_, end_traversal - unit_first_traversal()));
+    }
     if (generic_path_) {
       effect = update_aten(y, start);
     } else if (y.is_cpu()) {
@@ -113,7 +117,8 @@ at::Tensor SweepStatistics::update_fused_cpu(const at::Tensor& y, int64_t start)
         sensitivity_sum_.data_ptr<double>(),
         i == 0 ? slope_.data_ptr<T>() : later_slopes.data_ptr<T>() + (i - 1) * features_,
         i == 0 ? nullptr : kept_slopes.data_ptr<T>() + (first - bounds[1]) / num_steps_ * features_,
-        partial.data_ptr<double>() + first, rows, bounds[i + 1] - first, features_, start + first, num_dims_, num_steps_};
+        partial.data_ptr<double>() + first, rows, bounds[i + 1] - first, features_, start + first, num_dims_, num_steps_,
+        unit_first_traversal()};
   };
   if (ranges > 1) {
     at::parallel_for(0, ranges, 1, [&](int64_t begin, int64_t end) {
@@ -209,7 +214,8 @@ at::Tensor SweepStatistics::update_aten(const at::Tensor& y, int64_t start) {
     const at::Tensor finished = at::arange(first, first + complete, g.options());
     const at::Tensor weighted = sums.narrow(0, 0, complete).to(at::kDouble) *
                                 inv_range_.flatten().index_select(0, finished).unsqueeze(1);
-    sensitivity_sum_.add_(sum_by_dim(weighted, first, num_dims_));
+    // (rows past the held ones are zero: the unit touched no more latents)
+    sensitivity_sum_.add_(sum_by_dim(weighted, first - unit_first_traversal(), num_dims_).narrow(0, 0, sensitivity_rows()));
   }
   if (last_complete) {
     slope_.zero_();
@@ -229,22 +235,54 @@ static void for_each_latent_run(std::pair<int64_t, int64_t> latents, int64_t num
   if (count > head) f(head, 0, count - head);
 }
 
+// Copies `count` rows by latent into `out`, out's row j being latent (first + j) % K, from
+// `sums`, whose row r is latent (held_first + r) % K: one or two runs (the rows wrap past K - 1).
+static void copy_by_latent(at::Tensor out, const at::Tensor& sums, int64_t held_first, int64_t first, int64_t count,
+                           int64_t num_dims, bool non_blocking = false) {
+  const int64_t offset = ((first - held_first) % num_dims + num_dims) % num_dims;  // out row 0's row in sums
+  const int64_t head = std::min(count, num_dims - offset);
+  if (head > 0) out.narrow(0, 0, head).copy_(sums.narrow(0, offset, head), non_blocking);
+  if (count > head) out.narrow(0, head, count - head).copy_(sums.narrow(0, 0, count - head), non_blocking);
+}
+
 std::pair<int64_t, int64_t> SweepStatistics::touched_latents() const {
-  if (!only_touched_rows_nonzero_) return {0, num_dims_};  // (after load_state: any row may hold sums)
-  const int64_t first_traversal = unit_start_ / num_steps_;
+  if (!only_touched_rows_nonzero_) {  // (after load_state: any row held may hold sums)
+    const int64_t held = sensitivity_rows();
+    return {held == num_dims_ ? 0 : unit_first_traversal() % num_dims_, held};
+  }
+  const int64_t first_traversal = unit_first_traversal();
   const int64_t end_traversal = (next_row_ + num_steps_ - 1) / num_steps_;
   const int64_t count = std::min(num_dims_, end_traversal - first_traversal);
   return {count == num_dims_ ? 0 : first_traversal % num_dims_, count};
 }
 
-void SweepStatistics::reset(int64_t start_row) {
+void SweepStatistics::hold_sensitivity_rows(int64_t rows) {
+  const int64_t held = sensitivity_rows();
+  if (rows <= held) return;
+  // Doubling (up to K) bounds the copies while a unit whose end was not given grows chunk by chunk.
+  at::Tensor grown = at::zeros({std::min(num_dims_, std::max(rows, 2 * held)), features_}, sensitivity_sum_.options());
+  grown.narrow(0, 0, held).copy_(sensitivity_sum_);
+  sensitivity_sum_ = grown;
+}
+
+void SweepStatistics::reset(int64_t start_row, int64_t stop_row) {
   TORCH_CHECK(start_row >= 0 && start_row <= total_rows() && start_row % num_steps_ == 0,
               "SweepStatistics: a unit starts at a traversal's first row, got row ", start_row);
+  TORCH_CHECK(stop_row == -1 || (stop_row >= start_row && stop_row <= total_rows()),
+              "SweepStatistics: a unit [", start_row, ", ", stop_row, ") outside the grid's ", total_rows(), " rows");
+  const int64_t unit_latents =
+      stop_row < 0 ? 0 : std::min(num_dims_, (stop_row - start_row + num_steps_ - 1) / num_steps_);
+  if (unit_latents > sensitivity_rows()) {  // (the old sums freed before the new ones are made)
+    const at::TensorOptions options = sensitivity_sum_.options();
+    sensitivity_sum_ = at::Tensor();
+    sensitivity_sum_ = at::zeros({unit_latents, features_}, options);
+  }
   if (valid_ && only_touched_rows_nonzero_) {
-    for_each_latent_run(touched_latents(), num_dims_, [&](int64_t, int64_t k, int64_t length) {
-      sensitivity_sum_.narrow(0, k, length).zero_();
+    const std::pair<int64_t, int64_t> touched = touched_latents();
+    for_each_latent_run(touched, num_dims_, [&](int64_t, int64_t k, int64_t length) {
       dim_effect_sum_.narrow(0, k, length).zero_();
     });
+    sensitivity_sum_.narrow(0, 0, std::min(touched.second, sensitivity_rows())).zero_();
   } else {
     sensitivity_sum_.zero_();
     dim_effect_sum_.zero_();
@@ -264,28 +302,36 @@ at::Tensor SweepStatistics::dim_effect() const {
 
 at::Tensor SweepStatistics::sensitivity() const {
   check_valid("sensitivity()");
-  return sensitivity_sum_.cpu() / static_cast<double>(num_anchors_);
+  const std::pair<int64_t, int64_t> latents = touched_latents();
+  at::Tensor touched = at::empty({latents.second, features_}, at::kDouble);
+  copy_by_latent(touched, sensitivity_sum_.cpu(), unit_first_traversal() % num_dims_, latents.first, latents.second,
+                 num_dims_);
+  at::Tensor by_latent = at::zeros({num_dims_, features_}, at::kDouble);  // (untouched latents: 0)
+  for_each_latent_run(latents, num_dims_, [&](int64_t j, int64_t k, int64_t length) {
+    by_latent.narrow(0, k, length).copy_(touched.narrow(0, j, length));
+  });
+  return by_latent / static_cast<double>(num_anchors_);
 }
 
 std::map<std::string, at::Tensor> SweepStatistics::unit_sums_to_host() const {
   check_valid("unit_sums_to_host()");
-  const std::pair<int64_t, int64_t> latents = touched_latents();
-  const auto to_host = [&](const at::Tensor& sum) {
+  const auto [first, count] = touched_latents();
+  const auto to_host = [&](const at::Tensor& sum, int64_t held_first) {
     std::vector<int64_t> shape(sum.sizes().begin(), sum.sizes().end());
-    shape[0] = latents.second;
+    shape[0] = count;
     const at::TensorOptions host_options = sum.options().device(at::kCPU).pinned_memory(!sum.is_cpu());
     at::Tensor host = at::empty(shape, host_options);
-    for_each_latent_run(latents, num_dims_, [&](int64_t j, int64_t k, int64_t length) {
-      host.narrow(0, j, length).copy_(sum.narrow(0, k, length), /*non_blocking=*/!sum.is_cpu());
-    });
+    copy_by_latent(host, sum, held_first, first, count, num_dims_, /*non_blocking=*/!sum.is_cpu());
     return host;
   };
-  return {{"dim_effect_sum", to_host(dim_effect_sum_)}, {"sensitivity_sum", to_host(sensitivity_sum_)}};
+  return {{"dim_effect_sum", to_host(dim_effect_sum_, 0)},
+          {"sensitivity_sum", to_host(sensitivity_sum_, unit_first_traversal() % num_dims_)}};
 }
 
 std::map<std::string, at::Tensor> SweepStatistics::state() const {
   check_valid("state()");
   return {{"next_row", at::tensor(next_row_, at::kLong)},
+          {"unit_start", at::tensor(unit_start_, at::kLong)},
           {"sensitivity_sum", sensitivity_sum_.cpu().clone()},
           {"dim_effect_sum", dim_effect_sum_.cpu().clone()},
           {"previous", previous_.cpu().clone()},
@@ -293,20 +339,25 @@ std::map<std::string, at::Tensor> SweepStatistics::state() const {
 }
 
 void SweepStatistics::load_state(const std::map<std::string, at::Tensor>& state) {
-  for (const char* key : {"next_row", "sensitivity_sum", "dim_effect_sum", "previous", "slope"}) {
+  for (const char* key : {"next_row", "unit_start", "sensitivity_sum", "dim_effect_sum", "previous", "slope"}) {
     TORCH_CHECK(state.count(key), "SweepStatistics: checkpoint has no '", key, "'");
   }
-  TORCH_CHECK(state.at("sensitivity_sum").sizes() == sensitivity_sum_.sizes() &&
+  const at::Tensor& sums = state.at("sensitivity_sum");
+  TORCH_CHECK(sums.dim() == 2 && sums.size(0) <= num_dims_ && sums.size(1) == features_ &&
                   state.at("dim_effect_sum").sizes() == dim_effect_sum_.sizes() &&
                   state.at("previous").sizes() == previous_.sizes() &&
                   state.at("slope").sizes() == slope_.sizes(),
               "SweepStatistics: checkpoint shapes do not match this sweep");
-  const int64_t row = state.at("next_row").item<int64_t>();
+  const int64_t row = state.at("next_row").item<int64_t>(), unit_start = state.at("unit_start").item<int64_t>();
   TORCH_CHECK(row >= 0 && row <= total_rows(), "SweepStatistics: checkpoint row out of range");
+  TORCH_CHECK(unit_start >= 0 && unit_start <= row && unit_start % num_steps_ == 0,
+              "SweepStatistics: checkpoint's unit start ", unit_start, " is not a traversal's first row at or before ",
+              row);
   next_row_ = row;
+  unit_start_ = unit_start;
   valid_ = true;
   only_touched_rows_nonzero_ = false;  // (sums from elsewhere: the next reset zeroes them all)
-  sensitivity_sum_.copy_(state.at("sensitivity_sum"));
+  sensitivity_sum_ = sums.to(sensitivity_sum_.options()).clone();
   dim_effect_sum_.copy_(state.at("dim_effect_sum"));
   previous_.copy_(state.at("previous"));
   slope_.copy_(state.at("slope"));

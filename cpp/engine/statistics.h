@@ -38,8 +38,9 @@ class SweepStatistics {
   void invalidate() { valid_ = false; }
 
   // Starts a work unit at start_row (the first step of a traversal): the sums restart from zero,
-  // so a unit's statistics depend on its own rows only.
-  void reset(int64_t start_row);
+  // so a unit's statistics depend on its own rows only. stop_row (-1: unknown), the unit's end,
+  // sizes the sensitivity's sums for its latents at once (else they grow as chunks arrive).
+  void reset(int64_t start_row, int64_t stop_row = -1);
 
   // CPU and CUDA outputs go to fused kernels (float32 or float64) that do the same operations
   // in the same order, so a chunk's statistics have the same bits on either device; other
@@ -53,6 +54,8 @@ class SweepStatistics {
 
   at::Tensor dim_effect() const;   // [K] float64, over the rows seen so far, on the CPU
   at::Tensor sensitivity() const;  // [K, F] float64 (sum / A), on the CPU
+  // Rows of the sensitivity's float64 sums held now: the most latents a unit has touched (<= K).
+  int64_t sensitivity_rows() const { return sensitivity_sum_.size(0); }
 
   // The latents the traversals of the unit's rows so far touch, [the row reset() started it at,
   // next_row()): (first, count), row j of a unit's sums being latent (first + j) % K, first 0
@@ -68,7 +71,8 @@ class SweepStatistics {
   // a unit's end need not drain the GPU.
   std::map<std::string, at::Tensor> unit_sums_to_host() const;
 
-  // The state, for a unit's record and checkpoints, and its restoration (as CPU tensors).
+  // The state, for checkpoints and scratch runs, and its restoration (as CPU tensors): the
+  // sums' rows as held (row r of the sensitivity: latent (unit_start / S + r) % K).
   std::map<std::string, at::Tensor> state() const;
   void load_state(const std::map<std::string, at::Tensor>& state);
 
@@ -78,11 +82,18 @@ class SweepStatistics {
   at::Tensor update_fused_cpu(const at::Tensor& outputs, int64_t start);
   at::Tensor update_fused_cuda(const at::Tensor& outputs, int64_t start);  // cuda/statistics_update.cpp
   at::Tensor update_aten(const at::Tensor& outputs, int64_t start);
+  // Grows the sensitivity's sums to at least `rows` rows (<= K), the new rows zero.
+  void hold_sensitivity_rows(int64_t rows);
+  // The first traversal of the current unit: row 0 of the sensitivity's sums is its latent.
+  int64_t unit_first_traversal() const { return unit_start_ / num_steps_; }
 
   int64_t num_anchors_, num_dims_, num_steps_, features_;
   at::Tensor anchor_outputs_;  // [A, F] float32 or float64 (the statistics' precision)
   at::Tensor inv_range_;       // [A, K] float64
-  at::Tensor sensitivity_sum_; // [K, F] float64
+  // [n, F] float64, n <= K the most latents a unit has touched: row r is the latent of the unit's
+  // traversal r, (unit_first_traversal() + r) % K (a unit of few traversals needs few rows: at
+  // 1,024 latents of 3 x 128 x 128 outputs, [K, F] took 402 MB for units of ~40 traversals).
+  at::Tensor sensitivity_sum_;
   at::Tensor dim_effect_sum_;  // [K] float64
   at::Tensor previous_;        // [F] dtype(): outputs of row next_row_ - 1
   at::Tensor slope_;           // [F] dtype(): sum of |dy| over the unfinished traversal
@@ -90,7 +101,7 @@ class SweepStatistics {
   int64_t unit_start_ = 0;  // the row reset() last started a unit at
   // Every row of the sums outside touched_latents() is +0.0, so reset() zeroes only those rows
   // (zeroing [K, F] at every unit's start cost as much as the decoder at K = 4096). False after
-  // load_state (any sums) and after a failed chunk (it may have added to rows past next_row_).
+  // load_state (any rows held) and after a failed chunk (it may have added to rows past next_row_).
   bool only_touched_rows_nonzero_ = true;
   bool valid_ = true;
   bool generic_path_ = false;

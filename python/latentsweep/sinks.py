@@ -54,8 +54,10 @@ class Geometry:
 
     def merging_bytes(self, statistics_on_cpu: bool) -> int:
         """Bytes of CPU memory held while the sweep runs, beside its result: the sensitivity's
-        float64 sums ``[K, F]`` merged in unit order and, for a sweep on the CPU, the C++
-        statistics' own (12 GiB at K = 4,096 latents of 3 x 256 x 256 outputs, whatever the grid)."""
+        float64 sums ``[K, F]`` merged in unit order (6 GiB at K = 4,096 latents of 3 x 256 x 256
+        outputs, whatever the grid) and, for a sweep on the CPU, the C++ statistics' running sums
+        of a unit's latents: counted as ``[K, F]``, the most a unit can touch (the plan, which
+        sizes the units, is made after this check)."""
         return self.num_dims * self.features * 8 * (2 if statistics_on_cpu else 1)
 
 

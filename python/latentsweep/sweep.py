@@ -560,7 +560,10 @@ class _TrialRunner:
                                                     self.decoder.nonfinite_subject)
         executor = self.executors[size]
         if self.sink is None:
-            self.stats.load_state({**self.template, "next_row": torch.tensor(first_row, device="cpu")})
+            # (from the first row's traversal: the sums hold the latents of the rows run, not K)
+            unit_start = first_row - first_row % spec.num_steps
+            self.stats.load_state({**self.template, "next_row": torch.tensor(first_row, device="cpu"),
+                                   "unit_start": torch.tensor(unit_start, device="cpu")})
             executor.run(self.stats, first_row, end_row, None, False, None)
             return
         unit_rows, finished = self.unit_rows(size), []

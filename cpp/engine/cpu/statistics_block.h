@@ -71,7 +71,7 @@ template <typename T>
 inline void add_weighted_slope(const StatisticsChunk<T>& c, int64_t traversal, int64_t f0, int64_t width,
                                const T* __restrict slope) {
   const double weight = c.inv_range[traversal];  // [A, K] flat: traversal a * K + k
-  double* __restrict sens = c.sensitivity_sum + traversal % c.num_dims * c.features + f0;
+  double* __restrict sens = c.sensitivity_sum + (traversal - c.sums_first_traversal) % c.num_dims * c.features + f0;
   for (int64_t g = 0; g < width; ++g) sens[g] += static_cast<double>(slope[g]) * weight;
 }
 

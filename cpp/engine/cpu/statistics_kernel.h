@@ -4,7 +4,7 @@
 //   effect[g]    = mean_f |y[g, f] - x0[a, f]|
 //   slope[f]    += |y[g, f] - y[g - 1, f]|               (for s > 0, in the outputs' precision)
 //   and at the traversal's last step: sens[k, f] += slope[f] * inv_range[a, k] (in float64),
-//   then slope = 0.
+//   then slope = 0 (sens's rows from the unit's first traversal's latent: see sensitivity_sum).
 // Summing a traversal's steps in the outputs' precision (float32 or float64) and adding to the
 // float64 total once per traversal keeps the inner loops vectorisable and the result accurate.
 // Features go in fixed blocks, rows in grid order within a block, and a row's partial sums are
@@ -27,7 +27,7 @@ struct StatisticsChunk {
   const T* previous;            // [features]: row start - 1 (null when start is 0)
   const T* anchor_outputs;      // [A, features]
   const double* inv_range;      // [A, K]: 1 / |values[a, k, S-1] - values[a, k, 0]| or 0
-  double* sensitivity_sum;      // [K, features]
+  double* sensitivity_sum;      // [n, features]: traversal t's row (t - sums_first_traversal) % K
   T* slope;                     // [features]: sum of |dy| over the current traversal so far
   // Null: a completed traversal's weighted slope joins sensitivity_sum at once. Else (a row
   // range after the chunk's first, see row_ranges) its slope is kept here, row j for the range's
@@ -37,6 +37,7 @@ struct StatisticsChunk {
   int64_t partial_stride;
   int64_t rows, features, start;
   int64_t num_dims, num_steps;
+  int64_t sums_first_traversal;  // the unit's first traversal (<= start / num_steps)
 };
 
 // A chunk shared by threads in row ranges: each thread reads whole rows, the rows its core's

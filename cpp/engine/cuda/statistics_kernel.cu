@@ -238,27 +238,31 @@ __global__ void dim_effect_kernel(StatisticsChunk<T> c, int64_t traversals) {
   if (lane == 0) c.dim_effect_sum[k] = total;
 }
 
+// One thread per (latent slot i, feature f): the chunk's completed traversals j = i, i + K, ...
+// (all of one latent), added to their row of the sums in grid order. Only the chunk's latents
+// are launched: min(K, completed) slots, not K.
 template <typename T>
-__global__ void sensitivity_kernel(StatisticsChunk<T> c, int64_t completed) {
+__global__ void sensitivity_kernel(StatisticsChunk<T> c, int64_t completed, int64_t slots) {
   const int64_t item = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (item >= c.num_dims * c.features) return;
-  const int64_t k = item / c.features, f = item - k * c.features;
+  if (item >= slots * c.features) return;
+  const int64_t i = item / c.features, f = item - i * c.features;
   const int64_t first_traversal = c.start / c.num_steps;
-  double total = c.sensitivity_sum[item];
-  for (int64_t j = first_of_dim(k, first_traversal, c.num_dims); j < completed; j += kTraversalsAtOnce * c.num_dims) {
+  double* sum = c.sensitivity_sum + (first_traversal + i - c.sums_first_traversal) % c.num_dims * c.features + f;
+  double total = *sum;
+  for (int64_t j = i; j < completed; j += kTraversalsAtOnce * c.num_dims) {
     double slope[kTraversalsAtOnce], weight[kTraversalsAtOnce];
 #pragma unroll
-    for (int i = 0; i < kTraversalsAtOnce; ++i) {
-      const int64_t ji = j + i * c.num_dims;
-      slope[i] = ji < completed ? static_cast<double>(c.slopes[ji * c.features + f]) : 0.0;
-      weight[i] = ji < completed ? c.inv_range[first_traversal + ji] : 0.0;
+    for (int n = 0; n < kTraversalsAtOnce; ++n) {
+      const int64_t jn = j + n * c.num_dims;
+      slope[n] = jn < completed ? static_cast<double>(c.slopes[jn * c.features + f]) : 0.0;
+      weight[n] = jn < completed ? c.inv_range[first_traversal + jn] : 0.0;
     }
 #pragma unroll
-    for (int i = 0; i < kTraversalsAtOnce; ++i) {
-      if (j + i * c.num_dims < completed) total = __dadd_rn(total, __dmul_rn(slope[i], weight[i]));
+    for (int n = 0; n < kTraversalsAtOnce; ++n) {
+      if (j + n * c.num_dims < completed) total = __dadd_rn(total, __dmul_rn(slope[n], weight[n]));
     }
   }
-  c.sensitivity_sum[item] = total;
+  *sum = total;
 }
 
 unsigned int blocks_for(int64_t items, int64_t threads) { return static_cast<unsigned int>((items + threads - 1) / threads); }
@@ -288,7 +292,8 @@ void launch(const StatisticsChunk<T>& c, cudaStream_t stream) {
   // One-step traversals have no slope to add.
   const int64_t completed = c.num_steps == 1 ? 0 : traversals_completed(c.start, c.rows, c.num_steps);
   if (completed > 0 && c.features > 0) {
-    sensitivity_kernel<T><<<blocks_for(c.num_dims * c.features, kThreads), kThreads, 0, stream>>>(c, completed);
+    const int64_t slots = min(c.num_dims, completed);
+    sensitivity_kernel<T><<<blocks_for(slots * c.features, kThreads), kThreads, 0, stream>>>(c, completed, slots);
   }
 }
 

@@ -18,7 +18,7 @@ struct StatisticsChunk {
   const T* anchor_outputs;  // [A, features]
   const double* inv_range;  // [A, K]: 1 / |values[a, k, S-1] - values[a, k, 0]| or 0
   const T* slope_in;        // [features]: the running slope of the traversal the chunk starts inside
-  double* sensitivity_sum;  // [K, features], added to
+  double* sensitivity_sum;  // [n, features], added to: traversal t's row (t - sums_first_traversal) % K
   double* dim_effect_sum;   // [K], added to
   // scratch and results
   T* slopes;                // [traversals_touched(start, rows, S), features]: each traversal's slope at its last row in the chunk
@@ -26,6 +26,7 @@ struct StatisticsChunk {
   double* row_mean;         // [rows]
   T* effect;                // [rows]
   int64_t rows, features, start, num_dims, num_steps;
+  int64_t sums_first_traversal;  // the unit's first traversal (<= start / num_steps)
 };
 
 void launch_statistics(const StatisticsChunk<float>& chunk, cudaStream_t stream);

@@ -27,7 +27,8 @@ at::Tensor SweepStatistics::update_fused_cuda(const at::Tensor& y, int64_t start
                                  inv_range_.const_data_ptr<double>(), slope_.const_data_ptr<T>(),
                                  sensitivity_sum_.data_ptr<double>(), dim_effect_sum_.data_ptr<double>(),
                                  slopes.data_ptr<T>(), partial.data_ptr<double>(), row_mean.data_ptr<double>(),
-                                 effect.data_ptr<T>(), rows, features_, start, num_dims_, num_steps_},
+                                 effect.data_ptr<T>(), rows, features_, start, num_dims_, num_steps_,
+                                 unit_first_traversal()},
         stream);
   };
   if (y.scalar_type() == at::kDouble) {
