@@ -79,6 +79,22 @@ def cpu_has_avx2_kernels() -> bool:
     return bool(info["avx2_kernels"] and info["cpu_avx2"])
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _temporary_files_in_pytests_folder(tmp_path_factory):
+    """The temporary files of the tests and of the processes they start (torchrun's log folders,
+    a script's own mkdtemp, torch's caches) go under pytest's base folder, of which pytest keeps
+    the last three runs: left in /tmp by every run, they filled this machine's disk."""
+    folder = str(tmp_path_factory.mktemp("tmp"))
+    previous = os.environ.get("TMPDIR"), tempfile.tempdir
+    os.environ["TMPDIR"] = tempfile.tempdir = folder
+    yield
+    if previous[0] is None:
+        del os.environ["TMPDIR"]
+    else:
+        os.environ["TMPDIR"] = previous[0]
+    tempfile.tempdir = previous[1]
+
+
 @pytest.fixture(autouse=True)
 def _restore_global_state():
     """A test that fails half way must not leave the thread count changed."""
