@@ -63,6 +63,69 @@ def test_a_direction_sweeps_latent_twin_is_drawn_from_the_pictures(tmp_path):
     assert len(_inline_pictures(alone)) == len(_inline_pictures(whole)) - 2  # its grid and the twin's
 
 
+DIRECTIONS = ls.principal_directions(POSTERIOR, k=5)
+
+
+def test_a_direction_sweeps_grid_is_drawn_from_the_pictures_of_its_first_directions(tmp_path):
+    """A sweep of five directions kept for its statistics alone, its grid (max_dims=2: the first
+    two) from pictures= of the first two: every picture byte for byte as from the whole sweep."""
+    decoder = small_decoder(3 * 8 * 8, 3, 8, 8)
+    full = ls.traverse(decoder, ANCHORS, directions=DIRECTIONS, **SWEEP)
+    statistics = ls.traverse(decoder, ANCHORS, directions=DIRECTIONS, keep_outputs=False, **SWEEP)
+    first = ls.traverse(decoder, ANCHORS, directions=DIRECTIONS[:2], **SWEEP)
+    options = dict(posterior=POSTERIOR, max_dims=2, dpi=30, gifs=False, anchor_indices=(0, 2))
+    whole = ls.report(tmp_path / "whole.html", directions={"pcs": full}, **options)
+    split = ls.report(tmp_path / "split.html", directions={"pcs": statistics}, pictures={"pcs": first}, **options)
+    expected = _inline_pictures(whole)
+    assert _inline_pictures(split) == expected
+    alone = ls.report(tmp_path / "alone.html", directions={"pcs": statistics}, **options)
+    assert len(_inline_pictures(alone)) == len(expected) - 2  # (its grid of each anchor)
+    assert "The outputs were not kept" in alone.read_text(encoding="utf-8")
+    # (the tables come from the sweep of all five)
+    assert "<td>PC5 (" in split.read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("picture, message", [
+    ("statistics", r"pictures\['pcs'\] holds no outputs"),
+    ("one", r"pictures\['pcs'\] holds 1 directions, fewer than the 2 the report draws of directions\['pcs'\]: "
+            r"traverse its first 2 directions \(directions=\.\.\.\[:2\]\)"),
+    ("later", r"pictures\['pcs'\] does not traverse the first 2 directions of directions\['pcs'\] \(the same vectors "
+              r"and names, in order\)"),
+    ("latents", r"pictures\['pcs'\] and directions\['pcs'\] must traverse directions"),
+    ("other span", r"pictures\['pcs'\] is not a traversal of directions\['pcs'\]'s grid: its values along the "
+                   r"directions differ"),
+    ("other anchors", r"pictures\['pcs'\] is not a traversal of directions\['pcs'\]'s grid: it must start from the "
+                      r"same anchors"),
+])
+def test_pictures_that_are_not_the_first_directions_of_the_same_grid_are_refused(tmp_path, picture, message):
+    decoder = small_decoder(3 * 8 * 8, 3, 8, 8)
+    made = {
+        "statistics": dict(directions=DIRECTIONS[:2], keep_outputs=False),
+        "one": dict(directions=DIRECTIONS[:1]),
+        "later": dict(directions=DIRECTIONS[1:3]),
+        "latents": dict(dims=[0, 1]),
+        "other span": dict(directions=DIRECTIONS[:2], span=1.0),
+    }
+    if picture == "other anchors":
+        given = ls.traverse(decoder, POSTERIOR[3:6], directions=DIRECTIONS[:2], **SWEEP)
+    else:
+        given = ls.traverse(decoder, ANCHORS, **SWEEP, **made[picture])
+    statistics = ls.traverse(decoder, ANCHORS, directions=DIRECTIONS, keep_outputs=False, **SWEEP)
+    with pytest.raises(ValueError, match=r"^latentsweep\.report: " + message):
+        ls.report(tmp_path / "r.html", directions={"pcs": statistics}, pictures={"pcs": given}, posterior=POSTERIOR,
+                  max_dims=2)
+    assert not (tmp_path / "r.html").exists()
+
+
+def test_a_pictures_name_of_both_a_result_and_a_direction_sweep_is_refused(tmp_path, sweeps):
+    full, statistics, pictured = sweeps
+    along = ls.traverse(small_decoder(3 * 8 * 8, 3, 8, 8), ANCHORS, directions=DIRECTIONS[:2], **SWEEP)
+    with pytest.raises(ValueError, match=r"^latentsweep\.report: pictures has 'prior', the name of a result and of a "
+                                         r"direction sweep: give them different names"):
+        ls.report(tmp_path / "r.html", results={"prior": statistics}, directions={"prior": along},
+                  pictures={"prior": pictured}, posterior=POSTERIOR, max_dims=2)
+
+
 @pytest.fixture(scope="module")
 def sweeps():
     return _sweeps(small_decoder(3 * 8 * 8, 3, 8, 8))
@@ -70,7 +133,8 @@ def sweeps():
 
 @pytest.mark.parametrize("pictures, error, message", [
     (["x"], TypeError, r"pictures must be a mapping name -> TraversalResult .* got list"),
-    ({"other": "picture"}, ValueError, r"pictures has 'other', which is none of the results' names \['prior'\]"),
+    ({"other": "picture"}, ValueError, r"pictures has 'other', which names none of the results \['prior'\] nor of "
+                                        r"the direction sweeps \[\]"),
     ({"prior": 3}, TypeError, r"pictures\['prior'\] must be a TraversalResult, got int"),
     ({"prior": "statistics"}, ValueError, r"pictures\['prior'\] holds no outputs \(traversed with keep_outputs=False\)"),
     ({"prior": "z0 z2"}, ValueError, r"pictures\['prior'\] lacks 2 of the latents the report draws of "
@@ -186,3 +250,45 @@ def test_explains_memory_check_counts_a_running_sweeps_statistics_beside_the_res
     monkeypatch.setattr(_checks, "physical_memory", lambda: 1600 * features)
     ls.explain(None, decoder, None, posterior=posterior, out=tmp_path, anchors=1, steps=2, max_dims=1, dpi=30,
                progress=False)
+
+
+def test_explain_keeps_the_outputs_of_the_first_directions_only(monkeypatch, tmp_path):
+    """Five directions of its own, two drawn (max_dims=2): the sweep of five keeps its statistics
+    alone, the first two are swept again with their outputs; the report's pictures are those of
+    explain keeping the five's outputs."""
+    monkeypatch.setattr(explanation, "SEPARATE_PICTURES_FROM_BYTES", 3 * 3 * 5 * (3 * 8 * 8) * 4 - 1)
+    calls = []
+    sweep = explanation.traverse
+
+    def recording(decoder, anchors, **options):
+        result = sweep(decoder, anchors, **options)
+        if result.directions is not None:
+            calls.append((result.directions.shape[0], result.outputs is not None))
+        return result
+
+    monkeypatch.setattr(explanation, "traverse", recording)
+    decoder = small_decoder(3 * 8 * 8, 3, 8, 8)
+    plain = ls.Posterior(POSTERIOR.mu)  # (a plain autoencoder's codes: no latent sweep)
+    options = dict(posterior=plain, anchors=3, steps=5, max_dims=2, dpi=30, progress=False)
+    path = ls.explain(None, decoder, None, out=tmp_path / "split", directions=DIRECTIONS, **options)
+    assert calls == [(5, False), (2, True)]
+    calls.clear()
+    monkeypatch.setattr(explanation, "SEPARATE_PICTURES_FROM_BYTES", 3 * 3 * 5 * (3 * 8 * 8) * 4)
+    whole = ls.explain(None, decoder, None, out=tmp_path / "whole", directions=DIRECTIONS, **options)
+    assert calls == [(5, True)]  # (the three undrawn directions' outputs are small: one sweep keeps them)
+    assert _inline_pictures(path) == _inline_pictures(whole)
+    assert "<td>PC5 (" in path.read_text(encoding="utf-8")  # (the table: from the sweep of all five)
+    calls.clear()
+    ls.explain(None, decoder, None, out=tmp_path / "all", directions=DIRECTIONS[:2], **options)
+    assert calls == [(2, True)]  # no more directions than drawn: one sweep
+
+
+def test_explains_memory_check_counts_the_first_directions_outputs_only(monkeypatch, tmp_path):
+    from latentsweep import _checks
+
+    monkeypatch.setattr(explanation, "SEPARATE_PICTURES_FROM_BYTES", 0)
+    monkeypatch.setattr(_checks, "physical_memory", lambda: 16 << 10)  # (enough for the probe of one traversal)
+    with pytest.raises(ValueError, match=r"\(anchors x traversals x steps: your directions 3 x 5 x 5 \(statistics "
+                                         r"only\); your directions, the first 2 3 x 2 x 5\)"):
+        ls.explain(None, small_decoder(3 * 8 * 8, 3, 8, 8), None, posterior=ls.Posterior(POSTERIOR.mu),
+                   out=tmp_path, directions=DIRECTIONS, anchors=3, steps=5, max_dims=2, progress=False)

@@ -252,9 +252,12 @@ def explain(
         if latents and dims is None and diagnosis.is_variational:
             dims = diagnosis.traversal_options()["dims"]
         count = posterior.latent_dim if dims is None else len(dims)
-        pictured = _pictured_latents(one, starts, steps, count, _drawn_latents(report_options)) if latents else None
+        drawn = _drawn_traversals(report_options)
+        pictured = _pictured_count(one, starts, steps, count, drawn) if latents else None
+        pictured_directions = None if chosen is None else \
+            _pictured_count(one, starts, steps, _direction_count(chosen[1]), drawn)
         check_sweeps(_FN, _planned_sweeps(one, starts, steps, mode, dims if latents else (), chosen, found, posterior,
-                                          pictured), encoded=encoded)
+                                          pictured, pictured_directions), encoded=encoded)
         results, pictures = {}, {}
         if latents:
             modes = {mode: sweep}
@@ -267,7 +270,11 @@ def explain(
         along = {}
         if chosen is not None:
             name, vectors = chosen
-            along[name] = traverse(decoder, starts, directions=vectors, **sweep)
+            if pictured_directions is None:
+                along[name] = traverse(decoder, starts, directions=vectors, **sweep)
+            else:  # (the report's grid draws the first directions: they alone keep their outputs)
+                along[name] = traverse(decoder, starts, directions=vectors, keep_outputs=False, **sweep)
+                pictures[name] = traverse(decoder, starts, directions=vectors[:pictured_directions], **sweep)
 
         centroid_outputs, paths = None, {}
         if found is not None:
@@ -472,9 +479,10 @@ def _refuse_nonfinite_rows(posterior: Posterior, diagnosis: Diagnosis) -> None:
     )
 
 
-def _drawn_latents(report_options: dict) -> int:
-    """How many latents of a traversal the report draws: its ``max_dims`` (report's default
-    unless given), or with ``max_dims=None`` all of them up to the pictures' bound."""
+def _drawn_traversals(report_options: dict) -> int:
+    """How many latents (or directions) of a traversal the report draws: its ``max_dims``
+    (report's default unless given), or with ``max_dims=None`` all of them up to the pictures'
+    bound."""
     max_dims = report_options.get("max_dims", inspect.signature(report).parameters["max_dims"].default)
     return DEFAULT_MAX_PANELS if max_dims is None else max_dims
 
@@ -486,10 +494,11 @@ def _drawn_latents(report_options: dict) -> int:
 SEPARATE_PICTURES_FROM_BYTES = 256 << 20
 
 
-def _pictured_latents(one, starts: Posterior, steps, count: int, drawn: int) -> int | None:
-    """How many latents a sweep of their own keeps the outputs of (the ``drawn``), or None when
-    one sweep keeps every latent's (``count`` latents, ``one``: the decoded probe): see
-    SEPARATE_PICTURES_FROM_BYTES. None when ``steps`` is no count (the first sweep refuses it)."""
+def _pictured_count(one, starts: Posterior, steps, count: int, drawn: int) -> int | None:
+    """How many latents (or directions) a sweep of their own keeps the outputs of (the
+    ``drawn``), or None when one sweep keeps every one's (``count`` of them, ``one``: the decoded
+    probe): see SEPARATE_PICTURES_FROM_BYTES. None when ``steps`` is no count (the first sweep
+    refuses it)."""
     if count <= drawn or isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 1:
         return None
     undrawn = Geometry(starts.num_inputs, count - drawn, int(steps), one.out_shape, one.outputs.dtype)
@@ -508,11 +517,12 @@ def _latent_sweep(decoder, starts: Posterior, dims, options: dict, diagnosis: Di
 
 
 def _planned_sweeps(one, starts: Posterior, steps, mode: str, dims, chosen, found: Clusters | None,
-                    posterior: Posterior, pictured: int | None) -> dict[str, Planned]:
+                    posterior: Posterior, pictured: int | None, pictured_directions: int | None) -> dict[str, Planned]:
     """The sweeps explain is about to make (name -> planned sweep; ``one``: the decoded probe,
     with the outputs' shape and dtype; ``dims``: the latents' (None: all, ``()``: no latent
-    sweep); ``pictured``: the latents swept again with their outputs, :func:`_pictured_latents`),
-    for :func:`check_sweeps`. Empty when ``steps`` is no count: the first sweep refuses it."""
+    sweep); ``pictured``, ``pictured_directions``: the latents, and the first directions, swept
+    again with their outputs, :func:`_pictured_count`), for :func:`check_sweeps`. Empty when
+    ``steps`` is no count: the first sweep refuses it."""
     if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 1:
         return {}
     steps = int(steps)
@@ -529,15 +539,24 @@ def _planned_sweeps(one, starts: Posterior, steps, mode: str, dims, chosen, foun
                 sweeps[f"{name}, the {pictured} drawn"] = Planned(Geometry(starts.num_inputs, pictured, steps, shape,
                                                                            dtype))
     if chosen is not None:
-        name, vectors = chosen
-        rows = vectors.vectors if isinstance(vectors, Directions) else vectors  # (a [K, D] tensor: checked later)
-        count = rows.shape[0] if isinstance(rows, torch.Tensor) and rows.dim() > 1 else 1
-        sweeps[name] = Planned(Geometry(starts.num_inputs, count, steps, shape, dtype))
+        name = chosen[0]
+        count = _direction_count(chosen[1])
+        sweeps[name] = Planned(Geometry(starts.num_inputs, count, steps, shape, dtype), pictured_directions is None)
+        if pictured_directions is not None:
+            sweeps[f"{name}, the first {pictured_directions}"] = Planned(
+                Geometry(starts.num_inputs, pictured_directions, steps, shape, dtype))
     if found is not None and found.num_clusters >= 2:
         sweeps["cluster centroids"] = Planned(Geometry(found.num_clusters, 1, 2, shape, dtype))
         pairs = len(dict.fromkeys(found.closest_and_farthest()))
         sweeps["paths between clusters"] = Planned(Geometry(pairs, 1, max(steps, 2), shape, dtype))
     return sweeps
+
+
+def _direction_count(vectors) -> int:
+    """K of the directions explain traverses (a Directions, or a [K, D] tensor: checked by the
+    sweep; one direction for anything else)."""
+    rows = vectors.vectors if isinstance(vectors, Directions) else vectors
+    return rows.shape[0] if isinstance(rows, torch.Tensor) and rows.dim() > 1 else 1
 
 
 def _cluster_paths(decoder, found: Clusters, posterior: Posterior, *, steps: int, **options):

@@ -125,8 +125,10 @@ def report(
             GIFs and response curves from ``pictures[name]`` (the same anchors, steps and mode,
             each latent's values equal; holding at least the ``max_dims`` latents drawn, of
             largest KL for a VAE's diagnosis, else of largest effect:
-            :func:`latentsweep.report_pictures.drawn_dims`). :func:`latentsweep.explain` does so
-            when it traverses more latents than it draws.
+            :func:`latentsweep.report_pictures.drawn_dims`). Likewise for ``directions[name]``
+            of many directions: its grids from ``pictures[name]``, a sweep of its first
+            ``max_dims`` directions (or more, in order) with their outputs.
+            :func:`latentsweep.explain` does so when it traverses more than it draws.
 
     Returns:
         the path of the written file.
@@ -168,7 +170,8 @@ def report(
             ("a plain autoencoder's (no log-variances)", "has them")
         raise ValueError(f"{_FN}: the diagnosis is {what[0]} but posterior {what[1]}; pass the diagnosis of this "
                          "posterior (diagnose(posterior))")
-    drawn = pictured_results(_FN, pictures, named, diagnosis, max_dims)  # name -> what its pictures draw
+    # name -> what the pictures of results[name], and the grids of directions[name], are drawn from
+    drawn, drawn_along = pictured_results(_FN, pictures, named, along, diagnosis, max_dims)
     for result in named.values():
         images = is_image_output(result.out_shape, image_shape, fn=_FN)  # raises for an image_shape that does not fit
         if images:
@@ -195,8 +198,8 @@ def report(
                             anchor_indices, max_dims, gifs)
             )
         if along:
-            body.append(_directions(page, along, named, drawn, diagnosis, posterior, image_shape, anchor_indices,
-                                    max_dims))
+            body.append(_directions(page, along, drawn_along, named, drawn, diagnosis, posterior, image_shape,
+                                    anchor_indices, max_dims))
         if cluster_view is not None:
             body.append(_clusters(page, *cluster_view, image_shape))
         if diagnosis is not None:
@@ -649,11 +652,13 @@ def _check_clusters(clusters, centroid_outputs, interpolations):
     return clusters, centroid_outputs, paths
 
 
-def _directions(page, along, named, drawn, diagnosis, posterior, image_shape, anchor_indices, max_dims) -> str:
+def _directions(page, along, drawn_along, named, drawn, diagnosis, posterior, image_shape, anchor_indices,
+                max_dims) -> str:
     """One block per direction sweep: sentences from the numbers, a table of the effect and
-    variance share per direction, and per anchor the direction grid (beside the latent grid
-    of a latent traversal from the same anchors, when there is one; drawn from ``drawn``'s
-    result of its name, which holds its outputs where the traversal kept none)."""
+    variance share per direction, and per anchor the direction grid, drawn from ``drawn_along``'s
+    result of its name (beside the latent grid of a latent traversal from the same anchors, when
+    there is one; drawn from ``drawn``'s result of its name). Those hold the outputs where the
+    traversals kept none (``pictures=``)."""
     from .directions import Directions
     from .plots.direction_grid import direction_grid
     from .principal import variance_shares
@@ -679,12 +684,13 @@ def _directions(page, along, named, drawn, diagnosis, posterior, image_shape, an
         )
         head = "<th>direction</th><th>effect</th>" + ("<th>share of the codes' variance</th>" if shares else "")
         parts.append(f'<table class="small"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>')
-        if result.outputs is None:
+        pictured = drawn_along[name]
+        if pictured.outputs is None:
             parts.append('<p class="note">The outputs were not kept (keep_outputs=False): no grid to draw.</p>')
         elif not is_image_output(result.out_shape, image_shape):
             parts.append('<p class="note">Tabular outputs: the effects are above (grids are drawn for images).</p>')
         else:
-            shown = Directions(result.directions, tuple(result.labels), source="")
+            shown = Directions(pictured.directions, tuple(pictured.labels), source="")
             for a in anchor_indices:
                 _checks.index(_FN, "anchor_indices", a, result.values.shape[0], what="anchor(s)")
                 figures = []
@@ -695,8 +701,8 @@ def _directions(page, along, named, drawn, diagnosis, posterior, image_shape, an
                                        title=f"latents ({twin.mode}), anchor {a}"),
                         f"latents, anchor {a}", f"Anchor {a}: one row per latent ({twin.mode!r})."))
                 figures.append(page.figure(
-                    direction_grid(result.outputs[a], shown, values=result.values[a],
-                                   anchor_values=result.anchor_values[a], image_shape=image_shape,
+                    direction_grid(pictured.outputs[a], shown, values=pictured.values[a],
+                                   anchor_values=pictured.anchor_values[a], image_shape=image_shape,
                                    max_dims=max_dims, max_tile_size=page.tile_pixels,
                                    title=f"{name} ({result.mode}), anchor {a}"),
                     f"{name}, anchor {a}",
