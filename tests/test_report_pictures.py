@@ -292,3 +292,16 @@ def test_explains_memory_check_counts_the_first_directions_outputs_only(monkeypa
                                          r"only\); your directions, the first 2 3 x 2 x 5\)"):
         ls.explain(None, small_decoder(3 * 8 * 8, 3, 8, 8), None, posterior=ls.Posterior(POSTERIOR.mu),
                    out=tmp_path, directions=DIRECTIONS, anchors=3, steps=5, max_dims=2, progress=False)
+
+
+def test_a_direction_picture_of_the_first_48_still_says_the_grid_draws_48_of_them(tmp_path):
+    """max_dims=None draws at most 48 directions, with a warning naming all of them: drawn from
+    pictures= of the first 48, the warning still counts the sweep's 50."""
+    decoder = torch.nn.Sequential(torch.nn.Linear(50, 3 * 4 * 4), torch.nn.Unflatten(1, (3, 4, 4)))
+    posterior = ls.Posterior(torch.randn(60, 50, generator=torch.Generator().manual_seed(0)))
+    vectors = torch.eye(50)
+    statistics = ls.traverse(decoder, posterior[:1], directions=vectors, keep_outputs=False, steps=2, progress=False)
+    first = ls.traverse(decoder, posterior[:1], directions=vectors[:48], steps=2, progress=False)
+    with pytest.warns(UserWarning, match=r"drawing 48 of 50 directions; pass max_dims= to draw more"):
+        ls.report(tmp_path / "r.html", directions={"u": statistics}, pictures={"u": first}, max_dims=None, dpi=20,
+                  gifs=False)

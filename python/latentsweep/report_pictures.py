@@ -29,10 +29,12 @@ def drawn_dims(fn: str, result: TraversalResult, diagnosis, max_dims: int | None
     return [dims[p] for p in sorted(int(p) for p in positions)]
 
 
-def drawn_directions(max_dims: int | None, count: int) -> int:
-    """How many directions (the first) a report's grid of a sweep of ``count`` directions draws:
-    ``max_dims``, or with None all of them up to the pictures' bound."""
-    return min(count, _common.DEFAULT_MAX_PANELS if max_dims is None else max_dims)
+def drawn_directions(fn: str, result: TraversalResult, max_dims: int | None) -> int:
+    """How many directions (the first) the report's grid of ``result`` draws: ``max_dims``, or
+    with None all of them up to the pictures' bound (with the grid's warning when it cuts)."""
+    count = result.directions.shape[0]
+    limit = _common.panel_limit(fn, count, max_dims, "direction")
+    return count if limit is None else min(count, limit)
 
 
 def pictured_results(fn: str, pictures, named: dict, along: dict, diagnosis,
@@ -98,7 +100,7 @@ def _check_first_directions(fn: str, label: str, picture: TraversalResult, resul
         raise ValueError(f"{fn}: {label} and {of} must traverse directions (a direction sweep's grid is drawn "
                          "from its first directions)")
     _check_same_start(fn, label, picture, result, of)
-    count, wanted = picture.directions.shape[0], drawn_directions(max_dims, result.directions.shape[0])
+    count, wanted = picture.directions.shape[0], drawn_directions(fn, result, max_dims)
     if count < wanted:
         raise ValueError(f"{fn}: {label} holds {count} directions, fewer than the {wanted} the report draws of {of}: "
                          f"traverse its first {wanted} directions (directions=...[:{wanted}])")
