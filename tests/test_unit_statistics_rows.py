@@ -218,26 +218,29 @@ def test_reset_zeroes_the_touched_rows_and_all_rows_after_a_failure_or_a_loaded_
 @pytest.mark.parametrize("generic", [False, True], ids=["fused", "generic"])
 @pytest.mark.parametrize("start, stop", [(8, 16), (16, 28), (8, 36), (0, 60)],
                          ids=["2-latents", "wrapping", "more-than-K", "whole-grid"])
-def test_the_sums_hold_the_latents_a_unit_touches_whether_or_not_its_end_is_known(generic, start, stop):
+def test_the_sums_hold_the_latents_a_unit_touches_whether_or_not_its_end_is_known(device, generic, start, stop):
     """The sensitivity's sums are [n, F], n = min(K, the unit's traversals), not [K, F] (at 1,024
     latents of 3 x 128 x 128 outputs, [K, F] took 402 MB beside units of ~40 traversals): sized
     at reset(start, stop), or grown as chunks arrive when the end is not given (the same bits).
-    The touched rows go to the unit's sums in latent order, also when they wrap past K - 1."""
+    The touched rows go to the unit's sums in latent order, also when they wrap past K - 1. On
+    CUDA the fused kernel gives the CPU's bits."""
     values = ls.traversal_values(ANCHORS, steps=STEPS)
     outputs = rowwise_decoder(ls.traversal_codes(ANCHORS, range(5), values)).reshape(60, -1)
     unit_traversals = (stop - start) // STEPS
     sums = []
     for stop_given in (stop, -1):
-        stats = _C.SweepStatistics(rowwise_decoder(ANCHORS).reshape(3, -1), values)
+        stats = _C.SweepStatistics(rowwise_decoder(ANCHORS).reshape(3, -1).to(device), values.to(device))
         stats._set_generic_path(generic)
         assert stats.sensitivity_rows == 0  # (nothing held before a unit)
         stats.reset(start, stop_given)
         assert stats.sensitivity_rows == (min(5, unit_traversals) if stop_given > 0 else 0)
         for row in range(start, stop, 3):  # chunks of 3 rows: traversals straddle them
-            stats.update(outputs[row:min(row + 3, stop)], row)
+            stats.update(outputs[row:min(row + 3, stop)].to(device), row)
         needed = min(5, unit_traversals)  # (grown: doubled, so few copies, up to K)
         assert stats.sensitivity_rows == needed if stop_given > 0 else needed <= stats.sensitivity_rows <= min(5, 2 * needed)
         sums.append(stats.unit_sums_to_host())
+        if device == "cuda":
+            torch.cuda.synchronize()  # (the copies to the host are queued on the stream)
     first, count = unit_latents(start, stop, STEPS, 5)
     assert stats.touched_latents() == (first, count)
     assert all(torch.equal(sums[0][name], sums[1][name]) for name in sums[0])
