@@ -220,7 +220,7 @@ def test_reset_zeroes_the_touched_rows_and_all_rows_after_a_failure_or_a_loaded_
                          ids=["2-latents", "wrapping", "more-than-K", "whole-grid"])
 def test_the_sums_hold_the_latents_a_unit_touches_whether_or_not_its_end_is_known(device, generic, start, stop):
     """The sensitivity's sums are [n, F], n = min(K, the unit's traversals), not [K, F] (at 1,024
-    latents of 3 x 128 x 128 outputs, [K, F] took 402 MB beside units of ~40 traversals): sized
+    latents of 3 x 128 x 128 outputs, [K, F] took 402 MB): sized
     at reset(start, stop), or grown as chunks arrive when the end is not given (the same bits).
     The touched rows go to the unit's sums in latent order, also when they wrap past K - 1. On
     CUDA the fused kernel gives the CPU's bits."""

@@ -92,7 +92,7 @@ class SweepStatistics {
   at::Tensor inv_range_;       // [A, K] float64
   // [n, F] float64, n <= K the most latents a unit has touched: row r is the latent of the unit's
   // traversal r, (unit_first_traversal() + r) % K (a unit of few traversals needs few rows: at
-  // 1,024 latents of 3 x 128 x 128 outputs, [K, F] took 402 MB for units of ~40 traversals).
+  // 1,024 latents of 3 x 128 x 128 outputs, [K, F] took 402 MB; BENCHMARKS.md, explain).
   at::Tensor sensitivity_sum_;
   at::Tensor dim_effect_sum_;  // [K] float64
   at::Tensor previous_;        // [F] dtype(): outputs of row next_row_ - 1

@@ -104,10 +104,8 @@ def _check_first_directions(fn: str, label: str, picture: TraversalResult, resul
     if count < wanted:
         raise ValueError(f"{fn}: {label} holds {count} directions, fewer than the {wanted} the report draws of {of}: "
                          f"traverse its first {wanted} directions (directions=...[:{wanted}])")
-    same = (count <= result.directions.shape[0] and picture.directions.shape == result.directions[:count].shape
-            and bool(torch.equal(picture.directions, result.directions[:count]))
-            and list(picture.labels) == list(result.labels[:count]))
-    if not same:
+    if not (torch.equal(picture.directions, result.directions[:count])
+            and list(picture.labels) == list(result.labels[:count])):
         raise ValueError(f"{fn}: {label} does not traverse the first {count} directions of {of} (the same vectors "
                          f"and names, in order): traverse directions=...[:{wanted}] of the same directions")
     if not torch.equal(picture.values, result.values[:, :count]):
