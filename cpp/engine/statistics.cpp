@@ -2,6 +2,7 @@
 
 #include <ATen/Parallel.h>
 #include <ATen/TensorIterator.h>  // at::internal::GRAIN_SIZE
+#include <c10/core/impl/VirtualGuardImpl.h>
 
 #include <algorithm>
 #include <vector>
@@ -256,12 +257,27 @@ std::pair<int64_t, int64_t> SweepStatistics::touched_latents() const {
   return {count == num_dims_ ? 0 : first_traversal % num_dims_, count};
 }
 
+// Drops the sums' old buffer while a sweep runs. On CUDA the caching allocator would hand its
+// memory to the next allocation on the stream it was made on (the executor's first chunk runs
+// the statistics on the decoder's stream, the later ones on their own) while kernels queued on
+// the current stream still use it: it is marked as used by the current stream, whose queue
+// waited for the other's (executor.cpp), so it is reused only after them. (Other devices, one
+// queue each, take the generic path; record_stream is CUDA's.)
+static void release_after_queued_work(at::Tensor& sums) {
+  if (sums.defined() && sums.is_cuda() && sums.numel() > 0) {
+    const c10::impl::VirtualGuardImpl guard(sums.device().type());
+    sums.record_stream(guard.getStream(sums.device()));
+  }
+  sums = at::Tensor();
+}
+
 void SweepStatistics::hold_sensitivity_rows(int64_t rows) {
   const int64_t held = sensitivity_rows();
   if (rows <= held) return;
   // Doubling (up to K) bounds the copies while a unit whose end was not given grows chunk by chunk.
   at::Tensor grown = at::zeros({std::min(num_dims_, std::max(rows, 2 * held)), features_}, sensitivity_sum_.options());
   grown.narrow(0, 0, held).copy_(sensitivity_sum_);
+  release_after_queued_work(sensitivity_sum_);
   sensitivity_sum_ = grown;
 }
 
@@ -274,7 +290,7 @@ void SweepStatistics::reset(int64_t start_row, int64_t stop_row) {
       stop_row < 0 ? 0 : std::min(num_dims_, (stop_row - start_row + num_steps_ - 1) / num_steps_);
   if (unit_latents > sensitivity_rows()) {  // (the old sums freed before the new ones are made)
     const at::TensorOptions options = sensitivity_sum_.options();
-    sensitivity_sum_ = at::Tensor();
+    release_after_queued_work(sensitivity_sum_);
     sensitivity_sum_ = at::zeros({unit_latents, features_}, options);
   }
   if (valid_ && only_touched_rows_nonzero_) {
@@ -357,7 +373,9 @@ void SweepStatistics::load_state(const std::map<std::string, at::Tensor>& state)
   unit_start_ = unit_start;
   valid_ = true;
   only_touched_rows_nonzero_ = false;  // (sums from elsewhere: the next reset zeroes them all)
-  sensitivity_sum_ = sums.to(sensitivity_sum_.options()).clone();
+  at::Tensor loaded = sums.to(sensitivity_sum_.options()).clone();
+  release_after_queued_work(sensitivity_sum_);
+  sensitivity_sum_ = loaded;
   dim_effect_sum_.copy_(state.at("dim_effect_sum"));
   previous_.copy_(state.at("previous"));
   slope_.copy_(state.at("slope"));
