@@ -243,6 +243,8 @@ def test_the_sums_hold_the_latents_a_unit_touches_whether_or_not_its_end_is_know
             torch.cuda.synchronize()  # (the copies to the host are queued on the stream)
     first, count = unit_latents(start, stop, STEPS, 5)
     assert stats.touched_latents() == (first, count)
+    # sensitivity() [K, F]: the held rows by latent, the others 0
+    assert torch.equal(stats.sensitivity(), sums_by_latent(stats.state(), 5, STEPS)["sensitivity_sum"] / 3)
     assert all(torch.equal(sums[0][name], sums[1][name]) for name in sums[0])
     # against the fused kernel's sums of the whole unit in one chunk (its bits do not depend on
     # the chunking; the generic path's do, by the last bit)

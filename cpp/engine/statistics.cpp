@@ -298,7 +298,7 @@ void SweepStatistics::reset(int64_t start_row, int64_t stop_row) {
     for_each_latent_run(touched, num_dims_, [&](int64_t, int64_t k, int64_t length) {
       dim_effect_sum_.narrow(0, k, length).zero_();
     });
-    sensitivity_sum_.narrow(0, 0, std::min(touched.second, sensitivity_rows())).zero_();
+    sensitivity_sum_.narrow(0, 0, touched.second).zero_();  // (rows 0 .. count - 1: see sensitivity_sum_)
   } else {
     sensitivity_sum_.zero_();
     dim_effect_sum_.zero_();
@@ -318,14 +318,11 @@ at::Tensor SweepStatistics::dim_effect() const {
 
 at::Tensor SweepStatistics::sensitivity() const {
   check_valid("sensitivity()");
-  const std::pair<int64_t, int64_t> latents = touched_latents();
-  at::Tensor touched = at::empty({latents.second, features_}, at::kDouble);
-  copy_by_latent(touched, sensitivity_sum_.cpu(), unit_first_traversal() % num_dims_, latents.first, latents.second,
-                 num_dims_);
-  at::Tensor by_latent = at::zeros({num_dims_, features_}, at::kDouble);  // (untouched latents: 0)
-  for_each_latent_run(latents, num_dims_, [&](int64_t j, int64_t k, int64_t length) {
-    by_latent.narrow(0, k, length).copy_(touched.narrow(0, j, length));
-  });
+  // Held row r is latent (unit_first_traversal() + r) % K, distinct for r < n <= K; the others 0.
+  const at::Tensor latents =
+      (at::arange(sensitivity_rows(), at::kLong) + unit_first_traversal()).remainder_(num_dims_);
+  at::Tensor by_latent = at::zeros({num_dims_, features_}, at::kDouble);
+  by_latent.index_copy_(0, latents, sensitivity_sum_.cpu());
   return by_latent / static_cast<double>(num_anchors_);
 }
 
