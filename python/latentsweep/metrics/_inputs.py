@@ -29,6 +29,9 @@ def as_tensor(fn: str, name: str, value) -> torch.Tensor:
         if value.layout != torch.strided:
             raise TypeError(f"{fn}: {name} must be a dense (torch.strided) tensor, got layout {value.layout}")
         return value
+    if isinstance(value, np.ma.MaskedArray):  # (np.asarray drops the mask: masked values would be scored)
+        raise TypeError(f"{fn}: {name} is a numpy masked array; drop the masked rows or fill them "
+                        "(np.ma.compress_rows, .filled()) first")
     if isinstance(value, np.ndarray) or (hasattr(value, "__array__") and not isinstance(value, (str, bytes))):
         array = np.asarray(value)
         if array.dtype.kind == "c":  # the words real_numbers uses for a complex tensor
@@ -36,7 +39,8 @@ def as_tensor(fn: str, name: str, value) -> torch.Tensor:
         if array.dtype.kind not in "biuf":  # object, str, datetime ... arrays
             raise TypeError(f"{fn}: {name} must hold numbers, got a numpy array of dtype {array.dtype}")
         try:
-            return torch.from_numpy(np.ascontiguousarray(array))
+            # (ascontiguousarray makes a 0-d array 1-d: the shape in the messages was wrong)
+            return torch.from_numpy(np.ascontiguousarray(array)).reshape(array.shape)
         except TypeError:  # a numeric dtype torch lacks (longdouble, ...)
             raise TypeError(f"{fn}: {name} has numpy dtype {array.dtype}, which torch cannot hold; "
                             "convert it to float64 or int64") from None
@@ -133,6 +137,8 @@ def labels(fn: str, name: str, value) -> torch.Tensor:
     value = as_tensor(fn, name, value)
     if value.dim() != 2 or value.shape[0] < 1 or value.shape[1] < 1:
         raise ValueError(f"{fn}: {name} must be 2-D [N, P] with N, P >= 1, got shape {tuple(value.shape)}")
+    _checks.codes_fit_in_memory(fn, f"the int64 copy of {name} [N={value.shape[0]}, P={value.shape[1]}]", value,
+                                "pass fewer points", bytes_per_value=8)
     return integer_values(fn, name, value)
 
 
@@ -141,6 +147,8 @@ def nonnegative(fn: str, name: str, value, *, dims: int) -> torch.Tensor:
     value = as_tensor(fn, name, value)
     if value.dim() != dims:
         raise ValueError(f"{fn}: {name} must be {dims}-D, got shape {tuple(value.shape)}")
+    _checks.codes_fit_in_memory(fn, f"the float64 copy of {name} {list(value.shape)}", value,
+                                f"pass a smaller {name}", bytes_per_value=8)
     value = real_numbers(fn, name, value).detach().to(torch.float64)
     extremes = _checks.finite(fn, name, value)
     if extremes is not None and extremes[0] < 0:
@@ -168,11 +176,11 @@ def covariance(fn: str, value) -> torch.Tensor:
         raise ValueError(f"{fn}: cov is not a covariance matrix: its diagonal (the variances) has "
                          f"cov[{d}, {d}] = {float(variances[d]):.6g} < 0")
     largest = float(variances.max())
-    tolerance = COVARIANCE_TOLERANCE * largest
-    if float((value - value.T).abs().max()) > tolerance:
+    # (halves before the sums: cov + cov.T overflowed float64 from entries of 9e307)
+    if float((value / 2 - value.T / 2).abs().max()) > COVARIANCE_TOLERANCE * largest / 2:
         raise ValueError(f"{fn}: cov is not a covariance matrix: it is not symmetric (cov != cov.T beyond "
                          f"{COVARIANCE_TOLERANCE:g} of the largest variance)")
-    value = (value + value.T) / 2
+    value = value / 2 + value.T / 2
     # (all variances 0: any other entry makes it indefinite)
     if float(torch.linalg.eigvalsh(value / (largest or 1.0))[0]) < -COVARIANCE_TOLERANCE * value.shape[0]:
         raise ValueError(f"{fn}: cov is not a covariance matrix: it is not positive semi-definite (an "

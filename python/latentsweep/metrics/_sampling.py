@@ -74,6 +74,15 @@ def points_fit(fn: str, counts: dict[str, int], num_factors: int, latents: int |
              f"the factor rows (F={num_factors}) and codes (D{'=' if latents else ' >= '}{latents or 1})")
 
 
+def draw_fits(fn: str, batch_size: int, num_factors: int, *, rows_per_vote: int) -> None:
+    """:func:`rows_fit` for one draw of VOTES_PER_DRAW votes (or BetaVAE points), each of
+    ``rows_per_vote`` x ``batch_size`` factor rows ``[F]`` and their codes (D >= 1): a batch_size
+    beyond the memory was the allocator's RuntimeError from inside the draw."""
+    rows_fit(fn, {"batch_size": batch_size}, VOTES_PER_DRAW * rows_per_vote * (num_factors + 1),
+             f"the factor rows (F={num_factors}) and codes (D >= 1) of one draw of {VOTES_PER_DRAW} votes, "
+             f"{rows_per_vote} x batch_size rows each")
+
+
 def varying_factors(fn: str, data, sizes: list[int]) -> torch.Tensor:
     """The indices of the factors with two or more values: the factors an intervention may fix.
     Fixing a single-valued factor fixes nothing (every row shares it), so its votes would be

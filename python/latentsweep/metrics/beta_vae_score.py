@@ -68,6 +68,7 @@ def beta_vae_score(
     _representation.check(_FN, representation)
     sizes = _protocol.check(_FN, data)
     varying = _sampling.varying_factors(_FN, data, sizes)
+    _sampling.draw_fits(_FN, batch_size, len(sizes), rows_per_vote=2)  # (a pair of rows a point)
     if varying.numel() < 2:
         raise ValueError(f"{_FN}: needs at least two factors with two or more values (the classifier tells "
                          f"the fixed factor apart), got factor_sizes {sizes}")

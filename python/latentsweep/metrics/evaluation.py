@@ -185,7 +185,13 @@ def evaluate(
         }
         for name in array_metrics:
             started = time.perf_counter()
-            scores.update(run[name]())
+            try:
+                scores.update(run[name]())
+            except ValueError as error:
+                # Its arrays are the drawn points (the messages name the metric's own arguments:
+                # "test_factors", "the train split"): what evaluate's caller can change is the draw.
+                raise ValueError(f"{_FN}: {name} on the drawn points (num_train={num_train}, num_test={num_test}): "
+                                 f"{error}; draw more points (num_train, num_test)") from error
             seconds[name] = time.perf_counter() - started
     sampled = {"factor_vae": factor_vae_score, "beta_vae": beta_vae_score}
     vote_calls = _representation.CallSize(_FN, vote_batch)  # (measured once for both, said as evaluate's batch_size)

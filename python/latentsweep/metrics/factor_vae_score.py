@@ -73,6 +73,7 @@ def factor_vae_score(
     _representation.check(_FN, representation)
     sizes = _protocol.check(_FN, data)
     varying = _sampling.varying_factors(_FN, data, sizes)
+    _sampling.draw_fits(_FN, batch_size, len(sizes), rows_per_vote=1)
     _sampling.points_fit(_FN, {"num_variance_estimate": num_variance_estimate}, len(sizes))
     generator = _sampling.generator(seed, 0)
     total = num_variance_estimate + (num_train + num_eval) * batch_size

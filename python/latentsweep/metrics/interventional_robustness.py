@@ -9,7 +9,7 @@ import torch
 from .. import _checks
 from . import _inputs
 from ._threads import one_cpu_thread
-from ._information import discretize
+from ._information import discretize, relabel
 
 _FN = "latentsweep.metrics.irs"
 
@@ -19,8 +19,10 @@ def irs(codes, factors, *, diff_quantile: float = 0.99, bins: int = 20) -> dict:
     """How robust each latent is to changes of the factors other than its own.
 
     Definition (as in disentanglement_lib's ``irs.py``, ``scalable_disentanglement_score``):
-    factors are discretised into ``bins`` histogram bins (a relabelling for factors with few
-    values), latents with zero variance are dropped. For latent ``d`` and factor ``f``:
+    each factor's values are relabelled 0..V-1 in sorted order and discretised into ``bins``
+    equal-width histogram bins (every value its own bin when V <= ``bins``; the reference bins
+    factor indices 0..V-1, so the score does not depend on how a factor's values are spaced),
+    latents with zero variance are dropped. For latent ``d`` and factor ``f``:
     ``dev[d, f]`` is the mean over the values ``g`` of ``f`` of the ``diff_quantile``-quantile of
     ``|z_d - E[z_d | f = g]|`` over the points with ``f = g``; ``max_dev[d] = max |z_d - E z_d|``.
     ``IRS[d, f] = 1 - dev[d, f] / max_dev[d]``; each latent's score is ``max_f IRS[d, f]`` and the
@@ -50,7 +52,7 @@ def irs(codes, factors, *, diff_quantile: float = 0.99, bins: int = 20) -> dict:
         return {"irs": 0.0, "num_active_dims": 0, "per_latent": torch.zeros(0, dtype=torch.float64, device="cpu"),
                 "parents": torch.zeros(0, dtype=torch.int64, device="cpu"), "active_dims": active.cpu()}
     z = x[:, active]
-    y = discretize(y.to(torch.float64), bins)
+    y = discretize(relabel(y)[0].to(torch.float64), bins)
     max_dev = (z - z.mean(dim=0)).abs().amax(dim=0)
     deviations = torch.stack([_mean_group_quantile(z, y[:, f], q) for f in range(y.shape[1])], dim=1)
     matrix = 1.0 - deviations / max_dev[:, None]

@@ -51,9 +51,9 @@ def mig_from_mutual_information(mutual_info, factor_entropy) -> float:
     fn = "latentsweep.metrics.mig_from_mutual_information"
     m = _inputs.nonnegative(fn, "mutual_info", mutual_info, dims=2)
     h = _inputs.nonnegative(fn, "factor_entropy", factor_entropy, dims=1).to(m.device)
-    if m.shape[0] < 2:
+    if m.shape[0] < 2 or m.shape[1] < 1:
         raise ValueError(f"{fn}: mutual_info must be [D, F] with D >= 2 latents (MIG is a gap between "
-                         f"the two most informative), got shape {tuple(m.shape)}")
+                         f"the two most informative) and F >= 1 factors, got shape {tuple(m.shape)}")
     if h.shape[0] != m.shape[1]:
         raise ValueError(f"{fn}: factor_entropy has {h.shape[0]} entries for the {m.shape[1]} factors of mutual_info")
     # A subnormal entropy (1e-320) turns any gap into inf: the smallest normal float64 is the floor.

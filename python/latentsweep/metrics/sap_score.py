@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .. import _checks
 from . import _inputs
 from ._reference_fits import reference_fits
 from ._threads import one_cpu_thread
@@ -42,8 +43,7 @@ def sap(codes, factors, test_codes, test_factors, *, continuous: bool = False) -
     Reference: A. Kumar, P. Sattigeri, A. Balakrishnan, "Variational Inference of Disentangled
     Latent Concepts from Unlabeled Observations", ICLR 2018, Section 3.
     """
-    if not isinstance(continuous, bool):
-        raise TypeError(f"{_FN}: continuous must be True or False, got {type(continuous).__name__}")
+    _checks.boolean(_FN, "continuous", continuous)
     x, y, x_test, y_test = _inputs.train_test(_FN, codes, factors, test_codes, test_factors, min_latents=2,
                                               continuous=continuous)
     matrix = sap_matrix(x, y, x_test, y_test, continuous=continuous)
