@@ -261,3 +261,22 @@ def test_directions_from_vectors_names_itself_in_its_errors():
     """It said latentsweep.unit_directions, a function the user did not call."""
     with pytest.raises(ValueError, match=r"^latentsweep\.Directions\.from_vectors: direction\(s\) \[0, 1\] are zero"):
         ls.Directions.from_vectors(torch.zeros(2, 3))
+
+
+# --- tensors on the meta device (shapes without values) ------------------------------------------
+
+
+def test_encode_refuses_data_on_the_meta_device():
+    with pytest.raises(ValueError, match="batch 0 of the data is on the meta device"):
+        ls.encode(torch.nn.Linear(6, 2), torch.randn(4, 6, device="meta"), progress=False)
+
+
+def test_encode_refuses_codes_on_the_meta_device():
+    with pytest.raises(ValueError, match="the encoder's codes for batch 0 are on the meta device"):
+        ls.encode(lambda batch: batch.to("meta"), torch.randn(4, 6), progress=False)
+
+
+def test_sigma_histograms_refuse_a_posterior_on_the_meta_device():
+    meta = ls.Posterior(torch.randn(5, 3, device="meta"), torch.randn(5, 3, device="meta"))
+    with pytest.raises(ValueError, match="posterior.logvar is on the meta device"):
+        ls.sigma_histograms(meta)

@@ -5,6 +5,7 @@ output transform says which space the effects are measured in."""
 from __future__ import annotations
 
 import collections
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -68,6 +69,38 @@ def test_a_partial_of_a_bound_method_is_in_eval_mode_too():
     first = ls.traverse(decode, ANCHORS, steps=3, progress=False)
     second = ls.traverse(decode, ANCHORS, steps=3, progress=False)
     torch.testing.assert_close(first.outputs, second.outputs)
+
+
+def _run(x, module):
+    return module(x)
+
+
+def _run_first(module, x):
+    return module(x)
+
+
+@pytest.mark.parametrize("wrap", [
+    lambda module: functools.partial(_run_first, module),
+    lambda module: functools.partial(_run, module=module),
+    lambda module: (lambda x, m=module: m(x)),
+    lambda module: (lambda x, *, m=module: m(x)),
+], ids=["partial argument", "partial keyword", "lambda default", "lambda keyword-only default"])
+def test_modules_a_callable_takes_as_arguments_run_in_eval_mode(wrap):
+    """A module reached through a partial's arguments or a lambda's defaults ran in training
+    mode: BatchNorm's running mean moved, dropout was on."""
+    vae = DropoutVAE().train()
+    encoder = torch.nn.Sequential(torch.nn.Linear(5, 4), torch.nn.BatchNorm1d(4)).train()
+    before = encoder[1].running_mean.clone()
+    x = torch.randn(16, 5) + 3
+    codes = ls.encode(wrap(encoder), x, progress=False).mu
+    assert torch.equal(encoder[1].running_mean, before) and encoder.training
+    with torch.no_grad():
+        expected = encoder.eval()(x)
+    torch.testing.assert_close(codes, expected)
+    first = ls.traverse(wrap(vae.dec), ANCHORS, steps=3, progress=False)
+    second = ls.traverse(wrap(vae.dec), ANCHORS, steps=3, progress=False)
+    torch.testing.assert_close(first.outputs, second.outputs)
+    assert vae.training and all(m.training for m in vae.modules())
 
 
 @pytest.mark.parametrize("model_dtype", [torch.float32, torch.float64])

@@ -31,7 +31,8 @@ def owning_module(model) -> torch.nn.Module | None:
 def modules_behind(model) -> list[torch.nn.Module]:
     """The nn.Modules a callable runs: its owning module, or for a plain function (a lambda
     such as ``lambda z: torch.sigmoid(vae.decoder(z))``) the modules among the variables it
-    closes over or reads as globals, or for another callable object its module attributes;
+    closes over, reads as globals or takes as default arguments, or for another callable object
+    its module attributes; with those a ``functools.partial`` binds as arguments;
     modules held by those in plain objects or containers are found too (``lambda z:
     run.vae.decoder(z)``, ``lambda z: decoders[0](z)``), to :data:`_SEARCH_DEPTH` levels. So
     a snapshot during training can put them in eval mode: a lambda around the model ran it in
@@ -39,7 +40,8 @@ def modules_behind(model) -> list[torch.nn.Module]:
     use of the user's callables: eval mode, device and dtype, fingerprint."""
     owner = owning_module(model)
     if owner is not None:
-        return [owner]
+        bound = _modules_within(_partial_arguments(model))
+        return [owner, *(module for module in bound if module is not owner)]
     # A wrapper's references, and those of the function it wraps (functools.wraps' __wrapped__):
     # a lambda encoder was hidden behind the input recorder of a training snapshot (its data was
     # not cast to its modules' dtype).
@@ -47,6 +49,7 @@ def modules_behind(model) -> list[torch.nn.Module]:
     wrappers: set[int] = set()
     while model is not None and id(model) not in wrappers:
         wrappers.add(id(model))
+        candidates += _partial_arguments(model, wrappers=False)
         while isinstance(model, functools.partial):
             model = model.func
         candidates += _references(model)
@@ -54,14 +57,35 @@ def modules_behind(model) -> list[torch.nn.Module]:
     return _modules_within(candidates)
 
 
+def _partial_arguments(model, *, wrappers: bool = True) -> list:
+    """The arguments ``functools.partial`` layers bind (``partial(run, vae.decoder)`` ran the
+    decoder in training mode: only the partial's function was looked at), through ``__wrapped__``
+    layers too unless ``wrappers`` is False."""
+    values: list = []
+    seen: set[int] = set()
+    while id(model) not in seen:
+        seen.add(id(model))
+        if isinstance(model, functools.partial):
+            values += [*model.args, *model.keywords.values()]
+            model = model.func
+        elif wrappers and not isinstance(model, torch.nn.Module) and getattr(model, "__wrapped__", None) is not None:
+            model = model.__wrapped__
+        else:
+            break
+    return values
+
+
 def _references(model) -> list:
-    """The values a callable reads: a function's closure variables and globals (and a bound
-    method's object's attributes), or another callable object's attributes."""
+    """The values a callable reads: a function's closure variables, globals and default
+    arguments (and a bound method's object's attributes), or another callable object's attributes."""
     import inspect
 
     if inspect.isfunction(model) or inspect.ismethod(model):
-        found = inspect.getclosurevars(getattr(model, "__func__", model))
-        candidates = [*found.nonlocals.values(), *found.globals.values()]
+        function = getattr(model, "__func__", model)
+        found = inspect.getclosurevars(function)
+        # (and its default arguments: ``lambda z, m=vae.decoder: m(z)`` ran in training mode)
+        candidates = [*found.nonlocals.values(), *found.globals.values(), *(function.__defaults__ or ()),
+                      *(function.__kwdefaults__ or {}).values()]
         if inspect.ismethod(model):  # (of an object that holds the modules: wrapper.decode)
             candidates += list(getattr(model.__self__, "__dict__", {}).values())
         return candidates

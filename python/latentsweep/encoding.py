@@ -241,6 +241,8 @@ def _resolve_device(encoder, data, device) -> torch.device:
 def _to_encoder(batch: torch.Tensor, device: torch.device, input_dtype: torch.dtype | None, index: int) -> torch.Tensor:
     """A batch on the encoder's device, floating inputs in its parameters' dtype; a cast that
     overflows that dtype (1e6 into float16) is named here, not as NaN/Inf codes."""
+    if batch.device.type == "meta":
+        raise ValueError(f"{_FN}: batch {index} of the data is on the meta device, which holds no values")
     cast = input_dtype if input_dtype and batch.is_floating_point() and batch.dtype != input_dtype else None
     moved = batch.to(device=device, dtype=cast)
     if cast is not None and not bool(torch.isfinite(moved).all()) and bool(torch.isfinite(batch).all()):
@@ -555,6 +557,9 @@ def _check_batch(mu, logvar, index: int, start: int, batch_rows: int, mus: list,
             raise TypeError(f"{_FN}: the encoder's {name} for batch {index} must be a tensor, got {type(tensor).__name__}")
         if not tensor.is_floating_point():
             raise TypeError(f"{_FN}: the encoder's {name} for batch {index} must be floating point, got {tensor.dtype}")
+        if tensor.device.type == "meta":
+            raise ValueError(f"{_FN}: the encoder's {name} for batch {index} {'are' if name == 'codes' else 'is'} on "
+                             "the meta device, which holds no values (shapes only)")
         if tensor.dim() < 2 or tensor.shape[0] != batch_rows:
             hint = ONE_DIMENSIONAL_HINT if tensor.dim() == 1 else ""  # [B] for B rows, or one unbatched input's [D]
             raise ValueError(

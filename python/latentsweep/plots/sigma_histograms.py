@@ -62,6 +62,7 @@ def sigma_histograms(
         raise TypeError(f"{_FN}: posterior must be a latentsweep.Posterior, got {type(posterior).__name__}")
     if posterior.logvar is None:
         raise ValueError(f"{_FN}: this posterior has no logvar (a plain autoencoder), so it has no posterior SD to draw")
+    _checks.dense_values(_FN, "posterior.logvar", posterior.logvar)
     diagnosis = _common.check_diagnosis(_FN, diagnosis, latent_dim=posterior.latent_dim)
     if prior_std is None:
         prior_std = diagnosis.prior_std if diagnosis is not None else 1.0

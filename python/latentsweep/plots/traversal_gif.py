@@ -44,8 +44,9 @@ def traversal_gif(
         diagnosis, order, max_dims: which latents, in which order (see :func:`traversal_grid`).
         image_shape: ``(H, W)`` or ``(C, H, W)`` for flat outputs.
         vmin, vmax, cmap: colour scale (see :func:`traversal_grid`).
-        tile_size: minimum side of a tile in pixels (images are scaled up by a whole factor,
-            nearest neighbour, so pixels stay sharp); at most 4096.
+        tile_size: smaller outputs are enlarged by a whole factor (nearest neighbour, so pixels
+            stay sharp) until a tile's longer side is at least this many pixels, keeping their
+            aspect ratio; at most 4096.
         duration: milliseconds per frame (at most 655350, the GIF format's limit).
         bounce: play the steps forward then back (``2 S - 2`` frames, a seamless loop) instead
             of forward only (``S`` frames).
