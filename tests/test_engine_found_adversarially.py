@@ -230,3 +230,24 @@ def test_a_cuda_graph_is_captured_after_the_host_copies(monkeypatch):
     decoder = torch.nn.Linear(4, 6).cuda()
     ls.traverse(decoder, torch.randn(3, 4, device="cuda"), steps=3, batch_size=8, cuda_graph=True, progress=False)
     assert "capture" in events and events.index("copies done") < events.index("capture"), events
+
+
+@pytest.mark.parametrize("call, error, match", [
+    (lambda: ls.traverse(torch.nn.Linear(4, 5), ANCHORS, logvar="x", progress=False), TypeError,
+     "logvar must be a torch.Tensor, got str"),
+    (lambda: ls.traverse(torch.nn.Linear(4, 5), ANCHORS, reference=torch.randn(7), progress=False), ValueError,
+     r"reference must be 2-D, got shape \(7,\)"),
+    (lambda: ls.traverse(torch.nn.Linear(4, 5), ANCHORS, values=torch.linspace(0, 1, 3), span=-5, progress=False),
+     ValueError, "span must be a finite number > 0, got -5"),
+    (lambda: ls.traverse(torch.nn.Linear(4, 5), ANCHORS, values=torch.linspace(0, 1, 3), steps=0, progress=False),
+     ValueError, "steps must be"),
+    (lambda: ls.traverse(torch.nn.Linear(4, 5), ANCHORS, values=torch.linspace(0, 1, 3), mode="nope",
+                         progress=False), ValueError, "mode must be one of"),
+    (lambda: ls.traversal_values(ANCHORS, logvar=[1.0]), TypeError, "logvar must be a torch.Tensor"),
+], ids=["unused logvar", "unused reference", "span with values", "steps with values", "mode with values",
+        "traversal_values' unused logvar"])
+def test_options_the_traversal_does_not_use_are_checked_all_the_same(call, error, match):
+    """An option the chosen mode (or explicit values) does not use ran unchecked, while an
+    unused prior_std=-1 was refused: every argument is checked for what it is."""
+    with pytest.raises(error, match=match):
+        call()

@@ -30,7 +30,7 @@ from .latent_shape import (
     like_anchors,
 )
 from .posterior import unwrapped
-from .traversal import _expand_values, values_for
+from .traversal import _expand_values, checked_options, values_for
 
 CodeWriter = Callable[[int, int, torch.Tensor], None]  # (start, count, out [count, D]) -> None
 
@@ -184,8 +184,10 @@ def grid_spec(fn: str, anchors, *, mode, span, steps, dims, logvar, values, refe
     logvar = like_anchors(fn, "logvar", logvar, latent_shape, what="A")
     reference = like_anchors(fn, "reference", reference, latent_shape, what="M")
     # The sweep owns its anchors: a decoder that writes into its input, or a caller who changes
-    # theirs later, cannot change the grid (and autograd history is dropped).
-    anchors = anchors.detach().clone()
+    # theirs later, cannot change the grid (and autograd history is dropped). Row-major whatever
+    # the caller's layout: a transposed view's copy kept its strides, and a Linear decoder
+    # rounded its outputs at the anchors differently (a resume was refused as "the decoder changed").
+    anchors = anchors.detach().clone(memory_format=torch.contiguous_format)
     _checks.finite(fn, "anchors", anchors)
     unit = unit64 = labels = None
     if directions is not None:
@@ -218,6 +220,9 @@ def grid_spec(fn: str, anchors, *, mode, span, steps, dims, logvar, values, refe
             else _checks.dims(fn, dims, anchors.shape[1], anchors.device, distinct=True)
         )
     if values is not None:
+        # (the options explicit values leave unused are checked all the same)
+        checked_options(fn, mode=mode, span=span, steps=steps, prior_std=prior_std, logvar=logvar,
+                        reference=reference, used=False)
         grid_values = _expand_values(fn, values, anchors, dims_t.numel())
         mode = "values"
     else:

@@ -104,6 +104,9 @@ class Posterior:
                 "Posterior.sample: this posterior has no logvar (a plain autoencoder); "
                 "there is nothing to sample"
             )
+        if self.mu.dtype != self.logvar.dtype:  # (sample's own message named latentsweep.sample)
+            raise ValueError(f"Posterior.sample: mu ({self.mu.dtype}) and logvar ({self.logvar.dtype}) differ in dtype; "
+                             f"cast them to one first, e.g. posterior.to({self.mu.dtype})")
         from .sampling import sample
 
         return sample(self.mu, self.logvar, n, seed=seed)

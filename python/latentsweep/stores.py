@@ -449,6 +449,10 @@ class SweepStore:
             self.static_crc = {name: int(meta["static_crc"][name]) for name in _STATIC}
             self.static_crc |= {name: int(meta["static_crc"][name]) for name in _OPTIONAL_STATIC
                                 if name in meta["static_crc"]}
+            # (recorded since the 34th session; an older store's grid arrays share the anchors' dtype)
+            recorded_dtypes = meta.get("static_dtypes")
+            self.static_dtypes = None if recorded_dtypes is None else {
+                name: np.dtype(str(recorded_dtypes[name])) for name in self.static_crc}
             if sweep_id(self.params) != self.sweep_id or self.plan.num_rows != self.geometry.num_rows:
                 raise ValueError("the sweep's identity does not match its parameters")
             recorded = {"keep_outputs": self.keep_outputs, "grid": list(self.geometry.grid_shape),
@@ -521,8 +525,12 @@ class SweepStore:
             "effect": (g.num_rows,),
             "outputs": (g.num_rows, *g.out_shape),
         }
+        # The grid's arrays' dtypes as recorded (an altered one stood out only when a resume had
+        # rewritten it, and was then refused); in an older store, the anchors' dtype they share.
+        grid_dtype = self._arrays["anchors"].dtype
         dtypes = {"effect": numpy_dtype(g.statistics_dtype), "outputs": numpy_dtype(g.output_dtype),
-                  "anchor_outputs": numpy_dtype(g.output_dtype)}
+                  "anchor_outputs": numpy_dtype(g.output_dtype), "dims": np.dtype(np.int64), "values": grid_dtype,
+                  "directions": grid_dtype, "path_ends": grid_dtype, **(self.static_dtypes or {})}
         for name, array in self._arrays.items():
             if tuple(array.shape) != expected[name]:
                 raise StoreDamaged(
@@ -530,6 +538,12 @@ class SweepStore:
                     f"its metadata says {expected[name]}; pass overwrite=True to start over"
                 )
             if name in dtypes and array.dtype != dtypes[name]:
+                if dtypes[name] is grid_dtype:  # (which of the two was altered, nothing says)
+                    raise StoreDamaged(
+                        f"the sweep store {self.path} is damaged: arrays 'anchors' ({grid_dtype}) and {name!r} "
+                        f"({array.dtype}) must share the anchors' dtype, so the metadata of one of them was altered "
+                        f"({self.meta_path / 'anchors' / 'zarr.json'} or {self.meta_path / name / 'zarr.json'}); "
+                        "pass overwrite=True to start over")
                 raise StoreDamaged(
                     f"the sweep store {self.path} is damaged: array {name!r} has dtype {array.dtype}, its metadata "
                     f"says {dtypes[name]} ({self.meta_path / name / 'zarr.json'}); pass overwrite=True to start over"
@@ -623,6 +637,13 @@ class SweepStore:
         if problems:
             self._refuse_blocked()  # (a rewrite through a linked folder changes what it points to)
         for name in problems:
+            array = self._arrays[name]
+            if (array.dtype, tuple(array.shape)) != (static[name].dtype, static[name].shape):
+                raise StoreDamaged(  # (said before writing: a refused repair left the store changed)
+                    f"the sweep store {self.path} is damaged: its {name} array cannot be rewritten (its metadata "
+                    f"{self.meta_path / name / 'zarr.json'} was altered: {array.dtype} {tuple(array.shape)}, this "
+                    f"sweep's are {static[name].dtype} {static[name].shape}); pass overwrite=True to start over"
+                )
             if crc(static[name]) != self.static_crc[name]:
                 raise StoreDamaged(
                     f"the sweep store {self.path} is damaged: its {name} array does not match the checksum in its "
@@ -1319,6 +1340,7 @@ def create_store(path: Path, *, params: dict, plan: SweepPlan, geometry: Geometr
             "latent_dim": latent_dim,
             "keep_outputs": keep_outputs,
             "static_crc": {name: crc(static[name]) for name in static},
+            "static_dtypes": {name: static[name].dtype.name for name in static},
         }
         npy_temporary = None
         if keep_outputs and npy_path is not None:

@@ -212,16 +212,14 @@ def values_for(fn: str, anchors, *, mode, span, steps, dims, logvar, prior_std, 
         directions = flat_directions(fn, directions, latent_shape)
     anchors = _as_anchors(fn, anchors)
     _checks.finite(fn, "anchors", anchors)
-    entry = modes.lookup(fn, mode)
+    entry, span, steps, prior_std = checked_options(fn, mode=mode, span=span, steps=steps, prior_std=prior_std,
+                                                    logvar=logvar, reference=reference)
     if directions is not None:
         if dims is not None:
             raise ValueError(f"{fn}: give dims (coordinates) or directions, not both")
         if not entry.directions:
             raise ValueError(f"{fn}: mode={entry.name!r} does not work along directions")
         anchors, logvar, reference = _along_directions(fn, anchors, directions, entry, logvar, reference, unit_rows)
-    span = _checks.positive_float(fn, "span", span)
-    steps = _checks.integer(fn, "steps", steps, low=1)
-    prior_std = _checks.positive_float(fn, "prior_std", prior_std)
     # The values would not be finite in the anchors' dtype (nor could linspace be built).
     largest = torch.finfo(anchors.dtype).max
     scale = prior_std if entry.uses_prior_std else 1.0
@@ -286,6 +284,21 @@ def values_for(fn: str, anchors, *, mode, span, steps, dims, logvar, prior_std, 
     if values.numel() and not all(map(math.isfinite, _checks.extremes(_checks.distinct_values(values)))):
         raise ValueError(_overflow_message(fn, entry, anchors.dtype, span, anchors_c, logvar))
     return values
+
+
+def checked_options(fn: str, *, mode, span, steps, prior_std, logvar, reference, used: bool = True) -> tuple:
+    """``(mode entry, span, steps, prior_std)`` checked, and a ``logvar`` or ``reference`` the
+    values do not use (``used=False``: explicit values; or a mode without them) checked for what
+    it is, so that no argument goes unchecked: ``logvar="x"`` ran in mode 'prior'. The values'
+    own checks of those they use (shape against the anchors, finite) come later."""
+    entry = modes.lookup(fn, mode)
+    checked = (entry, _checks.positive_float(fn, "span", span), _checks.integer(fn, "steps", steps, low=1),
+               _checks.positive_float(fn, "prior_std", prior_std))
+    if logvar is not None and not (used and entry.needs_logvar):
+        _checks.tensor(fn, "logvar", logvar, ndims=(1, 2))
+    if reference is not None and not (used and entry.needs_reference):
+        _checks.tensor(fn, "reference", reference, ndims=(2,))
+    return checked
 
 
 def _values_bytes(mode: Mode, dtype: torch.dtype, num_anchors: int, num_dims: int, steps: int) -> int:
