@@ -169,3 +169,170 @@ def test_log_traversals_takes_a_writer_look_alike_without_flush():
     writer = WriterWithoutFlush()
     log_traversals(writer, vae.encoder, vae.decoder, digits(16), step=0, max_dims=2, anchors=2, steps=3)
     assert {"add_scalar", "add_image", "add_text"} <= set(writer.calls)
+
+
+# --- thirty-fourth session's adversarial pass -----------------------------------------------------
+
+
+class MergingLinear(torch.nn.Linear):
+    """loralib's Linear(merge_weights=True): eval() folds B @ A into the weight, train() takes it
+    back out; forward uses the low-rank pair only while unmerged."""
+
+    def __init__(self, inputs: int, outputs: int) -> None:
+        super().__init__(inputs, outputs)
+        generator = torch.Generator().manual_seed(5)
+        self.A = torch.nn.Parameter(torch.randn(2, inputs, generator=generator) * 0.1)
+        self.B = torch.nn.Parameter(torch.randn(outputs, 2, generator=generator) * 0.1)
+        self.merged = False
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        with torch.no_grad():
+            if mode and self.merged:
+                self.weight -= self.B @ self.A
+                self.merged = False
+            elif not mode and not self.merged:
+                self.weight += self.B @ self.A
+                self.merged = True
+        return self
+
+    def forward(self, z):
+        out = super().forward(z)
+        return out if self.merged else out + z @ self.A.T @ self.B.T
+
+
+def test_a_modules_own_train_override_runs_when_its_mode_is_given_back():
+    """Only the training flags were set back after a snapshot: a LoRA layer that merges its
+    weights in eval() stayed merged while flagged as training, and training went on with it."""
+    vae = TinyVAE()
+    vae.decoder[0] = MergingLinear(4, 32)
+    vae.train()
+    log_traversals(Writer(), vae.encoder, vae.decoder, digits(), step=0, max_dims=2, steps=3)
+    layer = vae.decoder[0]
+    assert layer.training and not layer.merged
+
+
+def test_a_mixed_mode_model_keeps_each_submodules_mode_and_its_override_state():
+    vae = TinyVAE()
+    vae.decoder[0] = MergingLinear(4, 32)
+    vae.train()
+    vae.decoder[0].eval()  # frozen by the user: merged, and must stay so
+    log_traversals(Writer(), vae.encoder, vae.decoder, digits(), step=0, max_dims=2, steps=3)
+    assert vae.training and vae.decoder.training
+    assert not vae.decoder[0].training and vae.decoder[0].merged
+
+
+def test_uint8_inputs_are_drawn_on_the_outputs_scale():
+    """uint8 images (0..255) were drawn beside outputs of 0..1 on one colour scale: every decoded
+    tile came out white, with a warning whose advice (vmin=, vmax=) the snapshot does not take."""
+    inputs = (digits() * 255).round().to(torch.uint8)
+    assert torch.equal(_common._drawn_inputs(inputs), inputs.float() / 255)
+    assert _common._drawn_inputs(inputs.to(torch.int64)) is None  # (the encoder's own scaling is unknown)
+    floats = digits()
+    assert _common._drawn_inputs(floats) is floats
+    vae = TinyVAE()
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # (the colour range's "far outside the others" warning)
+        log_traversals(Writer(), lambda x: vae.encoder(x.float() / 255), vae.decoder, inputs, step=0, max_dims=2,
+                       steps=3)
+
+
+def test_a_decoder_method_of_a_model_of_mixed_dtypes_gets_a_note_saying_so():
+    vae = TinyVAE()
+    vae.decoder.to(torch.float64)
+
+    class Whole(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.encoder, self.decoder = vae.encoder, vae.decoder
+
+        def decode(self, z):
+            return self.decoder(z)
+
+    with pytest.raises(RuntimeError) as caught:
+        log_traversals(Writer(), vae.encoder, Whole().decode, digits(), step=0, max_dims=2, steps=3)
+    assert any("cast to float32, its modules' first floating parameter's, but they hold several dtypes (float32, "
+               "float64); pass the decoder module itself" in note for note in getattr(caught.value, "__notes__", []))
+
+
+def test_data_with_nan_is_refused_when_the_callback_is_made():
+    pytest.importorskip("lightning")
+    from latentsweep.integrations.lightning import TraversalCallback
+
+    data = digits()
+    data[5, 2] = float("nan")
+    with pytest.raises(ValueError, match=r"TraversalCallback: data has 1 non-finite value\(s\).*index \(5, 2\)"):
+        TraversalCallback(data)
+    with pytest.raises(ValueError, match="data has 1 non-finite"):
+        log_traversals(Writer(), TinyVAE().encoder, TinyVAE().decoder, data.numpy(), step=0)
+
+
+def test_the_callback_logs_at_training_epochs_when_the_validation_loader_is_empty(tmp_path):
+    """validation_step defined, an empty validation loader: the trainer validates nothing, the
+    callback waited for validation epochs and logged nothing, silently."""
+    pl = pytest.importorskip("lightning.pytorch")
+    from latentsweep.integrations.lightning import TraversalCallback
+
+    class Module(pl.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.vae = TinyVAE()
+
+        def training_step(self, batch, index):
+            return self.vae.loss(batch[0])
+
+        def validation_step(self, batch, index):
+            pass
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.01)
+
+    data = digits()
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(data), batch_size=32)
+    empty = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(data[:0]), batch_size=32)
+    module = Module()
+    callback = TraversalCallback(data, encoder=module.vae.encoder, decoder=module.vae.decoder, max_dims=2, steps=3)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # (Lightning's own, about the tiny loaders)
+        pl.Trainer(max_epochs=2, callbacks=[callback], logger=False, enable_checkpointing=False,
+                   enable_progress_bar=False, enable_model_summary=False,
+                   default_root_dir=tmp_path).fit(module, loader, empty)
+    assert callback.last is not None
+
+
+def test_a_data_sets_factor_sizes_may_be_numpy_integers():
+    import itertools
+
+    from latentsweep import metrics
+    from latentsweep.datasets import LabelledArrays
+
+    grid = np.array(list(itertools.product(range(3), range(4))))
+    data = LabelledArrays(torch.tensor(grid, dtype=torch.float64), grid)
+
+    class NumpySizes:
+        factor_sizes = np.array(data.factor_sizes)  # (its items are np.int64)
+        sample_factors, observations = data.sample_factors, data.observations
+
+    scores = metrics.factor_vae_score(lambda o: o.clone(), NumpySizes(), num_train=20, num_eval=10,
+                                      num_variance_estimate=50, progress=False)
+    assert scores["train_accuracy"] == 1.0
+
+
+def test_shapes_observations_refuses_a_broadcast_view_beyond_the_memory_before_copying_it():
+    from latentsweep.datasets import Shapes
+
+    huge = torch.zeros(1, 5, dtype=torch.int64).expand(10**9, 5)
+    with pytest.raises(ValueError, match=r"observations: the images \[n=1000000000, 1, 32, 32\] needs"):
+        Shapes().observations(huge)
+
+
+def test_posterior_sample_of_two_dtypes_names_the_posterior():
+    import latentsweep as ls
+
+    posterior = ls.Posterior(torch.zeros(2, 3), torch.zeros(2, 3, dtype=torch.float64))
+    with pytest.raises(ValueError, match=r"Posterior.sample: mu \(torch.float32\) and logvar \(torch.float64\) differ"):
+        posterior.sample(2)

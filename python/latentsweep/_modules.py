@@ -158,6 +158,25 @@ def shape_error(error: BaseException) -> bool:
     return isinstance(error, RuntimeError | ValueError | IndexError | TypeError) and bool(_SHAPE_WORDS.search(str(error)))
 
 
+_DTYPE_WORDS = re.compile(r"dtype|scalar type|Float|Double|Half|BFloat16", re.IGNORECASE)
+
+
+def mixed_dtypes_note(fn: str, role: str, model, cast_to: torch.dtype | None, error: BaseException) -> str | None:
+    """Why a model's call failed on its input's dtype where the modules behind it hold several
+    floating dtypes (``vae.decode`` of a VAE whose decoder is bfloat16 and encoder float32: the
+    codes were cast to the first parameter's, the encoder's); None otherwise. ``role``: "decoder"
+    or "encoder"."""
+    if cast_to is None or not isinstance(error, RuntimeError | TypeError) or not _DTYPE_WORDS.search(str(error)):
+        return None
+    dtypes = list(dict.fromkeys(t.dtype for t in tensors_of(model) if t.is_floating_point()))
+    if len(dtypes) < 2:
+        return None
+    listed = ", ".join(str(d).removeprefix("torch.") for d in dtypes)
+    return (f"{fn}: the {role}'s inputs were cast to {str(cast_to).removeprefix('torch.')}, its modules' first "
+            f"floating parameter's, but they hold several dtypes ({listed}); pass the {role} module itself (e.g. "
+            f"vae.{role} rather than a method of the whole model), or a function that casts its input")
+
+
 def given_shape(shape, dtype: torch.dtype) -> str:
     """A model's input as its shape-error notes say it: ``[B, ...] dtype`` (e.g. "[20, 12] float32")."""
     return f"[{', '.join(map(str, shape))}] {str(dtype).removeprefix('torch.')}"
@@ -207,7 +226,7 @@ def without_grad():
 # first of them]. Shared, because sweeps, encodes and snapshots may run one module at once (in
 # threads, or inside the decoder).
 _IN_EVAL: dict[int, list] = {}
-_IN_EVAL_LOCK = threading.Lock()
+_IN_EVAL_LOCK = threading.RLock()  # (re-entrant: a module's train() override, run under it, may snapshot)
 
 
 @contextlib.contextmanager
@@ -230,12 +249,26 @@ def eval_mode(model):
         yield
     finally:
         with _IN_EVAL_LOCK:
+            released = []
             for key in modules:
                 entry = _IN_EVAL[key]
                 entry[1] -= 1
                 if entry[1] == 0:
                     del _IN_EVAL[key]
-                    entry[0].training = entry[2]
+                    released.append((entry[0], entry[2]))
+            _restore_modes(released, still_held=[_IN_EVAL[key][0] for key in modules if key in _IN_EVAL])
+
+
+def _restore_modes(released: list, still_held: list) -> None:
+    """Puts each released module back in its mode (parents first) through its ``train()``, so
+    that a module's own override runs both ways (loralib's merged LoRA weights were left merged
+    when only the flags were set back, and training went on with them), then the modules another
+    call still holds back in eval mode (flag only: their override ran when they were held)."""
+    for module, mode in released:
+        if module.training != mode:
+            module.train(mode)
+    for module in still_held:
+        module.training = False
 
 
 # Set by the command line on a module it ran from a file (--model vae.py:make), whose name in

@@ -11,7 +11,7 @@ import torch
 from . import _batching, _checks
 from ._cpu_memory import MEASURED_ROWS, cpu_peak
 from ._extension import _C
-from ._modules import first_linear_inputs, given_shape, shape_error, without_grad
+from ._modules import first_linear_inputs, given_shape, mixed_dtypes_note, shape_error, without_grad
 from ._random_state import drew_random_numbers, generator_states
 from .decoding import DecoderCall
 from .grid_spec import GridSpec
@@ -215,8 +215,15 @@ def _note_first_call(fn: str, error: Exception, codes: torch.Tensor, spec: GridS
     """What the decoder was given when its own code failed on the first call with an error about
     its input's shape (a conv decoder given flat codes said only "Expected 3D or 4D input to
     conv_transpose2d, got [2, 16]")."""
-    if str(error).startswith(fn) or isinstance(error, torch.OutOfMemoryError) or not shape_error(error):
-        return  # (ours; retried at half; not about shapes)
+    if str(error).startswith(fn) or isinstance(error, torch.OutOfMemoryError):
+        return  # (ours; retried at half)
+    user = decoder.decoder if isinstance(decoder, DecoderCall) else decoder
+    mixed = None if user is None else mixed_dtypes_note(fn, "decoder", user, codes.dtype, error)
+    if mixed is not None:
+        error.add_note(mixed)
+        return
+    if not shape_error(error):
+        return  # (not about shapes)
     latent_shape = spec.latent_shape
     given = given_shape((codes.shape[0], *latent_shape), codes.dtype)
     paths = spec.mode in PATHS  # (an interpolation's anchors are its paths' starts)
@@ -224,7 +231,7 @@ def _note_first_call(fn: str, error: Exception, codes: torch.Tensor, spec: GridS
         ("the anchors", "anchors of that shape ([A, C, H, W])")
     hint = (f"; a decoder that takes structured codes gets them from {shaped} or latent_shape=(C, H, W)"
             if len(latent_shape) == 1 else "")
-    width = first_linear_inputs(decoder.decoder if isinstance(decoder, DecoderCall) else decoder)
+    width = first_linear_inputs(user)
     if len(latent_shape) == 1 and width is not None and width != latent_shape[0]:
         hint = "; " + code_width_hint(latent_shape[0], width)
     error.add_note(f"{fn}: the decoder raised this on its first call, given codes {given} on {codes.device} "

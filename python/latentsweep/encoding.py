@@ -13,8 +13,8 @@ import torch
 
 from . import _checks, _progress
 from ._cpu_memory import MEASURED_ROWS, memory_per_row, rows_within_memory
-from ._modules import (eval_mode, first_linear_inputs, given_shape, model_device, parameter_dtype, shape_error,
-                       without_grad)
+from ._modules import (eval_mode, first_linear_inputs, given_shape, mixed_dtypes_note, model_device, parameter_dtype,
+                       shape_error, without_grad)
 from ._random_state import preserve_rng_state
 from .posterior import Posterior
 
@@ -260,7 +260,10 @@ def _call_encoder(encoder, batch: torch.Tensor, input_dtype: torch.dtype | None,
     try:
         return encoder(batch)
     except Exception as error:
-        if input_dtype is not None and not batch.is_floating_point() and not batch.is_complex():
+        mixed = mixed_dtypes_note(_FN, "encoder", encoder, input_dtype, error) if batch.is_floating_point() else None
+        if mixed is not None:
+            error.add_note(mixed)
+        elif input_dtype is not None and not batch.is_floating_point() and not batch.is_complex():
             error.add_note(
                 f"{_FN}: data is {batch.dtype} while the encoder's parameters are {input_dtype}; pass floating-point "
                 "data (e.g. data.float() / 255 for uint8 images) unless the encoder takes integers (an Embedding)"

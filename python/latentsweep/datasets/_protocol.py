@@ -16,6 +16,7 @@ disentanglement_lib convention for fully crossed data such as dSprites).
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from .. import _checks
@@ -59,8 +60,10 @@ def check(fn: str, data) -> list[int]:
             f"and observations(factors); {type(data).__name__} lacks {', '.join(missing)}"
         )
     sizes = list(data.factor_sizes)
-    if not sizes or any(not isinstance(s, int) or isinstance(s, bool) or s < 1 for s in sizes):
+    # (numpy's integers too, as every other check takes them; as Python ints from here on)
+    if not sizes or any(not isinstance(s, int | np.integer) or isinstance(s, bool | np.bool_) or s < 1 for s in sizes):
         raise ValueError(f"{fn}: data.factor_sizes must be a non-empty list of ints >= 1, got {sizes}")
+    sizes = [int(s) for s in sizes]
     return sizes
 
 

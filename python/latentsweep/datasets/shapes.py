@@ -105,11 +105,13 @@ class Shapes:
 
     def observations(self, factors) -> torch.Tensor:
         """``[n, F]`` factor values -> ``[n, 1, R, R]`` float32 images in [0, 1]."""
-        full = self._full_factors(factors)
         r = self.resolution  # (uint8 rows of the table, then their float32 copy; 10**7 rows were killed by the OS)
-        if (nbytes := full.shape[0] * r * r * 5) > _checks.UNCHECKED_BYTES:
-            _checks.fits_in_memory(f"{_FN}.observations", f"the images [n={full.shape[0]}, 1, {r}, {r}]",
+        rows = factors.shape[0] if isinstance(factors, torch.Tensor) and factors.dim() == 2 else 0
+        # (before the full [n, 5] factor table: an expand()ed [10^9, 5] failed in the allocator)
+        if (nbytes := rows * (r * r * 5 + 8 * len(FACTOR_NAMES))) > _checks.UNCHECKED_BYTES:
+            _checks.fits_in_memory(f"{_FN}.observations", f"the images [n={rows}, 1, {r}, {r}]",
                                    nbytes, torch.device("cpu"), "ask for fewer rows at a time")
+        full = self._full_factors(factors)
         flat = (((full[:, 0] * 6 + full[:, 1]) * 8 + full[:, 2]) * 16 + full[:, 3]) * 16 + full[:, 4]
         return self._table()[flat].unsqueeze(1).to(torch.float32).div_(_SUPERSAMPLE**2)
 

@@ -137,6 +137,8 @@ def check_data(fn: str, data) -> None:
             refuse_complex(fn, f"a numpy array of dtype {data.dtype}")
         if isinstance(data, np.ndarray) and data.dtype.kind not in "biuf":
             raise TypeError(f"{fn}: data must be a numeric array, got dtype {data.dtype}")
+        # (said now, naming the data: the first snapshot blamed the encoder, "mu has NaN/Inf")
+        _checks.finite(fn, "data", torch.from_numpy(data) if isinstance(data, np.ndarray) else data)
         return
     if isinstance(data, torch.utils.data.DataLoader):  # (said now, not at the end of the first epoch)
         check_loader_order(data, fn)
@@ -382,6 +384,7 @@ def _draw(pictured: TraversalResult | None, images_out: bool, diagnosis: Diagnos
         anchors = pictured.values.shape[0]
         if inputs is not None and inputs[0].numel() != math.prod(pictured.out_shape):
             inputs = None  # the inputs are not the kind of thing the decoder draws
+        inputs = None if inputs is None else _drawn_inputs(inputs)
         for a in range(anchors):
             figure = traversal_grid(  # (tiles no larger than the logged picture shows)
                 pictured, anchor=a, diagnosis=diagnosis, image_shape=options.image_shape,
@@ -396,6 +399,15 @@ def _draw(pictured: TraversalResult | None, images_out: bool, diagnosis: Diagnos
     if diagnosis.is_variational:
         images["kl"] = _rgb(kl_bars(diagnosis))
     return images
+
+
+def _drawn_inputs(inputs: torch.Tensor) -> torch.Tensor | None:
+    """Inputs on the outputs' colour scale, as far as it can be known: uint8 images as ``x / 255``
+    (torchvision's ``ToTensor`` convention; drawn as 0..255 beside outputs of 0..1, every decoded
+    tile was white), other integers not at all (the encoder's own scaling is unknown)."""
+    if inputs.dtype == torch.uint8:
+        return inputs.float() / 255
+    return inputs if inputs.is_floating_point() else None
 
 
 def _rgb(figure) -> np.ndarray:

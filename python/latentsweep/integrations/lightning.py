@@ -116,7 +116,11 @@ class TraversalCallback(pl.Callback):
             self._epoch_end(trainer, pl_module)
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
-        if not trainer.enable_validation:
+        # (a validation loader of no batches: validation enabled, and skipped every epoch; the
+        # callback logged nothing, silently)
+        batches = getattr(trainer, "num_val_batches", None) or []  # (per loader; [] before validation's set-up)
+        no_batches = bool(batches) and sum(batches) == 0
+        if not trainer.enable_validation or no_batches:
             self._epoch_end(trainer, pl_module)
 
     @property

@@ -44,7 +44,8 @@ def log_traversals(
 
     - images: ``traversal/anchor<a>`` the traversal grid of anchor ``a`` (rows: latents by KL,
       columns: steps, first the input and its reconstruction when they are images of the output's
-      size), or ``response_curves`` for tabular outputs; ``kl`` the KL per latent (VAEs);
+      size: floating-point inputs as they are, uint8 ones as ``x / 255``, other integers not
+      drawn), or ``response_curves`` for tabular outputs; ``kl`` the KL per latent (VAEs);
     - scalars: ``active_units``, ``mean_kl`` (nats per input, summed over latents),
       ``collapsed_latents``, ``kl/z<d>`` (VAEs); ``flags/<code>`` (latents flagged, for every
       flag code, 0 when it did not fire); ``effect/z<d>`` (how much each latent moves the output);
