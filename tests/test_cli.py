@@ -844,6 +844,14 @@ def test_output_activation_and_decoder_output(workspace):
     assert decoded.shape == (3, 1, 4, 4) and decoded.min() >= 0 and decoded.max() <= 1
 
 
+def test_a_decoder_output_key_the_decoders_output_lacks_is_a_usage_error(workspace):
+    """A value the model cannot take (the README's rule for exit 2), as --latent-shape's; it exited 1."""
+    completed = invoke("traverse", "--model", "tiny_models:make", "--weights", "tiny.pt", "--data", "data.npy",
+                       "--anchors", "2", "--steps", "3", "--decoder-output", "nokey", "--out", "no_key",
+                       cwd=workspace, check=False)
+    assert_one_line_error(completed, "--decoder-output 'nokey', but the decoder returned a Tensor", code=2)
+
+
 def test_traverse_under_torchrun_then_open(workspace):
     """Two ranks share one store; one summary and one traversal.npz (rank 0); `open` reads it."""
     args = ["traverse", "--model", "tiny_models:make", "--weights", "tiny.pt", "--data", "data.npy",
@@ -927,8 +935,10 @@ def test_bad_directions_files_are_one_line_errors(workspace, tmp_path, content, 
         target.write_text("1 0 0")
     completed = invoke("report", "--model", "tiny_models:make", "--weights", "tiny.pt", "--data", "data.npy",
                        "--directions", str(target), "--out", str(tmp_path / "out"), cwd=workspace, check=False)
-    # (a mistyped word is a usage error, as a mistyped --mode is: exit 2)
-    assert_one_line_error(completed, *needles, code=2 if isinstance(content, str) and content == "not-npy" else 1)
+    # (a mistyped word is a usage error, as a mistyped --mode is, and so are vectors the model cannot take
+    # (another width than its codes, as the README says): exit 2; a file that is bad in itself: 1)
+    usage = (isinstance(content, str) and content == "not-npy") or "vectors of" in needles[1]
+    assert_one_line_error(completed, *needles, code=2 if usage else 1)
     assert not (tmp_path / "out" / "report.html").exists()
 
 

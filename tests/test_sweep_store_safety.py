@@ -572,18 +572,29 @@ def test_altered_array_metadata_is_refused_as_damaged(tmp_path, array, key, valu
     assert ls.open_sweep(sweep(path, overwrite=True).store).num_points == STEPS * ANCHORS.numel()
 
 
-def test_a_sweep_that_fails_opening_its_store_releases_its_lease(tmp_path):
-    """A repair takes the writer's lease; when opening then fails (here the repair itself), the
-    lease must go with the call: in a live process (a notebook keeps the error, and with it the
-    store) it marked the store 'in use by another sweep' for every other process."""
+def test_a_sweep_that_fails_opening_its_store_releases_its_lease(tmp_path, monkeypatch):
+    """A repair takes the writer's lease; when opening then fails (here the repair's write, as on
+    a full disk), the lease must go with the call: in a live process (a notebook keeps the error,
+    and with it the store) it marked the store 'in use by another sweep' for every other process."""
+    from latentsweep.stores import SweepStore
+
     path = tmp_path / "sweep.zarr"
     sweep(path)
-    with edited_json(path / "anchors") as meta:
-        meta["data_type"] = "float64"
-    with pytest.raises(ValueError, match="anchors array cannot be rewritten") as failed:
+    chunk = next(p for p in (path / "anchors").rglob("*") if p.is_file() and p.name != "zarr.json")
+    chunk.write_bytes(bytes(len(chunk.read_bytes())))  # zeroed: the anchors need a repair
+    repair = SweepStore.repair_static
+
+    def repair_on_a_full_disk(self, static):
+        assert self.static_problems()  # (a real repair, which takes the lease before it writes)
+        self._take_lease()
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(SweepStore, "repair_static", repair_on_a_full_disk)
+    with pytest.raises(OSError, match="No space left on device"):
         sweep(path, resume=True)
     assert not list((path / "leases").glob("*.json"))  # while the error (and what it references) lives on
-    assert "overwrite=True" in str(failed.value)
+    monkeypatch.setattr(SweepStore, "repair_static", repair)
+    assert torch.equal(sweep(path, resume=True).effect, sweep(tmp_path / "again.zarr").effect)
 
 
 @pytest.mark.parametrize("array", ["effect", "outputs"])

@@ -624,6 +624,8 @@ def output_file(fn: str, name: str, value) -> Path:
     if not isinstance(value, (str, os.PathLike)) or not str(value):
         raise TypeError(f"{fn}: {name} must be a file path (str or os.PathLike), got {value!r:.80}")
     path = user_path(value)
+    if "\x00" in str(path):  # (is_dir() answers False for it: the write failed after all the work)
+        raise ValueError(f"{fn}: cannot write {name}={str(path)!r}: embedded null byte (no file name holds one)")
     try:
         is_folder = path.is_dir()
     except OSError as error:  # a name longer than the file system takes (ENAMETOOLONG)

@@ -246,7 +246,14 @@ def clusters(codes_or_posterior, labels=None, *, k: int | None = None, seed: int
     Returns:
         :class:`Clusters` (tensors on the CPU, float32; float64 for float64 codes).
     """
-    fn = "latentsweep.clusters"
+    return clusters_named("latentsweep.clusters", codes_or_posterior, labels, k=k, seed=seed)
+
+
+def clusters_named(fn: str, codes_or_posterior, labels=None, *, k: int | None = None, seed: int = 0,
+                   k_name: str = "k") -> Clusters:
+    """:func:`clusters` with its errors in the words of the public function ``fn`` that calls it,
+    whose number of clusters is ``k_name`` (explain's ``clusters=``: "latentsweep.clusters: k must
+    be <= 2" named neither the function nor the argument its caller passed)."""
     codes = as_codes(fn, codes_or_posterior, min_rows=3)
     num_rows = codes.shape[0]
     # The codes (KMeans' copies of them) and what each row holds; the passes' float64 blocks
@@ -259,23 +266,24 @@ def clusters(codes_or_posterior, labels=None, *, k: int | None = None, seed: int
     seed = _checks.integer(fn, "seed", seed, low=0, high=2**32 - 1)
     if labels is not None:
         if k is not None:
-            raise ValueError(f"{fn}: give labels or k (the number of KMeans clusters), not both")
+            raise ValueError(f"{fn}: give labels or {k_name} (the number of KMeans clusters), not both")
         index, label_values = _labels(fn, labels, num_rows)
         method = "labels"
     else:
         if k is None:
-            raise ValueError(f"{fn}: give labels ([N] per code) or k (the number of KMeans clusters)")
-        k = _checks.integer(fn, "k", k, low=2, high=num_rows - 1)
+            raise ValueError(f"{fn}: give labels ([N] per code) or {k_name} (the number of KMeans clusters)")
+        k = _checks.integer(fn, k_name, k, low=2, high=num_rows - 1)
         distinct = _distinct_rows_up_to(codes.detach(), k)
         if distinct < k:
-            raise ValueError(f"{fn}: the codes hold only {distinct} distinct point(s), fewer than k={k} clusters; "
-                             f"use k <= {distinct}")
+            raise ValueError(f"{fn}: the codes hold only {distinct} distinct point(s), fewer than {k_name}={k} "
+                             f"clusters; use {k_name} <= {distinct}")
         # Through the same relabelling as user labels: a cluster KMeans left empty disappears.
         index, label_values = _labels(fn, _kmeans(codes, k, seed), num_rows)
         method = "kmeans"
     num_clusters = len(label_values)
     if not 2 <= num_clusters < num_rows:
-        raise ValueError(f"{fn}: needs 2 <= clusters < N={num_rows}, got {num_clusters} cluster(s)")
+        given = " in labels" if method == "labels" else f" (KMeans of {k_name}={k})"
+        raise ValueError(f"{fn}: needs 2 <= clusters < N={num_rows}, got {num_clusters} cluster(s){given}")
 
     # Two passes over blocks of rows, in float64 on the CPU: no N x D temporaries. Each latent
     # over the power of two at its largest magnitude: eta^2, F and the effect sizes are the same

@@ -17,7 +17,7 @@ import torch
 from . import _checks
 from . import distributed as _distributed
 from .clusters import Clusters
-from .clusters import clusters as find_clusters
+from .clusters import clusters_named
 from .diagnosis import Diagnosis, diagnose
 from .directions import Directions
 from .encoding import array_as_tensor, encode
@@ -226,7 +226,8 @@ def explain(
             dims = _checks.dims(_FN, dims, posterior.latent_dim, posterior.mu.device, distinct=True).tolist()
         found = None
         if clusters is not None or labels is not None:
-            found = find_clusters(posterior, labels, k=clusters, seed=seed)
+            _refuse_codes_that_do_not_vary(posterior, diagnosis, "there are no clusters to find or compare")
+            found = clusters_named(_FN, posterior, labels, k=clusters, seed=seed, k_name="clusters")
         chosen = _directions(directions, diagnosis, posterior, found, max_directions)  # (before any decoding)
 
         sweep = dict(mode=mode, span=span, steps=steps, prior_std=prior_std, device=device, progress=progress,
@@ -432,16 +433,33 @@ def _directions(directions, diagnosis: Diagnosis, posterior: Posterior, found: C
         vectors = torch.cat([p.vectors for p in parts])
         return "directions between clusters", Directions(vectors, tuple(n for p in parts for n in p.names),
                                                          source="clusters")
-    if bool((diagnosis.min == diagnosis.max).all()):  # (the diagnosis' extremes: no pass over the codes)
-        raise ValueError(
-            f"{_FN}: the codes do not vary: all {posterior.num_inputs} inputs have the same code, so there is no "
-            "principal direction to traverse and every decoded output would be the same; the encoder ignores its "
-            "input (untrained, or a dead layer): check it"
-        )
+    _refuse_codes_that_do_not_vary(posterior, diagnosis, "there is no principal direction to traverse and every "
+                                   "decoded output would be the same")
     with variance_unread():  # (only the ratios are read: explained_variance out of range is no news here)
         pcs = principal_directions(posterior, k=min(max_directions, posterior.num_inputs - 1, posterior.latent_dim))
     keep = max(1, int((pcs.explained_variance_ratio >= MIN_DIRECTION_SHARE).sum()))
     return "principal directions", pcs[:keep]
+
+
+# Codes that differ by at most this many units of their dtype's rounding (relative to the
+# codes' largest magnitude: an encoder's sums round at the scale of their terms, so a latent
+# near 0 by cancellation differs by more than its own ulps) do not vary: one input encoded in
+# two batches gave codes ~1e-7 apart (float32 GEMMs round by batch shape), which KMeans split
+# into two "clusters" of +-inf SDs, and whose principal direction was traversed over 2.4e-7.
+ROUNDING_UNITS = 64
+
+
+def _refuse_codes_that_do_not_vary(posterior: Posterior, diagnosis: Diagnosis, consequence: str) -> None:
+    """ValueError when no latent's codes vary by more than float rounding (from the diagnosis'
+    extremes: no pass over the codes)."""
+    low, high = diagnosis.min.double(), diagnosis.max.double()
+    rounding = ROUNDING_UNITS * torch.finfo(posterior.mu.dtype).eps * float(torch.maximum(low.abs(), high.abs()).max())
+    if bool((high - low <= rounding).all()):
+        same = "the same code" if bool((low == high).all()) else "the same code up to float rounding"
+        raise ValueError(
+            f"{_FN}: the codes do not vary: all {posterior.num_inputs} inputs have {same}, so {consequence}; "
+            "the encoder ignores its input (untrained, or a dead layer): check it"
+        )
 
 
 def _cluster_direction(found: Clusters, i: int, j: int) -> Directions:

@@ -648,8 +648,29 @@ def _check_clusters(clusters, centroid_outputs, interpolations):
                          for k in key)
             if not isinstance(value, Interpolation) or value.num_paths != 1:
                 raise TypeError(f"{_FN}: interpolations[{key!r}] must be an Interpolation of one path, got {value!r}")
+            _check_path_between_centroids(clusters, pair, key, value)
             paths[pair] = value
     return clusters, centroid_outputs, paths
+
+
+def _check_path_between_centroids(clusters, pair: tuple[int, int], key, path) -> None:
+    """A path the page describes as "from i to j" goes from centroid i to centroid j (to float
+    rounding: it may have been decoded in a narrower dtype): one of another model's codes, or of
+    any other two points, or under the reversed key, was described as the clusters'."""
+    import torch
+
+    centroids = clusters.centroids.detach().double().cpu()
+    if path.start.shape[1] != centroids.shape[1]:
+        raise ValueError(f"{_FN}: interpolations[{key!r}] is a path in codes of D={path.start.shape[1]} latents, but "
+                         f"the clusters' codes have D={centroids.shape[1]}; pass paths between these clusters")
+    scale = max(float(centroids.abs().max()), 1e-300)
+    for end, index in (("start", pair[0]), ("end", pair[1])):
+        point = getattr(path, end)[0].detach().double().cpu()
+        if not torch.allclose(point, centroids[index], rtol=1e-3, atol=1e-3 * scale):
+            away = float(torch.linalg.vector_norm(point - centroids[index]))
+            raise ValueError(f"{_FN}: interpolations[{key!r}] must go from centroid {pair[0]} to centroid {pair[1]} "
+                             f"of clusters, but its {end} is {away:.3g} away from centroid {index} "
+                             "(latentsweep.interpolate(decoder, clusters.centroids[i], clusters.centroids[j]))")
 
 
 def _directions(page, along, drawn_along, named, drawn, diagnosis, posterior, image_shape, anchor_indices,

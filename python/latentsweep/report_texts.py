@@ -38,8 +38,12 @@ def direction_sentences(result: TraversalResult, codes: torch.Tensor | None = No
             units = result.directions.double()
             identity = torch.eye(k, dtype=torch.float64, device=units.device)
             orthogonal = bool(torch.allclose(units @ units.T, identity, atol=1e-4))
+            total = sum(shares)
+            if orthogonal:  # (rounding of float32 unit vectors read 1.0000000244 as ">100%")
+                # D orthonormal directions span the codes' space: all of it; fewer, at most all.
+                total = 1.0 if k == units.shape[1] else min(total, math.nextafter(1.0, 0.0))
             sentences.append(
-                f"Together they carry {format_share(sum(shares))} of the codes' variance"
+                f"Together they carry {format_share(total)} of the codes' variance"
                 + ("." if orthogonal else " (they are not orthogonal, so variance they share is counted twice).")
             )
     order = sorted(range(k), key=lambda i: -effects[i])

@@ -259,7 +259,8 @@ def traverse(
             dtype, or NaN/Inf (naming the grid points); statistics that overflow their precision;
             a store of another sweep, a damaged one (saying where), or one another process is
             writing.
-        RuntimeError: the decoder ran out of memory even at half the batch size.
+        RuntimeError: the decoder ran out of memory even at a batch of one code (the batch is
+            halved, with a warning, until it fits).
         KeyboardInterrupt: Ctrl-C; a store keeps every finished unit (resume=True).
     """
     started = time.perf_counter()

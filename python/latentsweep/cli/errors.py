@@ -195,9 +195,12 @@ _CLI_WORDS = (
     ("is data what the model was trained on", "is --data what the model was trained on"),
     ("a decoder that takes structured codes gets them from anchors of that shape ([A, C, H, W]) or "
      "latent_shape=(C, H, W)", STRUCTURED_CODES),
-    (re.compile(r"clusters: k must be <= (\d+), got"),  # (k < N: said as what --data holds)
+    (re.compile(r"(?:clusters: k|explain: clusters) must be <= (\d+), got"),  # (k < N: what --data holds)
      lambda m: f"--clusters must be <= {m[1]} (fewer than the {int(m[1]) + 1} inputs in --data), got"),
     ("clusters: k must be", "--clusters must be"),
+    ("explain: clusters must be", "--clusters must be"),
+    (re.compile(r"fewer than clusters=(\d+) clusters; use clusters <= "), r"fewer than --clusters \1; use --clusters <= "),
+    (re.compile(r"\(KMeans of clusters=(\d+)\)"), r"(KMeans of --clusters \1)"),
     ("metrics.evaluate: unknown metric(s)", "--metrics: unknown metric(s)"),
     ("datasets.LabelledArrays: factors ", "--factors: the factors "),
     (": output=", ": --decoder-output "),
