@@ -574,8 +574,8 @@ def test_data_as_numpy_saves_it_is_cast_to_the_encoders_dtype(workspace, data):
         (["traverse", "--sweep-batch-size", "many"], ["--sweep-batch-size"], 2),
         (["traverse", "--device", "banana"], ["--device"], 2),
         (["traverse", "--device", "meta"], ["--device"], 2),
-        (["diagnose", "--prior-std", "1e200"], [], 1),
-        (["diagnose", "--prior-std", "1e-200"], [], 1),
+        (["diagnose", "--prior-std", "1e200"], ["--prior-std", "must lie in [1e-100, 1e+100]"], 2),
+        (["diagnose", "--prior-std", "1e-200"], ["--prior-std", "must lie in [1e-100, 1e+100]"], 2),
     ],
 )
 def test_bad_options_are_one_line(workspace, args, needles, code):
@@ -914,8 +914,8 @@ def test_report_with_directions_from_a_file(workspace):
     [
         (np.array([[1.0, np.nan, 0.0]]), ["--directions", "non-finite"]),
         (np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 0.0]]), ["--directions", "zero"]),
-        (np.ones((2, 5)), ["--directions", "vectors of 5 values", "3 latents"]),
-        (np.ones((2, 3, 1)), ["--directions", "vectors of shape [3, 1], but the encoder gives codes of shape [3]"]),
+        (np.eye(2, 5), ["--directions", "vectors of 5 values", "3 latents"]),
+        (np.eye(2, 3)[:, :, None], ["--directions", "vectors of shape [3, 1], but the encoder gives codes of shape [3]"]),
         (np.zeros((0, 3)), ["--directions", "[K, D]"]),
         (np.array([["a", "b", "c"]]), ["--directions", "expected real numbers"]),
         (np.array([1 + 1j, 0, 0]), ["--directions", "expected real numbers"]),
@@ -1384,7 +1384,7 @@ def test_a_spatial_vae_through_the_commands(workspace, tmp_path):
     np.save(tmp_path / "other.npy", np.eye(32, dtype=np.float32)[:2].reshape(2, 4, 2, 4))
     other = invoke("report", *model, "--directions", str(tmp_path / "other.npy"), "--out", str(tmp_path / "r4"),
                    cwd=workspace, check=False)
-    assert_one_line_error(other, "vectors of shape [4, 2, 4], but the encoder gives codes of shape [2, 4, 4]")
+    assert_one_line_error(other, "vectors of shape [4, 2, 4], but the encoder gives codes of shape [2, 4, 4]", code=2)
     # the options checked on one decoded code before the work gave it flat codes
     named = invoke("report", *model, "--feature-names", "a,b", "--out", str(tmp_path / "r2"), cwd=workspace, check=False)
     assert_one_line_error(named, "--feature-names names the features of tabular outputs, but these outputs (shape "

@@ -190,7 +190,7 @@ def test_only_the_chosen_entry_of_an_npz_is_read(workspace, tmp_path):
     assert_one_line_error(completed, f"--data: cannot read '{path}'", "Object arrays cannot be loaded")
     completed = invoke("diagnose", "--model", "tiny_models:make", "--weights", "tiny.pt", "--data", str(path),
                        "--key", "y", cwd=workspace, check=False)
-    assert_one_line_error(completed, f"--data: '{path}' has no entry 'y' (it has: x, meta, huge)")
+    assert_one_line_error(completed, f"--data: '{path}' has no entry 'y' (it has: x, meta, huge)", code=2)
 
 
 

@@ -233,3 +233,35 @@ def test_a_report_too_large_for_memory_advises_what_report_can_change(workspace,
                                  "pass fewer --steps, --anchors or --dims")
     assert "--store" not in line and "--no-outputs" not in line, line
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("command", ["diagnose", "traverse", "report"])
+@pytest.mark.parametrize("value", ["1e300", "1e-150"])
+def test_a_prior_std_beyond_the_diagnosis_range_is_a_usage_error_before_any_work(workspace, tmp_path, command, value):
+    """It was refused after the model was loaded and the data encoded, with exit 1, in the
+    diagnosis' words ("diagnose: prior_std must lie in ...", also from traverse)."""
+    completed = invoke(command, *WEIGHTS, "--data", "data.npy", "--prior-std", value, "--out", str(tmp_path / "o"),
+                       cwd=workspace, check=False)
+    assert_one_line_error(completed, f"{command}: argument --prior-std: must lie in [1e-100, 1e+100]", code=2)
+
+
+def test_a_second_sample_into_one_folder_removes_the_picture_it_no_longer_draws(workspace, tmp_path):
+    """The first run's samples.png stayed beside the second run's codes of another model, with
+    nothing said (traverse removes the pictures it wrote and did not rewrite)."""
+    out = tmp_path / "s"
+    invoke("sample", *WEIGHTS, "-n", "3", "--out", str(out), cwd=workspace)
+    assert (out / "samples.png").is_file()
+    (out / "mine.png").write_bytes(b"a user's file")
+    second = invoke("sample", "--model", "tiny_models:method_vae", "-n", "3", "--out", str(out), cwd=workspace)
+    assert not (out / "samples.png").exists() and (out / "mine.png").read_bytes() == b"a user's file"
+    assert "removed 1 it wrote that this run did not" in second.stderr
+    assert np.load(out / "decoded.npy").shape == (3, 16)
+
+
+def test_repeated_directions_in_a_file_are_named_by_the_option(workspace, tmp_path):
+    """They were refused in the engine's words, "traverse: directions must be distinct"."""
+    np.save(tmp_path / "dup.npy", np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [2.0, 0.0, 0.0]]))
+    completed = invoke("report", *WEIGHTS, "--data", "data.npy", "--directions", str(tmp_path / "dup.npy"),
+                       "--out", str(tmp_path / "r"), cwd=workspace, check=False)
+    assert_one_line_error(completed, f"--directions '{tmp_path / 'dup.npy'}': directions must be distinct, got rows "
+                                     "[0, 2]")

@@ -234,3 +234,26 @@ def test_a_bad_metrics_seed_is_a_usage_error(labelled, seed, capsys):
         assert exit_.value.code == 2
         assert capsys.readouterr().err.strip().splitlines()[-1].startswith(
             f"latentsweep: error: {command[0]}: argument --seed: ")
+
+
+def test_a_factor_names_count_the_factors_cannot_take_is_a_usage_error(labelled, tmp_path):
+    """A value the data cannot take (the README's rule for exit 2): it exited 1, without the
+    command or its --help."""
+    completed = run("metrics", "--model", f"{labelled / 'identity_model.py'}:Model", "--data", str(labelled / "x.npy"),
+                    "--factors", str(labelled / "y.npy"), "--factor-names", "a", "--metrics", "mig",
+                    "--num-train", "100", "--num-test", "50", "--no-progress", check=False)
+    assert completed.returncode == 2, completed.stderr
+    assert completed.stderr.startswith("latentsweep: error: metrics: --factor-names has 1 names for 3 factors")
+    assert completed.stderr.endswith(" (see 'latentsweep metrics --help')\n"), completed.stderr
+
+
+def test_the_metrics_json_names_the_data_without_a_memory_address(labelled, tmp_path):
+    """evaluate recorded repr(data): "<...LabelledArrays object at 0x7fec...>", another every run."""
+    run("metrics", "--model", f"{labelled / 'identity_model.py'}:Model", "--data", str(labelled / "x.npy"),
+        "--factors", str(labelled / "y.npy"), "--metrics", "mig", "--num-train", "100", "--num-test", "50",
+        "--no-progress", "--json", str(tmp_path / "m.json"))
+    import json
+
+    data = json.loads((tmp_path / "m.json").read_text())["settings"]["data"]
+    assert data == "LabelledArrays(1200 observations [4], factors ['factor 0', 'factor 1', 'factor 2'] of sizes " \
+                   "[5, 5, 5])", data

@@ -211,7 +211,7 @@ def grid_spec(fn: str, anchors, *, mode, span, steps, dims, logvar, values, refe
                 + f", got {tuple(unit.shape)}"
             )
         _checks.same_device(fn, anchors=anchors, directions=unit)
-        _refuse_repeated_directions(fn, unit, labels)
+        refuse_repeated_directions(fn, unit, labels)
         dims_t = torch.arange(unit.shape[0], device=anchors.device)
     else:
         dims_t = (
@@ -264,7 +264,7 @@ def _warn_zero_ranges(fn: str, values: torch.Tensor, dims: torch.Tensor | None, 
         "traversal a range)", RuntimeWarning)
 
 
-def _refuse_repeated_directions(fn: str, unit: torch.Tensor, labels: tuple[str, ...]) -> None:
+def refuse_repeated_directions(fn: str, unit: torch.Tensor, labels: tuple[str, ...]) -> None:
     """Each direction is one traversal, one label and one rank, as each latent is (repeated dims
     are refused too): two rows along the same unit vector (a repeat, or a multiple: [1, 0] and
     [2, 0]) traversed it twice under two names."""

@@ -38,7 +38,7 @@ SPLIT_ACROSS_RANKS = ("traverse",)
 # (--span: its limit is the largest number of the encoder's codes' dtype, "--span must be <= 3.403e+38
 # (the largest torch.float32)", and "--span * --prior-std must be <= ...", known once they are encoded.)
 CHECKED_AFTER_LOADING = ("--clusters", "--dims", "each of --dims", "--image-shape", "--feature-names", "--mode",
-                         "--shard", "--overwrite with --shard", "--span", "--decoder-output")
+                         "--shard", "--overwrite with --shard", "--span", "--decoder-output", "--factor-names")
 
 
 class _Parser(argparse.ArgumentParser):

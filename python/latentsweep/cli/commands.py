@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .._checks import INT64_MAX, rows_nonfinite
+from .._checks import INT64_MAX, PRIOR_STD_RANGE, rows_nonfinite
 from .._extension import _C
 from ..encoding import encode
 from ..explanation import explain
@@ -124,6 +124,17 @@ def _positive_float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
     if not math.isfinite(value) or value <= 0:
         raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
+
+
+def _prior_std(text: str) -> float:
+    """A prior SD the diagnosis takes (the library's range: a value beyond it was refused after the
+    model was loaded and the data encoded, with exit 1 and in the diagnosis' words)."""
+    value = _positive_float(text)
+    low, high = PRIOR_STD_RANGE
+    if not low <= value <= high:
+        raise argparse.ArgumentTypeError(f"must lie in [{low:g}, {high:g}] (its variance and the KL against it must "
+                                         f"fit a float64), got {text}")
     return value
 
 
@@ -399,7 +410,7 @@ def add_diagnose(sub) -> None:
     )
     _model_options(parser, decoder=False)
     _data_options(parser, required=True)
-    parser.add_argument("--prior-std", type=_positive_float, default=1.0, help="the prior's SD (default 1)")
+    parser.add_argument("--prior-std", type=_prior_std, default=1.0, help="the prior's SD (default 1)")
     parser.add_argument("--json", action="store_true", help="print the diagnosis as JSON")
     parser.add_argument("--out", metavar="DIR", help="also write diagnosis.txt and diagnosis.json here")
     parser.set_defaults(run=run_diagnose)
@@ -445,7 +456,7 @@ def _traversal_options(parser: argparse.ArgumentParser, *, dims_default: str = "
     group.add_argument("--steps", type=_positive_count, default=11, help="values per latent (default 11)")
     group.add_argument("--dims", type=_int_list, help=f"latents to traverse, e.g. 0,3,5 (default {dims_default})")
     group.add_argument("--anchors", type=_positive_count, default=8, help="traverse from the first N inputs (default 8)")
-    group.add_argument("--prior-std", type=_positive_float, default=1.0, help="the prior's SD (default 1)")
+    group.add_argument("--prior-std", type=_prior_std, default=1.0, help="the prior's SD (default 1)")
     group.add_argument("--image-shape", type=_image_shape_flag, metavar="H,W",
                        help="draw flat outputs as images of this shape (H,W or C,H,W)")
 
@@ -640,12 +651,14 @@ def _traverse_into(folder: Path, args, decoder, posterior, data, mode: str) -> i
     return 0
 
 
-# The files traverse writes into --out, and the list of those it wrote last (with each file's
-# size and modification time): a run with fewer anchors removes the pictures of the last run
-# that it did not rewrite, and only those, untouched since (never a user's file of that name).
+# The files a command writes into --out, and the list of those it wrote last (with each file's
+# size and modification time): a run that writes fewer (fewer anchors; a sample whose outputs are
+# not images) removes the files of the last run that it did not rewrite, and only those,
+# untouched since (never a user's file of that name).
 _TRAVERSAL_FILES = re.compile(r"traversal(-anchor\d+\.png|\.npz)")
+_SAMPLE_FILES = re.compile(r"codes\.npy|decoded\.npy|samples\.png")
 _PICTURE = re.compile(r"traversal-anchor(\d+)\.png")
-_WRITTEN_LIST = ".latentsweep-traverse.json"
+_WRITTEN_LIST = {"traverse": ".latentsweep-traverse.json", "sample": ".latentsweep-sample.json"}
 
 
 def _fingerprint(path: Path) -> list[int]:
@@ -653,19 +666,41 @@ def _fingerprint(path: Path) -> list[int]:
     return [status.st_size, status.st_mtime_ns]
 
 
-def _last_written(folder: Path) -> dict[str, list[int]]:
+def _last_written(folder: Path, command: str, own: re.Pattern) -> dict[str, list[int]]:
     try:
-        files = json.loads((folder / _WRITTEN_LIST).read_text(encoding="utf-8"))["files"]
-        return {name: list(mark) for name, mark in files.items() if _TRAVERSAL_FILES.fullmatch(name)}
+        files = json.loads((folder / _WRITTEN_LIST[command]).read_text(encoding="utf-8"))["files"]
+        return {name: list(mark) for name, mark in files.items() if own.fullmatch(name)}
     except (OSError, ValueError, KeyError, TypeError, AttributeError):  # none, or not ours: remove nothing
         return {}
+
+
+def _own_files_before(folder: Path, own: re.Pattern) -> set[str]:
+    return {p.name for p in folder.iterdir() if own.fullmatch(p.name) and p.is_file()}
+
+
+def _record_written(folder: Path, command: str, own: re.Pattern, written: list[str], before: set[str],
+                    args) -> None:
+    """After ``command`` wrote ``written`` into --out (which held ``before`` of its kind): removes
+    the files it wrote last time that this run did not rewrite (untouched since), records this
+    run's, and says what it replaced (a second `sample` left the first one's samples.png beside
+    files it did not picture, without a word)."""
+    last = _last_written(folder, command, own)
+    stale = [name for name, mark in sorted(last.items()) if name not in written
+             and (folder / name).is_file() and _fingerprint(folder / name) == mark]
+    for name in stale:
+        (folder / name).unlink()
+    (folder / _WRITTEN_LIST[command]).write_text(
+        json.dumps({"files": {name: _fingerprint(folder / name) for name in written}}), encoding="utf-8")
+    replaced = sorted(before & set(written))
+    if replaced or stale:
+        say("note", f"--out {args.out}: replaced {len(replaced)} file(s) of an earlier run"
+                    + (f" and removed {len(stale)} it wrote that this run did not" if stale else ""))
 
 
 def _write_traversal(folder: Path, result, args, data) -> None:
     from ..stores import stored_array
 
-    before = {p.name for p in folder.iterdir() if _TRAVERSAL_FILES.fullmatch(p.name) and p.is_file()}
-    last = _last_written(folder)
+    before = _own_files_before(folder, _TRAVERSAL_FILES)
     np.savez(  # (bfloat16, which numpy lacks, as float32: the stores' rule)
         folder / "traversal.npz", dims=stored_array(result.dims), values=stored_array(result.values),
         effect=stored_array(result.effect), dim_effect=stored_array(result.dim_effect),
@@ -683,16 +718,7 @@ def _write_traversal(folder: Path, result, args, data) -> None:
             traversal_grid(result, anchor=a, image_shape=shape, max_tile_size=shown_tile_pixels(SAVE_DPI),
                            path=folder / f"traversal-anchor{a}.png")
             written.append(f"traversal-anchor{a}.png")
-    stale = [name for name, mark in sorted(last.items()) if name not in written
-             and (folder / name).is_file() and _fingerprint(folder / name) == mark]
-    for name in stale:
-        (folder / name).unlink()
-    (folder / _WRITTEN_LIST).write_text(
-        json.dumps({"files": {name: _fingerprint(folder / name) for name in written}}), encoding="utf-8")
-    replaced = sorted(before & set(written))
-    if replaced or stale:
-        say("note", f"--out {args.out}: replaced {len(replaced)} file(s) of an earlier run"
-                    + (f" and removed {len(stale)} it wrote that this run did not" if stale else ""))
+    _record_written(folder, "traverse", _TRAVERSAL_FILES, written, before, args)
     print(result.summary())
     print(f"wrote {', '.join(written[:3])}{' ...' if len(written) > 3 else ''} to {folder}")
 
@@ -893,6 +919,7 @@ def _sample_into(folder: Path, args) -> int:
     decoded = decoded.cpu()
     if not bool(torch.isfinite(decoded).all()):
         raise CliError("the decoder returned NaN/Inf for some of the sampled codes")
+    before = _own_files_before(folder, _SAMPLE_FILES)
     np.save(folder / "codes.npy", stored_array(codes))  # (in the model's dtype: bfloat16 as float32)
     np.save(folder / "decoded.npy", decoded.float().numpy())
     written = ["codes.npy", "decoded.npy"]
@@ -901,6 +928,7 @@ def _sample_into(folder: Path, args) -> int:
         save_samples_picture(decoded.float().reshape(len(decoded), *shape).numpy(), folder / "samples.png",
                              per_row=per_row, row_label=row_label, title=title, column_label=column_label)
         written.append("samples.png")
+    _record_written(folder, "sample", _SAMPLE_FILES, written, before, args)
     print(f"{len(codes)} codes of {codes[0].numel()} latents ({'posterior' if args.data else 'prior'}); "
           f"wrote {', '.join(written)} to {folder}")
     return 0

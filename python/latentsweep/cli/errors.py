@@ -241,7 +241,7 @@ _CLI_WORDS = (
 )
 # What needs at least N codes, i.e. N inputs in --data, by the library function that says so.
 _NEEDS_CODES = {"principal_directions": "principal directions (--directions pca, or auto for an autoencoder)",
-                "clusters": "--clusters"}
+                "clusters": "--clusters", "explain": "--clusters"}  # (explain's own: its clusters')
 # A store's parameters (store_session.sweep_params: the sweep's identity) as the options of
 # traverse, the one command with --store, that set them.
 _STORE_FIELDS = {

@@ -349,8 +349,8 @@ def _pick(entries: Collection, key: str | None, path: str, option: str):
         if list(entries) == [""]:  # (an .npy, or a .pt of one tensor: no names to pick from)
             raise UsageError(f"{option}: {path!r} holds one unnamed array; {key_flag(option)} picks an entry of "
                              "an .npz, .safetensors or .pt dict: leave it out")
-        if (entry := named_entry(entries, key)) is None:
-            raise CliError(f"{option}: {path!r} has no entry {key!r} (it has: {', '.join(map(str, entries))})")
+        if (entry := named_entry(entries, key)) is None:  # (a value the data cannot take: exit 2, as on an .npy)
+            raise UsageError(f"{option}: {path!r} has no entry {key!r} (it has: {', '.join(map(str, entries))})")
         return entry
     if not entries:
         raise CliError(f"{option}: {path!r} holds no arrays")
@@ -393,8 +393,12 @@ def load_directions(path: str) -> torch.Tensor:
     tensor = torch.from_numpy(np.ascontiguousarray(array.astype(dtype)))  # native byte order, floats
     import latentsweep as ls
 
-    try:  # the library's rule: no zero or non-finite vector
-        return ls.unit_directions(tensor.flatten(1) if tensor.dim() > 2 else tensor).view(tensor.shape)
+    from ..grid_spec import refuse_repeated_directions
+
+    try:  # the library's rules: no zero or non-finite vector, none along another's unit vector
+        units = ls.unit_directions(tensor.flatten(1) if tensor.dim() > 2 else tensor)
+        refuse_repeated_directions("latentsweep.unit_directions", units.reshape(-1, units.shape[-1]), ())
+        return units.view(tensor.shape)
     except (TypeError, ValueError) as error:
         message = str(error).split(": ", 1)[-1]
         raise CliError(f"--directions {path!r}: {message}") from None

@@ -94,6 +94,11 @@ class LabelledArrays:
     def __len__(self) -> int:
         return self.labels.shape[0]
 
+    def __repr__(self) -> str:
+        # (what evaluate records as its data: object.__repr__'s memory address changed every run)
+        return (f"LabelledArrays({len(self)} observations {list(self._observations.shape[1:])}, factors "
+                f"{self.factor_names} of sizes {self.factor_sizes})")
+
     def sample_factors(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         n = _checks.integer(f"{_FN}.sample_factors", "n", n, low=0)  # (1.5 was drawn as 1, -1 failed in torch)
         generator = _protocol.generator(f"{_FN}.sample_factors", generator)
