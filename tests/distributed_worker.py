@@ -125,7 +125,8 @@ def sweep(decoder, **kwargs):
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("scenario", choices=["sweep", "caller-group", "kill", "resume", "directions", "cuda", "explain",
-                                                 "failures", "elsewhere", "failed-early", "alone"])
+                                                 "failures", "elsewhere", "failed-early", "alone", "slow-share",
+                                                 "different-transforms"])
     parser.add_argument("out", type=Path)
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -250,6 +251,29 @@ def main() -> None:
         outcomes = [attempt(lambda: sweep(slow, out=args.out / "early.zarr"))]
         save(sweep(decoder, keep_outputs=False), args.out, "after-early")  # the ranks are still in step
         (args.out / f"early-rank{rank}.txt").write_text("\n".join(outcomes))
+        dist.destroy_process_group()
+    elif args.scenario == "slow-share":  # rank 1's share lasts past the group's timeout; nothing fails
+        dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=4))
+        slow = mlp_decoder(5, 20)
+        if dist.get_rank() == 1:  # 0.4 s a full batch: its ~26 batches take ~10 s, rank 0's a fraction of one
+            slow.register_forward_pre_hook(lambda module, inputs: time.sleep(0.4) if inputs[0].shape[0] == BATCH
+                                           else None)
+        save(sweep(slow, out=args.out / "slow.zarr"), args.out, "slow")
+        dist.destroy_process_group()
+    elif args.scenario == "different-transforms":  # the ranks' calls differ in an option the store does not record
+        dist.init_process_group("gloo")
+        rank = dist.get_rank()
+        scale = 2.0 + rank
+        outcomes = [attempt(lambda: sweep(decoder, out=args.out / "transforms.zarr", output_transform=lambda y: y * scale)),
+                    attempt(lambda: sweep(decoder, keep_outputs=False, output_transform=lambda y: y * scale))]
+        permuted = mlp_decoder(5, 20)
+        if rank == 1:  # other weights whose outputs at the anchors sum to the same (two features swapped)
+            with torch.no_grad():
+                last = [m for m in permuted.modules() if isinstance(m, torch.nn.Linear)][-1]
+                last.weight[[0, 1]] = last.weight[[1, 0]].clone()
+                last.bias[[0, 1]] = last.bias[[1, 0]].clone()
+        outcomes.append(attempt(lambda: sweep(permuted, keep_outputs=False)))
+        (args.out / f"transforms-rank{rank}.txt").write_text("\n".join(outcomes))
         dist.destroy_process_group()
     elif args.scenario == "alone":  # rank 1 calls late, then not at all (`if rank == 0: traverse(...)`)
         dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=8))

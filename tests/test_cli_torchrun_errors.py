@@ -133,6 +133,22 @@ def test_a_usage_error_is_said_by_rank_0_before_torchrun_ends_it(workspace):
     assert len(errors) == 1 and "--steps" in errors[0], output[-4000:]
 
 
+def test_a_usage_error_of_rank_1_alone_is_said_by_it(workspace, monkeypatch, capsys):
+    """A bad option on rank 1 alone (its own environment or wrapper script): rank 1 left it to
+    rank 0 and exited without a word, and torchrun then ended rank 0, which said nothing either."""
+    from latentsweep.cli import main
+
+    monkeypatch.setattr("latentsweep.cli.RANK_0_SPEAKS_SECONDS", 0.0)
+    monkeypatch.chdir(workspace)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    with pytest.raises(SystemExit) as exit_:
+        main(["traverse", "--model", "ranked_models:make", "--data", "data.npy", "--steps", "-4", "--out", "alone"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.startswith("latentsweep: error: traverse: argument --steps") and \
+        err.endswith("(rank 1's alone; see 'latentsweep traverse --help')\n"), err
+
+
 def test_report_under_torchrun_is_a_usage_error_said_once(workspace):
     """`report` ran in full on every rank: each printed its loading errors, and rank 1 printed
     "wrote .../report.html" and exited 0 before rank 0 had written it. Only traverse splits its
@@ -160,14 +176,16 @@ def test_shard_under_torchrun_is_a_usage_error_said_by_rank_0(workspace, monkeyp
 
     monkeypatch.chdir(workspace)
     monkeypatch.setenv("WORLD_SIZE", "2")
-    for rank, said in (("1", ""), ("0", "latentsweep: error: traverse: --shard is for independent processes; under "
-                                        "torchrun (2 processes) the ranks split the sweep by themselves")):
+    said = "latentsweep: error: traverse: --shard is for independent processes; under torchrun (2 processes) the " \
+           "ranks split the sweep by themselves"
+    for rank in ("1", "0"):  # (rank 1, not ended by a torchrun here after its wait, says it as its own)
         monkeypatch.setenv("RANK", rank)
         with pytest.raises(SystemExit) as exit_:
             main(["traverse", "--model", "ranked_models:make", "--data", "data.npy", "--store", "shard.zarr",
                   "--shard", "0/2", "--out", "shard"])
         err = capsys.readouterr().err
-        assert exit_.value.code == 2 and (err.startswith(said) if said else err == ""), err
+        alone = "rank 1's alone; " if rank == "1" else ""
+        assert exit_.value.code == 2 and err.startswith(said) and f"({alone}see 'latentsweep traverse --help')" in err, err
     assert not (workspace / "shard").exists()
 
 

@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from cli_models import tiny_data, tiny_vae_source
+import latentsweep as ls
 from latentsweep import cli, stores
 from latentsweep import distributed as _distributed
 from latentsweep.cli import commands
@@ -352,3 +353,29 @@ def test_the_meeting_looks_without_blocking_so_ctrl_c_is_seen(monkeypatch):
     with pytest.warns(RuntimeWarning, match="rank 0 has waited 0.2 s for rank 1"), \
             pytest.raises(RuntimeError, match=r"rank 1 did not make the same call as rank 0 \(waited 0.6 s"):
         _distributed._meet_the_other_ranks("latentsweep.traverse")  # rank 1 never comes
+
+
+def test_a_rank_whose_share_lasts_past_the_groups_timeout_is_waited_for(tmp_path):
+    """Rank 0 finished its share long before rank 1 (a slower GPU or node) and waited for it in
+    the agreement's collective: at the group's timeout (4 s here, 30 minutes by default) both
+    raised "lost contact", a healthy sweep failed on every rank. Now the ranks done first wait
+    in the group's store, and both return the merged result."""
+    torchrun(2, "slow-share", tmp_path)
+    swept = [dict(np.load(tmp_path / f"slow-rank{r}.npz")) for r in range(2)]
+    stored = ls.open_sweep(tmp_path / "slow.zarr")
+    for key in ("effect", "dim_effect", "sensitivity"):
+        assert swept[0][key].tobytes() == swept[1][key].tobytes() == getattr(stored, key).numpy().tobytes(), key
+
+
+def test_ranks_whose_decoders_differ_at_the_anchors_are_refused_with_a_store_too(tmp_path):
+    """With a store only the recorded parameters were compared, so ranks with other output
+    transforms (or closures) merged a silently wrong result; without one the outputs at the
+    anchors were compared by their sum alone, which two swapped output features keep."""
+    torchrun(2, "different-transforms", tmp_path)
+    for rank in range(2):
+        outcomes = (tmp_path / f"transforms-rank{rank}.txt").read_text().splitlines()
+        assert len(outcomes) == 3, outcomes
+        for line in outcomes:
+            assert line.startswith("ValueError: latentsweep.traverse: the decoder's outputs at the anchors differ "
+                                   "between the ranks"), line
+

@@ -18,6 +18,7 @@ import datetime
 import hashlib
 import math
 import os
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -69,6 +70,7 @@ class Workers:
     namespace: str = _DEFAULT_NAMESPACE
     meeting: str | None = None
     relays: int = field(default=0, init=False, repr=False)  # (how many relayed() this call has made)
+    arrivals: int = field(default=0, init=False, repr=False)  # (how many wait_for_every_rank() it has made)
     _next_check: float = field(default=0.0, init=False, repr=False)
 
     @property
@@ -110,11 +112,12 @@ class Workers:
         return gathered
 
     def agree(self, error: BaseException | None = None, identity: dict | None = None, *,
-              near: dict[str, float] | None = None, advice: str = "") -> None:
+              near: dict[str, tuple[float, ...]] | None = None, advice: str = "") -> None:
         """Every rank learns whether all ranks got here (``error``: this rank's failure, raised
         here once the others know) and made the same call (``identity``: what makes two calls
-        the same sweep, equal on every rank; ``near``: numbers that must agree to a relative
-        1e-4, as ranks on other devices or thread counts round differently), so none goes on to
+        the same sweep, equal on every rank; ``near``: fingerprints, ``(scale, *components)``
+        as :func:`fingerprint` makes them, that must agree to 1e-4 of their scale, as ranks on
+        other devices or thread counts round differently), so none goes on to
         wait for a rank that has given up, and no rank pairs its collectives with those of
         another call. ``advice`` ends the message of a failed or lost rank."""
         if not self.grouped:
@@ -163,22 +166,29 @@ class Workers:
                     f"{name} call (the same decoder, anchors, options and out=)"
                 ), leader)
             for what, value in first_near.items():
-                if not math.isclose(other_near.get(what, math.nan), value, rel_tol=1e-4, abs_tol=1e-30):
+                other_value = other_near.get(what, (math.nan,))
+                if not _near(value, other_value):
                     raise _said_by(ValueError(
-                        f"{self.fn}: {what} differ between the ranks (summed: {value:.6g} on rank {leader}, "
-                        f"{other_near.get(what, math.nan):.6g} on rank {self.global_rank(rank)}); every rank must "
-                        f"make the same {name} call, with the same decoder: load the same weights (or seed their "
-                        "initialisation) in every process"
+                        f"{self.fn}: {what} differ between the ranks (summed: {value[0]:.6g} on rank {leader}, "
+                        f"{other_value[0]:.6g} on rank {self.global_rank(rank)}; their fingerprints: "
+                        f"{_shown(value)} and {_shown(other_value)}); every rank must make the same {name} call, with "
+                        "the same decoder and options: load the same weights (or seed their initialisation) in every "
+                        "process"
                     ), leader)
 
     def stop_if_another_rank_failed(self) -> None:
         """Raises AnotherRankFailed when another rank of the group has failed (it told the
-        group's store); looks at most every _FAILED_CHECK_SECONDS. Nothing without a group."""
+        group's store); looks at most every _FAILED_CHECK_SECONDS, and then counts this rank's
+        progress there (a rank waiting for it tells one that decodes from one that hangs:
+        wait_for_every_rank). Nothing without a group."""
         if not self.grouped or time.monotonic() < self._next_check:
             return
         self._next_check = time.monotonic() + _FAILED_CHECK_SECONDS
         try:
-            failed = _group_store().check([_failed_key(self.namespace)])
+            store = _group_store()
+            if self.meeting is not None:
+                store.add(_progress_key(self, self.rank), 1)
+            failed = store.check([_failed_key(self.namespace)])
         except Exception:  # noqa: BLE001 - no store to ask: the agreement after the units tells
             return
         if failed:
@@ -651,24 +661,76 @@ def leader_decides(workers: Workers, decide: Callable[[], object], doing: str):
     raise_leaders_failure(outcome[1], workers.global_rank(0))
 
 
-@contextlib.contextmanager
 def _leading(workers: Workers):
-    """On rank 0 of a grouped call that met in the store, a daemon thread that counts at the
-    call's alive key every LEADER_BEAT_SECONDS while the body runs; elsewhere, nothing."""
-    if not (workers.grouped and workers.leader and workers.meeting is not None):
+    """:func:`beating` on rank 0 (its work for the others); nothing elsewhere."""
+    return beating(workers) if workers.leader else contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def beating(workers: Workers):
+    """In a grouped call that met in the store, a daemon thread that counts at this rank's alive
+    key every LEADER_BEAT_SECONDS while the body runs (rank 0's work for all, or a rank's share
+    of the units), so that a rank waiting for it tells one at work from one that is gone;
+    elsewhere, nothing."""
+    if not (workers.grouped and workers.meeting is not None):
         yield
         return
+    with contextlib.suppress(Exception):  # noqa: BLE001 - no store: the others wait on the count alone
+        _group_store().set(_process_key(workers, workers.rank), f"{_this_machine()} {os.getpid()}")
     stop = threading.Event()
-    threading.Thread(target=_count_while_alive, args=(_alive_key(workers), stop), daemon=True,
-                     name="latentsweep-leader-alive").start()
+    threading.Thread(target=_count_while_alive, args=(_alive_key(workers, workers.rank), stop), daemon=True,
+                     name="latentsweep-alive").start()
     try:
         yield
     finally:
         stop.set()
 
 
-def _alive_key(workers: Workers) -> str:
-    return f"{workers.meeting}/leader-alive"
+def _alive_key(workers: Workers, rank: int = 0) -> str:
+    return f"{workers.meeting}/alive-{rank}"
+
+
+def _progress_key(workers: Workers, rank: int) -> str:
+    return f"{workers.meeting}/progress-{rank}"
+
+
+def _process_key(workers: Workers, rank: int) -> str:
+    return f"{workers.meeting}/process-{rank}"
+
+
+def _this_machine() -> str:
+    """This machine's name and process-id namespace: a pid is looked up only where it means the
+    same process (containers on one host may share a name, each with its own pids)."""
+    try:
+        namespace = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        namespace = "-"
+    return f"{socket.gethostname()}|{namespace}".replace(" ", "_")
+
+
+def _process_ended(store, workers: Workers, rank: int) -> bool:
+    """Whether ``rank``'s process, when it runs on this machine, has ended (a rank that exited
+    quietly mid-sweep, os._exit under torchrun, was otherwise waited for LEADER_SILENT_SECONDS;
+    the collective had said so at once). A rank on another machine is never said to have ended."""
+    key = _process_key(workers, rank)
+    if not store.check([key]):
+        return False
+    machine, pid = store.get(key).decode().rsplit(" ", 1)
+    if machine != _this_machine():
+        return False
+    try:  # (an exited child its launcher has not reaped yet is a zombie: ended too)
+        with open(f"/proc/{int(pid)}/status", encoding="ascii", errors="replace") as status:
+            return any(line.startswith("State:") and "Z" in line.split()[1] for line in status)
+    except FileNotFoundError:
+        return True
+    except OSError:  # (no /proc: ask the kernel whether the process is there)
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return True
+        except OSError:
+            return False
+        return False
 
 
 def _count_while_alive(key: str, stop: threading.Event) -> None:
@@ -678,6 +740,60 @@ def _count_while_alive(key: str, stop: threading.Event) -> None:
             _group_store().add(key, 1)
         if stop.wait(LEADER_BEAT_SECONDS):
             return
+
+
+def wait_for_every_rank(workers: Workers, doing: str, *, advice: str = "") -> None:
+    """Waits in the group's store until every rank of the call has come here, however long the
+    slowest one's share takes (``doing``: what the others do meanwhile, for the message), before
+    the collective that follows: waiting in the collective alone, a rank done first gave up at
+    the group's timeout and said it had lost contact, and the sweep failed on every rank. Stops
+    waiting when a rank has failed (it tells the store; the collective then says which), and
+    says a rank is lost when its process on this machine has ended, its alive count
+    (:func:`beating`) has stood still for LEADER_SILENT_SECONDS, or its progress (each batch it
+    decodes counts) for the group's timeout: a rank that hangs is given up at the timeout, as the
+    collective did (``advice`` ends those messages). Nothing without a store to meet in (the
+    collective waits, as before)."""
+    if not workers.grouped or workers.meeting is None:
+        return
+    workers.arrivals += 1
+    here = f"{workers.meeting}/arrived-{workers.arrivals}"
+    keys = [f"{here}/{rank}" for rank in range(workers.world)]
+    counts: dict[tuple[str, int], int] = {}
+    heard: dict[tuple[str, int], float] = {}
+    try:
+        store = _group_store()
+        store.set(keys[workers.rank], "here")
+        hang_seconds, whose = _meeting_timeout(store, workers.group)
+        while not _arrived_within(store, keys, LEADER_BEAT_SECONDS):
+            if store.check([_failed_key(workers.namespace)]):
+                return  # (agree, next, says which rank failed)
+            now = time.monotonic()
+            for rank, key in enumerate(keys):
+                if store.check([key]):
+                    continue
+                still = {}  # seconds each of its counts has stood still
+                for kind, counter in (("alive", _alive_key(workers, rank)), ("progress", _progress_key(workers, rank))):
+                    count = store.add(counter, 0)  # (0: read, without waiting for the key)
+                    if counts.get((kind, rank)) != count:
+                        counts[kind, rank], heard[kind, rank] = count, now
+                    still[kind] = now - heard[kind, rank]
+                why = None
+                if _process_ended(store, workers, rank):
+                    why = "its process on this machine has ended"
+                elif still["alive"] >= LEADER_SILENT_SECONDS:
+                    why = (f"no sign of life from it in the process group's store for {LEADER_SILENT_SECONDS:g} s: its "
+                           "process ended without an error, or holds the interpreter")
+                elif still["progress"] >= hang_seconds:
+                    why = f"it decoded nothing for {hang_seconds:g} s, {whose}: it hangs, or one decoder call takes longer"
+                if why is not None:
+                    raise LostContact(
+                        f"{workers.fn}: lost contact with another rank: rank {workers.global_rank(rank)} stopped "
+                        f"answering while it {doing} ({why}; its own output says why)"
+                        + (f"; {advice}" if advice else ""))
+    except LostContact:
+        raise
+    except Exception:  # noqa: BLE001 - the store is gone: the collective that follows says what happened
+        return
 
 
 def relayed(workers: Workers, value, *, failed: bool, doing: str):
@@ -736,6 +852,41 @@ def _leader_done(store, done: str, alive: str) -> bool:
             return False
     return True
 
+
+
+# A fingerprint's projections (beside the sum of magnitudes), and the period of their weights:
+# a prime, so that features a row's width apart (an image's) do not share their weights.
+FINGERPRINT_PROJECTIONS = 8
+_FINGERPRINT_PERIOD = 4093
+
+
+def fingerprint(values: torch.Tensor) -> tuple[float, ...]:
+    """``(sum |v|, p_1 .. p_8)`` of a tensor, in float64: p_k weighs element i by
+    ``sin((k + 1) * (i mod 4093))``, so what the sum alone keeps (two output features swapped:
+    other weights, the same total) differs in the projections, and ranks compare nine numbers
+    instead of their whole outputs (:meth:`Workers.agree`'s ``near``). One pass: the elements
+    are summed by their place in the period, then weighed."""
+    flat = values.detach().reshape(-1).double()
+    period = _FINGERPRINT_PERIOD
+    padded = torch.nn.functional.pad(flat, (0, -flat.numel() % period))
+    by_place = padded.view(-1, period).sum(0)  # [period]
+    place = torch.arange(period, dtype=torch.float64, device=flat.device)
+    rates = torch.arange(1, FINGERPRINT_PROJECTIONS + 1, dtype=torch.float64, device=flat.device)
+    projections = torch.sin(rates[:, None] * place[None, :]) @ by_place
+    return (float(flat.abs().sum()), *projections.tolist())
+
+
+def _near(first, other) -> bool:
+    """Two fingerprints alike to 1e-4 of their scale (their first entries: no component exceeds it)."""
+    first, other = tuple(first), tuple(other)
+    if len(first) != len(other) or not all(map(math.isfinite, (*first, *other))):
+        return first == other
+    scale = max(abs(first[0]), abs(other[0]), 1e-30)
+    return all(abs(a - b) <= 1e-4 * scale for a, b in zip(first, other))
+
+
+def _shown(values) -> str:
+    return "(" + ", ".join(f"{v:.4g}" for v in values) + ")"
 
 # ---- one message for a failure every rank raises -------------------------------------------
 # Where a failure is relayed (agree, raise_leaders_failure), every rank of the group raises it,

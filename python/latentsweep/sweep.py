@@ -357,12 +357,13 @@ def sweep_grid(
             except Exception as error:  # noqa: BLE001 - the other ranks learn it, then it is raised
                 workers.agree(error)
                 raise
-            # Without a store the weights are not hashed (it would cost every call): the
-            # decoder's outputs at the anchors, already computed, must agree instead, or the
-            # ranks would merge the units of different decoders (a model initialised, not
-            # loaded, in every process).
-            workers.agree(identity=identity, near=None if params is not None or not workers.grouped else {
-                "the decoder's outputs at the anchors": float(probe.outputs.double().abs().sum())})
+            # The decoder's outputs at the anchors, already computed, must agree too (by their
+            # fingerprint), or the ranks would merge the units of different decoders: without a
+            # store the weights are not hashed (a model initialised, not loaded, in every
+            # process), and with one, what is not recorded (an output_transform, a closure's
+            # value) was merged silently.
+            workers.agree(identity=identity, near=None if not workers.grouped else {
+                "the decoder's outputs at the anchors": _distributed.fingerprint(probe.outputs)})
 
             def choose_batch(keep) -> tuple:  # only when no store has chosen already
                 return _choose_batch_size(fn, decode_fn, batch_size, memory_budget, device, spec_d, probe, keep,
@@ -398,10 +399,11 @@ def sweep_grid(
             _progress.recount(bar, total=rows, done=trial_rows)
             error = None
             try:
-                computed, used_batch = _decode_units(fn, decode, spec_d, stats, sink, plan, mine, keep_outputs, bar,
-                                                     nonfinite_subject=decode_fn.nonfinite_subject,
-                                                     others_failed=workers.stop_if_another_rank_failed,
-                                                     graphed=cuda_graph)
+                with _distributed.beating(workers):  # (the ranks done first wait for it: _settle)
+                    computed, used_batch = _decode_units(fn, decode, spec_d, stats, sink, plan, mine, keep_outputs,
+                                                         bar, nonfinite_subject=decode_fn.nonfinite_subject,
+                                                         others_failed=workers.stop_if_another_rank_failed,
+                                                         graphed=cuda_graph)
                 computed += trial_rows
             except BaseException as caught:  # noqa: BLE001 - reported to the other ranks, then re-raised
                 error, computed, used_batch = caught, 0, plan.batch_size
@@ -760,10 +762,14 @@ def _decode_units(fn: str, decoder, spec: GridSpec, stats, sink, plan: SweepPlan
 
 
 def _settle(fn: str, workers, error, sink) -> None:
-    """Every rank learns whether all finished (so none waits forever for a failed one)."""
-    workers.agree(error, advice="" if sink.path is None else (
+    """Every rank learns whether all finished (so none waits forever for a failed one), once
+    every rank has decoded its share, however long that takes (a failed rank tells at once)."""
+    advice = "" if sink.path is None else (
         f"the units finished are kept in {sink.path} ({_checks.call_name(fn)}(..., resume=True) continues, at "
-        "any number of processes)"))
+        "any number of processes)")
+    if error is None:
+        _distributed.wait_for_every_rank(workers, "decoded its share of the units", advice=advice)
+    workers.agree(error, advice=advice)
 
 
 def _explain_stop(fn: str, error: BaseException, sink, plan: SweepPlan, done: int, total: int) -> None:

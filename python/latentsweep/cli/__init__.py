@@ -25,8 +25,10 @@ from .errors import (CliError, StandardOutputError, UsageError, _escaped_when_un
 # Errors whose message is the whole story (ours, and the library's argument checks).
 EXPECTED_ERRORS = (CliError, ValueError, TypeError, FileNotFoundError, OSError)
 
-# How long another rank waits, under torchrun, before it leaves a usage error to rank 0.
-RANK_0_SPEAKS_SECONDS = 3.0
+# How long another rank waits, under torchrun, for rank 0 to say a usage error they share (and
+# torchrun to end this rank), before it says its own: ranks reach their errors seconds apart
+# under load, and a second line is the lesser harm.
+RANK_0_SPEAKS_SECONDS = 5.0
 
 COMMANDS = ("demo", "diagnose", "traverse", "open", "sample", "report", "metrics", "info")
 # The one command that splits its work across the ranks of a launcher (torchrun); every other one
@@ -47,16 +49,20 @@ class _Parser(argparse.ArgumentParser):
     argparse. The commands' parsers are of this class too (add_subparsers makes its own kind)."""
 
     def error(self, message: str):
+        alone = ""
         if _other_rank():  # under torchrun every rank parses the same line: rank 0 says it, once
             # torchrun ends every rank once one has exited, so leaving at once often cut rank 0
-            # off before it spoke (no error printed at all in 1 of 4 runs); a bounded wait.
+            # off before it spoke (no error printed at all in 1 of 4 runs); a bounded wait. A
+            # rank still running after it has an error rank 0 did not have (its own options or
+            # environment): it says it itself (it exited without a word, and torchrun then
+            # stopped rank 0, which said nothing either).
             time.sleep(RANK_0_SPEAKS_SECONDS)
-            self.exit(2)
+            alone = f"rank {_world_and_rank()[1]}'s alone; "
         command = self.prog.removeprefix("latentsweep").strip()
         where = f"{command}: " if command else ""
         # (a value with a newline or an escape code is shown escaped: still one line, no colours)
         message = _CONTROL.sub(lambda m: repr(m.group())[1:-1], message)
-        self.exit(2, f"latentsweep: error: {where}{message} (see '{self.prog} --help')\n")
+        self.exit(2, f"latentsweep: error: {where}{message} ({alone}see '{self.prog} --help')\n")
 
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
