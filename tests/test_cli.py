@@ -379,12 +379,14 @@ def test_a_usage_error_under_torchrun_is_said_once(tmp_path, monkeypatch, capsys
     monkeypatch.setattr("latentsweep.cli.RANK_0_SPEAKS_SECONDS", 0.0)  # (who says it, not when)
 
     monkeypatch.setenv("WORLD_SIZE", "2")
-    for rank, said in (("1", ""), ("0", "latentsweep: error: info: unrecognized arguments: --x")):
+    said = "latentsweep: error: info: unrecognized arguments: --x"
+    # (rank 1 waits for rank 0 to say it, and for torchrun to end it; not ended here, it says it)
+    for rank, alone in (("1", "rank 1's alone; "), ("0", "")):
         monkeypatch.setenv("RANK", rank)
         with pytest.raises(SystemExit) as exit_:
             main(["info", "--x"])
         err = capsys.readouterr().err
-        assert exit_.value.code == 2 and (err.startswith(said) if said else err == ""), err
+        assert exit_.value.code == 2 and err == f"{said} ({alone}see 'latentsweep info --help')\n", err
     monkeypatch.delenv("WORLD_SIZE")  # a RANK alone (some clusters set one) is no group: the error is said
     with pytest.raises(SystemExit):
         main(["info", "--x"])
@@ -419,9 +421,11 @@ def test_commands_other_than_traverse_are_refused_under_torchrun(workspace, monk
         with pytest.raises(SystemExit) as exit_:
             main([command, *ONE_PROCESS_COMMANDS[command]])
         said = capsys.readouterr()
+        # (rank 1 waits for rank 0 to say it and for torchrun to end it; not ended here, it says it itself)
+        alone = "rank 1's alone; " if rank == "1" else ""
         expected = (f"latentsweep: error: {command}: runs in one process; run it without torchrun (WORLD_SIZE=2: only "
-                    f"traverse splits its work across ranks) (see 'latentsweep {command} --help')\n")
-        assert exit_.value.code == 2 and said.out == "" and said.err == ("" if rank == "1" else expected), said
+                    f"traverse splits its work across ranks) ({alone}see 'latentsweep {command} --help')\n")
+        assert exit_.value.code == 2 and said.out == "" and said.err == expected, said
     assert not (workspace / "ranked_out").exists()
     monkeypatch.setenv("WORLD_SIZE", "1")  # a group of one is no launcher's: the command runs
     assert "torch" in invoke("info", cwd=workspace).stdout
