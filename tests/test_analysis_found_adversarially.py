@@ -280,3 +280,20 @@ def test_sigma_histograms_refuse_a_posterior_on_the_meta_device():
     meta = ls.Posterior(torch.randn(5, 3, device="meta"), torch.randn(5, 3, device="meta"))
     with pytest.raises(ValueError, match="posterior.logvar is on the meta device"):
         ls.sigma_histograms(meta)
+
+
+# --- Directions[...] with small integer indices -----------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64])
+@pytest.mark.parametrize("kind", ["torch", "numpy"])
+def test_directions_take_an_index_of_any_integer_dtype_as_indices(dtype, kind):
+    """uint8 was read by torch as a boolean mask (two directions for three indices, silently);
+    int8 and int16 were refused as "cannot select", though listed as accepted."""
+    import numpy as np
+
+    directions = ls.Directions.from_vectors(torch.eye(3), names=["a", "b", "c"])
+    index = torch.tensor([2, 0, 0], dtype=dtype)
+    index = index.numpy() if kind == "numpy" else index
+    assert directions[index].names == ("c", "a", "a")
+    assert directions[np.array([True, False, True])].names == ("a", "c")  # (a mask stays a mask)

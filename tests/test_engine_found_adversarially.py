@@ -251,3 +251,29 @@ def test_options_the_traversal_does_not_use_are_checked_all_the_same(call, error
     unused prior_std=-1 was refused: every argument is checked for what it is."""
     with pytest.raises(error, match=match):
         call()
+
+
+def test_interpolate_takes_a_latent_shape_for_posterior_endpoints_as_traverse_does():
+    """A Posterior's own shape and a latent_shape= were "give one or the other" in interpolate;
+    traverse replaces the Posterior's with the one given (its docstring: "as for traverse")."""
+    posterior = ls.Posterior(torch.randn(4, 2, 3, 3, generator=torch.Generator().manual_seed(0)))
+    seen = []
+
+    def decoder(z):
+        seen.append(tuple(z.shape[1:]))
+        return z.reshape(len(z), -1)[:, :2]
+
+    paths = ls.interpolate(decoder, posterior[:2], posterior[2:], latent_shape=(3, 6), steps=3, progress=False)
+    assert set(seen) == {(3, 6)}
+    flat = ls.interpolate(decoder, posterior.mu[:2], posterior.mu[2:], latent_shape=(3, 6), steps=3, progress=False)
+    assert torch.equal(paths.sweep.outputs, flat.sweep.outputs)
+
+
+def test_one_flat_direction_is_taken_for_structured_anchors_as_for_flat_ones():
+    decoder = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(18, 2))
+    anchors = torch.randn(3, 18, generator=torch.Generator().manual_seed(1))
+    direction = torch.randn(18, generator=torch.Generator().manual_seed(2))
+    flat = ls.traverse(decoder, anchors, directions=direction, steps=3, progress=False)
+    structured = ls.traverse(decoder, anchors, latent_shape=(2, 3, 3), directions=direction, steps=3, progress=False)
+    assert structured.labels == flat.labels == ("u0",)
+    assert torch.equal(structured.effect, flat.effect) and torch.equal(structured.values, flat.values)

@@ -212,6 +212,8 @@ class Directions:
         if isinstance(index, torch.Tensor) and index.numel() and index.dtype not in (torch.bool, torch.int64, torch.int32,
                                                                                        torch.int16, torch.int8, torch.uint8):
             raise TypeError(f"{fn}: index must be {expected}, got a {index.dtype} tensor")
+        if isinstance(index, torch.Tensor) and index.dtype != torch.bool:
+            index = index.long()  # (torch reads uint8 as a mask, and indexes with no int8 or int16)
         try:
             every = torch.arange(len(self), device="cpu")
             picked = every[index.to("cpu") if isinstance(index, torch.Tensor) else index].reshape(-1)

@@ -18,7 +18,7 @@ from .grid_spec import GridSpec, writer_name
 from .latent_shape import checked_latent_shape, flat_codes
 from .paths import (PATHS, _endpoints, check_path_grid_size, check_path_range, interpolation_codes, path_label,
                     path_weights, path_writer_bytes, warn_undefined_arcs, _angle_terms)
-from .posterior import Posterior
+from .posterior import Posterior, unwrapped
 from .result import TraversalResult
 from .stores import StoreStatus, recorded_params, store_path
 
@@ -290,7 +290,7 @@ def interpolate(
     def build_spec(start=start, end=end, steps=steps, path=path, latent_shape=latent_shape) -> GridSpec:
         """The path grid, checked (after the ranks join, so that a rank whose checks fail tells
         the others: see sweep_grid); its endpoints and positions kept for the result."""
-        start, end = (_as_codes(point) for point in (start, end))
+        start, end = (_as_codes(point, flat=latent_shape is not None) for point in (start, end))
         structured = None
         if isinstance(start, torch.Tensor) and isinstance(end, torch.Tensor) and max(start.dim(), end.dim()) > 2:
             if start.shape != end.shape:
@@ -357,9 +357,11 @@ def _arcs_revision(out, overwrite: bool, start: torch.Tensor, end: torch.Tensor,
     return 1 if params is not None and params.get("codes") == writer_name(began_per_chunk) else ARCS_REVISION
 
 
-def _as_codes(point):
-    """A Posterior's means in the decoder's shape ``[P, *latent_shape]``; anything else as it is
-    (the endpoints' checks name it)."""
+def _as_codes(point, *, flat: bool):
+    """A Posterior's means in the decoder's shape ``[P, *latent_shape]`` (``flat``: as ``[P, D]``
+    rows, when the call gives its own latent_shape, which replaces the Posterior's as in
+    traverse: it was refused as "give one or the other"); anything else as it is (the endpoints'
+    checks name it)."""
     if isinstance(point, Posterior):
-        return point.mu.view(point.num_inputs, *point.latent_shape)
+        return unwrapped(point, None, None, flat=flat)[0]
     return point

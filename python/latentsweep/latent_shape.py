@@ -176,10 +176,12 @@ def flat_directions(fn: str, directions, latent_shape: tuple[int, ...]):
             return flat_rows(fn, "directions", directions[None], "K")
         if directions.dim() == len(latent_shape) + 1 and tuple(directions.shape[1:]) == latent_shape:
             return flat_rows(fn, "directions", directions, "K")
-        if directions.dim() != 2:
+        # (one flat [D] direction passes, as it does for flat anchors: it was refused here alone)
+        if directions.dim() != 2 and not (directions.dim() == 1 and directions.shape[0] == math.prod(latent_shape)):
             raise ValueError(
                 f"{fn}: directions must be [K, *latent_shape] = [K, {', '.join(map(str, latent_shape))}] or flat "
-                f"[K, D={math.prod(latent_shape)}] for these anchors, got shape {tuple(directions.shape)}"
+                f"[K, D={math.prod(latent_shape)}] (or [D] for one) for these anchors, got shape "
+                f"{tuple(directions.shape)}"
             )
     return directions
 
