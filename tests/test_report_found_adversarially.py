@@ -108,3 +108,13 @@ def test_explains_cluster_errors_name_explain_and_its_arguments(tmp_path):
 def test_a_path_with_a_nul_character_is_refused_by_name(tmp_path, call):
     with pytest.raises(ValueError, match=r"cannot write .*embedded null byte"):
         call(tmp_path)
+
+
+def test_centroid_outputs_and_paths_of_other_output_shapes_are_refused_before_drawing(tmp_path):
+    """Refused in cluster_panel's words ("interpolation"), after the earlier pictures were drawn."""
+    found, decoder = _clusters_and_decoder()
+    path = ls.interpolate(decoder, found.centroids[0], found.centroids[1], progress=False)  # [1, 8, 8] outputs
+    with pytest.raises(ValueError, match=r"^latentsweep.report: interpolations\[\(0, 1\)\] decodes to outputs of "
+                                         r"shape \[1, 8, 8\], but centroid_outputs are of shape \[64\]"):
+        ls.report(tmp_path / "r.html", clusters=found, centroid_outputs=torch.rand(3, 64),
+                  interpolations={(0, 1): path})

@@ -853,7 +853,6 @@ def _leader_done(store, done: str, alive: str) -> bool:
     return True
 
 
-
 # A fingerprint's projections (beside the sum of magnitudes), and the period of their weights:
 # a prime, so that features a row's width apart (an image's) do not share their weights.
 FINGERPRINT_PROJECTIONS = 8

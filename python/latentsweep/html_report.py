@@ -649,6 +649,11 @@ def _check_clusters(clusters, centroid_outputs, interpolations):
             if not isinstance(value, Interpolation) or value.num_paths != 1:
                 raise TypeError(f"{_FN}: interpolations[{key!r}] must be an Interpolation of one path, got {value!r}")
             _check_path_between_centroids(clusters, pair, key, value)
+            if centroid_outputs is not None and tuple(value.out_shape) != tuple(centroid_outputs.shape[1:]):
+                # (said before any picture, in report's words: cluster_panel's came after the others were drawn)
+                raise ValueError(f"{_FN}: interpolations[{key!r}] decodes to outputs of shape {list(value.out_shape)}, "
+                                 f"but centroid_outputs are of shape {list(centroid_outputs.shape[1:])}; pass both "
+                                 "from one decoder")
             paths[pair] = value
     return clusters, centroid_outputs, paths
 
