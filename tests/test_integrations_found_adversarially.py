@@ -267,6 +267,10 @@ def test_data_with_nan_is_refused_when_the_callback_is_made():
         TraversalCallback(data)
     with pytest.raises(ValueError, match="data has 1 non-finite"):
         log_traversals(Writer(), TinyVAE().encoder, TinyVAE().decoder, data.numpy(), step=0)
+    big_endian = data.numpy().astype(">f4")  # (read as encode reads it: torch.from_numpy refuses its byte order)
+    with pytest.raises(ValueError, match=r"data has 1 non-finite value\(s\).*index \(5, 2\)"):
+        _common.check_data("f", big_endian)
+    _common.check_data("f", np.nan_to_num(big_endian))
 
 
 def test_the_callback_logs_at_training_epochs_when_the_validation_loader_is_empty(tmp_path):

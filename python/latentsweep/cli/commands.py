@@ -1047,12 +1047,12 @@ def _report_into(folder: Path, args) -> int:
     posterior, data = _encode(encoder, model, args)
     if isinstance(directions, torch.Tensor) and directions.dim() > 2:  # [K, *latent_shape]
         if tuple(directions.shape[1:]) != posterior.latent_shape:  # (usage errors: exit 2, as --latent-shape's)
-            raise UsageError(f"--directions {args.directions}: vectors of shape {list(directions.shape[1:])}, but the "
-                           f"encoder gives codes of shape {list(posterior.latent_shape)}")
+            raise UsageError(f"--directions {args.directions}: vectors of shape {list(directions.shape[1:])}, but "
+                             f"the encoder gives codes of shape {list(posterior.latent_shape)}")
         directions = directions.flatten(1)
     if isinstance(directions, torch.Tensor) and directions.shape[-1] != posterior.latent_dim:
-        raise UsageError(f"--directions {args.directions}: vectors of {directions.shape[-1]} values, but the encoder "
-                       f"gives codes of {posterior.latent_dim} latents")
+        raise UsageError(f"--directions {args.directions}: vectors of {directions.shape[-1]} values, but the "
+                         f"encoder gives codes of {posterior.latent_dim} latents")
     if args.anchors > len(posterior):
         say("note", f"--anchors {args.anchors}, but --data has {len(posterior)} inputs: traversing from all "
             f"{len(posterior)}")

@@ -25,7 +25,7 @@ from .._modules import eval_mode, model_device, model_dtype, modules_behind
 from .._random_state import preserve_rng_state
 from ..decoding import decoder_call
 from ..diagnosis import FLAG_CODES, MIN_INPUTS, Diagnosis, diagnose, dims_label
-from ..encoding import MEASURING, check_loader_order, encode
+from ..encoding import MEASURING, array_as_tensor, check_loader_order, encode
 from ..latent_shape import latent_label
 from ..modes import MODE_TABLE
 from ..plots import kl_bars, response_curves, traversal_grid
@@ -137,8 +137,10 @@ def check_data(fn: str, data) -> None:
             refuse_complex(fn, f"a numpy array of dtype {data.dtype}")
         if isinstance(data, np.ndarray) and data.dtype.kind not in "biuf":
             raise TypeError(f"{fn}: data must be a numeric array, got dtype {data.dtype}")
-        # (said now, naming the data: the first snapshot blamed the encoder, "mu has NaN/Inf")
-        _checks.finite(fn, "data", torch.from_numpy(data) if isinstance(data, np.ndarray) else data)
+        # (said now, naming the data: the first snapshot blamed the encoder, "mu has NaN/Inf"; an
+        # array as encode reads it, big-endian too)
+        if isinstance(data, torch.Tensor) or data.dtype.kind == "f":
+            _checks.finite(fn, "data", array_as_tensor(data, None) if isinstance(data, np.ndarray) else data)
         return
     if isinstance(data, torch.utils.data.DataLoader):  # (said now, not at the end of the first epoch)
         check_loader_order(data, fn)
