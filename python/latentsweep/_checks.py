@@ -496,13 +496,19 @@ PRIOR_STD_RANGE = (1e-100, 1e100)
 def prior_std(fn: str, value) -> float:
     """A prior SD: a finite number > 0 within ``PRIOR_STD_RANGE``."""
     value = positive_float(fn, "prior_std", value)
-    low, high = PRIOR_STD_RANGE
-    if not low <= value <= high:
-        raise ValueError(
-            f"{fn}: prior_std must lie in [{low:g}, {high:g}] (its variance and the KL against "
-            f"it must fit a float64), got {value:g}"
-        )
+    problem = prior_std_outside_range(value)
+    if problem:
+        raise ValueError(f"{fn}: prior_std {problem}")
     return value
+
+
+def prior_std_outside_range(value: float) -> str | None:
+    """What is wrong with a finite prior SD > 0 outside ``PRIOR_STD_RANGE`` (the words the
+    command line's --prior-std says too), else None."""
+    low, high = PRIOR_STD_RANGE
+    if low <= value <= high:
+        return None
+    return f"must lie in [{low:g}, {high:g}] (its variance and the KL against it must fit a float64), got {value:g}"
 
 
 def _one_or_more_indices(value):

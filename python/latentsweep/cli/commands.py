@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .._checks import INT64_MAX, PRIOR_STD_RANGE, rows_nonfinite
+from .._checks import INT64_MAX, prior_std_outside_range, rows_nonfinite
 from .._extension import _C
 from ..encoding import encode
 from ..explanation import explain
@@ -131,10 +131,9 @@ def _prior_std(text: str) -> float:
     """A prior SD the diagnosis takes (the library's range: a value beyond it was refused after the
     model was loaded and the data encoded, with exit 1 and in the diagnosis' words)."""
     value = _positive_float(text)
-    low, high = PRIOR_STD_RANGE
-    if not low <= value <= high:
-        raise argparse.ArgumentTypeError(f"must lie in [{low:g}, {high:g}] (its variance and the KL against it must "
-                                         f"fit a float64), got {text}")
+    problem = prior_std_outside_range(value)
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
     return value
 
 
