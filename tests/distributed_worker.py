@@ -126,7 +126,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("scenario", choices=["sweep", "caller-group", "kill", "resume", "directions", "cuda", "explain",
                                                  "failures", "elsewhere", "failed-early", "alone", "slow-share",
-                                                 "different-transforms"])
+                                                 "hung-share", "different-transforms"])
     parser.add_argument("out", type=Path)
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -260,6 +260,20 @@ def main() -> None:
                                            else None)
         save(sweep(slow, out=args.out / "slow.zarr"), args.out, "slow")
         dist.destroy_process_group()
+    elif args.scenario == "hung-share":  # rank 1 decodes nothing for far longer than the group's timeout
+        dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=4))
+        rank = dist.get_rank()
+        stuck, calls = mlp_decoder(5, 20), [0]
+
+        def hang_once(module, inputs):
+            calls[0] += 1
+            if rank == 1 and calls[0] == PROBE_CALLS + 2:  # (a batch of its units: its interpreter stays free)
+                time.sleep(20.0)
+
+        stuck.register_forward_pre_hook(hang_once)
+        started = time.monotonic()
+        outcome = attempt(lambda: sweep(stuck, out=args.out / "hung.zarr"))
+        (args.out / f"hung-rank{rank}.txt").write_text(f"{outcome}\n{time.monotonic() - started:.1f}")
     elif args.scenario == "different-transforms":  # the ranks' calls differ in an option the store does not record
         dist.init_process_group("gloo")
         rank = dist.get_rank()

@@ -379,3 +379,16 @@ def test_ranks_whose_decoders_differ_at_the_anchors_are_refused_with_a_store_too
             assert line.startswith("ValueError: latentsweep.traverse: the decoder's outputs at the anchors differ "
                                    "between the ranks"), line
 
+
+def test_a_rank_that_decodes_nothing_for_the_groups_timeout_is_given_up(tmp_path):
+    """The ranks done first wait in the store for a slower one (test above), but not for ever: a
+    rank whose progress stands still for the group's timeout (4 s here; its decoder sleeps 20 s in
+    one call) is said to hang, as the collective said at that timeout, well before it returns."""
+    torchrun(2, "hung-share", tmp_path)
+    outcome, seconds = (tmp_path / "hung-rank0.txt").read_text().splitlines()
+    assert outcome.startswith("LostContact: latentsweep.traverse: lost contact with another rank: rank 1 stopped "
+                              "answering while it decoded its share of the units (it decoded nothing for 4 s, the "
+                              "process group's timeout"), outcome
+    assert "resume=True" in outcome, outcome
+    assert float(seconds) < 20.0, seconds  # (given up while rank 1 still slept)
+
